@@ -1,0 +1,151 @@
+//! The command line: `run`, `check` and `demo`. `main.rs` only parses arguments and calls these.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::server::{Server, shutdown_signal};
+
+/// pagegate: keeps list APIs alive when their tables hold millions of rows.
+#[derive(Debug, Parser)]
+#[command(name = "pagegate", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the proxy.
+    Run {
+        /// The YAML configuration file.
+        #[arg(long, short, env = "PAGEGATE_CONFIG")]
+        config: PathBuf,
+    },
+    /// Validate a configuration file and print one line per route.
+    Check {
+        /// The YAML configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run a built-in naive list API with pagegate in front of it.
+    Demo {
+        /// Where pagegate listens (default: the `listen` of config/demo.yaml, 127.0.0.1:8080).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Rows in the demo table.
+        #[arg(long, default_value_t = crate::demo::DEFAULT_ROWS)]
+        rows: u64,
+    },
+}
+
+/// Runs a subcommand to completion.
+pub fn main(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Check { config } => check(&config),
+        Command::Run { config } => match Config::load(&config) {
+            Ok(config) => block_on(serve(config, None)),
+            Err(error) => {
+                eprintln!("{error}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Demo { listen, rows } => block_on(demo(listen, rows)),
+    }
+}
+
+fn block_on(future: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(future),
+        Err(error) => {
+            eprintln!("cannot start the runtime: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `pagegate check`: exit 0 with a summary per route, or 1 with `FILE:LINE:COLUMN: …` lines.
+pub fn check(path: &Path) -> ExitCode {
+    match Config::load(path) {
+        Ok(config) => {
+            println!(
+                "{}: ok, listening on {}, {} route(s)",
+                path.display(),
+                config.listen,
+                config.routes.len()
+            );
+            for route in &config.routes {
+                println!("{}", route.summary());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("{error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(
+    config: Config,
+    banner: Option<Box<dyn FnOnce(SocketAddr) -> String + Send>>,
+) -> ExitCode {
+    crate::telemetry::init();
+    let server = match Server::bind(config.clone()).await {
+        Ok(server) => server,
+        Err(error) => {
+            eprintln!("cannot listen on {}: {error}", config.listen);
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = server.local_addr().unwrap_or(config.listen);
+    match banner {
+        Some(banner) => println!("{}", banner(addr)),
+        None => tracing::info!(%addr, routes = config.routes.len(), "pagegate listening"),
+    }
+    server.run(shutdown_signal()).await;
+    ExitCode::SUCCESS
+}
+
+async fn demo(listen: Option<SocketAddr>, rows: u64) -> ExitCode {
+    let mut config = match Config::parse("config/demo.yaml (embedded)", crate::demo::DEMO_CONFIG) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(listen) = listen {
+        config.listen = listen;
+    }
+    let Some(backend) = crate::demo::backend_addr(&config) else {
+        eprintln!("config/demo.yaml has no `demo` upstream");
+        return ExitCode::FAILURE;
+    };
+    let listener = match TcpListener::bind(backend).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            eprintln!(
+                "cannot start the demo backend on {backend}: {error} (is another demo running?)"
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    tokio::spawn(crate::demo::serve_backend(listener, rows));
+    serve(
+        config,
+        Some(Box::new(move |proxy| {
+            crate::demo::instructions(proxy, backend)
+        })),
+    )
+    .await
+}

@@ -1,0 +1,280 @@
+//! Configuration: `YAML file → FileConfig (raw, serde) → Config (typed, validated)`.
+//!
+//! Everything is checked at start-up, before any socket opens: addresses, durations, sizes,
+//! upstream names, route overlaps, pagination bounds, cursor secrets. A value left out takes the
+//! `DEFAULT_*` constant of [`defaults`]. `config/reference.yaml` shows every key.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Method, Uri};
+
+use crate::body::scan::ItemsPath;
+use crate::cursor::CursorCodec;
+
+mod build;
+pub mod defaults;
+mod error;
+mod file;
+
+pub(crate) use build::parse_pointer;
+pub use error::{ConfigError, ConfigProblem, Located, Position};
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where clients connect.
+    pub listen: SocketAddr,
+    /// Where Prometheus scrapes `/metrics`; no metrics listener when unset.
+    pub metrics_listen: Option<SocketAddr>,
+    /// How long open requests may finish after a shutdown signal.
+    pub shutdown_grace: Duration,
+    /// Most client connections served at once.
+    pub max_connections: usize,
+    /// What happens to requests that match no route.
+    pub default: DefaultPolicy,
+    /// Backends by name.
+    pub upstreams: BTreeMap<String, Arc<UpstreamConfig>>,
+    /// Routes in file order.
+    pub routes: Vec<Arc<RouteConfig>>,
+}
+
+/// What happens to a request that matches no route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DefaultPolicy {
+    /// Relay it to this upstream unchanged.
+    Pass(String),
+    /// Answer 404 problem+json.
+    Deny,
+}
+
+/// How the `Host` header reaches the upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostMode {
+    /// The upstream URL's authority (the default).
+    Upstream,
+    /// The client's own `Host`.
+    Preserve,
+    /// This value.
+    Fixed(http::HeaderValue),
+}
+
+/// One backend.
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    /// Its name in the file.
+    pub name: String,
+    /// Scheme and authority requests go to.
+    pub origin: Uri,
+    /// Path prefix put before every request path (empty for `/`).
+    pub base_path: String,
+    /// The `Host` sent upstream.
+    pub host: HostMode,
+    /// Talk HTTP/2 with prior knowledge (h2c) instead of HTTP/1.1.
+    pub http2: bool,
+    /// Time to open a connection.
+    pub connect_timeout: Duration,
+    /// Time until the response head.
+    pub response_timeout: Duration,
+    /// Longest pause between two body frames.
+    pub idle_timeout: Duration,
+    /// How long idle pooled connections live.
+    pub pool_idle_timeout: Duration,
+    /// Idle pooled connections kept.
+    pub pool_max_idle: usize,
+}
+
+/// One route.
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    /// Name used in logs, metrics and cursors.
+    pub name: String,
+    /// `matchit` path pattern.
+    pub path: String,
+    /// Methods it matches; `None` for all.
+    pub methods: Option<Vec<Method>>,
+    /// Upstream name.
+    pub upstream: String,
+    /// Pagination policy for list routes.
+    pub list: Option<ListPolicy>,
+}
+
+/// How a route answers a request that breaks its limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnViolation {
+    /// 400 problem+json.
+    Reject,
+    /// Forward the largest allowed value and say so in `Pagegate-Clamped`.
+    Clamp,
+}
+
+/// What a list route does with a response it cannot scan as JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnInvalid {
+    /// Relay it unchanged when it fits in `max_bytes`, else 502.
+    Pass,
+    /// Always 502.
+    Reject,
+}
+
+/// The parameter a backend reads its position from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OffsetParam {
+    /// `offset=N` rows.
+    Offset(String),
+    /// `page=N`, whose offset is `(N - first) × page size`.
+    Page {
+        /// Parameter name.
+        name: String,
+        /// Number of the first page.
+        first: u64,
+    },
+}
+
+/// The pagination policy of a list route.
+#[derive(Debug, Clone)]
+pub struct ListPolicy {
+    /// Page-size parameter.
+    pub limit_param: String,
+    /// Position parameter.
+    pub offset: OffsetParam,
+    /// Page size injected when the request has none.
+    pub default_limit: u64,
+    /// Largest page size.
+    pub max_limit: u64,
+    /// Deepest offset.
+    pub max_offset: u64,
+    /// Reject or clamp.
+    pub on_violation: OnViolation,
+    /// Most items relayed in one response.
+    pub max_items: u64,
+    /// Most bytes held and relayed for one response.
+    pub max_bytes: u64,
+    /// Where the array sits in the response.
+    pub items: ItemsPath,
+    /// What to do with responses that are not JSON.
+    pub on_invalid: OnInvalid,
+    /// Keyset cursors, when the backend can filter by key.
+    pub keyset: Option<Arc<KeysetPolicy>>,
+}
+
+/// Sort direction of a keyset route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// Keys increase.
+    Asc,
+    /// Keys decrease.
+    Desc,
+}
+
+/// One column of a keyset key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyField {
+    /// JSON pointer of the key inside each item, e.g. `/id`.
+    pub field: String,
+    /// Backend parameter that takes "after this value", e.g. `id_gt`.
+    pub param: String,
+}
+
+/// How a backend filters by key.
+#[derive(Debug, Clone)]
+pub struct KeysetPolicy {
+    /// One or two key columns, most significant first.
+    pub keys: Vec<KeyField>,
+    /// Sort direction.
+    pub order: Order,
+    /// Parameters always sent so the backend sorts by the key.
+    pub set_params: Vec<(String, String)>,
+    /// Parameter clients send cursors in.
+    pub cursor_param: String,
+    /// Field written into the envelope with the next cursor (envelope responses only).
+    pub next_cursor_field: Option<String>,
+    /// `cursor::route_id` of the route.
+    pub route_id: u64,
+    /// Signs and verifies cursors.
+    pub codec: Arc<CursorCodec>,
+}
+
+// === impl Config ===
+
+impl Config {
+    /// Reads and validates a file.
+    pub fn load(path: &std::path::Path) -> Result<Self, ConfigError> {
+        let name = path.display().to_string();
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::parse(&name, &text),
+            Err(e) => Err(ConfigError {
+                file: name,
+                problems: vec![Located {
+                    at: None,
+                    problem: ConfigProblem::Syntax(format!("cannot read the file: {e}")),
+                }],
+            }),
+        }
+    }
+
+    /// Parses and validates YAML text; `file` names it in errors.
+    pub fn parse(file: &str, text: &str) -> Result<Self, ConfigError> {
+        build::parse(text).map_err(|problems| ConfigError {
+            file: file.to_owned(),
+            problems,
+        })
+    }
+
+    /// The upstream a route or the default policy names. Validation guarantees it exists.
+    pub fn upstream(&self, name: &str) -> Option<&Arc<UpstreamConfig>> {
+        self.upstreams.get(name)
+    }
+}
+
+// === impl RouteConfig ===
+
+impl RouteConfig {
+    /// One line for `pagegate check`.
+    pub fn summary(&self) -> String {
+        let methods = self.methods.as_ref().map_or_else(
+            || "ANY".to_owned(),
+            |m| m.iter().map(Method::as_str).collect::<Vec<_>>().join(","),
+        );
+        let mut line = format!(
+            "route {}: {methods} {} -> {}",
+            self.name, self.path, self.upstream
+        );
+        if let Some(list) = &self.list {
+            let position = match &list.offset {
+                OffsetParam::Offset(name) => format!("{name} <= {}", list.max_offset),
+                OffsetParam::Page { name, first } => {
+                    format!("{name} from {first}, offset <= {}", list.max_offset)
+                }
+            };
+            line.push_str(&format!(
+                "; list: {} default {} max {} ({:?}), {position}, cut at {} items / {} bytes",
+                list.limit_param,
+                list.default_limit,
+                list.max_limit,
+                list.on_violation,
+                list.max_items,
+                list.max_bytes,
+            ));
+            if let Some(keyset) = &list.keyset {
+                let keys: Vec<_> = keyset
+                    .keys
+                    .iter()
+                    .map(|k| format!("{}->{}", k.field, k.param))
+                    .collect();
+                line.push_str(&format!(
+                    "; keyset {:?} on {} via ?{}=",
+                    keyset.order,
+                    keys.join(","),
+                    keyset.cursor_param
+                ));
+            }
+        }
+        line
+    }
+}
+
+#[cfg(test)]
+mod tests;

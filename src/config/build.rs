@@ -1,0 +1,508 @@
+//! `FileConfig → Config`: every rule of the configuration, with positions for errors.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderValue, Method, Uri};
+use serde_saphyr::Spanned;
+
+use super::defaults::*;
+use super::file::*;
+use super::*;
+use crate::cursor::{CursorCodec, CursorKey};
+use crate::routing::RouteTable;
+
+mod list;
+
+pub(crate) use list::parse_pointer;
+
+/// Parses YAML text into a validated config, or every problem found.
+pub(super) fn parse(text: &str) -> Result<Config, Vec<Located>> {
+    let options = serde_saphyr::options! {
+        duplicate_keys: serde_saphyr::DuplicateKeyPolicy::Error,
+        strict_booleans: true,
+        with_snippet: false,
+    };
+    let file: FileConfig = serde_saphyr::from_str_with_options(text, options).map_err(|e| {
+        let at = e.location().map(Position::from);
+        vec![Located {
+            at,
+            problem: ConfigProblem::Syntax(syntax_message(&e, at.and_then(|at| token(text, at)))),
+        }]
+    })?;
+    Config::try_from(file)
+}
+
+/// The parser's message without its own location suffix (the position is printed in front),
+/// made plainer where serde's wording is terse.
+fn syntax_message(e: &serde_saphyr::Error, found: Option<&str>) -> String {
+    let text = e.to_string();
+    let first = text.lines().next().unwrap_or_default().trim();
+    let message = first.split(" at line ").next().unwrap_or(first).trim();
+    let message = message.trim_start_matches("error: ");
+    let found = found.unwrap_or("this value");
+    if message.starts_with("invalid u64") || message.starts_with("invalid u8") {
+        format!(
+            "expected a whole number of 0 or more, found `{found}`: write digits only, such as 100"
+        )
+    } else if message.starts_with("unknown field") {
+        format!("{message} (check the spelling; config/reference.yaml lists every key)")
+    } else {
+        message.to_owned()
+    }
+}
+
+/// The scalar written at a position, for error messages.
+fn token(text: &str, at: Position) -> Option<&str> {
+    let line = text
+        .lines()
+        .nth(usize::try_from(at.line).ok()?.checked_sub(1)?)?;
+    let column = usize::try_from(at.column).ok()?.checked_sub(1)?;
+    let rest = line.get(column..)?;
+    let end = rest.find([',', ']', '}', '#']).unwrap_or(rest.len());
+    Some(rest[..end].trim()).filter(|t| !t.is_empty())
+}
+
+/// Collects problems so one run reports all of them.
+#[derive(Default)]
+struct Problems(Vec<Located>);
+
+impl Problems {
+    fn push<T>(&mut self, at: &Spanned<T>, problem: ConfigProblem) {
+        self.0.push(Located {
+            at: Some(at.referenced.into()),
+            problem,
+        });
+    }
+
+    fn invalid<T>(&mut self, at: &Spanned<T>, key: &'static str, reason: String) {
+        self.push(at, ConfigProblem::Invalid { key, reason });
+    }
+
+    fn duration(
+        &mut self,
+        value: Option<&Spanned<String>>,
+        key: &'static str,
+        default: Duration,
+    ) -> Duration {
+        let Some(value) = value else { return default };
+        match humantime::parse_duration(value.value.trim()) {
+            Ok(d) if !d.is_zero() => d,
+            Ok(_) => {
+                self.invalid(value, key, "must be longer than zero".to_owned());
+                default
+            }
+            Err(_) => {
+                let problem = ConfigProblem::Duration {
+                    key,
+                    value: value.value.clone(),
+                };
+                self.push(value, problem);
+                default
+            }
+        }
+    }
+
+    fn address(&mut self, value: &Spanned<String>, key: &'static str) -> Option<SocketAddr> {
+        let parsed = SocketAddr::from_str(value.value.trim()).ok();
+        if parsed.is_none() {
+            let problem = ConfigProblem::Address {
+                key,
+                value: value.value.clone(),
+            };
+            self.push(value, problem);
+        }
+        parsed
+    }
+
+    fn param(
+        &mut self,
+        value: Option<&Spanned<String>>,
+        key: &'static str,
+        default: &str,
+    ) -> String {
+        let Some(value) = value else {
+            return default.to_owned();
+        };
+        let ok = !value.value.is_empty()
+            && value
+                .value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.~[]".contains(&b));
+        if !ok {
+            self.invalid(
+                value,
+                key,
+                format!(
+                    "is {:?}: a parameter name is letters, digits and -_.~[] exactly as the backend reads it",
+                    value.value
+                ),
+            );
+        }
+        value.value.clone()
+    }
+}
+
+impl TryFrom<FileConfig> for Config {
+    type Error = Vec<Located>;
+
+    fn try_from(file: FileConfig) -> Result<Self, Self::Error> {
+        let mut p = Problems::default();
+        let listen = match &file.listen {
+            Some(l) => p.address(l, "listen"),
+            None => SocketAddr::from_str(DEFAULT_LISTEN).ok(),
+        };
+        let metrics_listen = file
+            .metrics_listen
+            .as_ref()
+            .and_then(|m| p.address(m, "metrics_listen"));
+        let shutdown_grace = p.duration(
+            file.shutdown_grace.as_ref(),
+            "shutdown_grace",
+            DEFAULT_SHUTDOWN_GRACE,
+        );
+        let max_connections = match &file.max_connections {
+            Some(m) if m.value == 0 => {
+                p.invalid(m, "max_connections", "must be at least 1".to_owned());
+                DEFAULT_MAX_CONNECTIONS
+            }
+            Some(m) => usize::try_from(m.value).unwrap_or(usize::MAX),
+            None => DEFAULT_MAX_CONNECTIONS,
+        };
+
+        if file.upstreams.value.is_empty() {
+            p.invalid(
+                &file.upstreams,
+                "upstreams",
+                "is empty: declare at least one, e.g. `app: {url: http://127.0.0.1:3000}`"
+                    .to_owned(),
+            );
+        }
+        let upstreams: BTreeMap<String, Arc<UpstreamConfig>> = file
+            .upstreams
+            .value
+            .iter()
+            .filter_map(|(name, u)| upstream(&mut p, name, u).map(|u| (name.clone(), Arc::new(u))))
+            .collect();
+        let known = file
+            .upstreams
+            .value
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ");
+
+        let default = match &file.default {
+            None => DefaultPolicy::Deny,
+            Some(d) => match (d.value.action.value, &d.value.upstream) {
+                (FileDefaultAction::Deny, None) => DefaultPolicy::Deny,
+                (FileDefaultAction::Deny, Some(u)) => {
+                    p.invalid(
+                        u,
+                        "default.upstream",
+                        "is only read with `action: pass`: remove it".to_owned(),
+                    );
+                    DefaultPolicy::Deny
+                }
+                (FileDefaultAction::Pass, None) => {
+                    p.invalid(
+                        &d.value.action,
+                        "default.action",
+                        "is `pass` but no `upstream` is named: add `upstream: NAME`".to_owned(),
+                    );
+                    DefaultPolicy::Deny
+                }
+                (FileDefaultAction::Pass, Some(u)) => {
+                    if !file.upstreams.value.contains_key(&u.value) {
+                        p.invalid(
+                            u,
+                            "default.upstream",
+                            format!("is `{}`, which is not declared under `upstreams`; declared: {known}", u.value),
+                        );
+                    }
+                    DefaultPolicy::Pass(u.value.clone())
+                }
+            },
+        };
+
+        let codec = file.cursors.as_ref().and_then(|c| cursors(&mut p, c));
+        let mut routes = Vec::new();
+        let mut names = BTreeMap::new();
+        for r in &file.routes {
+            let name = r
+                .value
+                .name
+                .as_ref()
+                .map_or_else(|| default_name(&r.value), |n| n.value.clone());
+            if let Some(previous) = names.insert(name.clone(), r) {
+                let at = r.value.name.as_ref().map_or(r.referenced, |n| n.referenced);
+                p.0.push(Located {
+                    at: Some(at.into()),
+                    problem: ConfigProblem::Invalid {
+                        key: "name",
+                        reason: format!(
+                            "`{name}` is already used by the route at line {}: route names must be unique",
+                            previous.referenced.line()
+                        ),
+                    },
+                });
+            }
+            if !file.upstreams.value.contains_key(&r.value.upstream.value) {
+                let problem = ConfigProblem::UnknownUpstream {
+                    route: name.clone(),
+                    name: r.value.upstream.value.clone(),
+                    known: known.clone(),
+                };
+                p.push(&r.value.upstream, problem);
+            }
+            routes.push(Arc::new(route(&mut p, name, &r.value, codec.as_ref())));
+        }
+        if let Err((later, earlier)) = RouteTable::new(&routes) {
+            let problem = ConfigProblem::Overlap {
+                route: routes[later].name.clone(),
+                path: routes[later].path.clone(),
+                other: routes[earlier].name.clone(),
+            };
+            p.push(&file.routes[later].value.path, problem);
+        }
+
+        match (p.0.is_empty(), listen) {
+            (true, Some(listen)) => Ok(Config {
+                listen,
+                metrics_listen,
+                shutdown_grace,
+                max_connections,
+                default,
+                upstreams,
+                routes,
+            }),
+            _ => {
+                p.0.sort_by_key(|l| l.at.map(|at| (at.line, at.column)));
+                Err(p.0)
+            }
+        }
+    }
+}
+
+/// A route without `name` is named by its methods and path: `GET /events`.
+fn default_name(r: &FileRoute) -> String {
+    match &r.methods {
+        Some(methods) => {
+            let list: Vec<&str> = methods.value.iter().map(|m| m.value.as_str()).collect();
+            format!("{} {}", list.join(","), r.path.value)
+        }
+        None => r.path.value.clone(),
+    }
+}
+
+fn upstream(p: &mut Problems, name: &str, u: &Spanned<FileUpstream>) -> Option<UpstreamConfig> {
+    let f = &u.value;
+    let uri = match Uri::from_str(f.url.value.trim()) {
+        Ok(uri) => uri,
+        Err(e) => {
+            p.invalid(
+                &f.url,
+                "url",
+                format!(
+                    "is {:?}, which is not a URL ({e}): write http://HOST:PORT",
+                    f.url.value
+                ),
+            );
+            return None;
+        }
+    };
+    if uri.scheme_str() != Some("http") || uri.authority().is_none() || uri.query().is_some() {
+        p.invalid(
+            &f.url,
+            "url",
+            format!(
+                "is {:?}: write http://HOST:PORT[/prefix] (no query; https upstreams are not supported yet, \
+                 put pagegate beside a TLS sidecar)",
+                f.url.value
+            ),
+        );
+        return None;
+    }
+    let origin = Uri::builder()
+        .scheme("http")
+        .authority(uri.authority()?.clone())
+        .path_and_query("/")
+        .build()
+        .ok()?;
+    let host = match f.host.as_ref().map(|h| h.value.as_str()) {
+        None | Some("upstream") => HostMode::Upstream,
+        Some("preserve") => HostMode::Preserve,
+        Some(other) => match HeaderValue::from_str(other) {
+            Ok(v) if !other.is_empty() => HostMode::Fixed(v),
+            _ => {
+                if let Some(h) = &f.host {
+                    p.invalid(
+                        h,
+                        "host",
+                        format!("is {other:?}: write `upstream`, `preserve` or a host name"),
+                    );
+                }
+                HostMode::Upstream
+            }
+        },
+    };
+    let pool_max_idle = f.pool_max_idle.as_ref().map_or(DEFAULT_POOL_MAX_IDLE, |n| {
+        usize::try_from(n.value).unwrap_or(usize::MAX)
+    });
+    Some(UpstreamConfig {
+        name: name.to_owned(),
+        origin,
+        base_path: uri.path().trim_end_matches('/').to_owned(),
+        host,
+        http2: f.http2.unwrap_or(false),
+        connect_timeout: p.duration(
+            f.connect_timeout.as_ref(),
+            "connect_timeout",
+            DEFAULT_CONNECT_TIMEOUT,
+        ),
+        response_timeout: p.duration(
+            f.response_timeout.as_ref(),
+            "response_timeout",
+            DEFAULT_RESPONSE_TIMEOUT,
+        ),
+        idle_timeout: p.duration(
+            f.idle_timeout.as_ref(),
+            "idle_timeout",
+            DEFAULT_IDLE_TIMEOUT,
+        ),
+        pool_idle_timeout: p.duration(
+            f.pool_idle_timeout.as_ref(),
+            "pool_idle_timeout",
+            DEFAULT_POOL_IDLE_TIMEOUT,
+        ),
+        pool_max_idle,
+    })
+}
+
+fn cursors(p: &mut Problems, c: &Spanned<FileCursors>) -> Option<Arc<CursorCodec>> {
+    let mut keys = Vec::new();
+    for k in &c.value.keys.value {
+        let Ok(id) = u8::try_from(k.value.id.value) else {
+            p.invalid(
+                &k.value.id,
+                "id",
+                format!("is {}: key ids are 0 to 255", k.value.id.value),
+            );
+            continue;
+        };
+        if keys.iter().any(|existing: &CursorKey| existing.id == id) {
+            p.invalid(
+                &k.value.id,
+                "id",
+                format!("{id} is used twice: give every key its own id"),
+            );
+            continue;
+        }
+        let secret = match (&k.value.secret, &k.value.secret_env) {
+            (Some(s), None) => s.value.clone(),
+            (None, Some(var)) => match std::env::var(&var.value) {
+                Ok(s) => s,
+                Err(_) => {
+                    p.invalid(
+                        var,
+                        "secret_env",
+                        format!("names ${}, which is not set: export it (at least {MIN_SECRET_LEN} random bytes)", var.value),
+                    );
+                    continue;
+                }
+            },
+            _ => {
+                p.invalid(
+                    k,
+                    "keys",
+                    "each key needs exactly one of `secret` or `secret_env`".to_owned(),
+                );
+                continue;
+            }
+        };
+        if secret.len() < MIN_SECRET_LEN {
+            p.invalid(
+                k,
+                "secret",
+                format!(
+                    "of key {id} is {} bytes: use at least {MIN_SECRET_LEN} random bytes, e.g. `openssl rand -base64 48`",
+                    secret.len()
+                ),
+            );
+            continue;
+        }
+        keys.push(CursorKey {
+            id,
+            secret: secret.into_bytes(),
+        });
+    }
+    if c.value.keys.value.is_empty() {
+        p.invalid(
+            &c.value.keys,
+            "keys",
+            "is empty: declare at least one signing key".to_owned(),
+        );
+    }
+    let ttl = c
+        .value
+        .ttl
+        .as_ref()
+        .map(|t| p.duration(Some(t), "ttl", Duration::from_secs(86_400)));
+    if keys.is_empty() {
+        return None;
+    }
+    CursorCodec::new(keys, ttl).map(Arc::new)
+}
+
+fn route(
+    p: &mut Problems,
+    name: String,
+    r: &FileRoute,
+    codec: Option<&Arc<CursorCodec>>,
+) -> RouteConfig {
+    if !r.path.value.starts_with('/') {
+        p.invalid(
+            &r.path,
+            "path",
+            format!("is {:?}: a path starts with `/`", r.path.value),
+        );
+    }
+    let methods = r.methods.as_ref().map(|list| {
+        if list.value.is_empty() {
+            p.invalid(
+                list,
+                "methods",
+                "is empty: remove it to match every method".to_owned(),
+            );
+        }
+        list.value
+            .iter()
+            .filter_map(|m| {
+                let ok = !m.value.is_empty() && m.value.bytes().all(|b| b.is_ascii_uppercase());
+                let method = Method::from_bytes(m.value.as_bytes()).ok().filter(|_| ok);
+                if method.is_none() {
+                    p.invalid(
+                        m,
+                        "methods",
+                        format!(
+                            "contains {:?}: write methods in capitals, e.g. GET",
+                            m.value
+                        ),
+                    );
+                }
+                method
+            })
+            .collect()
+    });
+    let list = r.list.as_ref().map(|l| list::list(p, &name, l, codec));
+    RouteConfig {
+        name,
+        path: r.path.value.clone(),
+        methods,
+        upstream: r.upstream.value.clone(),
+        list,
+    }
+}

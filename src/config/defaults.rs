@@ -1,0 +1,48 @@
+//! Every default value of the configuration, one documented constant each.
+//!
+//! `config/reference.yaml` shows the same values; the config tests check that they agree.
+
+use std::time::Duration;
+
+/// Address the proxy listens on when `listen` is not set.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// How long open requests may finish after SIGTERM/SIGINT before they are cut (10 seconds).
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// Most client connections served at once; further accepts wait (10,000).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+
+/// Time allowed to open a TCP connection to an upstream (2 seconds).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Time allowed from sending a request until the upstream's response head arrives (30 seconds).
+pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Time allowed between two body frames, in either direction (60 seconds).
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long an idle pooled upstream connection is kept (4 seconds). Keep it below the upstream's
+/// own keep-alive timeout (Node.js: 5 s) so pagegate never reuses a connection the upstream closes.
+pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
+/// Most idle pooled connections kept per upstream (32).
+pub const DEFAULT_POOL_MAX_IDLE: usize = 32;
+
+/// Query parameter that carries the page size (`limit`).
+pub const DEFAULT_LIMIT_PARAM: &str = "limit";
+/// Query parameter that carries the offset when neither `offset_param` nor `page_param` is set.
+pub const DEFAULT_OFFSET_PARAM: &str = "offset";
+/// Number of the first page for page-style routes (`page=1` is offset 0).
+pub const DEFAULT_FIRST_PAGE: u64 = 1;
+/// Page size injected when a list request names none (100 items).
+pub const DEFAULT_DEFAULT_LIMIT: u64 = 100;
+/// Largest page size a client may ask for (1,000 items).
+pub const DEFAULT_MAX_LIMIT: u64 = 1_000;
+/// Deepest offset a client may ask for (10,000 rows); deeper pages must use cursors.
+pub const DEFAULT_MAX_OFFSET: u64 = 10_000;
+/// Largest list response pagegate holds and relays (8 MiB); bigger responses are cut.
+pub const DEFAULT_MAX_BYTES: u64 = 8 * 1024 * 1024;
+/// Upper bound for `max_bytes` (256 MiB): a page is held in memory, so it must stay small.
+pub const MAX_MAX_BYTES: u64 = 256 * 1024 * 1024;
+/// Deepest JSON nesting the list scanner accepts (128 levels).
+pub const DEFAULT_MAX_DEPTH: usize = 128;
+
+/// Query parameter clients send keyset cursors in (`cursor`).
+pub const DEFAULT_CURSOR_PARAM: &str = "cursor";
+/// Shortest accepted cursor secret (32 bytes, the HMAC-SHA256 block half).
+pub const MIN_SECRET_LEN: usize = 32;

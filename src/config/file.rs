@@ -1,0 +1,140 @@
+//! The configuration file as written: raw serde structs that reject unknown keys.
+//!
+//! Every value whose meaning is checked after parsing (addresses, durations, sizes, names that
+//! refer to other entries) is wrapped in [`Spanned`] so the error can point at its line and
+//! column. [`super::Config`] is built from these with `TryFrom`.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+/// Top level of a pagegate YAML file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileConfig {
+    pub(crate) listen: Option<Spanned<String>>,
+    pub(crate) metrics_listen: Option<Spanned<String>>,
+    pub(crate) shutdown_grace: Option<Spanned<String>>,
+    pub(crate) max_connections: Option<Spanned<u64>>,
+    pub(crate) default: Option<Spanned<FileDefault>>,
+    pub(crate) cursors: Option<Spanned<FileCursors>>,
+    pub(crate) upstreams: Spanned<BTreeMap<String, Spanned<FileUpstream>>>,
+    #[serde(default)]
+    pub(crate) routes: Vec<Spanned<FileRoute>>,
+}
+
+/// What happens to a request that matches no route.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileDefault {
+    pub(crate) action: Spanned<FileDefaultAction>,
+    pub(crate) upstream: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum FileDefaultAction {
+    Pass,
+    Deny,
+}
+
+/// One backend.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileUpstream {
+    pub(crate) url: Spanned<String>,
+    pub(crate) host: Option<Spanned<String>>,
+    pub(crate) http2: Option<bool>,
+    pub(crate) connect_timeout: Option<Spanned<String>>,
+    pub(crate) response_timeout: Option<Spanned<String>>,
+    pub(crate) idle_timeout: Option<Spanned<String>>,
+    pub(crate) pool_idle_timeout: Option<Spanned<String>>,
+    pub(crate) pool_max_idle: Option<Spanned<u64>>,
+}
+
+/// One route.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileRoute {
+    pub(crate) name: Option<Spanned<String>>,
+    pub(crate) path: Spanned<String>,
+    pub(crate) methods: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(crate) upstream: Spanned<String>,
+    pub(crate) list: Option<Spanned<FileList>>,
+}
+
+/// Pagination policy of a list route.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileList {
+    pub(crate) limit_param: Option<Spanned<String>>,
+    pub(crate) offset_param: Option<Spanned<String>>,
+    pub(crate) page_param: Option<Spanned<String>>,
+    pub(crate) first_page: Option<Spanned<u64>>,
+    pub(crate) default_limit: Option<Spanned<u64>>,
+    pub(crate) max_limit: Option<Spanned<u64>>,
+    pub(crate) max_offset: Option<Spanned<u64>>,
+    pub(crate) on_violation: Option<FileViolation>,
+    pub(crate) max_items: Option<Spanned<u64>>,
+    pub(crate) max_bytes: Option<Spanned<String>>,
+    pub(crate) items: Option<Spanned<String>>,
+    pub(crate) on_invalid: Option<FileInvalid>,
+    pub(crate) keyset: Option<Spanned<FileKeyset>>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum FileViolation {
+    Reject,
+    Clamp,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum FileInvalid {
+    Pass,
+    Reject,
+}
+
+/// How a backend filters by key.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileKeyset {
+    pub(crate) keys: Spanned<Vec<Spanned<FileKey>>>,
+    pub(crate) order: Option<FileOrder>,
+    #[serde(default)]
+    pub(crate) set_params: BTreeMap<String, String>,
+    pub(crate) cursor_param: Option<Spanned<String>>,
+    pub(crate) next_cursor_field: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileKey {
+    pub(crate) field: Spanned<String>,
+    pub(crate) param: Spanned<String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum FileOrder {
+    Asc,
+    Desc,
+}
+
+/// Cursor signing keys.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileCursors {
+    pub(crate) keys: Spanned<Vec<Spanned<FileCursorKey>>>,
+    pub(crate) ttl: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileCursorKey {
+    pub(crate) id: Spanned<u64>,
+    pub(crate) secret: Option<Spanned<String>>,
+    pub(crate) secret_env: Option<Spanned<String>>,
+}

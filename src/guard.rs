@@ -1,0 +1,482 @@
+//! The list guard: no list response through pagegate exceeds its cap, whatever the backend sends.
+//!
+//! On a list route, a successful GET response is held — at most `max_bytes`, the only buffering
+//! pagegate does — while a byte-level [`Scanner`] finds the item boundaries of the list. Holding
+//! the page is what lets the response head say what happened to the body: response headers
+//! leave before the body, so a `Link` to the next page or a truncation notice can only be
+//! written once the page's end is known.
+//!
+//! * More items than the page size, or more bytes than `max_bytes`: the body is cut after the
+//!   last whole item that fits, the JSON is closed, `Pagegate-Truncated` says why, and the
+//!   upstream connection is dropped rather than drained or pooled.
+//! * Keyset routes ask the backend for one item more than the page size; when it comes, it is
+//!   dropped and its presence proves a next page exists: `Link: <…?cursor=…>; rel="next"`.
+//!   The last page has no `next` link, so no client fetches an empty page.
+//! * Keys must strictly follow the route's order; a backend that breaks it would make cursors
+//!   skip rows, so the response becomes a 502 instead.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::SystemTime;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::FutureExt;
+use http::{HeaderValue, Method, header};
+use http_body_util::BodyExt;
+use serde_json::value::RawValue;
+use tower::{Layer, Service};
+
+use crate::body::IdleTimeoutError;
+use crate::body::scan::{Event, Scanner};
+use crate::config::{ListPolicy, OnInvalid, defaults::DEFAULT_MAX_DEPTH};
+use crate::error::ProxyError;
+use crate::pagination::{KeysetPlan, PagePlan};
+use crate::routing::Matched;
+use crate::telemetry::Metrics;
+use crate::upstream::UpstreamError;
+use crate::{Request, Response};
+
+mod keys;
+
+/// Response header on a cut list: `items` (more items than the page) or `bytes` (over `max_bytes`).
+pub const TRUNCATED_HEADER: &str = "pagegate-truncated";
+
+/// Why a list response could not be relayed (502).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GuardError {
+    /// The response is not JSON (or not the configured shape) and the route refuses that.
+    #[error("the backend's list response is not the JSON list this route expects")]
+    NotJson,
+    /// Not JSON and larger than the page bound: it cannot be relayed whole.
+    #[error(
+        "the backend's list response is not JSON and exceeds this route's {max_bytes}-byte bound"
+    )]
+    NotJsonTooLarge {
+        /// `max_bytes`.
+        max_bytes: u64,
+    },
+    /// The first item alone exceeds `max_bytes`.
+    #[error("the backend's first list item alone exceeds this route's {max_bytes}-byte bound")]
+    ItemTooLarge {
+        /// `max_bytes`.
+        max_bytes: u64,
+    },
+    /// An item lacks its key field.
+    #[error("item {index} of the backend's list has no usable key at {field}")]
+    MissingKey {
+        /// 0-based item index.
+        index: usize,
+        /// JSON pointer.
+        field: String,
+    },
+    /// Keys are not in the route's order.
+    #[error(
+        "the backend returned item {index} out of key order; refusing to mint a cursor that would skip rows"
+    )]
+    OrderViolation {
+        /// 0-based index of the offending item.
+        index: usize,
+    },
+    /// The upstream body failed before the page was complete.
+    #[error("the backend's list response ended abnormally")]
+    Body,
+}
+
+/// Holds, scans and cuts list responses; see the module docs.
+#[derive(Debug, Clone)]
+pub struct ListGuardLayer {
+    metrics: Arc<Metrics>,
+}
+
+impl ListGuardLayer {
+    /// A guard reporting into `metrics`.
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Self { metrics }
+    }
+}
+
+impl<S> Layer<S> for ListGuardLayer {
+    type Service = ListGuard<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ListGuard {
+            inner,
+            metrics: Arc::clone(&self.metrics),
+        }
+    }
+}
+
+/// The service of [`ListGuardLayer`].
+#[derive(Debug, Clone)]
+pub struct ListGuard<S> {
+    inner: S,
+    metrics: Arc<Metrics>,
+}
+
+impl<S> Service<Request> for ListGuard<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request) -> Self::Future {
+        let guarded = match (
+            req.extensions().get::<Matched>(),
+            req.extensions().get::<PagePlan>(),
+        ) {
+            (Some(Matched::Route(route)), Some(plan)) if req.method() == Method::GET => route
+                .list
+                .clone()
+                .map(|list| (route.name.clone(), list, plan.clone())),
+            _ => None,
+        };
+        let Some((route, policy, plan)) = guarded else {
+            return Box::pin(self.inner.call(req));
+        };
+        // The scanner reads bytes as sent; compressed bodies would be opaque to it.
+        req.headers_mut().insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("identity"),
+        );
+        let metrics = Arc::clone(&self.metrics);
+        Box::pin(self.inner.call(req).then(move |result| async move {
+            let Ok(response) = result;
+            if !response.status().is_success() {
+                return Ok(response);
+            }
+            let held = hold(response, &policy, &plan).await;
+            Ok(
+                match held.and_then(|held| finish(held, &policy, &plan, &route, &metrics)) {
+                    Ok(response) => response,
+                    Err(error) => {
+                        tracing::warn!(%route, %error, "list response refused");
+                        if let ProxyError::Guard(GuardError::OrderViolation { .. }) = error {
+                            metrics.order_violation(&route);
+                        }
+                        error.into_response()
+                    }
+                },
+            )
+        }))
+    }
+}
+
+/// Why holding stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// The body ended and the document is complete.
+    Complete,
+    /// More items arrived than may be relayed.
+    Items,
+    /// `max_bytes` was reached first.
+    Bytes,
+}
+
+/// A held page: the bytes, the item spans found, and why holding stopped.
+struct Held {
+    parts: http::response::Parts,
+    bytes: Bytes,
+    items: Vec<(usize, usize)>,
+    root_open: Option<usize>,
+    items_close: Option<usize>,
+    root_end: Option<usize>,
+    stop: Stop,
+    /// `Some` when the body is not the expected JSON: relay it unchanged.
+    raw: bool,
+}
+
+async fn hold(
+    response: Response,
+    policy: &ListPolicy,
+    plan: &PagePlan,
+) -> Result<Held, ProxyError> {
+    let (parts, mut body) = response.into_parts();
+    let max_bytes = usize::try_from(policy.max_bytes).unwrap_or(usize::MAX);
+    let client_items = plan.page_size.min(policy.max_items);
+    // Keyset routes asked for one extra item; any item beyond that means the backend ignores
+    // `limit`. Other routes allow exactly the page.
+    let allowed =
+        usize::try_from(client_items + u64::from(plan.keyset.is_some())).unwrap_or(usize::MAX);
+    let mut buf = BytesMut::new();
+    let mut scanner = Scanner::new(policy.items.clone(), DEFAULT_MAX_DEPTH);
+    let mut held = HeldState::default();
+    let mut stop = None;
+    let mut raw = false;
+    while stop.is_none() {
+        let Some(frame) = body.frame().await else {
+            break;
+        };
+        let frame = frame.map_err(body_error)?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers of a list response carry nothing the client needs
+        };
+        let room = max_bytes - buf.len();
+        let chunk = if data.len() > room {
+            data.slice(..room)
+        } else {
+            data
+        };
+        buf.extend_from_slice(&chunk);
+        if !raw {
+            let fed = scanner.feed(&chunk, |event| held.on_event(event, allowed));
+            match fed {
+                Ok(_) if held.over => stop = Some(Stop::Items),
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::debug!(%error, "list response is not the expected JSON");
+                    raw = true;
+                }
+            }
+        }
+        if stop.is_none() && buf.len() >= max_bytes {
+            // One more frame might be only the end of the document; a full buffer with more
+            // to come is a cut.
+            if !raw && held.root_end.is_some() {
+                break;
+            }
+            stop = Some(Stop::Bytes);
+        }
+    }
+    if stop.is_none() && !raw && scanner.finish().is_err() {
+        raw = true;
+    }
+    if raw {
+        if policy.on_invalid == OnInvalid::Reject {
+            return Err(GuardError::NotJson.into());
+        }
+        if stop == Some(Stop::Bytes) {
+            return Err(GuardError::NotJsonTooLarge {
+                max_bytes: policy.max_bytes,
+            }
+            .into());
+        }
+    }
+    Ok(Held {
+        parts,
+        bytes: buf.freeze(),
+        items: held.items,
+        root_open: held.root_open,
+        items_close: held.items_close,
+        root_end: held.root_end,
+        stop: stop.unwrap_or(Stop::Complete),
+        raw,
+    })
+}
+
+#[derive(Default)]
+struct HeldState {
+    items: Vec<(usize, usize)>,
+    root_open: Option<usize>,
+    items_close: Option<usize>,
+    root_end: Option<usize>,
+    over: bool,
+}
+
+impl HeldState {
+    fn on_event(&mut self, event: Event, allowed: usize) -> std::ops::ControlFlow<()> {
+        let at = |offset: u64| usize::try_from(offset).unwrap_or(usize::MAX);
+        match event {
+            Event::RootOpen { offset, .. } => self.root_open = Some(at(offset)),
+            Event::ItemsOpen { .. } => {}
+            Event::Item { start, end } => {
+                if self.items.len() == allowed {
+                    self.over = true;
+                    return std::ops::ControlFlow::Break(());
+                }
+                self.items.push((at(start), at(end)));
+            }
+            Event::ItemsClose { offset } => self.items_close = Some(at(offset)),
+            Event::RootClose { end } => self.root_end = Some(at(end)),
+        }
+        std::ops::ControlFlow::Continue(())
+    }
+}
+
+fn body_error(error: crate::BoxError) -> ProxyError {
+    if error.is::<IdleTimeoutError>() {
+        if let Some(idle) = error.downcast_ref::<IdleTimeoutError>() {
+            return UpstreamError::Timeout {
+                upstream: "list".to_owned(),
+                stage: "send the next part of the list",
+                after: idle.0,
+            }
+            .into();
+        }
+    }
+    tracing::debug!(%error, "upstream list body failed");
+    GuardError::Body.into()
+}
+
+/// Builds the client's response from a held page.
+fn finish(
+    held: Held,
+    policy: &ListPolicy,
+    plan: &PagePlan,
+    route: &str,
+    metrics: &Metrics,
+) -> Result<Response, ProxyError> {
+    let Held {
+        mut parts,
+        bytes,
+        items,
+        root_open,
+        items_close,
+        root_end,
+        stop,
+        raw,
+    } = held;
+    if raw {
+        return Ok(relay(parts, bytes));
+    }
+    let client_items = usize::try_from(plan.page_size.min(policy.max_items)).unwrap_or(usize::MAX);
+    // Items kept: the page, and for a byte cut only those wholly inside the held bytes.
+    let kept = items.len().min(client_items);
+    let more = items.len() > kept || stop != Stop::Complete;
+    if stop == Stop::Bytes && kept == 0 {
+        return Err(GuardError::ItemTooLarge {
+            max_bytes: policy.max_bytes,
+        }
+        .into());
+    }
+    let cursor = match &plan.keyset {
+        Some(keyset) => next_cursor(keyset, &bytes, &items, kept, more)?,
+        None => None,
+    };
+    let allowed = client_items + usize::from(plan.keyset.is_some());
+    let truncated = match stop {
+        Stop::Bytes => Some("bytes"),
+        Stop::Items => Some("items"),
+        Stop::Complete if items.len() > allowed => Some("items"),
+        Stop::Complete => None,
+    };
+    if let Some(reason) = truncated {
+        metrics.list_cut(route, reason);
+        parts
+            .headers
+            .insert(TRUNCATED_HEADER, HeaderValue::from_static(reason));
+    }
+    let envelope_field = plan
+        .keyset
+        .as_ref()
+        .and_then(|k| k.policy.next_cursor_field.clone());
+    if kept == items.len() && stop == Stop::Complete && envelope_field.is_none() && cursor.is_none()
+    {
+        return Ok(relay(parts, bytes));
+    }
+
+    // Assemble the body from slices of the held bytes: nothing is copied but the closers.
+    let mut pieces: Vec<Bytes> = Vec::with_capacity(6);
+    let mut from = 0;
+    if let (Some(field), Some(open)) = (&envelope_field, root_open) {
+        pieces.push(bytes.slice(..=open));
+        let value = cursor
+            .as_deref()
+            .map_or_else(|| "null".to_owned(), |c| format!("\"{c}\""));
+        pieces.push(Bytes::from(format!("\"{field}\":{value},")));
+        from = open + 1;
+    }
+    match (stop, items_close, root_end) {
+        (Stop::Complete, Some(close), Some(end)) if kept < items.len() => {
+            // Drop the probe item (and anything after it), keep the rest of the document.
+            let cut = kept.checked_sub(1).map_or(items[0].0, |last| items[last].1);
+            pieces.push(bytes.slice(from..cut));
+            pieces.push(bytes.slice(close..end));
+        }
+        (Stop::Complete, _, _) => pieces.push(bytes.slice(from..)),
+        _ => {
+            // Cut: end after the last kept item and close the list and its envelope.
+            let cut = kept.checked_sub(1).map_or(from, |last| items[last].1);
+            pieces.push(bytes.slice(from..cut));
+            pieces.push(Bytes::from(format!(
+                "]{}",
+                "}".repeat(policy.items.0.len())
+            )));
+        }
+    }
+    let length: usize = pieces.iter().map(Bytes::len).sum();
+    for name in [header::CONTENT_LENGTH, header::ETAG] {
+        parts.headers.remove(name);
+    }
+    parts.headers.remove("content-md5");
+    parts
+        .headers
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    if let Some(keyset) = &plan.keyset {
+        parts.headers.remove(header::LINK);
+        if let Some(link) = cursor.as_ref().and_then(|c| {
+            HeaderValue::from_str(&format!("<{}{c}>; rel=\"next\"", keyset.next_base)).ok()
+        }) {
+            parts.headers.insert(header::LINK, link);
+        }
+    }
+    let frames =
+        futures_util::stream::iter(pieces.into_iter().map(|b| Ok(http_body::Frame::data(b))));
+    Ok(http::Response::from_parts(
+        parts,
+        http_body_util::StreamBody::new(frames).boxed(),
+    ))
+}
+
+fn relay(parts: http::response::Parts, bytes: Bytes) -> Response {
+    http::Response::from_parts(parts, crate::error::full(bytes))
+}
+
+/// Checks the keys of the kept items (and the probe item) and mints the next cursor.
+fn next_cursor(
+    keyset: &KeysetPlan,
+    bytes: &Bytes,
+    items: &[(usize, usize)],
+    kept: usize,
+    more: bool,
+) -> Result<Option<String>, ProxyError> {
+    let policy = &keyset.policy;
+    let mut previous: Option<Vec<Box<RawValue>>> = keyset.after.clone();
+    let mut last = None;
+    for (index, &(start, end)) in items.iter().enumerate().take(kept + 1) {
+        let Some(key) = keys::extract(&bytes[start..end], &policy.keys) else {
+            return Err(GuardError::MissingKey {
+                index,
+                field: policy
+                    .keys
+                    .iter()
+                    .map(|k| k.field.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            }
+            .into());
+        };
+        if let Some(prev) = &previous {
+            if !keys::strictly_after(prev, &key, policy.order) {
+                return Err(GuardError::OrderViolation { index }.into());
+            }
+        }
+        if index + 1 == kept {
+            last = Some(key.clone());
+        }
+        previous = Some(key);
+    }
+    Ok(match (more, last) {
+        (true, Some(last)) => {
+            let refs: Vec<&RawValue> = last.iter().map(AsRef::as_ref).collect();
+            Some(
+                policy
+                    .codec
+                    .encode(policy.route_id, keyset.binding, &refs, SystemTime::now()),
+            )
+        }
+        _ => None,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,39 @@
+//! pagegate: a reverse proxy that keeps list APIs alive when their tables hold millions of rows.
+//!
+//! It sits in front of an unchanged HTTP backend and makes every list request bounded:
+//! unbounded requests are rewritten into capped pages, deep offsets are refused, keyset routes get
+//! signed cursors, list responses are scanned and cut at their cap, and everything else (exports,
+//! uploads) streams through frame by frame.
+//!
+//! The request flow, outermost first (built in [`server::stack`]):
+//!
+//! ```text
+//! client ─▶ access log ─▶ routing ─▶ pagination ─▶ list guard ─▶ upstream ─▶ backend
+//! ```
+
+#![forbid(unsafe_code)]
+
+pub mod body;
+pub mod cli;
+pub mod config;
+pub mod cursor;
+pub mod demo;
+pub mod error;
+pub mod guard;
+pub mod pagination;
+pub mod routing;
+pub mod server;
+pub mod telemetry;
+pub mod upstream;
+
+/// The error type where services and bodies plug together.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Every request and response body inside pagegate: streamed, boxed once at the edge.
+pub type Body = http_body_util::combinators::BoxBody<bytes::Bytes, BoxError>;
+
+/// A request as it travels through the stack.
+pub type Request = http::Request<Body>;
+
+/// A response as it travels through the stack.
+pub type Response = http::Response<Body>;

@@ -1,0 +1,220 @@
+//! Routing: which route a request belongs to, and what happens when none matches.
+//!
+//! Paths are matched with `matchit` (exact segments, `{param}` segments and a trailing
+//! `{*rest}` catch-all). Several routes may share a path when their `methods` are disjoint.
+//! Before matching, percent-encoded unreserved characters are decoded (RFC 3986 §6.2.2.2), so
+//! `/ev%65nts` cannot slip past the `/events` route to the backend, which would decode it.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures_util::FutureExt;
+use http::Method;
+use tower::{Layer, Service};
+
+use crate::config::{Config, DefaultPolicy, RouteConfig};
+use crate::error::ProxyError;
+use crate::{Request, Response};
+
+/// The route a request matched, or the default policy's upstream when none did.
+#[derive(Debug, Clone)]
+pub enum Matched {
+    /// A configured route.
+    Route(Arc<RouteConfig>),
+    /// No route matched and `default.action` is `pass`: relay to this upstream.
+    Default(String),
+}
+
+impl Matched {
+    /// The upstream the request goes to.
+    pub fn upstream(&self) -> &str {
+        match self {
+            Self::Route(route) => &route.upstream,
+            Self::Default(upstream) => upstream,
+        }
+    }
+
+    /// The route's name for logs and metrics (`-` for the default policy).
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Route(route) => &route.name,
+            Self::Default(_) => "-",
+        }
+    }
+}
+
+/// Routes by path, then by method.
+#[derive(Debug, Clone)]
+pub struct RouteTable {
+    router: matchit::Router<Vec<Arc<RouteConfig>>>,
+}
+
+// === impl RouteTable ===
+
+impl RouteTable {
+    /// Builds the table; on overlap returns `(later, earlier)` route indices.
+    pub fn new(routes: &[Arc<RouteConfig>]) -> Result<Self, (usize, usize)> {
+        let mut router = matchit::Router::new();
+        let mut paths: Vec<(String, Vec<usize>)> = Vec::new();
+        for (i, route) in routes.iter().enumerate() {
+            match paths.iter_mut().find(|(path, _)| *path == route.path) {
+                Some((_, same)) => {
+                    if let Some(&j) = same.iter().find(|&&j| methods_overlap(&routes[j], route)) {
+                        return Err((i, j));
+                    }
+                    same.push(i);
+                }
+                None => {
+                    if let Err(e) = router.insert(route.path.clone(), Vec::new()) {
+                        // matchit names the conflicting pattern; find the route that owns it.
+                        let other = match e {
+                            matchit::InsertError::Conflict { with } => {
+                                routes[..i].iter().position(|r| r.path == with)
+                            }
+                            _ => None,
+                        };
+                        return Err((i, other.unwrap_or(i)));
+                    }
+                    paths.push((route.path.clone(), vec![i]));
+                }
+            }
+        }
+        for (path, indices) in paths {
+            if let Ok(entry) = router.at_mut(&path) {
+                *entry.value = indices.iter().map(|&i| Arc::clone(&routes[i])).collect();
+            }
+        }
+        Ok(Self { router })
+    }
+
+    /// The route for a method and a raw request path.
+    pub fn find(&self, method: &Method, path: &str) -> Option<&Arc<RouteConfig>> {
+        let normalized = decode_unreserved(path);
+        let found = self.router.at(&normalized).ok()?;
+        found.value.iter().find(|route| {
+            route
+                .methods
+                .as_ref()
+                .is_none_or(|methods| methods.contains(method))
+        })
+    }
+}
+
+fn methods_overlap(a: &RouteConfig, b: &RouteConfig) -> bool {
+    match (&a.methods, &b.methods) {
+        (Some(x), Some(y)) => x.iter().any(|m| y.contains(m)),
+        _ => true,
+    }
+}
+
+/// Decodes `%XX` escapes of unreserved characters (ALPHA / DIGIT / `-._~`), keeps all others.
+fn decode_unreserved(path: &str) -> std::borrow::Cow<'_, str> {
+    if !path.contains('%') {
+        return path.into();
+    }
+    let bytes = path.as_bytes();
+    let mut out = String::with_capacity(path.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+            if let Some(c) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                if c.is_ascii_alphanumeric() || b"-._~".contains(&c) {
+                    out.push(char::from(c));
+                    i += 3;
+                    continue;
+                }
+            }
+        }
+        out.push(char::from(bytes[i]));
+        i += 1;
+    }
+    out.into()
+}
+
+/// Finds each request's route and stores it in the request extensions as [`Matched`].
+#[derive(Debug, Clone)]
+pub struct RouteLayer {
+    table: Arc<RouteTable>,
+    default: DefaultPolicy,
+}
+
+impl RouteLayer {
+    /// The layer for a validated config.
+    pub fn new(config: &Config) -> Self {
+        // Validation already built this table once; an overlap cannot appear here.
+        let table = RouteTable::new(&config.routes).unwrap_or_else(|_| RouteTable {
+            router: matchit::Router::new(),
+        });
+        Self {
+            table: Arc::new(table),
+            default: config.default.clone(),
+        }
+    }
+}
+
+impl<S> Layer<S> for RouteLayer {
+    type Service = Route<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Route {
+            inner,
+            table: Arc::clone(&self.table),
+            default: self.default.clone(),
+        }
+    }
+}
+
+/// The service of [`RouteLayer`].
+#[derive(Debug, Clone)]
+pub struct Route<S> {
+    inner: S,
+    table: Arc<RouteTable>,
+    default: DefaultPolicy,
+}
+
+impl<S> Service<Request> for Route<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request) -> Self::Future {
+        let matched = match self.table.find(req.method(), req.uri().path()) {
+            Some(route) => Matched::Route(Arc::clone(route)),
+            None => match &self.default {
+                DefaultPolicy::Pass(upstream) => Matched::Default(upstream.clone()),
+                DefaultPolicy::Deny => {
+                    let error = ProxyError::NoRoute {
+                        method: req.method().clone(),
+                        path: req.uri().path().to_owned(),
+                    };
+                    return Box::pin(std::future::ready(Ok(error.into_response())));
+                }
+            },
+        };
+        req.extensions_mut().insert(matched.clone());
+        // A combinator, not an async block: async blocks over a generic `S::Future` trip
+        // rustc's "Send is not general enough" (rust-lang/rust#110338).
+        Box::pin(self.inner.call(req).map(move |result| {
+            result.map(|mut response| {
+                // The access log, outside this layer, reports the route.
+                response.extensions_mut().insert(matched);
+                response
+            })
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests;

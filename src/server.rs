@@ -1,0 +1,173 @@
+//! The listener: HTTP/1.1 and h2c on one port (hyper-util `auto`), a connection cap, graceful
+//! shutdown on SIGTERM/SIGINT, and the optional `/metrics` listener.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use futures_util::FutureExt;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tower::ServiceExt;
+
+use crate::config::Config;
+use crate::telemetry::Metrics;
+use crate::upstream::ClientAddr;
+use crate::{Body, BoxError, Request};
+
+pub mod stack;
+
+/// A bound, not yet running proxy. Binding first lets tests and the demo learn the port.
+pub struct Server {
+    config: Config,
+    listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
+    metrics: Arc<Metrics>,
+}
+
+impl Server {
+    /// Binds the listeners of a validated config.
+    pub async fn bind(config: Config) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(config.listen).await?;
+        let metrics_listener = match config.metrics_listen {
+            Some(addr) => Some(TcpListener::bind(addr).await?),
+            None => None,
+        };
+        Ok(Self {
+            config,
+            listener,
+            metrics_listener,
+            metrics: Arc::new(Metrics::default()),
+        })
+    }
+
+    /// The proxy's address.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The metrics listener's address, when configured.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+    }
+
+    /// Serves until `shutdown` completes, then lets open requests finish within the grace period.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let stack = stack::build(&self.config, &self.metrics);
+        let connections = Arc::new(Semaphore::new(self.config.max_connections));
+        let graceful = GracefulShutdown::new();
+        let builder = auto::Builder::new(TokioExecutor::new());
+        if let Some(listener) = self.metrics_listener {
+            tokio::spawn(serve_metrics(listener, Arc::clone(&self.metrics)));
+        }
+        tokio::pin!(shutdown);
+        loop {
+            let permit = tokio::select! {
+                () = &mut shutdown => break,
+                permit = Arc::clone(&connections).acquire_owned() => permit,
+            };
+            let Ok(permit) = permit else { break };
+            let (stream, peer) = tokio::select! {
+                () = &mut shutdown => break,
+                accepted = self.listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        // EMFILE and friends: back off briefly instead of spinning.
+                        tracing::warn!(%error, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = stream.set_nodelay(true);
+            let stack = stack.clone();
+            let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
+                stack.clone().oneshot(incoming(req, peer))
+            });
+            let connection = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .into_owned();
+            let connection = graceful.watch(connection);
+            // A combinator, not an async block (rust-lang/rust#110338, see routing.rs).
+            tokio::spawn(connection.map(move |result| {
+                if let Err(error) = result {
+                    tracing::debug!(%error, %peer, "connection ended with an error");
+                }
+                drop(permit);
+            }));
+        }
+        drop(self.listener);
+        tracing::info!(grace = ?self.config.shutdown_grace, "shutting down");
+        tokio::select! {
+            () = graceful.shutdown() => {}
+            () = tokio::time::sleep(self.config.shutdown_grace) => {
+                tracing::warn!("grace period over; closing open connections");
+            }
+        }
+    }
+}
+
+/// Boxes a request body at the edge and records the client's address. A named function, so the
+/// body's error type is exactly [`crate::BoxError`] (a closure leaves its lifetime inferred).
+fn incoming(req: http::Request<Incoming>, peer: SocketAddr) -> Request {
+    let (mut parts, body) = req.into_parts();
+    parts.extensions.insert(ClientAddr(peer));
+    let body: Body = body.map_err(|e| -> BoxError { Box::new(e) }).boxed();
+    http::Request::from_parts(parts, body)
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+}
+
+async fn serve_metrics(listener: TcpListener, metrics: Arc<Metrics>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let metrics = Arc::clone(&metrics);
+        let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
+            let metrics = Arc::clone(&metrics);
+            async move {
+                let mut response = if req.uri().path() == "/metrics" {
+                    http::Response::new(crate::error::full(metrics.encode()))
+                } else {
+                    let mut r = http::Response::new(crate::error::full("not found\n"));
+                    *r.status_mut() = http::StatusCode::NOT_FOUND;
+                    r
+                };
+                response.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static(
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    ),
+                );
+                Ok::<_, std::convert::Infallible>(response)
+            }
+        });
+        tokio::spawn(async move {
+            let _ = auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}

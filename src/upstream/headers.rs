@@ -1,0 +1,144 @@
+//! Header rules at the proxy hop: hop-by-hop removal (RFC 9110 §7.6.1), forwarding headers
+//! (`X-Forwarded-For/-Proto/-Host`, RFC 7239 `Forwarded`) and `Host`.
+
+use std::net::{IpAddr, SocketAddr};
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+use crate::config::HostMode;
+
+/// Headers that describe one connection, not the message (RFC 9110 §7.6.1, plus the obsolete
+/// `Keep-Alive` and `Proxy-Connection` that clients still send).
+const HOP_BY_HOP: [&str; 7] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Removes hop-by-hop headers, including every header the `Connection` header names.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// Adds this hop to the forwarding headers and sets `Host` as the upstream is configured.
+///
+/// `X-Forwarded-For` and `Forwarded` are appended to; `X-Forwarded-Proto` and
+/// `X-Forwarded-Host` are set only when absent, so values from a TLS terminator in front of
+/// pagegate survive.
+pub fn set_forwarding(
+    headers: &mut HeaderMap,
+    client: Option<SocketAddr>,
+    host: Option<&HeaderValue>,
+    mode: &HostMode,
+    upstream_authority: &str,
+) {
+    if let Some(client) = client {
+        let ip = client.ip();
+        let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+            Some(existing) => format!("{existing}, {ip}"),
+            None => ip.to_string(),
+        };
+        insert(headers, "x-forwarded-for", &xff);
+        let node = match ip {
+            IpAddr::V4(v4) => v4.to_string(),
+            IpAddr::V6(v6) => format!("\"[{v6}]\""),
+        };
+        let mut element = format!("for={node};proto=http");
+        if let Some(host) = host.and_then(|h| h.to_str().ok()) {
+            element.push_str(&format!(";host=\"{}\"", host.replace(['"', '\\'], "")));
+        }
+        let forwarded = match headers.get(header::FORWARDED).and_then(|v| v.to_str().ok()) {
+            Some(existing) => format!("{existing}, {element}"),
+            None => element,
+        };
+        insert(headers, "forwarded", &forwarded);
+    }
+    if !headers.contains_key("x-forwarded-proto") {
+        headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    }
+    if let Some(host) = host {
+        if !headers.contains_key("x-forwarded-host") {
+            headers.insert("x-forwarded-host", host.clone());
+        }
+    }
+    let value = match mode {
+        HostMode::Upstream => HeaderValue::from_str(upstream_authority).ok(),
+        HostMode::Preserve => host.cloned(),
+        HostMode::Fixed(value) => Some(value.clone()),
+    };
+    if let Some(value) = value {
+        headers.insert(header::HOST, value);
+    }
+}
+
+fn insert(headers: &mut HeaderMap, name: &'static str, value: &str) {
+    if let Ok(value) = HeaderValue::from_str(value) {
+        headers.insert(name, value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_named_headers_are_removed() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", HeaderValue::from_static("close, x-secret"));
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("transfer-encoding", HeaderValue::from_static("chunked"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        remove_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn forwarding_appends_and_keeps_front_values() {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("203.0.113.9"));
+        h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        let host = HeaderValue::from_static("api.example.com");
+        let client = "[::1]:5000".parse().ok();
+        set_forwarding(
+            &mut h,
+            client,
+            Some(&host),
+            &HostMode::Upstream,
+            "10.0.0.2:8000",
+        );
+        assert_eq!(h["x-forwarded-for"], "203.0.113.9, ::1");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-host"], "api.example.com");
+        assert_eq!(
+            h["forwarded"],
+            "for=\"[::1]\";proto=http;host=\"api.example.com\""
+        );
+        assert_eq!(h["host"], "10.0.0.2:8000");
+        set_forwarding(
+            &mut h,
+            None,
+            Some(&host),
+            &HostMode::Preserve,
+            "10.0.0.2:8000",
+        );
+        assert_eq!(h["host"], "api.example.com");
+    }
+}

@@ -1,0 +1,56 @@
+//! Generated bodies: large streams produced on demand, never held whole.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, StreamBody};
+use pagegate::Body;
+
+/// `total` bytes of a repeating pattern, in `chunk`-sized frames, produced as they are polled.
+pub fn pattern(total: u64, chunk: usize) -> Body {
+    let block: Bytes = (0..chunk)
+        .map(|i| (i % 251) as u8)
+        .collect::<Vec<u8>>()
+        .into();
+    let frames = futures_util::stream::unfold(total, move |left| {
+        let block = block.clone();
+        async move {
+            if left == 0 {
+                return None;
+            }
+            let n = left.min(block.len() as u64) as usize;
+            let frame: Result<_, pagegate::BoxError> = Ok(http_body::Frame::data(block.slice(..n)));
+            Some((frame, left - n as u64))
+        }
+    });
+    StreamBody::new(frames).boxed()
+}
+
+/// A JSON array of `items` objects `{"id":N,"pad":"…"}` with ids `first..`, streamed in frames.
+pub fn json_items(first: u64, items: u64, pad: usize) -> Body {
+    let padding = "x".repeat(pad);
+    let frames = futures_util::stream::unfold((0u64, false), move |(done, closed)| {
+        let padding = padding.clone();
+        async move {
+            if closed {
+                return None;
+            }
+            let mut out = String::new();
+            if done == 0 {
+                out.push('[');
+            }
+            let end = items.min(done + 256);
+            for i in done..end {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&format!("{{\"id\":{},\"pad\":\"{padding}\"}}", first + i));
+            }
+            let finished = end == items;
+            if finished {
+                out.push(']');
+            }
+            let frame: Result<_, pagegate::BoxError> = Ok(http_body::Frame::data(Bytes::from(out)));
+            Some((frame, (end, finished)))
+        }
+    });
+    StreamBody::new(frames).boxed()
+}

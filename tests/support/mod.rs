@@ -1,0 +1,249 @@
+//! Test harness: real upstream servers on `127.0.0.1:0` that record what they receive, a real
+//! pagegate started from YAML, and a plain HTTP client.
+#![allow(dead_code, unreachable_pub, missing_docs)]
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use pagegate::Body;
+use pagegate::config::Config;
+use pagegate::server::Server;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+pub mod bodies;
+
+/// What an upstream saw of one request.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: http::Method,
+    /// Path and query exactly as received.
+    pub target: String,
+    pub headers: http::HeaderMap,
+}
+
+impl Seen {
+    pub fn query(&self) -> &str {
+        self.target.split_once('?').map_or("", |(_, q)| q)
+    }
+}
+
+/// A real HTTP/1.1 server that records request heads and answers with a handler.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    _stop: oneshot::Sender<()>,
+}
+
+impl Upstream {
+    pub async fn start<F, Fut>(handler: F) -> Self
+    where
+        F: Fn(http::Request<Incoming>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = http::Response<Body>> + Send + 'static,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind upstream");
+        let addr = listener.local_addr().expect("upstream addr");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (stop, mut stopped) = oneshot::channel::<()>();
+        let handler = Arc::new(handler);
+        let record = Arc::clone(&seen);
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = tokio::select! {
+                    _ = &mut stopped => break,
+                    accepted = listener.accept() => match accepted { Ok(a) => a, Err(_) => continue },
+                };
+                let handler = Arc::clone(&handler);
+                let record = Arc::clone(&record);
+                let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
+                    record.lock().expect("lock").push(Seen {
+                        method: req.method().clone(),
+                        target: req
+                            .uri()
+                            .path_and_query()
+                            .map_or("/", |pq| pq.as_str())
+                            .to_owned(),
+                        headers: req.headers().clone(),
+                    });
+                    let response = handler(req);
+                    async move { Ok::<_, Infallible>(response.await) }
+                });
+                tokio::spawn(async move {
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self {
+            addr,
+            seen,
+            _stop: stop,
+        }
+    }
+
+    /// An upstream answering every request with `body` as JSON.
+    pub async fn json(body: &'static str) -> Self {
+        Self::start(move |_| async move { json_response(body) }).await
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().expect("lock").clone()
+    }
+
+    pub fn last(&self) -> Seen {
+        self.seen().pop().expect("the upstream received a request")
+    }
+}
+
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+pub fn json_response(body: impl Into<Bytes>) -> http::Response<Body> {
+    let mut response = http::Response::new(full(body));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// A running pagegate.
+pub struct Proxy {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    done: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Proxy {
+    /// Starts pagegate from YAML; `{upstream}` is replaced with `upstream`'s URL and the
+    /// proxy listens on an ephemeral port.
+    pub async fn start(yaml: &str, upstream: &Upstream) -> Self {
+        Self::start_url(yaml, &upstream.url()).await
+    }
+
+    pub async fn start_url(yaml: &str, upstream_url: &str) -> Self {
+        let yaml = format!(
+            "listen: 127.0.0.1:0\n{}",
+            yaml.replace("{upstream}", upstream_url)
+        );
+        let config = match Config::parse("test.yaml", &yaml) {
+            Ok(config) => config,
+            Err(e) => panic!("test config is invalid:\n{e}\n---\n{yaml}"),
+        };
+        let server = Server::bind(config).await.expect("bind proxy");
+        let addr = server.local_addr().expect("proxy addr");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let done = tokio::spawn(server.run(async move {
+            let _ = stopped.await;
+        }));
+        Self {
+            addr,
+            stop: Some(stop),
+            done: Some(done),
+        }
+    }
+
+    pub fn url(&self, path_and_query: &str) -> String {
+        format!("http://{}{path_and_query}", self.addr)
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(done) = self.done.take() {
+            let _ = done.await;
+        }
+    }
+}
+
+/// A response read whole (tests only ever read small ones whole).
+#[derive(Debug)]
+pub struct Got {
+    pub status: http::StatusCode,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Got {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.text()))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts an RFC 9457 problem with this status and returns its document.
+    pub fn problem(&self, status: u16) -> serde_json::Value {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "status; body: {}",
+            self.text()
+        );
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json")
+        );
+        let problem = self.json();
+        assert_eq!(problem["status"], status);
+        assert!(
+            problem["type"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("urn:pagegate:problem:"))
+        );
+        assert!(problem["detail"].as_str().is_some_and(|d| !d.is_empty()));
+        problem
+    }
+}
+
+pub fn client() -> Client<HttpConnector, Body> {
+    Client::builder(TokioExecutor::new()).build(HttpConnector::new())
+}
+
+pub async fn send(request: http::Request<Body>) -> Got {
+    let response = client()
+        .request(request)
+        .await
+        .expect("request through pagegate");
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.expect("read body").to_bytes();
+    Got {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    }
+}
+
+pub async fn get(url: &str) -> Got {
+    send(
+        http::Request::get(url)
+            .body(full(Bytes::new()))
+            .expect("request"),
+    )
+    .await
+}
