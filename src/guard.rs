@@ -216,7 +216,7 @@ async fn hold(
         let Some(frame) = body.frame().await else {
             break;
         };
-        let frame = frame.map_err(body_error)?;
+        let frame = frame.map_err(|e| body_error(&e))?;
         let Ok(data) = frame.into_data() else {
             continue; // trailers of a list response carry nothing the client needs
         };
@@ -302,16 +302,14 @@ impl HeldState {
     }
 }
 
-fn body_error(error: crate::BoxError) -> ProxyError {
-    if error.is::<IdleTimeoutError>() {
-        if let Some(idle) = error.downcast_ref::<IdleTimeoutError>() {
-            return UpstreamError::Timeout {
-                upstream: "list".to_owned(),
-                stage: "send the next part of the list",
-                after: idle.0,
-            }
-            .into();
+fn body_error(error: &crate::BoxError) -> ProxyError {
+    if let Some(idle) = error.downcast_ref::<IdleTimeoutError>() {
+        return UpstreamError::Timeout {
+            upstream: "list".to_owned(),
+            stage: "send the next part of the list",
+            after: idle.0,
         }
+        .into();
     }
     tracing::debug!(%error, "upstream list body failed");
     GuardError::Body.into()
@@ -455,10 +453,10 @@ fn next_cursor(
             }
             .into());
         };
-        if let Some(prev) = &previous {
-            if !keys::strictly_after(prev, &key, policy.order) {
-                return Err(GuardError::OrderViolation { index }.into());
-            }
+        if let Some(prev) = &previous
+            && !keys::strictly_after(prev, &key, policy.order)
+        {
+            return Err(GuardError::OrderViolation { index }.into());
         }
         if index + 1 == kept {
             last = Some(key.clone());

@@ -121,12 +121,12 @@ fn decode_unreserved(path: &str) -> std::borrow::Cow<'_, str> {
     while i < bytes.len() {
         if bytes[i] == b'%' && i + 2 < bytes.len() {
             let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-            if let Some(c) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                if c.is_ascii_alphanumeric() || b"-._~".contains(&c) {
-                    out.push(char::from(c));
-                    i += 3;
-                    continue;
-                }
+            if let Some(c) = hex.and_then(|h| u8::from_str_radix(h, 16).ok())
+                && (c.is_ascii_alphanumeric() || b"-._~".contains(&c))
+            {
+                out.push(char::from(c));
+                i += 3;
+                continue;
             }
         }
         out.push(char::from(bytes[i]));

@@ -1,1 +1,166 @@
-//! Tests.
+use std::time::Duration;
+
+use super::defaults::*;
+use super::*;
+
+const MINIMAL: &str = "upstreams: {app: {url: 'http://127.0.0.1:3000/api/'}}\nroutes: [{path: /events, upstream: app, list: {}}]\n";
+
+fn parse(yaml: &str) -> Result<Config, ConfigError> {
+    Config::parse("t.yaml", yaml)
+}
+
+fn problems(yaml: &str) -> Vec<String> {
+    match parse(yaml) {
+        Ok(_) => panic!("expected errors for:\n{yaml}"),
+        Err(e) => e.to_string().lines().map(str::to_owned).collect(),
+    }
+}
+
+#[test]
+fn omitted_keys_take_the_documented_defaults() {
+    let config = parse(MINIMAL).expect("valid");
+    assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
+    assert_eq!(config.shutdown_grace, DEFAULT_SHUTDOWN_GRACE);
+    assert_eq!(config.max_connections, DEFAULT_MAX_CONNECTIONS);
+    assert_eq!(config.default, DefaultPolicy::Deny);
+    let app = &config.upstreams["app"];
+    assert_eq!(app.base_path, "/api");
+    assert_eq!(app.origin.to_string(), "http://127.0.0.1:3000/");
+    assert_eq!(app.host, HostMode::Upstream);
+    assert_eq!(app.connect_timeout, DEFAULT_CONNECT_TIMEOUT);
+    assert_eq!(app.response_timeout, DEFAULT_RESPONSE_TIMEOUT);
+    assert_eq!(app.idle_timeout, DEFAULT_IDLE_TIMEOUT);
+    assert_eq!(app.pool_idle_timeout, DEFAULT_POOL_IDLE_TIMEOUT);
+    assert_eq!(app.pool_max_idle, DEFAULT_POOL_MAX_IDLE);
+    let list = config.routes[0].list.as_ref().expect("list");
+    assert_eq!(list.limit_param, DEFAULT_LIMIT_PARAM);
+    assert_eq!(list.offset, OffsetParam::Offset(DEFAULT_OFFSET_PARAM.to_owned()));
+    assert_eq!(list.default_limit, DEFAULT_DEFAULT_LIMIT);
+    assert_eq!(list.max_limit, DEFAULT_MAX_LIMIT);
+    assert_eq!(list.max_offset, DEFAULT_MAX_OFFSET);
+    assert_eq!(list.max_items, DEFAULT_MAX_LIMIT);
+    assert_eq!(list.max_bytes, DEFAULT_MAX_BYTES);
+    assert_eq!(list.on_violation, OnViolation::Clamp);
+    assert_eq!(list.on_invalid, OnInvalid::Pass);
+    assert!(list.items.0.is_empty());
+}
+
+#[test]
+fn the_reference_file_shows_the_defaults() {
+    let config = parse(include_str!("../../config/reference.yaml")).expect("reference.yaml is valid");
+    let app = &config.upstreams["app"];
+    assert_eq!(config.shutdown_grace, DEFAULT_SHUTDOWN_GRACE);
+    assert_eq!(config.max_connections, DEFAULT_MAX_CONNECTIONS);
+    assert_eq!(app.connect_timeout, DEFAULT_CONNECT_TIMEOUT);
+    assert_eq!(app.response_timeout, DEFAULT_RESPONSE_TIMEOUT);
+    assert_eq!(app.idle_timeout, DEFAULT_IDLE_TIMEOUT);
+    assert_eq!(app.pool_idle_timeout, DEFAULT_POOL_IDLE_TIMEOUT);
+    assert_eq!(app.pool_max_idle, DEFAULT_POOL_MAX_IDLE);
+    let list = config.routes[0].list.as_ref().expect("list");
+    assert_eq!(list.default_limit, DEFAULT_DEFAULT_LIMIT);
+    assert_eq!(list.max_limit, DEFAULT_MAX_LIMIT);
+    assert_eq!(list.max_offset, DEFAULT_MAX_OFFSET);
+    assert_eq!(list.max_bytes, DEFAULT_MAX_BYTES);
+    let keyset = list.keyset.as_ref().expect("keyset");
+    assert_eq!(keyset.cursor_param, DEFAULT_CURSOR_PARAM);
+    assert_eq!(keyset.keys.len(), 2);
+    assert_eq!(keyset.set_params, vec![("sort".to_owned(), "created_at,id".to_owned())]);
+}
+
+#[test]
+fn durations_and_sizes_are_typed() {
+    let yaml = "upstreams: {app: {url: 'http://h:1', connect_timeout: 250ms, idle_timeout: 2m}}\nroutes: [{path: /e, upstream: app, list: {max_bytes: 512KiB}}]\n";
+    let config = parse(yaml).expect("valid");
+    assert_eq!(config.upstreams["app"].connect_timeout, Duration::from_millis(250));
+    assert_eq!(config.upstreams["app"].idle_timeout, Duration::from_secs(120));
+    assert_eq!(config.routes[0].list.as_ref().expect("list").max_bytes, 512 * 1024);
+}
+
+#[test]
+fn values_out_of_range_are_refused_with_the_fix() {
+    let yaml = "\
+upstreams: {app: {url: 'https://h:1'}, b: {url: 'http://h:2', connect_timeout: 0s}}
+routes:
+  - path: nope
+    upstream: app
+    methods: [get]
+    list: {default_limit: 0, max_bytes: 10GiB, items: data, page_param: page, offset_param: offset}
+";
+    let lines = problems(yaml);
+    let expected = [
+        "t.yaml:1:24: `url` is \"https://h:1\": write http://HOST:PORT[/prefix] (no query; https upstreams",
+        "t.yaml:1:80: `connect_timeout` must be longer than zero",
+        "t.yaml:3:11: `path` is \"nope\": a path starts with `/`",
+        "t.yaml:5:15: `methods` contains \"get\": write methods in capitals, e.g. GET",
+        "t.yaml:6:27: `default_limit` is 0: it must be at least 1",
+        "t.yaml:6:41: `max_bytes` is 10GiB: a page is held in memory, so keep it between 1KiB and 256MiB",
+        "t.yaml:6:55: `items` is \"data\": write a JSON pointer to the array",
+        "t.yaml:6:93: `offset_param` and `page_param` are both set",
+    ];
+    assert_eq!(lines.len(), expected.len(), "{lines:#?}");
+    for (line, prefix) in lines.iter().zip(expected) {
+        assert!(line.starts_with(prefix), "{line}\n  should start with\n{prefix}");
+    }
+}
+
+#[test]
+fn default_policy_and_cursor_keys_are_checked() {
+    let yaml = "\
+default: {action: pass}
+upstreams: {app: {url: 'http://h:1'}}
+cursors:
+  keys:
+    - {id: 1, secret: short}
+    - {id: 2, secret_env: PAGEGATE_TEST_SURELY_UNSET_VARIABLE}
+    - {id: 3}
+";
+    let lines = problems(yaml);
+    assert_eq!(lines.len(), 4, "{lines:#?}");
+    assert!(lines[0].starts_with("t.yaml:1:19: `default.action` is `pass` but no `upstream` is named"));
+    assert!(lines[1].contains("`secret` of key 1 is 5 bytes: use at least 32 random bytes"));
+    assert!(lines[2].contains("names $PAGEGATE_TEST_SURELY_UNSET_VARIABLE, which is not set"));
+    assert!(lines[3].contains("each key needs exactly one of `secret` or `secret_env`"));
+}
+
+#[test]
+fn keyset_rules_are_checked() {
+    let yaml = "\
+upstreams: {app: {url: 'http://h:1'}}
+cursors: {keys: [{id: 1, secret: 0123456789abcdef0123456789abcdef}]}
+routes:
+  - path: /a
+    upstream: app
+    list:
+      keyset:
+        keys: [{field: id, param: limit}]
+        next_cursor_field: next
+  - path: /b
+    upstream: app
+    list:
+      keyset: {keys: []}
+";
+    let lines = problems(yaml);
+    assert_eq!(lines.len(), 4, "{lines:#?}");
+    assert!(lines[0].contains("`field` is \"id\": write a JSON pointer into each item"), "{}", lines[0]);
+    assert!(lines[1].contains("`param` `limit` is already used by this route"), "{}", lines[1]);
+    assert!(lines[2].contains("`next_cursor_field` needs an envelope response"), "{}", lines[2]);
+    assert!(lines[3].contains("`keys` has 0 entries"), "{}", lines[3]);
+}
+
+#[test]
+fn duplicate_keys_and_yaml_errors_have_positions() {
+    let lines = problems("upstreams: {app: {url: 'http://h:1'}}\nlisten: a\nlisten: b\n");
+    assert_eq!(lines.len(), 1);
+    assert!(lines[0].starts_with("t.yaml:3:1: "), "{}", lines[0]);
+    let lines = problems("upstreams: [unclosed\n");
+    assert!(lines[0].starts_with("t.yaml:"), "{}", lines[0]);
+}
+
+#[test]
+fn pointers_follow_rfc_6901() {
+    assert_eq!(parse_pointer(""), Some(vec![]));
+    assert_eq!(parse_pointer("/data"), Some(vec!["data".to_owned()]));
+    assert_eq!(parse_pointer("/a~1b/c~0d"), Some(vec!["a/b".to_owned(), "c~d".to_owned()]));
+    assert_eq!(parse_pointer("data"), None);
+    assert_eq!(parse_pointer("/a~2"), None);
+}

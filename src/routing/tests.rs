@@ -1,1 +1,53 @@
-//! Tests.
+use std::sync::Arc;
+
+use http::Method;
+
+use super::*;
+
+fn route(name: &str, path: &str, methods: Option<&[Method]>) -> Arc<RouteConfig> {
+    Arc::new(RouteConfig {
+        name: name.to_owned(),
+        path: path.to_owned(),
+        methods: methods.map(<[Method]>::to_vec),
+        upstream: "app".to_owned(),
+        list: None,
+    })
+}
+
+#[test]
+fn matches_exact_param_and_catch_all_paths_by_method() {
+    let routes = [
+        route("list", "/events", Some(&[Method::GET])),
+        route("create", "/events", Some(&[Method::POST])),
+        route("one", "/users/{id}/events", None),
+        route("files", "/files/{*rest}", None),
+    ];
+    let table = RouteTable::new(&routes).expect("no overlap");
+    let name = |m: Method, p: &str| table.find(&m, p).map(|r| r.name.clone());
+    assert_eq!(name(Method::GET, "/events").as_deref(), Some("list"));
+    assert_eq!(name(Method::POST, "/events").as_deref(), Some("create"));
+    assert_eq!(name(Method::DELETE, "/events"), None);
+    assert_eq!(name(Method::GET, "/users/7/events").as_deref(), Some("one"));
+    assert_eq!(name(Method::GET, "/files/a/b/c.csv").as_deref(), Some("files"));
+    assert_eq!(name(Method::GET, "/events/"), None);
+    assert_eq!(name(Method::GET, "/%65vents").as_deref(), Some("list"), "unreserved escapes are decoded");
+    assert_eq!(name(Method::GET, "/users/a%2Fb/events").as_deref(), Some("one"), "%2F stays one segment");
+}
+
+#[test]
+fn overlaps_are_reported_with_both_routes() {
+    let same = [route("a", "/e", None), route("b", "/e", Some(&[Method::GET]))];
+    assert_eq!(RouteTable::new(&same).err(), Some((1, 0)));
+    let params = [route("a", "/u/{id}", None), route("b", "/u/{name}", None)];
+    assert_eq!(RouteTable::new(&params).err(), Some((1, 0)));
+    let disjoint = [
+        route("a", "/e", Some(&[Method::GET])),
+        route("b", "/e", Some(&[Method::POST, Method::PUT])),
+    ];
+    assert!(RouteTable::new(&disjoint).is_ok());
+}
+
+#[test]
+fn decoding_keeps_reserved_escapes_and_bad_sequences() {
+    assert_eq!(decode_unreserved("/a%41%7e%2f%zz%4"), "/aA~%2f%zz%4");
+}

@@ -72,10 +72,10 @@ pub fn set_forwarding(
     if !headers.contains_key("x-forwarded-proto") {
         headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
     }
-    if let Some(host) = host {
-        if !headers.contains_key("x-forwarded-host") {
-            headers.insert("x-forwarded-host", host.clone());
-        }
+    if let Some(host) = host
+        && !headers.contains_key("x-forwarded-host")
+    {
+        headers.insert("x-forwarded-host", host.clone());
     }
     let value = match mode {
         HostMode::Upstream => HeaderValue::from_str(upstream_authority).ok(),

@@ -1,0 +1,136 @@
+//! `pagegate check` on good and broken files: exit codes and `FILE:LINE:COLUMN: …` lines.
+
+use std::process::Command;
+
+fn check(yaml: &str) -> (i32, String, String) {
+    let dir = std::env::temp_dir().join(format!("pagegate-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join(format!("{:x}.yaml", yaml.len() * 31 + yaml.bytes().map(usize::from).sum::<usize>()));
+    std::fs::write(&path, yaml).expect("write config");
+    let out = run(&path.to_string_lossy());
+    let _ = std::fs::remove_file(&path);
+    (out.0, out.1, out.2.replace(&*path.to_string_lossy(), "FILE"))
+}
+
+fn run(path: &str) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_pagegate"))
+        .args(["check", "--config", path])
+        .output()
+        .expect("run pagegate check");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_shipped_configs_are_valid() {
+    for file in ["config/demo.yaml", "config/reference.yaml"] {
+        let (code, stdout, stderr) = run(&format!("{}/{file}", env!("CARGO_MANIFEST_DIR")));
+        assert_eq!(code, 0, "{file}: {stderr}");
+        assert!(stdout.contains("route events: GET /events -> "), "{file}: {stdout}");
+    }
+}
+
+#[test]
+fn a_valid_file_prints_one_line_per_route() {
+    let (code, stdout, _) = check(
+        "upstreams: {app: {url: 'http://127.0.0.1:9'}}\nroutes:\n  - {name: a, path: /a, upstream: app, list: {max_limit: 50, default_limit: 10}}\n  - {name: b, path: '/b/{*rest}', upstream: app}\n",
+    );
+    assert_eq!(code, 0);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert!(lines[1].starts_with("route a: ANY /a -> app; list: limit default 10 max 50 (Clamp)"), "{}", lines[1]);
+    assert_eq!(lines[2], "route b: ANY /b/{*rest} -> app");
+}
+
+#[test]
+fn an_unknown_key_is_reported_at_its_position_with_the_fix() {
+    let (code, _, stderr) = check("upstreams:\n  app:\n    url: http://127.0.0.1:9\n    conect_timeout: 2s\n");
+    assert_eq!(code, 1);
+    assert!(
+        stderr.starts_with("FILE:4:5: unknown field `conect_timeout`, expected one of url, host,"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("check the spelling"), "{stderr}");
+}
+
+#[test]
+fn a_wrong_type_is_reported_with_what_was_found() {
+    let (code, _, stderr) = check(
+        "upstreams: {app: {url: 'http://127.0.0.1:9'}}\nroutes:\n  - path: /x\n    upstream: app\n    list:\n      max_limit: lots\n",
+    );
+    assert_eq!(code, 1);
+    assert_eq!(
+        stderr.trim(),
+        "FILE:6:18: expected a whole number of 0 or more, found `lots`: write digits only, such as 100"
+    );
+}
+
+#[test]
+fn every_semantic_problem_is_listed_in_file_order() {
+    let yaml = "\
+listen: 127.0.0.1:99999
+upstreams:
+  app:
+    url: http://127.0.0.1:9
+    connect_timeout: 2 parsecs
+routes:
+  - path: /events
+    upstream: ap
+    list:
+      default_limit: 100
+      max_limit: 50
+      max_bytes: lots
+  - name: again
+    path: /events
+    upstream: app
+  - path: /users/{id}
+    upstream: app
+  - path: /users/{name}
+    upstream: app
+";
+    let (code, _, stderr) = check(yaml);
+    assert_eq!(code, 1);
+    let expected = [
+        "FILE:1:9: `listen` is \"127.0.0.1:99999\", which is not an address: write IP:PORT, such as 127.0.0.1:8080",
+        "FILE:5:22: `connect_timeout` is \"2 parsecs\", which is not a duration: write a number with a unit, such as 500ms, 2s or 5m",
+        "FILE:8:15: route `/events` uses upstream `ap`, which is not declared under `upstreams`; declared: app",
+        "FILE:11:18: `max_limit` (50) is below `default_limit` (100): raise max_limit or lower default_limit",
+        "FILE:12:18: `max_bytes` is \"lots\", which is not a byte size: write a number with a unit, such as 512KiB or 8MiB",
+        "FILE:14:11: route `again` (/events) overlaps route `/events`: give them different paths or disjoint `methods`",
+    ];
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines, expected, "{stderr}");
+}
+
+#[test]
+fn overlapping_parameter_routes_and_missing_cursor_keys_are_reported() {
+    let yaml = "\
+upstreams: {app: {url: 'http://127.0.0.1:9'}}
+routes:
+  - path: /users/{id}
+    upstream: app
+  - path: /users/{name}
+    upstream: app
+  - path: /a
+    upstream: app
+    list:
+      keyset:
+        keys: [{field: /id, param: id_gt}]
+";
+    let (code, _, stderr) = check(yaml);
+    assert_eq!(code, 1);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
+    assert!(lines[0].starts_with("FILE:5:11: route `/users/{name}` (/users/{name}) overlaps route `/users/{id}`"));
+    assert!(lines[1].starts_with("FILE:11:9: `keyset` on route `/a` needs cursor signing keys"), "{}", lines[1]);
+}
+
+#[test]
+fn a_missing_file_is_an_error() {
+    let (code, _, stderr) = run("/nonexistent/pagegate.yaml");
+    assert_eq!(code, 1);
+    assert!(stderr.starts_with("/nonexistent/pagegate.yaml: cannot read the file"), "{stderr}");
+}
