@@ -1,1 +1,2 @@
+//! Placeholder until the scanner bench lands.
 fn main() {}

@@ -23,14 +23,17 @@ pub struct IdleTimeoutError(pub Duration);
 pin_project! {
     /// Fails a body that pauses longer than `timeout` between two frames.
     ///
-    /// The timer starts when the body is first polled and restarts after every frame, so a slow
-    /// but steady stream is never cut; only a stall is.
+    /// The clock starts when the body is first polled and restarts after every frame, so a slow
+    /// but steady stream is never cut; only a stall is. The timer is armed once and pushed back
+    /// only when it fires early, so a fast stream costs one clock read per frame, not one timer
+    /// registration.
     pub struct IdleTimeout<B> {
         #[pin]
         inner: B,
         #[pin]
         sleep: Option<Sleep>,
         timeout: Duration,
+        last_frame: Option<Instant>,
     }
 }
 
@@ -41,6 +44,7 @@ impl<B> IdleTimeout<B> {
             inner,
             sleep: None,
             timeout,
+            last_frame: None,
         }
     }
 }
@@ -59,19 +63,27 @@ where
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let mut this = self.project();
         if let Poll::Ready(frame) = this.inner.poll_frame(cx) {
-            this.sleep.set(None);
+            *this.last_frame = Some(Instant::now());
             return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
         }
+        let timeout = *this.timeout;
+        let since = *this.last_frame.get_or_insert_with(Instant::now);
         if this.sleep.is_none() {
-            this.sleep.set(Some(tokio::time::sleep_until(
-                Instant::now() + *this.timeout,
-            )));
+            this.sleep
+                .set(Some(tokio::time::sleep_until(since + timeout)));
         }
-        if let Some(sleep) = this.sleep.as_pin_mut() {
-            ready!(sleep.poll(cx));
-            return Poll::Ready(Some(Err(IdleTimeoutError(*this.timeout).into())));
+        let Some(mut sleep) = this.sleep.as_pin_mut() else {
+            return Poll::Pending;
+        };
+        loop {
+            ready!(sleep.as_mut().poll(cx));
+            let deadline = since + timeout;
+            if deadline <= Instant::now() {
+                return Poll::Ready(Some(Err(IdleTimeoutError(timeout).into())));
+            }
+            // Frames arrived since the timer was armed: push it back and wait again.
+            sleep.as_mut().reset(deadline);
         }
-        Poll::Pending
     }
 
     fn is_end_stream(&self) -> bool {

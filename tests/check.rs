@@ -3,13 +3,17 @@
 use std::process::Command;
 
 fn check(yaml: &str) -> (i32, String, String) {
-    let dir = std::env::temp_dir().join(format!("pagegate-check-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let path = dir.join(format!("{:x}.yaml", yaml.len() * 31 + yaml.bytes().map(usize::from).sum::<usize>()));
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!("pagegate-check-{}-{n}.yaml", std::process::id()));
     std::fs::write(&path, yaml).expect("write config");
     let out = run(&path.to_string_lossy());
     let _ = std::fs::remove_file(&path);
-    (out.0, out.1, out.2.replace(&*path.to_string_lossy(), "FILE"))
+    (
+        out.0,
+        out.1,
+        out.2.replace(&*path.to_string_lossy(), "FILE"),
+    )
 }
 
 fn run(path: &str) -> (i32, String, String) {
@@ -29,7 +33,10 @@ fn the_shipped_configs_are_valid() {
     for file in ["config/demo.yaml", "config/reference.yaml"] {
         let (code, stdout, stderr) = run(&format!("{}/{file}", env!("CARGO_MANIFEST_DIR")));
         assert_eq!(code, 0, "{file}: {stderr}");
-        assert!(stdout.contains("route events: GET /events -> "), "{file}: {stdout}");
+        assert!(
+            stdout.contains("route events: GET /events -> "),
+            "{file}: {stdout}"
+        );
     }
 }
 
@@ -41,13 +48,18 @@ fn a_valid_file_prints_one_line_per_route() {
     assert_eq!(code, 0);
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 3, "{stdout}");
-    assert!(lines[1].starts_with("route a: ANY /a -> app; list: limit default 10 max 50 (Clamp)"), "{}", lines[1]);
+    assert!(
+        lines[1].starts_with("route a: ANY /a -> app; list: limit default 10 max 50 (Clamp)"),
+        "{}",
+        lines[1]
+    );
     assert_eq!(lines[2], "route b: ANY /b/{*rest} -> app");
 }
 
 #[test]
 fn an_unknown_key_is_reported_at_its_position_with_the_fix() {
-    let (code, _, stderr) = check("upstreams:\n  app:\n    url: http://127.0.0.1:9\n    conect_timeout: 2s\n");
+    let (code, _, stderr) =
+        check("upstreams:\n  app:\n    url: http://127.0.0.1:9\n    conect_timeout: 2s\n");
     assert_eq!(code, 1);
     assert!(
         stderr.starts_with("FILE:4:5: unknown field `conect_timeout`, expected one of url, host,"),
@@ -124,13 +136,22 @@ routes:
     assert_eq!(code, 1);
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(lines.len(), 2, "{stderr}");
-    assert!(lines[0].starts_with("FILE:5:11: route `/users/{name}` (/users/{name}) overlaps route `/users/{id}`"));
-    assert!(lines[1].starts_with("FILE:11:9: `keyset` on route `/a` needs cursor signing keys"), "{}", lines[1]);
+    assert!(lines[0].starts_with(
+        "FILE:5:11: route `/users/{name}` (/users/{name}) overlaps route `/users/{id}`"
+    ));
+    assert!(
+        lines[1].starts_with("FILE:11:9: `keyset` on route `/a` needs cursor signing keys"),
+        "{}",
+        lines[1]
+    );
 }
 
 #[test]
 fn a_missing_file_is_an_error() {
     let (code, _, stderr) = run("/nonexistent/pagegate.yaml");
     assert_eq!(code, 1);
-    assert!(stderr.starts_with("/nonexistent/pagegate.yaml: cannot read the file"), "{stderr}");
+    assert!(
+        stderr.starts_with("/nonexistent/pagegate.yaml: cannot read the file"),
+        "{stderr}"
+    );
 }

@@ -52,9 +52,16 @@ async fn an_oversized_limit_is_clamped_and_the_client_told() {
     let got = get(&proxy.url("/events?limit=100000000&offset=20")).await;
     assert_eq!(got.status, 200);
     assert_eq!(upstream.last().query(), "limit=1000&offset=20");
-    assert_eq!(got.header("pagegate-clamped"), Some("limit=1000; requested=100000000"));
+    assert_eq!(
+        got.header("pagegate-clamped"),
+        Some("limit=1000; requested=100000000")
+    );
     let ok = get(&proxy.url("/events?limit=1000")).await;
-    assert_eq!(ok.header("pagegate-clamped"), None, "a limit at the maximum is not clamped");
+    assert_eq!(
+        ok.header("pagegate-clamped"),
+        None,
+        "a limit at the maximum is not clamped"
+    );
     proxy.stop().await;
 }
 
@@ -68,7 +75,10 @@ async fn an_oversized_limit_is_rejected_with_a_problem_naming_it() {
     assert_eq!(problem["value"], "5000");
     assert_eq!(problem["maximum"], 1000);
     assert!(problem["hint"].as_str().expect("hint").contains("cursor"));
-    assert!(upstream.seen().is_empty(), "the rejected request reached the backend");
+    assert!(
+        upstream.seen().is_empty(),
+        "the rejected request reached the backend"
+    );
     proxy.stop().await;
 }
 
@@ -87,11 +97,20 @@ async fn deep_offsets_are_rejected_under_either_policy() {
         assert_eq!(upstream.last().query(), "page=51&per_page=20");
         let problem = get(&proxy.url("/pages?page=52")).await.problem(400);
         assert_eq!(problem["parameter"], "page");
-        assert!(problem["detail"].as_str().expect("detail").contains("1020 rows deep"));
+        assert!(
+            problem["detail"]
+                .as_str()
+                .expect("detail")
+                .contains("1020 rows deep")
+        );
         get(&proxy.url("/pages?page=0")).await.problem(400);
         proxy.stop().await;
     }
-    assert_eq!(upstream.seen().len(), 2, "only the two allowed pages reached the backend");
+    assert_eq!(
+        upstream.seen().len(),
+        2,
+        "only the two allowed pages reached the backend"
+    );
 }
 
 #[tokio::test]
@@ -123,10 +142,17 @@ async fn bad_values_get_a_clear_400_and_never_reach_the_backend() {
         let problem = got.problem(400);
         let detail = problem["detail"].as_str().expect("detail");
         assert!(detail.contains(reason), "{query}: {detail}");
-        assert_eq!(problem["type"], "urn:pagegate:problem:invalid-pagination-parameter", "{query}");
+        assert_eq!(
+            problem["type"], "urn:pagegate:problem:invalid-pagination-parameter",
+            "{query}"
+        );
         assert!(problem["parameter"].is_string(), "{query}");
     }
-    assert!(upstream.seen().is_empty(), "a bad request reached the backend: {:?}", upstream.seen());
+    assert!(
+        upstream.seen().is_empty(),
+        "a bad request reached the backend: {:?}",
+        upstream.seen()
+    );
     proxy.stop().await;
 }
 
@@ -135,7 +161,10 @@ async fn other_parameters_are_forwarded_byte_for_byte_in_order() {
     let upstream = Upstream::json("[]").await;
     let proxy = Proxy::start(&routes("clamp"), &upstream).await;
     let query = "z=1&status=a%20b&limit=007&tag=x&tag=y&empty=&flag&q=caf%C3%A9+bar&sort=-created_at&offset=30&%E2%9C%93=1";
-    assert_eq!(get(&proxy.url(&format!("/events?{query}"))).await.status, 200);
+    assert_eq!(
+        get(&proxy.url(&format!("/events?{query}"))).await.status,
+        200
+    );
     assert_eq!(
         upstream.last().query(),
         "z=1&status=a%20b&limit=7&tag=x&tag=y&empty=&flag&q=caf%C3%A9+bar&sort=-created_at&offset=30&%E2%9C%93=1"
@@ -146,14 +175,25 @@ async fn other_parameters_are_forwarded_byte_for_byte_in_order() {
 #[tokio::test]
 async fn non_list_methods_and_routes_are_untouched() {
     let upstream = Upstream::json("[]").await;
-    let yaml = format!("{}\ndefault: {{action: pass, upstream: app}}\n", routes("reject"));
+    let yaml = format!(
+        "{}\ndefault: {{action: pass, upstream: app}}\n",
+        routes("reject")
+    );
     let proxy = Proxy::start(&yaml, &upstream).await;
     let request = http::Request::post(proxy.url("/pages?per_page=5000"))
         .body(support::full("{}"))
         .expect("request");
     assert_eq!(support::send(request).await.status, 200);
-    assert_eq!(upstream.last().query(), "per_page=5000", "POST is not a list read");
+    assert_eq!(
+        upstream.last().query(),
+        "per_page=5000",
+        "POST is not a list read"
+    );
     assert_eq!(get(&proxy.url("/other?limit=5000")).await.status, 200);
-    assert_eq!(upstream.last().query(), "limit=5000", "no list policy on unmatched paths");
+    assert_eq!(
+        upstream.last().query(),
+        "limit=5000",
+        "no list policy on unmatched paths"
+    );
     proxy.stop().await;
 }

@@ -37,7 +37,10 @@ impl HttpBody for Scripted {
     type Data = Bytes;
     type Error = std::io::Error;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
         loop {
             if let Some(sleep) = self.sleep.as_mut() {
                 if sleep.as_mut().poll(cx).is_pending() {
@@ -47,7 +50,9 @@ impl HttpBody for Scripted {
             }
             return match self.steps.pop_front() {
                 None => Poll::Ready(None),
-                Some(Step::Data(s)) => Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(s.as_bytes()))))),
+                Some(Step::Data(s)) => {
+                    Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(s.as_bytes())))))
+                }
                 Some(Step::Trailers) => {
                     let mut trailers = http::HeaderMap::new();
                     trailers.insert("x-checksum", http::HeaderValue::from_static("abc"));
@@ -81,12 +86,23 @@ async fn pauses_shorter_than_the_timeout_pass_with_trailers() {
 
 #[tokio::test(start_paused = true)]
 async fn a_pause_longer_than_the_timeout_fails_the_body() {
-    let steps = vec![Step::Data("a"), Step::Wait(Duration::from_secs(5)), Step::Data("never")];
-    let mut body = std::pin::pin!(IdleTimeout::new(Scripted::new(steps), Duration::from_secs(1)));
+    let steps = vec![
+        Step::Data("a"),
+        Step::Wait(Duration::from_secs(5)),
+        Step::Data("never"),
+    ];
+    let mut body = std::pin::pin!(IdleTimeout::new(
+        Scripted::new(steps),
+        Duration::from_secs(1)
+    ));
     let first = body.frame().await.expect("frame").expect("data");
     assert_eq!(first.into_data().expect("data"), "a");
     let started = tokio::time::Instant::now();
-    let error = body.frame().await.expect("an error frame").expect_err("timed out");
+    let error = body
+        .frame()
+        .await
+        .expect("an error frame")
+        .expect_err("timed out");
     assert_eq!(error.to_string(), "body idle for more than 1s");
     assert_eq!(started.elapsed(), Duration::from_secs(1));
 }

@@ -34,7 +34,10 @@ fn omitted_keys_take_the_documented_defaults() {
     assert_eq!(app.pool_max_idle, DEFAULT_POOL_MAX_IDLE);
     let list = config.routes[0].list.as_ref().expect("list");
     assert_eq!(list.limit_param, DEFAULT_LIMIT_PARAM);
-    assert_eq!(list.offset, OffsetParam::Offset(DEFAULT_OFFSET_PARAM.to_owned()));
+    assert_eq!(
+        list.offset,
+        OffsetParam::Offset(DEFAULT_OFFSET_PARAM.to_owned())
+    );
     assert_eq!(list.default_limit, DEFAULT_DEFAULT_LIMIT);
     assert_eq!(list.max_limit, DEFAULT_MAX_LIMIT);
     assert_eq!(list.max_offset, DEFAULT_MAX_OFFSET);
@@ -47,7 +50,8 @@ fn omitted_keys_take_the_documented_defaults() {
 
 #[test]
 fn the_reference_file_shows_the_defaults() {
-    let config = parse(include_str!("../../config/reference.yaml")).expect("reference.yaml is valid");
+    let config =
+        parse(include_str!("../../config/reference.yaml")).expect("reference.yaml is valid");
     let app = &config.upstreams["app"];
     assert_eq!(config.shutdown_grace, DEFAULT_SHUTDOWN_GRACE);
     assert_eq!(config.max_connections, DEFAULT_MAX_CONNECTIONS);
@@ -64,16 +68,28 @@ fn the_reference_file_shows_the_defaults() {
     let keyset = list.keyset.as_ref().expect("keyset");
     assert_eq!(keyset.cursor_param, DEFAULT_CURSOR_PARAM);
     assert_eq!(keyset.keys.len(), 2);
-    assert_eq!(keyset.set_params, vec![("sort".to_owned(), "created_at,id".to_owned())]);
+    assert_eq!(
+        keyset.set_params,
+        vec![("sort".to_owned(), "created_at,id".to_owned())]
+    );
 }
 
 #[test]
 fn durations_and_sizes_are_typed() {
     let yaml = "upstreams: {app: {url: 'http://h:1', connect_timeout: 250ms, idle_timeout: 2m}}\nroutes: [{path: /e, upstream: app, list: {max_bytes: 512KiB}}]\n";
     let config = parse(yaml).expect("valid");
-    assert_eq!(config.upstreams["app"].connect_timeout, Duration::from_millis(250));
-    assert_eq!(config.upstreams["app"].idle_timeout, Duration::from_secs(120));
-    assert_eq!(config.routes[0].list.as_ref().expect("list").max_bytes, 512 * 1024);
+    assert_eq!(
+        config.upstreams["app"].connect_timeout,
+        Duration::from_millis(250)
+    );
+    assert_eq!(
+        config.upstreams["app"].idle_timeout,
+        Duration::from_secs(120)
+    );
+    assert_eq!(
+        config.routes[0].list.as_ref().expect("list").max_bytes,
+        512 * 1024
+    );
 }
 
 #[test]
@@ -99,7 +115,10 @@ routes:
     ];
     assert_eq!(lines.len(), expected.len(), "{lines:#?}");
     for (line, prefix) in lines.iter().zip(expected) {
-        assert!(line.starts_with(prefix), "{line}\n  should start with\n{prefix}");
+        assert!(
+            line.starts_with(prefix),
+            "{line}\n  should start with\n{prefix}"
+        );
     }
 }
 
@@ -116,7 +135,9 @@ cursors:
 ";
     let lines = problems(yaml);
     assert_eq!(lines.len(), 4, "{lines:#?}");
-    assert!(lines[0].starts_with("t.yaml:1:19: `default.action` is `pass` but no `upstream` is named"));
+    assert!(
+        lines[0].starts_with("t.yaml:1:19: `default.action` is `pass` but no `upstream` is named")
+    );
     assert!(lines[1].contains("`secret` of key 1 is 5 bytes: use at least 32 random bytes"));
     assert!(lines[2].contains("names $PAGEGATE_TEST_SURELY_UNSET_VARIABLE, which is not set"));
     assert!(lines[3].contains("each key needs exactly one of `secret` or `secret_env`"));
@@ -141,9 +162,21 @@ routes:
 ";
     let lines = problems(yaml);
     assert_eq!(lines.len(), 4, "{lines:#?}");
-    assert!(lines[0].contains("`field` is \"id\": write a JSON pointer into each item"), "{}", lines[0]);
-    assert!(lines[1].contains("`param` `limit` is already used by this route"), "{}", lines[1]);
-    assert!(lines[2].contains("`next_cursor_field` needs an envelope response"), "{}", lines[2]);
+    assert!(
+        lines[0].contains("`field` is \"id\": write a JSON pointer into each item"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].contains("`param` `limit` is already used by this route"),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        lines[2].contains("`next_cursor_field` needs an envelope response"),
+        "{}",
+        lines[2]
+    );
     assert!(lines[3].contains("`keys` has 0 entries"), "{}", lines[3]);
 }
 
@@ -160,7 +193,10 @@ fn duplicate_keys_and_yaml_errors_have_positions() {
 fn pointers_follow_rfc_6901() {
     assert_eq!(parse_pointer(""), Some(vec![]));
     assert_eq!(parse_pointer("/data"), Some(vec!["data".to_owned()]));
-    assert_eq!(parse_pointer("/a~1b/c~0d"), Some(vec!["a/b".to_owned(), "c~d".to_owned()]));
+    assert_eq!(
+        parse_pointer("/a~1b/c~0d"),
+        Some(vec!["a/b".to_owned(), "c~d".to_owned()])
+    );
     assert_eq!(parse_pointer("data"), None);
     assert_eq!(parse_pointer("/a~2"), None);
 }

@@ -28,15 +28,29 @@ fn matches_exact_param_and_catch_all_paths_by_method() {
     assert_eq!(name(Method::POST, "/events").as_deref(), Some("create"));
     assert_eq!(name(Method::DELETE, "/events"), None);
     assert_eq!(name(Method::GET, "/users/7/events").as_deref(), Some("one"));
-    assert_eq!(name(Method::GET, "/files/a/b/c.csv").as_deref(), Some("files"));
+    assert_eq!(
+        name(Method::GET, "/files/a/b/c.csv").as_deref(),
+        Some("files")
+    );
     assert_eq!(name(Method::GET, "/events/"), None);
-    assert_eq!(name(Method::GET, "/%65vents").as_deref(), Some("list"), "unreserved escapes are decoded");
-    assert_eq!(name(Method::GET, "/users/a%2Fb/events").as_deref(), Some("one"), "%2F stays one segment");
+    assert_eq!(
+        name(Method::GET, "/%65vents").as_deref(),
+        Some("list"),
+        "unreserved escapes are decoded"
+    );
+    assert_eq!(
+        name(Method::GET, "/users/a%2Fb/events").as_deref(),
+        Some("one"),
+        "%2F stays one segment"
+    );
 }
 
 #[test]
 fn overlaps_are_reported_with_both_routes() {
-    let same = [route("a", "/e", None), route("b", "/e", Some(&[Method::GET]))];
+    let same = [
+        route("a", "/e", None),
+        route("b", "/e", Some(&[Method::GET])),
+    ];
     assert_eq!(RouteTable::new(&same).err(), Some((1, 0)));
     let params = [route("a", "/u/{id}", None), route("b", "/u/{name}", None)];
     assert_eq!(RouteTable::new(&params).err(), Some((1, 0)));

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Runs pagegate's benchmarks in release mode and prints their figures.
+#   bench/run.sh            both benches
+#   bench/run.sh proxy      pass-through, guarded list, 2 GiB cut (real pagegate process)
+#   bench/run.sh scanner    JSON scanner MB/s against memcpy and serde_json (criterion)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+which=${1:-all}
+if [ "$which" = all ] || [ "$which" = proxy ]; then
+  cargo bench --bench proxy
+fi
+if [ "$which" = all ] || [ "$which" = scanner ]; then
+  cargo bench --bench scanner
+fi
