@@ -32,6 +32,7 @@ use tower::{Layer, Service};
 use crate::body::IdleTimeoutError;
 use crate::body::scan::{Event, Scanner};
 use crate::config::{ListPolicy, OnInvalid, defaults::DEFAULT_MAX_DEPTH};
+use crate::cursor::MAX_KEY_JSON_LEN;
 use crate::error::ProxyError;
 use crate::pagination::{KeysetPlan, PagePlan};
 use crate::routing::Matched;
@@ -79,6 +80,14 @@ pub enum GuardError {
     OrderViolation {
         /// 0-based index of the offending item.
         index: usize,
+    },
+    /// The last item's key is too long to fit in a cursor.
+    #[error("the key of item {index} is longer than a cursor can carry ({max} bytes of JSON)")]
+    KeyTooLong {
+        /// 0-based item index.
+        index: usize,
+        /// [`crate::cursor::MAX_KEY_JSON_LEN`].
+        max: usize,
     },
     /// The upstream body failed before the page was complete.
     #[error("the backend's list response ended abnormally")]
@@ -465,6 +474,15 @@ fn next_cursor(
     }
     Ok(match (more, last) {
         (true, Some(last)) => {
+            // `[a,b]`: the values, a comma between each, and the brackets.
+            let json_len = last.iter().map(|v| v.get().len() + 1).sum::<usize>() + 1;
+            if json_len > MAX_KEY_JSON_LEN {
+                return Err(GuardError::KeyTooLong {
+                    index: kept - 1,
+                    max: MAX_KEY_JSON_LEN,
+                }
+                .into());
+            }
             let refs: Vec<&RawValue> = last.iter().map(AsRef::as_ref).collect();
             Some(
                 policy

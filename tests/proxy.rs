@@ -10,10 +10,11 @@ use http_body_util::BodyExt;
 use support::{Proxy, Upstream, bodies, full, get, send};
 use tokio::sync::{mpsc, oneshot};
 
+/// Default timeouts, generous enough for a loaded 2-core CI machine.
 const PASS: &str = "
 default: {action: pass, upstream: app}
 upstreams:
-  app: {url: '{upstream}', response_timeout: 500ms, idle_timeout: 500ms}
+  app: {url: '{upstream}'}
 routes:
   - name: events
     path: /events
@@ -211,6 +212,13 @@ async fn an_unreachable_upstream_is_a_502_problem() {
     proxy.stop().await;
 }
 
+/// Short timeouts, for the tests about timeouts only.
+const IMPATIENT: &str = "
+default: {action: pass, upstream: app}
+upstreams:
+  app: {url: '{upstream}', response_timeout: 500ms, idle_timeout: 500ms}
+";
+
 #[tokio::test]
 async fn a_slow_upstream_is_a_504_problem() {
     let upstream = Upstream::start(|_| async {
@@ -218,7 +226,7 @@ async fn a_slow_upstream_is_a_504_problem() {
         support::json_response("{}")
     })
     .await;
-    let proxy = Proxy::start(PASS, &upstream).await;
+    let proxy = Proxy::start(IMPATIENT, &upstream).await;
     let problem = get(&proxy.url("/slow")).await.problem(504);
     assert_eq!(problem["type"], "urn:pagegate:problem:upstream-timeout");
     assert_eq!(
@@ -244,7 +252,7 @@ async fn a_body_that_stalls_mid_stream_is_cut_after_the_idle_timeout() {
         http::Response::new(http_body_util::StreamBody::new(frames).boxed())
     })
     .await;
-    let proxy = Proxy::start(PASS, &upstream).await;
+    let proxy = Proxy::start(IMPATIENT, &upstream).await;
     let response = support::client()
         .request(
             http::Request::get(proxy.url("/stall"))

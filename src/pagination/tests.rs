@@ -1,1 +1,192 @@
-//! Tests.
+use std::sync::Arc;
+
+use serde_json::value::RawValue;
+
+use super::*;
+use crate::body::scan::ItemsPath;
+use crate::config::{
+    KeyField, KeysetPolicy, ListPolicy, OffsetParam, OnInvalid, OnViolation, Order,
+};
+use crate::cursor::{CursorCodec, CursorKey, route_id};
+
+fn policy(keyset: bool) -> ListPolicy {
+    let codec = CursorCodec::new(
+        vec![CursorKey {
+            id: 1,
+            secret: b"0123456789abcdef0123456789abcdef".to_vec(),
+        }],
+        None,
+    )
+    .expect("codec");
+    ListPolicy {
+        limit_param: "limit".to_owned(),
+        offset: OffsetParam::Offset("offset".to_owned()),
+        default_limit: 100,
+        max_limit: 1000,
+        max_offset: 10_000,
+        on_violation: OnViolation::Clamp,
+        max_items: 1000,
+        max_bytes: 1 << 20,
+        items: ItemsPath(Vec::new()),
+        on_invalid: OnInvalid::Pass,
+        keyset: keyset.then(|| {
+            Arc::new(KeysetPolicy {
+                keys: vec![
+                    KeyField {
+                        field: "/created_at".to_owned(),
+                        param: "created_after".to_owned(),
+                    },
+                    KeyField {
+                        field: "/id".to_owned(),
+                        param: "id_gt".to_owned(),
+                    },
+                ],
+                order: Order::Asc,
+                set_params: vec![("sort".to_owned(), "created_at,id".to_owned())],
+                cursor_param: "cursor".to_owned(),
+                next_cursor_field: None,
+                route_id: route_id("events"),
+                codec: Arc::new(codec),
+            })
+        }),
+    }
+}
+
+fn planned(policy: &ListPolicy, query: &str) -> Result<Planned, ProxyError> {
+    plan(policy, "/events", query)
+}
+
+fn cursor(policy: &ListPolicy, others: &[&str], key: &[&str]) -> String {
+    let keyset = policy.keyset.as_ref().expect("keyset");
+    let raw: Vec<Box<RawValue>> = key
+        .iter()
+        .map(|k| RawValue::from_string((*k).to_owned()).expect("json"))
+        .collect();
+    let refs: Vec<&RawValue> = raw.iter().map(AsRef::as_ref).collect();
+    keyset.codec.encode(
+        keyset.route_id,
+        binding_hash(others.iter().copied()),
+        &refs,
+        std::time::SystemTime::now(),
+    )
+}
+
+#[test]
+fn plain_routes_inject_clamp_and_keep_order() {
+    let p = policy(false);
+    assert_eq!(planned(&p, "").expect("ok").query, "limit=100");
+    let clamped = planned(&p, "a=1&limit=5000&b=2").expect("ok");
+    assert_eq!(clamped.query, "a=1&limit=1000&b=2");
+    assert_eq!(clamped.plan.clamped_from, Some(5000));
+    assert_eq!(clamped.plan.page_size, 1000);
+    assert!(clamped.plan.keyset.is_none());
+}
+
+#[test]
+fn keyset_routes_ask_for_one_more_and_sort_by_the_key() {
+    let p = policy(true);
+    let first = planned(&p, "status=failed&limit=50").expect("ok");
+    assert_eq!(first.query, "status=failed&limit=51&sort=created_at,id");
+    let keyset = first.plan.keyset.expect("keyset plan");
+    assert_eq!(keyset.next_base, "/events?status=failed&limit=50&cursor=");
+    assert!(keyset.after.is_none());
+    let unbounded = planned(&p, "").expect("ok");
+    assert_eq!(
+        unbounded.query, "limit=101&sort=created_at,id",
+        "no pagination: the first keyset page"
+    );
+    assert_eq!(
+        unbounded.plan.keyset.expect("plan").next_base,
+        "/events?cursor="
+    );
+}
+
+#[test]
+fn a_cursor_becomes_the_backends_key_parameters_and_drops_the_offset() {
+    let p = policy(true);
+    let c = cursor(
+        &p,
+        &["status=failed"],
+        &["\"2026-01-01T00:00:03+01:00\"", "42"],
+    );
+    let next = planned(&p, &format!("status=failed&cursor={c}&offset=300")).expect("ok");
+    assert_eq!(
+        next.query,
+        "status=failed&limit=101&created_after=2026-01-01T00%3A00%3A03%2B01%3A00&id_gt=42&sort=created_at,id"
+    );
+    let after = next.plan.keyset.expect("plan").after.expect("after");
+    assert_eq!(after[1].get(), "42");
+}
+
+#[test]
+fn cursors_are_bound_to_the_other_parameters() {
+    let p = policy(true);
+    let c = cursor(&p, &["status=failed"], &["\"x\"", "1"]);
+    let replayed = planned(&p, &format!("status=active&cursor={c}"));
+    assert!(matches!(
+        replayed,
+        Err(ProxyError::Cursor(crate::cursor::CursorError::WrongFilters))
+    ));
+    // The page size is not a filter: a client may change it between pages.
+    assert!(planned(&p, &format!("status=failed&limit=10&cursor={c}")).is_ok());
+}
+
+#[test]
+fn reserved_and_repeated_parameters_are_refused() {
+    let p = policy(true);
+    for (query, param) in [
+        ("id_gt=5", "id_gt"),
+        ("sort=name", "sort"),
+        ("created_after=x", "created_after"),
+    ] {
+        match planned(&p, query) {
+            Err(ProxyError::Pagination(PaginationError::Reserved { param: got, .. })) => {
+                assert_eq!(got, param)
+            }
+            other => panic!("{query}: {other:?}"),
+        }
+    }
+    assert!(matches!(
+        planned(&p, "cursor=a&cursor=b"),
+        Err(ProxyError::Pagination(PaginationError::Repeated { .. }))
+    ));
+    assert!(matches!(
+        planned(&p, "Cursor=abc"),
+        Err(ProxyError::Pagination(PaginationError::Disguised { .. }))
+    ));
+    assert!(matches!(planned(&p, "cursor="), Err(ProxyError::Cursor(_))));
+}
+
+#[test]
+fn deep_offsets_on_keyset_routes_point_at_the_first_keyset_page() {
+    let p = policy(true);
+    let Err(ProxyError::Pagination(PaginationError::OffsetTooDeep {
+        first_page, offset, ..
+    })) = planned(&p, "status=failed&offset=500000&limit=20")
+    else {
+        panic!("expected a deep-offset refusal");
+    };
+    assert_eq!(offset, 500_000);
+    assert_eq!(
+        first_page.as_deref(),
+        Some("/events?status=failed&limit=20")
+    );
+    let shallow = planned(&p, "offset=200").expect("a shallow offset is allowed");
+    assert_eq!(shallow.query, "offset=200&limit=101&sort=created_at,id");
+}
+
+#[test]
+fn page_style_offsets_multiply_by_the_page_size() {
+    let mut p = policy(false);
+    p.offset = OffsetParam::Page {
+        name: "page".to_owned(),
+        first: 0,
+    };
+    p.max_offset = 1000;
+    assert!(planned(&p, "page=10&limit=100").is_ok());
+    assert!(planned(&p, "page=11&limit=100").is_err());
+    assert!(
+        planned(&p, "page=18446744073709551615&limit=1000").is_err(),
+        "no overflow"
+    );
+}
