@@ -282,7 +282,7 @@ async fn main() {
         let path = format!("/bytes/{}", mib * MIB);
         let (mut direct, mut proxied, mut peer) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..5 {
-            let mut run = async |addr: SocketAddr, into: &mut Vec<f64>| {
+            let run = async |addr: SocketAddr, into: &mut Vec<f64>| {
                 let (n, s) = download(&client, &format!("http://{addr}{path}")).await;
                 assert_eq!(n, mib * MIB);
                 into.push(n as f64 / MIB as f64 / s);

@@ -30,8 +30,8 @@ use serde_json::value::RawValue;
 use tower::{Layer, Service};
 
 use crate::body::IdleTimeoutError;
-use crate::body::scan::{Event, Scanner};
-use crate::config::{ListPolicy, OnInvalid, defaults::DEFAULT_MAX_DEPTH};
+use crate::body::scan::{DEFAULT_MAX_DEPTH, Event, Scanner};
+use crate::config::{ListPolicy, OnInvalid};
 use crate::cursor::MAX_KEY_JSON_LEN;
 use crate::error::ProxyError;
 use crate::pagination::{KeysetPlan, PagePlan};

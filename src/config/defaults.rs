@@ -39,8 +39,6 @@ pub const DEFAULT_MAX_OFFSET: u64 = 10_000;
 pub const DEFAULT_MAX_BYTES: u64 = 8 * 1024 * 1024;
 /// Upper bound for `max_bytes` (256 MiB): a page is held in memory, so it must stay small.
 pub const MAX_MAX_BYTES: u64 = 256 * 1024 * 1024;
-/// Deepest JSON nesting the list scanner accepts (128 levels).
-pub const DEFAULT_MAX_DEPTH: usize = 128;
 
 /// Query parameter clients send keyset cursors in (`cursor`).
 pub const DEFAULT_CURSOR_PARAM: &str = "cursor";

@@ -141,7 +141,7 @@ fn reserved_and_repeated_parameters_are_refused() {
     ] {
         match planned(&p, query) {
             Err(ProxyError::Pagination(PaginationError::Reserved { param: got, .. })) => {
-                assert_eq!(got, param)
+                assert_eq!(got, param);
             }
             other => panic!("{query}: {other:?}"),
         }
