@@ -59,7 +59,7 @@ fn handle(req: &http::Request<Incoming>, rows: u64) -> http::Response<Body> {
             .transpose()
     };
     match (req.method(), req.uri().path()) {
-        (&Method::GET, "/events") => {
+        (&Method::GET | &Method::HEAD, "/events") => {
             let (Ok(limit), Ok(offset), Ok(id_gt)) =
                 (param("limit"), param("offset"), param("id_gt"))
             else {
@@ -77,7 +77,9 @@ fn handle(req: &http::Request<Incoming>, rows: u64) -> http::Response<Body> {
             });
             stream(first, last, "application/json", Format::Json)
         }
-        (&Method::GET, "/events/export") => stream(1, rows, "text/csv", Format::Csv),
+        (&Method::GET | &Method::HEAD, "/events/export") => {
+            stream(1, rows, "text/csv", Format::Csv)
+        }
         _ => plain(StatusCode::NOT_FOUND, "not found\n"),
     }
 }
@@ -184,14 +186,14 @@ pub fn instructions(proxy: SocketAddr, backend: SocketAddr) -> String {
         "\
 pagegate demo: a naive list API with {DEFAULT_ROWS} rows on http://{backend}, pagegate in front on http://{proxy}
 
-  # the naive backend, directly: every row in one response (~110 MB)
+  # the naive backend, directly: every row in one response (~116 MB)
   curl -s http://{backend}/events | wc -c
 
   # through pagegate: capped at 100 items, with a signed next-page cursor in the Link header
   curl -i http://{proxy}/events
 
   # an oversized page is clamped to 1000 (see the pagegate-clamped header)
-  curl -si 'http://{proxy}/events?limit=100000000' | head -n 12
+  curl -s -o /dev/null -D - 'http://{proxy}/events?limit=100000000'
 
   # a deep offset is refused with application/problem+json pointing at the keyset form
   curl -i 'http://{proxy}/events?offset=500000'
@@ -200,7 +202,8 @@ pagegate demo: a naive list API with {DEFAULT_ROWS} rows on http://{backend}, pa
   curl -i 'http://{proxy}/events?limit=1e9'
 
   # follow the cursor: every page costs the same at any depth
-  curl -sI \"http://{proxy}$(curl -sI http://{proxy}/events | sed -n 's/^link: <\\(.*\\)>.*/\\1/Ip' | tr -d '\\r')\"
+  next=$(curl -s -o /dev/null -D - http://{proxy}/events | sed -n 's/^link: <\\(.*\\)>.*/\\1/Ip' | tr -d '\\r')
+  curl -s -o /dev/null -D - \"http://{proxy}$next\"
 
   # the 1M-row CSV export streams through untouched
   curl -s http://{proxy}/events/export | wc -l

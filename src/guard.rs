@@ -216,7 +216,12 @@ async fn hold(
     // `limit`. Other routes allow exactly the page.
     let allowed =
         usize::try_from(client_items + u64::from(plan.keyset.is_some())).unwrap_or(usize::MAX);
-    let mut buf = BytesMut::new();
+    // Presize from Content-Length when the backend sends one, so growing never copies the page.
+    let announced = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    let mut buf = BytesMut::with_capacity(announced.unwrap_or(64 * 1024).min(max_bytes));
     let mut scanner = Scanner::new(policy.items.clone(), DEFAULT_MAX_DEPTH);
     let mut held = HeldState::default();
     let mut stop = None;

@@ -90,16 +90,18 @@ impl RouteTable {
         Ok(Self { router })
     }
 
-    /// The route for a method and a raw request path.
+    /// The route for a method and a raw request path. A route that serves GET also serves
+    /// HEAD (RFC 9110 §9.3.2).
     pub fn find(&self, method: &Method, path: &str) -> Option<&Arc<RouteConfig>> {
         let normalized = decode_unreserved(path);
         let found = self.router.at(&normalized).ok()?;
-        found.value.iter().find(|route| {
-            route
-                .methods
-                .as_ref()
-                .is_none_or(|methods| methods.contains(method))
-        })
+        let serves = |methods: &Vec<Method>| {
+            methods.contains(method) || (method == Method::HEAD && methods.contains(&Method::GET))
+        };
+        found
+            .value
+            .iter()
+            .find(|route| route.methods.as_ref().is_none_or(serves))
     }
 }
 

@@ -65,7 +65,7 @@ pub enum PaginationError {
     },
     /// The position is deeper than `max_offset`.
     #[error(
-        "`{param}={value}` starts {offset} rows deep, beyond this route's maximum offset of {max}: {hint}"
+        "`{param}={value}` starts {offset} rows deep, beyond this route's maximum offset of {max}: page with cursors instead (see `hint`)"
     )]
     OffsetTooDeep {
         /// The parameter.

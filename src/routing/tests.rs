@@ -27,6 +27,11 @@ fn matches_exact_param_and_catch_all_paths_by_method() {
     assert_eq!(name(Method::GET, "/events").as_deref(), Some("list"));
     assert_eq!(name(Method::POST, "/events").as_deref(), Some("create"));
     assert_eq!(name(Method::DELETE, "/events"), None);
+    assert_eq!(
+        name(Method::HEAD, "/events").as_deref(),
+        Some("list"),
+        "HEAD goes where GET goes"
+    );
     assert_eq!(name(Method::GET, "/users/7/events").as_deref(), Some("one"));
     assert_eq!(
         name(Method::GET, "/files/a/b/c.csv").as_deref(),
