@@ -351,6 +351,8 @@ async fn main() {
         g / p
     );
 
+    // A fresh process, so its peak RSS is the cut's alone.
+    let pagegate = Pagegate::start(upstream);
     let (n, s) = download(&client, &format!("http://{}/endless", pagegate.addr)).await;
     println!(
         "backend ignoring limit, 2 GiB list: cut to {:.2} MiB (1000 items) in {:.1} ms; pagegate peak RSS {:.1} MiB",
