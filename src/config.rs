@@ -33,12 +33,18 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Most client connections served at once.
     pub max_connections: usize,
+    /// Most bytes all held list pages may reserve together.
+    pub max_held_bytes: u64,
     /// What happens to requests that match no route.
     pub default: DefaultPolicy,
     /// Backends by name.
     pub upstreams: BTreeMap<String, Arc<UpstreamConfig>>,
     /// Routes in file order.
     pub routes: Vec<Arc<RouteConfig>>,
+    /// The routes as matched, built once during validation.
+    pub table: Arc<crate::routing::RouteTable>,
+    /// Trust `X-Forwarded-*` and `Forwarded` from clients (a proxy in front of pagegate).
+    pub trust_forwarded: bool,
 }
 
 /// What happens to a request that matches no route.
@@ -133,6 +139,15 @@ pub enum OffsetParam {
     },
 }
 
+impl OffsetParam {
+    /// The parameter's name.
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Offset(name) | Self::Page { name, .. } => name,
+        }
+    }
+}
+
 /// The pagination policy of a list route.
 #[derive(Debug, Clone)]
 pub struct ListPolicy {
@@ -176,6 +191,20 @@ pub struct KeyField {
     pub field: String,
     /// Backend parameter that takes "after this value", e.g. `id_gt`.
     pub param: String,
+    /// `field` split into unescaped segments, once.
+    pub segments: Vec<String>,
+}
+
+impl KeyField {
+    /// A key column; an invalid pointer has no segments (configuration refuses it first).
+    pub fn new(field: String, param: String) -> Self {
+        let segments = parse_pointer(&field).unwrap_or_default();
+        Self {
+            field,
+            param,
+            segments,
+        }
+    }
 }
 
 /// How a backend filters by key.

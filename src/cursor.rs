@@ -237,7 +237,8 @@ fn take<const N: usize>(bytes: &mut &[u8]) -> Option<[u8; N]> {
 }
 
 /// A JSON number or string (raw values never carry surrounding whitespace).
-fn is_scalar(value: &RawValue) -> bool {
+/// Whether a raw JSON value is one cursors carry: a string or a number.
+pub(crate) fn is_scalar(value: &RawValue) -> bool {
     matches!(
         value.get().as_bytes().first(),
         Some(b'"' | b'-' | b'0'..=b'9')

@@ -43,6 +43,12 @@ pub enum ProxyError {
     /// The backend's list response could not be relayed safely.
     #[error(transparent)]
     Guard(#[from] GuardError),
+    /// A bug in pagegate; details are in the log.
+    #[error("pagegate could not process this request")]
+    Internal,
+    /// Held list pages already use `max_held_bytes`.
+    #[error("too many list pages are in flight right now; retry shortly")]
+    Overloaded,
 }
 
 // === impl ProxyError ===
@@ -55,6 +61,8 @@ impl ProxyError {
             Self::Pagination(_) | Self::Cursor(_) => StatusCode::BAD_REQUEST,
             Self::Upstream(UpstreamError::Timeout { .. }) => StatusCode::GATEWAY_TIMEOUT,
             Self::Upstream(_) | Self::Guard(_) => StatusCode::BAD_GATEWAY,
+            Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -69,6 +77,8 @@ impl ProxyError {
             }
             Self::Upstream(_) => "urn:pagegate:problem:upstream-unavailable",
             Self::Guard(_) => "urn:pagegate:problem:bad-upstream-response",
+            Self::Overloaded => "urn:pagegate:problem:overloaded",
+            Self::Internal => "urn:pagegate:problem:internal",
         }
     }
 
@@ -84,7 +94,13 @@ impl ProxyError {
 
     /// The response a client receives for this error.
     pub fn into_response(self) -> Response {
-        self.to_problem().into_response()
+        let mut response = self.to_problem().into_response();
+        if matches!(self, Self::Overloaded) {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
     }
 }
 

@@ -27,10 +27,12 @@ use futures_util::FutureExt;
 use http::{HeaderValue, Method, header};
 use http_body_util::BodyExt;
 use serde_json::value::RawValue;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower::{Layer, Service};
 
 use crate::body::IdleTimeoutError;
 use crate::body::scan::{DEFAULT_MAX_DEPTH, Event, Scanner};
+use crate::config::defaults::DEFAULT_HOLD_WAIT;
 use crate::config::{ListPolicy, OnInvalid};
 use crate::cursor::MAX_KEY_JSON_LEN;
 use crate::error::ProxyError;
@@ -59,8 +61,8 @@ pub enum GuardError {
         /// `max_bytes`.
         max_bytes: u64,
     },
-    /// The first item alone exceeds `max_bytes`.
-    #[error("the backend's first list item alone exceeds this route's {max_bytes}-byte bound")]
+    /// Not one whole item fits in `max_bytes`.
+    #[error("not one whole item of the backend's list fits in this route's {max_bytes}-byte bound")]
     ItemTooLarge {
         /// `max_bytes`.
         max_bytes: u64,
@@ -98,12 +100,17 @@ pub enum GuardError {
 #[derive(Debug, Clone)]
 pub struct ListGuardLayer {
     metrics: Arc<Metrics>,
+    room: Arc<Semaphore>,
 }
 
 impl ListGuardLayer {
-    /// A guard reporting into `metrics`.
-    pub fn new(metrics: Arc<Metrics>) -> Self {
-        Self { metrics }
+    /// A guard reporting into `metrics`, holding at most `max_held_bytes` across all pages.
+    pub fn new(metrics: Arc<Metrics>, max_held_bytes: u64) -> Self {
+        let kib = usize::try_from(max_held_bytes / 1024).unwrap_or(usize::MAX);
+        Self {
+            metrics,
+            room: Arc::new(Semaphore::new(kib.min(Semaphore::MAX_PERMITS))),
+        }
     }
 }
 
@@ -114,6 +121,7 @@ impl<S> Layer<S> for ListGuardLayer {
         ListGuard {
             inner,
             metrics: Arc::clone(&self.metrics),
+            room: Arc::clone(&self.room),
         }
     }
 }
@@ -123,6 +131,7 @@ impl<S> Layer<S> for ListGuardLayer {
 pub struct ListGuard<S> {
     inner: S,
     metrics: Arc<Metrics>,
+    room: Arc<Semaphore>,
 }
 
 impl<S> Service<Request> for ListGuard<S>
@@ -143,7 +152,7 @@ where
             req.extensions().get::<Matched>(),
             req.extensions().get::<PagePlan>(),
         ) {
-            (Some(Matched::Route(route)), Some(plan)) if req.method() == Method::GET => route
+            (Some(Matched::Route(route)), Some(plan)) => route
                 .list
                 .clone()
                 .map(|list| (route.name.clone(), list, plan.clone())),
@@ -152,31 +161,78 @@ where
         let Some((route, policy, plan)) = guarded else {
             return Box::pin(self.inner.call(req));
         };
+        if req.method() == Method::HEAD {
+            // No body to hold: only keep the head consistent with what a GET would return.
+            let keyset = plan.keyset.is_some();
+            return Box::pin(self.inner.call(req).map(move |result| {
+                result.map(|mut response| {
+                    if keyset && response.status().is_success() {
+                        response.headers_mut().remove(header::LINK);
+                        response.headers_mut().remove(header::CONTENT_LENGTH);
+                    }
+                    response
+                })
+            }));
+        }
         // The scanner reads bytes as sent; compressed bodies would be opaque to it.
         req.headers_mut().insert(
             header::ACCEPT_ENCODING,
             HeaderValue::from_static("identity"),
         );
         let metrics = Arc::clone(&self.metrics);
-        Box::pin(self.inner.call(req).then(move |result| async move {
-            let Ok(response) = result;
-            if !response.status().is_success() {
-                return Ok(response);
+        let room = Arc::clone(&self.room);
+        let future = self.inner.call(req);
+        // Reserve the page's bytes before the backend is asked (the inner future is lazy); give
+        // up with a 503 rather than let held pages grow without bound. Combinators rather than
+        // one async block: see routing.rs on rust-lang/rust#110338.
+        let need = u32::try_from(policy.max_bytes.div_ceil(1024)).unwrap_or(u32::MAX);
+        let reserve = tokio::time::timeout(DEFAULT_HOLD_WAIT, room.acquire_many_owned(need));
+        Box::pin(reserve.then(move |reserved| {
+            match reserved {
+                Ok(Ok(permit)) => future
+                    .then(move |result| async move {
+                        let Ok(response) = result;
+                        Ok(guard(response, &policy, &plan, &route, &metrics, permit).await)
+                    })
+                    .left_future(),
+                _ => std::future::ready(Ok(ProxyError::Overloaded.into_response())).right_future(),
             }
-            let held = hold(response, &policy, &plan).await;
-            Ok(
-                match held.and_then(|held| finish(held, &policy, &plan, &route, &metrics)) {
-                    Ok(response) => response,
-                    Err(error) => {
-                        tracing::warn!(%route, %error, "list response refused");
-                        if let ProxyError::Guard(GuardError::OrderViolation { .. }) = error {
-                            metrics.order_violation(&route);
-                        }
-                        error.into_response()
-                    }
-                },
-            )
         }))
+    }
+}
+
+/// Turns the backend's response into the client's.
+async fn guard(
+    response: Response,
+    policy: &ListPolicy,
+    plan: &PagePlan,
+    route: &str,
+    metrics: &Metrics,
+    permit: OwnedSemaphorePermit,
+) -> Response {
+    if !response.status().is_success() {
+        return response;
+    }
+    let result = match hold(response, policy, plan).await {
+        Ok(held) => finish(held, policy, plan, route, metrics),
+        Err(error) => Err(error),
+    };
+    match result {
+        // The held bytes live until the client has them; so does their reservation.
+        Ok(response) => response.map(|body| {
+            body.map_frame(move |frame| {
+                let _ = &permit;
+                frame
+            })
+            .boxed()
+        }),
+        Err(error) => {
+            tracing::warn!(%route, %error, "list response refused");
+            if let ProxyError::Guard(GuardError::OrderViolation { .. }) = error {
+                metrics.order_violation(route);
+            }
+            error.into_response()
+        }
     }
 }
 
@@ -204,6 +260,16 @@ struct Held {
     raw: bool,
 }
 
+/// How many items a page may relay (`client`), and how many the backend may send before it is
+/// known to ignore `limit` (`allowed`: one more on keyset routes, the probe).
+fn item_limits(policy: &ListPolicy, plan: &PagePlan) -> (usize, usize) {
+    let client = usize::try_from(plan.page_size.min(policy.max_items)).unwrap_or(usize::MAX);
+    (
+        client,
+        client.saturating_add(usize::from(plan.keyset.is_some())),
+    )
+}
+
 async fn hold(
     response: Response,
     policy: &ListPolicy,
@@ -211,11 +277,7 @@ async fn hold(
 ) -> Result<Held, ProxyError> {
     let (parts, mut body) = response.into_parts();
     let max_bytes = usize::try_from(policy.max_bytes).unwrap_or(usize::MAX);
-    let client_items = plan.page_size.min(policy.max_items);
-    // Keyset routes asked for one extra item; any item beyond that means the backend ignores
-    // `limit`. Other routes allow exactly the page.
-    let allowed =
-        usize::try_from(client_items + u64::from(plan.keyset.is_some())).unwrap_or(usize::MAX);
+    let (_, allowed) = item_limits(policy, plan);
     // Presize from Content-Length when the backend sends one, so growing never copies the page.
     let announced = parts
         .headers
@@ -226,25 +288,20 @@ async fn hold(
     let mut held = HeldState::default();
     let mut stop = None;
     let mut raw = false;
-    while stop.is_none() {
-        let Some(frame) = body.frame().await else {
-            break;
-        };
+    while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| body_error(&e))?;
         let Ok(data) = frame.into_data() else {
             continue; // trailers of a list response carry nothing the client needs
         };
         let room = max_bytes - buf.len();
-        let chunk = if data.len() > room {
-            data.slice(..room)
-        } else {
-            data
-        };
-        buf.extend_from_slice(&chunk);
+        let fits = data.len().min(room);
+        buf.extend_from_slice(&data[..fits]);
         if !raw {
-            let fed = scanner.feed(&chunk, |event| held.on_event(event, allowed));
-            match fed {
-                Ok(_) if held.over => stop = Some(Stop::Items),
+            match scanner.feed(&data[..fits], |event| held.on_event(event, allowed)) {
+                Ok(_) if held.over => {
+                    stop = Some(Stop::Items);
+                    break;
+                }
                 Ok(_) => {}
                 Err(error) => {
                     tracing::debug!(%error, "list response is not the expected JSON");
@@ -252,13 +309,12 @@ async fn hold(
                 }
             }
         }
-        if stop.is_none() && buf.len() >= max_bytes {
-            // One more frame might be only the end of the document; a full buffer with more
-            // to come is a cut.
-            if !raw && held.root_end.is_some() {
-                break;
-            }
+        // Bytes beyond the bound: only whitespace after a complete document may be dropped.
+        let rest = &data[fits..];
+        let droppable = !raw && held.root_end.is_some() && rest.iter().all(u8::is_ascii_whitespace);
+        if !rest.is_empty() && !droppable {
             stop = Some(Stop::Bytes);
+            break;
         }
     }
     if stop.is_none() && !raw && scanner.finish().is_err() {
@@ -275,6 +331,7 @@ async fn hold(
             .into());
         }
     }
+    // Leaving here drops the upstream body: an unfinished exchange closes its connection.
     Ok(Held {
         parts,
         bytes: buf.freeze(),
@@ -347,10 +404,14 @@ fn finish(
         stop,
         raw,
     } = held;
+    if plan.keyset.is_some() {
+        // pagegate owns pagination links on keyset routes, on every page including the last.
+        parts.headers.remove(header::LINK);
+    }
     if raw {
         return Ok(relay(parts, bytes));
     }
-    let client_items = usize::try_from(plan.page_size.min(policy.max_items)).unwrap_or(usize::MAX);
+    let (client_items, _) = item_limits(policy, plan);
     // Items kept: the page, and for a byte cut only those wholly inside the held bytes.
     let kept = items.len().min(client_items);
     let more = items.len() > kept || stop != Stop::Complete;
@@ -364,8 +425,10 @@ fn finish(
         Some(keyset) => next_cursor(keyset, &bytes, &items, kept, more)?,
         None => None,
     };
-    let allowed = client_items + usize::from(plan.keyset.is_some());
+    let (_, allowed) = item_limits(policy, plan);
     let truncated = match stop {
+        // The probe item arrived whole before the byte bound: the page itself is complete.
+        Stop::Bytes if items.len() > client_items => None,
         Stop::Bytes => Some("bytes"),
         Stop::Items => Some("items"),
         Stop::Complete if items.len() > allowed => Some("items"),
@@ -423,13 +486,12 @@ fn finish(
     parts
         .headers
         .insert(header::CONTENT_LENGTH, HeaderValue::from(length));
-    if let Some(keyset) = &plan.keyset {
-        parts.headers.remove(header::LINK);
-        if let Some(link) = cursor.as_ref().and_then(|c| {
+    if let Some(keyset) = &plan.keyset
+        && let Some(link) = cursor.as_ref().and_then(|c| {
             HeaderValue::from_str(&format!("<{}{c}>; rel=\"next\"", keyset.next_base)).ok()
-        }) {
-            parts.headers.insert(header::LINK, link);
-        }
+        })
+    {
+        parts.headers.insert(header::LINK, link);
     }
     let frames =
         futures_util::stream::iter(pieces.into_iter().map(|b| Ok(http_body::Frame::data(b))));
@@ -439,7 +501,15 @@ fn finish(
     ))
 }
 
-fn relay(parts: http::response::Parts, bytes: Bytes) -> Response {
+/// Relays held bytes unchanged, with a `Content-Length` that is true for them (trailing
+/// whitespace past the bound may have been dropped; then the validators go too).
+fn relay(mut parts: http::response::Parts, bytes: Bytes) -> Response {
+    let length = HeaderValue::from(bytes.len());
+    if parts.headers.get(header::CONTENT_LENGTH) != Some(&length) {
+        parts.headers.remove(header::ETAG);
+        parts.headers.remove("content-md5");
+    }
+    parts.headers.insert(header::CONTENT_LENGTH, length);
     http::Response::from_parts(parts, crate::error::full(bytes))
 }
 

@@ -76,12 +76,29 @@ fn pieces(query: &str) -> Vec<Piece<'_>> {
         .collect()
 }
 
-/// A name as a backend would read it: percent- and plus-decoded, ASCII lowercase.
+/// A name as the loosest backend would read it: percent- and plus-decoded, ASCII lowercase,
+/// and `.` and spaces turned into `_` (as PHP does).
 fn folded(name: &str) -> String {
     let decoded: String = form_urlencoded::parse(name.as_bytes())
         .map(|(k, _)| k.into_owned())
         .collect();
-    decoded.to_ascii_lowercase()
+    decoded.to_ascii_lowercase().replace(['.', ' '], "_")
+}
+
+/// Which controlled name (if any) a piece that is not spelled exactly like one could still be
+/// read as by some backend: `;` separates parameters for some (Rack < 3, Bottle), `limit[]` or
+/// `limit[x]` is an array of `limit` for others (qs, PHP), and names are folded as
+/// [`folded`] does.
+fn disguised(raw: &str, folded_controlled: &[String]) -> Option<usize> {
+    raw.split(';').find_map(|sub| {
+        let name = folded(sub.split_once('=').map_or(sub, |(name, _)| name));
+        folded_controlled.iter().position(|c| {
+            name == *c
+                || name
+                    .strip_prefix(c.as_str())
+                    .is_some_and(|rest| rest.starts_with('['))
+        })
+    })
 }
 
 /// Reads a controlled value: 1 to 20 plain ASCII digits that fit in a `u64`.
@@ -116,9 +133,7 @@ pub struct Planned {
 /// Applies a route's policy to a request's path and raw query string.
 pub fn plan(policy: &ListPolicy, path: &str, query: &str) -> Result<Planned, ProxyError> {
     let keyset = policy.keyset.as_ref();
-    let offset_name = match &policy.offset {
-        OffsetParam::Offset(name) | OffsetParam::Page { name, .. } => name.as_str(),
-    };
+    let offset_name = policy.offset.name();
     // Controlled names: 0 = limit, 1 = offset/page, 2 = cursor, then reserved keyset names.
     let mut controlled: Vec<&str> = vec![&policy.limit_param, offset_name];
     if let Some(k) = keyset {
@@ -126,8 +141,7 @@ pub fn plan(policy: &ListPolicy, path: &str, query: &str) -> Result<Planned, Pro
         controlled.extend(k.keys.iter().map(|key| key.param.as_str()));
         controlled.extend(k.set_params.iter().map(|(name, _)| name.as_str()));
     }
-    let folded_controlled: Vec<String> =
-        controlled.iter().map(|c| c.to_ascii_lowercase()).collect();
+    let folded_controlled: Vec<String> = controlled.iter().map(|c| folded(c)).collect();
 
     let all = pieces(query);
     let mut slots: [Option<usize>; 3] = [None, None, None];
@@ -150,8 +164,7 @@ pub fn plan(policy: &ListPolicy, path: &str, query: &str) -> Result<Planned, Pro
                 .into());
             }
             None => {
-                let name = folded(piece.name);
-                if let Some(i) = folded_controlled.iter().position(|c| *c == name) {
+                if let Some(i) = disguised(piece.raw, &folded_controlled) {
                     return Err(PaginationError::Disguised {
                         param: controlled[i].to_owned(),
                         sent: piece.name.to_owned(),
@@ -201,16 +214,17 @@ pub fn plan(policy: &ListPolicy, path: &str, query: &str) -> Result<Planned, Pro
         next_base.push_str(&format!("{}={page_size}&", policy.limit_param));
     }
 
+    // A cursor is bound to the path (`/users/1/events` ≠ `/users/2/events`) and to the other
+    // parameters, so it cannot start another list at a chosen key.
+    let binding = binding_hash(std::iter::once(path).chain(others.iter().copied()));
     let cursor = match (keyset, cursor_piece) {
-        (Some(k), Some(c)) => Some(open_cursor(k, c.value.unwrap_or_default(), &others)?),
+        (Some(k), Some(c)) => Some(open_cursor(k, c.value.unwrap_or_default(), binding)?),
         _ => None,
     };
-    let keep_offset = match offset_piece {
-        Some(p) if cursor.is_none() => {
-            check_offset(policy, p, page_size, offset_name, &next_base)?;
-            true
-        }
-        _ => false,
+    // With a cursor the offset is dropped; without one it is checked and re-emitted canonically.
+    let offset = match offset_piece {
+        Some(p) if cursor.is_none() => Some(check_offset(policy, p, page_size, &next_base)?),
+        _ => None,
     };
 
     let forward_limit = if keyset.is_some() {
@@ -224,8 +238,7 @@ pub fn plan(policy: &ListPolicy, path: &str, query: &str) -> Result<Planned, Pro
         if at == limit_at {
             out.push(format!("{}={forward_limit}", policy.limit_param));
         } else if at == offset_at {
-            if keep_offset {
-                let value = number(offset_name, piece.value)?;
+            if let Some(value) = offset {
                 out.push(format!("{offset_name}={value}"));
             }
         } else if at == cursor_at {
@@ -250,7 +263,7 @@ pub fn plan(policy: &ListPolicy, path: &str, query: &str) -> Result<Planned, Pro
         next_base.push('=');
         KeysetPlan {
             policy: Arc::clone(k),
-            binding: binding_hash(others.iter().copied()),
+            binding,
             after: cursor,
             next_base,
         }
@@ -268,12 +281,11 @@ pub fn plan(policy: &ListPolicy, path: &str, query: &str) -> Result<Planned, Pro
 fn open_cursor(
     k: &KeysetPolicy,
     value: &str,
-    others: &[&str],
+    binding: u64,
 ) -> Result<Vec<Box<RawValue>>, ProxyError> {
     if value.is_empty() {
         return Err(CursorError::Truncated.into());
     }
-    let binding = binding_hash(others.iter().copied());
     Ok(k.codec.decode(
         value,
         k.route_id,
@@ -283,13 +295,14 @@ fn open_cursor(
     )?)
 }
 
+/// Checks an offset (or page) against `max_offset`; returns the value to forward.
 fn check_offset(
     policy: &ListPolicy,
     piece: Piece<'_>,
     page_size: u64,
-    name: &str,
     next_base: &str,
-) -> Result<(), PaginationError> {
+) -> Result<u64, PaginationError> {
+    let name = policy.offset.name();
     let value = number(name, piece.value)?;
     let offset = match &policy.offset {
         OffsetParam::Offset(_) => value,
@@ -305,7 +318,7 @@ fn check_offset(
         }
     };
     if offset <= policy.max_offset {
-        return Ok(());
+        return Ok(value);
     }
     let first_page = policy.keyset.as_ref().map(|_| {
         next_base

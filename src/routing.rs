@@ -57,34 +57,33 @@ pub struct RouteTable {
 impl RouteTable {
     /// Builds the table; on overlap returns `(later, earlier)` route indices.
     pub fn new(routes: &[Arc<RouteConfig>]) -> Result<Self, (usize, usize)> {
-        let mut router = matchit::Router::new();
-        let mut paths: Vec<(String, Vec<usize>)> = Vec::new();
+        // Group routes by normalized pattern; one pattern may serve disjoint method sets.
+        let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
         for (i, route) in routes.iter().enumerate() {
-            match paths.iter_mut().find(|(path, _)| *path == route.path) {
+            let pattern = normalize(&route.path);
+            match groups.iter_mut().find(|(p, _)| *p == pattern) {
                 Some((_, same)) => {
                     if let Some(&j) = same.iter().find(|&&j| methods_overlap(&routes[j], route)) {
                         return Err((i, j));
                     }
                     same.push(i);
                 }
-                None => {
-                    if let Err(e) = router.insert(route.path.clone(), Vec::new()) {
-                        // matchit names the conflicting pattern; find the route that owns it.
-                        let other = match e {
-                            matchit::InsertError::Conflict { with } => {
-                                routes[..i].iter().position(|r| r.path == with)
-                            }
-                            _ => None,
-                        };
-                        return Err((i, other.unwrap_or(i)));
-                    }
-                    paths.push((route.path.clone(), vec![i]));
-                }
+                None => groups.push((pattern, vec![i])),
             }
         }
-        for (path, indices) in paths {
-            if let Ok(entry) = router.at_mut(&path) {
-                *entry.value = indices.iter().map(|&i| Arc::clone(&routes[i])).collect();
+        let mut router = matchit::Router::new();
+        for (pattern, indices) in &groups {
+            let value = indices.iter().map(|&i| Arc::clone(&routes[i])).collect();
+            if let Err(e) = router.insert(pattern.clone(), value) {
+                // matchit names the conflicting pattern; find the route that owns it.
+                let other = match e {
+                    matchit::InsertError::Conflict { with } => groups
+                        .iter()
+                        .find(|(p, _)| *p == with)
+                        .map(|(_, idx)| idx[0]),
+                    _ => None,
+                };
+                return Err((indices[0], other.unwrap_or(indices[0])));
             }
         }
         Ok(Self { router })
@@ -93,8 +92,8 @@ impl RouteTable {
     /// The route for a method and a raw request path. A route that serves GET also serves
     /// HEAD (RFC 9110 §9.3.2).
     pub fn find(&self, method: &Method, path: &str) -> Option<&Arc<RouteConfig>> {
-        let normalized = decode_unreserved(path);
-        let found = self.router.at(&normalized).ok()?;
+        let path = normalize(path);
+        let found = self.router.at(&path).ok()?;
         let serves = |methods: &Vec<Method>| {
             methods.contains(method) || (method == Method::HEAD && methods.contains(&Method::GET))
         };
@@ -103,6 +102,26 @@ impl RouteTable {
             .iter()
             .find(|route| route.methods.as_ref().is_none_or(serves))
     }
+}
+
+/// The form paths are matched in. Backends disagree on what names the same resource, so
+/// matching is deliberately loose in the safe direction — every variant some backend would
+/// serve as `/events` matches the `/events` route: percent-encoded unreserved characters are
+/// decoded, `;parameters` dropped, empty and `.` segments removed, `..` resolved, ASCII case
+/// folded, and a trailing slash ignored. The request is forwarded as the client wrote it.
+fn normalize(path: &str) -> String {
+    let decoded = decode_unreserved(path);
+    let mut segments: Vec<String> = Vec::new();
+    for segment in decoded.split('/') {
+        match segment.split(';').next().unwrap_or_default() {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            s => segments.push(s.to_ascii_lowercase()),
+        }
+    }
+    format!("/{}", segments.join("/"))
 }
 
 fn methods_overlap(a: &RouteConfig, b: &RouteConfig) -> bool {
@@ -145,14 +164,10 @@ pub struct RouteLayer {
 }
 
 impl RouteLayer {
-    /// The layer for a validated config.
+    /// The layer for a validated config, whose route table was built during validation.
     pub fn new(config: &Config) -> Self {
-        // Validation already built this table once; an overlap cannot appear here.
-        let table = RouteTable::new(&config.routes).unwrap_or_else(|_| RouteTable {
-            router: matchit::Router::new(),
-        });
         Self {
-            table: Arc::new(table),
+            table: Arc::clone(&config.table),
             default: config.default.clone(),
         }
     }

@@ -58,6 +58,7 @@ pub enum UpstreamError {
 struct Upstream {
     config: Arc<UpstreamConfig>,
     client: Client<HttpConnector, Body>,
+    trust_forwarded: bool,
 }
 
 /// Relays requests to their upstream; the innermost service of the stack.
@@ -88,6 +89,7 @@ impl Proxy {
                 let upstream = Upstream {
                     config: Arc::clone(u),
                     client,
+                    trust_forwarded: config.trust_forwarded,
                 };
                 (name.clone(), upstream)
             })
@@ -156,6 +158,7 @@ impl Upstream {
             host.as_ref(),
             &config.host,
             authority,
+            self.trust_forwarded,
         );
         parts.version = http::Version::HTTP_11;
         let body = IdleTimeout::new(body, config.idle_timeout).boxed();

@@ -96,7 +96,7 @@ async fn a_2_gib_list_from_a_backend_ignoring_limit_is_cut_at_the_page() {
         "the upstream sent {read} bytes for a 250-item page"
     );
     assert!(started.elapsed() < Duration::from_secs(20));
-    // The connection was closed, not drained: a fresh request opens a new exchange that works.
+    // The rest was never read (the counter above), and the proxy still serves the next request.
     assert_eq!(
         get(&proxy.url("/events?limit=5"))
             .await
@@ -263,7 +263,7 @@ async fn error_responses_pass_through_untouched() {
 }
 
 #[tokio::test]
-async fn a_first_item_larger_than_max_bytes_is_a_502() {
+async fn an_item_larger_than_max_bytes_is_a_502() {
     let body = format!("[{{\"blob\":\"{}\"}}]", "x".repeat(4096));
     let upstream = Upstream::start(move |_| {
         let body = body.clone();
@@ -276,8 +276,53 @@ async fn a_first_item_larger_than_max_bytes_is_a_502() {
         problem["detail"]
             .as_str()
             .expect("detail")
-            .contains("first list item alone exceeds")
+            .contains("not one whole item of the backend's list fits")
     );
     let _: Value = problem;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn pages_beyond_max_held_bytes_wait_then_get_a_503() {
+    // The first page never completes, so it keeps its reservation of the whole budget.
+    let upstream = Upstream::start(|req: http::Request<hyper::body::Incoming>| async move {
+        if req.uri().query().unwrap_or("").contains("stall") {
+            let frames = futures_util::stream::unfold(0u8, |step| async move {
+                if step == 0 {
+                    return Some((
+                        Ok::<_, pagegate::BoxError>(http_body::Frame::data(Bytes::from_static(
+                            b"[1,",
+                        ))),
+                        1,
+                    ));
+                }
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                None
+            });
+            return http::Response::new(http_body_util::StreamBody::new(frames).boxed());
+        }
+        support::json_response("[1,2]")
+    })
+    .await;
+    let yaml = format!("max_held_bytes: 1MiB\n{}", config("max_bytes: 1MiB"));
+    let proxy = Proxy::start(&yaml, &upstream).await;
+    let url = proxy.url("/events?stall=1");
+    let stalled = tokio::spawn(async move { get(&url).await });
+    while upstream.seen().is_empty() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let got = get(&proxy.url("/events")).await;
+    let problem = got.problem(503);
+    assert_eq!(problem["type"], "urn:pagegate:problem:overloaded");
+    assert_eq!(got.header("retry-after"), Some("1"));
+    assert_eq!(
+        upstream.seen().len(),
+        1,
+        "the refused request was not sent to the backend"
+    );
+    stalled.abort();
+    // Once the stalled client is gone its reservation is released.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(get(&proxy.url("/events")).await.text(), "[1,2]");
     proxy.stop().await;
 }

@@ -136,6 +136,11 @@ async fn bad_values_get_a_clear_400_and_never_reach_the_backend() {
         ("LIMIT=5000", "exactly as `limit`"),
         ("Offset=99999", "exactly as `offset`"),
         ("lim%69t=1", "exactly as `limit`"),
+        ("a=1;limit=999999", "exactly as `limit`"),
+        ("x=1&y=2;Offset=99999", "exactly as `offset`"),
+        ("limit[]=999999", "exactly as `limit`"),
+        ("limit%5B0%5D=999999", "exactly as `limit`"),
+        ("limit[max]=5", "exactly as `limit`"),
     ];
     for (query, reason) in cases {
         let got = get(&proxy.url(&format!("/events?{query}"))).await;
@@ -195,5 +200,51 @@ async fn non_list_methods_and_routes_are_untouched() {
         "limit=5000",
         "no list policy on unmatched paths"
     );
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn php_style_names_are_folded_before_comparing() {
+    let upstream = Upstream::json("[]").await;
+    let proxy = Proxy::start(&routes("clamp"), &upstream).await;
+    for query in [
+        "per.page=999",
+        "per%20page=999",
+        "PER_PAGE=999",
+        "per_page[]=999",
+    ] {
+        let problem = get(&proxy.url(&format!("/pages?{query}")))
+            .await
+            .problem(400);
+        assert_eq!(problem["parameter"], "per_page", "{query}");
+    }
+    assert!(upstream.seen().is_empty());
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn path_variants_cannot_dodge_a_list_route() {
+    let upstream = Upstream::json("[]").await;
+    let yaml = format!(
+        "{}\ndefault: {{action: pass, upstream: app}}\n",
+        routes("reject")
+    );
+    let proxy = Proxy::start(&yaml, &upstream).await;
+    for path in [
+        "/events/",
+        "/Events",
+        "//events",
+        "/x/../events",
+        "/events;v=1",
+    ] {
+        let problem = get(&proxy.url(&format!("{path}?limit=5000")))
+            .await
+            .problem(400);
+        assert_eq!(
+            problem["type"], "urn:pagegate:problem:limit-too-large",
+            "{path}"
+        );
+    }
+    assert!(upstream.seen().is_empty(), "{:?}", upstream.seen());
     proxy.stop().await;
 }

@@ -260,24 +260,58 @@ impl TryFrom<FileConfig> for Config {
             }
             routes.push(Arc::new(route(&mut p, name, &r.value, codec.as_ref())));
         }
-        if let Err((later, earlier)) = RouteTable::new(&routes) {
-            let problem = ConfigProblem::Overlap {
-                route: routes[later].name.clone(),
-                path: routes[later].path.clone(),
-                other: routes[earlier].name.clone(),
-            };
-            p.push(&file.routes[later].value.path, problem);
+        let table = match RouteTable::new(&routes) {
+            Ok(table) => Some(Arc::new(table)),
+            Err((later, earlier)) => {
+                let problem = ConfigProblem::Overlap {
+                    route: routes[later].name.clone(),
+                    path: routes[later].path.clone(),
+                    other: routes[earlier].name.clone(),
+                };
+                p.push(&file.routes[later].value.path, problem);
+                None
+            }
+        };
+
+        let max_held_bytes = match &file.max_held_bytes {
+            None => DEFAULT_MAX_HELD_BYTES,
+            Some(s) => match bytesize::ByteSize::from_str(s.value.trim()) {
+                Ok(size) => size.as_u64(),
+                Err(_) => {
+                    let problem = ConfigProblem::Size {
+                        key: "max_held_bytes",
+                        value: s.value.clone(),
+                    };
+                    p.push(s, problem);
+                    DEFAULT_MAX_HELD_BYTES
+                }
+            },
+        };
+        for (route, r) in routes.iter().zip(&file.routes) {
+            if let Some(list) = route.list.as_ref().filter(|l| l.max_bytes > max_held_bytes) {
+                p.invalid(
+                    r,
+                    "max_bytes",
+                    format!(
+                        "of route `{}` ({}) exceeds max_held_bytes ({max_held_bytes}): no page of it could ever be held; raise max_held_bytes or lower max_bytes",
+                        route.name, list.max_bytes
+                    ),
+                );
+            }
         }
 
-        match (p.0.is_empty(), listen) {
-            (true, Some(listen)) => Ok(Config {
+        match (p.0.is_empty(), listen, table) {
+            (true, Some(listen), Some(table)) => Ok(Config {
                 listen,
                 metrics_listen,
                 shutdown_grace,
                 max_connections,
+                max_held_bytes,
                 default,
                 upstreams,
                 routes,
+                table,
+                trust_forwarded: file.trust_forwarded.unwrap_or(false),
             }),
             _ => {
                 p.0.sort_by_key(|l| l.at.map(|at| (at.line, at.column)));
@@ -498,6 +532,15 @@ fn route(
             .collect()
     });
     let list = r.list.as_ref().map(|l| list::list(p, &name, l, codec));
+    if let (Some(l), Some(methods)) = (&r.list, &r.methods)
+        && !methods.value.iter().any(|m| m.value == "GET")
+    {
+        p.invalid(
+            l,
+            "list",
+            "applies to GET (and HEAD) requests, but this route's `methods` has no GET: add GET or remove `list`".to_owned(),
+        );
+    }
     RouteConfig {
         name,
         path: r.path.value.clone(),

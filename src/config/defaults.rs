@@ -39,6 +39,11 @@ pub const DEFAULT_MAX_OFFSET: u64 = 10_000;
 pub const DEFAULT_MAX_BYTES: u64 = 8 * 1024 * 1024;
 /// Upper bound for `max_bytes` (256 MiB): a page is held in memory, so it must stay small.
 pub const MAX_MAX_BYTES: u64 = 256 * 1024 * 1024;
+/// Most bytes all held list pages may reserve together (256 MiB); a page that cannot get its
+/// `max_bytes` within [`DEFAULT_HOLD_WAIT`] is answered 503.
+pub const DEFAULT_MAX_HELD_BYTES: u64 = 256 * 1024 * 1024;
+/// How long a list request waits for room under `max_held_bytes` before a 503 (2 seconds).
+pub const DEFAULT_HOLD_WAIT: Duration = Duration::from_secs(2);
 
 /// Query parameter clients send keyset cursors in (`cursor`).
 pub const DEFAULT_CURSOR_PARAM: &str = "cursor";

@@ -17,6 +17,8 @@ pub(crate) struct FileConfig {
     pub(crate) metrics_listen: Option<Spanned<String>>,
     pub(crate) shutdown_grace: Option<Spanned<String>>,
     pub(crate) max_connections: Option<Spanned<u64>>,
+    pub(crate) max_held_bytes: Option<Spanned<String>>,
+    pub(crate) trust_forwarded: Option<bool>,
     pub(crate) default: Option<Spanned<FileDefault>>,
     pub(crate) cursors: Option<Spanned<FileCursors>>,
     pub(crate) upstreams: Spanned<BTreeMap<String, Spanned<FileUpstream>>>,

@@ -70,7 +70,7 @@ fn the_reference_file_shows_the_defaults() {
     assert_eq!(keyset.keys.len(), 2);
     assert_eq!(
         keyset.set_params,
-        vec![("sort".to_owned(), "created_at,id".to_owned())]
+        vec![("sort".to_owned(), "created_at%2Cid".to_owned())]
     );
 }
 
@@ -108,6 +108,7 @@ routes:
         "t.yaml:1:80: `connect_timeout` must be longer than zero",
         "t.yaml:3:11: `path` is \"nope\": a path starts with `/`",
         "t.yaml:5:15: `methods` contains \"get\": write methods in capitals, e.g. GET",
+        "t.yaml:6:11: `list` applies to GET (and HEAD) requests, but this route's `methods` has no GET",
         "t.yaml:6:27: `default_limit` is 0: it must be at least 1",
         "t.yaml:6:41: `max_bytes` is 10GiB: a page is held in memory, so keep it between 1KiB and 256MiB",
         "t.yaml:6:55: `items` is \"data\": write a JSON pointer to the array",
@@ -199,4 +200,76 @@ fn pointers_follow_rfc_6901() {
     );
     assert_eq!(parse_pointer("data"), None);
     assert_eq!(parse_pointer("/a~2"), None);
+}
+
+#[test]
+fn parameters_with_two_jobs_and_unholdable_pages_are_refused() {
+    let yaml = "\
+max_held_bytes: 16MiB
+upstreams: {app: {url: 'http://h:1'}}
+cursors: {keys: [{id: 1, secret: 0123456789abcdef0123456789abcdef}]}
+routes:
+  - path: /a
+    upstream: app
+    list:
+      page_param: page
+      keyset: {keys: [{field: /id, param: id_gt}]}
+  - path: /b
+    upstream: app
+    list:
+      limit_param: n
+      offset_param: n
+  - path: /c
+    upstream: app
+    list:
+      max_bytes: 32MiB
+      keyset: {keys: [{field: /id, param: id_gt}], cursor_param: limit}
+  - path: /d
+    methods: [POST]
+    upstream: app
+    list: {}
+";
+    let lines = problems(yaml);
+    let wanted = [
+        "`page_param` cannot be combined with `keyset`",
+        "`limit_param` and the offset parameter are both `n`",
+        "`max_bytes` of route `/c` (33554432) exceeds max_held_bytes (16777216)",
+        "`cursor_param` `limit` is already used by this route",
+        "`list` applies to GET (and HEAD) requests, but this route's `methods` has no GET",
+    ];
+    assert_eq!(lines.len(), wanted.len(), "{lines:#?}");
+    for want in wanted {
+        assert!(
+            lines.iter().any(|l| l.contains(want)),
+            "missing {want:?} in {lines:#?}"
+        );
+    }
+}
+
+#[test]
+fn set_params_are_checked_and_encoded() {
+    let base = "\
+upstreams: {app: {url: 'http://h:1'}}
+cursors: {keys: [{id: 1, secret: 0123456789abcdef0123456789abcdef}]}
+routes:
+  - path: /a
+    upstream: app
+    list:
+      keyset:
+        keys: [{field: /id, param: id_gt}]
+        set_params: SET
+";
+    let config = parse(&base.replace("SET", "{order: 'created_at desc, id'}")).expect("valid");
+    let keyset = config.routes[0]
+        .list
+        .as_ref()
+        .and_then(|l| l.keyset.clone())
+        .expect("keyset");
+    assert_eq!(
+        keyset.set_params,
+        vec![("order".to_owned(), "created_at+desc%2C+id".to_owned())]
+    );
+    let lines = problems(&base.replace("SET", "{'bad name': x, limit: 5}"));
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    assert!(lines.iter().all(|l| l.contains("`set_params` sets")));
 }

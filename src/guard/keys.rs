@@ -6,37 +6,40 @@ use std::collections::HashMap;
 use serde_json::value::RawValue;
 
 use crate::config::{KeyField, Order};
+use crate::cursor::is_scalar;
 
 /// The raw key values of one item, most significant first; `None` when a field is missing,
-/// `null`, an object or an array.
+/// `null`, a boolean, an object or an array.
 pub(crate) fn extract(item: &[u8], fields: &[KeyField]) -> Option<Vec<Box<RawValue>>> {
-    fields.iter().map(|f| extract_one(item, &f.field)).collect()
+    let text = std::str::from_utf8(item).ok()?;
+    fields
+        .iter()
+        .map(|f| {
+            extract_one(text, &f.segments)
+                .filter(|v| is_scalar(v))
+                .map(|v| v.to_owned())
+        })
+        .collect()
 }
 
-fn extract_one(item: &[u8], pointer: &str) -> Option<Box<RawValue>> {
-    let segments = crate::config::parse_pointer(pointer)?;
-    descend(std::str::from_utf8(item).ok()?.to_owned(), &segments)
-}
-
-/// Follows the pointer one level at a time; each level is parsed as a map (or list) of raw
-/// values, so only the members on the way to the key are looked at.
-fn descend(text: String, rest: &[String]) -> Option<Box<RawValue>> {
-    let Some((segment, rest)) = rest.split_first() else {
-        return RawValue::from_string(text).ok().filter(|v| is_scalar(v));
-    };
-    let next = if text.trim_start().starts_with('[') {
-        let list: Vec<&RawValue> = serde_json::from_str(&text).ok()?;
-        list.get(segment.parse::<usize>().ok()?)?.get().to_owned()
-    } else {
-        let map: HashMap<String, &RawValue> = serde_json::from_str(&text).ok()?;
-        map.get(segment.as_str())?.get().to_owned()
-    };
-    descend(next, rest)
-}
-
-fn is_scalar(value: &RawValue) -> bool {
-    let first = value.get().as_bytes().first().copied();
-    matches!(first, Some(b'"' | b'-' | b'0'..=b'9'))
+/// Follows the pointer one level at a time. Each level is parsed as a map (or list) of raw
+/// values borrowed from the item, so only the members on the way to the key are looked at and
+/// nothing is copied until the key itself.
+fn extract_one<'a>(text: &'a str, segments: &[String]) -> Option<&'a RawValue> {
+    let mut current: Option<&'a RawValue> = None;
+    let mut json: &'a str = text;
+    for segment in segments {
+        let next: &'a RawValue = if json.trim_start().starts_with('[') {
+            let list: Vec<&'a RawValue> = serde_json::from_str(json).ok()?;
+            list.get(segment.parse::<usize>().ok()?).copied()?
+        } else {
+            let map: HashMap<String, &'a RawValue> = serde_json::from_str(json).ok()?;
+            map.get(segment.as_str()).copied()?
+        };
+        json = next.get();
+        current = Some(next);
+    }
+    current
 }
 
 /// A key value as compared: numbers numerically, strings byte by byte (RFC 3339 timestamps in
@@ -89,10 +92,7 @@ mod tests {
     use super::*;
 
     fn field(f: &str) -> KeyField {
-        KeyField {
-            field: f.to_owned(),
-            param: "p".to_owned(),
-        }
+        KeyField::new(f.to_owned(), "p".to_owned())
     }
 
     fn raw(s: &str) -> Box<RawValue> {

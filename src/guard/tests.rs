@@ -63,10 +63,7 @@ fn policy(items: &[&str], keyset: bool) -> ListPolicy {
         on_invalid: OnInvalid::Pass,
         keyset: keyset.then(|| {
             Arc::new(KeysetPolicy {
-                keys: vec![KeyField {
-                    field: "/id".to_owned(),
-                    param: "id_gt".to_owned(),
-                }],
+                keys: vec![KeyField::new("/id".to_owned(), "id_gt".to_owned())],
                 order: Order::Asc,
                 set_params: Vec::new(),
                 cursor_param: "cursor".to_owned(),
@@ -103,6 +100,14 @@ async fn run(
     let response = finish(held, policy, &plan, "t", &Metrics::default()).expect("finished");
     let (parts, body) = response.into_parts();
     let bytes = body.collect().await.expect("body").to_bytes();
+    let length = parts.headers[http::header::CONTENT_LENGTH]
+        .to_str()
+        .expect("ascii");
+    assert_eq!(
+        length,
+        bytes.len().to_string(),
+        "Content-Length matches the body sent"
+    );
     let text = String::from_utf8(bytes.to_vec()).expect("utf-8");
     (
         http::Response::from_parts(parts, crate::error::full(bytes)),

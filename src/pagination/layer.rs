@@ -66,17 +66,18 @@ where
         } else {
             format!("{path}?{}", planned.query)
         };
+        // Every piece came from a valid URI, digits or encoded config values, so this cannot
+        // fail; if it ever does, refuse rather than forward the unchecked original.
         let mut parts = req.uri().clone().into_parts();
-        match path_and_query.parse() {
-            Ok(pq) => parts.path_and_query = Some(pq),
-            Err(_) => {
-                // Every piece came from a valid URI or from digits; this cannot fail.
-                tracing::error!(%path_and_query, "rewritten query is not a valid URI");
-            }
-        }
-        if let Ok(uri) = Uri::from_parts(parts) {
-            *req.uri_mut() = uri;
-        }
+        let rewritten = path_and_query.parse().ok().and_then(|pq| {
+            parts.path_and_query = Some(pq);
+            Uri::from_parts(parts).ok()
+        });
+        let Some(uri) = rewritten else {
+            tracing::error!(%path_and_query, "rewritten list request is not a valid URI");
+            return Box::pin(std::future::ready(Ok(ProxyError::Internal.into_response())));
+        };
+        *req.uri_mut() = uri;
         let clamped = planned.plan.clamped_from.map(|requested| {
             format!(
                 "{}={}; requested={requested}",

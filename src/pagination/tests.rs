@@ -32,14 +32,8 @@ fn policy(keyset: bool) -> ListPolicy {
         keyset: keyset.then(|| {
             Arc::new(KeysetPolicy {
                 keys: vec![
-                    KeyField {
-                        field: "/created_at".to_owned(),
-                        param: "created_after".to_owned(),
-                    },
-                    KeyField {
-                        field: "/id".to_owned(),
-                        param: "id_gt".to_owned(),
-                    },
+                    KeyField::new("/created_at".to_owned(), "created_after".to_owned()),
+                    KeyField::new("/id".to_owned(), "id_gt".to_owned()),
                 ],
                 order: Order::Asc,
                 set_params: vec![("sort".to_owned(), "created_at,id".to_owned())],
@@ -65,7 +59,7 @@ fn cursor(policy: &ListPolicy, others: &[&str], key: &[&str]) -> String {
     let refs: Vec<&RawValue> = raw.iter().map(AsRef::as_ref).collect();
     keyset.codec.encode(
         keyset.route_id,
-        binding_hash(others.iter().copied()),
+        binding_hash(std::iter::once("/events").chain(others.iter().copied())),
         &refs,
         std::time::SystemTime::now(),
     )

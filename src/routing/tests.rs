@@ -37,7 +37,23 @@ fn matches_exact_param_and_catch_all_paths_by_method() {
         name(Method::GET, "/files/a/b/c.csv").as_deref(),
         Some("files")
     );
-    assert_eq!(name(Method::GET, "/events/"), None);
+    for variant in [
+        "/events/",
+        "/Events",
+        "/EVENTS",
+        "//events",
+        "/events;jsessionid=1",
+        "/x/../events",
+        "/x/%2e%2e/events",
+        "/./events",
+    ] {
+        assert_eq!(
+            name(Method::GET, variant).as_deref(),
+            Some("list"),
+            "{variant} must not dodge the list route"
+        );
+    }
+    assert_eq!(name(Method::GET, "/events/x"), None);
     assert_eq!(
         name(Method::GET, "/%65vents").as_deref(),
         Some("list"),
@@ -59,6 +75,12 @@ fn overlaps_are_reported_with_both_routes() {
     assert_eq!(RouteTable::new(&same).err(), Some((1, 0)));
     let params = [route("a", "/u/{id}", None), route("b", "/u/{name}", None)];
     assert_eq!(RouteTable::new(&params).err(), Some((1, 0)));
+    let case = [route("a", "/Events", None), route("b", "/events/", None)];
+    assert_eq!(
+        RouteTable::new(&case).err(),
+        Some((1, 0)),
+        "variants of one path overlap"
+    );
     let disjoint = [
         route("a", "/e", Some(&[Method::GET])),
         route("b", "/e", Some(&[Method::POST, Method::PUT])),

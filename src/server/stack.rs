@@ -28,7 +28,10 @@ pub fn build(config: &Config, metrics: &Arc<Metrics>) -> Stack {
         // Refuse or rewrite list requests (limit, offset, cursor) before anything is sent.
         .layer(PaginationLayer)
         // Innermost before the network: holds, scans and cuts list responses as they arrive.
-        .layer(ListGuardLayer::new(Arc::clone(metrics)))
+        .layer(ListGuardLayer::new(
+            Arc::clone(metrics),
+            config.max_held_bytes,
+        ))
         .service(Proxy::new(config));
     BoxCloneSyncService::new(service)
 }

@@ -38,44 +38,64 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
 
 /// Adds this hop to the forwarding headers and sets `Host` as the upstream is configured.
 ///
-/// `X-Forwarded-For` and `Forwarded` are appended to; `X-Forwarded-Proto` and
-/// `X-Forwarded-Host` are set only when absent, so values from a TLS terminator in front of
-/// pagegate survive.
+/// With `trust` (a proxy of yours sits in front of pagegate), `X-Forwarded-For` and
+/// `Forwarded` are appended to and `X-Forwarded-Proto`/`-Host` kept when present. Without it
+/// (the default), whatever the client sent in them is replaced: a client cannot make the
+/// backend believe it came from elsewhere or build links to another host.
 pub fn set_forwarding(
     headers: &mut HeaderMap,
     client: Option<SocketAddr>,
     host: Option<&HeaderValue>,
     mode: &HostMode,
     upstream_authority: &str,
+    trust: bool,
 ) {
+    let joined = |headers: &HeaderMap, name: &str| -> Option<String> {
+        let values: Vec<&str> = headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        (trust && !values.is_empty()).then(|| values.join(", "))
+    };
+    let proto = joined(headers, "x-forwarded-proto").unwrap_or_else(|| "http".to_owned());
+    let forwarded_host = joined(headers, "x-forwarded-host");
+    let xff = joined(headers, "x-forwarded-for");
+    let forwarded = joined(headers, "forwarded");
+    for name in [
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "forwarded",
+    ] {
+        headers.remove(name);
+    }
     if let Some(client) = client {
         let ip = client.ip();
-        let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-            Some(existing) => format!("{existing}, {ip}"),
-            None => ip.to_string(),
-        };
-        insert(headers, "x-forwarded-for", &xff);
+        let chain = xff.map_or_else(|| ip.to_string(), |existing| format!("{existing}, {ip}"));
+        insert(headers, "x-forwarded-for", &chain);
         let node = match ip {
             IpAddr::V4(v4) => v4.to_string(),
             IpAddr::V6(v6) => format!("\"[{v6}]\""),
         };
-        let mut element = format!("for={node};proto=http");
+        let first_proto = proto.split(',').next().unwrap_or("http").trim().to_owned();
+        let mut element = format!("for={node};proto={first_proto}");
         if let Some(host) = host.and_then(|h| h.to_str().ok()) {
             element.push_str(&format!(";host=\"{}\"", host.replace(['"', '\\'], "")));
         }
-        let forwarded = match headers.get(header::FORWARDED).and_then(|v| v.to_str().ok()) {
-            Some(existing) => format!("{existing}, {element}"),
-            None => element,
-        };
-        insert(headers, "forwarded", &forwarded);
+        let value = forwarded.map_or_else(
+            || element.clone(),
+            |existing| format!("{existing}, {element}"),
+        );
+        insert(headers, "forwarded", &value);
     }
-    if !headers.contains_key("x-forwarded-proto") {
-        headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
-    }
-    if let Some(host) = host
-        && !headers.contains_key("x-forwarded-host")
-    {
-        headers.insert("x-forwarded-host", host.clone());
+    insert(headers, "x-forwarded-proto", &proto);
+    match (forwarded_host, host) {
+        (Some(kept), _) => insert(headers, "x-forwarded-host", &kept),
+        (None, Some(host)) => {
+            headers.insert("x-forwarded-host", host.clone());
+        }
+        (None, None) => {}
     }
     let value = match mode {
         HostMode::Upstream => HeaderValue::from_str(upstream_authority).ok(),
@@ -111,9 +131,10 @@ mod tests {
     }
 
     #[test]
-    fn forwarding_appends_and_keeps_front_values() {
+    fn trusted_forwarding_appends_and_keeps_front_values() {
         let mut h = HeaderMap::new();
-        h.insert("x-forwarded-for", HeaderValue::from_static("203.0.113.9"));
+        h.append("x-forwarded-for", HeaderValue::from_static("203.0.113.9"));
+        h.append("x-forwarded-for", HeaderValue::from_static("198.51.100.7"));
         h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
         let host = HeaderValue::from_static("api.example.com");
         let client = "[::1]:5000".parse().ok();
@@ -123,13 +144,14 @@ mod tests {
             Some(&host),
             &HostMode::Upstream,
             "10.0.0.2:8000",
+            true,
         );
-        assert_eq!(h["x-forwarded-for"], "203.0.113.9, ::1");
+        assert_eq!(h["x-forwarded-for"], "203.0.113.9, 198.51.100.7, ::1");
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-forwarded-host"], "api.example.com");
         assert_eq!(
             h["forwarded"],
-            "for=\"[::1]\";proto=http;host=\"api.example.com\""
+            "for=\"[::1]\";proto=https;host=\"api.example.com\""
         );
         assert_eq!(h["host"], "10.0.0.2:8000");
         set_forwarding(
@@ -138,7 +160,34 @@ mod tests {
             Some(&host),
             &HostMode::Preserve,
             "10.0.0.2:8000",
+            true,
         );
         assert_eq!(h["host"], "api.example.com");
+    }
+
+    #[test]
+    fn untrusted_forwarding_headers_from_clients_are_replaced() {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
+        h.insert("x-forwarded-host", HeaderValue::from_static("evil.example"));
+        h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        h.insert("forwarded", HeaderValue::from_static("for=10.0.0.1"));
+        let host = HeaderValue::from_static("api.example.com");
+        let client = "192.0.2.4:5000".parse().ok();
+        set_forwarding(
+            &mut h,
+            client,
+            Some(&host),
+            &HostMode::Upstream,
+            "app:80",
+            false,
+        );
+        assert_eq!(h["x-forwarded-for"], "192.0.2.4");
+        assert_eq!(h["x-forwarded-host"], "api.example.com");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(
+            h["forwarded"],
+            "for=192.0.2.4;proto=http;host=\"api.example.com\""
+        );
     }
 }

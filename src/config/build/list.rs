@@ -70,16 +70,23 @@ pub(super) fn list(
             },
         });
     }
+    // Below max_limit it still binds: such pages are cut (and say so) at max_items.
     let max_items = positive(p, f.max_items.as_ref(), "max_items", max_limit);
-    if let Some(items) = f.max_items.as_ref().filter(|m| m.value < max_limit) {
-        p.invalid(
-            items,
-            "max_items",
-            format!(
-                "({}) is below max_limit ({max_limit}): every large page would be cut; raise max_items or lower max_limit",
-                items.value
-            ),
-        );
+    if limit_param == offset.name() {
+        let at = f
+            .limit_param
+            .as_ref()
+            .or(f.offset_param.as_ref())
+            .or(f.page_param.as_ref());
+        if let Some(at) = at {
+            p.invalid(
+                at,
+                "limit_param",
+                format!(
+                    "and the offset parameter are both `{limit_param}`: give each its own name"
+                ),
+            );
+        }
     }
     let max_bytes = match &f.max_bytes {
         None => DEFAULT_MAX_BYTES,
@@ -134,7 +141,14 @@ pub(super) fn list(
             );
             return None;
         };
-        let reserved = [limit_param.as_str(), offset_name(&offset)];
+        if let (OffsetParam::Page { .. }, Some(page)) = (&offset, &f.page_param) {
+            p.invalid(
+                page,
+                "page_param",
+                "cannot be combined with `keyset`: keyset pages ask for one extra row, which shifts page numbers; use offset_param (or leave it out) on keyset routes".to_owned(),
+            );
+        }
+        let reserved = [limit_param.as_str(), offset.name()];
         keyset(p, route, k, &reserved, !items.0.is_empty(), codec).map(Arc::new)
     });
     ListPolicy {
@@ -158,12 +172,6 @@ pub(super) fn list(
             Some(FileInvalid::Reject) => OnInvalid::Reject,
         },
         keyset,
-    }
-}
-
-fn offset_name(offset: &OffsetParam) -> &str {
-    match offset {
-        OffsetParam::Offset(name) | OffsetParam::Page { name, .. } => name,
     }
 }
 
@@ -227,6 +235,17 @@ fn keyset(
     );
     let mut keys = Vec::new();
     let mut taken: Vec<String> = reserved.iter().map(|s| (*s).to_owned()).collect();
+    if let Some(at) = f
+        .cursor_param
+        .as_ref()
+        .filter(|_| taken.contains(&cursor_param))
+    {
+        p.invalid(
+            at,
+            "cursor_param",
+            format!("`{cursor_param}` is already used by this route: each parameter has one job"),
+        );
+    }
     taken.push(cursor_param.clone());
     for key in &f.keys.value {
         if !key.value.field.value.starts_with('/')
@@ -250,19 +269,24 @@ fn keyset(
             );
         }
         taken.push(param.clone());
-        keys.push(KeyField {
-            field: key.value.field.value.clone(),
-            param,
-        });
+        keys.push(KeyField::new(key.value.field.value.clone(), param));
     }
-    for name in f.set_params.keys() {
-        if taken.contains(name) {
+    let mut set_params = Vec::new();
+    for (name, value) in &f.set_params {
+        let valid = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.~[]".contains(&b));
+        if !valid || taken.contains(name) {
             p.invalid(
                 k,
                 "set_params",
-                format!("sets `{name}`, which this route already uses for paging"),
+                format!("sets {name:?}: use a parameter name (letters, digits, -_.~[]) this route does not already use for paging"),
             );
         }
+        // Values are sent as written, percent-encoded: `created_at desc` → `created_at+desc`.
+        let encoded: String = form_urlencoded::byte_serialize(value.as_bytes()).collect();
+        set_params.push((name.clone(), encoded));
     }
     if let Some(field) = &f.next_cursor_field {
         if !envelope {
@@ -286,11 +310,7 @@ fn keyset(
             None | Some(FileOrder::Asc) => Order::Asc,
             Some(FileOrder::Desc) => Order::Desc,
         },
-        set_params: f
-            .set_params
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
+        set_params,
         cursor_param,
         next_cursor_field: f.next_cursor_field.as_ref().map(|f| f.value.clone()),
         route_id: route_id(route),
