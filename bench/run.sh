@@ -3,6 +3,7 @@
 #   bench/run.sh            both benches
 #   bench/run.sh proxy      pass-through, guarded list, 2 GiB cut (real pagegate process)
 #   bench/run.sh scanner    JSON scanner MB/s against memcpy and serde_json (criterion)
+#   bench/run.sh demo       the demo: unbounded list vs first page, page cost by depth, export
 set -euo pipefail
 cd "$(dirname "$0")/.."
 which=${1:-all}
@@ -11,4 +12,7 @@ if [ "$which" = all ] || [ "$which" = proxy ]; then
 fi
 if [ "$which" = all ] || [ "$which" = scanner ]; then
   cargo bench --bench scanner
+fi
+if [ "$which" = all ] || [ "$which" = demo ]; then
+  bench/demo_walk.sh
 fi
