@@ -336,5 +336,15 @@ pub enum CursorError {
     },
 }
 
+/// A codec with one fixed key, for other modules' unit tests.
+#[cfg(test)]
+pub(crate) fn test_codec() -> CursorCodec {
+    let key = CursorKey {
+        id: 1,
+        secret: b"0123456789abcdef0123456789abcdef".to_vec(),
+    };
+    CursorCodec::new(vec![key], None).unwrap_or_else(|| unreachable!("one key is a valid key set"))
+}
+
 #[cfg(test)]
 mod tests;

@@ -106,6 +106,42 @@ impl Problems {
         }
     }
 
+    /// A byte size such as `8MiB`, within `bounds` (inclusive); `why` explains the bounds.
+    fn size(
+        &mut self,
+        value: Option<&Spanned<String>>,
+        key: &'static str,
+        default: u64,
+        bounds: (u64, u64),
+        why: &str,
+    ) -> u64 {
+        let Some(value) = value else { return default };
+        match bytesize::ByteSize::from_str(value.value.trim()) {
+            Ok(size) if (bounds.0..=bounds.1).contains(&size.as_u64()) => size.as_u64(),
+            Ok(_) => {
+                let range = if bounds.1 == u64::MAX {
+                    format!("at least {}", human(bounds.0))
+                } else {
+                    format!("between {} and {}", human(bounds.0), human(bounds.1))
+                };
+                self.invalid(
+                    value,
+                    key,
+                    format!("is {}: {why}keep it {range}", value.value),
+                );
+                default
+            }
+            Err(_) => {
+                let problem = ConfigProblem::Size {
+                    key,
+                    value: value.value.clone(),
+                };
+                self.push(value, problem);
+                default
+            }
+        }
+    }
+
     fn address(&mut self, value: &Spanned<String>, key: &'static str) -> Option<SocketAddr> {
         let parsed = SocketAddr::from_str(value.value.trim()).ok();
         if parsed.is_none() {
@@ -273,20 +309,13 @@ impl TryFrom<FileConfig> for Config {
             }
         };
 
-        let max_held_bytes = match &file.max_held_bytes {
-            None => DEFAULT_MAX_HELD_BYTES,
-            Some(s) => match bytesize::ByteSize::from_str(s.value.trim()) {
-                Ok(size) => size.as_u64(),
-                Err(_) => {
-                    let problem = ConfigProblem::Size {
-                        key: "max_held_bytes",
-                        value: s.value.clone(),
-                    };
-                    p.push(s, problem);
-                    DEFAULT_MAX_HELD_BYTES
-                }
-            },
-        };
+        let max_held_bytes = p.size(
+            file.max_held_bytes.as_ref(),
+            "max_held_bytes",
+            DEFAULT_MAX_HELD_BYTES,
+            (1024, u64::MAX),
+            "",
+        );
         for (route, r) in routes.iter().zip(&file.routes) {
             if let Some(list) = route.list.as_ref().filter(|l| l.max_bytes > max_held_bytes) {
                 p.invalid(
@@ -318,6 +347,15 @@ impl TryFrom<FileConfig> for Config {
                 Err(p.0)
             }
         }
+    }
+}
+
+/// A byte count as it would be written in the file: `256MiB`, `1KiB`, `1000`.
+fn human(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{}MiB", b >> 20),
+        b if b >= 1 << 10 && b % (1 << 10) == 0 => format!("{}KiB", b >> 10),
+        b => b.to_string(),
     }
 }
 

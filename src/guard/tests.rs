@@ -11,7 +11,7 @@ use http_body_util::{BodyExt, StreamBody};
 use super::*;
 use crate::body::scan::ItemsPath;
 use crate::config::{KeyField, KeysetPolicy, OffsetParam, OnViolation, Order};
-use crate::cursor::{CursorCodec, CursorKey, route_id};
+use crate::cursor::route_id;
 
 /// A body yielding `chunks`, yielding to the scheduler (a real `Pending`) before each one, then
 /// trailers; counts how many chunks were pulled.
@@ -42,14 +42,7 @@ fn scripted(chunks: Vec<&'static str>, pulled: Arc<AtomicUsize>) -> crate::Body 
 }
 
 fn policy(items: &[&str], keyset: bool) -> ListPolicy {
-    let codec = CursorCodec::new(
-        vec![CursorKey {
-            id: 1,
-            secret: b"0123456789abcdef0123456789abcdef".to_vec(),
-        }],
-        None,
-    )
-    .expect("codec");
+    let codec = crate::cursor::test_codec();
     ListPolicy {
         limit_param: "limit".to_owned(),
         offset: OffsetParam::Offset("offset".to_owned()),

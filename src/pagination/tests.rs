@@ -7,17 +7,10 @@ use crate::body::scan::ItemsPath;
 use crate::config::{
     KeyField, KeysetPolicy, ListPolicy, OffsetParam, OnInvalid, OnViolation, Order,
 };
-use crate::cursor::{CursorCodec, CursorKey, route_id};
+use crate::cursor::route_id;
 
 fn policy(keyset: bool) -> ListPolicy {
-    let codec = CursorCodec::new(
-        vec![CursorKey {
-            id: 1,
-            secret: b"0123456789abcdef0123456789abcdef".to_vec(),
-        }],
-        None,
-    )
-    .expect("codec");
+    let codec = crate::cursor::test_codec();
     ListPolicy {
         limit_param: "limit".to_owned(),
         offset: OffsetParam::Offset("offset".to_owned()),

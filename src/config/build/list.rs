@@ -1,6 +1,5 @@
 //! The pagination policy of a list route: bounds, parameters, response guard and keyset.
 
-use std::str::FromStr;
 use std::sync::Arc;
 
 use serde_saphyr::Spanned;
@@ -88,31 +87,14 @@ pub(super) fn list(
             );
         }
     }
-    let max_bytes = match &f.max_bytes {
-        None => DEFAULT_MAX_BYTES,
-        Some(s) => match bytesize::ByteSize::from_str(s.value.trim()) {
-            Ok(size) if (1024..=MAX_MAX_BYTES).contains(&size.as_u64()) => size.as_u64(),
-            Ok(_) => {
-                p.invalid(
-                    s,
-                    "max_bytes",
-                    format!(
-                        "is {}: a page is held in memory, so keep it between 1KiB and 256MiB",
-                        s.value
-                    ),
-                );
-                DEFAULT_MAX_BYTES
-            }
-            Err(_) => {
-                let problem = ConfigProblem::Size {
-                    key: "max_bytes",
-                    value: s.value.clone(),
-                };
-                p.push(s, problem);
-                DEFAULT_MAX_BYTES
-            }
-        },
-    };
+    // A page is held in memory, so its bound stays small.
+    let max_bytes = p.size(
+        f.max_bytes.as_ref(),
+        "max_bytes",
+        DEFAULT_MAX_BYTES,
+        (1024, MAX_MAX_BYTES),
+        "a page is held in memory, so ",
+    );
     let items = match &f.items {
         None => ItemsPath(Vec::new()),
         Some(pointer) => match parse_pointer(&pointer.value) {
