@@ -24,7 +24,7 @@ use std::time::SystemTime;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
-use http::{HeaderValue, Method, header};
+use http::{HeaderValue, Method, StatusCode, header};
 use http_body_util::BodyExt;
 use serde_json::value::RawValue;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -106,7 +106,8 @@ pub struct ListGuardLayer {
 impl ListGuardLayer {
     /// A guard reporting into `metrics`, holding at most `max_held_bytes` across all pages.
     pub fn new(metrics: Arc<Metrics>, max_held_bytes: u64) -> Self {
-        let kib = usize::try_from(max_held_bytes / 1024).unwrap_or(usize::MAX);
+        // Rounded up, as each page's need is: a page of exactly max_held_bytes always fits.
+        let kib = usize::try_from(max_held_bytes.div_ceil(1024)).unwrap_or(usize::MAX);
         Self {
             metrics,
             room: Arc::new(Semaphore::new(kib.min(Semaphore::MAX_PERMITS))),
@@ -162,13 +163,16 @@ where
             return Box::pin(self.inner.call(req));
         };
         if req.method() == Method::HEAD {
-            // No body to hold: only keep the head consistent with what a GET would return.
+            // No body to hold: keep the head from promising what a GET would not return (the
+            // backend's length and, on keyset routes, its own pagination links).
             let keyset = plan.keyset.is_some();
             return Box::pin(self.inner.call(req).map(move |result| {
                 result.map(|mut response| {
-                    if keyset && response.status().is_success() {
-                        response.headers_mut().remove(header::LINK);
+                    if response.status().is_success() {
                         response.headers_mut().remove(header::CONTENT_LENGTH);
+                        if keyset {
+                            response.headers_mut().remove(header::LINK);
+                        }
                     }
                     response
                 })
@@ -181,22 +185,24 @@ where
         );
         let metrics = Arc::clone(&self.metrics);
         let room = Arc::clone(&self.room);
-        let future = self.inner.call(req);
-        // Reserve the page's bytes before the backend is asked (the inner future is lazy); give
-        // up with a 503 rather than let held pages grow without bound. Combinators rather than
-        // one async block: see routing.rs on rust-lang/rust#110338.
-        let need = u32::try_from(policy.max_bytes.div_ceil(1024)).unwrap_or(u32::MAX);
-        let reserve = tokio::time::timeout(DEFAULT_HOLD_WAIT, room.acquire_many_owned(need));
-        Box::pin(reserve.then(move |reserved| {
-            match reserved {
-                Ok(Ok(permit)) => future
-                    .then(move |result| async move {
-                        let Ok(response) = result;
-                        Ok(guard(response, &policy, &plan, &route, &metrics, permit).await)
-                    })
-                    .left_future(),
-                _ => std::future::ready(Ok(ProxyError::Overloaded.into_response())).right_future(),
+        // A combinator around the inner future, not an async block holding it (see routing.rs
+        // on rust-lang/rust#110338); the async block only sees the response.
+        Box::pin(self.inner.call(req).then(move |result| async move {
+            let Ok(response) = result;
+            let status = response.status();
+            if !status.is_success() || status == StatusCode::NO_CONTENT {
+                return Ok(response);
             }
+            // Reserve the page's bytes once the head says a page is coming; give up with a 503
+            // rather than let held pages grow without bound. Dropping the response closes the
+            // upstream exchange.
+            let need = u32::try_from(policy.max_bytes.div_ceil(1024)).unwrap_or(u32::MAX);
+            let reserved =
+                tokio::time::timeout(DEFAULT_HOLD_WAIT, room.acquire_many_owned(need)).await;
+            let Ok(Ok(permit)) = reserved else {
+                return Ok(ProxyError::Overloaded.into_response());
+            };
+            Ok(guard(response, &policy, &plan, &route, &metrics, permit).await)
         }))
     }
 }
@@ -208,13 +214,17 @@ async fn guard(
     plan: &PagePlan,
     route: &str,
     metrics: &Metrics,
-    permit: OwnedSemaphorePermit,
+    mut permit: OwnedSemaphorePermit,
 ) -> Response {
-    if !response.status().is_success() {
-        return response;
-    }
     let result = match hold(response, policy, plan).await {
-        Ok(held) => finish(held, policy, plan, route, metrics),
+        Ok(held) => {
+            // Keep only the reservation the held bytes need; the rest returns to the budget.
+            let used = held.bytes.len().div_ceil(1024).max(1);
+            if let Some(kept) = permit.split(used) {
+                permit = kept;
+            }
+            finish(held, policy, plan, route, metrics)
+        }
         Err(error) => Err(error),
     };
     match result {
@@ -425,13 +435,13 @@ fn finish(
         Some(keyset) => next_cursor(keyset, &bytes, &items, kept, more)?,
         None => None,
     };
-    let (_, allowed) = item_limits(policy, plan);
+    // (A complete document never holds more than `allowed` items: the scan stops at the next.)
     let truncated = match stop {
-        // The probe item arrived whole before the byte bound: the page itself is complete.
-        Stop::Bytes if items.len() > client_items => None,
+        // The probe arrived whole before the byte bound: the list is complete, and with no
+        // envelope nothing after it was lost.
+        Stop::Bytes if items.len() > client_items && policy.items.0.is_empty() => None,
         Stop::Bytes => Some("bytes"),
         Stop::Items => Some("items"),
-        Stop::Complete if items.len() > allowed => Some("items"),
         Stop::Complete => None,
     };
     if let Some(reason) = truncated {

@@ -76,28 +76,45 @@ fn pieces(query: &str) -> Vec<Piece<'_>> {
         .collect()
 }
 
-/// A name as the loosest backend would read it: percent- and plus-decoded, ASCII lowercase,
-/// and `.` and spaces turned into `_` (as PHP does).
+/// A name as the loosest backend would read it: percent- and plus-decoded, cut at NUL (PHP),
+/// ASCII lowercase, leading spaces dropped and `.` and spaces turned into `_` (PHP).
 fn folded(name: &str) -> String {
     let decoded: String = form_urlencoded::parse(name.as_bytes())
         .map(|(k, _)| k.into_owned())
         .collect();
-    decoded.to_ascii_lowercase().replace(['.', ' '], "_")
+    let cut = decoded.split('\0').next().unwrap_or_default();
+    cut.trim_start_matches(' ')
+        .to_ascii_lowercase()
+        .replace(['.', ' '], "_")
+}
+
+/// The names a folded name may be read as: itself; without leading brackets and with anything
+/// from its first bracket on removed (`[limit]`, `limit]`, `limit[]`, `limit[x]`: Rack 2, qs,
+/// PHP arrays); and with an unmatched `[` turned into `_` (PHP: `per[page` is `per_page`).
+fn readings(name: &str) -> [String; 3] {
+    let unbracketed = name.trim_start_matches(['[', ']']);
+    let base = unbracketed
+        .split(['[', ']'])
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let php = match name.find('[') {
+        Some(open) if !name[open..].contains(']') => name.replacen('[', "_", 1),
+        _ => name.to_owned(),
+    };
+    [name.to_owned(), base, php]
 }
 
 /// Which controlled name (if any) a piece that is not spelled exactly like one could still be
-/// read as by some backend: `;` separates parameters for some (Rack < 3, Bottle), `limit[]` or
-/// `limit[x]` is an array of `limit` for others (qs, PHP), and names are folded as
-/// [`folded`] does.
+/// read as by some backend: `;` separates parameters for some (Rack < 3, Bottle), and names are
+/// read as [`folded`] and [`readings`] describe.
 fn disguised(raw: &str, folded_controlled: &[String]) -> Option<usize> {
     raw.split(';').find_map(|sub| {
         let name = folded(sub.split_once('=').map_or(sub, |(name, _)| name));
-        folded_controlled.iter().position(|c| {
-            name == *c
-                || name
-                    .strip_prefix(c.as_str())
-                    .is_some_and(|rest| rest.starts_with('['))
-        })
+        let readings = readings(&name);
+        folded_controlled
+            .iter()
+            .position(|c| readings.iter().any(|r| r == c))
     })
 }
 
@@ -232,23 +249,13 @@ pub fn plan(policy: &ListPolicy, path: &str, query: &str) -> Result<Planned, Pro
     } else {
         page_size
     };
+    // pagegate's own parameters go first: parsers that stop after N parameters (qs, PHP's
+    // max_input_vars: 1000) must not lose them behind a client's padding. The client's other
+    // parameters follow, byte for byte, in their original order.
     let mut out: Vec<String> = Vec::with_capacity(all.len() + 4);
-    for (at, piece) in all.iter().enumerate() {
-        let at = Some(at);
-        if at == limit_at {
-            out.push(format!("{}={forward_limit}", policy.limit_param));
-        } else if at == offset_at {
-            if let Some(value) = offset {
-                out.push(format!("{offset_name}={value}"));
-            }
-        } else if at == cursor_at {
-            // The cursor is pagegate's; the backend receives its own key parameters instead.
-        } else {
-            out.push(piece.raw.to_owned());
-        }
-    }
-    if limit_piece.is_none() {
-        out.push(format!("{}={forward_limit}", policy.limit_param));
+    out.push(format!("{}={forward_limit}", policy.limit_param));
+    if let Some(value) = offset {
+        out.push(format!("{offset_name}={value}"));
     }
     let keyset_plan = keyset.map(|k| {
         if let Some(after) = &cursor {
@@ -268,6 +275,13 @@ pub fn plan(policy: &ListPolicy, path: &str, query: &str) -> Result<Planned, Pro
             next_base,
         }
     });
+    let controlled_at = [limit_at, offset_at, cursor_at];
+    out.extend(
+        all.iter()
+            .enumerate()
+            .filter(|(at, _)| !controlled_at.contains(&Some(*at)))
+            .map(|(_, piece)| piece.raw.to_owned()),
+    );
     Ok(Planned {
         query: out.join("&"),
         plan: PagePlan {

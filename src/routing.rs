@@ -60,7 +60,7 @@ impl RouteTable {
         // Group routes by normalized pattern; one pattern may serve disjoint method sets.
         let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
         for (i, route) in routes.iter().enumerate() {
-            let pattern = normalize(&route.path);
+            let pattern = normalize(&route.path, false);
             match groups.iter_mut().find(|(p, _)| *p == pattern) {
                 Some((_, same)) => {
                     if let Some(&j) = same.iter().find(|&&j| methods_overlap(&routes[j], route)) {
@@ -92,41 +92,71 @@ impl RouteTable {
     /// The route for a method and a raw request path. A route that serves GET also serves
     /// HEAD (RFC 9110 §9.3.2).
     pub fn find(&self, method: &Method, path: &str) -> Option<&Arc<RouteConfig>> {
-        let path = normalize(path);
-        let found = self.router.at(&path).ok()?;
-        let serves = |methods: &Vec<Method>| {
-            methods.contains(method) || (method == Method::HEAD && methods.contains(&Method::GET))
-        };
-        found
-            .value
+        // Some backends read `%2F` as a separator and some do not: a route that matches
+        // either reading applies.
+        [normalize(path, false), normalize(path, true)]
             .iter()
-            .find(|route| route.methods.as_ref().is_none_or(serves))
+            .find_map(|path| {
+                self.find_normalized(method, path).or_else(|| {
+                    // `/events.json` is `/events` to Rails and DRF format suffixes: when no
+                    // route has the name with its extension, the route without it applies.
+                    let (stem, extension) = path.rsplit_once('.')?;
+                    let plain =
+                        !extension.is_empty() && !extension.contains('/') && !stem.ends_with('/');
+                    plain.then(|| self.find_normalized(method, stem)).flatten()
+                })
+            })
+    }
+
+    fn find_normalized(&self, method: &Method, path: &str) -> Option<&Arc<RouteConfig>> {
+        let found = self.router.at(path).ok()?;
+        found.value.iter().find(|route| {
+            route
+                .methods
+                .as_ref()
+                .is_none_or(|methods| serves(methods, method))
+        })
     }
 }
 
 /// The form paths are matched in. Backends disagree on what names the same resource, so
 /// matching is deliberately loose in the safe direction — every variant some backend would
 /// serve as `/events` matches the `/events` route: percent-encoded unreserved characters are
-/// decoded, `;parameters` dropped, empty and `.` segments removed, `..` resolved, ASCII case
-/// folded, and a trailing slash ignored. The request is forwarded as the client wrote it.
-fn normalize(path: &str) -> String {
-    let decoded = decode_unreserved(path);
+/// decoded, `%2F`, `%5C` and `\` count as `/` (WSGI servers and IIS read them so),
+/// `;parameters` are dropped, empty and `.` segments removed, `..` resolved, ASCII case folded,
+/// and a trailing slash ignored. The request is forwarded as the client wrote it.
+fn normalize(path: &str, encoded_slashes: bool) -> String {
+    let lowered = decode_unreserved(path).to_ascii_lowercase();
+    let slashed = if encoded_slashes {
+        lowered
+            .replace("%2f", "/")
+            .replace("%5c", "/")
+            .replace('\\', "/")
+    } else {
+        lowered.replace('\\', "/")
+    };
     let mut segments: Vec<String> = Vec::new();
-    for segment in decoded.split('/') {
+    for segment in slashed.split('/') {
         match segment.split(';').next().unwrap_or_default() {
             "" | "." => {}
             ".." => {
                 segments.pop();
             }
-            s => segments.push(s.to_ascii_lowercase()),
+            s => segments.push(s.to_owned()),
         }
     }
     format!("/{}", segments.join("/"))
 }
 
+/// Whether a route with `methods` serves `method`: a route with GET also serves HEAD.
+fn serves(methods: &[Method], method: &Method) -> bool {
+    methods.contains(method) || (method == Method::HEAD && methods.contains(&Method::GET))
+}
+
+/// Whether two routes on one path could both serve a request (HEAD counts as GET).
 fn methods_overlap(a: &RouteConfig, b: &RouteConfig) -> bool {
     match (&a.methods, &b.methods) {
-        (Some(x), Some(y)) => x.iter().any(|m| y.contains(m)),
+        (Some(x), Some(y)) => x.iter().any(|m| serves(y, m)) || y.iter().any(|m| serves(x, m)),
         _ => true,
     }
 }

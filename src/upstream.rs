@@ -152,6 +152,7 @@ impl Upstream {
         ))
         .map_err(|_| self.unavailable())?;
         headers::remove_hop_by_hop(&mut parts.headers);
+        headers::remove_method_overrides(&mut parts.headers);
         headers::set_forwarding(
             &mut parts.headers,
             client,

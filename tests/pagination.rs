@@ -41,7 +41,7 @@ async fn a_request_without_a_limit_gets_the_default_injected() {
     assert_eq!(get(&proxy.url("/events")).await.status, 200);
     assert_eq!(upstream.last().target, "/events?limit=100");
     assert_eq!(get(&proxy.url("/events?status=failed")).await.status, 200);
-    assert_eq!(upstream.last().query(), "status=failed&limit=100");
+    assert_eq!(upstream.last().query(), "limit=100&status=failed");
     proxy.stop().await;
 }
 
@@ -94,7 +94,7 @@ async fn deep_offsets_are_rejected_under_either_policy() {
         assert_eq!(problem["maximum"], 10000);
         // page=51 with per_page=20 starts 1000 rows deep: allowed; page=52 is 1020 deep.
         assert_eq!(get(&proxy.url("/pages?page=51")).await.status, 200);
-        assert_eq!(upstream.last().query(), "page=51&per_page=20");
+        assert_eq!(upstream.last().query(), "per_page=20&page=51");
         let problem = get(&proxy.url("/pages?page=52")).await.problem(400);
         assert_eq!(problem["parameter"], "page");
         assert!(
@@ -163,6 +163,8 @@ async fn bad_values_get_a_clear_400_and_never_reach_the_backend() {
 
 #[tokio::test]
 async fn other_parameters_are_forwarded_byte_for_byte_in_order() {
+    // pagegate's own parameters lead (so no parser's parameter cap can drop them); every
+    // other piece follows unchanged, in the client's order.
     let upstream = Upstream::json("[]").await;
     let proxy = Proxy::start(&routes("clamp"), &upstream).await;
     let query = "z=1&status=a%20b&limit=007&tag=x&tag=y&empty=&flag&q=caf%C3%A9+bar&sort=-created_at&offset=30&%E2%9C%93=1";
@@ -172,7 +174,7 @@ async fn other_parameters_are_forwarded_byte_for_byte_in_order() {
     );
     assert_eq!(
         upstream.last().query(),
-        "z=1&status=a%20b&limit=7&tag=x&tag=y&empty=&flag&q=caf%C3%A9+bar&sort=-created_at&offset=30&%E2%9C%93=1"
+        "limit=7&offset=30&z=1&status=a%20b&tag=x&tag=y&empty=&flag&q=caf%C3%A9+bar&sort=-created_at&%E2%9C%93=1"
     );
     proxy.stop().await;
 }

@@ -31,6 +31,9 @@ async fn forwards_requests_with_forwarding_headers_and_without_hop_by_hop_ones()
         .header("x-hop", "secret")
         .header("keep-alive", "timeout=5")
         .header("x-end-to-end", "kept")
+        .header("x-forwarded-for", "6.6.6.6")
+        .header("x-forwarded-host", "evil.example")
+        .header("x-http-method-override", "GET")
         .body(full(Bytes::new()))
         .expect("request");
     let got = send(request).await;
@@ -38,10 +41,13 @@ async fn forwards_requests_with_forwarding_headers_and_without_hop_by_hop_ones()
     let seen = upstream.last();
     assert_eq!(seen.target, "/things/7?b=2&a=1");
     assert_eq!(seen.headers["x-end-to-end"], "kept");
-    for hop in ["x-hop", "keep-alive"] {
+    for hop in ["x-hop", "keep-alive", "x-http-method-override"] {
         assert!(!seen.headers.contains_key(hop), "{hop} was forwarded");
     }
-    assert_eq!(seen.headers["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(
+        seen.headers["x-forwarded-for"], "127.0.0.1",
+        "a client's own X-Forwarded-For is replaced unless trust_forwarded"
+    );
     assert_eq!(seen.headers["x-forwarded-proto"], "http");
     assert_eq!(
         seen.headers["x-forwarded-host"],

@@ -542,6 +542,28 @@ fn route(
             format!("is {:?}: a path starts with `/`", r.path.value),
         );
     }
+    if !r.path.value.is_ascii() {
+        let encoded: String = r
+            .path
+            .value
+            .bytes()
+            .map(|b| {
+                if b.is_ascii() {
+                    char::from(b).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        p.invalid(
+            &r.path,
+            "path",
+            format!(
+                "is {:?}: clients send non-ASCII characters percent-encoded; write {encoded}",
+                r.path.value
+            ),
+        );
+    }
     let methods = r.methods.as_ref().map(|list| {
         if list.value.is_empty() {
             p.invalid(

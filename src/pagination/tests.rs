@@ -60,10 +60,11 @@ fn cursor(policy: &ListPolicy, others: &[&str], key: &[&str]) -> String {
 
 #[test]
 fn plain_routes_inject_clamp_and_keep_order() {
+    // pagegate's parameters lead; the client's follow in their order.
     let p = policy(false);
     assert_eq!(planned(&p, "").expect("ok").query, "limit=100");
     let clamped = planned(&p, "a=1&limit=5000&b=2").expect("ok");
-    assert_eq!(clamped.query, "a=1&limit=1000&b=2");
+    assert_eq!(clamped.query, "limit=1000&a=1&b=2");
     assert_eq!(clamped.plan.clamped_from, Some(5000));
     assert_eq!(clamped.plan.page_size, 1000);
     assert!(clamped.plan.keyset.is_none());
@@ -73,7 +74,7 @@ fn plain_routes_inject_clamp_and_keep_order() {
 fn keyset_routes_ask_for_one_more_and_sort_by_the_key() {
     let p = policy(true);
     let first = planned(&p, "status=failed&limit=50").expect("ok");
-    assert_eq!(first.query, "status=failed&limit=51&sort=created_at,id");
+    assert_eq!(first.query, "limit=51&sort=created_at,id&status=failed");
     let keyset = first.plan.keyset.expect("keyset plan");
     assert_eq!(keyset.next_base, "/events?status=failed&limit=50&cursor=");
     assert!(keyset.after.is_none());
@@ -99,7 +100,7 @@ fn a_cursor_becomes_the_backends_key_parameters_and_drops_the_offset() {
     let next = planned(&p, &format!("status=failed&cursor={c}&offset=300")).expect("ok");
     assert_eq!(
         next.query,
-        "status=failed&limit=101&created_after=2026-01-01T00%3A00%3A03%2B01%3A00&id_gt=42&sort=created_at,id"
+        "limit=101&created_after=2026-01-01T00%3A00%3A03%2B01%3A00&id_gt=42&sort=created_at,id&status=failed"
     );
     let after = next.plan.keyset.expect("plan").after.expect("after");
     assert_eq!(after[1].get(), "42");
@@ -159,7 +160,7 @@ fn deep_offsets_on_keyset_routes_point_at_the_first_keyset_page() {
         Some("/events?status=failed&limit=20")
     );
     let shallow = planned(&p, "offset=200").expect("a shallow offset is allowed");
-    assert_eq!(shallow.query, "offset=200&limit=101&sort=created_at,id");
+    assert_eq!(shallow.query, "limit=101&offset=200&sort=created_at,id");
 }
 
 #[test]
@@ -175,5 +176,63 @@ fn page_style_offsets_multiply_by_the_page_size() {
     assert!(
         planned(&p, "page=18446744073709551615&limit=1000").is_err(),
         "no overflow"
+    );
+}
+
+#[test]
+fn every_spelling_a_parser_reads_as_a_controlled_name_is_refused() {
+    let p = policy(false);
+    let disguises = [
+        "%6Cimit=5",
+        "LIMIT=5",
+        "a=1;limit=5",
+        "limit[]=5",
+        "limit[x]=5",
+        "[limit]=5",
+        "limit]=5",
+        "]limit=5",
+        "+limit=5",
+        "%20limit=5",
+        "limit%00x=5",
+        "lim%69t=5",
+        "Offset=5",
+    ];
+    for query in disguises {
+        assert!(
+            matches!(
+                planned(&p, query),
+                Err(ProxyError::Pagination(PaginationError::Disguised { .. }))
+            ),
+            "{query}"
+        );
+    }
+    let mut page = policy(false);
+    page.limit_param = "per_page".to_owned();
+    for query in ["per.page=5", "per page=5", "per[page=5"] {
+        assert!(planned(&page, query).is_err(), "{query}");
+    }
+    for ordinary in [
+        "limits=5",
+        "limit_by=day",
+        "offset_x=1",
+        "cursor_id=3",
+        "sort[limit]=1",
+        "q=a%3Blimit",
+    ] {
+        assert!(
+            planned(&p, ordinary).is_ok(),
+            "{ordinary} is an ordinary parameter"
+        );
+    }
+}
+
+#[test]
+fn padding_cannot_push_the_limit_past_a_parsers_parameter_cap() {
+    let p = policy(false);
+    let padding: Vec<String> = (0..1500).map(|i| format!("a{i}=1")).collect();
+    let planned = planned(&p, &padding.join("&")).expect("ok");
+    assert!(
+        planned.query.starts_with("limit=100&a0=1&a1=1&"),
+        "the limit leads"
     );
 }

@@ -46,6 +46,10 @@ fn matches_exact_param_and_catch_all_paths_by_method() {
         "/x/../events",
         "/x/%2e%2e/events",
         "/./events",
+        "/events.json",
+        "/v%2F..%2Fevents",
+        "/x\\..\\events",
+        "/events%2F",
     ] {
         assert_eq!(
             name(Method::GET, variant).as_deref(),
@@ -75,6 +79,15 @@ fn overlaps_are_reported_with_both_routes() {
     assert_eq!(RouteTable::new(&same).err(), Some((1, 0)));
     let params = [route("a", "/u/{id}", None), route("b", "/u/{name}", None)];
     assert_eq!(RouteTable::new(&params).err(), Some((1, 0)));
+    let head = [
+        route("h", "/e", Some(&[Method::HEAD])),
+        route("g", "/e", Some(&[Method::GET])),
+    ];
+    assert_eq!(
+        RouteTable::new(&head).err(),
+        Some((1, 0)),
+        "HEAD is served by a GET route"
+    );
     let case = [route("a", "/Events", None), route("b", "/events/", None)];
     assert_eq!(
         RouteTable::new(&case).err(),

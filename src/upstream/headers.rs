@@ -19,6 +19,23 @@ const HOP_BY_HOP: [&str; 7] = [
     "upgrade",
 ];
 
+/// Headers that make some frameworks (Rack::MethodOverride, ASP.NET, Express method-override)
+/// run a different method than the one pagegate routed by: `POST /events` with
+/// `X-HTTP-Method-Override: GET` would reach the list handler without a list policy.
+const METHOD_OVERRIDES: [&str; 3] = [
+    "x-http-method-override",
+    "x-method-override",
+    "x-http-method",
+];
+
+/// Removes method-override headers: pagegate routes by the request method, so the backend
+/// must run that method.
+pub fn remove_method_overrides(headers: &mut HeaderMap) {
+    for name in METHOD_OVERRIDES {
+        headers.remove(name);
+    }
+}
+
 /// Removes hop-by-hop headers, including every header the `Connection` header names.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
@@ -58,8 +75,10 @@ pub fn set_forwarding(
             .collect();
         (trust && !values.is_empty()).then(|| values.join(", "))
     };
-    let proto = joined(headers, "x-forwarded-proto").unwrap_or_else(|| "http".to_owned());
-    let forwarded_host = joined(headers, "x-forwarded-host");
+    // Proto and host are single values: the first (client-facing) one counts.
+    let first = |v: String| v.split(',').next().unwrap_or_default().trim().to_owned();
+    let proto = joined(headers, "x-forwarded-proto").map_or_else(|| "http".to_owned(), first);
+    let forwarded_host = joined(headers, "x-forwarded-host").map(first);
     let xff = joined(headers, "x-forwarded-for");
     let forwarded = joined(headers, "forwarded");
     for name in [
@@ -78,8 +97,7 @@ pub fn set_forwarding(
             IpAddr::V4(v4) => v4.to_string(),
             IpAddr::V6(v6) => format!("\"[{v6}]\""),
         };
-        let first_proto = proto.split(',').next().unwrap_or("http").trim().to_owned();
-        let mut element = format!("for={node};proto={first_proto}");
+        let mut element = format!("for={node};proto={proto}");
         if let Some(host) = host.and_then(|h| h.to_str().ok()) {
             element.push_str(&format!(";host=\"{}\"", host.replace(['"', '\\'], "")));
         }
@@ -88,6 +106,14 @@ pub fn set_forwarding(
             |existing| format!("{existing}, {element}"),
         );
         insert(headers, "forwarded", &value);
+    } else {
+        // No client address to add (not over TCP): keep the trusted chains as they came.
+        if let Some(chain) = &xff {
+            insert(headers, "x-forwarded-for", chain);
+        }
+        if let Some(chain) = &forwarded {
+            insert(headers, "forwarded", chain);
+        }
     }
     insert(headers, "x-forwarded-proto", &proto);
     match (forwarded_host, host) {
