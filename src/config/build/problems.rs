@@ -1,0 +1,139 @@
+//! Collecting configuration problems with their positions, and the readers for the value
+//! kinds every section uses (durations, sizes, addresses, parameter names).
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde_saphyr::Spanned;
+
+use crate::config::{ConfigProblem, Located};
+
+/// Collects problems so one run reports all of them.
+#[derive(Default)]
+pub(super) struct Problems(pub(super) Vec<Located>);
+
+impl Problems {
+    pub(super) fn push<T>(&mut self, at: &Spanned<T>, problem: ConfigProblem) {
+        self.0.push(Located {
+            at: Some(at.referenced.into()),
+            problem,
+        });
+    }
+
+    pub(super) fn invalid<T>(&mut self, at: &Spanned<T>, key: &'static str, reason: String) {
+        self.push(at, ConfigProblem::Invalid { key, reason });
+    }
+
+    pub(super) fn duration(
+        &mut self,
+        value: Option<&Spanned<String>>,
+        key: &'static str,
+        default: Duration,
+    ) -> Duration {
+        let Some(value) = value else { return default };
+        match humantime::parse_duration(value.value.trim()) {
+            Ok(d) if !d.is_zero() => d,
+            Ok(_) => {
+                self.invalid(value, key, "must be longer than zero".to_owned());
+                default
+            }
+            Err(_) => {
+                let problem = ConfigProblem::Duration {
+                    key,
+                    value: value.value.clone(),
+                };
+                self.push(value, problem);
+                default
+            }
+        }
+    }
+
+    /// A byte size such as `8MiB`, within `bounds` (inclusive); `why` explains the bounds.
+    pub(super) fn size(
+        &mut self,
+        value: Option<&Spanned<String>>,
+        key: &'static str,
+        default: u64,
+        bounds: (u64, u64),
+        why: &str,
+    ) -> u64 {
+        let Some(value) = value else { return default };
+        match bytesize::ByteSize::from_str(value.value.trim()) {
+            Ok(size) if (bounds.0..=bounds.1).contains(&size.as_u64()) => size.as_u64(),
+            Ok(_) => {
+                let range = if bounds.1 == u64::MAX {
+                    format!("at least {}", human(bounds.0))
+                } else {
+                    format!("between {} and {}", human(bounds.0), human(bounds.1))
+                };
+                self.invalid(
+                    value,
+                    key,
+                    format!("is {}: {why}keep it {range}", value.value),
+                );
+                default
+            }
+            Err(_) => {
+                let problem = ConfigProblem::Size {
+                    key,
+                    value: value.value.clone(),
+                };
+                self.push(value, problem);
+                default
+            }
+        }
+    }
+
+    pub(super) fn address(
+        &mut self,
+        value: &Spanned<String>,
+        key: &'static str,
+    ) -> Option<SocketAddr> {
+        let parsed = SocketAddr::from_str(value.value.trim()).ok();
+        if parsed.is_none() {
+            let problem = ConfigProblem::Address {
+                key,
+                value: value.value.clone(),
+            };
+            self.push(value, problem);
+        }
+        parsed
+    }
+
+    pub(super) fn param(
+        &mut self,
+        value: Option<&Spanned<String>>,
+        key: &'static str,
+        default: &str,
+    ) -> String {
+        let Some(value) = value else {
+            return default.to_owned();
+        };
+        let ok = !value.value.is_empty()
+            && value
+                .value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.~[]".contains(&b));
+        if !ok {
+            self.invalid(
+                value,
+                key,
+                format!(
+                    "is {:?}: a parameter name is letters, digits and -_.~[] exactly as the backend reads it",
+                    value.value
+                ),
+            );
+        }
+        value.value.clone()
+    }
+}
+
+/// A byte count as it would be written in the file: `256MiB`, `1KiB`, `1000`.
+fn human(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{}MiB", b >> 20),
+        b if b >= 1 << 10 && b % (1 << 10) == 0 => format!("{}KiB", b >> 10),
+        b => b.to_string(),
+    }
+}
