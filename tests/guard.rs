@@ -323,3 +323,48 @@ async fn pages_beyond_max_held_bytes_wait_then_get_a_503() {
     assert_eq!(get(&proxy.url("/events")).await.text(), "[1,2]");
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn cuts_order_violations_and_answers_are_counted_in_metrics() {
+    let upstream = Upstream::start(|req: http::Request<hyper::body::Incoming>| async move {
+        if req.uri().path() == "/sorted" {
+            return support::json_response(r#"[{"id":2},{"id":1}]"#);
+        }
+        support::json_response("[1,2,3,4,5]")
+    })
+    .await;
+    let yaml = "
+metrics_listen: 127.0.0.1:0
+upstreams: {app: {url: '{upstream}'}}
+cursors: {keys: [{id: 1, secret: 0123456789abcdef0123456789abcdef}]}
+routes:
+  - {name: events, path: /events, methods: [GET], upstream: app, list: {}}
+  - name: sorted
+    path: /sorted
+    methods: [GET]
+    upstream: app
+    list: {keyset: {keys: [{field: /id, param: id_gt}]}}
+";
+    let proxy = Proxy::start(yaml, &upstream).await;
+    assert_eq!(
+        get(&proxy.url("/events?limit=2"))
+            .await
+            .header("pagegate-truncated"),
+        Some("items")
+    );
+    get(&proxy.url("/sorted")).await.problem(502);
+    let metrics = proxy.metrics.expect("metrics listener");
+    let text = get(&format!("http://{metrics}/metrics")).await.text();
+    for line in [
+        "pagegate_list_cuts_total{route=\"events\",reason=\"items\"} 1",
+        "pagegate_order_violations_total{route=\"sorted\"} 1",
+        "pagegate_requests_total{route=\"events\",status=\"200\"} 1",
+        "pagegate_requests_total{route=\"sorted\",status=\"502\"} 1",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in:\n{text}"
+        );
+    }
+    proxy.stop().await;
+}

@@ -128,6 +128,8 @@ pub fn json_response(body: impl Into<Bytes>) -> http::Response<Body> {
 /// A running pagegate.
 pub struct Proxy {
     pub addr: SocketAddr,
+    /// The metrics listener, when the YAML sets `metrics_listen`.
+    pub metrics: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     done: Option<tokio::task::JoinHandle<()>>,
 }
@@ -150,12 +152,14 @@ impl Proxy {
         };
         let server = Server::bind(config).await.expect("bind proxy");
         let addr = server.local_addr().expect("proxy addr");
+        let metrics = server.metrics_addr();
         let (stop, stopped) = oneshot::channel::<()>();
         let done = tokio::spawn(server.run(async move {
             let _ = stopped.await;
         }));
         Self {
             addr,
+            metrics,
             stop: Some(stop),
             done: Some(done),
         }
