@@ -149,17 +149,13 @@ where
     }
 
     fn call(&mut self, mut req: Request) -> Self::Future {
-        let guarded = match (
-            req.extensions().get::<Matched>(),
-            req.extensions().get::<PagePlan>(),
-        ) {
-            (Some(Matched::Route(route)), Some(plan)) => route
-                .list
-                .clone()
-                .map(|list| (route.name.clone(), list, plan.clone())),
-            _ => None,
+        // The route is shared (`Arc`), and the plan is taken out: nothing after this layer
+        // reads it. Neither is copied per request.
+        let route = match req.extensions().get::<Matched>() {
+            Some(Matched::Route(route)) if route.list.is_some() => Arc::clone(route),
+            _ => return Box::pin(self.inner.call(req)),
         };
-        let Some((route, policy, plan)) = guarded else {
+        let Some(plan) = req.extensions_mut().remove::<PagePlan>() else {
             return Box::pin(self.inner.call(req));
         };
         if req.method() == Method::HEAD {
@@ -189,10 +185,12 @@ where
         // on rust-lang/rust#110338); the async block only sees the response.
         Box::pin(self.inner.call(req).then(move |result| async move {
             let Ok(response) = result;
+            // Only a successful response with a body is a page; the rest passes untouched.
             let status = response.status();
-            if !status.is_success() || status == StatusCode::NO_CONTENT {
+            let page = status.is_success() && status != StatusCode::NO_CONTENT;
+            let (true, Some(policy)) = (page, route.list.as_ref()) else {
                 return Ok(response);
-            }
+            };
             // Reserve the page's bytes once the head says a page is coming; give up with a 503
             // rather than let held pages grow without bound. Dropping the response closes the
             // upstream exchange.
@@ -202,7 +200,7 @@ where
             let Ok(Ok(permit)) = reserved else {
                 return Ok(ProxyError::Overloaded.into_response());
             };
-            Ok(guard(response, &policy, &plan, &route, &metrics, permit).await)
+            Ok(guard(response, policy, &plan, &route.name, &metrics, permit).await)
         }))
     }
 }

@@ -3,6 +3,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_util::FutureExt;
@@ -49,15 +50,18 @@ where
     }
 
     fn call(&mut self, mut req: Request) -> Self::Future {
-        let policy = match req.extensions().get::<Matched>() {
-            Some(Matched::Route(route)) if is_read(req.method()) => route.list.clone(),
-            _ => None,
+        // The route is shared (`Arc`); its policy is read in place, not copied per request.
+        let route = match req.extensions().get::<Matched>() {
+            Some(Matched::Route(route)) if is_read(req.method()) && route.list.is_some() => {
+                Arc::clone(route)
+            }
+            _ => return Box::pin(self.inner.call(req)),
         };
-        let Some(policy) = policy else {
+        let Some(policy) = &route.list else {
             return Box::pin(self.inner.call(req));
         };
         let path = req.uri().path().to_owned();
-        let planned = match plan(&policy, &path, req.uri().query().unwrap_or_default()) {
+        let planned = match plan(policy, &path, req.uri().query().unwrap_or_default()) {
             Ok(planned) => planned,
             Err(error) => return Box::pin(std::future::ready(Ok(rejected(error)))),
         };
