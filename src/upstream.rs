@@ -204,15 +204,14 @@ impl Upstream {
     }
 }
 
+/// Whether a connect error is the connector's timeout (hyper-util reports it as an
+/// `io::ErrorKind::TimedOut` in the source chain).
 fn is_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut source = Some(error);
     while let Some(e) = source {
         if let Some(io) = e.downcast_ref::<std::io::Error>()
             && io.kind() == std::io::ErrorKind::TimedOut
         {
-            return true;
-        }
-        if e.to_string().contains("timed out") {
             return true;
         }
         source = e.source();
