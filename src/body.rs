@@ -8,12 +8,20 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
+use http_body_util::{BodyExt, Full};
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 
 use crate::BoxError;
 
 pub mod scan;
+
+/// A complete body from bytes (pagegate's own answers and held pages).
+pub fn full(bytes: impl Into<Bytes>) -> crate::Body {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
 
 /// A body that did not produce its next frame within the idle timeout.
 #[derive(Debug, thiserror::Error)]

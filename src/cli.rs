@@ -99,11 +99,11 @@ async fn serve(
     config: Config,
     banner: Option<Box<dyn FnOnce(SocketAddr) -> String + Send>>,
 ) -> ExitCode {
-    crate::telemetry::init();
+    let _log = crate::telemetry::init();
     let server = match Server::bind(config.clone()).await {
         Ok(server) => server,
         Err(error) => {
-            eprintln!("cannot listen on {}: {error}", config.listen);
+            eprintln!("{error}");
             return ExitCode::FAILURE;
         }
     };

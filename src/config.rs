@@ -3,6 +3,10 @@
 //! Everything is checked at start-up, before any socket opens: addresses, durations, sizes,
 //! upstream names, route overlaps, pagination bounds, cursor secrets. A value left out takes the
 //! `DEFAULT_*` constant of [`defaults`]. `config/reference.yaml` shows every key.
+//!
+//! A [`Config`] is plain data (`PartialEq`, no runtime objects): [`crate::generation`] builds
+//! the route stacks, clients and codecs from it, and compares two configs to reuse what did
+//! not change.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -12,7 +16,7 @@ use std::time::Duration;
 use http::{Method, Uri};
 
 use crate::body::scan::ItemsPath;
-use crate::cursor::CursorCodec;
+use crate::cursor::CursorKey;
 
 mod build;
 pub mod defaults;
@@ -23,7 +27,7 @@ pub(crate) use build::parse_pointer;
 pub use error::{ConfigError, ConfigProblem, Located, Position};
 
 /// A validated configuration.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// Where clients connect.
     pub listen: SocketAddr,
@@ -41,10 +45,21 @@ pub struct Config {
     pub upstreams: BTreeMap<String, Arc<UpstreamConfig>>,
     /// Routes in file order.
     pub routes: Vec<Arc<RouteConfig>>,
-    /// The routes as matched, built once during validation.
-    pub table: Arc<crate::routing::RouteTable>,
+    /// Cursor signing keys, when any route is a keyset route.
+    pub cursors: Option<CursorSettings>,
     /// Trust `X-Forwarded-*` and `Forwarded` from clients (a proxy in front of pagegate).
     pub trust_forwarded: bool,
+    /// Write one access-log event per request when its response body ends.
+    pub access_log: bool,
+}
+
+/// Cursor signing keys and lifetime.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CursorSettings {
+    /// Keys, oldest first; the last one signs.
+    pub keys: Vec<CursorKey>,
+    /// How long a cursor stays valid; `None`: forever.
+    pub ttl: Option<Duration>,
 }
 
 /// What happens to a request that matches no route.
@@ -68,7 +83,7 @@ pub enum HostMode {
 }
 
 /// One backend.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamConfig {
     /// Its name in the file.
     pub name: String,
@@ -93,7 +108,7 @@ pub struct UpstreamConfig {
 }
 
 /// One route.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RouteConfig {
     /// Name used in logs, metrics and cursors.
     pub name: String,
@@ -105,6 +120,19 @@ pub struct RouteConfig {
     pub upstream: String,
     /// Pagination policy for list routes.
     pub list: Option<ListPolicy>,
+    /// Timeouts that replace the upstream's for this route.
+    pub timeouts: TimeoutOverrides,
+}
+
+/// Per-route replacements for an upstream's timeouts (an export and a page served by one
+/// backend need different ones). `connect_timeout` belongs to the upstream's connection pool
+/// and cannot be overridden per route.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TimeoutOverrides {
+    /// Replaces the upstream's `response_timeout`.
+    pub response: Option<Duration>,
+    /// Replaces the upstream's `idle_timeout`.
+    pub idle: Option<Duration>,
 }
 
 /// How a route answers a request that breaks its limits.
@@ -149,7 +177,7 @@ impl OffsetParam {
 }
 
 /// The pagination policy of a list route.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ListPolicy {
     /// Page-size parameter.
     pub limit_param: String,
@@ -208,7 +236,7 @@ impl KeyField {
 }
 
 /// How a backend filters by key.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeysetPolicy {
     /// One or two key columns, most significant first.
     pub keys: Vec<KeyField>,
@@ -222,8 +250,6 @@ pub struct KeysetPolicy {
     pub next_cursor_field: Option<String>,
     /// `cursor::route_id` of the route.
     pub route_id: u64,
-    /// Signs and verifies cursors.
-    pub codec: Arc<CursorCodec>,
 }
 
 // === impl Config ===
@@ -261,6 +287,16 @@ impl Config {
 // === impl RouteConfig ===
 
 impl RouteConfig {
+    /// What the route table needs to know of this route, with `value` as its lookup result.
+    pub fn spec<T>(&self, value: T) -> crate::routing::RouteSpec<T> {
+        crate::routing::RouteSpec {
+            path: self.path.clone(),
+            methods: self.methods.clone(),
+            list: self.list.is_some(),
+            value,
+        }
+    }
+
     /// One line for `pagegate check`.
     pub fn summary(&self) -> String {
         let methods = self.methods.as_ref().map_or_else(

@@ -63,7 +63,7 @@ pub const MAX_KEY_JSON_LEN: usize = MAX_CURSOR_LEN / 4 * 3 - HEADER_LEN - TAG_LE
 type HmacSha256 = Hmac<Sha256>;
 
 /// One signing secret. `id` goes into the cursor so old cursors verify after rotation.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct CursorKey {
     /// Key id written into every cursor this key signs.
     pub id: u8,

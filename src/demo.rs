@@ -91,7 +91,7 @@ enum Format {
 }
 
 fn plain(status: StatusCode, text: &'static str) -> http::Response<Body> {
-    let mut response = http::Response::new(crate::error::full(text));
+    let mut response = http::Response::new(crate::body::full(text));
     *response.status_mut() = status;
     response
 }

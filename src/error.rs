@@ -1,36 +1,39 @@
-//! Every error a client can see, and the one place where errors become HTTP statuses.
+//! The one rescue point: every error a route's stack returns becomes its status and problem
+//! document here, and nowhere else.
 //!
-//! Leaf errors are thiserror enums in their own modules ([`PaginationError`],
-//! [`UpstreamError`], [`GuardError`], [`CursorError`]); [`ProxyError`] gathers them and
-//! [`ProxyError::status`] maps each to its status. Responses are RFC 9457
-//! `application/problem+json` documents whose `detail` is the error's own message, which is
-//! written for the client; internal detail (socket errors, backend bodies) is logged, never sent.
+//! Leaf modules return their own thiserror enums ([`NoRoute`], [`PaginationError`],
+//! [`CursorError`], [`UpstreamError`], [`GuardError`], [`HoldError`]) boxed as
+//! [`crate::BoxError`]; [`RescueLayer`], the outermost layer of every route, downcasts them into a
+//! [`ProxyError`], whose [`ProxyError::status`] is the only status mapping in pagegate.
+//! Responses are RFC 9457 `application/problem+json` documents whose `detail` is the error's own
+//! message, which is written for the client; internal detail (socket errors, backend bodies) is
+//! logged, never sent.
 
-use bytes::Bytes;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
 use http::{HeaderValue, StatusCode, header};
-use http_body_util::{BodyExt, Full};
-use serde::Serialize;
+use pin_project_lite::pin_project;
+use tower::{Layer, Service};
 
 use crate::cursor::CursorError;
-use crate::guard::GuardError;
-use crate::pagination::PaginationError;
+use crate::guard::{GuardError, HoldError};
+use crate::pagination::{PaginationError, PlanError};
+use crate::problem::Problem;
+use crate::routing::NoRoute;
+use crate::telemetry::{Outcome, RouteMetrics};
 use crate::upstream::UpstreamError;
-use crate::{Body, Response};
-
-/// Media type of every error body pagegate writes (RFC 9457 §3).
-pub const PROBLEM_JSON: &str = "application/problem+json";
+use crate::{BoxError, Request, Response};
 
 /// Any reason pagegate answers a request itself instead of relaying the backend's answer.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
     /// No route matches and the `default` policy is `deny`.
-    #[error("no route matches {method} {path}")]
-    NoRoute {
-        /// The request method.
-        method: http::Method,
-        /// The request path.
-        path: String,
-    },
+    #[error(transparent)]
+    NoRoute(#[from] NoRoute),
     /// The request's pagination parameters break the route's policy.
     #[error(transparent)]
     Pagination(#[from] PaginationError),
@@ -43,33 +46,68 @@ pub enum ProxyError {
     /// The backend's list response could not be relayed safely.
     #[error(transparent)]
     Guard(#[from] GuardError),
+    /// Held list pages already use `max_held_bytes`.
+    #[error(transparent)]
+    Overloaded(#[from] HoldError),
     /// A bug in pagegate; details are in the log.
     #[error("pagegate could not process this request")]
     Internal,
-    /// Held list pages already use `max_held_bytes`.
-    #[error("too many list pages are in flight right now; retry shortly")]
-    Overloaded,
 }
 
 // === impl ProxyError ===
 
 impl ProxyError {
+    /// Sorts a boxed error from a route's stack. An error of no known type is a bug: it is
+    /// logged and answered 500 without its text.
+    pub fn from_boxed(error: BoxError) -> Self {
+        let error = match error.downcast::<PlanError>() {
+            Ok(plan) => {
+                return match *plan {
+                    PlanError::Pagination(e) => e.into(),
+                    PlanError::Cursor(e) => e.into(),
+                };
+            }
+            Err(error) => error,
+        };
+        macro_rules! sort {
+            ($error:ident: $($leaf:ty),*) => {
+                $(let $error = match $error.downcast::<$leaf>() {
+                    Ok(leaf) => return (*leaf).into(),
+                    Err(other) => other,
+                };)*
+            };
+        }
+        sort!(error: NoRoute, PaginationError, CursorError, UpstreamError, GuardError, HoldError);
+        tracing::error!(%error, "unexpected error in a route's stack");
+        Self::Internal
+    }
+
     /// The status this error is answered with. This is the only status mapping in pagegate.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::NoRoute { .. } => StatusCode::NOT_FOUND,
+            Self::NoRoute(_) => StatusCode::NOT_FOUND,
             Self::Pagination(_) | Self::Cursor(_) => StatusCode::BAD_REQUEST,
             Self::Upstream(UpstreamError::Timeout { .. }) => StatusCode::GATEWAY_TIMEOUT,
             Self::Upstream(_) | Self::Guard(_) => StatusCode::BAD_GATEWAY,
-            Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// What the access log reports.
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            Self::NoRoute(_) | Self::Pagination(_) | Self::Cursor(_) => Outcome::Refused,
+            Self::Upstream(_) | Self::Guard(_) => Outcome::UpstreamError,
+            Self::Overloaded(_) => Outcome::Overloaded,
+            Self::Internal => Outcome::Internal,
         }
     }
 
     /// A stable, documented problem type (see README "Errors").
     pub fn problem_type(&self) -> &'static str {
         match self {
-            Self::NoRoute { .. } => "urn:pagegate:problem:no-route",
+            Self::NoRoute(_) => "urn:pagegate:problem:no-route",
             Self::Pagination(e) => e.problem_type(),
             Self::Cursor(_) => "urn:pagegate:problem:invalid-cursor",
             Self::Upstream(UpstreamError::Timeout { .. }) => {
@@ -77,7 +115,7 @@ impl ProxyError {
             }
             Self::Upstream(_) => "urn:pagegate:problem:upstream-unavailable",
             Self::Guard(_) => "urn:pagegate:problem:bad-upstream-response",
-            Self::Overloaded => "urn:pagegate:problem:overloaded",
+            Self::Overloaded(_) => "urn:pagegate:problem:overloaded",
             Self::Internal => "urn:pagegate:problem:internal",
         }
     }
@@ -95,86 +133,102 @@ impl ProxyError {
     /// The response a client receives for this error.
     pub fn into_response(self) -> Response {
         let mut response = self.to_problem().into_response();
-        if matches!(self, Self::Overloaded) {
+        if matches!(self, Self::Overloaded(_)) {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
+        response.extensions_mut().insert(self.outcome());
         response
     }
 }
 
-/// An RFC 9457 problem details document, with pagegate's extension members.
-#[derive(Debug, Clone, Serialize)]
-pub struct Problem {
-    /// A URI naming the problem type.
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    /// A short, human-readable summary of the problem type.
-    pub title: &'static str,
-    /// The HTTP status code.
-    pub status: u16,
-    /// What went wrong for this request, and how to fix it.
-    pub detail: String,
-    /// The query parameter at fault.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub parameter: Option<String>,
-    /// The value the client sent.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub value: Option<String>,
-    /// The largest value the route allows.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub maximum: Option<u64>,
-    /// What to do instead.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub hint: Option<String>,
-    /// A URL the client can request instead (also sent as a `Link` header).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub first_page: Option<String>,
+/// Turns the errors of one route's stack into problem responses (see the module docs), and
+/// tags every answer with the route's metric handles for the access log.
+#[derive(Debug, Clone)]
+pub struct RescueLayer {
+    route: Arc<RouteMetrics>,
 }
 
-// === impl Problem ===
-
-impl Problem {
-    /// A problem with no extension members.
-    pub fn new(status: StatusCode, kind: &'static str, detail: String) -> Self {
-        Self {
-            kind,
-            title: status.canonical_reason().unwrap_or("Error"),
-            status: status.as_u16(),
-            detail,
-            parameter: None,
-            value: None,
-            maximum: None,
-            hint: None,
-            first_page: None,
-        }
-    }
-
-    /// Serializes the document into a response with the right status and media type.
-    pub fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        // Serializing plain strings and numbers cannot fail; fall back to an empty object anyway.
-        let json = serde_json::to_vec(&self).unwrap_or_else(|_| b"{}".to_vec());
-        let mut response = http::Response::new(full(json));
-        *response.status_mut() = status;
-        let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        if let Some(link) = self
-            .first_page
-            .as_deref()
-            .and_then(|url| HeaderValue::from_str(&format!("<{url}>; rel=\"first\"")).ok())
-        {
-            headers.insert(header::LINK, link);
-        }
-        response
+impl RescueLayer {
+    /// The rescue of the route whose handles are `route`.
+    pub fn new(route: Arc<RouteMetrics>) -> Self {
+        Self { route }
     }
 }
 
-/// A complete body from bytes.
-pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into())
-        .map_err(|never| match never {})
-        .boxed()
+impl<S> Layer<S> for RescueLayer {
+    type Service = Rescue<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Rescue {
+            inner,
+            route: Arc::clone(&self.route),
+        }
+    }
+}
+
+/// The service of [`RescueLayer`].
+#[derive(Debug, Clone)]
+pub struct Rescue<S> {
+    inner: S,
+    route: Arc<RouteMetrics>,
+}
+
+impl<S> Service<Request> for Rescue<S>
+where
+    S: Service<Request, Response = Response, Error = BoxError>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = RescueFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        // Every service below is always ready; an error here would be a bug, answered per call.
+        let _ = ready!(self.inner.poll_ready(cx));
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        RescueFuture {
+            inner: self.inner.call(req),
+            route: Some(Arc::clone(&self.route)),
+        }
+    }
+}
+
+pin_project! {
+    /// The future of [`Rescue`].
+    pub struct RescueFuture<F> {
+        #[pin]
+        inner: F,
+        route: Option<Arc<RouteMetrics>>,
+    }
+}
+
+impl<F> Future for RescueFuture<F>
+where
+    F: Future<Output = Result<Response, BoxError>>,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut response = match ready!(this.inner.poll(cx)) {
+            Ok(response) => response,
+            Err(error) => {
+                let error = ProxyError::from_boxed(error);
+                let route = this.route.as_ref().map_or("-", |r| r.name());
+                match error.status() {
+                    s if s.is_server_error() => tracing::warn!(%route, %error, "request failed"),
+                    _ => tracing::debug!(%route, %error, "request refused"),
+                }
+                error.into_response()
+            }
+        };
+        if let Some(route) = this.route.take() {
+            response.extensions_mut().insert(route);
+        }
+        Poll::Ready(Ok(response))
+    }
 }

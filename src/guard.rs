@@ -15,7 +15,6 @@
 //! * Keys must strictly follow the route's order; a backend that breaks it would make cursors
 //!   skip rows, so the response becomes a 502 instead.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -34,13 +33,11 @@ use crate::body::IdleTimeoutError;
 use crate::body::scan::{DEFAULT_MAX_DEPTH, Event, Scanner};
 use crate::config::defaults::DEFAULT_HOLD_WAIT;
 use crate::config::{ListPolicy, OnInvalid};
-use crate::cursor::MAX_KEY_JSON_LEN;
-use crate::error::ProxyError;
-use crate::pagination::{KeysetPlan, PagePlan};
-use crate::routing::Matched;
-use crate::telemetry::Metrics;
+use crate::cursor::{CursorCodec, MAX_KEY_JSON_LEN};
+use crate::pagination::{KeysetPlan, ListRoute, PagePlan};
+use crate::telemetry::{Outcome, RouteMetrics};
 use crate::upstream::UpstreamError;
-use crate::{Request, Response};
+use crate::{BoxError, Request, Response};
 
 mod keys;
 
@@ -96,21 +93,34 @@ pub enum GuardError {
     Body,
 }
 
-/// Holds, scans and cuts list responses; see the module docs.
+/// No room under `max_held_bytes` for another page within [`DEFAULT_HOLD_WAIT`] (503).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("too many list pages are in flight right now; retry shortly")]
+pub struct HoldError;
+
+/// The bytes all held pages may reserve together, in KiB permits; one per generation.
+pub fn held_budget(max_held_bytes: u64) -> Arc<Semaphore> {
+    // Rounded up, as each page's need is: a page of exactly max_held_bytes always fits.
+    let kib = usize::try_from(max_held_bytes.div_ceil(1024)).unwrap_or(usize::MAX);
+    Arc::new(Semaphore::new(kib.min(Semaphore::MAX_PERMITS)))
+}
+
+/// Holds, scans and cuts one list route's responses; see the module docs.
 #[derive(Debug, Clone)]
 pub struct ListGuardLayer {
-    metrics: Arc<Metrics>,
+    route: Arc<ListRoute>,
+    metrics: Arc<RouteMetrics>,
     room: Arc<Semaphore>,
 }
 
 impl ListGuardLayer {
-    /// A guard reporting into `metrics`, holding at most `max_held_bytes` across all pages.
-    pub fn new(metrics: Arc<Metrics>, max_held_bytes: u64) -> Self {
-        // Rounded up, as each page's need is: a page of exactly max_held_bytes always fits.
-        let kib = usize::try_from(max_held_bytes.div_ceil(1024)).unwrap_or(usize::MAX);
+    /// The guard of one list route, reporting into the route's `metrics` and holding pages
+    /// within `room` (see [`held_budget`]).
+    pub fn new(route: Arc<ListRoute>, metrics: Arc<RouteMetrics>, room: Arc<Semaphore>) -> Self {
         Self {
+            route,
             metrics,
-            room: Arc::new(Semaphore::new(kib.min(Semaphore::MAX_PERMITS))),
+            room,
         }
     }
 }
@@ -121,6 +131,7 @@ impl<S> Layer<S> for ListGuardLayer {
     fn layer(&self, inner: S) -> Self::Service {
         ListGuard {
             inner,
+            route: Arc::clone(&self.route),
             metrics: Arc::clone(&self.metrics),
             room: Arc::clone(&self.room),
         }
@@ -131,38 +142,38 @@ impl<S> Layer<S> for ListGuardLayer {
 #[derive(Debug, Clone)]
 pub struct ListGuard<S> {
     inner: S,
-    metrics: Arc<Metrics>,
+    route: Arc<ListRoute>,
+    metrics: Arc<RouteMetrics>,
     room: Arc<Semaphore>,
 }
 
+type BoxFuture = Pin<Box<dyn Future<Output = Result<Response, BoxError>> + Send>>;
+
 impl<S> Service<Request> for ListGuard<S>
 where
-    S: Service<Request, Response = Response, Error = Infallible>,
+    S: Service<Request, Response = Response, Error = BoxError>,
     S::Future: Send + 'static,
 {
     type Response = Response;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+    type Error = BoxError;
+    type Future = futures_util::future::Either<S::Future, BoxFuture>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, mut req: Request) -> Self::Future {
-        // The route is shared (`Arc`), and the plan is taken out: nothing after this layer
-        // reads it. Neither is copied per request.
-        let route = match req.extensions().get::<Matched>() {
-            Some(Matched::Route(route)) if route.list.is_some() => Arc::clone(route),
-            _ => return Box::pin(self.inner.call(req)),
-        };
+        use futures_util::future::Either;
+        // The plan is taken out: nothing after this layer reads it. Requests without one
+        // (methods other than GET and HEAD) pass untouched.
         let Some(plan) = req.extensions_mut().remove::<PagePlan>() else {
-            return Box::pin(self.inner.call(req));
+            return Either::Left(self.inner.call(req));
         };
         if req.method() == Method::HEAD {
             // No body to hold: keep the head from promising what a GET would not return (the
             // backend's length and, on keyset routes, its own pagination links).
             let keyset = plan.keyset.is_some();
-            return Box::pin(self.inner.call(req).map(move |result| {
+            return Either::Right(Box::pin(self.inner.call(req).map(move |result| {
                 result.map(|mut response| {
                     if response.status().is_success() {
                         response.headers_mut().remove(header::CONTENT_LENGTH);
@@ -172,48 +183,51 @@ where
                     }
                     response
                 })
-            }));
+            })));
         }
         // The scanner reads bytes as sent; compressed bodies would be opaque to it.
         req.headers_mut().insert(
             header::ACCEPT_ENCODING,
             HeaderValue::from_static("identity"),
         );
+        let route = Arc::clone(&self.route);
         let metrics = Arc::clone(&self.metrics);
         let room = Arc::clone(&self.room);
-        // A combinator around the inner future, not an async block holding it (see routing.rs
-        // on rust-lang/rust#110338); the async block only sees the response.
-        Box::pin(self.inner.call(req).then(move |result| async move {
-            let Ok(response) = result;
-            // Only a successful response with a body is a page; the rest passes untouched.
-            let status = response.status();
-            let page = status.is_success() && status != StatusCode::NO_CONTENT;
-            let (true, Some(policy)) = (page, route.list.as_ref()) else {
-                return Ok(response);
-            };
-            // Reserve the page's bytes once the head says a page is coming; give up with a 503
-            // rather than let held pages grow without bound. Dropping the response closes the
-            // upstream exchange.
-            let need = u32::try_from(policy.max_bytes.div_ceil(1024)).unwrap_or(u32::MAX);
-            let reserved =
-                tokio::time::timeout(DEFAULT_HOLD_WAIT, room.acquire_many_owned(need)).await;
-            let Ok(Ok(permit)) = reserved else {
-                return Ok(ProxyError::Overloaded.into_response());
-            };
-            Ok(guard(response, policy, &plan, &route.name, &metrics, permit).await)
-        }))
+        // A combinator around the inner future, not an async block holding it (async blocks
+        // over a generic `S::Future` trip rustc's "Send is not general enough",
+        // rust-lang/rust#110338); the async block only sees the response.
+        Either::Right(Box::pin(self.inner.call(req).then(
+            move |result| async move {
+                let response = result?;
+                // Only a successful response with a body is a page; the rest passes untouched.
+                let status = response.status();
+                if !status.is_success() || status == StatusCode::NO_CONTENT {
+                    return Ok(response);
+                }
+                // Reserve the page's bytes once the head says a page is coming; give up with a
+                // 503 rather than let held pages grow without bound. Dropping the response
+                // closes the upstream exchange.
+                let need = u32::try_from(route.policy.max_bytes.div_ceil(1024)).unwrap_or(u32::MAX);
+                let reserved =
+                    tokio::time::timeout(DEFAULT_HOLD_WAIT, room.acquire_many_owned(need)).await;
+                let Ok(Ok(permit)) = reserved else {
+                    return Err(HoldError.into());
+                };
+                guard(response, &route, &plan, &metrics, permit).await
+            },
+        )))
     }
 }
 
 /// Turns the backend's response into the client's.
 async fn guard(
     response: Response,
-    policy: &ListPolicy,
+    route: &ListRoute,
     plan: &PagePlan,
-    route: &str,
-    metrics: &Metrics,
+    metrics: &RouteMetrics,
     mut permit: OwnedSemaphorePermit,
-) -> Response {
+) -> Result<Response, BoxError> {
+    let policy = &route.policy;
     let result = match hold(response, policy, plan).await {
         Ok(held) => {
             // Keep only the reservation the held bytes need; the rest returns to the budget.
@@ -221,25 +235,25 @@ async fn guard(
             if let Some(kept) = permit.split(used) {
                 permit = kept;
             }
-            finish(held, policy, plan, route, metrics)
+            finish(held, policy, route.codec.as_deref(), plan, metrics)
         }
         Err(error) => Err(error),
     };
     match result {
         // The held bytes live until the client has them; so does their reservation.
-        Ok(response) => response.map(|body| {
+        Ok(response) => Ok(response.map(|body| {
             body.map_frame(move |frame| {
                 let _ = &permit;
                 frame
             })
             .boxed()
-        }),
+        })),
         Err(error) => {
-            tracing::warn!(%route, %error, "list response refused");
-            if let ProxyError::Guard(GuardError::OrderViolation { .. }) = error {
-                metrics.order_violation(route);
+            tracing::warn!(route = metrics.name(), %error, "list response refused");
+            if let Some(GuardError::OrderViolation { .. }) = error.downcast_ref() {
+                metrics.order_violation();
             }
-            error.into_response()
+            Err(error)
         }
     }
 }
@@ -278,11 +292,7 @@ fn item_limits(policy: &ListPolicy, plan: &PagePlan) -> (usize, usize) {
     )
 }
 
-async fn hold(
-    response: Response,
-    policy: &ListPolicy,
-    plan: &PagePlan,
-) -> Result<Held, ProxyError> {
+async fn hold(response: Response, policy: &ListPolicy, plan: &PagePlan) -> Result<Held, BoxError> {
     let (parts, mut body) = response.into_parts();
     let max_bytes = usize::try_from(policy.max_bytes).unwrap_or(usize::MAX);
     let (_, allowed) = item_limits(policy, plan);
@@ -381,7 +391,7 @@ impl HeldState {
     }
 }
 
-fn body_error(error: &crate::BoxError) -> ProxyError {
+fn body_error(error: &BoxError) -> BoxError {
     if let Some(idle) = error.downcast_ref::<IdleTimeoutError>() {
         return UpstreamError::Timeout {
             upstream: "list".to_owned(),
@@ -394,14 +404,14 @@ fn body_error(error: &crate::BoxError) -> ProxyError {
     GuardError::Body.into()
 }
 
-/// Builds the client's response from a held page.
+/// Builds the client's response from a held page; `codec` signs the next cursor.
 fn finish(
     held: Held,
     policy: &ListPolicy,
+    codec: Option<&CursorCodec>,
     plan: &PagePlan,
-    route: &str,
-    metrics: &Metrics,
-) -> Result<Response, ProxyError> {
+    metrics: &RouteMetrics,
+) -> Result<Response, BoxError> {
     let Held {
         mut parts,
         bytes,
@@ -430,7 +440,7 @@ fn finish(
         .into());
     }
     let cursor = match &plan.keyset {
-        Some(keyset) => next_cursor(keyset, &bytes, &items, kept, more)?,
+        Some(keyset) => next_cursor(keyset, codec, &bytes, &items, kept, more)?,
         None => None,
     };
     // (A complete document never holds more than `allowed` items: the scan stops at the next.)
@@ -443,10 +453,14 @@ fn finish(
         Stop::Complete => None,
     };
     if let Some(reason) = truncated {
-        metrics.list_cut(route, reason);
+        match stop {
+            Stop::Items => metrics.cut_items(),
+            _ => metrics.cut_bytes(),
+        }
         parts
             .headers
             .insert(TRUNCATED_HEADER, HeaderValue::from_static(reason));
+        parts.extensions.insert(Outcome::Truncated);
     }
     let envelope_field = plan
         .keyset
@@ -518,17 +532,18 @@ fn relay(mut parts: http::response::Parts, bytes: Bytes) -> Response {
         parts.headers.remove("content-md5");
     }
     parts.headers.insert(header::CONTENT_LENGTH, length);
-    http::Response::from_parts(parts, crate::error::full(bytes))
+    http::Response::from_parts(parts, crate::body::full(bytes))
 }
 
 /// Checks the keys of the kept items (and the probe item) and mints the next cursor.
 fn next_cursor(
     keyset: &KeysetPlan,
+    codec: Option<&CursorCodec>,
     bytes: &Bytes,
     items: &[(usize, usize)],
     kept: usize,
     more: bool,
-) -> Result<Option<String>, ProxyError> {
+) -> Result<Option<String>, BoxError> {
     let policy = &keyset.policy;
     let mut previous: Option<Vec<Box<RawValue>>> = keyset.after.clone();
     let mut last = None;
@@ -566,12 +581,11 @@ fn next_cursor(
                 }
                 .into());
             }
+            let Some(codec) = codec else {
+                return Err("a keyset route has no cursor codec".into());
+            };
             let refs: Vec<&RawValue> = last.iter().map(AsRef::as_ref).collect();
-            Some(
-                policy
-                    .codec
-                    .encode(policy.route_id, keyset.binding, &refs, SystemTime::now()),
-            )
+            Some(codec.encode(policy.route_id, keyset.binding, &refs, SystemTime::now()))
         }
         _ => None,
     })

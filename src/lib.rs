@@ -5,11 +5,16 @@
 //! signed cursors, list responses are scanned and cut at their cap, and everything else (exports,
 //! uploads) streams through frame by frame.
 //!
-//! The request flow, outermost first (built in [`server::stack`]):
+//! The request flow, outermost first (assembled in [`stack`]): a global part every request
+//! crosses, then a stack built for each route when the config loads ([`generation`]).
 //!
 //! ```text
-//! client ─▶ access log ─▶ routing ─▶ pagination ─▶ list guard ─▶ upstream ─▶ backend
+//! client ─▶ access log ─▶ router ─▶ rescue ─▶ [pagination ─▶ list guard] ─▶ forward ─▶ backend
 //! ```
+//!
+//! Modules depend one way: leaves ([`body`], [`cursor`], [`problem`], [`routing`]) ←
+//! mechanisms ([`config`], [`pagination`], [`guard`], [`upstream`], [`telemetry`]) ← assembly
+//! ([`error`], [`route`], [`stack`], [`generation`], [`router`], [`server`], [`cli`]).
 
 #![forbid(unsafe_code)]
 
@@ -19,10 +24,15 @@ pub mod config;
 pub mod cursor;
 pub mod demo;
 pub mod error;
+pub mod generation;
 pub mod guard;
 pub mod pagination;
+pub mod problem;
+pub mod route;
+pub mod router;
 pub mod routing;
 pub mod server;
+pub mod stack;
 pub mod telemetry;
 pub mod upstream;
 

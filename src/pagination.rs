@@ -11,14 +11,34 @@ use std::sync::Arc;
 use serde_json::value::RawValue;
 
 use crate::config::{KeysetPolicy, ListPolicy, OffsetParam, OnViolation};
-use crate::cursor::{CursorError, binding_hash};
-use crate::error::ProxyError;
+use crate::cursor::{CursorCodec, CursorError, binding_hash};
 
 mod error;
 mod layer;
 
 pub use error::PaginationError;
-pub use layer::{PaginationLayer, PaginationService};
+pub use layer::{PaginationFuture, PaginationLayer, PaginationService};
+
+/// A list route as its layers run it: the policy from the config and, on keyset routes, the
+/// codec that signs its cursors. Built once per route, shared by its pagination and guard.
+#[derive(Debug)]
+pub struct ListRoute {
+    /// The route's pagination policy.
+    pub policy: ListPolicy,
+    /// Signs and verifies the route's cursors (keyset routes).
+    pub codec: Option<Arc<CursorCodec>>,
+}
+
+/// Why planning a page failed: a bad parameter or a bad cursor (both 400).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    /// A pagination parameter breaks the route's policy.
+    #[error(transparent)]
+    Pagination(#[from] PaginationError),
+    /// The cursor does not verify.
+    #[error(transparent)]
+    Cursor(#[from] CursorError),
+}
 
 /// Response header telling the client its page size was lowered: `limit=1000; requested=5000`.
 pub const CLAMPED_HEADER: &str = "pagegate-clamped";
@@ -147,8 +167,14 @@ pub struct Planned {
     pub plan: PagePlan,
 }
 
-/// Applies a route's policy to a request's path and raw query string.
-pub fn plan(policy: &ListPolicy, path: &str, query: &str) -> Result<Planned, ProxyError> {
+/// Applies a route's policy to a request's path and raw query string; `codec` verifies cursors
+/// on keyset routes (a keyset route without one refuses every cursor).
+pub fn plan(
+    policy: &ListPolicy,
+    codec: Option<&CursorCodec>,
+    path: &str,
+    query: &str,
+) -> Result<Planned, PlanError> {
     let keyset = policy.keyset.as_ref();
     let offset_name = policy.offset.name();
     // Controlled names: 0 = limit, 1 = offset/page, 2 = cursor, then reserved keyset names.
@@ -235,7 +261,7 @@ pub fn plan(policy: &ListPolicy, path: &str, query: &str) -> Result<Planned, Pro
     // parameters, so it cannot start another list at a chosen key.
     let binding = binding_hash(std::iter::once(path).chain(others.iter().copied()));
     let cursor = match (keyset, cursor_piece) {
-        (Some(k), Some(c)) => Some(open_cursor(k, c.value.unwrap_or_default(), binding)?),
+        (Some(k), Some(c)) => Some(open_cursor(k, codec, c.value.unwrap_or_default(), binding)?),
         _ => None,
     };
     // With a cursor the offset is dropped; without one it is checked and re-emitted canonically.
@@ -294,19 +320,20 @@ pub fn plan(policy: &ListPolicy, path: &str, query: &str) -> Result<Planned, Pro
 
 fn open_cursor(
     k: &KeysetPolicy,
+    codec: Option<&CursorCodec>,
     value: &str,
     binding: u64,
-) -> Result<Vec<Box<RawValue>>, ProxyError> {
-    if value.is_empty() {
-        return Err(CursorError::Truncated.into());
-    }
-    Ok(k.codec.decode(
+) -> Result<Vec<Box<RawValue>>, CursorError> {
+    let Some(codec) = codec.filter(|_| !value.is_empty()) else {
+        return Err(CursorError::Truncated);
+    };
+    codec.decode(
         value,
         k.route_id,
         binding,
         k.keys.len(),
         std::time::SystemTime::now(),
-    )?)
+    )
 }
 
 /// Checks an offset (or page) against `max_offset`; returns the value to forward.

@@ -5,65 +5,62 @@
 //! Before matching, percent-encoded unreserved characters are decoded (RFC 3986 §6.2.2.2), so
 //! `/ev%65nts` cannot slip past the `/events` route to the backend, which would decode it.
 
-use std::convert::Infallible;
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::borrow::Cow;
 
-use futures_util::FutureExt;
 use http::Method;
-use tower::{Layer, Service};
 
-use crate::config::{Config, DefaultPolicy, RouteConfig};
-use crate::error::ProxyError;
-use crate::{Request, Response};
-
-/// The route a request matched, or the default policy's upstream when none did.
-#[derive(Debug, Clone)]
-pub enum Matched {
-    /// A configured route.
-    Route(Arc<RouteConfig>),
-    /// No route matched and `default.action` is `pass`: relay to this upstream.
-    Default(String),
+/// What the table needs to know of a route: where it is, which methods it serves, and whether
+/// it is a list route. The table knows nothing else of what a route does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteSpec<T> {
+    /// `matchit` path pattern.
+    pub path: String,
+    /// Methods it serves; `None` for all.
+    pub methods: Option<Vec<Method>>,
+    /// Whether the route has a list policy.
+    pub list: bool,
+    /// What a lookup returns for it (for pagegate: the route's index in the generation).
+    pub value: T,
 }
 
-impl Matched {
-    /// The upstream the request goes to.
-    pub fn upstream(&self) -> &str {
-        match self {
-            Self::Route(route) => &route.upstream,
-            Self::Default(upstream) => upstream,
-        }
-    }
+/// The result of a lookup: the route serving this method here, if any, and whether some
+/// route on this path is a list route whatever its methods (a `POST` or a `get` on a list
+/// path is suspicious even when no route serves it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Found<'a, T> {
+    /// The route serving the method on this path.
+    pub route: Option<&'a T>,
+    /// Some route on this path has a list policy.
+    pub list_path: bool,
+}
 
-    /// The route's name for logs and metrics (`-` for the default policy).
-    pub fn name(&self) -> &str {
-        match self {
-            Self::Route(route) => &route.name,
-            Self::Default(_) => "-",
-        }
-    }
+/// The routes sharing one normalized path.
+#[derive(Debug, Clone)]
+struct PathGroup<T> {
+    routes: Vec<(Option<Vec<Method>>, T)>,
+    list: bool,
 }
 
 /// Routes by path, then by method.
 #[derive(Debug, Clone)]
-pub struct RouteTable {
-    router: matchit::Router<Vec<Arc<RouteConfig>>>,
+pub struct RouteTable<T> {
+    router: matchit::Router<PathGroup<T>>,
 }
 
 // === impl RouteTable ===
 
-impl RouteTable {
+impl<T: Clone> RouteTable<T> {
     /// Builds the table; on overlap returns `(later, earlier)` route indices.
-    pub fn new(routes: &[Arc<RouteConfig>]) -> Result<Self, (usize, usize)> {
+    pub fn new(routes: &[RouteSpec<T>]) -> Result<Self, (usize, usize)> {
         // Group routes by normalized pattern; one pattern may serve disjoint method sets.
         let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
         for (i, route) in routes.iter().enumerate() {
-            let pattern = normalize(&route.path, false);
+            let pattern = normalize(&route.path, false).into_owned();
             match groups.iter_mut().find(|(p, _)| *p == pattern) {
                 Some((_, same)) => {
-                    if let Some(&j) = same.iter().find(|&&j| methods_overlap(&routes[j], route)) {
+                    if let Some(&j) = same.iter().find(|&&j| {
+                        methods_overlap(routes[j].methods.as_deref(), route.methods.as_deref())
+                    }) {
                         return Err((i, j));
                     }
                     same.push(i);
@@ -73,7 +70,13 @@ impl RouteTable {
         }
         let mut router = matchit::Router::new();
         for (pattern, indices) in &groups {
-            let value = indices.iter().map(|&i| Arc::clone(&routes[i])).collect();
+            let value = PathGroup {
+                routes: indices
+                    .iter()
+                    .map(|&i| (routes[i].methods.clone(), routes[i].value.clone()))
+                    .collect(),
+                list: indices.iter().any(|&i| routes[i].list),
+            };
             if let Err(e) = router.insert(pattern.clone(), value) {
                 // matchit names the conflicting pattern; find the route that owns it.
                 let other = match e {
@@ -91,32 +94,74 @@ impl RouteTable {
 
     /// The route for a method and a raw request path. A route that serves GET also serves
     /// HEAD (RFC 9110 §9.3.2).
-    pub fn find(&self, method: &Method, path: &str) -> Option<&Arc<RouteConfig>> {
-        // Some backends read `%2F` as a separator and some do not: a route that matches
-        // either reading applies.
-        [normalize(path, false), normalize(path, true)]
-            .iter()
-            .find_map(|path| {
-                self.find_normalized(method, path).or_else(|| {
-                    // `/events.json` is `/events` to Rails and DRF format suffixes: when no
-                    // route has the name with its extension, the route without it applies.
-                    let (stem, extension) = path.rsplit_once('.')?;
-                    let plain =
-                        !extension.is_empty() && !extension.contains('/') && !stem.ends_with('/');
-                    plain.then(|| self.find_normalized(method, stem)).flatten()
-                })
-            })
+    pub fn find(&self, method: &Method, path: &str) -> Option<&T> {
+        self.lookup(method, path).route
     }
 
-    fn find_normalized(&self, method: &Method, path: &str) -> Option<&Arc<RouteConfig>> {
-        let found = self.router.at(path).ok()?;
-        found.value.iter().find(|route| {
-            route
-                .methods
-                .as_ref()
-                .is_none_or(|methods| serves(methods, method))
-        })
+    /// The route for a method and a raw request path, and whether the path is a list path.
+    pub fn lookup(&self, method: &Method, path: &str) -> Found<'_, T> {
+        let plain = normalize(path, false);
+        let found = self.lookup_normalized(method, &plain);
+        if found.route.is_some() || !has_encoded_slash(path) {
+            return found;
+        }
+        // Some backends read `%2F` as a separator and some do not: a route that matches
+        // either reading applies. (Only computed when the path has such an escape.)
+        let other = self.lookup_normalized(method, &normalize(path, true));
+        Found {
+            route: other.route,
+            list_path: found.list_path || other.list_path,
+        }
     }
+
+    fn lookup_normalized(&self, method: &Method, path: &str) -> Found<'_, T> {
+        let found = self.lookup_exact(method, path);
+        if found.route.is_some() {
+            return found;
+        }
+        // `/events.json` is `/events` to Rails and DRF format suffixes: when no route has the
+        // name with its extension, the route without it applies.
+        let stem = path.rsplit_once('.').and_then(|(stem, extension)| {
+            let plain = !extension.is_empty() && !extension.contains('/') && !stem.ends_with('/');
+            plain.then_some(stem)
+        });
+        match stem {
+            Some(stem) => {
+                let bare = self.lookup_exact(method, stem);
+                Found {
+                    route: bare.route,
+                    list_path: found.list_path || bare.list_path,
+                }
+            }
+            None => found,
+        }
+    }
+
+    fn lookup_exact(&self, method: &Method, path: &str) -> Found<'_, T> {
+        let Ok(matched) = self.router.at(path) else {
+            return Found {
+                route: None,
+                list_path: false,
+            };
+        };
+        let group = matched.value;
+        let route = group
+            .routes
+            .iter()
+            .find(|(methods, _)| methods.as_deref().is_none_or(|m| serves(m, method)))
+            .map(|(_, value)| value);
+        Found {
+            route,
+            list_path: group.list,
+        }
+    }
+}
+
+/// Whether a raw path holds `%2F` or `%5C` in any case.
+fn has_encoded_slash(path: &str) -> bool {
+    path.as_bytes().windows(3).any(|w| {
+        w[0] == b'%' && (w[1] == b'2' && w[2] | 0x20 == b'f' || w[1] == b'5' && w[2] | 0x20 == b'c')
+    })
 }
 
 /// The form paths are matched in. Backends disagree on what names the same resource, so
@@ -125,7 +170,10 @@ impl RouteTable {
 /// decoded, `%2F`, `%5C` and `\` count as `/` (WSGI servers and IIS read them so),
 /// `;parameters` are dropped, empty and `.` segments removed, `..` resolved, ASCII case folded,
 /// and a trailing slash ignored. The request is forwarded as the client wrote it.
-fn normalize(path: &str, encoded_slashes: bool) -> String {
+fn normalize(path: &str, encoded_slashes: bool) -> Cow<'_, str> {
+    if !encoded_slashes && is_normal(path) {
+        return Cow::Borrowed(path);
+    }
     let lowered = decode_unreserved(path).to_ascii_lowercase();
     let slashed = if encoded_slashes {
         lowered
@@ -145,7 +193,27 @@ fn normalize(path: &str, encoded_slashes: bool) -> String {
             s => segments.push(s.to_owned()),
         }
     }
-    format!("/{}", segments.join("/"))
+    Cow::Owned(format!("/{}", segments.join("/")))
+}
+
+/// Whether a path is already in normal form, so matching needs no copy of it: `/`-separated
+/// non-empty segments of lower-case letters, digits and `-_~` or dots that neither form a dot
+/// segment nor end the path, no trailing slash. Most requests' paths are.
+fn is_normal(path: &str) -> bool {
+    let Some(rest) = path.strip_prefix('/') else {
+        return false;
+    };
+    if rest.is_empty() {
+        return true;
+    }
+    rest.split('/').all(|segment| {
+        !segment.is_empty()
+            && segment != "."
+            && segment != ".."
+            && segment
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_~.".contains(&b))
+    })
 }
 
 /// Whether a route with `methods` serves `method`: a route with GET also serves HEAD.
@@ -154,15 +222,15 @@ fn serves(methods: &[Method], method: &Method) -> bool {
 }
 
 /// Whether two routes on one path could both serve a request (HEAD counts as GET).
-fn methods_overlap(a: &RouteConfig, b: &RouteConfig) -> bool {
-    match (&a.methods, &b.methods) {
+fn methods_overlap(a: Option<&[Method]>, b: Option<&[Method]>) -> bool {
+    match (a, b) {
         (Some(x), Some(y)) => x.iter().any(|m| serves(y, m)) || y.iter().any(|m| serves(x, m)),
         _ => true,
     }
 }
 
 /// Decodes `%XX` escapes of unreserved characters (ALPHA / DIGIT / `-._~`), keeps all others.
-fn decode_unreserved(path: &str) -> std::borrow::Cow<'_, str> {
+fn decode_unreserved(path: &str) -> Cow<'_, str> {
     if !path.contains('%') {
         return path.into();
     }
@@ -186,81 +254,14 @@ fn decode_unreserved(path: &str) -> std::borrow::Cow<'_, str> {
     out.into()
 }
 
-/// Finds each request's route and stores it in the request extensions as [`Matched`].
-#[derive(Debug, Clone)]
-pub struct RouteLayer {
-    table: Arc<RouteTable>,
-    default: DefaultPolicy,
-}
-
-impl RouteLayer {
-    /// The layer for a validated config, whose route table was built during validation.
-    pub fn new(config: &Config) -> Self {
-        Self {
-            table: Arc::clone(&config.table),
-            default: config.default.clone(),
-        }
-    }
-}
-
-impl<S> Layer<S> for RouteLayer {
-    type Service = Route<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        Route {
-            inner,
-            table: Arc::clone(&self.table),
-            default: self.default.clone(),
-        }
-    }
-}
-
-/// The service of [`RouteLayer`].
-#[derive(Debug, Clone)]
-pub struct Route<S> {
-    inner: S,
-    table: Arc<RouteTable>,
-    default: DefaultPolicy,
-}
-
-impl<S> Service<Request> for Route<S>
-where
-    S: Service<Request, Response = Response, Error = Infallible>,
-    S::Future: Send + 'static,
-{
-    type Response = Response;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: Request) -> Self::Future {
-        let matched = match self.table.find(req.method(), req.uri().path()) {
-            Some(route) => Matched::Route(Arc::clone(route)),
-            None => match &self.default {
-                DefaultPolicy::Pass(upstream) => Matched::Default(upstream.clone()),
-                DefaultPolicy::Deny => {
-                    let error = ProxyError::NoRoute {
-                        method: req.method().clone(),
-                        path: req.uri().path().to_owned(),
-                    };
-                    return Box::pin(std::future::ready(Ok(error.into_response())));
-                }
-            },
-        };
-        req.extensions_mut().insert(matched.clone());
-        // A combinator, not an async block: async blocks over a generic `S::Future` trip
-        // rustc's "Send is not general enough" (rust-lang/rust#110338).
-        Box::pin(self.inner.call(req).map(move |result| {
-            result.map(|mut response| {
-                // The access log, outside this layer, reports the route.
-                response.extensions_mut().insert(matched);
-                response
-            })
-        }))
-    }
+/// No route serves the request and the `default` policy is `deny` (404).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("no route matches {method} {path}")]
+pub struct NoRoute {
+    /// The request method.
+    pub method: Method,
+    /// The request path.
+    pub path: String,
 }
 
 #[cfg(test)]

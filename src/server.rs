@@ -1,10 +1,12 @@
 //! The listener: HTTP/1.1 and h2c on one port (hyper-util `auto`), a connection cap, graceful
-//! shutdown on SIGTERM/SIGINT, and the optional `/metrics` listener.
+//! shutdown on SIGTERM/SIGINT, the optional `/metrics` listener, and the current generation
+//! that every request is routed in ([`Handle::reload`] swaps it).
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use futures_util::FutureExt;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -16,34 +18,120 @@ use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
 use crate::config::Config;
+use crate::generation::{BuildError, Generation};
+use crate::router::{Current, Router};
 use crate::telemetry::Metrics;
 use crate::upstream::ClientAddr;
 use crate::{Body, BoxError, Request};
 
-pub mod stack;
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The config does not build (a hand-made config that skipped validation).
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Why a reload was refused; the running generation stays.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// A setting that belongs to the listener changed.
+    #[error("`{0}` cannot change while pagegate runs: restart it to apply that change")]
+    Fixed(&'static str),
+    /// The new config does not build.
+    #[error(transparent)]
+    Build(#[from] BuildError),
+}
 
 /// A bound, not yet running proxy. Binding first lets tests and the demo learn the port.
 pub struct Server {
-    config: Config,
+    config: Arc<Config>,
     listener: TcpListener,
     metrics_listener: Option<TcpListener>,
     metrics: Arc<Metrics>,
+    current: Current,
+}
+
+/// Swaps the generation a running server routes in.
+#[derive(Debug, Clone)]
+pub struct Handle {
+    current: Current,
+    metrics: Arc<Metrics>,
+}
+
+impl Handle {
+    /// Builds `config` beside the running generation, reusing what did not change, and swaps it
+    /// in: requests from then on (on open connections too) use it; requests in flight finish
+    /// on the stacks they started on.
+    pub fn reload(&self, config: Config) -> Result<(), ReloadError> {
+        let previous = self.current.load_full();
+        let running = previous.config();
+        for (key, same) in [
+            ("listen", running.listen == config.listen),
+            (
+                "metrics_listen",
+                running.metrics_listen == config.metrics_listen,
+            ),
+            (
+                "max_connections",
+                running.max_connections == config.max_connections,
+            ),
+            ("access_log", running.access_log == config.access_log),
+        ] {
+            if !same {
+                return Err(ReloadError::Fixed(key));
+            }
+        }
+        let next = Generation::build(config, Some(&previous), &self.metrics)?;
+        self.current.store(Arc::new(next));
+        Ok(())
+    }
+
+    /// The generation requests are routed in now.
+    pub fn generation(&self) -> Arc<Generation> {
+        self.current.load_full()
+    }
 }
 
 impl Server {
-    /// Binds the listeners of a validated config.
-    pub async fn bind(config: Config) -> std::io::Result<Self> {
-        let listener = TcpListener::bind(config.listen).await?;
+    /// Builds the first generation of a validated config and binds its listeners.
+    pub async fn bind(config: Config) -> Result<Self, StartError> {
+        let metrics = Arc::new(Metrics::default());
+        let generation = Generation::build(config, None, &metrics)?;
+        let config = Arc::clone(generation.config());
+        let bind = |addr| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Bind { addr, source })
+        };
+        let listener = bind(config.listen).await?;
         let metrics_listener = match config.metrics_listen {
-            Some(addr) => Some(TcpListener::bind(addr).await?),
+            Some(addr) => Some(bind(addr).await?),
             None => None,
         };
         Ok(Self {
             config,
             listener,
             metrics_listener,
-            metrics: Arc::new(Metrics::default()),
+            metrics,
+            current: Arc::new(ArcSwap::from_pointee(generation)),
         })
+    }
+
+    /// A handle to reload the running server.
+    pub fn handle(&self) -> Handle {
+        Handle {
+            current: Arc::clone(&self.current),
+            metrics: Arc::clone(&self.metrics),
+        }
     }
 
     /// The proxy's address.
@@ -60,7 +148,7 @@ impl Server {
 
     /// Serves until `shutdown` completes, then lets open requests finish within the grace period.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let stack = stack::build(&self.config, &self.metrics);
+        let stack = crate::stack::global(Router::new(self.current), self.config.access_log);
         let connections = Arc::new(Semaphore::new(self.config.max_connections));
         let graceful = GracefulShutdown::new();
         let builder = auto::Builder::new(TokioExecutor::new());
@@ -149,9 +237,9 @@ async fn serve_metrics(listener: TcpListener, metrics: Arc<Metrics>) {
             let metrics = Arc::clone(&metrics);
             async move {
                 let mut response = if req.uri().path() == "/metrics" {
-                    http::Response::new(crate::error::full(metrics.encode()))
+                    http::Response::new(crate::body::full(metrics.encode()))
                 } else {
-                    let mut r = http::Response::new(crate::error::full("not found\n"));
+                    let mut r = http::Response::new(crate::body::full("not found\n"));
                     *r.status_mut() = http::StatusCode::NOT_FOUND;
                     r
                 };

@@ -1,38 +1,62 @@
-//! Logs and metrics: `tracing` to stdout, Prometheus counters on an optional `/metrics` listener,
-//! and the access-log layer that sits outermost in the stack.
+//! Logs and metrics: `tracing` through a non-blocking writer, Prometheus counters on an optional
+//! `/metrics` listener, and the access-log layer that sits outermost in the stack.
+//!
+//! Nothing here runs per request but counter increments and, when the access log is on, one
+//! event formatted into a buffer that a background thread writes: a slow or full stdout drops
+//! lines (counted in `pagegate_log_dropped_lines`) rather than stall requests.
 
-use std::convert::Infallible;
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
-use futures_util::FutureExt;
+use http::StatusCode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
-use tokio::time::Instant;
-use tower::{Layer, Service};
+use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
 
-use crate::routing::Matched;
-use crate::{Request, Response};
+mod access_log;
+
+pub use access_log::{AccessLog, AccessLogLayer, LoggedBody, Outcome, REQUEST_ID};
+
+/// Lines the log writer could hold before dropping new ones (a burst of about 10 MB of lines).
+const LOG_BUFFERED_LINES: usize = 64 * 1024;
+
+/// The log writer's drop counter, set once by [`init`] and read when metrics are scraped.
+static LOG_DROPS: OnceLock<ErrorCounter> = OnceLock::new();
+
+/// Keeps the log writer's thread alive; dropping it flushes what is buffered.
+#[derive(Debug)]
+pub struct LogGuard(#[allow(dead_code)] Option<WorkerGuard>);
 
 /// Starts logging. `RUST_LOG` picks the level (default `info`); `PAGEGATE_LOG_FORMAT=json`
-/// writes one JSON object per line, for log shippers.
-pub fn init() {
+/// writes one JSON object per line, for log shippers. Colours only when stdout is a terminal.
+pub fn init() -> LogGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let (writer, guard) = NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(LOG_BUFFERED_LINES)
+        .thread_name("pagegate-log")
+        .finish(std::io::stdout());
+    let drops = writer.error_counter();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(false);
+        .with_target(false)
+        .with_ansi(std::io::stdout().is_terminal())
+        .with_writer(writer);
     let result = if std::env::var("PAGEGATE_LOG_FORMAT").is_ok_and(|f| f == "json") {
         builder.json().try_init()
     } else {
         builder.try_init()
     };
     // A second init (tests start many proxies in one process) keeps the first subscriber.
-    drop(result);
+    if result.is_err() {
+        return LogGuard(None);
+    }
+    let _ = LOG_DROPS.set(drops);
+    LogGuard(Some(guard))
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -53,12 +77,17 @@ struct RouteLabels {
 }
 
 /// pagegate's Prometheus metrics. Labels are bounded: route names come from the config.
+///
+/// Shared by every generation, so counts survive a reload; each route resolves its own
+/// handles once, with [`Metrics::route`].
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     list_cuts: Family<CutLabels, Counter>,
     order_violations: Family<RouteLabels, Counter>,
+    log_dropped: Counter,
+    log_dropped_seen: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -67,6 +96,7 @@ impl Default for Metrics {
         let requests = Family::<RequestLabels, Counter>::default();
         let list_cuts = Family::<CutLabels, Counter>::default();
         let order_violations = Family::<RouteLabels, Counter>::default();
+        let log_dropped = Counter::default();
         registry.register(
             "requests",
             "Requests answered, by route and status",
@@ -82,35 +112,54 @@ impl Default for Metrics {
             "List responses refused because the backend broke the key order",
             order_violations.clone(),
         );
+        registry.register(
+            "log_dropped_lines",
+            "Log lines dropped because the log writer could not keep up",
+            log_dropped.clone(),
+        );
         Self {
             registry,
             requests,
             list_cuts,
             order_violations,
+            log_dropped,
+            log_dropped_seen: AtomicU64::new(0),
         }
     }
 }
 
 impl Metrics {
-    /// Counts a list response cut for `reason` (`items` or `bytes`).
-    pub fn list_cut(&self, route: &str, reason: &'static str) {
-        let labels = CutLabels {
-            route: route.to_owned(),
+    /// The handles of one route, resolved now so requests never look a label set up.
+    pub fn route(&self, name: &str) -> Arc<RouteMetrics> {
+        let route = || RouteLabels {
+            route: name.to_owned(),
+        };
+        let cut = |reason| CutLabels {
+            route: name.to_owned(),
             reason,
         };
-        self.list_cuts.get_or_create(&labels).inc();
-    }
-
-    /// Counts a backend that broke the key order.
-    pub fn order_violation(&self, route: &str) {
-        let labels = RouteLabels {
-            route: route.to_owned(),
-        };
-        self.order_violations.get_or_create(&labels).inc();
+        // One statement each: a family's guard must be dropped before the next lookup, which
+        // may need the write lock.
+        let cut_items = self.list_cuts.get_or_create(&cut("items")).clone();
+        let cut_bytes = self.list_cuts.get_or_create(&cut("bytes")).clone();
+        let order_violations = self.order_violations.get_or_create(&route()).clone();
+        Arc::new(RouteMetrics {
+            name: Arc::from(name),
+            requests: self.requests.clone(),
+            statuses: (0..STATUS_SLOTS).map(|_| OnceLock::new()).collect(),
+            cut_items,
+            cut_bytes,
+            order_violations,
+        })
     }
 
     /// The OpenMetrics text exposition.
     pub fn encode(&self) -> String {
+        if let Some(drops) = LOG_DROPS.get() {
+            let now = drops.dropped_lines() as u64;
+            let before = self.log_dropped_seen.swap(now, Ordering::Relaxed);
+            self.log_dropped.inc_by(now.saturating_sub(before));
+        }
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             out.clear();
@@ -119,67 +168,56 @@ impl Metrics {
     }
 }
 
-/// Logs one line per request and counts it; outermost, so it sees pagegate's own answers too.
-#[derive(Debug, Clone)]
-pub struct AccessLogLayer {
-    metrics: Arc<Metrics>,
+/// Status codes 100 to 599 each get a slot.
+const STATUS_SLOTS: usize = 500;
+
+/// One route's metric handles, resolved when the route is built.
+#[derive(Debug)]
+pub struct RouteMetrics {
+    name: Arc<str>,
+    requests: Family<RequestLabels, Counter>,
+    /// A counter per status, resolved from the family the first time the status is seen.
+    statuses: Box<[OnceLock<Counter>]>,
+    cut_items: Counter,
+    cut_bytes: Counter,
+    order_violations: Counter,
 }
 
-impl AccessLogLayer {
-    /// A layer counting into `metrics`.
-    pub fn new(metrics: Arc<Metrics>) -> Self {
-        Self { metrics }
-    }
-}
-
-impl<S> Layer<S> for AccessLogLayer {
-    type Service = AccessLog<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        AccessLog {
-            inner,
-            metrics: Arc::clone(&self.metrics),
-        }
-    }
-}
-
-/// The service of [`AccessLogLayer`].
-#[derive(Debug, Clone)]
-pub struct AccessLog<S> {
-    inner: S,
-    metrics: Arc<Metrics>,
-}
-
-impl<S> Service<Request> for AccessLog<S>
-where
-    S: Service<Request, Response = Response, Error = Infallible>,
-    S::Future: Send + 'static,
-{
-    type Response = Response;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+impl RouteMetrics {
+    /// The route's name (`-` for the default policy).
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
-    fn call(&mut self, req: Request) -> Self::Future {
-        let start = Instant::now();
-        let method = req.method().clone();
-        let path = req.uri().path().to_owned();
-        let metrics = Arc::clone(&self.metrics);
-        Box::pin(self.inner.call(req).map(move |result| {
-            let Ok(response) = result;
-            let route = response
-                .extensions()
-                .get::<Matched>()
-                .map_or("-", Matched::name)
-                .to_owned();
-            let status = response.status().as_u16();
-            tracing::info!(%method, %path, %route, status, elapsed_ms = start.elapsed().as_millis() as u64, "request");
-            let labels = RequestLabels { route, status };
-            metrics.requests.get_or_create(&labels).inc();
-            Ok(response)
-        }))
+    /// Counts an answer.
+    pub fn answered(&self, status: StatusCode) {
+        let slot = usize::from(status.as_u16())
+            .checked_sub(100)
+            .and_then(|i| self.statuses.get(i));
+        let labels = || RequestLabels {
+            route: self.name.to_string(),
+            status: status.as_u16(),
+        };
+        match slot {
+            Some(slot) => slot
+                .get_or_init(|| self.requests.get_or_create(&labels()).clone())
+                .inc(),
+            None => self.requests.get_or_create(&labels()).inc(),
+        };
+    }
+
+    /// Counts a list response cut because of too many items.
+    pub fn cut_items(&self) {
+        self.cut_items.inc();
+    }
+
+    /// Counts a list response cut at `max_bytes`.
+    pub fn cut_bytes(&self) {
+        self.cut_bytes.inc();
+    }
+
+    /// Counts a backend that broke the key order.
+    pub fn order_violation(&self) {
+        self.order_violations.inc();
     }
 }

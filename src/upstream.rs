@@ -1,11 +1,10 @@
-//! The upstream hop: one pooled keep-alive client per backend, timeouts, header rules, and
-//! bodies streamed frame by frame in both directions.
+//! The upstream hop: one pooled keep-alive client per backend ([`UpstreamClient`]), the route
+//! terminal that uses it ([`Forward`]), timeouts, header rules, and bodies streamed frame by
+//! frame in both directions.
 //!
 //! A request whose client goes away is dropped here too: hyper drops the response future (or
 //! the response body), which drops the in-flight upstream exchange and closes its connection.
 
-use std::collections::HashMap;
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -13,7 +12,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http::Uri;
+use http::uri::PathAndQuery;
+use http::{HeaderValue, Uri};
 use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -21,10 +21,8 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tower::Service;
 
 use crate::body::IdleTimeout;
-use crate::config::{Config, UpstreamConfig};
-use crate::error::ProxyError;
-use crate::routing::Matched;
-use crate::{Body, Request, Response};
+use crate::config::{TimeoutOverrides, UpstreamConfig};
+use crate::{Body, BoxError, Request, Response};
 
 pub mod headers;
 
@@ -53,90 +51,77 @@ pub enum UpstreamError {
     },
 }
 
-/// One backend and its connection pool.
-#[derive(Debug, Clone)]
-struct Upstream {
+/// One backend's pooled keep-alive client, built once per upstream config and shared by every
+/// route (and every generation) that uses it unchanged.
+#[derive(Debug)]
+pub struct UpstreamClient {
     config: Arc<UpstreamConfig>,
     client: Client<HttpConnector, Body>,
+    /// The `Host` value of `host: upstream`, parsed once.
+    authority: Option<HeaderValue>,
+}
+
+impl UpstreamClient {
+    /// A client with its own connection pool for `config`.
+    pub fn new(config: Arc<UpstreamConfig>) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(config.connect_timeout));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(config.pool_idle_timeout)
+            .pool_max_idle_per_host(config.pool_max_idle)
+            .http2_only(config.http2)
+            .timer(TokioTimer::new())
+            .build(connector);
+        let authority = config
+            .origin
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
+        Self {
+            config,
+            client,
+            authority,
+        }
+    }
+
+    /// The config this client was built from.
+    pub fn config(&self) -> &Arc<UpstreamConfig> {
+        &self.config
+    }
+}
+
+/// The innermost service of an HTTP route: relays requests to the route's upstream, with the
+/// route's timeouts.
+#[derive(Debug, Clone)]
+pub struct Forward {
+    upstream: Arc<UpstreamClient>,
+    response_timeout: Duration,
+    idle_timeout: Duration,
     trust_forwarded: bool,
 }
 
-/// Relays requests to their upstream; the innermost service of the stack.
-#[derive(Debug, Clone)]
-pub struct Proxy {
-    upstreams: Arc<HashMap<String, Upstream>>,
-}
+// === impl Forward ===
 
-// === impl Proxy ===
-
-impl Proxy {
-    /// One pooled client per configured upstream.
-    pub fn new(config: &Config) -> Self {
-        let upstreams = config
-            .upstreams
-            .iter()
-            .map(|(name, u)| {
-                let mut connector = HttpConnector::new();
-                connector.set_connect_timeout(Some(u.connect_timeout));
-                connector.set_nodelay(true);
-                let client = Client::builder(TokioExecutor::new())
-                    .pool_timer(TokioTimer::new())
-                    .pool_idle_timeout(u.pool_idle_timeout)
-                    .pool_max_idle_per_host(u.pool_max_idle)
-                    .http2_only(u.http2)
-                    .timer(TokioTimer::new())
-                    .build(connector);
-                let upstream = Upstream {
-                    config: Arc::clone(u),
-                    client,
-                    trust_forwarded: config.trust_forwarded,
-                };
-                (name.clone(), upstream)
-            })
-            .collect();
+impl Forward {
+    /// Relays to `upstream`; `overrides` replace its timeouts for this route.
+    pub fn new(
+        upstream: Arc<UpstreamClient>,
+        overrides: TimeoutOverrides,
+        trust_forwarded: bool,
+    ) -> Self {
+        let config = &upstream.config;
         Self {
-            upstreams: Arc::new(upstreams),
+            response_timeout: overrides.response.unwrap_or(config.response_timeout),
+            idle_timeout: overrides.idle.unwrap_or(config.idle_timeout),
+            upstream,
+            trust_forwarded,
         }
     }
-}
 
-impl Service<Request> for Proxy {
-    type Response = Response;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: Request) -> Self::Future {
-        let upstream = req
-            .extensions()
-            .get::<Matched>()
-            .and_then(|m| self.upstreams.get(m.upstream()))
-            .cloned();
-        Box::pin(async move {
-            let Some(upstream) = upstream else {
-                // The router always names a declared upstream; reaching this is a bug.
-                tracing::error!("request reached the proxy without a known upstream");
-                return Ok(ProxyError::from(UpstreamError::Unavailable {
-                    upstream: "-".to_owned(),
-                })
-                .into_response());
-            };
-            Ok(upstream.forward(req).await.unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "upstream failed");
-                e.into_response()
-            }))
-        })
-    }
-}
-
-// === impl Upstream ===
-
-impl Upstream {
-    async fn forward(&self, req: Request) -> Result<Response, ProxyError> {
-        let config = &self.config;
+    async fn forward(self, req: Request) -> Result<Response, BoxError> {
+        let upstream = &*self.upstream;
+        let config = &upstream.config;
         let (mut parts, body) = req.into_parts();
         let client = parts.extensions.get::<ClientAddr>().map(|c| c.0);
         let host = parts
@@ -144,13 +129,7 @@ impl Upstream {
             .get(http::header::HOST)
             .cloned()
             .or_else(|| parts.uri.authority().and_then(|a| a.as_str().parse().ok()));
-        let authority = config.origin.authority().map_or("", |a| a.as_str());
-        let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-        parts.uri = Uri::try_from(format!(
-            "http://{authority}{}{path_and_query}",
-            config.base_path
-        ))
-        .map_err(|_| self.unavailable())?;
+        parts.uri = upstream_uri(config, &parts.uri).ok_or_else(|| self.unavailable())?;
         headers::remove_hop_by_hop(&mut parts.headers);
         headers::remove_method_overrides(&mut parts.headers);
         headers::set_forwarding(
@@ -158,20 +137,20 @@ impl Upstream {
             client,
             host.as_ref(),
             &config.host,
-            authority,
+            upstream.authority.as_ref(),
             self.trust_forwarded,
         );
         parts.version = http::Version::HTTP_11;
-        let body = IdleTimeout::new(body, config.idle_timeout).boxed();
+        let body = IdleTimeout::new(body, self.idle_timeout).boxed();
         let request = http::Request::from_parts(parts, body);
 
         let response = match tokio::time::timeout(
-            config.response_timeout,
-            self.client.request(request),
+            self.response_timeout,
+            upstream.client.request(request),
         )
         .await
         {
-            Err(_) => return Err(self.timeout("answer", config.response_timeout)),
+            Err(_) => return Err(self.timeout("answer", self.response_timeout)),
             Ok(Err(e)) => {
                 if e.is_connect() && is_timeout(&e) {
                     return Err(self.timeout("accept a connection", config.connect_timeout));
@@ -183,25 +162,58 @@ impl Upstream {
         };
         let (mut parts, body) = response.into_parts();
         headers::remove_hop_by_hop(&mut parts.headers);
-        let body = IdleTimeout::new(body, config.idle_timeout).boxed();
+        let body = IdleTimeout::new(body, self.idle_timeout).boxed();
         Ok(http::Response::from_parts(parts, body))
     }
 
-    fn unavailable(&self) -> ProxyError {
+    fn unavailable(&self) -> BoxError {
         UpstreamError::Unavailable {
-            upstream: self.config.name.clone(),
+            upstream: self.upstream.config.name.clone(),
         }
         .into()
     }
 
-    fn timeout(&self, stage: &'static str, after: Duration) -> ProxyError {
+    fn timeout(&self, stage: &'static str, after: Duration) -> BoxError {
         UpstreamError::Timeout {
-            upstream: self.config.name.clone(),
+            upstream: self.upstream.config.name.clone(),
             stage,
             after,
         }
         .into()
     }
+}
+
+impl Service<Request> for Forward {
+    type Response = Response;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        Box::pin(self.clone().forward(req))
+    }
+}
+
+/// The request's URI as sent upstream: the upstream's origin, its base path, then the request's
+/// path and query as the client wrote them (the common case, no base path, copies nothing).
+fn upstream_uri(config: &UpstreamConfig, uri: &Uri) -> Option<Uri> {
+    let origin = config.origin.clone().into_parts();
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = origin.scheme;
+    parts.authority = origin.authority;
+    let path_and_query = uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    parts.path_and_query = Some(if config.base_path.is_empty() {
+        path_and_query
+    } else {
+        PathAndQuery::try_from(format!("{}{path_and_query}", config.base_path)).ok()?
+    });
+    Uri::from_parts(parts).ok()
 }
 
 /// Whether a connect error is the connector's timeout (hyper-util reports it as an

@@ -13,7 +13,7 @@ use super::defaults::*;
 use super::file::*;
 use super::*;
 use crate::cursor::{CursorCodec, CursorKey};
-use crate::routing::RouteTable;
+use crate::routing::{RouteSpec, RouteTable};
 
 mod list;
 mod problems;
@@ -151,7 +151,7 @@ impl TryFrom<FileConfig> for Config {
             },
         };
 
-        let codec = file.cursors.as_ref().and_then(|c| cursors(&mut p, c));
+        let cursors = file.cursors.as_ref().and_then(|c| cursors(&mut p, c));
         let mut routes = Vec::new();
         let mut names = BTreeMap::new();
         for r in &file.routes {
@@ -181,10 +181,12 @@ impl TryFrom<FileConfig> for Config {
                 };
                 p.push(&r.value.upstream, problem);
             }
-            routes.push(Arc::new(route(&mut p, name, &r.value, codec.as_ref())));
+            routes.push(Arc::new(route(&mut p, name, &r.value, cursors.is_some())));
         }
-        let table = match RouteTable::new(&routes) {
-            Ok(table) => Some(Arc::new(table)),
+        // The table itself is built with the generation; here it only finds overlaps.
+        let specs: Vec<RouteSpec<()>> = routes.iter().map(|r| r.spec(())).collect();
+        let table = match RouteTable::new(&specs) {
+            Ok(_) => Some(()),
             Err((later, earlier)) => {
                 let problem = ConfigProblem::Overlap {
                     route: routes[later].name.clone(),
@@ -217,7 +219,7 @@ impl TryFrom<FileConfig> for Config {
         }
 
         match (p.0.is_empty(), listen, table) {
-            (true, Some(listen), Some(table)) => Ok(Config {
+            (true, Some(listen), Some(())) => Ok(Config {
                 listen,
                 metrics_listen,
                 shutdown_grace,
@@ -226,8 +228,9 @@ impl TryFrom<FileConfig> for Config {
                 default,
                 upstreams,
                 routes,
-                table,
+                cursors,
                 trust_forwarded: file.trust_forwarded.unwrap_or(false),
+                access_log: file.access_log.unwrap_or(DEFAULT_ACCESS_LOG),
             }),
             _ => {
                 p.0.sort_by_key(|l| l.at.map(|at| (at.line, at.column)));
@@ -332,7 +335,7 @@ fn upstream(p: &mut Problems, name: &str, u: &Spanned<FileUpstream>) -> Option<U
     })
 }
 
-fn cursors(p: &mut Problems, c: &Spanned<FileCursors>) -> Option<Arc<CursorCodec>> {
+fn cursors(p: &mut Problems, c: &Spanned<FileCursors>) -> Option<CursorSettings> {
     let mut keys = Vec::new();
     for k in &c.value.keys.value {
         let Ok(id) = u8::try_from(k.value.id.value) else {
@@ -404,15 +407,11 @@ fn cursors(p: &mut Problems, c: &Spanned<FileCursors>) -> Option<Arc<CursorCodec
     if keys.is_empty() {
         return None;
     }
-    CursorCodec::new(keys, ttl).map(Arc::new)
+    // Ids are unique and keys non-empty (checked above), so a codec can be built from them.
+    CursorCodec::new(keys.clone(), ttl).map(|_| CursorSettings { keys, ttl })
 }
 
-fn route(
-    p: &mut Problems,
-    name: String,
-    r: &FileRoute,
-    codec: Option<&Arc<CursorCodec>>,
-) -> RouteConfig {
+fn route(p: &mut Problems, name: String, r: &FileRoute, has_cursors: bool) -> RouteConfig {
     if !r.path.value.starts_with('/') {
         p.invalid(
             &r.path,
@@ -469,7 +468,10 @@ fn route(
             })
             .collect()
     });
-    let list = r.list.as_ref().map(|l| list::list(p, &name, l, codec));
+    let list = r
+        .list
+        .as_ref()
+        .map(|l| list::list(p, &name, l, has_cursors));
     if let (Some(l), Some(methods)) = (&r.list, &r.methods)
         && !methods.value.iter().any(|m| m.value == "GET")
     {
@@ -485,5 +487,15 @@ fn route(
         methods,
         upstream: r.upstream.value.clone(),
         list,
+        timeouts: TimeoutOverrides {
+            response: r
+                .response_timeout
+                .as_ref()
+                .map(|t| p.duration(Some(t), "response_timeout", DEFAULT_RESPONSE_TIMEOUT)),
+            idle: r
+                .idle_timeout
+                .as_ref()
+                .map(|t| p.duration(Some(t), "idle_timeout", DEFAULT_IDLE_TIMEOUT)),
+        },
     }
 }

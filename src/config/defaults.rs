@@ -8,6 +8,8 @@ use std::time::Duration;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// How long open requests may finish after SIGTERM/SIGINT before they are cut (10 seconds).
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// Whether one access-log event is written per request, when its response body ends (true).
+pub const DEFAULT_ACCESS_LOG: bool = true;
 /// Most client connections served at once; further accepts wait (10,000).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 

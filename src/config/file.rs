@@ -19,6 +19,7 @@ pub(crate) struct FileConfig {
     pub(crate) max_connections: Option<Spanned<u64>>,
     pub(crate) max_held_bytes: Option<Spanned<String>>,
     pub(crate) trust_forwarded: Option<bool>,
+    pub(crate) access_log: Option<bool>,
     pub(crate) default: Option<Spanned<FileDefault>>,
     pub(crate) cursors: Option<Spanned<FileCursors>>,
     pub(crate) upstreams: Spanned<BTreeMap<String, Spanned<FileUpstream>>>,
@@ -64,6 +65,8 @@ pub(crate) struct FileRoute {
     pub(crate) methods: Option<Spanned<Vec<Spanned<String>>>>,
     pub(crate) upstream: Spanned<String>,
     pub(crate) list: Option<Spanned<FileList>>,
+    pub(crate) response_timeout: Option<Spanned<String>>,
+    pub(crate) idle_timeout: Option<Spanned<String>>,
 }
 
 /// Pagination policy of a list route.

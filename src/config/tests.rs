@@ -22,6 +22,14 @@ fn omitted_keys_take_the_documented_defaults() {
     assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
     assert_eq!(config.shutdown_grace, DEFAULT_SHUTDOWN_GRACE);
     assert_eq!(config.max_connections, DEFAULT_MAX_CONNECTIONS);
+    assert_eq!(config.access_log, DEFAULT_ACCESS_LOG);
+    assert_eq!(
+        config.routes[1].timeouts,
+        TimeoutOverrides {
+            response: Some(std::time::Duration::from_secs(120)),
+            idle: Some(DEFAULT_IDLE_TIMEOUT),
+        }
+    );
     assert_eq!(config.default, DefaultPolicy::Deny);
     let app = &config.upstreams["app"];
     assert_eq!(app.base_path, "/api");

@@ -42,7 +42,6 @@ fn scripted(chunks: Vec<&'static str>, pulled: Arc<AtomicUsize>) -> crate::Body 
 }
 
 fn policy(items: &[&str], keyset: bool) -> ListPolicy {
-    let codec = crate::cursor::test_codec();
     ListPolicy {
         limit_param: "limit".to_owned(),
         offset: OffsetParam::Offset("offset".to_owned()),
@@ -62,7 +61,6 @@ fn policy(items: &[&str], keyset: bool) -> ListPolicy {
                 cursor_param: "cursor".to_owned(),
                 next_cursor_field: (!items.is_empty()).then(|| "next".to_owned()),
                 route_id: route_id("t"),
-                codec: Arc::new(codec),
             })
         }),
     }
@@ -90,7 +88,14 @@ async fn run(
     let response = http::Response::new(scripted(chunks, Arc::clone(&pulled)));
     let plan = plan(policy, page_size);
     let held = hold(response, policy, &plan).await.expect("held");
-    let response = finish(held, policy, &plan, "t", &Metrics::default()).expect("finished");
+    let response = finish(
+        held,
+        policy,
+        Some(&crate::cursor::test_codec()),
+        &plan,
+        &crate::telemetry::Metrics::default().route("t"),
+    )
+    .expect("finished");
     let (parts, body) = response.into_parts();
     let bytes = body.collect().await.expect("body").to_bytes();
     let length = parts.headers[http::header::CONTENT_LENGTH]
@@ -103,7 +108,7 @@ async fn run(
     );
     let text = String::from_utf8(bytes.to_vec()).expect("utf-8");
     (
-        http::Response::from_parts(parts, crate::error::full(bytes)),
+        http::Response::from_parts(parts, crate::body::full(bytes)),
         text,
         pulled.load(Ordering::SeqCst),
     )

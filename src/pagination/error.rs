@@ -1,6 +1,6 @@
 //! Why a list request is refused; each message names the parameter, the value and the fix.
 
-use crate::error::Problem;
+use crate::problem::Problem;
 
 /// A list request that breaks its route's pagination policy (400).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

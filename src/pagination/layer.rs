@@ -1,30 +1,41 @@
-//! [`PaginationLayer`]: applies [`super::plan`] to list requests, refusing bad ones early.
+//! [`PaginationLayer`]: applies [`super::plan`] to a list route's requests, refusing bad ones
+//! early.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
-use futures_util::FutureExt;
 use http::{HeaderValue, Method, Uri};
+use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
-use super::{CLAMPED_HEADER, PagePlan, plan};
-use crate::error::ProxyError;
-use crate::routing::Matched;
-use crate::{Request, Response};
+use super::{CLAMPED_HEADER, ListRoute, PagePlan, plan};
+use crate::telemetry::Outcome;
+use crate::{BoxError, Request, Response};
 
-/// Rewrites the query of GET/HEAD requests on list routes; refuses bad ones without calling the
-/// inner service. Stores the [`PagePlan`] in the request extensions for the list guard.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct PaginationLayer;
+/// Rewrites the query of GET/HEAD requests on one list route; refuses bad ones without calling
+/// the inner service. Stores the [`PagePlan`] in the request extensions for the list guard.
+#[derive(Debug, Clone)]
+pub struct PaginationLayer {
+    route: Arc<ListRoute>,
+}
+
+impl PaginationLayer {
+    /// The layer of one list route.
+    pub fn new(route: Arc<ListRoute>) -> Self {
+        Self { route }
+    }
+}
 
 impl<S> Layer<S> for PaginationLayer {
     type Service = PaginationService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        PaginationService { inner }
+        PaginationService {
+            inner,
+            route: Arc::clone(&self.route),
+        }
     }
 }
 
@@ -32,41 +43,34 @@ impl<S> Layer<S> for PaginationLayer {
 #[derive(Debug, Clone)]
 pub struct PaginationService<S> {
     inner: S,
+    route: Arc<ListRoute>,
 }
-
-type BoxFuture = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
 
 impl<S> Service<Request> for PaginationService<S>
 where
-    S: Service<Request, Response = Response, Error = Infallible>,
-    S::Future: Send + 'static,
+    S: Service<Request, Response = Response, Error = BoxError>,
 {
     type Response = Response;
-    type Error = Infallible;
-    type Future = BoxFuture;
+    type Error = BoxError;
+    type Future = PaginationFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, mut req: Request) -> Self::Future {
-        // The route is shared (`Arc`); its policy is read in place, not copied per request.
-        let route = match req.extensions().get::<Matched>() {
-            Some(Matched::Route(route)) if is_read(req.method()) && route.list.is_some() => {
-                Arc::clone(route)
-            }
-            _ => return Box::pin(self.inner.call(req)),
-        };
-        let Some(policy) = &route.list else {
-            return Box::pin(self.inner.call(req));
-        };
-        let path = req.uri().path().to_owned();
-        let planned = match plan(policy, &path, req.uri().query().unwrap_or_default()) {
+        if !is_read(req.method()) {
+            return PaginationFuture::passed(self.inner.call(req), None);
+        }
+        let policy = &self.route.policy;
+        let path = req.uri().path();
+        let query = req.uri().query().unwrap_or_default();
+        let planned = match plan(policy, self.route.codec.as_deref(), path, query) {
             Ok(planned) => planned,
-            Err(error) => return Box::pin(std::future::ready(Ok(rejected(error)))),
+            Err(error) => return PaginationFuture::refused(error.into()),
         };
         let path_and_query = if planned.query.is_empty() {
-            path
+            path.to_owned()
         } else {
             format!("{path}?{}", planned.query)
         };
@@ -79,24 +83,18 @@ where
         });
         let Some(uri) = rewritten else {
             tracing::error!(%path_and_query, "rewritten list request is not a valid URI");
-            return Box::pin(std::future::ready(Ok(ProxyError::Internal.into_response())));
+            return PaginationFuture::refused(BoxError::from("rewritten list request is invalid"));
         };
         *req.uri_mut() = uri;
-        let clamped = planned.plan.clamped_from.map(|requested| {
-            format!(
+        let clamped = planned.plan.clamped_from.and_then(|requested| {
+            let value = format!(
                 "{}={}; requested={requested}",
                 policy.limit_param, planned.plan.page_size
-            )
+            );
+            HeaderValue::from_str(&value).ok()
         });
         req.extensions_mut().insert::<PagePlan>(planned.plan);
-        Box::pin(self.inner.call(req).map(move |result| {
-            result.map(|mut response| {
-                if let Some(value) = clamped.and_then(|c| HeaderValue::from_str(&c).ok()) {
-                    response.headers_mut().insert(CLAMPED_HEADER, value);
-                }
-                response
-            })
-        }))
+        PaginationFuture::passed(self.inner.call(req), clamped)
     }
 }
 
@@ -104,7 +102,56 @@ fn is_read(method: &Method) -> bool {
     method == Method::GET || method == Method::HEAD
 }
 
-fn rejected(error: ProxyError) -> Response {
-    tracing::debug!(%error, "list request refused");
-    error.into_response()
+pin_project! {
+    /// The future of [`PaginationService`]: a refusal, or the inner call.
+    pub struct PaginationFuture<F> {
+        #[pin]
+        inner: Option<F>,
+        error: Option<BoxError>,
+        clamped: Option<HeaderValue>,
+    }
+}
+
+impl<F> PaginationFuture<F> {
+    fn refused(error: BoxError) -> Self {
+        tracing::debug!(%error, "list request refused");
+        Self {
+            inner: None,
+            error: Some(error),
+            clamped: None,
+        }
+    }
+
+    fn passed(inner: F, clamped: Option<HeaderValue>) -> Self {
+        Self {
+            inner: Some(inner),
+            error: None,
+            clamped,
+        }
+    }
+}
+
+impl<F> Future for PaginationFuture<F>
+where
+    F: Future<Output = Result<Response, BoxError>>,
+{
+    type Output = Result<Response, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let Some(inner) = this.inner.as_pin_mut() else {
+            let error = this.error.take();
+            return Poll::Ready(Err(
+                error.unwrap_or_else(|| "polled after completion".into())
+            ));
+        };
+        let mut response = ready!(inner.poll(cx))?;
+        if let Some(value) = this.clamped.take() {
+            response.headers_mut().insert(CLAMPED_HEADER, value);
+            if response.extensions().get::<Outcome>().is_none() {
+                response.extensions_mut().insert(Outcome::Clamped);
+            }
+        }
+        Poll::Ready(Ok(response))
+    }
 }

@@ -10,7 +10,6 @@ use crate::config::{
 use crate::cursor::route_id;
 
 fn policy(keyset: bool) -> ListPolicy {
-    let codec = crate::cursor::test_codec();
     ListPolicy {
         limit_param: "limit".to_owned(),
         offset: OffsetParam::Offset("offset".to_owned()),
@@ -33,14 +32,13 @@ fn policy(keyset: bool) -> ListPolicy {
                 cursor_param: "cursor".to_owned(),
                 next_cursor_field: None,
                 route_id: route_id("events"),
-                codec: Arc::new(codec),
             })
         }),
     }
 }
 
-fn planned(policy: &ListPolicy, query: &str) -> Result<Planned, ProxyError> {
-    plan(policy, "/events", query)
+fn planned(policy: &ListPolicy, query: &str) -> Result<Planned, PlanError> {
+    plan(policy, Some(&crate::cursor::test_codec()), "/events", query)
 }
 
 fn cursor(policy: &ListPolicy, others: &[&str], key: &[&str]) -> String {
@@ -50,7 +48,7 @@ fn cursor(policy: &ListPolicy, others: &[&str], key: &[&str]) -> String {
         .map(|k| RawValue::from_string((*k).to_owned()).expect("json"))
         .collect();
     let refs: Vec<&RawValue> = raw.iter().map(AsRef::as_ref).collect();
-    keyset.codec.encode(
+    crate::cursor::test_codec().encode(
         keyset.route_id,
         binding_hash(std::iter::once("/events").chain(others.iter().copied())),
         &refs,
@@ -113,7 +111,7 @@ fn cursors_are_bound_to_the_other_parameters() {
     let replayed = planned(&p, &format!("status=active&cursor={c}"));
     assert!(matches!(
         replayed,
-        Err(ProxyError::Cursor(crate::cursor::CursorError::WrongFilters))
+        Err(PlanError::Cursor(crate::cursor::CursorError::WrongFilters))
     ));
     // The page size is not a filter: a client may change it between pages.
     assert!(planned(&p, &format!("status=failed&limit=10&cursor={c}")).is_ok());
@@ -128,7 +126,7 @@ fn reserved_and_repeated_parameters_are_refused() {
         ("created_after=x", "created_after"),
     ] {
         match planned(&p, query) {
-            Err(ProxyError::Pagination(PaginationError::Reserved { param: got, .. })) => {
+            Err(PlanError::Pagination(PaginationError::Reserved { param: got, .. })) => {
                 assert_eq!(got, param);
             }
             other => panic!("{query}: {other:?}"),
@@ -136,19 +134,19 @@ fn reserved_and_repeated_parameters_are_refused() {
     }
     assert!(matches!(
         planned(&p, "cursor=a&cursor=b"),
-        Err(ProxyError::Pagination(PaginationError::Repeated { .. }))
+        Err(PlanError::Pagination(PaginationError::Repeated { .. }))
     ));
     assert!(matches!(
         planned(&p, "Cursor=abc"),
-        Err(ProxyError::Pagination(PaginationError::Disguised { .. }))
+        Err(PlanError::Pagination(PaginationError::Disguised { .. }))
     ));
-    assert!(matches!(planned(&p, "cursor="), Err(ProxyError::Cursor(_))));
+    assert!(matches!(planned(&p, "cursor="), Err(PlanError::Cursor(_))));
 }
 
 #[test]
 fn deep_offsets_on_keyset_routes_point_at_the_first_keyset_page() {
     let p = policy(true);
-    let Err(ProxyError::Pagination(PaginationError::OffsetTooDeep {
+    let Err(PlanError::Pagination(PaginationError::OffsetTooDeep {
         first_page, offset, ..
     })) = planned(&p, "status=failed&offset=500000&limit=20")
     else {
@@ -201,7 +199,7 @@ fn every_spelling_a_parser_reads_as_a_controlled_name_is_refused() {
         assert!(
             matches!(
                 planned(&p, query),
-                Err(ProxyError::Pagination(PaginationError::Disguised { .. }))
+                Err(PlanError::Pagination(PaginationError::Disguised { .. }))
             ),
             "{query}"
         );

@@ -1,17 +1,14 @@
-use std::sync::Arc;
-
 use http::Method;
 
 use super::*;
 
-fn route(name: &str, path: &str, methods: Option<&[Method]>) -> Arc<RouteConfig> {
-    Arc::new(RouteConfig {
-        name: name.to_owned(),
+fn route(name: &'static str, path: &str, methods: Option<&[Method]>) -> RouteSpec<&'static str> {
+    RouteSpec {
         path: path.to_owned(),
         methods: methods.map(<[Method]>::to_vec),
-        upstream: "app".to_owned(),
-        list: None,
-    })
+        list: name == "list",
+        value: name,
+    }
 }
 
 #[test]
@@ -23,7 +20,7 @@ fn matches_exact_param_and_catch_all_paths_by_method() {
         route("files", "/files/{*rest}", None),
     ];
     let table = RouteTable::new(&routes).expect("no overlap");
-    let name = |m: Method, p: &str| table.find(&m, p).map(|r| r.name.clone());
+    let name = |m: Method, p: &str| table.find(&m, p).map(|r| (*r).to_owned());
     assert_eq!(name(Method::GET, "/events").as_deref(), Some("list"));
     assert_eq!(name(Method::POST, "/events").as_deref(), Some("create"));
     assert_eq!(name(Method::DELETE, "/events"), None);
@@ -99,6 +96,60 @@ fn overlaps_are_reported_with_both_routes() {
         route("b", "/e", Some(&[Method::POST, Method::PUT])),
     ];
     assert!(RouteTable::new(&disjoint).is_ok());
+}
+
+#[test]
+fn list_paths_are_known_whatever_the_method() {
+    let routes = [
+        route("list", "/events", Some(&[Method::GET])),
+        route("create", "/events", Some(&[Method::POST])),
+        route("files", "/files/{*rest}", None),
+    ];
+    let table = RouteTable::new(&routes).expect("no overlap");
+    for (method, path, route, list_path) in [
+        (Method::GET, "/events", Some("list"), true),
+        (Method::POST, "/events", Some("create"), true),
+        (Method::DELETE, "/events", None, true),
+        (
+            Method::from_bytes(b"get").expect("method"),
+            "/Events/",
+            None,
+            true,
+        ),
+        (Method::PUT, "/v%2F..%2Fevents", None, true),
+        (Method::GET, "/events.csv", Some("list"), true),
+        (Method::GET, "/files/a", Some("files"), false),
+        (Method::GET, "/nothing", None, false),
+    ] {
+        let found = table.lookup(&method, path);
+        assert_eq!(found.route.copied(), route, "{method} {path}");
+        assert_eq!(found.list_path, list_path, "{method} {path}");
+    }
+}
+
+#[test]
+fn normal_paths_are_matched_without_a_copy() {
+    for path in [
+        "/",
+        "/events",
+        "/users/7/events",
+        "/events.json",
+        "/a-b_c~d",
+    ] {
+        assert!(matches!(normalize(path, false), Cow::Borrowed(_)), "{path}");
+    }
+    for path in [
+        "/Events",
+        "/events/",
+        "//events",
+        "/./events",
+        "/x/../e",
+        "/e;x",
+        "/%65",
+        "/a\\b",
+    ] {
+        assert!(matches!(normalize(path, false), Cow::Owned(_)), "{path}");
+    }
 }
 
 #[test]

@@ -64,7 +64,7 @@ pub fn set_forwarding(
     client: Option<SocketAddr>,
     host: Option<&HeaderValue>,
     mode: &HostMode,
-    upstream_authority: &str,
+    upstream_authority: Option<&HeaderValue>,
     trust: bool,
 ) {
     let joined = |headers: &HeaderMap, name: &str| -> Option<String> {
@@ -124,7 +124,7 @@ pub fn set_forwarding(
         (None, None) => {}
     }
     let value = match mode {
-        HostMode::Upstream => HeaderValue::from_str(upstream_authority).ok(),
+        HostMode::Upstream => upstream_authority.cloned(),
         HostMode::Preserve => host.cloned(),
         HostMode::Fixed(value) => Some(value.clone()),
     };
@@ -169,7 +169,7 @@ mod tests {
             client,
             Some(&host),
             &HostMode::Upstream,
-            "10.0.0.2:8000",
+            Some(&HeaderValue::from_static("10.0.0.2:8000")),
             true,
         );
         assert_eq!(h["x-forwarded-for"], "203.0.113.9, 198.51.100.7, ::1");
@@ -185,7 +185,7 @@ mod tests {
             None,
             Some(&host),
             &HostMode::Preserve,
-            "10.0.0.2:8000",
+            Some(&HeaderValue::from_static("10.0.0.2:8000")),
             true,
         );
         assert_eq!(h["host"], "api.example.com");
@@ -205,7 +205,7 @@ mod tests {
             client,
             Some(&host),
             &HostMode::Upstream,
-            "app:80",
+            Some(&HeaderValue::from_static("app:80")),
             false,
         );
         assert_eq!(h["x-forwarded-for"], "192.0.2.4");

@@ -1,0 +1,216 @@
+//! A generation: everything one config builds — the route table, each route's stack, upstream
+//! clients, the cursor codec, the held-page budget — as one value. The server holds the current
+//! generation behind an [`ArcSwap`](arc_swap::ArcSwap) and loads it per request, so a reload is
+//! one `store`; requests in flight keep what their route's stack holds until their body ends.
+//!
+//! Building a generation takes the previous one and reuses every resource whose config is equal:
+//! an upstream whose settings did not change keeps its client and its pooled connections.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use http::Method;
+use tokio::sync::Semaphore;
+
+use crate::config::{Config, CursorSettings, DefaultPolicy, RouteConfig, TimeoutOverrides};
+use crate::cursor::CursorCodec;
+use crate::guard::held_budget;
+use crate::pagination::ListRoute;
+use crate::route::{Deny, RouteService};
+use crate::routing::RouteTable;
+use crate::stack::{self, RouteParts};
+use crate::telemetry::Metrics;
+use crate::upstream::{Forward, UpstreamClient};
+
+/// The name logs and metrics use for requests no route matched.
+pub const DEFAULT_ROUTE_NAME: &str = "-";
+
+/// Everything one config builds; see the module docs.
+#[derive(Debug)]
+pub struct Generation {
+    config: Arc<Config>,
+    table: RouteTable<usize>,
+    routes: Vec<RouteService>,
+    fallback: RouteService,
+    upstreams: BTreeMap<String, Arc<UpstreamClient>>,
+    cursors: Option<(CursorSettings, Arc<CursorCodec>)>,
+    room: (u64, Arc<Semaphore>),
+}
+
+/// Why a config could not be built into a generation. Validation makes this unreachable for a
+/// config from [`Config::parse`]; a hand-made config may still break its rules.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BuildError {
+    /// Two routes overlap.
+    #[error("route `{route}` overlaps route `{other}`")]
+    Overlap {
+        /// The later route.
+        route: String,
+        /// The earlier one.
+        other: String,
+    },
+    /// A route or the default policy names an upstream that is not declared.
+    #[error("upstream `{0}` is not declared")]
+    UnknownUpstream(String),
+    /// A keyset route without cursor keys, or keys that do not make a codec.
+    #[error("keyset routes need valid cursor keys")]
+    Cursors,
+}
+
+impl Generation {
+    /// Builds a generation from `config`, reusing what `previous` built from equal settings.
+    pub fn build(
+        config: Config,
+        previous: Option<&Self>,
+        metrics: &Metrics,
+    ) -> Result<Self, BuildError> {
+        let config = Arc::new(config);
+        let specs: Vec<_> = config
+            .routes
+            .iter()
+            .enumerate()
+            .map(|(i, r)| r.spec(i))
+            .collect();
+        let table = RouteTable::new(&specs).map_err(|(later, earlier)| BuildError::Overlap {
+            route: config.routes[later].name.clone(),
+            other: config.routes[earlier].name.clone(),
+        })?;
+        let upstreams: BTreeMap<String, Arc<UpstreamClient>> = config
+            .upstreams
+            .iter()
+            .map(|(name, settings)| {
+                let reused = previous
+                    .and_then(|p| p.upstreams.get(name))
+                    .filter(|client| client.config() == settings);
+                let client = reused.map_or_else(
+                    || Arc::new(UpstreamClient::new(Arc::clone(settings))),
+                    Arc::clone,
+                );
+                (name.clone(), client)
+            })
+            .collect();
+        let cursors = match &config.cursors {
+            None => None,
+            Some(settings) => {
+                let reused = previous
+                    .and_then(|p| p.cursors.as_ref())
+                    .filter(|(old, _)| old == settings)
+                    .map(|(_, codec)| Arc::clone(codec));
+                let codec = match reused {
+                    Some(codec) => codec,
+                    None => CursorCodec::new(settings.keys.clone(), settings.ttl)
+                        .map(Arc::new)
+                        .ok_or(BuildError::Cursors)?,
+                };
+                Some((settings.clone(), codec))
+            }
+        };
+        let room = previous
+            .map(|p| &p.room)
+            .filter(|(bytes, _)| *bytes == config.max_held_bytes)
+            .map_or_else(
+                || (config.max_held_bytes, held_budget(config.max_held_bytes)),
+                |(bytes, room)| (*bytes, Arc::clone(room)),
+            );
+
+        let mut generation = Self {
+            table,
+            routes: Vec::with_capacity(config.routes.len()),
+            fallback: stack::route(parts(DEFAULT_ROUTE_NAME, None, metrics, &room.1), Deny),
+            upstreams,
+            cursors,
+            room,
+            config: Arc::clone(&config),
+        };
+        for route in &config.routes {
+            let service = generation.route_service(route, metrics)?;
+            generation.routes.push(service);
+        }
+        // The default policy is a route like the others: `deny` refuses, `pass` forwards.
+        if let DefaultPolicy::Pass(upstream) = &config.default {
+            let forward = generation.forward(upstream, TimeoutOverrides::default())?;
+            let parts = parts(DEFAULT_ROUTE_NAME, None, metrics, &generation.room.1);
+            generation.fallback = stack::route(parts, forward);
+        }
+        Ok(generation)
+    }
+
+    fn route_service(
+        &self,
+        route: &RouteConfig,
+        metrics: &Metrics,
+    ) -> Result<RouteService, BuildError> {
+        let list = match &route.list {
+            Some(policy) => {
+                let codec = match (&policy.keyset, &self.cursors) {
+                    (None, _) => None,
+                    (Some(_), Some((_, codec))) => Some(Arc::clone(codec)),
+                    (Some(_), None) => return Err(BuildError::Cursors),
+                };
+                Some(Arc::new(ListRoute {
+                    policy: policy.clone(),
+                    codec,
+                }))
+            }
+            None => None,
+        };
+        let forward = self.forward(&route.upstream, route.timeouts)?;
+        Ok(stack::route(
+            parts(&route.name, list, metrics, &self.room.1),
+            forward,
+        ))
+    }
+
+    fn forward(&self, upstream: &str, timeouts: TimeoutOverrides) -> Result<Forward, BuildError> {
+        let client = self
+            .upstreams
+            .get(upstream)
+            .ok_or_else(|| BuildError::UnknownUpstream(upstream.to_owned()))?;
+        Ok(Forward::new(
+            Arc::clone(client),
+            timeouts,
+            self.config.trust_forwarded,
+        ))
+    }
+
+    /// The route serving `method` on a raw request `path`: a configured route, or the default
+    /// policy's route when none matches.
+    pub fn route(&self, method: &Method, path: &str) -> &RouteService {
+        self.table
+            .find(method, path)
+            .and_then(|&i| self.routes.get(i))
+            .unwrap_or(&self.fallback)
+    }
+
+    /// The config this generation was built from.
+    pub fn config(&self) -> &Arc<Config> {
+        &self.config
+    }
+
+    /// The client of an upstream, by name.
+    pub fn upstream(&self, name: &str) -> Option<&Arc<UpstreamClient>> {
+        self.upstreams.get(name)
+    }
+
+    /// The budget all held list pages share.
+    pub fn held_budget(&self) -> &Arc<Semaphore> {
+        &self.room.1
+    }
+}
+
+fn parts(
+    name: &str,
+    list: Option<Arc<ListRoute>>,
+    metrics: &Metrics,
+    room: &Arc<Semaphore>,
+) -> RouteParts {
+    RouteParts {
+        name: name.to_owned(),
+        metrics: metrics.route(name),
+        list,
+        room: Arc::clone(room),
+    }
+}
+
+#[cfg(test)]
+mod tests;

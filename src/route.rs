@@ -1,0 +1,100 @@
+//! One route as the router sees it: a service built for the route when its config loads, with
+//! every policy, client and metric handle already resolved. [`crate::stack::route`] builds it.
+
+use std::convert::Infallible;
+use std::fmt;
+use std::future::{Future, Ready, ready};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tower::{Service, ServiceExt};
+
+use crate::routing::NoRoute;
+use crate::{BoxError, Request, Response};
+
+/// The future of a route: the one box per request on the way to the backend.
+pub type RouteFuture = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+/// A route's whole stack, type-erased behind an `Arc`: the router calls it through a shared
+/// reference, so dispatching costs a clone of the stack's `Arc`s and one boxed future, never a
+/// copy of a policy or a name lookup.
+#[derive(Clone)]
+pub struct RouteService {
+    name: Arc<str>,
+    stack: Arc<dyn Erased>,
+}
+
+impl RouteService {
+    /// Erases a route's stack.
+    pub fn new<S>(name: &str, stack: S) -> Self
+    where
+        S: Service<Request, Response = Response, Error = Infallible>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        Self {
+            name: Arc::from(name),
+            stack: Arc::new(stack),
+        }
+    }
+
+    /// The route's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Serves one request.
+    pub fn call(&self, req: Request) -> RouteFuture {
+        self.stack.call(req)
+    }
+}
+
+impl fmt::Debug for RouteService {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RouteService")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A stack that can be called through `&self`: each call clones the stack (its layers hold only
+/// `Arc`s and copies of small values) and drives the clone to completion.
+trait Erased: Send + Sync {
+    fn call(&self, req: Request) -> RouteFuture;
+}
+
+impl<S> Erased for S
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + Sync + 'static,
+    S::Future: Send + 'static,
+{
+    fn call(&self, req: Request) -> RouteFuture {
+        Box::pin(self.clone().oneshot(req))
+    }
+}
+
+/// The terminal of the `default: deny` route: refuses every request with [`NoRoute`] (404).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Deny;
+
+impl Service<Request> for Deny {
+    type Response = Response;
+    type Error = BoxError;
+    type Future = Ready<Result<Response, BoxError>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        ready(Err(NoRoute {
+            method: req.method().clone(),
+            path: req.uri().path().to_owned(),
+        }
+        .into()))
+    }
+}

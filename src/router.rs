@@ -1,0 +1,45 @@
+//! The router: loads the current [`Generation`] per request (so keep-alive and HTTP/2
+//! connections follow a reload) and dispatches to the stack built for the matched route.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use arc_swap::ArcSwap;
+use tower::Service;
+
+use crate::generation::Generation;
+use crate::route::RouteFuture;
+use crate::{Request, Response};
+
+/// The generation the server currently serves; a reload is one `store`.
+pub type Current = Arc<ArcSwap<Generation>>;
+
+/// Dispatches each request to its route's stack in the current generation.
+#[derive(Debug, Clone)]
+pub struct Router {
+    current: Current,
+}
+
+impl Router {
+    /// A router over the generation in `current`.
+    pub fn new(current: Current) -> Self {
+        Self { current }
+    }
+}
+
+impl Service<Request> for Router {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = RouteFuture;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        // A lock-free load; the route's stack holds what it needs past this call.
+        let generation = self.current.load();
+        generation.route(req.method(), req.uri().path()).call(req)
+    }
+}

@@ -1,0 +1,365 @@
+//! The access log: one event per request, written when the response body ends (or is dropped),
+//! with what the client actually received — bytes sent, time to first and last byte, outcome —
+//! and a request id that travels to the backend and back to the client.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::hash::{BuildHasher, RandomState};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use pin_project_lite::pin_project;
+use tokio::time::Instant;
+use tower::{Layer, Service};
+
+use super::RouteMetrics;
+use crate::upstream::ClientAddr;
+use crate::{Body, BoxError, Request, Response};
+
+/// The request id header: kept when the client (or a proxy in front) sent a sane one, generated
+/// otherwise; forwarded to the backend and returned to the client.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// Longest request id kept from a request; a longer one is replaced.
+const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// What happened to a request, as the access log reports it. Layers that change a request's
+/// fate put one in the response extensions; none means the backend's answer passed untouched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Relayed as the backend sent it.
+    Passed,
+    /// Relayed with a lowered page size.
+    Clamped,
+    /// A list response cut at its page, item count or byte bound.
+    Truncated,
+    /// Refused by pagegate (400, 404): the backend never saw it.
+    Refused,
+    /// The backend failed, timed out or sent what cannot be relayed (502, 504).
+    UpstreamError,
+    /// pagegate had no room for it (503).
+    Overloaded,
+    /// A bug in pagegate (500).
+    Internal,
+    /// The response body failed midway (the backend broke off or stalled).
+    Aborted,
+    /// The client went away before the response body ended.
+    ClientClosed,
+}
+
+impl Outcome {
+    /// The log field value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Passed => "passed",
+            Self::Clamped => "clamped",
+            Self::Truncated => "truncated",
+            Self::Refused => "refused",
+            Self::UpstreamError => "upstream_error",
+            Self::Overloaded => "overloaded",
+            Self::Internal => "internal",
+            Self::Aborted => "aborted",
+            Self::ClientClosed => "client_closed",
+        }
+    }
+}
+
+/// Gives every request an id, counts every answer by route and status, and logs each request
+/// once its response body ends. Outermost, so it sees pagegate's own answers too.
+#[derive(Debug, Clone, Copy)]
+pub struct AccessLogLayer {
+    enabled: bool,
+}
+
+impl AccessLogLayer {
+    /// A layer that writes log events when `enabled` (it always counts and sets request ids).
+    pub fn new(enabled: bool) -> Self {
+        Self { enabled }
+    }
+}
+
+impl<S> Layer<S> for AccessLogLayer {
+    type Service = AccessLog<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        AccessLog {
+            inner,
+            enabled: self.enabled,
+        }
+    }
+}
+
+/// The service of [`AccessLogLayer`].
+#[derive(Debug, Clone)]
+pub struct AccessLog<S> {
+    inner: S,
+    enabled: bool,
+}
+
+impl<S> Service<Request> for AccessLog<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
+    type Response = http::Response<LoggedBody>;
+    type Error = Infallible;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request) -> Self::Future {
+        let start = Instant::now();
+        let request_id = request_id(req.headers_mut());
+        let request = self.enabled.then(|| RequestPart {
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            client: req.extensions().get::<ClientAddr>().map(|c| c.0),
+        });
+        ResponseFuture {
+            inner: self.inner.call(req),
+            start,
+            request_id: Some(request_id),
+            request,
+        }
+    }
+}
+
+/// What the log keeps of the request (only when logging).
+#[derive(Debug)]
+struct RequestPart {
+    method: Method,
+    uri: Uri,
+    client: Option<SocketAddr>,
+}
+
+pin_project! {
+    /// The future of [`AccessLog`]: a named future, no box.
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: F,
+        start: Instant,
+        request_id: Option<HeaderValue>,
+        request: Option<RequestPart>,
+    }
+}
+
+impl<F> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response, Infallible>>,
+{
+    type Output = Result<http::Response<LoggedBody>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let Ok(mut response) = std::task::ready!(this.inner.poll(cx));
+        let status = response.status();
+        let route = response.extensions_mut().remove::<Arc<RouteMetrics>>();
+        if let Some(route) = &route {
+            route.answered(status);
+        }
+        let outcome = response
+            .extensions()
+            .get::<Outcome>()
+            .copied()
+            .unwrap_or(Outcome::Passed);
+        let request_id = this.request_id.take();
+        if let Some(id) = &request_id {
+            response.headers_mut().insert(REQUEST_ID, id.clone());
+        }
+        let entry = this.request.take().map(|request| {
+            Box::new(Entry {
+                request,
+                start: *this.start,
+                first_byte: this.start.elapsed(),
+                status,
+                route,
+                outcome,
+                request_id,
+                bytes: 0,
+            })
+        });
+        Poll::Ready(Ok(response.map(|inner| LoggedBody { inner, entry })))
+    }
+}
+
+/// One request's log entry, filled as its body is sent.
+#[derive(Debug)]
+struct Entry {
+    request: RequestPart,
+    start: Instant,
+    first_byte: Duration,
+    status: StatusCode,
+    route: Option<Arc<RouteMetrics>>,
+    outcome: Outcome,
+    request_id: Option<HeaderValue>,
+    bytes: u64,
+}
+
+impl Entry {
+    fn write(&self, outcome: Outcome) {
+        let request = &self.request;
+        let client = request.client.map(|c| c.ip());
+        tracing::info!(
+            target: "pagegate::access",
+            request_id = self.request_id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("-"),
+            method = %request.method,
+            path = request.uri.path(),
+            route = self.route.as_ref().map_or("-", |r| r.name()),
+            status = self.status.as_u16(),
+            outcome = outcome.as_str(),
+            client = client.map(tracing::field::display),
+            bytes = self.bytes,
+            first_byte_us = u64::try_from(self.first_byte.as_micros()).unwrap_or(u64::MAX),
+            last_byte_us = u64::try_from(self.start.elapsed().as_micros()).unwrap_or(u64::MAX),
+            "request"
+        );
+    }
+
+    /// Whether a body dropped unread still counts as sent whole: HEAD answers and statuses
+    /// without a body never have theirs read.
+    fn bodiless(&self) -> bool {
+        self.request.method == Method::HEAD
+            || self.status == StatusCode::NO_CONTENT
+            || self.status == StatusCode::NOT_MODIFIED
+            || self.status.is_informational()
+    }
+}
+
+/// The response body as sent to the client: counts bytes and writes the log entry when the body
+/// ends, fails, or is dropped unfinished.
+#[derive(Debug)]
+pub struct LoggedBody {
+    inner: Body,
+    /// Boxed: a request that is not logged carries one pointer, not the whole entry.
+    entry: Option<Box<Entry>>,
+}
+
+impl LoggedBody {
+    fn finish(&mut self, outcome: Option<Outcome>) {
+        if let Some(entry) = self.entry.take() {
+            entry.write(outcome.unwrap_or(entry.outcome));
+        }
+    }
+}
+
+impl HttpBody for LoggedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(entry), Some(data)) = (self.entry.as_mut(), frame.data_ref()) {
+                    entry.bytes += data.len() as u64;
+                }
+                if self.inner.is_end_stream() {
+                    self.finish(None);
+                }
+            }
+            Poll::Ready(Some(Err(_))) => self.finish(Some(Outcome::Aborted)),
+            Poll::Ready(None) => self.finish(None),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for LoggedBody {
+    fn drop(&mut self) {
+        let ended = self.inner.is_end_stream() || self.entry.as_ref().is_some_and(|e| e.bodiless());
+        self.finish((!ended).then_some(Outcome::ClientClosed));
+    }
+}
+
+/// Keeps a sane `X-Request-Id` (visible ASCII, at most 128 bytes) or sets a new one; returns it.
+fn request_id(headers: &mut HeaderMap) -> HeaderValue {
+    let mut kept = headers.get_all(REQUEST_ID).iter();
+    if let (Some(value), None) = (kept.next(), kept.next()) {
+        let bytes = value.as_bytes();
+        if !bytes.is_empty()
+            && bytes.len() <= MAX_REQUEST_ID_LEN
+            && bytes.iter().all(u8::is_ascii_graphic)
+        {
+            return value.clone();
+        }
+    }
+    let id = new_request_id();
+    headers.insert(REQUEST_ID, id.clone());
+    id
+}
+
+/// A new id: 16 hex digits drawn at start-up (so ids differ across processes and restarts),
+/// then a 16-digit counter. Unique within a process, never reused, and cheap: no clock, no RNG
+/// per request.
+fn new_request_id() -> HeaderValue {
+    static PREFIX: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let prefix = *PREFIX.get_or_init(|| RandomState::new().hash_one(std::process::id()));
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let mut text = [0u8; 32];
+    for (i, byte) in text.iter_mut().enumerate() {
+        let word = if i < 16 { prefix } else { n };
+        let nibble = (word >> (60 - 4 * (i % 16))) & 0xf;
+        *byte = b"0123456789abcdef"[nibble as usize];
+    }
+    HeaderValue::from_maybe_shared(Bytes::copy_from_slice(&text))
+        .unwrap_or_else(|_| HeaderValue::from_static("-"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_kept_when_sane_and_replaced_otherwise() {
+        let mut headers = HeaderMap::new();
+        headers.insert(REQUEST_ID, HeaderValue::from_static("abc-123"));
+        assert_eq!(request_id(&mut headers), "abc-123");
+        for bad in ["", "has space", &"x".repeat(129)] {
+            let mut headers = HeaderMap::new();
+            headers.insert(REQUEST_ID, HeaderValue::from_str(bad).expect("header"));
+            let id = request_id(&mut headers);
+            assert_eq!(id.len(), 32, "{bad:?} is replaced");
+            assert_eq!(headers[REQUEST_ID], id, "and the replacement is forwarded");
+        }
+        let mut twice = HeaderMap::new();
+        twice.append(REQUEST_ID, HeaderValue::from_static("a"));
+        twice.append(REQUEST_ID, HeaderValue::from_static("b"));
+        let id = request_id(&mut twice);
+        assert_eq!(twice.get_all(REQUEST_ID).iter().count(), 1);
+        assert_eq!(twice[REQUEST_ID], id);
+    }
+
+    #[test]
+    fn generated_ids_are_distinct_hex() {
+        let a = new_request_id();
+        let b = new_request_id();
+        assert_ne!(a, b);
+        assert!(a.as_bytes().iter().all(u8::is_ascii_hexdigit));
+        assert_eq!(
+            a.as_bytes()[..16],
+            b.as_bytes()[..16],
+            "one prefix per process"
+        );
+    }
+}
