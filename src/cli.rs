@@ -27,6 +27,10 @@ pub enum Command {
         /// The YAML configuration file.
         #[arg(long, short, env = "PAGEGATE_CONFIG")]
         config: PathBuf,
+        /// Worker threads serving requests (default: one per CPU core). A sidecar given one
+        /// core by its CPU limit is best served by one.
+        #[arg(long, env = "PAGEGATE_WORKERS")]
+        workers: Option<std::num::NonZeroUsize>,
     },
     /// Validate a configuration file and print one line per route.
     Check {
@@ -49,22 +53,26 @@ pub enum Command {
 pub fn main(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Check { config } => check(&config),
-        Command::Run { config } => match Config::load(&config) {
-            Ok(config) => block_on(serve(config, None)),
+        Command::Run { config, workers } => match Config::load(&config) {
+            Ok(config) => block_on(serve(config, None), workers),
             Err(error) => {
                 eprintln!("{error}");
                 ExitCode::FAILURE
             }
         },
-        Command::Demo { listen, rows } => block_on(demo(listen, rows)),
+        Command::Demo { listen, rows } => block_on(demo(listen, rows), None),
     }
 }
 
-fn block_on(future: impl std::future::Future<Output = ExitCode>) -> ExitCode {
-    match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+fn block_on(
+    future: impl std::future::Future<Output = ExitCode>,
+    workers: Option<std::num::NonZeroUsize>,
+) -> ExitCode {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(workers) = workers {
+        builder.worker_threads(workers.get());
+    }
+    match builder.enable_all().build() {
         Ok(runtime) => runtime.block_on(future),
         Err(error) => {
             eprintln!("cannot start the runtime: {error}");

@@ -176,8 +176,10 @@ impl Server {
             };
             let _ = stream.set_nodelay(true);
             let stack = stack.clone();
+            // Rendered once per connection, cloned (a reference count) per request.
+            let client = ClientAddr::new(peer);
             let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
-                stack.clone().oneshot(incoming(req, peer))
+                stack.clone().oneshot(incoming(req, client.clone()))
             });
             let connection = builder
                 .serve_connection(TokioIo::new(stream), service)
@@ -204,9 +206,9 @@ impl Server {
 
 /// Boxes a request body at the edge and records the client's address. A named function, so the
 /// body's error type is exactly [`crate::BoxError`] (a closure leaves its lifetime inferred).
-fn incoming(req: http::Request<Incoming>, peer: SocketAddr) -> Request {
+fn incoming(req: http::Request<Incoming>, client: ClientAddr) -> Request {
     let (mut parts, body) = req.into_parts();
-    parts.extensions.insert(ClientAddr(peer));
+    parts.extensions.insert(client);
     let body: Body = body.map_err(|e| -> BoxError { Box::new(e) }).boxed();
     http::Request::from_parts(parts, body)
 }

@@ -2,8 +2,9 @@
 //! `/metrics` listener, and the access-log layer that sits outermost in the stack.
 //!
 //! Nothing here runs per request but counter increments and, when the access log is on, one
-//! event formatted into a buffer that a background thread writes: a slow or full stdout drops
-//! lines (counted in `pagegate_log_dropped_lines`) rather than stall requests.
+//! event formatted into a buffer that a background thread writes in batches ([`log_writer`]):
+//! a slow or full stdout drops lines (counted in `pagegate_log_dropped_lines`) rather than
+//! stall requests.
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,33 +15,32 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
-use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
-
 mod access_log;
+pub mod log_writer;
 
 pub use access_log::{AccessLog, AccessLogLayer, LoggedBody, Outcome, REQUEST_ID};
-
-/// Lines the log writer could hold before dropping new ones (a burst of about 10 MB of lines).
-const LOG_BUFFERED_LINES: usize = 64 * 1024;
+use log_writer::{BufferedLog, DropCounter, FlushGuard};
 
 /// The log writer's drop counter, set once by [`init`] and read when metrics are scraped.
-static LOG_DROPS: OnceLock<ErrorCounter> = OnceLock::new();
+static LOG_DROPS: OnceLock<DropCounter> = OnceLock::new();
 
-/// Keeps the log writer's thread alive; dropping it flushes what is buffered.
+/// Keeps the log writer's thread alive; dropping it writes what is buffered.
 #[derive(Debug)]
-pub struct LogGuard(#[allow(dead_code)] Option<WorkerGuard>);
+pub struct LogGuard(#[allow(dead_code)] Option<FlushGuard>);
 
 /// Starts logging. `RUST_LOG` picks the level (default `info`); `PAGEGATE_LOG_FORMAT=json`
 /// writes one JSON object per line, for log shippers. Colours only when stdout is a terminal.
 pub fn init() -> LogGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let (writer, guard) = NonBlockingBuilder::default()
-        .lossy(true)
-        .buffered_lines_limit(LOG_BUFFERED_LINES)
-        .thread_name("pagegate-log")
-        .finish(std::io::stdout());
-    let drops = writer.error_counter();
+    let Ok((writer, guard)) = BufferedLog::spawn(std::io::stdout()) else {
+        eprintln!("cannot start the log writer thread; logging to stderr");
+        let _ = tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .try_init();
+        return LogGuard(None);
+    };
+    let drops = writer.drop_counter();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
@@ -156,7 +156,7 @@ impl Metrics {
     /// The OpenMetrics text exposition.
     pub fn encode(&self) -> String {
         if let Some(drops) = LOG_DROPS.get() {
-            let now = drops.dropped_lines() as u64;
+            let now = drops.dropped_lines();
             let before = self.log_dropped_seen.swap(now, Ordering::Relaxed);
             self.log_dropped.inc_by(now.saturating_sub(before));
         }

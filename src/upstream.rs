@@ -6,7 +6,6 @@
 //! the response body), which drops the in-flight upstream exchange and closes its connection.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -26,9 +25,7 @@ use crate::{Body, BoxError, Request, Response};
 
 pub mod headers;
 
-/// The client's address, stored in request extensions by the server.
-#[derive(Debug, Clone, Copy)]
-pub struct ClientAddr(pub SocketAddr);
+pub use headers::ClientAddr;
 
 /// Why the upstream did not answer.
 #[derive(Debug, thiserror::Error)]
@@ -123,7 +120,7 @@ impl Forward {
         let upstream = &*self.upstream;
         let config = &upstream.config;
         let (mut parts, body) = req.into_parts();
-        let client = parts.extensions.get::<ClientAddr>().map(|c| c.0);
+        let client = parts.extensions.remove::<ClientAddr>();
         let host = parts
             .headers
             .get(http::header::HOST)
@@ -134,7 +131,7 @@ impl Forward {
         headers::remove_method_overrides(&mut parts.headers);
         headers::set_forwarding(
             &mut parts.headers,
-            client,
+            client.as_ref(),
             host.as_ref(),
             &config.host,
             upstream.authority.as_ref(),

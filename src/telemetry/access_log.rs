@@ -121,7 +121,7 @@ where
         let request = self.enabled.then(|| RequestPart {
             method: req.method().clone(),
             uri: req.uri().clone(),
-            client: req.extensions().get::<ClientAddr>().map(|c| c.0),
+            client: req.extensions().get::<ClientAddr>().map(|c| c.addr),
         });
         ResponseFuture {
             inner: self.inner.call(req),

@@ -2,6 +2,7 @@
 //! (`X-Forwarded-For/-Proto/-Host`, RFC 7239 `Forwarded`) and `Host`.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
@@ -9,35 +10,42 @@ use crate::config::HostMode;
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1, plus the obsolete
 /// `Keep-Alive` and `Proxy-Connection` that clients still send).
-const HOP_BY_HOP: [&str; 7] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
 
 /// Headers that make some frameworks (Rack::MethodOverride, ASP.NET, Express method-override)
 /// run a different method than the one pagegate routed by: `POST /events` with
 /// `X-HTTP-Method-Override: GET` would reach the list handler without a list policy.
-const METHOD_OVERRIDES: [&str; 3] = [
-    "x-http-method-override",
-    "x-method-override",
-    "x-http-method",
+const METHOD_OVERRIDES: [HeaderName; 3] = [
+    HeaderName::from_static("x-http-method-override"),
+    HeaderName::from_static("x-method-override"),
+    HeaderName::from_static("x-http-method"),
 ];
 
 /// Removes method-override headers: pagegate routes by the request method, so the backend
 /// must run that method.
 pub fn remove_method_overrides(headers: &mut HeaderMap) {
-    for name in METHOD_OVERRIDES {
-        headers.remove(name);
+    // One pass over the few names a message has, instead of a hashed lookup per name.
+    if headers.keys().any(|name| METHOD_OVERRIDES.contains(name)) {
+        for name in &METHOD_OVERRIDES {
+            headers.remove(name);
+        }
     }
 }
 
 /// Removes hop-by-hop headers, including every header the `Connection` header names.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none: one pass over their names settles it.
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -48,7 +56,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     for name in named {
         headers.remove(name);
     }
-    for name in HOP_BY_HOP {
+    for name in &HOP_BY_HOP {
         headers.remove(name);
     }
 }
@@ -61,10 +69,58 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
 /// backend believe it came from elsewhere or build links to another host.
 pub fn set_forwarding(
     headers: &mut HeaderMap,
-    client: Option<SocketAddr>,
+    client: Option<&ClientAddr>,
     host: Option<&HeaderValue>,
     mode: &HostMode,
     upstream_authority: Option<&HeaderValue>,
+    trust: bool,
+) {
+    match (trust, client) {
+        (false, Some(client)) => replace_forwarding(headers, client, host),
+        _ => chain_forwarding(headers, client.map(|c| c.addr), host, trust),
+    }
+    let value = match mode {
+        HostMode::Upstream => upstream_authority.cloned(),
+        HostMode::Preserve => host.cloned(),
+        HostMode::Fixed(value) => Some(value.clone()),
+    };
+    if let Some(value) = value {
+        headers.insert(header::HOST, value);
+    }
+}
+
+/// The common case, made cheap: whatever the client sent is replaced (`insert` drops every
+/// earlier value of a name), with the address rendered once per connection.
+fn replace_forwarding(headers: &mut HeaderMap, client: &ClientAddr, host: Option<&HeaderValue>) {
+    headers.insert(X_FORWARDED_FOR, client.rendered.clone());
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    let forwarded = match host.and_then(|h| h.to_str().ok()) {
+        Some(host) => {
+            let mut element = String::with_capacity(64);
+            element.push_str("for=");
+            element.push_str(&client.node);
+            element.push_str(";proto=http;host=\"");
+            element.extend(host.chars().filter(|c| !matches!(c, '"' | '\\')));
+            element.push('"');
+            HeaderValue::from_str(&element).ok()
+        }
+        None => HeaderValue::from_str(&format!("for={};proto=http", client.node)).ok(),
+    };
+    match forwarded {
+        Some(value) => headers.insert(FORWARDED, value),
+        None => headers.remove(FORWARDED),
+    };
+    match host {
+        Some(host) => headers.insert(X_FORWARDED_HOST, host.clone()),
+        None => headers.remove(X_FORWARDED_HOST),
+    };
+}
+
+/// With a trusted proxy in front, or no client address: chains are kept and appended to.
+fn chain_forwarding(
+    headers: &mut HeaderMap,
+    client: Option<SocketAddr>,
+    host: Option<&HeaderValue>,
     trust: bool,
 ) {
     let joined = |headers: &HeaderMap, name: &str| -> Option<String> {
@@ -123,13 +179,40 @@ pub fn set_forwarding(
         }
         (None, None) => {}
     }
-    let value = match mode {
-        HostMode::Upstream => upstream_authority.cloned(),
-        HostMode::Preserve => host.cloned(),
-        HostMode::Fixed(value) => Some(value.clone()),
-    };
-    if let Some(value) = value {
-        headers.insert(header::HOST, value);
+}
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const FORWARDED: HeaderName = header::FORWARDED;
+
+/// The client's address, stored in request extensions by the server and rendered once per
+/// connection for the forwarding headers.
+#[derive(Debug, Clone)]
+pub struct ClientAddr {
+    /// The peer's address.
+    pub addr: SocketAddr,
+    /// The IP as `X-Forwarded-For` carries it.
+    rendered: HeaderValue,
+    /// The IP as a `Forwarded` node (IPv6 quoted and bracketed, RFC 7239 §6).
+    node: Arc<str>,
+}
+
+impl ClientAddr {
+    /// Renders `addr` once.
+    pub fn new(addr: SocketAddr) -> Self {
+        let ip = addr.ip();
+        let node = match ip {
+            IpAddr::V4(v4) => v4.to_string(),
+            IpAddr::V6(v6) => format!("\"[{v6}]\""),
+        };
+        let rendered = HeaderValue::from_str(&ip.to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        Self {
+            addr,
+            rendered,
+            node: Arc::from(node),
+        }
     }
 }
 
@@ -163,10 +246,10 @@ mod tests {
         h.append("x-forwarded-for", HeaderValue::from_static("198.51.100.7"));
         h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
         let host = HeaderValue::from_static("api.example.com");
-        let client = "[::1]:5000".parse().ok();
+        let client = ClientAddr::new("[::1]:5000".parse().expect("addr"));
         set_forwarding(
             &mut h,
-            client,
+            Some(&client),
             Some(&host),
             &HostMode::Upstream,
             Some(&HeaderValue::from_static("10.0.0.2:8000")),
@@ -199,10 +282,10 @@ mod tests {
         h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
         h.insert("forwarded", HeaderValue::from_static("for=10.0.0.1"));
         let host = HeaderValue::from_static("api.example.com");
-        let client = "192.0.2.4:5000".parse().ok();
+        let client = ClientAddr::new("192.0.2.4:5000".parse().expect("addr"));
         set_forwarding(
             &mut h,
-            client,
+            Some(&client),
             Some(&host),
             &HostMode::Upstream,
             Some(&HeaderValue::from_static("app:80")),

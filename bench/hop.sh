@@ -1,0 +1,198 @@
+#!/usr/bin/env bash
+# The cost of one proxy hop: pagegate against nginx and haproxy, same machine, same run.
+#
+# An nginx backend serves a 1.1 KB JSON file (../shared/peers/hop/). wrk -t1 -c32 fetches it
+# directly, through nginx (proxy_http_version 1.1, upstream keepalive, one worker), through
+# haproxy (http-reuse always, one thread) and through pagegate (pooled keep-alive), in turns,
+# for ROUNDS rounds; with access logs off, then on (nginx: a file with buffer=64k; pagegate: its
+# default access log, stdout to a file). Each proxy's CPU time (user + system, from /proc) over
+# its requests is the figure that does not depend on thread counts. Then a 1 GiB body through
+# each, with pagegate's peak RSS.
+#
+#   bench/hop.sh                      5 rounds of 5 s, pagegate with 1 worker thread
+#   ROUNDS=3 SECONDS_PER=3 bench/hop.sh
+#   WORKERS=2 bench/hop.sh            pagegate with 2 worker threads
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${ROUNDS:-5}
+SECONDS_PER=${SECONDS_PER:-5}
+WORKERS=${WORKERS:-1}
+BIG_ROUNDS=${BIG_ROUNDS:-3}
+HOPDIR=$(cd "${HOPDIR:-../shared/peers/hop}" && pwd)
+
+need=()
+command -v nginx >/dev/null || need+=(nginx)
+command -v haproxy >/dev/null || need+=(haproxy)
+command -v wrk >/dev/null || need+=(wrk)
+command -v curl >/dev/null || need+=(curl)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  else
+    echo "bench/hop.sh needs: ${need[*]} (apt-get install ${need[*]})" >&2
+    exit 1
+  fi
+fi
+cargo build --release --quiet
+BIN=$PWD/target/release/pagegate
+
+RUN=$(mktemp -d /tmp/pagegate-hop.XXXXXX)
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for conf in "$RUN"/*.conf; do
+    [ -e "$conf" ] && nginx -c "$conf" -p "$RUN" -s stop 2>/dev/null || true
+  done
+  wait 2>/dev/null || true
+  rm -rf "$RUN"
+}
+trap cleanup EXIT
+mkdir -p "$RUN/logs"
+TICK=$(getconf CLK_TCK)
+
+# The peer configs, as shipped, with their placeholders filled in.
+peer() { sed -e "s#PIDDIR#$RUN#g" -e "s#HOPDIR#$HOPDIR#g" "$HOPDIR/$1" >"$RUN/$2"; }
+peer backend.conf backend.conf
+peer nginx-proxy.conf nginx.conf
+peer haproxy.cfg haproxy.cfg
+# nginx with its access log on: a file, buffered as a production nginx would be.
+sed -e "s#access_log off;#access_log $RUN/nginx-access.log combined buffer=64k;#" \
+  -e "s#19002#19012#" -e "s#proxy.pid#proxy-log.pid#" "$RUN/nginx.conf" >"$RUN/nginx-log.conf"
+truncate -s 1G "$RUN/big.bin"
+
+pagegate_conf() { # $1 port, $2 access_log
+  cat >"$RUN/pagegate-$1.yaml" <<EOF
+listen: 127.0.0.1:$1
+access_log: $2
+max_connections: 4096
+default: {action: pass, upstream: be}
+upstreams:
+  be: {url: 'http://127.0.0.1:19001', pool_max_idle: 64}
+EOF
+}
+pagegate_conf 19004 false
+pagegate_conf 19014 true
+
+nginx -c "$RUN/backend.conf" -p "$RUN"
+nginx -c "$RUN/nginx.conf" -p "$RUN"
+nginx -c "$RUN/nginx-log.conf" -p "$RUN"
+haproxy -f "$RUN/haproxy.cfg" -D -p "$RUN/haproxy.pid"
+"$BIN" run --config "$RUN/pagegate-19004.yaml" --workers "$WORKERS" >"$RUN/logs/pagegate-off.log" 2>&1 &
+PIDS+=($!)
+PG_OFF=$!
+"$BIN" run --config "$RUN/pagegate-19014.yaml" --workers "$WORKERS" >"$RUN/logs/pagegate-access.log" 2>&1 &
+PIDS+=($!)
+PG_ON=$!
+for port in 19001 19002 19012 19003 19004 19014; do
+  for _ in $(seq 50); do curl -fs -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
+done
+
+# The processes whose CPU time counts for each target (nginx: master and workers).
+pids_of() {
+  case $1 in
+    direct) echo "" ;;
+    nginx) echo "$(cat "$RUN/proxy.pid") $(pgrep -P "$(cat "$RUN/proxy.pid")" | tr '\n' ' ')" ;;
+    nginx-log) echo "$(cat "$RUN/proxy-log.pid") $(pgrep -P "$(cat "$RUN/proxy-log.pid")" | tr '\n' ' ')" ;;
+    haproxy) cat "$RUN/haproxy.pid" ;;
+    pagegate) echo "$PG_OFF" ;;
+    pagegate-log) echo "$PG_ON" ;;
+  esac
+}
+port_of() {
+  case $1 in
+    direct) echo 19001 ;; nginx) echo 19002 ;; nginx-log) echo 19012 ;;
+    haproxy) echo 19003 ;; pagegate) echo 19004 ;; pagegate-log) echo 19014 ;;
+  esac
+}
+ticks() { # user + system ticks of the given pids
+  local total=0
+  for pid in "$@"; do
+    read -r -a f <"/proc/$pid/stat"
+    total=$((total + f[13] + f[14]))
+  done
+  echo "$total"
+}
+to_ms() { # wrk latency such as 512.00us, 1.20ms, 1.01s → ms
+  awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n += 0; else if (v ~ /s$/) n *= 1000; printf "%.3f", n }'
+}
+
+RESULTS=$RUN/results.tsv
+measure() { # $1 target, $2 round
+  local target=$1 port pids before after out requests rps p50 p99 cpu
+  port=$(port_of "$target")
+  # shellcheck disable=SC2046
+  pids=$(pids_of "$target")
+  # shellcheck disable=SC2086
+  before=$(ticks $pids)
+  out=$(wrk -t1 -c32 -d"${SECONDS_PER}s" --latency "http://127.0.0.1:$port/")
+  # shellcheck disable=SC2086
+  after=$(ticks $pids)
+  requests=$(awk '/requests in/ { print $1 }' <<<"$out")
+  rps=$(awk '/Requests\/sec/ { print $2 }' <<<"$out")
+  p50=$(to_ms "$(awk '$1 == "50%" { print $2 }' <<<"$out")")
+  p99=$(to_ms "$(awk '$1 == "99%" { print $2 }' <<<"$out")")
+  if [ -n "$pids" ]; then
+    cpu=$(awk -v t=$((after - before)) -v n="$requests" -v hz="$TICK" 'BEGIN { printf "%.1f", t * 1e6 / hz / n }')
+  else
+    cpu=0
+  fi
+  if grep -q "Non-2xx" <<<"$out"; then echo "$target: non-2xx answers" >&2; exit 1; fi
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$target" "$2" "$rps" "$p50" "$p99" "$cpu" >>"$RESULTS"
+  printf '  %-13s %9.0f req/s  p50 %6.3f ms  p99 %6.3f ms  cpu %5.1f us/req\n' "$target" "$rps" "$p50" "$p99" "$cpu"
+}
+
+echo "pagegate: $WORKERS worker thread(s); nginx: 1 worker; haproxy: 1 thread; wrk -t1 -c32, ${SECONDS_PER}s each, $ROUNDS rounds"
+for target in direct nginx haproxy pagegate nginx-log pagegate-log; do # warm-up
+  wrk -t1 -c32 -d1s "http://127.0.0.1:$(port_of "$target")/" >/dev/null
+done
+for round in $(seq "$ROUNDS"); do
+  echo "round $round"
+  # Alternate the order so no target always runs first after a pause.
+  if [ $((round % 2)) = 1 ]; then order="direct nginx haproxy pagegate nginx-log pagegate-log"
+  else order="pagegate-log nginx-log pagegate haproxy nginx direct"; fi
+  for target in $order; do measure "$target" "$round"; done
+done
+
+echo
+echo "medians over $ROUNDS rounds (min–max)"
+summary() { # $1 target, $2 column (3 rps, 4 p50, 5 p99, 6 cpu)
+  awk -F'\t' -v t="$1" -v c="$2" '$1 == t { print $c }' "$RESULTS" | sort -g |
+    awk '{ v[NR] = $1 } END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%.3g (%.3g–%.3g)", m, v[1], v[NR] }'
+}
+printf '%-13s %-26s %-26s %-26s %s\n' target "req/s" "p50 ms" "p99 ms" "cpu us/req"
+for target in direct nginx haproxy pagegate nginx-log pagegate-log; do
+  printf '%-13s %-26s %-26s %-26s %s\n' "$target" "$(summary "$target" 3)" "$(summary "$target" 4)" \
+    "$(summary "$target" 5)" "$(summary "$target" 6)"
+done
+ratio() { # per-round ratio a/b of column c: median (min–max)
+  awk -F'\t' -v a="$1" -v b="$2" -v c="$3" '
+    $1 == a { x[$2] = $c } $1 == b { y[$2] = $c }
+    END { for (r in x) if (y[r] > 0) print x[r] / y[r] }' "$RESULTS" | sort -g |
+    awk '{ v[NR] = $1 } END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%.2f (%.2f–%.2f)", m, v[1], v[NR] }'
+}
+echo
+echo "pagegate / nginx, per round: median (min–max); at or below 1.00 meets the target"
+echo "  logs off: cpu/req $(ratio pagegate nginx 6)   p99 $(ratio pagegate nginx 5)   req/s $(ratio pagegate nginx 3)"
+echo "  logs on:  cpu/req $(ratio pagegate-log nginx-log 6)   p99 $(ratio pagegate-log nginx-log 5)   req/s $(ratio pagegate-log nginx-log 3)"
+echo "pagegate / haproxy (logs off): cpu/req $(ratio pagegate haproxy 6)   p99 $(ratio pagegate haproxy 5)"
+lines=$(grep -c '"request"\|request ' "$RUN/logs/pagegate-access.log" || true)
+echo "pagegate access log: $lines lines written, $(wc -c <"$RUN/logs/pagegate-access.log") bytes"
+
+echo
+echo "1 GiB pass-through ($BIG_ROUNDS rounds), MB/s: median (min–max)"
+: >"$RUN/big.tsv"
+for round in $(seq "$BIG_ROUNDS"); do
+  for target in direct nginx pagegate; do
+    speed=$(curl -s -o /dev/null -w '%{speed_download}' "http://127.0.0.1:$(port_of "$target")/big")
+    printf '%s\t%s\t%s\n' "$target" "$round" "$speed" >>"$RUN/big.tsv"
+  done
+done
+for target in direct nginx pagegate; do
+  printf '  %-9s %s\n' "$target" "$(awk -F'\t' -v t="$target" '$1 == t { print $3 / 1e6 }' "$RUN/big.tsv" | sort -g |
+    awk '{ v[NR] = $1 } END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%.0f (%.0f–%.0f)", m, v[1], v[NR] }')"
+done
+RESULTS=$RUN/big.tsv
+awk -F'\t' '$1 == "pagegate" { p[$2] = $3 } $1 == "nginx" { n[$2] = $3 } END { for (r in p) print p[r] / n[r] }' "$RUN/big.tsv" | sort -g |
+  awk '{ v[NR] = $1 } END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "  pagegate / nginx throughput: %.2f (%.2f–%.2f)\n", m, v[1], v[NR] }'
+echo "  pagegate peak RSS: $(awk '/VmHWM/ { printf "%.1f MiB", $2 / 1024 }' "/proc/$PG_OFF/status")"
