@@ -15,7 +15,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use pagegate::Body;
 use pagegate::config::Config;
-use pagegate::server::Server;
+use pagegate::server::{Handle, Server};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
@@ -130,6 +130,8 @@ pub struct Proxy {
     pub addr: SocketAddr,
     /// The metrics listener, when the YAML sets `metrics_listen`.
     pub metrics: Option<SocketAddr>,
+    /// Reloads the running proxy.
+    pub handle: Handle,
     stop: Option<oneshot::Sender<()>>,
     done: Option<tokio::task::JoinHandle<()>>,
 }
@@ -153,6 +155,7 @@ impl Proxy {
         let server = Server::bind(config).await.expect("bind proxy");
         let addr = server.local_addr().expect("proxy addr");
         let metrics = server.metrics_addr();
+        let handle = server.handle();
         let (stop, stopped) = oneshot::channel::<()>();
         let done = tokio::spawn(server.run(async move {
             let _ = stopped.await;
@@ -160,6 +163,7 @@ impl Proxy {
         Self {
             addr,
             metrics,
+            handle,
             stop: Some(stop),
             done: Some(done),
         }
@@ -167,6 +171,22 @@ impl Proxy {
 
     pub fn url(&self, path_and_query: &str) -> String {
         format!("http://{}{path_and_query}", self.addr)
+    }
+
+    /// Reloads YAML written as for [`Proxy::start_url`], keeping the listen address.
+    pub fn reload(
+        &self,
+        yaml: &str,
+        upstream_url: &str,
+    ) -> Result<(), pagegate::server::ReloadError> {
+        let yaml = format!(
+            "listen: {}\n{}",
+            self.handle.generation().config().listen,
+            yaml.replace("{upstream}", upstream_url)
+        );
+        let config = Config::parse("test.yaml", &yaml)
+            .unwrap_or_else(|e| panic!("test config is invalid:\n{e}\n---\n{yaml}"));
+        self.handle.reload(config)
     }
 
     pub async fn stop(mut self) {
