@@ -54,13 +54,20 @@ pub fn main(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Check { config } => check(&config),
         Command::Run { config, workers } => match Config::load(&config) {
-            Ok(config) => block_on(serve(config, None), workers),
+            Ok(config) => {
+                // Outlives the runtime, so lines written as it drops the last bodies are kept.
+                let _log = crate::telemetry::init();
+                block_on(serve(config, None), workers)
+            }
             Err(error) => {
                 eprintln!("{error}");
                 ExitCode::FAILURE
             }
         },
-        Command::Demo { listen, rows } => block_on(demo(listen, rows), None),
+        Command::Demo { listen, rows } => {
+            let _log = crate::telemetry::init();
+            block_on(demo(listen, rows), None)
+        }
     }
 }
 
@@ -68,10 +75,16 @@ fn block_on(
     future: impl std::future::Future<Output = ExitCode>,
     workers: Option<std::num::NonZeroUsize>,
 ) -> ExitCode {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(workers) = workers {
-        builder.worker_threads(workers.get());
-    }
+    let mut builder = match workers.map(std::num::NonZeroUsize::get) {
+        // One worker: a current-thread runtime, which skips the work-stealing machinery.
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(n);
+            builder
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
     match builder.enable_all().build() {
         Ok(runtime) => runtime.block_on(future),
         Err(error) => {
@@ -107,7 +120,6 @@ async fn serve(
     config: Config,
     banner: Option<Box<dyn FnOnce(SocketAddr) -> String + Send>>,
 ) -> ExitCode {
-    let _log = crate::telemetry::init();
     let server = match Server::bind(config.clone()).await {
         Ok(server) => server,
         Err(error) => {

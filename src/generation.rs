@@ -204,9 +204,10 @@ fn parts(
     metrics: &Metrics,
     room: &Arc<Semaphore>,
 ) -> RouteParts {
+    let metrics = metrics.route(name, list.is_some());
     RouteParts {
         name: name.to_owned(),
-        metrics: metrics.route(name),
+        metrics,
         list,
         room: Arc::clone(room),
     }

@@ -249,7 +249,7 @@ async fn guard(
             .boxed()
         })),
         Err(error) => {
-            tracing::warn!(route = metrics.name(), %error, "list response refused");
+            // Logged where it becomes an answer (crate::error), counted here.
             if let Some(GuardError::OrderViolation { .. }) = error.downcast_ref() {
                 metrics.order_violation();
             }

@@ -1,4 +1,5 @@
-//! Routing: which route a request belongs to, and what happens when none matches.
+//! Routing: which route a request belongs to. The table knows nothing of what a route does;
+//! [`crate::generation`] decides what serves a request no route matches.
 //!
 //! Paths are matched with `matchit` (exact segments, `{param}` segments and a trailing
 //! `{*rest}` catch-all). Several routes may share a path when their `methods` are disjoint.
@@ -102,11 +103,12 @@ impl<T: Clone> RouteTable<T> {
     pub fn lookup(&self, method: &Method, path: &str) -> Found<'_, T> {
         let plain = normalize(path, false);
         let found = self.lookup_normalized(method, &plain);
-        if found.route.is_some() || !has_encoded_slash(path) {
+        if found.route.is_some() || !path.contains('%') {
             return found;
         }
         // Some backends read `%2F` as a separator and some do not: a route that matches
-        // either reading applies. (Only computed when the path has such an escape.)
+        // either reading applies. Only computed for paths with an escape: `%2F` may also
+        // appear only once unreserved escapes are decoded (`%2%66`).
         let other = self.lookup_normalized(method, &normalize(path, true));
         Found {
             route: other.route,
@@ -157,13 +159,6 @@ impl<T: Clone> RouteTable<T> {
     }
 }
 
-/// Whether a raw path holds `%2F` or `%5C` in any case.
-fn has_encoded_slash(path: &str) -> bool {
-    path.as_bytes().windows(3).any(|w| {
-        w[0] == b'%' && (w[1] == b'2' && w[2] | 0x20 == b'f' || w[1] == b'5' && w[2] | 0x20 == b'c')
-    })
-}
-
 /// The form paths are matched in. Backends disagree on what names the same resource, so
 /// matching is deliberately loose in the safe direction — every variant some backend would
 /// serve as `/events` matches the `/events` route: percent-encoded unreserved characters are
@@ -197,8 +192,8 @@ fn normalize(path: &str, encoded_slashes: bool) -> Cow<'_, str> {
 }
 
 /// Whether a path is already in normal form, so matching needs no copy of it: `/`-separated
-/// non-empty segments of lower-case letters, digits and `-_~` or dots that neither form a dot
-/// segment nor end the path, no trailing slash. Most requests' paths are.
+/// non-empty segments of lower-case letters, digits, `-_~` and dots, none of them a dot segment
+/// (`.` or `..`), and no trailing slash. Most requests' paths are.
 fn is_normal(path: &str) -> bool {
     let Some(rest) = path.strip_prefix('/') else {
         return false;

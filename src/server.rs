@@ -85,6 +85,10 @@ impl Handle {
                 running.max_connections == config.max_connections,
             ),
             ("access_log", running.access_log == config.access_log),
+            (
+                "shutdown_grace",
+                running.shutdown_grace == config.shutdown_grace,
+            ),
         ] {
             if !same {
                 return Err(ReloadError::Fixed(key));

@@ -129,8 +129,9 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// The handles of one route, resolved now so requests never look a label set up.
-    pub fn route(&self, name: &str) -> Arc<RouteMetrics> {
+    /// The handles of one route, resolved now so requests never look a label set up. Only a
+    /// list route (`list`) has series for cuts and order violations.
+    pub fn route(&self, name: &str, list: bool) -> Arc<RouteMetrics> {
         let route = || RouteLabels {
             route: name.to_owned(),
         };
@@ -140,9 +141,9 @@ impl Metrics {
         };
         // One statement each: a family's guard must be dropped before the next lookup, which
         // may need the write lock.
-        let cut_items = self.list_cuts.get_or_create(&cut("items")).clone();
-        let cut_bytes = self.list_cuts.get_or_create(&cut("bytes")).clone();
-        let order_violations = self.order_violations.get_or_create(&route()).clone();
+        let cut_items = list.then(|| self.list_cuts.get_or_create(&cut("items")).clone());
+        let cut_bytes = list.then(|| self.list_cuts.get_or_create(&cut("bytes")).clone());
+        let order_violations = list.then(|| self.order_violations.get_or_create(&route()).clone());
         Arc::new(RouteMetrics {
             name: Arc::from(name),
             requests: self.requests.clone(),
@@ -178,9 +179,9 @@ pub struct RouteMetrics {
     requests: Family<RequestLabels, Counter>,
     /// A counter per status, resolved from the family the first time the status is seen.
     statuses: Box<[OnceLock<Counter>]>,
-    cut_items: Counter,
-    cut_bytes: Counter,
-    order_violations: Counter,
+    cut_items: Option<Counter>,
+    cut_bytes: Option<Counter>,
+    order_violations: Option<Counter>,
 }
 
 impl RouteMetrics {
@@ -208,16 +209,22 @@ impl RouteMetrics {
 
     /// Counts a list response cut because of too many items.
     pub fn cut_items(&self) {
-        self.cut_items.inc();
+        if let Some(counter) = &self.cut_items {
+            counter.inc();
+        }
     }
 
     /// Counts a list response cut at `max_bytes`.
     pub fn cut_bytes(&self) {
-        self.cut_bytes.inc();
+        if let Some(counter) = &self.cut_bytes {
+            counter.inc();
+        }
     }
 
     /// Counts a backend that broke the key order.
     pub fn order_violation(&self) {
-        self.order_violations.inc();
+        if let Some(counter) = &self.order_violations {
+            counter.inc();
+        }
     }
 }

@@ -13,10 +13,15 @@ use std::time::Duration;
 
 use http::uri::PathAndQuery;
 use http::{HeaderValue, Uri};
+use http_body::Body as _;
 use http_body_util::BodyExt;
-use hyper_util::client::legacy::Client;
+use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::{Client, Error as ClientError, ResponseFuture};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use pin_project_lite::pin_project;
+use tokio::time::Timeout;
+use tokio::time::error::Elapsed;
 use tower::Service;
 
 use crate::body::IdleTimeout;
@@ -116,7 +121,9 @@ impl Forward {
         }
     }
 
-    async fn forward(self, req: Request) -> Result<Response, BoxError> {
+    /// Turns the client's request into the upstream's: URI, hop-by-hop and override headers,
+    /// forwarding headers, `Host`, and a body that fails when it stalls.
+    fn prepare(&self, req: Request) -> Result<Request, BoxError> {
         let upstream = &*self.upstream;
         let config = &upstream.config;
         let (mut parts, body) = req.into_parts();
@@ -138,15 +145,22 @@ impl Forward {
             self.trust_forwarded,
         );
         parts.version = http::Version::HTTP_11;
-        let body = IdleTimeout::new(body, self.idle_timeout).boxed();
-        let request = http::Request::from_parts(parts, body);
+        // A body that has already ended (most GETs) cannot stall: no timer for it.
+        let body = if body.is_end_stream() {
+            body
+        } else {
+            IdleTimeout::new(body, self.idle_timeout).boxed()
+        };
+        Ok(http::Request::from_parts(parts, body))
+    }
 
-        let response = match tokio::time::timeout(
-            self.response_timeout,
-            upstream.client.request(request),
-        )
-        .await
-        {
+    /// The client's response from the upstream's, or why there is none.
+    fn answer(
+        &self,
+        result: Result<Result<http::Response<Incoming>, ClientError>, Elapsed>,
+    ) -> Result<Response, BoxError> {
+        let config = &self.upstream.config;
+        let response = match result {
             Err(_) => return Err(self.timeout("answer", self.response_timeout)),
             Ok(Err(e)) => {
                 if e.is_connect() && is_timeout(&e) {
@@ -183,14 +197,54 @@ impl Forward {
 impl Service<Request> for Forward {
     type Response = Response;
     type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, BoxError>> + Send>>;
+    type Future = ForwardFuture;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
-        Box::pin(self.clone().forward(req))
+        let (inner, error) = match self.prepare(req) {
+            Ok(request) => {
+                let sent = self.upstream.client.request(request);
+                (
+                    Some(tokio::time::timeout(self.response_timeout, sent)),
+                    None,
+                )
+            }
+            Err(error) => (None, Some(error)),
+        };
+        ForwardFuture {
+            inner,
+            error,
+            forward: self.clone(),
+        }
+    }
+}
+
+pin_project! {
+    /// The future of [`Forward`]: the upstream exchange under the response timeout. Named, not
+    /// boxed: the request is prepared in `call`, only the exchange is awaited.
+    pub struct ForwardFuture {
+        #[pin]
+        inner: Option<Timeout<ResponseFuture>>,
+        error: Option<BoxError>,
+        forward: Forward,
+    }
+}
+
+impl Future for ForwardFuture {
+    type Output = Result<Response, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        match this.inner.as_pin_mut() {
+            Some(inner) => inner.poll(cx).map(|result| this.forward.answer(result)),
+            None => Poll::Ready(Err(this
+                .error
+                .take()
+                .unwrap_or_else(|| "polled after completion".into()))),
+        }
     }
 }
 

@@ -77,7 +77,7 @@ fn export(
     Error = Infallible,
     Future = std::future::Ready<Result<Response, Infallible>>,
 > + Clone {
-    let route = metrics.route("export");
+    let route = metrics.route("export", false);
     tower::service_fn(move |req: Request| {
         *received.lock().expect("lock") = req
             .headers()
@@ -187,5 +187,67 @@ async fn with_the_log_off_ids_and_counts_remain() {
         metrics
             .encode()
             .contains("pagegate_requests_total{route=\"export\",status=\"200\"} 1")
+    );
+}
+
+#[tokio::test]
+async fn bodies_never_read_for_head_204_and_304_are_not_client_closes() {
+    let (captured, _guard) = capture();
+    for (method, status) in [("HEAD", 200), ("GET", 204), ("GET", 304)] {
+        let service = AccessLogLayer::new(true).layer(tower::service_fn(move |_: Request| {
+            let mut response = http::Response::new(slow_body());
+            *response.status_mut() = http::StatusCode::from_u16(status).expect("status");
+            std::future::ready(Ok::<Response, Infallible>(response))
+        }));
+        let request = http::Request::builder()
+            .method(method)
+            .uri("/x")
+            .body(full(Bytes::new()))
+            .expect("request");
+        let Ok(response) = service.oneshot(request).await;
+        drop(response); // as hyper does: such bodies are never polled
+    }
+    let logged = captured.requests();
+    let outcomes: Vec<_> = logged
+        .iter()
+        .map(|e| (e["status"].clone(), e["outcome"].clone()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            (200.into(), "passed".into()),
+            (204.into(), "passed".into()),
+            (304.into(), "passed".into())
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_client_gone_before_the_head_is_still_logged() {
+    let (captured, _guard) = capture();
+    let service = AccessLogLayer::new(true).layer(tower::service_fn(|_: Request| {
+        std::future::pending::<Result<Response, Infallible>>()
+    }));
+    let request = http::Request::get("/slow")
+        .body(full(Bytes::new()))
+        .expect("request");
+    let waited = tokio::time::timeout(Duration::from_millis(30), service.oneshot(request)).await;
+    assert!(
+        waited.is_err(),
+        "the backend never answered; the client gave up"
+    );
+    let logged = captured.requests();
+    assert_eq!(logged.len(), 1, "{logged:?}");
+    assert_eq!(logged[0]["outcome"], "client_closed");
+    assert_eq!(logged[0]["path"], "/slow");
+    assert!(
+        logged[0].get("status").is_none(),
+        "no status was sent: {}",
+        logged[0]
+    );
+    assert!(
+        logged[0]["last_byte_us"]
+            .as_u64()
+            .is_some_and(|t| t >= 30_000)
     );
 }

@@ -69,6 +69,28 @@ async fn request_ids_travel_to_the_backend_and_back() {
     assert_eq!(got.header("x-request-id"), Some("abc-123"));
     assert_eq!(upstream.last().headers["x-request-id"], "abc-123");
 
+    let named = http::Request::get(proxy.url("/a"))
+        .header("x-request-id", "kept-1")
+        .header("connection", "x-request-id")
+        .body(full(Bytes::new()))
+        .expect("request");
+    assert_eq!(send(named).await.header("x-request-id"), Some("kept-1"));
+    assert_eq!(
+        upstream.last().headers["x-request-id"],
+        "kept-1",
+        "naming the id in Connection does not strip it"
+    );
+    let forged = http::Request::get(proxy.url("/a"))
+        .header("x-request-id", "<script>")
+        .body(full(Bytes::new()))
+        .expect("request");
+    let replaced = send(forged).await;
+    assert_ne!(replaced.header("x-request-id"), Some("<script>"));
+    assert_eq!(
+        upstream.last().headers["x-request-id"],
+        replaced.header("x-request-id").expect("an id")
+    );
+
     let got = get(&proxy.url("/b")).await;
     let id = got.header("x-request-id").expect("generated").to_owned();
     assert_eq!(upstream.last().headers["x-request-id"], id.as_str());

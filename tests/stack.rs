@@ -73,7 +73,7 @@ fn list_route() -> Arc<ListRoute> {
 fn parts(metrics: &Metrics, list: Option<Arc<ListRoute>>) -> RouteParts {
     RouteParts {
         name: "events".to_owned(),
-        metrics: metrics.route("events"),
+        metrics: metrics.route("events", list.is_some()),
         list,
         room: held_budget(64 << 20),
     }
@@ -268,4 +268,46 @@ async fn the_deny_route_answers_404() {
     problem(&response, &bytes, 404, "urn:pagegate:problem:no-route");
     let doc: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
     assert_eq!(doc["detail"], "no route matches GET /nowhere");
+}
+
+#[tokio::test]
+async fn every_leaf_error_has_its_status() {
+    use pagegate::cursor::CursorError;
+    use pagegate::guard::{GuardError, HoldError};
+    let metrics = Metrics::default();
+    type Case = (fn() -> BoxError, u16, &'static str);
+    let cases: [Case; 4] = [
+        (|| HoldError.into(), 503, "urn:pagegate:problem:overloaded"),
+        (
+            || GuardError::OrderViolation { index: 3 }.into(),
+            502,
+            "urn:pagegate:problem:bad-upstream-response",
+        ),
+        (
+            || CursorError::Truncated.into(),
+            400,
+            "urn:pagegate:problem:invalid-cursor",
+        ),
+        (
+            || {
+                pagegate::pagination::PaginationError::Zero {
+                    param: "limit".to_owned(),
+                }
+                .into()
+            },
+            400,
+            "urn:pagegate:problem:invalid-pagination-parameter",
+        ),
+    ];
+    for (error, status, kind) in cases {
+        let route = stack::route(
+            parts(&metrics, None),
+            Recorder::default().terminal(move || Err(error())),
+        );
+        let (response, bytes) = call(&route, get("/events")).await;
+        problem(&response, &bytes, status, kind);
+        if status == 503 {
+            assert_eq!(response.headers()["retry-after"], "1");
+        }
+    }
 }

@@ -93,7 +93,7 @@ async fn run(
         policy,
         Some(&crate::cursor::test_codec()),
         &plan,
-        &crate::telemetry::Metrics::default().route("t"),
+        &crate::telemetry::Metrics::default().route("t", true),
     )
     .expect("finished");
     let (parts, body) = response.into_parts();

@@ -47,6 +47,8 @@ fn matches_exact_param_and_catch_all_paths_by_method() {
         "/v%2F..%2Fevents",
         "/x\\..\\events",
         "/events%2F",
+        "/x%2%66..%2%66events",
+        "/x%2%46..%5%63events",
     ] {
         assert_eq!(
             name(Method::GET, variant).as_deref(),

@@ -141,13 +141,33 @@ struct RequestPart {
 }
 
 pin_project! {
-    /// The future of [`AccessLog`]: a named future, no box.
+    /// The future of [`AccessLog`]: a named future, no box. Dropped before the response head
+    /// (the client went away first), it still logs the request.
     pub struct ResponseFuture<F> {
         #[pin]
         inner: F,
         start: Instant,
         request_id: Option<HeaderValue>,
         request: Option<RequestPart>,
+    }
+
+    impl<F> PinnedDrop for ResponseFuture<F> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(request) = this.request.take() {
+                Entry {
+                    request,
+                    start: *this.start,
+                    first_byte: None,
+                    status: None,
+                    route: None,
+                    outcome: Outcome::ClientClosed,
+                    request_id: this.request_id.take(),
+                    bytes: 0,
+                }
+                .write(Outcome::ClientClosed);
+            }
+        }
     }
 }
 
@@ -178,8 +198,8 @@ where
             Box::new(Entry {
                 request,
                 start: *this.start,
-                first_byte: this.start.elapsed(),
-                status,
+                first_byte: Some(this.start.elapsed()),
+                status: Some(status),
                 route,
                 outcome,
                 request_id,
@@ -195,8 +215,9 @@ where
 struct Entry {
     request: RequestPart,
     start: Instant,
-    first_byte: Duration,
-    status: StatusCode,
+    /// `None` when the client left before the response head.
+    first_byte: Option<Duration>,
+    status: Option<StatusCode>,
     route: Option<Arc<RouteMetrics>>,
     outcome: Outcome,
     request_id: Option<HeaderValue>,
@@ -213,11 +234,11 @@ impl Entry {
             method = %request.method,
             path = request.uri.path(),
             route = self.route.as_ref().map_or("-", |r| r.name()),
-            status = self.status.as_u16(),
+            status = self.status.map(|s| s.as_u16()),
             outcome = outcome.as_str(),
             client = client.map(tracing::field::display),
             bytes = self.bytes,
-            first_byte_us = u64::try_from(self.first_byte.as_micros()).unwrap_or(u64::MAX),
+            first_byte_us = self.first_byte.map(|t| u64::try_from(t.as_micros()).unwrap_or(u64::MAX)),
             last_byte_us = u64::try_from(self.start.elapsed().as_micros()).unwrap_or(u64::MAX),
             "request"
         );
@@ -227,9 +248,9 @@ impl Entry {
     /// without a body never have theirs read.
     fn bodiless(&self) -> bool {
         self.request.method == Method::HEAD
-            || self.status == StatusCode::NO_CONTENT
-            || self.status == StatusCode::NOT_MODIFIED
-            || self.status.is_informational()
+            || self.status.is_some_and(|s| {
+                s == StatusCode::NO_CONTENT || s == StatusCode::NOT_MODIFIED || s.is_informational()
+            })
     }
 }
 
@@ -291,14 +312,18 @@ impl Drop for LoggedBody {
     }
 }
 
-/// Keeps a sane `X-Request-Id` (visible ASCII, at most 128 bytes) or sets a new one; returns it.
+/// Keeps one sane `X-Request-Id` (at most 128 letters, digits and `-_.:`, as UUIDs and
+/// tracing ids are written) or sets a new one; returns it. Anything else — two ids, quotes,
+/// spaces, slashes — is replaced, so an id is always safe to log and to pass on.
 fn request_id(headers: &mut HeaderMap) -> HeaderValue {
     let mut kept = headers.get_all(REQUEST_ID).iter();
     if let (Some(value), None) = (kept.next(), kept.next()) {
         let bytes = value.as_bytes();
         if !bytes.is_empty()
             && bytes.len() <= MAX_REQUEST_ID_LEN
-            && bytes.iter().all(u8::is_ascii_graphic)
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b))
         {
             return value.clone();
         }
@@ -335,7 +360,7 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(REQUEST_ID, HeaderValue::from_static("abc-123"));
         assert_eq!(request_id(&mut headers), "abc-123");
-        for bad in ["", "has space", &"x".repeat(129)] {
+        for bad in ["", "has space", "a\"b", "a/b", "<script>", &"x".repeat(129)] {
             let mut headers = HeaderMap::new();
             headers.insert(REQUEST_ID, HeaderValue::from_str(bad).expect("header"));
             let id = request_id(&mut headers);

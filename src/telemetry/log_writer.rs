@@ -1,8 +1,8 @@
 //! The log writer: lines go into one in-memory buffer that a background thread writes to stdout
 //! in batches — when it passes [`FLUSH_BYTES`] or every [`FLUSH_INTERVAL`], as nginx's
-//! `access_log … buffer=64k flush=1s` does. A request pays a short memcpy under a mutex; never
-//! a syscall, a thread wake-up or a wait on a slow stdout. Past [`MAX_BUFFERED`] lines are
-//! dropped and counted.
+//! `access_log … buffer=64k flush=1s` does. A line costs a short memcpy under a mutex, and one
+//! line in each 64 KiB wakes the writer; no line waits for a syscall or a slow stdout. Past
+//! [`MAX_BUFFERED`] lines are dropped and counted.
 //!
 //! Written by hand because tracing-appender's non-blocking writer, the obvious crate, sends each
 //! line through a channel that wakes its writer thread, which then writes that line alone:
@@ -10,8 +10,7 @@
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::thread::JoinHandle;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, mpsc};
 use std::time::Duration;
 
 use tracing_subscriber::fmt::MakeWriter;
@@ -22,6 +21,8 @@ pub const FLUSH_BYTES: usize = 64 * 1024;
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 /// Most bytes held while stdout cannot keep up; later lines are dropped (8 MiB).
 pub const MAX_BUFFERED: usize = 8 * 1024 * 1024;
+/// How long exit waits for the last lines to be written to a stdout that does not take them.
+pub const EXIT_FLUSH_WAIT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Default)]
 struct Shared {
@@ -55,11 +56,12 @@ impl DropCounter {
     }
 }
 
-/// Stops the writer thread when dropped, after writing what is buffered.
+/// Stops the writer thread when dropped, after writing what is buffered (waiting at most
+/// [`EXIT_FLUSH_WAIT`] for a stdout that blocks).
 #[derive(Debug)]
 pub struct FlushGuard {
     shared: Arc<Shared>,
-    thread: Option<JoinHandle<()>>,
+    done: Option<mpsc::Receiver<()>>,
 }
 
 impl BufferedLog {
@@ -67,16 +69,20 @@ impl BufferedLog {
     pub fn spawn<W: Write + Send + 'static>(out: W) -> std::io::Result<(Self, FlushGuard)> {
         let shared = Arc::new(Shared::default());
         let drained = Arc::clone(&shared);
-        let thread = std::thread::Builder::new()
+        let (finished, done) = mpsc::channel();
+        std::thread::Builder::new()
             .name("pagegate-log".to_owned())
-            .spawn(move || drain(&drained, out))?;
+            .spawn(move || {
+                drain(&drained, out);
+                let _ = finished.send(());
+            })?;
         Ok((
             Self {
                 shared: Arc::clone(&shared),
             },
             FlushGuard {
                 shared,
-                thread: Some(thread),
+                done: Some(done),
             },
         ))
     }
@@ -120,8 +126,10 @@ impl Drop for FlushGuard {
     fn drop(&mut self) {
         self.shared.closed.store(true, Ordering::Release);
         self.shared.wake.notify_one();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+        if let Some(done) = self.done.take() {
+            // A stdout that takes nothing (a stopped pipe reader) must not keep the process
+            // alive: the last lines are lost after the wait.
+            let _ = done.recv_timeout(EXIT_FLUSH_WAIT);
         }
     }
 }
@@ -209,10 +217,11 @@ mod tests {
 
     #[test]
     fn a_stuck_output_drops_and_counts_lines_instead_of_blocking() {
-        /// An output that blocks until the gate opens.
-        struct Gated(Arc<Mutex<()>>);
+        /// An output that reports when it is entered, then blocks until the gate opens.
+        struct Gated(Arc<Mutex<()>>, mpsc::Sender<()>);
         impl Write for Gated {
             fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                let _ = self.1.send(());
                 drop(self.0.lock());
                 Ok(bytes.len())
             }
@@ -222,14 +231,40 @@ mod tests {
         }
         let gate = Arc::new(Mutex::new(()));
         let closed = gate.lock().expect("lock");
-        let (log, guard) = BufferedLog::spawn(Gated(Arc::clone(&gate))).expect("thread");
+        let (entered, blocked) = mpsc::channel();
+        let (log, guard) = BufferedLog::spawn(Gated(Arc::clone(&gate), entered)).expect("thread");
         let line = vec![b'y'; 64 * 1024];
-        // The first full buffer goes to the stuck output; then the buffer fills to its cap.
-        for _ in 0..(MAX_BUFFERED / line.len()) * 2 + 2 {
+        log.make_writer().write_all(&line).expect("write");
+        blocked
+            .recv_timeout(Duration::from_secs(5))
+            .expect("the writer thread took the first batch and is now stuck");
+        // Writers go on while the output is stuck; once the buffer is full, lines are dropped.
+        for _ in 0..MAX_BUFFERED / line.len() + 2 {
             log.make_writer().write_all(&line).expect("never blocks");
         }
-        assert!(log.drop_counter().dropped_lines() > 0);
+        assert_eq!(log.drop_counter().dropped_lines(), 2);
         drop(closed);
         drop(guard);
+    }
+
+    #[test]
+    fn exit_does_not_wait_forever_for_a_stuck_output() {
+        struct Stuck;
+        impl Write for Stuck {
+            fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+                std::thread::sleep(Duration::from_secs(3600));
+                Ok(0)
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let (log, guard) = BufferedLog::spawn(Stuck).expect("thread");
+        log.make_writer()
+            .write_all(b"never written\n")
+            .expect("write");
+        let start = std::time::Instant::now();
+        drop(guard);
+        assert!(start.elapsed() < EXIT_FLUSH_WAIT + Duration::from_secs(1));
     }
 }

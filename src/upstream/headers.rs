@@ -42,8 +42,30 @@ pub fn remove_method_overrides(headers: &mut HeaderMap) {
 
 /// Removes hop-by-hop headers, including every header the `Connection` header names.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    // Most messages carry none: one pass over their names settles it.
-    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+    // Most messages carry none, or only `Connection: keep-alive` (or `close`), which names no
+    // other header: one pass over their names settles it.
+    let mut found = false;
+    for (name, value) in headers.iter() {
+        if name == header::CONNECTION {
+            let names_others = value
+                .as_bytes()
+                .split(|&b| b == b',')
+                .map(<[u8]>::trim_ascii)
+                .any(|token| {
+                    !token.eq_ignore_ascii_case(b"keep-alive")
+                        && !token.eq_ignore_ascii_case(b"close")
+                });
+            if names_others {
+                found = true;
+                break;
+            }
+        } else if HOP_BY_HOP.contains(name) {
+            found = true;
+            break;
+        }
+    }
+    if !found {
+        headers.remove(header::CONNECTION);
         return;
     }
     let named: Vec<HeaderName> = headers
@@ -52,6 +74,9 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        // The request id is pagegate's by now (set or vetted by the access log): a client
+        // cannot make it vanish before the backend by naming it in `Connection`.
+        .filter(|name| name.as_str() != crate::telemetry::REQUEST_ID)
         .collect();
     for name in named {
         headers.remove(name);
