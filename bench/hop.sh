@@ -38,9 +38,11 @@ cargo build --release --quiet
 BIN=$PWD/target/release/pagegate
 
 RUN=$(mktemp -d /tmp/pagegate-hop.XXXXXX)
+chmod 755 "$RUN" # nginx workers run as another user and must read big.bin
 PIDS=()
 cleanup() {
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  [ -e "$RUN/haproxy.pid" ] && kill "$(cat "$RUN/haproxy.pid")" 2>/dev/null || true
   for conf in "$RUN"/*.conf; do
     [ -e "$conf" ] && nginx -c "$conf" -p "$RUN" -s stop 2>/dev/null || true
   done
@@ -158,7 +160,9 @@ echo
 echo "medians over $ROUNDS rounds (min–max)"
 summary() { # $1 target, $2 column (3 rps, 4 p50, 5 p99, 6 cpu)
   awk -F'\t' -v t="$1" -v c="$2" '$1 == t { print $c }' "$RESULTS" | sort -g |
-    awk '{ v[NR] = $1 } END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%.3g (%.3g–%.3g)", m, v[1], v[NR] }'
+    awk -v f="$([ "$2" = 3 ] && echo '%.0f' || echo '%.3g')" '{ v[NR] = $1 } END {
+      m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+      printf f " (" f "–" f ")", m, v[1], v[NR] }'
 }
 printf '%-13s %-26s %-26s %-26s %s\n' target "req/s" "p50 ms" "p99 ms" "cpu us/req"
 for target in direct nginx haproxy pagegate nginx-log pagegate-log; do
@@ -182,9 +186,13 @@ echo "pagegate access log: $lines lines written, $(wc -c <"$RUN/logs/pagegate-ac
 echo
 echo "1 GiB pass-through ($BIG_ROUNDS rounds), MB/s: median (min–max)"
 : >"$RUN/big.tsv"
+curl -s -o /dev/null "http://127.0.0.1:19001/big" # the file into the page cache
+rss_before=$(awk '/VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$PG_OFF/status")
 for round in $(seq "$BIG_ROUNDS"); do
   for target in direct nginx pagegate; do
-    speed=$(curl -s -o /dev/null -w '%{speed_download}' "http://127.0.0.1:$(port_of "$target")/big")
+    out=$(curl -s -o /dev/null -w '%{speed_download} %{http_code}' "http://127.0.0.1:$(port_of "$target")/big")
+    speed=${out% *} code=${out#* }
+    if [ "$code" != 200 ]; then echo "$target: /big answered $code" >&2; exit 1; fi
     printf '%s\t%s\t%s\n' "$target" "$round" "$speed" >>"$RUN/big.tsv"
   done
 done
@@ -192,7 +200,6 @@ for target in direct nginx pagegate; do
   printf '  %-9s %s\n' "$target" "$(awk -F'\t' -v t="$target" '$1 == t { print $3 / 1e6 }' "$RUN/big.tsv" | sort -g |
     awk '{ v[NR] = $1 } END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%.0f (%.0f–%.0f)", m, v[1], v[NR] }')"
 done
-RESULTS=$RUN/big.tsv
 awk -F'\t' '$1 == "pagegate" { p[$2] = $3 } $1 == "nginx" { n[$2] = $3 } END { for (r in p) print p[r] / n[r] }' "$RUN/big.tsv" | sort -g |
   awk '{ v[NR] = $1 } END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "  pagegate / nginx throughput: %.2f (%.2f–%.2f)\n", m, v[1], v[NR] }'
-echo "  pagegate peak RSS: $(awk '/VmHWM/ { printf "%.1f MiB", $2 / 1024 }' "/proc/$PG_OFF/status")"
+echo "  pagegate peak RSS: $rss_before MiB after the small-request rounds, $(awk '/VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$PG_OFF/status") MiB after $BIG_ROUNDS GiB streamed"

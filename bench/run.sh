@@ -4,6 +4,7 @@
 #   bench/run.sh proxy      pass-through, guarded list, 2 GiB cut (real pagegate process)
 #   bench/run.sh scanner    JSON scanner MB/s against memcpy and serde_json (criterion)
 #   bench/run.sh demo       the demo: unbounded list vs first page, page cost by depth, export
+#   bench/run.sh hop        the hop cost against nginx and haproxy (installs them if missing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 which=${1:-all}
@@ -15,4 +16,7 @@ if [ "$which" = all ] || [ "$which" = scanner ]; then
 fi
 if [ "$which" = all ] || [ "$which" = demo ]; then
   bench/demo_walk.sh
+fi
+if [ "$which" = all ] || [ "$which" = hop ]; then
+  bench/hop.sh
 fi
