@@ -20,6 +20,7 @@
 
 pub mod body;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod cursor;
 pub mod demo;

@@ -17,11 +17,11 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
+use crate::client::ClientAddr;
 use crate::config::Config;
 use crate::generation::{BuildError, Generation};
 use crate::router::{Current, Router};
 use crate::telemetry::Metrics;
-use crate::upstream::ClientAddr;
 use crate::{Body, BoxError, Request};
 
 /// Why the server could not start.

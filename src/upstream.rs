@@ -25,12 +25,11 @@ use tokio::time::error::Elapsed;
 use tower::Service;
 
 use crate::body::IdleTimeout;
+use crate::client::ClientAddr;
 use crate::config::{TimeoutOverrides, UpstreamConfig};
 use crate::{Body, BoxError, Request, Response};
 
 pub mod headers;
-
-pub use headers::ClientAddr;
 
 /// Why the upstream did not answer.
 #[derive(Debug, thiserror::Error)]

@@ -2,10 +2,10 @@
 //! (`X-Forwarded-For/-Proto/-Host`, RFC 7239 `Forwarded`) and `Host`.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
+use crate::client::ClientAddr;
 use crate::config::HostMode;
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1, plus the obsolete
@@ -117,19 +117,19 @@ pub fn set_forwarding(
 /// The common case, made cheap: whatever the client sent is replaced (`insert` drops every
 /// earlier value of a name), with the address rendered once per connection.
 fn replace_forwarding(headers: &mut HeaderMap, client: &ClientAddr, host: Option<&HeaderValue>) {
-    headers.insert(X_FORWARDED_FOR, client.rendered.clone());
+    headers.insert(X_FORWARDED_FOR, client.rendered().clone());
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
     let forwarded = match host.and_then(|h| h.to_str().ok()) {
         Some(host) => {
             let mut element = String::with_capacity(64);
             element.push_str("for=");
-            element.push_str(&client.node);
+            element.push_str(client.node());
             element.push_str(";proto=http;host=\"");
             element.extend(host.chars().filter(|c| !matches!(c, '"' | '\\')));
             element.push('"');
             HeaderValue::from_str(&element).ok()
         }
-        None => HeaderValue::from_str(&format!("for={};proto=http", client.node)).ok(),
+        None => HeaderValue::from_str(&format!("for={};proto=http", client.node())).ok(),
     };
     match forwarded {
         Some(value) => headers.insert(FORWARDED, value),
@@ -210,36 +210,6 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const FORWARDED: HeaderName = header::FORWARDED;
-
-/// The client's address, stored in request extensions by the server and rendered once per
-/// connection for the forwarding headers.
-#[derive(Debug, Clone)]
-pub struct ClientAddr {
-    /// The peer's address.
-    pub addr: SocketAddr,
-    /// The IP as `X-Forwarded-For` carries it.
-    rendered: HeaderValue,
-    /// The IP as a `Forwarded` node (IPv6 quoted and bracketed, RFC 7239 §6).
-    node: Arc<str>,
-}
-
-impl ClientAddr {
-    /// Renders `addr` once.
-    pub fn new(addr: SocketAddr) -> Self {
-        let ip = addr.ip();
-        let node = match ip {
-            IpAddr::V4(v4) => v4.to_string(),
-            IpAddr::V6(v6) => format!("\"[{v6}]\""),
-        };
-        let rendered = HeaderValue::from_str(&ip.to_string())
-            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
-        Self {
-            addr,
-            rendered,
-            node: Arc::from(node),
-        }
-    }
-}
 
 fn insert(headers: &mut HeaderMap, name: &'static str, value: &str) {
     if let Ok(value) = HeaderValue::from_str(value) {
