@@ -21,6 +21,7 @@ use tower::{Layer, Service};
 
 use crate::cursor::CursorError;
 use crate::guard::{GuardError, HoldError};
+use crate::methods::MethodError;
 use crate::pagination::{PaginationError, PlanError};
 use crate::problem::Problem;
 use crate::routing::NoRoute;
@@ -49,6 +50,9 @@ pub enum ProxyError {
     /// Held list pages already use `max_held_bytes`.
     #[error(transparent)]
     Overloaded(#[from] HoldError),
+    /// The method could be read differently by the backend, or is CONNECT.
+    #[error(transparent)]
+    Method(#[from] MethodError),
     /// A bug in pagegate; details are in the log.
     #[error("pagegate could not process this request")]
     Internal,
@@ -77,7 +81,7 @@ impl ProxyError {
                 };)*
             };
         }
-        sort!(error: NoRoute, PaginationError, CursorError, UpstreamError, GuardError, HoldError);
+        sort!(error: NoRoute, PaginationError, CursorError, UpstreamError, GuardError, HoldError, MethodError);
         tracing::error!(%error, "unexpected error in a route's stack");
         Self::Internal
     }
@@ -86,6 +90,8 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::NoRoute(_) => StatusCode::NOT_FOUND,
+            Self::Method(MethodError::Connect) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Method(_) => StatusCode::BAD_REQUEST,
             Self::Pagination(_) | Self::Cursor(_) => StatusCode::BAD_REQUEST,
             Self::Upstream(UpstreamError::Timeout { .. }) => StatusCode::GATEWAY_TIMEOUT,
             Self::Upstream(_) | Self::Guard(_) => StatusCode::BAD_GATEWAY,
@@ -97,7 +103,9 @@ impl ProxyError {
     /// What the access log reports.
     pub fn outcome(&self) -> Outcome {
         match self {
-            Self::NoRoute(_) | Self::Pagination(_) | Self::Cursor(_) => Outcome::Refused,
+            Self::NoRoute(_) | Self::Pagination(_) | Self::Cursor(_) | Self::Method(_) => {
+                Outcome::Refused
+            }
             Self::Upstream(_) | Self::Guard(_) => Outcome::UpstreamError,
             Self::Overloaded(_) => Outcome::Overloaded,
             Self::Internal => Outcome::Internal,
@@ -108,6 +116,8 @@ impl ProxyError {
     pub fn problem_type(&self) -> &'static str {
         match self {
             Self::NoRoute(_) => "urn:pagegate:problem:no-route",
+            Self::Method(MethodError::Connect) => "urn:pagegate:problem:method-not-allowed",
+            Self::Method(_) => "urn:pagegate:problem:ambiguous-method",
             Self::Pagination(e) => e.problem_type(),
             Self::Cursor(_) => "urn:pagegate:problem:invalid-cursor",
             Self::Upstream(UpstreamError::Timeout { .. }) => {
@@ -137,6 +147,13 @@ impl ProxyError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if matches!(self, Self::Method(MethodError::Connect)) {
+            // RFC 9110 §15.5.6: a 405 lists what is allowed.
+            response.headers_mut().insert(
+                header::ALLOW,
+                HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
+            );
         }
         response.extensions_mut().insert(self.outcome());
         response

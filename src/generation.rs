@@ -12,11 +12,13 @@ use std::sync::Arc;
 use http::Method;
 use tokio::sync::Semaphore;
 
+use crate::Request;
 use crate::config::{Config, CursorSettings, DefaultPolicy, RouteConfig, TimeoutOverrides};
 use crate::cursor::CursorCodec;
 use crate::guard::held_budget;
+use crate::methods;
 use crate::pagination::ListRoute;
-use crate::route::{Deny, RouteService};
+use crate::route::{Deny, Refuse, RouteService};
 use crate::routing::RouteTable;
 use crate::stack::{self, RouteParts};
 use crate::telemetry::Metrics;
@@ -24,6 +26,8 @@ use crate::upstream::{Forward, UpstreamClient};
 
 /// The name logs and metrics use for requests no route matched.
 pub const DEFAULT_ROUTE_NAME: &str = "-";
+/// The name logs and metrics use for requests refused for their method ([`crate::methods`]).
+pub const REFUSED_ROUTE_NAME: &str = "!method";
 
 /// Everything one config builds; see the module docs.
 #[derive(Debug)]
@@ -32,6 +36,7 @@ pub struct Generation {
     table: RouteTable<usize>,
     routes: Vec<RouteService>,
     fallback: RouteService,
+    refuse: RouteService,
     upstreams: BTreeMap<String, Arc<UpstreamClient>>,
     cursors: Option<(CursorSettings, Arc<CursorCodec>)>,
     room: (u64, Arc<Semaphore>),
@@ -117,6 +122,7 @@ impl Generation {
             table,
             routes: Vec::with_capacity(config.routes.len()),
             fallback: stack::route(parts(DEFAULT_ROUTE_NAME, None, metrics, &room.1), Deny),
+            refuse: stack::route(parts(REFUSED_ROUTE_NAME, None, metrics, &room.1), Refuse),
             upstreams,
             cursors,
             room,
@@ -173,11 +179,19 @@ impl Generation {
         ))
     }
 
-    /// The route serving `method` on a raw request `path`: a configured route, or the default
-    /// policy's route when none matches.
-    pub fn route(&self, method: &Method, path: &str) -> &RouteService {
-        self.table
-            .find(method, path)
+    /// The route serving a request: a configured route, the default policy's route when none
+    /// matches, or the refusing route when its method could be read differently by a backend
+    /// ([`methods::check`]: CONNECT anywhere; on a list path, whatever its method, a
+    /// non-canonical method, a `_method` override or a GET/HEAD body).
+    pub fn route(&self, req: &Request) -> &RouteService {
+        let found = self.table.lookup(req.method(), req.uri().path());
+        if (found.list_path || req.method() == Method::CONNECT)
+            && methods::check(req, found.list_path).is_err()
+        {
+            return &self.refuse;
+        }
+        found
+            .route
             .and_then(|&i| self.routes.get(i))
             .unwrap_or(&self.fallback)
     }

@@ -91,6 +91,9 @@ pub enum GuardError {
     /// The upstream body failed before the page was complete.
     #[error("the backend's list response ended abnormally")]
     Body,
+    /// The body ended before its JSON document did.
+    #[error("the backend's list response ended before its JSON document did")]
+    Unfinished,
 }
 
 /// No room under `max_held_bytes` for another page within [`DEFAULT_HOLD_WAIT`] (503).
@@ -336,6 +339,11 @@ async fn hold(response: Response, policy: &ListPolicy, plan: &PagePlan) -> Resul
         }
     }
     if stop.is_none() && !raw && scanner.finish().is_err() {
+        // A document that began and did not end — a backend that closed mid-array — is never
+        // relayed as a clean response, whatever `on_invalid` says.
+        if held.root_open.is_some() {
+            return Err(GuardError::Unfinished.into());
+        }
         raw = true;
     }
     if raw {

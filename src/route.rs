@@ -10,6 +10,7 @@ use std::task::{Context, Poll};
 
 use tower::{Service, ServiceExt};
 
+use crate::methods::{self, MethodError};
 use crate::routing::NoRoute;
 use crate::{BoxError, Request, Response};
 
@@ -96,5 +97,28 @@ impl Service<Request> for Deny {
             path: req.uri().path().to_owned(),
         }
         .into()))
+    }
+}
+
+/// The terminal of the route that refuses requests [`methods::check`] fails: it answers with
+/// the check's own error. (The router sends a request here only when the check failed.)
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Refuse;
+
+impl Service<Request> for Refuse {
+    type Response = Response;
+    type Error = BoxError;
+    type Future = Ready<Result<Response, BoxError>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        // CONNECT is refused everywhere; anything else reached this route from a list path.
+        let error = methods::check(&req, true)
+            .err()
+            .unwrap_or(MethodError::Connect);
+        ready(Err(error.into()))
     }
 }

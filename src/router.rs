@@ -40,6 +40,6 @@ impl Service<Request> for Router {
     fn call(&mut self, req: Request) -> Self::Future {
         // A lock-free load; the route's stack holds what it needs past this call.
         let generation = self.current.load();
-        generation.route(req.method(), req.uri().path()).call(req)
+        generation.route(&req).call(req)
     }
 }

@@ -40,6 +40,14 @@ pub enum UpstreamError {
         /// The upstream.
         upstream: String,
     },
+    /// The upstream answered `101 Switching Protocols` to a request that asked for no upgrade
+    /// (pagegate removes `Upgrade`): relaying it would hand the client a connection in a
+    /// protocol nobody negotiated.
+    #[error("upstream `{upstream}` switched protocols without being asked to")]
+    UnaskedUpgrade {
+        /// The upstream.
+        upstream: String,
+    },
     /// Connecting or waiting for the response head took too long.
     #[error("upstream `{upstream}` did not {stage} within {after:?}")]
     Timeout {
@@ -167,6 +175,13 @@ impl Forward {
                 }
                 tracing::warn!(upstream = %config.name, error = %e, source = ?std::error::Error::source(&e), "upstream request failed");
                 return Err(self.unavailable());
+            }
+            Ok(Ok(response)) if response.status() == http::StatusCode::SWITCHING_PROTOCOLS => {
+                tracing::warn!(upstream = %config.name, "upstream answered 101 to a request without Upgrade");
+                return Err(UpstreamError::UnaskedUpgrade {
+                    upstream: config.name.clone(),
+                }
+                .into());
             }
             Ok(Ok(response)) => response,
         };

@@ -62,12 +62,31 @@ async fn a_second_generation_reuses_unchanged_resources() {
 async fn routes_and_the_default_policy_are_services_of_the_generation() {
     let metrics = Metrics::default();
     let generation = Generation::build(config(YAML), None, &metrics).expect("built");
-    let name = |method: Method, path: &str| generation.route(&method, path).name().to_owned();
+    let name = |method: Method, path: &str| {
+        let req = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .body(crate::body::full(bytes::Bytes::new()))
+            .expect("request");
+        generation.route(&req).name().to_owned()
+    };
     assert_eq!(name(Method::GET, "/events"), "events");
     assert_eq!(name(Method::HEAD, "/Events/"), "events");
     assert_eq!(name(Method::POST, "/events"), DEFAULT_ROUTE_NAME);
     assert_eq!(name(Method::GET, "/events/export"), "export");
     assert_eq!(name(Method::GET, "/elsewhere"), DEFAULT_ROUTE_NAME);
+    let lower = Method::from_bytes(b"get").expect("method");
+    assert_eq!(
+        name(lower.clone(), "/events"),
+        REFUSED_ROUTE_NAME,
+        "a list path"
+    );
+    assert_eq!(
+        name(lower, "/elsewhere"),
+        DEFAULT_ROUTE_NAME,
+        "not a list path"
+    );
+    assert_eq!(name(Method::CONNECT, "/elsewhere"), REFUSED_ROUTE_NAME);
 }
 
 #[tokio::test]

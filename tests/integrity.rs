@@ -1,0 +1,179 @@
+//! Requests a backend could read differently from pagegate, and backend answers that must not
+//! reach a client as clean responses: method spellings, overrides and bodies on list paths,
+//! CONNECT, an unasked `101`, and a list document the backend never finished.
+
+mod support;
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use support::{Proxy, Upstream, full, json_response, send};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const YAML: &str = "
+default: {action: pass, upstream: app}
+upstreams: {app: {url: '{upstream}'}}
+routes:
+  - {name: events, path: /events, methods: [GET], upstream: app, list: {}}
+  - {name: create, path: /events, methods: [POST], upstream: app}
+";
+
+fn request(
+    method: &str,
+    url: &str,
+    body: &'static str,
+    headers: &[(&str, &str)],
+) -> http::Request<pagegate::Body> {
+    let mut builder = http::Request::builder()
+        .method(http::Method::from_bytes(method.as_bytes()).expect("method"))
+        .uri(url);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    builder.body(full(body)).expect("request")
+}
+
+#[tokio::test]
+async fn list_paths_refuse_methods_a_backend_could_read_as_a_list_read() {
+    let upstream = Upstream::start(|_| async { json_response("[]") }).await;
+    let proxy = Proxy::start(YAML, &upstream).await;
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let cases = [
+        ("get", "/events", "", &[][..]),
+        ("Get", "/Events/", "", &[][..]),
+        ("head", "/events", "", &[][..]),
+        ("POST", "/events?_method=GET&limit=99999", "", &[][..]),
+        ("POST", "/events?_METHOD=head", "", &[][..]),
+        ("GET", "/events", "limit=99999", &form[..]),
+    ];
+    for (method, path, body, headers) in cases {
+        let got = send(request(method, &proxy.url(path), body, headers)).await;
+        let problem = got.problem(400);
+        assert_eq!(
+            problem["type"], "urn:pagegate:problem:ambiguous-method",
+            "{method} {path}: {problem}"
+        );
+    }
+    assert!(upstream.seen().is_empty(), "{:?}", upstream.seen());
+
+    // What is not ambiguous still passes: a POST to the list path, another method's override,
+    // and lower-case methods on paths without a list route.
+    for (method, path) in [
+        ("POST", "/events"),
+        ("POST", "/events?_method=DELETE"),
+        ("get", "/other"),
+    ] {
+        let got = send(request(method, &proxy.url(path), "{}", &[])).await;
+        assert_eq!(got.status, 200, "{method} {path}: {}", got.text());
+    }
+    assert_eq!(upstream.seen().len(), 3);
+    proxy.stop().await;
+}
+
+/// Sends raw bytes to `addr` and returns what comes back until the connection closes or 2 s.
+async fn raw(addr: SocketAddr, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(request).await.expect("write");
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        stream.read_to_end(&mut out),
+    )
+    .await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn connect_is_refused_with_405() {
+    let upstream = Upstream::start(|_| async { json_response("{}") }).await;
+    let proxy = Proxy::start(YAML, &upstream).await;
+    let answer = raw(
+        proxy.addr,
+        b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 405"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("\r\nallow: get, head"),
+        "{answer}"
+    );
+    assert!(
+        answer.contains("urn:pagegate:problem:method-not-allowed"),
+        "{answer}"
+    );
+    assert!(upstream.seen().is_empty());
+    proxy.stop().await;
+}
+
+/// A backend speaking raw HTTP/1.1: reads one request head, writes `answer`, closes.
+async fn raw_upstream(answer: &'static [u8]) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if stream.read(&mut byte).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let _ = stream.write_all(answer).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn an_unasked_101_is_a_502() {
+    let url = raw_upstream(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nraw bytes",
+    )
+    .await;
+    let proxy = Proxy::start_url(YAML, &url).await;
+    for path in ["/events", "/other"] {
+        let got = support::get(&proxy.url(path)).await;
+        let problem = got.problem(502);
+        assert_eq!(
+            problem["type"], "urn:pagegate:problem:upstream-unavailable",
+            "{path}"
+        );
+    }
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn an_unfinished_list_document_is_never_a_clean_200() {
+    // No length, no chunking: the body ends when the backend closes, mid-array.
+    let url = raw_upstream(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n[{\"id\":1},{\"id\":2},{\"id\":3},",
+    )
+    .await;
+    for on_invalid in ["pass", "reject"] {
+        let yaml = YAML.replace("list: {}", &format!("list: {{on_invalid: {on_invalid}}}"));
+        let proxy = Proxy::start_url(&yaml, &url).await;
+        let got = support::get(&proxy.url("/events")).await;
+        let problem = got.problem(502);
+        assert_eq!(
+            problem["detail"], "the backend's list response ended before its JSON document did",
+            "on_invalid: {on_invalid}"
+        );
+        proxy.stop().await;
+    }
+    // A body that is not JSON at all still passes under `on_invalid: pass`.
+    let html = raw_upstream(
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nConnection: close\r\n\r\n<html>ok</html>",
+    )
+    .await;
+    let yaml = YAML.replace("list: {}", "list: {on_invalid: pass}");
+    let proxy = Proxy::start_url(&yaml, &html).await;
+    let got = support::get(&proxy.url("/events")).await;
+    assert_eq!(got.status, 200);
+    assert_eq!(got.body, Bytes::from_static(b"<html>ok</html>"));
+    proxy.stop().await;
+}
