@@ -37,6 +37,12 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Most client connections served at once.
     pub max_connections: usize,
+    /// Time to receive a request head once a connection waits for one.
+    pub header_read_timeout: Duration,
+    /// Interval of HTTP/2 keep-alive PINGs.
+    pub http2_keepalive_interval: Duration,
+    /// Time to answer an HTTP/2 PING.
+    pub http2_keepalive_timeout: Duration,
     /// Most bytes all held list pages may reserve together.
     pub max_held_bytes: u64,
     /// What happens to requests that match no route.

@@ -10,7 +10,7 @@ use arc_swap::ArcSwap;
 use futures_util::FutureExt;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
@@ -23,6 +23,10 @@ use crate::generation::{BuildError, Generation};
 use crate::router::{Current, Router};
 use crate::telemetry::Metrics;
 use crate::{Body, BoxError, Request};
+
+mod first_bytes;
+
+use first_bytes::FirstBytes;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +92,18 @@ impl Handle {
             (
                 "shutdown_grace",
                 running.shutdown_grace == config.shutdown_grace,
+            ),
+            (
+                "header_read_timeout",
+                running.header_read_timeout == config.header_read_timeout,
+            ),
+            (
+                "http2_keepalive_interval",
+                running.http2_keepalive_interval == config.http2_keepalive_interval,
+            ),
+            (
+                "http2_keepalive_timeout",
+                running.http2_keepalive_timeout == config.http2_keepalive_timeout,
             ),
         ] {
             if !same {
@@ -155,7 +171,19 @@ impl Server {
         let stack = crate::stack::global(Router::new(self.current), self.config.access_log);
         let connections = Arc::new(Semaphore::new(self.config.max_connections));
         let graceful = GracefulShutdown::new();
-        let builder = auto::Builder::new(TokioExecutor::new());
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        // The head must arrive in time; hyper's timer runs from when a connection waits for a
+        // head, so an idle HTTP/1 keep-alive connection is closed after it too.
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.config.header_read_timeout);
+        // PINGs find HTTP/2 clients that went away without closing.
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .keep_alive_interval(self.config.http2_keepalive_interval)
+            .keep_alive_timeout(self.config.http2_keepalive_timeout);
         if let Some(listener) = self.metrics_listener {
             tokio::spawn(serve_metrics(listener, Arc::clone(&self.metrics)));
         }
@@ -185,11 +213,14 @@ impl Server {
             let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
                 stack.clone().oneshot(incoming(req, client.clone()))
             });
+            // The protocol sniff waits for first bytes before hyper's timer exists.
+            let io = FirstBytes::new(stream, self.config.header_read_timeout);
             let connection = builder
-                .serve_connection(TokioIo::new(stream), service)
+                .serve_connection(TokioIo::new(io), service)
                 .into_owned();
             let connection = graceful.watch(connection);
-            // A combinator, not an async block (rust-lang/rust#110338, see routing.rs).
+            // A combinator, not an async block: async blocks over generic futures trip rustc's
+            // "Send is not general enough" (rust-lang/rust#110338).
             tokio::spawn(connection.map(move |result| {
                 if let Err(error) = result {
                     tracing::debug!(%error, %peer, "connection ended with an error");

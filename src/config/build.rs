@@ -96,6 +96,22 @@ impl TryFrom<FileConfig> for Config {
             None => DEFAULT_MAX_CONNECTIONS,
         };
 
+        let header_read_timeout = p.duration(
+            file.header_read_timeout.as_ref(),
+            "header_read_timeout",
+            DEFAULT_HEADER_READ_TIMEOUT,
+        );
+        let http2_keepalive_interval = p.duration(
+            file.http2_keepalive_interval.as_ref(),
+            "http2_keepalive_interval",
+            DEFAULT_HTTP2_KEEPALIVE_INTERVAL,
+        );
+        let http2_keepalive_timeout = p.duration(
+            file.http2_keepalive_timeout.as_ref(),
+            "http2_keepalive_timeout",
+            DEFAULT_HTTP2_KEEPALIVE_TIMEOUT,
+        );
+
         if file.upstreams.value.is_empty() {
             p.invalid(
                 &file.upstreams,
@@ -224,6 +240,9 @@ impl TryFrom<FileConfig> for Config {
                 metrics_listen,
                 shutdown_grace,
                 max_connections,
+                header_read_timeout,
+                http2_keepalive_interval,
+                http2_keepalive_timeout,
                 max_held_bytes,
                 default,
                 upstreams,

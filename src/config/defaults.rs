@@ -8,6 +8,14 @@ use std::time::Duration;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// How long open requests may finish after SIGTERM/SIGINT before they are cut (10 seconds).
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// Time a client has to send a whole request head, from when its connection starts waiting for
+/// one: a new connection's first bytes, and an idle HTTP/1 keep-alive connection's next request
+/// (10 seconds).
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Interval of HTTP/2 keep-alive PINGs to clients (20 seconds).
+pub const DEFAULT_HTTP2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
+/// Time an HTTP/2 client has to answer a PING before its connection is closed (20 seconds).
+pub const DEFAULT_HTTP2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 /// Whether one access-log event is written per request, when its response body ends (true).
 pub const DEFAULT_ACCESS_LOG: bool = true;
 /// Most client connections served at once; further accepts wait (10,000).

@@ -62,6 +62,15 @@ fn the_reference_file_shows_the_defaults() {
     let app = &config.upstreams["app"];
     assert_eq!(config.shutdown_grace, DEFAULT_SHUTDOWN_GRACE);
     assert_eq!(config.max_connections, DEFAULT_MAX_CONNECTIONS);
+    assert_eq!(config.header_read_timeout, DEFAULT_HEADER_READ_TIMEOUT);
+    assert_eq!(
+        config.http2_keepalive_interval,
+        DEFAULT_HTTP2_KEEPALIVE_INTERVAL
+    );
+    assert_eq!(
+        config.http2_keepalive_timeout,
+        DEFAULT_HTTP2_KEEPALIVE_TIMEOUT
+    );
     assert_eq!(app.connect_timeout, DEFAULT_CONNECT_TIMEOUT);
     assert_eq!(app.response_timeout, DEFAULT_RESPONSE_TIMEOUT);
     assert_eq!(app.idle_timeout, DEFAULT_IDLE_TIMEOUT);

@@ -1,0 +1,133 @@
+//! pagegate protects itself: silent sockets, slowloris heads, idle keep-alive connections and
+//! vanished HTTP/2 peers are closed after their timeouts (real sockets, short test timeouts).
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use support::{Proxy, Upstream, json_response};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const YAML: &str = "
+header_read_timeout: 300ms
+http2_keepalive_interval: 200ms
+http2_keepalive_timeout: 200ms
+default: {action: pass, upstream: app}
+upstreams: {app: {url: '{upstream}'}}
+";
+
+/// Reads until pagegate closes the connection; returns what it sent and when it closed.
+async fn until_closed(stream: &mut TcpStream, limit: Duration) -> (Vec<u8>, Duration) {
+    let start = Instant::now();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(limit, stream.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => return (out, start.elapsed()),
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+            Err(_) => panic!(
+                "still open after {limit:?}; got {:?}",
+                String::from_utf8_lossy(&out)
+            ),
+        }
+    }
+}
+
+async fn proxy() -> (Upstream, Proxy, SocketAddr) {
+    let upstream = Upstream::start(|_| async { json_response("{}") }).await;
+    let proxy = Proxy::start(YAML, &upstream).await;
+    let addr = proxy.addr;
+    (upstream, proxy, addr)
+}
+
+#[tokio::test]
+async fn a_silent_socket_is_closed_after_the_header_read_timeout() {
+    let (_upstream, proxy, addr) = proxy().await;
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let (_, after) = until_closed(&mut stream, Duration::from_secs(5)).await;
+    assert!(
+        after >= Duration::from_millis(250),
+        "closed after {after:?}"
+    );
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_slowloris_head_is_cut() {
+    let (upstream, proxy, addr) = proxy().await;
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream
+        .write_all(b"GET /slow HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("write");
+    let start = Instant::now();
+    // One header byte every 50 ms: never a whole head.
+    let mut closed = false;
+    for byte in b"X-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+        .iter()
+        .cycle()
+        .take(200)
+    {
+        if stream.write_all(&[*byte]).await.is_err() {
+            closed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut probe = [0u8; 512];
+        if let Ok(Ok(0)) =
+            tokio::time::timeout(Duration::from_millis(1), stream.read(&mut probe)).await
+        {
+            closed = true;
+            break;
+        }
+    }
+    assert!(
+        closed,
+        "the connection stayed open for {:?}",
+        start.elapsed()
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(upstream.seen().is_empty());
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn an_idle_http1_keep_alive_connection_is_closed() {
+    let (upstream, proxy, addr) = proxy().await;
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream
+        .write_all(b"GET /one HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let (answer, after) = until_closed(&mut stream, Duration::from_secs(5)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        after >= Duration::from_millis(250),
+        "kept alive a while first: {after:?}"
+    );
+    assert_eq!(upstream.seen().len(), 1);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn an_http2_peer_that_stops_answering_pings_is_disconnected() {
+    let (_upstream, proxy, addr) = proxy().await;
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    // The connection preface and an empty SETTINGS frame, then silence: no ACKs, no PING
+    // answers, as from a peer that vanished.
+    stream
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .expect("write");
+    let (sent, after) = until_closed(&mut stream, Duration::from_secs(5)).await;
+    assert!(!sent.is_empty(), "pagegate spoke HTTP/2 first");
+    assert!(after < Duration::from_secs(3), "{after:?}");
+    proxy.stop().await;
+}
