@@ -39,6 +39,8 @@ pub struct Config {
     pub max_connections: usize,
     /// Time to receive a request head once a connection waits for one.
     pub header_read_timeout: Duration,
+    /// Largest request head, in bytes.
+    pub max_head_bytes: u64,
     /// Interval of HTTP/2 keep-alive PINGs.
     pub http2_keepalive_interval: Duration,
     /// Time to answer an HTTP/2 PING.

@@ -19,6 +19,7 @@ use tower::ServiceExt;
 
 use crate::client::ClientAddr;
 use crate::config::Config;
+use crate::config::defaults::RESERVED_FILES;
 use crate::generation::{BuildError, Generation};
 use crate::router::{Current, Router};
 use crate::telemetry::Metrics;
@@ -34,6 +35,18 @@ pub enum StartError {
     /// The config does not build (a hand-made config that skipped validation).
     #[error(transparent)]
     Build(#[from] BuildError),
+    /// The open-files limit cannot serve `max_connections`.
+    #[error(
+        "max_connections is {max_connections}, but the open-files limit is {limit}: each client connection may also hold one to its upstream, so pagegate needs {need}; raise the limit (ulimit -n, systemd LimitNOFILE=, docker --ulimit nofile=) or lower max_connections"
+    )]
+    Files {
+        /// The configured cap.
+        max_connections: usize,
+        /// The hard limit.
+        limit: u64,
+        /// What the cap needs.
+        need: u64,
+    },
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -124,6 +137,7 @@ impl Handle {
 impl Server {
     /// Builds the first generation of a validated config and binds its listeners.
     pub async fn bind(config: Config) -> Result<Self, StartError> {
+        open_files(config.max_connections)?;
         let metrics = Arc::new(Metrics::default());
         let generation = Generation::build(config, None, &metrics)?;
         let config = Arc::clone(generation.config());
@@ -171,19 +185,25 @@ impl Server {
         let stack = crate::stack::global(Router::new(self.current), self.config.access_log);
         let connections = Arc::new(Semaphore::new(self.config.max_connections));
         let graceful = GracefulShutdown::new();
+        let head_bytes = usize::try_from(self.config.max_head_bytes).unwrap_or(usize::MAX);
         let mut builder = auto::Builder::new(TokioExecutor::new());
         // The head must arrive in time; hyper's timer runs from when a connection waits for a
         // head, so an idle HTTP/1 keep-alive connection is closed after it too.
         builder
             .http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(self.config.header_read_timeout);
+            .header_read_timeout(self.config.header_read_timeout)
+            // Bounds head memory: max_connections x max_head_bytes. hyper-util's auto builder
+            // offers the read buffer's cap, not a head cap of its own: a head that does not fit
+            // gets 431 (request bodies are read in chunks of at most this size).
+            .max_buf_size(head_bytes);
         // PINGs find HTTP/2 clients that went away without closing.
         builder
             .http2()
             .timer(TokioTimer::new())
             .keep_alive_interval(self.config.http2_keepalive_interval)
-            .keep_alive_timeout(self.config.http2_keepalive_timeout);
+            .keep_alive_timeout(self.config.http2_keepalive_timeout)
+            .max_header_list_size(u32::try_from(head_bytes).unwrap_or(u32::MAX));
         if let Some(listener) = self.metrics_listener {
             tokio::spawn(serve_metrics(listener, Arc::clone(&self.metrics)));
         }
@@ -246,6 +266,31 @@ fn incoming(req: http::Request<Incoming>, client: ClientAddr) -> Request {
     parts.extensions.insert(client);
     let body: Body = body.map_err(|e| -> BoxError { Box::new(e) }).boxed();
     http::Request::from_parts(parts, body)
+}
+
+/// Raises the open-files soft limit to the hard limit, and refuses a `max_connections` the hard
+/// limit cannot serve: past it, accepts would fail with EMFILE while clients wait.
+fn open_files(max_connections: usize) -> Result<(), StartError> {
+    let need = u64::try_from(max_connections)
+        .unwrap_or(u64::MAX)
+        .saturating_mul(2)
+        .saturating_add(RESERVED_FILES);
+    let limit = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => limit,
+        Err(error) => {
+            // No limit to read (not Unix-like): nothing to check against.
+            tracing::debug!(%error, "cannot read the open-files limit");
+            return Ok(());
+        }
+    };
+    if limit < need {
+        return Err(StartError::Files {
+            max_connections,
+            limit,
+            need,
+        });
+    }
+    Ok(())
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -131,3 +131,75 @@ async fn an_http2_peer_that_stops_answering_pings_is_disconnected() {
     assert!(after < Duration::from_secs(3), "{after:?}");
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn a_head_over_max_head_bytes_gets_431_and_a_smaller_one_passes() {
+    let upstream = Upstream::start(|_| async { json_response("{}") }).await;
+    let yaml = format!("max_head_bytes: 16KiB\n{YAML}");
+    let proxy = Proxy::start(&yaml, &upstream).await;
+    let head = |size: usize| {
+        format!(
+            "GET /h HTTP/1.1\r\nHost: x\r\nX-Pad: {}\r\nConnection: close\r\n\r\n",
+            "a".repeat(size)
+        )
+    };
+    let mut small = TcpStream::connect(proxy.addr).await.expect("connect");
+    small
+        .write_all(head(12 * 1024).as_bytes())
+        .await
+        .expect("write");
+    let (answer, _) = until_closed(&mut small, Duration::from_secs(5)).await;
+    assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"));
+    assert_eq!(upstream.seen().len(), 1);
+
+    let mut large = TcpStream::connect(proxy.addr).await.expect("connect");
+    let _ = large.write_all(head(400 * 1024).as_bytes()).await;
+    let (answer, _) = until_closed(&mut large, Duration::from_secs(5)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    assert_eq!(
+        upstream.seen().len(),
+        1,
+        "the large head never reached the backend"
+    );
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn silent_sockets_at_max_connections_do_not_lock_a_new_client_out() {
+    let upstream = Upstream::start(|_| async { json_response("{}") }).await;
+    let yaml = format!("max_connections: 100\n{YAML}");
+    let proxy = Proxy::start(&yaml, &upstream).await;
+    let mut silent = Vec::new();
+    for _ in 0..150 {
+        silent.push(TcpStream::connect(proxy.addr).await.expect("connect"));
+    }
+    let start = Instant::now();
+    let got = tokio::time::timeout(Duration::from_secs(5), support::get(&proxy.url("/served")))
+        .await
+        .expect("served before 5 s");
+    assert_eq!(got.status, 200);
+    // The silent sockets ahead of it are closed at header_read_timeout (300 ms), in two waves.
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+    drop(silent);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_max_connections_the_open_files_limit_cannot_serve_is_refused() {
+    let yaml = "listen: 127.0.0.1:0\nmax_connections: 1000000000\nupstreams: {app: {url: 'http://127.0.0.1:9'}}\n";
+    let config = pagegate::config::Config::parse("test.yaml", yaml).expect("valid");
+    let Err(error) = pagegate::server::Server::bind(config).await else {
+        panic!("a billion connections cannot fit the open-files limit");
+    };
+    let message = error.to_string();
+    assert!(
+        message.starts_with("max_connections is 1000000000, but the open-files limit is "),
+        "{message}"
+    );
+    assert!(message.contains("raise the limit"), "{message}");
+}

@@ -101,6 +101,13 @@ impl TryFrom<FileConfig> for Config {
             "header_read_timeout",
             DEFAULT_HEADER_READ_TIMEOUT,
         );
+        let max_head_bytes = p.size(
+            file.max_head_bytes.as_ref(),
+            "max_head_bytes",
+            DEFAULT_MAX_HEAD_BYTES,
+            (8 * 1024, 1024 * 1024),
+            " (a head's memory is held per connection: max_connections x max_head_bytes)",
+        );
         let http2_keepalive_interval = p.duration(
             file.http2_keepalive_interval.as_ref(),
             "http2_keepalive_interval",
@@ -241,6 +248,7 @@ impl TryFrom<FileConfig> for Config {
                 shutdown_grace,
                 max_connections,
                 header_read_timeout,
+                max_head_bytes,
                 http2_keepalive_interval,
                 http2_keepalive_timeout,
                 max_held_bytes,

@@ -18,8 +18,15 @@ pub const DEFAULT_HTTP2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
 pub const DEFAULT_HTTP2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 /// Whether one access-log event is written per request, when its response body ends (true).
 pub const DEFAULT_ACCESS_LOG: bool = true;
-/// Most client connections served at once; further accepts wait (10,000).
-pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Most client connections served at once; further accepts wait (4,096). Each may also hold a
+/// connection to its upstream, so this needs about 8,200 open files.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4_096;
+/// Open files pagegate keeps for itself beyond two per client connection: listeners, the log,
+/// the runtime's own descriptors (64).
+pub const RESERVED_FILES: u64 = 64;
+/// Largest request head (request line and headers) a client may send (32 KiB, as nginx's
+/// `large_client_header_buffers 4 8k`); bigger heads get 431 and the connection is closed.
+pub const DEFAULT_MAX_HEAD_BYTES: u64 = 32 * 1024;
 
 /// Time allowed to open a TCP connection to an upstream (2 seconds).
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);

@@ -63,6 +63,7 @@ fn the_reference_file_shows_the_defaults() {
     assert_eq!(config.shutdown_grace, DEFAULT_SHUTDOWN_GRACE);
     assert_eq!(config.max_connections, DEFAULT_MAX_CONNECTIONS);
     assert_eq!(config.header_read_timeout, DEFAULT_HEADER_READ_TIMEOUT);
+    assert_eq!(config.max_head_bytes, DEFAULT_MAX_HEAD_BYTES);
     assert_eq!(
         config.http2_keepalive_interval,
         DEFAULT_HTTP2_KEEPALIVE_INTERVAL
