@@ -103,6 +103,9 @@ pub struct UpstreamConfig {
     pub host: HostMode,
     /// Talk HTTP/2 with prior knowledge (h2c) instead of HTTP/1.1.
     pub http2: bool,
+    /// Rewrite `Location` and `Content-Location` that point at this upstream to paths on
+    /// pagegate (nginx's `proxy_redirect default`).
+    pub rewrite_redirects: bool,
     /// Time to open a connection.
     pub connect_timeout: Duration,
     /// Time until the response head.

@@ -68,6 +68,8 @@ pub struct UpstreamClient {
     client: Client<HttpConnector, Body>,
     /// The `Host` value of `host: upstream`, parsed once.
     authority: Option<HeaderValue>,
+    /// `http://authority/base_path`, lower-cased, when redirects to it are rewritten.
+    redirect_prefix: Option<String>,
 }
 
 impl UpstreamClient {
@@ -87,10 +89,15 @@ impl UpstreamClient {
             .origin
             .authority()
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
+        let redirect_prefix = config.rewrite_redirects.then(|| {
+            let authority = config.origin.authority().map_or("", |a| a.as_str());
+            format!("http://{authority}{}", config.base_path).to_ascii_lowercase()
+        });
         Self {
             config,
             client,
             authority,
+            redirect_prefix,
         }
     }
 
@@ -187,6 +194,9 @@ impl Forward {
         };
         let (mut parts, body) = response.into_parts();
         headers::remove_hop_by_hop(&mut parts.headers);
+        if let Some(prefix) = &self.upstream.redirect_prefix {
+            headers::rewrite_redirects(&mut parts.headers, prefix);
+        }
         let body = IdleTimeout::new(body, self.idle_timeout).boxed();
         Ok(http::Response::from_parts(parts, body))
     }

@@ -177,3 +177,36 @@ async fn an_unfinished_list_document_is_never_a_clean_200() {
     assert_eq!(got.body, Bytes::from_static(b"<html>ok</html>"));
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn a_backend_redirect_to_itself_is_rewritten_to_a_path_on_pagegate() {
+    // FastAPI's trailing-slash redirect names the backend's own address.
+    let upstream = Upstream::start(|req| async move {
+        let addr = req.headers()["host"].to_str().expect("host").to_owned();
+        let mut response = json_response("");
+        *response.status_mut() = http::StatusCode::TEMPORARY_REDIRECT;
+        let location = format!("http://{addr}/events/?limit=5");
+        response
+            .headers_mut()
+            .insert("location", location.parse().expect("value"));
+        response
+    })
+    .await;
+    let proxy = Proxy::start(YAML, &upstream).await;
+    let got = support::get(&proxy.url("/other")).await;
+    assert_eq!(got.status, 307);
+    assert_eq!(got.header("location"), Some("/events/?limit=5"));
+    proxy.stop().await;
+
+    let kept = YAML.replace(
+        "app: {url: '{upstream}'}",
+        "app: {url: '{upstream}', rewrite_redirects: false}",
+    );
+    let proxy = Proxy::start(&kept, &upstream).await;
+    let got = support::get(&proxy.url("/other")).await;
+    assert_eq!(
+        got.header("location"),
+        Some(format!("http://{}/events/?limit=5", upstream.addr).as_str())
+    );
+    proxy.stop().await;
+}

@@ -338,6 +338,7 @@ fn upstream(p: &mut Problems, name: &str, u: &Spanned<FileUpstream>) -> Option<U
         base_path: uri.path().trim_end_matches('/').to_owned(),
         host,
         http2: f.http2.unwrap_or(false),
+        rewrite_redirects: f.rewrite_redirects.unwrap_or(DEFAULT_REWRITE_REDIRECTS),
         connect_timeout: p.duration(
             f.connect_timeout.as_ref(),
             "connect_timeout",

@@ -28,6 +28,9 @@ pub const RESERVED_FILES: u64 = 64;
 /// `large_client_header_buffers 4 8k`); bigger heads get 431 and the connection is closed.
 pub const DEFAULT_MAX_HEAD_BYTES: u64 = 32 * 1024;
 
+/// Whether `Location` and `Content-Location` pointing at an upstream are rewritten to paths on
+/// pagegate, so clients are never sent around it to the backend (true).
+pub const DEFAULT_REWRITE_REDIRECTS: bool = true;
 /// Time allowed to open a TCP connection to an upstream (2 seconds).
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Time allowed from sending a request until the upstream's response head arrives (30 seconds).

@@ -53,6 +53,7 @@ pub(crate) struct FileUpstream {
     pub(crate) url: Spanned<String>,
     pub(crate) host: Option<Spanned<String>>,
     pub(crate) http2: Option<bool>,
+    pub(crate) rewrite_redirects: Option<bool>,
     pub(crate) connect_timeout: Option<Spanned<String>>,
     pub(crate) response_timeout: Option<Spanned<String>>,
     pub(crate) idle_timeout: Option<Spanned<String>>,

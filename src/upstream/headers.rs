@@ -211,6 +211,37 @@ const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const FORWARDED: HeaderName = header::FORWARDED;
 
+/// Rewrites `Location` and `Content-Location` values that start with `prefix` (the upstream's
+/// `http://authority/base_path`, lower case; compared without case) to the path after it, a
+/// path on pagegate: `http://10.0.0.2:8000/api/events/` becomes `/events/`. Values that point
+/// elsewhere, or at the upstream outside its base path, are left alone.
+pub fn rewrite_redirects(headers: &mut HeaderMap, prefix: &str) {
+    for name in [header::LOCATION, header::CONTENT_LOCATION] {
+        let Some(value) = headers.get(&name) else {
+            continue;
+        };
+        let bytes = value.as_bytes();
+        let Some(rest) = bytes
+            .get(..prefix.len())
+            .filter(|head| head.eq_ignore_ascii_case(prefix.as_bytes()))
+            .map(|_| &bytes[prefix.len()..])
+        else {
+            continue;
+        };
+        // Only at a boundary: `http://app:80/api` must not rewrite `http://app:8000/...` or
+        // `http://app:80/apix`.
+        let path: Vec<u8> = match rest.first() {
+            None => b"/".to_vec(),
+            Some(b'/') => rest.to_vec(),
+            Some(b'?' | b'#') => [b"/".as_slice(), rest].concat(),
+            Some(_) => continue,
+        };
+        if let Ok(value) = HeaderValue::from_bytes(&path) {
+            headers.insert(name, value);
+        }
+    }
+}
+
 fn insert(headers: &mut HeaderMap, name: &'static str, value: &str) {
     if let Ok(value) = HeaderValue::from_str(value) {
         headers.insert(name, value);
@@ -220,6 +251,44 @@ fn insert(headers: &mut HeaderMap, name: &'static str, value: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redirects_to_the_upstream_become_paths_on_pagegate() {
+        let prefix = "http://10.0.0.2:8000/api";
+        for (location, expected) in [
+            ("http://10.0.0.2:8000/api/events/", "/events/"),
+            ("HTTP://10.0.0.2:8000/API/events?x=1", "/events?x=1"),
+            ("http://10.0.0.2:8000/api", "/"),
+            ("http://10.0.0.2:8000/api?x=1", "/?x=1"),
+            (
+                "http://10.0.0.2:8000/apix/events",
+                "http://10.0.0.2:8000/apix/events",
+            ),
+            (
+                "http://10.0.0.2:80001/api/events",
+                "http://10.0.0.2:80001/api/events",
+            ),
+            ("http://10.0.0.2:8000/other", "http://10.0.0.2:8000/other"),
+            (
+                "https://elsewhere.example/api/events",
+                "https://elsewhere.example/api/events",
+            ),
+            ("/events/", "/events/"),
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert(
+                header::LOCATION,
+                HeaderValue::from_str(location).expect("value"),
+            );
+            h.insert(
+                header::CONTENT_LOCATION,
+                HeaderValue::from_str(location).expect("value"),
+            );
+            rewrite_redirects(&mut h, prefix);
+            assert_eq!(h[header::LOCATION], expected, "{location}");
+            assert_eq!(h[header::CONTENT_LOCATION], expected, "{location}");
+        }
+    }
 
     #[test]
     fn connection_named_headers_are_removed() {
