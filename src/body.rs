@@ -3,8 +3,12 @@
 //! Nothing here collects a body: each wrapper sees one frame at a time and passes it on.
 
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
+
+use futures_util::task::AtomicWaker;
 
 use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
@@ -27,6 +31,92 @@ pub fn full(bytes: impl Into<Bytes>) -> crate::Body {
 #[derive(Debug, thiserror::Error)]
 #[error("body idle for more than {0:?}")]
 pub struct IdleTimeoutError(pub Duration);
+
+/// Why a client's request body could not be relayed: the client's fault, not the upstream's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestBodyError {
+    /// Nothing arrived for the idle timeout (408).
+    #[error(
+        "the request body stalled: nothing arrived for {0:?}; send it without pauses that long"
+    )]
+    Stalled(Duration),
+    /// The chunked encoding could not be read (400).
+    #[error("the request body's chunked encoding is malformed")]
+    Malformed,
+}
+
+/// Marks when a request body has ended, for a timer that must start then.
+#[derive(Debug, Default)]
+pub struct BodyEnd {
+    ended: AtomicBool,
+    waker: AtomicWaker,
+}
+
+impl BodyEnd {
+    /// Whether the body has ended (or failed); registers `cx` to be woken when it does.
+    pub fn poll_ended(&self, cx: &mut Context<'_>) -> bool {
+        if self.ended.load(Ordering::Acquire) {
+            return true;
+        }
+        self.waker.register(cx.waker());
+        self.ended.load(Ordering::Acquire)
+    }
+
+    fn end(&self) {
+        if !self.ended.swap(true, Ordering::AcqRel) {
+            self.waker.wake();
+        }
+    }
+}
+
+pin_project! {
+    /// Signals [`BodyEnd`] when the wrapped body ends, fails or is dropped.
+    pub struct SignalEnd<B> {
+        #[pin]
+        inner: B,
+        end: Arc<BodyEnd>,
+    }
+
+    impl<B> PinnedDrop for SignalEnd<B> {
+        fn drop(this: Pin<&mut Self>) {
+            this.project().end.end();
+        }
+    }
+}
+
+impl<B> SignalEnd<B> {
+    /// Wraps `inner`, signalling `end`.
+    pub fn new(inner: B, end: Arc<BodyEnd>) -> Self {
+        Self { inner, end }
+    }
+}
+
+impl<B: HttpBody<Data = Bytes>> HttpBody for SignalEnd<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let mut this = self.project();
+        let polled = this.inner.as_mut().poll_frame(cx);
+        match &polled {
+            Poll::Ready(None | Some(Err(_))) => this.end.end(),
+            Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => this.end.end(),
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
 
 pin_project! {
     /// Fails a body that pauses longer than `timeout` between two frames.

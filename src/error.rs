@@ -19,6 +19,7 @@ use http::{HeaderValue, StatusCode, header};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
+use crate::body::RequestBodyError;
 use crate::cursor::CursorError;
 use crate::guard::{GuardError, HoldError};
 use crate::methods::MethodError;
@@ -50,6 +51,9 @@ pub enum ProxyError {
     /// Held list pages already use `max_held_bytes`.
     #[error(transparent)]
     Overloaded(#[from] HoldError),
+    /// The client's request body stalled or is malformed.
+    #[error(transparent)]
+    RequestBody(#[from] RequestBodyError),
     /// The method could be read differently by the backend, or is CONNECT.
     #[error(transparent)]
     Method(#[from] MethodError),
@@ -81,7 +85,7 @@ impl ProxyError {
                 };)*
             };
         }
-        sort!(error: NoRoute, PaginationError, CursorError, UpstreamError, GuardError, HoldError, MethodError);
+        sort!(error: NoRoute, PaginationError, CursorError, UpstreamError, GuardError, HoldError, MethodError, RequestBodyError);
         tracing::error!(%error, "unexpected error in a route's stack");
         Self::Internal
     }
@@ -92,6 +96,8 @@ impl ProxyError {
             Self::NoRoute(_) => StatusCode::NOT_FOUND,
             Self::Method(MethodError::Connect) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Method(_) => StatusCode::BAD_REQUEST,
+            Self::RequestBody(RequestBodyError::Stalled(_)) => StatusCode::REQUEST_TIMEOUT,
+            Self::RequestBody(RequestBodyError::Malformed) => StatusCode::BAD_REQUEST,
             Self::Pagination(_) | Self::Cursor(_) => StatusCode::BAD_REQUEST,
             Self::Upstream(UpstreamError::Timeout { .. }) => StatusCode::GATEWAY_TIMEOUT,
             Self::Upstream(_) | Self::Guard(_) => StatusCode::BAD_GATEWAY,
@@ -107,6 +113,8 @@ impl ProxyError {
                 Outcome::Refused
             }
             Self::Upstream(_) | Self::Guard(_) => Outcome::UpstreamError,
+            Self::RequestBody(RequestBodyError::Stalled(_)) => Outcome::ClientStalled,
+            Self::RequestBody(RequestBodyError::Malformed) => Outcome::Refused,
             Self::Overloaded(_) => Outcome::Overloaded,
             Self::Internal => Outcome::Internal,
         }
@@ -118,6 +126,12 @@ impl ProxyError {
             Self::NoRoute(_) => "urn:pagegate:problem:no-route",
             Self::Method(MethodError::Connect) => "urn:pagegate:problem:method-not-allowed",
             Self::Method(_) => "urn:pagegate:problem:ambiguous-method",
+            Self::RequestBody(RequestBodyError::Stalled(_)) => {
+                "urn:pagegate:problem:request-body-stalled"
+            }
+            Self::RequestBody(RequestBodyError::Malformed) => {
+                "urn:pagegate:problem:malformed-request-body"
+            }
             Self::Pagination(e) => e.problem_type(),
             Self::Cursor(_) => "urn:pagegate:problem:invalid-cursor",
             Self::Upstream(UpstreamError::Timeout { .. }) => {

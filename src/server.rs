@@ -264,8 +264,26 @@ impl Server {
 fn incoming(req: http::Request<Incoming>, client: ClientAddr) -> Request {
     let (mut parts, body) = req.into_parts();
     parts.extensions.insert(client);
-    let body: Body = body.map_err(|e| -> BoxError { Box::new(e) }).boxed();
+    let body: Body = body.map_err(client_body_error).boxed();
     http::Request::from_parts(parts, body)
+}
+
+/// A client's body error: malformed chunking (hyper reports invalid data from its decoder) is
+/// the client's fault, answered 400; anything else (the client went away) passes as it is.
+fn client_body_error(error: hyper::Error) -> BoxError {
+    let mut source = std::error::Error::source(&error);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                std::io::ErrorKind::InvalidData | std::io::ErrorKind::InvalidInput
+            )
+        {
+            return Box::new(crate::body::RequestBodyError::Malformed);
+        }
+        source = e.source();
+    }
+    Box::new(error)
 }
 
 /// Raises the open-files soft limit to the hard limit, and refuses a `max_connections` the hard

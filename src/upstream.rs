@@ -20,11 +20,10 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::{Client, Error as ClientError, ResponseFuture};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use pin_project_lite::pin_project;
-use tokio::time::Timeout;
-use tokio::time::error::Elapsed;
+use tokio::time::Sleep;
 use tower::Service;
 
-use crate::body::IdleTimeout;
+use crate::body::{BodyEnd, IdleTimeout, IdleTimeoutError, RequestBodyError, SignalEnd};
 use crate::client::ClientAddr;
 use crate::config::{TimeoutOverrides, UpstreamConfig};
 use crate::{Body, BoxError, Request, Response};
@@ -136,8 +135,9 @@ impl Forward {
     }
 
     /// Turns the client's request into the upstream's: URI, hop-by-hop and override headers,
-    /// forwarding headers, `Host`, and a body that fails when it stalls.
-    fn prepare(&self, req: Request) -> Result<Request, BoxError> {
+    /// forwarding headers, `Host`, and a body that fails when it stalls. Returns the body's end
+    /// signal when the body is still to come (the response timeout starts when it ends).
+    fn prepare(&self, req: Request) -> Result<(Request, Option<Arc<BodyEnd>>), BoxError> {
         let upstream = &*self.upstream;
         let config = &upstream.config;
         let (mut parts, body) = req.into_parts();
@@ -159,19 +159,19 @@ impl Forward {
             self.trust_forwarded,
         );
         parts.version = http::Version::HTTP_11;
-        // A body that has already ended (most GETs) cannot stall: no timer for it.
-        let body = if body.is_end_stream() {
-            body
-        } else {
-            IdleTimeout::new(body, self.idle_timeout).boxed()
-        };
-        Ok(http::Request::from_parts(parts, body))
+        // A body that has already ended (most GETs) cannot stall: no timer, no signal.
+        if body.is_end_stream() {
+            return Ok((http::Request::from_parts(parts, body), None));
+        }
+        let end = Arc::new(BodyEnd::default());
+        let body = IdleTimeout::new(SignalEnd::new(body, Arc::clone(&end)), self.idle_timeout);
+        Ok((http::Request::from_parts(parts, body.boxed()), Some(end)))
     }
 
     /// The client's response from the upstream's, or why there is none.
     fn answer(
         &self,
-        result: Result<Result<http::Response<Incoming>, ClientError>, Elapsed>,
+        result: Result<Result<http::Response<Incoming>, ClientError>, ()>,
     ) -> Result<Response, BoxError> {
         let config = &self.upstream.config;
         let response = match result {
@@ -179,6 +179,11 @@ impl Forward {
             Ok(Err(e)) => {
                 if e.is_connect() && is_timeout(&e) {
                     return Err(self.timeout("accept a connection", config.connect_timeout));
+                }
+                // The client's own body failed: its fault, not the upstream's.
+                if let Some(error) = request_body_error(&e) {
+                    tracing::debug!(upstream = %config.name, %error, "request body failed");
+                    return Err(error.into());
                 }
                 tracing::warn!(upstream = %config.name, error = %e, source = ?std::error::Error::source(&e), "upstream request failed");
                 return Err(self.unavailable());
@@ -228,18 +233,18 @@ impl Service<Request> for Forward {
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
-        let (inner, error) = match self.prepare(req) {
-            Ok(request) => {
+        let (inner, error, body_end) = match self.prepare(req) {
+            Ok((request, body_end)) => {
                 let sent = self.upstream.client.request(request);
-                (
-                    Some(tokio::time::timeout(self.response_timeout, sent)),
-                    None,
-                )
+                (Some(sent), None, body_end)
             }
-            Err(error) => (None, Some(error)),
+            Err(error) => (None, Some(error), None),
         };
         ForwardFuture {
             inner,
+            // Not registered with the timer until first polled; reset when an upload ends.
+            deadline: tokio::time::sleep(self.response_timeout),
+            body_end,
             error,
             forward: self.clone(),
         }
@@ -247,11 +252,16 @@ impl Service<Request> for Forward {
 }
 
 pin_project! {
-    /// The future of [`Forward`]: the upstream exchange under the response timeout. Named, not
-    /// boxed: the request is prepared in `call`, only the exchange is awaited.
+    /// The future of [`Forward`]: the upstream exchange under the response timeout, which
+    /// counts from the end of the request body (an upload may take longer than the backend
+    /// takes to answer). Named, not boxed: the request is prepared in `call`.
     pub struct ForwardFuture {
         #[pin]
-        inner: Option<Timeout<ResponseFuture>>,
+        inner: Option<ResponseFuture>,
+        #[pin]
+        deadline: Sleep,
+        // The request body's end, while it is still being sent.
+        body_end: Option<Arc<BodyEnd>>,
         error: Option<BoxError>,
         forward: Forward,
     }
@@ -261,15 +271,45 @@ impl Future for ForwardFuture {
     type Output = Result<Response, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        match this.inner.as_pin_mut() {
-            Some(inner) => inner.poll(cx).map(|result| this.forward.answer(result)),
-            None => Poll::Ready(Err(this
+        let mut this = self.project();
+        let Some(inner) = this.inner.as_pin_mut() else {
+            return Poll::Ready(Err(this
                 .error
                 .take()
-                .unwrap_or_else(|| "polled after completion".into()))),
+                .unwrap_or_else(|| "polled after completion".into())));
+        };
+        if let Poll::Ready(result) = inner.poll(cx) {
+            return Poll::Ready(this.forward.answer(Ok(result)));
+        }
+        if let Some(end) = this.body_end.as_ref() {
+            if !end.poll_ended(cx) {
+                return Poll::Pending; // still uploading: the idle timeout guards the body
+            }
+            *this.body_end = None;
+            let deadline = tokio::time::Instant::now() + this.forward.response_timeout;
+            this.deadline.as_mut().reset(deadline);
+        }
+        match this.deadline.poll(cx) {
+            Poll::Ready(()) => Poll::Ready(this.forward.answer(Err(()))),
+            Poll::Pending => Poll::Pending,
         }
     }
+}
+
+/// The client's request-body failure behind an upstream exchange's error, if that is what
+/// failed it: a stall (our idle timeout on the body) or malformed chunking.
+fn request_body_error(error: &(dyn std::error::Error + 'static)) -> Option<RequestBodyError> {
+    let mut source = Some(error);
+    while let Some(e) = source {
+        if let Some(idle) = e.downcast_ref::<IdleTimeoutError>() {
+            return Some(RequestBodyError::Stalled(idle.0));
+        }
+        if let Some(body) = e.downcast_ref::<RequestBodyError>() {
+            return Some(body.clone());
+        }
+        source = e.source();
+    }
+    None
 }
 
 /// The request's URI as sent upstream: the upstream's origin, its base path, then the request's

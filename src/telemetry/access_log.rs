@@ -50,6 +50,8 @@ pub enum Outcome {
     Internal,
     /// The response body failed midway (the backend broke off or stalled).
     Aborted,
+    /// The client's request body stalled (408).
+    ClientStalled,
     /// The client went away before the response body ended.
     ClientClosed,
 }
@@ -66,6 +68,7 @@ impl Outcome {
             Self::Overloaded => "overloaded",
             Self::Internal => "internal",
             Self::Aborted => "aborted",
+            Self::ClientStalled => "client_stalled",
             Self::ClientClosed => "client_closed",
         }
     }
