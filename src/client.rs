@@ -1,27 +1,52 @@
-//! Who the client is: the peer address of a request's connection, rendered once per connection
-//! for the forwarding headers. A leaf module: the server sets it, the layers read it.
+//! Who the client is, decided once per request for every later use (forwarding headers, request
+//! ids, logs, per-client limits). A leaf module: the server sets it, the layers read it.
+//!
+//! The peer is the client unless it is one of the `trusted_proxies`. Behind a trusted proxy
+//! the client is the **right-most** `X-Forwarded-For` hop that is not itself trusted: each
+//! proxy appends the address it saw, so the left-most entries are whatever the client wrote.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
-use http::HeaderValue;
+use http::{HeaderMap, HeaderValue};
+use ipnet::IpNet;
 
-/// The client's address, stored in request extensions by the server and rendered once per
-/// connection for the forwarding headers.
+/// The proxies whose forwarding headers (and request ids) are believed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustedProxies(Vec<IpNet>);
+
+impl TrustedProxies {
+    /// Trusts the addresses in `nets`.
+    pub fn new(nets: Vec<IpNet>) -> Self {
+        Self(nets)
+    }
+
+    /// Whether `ip` is a trusted proxy (IPv4-mapped IPv6 addresses count as their IPv4).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.0.iter().any(|net| net.contains(&ip))
+    }
+}
+
+/// A request's client: the connection's peer, and who the client is behind it.
 #[derive(Debug, Clone)]
 pub struct ClientAddr {
     /// The peer's address.
     pub addr: SocketAddr,
-    /// The IP as `X-Forwarded-For` carries it.
+    /// The peer is a trusted proxy.
+    trusted: bool,
+    /// The client: the peer, or the right-most untrusted forwarded hop behind a trusted peer.
+    client: IpAddr,
+    /// The peer's IP as `X-Forwarded-For` carries it.
     rendered: HeaderValue,
-    /// The IP as a `Forwarded` node (IPv6 quoted and bracketed, RFC 7239 §6).
+    /// The peer's IP as a `Forwarded` node (IPv6 quoted and bracketed, RFC 7239 §6).
     node: Arc<str>,
 }
 
 impl ClientAddr {
-    /// Renders `addr` once.
-    pub fn new(addr: SocketAddr) -> Self {
-        let ip = addr.ip();
+    /// A connection's peer, rendered once; the client is the peer until [`Self::resolve`].
+    pub fn new(addr: SocketAddr, trusted: &TrustedProxies) -> Self {
+        let ip = addr.ip().to_canonical();
         let node = match ip {
             IpAddr::V4(v4) => v4.to_string(),
             IpAddr::V6(v6) => format!("\"[{v6}]\""),
@@ -30,18 +55,137 @@ impl ClientAddr {
             .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
         Self {
             addr,
+            trusted: trusted.contains(ip),
+            client: ip,
             rendered,
             node: Arc::from(node),
         }
     }
 
-    /// The IP as `X-Forwarded-For` carries it.
+    /// Behind a trusted peer, finds the client in `X-Forwarded-For`: the right-most hop that is
+    /// not a trusted proxy (if every hop is trusted, the left-most). A hop that is not an IP
+    /// address ends the search there: nothing left of it can be believed.
+    pub fn resolve(&mut self, headers: &HeaderMap, trusted: &TrustedProxies) {
+        if !self.trusted {
+            return;
+        }
+        let hops: Vec<&str> = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .collect();
+        for hop in hops.iter().rev() {
+            let Ok(ip) = hop.parse::<IpAddr>().map(|ip| ip.to_canonical()) else {
+                return;
+            };
+            self.client = ip;
+            if !trusted.contains(ip) {
+                return;
+            }
+        }
+    }
+
+    /// Whether the peer is a trusted proxy: its forwarding headers and request id are kept.
+    pub fn trusted(&self) -> bool {
+        self.trusted
+    }
+
+    /// Who the client is.
+    pub fn ip(&self) -> IpAddr {
+        self.client
+    }
+
+    /// The client as limits count it: IPv6 clients grouped by /64, since one host usually
+    /// holds a whole /64.
+    pub fn key(&self) -> IpAddr {
+        match self.client {
+            IpAddr::V6(v6) => {
+                let [a, b, c, d, ..] = v6.segments();
+                IpAddr::V6(Ipv6Addr::new(a, b, c, d, 0, 0, 0, 0))
+            }
+            v4 => v4,
+        }
+    }
+
+    /// The peer's IP as `X-Forwarded-For` carries it.
     pub fn rendered(&self) -> &HeaderValue {
         &self.rendered
     }
 
-    /// The IP as a `Forwarded` node: IPv6 quoted and bracketed (RFC 7239 §6).
+    /// The peer's IP as a `Forwarded` node: IPv6 quoted and bracketed (RFC 7239 §6).
     pub fn node(&self) -> &str {
         &self.node
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trusted() -> TrustedProxies {
+        TrustedProxies::new(vec![
+            "10.0.0.0/8".parse().expect("net"),
+            "fd00::/8".parse().expect("net"),
+        ])
+    }
+
+    fn resolved(peer: &str, xff: &[&str]) -> ClientAddr {
+        let mut headers = HeaderMap::new();
+        for value in xff {
+            headers.append(
+                "x-forwarded-for",
+                HeaderValue::from_str(value).expect("value"),
+            );
+        }
+        let mut client = ClientAddr::new(peer.parse().expect("peer"), &trusted());
+        client.resolve(&headers, &trusted());
+        client
+    }
+
+    #[test]
+    fn the_client_is_the_right_most_untrusted_hop_behind_a_trusted_peer() {
+        let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+        // A spoofed left-most entry does not change the client.
+        assert_eq!(
+            resolved("10.0.0.2:1", &["6.6.6.6, 203.0.113.9"]).ip(),
+            ip("203.0.113.9")
+        );
+        assert_eq!(
+            resolved("10.0.0.2:1", &["6.6.6.6", "203.0.113.9, 10.1.1.1"]).ip(),
+            ip("203.0.113.9")
+        );
+        // Every hop trusted: the left-most.
+        assert_eq!(
+            resolved("10.0.0.2:1", &["10.9.9.9, 10.1.1.1"]).ip(),
+            ip("10.9.9.9")
+        );
+        // Garbage ends the search; the hop right of it stands.
+        assert_eq!(
+            resolved("10.0.0.2:1", &["203.0.113.9, junk, 10.1.1.1"]).ip(),
+            ip("10.1.1.1")
+        );
+        // No header: the peer.
+        assert_eq!(resolved("10.0.0.2:1", &[]).ip(), ip("10.0.0.2"));
+        // An untrusted peer's header is ignored.
+        let direct = resolved("198.51.100.7:1", &["1.2.3.4"]);
+        assert_eq!(direct.ip(), ip("198.51.100.7"));
+        assert!(!direct.trusted());
+        // IPv4-mapped peers count as IPv4.
+        assert!(resolved("[::ffff:10.0.0.2]:1", &[]).trusted());
+    }
+
+    #[test]
+    fn ipv6_clients_are_grouped_by_64() {
+        let a = resolved("[2001:db8:1:2:aaaa::1]:1", &[]);
+        let b = resolved("[2001:db8:1:2:bbbb::2]:1", &[]);
+        let c = resolved("[2001:db8:1:3::1]:1", &[]);
+        assert_eq!(a.key(), b.key());
+        assert_ne!(a.key(), c.key());
+        assert_eq!(
+            resolved("192.0.2.1:1", &[]).key(),
+            "192.0.2.1".parse::<IpAddr>().expect("ip")
+        );
     }
 }

@@ -55,8 +55,8 @@ pub struct Config {
     pub routes: Vec<Arc<RouteConfig>>,
     /// Cursor signing keys, when any route is a keyset route.
     pub cursors: Option<CursorSettings>,
-    /// Trust `X-Forwarded-*` and `Forwarded` from clients (a proxy in front of pagegate).
-    pub trust_forwarded: bool,
+    /// Peers whose forwarding headers and request ids are believed.
+    pub trusted_proxies: crate::client::TrustedProxies,
     /// Write one access-log event per request when its response body ends.
     pub access_log: bool,
 }

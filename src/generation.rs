@@ -172,11 +172,7 @@ impl Generation {
             .upstreams
             .get(upstream)
             .ok_or_else(|| BuildError::UnknownUpstream(upstream.to_owned()))?;
-        Ok(Forward::new(
-            Arc::clone(client),
-            timeouts,
-            self.config.trust_forwarded,
-        ))
+        Ok(Forward::new(Arc::clone(client), timeouts))
     }
 
     /// The route serving a request: a configured route, the default policy's route when none

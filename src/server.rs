@@ -107,6 +107,10 @@ impl Handle {
                 running.shutdown_grace == config.shutdown_grace,
             ),
             (
+                "trusted_proxies",
+                running.trusted_proxies == config.trusted_proxies,
+            ),
+            (
                 "header_read_timeout",
                 running.header_read_timeout == config.header_read_timeout,
             ),
@@ -186,6 +190,7 @@ impl Server {
         let connections = Arc::new(Semaphore::new(self.config.max_connections));
         let graceful = GracefulShutdown::new();
         let head_bytes = usize::try_from(self.config.max_head_bytes).unwrap_or(usize::MAX);
+        let trusted = Arc::new(self.config.trusted_proxies.clone());
         let mut builder = auto::Builder::new(TokioExecutor::new());
         // The head must arrive in time; hyper's timer runs from when a connection waits for a
         // head, so an idle HTTP/1 keep-alive connection is closed after it too.
@@ -228,10 +233,14 @@ impl Server {
             };
             let _ = stream.set_nodelay(true);
             let stack = stack.clone();
-            // Rendered once per connection, cloned (a reference count) per request.
-            let client = ClientAddr::new(peer);
+            // Rendered once per connection, cloned (reference counts) per request; resolved per
+            // request only behind a trusted proxy.
+            let client = ClientAddr::new(peer, &trusted);
+            let trusted = Arc::clone(&trusted);
             let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
-                stack.clone().oneshot(incoming(req, client.clone()))
+                let mut client = client.clone();
+                client.resolve(req.headers(), &trusted);
+                stack.clone().oneshot(incoming(req, client))
             });
             // The protocol sniff waits for first bytes before hyper's timer exists.
             let io = FirstBytes::new(stream, self.config.header_read_timeout);

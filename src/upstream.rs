@@ -113,24 +113,18 @@ pub struct Forward {
     upstream: Arc<UpstreamClient>,
     response_timeout: Duration,
     idle_timeout: Duration,
-    trust_forwarded: bool,
 }
 
 // === impl Forward ===
 
 impl Forward {
     /// Relays to `upstream`; `overrides` replace its timeouts for this route.
-    pub fn new(
-        upstream: Arc<UpstreamClient>,
-        overrides: TimeoutOverrides,
-        trust_forwarded: bool,
-    ) -> Self {
+    pub fn new(upstream: Arc<UpstreamClient>, overrides: TimeoutOverrides) -> Self {
         let config = &upstream.config;
         Self {
             response_timeout: overrides.response.unwrap_or(config.response_timeout),
             idle_timeout: overrides.idle.unwrap_or(config.idle_timeout),
             upstream,
-            trust_forwarded,
         }
     }
 
@@ -156,7 +150,8 @@ impl Forward {
             host.as_ref(),
             &config.host,
             upstream.authority.as_ref(),
-            self.trust_forwarded,
+            // Kept and appended to only behind a trusted proxy; no client (not over TCP): kept.
+            client.as_ref().is_none_or(ClientAddr::trusted),
         );
         parts.version = http::Version::HTTP_11;
         // A body that has already ended (most GETs) cannot stall: no timer, no signal.

@@ -56,11 +56,22 @@ routes:
 #[tokio::test]
 async fn request_ids_travel_to_the_backend_and_back() {
     let upstream = Upstream::json("{}").await;
-    let proxy = Proxy::start(
-        "default: {action: pass, upstream: app}\nupstreams: {app: {url: '{upstream}'}}\n",
-        &upstream,
-    )
-    .await;
+    let pass = "default: {action: pass, upstream: app}\nupstreams: {app: {url: '{upstream}'}}\n";
+    // From a client that is not a trusted proxy, its own id is replaced.
+    let untrusted = Proxy::start(pass, &upstream).await;
+    let request = http::Request::get(untrusted.url("/a"))
+        .header("x-request-id", "abc-123")
+        .body(full(Bytes::new()))
+        .expect("request");
+    let got = send(request).await;
+    assert_ne!(got.header("x-request-id"), Some("abc-123"));
+    assert_eq!(
+        upstream.last().headers["x-request-id"],
+        got.header("x-request-id").expect("an id")
+    );
+    untrusted.stop().await;
+
+    let proxy = Proxy::start(&format!("trusted_proxies: [127.0.0.1]\n{pass}"), &upstream).await;
     let request = http::Request::get(proxy.url("/a"))
         .header("x-request-id", "abc-123")
         .body(full(Bytes::new()))

@@ -46,7 +46,7 @@ async fn forwards_requests_with_forwarding_headers_and_without_hop_by_hop_ones()
     }
     assert_eq!(
         seen.headers["x-forwarded-for"], "127.0.0.1",
-        "a client's own X-Forwarded-For is replaced unless trust_forwarded"
+        "a client's own X-Forwarded-For is replaced unless it is a trusted proxy"
     );
     assert_eq!(seen.headers["x-forwarded-proto"], "http");
     assert_eq!(
@@ -382,5 +382,25 @@ async fn h2c_clients_are_served() {
         .to_bytes();
     assert_eq!(&body[..], b"{\"ok\":true}");
     assert_eq!(upstream.last().target, "/h2");
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_forwarding_chains_are_kept_and_appended_to() {
+    let upstream = Upstream::json("{}").await;
+    let yaml = format!("trusted_proxies: [127.0.0.1]\n{PASS}");
+    let proxy = Proxy::start(&yaml, &upstream).await;
+    let request = http::Request::get(proxy.url("/a"))
+        .header("x-forwarded-for", "6.6.6.6, 203.0.113.9")
+        .header("x-forwarded-proto", "https")
+        .body(full(Bytes::new()))
+        .expect("request");
+    assert_eq!(send(request).await.status, 200);
+    let seen = upstream.last();
+    assert_eq!(
+        seen.headers["x-forwarded-for"],
+        "6.6.6.6, 203.0.113.9, 127.0.0.1"
+    );
+    assert_eq!(seen.headers["x-forwarded-proto"], "https");
     proxy.stop().await;
 }

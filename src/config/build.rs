@@ -101,6 +101,29 @@ impl TryFrom<FileConfig> for Config {
             "header_read_timeout",
             DEFAULT_HEADER_READ_TIMEOUT,
         );
+        if let Some(old) = &file.trust_forwarded {
+            p.invalid(
+                old,
+                "trust_forwarded",
+                "was replaced by `trusted_proxies`: list the addresses of the proxies in front of pagegate, e.g. `trusted_proxies: [10.0.0.0/8]`; with none listed, clients' forwarding headers are replaced".to_owned(),
+            );
+        }
+        let mut nets = Vec::new();
+        for entry in &file.trusted_proxies {
+            let text = entry.value.trim();
+            let net = text
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+            match net {
+                Ok(net) => nets.push(net.trunc()),
+                Err(_) => p.invalid(
+                    entry,
+                    "trusted_proxies",
+                    format!("contains {text:?}: write an address or a CIDR range, such as 10.0.0.5 or 10.0.0.0/8"),
+                ),
+            }
+        }
+        let trusted_proxies = crate::client::TrustedProxies::new(nets);
         let max_head_bytes = p.size(
             file.max_head_bytes.as_ref(),
             "max_head_bytes",
@@ -256,7 +279,7 @@ impl TryFrom<FileConfig> for Config {
                 upstreams,
                 routes,
                 cursors,
-                trust_forwarded: file.trust_forwarded.unwrap_or(false),
+                trusted_proxies,
                 access_log: file.access_log.unwrap_or(DEFAULT_ACCESS_LOG),
             }),
             _ => {

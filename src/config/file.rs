@@ -22,7 +22,10 @@ pub(crate) struct FileConfig {
     pub(crate) http2_keepalive_interval: Option<Spanned<String>>,
     pub(crate) http2_keepalive_timeout: Option<Spanned<String>>,
     pub(crate) max_held_bytes: Option<Spanned<String>>,
-    pub(crate) trust_forwarded: Option<bool>,
+    /// Replaced by `trusted_proxies`; read only to say so.
+    pub(crate) trust_forwarded: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub(crate) trusted_proxies: Vec<Spanned<String>>,
     pub(crate) access_log: Option<bool>,
     pub(crate) default: Option<Spanned<FileDefault>>,
     pub(crate) cursors: Option<Spanned<FileCursors>>,

@@ -298,3 +298,36 @@ routes:
     assert_eq!(lines.len(), 2, "{lines:#?}");
     assert!(lines.iter().all(|l| l.contains("`set_params` sets")));
 }
+
+#[test]
+fn trusted_proxies_take_addresses_and_ranges_and_replace_trust_forwarded() {
+    let config = parse(&format!(
+        "trusted_proxies: [10.0.0.0/8, 192.0.2.7, '2001:db8::/32']\n{MINIMAL}"
+    ))
+    .expect("valid");
+    for (ip, trusted) in [
+        ("10.1.2.3", true),
+        ("192.0.2.7", true),
+        ("192.0.2.8", false),
+        ("2001:db8::1", true),
+        ("::ffff:10.0.0.1", true),
+    ] {
+        let ip: std::net::IpAddr = ip.parse().expect("ip");
+        assert_eq!(config.trusted_proxies.contains(ip), trusted, "{ip}");
+    }
+    assert_eq!(
+        problems(&format!(
+            "trusted_proxies: [10.0.0.0/33, proxy.local]\n{MINIMAL}"
+        )),
+        [
+            "t.yaml:1:19: `trusted_proxies` contains \"10.0.0.0/33\": write an address or a CIDR range, such as 10.0.0.5 or 10.0.0.0/8",
+            "t.yaml:1:32: `trusted_proxies` contains \"proxy.local\": write an address or a CIDR range, such as 10.0.0.5 or 10.0.0.0/8",
+        ]
+    );
+    let old = problems(&format!("trust_forwarded: true\n{MINIMAL}"));
+    assert_eq!(old.len(), 1);
+    assert!(
+        old[0].starts_with("t.yaml:1:18: `trust_forwarded` was replaced by `trusted_proxies`"),
+        "{old:?}"
+    );
+}

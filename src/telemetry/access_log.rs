@@ -5,7 +5,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::hash::{BuildHasher, RandomState};
-use std::net::SocketAddr;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -120,11 +120,16 @@ where
 
     fn call(&mut self, mut req: Request) -> Self::Future {
         let start = Instant::now();
-        let request_id = request_id(req.headers_mut());
+        let client = req.extensions().get::<ClientAddr>();
+        // A client's own id is kept only from a trusted proxy (or with no peer at all, in
+        // process); anyone else gets a fresh one.
+        let keep = client.is_none_or(ClientAddr::trusted);
+        let ip = client.map(ClientAddr::ip);
+        let request_id = request_id(req.headers_mut(), keep);
         let request = self.enabled.then(|| RequestPart {
             method: req.method().clone(),
             uri: req.uri().clone(),
-            client: req.extensions().get::<ClientAddr>().map(|c| c.addr),
+            client: ip,
         });
         ResponseFuture {
             inner: self.inner.call(req),
@@ -140,7 +145,7 @@ where
 struct RequestPart {
     method: Method,
     uri: Uri,
-    client: Option<SocketAddr>,
+    client: Option<IpAddr>,
 }
 
 pin_project! {
@@ -230,7 +235,7 @@ struct Entry {
 impl Entry {
     fn write(&self, outcome: Outcome) {
         let request = &self.request;
-        let client = request.client.map(|c| c.ip());
+        let client = request.client;
         tracing::info!(
             target: "pagegate::access",
             request_id = self.request_id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("-"),
@@ -316,11 +321,12 @@ impl Drop for LoggedBody {
 }
 
 /// Keeps one sane `X-Request-Id` (at most 128 letters, digits and `-_.:`, as UUIDs and
-/// tracing ids are written) or sets a new one; returns it. Anything else — two ids, quotes,
+/// tracing ids are written) when `keep` (the peer is a trusted proxy), or sets a new one;
+/// returns it. Anything else — two ids, quotes,
 /// spaces, slashes — is replaced, so an id is always safe to log and to pass on.
-fn request_id(headers: &mut HeaderMap) -> HeaderValue {
+fn request_id(headers: &mut HeaderMap, keep: bool) -> HeaderValue {
     let mut kept = headers.get_all(REQUEST_ID).iter();
-    if let (Some(value), None) = (kept.next(), kept.next()) {
+    if let (true, Some(value), None) = (keep, kept.next(), kept.next()) {
         let bytes = value.as_bytes();
         if !bytes.is_empty()
             && bytes.len() <= MAX_REQUEST_ID_LEN
@@ -362,18 +368,21 @@ mod tests {
     fn request_ids_are_kept_when_sane_and_replaced_otherwise() {
         let mut headers = HeaderMap::new();
         headers.insert(REQUEST_ID, HeaderValue::from_static("abc-123"));
-        assert_eq!(request_id(&mut headers), "abc-123");
+        assert_eq!(request_id(&mut headers, true), "abc-123");
+        let untrusted = request_id(&mut headers, false);
+        assert_ne!(untrusted, "abc-123", "kept only from a trusted proxy");
+        assert_eq!(headers[REQUEST_ID], untrusted);
         for bad in ["", "has space", "a\"b", "a/b", "<script>", &"x".repeat(129)] {
             let mut headers = HeaderMap::new();
             headers.insert(REQUEST_ID, HeaderValue::from_str(bad).expect("header"));
-            let id = request_id(&mut headers);
+            let id = request_id(&mut headers, true);
             assert_eq!(id.len(), 32, "{bad:?} is replaced");
             assert_eq!(headers[REQUEST_ID], id, "and the replacement is forwarded");
         }
         let mut twice = HeaderMap::new();
         twice.append(REQUEST_ID, HeaderValue::from_static("a"));
         twice.append(REQUEST_ID, HeaderValue::from_static("b"));
-        let id = request_id(&mut twice);
+        let id = request_id(&mut twice, true);
         assert_eq!(twice.get_all(REQUEST_ID).iter().count(), 1);
         assert_eq!(twice[REQUEST_ID], id);
     }

@@ -310,7 +310,10 @@ mod tests {
         h.append("x-forwarded-for", HeaderValue::from_static("198.51.100.7"));
         h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
         let host = HeaderValue::from_static("api.example.com");
-        let client = ClientAddr::new("[::1]:5000".parse().expect("addr"));
+        let client = ClientAddr::new(
+            "[::1]:5000".parse().expect("addr"),
+            &crate::client::TrustedProxies::default(),
+        );
         set_forwarding(
             &mut h,
             Some(&client),
@@ -346,7 +349,10 @@ mod tests {
         h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
         h.insert("forwarded", HeaderValue::from_static("for=10.0.0.1"));
         let host = HeaderValue::from_static("api.example.com");
-        let client = ClientAddr::new("192.0.2.4:5000".parse().expect("addr"));
+        let client = ClientAddr::new(
+            "192.0.2.4:5000".parse().expect("addr"),
+            &crate::client::TrustedProxies::default(),
+        );
         set_forwarding(
             &mut h,
             Some(&client),
