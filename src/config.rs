@@ -41,6 +41,8 @@ pub struct Config {
     pub header_read_timeout: Duration,
     /// Largest request head, in bytes.
     pub max_head_bytes: u64,
+    /// Longest a write to a client may wait.
+    pub send_timeout: Duration,
     /// Interval of HTTP/2 keep-alive PINGs.
     pub http2_keepalive_interval: Duration,
     /// Time to answer an HTTP/2 PING.

@@ -232,25 +232,26 @@ async fn guard(
 ) -> Result<Response, BoxError> {
     let policy = &route.policy;
     let result = match hold(response, policy, plan).await {
-        Ok(held) => {
+        Ok(mut held) => {
             // Keep only the reservation the held bytes need; the rest returns to the budget.
             let used = held.bytes.len().div_ceil(1024).max(1);
             if let Some(kept) = permit.split(used) {
                 permit = kept;
             }
+            // The reservation lives as long as the held bytes do: every slice of the page the
+            // response is made of keeps it, so it is released when the last byte has been
+            // written to the client's socket (or the client is gone), not when hyper has
+            // merely taken the frames into its write queue.
+            held.bytes = Bytes::from_owner(Reserved {
+                bytes: held.bytes,
+                _permit: permit,
+            });
             finish(held, policy, route.codec.as_deref(), plan, metrics)
         }
         Err(error) => Err(error),
     };
     match result {
-        // The held bytes live until the client has them; so does their reservation.
-        Ok(response) => Ok(response.map(|body| {
-            body.map_frame(move |frame| {
-                let _ = &permit;
-                frame
-            })
-            .boxed()
-        })),
+        Ok(response) => Ok(response),
         Err(error) => {
             // Logged where it becomes an answer (crate::error), counted here.
             if let Some(GuardError::OrderViolation { .. }) = error.downcast_ref() {
@@ -258,6 +259,18 @@ async fn guard(
             }
             Err(error)
         }
+    }
+}
+
+/// Held bytes and the reservation they occupy under `max_held_bytes`.
+struct Reserved {
+    bytes: Bytes,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl AsRef<[u8]> for Reserved {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
     }
 }
 

@@ -25,9 +25,9 @@ use crate::router::{Current, Router};
 use crate::telemetry::Metrics;
 use crate::{Body, BoxError, Request};
 
-mod first_bytes;
+mod client_io;
 
-use first_bytes::FirstBytes;
+use client_io::ClientIo;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +114,7 @@ impl Handle {
                 "header_read_timeout",
                 running.header_read_timeout == config.header_read_timeout,
             ),
+            ("send_timeout", running.send_timeout == config.send_timeout),
             (
                 "http2_keepalive_interval",
                 running.http2_keepalive_interval == config.http2_keepalive_interval,
@@ -242,8 +243,13 @@ impl Server {
                 client.resolve(req.headers(), &trusted);
                 stack.clone().oneshot(incoming(req, client))
             });
-            // The protocol sniff waits for first bytes before hyper's timer exists.
-            let io = FirstBytes::new(stream, self.config.header_read_timeout);
+            // The protocol sniff waits for first bytes before hyper's timer exists; a client
+            // that reads nothing must not pin its response (see client_io).
+            let io = ClientIo::new(
+                stream,
+                self.config.header_read_timeout,
+                self.config.send_timeout,
+            );
             let connection = builder
                 .serve_connection(TokioIo::new(io), service)
                 .into_owned();

@@ -203,3 +203,63 @@ async fn a_max_connections_the_open_files_limit_cannot_serve_is_refused() {
     );
     assert!(message.contains("raise the limit"), "{message}");
 }
+
+#[tokio::test]
+async fn clients_that_never_read_their_held_pages_are_cut_and_release_them() {
+    // A 15 MiB list page: more than a socket's buffers, so a client that never reads stalls
+    // pagegate's writes, with the page held (and its bytes reserved) the whole time.
+    let upstream = Upstream::start(|_| async {
+        http::Response::new(support::bodies::json_items(1, 15_000, 1000))
+    })
+    .await;
+    let yaml = "
+send_timeout: 300ms
+max_held_bytes: 17MiB
+default: {action: deny}
+upstreams: {app: {url: '{upstream}'}}
+routes:
+  - {name: events, path: /events, methods: [GET], upstream: app, list: {max_limit: 20000, default_limit: 20000, max_bytes: 16MiB}}
+";
+    let proxy = Proxy::start(yaml, &upstream).await;
+    let mut stalled = Vec::new();
+    for _ in 0..1 {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(4096).expect("small window");
+        let mut stream = socket.connect(proxy.addr).await.expect("connect");
+        stream
+            .write_all(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .expect("write");
+        stalled.push(stream); // and never read
+    }
+    // The page is held now, reserving all but 1 MiB of the budget.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let start = Instant::now();
+    let got = support::get(&proxy.url("/events")).await;
+    assert_eq!(got.status, 200, "{}", got.text());
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    // The stalled clients were disconnected mid-page: reading now drains what the kernel held
+    // for them, then the connection ends, short of the whole page.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for mut stream in stalled {
+        let mut sink = vec![0u8; 1 << 20];
+        let mut received = 0usize;
+        let ended = loop {
+            match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut sink)).await {
+                Ok(Ok(0) | Err(_)) => break true,
+                Ok(Ok(n)) => received += n,
+                Err(_) => break false,
+            }
+        };
+        assert!(ended, "a client that never read was left connected");
+        assert!(
+            received < 15_000 * 1000,
+            "cut before the page ended: {received} bytes"
+        );
+    }
+    proxy.stop().await;
+}

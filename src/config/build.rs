@@ -131,6 +131,11 @@ impl TryFrom<FileConfig> for Config {
             (8 * 1024, 1024 * 1024),
             " (a head's memory is held per connection: max_connections x max_head_bytes)",
         );
+        let send_timeout = p.duration(
+            file.send_timeout.as_ref(),
+            "send_timeout",
+            DEFAULT_SEND_TIMEOUT,
+        );
         let http2_keepalive_interval = p.duration(
             file.http2_keepalive_interval.as_ref(),
             "http2_keepalive_interval",
@@ -272,6 +277,7 @@ impl TryFrom<FileConfig> for Config {
                 max_connections,
                 header_read_timeout,
                 max_head_bytes,
+                send_timeout,
                 http2_keepalive_interval,
                 http2_keepalive_timeout,
                 max_held_bytes,

@@ -12,6 +12,9 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// one: a new connection's first bytes, and an idle HTTP/1 keep-alive connection's next request
 /// (10 seconds).
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest a write to a client may wait: a client that reads nothing for this long is
+/// disconnected, releasing its held page and upstream connection (30 seconds).
+pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// Interval of HTTP/2 keep-alive PINGs to clients (20 seconds).
 pub const DEFAULT_HTTP2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
 /// Time an HTTP/2 client has to answer a PING before its connection is closed (20 seconds).

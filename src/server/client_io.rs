@@ -1,0 +1,182 @@
+//! Deadlines on a client connection's socket that hyper cannot set itself:
+//!
+//! * **First bytes.** hyper-util's `auto` builder reads a connection's first bytes to tell
+//!   HTTP/1 from HTTP/2 before hyper's own header-read timer exists, and waits for them
+//!   forever: a client that connects and sends nothing would hold a connection (and a
+//!   `max_connections` slot) for as long as it likes.
+//! * **Send stall.** A client that stops reading makes writes wait forever: its response, a
+//!   held list page's reservation and its upstream connection stay pinned. A write that makes
+//!   no progress for `send_timeout` fails, which closes the connection and releases them all.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+
+/// A client socket with a first-bytes deadline and a send-stall timeout.
+#[derive(Debug)]
+pub(super) struct ClientIo<T> {
+    inner: T,
+    /// Until the first byte arrives. Boxed so the wrapper stays `Unpin`, as hyper wants its IO.
+    first_bytes: Option<Pin<Box<Sleep>>>,
+    send_timeout: Duration,
+    /// Armed while a write waits; one allocation, made the first time a write waits.
+    stalled: Option<Pin<Box<Sleep>>>,
+    /// Whether `stalled` is counting (a write is waiting).
+    waiting: bool,
+}
+
+impl<T> ClientIo<T> {
+    /// Wraps `inner`: its first byte must arrive within `first_bytes` from now, and no write
+    /// may wait longer than `send_timeout`.
+    pub(super) fn new(inner: T, first_bytes: Duration, send_timeout: Duration) -> Self {
+        Self {
+            inner,
+            first_bytes: Some(Box::pin(tokio::time::sleep(first_bytes))),
+            send_timeout,
+            stalled: None,
+            waiting: false,
+        }
+    }
+
+    /// Runs `write`; a `Pending` that lasts `send_timeout` becomes a `TimedOut` error.
+    fn guard_write<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        write: impl FnOnce(Pin<&mut T>, &mut Context<'_>) -> Poll<io::Result<R>>,
+    ) -> Poll<io::Result<R>>
+    where
+        T: Unpin,
+    {
+        let polled = write(Pin::new(&mut self.inner), cx);
+        if polled.is_ready() {
+            self.waiting = false;
+            return polled;
+        }
+        let deadline = Instant::now() + self.send_timeout;
+        let sleep = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if !self.waiting {
+            sleep.as_mut().reset(deadline);
+            self.waiting = true;
+        }
+        match sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client read nothing for send_timeout",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for ClientIo<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let Some(deadline) = self.first_bytes.as_mut() else {
+            return polled;
+        };
+        match polled {
+            Poll::Ready(Ok(())) if buf.filled().len() > before => {
+                self.first_bytes = None;
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending if deadline.as_mut().poll(cx).is_ready() => {
+                Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "no request within header_read_timeout",
+                )))
+            }
+            other => other,
+        }
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for ClientIo<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.guard_write(cx, |io, cx| io.poll_write(cx, buf))
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.guard_write(cx, |io, cx| io.poll_write_vectored(cx, bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.guard_write(cx, AsyncWrite::poll_flush)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    const LONG: Duration = Duration::from_secs(3600);
+
+    #[tokio::test(start_paused = true)]
+    async fn silence_fails_the_first_read_and_a_byte_lifts_the_deadline() {
+        let (client, server) = tokio::io::duplex(64);
+        let mut guarded = ClientIo::new(server, Duration::from_secs(5), LONG);
+        let mut buf = [0u8; 8];
+        let error = guarded.read(&mut buf).await.expect_err("timed out");
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+
+        let (mut client2, server2) = tokio::io::duplex(64);
+        let mut guarded = ClientIo::new(server2, Duration::from_secs(5), LONG);
+        client2.write_all(b"G").await.expect("write");
+        assert_eq!(guarded.read(&mut buf).await.expect("a byte"), 1);
+        // Past the first byte, silence is someone else's business (hyper's header timer).
+        let later = tokio::time::timeout(Duration::from_secs(60), guarded.read(&mut buf)).await;
+        assert!(later.is_err(), "still waiting, no error after the deadline");
+        drop(client);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_nobody_reads_fails_after_the_send_timeout_and_a_slow_reader_does_not() {
+        let (mut client, server) = tokio::io::duplex(16);
+        let mut guarded = ClientIo::new(server, LONG, Duration::from_secs(5));
+        // A slow reader: 16 bytes every 4 s keeps every write within 5 s of progress.
+        let reader = tokio::spawn(async move {
+            let mut buf = [0u8; 16];
+            for _ in 0..8 {
+                tokio::time::sleep(Duration::from_secs(4)).await;
+                let _ = client.read(&mut buf).await;
+            }
+            client // then reads nothing more
+        });
+        guarded
+            .write_all(&[b'x'; 16 * 8])
+            .await
+            .expect("slow but steady");
+        let _client = reader.await.expect("reader");
+        let error = guarded.write_all(&[b'y'; 64]).await.expect_err("stalled");
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+    }
+}
