@@ -49,6 +49,8 @@ pub struct Config {
     pub http2_keepalive_timeout: Duration,
     /// Most bytes all held list pages may reserve together.
     pub max_held_bytes: u64,
+    /// Most bytes one client's held list pages may reserve together.
+    pub max_held_bytes_per_client: u64,
     /// What happens to requests that match no route.
     pub default: DefaultPolicy,
     /// Backends by name.

@@ -10,12 +10,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use http::Method;
-use tokio::sync::Semaphore;
 
 use crate::Request;
 use crate::config::{Config, CursorSettings, DefaultPolicy, RouteConfig, TimeoutOverrides};
 use crate::cursor::CursorCodec;
-use crate::guard::held_budget;
+use crate::guard::HeldBudget;
 use crate::methods;
 use crate::pagination::ListRoute;
 use crate::route::{Deny, Refuse, RouteService};
@@ -39,7 +38,7 @@ pub struct Generation {
     refuse: RouteService,
     upstreams: BTreeMap<String, Arc<UpstreamClient>>,
     cursors: Option<(CursorSettings, Arc<CursorCodec>)>,
-    room: (u64, Arc<Semaphore>),
+    room: Arc<HeldBudget>,
 }
 
 /// Why a config could not be built into a generation. Validation makes this unreachable for a
@@ -110,19 +109,17 @@ impl Generation {
                 Some((settings.clone(), codec))
             }
         };
+        let budget = (config.max_held_bytes, config.max_held_bytes_per_client);
         let room = previous
             .map(|p| &p.room)
-            .filter(|(bytes, _)| *bytes == config.max_held_bytes)
-            .map_or_else(
-                || (config.max_held_bytes, held_budget(config.max_held_bytes)),
-                |(bytes, room)| (*bytes, Arc::clone(room)),
-            );
+            .filter(|room| room.settings() == budget)
+            .map_or_else(|| HeldBudget::new(budget.0, budget.1), Arc::clone);
 
         let mut generation = Self {
             table,
             routes: Vec::with_capacity(config.routes.len()),
-            fallback: stack::route(parts(DEFAULT_ROUTE_NAME, None, metrics, &room.1), Deny),
-            refuse: stack::route(parts(REFUSED_ROUTE_NAME, None, metrics, &room.1), Refuse),
+            fallback: stack::route(parts(DEFAULT_ROUTE_NAME, None, metrics, &room), Deny),
+            refuse: stack::route(parts(REFUSED_ROUTE_NAME, None, metrics, &room), Refuse),
             upstreams,
             cursors,
             room,
@@ -135,7 +132,7 @@ impl Generation {
         // The default policy is a route like the others: `deny` refuses, `pass` forwards.
         if let DefaultPolicy::Pass(upstream) = &config.default {
             let forward = generation.forward(upstream, TimeoutOverrides::default())?;
-            let parts = parts(DEFAULT_ROUTE_NAME, None, metrics, &generation.room.1);
+            let parts = parts(DEFAULT_ROUTE_NAME, None, metrics, &generation.room);
             generation.fallback = stack::route(parts, forward);
         }
         Ok(generation)
@@ -162,7 +159,7 @@ impl Generation {
         };
         let forward = self.forward(&route.upstream, route.timeouts)?;
         Ok(stack::route(
-            parts(&route.name, list, metrics, &self.room.1),
+            parts(&route.name, list, metrics, &self.room),
             forward,
         ))
     }
@@ -203,8 +200,8 @@ impl Generation {
     }
 
     /// The budget all held list pages share.
-    pub fn held_budget(&self) -> &Arc<Semaphore> {
-        &self.room.1
+    pub fn held_budget(&self) -> &Arc<HeldBudget> {
+        &self.room
     }
 }
 
@@ -212,7 +209,7 @@ fn parts(
     name: &str,
     list: Option<Arc<ListRoute>>,
     metrics: &Metrics,
-    room: &Arc<Semaphore>,
+    room: &Arc<HeldBudget>,
 ) -> RouteParts {
     let metrics = metrics.route(name, list.is_some());
     RouteParts {

@@ -26,12 +26,12 @@ use futures_util::FutureExt;
 use http::{HeaderValue, Method, StatusCode, header};
 use http_body_util::BodyExt;
 use serde_json::value::RawValue;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
 use tower::{Layer, Service};
 
 use crate::body::IdleTimeoutError;
 use crate::body::scan::{DEFAULT_MAX_DEPTH, Event, Scanner};
-use crate::config::defaults::DEFAULT_HOLD_WAIT;
+use crate::client::ClientAddr;
 use crate::config::{ListPolicy, OnInvalid};
 use crate::cursor::{CursorCodec, MAX_KEY_JSON_LEN};
 use crate::pagination::{KeysetPlan, ListRoute, PagePlan};
@@ -39,7 +39,10 @@ use crate::telemetry::{Outcome, RouteMetrics};
 use crate::upstream::UpstreamError;
 use crate::{BoxError, Request, Response};
 
+mod budget;
 mod keys;
+
+pub use budget::{HeldBudget, HoldError, Reservation};
 
 /// Response header on a cut list: `items` (more items than the page) or `bytes` (over `max_bytes`).
 pub const TRUNCATED_HEADER: &str = "pagegate-truncated";
@@ -96,30 +99,18 @@ pub enum GuardError {
     Unfinished,
 }
 
-/// No room under `max_held_bytes` for another page within [`DEFAULT_HOLD_WAIT`] (503).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("too many list pages are in flight right now; retry shortly")]
-pub struct HoldError;
-
-/// The bytes all held pages may reserve together, in KiB permits; one per generation.
-pub fn held_budget(max_held_bytes: u64) -> Arc<Semaphore> {
-    // Rounded up, as each page's need is: a page of exactly max_held_bytes always fits.
-    let kib = usize::try_from(max_held_bytes.div_ceil(1024)).unwrap_or(usize::MAX);
-    Arc::new(Semaphore::new(kib.min(Semaphore::MAX_PERMITS)))
-}
-
 /// Holds, scans and cuts one list route's responses; see the module docs.
 #[derive(Debug, Clone)]
 pub struct ListGuardLayer {
     route: Arc<ListRoute>,
     metrics: Arc<RouteMetrics>,
-    room: Arc<Semaphore>,
+    room: Arc<HeldBudget>,
 }
 
 impl ListGuardLayer {
     /// The guard of one list route, reporting into the route's `metrics` and holding pages
-    /// within `room` (see [`held_budget`]).
-    pub fn new(route: Arc<ListRoute>, metrics: Arc<RouteMetrics>, room: Arc<Semaphore>) -> Self {
+    /// within `room`.
+    pub fn new(route: Arc<ListRoute>, metrics: Arc<RouteMetrics>, room: Arc<HeldBudget>) -> Self {
         Self {
             route,
             metrics,
@@ -147,7 +138,7 @@ pub struct ListGuard<S> {
     inner: S,
     route: Arc<ListRoute>,
     metrics: Arc<RouteMetrics>,
-    room: Arc<Semaphore>,
+    room: Arc<HeldBudget>,
 }
 
 type BoxFuture = Pin<Box<dyn Future<Output = Result<Response, BoxError>> + Send>>;
@@ -196,6 +187,7 @@ where
         let route = Arc::clone(&self.route);
         let metrics = Arc::clone(&self.metrics);
         let room = Arc::clone(&self.room);
+        let client = req.extensions().get::<ClientAddr>().map(ClientAddr::key);
         // A combinator around the inner future, not an async block holding it (async blocks
         // over a generic `S::Future` trip rustc's "Send is not general enough",
         // rust-lang/rust#110338); the async block only sees the response.
@@ -211,12 +203,8 @@ where
                 // 503 rather than let held pages grow without bound. Dropping the response
                 // closes the upstream exchange.
                 let need = u32::try_from(route.policy.max_bytes.div_ceil(1024)).unwrap_or(u32::MAX);
-                let reserved =
-                    tokio::time::timeout(DEFAULT_HOLD_WAIT, room.acquire_many_owned(need)).await;
-                let Ok(Ok(permit)) = reserved else {
-                    return Err(HoldError.into());
-                };
-                guard(response, &route, &plan, &metrics, permit).await
+                let reservation = room.reserve(client, need).await?;
+                guard(response, &route, &plan, &metrics, reservation).await
             },
         )))
     }
@@ -228,23 +216,20 @@ async fn guard(
     route: &ListRoute,
     plan: &PagePlan,
     metrics: &RouteMetrics,
-    mut permit: OwnedSemaphorePermit,
+    mut reservation: Reservation,
 ) -> Result<Response, BoxError> {
     let policy = &route.policy;
     let result = match hold(response, policy, plan).await {
         Ok(mut held) => {
             // Keep only the reservation the held bytes need; the rest returns to the budget.
-            let used = held.bytes.len().div_ceil(1024).max(1);
-            if let Some(kept) = permit.split(used) {
-                permit = kept;
-            }
+            reservation.shrink(u32::try_from(held.bytes.len().div_ceil(1024)).unwrap_or(u32::MAX));
             // The reservation lives as long as the held bytes do: every slice of the page the
             // response is made of keeps it, so it is released when the last byte has been
             // written to the client's socket (or the client is gone), not when hyper has
             // merely taken the frames into its write queue.
             held.bytes = Bytes::from_owner(Reserved {
                 bytes: held.bytes,
-                _permit: permit,
+                _reservation: reservation,
             });
             finish(held, policy, route.codec.as_deref(), plan, metrics)
         }
@@ -265,7 +250,7 @@ async fn guard(
 /// Held bytes and the reservation they occupy under `max_held_bytes`.
 struct Reserved {
     bytes: Bytes,
-    _permit: OwnedSemaphorePermit,
+    _reservation: Reservation,
 }
 
 impl AsRef<[u8]> for Reserved {

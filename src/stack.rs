@@ -9,11 +9,10 @@
 
 use std::sync::Arc;
 
-use tokio::sync::Semaphore;
 use tower::{Service, ServiceBuilder};
 
 use crate::error::RescueLayer;
-use crate::guard::ListGuardLayer;
+use crate::guard::{HeldBudget, ListGuardLayer};
 use crate::pagination::{ListRoute, PaginationLayer};
 use crate::route::RouteService;
 use crate::telemetry::{AccessLog, AccessLogLayer, RouteMetrics};
@@ -38,7 +37,7 @@ pub struct RouteParts {
     /// The list policy and codec, on list routes.
     pub list: Option<Arc<ListRoute>>,
     /// The budget all held list pages share.
-    pub room: Arc<Semaphore>,
+    pub room: Arc<HeldBudget>,
 }
 
 /// One route's stack over its terminal (the upstream hop, or the `deny` refusal).

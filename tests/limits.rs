@@ -263,3 +263,53 @@ routes:
     }
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn clients_holding_pages_they_never_read_cannot_starve_another_client() {
+    let upstream = Upstream::start(|_| async {
+        http::Response::new(support::bodies::json_items(1, 15_000, 1000))
+    })
+    .await;
+    // Clients are told apart by X-Forwarded-For behind a trusted proxy (the test's loopback).
+    let yaml = "
+trusted_proxies: [127.0.0.1]
+send_timeout: 60s
+max_held_bytes: 34MiB
+max_held_bytes_per_client: 17MiB
+default: {action: deny}
+upstreams: {app: {url: '{upstream}'}}
+routes:
+  - {name: events, path: /events, methods: [GET], upstream: app, list: {max_limit: 20000, default_limit: 20000, max_bytes: 16MiB}}
+";
+    let proxy = Proxy::start(yaml, &upstream).await;
+    // Client A asks twice and never reads: its first page is held (15 MiB of its 17 MiB
+    // share), its second is refused at once instead of taking the rest of the budget.
+    let mut stalled = Vec::new();
+    for _ in 0..2 {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(4096).expect("small window");
+        let mut stream = socket.connect(proxy.addr).await.expect("connect");
+        stream
+            .write_all(b"GET /events HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 203.0.113.1\r\n\r\n")
+            .await
+            .expect("write");
+        stalled.push(stream);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let mut head = [0u8; 64];
+    let n = stalled[1].read(&mut head).await.expect("an answer");
+    assert!(
+        String::from_utf8_lossy(&head[..n]).starts_with("HTTP/1.1 503"),
+        "{}",
+        String::from_utf8_lossy(&head[..n])
+    );
+    // Client B is served: A could not fill the budget.
+    let request = http::Request::get(proxy.url("/events"))
+        .header("x-forwarded-for", "203.0.113.2")
+        .body(support::full(bytes::Bytes::new()))
+        .expect("request");
+    let got = support::send(request).await;
+    assert_eq!(got.status, 200, "{}", got.text());
+    drop(stalled);
+    proxy.stop().await;
+}

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use pagegate::config::Config;
-use pagegate::guard::held_budget;
+use pagegate::guard::HeldBudget;
 use pagegate::pagination::ListRoute;
 use pagegate::route::{Deny, RouteService};
 use pagegate::stack::{self, RouteParts};
@@ -75,7 +75,7 @@ fn parts(metrics: &Metrics, list: Option<Arc<ListRoute>>) -> RouteParts {
         name: "events".to_owned(),
         metrics: metrics.route("events", list.is_some()),
         list,
-        room: held_budget(64 << 20),
+        room: HeldBudget::new(64 << 20, 64 << 20),
     }
 }
 
@@ -277,7 +277,11 @@ async fn every_leaf_error_has_its_status() {
     let metrics = Metrics::default();
     type Case = (fn() -> BoxError, u16, &'static str);
     let cases: [Case; 4] = [
-        (|| HoldError.into(), 503, "urn:pagegate:problem:overloaded"),
+        (
+            || HoldError::Busy.into(),
+            503,
+            "urn:pagegate:problem:overloaded",
+        ),
         (
             || GuardError::OrderViolation { index: 3 }.into(),
             502,

@@ -268,6 +268,36 @@ impl TryFrom<FileConfig> for Config {
                 );
             }
         }
+        // A client's share: at least one page of the largest list route, at most the total.
+        let largest_page = routes
+            .iter()
+            .filter_map(|r| r.list.as_ref().map(|l| l.max_bytes))
+            .max()
+            .unwrap_or(0);
+        let max_held_bytes_per_client = match &file.max_held_bytes_per_client {
+            None => DEFAULT_MAX_HELD_BYTES_PER_CLIENT
+                .max(largest_page)
+                .min(max_held_bytes),
+            Some(value) => {
+                let share = p.size(
+                    Some(value),
+                    "max_held_bytes_per_client",
+                    0,
+                    (1024, u64::MAX),
+                    "",
+                );
+                if share < largest_page || share > max_held_bytes {
+                    p.invalid(
+                        value,
+                        "max_held_bytes_per_client",
+                        format!(
+                            "is {share} bytes: it must hold one page of the largest list route ({largest_page} bytes, its max_bytes) and be at most max_held_bytes ({max_held_bytes})"
+                        ),
+                    );
+                }
+                share
+            }
+        };
 
         match (p.0.is_empty(), listen, table) {
             (true, Some(listen), Some(())) => Ok(Config {
@@ -281,6 +311,7 @@ impl TryFrom<FileConfig> for Config {
                 http2_keepalive_interval,
                 http2_keepalive_timeout,
                 max_held_bytes,
+                max_held_bytes_per_client,
                 default,
                 upstreams,
                 routes,

@@ -65,6 +65,10 @@ pub const MAX_MAX_BYTES: u64 = 256 * 1024 * 1024;
 /// Most bytes all held list pages may reserve together (256 MiB); a page that cannot get its
 /// `max_bytes` within [`DEFAULT_HOLD_WAIT`] is answered 503.
 pub const DEFAULT_MAX_HELD_BYTES: u64 = 256 * 1024 * 1024;
+/// Most bytes one client's held list pages may reserve together (64 MiB, a quarter of the
+/// default `max_held_bytes`; never more than `max_held_bytes`), so clients that hold pages
+/// and never read them cannot fill the whole budget.
+pub const DEFAULT_MAX_HELD_BYTES_PER_CLIENT: u64 = 64 * 1024 * 1024;
 /// How long a list request waits for room under `max_held_bytes` before a 503 (2 seconds).
 pub const DEFAULT_HOLD_WAIT: Duration = Duration::from_secs(2);
 

@@ -65,6 +65,10 @@ fn the_reference_file_shows_the_defaults() {
     assert_eq!(config.header_read_timeout, DEFAULT_HEADER_READ_TIMEOUT);
     assert_eq!(config.max_head_bytes, DEFAULT_MAX_HEAD_BYTES);
     assert_eq!(
+        config.max_held_bytes_per_client,
+        DEFAULT_MAX_HELD_BYTES_PER_CLIENT
+    );
+    assert_eq!(
         config.http2_keepalive_interval,
         DEFAULT_HTTP2_KEEPALIVE_INTERVAL
     );
