@@ -41,6 +41,9 @@ pub struct ClientAddr {
     rendered: HeaderValue,
     /// The peer's IP as a `Forwarded` node (IPv6 quoted and bracketed, RFC 7239 §6).
     node: Arc<str>,
+    /// The connection's `max_connections` slot, for whatever outlives a request on it (an
+    /// upgraded connection's tunnel).
+    slot: Option<Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 impl ClientAddr {
@@ -59,7 +62,20 @@ impl ClientAddr {
             client: ip,
             rendered,
             node: Arc::from(node),
+            slot: None,
         }
+    }
+
+    /// Attaches the connection's `max_connections` slot.
+    #[must_use]
+    pub fn with_slot(mut self, slot: Arc<dyn std::any::Any + Send + Sync>) -> Self {
+        self.slot = Some(slot);
+        self
+    }
+
+    /// The connection's slot, to hold while something outlives a request.
+    pub fn slot(&self) -> Option<Arc<dyn std::any::Any + Send + Sync>> {
+        self.slot.clone()
     }
 
     /// Behind a trusted peer, finds the client in `X-Forwarded-For`: the right-most hop that is

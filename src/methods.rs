@@ -9,7 +9,8 @@
 //!   `limit` pagegate never saw.
 //!
 //! On a list path (some route there has a list policy, whatever its methods) such requests are
-//! refused (400): methods are case-sensitive (RFC 9110 §9.1) and guessing is unsafe. `CONNECT`
+//! refused (400): methods are case-sensitive (RFC 9110 §9.1) and guessing is unsafe. So are
+//! `Upgrade` requests there: a list is served as pages, never tunnelled. `CONNECT`
 //! is refused everywhere (405): pagegate is a reverse proxy, not a tunnel.
 
 use http::{Method, header};
@@ -41,6 +42,15 @@ pub enum MethodError {
         sent: String,
         /// The method it names.
         method: &'static str,
+    },
+    /// An `Upgrade` (WebSocket) request on a list path: a list is served as pages, never as a
+    /// tunnel.
+    #[error(
+        "a list path does not switch protocols: send a plain {method} request without `Upgrade`"
+    )]
+    UpgradeOnList {
+        /// The request method.
+        method: String,
     },
     /// A GET or HEAD with a body on a list path.
     #[error(
@@ -90,6 +100,11 @@ pub fn check(req: &Request, list_path: bool) -> Result<(), MethodError> {
             }
         }
     }
+    if req.headers().contains_key(header::UPGRADE) {
+        return Err(MethodError::UpgradeOnList {
+            method: sent.to_owned(),
+        });
+    }
     let read = match *method {
         Method::GET => Some("GET"),
         Method::HEAD => Some("HEAD"),
@@ -138,6 +153,11 @@ mod tests {
             ("GET", "/events", vec![("content-length", "12")]),
             ("GET", "/events", vec![("transfer-encoding", "chunked")]),
             ("HEAD", "/events", vec![("content-length", "1")]),
+            (
+                "GET",
+                "/events",
+                vec![("connection", "upgrade"), ("upgrade", "websocket")],
+            ),
         ];
         for (method, target, headers) in refused {
             let req = request(method, target, &headers);

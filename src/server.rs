@@ -7,12 +7,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use futures_util::FutureExt;
+use futures_util::{FutureExt, future};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
@@ -189,7 +188,10 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let stack = crate::stack::global(Router::new(self.current), self.config.access_log);
         let connections = Arc::new(Semaphore::new(self.config.max_connections));
-        let graceful = GracefulShutdown::new();
+        // Shutdown: a signal every connection task watches, and a channel whose last sender
+        // (one per connection task) closes when the last connection has ended.
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let (alive_tx, mut alive_rx) = tokio::sync::mpsc::channel::<()>(1);
         let head_bytes = usize::try_from(self.config.max_head_bytes).unwrap_or(usize::MAX);
         let trusted = Arc::new(self.config.trusted_proxies.clone());
         let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -220,6 +222,8 @@ impl Server {
                 permit = Arc::clone(&connections).acquire_owned() => permit,
             };
             let Ok(permit) = permit else { break };
+            // The connection's slot, shared with what may outlive its requests (tunnels).
+            let slot: Arc<dyn std::any::Any + Send + Sync> = Arc::new(permit);
             let (stream, peer) = tokio::select! {
                 () = &mut shutdown => break,
                 accepted = self.listener.accept() => match accepted {
@@ -236,7 +240,7 @@ impl Server {
             let stack = stack.clone();
             // Rendered once per connection, cloned (reference counts) per request; resolved per
             // request only behind a trusted proxy.
-            let client = ClientAddr::new(peer, &trusted);
+            let client = ClientAddr::new(peer, &trusted).with_slot(Arc::clone(&slot));
             let trusted = Arc::clone(&trusted);
             let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
                 let mut client = client.clone();
@@ -250,23 +254,43 @@ impl Server {
                 self.config.header_read_timeout,
                 self.config.send_timeout,
             );
+            // With upgrades: WebSockets and other `Upgrade` protocols are tunnelled.
             let connection = builder
-                .serve_connection(TokioIo::new(io), service)
+                .serve_connection_with_upgrades(TokioIo::new(io), service)
                 .into_owned();
-            let connection = graceful.watch(connection);
-            // A combinator, not an async block: async blocks over generic futures trip rustc's
-            // "Send is not general enough" (rust-lang/rust#110338).
-            tokio::spawn(connection.map(move |result| {
-                if let Err(error) = result {
-                    tracing::debug!(%error, %peer, "connection ended with an error");
-                }
-                drop(permit);
-            }));
+            let mut stop = stop_rx.clone();
+            let stopping = Box::pin(async move {
+                let _ = stop.changed().await;
+            });
+            let alive = alive_tx.clone();
+            // Combinators, not an async block: async blocks over the connection's generic
+            // service futures trip rustc's "Send is not general enough" (rust-lang/rust#110338).
+            let served = future::select(Box::pin(connection), stopping)
+                .then(|either| match either {
+                    future::Either::Left((result, _)) => {
+                        future::Either::Left(future::ready(result))
+                    }
+                    future::Either::Right(((), mut connection)) => {
+                        // Finish the request in flight, take no more (HTTP/2: GOAWAY).
+                        connection.as_mut().graceful_shutdown();
+                        future::Either::Right(connection)
+                    }
+                })
+                .map(move |result| {
+                    if let Err(error) = result {
+                        tracing::debug!(%error, %peer, "connection ended with an error");
+                    }
+                    drop((slot, alive));
+                });
+            tokio::spawn(served);
         }
         drop(self.listener);
         tracing::info!(grace = ?self.config.shutdown_grace, "shutting down");
+        let _ = stop_tx.send(true);
+        drop(alive_tx);
         tokio::select! {
-            () = graceful.shutdown() => {}
+            // Every connection task holds a sender: `None` once the last one has ended.
+            _ = alive_rx.recv() => {}
             () = tokio::time::sleep(self.config.shutdown_grace) => {
                 tracing::warn!("grace period over; closing open connections");
             }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::uri::PathAndQuery;
 use http::{HeaderValue, Uri};
 use http_body::Body as _;
@@ -29,6 +30,7 @@ use crate::config::{TimeoutOverrides, UpstreamConfig};
 use crate::{Body, BoxError, Request, Response};
 
 pub mod headers;
+mod tunnel;
 
 /// Why the upstream did not answer.
 #[derive(Debug, thiserror::Error)]
@@ -131,11 +133,21 @@ impl Forward {
     /// Turns the client's request into the upstream's: URI, hop-by-hop and override headers,
     /// forwarding headers, `Host`, and a body that fails when it stalls. Returns the body's end
     /// signal when the body is still to come (the response timeout starts when it ends).
-    fn prepare(&self, req: Request) -> Result<(Request, Option<Arc<BodyEnd>>), BoxError> {
+    fn prepare(&self, req: Request) -> Result<Prepared, BoxError> {
         let upstream = &*self.upstream;
         let config = &upstream.config;
         let (mut parts, body) = req.into_parts();
         let client = parts.extensions.remove::<ClientAddr>();
+        // An upgrade (WebSocket) is relayed: its hop-by-hop headers are put back below, and
+        // the client's side of the connection waits for the upstream's answer.
+        let upgrade = tunnel::requested(&parts.headers).and_then(|protocol| {
+            let on = parts.extensions.remove::<hyper::upgrade::OnUpgrade>()?;
+            Some(tunnel::Upgrade {
+                protocol,
+                client: on,
+                slot: client.as_ref().and_then(ClientAddr::slot),
+            })
+        });
         let host = parts
             .headers
             .get(http::header::HOST)
@@ -153,20 +165,28 @@ impl Forward {
             // Kept and appended to only behind a trusted proxy; no client (not over TCP): kept.
             client.as_ref().is_none_or(ClientAddr::trusted),
         );
+        if let Some(upgrade) = &upgrade {
+            tunnel::restore(&mut parts.headers, upgrade.protocol.clone());
+        }
         parts.version = http::Version::HTTP_11;
         // A body that has already ended (most GETs) cannot stall: no timer, no signal.
         if body.is_end_stream() {
-            return Ok((http::Request::from_parts(parts, body), None));
+            return Ok((http::Request::from_parts(parts, body), None, upgrade));
         }
         let end = Arc::new(BodyEnd::default());
         let body = IdleTimeout::new(SignalEnd::new(body, Arc::clone(&end)), self.idle_timeout);
-        Ok((http::Request::from_parts(parts, body.boxed()), Some(end)))
+        Ok((
+            http::Request::from_parts(parts, body.boxed()),
+            Some(end),
+            upgrade,
+        ))
     }
 
     /// The client's response from the upstream's, or why there is none.
     fn answer(
         &self,
         result: Result<Result<http::Response<Incoming>, ClientError>, ()>,
+        upgrade: Option<tunnel::Upgrade>,
     ) -> Result<Response, BoxError> {
         let config = &self.upstream.config;
         let response = match result {
@@ -183,12 +203,28 @@ impl Forward {
                 tracing::warn!(upstream = %config.name, error = %e, source = ?std::error::Error::source(&e), "upstream request failed");
                 return Err(self.unavailable());
             }
-            Ok(Ok(response)) if response.status() == http::StatusCode::SWITCHING_PROTOCOLS => {
-                tracing::warn!(upstream = %config.name, "upstream answered 101 to a request without Upgrade");
-                return Err(UpstreamError::UnaskedUpgrade {
-                    upstream: config.name.clone(),
-                }
-                .into());
+            Ok(Ok(mut response)) if response.status() == http::StatusCode::SWITCHING_PROTOCOLS => {
+                let Some(upgrade) = upgrade else {
+                    tracing::warn!(upstream = %config.name, "upstream answered 101 to a request without Upgrade");
+                    return Err(UpstreamError::UnaskedUpgrade {
+                        upstream: config.name.clone(),
+                    }
+                    .into());
+                };
+                let protocol = response
+                    .headers()
+                    .get(http::header::UPGRADE)
+                    .cloned()
+                    .unwrap_or_else(|| upgrade.protocol.clone());
+                let upstream_side = hyper::upgrade::on(&mut response);
+                tokio::spawn(tunnel::run(upgrade, upstream_side, self.idle_timeout));
+                let (mut parts, _) = response.into_parts();
+                headers::remove_hop_by_hop(&mut parts.headers);
+                tunnel::restore(&mut parts.headers, protocol);
+                return Ok(http::Response::from_parts(
+                    parts,
+                    crate::body::full(Bytes::new()),
+                ));
             }
             Ok(Ok(response)) => response,
         };
@@ -228,18 +264,19 @@ impl Service<Request> for Forward {
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
-        let (inner, error, body_end) = match self.prepare(req) {
-            Ok((request, body_end)) => {
+        let (inner, error, body_end, upgrade) = match self.prepare(req) {
+            Ok((request, body_end, upgrade)) => {
                 let sent = self.upstream.client.request(request);
-                (Some(sent), None, body_end)
+                (Some(sent), None, body_end, upgrade)
             }
-            Err(error) => (None, Some(error), None),
+            Err(error) => (None, Some(error), None, None),
         };
         ForwardFuture {
             inner,
             // Not registered with the timer until first polled; reset when an upload ends.
             deadline: tokio::time::sleep(self.response_timeout),
             body_end,
+            upgrade,
             error,
             forward: self.clone(),
         }
@@ -257,6 +294,7 @@ pin_project! {
         deadline: Sleep,
         // The request body's end, while it is still being sent.
         body_end: Option<Arc<BodyEnd>>,
+        upgrade: Option<tunnel::Upgrade>,
         error: Option<BoxError>,
         forward: Forward,
     }
@@ -274,7 +312,7 @@ impl Future for ForwardFuture {
                 .unwrap_or_else(|| "polled after completion".into())));
         };
         if let Poll::Ready(result) = inner.poll(cx) {
-            return Poll::Ready(this.forward.answer(Ok(result)));
+            return Poll::Ready(this.forward.answer(Ok(result), this.upgrade.take()));
         }
         if let Some(end) = this.body_end.as_ref() {
             if !end.poll_ended(cx) {
@@ -285,7 +323,7 @@ impl Future for ForwardFuture {
             this.deadline.as_mut().reset(deadline);
         }
         match this.deadline.poll(cx) {
-            Poll::Ready(()) => Poll::Ready(this.forward.answer(Err(()))),
+            Poll::Ready(()) => Poll::Ready(this.forward.answer(Err(()), None)),
             Poll::Pending => Poll::Pending,
         }
     }
@@ -306,6 +344,9 @@ fn request_body_error(error: &(dyn std::error::Error + 'static)) -> Option<Reque
     }
     None
 }
+
+/// A request ready for the upstream, its body's end signal (uploads) and its upgrade.
+type Prepared = (Request, Option<Arc<BodyEnd>>, Option<tunnel::Upgrade>);
 
 /// The request's URI as sent upstream: the upstream's origin, its base path, then the request's
 /// path and query as the client wrote them (the common case, no base path, copies nothing).

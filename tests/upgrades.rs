@@ -1,0 +1,119 @@
+//! WebSockets and other upgrades through pagegate: the `Upgrade` request is relayed, the
+//! upgraded connection tunnelled both ways and closed when idle; list paths refuse upgrades.
+
+mod support;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use support::{Proxy, full};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// A backend that accepts upgrades and echoes what it receives on the upgraded connection.
+async fn echo_backend() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let service =
+                hyper::service::service_fn(|mut req: http::Request<Incoming>| async move {
+                    let upgrade = hyper::upgrade::on(&mut req);
+                    tokio::spawn(async move {
+                        if let Ok(upgraded) = upgrade.await {
+                            let mut io = TokioIo::new(upgraded);
+                            let mut buf = [0u8; 1024];
+                            while let Ok(n) = io.read(&mut buf).await {
+                                if n == 0 || io.write_all(&buf[..n]).await.is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                    });
+                    let response = http::Response::builder()
+                        .status(101)
+                        .header("connection", "upgrade")
+                        .header("upgrade", "websocket")
+                        .header("sec-websocket-accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
+                        .body(full(Bytes::new()))
+                        .expect("response");
+                    Ok::<_, Infallible>(response)
+                });
+            tokio::spawn(async move {
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .with_upgrades()
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+const YAML: &str = "
+default: {action: pass, upstream: app}
+upstreams: {app: {url: '{upstream}', idle_timeout: 500ms}}
+routes:
+  - {name: events, path: /events, methods: [GET], upstream: app, list: {}}
+";
+
+async fn upgrade(addr: SocketAddr, path: &str) -> (TcpStream, String) {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(3), stream.read(&mut byte))
+            .await
+            .expect("an answer in time")
+            .expect("read");
+        if n == 0 {
+            break;
+        }
+        head.push(byte[0]);
+    }
+    (stream, String::from_utf8_lossy(&head).to_ascii_lowercase())
+}
+
+#[tokio::test]
+async fn a_websocket_is_tunnelled_both_ways_and_closed_when_idle() {
+    let backend = echo_backend().await;
+    let proxy = Proxy::start_url(YAML, &format!("http://{backend}")).await;
+    let (mut stream, head) = upgrade(proxy.addr, "/chat").await;
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("\r\nupgrade: websocket"), "{head}");
+    assert!(head.contains("\r\nconnection: upgrade"), "{head}");
+    assert!(head.contains("\r\nsec-websocket-accept: "), "{head}");
+    for message in [&b"ping-1"[..], b"a second message"] {
+        stream.write_all(message).await.expect("write");
+        let mut echoed = vec![0u8; message.len()];
+        tokio::time::timeout(Duration::from_secs(3), stream.read_exact(&mut echoed))
+            .await
+            .expect("echoed in time")
+            .expect("read");
+        assert_eq!(echoed, message);
+    }
+    // Silent for longer than the idle timeout: the tunnel closes.
+    let mut rest = [0u8; 16];
+    let closed = tokio::time::timeout(Duration::from_secs(3), stream.read(&mut rest))
+        .await
+        .expect("closed in time");
+    assert!(matches!(closed, Ok(0) | Err(_)), "{closed:?}");
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_list_path_refuses_upgrades() {
+    let backend = echo_backend().await;
+    let proxy = Proxy::start_url(YAML, &format!("http://{backend}")).await;
+    let (_stream, head) = upgrade(proxy.addr, "/events").await;
+    assert!(head.starts_with("http/1.1 400"), "{head}");
+    proxy.stop().await;
+}
