@@ -4,7 +4,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -49,6 +49,10 @@ pub enum RequestBodyError {
 #[derive(Debug, Default)]
 pub struct BodyEnd {
     ended: AtomicBool,
+    /// Frames taken so far: whoever waits can tell a slow body from a stuck one.
+    frames: AtomicU64,
+    /// The last poll found no frame ready: the body waits on its sender, not its reader.
+    waiting: AtomicBool,
     waker: AtomicWaker,
 }
 
@@ -60,6 +64,16 @@ impl BodyEnd {
         }
         self.waker.register(cx.waker());
         self.ended.load(Ordering::Acquire)
+    }
+
+    /// Frames taken from the body so far.
+    pub fn progress(&self) -> u64 {
+        self.frames.load(Ordering::Relaxed)
+    }
+
+    /// Whether the body's reader is waiting for its sender (the last poll was pending).
+    pub fn waiting_on_sender(&self) -> bool {
+        self.waiting.load(Ordering::Relaxed)
     }
 
     fn end(&self) {
@@ -103,8 +117,14 @@ impl<B: HttpBody<Data = Bytes>> HttpBody for SignalEnd<B> {
         let polled = this.inner.as_mut().poll_frame(cx);
         match &polled {
             Poll::Ready(None | Some(Err(_))) => this.end.end(),
-            Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => this.end.end(),
-            _ => {}
+            Poll::Ready(Some(Ok(_))) => {
+                this.end.waiting.store(false, Ordering::Relaxed);
+                this.end.frames.fetch_add(1, Ordering::Relaxed);
+                if this.inner.is_end_stream() {
+                    this.end.end();
+                }
+            }
+            Poll::Pending => this.end.waiting.store(true, Ordering::Relaxed),
         }
         polled
     }

@@ -93,7 +93,11 @@ impl ClientAddr {
             .map(str::trim)
             .collect();
         for hop in hops.iter().rev() {
-            let Ok(ip) = hop.parse::<IpAddr>().map(|ip| ip.to_canonical()) else {
+            // `ip`, `ip:port` and `[v6]:port` are all written by some proxy.
+            let parsed = hop
+                .parse::<IpAddr>()
+                .or_else(|_| hop.parse::<SocketAddr>().map(|s| s.ip()));
+            let Ok(ip) = parsed.map(|ip| ip.to_canonical()) else {
                 return;
             };
             self.client = ip;
@@ -181,6 +185,15 @@ mod tests {
         assert_eq!(
             resolved("10.0.0.2:1", &["203.0.113.9, junk, 10.1.1.1"]).ip(),
             ip("10.1.1.1")
+        );
+        // Port forms, as some proxies write them.
+        assert_eq!(
+            resolved("10.0.0.2:1", &["203.0.113.9:4711"]).ip(),
+            ip("203.0.113.9")
+        );
+        assert_eq!(
+            resolved("10.0.0.2:1", &["[2001:db8::7]:4711"]).ip(),
+            ip("2001:db8::7")
         );
         // No header: the peer.
         assert_eq!(resolved("10.0.0.2:1", &[]).ip(), ip("10.0.0.2"));

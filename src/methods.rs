@@ -88,7 +88,11 @@ pub fn check(req: &Request, list_path: bool) -> Result<(), MethodError> {
     }
     if let Some(query) = req.uri().query() {
         for (name, value) in form_urlencoded::parse(query.as_bytes()) {
-            let name = name.trim_start_matches(' ').to_ascii_lowercase();
+            // As PHP reads names: leading spaces dropped, `.`, spaces and `[` become `_`.
+            let name = name
+                .trim_start_matches(' ')
+                .to_ascii_lowercase()
+                .replace(['.', ' ', '['], "_");
             let read = ["GET", "HEAD"]
                 .into_iter()
                 .find(|m| value.trim().eq_ignore_ascii_case(m));
@@ -115,7 +119,11 @@ pub fn check(req: &Request, list_path: bool) -> Result<(), MethodError> {
         let length = headers
             .get(header::CONTENT_LENGTH)
             .is_some_and(|v| v.as_bytes() != b"0");
-        if length || headers.contains_key(header::TRANSFER_ENCODING) {
+        // HTTP/2 bodies need no length header: the body itself says whether it has ended.
+        if length
+            || headers.contains_key(header::TRANSFER_ENCODING)
+            || !http_body::Body::is_end_stream(req.body())
+        {
             return Err(MethodError::BodyOnRead { method });
         }
     }
@@ -150,6 +158,8 @@ mod tests {
             ("PUT", "/events?_METHOD=head", vec![]),
             ("POST", "/events?%5Fmethod=GET", vec![]),
             ("POST", "/events?_method[]=GET", vec![]),
+            ("POST", "/events?.method=GET", vec![]),
+            ("POST", "/events?%5Bmethod=head", vec![]),
             ("GET", "/events", vec![("content-length", "12")]),
             ("GET", "/events", vec![("transfer-encoding", "chunked")]),
             ("HEAD", "/events", vec![("content-length", "1")]),

@@ -38,7 +38,8 @@ pub struct Found<'a, T> {
 /// The routes sharing one normalized path.
 #[derive(Debug, Clone)]
 struct PathGroup<T> {
-    routes: Vec<(Option<Vec<Method>>, T)>,
+    /// Methods, whether the route is a list route, and the lookup value.
+    routes: Vec<(Option<Vec<Method>>, bool, T)>,
     list: bool,
 }
 
@@ -74,7 +75,10 @@ impl<T: Clone> RouteTable<T> {
             let value = PathGroup {
                 routes: indices
                     .iter()
-                    .map(|&i| (routes[i].methods.clone(), routes[i].value.clone()))
+                    .map(|&i| {
+                        let route = &routes[i];
+                        (route.methods.clone(), route.list, route.value.clone())
+                    })
                     .collect(),
                 list: indices.iter().any(|&i| routes[i].list),
             };
@@ -100,63 +104,65 @@ impl<T: Clone> RouteTable<T> {
     }
 
     /// The route for a method and a raw request path, and whether the path is a list path.
+    ///
+    /// A path is read every way some backend could read it — as written, with `%2F` as a
+    /// separator, and without a format extension (`/events.json`) — and a list route found by
+    /// any reading wins over a route that is not one: a catch-all must not take `/events.json`
+    /// away from the `/events` list route. The path is a list path when any reading is.
     pub fn lookup(&self, method: &Method, path: &str) -> Found<'_, T> {
-        let plain = normalize(path, false);
-        let found = self.lookup_normalized(method, &plain);
-        if found.route.is_some() || !path.contains('%') {
-            return found;
-        }
-        // Some backends read `%2F` as a separator and some do not: a route that matches
-        // either reading applies. Only computed for paths with an escape: `%2F` may also
-        // appear only once unreserved escapes are decoded (`%2%66`).
-        let other = self.lookup_normalized(method, &normalize(path, true));
-        Found {
-            route: other.route,
-            list_path: found.list_path || other.list_path,
-        }
-    }
-
-    fn lookup_normalized(&self, method: &Method, path: &str) -> Found<'_, T> {
-        let found = self.lookup_exact(method, path);
-        if found.route.is_some() {
-            return found;
-        }
-        // `/events.json` is `/events` to Rails and DRF format suffixes: when no route has the
-        // name with its extension, the route without it applies.
-        let stem = path.rsplit_once('.').and_then(|(stem, extension)| {
-            let plain = !extension.is_empty() && !extension.contains('/') && !stem.ends_with('/');
-            plain.then_some(stem)
-        });
-        match stem {
-            Some(stem) => {
-                let bare = self.lookup_exact(method, stem);
-                Found {
-                    route: bare.route,
-                    list_path: found.list_path || bare.list_path,
-                }
+        let mut best: Option<(&T, bool)> = None;
+        let mut list_path = false;
+        let mut consider = |path: &str| {
+            let (route, list_path_here) = self.lookup_exact(method, path);
+            list_path |= list_path_here;
+            match (route, best) {
+                (Some(found), None) => best = Some(found),
+                (Some(found), Some((_, false))) if found.1 => best = Some(found),
+                _ => {}
             }
-            None => found,
+        };
+        let plain = normalize(path, false);
+        consider(&plain);
+        if let Some(stem) = without_extension(&plain) {
+            consider(stem);
+        }
+        // Only for paths with an escape: `%2F` may also appear once unreserved escapes are
+        // decoded (`%2%66`).
+        if path.contains('%') {
+            let slashed = normalize(path, true);
+            consider(&slashed);
+            if let Some(stem) = without_extension(&slashed) {
+                consider(stem);
+            }
+        }
+        Found {
+            route: best.map(|(route, _)| route),
+            list_path,
         }
     }
 
-    fn lookup_exact(&self, method: &Method, path: &str) -> Found<'_, T> {
+    /// The route serving `method` at a normalized path (and whether it is a list route), and
+    /// whether the path is a list path.
+    fn lookup_exact(&self, method: &Method, path: &str) -> (Option<(&T, bool)>, bool) {
         let Ok(matched) = self.router.at(path) else {
-            return Found {
-                route: None,
-                list_path: false,
-            };
+            return (None, false);
         };
         let group = matched.value;
         let route = group
             .routes
             .iter()
-            .find(|(methods, _)| methods.as_deref().is_none_or(|m| serves(m, method)))
-            .map(|(_, value)| value);
-        Found {
-            route,
-            list_path: group.list,
-        }
+            .find(|(methods, _, _)| methods.as_deref().is_none_or(|m| serves(m, method)))
+            .map(|(_, list, value)| (value, *list));
+        (route, group.list)
     }
+}
+
+/// `/events.json` is `/events` to Rails and DRF format suffixes: the path without its
+/// extension, when it has one.
+fn without_extension(path: &str) -> Option<&str> {
+    let (stem, extension) = path.rsplit_once('.')?;
+    let plain = !extension.is_empty() && !extension.contains('/') && !stem.ends_with('/');
+    plain.then_some(stem)
 }
 
 /// The form paths are matched in. Backends disagree on what names the same resource, so

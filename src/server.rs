@@ -115,6 +115,10 @@ impl Handle {
             ),
             ("send_timeout", running.send_timeout == config.send_timeout),
             (
+                "max_head_bytes",
+                running.max_head_bytes == config.max_head_bytes,
+            ),
+            (
                 "http2_keepalive_interval",
                 running.http2_keepalive_interval == config.http2_keepalive_interval,
             ),

@@ -204,8 +204,12 @@ impl Forward {
                 return Err(self.unavailable());
             }
             Ok(Ok(mut response)) if response.status() == http::StatusCode::SWITCHING_PROTOCOLS => {
-                let Some(upgrade) = upgrade else {
-                    tracing::warn!(upstream = %config.name, "upstream answered 101 to a request without Upgrade");
+                let agreed = response
+                    .headers()
+                    .get(http::header::UPGRADE)
+                    .is_some_and(tunnel::is_websocket);
+                let Some(upgrade) = upgrade.filter(|_| agreed) else {
+                    tracing::warn!(upstream = %config.name, "upstream answered 101 to a request that did not ask for it (or with another protocol)");
                     return Err(UpstreamError::UnaskedUpgrade {
                         upstream: config.name.clone(),
                     }
@@ -276,6 +280,7 @@ impl Service<Request> for Forward {
             // Not registered with the timer until first polled; reset when an upload ends.
             deadline: tokio::time::sleep(self.response_timeout),
             body_end,
+            upload_progress: None,
             upgrade,
             error,
             forward: self.clone(),
@@ -294,6 +299,8 @@ pin_project! {
         deadline: Sleep,
         // The request body's end, while it is still being sent.
         body_end: Option<Arc<BodyEnd>>,
+        // The upload's progress when the deadline was last pushed back.
+        upload_progress: Option<u64>,
         upgrade: Option<tunnel::Upgrade>,
         error: Option<BoxError>,
         forward: Forward,
@@ -316,7 +323,24 @@ impl Future for ForwardFuture {
         }
         if let Some(end) = this.body_end.as_ref() {
             if !end.poll_ended(cx) {
-                return Poll::Pending; // still uploading: the idle timeout guards the body
+                // Still uploading. A client that stalls is the body's idle timeout; an
+                // upstream that stops reading the body (and never answers) is this one: no
+                // progress for `idle_timeout`.
+                let idle = this.forward.idle_timeout;
+                let progress = end.progress();
+                // Waiting on the client is the body's own idle timeout's business (408).
+                if *this.upload_progress != Some(progress) || end.waiting_on_sender() {
+                    *this.upload_progress = Some(progress);
+                    this.deadline
+                        .as_mut()
+                        .reset(tokio::time::Instant::now() + idle);
+                }
+                return match this.deadline.poll(cx) {
+                    Poll::Ready(()) => {
+                        Poll::Ready(Err(this.forward.timeout("read the request body", idle)))
+                    }
+                    Poll::Pending => Poll::Pending,
+                };
             }
             *this.body_end = None;
             let deadline = tokio::time::Instant::now() + this.forward.response_timeout;

@@ -13,6 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const YAML: &str = "
+shutdown_grace: 1s
 default: {action: pass, upstream: app}
 upstreams: {app: {url: '{upstream}', response_timeout: 300ms, idle_timeout: 400ms}}
 ";
@@ -115,6 +116,27 @@ async fn malformed_chunking_gets_400() {
     assert!(
         answer.contains("urn:pagegate:problem:malformed-request-body"),
         "{answer}"
+    );
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn an_upstream_that_stops_reading_an_upload_gets_a_504_not_a_hang() {
+    // Reads nothing and never answers.
+    let upstream = Upstream::start(|_| std::future::pending()).await;
+    let proxy = Proxy::start(YAML, &upstream).await;
+    let request = http::Request::post(proxy.url("/upload"))
+        .body(throttled(64, Duration::from_millis(1), false))
+        .expect("request");
+    let got = tokio::time::timeout(Duration::from_secs(10), send(request))
+        .await
+        .expect("answered, not hung");
+    let problem = got.problem(504);
+    assert!(
+        problem["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("read the request body")),
+        "{problem}"
     );
     proxy.stop().await;
 }

@@ -158,3 +158,31 @@ fn normal_paths_are_matched_without_a_copy() {
 fn decoding_keeps_reserved_escapes_and_bad_sequences() {
     assert_eq!(decode_unreserved("/a%41%7e%2f%zz%4"), "/aA~%2f%zz%4");
 }
+
+#[test]
+fn a_list_route_found_by_any_reading_wins_over_a_catch_all() {
+    let routes = [
+        route("list", "/events", Some(&[Method::GET])),
+        route("files", "/{*rest}", None),
+    ];
+    let table = RouteTable::new(&routes).expect("no overlap");
+    for path in [
+        "/events",
+        "/events.json",
+        "/Events.JSON",
+        "/events%2F",
+        "/x%2F..%2Fevents",
+    ] {
+        let found = table.lookup(&Method::GET, path);
+        assert_eq!(found.route.copied(), Some("list"), "{path}");
+        assert!(found.list_path, "{path}");
+    }
+    let other = table.lookup(&Method::GET, "/other.json");
+    assert_eq!(other.route.copied(), Some("files"));
+    assert!(!other.list_path);
+    // Another method on the list path goes to the catch-all, but the path is known as a list
+    // path (the method checks apply to it).
+    let post = table.lookup(&Method::POST, "/events.json");
+    assert_eq!(post.route.copied(), Some("files"));
+    assert!(post.list_path);
+}

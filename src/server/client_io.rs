@@ -17,12 +17,18 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
+/// The HTTP/2 connection preface (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
 /// A client socket with a first-bytes deadline and a send-stall timeout.
 #[derive(Debug)]
 pub(super) struct ClientIo<T> {
     inner: T,
-    /// Until the first byte arrives. Boxed so the wrapper stays `Unpin`, as hyper wants its IO.
+    /// Until the protocol sniff is settled. Boxed so the wrapper stays `Unpin`, as hyper wants
+    /// its IO.
     first_bytes: Option<Pin<Box<Sleep>>>,
+    /// Bytes read so far that match the HTTP/2 preface (the sniff waits while they do).
+    preface_matched: usize,
     send_timeout: Duration,
     /// Armed while a write waits; one allocation, made the first time a write waits.
     stalled: Option<Pin<Box<Sleep>>>,
@@ -37,6 +43,7 @@ impl<T> ClientIo<T> {
         Self {
             inner,
             first_bytes: Some(Box::pin(tokio::time::sleep(first_bytes))),
+            preface_matched: 0,
             send_timeout,
             stalled: None,
             waiting: false,
@@ -88,7 +95,17 @@ impl<T: AsyncRead + Unpin> AsyncRead for ClientIo<T> {
         };
         match polled {
             Poll::Ready(Ok(())) if buf.filled().len() > before => {
-                self.first_bytes = None;
+                // hyper-util's sniff reads until 24 bytes of the HTTP/2 preface have arrived or
+                // a byte differs from it; only then does hyper's own header timer exist.
+                let read = &buf.filled()[before..];
+                let at = self.preface_matched;
+                let rest = &H2_PREFACE[at.min(H2_PREFACE.len())..];
+                let same = read.iter().zip(rest).take_while(|(a, b)| a == b).count();
+                if same < read.len().min(rest.len()) || at + same >= H2_PREFACE.len() {
+                    self.first_bytes = None;
+                } else {
+                    self.preface_matched = at + same;
+                }
                 Poll::Ready(Ok(()))
             }
             Poll::Pending if deadline.as_mut().poll(cx).is_ready() => {
@@ -145,6 +162,14 @@ mod tests {
         let (client, server) = tokio::io::duplex(64);
         let mut guarded = ClientIo::new(server, Duration::from_secs(5), LONG);
         let mut buf = [0u8; 8];
+        let error = guarded.read(&mut buf).await.expect_err("timed out");
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+
+        // A byte of the HTTP/2 preface keeps the deadline: the sniff is still waiting.
+        let (mut partial, server) = tokio::io::duplex(64);
+        let mut guarded = ClientIo::new(server, Duration::from_secs(5), LONG);
+        partial.write_all(b"PRI").await.expect("write");
+        assert_eq!(guarded.read(&mut buf).await.expect("bytes"), 3);
         let error = guarded.read(&mut buf).await.expect_err("timed out");
         assert_eq!(error.kind(), io::ErrorKind::TimedOut);
 

@@ -232,7 +232,15 @@ pub fn rewrite_redirects(headers: &mut HeaderMap, prefix: &str) {
         // `http://app:80/apix`.
         let path: Vec<u8> = match rest.first() {
             None => b"/".to_vec(),
-            Some(b'/') => rest.to_vec(),
+            // `//host` or `/\host` would be read as another origin: one `/` only.
+            Some(b'/') => {
+                let tail = rest.trim_ascii_start();
+                let start = tail
+                    .iter()
+                    .take_while(|&&b| b == b'/' || b == b'\\')
+                    .count();
+                [b"/".as_slice(), &tail[start..]].concat()
+            }
             Some(b'?' | b'#') => [b"/".as_slice(), rest].concat(),
             Some(_) => continue,
         };
@@ -274,6 +282,14 @@ mod tests {
                 "https://elsewhere.example/api/events",
             ),
             ("/events/", "/events/"),
+            (
+                "http://10.0.0.2:8000/api//evil.example/x",
+                "/evil.example/x",
+            ),
+            (
+                "http://10.0.0.2:8000/api/\\evil.example/x",
+                "/evil.example/x",
+            ),
         ] {
             let mut h = HeaderMap::new();
             h.insert(

@@ -20,15 +20,28 @@ pub(super) struct Upgrade {
     pub(super) slot: Option<Arc<dyn std::any::Any + Send + Sync>>,
 }
 
-/// The `Upgrade` a request asks for: `Connection` names `upgrade` and `Upgrade` is set.
+/// The protocol an upgrade may switch to. Only WebSocket: an `h2c` upgrade would let a client
+/// speak HTTP/2 straight to the backend, past every route and list policy.
+const WEBSOCKET: &[u8] = b"websocket";
+
+/// The WebSocket upgrade a request asks for: `Connection` names `upgrade` and `Upgrade` is
+/// `websocket`. Any other upgrade is not relayed (its headers are removed as hop-by-hop).
 pub(super) fn requested(headers: &HeaderMap) -> Option<HeaderValue> {
     let asks = headers
         .get_all(header::CONNECTION)
         .iter()
         .flat_map(|v| v.as_bytes().split(|&b| b == b','))
         .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"upgrade"));
-    asks.then(|| headers.get(header::UPGRADE).cloned())
-        .flatten()
+    let protocol = headers.get(header::UPGRADE)?;
+    (asks && is_websocket(protocol)).then(|| protocol.clone())
+}
+
+/// Whether an `Upgrade` value is WebSocket.
+pub(super) fn is_websocket(value: &HeaderValue) -> bool {
+    value
+        .as_bytes()
+        .trim_ascii()
+        .eq_ignore_ascii_case(WEBSOCKET)
 }
 
 /// Puts the upgrade back on a message whose hop-by-hop headers were removed.
