@@ -117,3 +117,24 @@ async fn a_list_path_refuses_upgrades() {
     assert!(head.starts_with("http/1.1 400"), "{head}");
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn only_websocket_upgrades_are_relayed() {
+    // h2c would let the client speak HTTP/2 straight to the backend, past every route: the
+    // upgrade is not relayed, so the backend's 101 is one nobody asked for (502).
+    let backend = echo_backend().await;
+    let proxy = Proxy::start_url(YAML, &format!("http://{backend}")).await;
+    let mut stream = TcpStream::connect(proxy.addr).await.expect("connect");
+    stream
+        .write_all(b"GET /chat HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n")
+        .await
+        .expect("write");
+    let mut head = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(3), stream.read(&mut head))
+        .await
+        .expect("an answer")
+        .expect("read");
+    let head = String::from_utf8_lossy(&head[..n]);
+    assert!(head.starts_with("HTTP/1.1 502"), "{head}");
+    proxy.stop().await;
+}

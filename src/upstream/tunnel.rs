@@ -3,6 +3,7 @@
 //! both sides have switched protocols, bytes are copied as they come.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue, header};
@@ -50,7 +51,10 @@ pub(super) fn restore(headers: &mut HeaderMap, protocol: HeaderValue) {
     headers.insert(header::UPGRADE, protocol);
 }
 
-/// Copies bytes both ways until either side closes, fails, or both are silent for `idle`.
+/// Copies bytes both ways, each direction on its own, until both have ended (a side's EOF
+/// half-closes the other side's write), either side fails, or no byte has moved either way for
+/// a whole `idle` period (checked every `idle`, so a silent tunnel closes within 2 × `idle`; a
+/// write that cannot proceed counts as no movement).
 pub(super) async fn run(upgrade: Upgrade, upstream: OnUpgrade, idle: Duration) {
     let Upgrade { client, slot, .. } = upgrade;
     let (client, upstream) = match tokio::try_join!(client, upstream) {
@@ -61,30 +65,50 @@ pub(super) async fn run(upgrade: Upgrade, upstream: OnUpgrade, idle: Duration) {
         }
     };
     let _slot = slot;
-    let (mut client_read, mut client_write) = tokio::io::split(TokioIo::new(client));
-    let (mut upstream_read, mut upstream_write) = tokio::io::split(TokioIo::new(upstream));
-    let mut from_client = vec![0u8; 16 * 1024];
-    let mut from_upstream = vec![0u8; 16 * 1024];
+    let (client_read, client_write) = tokio::io::split(TokioIo::new(client));
+    let (upstream_read, upstream_write) = tokio::io::split(TokioIo::new(upstream));
+    let moved = AtomicU64::new(0);
+    let pumps = async {
+        tokio::try_join!(
+            pump(client_read, upstream_write, &moved),
+            pump(upstream_read, client_write, &moved),
+        )
+    };
+    tokio::pin!(pumps);
+    let mut seen = 0;
     loop {
-        let step = tokio::time::timeout(idle, async {
-            tokio::select! {
-                read = client_read.read(&mut from_client) => (true, read),
-                read = upstream_read.read(&mut from_upstream) => (false, read),
+        tokio::select! {
+            result = &mut pumps => {
+                if let Err(error) = result {
+                    tracing::debug!(%error, "upgraded connection failed");
+                }
+                return;
             }
-        })
-        .await;
-        let written = match step {
-            Err(_) => {
-                tracing::debug!(?idle, "upgraded connection idle; closing");
-                break;
+            () = tokio::time::sleep(idle) => {
+                let now = moved.load(Ordering::Relaxed);
+                if now == seen {
+                    tracing::debug!(?idle, "upgraded connection idle; closing");
+                    return;
+                }
+                seen = now;
             }
-            Ok((_, Ok(0) | Err(_))) => break,
-            Ok((true, Ok(n))) => upstream_write.write_all(&from_client[..n]).await,
-            Ok((false, Ok(n))) => client_write.write_all(&from_upstream[..n]).await,
-        };
-        if written.is_err() {
-            break;
         }
     }
-    let _ = tokio::join!(client_write.shutdown(), upstream_write.shutdown());
+}
+
+/// Copies one direction until EOF, then shuts the writer down; counts every byte moved.
+async fn pump<R, W>(mut from: R, mut to: W, moved: &AtomicU64) -> std::io::Result<()>
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = from.read(&mut buf).await?;
+        if n == 0 {
+            return to.shutdown().await;
+        }
+        to.write_all(&buf[..n]).await?;
+        moved.fetch_add(n as u64, Ordering::Relaxed);
+    }
 }
