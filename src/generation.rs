@@ -17,7 +17,7 @@ use crate::cursor::CursorCodec;
 use crate::guard::HeldBudget;
 use crate::methods;
 use crate::pagination::ListRoute;
-use crate::route::{Deny, Refuse, RouteService};
+use crate::route::{Refuse, RouteService};
 use crate::routing::RouteTable;
 use crate::stack::{self, RouteParts};
 use crate::telemetry::Metrics;
@@ -118,8 +118,14 @@ impl Generation {
         let mut generation = Self {
             table,
             routes: Vec::with_capacity(config.routes.len()),
-            fallback: stack::route(parts(DEFAULT_ROUTE_NAME, None, metrics, &room), Deny),
-            refuse: stack::route(parts(REFUSED_ROUTE_NAME, None, metrics, &room), Refuse),
+            fallback: stack::route(
+                parts(DEFAULT_ROUTE_NAME, None, metrics, &room),
+                Refuse::no_route(),
+            ),
+            refuse: stack::route(
+                parts(REFUSED_ROUTE_NAME, None, metrics, &room),
+                Refuse::method(),
+            ),
             upstreams,
             cursors,
             room,

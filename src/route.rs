@@ -78,32 +78,46 @@ where
     }
 }
 
-/// The terminal of the `default: deny` route: refuses every request with [`NoRoute`] (404).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Deny;
+/// A terminal that refuses every request with the error `why` makes of it: the routes that
+/// never reach a backend.
+#[derive(Clone, Copy)]
+pub struct Refuse {
+    why: fn(&Request) -> BoxError,
+}
 
-impl Service<Request> for Deny {
-    type Response = Response;
-    type Error = BoxError;
-    type Future = Ready<Result<Response, BoxError>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        Poll::Ready(Ok(()))
+impl Refuse {
+    /// The `default: deny` route's terminal: [`NoRoute`] (404).
+    pub fn no_route() -> Self {
+        Self {
+            why: |req| {
+                NoRoute {
+                    method: req.method().clone(),
+                    path: req.uri().path().to_owned(),
+                }
+                .into()
+            },
+        }
     }
 
-    fn call(&mut self, req: Request) -> Self::Future {
-        ready(Err(NoRoute {
-            method: req.method().clone(),
-            path: req.uri().path().to_owned(),
+    /// The terminal of the route the router sends requests [`methods::check`] fails to: the
+    /// check's own error (CONNECT is refused everywhere, anything else came from a list path).
+    pub fn method() -> Self {
+        Self {
+            why: |req| {
+                methods::check(req, true)
+                    .err()
+                    .unwrap_or(MethodError::Connect)
+                    .into()
+            },
         }
-        .into()))
     }
 }
 
-/// The terminal of the route that refuses requests [`methods::check`] fails: it answers with
-/// the check's own error. (The router sends a request here only when the check failed.)
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Refuse;
+impl fmt::Debug for Refuse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Refuse").finish_non_exhaustive()
+    }
+}
 
 impl Service<Request> for Refuse {
     type Response = Response;
@@ -115,10 +129,6 @@ impl Service<Request> for Refuse {
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
-        // CONNECT is refused everywhere; anything else reached this route from a list path.
-        let error = methods::check(&req, true)
-            .err()
-            .unwrap_or(MethodError::Connect);
-        ready(Err(error.into()))
+        ready(Err((self.why)(&req)))
     }
 }

@@ -204,34 +204,43 @@ async fn a_max_connections_the_open_files_limit_cannot_serve_is_refused() {
     assert!(message.contains("raise the limit"), "{message}");
 }
 
+/// A backend whose list page is 15 MiB: more than a socket's buffers, so a client that never
+/// reads stalls pagegate's writes with the page held (and its bytes reserved) the whole time.
+async fn big_page_backend() -> Upstream {
+    Upstream::start(|_| async { http::Response::new(support::bodies::json_items(1, 15_000, 1000)) })
+        .await
+}
+
+/// The list route for [`big_page_backend`], after `settings`.
+fn big_page_yaml(settings: &str) -> String {
+    format!(
+        "{settings}
+default: {{action: deny}}
+upstreams: {{app: {{url: '{{upstream}}'}}}}
+routes:
+  - {{name: events, path: /events, methods: [GET], upstream: app, list: {{max_limit: 20000, default_limit: 20000, max_bytes: 16MiB}}}}
+"
+    )
+}
+
+/// Asks for the page (as `forwarded_for` behind a trusted proxy, when given) on a socket with
+/// a tiny receive window, and never reads.
+async fn stalled_request(addr: SocketAddr, forwarded_for: Option<&str>) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("small window");
+    let mut stream = socket.connect(addr).await.expect("connect");
+    let xff = forwarded_for.map_or_else(String::new, |ip| format!("X-Forwarded-For: {ip}\r\n"));
+    let request = format!("GET /events HTTP/1.1\r\nHost: x\r\n{xff}\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    stream
+}
+
 #[tokio::test]
 async fn clients_that_never_read_their_held_pages_are_cut_and_release_them() {
-    // A 15 MiB list page: more than a socket's buffers, so a client that never reads stalls
-    // pagegate's writes, with the page held (and its bytes reserved) the whole time.
-    let upstream = Upstream::start(|_| async {
-        http::Response::new(support::bodies::json_items(1, 15_000, 1000))
-    })
-    .await;
-    let yaml = "
-send_timeout: 300ms
-max_held_bytes: 17MiB
-default: {action: deny}
-upstreams: {app: {url: '{upstream}'}}
-routes:
-  - {name: events, path: /events, methods: [GET], upstream: app, list: {max_limit: 20000, default_limit: 20000, max_bytes: 16MiB}}
-";
-    let proxy = Proxy::start(yaml, &upstream).await;
-    let mut stalled = Vec::new();
-    for _ in 0..1 {
-        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-        socket.set_recv_buffer_size(4096).expect("small window");
-        let mut stream = socket.connect(proxy.addr).await.expect("connect");
-        stream
-            .write_all(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
-            .await
-            .expect("write");
-        stalled.push(stream); // and never read
-    }
+    let upstream = big_page_backend().await;
+    let yaml = big_page_yaml("send_timeout: 300ms\nmax_held_bytes: 17MiB");
+    let proxy = Proxy::start(&yaml, &upstream).await;
+    let stalled = vec![stalled_request(proxy.addr, None).await];
     // The page is held now, reserving all but 1 MiB of the budget.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let start = Instant::now();
@@ -266,34 +275,17 @@ routes:
 
 #[tokio::test]
 async fn clients_holding_pages_they_never_read_cannot_starve_another_client() {
-    let upstream = Upstream::start(|_| async {
-        http::Response::new(support::bodies::json_items(1, 15_000, 1000))
-    })
-    .await;
+    let upstream = big_page_backend().await;
     // Clients are told apart by X-Forwarded-For behind a trusted proxy (the test's loopback).
-    let yaml = "
-trusted_proxies: [127.0.0.1]
-send_timeout: 60s
-max_held_bytes: 34MiB
-max_held_bytes_per_client: 17MiB
-default: {action: deny}
-upstreams: {app: {url: '{upstream}'}}
-routes:
-  - {name: events, path: /events, methods: [GET], upstream: app, list: {max_limit: 20000, default_limit: 20000, max_bytes: 16MiB}}
-";
-    let proxy = Proxy::start(yaml, &upstream).await;
+    let yaml = big_page_yaml(
+        "trusted_proxies: [127.0.0.1]\nsend_timeout: 60s\nmax_held_bytes: 34MiB\nmax_held_bytes_per_client: 17MiB",
+    );
+    let proxy = Proxy::start(&yaml, &upstream).await;
     // Client A asks twice and never reads: its first page is held (15 MiB of its 17 MiB
     // share), its second is refused at once instead of taking the rest of the budget.
     let mut stalled = Vec::new();
     for _ in 0..2 {
-        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-        socket.set_recv_buffer_size(4096).expect("small window");
-        let mut stream = socket.connect(proxy.addr).await.expect("connect");
-        stream
-            .write_all(b"GET /events HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 203.0.113.1\r\n\r\n")
-            .await
-            .expect("write");
-        stalled.push(stream);
+        stalled.push(stalled_request(proxy.addr, Some("203.0.113.1")).await);
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     let mut head = [0u8; 64];

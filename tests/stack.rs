@@ -11,7 +11,7 @@ use http_body_util::BodyExt;
 use pagegate::config::Config;
 use pagegate::guard::HeldBudget;
 use pagegate::pagination::ListRoute;
-use pagegate::route::{Deny, RouteService};
+use pagegate::route::{Refuse, RouteService};
 use pagegate::stack::{self, RouteParts};
 use pagegate::telemetry::{Metrics, Outcome, RouteMetrics};
 use pagegate::upstream::UpstreamError;
@@ -263,7 +263,7 @@ async fn errors_are_rescued_into_their_status_and_problem() {
 #[tokio::test]
 async fn the_deny_route_answers_404() {
     let metrics = Metrics::default();
-    let route = stack::route(parts(&metrics, None), Deny);
+    let route = stack::route(parts(&metrics, None), Refuse::no_route());
     let (response, bytes) = call(&route, get("/nowhere")).await;
     problem(&response, &bytes, 404, "urn:pagegate:problem:no-route");
     let doc: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
