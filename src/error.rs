@@ -95,6 +95,7 @@ impl ProxyError {
         match self {
             Self::NoRoute(_) => StatusCode::NOT_FOUND,
             Self::Method(MethodError::Connect) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Method(MethodError::FormTooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Method(_) => StatusCode::BAD_REQUEST,
             Self::RequestBody(RequestBodyError::Stalled(_)) => StatusCode::REQUEST_TIMEOUT,
             Self::RequestBody(RequestBodyError::Malformed) => StatusCode::BAD_REQUEST,
@@ -125,6 +126,7 @@ impl ProxyError {
         match self {
             Self::NoRoute(_) => "urn:pagegate:problem:no-route",
             Self::Method(MethodError::Connect) => "urn:pagegate:problem:method-not-allowed",
+            Self::Method(MethodError::FormTooLarge { .. }) => "urn:pagegate:problem:form-too-large",
             Self::Method(_) => "urn:pagegate:problem:ambiguous-method",
             Self::RequestBody(RequestBodyError::Stalled(_)) => {
                 "urn:pagegate:problem:request-body-stalled"

@@ -182,17 +182,19 @@ impl Generation {
     /// matches, or the refusing route when its method could be read differently by a backend
     /// ([`methods::check`]: CONNECT anywhere; on a list path, whatever its method, a
     /// non-canonical method, a `_method` override or a GET/HEAD body).
-    pub fn route(&self, req: &Request) -> &RouteService {
+    /// Also says whether the path is a list path (some route there is a list route).
+    pub fn route(&self, req: &Request) -> (&RouteService, bool) {
         let found = self.table.lookup(req.method(), req.uri().path());
         if (found.list_path || req.method() == Method::CONNECT)
             && methods::check(req, found.list_path).is_err()
         {
-            return &self.refuse;
+            return (&self.refuse, found.list_path);
         }
-        found
+        let route = found
             .route
             .and_then(|&i| self.routes.get(i))
-            .unwrap_or(&self.fallback)
+            .unwrap_or(&self.fallback);
+        (route, found.list_path)
     }
 
     /// The config this generation was built from.

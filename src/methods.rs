@@ -17,6 +17,10 @@ use http::{Method, header};
 
 use crate::Request;
 
+mod form;
+
+pub use form::{FormCheck, FormCheckLayer, ListPath, MAX_FORM_BYTES};
+
 /// Why a request's method is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MethodError {
@@ -52,6 +56,14 @@ pub enum MethodError {
         /// The request method.
         method: String,
     },
+    /// A form body on a list path larger than the part pagegate reads to look for `_method`.
+    #[error(
+        "a form body on a list path is read whole to look for `_method`, and this one exceeds {max} bytes: send a smaller body"
+    )]
+    FormTooLarge {
+        /// [`MAX_FORM_BYTES`].
+        max: usize,
+    },
     /// A GET or HEAD with a body on a list path.
     #[error(
         "a {method} request to a list path must not carry a body: some backends read list parameters from it; send them in the query"
@@ -66,6 +78,21 @@ pub enum MethodError {
 const STANDARD: [&str; 9] = [
     "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
 ];
+
+/// The read method a `name=value` pair overrides to, if it is a `_method` override: names are
+/// read as PHP reads them (leading spaces dropped, `.`, spaces and `[` become `_`, any case).
+fn override_of(name: &str, value: &str) -> Option<&'static str> {
+    let name = name
+        .trim_start_matches(' ')
+        .to_ascii_lowercase()
+        .replace(['.', ' ', '['], "_");
+    if !name.starts_with("_method") {
+        return None;
+    }
+    ["GET", "HEAD"]
+        .into_iter()
+        .find(|m| value.trim().eq_ignore_ascii_case(m))
+}
 
 /// Checks a request's method; `list_path` says whether some route on its path is a list route.
 pub fn check(req: &Request, list_path: bool) -> Result<(), MethodError> {
@@ -88,15 +115,7 @@ pub fn check(req: &Request, list_path: bool) -> Result<(), MethodError> {
     }
     if let Some(query) = req.uri().query() {
         for (name, value) in form_urlencoded::parse(query.as_bytes()) {
-            // As PHP reads names: leading spaces dropped, `.`, spaces and `[` become `_`.
-            let name = name
-                .trim_start_matches(' ')
-                .to_ascii_lowercase()
-                .replace(['.', ' ', '['], "_");
-            let read = ["GET", "HEAD"]
-                .into_iter()
-                .find(|m| value.trim().eq_ignore_ascii_case(m));
-            if let (true, Some(method)) = (name.starts_with("_method"), read) {
+            if let Some(method) = override_of(&name, &value) {
                 return Err(MethodError::Override {
                     sent: format!("{name}={value}"),
                     method,

@@ -9,6 +9,7 @@ use arc_swap::ArcSwap;
 use tower::Service;
 
 use crate::generation::Generation;
+use crate::methods::ListPath;
 use crate::route::RouteFuture;
 use crate::{Request, Response};
 
@@ -37,9 +38,14 @@ impl Service<Request> for Router {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Request) -> Self::Future {
+    fn call(&mut self, mut req: Request) -> Self::Future {
         // A lock-free load; the route's stack holds what it needs past this call.
         let generation = self.current.load();
-        generation.route(&req).call(req)
+        let (route, list_path) = generation.route(&req);
+        if list_path && !http_body::Body::is_end_stream(req.body()) {
+            // A body on a list path may carry `_method` (see methods::form).
+            req.extensions_mut().insert(ListPath);
+        }
+        route.call(req)
     }
 }

@@ -2,9 +2,9 @@
 //! request crosses, and the part built for each route when its config loads.
 //!
 //! ```text
-//! global:     access log ─▶ router ─┬─▶ route "events" (list):  rescue ─▶ pagination ─▶ list guard ─▶ forward
-//!                                   ├─▶ route "export":         rescue ─▶ forward
-//!                                   └─▶ default (pass | deny):  rescue ─▶ forward | deny
+//! global:     access log ─▶ router ─┬─▶ route "events" (list):  rescue ─▶ form check ─▶ pagination ─▶ list guard ─▶ forward
+//!                                   ├─▶ route "export":         rescue ─▶ form check ─▶ forward
+//!                                   └─▶ default (pass | deny):  rescue ─▶ form check ─▶ forward | deny
 //! ```
 
 use std::sync::Arc;
@@ -13,6 +13,7 @@ use tower::{Service, ServiceBuilder};
 
 use crate::error::RescueLayer;
 use crate::guard::{HeldBudget, ListGuardLayer};
+use crate::methods::FormCheckLayer;
 use crate::pagination::{ListRoute, PaginationLayer};
 use crate::route::RouteService;
 use crate::telemetry::{AccessLog, AccessLogLayer, RouteMetrics};
@@ -56,6 +57,9 @@ where
         // Outermost per route: every error below becomes its status and problem document here
         // (the one rescue point), and every answer is tagged with the route for the access log.
         .layer(RescueLayer::new(Arc::clone(&metrics)))
+        // On list paths only (the router marks them): a form body naming `_method` as a read
+        // method is refused before anything is sent, whatever route serves the request.
+        .layer(FormCheckLayer)
         // List routes only: refuse or rewrite list requests (limit, offset, cursor) before
         // anything is sent.
         .option_layer(list.clone().map(PaginationLayer::new))

@@ -22,7 +22,7 @@ routes:
 fn request(
     method: &str,
     url: &str,
-    body: &'static str,
+    body: impl Into<Bytes>,
     headers: &[(&str, &str)],
 ) -> http::Request<pagegate::Body> {
     let mut builder = http::Request::builder()
@@ -207,6 +207,91 @@ async fn a_backend_redirect_to_itself_is_rewritten_to_a_path_on_pagegate() {
     assert_eq!(
         got.header("location"),
         Some(format!("http://{}/events/?limit=5", upstream.addr).as_str())
+    );
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn form_bodies_on_list_paths_cannot_override_the_method() {
+    use http_body_util::BodyExt;
+    // Records each body it receives.
+    let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Bytes>::new()));
+    let recorded = std::sync::Arc::clone(&bodies);
+    let upstream = Upstream::start(move |req| {
+        let recorded = std::sync::Arc::clone(&recorded);
+        async move {
+            let body = req.into_body().collect().await.expect("body").to_bytes();
+            recorded.lock().expect("lock").push(body);
+            json_response("{}")
+        }
+    })
+    .await;
+    let proxy = Proxy::start(YAML, &upstream).await;
+    let form = ("content-type", "application/x-www-form-urlencoded");
+    let multipart = ("content-type", "multipart/form-data; boundary=XyZ");
+    let refused = [
+        (
+            "_method=GET&limit=99999".to_owned(),
+            form,
+            "ambiguous-method",
+        ),
+        ("a=1&_METHOD=head".to_owned(), form, "ambiguous-method"),
+        (
+            "--XyZ\r\nContent-Disposition: form-data; name=\"_method\"\r\n\r\nGET\r\n--XyZ--\r\n"
+                .to_owned(),
+            multipart,
+            "ambiguous-method",
+        ),
+        (
+            format!("a={}", "x".repeat(70 * 1024)),
+            form,
+            "form-too-large",
+        ),
+    ];
+    for (body, content_type, kind) in refused {
+        let got = send(request(
+            "POST",
+            &proxy.url("/events"),
+            body,
+            &[content_type],
+        ))
+        .await;
+        let status = if kind == "form-too-large" { 413 } else { 400 };
+        let problem = got.problem(status);
+        assert_eq!(
+            problem["type"],
+            format!("urn:pagegate:problem:{kind}"),
+            "{problem}"
+        );
+    }
+    assert!(
+        bodies.lock().expect("lock").is_empty(),
+        "nothing reached the backend"
+    );
+
+    // A form that overrides nothing is forwarded as read; other paths and bodies are untouched.
+    let got = send(request(
+        "POST",
+        &proxy.url("/events"),
+        "name=a&_method=DELETE",
+        &[form],
+    ))
+    .await;
+    assert_eq!(got.status, 200);
+    let got = send(request(
+        "POST",
+        &proxy.url("/other"),
+        "_method=GET",
+        &[form],
+    ))
+    .await;
+    assert_eq!(got.status, 200, "not a list path");
+    assert_eq!(
+        *bodies.lock().expect("lock"),
+        [
+            Bytes::from_static(b"name=a&_method=DELETE"),
+            Bytes::from_static(b"_method=GET")
+        ]
     );
     proxy.stop().await;
 }

@@ -68,7 +68,7 @@ async fn routes_and_the_default_policy_are_services_of_the_generation() {
             .uri(path)
             .body(crate::body::full(bytes::Bytes::new()))
             .expect("request");
-        generation.route(&req).name().to_owned()
+        generation.route(&req).0.name().to_owned()
     };
     assert_eq!(name(Method::GET, "/events"), "events");
     assert_eq!(name(Method::HEAD, "/Events/"), "events");

@@ -1,0 +1,139 @@
+//! `_method` inside request bodies on list paths. Rack's `MethodOverride`, Laravel and Symfony
+//! read the override from a form body, so `POST /events` with `_method=GET&limit=99999` runs
+//! the GET list handler with a limit pagegate never saw. On a list path a form body is read
+//! (up to [`MAX_FORM_BYTES`]; larger: 413) and refused when it names a read method; otherwise
+//! it is forwarded as read.
+
+use std::future::{Future, Ready, ready};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures_util::FutureExt;
+use futures_util::future::Either;
+use http::header;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use tower::{Layer, Service};
+
+use super::MethodError;
+use crate::{BoxError, Request, Response};
+
+/// Most bytes of a form body read on a list path (64 KiB); a larger one gets 413.
+pub const MAX_FORM_BYTES: usize = 64 * 1024;
+
+/// Marks a request on a list path (set by the router), for [`FormCheckLayer`].
+#[derive(Debug, Clone, Copy)]
+pub struct ListPath;
+
+/// Reads form bodies on list paths and refuses those that override the method to a read.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FormCheckLayer;
+
+impl<S> Layer<S> for FormCheckLayer {
+    type Service = FormCheck<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        FormCheck { inner }
+    }
+}
+
+/// The service of [`FormCheckLayer`].
+#[derive(Debug, Clone)]
+pub struct FormCheck<S> {
+    inner: S,
+}
+
+/// What kind of form a body is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Form {
+    UrlEncoded,
+    Multipart,
+}
+
+fn form_kind(req: &Request) -> Option<Form> {
+    let value = req.headers().get(header::CONTENT_TYPE)?.to_str().ok()?;
+    let essence = value.split(';').next()?.trim().to_ascii_lowercase();
+    match essence.as_str() {
+        "application/x-www-form-urlencoded" => Some(Form::UrlEncoded),
+        e if e.starts_with("multipart/") => Some(Form::Multipart),
+        _ => None,
+    }
+}
+
+type Checked<F> = Either<F, Ready<Result<Response, BoxError>>>;
+
+impl<S> Service<Request> for FormCheck<S>
+where
+    S: Service<Request, Response = Response, Error = BoxError> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = BoxError;
+    type Future =
+        Either<S::Future, Pin<Box<dyn Future<Output = Result<Response, BoxError>> + Send>>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let (Some(_), Some(kind)) = (req.extensions().get::<ListPath>(), form_kind(&req)) else {
+            return Either::Left(self.inner.call(req));
+        };
+        let mut inner = self.inner.clone();
+        let (parts, body) = req.into_parts();
+        // Combinators, not an async block over the generic inner future (rust-lang/rust#110338).
+        Either::Right(Box::pin(
+            Limited::new(body, MAX_FORM_BYTES)
+                .collect()
+                .map(move |collected| -> Checked<S::Future> {
+                    let bytes = match collected {
+                        Ok(collected) => collected.to_bytes(),
+                        Err(error) if error.is::<LengthLimitError>() => {
+                            return Either::Right(ready(Err(MethodError::FormTooLarge {
+                                max: MAX_FORM_BYTES,
+                            }
+                            .into())));
+                        }
+                        Err(error) => return Either::Right(ready(Err(error))),
+                    };
+                    if let Err(error) = check(kind, &bytes) {
+                        return Either::Right(ready(Err(error.into())));
+                    }
+                    Either::Left(inner.call(Request::from_parts(parts, crate::body::full(bytes))))
+                })
+                .flatten(),
+        ))
+    }
+}
+
+/// Refuses a form that names `_method` (any case, PHP-folded) as GET or HEAD; for multipart,
+/// any part named `_method` (its value is not parsed, so any such part is refused).
+fn check(kind: Form, bytes: &Bytes) -> Result<(), MethodError> {
+    match kind {
+        Form::UrlEncoded => {
+            for (name, value) in form_urlencoded::parse(bytes) {
+                if let Some(method) = super::override_of(&name, &value) {
+                    return Err(MethodError::Override {
+                        sent: format!("{name}={value} (in the body)"),
+                        method,
+                    });
+                }
+            }
+            Ok(())
+        }
+        Form::Multipart => {
+            let lower = bytes.to_ascii_lowercase();
+            let named = [&b"name=\"_method\""[..], b"name=_method"]
+                .iter()
+                .any(|needle| lower.windows(needle.len()).any(|w| w == *needle));
+            if named {
+                return Err(MethodError::Override {
+                    sent: "a multipart part named _method".to_owned(),
+                    method: "another method",
+                });
+            }
+            Ok(())
+        }
+    }
+}
