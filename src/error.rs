@@ -107,6 +107,26 @@ impl ProxyError {
         }
     }
 
+    /// The `pagegate_protections_total` reason, for refusals that protect pagegate or the
+    /// backend (not for ordinary bad parameters or upstream failures).
+    pub fn protection(&self) -> Option<&'static str> {
+        Some(match self {
+            Self::Method(MethodError::Connect) => "connect",
+            Self::Method(MethodError::NonCanonical { .. }) => "method_case",
+            Self::Method(MethodError::Override { .. }) => "method_override",
+            Self::Method(MethodError::BodyOnRead { .. }) => "body_on_read",
+            Self::Method(MethodError::UpgradeOnList { .. }) => "upgrade_on_list",
+            Self::Method(MethodError::FormTooLarge { .. }) => "form_too_large",
+            Self::RequestBody(RequestBodyError::Stalled(_)) => "request_body_stalled",
+            Self::RequestBody(RequestBodyError::Malformed) => "request_body_malformed",
+            Self::Overloaded(HoldError::Busy) => "held_bytes",
+            Self::Overloaded(HoldError::ClientShare { .. }) => "held_bytes_per_client",
+            Self::Upstream(UpstreamError::UnaskedUpgrade { .. }) => "unasked_upgrade",
+            Self::Guard(GuardError::Unfinished) => "unfinished_list",
+            _ => return None,
+        })
+    }
+
     /// What the access log reports.
     pub fn outcome(&self) -> Outcome {
         match self {
@@ -251,6 +271,9 @@ where
             Ok(response) => response,
             Err(error) => {
                 let error = ProxyError::from_boxed(error);
+                if let (Some(reason), Some(route)) = (error.protection(), this.route.as_ref()) {
+                    route.protection(reason);
+                }
                 let route = this.route.as_ref().map_or("-", |r| r.name());
                 match error.status() {
                     s if s.is_server_error() => tracing::warn!(%route, %error, "request failed"),

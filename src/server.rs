@@ -198,6 +198,10 @@ impl Server {
         let (alive_tx, mut alive_rx) = tokio::sync::mpsc::channel::<()>(1);
         let head_bytes = usize::try_from(self.config.max_head_bytes).unwrap_or(usize::MAX);
         let trusted = Arc::new(self.config.trusted_proxies.clone());
+        let closed = client_io::Closed {
+            first_bytes: self.metrics.protection("header_read_timeout"),
+            send_stall: self.metrics.protection("send_stall"),
+        };
         let mut builder = auto::Builder::new(TokioExecutor::new());
         // The head must arrive in time; hyper's timer runs from when a connection waits for a
         // head, so an idle HTTP/1 keep-alive connection is closed after it too.
@@ -257,6 +261,7 @@ impl Server {
                 stream,
                 self.config.header_read_timeout,
                 self.config.send_timeout,
+                closed.clone(),
             );
             // With upgrades: WebSockets and other `Upgrade` protocols are tunnelled.
             let connection = builder

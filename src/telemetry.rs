@@ -76,6 +76,11 @@ struct RouteLabels {
     route: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProtectionLabels {
+    reason: &'static str,
+}
+
 /// pagegate's Prometheus metrics. Labels are bounded: route names come from the config.
 ///
 /// Shared by every generation, so counts survive a reload; each route resolves its own
@@ -86,6 +91,7 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     list_cuts: Family<CutLabels, Counter>,
     order_violations: Family<RouteLabels, Counter>,
+    protections: Family<ProtectionLabels, Counter>,
     log_dropped: Counter,
     log_dropped_seen: AtomicU64,
 }
@@ -97,6 +103,12 @@ impl Default for Metrics {
         let list_cuts = Family::<CutLabels, Counter>::default();
         let order_violations = Family::<RouteLabels, Counter>::default();
         let log_dropped = Counter::default();
+        let protections = Family::<ProtectionLabels, Counter>::default();
+        registry.register(
+            "protections",
+            "Requests and connections pagegate refused or cut to protect itself or the backend, by reason",
+            protections.clone(),
+        );
         registry.register(
             "requests",
             "Requests answered, by route and status",
@@ -122,6 +134,7 @@ impl Default for Metrics {
             requests,
             list_cuts,
             order_violations,
+            protections,
             log_dropped,
             log_dropped_seen: AtomicU64::new(0),
         }
@@ -151,7 +164,15 @@ impl Metrics {
             cut_items,
             cut_bytes,
             order_violations,
+            protections: self.protections.clone(),
         })
+    }
+
+    /// A counter of one protection (`reason`), resolved once by whoever counts it often.
+    pub fn protection(&self, reason: &'static str) -> Counter {
+        self.protections
+            .get_or_create(&ProtectionLabels { reason })
+            .clone()
     }
 
     /// The OpenMetrics text exposition.
@@ -182,6 +203,7 @@ pub struct RouteMetrics {
     cut_items: Option<Counter>,
     cut_bytes: Option<Counter>,
     order_violations: Option<Counter>,
+    protections: Family<ProtectionLabels, Counter>,
 }
 
 impl RouteMetrics {
@@ -219,6 +241,13 @@ impl RouteMetrics {
         if let Some(counter) = &self.cut_bytes {
             counter.inc();
         }
+    }
+
+    /// Counts a protection that refused this route's request (`reason`, see README).
+    pub fn protection(&self, reason: &'static str) {
+        self.protections
+            .get_or_create(&ProtectionLabels { reason })
+            .inc();
     }
 
     /// Counts a backend that broke the key order.

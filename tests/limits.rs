@@ -305,3 +305,34 @@ async fn clients_holding_pages_they_never_read_cannot_starve_another_client() {
     drop(stalled);
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn every_protection_is_counted_in_metrics() {
+    let upstream = Upstream::start(|_| async { json_response("[]") }).await;
+    let yaml = format!(
+        "metrics_listen: 127.0.0.1:0\n{YAML}routes:\n  - {{name: events, path: /events, methods: [GET], upstream: app, list: {{}}}}\n"
+    );
+    let proxy = Proxy::start(&yaml, &upstream).await;
+    // A silent socket, closed at header_read_timeout.
+    let mut silent = TcpStream::connect(proxy.addr).await.expect("connect");
+    until_closed(&mut silent, Duration::from_secs(5)).await;
+    // A lower-case method on a list path.
+    let mut lower = TcpStream::connect(proxy.addr).await.expect("connect");
+    lower
+        .write_all(b"get /events HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let (answer, _) = until_closed(&mut lower, Duration::from_secs(5)).await;
+    assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 400"));
+    let metrics = proxy.metrics.expect("a metrics listener");
+    let text = support::get(&format!("http://{metrics}/metrics"))
+        .await
+        .text();
+    for line in [
+        "pagegate_protections_total{reason=\"header_read_timeout\"} 1",
+        "pagegate_protections_total{reason=\"method_case\"} 1",
+    ] {
+        assert!(text.contains(line), "{line} missing from:\n{text}");
+    }
+    proxy.stop().await;
+}

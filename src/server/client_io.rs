@@ -14,16 +14,27 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
 /// The HTTP/2 connection preface (RFC 9113 §3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
+/// Counters of the connections this wrapper closes (`pagegate_protections_total`).
+#[derive(Debug, Clone, Default)]
+pub(super) struct Closed {
+    /// No request head began within `header_read_timeout`.
+    pub(super) first_bytes: Counter,
+    /// A write waited `send_timeout`.
+    pub(super) send_stall: Counter,
+}
+
 /// A client socket with a first-bytes deadline and a send-stall timeout.
 #[derive(Debug)]
 pub(super) struct ClientIo<T> {
     inner: T,
+    closed: Closed,
     /// Until the protocol sniff is settled. Boxed so the wrapper stays `Unpin`, as hyper wants
     /// its IO.
     first_bytes: Option<Pin<Box<Sleep>>>,
@@ -39,9 +50,15 @@ pub(super) struct ClientIo<T> {
 impl<T> ClientIo<T> {
     /// Wraps `inner`: its first byte must arrive within `first_bytes` from now, and no write
     /// may wait longer than `send_timeout`.
-    pub(super) fn new(inner: T, first_bytes: Duration, send_timeout: Duration) -> Self {
+    pub(super) fn new(
+        inner: T,
+        first_bytes: Duration,
+        send_timeout: Duration,
+        closed: Closed,
+    ) -> Self {
         Self {
             inner,
+            closed,
             first_bytes: Some(Box::pin(tokio::time::sleep(first_bytes))),
             preface_matched: 0,
             send_timeout,
@@ -73,10 +90,13 @@ impl<T> ClientIo<T> {
             self.waiting = true;
         }
         match sleep.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "the client read nothing for send_timeout",
-            ))),
+            Poll::Ready(()) => {
+                self.closed.send_stall.inc();
+                Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the client read nothing for send_timeout",
+                )))
+            }
             Poll::Pending => Poll::Pending,
         }
     }
@@ -109,6 +129,8 @@ impl<T: AsyncRead + Unpin> AsyncRead for ClientIo<T> {
                 Poll::Ready(Ok(()))
             }
             Poll::Pending if deadline.as_mut().poll(cx).is_ready() => {
+                self.first_bytes = None;
+                self.closed.first_bytes.inc();
                 Poll::Ready(Err(io::Error::new(
                     io::ErrorKind::TimedOut,
                     "no request within header_read_timeout",
@@ -160,21 +182,21 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn silence_fails_the_first_read_and_a_byte_lifts_the_deadline() {
         let (client, server) = tokio::io::duplex(64);
-        let mut guarded = ClientIo::new(server, Duration::from_secs(5), LONG);
+        let mut guarded = ClientIo::new(server, Duration::from_secs(5), LONG, Closed::default());
         let mut buf = [0u8; 8];
         let error = guarded.read(&mut buf).await.expect_err("timed out");
         assert_eq!(error.kind(), io::ErrorKind::TimedOut);
 
         // A byte of the HTTP/2 preface keeps the deadline: the sniff is still waiting.
         let (mut partial, server) = tokio::io::duplex(64);
-        let mut guarded = ClientIo::new(server, Duration::from_secs(5), LONG);
+        let mut guarded = ClientIo::new(server, Duration::from_secs(5), LONG, Closed::default());
         partial.write_all(b"PRI").await.expect("write");
         assert_eq!(guarded.read(&mut buf).await.expect("bytes"), 3);
         let error = guarded.read(&mut buf).await.expect_err("timed out");
         assert_eq!(error.kind(), io::ErrorKind::TimedOut);
 
         let (mut client2, server2) = tokio::io::duplex(64);
-        let mut guarded = ClientIo::new(server2, Duration::from_secs(5), LONG);
+        let mut guarded = ClientIo::new(server2, Duration::from_secs(5), LONG, Closed::default());
         client2.write_all(b"G").await.expect("write");
         assert_eq!(guarded.read(&mut buf).await.expect("a byte"), 1);
         // Past the first byte, silence is someone else's business (hyper's header timer).
@@ -186,7 +208,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_write_nobody_reads_fails_after_the_send_timeout_and_a_slow_reader_does_not() {
         let (mut client, server) = tokio::io::duplex(16);
-        let mut guarded = ClientIo::new(server, LONG, Duration::from_secs(5));
+        let mut guarded = ClientIo::new(server, LONG, Duration::from_secs(5), Closed::default());
         // A slow reader: 16 bytes every 4 s keeps every write within 5 s of progress.
         let reader = tokio::spawn(async move {
             let mut buf = [0u8; 16];
