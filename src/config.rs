@@ -37,6 +37,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Most client connections served at once.
     pub max_connections: usize,
+    /// Most connections from one client address (IPv6 by /64); `None`: no cap.
+    pub max_connections_per_client: Option<std::num::NonZeroU32>,
     /// Time to receive a request head once a connection waits for one.
     pub header_read_timeout: Duration,
     /// Largest request head, in bytes.

@@ -25,6 +25,7 @@ use crate::telemetry::Metrics;
 use crate::{Body, BoxError, Request};
 
 mod client_io;
+mod peers;
 
 use client_io::ClientIo;
 
@@ -119,6 +120,10 @@ impl Handle {
                 running.max_head_bytes == config.max_head_bytes,
             ),
             (
+                "max_connections_per_client",
+                running.max_connections_per_client == config.max_connections_per_client,
+            ),
+            (
                 "http2_keepalive_interval",
                 running.http2_keepalive_interval == config.http2_keepalive_interval,
             ),
@@ -198,6 +203,10 @@ impl Server {
         let (alive_tx, mut alive_rx) = tokio::sync::mpsc::channel::<()>(1);
         let head_bytes = usize::try_from(self.config.max_head_bytes).unwrap_or(usize::MAX);
         let trusted = Arc::new(self.config.trusted_proxies.clone());
+        let peers = peers::Peers::new(
+            self.config.max_connections_per_client,
+            self.metrics.protection("connections_per_client"),
+        );
         let closed = client_io::Closed {
             first_bytes: self.metrics.protection("header_read_timeout"),
             send_stall: self.metrics.protection("send_stall"),
@@ -230,8 +239,6 @@ impl Server {
                 permit = Arc::clone(&connections).acquire_owned() => permit,
             };
             let Ok(permit) = permit else { break };
-            // The connection's slot, shared with what may outlive its requests (tunnels).
-            let slot: Arc<dyn std::any::Any + Send + Sync> = Arc::new(permit);
             let (stream, peer) = tokio::select! {
                 () = &mut shutdown => break,
                 accepted = self.listener.accept() => match accepted {
@@ -244,11 +251,19 @@ impl Server {
                     }
                 },
             };
+            let client = ClientAddr::new(peer, &trusted);
+            let Ok(peer_slot) = peers.admit(client.key()) else {
+                // Over max_connections_per_client: closed at once, before a byte is read.
+                drop(stream);
+                continue;
+            };
+            // The connection's slot, shared with what may outlive its requests (tunnels).
+            let slot: Arc<dyn std::any::Any + Send + Sync> = Arc::new((permit, peer_slot));
             let _ = stream.set_nodelay(true);
             let stack = stack.clone();
             // Rendered once per connection, cloned (reference counts) per request; resolved per
             // request only behind a trusted proxy.
-            let client = ClientAddr::new(peer, &trusted).with_slot(Arc::clone(&slot));
+            let client = client.with_slot(Arc::clone(&slot));
             let trusted = Arc::clone(&trusted);
             let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
                 let mut client = client.clone();

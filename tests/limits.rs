@@ -336,3 +336,29 @@ async fn every_protection_is_counted_in_metrics() {
     }
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn a_client_over_max_connections_per_client_is_closed_at_once() {
+    let upstream = Upstream::start(|_| async { json_response("{}") }).await;
+    let yaml = format!("max_connections_per_client: 2\n{YAML}");
+    let proxy = Proxy::start(&yaml, &upstream).await;
+    let held: Vec<TcpStream> = vec![
+        TcpStream::connect(proxy.addr).await.expect("1"),
+        TcpStream::connect(proxy.addr).await.expect("2"),
+    ];
+    // Give the accept loop a moment to take both.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut third = TcpStream::connect(proxy.addr)
+        .await
+        .expect("3: accepted, then closed");
+    let (_, after) = until_closed(&mut third, Duration::from_secs(2)).await;
+    assert!(
+        after < Duration::from_millis(250),
+        "closed at once, not by a timeout: {after:?}"
+    );
+    drop(held);
+    // Once they are gone, the client is served again.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(support::get(&proxy.url("/again")).await.status, 200);
+    proxy.stop().await;
+}

@@ -96,6 +96,20 @@ impl TryFrom<FileConfig> for Config {
             None => DEFAULT_MAX_CONNECTIONS,
         };
 
+        let max_connections_per_client = file.max_connections_per_client.as_ref().and_then(|m| {
+            let cap = u32::try_from(m.value)
+                .ok()
+                .and_then(std::num::NonZeroU32::new);
+            if cap.is_none() {
+                p.invalid(
+                    m,
+                    "max_connections_per_client",
+                    "must be a whole number from 1 to 4294967295: remove it for no per-client cap"
+                        .to_owned(),
+                );
+            }
+            cap
+        });
         let header_read_timeout = p.duration(
             file.header_read_timeout.as_ref(),
             "header_read_timeout",
@@ -305,6 +319,7 @@ impl TryFrom<FileConfig> for Config {
                 metrics_listen,
                 shutdown_grace,
                 max_connections,
+                max_connections_per_client,
                 header_read_timeout,
                 max_head_bytes,
                 send_timeout,

@@ -17,6 +17,7 @@ pub(crate) struct FileConfig {
     pub(crate) metrics_listen: Option<Spanned<String>>,
     pub(crate) shutdown_grace: Option<Spanned<String>>,
     pub(crate) max_connections: Option<Spanned<u64>>,
+    pub(crate) max_connections_per_client: Option<Spanned<u64>>,
     pub(crate) header_read_timeout: Option<Spanned<String>>,
     pub(crate) max_head_bytes: Option<Spanned<String>>,
     pub(crate) send_timeout: Option<Spanned<String>>,
