@@ -91,51 +91,28 @@ impl Handle {
     pub fn reload(&self, config: Config) -> Result<(), ReloadError> {
         let previous = self.current.load_full();
         let running = previous.config();
-        for (key, same) in [
-            ("listen", running.listen == config.listen),
-            (
-                "metrics_listen",
-                running.metrics_listen == config.metrics_listen,
-            ),
-            (
-                "max_connections",
-                running.max_connections == config.max_connections,
-            ),
-            ("access_log", running.access_log == config.access_log),
-            (
-                "shutdown_grace",
-                running.shutdown_grace == config.shutdown_grace,
-            ),
-            (
-                "trusted_proxies",
-                running.trusted_proxies == config.trusted_proxies,
-            ),
-            (
-                "header_read_timeout",
-                running.header_read_timeout == config.header_read_timeout,
-            ),
-            ("send_timeout", running.send_timeout == config.send_timeout),
-            (
-                "max_head_bytes",
-                running.max_head_bytes == config.max_head_bytes,
-            ),
-            (
-                "max_connections_per_client",
-                running.max_connections_per_client == config.max_connections_per_client,
-            ),
-            (
-                "http2_keepalive_interval",
-                running.http2_keepalive_interval == config.http2_keepalive_interval,
-            ),
-            (
-                "http2_keepalive_timeout",
-                running.http2_keepalive_timeout == config.http2_keepalive_timeout,
-            ),
-        ] {
-            if !same {
-                return Err(ReloadError::Fixed(key));
-            }
+        // What the listener fixed at start; a reload that changes it is refused, by name.
+        macro_rules! fixed {
+            ($($key:ident),*) => {$(
+                if running.$key != config.$key {
+                    return Err(ReloadError::Fixed(stringify!($key)));
+                }
+            )*};
         }
+        fixed!(
+            listen,
+            metrics_listen,
+            max_connections,
+            max_connections_per_client,
+            access_log,
+            shutdown_grace,
+            trusted_proxies,
+            header_read_timeout,
+            max_head_bytes,
+            send_timeout,
+            http2_keepalive_interval,
+            http2_keepalive_timeout
+        );
         let next = Generation::build(config, Some(&previous), &self.metrics)?;
         self.current.store(Arc::new(next));
         Ok(())
