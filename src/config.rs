@@ -49,6 +49,10 @@ pub struct Config {
     pub http2_keepalive_interval: Duration,
     /// Time to answer an HTTP/2 PING.
     pub http2_keepalive_timeout: Duration,
+    /// Time an HTTP/2 connection may stay open with no stream before GOAWAY.
+    pub http2_idle_timeout: Duration,
+    /// Streams an HTTP/2 client may cancel per connection within [`defaults::HTTP2_RESET_WINDOW`].
+    pub http2_max_resets: std::num::NonZeroU32,
     /// Most bytes all held list pages may reserve together.
     pub max_held_bytes: u64,
     /// Most bytes one client's held list pages may reserve together.

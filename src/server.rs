@@ -25,9 +25,15 @@ use crate::telemetry::Metrics;
 use crate::{Body, BoxError, Request};
 
 mod client_io;
+mod connection;
 mod peers;
 
 use client_io::ClientIo;
+use connection::{Answer, Close, Connections};
+
+/// After GOAWAY for too many cancelled streams, how long the streams in flight may finish before
+/// the connection is closed (1 second).
+const RESET_DRAIN: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -111,7 +117,9 @@ impl Handle {
             max_head_bytes,
             send_timeout,
             http2_keepalive_interval,
-            http2_keepalive_timeout
+            http2_keepalive_timeout,
+            http2_idle_timeout,
+            http2_max_resets
         );
         let next = Generation::build(config, Some(&previous), &self.metrics)?;
         self.current.store(Arc::new(next));
@@ -188,6 +196,19 @@ impl Server {
             first_bytes: self.metrics.protection("header_read_timeout"),
             send_stall: self.metrics.protection("send_stall"),
         };
+        let open = Connections::new(
+            connection::Settings {
+                http2_idle_timeout: self.config.http2_idle_timeout,
+                send_timeout: self.config.send_timeout,
+                http2_max_resets: self.config.http2_max_resets.get(),
+            },
+            connection::Closed {
+                evicted_idle: self.metrics.protection("evicted_idle"),
+                http2_idle: self.metrics.protection("http2_idle_timeout"),
+                http2_resets: self.metrics.protection("http2_resets"),
+                send_stall: closed.send_stall.clone(),
+            },
+        );
         let mut builder = auto::Builder::new(TokioExecutor::new());
         // The head must arrive in time; hyper's timer runs from when a connection waits for a
         // head, so an idle HTTP/1 keep-alive connection is closed after it too.
@@ -211,11 +232,6 @@ impl Server {
         }
         tokio::pin!(shutdown);
         loop {
-            let permit = tokio::select! {
-                () = &mut shutdown => break,
-                permit = Arc::clone(&connections).acquire_owned() => permit,
-            };
-            let Ok(permit) = permit else { break };
             let (stream, peer) = tokio::select! {
                 () = &mut shutdown => break,
                 accepted = self.listener.accept() => match accepted {
@@ -234,18 +250,39 @@ impl Server {
                 drop(stream);
                 continue;
             };
+            let permit = match Arc::clone(&connections).try_acquire_owned() {
+                Ok(permit) => permit,
+                Err(_) => {
+                    // Every slot is taken: the connection idle the longest (a silent socket,
+                    // a keep-alive one between requests) makes room; with none idle, wait.
+                    open.evict_idle();
+                    let permit = tokio::select! {
+                        () = &mut shutdown => break,
+                        permit = Arc::clone(&connections).acquire_owned() => permit,
+                    };
+                    let Ok(permit) = permit else { break };
+                    permit
+                }
+            };
+            let registered = open.open();
+            let conn = Arc::clone(&registered.0);
             // The connection's slot, shared with what may outlive its requests (tunnels).
             let slot: Arc<dyn std::any::Any + Send + Sync> = Arc::new((permit, peer_slot));
+            let closing = Box::pin(Arc::clone(&conn).closing());
             let _ = stream.set_nodelay(true);
             let stack = stack.clone();
             // Rendered once per connection, cloned (reference counts) per request; resolved per
             // request only behind a trusted proxy.
             let client = client.with_slot(Arc::clone(&slot));
             let trusted = Arc::clone(&trusted);
+            let requests = Arc::clone(&conn);
             let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
+                // Counts the request in flight until its answer ends (idle eviction, HTTP/2
+                // idle timeout, resets, stalled streams).
+                let stream = requests.stream(req.version() == http::Version::HTTP_2);
                 let mut client = client.clone();
                 client.resolve(req.headers(), &trusted);
-                stack.clone().oneshot(incoming(req, client))
+                Answer::new(stack.clone().oneshot(incoming(req, client)), stream)
             });
             // The protocol sniff waits for first bytes before hyper's timer exists; a client
             // that reads nothing must not pin its response (see client_io).
@@ -254,7 +291,8 @@ impl Server {
                 self.config.header_read_timeout,
                 self.config.send_timeout,
                 closed.clone(),
-            );
+            )
+            .http2_to(conn);
             // With upgrades: WebSockets and other `Upgrade` protocols are tunnelled.
             let connection = builder
                 .serve_connection_with_upgrades(TokioIo::new(io), service)
@@ -263,25 +301,44 @@ impl Server {
             let stopping = Box::pin(async move {
                 let _ = stop.changed().await;
             });
+            // Why the connection must end early: shutdown (`None`) or one of its own protections.
+            let ending = future::select(stopping, closing).map(|either| match either {
+                future::Either::Left(((), _)) => None,
+                future::Either::Right((close, _)) => Some(close),
+            });
             let alive = alive_tx.clone();
             // Combinators, not an async block: async blocks over the connection's generic
             // service futures trip rustc's "Send is not general enough" (rust-lang/rust#110338).
-            let served = future::select(Box::pin(connection), stopping)
+            let served = future::select(Box::pin(connection), ending)
                 .then(|either| match either {
                     future::Either::Left((result, _)) => {
                         future::Either::Left(future::ready(result))
                     }
-                    future::Either::Right(((), mut connection)) => {
-                        // Finish the request in flight, take no more (HTTP/2: GOAWAY).
+                    future::Either::Right((Some(Close::Stalled), connection)) => {
+                        // A stream's client took nothing for send_timeout: closed at once,
+                        // releasing every stream's held page and upstream connection.
+                        drop(connection);
+                        future::Either::Left(future::ready(Ok(())))
+                    }
+                    future::Either::Right((Some(Close::Resets), mut connection)) => {
+                        // GOAWAY, a short drain, then closed.
                         connection.as_mut().graceful_shutdown();
-                        future::Either::Right(connection)
+                        let drained = tokio::time::timeout(RESET_DRAIN, connection)
+                            .map(|result| result.unwrap_or(Ok(())));
+                        future::Either::Right(future::Either::Left(drained))
+                    }
+                    future::Either::Right((_, mut connection)) => {
+                        // Shutdown, idle: finish the request in flight, take no more (HTTP/2:
+                        // GOAWAY).
+                        connection.as_mut().graceful_shutdown();
+                        future::Either::Right(future::Either::Right(connection))
                     }
                 })
                 .map(move |result| {
                     if let Err(error) = result {
                         tracing::debug!(%error, %peer, "connection ended with an error");
                     }
-                    drop((slot, alive));
+                    drop((slot, alive, registered));
                 });
             tokio::spawn(served);
         }

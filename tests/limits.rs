@@ -168,8 +168,15 @@ async fn a_head_over_max_head_bytes_gets_431_and_a_smaller_one_passes() {
 #[tokio::test]
 async fn silent_sockets_at_max_connections_do_not_lock_a_new_client_out() {
     let upstream = Upstream::start(|_| async { json_response("{}") }).await;
-    let yaml = format!("max_connections: 100\n{YAML}");
-    let proxy = Proxy::start(&yaml, &upstream).await;
+    // A header-read timeout far longer than the test: only closing idle connections first
+    // can make room.
+    let yaml = "max_connections: 100
+header_read_timeout: 30s
+metrics_listen: 127.0.0.1:0
+default: {action: pass, upstream: app}
+upstreams: {app: {url: '{upstream}'}}
+";
+    let proxy = Proxy::start(yaml, &upstream).await;
     let mut silent = Vec::new();
     for _ in 0..150 {
         silent.push(TcpStream::connect(proxy.addr).await.expect("connect"));
@@ -179,13 +186,74 @@ async fn silent_sockets_at_max_connections_do_not_lock_a_new_client_out() {
         .await
         .expect("served before 5 s");
     assert_eq!(got.status, 200);
-    // The silent sockets ahead of it are closed at header_read_timeout (300 ms), in two waves.
     assert!(
-        start.elapsed() < Duration::from_secs(3),
+        start.elapsed() < Duration::from_secs(2),
         "{:?}",
         start.elapsed()
     );
+    // The oldest silent sockets made room: the first one was closed, the last one is open.
+    let (_, after) = until_closed(&mut silent[0], Duration::from_secs(1)).await;
+    assert!(after < Duration::from_secs(1));
+    let mut byte = [0u8; 1];
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), silent[149].read(&mut byte))
+            .await
+            .is_err(),
+        "the newest silent socket is still open"
+    );
+    let metrics = proxy.metrics.expect("a metrics listener");
+    let text = support::get(&format!("http://{metrics}/metrics"))
+        .await
+        .text();
+    assert!(
+        text.contains("pagegate_protections_total{reason=\"evicted_idle\"} 51\n"),
+        "51 idle sockets closed to make room:\n{text}"
+    );
     drop(silent);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn at_max_connections_an_idle_connection_makes_room_and_a_busy_one_is_left_alone() {
+    // The backend answers /slow after 1 s.
+    let upstream = Upstream::start(|req| async move {
+        if req.uri().path() == "/slow" {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        json_response("{}")
+    })
+    .await;
+    let yaml = format!("max_connections: 2\n{YAML}").replace("300ms", "30s");
+    let proxy = Proxy::start(&yaml, &upstream).await;
+    // A: a request in flight. B: a keep-alive connection between requests.
+    let mut busy = TcpStream::connect(proxy.addr).await.expect("connect");
+    busy.write_all(b"GET /slow HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut idle = TcpStream::connect(proxy.addr).await.expect("connect");
+    idle.write_all(b"GET /fast HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let mut head = [0u8; 12];
+    idle.read_exact(&mut head).await.expect("answered");
+    assert_eq!(&head, b"HTTP/1.1 200");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // C is served at once: B made room; A's request was not cut.
+    let start = Instant::now();
+    let got = support::get(&proxy.url("/new")).await;
+    assert_eq!(got.status, 200);
+    assert!(
+        start.elapsed() < Duration::from_millis(800),
+        "{:?}",
+        start.elapsed()
+    );
+    until_closed(&mut idle, Duration::from_secs(1)).await;
+    let (answer, _) = until_closed(&mut busy, Duration::from_secs(3)).await;
+    assert!(
+        String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
     proxy.stop().await;
 }
 

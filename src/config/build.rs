@@ -160,6 +160,26 @@ impl TryFrom<FileConfig> for Config {
             "http2_keepalive_timeout",
             DEFAULT_HTTP2_KEEPALIVE_TIMEOUT,
         );
+        let http2_idle_timeout = p.duration(
+            file.http2_idle_timeout.as_ref(),
+            "http2_idle_timeout",
+            DEFAULT_HTTP2_IDLE_TIMEOUT,
+        );
+        let http2_max_resets = match &file.http2_max_resets {
+            None => DEFAULT_HTTP2_MAX_RESETS,
+            Some(m) => u32::try_from(m.value)
+                .ok()
+                .and_then(std::num::NonZeroU32::new)
+                .unwrap_or_else(|| {
+                    p.invalid(
+                        m,
+                        "http2_max_resets",
+                        "must be a whole number from 1 to 4294967295 (streams a client may cancel per connection within 10s)"
+                            .to_owned(),
+                    );
+                    DEFAULT_HTTP2_MAX_RESETS
+                }),
+        };
 
         if file.upstreams.value.is_empty() {
             p.invalid(
@@ -325,6 +345,8 @@ impl TryFrom<FileConfig> for Config {
                 send_timeout,
                 http2_keepalive_interval,
                 http2_keepalive_timeout,
+                http2_idle_timeout,
+                http2_max_resets,
                 max_held_bytes,
                 max_held_bytes_per_client,
                 default,

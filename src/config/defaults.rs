@@ -19,6 +19,17 @@ pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_HTTP2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
 /// Time an HTTP/2 client has to answer a PING before its connection is closed (20 seconds).
 pub const DEFAULT_HTTP2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+/// Time an HTTP/2 connection may stay open with no stream in flight before it gets GOAWAY and is
+/// closed: PINGs alone do not keep it (60 seconds).
+pub const DEFAULT_HTTP2_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Streams one HTTP/2 connection may cancel (RST_STREAM before its answer ended) within
+/// [`HTTP2_RESET_WINDOW`]; beyond it the connection gets GOAWAY and is closed (100). A
+/// "rapid reset" client paced under the h2 crate's own pending-reset limit is cut here.
+pub const DEFAULT_HTTP2_MAX_RESETS: std::num::NonZeroU32 =
+    std::num::NonZeroU32::new(100).expect("not zero");
+/// The window `http2_max_resets` counts over: resets refill at `http2_max_resets` per this
+/// (10 seconds).
+pub const HTTP2_RESET_WINDOW: Duration = Duration::from_secs(10);
 /// Whether one access-log event is written per request, when its response body ends (true).
 pub const DEFAULT_ACCESS_LOG: bool = true;
 /// Most client connections served at once; further accepts wait (4,096). Each may also hold a

@@ -23,6 +23,8 @@ pub(crate) struct FileConfig {
     pub(crate) send_timeout: Option<Spanned<String>>,
     pub(crate) http2_keepalive_interval: Option<Spanned<String>>,
     pub(crate) http2_keepalive_timeout: Option<Spanned<String>>,
+    pub(crate) http2_idle_timeout: Option<Spanned<String>>,
+    pub(crate) http2_max_resets: Option<Spanned<u64>>,
     pub(crate) max_held_bytes: Option<Spanned<String>>,
     pub(crate) max_held_bytes_per_client: Option<Spanned<String>>,
     /// Replaced by `trusted_proxies`; read only to say so.

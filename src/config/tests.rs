@@ -76,6 +76,8 @@ fn the_reference_file_shows_the_defaults() {
         config.http2_keepalive_timeout,
         DEFAULT_HTTP2_KEEPALIVE_TIMEOUT
     );
+    assert_eq!(config.http2_idle_timeout, DEFAULT_HTTP2_IDLE_TIMEOUT);
+    assert_eq!(config.http2_max_resets, DEFAULT_HTTP2_MAX_RESETS);
     assert_eq!(app.connect_timeout, DEFAULT_CONNECT_TIMEOUT);
     assert_eq!(app.response_timeout, DEFAULT_RESPONSE_TIMEOUT);
     assert_eq!(app.idle_timeout, DEFAULT_IDLE_TIMEOUT);

@@ -45,6 +45,8 @@ pub(super) struct ClientIo<T> {
     stalled: Option<Pin<Box<Sleep>>>,
     /// Whether `stalled` is counting (a write is waiting).
     waiting: bool,
+    /// Told when the HTTP/2 preface has arrived (its idle and stream checks start).
+    conn: Option<std::sync::Arc<super::connection::Conn>>,
 }
 
 impl<T> ClientIo<T> {
@@ -64,7 +66,14 @@ impl<T> ClientIo<T> {
             send_timeout,
             stalled: None,
             waiting: false,
+            conn: None,
         }
+    }
+
+    /// Tells `conn` when the HTTP/2 preface has arrived.
+    pub(super) fn http2_to(mut self, conn: std::sync::Arc<super::connection::Conn>) -> Self {
+        self.conn = Some(conn);
+        self
     }
 
     /// Runs `write`; a `Pending` that lasts `send_timeout` becomes a `TimedOut` error.
@@ -121,8 +130,13 @@ impl<T: AsyncRead + Unpin> AsyncRead for ClientIo<T> {
                 let at = self.preface_matched;
                 let rest = &H2_PREFACE[at.min(H2_PREFACE.len())..];
                 let same = read.iter().zip(rest).take_while(|(a, b)| a == b).count();
-                if same < read.len().min(rest.len()) || at + same >= H2_PREFACE.len() {
+                if same < read.len().min(rest.len()) {
                     self.first_bytes = None;
+                } else if at + same >= H2_PREFACE.len() {
+                    self.first_bytes = None;
+                    if let Some(conn) = &self.conn {
+                        conn.http2();
+                    }
                 } else {
                     self.preface_matched = at + same;
                 }

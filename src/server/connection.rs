@@ -1,0 +1,498 @@
+//! What pagegate knows of each open client connection beyond its socket, for the protections
+//! that need it:
+//!
+//! * **Idle first at `max_connections`.** Every connection counts its requests in flight and
+//!   since when it has had none. When every slot is taken, the connection idle the longest
+//!   (a silent socket, a keep-alive connection between requests, an HTTP/2 connection with no
+//!   stream) is closed to make room, so idle sockets cannot lock a new client out.
+//! * **HTTP/2 idle timeout.** PINGs keep an HTTP/2 connection alive for as long as its client
+//!   answers them; one with no stream for `http2_idle_timeout` gets GOAWAY.
+//! * **HTTP/2 rapid reset.** A stream the client cancels before its answer ended (the request
+//!   may already be on the backend) costs a token; `http2_max_resets` refill per
+//!   [`HTTP2_RESET_WINDOW`]. Out of tokens: GOAWAY, and the connection is closed.
+//! * **HTTP/2 send stall.** A client that stops granting one stream flow-control window stalls
+//!   that stream inside h2 while the socket stays busy with others (or with PINGs), so the
+//!   socket's send-stall timeout never fires and the stream's held page stays pinned. Each
+//!   stream's body notes when it handed hyper a frame; hyper asks for the next only once the
+//!   client has made room, so a frame waiting `send_timeout` means the client took nothing: the
+//!   connection is closed, as an HTTP/1 client that reads nothing is. Frames are cut to
+//!   [`H2_FRAME`] bytes, so a slow reader that makes progress is asked for more in time.
+//!
+//! Hand-written: these are accounting hooks around hyper's connection, which offers none.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use pin_project_lite::pin_project;
+use prometheus_client::metrics::counter::Counter;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::config::defaults::HTTP2_RESET_WINDOW;
+
+/// Largest data frame an HTTP/2 stream's body hands hyper at once (16 KiB, HTTP/2's default
+/// frame size): hyper asks for the next frame when the client has taken this one.
+pub(super) const H2_FRAME: usize = 16 * 1024;
+
+/// The settings these protections read.
+#[derive(Debug, Clone)]
+pub(super) struct Settings {
+    pub(super) http2_idle_timeout: Duration,
+    pub(super) send_timeout: Duration,
+    pub(super) http2_max_resets: u32,
+}
+
+/// Counters of the connections closed here (`pagegate_protections_total`).
+#[derive(Debug, Clone, Default)]
+pub(super) struct Closed {
+    pub(super) evicted_idle: Counter,
+    pub(super) http2_idle: Counter,
+    pub(super) http2_resets: Counter,
+    pub(super) send_stall: Counter,
+}
+
+/// Why a connection is asked to close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Close {
+    /// Idle at `max_connections`, closed to make room: GOAWAY or a plain close.
+    Evicted = 1,
+    /// HTTP/2 with no stream for `http2_idle_timeout`: GOAWAY.
+    Idle = 2,
+    /// HTTP/2 streams cancelled beyond `http2_max_resets`: GOAWAY, then closed.
+    Resets = 3,
+    /// An HTTP/2 stream's client took nothing for `send_timeout`: closed at once.
+    Stalled = 4,
+}
+
+impl Close {
+    fn from_u8(value: u8) -> Option<Self> {
+        match value {
+            1 => Some(Self::Evicted),
+            2 => Some(Self::Idle),
+            3 => Some(Self::Resets),
+            4 => Some(Self::Stalled),
+            _ => None,
+        }
+    }
+}
+
+/// The open connections.
+#[derive(Debug)]
+pub(super) struct Connections {
+    settings: Settings,
+    closed: Closed,
+    epoch: Instant,
+    next: AtomicU64,
+    open: Mutex<HashMap<u64, Arc<Conn>>>,
+}
+
+/// One open connection, shared by its task, its requests and the registry.
+#[derive(Debug)]
+pub(super) struct Conn {
+    id: u64,
+    connections: Arc<Connections>,
+    in_flight: AtomicU32,
+    /// Milliseconds after the registry's epoch when `in_flight` last became zero.
+    idle_since: AtomicU64,
+    h2: AtomicBool,
+    h2_started: Notify,
+    reason: AtomicU8,
+    close: Notify,
+    /// Reset tokens left and when they were last refilled.
+    resets: Mutex<(f64, Instant)>,
+    next_stream: AtomicU64,
+    /// Per HTTP/2 stream: milliseconds after the epoch since its body's last frame waits for the
+    /// client (0: not waiting).
+    streams: Mutex<HashMap<u64, Arc<AtomicU64>>>,
+}
+
+/// A connection's entry in the registry, removed when its task ends.
+#[derive(Debug)]
+pub(super) struct Registered(pub(super) Arc<Conn>);
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        lock(&self.0.connections.open).remove(&self.0.id);
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Connections {
+    pub(super) fn new(settings: Settings, closed: Closed) -> Arc<Self> {
+        Arc::new(Self {
+            settings,
+            closed,
+            epoch: Instant::now(),
+            next: AtomicU64::new(0),
+            open: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn now_ms(&self) -> u64 {
+        // Never 0, which means "not waiting" in stream clocks.
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX) + 1
+    }
+
+    /// Registers a new connection.
+    pub(super) fn open(self: &Arc<Self>) -> Registered {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let conn = Arc::new(Conn {
+            id,
+            connections: Arc::clone(self),
+            in_flight: AtomicU32::new(0),
+            idle_since: AtomicU64::new(self.now_ms()),
+            h2: AtomicBool::new(false),
+            h2_started: Notify::new(),
+            reason: AtomicU8::new(0),
+            close: Notify::new(),
+            resets: Mutex::new((f64::from(self.settings.http2_max_resets), Instant::now())),
+            next_stream: AtomicU64::new(0),
+            streams: Mutex::new(HashMap::new()),
+        });
+        lock(&self.open).insert(id, Arc::clone(&conn));
+        Registered(conn)
+    }
+
+    /// Asks the connection idle the longest to close; false when every one is busy.
+    pub(super) fn evict_idle(&self) -> bool {
+        let open = lock(&self.open);
+        let oldest = open
+            .values()
+            .filter(|c| c.in_flight.load(Ordering::Acquire) == 0 && c.reason().is_none())
+            .min_by_key(|c| c.idle_since.load(Ordering::Relaxed));
+        match oldest {
+            Some(conn) => {
+                conn.ask(Close::Evicted);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl Conn {
+    fn reason(&self) -> Option<Close> {
+        Close::from_u8(self.reason.load(Ordering::Acquire))
+    }
+
+    /// Asks the connection's task to close it, counting why (the first reason wins).
+    fn ask(&self, close: Close) {
+        if self
+            .reason
+            .compare_exchange(0, close as u8, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return;
+        }
+        let closed = &self.connections.closed;
+        match close {
+            Close::Evicted => closed.evicted_idle.inc(),
+            Close::Idle => closed.http2_idle.inc(),
+            Close::Resets => closed.http2_resets.inc(),
+            Close::Stalled => closed.send_stall.inc(),
+        };
+        self.close.notify_one();
+    }
+
+    /// The connection speaks HTTP/2 (its preface arrived, or a request came over it).
+    pub(super) fn http2(&self) {
+        if !self.h2.swap(true, Ordering::AcqRel) {
+            self.h2_started.notify_one();
+        }
+    }
+
+    /// Resolves with the reason when this connection must close. HTTP/1 connections only wait
+    /// for an eviction; HTTP/2 ones also check their idle time and streams a few times per
+    /// timeout.
+    pub(super) async fn closing(self: Arc<Self>) -> Close {
+        tokio::select! {
+            () = self.close.notified() => return self.reason().unwrap_or(Close::Evicted),
+            () = self.h2_started.notified() => {}
+        }
+        let settings = &self.connections.settings;
+        let period = (settings.http2_idle_timeout.min(settings.send_timeout) / 4)
+            .clamp(Duration::from_millis(10), Duration::from_secs(1));
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = self.close.notified() => return self.reason().unwrap_or(Close::Evicted),
+                _ = tick.tick() => {
+                    if let Some(close) = self.check() {
+                        self.ask(close);
+                        return close;
+                    }
+                }
+            }
+        }
+    }
+
+    /// An HTTP/2 connection's periodic check: idle too long, or a stream stalled.
+    fn check(&self) -> Option<Close> {
+        let settings = &self.connections.settings;
+        let now = self.connections.now_ms();
+        let older = |since: u64, limit: Duration| {
+            since != 0 && u128::from(now.saturating_sub(since)) >= limit.as_millis()
+        };
+        if self.in_flight.load(Ordering::Acquire) == 0 {
+            return older(
+                self.idle_since.load(Ordering::Relaxed),
+                settings.http2_idle_timeout,
+            )
+            .then_some(Close::Idle);
+        }
+        lock(&self.streams)
+            .values()
+            .any(|clock| older(clock.load(Ordering::Relaxed), settings.send_timeout))
+            .then_some(Close::Stalled)
+    }
+
+    /// A request starts on this connection; the guard ends it.
+    pub(super) fn stream(self: &Arc<Self>, h2: bool) -> Stream {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        let clock = h2.then(|| {
+            self.http2();
+            let key = self.next_stream.fetch_add(1, Ordering::Relaxed);
+            let clock = Arc::new(AtomicU64::new(0));
+            lock(&self.streams).insert(key, Arc::clone(&clock));
+            (key, clock)
+        });
+        Stream {
+            conn: Arc::clone(self),
+            clock,
+            answered: false,
+            polled: false,
+            ended: false,
+        }
+    }
+
+    /// A stream the client cancelled: one reset token.
+    fn cancelled(&self) {
+        let max = f64::from(self.connections.settings.http2_max_resets);
+        let mut bucket = lock(&self.resets);
+        let now = Instant::now();
+        let refill = now.duration_since(bucket.1).as_secs_f64() / HTTP2_RESET_WINDOW.as_secs_f64();
+        bucket.0 = (bucket.0 + refill * max).min(max) - 1.0;
+        bucket.1 = now;
+        let over = bucket.0 < 0.0;
+        drop(bucket);
+        if over {
+            self.ask(Close::Resets);
+        }
+    }
+}
+
+/// One request on a connection, from its head until its answer's body ends or is dropped.
+#[derive(Debug)]
+pub(super) struct Stream {
+    conn: Arc<Conn>,
+    /// HTTP/2 only: the registry key and clock of this stream.
+    clock: Option<(u64, Arc<AtomicU64>)>,
+    /// The answer's head was produced.
+    answered: bool,
+    /// hyper asked for the answer's body at least once.
+    polled: bool,
+    /// The answer ended (or failed on pagegate's side): not a client's cancel.
+    ended: bool,
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        if let Some((key, _)) = &self.clock {
+            lock(&self.conn.streams).remove(key);
+        }
+        if self.conn.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let now = self.conn.connections.now_ms();
+            self.conn.idle_since.store(now, Ordering::Relaxed);
+        }
+        // A cancel is a dropped answer that had not ended: before its head, or mid-body. A body
+        // hyper never asked for (HEAD, an empty answer) is not one.
+        let cancelled = !self.ended && (!self.answered || self.polled);
+        if cancelled && self.clock.is_some() {
+            self.conn.cancelled();
+        }
+    }
+}
+
+impl Stream {
+    /// The answer failed on pagegate's side: hyper resets the stream, the client did not.
+    pub(super) fn failed(mut self) {
+        self.ended = true;
+    }
+
+    /// The answer's head is ready: the guard now lives in its body.
+    pub(super) fn body<B>(mut self, inner: B) -> Tracked<B>
+    where
+        B: HttpBody<Data = Bytes>,
+    {
+        self.answered = true;
+        let stream = if inner.is_end_stream() {
+            // hyper may never poll an empty body: the request is over now.
+            self.ended = true;
+            None
+        } else {
+            // HTTP/2: hyper asks for the first frame once the client has granted the stream
+            // window; one that grants none stalls from here.
+            self.waiting(self.conn.connections.now_ms());
+            Some(self)
+        };
+        Tracked {
+            inner,
+            stream,
+            rest: None,
+        }
+    }
+
+    fn waiting(&self, since: u64) {
+        if let Some((_, clock)) = &self.clock {
+            clock.store(since, Ordering::Relaxed);
+        }
+    }
+}
+
+pin_project! {
+    /// An answer's body carrying its request's [`Stream`] guard until it ends.
+    pub(super) struct Tracked<B> {
+        #[pin]
+        inner: B,
+        stream: Option<Stream>,
+        // HTTP/2: what is left of a frame cut to [`H2_FRAME`].
+        rest: Option<Bytes>,
+    }
+}
+
+impl<B> Tracked<B> {
+    /// Hands out at most [`H2_FRAME`] bytes of `data` on HTTP/2 streams, keeping the rest.
+    fn cut(stream: &Stream, rest: &mut Option<Bytes>, mut data: Bytes) -> Bytes {
+        if stream.clock.is_some() && data.len() > H2_FRAME {
+            *rest = Some(data.split_off(H2_FRAME));
+        }
+        stream.waiting(stream.conn.connections.now_ms());
+        data
+    }
+}
+
+impl<B> HttpBody for Tracked<B>
+where
+    B: HttpBody<Data = Bytes>,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.project();
+        let Some(stream) = this.stream.as_mut() else {
+            return this.inner.poll_frame(cx);
+        };
+        stream.polled = true;
+        // hyper asks again: the client made room for more.
+        stream.waiting(0);
+        if let Some(rest) = this.rest.take() {
+            return Poll::Ready(Some(Ok(Frame::data(Self::cut(stream, this.rest, rest)))));
+        }
+        let mut inner = this.inner;
+        let polled = inner.as_mut().poll_frame(cx);
+        match polled {
+            Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                Ok(data) => {
+                    let data = Self::cut(stream, this.rest, data);
+                    if stream.clock.is_none() && this.rest.is_none() && inner.is_end_stream() {
+                        // HTTP/1 drops a body after its last frame without asking again.
+                        stream.ended = true;
+                    }
+                    Poll::Ready(Some(Ok(Frame::data(data))))
+                }
+                Err(trailers) => {
+                    stream.ended = true;
+                    Poll::Ready(Some(Ok(trailers)))
+                }
+            },
+            Poll::Ready(None | Some(Err(_))) => {
+                stream.ended = true;
+                *this.stream = None;
+                polled
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        // HTTP/2 streams end with an extra poll, so hyper asks for it only once the client has
+        // made room for the last frame: a stalled last frame (and the held page its bytes keep
+        // reserved) is watched like the others.
+        if self.stream.as_ref().is_some_and(|s| s.clock.is_some()) {
+            return false;
+        }
+        self.rest.is_none() && self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let hint = self.inner.size_hint();
+        let Some(rest) = &self.rest else {
+            return hint;
+        };
+        let rest = rest.len() as u64;
+        let mut with = SizeHint::new();
+        with.set_lower(hint.lower().saturating_add(rest));
+        if let Some(upper) = hint.upper() {
+            with.set_upper(upper.saturating_add(rest));
+        }
+        with
+    }
+}
+
+pin_project! {
+    /// A request's answer on its way to hyper: on success the [`Stream`] guard moves into the
+    /// body; dropped before (the client cancelled), the guard counts a cancel.
+    pub(super) struct Answer<F> {
+        #[pin]
+        inner: F,
+        stream: Option<Stream>,
+    }
+}
+
+impl<F> Answer<F> {
+    pub(super) fn new(inner: F, stream: Stream) -> Self {
+        Self {
+            inner,
+            stream: Some(stream),
+        }
+    }
+}
+
+impl<F, B, E> Future for Answer<F>
+where
+    F: Future<Output = Result<http::Response<B>, E>>,
+    B: HttpBody<Data = Bytes>,
+{
+    type Output = Result<http::Response<Tracked<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let answer = std::task::ready!(this.inner.poll(cx));
+        let stream = this.stream.take().expect("polled after completion");
+        Poll::Ready(match answer {
+            Ok(response) => Ok(response.map(|body| stream.body(body))),
+            Err(error) => {
+                stream.failed();
+                Err(error)
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;
