@@ -5,6 +5,7 @@
 #   bench/run.sh scanner    JSON scanner MB/s against memcpy and serde_json (criterion)
 #   bench/run.sh demo       the demo: unbounded list vs first page, page cost by depth, export
 #   bench/run.sh hop        the hop cost against nginx and haproxy (installs them if missing)
+#   bench/run.sh heads      RSS under 1,000 unfinished request heads, against nginx
 set -euo pipefail
 cd "$(dirname "$0")/.."
 which=${1:-all}
@@ -19,4 +20,7 @@ if [ "$which" = all ] || [ "$which" = demo ]; then
 fi
 if [ "$which" = all ] || [ "$which" = hop ]; then
   bench/hop.sh
+fi
+if [ "$which" = all ] || [ "$which" = heads ]; then
+  bench/heads.sh
 fi
