@@ -22,9 +22,11 @@ mod build;
 pub mod defaults;
 mod error;
 mod file;
+mod limits;
 
 pub(crate) use build::parse_pointer;
 pub use error::{ConfigError, ConfigProblem, Located, Position};
+pub use limits::{ClientKeySource, LimitsConfig, Queue, Rate};
 
 /// A validated configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -59,6 +61,8 @@ pub struct Config {
     pub max_held_bytes_per_client: u64,
     /// What happens to requests that match no route.
     pub default: DefaultPolicy,
+    /// Rate and concurrency limits of the `default` route.
+    pub default_limits: Option<LimitsConfig>,
     /// Backends by name.
     pub upstreams: BTreeMap<String, Arc<UpstreamConfig>>,
     /// Routes in file order.
@@ -143,6 +147,8 @@ pub struct RouteConfig {
     pub list: Option<ListPolicy>,
     /// Timeouts that replace the upstream's for this route.
     pub timeouts: TimeoutOverrides,
+    /// Rate and concurrency limits.
+    pub limits: Option<LimitsConfig>,
 }
 
 /// Per-route replacements for an upstream's timeouts (an export and a page served by one

@@ -22,6 +22,7 @@ use tower::{Layer, Service};
 use crate::body::RequestBodyError;
 use crate::cursor::CursorError;
 use crate::guard::{GuardError, HoldError};
+use crate::limit::LimitError;
 use crate::methods::MethodError;
 use crate::pagination::{PaginationError, PlanError};
 use crate::problem::Problem;
@@ -57,6 +58,9 @@ pub enum ProxyError {
     /// The method could be read differently by the backend, or is CONNECT.
     #[error(transparent)]
     Method(#[from] MethodError),
+    /// A rate or concurrency limit of the route.
+    #[error(transparent)]
+    Limit(#[from] LimitError),
     /// A bug in pagegate; details are in the log.
     #[error("pagegate could not process this request")]
     Internal,
@@ -85,7 +89,7 @@ impl ProxyError {
                 };)*
             };
         }
-        sort!(error: NoRoute, PaginationError, CursorError, UpstreamError, GuardError, HoldError, MethodError, RequestBodyError);
+        sort!(error: NoRoute, PaginationError, CursorError, UpstreamError, GuardError, HoldError, MethodError, RequestBodyError, LimitError);
         tracing::error!(%error, "unexpected error in a route's stack");
         Self::Internal
     }
@@ -103,6 +107,8 @@ impl ProxyError {
             Self::Upstream(UpstreamError::Timeout { .. }) => StatusCode::GATEWAY_TIMEOUT,
             Self::Upstream(_) | Self::Guard(_) => StatusCode::BAD_GATEWAY,
             Self::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Limit(e) if e.route_busy() => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Limit(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -137,6 +143,7 @@ impl ProxyError {
             Self::RequestBody(RequestBodyError::Stalled(_)) => Outcome::ClientStalled,
             Self::RequestBody(RequestBodyError::Malformed) => Outcome::Refused,
             Self::Overloaded(_) => Outcome::Overloaded,
+            Self::Limit(_) => Outcome::Limited,
             Self::Internal => Outcome::Internal,
         }
     }
@@ -162,6 +169,10 @@ impl ProxyError {
             Self::Upstream(_) => "urn:pagegate:problem:upstream-unavailable",
             Self::Guard(_) => "urn:pagegate:problem:bad-upstream-response",
             Self::Overloaded(_) => "urn:pagegate:problem:overloaded",
+            Self::Limit(e) => match e.refusal {
+                crate::limit::Refusal::Rate(_) => "urn:pagegate:problem:rate-limited",
+                crate::limit::Refusal::Concurrency(_) => "urn:pagegate:problem:concurrency-limited",
+            },
             Self::Internal => "urn:pagegate:problem:internal",
         }
     }
@@ -183,6 +194,14 @@ impl ProxyError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if let Self::Limit(limit) = &self {
+            let headers = response.headers_mut();
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(limit.retry_after()));
+            if let Some(fields) = &limit.fields {
+                headers.insert("ratelimit-policy", fields.policy.clone());
+                headers.insert("ratelimit", fields.state.clone());
+            }
         }
         if matches!(self, Self::Method(MethodError::Connect)) {
             // RFC 9110 §15.5.6: a 405 lists what is allowed.

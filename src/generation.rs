@@ -15,6 +15,7 @@ use crate::Request;
 use crate::config::{Config, CursorSettings, DefaultPolicy, RouteConfig, TimeoutOverrides};
 use crate::cursor::CursorCodec;
 use crate::guard::HeldBudget;
+use crate::limit::Limits;
 use crate::methods;
 use crate::pagination::ListRoute;
 use crate::route::{Refuse, RouteService};
@@ -39,6 +40,8 @@ pub struct Generation {
     upstreams: BTreeMap<String, Arc<UpstreamClient>>,
     cursors: Option<(CursorSettings, Arc<CursorCodec>)>,
     room: Arc<HeldBudget>,
+    /// Each limited route's limiters, by route name.
+    limits: BTreeMap<String, Arc<Limits>>,
 }
 
 /// Why a config could not be built into a generation. Validation makes this unreachable for a
@@ -115,20 +118,38 @@ impl Generation {
             .filter(|room| room.settings() == budget)
             .map_or_else(|| HeldBudget::new(budget.0, budget.1), Arc::clone);
 
+        // Limiters, by route name: reused while a route keeps its name and its limits, so
+        // buckets and slots survive a reload.
+        let limited = config
+            .routes
+            .iter()
+            .map(|r| (r.name.as_str(), r.limits.as_ref()))
+            .chain([(DEFAULT_ROUTE_NAME, config.default_limits.as_ref())]);
+        let limits = limited
+            .filter_map(|(name, settings)| {
+                let settings = settings?;
+                let reused = previous
+                    .and_then(|p| p.limits.get(name))
+                    .filter(|limits| limits.config() == settings);
+                let limits = reused.map_or_else(|| Limits::new(settings.clone()), Arc::clone);
+                Some((name.to_owned(), limits))
+            })
+            .collect();
         let mut generation = Self {
             table,
             routes: Vec::with_capacity(config.routes.len()),
             fallback: stack::route(
-                parts(DEFAULT_ROUTE_NAME, None, metrics, &room),
+                parts(DEFAULT_ROUTE_NAME, None, None, metrics, &room),
                 Refuse::no_route(),
             ),
             refuse: stack::route(
-                parts(REFUSED_ROUTE_NAME, None, metrics, &room),
+                parts(REFUSED_ROUTE_NAME, None, None, metrics, &room),
                 Refuse::method(),
             ),
             upstreams,
             cursors,
             room,
+            limits,
             config: Arc::clone(&config),
         };
         for route in &config.routes {
@@ -138,7 +159,8 @@ impl Generation {
         // The default policy is a route like the others: `deny` refuses, `pass` forwards.
         if let DefaultPolicy::Pass(upstream) = &config.default {
             let forward = generation.forward(upstream, TimeoutOverrides::default())?;
-            let parts = parts(DEFAULT_ROUTE_NAME, None, metrics, &generation.room);
+            let limits = generation.limits.get(DEFAULT_ROUTE_NAME).cloned();
+            let parts = parts(DEFAULT_ROUTE_NAME, None, limits, metrics, &generation.room);
             generation.fallback = stack::route(parts, forward);
         }
         Ok(generation)
@@ -164,8 +186,9 @@ impl Generation {
             None => None,
         };
         let forward = self.forward(&route.upstream, route.timeouts)?;
+        let limits = self.limits.get(&route.name).cloned();
         Ok(stack::route(
-            parts(&route.name, list, metrics, &self.room),
+            parts(&route.name, list, limits, metrics, &self.room),
             forward,
         ))
     }
@@ -211,11 +234,17 @@ impl Generation {
     pub fn held_budget(&self) -> &Arc<HeldBudget> {
         &self.room
     }
+
+    /// A route's limiters, by route name (`-` for the default route).
+    pub fn limits(&self, route: &str) -> Option<&Arc<Limits>> {
+        self.limits.get(route)
+    }
 }
 
 fn parts(
     name: &str,
     list: Option<Arc<ListRoute>>,
+    limits: Option<Arc<Limits>>,
     metrics: &Metrics,
     room: &Arc<HeldBudget>,
 ) -> RouteParts {
@@ -224,6 +253,7 @@ fn parts(
         name: name.to_owned(),
         metrics,
         list,
+        limits,
         room: Arc::clone(room),
     }
 }

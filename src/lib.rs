@@ -27,6 +27,7 @@ pub mod demo;
 pub mod error;
 pub mod generation;
 pub mod guard;
+pub mod limit;
 pub mod methods;
 pub mod pagination;
 pub mod problem;

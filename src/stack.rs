@@ -2,9 +2,9 @@
 //! request crosses, and the part built for each route when its config loads.
 //!
 //! ```text
-//! global:     access log ─▶ router ─┬─▶ route "events" (list):  rescue ─▶ form check ─▶ pagination ─▶ list guard ─▶ forward
-//!                                   ├─▶ route "export":         rescue ─▶ form check ─▶ forward
-//!                                   └─▶ default (pass | deny):  rescue ─▶ form check ─▶ forward | deny
+//! global:     access log ─▶ router ─┬─▶ route "events" (list):  rescue ─▶ [limits] ─▶ form check ─▶ pagination ─▶ list guard ─▶ forward
+//!                                   ├─▶ route "export":         rescue ─▶ [limits] ─▶ form check ─▶ forward
+//!                                   └─▶ default (pass | deny):  rescue ─▶ [limits] ─▶ form check ─▶ forward | deny
 //! ```
 
 use std::sync::Arc;
@@ -13,6 +13,7 @@ use tower::{Service, ServiceBuilder};
 
 use crate::error::RescueLayer;
 use crate::guard::{HeldBudget, ListGuardLayer};
+use crate::limit::{LimitLayer, Limits};
 use crate::methods::FormCheckLayer;
 use crate::pagination::{ListRoute, PaginationLayer};
 use crate::route::RouteService;
@@ -37,6 +38,8 @@ pub struct RouteParts {
     pub metrics: Arc<RouteMetrics>,
     /// The list policy and codec, on list routes.
     pub list: Option<Arc<ListRoute>>,
+    /// The route's rate and concurrency limiters, when it has limits.
+    pub limits: Option<Arc<Limits>>,
     /// The budget all held list pages share.
     pub room: Arc<HeldBudget>,
 }
@@ -51,12 +54,16 @@ where
         name,
         metrics,
         list,
+        limits,
         room,
     } = parts;
     let stack = ServiceBuilder::new()
         // Outermost per route: every error below becomes its status and problem document here
         // (the one rescue point), and every answer is tagged with the route for the access log.
         .layer(RescueLayer::new(Arc::clone(&metrics)))
+        // Limited routes only: a request over a rate or without a free slot is refused before
+        // any other work; a slot is held until the answer's body ends.
+        .option_layer(limits.map(|limits| LimitLayer::new(limits, Arc::clone(&metrics))))
         // On list paths only (the router marks them): a form body naming `_method` as a read
         // method is refused before anything is sent, whatever route serves the request.
         .layer(FormCheckLayer)

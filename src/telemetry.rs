@@ -77,6 +77,13 @@ struct RouteLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimitLabels {
+    route: String,
+    limit: &'static str,
+    decision: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ProtectionLabels {
     reason: &'static str,
 }
@@ -92,6 +99,7 @@ pub struct Metrics {
     list_cuts: Family<CutLabels, Counter>,
     order_violations: Family<RouteLabels, Counter>,
     protections: Family<ProtectionLabels, Counter>,
+    limits: Family<LimitLabels, Counter>,
     log_dropped: Counter,
     log_dropped_seen: AtomicU64,
 }
@@ -104,6 +112,12 @@ impl Default for Metrics {
         let order_violations = Family::<RouteLabels, Counter>::default();
         let log_dropped = Counter::default();
         let protections = Family::<ProtectionLabels, Counter>::default();
+        let limits = Family::<LimitLabels, Counter>::default();
+        registry.register(
+            "limit_decisions",
+            "Requests a route's limits refused (decision=refused) or would have refused in report-only mode (decision=reported), by route and limit",
+            limits.clone(),
+        );
         registry.register(
             "protections",
             "Requests and connections pagegate refused or cut to protect itself or the backend, by reason",
@@ -135,6 +149,7 @@ impl Default for Metrics {
             list_cuts,
             order_violations,
             protections,
+            limits,
             log_dropped,
             log_dropped_seen: AtomicU64::new(0),
         }
@@ -165,6 +180,7 @@ impl Metrics {
             cut_bytes,
             order_violations,
             protections: self.protections.clone(),
+            limits: self.limits.clone(),
         })
     }
 
@@ -204,6 +220,7 @@ pub struct RouteMetrics {
     cut_bytes: Option<Counter>,
     order_violations: Option<Counter>,
     protections: Family<ProtectionLabels, Counter>,
+    limits: Family<LimitLabels, Counter>,
 }
 
 impl RouteMetrics {
@@ -247,6 +264,18 @@ impl RouteMetrics {
     pub fn protection(&self, reason: &'static str) {
         self.protections
             .get_or_create(&ProtectionLabels { reason })
+            .inc();
+    }
+
+    /// Counts a request one of the route's limits refused, or would have refused (`reported`,
+    /// report-only mode).
+    pub fn limit(&self, limit: &'static str, reported: bool) {
+        self.limits
+            .get_or_create(&LimitLabels {
+                route: self.name.to_string(),
+                limit,
+                decision: if reported { "reported" } else { "refused" },
+            })
             .inc();
     }
 

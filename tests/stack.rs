@@ -75,6 +75,7 @@ fn parts(metrics: &Metrics, list: Option<Arc<ListRoute>>) -> RouteParts {
         name: "events".to_owned(),
         metrics: metrics.route("events", list.is_some()),
         list,
+        limits: None,
         room: HeldBudget::new(64 << 20, 64 << 20),
     }
 }

@@ -15,6 +15,7 @@ use super::*;
 use crate::cursor::{CursorCodec, CursorKey};
 use crate::routing::{RouteSpec, RouteTable};
 
+mod limits;
 mod list;
 mod problems;
 
@@ -236,6 +237,11 @@ impl TryFrom<FileConfig> for Config {
             },
         };
 
+        let default_limits = file
+            .default
+            .as_ref()
+            .and_then(|d| d.value.limits.as_ref())
+            .map(|l| limits::limits(&mut p, l));
         let cursors = file.cursors.as_ref().and_then(|c| cursors(&mut p, c));
         let mut routes = Vec::new();
         let mut names = BTreeMap::new();
@@ -350,6 +356,7 @@ impl TryFrom<FileConfig> for Config {
                 max_held_bytes,
                 max_held_bytes_per_client,
                 default,
+                default_limits,
                 upstreams,
                 routes,
                 cursors,
@@ -622,5 +629,6 @@ fn route(p: &mut Problems, name: String, r: &FileRoute, has_cursors: bool) -> Ro
                 .as_ref()
                 .map(|t| p.duration(Some(t), "idle_timeout", DEFAULT_IDLE_TIMEOUT)),
         },
+        limits: r.limits.as_ref().map(|l| limits::limits(p, l)),
     }
 }

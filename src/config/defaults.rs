@@ -42,6 +42,14 @@ pub const RESERVED_FILES: u64 = 64;
 /// `large_client_header_buffers 4 8k`); bigger heads get 431 and the connection is closed.
 pub const DEFAULT_MAX_HEAD_BYTES: u64 = 32 * 1024;
 
+/// Most clients whose rate-limit state one route keeps (100,000: about 6 MiB). Beyond it, clients
+/// whose buckets are full are forgotten (they lose nothing); with none to forget, new clients
+/// share one bucket until some are.
+pub const DEFAULT_LIMIT_MAX_CLIENTS: std::num::NonZeroUsize =
+    std::num::NonZeroUsize::new(100_000).expect("not zero");
+/// Longest a queued request waits for a concurrency slot (10 seconds).
+pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Whether `Location` and `Content-Location` pointing at an upstream are rewritten to paths on
 /// pagegate, so clients are never sent around it to the backend (true).
 pub const DEFAULT_REWRITE_REDIRECTS: bool = true;

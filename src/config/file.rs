@@ -45,6 +45,7 @@ pub(crate) struct FileConfig {
 pub(crate) struct FileDefault {
     pub(crate) action: Spanned<FileDefaultAction>,
     pub(crate) upstream: Option<Spanned<String>>,
+    pub(crate) limits: Option<Spanned<FileLimits>>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -80,6 +81,51 @@ pub(crate) struct FileRoute {
     pub(crate) list: Option<Spanned<FileList>>,
     pub(crate) response_timeout: Option<Spanned<String>>,
     pub(crate) idle_timeout: Option<Spanned<String>>,
+    pub(crate) limits: Option<Spanned<FileLimits>>,
+}
+
+/// Rate and concurrency limits of a route.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileLimits {
+    pub(crate) key: Option<Spanned<FileLimitKey>>,
+    pub(crate) key_header: Option<Spanned<String>>,
+    pub(crate) rate: Option<Spanned<FileRates>>,
+    pub(crate) concurrency: Option<Spanned<FileConcurrency>>,
+    pub(crate) report_only: Option<bool>,
+    pub(crate) max_clients: Option<Spanned<u64>>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum FileLimitKey {
+    Client,
+    Header,
+    HeaderAndClient,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileRates {
+    pub(crate) per_client: Option<Spanned<FileRate>>,
+    pub(crate) total: Option<Spanned<FileRate>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileRate {
+    pub(crate) requests: Spanned<u64>,
+    pub(crate) per: Spanned<String>,
+    pub(crate) burst: Option<Spanned<u64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileConcurrency {
+    pub(crate) per_client: Option<Spanned<u64>>,
+    pub(crate) total: Option<Spanned<u64>>,
+    pub(crate) queue: Option<Spanned<u64>>,
+    pub(crate) queue_timeout: Option<Spanned<String>>,
 }
 
 /// Pagination policy of a list route.

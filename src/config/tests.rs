@@ -337,3 +337,62 @@ fn trusted_proxies_take_addresses_and_ranges_and_replace_trust_forwarded() {
         "{old:?}"
     );
 }
+
+#[test]
+fn limits_are_typed_and_their_mistakes_located() {
+    let yaml = "\
+upstreams: {app: {url: 'http://h:1'}}
+default: {action: pass, upstream: app, limits: {rate: {total: {requests: 100, per: 1s}}}}
+routes:
+  - path: /export
+    upstream: app
+    limits: {key: header, key_header: X-Api-Key, rate: {per_client: {requests: 5, per: 1m}}, concurrency: {per_client: 1, total: 8, queue: 4}}
+";
+    let config = parse(yaml).expect("valid");
+    let limits = config.routes[0].limits.as_ref().expect("limits");
+    assert_eq!(
+        limits.key,
+        ClientKeySource::Header(http::HeaderName::from_static("x-api-key"))
+    );
+    let rate = limits.rate_per_client.expect("a rate");
+    assert_eq!(
+        (rate.requests.get(), rate.per, rate.burst.get()),
+        (5, Duration::from_secs(60), 5)
+    );
+    assert_eq!(limits.concurrency_total.map(|n| n.get()), Some(8));
+    assert_eq!(limits.queue.map(|q| q.timeout), Some(DEFAULT_QUEUE_TIMEOUT));
+    assert_eq!(limits.max_clients, DEFAULT_LIMIT_MAX_CLIENTS);
+    assert!(
+        config
+            .default_limits
+            .as_ref()
+            .is_some_and(|l| l.rate_total.is_some())
+    );
+
+    let yaml = "\
+upstreams: {app: {url: 'http://h:1'}}
+routes:
+  - {path: /a, upstream: app, limits: {key: header}}
+  - {path: /b, upstream: app, limits: {rate: {per_client: {requests: 0, per: 500ms}}}}
+  - {path: /c, upstream: app, limits: {concurrency: {per_client: 9, total: 2, queue_timeout: 1s}}}
+  - {path: /d, upstream: app, limits: {key_header: X-Key, rate: {}}}
+";
+    let lines = problems(yaml);
+    let expected = [
+        "t.yaml:3:39: `limits` sets no limit: add `rate` or `concurrency`",
+        "t.yaml:3:45: `key` names a header key: add `key_header`",
+        "t.yaml:4:70: `requests` is 0: a rate's `requests` is a whole number from 1",
+        "t.yaml:4:78: `per` is \"500ms\": write a whole number of seconds",
+        "t.yaml:5:66: `per_client` (9) is above `total` (2)",
+        "t.yaml:5:94: `queue_timeout` is only read with `queue`",
+        "t.yaml:6:52: `key_header` is only read with `key: header`",
+        "t.yaml:6:65: `rate` sets no rate: add `per_client` or `total`",
+    ];
+    assert_eq!(lines.len(), expected.len(), "{lines:#?}");
+    for (line, prefix) in lines.iter().zip(expected) {
+        assert!(
+            line.starts_with(prefix),
+            "{line}\n  should start with\n{prefix}"
+        );
+    }
+}

@@ -46,6 +46,8 @@ pub enum Outcome {
     UpstreamError,
     /// pagegate had no room for it (503).
     Overloaded,
+    /// A rate or concurrency limit of its route refused it (429, 503).
+    Limited,
     /// A bug in pagegate (500).
     Internal,
     /// The response body failed midway (the backend broke off or stalled).
@@ -64,6 +66,7 @@ impl Outcome {
             Self::Clamped => "clamped",
             Self::Truncated => "truncated",
             Self::Refused => "refused",
+            Self::Limited => "limited",
             Self::UpstreamError => "upstream_error",
             Self::Overloaded => "overloaded",
             Self::Internal => "internal",

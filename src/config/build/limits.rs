@@ -1,0 +1,203 @@
+//! `routes[].limits` and `default.limits` → [`LimitsConfig`], every problem located.
+
+use std::num::{NonZeroU32, NonZeroUsize};
+use std::time::Duration;
+
+use http::HeaderName;
+use serde_saphyr::Spanned;
+
+use super::Problems;
+use crate::config::defaults::{DEFAULT_LIMIT_MAX_CLIENTS, DEFAULT_QUEUE_TIMEOUT};
+use crate::config::file::{FileConcurrency, FileLimitKey, FileLimits, FileRate};
+use crate::config::{ClientKeySource, LimitsConfig, Queue, Rate};
+
+/// A whole number from 1 to `u32::MAX`, or a located problem.
+fn count(
+    p: &mut Problems,
+    value: &Spanned<u64>,
+    key: &'static str,
+    what: &str,
+) -> Option<NonZeroU32> {
+    let n = u32::try_from(value.value).ok().and_then(NonZeroU32::new);
+    if n.is_none() {
+        p.invalid(
+            value,
+            key,
+            format!(
+                "is {}: {what} is a whole number from 1 to 4294967295",
+                value.value
+            ),
+        );
+    }
+    n
+}
+
+pub(super) fn limits(p: &mut Problems, at: &Spanned<FileLimits>) -> LimitsConfig {
+    let l = &at.value;
+    let key = key(p, l);
+    let rates = l.rate.as_ref().map(|r| &r.value);
+    let rate_per_client = rates
+        .and_then(|r| r.per_client.as_ref())
+        .and_then(|r| rate(p, r));
+    let rate_total = rates
+        .and_then(|r| r.total.as_ref())
+        .and_then(|r| rate(p, r));
+    if let Some(r) = &l.rate
+        && r.value.per_client.is_none()
+        && r.value.total.is_none()
+    {
+        p.invalid(
+            r,
+            "rate",
+            "sets no rate: add `per_client` or `total`, e.g. `per_client: {requests: 5, per: 1m}`"
+                .to_owned(),
+        );
+    }
+    let (concurrency_per_client, concurrency_total, queue) = match &l.concurrency {
+        Some(c) => concurrency(p, c),
+        None => (None, None, None),
+    };
+    if l.rate.is_none() && l.concurrency.is_none() {
+        p.invalid(
+            at,
+            "limits",
+            "sets no limit: add `rate` or `concurrency`, or remove `limits`".to_owned(),
+        );
+    }
+    let max_clients = match &l.max_clients {
+        None => DEFAULT_LIMIT_MAX_CLIENTS,
+        Some(m) => usize::try_from(m.value)
+            .ok()
+            .filter(|n| (1_000..=100_000_000).contains(n))
+            .and_then(NonZeroUsize::new)
+            .unwrap_or_else(|| {
+                p.invalid(m, "max_clients", format!("is {}: keep between 1000 and 100000000 clients (each costs about 64 bytes)", m.value));
+                DEFAULT_LIMIT_MAX_CLIENTS
+            }),
+    };
+    LimitsConfig {
+        key,
+        rate_per_client,
+        rate_total,
+        concurrency_per_client,
+        concurrency_total,
+        queue,
+        report_only: l.report_only.unwrap_or(false),
+        max_clients,
+    }
+}
+
+fn key(p: &mut Problems, l: &FileLimits) -> ClientKeySource {
+    let kind = l.key.as_ref().map_or(FileLimitKey::Client, |k| k.value);
+    let header = l.key_header.as_ref().and_then(|h| {
+        let name = HeaderName::from_bytes(h.value.trim().as_bytes()).ok();
+        if name.is_none() {
+            p.invalid(
+                h,
+                "key_header",
+                format!("is {:?}: write a header name, such as X-Api-Key", h.value),
+            );
+        }
+        name
+    });
+    match (kind, header, &l.key_header) {
+        (FileLimitKey::Client, _, None) => ClientKeySource::Client,
+        (FileLimitKey::Client, _, Some(h)) => {
+            p.invalid(
+                h,
+                "key_header",
+                "is only read with `key: header` or `key: header_and_client`: set one or remove it"
+                    .to_owned(),
+            );
+            ClientKeySource::Client
+        }
+        (FileLimitKey::Header, Some(h), _) => ClientKeySource::Header(h),
+        (FileLimitKey::HeaderAndClient, Some(h), _) => ClientKeySource::HeaderAndClient(h),
+        (_, None, _) => {
+            if let Some(k) = &l.key
+                && l.key_header.is_none()
+            {
+                p.invalid(
+                    k,
+                    "key",
+                    "names a header key: add `key_header`, e.g. `key_header: X-Api-Key`".to_owned(),
+                );
+            }
+            ClientKeySource::Client
+        }
+    }
+}
+
+fn rate(p: &mut Problems, at: &Spanned<FileRate>) -> Option<Rate> {
+    let r = &at.value;
+    let requests = count(p, &r.requests, "requests", "a rate's `requests`");
+    let per = match humantime::parse_duration(r.per.value.trim()) {
+        Ok(d)
+            if d >= Duration::from_secs(1)
+                && d.subsec_nanos() == 0
+                && d <= Duration::from_secs(86_400 * 366) =>
+        {
+            Some(d)
+        }
+        _ => {
+            p.invalid(&r.per, "per", format!("is {:?}: write a whole number of seconds from 1s to a year, such as 1s, 1m, 1h", r.per.value));
+            None
+        }
+    };
+    let burst = match &r.burst {
+        Some(b) => count(p, b, "burst", "`burst`"),
+        None => requests,
+    };
+    Some(Rate {
+        requests: requests?,
+        per: per?,
+        burst: burst?,
+    })
+}
+
+type Concurrency = (Option<NonZeroU32>, Option<NonZeroU32>, Option<Queue>);
+
+fn concurrency(p: &mut Problems, at: &Spanned<FileConcurrency>) -> Concurrency {
+    let c = &at.value;
+    let per_client = c
+        .per_client
+        .as_ref()
+        .and_then(|n| count(p, n, "per_client", "`per_client`"));
+    let total = c
+        .total
+        .as_ref()
+        .and_then(|n| count(p, n, "total", "`total`"));
+    if c.per_client.is_none() && c.total.is_none() {
+        p.invalid(
+            at,
+            "concurrency",
+            "sets no limit: add `per_client` or `total`".to_owned(),
+        );
+    }
+    if let (Some(one), Some(all), Some(at)) = (per_client, total, &c.per_client)
+        && one > all
+    {
+        p.invalid(
+            at,
+            "per_client",
+            format!("({one}) is above `total` ({all}): lower per_client or raise total"),
+        );
+    }
+    let size = c
+        .queue
+        .as_ref()
+        .and_then(|n| count(p, n, "queue", "`queue`"));
+    let timeout = p.duration(
+        c.queue_timeout.as_ref(),
+        "queue_timeout",
+        DEFAULT_QUEUE_TIMEOUT,
+    );
+    if let (None, Some(t)) = (&c.queue, &c.queue_timeout) {
+        p.invalid(
+            t,
+            "queue_timeout",
+            "is only read with `queue`: set `queue` (how many may wait) or remove it".to_owned(),
+        );
+    }
+    (per_client, total, size.map(|size| Queue { size, timeout }))
+}

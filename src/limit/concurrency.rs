@@ -1,0 +1,210 @@
+//! Requests in flight on a route, in total and per client key. A slot is held until the
+//! answer's body has been sent or dropped ([`SlotBody`]): a streamed export keeps its slot to
+//! its last byte, a client that aborts frees it at once. Requests may wait in a bounded queue
+//! for a slot, for a bounded time.
+//!
+//! Hand-written: tower's `ConcurrencyLimit` decides in `poll_ready` (cloned services would each
+//! have their own) and releases when the response head leaves, and has no per-key limit.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use pin_project_lite::pin_project;
+use tokio::sync::Notify;
+
+use super::ClientKey;
+use crate::config::Queue;
+
+/// Which limit has no free slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Full {
+    /// The client's own.
+    PerClient(u32),
+    /// The route's total.
+    Total(u32),
+}
+
+/// Why a request got no slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoSlot {
+    /// No slot was free and no queue place either.
+    Full(Full),
+    /// It waited the queue's timeout.
+    Waited(Full, Duration),
+}
+
+#[derive(Debug, Default)]
+struct InFlight {
+    total: u32,
+    per_client: HashMap<ClientKey, u32>,
+}
+
+/// A route's concurrency slots.
+#[derive(Debug)]
+pub(crate) struct Slots {
+    per_client: Option<u32>,
+    total: Option<u32>,
+    queue: Option<Queue>,
+    in_flight: Mutex<InFlight>,
+    waiting: AtomicU32,
+    freed: Notify,
+}
+
+/// One taken slot; dropping it frees it and wakes the queue.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    slots: Arc<Slots>,
+    key: ClientKey,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut in_flight = self.slots.lock();
+        in_flight.total -= 1;
+        if let Some(n) = in_flight.per_client.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                in_flight.per_client.remove(&self.key);
+            }
+        }
+        drop(in_flight);
+        self.slots.freed.notify_waiters();
+    }
+}
+
+impl Slots {
+    pub(crate) fn new(
+        per_client: Option<u32>,
+        total: Option<u32>,
+        queue: Option<Queue>,
+    ) -> Option<Arc<Self>> {
+        (per_client.is_some() || total.is_some()).then(|| {
+            Arc::new(Self {
+                per_client,
+                total,
+                queue,
+                in_flight: Mutex::new(InFlight::default()),
+                waiting: AtomicU32::new(0),
+                freed: Notify::new(),
+            })
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, InFlight> {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A slot now, or which limit is full.
+    pub(crate) fn try_take(self: &Arc<Self>, key: ClientKey) -> Result<Slot, Full> {
+        let mut in_flight = self.lock();
+        if let Some(total) = self.total
+            && in_flight.total >= total
+        {
+            return Err(Full::Total(total));
+        }
+        let mine = in_flight.per_client.get(&key).copied().unwrap_or(0);
+        if let Some(cap) = self.per_client
+            && mine >= cap
+        {
+            return Err(Full::PerClient(cap));
+        }
+        in_flight.total += 1;
+        *in_flight.per_client.entry(key).or_insert(0) += 1;
+        Ok(Slot {
+            slots: Arc::clone(self),
+            key,
+        })
+    }
+
+    /// Whether a refused request may wait in the queue.
+    pub(crate) fn queues(&self) -> bool {
+        self.queue.is_some()
+    }
+
+    /// Waits in the queue for a slot (after [`Self::try_take`] found none).
+    pub(crate) async fn wait(self: Arc<Self>, key: ClientKey, full: Full) -> Result<Slot, NoSlot> {
+        let Some(queue) = self.queue else {
+            return Err(NoSlot::Full(full));
+        };
+        if self.waiting.fetch_add(1, Ordering::AcqRel) >= queue.size.get() {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            return Err(NoSlot::Full(full));
+        }
+        let waited = tokio::time::timeout(queue.timeout, async {
+            loop {
+                let freed = self.freed.notified();
+                tokio::pin!(freed);
+                // Registered before the check, so a slot freed in between is not missed.
+                freed.as_mut().enable();
+                if let Ok(slot) = self.try_take(key) {
+                    return slot;
+                }
+                freed.await;
+            }
+        })
+        .await;
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        waited.map_err(|_| NoSlot::Waited(full, queue.timeout))
+    }
+
+    /// Requests in flight now.
+    pub(crate) fn in_flight(&self) -> u32 {
+        self.lock().total
+    }
+}
+
+pin_project! {
+    /// An answer's body holding its request's slot until it ends or is dropped.
+    pub struct SlotBody<B> {
+        #[pin]
+        inner: B,
+        slot: Option<Slot>,
+    }
+}
+
+impl<B> SlotBody<B> {
+    pub(crate) fn new(inner: B, slot: Slot) -> Self {
+        Self {
+            inner,
+            slot: Some(slot),
+        }
+    }
+}
+
+impl<B> HttpBody for SlotBody<B>
+where
+    B: HttpBody<Data = Bytes>,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        if let Poll::Ready(None | Some(Err(_))) = polled {
+            // The last byte has left (or the body failed): the slot is free now, not when
+            // hyper gets round to dropping the body.
+            *this.slot = None;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

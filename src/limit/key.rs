@@ -1,0 +1,131 @@
+//! Who a client is for a route's limits: its address (as `trusted_proxies` decides, IPv6 by
+//! /64), a hashed request header, or both. A request without the header is keyed by its
+//! address: leaving the header out is never a way around a limit.
+
+use std::net::IpAddr;
+
+use sha2::{Digest, Sha256};
+
+use crate::client::ClientAddr;
+use crate::config::ClientKeySource;
+
+/// A client's identity for limits: 128 bits, never the header's text (a key an auth layer set
+/// is a secret; only its hash is kept in memory, sent to Redis or logged).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ClientKey(pub(crate) u128);
+
+impl ClientKey {
+    fn address(ip: IpAddr) -> Self {
+        Self(match ip {
+            IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
+            IpAddr::V6(v6) => u128::from(v6),
+        })
+    }
+
+    fn hashed(parts: &[&[u8]]) -> Self {
+        let mut hash = Sha256::new();
+        for part in parts {
+            // Length-prefixed, so ("ab", "c") and ("a", "bc") differ.
+            hash.update((part.len() as u64).to_be_bytes());
+            hash.update(part);
+        }
+        let digest = hash.finalize();
+        let mut first = [0u8; 16];
+        first.copy_from_slice(&digest[..16]);
+        Self(u128::from_be_bytes(first))
+    }
+
+    /// The key of a request, from its headers and its resolved client.
+    pub fn of(
+        source: &ClientKeySource,
+        headers: &http::HeaderMap,
+        client: Option<&ClientAddr>,
+    ) -> Self {
+        let ip = client.map_or(IpAddr::from([0, 0, 0, 0]), ClientAddr::key);
+        let header = |name| {
+            let mut values = headers.get_all(name).iter();
+            // One value exactly: a repeated header is ambiguous (which one did the auth layer
+            // check?), so it counts as absent and the address decides.
+            match (values.next(), values.next()) {
+                (Some(value), None) if !value.is_empty() => Some(value.as_bytes()),
+                _ => None,
+            }
+        };
+        match source {
+            ClientKeySource::Client => Self::address(ip),
+            ClientKeySource::Header(name) => match header(name) {
+                Some(value) => Self::hashed(&[b"h", value]),
+                None => Self::address(ip),
+            },
+            ClientKeySource::HeaderAndClient(name) => match header(name) {
+                Some(value) => Self::hashed(&[b"hc", value, &Self::address(ip).0.to_be_bytes()]),
+                None => Self::address(ip),
+            },
+        }
+    }
+
+    /// A short, stable rendering for logs and Redis keys (the hash, never the header).
+    pub fn short(&self) -> String {
+        format!("{:032x}", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use super::*;
+
+    fn client(ip: &str) -> ClientAddr {
+        let addr: SocketAddr = format!("{ip}:5000").parse().expect("addr");
+        ClientAddr::new(addr, &crate::client::TrustedProxies::default())
+    }
+
+    #[test]
+    fn a_header_key_falls_back_to_the_address_and_is_never_stored_in_clear() {
+        let name = http::HeaderName::from_static("x-api-key");
+        let source = ClientKeySource::Header(name.clone());
+        let mut headers = http::HeaderMap::new();
+        let a = client("192.0.2.1");
+        let b = client("192.0.2.2");
+        // Without the header: the address decides.
+        assert_eq!(
+            ClientKey::of(&source, &headers, Some(&a)),
+            ClientKey::of(&ClientKeySource::Client, &headers, Some(&a))
+        );
+        assert_ne!(
+            ClientKey::of(&source, &headers, Some(&a)),
+            ClientKey::of(&source, &headers, Some(&b))
+        );
+        // With it: the same key from any address, and not the header's bytes.
+        headers.insert(&name, http::HeaderValue::from_static("secret-key-1"));
+        let keyed = ClientKey::of(&source, &headers, Some(&a));
+        assert_eq!(keyed, ClientKey::of(&source, &headers, Some(&b)));
+        assert!(!keyed.short().contains(&hex("secret-key-1")));
+        // Repeated: ambiguous, so the address decides.
+        headers.append(&name, http::HeaderValue::from_static("secret-key-2"));
+        assert_eq!(
+            ClientKey::of(&source, &headers, Some(&a)),
+            ClientKey::of(&ClientKeySource::Client, &headers, Some(&a))
+        );
+    }
+
+    #[test]
+    fn header_and_client_tells_one_key_from_two_addresses_apart() {
+        let name = http::HeaderName::from_static("x-tenant");
+        let source = ClientKeySource::HeaderAndClient(name.clone());
+        let mut headers = http::HeaderMap::new();
+        headers.insert(&name, http::HeaderValue::from_static("acme"));
+        let a = ClientKey::of(&source, &headers, Some(&client("192.0.2.1")));
+        let b = ClientKey::of(&source, &headers, Some(&client("192.0.2.2")));
+        assert_ne!(a, b);
+        // IPv6 clients are grouped by /64.
+        let c = ClientKey::of(&source, &headers, Some(&client("[2001:db8::1]")));
+        let d = ClientKey::of(&source, &headers, Some(&client("[2001:db8::ffff]")));
+        assert_eq!(c, d);
+    }
+
+    fn hex(text: &str) -> String {
+        text.bytes().map(|b| format!("{b:02x}")).collect()
+    }
+}

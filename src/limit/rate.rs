@@ -1,0 +1,273 @@
+//! Request rates (GCRA, governor): one limiter per client key and one for the route in total,
+//! and the IETF `RateLimit-Policy` / `RateLimit` fields that describe them
+//! (draft-ietf-httpapi-ratelimit-headers-10: `"name";q=5;w=60` and `"name";r=3;t=12`).
+//!
+//! The per-client limiter's memory is bounded by [`CappedStore`]: at most `max_clients` keys;
+//! a housekeeping pass (on a timer, and at the cap at most once a second) forgets keys whose
+//! bucket is full again — they lose nothing — and while the cap is still reached, new clients
+//! share one overflow bucket: still limited together, never a bypass, never unbounded memory.
+
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+use std::time::Instant;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::StateInformationMiddleware;
+use governor::nanos::Nanos;
+use governor::state::keyed::{DashMapStateStore, ShrinkableKeyedStateStore};
+use governor::state::{InMemoryState, NotKeyed, StateStore};
+use governor::{Quota, RateLimiter};
+use http::HeaderValue;
+
+use super::ClientKey;
+use crate::config::Rate;
+
+/// A keyed state store with a cap on its keys; see the module docs.
+#[derive(Debug)]
+pub(crate) struct CappedStore {
+    map: DashMapStateStore<ClientKey>,
+    /// The bucket new clients share while the map is full.
+    overflow: InMemoryState,
+    cap: usize,
+    /// Set when a new client was sent to the overflow bucket: a cleaning is due. Shared with
+    /// [`Rates`], since a governor limiter does not lend out its store.
+    full: Arc<AtomicBool>,
+}
+
+impl CappedStore {
+    fn new(cap: NonZeroUsize, full: Arc<AtomicBool>) -> Self {
+        Self {
+            map: DashMapStateStore::default(),
+            overflow: InMemoryState::default(),
+            cap: cap.get(),
+            full,
+        }
+    }
+}
+
+impl StateStore for CappedStore {
+    type Key = ClientKey;
+
+    fn measure_and_replace<T, F, E>(&self, key: &ClientKey, f: F) -> Result<T, E>
+    where
+        F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
+    {
+        if self.map.contains_key(key) || self.map.len() < self.cap {
+            return self.map.measure_and_replace(key, f);
+        }
+        self.full.store(true, Ordering::Relaxed);
+        self.overflow.measure_and_replace(&NotKeyed::NonKey, f)
+    }
+}
+
+impl ShrinkableKeyedStateStore<ClientKey> for CappedStore {
+    fn retain_recent(&self, drop_below: Nanos) {
+        self.map.retain_recent(drop_below);
+    }
+
+    fn shrink_to_fit(&self) {
+        self.map.shrink_to_fit();
+    }
+
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+type Keyed<C> = RateLimiter<ClientKey, CappedStore, C, StateInformationMiddleware>;
+type Direct<C> = RateLimiter<NotKeyed, InMemoryState, C, StateInformationMiddleware>;
+
+/// Which rate refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Which {
+    /// The client's own.
+    PerClient,
+    /// The route's total.
+    Total,
+}
+
+/// A rate refusal: which one and when to come back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refused {
+    /// The rate that refused.
+    pub which: Which,
+    /// The rate's settings.
+    pub rate: Rate,
+    /// Whole seconds until a request would pass (at least 1).
+    pub retry_after: u64,
+}
+
+/// The rate fields of one answer.
+#[derive(Debug, Clone)]
+pub struct Fields {
+    /// `RateLimit-Policy`: the same on every answer of the route.
+    pub policy: HeaderValue,
+    /// `RateLimit`: what is left now.
+    pub state: HeaderValue,
+}
+
+/// A route's rate limiters.
+#[derive(Debug)]
+pub(crate) struct Rates<C: Clock = DefaultClock> {
+    per_client: Option<(Rate, Keyed<C>)>,
+    total: Option<(Rate, Direct<C>)>,
+    policy: Option<HeaderValue>,
+    clock: C,
+    full: Arc<AtomicBool>,
+    /// Milliseconds after `born` of the last cleaning at the cap (at most one a second).
+    cleaned: AtomicU64,
+    born: Instant,
+}
+
+fn quota(rate: Rate) -> Quota {
+    let interval = rate.per / rate.requests.get();
+    Quota::with_period(interval.max(Duration::from_nanos(1)))
+        .expect("a period longer than zero")
+        .allow_burst(rate.burst)
+}
+
+/// Whole seconds, rounded up.
+fn ceil_secs(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+impl Rates<DefaultClock> {
+    pub(crate) fn new(
+        per_client: Option<Rate>,
+        total: Option<Rate>,
+        max_clients: NonZeroUsize,
+    ) -> Option<Self> {
+        Self::with_clock(per_client, total, max_clients, DefaultClock::default())
+    }
+}
+
+impl<C: Clock + Clone> Rates<C> {
+    pub(crate) fn with_clock(
+        per_client: Option<Rate>,
+        total: Option<Rate>,
+        max_clients: NonZeroUsize,
+        clock: C,
+    ) -> Option<Self> {
+        if per_client.is_none() && total.is_none() {
+            return None;
+        }
+        let mut policy = Vec::new();
+        if let Some(r) = per_client {
+            policy.push(format!("\"client\";q={};w={}", r.requests, r.per.as_secs()));
+        }
+        if let Some(r) = total {
+            policy.push(format!("\"route\";q={};w={}", r.requests, r.per.as_secs()));
+        }
+        let full = Arc::new(AtomicBool::new(false));
+        Some(Self {
+            per_client: per_client.map(|r| {
+                let store = CappedStore::new(max_clients, Arc::clone(&full));
+                let limiter: Keyed<C> = RateLimiter::new(quota(r), store, clock.clone());
+                (r, limiter)
+            }),
+            total: total.map(|r| {
+                let limiter: Direct<C> =
+                    RateLimiter::new(quota(r), InMemoryState::default(), clock.clone());
+                (r, limiter)
+            }),
+            policy: HeaderValue::from_str(&policy.join(", ")).ok(),
+            clock,
+            full,
+            cleaned: AtomicU64::new(0),
+            born: Instant::now(),
+        })
+    }
+
+    /// Takes one request from `key`'s budget and the route's; says what is left either way.
+    pub(crate) fn check(&self, key: &ClientKey) -> (Result<(), Refused>, Fields) {
+        let mut state = Vec::with_capacity(2);
+        let mut verdict = Ok(());
+        if let Some((rate, limiter)) = &self.per_client {
+            self.clean_at_cap(limiter);
+            verdict = self.one(
+                rate,
+                limiter.check_key(key),
+                "client",
+                Which::PerClient,
+                &mut state,
+            );
+        }
+        if let (Some((rate, limiter)), Ok(())) = (&self.total, verdict) {
+            verdict = self.one(rate, limiter.check(), "route", Which::Total, &mut state);
+        }
+        let fields = Fields {
+            policy: self.policy.clone().unwrap_or(HeaderValue::from_static("")),
+            state: HeaderValue::from_str(&state.join(", ")).unwrap_or(HeaderValue::from_static("")),
+        };
+        (verdict, fields)
+    }
+
+    fn one(
+        &self,
+        rate: &Rate,
+        outcome: Result<governor::middleware::StateSnapshot, governor::NotUntil<C::Instant>>,
+        name: &str,
+        which: Which,
+        state: &mut Vec<String>,
+    ) -> Result<(), Refused> {
+        let interval = rate.per / rate.requests.get();
+        match outcome {
+            Ok(snapshot) => {
+                let remaining = snapshot.remaining_burst_capacity();
+                let used = rate.burst.get().saturating_sub(remaining);
+                let reset = ceil_secs(interval * used);
+                state.push(format!("\"{name}\";r={remaining};t={reset}"));
+                Ok(())
+            }
+            Err(not_until) => {
+                let wait = not_until.wait_time_from(self.clock.now());
+                let retry_after = ceil_secs(wait).max(1);
+                state.push(format!("\"{name}\";r=0;t={retry_after}"));
+                Err(Refused {
+                    which,
+                    rate: *rate,
+                    retry_after,
+                })
+            }
+        }
+    }
+
+    /// When the store sent a new client to the overflow bucket, forgets full buckets (at most
+    /// once a second: a pass walks every key).
+    fn clean_at_cap(&self, limiter: &Keyed<C>) {
+        if !self.full.load(Ordering::Relaxed) {
+            return;
+        }
+        let now = u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let last = self.cleaned.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < 1000
+            || self
+                .cleaned
+                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        self.full.store(false, Ordering::Relaxed);
+        limiter.retain_recent();
+    }
+
+    /// Forgets clients whose bucket is full again (they lose nothing).
+    pub(crate) fn housekeep(&self) {
+        if let Some((_, limiter)) = &self.per_client {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+    }
+
+    /// Clients whose rate state is kept now.
+    pub(crate) fn clients(&self) -> usize {
+        self.per_client.as_ref().map_or(0, |(_, l)| l.len())
+    }
+}

@@ -1,0 +1,195 @@
+//! Quotas, bursts, `Retry-After` and the `RateLimit` fields on governor's fake clock; the
+//! per-client store's cap; slots per client and in total, with and without a queue.
+
+use std::num::{NonZeroU32, NonZeroUsize};
+use std::time::Duration;
+
+use governor::clock::FakeRelativeClock;
+
+use super::concurrency::Slots;
+use super::rate::Rates;
+use super::*;
+use crate::config::Queue;
+
+fn rate(requests: u32, per_secs: u64, burst: u32) -> Rate {
+    Rate {
+        requests: NonZeroU32::new(requests).expect("nonzero"),
+        per: Duration::from_secs(per_secs),
+        burst: NonZeroU32::new(burst).expect("nonzero"),
+    }
+}
+
+fn key(n: u128) -> ClientKey {
+    ClientKey(n)
+}
+
+fn text(value: &HeaderValue) -> &str {
+    value.to_str().expect("ascii")
+}
+
+#[test]
+fn a_burst_passes_then_the_client_waits_one_interval_and_is_told_so() {
+    let clock = FakeRelativeClock::default();
+    // 6 a minute (one every 10 s), 3 at once.
+    let rates = Rates::with_clock(
+        Some(rate(6, 60, 3)),
+        None,
+        NonZeroUsize::new(1000).expect("n"),
+        clock.clone(),
+    )
+    .expect("a rate");
+    let mut remaining = Vec::new();
+    for _ in 0..3 {
+        let (verdict, fields) = rates.check(&key(1));
+        assert_eq!(verdict, Ok(()));
+        assert_eq!(text(&fields.policy), "\"client\";q=6;w=60");
+        remaining.push(text(&fields.state).to_owned());
+    }
+    assert_eq!(
+        remaining,
+        [
+            "\"client\";r=2;t=10",
+            "\"client\";r=1;t=20",
+            "\"client\";r=0;t=30"
+        ]
+    );
+    let (verdict, fields) = rates.check(&key(1));
+    let refused = verdict.expect_err("the burst is spent");
+    assert_eq!(refused.which, Which::PerClient);
+    assert_eq!(refused.retry_after, 10);
+    assert_eq!(text(&fields.state), "\"client\";r=0;t=10");
+    // Another client has its own budget.
+    assert_eq!(rates.check(&key(2)).0, Ok(()));
+    // 4 s later: 6 s to wait; 10 s later: one more passes.
+    clock.advance(Duration::from_secs(4));
+    assert_eq!(
+        rates.check(&key(1)).0.expect_err("still early").retry_after,
+        6
+    );
+    clock.advance(Duration::from_secs(6));
+    assert_eq!(rates.check(&key(1)).0, Ok(()));
+}
+
+#[test]
+fn the_route_total_holds_across_clients_and_a_client_refused_does_not_spend_it() {
+    let rates = Rates::with_clock(
+        Some(rate(1, 60, 1)),
+        Some(rate(3, 1, 3)),
+        NonZeroUsize::new(1000).expect("n"),
+        FakeRelativeClock::default(),
+    )
+    .expect("rates");
+    assert_eq!(rates.check(&key(1)).0, Ok(()));
+    // Refused by its own rate: the route's budget is not touched.
+    assert_eq!(
+        rates.check(&key(1)).0.expect_err("own rate").which,
+        Which::PerClient
+    );
+    assert_eq!(rates.check(&key(2)).0, Ok(()));
+    let (verdict, fields) = rates.check(&key(3));
+    assert_eq!(verdict, Ok(()));
+    assert_eq!(
+        text(&fields.policy),
+        "\"client\";q=1;w=60, \"route\";q=3;w=1"
+    );
+    let refused = rates
+        .check(&key(4))
+        .0
+        .expect_err("the route's total is spent");
+    assert_eq!(refused.which, Which::Total);
+    assert_eq!(refused.retry_after, 1);
+}
+
+#[test]
+fn at_the_cap_full_buckets_are_forgotten_and_new_clients_share_one_until_then() {
+    let clock = FakeRelativeClock::default();
+    let rates = Rates::with_clock(
+        Some(rate(1, 1, 1)),
+        None,
+        NonZeroUsize::new(2).expect("n"),
+        clock.clone(),
+    )
+    .expect("a rate");
+    assert_eq!(rates.check(&key(1)).0, Ok(()));
+    assert_eq!(rates.check(&key(2)).0, Ok(()));
+    // The map is full: new clients share the overflow bucket (one request, then refused).
+    assert_eq!(rates.check(&key(3)).0, Ok(()));
+    assert!(
+        rates.check(&key(4)).0.is_err(),
+        "a new client is limited, not let through"
+    );
+    assert_eq!(rates.clients(), 2, "memory stays at the cap");
+    // Once the old buckets are full again, housekeeping forgets them: room for new clients.
+    clock.advance(Duration::from_secs(5));
+    rates.housekeep();
+    assert_eq!(rates.clients(), 0);
+    assert_eq!(rates.check(&key(4)).0, Ok(()));
+}
+
+fn slots(per_client: Option<u32>, total: Option<u32>, queue: Option<Queue>) -> Arc<Slots> {
+    Slots::new(per_client, total, queue).expect("a limit")
+}
+
+#[test]
+fn slots_per_client_and_in_total_free_when_dropped() {
+    let slots = slots(Some(1), Some(2), None);
+    let a = slots.try_take(key(1)).expect("first");
+    assert_eq!(slots.try_take(key(1)).err(), Some(Full::PerClient(1)));
+    let b = slots.try_take(key(2)).expect("another client");
+    assert_eq!(slots.try_take(key(3)).err(), Some(Full::Total(2)));
+    drop(a);
+    assert!(slots.try_take(key(1)).is_ok());
+    drop(b);
+    assert_eq!(slots.in_flight(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_queued_request_gets_the_next_free_slot_or_gives_up_after_its_timeout() {
+    let queue = Queue {
+        size: NonZeroU32::new(1).expect("n"),
+        timeout: Duration::from_secs(2),
+    };
+    let slots = slots(None, Some(1), Some(queue));
+    let first = slots.try_take(key(1)).expect("first");
+    let waiting = tokio::spawn(Arc::clone(&slots).wait(key(2), Full::Total(1)));
+    tokio::task::yield_now().await;
+    // The queue holds one: a third request is refused at once.
+    assert_eq!(
+        Arc::clone(&slots).wait(key(3), Full::Total(1)).await.err(),
+        Some(NoSlot::Full(Full::Total(1)))
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    drop(first);
+    let second = waiting
+        .await
+        .expect("task")
+        .expect("admitted when the slot freed");
+    // Nobody frees this one: the next waiter gives up after 2 s.
+    let started = tokio::time::Instant::now();
+    let gave_up = Arc::clone(&slots).wait(key(3), Full::Total(1)).await;
+    assert_eq!(
+        gave_up.err(),
+        Some(NoSlot::Waited(Full::Total(1), Duration::from_secs(2)))
+    );
+    assert_eq!(started.elapsed(), Duration::from_secs(2));
+    drop(second);
+}
+
+#[tokio::test]
+async fn a_slot_is_held_until_the_body_ends() {
+    use http_body_util::BodyExt;
+    let slots = slots(None, Some(1), None);
+    let slot = slots.try_take(key(1)).expect("slot");
+    let body = SlotBody::new(
+        http_body_util::Full::new(bytes::Bytes::from_static(b"export")),
+        slot,
+    );
+    assert_eq!(slots.in_flight(), 1);
+    let mut body = std::pin::pin!(body);
+    while body.frame().await.is_some() {}
+    assert_eq!(
+        slots.in_flight(),
+        0,
+        "freed at the body's end, before it is dropped"
+    );
+}
