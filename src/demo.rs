@@ -208,6 +208,11 @@ pagegate demo: a naive list API with {DEFAULT_ROWS} rows on http://{backend}, pa
   # the 1M-row CSV export streams through untouched
   curl -s http://{proxy}/events/export | wc -l
 
+  # one export per client at a time: while a slow one runs, a second gets 429 with
+  # Retry-After, RateLimit-Policy and RateLimit (five may start per minute)
+  curl -s --limit-rate 5M -o /dev/null http://{proxy}/events/export &
+  sleep 0.5; curl -i http://{proxy}/events/export; wait
+
 Press Ctrl-C to stop.
 "
     )

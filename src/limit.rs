@@ -87,11 +87,14 @@ impl std::fmt::Display for LimitError {
             Refusal::Concurrency(NoSlot::Full(full)) => match full {
                 Full::PerClient(n) => write!(
                     f,
-                    "this client already has {n} requests in flight on this route, its limit: wait for one to finish"
+                    "this client already has {n} {} in flight on this route, its limit: wait for {} to finish",
+                    if n == 1 { "request" } else { "requests" },
+                    if n == 1 { "it" } else { "one" }
                 ),
                 Full::Total(n) => write!(
                     f,
-                    "this route already has {n} requests in flight, its limit: retry later"
+                    "this route already has {n} {} in flight, its limit: retry later",
+                    if n == 1 { "request" } else { "requests" }
                 ),
             },
             Refusal::Concurrency(NoSlot::Waited(full, waited)) => write!(
