@@ -26,7 +26,9 @@ mod limits;
 
 pub(crate) use build::parse_pointer;
 pub use error::{ConfigError, ConfigProblem, Located, Position};
-pub use limits::{ClientKeySource, LimitsConfig, Queue, Rate};
+pub use limits::{
+    ClientKeySource, LimitStore, LimitsConfig, OnRedisError, Queue, Rate, RedisConfig,
+};
 
 /// A validated configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -63,6 +65,8 @@ pub struct Config {
     pub default: DefaultPolicy,
     /// Rate and concurrency limits of the `default` route.
     pub default_limits: Option<LimitsConfig>,
+    /// The Redis server shared limits live in.
+    pub redis: Option<RedisConfig>,
     /// Backends by name.
     pub upstreams: BTreeMap<String, Arc<UpstreamConfig>>,
     /// Routes in file order.

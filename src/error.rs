@@ -172,6 +172,7 @@ impl ProxyError {
             Self::Limit(e) => match e.refusal {
                 crate::limit::Refusal::Rate(_) => "urn:pagegate:problem:rate-limited",
                 crate::limit::Refusal::Concurrency(_) => "urn:pagegate:problem:concurrency-limited",
+                crate::limit::Refusal::Unavailable => "urn:pagegate:problem:limits-unavailable",
             },
             Self::Internal => "urn:pagegate:problem:internal",
         }

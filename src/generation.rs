@@ -15,7 +15,7 @@ use crate::Request;
 use crate::config::{Config, CursorSettings, DefaultPolicy, RouteConfig, TimeoutOverrides};
 use crate::cursor::CursorCodec;
 use crate::guard::HeldBudget;
-use crate::limit::Limits;
+use crate::limit::{Limits, Redis};
 use crate::methods;
 use crate::pagination::ListRoute;
 use crate::route::{Refuse, RouteService};
@@ -42,6 +42,8 @@ pub struct Generation {
     room: Arc<HeldBudget>,
     /// Each limited route's limiters, by route name.
     limits: BTreeMap<String, Arc<Limits>>,
+    /// The Redis connection shared limits use.
+    redis: Option<Redis>,
 }
 
 /// Why a config could not be built into a generation. Validation makes this unreachable for a
@@ -62,6 +64,9 @@ pub enum BuildError {
     /// A keyset route without cursor keys, or keys that do not make a codec.
     #[error("keyset routes need valid cursor keys")]
     Cursors,
+    /// The Redis client could not be made (a bad URL, or no Tokio runtime).
+    #[error("cannot use redis: {0}")]
+    Redis(String),
 }
 
 impl Generation {
@@ -118,6 +123,18 @@ impl Generation {
             .filter(|room| room.settings() == budget)
             .map_or_else(|| HeldBudget::new(budget.0, budget.1), Arc::clone);
 
+        let redis = match &config.redis {
+            None => None,
+            Some(settings) => match previous
+                .and_then(|p| p.redis.as_ref())
+                .filter(|r| r.config() == settings)
+            {
+                Some(redis) => Some(redis.clone()),
+                None => Some(
+                    Redis::new(settings.clone()).map_err(|e| BuildError::Redis(e.to_string()))?,
+                ),
+            },
+        };
         // Limiters, by route name: reused while a route keeps its name and its limits, so
         // buckets and slots survive a reload.
         let limited = config
@@ -130,8 +147,11 @@ impl Generation {
                 let settings = settings?;
                 let reused = previous
                     .and_then(|p| p.limits.get(name))
-                    .filter(|limits| limits.config() == settings);
-                let limits = reused.map_or_else(|| Limits::new(settings.clone()), Arc::clone);
+                    .filter(|limits| limits.reusable(settings, redis.as_ref()));
+                let limits = reused.map_or_else(
+                    || Limits::new(settings.clone(), name, redis.as_ref()),
+                    Arc::clone,
+                );
                 Some((name.to_owned(), limits))
             })
             .collect();
@@ -150,6 +170,7 @@ impl Generation {
             cursors,
             room,
             limits,
+            redis,
             config: Arc::clone(&config),
         };
         for route in &config.routes {

@@ -20,20 +20,23 @@ use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
 use crate::client::ClientAddr;
-use crate::config::{LimitsConfig, Rate};
+use crate::config::{LimitStore, LimitsConfig, OnRedisError, Rate};
 use crate::telemetry::RouteMetrics;
 use crate::{BoxError, Request, Response};
 
 mod concurrency;
 mod key;
 pub(crate) mod rate;
+mod shared;
 
 pub use concurrency::{Full, NoSlot, SlotBody};
 pub use key::ClientKey;
 pub use rate::{Fields, Refused, Which};
+pub use shared::{Redis, RedisError};
 
 use concurrency::{Slot, Slots};
 use rate::Rates;
+use shared::Shared;
 
 /// `Retry-After` of a concurrency refusal, in seconds: when a slot frees is unknown (an export
 /// may stream for minutes), so this is an estimate that keeps retry loops slow (5 seconds).
@@ -42,6 +45,9 @@ pub const CONCURRENCY_RETRY_AFTER: u64 = 5;
 /// The response header that says, in report-only mode, what a limit would have done:
 /// `429 rate_per_client`, comma-separated when several would have refused.
 pub const WOULD_REFUSE: &str = "pagegate-would-refuse";
+
+/// How often a request queued for a shared (Redis) slot asks again (50 ms).
+const SHARED_QUEUE_POLL: Duration = Duration::from_millis(50);
 
 /// How often the per-client rate limiters forget clients whose bucket is full (10 seconds).
 const HOUSEKEEPING: Duration = Duration::from_secs(10);
@@ -62,6 +68,8 @@ pub enum Refusal {
     Rate(Refused),
     /// No free slot.
     Concurrency(NoSlot),
+    /// Redis could not answer and the route says `on_redis_error: closed`.
+    Unavailable,
 }
 
 impl std::fmt::Display for LimitError {
@@ -109,6 +117,10 @@ impl std::fmt::Display for LimitError {
                     Full::PerClient(n) | Full::Total(n) => n,
                 }
             ),
+            Refusal::Unavailable => write!(
+                f,
+                "this route's limits are kept in Redis, which cannot answer now: retry shortly"
+            ),
         }
     }
 }
@@ -122,6 +134,7 @@ impl LimitError {
         matches!(
             self.refusal,
             Refusal::Concurrency(NoSlot::Full(Full::Total(_)) | NoSlot::Waited(Full::Total(_), _))
+                | Refusal::Unavailable
         )
     }
 
@@ -130,6 +143,7 @@ impl LimitError {
         match self.refusal {
             Refusal::Rate(r) => r.retry_after,
             Refusal::Concurrency(_) => CONCURRENCY_RETRY_AFTER,
+            Refusal::Unavailable => 1,
         }
     }
 
@@ -144,6 +158,7 @@ impl LimitError {
                 Full::PerClient(_) => "concurrency_per_client",
                 Full::Total(_) => "concurrency_total",
             },
+            Refusal::Unavailable => "redis",
         }
     }
 
@@ -159,12 +174,30 @@ pub struct Limits {
     config: LimitsConfig,
     rates: Option<Rates>,
     slots: Option<Arc<Slots>>,
+    /// `store: redis`: the shared limiters (the local ones above are the fallback).
+    shared: Option<Arc<Shared>>,
+    redis: Option<crate::config::RedisConfig>,
 }
 
 impl Limits {
-    /// Builds the limiters, and starts their housekeeping when a runtime is running.
-    pub fn new(config: LimitsConfig) -> Arc<Self> {
+    /// Builds the limiters of route `route`, shared through `redis` when its `store` says so,
+    /// and starts their housekeeping when a runtime is running.
+    pub fn new(config: LimitsConfig, route: &str, redis: Option<&Redis>) -> Arc<Self> {
+        let redis = redis.filter(|_| config.store == LimitStore::Redis);
+        let shared = redis.map(|redis| {
+            Arc::new(Shared::new(
+                redis.clone(),
+                route,
+                (config.rate_per_client, config.rate_total),
+                (
+                    config.concurrency_per_client.map(|n| n.get()),
+                    config.concurrency_total.map(|n| n.get()),
+                ),
+            ))
+        });
         let limits = Arc::new(Self {
+            shared,
+            redis: redis.map(|r| r.config().clone()),
             rates: Rates::new(
                 config.rate_per_client,
                 config.rate_total,
@@ -188,6 +221,15 @@ impl Limits {
     /// The config these limiters were built from.
     pub fn config(&self) -> &LimitsConfig {
         &self.config
+    }
+
+    /// Whether a new generation may keep these limiters: the same limits, and for shared
+    /// ones the same Redis.
+    pub fn reusable(&self, config: &LimitsConfig, redis: Option<&Redis>) -> bool {
+        let redis = redis
+            .filter(|_| config.store == LimitStore::Redis)
+            .map(Redis::config);
+        &self.config == config && self.redis.as_ref() == redis
     }
 
     /// Clients whose rate state is kept now (the memory bound's subject).
@@ -259,19 +301,19 @@ pub struct Limit<S> {
 #[derive(Debug, Default)]
 struct Notes {
     fields: Option<Fields>,
-    would_refuse: Vec<&'static str>,
+    would_refuse: Vec<String>,
 }
 
 impl Notes {
+    /// Counts a refusal; in report-only mode notes it and says to go on (false).
     fn refused(&mut self, error: &LimitError, metrics: &RouteMetrics, report_only: bool) -> bool {
-        metrics.limit(error.limit(), report_only);
+        metrics.limit(
+            error.limit(),
+            if report_only { "reported" } else { "refused" },
+        );
         if report_only {
-            self.would_refuse.push(if error.status() == 503 {
-                "503 "
-            } else {
-                "429 "
-            });
-            self.would_refuse.push(error.limit());
+            self.would_refuse
+                .push(format!("{} {}", error.status(), error.limit()));
         }
         !report_only
     }
@@ -282,16 +324,196 @@ impl Notes {
             headers.insert("ratelimit-policy", fields.policy);
             headers.insert("ratelimit", fields.state);
         }
-        if !self.would_refuse.is_empty() {
-            let text = self
-                .would_refuse
-                .chunks(2)
-                .map(|pair| pair.concat())
-                .collect::<Vec<_>>()
-                .join(", ");
-            if let Ok(value) = HeaderValue::from_str(&text) {
-                headers.insert(WOULD_REFUSE, value);
+        if !self.would_refuse.is_empty()
+            && let Ok(value) = HeaderValue::from_str(&self.would_refuse.join(", "))
+        {
+            headers.insert(WOULD_REFUSE, value);
+        }
+    }
+}
+
+/// A decision still to be made: a queued wait, or a Redis round trip.
+type Deciding = Pin<Box<dyn Future<Output = Result<(Option<Slot>, Notes), LimitError>> + Send>>;
+
+/// What a request's limits decided without waiting.
+enum Decision {
+    /// Go on, with a slot when the route counts them.
+    Go(Option<Slot>, Notes),
+    /// Refused.
+    Refuse(LimitError),
+    /// Wait for the decision.
+    Later(Deciding),
+}
+
+impl Limits {
+    /// Applies a rate verdict: refuses, or notes a report-only refusal and goes on.
+    fn rate_verdict(
+        &self,
+        verdict: Result<(), Refused>,
+        fields: Fields,
+        notes: &mut Notes,
+        metrics: &RouteMetrics,
+    ) -> Result<(), LimitError> {
+        if let Err(refused) = verdict {
+            let error = LimitError {
+                refusal: Refusal::Rate(refused),
+                fields: Some(fields.clone()),
+            };
+            if notes.refused(&error, metrics, self.config.report_only) {
+                return Err(error);
             }
+        }
+        notes.fields = Some(fields);
+        Ok(())
+    }
+
+    /// A full slot limit: wait in the local queue, refuse, or (report-only) go on.
+    fn no_slot(
+        self: &Arc<Self>,
+        key: ClientKey,
+        full: Full,
+        mut notes: Notes,
+        metrics: &Arc<RouteMetrics>,
+    ) -> Decision {
+        let Some(slots) = self.slots.as_ref() else {
+            return Decision::Go(None, notes);
+        };
+        if !self.config.report_only && slots.queues() {
+            let slots = Arc::clone(slots);
+            let metrics = Arc::clone(metrics);
+            return Decision::Later(Box::pin(async move {
+                match slots.wait(key, full).await {
+                    Ok(slot) => Ok((Some(slot), notes)),
+                    Err(no_slot) => {
+                        let error = LimitError {
+                            refusal: Refusal::Concurrency(no_slot),
+                            fields: notes.fields,
+                        };
+                        metrics.limit(error.limit(), "refused");
+                        Err(error)
+                    }
+                }
+            }));
+        }
+        let error = LimitError {
+            refusal: Refusal::Concurrency(NoSlot::Full(full)),
+            fields: notes.fields.clone(),
+        };
+        if notes.refused(&error, metrics, self.config.report_only) {
+            return Decision::Refuse(error);
+        }
+        Decision::Go(None, notes)
+    }
+
+    /// This process's limiters (also the fallback of shared ones under `on_redis_error: open`).
+    fn decide_local(
+        self: &Arc<Self>,
+        key: ClientKey,
+        mut notes: Notes,
+        metrics: &Arc<RouteMetrics>,
+        rate: bool,
+    ) -> Decision {
+        if rate && let Some(rates) = &self.rates {
+            let (verdict, fields) = rates.check(&key);
+            if let Err(error) = self.rate_verdict(verdict, fields, &mut notes, metrics) {
+                return Decision::Refuse(error);
+            }
+        }
+        match self.slots.as_ref().map(|slots| slots.try_take(key)) {
+            None => Decision::Go(None, notes),
+            Some(Ok(slot)) => Decision::Go(Some(slot), notes),
+            Some(Err(full)) => self.no_slot(key, full, notes, metrics),
+        }
+    }
+
+    /// Redis could not answer: `open` goes on with the local limiters, `closed` refuses.
+    fn redis_failed(&self, notes: &Notes, metrics: &RouteMetrics) -> Result<(), LimitError> {
+        match self.config.on_redis_error {
+            OnRedisError::Open => {
+                metrics.limit("redis", "fallback");
+                Ok(())
+            }
+            OnRedisError::Closed => {
+                metrics.limit("redis", "refused");
+                Err(LimitError {
+                    refusal: Refusal::Unavailable,
+                    fields: notes.fields.clone(),
+                })
+            }
+        }
+    }
+
+    /// The shared limiters in Redis.
+    async fn decide_shared(
+        self: Arc<Self>,
+        shared: Arc<Shared>,
+        key: ClientKey,
+        metrics: Arc<RouteMetrics>,
+    ) -> Result<(Option<Slot>, Notes), LimitError> {
+        let mut notes = Notes::default();
+        if self.rates.is_some() {
+            let answer = shared.rate(&key).await;
+            shared.health(&answer);
+            match answer {
+                Ok((verdict, fields)) => {
+                    self.rate_verdict(verdict, fields, &mut notes, &metrics)?;
+                }
+                Err(_) => {
+                    self.redis_failed(&notes, &metrics)?;
+                    if let Some(rates) = &self.rates {
+                        let (verdict, fields) = rates.check(&key);
+                        self.rate_verdict(verdict, fields, &mut notes, &metrics)?;
+                    }
+                }
+            }
+        }
+        if self.slots.is_none() {
+            return Ok((None, notes));
+        }
+        let started = tokio::time::Instant::now();
+        // A shared queue is a poll, within this process's queue places.
+        let mut queued = None;
+        loop {
+            let answer = shared.lease(&key).await;
+            shared.health(&answer);
+            let full = match answer {
+                Ok(Ok(lease)) => return Ok((Some(Slot::Lease(lease)), notes)),
+                Ok(Err(full)) => full,
+                Err(_) => {
+                    self.redis_failed(&notes, &metrics)?;
+                    return match self.decide_local(key, notes, &metrics, false) {
+                        Decision::Go(slot, notes) => Ok((slot, notes)),
+                        Decision::Refuse(error) => Err(error),
+                        Decision::Later(wait) => wait.await,
+                    };
+                }
+            };
+            let queue = self.config.queue.filter(|_| !self.config.report_only);
+            if queued.is_none()
+                && let Some(q) = queue
+            {
+                queued = shared.enqueue(q.size.get());
+            }
+            let Some(q) = queue.filter(|_| queued.is_some()) else {
+                let error = LimitError {
+                    refusal: Refusal::Concurrency(NoSlot::Full(full)),
+                    fields: notes.fields.clone(),
+                };
+                if notes.refused(&error, &metrics, self.config.report_only) {
+                    return Err(error);
+                }
+                return Ok((None, notes));
+            };
+            let left = q.timeout.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                let error = LimitError {
+                    refusal: Refusal::Concurrency(NoSlot::Waited(full, q.timeout)),
+                    fields: notes.fields,
+                };
+                metrics.limit(error.limit(), "refused");
+                return Err(error);
+            }
+            tokio::time::sleep(SHARED_QUEUE_POLL.min(left)).await;
         }
     }
 }
@@ -311,73 +533,49 @@ where
 
     fn call(&mut self, req: Request) -> Self::Future {
         let limits = &self.limits;
-        let report_only = limits.config.report_only;
         let key = ClientKey::of(
             &limits.config.key,
             req.headers(),
             req.extensions().get::<ClientAddr>(),
         );
-        let mut notes = Notes::default();
-        if let Some(rates) = &limits.rates {
-            let (verdict, fields) = rates.check(&key);
-            if let Err(refused) = verdict {
-                let error = LimitError {
-                    refusal: Refusal::Rate(refused),
-                    fields: Some(fields.clone()),
-                };
-                if notes.refused(&error, &self.metrics, report_only) {
-                    return LimitFuture::refused(error);
+        let decision = match &limits.shared {
+            Some(shared) => Decision::Later(Box::pin(Arc::clone(limits).decide_shared(
+                Arc::clone(shared),
+                key,
+                Arc::clone(&self.metrics),
+            ))),
+            None => limits.decide_local(key, Notes::default(), &self.metrics, true),
+        };
+        match decision {
+            Decision::Go(slot, notes) => LimitFuture::calling(self.inner.call(req), slot, notes),
+            Decision::Refuse(error) => LimitFuture::Refused { error: Some(error) },
+            Decision::Later(deciding) => {
+                // The inner service is taken now, as tower asks of one called after
+                // `poll_ready`; the clone stays for the next request.
+                let clone = self.inner.clone();
+                let inner = std::mem::replace(&mut self.inner, clone);
+                LimitFuture::Deciding {
+                    deciding,
+                    call: Some((req, inner)),
                 }
             }
-            notes.fields = Some(fields);
         }
-        let slot = match &limits.slots {
-            None => None,
-            Some(slots) => match slots.try_take(key) {
-                Ok(slot) => Some(slot),
-                Err(full) if !report_only && slots.queues() => {
-                    // Waits in the queue; the inner service is taken now, as tower asks of a
-                    // service called after `poll_ready`.
-                    let clone = self.inner.clone();
-                    let inner = std::mem::replace(&mut self.inner, clone);
-                    return LimitFuture::waiting(
-                        Box::pin(Arc::clone(slots).wait(key, full)),
-                        req,
-                        inner,
-                        notes,
-                        Arc::clone(&self.metrics),
-                    );
-                }
-                Err(full) => {
-                    let error = LimitError {
-                        refusal: Refusal::Concurrency(NoSlot::Full(full)),
-                        fields: notes.fields.clone(),
-                    };
-                    if notes.refused(&error, &self.metrics, report_only) {
-                        return LimitFuture::refused(error);
-                    }
-                    None
-                }
-            },
-        };
-        LimitFuture::calling(self.inner.call(req), slot, notes)
     }
 }
 
-type Wait = Pin<Box<dyn Future<Output = Result<Slot, NoSlot>> + Send>>;
-
 pin_project! {
-    /// The future of [`Limit`]: refused at once, waiting in the queue, or calling the route.
+    /// The future of [`Limit`]: refused at once, deciding (a queue, Redis), or calling the
+    /// route.
     // pin-project-lite takes no doc comments on variant fields; the variants say what they hold.
     #[allow(missing_docs)]
     #[project = LimitProj]
     pub enum LimitFuture<S: Service<Request>> {
         /// Refused before anything was sent.
         Refused { error: Option<LimitError> },
-        /// Waiting for a slot; the request and the service to call with it.
-        Waiting {
-            wait: Wait,
-            call: Option<(Request, S, Notes, Arc<RouteMetrics>)>,
+        /// Deciding; the request and the service to call with it.
+        Deciding {
+            deciding: Deciding,
+            call: Option<(Request, S)>,
         },
         /// The route's answer on its way.
         Calling {
@@ -390,23 +588,6 @@ pin_project! {
 }
 
 impl<S: Service<Request>> LimitFuture<S> {
-    fn refused(error: LimitError) -> Self {
-        Self::Refused { error: Some(error) }
-    }
-
-    fn waiting(
-        wait: Wait,
-        req: Request,
-        inner: S,
-        notes: Notes,
-        metrics: Arc<RouteMetrics>,
-    ) -> Self {
-        Self::Waiting {
-            wait,
-            call: Some((req, inner, notes, metrics)),
-        }
-    }
-
     fn calling(answer: S::Future, slot: Option<Slot>, notes: Notes) -> Self {
         Self::Calling {
             answer,
@@ -429,23 +610,15 @@ where
                     let error = error.take().expect("polled after completion");
                     return Poll::Ready(Err(Box::new(error)));
                 }
-                LimitProj::Waiting { wait, call } => {
-                    let waited = ready!(wait.as_mut().poll(cx));
-                    let (req, mut inner, notes, metrics) =
-                        call.take().expect("polled after completion");
-                    match waited {
-                        Ok(slot) => {
+                LimitProj::Deciding { deciding, call } => {
+                    let decided = ready!(deciding.as_mut().poll(cx));
+                    let (req, mut inner) = call.take().expect("polled after completion");
+                    match decided {
+                        Ok((slot, notes)) => {
                             let answer = inner.call(req);
-                            self.set(Self::calling(answer, Some(slot), notes));
+                            self.set(Self::calling(answer, slot, notes));
                         }
-                        Err(no_slot) => {
-                            let error = LimitError {
-                                refusal: Refusal::Concurrency(no_slot),
-                                fields: notes.fields,
-                            };
-                            metrics.limit(error.limit(), false);
-                            return Poll::Ready(Err(Box::new(error)));
-                        }
+                        Err(error) => return Poll::Ready(Err(Box::new(error))),
                     }
                 }
                 LimitProj::Calling {

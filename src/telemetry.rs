@@ -267,14 +267,15 @@ impl RouteMetrics {
             .inc();
     }
 
-    /// Counts a request one of the route's limits refused, or would have refused (`reported`,
-    /// report-only mode).
-    pub fn limit(&self, limit: &'static str, reported: bool) {
+    /// Counts a decision of one of the route's limits: `refused`, `reported` (would have
+    /// refused, report-only mode), or for `limit="redis"` `fallback` / `refused` while Redis
+    /// cannot answer.
+    pub fn limit(&self, limit: &'static str, decision: &'static str) {
         self.limits
             .get_or_create(&LimitLabels {
                 route: self.name.to_string(),
                 limit,
-                decision: if reported { "reported" } else { "refused" },
+                decision,
             })
             .inc();
     }

@@ -129,18 +129,27 @@ async fn a_second_concurrent_export_from_one_client_gets_429_while_the_first_fin
         .await
         .expect("response");
     assert_eq!(first.status(), 200);
-    assert_eq!(
-        first.headers()["ratelimit-policy"],
-        "\"client\";q=5;w=60"
-    );
+    assert_eq!(first.headers()["ratelimit-policy"], "\"client\";q=5;w=60");
     // The first export is still streaming: the second is refused, and says when to retry.
     let second = support::get(&url).await;
     second.problem(429);
     assert_eq!(second.header("retry-after"), Some("5"));
-    assert_eq!(second.header("ratelimit-policy"), Some("\"client\";q=5;w=60"));
-    assert!(second.header("ratelimit").is_some_and(|r| r.starts_with("\"client\";r=3;")));
+    assert_eq!(
+        second.header("ratelimit-policy"),
+        Some("\"client\";q=5;w=60")
+    );
+    assert!(
+        second
+            .header("ratelimit")
+            .is_some_and(|r| r.starts_with("\"client\";r=3;"))
+    );
     // The first finishes whole.
-    let body = first.into_body().collect().await.expect("export").to_bytes();
+    let body = first
+        .into_body()
+        .collect()
+        .await
+        .expect("export")
+        .to_bytes();
     let lines = body.iter().filter(|b| **b == b'\n').count() as u64;
     assert_eq!(lines, DEFAULT_ROWS + 1);
 }

@@ -237,11 +237,12 @@ impl TryFrom<FileConfig> for Config {
             },
         };
 
+        let redis = file.redis.as_ref().map(|r| limits::redis(&mut p, r));
         let default_limits = file
             .default
             .as_ref()
             .and_then(|d| d.value.limits.as_ref())
-            .map(|l| limits::limits(&mut p, l));
+            .map(|l| limits::limits(&mut p, l, redis.is_some()));
         let cursors = file.cursors.as_ref().and_then(|c| cursors(&mut p, c));
         let mut routes = Vec::new();
         let mut names = BTreeMap::new();
@@ -272,7 +273,13 @@ impl TryFrom<FileConfig> for Config {
                 };
                 p.push(&r.value.upstream, problem);
             }
-            routes.push(Arc::new(route(&mut p, name, &r.value, cursors.is_some())));
+            routes.push(Arc::new(route(
+                &mut p,
+                name,
+                &r.value,
+                cursors.is_some(),
+                redis.is_some(),
+            )));
         }
         // The table itself is built with the generation; here it only finds overlaps.
         let specs: Vec<RouteSpec<()>> = routes.iter().map(|r| r.spec(())).collect();
@@ -357,6 +364,7 @@ impl TryFrom<FileConfig> for Config {
                 max_held_bytes_per_client,
                 default,
                 default_limits,
+                redis,
                 upstreams,
                 routes,
                 cursors,
@@ -543,7 +551,13 @@ fn cursors(p: &mut Problems, c: &Spanned<FileCursors>) -> Option<CursorSettings>
     CursorCodec::new(keys.clone(), ttl).map(|_| CursorSettings { keys, ttl })
 }
 
-fn route(p: &mut Problems, name: String, r: &FileRoute, has_cursors: bool) -> RouteConfig {
+fn route(
+    p: &mut Problems,
+    name: String,
+    r: &FileRoute,
+    has_cursors: bool,
+    has_redis: bool,
+) -> RouteConfig {
     if !r.path.value.starts_with('/') {
         p.invalid(
             &r.path,
@@ -629,6 +643,6 @@ fn route(p: &mut Problems, name: String, r: &FileRoute, has_cursors: bool) -> Ro
                 .as_ref()
                 .map(|t| p.duration(Some(t), "idle_timeout", DEFAULT_IDLE_TIMEOUT)),
         },
-        limits: r.limits.as_ref().map(|l| limits::limits(p, l)),
+        limits: r.limits.as_ref().map(|l| limits::limits(p, l, has_redis)),
     }
 }

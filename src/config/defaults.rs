@@ -47,6 +47,14 @@ pub const DEFAULT_MAX_HEAD_BYTES: u64 = 32 * 1024;
 /// share one bucket until some are.
 pub const DEFAULT_LIMIT_MAX_CLIENTS: std::num::NonZeroUsize =
     std::num::NonZeroUsize::new(100_000).expect("not zero");
+/// Longest wait for one Redis answer before a route's `on_redis_error` applies (50 ms): a
+/// limit must not become the slowest part of a request.
+pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(50);
+/// Prefix of every Redis key pagegate writes (`pagegate`).
+pub const DEFAULT_REDIS_KEY_PREFIX: &str = "pagegate";
+/// Life of a Redis concurrency lease unless renewed (10 seconds); leases are renewed every
+/// third of it while the body streams, so a replica that dies frees its slots within it.
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(10);
 /// Longest a queued request waits for a concurrency slot (10 seconds).
 pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -32,6 +32,7 @@ pub(crate) struct FileConfig {
     #[serde(default)]
     pub(crate) trusted_proxies: Vec<Spanned<String>>,
     pub(crate) access_log: Option<bool>,
+    pub(crate) redis: Option<Spanned<FileRedis>>,
     pub(crate) default: Option<Spanned<FileDefault>>,
     pub(crate) cursors: Option<Spanned<FileCursors>>,
     pub(crate) upstreams: Spanned<BTreeMap<String, Spanned<FileUpstream>>>,
@@ -94,6 +95,32 @@ pub(crate) struct FileLimits {
     pub(crate) concurrency: Option<Spanned<FileConcurrency>>,
     pub(crate) report_only: Option<bool>,
     pub(crate) max_clients: Option<Spanned<u64>>,
+    pub(crate) store: Option<Spanned<FileLimitStore>>,
+    pub(crate) on_redis_error: Option<FileOnRedisError>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum FileLimitStore {
+    Local,
+    Redis,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum FileOnRedisError {
+    Open,
+    Closed,
+}
+
+/// The Redis server shared limits live in.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileRedis {
+    pub(crate) url: Spanned<String>,
+    pub(crate) timeout: Option<Spanned<String>>,
+    pub(crate) key_prefix: Option<Spanned<String>>,
+    pub(crate) lease_ttl: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]

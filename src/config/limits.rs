@@ -25,6 +25,42 @@ pub struct LimitsConfig {
     pub report_only: bool,
     /// Most clients whose rate state is kept (memory bound of the per-client limiter).
     pub max_clients: NonZeroUsize,
+    /// Where the limits are kept: this process, or Redis (shared by every replica).
+    pub store: LimitStore,
+    /// With `store: redis`, what happens while Redis cannot answer.
+    pub on_redis_error: OnRedisError,
+}
+
+/// Where a route's limits are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitStore {
+    /// In this process: each replica enforces the whole quota on its own.
+    Local,
+    /// In Redis: every replica sharing it enforces one quota together.
+    Redis,
+}
+
+/// What a Redis-backed limit does while Redis cannot answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnRedisError {
+    /// Fall back to this process's own limiters (each replica then allows the whole quota).
+    Open,
+    /// Refuse with 503.
+    Closed,
+}
+
+/// The Redis server shared limits live in (`redis`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisConfig {
+    /// `redis://[user:password@]host:port[/db]`.
+    pub url: String,
+    /// Longest wait for one Redis answer before the route's `on_redis_error` applies.
+    pub timeout: Duration,
+    /// Prefix of every key pagegate writes.
+    pub key_prefix: String,
+    /// How long a concurrency lease lives unless renewed (renewed while the body streams), so
+    /// a replica that dies cannot hold slots for longer.
+    pub lease_ttl: Duration,
 }
 
 /// What tells clients apart for a route's limits.

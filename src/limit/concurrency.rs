@@ -56,14 +56,24 @@ pub(crate) struct Slots {
     freed: Notify,
 }
 
-/// One taken slot; dropping it frees it and wakes the queue.
+/// One taken slot, local or a shared lease; dropping it frees it (each is held only for its
+/// `Drop`).
 #[derive(Debug)]
-pub(crate) struct Slot {
+pub(crate) enum Slot {
+    /// In this process's [`Slots`].
+    Local(#[allow(dead_code)] LocalSlot),
+    /// A lease in Redis, renewed until dropped.
+    Lease(#[allow(dead_code)] super::shared::Lease),
+}
+
+/// A slot in this process's [`Slots`]; dropping it frees it and wakes the queue.
+#[derive(Debug)]
+pub(crate) struct LocalSlot {
     slots: Arc<Slots>,
     key: ClientKey,
 }
 
-impl Drop for Slot {
+impl Drop for LocalSlot {
     fn drop(&mut self) {
         let mut in_flight = self.slots.lock();
         in_flight.total -= 1;
@@ -118,10 +128,10 @@ impl Slots {
         }
         in_flight.total += 1;
         *in_flight.per_client.entry(key).or_insert(0) += 1;
-        Ok(Slot {
+        Ok(Slot::Local(LocalSlot {
             slots: Arc::clone(self),
             key,
-        })
+        }))
     }
 
     /// Whether a refused request may wait in the queue.

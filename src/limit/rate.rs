@@ -133,8 +133,28 @@ fn quota(rate: Rate) -> Quota {
 }
 
 /// Whole seconds, rounded up.
-fn ceil_secs(d: Duration) -> u64 {
+pub(crate) fn ceil_secs(d: Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+/// The `RateLimit-Policy` value of a route's rates.
+pub(crate) fn policy(per_client: Option<Rate>, total: Option<Rate>) -> String {
+    let mut policy = Vec::new();
+    if let Some(r) = per_client {
+        policy.push(format!("\"client\";q={};w={}", r.requests, r.per.as_secs()));
+    }
+    if let Some(r) = total {
+        policy.push(format!("\"route\";q={};w={}", r.requests, r.per.as_secs()));
+    }
+    policy.join(", ")
+}
+
+/// The fields of one answer (values are ASCII by construction).
+pub(crate) fn fields(policy: &str, state: &str) -> Fields {
+    Fields {
+        policy: HeaderValue::from_str(policy).unwrap_or(HeaderValue::from_static("")),
+        state: HeaderValue::from_str(state).unwrap_or(HeaderValue::from_static("")),
+    }
 }
 
 impl Rates<DefaultClock> {
@@ -157,13 +177,6 @@ impl<C: Clock + Clone> Rates<C> {
         if per_client.is_none() && total.is_none() {
             return None;
         }
-        let mut policy = Vec::new();
-        if let Some(r) = per_client {
-            policy.push(format!("\"client\";q={};w={}", r.requests, r.per.as_secs()));
-        }
-        if let Some(r) = total {
-            policy.push(format!("\"route\";q={};w={}", r.requests, r.per.as_secs()));
-        }
         let full = Arc::new(AtomicBool::new(false));
         Some(Self {
             per_client: per_client.map(|r| {
@@ -176,7 +189,7 @@ impl<C: Clock + Clone> Rates<C> {
                     RateLimiter::new(quota(r), InMemoryState::default(), clock.clone());
                 (r, limiter)
             }),
-            policy: HeaderValue::from_str(&policy.join(", ")).ok(),
+            policy: HeaderValue::from_str(&policy(per_client, total)).ok(),
             clock,
             full,
             cleaned: AtomicU64::new(0),

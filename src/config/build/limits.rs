@@ -7,9 +7,17 @@ use http::HeaderName;
 use serde_saphyr::Spanned;
 
 use super::Problems;
-use crate::config::defaults::{DEFAULT_LIMIT_MAX_CLIENTS, DEFAULT_QUEUE_TIMEOUT};
-use crate::config::file::{FileConcurrency, FileLimitKey, FileLimits, FileRate};
-use crate::config::{ClientKeySource, LimitsConfig, Queue, Rate};
+use crate::config::defaults::{
+    DEFAULT_LEASE_TTL, DEFAULT_LIMIT_MAX_CLIENTS, DEFAULT_QUEUE_TIMEOUT, DEFAULT_REDIS_KEY_PREFIX,
+    DEFAULT_REDIS_TIMEOUT,
+};
+use crate::config::file::{
+    FileConcurrency, FileLimitKey, FileLimitStore, FileLimits, FileOnRedisError, FileRate,
+    FileRedis,
+};
+use crate::config::{
+    ClientKeySource, LimitStore, LimitsConfig, OnRedisError, Queue, Rate, RedisConfig,
+};
 
 /// A whole number from 1 to `u32::MAX`, or a located problem.
 fn count(
@@ -32,8 +40,65 @@ fn count(
     n
 }
 
-pub(super) fn limits(p: &mut Problems, at: &Spanned<FileLimits>) -> LimitsConfig {
+pub(super) fn redis(p: &mut Problems, at: &Spanned<FileRedis>) -> RedisConfig {
+    let r = &at.value;
+    let url = r.url.value.trim();
+    if !url.starts_with("redis://") || redis::Client::open(url).is_err() {
+        p.invalid(
+            &r.url,
+            "url",
+            format!("is {url:?}: write redis://[user:password@]HOST:PORT[/DB]"),
+        );
+    }
+    let key_prefix = r
+        .key_prefix
+        .as_ref()
+        .map_or(DEFAULT_REDIS_KEY_PREFIX.to_owned(), |k| {
+            let ok = !k.value.is_empty()
+                && k.value
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+            if !ok {
+                p.invalid(
+                    k,
+                    "key_prefix",
+                    format!("is {:?}: use letters, digits and - _ . :", k.value),
+                );
+            }
+            k.value.clone()
+        });
+    let lease_ttl = p.duration(r.lease_ttl.as_ref(), "lease_ttl", DEFAULT_LEASE_TTL);
+    if let Some(at) = &r.lease_ttl
+        && lease_ttl < Duration::from_secs(1)
+    {
+        p.invalid(
+            at,
+            "lease_ttl",
+            "is below 1s: leases are renewed every third of it; use 1s or more".to_owned(),
+        );
+    }
+    RedisConfig {
+        url: url.to_owned(),
+        timeout: p.duration(r.timeout.as_ref(), "timeout", DEFAULT_REDIS_TIMEOUT),
+        key_prefix,
+        lease_ttl,
+    }
+}
+
+pub(super) fn limits(p: &mut Problems, at: &Spanned<FileLimits>, has_redis: bool) -> LimitsConfig {
     let l = &at.value;
+    let store = match &l.store {
+        None => LimitStore::Local,
+        Some(s) => match s.value {
+            FileLimitStore::Local => LimitStore::Local,
+            FileLimitStore::Redis => {
+                if !has_redis {
+                    p.invalid(s, "store", "is `redis`, but no top-level `redis` is configured: add `redis: {url: redis://HOST:6379}`".to_owned());
+                }
+                LimitStore::Redis
+            }
+        },
+    };
     let key = key(p, l);
     let rates = l.rate.as_ref().map(|r| &r.value);
     let rate_per_client = rates
@@ -84,6 +149,11 @@ pub(super) fn limits(p: &mut Problems, at: &Spanned<FileLimits>) -> LimitsConfig
         queue,
         report_only: l.report_only.unwrap_or(false),
         max_clients,
+        store,
+        on_redis_error: match l.on_redis_error {
+            None | Some(FileOnRedisError::Open) => OnRedisError::Open,
+            Some(FileOnRedisError::Closed) => OnRedisError::Closed,
+        },
     }
 }
 

@@ -1,0 +1,388 @@
+//! Limits shared by every replica through Redis (`store: redis`): request rates by GCRA in one
+//! Lua script that reads Redis's own clock (`TIME`), so the replicas' clocks never matter, and
+//! concurrency slots as leases in sorted sets, renewed while the body streams and expiring
+//! after `lease_ttl`, so a replica that dies cannot hold slots for longer.
+//!
+//! Every call has a short timeout (`redis.timeout`); when Redis cannot answer, the route's
+//! `on_redis_error` decides: `open` falls back to this process's own limiters, `closed`
+//! refuses with 503. The connection manager reconnects on its own: Redis coming back is
+//! picked up by the next request, without a restart.
+
+use std::hash::{BuildHasher, RandomState};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+use redis::Script;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use super::ClientKey;
+use super::concurrency::Full;
+use super::rate::{Fields, Refused, Which};
+use crate::config::{Rate, RedisConfig};
+
+/// GCRA over one or two keys (the client's, then the route's), all or nothing: a request
+/// refused by either spends neither. ARGV per key: emission interval and delay tolerance (µs).
+/// Returns `{0, remaining, reset_us, ...}` or `{i, wait_us}` for the key that refused.
+const RATE: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local tats = {}
+for i, key in ipairs(KEYS) do
+  local interval = tonumber(ARGV[2 * i - 1])
+  local tolerance = tonumber(ARGV[2 * i])
+  local tat = tonumber(redis.call('GET', key)) or now
+  if tat < now then tat = now end
+  if tat - tolerance > now then
+    return {i, tat - tolerance - now}
+  end
+  tats[i] = tat + interval
+end
+local out = {0}
+for i, key in ipairs(KEYS) do
+  local interval = tonumber(ARGV[2 * i - 1])
+  local tolerance = tonumber(ARGV[2 * i])
+  local tat = tats[i]
+  redis.call('SET', key, tat, 'PX', math.floor((tat - now) / 1000) + 1)
+  out[#out + 1] = math.floor((now + tolerance - tat) / interval) + 1
+  out[#out + 1] = tat - now
+end
+return out
+";
+
+/// Takes a lease in one or two sorted sets (the client's, then the route's) when each holds
+/// fewer live leases than its limit. ARGV: the limits, then the lease id and its life (ms).
+/// Returns 0, or the index of the full set.
+const LEASE: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local n = #KEYS
+local id = ARGV[n + 1]
+local ttl = tonumber(ARGV[n + 2])
+for i, key in ipairs(KEYS) do
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+  if redis.call('ZCARD', key) >= tonumber(ARGV[i]) then
+    return i
+  end
+end
+for i, key in ipairs(KEYS) do
+  redis.call('ZADD', key, now + ttl, id)
+  redis.call('PEXPIRE', key, ttl)
+end
+return 0
+";
+
+/// Renews a lease (ARGV: id, life in ms) in every set it is in.
+const RENEW: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+for _, key in ipairs(KEYS) do
+  redis.call('ZADD', key, now + tonumber(ARGV[2]), ARGV[1])
+  redis.call('PEXPIRE', key, tonumber(ARGV[2]))
+end
+return 0
+";
+
+/// Gives a lease back (ARGV: id).
+const RELEASE: &str = r"
+for _, key in ipairs(KEYS) do
+  redis.call('ZREM', key, ARGV[1])
+end
+return 0
+";
+
+/// Why Redis gave no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum RedisError {
+    /// No answer within `redis.timeout`.
+    #[error("redis did not answer within {0:?}")]
+    Timeout(Duration),
+    /// An error from the client or the server.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+}
+
+/// The Redis connection every shared limit of a generation uses.
+#[derive(Clone)]
+pub struct Redis {
+    config: RedisConfig,
+    conn: ConnectionManager,
+    scripts: Arc<[Script; 4]>,
+    /// Lease ids: a random per-process prefix and a counter.
+    process: u64,
+    leases: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for Redis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Redis")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Redis {
+    /// A lazily connecting client (the first request connects; needs a Tokio runtime).
+    pub fn new(config: RedisConfig) -> Result<Self, redis::RedisError> {
+        let client = redis::Client::open(config.url.as_str())?;
+        let manager = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(config.timeout))
+            .set_connection_timeout(Some(config.timeout.max(Duration::from_millis(250))))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let conn = ConnectionManager::new_lazy_with_config(client, manager)?;
+        Ok(Self {
+            config,
+            conn,
+            scripts: Arc::new([
+                Script::new(RATE),
+                Script::new(LEASE),
+                Script::new(RENEW),
+                Script::new(RELEASE),
+            ]),
+            process: RandomState::new().hash_one(std::process::id()),
+            leases: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// The settings it was built from.
+    pub fn config(&self) -> &RedisConfig {
+        &self.config
+    }
+
+    async fn run<T: redis::FromRedisValue>(
+        &self,
+        script: usize,
+        keys: &[String],
+        args: &[String],
+    ) -> Result<T, RedisError> {
+        let mut invocation = self.scripts[script].prepare_invoke();
+        for key in keys {
+            invocation.key(key);
+        }
+        for arg in args {
+            invocation.arg(arg);
+        }
+        let mut conn = self.conn.clone();
+        match tokio::time::timeout(self.config.timeout, invocation.invoke_async(&mut conn)).await {
+            Ok(answer) => Ok(answer?),
+            Err(_) => Err(RedisError::Timeout(self.config.timeout)),
+        }
+    }
+}
+
+/// One route's shared limits.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    redis: Redis,
+    route: String,
+    rate_per_client: Option<Rate>,
+    rate_total: Option<Rate>,
+    per_client: Option<u32>,
+    total: Option<u32>,
+    /// Redis is failing: logged once when it starts and once when it ends.
+    failing: AtomicBool,
+    /// Requests of this process waiting for a shared slot.
+    waiting: AtomicU32,
+}
+
+/// A place in this process's queue for a shared slot, given back when dropped.
+#[derive(Debug)]
+pub(crate) struct Queued(Arc<Shared>);
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A lease on a shared slot, renewed by a task until dropped; then given back.
+#[derive(Debug)]
+pub(crate) struct Lease {
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        redis: Redis,
+        route: &str,
+        rates: (Option<Rate>, Option<Rate>),
+        slots: (Option<u32>, Option<u32>),
+    ) -> Self {
+        Self {
+            redis,
+            route: route.to_owned(),
+            rate_per_client: rates.0,
+            rate_total: rates.1,
+            per_client: slots.0,
+            total: slots.1,
+            failing: AtomicBool::new(false),
+            waiting: AtomicU32::new(0),
+        }
+    }
+
+    /// A place in this process's queue of at most `size` waiting requests.
+    pub(crate) fn enqueue(self: &Arc<Self>, size: u32) -> Option<Queued> {
+        if self.waiting.fetch_add(1, Ordering::AcqRel) >= size {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Queued(Arc::clone(self)))
+    }
+
+    fn key(&self, kind: &str, scope: Option<&ClientKey>) -> String {
+        let prefix = &self.redis.config.key_prefix;
+        // The route name in braces: a Redis Cluster keeps one route's keys in one slot.
+        match scope {
+            Some(client) => format!("{prefix}:{kind}:{{{}}}:c:{}", self.route, client.short()),
+            None => format!("{prefix}:{kind}:{{{}}}:total", self.route),
+        }
+    }
+
+    /// Notes Redis's health: the first failure and the recovery are logged, once each.
+    pub(crate) fn health<T>(&self, answer: &Result<T, RedisError>) {
+        match answer {
+            Ok(_) => {
+                if self.failing.swap(false, Ordering::Relaxed) {
+                    tracing::info!(route = %self.route, "redis answers again; shared limits are back");
+                }
+            }
+            Err(error) => {
+                if !self.failing.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(route = %self.route, %error, "redis cannot answer; on_redis_error applies until it does");
+                }
+            }
+        }
+    }
+
+    /// Takes one request from the client's and the route's shared budgets.
+    pub(crate) async fn rate(
+        &self,
+        client: &ClientKey,
+    ) -> Result<(Result<(), Refused>, Fields), RedisError> {
+        let mut keys = Vec::with_capacity(2);
+        let mut args = Vec::with_capacity(4);
+        let mut limits = Vec::with_capacity(2);
+        for (rate, scope, which, name) in [
+            (
+                self.rate_per_client,
+                Some(client),
+                Which::PerClient,
+                "client",
+            ),
+            (self.rate_total, None, Which::Total, "route"),
+        ] {
+            let Some(rate) = rate else { continue };
+            let interval = (rate.per.as_micros() / u128::from(rate.requests.get())).max(1);
+            let tolerance = interval * u128::from(rate.burst.get() - 1);
+            keys.push(self.key("rate", scope));
+            args.push(interval.to_string());
+            args.push(tolerance.to_string());
+            limits.push((rate, which, name));
+        }
+        let answer: Vec<i64> = self.redis.run(0, &keys, &args).await?;
+        let micros = |n: i64| Duration::from_micros(u64::try_from(n).unwrap_or(0));
+        let secs = |n: i64| super::rate::ceil_secs(micros(n));
+        let policy = super::rate::policy(self.rate_per_client, self.rate_total);
+        match answer.as_slice() {
+            [0, rest @ ..] => {
+                let state = limits
+                    .iter()
+                    .zip(rest.chunks(2))
+                    .map(|((_, _, name), pair)| {
+                        let remaining = pair.first().copied().unwrap_or(0).max(0);
+                        let reset = secs(pair.get(1).copied().unwrap_or(0));
+                        format!("\"{name}\";r={remaining};t={reset}")
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                Ok((Ok(()), super::rate::fields(&policy, &state)))
+            }
+            [i, wait, ..] => {
+                let index = usize::try_from(*i - 1).unwrap_or(0);
+                let (rate, which, name) = limits.get(index).copied().ok_or_else(|| {
+                    RedisError::Redis(redis::RedisError::from((
+                        redis::ErrorKind::Client,
+                        "an unexpected rate answer",
+                    )))
+                })?;
+                let retry_after = secs(*wait).max(1);
+                let state = format!("\"{name}\";r=0;t={retry_after}");
+                Ok((
+                    Err(Refused {
+                        which,
+                        rate,
+                        retry_after,
+                    }),
+                    super::rate::fields(&policy, &state),
+                ))
+            }
+            _ => Err(RedisError::Redis(redis::RedisError::from((
+                redis::ErrorKind::Client,
+                "an empty rate answer",
+            )))),
+        }
+    }
+
+    /// Takes a shared slot for `client`, or says which limit is full.
+    pub(crate) async fn lease(
+        &self,
+        client: &ClientKey,
+    ) -> Result<Result<Lease, Full>, RedisError> {
+        let mut keys = Vec::with_capacity(2);
+        let mut args = Vec::with_capacity(4);
+        let mut fulls = Vec::with_capacity(2);
+        if let Some(n) = self.per_client {
+            keys.push(self.key("slots", Some(client)));
+            args.push(n.to_string());
+            fulls.push(Full::PerClient(n));
+        }
+        if let Some(n) = self.total {
+            keys.push(self.key("slots", None));
+            args.push(n.to_string());
+            fulls.push(Full::Total(n));
+        }
+        let id = format!(
+            "{:016x}-{}",
+            self.redis.process,
+            self.redis.leases.fetch_add(1, Ordering::Relaxed)
+        );
+        let ttl = self.redis.config.lease_ttl;
+        args.push(id.clone());
+        args.push(ttl.as_millis().to_string());
+        let full: i64 = self.redis.run(1, &keys, &args).await?;
+        if full > 0 {
+            let index = usize::try_from(full - 1).unwrap_or(0);
+            return Ok(Err(fulls.get(index).copied().unwrap_or(Full::Total(0))));
+        }
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        tokio::spawn(renew(self.redis.clone(), keys, id, ttl, stopped));
+        Ok(Ok(Lease { _stop: stop }))
+    }
+}
+
+/// Renews a lease every third of its life until it is dropped, then gives it back.
+async fn renew(
+    redis: Redis,
+    keys: Vec<String>,
+    id: String,
+    ttl: Duration,
+    mut stopped: tokio::sync::oneshot::Receiver<()>,
+) {
+    let mut tick = tokio::time::interval(ttl / 3);
+    tick.tick().await;
+    let life = ttl.as_millis().to_string();
+    loop {
+        tokio::select! {
+            _ = &mut stopped => break,
+            _ = tick.tick() => {
+                if let Err(error) = redis.run::<i64>(2, &keys, &[id.clone(), life.clone()]).await {
+                    tracing::debug!(%error, "a lease renewal failed; it expires after lease_ttl");
+                }
+            }
+        }
+    }
+    if let Err(error) = redis.run::<i64>(3, &keys, std::slice::from_ref(&id)).await {
+        tracing::debug!(%error, "a lease could not be given back; it expires after lease_ttl");
+    }
+}

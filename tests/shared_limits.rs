@@ -1,0 +1,215 @@
+//! Limits shared through a real `redis-server`: two pagegate processes enforce one budget and
+//! one set of slots together; when Redis dies, `on_redis_error: open` falls back to the local
+//! limiters and `closed` answers 503; when it comes back, shared limits resume by themselves.
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, StreamBody};
+use support::redis::{RedisServer, free_port};
+use support::{Proxy, Upstream, json_response};
+
+/// A running `pagegate` process, killed when dropped.
+struct Replica {
+    port: u16,
+    child: Child,
+    config: std::path::PathBuf,
+}
+
+impl Replica {
+    fn start(yaml: &str) -> Self {
+        let port = free_port();
+        let path = std::env::temp_dir().join(format!(
+            "pagegate-replica-{}-{port}.yaml",
+            std::process::id()
+        ));
+        std::fs::write(
+            &path,
+            format!("listen: 127.0.0.1:{port}\naccess_log: false\n{yaml}"),
+        )
+        .expect("config");
+        let child = Command::new(env!("CARGO_BIN_EXE_pagegate"))
+            .args(["run", "--workers", "1", "--config"])
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start pagegate");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "pagegate did not listen on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self {
+            port,
+            child,
+            config: path,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.config);
+    }
+}
+
+/// A backend whose `/export` streams for about a second; anything else answers at once.
+async fn backend() -> Upstream {
+    Upstream::start(|req| async move {
+        if req.uri().path() != "/export" {
+            return json_response("[]");
+        }
+        let chunks = futures_util::stream::unfold(0u32, |n| async move {
+            if n == 20 {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let frame: Result<_, pagegate::BoxError> =
+                Ok(http_body::Frame::data(Bytes::from_static(b"row\n")));
+            Some((frame, n + 1))
+        });
+        http::Response::new(StreamBody::new(chunks).boxed())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn two_replicas_share_one_budget_and_one_set_of_slots() {
+    let redis = RedisServer::start();
+    let upstream = backend().await;
+    let yaml = format!(
+        "redis: {{url: '{}', timeout: 200ms}}
+default: {{action: deny}}
+upstreams: {{app: {{url: '{}'}}}}
+routes:
+  - {{name: page, path: /page, upstream: app, limits: {{store: redis, rate: {{per_client: {{requests: 4, per: 1h}}}}}}}}
+  - {{name: export, path: /export, upstream: app, limits: {{store: redis, concurrency: {{per_client: 1}}}}}}
+",
+        redis.url(),
+        upstream.url()
+    );
+    let a = Replica::start(&yaml);
+    let b = Replica::start(&yaml);
+    // Four requests in all, alternating replicas, then both refuse: one budget, not two.
+    for replica in [&a, &b, &a, &b] {
+        let got = support::get(&replica.url("/page")).await;
+        assert_eq!(got.status, 200);
+        assert_eq!(
+            got.header("ratelimit-policy"),
+            Some("\"client\";q=4;w=3600")
+        );
+    }
+    for replica in [&a, &b] {
+        let got = support::get(&replica.url("/page")).await;
+        got.problem(429);
+        let retry: u64 = got
+            .header("retry-after")
+            .expect("Retry-After")
+            .parse()
+            .expect("seconds");
+        assert!(
+            (890..=900).contains(&retry),
+            "one request every 900 s: {retry}"
+        );
+    }
+    assert_eq!(
+        upstream
+            .seen()
+            .iter()
+            .filter(|s| s.target == "/page")
+            .count(),
+        4,
+        "refused requests never reached the backend"
+    );
+    // An export running through A holds the client's one slot on B too.
+    let client = support::client();
+    let running = client
+        .request(
+            http::Request::get(a.url("/export"))
+                .body(support::full(Bytes::new()))
+                .expect("request"),
+        )
+        .await
+        .expect("export");
+    assert_eq!(running.status(), 200);
+    support::get(&b.url("/export")).await.problem(429);
+    // Finished: the lease is given back, and B may start one.
+    running.into_body().collect().await.expect("whole export");
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let got = support::get(&b.url("/export")).await;
+        if got.status == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the lease was not given back: {}",
+            got.status
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn when_redis_dies_open_falls_back_closed_refuses_and_both_recover_by_themselves() {
+    let mut redis = RedisServer::start();
+    let upstream = Upstream::json("[]").await;
+    let yaml = format!(
+        "redis: {{url: '{}', timeout: 100ms}}
+metrics_listen: 127.0.0.1:0
+default: {{action: deny}}
+upstreams: {{app: {{url: '{{upstream}}'}}}}
+routes:
+  - {{name: open, path: /open, upstream: app, limits: {{store: redis, on_redis_error: open, rate: {{total: {{requests: 1000, per: 1s}}}}}}}}
+  - {{name: closed, path: /closed, upstream: app, limits: {{store: redis, on_redis_error: closed, rate: {{total: {{requests: 1000, per: 1s}}}}}}}}
+",
+        redis.url()
+    );
+    let proxy = Proxy::start(&yaml, &upstream).await;
+    assert_eq!(support::get(&proxy.url("/open")).await.status, 200);
+    assert_eq!(support::get(&proxy.url("/closed")).await.status, 200);
+    redis.kill();
+    let got = support::get(&proxy.url("/open")).await;
+    assert_eq!(got.status, 200, "open: the local limiter decides");
+    assert!(
+        got.header("ratelimit").is_some(),
+        "the local limiter's fields"
+    );
+    let got = support::get(&proxy.url("/closed")).await;
+    let problem = got.problem(503);
+    assert_eq!(problem["type"], "urn:pagegate:problem:limits-unavailable");
+    assert_eq!(got.header("retry-after"), Some("1"));
+    // Redis comes back on the same address: shared limits resume without a restart.
+    redis.restart();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while support::get(&proxy.url("/closed")).await.status != 200 {
+        assert!(Instant::now() < deadline, "shared limits did not resume");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let metrics = support::get(&format!(
+        "http://{}/metrics",
+        proxy.metrics.expect("metrics")
+    ))
+    .await
+    .text();
+    for line in [
+        "pagegate_limit_decisions_total{route=\"open\",limit=\"redis\",decision=\"fallback\"}",
+        "pagegate_limit_decisions_total{route=\"closed\",limit=\"redis\",decision=\"refused\"}",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
+    }
+    proxy.stop().await;
+}
