@@ -77,6 +77,13 @@ fn the_reference_file_shows_the_defaults() {
         DEFAULT_HTTP2_KEEPALIVE_TIMEOUT
     );
     assert_eq!(config.http2_idle_timeout, DEFAULT_HTTP2_IDLE_TIMEOUT);
+    let redis = config.redis.as_ref().expect("redis");
+    assert_eq!(redis.timeout, DEFAULT_REDIS_TIMEOUT);
+    assert_eq!(redis.lease_ttl, DEFAULT_LEASE_TTL);
+    assert_eq!(redis.key_prefix, DEFAULT_REDIS_KEY_PREFIX);
+    let export = config.routes[1].limits.as_ref().expect("the export's limits");
+    assert_eq!(export.max_clients, DEFAULT_LIMIT_MAX_CLIENTS);
+    assert_eq!(export.queue.map(|q| q.timeout), Some(DEFAULT_QUEUE_TIMEOUT));
     assert_eq!(config.http2_max_resets, DEFAULT_HTTP2_MAX_RESETS);
     assert_eq!(app.connect_timeout, DEFAULT_CONNECT_TIMEOUT);
     assert_eq!(app.response_timeout, DEFAULT_RESPONSE_TIMEOUT);
@@ -376,6 +383,7 @@ routes:
   - {path: /b, upstream: app, limits: {rate: {per_client: {requests: 0, per: 500ms}}}}
   - {path: /c, upstream: app, limits: {concurrency: {per_client: 9, total: 2, queue_timeout: 1s}}}
   - {path: /d, upstream: app, limits: {key_header: X-Key, rate: {}}}
+  - {path: /e, upstream: app, limits: {store: redis, rate: {total: {requests: 1, per: 1s}}}}
 ";
     let lines = problems(yaml);
     let expected = [
@@ -387,6 +395,7 @@ routes:
         "t.yaml:5:94: `queue_timeout` is only read with `queue`",
         "t.yaml:6:52: `key_header` is only read with `key: header`",
         "t.yaml:6:65: `rate` sets no rate: add `per_client` or `total`",
+        "t.yaml:7:47: `store` is `redis`, but no top-level `redis` is configured",
     ];
     assert_eq!(lines.len(), expected.len(), "{lines:#?}");
     for (line, prefix) in lines.iter().zip(expected) {
@@ -394,5 +403,19 @@ routes:
             line.starts_with(prefix),
             "{line}\n  should start with\n{prefix}"
         );
+    }
+}
+
+#[test]
+fn the_redis_connection_is_checked() {
+    let lines = problems("redis: {url: 'http://h:6379', key_prefix: 'a b', lease_ttl: 300ms}\nupstreams: {app: {url: 'http://h:1'}}\n");
+    let expected = [
+        "t.yaml:1:14: `url` is \"http://h:6379\": write redis://",
+        "t.yaml:1:43: `key_prefix` is \"a b\": use letters, digits",
+        "t.yaml:1:61: `lease_ttl` is below 1s",
+    ];
+    assert_eq!(lines.len(), expected.len(), "{lines:#?}");
+    for (line, prefix) in lines.iter().zip(expected) {
+        assert!(line.starts_with(prefix), "{line}\n  should start with\n{prefix}");
     }
 }
