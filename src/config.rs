@@ -232,6 +232,8 @@ pub struct ListPolicy {
     pub on_invalid: OnInvalid,
     /// Keyset cursors, when the backend can filter by key.
     pub keyset: Option<Arc<KeysetPolicy>>,
+    /// Evaluate, count and report, but let requests and responses through unchanged.
+    pub report_only: bool,
 }
 
 /// Sort direction of a keyset route.

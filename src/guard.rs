@@ -34,15 +34,17 @@ use crate::body::scan::{DEFAULT_MAX_DEPTH, Event, Scanner};
 use crate::client::ClientAddr;
 use crate::config::{ListPolicy, OnInvalid};
 use crate::cursor::{CursorCodec, MAX_KEY_JSON_LEN};
-use crate::pagination::{KeysetPlan, ListRoute, PagePlan};
+use crate::pagination::{KeysetPlan, ListRoute, PagePlan, ReportPlan};
 use crate::telemetry::{Outcome, RouteMetrics};
 use crate::upstream::UpstreamError;
 use crate::{BoxError, Request, Response};
 
 mod budget;
 mod keys;
+mod report;
 
 pub use budget::{HeldBudget, HoldError, Reservation};
+pub use report::ReportBody;
 
 /// Response header on a cut list: `items` (more items than the page) or `bytes` (over `max_bytes`).
 pub const TRUNCATED_HEADER: &str = "pagegate-truncated";
@@ -160,6 +162,23 @@ where
         use futures_util::future::Either;
         // The plan is taken out: nothing after this layer reads it. Requests without one
         // (methods other than GET and HEAD) pass untouched.
+        if let Some(report) = req.extensions_mut().remove::<ReportPlan>() {
+            // Report-only: the answer streams through untouched, scanned as it passes.
+            let route = Arc::clone(&self.route);
+            let metrics = Arc::clone(&self.metrics);
+            return Either::Right(Box::pin(self.inner.call(req).map(move |result| {
+                result.map(|response| {
+                    let status = response.status();
+                    let encoded = response.headers().contains_key(header::CONTENT_ENCODING);
+                    if !status.is_success() || status == StatusCode::NO_CONTENT || encoded {
+                        return response;
+                    }
+                    response.map(|body| {
+                        ReportBody::new(body, &route.policy, report.page_size, metrics).boxed()
+                    })
+                })
+            })));
+        }
         let Some(plan) = req.extensions_mut().remove::<PagePlan>() else {
             return Either::Left(self.inner.call(req));
         };

@@ -327,7 +327,7 @@ impl Notes {
         if !self.would_refuse.is_empty()
             && let Ok(value) = HeaderValue::from_str(&self.would_refuse.join(", "))
         {
-            headers.insert(WOULD_REFUSE, value);
+            headers.append(WOULD_REFUSE, value);
         }
     }
 }

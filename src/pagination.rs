@@ -43,6 +43,17 @@ pub enum PlanError {
 /// Response header telling the client its page size was lowered: `limit=1000; requested=5000`.
 pub const CLAMPED_HEADER: &str = "pagegate-clamped";
 
+/// Report-only: the header naming the query pagegate would have forwarded instead.
+pub const WOULD_REWRITE_HEADER: &str = "pagegate-would-rewrite";
+
+/// Report-only: what the list guard checks a response against, though the request went
+/// through unchanged (stored in request extensions instead of a [`PagePlan`]).
+#[derive(Debug, Clone, Copy)]
+pub struct ReportPlan {
+    /// Items the client would have received at most.
+    pub page_size: u64,
+}
+
 /// What the rest of the stack needs to know about a planned page (stored in request extensions).
 #[derive(Debug, Clone)]
 pub struct PagePlan {

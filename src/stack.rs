@@ -69,7 +69,10 @@ where
         .layer(FormCheckLayer)
         // List routes only: refuse or rewrite list requests (limit, offset, cursor) before
         // anything is sent.
-        .option_layer(list.clone().map(PaginationLayer::new))
+        .option_layer(
+            list.clone()
+                .map(|list| PaginationLayer::new(list, Arc::clone(&metrics))),
+        )
         // List routes only, innermost before the network: hold, scan and cut list responses as
         // they arrive.
         .option_layer(list.map(|list| ListGuardLayer::new(list, metrics, room)))

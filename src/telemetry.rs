@@ -84,6 +84,12 @@ struct LimitLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReportLabels {
+    route: String,
+    what: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ProtectionLabels {
     reason: &'static str,
 }
@@ -100,6 +106,7 @@ pub struct Metrics {
     order_violations: Family<RouteLabels, Counter>,
     protections: Family<ProtectionLabels, Counter>,
     limits: Family<LimitLabels, Counter>,
+    reported: Family<ReportLabels, Counter>,
     log_dropped: Counter,
     log_dropped_seen: AtomicU64,
 }
@@ -113,6 +120,12 @@ impl Default for Metrics {
         let log_dropped = Counter::default();
         let protections = Family::<ProtectionLabels, Counter>::default();
         let limits = Family::<LimitLabels, Counter>::default();
+        let reported = Family::<ReportLabels, Counter>::default();
+        registry.register(
+            "reported",
+            "What a list policy in report-only mode would have done (refused, clamped, rewritten, cut), by route",
+            reported.clone(),
+        );
         registry.register(
             "limit_decisions",
             "Requests a route's limits refused (decision=refused) or would have refused in report-only mode (decision=reported), by route and limit",
@@ -150,6 +163,7 @@ impl Default for Metrics {
             order_violations,
             protections,
             limits,
+            reported,
             log_dropped,
             log_dropped_seen: AtomicU64::new(0),
         }
@@ -181,6 +195,7 @@ impl Metrics {
             order_violations,
             protections: self.protections.clone(),
             limits: self.limits.clone(),
+            reported: self.reported.clone(),
         })
     }
 
@@ -221,6 +236,7 @@ pub struct RouteMetrics {
     order_violations: Option<Counter>,
     protections: Family<ProtectionLabels, Counter>,
     limits: Family<LimitLabels, Counter>,
+    reported: Family<ReportLabels, Counter>,
 }
 
 impl RouteMetrics {
@@ -276,6 +292,16 @@ impl RouteMetrics {
                 route: self.name.to_string(),
                 limit,
                 decision,
+            })
+            .inc();
+    }
+
+    /// Counts what a list policy in report-only mode would have done (`what`, see README).
+    pub fn reported(&self, what: &'static str) {
+        self.reported
+            .get_or_create(&ReportLabels {
+                route: self.name.to_string(),
+                what,
             })
             .inc();
     }

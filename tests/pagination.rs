@@ -250,3 +250,58 @@ async fn path_variants_cannot_dodge_a_list_route() {
     assert!(upstream.seen().is_empty(), "{:?}", upstream.seen());
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn report_only_forwards_everything_unchanged_and_says_what_would_have_happened() {
+    // The backend ignores `limit` and always sends 30 items.
+    let upstream =
+        Upstream::start(|_| async { http::Response::new(support::bodies::json_items(1, 30, 10)) })
+            .await;
+    let yaml = "
+metrics_listen: 127.0.0.1:0
+default: {action: deny}
+upstreams: {app: {url: '{upstream}'}}
+routes:
+  - {name: events, path: /events, methods: [GET], upstream: app, list: {report_only: true, default_limit: 10, max_limit: 20, max_offset: 100}}
+";
+    let proxy = Proxy::start(yaml, &upstream).await;
+    // An oversized limit: forwarded as written; the answer says what pagegate would send.
+    let got = get(&proxy.url("/events?limit=500&q=x")).await;
+    assert_eq!(got.status, 200);
+    assert_eq!(upstream.last().target, "/events?limit=500&q=x");
+    assert_eq!(got.header("pagegate-would-rewrite"), Some("limit=20&q=x"));
+    assert_eq!(got.json().as_array().map(Vec::len), Some(30), "nothing cut");
+    // A deep offset: forwarded; it would have been refused.
+    let got = get(&proxy.url("/events?offset=5000")).await;
+    assert_eq!(got.status, 200);
+    assert_eq!(upstream.last().target, "/events?offset=5000");
+    assert_eq!(
+        got.header("pagegate-would-refuse"),
+        Some("400 offset-too-deep")
+    );
+    // No limit at all: the default would have been injected.
+    let got = get(&proxy.url("/events")).await;
+    assert_eq!(upstream.last().target, "/events");
+    assert_eq!(got.header("pagegate-would-rewrite"), Some("limit=10"));
+    // A page within the policy is not reported.
+    let got = get(&proxy.url("/events?limit=20&offset=0")).await;
+    assert_eq!(
+        got.header("pagegate-would-rewrite"),
+        None,
+        "{:?}",
+        got.headers
+    );
+    assert_eq!(got.header("pagegate-would-refuse"), None);
+    let metrics = proxy.metrics.expect("metrics");
+    let text = get(&format!("http://{metrics}/metrics")).await.text();
+    for line in [
+        "pagegate_reported_total{route=\"events\",what=\"clamped\"} 1",
+        "pagegate_reported_total{route=\"events\",what=\"refused\"} 1",
+        "pagegate_reported_total{route=\"events\",what=\"rewritten\"} 1",
+        // Every answer had 30 items, more than any page: the guard would have cut all four.
+        "pagegate_reported_total{route=\"events\",what=\"cut_items\"} 4",
+    ] {
+        assert!(text.contains(line), "{line} missing from:\n{text}");
+    }
+    proxy.stop().await;
+}

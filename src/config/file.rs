@@ -171,6 +171,7 @@ pub(crate) struct FileList {
     pub(crate) max_bytes: Option<Spanned<String>>,
     pub(crate) items: Option<Spanned<String>>,
     pub(crate) on_invalid: Option<FileInvalid>,
+    pub(crate) report_only: Option<bool>,
     pub(crate) keyset: Option<Spanned<FileKeyset>>,
 }
 

@@ -81,7 +81,10 @@ fn the_reference_file_shows_the_defaults() {
     assert_eq!(redis.timeout, DEFAULT_REDIS_TIMEOUT);
     assert_eq!(redis.lease_ttl, DEFAULT_LEASE_TTL);
     assert_eq!(redis.key_prefix, DEFAULT_REDIS_KEY_PREFIX);
-    let export = config.routes[1].limits.as_ref().expect("the export's limits");
+    let export = config.routes[1]
+        .limits
+        .as_ref()
+        .expect("the export's limits");
     assert_eq!(export.max_clients, DEFAULT_LIMIT_MAX_CLIENTS);
     assert_eq!(export.queue.map(|q| q.timeout), Some(DEFAULT_QUEUE_TIMEOUT));
     assert_eq!(config.http2_max_resets, DEFAULT_HTTP2_MAX_RESETS);
@@ -408,7 +411,9 @@ routes:
 
 #[test]
 fn the_redis_connection_is_checked() {
-    let lines = problems("redis: {url: 'http://h:6379', key_prefix: 'a b', lease_ttl: 300ms}\nupstreams: {app: {url: 'http://h:1'}}\n");
+    let lines = problems(
+        "redis: {url: 'http://h:6379', key_prefix: 'a b', lease_ttl: 300ms}\nupstreams: {app: {url: 'http://h:1'}}\n",
+    );
     let expected = [
         "t.yaml:1:14: `url` is \"http://h:6379\": write redis://",
         "t.yaml:1:43: `key_prefix` is \"a b\": use letters, digits",
@@ -416,6 +421,9 @@ fn the_redis_connection_is_checked() {
     ];
     assert_eq!(lines.len(), expected.len(), "{lines:#?}");
     for (line, prefix) in lines.iter().zip(expected) {
-        assert!(line.starts_with(prefix), "{line}\n  should start with\n{prefix}");
+        assert!(
+            line.starts_with(prefix),
+            "{line}\n  should start with\n{prefix}"
+        );
     }
 }

@@ -63,6 +63,7 @@ fn policy(items: &[&str], keyset: bool) -> ListPolicy {
                 route_id: route_id("t"),
             })
         }),
+        report_only: false,
     }
 }
 
@@ -181,4 +182,47 @@ async fn a_byte_cut_inside_an_envelope_closes_it() {
     let (response, text, _) = run(chunks, &p, 10).await;
     assert_eq!(response.headers()[TRUNCATED_HEADER], "bytes");
     assert_eq!(text, "{\"data\":[{\"id\":1},{\"id\":2},{\"id\":3}]}");
+}
+
+/// Streams `chunks` through a [`ReportBody`] with a page of `page_size`; returns what came out
+/// and the `pagegate_reported_total` lines.
+async fn report(chunks: Vec<&'static str>, page_size: u64) -> (Bytes, String) {
+    let metrics = crate::telemetry::Metrics::default();
+    let route = metrics.route("r", true);
+    let body = ReportBody::new(
+        scripted(chunks, Arc::new(AtomicUsize::new(0))),
+        &policy(&[], false),
+        page_size,
+        route,
+    );
+    let out = body.collect().await.expect("body").to_bytes();
+    let text = metrics.encode();
+    let lines = text
+        .lines()
+        .filter(|l| l.starts_with("pagegate_reported_total"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    (out, lines)
+}
+
+#[tokio::test]
+async fn report_only_passes_every_byte_and_counts_what_the_guard_would_have_done() {
+    // Over the page: passed whole, counted once.
+    let (out, lines) = report(vec!["[1,2,", "3,4]"], 2).await;
+    assert_eq!(out, "[1,2,3,4]");
+    assert_eq!(
+        lines,
+        "pagegate_reported_total{route=\"r\",what=\"cut_items\"} 1"
+    );
+    // Unfinished: passed as it came, counted.
+    let (out, lines) = report(vec!["[1,2,", "3"], 10).await;
+    assert_eq!(out, "[1,2,3");
+    assert_eq!(
+        lines,
+        "pagegate_reported_total{route=\"r\",what=\"unfinished\"} 1"
+    );
+    // Within the policy: nothing to report.
+    let (out, lines) = report(vec!["[1,", "2]"], 10).await;
+    assert_eq!(out, "[1,2]");
+    assert_eq!(lines, "");
 }

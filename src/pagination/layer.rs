@@ -10,8 +10,11 @@ use http::{HeaderValue, Method, Uri};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
-use super::{CLAMPED_HEADER, ListRoute, PagePlan, plan};
-use crate::telemetry::Outcome;
+use super::{
+    CLAMPED_HEADER, ListRoute, PagePlan, PlanError, ReportPlan, WOULD_REWRITE_HEADER, plan,
+};
+use crate::limit::WOULD_REFUSE;
+use crate::telemetry::{Outcome, RouteMetrics};
 use crate::{BoxError, Request, Response};
 
 /// Rewrites the query of GET/HEAD requests on one list route; refuses bad ones without calling
@@ -19,12 +22,13 @@ use crate::{BoxError, Request, Response};
 #[derive(Debug, Clone)]
 pub struct PaginationLayer {
     route: Arc<ListRoute>,
+    metrics: Arc<RouteMetrics>,
 }
 
 impl PaginationLayer {
-    /// The layer of one list route.
-    pub fn new(route: Arc<ListRoute>) -> Self {
-        Self { route }
+    /// The layer of one list route, counting report-only findings in `metrics`.
+    pub fn new(route: Arc<ListRoute>, metrics: Arc<RouteMetrics>) -> Self {
+        Self { route, metrics }
     }
 }
 
@@ -35,6 +39,7 @@ impl<S> Layer<S> for PaginationLayer {
         PaginationService {
             inner,
             route: Arc::clone(&self.route),
+            metrics: Arc::clone(&self.metrics),
         }
     }
 }
@@ -44,6 +49,7 @@ impl<S> Layer<S> for PaginationLayer {
 pub struct PaginationService<S> {
     inner: S,
     route: Arc<ListRoute>,
+    metrics: Arc<RouteMetrics>,
 }
 
 impl<S> Service<Request> for PaginationService<S>
@@ -65,7 +71,13 @@ where
         let policy = &self.route.policy;
         let path = req.uri().path();
         let query = req.uri().query().unwrap_or_default();
-        let planned = match plan(policy, self.route.codec.as_deref(), path, query) {
+        let planned = plan(policy, self.route.codec.as_deref(), path, query);
+        if policy.report_only {
+            let (page_size, report) = self.report(&planned, query);
+            req.extensions_mut().insert(ReportPlan { page_size });
+            return PaginationFuture::reporting(self.inner.call(req), report);
+        }
+        let planned = match planned {
             Ok(planned) => planned,
             Err(error) => return PaginationFuture::refused(error.into()),
         };
@@ -98,6 +110,49 @@ where
     }
 }
 
+impl<S> PaginationService<S> {
+    /// Report-only: what planning would have done to the request, as response headers (counted
+    /// and logged), and the page size the guard checks against.
+    fn report(
+        &self,
+        planned: &Result<super::Planned, PlanError>,
+        query: &str,
+    ) -> (u64, Vec<(&'static str, HeaderValue)>) {
+        let policy = &self.route.policy;
+        let route = self.metrics.name();
+        let mut headers = Vec::new();
+        match planned {
+            Err(error) => {
+                let kind = match error {
+                    PlanError::Pagination(e) => e.problem_type(),
+                    PlanError::Cursor(_) => "urn:pagegate:problem:invalid-cursor",
+                };
+                let kind = kind.trim_start_matches("urn:pagegate:problem:");
+                self.metrics.reported("refused");
+                tracing::info!(%route, %error, "report-only: pagination would have refused this request");
+                if let Ok(value) = HeaderValue::from_str(&format!("400 {kind}")) {
+                    headers.push((WOULD_REFUSE, value));
+                }
+                (policy.max_limit.min(policy.max_items), headers)
+            }
+            Ok(planned) => {
+                if let Some(requested) = planned.plan.clamped_from {
+                    self.metrics.reported("clamped");
+                    tracing::info!(%route, requested, limit = planned.plan.page_size, "report-only: pagination would have clamped this request");
+                } else if planned.query != query {
+                    self.metrics.reported("rewritten");
+                }
+                if planned.query != query
+                    && let Ok(value) = HeaderValue::from_str(&planned.query)
+                {
+                    headers.push((WOULD_REWRITE_HEADER, value));
+                }
+                (planned.plan.page_size, headers)
+            }
+        }
+    }
+}
+
 fn is_read(method: &Method) -> bool {
     method == Method::GET || method == Method::HEAD
 }
@@ -109,6 +164,7 @@ pin_project! {
         inner: Option<F>,
         error: Option<BoxError>,
         clamped: Option<HeaderValue>,
+        report: Vec<(&'static str, HeaderValue)>,
     }
 }
 
@@ -119,6 +175,7 @@ impl<F> PaginationFuture<F> {
             inner: None,
             error: Some(error),
             clamped: None,
+            report: Vec::new(),
         }
     }
 
@@ -127,6 +184,16 @@ impl<F> PaginationFuture<F> {
             inner: Some(inner),
             error: None,
             clamped,
+            report: Vec::new(),
+        }
+    }
+
+    fn reporting(inner: F, report: Vec<(&'static str, HeaderValue)>) -> Self {
+        Self {
+            inner: Some(inner),
+            error: None,
+            clamped: None,
+            report,
         }
     }
 }
@@ -146,6 +213,9 @@ where
             ));
         };
         let mut response = ready!(inner.poll(cx))?;
+        for (name, value) in this.report.drain(..) {
+            response.headers_mut().append(name, value);
+        }
         if let Some(value) = this.clamped.take() {
             response.headers_mut().insert(CLAMPED_HEADER, value);
             if response.extensions().get::<Outcome>().is_none() {

@@ -34,6 +34,7 @@ fn policy(keyset: bool) -> ListPolicy {
                 route_id: route_id("events"),
             })
         }),
+        report_only: false,
     }
 }
 

@@ -154,6 +154,7 @@ pub(super) fn list(
             Some(FileInvalid::Reject) => OnInvalid::Reject,
         },
         keyset,
+        report_only: f.report_only.unwrap_or(false),
     }
 }
 
