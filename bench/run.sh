@@ -6,6 +6,7 @@
 #   bench/run.sh demo       the demo: unbounded list vs first page, page cost by depth, export
 #   bench/run.sh hop        the hop cost against nginx and haproxy (installs them if missing)
 #   bench/run.sh heads      RSS under 1,000 unfinished request heads, against nginx
+#   bench/run.sh limits     limiter memory with 1,000,000 clients; the hop with limits vs none
 set -euo pipefail
 cd "$(dirname "$0")/.."
 which=${1:-all}
@@ -23,4 +24,8 @@ if [ "$which" = all ] || [ "$which" = hop ]; then
 fi
 if [ "$which" = all ] || [ "$which" = heads ]; then
   bench/heads.sh
+fi
+if [ "$which" = all ] || [ "$which" = limits ]; then
+  cargo bench --bench limits
+  bench/limits.sh
 fi

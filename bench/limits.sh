@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# What limits cost on the hop: pagegate with no limits, with local limits that never trip (a
+# per-client rate and per-client and total slots, all far above the load), and with the same
+# limits shared through a local redis-server (`store: redis`), in turns, for ROUNDS rounds, in
+# front of the nginx backend of ../shared/peers/hop/. wrk -t1 -c32; each pagegate's CPU time
+# per request (user + system, from /proc) and wrk's p50/p99.
+#
+#   bench/limits.sh                   5 rounds of 5 s
+#   ROUNDS=3 SECONDS_PER=3 bench/limits.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${ROUNDS:-5}
+SECONDS_PER=${SECONDS_PER:-5}
+HOPDIR=$(cd "${HOPDIR:-../shared/peers/hop}" && pwd)
+
+need=()
+command -v nginx >/dev/null || need+=(nginx)
+command -v wrk >/dev/null || need+=(wrk)
+command -v redis-server >/dev/null || need+=(redis-server)
+command -v curl >/dev/null || need+=(curl)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  else
+    echo "bench/limits.sh needs: ${need[*]} (apt-get install ${need[*]})" >&2
+    exit 1
+  fi
+fi
+cargo build --release --quiet
+BIN=$PWD/target/release/pagegate
+
+RUN=$(mktemp -d /tmp/pagegate-limits.XXXXXX)
+chmod 755 "$RUN"
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  [ -e "$RUN/backend.conf" ] && nginx -c "$RUN/backend.conf" -p "$RUN" -s stop 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$RUN"
+}
+trap cleanup EXIT
+mkdir -p "$RUN/logs"
+TICK=$(getconf CLK_TCK)
+sed -e "s#PIDDIR#$RUN#g" -e "s#HOPDIR#$HOPDIR#g" "$HOPDIR/backend.conf" >"$RUN/backend.conf"
+nginx -c "$RUN/backend.conf" -p "$RUN"
+redis-server --bind 127.0.0.1 --port 19024 --save "" --appendonly no >"$RUN/logs/redis.log" 2>&1 &
+PIDS+=($!)
+
+pagegate_conf() { # $1 port, $2 limits (or empty)
+  {
+    echo "listen: 127.0.0.1:$1"
+    echo "access_log: false"
+    echo "redis: {url: 'redis://127.0.0.1:19024', timeout: 50ms}"
+    echo "upstreams: {be: {url: 'http://127.0.0.1:19001', pool_max_idle: 64}}"
+    if [ -n "$2" ]; then
+      echo "default: {action: pass, upstream: be, limits: $2}"
+    else
+      echo "default: {action: pass, upstream: be}"
+    fi
+  } >"$RUN/pagegate-$1.yaml"
+}
+NEVER="rate: {per_client: {requests: 1000000000, per: 1s}}, concurrency: {per_client: 10000, total: 100000}"
+pagegate_conf 19021 ""
+pagegate_conf 19022 "{$NEVER}"
+pagegate_conf 19023 "{store: redis, on_redis_error: closed, $NEVER}"
+declare -A PID PORT=([none]=19021 [local]=19022 [redis]=19023)
+for target in none local redis; do
+  "$BIN" run --config "$RUN/pagegate-${PORT[$target]}.yaml" --workers 1 >"$RUN/logs/$target.log" 2>&1 &
+  PIDS+=($!)
+  PID[$target]=$!
+done
+for port in 19001 19021 19022 19023; do
+  for _ in $(seq 50); do curl -fs -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
+done
+
+ticks() {
+  read -r -a f <"/proc/$1/stat"
+  echo $((f[13] + f[14]))
+}
+to_ms() {
+  awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n += 0; else if (v ~ /s$/) n *= 1000; printf "%.3f", n }'
+}
+RESULTS=$RUN/results.tsv
+measure() { # $1 target, $2 round
+  local target=$1 before after out requests rps p50 p99 cpu
+  before=$(ticks "${PID[$target]}")
+  out=$(wrk -t1 -c32 -d"${SECONDS_PER}s" --latency "http://127.0.0.1:${PORT[$target]}/")
+  after=$(ticks "${PID[$target]}")
+  if grep -q "Non-2xx" <<<"$out"; then echo "$target: non-2xx answers (a limit tripped?)" >&2; exit 1; fi
+  requests=$(awk '/requests in/ { print $1 }' <<<"$out")
+  rps=$(awk '/Requests\/sec/ { print $2 }' <<<"$out")
+  p50=$(to_ms "$(awk '$1 == "50%" { print $2 }' <<<"$out")")
+  p99=$(to_ms "$(awk '$1 == "99%" { print $2 }' <<<"$out")")
+  cpu=$(awk -v t=$((after - before)) -v n="$requests" -v hz="$TICK" 'BEGIN { printf "%.2f", t * 1e6 / hz / n }')
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$target" "$2" "$rps" "$p50" "$p99" "$cpu" >>"$RESULTS"
+  printf '  %-6s %9.0f req/s  p50 %6.3f ms  p99 %6.3f ms  cpu %6.2f us/req\n' "$target" "$rps" "$p50" "$p99" "$cpu"
+}
+
+echo "pagegate: 1 worker thread each; wrk -t1 -c32, ${SECONDS_PER}s each, $ROUNDS rounds"
+for target in none local redis; do wrk -t1 -c32 -d1s "http://127.0.0.1:${PORT[$target]}/" >/dev/null; done
+for round in $(seq "$ROUNDS"); do
+  echo "round $round"
+  case $((round % 3)) in
+    1) order="none local redis" ;; 2) order="redis none local" ;; *) order="local redis none" ;;
+  esac
+  for target in $order; do measure "$target" "$round"; done
+done
+
+summary() {
+  awk -F'\t' -v t="$1" -v c="$2" '$1 == t { print $c }' "$RESULTS" | sort -g |
+    awk '{ v[NR] = $1 } END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%.3g (%.3g–%.3g)", m, v[1], v[NR] }'
+}
+ratio() {
+  awk -F'\t' -v a="$1" -v b="$2" -v c="$3" '
+    $1 == a { x[$2] = $c } $1 == b { y[$2] = $c }
+    END { for (r in x) if (y[r] > 0) print x[r] / y[r] }' "$RESULTS" | sort -g |
+    awk '{ v[NR] = $1 } END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%.3f (%.3f–%.3f)", m, v[1], v[NR] }'
+}
+echo
+echo "medians over $ROUNDS rounds (min–max)"
+printf '%-7s %-24s %-24s %-24s %s\n' target "req/s" "p50 ms" "p99 ms" "cpu us/req"
+for target in none local redis; do
+  printf '%-7s %-24s %-24s %-24s %s\n' "$target" "$(summary "$target" 3)" "$(summary "$target" 4)" "$(summary "$target" 5)" "$(summary "$target" 6)"
+done
+echo
+echo "per round, against no limits: median (min–max); the local target is 1.05 or less"
+echo "  local limits: cpu/req $(ratio local none 6)   p50 $(ratio local none 4)   p99 $(ratio local none 5)"
+echo "  redis limits: cpu/req $(ratio redis none 6)   p50 $(ratio redis none 4)   p99 $(ratio redis none 5)"
+
+# Latency without queueing: one connection, one request at a time.
+echo
+echo "one connection (wrk -t1 -c1, ${SECONDS_PER}s each, $ROUNDS rounds): p50 / p99 ms, medians"
+: >"$RUN/single.tsv"
+for round in $(seq "$ROUNDS"); do
+  for target in none local redis; do
+    out=$(wrk -t1 -c1 -d"${SECONDS_PER}s" --latency "http://127.0.0.1:${PORT[$target]}/")
+    printf '%s\t%s\t%s\t%s\n' "$target" "$round" "$(to_ms "$(awk '$1 == "50%" { print $2 }' <<<"$out")")" \
+      "$(to_ms "$(awk '$1 == "99%" { print $2 }' <<<"$out")")" >>"$RUN/single.tsv"
+  done
+done
+for target in none local redis; do
+  printf '  %-6s p50 %s   p99 %s\n' "$target" \
+    "$(awk -F'\t' -v t="$target" '$1 == t { print $3 }' "$RUN/single.tsv" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')" \
+    "$(awk -F'\t' -v t="$target" '$1 == t { print $4 }' "$RUN/single.tsv" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')"
+done
