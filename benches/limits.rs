@@ -45,13 +45,20 @@ fn request(n: u64) -> Request {
     let segments = [0x2001, 0xdb8, (n >> 16) as u16, n as u16, 0, 0, 0, 1];
     let ip = IpAddr::V6(Ipv6Addr::from(segments.map(u16::from)));
     let client = ClientAddr::new(SocketAddr::new(ip, 40000), &TrustedProxies::default());
-    let mut req = http::Request::get("/x").body(pagegate::body::full("")).expect("request");
+    let mut req = http::Request::get("/x")
+        .body(pagegate::body::full(""))
+        .expect("request");
     req.extensions_mut().insert(client);
     req
 }
 
-fn inner() -> impl Service<Request, Response = Response, Error = BoxError, Future = impl Send> + Clone + Send + 'static {
-    tower::service_fn(|_req: Request| async { Ok::<_, BoxError>(http::Response::new(pagegate::body::full(""))) })
+fn inner() -> impl Service<Request, Response = Response, Error = BoxError, Future = impl Send>
++ Clone
++ Send
++ 'static {
+    tower::service_fn(|_req: Request| async {
+        Ok::<_, BoxError>(http::Response::new(pagegate::body::full("")))
+    })
 }
 
 async fn run(clients: u64, limited: Option<Arc<Limits>>) -> Duration {
