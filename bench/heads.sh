@@ -11,14 +11,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 CONNS=${CONNS:-1000}
 HOPDIR=$(cd "${HOPDIR:-../shared/peers/hop}" && pwd)
-if ! command -v nginx >/dev/null; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null
-  else
-    echo "bench/heads.sh needs nginx (apt-get install nginx)" >&2
-    exit 1
-  fi
-fi
+. bench/common.sh
+need nginx
 ulimit -n "$(ulimit -Hn)"
 cargo build --release --quiet
 BIN=$PWD/target/release/pagegate
@@ -35,7 +29,6 @@ cleanup() {
 }
 trap cleanup EXIT
 mkdir -p "$RUN/logs"
-peer() { sed -e "s#PIDDIR#$RUN#g" -e "s#HOPDIR#$HOPDIR#g" "$HOPDIR/$1" >"$RUN/$2"; }
 peer backend.conf backend.conf
 peer nginx-proxy.conf nginx.conf
 nginx -c "$RUN/backend.conf" -p "$RUN"

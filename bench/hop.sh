@@ -20,20 +20,8 @@ WORKERS=${WORKERS:-1}
 BIG_ROUNDS=${BIG_ROUNDS:-3}
 HOPDIR=$(cd "${HOPDIR:-../shared/peers/hop}" && pwd)
 
-need=()
-command -v nginx >/dev/null || need+=(nginx)
-command -v haproxy >/dev/null || need+=(haproxy)
-command -v wrk >/dev/null || need+=(wrk)
-command -v curl >/dev/null || need+=(curl)
-if [ ${#need[@]} -gt 0 ]; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-  else
-    echo "bench/hop.sh needs: ${need[*]} (apt-get install ${need[*]})" >&2
-    exit 1
-  fi
-fi
+. bench/common.sh
+need nginx haproxy wrk curl
 cargo build --release --quiet
 BIN=$PWD/target/release/pagegate
 
@@ -54,7 +42,6 @@ mkdir -p "$RUN/logs"
 TICK=$(getconf CLK_TCK)
 
 # The peer configs, as shipped, with their placeholders filled in.
-peer() { sed -e "s#PIDDIR#$RUN#g" -e "s#HOPDIR#$HOPDIR#g" "$HOPDIR/$1" >"$RUN/$2"; }
 peer backend.conf backend.conf
 peer nginx-proxy.conf nginx.conf
 peer haproxy.cfg haproxy.cfg

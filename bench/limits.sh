@@ -13,20 +13,8 @@ ROUNDS=${ROUNDS:-5}
 SECONDS_PER=${SECONDS_PER:-5}
 HOPDIR=$(cd "${HOPDIR:-../shared/peers/hop}" && pwd)
 
-need=()
-command -v nginx >/dev/null || need+=(nginx)
-command -v wrk >/dev/null || need+=(wrk)
-command -v redis-server >/dev/null || need+=(redis-server)
-command -v curl >/dev/null || need+=(curl)
-if [ ${#need[@]} -gt 0 ]; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-  else
-    echo "bench/limits.sh needs: ${need[*]} (apt-get install ${need[*]})" >&2
-    exit 1
-  fi
-fi
+. bench/common.sh
+need nginx wrk redis-server curl
 cargo build --release --quiet
 BIN=$PWD/target/release/pagegate
 
@@ -42,7 +30,7 @@ cleanup() {
 trap cleanup EXIT
 mkdir -p "$RUN/logs"
 TICK=$(getconf CLK_TCK)
-sed -e "s#PIDDIR#$RUN#g" -e "s#HOPDIR#$HOPDIR#g" "$HOPDIR/backend.conf" >"$RUN/backend.conf"
+peer backend.conf backend.conf
 nginx -c "$RUN/backend.conf" -p "$RUN"
 redis-server --bind 127.0.0.1 --port 19024 --save "" --appendonly no >"$RUN/logs/redis.log" 2>&1 &
 PIDS+=($!)

@@ -292,16 +292,15 @@ routes:
         got.headers
     );
     assert_eq!(got.header("pagegate-would-refuse"), None);
-    let metrics = proxy.metrics.expect("metrics");
-    let text = get(&format!("http://{metrics}/metrics")).await.text();
-    for line in [
-        "pagegate_reported_total{route=\"events\",what=\"clamped\"} 1",
-        "pagegate_reported_total{route=\"events\",what=\"refused\"} 1",
-        "pagegate_reported_total{route=\"events\",what=\"rewritten\"} 1",
-        // Every answer had 30 items, more than any page: the guard would have cut all four.
-        "pagegate_reported_total{route=\"events\",what=\"cut_items\"} 4",
-    ] {
-        assert!(text.contains(line), "{line} missing from:\n{text}");
-    }
+    support::assert_metrics(
+        &proxy.metrics_text().await,
+        &[
+            "pagegate_reported_total{route=\"events\",what=\"clamped\"} 1",
+            "pagegate_reported_total{route=\"events\",what=\"refused\"} 1",
+            "pagegate_reported_total{route=\"events\",what=\"rewritten\"} 1",
+            // Every answer had 30 items, more than any page: the guard would have cut all four.
+            "pagegate_reported_total{route=\"events\",what=\"cut_items\"} 4",
+        ],
+    );
     proxy.stop().await;
 }

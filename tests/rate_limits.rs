@@ -8,7 +8,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, StreamBody};
+use http_body_util::BodyExt;
 use support::{Got, Proxy, Upstream, json_response};
 
 /// `{upstream}` with `limits` on route `/export` and a default route that passes.
@@ -30,11 +30,6 @@ async fn get_as(proxy: &Proxy, path: &str, headers: &[(&str, &str)]) -> Got {
         request = request.header(*name, *value);
     }
     support::send(request.body(support::full(Bytes::new())).expect("request")).await
-}
-
-async fn metrics(proxy: &Proxy) -> String {
-    let addr = proxy.metrics.expect("a metrics listener");
-    support::get(&format!("http://{addr}/metrics")).await.text()
 }
 
 #[tokio::test]
@@ -87,9 +82,12 @@ async fn a_burst_passes_then_429_with_retry_after_and_the_fields_and_nothing_for
     );
     // Other routes are not limited.
     assert_eq!(support::get(&proxy.url("/other")).await.status, 200);
-    let text = metrics(&proxy).await;
-    let line = "pagegate_limit_decisions_total{route=\"export\",limit=\"rate_per_client\",decision=\"refused\"} 1";
-    assert!(text.contains(line), "{line} missing from:\n{text}");
+    support::assert_metrics(
+        &proxy.metrics_text().await,
+        &[
+            "pagegate_limit_decisions_total{route=\"export\",limit=\"rate_per_client\",decision=\"refused\"} 1",
+        ],
+    );
     proxy.stop().await;
 }
 
@@ -174,16 +172,8 @@ async fn forwarded_for_tells_clients_apart_only_behind_a_trusted_proxy() {
 /// A backend whose export streams 20 chunks, one every 50 ms (about a second in all).
 async fn slow_export() -> Upstream {
     Upstream::start(|_| async {
-        let chunks = futures_util::stream::unfold(0u32, |n| async move {
-            if n == 20 {
-                return None;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            let frame: Result<_, pagegate::BoxError> =
-                Ok(http_body::Frame::data(Bytes::from_static(b"row,row,row\n")));
-            Some((frame, n + 1))
-        });
-        http::Response::new(StreamBody::new(chunks).boxed())
+        let rows = support::bodies::slow_rows(20, Duration::from_millis(50), b"row,row,row\n");
+        http::Response::new(rows)
     })
     .await
 }
@@ -310,9 +300,12 @@ async fn report_only_lets_everything_through_and_says_what_would_have_happened()
             .is_some_and(|r| r.contains("r=0"))
     );
     assert_eq!(upstream.seen().len(), 2);
-    let text = metrics(&proxy).await;
-    let line = "pagegate_limit_decisions_total{route=\"export\",limit=\"rate_per_client\",decision=\"reported\"} 1";
-    assert!(text.contains(line), "{line} missing from:\n{text}");
+    support::assert_metrics(
+        &proxy.metrics_text().await,
+        &[
+            "pagegate_limit_decisions_total{route=\"export\",limit=\"rate_per_client\",decision=\"reported\"} 1",
+        ],
+    );
     proxy.stop().await;
 }
 

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, StreamBody};
+use http_body_util::BodyExt;
 use support::redis::{RedisServer, free_port};
 use support::{Proxy, Upstream, json_response};
 
@@ -72,16 +72,11 @@ async fn backend() -> Upstream {
         if req.uri().path() != "/export" {
             return json_response("[]");
         }
-        let chunks = futures_util::stream::unfold(0u32, |n| async move {
-            if n == 20 {
-                return None;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            let frame: Result<_, pagegate::BoxError> =
-                Ok(http_body::Frame::data(Bytes::from_static(b"row\n")));
-            Some((frame, n + 1))
-        });
-        http::Response::new(StreamBody::new(chunks).boxed())
+        http::Response::new(support::bodies::slow_rows(
+            20,
+            Duration::from_millis(50),
+            b"row\n",
+        ))
     })
     .await
 }
@@ -199,17 +194,12 @@ routes:
         assert!(Instant::now() < deadline, "shared limits did not resume");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let metrics = support::get(&format!(
-        "http://{}/metrics",
-        proxy.metrics.expect("metrics")
-    ))
-    .await
-    .text();
-    for line in [
-        "pagegate_limit_decisions_total{route=\"open\",limit=\"redis\",decision=\"fallback\"}",
-        "pagegate_limit_decisions_total{route=\"closed\",limit=\"redis\",decision=\"refused\"}",
-    ] {
-        assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
-    }
+    support::assert_metrics(
+        &proxy.metrics_text().await,
+        &[
+            "pagegate_limit_decisions_total{route=\"open\",limit=\"redis\",decision=\"fallback\"}",
+            "pagegate_limit_decisions_total{route=\"closed\",limit=\"redis\",decision=\"refused\"}",
+        ],
+    );
     proxy.stop().await;
 }

@@ -9,6 +9,17 @@ fn parse(yaml: &str) -> Result<Config, ConfigError> {
     Config::parse("t.yaml", yaml)
 }
 
+/// Each line starts with its expected prefix, and there are as many.
+fn assert_starts(lines: &[String], expected: &[&str]) {
+    assert_eq!(lines.len(), expected.len(), "{lines:#?}");
+    for (line, prefix) in lines.iter().zip(expected) {
+        assert!(
+            line.starts_with(prefix),
+            "{line}\n  should start with\n{prefix}"
+        );
+    }
+}
+
 fn problems(yaml: &str) -> Vec<String> {
     match parse(yaml) {
         Ok(_) => panic!("expected errors for:\n{yaml}"),
@@ -155,13 +166,7 @@ routes:
         "t.yaml:6:55: `items` is \"data\": write a JSON pointer to the array",
         "t.yaml:6:93: `offset_param` and `page_param` are both set",
     ];
-    assert_eq!(lines.len(), expected.len(), "{lines:#?}");
-    for (line, prefix) in lines.iter().zip(expected) {
-        assert!(
-            line.starts_with(prefix),
-            "{line}\n  should start with\n{prefix}"
-        );
-    }
+    assert_starts(&lines, &expected);
 }
 
 #[test]
@@ -400,13 +405,7 @@ routes:
         "t.yaml:6:65: `rate` sets no rate: add `per_client` or `total`",
         "t.yaml:7:47: `store` is `redis`, but no top-level `redis` is configured",
     ];
-    assert_eq!(lines.len(), expected.len(), "{lines:#?}");
-    for (line, prefix) in lines.iter().zip(expected) {
-        assert!(
-            line.starts_with(prefix),
-            "{line}\n  should start with\n{prefix}"
-        );
-    }
+    assert_starts(&lines, &expected);
 }
 
 #[test]
@@ -419,11 +418,5 @@ fn the_redis_connection_is_checked() {
         "t.yaml:1:43: `key_prefix` is \"a b\": use letters, digits",
         "t.yaml:1:61: `lease_ttl` is below 1s",
     ];
-    assert_eq!(lines.len(), expected.len(), "{lines:#?}");
-    for (line, prefix) in lines.iter().zip(expected) {
-        assert!(
-            line.starts_with(prefix),
-            "{line}\n  should start with\n{prefix}"
-        );
-    }
+    assert_starts(&lines, &expected);
 }

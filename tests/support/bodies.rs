@@ -54,3 +54,17 @@ pub fn json_items(first: u64, items: u64, pad: usize) -> Body {
     });
     StreamBody::new(frames).boxed()
 }
+
+/// `chunks` copies of `row`, one every `every`: an export that streams for a while.
+pub fn slow_rows(chunks: u32, every: std::time::Duration, row: &'static [u8]) -> Body {
+    let frames = futures_util::stream::unfold(0u32, move |n| async move {
+        if n == chunks {
+            return None;
+        }
+        tokio::time::sleep(every).await;
+        let frame: Result<_, pagegate::BoxError> =
+            Ok(http_body::Frame::data(Bytes::from_static(row)));
+        Some((frame, n + 1))
+    });
+    StreamBody::new(frames).boxed()
+}

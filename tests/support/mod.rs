@@ -174,6 +174,12 @@ impl Proxy {
         format!("http://{}{path_and_query}", self.addr)
     }
 
+    /// The `/metrics` text (the YAML must set `metrics_listen`).
+    pub async fn metrics_text(&self) -> String {
+        let addr = self.metrics.expect("a metrics listener (metrics_listen)");
+        get(&format!("http://{addr}/metrics")).await.text()
+    }
+
     /// Reloads YAML written as for [`Proxy::start_url`], keeping the listen address.
     pub fn reload(
         &self,
@@ -271,4 +277,11 @@ pub async fn get(url: &str) -> Got {
             .expect("request"),
     )
     .await
+}
+
+/// Every line is in the metrics `text`.
+pub fn assert_metrics(text: &str, lines: &[&str]) {
+    for line in lines {
+        assert!(text.contains(line), "{line} missing from:\n{text}");
+    }
 }
