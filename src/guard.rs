@@ -169,8 +169,14 @@ where
             return Either::Right(Box::pin(self.inner.call(req).map(move |result| {
                 result.map(|response| {
                     let status = response.status();
-                    let encoded = response.headers().contains_key(header::CONTENT_ENCODING);
-                    if !status.is_success() || status == StatusCode::NO_CONTENT || encoded {
+                    if !status.is_success() || status == StatusCode::NO_CONTENT {
+                        return response;
+                    }
+                    if response.headers().contains_key(header::CONTENT_ENCODING) {
+                        // The request went through as written, compression asked for
+                        // included: the scanner cannot read this one. Counted, so the
+                        // reports say how much they could not see.
+                        metrics.reported("unchecked_encoded");
                         return response;
                     }
                     response.map(|body| {

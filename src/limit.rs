@@ -426,19 +426,23 @@ impl Limits {
         }
     }
 
-    /// Redis could not answer: `open` goes on with the local limiters, `closed` refuses.
-    fn redis_failed(&self, notes: &Notes, metrics: &RouteMetrics) -> Result<(), LimitError> {
+    /// Redis could not answer: `open` goes on with the local limiters, `closed` refuses (in
+    /// report-only mode: says it would have, and goes on with the local limiters).
+    fn redis_failed(&self, notes: &mut Notes, metrics: &RouteMetrics) -> Result<(), LimitError> {
         match self.config.on_redis_error {
             OnRedisError::Open => {
                 metrics.limit("redis", "fallback");
                 Ok(())
             }
             OnRedisError::Closed => {
-                metrics.limit("redis", "refused");
-                Err(LimitError {
+                let error = LimitError {
                     refusal: Refusal::Unavailable,
                     fields: notes.fields.clone(),
-                })
+                };
+                if notes.refused(&error, metrics, self.config.report_only) {
+                    return Err(error);
+                }
+                Ok(())
             }
         }
     }
@@ -459,7 +463,7 @@ impl Limits {
                     self.rate_verdict(verdict, fields, &mut notes, &metrics)?;
                 }
                 Err(_) => {
-                    self.redis_failed(&notes, &metrics)?;
+                    self.redis_failed(&mut notes, &metrics)?;
                     if let Some(rates) = &self.rates {
                         let (verdict, fields) = rates.check(&key);
                         self.rate_verdict(verdict, fields, &mut notes, &metrics)?;
@@ -480,7 +484,7 @@ impl Limits {
                 Ok(Ok(lease)) => return Ok((Some(Slot::Lease(lease)), notes)),
                 Ok(Err(full)) => full,
                 Err(_) => {
-                    self.redis_failed(&notes, &metrics)?;
+                    self.redis_failed(&mut notes, &metrics)?;
                     return match self.decide_local(key, notes, &metrics, false) {
                         Decision::Go(slot, notes) => Ok((slot, notes)),
                         Decision::Refuse(error) => Err(error),

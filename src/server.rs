@@ -35,6 +35,10 @@ use connection::{Answer, Close, Connections};
 /// the connection is closed (1 second).
 const RESET_DRAIN: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// While a new connection waits for a slot held by busy connections, how often one that has
+/// gone idle since is looked for (100 ms).
+const EVICT_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -254,13 +258,18 @@ impl Server {
                 Ok(permit) => permit,
                 Err(_) => {
                     // Every slot is taken: the connection idle the longest (a silent socket,
-                    // a keep-alive one between requests) makes room; with none idle, wait.
-                    open.evict_idle();
-                    let permit = tokio::select! {
-                        () = &mut shutdown => break,
-                        permit = Arc::clone(&connections).acquire_owned() => permit,
-                    };
-                    let Ok(permit) = permit else { break };
+                    // a keep-alive one between requests) makes room; with none idle, wait,
+                    // asking again as connections go idle.
+                    let mut permit = None;
+                    while permit.is_none() {
+                        open.evict_idle();
+                        permit = tokio::select! {
+                            () = &mut shutdown => break,
+                            permit = Arc::clone(&connections).acquire_owned() => Some(permit),
+                            () = tokio::time::sleep(EVICT_RETRY) => None,
+                        };
+                    }
+                    let Some(Ok(permit)) = permit else { break };
                     permit
                 }
             };
@@ -292,7 +301,7 @@ impl Server {
                 self.config.send_timeout,
                 closed.clone(),
             )
-            .http2_to(conn);
+            .http2_to(Arc::clone(&conn));
             // With upgrades: WebSockets and other `Upgrade` protocols are tunnelled.
             let connection = builder
                 .serve_connection_with_upgrades(TokioIo::new(io), service)
@@ -309,32 +318,42 @@ impl Server {
             let alive = alive_tx.clone();
             // Combinators, not an async block: async blocks over the connection's generic
             // service futures trip rustc's "Send is not general enough" (rust-lang/rust#110338).
+            let ended = Arc::clone(&conn);
+            let drain = self.config.send_timeout;
             let served = future::select(Box::pin(connection), ending)
-                .then(|either| match either {
+                .then(move |either| match either {
                     future::Either::Left((result, _)) => {
                         future::Either::Left(future::ready(result))
                     }
                     future::Either::Right((Some(Close::Stalled), connection)) => {
                         // A stream's client took nothing for send_timeout: closed at once,
                         // releasing every stream's held page and upstream connection.
+                        ended.ending();
                         drop(connection);
                         future::Either::Left(future::ready(Ok(())))
                     }
-                    future::Either::Right((Some(Close::Resets), mut connection)) => {
-                        // GOAWAY, a short drain, then closed.
+                    future::Either::Right((Some(close), mut connection)) => {
+                        // GOAWAY (HTTP/1: no more requests) and a bounded drain, then closed:
+                        // a client that answers PINGs but takes nothing cannot keep it open.
+                        ended.ending();
                         connection.as_mut().graceful_shutdown();
-                        let drained = tokio::time::timeout(RESET_DRAIN, connection)
+                        let limit = if close == Close::Resets {
+                            RESET_DRAIN
+                        } else {
+                            drain
+                        };
+                        let drained = tokio::time::timeout(limit, connection)
                             .map(|result| result.unwrap_or(Ok(())));
                         future::Either::Right(future::Either::Left(drained))
                     }
-                    future::Either::Right((_, mut connection)) => {
-                        // Shutdown, idle: finish the request in flight, take no more (HTTP/2:
-                        // GOAWAY).
+                    future::Either::Right((None, mut connection)) => {
+                        // Shutdown: finish the requests in flight within the grace period.
                         connection.as_mut().graceful_shutdown();
                         future::Either::Right(future::Either::Right(connection))
                     }
                 })
                 .map(move |result| {
+                    registered.0.ending();
                     if let Err(error) = result {
                         tracing::debug!(%error, %peer, "connection ended with an error");
                     }

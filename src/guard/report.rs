@@ -2,7 +2,9 @@
 //! untouched — nothing held, nothing cut — while the scanner counts its items and bytes; what
 //! the guard would have done (cut at the page size or `max_bytes`, refuse a body that is not
 //! the expected JSON or ends unfinished) is counted in `pagegate_reported_total` and logged,
-//! once per response. Response headers have left by then, so no header can say it.
+//! once per response. Response headers have left by then, so no header can say it. A response
+//! the backend compressed (the request went through as written, `Accept-Encoding` included)
+//! cannot be scanned: it is counted as `unchecked_encoded`.
 //!
 //! Key-order violations are not checked here: that needs each item's keys, which only a held
 //! page gives.
@@ -105,6 +107,14 @@ where
                         report(this.reported, this.metrics, "invalid", &error.to_string());
                     }
                 }
+            }
+            Poll::Ready(Some(Err(_))) if !*this.reported => {
+                report(
+                    this.reported,
+                    this.metrics,
+                    "unfinished",
+                    "the backend's body failed",
+                );
             }
             Poll::Ready(None) if !*this.reported => match this.scanner.finish() {
                 Err(error @ ScanError::UnexpectedEnd { .. }) => {

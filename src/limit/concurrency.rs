@@ -148,7 +148,9 @@ impl Slots {
             self.waiting.fetch_sub(1, Ordering::AcqRel);
             return Err(NoSlot::Full(full));
         }
-        let waited = tokio::time::timeout(queue.timeout, async {
+        // The place is given back however the wait ends, a client that leaves included.
+        let _place = QueuePlace(&self.waiting);
+        tokio::time::timeout(queue.timeout, async {
             loop {
                 let freed = self.freed.notified();
                 tokio::pin!(freed);
@@ -160,14 +162,22 @@ impl Slots {
                 freed.await;
             }
         })
-        .await;
-        self.waiting.fetch_sub(1, Ordering::AcqRel);
-        waited.map_err(|_| NoSlot::Waited(full, queue.timeout))
+        .await
+        .map_err(|_| NoSlot::Waited(full, queue.timeout))
     }
 
     /// Requests in flight now.
     pub(crate) fn in_flight(&self) -> u32 {
         self.lock().total
+    }
+}
+
+/// A place in the local queue; dropping it gives it back.
+struct QueuePlace<'a>(&'a AtomicU32);
+
+impl Drop for QueuePlace<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

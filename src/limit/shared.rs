@@ -72,15 +72,17 @@ end
 return 0
 ";
 
-/// Renews a lease (ARGV: id, life in ms) in every set it is in.
+/// Renews a lease (ARGV: id, life in ms) in every set it is still in; one that expired (its
+/// slot may be another's now) is not taken again. Returns how many sets still held it.
 const RENEW: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local held = 0
 for _, key in ipairs(KEYS) do
-  redis.call('ZADD', key, now + tonumber(ARGV[2]), ARGV[1])
+  held = held + redis.call('ZADD', key, 'XX', 'CH', now + tonumber(ARGV[2]), ARGV[1])
   redis.call('PEXPIRE', key, tonumber(ARGV[2]))
 end
-return 0
+return held
 ";
 
 /// Gives a lease back (ARGV: id).
@@ -350,14 +352,53 @@ impl Shared {
         let ttl = self.redis.config.lease_ttl;
         args.push(id.clone());
         args.push(ttl.as_millis().to_string());
-        let full: i64 = self.redis.run(1, &keys, &args).await?;
+        // Redis may have taken the lease even if its answer never arrives (a timeout, a client
+        // that left): until the answer is read, dropping this gives it back.
+        let mut pending = Pending {
+            redis: self.redis.clone(),
+            keys,
+            id,
+            armed: true,
+        };
+        let full: i64 = self.redis.run(1, &pending.keys, &args).await?;
+        pending.armed = false;
         if full > 0 {
             let index = usize::try_from(full - 1).unwrap_or(0);
             return Ok(Err(fulls.get(index).copied().unwrap_or(Full::Total(0))));
         }
         let (stop, stopped) = tokio::sync::oneshot::channel();
+        let (keys, id) = (
+            std::mem::take(&mut pending.keys),
+            std::mem::take(&mut pending.id),
+        );
         tokio::spawn(renew(self.redis.clone(), keys, id, ttl, stopped));
         Ok(Ok(Lease { _stop: stop }))
+    }
+}
+
+/// A lease asked for whose answer has not been read; see [`Shared::lease`].
+struct Pending {
+    redis: Redis,
+    keys: Vec<String>,
+    id: String,
+    armed: bool,
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let (redis, keys, id) = (
+            self.redis.clone(),
+            std::mem::take(&mut self.keys),
+            std::mem::take(&mut self.id),
+        );
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = redis.run::<i64>(3, &keys, &[id]).await;
+            });
+        }
     }
 }
 
@@ -376,8 +417,14 @@ async fn renew(
         tokio::select! {
             _ = &mut stopped => break,
             _ = tick.tick() => {
-                if let Err(error) = redis.run::<i64>(2, &keys, &[id.clone(), life.clone()]).await {
-                    tracing::debug!(%error, "a lease renewal failed; it expires after lease_ttl");
+                match redis.run::<i64>(2, &keys, &[id.clone(), life.clone()]).await {
+                    Ok(held) if held < keys.len() as i64 => {
+                        tracing::debug!("a lease expired before its renewal (Redis was unreachable for lease_ttl); its slot may be another's");
+                    }
+                    Ok(_) => {}
+                    Err(error) => {
+                        tracing::debug!(%error, "a lease renewal failed; it expires after lease_ttl");
+                    }
                 }
             }
         }

@@ -193,3 +193,23 @@ async fn a_slot_is_held_until_the_body_ends() {
         "freed at the body's end, before it is dropped"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_request_that_leaves_the_queue_gives_its_place_back() {
+    let queue = Queue {
+        size: NonZeroU32::new(1).expect("n"),
+        timeout: Duration::from_secs(60),
+    };
+    let slots = slots(None, Some(1), Some(queue));
+    let held = slots.try_take(key(1)).expect("first");
+    // A client queues, then goes away before a slot frees.
+    let left = tokio::spawn(Arc::clone(&slots).wait(key(2), Full::Total(1)));
+    tokio::task::yield_now().await;
+    left.abort();
+    let _ = left.await;
+    // Its place is free again: the next request may queue, and gets the slot when it frees.
+    let next = tokio::spawn(Arc::clone(&slots).wait(key(3), Full::Total(1)));
+    tokio::task::yield_now().await;
+    drop(held);
+    assert!(next.await.expect("task").is_ok(), "queued, then admitted");
+}

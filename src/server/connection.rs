@@ -13,10 +13,17 @@
 //! * **HTTP/2 send stall.** A client that stops granting one stream flow-control window stalls
 //!   that stream inside h2 while the socket stays busy with others (or with PINGs), so the
 //!   socket's send-stall timeout never fires and the stream's held page stays pinned. Each
-//!   stream's body notes when it handed hyper a frame; hyper asks for the next only once the
-//!   client has made room, so a frame waiting `send_timeout` means the client took nothing: the
-//!   connection is closed, as an HTTP/1 client that reads nothing is. Frames are cut to
-//!   [`H2_FRAME`] bytes, so a slow reader that makes progress is asked for more in time.
+//!   stream's body notes when it handed hyper a frame; hyper (1.12) holds that frame until the
+//!   stream has send capacity and asks for the next one only then, so a frame waiting
+//!   `send_timeout` means the client took nothing: the connection is closed, as an HTTP/1
+//!   client that reads nothing is. Frames are cut to [`H2_FRAME`] bytes, so a slow reader that
+//!   makes progress is asked for more in time (a stream must take 16 KiB per `send_timeout`).
+//!   The body's end is asked for as soon as its last frame is sent into h2's buffer, so the
+//!   last frame's delivery is not watched here: a connection asked to close gracefully gets
+//!   `send_timeout` to finish, then is closed.
+//!
+//! Streams that end because the connection is closing (an I/O error, a close pagegate asked
+//! for) are not counted as client resets.
 //!
 //! Hand-written: these are accounting hooks around hyper's connection, which offers none.
 
@@ -105,6 +112,8 @@ pub(super) struct Conn {
     h2_started: Notify,
     reason: AtomicU8,
     close: Notify,
+    /// The connection is ending: its streams' drops are not client resets.
+    ending: AtomicBool,
     /// Reset tokens left and when they were last refilled.
     resets: Mutex<(f64, Instant)>,
     next_stream: AtomicU64,
@@ -155,6 +164,7 @@ impl Connections {
             h2_started: Notify::new(),
             reason: AtomicU8::new(0),
             close: Notify::new(),
+            ending: AtomicBool::new(false),
             resets: Mutex::new((f64::from(self.settings.http2_max_resets), Instant::now())),
             next_stream: AtomicU64::new(0),
             streams: Mutex::new(HashMap::new()),
@@ -276,8 +286,17 @@ impl Conn {
         }
     }
 
+    /// The connection is ending (closed, failed, or asked to close): later stream drops are not
+    /// a client's resets.
+    pub(super) fn ending(&self) {
+        self.ending.store(true, Ordering::Release);
+    }
+
     /// A stream the client cancelled: one reset token.
     fn cancelled(&self) {
+        if self.ending.load(Ordering::Acquire) {
+            return;
+        }
         let max = f64::from(self.connections.settings.http2_max_resets);
         let mut bucket = lock(&self.resets);
         let now = Instant::now();
@@ -430,12 +449,6 @@ where
     }
 
     fn is_end_stream(&self) -> bool {
-        // HTTP/2 streams end with an extra poll, so hyper asks for it only once the client has
-        // made room for the last frame: a stalled last frame (and the held page its bytes keep
-        // reserved) is watched like the others.
-        if self.stream.as_ref().is_some_and(|s| s.clock.is_some()) {
-            return false;
-        }
         self.rest.is_none() && self.inner.is_end_stream()
     }
 
