@@ -23,12 +23,14 @@ pub mod defaults;
 mod error;
 mod file;
 mod limits;
+mod table;
 
 pub(crate) use build::parse_pointer;
 pub use error::{ConfigError, ConfigProblem, Located, Position};
 pub use limits::{
     ClientKeySource, LimitStore, LimitsConfig, OnRedisError, Queue, Rate, RedisConfig,
 };
+pub use table::{ExportFormat, FilterOp, KeyColumn, PostgresConfig, TableConfig, Target};
 
 /// A validated configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -67,6 +69,8 @@ pub struct Config {
     pub default_limits: Option<LimitsConfig>,
     /// The Redis server shared limits live in.
     pub redis: Option<RedisConfig>,
+    /// Databases table routes read from, by name.
+    pub postgres: BTreeMap<String, Arc<PostgresConfig>>,
     /// Backends by name.
     pub upstreams: BTreeMap<String, Arc<UpstreamConfig>>,
     /// Routes in file order.
@@ -145,8 +149,8 @@ pub struct RouteConfig {
     pub path: String,
     /// Methods it matches; `None` for all.
     pub methods: Option<Vec<Method>>,
-    /// Upstream name.
-    pub upstream: String,
+    /// Where answers come from: an HTTP upstream or a table.
+    pub target: Target,
     /// Pagination policy for list routes.
     pub list: Option<ListPolicy>,
     /// Timeouts that replace the upstream's for this route.
@@ -320,14 +324,22 @@ impl Config {
 // === impl RouteConfig ===
 
 impl RouteConfig {
-    /// What the route table needs to know of this route, with `value` as its lookup result.
-    pub fn spec<T>(&self, value: T) -> crate::routing::RouteSpec<T> {
-        crate::routing::RouteSpec {
-            path: self.path.clone(),
+    /// What the route table needs to know of this route, with `value` as its lookup result: its
+    /// path, and for a table route also `<path>/export`. Table routes count as list paths (their
+    /// method checks apply).
+    pub fn specs<T: Clone>(&self, value: T) -> Vec<crate::routing::RouteSpec<T>> {
+        let table = matches!(self.target, Target::Table(_));
+        let spec = |path: String| crate::routing::RouteSpec {
+            path,
             methods: self.methods.clone(),
-            list: self.list.is_some(),
-            value,
+            list: self.list.is_some() || table,
+            value: value.clone(),
+        };
+        let mut specs = vec![spec(self.path.clone())];
+        if table {
+            specs.push(spec(format!("{}/export", self.path.trim_end_matches('/'))));
         }
+        specs
     }
 
     /// One line for `pagegate check`.
@@ -336,10 +348,11 @@ impl RouteConfig {
             || "ANY".to_owned(),
             |m| m.iter().map(Method::as_str).collect::<Vec<_>>().join(","),
         );
-        let mut line = format!(
-            "route {}: {methods} {} -> {}",
-            self.name, self.path, self.upstream
-        );
+        let target = match &self.target {
+            Target::Upstream(name) => name.clone(),
+            Target::Table(table) => format!("table {} in {}", table.name, table.database),
+        };
+        let mut line = format!("route {}: {methods} {} -> {target}", self.name, self.path);
         if let Some(list) = &self.list {
             let position = match &list.offset {
                 OffsetParam::Offset(name) => format!("{name} <= {}", list.max_offset),

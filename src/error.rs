@@ -25,6 +25,7 @@ use crate::guard::{GuardError, HoldError};
 use crate::limit::LimitError;
 use crate::methods::MethodError;
 use crate::pagination::{PaginationError, PlanError};
+use crate::pg::PgError;
 use crate::problem::Problem;
 use crate::routing::NoRoute;
 use crate::telemetry::{Outcome, RouteMetrics};
@@ -61,6 +62,9 @@ pub enum ProxyError {
     /// A rate or concurrency limit of the route.
     #[error(transparent)]
     Limit(#[from] LimitError),
+    /// A table route's request or its database.
+    #[error(transparent)]
+    Table(#[from] PgError),
     /// A bug in pagegate; details are in the log.
     #[error("pagegate could not process this request")]
     Internal,
@@ -89,7 +93,7 @@ impl ProxyError {
                 };)*
             };
         }
-        sort!(error: NoRoute, PaginationError, CursorError, UpstreamError, GuardError, HoldError, MethodError, RequestBodyError, LimitError);
+        sort!(error: NoRoute, PaginationError, CursorError, UpstreamError, GuardError, HoldError, MethodError, RequestBodyError, LimitError, PgError);
         tracing::error!(%error, "unexpected error in a route's stack");
         Self::Internal
     }
@@ -109,6 +113,7 @@ impl ProxyError {
             Self::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Limit(e) if e.route_busy() => StatusCode::SERVICE_UNAVAILABLE,
             Self::Limit(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::Table(e) => e.status(),
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -144,6 +149,8 @@ impl ProxyError {
             Self::RequestBody(RequestBodyError::Malformed) => Outcome::Refused,
             Self::Overloaded(_) => Outcome::Overloaded,
             Self::Limit(_) => Outcome::Limited,
+            Self::Table(e) if e.status().is_client_error() => Outcome::Refused,
+            Self::Table(_) => Outcome::UpstreamError,
             Self::Internal => Outcome::Internal,
         }
     }
@@ -169,6 +176,7 @@ impl ProxyError {
             Self::Upstream(_) => "urn:pagegate:problem:upstream-unavailable",
             Self::Guard(_) => "urn:pagegate:problem:bad-upstream-response",
             Self::Overloaded(_) => "urn:pagegate:problem:overloaded",
+            Self::Table(e) => e.problem_type(),
             Self::Limit(e) => match e.refusal {
                 crate::limit::Refusal::Rate(_) => "urn:pagegate:problem:rate-limited",
                 crate::limit::Refusal::Concurrency(_) => "urn:pagegate:problem:concurrency-limited",
@@ -203,6 +211,16 @@ impl ProxyError {
                 headers.insert("ratelimit-policy", fields.policy.clone());
                 headers.insert("ratelimit", fields.state.clone());
             }
+        }
+        if let Self::Table(PgError::Unavailable | PgError::OutOfService) = &self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if let Self::Table(PgError::Method(_)) = &self {
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
         }
         if matches!(self, Self::Method(MethodError::Connect)) {
             // RFC 9110 §15.5.6: a 405 lists what is allowed.

@@ -18,6 +18,7 @@ use crate::guard::HeldBudget;
 use crate::limit::{Limits, Redis};
 use crate::methods;
 use crate::pagination::ListRoute;
+use crate::pg::{Database, Resource, SetupError, TableService};
 use crate::route::{Refuse, RouteService};
 use crate::routing::RouteTable;
 use crate::stack::{self, RouteParts};
@@ -44,6 +45,10 @@ pub struct Generation {
     limits: BTreeMap<String, Arc<Limits>>,
     /// The Redis connection shared limits use.
     redis: Option<Redis>,
+    /// Databases, by name.
+    databases: BTreeMap<String, Arc<Database>>,
+    /// Table routes' resources, by route name.
+    resources: BTreeMap<String, Arc<Resource>>,
 }
 
 /// Why a config could not be built into a generation. Validation makes this unreachable for a
@@ -67,6 +72,12 @@ pub enum BuildError {
     /// The Redis client could not be made (a bad URL, or no Tokio runtime).
     #[error("cannot use redis: {0}")]
     Redis(String),
+    /// A database's pool could not be set up (an unset environment variable, a bad URL).
+    #[error(transparent)]
+    Postgres(#[from] SetupError),
+    /// A table route names a database that is not declared.
+    #[error("database `{0}` is not declared")]
+    UnknownDatabase(String),
 }
 
 impl Generation {
@@ -81,11 +92,11 @@ impl Generation {
             .routes
             .iter()
             .enumerate()
-            .map(|(i, r)| r.spec(i))
+            .flat_map(|(i, r)| r.specs(i))
             .collect();
         let table = RouteTable::new(&specs).map_err(|(later, earlier)| BuildError::Overlap {
-            route: config.routes[later].name.clone(),
-            other: config.routes[earlier].name.clone(),
+            route: config.routes[specs[later].value].name.clone(),
+            other: config.routes[specs[earlier].value].name.clone(),
         })?;
         let upstreams: BTreeMap<String, Arc<UpstreamClient>> = config
             .upstreams
@@ -135,6 +146,50 @@ impl Generation {
                 ),
             },
         };
+        let mut databases = BTreeMap::new();
+        for (name, settings) in &config.postgres {
+            let reused = previous
+                .and_then(|p| p.databases.get(name))
+                .filter(|db| db.config() == settings);
+            let database = match reused {
+                Some(db) => Arc::clone(db),
+                None => Arc::new(Database::new(name, Arc::clone(settings))?),
+            };
+            databases.insert(name.clone(), database);
+        }
+        let mut resources = BTreeMap::new();
+        for route in &config.routes {
+            let crate::config::Target::Table(table) = &route.target else {
+                continue;
+            };
+            let database = databases
+                .get(&table.database)
+                .ok_or_else(|| BuildError::UnknownDatabase(table.database.clone()))?;
+            let codec = cursors
+                .as_ref()
+                .map(|(_, c)| Arc::clone(c))
+                .ok_or(BuildError::Cursors)?;
+            // Kept while nothing it was built from changed: its catalog check stays done.
+            let reused = previous
+                .and_then(|p| p.resources.get(&route.name))
+                .filter(|r| {
+                    r.table() == table
+                        && r.path() == route.path
+                        && Arc::ptr_eq(r.database(), database)
+                        && Arc::ptr_eq(r.codec(), &codec)
+                });
+            let resource = match reused {
+                Some(r) => Arc::clone(r),
+                None => Resource::new(
+                    &route.name,
+                    &route.path,
+                    Arc::clone(table),
+                    Arc::clone(database),
+                    codec,
+                ),
+            };
+            resources.insert(route.name.clone(), resource);
+        }
         // Limiters, by route name: reused while a route keeps its name and its limits, so
         // buckets and slots survive a reload.
         let limited = config
@@ -171,6 +226,8 @@ impl Generation {
             room,
             limits,
             redis,
+            databases,
+            resources,
             config: Arc::clone(&config),
         };
         for route in &config.routes {
@@ -206,12 +263,17 @@ impl Generation {
             }
             None => None,
         };
-        let forward = self.forward(&route.upstream, route.timeouts)?;
         let limits = self.limits.get(&route.name).cloned();
-        Ok(stack::route(
-            parts(&route.name, list, limits, metrics, &self.room),
-            forward,
-        ))
+        let parts = parts(&route.name, list, limits, metrics, &self.room);
+        match &route.target {
+            crate::config::Target::Upstream(upstream) => {
+                Ok(stack::route(parts, self.forward(upstream, route.timeouts)?))
+            }
+            crate::config::Target::Table(_) => {
+                let resource = self.resources.get(&route.name).ok_or(BuildError::Cursors)?;
+                Ok(stack::route(parts, TableService::new(Arc::clone(resource))))
+            }
+        }
     }
 
     fn forward(&self, upstream: &str, timeouts: TimeoutOverrides) -> Result<Forward, BuildError> {
@@ -254,6 +316,11 @@ impl Generation {
     /// The budget all held list pages share.
     pub fn held_budget(&self) -> &Arc<HeldBudget> {
         &self.room
+    }
+
+    /// Table routes' resources, by route name.
+    pub fn resources(&self) -> impl Iterator<Item = &Arc<Resource>> {
+        self.resources.values()
     }
 
     /// A route's limiters, by route name (`-` for the default route).

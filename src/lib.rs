@@ -30,6 +30,7 @@ pub mod guard;
 pub mod limit;
 pub mod methods;
 pub mod pagination;
+pub mod pg;
 pub mod problem;
 pub mod route;
 pub mod router;

@@ -57,6 +57,14 @@ pub enum StartError {
         /// What the cap needs.
         need: u64,
     },
+    /// A table route does not fit its table (checked at start while its database answers).
+    #[error("route `{route}`: {reason}")]
+    Table {
+        /// The route.
+        route: String,
+        /// What to change.
+        reason: String,
+    },
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -142,6 +150,24 @@ impl Server {
         open_files(config.max_connections)?;
         let metrics = Arc::new(Metrics::default());
         let generation = Generation::build(config, None, &metrics)?;
+        // Table routes are checked against their catalogs now; a database that does not answer
+        // does not stop the start (its routes answer 503 and are checked when it comes back).
+        for resource in generation.resources() {
+            match resource.check().await {
+                Ok(_) => {}
+                Err(crate::pg::CheckError::Invalid(reason)) => {
+                    return Err(StartError::Table {
+                        route: resource.route().to_owned(),
+                        reason,
+                    });
+                }
+                Err(crate::pg::CheckError::Unreachable(error)) => tracing::warn!(
+                    route = %resource.route(),
+                    %error,
+                    "database not reachable; the route answers 503 until it is"
+                ),
+            }
+        }
         let config = Arc::clone(generation.config());
         let bind = |addr| async move {
             TcpListener::bind(addr)

@@ -18,6 +18,7 @@ use crate::routing::{RouteSpec, RouteTable};
 mod limits;
 mod list;
 mod problems;
+mod table;
 
 use problems::Problems;
 
@@ -182,27 +183,40 @@ impl TryFrom<FileConfig> for Config {
                 }),
         };
 
-        if file.upstreams.value.is_empty() {
-            p.invalid(
-                &file.upstreams,
+        let no_upstreams = BTreeMap::new();
+        let declared = file.upstreams.as_ref().map_or(&no_upstreams, |u| &u.value);
+        match &file.upstreams {
+            Some(u) if u.value.is_empty() && file.postgres.is_empty() => p.invalid(
+                u,
                 "upstreams",
                 "is empty: declare at least one, e.g. `app: {url: http://127.0.0.1:3000}`"
                     .to_owned(),
-            );
+            ),
+            None if file.postgres.is_empty() => p.missing(
+                "upstreams",
+                "is missing: declare at least one backend, e.g. `upstreams: {app: {url: http://127.0.0.1:3000}}`, or a `postgres` database".to_owned(),
+            ),
+            _ => {}
         }
-        let upstreams: BTreeMap<String, Arc<UpstreamConfig>> = file
-            .upstreams
-            .value
+        let upstreams: BTreeMap<String, Arc<UpstreamConfig>> = declared
             .iter()
             .filter_map(|(name, u)| upstream(&mut p, name, u).map(|u| (name.clone(), Arc::new(u))))
             .collect();
-        let known = file
-            .upstreams
-            .value
-            .keys()
-            .cloned()
-            .collect::<Vec<_>>()
-            .join(", ");
+        let known = declared.keys().cloned().collect::<Vec<_>>().join(", ");
+        let postgres: BTreeMap<String, Arc<PostgresConfig>> = file
+            .postgres
+            .iter()
+            .map(|(name, at)| {
+                if !table::plain_name(name) {
+                    p.invalid(
+                        at,
+                        "postgres",
+                        format!("names a database {name:?}: use letters, digits and _"),
+                    );
+                }
+                (name.clone(), Arc::new(table::postgres(&mut p, at)))
+            })
+            .collect();
 
         let default = match &file.default {
             None => DefaultPolicy::Deny,
@@ -225,7 +239,7 @@ impl TryFrom<FileConfig> for Config {
                     DefaultPolicy::Deny
                 }
                 (FileDefaultAction::Pass, Some(u)) => {
-                    if !file.upstreams.value.contains_key(&u.value) {
+                    if !declared.contains_key(&u.value) {
                         p.invalid(
                             u,
                             "default.upstream",
@@ -265,27 +279,57 @@ impl TryFrom<FileConfig> for Config {
                     },
                 });
             }
-            if !file.upstreams.value.contains_key(&r.value.upstream.value) {
-                let problem = ConfigProblem::UnknownUpstream {
-                    route: name.clone(),
-                    name: r.value.upstream.value.clone(),
-                    known: known.clone(),
-                };
-                p.push(&r.value.upstream, problem);
+            let target = match (&r.value.upstream, &r.value.table) {
+                (Some(upstream), None) => {
+                    if !declared.contains_key(&upstream.value) {
+                        let problem = ConfigProblem::UnknownUpstream {
+                            route: name.clone(),
+                            name: upstream.value.clone(),
+                            known: known.clone(),
+                        };
+                        p.push(upstream, problem);
+                    }
+                    Target::Upstream(upstream.value.clone())
+                }
+                (None, Some(t)) => match table::table(&mut p, t, &postgres) {
+                    Some(t) => Target::Table(Arc::new(t)),
+                    None => Target::Upstream(String::new()),
+                },
+                (Some(upstream), Some(_)) => {
+                    p.invalid(upstream, "upstream", "and `table` are both set: a route answers from an HTTP upstream or from a table, not both".to_owned());
+                    Target::Upstream(upstream.value.clone())
+                }
+                (None, None) => {
+                    p.invalid(
+                        &r.value.path,
+                        "path",
+                        "names a route with neither `upstream` nor `table`: add one".to_owned(),
+                    );
+                    Target::Upstream(String::new())
+                }
+            };
+            if let (Target::Table(_), Some(list)) = (&target, &r.value.list) {
+                p.invalid(list, "list", "is for upstream routes: a table route pages by its `key` (set default_limit and max_limit under `table`)".to_owned());
             }
             routes.push(Arc::new(route(
                 &mut p,
                 name,
                 &r.value,
+                target,
                 cursors.is_some(),
                 redis.is_some(),
             )));
         }
         // The table itself is built with the generation; here it only finds overlaps.
-        let specs: Vec<RouteSpec<()>> = routes.iter().map(|r| r.spec(())).collect();
+        let specs: Vec<RouteSpec<usize>> = routes
+            .iter()
+            .enumerate()
+            .flat_map(|(i, r)| r.specs(i))
+            .collect();
         let table = match RouteTable::new(&specs) {
             Ok(_) => Some(()),
             Err((later, earlier)) => {
+                let (later, earlier) = (specs[later].value, specs[earlier].value);
                 let problem = ConfigProblem::Overlap {
                     route: routes[later].name.clone(),
                     path: routes[later].path.clone(),
@@ -365,6 +409,7 @@ impl TryFrom<FileConfig> for Config {
                 default,
                 default_limits,
                 redis,
+                postgres,
                 upstreams,
                 routes,
                 cursors,
@@ -555,9 +600,29 @@ fn route(
     p: &mut Problems,
     name: String,
     r: &FileRoute,
+    target: Target,
     has_cursors: bool,
     has_redis: bool,
 ) -> RouteConfig {
+    if let (Target::Table(_), Some(t)) = (&target, &r.table)
+        && !has_cursors
+    {
+        p.invalid(
+            t,
+            "table",
+            "needs `cursors` keys: a table route's pages carry signed cursors".to_owned(),
+        );
+    }
+    if matches!(target, Target::Table(_)) && r.path.value.contains('{') {
+        p.invalid(
+            &r.path,
+            "path",
+            format!(
+                "is {:?}: a table route's path is fixed (it also serves <path>/export)",
+                r.path.value
+            ),
+        );
+    }
     if !r.path.value.starts_with('/') {
         p.invalid(
             &r.path,
@@ -631,7 +696,7 @@ fn route(
         name,
         path: r.path.value.clone(),
         methods,
-        upstream: r.upstream.value.clone(),
+        target,
         list,
         timeouts: TimeoutOverrides {
             response: r

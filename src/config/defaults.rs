@@ -58,6 +58,23 @@ pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(10);
 /// Longest a queued request waits for a concurrency slot (10 seconds).
 pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Connections kept at most per database (16).
+pub const DEFAULT_PG_POOL_SIZE: std::num::NonZeroUsize =
+    std::num::NonZeroUsize::new(16).expect("not zero");
+/// Time to open a database connection, and to wait for a free one (5 seconds).
+pub const DEFAULT_PG_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest one statement may run: a page, or one export chunk (10 seconds).
+pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(10);
+/// `application_name` of pagegate's database sessions (`pagegate`).
+pub const DEFAULT_PG_APPLICATION_NAME: &str = "pagegate";
+/// Rows a table page has when the request names no `limit` (100).
+pub const DEFAULT_TABLE_DEFAULT_LIMIT: u32 = 100;
+/// Most rows a table page may have (1,000).
+pub const DEFAULT_TABLE_MAX_LIMIT: u32 = 1_000;
+/// Rows per export chunk: one short keyset query each, at most one chunk held (10,000).
+pub const DEFAULT_CHUNK_ROWS: std::num::NonZeroU32 =
+    std::num::NonZeroU32::new(10_000).expect("not zero");
+
 /// Whether `Location` and `Content-Location` pointing at an upstream are rewritten to paths on
 /// pagegate, so clients are never sent around it to the backend (true).
 pub const DEFAULT_REWRITE_REDIRECTS: bool = true;

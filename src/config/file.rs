@@ -35,7 +35,9 @@ pub(crate) struct FileConfig {
     pub(crate) redis: Option<Spanned<FileRedis>>,
     pub(crate) default: Option<Spanned<FileDefault>>,
     pub(crate) cursors: Option<Spanned<FileCursors>>,
-    pub(crate) upstreams: Spanned<BTreeMap<String, Spanned<FileUpstream>>>,
+    pub(crate) upstreams: Option<Spanned<BTreeMap<String, Spanned<FileUpstream>>>>,
+    #[serde(default)]
+    pub(crate) postgres: BTreeMap<String, Spanned<FilePostgres>>,
     #[serde(default)]
     pub(crate) routes: Vec<Spanned<FileRoute>>,
 }
@@ -78,11 +80,48 @@ pub(crate) struct FileRoute {
     pub(crate) name: Option<Spanned<String>>,
     pub(crate) path: Spanned<String>,
     pub(crate) methods: Option<Spanned<Vec<Spanned<String>>>>,
-    pub(crate) upstream: Spanned<String>,
+    pub(crate) upstream: Option<Spanned<String>>,
+    pub(crate) table: Option<Spanned<FileTable>>,
     pub(crate) list: Option<Spanned<FileList>>,
     pub(crate) response_timeout: Option<Spanned<String>>,
     pub(crate) idle_timeout: Option<Spanned<String>>,
     pub(crate) limits: Option<Spanned<FileLimits>>,
+}
+
+/// One database.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FilePostgres {
+    pub(crate) url: Spanned<String>,
+    pub(crate) pool_size: Option<Spanned<u64>>,
+    pub(crate) connect_timeout: Option<Spanned<String>>,
+    pub(crate) statement_timeout: Option<Spanned<String>>,
+    pub(crate) application_name: Option<Spanned<String>>,
+    pub(crate) read_only: Option<bool>,
+}
+
+/// A table resource.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileTable {
+    pub(crate) database: Spanned<String>,
+    pub(crate) name: Spanned<String>,
+    pub(crate) columns: Spanned<Vec<Spanned<String>>>,
+    pub(crate) default_fields: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(crate) key: Spanned<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub(crate) filters: BTreeMap<String, Spanned<Vec<Spanned<String>>>>,
+    pub(crate) default_limit: Option<Spanned<u64>>,
+    pub(crate) max_limit: Option<Spanned<u64>>,
+    pub(crate) export: Option<Spanned<FileExport>>,
+}
+
+/// A table's exports.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileExport {
+    pub(crate) formats: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(crate) chunk_rows: Option<Spanned<u64>>,
 }
 
 /// Rate and concurrency limits of a route.

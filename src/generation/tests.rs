@@ -93,7 +93,8 @@ async fn routes_and_the_default_policy_are_services_of_the_generation() {
 async fn hand_made_configs_that_break_the_rules_do_not_build() {
     let metrics = Metrics::default();
     let mut unknown = config(YAML);
-    Arc::make_mut(&mut unknown.routes[1]).upstream = "nowhere".to_owned();
+    Arc::make_mut(&mut unknown.routes[1]).target =
+        crate::config::Target::Upstream("nowhere".to_owned());
     assert_eq!(
         Generation::build(unknown, None, &metrics).err(),
         Some(BuildError::UnknownUpstream("nowhere".to_owned()))

@@ -21,6 +21,14 @@ impl Problems {
         });
     }
 
+    /// A problem with no place in the file (a key that is missing altogether).
+    pub(super) fn missing(&mut self, key: &'static str, reason: String) {
+        self.0.push(Located {
+            at: None,
+            problem: ConfigProblem::Invalid { key, reason },
+        });
+    }
+
     pub(super) fn invalid<T>(&mut self, at: &Spanned<T>, key: &'static str, reason: String) {
         self.push(at, ConfigProblem::Invalid { key, reason });
     }

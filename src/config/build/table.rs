@@ -1,0 +1,328 @@
+//! `postgres` and `routes[].table` → [`PostgresConfig`] and [`TableConfig`], every problem
+//! located. Identifiers are restricted to plain SQL names (letters, digits, `_`; a table may
+//! have a schema): they are quoted in every statement anyway, but a name that needs quoting is
+//! almost always a typo.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::num::{NonZeroU32, NonZeroUsize};
+use std::sync::Arc;
+
+use serde_saphyr::Spanned;
+
+use super::Problems;
+use crate::config::defaults::{
+    DEFAULT_CHUNK_ROWS, DEFAULT_PG_APPLICATION_NAME, DEFAULT_PG_CONNECT_TIMEOUT,
+    DEFAULT_PG_POOL_SIZE, DEFAULT_STATEMENT_TIMEOUT, DEFAULT_TABLE_DEFAULT_LIMIT,
+    DEFAULT_TABLE_MAX_LIMIT,
+};
+use crate::config::file::{FilePostgres, FileTable};
+use crate::config::{ExportFormat, FilterOp, KeyColumn, PostgresConfig, TableConfig};
+
+/// Most columns a table resource may list (each page row is built by one `json_build_object`,
+/// which takes at most 100 arguments).
+pub(crate) const MAX_COLUMNS: usize = 50;
+
+/// A plain SQL name: a letter or `_`, then letters, digits or `_`, at most 63 bytes.
+pub(crate) fn plain_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    name.len() <= 63
+        && bytes
+            .next()
+            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+pub(super) fn postgres(p: &mut Problems, at: &Spanned<FilePostgres>) -> PostgresConfig {
+    let f = &at.value;
+    let url = f.url.value.trim();
+    // `${NAME}` stands in for a secret; check the shape with a placeholder in its place.
+    let mut shape = String::new();
+    let mut rest = url;
+    while let Some(start) = rest.find("${") {
+        shape.push_str(&rest[..start]);
+        match rest[start + 2..].find('}') {
+            Some(end) if plain_name(&rest[start + 2..start + 2 + end]) => {
+                shape.push('x');
+                rest = &rest[start + 3 + end..];
+            }
+            _ => {
+                p.invalid(&f.url, "url", "has a `${` without a name and a `}`: write ${NAME} for an environment variable".to_owned());
+                rest = "";
+            }
+        }
+    }
+    shape.push_str(rest);
+    let parsed = shape.parse::<tokio_postgres::Config>();
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) || parsed.is_err() {
+        p.invalid(&f.url, "url", "is not a PostgreSQL URL: write postgres://USER:${PASSWORD_VARIABLE}@HOST:5432/DATABASE".to_owned());
+    }
+    let pool_size = match &f.pool_size {
+        None => DEFAULT_PG_POOL_SIZE,
+        Some(n) => usize::try_from(n.value)
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .and_then(NonZeroUsize::new)
+            .unwrap_or_else(|| {
+                p.invalid(
+                    n,
+                    "pool_size",
+                    format!("is {}: keep it between 1 and 1000 connections", n.value),
+                );
+                DEFAULT_PG_POOL_SIZE
+            }),
+    };
+    let application_name =
+        f.application_name
+            .as_ref()
+            .map_or(DEFAULT_PG_APPLICATION_NAME.to_owned(), |a| {
+                if a.value.is_empty()
+                    || a.value.len() > 63
+                    || !a.value.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
+                {
+                    p.invalid(
+                        a,
+                        "application_name",
+                        "must be 1 to 63 printable ASCII characters".to_owned(),
+                    );
+                }
+                a.value.clone()
+            });
+    PostgresConfig {
+        url: url.to_owned(),
+        pool_size,
+        connect_timeout: p.duration(
+            f.connect_timeout.as_ref(),
+            "connect_timeout",
+            DEFAULT_PG_CONNECT_TIMEOUT,
+        ),
+        statement_timeout: p.duration(
+            f.statement_timeout.as_ref(),
+            "statement_timeout",
+            DEFAULT_STATEMENT_TIMEOUT,
+        ),
+        application_name,
+        read_only: f.read_only.unwrap_or(true),
+    }
+}
+
+/// A column of the table's `columns`, or a located problem.
+fn column(
+    p: &mut Problems,
+    columns: &BTreeSet<&str>,
+    at: &Spanned<String>,
+    key: &'static str,
+) -> Option<String> {
+    if columns.contains(at.value.as_str()) {
+        Some(at.value.clone())
+    } else {
+        let known = columns.iter().copied().collect::<Vec<_>>().join(", ");
+        p.invalid(
+            at,
+            key,
+            format!("names `{}`, which is not in `columns` ({known})", at.value),
+        );
+        None
+    }
+}
+
+pub(super) fn table(
+    p: &mut Problems,
+    at: &Spanned<FileTable>,
+    databases: &BTreeMap<String, Arc<PostgresConfig>>,
+) -> Option<TableConfig> {
+    let t = &at.value;
+    if !databases.contains_key(&t.database.value) {
+        let known = databases.keys().cloned().collect::<Vec<_>>().join(", ");
+        p.invalid(
+            &t.database,
+            "database",
+            format!(
+                "is `{}`, which is not declared under `postgres`; declared: {known}",
+                t.database.value
+            ),
+        );
+    }
+    let name_ok = match t.name.value.split_once('.') {
+        Some((schema, table)) => plain_name(schema) && plain_name(table),
+        None => plain_name(&t.name.value),
+    };
+    if !name_ok {
+        p.invalid(
+            &t.name,
+            "name",
+            format!(
+                "is {:?}: write a table or view name, or schema.name (letters, digits, _)",
+                t.name.value
+            ),
+        );
+    }
+    let mut seen = BTreeSet::new();
+    for c in &t.columns.value {
+        if !plain_name(&c.value) {
+            p.invalid(
+                c,
+                "columns",
+                format!(
+                    "contains {:?}: write column names (letters, digits, _)",
+                    c.value
+                ),
+            );
+        } else if !seen.insert(c.value.as_str()) {
+            p.invalid(c, "columns", format!("lists `{}` twice", c.value));
+        }
+    }
+    if t.columns.value.is_empty() || t.columns.value.len() > MAX_COLUMNS {
+        p.invalid(
+            &t.columns,
+            "columns",
+            format!(
+                "lists {} columns: list 1 to {MAX_COLUMNS}",
+                t.columns.value.len()
+            ),
+        );
+    }
+    let columns: Vec<String> = t.columns.value.iter().map(|c| c.value.clone()).collect();
+    let default_fields = match &t.default_fields {
+        None => columns.clone(),
+        Some(fields) => fields
+            .value
+            .iter()
+            .filter_map(|f| column(p, &seen, f, "default_fields"))
+            .collect(),
+    };
+    let mut key = Vec::new();
+    for k in &t.key.value {
+        let (name, descending) = match k.value.strip_prefix('-') {
+            Some(name) => (name, true),
+            None => (k.value.as_str(), false),
+        };
+        if !seen.contains(name) {
+            p.invalid(
+                k,
+                "key",
+                format!("names `{name}`, which is not in `columns`: key columns are always served"),
+            );
+        } else if key.iter().any(|c: &KeyColumn| c.column == name) {
+            p.invalid(k, "key", format!("lists `{name}` twice"));
+        } else {
+            key.push(KeyColumn {
+                column: name.to_owned(),
+                descending,
+            });
+        }
+    }
+    if t.key.value.is_empty() || t.key.value.len() > 4 {
+        p.invalid(&t.key, "key", "must list 1 to 4 columns, unique together and NOT NULL, such as [created_at, id] (-id for descending)".to_owned());
+    }
+    let mut filters = BTreeMap::new();
+    for (name, ops) in &t.filters {
+        if !seen.contains(name.as_str()) {
+            p.invalid(
+                ops,
+                "filters",
+                format!("names `{name}`, which is not in `columns`"),
+            );
+            continue;
+        }
+        let mut allowed = Vec::new();
+        for op in &ops.value {
+            match FilterOp::parse(&op.value) {
+                Some(op) => allowed.push(op),
+                None => {
+                    let all = FilterOp::ALL
+                        .iter()
+                        .map(|(n, _)| *n)
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    p.invalid(
+                        op,
+                        "filters",
+                        format!("has operator {:?}: write one of {all}", op.value),
+                    );
+                }
+            }
+        }
+        allowed.sort();
+        allowed.dedup();
+        filters.insert(name.clone(), allowed);
+    }
+    let limit =
+        |p: &mut Problems, v: &Option<Spanned<u64>>, key: &'static str, default: u32| match v {
+            None => default,
+            Some(n) => u32::try_from(n.value)
+                .ok()
+                .filter(|n| (1..=100_000).contains(n))
+                .unwrap_or_else(|| {
+                    p.invalid(
+                        n,
+                        key,
+                        format!("is {}: keep it between 1 and 100000 rows", n.value),
+                    );
+                    default
+                }),
+        };
+    let default_limit = limit(
+        p,
+        &t.default_limit,
+        "default_limit",
+        DEFAULT_TABLE_DEFAULT_LIMIT,
+    );
+    let max_limit = limit(
+        p,
+        &t.max_limit,
+        "max_limit",
+        DEFAULT_TABLE_MAX_LIMIT.max(default_limit),
+    );
+    if let Some(at) = &t.max_limit
+        && max_limit < default_limit
+    {
+        p.invalid(at, "max_limit", format!("({max_limit}) is below `default_limit` ({default_limit}): raise max_limit or lower default_limit"));
+    }
+    let (formats, chunk_rows) = match &t.export {
+        None => (
+            vec![ExportFormat::Csv, ExportFormat::Ndjson],
+            DEFAULT_CHUNK_ROWS,
+        ),
+        Some(e) => {
+            let formats = match &e.value.formats {
+                None => vec![ExportFormat::Csv, ExportFormat::Ndjson],
+                Some(list) => list.value.iter().filter_map(|f| match f.value.as_str() {
+                    "csv" => Some(ExportFormat::Csv),
+                    "ndjson" => Some(ExportFormat::Ndjson),
+                    other => {
+                        p.invalid(f, "formats", format!("has {other:?}: write csv or ndjson (an empty list turns exports off)"));
+                        None
+                    }
+                }).collect(),
+            };
+            let chunk_rows = match &e.value.chunk_rows {
+                None => DEFAULT_CHUNK_ROWS,
+                Some(n) => u32::try_from(n.value)
+                    .ok()
+                    .filter(|n| (100..=1_000_000).contains(n))
+                    .and_then(NonZeroU32::new)
+                    .unwrap_or_else(|| {
+                        p.invalid(
+                            n,
+                            "chunk_rows",
+                            format!("is {}: keep it between 100 and 1000000 rows", n.value),
+                        );
+                        DEFAULT_CHUNK_ROWS
+                    }),
+            };
+            (formats, chunk_rows)
+        }
+    };
+    Some(TableConfig {
+        database: t.database.value.clone(),
+        name: t.name.value.clone(),
+        columns,
+        default_fields,
+        key,
+        filters,
+        default_limit,
+        max_limit,
+        formats,
+        chunk_rows,
+    })
+}

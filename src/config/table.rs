@@ -1,0 +1,142 @@
+//! The typed PostgreSQL settings: named databases (`postgres`) and table resources
+//! (`routes[].table`), routes whose terminal is a table or view instead of an HTTP upstream.
+
+use std::collections::BTreeMap;
+use std::num::{NonZeroU32, NonZeroUsize};
+use std::time::Duration;
+
+/// One database pagegate reads from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostgresConfig {
+    /// `postgres://user:password@host:port/db?…`, `${NAME}` standing for environment variables
+    /// (resolved when `run` builds the pool, so secrets stay out of the file).
+    pub url: String,
+    /// Connections kept at most.
+    pub pool_size: NonZeroUsize,
+    /// Time to open a connection, and to wait for a free one.
+    pub connect_timeout: Duration,
+    /// Longest a statement may run (per page, per export chunk).
+    pub statement_timeout: Duration,
+    /// `application_name` of pagegate's sessions (seen in `pg_stat_activity`).
+    pub application_name: String,
+    /// Sessions are read-only (`default_transaction_read_only`).
+    pub read_only: bool,
+}
+
+impl PostgresConfig {
+    /// The environment variables the URL names (`${NAME}`).
+    pub fn env_vars(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        let mut rest = self.url.as_str();
+        while let Some(start) = rest.find("${") {
+            let after = &rest[start + 2..];
+            let Some(end) = after.find('}') else { break };
+            names.push(after[..end].to_owned());
+            rest = &after[end + 1..];
+        }
+        names
+    }
+}
+
+/// Where a route's answers come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// An HTTP upstream, by name.
+    Upstream(String),
+    /// A PostgreSQL table or view.
+    Table(std::sync::Arc<TableConfig>),
+}
+
+/// A table (or view) served as keyset-paged JSON and streamed exports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableConfig {
+    /// The database's name under `postgres`.
+    pub database: String,
+    /// `table` or `schema.table`.
+    pub name: String,
+    /// Columns clients may ask for and filter on, in this order.
+    pub columns: Vec<String>,
+    /// Columns a page has when the request names no `fields`.
+    pub default_fields: Vec<String>,
+    /// The key: columns, unique together and NOT NULL, each ascending or descending.
+    pub key: Vec<KeyColumn>,
+    /// Filters allowed, by column.
+    pub filters: BTreeMap<String, Vec<FilterOp>>,
+    /// Rows a page has when the request names no `limit`.
+    pub default_limit: u32,
+    /// Most rows a page may have.
+    pub max_limit: u32,
+    /// Export formats allowed (none: no export).
+    pub formats: Vec<ExportFormat>,
+    /// Rows per export chunk (one short keyset query each).
+    pub chunk_rows: NonZeroU32,
+}
+
+/// One key column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyColumn {
+    /// The column.
+    pub column: String,
+    /// Sorted descending (`-column` in the config).
+    pub descending: bool,
+}
+
+/// A filter operator: `column=op.value`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum FilterOp {
+    /// `=`
+    Eq,
+    /// `<>`
+    Neq,
+    /// `<`
+    Lt,
+    /// `<=`
+    Lte,
+    /// `>`
+    Gt,
+    /// `>=`
+    Gte,
+    /// `= ANY(…)`, values comma-separated
+    In,
+    /// `IS NULL` / `IS NOT NULL` (`is.null`, `is.not_null`)
+    Is,
+}
+
+impl FilterOp {
+    /// Every operator, as written in requests and the config.
+    pub const ALL: [(&'static str, Self); 8] = [
+        ("eq", Self::Eq),
+        ("neq", Self::Neq),
+        ("lt", Self::Lt),
+        ("lte", Self::Lte),
+        ("gt", Self::Gt),
+        ("gte", Self::Gte),
+        ("in", Self::In),
+        ("is", Self::Is),
+    ];
+
+    /// The operator written `name`.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, op)| *op)
+    }
+
+    /// As written.
+    pub fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, op)| *op == self)
+            .map_or("?", |(n, _)| n)
+    }
+}
+
+/// An export format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportFormat {
+    /// RFC 4180 CSV with a header row.
+    Csv,
+    /// One JSON object per line.
+    Ndjson,
+}

@@ -1,0 +1,210 @@
+//! What the database says of a table resource, read when it is first reachable: each column's
+//! type, that the key columns exist, are NOT NULL and unique together, and that the keyset
+//! query walks an index in key order rather than scanning and sorting (asked of the planner
+//! with `enable_seqscan` and `enable_sort` off, so small or empty tables do not fool it).
+
+use std::collections::HashMap;
+
+use deadpool_postgres::Object;
+
+use super::sql::{quote_ident, quote_table};
+use crate::config::TableConfig;
+
+/// One column as the catalog describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Column {
+    /// `format_type` of its type: usable in a cast (`timestamp with time zone`, `numeric(10,2)`).
+    pub sql_type: String,
+    /// It is `numeric` (served as a JSON string, so no digit is lost).
+    pub numeric: bool,
+}
+
+/// A resource's checked columns.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    /// By name.
+    pub columns: HashMap<String, Column>,
+}
+
+/// Why a resource cannot be served.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CheckError {
+    /// The database could not be asked.
+    #[error("the database cannot be reached: {0}")]
+    Unreachable(String),
+    /// The table does not fit the config.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn unreachable(error: impl std::fmt::Display) -> CheckError {
+    CheckError::Unreachable(error.to_string())
+}
+
+/// The `CREATE INDEX` that lets the keyset query walk an index in key order.
+pub fn index_hint(table: &TableConfig) -> String {
+    let columns: Vec<String> = table
+        .key
+        .iter()
+        .map(|k| {
+            format!(
+                "{}{}",
+                quote_ident(&k.column),
+                if k.descending { " DESC" } else { "" }
+            )
+        })
+        .collect();
+    format!(
+        "CREATE INDEX ON {} ({});",
+        quote_table(&table.name),
+        columns.join(", ")
+    )
+}
+
+/// Checks `table` against the catalog.
+pub(crate) async fn check(client: &mut Object, table: &TableConfig) -> Result<Catalog, CheckError> {
+    let relation = client
+        .query_opt(
+            "SELECT c.relkind::text FROM pg_class c WHERE c.oid = to_regclass($1::text)",
+            &[&quote_table(&table.name)],
+        )
+        .await
+        .map_err(unreachable)?;
+    let Some(relation) = relation else {
+        return Err(CheckError::Invalid(format!(
+            "table `{}` does not exist (or pagegate's role cannot see it)",
+            table.name
+        )));
+    };
+    let kind: String = relation.get(0);
+    let view = matches!(kind.as_str(), "v" | "m");
+    let rows = client
+        .query(
+            "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull, a.atttypid = 'numeric'::regtype
+             FROM pg_attribute a WHERE a.attrelid = to_regclass($1::text) AND a.attnum > 0 AND NOT a.attisdropped",
+            &[&quote_table(&table.name)],
+        )
+        .await
+        .map_err(unreachable)?;
+    let mut columns = HashMap::new();
+    let mut not_null = HashMap::new();
+    for row in rows {
+        let name: String = row.get(0);
+        not_null.insert(name.clone(), row.get::<_, bool>(2));
+        columns.insert(
+            name,
+            Column {
+                sql_type: row.get(1),
+                numeric: row.get(3),
+            },
+        );
+    }
+    let missing: Vec<&str> = table
+        .columns
+        .iter()
+        .map(String::as_str)
+        .filter(|c| !columns.contains_key(*c))
+        .collect();
+    if !missing.is_empty() {
+        return Err(CheckError::Invalid(format!(
+            "table `{}` has no column {}",
+            table.name,
+            missing.join(", ")
+        )));
+    }
+    if view {
+        tracing::warn!(table = %table.name, "a view: its key's NOT NULL, uniqueness and index cannot be checked; make sure the key is unique and indexed in the tables under it");
+        return Ok(Catalog { columns });
+    }
+    let nullable: Vec<&str> = table
+        .key
+        .iter()
+        .map(|k| k.column.as_str())
+        .filter(|c| !not_null.get(*c).copied().unwrap_or(false))
+        .collect();
+    if !nullable.is_empty() {
+        return Err(CheckError::Invalid(format!(
+            "key column {} of `{}` may be NULL, which would make pages skip rows: make it NOT NULL (ALTER TABLE {} ALTER COLUMN {} SET NOT NULL) or pick another key",
+            nullable.join(", "),
+            table.name,
+            quote_table(&table.name),
+            quote_ident(nullable[0])
+        )));
+    }
+    let unique: Vec<Vec<String>> = client
+        .query(
+            "SELECT array_agg(a.attname::text) FROM pg_index i
+             JOIN LATERAL unnest(i.indkey) AS k(attnum) ON true
+             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+             WHERE i.indrelid = to_regclass($1::text) AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL
+             GROUP BY i.indexrelid",
+            &[&quote_table(&table.name)],
+        )
+        .await
+        .map_err(unreachable)?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let key: Vec<&str> = table.key.iter().map(|k| k.column.as_str()).collect();
+    if !unique
+        .iter()
+        .any(|index| index.iter().all(|c| key.contains(&c.as_str())))
+    {
+        return Err(CheckError::Invalid(format!(
+            "the key ({}) of `{}` is not unique: no primary key or unique index is within it, so rows could be skipped or repeated; add the primary key's columns to `key`, or CREATE UNIQUE INDEX ON {} ({})",
+            key.join(", "),
+            table.name,
+            quote_table(&table.name),
+            key.iter()
+                .map(|c| quote_ident(c))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    // The planner's own answer, with the alternatives priced out.
+    let order: Vec<String> = table
+        .key
+        .iter()
+        .map(|k| {
+            format!(
+                "{}{}",
+                quote_ident(&k.column),
+                if k.descending { " DESC" } else { "" }
+            )
+        })
+        .collect();
+    let explain = format!(
+        "EXPLAIN (FORMAT JSON) SELECT {} FROM {} ORDER BY {} LIMIT 101",
+        key.iter()
+            .map(|c| quote_ident(c))
+            .collect::<Vec<_>>()
+            .join(", "),
+        quote_table(&table.name),
+        order.join(", ")
+    );
+    let transaction = client.transaction().await.map_err(unreachable)?;
+    transaction
+        .batch_execute("SET LOCAL enable_seqscan = off; SET LOCAL enable_sort = off")
+        .await
+        .map_err(unreachable)?;
+    let rows = transaction
+        .simple_query(&explain)
+        .await
+        .map_err(unreachable)?;
+    let plan = rows
+        .iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+            _ => None,
+        })
+        .unwrap_or_default();
+    transaction.rollback().await.map_err(unreachable)?;
+    if plan.contains("\"Sort\"") || plan.contains("\"Incremental Sort\"") {
+        return Err(CheckError::Invalid(format!(
+            "no index of `{}` walks the key in order, so every page would scan and sort the table: {}",
+            table.name,
+            index_hint(table)
+        )));
+    }
+    Ok(Catalog { columns })
+}

@@ -1,0 +1,151 @@
+//! One database: its connection pool (deadpool-postgres over tokio-postgres), built from a
+//! [`PostgresConfig`] with the URL's `${NAME}` variables resolved from the environment, and
+//! sessions set up for serving: UTC timestamps, `statement_timeout`, `application_name`,
+//! read-only when configured.
+
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
+
+use crate::config::PostgresConfig;
+
+/// Most statements prepared per connection before its cache is cleared: query shapes vary
+/// with the fields and filters clients pick, so an unbounded cache would grow without end.
+pub(crate) const STATEMENT_CACHE: usize = 256;
+
+/// Why a database could not be set up.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SetupError {
+    /// An environment variable the URL names is not set.
+    #[error(
+        "postgres `{database}`: the url needs the environment variable {variable}, which is not set"
+    )]
+    MissingEnv {
+        /// The database's name.
+        database: String,
+        /// The variable.
+        variable: String,
+    },
+    /// The URL (with its variables) is not a PostgreSQL URL.
+    #[error(
+        "postgres `{database}`: the url is not a PostgreSQL URL after its variables were filled in"
+    )]
+    BadUrl {
+        /// The database's name.
+        database: String,
+    },
+    /// The pool could not be built.
+    #[error("postgres `{database}`: {reason}")]
+    Pool {
+        /// The database's name.
+        database: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A database and its pool.
+pub struct Database {
+    name: String,
+    config: std::sync::Arc<PostgresConfig>,
+    pool: Pool,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database")
+            .field("name", &self.name)
+            .field("status", &self.pool.status())
+            .finish()
+    }
+}
+
+/// `url` with every `${NAME}` replaced by the variable's value.
+fn resolve(database: &str, url: &str) -> Result<String, SetupError> {
+    let mut out = String::with_capacity(url.len());
+    let mut rest = url;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after.find('}').ok_or_else(|| SetupError::BadUrl {
+            database: database.to_owned(),
+        })?;
+        let variable = &after[..end];
+        let value = std::env::var(variable).map_err(|_| SetupError::MissingEnv {
+            database: database.to_owned(),
+            variable: variable.to_owned(),
+        })?;
+        // Percent-encoded, so a password with `@`, `/` or `:` cannot change the URL's shape.
+        out.extend(
+            form_urlencoded::byte_serialize(value.as_bytes()).map(|s| s.replace('+', "%20")),
+        );
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+impl Database {
+    /// Builds the pool (it connects lazily: a database that is down does not stop this).
+    pub fn new(name: &str, config: std::sync::Arc<PostgresConfig>) -> Result<Self, SetupError> {
+        let url = resolve(name, &config.url)?;
+        let mut pg: tokio_postgres::Config = url.parse().map_err(|_| SetupError::BadUrl {
+            database: name.to_owned(),
+        })?;
+        let mut options = format!(
+            "-c TimeZone=UTC -c statement_timeout={} -c idle_in_transaction_session_timeout={}",
+            config.statement_timeout.as_millis(),
+            config.statement_timeout.as_millis().max(1000),
+        );
+        if config.read_only {
+            options.push_str(" -c default_transaction_read_only=on");
+        }
+        if let Some(existing) = pg.get_options() {
+            options = format!("{existing} {options}");
+        }
+        pg.options(&options)
+            .application_name(&config.application_name)
+            .connect_timeout(config.connect_timeout)
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(30));
+        let manager = Manager::from_config(
+            pg,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(config.pool_size.get())
+            .wait_timeout(Some(config.connect_timeout))
+            .create_timeout(Some(config.connect_timeout))
+            .recycle_timeout(Some(config.connect_timeout))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| SetupError::Pool {
+                database: name.to_owned(),
+                reason: e.to_string(),
+            })?;
+        Ok(Self {
+            name: name.to_owned(),
+            config,
+            pool,
+        })
+    }
+
+    /// The database's name under `postgres`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The settings it was built from.
+    pub fn config(&self) -> &std::sync::Arc<PostgresConfig> {
+        &self.config
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+}

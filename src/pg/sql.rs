@@ -1,0 +1,318 @@
+//! The statements a table resource runs. Every client value is a bind parameter, sent as text
+//! and cast to its column's type inside the statement (`($1::text)::integer`), so no value is
+//! ever spliced into SQL; the identifiers are allow-listed names from the config, quoted anyway.
+//!
+//! Keyset order: `WHERE (k1, k2) > ($1, $2) ORDER BY k1, k2 LIMIT n` when every key column
+//! sorts the same way; mixed ascending and descending keys use the expanded form
+//! `k1 > $1 OR (k1 = $1 AND k2 < $2)`.
+
+use std::fmt::Write as _;
+
+use super::catalog::Catalog;
+use crate::config::{FilterOp, TableConfig};
+
+/// `name` as a quoted SQL identifier.
+pub(crate) fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// `table` or `schema.table`, quoted.
+pub(crate) fn quote_table(name: &str) -> String {
+    match name.split_once('.') {
+        Some((schema, table)) => format!("{}.{}", quote_ident(schema), quote_ident(table)),
+        None => quote_ident(name),
+    }
+}
+
+/// One filter of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Filter {
+    /// The column.
+    pub(crate) column: String,
+    /// The operator.
+    pub(crate) op: FilterOp,
+    /// The value (for `is`: `null` or `not_null`).
+    pub(crate) value: String,
+}
+
+/// What a statement produces per row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Shape {
+    /// One JSON object (pages, NDJSON).
+    Json,
+    /// One text value per column, as CSV writes it.
+    Csv,
+}
+
+/// A statement and its text parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Statement {
+    /// The SQL.
+    pub(crate) sql: String,
+    /// The parameters, in order.
+    pub(crate) params: Vec<String>,
+}
+
+/// `($n::text)::type`, pushing `value`.
+fn bind(params: &mut Vec<String>, value: &str, sql_type: &str) -> String {
+    params.push(value.to_owned());
+    format!("(${}::text)::{sql_type}", params.len())
+}
+
+/// The rows after `after` (the last key served), filtered, in key order, at most `limit`: the
+/// `columns` in `shape`, then the key columns as text (for the next cursor or chunk).
+pub(crate) fn select(
+    table: &TableConfig,
+    catalog: &Catalog,
+    columns: &[String],
+    shape: Shape,
+    filters: &[Filter],
+    after: Option<&[String]>,
+    limit: u32,
+) -> Statement {
+    let sql_type = |c: &str| {
+        catalog
+            .columns
+            .get(c)
+            .map_or("text", |c| c.sql_type.as_str())
+            .to_owned()
+    };
+    let mut params = Vec::new();
+    let mut sql = String::from("SELECT ");
+    match shape {
+        Shape::Json => {
+            sql.push_str("json_build_object(");
+            for (i, c) in columns.iter().enumerate() {
+                let numeric = catalog.columns.get(c).is_some_and(|c| c.numeric);
+                let _ = write!(
+                    sql,
+                    "{}'{c}', {}{}",
+                    if i > 0 { ", " } else { "" },
+                    quote_ident(c),
+                    if numeric { "::text" } else { "" }
+                );
+            }
+            sql.push_str(")::text");
+        }
+        Shape::Csv => {
+            for (i, c) in columns.iter().enumerate() {
+                let _ = write!(
+                    sql,
+                    "{}to_json({}) #>> '{{}}'",
+                    if i > 0 { ", " } else { "" },
+                    quote_ident(c)
+                );
+            }
+        }
+    }
+    for k in &table.key {
+        let _ = write!(sql, ", {}::text", quote_ident(&k.column));
+    }
+    // The table is aliased `r` and ORDER BY names `r.` columns: a bare name there would mean the
+    // output column of that name (the key's text form), sorting numbers as text.
+    let _ = write!(sql, " FROM {} AS r", quote_table(&table.name));
+    let mut conditions = Vec::new();
+    for f in filters {
+        let column = quote_ident(&f.column);
+        let t = sql_type(&f.column);
+        conditions.push(match f.op {
+            FilterOp::Is if f.value == "null" => format!("{column} IS NULL"),
+            FilterOp::Is => format!("{column} IS NOT NULL"),
+            FilterOp::In => {
+                params.push(f.value.clone());
+                format!(
+                    "{column} = ANY(string_to_array(${}::text, ',')::{t}[])",
+                    params.len()
+                )
+            }
+            op => {
+                let symbol = match op {
+                    FilterOp::Eq => "=",
+                    FilterOp::Neq => "<>",
+                    FilterOp::Lt => "<",
+                    FilterOp::Lte => "<=",
+                    FilterOp::Gt => ">",
+                    _ => ">=",
+                };
+                format!("{column} {symbol} {}", bind(&mut params, &f.value, &t))
+            }
+        });
+    }
+    if let Some(after) = after {
+        let bound: Vec<(String, String, bool)> = table
+            .key
+            .iter()
+            .zip(after)
+            .map(|(k, v)| {
+                (
+                    quote_ident(&k.column),
+                    bind(&mut params, v, &sql_type(&k.column)),
+                    k.descending,
+                )
+            })
+            .collect();
+        let same = bound.iter().all(|(_, _, d)| *d == bound[0].2);
+        if same {
+            let (cols, vals): (Vec<_>, Vec<_>) = bound
+                .iter()
+                .map(|(c, v, _)| (c.as_str(), v.as_str()))
+                .unzip();
+            let op = if bound[0].2 { "<" } else { ">" };
+            conditions.push(format!("({}) {op} ({})", cols.join(", "), vals.join(", ")));
+        } else {
+            let mut alternatives = Vec::new();
+            for i in 0..bound.len() {
+                let mut terms: Vec<String> = bound[..i]
+                    .iter()
+                    .map(|(c, v, _)| format!("{c} = {v}"))
+                    .collect();
+                let (c, v, descending) = &bound[i];
+                terms.push(format!("{c} {} {v}", if *descending { "<" } else { ">" }));
+                alternatives.push(format!("({})", terms.join(" AND ")));
+            }
+            conditions.push(format!("({})", alternatives.join(" OR ")));
+        }
+    }
+    if !conditions.is_empty() {
+        let _ = write!(sql, " WHERE {}", conditions.join(" AND "));
+    }
+    let order: Vec<String> = table
+        .key
+        .iter()
+        .map(|k| {
+            format!(
+                "r.{}{}",
+                quote_ident(&k.column),
+                if k.descending { " DESC" } else { "" }
+            )
+        })
+        .collect();
+    let _ = write!(sql, " ORDER BY {}", order.join(", "));
+    params.push(limit.to_string());
+    let _ = write!(sql, " LIMIT (${}::text)::int8", params.len());
+    Statement { sql, params }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::config::KeyColumn;
+    use crate::pg::catalog::Column;
+
+    fn table(key: &[(&str, bool)]) -> (TableConfig, Catalog) {
+        let table = TableConfig {
+            database: "main".to_owned(),
+            name: "app.events".to_owned(),
+            columns: vec![
+                "id".to_owned(),
+                "created_at".to_owned(),
+                "amount".to_owned(),
+            ],
+            default_fields: vec![],
+            key: key
+                .iter()
+                .map(|(c, d)| KeyColumn {
+                    column: (*c).to_owned(),
+                    descending: *d,
+                })
+                .collect(),
+            filters: Default::default(),
+            default_limit: 10,
+            max_limit: 100,
+            formats: vec![],
+            chunk_rows: std::num::NonZeroU32::new(100).expect("n"),
+        };
+        let column = |t: &str, numeric| Column {
+            sql_type: t.to_owned(),
+            numeric,
+        };
+        let catalog = Catalog {
+            columns: HashMap::from([
+                ("id".to_owned(), column("bigint", false)),
+                (
+                    "created_at".to_owned(),
+                    column("timestamp with time zone", false),
+                ),
+                ("amount".to_owned(), column("numeric(10,2)", true)),
+            ]),
+        };
+        (table, catalog)
+    }
+
+    #[test]
+    fn values_are_parameters_and_keys_compare_as_a_row() {
+        let (table, catalog) = table(&[("created_at", false), ("id", false)]);
+        let filters = [
+            Filter {
+                column: "amount".to_owned(),
+                op: FilterOp::Gte,
+                value: "1'; DROP TABLE x; --".to_owned(),
+            },
+            Filter {
+                column: "id".to_owned(),
+                op: FilterOp::In,
+                value: "1,2".to_owned(),
+            },
+            Filter {
+                column: "amount".to_owned(),
+                op: FilterOp::Is,
+                value: "not_null".to_owned(),
+            },
+        ];
+        let after = ["2026-01-01 00:00:00+00".to_owned(), "7".to_owned()];
+        let s = select(
+            &table,
+            &catalog,
+            &["id".to_owned(), "amount".to_owned()],
+            Shape::Json,
+            &filters,
+            Some(&after),
+            11,
+        );
+        assert_eq!(
+            s.sql,
+            "SELECT json_build_object('id', \"id\", 'amount', \"amount\"::text)::text, \"created_at\"::text, \"id\"::text \
+             FROM \"app\".\"events\" AS r WHERE \"amount\" >= ($1::text)::numeric(10,2) \
+             AND \"id\" = ANY(string_to_array($2::text, ',')::bigint[]) AND \"amount\" IS NOT NULL \
+             AND (\"created_at\", \"id\") > (($3::text)::timestamp with time zone, ($4::text)::bigint) \
+             ORDER BY r.\"created_at\", r.\"id\" LIMIT ($5::text)::int8"
+        );
+        assert_eq!(
+            s.params,
+            [
+                "1'; DROP TABLE x; --",
+                "1,2",
+                "2026-01-01 00:00:00+00",
+                "7",
+                "11"
+            ]
+        );
+    }
+
+    #[test]
+    fn mixed_directions_expand_into_alternatives() {
+        let (table, catalog) = table(&[("created_at", true), ("id", false)]);
+        let after = ["t".to_owned(), "7".to_owned()];
+        let s = select(
+            &table,
+            &catalog,
+            &["id".to_owned()],
+            Shape::Csv,
+            &[],
+            Some(&after),
+            5,
+        );
+        assert!(
+            s.sql.contains(
+                "WHERE ((\"created_at\" < ($1::text)::timestamp with time zone) OR (\"created_at\" = ($1::text)::timestamp with time zone AND \"id\" > ($2::text)::bigint)) ORDER BY r.\"created_at\" DESC, r.\"id\""
+            ),
+            "{}",
+            s.sql
+        );
+        assert!(s.sql.starts_with(
+            "SELECT to_json(\"id\") #>> '{}', \"created_at\"::text, \"id\"::text FROM"
+        ));
+    }
+}

@@ -1,0 +1,490 @@
+//! The PostgreSQL query service against a real PostgreSQL the test starts itself: keyset walks
+//! equal `SELECT … ORDER BY key` (compound, descending and mixed keys with ties), filters and
+//! NULLs, every mapped type, injection attempts, streamed CSV/NDJSON exports that resume with
+//! `after`, start-up checks that refuse an unfit table, a database that goes down and comes
+//! back, timeouts, and a client abort that cancels the running statement.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::postgres::Postgres;
+use support::{Got, Proxy};
+
+const CURSORS: &str =
+    "cursors: {keys: [{id: 1, secret: test-secret-test-secret-test-secret-0123}]}";
+
+/// A table of `rows` rows with ties in `created_at` (three rows a second) and every mapped type.
+async fn events(pg: &Postgres, rows: u32) -> String {
+    let t = pg.name("events");
+    pg.execute(&format!(
+        "CREATE TABLE {t} (
+           id bigint PRIMARY KEY, status text NOT NULL, created_at timestamptz NOT NULL,
+           amount numeric(12,2), big bigint, flag boolean, tags text[], payload jsonb,
+           day date, uid uuid, note text);
+         INSERT INTO {t}
+         SELECT g, (ARRAY['active','archived','failed'])[1 + g % 3],
+                timestamptz '2026-01-01 00:00:00.123456+00' + (g / 3) * interval '1 second',
+                CASE WHEN g % 5 = 0 THEN NULL ELSE g * 1.25 END,
+                9007199254740993 + g, g % 2 = 0, ARRAY['a', 'b' || g],
+                jsonb_build_object('k', g, 'deep', jsonb_build_array(1, 'x')),
+                date '2026-01-02' + g, md5(g::text)::uuid,
+                CASE WHEN g % 7 = 0 THEN 'has, comma and \"quote\"' || chr(10) || 'and a newline' ELSE 'note ' || g END
+         FROM generate_series(1, {rows}) g;
+         CREATE INDEX ON {t} (created_at, id);
+         CREATE INDEX ON {t} (created_at DESC, id);"
+    ))
+    .await;
+    t
+}
+
+/// pagegate serving `table` at /db with `settings` under `table:`.
+async fn serve(pg: &Postgres, table: &str, settings: &str, top: &str) -> Proxy {
+    let yaml = format!(
+        "{top}
+{CURSORS}
+postgres: {{main: {{url: '{}', statement_timeout: 5s}}}}
+routes:
+  - {{name: db, path: /db, methods: [GET], table: {{database: main, name: {table}, {settings}}}}}
+",
+        pg.url
+    );
+    Proxy::start_url(&yaml, "http://127.0.0.1:9").await
+}
+
+const COLUMNS: &str =
+    "columns: [id, status, created_at, amount, big, flag, tags, payload, day, uid, note]";
+
+/// Follows `next_cursor` from `first`, collecting every row's `id`.
+async fn walk(proxy: &Proxy, first: &str) -> Vec<i64> {
+    let mut ids = Vec::new();
+    let mut url = proxy.url(first);
+    let mut pages = 0;
+    loop {
+        let got = support::get(&url).await;
+        assert_eq!(got.status, 200, "{}", got.text());
+        let page = got.json();
+        for row in page["data"].as_array().expect("data") {
+            ids.push(row["id"].as_i64().expect("id"));
+        }
+        pages += 1;
+        assert!(pages < 1000, "no end");
+        match page["next_cursor"].as_str() {
+            None => {
+                assert!(
+                    got.header("link").is_none(),
+                    "the last page has no next link"
+                );
+                return ids;
+            }
+            Some(_) => {
+                let link = got.header("link").expect("a next link");
+                let next = link.trim_start_matches('<').split('>').next().expect("url");
+                url = proxy.url(next);
+            }
+        }
+    }
+}
+
+async fn ids(pg: &Postgres, sql: &str) -> Vec<i64> {
+    pg.client()
+        .await
+        .query(sql, &[])
+        .await
+        .expect(sql)
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+#[tokio::test]
+async fn walks_equal_the_sql_order_for_compound_descending_and_mixed_keys() {
+    let pg = Postgres::start();
+    let t = events(&pg, 2500).await;
+    for (key, order) in [
+        ("[created_at, id]", "created_at, id"),
+        ("[-created_at, -id]", "created_at DESC, id DESC"),
+        ("[-created_at, id]", "created_at DESC, id"),
+    ] {
+        let proxy = serve(
+            &pg,
+            &t,
+            &format!("{COLUMNS}, key: {key}, filters: {{status: [eq]}}"),
+            "",
+        )
+        .await;
+        let walked = walk(&proxy, "/db?limit=333&fields=id").await;
+        assert!(
+            walked == ids(&pg, &format!("SELECT id FROM {t} ORDER BY {order}")).await,
+            "key {key}: {}",
+            summary(&walked)
+        );
+        // With a filter: the cursor carries it, the walk stays inside it.
+        let walked = walk(&proxy, "/db?status=eq.failed&limit=100&fields=id").await;
+        assert_eq!(
+            walked,
+            ids(
+                &pg,
+                &format!("SELECT id FROM {t} WHERE status = 'failed' ORDER BY {order}")
+            )
+            .await,
+            "key {key}, filtered"
+        );
+        proxy.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn every_operator_filters_and_nulls_are_found() {
+    let pg = Postgres::start();
+    let t = events(&pg, 300).await;
+    let filters = "filters: {id: [eq, neq, lt, lte, gt, gte, in], amount: [is, gt], big: [gt], status: [in], created_at: [gte, lt]}";
+    let proxy = serve(
+        &pg,
+        &t,
+        &format!("{COLUMNS}, key: [id], {filters}, max_limit: 1000"),
+        "",
+    )
+    .await;
+    for (query, sql) in [
+        ("id=eq.7", "id = 7"),
+        ("id=neq.7", "id <> 7"),
+        ("id=lt.7", "id < 7"),
+        ("id=lte.7", "id <= 7"),
+        ("id=gt.290", "id > 290"),
+        ("id=gte.290", "id >= 290"),
+        ("id=in.3,5,8", "id IN (3, 5, 8)"),
+        ("amount=is.null", "amount IS NULL"),
+        (
+            "amount=is.not_null&amount=gt.300",
+            "amount IS NOT NULL AND amount > 300",
+        ),
+        ("big=gt.9007199254741290", "big > 9007199254741290"),
+        (
+            "status=in.failed,archived",
+            "status IN ('failed', 'archived')",
+        ),
+        (
+            "created_at=gte.2026-01-01T00:00:10Z&created_at=lt.2026-01-01T00:00:20Z",
+            "created_at >= '2026-01-01T00:00:10Z' AND created_at < '2026-01-01T00:00:20Z'",
+        ),
+    ] {
+        let walked = walk(&proxy, &format!("/db?{query}&fields=id&limit=1000")).await;
+        assert_eq!(
+            walked,
+            ids(&pg, &format!("SELECT id FROM {t} WHERE {sql} ORDER BY id")).await,
+            "{query}"
+        );
+    }
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn types_map_to_json_faithfully() {
+    let pg = Postgres::start();
+    let t = events(&pg, 10).await;
+    let proxy = serve(
+        &pg,
+        &t,
+        &format!("{COLUMNS}, key: [id], filters: {{id: [eq]}}"),
+        "",
+    )
+    .await;
+    let row = support::get(&proxy.url("/db?id=eq.4")).await.json()["data"][0].clone();
+    let text = row.to_string();
+    assert!(
+        text.contains("\"big\":9007199254740997"),
+        "int8 beyond 2^53, exact: {text}"
+    );
+    assert_eq!(row["amount"], "5.00", "numeric as a string");
+    assert_eq!(
+        row["created_at"], "2026-01-01T00:00:01.123456+00:00",
+        "RFC 3339 to the microsecond"
+    );
+    assert_eq!(row["flag"], true);
+    assert_eq!(row["tags"], serde_json::json!(["a", "b4"]));
+    assert_eq!(
+        row["payload"],
+        serde_json::json!({"k": 4, "deep": [1, "x"]})
+    );
+    assert_eq!(row["day"], "2026-01-06");
+    assert_eq!(row["uid"].as_str().map(str::len), Some(36));
+    let null = support::get(&proxy.url("/db?id=eq.5")).await.json()["data"][0].clone();
+    assert_eq!(null["amount"], serde_json::Value::Null);
+    proxy.stop().await;
+}
+
+fn assert_problem(got: &Got, status: u16, contains: &str) {
+    let problem = got.problem(status);
+    let detail = problem["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains(contains),
+        "{detail:?} should mention {contains:?}"
+    );
+}
+
+#[tokio::test]
+async fn injection_attempts_change_nothing_and_get_400() {
+    let pg = Postgres::start();
+    let t = events(&pg, 50).await;
+    let proxy = serve(
+        &pg,
+        &t,
+        &format!("{COLUMNS}, key: [id], filters: {{id: [eq], status: [eq]}}"),
+        "",
+    )
+    .await;
+    let get = |q: &str| {
+        let url = proxy.url(&format!("/db?{q}"));
+        async move { support::get(&url).await }
+    };
+    assert_problem(&get("fields=id;DROP%20TABLE%20x").await, 400, "not a field");
+    assert_problem(&get("fields=id,%22status%22").await, 400, "not a field");
+    assert_problem(&get("id=eq.1%20OR%201=1").await, 400, "does not fit");
+    assert_problem(
+        &get("id=eq.1);DROP%20TABLE%20x;--").await,
+        400,
+        "does not fit",
+    );
+    assert_problem(&get("id=like.1").await, 400, "operator");
+    assert_problem(&get("status=gt.a").await, 400, "operator");
+    assert_problem(&get("id%3Deq.1=eq.1").await, 400, "not a parameter");
+    assert_problem(&get("limit=10;select").await, 400, "limit");
+    assert_problem(&get("limit=100000").await, 400, "limit");
+    assert_problem(&get("cursor=AAAA").await, 400, "cursor");
+    // A quote in a text value is just text: no row has it.
+    let got = get("status=eq.a%27%20OR%20%271%27=%271").await;
+    assert_eq!(got.status, 200);
+    assert_eq!(got.json()["data"], serde_json::json!([]));
+    // A cursor minted for one filter does not serve another.
+    let first = get("status=eq.active&limit=2").await.json();
+    let cursor = first["next_cursor"].as_str().expect("cursor").to_owned();
+    assert_problem(
+        &get(&format!("status=eq.failed&limit=2&cursor={cursor}")).await,
+        400,
+        "different query parameters",
+    );
+    assert_eq!(
+        ids(&pg, &format!("SELECT count(*)::int8 FROM {t}")).await,
+        [50],
+        "the table is whole"
+    );
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn exports_stream_every_row_in_chunks_and_resume_after_a_key() {
+    let pg = Postgres::start();
+    let t = events(&pg, 1234).await;
+    let settings = format!(
+        "{COLUMNS}, key: [created_at, id], filters: {{status: [eq]}}, export: {{chunk_rows: 100}}"
+    );
+    let proxy = serve(&pg, &t, &settings, "").await;
+    let got = support::get(&proxy.url("/db/export?fields=id,note")).await;
+    assert_eq!(got.status, 200);
+    assert_eq!(got.header("content-type"), Some("text/csv; charset=utf-8"));
+    let text = got.text();
+    let mut records = csv_records(&text);
+    assert_eq!(
+        records.remove(0),
+        ["id", "note", "created_at"],
+        "key columns always exported"
+    );
+    let exported: Vec<i64> = records.iter().map(|r| r[0].parse().expect("id")).collect();
+    assert_eq!(
+        exported,
+        ids(&pg, &format!("SELECT id FROM {t} ORDER BY created_at, id")).await
+    );
+    let quoted = records.iter().find(|r| r[0] == "7").expect("row 7");
+    assert_eq!(quoted[1], "has, comma and \"quote\"\nand a newline");
+    // Resume after row 500's key: the rest, nothing twice.
+    let row = records.iter().position(|r| r[0] == "500").expect("row 500");
+    let after = format!("{},{}", records[row][2], records[row][0]);
+    let rest = support::get(&proxy.url(&format!(
+        "/db/export?fields=id&after={}",
+        after.replace('+', "%2B")
+    )))
+    .await
+    .text();
+    let rest: Vec<i64> = csv_records(&rest)
+        .iter()
+        .skip(1)
+        .map(|r| r[0].parse().expect("id"))
+        .collect();
+    assert_eq!(rest, exported[row + 1..]);
+    // NDJSON: one object a line, the page's mapping.
+    let lines = support::get(&proxy.url("/db/export?format=ndjson&status=eq.failed"))
+        .await
+        .text();
+    let objects: Vec<serde_json::Value> = lines
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    let failed = ids(
+        &pg,
+        &format!("SELECT count(*)::int8 FROM {t} WHERE status = 'failed'"),
+    )
+    .await[0];
+    assert_eq!(objects.len() as i64, failed);
+    assert!(
+        objects
+            .iter()
+            .all(|o| o["status"] == "failed" && o["big"].is_u64())
+    );
+    proxy.stop().await;
+}
+
+/// RFC 4180 records (quoted fields may hold commas, quotes and newlines).
+fn csv_records(text: &str) -> Vec<Vec<String>> {
+    let mut records = Vec::new();
+    let (mut record, mut field, mut quoted, mut chars) =
+        (Vec::new(), String::new(), false, text.chars().peekable());
+    while let Some(c) = chars.next() {
+        match (quoted, c) {
+            (true, '"') if chars.peek() == Some(&'"') => {
+                chars.next();
+                field.push('"');
+            }
+            (true, '"') => quoted = false,
+            (true, c) => field.push(c),
+            (false, '"') => quoted = true,
+            (false, ',') => record.push(std::mem::take(&mut field)),
+            (false, '\n') => {
+                record.push(std::mem::take(&mut field));
+                records.push(std::mem::take(&mut record));
+            }
+            (false, c) => field.push(c),
+        }
+    }
+    records
+}
+
+async fn start_error(pg: &Postgres, table: &str, settings: &str) -> String {
+    let yaml = format!(
+        "listen: 127.0.0.1:0\n{CURSORS}\npostgres: {{main: {{url: '{}'}}}}\nroutes:\n  - {{name: db, path: /db, table: {{database: main, name: {table}, {settings}}}}}\n",
+        pg.url
+    );
+    let config = pagegate::config::Config::parse("t.yaml", &yaml).expect("valid config");
+    match pagegate::server::Server::bind(config).await {
+        Ok(_) => panic!("{table} should be refused"),
+        Err(error) => error.to_string(),
+    }
+}
+
+#[tokio::test]
+async fn an_unfit_table_is_refused_at_start_with_the_fix() {
+    let pg = Postgres::start();
+    let (nullable, loose, unindexed) =
+        (pg.name("nullable"), pg.name("loose"), pg.name("unindexed"));
+    pg.execute(&format!(
+        "CREATE TABLE {nullable} (id bigint UNIQUE, at timestamptz);
+         CREATE TABLE {loose} (id bigint NOT NULL, at timestamptz NOT NULL);
+         CREATE TABLE {unindexed} (id bigint PRIMARY KEY, at timestamptz NOT NULL);"
+    ))
+    .await;
+    let error = start_error(&pg, &nullable, "columns: [id, at], key: [id]").await;
+    assert!(
+        error.contains("may be NULL") && error.contains("SET NOT NULL"),
+        "{error}"
+    );
+    let error = start_error(&pg, &loose, "columns: [id, at], key: [id]").await;
+    assert!(error.contains("not unique"), "{error}");
+    let error = start_error(&pg, &unindexed, "columns: [id, at], key: [at, id]").await;
+    assert!(
+        error.contains(&format!(
+            "CREATE INDEX ON \"{unindexed}\" (\"at\", \"id\");"
+        )),
+        "{error}"
+    );
+    let error = start_error(&pg, &pg.name("missing"), "columns: [id], key: [id]").await;
+    assert!(error.contains("does not exist"), "{error}");
+}
+
+#[tokio::test]
+async fn a_database_that_goes_down_answers_503_and_is_served_again_when_back() {
+    // Its own cluster even with DATABASE_URL: this test stops and restarts it.
+    let pg = Postgres::start_owned();
+    let t = events(&pg, 20).await;
+    let proxy = serve(&pg, &t, &format!("{COLUMNS}, key: [id]"), "").await;
+    assert_eq!(support::get(&proxy.url("/db")).await.status, 200);
+    pg.stop();
+    let got = support::get(&proxy.url("/db")).await;
+    let problem = got.problem(503);
+    assert_eq!(problem["type"], "urn:pagegate:problem:database-unavailable");
+    pg.restart();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = support::get(&proxy.url("/db")).await;
+        if got.status == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not served again: {} {}",
+            got.status,
+            got.text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_slow_statement_gets_504_and_an_aborted_export_cancels_its_query() {
+    let pg = Postgres::start();
+    let t = events(&pg, 3000).await;
+    // A view whose every row takes a millisecond: a 1,000-row chunk takes a second.
+    let slow = pg.name("slow");
+    pg.execute(&format!(
+        "CREATE VIEW {slow} AS SELECT id, pg_sleep(0.001)::text AS nap FROM {t}"
+    ))
+    .await;
+    let yaml = format!(
+        "{CURSORS}
+postgres: {{main: {{url: '{}', statement_timeout: 300ms, application_name: pagegate-abort}}}}
+routes:
+  - {{name: db, path: /db, table: {{database: main, name: {slow}, columns: [id, nap], key: [id], max_limit: 5000, export: {{chunk_rows: 3000}}}}}}
+",
+        pg.url
+    );
+    let proxy = Proxy::start_url(&yaml, "http://127.0.0.1:9").await;
+    let got = support::get(&proxy.url("/db?limit=2000")).await;
+    assert_eq!(
+        got.problem(504)["type"],
+        "urn:pagegate:problem:database-timeout"
+    );
+    // A long chunk in flight; the client leaves after 150 ms.
+    let yaml = yaml.replace("statement_timeout: 300ms", "statement_timeout: 60s");
+    proxy.stop().await;
+    let proxy = Proxy::start_url(&yaml, "http://127.0.0.1:9").await;
+    let active = || async {
+        let sql = "SELECT count(*)::int8 FROM pg_stat_activity WHERE application_name = 'pagegate-abort' AND state = 'active'";
+        ids(&pg, sql).await[0]
+    };
+    let url = proxy.url("/db/export");
+    let export = tokio::spawn(async move { support::get(&url).await });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(active().await, 1, "the chunk's statement runs");
+    export.abort();
+    let _ = export.await;
+    let left = Instant::now();
+    while active().await != 0 {
+        assert!(
+            left.elapsed() < Duration::from_secs(1),
+            "the statement still runs after the client left"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The pool is whole: pages are served.
+    assert_eq!(support::get(&proxy.url("/db?limit=1")).await.status, 200);
+    proxy.stop().await;
+}
+
+/// The first ids and the length, for failure messages.
+fn summary(ids: &[i64]) -> String {
+    format!(
+        "{} ids, starting {:?}",
+        ids.len(),
+        &ids[..ids.len().min(20)]
+    )
+}

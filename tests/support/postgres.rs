@@ -1,0 +1,255 @@
+//! A real PostgreSQL for a test: `DATABASE_URL` when set, else a fresh cluster the test starts
+//! itself (initdb + pg_ctl of the machine's PostgreSQL, in a temporary directory, on a free
+//! port; as the `postgres` user when running as root, since PostgreSQL refuses to run as root),
+//! stopped and removed when dropped. Its absence fails the test with the install command.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::redis::free_port;
+
+pub struct Postgres {
+    pub url: String,
+    /// A prefix that makes this test's table names its own (a shared DATABASE_URL).
+    pub prefix: String,
+    dir: Option<PathBuf>,
+    bin: PathBuf,
+}
+
+/// The directory of the machine's PostgreSQL server programs (the newest version installed).
+fn bindir() -> PathBuf {
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|dir| {
+            dir.filter_map(|e| e.ok())
+                .map(|e| e.path().join("bin"))
+                .filter(|p| p.join("initdb").exists())
+                .collect()
+        })
+        .unwrap_or_default();
+    versions.sort_by_key(|p| {
+        p.parent()
+            .and_then(|v| v.file_name())
+            .and_then(|v| v.to_str())
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(0)
+    });
+    versions.pop().unwrap_or_else(|| {
+        panic!("no PostgreSQL server found under /usr/lib/postgresql: install it with `apt-get install postgresql` (.ci/run does), or set DATABASE_URL")
+    })
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0"))
+}
+
+/// Runs a server program, as `postgres` when this process is root.
+fn run(bin: &Path, program: &str, args: &[&str]) {
+    let path = bin.join(program);
+    let status = if is_root() {
+        Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(&path)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .status()
+    } else {
+        Command::new(&path)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .status()
+    };
+    let status = status.unwrap_or_else(|e| panic!("cannot run {}: {e}", path.display()));
+    assert!(status.success(), "{program} {args:?} failed: {status}");
+}
+
+static NEXT: AtomicU64 = AtomicU64::new(0);
+
+impl Postgres {
+    pub fn start() -> Self {
+        let prefix = format!(
+            "t{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        if let Ok(url) = std::env::var("DATABASE_URL") {
+            return Self {
+                url,
+                prefix,
+                dir: None,
+                bin: PathBuf::new(),
+            };
+        }
+        Self::start_own(prefix)
+    }
+
+    /// A cluster of the test's own even when DATABASE_URL is set (a test that stops it).
+    pub fn start_owned() -> Self {
+        Self::start_own(format!(
+            "t{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ))
+    }
+
+    fn start_own(prefix: String) -> Self {
+        let bin = bindir();
+        let dir = std::env::temp_dir().join(format!("pagegate-pg-{prefix}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        if is_root() {
+            let status = Command::new("chown")
+                .args(["-R", "postgres"])
+                .arg(&dir)
+                .status()
+                .expect("chown");
+            assert!(status.success(), "chown postgres {}", dir.display());
+        }
+        let data = dir.join("data");
+        let data = data.to_str().expect("utf-8 path");
+        run(
+            &bin,
+            "initdb",
+            &[
+                "-D",
+                data,
+                "--auth=trust",
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "--no-instructions",
+            ],
+        );
+        let port = free_port();
+        let options = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off",
+            dir.display()
+        );
+        let log = dir.join("log");
+        run(
+            &bin,
+            "pg_ctl",
+            &[
+                "-D",
+                data,
+                "-o",
+                &options,
+                "-l",
+                log.to_str().expect("utf-8"),
+                "-w",
+                "start",
+            ],
+        );
+        Self {
+            url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+            prefix,
+            dir: Some(dir),
+            bin,
+        }
+    }
+
+    /// A name of this test's own: `{prefix}_{base}`.
+    pub fn name(&self, base: &str) -> String {
+        format!("{}_{base}", self.prefix)
+    }
+
+    pub async fn client(&self) -> tokio_postgres::Client {
+        let (client, connection) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to {}: {e}", self.url));
+        tokio::spawn(connection);
+        client
+    }
+
+    pub async fn execute(&self, sql: &str) {
+        self.client()
+            .await
+            .batch_execute(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}\n{e}"));
+    }
+
+    /// Stops the server (the database "goes down"); [`Self::restart`] brings it back.
+    pub fn stop(&self) {
+        if let Some(dir) = &self.dir {
+            let data = dir.join("data");
+            // `fast`: sessions are cut, committed data kept (an immediate stop may lose the
+            // last commits made with synchronous_commit off).
+            run(
+                &self.bin,
+                "pg_ctl",
+                &[
+                    "-D",
+                    data.to_str().expect("utf-8"),
+                    "-m",
+                    "fast",
+                    "-w",
+                    "stop",
+                ],
+            );
+        }
+    }
+
+    pub fn restart(&self) {
+        let Some(dir) = &self.dir else { return };
+        let data = dir.join("data");
+        let port = self
+            .url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.split('/').next())
+            .expect("port");
+        let options = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            dir.display()
+        );
+        let log = dir.join("log");
+        run(
+            &self.bin,
+            "pg_ctl",
+            &[
+                "-D",
+                data.to_str().expect("utf-8"),
+                "-o",
+                &options,
+                "-l",
+                log.to_str().expect("utf-8"),
+                "-w",
+                "start",
+            ],
+        );
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        if let Some(dir) = self.dir.take() {
+            let data = dir.join("data");
+            let path = self.bin.join("pg_ctl");
+            let args = ["-D", data.to_str().unwrap_or(""), "-m", "immediate", "stop"];
+            let _ = if is_root() {
+                Command::new("runuser")
+                    .args(["-u", "postgres", "--"])
+                    .arg(&path)
+                    .args(args)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+            } else {
+                Command::new(&path)
+                    .args(args)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+            };
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+}
