@@ -107,6 +107,15 @@ pub fn check(path: &Path) -> ExitCode {
             for route in &config.routes {
                 println!("{}", route.summary());
             }
+            for (name, database) in &config.postgres {
+                let needs = database.env_vars();
+                if !needs.is_empty() {
+                    println!(
+                        "postgres {name}: `run` needs the environment variable(s) {}",
+                        needs.join(", ")
+                    );
+                }
+            }
             ExitCode::SUCCESS
         }
         Err(error) => {

@@ -420,3 +420,54 @@ fn the_redis_connection_is_checked() {
     ];
     assert_starts(&lines, &expected);
 }
+
+#[test]
+fn table_routes_are_typed_and_their_mistakes_located() {
+    let cursors = "cursors: {keys: [{id: 1, secret: test-secret-test-secret-test-secret-0123}]}";
+    let yaml = format!(
+        "{cursors}
+postgres: {{main: {{url: 'postgres://u:${{PG_PASS}}@h:5432/app'}}}}
+routes:
+  - {{name: db, path: /db, table: {{database: main, name: app.events, columns: [id, at, s], key: [-at, id], filters: {{s: [eq, in]}}}}}}
+"
+    );
+    let config = parse(&yaml).expect("valid");
+    assert_eq!(config.postgres["main"].env_vars(), ["PG_PASS"]);
+    assert_eq!(config.postgres["main"].statement_timeout, DEFAULT_STATEMENT_TIMEOUT);
+    let Target::Table(table) = &config.routes[0].target else {
+        panic!("a table route");
+    };
+    assert_eq!(
+        table.key,
+        [
+            KeyColumn { column: "at".to_owned(), descending: true },
+            KeyColumn { column: "id".to_owned(), descending: false }
+        ]
+    );
+    assert_eq!(table.default_fields, ["id", "at", "s"]);
+    assert_eq!(table.chunk_rows, DEFAULT_CHUNK_ROWS);
+    assert_eq!(table.filters["s"], [FilterOp::Eq, FilterOp::In]);
+
+    let yaml = "\
+postgres: {main: {url: 'mysql://h/db'}}
+routes:
+  - {path: /a, table: {database: other, name: 'x;drop', columns: [id, id], key: [nope], filters: {id: [like]}}}
+  - {path: /b, upstream: app, table: {database: main, name: t, columns: [id], key: [id]}}
+  - {path: '/c/{id}', table: {database: main, name: t, columns: [id], key: [id], max_limit: 5, default_limit: 10}}
+";
+    let lines = problems(yaml);
+    let expected = [
+        "t.yaml:1:24: `url` is not a PostgreSQL URL",
+        "t.yaml:3:23: `table` needs `cursors` keys",
+        "t.yaml:3:34: `database` is `other`, which is not declared under `postgres`",
+        "t.yaml:3:47: `name` is \"x;drop\": write a table or view name",
+        "t.yaml:3:71: `columns` lists `id` twice",
+        "t.yaml:3:82: `key` names `nope`, which is not in `columns`",
+        "t.yaml:3:104: `filters` has operator \"like\"",
+        "t.yaml:4:26: `upstream` and `table` are both set",
+        "t.yaml:5:12: `path` is \"/c/{id}\": a table route's path is fixed",
+        "t.yaml:5:30: `table` needs `cursors` keys",
+        "t.yaml:5:93: `max_limit` (5) is below `default_limit` (10)",
+    ];
+    assert_starts(&lines, &expected);
+}
