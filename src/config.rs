@@ -30,7 +30,7 @@ pub use error::{ConfigError, ConfigProblem, Located, Position};
 pub use limits::{
     ClientKeySource, LimitStore, LimitsConfig, OnRedisError, Queue, Rate, RedisConfig,
 };
-pub use table::{ExportFormat, FilterOp, KeyColumn, PostgresConfig, TableConfig, Target};
+pub use table::{ExportFormat, FilterOp, KeyColumn, PostgresConfig, Scope, TableConfig, Target};
 
 /// A validated configuration.
 #[derive(Debug, Clone, PartialEq)]

@@ -67,6 +67,11 @@ pub enum PgError {
     /// The table failed its check against the catalog (the reason is logged).
     #[error("this resource is out of service")]
     OutOfService,
+    /// A scoped table's request lacks its scope header (or repeats it).
+    #[error(
+        "this resource needs exactly one {0} header, set by the authentication in front of pagegate"
+    )]
+    ScopeRequired(http::HeaderName),
 }
 
 impl PgError {
@@ -75,6 +80,7 @@ impl PgError {
         match self {
             Self::BadRequest(_) | Self::BadValue(_) | Self::Cursor(_) => StatusCode::BAD_REQUEST,
             Self::Method(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::ScopeRequired(_) => StatusCode::FORBIDDEN,
             Self::Unavailable | Self::OutOfService => StatusCode::SERVICE_UNAVAILABLE,
             Self::Timeout => StatusCode::GATEWAY_TIMEOUT,
         }
@@ -86,6 +92,7 @@ impl PgError {
             Self::BadRequest(_) | Self::BadValue(_) => "urn:pagegate:problem:invalid-query",
             Self::Cursor(_) => "urn:pagegate:problem:invalid-cursor",
             Self::Method(_) => "urn:pagegate:problem:method-not-allowed",
+            Self::ScopeRequired(_) => "urn:pagegate:problem:scope-required",
             Self::Unavailable | Self::OutOfService => "urn:pagegate:problem:database-unavailable",
             Self::Timeout => "urn:pagegate:problem:database-timeout",
         }
@@ -495,7 +502,26 @@ async fn serve(resource: &Arc<Resource>, req: &Request) -> Result<Response, PgEr
             .to_ascii_lowercase()
             .ends_with("/export");
     let table = Arc::clone(&resource.table);
-    let params = parse(&table, req.uri().query().unwrap_or(""), export)?;
+    let mut params = parse(&table, req.uri().query().unwrap_or(""), export)?;
+    if let Some(scope) = &table.scope {
+        // Exactly one value: a repeated header is ambiguous (which one did the auth layer set?).
+        let mut values = req.headers().get_all(&scope.header).iter();
+        let value = match (values.next(), values.next()) {
+            (Some(value), None) => value.to_str().ok().filter(|v| !v.is_empty()),
+            _ => None,
+        };
+        let value = value.ok_or_else(|| PgError::ScopeRequired(scope.header.clone()))?;
+        // First, and bound into cursors: one scope's cursor never pages another's rows.
+        params.filters.insert(
+            0,
+            Filter {
+                column: scope.column.clone(),
+                op: FilterOp::Eq,
+                value: value.to_owned(),
+            },
+        );
+        params.binding.push(format!("scope:{value}"));
+    }
     let catalog = resource.ready().await?;
     if export {
         return Ok(export::response(

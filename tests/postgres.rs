@@ -488,3 +488,103 @@ fn summary(ids: &[i64]) -> String {
         &ids[..ids.len().min(20)]
     )
 }
+
+#[tokio::test]
+async fn scoped_rows_stay_with_their_tenant_with_or_without_a_cursor() {
+    let pg = Postgres::start();
+    let (t, unindexed) = (pg.name("scoped"), pg.name("scoped_unindexed"));
+    pg.execute(&format!(
+        "CREATE TABLE {t} (id bigint PRIMARY KEY, tenant_id int NOT NULL, v text);
+         INSERT INTO {t} SELECT g, g % 3, 'v' || g FROM generate_series(1, 600) g;
+         CREATE INDEX ON {t} (tenant_id, id);
+         CREATE TABLE {unindexed} (id bigint PRIMARY KEY, tenant_id int NOT NULL);"
+    ))
+    .await;
+    let scope = "scope: {column: tenant_id, header: X-Tenant}";
+    let proxy = serve(
+        &pg,
+        &t,
+        &format!("columns: [id, v], key: [id], {scope}"),
+        "",
+    )
+    .await;
+    let as_tenant = |tenant: &'static str, path: String| {
+        let url = proxy.url(&path);
+        async move {
+            let request = http::Request::get(url)
+                .header("x-tenant", tenant)
+                .body(support::full(bytes::Bytes::new()))
+                .expect("request");
+            support::send(request).await
+        }
+    };
+    // No header, or two: refused.
+    assert_eq!(
+        support::get(&proxy.url("/db")).await.problem(403)["type"],
+        "urn:pagegate:problem:scope-required"
+    );
+    // Tenant 1 walks its own rows only.
+    let mut walked = Vec::new();
+    let mut path = "/db?limit=50".to_owned();
+    loop {
+        let page = as_tenant("1", path.clone()).await.json();
+        walked.extend(
+            page["data"]
+                .as_array()
+                .expect("data")
+                .iter()
+                .map(|r| r["id"].as_i64().expect("id")),
+        );
+        match page["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/db?limit=50&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(
+        walked,
+        ids(
+            &pg,
+            &format!("SELECT id FROM {t} WHERE tenant_id = 1 ORDER BY id")
+        )
+        .await
+    );
+    // Tenant 1's cursor does not page tenant 2's rows.
+    let cursor = as_tenant("1", "/db?limit=50".to_owned()).await.json()["next_cursor"]
+        .as_str()
+        .expect("cursor")
+        .to_owned();
+    as_tenant("2", format!("/db?limit=50&cursor={cursor}"))
+        .await
+        .problem(400);
+    // Exports are scoped too.
+    let export = as_tenant("2", "/db/export?fields=id".to_owned())
+        .await
+        .text();
+    let exported: Vec<i64> = export
+        .lines()
+        .skip(1)
+        .map(|l| l.parse().expect("id"))
+        .collect();
+    assert_eq!(
+        exported,
+        ids(
+            &pg,
+            &format!("SELECT id FROM {t} WHERE tenant_id = 2 ORDER BY id")
+        )
+        .await
+    );
+    proxy.stop().await;
+    // Without an index that starts with the scope column, the start is refused with the fix.
+    let error = start_error(
+        &pg,
+        &unindexed,
+        &format!("columns: [id], key: [id], {scope}"),
+    )
+    .await;
+    assert!(
+        error.contains(&format!(
+            "CREATE INDEX ON \"{unindexed}\" (\"tenant_id\", \"id\");"
+        )),
+        "{error}"
+    );
+}

@@ -114,6 +114,15 @@ pub(crate) struct FileTable {
     pub(crate) default_limit: Option<Spanned<u64>>,
     pub(crate) max_limit: Option<Spanned<u64>>,
     pub(crate) export: Option<Spanned<FileExport>>,
+    pub(crate) scope: Option<Spanned<FileScope>>,
+}
+
+/// Row scoping of a table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileScope {
+    pub(crate) column: Spanned<String>,
+    pub(crate) header: Spanned<String>,
 }
 
 /// A table's exports.

@@ -70,6 +70,18 @@ pub struct TableConfig {
     pub formats: Vec<ExportFormat>,
     /// Rows per export chunk (one short keyset query each).
     pub chunk_rows: NonZeroU32,
+    /// Row scoping: a filter every request gets from a header a trusted auth layer sets.
+    pub scope: Option<Scope>,
+}
+
+/// Row scoping: `column = <value of header>` on every request; one without the header is
+/// refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope {
+    /// The column.
+    pub column: String,
+    /// The header.
+    pub header: http::HeaderName,
 }
 
 /// One key column.

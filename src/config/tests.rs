@@ -433,15 +433,24 @@ routes:
     );
     let config = parse(&yaml).expect("valid");
     assert_eq!(config.postgres["main"].env_vars(), ["PG_PASS"]);
-    assert_eq!(config.postgres["main"].statement_timeout, DEFAULT_STATEMENT_TIMEOUT);
+    assert_eq!(
+        config.postgres["main"].statement_timeout,
+        DEFAULT_STATEMENT_TIMEOUT
+    );
     let Target::Table(table) = &config.routes[0].target else {
         panic!("a table route");
     };
     assert_eq!(
         table.key,
         [
-            KeyColumn { column: "at".to_owned(), descending: true },
-            KeyColumn { column: "id".to_owned(), descending: false }
+            KeyColumn {
+                column: "at".to_owned(),
+                descending: true
+            },
+            KeyColumn {
+                column: "id".to_owned(),
+                descending: false
+            }
         ]
     );
     assert_eq!(table.default_fields, ["id", "at", "s"]);

@@ -41,19 +41,23 @@ fn unreachable(error: impl std::fmt::Display) -> CheckError {
     CheckError::Unreachable(error.to_string())
 }
 
-/// The `CREATE INDEX` that lets the keyset query walk an index in key order.
-pub fn index_hint(table: &TableConfig) -> String {
-    let columns: Vec<String> = table
+/// The key's columns in order, `DESC` where descending.
+fn key_order(table: &TableConfig, prefix: &str) -> Vec<String> {
+    table
         .key
         .iter()
         .map(|k| {
-            format!(
-                "{}{}",
-                quote_ident(&k.column),
-                if k.descending { " DESC" } else { "" }
-            )
+            let direction = if k.descending { " DESC" } else { "" };
+            format!("{prefix}{}{direction}", quote_ident(&k.column))
         })
-        .collect();
+        .collect()
+}
+
+/// The `CREATE INDEX` that lets the keyset query walk an index in key order (after the scope
+/// column, when rows are scoped).
+pub fn index_hint(table: &TableConfig) -> String {
+    let mut columns: Vec<String> = table.scope.iter().map(|s| quote_ident(&s.column)).collect();
+    columns.extend(key_order(table, ""));
     format!(
         "CREATE INDEX ON {} ({});",
         quote_table(&table.name),
@@ -103,6 +107,7 @@ pub(crate) async fn check(client: &mut Object, table: &TableConfig) -> Result<Ca
         .columns
         .iter()
         .map(String::as_str)
+        .chain(table.scope.iter().map(|s| s.column.as_str()))
         .filter(|c| !columns.contains_key(*c))
         .collect();
     if !missing.is_empty() {
@@ -162,35 +167,61 @@ pub(crate) async fn check(client: &mut Object, table: &TableConfig) -> Result<Ca
         )));
     }
     // The planner's own answer, with the alternatives priced out.
-    let order: Vec<String> = table
-        .key
-        .iter()
-        .map(|k| {
-            format!(
-                "{}{}",
-                quote_ident(&k.column),
-                if k.descending { " DESC" } else { "" }
-            )
-        })
-        .collect();
-    let explain = format!(
-        "EXPLAIN (FORMAT JSON) SELECT {} FROM {} ORDER BY {} LIMIT 101",
+    let order = key_order(table, "");
+    // With a scope, the planner is asked for its generic plan of `scope = $1`, so no sample
+    // value decides the answer.
+    let scoped = table.scope.as_ref().map(|s| {
+        let sql_type = columns
+            .get(&s.column)
+            .map_or("text", |c| c.sql_type.as_str());
+        (quote_ident(&s.column), sql_type.to_owned())
+    });
+    let select = format!(
+        "SELECT {} FROM {}{} ORDER BY {} LIMIT 101",
         key.iter()
             .map(|c| quote_ident(c))
             .collect::<Vec<_>>()
             .join(", "),
         quote_table(&table.name),
+        scoped
+            .as_ref()
+            .map_or(String::new(), |(c, _)| format!(" WHERE {c} = $1")),
         order.join(", ")
     );
     let transaction = client.transaction().await.map_err(unreachable)?;
     transaction
-        .batch_execute("SET LOCAL enable_seqscan = off; SET LOCAL enable_sort = off")
+        .batch_execute(
+            "SET LOCAL enable_seqscan = off; SET LOCAL enable_sort = off; \
+             SET LOCAL plan_cache_mode = force_generic_plan",
+        )
         .await
         .map_err(unreachable)?;
+    // A name of its own: a check that failed halfway cannot block the next one.
+    static CHECKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let statement = format!(
+        "pagegate_index_check_{}",
+        CHECKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let explain = match &scoped {
+        None => format!("EXPLAIN (FORMAT JSON) {select}"),
+        Some((_, sql_type)) => {
+            transaction
+                .batch_execute(&format!("PREPARE {statement}({sql_type}) AS {select}"))
+                .await
+                .map_err(unreachable)?;
+            format!("EXPLAIN (FORMAT JSON) EXECUTE {statement}(NULL)")
+        }
+    };
     let rows = transaction
         .simple_query(&explain)
         .await
         .map_err(unreachable)?;
+    if scoped.is_some() {
+        transaction
+            .batch_execute(&format!("DEALLOCATE {statement}"))
+            .await
+            .map_err(unreachable)?;
+    }
     let plan = rows
         .iter()
         .find_map(|m| match m {
@@ -199,7 +230,12 @@ pub(crate) async fn check(client: &mut Object, table: &TableConfig) -> Result<Ca
         })
         .unwrap_or_default();
     transaction.rollback().await.map_err(unreachable)?;
-    if plan.contains("\"Sort\"") || plan.contains("\"Incremental Sort\"") {
+    // Scoped: the scope must be an index condition, not a filter over every scope's rows.
+    let unscoped_walk = table.scope.as_ref().is_some_and(|scope| {
+        let plan: serde_json::Value = serde_json::from_str(&plan).unwrap_or_default();
+        !index_condition_on(&plan, &scope.column)
+    });
+    if unscoped_walk || plan.contains("\"Sort\"") || plan.contains("\"Incremental Sort\"") {
         return Err(CheckError::Invalid(format!(
             "no index of `{}` walks the key in order, so every page would scan and sort the table: {}",
             table.name,
@@ -207,4 +243,16 @@ pub(crate) async fn check(client: &mut Object, table: &TableConfig) -> Result<Ca
         )));
     }
     Ok(Catalog { columns })
+}
+
+/// Whether some node of an `EXPLAIN (FORMAT JSON)` plan has an index condition on `column`.
+fn index_condition_on(plan: &serde_json::Value, column: &str) -> bool {
+    match plan {
+        serde_json::Value::Object(node) => node.iter().any(|(name, value)| {
+            (name == "Index Cond" && value.as_str().is_some_and(|c| c.contains(column)))
+                || index_condition_on(value, column)
+        }),
+        serde_json::Value::Array(nodes) => nodes.iter().any(|n| index_condition_on(n, column)),
+        _ => false,
+    }
 }

@@ -223,6 +223,7 @@ mod tests {
             max_limit: 100,
             formats: vec![],
             chunk_rows: std::num::NonZeroU32::new(100).expect("n"),
+            scope: None,
         };
         let column = |t: &str, numeric| Column {
             sql_type: t.to_owned(),

@@ -313,7 +313,33 @@ pub(super) fn table(
             (formats, chunk_rows)
         }
     };
+    let scope = t.scope.as_ref().and_then(|s| {
+        // The scope column need not be served: it only filters.
+        if !plain_name(&s.value.column.value) {
+            p.invalid(
+                &s.value.column,
+                "column",
+                format!("is {:?}: write a column name", s.value.column.value),
+            );
+        }
+        let header = http::HeaderName::from_bytes(s.value.header.value.trim().as_bytes()).ok();
+        if header.is_none() {
+            p.invalid(
+                &s.value.header,
+                "header",
+                format!(
+                    "is {:?}: write a header name, such as X-Tenant-Id",
+                    s.value.header.value
+                ),
+            );
+        }
+        Some(crate::config::Scope {
+            column: s.value.column.value.clone(),
+            header: header?,
+        })
+    });
     Some(TableConfig {
+        scope,
         database: t.database.value.clone(),
         name: t.name.value.clone(),
         columns,
