@@ -46,6 +46,10 @@ pub enum Command {
         /// Rows in the demo table.
         #[arg(long, default_value_t = crate::demo::DEFAULT_ROWS)]
         rows: u64,
+        /// Also serve the demo table from this PostgreSQL (created and filled when absent) at
+        /// /db/events: postgres://USER[:PASSWORD]@HOST:PORT/DATABASE.
+        #[arg(long)]
+        postgres: Option<String>,
     },
 }
 
@@ -64,9 +68,13 @@ pub fn main(cli: Cli) -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Demo { listen, rows } => {
+        Command::Demo {
+            listen,
+            rows,
+            postgres,
+        } => {
             let _log = crate::telemetry::init();
-            block_on(demo(listen, rows), None)
+            block_on(demo(listen, rows, postgres), None)
         }
     }
 }
@@ -145,8 +153,21 @@ async fn serve(
     ExitCode::SUCCESS
 }
 
-async fn demo(listen: Option<SocketAddr>, rows: u64) -> ExitCode {
-    let mut config = match Config::parse("config/demo.yaml (embedded)", crate::demo::DEMO_CONFIG) {
+async fn demo(listen: Option<SocketAddr>, rows: u64, postgres: Option<String>) -> ExitCode {
+    let mut yaml = crate::demo::DEMO_CONFIG.to_owned();
+    let mut table_rows = None;
+    if let Some(url) = &postgres {
+        println!("preparing {} in {url} …", crate::demo::postgres::TABLE);
+        match crate::demo::postgres::prepare(url, rows).await {
+            Ok(count) => table_rows = Some(count),
+            Err(error) => {
+                eprintln!("cannot prepare the demo table in {url}: {error}");
+                return ExitCode::FAILURE;
+            }
+        }
+        yaml.push_str(&crate::demo::postgres::yaml(url));
+    }
+    let mut config = match Config::parse("config/demo.yaml (embedded)", &yaml) {
         Ok(config) => config,
         Err(error) => {
             eprintln!("{error}");
@@ -173,7 +194,12 @@ async fn demo(listen: Option<SocketAddr>, rows: u64) -> ExitCode {
     serve(
         config,
         Some(Box::new(move |proxy| {
-            crate::demo::instructions(proxy, backend)
+            let mut text = crate::demo::instructions(proxy, backend);
+            if let Some(rows) = table_rows {
+                let more = crate::demo::postgres::instructions(proxy, rows);
+                text = text.replace("\nPress Ctrl-C", &format!("{more}\nPress Ctrl-C"));
+            }
+            text
         })),
     )
     .await

@@ -20,6 +20,8 @@ use tokio::net::TcpListener;
 
 use crate::Body;
 
+pub mod postgres;
+
 /// The demo configuration, embedded so `pagegate demo` works from any directory.
 pub const DEMO_CONFIG: &str = include_str!("../config/demo.yaml");
 

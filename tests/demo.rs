@@ -153,3 +153,37 @@ async fn a_second_concurrent_export_from_one_client_gets_429_while_the_first_fin
     let lines = body.iter().filter(|b| **b == b'\n').count() as u64;
     assert_eq!(lines, DEFAULT_ROWS + 1);
 }
+
+#[tokio::test]
+async fn the_postgres_demo_serves_its_table_as_pages_and_exports() {
+    let pg = support::postgres::Postgres::start();
+    let rows = pagegate::demo::postgres::prepare(&pg.url, 5_000)
+        .await
+        .expect("demo table");
+    assert_eq!(rows, 5_000);
+    // A second start keeps the table as it is.
+    assert_eq!(
+        pagegate::demo::postgres::prepare(&pg.url, 10)
+            .await
+            .expect("again"),
+        5_000
+    );
+    let yaml = format!("{DEMO_CONFIG}{}", pagegate::demo::postgres::yaml(&pg.url))
+        .replace("listen: 127.0.0.1:8080", "listen: 127.0.0.1:0");
+    let config = Config::parse("demo.yaml", &yaml).expect("demo config with postgres");
+    let server = Server::bind(config).await.expect("bind proxy");
+    let proxy = server.local_addr().expect("addr");
+    tokio::spawn(server.run(std::future::pending()));
+    let page = support::get(&format!(
+        "http://{proxy}/db/events?fields=id,status&status=eq.active&limit=3"
+    ))
+    .await;
+    assert_eq!(page.status, 200, "{}", page.text());
+    let page = page.json();
+    assert_eq!(page["data"].as_array().map(Vec::len), Some(3));
+    assert!(page["next_cursor"].is_string());
+    let export = support::get(&format!("http://{proxy}/db/events/export?format=csv"))
+        .await
+        .text();
+    assert_eq!(export.lines().count(), 5_001, "a header and every row");
+}
