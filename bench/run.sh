@@ -7,6 +7,7 @@
 #   bench/run.sh hop        the hop cost against nginx and haproxy (installs them if missing)
 #   bench/run.sh heads      RSS under 1,000 unfinished request heads, against nginx
 #   bench/run.sh limits     limiter memory with 1,000,000 clients; the hop with limits vs none
+#   bench/run.sh pg         the query service on 5,000,000 rows vs psql \copy and FastAPI
 set -euo pipefail
 cd "$(dirname "$0")/.."
 which=${1:-all}
@@ -28,4 +29,7 @@ fi
 if [ "$which" = all ] || [ "$which" = limits ]; then
   cargo bench --bench limits
   bench/limits.sh
+fi
+if [ "$which" = all ] || [ "$which" = pg ]; then
+  bench/pg.sh
 fi

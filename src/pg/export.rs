@@ -2,9 +2,10 @@
 //! keyset queries of `chunk_rows` rows each. Each chunk is fetched whole into a bounded buffer
 //! and its connection returned before the client reads it, so no statement stays open while a
 //! slow client reads, `statement_timeout` applies per chunk, and no transaction holds a
-//! snapshot for minutes; the next query runs only when the client has taken the last chunk
-//! (backpressure), so memory stays at one chunk whatever the row count. A client that leaves
-//! during a query cancels it ([`super::Running`]).
+//! snapshot for minutes. The next chunk is fetched while the last one is written, and no
+//! further: a slow client slows the queries (backpressure), and memory stays at two chunks
+//! whatever the row count. A client that leaves during a query cancels it
+//! ([`super::Running`]).
 //!
 //! Key columns are always exported, so a broken download resumes with
 //! `after=<key of the last complete row>`.
@@ -68,7 +69,7 @@ impl Cursor {
         let table = &self.resource.table;
         let shape = match self.format {
             ExportFormat::Csv => Shape::Csv,
-            ExportFormat::Ndjson => Shape::Json,
+            ExportFormat::Ndjson => Shape::Row,
         };
         let rows = table.chunk_rows.get();
         let statement = sql::select(
@@ -135,6 +136,26 @@ impl Cursor {
     }
 }
 
+/// Where the export's producer stands: before its first chunk, fetching the next one in a task
+/// of its own, or past its last.
+enum Ahead {
+    Idle(Cursor),
+    Fetching(AbortOnDrop),
+    Done,
+}
+
+type Fetched = (Cursor, Option<Result<Bytes, PgError>>);
+
+/// A chunk's fetch, aborted when the body is dropped (the client left): the task's statement is
+/// cancelled then ([`super::Running`]).
+struct AbortOnDrop(tokio::task::JoinHandle<Fetched>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// The streamed export of `resource`.
 pub(super) fn response(
     resource: &Arc<Resource>,
@@ -162,9 +183,28 @@ pub(super) fn response(
         header: true,
         done: false,
     };
-    let chunks = futures_util::stream::unfold(cursor, |mut cursor| async move {
-        let chunk = cursor.next().await?;
-        Some((chunk, cursor))
+    let chunks = futures_util::stream::unfold(Ahead::Idle(cursor), |state| async move {
+        let (cursor, chunk) = match state {
+            Ahead::Idle(mut cursor) => {
+                let chunk = cursor.next().await;
+                (cursor, chunk)
+            }
+            Ahead::Fetching(mut task) => (&mut task.0).await.ok()?,
+            Ahead::Done => return None,
+        };
+        let chunk = chunk?;
+        // The next chunk is fetched while this one is written: the database and the client
+        // work at once, and two chunks at most are held.
+        let next = if cursor.done {
+            Ahead::Done
+        } else {
+            Ahead::Fetching(AbortOnDrop(tokio::spawn(async move {
+                let mut cursor = cursor;
+                let chunk = cursor.next().await;
+                (cursor, chunk)
+            })))
+        };
+        Some((chunk, next))
     })
     .map(|chunk| {
         chunk.map(http_body::Frame::data).map_err(|error| {
