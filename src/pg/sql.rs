@@ -103,7 +103,12 @@ pub(crate) fn select(
         })),
     }
     if shape != Shape::Row {
-        list.extend(table.key.iter().map(|k| format!("{}::text", quote_ident(&k.column))));
+        list.extend(
+            table
+                .key
+                .iter()
+                .map(|k| format!("{}::text", quote_ident(&k.column))),
+        );
     }
     let mut sql = if shape == Shape::Row {
         // `row_to_json` over a derived table: compact JSON, and cheaper per row than
@@ -112,7 +117,11 @@ pub(crate) fn select(
             .iter()
             .map(|c| {
                 let q = quote_ident(c);
-                if numeric(c) { format!("r.{q}::text AS {q}") } else { format!("r.{q}") }
+                if numeric(c) {
+                    format!("r.{q}::text AS {q}")
+                } else {
+                    format!("r.{q}")
+                }
             })
             .collect();
         format!("SELECT {}", inner.join(", "))
@@ -208,7 +217,10 @@ pub(crate) fn select(
             .iter()
             .map(|k| format!("j.{}::text", quote_ident(&k.column)))
             .collect();
-        sql = format!("SELECT row_to_json(j)::text, {} FROM ({sql}) AS j", keys.join(", "));
+        sql = format!(
+            "SELECT row_to_json(j)::text, {} FROM ({sql}) AS j",
+            keys.join(", ")
+        );
     }
     Statement { sql, params }
 }
@@ -332,15 +344,20 @@ mod tests {
             "{}",
             s.sql
         );
-        assert!(s.sql.starts_with(
-            "SELECT r.\"id\"::text, \"created_at\"::text, \"id\"::text FROM"
-        ));
+        assert!(
+            s.sql
+                .starts_with("SELECT r.\"id\"::text, \"created_at\"::text, \"id\"::text FROM")
+        );
     }
 
     #[test]
     fn csv_renders_timestamps_as_rfc_3339_and_ndjson_uses_row_to_json() {
         let (table, catalog) = table(&[("id", false)]);
-        let columns = ["created_at".to_owned(), "amount".to_owned(), "id".to_owned()];
+        let columns = [
+            "created_at".to_owned(),
+            "amount".to_owned(),
+            "id".to_owned(),
+        ];
         let csv = select(&table, &catalog, &columns, Shape::Csv, &[], None, 10);
         assert!(
             csv.sql.starts_with(
