@@ -157,11 +157,16 @@ async fn demo(listen: Option<SocketAddr>, rows: u64, postgres: Option<String>) -
     let mut yaml = crate::demo::DEMO_CONFIG.to_owned();
     let mut table_rows = None;
     if let Some(url) = &postgres {
-        println!("preparing {} in {url} …", crate::demo::postgres::TABLE);
+        // The URL without its password, which must not end up in a terminal's scrollback.
+        let shown = url.parse::<tokio_postgres::Config>().ok().map_or_else(
+            || "the database".to_owned(),
+            |c| format!("{:?} on {:?}", c.get_dbname().unwrap_or("?"), c.get_hosts()),
+        );
+        println!("preparing {} in {shown} …", crate::demo::postgres::TABLE);
         match crate::demo::postgres::prepare(url, rows).await {
             Ok(count) => table_rows = Some(count),
             Err(error) => {
-                eprintln!("cannot prepare the demo table in {url}: {error}");
+                eprintln!("cannot prepare the demo table in {shown}: {error}");
                 return ExitCode::FAILURE;
             }
         }

@@ -212,10 +212,16 @@ impl ProxyError {
                 headers.insert("ratelimit", fields.state.clone());
             }
         }
-        if let Self::Table(PgError::Unavailable | PgError::OutOfService) = &self {
+        if let Self::Table(e @ (PgError::Unavailable | PgError::OutOfService)) = &self {
+            // An unfit table is checked again every 30 s; an unreachable database every second.
+            let after = if matches!(e, PgError::OutOfService) {
+                "30"
+            } else {
+                "1"
+            };
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                .insert(header::RETRY_AFTER, HeaderValue::from_static(after));
         }
         if let Self::Table(PgError::Method(_)) = &self {
             response

@@ -186,6 +186,23 @@ impl Drop for Running {
     }
 }
 
+/// The key values of `row` (text, from column `first` on): a NULL there (a view's key, which
+/// the catalog cannot check) is logged and answered 503, never a panic or a wrong cursor.
+pub(crate) fn key_of(
+    row: &tokio_postgres::Row,
+    first: usize,
+    len: usize,
+) -> Result<Vec<String>, PgError> {
+    (first..first + len)
+        .map(|i| {
+            row.try_get::<_, String>(i).map_err(|error| {
+                tracing::error!(%error, "a key column is NULL (a view?): rows cannot be paged");
+                PgError::Unavailable
+            })
+        })
+        .collect()
+}
+
 /// Whether a resource may be served now.
 #[derive(Debug)]
 enum State {
@@ -346,11 +363,11 @@ fn parse(table: &TableConfig, query: &str, export: bool) -> Result<Params, PgErr
     let mut seen = BTreeSet::new();
     for piece in query.split('&').filter(|p| !p.is_empty()) {
         let (raw_name, raw_value) = piece.split_once('=').unwrap_or((piece, ""));
+        // Percent-decoding only: `+` stays a plus (`created_at=gte.2026-01-01T00:00:00+02:00`).
         let decode = |s: &str| {
-            form_urlencoded::parse(format!("x={s}").as_bytes())
-                .next()
-                .map(|(_, v)| v.into_owned())
-                .unwrap_or_default()
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
         };
         let (name, value) = (decode(raw_name), decode(raw_value));
         let reserved = matches!(
@@ -503,6 +520,16 @@ async fn serve(resource: &Arc<Resource>, req: &Request) -> Result<Response, PgEr
             .ends_with("/export");
     let table = Arc::clone(&resource.table);
     let mut params = parse(&table, req.uri().query().unwrap_or(""), export)?;
+    // Cursors are bound to the table and its key as well: a reload that changes the key's
+    // columns or directions invalidates them instead of resuming in the wrong place.
+    let key: Vec<String> = table
+        .key
+        .iter()
+        .map(|k| format!("{}{}", if k.descending { "-" } else { "" }, k.column))
+        .collect();
+    params
+        .binding
+        .push(format!("table:{}:{}", table.name, key.join(",")));
     if let Some(scope) = &table.scope {
         // Exactly one value: a repeated header is ambiguous (which one did the auth layer set?).
         let mut values = req.headers().get_all(&scope.header).iter();
@@ -524,14 +551,15 @@ async fn serve(resource: &Arc<Resource>, req: &Request) -> Result<Response, PgEr
     }
     let catalog = resource.ready().await?;
     if export {
-        return Ok(export::response(
+        return export::response(
             resource,
             catalog,
             params.fields,
             params.filters,
             params.after,
             params.format,
-        ));
+        )
+        .await;
     }
     page(resource, &catalog, req.uri().path(), params).await
 }
@@ -596,9 +624,7 @@ async fn page(
     let mut link = None;
     match rows.last().filter(|_| more) {
         Some(last) => {
-            let key: Vec<String> = (1..=table.key.len())
-                .map(|i| last.get::<_, String>(i))
-                .collect();
+            let key = key_of(last, 1, table.key.len())?;
             let raw: Vec<Box<RawValue>> = key
                 .iter()
                 .filter_map(|k| {

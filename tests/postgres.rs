@@ -264,11 +264,9 @@ async fn injection_attempts_change_nothing_and_get_400() {
         400,
         "different query parameters",
     );
-    assert_eq!(
-        ids(&pg, &format!("SELECT count(*)::int8 FROM {t}")).await,
-        [50],
-        "the table is whole"
-    );
+    // An export refuses a malformed value before its head: 400, not a cut stream.
+    let export = support::get(&proxy.url("/db/export?id=eq.abc")).await;
+    assert_problem(&export, 400, "does not fit");
     proxy.stop().await;
 }
 
@@ -587,4 +585,44 @@ async fn scoped_rows_stay_with_their_tenant_with_or_without_a_cursor() {
         )),
         "{error}"
     );
+}
+
+#[tokio::test]
+async fn values_are_compared_whole_not_cut_to_the_column_size() {
+    let pg = Postgres::start();
+    let t = pg.name("sized");
+    pg.execute(&format!(
+        "CREATE TABLE {t} (id bigint PRIMARY KEY, tenant varchar(8) NOT NULL, amount numeric(10,2) NOT NULL);
+         INSERT INTO {t} VALUES (1, 'acmecorp', 1.01), (2, 'other', 2.00);
+         CREATE INDEX ON {t} (tenant, id);"
+    ))
+    .await;
+    let settings = "columns: [id, amount], key: [id], filters: {amount: [eq, gt]}, scope: {column: tenant, header: X-Tenant}";
+    let proxy = serve(&pg, &t, settings, "").await;
+    let as_tenant = |tenant: &'static str, query: &str| {
+        let url = proxy.url(&format!("/db?fields=id{query}"));
+        async move {
+            let request = http::Request::get(url)
+                .header("x-tenant", tenant)
+                .body(support::full(bytes::Bytes::new()))
+                .expect("request");
+            support::send(request).await.json()["data"].clone()
+        }
+    };
+    // A longer tenant is another tenant, not `acmecorp` cut to eight characters.
+    assert_eq!(
+        as_tenant("acmecorp", "").await,
+        serde_json::json!([{"id": 1}])
+    );
+    assert_eq!(as_tenant("acmecorp-evil", "").await, serde_json::json!([]));
+    // 1.005 is not rounded to the column's scale: 1.01 is greater, and not equal.
+    assert_eq!(
+        as_tenant("acmecorp", "&amount=gt.1.005").await,
+        serde_json::json!([{"id": 1}])
+    );
+    assert_eq!(
+        as_tenant("acmecorp", "&amount=eq.1.005").await,
+        serde_json::json!([])
+    );
+    proxy.stop().await;
 }

@@ -7,13 +7,15 @@ pub const TABLE: &str = "pagegate_demo_events";
 
 /// Creates and fills the demo table when it is absent; returns its row count.
 pub async fn prepare(url: &str, rows: u64) -> Result<i64, tokio_postgres::Error> {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    let (mut client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
     tokio::spawn(connection);
     let exists: bool = client
         .query_one("SELECT to_regclass($1::text) IS NOT NULL", &[&TABLE])
         .await?
         .get(0);
     if !exists {
+        // One transaction: a demo stopped halfway leaves no half-filled, unindexed table.
+        let client = client.transaction().await?;
         let rows = i64::try_from(rows).unwrap_or(i64::MAX);
         client
             .batch_execute(&format!(
@@ -41,6 +43,7 @@ pub async fn prepare(url: &str, rows: u64) -> Result<i64, tokio_postgres::Error>
                  ANALYZE {TABLE};"
             ))
             .await?;
+        client.commit().await?;
     }
     Ok(client
         .query_one(&format!("SELECT count(*) FROM {TABLE}"), &[])

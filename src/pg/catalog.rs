@@ -55,8 +55,17 @@ pub enum CheckError {
     Invalid(String),
 }
 
-fn unreachable(error: impl std::fmt::Display) -> CheckError {
-    CheckError::Unreachable(error.to_string())
+/// A failed catalog query: the database said no (a missing permission, an unknown type) — the
+/// table is unfit, with PostgreSQL's reason — or it could not be asked at all.
+// By value, so call sites read `.map_err(unreachable)`.
+#[allow(clippy::needless_pass_by_value)]
+fn unreachable(error: tokio_postgres::Error) -> CheckError {
+    match error.as_db_error() {
+        Some(db) => {
+            CheckError::Invalid(format!("the database refused the check: {}", db.message()))
+        }
+        None => CheckError::Unreachable(error.to_string()),
+    }
 }
 
 /// The key's columns in order, `DESC` where descending.
@@ -102,7 +111,7 @@ pub(crate) async fn check(client: &mut Object, table: &TableConfig) -> Result<Ca
     let view = matches!(kind.as_str(), "v" | "m");
     let rows = client
         .query(
-            "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull, a.atttypid = 'numeric'::regtype
+            "SELECT a.attname::text, format_type(a.atttypid, NULL), a.attnotnull, a.atttypid = 'numeric'::regtype
              FROM pg_attribute a WHERE a.attrelid = to_regclass($1::text) AND a.attnum > 0 AND NOT a.attisdropped",
             &[&quote_table(&table.name)],
         )
@@ -159,7 +168,7 @@ pub(crate) async fn check(client: &mut Object, table: &TableConfig) -> Result<Ca
             "SELECT array_agg(a.attname::text) FROM pg_index i
              JOIN LATERAL unnest(i.indkey) AS k(attnum) ON true
              JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-             WHERE i.indrelid = to_regclass($1::text) AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL
+             WHERE i.indrelid = to_regclass($1::text) AND i.indisunique AND i.indisvalid AND i.indpred IS NULL AND i.indexprs IS NULL
              GROUP BY i.indexrelid",
             &[&quote_table(&table.name)],
         )

@@ -123,11 +123,13 @@ impl Cursor {
             ExportFormat::Ndjson => 1,
         };
         if let Some(last) = fetched.last() {
-            self.after = Some(
-                (first_key..first_key + table.key.len())
-                    .map(|i| last.get::<_, String>(i))
-                    .collect(),
-            );
+            match super::key_of(last, first_key, table.key.len()) {
+                Ok(key) => self.after = Some(key),
+                Err(error) => {
+                    self.done = true;
+                    return Some(Err(error));
+                }
+            }
         }
         if out.is_empty() && self.done {
             return None;
@@ -136,12 +138,20 @@ impl Cursor {
     }
 }
 
-/// Where the export's producer stands: before its first chunk, fetching the next one in a task
-/// of its own, or past its last.
+/// Where the export's producer stands: fetching the next chunk in a task of its own, or past
+/// its last.
 enum Ahead {
-    Idle(Cursor),
     Fetching(AbortOnDrop),
     Done,
+}
+
+impl Ahead {
+    fn fetch(mut cursor: Cursor) -> Self {
+        Self::Fetching(AbortOnDrop(tokio::spawn(async move {
+            let chunk = cursor.next().await;
+            (cursor, chunk)
+        })))
+    }
 }
 
 type Fetched = (Cursor, Option<Result<Bytes, PgError>>);
@@ -157,14 +167,14 @@ impl Drop for AbortOnDrop {
 }
 
 /// The streamed export of `resource`.
-pub(super) fn response(
+pub(super) async fn response(
     resource: &Arc<Resource>,
     catalog: Arc<Catalog>,
     fields: Option<Vec<String>>,
     filters: Vec<Filter>,
     after: Option<Vec<String>>,
     format: Option<ExportFormat>,
-) -> Response {
+) -> Result<Response, PgError> {
     let table = &resource.table;
     let mut columns = fields.unwrap_or_else(|| table.columns.clone());
     for key in &table.key {
@@ -173,7 +183,7 @@ pub(super) fn response(
         }
     }
     let format = format.unwrap_or(ExportFormat::Csv);
-    let cursor = Cursor {
+    let mut cursor = Cursor {
         resource: Arc::clone(resource),
         catalog,
         columns,
@@ -183,28 +193,42 @@ pub(super) fn response(
         header: true,
         done: false,
     };
-    let chunks = futures_util::stream::unfold(Ahead::Idle(cursor), |state| async move {
+    // The first chunk before the head: a malformed value (400), a timeout (504) or no
+    // connection (503) is still answered as such.
+    let first = cursor.next().await.transpose()?;
+    let ahead = if cursor.done {
+        Ahead::Done
+    } else {
+        Ahead::fetch(cursor)
+    };
+    let chunks = futures_util::stream::unfold((first, ahead), |(first, state)| async move {
+        if let Some(chunk) = first {
+            return Some((Ok(chunk), (None, state)));
+        }
         let (cursor, chunk) = match state {
-            Ahead::Idle(mut cursor) => {
-                let chunk = cursor.next().await;
-                (cursor, chunk)
-            }
-            Ahead::Fetching(mut task) => (&mut task.0).await.ok()?,
+            Ahead::Fetching(mut task) => match (&mut task.0).await {
+                Ok(fetched) => fetched,
+                Err(error) => {
+                    // A failed task is a failed export, never a short one that looks whole.
+                    tracing::error!(%error, "an export chunk's task failed");
+                    return Some((Err(PgError::Unavailable), (None, Ahead::Done)));
+                }
+            },
             Ahead::Done => return None,
         };
-        let chunk = chunk?;
-        // The next chunk is fetched while this one is written: the database and the client
-        // work at once, and two chunks at most are held.
-        let next = if cursor.done {
-            Ahead::Done
-        } else {
-            Ahead::Fetching(AbortOnDrop(tokio::spawn(async move {
-                let mut cursor = cursor;
-                let chunk = cursor.next().await;
-                (cursor, chunk)
-            })))
-        };
-        Some((chunk, next))
+        match chunk? {
+            Err(error) => Some((Err(error), (None, Ahead::Done))),
+            Ok(bytes) => {
+                // The next chunk is fetched while this one is written: the database and the
+                // client work at once, and two chunks at most are held.
+                let next = if cursor.done {
+                    Ahead::Done
+                } else {
+                    Ahead::fetch(cursor)
+                };
+                Some((Ok(bytes), (None, next)))
+            }
+        }
     })
     .map(|chunk| {
         chunk.map(http_body::Frame::data).map_err(|error| {
@@ -228,7 +252,7 @@ pub(super) fn response(
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
+    Ok(response)
 }
 
 #[cfg(test)]

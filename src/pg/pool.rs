@@ -94,7 +94,9 @@ impl Database {
             database: name.to_owned(),
         })?;
         let mut options = format!(
-            "-c TimeZone=UTC -c statement_timeout={} -c idle_in_transaction_session_timeout={}",
+            "-c TimeZone=UTC -c DateStyle=ISO,YMD -c IntervalStyle=postgres -c extra_float_digits=1 \
+             -c bytea_output=hex -c standard_conforming_strings=on \
+             -c statement_timeout={} -c idle_in_transaction_session_timeout={}",
             config.statement_timeout.as_millis(),
             config.statement_timeout.as_millis().max(1000),
         );

@@ -190,6 +190,10 @@ pub(crate) fn select(
                 terms.push(format!("{c} {} {v}", if *descending { "<" } else { ">" }));
                 alternatives.push(format!("({})", terms.join(" AND ")));
             }
+            // The first key column's bound on its own as well: the planner can start the index
+            // scan there, so a deep page costs what the first one does.
+            let (c, v, descending) = &bound[0];
+            conditions.push(format!("{c} {} {v}", if *descending { "<=" } else { ">=" }));
             conditions.push(format!("({})", alternatives.join(" OR ")));
         }
     }
@@ -339,7 +343,7 @@ mod tests {
         );
         assert!(
             s.sql.contains(
-                "WHERE ((\"created_at\" < ($1::text)::timestamp with time zone) OR (\"created_at\" = ($1::text)::timestamp with time zone AND \"id\" > ($2::text)::bigint)) ORDER BY r.\"created_at\" DESC, r.\"id\""
+                "WHERE \"created_at\" <= ($1::text)::timestamp with time zone AND ((\"created_at\" < ($1::text)::timestamp with time zone) OR (\"created_at\" = ($1::text)::timestamp with time zone AND \"id\" > ($2::text)::bigint)) ORDER BY r.\"created_at\" DESC, r.\"id\""
             ),
             "{}",
             s.sql
