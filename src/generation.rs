@@ -88,15 +88,21 @@ impl Generation {
         metrics: &Metrics,
     ) -> Result<Self, BuildError> {
         let config = Arc::new(config);
-        let specs: Vec<_> = config
-            .routes
-            .iter()
-            .enumerate()
-            .flat_map(|(i, r)| r.specs(i))
-            .collect();
+        // One service per path a route serves: a table route serves `<path>` (pages) and
+        // `<path>/export`, each its own entry, so which one matched is the router's answer, not
+        // a guess from the request's path.
+        let mut specs = Vec::new();
+        let mut served = Vec::new();
+        for (i, route) in config.routes.iter().enumerate() {
+            for (j, mut spec) in route.specs(0).into_iter().enumerate() {
+                spec.value = served.len();
+                served.push((i, j == 1));
+                specs.push(spec);
+            }
+        }
         let table = RouteTable::new(&specs).map_err(|(later, earlier)| BuildError::Overlap {
-            route: config.routes[specs[later].value].name.clone(),
-            other: config.routes[specs[earlier].value].name.clone(),
+            route: config.routes[served[specs[later].value].0].name.clone(),
+            other: config.routes[served[specs[earlier].value].0].name.clone(),
         })?;
         let upstreams: BTreeMap<String, Arc<UpstreamClient>> = config
             .upstreams
@@ -230,8 +236,8 @@ impl Generation {
             resources,
             config: Arc::clone(&config),
         };
-        for route in &config.routes {
-            let service = generation.route_service(route, metrics)?;
+        for &(i, export) in &served {
+            let service = generation.route_service(&config.routes[i], export, metrics)?;
             generation.routes.push(service);
         }
         // The default policy is a route like the others: `deny` refuses, `pass` forwards.
@@ -247,6 +253,7 @@ impl Generation {
     fn route_service(
         &self,
         route: &RouteConfig,
+        export: bool,
         metrics: &Metrics,
     ) -> Result<RouteService, BuildError> {
         let list = match &route.list {
@@ -271,7 +278,10 @@ impl Generation {
             }
             crate::config::Target::Table(_) => {
                 let resource = self.resources.get(&route.name).ok_or(BuildError::Cursors)?;
-                Ok(stack::route(parts, TableService::new(Arc::clone(resource))))
+                Ok(stack::route(
+                    parts,
+                    TableService::new(Arc::clone(resource), export),
+                ))
             }
         }
     }

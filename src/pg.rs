@@ -224,6 +224,8 @@ pub struct Resource {
     database: Arc<Database>,
     codec: Arc<CursorCodec>,
     state: Mutex<State>,
+    /// One check at a time: requests that find a check due wait for the one running.
+    checking: tokio::sync::Mutex<()>,
 }
 
 impl Resource {
@@ -243,6 +245,7 @@ impl Resource {
             database,
             codec,
             state: Mutex::new(State::Unchecked { tried: None }),
+            checking: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -298,6 +301,10 @@ impl Resource {
 
     /// The checked catalog, checking first when due.
     async fn ready(&self) -> Result<Arc<Catalog>, PgError> {
+        if let State::Ready(catalog) = &*self.lock() {
+            return Ok(Arc::clone(catalog));
+        }
+        let _checking = self.checking.lock().await;
         let due = match &*self.lock() {
             State::Ready(catalog) => return Ok(Arc::clone(catalog)),
             State::Unchecked { tried } => tried.is_none_or(|t| t.elapsed() >= RETRY_UNREACHABLE),
@@ -474,16 +481,17 @@ fn parse(table: &TableConfig, query: &str, export: bool) -> Result<Params, PgErr
     Ok(params)
 }
 
-/// The terminal of a table route.
+/// The terminal of a table route: its pages, or (`export`) its export.
 #[derive(Debug, Clone)]
 pub struct TableService {
     resource: Arc<Resource>,
+    export: bool,
 }
 
 impl TableService {
-    /// Serves `resource`.
-    pub fn new(resource: Arc<Resource>) -> Self {
-        Self { resource }
+    /// Serves `resource`'s pages, or its export.
+    pub fn new(resource: Arc<Resource>, export: bool) -> Self {
+        Self { resource, export }
     }
 }
 
@@ -497,27 +505,15 @@ impl Service<Request> for TableService {
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
-        let resource = Arc::clone(&self.resource);
-        Box::pin(async move { serve(&resource, &req).await.map_err(BoxError::from) })
+        let (resource, export) = (Arc::clone(&self.resource), self.export);
+        Box::pin(async move { serve(&resource, &req, export).await.map_err(BoxError::from) })
     }
 }
 
-async fn serve(resource: &Arc<Resource>, req: &Request) -> Result<Response, PgError> {
+async fn serve(resource: &Arc<Resource>, req: &Request, export: bool) -> Result<Response, PgError> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return Err(PgError::Method(req.method().clone()));
     }
-    // The router sends only the route's path and `<path>/export` here.
-    let export = req
-        .uri()
-        .path()
-        .trim_end_matches('/')
-        .to_ascii_lowercase()
-        .ends_with("/export")
-        && !resource
-            .path
-            .trim_end_matches('/')
-            .to_ascii_lowercase()
-            .ends_with("/export");
     let table = Arc::clone(&resource.table);
     let mut params = parse(&table, req.uri().query().unwrap_or(""), export)?;
     // Cursors are bound to the table and its key as well: a reload that changes the key's

@@ -626,3 +626,24 @@ async fn values_are_compared_whole_not_cut_to_the_column_size() {
     );
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn a_scope_needs_an_index_that_starts_with_it() {
+    let pg = Postgres::start();
+    let t = pg.name("scope_second");
+    pg.execute(&format!(
+        "CREATE TABLE {t} (id bigint PRIMARY KEY, tenant_id int NOT NULL);
+         CREATE INDEX ON {t} (id, tenant_id);"
+    ))
+    .await;
+    let error = start_error(
+        &pg,
+        &t,
+        "columns: [id], key: [id], scope: {column: tenant_id, header: X-Tenant}",
+    )
+    .await;
+    assert!(
+        error.contains(&format!("CREATE INDEX ON \"{t}\" (\"tenant_id\", \"id\");")),
+        "{error}"
+    );
+}

@@ -257,11 +257,30 @@ pub(crate) async fn check(client: &mut Object, table: &TableConfig) -> Result<Ca
         })
         .unwrap_or_default();
     transaction.rollback().await.map_err(unreachable)?;
-    // Scoped: the scope must be an index condition, not a filter over every scope's rows.
-    let unscoped_walk = table.scope.as_ref().is_some_and(|scope| {
-        let plan: serde_json::Value = serde_json::from_str(&plan).unwrap_or_default();
-        !index_condition_on(&plan, &scope.column)
-    });
+    // Scoped: the index walked must start with the scope column, so a page reads one scope's
+    // entries only (an index condition further in would still walk every scope's).
+    let unscoped_walk = match &table.scope {
+        None => false,
+        Some(scope) => {
+            let plan: serde_json::Value = serde_json::from_str(&plan).unwrap_or_default();
+            let mut names = Vec::new();
+            index_names(&plan, &mut names);
+            let first: Vec<String> = client
+                .query(
+                    "SELECT a.attname::text FROM pg_index i
+                     JOIN pg_class c ON c.oid = i.indexrelid
+                     JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+                     WHERE i.indrelid = to_regclass($1::text) AND c.relname = ANY($2)",
+                    &[&quote_table(&table.name), &names],
+                )
+                .await
+                .map_err(unreachable)?
+                .iter()
+                .map(|row| row.get(0))
+                .collect();
+            first.is_empty() || first.iter().any(|c| *c != scope.column)
+        }
+    };
     if unscoped_walk || plan.contains("\"Sort\"") || plan.contains("\"Incremental Sort\"") {
         return Err(CheckError::Invalid(format!(
             "no index of `{}` walks the key in order, so every page would scan and sort the table: {}",
@@ -272,14 +291,21 @@ pub(crate) async fn check(client: &mut Object, table: &TableConfig) -> Result<Ca
     Ok(Catalog { columns })
 }
 
-/// Whether some node of an `EXPLAIN (FORMAT JSON)` plan has an index condition on `column`.
-fn index_condition_on(plan: &serde_json::Value, column: &str) -> bool {
+/// The names of the indexes an `EXPLAIN (FORMAT JSON)` plan scans.
+fn index_names(plan: &serde_json::Value, names: &mut Vec<String>) {
     match plan {
-        serde_json::Value::Object(node) => node.iter().any(|(name, value)| {
-            (name == "Index Cond" && value.as_str().is_some_and(|c| c.contains(column)))
-                || index_condition_on(value, column)
-        }),
-        serde_json::Value::Array(nodes) => nodes.iter().any(|n| index_condition_on(n, column)),
-        _ => false,
+        serde_json::Value::Object(node) => {
+            for (key, value) in node {
+                if key == "Index Name" {
+                    if let Some(name) = value.as_str() {
+                        names.push(name.to_owned());
+                    }
+                } else {
+                    index_names(value, names);
+                }
+            }
+        }
+        serde_json::Value::Array(nodes) => nodes.iter().for_each(|n| index_names(n, names)),
+        _ => {}
     }
 }
