@@ -647,3 +647,50 @@ async fn a_scope_needs_an_index_that_starts_with_it() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn a_client_that_leaves_mid_export_cancels_the_chunk_fetched_ahead() {
+    let pg = Postgres::start();
+    let t = events(&pg, 4000).await;
+    let slow = pg.name("slow_ahead");
+    pg.execute(&format!(
+        "CREATE VIEW {slow} AS SELECT id, pg_sleep(0.001)::text AS nap FROM {t}"
+    ))
+    .await;
+    let yaml = format!(
+        "{CURSORS}
+postgres: {{main: {{url: '{}', application_name: pagegate-ahead}}}}
+routes:
+  - {{name: db, path: /db, table: {{database: main, name: {slow}, columns: [id, nap], key: [id], export: {{chunk_rows: 1000}}}}}}
+",
+        pg.url
+    );
+    let proxy = Proxy::start_url(&yaml, "http://127.0.0.1:9").await;
+    // The head comes with the first chunk (about a second); the second is then fetched ahead,
+    // in a task of its own, while the client holds the body without reading it.
+    let response = support::client()
+        .request(
+            http::Request::get(proxy.url("/db/export"))
+                .body(support::full(bytes::Bytes::new()))
+                .expect("request"),
+        )
+        .await
+        .expect("head");
+    assert_eq!(response.status(), 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let active = || async {
+        let sql = "SELECT count(*)::int8 FROM pg_stat_activity WHERE application_name = 'pagegate-ahead' AND state = 'active'";
+        ids(&pg, sql).await[0]
+    };
+    assert_eq!(active().await, 1, "the chunk ahead is being fetched");
+    drop(response);
+    let left = Instant::now();
+    while active().await != 0 {
+        assert!(
+            left.elapsed() < Duration::from_secs(1),
+            "the chunk ahead still runs after the client left"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    proxy.stop().await;
+}

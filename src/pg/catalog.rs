@@ -27,10 +27,16 @@ impl Column {
         let t = self.sql_type.as_str();
         if t.ends_with("[]") {
             format!("to_json({reference}) #>> '{{}}'")
-        } else if t.starts_with("timestamp") && t.ends_with("with time zone") {
-            format!("to_char({reference}, 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"')")
         } else if t.starts_with("timestamp") {
-            format!("to_char({reference}, 'YYYY-MM-DD\"T\"HH24:MI:SS.US')")
+            // `infinity` has no RFC 3339 form (and to_char gives NULL): it stays `infinity`.
+            let offset = if t.ends_with("with time zone") {
+                "\"+00:00\""
+            } else {
+                ""
+            };
+            format!(
+                "CASE WHEN isfinite({reference}) THEN to_char({reference}, 'YYYY-MM-DD\"T\"HH24:MI:SS.US{offset}') ELSE {reference}::text END"
+            )
         } else {
             format!("{reference}::text")
         }

@@ -365,7 +365,8 @@ mod tests {
         let csv = select(&table, &catalog, &columns, Shape::Csv, &[], None, 10);
         assert!(
             csv.sql.starts_with(
-                "SELECT to_char(r.\"created_at\", 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"'), r.\"amount\"::text, r.\"id\"::text, \"id\"::text FROM"
+                "SELECT CASE WHEN isfinite(r.\"created_at\") THEN to_char(r.\"created_at\", 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"') \
+                 ELSE r.\"created_at\"::text END, r.\"amount\"::text, r.\"id\"::text, \"id\"::text FROM"
             ),
             "{}",
             csv.sql

@@ -55,6 +55,8 @@ pub(super) fn postgres(p: &mut Problems, at: &Spanned<FilePostgres>) -> Postgres
     let parsed = shape.parse::<tokio_postgres::Config>();
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) || parsed.is_err() {
         p.invalid(&f.url, "url", "is not a PostgreSQL URL: write postgres://USER:${PASSWORD_VARIABLE}@HOST:5432/DATABASE".to_owned());
+    } else if parsed.is_ok_and(|c| c.get_ssl_mode() == tokio_postgres::config::SslMode::Require) {
+        p.invalid(&f.url, "url", "asks for sslmode=require, but TLS to PostgreSQL is not built yet: connect over a private network or a local TLS proxy, and remove sslmode".to_owned());
     }
     let pool_size = match &f.pool_size {
         None => DEFAULT_PG_POOL_SIZE,
