@@ -46,25 +46,27 @@ fn is_root() -> bool {
         .is_ok_and(|o| o.stdout.starts_with(b"0"))
 }
 
-/// Runs a server program, as `postgres` when this process is root.
-fn run(bin: &Path, program: &str, args: &[&str]) {
+/// A server program's command, as `postgres` when this process is root, its output silenced.
+fn command(bin: &Path, program: &str, args: &[&str]) -> Command {
     let path = bin.join(program);
-    let status = if is_root() {
-        Command::new("runuser")
-            .args(["-u", "postgres", "--"])
-            .arg(&path)
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .status()
+    let mut command = if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(&path);
+        c
     } else {
         Command::new(&path)
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .status()
     };
-    let status = status.unwrap_or_else(|e| panic!("cannot run {}: {e}", path.display()));
+    command.args(args).stdout(Stdio::null());
+    command
+}
+
+/// Runs a server program; it must succeed.
+fn run(bin: &Path, program: &str, args: &[&str]) {
+    let status = command(bin, program, args)
+        .stderr(Stdio::inherit())
+        .status();
+    let status =
+        status.unwrap_or_else(|e| panic!("cannot run {program} in {}: {e}", bin.display()));
     assert!(status.success(), "{program} {args:?} failed: {status}");
 }
 
@@ -232,23 +234,10 @@ impl Drop for Postgres {
     fn drop(&mut self) {
         if let Some(dir) = self.dir.take() {
             let data = dir.join("data");
-            let path = self.bin.join("pg_ctl");
             let args = ["-D", data.to_str().unwrap_or(""), "-m", "immediate", "stop"];
-            let _ = if is_root() {
-                Command::new("runuser")
-                    .args(["-u", "postgres", "--"])
-                    .arg(&path)
-                    .args(args)
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status()
-            } else {
-                Command::new(&path)
-                    .args(args)
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status()
-            };
+            let _ = command(&self.bin, "pg_ctl", &args)
+                .stderr(Stdio::null())
+                .status();
             let _ = std::fs::remove_dir_all(&dir);
         }
     }
