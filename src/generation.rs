@@ -278,10 +278,15 @@ impl Generation {
             }
             crate::config::Target::Table(_) => {
                 let resource = self.resources.get(&route.name).ok_or(BuildError::Cursors)?;
-                Ok(stack::route(
-                    parts,
-                    TableService::new(Arc::clone(resource), export),
-                ))
+                // Pages and exports are compressed when the client asks (gzip or zstd),
+                // streamed frame by frame.
+                let terminal = tower::ServiceBuilder::new()
+                    .map_response(|response: http::Response<_>| {
+                        response.map(http_body_util::BodyExt::boxed)
+                    })
+                    .layer(tower_http::compression::CompressionLayer::new())
+                    .service(TableService::new(Arc::clone(resource), export));
+                Ok(stack::route(parts, terminal))
             }
         }
     }

@@ -230,6 +230,8 @@ pub(super) async fn response(
             }
         }
     })
+    // Fused: a body may be polled again after its end (a compressing layer does).
+    .fuse()
     .map(|chunk| {
         chunk.map(http_body::Frame::data).map_err(|error| {
             // The head has left: the stream is cut, and the client sees a broken download it
