@@ -124,12 +124,56 @@ pub fn check(path: &Path) -> ExitCode {
                     );
                 }
             }
-            ExitCode::SUCCESS
+            if config.postgres.is_empty() {
+                return ExitCode::SUCCESS;
+            }
+            block_on(check_tables(config), None)
         }
         Err(error) => {
             eprintln!("{error}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Checks table routes against their databases when they can be reached (with the environment
+/// `run` would have); a database that cannot be reached is reported, not a failure.
+async fn check_tables(config: Config) -> ExitCode {
+    let metrics = crate::telemetry::Metrics::default();
+    let generation = match crate::generation::Generation::build(config, None, &metrics) {
+        Ok(generation) => generation,
+        Err(error) => {
+            println!("table checks skipped: {error}");
+            return ExitCode::SUCCESS;
+        }
+    };
+    let mut unfit = false;
+    for resource in generation.resources() {
+        let wait = resource.database().config().connect_timeout + std::time::Duration::from_secs(2);
+        match tokio::time::timeout(wait, resource.check()).await {
+            Ok(Ok(_)) => println!(
+                "route {}: table {} ok",
+                resource.route(),
+                resource.table().name
+            ),
+            Ok(Err(crate::pg::CheckError::Invalid(reason))) => {
+                unfit = true;
+                println!("route {}: {reason}", resource.route());
+            }
+            Ok(Err(crate::pg::CheckError::Unreachable(error))) => println!(
+                "route {}: database not reachable ({error}); `run` checks it when it is",
+                resource.route()
+            ),
+            Err(_) => println!(
+                "route {}: database did not answer within {wait:?}; `run` checks it when it does",
+                resource.route()
+            ),
+        }
+    }
+    if unfit {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

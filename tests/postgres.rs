@@ -738,3 +738,40 @@ async fn pages_and_exports_are_compressed_when_the_client_asks() {
     }
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn check_runs_the_table_checks_when_the_database_answers() {
+    let pg = Postgres::start();
+    let (fit, unfit) = (pg.name("check_fit"), pg.name("check_unfit"));
+    pg.execute(&format!(
+        "CREATE TABLE {fit} (id bigint PRIMARY KEY);
+         CREATE TABLE {unfit} (id bigint PRIMARY KEY, at timestamptz NOT NULL);"
+    ))
+    .await;
+    let check = |table: &str, key: &str| {
+        let yaml = format!(
+            "{CURSORS}\npostgres: {{main: {{url: '{}'}}}}\nroutes:\n  - {{name: db, path: /db, table: {{database: main, name: {table}, columns: [id{}], key: {key}}}}}\n",
+            pg.url,
+            if key.contains("at") { ", at" } else { "" }
+        );
+        let path = std::env::temp_dir().join(format!("{}-{table}.yaml", pg.prefix));
+        std::fs::write(&path, yaml).expect("config");
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_pagegate"))
+            .args(["check", "--config"])
+            .arg(&path)
+            .output()
+            .expect("pagegate check");
+        let _ = std::fs::remove_file(&path);
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (ok, out) = check(&fit, "[id]");
+    assert!(
+        ok && out.contains(&format!("route db: table {fit} ok")),
+        "{out}"
+    );
+    let (ok, out) = check(&unfit, "[at, id]");
+    assert!(!ok && out.contains("CREATE INDEX ON"), "{out}");
+}
