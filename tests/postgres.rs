@@ -775,3 +775,30 @@ async fn check_runs_the_table_checks_when_the_database_answers() {
     let (ok, out) = check(&unfit, "[at, id]");
     assert!(!ok && out.contains("CREATE INDEX ON"), "{out}");
 }
+
+#[tokio::test]
+async fn an_export_whose_rows_fill_whole_chunks_ends_cleanly() {
+    let pg = Postgres::start();
+    let t = events(&pg, 1000).await;
+    let proxy = serve(
+        &pg,
+        &t,
+        &format!("{COLUMNS}, key: [id], export: {{chunk_rows: 100}}"),
+        "",
+    )
+    .await;
+    // Ten full chunks, then an empty eleventh: every row once, the header once.
+    let text = support::get(&proxy.url("/db/export?fields=id"))
+        .await
+        .text();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "id");
+    let exported: Vec<i64> = lines[1..].iter().map(|l| l.parse().expect("id")).collect();
+    assert_eq!(exported, (1..=1000).collect::<Vec<i64>>());
+    // Resuming after the last row gives the header and nothing else.
+    let rest = support::get(&proxy.url("/db/export?fields=id&after=1000"))
+        .await
+        .text();
+    assert_eq!(rest, "id\n");
+    proxy.stop().await;
+}
