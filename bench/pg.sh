@@ -66,8 +66,9 @@ EOF
 "$BIN" run --workers 1 --config "$RUN/pagegate.yaml" >"$RUN/pagegate.log" 2>&1 &
 PIDS+=($!)
 PG_PID=$!
+# `exec`: the recorded pid is uvicorn's own, so the cleanup stops it.
 (cd "$PEERS" && DATABASE_URL=postgresql://postgres@127.0.0.1:19030/postgres \
-  "$RUN/venv/bin/uvicorn" fastapi_events:app --port 19031 --log-level warning >"$RUN/fastapi.log" 2>&1) &
+  exec "$RUN/venv/bin/uvicorn" fastapi_events:app --port 19031 --log-level warning >"$RUN/fastapi.log" 2>&1) &
 PIDS+=($!)
 for port in 19031 19032; do
   path=/events/keyset; [ "$port" = 19032 ] && path="/db/events?limit=1"
