@@ -26,18 +26,10 @@ fn count(
     key: &'static str,
     what: &str,
 ) -> Option<NonZeroU32> {
-    let n = u32::try_from(value.value).ok().and_then(NonZeroU32::new);
-    if n.is_none() {
-        p.invalid(
-            value,
-            key,
-            format!(
-                "is {}: {what} is a whole number from 1 to 4294967295",
-                value.value
-            ),
-        );
-    }
-    n
+    let fix = format!("{what} is a whole number from 1 to 4294967295");
+    p.whole(value, key, 1..=u64::from(u32::MAX), &fix)
+        .and_then(|n| u32::try_from(n).ok())
+        .and_then(NonZeroU32::new)
 }
 
 pub(super) fn redis(p: &mut Problems, at: &Spanned<FileRedis>) -> RedisConfig {
@@ -129,17 +121,16 @@ pub(super) fn limits(p: &mut Problems, at: &Spanned<FileLimits>, has_redis: bool
             "sets no limit: add `rate` or `concurrency`, or remove `limits`".to_owned(),
         );
     }
-    let max_clients = match &l.max_clients {
-        None => DEFAULT_LIMIT_MAX_CLIENTS,
-        Some(m) => usize::try_from(m.value)
-            .ok()
-            .filter(|n| (1_000..=100_000_000).contains(n))
-            .and_then(NonZeroUsize::new)
-            .unwrap_or_else(|| {
-                p.invalid(m, "max_clients", format!("is {}: keep between 1000 and 100000000 clients (each costs about 64 bytes)", m.value));
-                DEFAULT_LIMIT_MAX_CLIENTS
-            }),
-    };
+    let max_clients = l
+        .max_clients
+        .as_ref()
+        .and_then(|m| {
+            let fix = "keep between 1000 and 100000000 clients (each costs about 64 bytes)";
+            p.whole(m, "max_clients", 1_000..=100_000_000, fix)
+        })
+        .and_then(|n| usize::try_from(n).ok())
+        .and_then(NonZeroUsize::new)
+        .unwrap_or(DEFAULT_LIMIT_MAX_CLIENTS);
     LimitsConfig {
         key,
         rate_per_client,

@@ -29,6 +29,21 @@ impl Problems {
         });
     }
 
+    /// `value` when it lies in `range`; otherwise a located problem, `is {value}: {fix}`.
+    pub(super) fn whole(
+        &mut self,
+        value: &Spanned<u64>,
+        key: &'static str,
+        range: std::ops::RangeInclusive<u64>,
+        fix: &str,
+    ) -> Option<u64> {
+        if range.contains(&value.value) {
+            return Some(value.value);
+        }
+        self.invalid(value, key, format!("is {}: {fix}", value.value));
+        None
+    }
+
     pub(super) fn invalid<T>(&mut self, at: &Spanned<T>, key: &'static str, reason: String) {
         self.push(at, ConfigProblem::Invalid { key, reason });
     }

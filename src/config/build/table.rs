@@ -58,21 +58,20 @@ pub(super) fn postgres(p: &mut Problems, at: &Spanned<FilePostgres>) -> Postgres
     } else if parsed.is_ok_and(|c| c.get_ssl_mode() == tokio_postgres::config::SslMode::Require) {
         p.invalid(&f.url, "url", "asks for sslmode=require, but TLS to PostgreSQL is not built yet: connect over a private network or a local TLS proxy, and remove sslmode".to_owned());
     }
-    let pool_size = match &f.pool_size {
-        None => DEFAULT_PG_POOL_SIZE,
-        Some(n) => usize::try_from(n.value)
-            .ok()
-            .filter(|n| (1..=1000).contains(n))
-            .and_then(NonZeroUsize::new)
-            .unwrap_or_else(|| {
-                p.invalid(
-                    n,
-                    "pool_size",
-                    format!("is {}: keep it between 1 and 1000 connections", n.value),
-                );
-                DEFAULT_PG_POOL_SIZE
-            }),
-    };
+    let pool_size = f
+        .pool_size
+        .as_ref()
+        .and_then(|n| {
+            p.whole(
+                n,
+                "pool_size",
+                1..=1000,
+                "keep it between 1 and 1000 connections",
+            )
+        })
+        .and_then(|n| usize::try_from(n).ok())
+        .and_then(NonZeroUsize::new)
+        .unwrap_or(DEFAULT_PG_POOL_SIZE);
     let application_name =
         f.application_name
             .as_ref()
@@ -248,21 +247,12 @@ pub(super) fn table(
         allowed.dedup();
         filters.insert(name.clone(), allowed);
     }
-    let limit =
-        |p: &mut Problems, v: &Option<Spanned<u64>>, key: &'static str, default: u32| match v {
-            None => default,
-            Some(n) => u32::try_from(n.value)
-                .ok()
-                .filter(|n| (1..=100_000).contains(n))
-                .unwrap_or_else(|| {
-                    p.invalid(
-                        n,
-                        key,
-                        format!("is {}: keep it between 1 and 100000 rows", n.value),
-                    );
-                    default
-                }),
-        };
+    let limit = |p: &mut Problems, v: &Option<Spanned<u64>>, key: &'static str, default: u32| {
+        v.as_ref()
+            .and_then(|n| p.whole(n, key, 1..=100_000, "keep it between 1 and 100000 rows"))
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(default)
+    };
     let default_limit = limit(
         p,
         &t.default_limit,
@@ -297,21 +287,15 @@ pub(super) fn table(
                     }
                 }).collect(),
             };
-            let chunk_rows = match &e.value.chunk_rows {
-                None => DEFAULT_CHUNK_ROWS,
-                Some(n) => u32::try_from(n.value)
-                    .ok()
-                    .filter(|n| (100..=1_000_000).contains(n))
-                    .and_then(NonZeroU32::new)
-                    .unwrap_or_else(|| {
-                        p.invalid(
-                            n,
-                            "chunk_rows",
-                            format!("is {}: keep it between 100 and 1000000 rows", n.value),
-                        );
-                        DEFAULT_CHUNK_ROWS
-                    }),
-            };
+            let fix = "keep it between 100 and 1000000 rows";
+            let chunk_rows = e
+                .value
+                .chunk_rows
+                .as_ref()
+                .and_then(|n| p.whole(n, "chunk_rows", 100..=1_000_000, fix))
+                .and_then(|n| u32::try_from(n).ok())
+                .and_then(NonZeroU32::new)
+                .unwrap_or(DEFAULT_CHUNK_ROWS);
             (formats, chunk_rows)
         }
     };
