@@ -61,11 +61,7 @@ async fn a_burst_passes_then_429_with_retry_after_and_the_fields_and_nothing_for
             .is_some_and(|d| d.contains("3 per 1m")),
         "{problem}"
     );
-    let retry: u64 = got
-        .header("retry-after")
-        .expect("Retry-After")
-        .parse()
-        .expect("seconds");
+    let retry = got.retry_after();
     assert!(
         (19..=20).contains(&retry),
         "one request every 20 s: {retry}"

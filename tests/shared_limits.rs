@@ -110,11 +110,7 @@ routes:
     for replica in [&a, &b] {
         let got = support::get(&replica.url("/page")).await;
         got.problem(429);
-        let retry: u64 = got
-            .header("retry-after")
-            .expect("Retry-After")
-            .parse()
-            .expect("seconds");
+        let retry = got.retry_after();
         assert!(
             (890..=900).contains(&retry),
             "one request every 900 s: {retry}"

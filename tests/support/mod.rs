@@ -229,6 +229,14 @@ impl Got {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
+    /// `Retry-After` in seconds; panics when it is missing or not a number.
+    pub fn retry_after(&self) -> u64 {
+        let value = self.header("retry-after").expect("Retry-After");
+        value
+            .parse()
+            .unwrap_or_else(|_| panic!("Retry-After {value:?} is not seconds"))
+    }
+
     /// Asserts an RFC 9457 problem with this status and returns its document.
     pub fn problem(&self, status: u16) -> serde_json::Value {
         assert_eq!(
