@@ -30,7 +30,10 @@ pub use error::{ConfigError, ConfigProblem, Located, Position};
 pub use limits::{
     ClientKeySource, LimitStore, LimitsConfig, OnRedisError, Queue, Rate, RedisConfig,
 };
-pub use table::{ExportFormat, FilterOp, KeyColumn, PostgresConfig, Scope, TableConfig, Target};
+pub use table::{
+    CsvVia, ExportFormat, FilterOp, KeyColumn, MissingIndex, PostgresConfig, Scope, Statements,
+    TableConfig, Target, TlsRoots, tokio_postgres_url,
+};
 
 /// A validated configuration.
 #[derive(Debug, Clone, PartialEq)]

@@ -6,8 +6,10 @@
 //! `GET <path>/export?format=csv|ndjson&<filters>&after=<key>` streams every matching row as a
 //! sequence of short keyset queries of `chunk_rows` rows each ([`export`]).
 //!
-//! Every client value reaches PostgreSQL as a bind parameter ([`sql`]); fields, filters and
-//! operators are checked against the config's allow-lists first. A table is checked against
+//! Every client value reaches PostgreSQL as a bind parameter ([`sql`]), except in CSV exports
+//! made by `COPY`, which takes none: there values are literals pagegate writes, hex-encoded when
+//! they hold a quote, a backslash or a NUL ([`sql::inline`]). Fields, filters and operators are
+//! checked against the config's allow-lists first. A table is checked against
 //! the catalog ([`catalog`]) before it is served; while its database is unreachable its route
 //! answers 503 and the check runs again when it comes back.
 
@@ -21,6 +23,7 @@ use futures_util::future::BoxFuture;
 use http::{HeaderValue, Method, StatusCode, header};
 use serde_json::value::RawValue;
 use tokio_postgres::error::SqlState;
+use tokio_postgres::types::Type;
 use tower::Service;
 
 use crate::config::{ExportFormat, FilterOp, TableConfig};
@@ -142,31 +145,72 @@ impl Running {
         }
     }
 
-    /// Runs `statement`, collecting every row (callers bound it with `LIMIT`).
+    /// Runs `statement`, collecting every row (callers bound it with `LIMIT`): prepared once
+    /// per connection and kept in its bounded cache, or sent `unnamed` (every parameter is
+    /// text, cast in the statement).
     pub(crate) async fn rows(
         mut self,
         statement: &sql::Statement,
+        unnamed: bool,
     ) -> Result<Vec<tokio_postgres::Row>, PgError> {
         let client = self.client.as_ref().ok_or(PgError::Unavailable)?;
-        if client.statement_cache.size() > pool::STATEMENT_CACHE {
-            client.statement_cache.clear();
+        let rows = if unnamed {
+            // One round trip, no statement left behind on the server session.
+            let params: Vec<(&(dyn tokio_postgres::types::ToSql + Sync), Type)> = statement
+                .params
+                .iter()
+                .map(|p| (p as &(dyn tokio_postgres::types::ToSql + Sync), Type::TEXT))
+                .collect();
+            client.query_typed(&statement.sql, &params).await
+        } else {
+            if client.statement_cache.size() > pool::STATEMENT_CACHE {
+                client.statement_cache.clear();
+            }
+            let prepared = client
+                .prepare_cached(&statement.sql)
+                .await
+                .map_err(|e| db_error(&e))?;
+            let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = statement
+                .params
+                .iter()
+                .map(|p| p as &(dyn tokio_postgres::types::ToSql + Sync))
+                .collect();
+            client.query(&prepared, &params).await
         }
-        let prepared = client
-            .prepare_cached(&statement.sql)
-            .await
-            .map_err(|e| db_error(&e))?;
-        let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = statement
-            .params
-            .iter()
-            .map(|p| p as &(dyn tokio_postgres::types::ToSql + Sync))
-            .collect();
-        let rows = client
-            .query(&prepared, &params)
-            .await
-            .map_err(|e| db_error(&e));
+        .map_err(|e| db_error(&e));
         self.finished = true;
         rows
     }
+
+    /// Runs a `COPY … TO STDOUT` statement, collecting its output (callers bound it with
+    /// `LIMIT`): the bytes, the number of rows and the last row's bytes (PostgreSQL sends each
+    /// row as one message).
+    pub(crate) async fn copy(mut self, sql: &str) -> Result<Copied, PgError> {
+        use futures_util::StreamExt as _;
+        let client = self.client.as_ref().ok_or(PgError::Unavailable)?;
+        let stream = client.copy_out(sql).await.map_err(|e| db_error(&e))?;
+        let mut stream = std::pin::pin!(stream);
+        let mut copied = Copied::default();
+        while let Some(row) = stream.next().await {
+            let row = row.map_err(|e| db_error(&e))?;
+            copied.bytes.extend_from_slice(&row);
+            copied.rows += 1;
+            copied.last = row;
+        }
+        self.finished = true;
+        Ok(copied)
+    }
+}
+
+/// What one `COPY … TO STDOUT` gave.
+#[derive(Debug, Default)]
+pub(crate) struct Copied {
+    /// Every row's bytes.
+    pub(crate) bytes: bytes::BytesMut,
+    /// Rows.
+    pub(crate) rows: usize,
+    /// The last row's bytes.
+    pub(crate) last: bytes::Bytes,
 }
 
 impl Drop for Running {
@@ -606,7 +650,9 @@ async fn page(
         .get()
         .await
         .map_err(|e| pool_error(&e))?;
-    let mut rows = Running::new(client).rows(&statement).await?;
+    let mut rows = Running::new(client)
+        .rows(&statement, resource.database.unnamed())
+        .await?;
     let more = rows.len() > limit as usize;
     rows.truncate(limit as usize);
     let mut body = String::from("{\"data\":[");

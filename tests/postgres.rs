@@ -8,7 +8,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::postgres::Postgres;
+use support::postgres::{Postgres, csv_records};
 use support::{Got, Proxy};
 
 const CURSORS: &str =
@@ -330,31 +330,6 @@ async fn exports_stream_every_row_in_chunks_and_resume_after_a_key() {
             .all(|o| o["status"] == "failed" && o["big"].is_u64())
     );
     proxy.stop().await;
-}
-
-/// RFC 4180 records (quoted fields may hold commas, quotes and newlines).
-fn csv_records(text: &str) -> Vec<Vec<String>> {
-    let mut records = Vec::new();
-    let (mut record, mut field, mut quoted, mut chars) =
-        (Vec::new(), String::new(), false, text.chars().peekable());
-    while let Some(c) = chars.next() {
-        match (quoted, c) {
-            (true, '"') if chars.peek() == Some(&'"') => {
-                chars.next();
-                field.push('"');
-            }
-            (true, '"') => quoted = false,
-            (true, c) => field.push(c),
-            (false, '"') => quoted = true,
-            (false, ',') => record.push(std::mem::take(&mut field)),
-            (false, '\n') => {
-                record.push(std::mem::take(&mut field));
-                records.push(std::mem::take(&mut record));
-            }
-            (false, c) => field.push(c),
-        }
-    }
-    records
 }
 
 async fn start_error(pg: &Postgres, table: &str, settings: &str) -> String {

@@ -98,6 +98,9 @@ pub(crate) struct FilePostgres {
     pub(crate) statement_timeout: Option<Spanned<String>>,
     pub(crate) application_name: Option<Spanned<String>>,
     pub(crate) read_only: Option<bool>,
+    pub(crate) replica_url: Option<Spanned<String>>,
+    pub(crate) tls_ca_file: Option<Spanned<String>>,
+    pub(crate) prepared_statements: Option<Spanned<String>>,
 }
 
 /// A table resource.
@@ -115,6 +118,7 @@ pub(crate) struct FileTable {
     pub(crate) max_limit: Option<Spanned<u64>>,
     pub(crate) export: Option<Spanned<FileExport>>,
     pub(crate) scope: Option<Spanned<FileScope>>,
+    pub(crate) on_missing_index: Option<Spanned<String>>,
 }
 
 /// Row scoping of a table.
@@ -131,6 +135,7 @@ pub(crate) struct FileScope {
 pub(crate) struct FileExport {
     pub(crate) formats: Option<Spanned<Vec<Spanned<String>>>>,
     pub(crate) chunk_rows: Option<Spanned<u64>>,
+    pub(crate) csv_via: Option<Spanned<String>>,
 }
 
 /// Rate and concurrency limits of a route.

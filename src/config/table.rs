@@ -21,18 +21,61 @@ pub struct PostgresConfig {
     pub application_name: String,
     /// Sessions are read-only (`default_transaction_read_only`).
     pub read_only: bool,
+    /// A read replica's URL (same form as `url`): exports read from it, pages and checks from
+    /// `url`.
+    pub replica_url: Option<String>,
+    /// TLS to the database (`sslmode=require`, `verify-ca` or `verify-full` in the URL): the
+    /// server's certificate is always verified, against these roots.
+    pub tls: Option<TlsRoots>,
+    /// How statements are sent.
+    pub statements: Statements,
+}
+
+/// The certificates a database's TLS certificate is verified against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsRoots {
+    /// The system's trust store.
+    System,
+    /// The certificates of a PEM file (DER, read when the config loads).
+    File {
+        /// The file, for messages.
+        path: std::path::PathBuf,
+        /// Its certificates.
+        certificates: Vec<Vec<u8>>,
+    },
+}
+
+/// How statements are sent to a database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Statements {
+    /// Prepared once per query shape and connection, kept in a bounded cache.
+    Cached,
+    /// Unnamed, parsed with every request: for PgBouncer in transaction mode, where a
+    /// connection's prepared statements may belong to another client's server session.
+    Unnamed,
+}
+
+/// `url` as tokio-postgres reads it: `sslmode=verify-ca` and `verify-full` (libpq's names for
+/// verified TLS, which pagegate always does) become `require`.
+pub fn tokio_postgres_url(url: &str) -> String {
+    url.replace("sslmode=verify-full", "sslmode=require")
+        .replace("sslmode=verify-ca", "sslmode=require")
 }
 
 impl PostgresConfig {
-    /// The environment variables the URL names (`${NAME}`).
+    /// The environment variables the URLs name (`${NAME}`).
     pub fn env_vars(&self) -> Vec<String> {
         let mut names = Vec::new();
-        let mut rest = self.url.as_str();
-        while let Some(start) = rest.find("${") {
-            let after = &rest[start + 2..];
-            let Some(end) = after.find('}') else { break };
-            names.push(after[..end].to_owned());
-            rest = &after[end + 1..];
+        for url in std::iter::once(&self.url).chain(&self.replica_url) {
+            let mut rest = url.as_str();
+            while let Some(start) = rest.find("${") {
+                let after = &rest[start + 2..];
+                let Some(end) = after.find('}') else { break };
+                if !names.iter().any(|n| n == &after[..end]) {
+                    names.push(after[..end].to_owned());
+                }
+                rest = &after[end + 1..];
+            }
         }
         names
     }
@@ -72,6 +115,28 @@ pub struct TableConfig {
     pub chunk_rows: NonZeroU32,
     /// Row scoping: a filter every request gets from a header a trusted auth layer sets.
     pub scope: Option<Scope>,
+    /// What a key no index walks in order does: refuse the resource or serve it with a warning.
+    pub on_missing_index: MissingIndex,
+    /// How CSV exports are produced.
+    pub csv_via: CsvVia,
+}
+
+/// What the start-up check does when no index walks a table's key in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MissingIndex {
+    /// The resource is out of service (and `pagegate check` fails).
+    Refuse,
+    /// The resource is served; the missing index is logged with its `CREATE INDEX`.
+    Warn,
+}
+
+/// How CSV exports are produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CsvVia {
+    /// `COPY (…) TO STDOUT (FORMAT csv)` per chunk: PostgreSQL writes the CSV.
+    Copy,
+    /// Keyset queries per chunk, pagegate writing the CSV (as NDJSON is made).
+    Queries,
 }
 
 /// Row scoping: `column = <value of header>` on every request; one without the header is

@@ -480,3 +480,52 @@ routes:
     ];
     assert_starts(&lines, &expected);
 }
+
+#[test]
+fn database_tls_replicas_statements_and_table_policies_are_checked() {
+    let cursors = "cursors: {keys: [{id: 1, secret: test-secret-test-secret-test-secret-0123}]}";
+    let yaml = format!(
+        "{cursors}
+postgres: {{main: {{url: 'postgres://u:${{A}}@h/app?sslmode=verify-full', replica_url: 'postgres://u:${{B}}@r/app?sslmode=require', prepared_statements: unnamed}}}}
+routes:
+  - {{name: db, path: /db, table: {{database: main, name: t, columns: [id], key: [id], on_missing_index: warn, export: {{csv_via: queries}}}}}}
+"
+    );
+    let config = parse(&yaml).expect("valid");
+    let main = &config.postgres["main"];
+    assert_eq!(main.env_vars(), ["A", "B"]);
+    assert_eq!(main.tls, Some(crate::config::TlsRoots::System));
+    assert_eq!(main.statements, crate::config::Statements::Unnamed);
+    assert_eq!(
+        main.replica_url.as_deref(),
+        Some("postgres://u:${B}@r/app?sslmode=require")
+    );
+    let Target::Table(table) = &config.routes[0].target else {
+        panic!("a table route");
+    };
+    assert_eq!(table.on_missing_index, crate::config::MissingIndex::Warn);
+    assert_eq!(table.csv_via, crate::config::CsvVia::Queries);
+
+    let yaml = format!(
+        "{cursors}
+postgres:
+  a: {{url: 'postgres://h/app?sslmode=prefer', tls_ca_file: /nonexistent/ca.pem}}
+  b: {{url: 'postgres://h/app', replica_url: 'postgres://r/app?sslmode=require', tls_ca_file: /etc/hostname, prepared_statements: sometimes}}
+  c: {{url: 'postgres://h/app?sslmode=require', tls_ca_file: /etc/hostname}}
+routes:
+  - {{name: db, path: /db, table: {{database: a, name: t, columns: [id], key: [id], on_missing_index: ignore, export: {{csv_via: magic}}}}}}
+"
+    );
+    let lines = problems(&yaml);
+    let expected = [
+        "t.yaml:3:12: `url` asks for sslmode=prefer, which would fall back to plaintext unseen",
+        "t.yaml:3:60: `tls_ca_file` is set but the url asks for no TLS",
+        "t.yaml:4:45: `replica_url` asks for TLS differently from `url`",
+        "t.yaml:4:94: `tls_ca_file` is set but the url asks for no TLS",
+        "t.yaml:4:130: `prepared_statements` is \"sometimes\": write cached (the default) or unnamed",
+        "t.yaml:5:61: `tls_ca_file` holds no PEM certificate",
+        "t.yaml:7:101: `on_missing_index` is \"ignore\": write refuse (the default) or warn",
+        "t.yaml:7:127: `csv_via` is \"magic\": write copy (the default) or queries",
+    ];
+    assert_starts(&lines, &expected);
+}

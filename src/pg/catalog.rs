@@ -8,7 +8,9 @@ use std::collections::HashMap;
 use deadpool_postgres::Object;
 
 use super::sql::{quote_ident, quote_table};
-use crate::config::TableConfig;
+use tokio_postgres::types::Type;
+
+use crate::config::{MissingIndex, TableConfig};
 
 /// One column as the catalog describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,21 +23,26 @@ pub struct Column {
 
 impl Column {
     /// The expression CSV writes for `reference`, a column of this type: its text form, with
-    /// timestamps in RFC 3339 (sessions run in UTC) and arrays as JSON. Cheaper than one
+    /// timestamps in RFC 3339 (the form JSON gives them) and arrays as JSON. Cheaper than one
     /// `to_json` per value (measured: 1.0 s against 2.3 s for a million rows of five columns).
     pub fn csv(&self, reference: &str) -> String {
         let t = self.sql_type.as_str();
         if t.ends_with("[]") {
             format!("to_json({reference}) #>> '{{}}'")
         } else if t.starts_with("timestamp") {
-            // `infinity` has no RFC 3339 form (and to_char gives NULL): it stays `infinity`.
+            // Sessions run in UTC, so the text form of a timestamptz is `2024-05-01
+            // 10:00:00.5+00`: a `T` for the space and `:00` after the offset make it RFC 3339.
+            // Measured on a million rows of five columns: 0.78 s against 0.97 s with
+            // `to_char`. Years outside 1 to 9999 (`BC`, five digits) and `infinity` have no
+            // RFC 3339 form and keep PostgreSQL's.
             let offset = if t.ends_with("with time zone") {
-                "\"+00:00\""
+                " || ':00'"
             } else {
                 ""
             };
             format!(
-                "CASE WHEN isfinite({reference}) THEN to_char({reference}, 'YYYY-MM-DD\"T\"HH24:MI:SS.US{offset}') ELSE {reference}::text END"
+                "CASE WHEN {reference} >= '0001-01-01' AND {reference} < '10000-01-01' \
+                 THEN replace({reference}::text, ' ', 'T'){offset} ELSE {reference}::text END"
             )
         } else {
             format!("{reference}::text")
@@ -100,10 +107,13 @@ pub fn index_hint(table: &TableConfig) -> String {
 
 /// Checks `table` against the catalog.
 pub(crate) async fn check(client: &mut Object, table: &TableConfig) -> Result<Catalog, CheckError> {
+    // `query_typed`: unnamed statements in one round trip each, so the check also runs behind
+    // PgBouncer in transaction mode.
+    let name = quote_table(&table.name);
     let relation = client
-        .query_opt(
+        .query_typed_opt(
             "SELECT c.relkind::text FROM pg_class c WHERE c.oid = to_regclass($1::text)",
-            &[&quote_table(&table.name)],
+            &[(&name, Type::TEXT)],
         )
         .await
         .map_err(unreachable)?;
@@ -116,10 +126,10 @@ pub(crate) async fn check(client: &mut Object, table: &TableConfig) -> Result<Ca
     let kind: String = relation.get(0);
     let view = matches!(kind.as_str(), "v" | "m");
     let rows = client
-        .query(
+        .query_typed(
             "SELECT a.attname::text, format_type(a.atttypid, NULL), a.attnotnull, a.atttypid = 'numeric'::regtype
              FROM pg_attribute a WHERE a.attrelid = to_regclass($1::text) AND a.attnum > 0 AND NOT a.attisdropped",
-            &[&quote_table(&table.name)],
+            &[(&name, Type::TEXT)],
         )
         .await
         .map_err(unreachable)?;
@@ -170,13 +180,13 @@ pub(crate) async fn check(client: &mut Object, table: &TableConfig) -> Result<Ca
         )));
     }
     let unique: Vec<Vec<String>> = client
-        .query(
+        .query_typed(
             "SELECT array_agg(a.attname::text) FROM pg_index i
              JOIN LATERAL unnest(i.indkey) AS k(attnum) ON true
              JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
              WHERE i.indrelid = to_regclass($1::text) AND i.indisunique AND i.indisvalid AND i.indpred IS NULL AND i.indexprs IS NULL
              GROUP BY i.indexrelid",
-            &[&quote_table(&table.name)],
+            &[(&name, Type::TEXT)],
         )
         .await
         .map_err(unreachable)?
@@ -272,12 +282,12 @@ pub(crate) async fn check(client: &mut Object, table: &TableConfig) -> Result<Ca
             let mut names = Vec::new();
             index_names(&plan, &mut names);
             let first: Vec<String> = client
-                .query(
+                .query_typed(
                     "SELECT a.attname::text FROM pg_index i
                      JOIN pg_class c ON c.oid = i.indexrelid
                      JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
                      WHERE i.indrelid = to_regclass($1::text) AND c.relname = ANY($2)",
-                    &[&quote_table(&table.name), &names],
+                    &[(&name, Type::TEXT), (&names, Type::TEXT_ARRAY)],
                 )
                 .await
                 .map_err(unreachable)?
@@ -288,11 +298,15 @@ pub(crate) async fn check(client: &mut Object, table: &TableConfig) -> Result<Ca
         }
     };
     if unscoped_walk || plan.contains("\"Sort\"") || plan.contains("\"Incremental Sort\"") {
-        return Err(CheckError::Invalid(format!(
+        let reason = format!(
             "no index of `{}` walks the key in order, so every page would scan and sort the table: {}",
             table.name,
             index_hint(table)
-        )));
+        );
+        if table.on_missing_index == MissingIndex::Refuse {
+            return Err(CheckError::Invalid(reason));
+        }
+        tracing::warn!(table = %table.name, "{reason} (served anyway: on_missing_index is warn)");
     }
     Ok(Catalog { columns })
 }

@@ -10,9 +10,15 @@
 //! Key columns are always exported, so a broken download resumes with
 //! `after=<key of the last complete row>`.
 //!
-//! The chunked queries, not `COPY … TO STDOUT`: `COPY` takes no bind parameters, so filter and
-//! key values would have to be rendered into SQL text; the chunked path keeps every value a
-//! parameter and needs no long-running statement.
+//! CSV chunks are `COPY (SELECT …) TO STDOUT (FORMAT csv)` statements by default
+//! (`csv_via: copy`): PostgreSQL writes the CSV and pagegate passes the bytes on, reading back
+//! only each chunk's last row for the next chunk's key. Measured on a million rows of five
+//! columns (bench/pg.sh): 1.4 times the rows/s of the chunked queries, whose rows pagegate
+//! decodes and quotes itself. `COPY` takes no bind parameters, so its filter and key values
+//! are literals pagegate writes ([`sql::inline`]): a value that could end a string literal goes
+//! in as hex digits. Both paths select the same expressions and give the same bytes; the query
+//! path remains for NDJSON, for unnamed statements (PgBouncer in transaction mode) and for
+//! array keys, whose CSV form (JSON) does not cast back.
 
 use std::sync::Arc;
 
@@ -23,7 +29,7 @@ use http_body_util::{BodyExt, StreamBody};
 
 use super::sql::{self, Filter, Shape};
 use super::{Catalog, PgError, Resource, Running, pool_error};
-use crate::config::ExportFormat;
+use crate::config::{CsvVia, ExportFormat};
 use crate::{BoxError, Response};
 
 /// Writes `value` as one RFC 4180 field: quoted when it holds a comma, a quote, CR or LF (or
@@ -48,6 +54,46 @@ pub(crate) fn csv_field(out: &mut BytesMut, value: Option<&str>) {
     out.put_u8(b'"');
 }
 
+/// The fields of one CSV record as PostgreSQL's `COPY … (FORMAT csv)` writes it (a line of
+/// RFC 4180 fields, `""` for a quote inside a quoted field, an empty unquoted field for NULL);
+/// `None` when it is not one. Only the last record of each chunk is read, for its key.
+pub(crate) fn csv_record(line: &[u8]) -> Option<Vec<Option<String>>> {
+    let line = line.strip_suffix(b"\n")?;
+    let mut fields = Vec::new();
+    let mut rest = line;
+    loop {
+        if let Some(quoted) = rest.strip_prefix(b"\"") {
+            let mut value = Vec::new();
+            let mut at = 0;
+            loop {
+                let end = at + memchr::memchr(b'"', &quoted[at..])?;
+                value.extend_from_slice(&quoted[at..end]);
+                if quoted.get(end + 1) == Some(&b'"') {
+                    value.push(b'"');
+                    at = end + 2;
+                } else {
+                    rest = &quoted[end + 1..];
+                    break;
+                }
+            }
+            fields.push(Some(String::from_utf8(value).ok()?));
+        } else {
+            let end = memchr::memchr(b',', rest).unwrap_or(rest.len());
+            let value = &rest[..end];
+            if value.contains(&b'"') {
+                return None;
+            }
+            fields.push((!value.is_empty()).then(|| String::from_utf8_lossy(value).into_owned()));
+            rest = &rest[end..];
+        }
+        match rest.split_first() {
+            None => return Some(fields),
+            Some((b',', after)) => rest = after,
+            Some(_) => return None,
+        }
+    }
+}
+
 /// Where an export stands between chunks.
 struct Cursor {
     resource: Arc<Resource>,
@@ -58,6 +104,8 @@ struct Cursor {
     after: Option<Vec<String>>,
     header: bool,
     done: bool,
+    /// CSV written by PostgreSQL's `COPY` rather than by pagegate from query rows.
+    copy: bool,
 }
 
 impl Cursor {
@@ -66,7 +114,11 @@ impl Cursor {
         if self.done {
             return None;
         }
-        let table = &self.resource.table;
+        if self.copy {
+            return self.next_copied().await;
+        }
+        let resource = Arc::clone(&self.resource);
+        let table = &resource.table;
         let shape = match self.format {
             ExportFormat::Csv => Shape::Csv,
             ExportFormat::Ndjson => Shape::Row,
@@ -81,8 +133,12 @@ impl Cursor {
             self.after.as_deref(),
             rows,
         );
-        let fetched = match self.resource.database.pool().get().await {
-            Ok(client) => Running::new(client).rows(&statement).await,
+        let fetched = match self.resource.database.export_pool().get().await {
+            Ok(client) => {
+                Running::new(client)
+                    .rows(&statement, self.resource.database.unnamed())
+                    .await
+            }
             Err(error) => Err(pool_error(&error)),
         };
         let fetched = match fetched {
@@ -95,15 +151,7 @@ impl Cursor {
         self.done = fetched.len() < rows as usize;
         let width = self.columns.len();
         let mut out = BytesMut::with_capacity(fetched.len() * 64 + 256);
-        if std::mem::take(&mut self.header) && self.format == ExportFormat::Csv {
-            for (i, column) in self.columns.iter().enumerate() {
-                if i > 0 {
-                    out.put_u8(b',');
-                }
-                csv_field(&mut out, Some(column));
-            }
-            out.put_u8(b'\n');
-        }
+        self.header(&mut out);
         for row in &fetched {
             match self.format {
                 ExportFormat::Csv => {
@@ -111,7 +159,16 @@ impl Cursor {
                         if i > 0 {
                             out.put_u8(b',');
                         }
-                        csv_field(&mut out, row.get::<_, Option<&str>>(i));
+                        match row.get::<_, Option<&str>>(i) {
+                            // As `COPY` writes it: a lone `\.` would read as its end-of-data
+                            // marker.
+                            Some(marker @ "\\.") if width == 1 => {
+                                out.put_u8(b'"');
+                                out.put_slice(marker.as_bytes());
+                                out.put_u8(b'"');
+                            }
+                            value => csv_field(&mut out, value),
+                        }
                     }
                 }
                 ExportFormat::Ndjson => out.put_slice(row.get::<_, &str>(0).as_bytes()),
@@ -136,6 +193,97 @@ impl Cursor {
         }
         Some(Ok(out.freeze()))
     }
+}
+
+impl Cursor {
+    /// The CSV header row, the first time.
+    fn header(&mut self, out: &mut BytesMut) {
+        if std::mem::take(&mut self.header) && self.format == ExportFormat::Csv {
+            for (i, column) in self.columns.iter().enumerate() {
+                if i > 0 {
+                    out.put_u8(b',');
+                }
+                csv_field(out, Some(column));
+            }
+            out.put_u8(b'\n');
+        }
+    }
+
+    /// The next chunk as `COPY` writes it, its last row read back for the key.
+    async fn next_copied(&mut self) -> Option<Result<Bytes, PgError>> {
+        let resource = Arc::clone(&self.resource);
+        let table = &resource.table;
+        let rows = table.chunk_rows.get();
+        let statement = sql::select(
+            table,
+            &self.catalog,
+            &self.columns,
+            Shape::Copy,
+            &self.filters,
+            self.after.as_deref(),
+            rows,
+        );
+        let copied = match self.resource.database.export_pool().get().await {
+            Ok(client) => Running::new(client).copy(&statement.sql).await,
+            Err(error) => Err(pool_error(&error)),
+        };
+        let copied = match copied {
+            Ok(copied) => copied,
+            Err(error) => {
+                self.done = true;
+                return Some(Err(error));
+            }
+        };
+        self.done = copied.rows < rows as usize;
+        if copied.rows > 0 {
+            let key = csv_record(&copied.last).and_then(|fields| {
+                table
+                    .key
+                    .iter()
+                    .map(|k| {
+                        let at = self.columns.iter().position(|c| *c == k.column)?;
+                        fields.get(at).cloned().flatten()
+                    })
+                    .collect::<Option<Vec<String>>>()
+            });
+            match key {
+                Some(key) => self.after = Some(key),
+                None => {
+                    tracing::error!(
+                        "the last row of an export chunk has no readable key (a NULL key in a view?)"
+                    );
+                    self.done = true;
+                    return Some(Err(PgError::Unavailable));
+                }
+            }
+        }
+        let mut out = BytesMut::new();
+        self.header(&mut out);
+        if out.is_empty() {
+            out = copied.bytes;
+        } else {
+            out.extend_from_slice(&copied.bytes);
+        }
+        if out.is_empty() && self.done {
+            return None;
+        }
+        Some(Ok(out.freeze()))
+    }
+}
+
+/// Whether CSV may come from `COPY`: configured so (`csv_via: copy`), statements may be named
+/// (`copy_out` prepares one, which PgBouncer in transaction mode may lose between round trips),
+/// and every key column reads back from its CSV text (an array's is JSON, which does not cast
+/// back to the array).
+fn copy_fits(resource: &Resource, catalog: &Catalog) -> bool {
+    resource.table.csv_via == CsvVia::Copy
+        && !resource.database.unnamed()
+        && resource.table.key.iter().all(|k| {
+            catalog
+                .columns
+                .get(&k.column)
+                .is_some_and(|c| !c.sql_type.ends_with("[]"))
+        })
 }
 
 /// Where the export's producer stands: fetching the next chunk in a task of its own, or past
@@ -183,6 +331,7 @@ pub(super) async fn response(
         }
     }
     let format = format.unwrap_or(ExportFormat::Csv);
+    let copy = format == ExportFormat::Csv && copy_fits(resource, &catalog);
     let mut cursor = Cursor {
         resource: Arc::clone(resource),
         catalog,
@@ -192,6 +341,7 @@ pub(super) async fn response(
         after,
         header: true,
         done: false,
+        copy,
     };
     // The first chunk before the head: a malformed value (400), a timeout (504) or no
     // connection (503) is still answered as such.
@@ -284,5 +434,29 @@ mod tests {
             &out[..],
             b"plain,\"a,b\",\"say \"\"hi\"\"\",\"two\nlines\",\"\","
         );
+    }
+
+    #[test]
+    fn csv_records_read_back_as_postgresql_writes_them() {
+        let record = |line: &[u8]| csv_record(line);
+        assert_eq!(
+            record(b"1,plain,,\"\",\"a,b\",\"say \"\"hi\"\"\",\"two\nlines\"\n"),
+            Some(vec![
+                Some("1".to_owned()),
+                Some("plain".to_owned()),
+                None,
+                Some(String::new()),
+                Some("a,b".to_owned()),
+                Some("say \"hi\"".to_owned()),
+                Some("two\nlines".to_owned()),
+            ])
+        );
+        assert_eq!(record(b"x\n"), Some(vec![Some("x".to_owned())]));
+        assert_eq!(record(b",\n"), Some(vec![None, None]));
+        // Not a record: no line end, an unclosed quote, a quote inside a bare field, text
+        // after a closing quote.
+        for bad in [&b"1,2"[..], b"\"open\n", b"a\"b\n", b"\"a\"b\n"] {
+            assert_eq!(record(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        }
     }
 }

@@ -1,14 +1,15 @@
-//! One database: its connection pool (deadpool-postgres over tokio-postgres), built from a
-//! [`PostgresConfig`] with the URL's `${NAME}` variables resolved from the environment, and
-//! sessions set up for serving: UTC timestamps, `statement_timeout`, `application_name`,
-//! read-only when configured.
+//! One database: its connection pools (deadpool-postgres over tokio-postgres; a second one for
+//! exports when a read replica is configured), built from a [`PostgresConfig`] with the URLs'
+//! `${NAME}` variables resolved from the environment, TLS through rustls (the `ring` provider,
+//! the certificate always verified), and sessions set up for serving: UTC timestamps,
+//! `statement_timeout`, `application_name`, read-only when configured.
 
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 
-use crate::config::PostgresConfig;
+use crate::config::{PostgresConfig, Statements, TlsRoots, tokio_postgres_url};
 
 /// Most statements prepared per connection before its cache is cleared: query shapes vary
 /// with the fields and filters clients pick, so an unbounded cache would grow without end.
@@ -45,11 +46,12 @@ pub enum SetupError {
     },
 }
 
-/// A database and its pool.
+/// A database and its pools.
 pub struct Database {
     name: String,
     config: std::sync::Arc<PostgresConfig>,
     pool: Pool,
+    replica: Option<Pool>,
 }
 
 impl std::fmt::Debug for Database {
@@ -86,53 +88,97 @@ fn resolve(database: &str, url: &str) -> Result<String, SetupError> {
     Ok(out)
 }
 
-impl Database {
-    /// Builds the pool (it connects lazily: a database that is down does not stop this).
-    pub fn new(name: &str, config: std::sync::Arc<PostgresConfig>) -> Result<Self, SetupError> {
-        let url = resolve(name, &config.url)?;
-        let mut pg: tokio_postgres::Config = url.parse().map_err(|_| SetupError::BadUrl {
-            database: name.to_owned(),
-        })?;
-        let mut options = format!(
-            "-c TimeZone=UTC -c DateStyle=ISO,YMD -c IntervalStyle=postgres -c extra_float_digits=1 \
-             -c bytea_output=hex -c standard_conforming_strings=on \
-             -c statement_timeout={} -c idle_in_transaction_session_timeout={}",
-            config.statement_timeout.as_millis(),
-            config.statement_timeout.as_millis().max(1000),
-        );
-        if config.read_only {
-            options.push_str(" -c default_transaction_read_only=on");
-        }
-        if let Some(existing) = pg.get_options() {
-            options = format!("{existing} {options}");
-        }
-        pg.options(&options)
-            .application_name(&config.application_name)
-            .connect_timeout(config.connect_timeout)
-            .keepalives(true)
-            .keepalives_idle(Duration::from_secs(30));
-        let manager = Manager::from_config(
+/// The rustls client config TLS to the database uses: the `ring` provider (the one provider of
+/// the whole binary), the certificate verified against `roots`.
+fn tls_config(database: &str, roots: &TlsRoots) -> Result<rustls::ClientConfig, SetupError> {
+    let mut store = rustls::RootCertStore::empty();
+    let certificates = match roots {
+        TlsRoots::File { certificates, .. } => certificates
+            .iter()
+            .map(|c| rustls_pki_types::CertificateDer::from(c.clone()))
+            .collect(),
+        TlsRoots::System => rustls_native_certs::load_native_certs().certs,
+    };
+    let (added, _) = store.add_parsable_certificates(certificates);
+    if added == 0 {
+        return Err(SetupError::Pool {
+            database: database.to_owned(),
+            reason: "no trusted certificate to verify the database's TLS certificate with: set tls_ca_file, or install the system's CA certificates (ca-certificates)".to_owned(),
+        });
+    }
+    rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| SetupError::Pool {
+        database: database.to_owned(),
+        reason: e.to_string(),
+    })
+    .map(|builder| builder.with_root_certificates(store).with_no_client_auth())
+}
+
+/// A pool for `url`, its sessions set up as `config` says.
+fn pool(name: &str, url: &str, config: &PostgresConfig) -> Result<Pool, SetupError> {
+    let url = tokio_postgres_url(&resolve(name, url)?);
+    let mut pg: tokio_postgres::Config = url.parse().map_err(|_| SetupError::BadUrl {
+        database: name.to_owned(),
+    })?;
+    let mut options = format!(
+        "-c TimeZone=UTC -c DateStyle=ISO,YMD -c IntervalStyle=postgres -c extra_float_digits=1 \
+         -c bytea_output=hex -c standard_conforming_strings=on \
+         -c statement_timeout={} -c idle_in_transaction_session_timeout={}",
+        config.statement_timeout.as_millis(),
+        config.statement_timeout.as_millis().max(1000),
+    );
+    if config.read_only {
+        options.push_str(" -c default_transaction_read_only=on");
+    }
+    if let Some(existing) = pg.get_options() {
+        options = format!("{existing} {options}");
+    }
+    pg.options(&options)
+        .application_name(&config.application_name)
+        .connect_timeout(config.connect_timeout)
+        .keepalives(true)
+        .keepalives_idle(Duration::from_secs(30));
+    let manager_config = ManagerConfig {
+        recycling_method: RecyclingMethod::Fast,
+    };
+    let manager = match &config.tls {
+        None => Manager::from_config(pg, NoTls, manager_config),
+        Some(roots) => Manager::from_config(
             pg,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(config.pool_size.get())
-            .wait_timeout(Some(config.connect_timeout))
-            .create_timeout(Some(config.connect_timeout))
-            .recycle_timeout(Some(config.connect_timeout))
-            .runtime(Runtime::Tokio1)
-            .build()
-            .map_err(|e| SetupError::Pool {
-                database: name.to_owned(),
-                reason: e.to_string(),
-            })?;
+            tokio_postgres_rustls::MakeRustlsConnect::new(tls_config(name, roots)?),
+            manager_config,
+        ),
+    };
+    Pool::builder(manager)
+        .max_size(config.pool_size.get())
+        .wait_timeout(Some(config.connect_timeout))
+        .create_timeout(Some(config.connect_timeout))
+        .recycle_timeout(Some(config.connect_timeout))
+        .runtime(Runtime::Tokio1)
+        .build()
+        .map_err(|e| SetupError::Pool {
+            database: name.to_owned(),
+            reason: e.to_string(),
+        })
+}
+
+impl Database {
+    /// Builds the pools (they connect lazily: a database that is down does not stop this).
+    pub fn new(name: &str, config: std::sync::Arc<PostgresConfig>) -> Result<Self, SetupError> {
+        let primary = pool(name, &config.url, &config)?;
+        let replica = config
+            .replica_url
+            .as_deref()
+            .map(|url| pool(name, url, &config))
+            .transpose()?;
         Ok(Self {
             name: name.to_owned(),
             config,
-            pool,
+            pool: primary,
+            replica,
         })
     }
 
@@ -146,8 +192,18 @@ impl Database {
         &self.config
     }
 
-    /// The pool.
+    /// The pool pages and checks use (the primary's).
     pub fn pool(&self) -> &Pool {
         &self.pool
+    }
+
+    /// The pool exports use: the read replica's when one is configured.
+    pub fn export_pool(&self) -> &Pool {
+        self.replica.as_ref().unwrap_or(&self.pool)
+    }
+
+    /// Whether statements are sent unnamed (behind PgBouncer in transaction mode).
+    pub fn unnamed(&self) -> bool {
+        self.config.statements == Statements::Unnamed
     }
 }

@@ -1,6 +1,8 @@
 //! The statements a table resource runs. Every client value is a bind parameter, sent as text
-//! and cast to its column's type inside the statement (`($1::text)::integer`), so no value is
-//! ever spliced into SQL; the identifiers are allow-listed names from the config, quoted anyway.
+//! and cast to its column's type inside the statement (`($1::text)::integer`); the identifiers
+//! are allow-listed names from the config, quoted anyway. `COPY`, which takes no parameters,
+//! gets the same statement with each parameter written as a literal that cannot end early
+//! ([`inline`]), the casts still typing and checking it.
 //!
 //! Keyset order: `WHERE (k1, k2) > ($1, $2) ORDER BY k1, k2 LIMIT n` when every key column
 //! sorts the same way; mixed ascending and descending keys use the expanded form
@@ -44,6 +46,9 @@ pub(crate) enum Shape {
     Row,
     /// One text value per column, as CSV writes it.
     Csv,
+    /// The CSV columns alone inside `COPY (…) TO STDOUT (FORMAT csv)`, every value inlined as a
+    /// literal ([`inline`]): PostgreSQL writes the CSV itself.
+    Copy,
 }
 
 /// A statement and its text parameters.
@@ -97,12 +102,12 @@ pub(crate) fn select(
         Shape::Row => {
             // Filled in below, around the inner statement.
         }
-        Shape::Csv => list.extend(columns.iter().map(|c| {
+        Shape::Csv | Shape::Copy => list.extend(columns.iter().map(|c| {
             let reference = format!("r.{}", quote_ident(c));
             column(c).map_or_else(|| format!("{reference}::text"), |c| c.csv(&reference))
         })),
     }
-    if shape != Shape::Row {
+    if shape == Shape::Json || shape == Shape::Csv {
         list.extend(
             table
                 .key
@@ -226,7 +231,55 @@ pub(crate) fn select(
             keys.join(", ")
         );
     }
+    if shape == Shape::Copy {
+        return Statement {
+            sql: format!("COPY ({}) TO STDOUT (FORMAT csv)", inline(&sql, &params)),
+            params: Vec::new(),
+        };
+    }
     Statement { sql, params }
+}
+
+/// `sql` with each `$n` replaced by `params[n - 1]` as a string literal, for `COPY`, which
+/// takes no bind parameters. A value holding no quote, backslash or NUL is written `'value'`
+/// (nothing in it can end the literal, whatever `standard_conforming_strings` says, and the
+/// planner sees a constant); any other is written as hex digits PostgreSQL decodes,
+/// `convert_from(decode('…', 'hex'), 'UTF8')`, so no byte of it is ever read as SQL. The
+/// statement's own casts (`($1::text)::bigint`) still type and check every value. The
+/// statement is pagegate's own: identifiers are plain names, so `$` only ever starts a
+/// placeholder.
+pub(crate) fn inline(sql: &str, params: &[String]) -> String {
+    let mut out =
+        String::with_capacity(sql.len() + params.iter().map(|p| p.len() + 8).sum::<usize>());
+    let mut rest = sql;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let digits = rest[at + 1..]
+            .bytes()
+            .take_while(u8::is_ascii_digit)
+            .count();
+        let value = rest[at + 1..at + 1 + digits]
+            .parse::<usize>()
+            .ok()
+            .and_then(|n| params.get(n.checked_sub(1)?));
+        match value {
+            Some(value) if !value.contains(['\'', '\\', '\0']) => {
+                let _ = write!(out, "'{value}'");
+            }
+            Some(value) => {
+                out.push_str("convert_from(decode('");
+                for b in value.bytes() {
+                    let _ = write!(out, "{b:02x}");
+                }
+                out.push_str("', 'hex'), 'UTF8')");
+            }
+            // Not a placeholder pagegate wrote: kept as it is (it cannot occur).
+            None => out.push_str(&rest[at..at + 1 + digits]),
+        }
+        rest = &rest[at + 1 + digits..];
+    }
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]
@@ -260,6 +313,8 @@ mod tests {
             formats: vec![],
             chunk_rows: std::num::NonZeroU32::new(100).expect("n"),
             scope: None,
+            on_missing_index: crate::config::MissingIndex::Refuse,
+            csv_via: crate::config::CsvVia::Copy,
         };
         let column = |t: &str, numeric| Column {
             sql_type: t.to_owned(),
@@ -365,8 +420,9 @@ mod tests {
         let csv = select(&table, &catalog, &columns, Shape::Csv, &[], None, 10);
         assert!(
             csv.sql.starts_with(
-                "SELECT CASE WHEN isfinite(r.\"created_at\") THEN to_char(r.\"created_at\", 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"') \
-                 ELSE r.\"created_at\"::text END, r.\"amount\"::text, r.\"id\"::text, \"id\"::text FROM"
+                "SELECT CASE WHEN r.\"created_at\" >= '0001-01-01' AND r.\"created_at\" < '10000-01-01' \
+                 THEN replace(r.\"created_at\"::text, ' ', 'T') || ':00' ELSE r.\"created_at\"::text END, \
+                 r.\"amount\"::text, r.\"id\"::text, \"id\"::text FROM"
             ),
             "{}",
             csv.sql
@@ -377,5 +433,50 @@ mod tests {
             "SELECT row_to_json(j)::text, j.\"id\"::text FROM (SELECT r.\"created_at\", r.\"amount\"::text AS \"amount\", r.\"id\" \
              FROM \"app\".\"events\" AS r ORDER BY r.\"id\" LIMIT ($1::text)::int8) AS j"
         );
+    }
+
+    #[test]
+    fn copy_inlines_values_as_literals_that_cannot_end_early() {
+        let (table, catalog) = table(&[("created_at", false), ("id", false)]);
+        let filters = [
+            Filter {
+                column: "amount".to_owned(),
+                op: FilterOp::Gte,
+                value: "1'; DROP TABLE x; --".to_owned(),
+            },
+            Filter {
+                column: "id".to_owned(),
+                op: FilterOp::Eq,
+                value: "a\\' OR true --".to_owned(),
+            },
+        ];
+        let after = ["2024-05-01T10:00:00.5+00:00".to_owned(), "42".to_owned()];
+        let columns = ["id".to_owned(), "created_at".to_owned()];
+        let copy = select(
+            &table,
+            &catalog,
+            &columns,
+            Shape::Copy,
+            &filters,
+            Some(&after),
+            10_000,
+        );
+        assert!(copy.params.is_empty());
+        assert_eq!(
+            copy.sql,
+            "COPY (SELECT r.\"id\"::text, CASE WHEN r.\"created_at\" >= '0001-01-01' AND r.\"created_at\" < '10000-01-01' \
+             THEN replace(r.\"created_at\"::text, ' ', 'T') || ':00' ELSE r.\"created_at\"::text END \
+             FROM \"app\".\"events\" AS r WHERE \"amount\" >= (convert_from(decode('31273b2044524f50205441424c4520783b202d2d', 'hex'), 'UTF8')::text)::numeric(10,2) \
+             AND \"id\" = (convert_from(decode('615c27204f522074727565202d2d', 'hex'), 'UTF8')::text)::bigint \
+             AND (\"created_at\", \"id\") > (('2024-05-01T10:00:00.5+00:00'::text)::timestamp with time zone, ('42'::text)::bigint) \
+             ORDER BY r.\"created_at\", r.\"id\" LIMIT ('10000'::text)::int8) TO STDOUT (FORMAT csv)"
+        );
+    }
+
+    #[test]
+    fn inline_leaves_text_that_is_not_a_placeholder() {
+        let params = ["x".to_owned()];
+        assert_eq!(inline("a $1 $ $2 $0 b", &params), "a 'x' $ $2 $0 b");
+        assert_eq!(inline("$1$1", &params), "'x''x'");
     }
 }

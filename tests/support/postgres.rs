@@ -87,19 +87,34 @@ impl Postgres {
                 bin: PathBuf::new(),
             };
         }
-        Self::start_own(prefix)
+        Self::start_own(prefix, None)
+    }
+
+    /// A cluster of the test's own that speaks TLS with this certificate and key (PEM).
+    pub fn start_tls(certificate: &str, key: &str) -> Self {
+        Self::start_own(
+            format!(
+                "t{}_{}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            ),
+            Some((certificate, key)),
+        )
     }
 
     /// A cluster of the test's own even when DATABASE_URL is set (a test that stops it).
     pub fn start_owned() -> Self {
-        Self::start_own(format!(
-            "t{}_{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ))
+        Self::start_own(
+            format!(
+                "t{}_{}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            ),
+            None,
+        )
     }
 
-    fn start_own(prefix: String) -> Self {
+    fn start_own(prefix: String, tls: Option<(&str, &str)>) -> Self {
         let bin = bindir();
         let dir = std::env::temp_dir().join(format!("pagegate-pg-{prefix}"));
         let _ = std::fs::remove_dir_all(&dir);
@@ -130,10 +145,32 @@ impl Postgres {
             ],
         );
         let port = free_port();
-        let options = format!(
+        let mut options = format!(
             "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off",
             dir.display()
         );
+        if let Some((certificate, key)) = tls {
+            use std::os::unix::fs::PermissionsExt as _;
+            let (cert_file, key_file) = (dir.join("server.crt"), dir.join("server.key"));
+            std::fs::write(&cert_file, certificate).expect("write certificate");
+            std::fs::write(&key_file, key).expect("write key");
+            // PostgreSQL wants its key readable by its own user alone.
+            std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600))
+                .expect("chmod key");
+            if is_root() {
+                let status = Command::new("chown")
+                    .arg("postgres")
+                    .args([&cert_file, &key_file])
+                    .status()
+                    .expect("chown");
+                assert!(status.success(), "chown postgres the key and certificate");
+            }
+            options.push_str(&format!(
+                " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                cert_file.display(),
+                key_file.display()
+            ));
+        }
         let log = dir.join("log");
         run(
             &bin,
@@ -241,4 +278,29 @@ impl Drop for Postgres {
             let _ = std::fs::remove_dir_all(&dir);
         }
     }
+}
+
+/// RFC 4180 records (quoted fields may hold commas, quotes and newlines).
+pub fn csv_records(text: &str) -> Vec<Vec<String>> {
+    let mut records = Vec::new();
+    let (mut record, mut field, mut quoted, mut chars) =
+        (Vec::new(), String::new(), false, text.chars().peekable());
+    while let Some(c) = chars.next() {
+        match (quoted, c) {
+            (true, '"') if chars.peek() == Some(&'"') => {
+                chars.next();
+                field.push('"');
+            }
+            (true, '"') => quoted = false,
+            (true, c) => field.push(c),
+            (false, '"') => quoted = true,
+            (false, ',') => record.push(std::mem::take(&mut field)),
+            (false, '\n') => {
+                record.push(std::mem::take(&mut field));
+                records.push(std::mem::take(&mut record));
+            }
+            (false, c) => field.push(c),
+        }
+    }
+    records
 }

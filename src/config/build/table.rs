@@ -16,6 +16,7 @@ use crate::config::defaults::{
     DEFAULT_TABLE_MAX_LIMIT,
 };
 use crate::config::file::{FilePostgres, FileTable};
+use crate::config::table::{CsvVia, MissingIndex, Statements, TlsRoots, tokio_postgres_url};
 use crate::config::{ExportFormat, FilterOp, KeyColumn, PostgresConfig, TableConfig};
 
 /// Most columns a table resource may list (each page row is built by one `json_build_object`,
@@ -32,9 +33,10 @@ pub(crate) fn plain_name(name: &str) -> bool {
         && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
-pub(super) fn postgres(p: &mut Problems, at: &Spanned<FilePostgres>) -> PostgresConfig {
-    let f = &at.value;
-    let url = f.url.value.trim();
+/// Checks the shape of a PostgreSQL URL (`${NAME}` standing for a value), giving whether it
+/// asks for TLS.
+fn url(p: &mut Problems, at: &Spanned<String>, key: &'static str) -> bool {
+    let url = at.value.trim();
     // `${NAME}` stands in for a secret; check the shape with a placeholder in its place.
     let mut shape = String::new();
     let mut rest = url;
@@ -46,18 +48,88 @@ pub(super) fn postgres(p: &mut Problems, at: &Spanned<FilePostgres>) -> Postgres
                 rest = &rest[start + 3 + end..];
             }
             _ => {
-                p.invalid(&f.url, "url", "has a `${` without a name and a `}`: write ${NAME} for an environment variable".to_owned());
+                p.invalid(at, key, "has a `${` without a name and a `}`: write ${NAME} for an environment variable".to_owned());
                 rest = "";
             }
         }
     }
     shape.push_str(rest);
-    let parsed = shape.parse::<tokio_postgres::Config>();
+    let parsed = tokio_postgres_url(&shape).parse::<tokio_postgres::Config>();
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) || parsed.is_err() {
-        p.invalid(&f.url, "url", "is not a PostgreSQL URL: write postgres://USER:${PASSWORD_VARIABLE}@HOST:5432/DATABASE".to_owned());
-    } else if parsed.is_ok_and(|c| c.get_ssl_mode() == tokio_postgres::config::SslMode::Require) {
-        p.invalid(&f.url, "url", "asks for sslmode=require, but TLS to PostgreSQL is not built yet: connect over a private network or a local TLS proxy, and remove sslmode".to_owned());
+        p.invalid(at, key, "is not a PostgreSQL URL: write postgres://USER:${PASSWORD_VARIABLE}@HOST:5432/DATABASE (sslmode: disable, require, verify-ca or verify-full)".to_owned());
+        return false;
     }
+    if url.contains("sslmode=prefer") {
+        p.invalid(at, key, "asks for sslmode=prefer, which would fall back to plaintext unseen: write sslmode=require (TLS, the certificate verified) or remove sslmode (plaintext)".to_owned());
+    }
+    parsed.is_ok_and(|c| c.get_ssl_mode() == tokio_postgres::config::SslMode::Require)
+}
+
+/// The certificates of a PEM file, or a located problem.
+fn certificates(p: &mut Problems, at: &Spanned<String>) -> Option<Vec<Vec<u8>>> {
+    use rustls_pki_types::pem::PemObject as _;
+    let path = std::path::Path::new(&at.value);
+    let pem = match std::fs::read(path) {
+        Ok(pem) => pem,
+        Err(error) => {
+            p.invalid(at, "tls_ca_file", format!("cannot be read ({error}): give the path of the PEM file of the CA that signed the database's certificate"));
+            return None;
+        }
+    };
+    let certificates: Result<Vec<_>, _> =
+        rustls_pki_types::CertificateDer::pem_slice_iter(&pem).collect();
+    match certificates {
+        Ok(list) if !list.is_empty() => Some(list.into_iter().map(|c| c.to_vec()).collect()),
+        _ => {
+            p.invalid(
+                at,
+                "tls_ca_file",
+                "holds no PEM certificate (-----BEGIN CERTIFICATE-----): give the CA's certificate"
+                    .to_owned(),
+            );
+            None
+        }
+    }
+}
+
+pub(super) fn postgres(p: &mut Problems, at: &Spanned<FilePostgres>) -> PostgresConfig {
+    let f = &at.value;
+    let tls = url(p, &f.url, "url");
+    let replica_url = f.replica_url.as_ref().map(|r| {
+        if url(p, r, "replica_url") != tls {
+            p.invalid(
+                r,
+                "replica_url",
+                "asks for TLS differently from `url`: give both the same sslmode".to_owned(),
+            );
+        }
+        r.value.trim().to_owned()
+    });
+    let tls = match (&f.tls_ca_file, tls) {
+        (None, false) => None,
+        (None, true) => Some(TlsRoots::System),
+        (Some(file), false) => {
+            p.invalid(file, "tls_ca_file", "is set but the url asks for no TLS: add ?sslmode=verify-full to the url, or remove tls_ca_file".to_owned());
+            None
+        }
+        (Some(file), true) => certificates(p, file).map(|certificates| TlsRoots::File {
+            path: file.value.clone().into(),
+            certificates,
+        }),
+    };
+    let statements = match f
+        .prepared_statements
+        .as_ref()
+        .map(|s| (s, s.value.as_str()))
+    {
+        None | Some((_, "cached")) => Statements::Cached,
+        Some((_, "unnamed")) => Statements::Unnamed,
+        Some((at, other)) => {
+            p.invalid(at, "prepared_statements", format!("is {other:?}: write cached (the default) or unnamed (behind PgBouncer in transaction mode)"));
+            Statements::Cached
+        }
+    };
+    let url = f.url.value.trim();
     let pool_size = f
         .pool_size
         .as_ref()
@@ -103,6 +175,9 @@ pub(super) fn postgres(p: &mut Problems, at: &Spanned<FilePostgres>) -> Postgres
         ),
         application_name,
         read_only: f.read_only.unwrap_or(true),
+        replica_url,
+        tls,
+        statements,
     }
 }
 
@@ -270,10 +345,11 @@ pub(super) fn table(
     {
         p.invalid(at, "max_limit", format!("({max_limit}) is below `default_limit` ({default_limit}): raise max_limit or lower default_limit"));
     }
-    let (formats, chunk_rows) = match &t.export {
+    let (formats, chunk_rows, csv_via) = match &t.export {
         None => (
             vec![ExportFormat::Csv, ExportFormat::Ndjson],
             DEFAULT_CHUNK_ROWS,
+            CsvVia::Copy,
         ),
         Some(e) => {
             let formats = match &e.value.formats {
@@ -296,7 +372,31 @@ pub(super) fn table(
                 .and_then(|n| u32::try_from(n).ok())
                 .and_then(NonZeroU32::new)
                 .unwrap_or(DEFAULT_CHUNK_ROWS);
-            (formats, chunk_rows)
+            let csv_via = match e.value.csv_via.as_ref().map(|v| (v, v.value.as_str())) {
+                None | Some((_, "copy")) => CsvVia::Copy,
+                Some((_, "queries")) => CsvVia::Queries,
+                Some((at, other)) => {
+                    p.invalid(
+                        at,
+                        "csv_via",
+                        format!("is {other:?}: write copy (the default) or queries"),
+                    );
+                    CsvVia::Copy
+                }
+            };
+            (formats, chunk_rows, csv_via)
+        }
+    };
+    let on_missing_index = match t.on_missing_index.as_ref().map(|v| (v, v.value.as_str())) {
+        None | Some((_, "refuse")) => MissingIndex::Refuse,
+        Some((_, "warn")) => MissingIndex::Warn,
+        Some((at, other)) => {
+            p.invalid(
+                at,
+                "on_missing_index",
+                format!("is {other:?}: write refuse (the default) or warn"),
+            );
+            MissingIndex::Refuse
         }
     };
     let scope = t.scope.as_ref().and_then(|s| {
@@ -336,5 +436,7 @@ pub(super) fn table(
         max_limit,
         formats,
         chunk_rows,
+        on_missing_index,
+        csv_via,
     })
 }
