@@ -31,6 +31,7 @@ use crate::cursor::{CursorCodec, CursorError, binding_hash, route_id};
 use crate::{BoxError, Request, Response};
 
 mod catalog;
+mod csv;
 mod export;
 mod pool;
 mod sql;
@@ -183,9 +184,9 @@ impl Running {
     }
 
     /// Runs a `COPY … TO STDOUT` statement, collecting its output (callers bound it with
-    /// `LIMIT`): the bytes, the number of rows and the last row's bytes (PostgreSQL sends each
-    /// row as one message).
-    pub(crate) async fn copy(mut self, sql: &str) -> Result<Copied, PgError> {
+    /// `LIMIT`), its timestamps rewritten by `stamps`: the bytes, the number of rows and the
+    /// last row's bytes as PostgreSQL sent them (it sends each row as one message).
+    pub(crate) async fn copy(mut self, sql: &str, stamps: &csv::Stamps) -> Result<Copied, PgError> {
         use futures_util::StreamExt as _;
         let client = self.client.as_ref().ok_or(PgError::Unavailable)?;
         let stream = client.copy_out(sql).await.map_err(|e| db_error(&e))?;
@@ -193,7 +194,7 @@ impl Running {
         let mut copied = Copied::default();
         while let Some(row) = stream.next().await {
             let row = row.map_err(|e| db_error(&e))?;
-            copied.bytes.extend_from_slice(&row);
+            stamps.push(&row, &mut copied.bytes);
             copied.rows += 1;
             copied.last = row;
         }

@@ -39,7 +39,11 @@ async fn csv_is_the_same_whether_copy_or_queries_write_it() {
     let t = pg.name("odd");
     pg.execute(&format!(
         r#"CREATE TABLE {t} (k text PRIMARY KEY, ts timestamptz, local timestamp, flag boolean,
-             amount numeric, ints int[], doc jsonb, day date);
+             amount numeric, ints int[], doc jsonb, day date, pad char(5), addr inet,
+             f8 double precision, f4 real, vc varchar(10), u uuid, js json, i2 smallint);
+           INSERT INTO {t} (k, pad, addr, f8, f4, vc, u, js, i2) VALUES
+             ('types', 'ab', '10.1.2.3', 0.1, 1.5e-7, 'v,c', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11',
+              '{{"sp":  [1, 2]}}', -32768);
            INSERT INTO {t} VALUES
              ('plain', '2026-01-01 00:00:00.123456+00', '2026-01-01 10:00:00', true, 1.50,
               '{{1,2}}', '{{"a": "x,y"}}', '2026-01-02'),
@@ -57,7 +61,7 @@ async fn csv_is_the_same_whether_copy_or_queries_write_it() {
              FROM generate_series(1, 250) g;"#
     ))
     .await;
-    let settings = "columns: [k, ts, local, flag, amount, ints, doc, day], key: [k], \
+    let settings = "columns: [k, ts, local, flag, amount, ints, doc, day, pad, addr, f8, f4, vc, u, js, i2], key: [k], \
                     filters: {k: [neq, gte]}, export: {chunk_rows: 100, csv_via: ";
     let routes = route("copy", &t, &format!("{settings}copy}}"))
         + &route("queries", &t, &format!("{settings}queries}}"));
@@ -106,14 +110,17 @@ async fn csv_is_the_same_whether_copy_or_queries_write_it() {
     // Each chunk's last key (quoted, with a comma, quotes and a newline) read back from the CSV.
     assert_eq!(exported, keys, "every row once, across three chunks");
     for line in [
-        "k,ts,local,flag,amount,ints,doc,day\n",
-        "\nplain,2026-01-01T00:00:00.123456+00:00,2026-01-01T10:00:00,true,1.50,\"[1,2]\",\"{\"\"a\"\": \"\"x,y\"\"}\",2026-01-02\n",
-        "\n\"\",infinity,-infinity,false,,[],null,0044-03-15 BC\n",
-        "\n\"a,b\",0044-03-15 12:00:00+00 BC,0044-03-15 12:00:00 BC,,0,,,\n",
-        "\n\"say \"\"hi\"\"\",10000-01-01 00:00:00+00,10000-01-01 00:00:00,true,-0.001,[3],\"[1, \"\"\\\\\"\"]\",infinity\n",
-        "\n\"two\nlines\",2026-05-01T10:00:00.5+00:00,,false,100000000000000000000,,,\n",
-        "\n\\.,,,,,,,\n",
-        "\nit's,,,,,,,\n",
+        "k,ts,local,flag,amount,ints,doc,day,pad,addr,f8,f4,vc,u,js,i2\n",
+        "\nplain,2026-01-01T00:00:00.123456+00:00,2026-01-01T10:00:00,true,1.50,\"[1,2]\",\"{\"\"a\"\": \"\"x,y\"\"}\",2026-01-02,,,,,,,,\n",
+        "\n\"\",infinity,-infinity,false,,[],null,0044-03-15 BC,,,,,,,,\n",
+        "\n\"a,b\",0044-03-15 12:00:00+00 BC,0044-03-15 12:00:00 BC,,0,,,,,,,,,,,\n",
+        "\n\"say \"\"hi\"\"\",10000-01-01 00:00:00+00,10000-01-01 00:00:00,true,-0.001,[3],\"[1, \"\"\\\\\"\"]\",infinity,,,,,,,,\n",
+        "\n\"two\nlines\",2026-05-01T10:00:00.5+00:00,,false,100000000000000000000,,,,,,,,,,,\n",
+        "\n\\.,,,,,,,,,,,,,,,\n",
+        "\nit's,,,,,,,,,,,,,,,\n",
+        // The cast to text of every type on both paths: char(n) unpadded, inet with its
+        // netmask; floats in their shortest exact form.
+        "\ntypes,,,,,,,,ab,10.1.2.3/32,0.1,1.5e-07,\"v,c\",a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11,\"{\"\"sp\"\":  [1, 2]}\",-32768\n",
     ] {
         assert!(csv.contains(line), "{line:?} in\n{csv}");
     }

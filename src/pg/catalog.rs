@@ -25,9 +25,34 @@ impl Column {
     /// The expression CSV writes for `reference`, a column of this type: its text form, with
     /// timestamps in RFC 3339 (the form JSON gives them) and arrays as JSON. Cheaper than one
     /// `to_json` per value (measured: 1.0 s against 2.3 s for a million rows of five columns).
-    pub fn csv(&self, reference: &str) -> String {
+    ///
+    /// `copy`: for `COPY`, which writes each value with its type's output function. For the
+    /// types whose cast to text is that same function the column goes in bare, sparing a text
+    /// copy of every value (measured: 0.96 s against 1.14 s for a million rows of five
+    /// columns); the others (`boolean` gives `t` bare and `true` cast, `char(n)` loses its
+    /// padding when cast, `inet` gains a netmask) keep the cast, so both paths write the same.
+    pub fn csv(&self, reference: &str, copy: bool) -> String {
         let t = self.sql_type.as_str();
-        if t.ends_with("[]") {
+        let bare = |t: &str| {
+            matches!(
+                t,
+                "smallint"
+                    | "integer"
+                    | "bigint"
+                    | "real"
+                    | "double precision"
+                    | "text"
+                    | "uuid"
+                    | "date"
+                    | "json"
+                    | "jsonb"
+            ) || t.starts_with("numeric")
+                || t.starts_with("character varying")
+        };
+        // For COPY, timestamps go bare too: pagegate rewrites them as rows pass (`csv::Stamps`).
+        if copy && (bare(t) || t.starts_with("timestamp")) {
+            reference.to_owned()
+        } else if t.ends_with("[]") {
             format!("to_json({reference}) #>> '{{}}'")
         } else if t.starts_with("timestamp") {
             // Sessions run in UTC, so the text form of a timestamptz is `2024-05-01

@@ -104,7 +104,10 @@ pub(crate) fn select(
         }
         Shape::Csv | Shape::Copy => list.extend(columns.iter().map(|c| {
             let reference = format!("r.{}", quote_ident(c));
-            column(c).map_or_else(|| format!("{reference}::text"), |c| c.csv(&reference))
+            column(c).map_or_else(
+                || format!("{reference}::text"),
+                |c| c.csv(&reference, shape == Shape::Copy),
+            )
         })),
     }
     if shape == Shape::Json || shape == Shape::Csv {
@@ -464,9 +467,7 @@ mod tests {
         assert!(copy.params.is_empty());
         assert_eq!(
             copy.sql,
-            "COPY (SELECT r.\"id\"::text, CASE WHEN r.\"created_at\" >= '0001-01-01' AND r.\"created_at\" < '10000-01-01' \
-             THEN replace(r.\"created_at\"::text, ' ', 'T') || ':00' ELSE r.\"created_at\"::text END \
-             FROM \"app\".\"events\" AS r WHERE \"amount\" >= (convert_from(decode('31273b2044524f50205441424c4520783b202d2d', 'hex'), 'UTF8')::text)::numeric(10,2) \
+            "COPY (SELECT r.\"id\", r.\"created_at\" FROM \"app\".\"events\" AS r WHERE \"amount\" >= (convert_from(decode('31273b2044524f50205441424c4520783b202d2d', 'hex'), 'UTF8')::text)::numeric(10,2) \
              AND \"id\" = (convert_from(decode('615c27204f522074727565202d2d', 'hex'), 'UTF8')::text)::bigint \
              AND (\"created_at\", \"id\") > (('2024-05-01T10:00:00.5+00:00'::text)::timestamp with time zone, ('42'::text)::bigint) \
              ORDER BY r.\"created_at\", r.\"id\" LIMIT ('10000'::text)::int8) TO STDOUT (FORMAT csv)"

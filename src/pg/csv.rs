@@ -1,0 +1,226 @@
+//! CSV as exports write it: RFC 4180 fields ([`field`]), the records PostgreSQL's
+//! `COPY … (FORMAT csv)` writes read back ([`record`], for each chunk's last key), and the
+//! rewrite of its timestamps to RFC 3339 as rows pass ([`Stamps`]).
+
+use bytes::{BufMut, BytesMut};
+
+/// Writes `value` as one RFC 4180 field: quoted when it holds a comma, a quote, CR or LF (or
+/// is empty, to tell an empty string from NULL, which is an empty field).
+pub(crate) fn field(out: &mut BytesMut, value: Option<&str>) {
+    let Some(value) = value else { return };
+    let quote = value.is_empty()
+        || value
+            .bytes()
+            .any(|b| matches!(b, b',' | b'"' | b'\r' | b'\n'));
+    if !quote {
+        out.put_slice(value.as_bytes());
+        return;
+    }
+    out.put_u8(b'"');
+    for part in value.split('"').enumerate() {
+        if part.0 > 0 {
+            out.put_slice(b"\"\"");
+        }
+        out.put_slice(part.1.as_bytes());
+    }
+    out.put_u8(b'"');
+}
+
+/// The fields of one CSV record as PostgreSQL's `COPY … (FORMAT csv)` writes it (a line of
+/// RFC 4180 fields, `""` for a quote inside a quoted field, an empty unquoted field for NULL);
+/// `None` when it is not one. Only the last record of each chunk is read, for its key.
+pub(crate) fn record(line: &[u8]) -> Option<Vec<Option<String>>> {
+    let line = line.strip_suffix(b"\n")?;
+    let mut fields = Vec::new();
+    let mut rest = line;
+    loop {
+        if let Some(quoted) = rest.strip_prefix(b"\"") {
+            let mut value = Vec::new();
+            let mut at = 0;
+            loop {
+                let end = at + memchr::memchr(b'"', &quoted[at..])?;
+                value.extend_from_slice(&quoted[at..end]);
+                if quoted.get(end + 1) == Some(&b'"') {
+                    value.push(b'"');
+                    at = end + 2;
+                } else {
+                    rest = &quoted[end + 1..];
+                    break;
+                }
+            }
+            fields.push(Some(String::from_utf8(value).ok()?));
+        } else {
+            let end = memchr::memchr(b',', rest).unwrap_or(rest.len());
+            let value = &rest[..end];
+            if value.contains(&b'"') {
+                return None;
+            }
+            fields.push((!value.is_empty()).then(|| String::from_utf8_lossy(value).into_owned()));
+            rest = &rest[end..];
+        }
+        match rest.split_first() {
+            None => return Some(fields),
+            Some((b',', after)) => rest = after,
+            Some(_) => return None,
+        }
+    }
+}
+
+/// The timestamp columns of a `COPY` export, rewritten to RFC 3339 in pagegate as rows pass:
+/// `COPY` writes them bare (`2024-05-01 10:00:00.5+00`, sessions run in UTC), which costs the
+/// database what `psql \copy` pays, and a `T` for the space and `:00` after the offset is a
+/// byte edit here (measured on a million rows of five columns, end to end: 0.69 s against
+/// 0.95 s with the SQL expression [`super::Column::csv`] writes for the query path, and 0.67 s
+/// for `psql \copy` of the bare columns). Values the SQL
+/// expression leaves alone are left alone: years outside 1 to 9999 (`BC`, five digits) and
+/// `infinity`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Stamps {
+    /// Column positions, ascending, each with whether it has a time zone.
+    columns: Vec<(usize, bool)>,
+}
+
+impl Stamps {
+    /// The rewrite of columns `columns` (position, with time zone), in any order.
+    pub(crate) fn new(mut columns: Vec<(usize, bool)>) -> Self {
+        columns.sort_unstable();
+        Self { columns }
+    }
+
+    /// Appends `row` (one record, ending in `\n`) to `out`, its timestamps rewritten.
+    pub(crate) fn push(&self, row: &[u8], out: &mut BytesMut) {
+        let mut copied = 0;
+        let (mut field, mut at) = (0, 0);
+        for &(column, zoned) in &self.columns {
+            while field < column {
+                at = end(row, at) + 1;
+                field += 1;
+            }
+            if at >= row.len() {
+                break;
+            }
+            let stop = end(row, at);
+            let value = &row[at..stop];
+            if rfc3339_ready(value) {
+                out.put_slice(&row[copied..at + 10]);
+                out.put_u8(b'T');
+                out.put_slice(&row[at + 11..stop]);
+                if zoned {
+                    out.put_slice(b":00");
+                }
+                copied = stop;
+            }
+        }
+        out.put_slice(&row[copied..]);
+    }
+}
+
+/// Where the field starting at `at` ends: its `,` or `\n`, or the row's end.
+fn end(row: &[u8], at: usize) -> usize {
+    if row.get(at) == Some(&b'"') {
+        let mut i = at + 1;
+        while let Some(q) = row.get(i..).and_then(|rest| memchr::memchr(b'"', rest)) {
+            if row.get(i + q + 1) == Some(&b'"') {
+                i += q + 2;
+            } else {
+                return i + q + 1;
+            }
+        }
+        row.len()
+    } else {
+        row.get(at..)
+            .and_then(|rest| memchr::memchr2(b',', b'\n', rest))
+            .map_or(row.len(), |e| at + e)
+    }
+}
+
+/// A timestamp's text with a four-digit year after Christ (`2024-05-01 10:00:00…`), which
+/// RFC 3339 can write.
+fn rfc3339_ready(value: &[u8]) -> bool {
+    value.len() >= 19
+        && value[..4].iter().all(u8::is_ascii_digit)
+        && value[4] == b'-'
+        && value[10] == b' '
+        && !value.ends_with(b" BC")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_fields_are_quoted_as_rfc_4180_says() {
+        let mut out = BytesMut::new();
+        for (i, value) in [
+            Some("plain"),
+            Some("a,b"),
+            Some("say \"hi\""),
+            Some("two\nlines"),
+            Some(""),
+            None,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            if i > 0 {
+                out.put_u8(b',');
+            }
+            field(&mut out, value);
+        }
+        assert_eq!(
+            &out[..],
+            b"plain,\"a,b\",\"say \"\"hi\"\"\",\"two\nlines\",\"\","
+        );
+    }
+
+    #[test]
+    fn csv_records_read_back_as_postgresql_writes_them() {
+        let record = |line: &[u8]| record(line);
+        assert_eq!(
+            record(b"1,plain,,\"\",\"a,b\",\"say \"\"hi\"\"\",\"two\nlines\"\n"),
+            Some(vec![
+                Some("1".to_owned()),
+                Some("plain".to_owned()),
+                None,
+                Some(String::new()),
+                Some("a,b".to_owned()),
+                Some("say \"hi\"".to_owned()),
+                Some("two\nlines".to_owned()),
+            ])
+        );
+        assert_eq!(record(b"x\n"), Some(vec![Some("x".to_owned())]));
+        assert_eq!(record(b",\n"), Some(vec![None, None]));
+        // Not a record: no line end, an unclosed quote, a quote inside a bare field, text
+        // after a closing quote.
+        for bad in [&b"1,2"[..], b"\"open\n", b"a\"b\n", b"\"a\"b\n"] {
+            assert_eq!(record(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn timestamps_are_rewritten_where_the_sql_expression_would() {
+        let stamps = Stamps::new(vec![(3, false), (1, true)]);
+        let mut out = BytesMut::new();
+        for row in [
+            &b"1,2024-05-01 10:00:00.5+00,x,2024-05-01 10:00:00\n"[..],
+            b"\"a,\"\"b\",2024-05-01 10:00:00+00,\"q,\n\",0044-03-15 12:00:00 BC\n",
+            b"2,infinity,,10000-01-01 00:00:00\n",
+            b"3,0044-03-15 12:00:00+00 BC,,-infinity\n",
+            b"4,,,\n",
+        ] {
+            stamps.push(row, &mut out);
+        }
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "1,2024-05-01T10:00:00.5+00:00,x,2024-05-01T10:00:00\n\
+             \"a,\"\"b\",2024-05-01T10:00:00+00:00,\"q,\n\",0044-03-15 12:00:00 BC\n\
+             2,infinity,,10000-01-01 00:00:00\n\
+             3,0044-03-15 12:00:00+00 BC,,-infinity\n\
+             4,,,\n"
+        );
+        // A row shorter than the columns (it cannot come from COPY) is passed on unchanged.
+        let mut out = BytesMut::new();
+        Stamps::new(vec![(5, true)]).push(b"1,2\n", &mut out);
+        assert_eq!(&out[..], b"1,2\n");
+    }
+}
