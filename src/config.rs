@@ -31,7 +31,7 @@ pub use limits::{
     ClientKeySource, LimitStore, LimitsConfig, OnRedisError, Queue, Rate, RedisConfig,
 };
 pub use table::{
-    CsvVia, ExportFormat, FilterOp, KeyColumn, MissingIndex, PostgresConfig, Scope, Statements,
+    ExportFormat, ExportVia, FilterOp, KeyColumn, MissingIndex, PostgresConfig, Scope, Statements,
     TableConfig, Target, TlsRoots, tokio_postgres_url,
 };
 

@@ -33,6 +33,7 @@ use crate::{BoxError, Request, Response};
 mod catalog;
 mod csv;
 mod export;
+mod ndjson;
 mod pool;
 mod sql;
 
@@ -184,9 +185,14 @@ impl Running {
     }
 
     /// Runs a `COPY … TO STDOUT` statement, collecting its output (callers bound it with
-    /// `LIMIT`), its timestamps rewritten by `stamps`: the bytes, the number of rows and the
-    /// last row's bytes as PostgreSQL sent them (it sends each row as one message).
-    pub(crate) async fn copy(mut self, sql: &str, stamps: &csv::Stamps) -> Result<Copied, PgError> {
+    /// `LIMIT`), each row written out by `push` (false: not a row it can read): the bytes, the
+    /// number of rows and the last row's bytes as PostgreSQL sent them (it sends each row as one
+    /// message).
+    pub(crate) async fn copy(
+        mut self,
+        sql: &str,
+        push: impl Fn(&[u8], &mut bytes::BytesMut) -> bool,
+    ) -> Result<Copied, PgError> {
         use futures_util::StreamExt as _;
         let client = self.client.as_ref().ok_or(PgError::Unavailable)?;
         let stream = client.copy_out(sql).await.map_err(|e| db_error(&e))?;
@@ -194,7 +200,10 @@ impl Running {
         let mut copied = Copied::default();
         while let Some(row) = stream.next().await {
             let row = row.map_err(|e| db_error(&e))?;
-            stamps.push(&row, &mut copied.bytes);
+            if !push(&row, &mut copied.bytes) {
+                tracing::error!("a COPY row is not a CSV record of the export's columns");
+                return Err(PgError::Unavailable);
+            }
             copied.rows += 1;
             copied.last = row;
         }

@@ -34,7 +34,7 @@ async fn text(proxy: &Proxy, path: &str) -> String {
 }
 
 #[tokio::test]
-async fn csv_is_the_same_whether_copy_or_queries_write_it() {
+async fn exports_are_the_same_whether_copy_or_queries_read_them() {
     let pg = Postgres::start();
     let t = pg.name("odd");
     pg.execute(&format!(
@@ -43,7 +43,7 @@ async fn csv_is_the_same_whether_copy_or_queries_write_it() {
              f8 double precision, f4 real, vc varchar(10), u uuid, js json, i2 smallint);
            INSERT INTO {t} (k, pad, addr, f8, f4, vc, u, js, i2) VALUES
              ('types', 'ab', '10.1.2.3', 0.1, 1.5e-7, 'v,c', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11',
-              '{{"sp":  [1, 2]}}', -32768);
+              E'{{"sp":\n [1, 2]}}', -32768);
            INSERT INTO {t} VALUES
              ('plain', '2026-01-01 00:00:00.123456+00', '2026-01-01 10:00:00', true, 1.50,
               '{{1,2}}', '{{"a": "x,y"}}', '2026-01-02'),
@@ -62,7 +62,7 @@ async fn csv_is_the_same_whether_copy_or_queries_write_it() {
     ))
     .await;
     let settings = "columns: [k, ts, local, flag, amount, ints, doc, day, pad, addr, f8, f4, vc, u, js, i2], key: [k], \
-                    filters: {k: [neq, gte]}, export: {chunk_rows: 100, csv_via: ";
+                    filters: {k: [neq, gte]}, export: {chunk_rows: 100, via: ";
     let routes = route("copy", &t, &format!("{settings}copy}}"))
         + &route("queries", &t, &format!("{settings}queries}}"));
     // Through the relay, to see which statements each route runs.
@@ -93,7 +93,26 @@ async fn csv_is_the_same_whether_copy_or_queries_write_it() {
         assert_eq!(copies(), before, "{query}: the queries route runs no COPY");
         assert_eq!(copied, written, "{query}");
         assert!(copied.lines().count() > 1, "{query}: rows exported");
+        // NDJSON: JSON pagegate writes from COPY's CSV against PostgreSQL's row_to_json.
+        let separator = if query.is_empty() { '?' } else { '&' };
+        let before = copies();
+        let copied = text(
+            &proxy,
+            &format!("/copy/export{query}{separator}format=ndjson"),
+        )
+        .await;
+        assert!(copies() > before, "{query}: NDJSON runs COPY");
+        let written = text(
+            &proxy,
+            &format!("/queries/export{query}{separator}format=ndjson"),
+        )
+        .await;
+        assert_eq!(json_lines(&copied), json_lines(&written), "{query}");
     }
+    // NDJSON gives what pages give, for every type.
+    let page = support::get(&proxy.url("/copy?limit=1000")).await.json();
+    let ndjson = json_lines(&text(&proxy, "/copy/export?format=ndjson").await);
+    assert_eq!(serde_json::Value::Array(ndjson), page["data"]);
     let csv = text(&proxy, "/copy/export").await;
     let records = csv_records(&csv);
     let mut keys: Vec<String> = pg
@@ -120,7 +139,7 @@ async fn csv_is_the_same_whether_copy_or_queries_write_it() {
         "\nit's,,,,,,,,,,,,,,,\n",
         // The cast to text of every type on both paths: char(n) unpadded, inet with its
         // netmask; floats in their shortest exact form.
-        "\ntypes,,,,,,,,ab,10.1.2.3/32,0.1,1.5e-07,\"v,c\",a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11,\"{\"\"sp\"\":  [1, 2]}\",-32768\n",
+        "\ntypes,,,,,,,,ab,10.1.2.3/32,0.1,1.5e-07,\"v,c\",a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11,\"{\"\"sp\"\":\n [1, 2]}\",-32768\n",
     ] {
         assert!(csv.contains(line), "{line:?} in\n{csv}");
     }
@@ -128,6 +147,13 @@ async fn csv_is_the_same_whether_copy_or_queries_write_it() {
     let keys_only = text(&proxy, "/copy/export?fields=k").await;
     assert!(keys_only.contains("\n\"\\.\"\n"), "{keys_only}");
     proxy.stop().await;
+}
+
+/// Each line of `text` as JSON (each must be one).
+fn json_lines(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+        .collect()
 }
 
 #[tokio::test]

@@ -135,7 +135,7 @@ pub(crate) struct FileScope {
 pub(crate) struct FileExport {
     pub(crate) formats: Option<Spanned<Vec<Spanned<String>>>>,
     pub(crate) chunk_rows: Option<Spanned<u64>>,
-    pub(crate) csv_via: Option<Spanned<String>>,
+    pub(crate) via: Option<Spanned<String>>,
 }
 
 /// Rate and concurrency limits of a route.

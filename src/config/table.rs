@@ -117,8 +117,8 @@ pub struct TableConfig {
     pub scope: Option<Scope>,
     /// What a key no index walks in order does: refuse the resource or serve it with a warning.
     pub on_missing_index: MissingIndex,
-    /// How CSV exports are produced.
-    pub csv_via: CsvVia,
+    /// How exports are read from the database.
+    pub via: ExportVia,
 }
 
 /// What the start-up check does when no index walks a table's key in order.
@@ -130,12 +130,14 @@ pub enum MissingIndex {
     Warn,
 }
 
-/// How CSV exports are produced.
+/// How exports are read from the database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CsvVia {
-    /// `COPY (…) TO STDOUT (FORMAT csv)` per chunk: PostgreSQL writes the CSV.
+pub enum ExportVia {
+    /// `COPY (…) TO STDOUT (FORMAT csv)` per chunk: PostgreSQL writes bare columns as CSV,
+    /// pagegate passes them on (CSV) or turns each record into JSON (NDJSON).
     Copy,
-    /// Keyset queries per chunk, pagegate writing the CSV (as NDJSON is made).
+    /// Keyset queries per chunk: PostgreSQL builds each value's text or JSON, pagegate writes
+    /// the rows out.
     Queries,
 }
 

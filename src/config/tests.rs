@@ -488,7 +488,7 @@ fn database_tls_replicas_statements_and_table_policies_are_checked() {
         "{cursors}
 postgres: {{main: {{url: 'postgres://u:${{A}}@h/app?sslmode=verify-full', replica_url: 'postgres://u:${{B}}@r/app?sslmode=require', prepared_statements: unnamed}}}}
 routes:
-  - {{name: db, path: /db, table: {{database: main, name: t, columns: [id], key: [id], on_missing_index: warn, export: {{csv_via: queries}}}}}}
+  - {{name: db, path: /db, table: {{database: main, name: t, columns: [id], key: [id], on_missing_index: warn, export: {{via: queries}}}}}}
 "
     );
     let config = parse(&yaml).expect("valid");
@@ -504,7 +504,7 @@ routes:
         panic!("a table route");
     };
     assert_eq!(table.on_missing_index, crate::config::MissingIndex::Warn);
-    assert_eq!(table.csv_via, crate::config::CsvVia::Queries);
+    assert_eq!(table.via, crate::config::ExportVia::Queries);
 
     let yaml = format!(
         "{cursors}
@@ -513,7 +513,7 @@ postgres:
   b: {{url: 'postgres://h/app', replica_url: 'postgres://r/app?sslmode=require', tls_ca_file: /etc/hostname, prepared_statements: sometimes}}
   c: {{url: 'postgres://h/app?sslmode=require', tls_ca_file: /etc/hostname}}
 routes:
-  - {{name: db, path: /db, table: {{database: a, name: t, columns: [id], key: [id], on_missing_index: ignore, export: {{csv_via: magic}}}}}}
+  - {{name: db, path: /db, table: {{database: a, name: t, columns: [id], key: [id], on_missing_index: ignore, export: {{via: magic}}}}}}
 "
     );
     let lines = problems(&yaml);
@@ -525,7 +525,7 @@ routes:
         "t.yaml:4:130: `prepared_statements` is \"sometimes\": write cached (the default) or unnamed",
         "t.yaml:5:61: `tls_ca_file` holds no PEM certificate",
         "t.yaml:7:101: `on_missing_index` is \"ignore\": write refuse (the default) or warn",
-        "t.yaml:7:127: `csv_via` is \"magic\": write copy (the default) or queries",
+        "t.yaml:7:127: `via` is \"magic\": write copy (the default) or queries",
     ];
     assert_starts(&lines, &expected);
 }

@@ -2,6 +2,8 @@
 //! `COPY … (FORMAT csv)` writes read back ([`record`], for each chunk's last key), and the
 //! rewrite of its timestamps to RFC 3339 as rows pass ([`Stamps`]).
 
+use std::borrow::Cow;
+
 use bytes::{BufMut, BytesMut};
 
 /// Writes `value` as one RFC 4180 field: quoted when it holds a comma, a quote, CR or LF (or
@@ -26,44 +28,62 @@ pub(crate) fn field(out: &mut BytesMut, value: Option<&str>) {
     out.put_u8(b'"');
 }
 
-/// The fields of one CSV record as PostgreSQL's `COPY … (FORMAT csv)` writes it (a line of
-/// RFC 4180 fields, `""` for a quote inside a quoted field, an empty unquoted field for NULL);
-/// `None` when it is not one. Only the last record of each chunk is read, for its key.
-pub(crate) fn record(line: &[u8]) -> Option<Vec<Option<String>>> {
-    let line = line.strip_suffix(b"\n")?;
-    let mut fields = Vec::new();
-    let mut rest = line;
-    loop {
-        if let Some(quoted) = rest.strip_prefix(b"\"") {
-            let mut value = Vec::new();
-            let mut at = 0;
-            loop {
-                let end = at + memchr::memchr(b'"', &quoted[at..])?;
-                value.extend_from_slice(&quoted[at..end]);
-                if quoted.get(end + 1) == Some(&b'"') {
-                    value.push(b'"');
-                    at = end + 2;
-                } else {
-                    rest = &quoted[end + 1..];
-                    break;
-                }
+/// The field of `row` (a CSV record as PostgreSQL's `COPY … (FORMAT csv)` writes it: RFC 4180
+/// fields, `""` for a quote inside a quoted field, an empty unquoted field for NULL, `\n` at
+/// the end) that starts at `at`: its value (`None` for NULL) and where the next field starts
+/// (the row's length after the last); `None` when no field is there.
+pub(crate) fn next_field(row: &[u8], at: usize) -> Option<(Option<Cow<'_, [u8]>>, usize)> {
+    let rest = row.get(at..).filter(|rest| !rest.is_empty())?;
+    let (value, after) = if let Some(quoted) = rest.strip_prefix(b"\"") {
+        let mut owned: Option<Vec<u8>> = None;
+        let mut from = 0;
+        loop {
+            let end = from + memchr::memchr(b'"', &quoted[from..])?;
+            if quoted.get(end + 1) == Some(&b'"') {
+                owned
+                    .get_or_insert_with(Vec::new)
+                    .extend_from_slice(&quoted[from..=end]);
+                from = end + 2;
+            } else {
+                let value = match owned {
+                    Some(mut owned) => {
+                        owned.extend_from_slice(&quoted[from..end]);
+                        Cow::Owned(owned)
+                    }
+                    None => Cow::Borrowed(&quoted[..end]),
+                };
+                break (Some(value), end + 2);
             }
-            fields.push(Some(String::from_utf8(value).ok()?));
-        } else {
-            let end = memchr::memchr(b',', rest).unwrap_or(rest.len());
-            let value = &rest[..end];
-            if value.contains(&b'"') {
-                return None;
-            }
-            fields.push((!value.is_empty()).then(|| String::from_utf8_lossy(value).into_owned()));
-            rest = &rest[end..];
         }
-        match rest.split_first() {
-            None => return Some(fields),
-            Some((b',', after)) => rest = after,
-            Some(_) => return None,
+    } else {
+        let end = memchr::memchr2(b',', b'\n', rest)?;
+        let value = &rest[..end];
+        if value.contains(&b'"') {
+            return None;
         }
+        ((!value.is_empty()).then_some(Cow::Borrowed(value)), end)
+    };
+    match rest.get(after) {
+        Some(b',') => Some((value, at + after + 1)),
+        Some(b'\n') if at + after + 1 == row.len() => Some((value, row.len())),
+        _ => None,
     }
+}
+
+/// The fields of one CSV record (see [`next_field`]); `None` when it is not one. Only the last
+/// record of each chunk is read whole, for its key.
+pub(crate) fn record(line: &[u8]) -> Option<Vec<Option<String>>> {
+    let mut fields = Vec::new();
+    let mut at = 0;
+    while at < line.len() {
+        let (value, next) = next_field(line, at)?;
+        fields.push(match value {
+            None => None,
+            Some(value) => Some(String::from_utf8(value.into_owned()).ok()?),
+        });
+        at = next;
+    }
+    (!fields.is_empty() && line.ends_with(b"\n")).then_some(fields)
 }
 
 /// The timestamp columns of a `COPY` export, rewritten to RFC 3339 in pagegate as rows pass:

@@ -48,7 +48,10 @@ pub(crate) enum Shape {
     Csv,
     /// The CSV columns alone inside `COPY (…) TO STDOUT (FORMAT csv)`, every value inlined as a
     /// literal ([`inline`]): PostgreSQL writes the CSV itself.
-    Copy,
+    CopyCsv,
+    /// The columns as NDJSON reads them from `COPY` ([`super::ndjson::Kind::selected`]), inside
+    /// `COPY (…) TO STDOUT (FORMAT csv)` like [`Shape::CopyCsv`].
+    CopyNdjson,
 }
 
 /// A statement and its text parameters.
@@ -102,12 +105,15 @@ pub(crate) fn select(
         Shape::Row => {
             // Filled in below, around the inner statement.
         }
-        Shape::Csv | Shape::Copy => list.extend(columns.iter().map(|c| {
+        Shape::Csv | Shape::CopyCsv => list.extend(columns.iter().map(|c| {
             let reference = format!("r.{}", quote_ident(c));
             column(c).map_or_else(
                 || format!("{reference}::text"),
-                |c| c.csv(&reference, shape == Shape::Copy),
+                |c| c.csv(&reference, shape == Shape::CopyCsv),
             )
+        })),
+        Shape::CopyNdjson => list.extend(columns.iter().map(|c| {
+            super::ndjson::Kind::selected(&sql_type(c), &format!("r.{}", quote_ident(c)))
         })),
     }
     if shape == Shape::Json || shape == Shape::Csv {
@@ -234,7 +240,7 @@ pub(crate) fn select(
             keys.join(", ")
         );
     }
-    if shape == Shape::Copy {
+    if matches!(shape, Shape::CopyCsv | Shape::CopyNdjson) {
         return Statement {
             sql: format!("COPY ({}) TO STDOUT (FORMAT csv)", inline(&sql, &params)),
             params: Vec::new(),
@@ -317,7 +323,7 @@ mod tests {
             chunk_rows: std::num::NonZeroU32::new(100).expect("n"),
             scope: None,
             on_missing_index: crate::config::MissingIndex::Refuse,
-            csv_via: crate::config::CsvVia::Copy,
+            via: crate::config::ExportVia::Copy,
         };
         let column = |t: &str, numeric| Column {
             sql_type: t.to_owned(),
@@ -459,7 +465,7 @@ mod tests {
             &table,
             &catalog,
             &columns,
-            Shape::Copy,
+            Shape::CopyCsv,
             &filters,
             Some(&after),
             10_000,

@@ -16,7 +16,7 @@ use crate::config::defaults::{
     DEFAULT_TABLE_MAX_LIMIT,
 };
 use crate::config::file::{FilePostgres, FileTable};
-use crate::config::table::{CsvVia, MissingIndex, Statements, TlsRoots, tokio_postgres_url};
+use crate::config::table::{ExportVia, MissingIndex, Statements, TlsRoots, tokio_postgres_url};
 use crate::config::{ExportFormat, FilterOp, KeyColumn, PostgresConfig, TableConfig};
 
 /// Most columns a table resource may list (each page row is built by one `json_build_object`,
@@ -345,11 +345,11 @@ pub(super) fn table(
     {
         p.invalid(at, "max_limit", format!("({max_limit}) is below `default_limit` ({default_limit}): raise max_limit or lower default_limit"));
     }
-    let (formats, chunk_rows, csv_via) = match &t.export {
+    let (formats, chunk_rows, via) = match &t.export {
         None => (
             vec![ExportFormat::Csv, ExportFormat::Ndjson],
             DEFAULT_CHUNK_ROWS,
-            CsvVia::Copy,
+            ExportVia::Copy,
         ),
         Some(e) => {
             let formats = match &e.value.formats {
@@ -372,19 +372,19 @@ pub(super) fn table(
                 .and_then(|n| u32::try_from(n).ok())
                 .and_then(NonZeroU32::new)
                 .unwrap_or(DEFAULT_CHUNK_ROWS);
-            let csv_via = match e.value.csv_via.as_ref().map(|v| (v, v.value.as_str())) {
-                None | Some((_, "copy")) => CsvVia::Copy,
-                Some((_, "queries")) => CsvVia::Queries,
+            let via = match e.value.via.as_ref().map(|v| (v, v.value.as_str())) {
+                None | Some((_, "copy")) => ExportVia::Copy,
+                Some((_, "queries")) => ExportVia::Queries,
                 Some((at, other)) => {
                     p.invalid(
                         at,
-                        "csv_via",
+                        "via",
                         format!("is {other:?}: write copy (the default) or queries"),
                     );
-                    CsvVia::Copy
+                    ExportVia::Copy
                 }
             };
-            (formats, chunk_rows, csv_via)
+            (formats, chunk_rows, via)
         }
     };
     let on_missing_index = match t.on_missing_index.as_ref().map(|v| (v, v.value.as_str())) {
@@ -437,6 +437,6 @@ pub(super) fn table(
         formats,
         chunk_rows,
         on_missing_index,
-        csv_via,
+        via,
     })
 }
