@@ -525,7 +525,7 @@ routes:
         "t.yaml:4:130: `prepared_statements` is \"sometimes\": write cached (the default) or unnamed",
         "t.yaml:5:61: `tls_ca_file` holds no PEM certificate",
         "t.yaml:7:101: `on_missing_index` is \"ignore\": write refuse (the default) or warn",
-        "t.yaml:7:127: `via` is \"magic\": write copy (the default) or queries",
+        "t.yaml:7:123: `via` is \"magic\": write copy (the default) or queries",
     ];
     assert_starts(&lines, &expected);
 }

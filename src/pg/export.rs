@@ -137,7 +137,7 @@ impl Cursor {
                 // A `json` column keeps its line breaks inside `row_to_json`: spaces, so the
                 // row stays one line.
                 ExportFormat::Ndjson => {
-                    ndjson::one_line(row.get::<_, &str>(0).as_bytes(), &mut out)
+                    ndjson::one_line(row.get::<_, &str>(0).as_bytes(), &mut out);
                 }
             }
             out.put_u8(b'\n');
