@@ -6,27 +6,23 @@
 //! `GET <path>/export?format=csv|ndjson&<filters>&after=<key>` streams every matching row as a
 //! sequence of short keyset queries of `chunk_rows` rows each ([`export`]).
 //!
-//! Every client value reaches PostgreSQL as a bind parameter ([`sql`]), except in CSV exports
-//! made by `COPY`, which takes none: there values are literals pagegate writes, hex-encoded when
-//! they hold a quote, a backslash or a NUL ([`sql::inline`]). Fields, filters and operators are
-//! checked against the config's allow-lists first. A table is checked against
+//! Every client value reaches PostgreSQL as a bind parameter ([`sql`]), except in exports
+//! read with `COPY`, which takes none: there values are literals pagegate writes, hex-encoded
+//! when they hold a quote, a backslash or a NUL ([`sql::inline`]). Fields, filters and
+//! operators are checked against the config's allow-lists first ([`params`]). A table is checked against
 //! the catalog ([`catalog`]) before it is served; while its database is unreachable its route
 //! answers 503 and the check runs again when it comes back.
 
-use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
-use deadpool_postgres::Object;
 use futures_util::future::BoxFuture;
 use http::{HeaderValue, Method, StatusCode, header};
 use serde_json::value::RawValue;
-use tokio_postgres::error::SqlState;
-use tokio_postgres::types::Type;
 use tower::Service;
 
-use crate::config::{ExportFormat, FilterOp, TableConfig};
+use crate::config::{FilterOp, TableConfig};
 use crate::cursor::{CursorCodec, CursorError, binding_hash, route_id};
 use crate::{BoxError, Request, Response};
 
@@ -34,15 +30,17 @@ mod catalog;
 mod csv;
 mod export;
 mod ndjson;
+mod params;
 mod pool;
+mod running;
 mod sql;
 
 pub use catalog::{Catalog, CheckError, index_hint};
+use params::{Params, parse};
 pub use pool::{Database, SetupError};
+use running::{Running, key_of, pool_error};
 use sql::{Filter, Shape};
 
-/// Most filters one request may carry.
-const MAX_FILTERS: usize = 32;
 /// After a check found the database unreachable, how long until the next request tries again.
 const RETRY_UNREACHABLE: Duration = Duration::from_secs(1);
 /// After a check found the table unfit, how long until it is checked again.
@@ -102,159 +100,6 @@ impl PgError {
             Self::Timeout => "urn:pagegate:problem:database-timeout",
         }
     }
-}
-
-/// Sorts a database error: a value PostgreSQL could not read is the client's (400), a
-/// cancelled statement is a timeout (504), a lost connection is unavailability (503); anything
-/// else is logged and answered 503 without detail.
-fn db_error(error: &tokio_postgres::Error) -> PgError {
-    match error.code() {
-        Some(code) if code.code().starts_with("22") => {
-            let message = error
-                .as_db_error()
-                .map_or_else(|| code.code().to_owned(), |e| e.message().to_owned());
-            PgError::BadValue(message)
-        }
-        Some(code) if *code == SqlState::QUERY_CANCELED => PgError::Timeout,
-        _ => {
-            tracing::warn!(%error, "database error");
-            PgError::Unavailable
-        }
-    }
-}
-
-fn pool_error(error: &deadpool_postgres::PoolError) -> PgError {
-    tracing::warn!(%error, "no database connection");
-    PgError::Unavailable
-}
-
-/// A statement in flight on a pooled connection: dropped before it finished (the client went
-/// away), it cancels the statement and closes the connection instead of pooling one that is
-/// still draining rows.
-pub(crate) struct Running {
-    client: Option<Object>,
-    token: tokio_postgres::CancelToken,
-    finished: bool,
-}
-
-impl Running {
-    pub(crate) fn new(client: Object) -> Self {
-        let token = client.cancel_token();
-        Self {
-            client: Some(client),
-            token,
-            finished: false,
-        }
-    }
-
-    /// Runs `statement`, collecting every row (callers bound it with `LIMIT`): prepared once
-    /// per connection and kept in its bounded cache, or sent `unnamed` (every parameter is
-    /// text, cast in the statement).
-    pub(crate) async fn rows(
-        mut self,
-        statement: &sql::Statement,
-        unnamed: bool,
-    ) -> Result<Vec<tokio_postgres::Row>, PgError> {
-        let client = self.client.as_ref().ok_or(PgError::Unavailable)?;
-        let rows = if unnamed {
-            // One round trip, no statement left behind on the server session.
-            let params: Vec<(&(dyn tokio_postgres::types::ToSql + Sync), Type)> = statement
-                .params
-                .iter()
-                .map(|p| (p as &(dyn tokio_postgres::types::ToSql + Sync), Type::TEXT))
-                .collect();
-            client.query_typed(&statement.sql, &params).await
-        } else {
-            if client.statement_cache.size() > pool::STATEMENT_CACHE {
-                client.statement_cache.clear();
-            }
-            let prepared = client
-                .prepare_cached(&statement.sql)
-                .await
-                .map_err(|e| db_error(&e))?;
-            let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = statement
-                .params
-                .iter()
-                .map(|p| p as &(dyn tokio_postgres::types::ToSql + Sync))
-                .collect();
-            client.query(&prepared, &params).await
-        }
-        .map_err(|e| db_error(&e));
-        self.finished = true;
-        rows
-    }
-
-    /// Runs a `COPY … TO STDOUT` statement, collecting its output (callers bound it with
-    /// `LIMIT`), each row written out by `push` (false: not a row it can read): the bytes, the
-    /// number of rows and the last row's bytes as PostgreSQL sent them (it sends each row as one
-    /// message).
-    pub(crate) async fn copy(
-        mut self,
-        sql: &str,
-        push: impl Fn(&[u8], &mut bytes::BytesMut) -> bool,
-    ) -> Result<Copied, PgError> {
-        use futures_util::StreamExt as _;
-        let client = self.client.as_ref().ok_or(PgError::Unavailable)?;
-        let stream = client.copy_out(sql).await.map_err(|e| db_error(&e))?;
-        let mut stream = std::pin::pin!(stream);
-        let mut copied = Copied::default();
-        while let Some(row) = stream.next().await {
-            let row = row.map_err(|e| db_error(&e))?;
-            if !push(&row, &mut copied.bytes) {
-                tracing::error!("a COPY row is not a CSV record of the export's columns");
-                return Err(PgError::Unavailable);
-            }
-            copied.rows += 1;
-            copied.last = row;
-        }
-        self.finished = true;
-        Ok(copied)
-    }
-}
-
-/// What one `COPY … TO STDOUT` gave.
-#[derive(Debug, Default)]
-pub(crate) struct Copied {
-    /// Every row's bytes.
-    pub(crate) bytes: bytes::BytesMut,
-    /// Rows.
-    pub(crate) rows: usize,
-    /// The last row's bytes.
-    pub(crate) last: bytes::Bytes,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if self.finished {
-            return;
-        }
-        let token = self.token.clone();
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                let _ = token.cancel_query(tokio_postgres::NoTls).await;
-            });
-        }
-        if let Some(client) = self.client.take() {
-            drop(Object::take(client));
-        }
-    }
-}
-
-/// The key values of `row` (text, from column `first` on): a NULL there (a view's key, which
-/// the catalog cannot check) is logged and answered 503, never a panic or a wrong cursor.
-pub(crate) fn key_of(
-    row: &tokio_postgres::Row,
-    first: usize,
-    len: usize,
-) -> Result<Vec<String>, PgError> {
-    (first..first + len)
-        .map(|i| {
-            row.try_get::<_, String>(i).map_err(|error| {
-                tracing::error!(%error, "a key column is NULL (a view?): rows cannot be paged");
-                PgError::Unavailable
-            })
-        })
-        .collect()
 }
 
 /// Whether a resource may be served now.
@@ -377,162 +222,6 @@ impl Resource {
             Err(CheckError::Invalid(_)) => Err(PgError::OutOfService),
         }
     }
-}
-
-/// A request's parameters, checked against the table's allow-lists.
-#[derive(Debug, Default)]
-struct Params {
-    fields: Option<Vec<String>>,
-    filters: Vec<Filter>,
-    limit: Option<u32>,
-    cursor: Option<String>,
-    format: Option<ExportFormat>,
-    after: Option<Vec<String>>,
-    /// The raw `name=value` pieces cursors are bound to (all but `cursor` and `limit`).
-    binding: Vec<String>,
-    /// The raw pieces a next-page link repeats (all but `cursor`).
-    kept: Vec<String>,
-}
-
-fn allowed(table: &TableConfig) -> String {
-    let filters: Vec<String> = table
-        .filters
-        .iter()
-        .map(|(c, ops)| {
-            format!(
-                "{c} ({})",
-                ops.iter().map(|o| o.name()).collect::<Vec<_>>().join(", ")
-            )
-        })
-        .collect();
-    format!(
-        "fields (any of {}), limit (1 to {}), cursor, format and after on exports, and filters: {}",
-        table.columns.join(", "),
-        table.max_limit,
-        if filters.is_empty() {
-            "none".to_owned()
-        } else {
-            filters.join("; ")
-        }
-    )
-}
-
-fn parse(table: &TableConfig, query: &str, export: bool) -> Result<Params, PgError> {
-    let bad =
-        |what: String| PgError::BadRequest(format!("{what}; this route takes {}", allowed(table)));
-    let mut params = Params::default();
-    let mut seen = BTreeSet::new();
-    for piece in query.split('&').filter(|p| !p.is_empty()) {
-        let (raw_name, raw_value) = piece.split_once('=').unwrap_or((piece, ""));
-        // Percent-decoding only: `+` stays a plus (`created_at=gte.2026-01-01T00:00:00+02:00`).
-        let decode = |s: &str| {
-            percent_encoding::percent_decode_str(s)
-                .decode_utf8_lossy()
-                .into_owned()
-        };
-        let (name, value) = (decode(raw_name), decode(raw_value));
-        let reserved = matches!(
-            name.as_str(),
-            "fields" | "limit" | "cursor" | "format" | "after"
-        );
-        if reserved && !seen.insert(name.clone()) {
-            return Err(bad(format!("`{name}` is given twice")));
-        }
-        if name != "cursor" {
-            params.kept.push(piece.to_owned());
-            if name != "limit" {
-                params.binding.push(piece.to_owned());
-            }
-        }
-        match name.as_str() {
-            "fields" => {
-                let mut fields = Vec::new();
-                for f in value.split(',') {
-                    if !table.columns.iter().any(|c| c == f) {
-                        return Err(bad(format!(
-                            "`fields` names {f:?}, which is not a field of this route"
-                        )));
-                    }
-                    if !fields.iter().any(|x: &String| x == f) {
-                        fields.push(f.to_owned());
-                    }
-                }
-                params.fields = Some(fields);
-            }
-            "limit" if !export => {
-                let limit = value.parse::<u32>().ok().filter(|n| {
-                    (1..=table.max_limit).contains(n) && value.bytes().all(|b| b.is_ascii_digit())
-                });
-                params.limit = Some(limit.ok_or_else(|| {
-                    bad(format!(
-                        "`limit` is {value:?}: write a whole number from 1 to {}",
-                        table.max_limit
-                    ))
-                })?);
-            }
-            "cursor" if !export => params.cursor = Some(value),
-            "format" if export => {
-                let format = match value.as_str() {
-                    "csv" => ExportFormat::Csv,
-                    "ndjson" => ExportFormat::Ndjson,
-                    _ => return Err(bad(format!("`format` is {value:?}: write csv or ndjson"))),
-                };
-                if !table.formats.contains(&format) {
-                    return Err(bad(format!(
-                        "`format` {value} is not offered by this route"
-                    )));
-                }
-                params.format = Some(format);
-            }
-            "after" if export => {
-                let values: Vec<String> = value.split(',').map(str::to_owned).collect();
-                if values.len() != table.key.len() || values.iter().any(String::is_empty) {
-                    let key: Vec<&str> = table.key.iter().map(|k| k.column.as_str()).collect();
-                    return Err(bad(format!(
-                        "`after` is {value:?}: write the key of the last row received, {} value(s) comma-separated ({})",
-                        key.len(),
-                        key.join(", ")
-                    )));
-                }
-                params.after = Some(values);
-            }
-            _ if reserved => {
-                return Err(bad(format!(
-                    "`{name}` does not apply to {}",
-                    if export { "exports" } else { "pages" }
-                )));
-            }
-            column => {
-                let Some(ops) = table.filters.get(column) else {
-                    return Err(bad(format!(
-                        "`{column}` is not a parameter or filter of this route"
-                    )));
-                };
-                let Some((op, operand)) = value.split_once('.') else {
-                    return Err(bad(format!(
-                        "the filter `{column}` is {value:?}: write {column}=OP.VALUE, such as {column}=eq.1"
-                    )));
-                };
-                let op = FilterOp::parse(op).filter(|op| ops.contains(op)).ok_or_else(|| {
-                    bad(format!("the filter `{column}` has operator {op:?}, which this route does not allow on it"))
-                })?;
-                if op == FilterOp::Is && !matches!(operand, "null" | "not_null") {
-                    return Err(bad(format!(
-                        "the filter `{column}` is {value:?}: `is` takes null or not_null"
-                    )));
-                }
-                if params.filters.len() == MAX_FILTERS {
-                    return Err(bad(format!("more than {MAX_FILTERS} filters")));
-                }
-                params.filters.push(Filter {
-                    column: column.to_owned(),
-                    op,
-                    value: operand.to_owned(),
-                });
-            }
-        }
-    }
-    Ok(params)
 }
 
 /// The terminal of a table route: its pages, or (`export`) its export.

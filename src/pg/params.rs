@@ -1,0 +1,167 @@
+//! A table request's query string, checked against the route's allow-lists: fields, filters
+//! and operators, `limit`, `cursor`, and for exports `format` and `after`.
+
+use std::collections::BTreeSet;
+
+use super::PgError;
+use super::sql::Filter;
+use crate::config::{ExportFormat, FilterOp, TableConfig};
+
+/// Most filters one request may carry.
+const MAX_FILTERS: usize = 32;
+
+/// A request's parameters, checked against the table's allow-lists.
+#[derive(Debug, Default)]
+pub(super) struct Params {
+    pub(super) fields: Option<Vec<String>>,
+    pub(super) filters: Vec<Filter>,
+    pub(super) limit: Option<u32>,
+    pub(super) cursor: Option<String>,
+    pub(super) format: Option<ExportFormat>,
+    pub(super) after: Option<Vec<String>>,
+    /// The raw `name=value` pieces cursors are bound to (all but `cursor` and `limit`).
+    pub(super) binding: Vec<String>,
+    /// The raw pieces a next-page link repeats (all but `cursor`).
+    pub(super) kept: Vec<String>,
+}
+
+fn allowed(table: &TableConfig) -> String {
+    let filters: Vec<String> = table
+        .filters
+        .iter()
+        .map(|(c, ops)| {
+            format!(
+                "{c} ({})",
+                ops.iter().map(|o| o.name()).collect::<Vec<_>>().join(", ")
+            )
+        })
+        .collect();
+    format!(
+        "fields (any of {}), limit (1 to {}), cursor, format and after on exports, and filters: {}",
+        table.columns.join(", "),
+        table.max_limit,
+        if filters.is_empty() {
+            "none".to_owned()
+        } else {
+            filters.join("; ")
+        }
+    )
+}
+
+pub(super) fn parse(table: &TableConfig, query: &str, export: bool) -> Result<Params, PgError> {
+    let bad =
+        |what: String| PgError::BadRequest(format!("{what}; this route takes {}", allowed(table)));
+    let mut params = Params::default();
+    let mut seen = BTreeSet::new();
+    for piece in query.split('&').filter(|p| !p.is_empty()) {
+        let (raw_name, raw_value) = piece.split_once('=').unwrap_or((piece, ""));
+        // Percent-decoding only: `+` stays a plus (`created_at=gte.2026-01-01T00:00:00+02:00`).
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        };
+        let (name, value) = (decode(raw_name), decode(raw_value));
+        let reserved = matches!(
+            name.as_str(),
+            "fields" | "limit" | "cursor" | "format" | "after"
+        );
+        if reserved && !seen.insert(name.clone()) {
+            return Err(bad(format!("`{name}` is given twice")));
+        }
+        if name != "cursor" {
+            params.kept.push(piece.to_owned());
+            if name != "limit" {
+                params.binding.push(piece.to_owned());
+            }
+        }
+        match name.as_str() {
+            "fields" => {
+                let mut fields = Vec::new();
+                for f in value.split(',') {
+                    if !table.columns.iter().any(|c| c == f) {
+                        return Err(bad(format!(
+                            "`fields` names {f:?}, which is not a field of this route"
+                        )));
+                    }
+                    if !fields.iter().any(|x: &String| x == f) {
+                        fields.push(f.to_owned());
+                    }
+                }
+                params.fields = Some(fields);
+            }
+            "limit" if !export => {
+                let limit = value.parse::<u32>().ok().filter(|n| {
+                    (1..=table.max_limit).contains(n) && value.bytes().all(|b| b.is_ascii_digit())
+                });
+                params.limit = Some(limit.ok_or_else(|| {
+                    bad(format!(
+                        "`limit` is {value:?}: write a whole number from 1 to {}",
+                        table.max_limit
+                    ))
+                })?);
+            }
+            "cursor" if !export => params.cursor = Some(value),
+            "format" if export => {
+                let format = match value.as_str() {
+                    "csv" => ExportFormat::Csv,
+                    "ndjson" => ExportFormat::Ndjson,
+                    _ => return Err(bad(format!("`format` is {value:?}: write csv or ndjson"))),
+                };
+                if !table.formats.contains(&format) {
+                    return Err(bad(format!(
+                        "`format` {value} is not offered by this route"
+                    )));
+                }
+                params.format = Some(format);
+            }
+            "after" if export => {
+                let values: Vec<String> = value.split(',').map(str::to_owned).collect();
+                if values.len() != table.key.len() || values.iter().any(String::is_empty) {
+                    let key: Vec<&str> = table.key.iter().map(|k| k.column.as_str()).collect();
+                    return Err(bad(format!(
+                        "`after` is {value:?}: write the key of the last row received, {} value(s) comma-separated ({})",
+                        key.len(),
+                        key.join(", ")
+                    )));
+                }
+                params.after = Some(values);
+            }
+            _ if reserved => {
+                return Err(bad(format!(
+                    "`{name}` does not apply to {}",
+                    if export { "exports" } else { "pages" }
+                )));
+            }
+            column => {
+                let Some(ops) = table.filters.get(column) else {
+                    return Err(bad(format!(
+                        "`{column}` is not a parameter or filter of this route"
+                    )));
+                };
+                let Some((op, operand)) = value.split_once('.') else {
+                    return Err(bad(format!(
+                        "the filter `{column}` is {value:?}: write {column}=OP.VALUE, such as {column}=eq.1"
+                    )));
+                };
+                let op = FilterOp::parse(op).filter(|op| ops.contains(op)).ok_or_else(|| {
+                    bad(format!("the filter `{column}` has operator {op:?}, which this route does not allow on it"))
+                })?;
+                if op == FilterOp::Is && !matches!(operand, "null" | "not_null") {
+                    return Err(bad(format!(
+                        "the filter `{column}` is {value:?}: `is` takes null or not_null"
+                    )));
+                }
+                if params.filters.len() == MAX_FILTERS {
+                    return Err(bad(format!("more than {MAX_FILTERS} filters")));
+                }
+                params.filters.push(Filter {
+                    column: column.to_owned(),
+                    op,
+                    value: operand.to_owned(),
+                });
+            }
+        }
+    }
+    Ok(params)
+}
