@@ -106,10 +106,7 @@ impl Cursor {
         };
         let fetched = match fetched {
             Ok(fetched) => fetched,
-            Err(error) => {
-                self.done = true;
-                return Some(Err(error));
-            }
+            Err(error) => return self.fail(error),
         };
         self.done = fetched.len() < rows as usize;
         let width = self.columns.len();
@@ -150,8 +147,7 @@ impl Cursor {
             match super::key_of(last, first_key, table.key.len()) {
                 Ok(key) => self.after = Some(key),
                 Err(error) => {
-                    self.done = true;
-                    return Some(Err(error));
+                    return self.fail(error);
                 }
             }
         }
@@ -163,6 +159,12 @@ impl Cursor {
 }
 
 impl Cursor {
+    /// The export's end on `error`: no chunk after it.
+    fn fail(&mut self, error: PgError) -> Option<Result<Bytes, PgError>> {
+        self.done = true;
+        Some(Err(error))
+    }
+
     /// The CSV header row, the first time.
     fn header(&mut self, out: &mut BytesMut) {
         if std::mem::take(&mut self.header) && self.format == ExportFormat::Csv {
@@ -204,10 +206,7 @@ impl Cursor {
         };
         let copied = match copied {
             Ok(copied) => copied,
-            Err(error) => {
-                self.done = true;
-                return Some(Err(error));
-            }
+            Err(error) => return self.fail(error),
         };
         self.done = copied.rows < rows as usize;
         if copied.rows > 0 {
@@ -227,8 +226,7 @@ impl Cursor {
                     tracing::error!(
                         "the last row of an export chunk has no readable key (a NULL key in a view?)"
                     );
-                    self.done = true;
-                    return Some(Err(PgError::Unavailable));
+                    return self.fail(PgError::Unavailable);
                 }
             }
         }

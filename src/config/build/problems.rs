@@ -44,6 +44,31 @@ impl Problems {
         None
     }
 
+    /// The value of a key that takes one of a few words (`choices`, the first the default,
+    /// `hint` saying when to pick the second), or the default with a located problem.
+    pub(super) fn choice<T: Copy>(
+        &mut self,
+        at: Option<&Spanned<String>>,
+        key: &'static str,
+        choices: [(&str, T); 2],
+        hint: &str,
+    ) -> T {
+        let Some(at) = at else { return choices[0].1 };
+        if let Some((_, value)) = choices.iter().find(|(name, _)| *name == at.value) {
+            return *value;
+        }
+        let [(first, default), (second, _)] = choices;
+        self.invalid(
+            at,
+            key,
+            format!(
+                "is {:?}: write {first} (the default) or {second}{hint}",
+                at.value
+            ),
+        );
+        default
+    }
+
     pub(super) fn invalid<T>(&mut self, at: &Spanned<T>, key: &'static str, reason: String) {
         self.push(at, ConfigProblem::Invalid { key, reason });
     }

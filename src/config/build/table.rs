@@ -117,18 +117,15 @@ pub(super) fn postgres(p: &mut Problems, at: &Spanned<FilePostgres>) -> Postgres
             certificates,
         }),
     };
-    let statements = match f
-        .prepared_statements
-        .as_ref()
-        .map(|s| (s, s.value.as_str()))
-    {
-        None | Some((_, "cached")) => Statements::Cached,
-        Some((_, "unnamed")) => Statements::Unnamed,
-        Some((at, other)) => {
-            p.invalid(at, "prepared_statements", format!("is {other:?}: write cached (the default) or unnamed (behind PgBouncer in transaction mode)"));
-            Statements::Cached
-        }
-    };
+    let statements = p.choice(
+        f.prepared_statements.as_ref(),
+        "prepared_statements",
+        [
+            ("cached", Statements::Cached),
+            ("unnamed", Statements::Unnamed),
+        ],
+        " (behind PgBouncer in transaction mode)",
+    );
     let url = f.url.value.trim();
     let pool_size = f
         .pool_size
@@ -372,33 +369,24 @@ pub(super) fn table(
                 .and_then(|n| u32::try_from(n).ok())
                 .and_then(NonZeroU32::new)
                 .unwrap_or(DEFAULT_CHUNK_ROWS);
-            let via = match e.value.via.as_ref().map(|v| (v, v.value.as_str())) {
-                None | Some((_, "copy")) => ExportVia::Copy,
-                Some((_, "queries")) => ExportVia::Queries,
-                Some((at, other)) => {
-                    p.invalid(
-                        at,
-                        "via",
-                        format!("is {other:?}: write copy (the default) or queries"),
-                    );
-                    ExportVia::Copy
-                }
-            };
+            let via = p.choice(
+                e.value.via.as_ref(),
+                "via",
+                [("copy", ExportVia::Copy), ("queries", ExportVia::Queries)],
+                "",
+            );
             (formats, chunk_rows, via)
         }
     };
-    let on_missing_index = match t.on_missing_index.as_ref().map(|v| (v, v.value.as_str())) {
-        None | Some((_, "refuse")) => MissingIndex::Refuse,
-        Some((_, "warn")) => MissingIndex::Warn,
-        Some((at, other)) => {
-            p.invalid(
-                at,
-                "on_missing_index",
-                format!("is {other:?}: write refuse (the default) or warn"),
-            );
-            MissingIndex::Refuse
-        }
-    };
+    let on_missing_index = p.choice(
+        t.on_missing_index.as_ref(),
+        "on_missing_index",
+        [
+            ("refuse", MissingIndex::Refuse),
+            ("warn", MissingIndex::Warn),
+        ],
+        "",
+    );
     let scope = t.scope.as_ref().and_then(|s| {
         // The scope column need not be served: it only filters.
         if !plain_name(&s.value.column.value) {
