@@ -349,8 +349,8 @@ async fn page(
         .get()
         .await
         .map_err(|e| pool_error(&e))?;
-    let mut rows = Running::new(client)
-        .rows(&statement, resource.database.unnamed())
+    let mut rows = Running::new(client, &resource.database)
+        .rows(&statement)
         .await?;
     let more = rows.len() > limit as usize;
     rows.truncate(limit as usize);
@@ -359,7 +359,7 @@ async fn page(
         if i > 0 {
             body.push(',');
         }
-        body.push_str(row.get::<_, &str>(0));
+        body.push_str(running::value::<&str>(row, 0)?);
     }
     body.push_str("],\"next_cursor\":");
     let mut link = None;

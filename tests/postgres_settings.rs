@@ -7,6 +7,8 @@
 
 mod support;
 
+use std::time::Duration;
+
 use support::pgwire::Relay;
 use support::postgres::{Postgres, csv_records};
 use support::{Got, Proxy};
@@ -38,12 +40,15 @@ async fn exports_are_the_same_whether_copy_or_queries_read_them() {
     let pg = Postgres::start();
     let t = pg.name("odd");
     pg.execute(&format!(
-        r#"CREATE TABLE {t} (k text PRIMARY KEY, ts timestamptz, local timestamp, flag boolean,
+        r#"CREATE DOMAIN {t}_ms AS bigint;
+           CREATE TABLE {t} (k text PRIMARY KEY, ts timestamptz, local timestamp, flag boolean,
              amount numeric, ints int[], doc jsonb, day date, pad char(5), addr inet,
-             f8 double precision, f4 real, vc varchar(10), u uuid, js json, i2 smallint);
-           INSERT INTO {t} (k, pad, addr, f8, f4, vc, u, js, i2) VALUES
+             f8 double precision, f4 real, vc varchar(10), u uuid, js json, i2 smallint,
+             stamps timestamptz[], nums numeric[], names varchar[], ms {t}_ms);
+           INSERT INTO {t} (k, pad, addr, f8, f4, vc, u, js, i2, stamps, nums, names, ms) VALUES
              ('types', 'ab', '10.1.2.3', 0.1, 1.5e-7, 'v,c', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11',
-              E'{{"sp":\n [1, 2]}}', -32768);
+              E'{{"sp":\n [1, 2]}}', -32768, ARRAY['2024-05-01 10:00:00+00'::timestamptz, 'infinity'],
+              '{{1.5,NaN}}', ARRAY['a"b', NULL, 'c,d'], 1714557600000);
            INSERT INTO {t} VALUES
              ('plain', '2026-01-01 00:00:00.123456+00', '2026-01-01 10:00:00', true, 1.50,
               '{{1,2}}', '{{"a": "x,y"}}', '2026-01-02'),
@@ -61,7 +66,8 @@ async fn exports_are_the_same_whether_copy_or_queries_read_them() {
              FROM generate_series(1, 250) g;"#
     ))
     .await;
-    let settings = "columns: [k, ts, local, flag, amount, ints, doc, day, pad, addr, f8, f4, vc, u, js, i2], key: [k], \
+    let settings = "columns: [k, ts, local, flag, amount, ints, doc, day, pad, addr, f8, f4, vc, u, js, i2, \
+                    stamps, nums, names, ms], key: [k], \
                     filters: {k: [neq, gte]}, export: {chunk_rows: 100, via: ";
     let routes = route("copy", &t, &format!("{settings}copy}}"))
         + &route("queries", &t, &format!("{settings}queries}}"));
@@ -109,6 +115,11 @@ async fn exports_are_the_same_whether_copy_or_queries_read_them() {
         .await;
         assert_eq!(json_lines(&copied), json_lines(&written), "{query}");
     }
+    // A NUL byte is no value PostgreSQL text can hold: 400 before any statement.
+    for path in ["/copy/export?k=neq.a%00b", "/queries?k=neq.a%00b"] {
+        let got = support::get(&proxy.url(path)).await;
+        assert_eq!(got.status, 400, "{path}: {}", got.text());
+    }
     // NDJSON gives what pages give, for every type.
     let page = support::get(&proxy.url("/copy?limit=1000")).await.json();
     let ndjson = json_lines(&text(&proxy, "/copy/export?format=ndjson").await);
@@ -129,17 +140,23 @@ async fn exports_are_the_same_whether_copy_or_queries_read_them() {
     // Each chunk's last key (quoted, with a comma, quotes and a newline) read back from the CSV.
     assert_eq!(exported, keys, "every row once, across three chunks");
     for line in [
-        "k,ts,local,flag,amount,ints,doc,day,pad,addr,f8,f4,vc,u,js,i2\n",
-        "\nplain,2026-01-01T00:00:00.123456+00:00,2026-01-01T10:00:00,true,1.50,\"[1,2]\",\"{\"\"a\"\": \"\"x,y\"\"}\",2026-01-02,,,,,,,,\n",
-        "\n\"\",infinity,-infinity,false,,[],null,0044-03-15 BC,,,,,,,,\n",
-        "\n\"a,b\",0044-03-15 12:00:00+00 BC,0044-03-15 12:00:00 BC,,0,,,,,,,,,,,\n",
-        "\n\"say \"\"hi\"\"\",10000-01-01 00:00:00+00,10000-01-01 00:00:00,true,-0.001,[3],\"[1, \"\"\\\\\"\"]\",infinity,,,,,,,,\n",
-        "\n\"two\nlines\",2026-05-01T10:00:00.5+00:00,,false,100000000000000000000,,,,,,,,,,,\n",
-        "\n\\.,,,,,,,,,,,,,,,\n",
-        "\nit's,,,,,,,,,,,,,,,\n",
+        "k,ts,local,flag,amount,ints,doc,day,pad,addr,f8,f4,vc,u,js,i2,stamps,nums,names,ms\n",
+        "\nplain,2026-01-01T00:00:00.123456+00:00,2026-01-01T10:00:00,true,1.50,\"[1,2]\",\"{\"\"a\"\": \"\"x,y\"\"}\",2026-01-02,,,,,,,,,,,,\n",
+        "\n\"\",infinity,-infinity,false,,[],null,0044-03-15 BC,,,,,,,,,,,,\n",
+        "\n\"a,b\",0044-03-15 12:00:00+00 BC,0044-03-15 12:00:00 BC,,0,,,,,,,,,,,,,,,\n",
+        "\n\"say \"\"hi\"\"\",10000-01-01 00:00:00+00,10000-01-01 00:00:00,true,-0.001,[3],\"[1, \"\"\\\\\"\"]\",infinity,,,,,,,,,,,,\n",
+        "\n\"two\nlines\",2026-05-01T10:00:00.5+00:00,,false,100000000000000000000,,,,,,,,,,,,,,,\n",
+        "\n\\.,,,,,,,,,,,,,,,,,,,\n",
+        "\nit's,,,,,,,,,,,,,,,,,,,\n",
         // The cast to text of every type on both paths: char(n) unpadded, inet with its
         // netmask; floats in their shortest exact form.
-        "\ntypes,,,,,,,,ab,10.1.2.3/32,0.1,1.5e-07,\"v,c\",a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11,\"{\"\"sp\"\":\n [1, 2]}\",-32768\n",
+        concat!(
+            "\ntypes,,,,,,,,ab,10.1.2.3/32,0.1,1.5e-07,\"v,c\",a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11,",
+            "\"{\"\"sp\"\":\n [1, 2]}\",-32768,",
+            // Arrays as JSON, a domain over bigint as its number.
+            "\"[\"\"2024-05-01T10:00:00+00:00\"\",\"\"infinity\"\"]\",\"[1.5,\"\"NaN\"\"]\",",
+            "\"[\"\"a\\\"\"b\"\",null,\"\"c,d\"\"]\",1714557600000\n"
+        ),
     ] {
         assert!(csv.contains(line), "{line:?} in\n{csv}");
     }
@@ -312,8 +329,13 @@ async fn tls_to_the_database_verifies_its_certificate() {
     let (other_ca, _, _) = certificates();
     let pg = Postgres::start_tls(&certificate, &key);
     let t = pg.name("events");
+    // `silent` sorts 5,000 rows of 2 ms each before its first row: a statement that writes
+    // nothing for ten seconds, which only a cancel request (over TLS) ends early.
+    let silent = pg.name("silent");
     pg.execute(&format!(
-        "CREATE TABLE {t} (id bigint PRIMARY KEY); INSERT INTO {t} VALUES (1), (2);"
+        "CREATE TABLE {t} (id bigint PRIMARY KEY); INSERT INTO {t} VALUES (1), (2);
+         CREATE VIEW {silent} AS SELECT g AS id FROM generate_series(1, 5000) g
+           WHERE pg_sleep(0.002) IS NOT NULL;"
     ))
     .await;
     let dir = tempdir();
@@ -328,11 +350,9 @@ async fn tls_to_the_database_verifies_its_certificate() {
             pg.name("tls")
         )
     };
-    let proxy = serve(
-        &database(&trusted),
-        &route("db", &t, "columns: [id], key: [id]"),
-    )
-    .await;
+    let routes = route("db", &t, "columns: [id], key: [id]")
+        + &route("silent", &silent, "columns: [id], key: [id]");
+    let proxy = serve(&database(&trusted), &routes).await;
     let page = support::get(&proxy.url("/db")).await;
     assert_eq!(page.status, 200, "{}", page.text());
     assert_eq!(
@@ -355,6 +375,38 @@ async fn tls_to_the_database_verifies_its_certificate() {
         !ssl.is_empty() && ssl.iter().all(|s| *s),
         "pagegate's sessions use TLS: {ssl:?}"
     );
+    // A client that leaves cancels the silent statement, over TLS.
+    let active = || async {
+        pg.client()
+            .await
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND state = 'active'",
+                &[&pg.name("tls")],
+            )
+            .await
+            .expect("pg_stat_activity")
+            .get::<_, i64>(0)
+    };
+    let url = proxy.url("/silent/export");
+    let export = tokio::spawn(async move { support::get(&url).await });
+    let started = std::time::Instant::now();
+    while active().await == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the export's statement never ran"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    export.abort();
+    let _ = export.await;
+    let left = std::time::Instant::now();
+    while active().await != 0 {
+        assert!(
+            left.elapsed() < Duration::from_secs(2),
+            "the silent statement still runs after the client left"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     proxy.stop().await;
     // A certificate no trusted CA signed: no connection, 503.
     let proxy = serve(
@@ -379,4 +431,52 @@ fn tempdir() -> std::path::PathBuf {
     ));
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir
+}
+
+#[tokio::test]
+async fn text_that_is_not_utf8_gets_503_never_a_panic() {
+    // A SQL_ASCII database hands back bytes as they were stored, UTF-8 or not.
+    let pg = Postgres::start_owned();
+    pg.execute(
+        "CREATE DATABASE legacy ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0",
+    )
+    .await;
+    let url = format!("{}/legacy", pg.url.rsplit_once('/').expect("a database").0);
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .expect("connect to legacy");
+    tokio::spawn(connection);
+    client
+        .batch_execute(
+            "CREATE TABLE latin (id bigint PRIMARY KEY, name text NOT NULL);
+             INSERT INTO latin VALUES (1, 'plain'), (2, E'caf\\xe9');",
+        )
+        .await
+        .expect("create latin");
+    let settings = "columns: [id, name], key: [id], filters: {id: [eq]}";
+    let routes = route("copy", "latin", settings)
+        + &route(
+            "queries",
+            "latin",
+            &format!("{settings}, export: {{via: queries}}"),
+        );
+    let proxy = serve(&format!("url: '{url}'"), &routes).await;
+    for path in [
+        "/copy",
+        "/copy/export",
+        "/copy/export?format=ndjson",
+        "/queries/export",
+        "/queries/export?format=ndjson",
+    ] {
+        let got = support::get(&proxy.url(path)).await;
+        assert_eq!(
+            got.problem(503)["type"],
+            "urn:pagegate:problem:database-unavailable",
+            "{path}"
+        );
+    }
+    // The valid row alone is served.
+    let page = support::get(&proxy.url("/copy?id=eq.1")).await;
+    assert_eq!(page.status, 200, "{}", page.text());
+    proxy.stop().await;
 }

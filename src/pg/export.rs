@@ -30,6 +30,7 @@ use http_body_util::{BodyExt, StreamBody};
 
 use super::csv::{self, Stamps};
 use super::ndjson;
+use super::running::value;
 use super::sql::{self, Filter, Shape};
 use super::{Catalog, PgError, Resource, Running, pool_error};
 use crate::config::{ExportFormat, ExportVia};
@@ -49,6 +50,8 @@ struct Cursor {
     copy: bool,
     /// With `copy`: what becomes of each row.
     writer: Writer,
+    /// Bytes of the last chunk: the next one's buffer starts that large.
+    capacity: usize,
 }
 
 /// What becomes of each row `COPY` gives.
@@ -60,7 +63,12 @@ enum Writer {
 }
 
 impl Writer {
+    /// Writes `row` out; false when it cannot be read: not a CSV record of the columns, or not
+    /// UTF-8 (text from a `SQL_ASCII` database), which neither format may carry.
     fn push(&self, row: &[u8], out: &mut BytesMut) -> bool {
+        if std::str::from_utf8(row).is_err() {
+            return false;
+        }
         match self {
             Self::Csv(stamps) => {
                 stamps.push(row, out);
@@ -98,8 +106,8 @@ impl Cursor {
         );
         let fetched = match self.resource.database.export_pool().get().await {
             Ok(client) => {
-                Running::new(client)
-                    .rows(&statement, self.resource.database.unnamed())
+                Running::new(client, &self.resource.database)
+                    .rows(&statement)
                     .await
             }
             Err(error) => Err(pool_error(&error)),
@@ -112,32 +120,8 @@ impl Cursor {
         let width = self.columns.len();
         let mut out = BytesMut::with_capacity(fetched.len() * 64 + 256);
         self.header(&mut out);
-        for row in &fetched {
-            match self.format {
-                ExportFormat::Csv => {
-                    for i in 0..width {
-                        if i > 0 {
-                            out.put_u8(b',');
-                        }
-                        match row.get::<_, Option<&str>>(i) {
-                            // As `COPY` writes it: a lone `\.` would read as its end-of-data
-                            // marker.
-                            Some(marker @ "\\.") if width == 1 => {
-                                out.put_u8(b'"');
-                                out.put_slice(marker.as_bytes());
-                                out.put_u8(b'"');
-                            }
-                            value => csv::field(&mut out, value),
-                        }
-                    }
-                }
-                // A `json` column keeps its line breaks inside `row_to_json`: spaces, so the
-                // row stays one line.
-                ExportFormat::Ndjson => {
-                    ndjson::one_line(row.get::<_, &str>(0).as_bytes(), &mut out);
-                }
-            }
-            out.put_u8(b'\n');
+        if let Err(error) = self.write_rows(&fetched, &mut out) {
+            return self.fail(error);
         }
         let first_key = match self.format {
             ExportFormat::Csv => width,
@@ -159,6 +143,37 @@ impl Cursor {
 }
 
 impl Cursor {
+    /// Writes query rows out: CSV from each column's text, NDJSON from `row_to_json`.
+    fn write_rows(&self, rows: &[tokio_postgres::Row], out: &mut BytesMut) -> Result<(), PgError> {
+        let width = self.columns.len();
+        for row in rows {
+            match self.format {
+                ExportFormat::Csv => {
+                    for i in 0..width {
+                        if i > 0 {
+                            out.put_u8(b',');
+                        }
+                        match value::<Option<&str>>(row, i)? {
+                            // As `COPY` writes it: a lone `\.` would read as its end-of-data
+                            // marker.
+                            Some(marker @ "\\.") if width == 1 => {
+                                out.put_u8(b'"');
+                                out.put_slice(marker.as_bytes());
+                                out.put_u8(b'"');
+                            }
+                            text => csv::field(out, text),
+                        }
+                    }
+                }
+                // A `json` column keeps its line breaks inside `row_to_json`: spaces, so the
+                // row stays one line.
+                ExportFormat::Ndjson => ndjson::one_line(value::<&str>(row, 0)?.as_bytes(), out),
+            }
+            out.put_u8(b'\n');
+        }
+        Ok(())
+    }
+
     /// The export's end on `error`: no chunk after it.
     fn fail(&mut self, error: PgError) -> Option<Result<Bytes, PgError>> {
         self.done = true;
@@ -197,9 +212,12 @@ impl Cursor {
         );
         let copied = match self.resource.database.export_pool().get().await {
             Ok(client) => {
+                // The header first, then the rows, in one buffer sized as the last chunk was.
+                let mut out = BytesMut::with_capacity(self.capacity);
+                self.header(&mut out);
                 let writer = &self.writer;
-                Running::new(client)
-                    .copy(&statement.sql, |row, out| writer.push(row, out))
+                Running::new(client, &self.resource.database)
+                    .copy(&statement.sql, out, |row, out| writer.push(row, out))
                     .await
             }
             Err(error) => Err(pool_error(&error)),
@@ -230,13 +248,8 @@ impl Cursor {
                 }
             }
         }
-        let mut out = BytesMut::new();
-        self.header(&mut out);
-        if out.is_empty() {
-            out = copied.bytes;
-        } else {
-            out.extend_from_slice(&copied.bytes);
-        }
+        let out = copied.bytes;
+        self.capacity = out.len();
         if out.is_empty() && self.done {
             return None;
         }
@@ -319,11 +332,7 @@ pub(super) async fn response(
             columns
                 .iter()
                 .enumerate()
-                .filter_map(|(i, c)| {
-                    let t = sql_type(c);
-                    t.starts_with("timestamp")
-                        .then(|| (i, t.ends_with("with time zone")))
-                })
+                .filter_map(|(i, c)| Some((i, super::catalog::timestamp(sql_type(c))?)))
                 .collect(),
         )),
         ExportFormat::Ndjson => Writer::Ndjson(ndjson::Rows::new(
@@ -344,6 +353,7 @@ pub(super) async fn response(
         done: false,
         copy,
         writer,
+        capacity: 0,
     };
     // The first chunk before the head: a malformed value (400), a timeout (504) or no
     // connection (503) is still answered as such.

@@ -38,12 +38,11 @@ impl Kind {
             "smallint" | "integer" | "bigint" => Self::Integer,
             "real" | "double precision" => Self::Float,
             "boolean" => Self::Bool,
-            "text" => Self::Text,
-            t if t.starts_with("character varying") || t.starts_with("numeric") => Self::Text,
-            t if t.starts_with("timestamp") => Self::Stamp {
-                zoned: t.ends_with("with time zone"),
+            "text" | "character varying" | "numeric" => Self::Text,
+            t => match super::catalog::timestamp(t) {
+                Some(zoned) => Self::Stamp { zoned },
+                None => Self::Json,
             },
-            _ => Self::Json,
         }
     }
 
@@ -189,8 +188,12 @@ mod tests {
         assert_eq!(Kind::of("bigint"), Kind::Integer);
         assert_eq!(Kind::of("double precision"), Kind::Float);
         assert_eq!(Kind::of("boolean"), Kind::Bool);
-        assert_eq!(Kind::of("numeric(10,2)"), Kind::Text);
-        assert_eq!(Kind::of("character varying(5)"), Kind::Text);
+        assert_eq!(Kind::of("numeric"), Kind::Text);
+        assert_eq!(Kind::of("character varying"), Kind::Text);
+        // Exact names: arrays and domains are JSON, through `to_json`.
+        assert_eq!(Kind::of("numeric[]"), Kind::Json);
+        assert_eq!(Kind::of("timestamp with time zone[]"), Kind::Json);
+        assert_eq!(Kind::of("timestamp_ms"), Kind::Json);
         assert_eq!(
             Kind::of("timestamp with time zone"),
             Kind::Stamp { zoned: true }

@@ -62,6 +62,13 @@ pub(super) fn parse(table: &TableConfig, query: &str, export: bool) -> Result<Pa
                 .into_owned()
         };
         let (name, value) = (decode(raw_name), decode(raw_value));
+        // PostgreSQL text holds no NUL; refused here, so a NUL the database meets (an invalid
+        // byte sequence) is always its own stored text, never the client's value.
+        if value.contains('\0') || name.contains('\0') {
+            return Err(bad(format!(
+                "`{name}` holds a NUL byte (%00), which no value can"
+            )));
+        }
         let reserved = matches!(
             name.as_str(),
             "fields" | "limit" | "cursor" | "format" | "after"

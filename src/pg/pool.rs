@@ -52,6 +52,7 @@ pub struct Database {
     config: std::sync::Arc<PostgresConfig>,
     pool: Pool,
     replica: Option<Pool>,
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
 }
 
 impl std::fmt::Debug for Database {
@@ -117,8 +118,13 @@ fn tls_config(database: &str, roots: &TlsRoots) -> Result<rustls::ClientConfig, 
     .map(|builder| builder.with_root_certificates(store).with_no_client_auth())
 }
 
-/// A pool for `url`, its sessions set up as `config` says.
-fn pool(name: &str, url: &str, config: &PostgresConfig) -> Result<Pool, SetupError> {
+/// A pool for `url`, its sessions set up as `config` says, over `tls` when set.
+fn pool(
+    name: &str,
+    url: &str,
+    config: &PostgresConfig,
+    tls: Option<&tokio_postgres_rustls::MakeRustlsConnect>,
+) -> Result<Pool, SetupError> {
     let url = tokio_postgres_url(&resolve(name, url)?);
     let mut pg: tokio_postgres::Config = url.parse().map_err(|_| SetupError::BadUrl {
         database: name.to_owned(),
@@ -144,13 +150,9 @@ fn pool(name: &str, url: &str, config: &PostgresConfig) -> Result<Pool, SetupErr
     let manager_config = ManagerConfig {
         recycling_method: RecyclingMethod::Fast,
     };
-    let manager = match &config.tls {
+    let manager = match tls {
         None => Manager::from_config(pg, NoTls, manager_config),
-        Some(roots) => Manager::from_config(
-            pg,
-            tokio_postgres_rustls::MakeRustlsConnect::new(tls_config(name, roots)?),
-            manager_config,
-        ),
+        Some(tls) => Manager::from_config(pg, tls.clone(), manager_config),
     };
     Pool::builder(manager)
         .max_size(config.pool_size.get())
@@ -168,17 +170,23 @@ fn pool(name: &str, url: &str, config: &PostgresConfig) -> Result<Pool, SetupErr
 impl Database {
     /// Builds the pools (they connect lazily: a database that is down does not stop this).
     pub fn new(name: &str, config: std::sync::Arc<PostgresConfig>) -> Result<Self, SetupError> {
-        let primary = pool(name, &config.url, &config)?;
+        let tls = config
+            .tls
+            .as_ref()
+            .map(|roots| tls_config(name, roots).map(tokio_postgres_rustls::MakeRustlsConnect::new))
+            .transpose()?;
+        let primary = pool(name, &config.url, &config, tls.as_ref())?;
         let replica = config
             .replica_url
             .as_deref()
-            .map(|url| pool(name, url, &config))
+            .map(|url| pool(name, url, &config, tls.as_ref()))
             .transpose()?;
         Ok(Self {
             name: name.to_owned(),
             config,
             pool: primary,
             replica,
+            tls,
         })
     }
 
@@ -200,6 +208,11 @@ impl Database {
     /// The pool exports use: the read replica's when one is configured.
     pub fn export_pool(&self) -> &Pool {
         self.replica.as_ref().unwrap_or(&self.pool)
+    }
+
+    /// The TLS its connections speak (a cancel request needs it too).
+    pub(crate) fn tls(&self) -> Option<&tokio_postgres_rustls::MakeRustlsConnect> {
+        self.tls.as_ref()
     }
 
     /// Whether statements are sent unnamed (behind PgBouncer in transaction mode).

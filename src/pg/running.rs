@@ -5,14 +5,24 @@
 use deadpool_postgres::Object;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Type;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::{PgError, pool, sql};
+use super::{Database, PgError, pool, sql};
 
-/// Sorts a database error: a value PostgreSQL could not read is the client's (400), a
-/// cancelled statement is a timeout (504), a lost connection is unavailability (503); anything
-/// else is logged and answered 503 without detail.
+/// Sorts a database error: a value PostgreSQL could not read is the client's (400), except
+/// stored text that is not valid in UTF-8 (a `SQL_ASCII` database, or a character UTF-8 cannot
+/// carry: client values are UTF-8 without NUL, so these are the database's); a cancelled
+/// statement is a timeout (504), a lost connection is unavailability (503); anything else is
+/// logged and answered 503 without detail.
 pub(super) fn db_error(error: &tokio_postgres::Error) -> PgError {
     match error.code() {
+        Some(code)
+            if *code == SqlState::CHARACTER_NOT_IN_REPERTOIRE
+                || *code == SqlState::UNTRANSLATABLE_CHARACTER =>
+        {
+            tracing::error!(%error, "stored text cannot be sent as UTF-8 (a SQL_ASCII database?)");
+            PgError::Unavailable
+        }
         Some(code) if code.code().starts_with("22") => {
             let message = error
                 .as_db_error()
@@ -38,15 +48,22 @@ pub(super) fn pool_error(error: &deadpool_postgres::PoolError) -> PgError {
 pub(crate) struct Running {
     client: Option<Object>,
     token: tokio_postgres::CancelToken,
+    /// The database's TLS: a cancel request opens a connection of its own, which must speak it.
+    tls: Option<MakeRustlsConnect>,
+    /// Statements are sent unnamed (`prepared_statements: unnamed`).
+    unnamed: bool,
     finished: bool,
 }
 
 impl Running {
-    pub(crate) fn new(client: Object) -> Self {
+    /// A statement about to run on `client`, a connection of `database`'s.
+    pub(crate) fn new(client: Object, database: &Database) -> Self {
         let token = client.cancel_token();
         Self {
             client: Some(client),
             token,
+            tls: database.tls().cloned(),
+            unnamed: database.unnamed(),
             finished: false,
         }
     }
@@ -57,10 +74,9 @@ impl Running {
     pub(crate) async fn rows(
         mut self,
         statement: &sql::Statement,
-        unnamed: bool,
     ) -> Result<Vec<tokio_postgres::Row>, PgError> {
         let client = self.client.as_ref().ok_or(PgError::Unavailable)?;
-        let rows = if unnamed {
+        let rows = if self.unnamed {
             // One round trip, no statement left behind on the server session.
             let params: Vec<(&(dyn tokio_postgres::types::ToSql + Sync), Type)> = statement
                 .params
@@ -88,24 +104,30 @@ impl Running {
         rows
     }
 
-    /// Runs a `COPY … TO STDOUT` statement, collecting its output (callers bound it with
-    /// `LIMIT`), each row written out by `push` (false: not a row it can read): the bytes, the
+    /// Runs a `COPY … TO STDOUT` statement, collecting its output after what `out` holds
+    /// (callers bound it with `LIMIT`), each row written out by `push` (false: not a row it can read): the bytes, the
     /// number of rows and the last row's bytes as PostgreSQL sent them (it sends each row as one
     /// message).
     pub(crate) async fn copy(
         mut self,
         sql: &str,
+        out: bytes::BytesMut,
         push: impl Fn(&[u8], &mut bytes::BytesMut) -> bool,
     ) -> Result<Copied, PgError> {
         use futures_util::StreamExt as _;
         let client = self.client.as_ref().ok_or(PgError::Unavailable)?;
         let stream = client.copy_out(sql).await.map_err(|e| db_error(&e))?;
         let mut stream = std::pin::pin!(stream);
-        let mut copied = Copied::default();
+        let mut copied = Copied {
+            bytes: out,
+            ..Copied::default()
+        };
         while let Some(row) = stream.next().await {
             let row = row.map_err(|e| db_error(&e))?;
             if !push(&row, &mut copied.bytes) {
-                tracing::error!("a COPY row is not a CSV record of the export's columns");
+                tracing::error!(
+                    "a COPY row cannot be read: not UTF-8 (a SQL_ASCII database?) or not a CSV record of the export's columns"
+                );
                 return Err(PgError::Unavailable);
             }
             copied.rows += 1;
@@ -133,15 +155,34 @@ impl Drop for Running {
             return;
         }
         let token = self.token.clone();
+        let tls = self.tls.take();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                let _ = token.cancel_query(tokio_postgres::NoTls).await;
+                let cancelled = match tls {
+                    None => token.cancel_query(tokio_postgres::NoTls).await,
+                    Some(tls) => token.cancel_query(tls).await,
+                };
+                if let Err(error) = cancelled {
+                    tracing::warn!(%error, "could not cancel a statement whose client left; it runs until statement_timeout");
+                }
             });
         }
         if let Some(client) = self.client.take() {
             drop(Object::take(client));
         }
     }
+}
+
+/// Value `i` of `row`: one that does not read as `T` (text that is not UTF-8, from a
+/// `SQL_ASCII` database) is logged and answered 503, never a panic.
+pub(crate) fn value<'a, T: tokio_postgres::types::FromSql<'a>>(
+    row: &'a tokio_postgres::Row,
+    i: usize,
+) -> Result<T, PgError> {
+    row.try_get(i).map_err(|error| {
+        tracing::error!(%error, "a value cannot be read (text that is not UTF-8, from a SQL_ASCII database?)");
+        PgError::Unavailable
+    })
 }
 
 /// The key values of `row` (text, from column `first` on): a NULL there (a view's key, which

@@ -63,10 +63,49 @@ pub(crate) struct Statement {
     pub(crate) params: Vec<String>,
 }
 
-/// `($n::text)::type`, pushing `value`.
-fn bind(params: &mut Vec<String>, value: &str, sql_type: &str) -> String {
-    params.push(value.to_owned());
-    format!("(${}::text)::{sql_type}", params.len())
+/// Where a statement's values go: bind parameters (`$n`), or, for `COPY`, which takes none,
+/// literals written in place ([`literal`]).
+struct Values {
+    params: Vec<String>,
+    inline: bool,
+}
+
+impl Values {
+    /// `value` as text: `$n` (pushed), or its literal.
+    fn text(&mut self, value: &str) -> String {
+        if self.inline {
+            literal(value)
+        } else {
+            self.params.push(value.to_owned());
+            format!("${}", self.params.len())
+        }
+    }
+
+    /// `(value::text)::type`: the value cast to its column's type, which checks it.
+    fn typed(&mut self, value: &str, sql_type: &str) -> String {
+        format!("({}::text)::{sql_type}", self.text(value))
+    }
+}
+
+/// `value` as a string literal, for `COPY`. A value holding no quote, backslash or NUL is
+/// written `'value'` (nothing in it can end the literal, whatever
+/// `standard_conforming_strings` says, and the planner sees a constant); any other is written
+/// as hex digits PostgreSQL decodes, `convert_from(decode('…', 'hex'), 'UTF8')`, so no byte of
+/// it is ever read as SQL. The statement's casts (`('1'::text)::bigint`) still type and check
+/// it. Written in place as the statement is built, never substituted into finished text, so
+/// nothing in a type name the catalog gives (`format_type`) can be mistaken for a value's
+/// place.
+pub(crate) fn literal(value: &str) -> String {
+    if !value.contains(['\'', '\\', '\0']) {
+        return format!("'{value}'");
+    }
+    let mut out = String::with_capacity(value.len() * 2 + 40);
+    out.push_str("convert_from(decode('");
+    for b in value.bytes() {
+        let _ = write!(out, "{b:02x}");
+    }
+    out.push_str("', 'hex'), 'UTF8')");
+    out
 }
 
 /// The rows after `after` (the last key served), filtered, in key order, at most `limit`: the
@@ -87,7 +126,11 @@ pub(crate) fn select(
             .map_or("text", |c| c.sql_type.as_str())
             .to_owned()
     };
-    let mut params = Vec::new();
+    let copy = matches!(shape, Shape::CopyCsv | Shape::CopyNdjson);
+    let mut values = Values {
+        params: Vec::new(),
+        inline: copy,
+    };
     let column = |c: &str| catalog.columns.get(c);
     let numeric = |c: &str| column(c).is_some_and(|c| c.numeric);
     let mut list = Vec::with_capacity(columns.len() + table.key.len());
@@ -152,13 +195,10 @@ pub(crate) fn select(
         conditions.push(match f.op {
             FilterOp::Is if f.value == "null" => format!("{column} IS NULL"),
             FilterOp::Is => format!("{column} IS NOT NULL"),
-            FilterOp::In => {
-                params.push(f.value.clone());
-                format!(
-                    "{column} = ANY(string_to_array(${}::text, ',')::{t}[])",
-                    params.len()
-                )
-            }
+            FilterOp::In => format!(
+                "{column} = ANY(string_to_array({}::text, ',')::{t}[])",
+                values.text(&f.value)
+            ),
             op => {
                 let symbol = match op {
                     FilterOp::Eq => "=",
@@ -168,7 +208,7 @@ pub(crate) fn select(
                     FilterOp::Gt => ">",
                     _ => ">=",
                 };
-                format!("{column} {symbol} {}", bind(&mut params, &f.value, &t))
+                format!("{column} {symbol} {}", values.typed(&f.value, &t))
             }
         });
     }
@@ -180,7 +220,7 @@ pub(crate) fn select(
             .map(|(k, v)| {
                 (
                     quote_ident(&k.column),
-                    bind(&mut params, v, &sql_type(&k.column)),
+                    values.typed(v, &sql_type(&k.column)),
                     k.descending,
                 )
             })
@@ -226,8 +266,7 @@ pub(crate) fn select(
         })
         .collect();
     let _ = write!(sql, " ORDER BY {}", order.join(", "));
-    params.push(limit.to_string());
-    let _ = write!(sql, " LIMIT (${}::text)::int8", params.len());
+    let _ = write!(sql, " LIMIT {}", values.typed(&limit.to_string(), "int8"));
     if shape == Shape::Row {
         // The derived table keeps its order (no join, no grouping above it).
         let keys: Vec<String> = table
@@ -240,55 +279,13 @@ pub(crate) fn select(
             keys.join(", ")
         );
     }
-    if matches!(shape, Shape::CopyCsv | Shape::CopyNdjson) {
-        return Statement {
-            sql: format!("COPY ({}) TO STDOUT (FORMAT csv)", inline(&sql, &params)),
-            params: Vec::new(),
-        };
+    if copy {
+        sql = format!("COPY ({sql}) TO STDOUT (FORMAT csv)");
     }
-    Statement { sql, params }
-}
-
-/// `sql` with each `$n` replaced by `params[n - 1]` as a string literal, for `COPY`, which
-/// takes no bind parameters. A value holding no quote, backslash or NUL is written `'value'`
-/// (nothing in it can end the literal, whatever `standard_conforming_strings` says, and the
-/// planner sees a constant); any other is written as hex digits PostgreSQL decodes,
-/// `convert_from(decode('…', 'hex'), 'UTF8')`, so no byte of it is ever read as SQL. The
-/// statement's own casts (`($1::text)::bigint`) still type and check every value. The
-/// statement is pagegate's own: identifiers are plain names, so `$` only ever starts a
-/// placeholder.
-pub(crate) fn inline(sql: &str, params: &[String]) -> String {
-    let mut out =
-        String::with_capacity(sql.len() + params.iter().map(|p| p.len() + 8).sum::<usize>());
-    let mut rest = sql;
-    while let Some(at) = rest.find('$') {
-        out.push_str(&rest[..at]);
-        let digits = rest[at + 1..]
-            .bytes()
-            .take_while(u8::is_ascii_digit)
-            .count();
-        let value = rest[at + 1..at + 1 + digits]
-            .parse::<usize>()
-            .ok()
-            .and_then(|n| params.get(n.checked_sub(1)?));
-        match value {
-            Some(value) if !value.contains(['\'', '\\', '\0']) => {
-                let _ = write!(out, "'{value}'");
-            }
-            Some(value) => {
-                out.push_str("convert_from(decode('");
-                for b in value.bytes() {
-                    let _ = write!(out, "{b:02x}");
-                }
-                out.push_str("', 'hex'), 'UTF8')");
-            }
-            // Not a placeholder pagegate wrote: kept as it is (it cannot occur).
-            None => out.push_str(&rest[at..at + 1 + digits]),
-        }
-        rest = &rest[at + 1 + digits..];
+    Statement {
+        sql,
+        params: values.params,
     }
-    out.push_str(rest);
-    out
 }
 
 #[cfg(test)]
@@ -481,9 +478,15 @@ mod tests {
     }
 
     #[test]
-    fn inline_leaves_text_that_is_not_a_placeholder() {
-        let params = ["x".to_owned()];
-        assert_eq!(inline("a $1 $ $2 $0 b", &params), "a 'x' $ $2 $0 b");
-        assert_eq!(inline("$1$1", &params), "'x''x'");
+    fn literals_cannot_end_early() {
+        assert_eq!(
+            literal("2024-05-01 10:00:00+00"),
+            "'2024-05-01 10:00:00+00'"
+        );
+        assert_eq!(literal("$1 \"x\""), "'$1 \"x\"'");
+        assert_eq!(
+            literal("a'b\\c\0"),
+            "convert_from(decode('6127625c6300', 'hex'), 'UTF8')"
+        );
     }
 }
