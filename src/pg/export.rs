@@ -140,9 +140,7 @@ impl Cursor {
         }
         Some(Ok(out.freeze()))
     }
-}
 
-impl Cursor {
     /// Writes query rows out: CSV from each column's text, NDJSON from `row_to_json`.
     fn write_rows(&self, rows: &[tokio_postgres::Row], out: &mut BytesMut) -> Result<(), PgError> {
         let width = self.columns.len();
