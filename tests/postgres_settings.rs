@@ -1,9 +1,11 @@
-//! The query service's settings beyond the defaults, against a real PostgreSQL the test starts
-//! itself: CSV written by `COPY` equals CSV written from query rows byte for byte (every type,
-//! hostile text in values, filters and keys, keys read back across chunks); a read replica
-//! serves the exports; unnamed statements leave nothing prepared (seen on the wire);
-//! `on_missing_index: warn` serves a key no index walks; TLS to the database verifies the
-//! server's certificate.
+//! Exports read with `COPY` and the query service's settings beyond the defaults, against a
+//! real PostgreSQL the test starts itself: CSV written by `COPY` equals CSV written from query
+//! rows byte for byte and NDJSON the same JSON values (every type, hostile text in values,
+//! filters and keys, keys read back across chunks); a client that stops reading stops the
+//! statements; text that is not UTF-8 is a 503; a read replica serves the exports; unnamed
+//! statements leave nothing prepared (seen on the wire); `on_missing_index: warn` serves a key
+//! no index walks; TLS to the database verifies the server's certificate, and a client that
+//! leaves cancels its statement over TLS.
 
 mod support;
 
@@ -478,5 +480,83 @@ async fn text_that_is_not_utf8_gets_503_never_a_panic() {
     // The valid row alone is served.
     let page = support::get(&proxy.url("/copy?id=eq.1")).await;
     assert_eq!(page.status, 200, "{}", page.text());
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_stops_the_copy_statements() {
+    let pg = Postgres::start();
+    let t = pg.name("wide");
+    // 5,000 rows of 10 kB: 50 chunks of 1 MB, far more than the sockets between can buffer.
+    pg.execute(&format!(
+        "CREATE TABLE {t} (id bigint PRIMARY KEY, blob text NOT NULL);
+         INSERT INTO {t} SELECT g, repeat(md5(g::text), 312) FROM generate_series(1, 5000) g;"
+    ))
+    .await;
+    let relay = Relay::start(&pg.url).await;
+    let proxy = serve(
+        &format!("url: '{}'", relay.url),
+        &route(
+            "db",
+            &t,
+            "columns: [id, blob], key: [id], export: {chunk_rows: 100}",
+        ),
+    )
+    .await;
+    let copies = || {
+        relay
+            .statements()
+            .iter()
+            .filter(|s| s.starts_with("COPY ("))
+            .count()
+    };
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let address = proxy.url("").trim_start_matches("http://").to_owned();
+    let mut client = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connect");
+    client
+        // HTTP/1.0: the body ends with the connection, unframed, so its lines are its rows.
+        .write_all(b"GET /db/export HTTP/1.0\r\nHost: pagegate\r\n\r\n")
+        .await
+        .expect("request");
+    let mut head = [0u8; 1024];
+    let n = client.read(&mut head).await.expect("head");
+    assert!(
+        head[..n].starts_with(b"HTTP/1.0 200") || head[..n].starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&head[..n])
+    );
+    // The client reads nothing more for a while: the statements stop.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let stalled = copies();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        copies(),
+        stalled,
+        "no statement runs while the client reads nothing"
+    );
+    assert!(
+        stalled < 20,
+        "{stalled} of 50 chunks read ahead of a client that reads nothing"
+    );
+    // It reads again: every row arrives, and the rest of the chunks are read.
+    let mut rest = Vec::new();
+    client.read_to_end(&mut rest).await.expect("body");
+    let response = [&head[..n], &rest[..]].concat();
+    let start = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("end of head")
+        + 4;
+    let body = &response[start..];
+    assert!(
+        body.starts_with(b"id,blob\n1,"),
+        "{:?}",
+        &body[..body.len().min(40)]
+    );
+    let lines = body.iter().filter(|b| **b == b'\n').count();
+    assert_eq!(lines, 5001, "the header and every row");
+    assert!(copies() >= 50, "{} statements", copies());
     proxy.stop().await;
 }
