@@ -447,6 +447,23 @@ impl Limits {
         }
     }
 
+    /// Redis could not answer: `on_redis_error` decides, and with `open` this process's own
+    /// limiters take over (its rate too when Redis had not checked it, `rate`).
+    async fn shared_failed(
+        self: &Arc<Self>,
+        key: ClientKey,
+        mut notes: Notes,
+        metrics: &Arc<RouteMetrics>,
+        rate: bool,
+    ) -> Result<(Option<Slot>, Notes), LimitError> {
+        self.redis_failed(&mut notes, metrics)?;
+        match self.decide_local(key, notes, metrics, rate) {
+            Decision::Go(slot, notes) => Ok((slot, notes)),
+            Decision::Refuse(error) => Err(error),
+            Decision::Later(wait) => wait.await,
+        }
+    }
+
     /// The shared limiters in Redis.
     async fn decide_shared(
         self: Arc<Self>,
@@ -455,42 +472,43 @@ impl Limits {
         metrics: Arc<RouteMetrics>,
     ) -> Result<(Option<Slot>, Notes), LimitError> {
         let mut notes = Notes::default();
-        if self.rates.is_some() {
-            let answer = shared.rate(&key).await;
-            shared.health(&answer);
-            match answer {
-                Ok((verdict, fields)) => {
+        let slots = self.slots.is_some();
+        // The rate and the first try for a slot in one round trip.
+        let answer = shared.take(&key, self.rates.is_some(), slots).await;
+        shared.health(&answer);
+        let mut first = match answer {
+            Ok(taken) => {
+                if let Some((verdict, fields)) = taken.rate {
                     self.rate_verdict(verdict, fields, &mut notes, &metrics)?;
                 }
-                Err(_) => {
-                    self.redis_failed(&mut notes, &metrics)?;
-                    if let Some(rates) = &self.rates {
-                        let (verdict, fields) = rates.check(&key);
-                        self.rate_verdict(verdict, fields, &mut notes, &metrics)?;
-                    }
-                }
+                taken.slot
             }
-        }
-        if self.slots.is_none() {
+            Err(_) => return self.shared_failed(key, notes, &metrics, true).await,
+        };
+        if !slots {
             return Ok((None, notes));
         }
         let started = tokio::time::Instant::now();
         // A shared queue is a poll, within this process's queue places.
         let mut queued = None;
         loop {
-            let answer = shared.lease(&key).await;
-            shared.health(&answer);
-            let full = match answer {
-                Ok(Ok(lease)) => return Ok((Some(Slot::Lease(lease)), notes)),
-                Ok(Err(full)) => full,
-                Err(_) => {
-                    self.redis_failed(&mut notes, &metrics)?;
-                    return match self.decide_local(key, notes, &metrics, false) {
-                        Decision::Go(slot, notes) => Ok((slot, notes)),
-                        Decision::Refuse(error) => Err(error),
-                        Decision::Later(wait) => wait.await,
-                    };
+            let outcome = match first.take() {
+                Some(outcome) => outcome,
+                // A rate refused in report-only mode took no slot yet; a queued request polls.
+                None => {
+                    let answer = shared.take(&key, false, true).await;
+                    shared.health(&answer);
+                    match answer.map(|taken| taken.slot) {
+                        Ok(Some(outcome)) => outcome,
+                        Ok(None) | Err(_) => {
+                            return self.shared_failed(key, notes, &metrics, false).await;
+                        }
+                    }
                 }
+            };
+            let full = match outcome {
+                Ok(lease) => return Ok((Some(Slot::Lease(lease)), notes)),
+                Err(full) => full,
             };
             let queue = self.config.queue.filter(|_| !self.config.report_only);
             if queued.is_none()

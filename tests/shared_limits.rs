@@ -199,3 +199,80 @@ routes:
     );
     proxy.stop().await;
 }
+
+/// Lua script runs Redis has served (`EVALSHA`, and `EVAL` when a script was not loaded yet).
+async fn script_runs(redis: &RedisServer) -> u64 {
+    let client = redis::Client::open(redis.url()).expect("redis url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect to redis");
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut conn)
+        .await
+        .expect("INFO commandstats");
+    info.lines()
+        .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
+        .filter_map(|l| {
+            l.split(['=', ','])
+                .nth(1)
+                .and_then(|n| n.parse::<u64>().ok())
+        })
+        .sum()
+}
+
+#[tokio::test]
+async fn a_rate_and_a_slot_are_taken_in_one_round_trip() {
+    let redis = RedisServer::start();
+    let upstream = Upstream::json("[]").await;
+    let yaml = format!(
+        "redis: {{url: '{}', timeout: 500ms}}
+default: {{action: deny}}
+upstreams: {{app: {{url: '{{upstream}}'}}}}
+routes:
+  - {{name: both, path: /both, upstream: app, limits: {{store: redis, rate: {{per_client: {{requests: 100, per: 1h}}}}, concurrency: {{per_client: 2, total: 10}}}}}}
+  - {{name: tight, path: /tight, upstream: app, limits: {{store: redis, rate: {{per_client: {{requests: 1, per: 1h}}}}, concurrency: {{total: 10}}}}}}
+",
+        redis.url()
+    );
+    let proxy = Proxy::start(&yaml, &upstream).await;
+    // The first request loads the scripts.
+    assert_eq!(support::get(&proxy.url("/both")).await.status, 200);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = script_runs(&redis).await;
+    for _ in 0..5 {
+        let got = support::get(&proxy.url("/both")).await;
+        assert_eq!(got.status, 200);
+        assert!(got.header("ratelimit").is_some(), "the rate was checked");
+    }
+    // Each slot is given back when its body ends, by a task of its own.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let runs = script_runs(&redis).await - before;
+    assert_eq!(
+        runs, 10,
+        "two script runs a request: the rate and the slot together, and the slot given back"
+    );
+    // A request the rate refuses takes no slot: none is left behind in Redis.
+    assert_eq!(support::get(&proxy.url("/tight")).await.status, 200);
+    support::get(&proxy.url("/tight")).await.problem(429);
+    let client = redis::Client::open(redis.url()).expect("redis url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect to redis");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*slots*tight*")
+        .query_async(&mut conn)
+        .await
+        .expect("KEYS");
+    for key in keys {
+        let held: u64 = redis::cmd("ZCARD")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .expect("ZCARD");
+        assert_eq!(held, 0, "{key} holds a lease nobody will give back");
+    }
+    proxy.stop().await;
+}

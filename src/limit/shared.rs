@@ -1,7 +1,8 @@
-//! Limits shared by every replica through Redis (`store: redis`): request rates by GCRA in one
-//! Lua script that reads Redis's own clock (`TIME`), so the replicas' clocks never matter, and
-//! concurrency slots as leases in sorted sets, renewed while the body streams and expiring
-//! after `lease_ttl`, so a replica that dies cannot hold slots for longer.
+//! Limits shared by every replica through Redis (`store: redis`): request rates by GCRA and
+//! concurrency slots as leases in sorted sets, both taken in one Lua script, one round trip
+//! per request, that reads Redis's own clock (`TIME`), so the replicas' clocks never matter.
+//! Leases are renewed while the body streams and expire after `lease_ttl`, so a replica that
+//! dies cannot hold slots for longer.
 //!
 //! Every call has a short timeout (`redis.timeout`); when Redis cannot answer, the route's
 //! `on_redis_error` decides: `open` falls back to this process's own limiters, `closed`
@@ -21,55 +22,63 @@ use super::concurrency::Full;
 use super::rate::{Fields, Refused, Which};
 use crate::config::{Rate, RedisConfig};
 
-/// GCRA over one or two keys (the client's, then the route's), all or nothing: a request
-/// refused by either spends neither. ARGV per key: emission interval and delay tolerance (µs).
-/// Returns `{0, remaining, reset_us, ...}` or `{i, wait_us}` for the key that refused.
-const RATE: &str = r"
+/// One round trip per request: GCRA over the rate keys, then a lease in the slot sets.
+/// `ARGV[1]` is the number of rate keys `r`; `KEYS[1..r]` are the rate keys (the client's,
+/// then the route's) with their emission interval and delay tolerance (µs) in
+/// `ARGV[2..2r+1]`; the remaining keys are slot sets (the client's, then the route's) with
+/// their limits next in `ARGV`, then the lease id and its life (ms).
+///
+/// The rates are all or nothing: a request refused by one spends none, and takes no slot:
+/// `{1, i, wait_us}`. Otherwise they are spent, and a lease is taken when every set holds
+/// fewer live leases than its limit: `{0, remaining, reset_us, ...}` per rate key, or
+/// `{2, i, remaining, reset_us, ...}` when set `i` is full (the rates stay spent, as a request
+/// that waits for a slot has been counted).
+const TAKE: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local r = tonumber(ARGV[1])
 local tats = {}
-for i, key in ipairs(KEYS) do
-  local interval = tonumber(ARGV[2 * i - 1])
-  local tolerance = tonumber(ARGV[2 * i])
-  local tat = tonumber(redis.call('GET', key)) or now
+for i = 1, r do
+  local interval = tonumber(ARGV[2 * i])
+  local tolerance = tonumber(ARGV[2 * i + 1])
+  local tat = tonumber(redis.call('GET', KEYS[i])) or now
   if tat < now then tat = now end
   if tat - tolerance > now then
-    return {i, tat - tolerance - now}
+    return {1, i, tat - tolerance - now}
   end
   tats[i] = tat + interval
 end
-local out = {0}
-for i, key in ipairs(KEYS) do
-  local interval = tonumber(ARGV[2 * i - 1])
-  local tolerance = tonumber(ARGV[2 * i])
+local rates = {}
+for i = 1, r do
+  local interval = tonumber(ARGV[2 * i])
+  local tolerance = tonumber(ARGV[2 * i + 1])
   local tat = tats[i]
-  redis.call('SET', key, tat, 'PX', math.floor((tat - now) / 1000) + 1)
-  out[#out + 1] = math.floor((now + tolerance - tat) / interval) + 1
-  out[#out + 1] = tat - now
+  redis.call('SET', KEYS[i], tat, 'PX', math.floor((tat - now) / 1000) + 1)
+  rates[#rates + 1] = math.floor((now + tolerance - tat) / interval) + 1
+  rates[#rates + 1] = tat - now
 end
-return out
-";
-
-/// Takes a lease in one or two sorted sets (the client's, then the route's) when each holds
-/// fewer live leases than its limit. ARGV: the limits, then the lease id and its life (ms).
-/// Returns 0, or the index of the full set.
-const LEASE: &str = r"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local n = #KEYS
-local id = ARGV[n + 1]
-local ttl = tonumber(ARGV[n + 2])
-for i, key in ipairs(KEYS) do
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
-  if redis.call('ZCARD', key) >= tonumber(ARGV[i]) then
-    return i
+local s = #KEYS - r
+local ms = math.floor(now / 1000)
+local first = 2 * r + 2
+local id = ARGV[first + s]
+local ttl = tonumber(ARGV[first + s + 1])
+local out = {0}
+for i = 1, s do
+  local key = KEYS[r + i]
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', ms)
+  if redis.call('ZCARD', key) >= tonumber(ARGV[first + i - 1]) then
+    out = {2, i}
+    break
   end
 end
-for i, key in ipairs(KEYS) do
-  redis.call('ZADD', key, now + ttl, id)
-  redis.call('PEXPIRE', key, ttl)
+if out[1] == 0 then
+  for i = 1, s do
+    redis.call('ZADD', KEYS[r + i], ms + ttl, id)
+    redis.call('PEXPIRE', KEYS[r + i], ttl)
+  end
 end
-return 0
+for _, v in ipairs(rates) do out[#out + 1] = v end
+return out
 ";
 
 /// Renews a lease (ARGV: id, life in ms) in every set it is still in; one that expired (its
@@ -109,7 +118,7 @@ pub enum RedisError {
 pub struct Redis {
     config: RedisConfig,
     conn: ConnectionManager,
-    scripts: Arc<[Script; 4]>,
+    scripts: Arc<[Script; 3]>,
     /// Lease ids: a random per-process prefix and a counter.
     process: u64,
     leases: Arc<AtomicU64>,
@@ -136,12 +145,7 @@ impl Redis {
         Ok(Self {
             config,
             conn,
-            scripts: Arc::new([
-                Script::new(RATE),
-                Script::new(LEASE),
-                Script::new(RENEW),
-                Script::new(RELEASE),
-            ]),
+            scripts: Arc::new([Script::new(TAKE), Script::new(RENEW), Script::new(RELEASE)]),
             process: RandomState::new().hash_one(std::process::id()),
             leases: Arc::new(AtomicU64::new(0)),
         })
@@ -257,92 +261,50 @@ impl Shared {
         }
     }
 
-    /// Takes one request from the client's and the route's shared budgets.
-    pub(crate) async fn rate(
+    /// Takes one request from the client's and the route's shared budgets (`rate`) and a
+    /// shared slot (`slot`), in one round trip: the rate's verdict and fields, when asked for,
+    /// and the slot or which limit is full, when asked for and the rate let the request on.
+    pub(crate) async fn take(
         &self,
         client: &ClientKey,
-    ) -> Result<(Result<(), Refused>, Fields), RedisError> {
-        let mut keys = Vec::with_capacity(2);
-        let mut args = Vec::with_capacity(4);
+        rate: bool,
+        slot: bool,
+    ) -> Result<Taken, RedisError> {
+        let mut keys = Vec::with_capacity(4);
+        let mut args = vec![String::new()];
         let mut limits = Vec::with_capacity(2);
-        for (rate, scope, which, name) in [
-            (
-                self.rate_per_client,
-                Some(client),
-                Which::PerClient,
-                "client",
-            ),
-            (self.rate_total, None, Which::Total, "route"),
-        ] {
-            let Some(rate) = rate else { continue };
-            let interval = (rate.per.as_micros() / u128::from(rate.requests.get())).max(1);
-            let tolerance = interval * u128::from(rate.burst.get() - 1);
-            keys.push(self.key("rate", scope));
-            args.push(interval.to_string());
-            args.push(tolerance.to_string());
-            limits.push((rate, which, name));
-        }
-        let answer: Vec<i64> = self.redis.run(0, &keys, &args).await?;
-        let micros = |n: i64| Duration::from_micros(u64::try_from(n).unwrap_or(0));
-        let secs = |n: i64| super::rate::ceil_secs(micros(n));
-        let policy = super::rate::policy(self.rate_per_client, self.rate_total);
-        match answer.as_slice() {
-            [0, rest @ ..] => {
-                let state = limits
-                    .iter()
-                    .zip(rest.chunks(2))
-                    .map(|((_, _, name), pair)| {
-                        let remaining = pair.first().copied().unwrap_or(0).max(0);
-                        let reset = secs(pair.get(1).copied().unwrap_or(0));
-                        format!("\"{name}\";r={remaining};t={reset}")
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                Ok((Ok(()), super::rate::fields(&policy, &state)))
+        if rate {
+            for (rate, scope, which, name) in [
+                (
+                    self.rate_per_client,
+                    Some(client),
+                    Which::PerClient,
+                    "client",
+                ),
+                (self.rate_total, None, Which::Total, "route"),
+            ] {
+                let Some(rate) = rate else { continue };
+                let interval = (rate.per.as_micros() / u128::from(rate.requests.get())).max(1);
+                let tolerance = interval * u128::from(rate.burst.get() - 1);
+                keys.push(self.key("rate", scope));
+                args.push(interval.to_string());
+                args.push(tolerance.to_string());
+                limits.push((rate, which, name));
             }
-            [i, wait, ..] => {
-                let index = usize::try_from(*i - 1).unwrap_or(0);
-                let (rate, which, name) = limits.get(index).copied().ok_or_else(|| {
-                    RedisError::Redis(redis::RedisError::from((
-                        redis::ErrorKind::Client,
-                        "an unexpected rate answer",
-                    )))
-                })?;
-                let retry_after = secs(*wait).max(1);
-                let state = format!("\"{name}\";r=0;t={retry_after}");
-                Ok((
-                    Err(Refused {
-                        which,
-                        rate,
-                        retry_after,
-                    }),
-                    super::rate::fields(&policy, &state),
-                ))
-            }
-            _ => Err(RedisError::Redis(redis::RedisError::from((
-                redis::ErrorKind::Client,
-                "an empty rate answer",
-            )))),
         }
-    }
-
-    /// Takes a shared slot for `client`, or says which limit is full.
-    pub(crate) async fn lease(
-        &self,
-        client: &ClientKey,
-    ) -> Result<Result<Lease, Full>, RedisError> {
-        let mut keys = Vec::with_capacity(2);
-        let mut args = Vec::with_capacity(4);
+        args[0] = limits.len().to_string();
         let mut fulls = Vec::with_capacity(2);
-        if let Some(n) = self.per_client {
-            keys.push(self.key("slots", Some(client)));
-            args.push(n.to_string());
-            fulls.push(Full::PerClient(n));
-        }
-        if let Some(n) = self.total {
-            keys.push(self.key("slots", None));
-            args.push(n.to_string());
-            fulls.push(Full::Total(n));
+        if slot {
+            if let Some(n) = self.per_client {
+                keys.push(self.key("slots", Some(client)));
+                args.push(n.to_string());
+                fulls.push(Full::PerClient(n));
+            }
+            if let Some(n) = self.total {
+                keys.push(self.key("slots", None));
+                args.push(n.to_string());
+                fulls.push(Full::Total(n));
+            }
         }
         let id = format!(
             "{:016x}-{}",
@@ -356,27 +318,94 @@ impl Shared {
         // that left): until the answer is read, dropping this gives it back.
         let mut pending = Pending {
             redis: self.redis.clone(),
-            keys,
+            keys: keys.split_off(limits.len()),
             id,
-            armed: true,
+            armed: !fulls.is_empty(),
         };
-        let full: i64 = self.redis.run(1, &pending.keys, &args).await?;
+        keys.extend(pending.keys.iter().cloned());
+        let answer: Vec<i64> = self.redis.run(0, &keys, &args).await?;
         pending.armed = false;
-        if full > 0 {
-            let index = usize::try_from(full - 1).unwrap_or(0);
-            return Ok(Err(fulls.get(index).copied().unwrap_or(Full::Total(0))));
+        let unexpected =
+            |what| RedisError::Redis(redis::RedisError::from((redis::ErrorKind::Client, what)));
+        let micros = |n: i64| Duration::from_micros(u64::try_from(n).unwrap_or(0));
+        let secs = |n: i64| super::rate::ceil_secs(micros(n));
+        let policy = super::rate::policy(self.rate_per_client, self.rate_total);
+        let spent = |pairs: &[i64]| {
+            let state = limits
+                .iter()
+                .zip(pairs.chunks(2))
+                .map(|((_, _, name), pair)| {
+                    let remaining = pair.first().copied().unwrap_or(0).max(0);
+                    let reset = secs(pair.get(1).copied().unwrap_or(0));
+                    format!("\"{name}\";r={remaining};t={reset}")
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            (Ok(()), super::rate::fields(&policy, &state))
+        };
+        let rate = |verdict| (!limits.is_empty()).then_some(verdict);
+        match answer.as_slice() {
+            [0, pairs @ ..] => {
+                let slot = (!fulls.is_empty()).then(|| {
+                    let (stop, stopped) = tokio::sync::oneshot::channel();
+                    let (keys, id) = (
+                        std::mem::take(&mut pending.keys),
+                        std::mem::take(&mut pending.id),
+                    );
+                    tokio::spawn(renew(self.redis.clone(), keys, id, ttl, stopped));
+                    Ok(Lease { _stop: stop })
+                });
+                Ok(Taken {
+                    rate: rate(spent(pairs)),
+                    slot,
+                })
+            }
+            [2, full, pairs @ ..] => {
+                let index = usize::try_from(*full - 1).unwrap_or(0);
+                let full = fulls
+                    .get(index)
+                    .copied()
+                    .ok_or_else(|| unexpected("an unexpected slot answer"))?;
+                Ok(Taken {
+                    rate: rate(spent(pairs)),
+                    slot: Some(Err(full)),
+                })
+            }
+            [1, i, wait] => {
+                let index = usize::try_from(*i - 1).unwrap_or(0);
+                let (rate, which, name) = limits
+                    .get(index)
+                    .copied()
+                    .ok_or_else(|| unexpected("an unexpected rate answer"))?;
+                let retry_after = secs(*wait).max(1);
+                let state = format!("\"{name}\";r=0;t={retry_after}");
+                Ok(Taken {
+                    rate: Some((
+                        Err(Refused {
+                            which,
+                            rate,
+                            retry_after,
+                        }),
+                        super::rate::fields(&policy, &state),
+                    )),
+                    slot: None,
+                })
+            }
+            _ => Err(unexpected("an empty limits answer")),
         }
-        let (stop, stopped) = tokio::sync::oneshot::channel();
-        let (keys, id) = (
-            std::mem::take(&mut pending.keys),
-            std::mem::take(&mut pending.id),
-        );
-        tokio::spawn(renew(self.redis.clone(), keys, id, ttl, stopped));
-        Ok(Ok(Lease { _stop: stop }))
     }
 }
 
-/// A lease asked for whose answer has not been read; see [`Shared::lease`].
+/// What one [`Shared::take`] gave.
+#[derive(Debug)]
+pub(crate) struct Taken {
+    /// The rate's verdict and fields, when asked for.
+    pub(crate) rate: Option<(Result<(), Refused>, Fields)>,
+    /// The slot, or which limit is full: when asked for and the rate let the request on.
+    pub(crate) slot: Option<Result<Lease, Full>>,
+}
+
+/// A lease asked for whose answer has not been read; see [`Shared::take`].
 struct Pending {
     redis: Redis,
     keys: Vec<String>,
@@ -396,7 +425,7 @@ impl Drop for Pending {
         );
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                let _ = redis.run::<i64>(3, &keys, &[id]).await;
+                let _ = redis.run::<i64>(2, &keys, &[id]).await;
             });
         }
     }
@@ -417,7 +446,7 @@ async fn renew(
         tokio::select! {
             _ = &mut stopped => break,
             _ = tick.tick() => {
-                match redis.run::<i64>(2, &keys, &[id.clone(), life.clone()]).await {
+                match redis.run::<i64>(1, &keys, &[id.clone(), life.clone()]).await {
                     Ok(held) if held < keys.len() as i64 => {
                         tracing::debug!("a lease expired before its renewal (Redis was unreachable for lease_ttl); its slot may be another's");
                     }
@@ -429,7 +458,7 @@ async fn renew(
             }
         }
     }
-    if let Err(error) = redis.run::<i64>(3, &keys, std::slice::from_ref(&id)).await {
+    if let Err(error) = redis.run::<i64>(2, &keys, std::slice::from_ref(&id)).await {
         tracing::debug!(%error, "a lease could not be given back; it expires after lease_ttl");
     }
 }
