@@ -183,6 +183,10 @@ impl Resource {
             Ok(mut client) => catalog::check(&mut client, &self.table).await.map(Arc::new),
             Err(error) => Err(CheckError::Unreachable(error.to_string())),
         };
+        let outcome = match (outcome, self.database.replica_pool()) {
+            (Ok(catalog), Some(replica)) => self.check_replica(replica, catalog).await,
+            (outcome, _) => outcome,
+        };
         let now = Instant::now();
         let mut state = self.lock();
         match &outcome {
@@ -196,6 +200,35 @@ impl Resource {
             }
         }
         outcome
+    }
+
+    /// The replica the exports read holds the table as the primary does: the same checks,
+    /// the same column types (a migration that reached one and not the other is caught here,
+    /// not by a failing export). A replica that does not answer leaves the pages served (it is
+    /// logged; its exports answer 503 until it does).
+    async fn check_replica(
+        &self,
+        replica: &deadpool_postgres::Pool,
+        catalog: Arc<Catalog>,
+    ) -> Result<Arc<Catalog>, CheckError> {
+        let theirs = match replica.get().await {
+            Ok(mut client) => catalog::check(&mut client, &self.table).await,
+            Err(error) => Err(CheckError::Unreachable(error.to_string())),
+        };
+        match theirs {
+            Ok(theirs) if theirs.columns == catalog.columns => Ok(catalog),
+            Ok(_) => Err(CheckError::Invalid(format!(
+                "the read replica's `{}` has other columns or types than the primary's: exports would read something else; let the replica catch up, or point replica_url at one of the same schema",
+                self.table.name
+            ))),
+            Err(CheckError::Invalid(reason)) => Err(CheckError::Invalid(format!(
+                "on the read replica: {reason}"
+            ))),
+            Err(CheckError::Unreachable(error)) => {
+                tracing::warn!(route = %self.route, %error, "the read replica cannot be reached: pages are served, exports answer 503 until it can");
+                Ok(catalog)
+            }
+        }
     }
 
     /// The checked catalog, checking first when due.

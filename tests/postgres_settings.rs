@@ -214,6 +214,28 @@ async fn a_read_replica_serves_the_exports_and_the_primary_the_pages() {
         "{ndjson}"
     );
     proxy.stop().await;
+    // A replica whose table differs from the primary's (a migration not yet replayed) is
+    // refused at start, as the primary's would be.
+    let drifted = pg.name("drifted");
+    pg.execute(&format!(
+        "CREATE TABLE {drifted} (id bigint PRIMARY KEY, origin text NOT NULL, added int);
+         CREATE TABLE {replica}.{drifted} (id bigint PRIMARY KEY, origin text NOT NULL);"
+    ))
+    .await;
+    let yaml = format!(
+        "listen: 127.0.0.1:0\n{CURSORS}\npostgres: {{main: {{url: '{}', replica_url: '{replica_url}'}}}}\nroutes:\n{}",
+        pg.url,
+        route("db", &drifted, "columns: [id, origin], key: [id]")
+    );
+    let config = pagegate::config::Config::parse("t.yaml", &yaml).expect("valid config");
+    let error = match pagegate::server::Server::bind(config).await {
+        Ok(_) => panic!("a drifted replica should be refused"),
+        Err(error) => error.to_string(),
+    };
+    assert!(
+        error.contains("read replica") && error.contains("other columns or types"),
+        "{error}"
+    );
 }
 
 #[tokio::test]

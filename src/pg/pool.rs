@@ -205,6 +205,11 @@ impl Database {
         &self.pool
     }
 
+    /// The read replica's pool, when one is configured.
+    pub(crate) fn replica_pool(&self) -> Option<&Pool> {
+        self.replica.as_ref()
+    }
+
     /// The pool exports use: the read replica's when one is configured.
     pub fn export_pool(&self) -> &Pool {
         self.replica.as_ref().unwrap_or(&self.pool)
