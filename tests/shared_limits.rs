@@ -200,13 +200,18 @@ routes:
     proxy.stop().await;
 }
 
-/// Lua script runs Redis has served (`EVALSHA`, and `EVAL` when a script was not loaded yet).
-async fn script_runs(redis: &RedisServer) -> u64 {
-    let client = redis::Client::open(redis.url()).expect("redis url");
-    let mut conn = client
+/// A connection to `redis`, for a test's own commands.
+async fn connect(redis: &RedisServer) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(redis.url())
+        .expect("redis url")
         .get_multiplexed_async_connection()
         .await
-        .expect("connect to redis");
+        .expect("connect to redis")
+}
+
+/// Lua script runs Redis has served (`EVALSHA`, and `EVAL` when a script was not loaded yet).
+async fn script_runs(redis: &RedisServer) -> u64 {
+    let mut conn = connect(redis).await;
     let info: String = redis::cmd("INFO")
         .arg("commandstats")
         .query_async(&mut conn)
@@ -256,11 +261,7 @@ routes:
     // A request the rate refuses takes no slot: none is left behind in Redis.
     assert_eq!(support::get(&proxy.url("/tight")).await.status, 200);
     support::get(&proxy.url("/tight")).await.problem(429);
-    let client = redis::Client::open(redis.url()).expect("redis url");
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("connect to redis");
+    let mut conn = connect(&redis).await;
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg("*slots*tight*")
         .query_async(&mut conn)

@@ -48,6 +48,15 @@ impl Relay {
         parsed.iter().map(|(name, _)| name.clone()).collect()
     }
 
+    /// How many `COPY` statements were parsed so far.
+    pub fn copies(&self) -> usize {
+        let parsed = self.parsed.lock().expect("lock");
+        parsed
+            .iter()
+            .filter(|(_, sql)| sql.starts_with("COPY ("))
+            .count()
+    }
+
     /// The text of every statement parsed so far.
     pub fn statements(&self) -> Vec<String> {
         let parsed = self.parsed.lock().expect("lock");
