@@ -333,7 +333,7 @@ mod tests {
                     "created_at".to_owned(),
                     column("timestamp with time zone", false),
                 ),
-                ("amount".to_owned(), column("numeric(10,2)", true)),
+                ("amount".to_owned(), column("numeric", true)),
             ]),
         };
         (table, catalog)
@@ -372,7 +372,7 @@ mod tests {
         assert_eq!(
             s.sql,
             "SELECT json_build_object('id', \"id\", 'amount', \"amount\"::text)::text, \"created_at\"::text, \"id\"::text \
-             FROM \"app\".\"events\" AS r WHERE \"amount\" >= ($1::text)::numeric(10,2) \
+             FROM \"app\".\"events\" AS r WHERE \"amount\" >= ($1::text)::numeric \
              AND \"id\" = ANY(string_to_array($2::text, ',')::bigint[]) AND \"amount\" IS NOT NULL \
              AND (\"created_at\", \"id\") > (($3::text)::timestamp with time zone, ($4::text)::bigint) \
              ORDER BY r.\"created_at\", r.\"id\" LIMIT ($5::text)::int8"
@@ -470,7 +470,7 @@ mod tests {
         assert!(copy.params.is_empty());
         assert_eq!(
             copy.sql,
-            "COPY (SELECT r.\"id\", r.\"created_at\" FROM \"app\".\"events\" AS r WHERE \"amount\" >= (convert_from(decode('31273b2044524f50205441424c4520783b202d2d', 'hex'), 'UTF8')::text)::numeric(10,2) \
+            "COPY (SELECT r.\"id\", r.\"created_at\" FROM \"app\".\"events\" AS r WHERE \"amount\" >= (convert_from(decode('31273b2044524f50205441424c4520783b202d2d', 'hex'), 'UTF8')::text)::numeric \
              AND \"id\" = (convert_from(decode('615c27204f522074727565202d2d', 'hex'), 'UTF8')::text)::bigint \
              AND (\"created_at\", \"id\") > (('2024-05-01T10:00:00.5+00:00'::text)::timestamp with time zone, ('42'::text)::bigint) \
              ORDER BY r.\"created_at\", r.\"id\" LIMIT ('10000'::text)::int8) TO STDOUT (FORMAT csv)"
