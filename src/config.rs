@@ -32,7 +32,7 @@ pub use limits::{
 };
 pub use table::{
     ExportFormat, ExportVia, FilterOp, KeyColumn, MissingIndex, PostgresConfig, Scope, Statements,
-    TableConfig, Target, TlsRoots, tokio_postgres_url,
+    TableConfig, Target, TlsRoots, fill_placeholders, tokio_postgres_url,
 };
 
 /// A validated configuration.

@@ -55,6 +55,32 @@ pub enum Statements {
     Unnamed,
 }
 
+/// `url` with each `${NAME}` replaced by `value(NAME)`, and whether every one was: filling
+/// stops at a `${` without its `}` or at a name `value` has nothing for (`None`), giving what
+/// was filled until then. The one reader of placeholders: the config's shape check, the
+/// variables `check` lists and the URL `run` connects to.
+pub fn fill_placeholders(
+    url: &str,
+    mut value: impl FnMut(&str) -> Option<String>,
+) -> (String, bool) {
+    let mut out = String::with_capacity(url.len());
+    let mut rest = url;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(filled) = after
+            .find('}')
+            .and_then(|end| Some((value(&after[..end])?, end)))
+        else {
+            return (out, false);
+        };
+        out.push_str(&filled.0);
+        rest = &after[filled.1 + 1..];
+    }
+    out.push_str(rest);
+    (out, true)
+}
+
 /// `url` as tokio-postgres reads it: `sslmode=verify-ca` and `verify-full` (libpq's names for
 /// verified TLS, which pagegate always does) become `require`.
 pub fn tokio_postgres_url(url: &str) -> String {
@@ -65,17 +91,14 @@ pub fn tokio_postgres_url(url: &str) -> String {
 impl PostgresConfig {
     /// The environment variables the URLs name (`${NAME}`).
     pub fn env_vars(&self) -> Vec<String> {
-        let mut names = Vec::new();
+        let mut names: Vec<String> = Vec::new();
         for url in std::iter::once(&self.url).chain(&self.replica_url) {
-            let mut rest = url.as_str();
-            while let Some(start) = rest.find("${") {
-                let after = &rest[start + 2..];
-                let Some(end) = after.find('}') else { break };
-                if !names.iter().any(|n| n == &after[..end]) {
-                    names.push(after[..end].to_owned());
+            fill_placeholders(url, |name| {
+                if !names.iter().any(|n| n == name) {
+                    names.push(name.to_owned());
                 }
-                rest = &after[end + 1..];
-            }
+                Some(String::new())
+            });
         }
         names
     }

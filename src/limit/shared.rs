@@ -271,6 +271,7 @@ impl Shared {
         slot: bool,
     ) -> Result<Taken, RedisError> {
         let mut keys = Vec::with_capacity(4);
+        // Rate keys first, then slot keys: the script's order.
         let mut args = vec![String::new()];
         let mut limits = Vec::with_capacity(2);
         if rate {
@@ -294,18 +295,20 @@ impl Shared {
         }
         args[0] = limits.len().to_string();
         let mut fulls = Vec::with_capacity(2);
+        let mut slot_keys = Vec::with_capacity(2);
         if slot {
             if let Some(n) = self.per_client {
-                keys.push(self.key("slots", Some(client)));
+                slot_keys.push(self.key("slots", Some(client)));
                 args.push(n.to_string());
                 fulls.push(Full::PerClient(n));
             }
             if let Some(n) = self.total {
-                keys.push(self.key("slots", None));
+                slot_keys.push(self.key("slots", None));
                 args.push(n.to_string());
                 fulls.push(Full::Total(n));
             }
         }
+        keys.extend(slot_keys.iter().cloned());
         let id = format!(
             "{:016x}-{}",
             self.redis.process,
@@ -318,11 +321,10 @@ impl Shared {
         // that left): until the answer is read, dropping this gives it back.
         let mut pending = Pending {
             redis: self.redis.clone(),
-            keys: keys.split_off(limits.len()),
+            keys: slot_keys,
             id,
             armed: !fulls.is_empty(),
         };
-        keys.extend(pending.keys.iter().cloned());
         let answer: Vec<i64> = self.redis.run(0, &keys, &args).await?;
         pending.armed = false;
         let unexpected =

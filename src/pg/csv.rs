@@ -113,15 +113,21 @@ impl Stamps {
         let (mut field, mut at) = (0, 0);
         for &(column, zoned) in &self.columns {
             while field < column {
-                at = end(row, at) + 1;
-                field += 1;
+                let Some((_, next)) = next_field(row, at) else {
+                    // Not a record of the columns (COPY never sends one): passed on as it is.
+                    break;
+                };
+                (field, at) = (field + 1, next);
             }
-            if at >= row.len() {
-                break;
-            }
-            let stop = end(row, at);
-            let value = &row[at..stop];
+            // A timestamp's text is never quoted: its bytes are the row's from `at` on.
+            let value = match next_field(row, at) {
+                Some((Some(Cow::Borrowed(value)), _)) if field == column && row[at] != b'"' => {
+                    value
+                }
+                _ => continue,
+            };
             if rfc3339_ready(value) {
+                let stop = at + value.len();
                 out.put_slice(&row[copied..at + 10]);
                 out.put_u8(b'T');
                 out.put_slice(&row[at + 11..stop]);
@@ -132,25 +138,6 @@ impl Stamps {
             }
         }
         out.put_slice(&row[copied..]);
-    }
-}
-
-/// Where the field starting at `at` ends: its `,` or `\n`, or the row's end.
-fn end(row: &[u8], at: usize) -> usize {
-    if row.get(at) == Some(&b'"') {
-        let mut i = at + 1;
-        while let Some(q) = row.get(i..).and_then(|rest| memchr::memchr(b'"', rest)) {
-            if row.get(i + q + 1) == Some(&b'"') {
-                i += q + 2;
-            } else {
-                return i + q + 1;
-            }
-        }
-        row.len()
-    } else {
-        row.get(at..)
-            .and_then(|rest| memchr::memchr2(b',', b'\n', rest))
-            .map_or(row.len(), |e| at + e)
     }
 }
 

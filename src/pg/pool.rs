@@ -9,7 +9,7 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 
-use crate::config::{PostgresConfig, Statements, TlsRoots, tokio_postgres_url};
+use crate::config::{PostgresConfig, Statements, TlsRoots, fill_placeholders, tokio_postgres_url};
 
 /// Most statements prepared per connection before its cache is cleared: query shapes vary
 /// with the fields and filters clients pick, so an unbounded cache would grow without end.
@@ -66,27 +66,29 @@ impl std::fmt::Debug for Database {
 
 /// `url` with every `${NAME}` replaced by the variable's value.
 fn resolve(database: &str, url: &str) -> Result<String, SetupError> {
-    let mut out = String::with_capacity(url.len());
-    let mut rest = url;
-    while let Some(start) = rest.find("${") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let end = after.find('}').ok_or_else(|| SetupError::BadUrl {
-            database: database.to_owned(),
-        })?;
-        let variable = &after[..end];
-        let value = std::env::var(variable).map_err(|_| SetupError::MissingEnv {
-            database: database.to_owned(),
-            variable: variable.to_owned(),
-        })?;
+    let mut missing = None;
+    let (filled, whole) = fill_placeholders(url, |variable| match std::env::var(variable) {
         // Percent-encoded, so a password with `@`, `/` or `:` cannot change the URL's shape.
-        out.extend(
-            form_urlencoded::byte_serialize(value.as_bytes()).map(|s| s.replace('+', "%20")),
-        );
-        rest = &after[end + 1..];
+        Ok(value) => Some(
+            form_urlencoded::byte_serialize(value.as_bytes())
+                .map(|s| s.replace('+', "%20"))
+                .collect(),
+        ),
+        Err(_) => {
+            missing = Some(variable.to_owned());
+            None
+        }
+    });
+    match (whole, missing) {
+        (true, _) => Ok(filled),
+        (false, Some(variable)) => Err(SetupError::MissingEnv {
+            database: database.to_owned(),
+            variable,
+        }),
+        (false, None) => Err(SetupError::BadUrl {
+            database: database.to_owned(),
+        }),
     }
-    out.push_str(rest);
-    Ok(out)
 }
 
 /// The rustls client config TLS to the database uses: the `ring` provider (the one provider of

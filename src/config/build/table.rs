@@ -16,7 +16,9 @@ use crate::config::defaults::{
     DEFAULT_TABLE_MAX_LIMIT,
 };
 use crate::config::file::{FilePostgres, FileTable};
-use crate::config::table::{ExportVia, MissingIndex, Statements, TlsRoots, tokio_postgres_url};
+use crate::config::table::{
+    ExportVia, MissingIndex, Statements, TlsRoots, fill_placeholders, tokio_postgres_url,
+};
 use crate::config::{ExportFormat, FilterOp, KeyColumn, PostgresConfig, TableConfig};
 
 /// Most columns a table resource may list (each page row is built by one `json_build_object`,
@@ -38,22 +40,15 @@ pub(crate) fn plain_name(name: &str) -> bool {
 fn url(p: &mut Problems, at: &Spanned<String>, key: &'static str) -> bool {
     let url = at.value.trim();
     // `${NAME}` stands in for a secret; check the shape with a placeholder in its place.
-    let mut shape = String::new();
-    let mut rest = url;
-    while let Some(start) = rest.find("${") {
-        shape.push_str(&rest[..start]);
-        match rest[start + 2..].find('}') {
-            Some(end) if plain_name(&rest[start + 2..start + 2 + end]) => {
-                shape.push('x');
-                rest = &rest[start + 3 + end..];
-            }
-            _ => {
-                p.invalid(at, key, "has a `${` without a name and a `}`: write ${NAME} for an environment variable".to_owned());
-                rest = "";
-            }
-        }
+    let (shape, whole) = fill_placeholders(url, |name| plain_name(name).then(|| "x".to_owned()));
+    if !whole {
+        p.invalid(
+            at,
+            key,
+            "has a `${` without a name and a `}`: write ${NAME} for an environment variable"
+                .to_owned(),
+        );
     }
-    shape.push_str(rest);
     let parsed = tokio_postgres_url(&shape).parse::<tokio_postgres::Config>();
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) || parsed.is_err() {
         p.invalid(at, key, "is not a PostgreSQL URL: write postgres://USER:${PASSWORD_VARIABLE}@HOST:5432/DATABASE (sslmode: disable, require, verify-ca or verify-full)".to_owned());
