@@ -32,7 +32,7 @@ pub use limits::{
 };
 pub use table::{
     ExportFormat, ExportVia, FilterOp, KeyColumn, MissingIndex, PostgresConfig, Scope, Statements,
-    TableConfig, Target, TlsRoots, fill_placeholders, tokio_postgres_url,
+    TableConfig, TablePlaces, Target, TlsRoots, fill_placeholders, tokio_postgres_url,
 };
 
 /// A validated configuration.
@@ -312,10 +312,17 @@ impl Config {
 
     /// Parses and validates YAML text; `file` names it in errors.
     pub fn parse(file: &str, text: &str) -> Result<Self, ConfigError> {
-        build::parse(text).map_err(|problems| ConfigError {
+        let mut config = build::parse(text).map_err(|problems| ConfigError {
             file: file.to_owned(),
             problems,
-        })
+        })?;
+        // Problems the database check finds later are located in this file too.
+        for route in &mut config.routes {
+            if let Target::Table(table) = &mut Arc::make_mut(route).target {
+                file.clone_into(&mut Arc::make_mut(table).places.file);
+            }
+        }
+        Ok(config)
     }
 
     /// The upstream a route or the default policy names. Validation guarantees it exists.

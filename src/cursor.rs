@@ -43,8 +43,10 @@ use hmac::{Hmac, Mac};
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
-/// Largest encoded cursor accepted, in bytes (checked before any decoding).
-pub const MAX_CURSOR_LEN: usize = 1024;
+/// Largest encoded cursor accepted, in bytes (checked before any decoding): room for about
+/// 3 KB of key values ([`MAX_KEY_JSON_LEN`]), so a text key of a few thousand characters still
+/// pages, while a cursor stays well inside a request head.
+pub const MAX_CURSOR_LEN: usize = 4096;
 
 /// The cursor format version this module writes and reads.
 pub const CURSOR_VERSION: u8 = 1;
@@ -59,6 +61,12 @@ const TAG_LEN: usize = 16;
 /// [`MAX_CURSOR_LEN`]. [`CursorCodec::encode`] mints longer cursors, but `decode` refuses them
 /// ([`CursorError::TooLong`]): callers should not offer a next page for such keys.
 pub const MAX_KEY_JSON_LEN: usize = MAX_CURSOR_LEN / 4 * 3 - HEADER_LEN - TAG_LEN;
+
+/// The length of `key_json` for `key`: its values, two brackets and the commas between.
+#[must_use]
+pub fn key_json_len(key: &[&RawValue]) -> usize {
+    key.iter().map(|v| v.get().len()).sum::<usize>() + key.len().max(1) + 1
+}
 
 type HmacSha256 = Hmac<Sha256>;
 

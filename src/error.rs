@@ -212,13 +212,10 @@ impl ProxyError {
                 headers.insert("ratelimit", fields.state.clone());
             }
         }
-        if let Self::Table(e @ (PgError::Unavailable | PgError::OutOfService)) = &self {
-            // An unfit table is checked again every 30 s; an unreachable database every second.
-            let after = if matches!(e, PgError::OutOfService) {
-                "30"
-            } else {
-                "1"
-            };
+        if let Some(after) = match &self {
+            Self::Table(e) => e.retry_after(),
+            _ => None,
+        } {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static(after));

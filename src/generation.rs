@@ -164,6 +164,12 @@ impl Generation {
             databases.insert(name.clone(), database);
         }
         let mut resources = BTreeMap::new();
+        let mut routes_on: BTreeMap<&str, usize> = BTreeMap::new();
+        for route in &config.routes {
+            if let crate::config::Target::Table(table) = &route.target {
+                *routes_on.entry(table.database.as_str()).or_default() += 1;
+            }
+        }
         for route in &config.routes {
             let crate::config::Target::Table(table) = &route.target else {
                 continue;
@@ -171,26 +177,45 @@ impl Generation {
             let database = databases
                 .get(&table.database)
                 .ok_or_else(|| BuildError::UnknownDatabase(table.database.clone()))?;
+            // A route holds at most its share of the pool: all of it when it is the database's
+            // only table route, else half (rounded up), unless `max_connections` says.
+            let pool_size = database.config().pool_size.get();
+            let share = table.max_connections.map_or_else(
+                || {
+                    if routes_on.get(table.database.as_str()) == Some(&1) {
+                        pool_size
+                    } else {
+                        pool_size.div_ceil(2)
+                    }
+                },
+                std::num::NonZeroUsize::get,
+            );
             let codec = cursors
                 .as_ref()
                 .map(|(_, c)| Arc::clone(c))
                 .ok_or(BuildError::Cursors)?;
-            // Kept while nothing it was built from changed: its catalog check stays done.
+            // Kept while nothing it was built from changed: its share's places stay counted.
             let reused = previous
                 .and_then(|p| p.resources.get(&route.name))
                 .filter(|r| {
                     r.table() == table
                         && r.path() == route.path
+                        && r.share() == share
                         && Arc::ptr_eq(r.database(), database)
                         && Arc::ptr_eq(r.codec(), &codec)
                 });
             let resource = match reused {
-                Some(r) => Arc::clone(r),
+                Some(r) => {
+                    // Its columns are read again all the same: a reload never serves with
+                    // types read before it.
+                    r.reread();
+                    Arc::clone(r)
+                }
                 None => Resource::new(
                     &route.name,
                     &route.path,
                     Arc::clone(table),
-                    Arc::clone(database),
+                    (Arc::clone(database), share),
                     codec,
                 ),
             };

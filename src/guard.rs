@@ -33,7 +33,7 @@ use crate::body::IdleTimeoutError;
 use crate::body::scan::{DEFAULT_MAX_DEPTH, Event, Scanner};
 use crate::client::ClientAddr;
 use crate::config::{ListPolicy, OnInvalid};
-use crate::cursor::{CursorCodec, MAX_KEY_JSON_LEN};
+use crate::cursor::{CursorCodec, MAX_KEY_JSON_LEN, key_json_len};
 use crate::pagination::{KeysetPlan, ListRoute, PagePlan, ReportPlan};
 use crate::telemetry::{Outcome, RouteMetrics};
 use crate::upstream::UpstreamError;
@@ -603,9 +603,8 @@ fn next_cursor(
     }
     Ok(match (more, last) {
         (true, Some(last)) => {
-            // `[a,b]`: the values, a comma between each, and the brackets.
-            let json_len = last.iter().map(|v| v.get().len() + 1).sum::<usize>() + 1;
-            if json_len > MAX_KEY_JSON_LEN {
+            let refs: Vec<&RawValue> = last.iter().map(AsRef::as_ref).collect();
+            if key_json_len(&refs) > MAX_KEY_JSON_LEN {
                 return Err(GuardError::KeyTooLong {
                     index: kept - 1,
                     max: MAX_KEY_JSON_LEN,
@@ -615,7 +614,6 @@ fn next_cursor(
             let Some(codec) = codec else {
                 return Err("a keyset route has no cursor codec".into());
             };
-            let refs: Vec<&RawValue> = last.iter().map(AsRef::as_ref).collect();
             Some(codec.encode(policy.route_id, keyset.binding, &refs, SystemTime::now()))
         }
         _ => None,

@@ -119,6 +119,7 @@ pub(crate) struct FileTable {
     pub(crate) export: Option<Spanned<FileExport>>,
     pub(crate) scope: Option<Spanned<FileScope>>,
     pub(crate) on_missing_index: Option<Spanned<String>>,
+    pub(crate) max_connections: Option<Spanned<u64>>,
 }
 
 /// Row scoping of a table.

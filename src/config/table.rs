@@ -142,6 +142,38 @@ pub struct TableConfig {
     pub on_missing_index: MissingIndex,
     /// How exports are read from the database.
     pub via: ExportVia,
+    /// Most connections of its database's pool its statements hold at once; `None`: the whole
+    /// pool when it is the database's only table route, else half of it, rounded up.
+    pub max_connections: Option<NonZeroUsize>,
+    /// Where its settings stand in the file.
+    pub places: TablePlaces,
+}
+
+/// Where a table's settings stand in the config file: the database check (`pagegate check`,
+/// the start, a reload) finds problems the file alone cannot show, such as a filter operator
+/// the column's type has no meaning for, and names the line to change.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TablePlaces {
+    /// The file, as given (`FILE` of `FILE:LINE:COLUMN`).
+    pub file: String,
+    /// `name`.
+    pub name: Option<crate::config::Position>,
+    /// Each `key` entry, in order.
+    pub key: Vec<crate::config::Position>,
+    /// Each operator of `filters`, by column and operator.
+    pub filters: BTreeMap<(String, FilterOp), crate::config::Position>,
+    /// `scope.column`.
+    pub scope: Option<crate::config::Position>,
+}
+
+impl TablePlaces {
+    /// `FILE:LINE:COLUMN: ` of `at` (`FILE: ` when not known).
+    pub fn at(&self, at: Option<crate::config::Position>) -> String {
+        match at {
+            Some(p) => format!("{}:{}:{}: ", self.file, p.line, p.column),
+            None => format!("{}: ", self.file),
+        }
+    }
 }
 
 /// What the start-up check does when no index walks a table's key in order.

@@ -1,7 +1,8 @@
 //! What the database says of a table resource, read when it is first reachable: each column's
-//! type, that the key columns exist, are NOT NULL and unique together, and that the keyset
-//! query walks an index in key order rather than scanning and sorting (asked of the planner
-//! with `enable_seqscan` and `enable_sort` off, so small or empty tables do not fool it).
+//! type ([`types`]), that every role the config gives a column is one its type can serve
+//! ([`roles`]), that the key columns are NOT NULL and unique together, and that the keyset
+//! query walks an index from the cursor's position in key order rather than scanning and
+//! sorting ([`index`]).
 
 use std::collections::HashMap;
 
@@ -10,16 +11,13 @@ use deadpool_postgres::Object;
 use super::sql::{quote_ident, quote_table};
 use tokio_postgres::types::Type;
 
-use crate::config::{MissingIndex, TableConfig};
+mod index;
+mod roles;
+mod types;
 
-/// One column as the catalog describes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Column {
-    /// `format_type` of its type: usable in a cast (`timestamp with time zone`, `numeric(10,2)`).
-    pub sql_type: String,
-    /// It is `numeric` (served as a JSON string, so no digit is lost).
-    pub numeric: bool,
-}
+use crate::config::TableConfig;
+
+pub(crate) use types::Column;
 
 /// Whether `sql_type` (as `format_type` writes it, without a size) is a timestamp, and then
 /// whether it has a time zone. Exact names: a domain or an array of timestamps is not one.
@@ -44,7 +42,7 @@ impl Column {
     /// casts to text where that cast is the output function, and asks `concat` for the output
     /// function's text elsewhere (a cast would drop `char(n)`'s padding, give `inet` a
     /// netmask), so both paths write the same.
-    pub fn csv(&self, reference: &str, copy: bool) -> String {
+    pub(crate) fn csv(&self, reference: &str, copy: bool) -> String {
         let t = self.sql_type.as_str();
         let cast_is_output = matches!(
             t,
@@ -91,7 +89,23 @@ impl Column {
 #[derive(Debug, Clone)]
 pub struct Catalog {
     /// By name.
-    pub columns: HashMap<String, Column>,
+    pub(crate) columns: HashMap<String, Column>,
+}
+
+impl Catalog {
+    /// Column `name`'s type, as a cast names it (`pg_catalog.text` for a name not read).
+    pub(crate) fn cast(&self, name: &str) -> &str {
+        self.columns
+            .get(name)
+            .map_or("pg_catalog.text", |c| c.cast.as_str())
+    }
+
+    /// Column `name`'s type as `format_type` writes it (`text` for a name not read).
+    pub(crate) fn sql_type(&self, name: &str) -> &str {
+        self.columns
+            .get(name)
+            .map_or("text", |c| c.sql_type.as_str())
+    }
 }
 
 /// Why a resource cannot be served.
@@ -107,9 +121,9 @@ pub enum CheckError {
 
 /// A failed catalog query: the database said no (a missing permission, an unknown type) — the
 /// table is unfit, with PostgreSQL's reason — or it could not be asked at all.
-// By value, so call sites read `.map_err(unreachable)`.
+// By value, so call sites read `.map_err(refused)`.
 #[allow(clippy::needless_pass_by_value)]
-fn unreachable(error: tokio_postgres::Error) -> CheckError {
+fn refused(error: tokio_postgres::Error) -> CheckError {
     match error.as_db_error() {
         Some(db) => {
             CheckError::Invalid(format!("the database refused the check: {}", db.message()))
@@ -153,7 +167,7 @@ pub(crate) async fn check(client: &mut Object, table: &TableConfig) -> Result<Ca
             &[(&name, Type::TEXT)],
         )
         .await
-        .map_err(unreachable)?;
+        .map_err(refused)?;
     let Some(relation) = relation else {
         return Err(CheckError::Invalid(format!(
             "table `{}` does not exist (or pagegate's role cannot see it)",
@@ -162,27 +176,12 @@ pub(crate) async fn check(client: &mut Object, table: &TableConfig) -> Result<Ca
     };
     let kind: String = relation.get(0);
     let view = matches!(kind.as_str(), "v" | "m");
-    let rows = client
-        .query_typed(
-            "SELECT a.attname::text, format_type(a.atttypid, NULL), a.attnotnull, a.atttypid = 'numeric'::regtype
-             FROM pg_attribute a WHERE a.attrelid = to_regclass($1::text) AND a.attnum > 0 AND NOT a.attisdropped",
-            &[(&name, Type::TEXT)],
-        )
-        .await
-        .map_err(unreachable)?;
-    let mut columns = HashMap::new();
-    let mut not_null = HashMap::new();
-    for row in rows {
-        let name: String = row.get(0);
-        not_null.insert(name.clone(), row.get::<_, bool>(2));
-        columns.insert(
-            name,
-            Column {
-                sql_type: row.get(1),
-                numeric: row.get(3),
-            },
-        );
-    }
+    let typed = types::read(client, &name).await?;
+    let not_null: HashMap<String, bool> = typed
+        .iter()
+        .map(|(name, c)| (name.clone(), c.not_null))
+        .collect();
+    let columns = typed;
     let missing: Vec<&str> = table
         .columns
         .iter()
@@ -197,6 +196,9 @@ pub(crate) async fn check(client: &mut Object, table: &TableConfig) -> Result<Ca
             missing.join(", ")
         )));
     }
+    let catalog = Catalog { columns };
+    roles::check(client, table, &catalog).await?;
+    let columns = catalog.columns;
     if view {
         tracing::warn!(table = %table.name, "a view: its key's NOT NULL, uniqueness and index cannot be checked; make sure the key is unique and indexed in the tables under it");
         return Ok(Catalog { columns });
@@ -226,7 +228,7 @@ pub(crate) async fn check(client: &mut Object, table: &TableConfig) -> Result<Ca
             &[(&name, Type::TEXT)],
         )
         .await
-        .map_err(unreachable)?
+        .map_err(refused)?
         .iter()
         .map(|row| row.get(0))
         .collect();
@@ -246,123 +248,7 @@ pub(crate) async fn check(client: &mut Object, table: &TableConfig) -> Result<Ca
                 .join(", ")
         )));
     }
-    // The planner's own answer, with the alternatives priced out.
-    let order = key_order(table, "");
-    // With a scope, the planner is asked for its generic plan of `scope = $1`, so no sample
-    // value decides the answer.
-    let scoped = table.scope.as_ref().map(|s| {
-        let sql_type = columns
-            .get(&s.column)
-            .map_or("text", |c| c.sql_type.as_str());
-        (quote_ident(&s.column), sql_type.to_owned())
-    });
-    let select = format!(
-        "SELECT {} FROM {}{} ORDER BY {} LIMIT 101",
-        key.iter()
-            .map(|c| quote_ident(c))
-            .collect::<Vec<_>>()
-            .join(", "),
-        quote_table(&table.name),
-        scoped
-            .as_ref()
-            .map_or(String::new(), |(c, _)| format!(" WHERE {c} = $1")),
-        order.join(", ")
-    );
-    let transaction = client.transaction().await.map_err(unreachable)?;
-    transaction
-        .batch_execute(
-            "SET LOCAL enable_seqscan = off; SET LOCAL enable_sort = off; \
-             SET LOCAL plan_cache_mode = force_generic_plan",
-        )
-        .await
-        .map_err(unreachable)?;
-    // A name of its own: a check that failed halfway cannot block the next one.
-    static CHECKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let statement = format!(
-        "pagegate_index_check_{}",
-        CHECKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    );
-    let explain = match &scoped {
-        None => format!("EXPLAIN (FORMAT JSON) {select}"),
-        Some((_, sql_type)) => {
-            transaction
-                .batch_execute(&format!("PREPARE {statement}({sql_type}) AS {select}"))
-                .await
-                .map_err(unreachable)?;
-            format!("EXPLAIN (FORMAT JSON) EXECUTE {statement}(NULL)")
-        }
-    };
-    let rows = transaction
-        .simple_query(&explain)
-        .await
-        .map_err(unreachable)?;
-    if scoped.is_some() {
-        transaction
-            .batch_execute(&format!("DEALLOCATE {statement}"))
-            .await
-            .map_err(unreachable)?;
-    }
-    let plan = rows
-        .iter()
-        .find_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
-            _ => None,
-        })
-        .unwrap_or_default();
-    transaction.rollback().await.map_err(unreachable)?;
-    // Scoped: the index walked must start with the scope column, so a page reads one scope's
-    // entries only (an index condition further in would still walk every scope's).
-    let unscoped_walk = match &table.scope {
-        None => false,
-        Some(scope) => {
-            let plan: serde_json::Value = serde_json::from_str(&plan).unwrap_or_default();
-            let mut names = Vec::new();
-            index_names(&plan, &mut names);
-            let first: Vec<String> = client
-                .query_typed(
-                    "SELECT a.attname::text FROM pg_index i
-                     JOIN pg_class c ON c.oid = i.indexrelid
-                     JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-                     WHERE i.indrelid = to_regclass($1::text) AND c.relname = ANY($2)",
-                    &[(&name, Type::TEXT), (&names, Type::TEXT_ARRAY)],
-                )
-                .await
-                .map_err(unreachable)?
-                .iter()
-                .map(|row| row.get(0))
-                .collect();
-            first.is_empty() || first.iter().any(|c| *c != scope.column)
-        }
-    };
-    if unscoped_walk || plan.contains("\"Sort\"") || plan.contains("\"Incremental Sort\"") {
-        let reason = format!(
-            "no index of `{}` walks the key in order, so every page would scan and sort the table: {}",
-            table.name,
-            index_hint(table)
-        );
-        if table.on_missing_index == MissingIndex::Refuse {
-            return Err(CheckError::Invalid(reason));
-        }
-        tracing::warn!(table = %table.name, "{reason} (served anyway: on_missing_index is warn)");
-    }
-    Ok(Catalog { columns })
-}
-
-/// The names of the indexes an `EXPLAIN (FORMAT JSON)` plan scans.
-fn index_names(plan: &serde_json::Value, names: &mut Vec<String>) {
-    match plan {
-        serde_json::Value::Object(node) => {
-            for (key, value) in node {
-                if key == "Index Name" {
-                    if let Some(name) = value.as_str() {
-                        names.push(name.to_owned());
-                    }
-                } else {
-                    index_names(value, names);
-                }
-            }
-        }
-        serde_json::Value::Array(nodes) => nodes.iter().for_each(|n| index_names(n, names)),
-        _ => {}
-    }
+    let catalog = Catalog { columns };
+    index::check(client, table, &catalog).await?;
+    Ok(catalog)
 }

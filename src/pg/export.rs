@@ -31,8 +31,10 @@ use http_body_util::{BodyExt, StreamBody};
 use super::csv::{self, Stamps};
 use super::ndjson;
 use super::running::value;
+use super::params::Params;
+use super::running::Ctx;
 use super::sql::{self, Filter, Shape};
-use super::{Catalog, PgError, Resource, Running, pool_error};
+use super::{Catalog, PgError, Resource};
 use crate::config::{ExportFormat, ExportVia};
 use crate::{BoxError, Response};
 
@@ -52,6 +54,8 @@ struct Cursor {
     writer: Writer,
     /// Bytes of the last chunk: the next one's buffer starts that large.
     capacity: usize,
+    /// For the log.
+    ctx: Ctx,
 }
 
 /// What becomes of each row `COPY` gives.
@@ -89,7 +93,7 @@ impl Cursor {
             return self.next_copied().await;
         }
         let resource = Arc::clone(&self.resource);
-        let table = &resource.table;
+        let table = resource.table();
         let shape = match self.format {
             ExportFormat::Csv => Shape::Csv,
             ExportFormat::Ndjson => Shape::Row,
@@ -104,13 +108,9 @@ impl Cursor {
             self.after.as_deref(),
             rows,
         );
-        let fetched = match self.resource.database.export_pool().get().await {
-            Ok(client) => {
-                Running::new(client, &self.resource.database)
-                    .rows(&statement)
-                    .await
-            }
-            Err(error) => Err(pool_error(&error)),
+        let fetched = match self.resource.connection(true, &self.ctx).await {
+            Ok(running) => running.rows(&statement).await,
+            Err(error) => Err(error),
         };
         let fetched = match fetched {
             Ok(fetched) => fetched,
@@ -128,7 +128,7 @@ impl Cursor {
             ExportFormat::Ndjson => 1,
         };
         if let Some(last) = fetched.last() {
-            match super::key_of(last, first_key, table.key.len()) {
+            match super::running::key_of(last, first_key, table.key.len()) {
                 Ok(key) => self.after = Some(key),
                 Err(error) => {
                     return self.fail(error);
@@ -172,9 +172,13 @@ impl Cursor {
         Ok(())
     }
 
-    /// The export's end on `error`: no chunk after it.
+    /// The export's end on `error`: no chunk after it. A table that changed under the route
+    /// is read again before the next statement.
     fn fail(&mut self, error: PgError) -> Option<Result<Bytes, PgError>> {
         self.done = true;
+        if matches!(error, PgError::Changed) {
+            self.resource.forget();
+        }
         Some(Err(error))
     }
 
@@ -194,7 +198,7 @@ impl Cursor {
     /// The next chunk as `COPY` writes it, its last row read back for the key.
     async fn next_copied(&mut self) -> Option<Result<Bytes, PgError>> {
         let resource = Arc::clone(&self.resource);
-        let table = &resource.table;
+        let table = resource.table();
         let rows = table.chunk_rows.get();
         let statement = sql::select(
             table,
@@ -208,17 +212,17 @@ impl Cursor {
             self.after.as_deref(),
             rows,
         );
-        let copied = match self.resource.database.export_pool().get().await {
-            Ok(client) => {
+        let copied = match self.resource.connection(true, &self.ctx).await {
+            Ok(running) => {
                 // The header first, then the rows, in one buffer sized as the last chunk was.
                 let mut out = BytesMut::with_capacity(self.capacity);
                 self.header(&mut out);
                 let writer = &self.writer;
-                Running::new(client, &self.resource.database)
+                running
                     .copy(&statement.sql, out, |row, out| writer.push(row, out))
                     .await
             }
-            Err(error) => Err(pool_error(&error)),
+            Err(error) => Err(error),
         };
         let copied = match copied {
             Ok(copied) => copied,
@@ -240,9 +244,11 @@ impl Cursor {
                 Some(key) => self.after = Some(key),
                 None => {
                     tracing::error!(
+                        route = &*self.ctx.route,
+                        request_id = self.ctx.request.as_deref().unwrap_or("-"),
                         "the last row of an export chunk has no readable key (a NULL key in a view?)"
                     );
-                    return self.fail(PgError::Unavailable);
+                    return self.fail(PgError::Database);
                 }
             }
         }
@@ -260,14 +266,14 @@ impl Cursor {
 /// and every key column reads back from its text in the `COPY` (not an array, whose CSV form is
 /// JSON, nor for NDJSON a column selected as `to_json`), so the next chunk can start after it.
 fn copy_fits(resource: &Resource, catalog: &Catalog, format: ExportFormat) -> bool {
-    resource.table.via == ExportVia::Copy
-        && !resource.database.unnamed()
-        && resource.table.key.iter().all(|k| {
+    resource.table().via == ExportVia::Copy
+        && !resource.database().unnamed()
+        && resource.table().key.iter().all(|k| {
             catalog
                 .columns
                 .get(&k.column)
                 .is_some_and(|c| match format {
-                    ExportFormat::Csv => !c.sql_type.ends_with("[]"),
+                    ExportFormat::Csv => !c.array,
                     ExportFormat::Ndjson => ndjson::Kind::selected(&c.sql_type, "k") == "k",
                 })
         })
@@ -305,26 +311,19 @@ impl Drop for AbortOnDrop {
 pub(super) async fn response(
     resource: &Arc<Resource>,
     catalog: Arc<Catalog>,
-    fields: Option<Vec<String>>,
-    filters: Vec<Filter>,
-    after: Option<Vec<String>>,
-    format: Option<ExportFormat>,
+    params: Params,
+    ctx: &Ctx,
 ) -> Result<Response, PgError> {
-    let table = &resource.table;
-    let mut columns = fields.unwrap_or_else(|| table.columns.clone());
+    let table = resource.table();
+    let mut columns = params.fields.unwrap_or_else(|| table.columns.clone());
     for key in &table.key {
         if !columns.contains(&key.column) {
             columns.push(key.column.clone());
         }
     }
-    let format = format.unwrap_or(ExportFormat::Csv);
+    let format = params.format.unwrap_or(ExportFormat::Csv);
     let copy = copy_fits(resource, &catalog, format);
-    let sql_type = |c: &String| {
-        catalog
-            .columns
-            .get(c)
-            .map_or("text", |c| c.sql_type.as_str())
-    };
+    let sql_type = |c: &String| catalog.sql_type(c);
     let writer = match format {
         ExportFormat::Csv => Writer::Csv(Stamps::new(
             columns
@@ -342,20 +341,26 @@ pub(super) async fn response(
     };
     let mut cursor = Cursor {
         resource: Arc::clone(resource),
-        catalog,
+        catalog: Arc::clone(&catalog),
         columns,
-        filters,
+        filters: params.filters,
         format,
-        after,
+        after: params.after,
         header: true,
         done: false,
         copy,
         writer,
         capacity: 0,
+        ctx: ctx.clone(),
     };
-    // The first chunk before the head: a malformed value (400), a timeout (504) or no
-    // connection (503) is still answered as such.
-    let first = cursor.next().await.transpose()?;
+    // The first chunk before the head: a malformed value (400, naming it), a timeout (504) or
+    // no connection (503) is still answered as such.
+    let first = match cursor.next().await.transpose() {
+        Err(PgError::Rejected) => {
+            return Err(resource.blame(&catalog, &params.offered, ctx).await);
+        }
+        first => first?,
+    };
     let ahead = if cursor.done {
         Ahead::Done
     } else {

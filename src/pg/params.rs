@@ -1,14 +1,28 @@
 //! A table request's query string, checked against the route's allow-lists: fields, filters
-//! and operators, `limit`, `cursor`, and for exports `format` and `after`.
+//! and operators, `limit`, `cursor`, and for exports `format` and `after`. `after` and the
+//! items of `in` are one RFC 4180 record, each value written as the CSV export writes it, so
+//! a value may hold commas and quotes, and the empty string is a value.
 
 use std::collections::BTreeSet;
 
-use super::PgError;
+use super::resource::Offered;
+use super::{Catalog, PgError};
 use super::sql::Filter;
 use crate::config::{ExportFormat, FilterOp, TableConfig};
 
 /// Most filters one request may carry.
 const MAX_FILTERS: usize = 32;
+
+/// Most values one `in` filter may list.
+pub(crate) const MAX_IN_ITEMS: usize = 100;
+
+/// The values of `text`, one RFC 4180 record (`a,"b,c",""`): quoted fields may hold commas and
+/// quotes (doubled), an empty field is the empty string. `None` when it is not one record.
+fn record(text: &str) -> Option<Vec<String>> {
+    let line = format!("{text}\n");
+    let fields = super::csv::record(line.as_bytes())?;
+    Some(fields.into_iter().map(Option::unwrap_or_default).collect())
+}
 
 /// A request's parameters, checked against the table's allow-lists.
 #[derive(Debug, Default)]
@@ -23,6 +37,43 @@ pub(super) struct Params {
     pub(super) binding: Vec<String>,
     /// The raw pieces a next-page link repeats (all but `cursor`).
     pub(super) kept: Vec<String>,
+    /// Each client value as it meets a column, to name the one the database refuses.
+    pub(super) offered: Vec<Offered>,
+}
+
+/// Refuses a value for a `jsonb` column that holds `\u0000` (an escaped NUL, which no
+/// PostgreSQL text can hold): the database would refuse it as untranslatable text (22P05), the
+/// code stored text that is not UTF-8 also gives, so it is refused here, before the query.
+pub(super) fn refuse_nul_escapes(offered: &[Offered], catalog: &Catalog) -> Result<(), PgError> {
+    for o in offered {
+        let json = catalog.columns.get(&o.column).is_some_and(|c| c.json);
+        if json && escapes_nul(&o.value) {
+            return Err(PgError::BadValue {
+                parameter: o.parameter.clone(),
+                message: "JSON text holds \\u0000, which PostgreSQL cannot store".to_owned(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Whether JSON text `text` writes a NUL as `\u0000` (an escaped backslash, `\\u0000`, is
+/// not one).
+fn escapes_nul(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while let Some(at) = memchr::memchr(b'\\', &bytes[i..]) {
+        let at = i + at;
+        if bytes.get(at + 1) == Some(&b'u') && bytes.get(at + 2..at + 6) == Some(b"0000") {
+            return true;
+        }
+        // Past the escaped character, whatever it is.
+        i = at + 2;
+        if i >= bytes.len() {
+            break;
+        }
+    }
+    false
 }
 
 fn allowed(table: &TableConfig) -> String {
@@ -56,12 +107,18 @@ pub(super) fn parse(table: &TableConfig, query: &str, export: bool) -> Result<Pa
     for piece in query.split('&').filter(|p| !p.is_empty()) {
         let (raw_name, raw_value) = piece.split_once('=').unwrap_or((piece, ""));
         // Percent-decoding only: `+` stays a plus (`created_at=gte.2026-01-01T00:00:00+02:00`).
+        // Bytes that are not UTF-8 (`%FF`) are refused, never replaced by U+FFFD and matched.
         let decode = |s: &str| {
             percent_encoding::percent_decode_str(s)
-                .decode_utf8_lossy()
-                .into_owned()
+                .decode_utf8()
+                .map(std::borrow::Cow::into_owned)
+                .map_err(|_| {
+                    bad(format!(
+                        "{s:?} is not UTF-8 once percent-decoded: encode text as UTF-8 (é is %C3%A9)"
+                    ))
+                })
         };
-        let (name, value) = (decode(raw_name), decode(raw_value));
+        let (name, value) = (decode(raw_name)?, decode(raw_value)?);
         // PostgreSQL text holds no NUL; refused here, so a NUL the database meets (an invalid
         // byte sequence) is always its own stored text, never the client's value.
         if value.contains('\0') || name.contains('\0') {
@@ -123,14 +180,21 @@ pub(super) fn parse(table: &TableConfig, query: &str, export: bool) -> Result<Pa
                 params.format = Some(format);
             }
             "after" if export => {
-                let values: Vec<String> = value.split(',').map(str::to_owned).collect();
-                if values.len() != table.key.len() || values.iter().any(String::is_empty) {
+                let values = record(&value).filter(|v| v.len() == table.key.len());
+                let Some(values) = values else {
                     let key: Vec<&str> = table.key.iter().map(|k| k.column.as_str()).collect();
                     return Err(bad(format!(
-                        "`after` is {value:?}: write the key of the last row received, {} value(s) comma-separated ({})",
+                        "`after` is {value:?}: write the key of the last row received as one CSV record of {} value(s) ({}), each as the export wrote it, quoted (\"a,b\") when it holds a comma or a quote",
                         key.len(),
                         key.join(", ")
                     )));
+                };
+                for (k, v) in table.key.iter().zip(&values) {
+                    params.offered.push(Offered {
+                        parameter: format!("`after` (its {} value)", k.column),
+                        column: k.column.clone(),
+                        value: v.clone(),
+                    });
                 }
                 params.after = Some(values);
             }
@@ -159,13 +223,31 @@ pub(super) fn parse(table: &TableConfig, query: &str, export: bool) -> Result<Pa
                         "the filter `{column}` is {value:?}: `is` takes null or not_null"
                     )));
                 }
+                let values = if op == FilterOp::In {
+                    record(operand).filter(|items| items.len() <= MAX_IN_ITEMS).ok_or_else(|| {
+                        bad(format!(
+                            "the filter `{column}` is {value:?}: `in` takes one CSV record of at most {MAX_IN_ITEMS} values (in.a,b,\"c,d\"), quoted when one holds a comma or a quote"
+                        ))
+                    })?
+                } else {
+                    vec![operand.to_owned()]
+                };
                 if params.filters.len() == MAX_FILTERS {
                     return Err(bad(format!("more than {MAX_FILTERS} filters")));
+                }
+                if op != FilterOp::Is {
+                    params
+                        .offered
+                        .extend(values.iter().map(|value| Offered {
+                            parameter: format!("the filter `{column}={}.…`", op.name()),
+                            column: column.to_owned(),
+                            value: value.clone(),
+                        }));
                 }
                 params.filters.push(Filter {
                     column: column.to_owned(),
                     op,
-                    value: operand.to_owned(),
+                    values,
                 });
             }
         }

@@ -3,42 +3,70 @@
 //! errors become [`PgError`]s.
 
 use deadpool_postgres::Object;
-use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Type;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{Database, PgError, pool, sql};
 
-/// Sorts a database error: a value PostgreSQL could not read is the client's (400), except
-/// stored text that is not valid in UTF-8 (a `SQL_ASCII` database, or a character UTF-8 cannot
-/// carry: client values are UTF-8 without NUL, so these are the database's); a cancelled
-/// statement is a timeout (504), a lost connection is unavailability (503); anything else is
-/// logged and answered 503 without detail.
-pub(super) fn db_error(error: &tokio_postgres::Error) -> PgError {
-    match error.code() {
-        Some(code)
-            if *code == SqlState::CHARACTER_NOT_IN_REPERTOIRE
-                || *code == SqlState::UNTRANSLATABLE_CHARACTER =>
-        {
-            tracing::error!(%error, "stored text cannot be sent as UTF-8 (a SQL_ASCII database?)");
+
+/// Who a statement runs for, named in every log line about it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Ctx {
+    /// The route.
+    pub(crate) route: std::sync::Arc<str>,
+    /// The request id (`x-request-id`), when the request has one.
+    pub(crate) request: Option<String>,
+}
+
+/// Sorts a failed statement by its SQLSTATE, logging it with the route and request id:
+/// - class 22 (data exception), 23 (integrity, a domain's `CHECK`) and 54 (program limit):
+///   the database refused a value, [`PgError::Rejected`], logged at debug: the caller finds
+///   which one ([`super::Resource::blame`]); except 22021 and 22P05, stored text UTF-8 cannot
+///   carry (client values are UTF-8 without NUL, and jsonb's `\u0000` is refused before the
+///   query), which is the database's: 500;
+/// - 57014 (a cancelled statement: `statement_timeout`): 504;
+/// - 0A000, 42703, 42804 (a cached plan or column that changed under the route):
+///   [`PgError::Changed`], and the table's columns are read again;
+/// - no SQLSTATE (the connection failed), class 08, 53 and 57P (the server is going away or
+///   full): 503;
+/// - any other: a statement pagegate built that the database refused, 500, logged at ERROR.
+pub(super) fn db_error(error: &tokio_postgres::Error, ctx: &Ctx) -> PgError {
+    let (route, request) = (&*ctx.route, ctx.request.as_deref().unwrap_or("-"));
+    let Some(db) = error.as_db_error() else {
+        tracing::warn!(route, request_id = request, %error, "the database connection failed");
+        return PgError::Unavailable;
+    };
+    let (sqlstate, message) = (db.code().code(), db.message());
+    match sqlstate {
+        "22021" | "22P05" => {
+            tracing::error!(route, request_id = request, sqlstate, message, "stored text cannot be sent as UTF-8 (a SQL_ASCII database?)");
+            PgError::Database
+        }
+        _ if ["22", "23", "54"].iter().any(|class| sqlstate.starts_with(class)) => {
+            tracing::debug!(route, request_id = request, sqlstate, message, "the database refused a value");
+            PgError::Rejected
+        }
+        "57014" => {
+            tracing::warn!(route, request_id = request, sqlstate, message, "statement_timeout");
+            PgError::Timeout
+        }
+        "0A000" | "42703" | "42804" => {
+            tracing::warn!(route, request_id = request, sqlstate, message, "the table changed under the route; its columns are read again");
+            PgError::Changed
+        }
+        _ if ["08", "53", "57P"].iter().any(|class| sqlstate.starts_with(class)) => {
+            tracing::warn!(route, request_id = request, sqlstate, message, "the database cannot serve now");
             PgError::Unavailable
         }
-        Some(code) if code.code().starts_with("22") => {
-            let message = error
-                .as_db_error()
-                .map_or_else(|| code.code().to_owned(), |e| e.message().to_owned());
-            PgError::BadValue(message)
-        }
-        Some(code) if *code == SqlState::QUERY_CANCELED => PgError::Timeout,
         _ => {
-            tracing::warn!(%error, "database error");
-            PgError::Unavailable
+            tracing::error!(route, request_id = request, sqlstate, message, "the database refused a statement pagegate built");
+            PgError::Database
         }
     }
 }
 
-pub(super) fn pool_error(error: &deadpool_postgres::PoolError) -> PgError {
-    tracing::warn!(%error, "no database connection");
+pub(super) fn pool_error(error: &deadpool_postgres::PoolError, ctx: &Ctx) -> PgError {
+    tracing::warn!(route = &*ctx.route, request_id = ctx.request.as_deref().unwrap_or("-"), %error, "no database connection");
     PgError::Unavailable
 }
 
@@ -53,11 +81,18 @@ pub(crate) struct Running {
     /// Statements are sent unnamed (`prepared_statements: unnamed`).
     unnamed: bool,
     finished: bool,
+    /// For the log.
+    ctx: Ctx,
+    /// The route's share of the pool, held while the statement runs.
+    _share: Share,
 }
 
+/// A place in a route's share of its database's pool (`table.max_connections`).
+pub(crate) type Share = tokio::sync::OwnedSemaphorePermit;
+
 impl Running {
-    /// A statement about to run on `client`, a connection of `database`'s.
-    pub(crate) fn new(client: Object, database: &Database) -> Self {
+    /// A statement about to run on `client`, a connection of `database`'s taken in `share`.
+    pub(crate) fn new(client: Object, share: Share, database: &Database, ctx: &Ctx) -> Self {
         let token = client.cancel_token();
         Self {
             client: Some(client),
@@ -65,7 +100,22 @@ impl Running {
             tls: database.tls().cloned(),
             unnamed: database.unnamed(),
             finished: false,
+            ctx: ctx.clone(),
+            _share: share,
         }
+    }
+
+    /// Sorts `error` ([`db_error`]); a connection whose cached plans may be stale (the table
+    /// changed) is not pooled again.
+    fn failed(&mut self, error: &tokio_postgres::Error) -> PgError {
+        let sorted = db_error(error, &self.ctx);
+        if matches!(sorted, PgError::Changed) {
+            if let Some(client) = self.client.take() {
+                drop(Object::take(client));
+            }
+            self.finished = true;
+        }
+        sorted
     }
 
     /// Runs `statement`, collecting every row (callers bound it with `LIMIT`): prepared once
@@ -76,7 +126,7 @@ impl Running {
         statement: &sql::Statement,
     ) -> Result<Vec<tokio_postgres::Row>, PgError> {
         let client = self.client.as_ref().ok_or(PgError::Unavailable)?;
-        let rows = if self.unnamed {
+        let outcome = if self.unnamed {
             // One round trip, no statement left behind on the server session.
             let params: Vec<(&(dyn tokio_postgres::types::ToSql + Sync), Type)> = statement
                 .params
@@ -88,20 +138,45 @@ impl Running {
             if client.statement_cache.size() > pool::STATEMENT_CACHE {
                 client.statement_cache.clear();
             }
-            let prepared = client
-                .prepare_cached(&statement.sql)
-                .await
-                .map_err(|e| db_error(&e))?;
+            let prepared = match client.prepare_cached(&statement.sql).await {
+                Ok(prepared) => prepared,
+                Err(error) => return Err(self.failed(&error)),
+            };
             let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = statement
                 .params
                 .iter()
                 .map(|p| p as &(dyn tokio_postgres::types::ToSql + Sync))
                 .collect();
             client.query(&prepared, &params).await
-        }
-        .map_err(|e| db_error(&e));
+        };
+        let rows = outcome.map_err(|e| self.failed(&e));
         self.finished = true;
         rows
+    }
+
+    /// Runs `statement` (one client value cast as a statement casts it, see
+    /// [`super::Resource::blame`]) unnamed, so nothing is left prepared: `Err(Some(message))`
+    /// when the database refuses the value (class 22, 23 or 54), `Err(None)` when it cannot be
+    /// asked.
+    pub(crate) async fn probe(&mut self, statement: &sql::Statement) -> Result<(), Option<String>> {
+        let client = self.client.as_ref().ok_or(None)?;
+        self.finished = false;
+        let params: Vec<(&(dyn tokio_postgres::types::ToSql + Sync), Type)> = statement
+            .params
+            .iter()
+            .map(|p| (p as &(dyn tokio_postgres::types::ToSql + Sync), Type::TEXT))
+            .collect();
+        let outcome = client.query_typed(&statement.sql, &params).await;
+        self.finished = true;
+        let Err(error) = outcome else { return Ok(()) };
+        let Some(db) = error.as_db_error() else {
+            return Err(None);
+        };
+        let code = db.code().code();
+        if ["22", "23", "54"].iter().any(|class| code.starts_with(class)) {
+            return Err(Some(db.message().to_owned()));
+        }
+        Ok(())
     }
 
     /// Runs a `COPY … TO STDOUT` statement, collecting its output after what `out` holds
@@ -116,19 +191,27 @@ impl Running {
     ) -> Result<Copied, PgError> {
         use futures_util::StreamExt as _;
         let client = self.client.as_ref().ok_or(PgError::Unavailable)?;
-        let stream = client.copy_out(sql).await.map_err(|e| db_error(&e))?;
+        let stream = match client.copy_out(sql).await {
+            Ok(stream) => stream,
+            Err(error) => return Err(self.failed(&error)),
+        };
         let mut stream = std::pin::pin!(stream);
         let mut copied = Copied {
             bytes: out,
             ..Copied::default()
         };
         while let Some(row) = stream.next().await {
-            let row = row.map_err(|e| db_error(&e))?;
+            let row = match row {
+                Ok(row) => row,
+                Err(error) => return Err(self.failed(&error)),
+            };
             if !push(&row, &mut copied.bytes) {
                 tracing::error!(
+                    route = &*self.ctx.route,
+                    request_id = self.ctx.request.as_deref().unwrap_or("-"),
                     "a COPY row cannot be read: not UTF-8 (a SQL_ASCII database?) or not a CSV record of the export's columns"
                 );
-                return Err(PgError::Unavailable);
+                return Err(PgError::Database);
             }
             copied.rows += 1;
             copied.last = row;
@@ -174,19 +257,19 @@ impl Drop for Running {
 }
 
 /// Value `i` of `row`: one that does not read as `T` (text that is not UTF-8, from a
-/// `SQL_ASCII` database) is logged and answered 503, never a panic.
+/// `SQL_ASCII` database) is logged and answered 500, never a panic.
 pub(crate) fn value<'a, T: tokio_postgres::types::FromSql<'a>>(
     row: &'a tokio_postgres::Row,
     i: usize,
 ) -> Result<T, PgError> {
     row.try_get(i).map_err(|error| {
         tracing::error!(%error, "a value cannot be read (text that is not UTF-8, from a SQL_ASCII database?)");
-        PgError::Unavailable
+        PgError::Database
     })
 }
 
 /// The key values of `row` (text, from column `first` on): a NULL there (a view's key, which
-/// the catalog cannot check) is logged and answered 503, never a panic or a wrong cursor.
+/// the catalog cannot check) is logged and answered 500, never a panic or a wrong cursor.
 pub(crate) fn key_of(
     row: &tokio_postgres::Row,
     first: usize,
@@ -196,7 +279,7 @@ pub(crate) fn key_of(
         .map(|i| {
             row.try_get::<_, String>(i).map_err(|error| {
                 tracing::error!(%error, "a key column is NULL (a view?): rows cannot be paged");
-                PgError::Unavailable
+                PgError::Database
             })
         })
         .collect()

@@ -33,8 +33,8 @@ pub(crate) struct Filter {
     pub(crate) column: String,
     /// The operator.
     pub(crate) op: FilterOp,
-    /// The value (for `is`: `null` or `not_null`).
-    pub(crate) value: String,
+    /// The value: one (for `is`: `null` or `not_null`), or for `in` each item.
+    pub(crate) values: Vec<String>,
 }
 
 /// What a statement produces per row.
@@ -85,6 +85,53 @@ impl Values {
     fn typed(&mut self, value: &str, sql_type: &str) -> String {
         format!("({}::text)::{sql_type}", self.text(value))
     }
+
+    /// `value` as a value of `column`: cast to its type ([`Catalog::cast`]), or, for an array
+    /// written as a JSON array or a row written as a JSON object (as exports write them), read
+    /// by PostgreSQL's own JSON mapping into the column's type.
+    fn of(&mut self, value: &str, column: &str, catalog: &Catalog, relation: &str) -> String {
+        let json = catalog.columns.get(column).is_some_and(|c| {
+            (c.array && json_array(value)) || (c.composite && value.starts_with('{'))
+        });
+        if json {
+            // `column` is a plain name (letters, digits, `_`): safe inside a string literal.
+            format!(
+                "(json_populate_record(NULL::{relation}, json_build_object('{column}', ({}::text)::json))).{}",
+                self.text(value),
+                quote_ident(column)
+            )
+        } else {
+            self.typed(value, catalog.cast(column))
+        }
+    }
+}
+
+/// Whether `value` is an array written as JSON (`[1,2]`), not as PostgreSQL writes one with
+/// its bounds (`[0:1]={1,2}`).
+fn json_array(value: &str) -> bool {
+    let Some(rest) = value.strip_prefix('[') else {
+        return false;
+    };
+    let bound = rest.trim_start_matches(['-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9']);
+    !(bound.len() < rest.len() && bound.starts_with(':'))
+}
+
+/// `SELECT <value as a value of column>`: how [`select`] reads one client value, on its own.
+pub(crate) fn one_value(
+    table: &TableConfig,
+    catalog: &Catalog,
+    column: &str,
+    value: &str,
+) -> Statement {
+    let mut values = Values {
+        params: Vec::new(),
+        inline: false,
+    };
+    let expression = values.of(value, column, catalog, &quote_table(&table.name));
+    Statement {
+        sql: format!("SELECT {expression} IS NULL"),
+        params: values.params,
+    }
 }
 
 /// `value` as a string literal, for `COPY`. A value holding no quote, backslash or NUL is
@@ -119,13 +166,6 @@ pub(crate) fn select(
     after: Option<&[String]>,
     limit: u32,
 ) -> Statement {
-    let sql_type = |c: &str| {
-        catalog
-            .columns
-            .get(c)
-            .map_or("text", |c| c.sql_type.as_str())
-            .to_owned()
-    };
     let copy = matches!(shape, Shape::CopyCsv | Shape::CopyNdjson);
     let mut values = Values {
         params: Vec::new(),
@@ -156,7 +196,7 @@ pub(crate) fn select(
             )
         })),
         Shape::CopyNdjson => list.extend(columns.iter().map(|c| {
-            super::ndjson::Kind::selected(&sql_type(c), &format!("r.{}", quote_ident(c)))
+            super::ndjson::Kind::selected(catalog.sql_type(c), &format!("r.{}", quote_ident(c)))
         })),
     }
     if shape == Shape::Json || shape == Shape::Csv {
@@ -187,18 +227,23 @@ pub(crate) fn select(
     };
     // The table is aliased `r` and ORDER BY names `r.` columns: a bare name there would mean the
     // output column of that name (the key's text form), sorting numbers as text.
-    let _ = write!(sql, " FROM {} AS r", quote_table(&table.name));
+    let relation = quote_table(&table.name);
+    let _ = write!(sql, " FROM {relation} AS r");
     let mut conditions = Vec::new();
     for f in filters {
         let column = quote_ident(&f.column);
-        let t = sql_type(&f.column);
+        let one = f.values.first().map_or("", String::as_str);
         conditions.push(match f.op {
-            FilterOp::Is if f.value == "null" => format!("{column} IS NULL"),
+            FilterOp::Is if one == "null" => format!("{column} IS NULL"),
             FilterOp::Is => format!("{column} IS NOT NULL"),
-            FilterOp::In => format!(
-                "{column} = ANY(string_to_array({}::text, ',')::{t}[])",
-                values.text(&f.value)
-            ),
+            FilterOp::In => {
+                let items: Vec<String> = f
+                    .values
+                    .iter()
+                    .map(|v| values.of(v, &f.column, catalog, &relation))
+                    .collect();
+                format!("{column} IN ({})", items.join(", "))
+            }
             op => {
                 let symbol = match op {
                     FilterOp::Eq => "=",
@@ -208,7 +253,10 @@ pub(crate) fn select(
                     FilterOp::Gt => ">",
                     _ => ">=",
                 };
-                format!("{column} {symbol} {}", values.typed(&f.value, &t))
+                format!(
+                    "{column} {symbol} {}",
+                    values.of(one, &f.column, catalog, &relation)
+                )
             }
         });
     }
@@ -220,7 +268,7 @@ pub(crate) fn select(
             .map(|(k, v)| {
                 (
                     quote_ident(&k.column),
-                    values.typed(v, &sql_type(&k.column)),
+                    values.of(v, &k.column, catalog, &relation),
                     k.descending,
                 )
             })
@@ -266,7 +314,11 @@ pub(crate) fn select(
         })
         .collect();
     let _ = write!(sql, " ORDER BY {}", order.join(", "));
-    let _ = write!(sql, " LIMIT {}", values.typed(&limit.to_string(), "int8"));
+    let _ = write!(
+        sql,
+        " LIMIT {}",
+        values.typed(&limit.to_string(), "pg_catalog.int8")
+    );
     if shape == Shape::Row {
         // The derived table keeps its order (no join, no grouping above it).
         let keys: Vec<String> = table
@@ -321,10 +373,22 @@ mod tests {
             scope: None,
             on_missing_index: crate::config::MissingIndex::Refuse,
             via: crate::config::ExportVia::Copy,
+            max_connections: None,
+            places: Default::default(),
         };
         let column = |t: &str, numeric| Column {
             sql_type: t.to_owned(),
+            cast: match t {
+                "bigint" => "pg_catalog.int8",
+                "numeric" => "pg_catalog.\"numeric\"",
+                _ => "pg_catalog.timestamptz",
+            }
+            .to_owned(),
             numeric,
+            array: false,
+            composite: false,
+            json: false,
+            not_null: true,
         };
         let catalog = Catalog {
             columns: HashMap::from([
@@ -346,17 +410,17 @@ mod tests {
             Filter {
                 column: "amount".to_owned(),
                 op: FilterOp::Gte,
-                value: "1'; DROP TABLE x; --".to_owned(),
+                values: vec!["1'; DROP TABLE x; --".to_owned()],
             },
             Filter {
                 column: "id".to_owned(),
                 op: FilterOp::In,
-                value: "1,2".to_owned(),
+                values: vec!["1".to_owned(), "2".to_owned()],
             },
             Filter {
                 column: "amount".to_owned(),
                 op: FilterOp::Is,
-                value: "not_null".to_owned(),
+                values: vec!["not_null".to_owned()],
             },
         ];
         let after = ["2026-01-01 00:00:00+00".to_owned(), "7".to_owned()];
@@ -372,16 +436,17 @@ mod tests {
         assert_eq!(
             s.sql,
             "SELECT json_build_object('id', \"id\", 'amount', \"amount\"::text)::text, \"created_at\"::text, \"id\"::text \
-             FROM \"app\".\"events\" AS r WHERE \"amount\" >= ($1::text)::numeric \
-             AND \"id\" = ANY(string_to_array($2::text, ',')::bigint[]) AND \"amount\" IS NOT NULL \
-             AND (\"created_at\", \"id\") > (($3::text)::timestamp with time zone, ($4::text)::bigint) \
-             ORDER BY r.\"created_at\", r.\"id\" LIMIT ($5::text)::int8"
+             FROM \"app\".\"events\" AS r WHERE \"amount\" >= ($1::text)::pg_catalog.\"numeric\" \
+             AND \"id\" IN (($2::text)::pg_catalog.int8, ($3::text)::pg_catalog.int8) AND \"amount\" IS NOT NULL \
+             AND (\"created_at\", \"id\") > (($4::text)::pg_catalog.timestamptz, ($5::text)::pg_catalog.int8) \
+             ORDER BY r.\"created_at\", r.\"id\" LIMIT ($6::text)::pg_catalog.int8"
         );
         assert_eq!(
             s.params,
             [
                 "1'; DROP TABLE x; --",
-                "1,2",
+                "1",
+                "2",
                 "2026-01-01 00:00:00+00",
                 "7",
                 "11"
@@ -404,7 +469,7 @@ mod tests {
         );
         assert!(
             s.sql.contains(
-                "WHERE \"created_at\" <= ($1::text)::timestamp with time zone AND ((\"created_at\" < ($1::text)::timestamp with time zone) OR (\"created_at\" = ($1::text)::timestamp with time zone AND \"id\" > ($2::text)::bigint)) ORDER BY r.\"created_at\" DESC, r.\"id\""
+                "WHERE \"created_at\" <= ($1::text)::pg_catalog.timestamptz AND ((\"created_at\" < ($1::text)::pg_catalog.timestamptz) OR (\"created_at\" = ($1::text)::pg_catalog.timestamptz AND \"id\" > ($2::text)::pg_catalog.int8)) ORDER BY r.\"created_at\" DESC, r.\"id\""
             ),
             "{}",
             s.sql
@@ -437,7 +502,7 @@ mod tests {
         assert_eq!(
             rows.sql,
             "SELECT row_to_json(j)::text, j.\"id\"::text FROM (SELECT r.\"created_at\", r.\"amount\"::text AS \"amount\", r.\"id\" \
-             FROM \"app\".\"events\" AS r ORDER BY r.\"id\" LIMIT ($1::text)::int8) AS j"
+             FROM \"app\".\"events\" AS r ORDER BY r.\"id\" LIMIT ($1::text)::pg_catalog.int8) AS j"
         );
     }
 
@@ -448,12 +513,12 @@ mod tests {
             Filter {
                 column: "amount".to_owned(),
                 op: FilterOp::Gte,
-                value: "1'; DROP TABLE x; --".to_owned(),
+                values: vec!["1'; DROP TABLE x; --".to_owned()],
             },
             Filter {
                 column: "id".to_owned(),
                 op: FilterOp::Eq,
-                value: "a\\' OR true --".to_owned(),
+                values: vec!["a\\' OR true --".to_owned()],
             },
         ];
         let after = ["2024-05-01T10:00:00.5+00:00".to_owned(), "42".to_owned()];
@@ -470,10 +535,10 @@ mod tests {
         assert!(copy.params.is_empty());
         assert_eq!(
             copy.sql,
-            "COPY (SELECT r.\"id\", r.\"created_at\" FROM \"app\".\"events\" AS r WHERE \"amount\" >= (convert_from(decode('31273b2044524f50205441424c4520783b202d2d', 'hex'), 'UTF8')::text)::numeric \
-             AND \"id\" = (convert_from(decode('615c27204f522074727565202d2d', 'hex'), 'UTF8')::text)::bigint \
-             AND (\"created_at\", \"id\") > (('2024-05-01T10:00:00.5+00:00'::text)::timestamp with time zone, ('42'::text)::bigint) \
-             ORDER BY r.\"created_at\", r.\"id\" LIMIT ('10000'::text)::int8) TO STDOUT (FORMAT csv)"
+            "COPY (SELECT r.\"id\", r.\"created_at\" FROM \"app\".\"events\" AS r WHERE \"amount\" >= (convert_from(decode('31273b2044524f50205441424c4520783b202d2d', 'hex'), 'UTF8')::text)::pg_catalog.\"numeric\" \
+             AND \"id\" = (convert_from(decode('615c27204f522074727565202d2d', 'hex'), 'UTF8')::text)::pg_catalog.int8 \
+             AND (\"created_at\", \"id\") > (('2024-05-01T10:00:00.5+00:00'::text)::pg_catalog.timestamptz, ('42'::text)::pg_catalog.int8) \
+             ORDER BY r.\"created_at\", r.\"id\" LIMIT ('10000'::text)::pg_catalog.int8) TO STDOUT (FORMAT csv)"
         );
     }
 

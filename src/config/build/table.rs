@@ -17,7 +17,7 @@ use crate::config::defaults::{
 };
 use crate::config::file::{FilePostgres, FileTable};
 use crate::config::table::{
-    ExportVia, MissingIndex, Statements, TlsRoots, fill_placeholders, tokio_postgres_url,
+    ExportVia, TablePlaces, MissingIndex, Statements, TlsRoots, fill_placeholders, tokio_postgres_url,
 };
 use crate::config::{ExportFormat, FilterOp, KeyColumn, PostgresConfig, TableConfig};
 
@@ -258,6 +258,10 @@ pub(super) fn table(
             .filter_map(|f| column(p, &seen, f, "default_fields"))
             .collect(),
     };
+    let mut places = TablePlaces {
+        name: Some(t.name.referenced.into()),
+        ..TablePlaces::default()
+    };
     let mut key = Vec::new();
     for k in &t.key.value {
         let (name, descending) = match k.value.strip_prefix('-') {
@@ -277,6 +281,7 @@ pub(super) fn table(
                 column: name.to_owned(),
                 descending,
             });
+            places.key.push(k.referenced.into());
         }
     }
     if t.key.value.is_empty() || t.key.value.len() > 4 {
@@ -295,7 +300,12 @@ pub(super) fn table(
         let mut allowed = Vec::new();
         for op in &ops.value {
             match FilterOp::parse(&op.value) {
-                Some(op) => allowed.push(op),
+                Some(parsed) => {
+                    allowed.push(parsed);
+                    places
+                        .filters
+                        .insert((name.clone(), parsed), op.referenced.into());
+                }
                 None => {
                     let all = FilterOp::ALL
                         .iter()
@@ -402,12 +412,30 @@ pub(super) fn table(
                 ),
             );
         }
+        places.scope = Some(s.value.column.referenced.into());
         Some(crate::config::Scope {
             column: s.value.column.value.clone(),
             header: header?,
         })
     });
+    let pool_size = databases
+        .get(&t.database.value)
+        .map_or(DEFAULT_PG_POOL_SIZE.get(), |d| d.pool_size.get());
+    let max_connections = t
+        .max_connections
+        .as_ref()
+        .and_then(|n| {
+            p.whole(
+                n,
+                "max_connections",
+                1..=pool_size as u64,
+                &format!("keep it between 1 and the database's pool_size ({pool_size}): a route holds at most that many of its connections"),
+            )
+        })
+        .and_then(|n| usize::try_from(n).ok())
+        .and_then(NonZeroUsize::new);
     Some(TableConfig {
+        max_connections,
         scope,
         database: t.database.value.clone(),
         name: t.name.value.clone(),
@@ -421,5 +449,6 @@ pub(super) fn table(
         chunk_rows,
         on_missing_index,
         via,
+        places,
     })
 }

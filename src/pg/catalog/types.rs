@@ -1,0 +1,195 @@
+//! Each column's type as the statements need it: the name a client's value is cast to, chosen
+//! so that no cast can cut, pad, round or reinterpret a value.
+//!
+//! `format_type(oid, NULL)` names a type the way SQL spells it, and SQL's spelling carries a
+//! default size: `character` is `char(1)`, `bit` is `bit(1)`. Cast to those, `acmecorp` becomes
+//! `a` and a `char(8)` scope matches another tenant's rows. The cast here names the type by its
+//! catalog name, schema-qualified and quoted (`pg_catalog.bpchar`, `pg_catalog."bit"`), which
+//! carries no size (typmod -1): the value is read whole, and compares with the column by the
+//! column's own operators, so the index it sorts by still serves. A domain whose base type has
+//! a size (`CREATE DOMAIN code AS char(8)`) would apply that size, truncating on an explicit
+//! cast: such a domain is cast to its base type instead, and arrays of it to the base's array.
+
+use std::collections::HashMap;
+
+use deadpool_postgres::Object;
+use tokio_postgres::types::Type;
+
+use super::{CheckError, refused};
+
+/// One type of a column's chain: the column's type, then a domain's base type or an array's
+/// element type, down to a plain type.
+#[derive(Debug, Clone)]
+struct Link {
+    /// Schema-qualified, quoted catalog name (`pg_catalog.int4`, `public."Mood"`).
+    name: String,
+    /// A domain.
+    domain: bool,
+    /// An array.
+    array: bool,
+    /// The domain's size (`typtypmod`; -1: none).
+    typmod: i32,
+    /// Its array type's qualified name.
+    array_name: Option<String>,
+}
+
+/// What the catalog says of one column's type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Column {
+    /// `format_type(oid, NULL)`: how messages and the output mappings name it.
+    pub(crate) sql_type: String,
+    /// The name a value is cast to ([`cast`]).
+    pub(crate) cast: String,
+    /// An array (of any element type, through domains).
+    pub(crate) array: bool,
+    /// A composite (row) type.
+    pub(crate) composite: bool,
+    /// Its category is JSON-like: `json`, `jsonb` or a domain over one.
+    pub(crate) json: bool,
+    /// NOT NULL.
+    pub(crate) not_null: bool,
+    /// `numeric` (served as a JSON string, so no digit is lost).
+    pub(crate) numeric: bool,
+}
+
+/// The name to cast a value of the type `chain` describes to (see the module docs).
+fn cast(chain: &[Link]) -> String {
+    let Some(first) = chain.first() else {
+        return "pg_catalog.text".to_owned();
+    };
+    if first.domain {
+        let sized = chain
+            .iter()
+            .take_while(|l| l.domain)
+            .any(|l| l.typmod != -1);
+        return if sized {
+            cast(&chain[1..])
+        } else {
+            first.name.clone()
+        };
+    }
+    if first.array && chain.len() > 1 {
+        let element = cast(&chain[1..]);
+        if element == chain[1].name {
+            return first.name.clone();
+        }
+        // The element was a sized domain: the array of the type it is cast to.
+        return chain[1..]
+            .iter()
+            .find(|l| l.name == element)
+            .and_then(|l| l.array_name.clone())
+            .unwrap_or_else(|| first.name.clone());
+    }
+    first.name.clone()
+}
+
+/// Every column of `relation` (quoted), by name.
+pub(crate) async fn read(
+    client: &mut Object,
+    relation: &str,
+) -> Result<HashMap<String, Column>, CheckError> {
+    let chains = client
+        .query_typed(
+            "WITH RECURSIVE chain(attnum, depth, oid) AS (
+               SELECT a.attnum, 0, a.atttypid FROM pg_attribute a
+               WHERE a.attrelid = to_regclass($1::text) AND a.attnum > 0 AND NOT a.attisdropped
+               UNION ALL
+               SELECT c.attnum, c.depth + 1,
+                      CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.typelem END
+               FROM chain c JOIN pg_type t ON t.oid = c.oid
+               WHERE c.depth < 16
+                 AND (t.typtype = 'd' OR (t.typcategory = 'A' AND t.typlen = -1 AND t.typelem <> 0)))
+             SELECT a.attname::text, format_type(a.atttypid, NULL), a.attnotnull,
+                    format('%I.%I', n.nspname, t.typname), t.typtype = 'd',
+                    t.typcategory = 'A' AND t.typlen = -1 AND t.typelem <> 0, t.typtypmod,
+                    (SELECT format('%I.%I', an.nspname, at.typname) FROM pg_type at
+                       JOIN pg_namespace an ON an.oid = at.typnamespace WHERE at.oid = t.typarray),
+                    t.typtype = 'c', t.oid IN ('json'::regtype, 'jsonb'::regtype)
+             FROM chain c JOIN pg_attribute a ON a.attrelid = to_regclass($1::text) AND a.attnum = c.attnum
+             JOIN pg_type t ON t.oid = c.oid JOIN pg_namespace n ON n.oid = t.typnamespace
+             ORDER BY c.attnum, c.depth",
+            &[(&relation, Type::TEXT)],
+        )
+        .await
+        .map_err(refused)?;
+    let mut links: Vec<(String, Vec<Link>, Column)> = Vec::new();
+    for row in chains {
+        let name: String = row.get(0);
+        let link = Link {
+            name: row.get(3),
+            domain: row.get(4),
+            array: row.get(5),
+            typmod: row.get(6),
+            array_name: row.get(7),
+        };
+        let (composite, json): (bool, bool) = (row.get(8), row.get(9));
+        match links.last_mut().filter(|(n, _, _)| *n == name) {
+            Some((_, chain, typed)) => {
+                // Through domains: a domain over jsonb is JSON, one over a row type a row.
+                let through_domains = chain.iter().all(|l| l.domain);
+                typed.composite |= composite && through_domains;
+                typed.json |= json && through_domains;
+                typed.array |= link.array && through_domains;
+                chain.push(link);
+            }
+            None => {
+                let sql_type: String = row.get(1);
+                let typed = Column {
+                    numeric: sql_type == "numeric",
+                    sql_type,
+                    cast: String::new(),
+                    array: link.array,
+                    composite,
+                    json,
+                    not_null: row.get(2),
+                };
+                links.push((name, vec![link], typed));
+            }
+        }
+    }
+    Ok(links
+        .into_iter()
+        .map(|(name, chain, mut typed)| {
+            typed.cast = cast(&chain);
+            (name, typed)
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link(name: &str, domain: bool, array: bool, typmod: i32, array_name: &str) -> Link {
+        Link {
+            name: name.to_owned(),
+            domain,
+            array,
+            typmod,
+            array_name: Some(array_name.to_owned()),
+        }
+    }
+
+    #[test]
+    fn casts_carry_no_size() {
+        let bpchar = link("pg_catalog.bpchar", false, false, -1, "pg_catalog._bpchar");
+        let sized = link("public.code", true, false, 12, "public._code");
+        let over = link("public.tenant", true, false, -1, "public._tenant");
+        let checked = link("public.positive", true, false, -1, "public._positive");
+        let int4 = link("pg_catalog.int4", false, false, -1, "pg_catalog._int4");
+        assert_eq!(cast(std::slice::from_ref(&bpchar)), "pg_catalog.bpchar");
+        // A domain of a sized type, directly or through another domain: its base.
+        assert_eq!(cast(&[sized.clone(), bpchar.clone()]), "pg_catalog.bpchar");
+        assert_eq!(
+            cast(&[over, sized.clone(), bpchar.clone()]),
+            "pg_catalog.bpchar"
+        );
+        // A domain of an unsized type keeps its CHECK.
+        assert_eq!(cast(&[checked, int4]), "public.positive");
+        // Arrays: of a plain type, itself; of a sized domain, the base's array.
+        let array = link("public._code", false, true, -1, "");
+        assert_eq!(cast(&[array, sized, bpchar.clone()]), "pg_catalog._bpchar");
+        let plain = link("pg_catalog._bpchar", false, true, -1, "");
+        assert_eq!(cast(&[plain, bpchar]), "pg_catalog._bpchar");
+    }
+}

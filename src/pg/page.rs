@@ -1,0 +1,138 @@
+//! A page: one keyset query of `limit + 1` rows (the extra row says whether a next page
+//! exists), answered `{"data":[…],"next_cursor":"…"}` with `Link: rel="next"`. Its cost is the
+//! same at any depth. The next cursor carries the last row's key as text; a key too long for a
+//! cursor is answered 500 `key-too-long` rather than linked to a cursor `decode` would refuse.
+
+use std::time::SystemTime;
+
+use http::{HeaderValue, header};
+use serde_json::value::RawValue;
+
+use super::params::Params;
+use super::resource::Resource;
+use super::running::{self, Ctx, key_of};
+use super::sql::{self, Shape};
+use super::{Catalog, PgError};
+use crate::Response;
+use crate::cursor::{CursorError, MAX_KEY_JSON_LEN, binding_hash, key_json_len};
+
+/// The key values a cursor carries, each the text of a JSON string.
+fn cursor_key(
+    resource: &Resource,
+    cursor: &str,
+    binding: u64,
+) -> Result<Vec<String>, CursorError> {
+    let values = resource.codec().decode(
+        cursor,
+        resource.route_id(),
+        binding,
+        resource.table().key.len(),
+        SystemTime::now(),
+    )?;
+    values
+        .iter()
+        .map(|v| serde_json::from_str::<String>(v.get()).map_err(|_| CursorError::WrongFilters))
+        .collect()
+}
+
+pub(super) async fn page(
+    resource: &Resource,
+    catalog: &Catalog,
+    path: &str,
+    params: Params,
+    ctx: &Ctx,
+) -> Result<Response, PgError> {
+    let table = resource.table();
+    let binding = binding_hash(params.binding.iter().map(String::as_str));
+    let after = match &params.cursor {
+        None => None,
+        Some(cursor) => Some(cursor_key(resource, cursor, binding)?),
+    };
+    let limit = params.limit.unwrap_or(table.default_limit);
+    let fields = params
+        .fields
+        .clone()
+        .unwrap_or_else(|| table.default_fields.clone());
+    let statement = sql::select(
+        table,
+        catalog,
+        &fields,
+        Shape::Json,
+        &params.filters,
+        after.as_deref(),
+        limit + 1,
+    );
+    let rows = resource.connection(false, ctx).await?.rows(&statement).await;
+    let mut rows = match rows {
+        Err(PgError::Rejected) => {
+            return Err(resource.blame(catalog, &params.offered, ctx).await);
+        }
+        Err(PgError::Changed) => {
+            resource.forget();
+            return Err(PgError::Changed);
+        }
+        rows => rows?,
+    };
+    let more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    let mut body = String::from("{\"data\":[");
+    for (i, row) in rows.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(running::value::<&str>(row, 0)?);
+    }
+    body.push_str("],\"next_cursor\":");
+    let mut link = None;
+    match rows.last().filter(|_| more) {
+        Some(last) => {
+            let cursor = next_cursor(resource, &key_of(last, 1, table.key.len())?, binding)?;
+            body.push_str(&serde_json::to_string(&cursor).unwrap_or_else(|_| "null".to_owned()));
+            let mut query = params.kept.clone();
+            query.push(format!("cursor={cursor}"));
+            link =
+                HeaderValue::from_str(&format!("<{path}?{}>; rel=\"next\"", query.join("&"))).ok();
+        }
+        None => body.push_str("null"),
+    }
+    body.push('}');
+    let mut response = http::Response::new(crate::body::full(body));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Some(link) = link {
+        headers.insert(header::LINK, link);
+    }
+    Ok(response)
+}
+
+/// The cursor of the page after the row whose key is `key`; a key longer than a cursor
+/// carries is an error naming its longest column, never a cursor `decode` refuses.
+fn next_cursor(resource: &Resource, key: &[String], binding: u64) -> Result<String, PgError> {
+    let raw: Vec<Box<RawValue>> = key
+        .iter()
+        .filter_map(|k| {
+            serde_json::to_string(k)
+                .ok()
+                .and_then(|s| RawValue::from_string(s).ok())
+        })
+        .collect();
+    let refs: Vec<&RawValue> = raw.iter().map(AsRef::as_ref).collect();
+    if key_json_len(&refs) > MAX_KEY_JSON_LEN {
+        let longest = (0..refs.len())
+            .max_by_key(|i| refs[*i].get().len())
+            .and_then(|i| resource.table().key.get(i))
+            .map_or_else(String::new, |k| k.column.clone());
+        tracing::error!(route = resource.route(), column = %longest, bound = MAX_KEY_JSON_LEN, "a page's next key is longer than a cursor carries");
+        return Err(PgError::KeyTooLong {
+            column: longest,
+            bound: MAX_KEY_JSON_LEN,
+        });
+    }
+    Ok(resource
+        .codec()
+        .encode(resource.route_id(), binding, &refs, SystemTime::now()))
+}
