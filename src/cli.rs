@@ -158,7 +158,7 @@ async fn check_tables(config: Config) -> ExitCode {
             ),
             Ok(Err(crate::pg::CheckError::Invalid(reason))) => {
                 unfit = true;
-                println!("route {}: {reason}", resource.route());
+                println!("{reason} (route `{}`)", resource.route());
             }
             Ok(Err(crate::pg::CheckError::Unreachable(error))) => println!(
                 "route {}: database not reachable ({error}); `run` checks it when it is",

@@ -58,7 +58,7 @@ pub enum StartError {
         need: u64,
     },
     /// A table route does not fit its table (checked at start while its database answers).
-    #[error("route `{route}`: {reason}")]
+    #[error("{reason} (route `{route}`)")]
     Table {
         /// The route.
         route: String,

@@ -80,7 +80,8 @@ impl Column {
             format!("{reference}::text")
         } else {
             // `concat` writes a value with its output function (and a NULL as '', kept NULL).
-            format!("CASE WHEN {reference} IS NULL THEN NULL ELSE concat({reference}) END")
+            // `num_nulls`, not `IS NULL`, which is true of a row whose fields are all NULL.
+            format!("CASE WHEN num_nulls({reference}) = 1 THEN NULL ELSE concat({reference}) END")
         }
     }
 }
@@ -170,7 +171,8 @@ pub(crate) async fn check(client: &mut Object, table: &TableConfig) -> Result<Ca
         .map_err(refused)?;
     let Some(relation) = relation else {
         return Err(CheckError::Invalid(format!(
-            "table `{}` does not exist (or pagegate's role cannot see it)",
+            "{}table `{}` does not exist (or pagegate's role cannot see it)",
+            table.places.at(table.places.name),
             table.name
         )));
     };
@@ -191,7 +193,8 @@ pub(crate) async fn check(client: &mut Object, table: &TableConfig) -> Result<Ca
         .collect();
     if !missing.is_empty() {
         return Err(CheckError::Invalid(format!(
-            "table `{}` has no column {}",
+            "{}table `{}` has no column {}",
+            table.places.at(table.places.name),
             table.name,
             missing.join(", ")
         )));
@@ -211,7 +214,8 @@ pub(crate) async fn check(client: &mut Object, table: &TableConfig) -> Result<Ca
         .collect();
     if !nullable.is_empty() {
         return Err(CheckError::Invalid(format!(
-            "key column {} of `{}` may be NULL, which would make pages skip rows: make it NOT NULL (ALTER TABLE {} ALTER COLUMN {} SET NOT NULL) or pick another key",
+            "{}key column {} of `{}` may be NULL, which would make pages skip rows: make it NOT NULL (ALTER TABLE {} ALTER COLUMN {} SET NOT NULL) or pick another key",
+            table.places.at(table.places.key.first().copied()),
             nullable.join(", "),
             table.name,
             quote_table(&table.name),
@@ -238,7 +242,8 @@ pub(crate) async fn check(client: &mut Object, table: &TableConfig) -> Result<Ca
         .any(|index| index.iter().all(|c| key.contains(&c.as_str())))
     {
         return Err(CheckError::Invalid(format!(
-            "the key ({}) of `{}` is not unique: no primary key or unique index is within it, so rows could be skipped or repeated; add the primary key's columns to `key`, or CREATE UNIQUE INDEX ON {} ({})",
+            "{}the key ({}) of `{}` is not unique: no primary key or unique index is within it, so rows could be skipped or repeated; add the primary key's columns to `key`, or CREATE UNIQUE INDEX ON {} ({})",
+            table.places.at(table.places.key.first().copied()),
             key.join(", "),
             table.name,
             quote_table(&table.name),

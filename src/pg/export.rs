@@ -30,9 +30,9 @@ use http_body_util::{BodyExt, StreamBody};
 
 use super::csv::{self, Stamps};
 use super::ndjson;
-use super::running::value;
 use super::params::Params;
 use super::running::Ctx;
+use super::running::value;
 use super::sql::{self, Filter, Shape};
 use super::{Catalog, PgError, Resource};
 use crate::config::{ExportFormat, ExportVia};

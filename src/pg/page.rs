@@ -17,11 +17,7 @@ use crate::Response;
 use crate::cursor::{CursorError, MAX_KEY_JSON_LEN, binding_hash, key_json_len};
 
 /// The key values a cursor carries, each the text of a JSON string.
-fn cursor_key(
-    resource: &Resource,
-    cursor: &str,
-    binding: u64,
-) -> Result<Vec<String>, CursorError> {
+fn cursor_key(resource: &Resource, cursor: &str, binding: u64) -> Result<Vec<String>, CursorError> {
     let values = resource.codec().decode(
         cursor,
         resource.route_id(),
@@ -62,7 +58,11 @@ pub(super) async fn page(
         after.as_deref(),
         limit + 1,
     );
-    let rows = resource.connection(false, ctx).await?.rows(&statement).await;
+    let rows = resource
+        .connection(false, ctx)
+        .await?
+        .rows(&statement)
+        .await;
     let mut rows = match rows {
         Err(PgError::Rejected) => {
             return Err(resource.blame(catalog, &params.offered, ctx).await);

@@ -6,8 +6,8 @@
 use std::collections::BTreeSet;
 
 use super::resource::Offered;
-use super::{Catalog, PgError};
 use super::sql::Filter;
+use super::{Catalog, PgError};
 use crate::config::{ExportFormat, FilterOp, TableConfig};
 
 /// Most filters one request may carry.
@@ -236,13 +236,11 @@ pub(super) fn parse(table: &TableConfig, query: &str, export: bool) -> Result<Pa
                     return Err(bad(format!("more than {MAX_FILTERS} filters")));
                 }
                 if op != FilterOp::Is {
-                    params
-                        .offered
-                        .extend(values.iter().map(|value| Offered {
-                            parameter: format!("the filter `{column}={}.…`", op.name()),
-                            column: column.to_owned(),
-                            value: value.clone(),
-                        }));
+                    params.offered.extend(values.iter().map(|value| Offered {
+                        parameter: format!("the filter `{column}={}.…`", op.name()),
+                        column: column.to_owned(),
+                        value: value.clone(),
+                    }));
                 }
                 params.filters.push(Filter {
                     column: column.to_owned(),

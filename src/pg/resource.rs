@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use super::running::{Ctx, pool_error};
-use super::{Catalog, CheckError, Database, PgError, RETRY_INVALID, RETRY_UNREACHABLE, Running, catalog, sql};
+use super::{
+    Catalog, CheckError, Database, PgError, RETRY_INVALID, RETRY_UNREACHABLE, Running, catalog, sql,
+};
 use crate::config::TableConfig;
 use crate::cursor::{CursorCodec, route_id};
 
@@ -214,7 +216,12 @@ impl Resource {
         let wait = self.database.config().connect_timeout;
         let share = tokio::time::timeout(wait, Arc::clone(&self.share).acquire_owned()).await;
         let Ok(Ok(share)) = share else {
-            tracing::warn!(route = &*ctx.route, request_id = ctx.request.as_deref().unwrap_or("-"), share = self.share_size, "the route's share of the database's connections stayed taken for connect_timeout");
+            tracing::warn!(
+                route = &*ctx.route,
+                request_id = ctx.request.as_deref().unwrap_or("-"),
+                share = self.share_size,
+                "the route's share of the database's connections stayed taken for connect_timeout"
+            );
             return Err(PgError::Unavailable);
         };
         let pool = if export {
@@ -250,7 +257,11 @@ impl Resource {
                 Err(None) => return PgError::Unavailable,
             }
         }
-        tracing::error!(route = &*ctx.route, request_id = ctx.request.as_deref().unwrap_or("-"), "the database refused a statement's value, but no client value on its own: stored data the statement cannot read");
+        tracing::error!(
+            route = &*ctx.route,
+            request_id = ctx.request.as_deref().unwrap_or("-"),
+            "the database refused a statement's value, but no client value on its own: stored data the statement cannot read"
+        );
         PgError::Database
     }
 

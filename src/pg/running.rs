@@ -8,7 +8,6 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{Database, PgError, pool, sql};
 
-
 /// Who a statement runs for, named in every log line about it.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Ctx {
@@ -39,27 +38,69 @@ pub(super) fn db_error(error: &tokio_postgres::Error, ctx: &Ctx) -> PgError {
     let (sqlstate, message) = (db.code().code(), db.message());
     match sqlstate {
         "22021" | "22P05" => {
-            tracing::error!(route, request_id = request, sqlstate, message, "stored text cannot be sent as UTF-8 (a SQL_ASCII database?)");
+            tracing::error!(
+                route,
+                request_id = request,
+                sqlstate,
+                message,
+                "stored text cannot be sent as UTF-8 (a SQL_ASCII database?)"
+            );
             PgError::Database
         }
-        _ if ["22", "23", "54"].iter().any(|class| sqlstate.starts_with(class)) => {
-            tracing::debug!(route, request_id = request, sqlstate, message, "the database refused a value");
+        _ if ["22", "23", "54"]
+            .iter()
+            .any(|class| sqlstate.starts_with(class)) =>
+        {
+            tracing::debug!(
+                route,
+                request_id = request,
+                sqlstate,
+                message,
+                "the database refused a value"
+            );
             PgError::Rejected
         }
         "57014" => {
-            tracing::warn!(route, request_id = request, sqlstate, message, "statement_timeout");
+            tracing::warn!(
+                route,
+                request_id = request,
+                sqlstate,
+                message,
+                "statement_timeout"
+            );
             PgError::Timeout
         }
         "0A000" | "42703" | "42804" => {
-            tracing::warn!(route, request_id = request, sqlstate, message, "the table changed under the route; its columns are read again");
+            tracing::warn!(
+                route,
+                request_id = request,
+                sqlstate,
+                message,
+                "the table changed under the route; its columns are read again"
+            );
             PgError::Changed
         }
-        _ if ["08", "53", "57P"].iter().any(|class| sqlstate.starts_with(class)) => {
-            tracing::warn!(route, request_id = request, sqlstate, message, "the database cannot serve now");
+        _ if ["08", "53", "57P"]
+            .iter()
+            .any(|class| sqlstate.starts_with(class)) =>
+        {
+            tracing::warn!(
+                route,
+                request_id = request,
+                sqlstate,
+                message,
+                "the database cannot serve now"
+            );
             PgError::Unavailable
         }
         _ => {
-            tracing::error!(route, request_id = request, sqlstate, message, "the database refused a statement pagegate built");
+            tracing::error!(
+                route,
+                request_id = request,
+                sqlstate,
+                message,
+                "the database refused a statement pagegate built"
+            );
             PgError::Database
         }
     }
@@ -173,7 +214,10 @@ impl Running {
             return Err(None);
         };
         let code = db.code().code();
-        if ["22", "23", "54"].iter().any(|class| code.starts_with(class)) {
+        if ["22", "23", "54"]
+            .iter()
+            .any(|class| code.starts_with(class))
+        {
             return Err(Some(db.message().to_owned()));
         }
         Ok(())

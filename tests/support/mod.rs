@@ -23,6 +23,7 @@ pub mod bodies;
 pub mod pgwire;
 pub mod postgres;
 pub mod redis;
+pub mod types;
 
 /// What an upstream saw of one request.
 #[derive(Debug, Clone)]
@@ -147,6 +148,15 @@ impl Proxy {
     }
 
     pub async fn start_url(yaml: &str, upstream_url: &str) -> Self {
+        match Self::try_start_url(yaml, upstream_url).await {
+            Ok(proxy) => proxy,
+            Err(error) => panic!("bind proxy: {error}"),
+        }
+    }
+
+    /// Starts pagegate as [`Proxy::start_url`] does, or gives the start's error (the config
+    /// must be valid).
+    pub async fn try_start_url(yaml: &str, upstream_url: &str) -> Result<Self, String> {
         let yaml = format!(
             "listen: 127.0.0.1:0\n{}",
             yaml.replace("{upstream}", upstream_url)
@@ -155,7 +165,7 @@ impl Proxy {
             Ok(config) => config,
             Err(e) => panic!("test config is invalid:\n{e}\n---\n{yaml}"),
         };
-        let server = Server::bind(config).await.expect("bind proxy");
+        let server = Server::bind(config).await.map_err(|e| e.to_string())?;
         let addr = server.local_addr().expect("proxy addr");
         let metrics = server.metrics_addr();
         let handle = server.handle();
@@ -163,13 +173,13 @@ impl Proxy {
         let done = tokio::spawn(server.run(async move {
             let _ = stopped.await;
         }));
-        Self {
+        Ok(Self {
             addr,
             metrics,
             handle,
             stop: Some(stop),
             done: Some(done),
-        }
+        })
     }
 
     pub fn url(&self, path_and_query: &str) -> String {

@@ -304,3 +304,40 @@ pub fn csv_records(text: &str) -> Vec<Vec<String>> {
     }
     records
 }
+
+/// RFC 4180 records whose fields tell NULL (an empty unquoted field, as `COPY` writes it) from
+/// the empty string (`""`).
+pub fn csv_fields(text: &str) -> Vec<Vec<Option<String>>> {
+    let mut records = Vec::new();
+    let mut record = Vec::new();
+    let mut chars = text.chars().peekable();
+    while chars.peek().is_some() {
+        let mut field = String::new();
+        let quoted = chars.peek() == Some(&'"');
+        if quoted {
+            chars.next();
+            while let Some(c) = chars.next() {
+                match c {
+                    '"' if chars.peek() == Some(&'"') => {
+                        chars.next();
+                        field.push('"');
+                    }
+                    '"' => break,
+                    c => field.push(c),
+                }
+            }
+        }
+        while let Some(&c) = chars.peek() {
+            if c == ',' || c == '\n' {
+                break;
+            }
+            field.push(c);
+            chars.next();
+        }
+        record.push((quoted || !field.is_empty()).then_some(field));
+        if chars.next() != Some(',') {
+            records.push(std::mem::take(&mut record));
+        }
+    }
+    records
+}

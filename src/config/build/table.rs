@@ -17,7 +17,8 @@ use crate::config::defaults::{
 };
 use crate::config::file::{FilePostgres, FileTable};
 use crate::config::table::{
-    ExportVia, TablePlaces, MissingIndex, Statements, TlsRoots, fill_placeholders, tokio_postgres_url,
+    ExportVia, MissingIndex, Statements, TablePlaces, TlsRoots, fill_placeholders,
+    tokio_postgres_url,
 };
 use crate::config::{ExportFormat, FilterOp, KeyColumn, PostgresConfig, TableConfig};
 

@@ -35,7 +35,15 @@ pub(super) fn keyset(table: &TableConfig, catalog: &Catalog) -> sql::Statement {
         .collect();
     let key: Vec<String> = table.key.iter().map(|k| k.column.clone()).collect();
     let after = vec![String::new(); key.len()];
-    sql::select(table, catalog, &key, Shape::Json, &filters, Some(&after), 101)
+    sql::select(
+        table,
+        catalog,
+        &key,
+        Shape::Json,
+        &filters,
+        Some(&after),
+        101,
+    )
 }
 
 pub(super) async fn check(
@@ -106,7 +114,15 @@ pub(super) async fn check(
     if !(unscoped || sorted || !bounded) {
         return Ok(());
     }
-    let reason = if sorted || unscoped {
+    let reason = if let (Some(scope), true) = (&table.scope, unscoped || sorted) {
+        format!(
+            "{}`scope` names `{}`, but the planner walks no index of `{}` that starts with it in key order (so every page would read every scope's rows); such an index: {}",
+            table.places.at(table.places.scope),
+            scope.column,
+            table.name,
+            index_hint(table)
+        )
+    } else if sorted || unscoped {
         format!(
             "{}no index of `{}` walks the key in order, so every page would scan and sort the table: {}",
             table.places.at(table.places.key.first().copied()),
@@ -176,8 +192,14 @@ mod tests {
 
     #[test]
     fn a_condition_names_a_column_as_a_whole_word() {
-        assert!(names("(ROW(created_at, id) > ROW(($2)::timestamptz, ($3)::int8))", "id"));
-        assert!(names("((\"Tenant\" = ($1)::text) AND (\"Key\" > ($2)::text))", "Key"));
+        assert!(names(
+            "(ROW(created_at, id) > ROW(($2)::timestamptz, ($3)::int8))",
+            "id"
+        ));
+        assert!(names(
+            "((\"Tenant\" = ($1)::text) AND (\"Key\" > ($2)::text))",
+            "Key"
+        ));
         assert!(!names("(tenant_id = ($1)::text)", "id"));
         assert!(!names("(ids > ($1)::int8)", "id"));
     }

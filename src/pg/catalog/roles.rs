@@ -102,7 +102,12 @@ fn probes(table: &TableConfig, catalog: &Catalog) -> Vec<Probe> {
         let statement = super::index::keyset(table, catalog);
         probes.push(Probe {
             sql: statement.sql,
-            column: table.key.iter().map(|k| k.column.as_str()).collect::<Vec<_>>().join(", "),
+            column: table
+                .key
+                .iter()
+                .map(|k| k.column.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
             at: places.key.first().copied(),
             role: "`key` compares its columns as one row".to_owned(),
             fix: "key rows by columns of types with a total order a btree index walks".to_owned(),
@@ -137,7 +142,10 @@ pub(super) async fn check(
             .await
             .map_err(refused)?;
         let prepared = transaction
-            .batch_execute(&format!("PREPARE {name} AS {}; DEALLOCATE {name}", probe.sql))
+            .batch_execute(&format!(
+                "PREPARE {name} AS {}; DEALLOCATE {name}",
+                probe.sql
+            ))
             .await;
         match prepared {
             Ok(()) => {}
