@@ -151,11 +151,16 @@ async fn check_tables(config: Config) -> ExitCode {
     for resource in generation.resources() {
         let wait = resource.database().config().connect_timeout + std::time::Duration::from_secs(2);
         match tokio::time::timeout(wait, resource.check()).await {
-            Ok(Ok(_)) => println!(
-                "route {}: table {} ok",
-                resource.route(),
-                resource.table().name
-            ),
+            Ok(Ok(catalog)) => {
+                println!(
+                    "route {}: table {} ok",
+                    resource.route(),
+                    resource.table().name
+                );
+                for warning in &catalog.warnings {
+                    println!("warning: {warning} (route `{}`)", resource.route());
+                }
+            }
             Ok(Err(crate::pg::CheckError::Invalid(reason))) => {
                 unfit = true;
                 println!("{reason} (route `{}`)", resource.route());

@@ -77,8 +77,8 @@ pub enum PgError {
     /// The database cannot be reached, or has no free connection (for this route) in time.
     #[error("the database is unavailable; retry shortly")]
     Unavailable,
-    /// The table changed under the route (a statement failed with 0A000, 42703 or 42804): its
-    /// columns are read again before the next statement.
+    /// The table changed under the route (a statement failed with 0A000 or a class 42 code,
+    /// such as 42703 or 42804): its columns are read again before the next statement.
     #[error("the table changed under this route; its columns are being read again: retry shortly")]
     Changed,
     /// A statement ran past `statement_timeout`.

@@ -452,7 +452,7 @@ fn tempdir() -> std::path::PathBuf {
 }
 
 #[tokio::test]
-async fn text_that_is_not_utf8_gets_503_never_a_panic() {
+async fn text_that_is_not_utf8_gets_500_never_a_panic() {
     // A SQL_ASCII database hands back bytes as they were stored, UTF-8 or not.
     let pg = Postgres::start_owned();
     pg.execute(
@@ -486,12 +486,14 @@ async fn text_that_is_not_utf8_gets_503_never_a_panic() {
         "/queries/export",
         "/queries/export?format=ndjson",
     ] {
+        // The database's fault, not the client's, and not passing: 500 with no Retry-After.
         let got = support::get(&proxy.url(path)).await;
         assert_eq!(
-            got.problem(503)["type"],
-            "urn:pagegate:problem:database-unavailable",
+            got.problem(500)["type"],
+            "urn:pagegate:problem:internal",
             "{path}"
         );
+        assert_eq!(got.header("retry-after"), None, "{path}");
     }
     // The valid row alone is served.
     let page = support::get(&proxy.url("/copy?id=eq.1")).await;

@@ -91,6 +91,8 @@ impl Column {
 pub struct Catalog {
     /// By name.
     pub(crate) columns: HashMap<String, Column>,
+    /// What the check found worth a warning but not a refusal.
+    pub warnings: Vec<String>,
 }
 
 impl Catalog {
@@ -199,12 +201,30 @@ pub(crate) async fn check(client: &mut Object, table: &TableConfig) -> Result<Ca
             missing.join(", ")
         )));
     }
-    let catalog = Catalog { columns };
+    let mut catalog = Catalog {
+        columns,
+        warnings: Vec::new(),
+    };
     roles::check(client, table, &catalog).await?;
+    for (i, key) in table.key.iter().enumerate() {
+        let Some(column) = catalog.columns.get(&key.column) else {
+            continue;
+        };
+        if !column.bounded {
+            catalog.warnings.push(format!(
+                "{}`key` names `{}`, of type {}, whose values have no bound length: a page whose last key is longer than a cursor carries ({} bytes) answers 500 key-too-long; key by a bounded column, or give it a size (varchar(255))",
+                table.places.at(table.places.key.get(i).copied()),
+                key.column,
+                column.declared,
+                crate::cursor::MAX_KEY_JSON_LEN
+            ));
+        }
+    }
+    let warnings = catalog.warnings;
     let columns = catalog.columns;
     if view {
         tracing::warn!(table = %table.name, "a view: its key's NOT NULL, uniqueness and index cannot be checked; make sure the key is unique and indexed in the tables under it");
-        return Ok(Catalog { columns });
+        return Ok(Catalog { columns, warnings });
     }
     let nullable: Vec<&str> = table
         .key
@@ -253,7 +273,7 @@ pub(crate) async fn check(client: &mut Object, table: &TableConfig) -> Result<Ca
                 .join(", ")
         )));
     }
-    let catalog = Catalog { columns };
+    let catalog = Catalog { columns, warnings };
     index::check(client, table, &catalog).await?;
     Ok(catalog)
 }

@@ -130,7 +130,14 @@ impl Resource {
         let now = Instant::now();
         let mut state = self.lock();
         match &outcome {
-            Ok(catalog) => *state = State::Ready(Arc::clone(catalog)),
+            Ok(catalog) => {
+                if !matches!(*state, State::Ready(_)) {
+                    for warning in &catalog.warnings {
+                        tracing::warn!(route = %self.route, "{warning}");
+                    }
+                }
+                *state = State::Ready(Arc::clone(catalog));
+            }
             Err(CheckError::Unreachable(_)) => *state = State::Unchecked { tried: Some(now) },
             Err(CheckError::Invalid(reason)) => {
                 if !matches!(*state, State::Unfit { .. }) {

@@ -24,8 +24,8 @@ pub(crate) struct Ctx {
 ///   carry (client values are UTF-8 without NUL, and jsonb's `\u0000` is refused before the
 ///   query), which is the database's: 500;
 /// - 57014 (a cancelled statement: `statement_timeout`): 504;
-/// - 0A000, 42703, 42804 (a cached plan or column that changed under the route):
-///   [`PgError::Changed`], and the table's columns are read again;
+/// - 0A000 and class 42 (a cached plan, column, type or operator that changed under the route:
+///   42703, 42804, 42883): [`PgError::Changed`], and the table's columns are read again;
 /// - no SQLSTATE (the connection failed), class 08, 53 and 57P (the server is going away or
 ///   full): 503;
 /// - any other: a statement pagegate built that the database refused, 500, logged at ERROR.
@@ -70,7 +70,9 @@ pub(super) fn db_error(error: &tokio_postgres::Error, ctx: &Ctx) -> PgError {
             );
             PgError::Timeout
         }
-        "0A000" | "42703" | "42804" => {
+        // Statements were built from the columns read, and prepared by the check: a column,
+        // type, operator or privilege the database no longer has is a table that changed.
+        _ if sqlstate == "0A000" || sqlstate.starts_with("42") => {
             tracing::warn!(
                 route,
                 request_id = request,

@@ -378,6 +378,8 @@ mod tests {
         };
         let column = |t: &str, numeric| Column {
             sql_type: t.to_owned(),
+            declared: t.to_owned(),
+            bounded: true,
             cast: match t {
                 "bigint" => "pg_catalog.int8",
                 "numeric" => "pg_catalog.\"numeric\"",
@@ -399,6 +401,7 @@ mod tests {
                 ),
                 ("amount".to_owned(), column("numeric", true)),
             ]),
+            warnings: Vec::new(),
         };
         (table, catalog)
     }

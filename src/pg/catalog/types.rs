@@ -36,8 +36,13 @@ struct Link {
 /// What the catalog says of one column's type.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Column {
-    /// `format_type(oid, NULL)`: how messages and the output mappings name it.
+    /// `format_type(oid, NULL)`: how the output mappings name it.
     pub(crate) sql_type: String,
+    /// As the table declares it, with its size (`character(8)`): how messages name it.
+    pub(crate) declared: String,
+    /// Its values have a bound length: fixed-size, sized (`varchar(64)`), or `numeric`. A key of
+    /// an unbounded type (text, bytea, jsonb) may one day hold a value too long for a cursor.
+    pub(crate) bounded: bool,
     /// The name a value is cast to ([`cast`]).
     pub(crate) cast: String,
     /// An array (of any element type, through domains).
@@ -104,7 +109,9 @@ pub(crate) async fn read(
                     t.typcategory = 'A' AND t.typlen = -1 AND t.typelem <> 0, t.typtypmod,
                     (SELECT format('%I.%I', an.nspname, at.typname) FROM pg_type at
                        JOIN pg_namespace an ON an.oid = at.typnamespace WHERE at.oid = t.typarray),
-                    t.typtype = 'c', t.oid IN ('json'::regtype, 'jsonb'::regtype)
+                    t.typtype = 'c', t.oid IN ('json'::regtype, 'jsonb'::regtype),
+                    format_type(a.atttypid, a.atttypmod),
+                    t.typlen > 0 OR a.atttypmod >= 0 OR t.typtypmod >= 0 OR t.oid = 'numeric'::regtype
              FROM chain c JOIN pg_attribute a ON a.attrelid = to_regclass($1::text) AND a.attnum = c.attnum
              JOIN pg_type t ON t.oid = c.oid JOIN pg_namespace n ON n.oid = t.typnamespace
              ORDER BY c.attnum, c.depth",
@@ -137,6 +144,8 @@ pub(crate) async fn read(
                 let typed = Column {
                     numeric: sql_type == "numeric",
                     sql_type,
+                    declared: row.get(10),
+                    bounded: row.get(11),
                     cast: String::new(),
                     array: link.array,
                     composite,
