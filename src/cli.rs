@@ -47,7 +47,7 @@ pub enum Command {
         #[arg(long, default_value_t = crate::demo::DEFAULT_ROWS)]
         rows: u64,
         /// Also serve the demo table from this PostgreSQL (created and filled when absent) at
-        /// /db/events: postgres://USER[:PASSWORD]@HOST:PORT/DATABASE.
+        /// /db/events: `postgres://USER[:PASSWORD]@HOST:PORT/DATABASE`.
         #[arg(long)]
         postgres: Option<String>,
     },

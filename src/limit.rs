@@ -1,6 +1,6 @@
 //! Rate and concurrency limits per route ([`LimitLayer`]), keyed per client ([`ClientKey`]):
-//! GCRA request rates per client and per route ([`rate`]), requests in flight per client and
-//! per route, held until the answer's body ends ([`concurrency`]), the IETF `RateLimit-Policy`
+//! GCRA request rates per client and per route (`rate`), requests in flight per client and
+//! per route, held until the answer's body ends (`concurrency`), the IETF `RateLimit-Policy`
 //! and `RateLimit` fields on every answer of a rate-limited route, and a report-only mode that
 //! evaluates, counts and reports but lets everything through.
 //!

@@ -4,13 +4,13 @@
 //! `{"data":[…],"next_cursor":"…"}` with `Link: rel="next"`: one keyset query of `limit + 1`
 //! rows (the extra row says whether a next page exists), its cost the same at any depth.
 //! `GET <path>/export?format=csv|ndjson&<filters>&after=<key>` streams every matching row as a
-//! sequence of short keyset queries of `chunk_rows` rows each ([`export`]).
+//! sequence of short keyset queries of `chunk_rows` rows each (`export`).
 //!
-//! Every client value reaches PostgreSQL as a bind parameter ([`sql`]), except in exports
+//! Every client value reaches PostgreSQL as a bind parameter (`sql`), except in exports
 //! read with `COPY`, which takes none: there values are literals pagegate writes, hex-encoded
-//! when they hold a quote, a backslash or a NUL ([`sql::inline`]). Fields, filters and
-//! operators are checked against the config's allow-lists first ([`params`]). A table is checked against
-//! the catalog ([`catalog`]) before it is served; while its database is unreachable its route
+//! when they hold a quote, a backslash or a NUL (`sql::literal`). Fields, filters and
+//! operators are checked against the config's allow-lists first (`params`). A table is checked against
+//! the catalog (`catalog`) before it is served; while its database is unreachable its route
 //! answers 503 and the check runs again when it comes back.
 
 use std::sync::Arc;
@@ -65,7 +65,7 @@ pub enum PgError {
         /// PostgreSQL's message.
         message: String,
     },
-    /// The database refused a value, before pagegate found which ([`Resource::blame`]).
+    /// The database refused a value, before pagegate found which (`Resource::blame`).
     #[error("a value does not fit its column's type")]
     Rejected,
     /// The cursor does not verify.

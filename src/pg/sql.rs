@@ -2,7 +2,7 @@
 //! and cast to its column's type inside the statement (`($1::text)::integer`); the identifiers
 //! are allow-listed names from the config, quoted anyway. `COPY`, which takes no parameters,
 //! gets the same statement with each parameter written as a literal that cannot end early
-//! ([`inline`]), the casts still typing and checking it.
+//! ([`literal`]), the casts still typing and checking it.
 //!
 //! Keyset order: `WHERE (k1, k2) > ($1, $2) ORDER BY k1, k2 LIMIT n` when every key column
 //! sorts the same way; mixed ascending and descending keys use the expanded form
@@ -47,7 +47,7 @@ pub(crate) enum Shape {
     /// One text value per column, as CSV writes it.
     Csv,
     /// The CSV columns alone inside `COPY (…) TO STDOUT (FORMAT csv)`, every value inlined as a
-    /// literal ([`inline`]): PostgreSQL writes the CSV itself.
+    /// literal ([`literal`]): PostgreSQL writes the CSV itself.
     CopyCsv,
     /// The columns as NDJSON reads them from `COPY` ([`super::ndjson::Kind::selected`]), inside
     /// `COPY (…) TO STDOUT (FORMAT csv)` like [`Shape::CopyCsv`].
