@@ -90,7 +90,7 @@ pub(crate) fn record(line: &[u8]) -> Option<Vec<Option<String>>> {
 /// `COPY` writes them bare (`2024-05-01 10:00:00.5+00`, sessions run in UTC), which costs the
 /// database what `psql \copy` pays, and a `T` for the space and `:00` after the offset is a
 /// byte edit here (measured on a million rows of five columns, end to end: 0.69 s against
-/// 0.95 s with the SQL expression [`super::Column::csv`] writes for the query path, and 0.67 s
+/// 0.95 s with the SQL expression [`super::catalog::Column::csv`] writes for the query path, and 0.67 s
 /// for `psql \copy` of the bare columns). Values the SQL
 /// expression leaves alone are left alone: years outside 1 to 9999 (`BC`, five digits) and
 /// `infinity`.
