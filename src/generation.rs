@@ -215,7 +215,13 @@ impl Generation {
                     &route.name,
                     &route.path,
                     Arc::clone(table),
-                    (Arc::clone(database), share),
+                    (
+                        Arc::clone(database),
+                        share,
+                        previous
+                            .and_then(|p| p.resources.get(&route.name))
+                            .map(AsRef::as_ref),
+                    ),
                     codec,
                 ),
             };

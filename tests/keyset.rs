@@ -342,8 +342,11 @@ async fn every_cursor_attack_is_a_400_that_never_reaches_the_backend() {
         ("status=a&cursor=garbage!!".to_owned(), "base64"),
         ("status=a&cursor=".to_owned(), "truncated"),
         (
-            format!("status=a&cursor={}", "A".repeat(2000)),
-            "2000 bytes",
+            format!(
+                "status=a&cursor={}",
+                "A".repeat(pagegate::cursor::MAX_CURSOR_LEN + 1)
+            ),
+            "4097 bytes",
         ),
         (format!("status=a&cursor={expired}"), "expired"),
         (format!("status=a&cursor={foreign}"), "signature"),

@@ -93,13 +93,16 @@ async fn values_the_database_refuses_are_the_clients_and_named() {
         .await;
     pg.execute(&format!(
         "CREATE DOMAIN {p}_positive AS integer CHECK (VALUE > 0);
-         CREATE TABLE {p}_v (id bigint PRIMARY KEY, pos {p}_positive, doc jsonb, name text NOT NULL);
-         INSERT INTO {p}_v VALUES (1, 1, '{{\"a\": 1}}', 'a'), (2, 2, '[1]', 'b,c'),
-                                 (3, 3, '\"x\"', ''), (4, 4, 'null', 'd');"
+         CREATE TABLE {p}_v (id bigint PRIMARY KEY, pos {p}_positive, doc jsonb, name text NOT NULL,
+                             amounts numeric(5,2)[], tags text[], code {p}_positive NOT NULL DEFAULT 1,
+                             words tsvector, rel regclass);
+         INSERT INTO {p}_v VALUES (1, 1, '{{\"a\": 1}}', 'a', '{{1.23}}', '{{x}}'),
+                                 (2, 2, '[1]', 'b,c', '{{1.5,2}}', '{{\"y,z\"}}'),
+                                 (3, 3, '\"x\"', '', NULL, NULL), (4, 4, 'null', 'd', NULL, NULL);"
     ))
     .await;
-    let settings =
-        "columns: [id, pos, doc, name], key: [id], filters: {pos: [eq], doc: [eq], name: [eq, in]}";
+    let settings = "columns: [id, pos, doc, name, amounts, tags, words, rel], key: [id], \
+        filters: {pos: [eq], doc: [eq], name: [eq, in], amounts: [eq], tags: [eq], words: [eq], rel: [eq]}";
     let proxy = serve(&pg, &route("values", &format!("{p}_v"), settings), "").await;
     let page = |q: &str| {
         let url = proxy.url(&format!("/values?{q}"));
@@ -149,6 +152,33 @@ async fn values_the_database_refuses_are_the_clients_and_named() {
         "`after` (its id value)",
         "invalid input syntax for type bigint",
     );
+    // Arrays as exports write them (JSON), each element cast without the column's size: a
+    // value that would round into a match is no match; a NUL escape is the client's.
+    assert_eq!(ids(&page("amounts=eq.%5B1.23%5D").await), [1]);
+    assert_eq!(
+        ids(&page("amounts=eq.%5B1.234%5D").await),
+        Vec::<i64>::new()
+    );
+    assert_eq!(ids(&page("amounts=eq.%7B1.5%2C2%7D").await), [2]);
+    assert_eq!(ids(&page("tags=eq.%5B%22y%2Cz%22%5D").await), [2]);
+    refused(
+        &page("tags=eq.%5B%22%5Cu0000%22%5D").await,
+        "the filter `tags=eq.…`",
+        "unsupported Unicode escape sequence",
+    );
+    // Types whose input raises a class 42 code for bad text (a syntax error, an unknown name):
+    // still the client's value, not a table that changed.
+    refused(
+        &page("words=eq.%27oops").await,
+        "the filter `words=eq.…`",
+        "syntax error in tsvector",
+    );
+    refused(
+        &page("rel=eq.no_such_table").await,
+        "the filter `rel=eq.…`",
+        "does not exist",
+    );
+    assert_eq!(ids(&page("rel=eq.pg_class").await), Vec::<i64>::new());
     // `in` is one CSV record: quoted items hold commas, an empty item is the empty string.
     assert_eq!(ids(&page("name=in.a,%22b,c%22,").await), [1, 2, 3]);
     assert_eq!(ids(&page("name=in.%22%22").await), [3]);

@@ -77,7 +77,7 @@ async fn kinds(pg: &Postgres) -> Vec<Kind> {
     kinds.extend(OTHERS.iter().map(|(spelled, samples)| Kind {
         spelled: spelled.replace("{p}", p),
         samples: samples.iter().map(|s| (*s).to_owned()).collect(),
-        numeric: spelled.starts_with("numeric"),
+        numeric: spelled.starts_with("numeric") && !spelled.ends_with("[]"),
     }));
     kinds
 }

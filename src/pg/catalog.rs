@@ -123,11 +123,15 @@ pub enum CheckError {
 }
 
 /// A failed catalog query: the database said no (a missing permission, an unknown type) — the
-/// table is unfit, with PostgreSQL's reason — or it could not be asked at all.
+/// table is unfit, with PostgreSQL's reason — or it could not be asked at all, or not now.
 // By value, so call sites read `.map_err(refused)`.
 #[allow(clippy::needless_pass_by_value)]
 fn refused(error: tokio_postgres::Error) -> CheckError {
     match error.as_db_error() {
+        // A timeout, a lock or a server going away: tried again in a second, not unfit.
+        Some(db) if db.code().code() == "57014" || super::running::transient(db.code().code()) => {
+            CheckError::Unreachable(db.message().to_owned())
+        }
         Some(db) => {
             CheckError::Invalid(format!("the database refused the check: {}", db.message()))
         }

@@ -56,6 +56,8 @@ struct Cursor {
     capacity: usize,
     /// For the log.
     ctx: Ctx,
+    /// A chunk was fetched.
+    served: bool,
 }
 
 /// What becomes of each row `COPY` gives.
@@ -116,6 +118,7 @@ impl Cursor {
             Ok(fetched) => fetched,
             Err(error) => return self.fail(error),
         };
+        self.served = true;
         self.done = fetched.len() < rows as usize;
         let width = self.columns.len();
         let mut out = BytesMut::with_capacity(fetched.len() * 64 + 256);
@@ -176,7 +179,9 @@ impl Cursor {
     /// is read again before the next statement.
     fn fail(&mut self, error: PgError) -> Option<Result<Bytes, PgError>> {
         self.done = true;
-        if matches!(error, PgError::Changed) {
+        // After the first chunk, no client value is new: a table that changed is one (the
+        // first chunk's errors are answered by `Resource::answer`).
+        if matches!(error, PgError::Changed) && self.served {
             self.resource.forget();
         }
         Some(Err(error))
@@ -228,6 +233,7 @@ impl Cursor {
             Ok(copied) => copied,
             Err(error) => return self.fail(error),
         };
+        self.served = true;
         self.done = copied.rows < rows as usize;
         if copied.rows > 0 {
             let key = csv::record(&copied.last).and_then(|fields| {
@@ -352,14 +358,13 @@ pub(super) async fn response(
         writer,
         capacity: 0,
         ctx: ctx.clone(),
+        served: false,
     };
     // The first chunk before the head: a malformed value (400, naming it), a timeout (504) or
     // no connection (503) is still answered as such.
     let first = match cursor.next().await.transpose() {
-        Err(PgError::Rejected) => {
-            return Err(resource.blame(&catalog, &params.offered, ctx).await);
-        }
-        first => first?,
+        Ok(first) => first,
+        Err(error) => return Err(resource.answer(error, &catalog, &params.offered, ctx).await),
     };
     let ahead = if cursor.done {
         Ahead::Done

@@ -64,14 +64,8 @@ pub(super) async fn page(
         .rows(&statement)
         .await;
     let mut rows = match rows {
-        Err(PgError::Rejected) => {
-            return Err(resource.blame(catalog, &params.offered, ctx).await);
-        }
-        Err(PgError::Changed) => {
-            resource.forget();
-            return Err(PgError::Changed);
-        }
-        rows => rows?,
+        Ok(rows) => rows,
+        Err(error) => return Err(resource.answer(error, catalog, &params.offered, ctx).await),
     };
     let more = rows.len() > limit as usize;
     rows.truncate(limit as usize);

@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
-use super::running::{Ctx, pool_error};
+use super::running::{Ctx, pool_error, refuses_value, sqlstate_error};
 use super::{
     Catalog, CheckError, Database, PgError, RETRY_INVALID, RETRY_UNREACHABLE, Running, catalog, sql,
 };
@@ -55,18 +55,26 @@ pub struct Resource {
 }
 
 impl Resource {
-    /// The resource of route `route`, holding at most `share` of `database`'s connections.
+    /// The resource of route `route`, holding at most `share` of `database`'s connections: the
+    /// places of `previous` (the route's resource before a reload) when it had as many of the
+    /// same database's, so statements still running count against the same share.
     pub fn new(
         route: &str,
         path: &str,
         table: Arc<TableConfig>,
-        (database, share): (Arc<Database>, usize),
+        (database, share, previous): (Arc<Database>, usize, Option<&Resource>),
         codec: Arc<CursorCodec>,
     ) -> Arc<Self> {
+        let places = previous
+            .filter(|p| p.share_size == share && Arc::ptr_eq(&p.database, &database))
+            .map_or_else(
+                || Arc::new(tokio::sync::Semaphore::new(share)),
+                |p| Arc::clone(&p.share),
+            );
         Arc::new(Self {
             route: route.to_owned(),
             ctx_route: Arc::from(route),
-            share: Arc::new(tokio::sync::Semaphore::new(share)),
+            share: places,
             share_size: share,
             path: path.to_owned(),
             route_id: route_id(route),
@@ -242,34 +250,75 @@ impl Resource {
         }
     }
 
-    /// After a statement failed with [`PgError::Rejected`]: the client value at fault, each
-    /// cast on its own as the statement casts it (PostgreSQL does not say which parameter it
-    /// refused), answered 400 naming it. When none fails alone, the statement's failure came
-    /// from stored data: 500, logged.
-    pub(super) async fn blame(&self, catalog: &Catalog, values: &[Offered], ctx: &Ctx) -> PgError {
+    /// What a failed statement's error says to the client. [`PgError::Rejected`] and
+    /// [`PgError::Changed`] may be a client's value (some types' input functions raise class 42
+    /// for bad text): the value at fault is named ([`Resource::blame`]); otherwise a refused
+    /// value is stored data the statement cannot read (500), and a changed table is read
+    /// again.
+    pub(super) async fn answer(
+        &self,
+        error: PgError,
+        catalog: &Catalog,
+        values: &[Offered],
+        ctx: &Ctx,
+    ) -> PgError {
+        if !matches!(error, PgError::Rejected | PgError::Changed) {
+            return error;
+        }
+        match (self.blame(catalog, values, ctx).await, error) {
+            (Some(blamed @ PgError::BadValue { .. }), _) => blamed,
+            (Some(PgError::Changed) | None, PgError::Changed) => {
+                self.forget();
+                PgError::Changed
+            }
+            (None, _) => {
+                tracing::error!(
+                    route = &*ctx.route,
+                    request_id = ctx.request.as_deref().unwrap_or("-"),
+                    "the database refused a statement's value, but no client value on its own: stored data the statement cannot read (text UTF-8 cannot carry?)"
+                );
+                PgError::Database
+            }
+            (Some(other), _) => other,
+        }
+    }
+
+    /// The client value the database refuses, each cast on its own as the statement casts it
+    /// (PostgreSQL does not say which parameter it refused), as a 400 naming it; `None` when
+    /// each is read alone. A value whose cast raises class 42 or 0A000 is at fault only when
+    /// the same cast of NULL is not (else the column's type itself changed). A statement that
+    /// succeeds costs none of this.
+    async fn blame(&self, catalog: &Catalog, values: &[Offered], ctx: &Ctx) -> Option<PgError> {
+        if values.is_empty() {
+            return None;
+        }
         let mut running = match self.connection(false, ctx).await {
             Ok(running) => running,
-            Err(error) => return error,
+            Err(error) => return Some(error),
         };
         for offered in values {
-            let statement = sql::one_value(&self.table, catalog, &offered.column, &offered.value);
-            match running.probe(&statement).await {
-                Ok(()) => {}
-                Err(Some(message)) => {
-                    return PgError::BadValue {
-                        parameter: offered.parameter.clone(),
-                        message,
-                    };
+            let cast = sql::one_value(catalog, &offered.column, Some(&offered.value));
+            let (code, message) = match running.probe(&cast).await {
+                Ok(()) => continue,
+                Err(None) => return Some(PgError::Unavailable),
+                Err(Some(refused)) => refused,
+            };
+            let at_fault = refuses_value(&code)
+                || ((code == "0A000" || code.starts_with("42"))
+                    && running
+                        .probe(&sql::one_value(catalog, &offered.column, None))
+                        .await
+                        .is_ok());
+            return Some(if at_fault {
+                PgError::BadValue {
+                    parameter: offered.parameter.clone(),
+                    message,
                 }
-                Err(None) => return PgError::Unavailable,
-            }
+            } else {
+                sqlstate_error(&code, &message, ctx)
+            });
         }
-        tracing::error!(
-            route = &*ctx.route,
-            request_id = ctx.request.as_deref().unwrap_or("-"),
-            "the database refused a statement's value, but no client value on its own: stored data the statement cannot read"
-        );
-        PgError::Database
+        None
     }
 
     /// Reads the table's columns again before the next statement, whatever the last check

@@ -18,16 +18,15 @@ pub(crate) struct Ctx {
 }
 
 /// Sorts a failed statement by its SQLSTATE, logging it with the route and request id:
-/// - class 22 (data exception), 23 (integrity, a domain's `CHECK`) and 54 (program limit):
-///   the database refused a value, [`PgError::Rejected`], logged at debug: the caller finds
-///   which one ([`super::Resource::blame`]); except 22021 and 22P05, stored text UTF-8 cannot
-///   carry (client values are UTF-8 without NUL, and jsonb's `\u0000` is refused before the
-///   query), which is the database's: 500;
+/// - [`refuses_value`] codes (class 22, 23, 54): the database refused a value,
+///   [`PgError::Rejected`], logged at debug: the caller finds which one
+///   ([`super::Resource::blame`]), and when none alone is refused (22021 and 22P05 from stored
+///   text UTF-8 cannot carry), answers 500;
 /// - 57014 (a cancelled statement: `statement_timeout`): 504;
 /// - 0A000 and class 42 (a cached plan, column, type or operator that changed under the route:
-///   42703, 42804, 42883): [`PgError::Changed`], and the table's columns are read again;
-/// - no SQLSTATE (the connection failed), class 08, 53 and 57P (the server is going away or
-///   full): 503;
+///   42703, 42804, 42883): [`PgError::Changed`]; the caller first rules out a client's value
+///   (some types' input functions raise class 42 for bad text), then reads the table again;
+/// - no SQLSTATE (the connection failed), and [`transient`] codes: 503;
 /// - any other: a statement pagegate built that the database refused, 500, logged at ERROR.
 pub(super) fn db_error(error: &tokio_postgres::Error, ctx: &Ctx) -> PgError {
     let (route, request) = (&*ctx.route, ctx.request.as_deref().unwrap_or("-"));
@@ -35,22 +34,14 @@ pub(super) fn db_error(error: &tokio_postgres::Error, ctx: &Ctx) -> PgError {
         tracing::warn!(route, request_id = request, %error, "the database connection failed");
         return PgError::Unavailable;
     };
-    let (sqlstate, message) = (db.code().code(), db.message());
+    sqlstate_error(db.code().code(), db.message(), ctx)
+}
+
+/// [`db_error`] of a database's answer.
+pub(super) fn sqlstate_error(sqlstate: &str, message: &str, ctx: &Ctx) -> PgError {
+    let (route, request) = (&*ctx.route, ctx.request.as_deref().unwrap_or("-"));
     match sqlstate {
-        "22021" | "22P05" => {
-            tracing::error!(
-                route,
-                request_id = request,
-                sqlstate,
-                message,
-                "stored text cannot be sent as UTF-8 (a SQL_ASCII database?)"
-            );
-            PgError::Database
-        }
-        _ if ["22", "23", "54"]
-            .iter()
-            .any(|class| sqlstate.starts_with(class)) =>
-        {
+        _ if refuses_value(sqlstate) => {
             tracing::debug!(
                 route,
                 request_id = request,
@@ -78,14 +69,11 @@ pub(super) fn db_error(error: &tokio_postgres::Error, ctx: &Ctx) -> PgError {
                 request_id = request,
                 sqlstate,
                 message,
-                "the table changed under the route; its columns are read again"
+                "the table may have changed under the route"
             );
             PgError::Changed
         }
-        _ if ["08", "53", "57P"]
-            .iter()
-            .any(|class| sqlstate.starts_with(class)) =>
-        {
+        _ if transient(sqlstate) => {
             tracing::warn!(
                 route,
                 request_id = request,
@@ -106,6 +94,25 @@ pub(super) fn db_error(error: &tokio_postgres::Error, ctx: &Ctx) -> PgError {
             PgError::Database
         }
     }
+}
+
+/// A SQLSTATE a client's value can cause: class 22 (data exception, 22021 and 22P05 text UTF-8
+/// or the server's encoding cannot carry among them), 23 (a domain's `CHECK`), 54 (a program
+/// limit: JSON nested past the stack).
+pub(super) fn refuses_value(sqlstate: &str) -> bool {
+    ["22", "23", "54"]
+        .iter()
+        .any(|class| sqlstate.starts_with(class))
+}
+
+/// A SQLSTATE that says the database cannot serve now, and may soon: a lost or refused
+/// connection (08), no resources (53), shutting down (57P), a serialization failure or
+/// deadlock (40001, 40P01: a read replica cancels a statement that conflicts with recovery), a
+/// lock not available (55P03).
+pub(crate) fn transient(sqlstate: &str) -> bool {
+    ["08", "53", "57P", "40001", "40P01", "55P03"]
+        .iter()
+        .any(|prefix| sqlstate.starts_with(prefix))
 }
 
 pub(super) fn pool_error(error: &deadpool_postgres::PoolError, ctx: &Ctx) -> PgError {
@@ -148,15 +155,18 @@ impl Running {
         }
     }
 
-    /// Sorts `error` ([`db_error`]); a connection whose cached plans may be stale (the table
-    /// changed) is not pooled again.
+    /// Sorts `error` ([`db_error`]). A statement the database answered with an error has
+    /// ended: the connection goes back to the pool (no cancel), its cached statements dropped
+    /// when the table may have changed under them.
     fn failed(&mut self, error: &tokio_postgres::Error) -> PgError {
         let sorted = db_error(error, &self.ctx);
-        if matches!(sorted, PgError::Changed) {
-            if let Some(client) = self.client.take() {
-                drop(Object::take(client));
-            }
+        if error.as_db_error().is_some() {
             self.finished = true;
+            if matches!(sorted, PgError::Changed)
+                && let Some(client) = &self.client
+            {
+                client.statement_cache.clear();
+            }
         }
         sorted
     }
@@ -198,10 +208,12 @@ impl Running {
     }
 
     /// Runs `statement` (one client value cast as a statement casts it, see
-    /// [`super::Resource::blame`]) unnamed, so nothing is left prepared: `Err(Some(message))`
-    /// when the database refuses the value (class 22, 23 or 54), `Err(None)` when it cannot be
-    /// asked.
-    pub(crate) async fn probe(&mut self, statement: &sql::Statement) -> Result<(), Option<String>> {
+    /// [`super::Resource::blame`]) unnamed, so nothing is left prepared: `Err(Some((SQLSTATE,
+    /// message)))` when the database refuses it, `Err(None)` when it cannot be asked.
+    pub(crate) async fn probe(
+        &mut self,
+        statement: &sql::Statement,
+    ) -> Result<(), Option<(String, String)>> {
         let client = self.client.as_ref().ok_or(None)?;
         self.finished = false;
         let params: Vec<(&(dyn tokio_postgres::types::ToSql + Sync), Type)> = statement
@@ -210,19 +222,13 @@ impl Running {
             .map(|p| (p as &(dyn tokio_postgres::types::ToSql + Sync), Type::TEXT))
             .collect();
         let outcome = client.query_typed(&statement.sql, &params).await;
-        self.finished = true;
-        let Err(error) = outcome else { return Ok(()) };
-        let Some(db) = error.as_db_error() else {
-            return Err(None);
+        let Err(error) = outcome else {
+            self.finished = true;
+            return Ok(());
         };
-        let code = db.code().code();
-        if ["22", "23", "54"]
-            .iter()
-            .any(|class| code.starts_with(class))
-        {
-            return Err(Some(db.message().to_owned()));
-        }
-        Ok(())
+        let db = error.as_db_error().ok_or(None)?;
+        self.finished = true;
+        Err(Some((db.code().code().to_owned(), db.message().to_owned())))
     }
 
     /// Runs a `COPY … TO STDOUT` statement, collecting its output after what `out` holds

@@ -86,22 +86,27 @@ impl Values {
         format!("({}::text)::{sql_type}", self.text(value))
     }
 
-    /// `value` as a value of `column`: cast to its type ([`Catalog::cast`]), or, for an array
-    /// written as a JSON array or a row written as a JSON object (as exports write them), read
-    /// by PostgreSQL's own JSON mapping into the column's type.
-    fn of(&mut self, value: &str, column: &str, catalog: &Catalog, relation: &str) -> String {
-        let json = catalog.columns.get(column).is_some_and(|c| {
-            (c.array && json_array(value)) || (c.composite && value.starts_with('{'))
-        });
-        if json {
-            // `column` is a plain name (letters, digits, `_`): safe inside a string literal.
-            format!(
-                "(json_populate_record(NULL::{relation}, json_build_object('{column}', ({}::text)::json))).{}",
-                self.text(value),
-                quote_ident(column)
-            )
-        } else {
-            self.typed(value, catalog.cast(column))
+    /// `value` as a value of `column`: cast to its type ([`Catalog::cast`]); or an array
+    /// written as a JSON array (as exports write them), each element cast to the element type
+    /// (one dimension); or a row written as a JSON object, read by PostgreSQL's own JSON
+    /// mapping into the row type (whose fields keep their declared sizes, as its text form's
+    /// do).
+    fn of(&mut self, value: &str, column: &str, catalog: &Catalog) -> String {
+        let Some(c) = catalog.columns.get(column) else {
+            return self.typed(value, "pg_catalog.text");
+        };
+        match &c.element {
+            Some(element) if c.array && json_array(value) => format!(
+                "ARRAY(SELECT (e.v)::{element} FROM json_array_elements_text(({}::text)::json) \
+                 WITH ORDINALITY AS e(v, i) ORDER BY e.i)",
+                self.text(value)
+            ),
+            _ if c.composite && value.starts_with('{') => format!(
+                "json_populate_record(NULL::{}, ({}::text)::json)",
+                c.cast,
+                self.text(value)
+            ),
+            _ => self.typed(value, &c.cast),
         }
     }
 }
@@ -116,18 +121,17 @@ fn json_array(value: &str) -> bool {
     !(bound.len() < rest.len() && bound.starts_with(':'))
 }
 
-/// `SELECT <value as a value of column>`: how [`select`] reads one client value, on its own.
-pub(crate) fn one_value(
-    table: &TableConfig,
-    catalog: &Catalog,
-    column: &str,
-    value: &str,
-) -> Statement {
+/// `SELECT <value as a value of column>`: how [`select`] reads one client value, on its own
+/// (`None`: the same cast of NULL, which fails only when the type itself does not serve).
+pub(crate) fn one_value(catalog: &Catalog, column: &str, value: Option<&str>) -> Statement {
     let mut values = Values {
         params: Vec::new(),
         inline: false,
     };
-    let expression = values.of(value, column, catalog, &quote_table(&table.name));
+    let expression = match value {
+        Some(value) => values.of(value, column, catalog),
+        None => format!("(NULL::text)::{}", catalog.cast(column)),
+    };
     Statement {
         sql: format!("SELECT {expression} IS NULL"),
         params: values.params,
@@ -240,7 +244,7 @@ pub(crate) fn select(
                 let items: Vec<String> = f
                     .values
                     .iter()
-                    .map(|v| values.of(v, &f.column, catalog, &relation))
+                    .map(|v| values.of(v, &f.column, catalog))
                     .collect();
                 format!("{column} IN ({})", items.join(", "))
             }
@@ -253,10 +257,7 @@ pub(crate) fn select(
                     FilterOp::Gt => ">",
                     _ => ">=",
                 };
-                format!(
-                    "{column} {symbol} {}",
-                    values.of(one, &f.column, catalog, &relation)
-                )
+                format!("{column} {symbol} {}", values.of(one, &f.column, catalog))
             }
         });
     }
@@ -268,7 +269,7 @@ pub(crate) fn select(
             .map(|(k, v)| {
                 (
                     quote_ident(&k.column),
-                    values.of(v, &k.column, catalog, &relation),
+                    values.of(v, &k.column, catalog),
                     k.descending,
                 )
             })
@@ -387,6 +388,7 @@ mod tests {
             }
             .to_owned(),
             numeric,
+            element: None,
             array: false,
             composite: false,
             json: false,

@@ -13,11 +13,17 @@ use super::{Catalog, CheckError, index_hint, refused};
 use crate::config::{FilterOp, MissingIndex, TableConfig};
 use crate::pg::sql::{self, Filter, Shape, quote_table};
 
-/// A name of its own per check: a check that failed halfway cannot block the next one.
+/// A statement name no other check, in this process or another pagegate's sharing the server
+/// session behind a pooler, is using: the process id, the time and a counter. Every statement
+/// a check prepares is deallocated before its transaction ends.
 pub(super) fn statement_name(what: &str) -> String {
     static CHECKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
     format!(
-        "pagegate_{what}_{}",
+        "pagegate_{what}_{}_{nanos}_{}",
+        std::process::id(),
         CHECKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     )
 }
@@ -66,10 +72,26 @@ pub(super) async fn check(
         .await
         .map_err(refused)?;
     let nulls = vec!["NULL"; statement.params.len()].join(", ");
-    let rows = transaction
-        .simple_query(&format!("EXPLAIN (FORMAT JSON) EXECUTE {name}({nulls})"))
+    // In a savepoint: whatever EXPLAIN does, the statement is deallocated in this transaction,
+    // on this server session.
+    transaction
+        .batch_execute("SAVEPOINT pagegate_explain")
         .await
         .map_err(refused)?;
+    let explained = transaction
+        .simple_query(&format!("EXPLAIN (FORMAT JSON) EXECUTE {name}({nulls})"))
+        .await;
+    if explained.is_err() {
+        transaction
+            .batch_execute("ROLLBACK TO SAVEPOINT pagegate_explain")
+            .await
+            .map_err(refused)?;
+    }
+    transaction
+        .batch_execute(&format!("DEALLOCATE {name}"))
+        .await
+        .map_err(refused)?;
+    let rows = explained.map_err(refused)?;
     let plan = rows
         .iter()
         .find_map(|m| match m {

@@ -40,11 +40,15 @@ pub(crate) struct Column {
     pub(crate) sql_type: String,
     /// As the table declares it, with its size (`character(8)`): how messages name it.
     pub(crate) declared: String,
-    /// Its values have a bound length: fixed-size, sized (`varchar(64)`), or `numeric`. A key of
-    /// an unbounded type (text, bytea, jsonb) may one day hold a value too long for a cursor.
+    /// Its values have a bound length a cursor carries: fixed-size, sized up to 500
+    /// characters (`varchar(64)`: at most 4 bytes each, 6 when JSON escapes them), or a sized
+    /// `numeric`. A key of any other type (text, bytea, jsonb, `varchar(10000)`) may one day
+    /// hold a value too long for a cursor.
     pub(crate) bounded: bool,
     /// The name a value is cast to ([`cast`]).
     pub(crate) cast: String,
+    /// For an array: the name its elements are cast to.
+    pub(crate) element: Option<String>,
     /// An array (of any element type, through domains).
     pub(crate) array: bool,
     /// A composite (row) type.
@@ -111,7 +115,8 @@ pub(crate) async fn read(
                        JOIN pg_namespace an ON an.oid = at.typnamespace WHERE at.oid = t.typarray),
                     t.typtype = 'c', t.oid IN ('json'::regtype, 'jsonb'::regtype),
                     format_type(a.atttypid, a.atttypmod),
-                    t.typlen > 0 OR a.atttypmod >= 0 OR t.typtypmod >= 0 OR t.oid = 'numeric'::regtype
+                    t.typlen > 0 OR a.atttypmod BETWEEN 0 AND 504 OR t.typtypmod BETWEEN 0 AND 504
+                      OR (t.oid = 'numeric'::regtype AND (a.atttypmod >= 0 OR t.typtypmod >= 0))
              FROM chain c JOIN pg_attribute a ON a.attrelid = to_regclass($1::text) AND a.attnum = c.attnum
              JOIN pg_type t ON t.oid = c.oid JOIN pg_namespace n ON n.oid = t.typnamespace
              ORDER BY c.attnum, c.depth",
@@ -147,6 +152,7 @@ pub(crate) async fn read(
                     declared: row.get(10),
                     bounded: row.get(11),
                     cast: String::new(),
+                    element: None,
                     array: link.array,
                     composite,
                     json,
@@ -160,6 +166,12 @@ pub(crate) async fn read(
         .into_iter()
         .map(|(name, chain, mut typed)| {
             typed.cast = cast(&chain);
+            // The element of the first array through domains.
+            typed.element = chain
+                .iter()
+                .position(|l| l.array)
+                .filter(|at| chain[..*at].iter().all(|l| l.domain) && at + 1 < chain.len())
+                .map(|at| cast(&chain[at + 1..]));
             (name, typed)
         })
         .collect())
