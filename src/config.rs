@@ -70,6 +70,8 @@ pub struct Config {
     pub default: DefaultPolicy,
     /// Rate and concurrency limits of the `default` route.
     pub default_limits: Option<LimitsConfig>,
+    /// GET and HEAD requests the `default` route takes may carry a body.
+    pub default_allow_read_body: bool,
     /// The Redis server shared limits live in.
     pub redis: Option<RedisConfig>,
     /// Databases table routes read from, by name.
@@ -160,6 +162,9 @@ pub struct RouteConfig {
     pub timeouts: TimeoutOverrides,
     /// Rate and concurrency limits.
     pub limits: Option<LimitsConfig>,
+    /// GET and HEAD requests may carry a body (a search API's query DSL); otherwise one that
+    /// does is refused, since some backends read parameters from it.
+    pub allow_read_body: bool,
 }
 
 /// Per-route replacements for an upstream's timeouts (an export and a page served by one

@@ -9,14 +9,12 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use http::Method;
-
 use crate::Request;
 use crate::config::{Config, CursorSettings, DefaultPolicy, RouteConfig, TimeoutOverrides};
 use crate::cursor::CursorCodec;
 use crate::guard::HeldBudget;
 use crate::limit::{Limits, Redis};
-use crate::methods;
+use crate::methods::{self, Landing};
 use crate::pagination::ListRoute;
 use crate::pg::{Database, Resource, SetupError, TableService};
 use crate::route::{Refuse, RouteService};
@@ -36,6 +34,8 @@ pub struct Generation {
     config: Arc<Config>,
     table: RouteTable<usize>,
     routes: Vec<RouteService>,
+    /// Whether each of `routes` lets GET and HEAD carry a body.
+    read_body: Vec<bool>,
     fallback: RouteService,
     refuse: RouteService,
     upstreams: BTreeMap<String, Arc<UpstreamClient>>,
@@ -250,6 +250,7 @@ impl Generation {
         let mut generation = Self {
             table,
             routes: Vec::with_capacity(config.routes.len()),
+            read_body: Vec::with_capacity(config.routes.len()),
             fallback: stack::route(
                 parts(DEFAULT_ROUTE_NAME, None, None, metrics, &room),
                 Refuse::no_route(),
@@ -270,6 +271,7 @@ impl Generation {
         for &(i, export) in &served {
             let service = generation.route_service(&config.routes[i], export, metrics)?;
             generation.routes.push(service);
+            generation.read_body.push(config.routes[i].allow_read_body);
         }
         // The default policy is a route like the others: `deny` refuses, `pass` forwards.
         if let DefaultPolicy::Pass(upstream) = &config.default {
@@ -332,21 +334,28 @@ impl Generation {
 
     /// The route serving a request: a configured route, the default policy's route when none
     /// matches, or the refusing route when its method could be read differently by a backend
-    /// ([`methods::check`]: CONNECT anywhere; on a list path, whatever its method, a
-    /// non-canonical method, a `_method` override or a GET/HEAD body).
-    /// Also says whether the path is a list path (some route there is a list route).
-    pub fn route(&self, req: &Request) -> (&RouteService, bool) {
+    /// ([`methods::check`]: CONNECT anywhere; on a path some route serves, whatever its
+    /// method, a non-canonical method or a `_method` override; a GET/HEAD body where the route
+    /// reached does not allow one; an `Upgrade` on a list path). Also says where it landed,
+    /// and whether it is refused.
+    pub fn route(&self, req: &Request) -> (&RouteService, Landing, bool) {
         let found = self.table.lookup(req.method(), req.uri().path());
-        if (found.list_path || req.method() == Method::CONNECT)
-            && methods::check(req, found.list_path).is_err()
-        {
-            return (&self.refuse, found.list_path);
+        let mut at = Landing {
+            list_path: found.list_path,
+            routed_path: found.routed_path,
+            read_body: self.config.default_allow_read_body,
+        };
+        let route = match found.route {
+            Some(&i) => {
+                at.read_body = self.read_body.get(i).copied().unwrap_or(false);
+                self.routes.get(i).unwrap_or(&self.fallback)
+            }
+            None => &self.fallback,
+        };
+        if methods::check(req, at).is_err() {
+            return (&self.refuse, at, true);
         }
-        let route = found
-            .route
-            .and_then(|&i| self.routes.get(i))
-            .unwrap_or(&self.fallback);
-        (route, found.list_path)
+        (route, at, false)
     }
 
     /// The config this generation was built from.

@@ -8,10 +8,13 @@
 //! * Rack merges a body's form parameters into the query's, so a GET with a body can carry a
 //!   `limit` pagegate never saw.
 //!
-//! On a list path (some route there has a list policy, whatever its methods) such requests are
-//! refused (400): methods are case-sensitive (RFC 9110 §9.1) and guessing is unsafe. So are
-//! `Upgrade` requests there: a list is served as pages, never tunnelled. `CONNECT`
-//! is refused everywhere (405): pagegate is a reverse proxy, not a tunnel.
+//! On a path some route serves (whatever its methods) such requests are refused (400):
+//! methods are case-sensitive (RFC 9110 §9.1) and guessing is unsafe; let through, a `get` or
+//! a `POST ?_method=GET` misses a `methods: [GET]` route, its limits with it, and reaches the
+//! `default` route's backend, which runs it as the GET. A GET or HEAD with a body is refused
+//! everywhere unless the route (or `default`) sets `allow_read_body` (search APIs send GET with
+//! a body). On a list path `Upgrade` requests are refused too: a list is served as pages, never
+//! tunnelled. `CONNECT` is refused everywhere (405): pagegate is a reverse proxy, not a tunnel.
 
 use http::{Method, header};
 
@@ -19,7 +22,7 @@ use crate::Request;
 
 mod form;
 
-pub use form::{FormCheck, FormCheckLayer, ListPath, MAX_FORM_BYTES};
+pub use form::{CheckForm, FormCheck, FormCheckLayer, MAX_FORM_BYTES, wanted as form_wanted};
 
 /// Why a request's method is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -27,7 +30,7 @@ pub enum MethodError {
     /// `CONNECT` (405).
     #[error("CONNECT is not served: pagegate is a reverse proxy, not a tunnel")]
     Connect,
-    /// A standard method spelled in another case on a list path.
+    /// A standard method spelled in another case on a routed path.
     #[error(
         "method `{sent}` is not `{standard}`: methods are case-sensitive and some backends would run `{standard}`; send `{standard}`"
     )]
@@ -37,7 +40,7 @@ pub enum MethodError {
         /// The standard method it folds to.
         standard: &'static str,
     },
-    /// `_method` in the query names a read method on a list path.
+    /// `_method` in the query (or a POST form) names another standard method on a routed path.
     #[error(
         "query parameter {sent:?} asks the backend to run {method}: pagegate routes by the request's own method; send a {method} request instead"
     )]
@@ -64,9 +67,9 @@ pub enum MethodError {
         /// [`MAX_FORM_BYTES`].
         max: usize,
     },
-    /// A GET or HEAD with a body on a list path.
+    /// A GET or HEAD with a body where the route does not allow one.
     #[error(
-        "a {method} request to a list path must not carry a body: some backends read list parameters from it; send them in the query"
+        "a {method} request must not carry a body here: some backends read parameters from it; send them in the query (a route that takes a body on {method}, such as a search API, sets `allow_read_body: true`)"
     )]
     BodyOnRead {
         /// GET or HEAD.
@@ -79,9 +82,10 @@ const STANDARD: [&str; 9] = [
     "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
 ];
 
-/// The read method a `name=value` pair overrides to, if it is a `_method` override: names are
-/// read as PHP reads them (leading spaces dropped, `.`, spaces and `[` become `_`, any case).
-fn override_of(name: &str, value: &str) -> Option<&'static str> {
+/// The standard method other than `own` a `name=value` pair overrides to, if it is a `_method`
+/// override: names are read as PHP reads them (leading spaces dropped, `.`, spaces and `[`
+/// become `_`, any case), methods in any case.
+fn override_of(name: &str, value: &str, own: &Method) -> Option<&'static str> {
     // Folded, a name starts with `_method` exactly when its first byte after leading spaces is
     // `_`, `.` or `[` and the next six spell `method` in any case: checked in place, since this
     // runs for every query parameter of every list request.
@@ -92,41 +96,51 @@ fn override_of(name: &str, value: &str) -> Option<&'static str> {
     if !folds_to_override {
         return None;
     }
-    ["GET", "HEAD"]
+    STANDARD
         .into_iter()
-        .find(|m| value.trim().eq_ignore_ascii_case(m))
+        .find(|m| value.trim().eq_ignore_ascii_case(m) && *m != own.as_str())
 }
 
-/// Checks a request's method; `list_path` says whether some route on its path is a list route.
-pub fn check(req: &Request, list_path: bool) -> Result<(), MethodError> {
+/// Where a request lands, as far as the method rules care.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Landing {
+    /// Some route on its path has a list policy.
+    pub list_path: bool,
+    /// Some route serves its path, whatever its methods.
+    pub routed_path: bool,
+    /// The route it reaches (or `default`) lets GET and HEAD carry a body.
+    pub read_body: bool,
+}
+
+/// Checks a request's method where it lands.
+pub fn check(req: &Request, at: Landing) -> Result<(), MethodError> {
     let method = req.method();
     if method == Method::CONNECT {
         return Err(MethodError::Connect);
     }
-    if !list_path {
-        return Ok(());
-    }
     let sent = method.as_str();
-    if let Some(standard) = STANDARD
-        .iter()
-        .find(|s| s.eq_ignore_ascii_case(sent) && **s != sent)
-    {
-        return Err(MethodError::NonCanonical {
-            sent: sent.to_owned(),
-            standard,
-        });
-    }
-    if let Some(query) = req.uri().query() {
-        for (name, value) in form_urlencoded::parse(query.as_bytes()) {
-            if let Some(method) = override_of(&name, &value) {
-                return Err(MethodError::Override {
-                    sent: format!("{name}={value}"),
-                    method,
-                });
+    if at.routed_path || at.list_path {
+        if let Some(standard) = STANDARD
+            .iter()
+            .find(|s| s.eq_ignore_ascii_case(sent) && **s != sent)
+        {
+            return Err(MethodError::NonCanonical {
+                sent: sent.to_owned(),
+                standard,
+            });
+        }
+        if let Some(query) = req.uri().query() {
+            for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+                if let Some(method) = override_of(&name, &value, method) {
+                    return Err(MethodError::Override {
+                        sent: format!("{name}={value}"),
+                        method,
+                    });
+                }
             }
         }
     }
-    if req.headers().contains_key(header::UPGRADE) {
+    if at.list_path && req.headers().contains_key(header::UPGRADE) {
         return Err(MethodError::UpgradeOnList {
             method: sent.to_owned(),
         });
@@ -136,7 +150,7 @@ pub fn check(req: &Request, list_path: bool) -> Result<(), MethodError> {
         Method::HEAD => Some("HEAD"),
         _ => None,
     };
-    if let Some(method) = read {
+    if let (Some(method), false) = (read, at.read_body) {
         let headers = req.headers();
         let length = headers
             .get(header::CONTENT_LENGTH)
@@ -169,7 +183,7 @@ mod tests {
     }
 
     #[test]
-    fn list_paths_refuse_what_a_backend_could_read_as_a_list_read() {
+    fn routed_paths_refuse_what_a_backend_could_read_as_another_method() {
         let refused = [
             ("get", "/events", vec![]),
             ("Get", "/events", vec![]),
@@ -182,6 +196,8 @@ mod tests {
             ("POST", "/events?_method[]=GET", vec![]),
             ("POST", "/events?.method=GET", vec![]),
             ("POST", "/events?%5Bmethod=head", vec![]),
+            ("POST", "/events?_method=DELETE", vec![]),
+            ("GET", "/events?_method=put", vec![]),
             ("GET", "/events", vec![("content-length", "12")]),
             ("GET", "/events", vec![("transfer-encoding", "chunked")]),
             ("HEAD", "/events", vec![("content-length", "1")]),
@@ -191,22 +207,56 @@ mod tests {
                 vec![("connection", "upgrade"), ("upgrade", "websocket")],
             ),
         ];
+        let list = Landing {
+            list_path: true,
+            routed_path: true,
+            read_body: false,
+        };
+        let routed = Landing {
+            list_path: false,
+            ..list
+        };
         for (method, target, headers) in refused {
             let req = request(method, target, &headers);
-            assert!(check(&req, true).is_err(), "{method} {target} {headers:?}");
+            assert!(check(&req, list).is_err(), "{method} {target} {headers:?}");
+            // Off list paths too, but for Upgrade (a WebSocket route may be a plain route).
+            if !headers.iter().any(|(h, _)| *h == "upgrade") {
+                assert!(
+                    check(&req, routed).is_err(),
+                    "{method} {target} {headers:?}"
+                );
+            }
         }
+        let unrouted = Landing::default();
         let passed = [
-            ("GET", "/events?limit=5", vec![("content-length", "0")]),
-            ("POST", "/events?_method=DELETE", vec![]),
-            ("POST", "/events", vec![("content-length", "12")]),
-            ("PURGE", "/events", vec![]),
-            ("get", "/other", vec![]),
+            (
+                "GET",
+                "/events?limit=5",
+                vec![("content-length", "0")],
+                list,
+            ),
+            ("POST", "/events?_method=POST", vec![], list),
+            ("POST", "/events", vec![("content-length", "12")], list),
+            ("PURGE", "/events", vec![], list),
+            ("get", "/other", vec![], unrouted),
+            ("POST", "/other?_method=GET", vec![], unrouted),
+            (
+                "GET",
+                "/search",
+                vec![("content-length", "12")],
+                Landing {
+                    read_body: true,
+                    ..routed
+                },
+            ),
         ];
-        for (method, target, headers) in passed {
+        for (method, target, headers, at) in passed {
             let req = request(method, target, &headers);
-            let list_path = target.starts_with("/events");
-            assert_eq!(check(&req, list_path), Ok(()), "{method} {target}");
+            assert_eq!(check(&req, at), Ok(()), "{method} {target}");
         }
+        // A GET body is refused on any path, routed or not, unless allowed.
+        let body = request("GET", "/other", &[("content-length", "3")]);
+        assert!(check(&body, unrouted).is_err());
     }
 
     #[test]
@@ -216,6 +266,6 @@ mod tests {
             .uri("example.com:443")
             .body(crate::body::full(Bytes::new()))
             .expect("request");
-        assert_eq!(check(&req, false), Err(MethodError::Connect));
+        assert_eq!(check(&req, Landing::default()), Err(MethodError::Connect));
     }
 }

@@ -100,11 +100,20 @@ impl Refuse {
     }
 
     /// The terminal of the route the router sends requests [`methods::check`] fails to: the
-    /// check's own error (CONNECT is refused everywhere, anything else came from a list path).
+    /// check's own error where the request landed (the router notes it).
     pub fn method() -> Self {
         Self {
             why: |req| {
-                methods::check(req, true)
+                let at = req
+                    .extensions()
+                    .get::<methods::Landing>()
+                    .copied()
+                    .unwrap_or(methods::Landing {
+                        list_path: true,
+                        routed_path: true,
+                        read_body: false,
+                    });
+                methods::check(req, at)
                     .err()
                     .unwrap_or(MethodError::Connect)
                     .into()

@@ -9,7 +9,7 @@ use arc_swap::ArcSwap;
 use tower::Service;
 
 use crate::generation::Generation;
-use crate::methods::ListPath;
+use crate::methods::{CheckForm, form_wanted};
 use crate::route::RouteFuture;
 use crate::{Request, Response};
 
@@ -41,10 +41,13 @@ impl Service<Request> for Router {
     fn call(&mut self, mut req: Request) -> Self::Future {
         // A lock-free load; the route's stack holds what it needs past this call.
         let generation = self.current.load();
-        let (route, list_path) = generation.route(&req);
-        if list_path && !http_body::Body::is_end_stream(req.body()) {
-            // A body on a list path may carry `_method` (see methods::form).
-            req.extensions_mut().insert(ListPath);
+        let (route, at, refused) = generation.route(&req);
+        if refused {
+            // The refusing route says why, where it landed.
+            req.extensions_mut().insert(at);
+        } else if form_wanted(&req, at) {
+            // A form body may carry `_method` (see methods::form).
+            req.extensions_mut().insert(CheckForm);
         }
         route.call(req)
     }

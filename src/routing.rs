@@ -33,6 +33,9 @@ pub struct Found<'a, T> {
     pub route: Option<&'a T>,
     /// Some route on this path has a list policy.
     pub list_path: bool,
+    /// Some route serves this path, whatever its methods: a method spelled so that a backend
+    /// would read it as another must not slip past that route to the `default` one.
+    pub routed_path: bool,
 }
 
 /// The routes sharing one normalized path.
@@ -111,10 +114,11 @@ impl<T: Clone> RouteTable<T> {
     /// away from the `/events` list route. The path is a list path when any reading is.
     pub fn lookup(&self, method: &Method, path: &str) -> Found<'_, T> {
         let mut best: Option<(&T, bool)> = None;
-        let mut list_path = false;
+        let (mut list_path, mut routed_path) = (false, false);
         let mut consider = |path: &str| {
-            let (route, list_path_here) = self.lookup_exact(method, path);
+            let (route, list_path_here, routed_here) = self.lookup_exact(method, path);
             list_path |= list_path_here;
+            routed_path |= routed_here;
             match (route, best) {
                 (Some(found), None) => best = Some(found),
                 (Some(found), Some((_, false))) if found.1 => best = Some(found),
@@ -138,14 +142,15 @@ impl<T: Clone> RouteTable<T> {
         Found {
             route: best.map(|(route, _)| route),
             list_path,
+            routed_path,
         }
     }
 
-    /// The route serving `method` at a normalized path (and whether it is a list route), and
-    /// whether the path is a list path.
-    fn lookup_exact(&self, method: &Method, path: &str) -> (Option<(&T, bool)>, bool) {
+    /// The route serving `method` at a normalized path (and whether it is a list route),
+    /// whether the path is a list path, and whether any route serves it.
+    fn lookup_exact(&self, method: &Method, path: &str) -> (Option<(&T, bool)>, bool, bool) {
         let Ok(matched) = self.router.at(path) else {
-            return (None, false);
+            return (None, false, false);
         };
         let group = matched.value;
         let route = group
@@ -153,7 +158,7 @@ impl<T: Clone> RouteTable<T> {
             .iter()
             .find(|(methods, _, _)| methods.as_deref().is_none_or(|m| serves(m, method)))
             .map(|(_, list, value)| (value, *list));
-        (route, group.list)
+        (route, group.list, true)
     }
 }
 

@@ -57,11 +57,11 @@ async fn list_paths_refuse_methods_a_backend_could_read_as_a_list_read() {
     }
     assert!(upstream.seen().is_empty(), "{:?}", upstream.seen());
 
-    // What is not ambiguous still passes: a POST to the list path, another method's override,
-    // and lower-case methods on paths without a list route.
+    // What is not ambiguous still passes: a POST to the list path, an override naming the
+    // request's own method, and lower-case methods on paths no route serves.
     for (method, path) in [
         ("POST", "/events"),
-        ("POST", "/events?_method=DELETE"),
+        ("POST", "/events?_method=post"),
         ("get", "/other"),
     ] {
         let got = send(request(method, &proxy.url(path), "{}", &[])).await;
@@ -273,7 +273,7 @@ async fn form_bodies_on_list_paths_cannot_override_the_method() {
     let got = send(request(
         "POST",
         &proxy.url("/events"),
-        "name=a&_method=DELETE",
+        "name=a&_method=POST",
         &[form],
     ))
     .await;
@@ -289,9 +289,116 @@ async fn form_bodies_on_list_paths_cannot_override_the_method() {
     assert_eq!(
         *bodies.lock().expect("lock"),
         [
-            Bytes::from_static(b"name=a&_method=DELETE"),
+            Bytes::from_static(b"name=a&_method=POST"),
             Bytes::from_static(b"_method=GET")
         ]
+    );
+    proxy.stop().await;
+}
+
+/// How frameworks read each spelling of a request to `GET /report`, whose route allows GET
+/// only and limits it; with `default: pass`, a spelling that missed the route would reach the
+/// backend past its limits.
+const SPELLINGS: &[(&str, &str, &str, &str)] = &[
+    // (method, target, form body, who runs it as the GET)
+    (
+        "get",
+        "/report",
+        "",
+        "Werkzeug (Flask, Bottle) and Django upper-case the method",
+    ),
+    ("Get", "/report", "", "the same"),
+    (
+        "POST",
+        "/report?_method=GET",
+        "",
+        "Express method-override, Rack, Laravel, Symfony",
+    ),
+    ("POST", "/report?_method=get", "", "the same, case-folded"),
+    (
+        "POST",
+        "/report?%5Fmethod=GET",
+        "",
+        "the same, percent-encoded",
+    ),
+    (
+        "POST",
+        "/report",
+        "_method=GET",
+        "Rack MethodOverride, Laravel, Symfony (form body)",
+    ),
+    (
+        "PUT",
+        "/report?_method=DELETE",
+        "",
+        "any override to another standard method",
+    ),
+    (
+        "GET",
+        "/report",
+        "limit=9",
+        "Rack merges a GET body's form into the parameters",
+    ),
+];
+
+#[tokio::test]
+async fn every_spelling_of_a_method_meets_the_routes_limits_or_is_refused() {
+    let upstream = Upstream::start(|_| async { json_response("{}") }).await;
+    let yaml = "
+default: {action: pass, upstream: app}
+upstreams: {app: {url: '{upstream}'}}
+routes:
+  - name: report
+    path: /report
+    methods: [GET]
+    upstream: app
+    limits: {rate: {per_client: {requests: 5, per: 1m}}}
+  - {name: search, path: /search, methods: [GET], upstream: app, allow_read_body: true}
+";
+    let proxy = Proxy::start(yaml, &upstream).await;
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    for (method, target, body, who) in SPELLINGS {
+        let headers = if body.is_empty() { &[][..] } else { &form[..] };
+        let got = send(request(method, &proxy.url(target), *body, headers)).await;
+        assert_eq!(
+            got.problem(400)["type"],
+            "urn:pagegate:problem:ambiguous-method",
+            "{method} {target} {body:?} ({who})"
+        );
+    }
+    assert!(upstream.seen().is_empty(), "{:?}", upstream.seen());
+    // The GET itself meets the route's limit: five, then 429.
+    let statuses: Vec<u16> = futures_util::future::join_all(
+        (0..7).map(|_| send(request("GET", &proxy.url("/report"), "", &[]))),
+    )
+    .await
+    .iter()
+    .map(|g| g.status.as_u16())
+    .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        5,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        2,
+        "{statuses:?}"
+    );
+    // A route that takes a body on GET (a search API) gets it.
+    let got = send(request(
+        "GET",
+        &proxy.url("/search"),
+        "{\"query\":{}}",
+        &[("content-type", "application/json")],
+    ))
+    .await;
+    assert_eq!(got.status, 200, "{}", got.text());
+    // A GET body is refused on the default route too, which does not allow it.
+    let got = send(request("GET", &proxy.url("/elsewhere"), "x=1", &form)).await;
+    assert_eq!(
+        got.problem(400)["type"],
+        "urn:pagegate:problem:ambiguous-method"
     );
     proxy.stop().await;
 }

@@ -408,6 +408,11 @@ impl TryFrom<FileConfig> for Config {
                 max_held_bytes_per_client,
                 default,
                 default_limits,
+                default_allow_read_body: file
+                    .default
+                    .as_ref()
+                    .and_then(|d| d.value.allow_read_body)
+                    .unwrap_or(false),
                 redis,
                 postgres,
                 upstreams,
@@ -709,5 +714,6 @@ fn route(
                 .map(|t| p.duration(Some(t), "idle_timeout", DEFAULT_IDLE_TIMEOUT)),
         },
         limits: r.limits.as_ref().map(|l| limits::limits(p, l, has_redis)),
+        allow_read_body: r.allow_read_body.unwrap_or(false),
     }
 }

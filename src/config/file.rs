@@ -49,6 +49,7 @@ pub(crate) struct FileDefault {
     pub(crate) action: Spanned<FileDefaultAction>,
     pub(crate) upstream: Option<Spanned<String>>,
     pub(crate) limits: Option<Spanned<FileLimits>>,
+    pub(crate) allow_read_body: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -86,6 +87,7 @@ pub(crate) struct FileRoute {
     pub(crate) response_timeout: Option<Spanned<String>>,
     pub(crate) idle_timeout: Option<Spanned<String>>,
     pub(crate) limits: Option<Spanned<FileLimits>>,
+    pub(crate) allow_read_body: Option<bool>,
 }
 
 /// One database.

@@ -1,5 +1,6 @@
 //! Building generations: resources reused when their config is unchanged, rebuilt when not.
 
+use http::Method;
 use std::sync::Arc;
 
 use super::*;

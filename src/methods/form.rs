@@ -1,8 +1,8 @@
-//! `_method` inside request bodies on list paths. Rack's `MethodOverride`, Laravel and Symfony
-//! read the override from a form body, so `POST /events` with `_method=GET&limit=99999` runs
-//! the GET list handler with a limit pagegate never saw. On a list path a form body is read
-//! (up to [`MAX_FORM_BYTES`]; larger: 413) and refused when it names a read method; otherwise
-//! it is forwarded as read.
+//! `_method` inside request bodies. Rack's `MethodOverride`, Laravel and Symfony read the
+//! override from a form body, so `POST /events` with `_method=GET&limit=99999` runs the GET
+//! list handler with a limit pagegate never saw. A form body [`wanted`] is read (up to
+//! [`MAX_FORM_BYTES`]; larger: 413) and refused when it names another standard method;
+//! otherwise it is forwarded as read.
 
 use std::future::{Future, Ready, ready};
 use std::pin::Pin;
@@ -21,9 +21,23 @@ use crate::{BoxError, Request, Response};
 /// Most bytes of a form body read on a list path (64 KiB); a larger one gets 413.
 pub const MAX_FORM_BYTES: usize = 64 * 1024;
 
-/// Marks a request on a list path (set by the router), for [`FormCheckLayer`].
+/// Marks a request whose form body is read for `_method` (set by the router), for
+/// [`FormCheckLayer`].
 #[derive(Debug, Clone, Copy)]
-pub struct ListPath;
+pub struct CheckForm;
+
+/// Whether the form body of `req`, landing `at`, is read for `_method`: on a list path, any
+/// form; on another path some route serves, a URL-encoded POST form (what Rack, Laravel,
+/// Symfony and Express `method-override` read `_method` from). A multipart body off a list path
+/// is streamed unread: buffering it would cap uploads at [`MAX_FORM_BYTES`].
+pub fn wanted(req: &Request, at: super::Landing) -> bool {
+    match form_kind(req) {
+        _ if http_body::Body::is_end_stream(req.body()) => false,
+        Some(_) if at.list_path => true,
+        Some(Form::UrlEncoded) => at.routed_path && req.method() == http::Method::POST,
+        _ => false,
+    }
+}
 
 /// Reads form bodies on list paths and refuses those that override the method to a read.
 #[derive(Debug, Clone, Copy, Default)]
@@ -77,7 +91,7 @@ where
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
-        let (Some(_), Some(kind)) = (req.extensions().get::<ListPath>(), form_kind(&req)) else {
+        let (Some(_), Some(kind)) = (req.extensions().get::<CheckForm>(), form_kind(&req)) else {
             return Either::Left(self.inner.call(req));
         };
         let mut inner = self.inner.clone();
@@ -97,7 +111,7 @@ where
                         }
                         Err(error) => return Either::Right(ready(Err(error))),
                     };
-                    if let Err(error) = check(kind, &bytes) {
+                    if let Err(error) = check(kind, &bytes, &parts.method) {
                         return Either::Right(ready(Err(error.into())));
                     }
                     Either::Left(inner.call(Request::from_parts(parts, crate::body::full(bytes))))
@@ -107,13 +121,13 @@ where
     }
 }
 
-/// Refuses a form that names `_method` (any case, PHP-folded) as GET or HEAD; for multipart,
+/// Refuses a form that names `_method` (any case, PHP-folded) as another standard method; for multipart,
 /// any part named `_method` (its value is not parsed, so any such part is refused).
-fn check(kind: Form, bytes: &Bytes) -> Result<(), MethodError> {
+fn check(kind: Form, bytes: &Bytes, own: &http::Method) -> Result<(), MethodError> {
     match kind {
         Form::UrlEncoded => {
             for (name, value) in form_urlencoded::parse(bytes) {
-                if let Some(method) = super::override_of(&name, &value) {
+                if let Some(method) = super::override_of(&name, &value, own) {
                     return Err(MethodError::Override {
                         sent: format!("{name}={value} (in the body)"),
                         method,
