@@ -27,7 +27,7 @@ use crate::methods::MethodError;
 use crate::pagination::{PaginationError, PlanError};
 use crate::pg::PgError;
 use crate::problem::Problem;
-use crate::routing::NoRoute;
+use crate::routing::{NoRoute, NulPath};
 use crate::telemetry::{Outcome, RouteMetrics};
 use crate::upstream::UpstreamError;
 use crate::{BoxError, Request, Response};
@@ -38,6 +38,9 @@ pub enum ProxyError {
     /// No route matches and the `default` policy is `deny`.
     #[error(transparent)]
     NoRoute(#[from] NoRoute),
+    /// The path holds a NUL byte.
+    #[error(transparent)]
+    Path(#[from] NulPath),
     /// The request's pagination parameters break the route's policy.
     #[error(transparent)]
     Pagination(#[from] PaginationError),
@@ -93,7 +96,7 @@ impl ProxyError {
                 };)*
             };
         }
-        sort!(error: NoRoute, PaginationError, CursorError, UpstreamError, GuardError, HoldError, MethodError, RequestBodyError, LimitError, PgError);
+        sort!(error: NoRoute, NulPath, PaginationError, CursorError, UpstreamError, GuardError, HoldError, MethodError, RequestBodyError, LimitError, PgError);
         tracing::error!(%error, "unexpected error in a route's stack");
         Self::Internal
     }
@@ -102,6 +105,7 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::NoRoute(_) => StatusCode::NOT_FOUND,
+            Self::Path(_) => StatusCode::BAD_REQUEST,
             Self::Method(MethodError::Connect) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Method(MethodError::FormTooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Method(_) => StatusCode::BAD_REQUEST,
@@ -141,9 +145,11 @@ impl ProxyError {
     /// What the access log reports.
     pub fn outcome(&self) -> Outcome {
         match self {
-            Self::NoRoute(_) | Self::Pagination(_) | Self::Cursor(_) | Self::Method(_) => {
-                Outcome::Refused
-            }
+            Self::NoRoute(_)
+            | Self::Path(_)
+            | Self::Pagination(_)
+            | Self::Cursor(_)
+            | Self::Method(_) => Outcome::Refused,
             Self::Upstream(_) | Self::Guard(_) => Outcome::UpstreamError,
             Self::RequestBody(RequestBodyError::Stalled(_)) => Outcome::ClientStalled,
             Self::RequestBody(RequestBodyError::Malformed) => Outcome::Refused,
@@ -159,6 +165,7 @@ impl ProxyError {
     pub fn problem_type(&self) -> &'static str {
         match self {
             Self::NoRoute(_) => "urn:pagegate:problem:no-route",
+            Self::Path(_) => "urn:pagegate:problem:invalid-path",
             Self::Method(MethodError::Connect) => "urn:pagegate:problem:method-not-allowed",
             Self::Method(MethodError::FormTooLarge { .. }) => "urn:pagegate:problem:form-too-large",
             Self::Method(_) => "urn:pagegate:problem:ambiguous-method",

@@ -336,7 +336,8 @@ impl Generation {
     /// matches, or the refusing route when its method could be read differently by a backend
     /// ([`methods::check`]: CONNECT anywhere; on a path some route serves, whatever its
     /// method, a non-canonical method or a `_method` override; a GET/HEAD body where the route
-    /// reached does not allow one; an `Upgrade` on a list path). Also says where it landed,
+    /// reached does not allow one; an `Upgrade` on a list path), or its path holds a NUL byte.
+    /// Also says where it landed,
     /// and whether it is refused.
     pub fn route(&self, req: &Request) -> (&RouteService, Landing, bool) {
         let found = self.table.lookup(req.method(), req.uri().path());
@@ -352,7 +353,7 @@ impl Generation {
             }
             None => &self.fallback,
         };
-        if methods::check(req, at).is_err() {
+        if crate::routing::nul(req.uri().path()) || methods::check(req, at).is_err() {
             return (&self.refuse, at, true);
         }
         (route, at, false)

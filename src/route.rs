@@ -104,6 +104,9 @@ impl Refuse {
     pub fn method() -> Self {
         Self {
             why: |req| {
+                if crate::routing::nul(req.uri().path()) {
+                    return crate::routing::NulPath.into();
+                }
                 let at = req
                     .extensions()
                     .get::<methods::Landing>()

@@ -174,13 +174,18 @@ fn without_extension(path: &str) -> Option<&str> {
 /// matching is deliberately loose in the safe direction — every variant some backend would
 /// serve as `/events` matches the `/events` route: percent-encoded unreserved characters are
 /// decoded, `%2F`, `%5C` and `\` count as `/` (WSGI servers and IIS read them so),
-/// `;parameters` are dropped, empty and `.` segments removed, `..` resolved, ASCII case folded,
-/// and a trailing slash ignored. The request is forwarded as the client wrote it.
+/// `;parameters` are dropped (`%3B` is one too), trailing dots and spaces of a segment dropped
+/// (`/events.`, `/events%2e`, `/events%20`: Windows and IIS read them as `/events`), empty and
+/// `.` segments removed, `..` resolved, ASCII case folded, and a trailing slash ignored. The
+/// request is forwarded as the client wrote it.
 fn normalize(path: &str, encoded_slashes: bool) -> Cow<'_, str> {
     if !encoded_slashes && is_normal(path) {
         return Cow::Borrowed(path);
     }
-    let lowered = decode_unreserved(path).to_ascii_lowercase();
+    let lowered = decode_unreserved(path)
+        .to_ascii_lowercase()
+        .replace("%3b", ";")
+        .replace("%20", " ");
     let slashed = if encoded_slashes {
         lowered
             .replace("%2f", "/")
@@ -191,7 +196,13 @@ fn normalize(path: &str, encoded_slashes: bool) -> Cow<'_, str> {
     };
     let mut segments: Vec<String> = Vec::new();
     for segment in slashed.split('/') {
-        match segment.split(';').next().unwrap_or_default() {
+        let segment = segment.split(';').next().unwrap_or_default();
+        // A dot segment stays one; any other loses its trailing dots and spaces.
+        let segment = match segment {
+            "." | ".." => segment,
+            s => s.trim_end_matches(['.', ' ']),
+        };
+        match segment {
             "" | "." => {}
             ".." => {
                 segments.pop();
@@ -203,8 +214,9 @@ fn normalize(path: &str, encoded_slashes: bool) -> Cow<'_, str> {
 }
 
 /// Whether a path is already in normal form, so matching needs no copy of it: `/`-separated
-/// non-empty segments of lower-case letters, digits, `-_~` and dots, none of them a dot segment
-/// (`.` or `..`), and no trailing slash. Most requests' paths are.
+/// non-empty segments of lower-case letters, digits, `-_~` and dots, none ending in a dot (a
+/// dot segment, or a trailing dot Windows drops), and no trailing slash. Most requests' paths
+/// are.
 fn is_normal(path: &str) -> bool {
     let Some(rest) = path.strip_prefix('/') else {
         return false;
@@ -214,8 +226,7 @@ fn is_normal(path: &str) -> bool {
     }
     rest.split('/').all(|segment| {
         !segment.is_empty()
-            && segment != "."
-            && segment != ".."
+            && !segment.ends_with('.')
             && segment
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_~.".contains(&b))
@@ -259,6 +270,17 @@ fn decode_unreserved(path: &str) -> Cow<'_, str> {
     }
     out.into()
 }
+
+/// Whether a raw request path holds a NUL byte (`%00`), which names no resource: C backends
+/// and file systems end the path there.
+pub fn nul(path: &str) -> bool {
+    path.contains("%00")
+}
+
+/// A path holding a NUL byte (`%00`): refused (400), never passed to a backend.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the path holds a NUL byte (%00), which names no resource: remove it")]
+pub struct NulPath;
 
 /// No route serves the request and the `default` policy is `deny` (404).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -402,3 +402,40 @@ routes:
     );
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn path_variants_a_backend_reads_as_a_route_meet_that_route() {
+    let upstream = Upstream::start(|_| async { json_response("[]") }).await;
+    let proxy = Proxy::start(YAML, &upstream).await;
+    // IIS and Windows drop a segment's trailing dots and spaces; `;` starts path parameters.
+    for path in [
+        "/events.",
+        "/events%2e",
+        "/events%20",
+        "/events%3B",
+        "/events%3bx=1",
+        "/events;x",
+    ] {
+        let got = send(request("GET", &proxy.url(path), "", &[])).await;
+        assert_eq!(got.status, 200, "{path}: {}", got.text());
+        // The list route's policy ran: the backend got the page size pagegate put in.
+        let seen = upstream.last();
+        assert!(
+            seen.query().contains("limit=100"),
+            "{path}: {}",
+            seen.target
+        );
+    }
+    // A NUL byte names no resource: refused, never passed on.
+    let before = upstream.seen().len();
+    for path in ["/events%00", "/other%00.json"] {
+        let got = send(request("GET", &proxy.url(path), "", &[])).await;
+        assert_eq!(
+            got.problem(400)["type"],
+            "urn:pagegate:problem:invalid-path",
+            "{path}"
+        );
+    }
+    assert_eq!(upstream.seen().len(), before);
+    proxy.stop().await;
+}

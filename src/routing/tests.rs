@@ -149,9 +149,33 @@ fn normal_paths_are_matched_without_a_copy() {
         "/e;x",
         "/%65",
         "/a\\b",
+        "/events.",
     ] {
         assert!(matches!(normalize(path, false), Cow::Owned(_)), "{path}");
     }
+}
+
+#[test]
+fn what_windows_and_iis_read_as_a_path_is_that_path() {
+    for path in [
+        "/events.",
+        "/events..",
+        "/events%2e",
+        "/events%2E",
+        "/events%20",
+        "/events.%20.",
+        "/events%3B",
+        "/events%3bjsessionid=1",
+        "/events;x",
+        "/Events./",
+    ] {
+        assert_eq!(normalize(path, false), "/events", "{path}");
+    }
+    // Dot segments keep their meaning.
+    assert_eq!(normalize("/a/../events", false), "/events");
+    assert_eq!(normalize("/a/./events", false), "/a/events");
+    assert!(nul("/events%00"));
+    assert!(!nul("/events%200"));
 }
 
 #[test]
