@@ -217,3 +217,92 @@ async fn a_slow_http2_reader_that_makes_progress_is_served_whole() {
     assert_eq!(page.as_array().map(Vec::len), Some(500));
     proxy.stop().await;
 }
+
+/// Reads one answer whole: its status.
+async fn answer(
+    client: &mut h2::client::SendRequest<Bytes>,
+    addr: SocketAddr,
+    path: &str,
+) -> Result<u16, h2::Error> {
+    let (response, _) = client.send_request(get(addr, path), true)?;
+    let response = response.await?;
+    let status = response.status().as_u16();
+    let mut body = response.into_body();
+    while let Some(data) = body.data().await {
+        let data = data?;
+        let _ = body.flow_control().release_capacity(data.len());
+    }
+    Ok(status)
+}
+
+#[tokio::test]
+async fn streams_that_complete_are_never_counted_as_resets() {
+    let upstream = Upstream::start(|_| async { json_response("{\"ok\":true}") }).await;
+    // Passed answers, pagegate's own refusals (404 with `default: deny` off the route) and
+    // empty answers: none is a client's reset, however many there are.
+    let yaml = "
+http2_max_resets: 10
+upstreams: {app: {url: '{upstream}'}}
+routes:
+  - {name: app, path: /app, upstream: app}
+";
+    let proxy = Proxy::start(yaml, &upstream).await;
+    let builder = h2::client::Builder::new();
+    // Sequential, on one connection.
+    let (mut client, connection) = connect(proxy.addr, &builder).await;
+    for i in 0..2000 {
+        let path = if i % 2 == 0 { "/app" } else { "/nowhere" };
+        let status = answer(&mut client, proxy.addr, path)
+            .await
+            .unwrap_or_else(|e| panic!("request {i} was cut: {e}"));
+        assert_eq!(status, if i % 2 == 0 { 200 } else { 404 }, "request {i}");
+    }
+    // Multiplexed: 100 streams at a time.
+    let mut done = 0;
+    for _ in 0..20 {
+        let batch: Vec<_> = (0..100)
+            .map(|i| {
+                let mut client = client.clone();
+                let addr = proxy.addr;
+                tokio::spawn(async move {
+                    answer(
+                        &mut client,
+                        addr,
+                        if i % 2 == 0 { "/app" } else { "/nowhere" },
+                    )
+                    .await
+                })
+            })
+            .collect();
+        for task in batch {
+            task.await
+                .expect("task")
+                .expect("every multiplexed request is answered");
+            done += 1;
+        }
+    }
+    assert_eq!(done, 2000);
+    assert!(!connection.is_finished(), "the connection stays open");
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn answers_cut_into_frames_end_without_counting_as_resets() {
+    // 40 KiB answers, which pagegate cuts into 16 KiB frames.
+    let upstream = Upstream::start(|_| async { json_response(vec![b' '; 40 * 1024]) }).await;
+    let yaml = "
+http2_max_resets: 5
+default: {action: pass, upstream: app}
+upstreams: {app: {url: '{upstream}'}}
+";
+    let proxy = Proxy::start(yaml, &upstream).await;
+    let (mut client, connection) = connect(proxy.addr, &h2::client::Builder::new()).await;
+    for i in 0..200 {
+        let status = answer(&mut client, proxy.addr, "/big")
+            .await
+            .unwrap_or_else(|e| panic!("request {i} was cut: {e}"));
+        assert_eq!(status, 200);
+    }
+    assert!(!connection.is_finished());
+    proxy.stop().await;
+}

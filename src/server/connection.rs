@@ -8,7 +8,8 @@
 //! * **HTTP/2 idle timeout.** PINGs keep an HTTP/2 connection alive for as long as its client
 //!   answers them; one with no stream for `http2_idle_timeout` gets GOAWAY.
 //! * **HTTP/2 rapid reset.** A stream the client cancels before its answer ended (the request
-//!   may already be on the backend) costs a token; `http2_max_resets` refill per
+//!   may already be on the backend) costs a token; a stream whose last frame pagegate handed
+//!   hyper (passed, refused, empty) never does. `http2_max_resets` refill per
 //!   [`HTTP2_RESET_WINDOW`]. Out of tokens: GOAWAY, and the connection is closed.
 //! * **HTTP/2 send stall.** A client that stops granting one stream flow-control window stalls
 //!   that stream inside h2 while the socket stays busy with others (or with PINGs), so the
@@ -420,7 +421,10 @@ where
         // hyper asks again: the client made room for more.
         stream.waiting(0);
         if let Some(rest) = this.rest.take() {
-            return Poll::Ready(Some(Ok(Frame::data(Self::cut(stream, this.rest, rest)))));
+            let data = Self::cut(stream, this.rest, rest);
+            // The last piece of a cut frame may be the answer's last.
+            stream.ended |= this.rest.is_none() && this.inner.is_end_stream();
+            return Poll::Ready(Some(Ok(Frame::data(data))));
         }
         let mut inner = this.inner;
         let polled = inner.as_mut().poll_frame(cx);
@@ -428,8 +432,10 @@ where
             Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
                 Ok(data) => {
                     let data = Self::cut(stream, this.rest, data);
-                    if stream.clock.is_none() && this.rest.is_none() && inner.is_end_stream() {
-                        // HTTP/1 drops a body after its last frame without asking again.
+                    if this.rest.is_none() && inner.is_end_stream() {
+                        // hyper drops a body after its last frame without asking again (HTTP/2
+                        // sends that frame with END_STREAM): the answer has ended, and a drop
+                        // now is no client's reset.
                         stream.ended = true;
                     }
                     Poll::Ready(Some(Ok(Frame::data(data))))
