@@ -250,7 +250,7 @@ routes:
     let builder = h2::client::Builder::new();
     // Sequential, on one connection.
     let (mut client, connection) = connect(proxy.addr, &builder).await;
-    for i in 0..2000 {
+    for i in 0..10_000 {
         let path = if i % 2 == 0 { "/app" } else { "/nowhere" };
         let status = answer(&mut client, proxy.addr, path)
             .await
@@ -259,7 +259,7 @@ routes:
     }
     // Multiplexed: 100 streams at a time.
     let mut done = 0;
-    for _ in 0..20 {
+    for _ in 0..100 {
         let batch: Vec<_> = (0..100)
             .map(|i| {
                 let mut client = client.clone();
@@ -281,7 +281,7 @@ routes:
             done += 1;
         }
     }
-    assert_eq!(done, 2000);
+    assert_eq!(done, 10_000);
     assert!(!connection.is_finished(), "the connection stays open");
     proxy.stop().await;
 }
