@@ -26,6 +26,7 @@ use crate::{BoxError, Request, Response};
 
 mod concurrency;
 mod key;
+mod queue;
 pub(crate) mod rate;
 mod shared;
 
@@ -511,10 +512,16 @@ impl Limits {
                 Err(full) => full,
             };
             let queue = self.config.queue.filter(|_| !self.config.report_only);
+            let mut full = full;
             if queued.is_none()
                 && let Some(q) = queue
             {
-                queued = shared.enqueue(q.size.get());
+                match shared.enqueue(q.size.get(), key) {
+                    Ok(place) => queued = Some(place),
+                    // The client's own waiters fill its share of the queue: over its limit.
+                    Err(queue::NoPlace::ClientFull(cap)) => full = Full::PerClient(cap),
+                    Err(queue::NoPlace::Full) => {}
+                }
             }
             let Some(q) = queue.filter(|_| queued.is_some()) else {
                 let error = LimitError {

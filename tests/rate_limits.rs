@@ -328,3 +328,50 @@ upstreams: {{app: {{url: '{{upstream}}', pool_max_idle: 4}}}}
     assert_eq!(support::get(&proxy.url("/e")).await.status, 200);
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn one_clients_waiters_cannot_fill_the_queue_another_client_waits_in() {
+    let upstream = slow_export().await;
+    let proxy = Proxy::start(
+        &yaml(
+            "",
+            "{key: header, key_header: X-Client, concurrency: {per_client: 1, total: 2, queue: 2, queue_timeout: 5s}}",
+        ),
+        &upstream,
+    )
+    .await;
+    let spawn_as = |client: &'static str| {
+        let url = proxy.url("/export");
+        tokio::spawn(async move {
+            let request = http::Request::get(url)
+                .header("x-client", client)
+                .body(support::full(Bytes::new()))
+                .expect("request");
+            support::send(request).await
+        })
+    };
+    // Both slots taken, by clients a and c (each export streams for about a second).
+    let a = spawn_as("a");
+    let c = spawn_as("c");
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    // a waits once more (its share of the queue), then is over its own limit at once.
+    let a_waits = spawn_as("a");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let started = Instant::now();
+    let a_again = spawn_as("a").await.expect("a again");
+    assert_eq!(
+        a_again.problem(429)["type"],
+        "urn:pagegate:problem:concurrency-limited"
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "refused at once"
+    );
+    // b still finds a place and is served when a slot frees.
+    let b = spawn_as("b").await.expect("b");
+    assert_eq!(b.status, 200, "{}", b.text());
+    for task in [a, c, a_waits] {
+        assert_eq!(task.await.expect("task").status, 200);
+    }
+    proxy.stop().await;
+}

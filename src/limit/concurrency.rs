@@ -1,14 +1,14 @@
 //! Requests in flight on a route, in total and per client key. A slot is held until the
 //! answer's body has been sent or dropped ([`SlotBody`]): a streamed export keeps its slot to
 //! its last byte, a client that aborts frees it at once. Requests may wait in a bounded queue
-//! for a slot, for a bounded time.
+//! for a slot, for a bounded time, one client holding at most its own limit's worth of places
+//! ([`super::queue`]).
 //!
 //! Hand-written: tower's `ConcurrencyLimit` decides in `poll_ready` (cloned services would each
 //! have their own) and releases when the response head leaves, and has no per-key limit.
 
 use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -19,6 +19,7 @@ use pin_project_lite::pin_project;
 use tokio::sync::Notify;
 
 use super::ClientKey;
+use super::queue::{NoPlace, Places};
 use crate::config::Queue;
 
 /// Which limit has no free slot.
@@ -50,9 +51,8 @@ struct InFlight {
 pub(crate) struct Slots {
     per_client: Option<u32>,
     total: Option<u32>,
-    queue: Option<Queue>,
+    queue: Option<(Queue, Arc<Places>)>,
     in_flight: Mutex<InFlight>,
-    waiting: AtomicU32,
     freed: Notify,
 }
 
@@ -98,9 +98,8 @@ impl Slots {
             Arc::new(Self {
                 per_client,
                 total,
-                queue,
+                queue: queue.map(|q| (q, Places::new(q.size.get(), per_client))),
                 in_flight: Mutex::new(InFlight::default()),
-                waiting: AtomicU32::new(0),
                 freed: Notify::new(),
             })
         })
@@ -141,15 +140,16 @@ impl Slots {
 
     /// Waits in the queue for a slot (after [`Self::try_take`] found none).
     pub(crate) async fn wait(self: Arc<Self>, key: ClientKey, full: Full) -> Result<Slot, NoSlot> {
-        let Some(queue) = self.queue else {
+        let Some((queue, places)) = &self.queue else {
             return Err(NoSlot::Full(full));
         };
-        if self.waiting.fetch_add(1, Ordering::AcqRel) >= queue.size.get() {
-            self.waiting.fetch_sub(1, Ordering::AcqRel);
-            return Err(NoSlot::Full(full));
-        }
+        let queue = *queue;
         // The place is given back however the wait ends, a client that leaves included.
-        let _place = QueuePlace(&self.waiting);
+        let _place = match places.take(key) {
+            Ok(place) => place,
+            Err(NoPlace::Full) => return Err(NoSlot::Full(full)),
+            Err(NoPlace::ClientFull(cap)) => return Err(NoSlot::Full(Full::PerClient(cap))),
+        };
         tokio::time::timeout(queue.timeout, async {
             loop {
                 let freed = self.freed.notified();
@@ -169,15 +169,6 @@ impl Slots {
     /// Requests in flight now.
     pub(crate) fn in_flight(&self) -> u32 {
         self.lock().total
-    }
-}
-
-/// A place in the local queue; dropping it gives it back.
-struct QueuePlace<'a>(&'a AtomicU32);
-
-impl Drop for QueuePlace<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -11,7 +11,7 @@
 
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use redis::Script;
@@ -188,18 +188,9 @@ pub(crate) struct Shared {
     total: Option<u32>,
     /// Redis is failing: logged once when it starts and once when it ends.
     failing: AtomicBool,
-    /// Requests of this process waiting for a shared slot.
-    waiting: AtomicU32,
-}
-
-/// A place in this process's queue for a shared slot, given back when dropped.
-#[derive(Debug)]
-pub(crate) struct Queued(Arc<Shared>);
-
-impl Drop for Queued {
-    fn drop(&mut self) {
-        self.0.waiting.fetch_sub(1, Ordering::AcqRel);
-    }
+    /// Places of this process's requests waiting for a shared slot (made at the first wait,
+    /// with the route's queue size).
+    places: std::sync::OnceLock<Arc<super::queue::Places>>,
 }
 
 /// A lease on a shared slot, renewed by a task until dropped; then given back.
@@ -223,17 +214,20 @@ impl Shared {
             per_client: slots.0,
             total: slots.1,
             failing: AtomicBool::new(false),
-            waiting: AtomicU32::new(0),
+            places: std::sync::OnceLock::new(),
         }
     }
 
-    /// A place in this process's queue of at most `size` waiting requests.
-    pub(crate) fn enqueue(self: &Arc<Self>, size: u32) -> Option<Queued> {
-        if self.waiting.fetch_add(1, Ordering::AcqRel) >= size {
-            self.waiting.fetch_sub(1, Ordering::AcqRel);
-            return None;
-        }
-        Some(Queued(Arc::clone(self)))
+    /// A place for `key`'s request in this process's queue of at most `size` waiting
+    /// requests, at most `per_client` of them one client's.
+    pub(crate) fn enqueue(
+        &self,
+        size: u32,
+        key: ClientKey,
+    ) -> Result<super::queue::Place, super::queue::NoPlace> {
+        self.places
+            .get_or_init(|| super::queue::Places::new(size, self.per_client))
+            .take(key)
     }
 
     fn key(&self, kind: &str, scope: Option<&ClientKey>) -> String {

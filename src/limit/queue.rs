@@ -1,0 +1,109 @@
+//! Places in a route's queue for a concurrency slot, in this process: at most the queue's
+//! `size` waiting, and at most `concurrency.per_client` of them for one client key, so one
+//! client's waiters cannot fill the queue everyone else waits in (its next waiter is refused at
+//! once, as over its own limit). Used by the local slots and by the shared (Redis) ones, whose
+//! queue is a poll within these places.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use super::ClientKey;
+
+/// The queue's places.
+#[derive(Debug)]
+pub(crate) struct Places {
+    size: u32,
+    per_client: Option<u32>,
+    waiting: Mutex<Waiting>,
+}
+
+#[derive(Debug, Default)]
+struct Waiting {
+    total: u32,
+    by_key: HashMap<ClientKey, u32>,
+}
+
+/// Why a request got no place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NoPlace {
+    /// Every place is taken.
+    Full,
+    /// The client holds `per_client` places already.
+    ClientFull(u32),
+}
+
+/// A place in the queue, given back when dropped (the wait ended, however).
+#[derive(Debug)]
+pub(crate) struct Place {
+    places: Arc<Places>,
+    key: ClientKey,
+}
+
+impl Places {
+    /// At most `size` waiting, `per_client` of them one client's.
+    pub(crate) fn new(size: u32, per_client: Option<u32>) -> Arc<Self> {
+        Arc::new(Self {
+            size,
+            per_client,
+            waiting: Mutex::new(Waiting::default()),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Waiting> {
+        self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A place for `key`'s request, or why not.
+    pub(crate) fn take(self: &Arc<Self>, key: ClientKey) -> Result<Place, NoPlace> {
+        let mut waiting = self.lock();
+        if waiting.total >= self.size {
+            return Err(NoPlace::Full);
+        }
+        let mine = waiting.by_key.get(&key).copied().unwrap_or(0);
+        if let Some(cap) = self.per_client
+            && mine >= cap
+        {
+            return Err(NoPlace::ClientFull(cap));
+        }
+        waiting.total += 1;
+        *waiting.by_key.entry(key).or_insert(0) += 1;
+        Ok(Place {
+            places: Arc::clone(self),
+            key,
+        })
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        let mut waiting = self.places.lock();
+        waiting.total -= 1;
+        if let Some(n) = waiting.by_key.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                waiting.by_key.remove(&self.key);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_client_holds_at_most_its_share_of_the_queue() {
+        let places = Places::new(4, Some(2));
+        let (a, b) = (ClientKey(1), ClientKey(2));
+        let first = places.take(a).expect("a place");
+        let _second = places.take(a).expect("a second place");
+        assert_eq!(places.take(a).err(), Some(NoPlace::ClientFull(2)));
+        // Another client still finds room, up to the queue's size.
+        let _b1 = places.take(b).expect("b's place");
+        let _b2 = places.take(b).expect("b's second place");
+        assert_eq!(places.take(ClientKey(3)).err(), Some(NoPlace::Full));
+        // A place given back is free again.
+        drop(first);
+        assert!(places.take(a).is_ok());
+    }
+}
