@@ -218,3 +218,15 @@ mod tests {
         );
     }
 }
+
+/// Something an upgraded connection (a WebSocket tunnel) holds while it lives, put on the
+/// request by a layer in front of the upstream: the route's concurrency slot, so a tunnel
+/// counts against the route's limit until it closes, not only until its `101`.
+#[derive(Clone)]
+pub struct TunnelHold(pub Arc<dyn std::any::Any + Send + Sync>);
+
+impl std::fmt::Debug for TunnelHold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TunnelHold").finish_non_exhaustive()
+    }
+}

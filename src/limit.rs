@@ -560,7 +560,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request) -> Self::Future {
+    fn call(&mut self, mut req: Request) -> Self::Future {
         let limits = &self.limits;
         let key = ClientKey::of(
             &limits.config.key,
@@ -576,7 +576,10 @@ where
             None => limits.decide_local(key, Notes::default(), &self.metrics, true),
         };
         match decision {
-            Decision::Go(slot, notes) => LimitFuture::calling(self.inner.call(req), slot, notes),
+            Decision::Go(slot, notes) => {
+                let slot = share_with_tunnel(&mut req, slot);
+                LimitFuture::calling(self.inner.call(req), slot, notes)
+            }
             Decision::Refuse(error) => LimitFuture::Refused { error: Some(error) },
             Decision::Later(deciding) => {
                 // The inner service is taken now, as tower asks of one called after
@@ -590,6 +593,20 @@ where
             }
         }
     }
+}
+
+/// An upgrade request's slot, shared with the tunnel it may become, which holds it while it
+/// lives: a WebSocket counts against the route's concurrency limit until it closes, not only
+/// until its `101` (whose empty body would free the slot at once).
+fn share_with_tunnel(req: &mut Request, slot: Option<Slot>) -> Option<Slot> {
+    let slot = slot?;
+    if !req.headers().contains_key(http::header::UPGRADE) {
+        return Some(slot);
+    }
+    let shared = Arc::new(slot);
+    req.extensions_mut()
+        .insert(crate::client::TunnelHold(Arc::clone(&shared) as _));
+    Some(Slot::Shared(shared))
 }
 
 pin_project! {
@@ -644,6 +661,8 @@ where
                     let (req, mut inner) = call.take().expect("polled after completion");
                     match decided {
                         Ok((slot, notes)) => {
+                            let mut req = req;
+                            let slot = share_with_tunnel(&mut req, slot);
                             let answer = inner.call(req);
                             self.set(Self::calling(answer, slot, notes));
                         }

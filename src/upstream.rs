@@ -25,7 +25,7 @@ use tokio::time::Sleep;
 use tower::Service;
 
 use crate::body::{BodyEnd, IdleTimeout, IdleTimeoutError, RequestBodyError, SignalEnd};
-use crate::client::ClientAddr;
+use crate::client::{ClientAddr, TunnelHold};
 use crate::config::{TimeoutOverrides, UpstreamConfig};
 use crate::{Body, BoxError, Request, Response};
 
@@ -142,10 +142,16 @@ impl Forward {
         // the client's side of the connection waits for the upstream's answer.
         let upgrade = tunnel::requested(&parts.headers).and_then(|protocol| {
             let on = parts.extensions.remove::<hyper::upgrade::OnUpgrade>()?;
+            let route = parts.extensions.remove::<TunnelHold>().map(|hold| hold.0);
             Some(tunnel::Upgrade {
                 protocol,
                 client: on,
-                slot: client.as_ref().and_then(ClientAddr::slot),
+                held: client
+                    .as_ref()
+                    .and_then(ClientAddr::slot)
+                    .into_iter()
+                    .chain(route)
+                    .collect(),
             })
         });
         let host = parts

@@ -138,3 +138,36 @@ async fn only_websocket_upgrades_are_relayed() {
     assert!(head.starts_with("HTTP/1.1 502"), "{head}");
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn a_websocket_holds_its_routes_concurrency_slot_while_it_lives() {
+    let backend = echo_backend().await;
+    let yaml = "
+default: {action: pass, upstream: app}
+upstreams: {app: {url: '{upstream}', idle_timeout: 30s}}
+routes:
+  - {name: ws, path: /ws, upstream: app, limits: {concurrency: {per_client: 2}}}
+";
+    let proxy = Proxy::start_url(yaml, &format!("http://{backend}")).await;
+    let (first, head) = upgrade(proxy.addr, "/ws").await;
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    let (_second, head) = upgrade(proxy.addr, "/ws").await;
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    // Two tunnels open: a third is over the client's limit.
+    let (_third, head) = upgrade(proxy.addr, "/ws").await;
+    assert!(head.starts_with("http/1.1 429"), "{head}");
+    // One tunnel closes: its slot is free again.
+    drop(first);
+    let mut admitted = false;
+    for _ in 0..30 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (_next, head) = upgrade(proxy.addr, "/ws").await;
+        if head.starts_with("http/1.1 101") {
+            admitted = true;
+            break;
+        }
+        assert!(head.starts_with("http/1.1 429"), "{head}");
+    }
+    assert!(admitted, "the closed tunnel's slot was freed");
+    proxy.stop().await;
+}

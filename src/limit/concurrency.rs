@@ -64,6 +64,8 @@ pub(crate) enum Slot {
     Local(#[allow(dead_code)] LocalSlot),
     /// A lease in Redis, renewed until dropped.
     Lease(#[allow(dead_code)] super::shared::Lease),
+    /// One shared with an upgraded connection's tunnel: free when both have let go.
+    Shared(#[allow(dead_code)] Arc<Slot>),
 }
 
 /// A slot in this process's [`Slots`]; dropping it frees it and wakes the queue.

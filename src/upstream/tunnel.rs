@@ -17,8 +17,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 pub(super) struct Upgrade {
     pub(super) protocol: HeaderValue,
     pub(super) client: OnUpgrade,
-    /// Keeps the client connection's `max_connections` slot while the tunnel lives.
-    pub(super) slot: Option<Arc<dyn std::any::Any + Send + Sync>>,
+    /// Held while the tunnel lives: the client connection's `max_connections` slot, the
+    /// route's concurrency slot.
+    pub(super) held: Vec<Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 /// The protocol an upgrade may switch to. Only WebSocket: an `h2c` upgrade would let a client
@@ -56,7 +57,7 @@ pub(super) fn restore(headers: &mut HeaderMap, protocol: HeaderValue) {
 /// a whole `idle` period (checked every `idle`, so a silent tunnel closes within 2 × `idle`; a
 /// write that cannot proceed counts as no movement).
 pub(super) async fn run(upgrade: Upgrade, upstream: OnUpgrade, idle: Duration) {
-    let Upgrade { client, slot, .. } = upgrade;
+    let Upgrade { client, held, .. } = upgrade;
     let (client, upstream) = match tokio::try_join!(client, upstream) {
         Ok(both) => both,
         Err(error) => {
@@ -64,7 +65,7 @@ pub(super) async fn run(upgrade: Upgrade, upstream: OnUpgrade, idle: Duration) {
             return;
         }
     };
-    let _slot = slot;
+    let _held = held;
     let (client_read, client_write) = tokio::io::split(TokioIo::new(client));
     let (upstream_read, upstream_write) = tokio::io::split(TokioIo::new(upstream));
     let moved = AtomicU64::new(0);
