@@ -85,6 +85,13 @@ impl std::fmt::Display for LimitError {
                     per(&r.rate),
                     r.retry_after
                 ),
+                Which::PerAddress => write!(
+                    f,
+                    "too many requests from this address, whatever key it sends: this route allows {} per {}; retry in {} s",
+                    r.rate.requests,
+                    per(&r.rate),
+                    r.retry_after
+                ),
                 Which::Total => write!(
                     f,
                     "too many requests to this route from all clients: it allows {} per {}; retry in {} s",
@@ -153,6 +160,7 @@ impl LimitError {
         match self.refusal {
             Refusal::Rate(r) => match r.which {
                 Which::PerClient => "rate_per_client",
+                Which::PerAddress => "rate_per_address",
                 Which::Total => "rate_total",
             },
             Refusal::Concurrency(NoSlot::Full(full) | NoSlot::Waited(full, _)) => match full {
@@ -189,7 +197,11 @@ impl Limits {
             Arc::new(Shared::new(
                 redis.clone(),
                 route,
-                (config.rate_per_client, config.rate_total),
+                (
+                    config.rate_per_client,
+                    config.rate_per_address,
+                    config.rate_total,
+                ),
                 (
                     config.concurrency_per_client.map(|n| n.get()),
                     config.concurrency_total.map(|n| n.get()),
@@ -200,7 +212,7 @@ impl Limits {
             shared,
             redis: redis.map(|r| r.config().clone()),
             rates: Rates::new(
-                config.rate_per_client,
+                (config.rate_per_client, config.rate_per_address),
                 config.rate_total,
                 config.max_clients,
             ),

@@ -375,3 +375,56 @@ async fn one_clients_waiters_cannot_fill_the_queue_another_client_waits_in() {
     }
     proxy.stop().await;
 }
+
+/// How many of `n` requests, each with its own `X-Api-Key`, pass `path` from one address.
+async fn rotating(proxy: &Proxy, path: &str, n: usize) -> usize {
+    let mut passed = 0;
+    for i in 0..n {
+        let got = get_as(proxy, path, &[("x-api-key", &format!("key-{i}"))]).await;
+        match got.status.as_u16() {
+            200 => passed += 1,
+            429 => {
+                let problem = got.problem(429);
+                assert!(
+                    problem["detail"]
+                        .as_str()
+                        .is_some_and(|d| d.contains("from this address")),
+                    "{problem}"
+                );
+            }
+            other => panic!("{other}: {}", got.text()),
+        }
+    }
+    passed
+}
+
+#[tokio::test]
+async fn rotating_the_header_from_one_address_gains_at_most_the_address_rate() {
+    let upstream = Upstream::json("[]").await;
+    let proxy = Proxy::start(
+        &yaml(
+            "",
+            "{key: header_and_client, key_header: X-Api-Key, rate: {per_client: {requests: 5, per: 1h}, per_address: {requests: 8, per: 1h}}}",
+        ),
+        &upstream,
+    )
+    .await;
+    assert_eq!(rotating(&proxy, "/export", 15).await, 8);
+    let got = get_as(&proxy, "/export", &[("x-api-key", "another")]).await;
+    assert_eq!(
+        got.header("ratelimit-policy"),
+        Some("\"client\";q=5;w=3600, \"address\";q=8;w=3600")
+    );
+    proxy.stop().await;
+    // Without `per_address`: four times the client's rate.
+    let proxy = Proxy::start(
+        &yaml(
+            "",
+            "{key: header_and_client, key_header: X-Api-Key, rate: {per_client: {requests: 5, per: 1h}}}",
+        ),
+        &upstream,
+    )
+    .await;
+    assert_eq!(rotating(&proxy, "/export", 30).await, 20);
+    proxy.stop().await;
+}

@@ -277,3 +277,35 @@ routes:
     }
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn a_shared_address_rate_holds_across_replicas_whatever_header_is_sent() {
+    let redis = RedisServer::start();
+    let upstream = backend().await;
+    let yaml = format!(
+        "redis: {{url: '{}', timeout: 200ms}}
+default: {{action: deny}}
+upstreams: {{app: {{url: '{}'}}}}
+routes:
+  - {{name: page, path: /page, upstream: app, limits: {{store: redis, key: header_and_client, key_header: X-Api-Key, rate: {{per_client: {{requests: 2, per: 1h}}, per_address: {{requests: 5, per: 1h}}}}}}}}
+",
+        redis.url(),
+        upstream.url()
+    );
+    let replicas = [Replica::start(&yaml), Replica::start(&yaml)];
+    let client = support::client();
+    let mut passed = 0;
+    for i in 0..12 {
+        let request = http::Request::get(replicas[i % 2].url("/page"))
+            .header("x-api-key", format!("key-{i}"))
+            .body(support::full(Bytes::new()))
+            .expect("request");
+        let response = client.request(request).await.expect("answer");
+        match response.status().as_u16() {
+            200 => passed += 1,
+            429 => {}
+            other => panic!("{other}"),
+        }
+    }
+    assert_eq!(passed, 5, "one budget per address, across both replicas");
+}

@@ -42,6 +42,12 @@ pub const RESERVED_FILES: u64 = 64;
 /// `large_client_header_buffers 4 8k`); bigger heads get 431 and the connection is closed.
 pub const DEFAULT_MAX_HEAD_BYTES: u64 = 32 * 1024;
 
+/// With `key: header_and_client` and no `rate.per_address`, one address's rate is this many
+/// times `rate.per_client` (requests and burst alike): room for a few users behind one NAT,
+/// while rotating the header gains at most this factor.
+pub const DEFAULT_PER_ADDRESS_FACTOR: std::num::NonZeroU32 =
+    std::num::NonZeroU32::new(4).expect("not zero");
+
 /// Most clients whose rate-limit state one route keeps (100,000: about 6 MiB). Beyond it, clients
 /// whose buckets are full are forgotten (they lose nothing); with none to forget, new clients
 /// share one bucket until some are.

@@ -191,6 +191,7 @@ pub(crate) enum FileLimitKey {
 #[serde(deny_unknown_fields)]
 pub(crate) struct FileRates {
     pub(crate) per_client: Option<Spanned<FileRate>>,
+    pub(crate) per_address: Option<Spanned<FileRate>>,
     pub(crate) total: Option<Spanned<FileRate>>,
 }
 

@@ -13,6 +13,9 @@ pub struct LimitsConfig {
     pub key: ClientKeySource,
     /// Requests one client may make.
     pub rate_per_client: Option<Rate>,
+    /// With `key: header_and_client`, requests one address may make whatever header values it
+    /// sends, so rotating the header gains at most this.
+    pub rate_per_address: Option<Rate>,
     /// Requests all clients together may make.
     pub rate_total: Option<Rate>,
     /// Requests one client may have in flight.

@@ -392,6 +392,7 @@ routes:
   - {path: /c, upstream: app, limits: {concurrency: {per_client: 9, total: 2, queue_timeout: 1s}}}
   - {path: /d, upstream: app, limits: {key_header: X-Key, rate: {}}}
   - {path: /e, upstream: app, limits: {store: redis, rate: {total: {requests: 1, per: 1s}}}}
+  - {path: /f, upstream: app, limits: {rate: {per_client: {requests: 1, per: 1s}, per_address: {requests: 4, per: 1s}}}}
 ";
     let lines = problems(yaml);
     let expected = [
@@ -404,6 +405,7 @@ routes:
         "t.yaml:6:52: `key_header` is only read with `key: header`",
         "t.yaml:6:65: `rate` sets no rate: add `per_client` or `total`",
         "t.yaml:7:47: `store` is `redis`, but no top-level `redis` is configured",
+        "t.yaml:8:96: `per_address` applies only with `key: header_and_client`",
     ];
     assert_starts(&lines, &expected);
 }

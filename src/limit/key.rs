@@ -10,19 +10,42 @@ use crate::client::ClientAddr;
 use crate::config::ClientKeySource;
 
 /// A client's identity for limits: 128 bits, never the header's text (a key an auth layer set
-/// is a secret; only its hash is kept in memory, sent to Redis or logged).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ClientKey(pub(crate) u128);
+/// is a secret; only its hash is kept in memory, sent to Redis or logged). It also carries the
+/// address its request came from, for the per-address rate ([`ClientKey::of_address`]); that
+/// is not part of its identity (equality and hashing read the first field alone), so a header
+/// key is the same client from any address.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientKey(pub(crate) u128, pub(crate) u128);
+
+impl PartialEq for ClientKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+
+impl Eq for ClientKey {}
+
+impl std::hash::Hash for ClientKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
 
 impl ClientKey {
     fn address(ip: IpAddr) -> Self {
-        Self(match ip {
+        let address = match ip {
             IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
             IpAddr::V6(v6) => u128::from(v6),
-        })
+        };
+        Self(address, address)
     }
 
-    fn hashed(parts: &[&[u8]]) -> Self {
+    /// The key of the address this key's request came from.
+    pub(crate) fn of_address(&self) -> Self {
+        Self(self.1, self.1)
+    }
+
+    fn hashed(parts: &[&[u8]], address: Self) -> Self {
         let mut hash = Sha256::new();
         for part in parts {
             // Length-prefixed, so ("ab", "c") and ("a", "bc") differ.
@@ -32,7 +55,7 @@ impl ClientKey {
         let digest = hash.finalize();
         let mut first = [0u8; 16];
         first.copy_from_slice(&digest[..16]);
-        Self(u128::from_be_bytes(first))
+        Self(u128::from_be_bytes(first), address.1)
     }
 
     /// The key of a request, from its headers and its resolved client.
@@ -51,15 +74,16 @@ impl ClientKey {
                 _ => None,
             }
         };
+        let address = Self::address(ip);
         match source {
-            ClientKeySource::Client => Self::address(ip),
+            ClientKeySource::Client => address,
             ClientKeySource::Header(name) => match header(name) {
-                Some(value) => Self::hashed(&[b"h", value]),
-                None => Self::address(ip),
+                Some(value) => Self::hashed(&[b"h", value], address),
+                None => address,
             },
             ClientKeySource::HeaderAndClient(name) => match header(name) {
-                Some(value) => Self::hashed(&[b"hc", value, &Self::address(ip).0.to_be_bytes()]),
-                None => Self::address(ip),
+                Some(value) => Self::hashed(&[b"hc", value, &address.0.to_be_bytes()], address),
+                None => address,
             },
         }
     }

@@ -88,6 +88,8 @@ type Direct<C> = RateLimiter<NotKeyed, InMemoryState, C, StateInformationMiddlew
 pub enum Which {
     /// The client's own.
     PerClient,
+    /// The address's, whatever header values it sends (`key: header_and_client`).
+    PerAddress,
     /// The route's total.
     Total,
 }
@@ -116,6 +118,7 @@ pub struct Fields {
 #[derive(Debug)]
 pub(crate) struct Rates<C: Clock = DefaultClock> {
     per_client: Option<(Rate, Keyed<C>)>,
+    per_address: Option<(Rate, Keyed<C>)>,
     total: Option<(Rate, Direct<C>)>,
     policy: Option<HeaderValue>,
     clock: C,
@@ -138,10 +141,21 @@ pub(crate) fn ceil_secs(d: Duration) -> u64 {
 }
 
 /// The `RateLimit-Policy` value of a route's rates.
-pub(crate) fn policy(per_client: Option<Rate>, total: Option<Rate>) -> String {
+pub(crate) fn policy(
+    per_client: Option<Rate>,
+    per_address: Option<Rate>,
+    total: Option<Rate>,
+) -> String {
     let mut policy = Vec::new();
     if let Some(r) = per_client {
         policy.push(format!("\"client\";q={};w={}", r.requests, r.per.as_secs()));
+    }
+    if let Some(r) = per_address {
+        policy.push(format!(
+            "\"address\";q={};w={}",
+            r.requests,
+            r.per.as_secs()
+        ));
     }
     if let Some(r) = total {
         policy.push(format!("\"route\";q={};w={}", r.requests, r.per.as_secs()));
@@ -159,17 +173,22 @@ pub(crate) fn fields(policy: &str, state: &str) -> Fields {
 
 impl Rates<DefaultClock> {
     pub(crate) fn new(
-        per_client: Option<Rate>,
+        (per_client, per_address): (Option<Rate>, Option<Rate>),
         total: Option<Rate>,
         max_clients: NonZeroUsize,
     ) -> Option<Self> {
-        Self::with_clock(per_client, total, max_clients, DefaultClock::default())
+        Self::with_clock(
+            (per_client, per_address),
+            total,
+            max_clients,
+            DefaultClock::default(),
+        )
     }
 }
 
 impl<C: Clock + Clone> Rates<C> {
     pub(crate) fn with_clock(
-        per_client: Option<Rate>,
+        (per_client, per_address): (Option<Rate>, Option<Rate>),
         total: Option<Rate>,
         max_clients: NonZeroUsize,
         clock: C,
@@ -178,18 +197,20 @@ impl<C: Clock + Clone> Rates<C> {
             return None;
         }
         let full = Arc::new(AtomicBool::new(false));
+        let keyed = |r: Rate| {
+            let store = CappedStore::new(max_clients, Arc::clone(&full));
+            let limiter: Keyed<C> = RateLimiter::new(quota(r), store, clock.clone());
+            (r, limiter)
+        };
         Some(Self {
-            per_client: per_client.map(|r| {
-                let store = CappedStore::new(max_clients, Arc::clone(&full));
-                let limiter: Keyed<C> = RateLimiter::new(quota(r), store, clock.clone());
-                (r, limiter)
-            }),
+            per_client: per_client.map(keyed),
+            per_address: per_address.map(keyed),
             total: total.map(|r| {
                 let limiter: Direct<C> =
                     RateLimiter::new(quota(r), InMemoryState::default(), clock.clone());
                 (r, limiter)
             }),
-            policy: HeaderValue::from_str(&policy(per_client, total)).ok(),
+            policy: HeaderValue::from_str(&policy(per_client, per_address, total)).ok(),
             clock,
             full,
             cleaned: AtomicU64::new(0),
@@ -208,6 +229,15 @@ impl<C: Clock + Clone> Rates<C> {
                 limiter.check_key(key),
                 "client",
                 Which::PerClient,
+                &mut state,
+            );
+        }
+        if let (Some((rate, limiter)), Ok(())) = (&self.per_address, verdict) {
+            verdict = self.one(
+                rate,
+                limiter.check_key(&key.of_address()),
+                "address",
+                Which::PerAddress,
                 &mut state,
             );
         }
@@ -273,7 +303,7 @@ impl<C: Clock + Clone> Rates<C> {
 
     /// Forgets clients whose bucket is full again (they lose nothing).
     pub(crate) fn housekeep(&self) {
-        if let Some((_, limiter)) = &self.per_client {
+        for (_, limiter) in self.per_client.iter().chain(&self.per_address) {
             limiter.retain_recent();
             limiter.shrink_to_fit();
         }

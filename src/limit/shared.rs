@@ -183,6 +183,7 @@ pub(crate) struct Shared {
     redis: Redis,
     route: String,
     rate_per_client: Option<Rate>,
+    rate_per_address: Option<Rate>,
     rate_total: Option<Rate>,
     per_client: Option<u32>,
     total: Option<u32>,
@@ -203,14 +204,15 @@ impl Shared {
     pub(crate) fn new(
         redis: Redis,
         route: &str,
-        rates: (Option<Rate>, Option<Rate>),
+        rates: (Option<Rate>, Option<Rate>, Option<Rate>),
         slots: (Option<u32>, Option<u32>),
     ) -> Self {
         Self {
             redis,
             route: route.to_owned(),
             rate_per_client: rates.0,
-            rate_total: rates.1,
+            rate_per_address: rates.1,
+            rate_total: rates.2,
             per_client: slots.0,
             total: slots.1,
             failing: AtomicBool::new(false),
@@ -269,19 +271,28 @@ impl Shared {
         let mut args = vec![String::new()];
         let mut limits = Vec::with_capacity(2);
         if rate {
-            for (rate, scope, which, name) in [
+            let address = client.of_address();
+            for (rate, kind, scope, which, name) in [
                 (
                     self.rate_per_client,
+                    "rate",
                     Some(client),
                     Which::PerClient,
                     "client",
                 ),
-                (self.rate_total, None, Which::Total, "route"),
+                (
+                    self.rate_per_address,
+                    "rate-address",
+                    Some(&address),
+                    Which::PerAddress,
+                    "address",
+                ),
+                (self.rate_total, "rate", None, Which::Total, "route"),
             ] {
                 let Some(rate) = rate else { continue };
                 let interval = (rate.per.as_micros() / u128::from(rate.requests.get())).max(1);
                 let tolerance = interval * u128::from(rate.burst.get() - 1);
-                keys.push(self.key("rate", scope));
+                keys.push(self.key(kind, scope));
                 args.push(interval.to_string());
                 args.push(tolerance.to_string());
                 limits.push((rate, which, name));
@@ -325,7 +336,8 @@ impl Shared {
             |what| RedisError::Redis(redis::RedisError::from((redis::ErrorKind::Client, what)));
         let micros = |n: i64| Duration::from_micros(u64::try_from(n).unwrap_or(0));
         let secs = |n: i64| super::rate::ceil_secs(micros(n));
-        let policy = super::rate::policy(self.rate_per_client, self.rate_total);
+        let policy =
+            super::rate::policy(self.rate_per_client, self.rate_per_address, self.rate_total);
         let spent = |pairs: &[i64]| {
             let state = limits
                 .iter()

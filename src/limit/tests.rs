@@ -20,7 +20,7 @@ fn rate(requests: u32, per_secs: u64, burst: u32) -> Rate {
 }
 
 fn key(n: u128) -> ClientKey {
-    ClientKey(n)
+    ClientKey(n, n)
 }
 
 fn text(value: &HeaderValue) -> &str {
@@ -32,7 +32,7 @@ fn a_burst_passes_then_the_client_waits_one_interval_and_is_told_so() {
     let clock = FakeRelativeClock::default();
     // 6 a minute (one every 10 s), 3 at once.
     let rates = Rates::with_clock(
-        Some(rate(6, 60, 3)),
+        (Some(rate(6, 60, 3)), None),
         None,
         NonZeroUsize::new(1000).expect("n"),
         clock.clone(),
@@ -73,7 +73,7 @@ fn a_burst_passes_then_the_client_waits_one_interval_and_is_told_so() {
 #[test]
 fn the_route_total_holds_across_clients_and_a_client_refused_does_not_spend_it() {
     let rates = Rates::with_clock(
-        Some(rate(1, 60, 1)),
+        (Some(rate(1, 60, 1)), None),
         Some(rate(3, 1, 3)),
         NonZeroUsize::new(1000).expect("n"),
         FakeRelativeClock::default(),
@@ -104,7 +104,7 @@ fn the_route_total_holds_across_clients_and_a_client_refused_does_not_spend_it()
 fn at_the_cap_full_buckets_are_forgotten_and_new_clients_share_one_until_then() {
     let clock = FakeRelativeClock::default();
     let rates = Rates::with_clock(
-        Some(rate(1, 1, 1)),
+        (Some(rate(1, 1, 1)), None),
         None,
         NonZeroUsize::new(2).expect("n"),
         clock.clone(),
@@ -124,6 +124,32 @@ fn at_the_cap_full_buckets_are_forgotten_and_new_clients_share_one_until_then() 
     rates.housekeep();
     assert_eq!(rates.clients(), 0);
     assert_eq!(rates.check(&key(4)).0, Ok(()));
+}
+
+#[test]
+fn rotating_the_header_gains_no_more_than_the_address_allows() {
+    let rates = Rates::with_clock(
+        (Some(rate(1, 60, 1)), Some(rate(3, 60, 3))),
+        None,
+        NonZeroUsize::new(1000).expect("n"),
+        FakeRelativeClock::default(),
+    )
+    .expect("rates");
+    // Keys 10, 11, 12 and 13 are four header values sent from one address (7).
+    for n in 10..13 {
+        assert_eq!(rates.check(&ClientKey(n, 7)).0, Ok(()), "header {n}");
+    }
+    let (verdict, fields) = rates.check(&ClientKey(13, 7));
+    assert_eq!(
+        verdict.expect_err("the address is spent").which,
+        Which::PerAddress
+    );
+    assert_eq!(
+        text(&fields.policy),
+        "\"client\";q=1;w=60, \"address\";q=3;w=60"
+    );
+    // Another address is not touched.
+    assert_eq!(rates.check(&ClientKey(14, 8)).0, Ok(()));
 }
 
 fn slots(per_client: Option<u32>, total: Option<u32>, queue: Option<Queue>) -> Arc<Slots> {

@@ -8,8 +8,8 @@ use serde_saphyr::Spanned;
 
 use super::Problems;
 use crate::config::defaults::{
-    DEFAULT_LEASE_TTL, DEFAULT_LIMIT_MAX_CLIENTS, DEFAULT_QUEUE_TIMEOUT, DEFAULT_REDIS_KEY_PREFIX,
-    DEFAULT_REDIS_TIMEOUT,
+    DEFAULT_LEASE_TTL, DEFAULT_LIMIT_MAX_CLIENTS, DEFAULT_PER_ADDRESS_FACTOR,
+    DEFAULT_QUEUE_TIMEOUT, DEFAULT_REDIS_KEY_PREFIX, DEFAULT_REDIS_TIMEOUT,
 };
 use crate::config::file::{
     FileConcurrency, FileLimitKey, FileLimitStore, FileLimits, FileOnRedisError, FileRate,
@@ -99,6 +99,20 @@ pub(super) fn limits(p: &mut Problems, at: &Spanned<FileLimits>, has_redis: bool
     let rate_total = rates
         .and_then(|r| r.total.as_ref())
         .and_then(|r| rate(p, r));
+    let per_address = rates.and_then(|r| r.per_address.as_ref());
+    let rate_per_address = match (&key, per_address) {
+        (ClientKeySource::HeaderAndClient(_), Some(at)) => rate(p, at),
+        (ClientKeySource::HeaderAndClient(_), None) => rate_per_client.map(|r| Rate {
+            requests: r.requests.saturating_mul(DEFAULT_PER_ADDRESS_FACTOR),
+            per: r.per,
+            burst: r.burst.saturating_mul(DEFAULT_PER_ADDRESS_FACTOR),
+        }),
+        (_, Some(at)) => {
+            p.invalid(at, "per_address", "applies only with `key: header_and_client` (one address sending many header values): remove it, or set that key".to_owned());
+            None
+        }
+        (_, None) => None,
+    };
     if let Some(r) = &l.rate
         && r.value.per_client.is_none()
         && r.value.total.is_none()
@@ -134,6 +148,7 @@ pub(super) fn limits(p: &mut Problems, at: &Spanned<FileLimits>, has_redis: bool
     LimitsConfig {
         key,
         rate_per_client,
+        rate_per_address,
         rate_total,
         concurrency_per_client,
         concurrency_total,
