@@ -345,7 +345,15 @@ impl Generation {
             list_path: found.list_path,
             routed_path: found.routed_path,
             read_body: self.config.default_allow_read_body,
+            override_moves: false,
         };
+        if found.routed_path
+            && let Some((_, overridden)) = methods::query_override(req)
+            && let Ok(overridden) = http::Method::from_bytes(overridden.as_bytes())
+        {
+            at.override_moves =
+                self.table.lookup(&overridden, req.uri().path()).route != found.route;
+        }
         let route = match found.route {
             Some(&i) => {
                 at.read_body = self.read_body.get(i).copied().unwrap_or(false);

@@ -223,7 +223,7 @@ impl Limits {
             ),
             config,
         });
-        if limits.config.rate_per_client.is_some()
+        if (limits.config.rate_per_client.is_some() || limits.config.rate_per_address.is_some())
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
             runtime.spawn(housekeeping(Arc::downgrade(&limits)));

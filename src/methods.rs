@@ -8,10 +8,12 @@
 //! * Rack merges a body's form parameters into the query's, so a GET with a body can carry a
 //!   `limit` pagegate never saw.
 //!
-//! On a path some route serves (whatever its methods) such requests are refused (400):
-//! methods are case-sensitive (RFC 9110 §9.1) and guessing is unsafe; let through, a `get` or
-//! a `POST ?_method=GET` misses a `methods: [GET]` route, its limits with it, and reaches the
-//! `default` route's backend, which runs it as the GET. A GET or HEAD with a body is refused
+//! On a path some route serves (whatever its methods) a non-canonical spelling is refused
+//! (400): methods are case-sensitive (RFC 9110 §9.1) and guessing is unsafe; let through, a
+//! `get` misses a `methods: [GET]` route, its limits with it, and reaches the `default`
+//! route's backend, which runs it as the GET. So is a `_method` in the query that would reach
+//! another route than the request's own method (`POST /report?_method=GET`); one that reaches
+//! the same route (a Rails form's `_method=patch`) passes. A GET or HEAD with a body is refused
 //! everywhere unless the route (or `default`) sets `allow_read_body` (search APIs send GET with
 //! a body). On a list path `Upgrade` requests are refused too: a list is served as pages, never
 //! tunnelled. `CONNECT` is refused everywhere (405): pagegate is a reverse proxy, not a tunnel.
@@ -40,7 +42,8 @@ pub enum MethodError {
         /// The standard method it folds to.
         standard: &'static str,
     },
-    /// `_method` in the query (or a POST form) names another standard method on a routed path.
+    /// `_method` in the query names a method that would reach another route, or a read on a
+    /// list path (where a form body's `_method` is read too).
     #[error(
         "query parameter {sent:?} asks the backend to run {method}: pagegate routes by the request's own method; send a {method} request instead"
     )]
@@ -101,6 +104,23 @@ fn override_of(name: &str, value: &str, own: &Method) -> Option<&'static str> {
         .find(|m| value.trim().eq_ignore_ascii_case(m) && *m != own.as_str())
 }
 
+/// The `_method` override in a request's query naming a standard method other than its own:
+/// the parameter as sent, and the method.
+pub fn query_override(req: &Request) -> Option<(String, &'static str)> {
+    let query = req.uri().query()?;
+    // Cheap first: most queries name no `method` at all.
+    if !query
+        .as_bytes()
+        .windows(6)
+        .any(|w| w.eq_ignore_ascii_case(b"method"))
+    {
+        return None;
+    }
+    form_urlencoded::parse(query.as_bytes()).find_map(|(name, value)| {
+        override_of(&name, &value, req.method()).map(|m| (format!("{name}={value}"), m))
+    })
+}
+
 /// Where a request lands, as far as the method rules care.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Landing {
@@ -108,6 +128,10 @@ pub struct Landing {
     pub list_path: bool,
     /// Some route serves its path, whatever its methods.
     pub routed_path: bool,
+    /// Its query's `_method` would reach another route than its own method does (the router
+    /// looks it up): a backend that honours the override would run a request pagegate routed,
+    /// and limited, as another.
+    pub override_moves: bool,
     /// The route it reaches (or `default`) lets GET and HEAD carry a body.
     pub read_body: bool,
 }
@@ -129,15 +153,16 @@ pub fn check(req: &Request, at: Landing) -> Result<(), MethodError> {
                 standard,
             });
         }
-        if let Some(query) = req.uri().query() {
-            for (name, value) in form_urlencoded::parse(query.as_bytes()) {
-                if let Some(method) = override_of(&name, &value, method) {
-                    return Err(MethodError::Override {
-                        sent: format!("{name}={value}"),
-                        method,
-                    });
-                }
-            }
+        // An override to a read on a list path is refused whatever it reaches (a list read
+        // pagegate never saw); any other only when it would reach another route (Rails and
+        // Laravel forms say `_method=patch` to the route that serves both).
+        if let Some((sent, overridden)) = query_override(req)
+            && (at.override_moves || (at.list_path && matches!(overridden, "GET" | "HEAD")))
+        {
+            return Err(MethodError::Override {
+                sent,
+                method: overridden,
+            });
         }
     }
     if at.list_path && req.headers().contains_key(header::UPGRADE) {
@@ -196,8 +221,6 @@ mod tests {
             ("POST", "/events?_method[]=GET", vec![]),
             ("POST", "/events?.method=GET", vec![]),
             ("POST", "/events?%5Bmethod=head", vec![]),
-            ("POST", "/events?_method=DELETE", vec![]),
-            ("GET", "/events?_method=put", vec![]),
             ("GET", "/events", vec![("content-length", "12")]),
             ("GET", "/events", vec![("transfer-encoding", "chunked")]),
             ("HEAD", "/events", vec![("content-length", "1")]),
@@ -211,9 +234,12 @@ mod tests {
             list_path: true,
             routed_path: true,
             read_body: false,
+            override_moves: false,
         };
+        // Off a list path, an override is refused when it moves the request to another route.
         let routed = Landing {
             list_path: false,
+            override_moves: true,
             ..list
         };
         for (method, target, headers) in refused {
@@ -236,6 +262,17 @@ mod tests {
                 list,
             ),
             ("POST", "/events?_method=POST", vec![], list),
+            // Another method's override that reaches the same route (a Rails form).
+            ("POST", "/events?_method=DELETE", vec![], list),
+            (
+                "POST",
+                "/users/1?_method=patch",
+                vec![],
+                Landing {
+                    list_path: false,
+                    ..list
+                },
+            ),
             ("POST", "/events", vec![("content-length", "12")], list),
             ("PURGE", "/events", vec![], list),
             ("get", "/other", vec![], unrouted),
@@ -254,6 +291,11 @@ mod tests {
             let req = request(method, target, &headers);
             assert_eq!(check(&req, at), Ok(()), "{method} {target}");
         }
+        let moved = request("POST", "/users/1?_method=DELETE", &[]);
+        assert!(
+            check(&moved, routed).is_err(),
+            "an override to another route"
+        );
         // A GET body is refused on any path, routed or not, unless allowed.
         let body = request("GET", "/other", &[("content-length", "3")]);
         assert!(check(&body, unrouted).is_err());

@@ -115,6 +115,7 @@ impl Refuse {
                         list_path: true,
                         routed_path: true,
                         read_body: false,
+                        override_moves: true,
                     });
                 methods::check(req, at)
                     .err()

@@ -182,10 +182,10 @@ fn normalize(path: &str, encoded_slashes: bool) -> Cow<'_, str> {
     if !encoded_slashes && is_normal(path) {
         return Cow::Borrowed(path);
     }
-    let lowered = decode_unreserved(path)
-        .to_ascii_lowercase()
-        .replace("%3b", ";")
-        .replace("%20", " ");
+    let mut lowered = decode_unreserved(path).to_ascii_lowercase();
+    if lowered.contains('%') {
+        lowered = lowered.replace("%3b", ";").replace("%20", " ");
+    }
     let slashed = if encoded_slashes {
         lowered
             .replace("%2f", "/")

@@ -222,8 +222,8 @@ impl<C: Clock + Clone> Rates<C> {
     pub(crate) fn check(&self, key: &ClientKey) -> (Result<(), Refused>, Fields) {
         let mut state = Vec::with_capacity(2);
         let mut verdict = Ok(());
+        self.clean_at_cap();
         if let Some((rate, limiter)) = &self.per_client {
-            self.clean_at_cap(limiter);
             verdict = self.one(
                 rate,
                 limiter.check_key(key),
@@ -283,7 +283,7 @@ impl<C: Clock + Clone> Rates<C> {
 
     /// When the store sent a new client to the overflow bucket, forgets full buckets (at most
     /// once a second: a pass walks every key).
-    fn clean_at_cap(&self, limiter: &Keyed<C>) {
+    fn clean_at_cap(&self) {
         if !self.full.load(Ordering::Relaxed) {
             return;
         }
@@ -298,7 +298,10 @@ impl<C: Clock + Clone> Rates<C> {
             return;
         }
         self.full.store(false, Ordering::Relaxed);
-        limiter.retain_recent();
+        // Both keyed maps share the flag: each is cleaned.
+        for (_, limiter) in self.per_client.iter().chain(&self.per_address) {
+            limiter.retain_recent();
+        }
     }
 
     /// Forgets clients whose bucket is full again (they lose nothing).
@@ -311,6 +314,10 @@ impl<C: Clock + Clone> Rates<C> {
 
     /// Clients whose rate state is kept now.
     pub(crate) fn clients(&self) -> usize {
-        self.per_client.as_ref().map_or(0, |(_, l)| l.len())
+        self.per_client
+            .iter()
+            .chain(&self.per_address)
+            .map(|(_, l)| l.len())
+            .sum()
     }
 }

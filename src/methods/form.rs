@@ -26,17 +26,11 @@ pub const MAX_FORM_BYTES: usize = 64 * 1024;
 #[derive(Debug, Clone, Copy)]
 pub struct CheckForm;
 
-/// Whether the form body of `req`, landing `at`, is read for `_method`: on a list path, any
-/// form; on another path some route serves, a URL-encoded POST form (what Rack, Laravel,
-/// Symfony and Express `method-override` read `_method` from). A multipart body off a list path
-/// is streamed unread: buffering it would cap uploads at [`MAX_FORM_BYTES`].
+/// Whether the form body of `req`, landing `at`, is read for `_method`: a form on a list path.
+/// Elsewhere forms are streamed unread: reading them would cap every form at
+/// [`MAX_FORM_BYTES`] and let a slow body hold a slot before any stall timeout runs.
 pub fn wanted(req: &Request, at: super::Landing) -> bool {
-    match form_kind(req) {
-        _ if http_body::Body::is_end_stream(req.body()) => false,
-        Some(_) if at.list_path => true,
-        Some(Form::UrlEncoded) => at.routed_path && req.method() == http::Method::POST,
-        _ => false,
-    }
+    at.list_path && !http_body::Body::is_end_stream(req.body()) && form_kind(req).is_some()
 }
 
 /// Reads form bodies on list paths and refuses those that override the method to a read.
@@ -121,13 +115,15 @@ where
     }
 }
 
-/// Refuses a form that names `_method` (any case, PHP-folded) as another standard method; for multipart,
+/// Refuses a form that names `_method` (any case, PHP-folded) as GET or HEAD; for multipart,
 /// any part named `_method` (its value is not parsed, so any such part is refused).
 fn check(kind: Form, bytes: &Bytes, own: &http::Method) -> Result<(), MethodError> {
     match kind {
         Form::UrlEncoded => {
             for (name, value) in form_urlencoded::parse(bytes) {
-                if let Some(method) = super::override_of(&name, &value, own) {
+                if let Some(method) =
+                    super::override_of(&name, &value, own).filter(|m| matches!(*m, "GET" | "HEAD"))
+                {
                     return Err(MethodError::Override {
                         sent: format!("{name}={value} (in the body)"),
                         method,
