@@ -7,7 +7,6 @@
 //! Hand-written: tower's `ConcurrencyLimit` decides in `poll_ready` (cloned services would each
 //! have their own) and releases when the response head leaves, and has no per-key limit.
 
-use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
@@ -19,7 +18,7 @@ use pin_project_lite::pin_project;
 use tokio::sync::Notify;
 
 use super::ClientKey;
-use super::queue::{NoPlace, Places};
+use super::queue::{Capped, NoPlace, Places, Tally};
 use crate::config::Queue;
 
 /// Which limit has no free slot.
@@ -40,19 +39,13 @@ pub enum NoSlot {
     Waited(Full, Duration),
 }
 
-#[derive(Debug, Default)]
-struct InFlight {
-    total: u32,
-    per_client: HashMap<ClientKey, u32>,
-}
-
 /// A route's concurrency slots.
 #[derive(Debug)]
 pub(crate) struct Slots {
     per_client: Option<u32>,
     total: Option<u32>,
     queue: Option<(Queue, Arc<Places>)>,
-    in_flight: Mutex<InFlight>,
+    in_flight: Mutex<Tally>,
     freed: Notify,
 }
 
@@ -77,15 +70,7 @@ pub(crate) struct LocalSlot {
 
 impl Drop for LocalSlot {
     fn drop(&mut self) {
-        let mut in_flight = self.slots.lock();
-        in_flight.total -= 1;
-        if let Some(n) = in_flight.per_client.get_mut(&self.key) {
-            *n -= 1;
-            if *n == 0 {
-                in_flight.per_client.remove(&self.key);
-            }
-        }
-        drop(in_flight);
+        self.slots.lock().remove(self.key);
         self.slots.freed.notify_waiters();
     }
 }
@@ -101,13 +86,13 @@ impl Slots {
                 per_client,
                 total,
                 queue: queue.map(|q| (q, Places::new(q.size.get(), per_client))),
-                in_flight: Mutex::new(InFlight::default()),
+                in_flight: Mutex::new(Tally::default()),
                 freed: Notify::new(),
             })
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, InFlight> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Tally> {
         self.in_flight
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -115,20 +100,12 @@ impl Slots {
 
     /// A slot now, or which limit is full.
     pub(crate) fn try_take(self: &Arc<Self>, key: ClientKey) -> Result<Slot, Full> {
-        let mut in_flight = self.lock();
-        if let Some(total) = self.total
-            && in_flight.total >= total
-        {
-            return Err(Full::Total(total));
-        }
-        let mine = in_flight.per_client.get(&key).copied().unwrap_or(0);
-        if let Some(cap) = self.per_client
-            && mine >= cap
-        {
-            return Err(Full::PerClient(cap));
-        }
-        in_flight.total += 1;
-        *in_flight.per_client.entry(key).or_insert(0) += 1;
+        self.lock()
+            .add(key, self.total, self.per_client)
+            .map_err(|capped| match capped {
+                Capped::Total(n) => Full::Total(n),
+                Capped::Client(n) => Full::PerClient(n),
+            })?;
         Ok(Slot::Local(LocalSlot {
             slots: Arc::clone(self),
             key,
@@ -170,7 +147,7 @@ impl Slots {
 
     /// Requests in flight now.
     pub(crate) fn in_flight(&self) -> u32 {
-        self.lock().total
+        self.lock().total()
     }
 }
 

@@ -14,13 +14,65 @@ use super::ClientKey;
 pub(crate) struct Places {
     size: u32,
     per_client: Option<u32>,
-    waiting: Mutex<Waiting>,
+    waiting: Mutex<Tally>,
 }
 
+/// How many of something are held, in all and per client key: requests in flight, places in
+/// a queue.
 #[derive(Debug, Default)]
-struct Waiting {
+pub(crate) struct Tally {
     total: u32,
     by_key: HashMap<ClientKey, u32>,
+}
+
+/// Which cap of a [`Tally`] is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Capped {
+    /// The total's.
+    Total(u32),
+    /// The client's.
+    Client(u32),
+}
+
+impl Tally {
+    /// Counts one more for `key`, within `total` and `per_client`, or says which cap is reached.
+    pub(crate) fn add(
+        &mut self,
+        key: ClientKey,
+        total: Option<u32>,
+        per_client: Option<u32>,
+    ) -> Result<(), Capped> {
+        if let Some(cap) = total
+            && self.total >= cap
+        {
+            return Err(Capped::Total(cap));
+        }
+        let mine = self.by_key.get(&key).copied().unwrap_or(0);
+        if let Some(cap) = per_client
+            && mine >= cap
+        {
+            return Err(Capped::Client(cap));
+        }
+        self.total += 1;
+        *self.by_key.entry(key).or_insert(0) += 1;
+        Ok(())
+    }
+
+    /// Counts one fewer for `key`.
+    pub(crate) fn remove(&mut self, key: ClientKey) {
+        self.total -= 1;
+        if let Some(n) = self.by_key.get_mut(&key) {
+            *n -= 1;
+            if *n == 0 {
+                self.by_key.remove(&key);
+            }
+        }
+    }
+
+    /// How many are held in all.
+    pub(crate) fn total(&self) -> u32 {
+        self.total
+    }
 }
 
 /// Why a request got no place.
@@ -45,28 +97,22 @@ impl Places {
         Arc::new(Self {
             size,
             per_client,
-            waiting: Mutex::new(Waiting::default()),
+            waiting: Mutex::new(Tally::default()),
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Waiting> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Tally> {
         self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// A place for `key`'s request, or why not.
     pub(crate) fn take(self: &Arc<Self>, key: ClientKey) -> Result<Place, NoPlace> {
-        let mut waiting = self.lock();
-        if waiting.total >= self.size {
-            return Err(NoPlace::Full);
-        }
-        let mine = waiting.by_key.get(&key).copied().unwrap_or(0);
-        if let Some(cap) = self.per_client
-            && mine >= cap
-        {
-            return Err(NoPlace::ClientFull(cap));
-        }
-        waiting.total += 1;
-        *waiting.by_key.entry(key).or_insert(0) += 1;
+        self.lock()
+            .add(key, Some(self.size), self.per_client)
+            .map_err(|capped| match capped {
+                Capped::Total(_) => NoPlace::Full,
+                Capped::Client(cap) => NoPlace::ClientFull(cap),
+            })?;
         Ok(Place {
             places: Arc::clone(self),
             key,
@@ -76,14 +122,7 @@ impl Places {
 
 impl Drop for Place {
     fn drop(&mut self) {
-        let mut waiting = self.places.lock();
-        waiting.total -= 1;
-        if let Some(n) = waiting.by_key.get_mut(&self.key) {
-            *n -= 1;
-            if *n == 0 {
-                waiting.by_key.remove(&self.key);
-            }
-        }
+        self.places.lock().remove(self.key);
     }
 }
 
