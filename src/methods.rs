@@ -180,10 +180,12 @@ pub fn check(req: &Request, at: Landing) -> Result<(), MethodError> {
         let length = headers
             .get(header::CONTENT_LENGTH)
             .is_some_and(|v| v.as_bytes() != b"0");
-        // HTTP/2 bodies need no length header: the body itself says whether it has ended.
+        // HTTP/2 bodies need no length header: the body itself says whether it has ended. Off
+        // list paths only a declared body counts: some HTTP/2 clients end a bodiless GET with
+        // an empty DATA frame rather than on its HEADERS.
         if length
             || headers.contains_key(header::TRANSFER_ENCODING)
-            || !http_body::Body::is_end_stream(req.body())
+            || (at.list_path && !http_body::Body::is_end_stream(req.body()))
         {
             return Err(MethodError::BodyOnRead { method });
         }

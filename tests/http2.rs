@@ -306,3 +306,23 @@ upstreams: {app: {url: '{upstream}'}}
     assert!(!connection.is_finished());
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn a_bodiless_get_ended_by_an_empty_data_frame_passes() {
+    let upstream = Upstream::start(|_| async { json_response("{}") }).await;
+    let yaml = "
+upstreams: {app: {url: '{upstream}'}}
+routes:
+  - {name: app, path: /app, upstream: app}
+";
+    let proxy = Proxy::start(yaml, &upstream).await;
+    let (mut client, _connection) = connect(proxy.addr, &h2::client::Builder::new()).await;
+    // HEADERS without END_STREAM, then an empty DATA frame that ends the stream.
+    let (response, mut stream) = client
+        .send_request(get(proxy.addr, "/app"), false)
+        .expect("send");
+    stream.send_data(Bytes::new(), true).expect("empty data");
+    let response = response.await.expect("answer");
+    assert_eq!(response.status(), 200);
+    proxy.stop().await;
+}
