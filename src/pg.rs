@@ -218,7 +218,7 @@ async fn serve(resource: &Arc<Resource>, req: &Request, export: bool) -> Result<
             },
         );
         params.offered.push(Offered {
-            parameter: format!("the {} header", scope.header),
+            source: resource::Source::Header(scope.header.clone()),
             column: scope.column.clone(),
             value: value.to_owned(),
         });

@@ -35,7 +35,7 @@ pub(super) async fn page(
     resource: &Resource,
     catalog: &Catalog,
     path: &str,
-    params: Params,
+    mut params: Params,
     ctx: &Ctx,
 ) -> Result<Response, PgError> {
     let table = resource.table();
@@ -47,7 +47,7 @@ pub(super) async fn page(
     let limit = params.limit.unwrap_or(table.default_limit);
     let fields = params
         .fields
-        .clone()
+        .take()
         .unwrap_or_else(|| table.default_fields.clone());
     let statement = sql::select(
         table,

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use super::resource::Offered;
+use super::resource::{Offered, Source};
 use super::sql::Filter;
 use super::{Catalog, PgError};
 use crate::config::{ExportFormat, FilterOp, TableConfig};
@@ -49,7 +49,7 @@ pub(super) fn refuse_nul_escapes(offered: &[Offered], catalog: &Catalog) -> Resu
         let json = catalog.columns.get(&o.column).is_some_and(|c| c.json);
         if json && escapes_nul(&o.value) {
             return Err(PgError::BadValue {
-                parameter: o.parameter.clone(),
+                parameter: o.parameter(),
                 message: "JSON text holds \\u0000, which PostgreSQL cannot store".to_owned(),
             });
         }
@@ -191,7 +191,7 @@ pub(super) fn parse(table: &TableConfig, query: &str, export: bool) -> Result<Pa
                 };
                 for (k, v) in table.key.iter().zip(&values) {
                     params.offered.push(Offered {
-                        parameter: format!("`after` (its {} value)", k.column),
+                        source: Source::After,
                         column: k.column.clone(),
                         value: v.clone(),
                     });
@@ -237,7 +237,7 @@ pub(super) fn parse(table: &TableConfig, query: &str, export: bool) -> Result<Pa
                 }
                 if op != FilterOp::Is {
                     params.offered.extend(values.iter().map(|value| Offered {
-                        parameter: format!("the filter `{column}={}.…`", op.name()),
+                        source: Source::Filter(op),
                         column: column.to_owned(),
                         value: value.clone(),
                     }));

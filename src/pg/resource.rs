@@ -15,12 +15,35 @@ use crate::cursor::{CursorCodec, route_id};
 /// A client's value as it met a column: to blame it by name when the database refuses it.
 #[derive(Debug, Clone)]
 pub(super) struct Offered {
-    /// The parameter as the client wrote it (`amount=gte.x`, `after`, a header).
-    pub(super) parameter: String,
+    /// Where the client wrote it.
+    pub(super) source: Source,
     /// The column it is compared with.
     pub(super) column: String,
     /// The value.
     pub(super) value: String,
+}
+
+/// Where a client wrote a value; named only when the database refuses it, so an answered
+/// request formats no label.
+#[derive(Debug, Clone)]
+pub(super) enum Source {
+    /// A filter with this operator.
+    Filter(crate::config::FilterOp),
+    /// `after`.
+    After,
+    /// The scope header.
+    Header(http::HeaderName),
+}
+
+impl Offered {
+    /// The parameter as the client wrote it (`the filter amount=gte.…`, `after`, a header).
+    pub(super) fn parameter(&self) -> String {
+        match &self.source {
+            Source::Filter(op) => format!("the filter `{}={}.…`", self.column, op.name()),
+            Source::After => format!("`after` (its {} value)", self.column),
+            Source::Header(name) => format!("the {name} header"),
+        }
+    }
 }
 
 /// Whether a resource may be served now.
@@ -311,7 +334,7 @@ impl Resource {
                         .is_ok());
             return Some(if at_fault {
                 PgError::BadValue {
-                    parameter: offered.parameter.clone(),
+                    parameter: offered.parameter(),
                     message,
                 }
             } else {

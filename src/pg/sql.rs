@@ -37,6 +37,18 @@ pub(crate) struct Filter {
     pub(crate) values: Vec<String>,
 }
 
+impl Filter {
+    /// `column op $n` with an empty value: the shape of a filter, for a statement the
+    /// catalog check prepares but never runs.
+    pub(crate) fn shape(column: &str, op: FilterOp) -> Self {
+        Self {
+            column: column.to_owned(),
+            op,
+            values: vec![String::new()],
+        }
+    }
+}
+
 /// What a statement produces per row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Shape {

@@ -33,11 +33,7 @@ pub(super) fn keyset(table: &TableConfig, catalog: &Catalog) -> sql::Statement {
     let filters: Vec<Filter> = table
         .scope
         .iter()
-        .map(|s| Filter {
-            column: s.column.clone(),
-            op: FilterOp::Eq,
-            values: vec![String::new()],
-        })
+        .map(|s| Filter::shape(&s.column, FilterOp::Eq))
         .collect();
     let key: Vec<String> = table.key.iter().map(|k| k.column.clone()).collect();
     let after = vec![String::new(); key.len()];

@@ -21,14 +21,6 @@ struct Probe {
     fix: String,
 }
 
-fn filter(column: &str, op: FilterOp) -> Filter {
-    Filter {
-        column: column.to_owned(),
-        op,
-        values: vec![String::new()],
-    }
-}
-
 /// The probes of `table`'s roles: each filter operator, the scope, each key column on its own
 /// and the whole key.
 fn probes(table: &TableConfig, catalog: &Catalog) -> Vec<Probe> {
@@ -42,7 +34,7 @@ fn probes(table: &TableConfig, catalog: &Catalog) -> Vec<Probe> {
                 catalog,
                 &first_key,
                 Shape::Json,
-                &[filter(column, *op)],
+                &[Filter::shape(column, *op)],
                 None,
                 1,
             );
@@ -61,7 +53,7 @@ fn probes(table: &TableConfig, catalog: &Catalog) -> Vec<Probe> {
             catalog,
             &first_key,
             Shape::Json,
-            &[filter(&scope.column, FilterOp::Eq)],
+            &[Filter::shape(&scope.column, FilterOp::Eq)],
             None,
             1,
         );
