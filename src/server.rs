@@ -225,6 +225,7 @@ impl Server {
         let closed = client_io::Closed {
             first_bytes: self.metrics.protection("header_read_timeout"),
             send_stall: self.metrics.protection("send_stall"),
+            http2_control_flood: self.metrics.protection("http2_control_flood"),
         };
         let open = Connections::new(
             connection::Settings {

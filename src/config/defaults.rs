@@ -27,9 +27,21 @@ pub const DEFAULT_HTTP2_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// "rapid reset" client paced under the h2 crate's own pending-reset limit is cut here.
 pub const DEFAULT_HTTP2_MAX_RESETS: std::num::NonZeroU32 =
     std::num::NonZeroU32::new(100).expect("not zero");
-/// The window `http2_max_resets` counts over: resets refill at `http2_max_resets` per this
-/// (10 seconds).
+/// The window `http2_max_resets` counts over: a connection whose client cancelled more than
+/// `http2_max_resets` streams within any such window is closed (10 seconds).
 pub const HTTP2_RESET_WINDOW: Duration = Duration::from_secs(10);
+/// Control frames (SETTINGS, PING, PRIORITY, RST_STREAM, WINDOW_UPDATE) one HTTP/2 client may
+/// send per [`HTTP2_CONTROL_WINDOW`] beyond those its streams and downloads explain; past it
+/// the connection gets GOAWAY `ENHANCE_YOUR_CALM` and is closed (1,000).
+pub const HTTP2_MAX_CONTROL_FRAMES: u32 = 1_000;
+/// The window [`HTTP2_MAX_CONTROL_FRAMES`] counts over (10 seconds).
+pub const HTTP2_CONTROL_WINDOW: Duration = Duration::from_secs(10);
+/// Control frames each stream a client opens explains: a PRIORITY, a WINDOW_UPDATE and a
+/// RST_STREAM (3).
+pub const FREE_PER_STREAM: u64 = 3;
+/// WINDOW_UPDATEs each DATA frame pagegate sends explains: the stream's and the connection's
+/// (2).
+pub const FREE_PER_DATA: u64 = 2;
 /// Whether one access-log event is written per request, when its response body ends (true).
 pub const DEFAULT_ACCESS_LOG: bool = true;
 /// Most client connections served at once; further accepts wait (4,096). Each may also hold a

@@ -7,6 +7,7 @@
 //! * **Send stall.** A client that stops reading makes writes wait forever: its response, a
 //!   held list page's reservation and its upstream connection stay pinned. A write that makes
 //!   no progress for `send_timeout` fails, which closes the connection and releases them all.
+//! * **HTTP/2 control-frame floods** (see [`frames`]).
 
 use std::future::Future;
 use std::io;
@@ -18,6 +19,10 @@ use prometheus_client::metrics::counter::Counter;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
+use frames::Frames;
+
+mod frames;
+
 /// The HTTP/2 connection preface (RFC 9113 §3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -28,6 +33,8 @@ pub(super) struct Closed {
     pub(super) first_bytes: Counter,
     /// A write waited `send_timeout`.
     pub(super) send_stall: Counter,
+    /// An HTTP/2 client sent control frames past the bound.
+    pub(super) http2_control_flood: Counter,
 }
 
 /// A client socket with a first-bytes deadline and a send-stall timeout.
@@ -47,6 +54,8 @@ pub(super) struct ClientIo<T> {
     waiting: bool,
     /// Told when the HTTP/2 preface has arrived (its idle and stream checks start).
     conn: Option<std::sync::Arc<super::connection::Conn>>,
+    /// HTTP/2 only: the control-frame accounting, from the end of the preface on.
+    frames: Option<Box<Frames>>,
 }
 
 impl<T> ClientIo<T> {
@@ -67,6 +76,7 @@ impl<T> ClientIo<T> {
             stalled: None,
             waiting: false,
             conn: None,
+            frames: None,
         }
     }
 
@@ -74,6 +84,44 @@ impl<T> ClientIo<T> {
     pub(super) fn http2_to(mut self, conn: std::sync::Arc<super::connection::Conn>) -> Self {
         self.conn = Some(conn);
         self
+    }
+
+    /// Follows hyper-util's protocol sniff over the first bytes read: it reads until 24 bytes
+    /// of the HTTP/2 preface have arrived or a byte differs from it, and only then does hyper's
+    /// own header timer exist. When this read completes the preface, the connection is HTTP/2:
+    /// its frame accounting starts, at the returned offset into `read`.
+    fn sniff(&mut self, read: &[u8]) -> Option<usize> {
+        let at = self.preface_matched;
+        let rest = &H2_PREFACE[at.min(H2_PREFACE.len())..];
+        let same = read.iter().zip(rest).take_while(|(a, b)| a == b).count();
+        if same < read.len().min(rest.len()) {
+            self.first_bytes = None;
+            return None;
+        }
+        if at + same < H2_PREFACE.len() {
+            self.preface_matched = at + same;
+            return None;
+        }
+        self.first_bytes = None;
+        if let Some(conn) = &self.conn {
+            conn.http2();
+        }
+        self.frames = Some(Box::new(Frames::new()));
+        Some(same)
+    }
+
+    /// Ends a flooding HTTP/2 connection: GOAWAY `ENHANCE_YOUR_CALM` if it can go out whole
+    /// now (one try, no wait), and an error for hyper, which closes the connection.
+    fn calm(&mut self, cx: &mut Context<'_>) -> io::Error
+    where
+        T: AsyncWrite + Unpin,
+    {
+        self.closed.http2_control_flood.inc();
+        if let Some(goaway) = self.frames.as_ref().and_then(|frames| frames.goaway()) {
+            let _ = Pin::new(&mut self.inner).poll_write(cx, &goaway);
+            let _ = Pin::new(&mut self.inner).poll_flush(cx);
+        }
+        flooded()
     }
 
     /// Runs `write`; a `Pending` that lasts `send_timeout` becomes a `TimedOut` error.
@@ -111,7 +159,14 @@ impl<T> ClientIo<T> {
     }
 }
 
-impl<T: AsyncRead + Unpin> AsyncRead for ClientIo<T> {
+fn flooded() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ConnectionAborted,
+        "HTTP/2 control frames past the bound",
+    )
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for ClientIo<T> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -119,26 +174,28 @@ impl<T: AsyncRead + Unpin> AsyncRead for ClientIo<T> {
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let Some(frames) = self.frames.as_mut() {
+            if frames.over() {
+                // Later reads fail too: the connection is over.
+                return Poll::Ready(Err(flooded()));
+            }
+            if polled.is_ready() && frames.read(&buf.filled()[before..]) {
+                return Poll::Ready(Err(self.calm(cx)));
+            }
+            return polled;
+        }
         let Some(deadline) = self.first_bytes.as_mut() else {
             return polled;
         };
         match polled {
             Poll::Ready(Ok(())) if buf.filled().len() > before => {
-                // hyper-util's sniff reads until 24 bytes of the HTTP/2 preface have arrived or
-                // a byte differs from it; only then does hyper's own header timer exist.
                 let read = &buf.filled()[before..];
-                let at = self.preface_matched;
-                let rest = &H2_PREFACE[at.min(H2_PREFACE.len())..];
-                let same = read.iter().zip(rest).take_while(|(a, b)| a == b).count();
-                if same < read.len().min(rest.len()) {
-                    self.first_bytes = None;
-                } else if at + same >= H2_PREFACE.len() {
-                    self.first_bytes = None;
-                    if let Some(conn) = &self.conn {
-                        conn.http2();
-                    }
-                } else {
-                    self.preface_matched = at + same;
+                let flood = self.sniff(read).is_some_and(|at| {
+                    let frames = self.frames.as_mut().expect("the sniff made them");
+                    frames.read(&read[at..])
+                });
+                if flood {
+                    return Poll::Ready(Err(self.calm(cx)));
                 }
                 Poll::Ready(Ok(()))
             }
@@ -161,7 +218,11 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for ClientIo<T> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.guard_write(cx, |io, cx| io.poll_write(cx, buf))
+        let polled = self.guard_write(cx, |io, cx| io.poll_write(cx, buf));
+        if let (Poll::Ready(Ok(n)), Some(frames)) = (&polled, self.frames.as_mut()) {
+            frames.wrote(&buf[..*n]);
+        }
+        polled
     }
 
     fn poll_write_vectored(
@@ -169,7 +230,16 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for ClientIo<T> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.guard_write(cx, |io, cx| io.poll_write_vectored(cx, bufs))
+        let polled = self.guard_write(cx, |io, cx| io.poll_write_vectored(cx, bufs));
+        if let (Poll::Ready(Ok(n)), Some(frames)) = (&polled, self.frames.as_mut()) {
+            let mut left = *n;
+            for buf in bufs {
+                let take = left.min(buf.len());
+                frames.wrote(&buf[..take]);
+                left -= take;
+            }
+        }
+        polled
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -8,9 +8,10 @@
 //! * **HTTP/2 idle timeout.** PINGs keep an HTTP/2 connection alive for as long as its client
 //!   answers them; one with no stream for `http2_idle_timeout` gets GOAWAY.
 //! * **HTTP/2 rapid reset.** A stream the client cancels before its answer ended (the request
-//!   may already be on the backend) costs a token; a stream whose last frame pagegate handed
-//!   hyper (passed, refused, empty) never does. `http2_max_resets` refill per
-//!   [`HTTP2_RESET_WINDOW`]. Out of tokens: GOAWAY, and the connection is closed.
+//!   may already be on the backend) is a reset; a stream whose last frame pagegate handed
+//!   hyper (passed, refused, empty) never is. More than `http2_max_resets` resets within any
+//!   [`HTTP2_RESET_WINDOW`] (a sliding window, so no pace gets more): GOAWAY, and the
+//!   connection is closed.
 //! * **HTTP/2 send stall.** A client that stops granting one stream flow-control window stalls
 //!   that stream inside h2 while the socket stays busy with others (or with PINGs), so the
 //!   socket's send-stall timeout never fires and the stream's held page stays pinned. Each
@@ -28,7 +29,7 @@
 //!
 //! Hand-written: these are accounting hooks around hyper's connection, which offers none.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
@@ -115,8 +116,8 @@ pub(super) struct Conn {
     close: Notify,
     /// The connection is ending: its streams' drops are not client resets.
     ending: AtomicBool,
-    /// Reset tokens left and when they were last refilled.
-    resets: Mutex<(f64, Instant)>,
+    /// When the resets of the last [`HTTP2_RESET_WINDOW`] happened, oldest first.
+    resets: Mutex<VecDeque<Instant>>,
     next_stream: AtomicU64,
     /// Per HTTP/2 stream: milliseconds after the epoch since its body's last frame waits for the
     /// client (0: not waiting).
@@ -166,7 +167,7 @@ impl Connections {
             reason: AtomicU8::new(0),
             close: Notify::new(),
             ending: AtomicBool::new(false),
-            resets: Mutex::new((f64::from(self.settings.http2_max_resets), Instant::now())),
+            resets: Mutex::new(VecDeque::new()),
             next_stream: AtomicU64::new(0),
             streams: Mutex::new(HashMap::new()),
         });
@@ -293,19 +294,23 @@ impl Conn {
         self.ending.store(true, Ordering::Release);
     }
 
-    /// A stream the client cancelled: one reset token.
+    /// A stream the client cancelled: one reset in the window.
     fn cancelled(&self) {
         if self.ending.load(Ordering::Acquire) {
             return;
         }
-        let max = f64::from(self.connections.settings.http2_max_resets);
-        let mut bucket = lock(&self.resets);
+        let max = usize::try_from(self.connections.settings.http2_max_resets).unwrap_or(usize::MAX);
         let now = Instant::now();
-        let refill = now.duration_since(bucket.1).as_secs_f64() / HTTP2_RESET_WINDOW.as_secs_f64();
-        bucket.0 = (bucket.0 + refill * max).min(max) - 1.0;
-        bucket.1 = now;
-        let over = bucket.0 < 0.0;
-        drop(bucket);
+        let mut resets = lock(&self.resets);
+        while resets
+            .front()
+            .is_some_and(|at| now.duration_since(*at) >= HTTP2_RESET_WINDOW)
+        {
+            resets.pop_front();
+        }
+        resets.push_back(now);
+        let over = resets.len() > max;
+        drop(resets);
         if over {
             self.ask(Close::Resets);
         }

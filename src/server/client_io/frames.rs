@@ -1,0 +1,269 @@
+//! HTTP/2 control-frame flood guard: counts the SETTINGS, PING, PRIORITY, RST_STREAM and
+//! WINDOW_UPDATE frames a client sends, from their frame headers as the bytes pass, and cuts a
+//! connection that sends more than [`HTTP2_MAX_CONTROL_FRAMES`] per [`HTTP2_CONTROL_WINDOW`].
+//!
+//! Each of those frames makes h2 do work (an answer to write, a tree to update) at no cost to a
+//! client that reads the answers, so a flood burns about one core per connection. Frames a
+//! normal exchange explains are free:
+//!
+//! * each HEADERS frame the client sends opens a stream and earns [`FREE_PER_STREAM`] frames
+//!   (a PRIORITY, a stream WINDOW_UPDATE, a RST_STREAM);
+//! * each DATA frame pagegate sends earns [`FREE_PER_DATA`] WINDOW_UPDATEs (the stream's and
+//!   the connection's), so a download of any size, read by a client that grants window after
+//!   every frame, is never cut.
+//!
+//! Past the bound the client gets GOAWAY `ENHANCE_YOUR_CALM` (when no frame of pagegate's is
+//! half written) and the connection is closed. Only HTTP/2 connections carry this state; HTTP/1
+//! pays one branch per read.
+//!
+//! Hand-written: hyper and h2 expose no frame hooks, and this needs only the 9-byte frame
+//! header (RFC 9113 §4.1), not a codec.
+
+use tokio::time::Instant;
+
+use crate::config::defaults::{
+    FREE_PER_DATA, FREE_PER_STREAM, HTTP2_CONTROL_WINDOW, HTTP2_MAX_CONTROL_FRAMES,
+};
+
+/// Length of an HTTP/2 frame header.
+const HEAD: usize = 9;
+
+const DATA: u8 = 0x0;
+const HEADERS: u8 = 0x1;
+const PRIORITY: u8 = 0x2;
+const RST_STREAM: u8 = 0x3;
+const SETTINGS: u8 = 0x4;
+const PING: u8 = 0x6;
+const WINDOW_UPDATE: u8 = 0x8;
+/// GOAWAY's error code for a peer that "is exhibiting a behavior that might be generating
+/// excessive load" (RFC 9113 §7).
+const ENHANCE_YOUR_CALM: u32 = 0xb;
+
+/// Walks a byte stream frame by frame, seeing each frame's header once.
+#[derive(Debug, Default)]
+struct Walker {
+    head: [u8; HEAD],
+    /// Bytes of `head` filled so far.
+    have: usize,
+    /// Payload bytes of the current frame still to pass.
+    skip: usize,
+}
+
+impl Walker {
+    /// Feeds `bytes`, calling `seen(type, stream)` for every completed frame header.
+    fn feed(&mut self, mut bytes: &[u8], mut seen: impl FnMut(u8, u32)) {
+        while !bytes.is_empty() {
+            if self.skip > 0 {
+                let n = self.skip.min(bytes.len());
+                self.skip -= n;
+                bytes = &bytes[n..];
+                continue;
+            }
+            let n = (HEAD - self.have).min(bytes.len());
+            self.head[self.have..self.have + n].copy_from_slice(&bytes[..n]);
+            self.have += n;
+            bytes = &bytes[n..];
+            if self.have == HEAD {
+                let h = self.head;
+                self.have = 0;
+                self.skip = usize::from(h[0]) << 16 | usize::from(h[1]) << 8 | usize::from(h[2]);
+                let stream = u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & 0x7fff_ffff;
+                seen(h[3], stream);
+            }
+        }
+    }
+
+    /// Between two frames.
+    fn at_boundary(&self) -> bool {
+        self.have == 0 && self.skip == 0
+    }
+}
+
+/// One HTTP/2 connection's frame accounting.
+#[derive(Debug)]
+pub(super) struct Frames {
+    inbound: Walker,
+    outbound: Walker,
+    /// The highest stream the client opened (GOAWAY's last-stream-id).
+    last_stream: u32,
+    /// Free control frames earned by streams the client opened.
+    stream_credit: u64,
+    /// Free WINDOW_UPDATEs earned by DATA frames pagegate sent.
+    window_credit: u64,
+    /// Counted frames in the current window, and when it began.
+    counted: u32,
+    /// The bound was passed: the connection is over.
+    over: bool,
+    since: Instant,
+}
+
+impl Frames {
+    pub(super) fn new() -> Self {
+        Self {
+            inbound: Walker::default(),
+            outbound: Walker::default(),
+            last_stream: 0,
+            stream_credit: 0,
+            window_credit: 0,
+            counted: 0,
+            over: false,
+            since: Instant::now(),
+        }
+    }
+
+    /// Bytes the client sent (after the preface); true when they flood.
+    pub(super) fn read(&mut self, bytes: &[u8]) -> bool {
+        let mut flood = false;
+        let mut inbound = std::mem::take(&mut self.inbound);
+        inbound.feed(bytes, |kind, stream| {
+            flood |= self.inbound_frame(kind, stream);
+        });
+        self.inbound = inbound;
+        flood
+    }
+
+    /// Bytes pagegate wrote to the client.
+    pub(super) fn wrote(&mut self, bytes: &[u8]) {
+        let credit = &mut self.window_credit;
+        self.outbound.feed(bytes, |kind, _| {
+            if kind == DATA {
+                *credit = credit.saturating_add(FREE_PER_DATA);
+            }
+        });
+    }
+
+    fn inbound_frame(&mut self, kind: u8, stream: u32) -> bool {
+        let free = match kind {
+            HEADERS => {
+                self.last_stream = self.last_stream.max(stream);
+                self.stream_credit = self.stream_credit.saturating_add(FREE_PER_STREAM);
+                return false;
+            }
+            WINDOW_UPDATE if self.window_credit > 0 => {
+                self.window_credit -= 1;
+                return false;
+            }
+            PRIORITY | RST_STREAM | WINDOW_UPDATE => &mut self.stream_credit,
+            // Answers to pagegate's own SETTINGS and keep-alive PINGs count too: there are few.
+            SETTINGS | PING => return self.count(),
+            _ => return false,
+        };
+        if *free > 0 {
+            *free -= 1;
+            return false;
+        }
+        self.count()
+    }
+
+    /// Counts one frame; true past the bound.
+    fn count(&mut self) -> bool {
+        let now = Instant::now();
+        if now.duration_since(self.since) >= HTTP2_CONTROL_WINDOW {
+            self.since = now;
+            self.counted = 0;
+        }
+        self.counted += 1;
+        self.over |= self.counted > HTTP2_MAX_CONTROL_FRAMES;
+        self.over
+    }
+
+    /// The bound was passed.
+    pub(super) fn over(&self) -> bool {
+        self.over
+    }
+
+    /// GOAWAY `ENHANCE_YOUR_CALM`, when it can go out whole between pagegate's frames.
+    pub(super) fn goaway(&self) -> Option<[u8; HEAD + 8]> {
+        if !self.outbound.at_boundary() {
+            return None;
+        }
+        let mut frame = [0u8; HEAD + 8];
+        frame[2] = 8; // length
+        frame[3] = 0x7; // GOAWAY, flags 0, stream 0
+        frame[HEAD..HEAD + 4].copy_from_slice(&self.last_stream.to_be_bytes());
+        frame[HEAD + 4..].copy_from_slice(&ENHANCE_YOUR_CALM.to_be_bytes());
+        Some(frame)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(kind: u8, flags: u8, stream: u32, payload: usize) -> Vec<u8> {
+        let len = u32::try_from(payload).expect("small").to_be_bytes();
+        let mut bytes = vec![len[1], len[2], len[3], kind, flags];
+        bytes.extend_from_slice(&stream.to_be_bytes());
+        bytes.resize(HEAD + payload, 0);
+        bytes
+    }
+
+    #[test]
+    fn frames_split_anywhere_are_seen_once_each() {
+        let mut stream = Vec::new();
+        for (kind, payload) in [(HEADERS, 30), (DATA, 100), (PING, 8), (WINDOW_UPDATE, 4)] {
+            stream.extend(frame(kind, 0, 1, payload));
+        }
+        for cut in [1, 3, 9, 10, 50] {
+            let mut walker = Walker::default();
+            let mut seen = Vec::new();
+            for piece in stream.chunks(cut) {
+                walker.feed(piece, |kind, _| seen.push(kind));
+            }
+            assert_eq!(
+                seen,
+                [HEADERS, DATA, PING, WINDOW_UPDATE],
+                "pieces of {cut}"
+            );
+            assert!(walker.at_boundary());
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_ping_flood_is_cut_at_the_bound_and_the_window_forgives() {
+        let mut frames = Frames::new();
+        let ping = frame(PING, 0, 0, 8);
+        for _ in 0..HTTP2_MAX_CONTROL_FRAMES {
+            assert!(!frames.read(&ping));
+        }
+        tokio::time::advance(HTTP2_CONTROL_WINDOW).await;
+        for _ in 0..HTTP2_MAX_CONTROL_FRAMES {
+            assert!(!frames.read(&ping), "a new window");
+        }
+        assert!(frames.read(&ping), "one past the bound");
+    }
+
+    #[test]
+    fn window_updates_the_data_sent_explains_are_free() {
+        let mut frames = Frames::new();
+        let data = frame(DATA, 0, 1, 16);
+        let update = frame(WINDOW_UPDATE, 0, 1, 4);
+        // A client granting window after each of 10 x the bound's DATA frames.
+        for _ in 0..10 * HTTP2_MAX_CONTROL_FRAMES {
+            frames.wrote(&data);
+            assert!(!frames.read(&update));
+            assert!(!frames.read(&update));
+        }
+        for _ in 0..HTTP2_MAX_CONTROL_FRAMES {
+            assert!(!frames.read(&update));
+        }
+        assert!(frames.read(&update), "unexplained updates count");
+    }
+
+    #[test]
+    fn streams_earn_their_priority_and_reset_and_goaway_names_the_last() {
+        let mut frames = Frames::new();
+        for id in (1..2 * HTTP2_MAX_CONTROL_FRAMES).step_by(2) {
+            assert!(!frames.read(&frame(HEADERS, 0, id, 10)));
+            assert!(!frames.read(&frame(PRIORITY, 0, id, 5)));
+            assert!(!frames.read(&frame(RST_STREAM, 0, id, 4)));
+        }
+        let goaway = frames.goaway().expect("between frames");
+        let last = 2 * HTTP2_MAX_CONTROL_FRAMES - 1;
+        assert_eq!(goaway[HEAD..HEAD + 4], last.to_be_bytes());
+        assert_eq!(goaway[HEAD + 4..], ENHANCE_YOUR_CALM.to_be_bytes());
+        // Half a frame of pagegate's written: no GOAWAY can go out now.
+        frames.wrote(&frame(DATA, 0, 1, 100)[..20]);
+        assert!(frames.goaway().is_none());
+    }
+}
