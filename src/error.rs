@@ -68,6 +68,9 @@ pub enum ProxyError {
     /// A table route's request or its database.
     #[error(transparent)]
     Table(#[from] PgError),
+    /// Every `max_connections` slot stayed busy while this client's connection waited.
+    #[error("pagegate is serving as many connections as it may; retry shortly")]
+    ConnectionsFull,
     /// A bug in pagegate; details are in the log.
     #[error("pagegate could not process this request")]
     Internal,
@@ -114,7 +117,7 @@ impl ProxyError {
             Self::Pagination(_) | Self::Cursor(_) => StatusCode::BAD_REQUEST,
             Self::Upstream(UpstreamError::Timeout { .. }) => StatusCode::GATEWAY_TIMEOUT,
             Self::Upstream(_) | Self::Guard(_) => StatusCode::BAD_GATEWAY,
-            Self::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Overloaded(_) | Self::ConnectionsFull => StatusCode::SERVICE_UNAVAILABLE,
             Self::Limit(e) if e.route_busy() => StatusCode::SERVICE_UNAVAILABLE,
             Self::Limit(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Table(e) => e.status(),
@@ -153,7 +156,7 @@ impl ProxyError {
             Self::Upstream(_) | Self::Guard(_) => Outcome::UpstreamError,
             Self::RequestBody(RequestBodyError::Stalled(_)) => Outcome::ClientStalled,
             Self::RequestBody(RequestBodyError::Malformed) => Outcome::Refused,
-            Self::Overloaded(_) => Outcome::Overloaded,
+            Self::Overloaded(_) | Self::ConnectionsFull => Outcome::Overloaded,
             Self::Limit(_) => Outcome::Limited,
             Self::Table(e) if e.status().is_client_error() => Outcome::Refused,
             Self::Table(_) => Outcome::UpstreamError,
@@ -182,7 +185,7 @@ impl ProxyError {
             }
             Self::Upstream(_) => "urn:pagegate:problem:upstream-unavailable",
             Self::Guard(_) => "urn:pagegate:problem:bad-upstream-response",
-            Self::Overloaded(_) => "urn:pagegate:problem:overloaded",
+            Self::Overloaded(_) | Self::ConnectionsFull => "urn:pagegate:problem:overloaded",
             Self::Table(e) => e.problem_type(),
             Self::Limit(e) => match e.refusal {
                 crate::limit::Refusal::Rate(_) => "urn:pagegate:problem:rate-limited",
@@ -206,7 +209,7 @@ impl ProxyError {
     /// The response a client receives for this error.
     pub fn into_response(self) -> Response {
         let mut response = self.to_problem().into_response();
-        if matches!(self, Self::Overloaded(_)) {
+        if matches!(self, Self::Overloaded(_) | Self::ConnectionsFull) {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -238,6 +241,12 @@ impl ProxyError {
                 header::ALLOW,
                 HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
             );
+        }
+        if matches!(self, Self::ConnectionsFull) {
+            // The connection closes after this answer (HTTP/2 gets GOAWAY).
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         response.extensions_mut().insert(self.outcome());
         response

@@ -7,14 +7,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use futures_util::{FutureExt, future};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tower::ServiceExt;
 
 use crate::client::ClientAddr;
 use crate::config::Config;
@@ -27,17 +25,10 @@ use crate::{Body, BoxError, Request};
 mod client_io;
 mod connection;
 mod peers;
+mod serving;
 
-use client_io::ClientIo;
-use connection::{Answer, Close, Connections};
-
-/// After GOAWAY for too many cancelled streams, how long the streams in flight may finish before
-/// the connection is closed (1 second).
-const RESET_DRAIN: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// While a new connection waits for a slot held by busy connections, how often one that has
-/// gone idle since is looked for (100 ms).
-const EVICT_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
+use connection::Connections;
+use serving::Serving;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +82,8 @@ pub struct Server {
     config: Arc<Config>,
     listener: TcpListener,
     metrics_listener: Option<TcpListener>,
+    /// Open files left beyond what `max_connections` needs (for the waiting room).
+    spare_files: u64,
     metrics: Arc<Metrics>,
     current: Current,
 }
@@ -147,7 +140,7 @@ impl Handle {
 impl Server {
     /// Builds the first generation of a validated config and binds its listeners.
     pub async fn bind(config: Config) -> Result<Self, StartError> {
-        open_files(config.max_connections)?;
+        let spare_files = open_files(config.max_connections)?;
         let metrics = Arc::new(Metrics::default());
         let generation = Generation::build(config, None, &metrics)?;
         // Table routes are checked against their catalogs now; a database that does not answer
@@ -183,6 +176,7 @@ impl Server {
             config,
             listener,
             metrics_listener,
+            spare_files,
             metrics,
             current: Arc::new(ArcSwap::from_pointee(generation)),
         })
@@ -210,7 +204,6 @@ impl Server {
 
     /// Serves until `shutdown` completes, then lets open requests finish within the grace period.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let stack = crate::stack::global(Router::new(self.current), self.config.access_log);
         let connections = Arc::new(Semaphore::new(self.config.max_connections));
         // Shutdown: a signal every connection task watches, and a channel whose last sender
         // (one per connection task) closes when the last connection has ended.
@@ -235,6 +228,8 @@ impl Server {
             },
             connection::Closed {
                 evicted_idle: self.metrics.protection("evicted_idle"),
+                evicted_silent: self.metrics.protection("evicted_silent"),
+                evicted_slow_head: self.metrics.protection("evicted_slow_head"),
                 http2_idle: self.metrics.protection("http2_idle_timeout"),
                 http2_resets: self.metrics.protection("http2_resets"),
                 send_stall: closed.send_stall.clone(),
@@ -261,6 +256,26 @@ impl Server {
         if let Some(listener) = self.metrics_listener {
             tokio::spawn(serve_metrics(listener, Arc::clone(&self.metrics)));
         }
+        let serving = Arc::new(Serving {
+            stack: crate::stack::global(Router::new(self.current), self.config.access_log),
+            refusal: crate::stack::global(serving::Refusal, self.config.access_log),
+            builder,
+            open,
+            slots: Arc::clone(&connections),
+            closed,
+            trusted,
+            header_read_timeout: self.config.header_read_timeout,
+            send_timeout: self.config.send_timeout,
+            overloaded: self.metrics.protection("max_connections"),
+            stop: stop_rx,
+            alive: alive_tx.clone(),
+        });
+        // Newcomers that found every slot taken wait here, each in its own task, so the accept
+        // loop goes on accepting (see serving).
+        let waiting = Arc::new(Semaphore::new(serving::waiting_room(
+            self.config.max_connections,
+            self.spare_files,
+        )));
         tokio::pin!(shutdown);
         loop {
             let (stream, peer) = tokio::select! {
@@ -275,119 +290,26 @@ impl Server {
                     }
                 },
             };
-            let client = ClientAddr::new(peer, &trusted);
+            let client = ClientAddr::new(peer, &serving.trusted);
             let Ok(peer_slot) = peers.admit(client.key()) else {
                 // Over max_connections_per_client: closed at once, before a byte is read.
                 drop(stream);
                 continue;
             };
-            let permit = match Arc::clone(&connections).try_acquire_owned() {
-                Ok(permit) => permit,
-                Err(_) => {
-                    // Every slot is taken: the connection idle the longest (a silent socket,
-                    // a keep-alive one between requests) makes room; with none idle, wait,
-                    // asking again as connections go idle.
-                    let mut permit = None;
-                    while permit.is_none() {
-                        open.evict_idle();
-                        permit = tokio::select! {
-                            () = &mut shutdown => break,
-                            permit = Arc::clone(&connections).acquire_owned() => Some(permit),
-                            () = tokio::time::sleep(EVICT_RETRY) => None,
-                        };
-                    }
-                    let Some(Ok(permit)) = permit else { break };
-                    permit
-                }
+            if let Ok(permit) = Arc::clone(&connections).try_acquire_owned() {
+                serving.serve(stream, client, permit, peer_slot);
+                continue;
+            }
+            // Every slot is taken: the newcomer waits in the waiting room; when that is full
+            // too, so does the accept loop (further clients wait in the listen backlog).
+            let place = tokio::select! {
+                () = &mut shutdown => break,
+                place = Arc::clone(&waiting).acquire_owned() => place,
             };
-            let registered = open.open();
-            let conn = Arc::clone(&registered.0);
-            // The connection's slot, shared with what may outlive its requests (tunnels).
-            let slot: Arc<dyn std::any::Any + Send + Sync> = Arc::new((permit, peer_slot));
-            let closing = Box::pin(Arc::clone(&conn).closing());
-            let _ = stream.set_nodelay(true);
-            let stack = stack.clone();
-            // Rendered once per connection, cloned (reference counts) per request; resolved per
-            // request only behind a trusted proxy.
-            let client = client.with_slot(Arc::clone(&slot));
-            let trusted = Arc::clone(&trusted);
-            let requests = Arc::clone(&conn);
-            let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
-                // Counts the request in flight until its answer ends (idle eviction, HTTP/2
-                // idle timeout, resets, stalled streams).
-                let stream = requests.stream(req.version() == http::Version::HTTP_2);
-                let mut client = client.clone();
-                client.resolve(req.headers(), &trusted);
-                Answer::new(stack.clone().oneshot(incoming(req, client)), stream)
-            });
-            // The protocol sniff waits for first bytes before hyper's timer exists; a client
-            // that reads nothing must not pin its response (see client_io).
-            let io = ClientIo::new(
-                stream,
-                self.config.header_read_timeout,
-                self.config.send_timeout,
-                closed.clone(),
-            )
-            .http2_to(Arc::clone(&conn));
-            // With upgrades: WebSockets and other `Upgrade` protocols are tunnelled.
-            let connection = builder
-                .serve_connection_with_upgrades(TokioIo::new(io), service)
-                .into_owned();
-            let mut stop = stop_rx.clone();
-            let stopping = Box::pin(async move {
-                let _ = stop.changed().await;
-            });
-            // Why the connection must end early: shutdown (`None`) or one of its own protections.
-            let ending = future::select(stopping, closing).map(|either| match either {
-                future::Either::Left(((), _)) => None,
-                future::Either::Right((close, _)) => Some(close),
-            });
-            let alive = alive_tx.clone();
-            // Combinators, not an async block: async blocks over the connection's generic
-            // service futures trip rustc's "Send is not general enough" (rust-lang/rust#110338).
-            let ended = Arc::clone(&conn);
-            let drain = self.config.send_timeout;
-            let served = future::select(Box::pin(connection), ending)
-                .then(move |either| match either {
-                    future::Either::Left((result, _)) => {
-                        future::Either::Left(future::ready(result))
-                    }
-                    future::Either::Right((Some(Close::Stalled), connection)) => {
-                        // A stream's client took nothing for send_timeout: closed at once,
-                        // releasing every stream's held page and upstream connection.
-                        ended.ending();
-                        drop(connection);
-                        future::Either::Left(future::ready(Ok(())))
-                    }
-                    future::Either::Right((Some(close), mut connection)) => {
-                        // GOAWAY (HTTP/1: no more requests) and a bounded drain, then closed:
-                        // a client that answers PINGs but takes nothing cannot keep it open.
-                        ended.ending();
-                        connection.as_mut().graceful_shutdown();
-                        let limit = if close == Close::Resets {
-                            RESET_DRAIN
-                        } else {
-                            drain
-                        };
-                        let drained = tokio::time::timeout(limit, connection)
-                            .map(|result| result.unwrap_or(Ok(())));
-                        future::Either::Right(future::Either::Left(drained))
-                    }
-                    future::Either::Right((None, mut connection)) => {
-                        // Shutdown: finish the requests in flight within the grace period.
-                        connection.as_mut().graceful_shutdown();
-                        future::Either::Right(future::Either::Right(connection))
-                    }
-                })
-                .map(move |result| {
-                    registered.0.ending();
-                    if let Err(error) = result {
-                        tracing::debug!(%error, %peer, "connection ended with an error");
-                    }
-                    drop((slot, alive, registered));
-                });
-            tokio::spawn(served);
+            let Ok(place) = place else { break };
+            tokio::spawn(Arc::clone(&serving).wait(stream, client, peer_slot, place));
         }
+        drop(serving);
         drop(self.listener);
         tracing::info!(grace = ?self.config.shutdown_grace, "shutting down");
         let _ = stop_tx.send(true);
@@ -430,8 +352,9 @@ fn client_body_error(error: hyper::Error) -> BoxError {
 }
 
 /// Raises the open-files soft limit to the hard limit, and refuses a `max_connections` the hard
-/// limit cannot serve: past it, accepts would fail with EMFILE while clients wait.
-fn open_files(max_connections: usize) -> Result<(), StartError> {
+/// limit cannot serve: past it, accepts would fail with EMFILE while clients wait. Returns the
+/// files left beyond that need.
+fn open_files(max_connections: usize) -> Result<u64, StartError> {
     let need = u64::try_from(max_connections)
         .unwrap_or(u64::MAX)
         .saturating_mul(2)
@@ -441,7 +364,7 @@ fn open_files(max_connections: usize) -> Result<(), StartError> {
         Err(error) => {
             // No limit to read (not Unix-like): nothing to check against.
             tracing::debug!(%error, "cannot read the open-files limit");
-            return Ok(());
+            return Ok(u64::MAX);
         }
     };
     if limit < need {
@@ -451,7 +374,7 @@ fn open_files(max_connections: usize) -> Result<(), StartError> {
             need,
         });
     }
-    Ok(())
+    Ok(limit - need)
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -171,3 +171,43 @@ routes:
     assert!(admitted, "the closed tunnel's slot was freed");
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn upgrades_queued_behind_full_tunnels_are_answered_not_dropped() {
+    let backend = echo_backend().await;
+    let yaml = "
+max_connections: 10
+metrics_listen: 127.0.0.1:0
+default: {action: pass, upstream: app}
+upstreams: {app: {url: '{upstream}', idle_timeout: 30s}}
+";
+    let proxy = Proxy::start_url(yaml, &format!("http://{backend}")).await;
+    let mut tunnels = Vec::new();
+    for _ in 0..10 {
+        let (tunnel, head) = upgrade(proxy.addr, "/ws").await;
+        assert!(head.starts_with("http/1.1 101"), "{head}");
+        tunnels.push(tunnel);
+    }
+    // Every slot is held by a tunnel, none of which can be evicted: 40 more upgrades wait,
+    // then each is answered 503 with Retry-After.
+    let queued: Vec<_> = (0..40)
+        .map(|_| tokio::spawn(upgrade(proxy.addr, "/ws")))
+        .collect();
+    for task in queued {
+        let (_, head) = task.await.expect("task");
+        assert!(head.starts_with("http/1.1 503"), "{head}");
+        assert!(head.contains("retry-after: 1\r\n"), "{head}");
+        assert!(head.contains("application/problem+json"), "{head}");
+    }
+    // The tunnels were left alone.
+    for tunnel in &mut tunnels {
+        tunnel.write_all(b"ping").await.expect("write");
+        let mut echo = [0u8; 4];
+        tunnel.read_exact(&mut echo).await.expect("echo");
+        assert_eq!(&echo, b"ping");
+    }
+    let text = proxy.metrics_text().await;
+    let line = "pagegate_protections_total{reason=\"max_connections\"} 40";
+    assert!(text.contains(line), "{line} missing from:\n{text}");
+    proxy.stop().await;
+}

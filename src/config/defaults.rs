@@ -47,6 +47,19 @@ pub const DEFAULT_ACCESS_LOG: bool = true;
 /// Most client connections served at once; further accepts wait (4,096). Each may also hold a
 /// connection to its upstream, so this needs about 8,200 open files.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4_096;
+/// At `max_connections`, a connection whose head is still incomplete this long after its
+/// first byte may be closed to make room for a newcomer (1 second).
+pub const SLOW_HEAD: Duration = Duration::from_secs(1);
+/// At `max_connections`, a connection that has sent nothing this long since it was accepted
+/// may be closed to make room for a newcomer (1 second).
+pub const SILENT_NEWCOMER: Duration = Duration::from_secs(1);
+/// Longest a newcomer waits for a `max_connections` slot when no connection can be evicted;
+/// then it is answered 503 `overloaded` with `Retry-After` (2 seconds).
+pub const ACCEPT_WAIT: Duration = Duration::from_secs(2);
+/// Newcomers that may wait for a slot at once, at least (1,024; more when `max_connections` is
+/// larger, fewer when the open-files limit leaves no room). Each holds a socket and, once
+/// answered, at most `max_head_bytes` of head.
+pub const WAITING_ROOM_MIN: usize = 1_024;
 /// Open files pagegate keeps for itself beyond two per client connection: listeners, the log,
 /// the runtime's own descriptors (64).
 pub const RESERVED_FILES: u64 = 64;

@@ -52,7 +52,8 @@ pub(super) struct ClientIo<T> {
     stalled: Option<Pin<Box<Sleep>>>,
     /// Whether `stalled` is counting (a write is waiting).
     waiting: bool,
-    /// Told when the HTTP/2 preface has arrived (its idle and stream checks start).
+    /// Told when bytes arrive (eviction) and when the HTTP/2 preface has (its idle and stream
+    /// checks start).
     conn: Option<std::sync::Arc<super::connection::Conn>>,
     /// HTTP/2 only: the control-frame accounting, from the end of the preface on.
     frames: Option<Box<Frames>>,
@@ -80,8 +81,8 @@ impl<T> ClientIo<T> {
         }
     }
 
-    /// Tells `conn` when the HTTP/2 preface has arrived.
-    pub(super) fn http2_to(mut self, conn: std::sync::Arc<super::connection::Conn>) -> Self {
+    /// Tells `conn` when bytes arrive (a head begins) and when the HTTP/2 preface has.
+    pub(super) fn watched_by(mut self, conn: std::sync::Arc<super::connection::Conn>) -> Self {
         self.conn = Some(conn);
         self
     }
@@ -174,6 +175,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for ClientIo<T> {
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let Some(conn) = &self.conn
+            && buf.filled().len() > before
+        {
+            conn.bytes_arrived();
+        }
         if let Some(frames) = self.frames.as_mut() {
             if frames.over() {
                 // Later reads fail too: the connection is over.

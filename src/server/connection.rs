@@ -1,10 +1,8 @@
 //! What pagegate knows of each open client connection beyond its socket, for the protections
 //! that need it:
 //!
-//! * **Idle first at `max_connections`.** Every connection counts its requests in flight and
-//!   since when it has had none. When every slot is taken, the connection idle the longest
-//!   (a silent socket, a keep-alive connection between requests, an HTTP/2 connection with no
-//!   stream) is closed to make room, so idle sockets cannot lock a new client out.
+//! * **Eviction at `max_connections`** (see [`eviction`]): which connection makes room for a
+//!   newcomer, never one whose first head is arriving at a normal pace.
 //! * **HTTP/2 idle timeout.** PINGs keep an HTTP/2 connection alive for as long as its client
 //!   answers them; one with no stream for `http2_idle_timeout` gets GOAWAY.
 //! * **HTTP/2 rapid reset.** A stream the client cancels before its answer ended (the request
@@ -46,6 +44,8 @@ use tokio::time::Instant;
 
 use crate::config::defaults::HTTP2_RESET_WINDOW;
 
+mod eviction;
+
 /// Largest data frame an HTTP/2 stream's body hands hyper at once (16 KiB, HTTP/2's default
 /// frame size): hyper asks for the next frame when the client has taken this one.
 pub(super) const H2_FRAME: usize = 16 * 1024;
@@ -62,6 +62,8 @@ pub(super) struct Settings {
 #[derive(Debug, Clone, Default)]
 pub(super) struct Closed {
     pub(super) evicted_idle: Counter,
+    pub(super) evicted_silent: Counter,
+    pub(super) evicted_slow_head: Counter,
     pub(super) http2_idle: Counter,
     pub(super) http2_resets: Counter,
     pub(super) send_stall: Counter,
@@ -72,6 +74,9 @@ pub(super) struct Closed {
 pub(super) enum Close {
     /// Idle at `max_connections`, closed to make room: GOAWAY or a plain close.
     Evicted = 1,
+    /// At `max_connections`, silent since accept or with a head still incomplete: closed at
+    /// once (a graceful close would let a begun head keep arriving).
+    EvictedAtOnce = 5,
     /// HTTP/2 with no stream for `http2_idle_timeout`: GOAWAY.
     Idle = 2,
     /// HTTP/2 streams cancelled beyond `http2_max_resets`: GOAWAY, then closed.
@@ -87,6 +92,7 @@ impl Close {
             2 => Some(Self::Idle),
             3 => Some(Self::Resets),
             4 => Some(Self::Stalled),
+            5 => Some(Self::EvictedAtOnce),
             _ => None,
         }
     }
@@ -108,8 +114,14 @@ pub(super) struct Conn {
     id: u64,
     connections: Arc<Connections>,
     in_flight: AtomicU32,
-    /// Milliseconds after the registry's epoch when `in_flight` last became zero.
+    /// Milliseconds after the registry's epoch when `in_flight` last became zero (at first,
+    /// when the connection was accepted).
     idle_since: AtomicU64,
+    /// Milliseconds after the epoch when bytes arrived with no request in flight (a head
+    /// begun; 0: none since the last request began).
+    head_since: AtomicU64,
+    /// A request has begun on this connection.
+    served: AtomicBool,
     h2: AtomicBool,
     h2_started: Notify,
     reason: AtomicU8,
@@ -162,6 +174,8 @@ impl Connections {
             connections: Arc::clone(self),
             in_flight: AtomicU32::new(0),
             idle_since: AtomicU64::new(self.now_ms()),
+            head_since: AtomicU64::new(0),
+            served: AtomicBool::new(false),
             h2: AtomicBool::new(false),
             h2_started: Notify::new(),
             reason: AtomicU8::new(0),
@@ -174,22 +188,6 @@ impl Connections {
         lock(&self.open).insert(id, Arc::clone(&conn));
         Registered(conn)
     }
-
-    /// Asks the connection idle the longest to close; false when every one is busy.
-    pub(super) fn evict_idle(&self) -> bool {
-        let open = lock(&self.open);
-        let oldest = open
-            .values()
-            .filter(|c| c.in_flight.load(Ordering::Acquire) == 0 && c.reason().is_none())
-            .min_by_key(|c| c.idle_since.load(Ordering::Relaxed));
-        match oldest {
-            Some(conn) => {
-                conn.ask(Close::Evicted);
-                true
-            }
-            None => false,
-        }
-    }
 }
 
 impl Conn {
@@ -199,6 +197,11 @@ impl Conn {
 
     /// Asks the connection's task to close it, counting why (the first reason wins).
     fn ask(&self, close: Close) {
+        self.ask_counting(close, None);
+    }
+
+    /// As [`Conn::ask`], counting `counter` instead of the reason's own.
+    fn ask_counting(&self, close: Close, counter: Option<&Counter>) {
         if self
             .reason
             .compare_exchange(0, close as u8, Ordering::AcqRel, Ordering::Acquire)
@@ -207,12 +210,13 @@ impl Conn {
             return;
         }
         let closed = &self.connections.closed;
-        match close {
-            Close::Evicted => closed.evicted_idle.inc(),
-            Close::Idle => closed.http2_idle.inc(),
-            Close::Resets => closed.http2_resets.inc(),
-            Close::Stalled => closed.send_stall.inc(),
-        };
+        let counter = counter.unwrap_or(match close {
+            Close::Evicted | Close::EvictedAtOnce => &closed.evicted_idle,
+            Close::Idle => &closed.http2_idle,
+            Close::Resets => &closed.http2_resets,
+            Close::Stalled => &closed.send_stall,
+        });
+        counter.inc();
         self.close.notify_one();
     }
 
@@ -269,9 +273,21 @@ impl Conn {
             .then_some(Close::Stalled)
     }
 
+    /// Bytes arrived from the client: with no request in flight, a head has begun.
+    pub(super) fn bytes_arrived(&self) {
+        if self.in_flight.load(Ordering::Relaxed) == 0
+            && self.head_since.load(Ordering::Relaxed) == 0
+        {
+            let now = self.connections.now_ms();
+            self.head_since.store(now, Ordering::Relaxed);
+        }
+    }
+
     /// A request starts on this connection; the guard ends it.
     pub(super) fn stream(self: &Arc<Self>, h2: bool) -> Stream {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.head_since.store(0, Ordering::Relaxed);
+        self.served.store(true, Ordering::Relaxed);
         let clock = h2.then(|| {
             self.http2();
             let key = self.next_stream.fetch_add(1, Ordering::Relaxed);

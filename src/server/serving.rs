@@ -1,0 +1,256 @@
+//! One accepted connection's life: it waits for a `max_connections` slot (the waiting room),
+//! then hyper serves it under its protections until it ends; or, with no slot within
+//! [`ACCEPT_WAIT`], its request is answered 503 `overloaded` so that no client is closed
+//! without an answer.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_util::{FutureExt, future};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use prometheus_client::metrics::counter::Counter;
+use tokio::net::TcpStream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tower::ServiceExt;
+
+use super::client_io::{self, ClientIo};
+use super::connection::{Answer, Close, Connections};
+use super::incoming;
+use super::peers::PeerSlot;
+use crate::client::{ClientAddr, TrustedProxies};
+use crate::config::defaults::{ACCEPT_WAIT, WAITING_ROOM_MIN};
+use crate::error::ProxyError;
+use crate::router::Router;
+use crate::telemetry::AccessLog;
+use crate::{Request, Response};
+
+/// After GOAWAY for too many cancelled streams, how long the streams in flight may finish before
+/// the connection is closed (1 second).
+const RESET_DRAIN: Duration = Duration::from_secs(1);
+
+/// While a newcomer waits for a slot, how often an evictable connection is looked for (100 ms).
+const EVICT_RETRY: Duration = Duration::from_millis(100);
+
+/// The answer of a newcomer that found no slot: 503 `overloaded`. A named service, not a
+/// closure, so its request type is exactly [`Request`] (rust-lang/rust#110338).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Refusal;
+
+impl tower::Service<Request> for Refusal {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = future::Ready<Result<Response, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: Request) -> Self::Future {
+        future::ready(Ok(ProxyError::ConnectionsFull.into_response()))
+    }
+}
+
+/// What every connection task shares.
+pub(super) struct Serving {
+    pub(super) stack: AccessLog<Router>,
+    /// The 503 `overloaded` answer, logged as every answer is.
+    pub(super) refusal: AccessLog<Refusal>,
+    pub(super) builder: auto::Builder<TokioExecutor>,
+    pub(super) open: Arc<Connections>,
+    pub(super) slots: Arc<Semaphore>,
+    pub(super) closed: client_io::Closed,
+    pub(super) trusted: Arc<TrustedProxies>,
+    pub(super) header_read_timeout: Duration,
+    pub(super) send_timeout: Duration,
+    /// Counts newcomers answered 503 (`max_connections`).
+    pub(super) overloaded: Counter,
+    pub(super) stop: watch::Receiver<bool>,
+    /// One sender per connection task: shutdown waits until all have ended.
+    pub(super) alive: mpsc::Sender<()>,
+}
+
+impl Serving {
+    /// Serves a newcomer that found every slot taken: evicts what may be evicted and waits up
+    /// to [`ACCEPT_WAIT`] for a slot, else answers 503. Holds `place` (in the waiting room)
+    /// until it leaves.
+    pub(super) async fn wait(
+        self: Arc<Self>,
+        stream: TcpStream,
+        client: ClientAddr,
+        peer_slot: Option<PeerSlot>,
+        place: OwnedSemaphorePermit,
+    ) {
+        let deadline = tokio::time::Instant::now() + ACCEPT_WAIT;
+        // One eviction at a time per waiter: it asks again only once its last one has ended
+        // (a slot was freed, maybe for an earlier waiter), so a burst evicts no more than it
+        // needs.
+        let mut evicted = std::sync::Weak::new();
+        let permit = loop {
+            if evicted.strong_count() == 0 {
+                evicted = self.open.evict();
+            }
+            tokio::select! {
+                permit = Arc::clone(&self.slots).acquire_owned() => break permit.ok(),
+                () = tokio::time::sleep(EVICT_RETRY) => {}
+                () = tokio::time::sleep_until(deadline) => break None,
+            }
+        };
+        drop(place);
+        match permit {
+            Some(permit) => self.serve(stream, client, permit, peer_slot),
+            None => drop(tokio::spawn(self.refuse(stream, client))),
+        }
+    }
+
+    /// Answers a newcomer's first request 503 `overloaded` with `Retry-After`, then closes.
+    /// Combinators, not an async block (see [`Serving::serve`]).
+    fn refuse(&self, stream: TcpStream, client: ClientAddr) -> impl Future<Output = ()> + use<> {
+        self.overloaded.inc();
+        let alive = self.alive.clone();
+        let answered = Arc::new(tokio::sync::Notify::new());
+        let told = Arc::clone(&answered);
+        let refusal = self.refusal.clone();
+        let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
+            told.notify_one();
+            refusal.clone().oneshot(incoming(req, client.clone()))
+        });
+        let io = ClientIo::new(
+            stream,
+            self.header_read_timeout,
+            self.send_timeout,
+            self.closed.clone(),
+        );
+        let connection = Box::pin(
+            self.builder
+                .serve_connection(TokioIo::new(io), service)
+                .into_owned(),
+        );
+        let first = Box::pin(async move { answered.notified().await });
+        let served = future::select(connection, first).then(|either| match either {
+            future::Either::Left(_) => future::Either::Left(future::ready(())),
+            future::Either::Right(((), mut connection)) => {
+                // HTTP/1 answers carry `Connection: close`; HTTP/2 gets GOAWAY after it.
+                connection.as_mut().graceful_shutdown();
+                future::Either::Right(connection.map(|_| ()))
+            }
+        });
+        let limit = self.header_read_timeout + self.send_timeout;
+        tokio::time::timeout(limit, served).map(move |_| drop(alive))
+    }
+
+    /// Serves a connection that holds a slot (`permit`, and its client's `peer_slot`).
+    pub(super) fn serve(
+        &self,
+        stream: TcpStream,
+        client: ClientAddr,
+        permit: OwnedSemaphorePermit,
+        peer_slot: Option<PeerSlot>,
+    ) {
+        let registered = self.open.open();
+        let conn = Arc::clone(&registered.0);
+        // The connection's slot, shared with what may outlive its requests (tunnels).
+        let slot: Arc<dyn std::any::Any + Send + Sync> = Arc::new((permit, peer_slot));
+        let closing = Box::pin(Arc::clone(&conn).closing());
+        let _ = stream.set_nodelay(true);
+        let peer = client.ip();
+        let stack = self.stack.clone();
+        // Rendered once per connection, cloned (reference counts) per request; resolved per
+        // request only behind a trusted proxy.
+        let client = client.with_slot(Arc::clone(&slot));
+        let trusted = Arc::clone(&self.trusted);
+        let requests = Arc::clone(&conn);
+        let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
+            // Counts the request in flight until its answer ends (eviction, HTTP/2 idle
+            // timeout, resets, stalled streams).
+            let stream = requests.stream(req.version() == http::Version::HTTP_2);
+            let mut client = client.clone();
+            client.resolve(req.headers(), &trusted);
+            Answer::new(stack.clone().oneshot(incoming(req, client)), stream)
+        });
+        // The protocol sniff waits for first bytes before hyper's timer exists; a client that
+        // reads nothing must not pin its response (see client_io).
+        let io = ClientIo::new(
+            stream,
+            self.header_read_timeout,
+            self.send_timeout,
+            self.closed.clone(),
+        )
+        .watched_by(Arc::clone(&conn));
+        // With upgrades: WebSockets and other `Upgrade` protocols are tunnelled.
+        let connection = self
+            .builder
+            .serve_connection_with_upgrades(TokioIo::new(io), service)
+            .into_owned();
+        let mut stop = self.stop.clone();
+        let stopping = Box::pin(async move {
+            let _ = stop.changed().await;
+        });
+        // Why the connection must end early: shutdown (`None`) or one of its own protections.
+        let ending = future::select(stopping, closing).map(|either| match either {
+            future::Either::Left(((), _)) => None,
+            future::Either::Right((close, _)) => Some(close),
+        });
+        let alive = self.alive.clone();
+        // Combinators, not an async block: async blocks over the connection's generic service
+        // futures trip rustc's "Send is not general enough" (rust-lang/rust#110338).
+        let ended = Arc::clone(&conn);
+        let drain = self.send_timeout;
+        let served = future::select(Box::pin(connection), ending)
+            .then(move |either| match either {
+                future::Either::Left((result, _)) => future::Either::Left(future::ready(result)),
+                future::Either::Right((
+                    Some(Close::Stalled | Close::EvictedAtOnce),
+                    connection,
+                )) => {
+                    // A stream's client took nothing for send_timeout, or a newcomer needs the
+                    // slot of a silent socket or a trickled head: closed at once, releasing
+                    // every stream's held page and upstream connection.
+                    ended.ending();
+                    drop(connection);
+                    future::Either::Left(future::ready(Ok(())))
+                }
+                future::Either::Right((Some(close), mut connection)) => {
+                    // GOAWAY (HTTP/1: no more requests) and a bounded drain, then closed: a
+                    // client that answers PINGs but takes nothing cannot keep it open.
+                    ended.ending();
+                    connection.as_mut().graceful_shutdown();
+                    let limit = if close == Close::Resets {
+                        RESET_DRAIN
+                    } else {
+                        drain
+                    };
+                    let drained = tokio::time::timeout(limit, connection)
+                        .map(|result| result.unwrap_or(Ok(())));
+                    future::Either::Right(future::Either::Left(drained))
+                }
+                future::Either::Right((None, mut connection)) => {
+                    // Shutdown: finish the requests in flight within the grace period.
+                    connection.as_mut().graceful_shutdown();
+                    future::Either::Right(future::Either::Right(connection))
+                }
+            })
+            .map(move |result| {
+                registered.0.ending();
+                if let Err(error) = result {
+                    tracing::debug!(%error, %peer, "connection ended with an error");
+                }
+                drop((slot, alive, registered));
+            });
+        tokio::spawn(served);
+    }
+}
+
+/// How many newcomers may wait for a slot at once: as many as the open-files limit leaves room
+/// for beyond what `max_connections` needs, up to `max_connections` or
+/// [`WAITING_ROOM_MIN`], whichever is larger (0: the accept loop itself waits, leaving
+/// newcomers in the listen backlog).
+pub(super) fn waiting_room(max_connections: usize, spare_files: u64) -> usize {
+    usize::try_from(spare_files)
+        .unwrap_or(usize::MAX)
+        .min(max_connections.max(WAITING_ROOM_MIN))
+}
