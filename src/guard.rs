@@ -546,11 +546,9 @@ fn finish(
     {
         parts.headers.insert(header::LINK, link);
     }
-    let frames =
-        futures_util::stream::iter(pieces.into_iter().map(|b| Ok(http_body::Frame::data(b))));
     Ok(http::Response::from_parts(
         parts,
-        http_body_util::StreamBody::new(frames).boxed(),
+        crate::body::pieces(pieces),
     ))
 }
 

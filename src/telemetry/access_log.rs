@@ -175,6 +175,7 @@ pin_project! {
                     outcome: Outcome::ClientClosed,
                     request_id: this.request_id.take(),
                     bytes: 0,
+                    expected: None,
                 }
                 .write(Outcome::ClientClosed);
             }
@@ -205,6 +206,7 @@ where
         if let Some(id) = &request_id {
             response.headers_mut().insert(REQUEST_ID, id.clone());
         }
+        let expected = response.body().size_hint().exact();
         let entry = this.request.take().map(|request| {
             Box::new(Entry {
                 request,
@@ -215,6 +217,7 @@ where
                 outcome,
                 request_id,
                 bytes: 0,
+                expected,
             })
         });
         Poll::Ready(Ok(response.map(|inner| LoggedBody { inner, entry })))
@@ -233,6 +236,9 @@ struct Entry {
     outcome: Outcome,
     request_id: Option<HeaderValue>,
     bytes: u64,
+    /// The body's exact length when known: a body dropped after that many bytes was sent
+    /// whole, even if it never said it had ended.
+    expected: Option<u64>,
 }
 
 impl Entry {
@@ -318,7 +324,11 @@ impl HttpBody for LoggedBody {
 
 impl Drop for LoggedBody {
     fn drop(&mut self) {
-        let ended = self.inner.is_end_stream() || self.entry.as_ref().is_some_and(|e| e.bodiless());
+        let ended = self.inner.is_end_stream()
+            || self
+                .entry
+                .as_ref()
+                .is_some_and(|e| e.bodiless() || e.expected == Some(e.bytes));
         self.finish((!ended).then_some(Outcome::ClientClosed));
     }
 }
