@@ -12,6 +12,10 @@
 #   bench/hop.sh                      5 rounds of 5 s, pagegate with 1 worker thread
 #   ROUNDS=3 SECONDS_PER=3 bench/hop.sh
 #   WORKERS=2 bench/hop.sh            pagegate with 2 worker threads
+#   BASE=/path/to/pagegate bench/hop.sh
+#                                     also runs another build (say main's) as `base`, in the
+#                                     same rounds, and prints this build's CPU per request
+#                                     over it, logs off and on
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-5}
@@ -62,6 +66,11 @@ EOF
 }
 pagegate_conf 19004 false
 pagegate_conf 19014 true
+BASE=${BASE:-}
+if [ -n "$BASE" ]; then
+  pagegate_conf 19005 false
+  pagegate_conf 19015 true
+fi
 
 nginx -c "$RUN/backend.conf" -p "$RUN"
 nginx -c "$RUN/nginx.conf" -p "$RUN"
@@ -73,7 +82,19 @@ PG_OFF=$!
 "$BIN" run --config "$RUN/pagegate-19014.yaml" --workers "$WORKERS" >"$RUN/logs/pagegate-access.log" 2>&1 &
 PIDS+=($!)
 PG_ON=$!
-for port in 19001 19002 19012 19003 19004 19014; do
+PORTS="19001 19002 19012 19003 19004 19014"
+TARGETS="direct nginx haproxy pagegate nginx-log pagegate-log"
+if [ -n "$BASE" ]; then
+  "$BASE" run --config "$RUN/pagegate-19005.yaml" --workers "$WORKERS" >"$RUN/logs/base-off.log" 2>&1 &
+  PIDS+=($!)
+  BASE_OFF=$!
+  "$BASE" run --config "$RUN/pagegate-19015.yaml" --workers "$WORKERS" >"$RUN/logs/base-access.log" 2>&1 &
+  PIDS+=($!)
+  BASE_ON=$!
+  PORTS="$PORTS 19005 19015"
+  TARGETS="$TARGETS base base-log"
+fi
+for port in $PORTS; do
   for _ in $(seq 50); do curl -fs -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
 done
 
@@ -86,12 +107,15 @@ pids_of() {
     haproxy) cat "$RUN/haproxy.pid" ;;
     pagegate) echo "$PG_OFF" ;;
     pagegate-log) echo "$PG_ON" ;;
+    base) echo "$BASE_OFF" ;;
+    base-log) echo "$BASE_ON" ;;
   esac
 }
 port_of() {
   case $1 in
     direct) echo 19001 ;; nginx) echo 19002 ;; nginx-log) echo 19012 ;;
     haproxy) echo 19003 ;; pagegate) echo 19004 ;; pagegate-log) echo 19014 ;;
+    base) echo 19005 ;; base-log) echo 19015 ;;
   esac
 }
 ticks() { # user + system ticks of the given pids
@@ -132,14 +156,14 @@ measure() { # $1 target, $2 round
 }
 
 echo "pagegate: $WORKERS worker thread(s); nginx: 1 worker; haproxy: 1 thread; wrk -t1 -c32, ${SECONDS_PER}s each, $ROUNDS rounds"
-for target in direct nginx haproxy pagegate nginx-log pagegate-log; do # warm-up
+for target in $TARGETS; do # warm-up
   wrk -t1 -c32 -d1s "http://127.0.0.1:$(port_of "$target")/" >/dev/null
 done
 for round in $(seq "$ROUNDS"); do
   echo "round $round"
   # Alternate the order so no target always runs first after a pause.
-  if [ $((round % 2)) = 1 ]; then order="direct nginx haproxy pagegate nginx-log pagegate-log"
-  else order="pagegate-log nginx-log pagegate haproxy nginx direct"; fi
+  if [ $((round % 2)) = 1 ]; then order=$TARGETS
+  else order=$(tr ' ' '\n' <<<"$TARGETS" | tac | tr '\n' ' '); fi
   for target in $order; do measure "$target" "$round"; done
 done
 
@@ -152,7 +176,7 @@ summary() { # $1 target, $2 column (3 rps, 4 p50, 5 p99, 6 cpu)
       printf f " (" f "–" f ")", m, v[1], v[NR] }'
 }
 printf '%-13s %-26s %-26s %-26s %s\n' target "req/s" "p50 ms" "p99 ms" "cpu us/req"
-for target in direct nginx haproxy pagegate nginx-log pagegate-log; do
+for target in $TARGETS; do
   printf '%-13s %-26s %-26s %-26s %s\n' "$target" "$(summary "$target" 3)" "$(summary "$target" 4)" \
     "$(summary "$target" 5)" "$(summary "$target" 6)"
 done
@@ -167,6 +191,11 @@ echo "pagegate / nginx, per round: median (min–max); at or below 1.00 meets th
 echo "  logs off: cpu/req $(ratio pagegate nginx 6)   p99 $(ratio pagegate nginx 5)   req/s $(ratio pagegate nginx 3)"
 echo "  logs on:  cpu/req $(ratio pagegate-log nginx-log 6)   p99 $(ratio pagegate-log nginx-log 5)   req/s $(ratio pagegate-log nginx-log 3)"
 echo "pagegate / haproxy (logs off): cpu/req $(ratio pagegate haproxy 6)   p99 $(ratio pagegate haproxy 5)"
+if [ -n "$BASE" ]; then
+  echo "this build / base ($BASE), per round: median (min–max)"
+  echo "  logs off: cpu/req $(ratio pagegate base 6)   p99 $(ratio pagegate base 5)   req/s $(ratio pagegate base 3)"
+  echo "  logs on:  cpu/req $(ratio pagegate-log base-log 6)   p99 $(ratio pagegate-log base-log 5)   req/s $(ratio pagegate-log base-log 3)"
+fi
 lines=$(grep -c '"request"\|request ' "$RUN/logs/pagegate-access.log" || true)
 echo "pagegate access log: $lines lines written, $(wc -c <"$RUN/logs/pagegate-access.log") bytes"
 

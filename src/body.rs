@@ -27,42 +27,6 @@ pub fn full(bytes: impl Into<Bytes>) -> crate::Body {
         .boxed()
 }
 
-/// A complete body made of several pieces (a held page rebuilt from slices of itself): its
-/// exact length is known, and it reports its end once the last piece is taken, so hyper and
-/// the access log both see it end (a stream of pieces would not say so).
-pub fn pieces(pieces: Vec<Bytes>) -> crate::Body {
-    Pieces {
-        pieces: pieces.into_iter().filter(|p| !p.is_empty()).collect(),
-    }
-    .boxed()
-}
-
-/// The body of [`pieces`].
-#[derive(Debug)]
-struct Pieces {
-    pieces: std::collections::VecDeque<Bytes>,
-}
-
-impl HttpBody for Pieces {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        Poll::Ready(self.pieces.pop_front().map(|piece| Ok(Frame::data(piece))))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.pieces.is_empty()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.pieces.iter().map(|p| p.len() as u64).sum())
-    }
-}
-
 /// A body that did not produce its next frame within the idle timeout.
 #[derive(Debug, thiserror::Error)]
 #[error("body idle for more than {0:?}")]

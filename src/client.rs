@@ -44,6 +44,18 @@ pub struct ClientAddr {
     /// The connection's `max_connections` slot, for whatever outlives a request on it (an
     /// upgraded connection's tunnel).
     slot: Option<Arc<dyn std::any::Any + Send + Sync>>,
+    /// Closes the connection at once (a held page cut on HTTP/1).
+    closer: Option<Closer>,
+}
+
+/// Closes one client connection at once (set by the server, used to cut a held page).
+#[derive(Clone)]
+pub struct Closer(pub Arc<dyn Fn() + Send + Sync>);
+
+impl std::fmt::Debug for Closer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Closer")
+    }
 }
 
 impl ClientAddr {
@@ -63,6 +75,7 @@ impl ClientAddr {
             rendered,
             node: Arc::from(node),
             slot: None,
+            closer: None,
         }
     }
 
@@ -71,6 +84,18 @@ impl ClientAddr {
     pub fn with_slot(mut self, slot: Arc<dyn std::any::Any + Send + Sync>) -> Self {
         self.slot = Some(slot);
         self
+    }
+
+    /// Attaches how to close the connection at once.
+    #[must_use]
+    pub fn with_closer(mut self, closer: Closer) -> Self {
+        self.closer = Some(closer);
+        self
+    }
+
+    /// How to close the connection at once, when the server said.
+    pub fn closer(&self) -> Option<Closer> {
+        self.closer.clone()
     }
 
     /// The connection's slot, to hold while something outlives a request.

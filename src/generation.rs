@@ -138,7 +138,13 @@ impl Generation {
         let room = previous
             .map(|p| &p.room)
             .filter(|room| room.settings() == budget)
-            .map_or_else(|| HeldBudget::new(budget.0, budget.1), Arc::clone);
+            .map_or_else(
+                || {
+                    HeldBudget::new(budget.0, budget.1)
+                        .with_cuts(metrics.protection("held_stream_cut"))
+                },
+                Arc::clone,
+            );
 
         let redis = match &config.redis {
             None => None,

@@ -40,10 +40,12 @@ use crate::upstream::UpstreamError;
 use crate::{BoxError, Request, Response};
 
 mod budget;
+mod held;
 mod keys;
 mod report;
 
 pub use budget::{HeldBudget, HoldError, Reservation};
+pub use held::{HeldBody, HeldCut};
 pub use report::ReportBody;
 
 /// Response header on a cut list: `items` (more items than the page) or `bytes` (over `max_bytes`).
@@ -213,6 +215,13 @@ where
         let metrics = Arc::clone(&self.metrics);
         let room = Arc::clone(&self.room);
         let client = req.extensions().get::<ClientAddr>().map(ClientAddr::key);
+        // How a held page's stream is cut (see `held`): HTTP/2 frames are copies; an HTTP/1
+        // connection is closed.
+        let h2 = req.version() == http::Version::HTTP_2;
+        let close = req
+            .extensions()
+            .get::<ClientAddr>()
+            .and_then(ClientAddr::closer);
         // A combinator around the inner future, not an async block holding it (async blocks
         // over a generic `S::Future` trip rustc's "Send is not general enough",
         // rust-lang/rust#110338); the async block only sees the response.
@@ -229,11 +238,16 @@ where
                 // closes the upstream exchange.
                 let need = u32::try_from(route.policy.max_bytes.div_ceil(1024)).unwrap_or(u32::MAX);
                 let reservation = room.reserve(client, need).await?;
-                guard(response, &route, &plan, &metrics, reservation).await
+                let (parts, pieces) = guard(response, &route, &plan, &metrics, reservation).await?;
+                let body = HeldBody::new(&room, pieces, h2, close);
+                Ok(http::Response::from_parts(parts, body.boxed()))
             },
         )))
     }
 }
+
+/// A page to send: the client's head, and the body's pieces (slices of the held bytes).
+type Page = (http::response::Parts, Vec<Bytes>);
 
 /// Turns the backend's response into the client's.
 async fn guard(
@@ -242,7 +256,7 @@ async fn guard(
     plan: &PagePlan,
     metrics: &RouteMetrics,
     mut reservation: Reservation,
-) -> Result<Response, BoxError> {
+) -> Result<Page, BoxError> {
     let policy = &route.policy;
     let result = match hold(response, policy, plan).await {
         Ok(mut held) => {
@@ -261,7 +275,7 @@ async fn guard(
         Err(error) => Err(error),
     };
     match result {
-        Ok(response) => Ok(response),
+        Ok(page) => Ok(page),
         Err(error) => {
             // Logged where it becomes an answer (crate::error), counted here.
             if let Some(GuardError::OrderViolation { .. }) = error.downcast_ref() {
@@ -442,7 +456,7 @@ fn finish(
     codec: Option<&CursorCodec>,
     plan: &PagePlan,
     metrics: &RouteMetrics,
-) -> Result<Response, BoxError> {
+) -> Result<Page, BoxError> {
     let Held {
         mut parts,
         bytes,
@@ -546,22 +560,19 @@ fn finish(
     {
         parts.headers.insert(header::LINK, link);
     }
-    Ok(http::Response::from_parts(
-        parts,
-        crate::body::pieces(pieces),
-    ))
+    Ok((parts, pieces))
 }
 
 /// Relays held bytes unchanged, with a `Content-Length` that is true for them (trailing
 /// whitespace past the bound may have been dropped; then the validators go too).
-fn relay(mut parts: http::response::Parts, bytes: Bytes) -> Response {
+fn relay(mut parts: http::response::Parts, bytes: Bytes) -> Page {
     let length = HeaderValue::from(bytes.len());
     if parts.headers.get(header::CONTENT_LENGTH) != Some(&length) {
         parts.headers.remove(header::ETAG);
         parts.headers.remove("content-md5");
     }
     parts.headers.insert(header::CONTENT_LENGTH, length);
-    http::Response::from_parts(parts, crate::body::full(bytes))
+    (parts, vec![bytes])
 }
 
 /// Checks the keys of the kept items (and the probe item) and mints the next cursor.

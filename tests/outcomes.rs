@@ -172,7 +172,13 @@ async fn every_outcome_a_client_can_cause_is_logged_as_what_happened() {
             .header("link")
             .and_then(|l| l.strip_prefix('<'))
             .and_then(|l| l.split_once('>'))
-            .map(|(u, _)| if u.starts_with('/') { url(u) } else { u.to_owned() });
+            .map(|(u, _)| {
+                if u.starts_with('/') {
+                    url(u)
+                } else {
+                    u.to_owned()
+                }
+            });
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
     let walk: Vec<_> = captured
@@ -186,8 +192,15 @@ async fn every_outcome_a_client_can_cause_is_logged_as_what_happened() {
 
     // A lowered page size, plain and rebuilt: clamped.
     let got = support::get(&url("/events?limit=500")).await;
-    assert_eq!(got.header("pagegate-clamped"), Some("limit=20; requested=500"));
-    assert_eq!(captured.outcome("/events").await, "passed", "the earlier one");
+    assert_eq!(
+        got.header("pagegate-clamped"),
+        Some("limit=20; requested=500")
+    );
+    assert_eq!(
+        captured.outcome("/events").await,
+        "passed",
+        "the earlier one"
+    );
     let clamped: Vec<_> = captured
         .requests()
         .into_iter()
@@ -234,7 +247,10 @@ async fn every_outcome_a_client_can_cause_is_logged_as_what_happened() {
         )
         .await
         .expect("the head arrives");
-    assert!(response.into_body().collect().await.is_err(), "the body is cut");
+    assert!(
+        response.into_body().collect().await.is_err(),
+        "the body is cut"
+    );
     assert_eq!(captured.outcome("/broken").await, "aborted");
 
     // An upload that stalls past idle_timeout: client_stalled (408).

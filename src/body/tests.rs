@@ -106,21 +106,3 @@ async fn a_pause_longer_than_the_timeout_fails_the_body() {
     assert_eq!(error.to_string(), "body idle for more than 1s");
     assert_eq!(started.elapsed(), Duration::from_secs(1));
 }
-
-#[tokio::test]
-async fn pieces_keep_their_exact_length_and_say_when_they_end() {
-    let mut body = super::pieces(vec![
-        Bytes::from_static(b"[1,"),
-        Bytes::new(),
-        Bytes::from_static(b"2]"),
-    ]);
-    assert_eq!(body.size_hint().exact(), Some(5));
-    assert!(!body.is_end_stream());
-    let first = body.frame().await.expect("a frame").expect("data");
-    assert_eq!(first.into_data().expect("data"), "[1,");
-    assert_eq!(body.size_hint().exact(), Some(2));
-    let last = body.frame().await.expect("a frame").expect("data");
-    assert_eq!(last.into_data().expect("data"), "2]");
-    assert!(body.is_end_stream(), "ended with its last piece, before hyper asks again");
-    assert!(body.frame().await.is_none());
-}

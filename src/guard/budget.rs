@@ -6,14 +6,26 @@
 //! Reservations count in KiB. A reservation is taken when a page's head arrives (the route's
 //! `max_bytes`), shrunk to the bytes actually held, and released when the last held byte has
 //! been written to the client (it travels with the held bytes; see `guard`).
+//!
+//! When the total is full and a request waits, the page in flight that has gone unread the
+//! longest (at least `HELD_UNREAD`) is cut to make room ([`super::held`]), so a few clients
+//! that hold pages and never read them cannot pin the budget for `send_timeout`.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 
+use super::held::{HeldPage, unread_enough};
 use crate::config::defaults::DEFAULT_HOLD_WAIT;
+
+/// While a request waits for room, how often a page to cut is looked for (50 ms).
+const CUT_RETRY: Duration = Duration::from_millis(50);
 
 /// No room for another held page (503 with `Retry-After`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -40,6 +52,12 @@ pub struct HeldBudget {
     freed: Notify,
     share_kib: u32,
     settings: (u64, u64),
+    /// The pages in flight, by id.
+    pages: Mutex<HashMap<u64, Weak<HeldPage>>>,
+    next: AtomicU64,
+    epoch: Instant,
+    /// Pages cut to make room (`held_stream_cut`).
+    cuts: Counter,
 }
 
 impl HeldBudget {
@@ -53,7 +71,54 @@ impl HeldBudget {
             freed: Notify::new(),
             share_kib: u32::try_from(per_client.div_ceil(1024)).unwrap_or(u32::MAX),
             settings: (total, per_client),
+            pages: Mutex::new(HashMap::new()),
+            next: AtomicU64::new(0),
+            epoch: Instant::now(),
+            cuts: Counter::default(),
         })
+    }
+
+    /// The same budget, counting its cuts in `cuts`.
+    pub fn with_cuts(self: Arc<Self>, cuts: Counter) -> Arc<Self> {
+        match Arc::try_unwrap(self) {
+            Ok(mut budget) => {
+                budget.cuts = cuts;
+                Arc::new(budget)
+            }
+            Err(shared) => shared,
+        }
+    }
+
+    /// Milliseconds since the budget was made, never 0 (0 means "not waiting").
+    pub(super) fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX) + 1
+    }
+
+    /// Lists a page in flight; its id unlists it.
+    pub(super) fn list(&self, page: &Arc<HeldPage>) -> u64 {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        lock(&self.pages).insert(id, Arc::downgrade(page));
+        id
+    }
+
+    pub(super) fn unlist(&self, id: u64) {
+        lock(&self.pages).remove(&id);
+    }
+
+    /// Cuts the page unread the longest, if one has gone unread long enough; true if cut.
+    fn cut_longest_unread(&self) -> bool {
+        let now = self.now_ms();
+        let chosen = lock(&self.pages)
+            .values()
+            .filter_map(Weak::upgrade)
+            .filter(|page| unread_enough(page.unread_since(), now))
+            .min_by_key(|page| page.unread_since());
+        let Some(page) = chosen else {
+            return false;
+        };
+        page.cut();
+        self.cuts.inc();
+        true
     }
 
     /// `(max_held_bytes, max_held_bytes_per_client)`, to tell whether a new config changes it.
@@ -74,11 +139,21 @@ impl HeldBudget {
             None => None,
         };
         // On a timeout `share` is dropped here, which gives the client's share back.
-        let waited =
-            tokio::time::timeout_at(deadline, Arc::clone(&self.room).acquire_many_owned(kib)).await;
-        match waited {
-            Ok(Ok(permit)) => Ok(Reservation { permit, share }),
-            _ => Err(HoldError::Busy),
+        loop {
+            if let Ok(permit) = Arc::clone(&self.room).try_acquire_many_owned(kib) {
+                return Ok(Reservation { permit, share });
+            }
+            // Full: the page unread the longest makes room, if one has gone unread long enough.
+            self.cut_longest_unread();
+            tokio::select! {
+                permit = Arc::clone(&self.room).acquire_many_owned(kib) => {
+                    return permit
+                        .map(|permit| Reservation { permit, share })
+                        .map_err(|_| HoldError::Busy);
+                }
+                () = tokio::time::sleep(CUT_RETRY) => {}
+                () = tokio::time::sleep_until(deadline) => return Err(HoldError::Busy),
+            }
         }
     }
 
@@ -96,7 +171,7 @@ impl HeldBudget {
             tokio::pin!(freed);
             freed.as_mut().enable();
             {
-                let mut clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
+                let mut clients = lock(&self.clients);
                 let held = clients.get(&client).copied().unwrap_or(0);
                 if held.saturating_add(kib) <= self.share_kib {
                     clients.insert(client, held + kib);
@@ -117,7 +192,7 @@ impl HeldBudget {
 
     fn release(&self, client: IpAddr, kib: u32) {
         {
-            let mut clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut clients = lock(&self.clients);
             if let Some(held) = clients.get_mut(&client) {
                 *held = held.saturating_sub(kib);
                 if *held == 0 {
@@ -127,6 +202,10 @@ impl HeldBudget {
         }
         self.freed.notify_waiters();
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// A client's part of a reservation; gives it back when dropped.

@@ -97,7 +97,9 @@ async fn run(
         &crate::telemetry::Metrics::default().route("t", true),
     )
     .expect("finished");
-    let (parts, body) = response.into_parts();
+    let (parts, pieces) = response;
+    let budget = HeldBudget::new(1 << 30, 1 << 30);
+    let body = HeldBody::new(&budget, pieces, false, None);
     let bytes = body.collect().await.expect("body").to_bytes();
     let length = parts.headers[http::header::CONTENT_LENGTH]
         .to_str()

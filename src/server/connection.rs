@@ -83,6 +83,8 @@ pub(super) enum Close {
     Resets = 3,
     /// An HTTP/2 stream's client took nothing for `send_timeout`: closed at once.
     Stalled = 4,
+    /// An HTTP/1 connection whose held page was cut to make room: closed at once.
+    HeldCut = 6,
 }
 
 impl Close {
@@ -93,6 +95,7 @@ impl Close {
             3 => Some(Self::Resets),
             4 => Some(Self::Stalled),
             5 => Some(Self::EvictedAtOnce),
+            6 => Some(Self::HeldCut),
             _ => None,
         }
     }
@@ -210,14 +213,23 @@ impl Conn {
             return;
         }
         let closed = &self.connections.closed;
-        let counter = counter.unwrap_or(match close {
-            Close::Evicted | Close::EvictedAtOnce => &closed.evicted_idle,
-            Close::Idle => &closed.http2_idle,
-            Close::Resets => &closed.http2_resets,
-            Close::Stalled => &closed.send_stall,
+        let counter = counter.or(match close {
+            Close::Evicted | Close::EvictedAtOnce => Some(&closed.evicted_idle),
+            Close::Idle => Some(&closed.http2_idle),
+            Close::Resets => Some(&closed.http2_resets),
+            Close::Stalled => Some(&closed.send_stall),
+            // Counted by the held-page budget that cut it (`held_stream_cut`).
+            Close::HeldCut => None,
         });
-        counter.inc();
+        if let Some(counter) = counter {
+            counter.inc();
+        }
         self.close.notify_one();
+    }
+
+    /// A held page of this (HTTP/1) connection was cut: closed at once.
+    pub(super) fn cut_held(&self) {
+        self.ask(Close::HeldCut);
     }
 
     /// The connection speaks HTTP/2 (its preface arrived, or a request came over it).

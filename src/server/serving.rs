@@ -22,7 +22,7 @@ use super::client_io::{self, ClientIo};
 use super::connection::{Answer, Close, Connections};
 use super::incoming;
 use super::peers::PeerSlot;
-use crate::client::{ClientAddr, TrustedProxies};
+use crate::client::{ClientAddr, Closer, TrustedProxies};
 use crate::config::defaults::{ACCEPT_WAIT, WAITING_ROOM_MIN};
 use crate::error::ProxyError;
 use crate::router::Router;
@@ -161,7 +161,13 @@ impl Serving {
         let stack = self.stack.clone();
         // Rendered once per connection, cloned (reference counts) per request; resolved per
         // request only behind a trusted proxy.
-        let client = client.with_slot(Arc::clone(&slot));
+        let weak = Arc::downgrade(&conn);
+        let closer = Closer(Arc::new(move || {
+            if let Some(conn) = weak.upgrade() {
+                conn.cut_held();
+            }
+        }));
+        let client = client.with_slot(Arc::clone(&slot)).with_closer(closer);
         let trusted = Arc::clone(&self.trusted);
         let requests = Arc::clone(&conn);
         let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
@@ -204,7 +210,7 @@ impl Serving {
             .then(move |either| match either {
                 future::Either::Left((result, _)) => future::Either::Left(future::ready(result)),
                 future::Either::Right((
-                    Some(Close::Stalled | Close::EvictedAtOnce),
+                    Some(Close::Stalled | Close::EvictedAtOnce | Close::HeldCut),
                     connection,
                 )) => {
                     // A stream's client took nothing for send_timeout, or a newcomer needs the

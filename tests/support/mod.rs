@@ -276,8 +276,20 @@ pub fn client() -> Client<HttpConnector, Body> {
     Client::builder(TokioExecutor::new()).build(HttpConnector::new())
 }
 
+/// A client whose connections come from `ip` (a loopback address such as 127.0.0.6).
+pub fn client_from(ip: [u8; 4]) -> Client<HttpConnector, Body> {
+    let mut connector = HttpConnector::new();
+    connector.set_local_address(Some(std::net::IpAddr::from(ip)));
+    Client::builder(TokioExecutor::new()).build(connector)
+}
+
 pub async fn send(request: http::Request<Body>) -> Got {
-    let response = client()
+    send_with(&client(), request).await
+}
+
+/// Sends `request` with `client` and reads the whole answer.
+pub async fn send_with(client: &Client<HttpConnector, Body>, request: http::Request<Body>) -> Got {
+    let response = client
         .request(request)
         .await
         .expect("request through pagegate");

@@ -1,0 +1,170 @@
+//! Held list pages a few clients cannot pin: four addresses with eight sockets each that ask
+//! for pages and never read them fill the held-page budget, yet a list request from another
+//! address is served within 3 s on every try, because the page unread the longest is cut to
+//! make room (real sockets on 127.0.0.2 … 127.0.0.6).
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use support::{Proxy, Upstream};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpSocket;
+
+/// One page is about 5 MB: more than the kernel's socket buffers take, so a client that never
+/// reads leaves most of it held.
+async fn backend() -> Upstream {
+    Upstream::start(|_| async { http::Response::new(support::bodies::json_items(1, 5_000, 1000)) })
+        .await
+}
+
+/// Asks for a page from `from` on a socket with a tiny receive window and never reads it; a
+/// new socket every 5 s, for as long as the test runs.
+async fn never_reads(proxy: SocketAddr, from: [u8; 4]) {
+    loop {
+        let socket = TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(4096).expect("small window");
+        socket
+            .bind(SocketAddr::from((from, 0)))
+            .expect("bind a loopback address");
+        if let Ok(mut stream) = socket.connect(proxy).await {
+            let _ = stream
+                .write_all(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
+                .await;
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_held_by_clients_that_never_read_cannot_lock_out_another_client() {
+    let upstream = backend().await;
+    // Each address may hold two pages (12 MiB); four addresses hold more than the 36 MiB
+    // budget. send_timeout alone would keep each pinned for a minute.
+    let yaml = "
+metrics_listen: 127.0.0.1:0
+send_timeout: 60s
+max_held_bytes: 36MiB
+max_held_bytes_per_client: 12MiB
+default: {action: deny}
+upstreams: {app: {url: '{upstream}'}}
+routes:
+  - {name: events, path: /events, methods: [GET], upstream: app, list: {max_limit: 5000, default_limit: 5000, max_bytes: 6MiB}}
+";
+    let proxy = Proxy::start(yaml, &upstream).await;
+    let mut attackers = Vec::new();
+    for address in 2..=5 {
+        for _ in 0..8 {
+            attackers.push(tokio::spawn(never_reads(proxy.addr, [127, 0, 0, address])));
+        }
+    }
+    // The budget fills.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let client = support::client_from([127, 0, 0, 6]);
+    let started = Instant::now();
+    let mut tries = 0;
+    while started.elapsed() < Duration::from_secs(30) {
+        let asked = Instant::now();
+        let request = http::Request::get(proxy.url("/events"))
+            .body(support::full(bytes::Bytes::new()))
+            .expect("request");
+        let got =
+            tokio::time::timeout(Duration::from_secs(3), support::send_with(&client, request))
+                .await
+                .unwrap_or_else(|_| panic!("try {tries}: no whole page within 3 s"));
+        assert_eq!(
+            got.status,
+            200,
+            "try {tries} after {:?}: {}",
+            asked.elapsed(),
+            got.text()
+        );
+        tries += 1;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let text = proxy.metrics_text().await;
+    let cuts: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("pagegate_protections_total{reason=\"held_stream_cut\"} "))
+        .expect("the counter")
+        .parse()
+        .expect("a number");
+    assert!(cuts > 0, "pages were cut to make room:\n{text}");
+    for attacker in attackers {
+        attacker.abort();
+    }
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn on_http2_only_the_unread_stream_is_cut_and_its_connection_serves_on() {
+    // 1 MB pages, and room for one.
+    let upstream = Upstream::start(|_| async {
+        http::Response::new(support::bodies::json_items(1, 1_000, 1000))
+    })
+    .await;
+    // Clients told apart by X-Forwarded-For, as behind an ingress.
+    let yaml = "
+trusted_proxies: [127.0.0.1]
+send_timeout: 60s
+max_held_bytes: 2MiB
+default: {action: deny}
+upstreams: {app: {url: '{upstream}'}}
+routes:
+  - {name: events, path: /events, methods: [GET], upstream: app, list: {max_limit: 1000, default_limit: 1000, max_bytes: 2MiB}}
+";
+    let proxy = Proxy::start(yaml, &upstream).await;
+    // One connection, as from an ingress that carries many clients.
+    let tcp = tokio::net::TcpStream::connect(proxy.addr)
+        .await
+        .expect("connect");
+    // A connection window large enough that A's unread window does not starve the others.
+    let (client, connection) = h2::client::Builder::new()
+        .initial_connection_window_size(16 << 20)
+        .handshake::<_, bytes::Bytes>(tcp)
+        .await
+        .expect("handshake");
+    let connection = tokio::spawn(connection);
+    let get = |client: &str| {
+        http::Request::get(format!("http://{}/events", proxy.addr))
+            .header("x-forwarded-for", client)
+            .body(())
+            .expect("request")
+    };
+    // Stream A takes its head and the first window, then nothing: its page stays held.
+    let mut sender = client.clone().ready().await.expect("ready");
+    let (unread, _) = sender.send_request(get("203.0.113.1"), true).expect("send");
+    let unread = unread.await.expect("a head");
+    assert_eq!(unread.status(), 200);
+    // Stream B, on the same connection, finds the budget full: A is cut, B is served whole.
+    let started = Instant::now();
+    let mut sender = client.clone().ready().await.expect("ready");
+    let (read, _) = sender.send_request(get("203.0.113.2"), true).expect("send");
+    let read = tokio::time::timeout(Duration::from_secs(3), async move {
+        let response = read.await.expect("a head");
+        assert_eq!(response.status(), 200);
+        let mut body = response.into_body();
+        let mut bytes = 0;
+        while let Some(data) = body.data().await {
+            let data = data.expect("data");
+            bytes += data.len();
+            let _ = body.flow_control().release_capacity(data.len());
+        }
+        bytes
+    })
+    .await
+    .expect("B is served within 3 s");
+    assert!(read > 1_000_000, "{read} bytes");
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "A had gone unread 1 s first"
+    );
+    assert!(!connection.is_finished(), "the connection serves on");
+    // And a third stream still works on it.
+    let mut sender = client.ready().await.expect("ready");
+    let (third, _) = sender.send_request(get("203.0.113.3"), true).expect("send");
+    assert_eq!(third.await.expect("a head").status(), 200);
+    drop(unread);
+    proxy.stop().await;
+}
