@@ -4,7 +4,6 @@
 mod support;
 
 use std::convert::Infallible;
-use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,45 +12,8 @@ use http_body_util::{BodyExt, StreamBody};
 use pagegate::telemetry::{AccessLogLayer, Metrics, REQUEST_ID};
 use pagegate::{Body, Request, Response};
 use support::full;
+use support::logs::capture;
 use tower::{Layer, ServiceExt};
-
-/// Log lines captured as JSON objects.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Captured {
-    fn requests(&self) -> Vec<serde_json::Value> {
-        let bytes = self.0.lock().expect("lock").clone();
-        String::from_utf8(bytes)
-            .expect("utf-8")
-            .lines()
-            .map(|line| serde_json::from_str::<serde_json::Value>(line).expect("json line"))
-            .filter(|event| event["fields"]["message"] == "request")
-            .map(|event| event["fields"].clone())
-            .collect()
-    }
-}
-
-impl Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("lock").extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn capture() -> (Captured, tracing::subscriber::DefaultGuard) {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .with_writer(move || writer.clone())
-        .finish();
-    (captured, tracing::subscriber::set_default(subscriber))
-}
 
 /// Three 1000-byte frames, 40 ms apart.
 fn slow_body() -> Body {

@@ -27,14 +27,6 @@ upstreams: {{app: {{url: '{{upstream}}'}}}}
     Proxy::start(&yaml, upstream).await
 }
 
-async fn protections(proxy: &Proxy, reason: &str) -> u64 {
-    let text = proxy.metrics_text().await;
-    let prefix = format!("pagegate_protections_total{{reason=\"{reason}\"}} ");
-    text.lines()
-        .find_map(|line| line.strip_prefix(&prefix))
-        .map_or(0, |n| n.parse().expect("a count"))
-}
-
 #[tokio::test]
 async fn a_reset_loop_paced_under_the_refill_rate_is_cut_at_the_bound() {
     // Every request waits on the backend until the client cancels it.
@@ -82,7 +74,7 @@ async fn a_reset_loop_paced_under_the_refill_rate_is_cut_at_the_bound() {
         started.elapsed() < Duration::from_secs(10),
         "cut within one window"
     );
-    assert_eq!(protections(&proxy, "http2_resets").await, 1);
+    assert_eq!(proxy.protections("http2_resets").await, 1);
     proxy.stop().await;
 }
 
@@ -166,7 +158,7 @@ async fn control_frame_floods_get_goaway_enhance_your_calm() {
         }
         assert_eq!(code, Some(0xb), "{kind}: GOAWAY ENHANCE_YOUR_CALM");
         assert_eq!(
-            protections(&proxy, "http2_control_flood").await,
+            proxy.protections("http2_control_flood").await,
             n as u64 + 1,
             "{kind}"
         );
@@ -213,6 +205,6 @@ async fn a_large_download_granted_frame_by_frame_is_never_cut() {
         let _ = body.flow_control().release_capacity(data.len());
     }
     assert_eq!(got, TOTAL);
-    assert_eq!(protections(&proxy, "http2_control_flood").await, 0);
+    assert_eq!(proxy.protections("http2_control_flood").await, 0);
     proxy.stop().await;
 }

@@ -6,8 +6,6 @@
 mod support;
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -17,57 +15,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const SECRET: &str = "0123456789abcdef0123456789abcdef-test";
-
-/// Log lines captured as JSON objects. The tests run on one thread (the default test
-/// runtime), so the proxy's tasks log into this thread's subscriber.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("lock").extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn start() -> (Self, tracing::subscriber::DefaultGuard) {
-        let captured = Self::default();
-        let writer = captured.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .json()
-            .with_writer(move || writer.clone())
-            .finish();
-        (captured, tracing::subscriber::set_default(subscriber))
-    }
-
-    /// The access-log events so far.
-    fn requests(&self) -> Vec<serde_json::Value> {
-        let bytes = self.0.lock().expect("lock").clone();
-        String::from_utf8(bytes)
-            .expect("utf-8")
-            .lines()
-            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-            .filter(|event| event["fields"]["message"] == "request")
-            .map(|event| event["fields"].clone())
-            .collect()
-    }
-
-    /// The outcome logged for `path` (waits for the event: it is written when the body ends).
-    async fn outcome(&self, path: &str) -> String {
-        for _ in 0..100 {
-            if let Some(event) = self.requests().into_iter().find(|e| e["path"] == path) {
-                return event["outcome"].as_str().expect("outcome").to_owned();
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("no access-log event for {path}: {:?}", self.requests())
-    }
-}
 
 /// The backend: list paths answer `limit` items (or 50 for /wide, whatever the limit),
 /// /broken promises 1,000 bytes and sends 10, /big streams 4 MiB, /upload reads its body.
@@ -151,7 +98,7 @@ routes:
 
 #[tokio::test]
 async fn every_outcome_a_client_can_cause_is_logged_as_what_happened() {
-    let (captured, _guard) = Captured::start();
+    let (captured, _guard) = support::logs::capture();
     let upstream = backend().await;
     let proxy = Proxy::start(&yaml(), &upstream).await;
     let url = |path: &str| proxy.url(path);
@@ -279,7 +226,7 @@ async fn every_outcome_a_client_can_cause_is_logged_as_what_happened() {
 
 #[tokio::test]
 async fn a_newcomer_with_no_slot_is_logged_overloaded() {
-    let (captured, _guard) = Captured::start();
+    let (captured, _guard) = support::logs::capture();
     let upstream = Upstream::start(|_| async {
         tokio::time::sleep(Duration::from_secs(3)).await;
         json_response("{}")

@@ -20,6 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 pub mod bodies;
+pub mod logs;
 pub mod pgwire;
 pub mod postgres;
 pub mod redis;
@@ -190,6 +191,15 @@ impl Proxy {
     pub async fn metrics_text(&self) -> String {
         let addr = self.metrics.expect("a metrics listener (metrics_listen)");
         get(&format!("http://{addr}/metrics")).await.text()
+    }
+
+    /// `pagegate_protections_total` for `reason` (0 when absent).
+    pub async fn protections(&self, reason: &str) -> u64 {
+        let text = self.metrics_text().await;
+        let prefix = format!("pagegate_protections_total{{reason=\"{reason}\"}} ");
+        text.lines()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .map_or(0, |n| n.parse().expect("a count"))
     }
 
     /// Reloads YAML written as for [`Proxy::start_url`], keeping the listen address.

@@ -1,0 +1,57 @@
+//! Access-log events captured as JSON from a subscriber set on this thread: in-process
+//! services and a proxy on the default (one-thread) test runtime both log into it.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The captured log lines.
+#[derive(Clone, Default)]
+pub struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("lock").extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Starts capturing; the guard stops it.
+pub fn capture() -> (Captured, tracing::subscriber::DefaultGuard) {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_writer(move || writer.clone())
+        .finish();
+    (captured, tracing::subscriber::set_default(subscriber))
+}
+
+impl Captured {
+    /// The access-log events so far (their fields).
+    pub fn requests(&self) -> Vec<serde_json::Value> {
+        let bytes = self.0.lock().expect("lock").clone();
+        String::from_utf8(bytes)
+            .expect("utf-8")
+            .lines()
+            .map(|line| serde_json::from_str::<serde_json::Value>(line).expect("json line"))
+            .filter(|event| event["fields"]["message"] == "request")
+            .map(|event| event["fields"].clone())
+            .collect()
+    }
+
+    /// The outcome logged for `path`, waiting for its event (written when the body ends).
+    pub async fn outcome(&self, path: &str) -> String {
+        for _ in 0..100 {
+            if let Some(event) = self.requests().into_iter().find(|e| e["path"] == path) {
+                return event["outcome"].as_str().expect("outcome").to_owned();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("no access-log event for {path}: {:?}", self.requests())
+    }
+}
