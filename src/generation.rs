@@ -352,6 +352,7 @@ impl Generation {
             routed_path: found.routed_path,
             read_body: self.config.default_allow_read_body,
             override_moves: false,
+            form_moves: 0,
         };
         if found.routed_path
             && let Some((_, overridden)) = methods::query_override(req)
@@ -359,6 +360,13 @@ impl Generation {
         {
             at.override_moves =
                 self.table.lookup(&overridden, req.uri().path()).route != found.route;
+        }
+        if found.routed_path && !found.list_path && methods::has_form(req) {
+            // Read as the body streams (methods::form): which `_method`s would move it.
+            let path = req.uri().path();
+            at.form_moves = methods::moves(|method| {
+                method != req.method() && self.table.lookup(method, path).route != found.route
+            });
         }
         let route = match found.route {
             Some(&i) => {

@@ -24,7 +24,9 @@ use crate::Request;
 
 mod form;
 
-pub use form::{CheckForm, FormCheck, FormCheckLayer, MAX_FORM_BYTES, wanted as form_wanted};
+pub use form::{
+    CheckForm, FormCheck, FormCheckLayer, MAX_FORM_BYTES, ScanForm, has_form, wanted as form_wanted,
+};
 
 /// Why a request's method is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -85,6 +87,29 @@ const STANDARD: [&str; 9] = [
     "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
 ];
 
+/// [`STANDARD`] as methods, in the same order.
+const STANDARD_METHODS: [Method; 9] = [
+    Method::GET,
+    Method::HEAD,
+    Method::POST,
+    Method::PUT,
+    Method::DELETE,
+    Method::CONNECT,
+    Method::OPTIONS,
+    Method::TRACE,
+    Method::PATCH,
+];
+
+/// The standard methods, by bit of [`STANDARD`], that `elsewhere` says would take a request to
+/// another route than its own method does.
+pub fn moves(elsewhere: impl Fn(&Method) -> bool) -> u16 {
+    STANDARD_METHODS
+        .iter()
+        .enumerate()
+        .filter(|(_, method)| elsewhere(method))
+        .fold(0, |bits, (i, _)| bits | 1 << i)
+}
+
 /// The standard method other than `own` a `name=value` pair overrides to, if it is a `_method`
 /// override: names are read as PHP reads them (leading spaces dropped, `.`, spaces and `[`
 /// become `_`, any case), methods in any case.
@@ -134,6 +159,9 @@ pub struct Landing {
     pub override_moves: bool,
     /// The route it reaches (or `default`) lets GET and HEAD carry a body.
     pub read_body: bool,
+    /// Off list paths, with a form body: the methods (by bit of the standard list) whose
+    /// `_method` in the body would take it to another route (the router looks them up).
+    pub form_moves: u16,
 }
 
 /// Checks a request's method where it lands.
@@ -237,6 +265,7 @@ mod tests {
             routed_path: true,
             read_body: false,
             override_moves: false,
+            form_moves: 0,
         };
         // Off a list path, an override is refused when it moves the request to another route.
         let routed = Landing {

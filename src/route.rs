@@ -116,6 +116,7 @@ impl Refuse {
                         routed_path: true,
                         read_body: false,
                         override_moves: true,
+                        form_moves: 0,
                     });
                 methods::check(req, at)
                     .err()

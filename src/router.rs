@@ -9,7 +9,7 @@ use arc_swap::ArcSwap;
 use tower::Service;
 
 use crate::generation::Generation;
-use crate::methods::{CheckForm, form_wanted};
+use crate::methods::{CheckForm, ScanForm, form_wanted};
 use crate::route::RouteFuture;
 use crate::{Request, Response};
 
@@ -48,6 +48,9 @@ impl Service<Request> for Router {
         } else if form_wanted(&req, at) {
             // A form body may carry `_method` (see methods::form).
             req.extensions_mut().insert(CheckForm);
+        } else if at.form_moves != 0 {
+            // Off list paths a form is scanned as it streams (see methods::form).
+            req.extensions_mut().insert(ScanForm(at.form_moves));
         }
         route.call(req)
     }

@@ -201,6 +201,10 @@ impl Forward {
                 if e.is_connect() && is_timeout(&e) {
                     return Err(self.timeout("accept a connection", config.connect_timeout));
                 }
+                // A form body named a `_method` that moves it (methods::form): refused.
+                if let Some(error) = method_error(&e) {
+                    return Err(error.into());
+                }
                 // The client's own body failed: its fault, not the upstream's.
                 if let Some(error) = request_body_error(&e) {
                     tracing::debug!(upstream = %config.name, %error, "request body failed");
@@ -357,6 +361,18 @@ impl Future for ForwardFuture {
             Poll::Pending => Poll::Pending,
         }
     }
+}
+
+/// The method refusal behind an upstream exchange's error: a form body whose scan refused it.
+fn method_error(error: &(dyn std::error::Error + 'static)) -> Option<crate::methods::MethodError> {
+    let mut source = Some(error);
+    while let Some(e) = source {
+        if let Some(refusal) = e.downcast_ref::<crate::methods::MethodError>() {
+            return Some(refusal.clone());
+        }
+        source = e.source();
+    }
+    None
 }
 
 /// The client's request-body failure behind an upstream exchange's error, if that is what

@@ -2,7 +2,8 @@
 //! override from a form body, so `POST /events` with `_method=GET&limit=99999` runs the GET
 //! list handler with a limit pagegate never saw. A form body [`wanted`] is read (up to
 //! [`MAX_FORM_BYTES`]; larger: 413) and refused when it names another standard method;
-//! otherwise it is forwarded as read.
+//! otherwise it is forwarded as read. Off list paths, a form whose `_method` could reach
+//! another route is scanned as it streams instead, with no size cap (`scan`).
 
 use std::future::{Future, Ready, ready};
 use std::pin::Pin;
@@ -18,6 +19,10 @@ use tower::{Layer, Service};
 use super::MethodError;
 use crate::{BoxError, Request, Response};
 
+mod scan;
+
+use scan::{Scan, Scanned};
+
 /// Most bytes of a form body read on a list path (64 KiB); a larger one gets 413.
 pub const MAX_FORM_BYTES: usize = 64 * 1024;
 
@@ -26,9 +31,20 @@ pub const MAX_FORM_BYTES: usize = 64 * 1024;
 #[derive(Debug, Clone, Copy)]
 pub struct CheckForm;
 
+/// Marks a request off list paths whose form body is scanned as it streams (set by the
+/// router): the methods, by bit of the standard list, that would take it to another route.
+#[derive(Debug, Clone, Copy)]
+pub struct ScanForm(pub u16);
+
+/// Whether `req` carries a form body (urlencoded or multipart) still to come.
+pub fn has_form(req: &Request) -> bool {
+    !http_body::Body::is_end_stream(req.body()) && form_kind(req).is_some()
+}
+
 /// Whether the form body of `req`, landing `at`, is read for `_method`: a form on a list path.
-/// Elsewhere forms are streamed unread: reading them would cap every form at
-/// [`MAX_FORM_BYTES`] and let a slow body hold a slot before any stall timeout runs.
+/// Elsewhere forms are not read whole (that would cap every upload at [`MAX_FORM_BYTES`] and
+/// let a slow body hold a slot before any stall timeout runs); where an override could reach
+/// another route they are scanned as they stream ([`ScanForm`], see `scan`).
 pub fn wanted(req: &Request, at: super::Landing) -> bool {
     at.list_path && !http_body::Body::is_end_stream(req.body()) && form_kind(req).is_some()
 }
@@ -85,6 +101,12 @@ where
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
+        if let (Some(&ScanForm(moves)), Some(kind)) =
+            (req.extensions().get::<ScanForm>(), form_kind(&req))
+        {
+            let req = req.map(|body| Scanned::new(body, Scan::new(kind, moves)).boxed());
+            return Either::Left(self.inner.call(req));
+        }
         let (Some(_), Some(kind)) = (req.extensions().get::<CheckForm>(), form_kind(&req)) else {
             return Either::Left(self.inner.call(req));
         };

@@ -1,0 +1,371 @@
+//! `_method` in form bodies off list paths, found while the body streams to the backend.
+//!
+//! On a path where a form's `_method` could take a request to another route (one its own method
+//! does not reach, say a rate-limited GET), the body is scanned as it passes, in constant
+//! memory and with no size cap, so uploads of any size still go through. The scan decides only
+//! at the body's end, so the body's last frame is held back until then: a body that names such
+//! a method fails there instead, and the backend never receives a whole request to run.
+//!
+//! Hand-written: `form_urlencoded` and `multer` parse whole values; this needs only the first
+//! bytes of each name and the first of one value, byte by byte across frames.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use pin_project_lite::pin_project;
+
+use super::super::{MethodError, STANDARD};
+use super::Form;
+use crate::BoxError;
+
+/// Most bytes of a method name kept while scanning (the longest standard method has 7).
+const NAME: usize = 16;
+
+/// A method name being read: leading and trailing whitespace dropped, as the router trims.
+#[derive(Debug, Default)]
+struct Value {
+    bytes: [u8; NAME],
+    len: usize,
+    /// Whitespace came after the name: anything more makes it no method.
+    ended: bool,
+    /// Too long, or more after the name: no method.
+    invalid: bool,
+}
+
+impl Value {
+    fn push(&mut self, byte: u8) {
+        if byte.is_ascii_whitespace() {
+            self.ended |= self.len > 0;
+        } else if self.ended || self.len == NAME {
+            self.invalid = true;
+        } else {
+            self.bytes[self.len] = byte;
+            self.len += 1;
+        }
+    }
+
+    /// The standard method this names (any case).
+    fn method(&self) -> Option<usize> {
+        if self.invalid {
+            return None;
+        }
+        let name = &self.bytes[..self.len];
+        STANDARD
+            .iter()
+            .position(|m| name.eq_ignore_ascii_case(m.as_bytes()))
+    }
+}
+
+/// Where an urlencoded scan is.
+#[derive(Debug)]
+enum Url {
+    /// In a name: the first seven bytes after leading spaces (all a `_method` name needs).
+    Name { head: [u8; 7], len: usize },
+    /// In the value of a `_method` name.
+    Value(Value),
+    /// In a value nobody needs.
+    Skip,
+}
+
+/// Percent-decoding across frames: `%` and the digits seen so far.
+#[derive(Debug, Default)]
+struct Percent {
+    pending: [u8; 2],
+    len: usize,
+}
+
+/// The scan of one form body.
+#[derive(Debug)]
+pub(super) struct Scan {
+    kind: Form,
+    url: Url,
+    percent: Percent,
+    /// Multipart: the lowercase tail of the last bytes, to find `name="_method"` across
+    /// frames; then the state of that part.
+    tail: Vec<u8>,
+    part: Part,
+    /// Methods that would take the request to another route, by bit of [`STANDARD`].
+    moves: u16,
+    /// The refusal found, if any.
+    found: Option<&'static str>,
+}
+
+/// Where a multipart scan is.
+#[derive(Debug)]
+enum Part {
+    /// Looking for a part named `_method`.
+    Seek,
+    /// In that part's headers: the bytes since the last line break.
+    Headers(u8),
+    /// In its value.
+    Value(Value),
+}
+
+const NEEDLES: [&[u8]; 2] = [b"name=\"_method\"", b"name=_method"];
+
+impl Scan {
+    pub(super) fn new(kind: Form, moves: u16) -> Self {
+        Self {
+            kind,
+            url: Url::Name {
+                head: [0; 7],
+                len: 0,
+            },
+            percent: Percent::default(),
+            tail: Vec::with_capacity(16),
+            part: Part::Seek,
+            moves,
+            found: None,
+        }
+    }
+
+    /// Scans the next bytes of the body.
+    pub(super) fn feed(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            if self.found.is_some() {
+                return;
+            }
+            match self.kind {
+                Form::UrlEncoded => self.url_byte(byte),
+                Form::Multipart => self.part_byte(byte),
+            }
+        }
+    }
+
+    /// The body ended: the refusal, if any.
+    pub(super) fn end(&mut self) -> Option<MethodError> {
+        if let Url::Value(value) = std::mem::replace(&mut self.url, Url::Skip) {
+            self.judge(&value);
+        }
+        if let Part::Value(value) = std::mem::replace(&mut self.part, Part::Seek) {
+            self.judge(&value);
+        }
+        self.found.map(|method| MethodError::Override {
+            sent: format!("_method={method} (in the body)"),
+            method,
+        })
+    }
+
+    fn judge(&mut self, value: &Value) {
+        if let Some(i) = value.method()
+            && self.moves & (1 << i) != 0
+        {
+            self.found = Some(STANDARD[i]);
+        }
+    }
+
+    fn url_byte(&mut self, byte: u8) {
+        match byte {
+            b'&' => {
+                if let Url::Value(value) = std::mem::replace(
+                    &mut self.url,
+                    Url::Name {
+                        head: [0; 7],
+                        len: 0,
+                    },
+                ) {
+                    self.judge(&value);
+                }
+                self.percent = Percent::default();
+            }
+            b'=' if matches!(self.url, Url::Name { .. }) => {
+                let named = matches!(&self.url, Url::Name { head, len: 7 }
+                    if matches!(head[0], b'_' | b'.' | b'[') && head[1..].eq_ignore_ascii_case(b"method"));
+                self.url = if named {
+                    Url::Value(Value::default())
+                } else {
+                    Url::Skip
+                };
+                self.percent = Percent::default();
+            }
+            _ => {
+                if let Some(decoded) = self.decode(byte) {
+                    for b in decoded.into_iter().flatten() {
+                        self.url_decoded(b);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Percent-decodes one byte; `+` is a space. Returns up to three bytes (an invalid escape
+    /// passes as written).
+    fn decode(&mut self, byte: u8) -> Option<[Option<u8>; 3]> {
+        let p = &mut self.percent;
+        if p.len == 0 {
+            return Some(match byte {
+                b'%' => {
+                    p.pending[0] = byte;
+                    p.len = 1;
+                    return None;
+                }
+                b'+' => [Some(b' '), None, None],
+                _ => [Some(byte), None, None],
+            });
+        }
+        if !byte.is_ascii_hexdigit() {
+            let kept = (p.len == 2).then_some(p.pending[1]);
+            *p = Percent::default();
+            return Some([Some(b'%'), kept, Some(byte)]);
+        }
+        if p.len == 1 {
+            p.pending[1] = byte;
+            p.len = 2;
+            return None;
+        }
+        let hex = |b: u8| char::from(b).to_digit(16).unwrap_or(0) as u8;
+        let value = hex(p.pending[1]) << 4 | hex(byte);
+        *p = Percent::default();
+        Some([Some(value), None, None])
+    }
+
+    fn url_decoded(&mut self, byte: u8) {
+        match &mut self.url {
+            Url::Name { head, len } => {
+                // Leading spaces are folded away, as PHP does.
+                // Names longer than seven bytes keep their prefix: `_method…` still counts, as
+                // the router's check reads it.
+                if *len < 7 && !(*len == 0 && byte == b' ') {
+                    head[*len] = byte;
+                    *len += 1;
+                }
+            }
+            Url::Value(value) => value.push(byte),
+            Url::Skip => {}
+        }
+    }
+
+    fn part_byte(&mut self, byte: u8) {
+        match &mut self.part {
+            Part::Seek => {
+                self.tail.push(byte.to_ascii_lowercase());
+                let longest = NEEDLES[0].len();
+                if self.tail.len() > longest {
+                    self.tail.remove(0);
+                }
+                if NEEDLES.iter().any(|n| self.tail.ends_with(n)) {
+                    self.tail.clear();
+                    self.part = Part::Headers(0);
+                }
+            }
+            Part::Headers(run) => {
+                // Headers end at an empty line: CR LF CR LF.
+                let expected = [b'\r', b'\n', b'\r', b'\n'][usize::from(*run)];
+                *run = if byte == expected {
+                    *run + 1
+                } else {
+                    u8::from(byte == b'\r')
+                };
+                if *run == 4 {
+                    self.part = Part::Value(Value::default());
+                }
+            }
+            Part::Value(value) if byte != b'\r' => value.push(byte),
+            Part::Value(_) => {
+                // The value's line ends: judge it, then look for the next such part.
+                if let Part::Value(value) = std::mem::replace(&mut self.part, Part::Seek) {
+                    self.judge(&value);
+                }
+            }
+        }
+    }
+}
+
+pin_project! {
+    /// A form body passed through frame by frame while [`Scan`] reads it; its last frame waits
+    /// for the scan's verdict.
+    pub struct Scanned<B> {
+        #[pin]
+        inner: B,
+        scan: Scan,
+        // The frame held back until the next one (or the end) arrives.
+        held: Option<Frame<Bytes>>,
+        // Once the body has ended: what is left to hand out, in order.
+        rest: VecDeque<Result<Frame<Bytes>, BoxError>>,
+        done: bool,
+    }
+}
+
+impl<B> Scanned<B> {
+    pub(super) fn new(inner: B, scan: Scan) -> Self {
+        Self {
+            inner,
+            scan,
+            held: None,
+            rest: VecDeque::new(),
+            done: false,
+        }
+    }
+}
+
+impl<B> HttpBody for Scanned<B>
+where
+    B: HttpBody<Data = Bytes, Error = BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let mut this = self.project();
+        loop {
+            if *this.done {
+                return Poll::Ready(this.rest.pop_front());
+            }
+            let last = match ready!(this.inner.as_mut().poll_frame(cx)) {
+                Some(Ok(frame)) => {
+                    if let Some(data) = frame.data_ref() {
+                        this.scan.feed(data);
+                    }
+                    if frame.is_data() && !this.inner.is_end_stream() {
+                        if let Some(previous) = this.held.replace(frame) {
+                            return Poll::Ready(Some(Ok(previous)));
+                        }
+                        continue;
+                    }
+                    // The last data frame, or trailers: the body is whole.
+                    Some(frame)
+                }
+                Some(Err(error)) => return Poll::Ready(Some(Err(error))),
+                None => None,
+            };
+            // Judge the whole body: the frames before the last go out either way; the last
+            // goes out only if nothing is refused, else the error takes its place.
+            *this.done = true;
+            this.rest.extend(this.held.take().map(Ok));
+            match this.scan.end() {
+                Some(error) => this.rest.push_back(Err(Box::new(error))),
+                None => this.rest.extend(last.map(Ok)),
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done && self.rest.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let waiting: u64 = self
+            .held
+            .iter()
+            .chain(self.rest.iter().filter_map(|r| r.as_ref().ok()))
+            .filter_map(Frame::data_ref)
+            .map(|d| d.len() as u64)
+            .sum();
+        let inner = self.inner.size_hint();
+        let mut hint = SizeHint::new();
+        hint.set_lower(inner.lower().saturating_add(waiting));
+        if let Some(upper) = inner.upper() {
+            hint.set_upper(upper.saturating_add(waiting));
+        }
+        hint
+    }
+}
+
+#[cfg(test)]
+mod tests;

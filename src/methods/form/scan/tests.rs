@@ -1,0 +1,157 @@
+//! The streaming scan with scripted bodies: every spelling the router's own check reads, split
+//! at every byte, the last frame held back for the verdict, and uploads passed whole.
+
+use http_body_util::BodyExt;
+
+use super::*;
+
+/// GET and HEAD would move the request (bits 0 and 1 of STANDARD).
+const MOVES: u16 = 0b11;
+
+fn verdict(kind: Form, body: &[u8], cut: usize) -> Option<MethodError> {
+    let mut scan = Scan::new(kind, MOVES);
+    for piece in body.chunks(cut) {
+        scan.feed(piece);
+    }
+    scan.end()
+}
+
+#[test]
+fn urlencoded_overrides_are_found_however_spelled_and_split() {
+    let refused: &[&[u8]] = &[
+        b"_method=GET",
+        b"a=1&_method=get&b=2",
+        b"%5Fmethod=GET",
+        b"_METHOD=%47%45%54",
+        b"+_method=GET",
+        b".method=head",
+        b"[method=GET",
+        b"_method_x=GET",
+        b"_method=GET++",
+        b"a=%zz&_method=%20GET",
+    ];
+    for body in refused {
+        for cut in 1..=body.len() {
+            assert!(
+                verdict(Form::UrlEncoded, body, cut).is_some(),
+                "{:?} in pieces of {cut}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+    let passed: &[&[u8]] = &[
+        b"_method=DELETE",
+        b"_method=GETX",
+        b"_method=G ET",
+        b"method=GET",
+        b"x_method=GET",
+        b"a=_method%3DGET",
+        b"_method",
+        b"",
+    ];
+    for body in passed {
+        for cut in 1..=body.len().max(1) {
+            assert!(
+                verdict(Form::UrlEncoded, body, cut).is_none(),
+                "{:?} in pieces of {cut}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+}
+
+#[test]
+fn multipart_parts_named_method_are_read_for_their_value() {
+    let form = |name: &str, value: &str| {
+        format!(
+            "--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.txt\"\r\n\r\nname=\"x\" GET\r\n--b\r\nContent-Disposition: form-data; {name}\r\n\r\n{value}\r\n--b--\r\n"
+        )
+    };
+    for cut in [1, 3, 7, 50] {
+        let get = form("name=\"_method\"", "GET");
+        assert!(
+            verdict(Form::Multipart, get.as_bytes(), cut).is_some(),
+            "{cut}"
+        );
+        let bare = form("NAME=_method", " head ");
+        assert!(
+            verdict(Form::Multipart, bare.as_bytes(), cut).is_some(),
+            "{cut}"
+        );
+        let patch = form("name=\"_method\"", "PATCH");
+        assert!(
+            verdict(Form::Multipart, patch.as_bytes(), cut).is_none(),
+            "{cut}"
+        );
+        let other = form("name=\"title\"", "GET");
+        assert!(
+            verdict(Form::Multipart, other.as_bytes(), cut).is_none(),
+            "{cut}"
+        );
+    }
+}
+
+/// A scripted body of frames; the last one says it ends the body.
+struct Frames(VecDeque<&'static str>);
+
+impl HttpBody for Frames {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        Poll::Ready(self.0.pop_front().map(|s| Ok(Frame::data(Bytes::from(s)))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+#[tokio::test]
+async fn the_last_frame_waits_for_the_verdict() {
+    let body = |frames: &[&'static str]| {
+        Box::pin(Scanned::new(
+            Frames(frames.iter().copied().collect()),
+            Scan::new(Form::UrlEncoded, MOVES),
+        ))
+    };
+    // Passed: every frame, in order; the first comes out only when the second arrives.
+    let mut passed = body(&["a=1&", "b=2&", "c=3"]);
+    let mut got = Vec::new();
+    while let Some(frame) = passed.frame().await {
+        got.push(frame.expect("data").into_data().expect("data"));
+    }
+    assert_eq!(got, ["a=1&", "b=2&", "c=3"]);
+    assert!(passed.is_end_stream());
+    // Refused: the frames before the last pass, the last becomes the error.
+    let mut refused = body(&["a=1&", "_meth", "od=GET"]);
+    assert_eq!(
+        refused
+            .frame()
+            .await
+            .expect("a frame")
+            .expect("data")
+            .into_data()
+            .expect("data"),
+        "a=1&"
+    );
+    assert_eq!(
+        refused
+            .frame()
+            .await
+            .expect("a frame")
+            .expect("data")
+            .into_data()
+            .expect("data"),
+        "_meth"
+    );
+    let error = refused
+        .frame()
+        .await
+        .expect("a frame")
+        .expect_err("refused");
+    assert!(error.downcast_ref::<MethodError>().is_some());
+}
