@@ -162,3 +162,56 @@ routes:
     drop(unread);
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn a_zero_window_http2_client_cannot_pin_its_page() {
+    let upstream = Upstream::start(|_| async {
+        http::Response::new(support::bodies::json_items(1, 1_000, 1000))
+    })
+    .await;
+    let yaml = "
+send_timeout: 60s
+max_held_bytes: 2MiB
+max_held_bytes_per_client: 2MiB
+trusted_proxies: [127.0.0.1]
+default: {action: deny}
+upstreams: {app: {url: '{upstream}'}}
+routes:
+  - {name: events, path: /events, methods: [GET], upstream: app, list: {max_limit: 1000, default_limit: 1000, max_bytes: 2MiB}}
+";
+    let proxy = Proxy::start(yaml, &upstream).await;
+    // A grants its streams no window at all.
+    let tcp = tokio::net::TcpStream::connect(proxy.addr)
+        .await
+        .expect("connect");
+    let (client, connection) = h2::client::Builder::new()
+        .initial_window_size(0)
+        .handshake::<_, bytes::Bytes>(tcp)
+        .await
+        .expect("handshake");
+    tokio::spawn(connection);
+    let request = http::Request::get(format!("http://{}/events", proxy.addr))
+        .header("x-forwarded-for", "203.0.113.1")
+        .body(())
+        .expect("request");
+    let mut sender = client.ready().await.expect("ready");
+    let (unread, _) = sender.send_request(request, true).expect("send");
+    let unread = unread.await.expect("a head");
+    assert_eq!(unread.status(), 200);
+    // B, another client, is served within 3 s, once A's page has gone unread 1 s.
+    let started = Instant::now();
+    let request = http::Request::get(proxy.url("/events"))
+        .header("x-forwarded-for", "203.0.113.2")
+        .body(support::full(bytes::Bytes::new()))
+        .expect("request");
+    let got = tokio::time::timeout(Duration::from_secs(3), support::send(request))
+        .await
+        .expect("B is served within 3 s");
+    assert_eq!(got.status, 200, "{}", got.text());
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "A's page was held until cut"
+    );
+    drop(unread);
+    proxy.stop().await;
+}

@@ -101,7 +101,9 @@ impl HeldBody {
     ) -> Self {
         let page = Arc::new(HeldPage {
             pieces: Mutex::new(pieces.into_iter().filter(|p| !p.is_empty()).collect()),
-            unread_since: AtomicU64::new(0),
+            // Waiting from the start: an HTTP/2 client that grants no window at all is never
+            // asked for a frame, and must be as cuttable as one that stops later.
+            unread_since: AtomicU64::new(budget.now_ms()),
             cut: AtomicBool::new(false),
             h2,
             close: if h2 { None } else { close },
@@ -217,6 +219,7 @@ mod tests {
         let close = Closer(Arc::new(move || flag.store(true, Ordering::SeqCst)));
         let owner = Bytes::from(vec![b'x'; 100_000]);
         let mut body = HeldBody::new(&budget, vec![owner.slice(..)], false, Some(close));
+        assert_ne!(body.page.unread_since(), 0, "unread until hyper first asks");
         let first = body.frame().await.expect("frame").expect("data");
         assert_eq!(first.into_data().expect("data").len(), H1_FRAME);
         assert_ne!(body.page.unread_since(), 0, "a frame waits for the client");
