@@ -39,8 +39,8 @@ pub const HTTP2_CONTROL_WINDOW: Duration = Duration::from_secs(10);
 /// Control frames each stream a client opens explains: a PRIORITY, a WINDOW_UPDATE and a
 /// RST_STREAM (3).
 pub const FREE_PER_STREAM: u64 = 3;
-/// WINDOW_UPDATEs each DATA frame pagegate sends explains: the stream's and the connection's
-/// (2).
+/// WINDOW_UPDATEs or PINGs each DATA frame pagegate sends explains: the stream's and the
+/// connection's window, or a gRPC bandwidth-probe PING (2).
 pub const FREE_PER_DATA: u64 = 2;
 /// Whether one access-log event is written per request, when its response body ends (true).
 pub const DEFAULT_ACCESS_LOG: bool = true;

@@ -8,9 +8,10 @@
 //!
 //! * each HEADERS frame the client sends opens a stream and earns [`FREE_PER_STREAM`] frames
 //!   (a PRIORITY, a stream WINDOW_UPDATE, a RST_STREAM);
-//! * each DATA frame pagegate sends earns [`FREE_PER_DATA`] WINDOW_UPDATEs (the stream's and
-//!   the connection's), so a download of any size, read by a client that grants window after
-//!   every frame, is never cut.
+//! * each DATA frame pagegate sends earns [`FREE_PER_DATA`] WINDOW_UPDATEs or PINGs (the
+//!   stream's and the connection's window; gRPC's bandwidth probe PINGs as data arrives), so a
+//!   download of any size, read by a client that grants window after every frame, is never
+//!   cut.
 //!
 //! Past the bound the client gets GOAWAY `ENHANCE_YOUR_CALM` (when no frame of pagegate's is
 //! half written) and the connection is closed. Only HTTP/2 connections carry this state; HTTP/1
@@ -88,7 +89,7 @@ pub(super) struct Frames {
     last_stream: u32,
     /// Free control frames earned by streams the client opened.
     stream_credit: u64,
-    /// Free WINDOW_UPDATEs earned by DATA frames pagegate sent.
+    /// Free WINDOW_UPDATEs and PINGs earned by DATA frames pagegate sent.
     window_credit: u64,
     /// Counted frames in the current window, and when it began.
     counted: u32,
@@ -139,7 +140,7 @@ impl Frames {
                 self.stream_credit = self.stream_credit.saturating_add(FREE_PER_STREAM);
                 return false;
             }
-            WINDOW_UPDATE if self.window_credit > 0 => {
+            WINDOW_UPDATE | PING if self.window_credit > 0 => {
                 self.window_credit -= 1;
                 return false;
             }
@@ -248,6 +249,18 @@ mod tests {
             assert!(!frames.read(&update));
         }
         assert!(frames.read(&update), "unexplained updates count");
+    }
+
+    #[test]
+    fn bandwidth_probe_pings_while_data_flows_are_free() {
+        let mut frames = Frames::new();
+        let data = frame(DATA, 0, 1, 16);
+        let ping = frame(PING, 0, 0, 8);
+        // gRPC: one PING per DATA frame received, 10 x the bound.
+        for _ in 0..10 * HTTP2_MAX_CONTROL_FRAMES {
+            frames.wrote(&data);
+            assert!(!frames.read(&ping));
+        }
     }
 
     #[test]
