@@ -227,6 +227,11 @@ impl Conn {
         self.close.notify_one();
     }
 
+    /// A request is in flight.
+    pub(super) fn busy(&self) -> bool {
+        self.in_flight.load(Ordering::Acquire) > 0
+    }
+
     /// A held page of this (HTTP/1) connection was cut: closed at once.
     pub(super) fn cut_held(&self) {
         self.ask(Close::HeldCut);

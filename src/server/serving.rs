@@ -209,10 +209,12 @@ impl Serving {
         let served = future::select(Box::pin(connection), ending)
             .then(move |either| match either {
                 future::Either::Left((result, _)) => future::Either::Left(future::ready(result)),
-                future::Either::Right((
-                    Some(Close::Stalled | Close::EvictedAtOnce | Close::HeldCut),
-                    connection,
-                )) => {
+                // (An eviction that raced a request's start drains instead, below.)
+                future::Either::Right((Some(close), connection))
+                    if close == Close::Stalled
+                        || close == Close::HeldCut
+                        || (close == Close::EvictedAtOnce && !ended.busy()) =>
+                {
                     // A stream's client took nothing for send_timeout, or a newcomer needs the
                     // slot of a silent socket or a trickled head: closed at once, releasing
                     // every stream's held page and upstream connection.
