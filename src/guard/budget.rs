@@ -111,7 +111,7 @@ impl HeldBudget {
         let chosen = lock(&self.pages)
             .values()
             .filter_map(Weak::upgrade)
-            .filter(|page| unread_enough(page.unread_since(), now))
+            .filter(|page| !page.is_cut() && unread_enough(page.unread_since(), now))
             .min_by_key(|page| page.unread_since());
         let Some(page) = chosen else {
             return false;

@@ -69,6 +69,11 @@ impl HeldPage {
         self.unread_since.load(Ordering::Relaxed)
     }
 
+    /// The page was cut (it may stay listed until hyper asks it again).
+    pub(super) fn is_cut(&self) -> bool {
+        self.cut.load(Ordering::Acquire)
+    }
+
     /// Cuts the page: its pieces (and so its reservation) go now, its connection too on
     /// HTTP/1, and the body fails when next asked.
     pub(super) fn cut(&self) {
@@ -150,6 +155,10 @@ impl HttpBody for HeldBody {
             return Poll::Ready(Some(Err(Box::new(HeldCut))));
         }
         let Some(frame) = self.next() else {
+            // A cut between the check above and `next` emptied the pieces: still a cut.
+            if self.page.cut.load(Ordering::Acquire) {
+                return Poll::Ready(Some(Err(Box::new(HeldCut))));
+            }
             return Poll::Ready(None);
         };
         if !self.is_end_stream() {

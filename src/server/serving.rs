@@ -100,16 +100,25 @@ impl Serving {
                 () = tokio::time::sleep_until(deadline) => break None,
             }
         };
-        drop(place);
         match permit {
-            Some(permit) => self.serve(stream, client, permit, peer_slot),
-            None => drop(tokio::spawn(self.refuse(stream, client))),
+            Some(permit) => {
+                drop(place);
+                self.serve(stream, client, permit, peer_slot);
+            }
+            // The refused connection keeps its place until it closes: waiting and refused
+            // newcomers together stay within the waiting room (and the open-files limit).
+            None => drop(tokio::spawn(self.refuse(stream, client, place))),
         }
     }
 
     /// Answers a newcomer's first request 503 `overloaded` with `Retry-After`, then closes.
     /// Combinators, not an async block (see [`Serving::serve`]).
-    fn refuse(&self, stream: TcpStream, client: ClientAddr) -> impl Future<Output = ()> + use<> {
+    fn refuse(
+        &self,
+        stream: TcpStream,
+        client: ClientAddr,
+        place: OwnedSemaphorePermit,
+    ) -> impl Future<Output = ()> + use<> {
         self.overloaded.inc();
         let alive = self.alive.clone();
         let answered = Arc::new(tokio::sync::Notify::new());
@@ -140,7 +149,7 @@ impl Serving {
             }
         });
         let limit = self.header_read_timeout + self.send_timeout;
-        tokio::time::timeout(limit, served).map(move |_| drop(alive))
+        tokio::time::timeout(limit, served).map(move |_| drop((alive, place)))
     }
 
     /// Serves a connection that holds a slot (`permit`, and its client's `peer_slot`).

@@ -98,7 +98,7 @@ pub(super) struct Scan {
 enum Part {
     /// Looking for a part named `_method`.
     Seek,
-    /// In that part's headers: the bytes since the last line break.
+    /// In that part's headers: line breaks in a row so far (CRs aside).
     Headers(u8),
     /// In its value.
     Value(Value),
@@ -135,8 +135,19 @@ impl Scan {
         }
     }
 
+    /// A `%` and digits left pending pass as written (they were no escape).
+    fn flush_percent(&mut self) {
+        let p = std::mem::take(&mut self.percent);
+        for &byte in &p.pending[..p.len] {
+            self.url_decoded(byte);
+        }
+    }
+
     /// The body ended: the refusal, if any.
     pub(super) fn end(&mut self) -> Option<MethodError> {
+        if self.kind == Form::UrlEncoded {
+            self.flush_percent();
+        }
         if let Url::Value(value) = std::mem::replace(&mut self.url, Url::Skip) {
             self.judge(&value);
         }
@@ -160,18 +171,17 @@ impl Scan {
     fn url_byte(&mut self, byte: u8) {
         match byte {
             b'&' => {
-                if let Url::Value(value) = std::mem::replace(
-                    &mut self.url,
-                    Url::Name {
-                        head: [0; 7],
-                        len: 0,
-                    },
-                ) {
+                self.flush_percent();
+                let next = Url::Name {
+                    head: [0; 7],
+                    len: 0,
+                };
+                if let Url::Value(value) = std::mem::replace(&mut self.url, next) {
                     self.judge(&value);
                 }
-                self.percent = Percent::default();
             }
             b'=' if matches!(self.url, Url::Name { .. }) => {
+                self.flush_percent();
                 let named = matches!(&self.url, Url::Name { head, len: 7 }
                     if matches!(head[0], b'_' | b'.' | b'[') && head[1..].eq_ignore_ascii_case(b"method"));
                 self.url = if named {
@@ -179,7 +189,6 @@ impl Scan {
                 } else {
                     Url::Skip
                 };
-                self.percent = Percent::default();
             }
             _ => {
                 if let Some(decoded) = self.decode(byte) {
@@ -251,19 +260,18 @@ impl Scan {
                     self.part = Part::Headers(0);
                 }
             }
-            Part::Headers(run) => {
-                // Headers end at an empty line: CR LF CR LF.
-                let expected = [b'\r', b'\n', b'\r', b'\n'][usize::from(*run)];
-                *run = if byte == expected {
-                    *run + 1
-                } else {
-                    u8::from(byte == b'\r')
-                };
-                if *run == 4 {
+            Part::Headers(newlines) => {
+                // Headers end at an empty line: CR LF CR LF, or bare LF LF as PHP accepts.
+                match byte {
+                    b'\n' => *newlines += 1,
+                    b'\r' => {}
+                    _ => *newlines = 0,
+                }
+                if *newlines == 2 {
                     self.part = Part::Value(Value::default());
                 }
             }
-            Part::Value(value) if byte != b'\r' => value.push(byte),
+            Part::Value(value) if byte != b'\r' && byte != b'\n' => value.push(byte),
             Part::Value(_) => {
                 // The value's line ends: judge it, then look for the next such part.
                 if let Part::Value(value) = std::mem::replace(&mut self.part, Part::Seek) {
@@ -334,13 +342,20 @@ where
                 Some(Err(error)) => return Poll::Ready(Some(Err(error))),
                 None => None,
             };
-            // Judge the whole body: the frames before the last go out either way; the last
-            // goes out only if nothing is refused, else the error takes its place.
+            // Judge the whole body: the held frame and the last go out only if nothing is
+            // refused, else the error takes their place.
+            // On a refusal nothing more goes out, not even the held frame: an empty last frame
+            // or trailers must not let the backend complete the body.
             *this.done = true;
-            this.rest.extend(this.held.take().map(Ok));
             match this.scan.end() {
-                Some(error) => this.rest.push_back(Err(Box::new(error))),
-                None => this.rest.extend(last.map(Ok)),
+                Some(error) => {
+                    this.held.take();
+                    this.rest.push_back(Err(Box::new(error)));
+                }
+                None => {
+                    this.rest.extend(this.held.take().map(Ok));
+                    this.rest.extend(last.map(Ok));
+                }
             }
         }
     }

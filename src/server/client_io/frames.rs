@@ -26,6 +26,9 @@ use crate::config::defaults::{
     FREE_PER_DATA, FREE_PER_STREAM, HTTP2_CONTROL_WINDOW, HTTP2_MAX_CONTROL_FRAMES,
 };
 
+/// Most free frames a connection may have in hand, of either kind: the bound itself.
+const CREDIT_CAP: u64 = HTTP2_MAX_CONTROL_FRAMES as u64;
+
 /// Length of an HTTP/2 frame header.
 const HEAD: usize = 9;
 
@@ -128,7 +131,8 @@ impl Frames {
         let credit = &mut self.window_credit;
         self.outbound.feed(bytes, |kind, _| {
             if kind == DATA {
-                *credit = credit.saturating_add(FREE_PER_DATA);
+                // Capped: a long download cannot bank credit for a later burst.
+                *credit = credit.saturating_add(FREE_PER_DATA).min(CREDIT_CAP);
             }
         });
     }
@@ -137,7 +141,10 @@ impl Frames {
         let free = match kind {
             HEADERS => {
                 self.last_stream = self.last_stream.max(stream);
-                self.stream_credit = self.stream_credit.saturating_add(FREE_PER_STREAM);
+                self.stream_credit = self
+                    .stream_credit
+                    .saturating_add(FREE_PER_STREAM)
+                    .min(CREDIT_CAP);
                 return false;
             }
             WINDOW_UPDATE | PING if self.window_credit > 0 => {

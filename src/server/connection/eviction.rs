@@ -69,9 +69,10 @@ impl Conn {
         if self.served.load(Ordering::Relaxed) {
             return Some((Why::Idle, idle));
         }
-        if head != 0 {
-            // An HTTP/2 connection whose first stream has not opened yet.
-            return past(head, SLOW_HEAD).then_some((Why::SlowHead, head));
+        if h2 {
+            // An HTTP/2 connection whose first stream has not opened yet (an idle gRPC
+            // channel): idle once past its first second, closed with GOAWAY.
+            return past(idle, SILENT_NEWCOMER).then_some((Why::Idle, idle));
         }
         past(idle, SILENT_NEWCOMER).then_some((Why::Silent, idle))
     }
