@@ -139,10 +139,7 @@ impl Generation {
             .map(|p| &p.room)
             .filter(|room| room.settings() == budget)
             .map_or_else(
-                || {
-                    HeldBudget::new(budget.0, budget.1)
-                        .with_cuts(metrics.protection("held_stream_cut"))
-                },
+                || HeldBudget::counted(budget.0, budget.1, metrics.protection("held_stream_cut")),
                 Arc::clone,
             );
 

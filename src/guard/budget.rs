@@ -61,8 +61,14 @@ pub struct HeldBudget {
 }
 
 impl HeldBudget {
-    /// A budget of `total` bytes, `per_client` of them at most for one client.
+    /// A budget of `total` bytes, `per_client` of them at most for one client, whose cuts
+    /// nobody counts.
     pub fn new(total: u64, per_client: u64) -> Arc<Self> {
+        Self::counted(total, per_client, Counter::default())
+    }
+
+    /// As [`HeldBudget::new`], counting the pages it cuts in `cuts`.
+    pub fn counted(total: u64, per_client: u64, cuts: Counter) -> Arc<Self> {
         // Rounded up, as each page's need is: a page of exactly the budget always fits.
         let kib = usize::try_from(total.div_ceil(1024)).unwrap_or(usize::MAX);
         Arc::new(Self {
@@ -74,19 +80,8 @@ impl HeldBudget {
             pages: Mutex::new(HashMap::new()),
             next: AtomicU64::new(0),
             epoch: Instant::now(),
-            cuts: Counter::default(),
+            cuts,
         })
-    }
-
-    /// The same budget, counting its cuts in `cuts`.
-    pub fn with_cuts(self: Arc<Self>, cuts: Counter) -> Arc<Self> {
-        match Arc::try_unwrap(self) {
-            Ok(mut budget) => {
-                budget.cuts = cuts;
-                Arc::new(budget)
-            }
-            Err(shared) => shared,
-        }
     }
 
     /// Milliseconds since the budget was made, never 0 (0 means "not waiting").
@@ -204,7 +199,8 @@ impl HeldBudget {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+/// Locks `mutex`, poisoned or not (nothing here leaves a half-updated value behind).
+pub(super) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 

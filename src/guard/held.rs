@@ -15,13 +15,13 @@
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 
-use super::budget::HeldBudget;
+use super::budget::{HeldBudget, lock};
 use crate::BoxError;
 use crate::client::Closer;
 use crate::config::defaults::HELD_UNREAD;
@@ -57,10 +57,6 @@ impl std::fmt::Debug for HeldPage {
             .field("h2", &self.h2)
             .finish_non_exhaustive()
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl HeldPage {
