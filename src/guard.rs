@@ -45,7 +45,8 @@ mod keys;
 mod report;
 
 pub use budget::{HeldBudget, HoldError, Reservation};
-pub use held::{HeldBody, HeldCut};
+use held::IN_FLIGHT;
+pub use held::{HeldBody, HeldCut, Sending};
 pub use report::ReportBody;
 
 /// Response header on a cut list: `items` (more items than the page) or `bytes` (over `max_bytes`).
@@ -215,13 +216,17 @@ where
         let metrics = Arc::clone(&self.metrics);
         let room = Arc::clone(&self.room);
         let client = req.extensions().get::<ClientAddr>().map(ClientAddr::key);
-        // How a held page's stream is cut (see `held`): HTTP/2 frames are copies; an HTTP/1
-        // connection is closed.
-        let h2 = req.version() == http::Version::HTTP_2;
-        let close = req
-            .extensions()
-            .get::<ClientAddr>()
-            .and_then(ClientAddr::closer);
+        // How a held page's stream is cut (see `held`): an HTTP/1 connection is closed; an
+        // HTTP/2 stream alone is reset.
+        let sending = Sending {
+            close: (req.version() != http::Version::HTTP_2)
+                .then(|| {
+                    req.extensions()
+                        .get::<ClientAddr>()
+                        .and_then(ClientAddr::closer)
+                })
+                .flatten(),
+        };
         // A combinator around the inner future, not an async block holding it (async blocks
         // over a generic `S::Future` trip rustc's "Send is not general enough",
         // rust-lang/rust#110338); the async block only sees the response.
@@ -236,10 +241,13 @@ where
                 // Reserve the page's bytes once the head says a page is coming; give up with a
                 // 503 rather than let held pages grow without bound. Dropping the response
                 // closes the upstream exchange.
-                let need = u32::try_from(route.policy.max_bytes.div_ceil(1024)).unwrap_or(u32::MAX);
+                // The page's bytes and the allowance for its copies in flight (see `held`).
+                let need = route.policy.max_bytes.div_ceil(1024) + (IN_FLIGHT / 1024) as u64;
+                let need = room.fit(u32::try_from(need).unwrap_or(u32::MAX));
                 let reservation = room.reserve(client, need).await?;
-                let (parts, pieces) = guard(response, &route, &plan, &metrics, reservation).await?;
-                let body = HeldBody::new(&room, pieces, h2, close);
+                let (parts, pieces, allowance) =
+                    guard(response, &route, &plan, &metrics, reservation).await?;
+                let body = HeldBody::new(&room, pieces, allowance, sending);
                 Ok(http::Response::from_parts(parts, body.boxed()))
             },
         )))
@@ -256,21 +264,25 @@ async fn guard(
     plan: &PagePlan,
     metrics: &RouteMetrics,
     mut reservation: Reservation,
-) -> Result<Page, BoxError> {
+) -> Result<(http::response::Parts, Vec<Bytes>, Option<Reservation>), BoxError> {
     let policy = &route.policy;
     let result = match hold(response, policy, plan).await {
         Ok(mut held) => {
-            // Keep only the reservation the held bytes need; the rest returns to the budget.
-            reservation.shrink(u32::try_from(held.bytes.len().div_ceil(1024)).unwrap_or(u32::MAX));
+            // Keep only what the held bytes need, and an allowance for the copies in flight of
+            // at most the page itself; the rest returns to the budget.
+            let kib = u32::try_from(held.bytes.len().div_ceil(1024)).unwrap_or(u32::MAX);
+            let allowance = kib
+                .min((IN_FLIGHT / 1024) as u32)
+                .min(reservation.kib().saturating_sub(kib));
+            reservation.shrink(kib.saturating_add(allowance));
+            let allowance = reservation.split(allowance);
             // The reservation lives as long as the held bytes do: every slice of the page the
             // response is made of keeps it, so it is released when the last byte has been
             // written to the client's socket (or the client is gone), not when hyper has
             // merely taken the frames into its write queue.
-            held.bytes = Bytes::from_owner(Reserved {
-                bytes: held.bytes,
-                _reservation: reservation,
-            });
+            held.bytes = held::reserved(held.bytes, reservation);
             finish(held, policy, route.codec.as_deref(), plan, metrics)
+                .map(|(parts, pieces)| (parts, pieces, allowance))
         }
         Err(error) => Err(error),
     };
@@ -283,18 +295,6 @@ async fn guard(
             }
             Err(error)
         }
-    }
-}
-
-/// Held bytes and the reservation they occupy under `max_held_bytes`.
-struct Reserved {
-    bytes: Bytes,
-    _reservation: Reservation,
-}
-
-impl AsRef<[u8]> for Reserved {
-    fn as_ref(&self) -> &[u8] {
-        &self.bytes
     }
 }
 

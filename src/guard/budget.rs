@@ -7,9 +7,13 @@
 //! `max_bytes`), shrunk to the bytes actually held, and released when the last held byte has
 //! been written to the client (it travels with the held bytes; see `guard`).
 //!
-//! When the total is full and a request waits, the page in flight that has gone unread the
-//! longest (at least `HELD_UNREAD`) is cut to make room ([`super::held`]), so a few clients
-//! that hold pages and never read them cannot pin the budget for `send_timeout`.
+//! Each page also reserves a small allowance for the copies of it that hyper holds until they
+//! are written ([`super::held`]), so those count too.
+//!
+//! When the total is full and a request waits, the page in flight stalled the longest (at
+//! least `HELD_UNREAD`) is cut to make room, one page per [`CUT_RETRY`] at most, so a few
+//! clients that hold pages and never read them cannot pin the budget for `send_timeout`, and
+//! a crowd of waiters cannot cut more pages than the room they wait for needs.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -21,10 +25,11 @@ use prometheus_client::metrics::counter::Counter;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-use super::held::{HeldPage, unread_enough};
+use super::held::{HeldPage, stalled_enough};
 use crate::config::defaults::DEFAULT_HOLD_WAIT;
 
-/// While a request waits for room, how often a page to cut is looked for (50 ms).
+/// While a request waits for room, how often a page to cut is looked for, and the least time
+/// between two cuts (50 ms).
 const CUT_RETRY: Duration = Duration::from_millis(50);
 
 /// No room for another held page (503 with `Retry-After`).
@@ -56,6 +61,8 @@ pub struct HeldBudget {
     pages: Mutex<HashMap<u64, Weak<HeldPage>>>,
     next: AtomicU64,
     epoch: Instant,
+    /// When the last page was cut (milliseconds after `epoch`; 0: never).
+    last_cut: AtomicU64,
     /// Pages cut to make room (`held_stream_cut`).
     cuts: Counter,
 }
@@ -80,6 +87,7 @@ impl HeldBudget {
             pages: Mutex::new(HashMap::new()),
             next: AtomicU64::new(0),
             epoch: Instant::now(),
+            last_cut: AtomicU64::new(0),
             cuts,
         })
     }
@@ -89,31 +97,69 @@ impl HeldBudget {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX) + 1
     }
 
-    /// Lists a page in flight; its id unlists it.
-    pub(super) fn list(&self, page: &Arc<HeldPage>) -> u64 {
+    /// Lists the page `make` builds from its id; the page unlists itself when dropped.
+    pub(super) fn list(&self, make: impl FnOnce(u64) -> HeldPage) -> Arc<HeldPage> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
-        lock(&self.pages).insert(id, Arc::downgrade(page));
-        id
+        let page = Arc::new(make(id));
+        lock(&self.pages).insert(id, Arc::downgrade(&page));
+        page
     }
 
     pub(super) fn unlist(&self, id: u64) {
         lock(&self.pages).remove(&id);
     }
 
-    /// Cuts the page unread the longest, if one has gone unread long enough; true if cut.
-    fn cut_longest_unread(&self) -> bool {
+    /// The most a page may reserve: `kib`, or less when the total or a share is smaller (a
+    /// page's allowance for copies in flight is then trimmed, never the page).
+    pub fn fit(&self, kib: u32) -> u32 {
+        let total = u32::try_from(self.settings.0.div_ceil(1024)).unwrap_or(u32::MAX);
+        kib.min(total).min(self.share_kib)
+    }
+
+    /// Cuts the page stalled the longest, if one has stalled long enough and no page was cut
+    /// in the last [`CUT_RETRY`]; true if cut.
+    fn cut_longest_stalled(&self) -> bool {
         let now = self.now_ms();
-        let chosen = lock(&self.pages)
+        let last = self.last_cut.load(Ordering::Acquire);
+        if last != 0 && u128::from(now.saturating_sub(last)) < CUT_RETRY.as_millis() {
+            return false;
+        }
+        // Upgraded under the lock, dropped after it: the last reference to a page unlists it.
+        let pages: Vec<Arc<HeldPage>> = lock(&self.pages)
             .values()
             .filter_map(Weak::upgrade)
-            .filter(|page| !page.is_cut() && unread_enough(page.unread_since(), now))
-            .min_by_key(|page| page.unread_since());
-        let Some(page) = chosen else {
+            .collect();
+        let chosen = pages
+            .iter()
+            .map(|page| (page.stalled_since(), page))
+            .filter(|(since, page)| !page.is_cut() && stalled_enough(*since, now))
+            .min_by_key(|(since, _)| *since);
+        let Some((_, page)) = chosen else {
             return false;
         };
+        // One waiter cuts at a time.
+        if self
+            .last_cut
+            .compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return false;
+        }
         page.cut();
         self.cuts.inc();
         true
+    }
+
+    /// Pages listed (tests).
+    #[cfg(test)]
+    pub(super) fn listed(&self) -> usize {
+        lock(&self.pages).len()
+    }
+
+    /// KiB free in the total (tests).
+    #[cfg(test)]
+    pub(super) fn available_kib(&self) -> usize {
+        self.room.available_permits()
     }
 
     /// `(max_held_bytes, max_held_bytes_per_client)`, to tell whether a new config changes it.
@@ -133,21 +179,25 @@ impl HeldBudget {
             Some(ip) => Some(self.take_share(ip, kib, deadline).await?),
             None => None,
         };
+        // One acquisition for the whole wait, so the request keeps its place in the queue.
+        let acquire = Arc::clone(&self.room).acquire_many_owned(kib);
+        tokio::pin!(acquire);
+        let mut retry = tokio::time::interval(CUT_RETRY);
+        retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // On a timeout `share` is dropped here, which gives the client's share back.
         loop {
-            if let Ok(permit) = Arc::clone(&self.room).try_acquire_many_owned(kib) {
-                return Ok(Reservation { permit, share });
-            }
-            // Full: the page unread the longest makes room, if one has gone unread long enough.
-            self.cut_longest_unread();
             tokio::select! {
-                permit = Arc::clone(&self.room).acquire_many_owned(kib) => {
+                biased;
+                permit = &mut acquire => {
                     return permit
                         .map(|permit| Reservation { permit, share })
                         .map_err(|_| HoldError::Busy);
                 }
-                () = tokio::time::sleep(CUT_RETRY) => {}
                 () = tokio::time::sleep_until(deadline) => return Err(HoldError::Busy),
+                // Full: the page stalled the longest makes room, if one has stalled long enough.
+                _ = retry.tick() => {
+                    self.cut_longest_stalled();
+                }
             }
         }
     }
@@ -226,10 +276,33 @@ pub struct Reservation {
 }
 
 impl Reservation {
+    /// The KiB reserved.
+    pub fn kib(&self) -> u32 {
+        u32::try_from(self.permit.num_permits()).unwrap_or(u32::MAX)
+    }
+
+    /// Splits `kib` off into a reservation of its own (`None` if this one holds no more).
+    pub fn split(&mut self, kib: u32) -> Option<Self> {
+        if kib == 0 || kib >= self.kib() {
+            return None;
+        }
+        let permit = self.permit.split(kib as usize)?;
+        let share = self.share.as_mut().map(|share| {
+            let moved = kib.min(share.kib);
+            share.kib -= moved;
+            Share {
+                budget: Arc::clone(&share.budget),
+                client: share.client,
+                kib: moved,
+            }
+        });
+        Some(Self { permit, share })
+    }
+
     /// Keeps only `kib` of the reservation (at least 1); the rest returns to the budget.
     pub fn shrink(&mut self, kib: u32) {
         let kib = kib.max(1);
-        let held = u32::try_from(self.permit.num_permits()).unwrap_or(u32::MAX);
+        let held = self.kib();
         if kib >= held {
             return;
         }
@@ -249,6 +322,9 @@ impl Reservation {
 
 #[cfg(test)]
 mod tests {
+    use bytes::Bytes;
+
+    use super::super::held::{HeldBody, Sending};
     use super::*;
 
     fn ip(last: u8) -> Option<IpAddr> {
@@ -307,5 +383,38 @@ mod tests {
                 .expect("lock")
                 .contains_key(&IpAddr::from([203, 0, 113, 2]))
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_crowd_of_waiters_cuts_one_stalled_page_at_a_time() {
+        let cuts = Counter::default();
+        let budget = HeldBudget::counted(100 * 1024, 100 * 1024, cuts.clone());
+        let mut bodies = Vec::new();
+        for _ in 0..10 {
+            let room = budget.reserve(None, 10).await.expect("room");
+            let bytes = super::super::held::reserved(Bytes::from(vec![b'x'; 10 * 1024]), room);
+            bodies.push(HeldBody::new(
+                &budget,
+                vec![bytes],
+                None,
+                Sending::default(),
+            ));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let waiters: Vec<_> = (0..5u8)
+            .map(|n| {
+                let budget = Arc::clone(&budget);
+                tokio::spawn(async move { budget.reserve(ip(n), 10).await })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(cuts.get(), 1, "one cut, though five wait");
+        tokio::time::sleep(CUT_RETRY * 4).await;
+        assert_eq!(cuts.get(), 5, "one more per CUT_RETRY");
+        for waiter in waiters {
+            waiter.await.expect("task").expect("room made");
+        }
+        assert_eq!(cuts.get(), 5, "no page cut beyond the room needed");
+        drop(bodies);
     }
 }

@@ -1,85 +1,172 @@
 //! A held page on its way to the client, which the budget can cut from outside.
 //!
-//! A page's pieces (slices of the held bytes, which carry its reservation) wait in a cell
-//! shared with the budget's list of pages in flight. hyper asks for the next frame only when the
-//! client has taken the last one (HTTP/1: when its write buffer has room; HTTP/2: when the
-//! stream has window), so the time since a frame was handed over without hyper asking again is
-//! how long the page has gone unread. When the budget is full and a request waits, the page
-//! unread the longest (at least [`HELD_UNREAD`]) is cut: its pieces are dropped at once,
-//! releasing its reservation; on HTTP/1 its connection is closed (hyper's write buffer holds a
-//! slice of the page); on HTTP/2 the frames handed over are copies, so nothing of the page
-//! outlives the cut, and the stream alone is reset when hyper next asks (hyper parks a stream
-//! that has no window and has no hook to reset it sooner; the connection's send-stall check
-//! still closes a connection none of whose streams take anything).
+//! A page's pieces (slices of the held bytes, which carry the page's reservation) wait in a
+//! cell shared with the budget's list of pages in flight. hyper is handed copies of at most
+//! [`FRAME`] bytes, and at most the page's in-flight allowance of them at once (a second,
+//! small reservation, [`IN_FLIGHT`] at most): a copy is dropped once written to the socket, and
+//! only then is the next handed over. So the held bytes and the copies hyper holds are both
+//! counted under `max_held_bytes`, and the time since the last copy was written (or handed
+//! over) is how long the client has taken nothing: its *stall*.
+//!
+//! When the budget is full and a request waits, the page stalled the longest (at least
+//! [`HELD_UNREAD`]) is cut: its pieces are dropped at once, releasing the held bytes'
+//! reservation; on HTTP/1 its connection is closed (which drops hyper's copies); on HTTP/2 the
+//! stream alone is reset when hyper next asks (hyper parks a stream that has no window and has
+//! no hook to reset it sooner, and the connection's send-stall check closes a connection none
+//! of whose streams take anything). The allowance is given back at the cut too: the copies a
+//! cut stream leaves parked in the HTTP/2 connection (at most [`IN_FLIGHT`], often less) are
+//! no longer counted, so that a page of the whole budget fits again at once; they go with
+//! the stream. A page stays listed, and cuttable, until its last copy is written, so a page
+//! that hyper could take whole is as cuttable as a large one.
+//!
+//! Only when a page fills its reservation to within a frame (a page as large as the whole
+//! budget or share) is there no allowance: it is handed over as slices of the held bytes,
+//! which keep their reservation until written, so the count stays true, but a cut frees it
+//! only when hyper lets go.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use futures_util::task::AtomicWaker;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 
-use super::budget::{HeldBudget, lock};
+use super::budget::{HeldBudget, Reservation, lock};
 use crate::BoxError;
 use crate::client::Closer;
 use crate::config::defaults::HELD_UNREAD;
 
-/// Largest frame handed to hyper on HTTP/1 (a slice, not a copy): small enough that hyper asks
-/// again as the client reads (64 KiB).
-const H1_FRAME: usize = 64 * 1024;
-/// Largest frame handed to hyper on HTTP/2, copied (16 KiB, HTTP/2's default frame size).
-const H2_FRAME: usize = 16 * 1024;
+/// Largest frame handed to hyper (16 KiB, HTTP/2's default frame size): the unit in which a
+/// client's progress is seen.
+pub(super) const FRAME: usize = 16 * 1024;
+/// Most bytes of one page handed to hyper and not yet written (two frames, 32 KiB), reserved
+/// beside the held bytes.
+pub(super) const IN_FLIGHT: usize = 2 * FRAME;
 
 /// The page was cut to make room for another request.
 #[derive(Debug, thiserror::Error)]
 #[error("the client took nothing of its list page for too long while others waited for room")]
 pub struct HeldCut;
 
-/// What the budget's list and the body share.
+/// How a held page is sent on its connection.
+#[derive(Debug, Clone, Default)]
+pub struct Sending {
+    /// Closes the connection (HTTP/1); `None` on HTTP/2, where a cut resets the stream alone.
+    pub close: Option<Closer>,
+}
+
+/// What the budget's list, the body and the copies in flight share.
 pub(super) struct HeldPage {
     pieces: Mutex<VecDeque<Bytes>>,
-    /// Milliseconds after the budget's epoch since a frame waits to be taken (0: none waits).
-    unread_since: AtomicU64,
+    /// The reservation of the copies in flight (given back at a cut), and its size in bytes
+    /// (0: hand out slices).
+    reserved: Mutex<Option<Reservation>>,
+    allowance: usize,
+    /// Bytes handed to hyper as copies and not yet written.
+    in_flight: AtomicUsize,
+    /// Woken when a copy is written, or the page is cut.
+    waker: AtomicWaker,
+    /// Milliseconds after the budget's epoch of the client's last progress.
+    progress: AtomicU64,
     cut: AtomicBool,
-    /// HTTP/2: frames are copies of at most [`H2_FRAME`] bytes.
-    h2: bool,
-    /// HTTP/1: closes the connection.
     close: Option<Closer>,
+    budget: Arc<HeldBudget>,
+    id: u64,
 }
 
 impl std::fmt::Debug for HeldPage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HeldPage")
-            .field("unread_since", &self.unread_since)
+            .field("id", &self.id)
+            .field("in_flight", &self.in_flight)
+            .field("progress", &self.progress)
             .field("cut", &self.cut)
-            .field("h2", &self.h2)
             .finish_non_exhaustive()
     }
 }
 
 impl HeldPage {
-    /// Milliseconds (after the budget's epoch) since a frame waits, 0 when none does.
-    pub(super) fn unread_since(&self) -> u64 {
-        self.unread_since.load(Ordering::Relaxed)
+    /// Milliseconds (after the budget's epoch) since which the client has taken nothing, or
+    /// 0 when nothing of the page is left to take.
+    pub(super) fn stalled_since(&self) -> u64 {
+        if self.in_flight.load(Ordering::Acquire) == 0 && lock(&self.pieces).is_empty() {
+            return 0;
+        }
+        self.progress.load(Ordering::Relaxed)
     }
 
-    /// The page was cut (it may stay listed until hyper asks it again).
+    /// The page was cut (it stays listed until its last copy is gone).
     pub(super) fn is_cut(&self) -> bool {
         self.cut.load(Ordering::Acquire)
     }
 
-    /// Cuts the page: its pieces (and so its reservation) go now, its connection too on
-    /// HTTP/1, and the body fails when next asked.
+    /// Cuts the page: its pieces (and so the held bytes' reservation) go now, its connection
+    /// too on HTTP/1, and the body fails when next asked.
     pub(super) fn cut(&self) {
         if self.cut.swap(true, Ordering::AcqRel) {
             return;
         }
         lock(&self.pieces).clear();
+        drop(lock(&self.reserved).take());
         if let Some(close) = &self.close {
             (close.0)();
         }
+        self.waker.wake();
+    }
+
+    fn progressed(&self) {
+        self.progress.store(self.budget.now_ms(), Ordering::Relaxed);
+    }
+}
+
+impl Drop for HeldPage {
+    fn drop(&mut self) {
+        self.budget.unlist(self.id);
+    }
+}
+
+/// `bytes` carrying `reservation`: released when the last slice of them is dropped.
+pub(super) fn reserved(bytes: Bytes, reservation: Reservation) -> Bytes {
+    Bytes::from_owner(Reserved {
+        bytes,
+        _reservation: reservation,
+    })
+}
+
+/// Held bytes and the reservation they occupy under `max_held_bytes`.
+struct Reserved {
+    bytes: Bytes,
+    _reservation: Reservation,
+}
+
+impl AsRef<[u8]> for Reserved {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+/// A copy handed to hyper; written (or dropped with the connection) when dropped.
+struct InFlight {
+    data: Vec<u8>,
+    page: Arc<HeldPage>,
+}
+
+impl AsRef<[u8]> for InFlight {
+    fn as_ref(&self) -> &[u8] {
+        &self.data
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.page
+            .in_flight
+            .fetch_sub(self.data.len(), Ordering::AcqRel);
+        self.page.progressed();
+        self.page.waker.wake();
     }
 }
 
@@ -87,53 +174,64 @@ impl HeldPage {
 #[derive(Debug)]
 pub struct HeldBody {
     page: Arc<HeldPage>,
-    budget: Arc<HeldBudget>,
-    id: u64,
 }
 
 impl HeldBody {
-    /// A body of `pieces`, listed in `budget` until it ends. `h2`: frames are copied;
-    /// `close`: how to close the connection (HTTP/1).
+    /// A body of `pieces`, listed in `budget` until its last byte is written; `allowance`
+    /// reserves the copies in flight (see the module's documentation).
     pub(super) fn new(
         budget: &Arc<HeldBudget>,
         pieces: Vec<Bytes>,
-        h2: bool,
-        close: Option<Closer>,
+        allowance: Option<Reservation>,
+        sending: Sending,
     ) -> Self {
-        let page = Arc::new(HeldPage {
+        let bytes = allowance
+            .as_ref()
+            .map_or(0, |a| usize::try_from(a.kib()).unwrap_or(usize::MAX) * 1024);
+        let page = budget.list(|id| HeldPage {
             pieces: Mutex::new(pieces.into_iter().filter(|p| !p.is_empty()).collect()),
-            // Waiting from the start: an HTTP/2 client that grants no window at all is never
+            reserved: Mutex::new(allowance),
+            allowance: bytes,
+            in_flight: AtomicUsize::new(0),
+            waker: AtomicWaker::new(),
+            // Stalled from the start: an HTTP/2 client that grants no window at all is never
             // asked for a frame, and must be as cuttable as one that stops later.
-            unread_since: AtomicU64::new(budget.now_ms()),
+            progress: AtomicU64::new(budget.now_ms()),
             cut: AtomicBool::new(false),
-            h2,
-            close: if h2 { None } else { close },
-        });
-        let id = budget.list(&page);
-        Self {
-            page,
+            close: sending.close,
             budget: Arc::clone(budget),
             id,
-        }
+        });
+        Self { page }
     }
 
-    fn next(&self) -> Option<Bytes> {
+    /// The next frame, `Ok(None)` at the end, `Err(())` while the allowance is used up.
+    fn next(&self) -> Result<Option<Bytes>, ()> {
         let mut pieces = lock(&self.page.pieces);
-        let piece = pieces.front_mut()?;
-        let most = if self.page.h2 { H2_FRAME } else { H1_FRAME };
-        let take = piece.len().min(most);
-        let frame = if self.page.h2 {
-            // A copy: nothing hyper holds keeps the page (and its reservation) alive.
-            Bytes::copy_from_slice(&piece[..take])
-        } else {
+        let Some(piece) = pieces.front_mut() else {
+            return Ok(None);
+        };
+        let take = piece.len().min(FRAME);
+        let frame = if self.page.allowance < take {
+            // No allowance for a copy: a slice keeps the held bytes (and their reservation).
             piece.slice(..take)
+        } else {
+            let in_flight = self.page.in_flight.load(Ordering::Acquire);
+            if in_flight + take > self.page.allowance {
+                return Err(());
+            }
+            self.page.in_flight.fetch_add(take, Ordering::AcqRel);
+            Bytes::from_owner(InFlight {
+                data: piece[..take].to_vec(),
+                page: Arc::clone(&self.page),
+            })
         };
         if take == piece.len() {
             pieces.pop_front();
         } else {
             *piece = piece.slice(take..);
         }
-        Some(frame)
+        Ok(Some(frame))
     }
 }
 
@@ -143,29 +241,28 @@ impl HttpBody for HeldBody {
 
     fn poll_frame(
         self: Pin<&mut Self>,
-        _: &mut Context<'_>,
+        cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        // hyper asks again: the client took the last frame.
-        self.page.unread_since.store(0, Ordering::Relaxed);
-        if self.page.cut.load(Ordering::Acquire) {
+        let page = &self.page;
+        // Registered before looking, so a copy written meanwhile wakes this task.
+        page.waker.register(cx.waker());
+        if page.is_cut() {
             return Poll::Ready(Some(Err(Box::new(HeldCut))));
         }
-        let Some(frame) = self.next() else {
-            // A cut between the check above and `next` emptied the pieces: still a cut.
-            if self.page.cut.load(Ordering::Acquire) {
-                return Poll::Ready(Some(Err(Box::new(HeldCut))));
+        match self.next() {
+            Ok(Some(frame)) => {
+                page.progressed();
+                Poll::Ready(Some(Ok(Frame::data(frame))))
             }
-            return Poll::Ready(None);
-        };
-        if !self.is_end_stream() {
-            let now = self.budget.now_ms();
-            self.page.unread_since.store(now, Ordering::Relaxed);
+            // A cut between the check above and `next` emptied the pieces: still a cut.
+            Ok(None) if page.is_cut() => Poll::Ready(Some(Err(Box::new(HeldCut)))),
+            Ok(None) => Poll::Ready(None),
+            Err(()) => Poll::Pending,
         }
-        Poll::Ready(Some(Ok(Frame::data(frame))))
     }
 
     fn is_end_stream(&self) -> bool {
-        !self.page.cut.load(Ordering::Acquire) && lock(&self.page.pieces).is_empty()
+        !self.page.is_cut() && lock(&self.page.pieces).is_empty()
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -173,19 +270,15 @@ impl HttpBody for HeldBody {
     }
 }
 
-impl Drop for HeldBody {
-    fn drop(&mut self) {
-        self.budget.unlist(self.id);
-    }
-}
-
-/// How long a page must have gone unread before it may be cut, in milliseconds.
-pub(super) fn unread_enough(since: u64, now: u64) -> bool {
+/// Whether a page stalled since `since` may be cut at `now` (milliseconds).
+pub(super) fn stalled_enough(since: u64, now: u64) -> bool {
     since != 0 && u128::from(now.saturating_sub(since)) >= HELD_UNREAD.as_millis()
 }
 
 #[cfg(test)]
 mod tests {
+    use std::task::Waker;
+
     use http_body_util::BodyExt;
 
     use super::*;
@@ -198,22 +291,60 @@ mod tests {
         ]
     }
 
+    fn poll(body: &mut HeldBody) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        Pin::new(body).poll_frame(&mut Context::from_waker(Waker::noop()))
+    }
+
+    fn data(polled: Poll<Option<Result<Frame<Bytes>, BoxError>>>) -> Bytes {
+        match polled {
+            Poll::Ready(Some(Ok(frame))) => frame.into_data().expect("data"),
+            other => panic!("expected a data frame, got {other:?}"),
+        }
+    }
+
     #[tokio::test]
     async fn frames_are_bounded_exact_and_end_with_the_last() {
         let budget = HeldBudget::new(1 << 20, 1 << 20);
-        for (h2, sizes) in [
-            (true, vec![16_384, 16_384, 7_232, 1]),
-            (false, vec![40_000, 1]),
-        ] {
-            let mut body = HeldBody::new(&budget, pieces(), h2, None);
+        for allowance in [Some(32), None] {
+            let allowance = match allowance {
+                Some(kib) => Some(budget.reserve(None, kib).await.expect("room")),
+                None => None,
+            };
+            let mut body = HeldBody::new(&budget, pieces(), allowance, Sending::default());
             assert_eq!(body.size_hint().exact(), Some(40_001));
             let mut got = Vec::new();
             while let Some(frame) = body.frame().await {
+                // Dropped at once: written.
                 got.push(frame.expect("data").into_data().expect("data").len());
             }
-            assert_eq!(got, sizes, "h2: {h2}");
+            assert_eq!(got, vec![16_384, 16_384, 7_232, 1]);
             assert!(body.is_end_stream());
         }
+    }
+
+    #[tokio::test]
+    async fn copies_in_flight_stay_within_the_allowance_and_keep_the_page_listed() {
+        let budget = HeldBudget::new(1 << 20, 1 << 20);
+        let allowance = budget.reserve(None, 32).await.expect("room");
+        let mut body = HeldBody::new(&budget, pieces(), Some(allowance), Sending::default());
+        let first = data(poll(&mut body));
+        let second = data(poll(&mut body));
+        assert!(
+            poll(&mut body).is_pending(),
+            "two frames in flight use the allowance"
+        );
+        drop(first);
+        let third = data(poll(&mut body));
+        assert_eq!(third.len(), 7_232);
+        drop(second);
+        let last = data(poll(&mut body));
+        assert!(matches!(poll(&mut body), Poll::Ready(None)));
+        drop(body);
+        assert_eq!(budget.listed(), 1, "listed while copies are unwritten");
+        assert_eq!(budget.available_kib(), 1024 - 32, "the allowance is held");
+        drop((third, last));
+        assert_eq!(budget.listed(), 0);
+        assert_eq!(budget.available_kib(), 1024);
     }
 
     #[tokio::test]
@@ -221,13 +352,23 @@ mod tests {
         let budget = HeldBudget::new(1 << 20, 1 << 20);
         let closed = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&closed);
-        let close = Closer(Arc::new(move || flag.store(true, Ordering::SeqCst)));
+        let close = Some(Closer(Arc::new(move || flag.store(true, Ordering::SeqCst))));
         let owner = Bytes::from(vec![b'x'; 100_000]);
-        let mut body = HeldBody::new(&budget, vec![owner.slice(..)], false, Some(close));
-        assert_ne!(body.page.unread_since(), 0, "unread until hyper first asks");
-        let first = body.frame().await.expect("frame").expect("data");
-        assert_eq!(first.into_data().expect("data").len(), H1_FRAME);
-        assert_ne!(body.page.unread_since(), 0, "a frame waits for the client");
+        let allowance = budget.reserve(None, 32).await.expect("room");
+        let mut body = HeldBody::new(
+            &budget,
+            vec![owner.slice(..)],
+            Some(allowance),
+            Sending { close },
+        );
+        assert_ne!(
+            body.page.stalled_since(),
+            0,
+            "stalled until hyper first asks"
+        );
+        let first = data(poll(&mut body));
+        assert_eq!(first.len(), FRAME);
+        assert_ne!(body.page.stalled_since(), 0, "a copy waits to be written");
         body.page.cut();
         assert!(
             closed.load(Ordering::SeqCst),
@@ -239,5 +380,19 @@ mod tests {
         );
         assert!(!body.is_end_stream(), "a cut page did not end");
         assert!(body.frame().await.expect("an error").is_err());
+        assert_eq!(
+            budget.available_kib(),
+            1024,
+            "the allowance is given back at the cut"
+        );
+        drop((first, body));
+        assert_eq!(budget.listed(), 0);
+    }
+
+    #[test]
+    fn a_page_with_nothing_left_is_not_stalled() {
+        assert!(!stalled_enough(0, 10_000));
+        assert!(stalled_enough(1, 1_001));
+        assert!(!stalled_enough(1, 1_000));
     }
 }

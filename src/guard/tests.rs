@@ -99,7 +99,7 @@ async fn run(
     .expect("finished");
     let (parts, pieces) = response;
     let budget = HeldBudget::new(1 << 30, 1 << 30);
-    let body = HeldBody::new(&budget, pieces, false, None);
+    let body = HeldBody::new(&budget, pieces, None, held::Sending::default());
     let bytes = body.collect().await.expect("body").to_bytes();
     let length = parts.headers[http::header::CONTENT_LENGTH]
         .to_str()
