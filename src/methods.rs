@@ -141,9 +141,13 @@ pub fn query_override(req: &Request) -> Option<(String, &'static str)> {
     {
         return None;
     }
-    form_urlencoded::parse(query.as_bytes()).find_map(|(name, value)| {
-        override_of(&name, &value, req.method()).map(|m| (format!("{name}={value}"), m))
-    })
+    // Rack 2, Perl's CGI and older Pythons split pairs at `;` too.
+    query
+        .split(['&', ';'])
+        .flat_map(|pair| form_urlencoded::parse(pair.as_bytes()))
+        .find_map(|(name, value)| {
+            override_of(&name, &value, req.method()).map(|m| (format!("{name}={value}"), m))
+        })
 }
 
 /// Where a request lands, as far as the method rules care.
@@ -251,6 +255,9 @@ mod tests {
             ("POST", "/events?_method[]=GET", vec![]),
             ("POST", "/events?.method=GET", vec![]),
             ("POST", "/events?%5Bmethod=head", vec![]),
+            // Rack 2 splits pairs at `;` as well as `&`.
+            ("POST", "/events?a=1;_method=GET", vec![]),
+            ("POST", "/events?a=1;+.method=head", vec![]),
             ("GET", "/events", vec![("content-length", "12")]),
             ("GET", "/events", vec![("transfer-encoding", "chunked")]),
             ("HEAD", "/events", vec![("content-length", "1")]),

@@ -45,6 +45,8 @@ async fn list_paths_refuse_methods_a_backend_could_read_as_a_list_read() {
         ("head", "/events", "", &[][..]),
         ("POST", "/events?_method=GET&limit=99999", "", &[][..]),
         ("POST", "/events?_METHOD=head", "", &[][..]),
+        // Rack 2 splits the query at `;` too.
+        ("POST", "/events?a=1;_method=GET", "", &[][..]),
         ("GET", "/events", "limit=99999", &form[..]),
     ];
     for (method, path, body, headers) in cases {
@@ -242,6 +244,13 @@ async fn form_bodies_on_list_paths_cannot_override_the_method() {
             multipart,
             "ambiguous-method",
         ),
+        // PHP (Laravel, Symfony) folds `.method` into `_method`.
+        (
+            "--XyZ\r\nContent-Disposition: form-data;name=\".method\"\r\n\r\nhead\r\n--XyZ--\r\n"
+                .to_owned(),
+            multipart,
+            "ambiguous-method",
+        ),
         (
             format!("a={}", "x".repeat(70 * 1024)),
             form,
@@ -278,6 +287,10 @@ async fn form_bodies_on_list_paths_cannot_override_the_method() {
     ))
     .await;
     assert_eq!(got.status, 200);
+    // A file that happens to be called `_method` names no field.
+    let upload = "--XyZ\r\nContent-Disposition: form-data; name=\"f\"; filename=\"_method\"\r\n\r\nGET\r\n--XyZ--\r\n";
+    let got = send(request("POST", &proxy.url("/events"), upload, &[multipart])).await;
+    assert_eq!(got.status, 200, "{}", got.text());
     let got = send(request(
         "POST",
         &proxy.url("/other"),
@@ -290,6 +303,7 @@ async fn form_bodies_on_list_paths_cannot_override_the_method() {
         *bodies.lock().expect("lock"),
         [
             Bytes::from_static(b"name=a&_method=POST"),
+            Bytes::from(upload),
             Bytes::from_static(b"_method=GET")
         ]
     );

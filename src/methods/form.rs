@@ -137,35 +137,11 @@ where
     }
 }
 
-/// Refuses a form that names `_method` (any case, PHP-folded) as GET or HEAD; for multipart,
-/// any part named `_method` (its value is not parsed, so any such part is refused).
+/// Refuses a form whose `_method` (any case, PHP-folded; for multipart, a part so named)
+/// overrides its method to GET or HEAD: read by the same scan as streamed forms.
 fn check(kind: Form, bytes: &Bytes, own: &http::Method) -> Result<(), MethodError> {
-    match kind {
-        Form::UrlEncoded => {
-            for (name, value) in form_urlencoded::parse(bytes) {
-                if let Some(method) =
-                    super::override_of(&name, &value, own).filter(|m| matches!(*m, "GET" | "HEAD"))
-                {
-                    return Err(MethodError::Override {
-                        sent: format!("{name}={value} (in the body)"),
-                        method,
-                    });
-                }
-            }
-            Ok(())
-        }
-        Form::Multipart => {
-            let lower = bytes.to_ascii_lowercase();
-            let named = [&b"name=\"_method\""[..], b"name=_method"]
-                .iter()
-                .any(|needle| lower.windows(needle.len()).any(|w| w == *needle));
-            if named {
-                return Err(MethodError::Override {
-                    sent: "a multipart part named _method".to_owned(),
-                    method: "another method",
-                });
-            }
-            Ok(())
-        }
-    }
+    let reads = super::moves(|m| (m == http::Method::GET || m == http::Method::HEAD) && m != own);
+    let mut scan = Scan::new(kind, reads);
+    scan.feed(bytes);
+    scan.end().map_or(Ok(()), Err)
 }

@@ -104,7 +104,29 @@ enum Part {
     Value(Value),
 }
 
-const NEEDLES: [&[u8]; 2] = [b"name=\"_method\"", b"name=_method"];
+/// Bytes of a multipart body kept to find a part's name across frames (runs of spaces count
+/// as one).
+const TAIL: usize = 32;
+
+/// Whether `tail` (lowercase) ends a `name` parameter that folds to `_method`, as PHP folds
+/// it: ` name="_method`, `;name=.method`, `; name = " [method`, … but not `filename="_method`.
+/// The name may go on (`_method[]`), as the urlencoded check reads it.
+fn names_override(tail: &[u8]) -> bool {
+    fn optional<'a>(rest: &'a [u8], suffix: &[u8]) -> &'a [u8] {
+        rest.strip_suffix(suffix).unwrap_or(rest)
+    }
+    let Some([rest @ .., b'_' | b'.' | b'[']) = tail.strip_suffix(b"method") else {
+        return false;
+    };
+    let rest = optional(optional(optional(rest, b" "), b"\""), b" ");
+    let Some(rest) = rest.strip_suffix(b"=") else {
+        return false;
+    };
+    let Some(rest) = optional(rest, b" ").strip_suffix(b"name") else {
+        return false;
+    };
+    matches!(rest.last(), Some(b' ' | b'\t' | b';' | b'\n'))
+}
 
 impl Scan {
     pub(super) fn new(kind: Form, moves: u16) -> Self {
@@ -170,7 +192,8 @@ impl Scan {
 
     fn url_byte(&mut self, byte: u8) {
         match byte {
-            b'&' => {
+            // Rack 2, Perl's CGI and older Pythons split pairs at `;` too.
+            b'&' | b';' => {
                 self.flush_percent();
                 let next = Url::Name {
                     head: [0; 7],
@@ -250,12 +273,15 @@ impl Scan {
     fn part_byte(&mut self, byte: u8) {
         match &mut self.part {
             Part::Seek => {
-                self.tail.push(byte.to_ascii_lowercase());
-                let longest = NEEDLES[0].len();
-                if self.tail.len() > longest {
-                    self.tail.remove(0);
+                let byte = byte.to_ascii_lowercase();
+                // PHP drops any number of spaces before a name: a run counts as one here.
+                if byte != b' ' || self.tail.last() != Some(&b' ') {
+                    self.tail.push(byte);
+                    if self.tail.len() > TAIL {
+                        self.tail.remove(0);
+                    }
                 }
-                if NEEDLES.iter().any(|n| self.tail.ends_with(n)) {
+                if byte == b'd' && names_override(&self.tail) {
                     self.tail.clear();
                     self.part = Part::Headers(0);
                 }

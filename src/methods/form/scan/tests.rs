@@ -29,6 +29,8 @@ fn urlencoded_overrides_are_found_however_spelled_and_split() {
         b"_method_x=GET",
         b"_method=GET++",
         b"a=%zz&_method=%20GET",
+        b"a=1;_method=GET",
+        b"a=1;+[method=head",
     ];
     for body in refused {
         for cut in 1..=body.len() {
@@ -90,11 +92,30 @@ fn multipart_parts_named_method_are_read_for_their_value() {
             verdict(Form::Multipart, bare.as_bytes(), cut).is_some(),
             "bare LF, {cut}"
         );
-        let other = form("name=\"title\"", "GET");
-        assert!(
-            verdict(Form::Multipart, other.as_bytes(), cut).is_none(),
-            "{cut}"
-        );
+        // PHP folds `.`, `[` and leading spaces into the name `_method`.
+        for name in [
+            "name=\".method\"",
+            "name=\"   [method\"",
+            "name = \"_method\"",
+            "name=_METHOD[]",
+        ] {
+            let folded = form(name, "GET").replace("form-data; ", "form-data;");
+            assert!(
+                verdict(Form::Multipart, folded.as_bytes(), cut).is_some(),
+                "{name}, {cut}"
+            );
+        }
+        for name in [
+            "name=\"title\"",
+            "filename=\"_method\"",
+            "name=\"x_method\"",
+        ] {
+            let other = form(name, "GET");
+            assert!(
+                verdict(Form::Multipart, other.as_bytes(), cut).is_none(),
+                "{name}, {cut}"
+            );
+        }
     }
 }
 
