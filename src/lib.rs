@@ -37,6 +37,7 @@ pub mod router;
 pub mod routing;
 pub mod server;
 pub mod stack;
+mod sync;
 pub mod telemetry;
 pub mod upstream;
 

@@ -91,14 +91,13 @@ routes:
     proxy.stop().await;
 }
 
-#[tokio::test]
-async fn on_http2_only_the_unread_stream_is_cut_and_its_connection_serves_on() {
-    // 1 MB pages, and room for one.
+/// A proxy with room for one 1 MB page (2 MiB), its clients told apart by X-Forwarded-For as
+/// behind an ingress.
+async fn room_for_one_page() -> (Upstream, Proxy) {
     let upstream = Upstream::start(|_| async {
         http::Response::new(support::bodies::json_items(1, 1_000, 1000))
     })
     .await;
-    // Clients told apart by X-Forwarded-For, as behind an ingress.
     let yaml = "
 trusted_proxies: [127.0.0.1]
 send_timeout: 60s
@@ -109,32 +108,55 @@ routes:
   - {name: events, path: /events, methods: [GET], upstream: app, list: {max_limit: 1000, default_limit: 1000, max_bytes: 2MiB}}
 ";
     let proxy = Proxy::start(yaml, &upstream).await;
-    // One connection, as from an ingress that carries many clients.
+    (upstream, proxy)
+}
+
+/// One HTTP/2 connection to `proxy`, made by `builder`, and the task driving it.
+async fn h2_connection(
+    proxy: &Proxy,
+    builder: &h2::client::Builder,
+) -> (
+    h2::client::SendRequest<bytes::Bytes>,
+    tokio::task::JoinHandle<Result<(), h2::Error>>,
+) {
     let tcp = tokio::net::TcpStream::connect(proxy.addr)
         .await
         .expect("connect");
-    // A connection window large enough that A's unread window does not starve the others.
-    let (client, connection) = h2::client::Builder::new()
-        .initial_connection_window_size(16 << 20)
-        .handshake::<_, bytes::Bytes>(tcp)
-        .await
-        .expect("handshake");
-    let connection = tokio::spawn(connection);
-    let get = |client: &str| {
-        http::Request::get(format!("http://{}/events", proxy.addr))
-            .header("x-forwarded-for", client)
-            .body(())
-            .expect("request")
-    };
+    let (client, connection) = builder.handshake(tcp).await.expect("handshake");
+    (client, tokio::spawn(connection))
+}
+
+/// `GET /events` as `client` (its X-Forwarded-For).
+fn get(proxy: &Proxy, client: &str) -> http::Request<()> {
+    http::Request::get(format!("http://{}/events", proxy.addr))
+        .header("x-forwarded-for", client)
+        .body(())
+        .expect("request")
+}
+
+#[tokio::test]
+async fn on_http2_only_the_unread_stream_is_cut_and_its_connection_serves_on() {
+    let (_upstream, proxy) = room_for_one_page().await;
+    // One connection, as from an ingress that carries many clients, with a connection window
+    // large enough that A's unread window does not starve the others.
+    let (client, connection) = h2_connection(
+        &proxy,
+        h2::client::Builder::new().initial_connection_window_size(16 << 20),
+    )
+    .await;
     // Stream A takes its head and the first window, then nothing: its page stays held.
     let mut sender = client.clone().ready().await.expect("ready");
-    let (unread, _) = sender.send_request(get("203.0.113.1"), true).expect("send");
+    let (unread, _) = sender
+        .send_request(get(&proxy, "203.0.113.1"), true)
+        .expect("send");
     let unread = unread.await.expect("a head");
     assert_eq!(unread.status(), 200);
     // Stream B, on the same connection, finds the budget full: A is cut, B is served whole.
     let started = Instant::now();
     let mut sender = client.clone().ready().await.expect("ready");
-    let (read, _) = sender.send_request(get("203.0.113.2"), true).expect("send");
+    let (read, _) = sender
+        .send_request(get(&proxy, "203.0.113.2"), true)
+        .expect("send");
     let read = tokio::time::timeout(Duration::from_secs(3), async move {
         let response = read.await.expect("a head");
         assert_eq!(response.status(), 200);
@@ -157,7 +179,9 @@ routes:
     assert!(!connection.is_finished(), "the connection serves on");
     // And a third stream still works on it.
     let mut sender = client.ready().await.expect("ready");
-    let (third, _) = sender.send_request(get("203.0.113.3"), true).expect("send");
+    let (third, _) = sender
+        .send_request(get(&proxy, "203.0.113.3"), true)
+        .expect("send");
     assert_eq!(third.await.expect("a head").status(), 200);
     drop(unread);
     proxy.stop().await;
@@ -165,37 +189,14 @@ routes:
 
 #[tokio::test]
 async fn a_zero_window_http2_client_cannot_pin_its_page() {
-    let upstream = Upstream::start(|_| async {
-        http::Response::new(support::bodies::json_items(1, 1_000, 1000))
-    })
-    .await;
-    let yaml = "
-send_timeout: 60s
-max_held_bytes: 2MiB
-max_held_bytes_per_client: 2MiB
-trusted_proxies: [127.0.0.1]
-default: {action: deny}
-upstreams: {app: {url: '{upstream}'}}
-routes:
-  - {name: events, path: /events, methods: [GET], upstream: app, list: {max_limit: 1000, default_limit: 1000, max_bytes: 2MiB}}
-";
-    let proxy = Proxy::start(yaml, &upstream).await;
+    let (_upstream, proxy) = room_for_one_page().await;
     // A grants its streams no window at all.
-    let tcp = tokio::net::TcpStream::connect(proxy.addr)
-        .await
-        .expect("connect");
-    let (client, connection) = h2::client::Builder::new()
-        .initial_window_size(0)
-        .handshake::<_, bytes::Bytes>(tcp)
-        .await
-        .expect("handshake");
-    tokio::spawn(connection);
-    let request = http::Request::get(format!("http://{}/events", proxy.addr))
-        .header("x-forwarded-for", "203.0.113.1")
-        .body(())
-        .expect("request");
+    let (client, _connection) =
+        h2_connection(&proxy, h2::client::Builder::new().initial_window_size(0)).await;
     let mut sender = client.ready().await.expect("ready");
-    let (unread, _) = sender.send_request(request, true).expect("send");
+    let (unread, _) = sender
+        .send_request(get(&proxy, "203.0.113.1"), true)
+        .expect("send");
     let unread = unread.await.expect("a head");
     assert_eq!(unread.status(), 200);
     // B, another client, is served within 3 s, once A's page has gone unread 1 s.

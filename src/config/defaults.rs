@@ -60,8 +60,8 @@ pub const ACCEPT_WAIT: Duration = Duration::from_secs(2);
 /// larger, fewer when the open-files limit leaves no room). Each holds a socket and, once
 /// answered, at most `max_head_bytes` of head.
 pub const WAITING_ROOM_MIN: usize = 1_024;
-/// When the held-page budget is full and a request waits, a page whose client has taken nothing
-/// of it for this long may be cut to make room, the one unread the longest first (1 second).
+/// When the held-page budget is full and a request waits, a page whose client has made no
+/// progress for this long may be cut to make room, the one stalled the longest first (1 second).
 pub const HELD_UNREAD: Duration = Duration::from_secs(1);
 /// Open files pagegate keeps for itself beyond two per client connection: listeners, the log,
 /// the runtime's own descriptors (64).

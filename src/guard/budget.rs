@@ -18,15 +18,15 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
-use tokio::time::Instant;
 
 use super::held::{HeldPage, stalled_enough};
 use crate::config::defaults::DEFAULT_HOLD_WAIT;
+use crate::sync::{Millis, lock};
 
 /// While a request waits for room, how often a page to cut is looked for, and the least time
 /// between two cuts (50 ms).
@@ -60,8 +60,8 @@ pub struct HeldBudget {
     /// The pages in flight, by id.
     pages: Mutex<HashMap<u64, Weak<HeldPage>>>,
     next: AtomicU64,
-    epoch: Instant,
-    /// When the last page was cut (milliseconds after `epoch`; 0: never).
+    clock: Millis,
+    /// When the last page was cut (milliseconds after the clock's epoch; 0: never).
     last_cut: AtomicU64,
     /// Pages cut to make room (`held_stream_cut`).
     cuts: Counter,
@@ -86,7 +86,7 @@ impl HeldBudget {
             settings: (total, per_client),
             pages: Mutex::new(HashMap::new()),
             next: AtomicU64::new(0),
-            epoch: Instant::now(),
+            clock: Millis::new(),
             last_cut: AtomicU64::new(0),
             cuts,
         })
@@ -94,7 +94,7 @@ impl HeldBudget {
 
     /// Milliseconds since the budget was made, never 0 (0 means "not waiting").
     pub(super) fn now_ms(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX) + 1
+        self.clock.now()
     }
 
     /// Lists the page `make` builds from its id; the page unlists itself when dropped.
@@ -247,11 +247,6 @@ impl HeldBudget {
         }
         self.freed.notify_waiters();
     }
-}
-
-/// Locks `mutex`, poisoned or not (nothing here leaves a half-updated value behind).
-pub(super) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// A client's part of a reservation; gives it back when dropped.

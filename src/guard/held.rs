@@ -34,10 +34,11 @@ use bytes::Bytes;
 use futures_util::task::AtomicWaker;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 
-use super::budget::{HeldBudget, Reservation, lock};
+use super::budget::{HeldBudget, Reservation};
 use crate::BoxError;
 use crate::client::Closer;
 use crate::config::defaults::HELD_UNREAD;
+use crate::sync::lock;
 
 /// Largest frame handed to hyper (16 KiB, HTTP/2's default frame size): the unit in which a
 /// client's progress is seen.

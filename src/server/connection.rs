@@ -31,7 +31,7 @@ use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -43,6 +43,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::config::defaults::HTTP2_RESET_WINDOW;
+use crate::sync::{Millis, lock};
 
 mod eviction;
 
@@ -106,7 +107,7 @@ impl Close {
 pub(super) struct Connections {
     settings: Settings,
     closed: Closed,
-    epoch: Instant,
+    clock: Millis,
     next: AtomicU64,
     open: Mutex<HashMap<u64, Arc<Conn>>>,
 }
@@ -149,24 +150,19 @@ impl Drop for Registered {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 impl Connections {
     pub(super) fn new(settings: Settings, closed: Closed) -> Arc<Self> {
         Arc::new(Self {
             settings,
             closed,
-            epoch: Instant::now(),
+            clock: Millis::new(),
             next: AtomicU64::new(0),
             open: Mutex::new(HashMap::new()),
         })
     }
 
     fn now_ms(&self) -> u64 {
-        // Never 0, which means "not waiting" in stream clocks.
-        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX) + 1
+        self.clock.now()
     }
 
     /// Registers a new connection.
