@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pagegate::client::{ClientAddr, TrustedProxies};
+use pagegate::client_addr::{ClientAddr, TrustedProxies};
 use pagegate::config::Config;
 use pagegate::limit::{LimitLayer, Limits};
 use pagegate::telemetry::Metrics;

@@ -18,8 +18,6 @@ use tokio::time::{Instant, Sleep};
 
 use crate::BoxError;
 
-pub mod scan;
-
 /// A complete body from bytes (pagegate's own answers and held pages).
 pub fn full(bytes: impl Into<Bytes>) -> crate::Body {
     Full::new(bytes.into())

@@ -140,7 +140,7 @@ pub fn check(path: &Path) -> ExitCode {
 /// `run` would have); a database that cannot be reached is reported, not a failure.
 async fn check_tables(config: Config) -> ExitCode {
     let metrics = crate::telemetry::Metrics::default();
-    let generation = match crate::generation::Generation::build(config, None, &metrics) {
+    let generation = match crate::proxy::generation::Generation::build(config, None, &metrics) {
         Ok(generation) => generation,
         Err(error) => {
             println!("table checks skipped: {error}");
@@ -161,11 +161,11 @@ async fn check_tables(config: Config) -> ExitCode {
                     println!("warning: {warning} (route `{}`)", resource.route());
                 }
             }
-            Ok(Err(crate::pg::CheckError::Invalid(reason))) => {
+            Ok(Err(crate::table::CheckError::Invalid(reason))) => {
                 unfit = true;
                 println!("{reason} (route `{}`)", resource.route());
             }
-            Ok(Err(crate::pg::CheckError::Unreachable(error))) => println!(
+            Ok(Err(crate::table::CheckError::Unreachable(error))) => println!(
                 "route {}: database not reachable ({error}); `run` checks it when it is",
                 resource.route()
             ),

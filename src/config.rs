@@ -4,7 +4,7 @@
 //! upstream names, route overlaps, pagination bounds, cursor secrets. A value left out takes the
 //! `DEFAULT_*` constant of [`defaults`]. `config/reference.yaml` shows every key.
 //!
-//! A [`Config`] is plain data (`PartialEq`, no runtime objects): [`crate::generation`] builds
+//! A [`Config`] is plain data (`PartialEq`, no runtime objects): [`crate::proxy::generation`] builds
 //! the route stacks, clients and codecs from it, and compares two configs to reuse what did
 //! not change.
 
@@ -13,27 +13,27 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{Method, Uri};
+use http::Method;
 
-use crate::body::scan::ItemsPath;
 use crate::cursor::CursorKey;
-
-mod build;
-pub mod defaults;
-mod error;
-mod file;
-mod limits;
-mod table;
-
-pub(crate) use build::parse_pointer;
-pub use error::{ConfigError, ConfigProblem, Located, Position};
-pub use limits::{
+pub use crate::limit::config::{
     ClientKeySource, LimitStore, LimitsConfig, OnRedisError, Queue, Rate, RedisConfig,
 };
-pub use table::{
-    ExportFormat, ExportVia, FilterOp, KeyColumn, MissingIndex, PostgresConfig, Scope, Statements,
-    TableConfig, TablePlaces, Target, TlsRoots, fill_placeholders, tokio_postgres_url,
+pub use crate::list::config::{
+    KeyField, KeysetPolicy, ListPolicy, OffsetParam, OnInvalid, OnViolation, Order, parse_pointer,
 };
+pub use crate::table::config::{
+    ExportFormat, ExportVia, FilterOp, KeyColumn, MissingIndex, PostgresConfig, Scope, Statements,
+    TableConfig, TablePlaces, TlsRoots, fill_placeholders, tokio_postgres_url,
+};
+pub use crate::upstream::config::{HostMode, TimeoutOverrides, UpstreamConfig};
+
+pub mod defaults;
+pub mod file;
+mod load;
+pub mod problems;
+
+pub use problems::{ConfigError, ConfigProblem, Located, Position};
 
 /// A validated configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -83,9 +83,18 @@ pub struct Config {
     /// Cursor signing keys, when any route is a keyset route.
     pub cursors: Option<CursorSettings>,
     /// Peers whose forwarding headers and request ids are believed.
-    pub trusted_proxies: crate::client::TrustedProxies,
+    pub trusted_proxies: crate::client_addr::TrustedProxies,
     /// Write one access-log event per request when its response body ends.
     pub access_log: bool,
+}
+
+/// Where a route's answers come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// An HTTP upstream, by name.
+    Upstream(String),
+    /// A PostgreSQL table or view.
+    Table(std::sync::Arc<TableConfig>),
 }
 
 /// Cursor signing keys and lifetime.
@@ -104,45 +113,6 @@ pub enum DefaultPolicy {
     Pass(String),
     /// Answer 404 problem+json.
     Deny,
-}
-
-/// How the `Host` header reaches the upstream.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HostMode {
-    /// The upstream URL's authority (the default).
-    Upstream,
-    /// The client's own `Host`.
-    Preserve,
-    /// This value.
-    Fixed(http::HeaderValue),
-}
-
-/// One backend.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UpstreamConfig {
-    /// Its name in the file.
-    pub name: String,
-    /// Scheme and authority requests go to.
-    pub origin: Uri,
-    /// Path prefix put before every request path (empty for `/`).
-    pub base_path: String,
-    /// The `Host` sent upstream.
-    pub host: HostMode,
-    /// Talk HTTP/2 with prior knowledge (h2c) instead of HTTP/1.1.
-    pub http2: bool,
-    /// Rewrite `Location` and `Content-Location` that point at this upstream to paths on
-    /// pagegate (nginx's `proxy_redirect default`).
-    pub rewrite_redirects: bool,
-    /// Time to open a connection.
-    pub connect_timeout: Duration,
-    /// Time until the response head.
-    pub response_timeout: Duration,
-    /// Longest pause between two body frames.
-    pub idle_timeout: Duration,
-    /// How long idle pooled connections live.
-    pub pool_idle_timeout: Duration,
-    /// Idle pooled connections kept.
-    pub pool_max_idle: usize,
 }
 
 /// One route.
@@ -167,136 +137,6 @@ pub struct RouteConfig {
     pub allow_read_body: bool,
 }
 
-/// Per-route replacements for an upstream's timeouts (an export and a page served by one
-/// backend need different ones). `connect_timeout` belongs to the upstream's connection pool
-/// and cannot be overridden per route.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct TimeoutOverrides {
-    /// Replaces the upstream's `response_timeout`.
-    pub response: Option<Duration>,
-    /// Replaces the upstream's `idle_timeout`.
-    pub idle: Option<Duration>,
-}
-
-/// How a route answers a request that breaks its limits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnViolation {
-    /// 400 problem+json.
-    Reject,
-    /// Forward the largest allowed value and say so in `Pagegate-Clamped`.
-    Clamp,
-}
-
-/// What a list route does with a response it cannot scan as JSON.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnInvalid {
-    /// Relay it unchanged when it fits in `max_bytes`, else 502.
-    Pass,
-    /// Always 502.
-    Reject,
-}
-
-/// The parameter a backend reads its position from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OffsetParam {
-    /// `offset=N` rows.
-    Offset(String),
-    /// `page=N`, whose offset is `(N - first) × page size`.
-    Page {
-        /// Parameter name.
-        name: String,
-        /// Number of the first page.
-        first: u64,
-    },
-}
-
-impl OffsetParam {
-    /// The parameter's name.
-    pub fn name(&self) -> &str {
-        match self {
-            Self::Offset(name) | Self::Page { name, .. } => name,
-        }
-    }
-}
-
-/// The pagination policy of a list route.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ListPolicy {
-    /// Page-size parameter.
-    pub limit_param: String,
-    /// Position parameter.
-    pub offset: OffsetParam,
-    /// Page size injected when the request has none.
-    pub default_limit: u64,
-    /// Largest page size.
-    pub max_limit: u64,
-    /// Deepest offset.
-    pub max_offset: u64,
-    /// Reject or clamp.
-    pub on_violation: OnViolation,
-    /// Most items relayed in one response.
-    pub max_items: u64,
-    /// Most bytes held and relayed for one response.
-    pub max_bytes: u64,
-    /// Where the array sits in the response.
-    pub items: ItemsPath,
-    /// What to do with responses that are not JSON.
-    pub on_invalid: OnInvalid,
-    /// Keyset cursors, when the backend can filter by key.
-    pub keyset: Option<Arc<KeysetPolicy>>,
-    /// Evaluate, count and report, but let requests and responses through unchanged.
-    pub report_only: bool,
-}
-
-/// Sort direction of a keyset route.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Order {
-    /// Keys increase.
-    Asc,
-    /// Keys decrease.
-    Desc,
-}
-
-/// One column of a keyset key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyField {
-    /// JSON pointer of the key inside each item, e.g. `/id`.
-    pub field: String,
-    /// Backend parameter that takes "after this value", e.g. `id_gt`.
-    pub param: String,
-    /// `field` split into unescaped segments, once.
-    pub segments: Vec<String>,
-}
-
-impl KeyField {
-    /// A key column; an invalid pointer has no segments (configuration refuses it first).
-    pub fn new(field: String, param: String) -> Self {
-        let segments = parse_pointer(&field).unwrap_or_default();
-        Self {
-            field,
-            param,
-            segments,
-        }
-    }
-}
-
-/// How a backend filters by key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeysetPolicy {
-    /// One or two key columns, most significant first.
-    pub keys: Vec<KeyField>,
-    /// Sort direction.
-    pub order: Order,
-    /// Parameters always sent so the backend sorts by the key.
-    pub set_params: Vec<(String, String)>,
-    /// Parameter clients send cursors in.
-    pub cursor_param: String,
-    /// Field written into the envelope with the next cursor (envelope responses only).
-    pub next_cursor_field: Option<String>,
-    /// `cursor::route_id` of the route.
-    pub route_id: u64,
-}
-
 // === impl Config ===
 
 impl Config {
@@ -317,7 +157,7 @@ impl Config {
 
     /// Parses and validates YAML text; `file` names it in errors.
     pub fn parse(file: &str, text: &str) -> Result<Self, ConfigError> {
-        let mut config = build::parse(text).map_err(|problems| ConfigError {
+        let mut config = load::parse(text).map_err(|problems| ConfigError {
             file: file.to_owned(),
             problems,
         })?;
@@ -342,9 +182,9 @@ impl RouteConfig {
     /// What the route table needs to know of this route, with `value` as its lookup result: its
     /// path, and for a table route also `<path>/export`. Table routes count as list paths (their
     /// method checks apply).
-    pub fn specs<T: Clone>(&self, value: T) -> Vec<crate::routing::RouteSpec<T>> {
+    pub fn specs<T: Clone>(&self, value: T) -> Vec<crate::route_table::RouteSpec<T>> {
         let table = matches!(self.target, Target::Table(_));
-        let spec = |path: String| crate::routing::RouteSpec {
+        let spec = |path: String| crate::route_table::RouteSpec {
             path,
             methods: self.methods.clone(),
             list: self.list.is_some() || table,

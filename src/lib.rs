@@ -20,24 +20,19 @@
 
 pub mod body;
 pub mod cli;
-pub mod client;
+pub mod client_addr;
 pub mod config;
 pub mod cursor;
 pub mod demo;
-pub mod error;
-pub mod generation;
-pub mod guard;
 pub mod limit;
+pub mod list;
 pub mod methods;
-pub mod pagination;
-pub mod pg;
 pub mod problem;
-pub mod route;
-pub mod router;
-pub mod routing;
+pub mod proxy;
+pub mod route_table;
 pub mod server;
-pub mod stack;
 mod sync;
+pub mod table;
 pub mod telemetry;
 pub mod upstream;
 

@@ -19,12 +19,13 @@ use http_body_util::BodyExt;
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
-use crate::client::ClientAddr;
-use crate::config::{LimitStore, LimitsConfig, OnRedisError, Rate};
+use crate::client_addr::ClientAddr;
+use crate::limit::config::{LimitStore, LimitsConfig, OnRedisError, Rate};
 use crate::telemetry::RouteMetrics;
 use crate::{BoxError, Request, Response};
 
 mod concurrency;
+pub mod config;
 mod key;
 mod queue;
 pub(crate) mod rate;
@@ -185,7 +186,7 @@ pub struct Limits {
     slots: Option<Arc<Slots>>,
     /// `store: redis`: the shared limiters (the local ones above are the fallback).
     shared: Option<Arc<Shared>>,
-    redis: Option<crate::config::RedisConfig>,
+    redis: Option<crate::limit::config::RedisConfig>,
 }
 
 impl Limits {
@@ -617,7 +618,7 @@ fn share_with_tunnel(req: &mut Request, slot: Option<Slot>) -> Option<Slot> {
     }
     let shared = Arc::new(slot);
     req.extensions_mut()
-        .insert(crate::client::TunnelHold(Arc::clone(&shared) as _));
+        .insert(crate::client_addr::TunnelHold(Arc::clone(&shared) as _));
     Some(Slot::Shared(shared))
 }
 

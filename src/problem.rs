@@ -1,6 +1,6 @@
 //! RFC 9457 problem details documents: the body of every answer pagegate writes itself.
 //!
-//! A leaf module: error types elsewhere fill a [`Problem`]; [`crate::error`] decides statuses.
+//! A leaf module: error types elsewhere fill a [`Problem`]; [`crate::proxy::rescue`] decides statuses.
 
 use http::{HeaderValue, StatusCode, header};
 use serde::Serialize;

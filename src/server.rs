@@ -14,11 +14,11 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::client::ClientAddr;
+use crate::client_addr::ClientAddr;
 use crate::config::Config;
 use crate::config::defaults::RESERVED_FILES;
-use crate::generation::{BuildError, Generation};
-use crate::router::{Current, Router};
+use crate::proxy::generation::{BuildError, Generation};
+use crate::proxy::router::{Current, Router};
 use crate::telemetry::Metrics;
 use crate::{Body, BoxError, Request};
 
@@ -148,13 +148,13 @@ impl Server {
         for resource in generation.resources() {
             match resource.check().await {
                 Ok(_) => {}
-                Err(crate::pg::CheckError::Invalid(reason)) => {
+                Err(crate::table::CheckError::Invalid(reason)) => {
                     return Err(StartError::Table {
                         route: resource.route().to_owned(),
                         reason,
                     });
                 }
-                Err(crate::pg::CheckError::Unreachable(error)) => tracing::warn!(
+                Err(crate::table::CheckError::Unreachable(error)) => tracing::warn!(
                     route = %resource.route(),
                     %error,
                     "database not reachable; the route answers 503 until it is"
@@ -257,8 +257,8 @@ impl Server {
             tokio::spawn(serve_metrics(listener, Arc::clone(&self.metrics)));
         }
         let serving = Arc::new(Serving {
-            stack: crate::stack::global(Router::new(self.current), self.config.access_log),
-            refusal: crate::stack::global(serving::Refusal, self.config.access_log),
+            stack: crate::proxy::stack::global(Router::new(self.current), self.config.access_log),
+            refusal: crate::proxy::stack::global(serving::Refusal, self.config.access_log),
             builder,
             open,
             slots: Arc::clone(&connections),

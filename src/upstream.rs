@@ -25,10 +25,11 @@ use tokio::time::Sleep;
 use tower::Service;
 
 use crate::body::{BodyEnd, IdleTimeout, IdleTimeoutError, RequestBodyError, SignalEnd};
-use crate::client::{ClientAddr, TunnelHold};
-use crate::config::{TimeoutOverrides, UpstreamConfig};
+use crate::client_addr::{ClientAddr, TunnelHold};
+use crate::upstream::config::{TimeoutOverrides, UpstreamConfig};
 use crate::{Body, BoxError, Request, Response};
 
+pub mod config;
 pub mod headers;
 mod tunnel;
 

@@ -19,7 +19,7 @@ use tokio::sync::Notify;
 
 use super::ClientKey;
 use super::queue::{Capped, NoPlace, Places, Tally};
-use crate::config::Queue;
+use crate::limit::config::Queue;
 
 /// Which limit has no free slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

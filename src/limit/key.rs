@@ -6,8 +6,8 @@ use std::net::IpAddr;
 
 use sha2::{Digest, Sha256};
 
-use crate::client::ClientAddr;
-use crate::config::ClientKeySource;
+use crate::client_addr::ClientAddr;
+use crate::limit::config::ClientKeySource;
 
 /// A client's identity for limits: 128 bits, never the header's text (a key an auth layer set
 /// is a secret; only its hash is kept in memory, sent to Redis or logged). It also carries the
@@ -102,7 +102,7 @@ mod tests {
 
     fn client(ip: &str) -> ClientAddr {
         let addr: SocketAddr = format!("{ip}:5000").parse().expect("addr");
-        ClientAddr::new(addr, &crate::client::TrustedProxies::default())
+        ClientAddr::new(addr, &crate::client_addr::TrustedProxies::default())
     }
 
     #[test]

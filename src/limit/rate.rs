@@ -22,7 +22,7 @@ use governor::{Quota, RateLimiter};
 use http::HeaderValue;
 
 use super::ClientKey;
-use crate::config::Rate;
+use crate::limit::config::Rate;
 
 /// A keyed state store with a cap on its keys; see the module docs.
 #[derive(Debug)]

@@ -20,7 +20,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use super::ClientKey;
 use super::concurrency::Full;
 use super::rate::{Fields, Refused, Which};
-use crate::config::{Rate, RedisConfig};
+use crate::limit::config::{Rate, RedisConfig};
 
 /// One round trip per request: GCRA over the rate keys, then a lease in the slot sets.
 /// `ARGV[1]` is the number of rate keys `r`; `KEYS[1..r]` are the rate keys (the client's,

@@ -9,7 +9,7 @@ use governor::clock::FakeRelativeClock;
 use super::concurrency::Slots;
 use super::rate::Rates;
 use super::*;
-use crate::config::Queue;
+use crate::limit::config::Queue;
 
 fn rate(requests: u32, per_secs: u64, burst: u32) -> Rate {
     Rate {

@@ -22,10 +22,10 @@ use super::client_io::{self, ClientIo};
 use super::connection::{Answer, Close, Connections};
 use super::incoming;
 use super::peers::PeerSlot;
-use crate::client::{ClientAddr, Closer, TrustedProxies};
+use crate::client_addr::{ClientAddr, Closer, TrustedProxies};
 use crate::config::defaults::{ACCEPT_WAIT, WAITING_ROOM_MIN};
-use crate::error::ProxyError;
-use crate::router::Router;
+use crate::proxy::rescue::ProxyError;
+use crate::proxy::router::Router;
 use crate::telemetry::AccessLog;
 use crate::{Request, Response};
 

@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use tower::{Layer, Service};
 
 use super::RouteMetrics;
-use crate::client::ClientAddr;
+use crate::client_addr::ClientAddr;
 use crate::{Body, BoxError, Request, Response};
 
 /// The request id header: kept when the client (or a proxy in front) sent a sane one, generated

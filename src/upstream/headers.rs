@@ -5,8 +5,8 @@ use std::net::{IpAddr, SocketAddr};
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
-use crate::client::ClientAddr;
-use crate::config::HostMode;
+use crate::client_addr::ClientAddr;
+use crate::upstream::config::HostMode;
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1, plus the obsolete
 /// `Keep-Alive` and `Proxy-Connection` that clients still send).
@@ -328,7 +328,7 @@ mod tests {
         let host = HeaderValue::from_static("api.example.com");
         let client = ClientAddr::new(
             "[::1]:5000".parse().expect("addr"),
-            &crate::client::TrustedProxies::default(),
+            &crate::client_addr::TrustedProxies::default(),
         );
         set_forwarding(
             &mut h,
@@ -367,7 +367,7 @@ mod tests {
         let host = HeaderValue::from_static("api.example.com");
         let client = ClientAddr::new(
             "192.0.2.4:5000".parse().expect("addr"),
-            &crate::client::TrustedProxies::default(),
+            &crate::client_addr::TrustedProxies::default(),
         );
         set_forwarding(
             &mut h,

@@ -1,0 +1,407 @@
+//! Pagination policy: turn any list request into a bounded page before it reaches the backend.
+//!
+//! The query string is read as raw `name=value` pieces. Pieces that pagegate does not control
+//! are forwarded byte for byte, in their original order. The controlled ones (page size,
+//! offset or page, cursor, and on keyset routes the backend's key and sort parameters) are
+//! validated strictly — plain decimal digits, once, spelled exactly as configured — then
+//! re-emitted canonically, capped or refused per the route's `on_violation`.
+
+use std::sync::Arc;
+
+use serde_json::value::RawValue;
+
+use crate::cursor::{CursorCodec, CursorError, binding_hash};
+use crate::list::config::{KeysetPolicy, ListPolicy, OffsetParam, OnViolation};
+
+mod error;
+mod layer;
+
+pub use error::PaginationError;
+pub use layer::{PaginationFuture, PaginationLayer, PaginationService};
+
+/// A list route as its layers run it: the policy from the config and, on keyset routes, the
+/// codec that signs its cursors. Built once per route, shared by its pagination and guard.
+#[derive(Debug)]
+pub struct ListRoute {
+    /// The route's pagination policy.
+    pub policy: ListPolicy,
+    /// Signs and verifies the route's cursors (keyset routes).
+    pub codec: Option<Arc<CursorCodec>>,
+}
+
+/// Why planning a page failed: a bad parameter or a bad cursor (both 400).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    /// A pagination parameter breaks the route's policy.
+    #[error(transparent)]
+    Pagination(#[from] PaginationError),
+    /// The cursor does not verify.
+    #[error(transparent)]
+    Cursor(#[from] CursorError),
+}
+
+/// Response header telling the client its page size was lowered: `limit=1000; requested=5000`.
+pub const CLAMPED_HEADER: &str = "pagegate-clamped";
+
+/// Report-only: the header naming the query pagegate would have forwarded instead.
+pub const WOULD_REWRITE_HEADER: &str = "pagegate-would-rewrite";
+
+/// Report-only: what the list guard checks a response against, though the request went
+/// through unchanged (stored in request extensions instead of a [`PagePlan`]).
+#[derive(Debug, Clone, Copy)]
+pub struct ReportPlan {
+    /// Items the client would have received at most.
+    pub page_size: u64,
+}
+
+/// What the rest of the stack needs to know about a planned page (stored in request extensions).
+#[derive(Debug, Clone)]
+pub struct PagePlan {
+    /// Items the client receives at most.
+    pub page_size: u64,
+    /// The page size the client asked for, when it was clamped.
+    pub clamped_from: Option<u64>,
+    /// Keyset state, on keyset routes.
+    pub keyset: Option<KeysetPlan>,
+}
+
+/// Keyset state of one request.
+#[derive(Debug, Clone)]
+pub struct KeysetPlan {
+    /// The route's keyset policy.
+    pub policy: Arc<KeysetPolicy>,
+    /// Hash of the request's other query parameters; cursors are bound to it.
+    pub binding: u64,
+    /// The key the page starts after (from the cursor).
+    pub after: Option<Vec<Box<RawValue>>>,
+    /// The next-page URL without its cursor value: `/events?status=a&limit=50&cursor=`.
+    pub next_base: String,
+}
+
+/// One `name=value` piece of a query string, raw.
+#[derive(Debug, Clone, Copy)]
+struct Piece<'a> {
+    raw: &'a str,
+    name: &'a str,
+    value: Option<&'a str>,
+}
+
+fn pieces(query: &str) -> Vec<Piece<'_>> {
+    if query.is_empty() {
+        return Vec::new();
+    }
+    query
+        .split('&')
+        .map(|raw| match raw.split_once('=') {
+            Some((name, value)) => Piece {
+                raw,
+                name,
+                value: Some(value),
+            },
+            None => Piece {
+                raw,
+                name: raw,
+                value: None,
+            },
+        })
+        .collect()
+}
+
+/// A name as the loosest backend would read it: percent- and plus-decoded, cut at NUL (PHP),
+/// ASCII lowercase, leading spaces dropped and `.` and spaces turned into `_` (PHP).
+fn folded(name: &str) -> String {
+    let decoded: String = form_urlencoded::parse(name.as_bytes())
+        .map(|(k, _)| k.into_owned())
+        .collect();
+    let cut = decoded.split('\0').next().unwrap_or_default();
+    cut.trim_start_matches(' ')
+        .to_ascii_lowercase()
+        .replace(['.', ' '], "_")
+}
+
+/// The names a folded name may be read as: itself; without leading brackets and with anything
+/// from its first bracket on removed (`[limit]`, `limit]`, `limit[]`, `limit[x]`: Rack 2, qs,
+/// PHP arrays); and with an unmatched `[` turned into `_` (PHP: `per[page` is `per_page`).
+fn readings(name: &str) -> [String; 3] {
+    let unbracketed = name.trim_start_matches(['[', ']']);
+    let base = unbracketed
+        .split(['[', ']'])
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let php = match name.find('[') {
+        Some(open) if !name[open..].contains(']') => name.replacen('[', "_", 1),
+        _ => name.to_owned(),
+    };
+    [name.to_owned(), base, php]
+}
+
+/// Which controlled name (if any) a piece that is not spelled exactly like one could still be
+/// read as by some backend: `;` separates parameters for some (Rack < 3, Bottle), and names are
+/// read as [`folded`] and [`readings`] describe.
+fn disguised(raw: &str, folded_controlled: &[String]) -> Option<usize> {
+    raw.split(';').find_map(|sub| {
+        let name = folded(sub.split_once('=').map_or(sub, |(name, _)| name));
+        let readings = readings(&name);
+        folded_controlled
+            .iter()
+            .position(|c| readings.iter().any(|r| r == c))
+    })
+}
+
+/// Reads a controlled value: 1 to 20 plain ASCII digits that fit in a `u64`.
+fn number(param: &str, value: Option<&str>) -> Result<u64, PaginationError> {
+    let value = value.unwrap_or_default();
+    if value.is_empty() {
+        return Err(PaginationError::Empty {
+            param: param.to_owned(),
+        });
+    }
+    if !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(PaginationError::NotANumber {
+            param: param.to_owned(),
+            value: value.to_owned(),
+        });
+    }
+    value.parse().map_err(|_| PaginationError::Overflow {
+        param: param.to_owned(),
+        value: value.to_owned(),
+    })
+}
+
+/// The result of planning: the query to forward and the plan for the response.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    /// The query string sent upstream (without `?`; empty for none).
+    pub query: String,
+    /// The plan.
+    pub plan: PagePlan,
+}
+
+/// Applies a route's policy to a request's path and raw query string; `codec` verifies cursors
+/// on keyset routes (a keyset route without one refuses every cursor).
+pub fn plan(
+    policy: &ListPolicy,
+    codec: Option<&CursorCodec>,
+    path: &str,
+    query: &str,
+) -> Result<Planned, PlanError> {
+    let keyset = policy.keyset.as_ref();
+    let offset_name = policy.offset.name();
+    // Controlled names: 0 = limit, 1 = offset/page, 2 = cursor, then reserved keyset names.
+    let mut controlled: Vec<&str> = vec![&policy.limit_param, offset_name];
+    if let Some(k) = keyset {
+        controlled.push(&k.cursor_param);
+        controlled.extend(k.keys.iter().map(|key| key.param.as_str()));
+        controlled.extend(k.set_params.iter().map(|(name, _)| name.as_str()));
+    }
+    let folded_controlled: Vec<String> = controlled.iter().map(|c| folded(c)).collect();
+
+    let all = pieces(query);
+    let mut slots: [Option<usize>; 3] = [None, None, None];
+    let mut others: Vec<&str> = Vec::new();
+    for (at, piece) in all.iter().enumerate() {
+        match controlled.iter().position(|c| *c == piece.name) {
+            Some(i) if i < 3 => {
+                if slots[i].replace(at).is_some() {
+                    return Err(PaginationError::Repeated {
+                        param: controlled[i].to_owned(),
+                    }
+                    .into());
+                }
+            }
+            Some(i) => {
+                return Err(PaginationError::Reserved {
+                    param: controlled[i].to_owned(),
+                    cursor_param: controlled[2].to_owned(),
+                }
+                .into());
+            }
+            None => {
+                if let Some(i) = disguised(piece.raw, &folded_controlled) {
+                    return Err(PaginationError::Disguised {
+                        param: controlled[i].to_owned(),
+                        sent: piece.name.to_owned(),
+                    }
+                    .into());
+                }
+                others.push(piece.raw);
+            }
+        }
+    }
+    let [limit_at, offset_at, cursor_at] = slots;
+    let limit_piece = limit_at.map(|i| all[i]);
+    let offset_piece = offset_at.map(|i| all[i]);
+    let cursor_piece = cursor_at.map(|i| all[i]);
+
+    let requested = match limit_piece {
+        Some(p) => number(&policy.limit_param, p.value)?,
+        None => policy.default_limit,
+    };
+    if requested == 0 {
+        return Err(PaginationError::Zero {
+            param: policy.limit_param.clone(),
+        }
+        .into());
+    }
+    let (page_size, clamped_from) = if requested <= policy.max_limit {
+        (requested, None)
+    } else if policy.on_violation == OnViolation::Clamp {
+        (policy.max_limit, Some(requested))
+    } else {
+        return Err(PaginationError::LimitTooLarge {
+            param: policy.limit_param.clone(),
+            value: requested,
+            max: policy.max_limit,
+        }
+        .into());
+    };
+
+    // The next-page link (and the deep-offset hint) keeps the client's filters and page size.
+    let mut next_base = String::from(path);
+    next_base.push('?');
+    for other in &others {
+        next_base.push_str(other);
+        next_base.push('&');
+    }
+    if limit_piece.is_some() {
+        next_base.push_str(&format!("{}={page_size}&", policy.limit_param));
+    }
+
+    // A cursor is bound to the path (`/users/1/events` ≠ `/users/2/events`) and to the other
+    // parameters, so it cannot start another list at a chosen key.
+    let binding = binding_hash(std::iter::once(path).chain(others.iter().copied()));
+    let cursor = match (keyset, cursor_piece) {
+        (Some(k), Some(c)) => Some(open_cursor(k, codec, c.value.unwrap_or_default(), binding)?),
+        _ => None,
+    };
+    // With a cursor the offset is dropped; without one it is checked and re-emitted canonically.
+    let offset = match offset_piece {
+        Some(p) if cursor.is_none() => Some(check_offset(policy, p, page_size, &next_base)?),
+        _ => None,
+    };
+
+    let forward_limit = if keyset.is_some() {
+        page_size + 1
+    } else {
+        page_size
+    };
+    // pagegate's own parameters go first: parsers that stop after N parameters (qs, PHP's
+    // max_input_vars: 1000) must not lose them behind a client's padding. The client's other
+    // parameters follow, byte for byte, in their original order.
+    let mut out: Vec<String> = Vec::with_capacity(all.len() + 4);
+    out.push(format!("{}={forward_limit}", policy.limit_param));
+    if let Some(value) = offset {
+        out.push(format!("{offset_name}={value}"));
+    }
+    let keyset_plan = keyset.map(|k| {
+        if let Some(after) = &cursor {
+            for (key, value) in k.keys.iter().zip(after) {
+                out.push(format!("{}={}", key.param, param_value(value)));
+            }
+        }
+        for (name, value) in &k.set_params {
+            out.push(format!("{name}={value}"));
+        }
+        next_base.push_str(&k.cursor_param);
+        next_base.push('=');
+        KeysetPlan {
+            policy: Arc::clone(k),
+            binding,
+            after: cursor,
+            next_base,
+        }
+    });
+    let controlled_at = [limit_at, offset_at, cursor_at];
+    out.extend(
+        all.iter()
+            .enumerate()
+            .filter(|(at, _)| !controlled_at.contains(&Some(*at)))
+            .map(|(_, piece)| piece.raw.to_owned()),
+    );
+    Ok(Planned {
+        query: out.join("&"),
+        plan: PagePlan {
+            page_size,
+            clamped_from,
+            keyset: keyset_plan,
+        },
+    })
+}
+
+fn open_cursor(
+    k: &KeysetPolicy,
+    codec: Option<&CursorCodec>,
+    value: &str,
+    binding: u64,
+) -> Result<Vec<Box<RawValue>>, CursorError> {
+    let Some(codec) = codec.filter(|_| !value.is_empty()) else {
+        return Err(CursorError::Truncated);
+    };
+    codec.decode(
+        value,
+        k.route_id,
+        binding,
+        k.keys.len(),
+        std::time::SystemTime::now(),
+    )
+}
+
+/// Checks an offset (or page) against `max_offset`; returns the value to forward.
+fn check_offset(
+    policy: &ListPolicy,
+    piece: Piece<'_>,
+    page_size: u64,
+    next_base: &str,
+) -> Result<u64, PaginationError> {
+    let name = policy.offset.name();
+    let value = number(name, piece.value)?;
+    let offset = match &policy.offset {
+        OffsetParam::Offset(_) => value,
+        OffsetParam::Page { first, .. } => {
+            if value < *first {
+                return Err(PaginationError::PageBelowFirst {
+                    param: name.to_owned(),
+                    value,
+                    first: *first,
+                });
+            }
+            (value - first).saturating_mul(page_size)
+        }
+    };
+    if offset <= policy.max_offset {
+        return Ok(value);
+    }
+    let first_page = policy.keyset.as_ref().map(|_| {
+        next_base
+            .trim_end_matches('&')
+            .trim_end_matches('?')
+            .to_owned()
+    });
+    let hint = match &first_page {
+        Some(url) => format!(
+            "deep offsets make the backend scan and discard every skipped row; start at {url} and follow the Link rel=\"next\" header, which costs the same at any depth"
+        ),
+        None => "deep offsets make the backend scan and discard every skipped row; narrow the request with filters instead".to_owned(),
+    };
+    Err(PaginationError::OffsetTooDeep {
+        param: name.to_owned(),
+        value,
+        offset,
+        max: policy.max_offset,
+        hint,
+        first_page,
+    })
+}
+
+/// A key value as a query parameter value: strings unquoted, everything percent-encoded.
+fn param_value(value: &RawValue) -> String {
+    let text = match serde_json::from_str::<String>(value.get()) {
+        Ok(s) => s,
+        Err(_) => value.get().to_owned(),
+    };
+    form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+#[cfg(test)]
+mod tests;

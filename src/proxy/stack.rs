@@ -1,0 +1,81 @@
+//! The one place the request stack is assembled, outermost layer first: the global part every
+//! request crosses, and the part built for each route when its config loads.
+//!
+//! ```text
+//! global:     access log ─▶ router ─┬─▶ route "events" (list):  rescue ─▶ [limits] ─▶ form check ─▶ pagination ─▶ list guard ─▶ forward
+//!                                   ├─▶ route "export":         rescue ─▶ [limits] ─▶ form check ─▶ forward
+//!                                   └─▶ default (pass | deny):  rescue ─▶ [limits] ─▶ form check ─▶ forward | deny
+//! ```
+
+use std::sync::Arc;
+
+use tower::{Service, ServiceBuilder};
+
+use crate::limit::{LimitLayer, Limits};
+use crate::list::guard::{HeldBudget, ListGuardLayer};
+use crate::list::pagination::{ListRoute, PaginationLayer};
+use crate::methods::FormCheckLayer;
+use crate::proxy::rescue::RescueLayer;
+use crate::proxy::router::RouteService;
+use crate::telemetry::{AccessLog, AccessLogLayer, RouteMetrics};
+use crate::{BoxError, Request, Response};
+
+/// The global part, around the router.
+pub fn global<S>(router: S, access_log: bool) -> AccessLog<S> {
+    ServiceBuilder::new()
+        // Outermost: gives every request an id, counts every answer (pagegate's own refusals
+        // too) and logs each request when its response body ends.
+        .layer(AccessLogLayer::new(access_log))
+        .service(router)
+}
+
+/// What one route's stack is built from, all resolved by the generation.
+#[derive(Debug)]
+pub struct RouteParts {
+    /// The route's name.
+    pub name: String,
+    /// The route's metric handles.
+    pub metrics: Arc<RouteMetrics>,
+    /// The list policy and codec, on list routes.
+    pub list: Option<Arc<ListRoute>>,
+    /// The route's rate and concurrency limiters, when it has limits.
+    pub limits: Option<Arc<Limits>>,
+    /// The budget all held list pages share.
+    pub room: Arc<HeldBudget>,
+}
+
+/// One route's stack over its terminal (the upstream hop, or the `deny` refusal).
+pub fn route<T>(parts: RouteParts, terminal: T) -> RouteService
+where
+    T: Service<Request, Response = Response, Error = BoxError> + Clone + Send + Sync + 'static,
+    T::Future: Send + 'static,
+{
+    let RouteParts {
+        name,
+        metrics,
+        list,
+        limits,
+        room,
+    } = parts;
+    let stack = ServiceBuilder::new()
+        // Outermost per route: every error below becomes its status and problem document here
+        // (the one rescue point), and every answer is tagged with the route for the access log.
+        .layer(RescueLayer::new(Arc::clone(&metrics)))
+        // Limited routes only: a request over a rate or without a free slot is refused before
+        // any other work; a slot is held until the answer's body ends.
+        .option_layer(limits.map(|limits| LimitLayer::new(limits, Arc::clone(&metrics))))
+        // On list paths only (the router marks them): a form body naming `_method` as a read
+        // method is refused before anything is sent, whatever route serves the request.
+        .layer(FormCheckLayer)
+        // List routes only: refuse or rewrite list requests (limit, offset, cursor) before
+        // anything is sent.
+        .option_layer(
+            list.clone()
+                .map(|list| PaginationLayer::new(list, Arc::clone(&metrics))),
+        )
+        // List routes only, innermost before the network: hold, scan and cut list responses as
+        // they arrive.
+        .option_layer(list.map(|list| ListGuardLayer::new(list, metrics, room)))
+        .service(terminal);
+    RouteService::new(&name, stack)
+}

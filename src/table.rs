@@ -1,0 +1,235 @@
+//! The PostgreSQL query service: routes whose terminal is a table or view ([`TableService`]).
+//!
+//! `GET <path>?fields=a,b&<column>=<op>.<value>&limit=N&cursor=…` answers
+//! `{"data":[…],"next_cursor":"…"}` with `Link: rel="next"`: one keyset query of `limit + 1`
+//! rows (the extra row says whether a next page exists), its cost the same at any depth.
+//! `GET <path>/export?format=csv|ndjson&<filters>&after=<key>` streams every matching row as a
+//! sequence of short keyset queries of `chunk_rows` rows each (`export`).
+//!
+//! Every client value reaches PostgreSQL as a bind parameter (`sql`), except in exports
+//! read with `COPY`, which takes none: there values are literals pagegate writes, hex-encoded
+//! when they hold a quote, a backslash or a NUL (`sql::literal`). Fields, filters and
+//! operators are checked against the config's allow-lists first (`params`). A table is checked against
+//! the catalog (`catalog`) before it is served; while its database is unreachable its route
+//! answers 503 and the check runs again when it comes back.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use http::{Method, StatusCode};
+use tower::Service;
+
+use crate::cursor::CursorError;
+use crate::table::config::FilterOp;
+use crate::{BoxError, Request, Response};
+
+mod catalog;
+pub mod config;
+mod csv;
+mod export;
+mod ndjson;
+mod page;
+mod params;
+mod pool;
+mod resource;
+mod running;
+mod sql;
+
+pub use catalog::{Catalog, CheckError, index_hint};
+use params::parse;
+pub use pool::{Database, SetupError};
+use resource::Offered;
+pub use resource::Resource;
+use running::Running;
+use sql::Filter;
+
+/// After a check found the database unreachable, how long until the next request tries again.
+const RETRY_UNREACHABLE: Duration = Duration::from_secs(1);
+/// After a check found the table unfit, how long until it is checked again.
+const RETRY_INVALID: Duration = Duration::from_secs(30);
+
+/// Why a table request was not served. [`PgError::status`] and [`PgError::problem_type`] are
+/// the table routes' rows of pagegate's one answer table (`crate::proxy::rescue`).
+#[derive(Debug, thiserror::Error)]
+pub enum PgError {
+    /// A parameter is unknown, repeated or malformed; the message lists what is allowed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The database refused a client's value (SQLSTATE class 22, 23 or 54): which one, and
+    /// PostgreSQL's reason, which names no SQL.
+    #[error("{parameter} was refused by the database: {message}")]
+    BadValue {
+        /// The parameter, as the client wrote it (`amount=gte.x`, `after`, the scope header).
+        parameter: String,
+        /// PostgreSQL's message.
+        message: String,
+    },
+    /// The database refused a value, before pagegate found which (`Resource::blame`).
+    #[error("a value does not fit its column's type")]
+    Rejected,
+    /// The cursor does not verify.
+    #[error(transparent)]
+    Cursor(#[from] CursorError),
+    /// Only GET and HEAD read a table.
+    #[error("method {0} is not allowed here: table routes answer GET and HEAD")]
+    Method(Method),
+    /// The database cannot be reached, or has no free connection (for this route) in time.
+    #[error("the database is unavailable; retry shortly")]
+    Unavailable,
+    /// The table changed under the route (a statement failed with 0A000 or a class 42 code,
+    /// such as 42703 or 42804): its columns are read again before the next statement.
+    #[error("the table changed under this route; its columns are being read again: retry shortly")]
+    Changed,
+    /// A statement ran past `statement_timeout`.
+    #[error("the database did not answer within statement_timeout")]
+    Timeout,
+    /// The table failed its check against the catalog (the reason is logged).
+    #[error("this resource is out of service")]
+    OutOfService,
+    /// A scoped table's request lacks its scope header (or repeats it).
+    #[error(
+        "this resource needs exactly one {0} header, set by the authentication in front of pagegate"
+    )]
+    ScopeRequired(http::HeaderName),
+    /// A page's next key is longer than a cursor carries: no next link can be offered.
+    #[error(
+        "the next page's key (`{column}`) is longer than a cursor carries ({bound} bytes of key values): the rows past this page cannot be reached by cursor; page by a shorter key"
+    )]
+    KeyTooLong {
+        /// The key column whose value is longest.
+        column: String,
+        /// [`crate::cursor::MAX_KEY_JSON_LEN`].
+        bound: usize,
+    },
+    /// The database failed a statement pagegate built, or sent what pagegate cannot read (the
+    /// SQLSTATE and message are logged).
+    #[error("the database could not answer this request; the reason is logged")]
+    Database,
+}
+
+impl PgError {
+    /// Its status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) | Self::BadValue { .. } | Self::Rejected | Self::Cursor(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            Self::Method(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::ScopeRequired(_) => StatusCode::FORBIDDEN,
+            Self::Unavailable | Self::OutOfService | Self::Changed => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::KeyTooLong { .. } | Self::Database => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Its problem type.
+    pub fn problem_type(&self) -> &'static str {
+        match self {
+            Self::BadRequest(_) | Self::BadValue { .. } | Self::Rejected => {
+                "urn:pagegate:problem:invalid-query"
+            }
+            Self::Cursor(_) => "urn:pagegate:problem:invalid-cursor",
+            Self::Method(_) => "urn:pagegate:problem:method-not-allowed",
+            Self::ScopeRequired(_) => "urn:pagegate:problem:scope-required",
+            Self::Unavailable | Self::OutOfService | Self::Changed => {
+                "urn:pagegate:problem:database-unavailable"
+            }
+            Self::Timeout => "urn:pagegate:problem:database-timeout",
+            Self::KeyTooLong { .. } => "urn:pagegate:problem:key-too-long",
+            Self::Database => "urn:pagegate:problem:internal",
+        }
+    }
+
+    /// Seconds a client should wait before trying again, for the answers that say so: an
+    /// unfit table is checked again every 30 s, an unreachable database or a changed table
+    /// every second.
+    pub fn retry_after(&self) -> Option<&'static str> {
+        match self {
+            Self::OutOfService => Some("30"),
+            Self::Unavailable | Self::Changed => Some("1"),
+            _ => None,
+        }
+    }
+}
+
+/// The terminal of a table route: its pages, or (`export`) its export.
+#[derive(Debug, Clone)]
+pub struct TableService {
+    resource: Arc<Resource>,
+    export: bool,
+}
+
+impl TableService {
+    /// Serves `resource`'s pages, or its export.
+    pub fn new(resource: Arc<Resource>, export: bool) -> Self {
+        Self { resource, export }
+    }
+}
+
+impl Service<Request> for TableService {
+    type Response = Response;
+    type Error = BoxError;
+    type Future = BoxFuture<'static, Result<Response, BoxError>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let (resource, export) = (Arc::clone(&self.resource), self.export);
+        Box::pin(async move { serve(&resource, &req, export).await.map_err(BoxError::from) })
+    }
+}
+
+async fn serve(resource: &Arc<Resource>, req: &Request, export: bool) -> Result<Response, PgError> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return Err(PgError::Method(req.method().clone()));
+    }
+    let table = Arc::clone(resource.table());
+    let mut params = parse(&table, req.uri().query().unwrap_or(""), export)?;
+    // Cursors are bound to the table and its key as well: a reload that changes the key's
+    // columns or directions invalidates them instead of resuming in the wrong place.
+    let key: Vec<String> = table
+        .key
+        .iter()
+        .map(|k| format!("{}{}", if k.descending { "-" } else { "" }, k.column))
+        .collect();
+    params
+        .binding
+        .push(format!("table:{}:{}", table.name, key.join(",")));
+    if let Some(scope) = &table.scope {
+        // Exactly one value: a repeated header is ambiguous (which one did the auth layer set?).
+        let mut values = req.headers().get_all(&scope.header).iter();
+        let value = match (values.next(), values.next()) {
+            (Some(value), None) => value.to_str().ok().filter(|v| !v.is_empty()),
+            _ => None,
+        };
+        let value = value.ok_or_else(|| PgError::ScopeRequired(scope.header.clone()))?;
+        // First, and bound into cursors: one scope's cursor never pages another's rows.
+        params.filters.insert(
+            0,
+            Filter {
+                column: scope.column.clone(),
+                op: FilterOp::Eq,
+                values: vec![value.to_owned()],
+            },
+        );
+        params.offered.push(Offered {
+            source: resource::Source::Header(scope.header.clone()),
+            column: scope.column.clone(),
+            value: value.to_owned(),
+        });
+        params.binding.push(format!("scope:{value}"));
+    }
+    let catalog = resource.ready().await?;
+    params::refuse_nul_escapes(&params.offered, &catalog)?;
+    let ctx = resource.ctx(req);
+    if export {
+        return export::response(resource, catalog, params, &ctx).await;
+    }
+    page::page(resource, &catalog, req.uri().path(), params, &ctx).await
+}

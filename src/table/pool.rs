@@ -1,0 +1,231 @@
+//! One database: its connection pools (deadpool-postgres over tokio-postgres; a second one for
+//! exports when a read replica is configured), built from a [`PostgresConfig`] with the URLs'
+//! `${NAME}` variables resolved from the environment, TLS through rustls (the `ring` provider,
+//! the certificate always verified), and sessions set up for serving: UTC timestamps,
+//! `statement_timeout`, `application_name`, read-only when configured.
+
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
+
+use crate::table::config::{
+    PostgresConfig, Statements, TlsRoots, fill_placeholders, tokio_postgres_url,
+};
+
+/// Most statements prepared per connection before its cache is cleared: query shapes vary
+/// with the fields and filters clients pick, so an unbounded cache would grow without end.
+pub(crate) const STATEMENT_CACHE: usize = 256;
+
+/// Why a database could not be set up.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SetupError {
+    /// An environment variable the URL names is not set.
+    #[error(
+        "postgres `{database}`: the url needs the environment variable {variable}, which is not set"
+    )]
+    MissingEnv {
+        /// The database's name.
+        database: String,
+        /// The variable.
+        variable: String,
+    },
+    /// The URL (with its variables) is not a PostgreSQL URL.
+    #[error(
+        "postgres `{database}`: the url is not a PostgreSQL URL after its variables were filled in"
+    )]
+    BadUrl {
+        /// The database's name.
+        database: String,
+    },
+    /// The pool could not be built.
+    #[error("postgres `{database}`: {reason}")]
+    Pool {
+        /// The database's name.
+        database: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A database and its pools.
+pub struct Database {
+    name: String,
+    config: std::sync::Arc<PostgresConfig>,
+    pool: Pool,
+    replica: Option<Pool>,
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database")
+            .field("name", &self.name)
+            .field("status", &self.pool.status())
+            .finish()
+    }
+}
+
+/// `url` with every `${NAME}` replaced by the variable's value.
+fn resolve(database: &str, url: &str) -> Result<String, SetupError> {
+    let mut missing = None;
+    let (filled, whole) = fill_placeholders(url, |variable| match std::env::var(variable) {
+        // Percent-encoded, so a password with `@`, `/` or `:` cannot change the URL's shape.
+        Ok(value) => Some(
+            form_urlencoded::byte_serialize(value.as_bytes())
+                .map(|s| s.replace('+', "%20"))
+                .collect(),
+        ),
+        Err(_) => {
+            missing = Some(variable.to_owned());
+            None
+        }
+    });
+    match (whole, missing) {
+        (true, _) => Ok(filled),
+        (false, Some(variable)) => Err(SetupError::MissingEnv {
+            database: database.to_owned(),
+            variable,
+        }),
+        (false, None) => Err(SetupError::BadUrl {
+            database: database.to_owned(),
+        }),
+    }
+}
+
+/// The rustls client config TLS to the database uses: the `ring` provider (the one provider of
+/// the whole binary), the certificate verified against `roots`.
+fn tls_config(database: &str, roots: &TlsRoots) -> Result<rustls::ClientConfig, SetupError> {
+    let mut store = rustls::RootCertStore::empty();
+    let certificates = match roots {
+        TlsRoots::File { certificates, .. } => certificates
+            .iter()
+            .map(|c| rustls_pki_types::CertificateDer::from(c.clone()))
+            .collect(),
+        TlsRoots::System => rustls_native_certs::load_native_certs().certs,
+    };
+    let (added, _) = store.add_parsable_certificates(certificates);
+    if added == 0 {
+        return Err(SetupError::Pool {
+            database: database.to_owned(),
+            reason: "no trusted certificate to verify the database's TLS certificate with: set tls_ca_file, or install the system's CA certificates (ca-certificates)".to_owned(),
+        });
+    }
+    rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| SetupError::Pool {
+        database: database.to_owned(),
+        reason: e.to_string(),
+    })
+    .map(|builder| builder.with_root_certificates(store).with_no_client_auth())
+}
+
+/// A pool for `url`, its sessions set up as `config` says, over `tls` when set.
+fn pool(
+    name: &str,
+    url: &str,
+    config: &PostgresConfig,
+    tls: Option<&tokio_postgres_rustls::MakeRustlsConnect>,
+) -> Result<Pool, SetupError> {
+    let url = tokio_postgres_url(&resolve(name, url)?);
+    let mut pg: tokio_postgres::Config = url.parse().map_err(|_| SetupError::BadUrl {
+        database: name.to_owned(),
+    })?;
+    let mut options = format!(
+        "-c TimeZone=UTC -c DateStyle=ISO,YMD -c IntervalStyle=postgres -c extra_float_digits=1 \
+         -c bytea_output=hex -c standard_conforming_strings=on \
+         -c statement_timeout={} -c idle_in_transaction_session_timeout={}",
+        config.statement_timeout.as_millis(),
+        config.statement_timeout.as_millis().max(1000),
+    );
+    if config.read_only {
+        options.push_str(" -c default_transaction_read_only=on");
+    }
+    if let Some(existing) = pg.get_options() {
+        options = format!("{existing} {options}");
+    }
+    pg.options(&options)
+        .application_name(&config.application_name)
+        .connect_timeout(config.connect_timeout)
+        .keepalives(true)
+        .keepalives_idle(Duration::from_secs(30));
+    let manager_config = ManagerConfig {
+        recycling_method: RecyclingMethod::Fast,
+    };
+    let manager = match tls {
+        None => Manager::from_config(pg, NoTls, manager_config),
+        Some(tls) => Manager::from_config(pg, tls.clone(), manager_config),
+    };
+    Pool::builder(manager)
+        .max_size(config.pool_size.get())
+        .wait_timeout(Some(config.connect_timeout))
+        .create_timeout(Some(config.connect_timeout))
+        .recycle_timeout(Some(config.connect_timeout))
+        .runtime(Runtime::Tokio1)
+        .build()
+        .map_err(|e| SetupError::Pool {
+            database: name.to_owned(),
+            reason: e.to_string(),
+        })
+}
+
+impl Database {
+    /// Builds the pools (they connect lazily: a database that is down does not stop this).
+    pub fn new(name: &str, config: std::sync::Arc<PostgresConfig>) -> Result<Self, SetupError> {
+        let tls = config
+            .tls
+            .as_ref()
+            .map(|roots| tls_config(name, roots).map(tokio_postgres_rustls::MakeRustlsConnect::new))
+            .transpose()?;
+        let primary = pool(name, &config.url, &config, tls.as_ref())?;
+        let replica = config
+            .replica_url
+            .as_deref()
+            .map(|url| pool(name, url, &config, tls.as_ref()))
+            .transpose()?;
+        Ok(Self {
+            name: name.to_owned(),
+            config,
+            pool: primary,
+            replica,
+            tls,
+        })
+    }
+
+    /// The database's name under `postgres`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The settings it was built from.
+    pub fn config(&self) -> &std::sync::Arc<PostgresConfig> {
+        &self.config
+    }
+
+    /// The pool pages and checks use (the primary's).
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// The read replica's pool, when one is configured.
+    pub(crate) fn replica_pool(&self) -> Option<&Pool> {
+        self.replica.as_ref()
+    }
+
+    /// The pool exports use: the read replica's when one is configured.
+    pub fn export_pool(&self) -> &Pool {
+        self.replica.as_ref().unwrap_or(&self.pool)
+    }
+
+    /// The TLS its connections speak (a cancel request needs it too).
+    pub(crate) fn tls(&self) -> Option<&tokio_postgres_rustls::MakeRustlsConnect> {
+        self.tls.as_ref()
+    }
+
+    /// Whether statements are sent unnamed (behind PgBouncer in transaction mode).
+    pub fn unnamed(&self) -> bool {
+        self.config.statements == Statements::Unnamed
+    }
+}

@@ -1,0 +1,574 @@
+//! The statements a table resource runs. Every client value is a bind parameter, sent as text
+//! and cast to its column's type inside the statement (`($1::text)::integer`); the identifiers
+//! are allow-listed names from the config, quoted anyway. `COPY`, which takes no parameters,
+//! gets the same statement with each parameter written as a literal that cannot end early
+//! ([`literal`]), the casts still typing and checking it.
+//!
+//! Keyset order: `WHERE (k1, k2) > ($1, $2) ORDER BY k1, k2 LIMIT n` when every key column
+//! sorts the same way; mixed ascending and descending keys use the expanded form
+//! `k1 > $1 OR (k1 = $1 AND k2 < $2)`.
+
+use std::fmt::Write as _;
+
+use super::catalog::Catalog;
+use crate::table::config::{FilterOp, TableConfig};
+
+/// `name` as a quoted SQL identifier.
+pub(crate) fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// `table` or `schema.table`, quoted.
+pub(crate) fn quote_table(name: &str) -> String {
+    match name.split_once('.') {
+        Some((schema, table)) => format!("{}.{}", quote_ident(schema), quote_ident(table)),
+        None => quote_ident(name),
+    }
+}
+
+/// One filter of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Filter {
+    /// The column.
+    pub(crate) column: String,
+    /// The operator.
+    pub(crate) op: FilterOp,
+    /// The value: one (for `is`: `null` or `not_null`), or for `in` each item.
+    pub(crate) values: Vec<String>,
+}
+
+impl Filter {
+    /// `column op $n` with an empty value: the shape of a filter, for a statement the
+    /// catalog check prepares but never runs.
+    pub(crate) fn shape(column: &str, op: FilterOp) -> Self {
+        Self {
+            column: column.to_owned(),
+            op,
+            values: vec![String::new()],
+        }
+    }
+}
+
+/// What a statement produces per row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Shape {
+    /// One JSON object of the fields (pages: the key columns need not be among them).
+    Json,
+    /// One JSON object of the columns, key columns among them (NDJSON exports).
+    Row,
+    /// One text value per column, as CSV writes it.
+    Csv,
+    /// The CSV columns alone inside `COPY (…) TO STDOUT (FORMAT csv)`, every value inlined as a
+    /// literal ([`literal`]): PostgreSQL writes the CSV itself.
+    CopyCsv,
+    /// The columns as NDJSON reads them from `COPY` ([`super::ndjson::Kind::selected`]), inside
+    /// `COPY (…) TO STDOUT (FORMAT csv)` like [`Shape::CopyCsv`].
+    CopyNdjson,
+}
+
+/// A statement and its text parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Statement {
+    /// The SQL.
+    pub(crate) sql: String,
+    /// The parameters, in order.
+    pub(crate) params: Vec<String>,
+}
+
+/// Where a statement's values go: bind parameters (`$n`), or, for `COPY`, which takes none,
+/// literals written in place ([`literal`]).
+struct Values {
+    params: Vec<String>,
+    inline: bool,
+}
+
+impl Values {
+    /// `value` as text: `$n` (pushed), or its literal.
+    fn text(&mut self, value: &str) -> String {
+        if self.inline {
+            literal(value)
+        } else {
+            self.params.push(value.to_owned());
+            format!("${}", self.params.len())
+        }
+    }
+
+    /// `(value::text)::type`: the value cast to its column's type, which checks it.
+    fn typed(&mut self, value: &str, sql_type: &str) -> String {
+        format!("({}::text)::{sql_type}", self.text(value))
+    }
+
+    /// `value` as a value of `column`: cast to its type ([`Catalog::cast`]); or an array
+    /// written as a JSON array (as exports write them), each element cast to the element type
+    /// (one dimension); or a row written as a JSON object, read by PostgreSQL's own JSON
+    /// mapping into the row type (whose fields keep their declared sizes, as its text form's
+    /// do).
+    fn of(&mut self, value: &str, column: &str, catalog: &Catalog) -> String {
+        let Some(c) = catalog.columns.get(column) else {
+            return self.typed(value, "pg_catalog.text");
+        };
+        match &c.element {
+            Some(element) if c.array && json_array(value) => format!(
+                "ARRAY(SELECT (e.v)::{element} FROM json_array_elements_text(({}::text)::json) \
+                 WITH ORDINALITY AS e(v, i) ORDER BY e.i)",
+                self.text(value)
+            ),
+            _ if c.composite && value.starts_with('{') => format!(
+                "json_populate_record(NULL::{}, ({}::text)::json)",
+                c.cast,
+                self.text(value)
+            ),
+            _ => self.typed(value, &c.cast),
+        }
+    }
+}
+
+/// Whether `value` is an array written as JSON (`[1,2]`), not as PostgreSQL writes one with
+/// its bounds (`[0:1]={1,2}`).
+fn json_array(value: &str) -> bool {
+    let Some(rest) = value.strip_prefix('[') else {
+        return false;
+    };
+    let bound = rest.trim_start_matches(['-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9']);
+    !(bound.len() < rest.len() && bound.starts_with(':'))
+}
+
+/// `SELECT <value as a value of column>`: how [`select`] reads one client value, on its own
+/// (`None`: the same cast of NULL, which fails only when the type itself does not serve).
+pub(crate) fn one_value(catalog: &Catalog, column: &str, value: Option<&str>) -> Statement {
+    let mut values = Values {
+        params: Vec::new(),
+        inline: false,
+    };
+    let expression = match value {
+        Some(value) => values.of(value, column, catalog),
+        None => format!("(NULL::text)::{}", catalog.cast(column)),
+    };
+    Statement {
+        sql: format!("SELECT {expression} IS NULL"),
+        params: values.params,
+    }
+}
+
+/// `value` as a string literal, for `COPY`. A value holding no quote, backslash or NUL is
+/// written `'value'` (nothing in it can end the literal, whatever
+/// `standard_conforming_strings` says, and the planner sees a constant); any other is written
+/// as hex digits PostgreSQL decodes, `convert_from(decode('…', 'hex'), 'UTF8')`, so no byte of
+/// it is ever read as SQL. The statement's casts (`('1'::text)::bigint`) still type and check
+/// it. Written in place as the statement is built, never substituted into finished text, so
+/// nothing in a type name the catalog gives (`format_type`) can be mistaken for a value's
+/// place.
+pub(crate) fn literal(value: &str) -> String {
+    if !value.contains(['\'', '\\', '\0']) {
+        return format!("'{value}'");
+    }
+    let mut out = String::with_capacity(value.len() * 2 + 40);
+    out.push_str("convert_from(decode('");
+    for b in value.bytes() {
+        let _ = write!(out, "{b:02x}");
+    }
+    out.push_str("', 'hex'), 'UTF8')");
+    out
+}
+
+/// The rows after `after` (the last key served), filtered, in key order, at most `limit`: the
+/// `columns` in `shape`, then the key columns as text (for the next cursor or chunk).
+pub(crate) fn select(
+    table: &TableConfig,
+    catalog: &Catalog,
+    columns: &[String],
+    shape: Shape,
+    filters: &[Filter],
+    after: Option<&[String]>,
+    limit: u32,
+) -> Statement {
+    let copy = matches!(shape, Shape::CopyCsv | Shape::CopyNdjson);
+    let mut values = Values {
+        params: Vec::new(),
+        inline: copy,
+    };
+    let column = |c: &str| catalog.columns.get(c);
+    let numeric = |c: &str| column(c).is_some_and(|c| c.numeric);
+    let mut list = Vec::with_capacity(columns.len() + table.key.len());
+    match shape {
+        Shape::Json => {
+            let pairs: Vec<String> = columns
+                .iter()
+                .map(|c| {
+                    let cast = if numeric(c) { "::text" } else { "" };
+                    format!("'{c}', {}{cast}", quote_ident(c))
+                })
+                .collect();
+            list.push(format!("json_build_object({})::text", pairs.join(", ")));
+        }
+        Shape::Row => {
+            // Filled in below, around the inner statement.
+        }
+        Shape::Csv | Shape::CopyCsv => list.extend(columns.iter().map(|c| {
+            let reference = format!("r.{}", quote_ident(c));
+            column(c).map_or_else(
+                || format!("{reference}::text"),
+                |c| c.csv(&reference, shape == Shape::CopyCsv),
+            )
+        })),
+        Shape::CopyNdjson => list.extend(columns.iter().map(|c| {
+            super::ndjson::Kind::selected(catalog.sql_type(c), &format!("r.{}", quote_ident(c)))
+        })),
+    }
+    if shape == Shape::Json || shape == Shape::Csv {
+        list.extend(
+            table
+                .key
+                .iter()
+                .map(|k| format!("{}::text", quote_ident(&k.column))),
+        );
+    }
+    let mut sql = if shape == Shape::Row {
+        // `row_to_json` over a derived table: compact JSON, and cheaper per row than
+        // `json_build_object`. Numeric columns as text, so no digit is lost.
+        let inner: Vec<String> = columns
+            .iter()
+            .map(|c| {
+                let q = quote_ident(c);
+                if numeric(c) {
+                    format!("r.{q}::text AS {q}")
+                } else {
+                    format!("r.{q}")
+                }
+            })
+            .collect();
+        format!("SELECT {}", inner.join(", "))
+    } else {
+        format!("SELECT {}", list.join(", "))
+    };
+    // The table is aliased `r` and ORDER BY names `r.` columns: a bare name there would mean the
+    // output column of that name (the key's text form), sorting numbers as text.
+    let relation = quote_table(&table.name);
+    let _ = write!(sql, " FROM {relation} AS r");
+    let mut conditions = Vec::new();
+    for f in filters {
+        let column = quote_ident(&f.column);
+        let one = f.values.first().map_or("", String::as_str);
+        conditions.push(match f.op {
+            FilterOp::Is if one == "null" => format!("{column} IS NULL"),
+            FilterOp::Is => format!("{column} IS NOT NULL"),
+            FilterOp::In => {
+                let items: Vec<String> = f
+                    .values
+                    .iter()
+                    .map(|v| values.of(v, &f.column, catalog))
+                    .collect();
+                format!("{column} IN ({})", items.join(", "))
+            }
+            op => {
+                let symbol = match op {
+                    FilterOp::Eq => "=",
+                    FilterOp::Neq => "<>",
+                    FilterOp::Lt => "<",
+                    FilterOp::Lte => "<=",
+                    FilterOp::Gt => ">",
+                    _ => ">=",
+                };
+                format!("{column} {symbol} {}", values.of(one, &f.column, catalog))
+            }
+        });
+    }
+    if let Some(after) = after {
+        let bound: Vec<(String, String, bool)> = table
+            .key
+            .iter()
+            .zip(after)
+            .map(|(k, v)| {
+                (
+                    quote_ident(&k.column),
+                    values.of(v, &k.column, catalog),
+                    k.descending,
+                )
+            })
+            .collect();
+        let same = bound.iter().all(|(_, _, d)| *d == bound[0].2);
+        if same {
+            let (cols, vals): (Vec<_>, Vec<_>) = bound
+                .iter()
+                .map(|(c, v, _)| (c.as_str(), v.as_str()))
+                .unzip();
+            let op = if bound[0].2 { "<" } else { ">" };
+            conditions.push(format!("({}) {op} ({})", cols.join(", "), vals.join(", ")));
+        } else {
+            let mut alternatives = Vec::new();
+            for i in 0..bound.len() {
+                let mut terms: Vec<String> = bound[..i]
+                    .iter()
+                    .map(|(c, v, _)| format!("{c} = {v}"))
+                    .collect();
+                let (c, v, descending) = &bound[i];
+                terms.push(format!("{c} {} {v}", if *descending { "<" } else { ">" }));
+                alternatives.push(format!("({})", terms.join(" AND ")));
+            }
+            // The first key column's bound on its own as well: the planner can start the index
+            // scan there, so a deep page costs what the first one does.
+            let (c, v, descending) = &bound[0];
+            conditions.push(format!("{c} {} {v}", if *descending { "<=" } else { ">=" }));
+            conditions.push(format!("({})", alternatives.join(" OR ")));
+        }
+    }
+    if !conditions.is_empty() {
+        let _ = write!(sql, " WHERE {}", conditions.join(" AND "));
+    }
+    let order: Vec<String> = table
+        .key
+        .iter()
+        .map(|k| {
+            format!(
+                "r.{}{}",
+                quote_ident(&k.column),
+                if k.descending { " DESC" } else { "" }
+            )
+        })
+        .collect();
+    let _ = write!(sql, " ORDER BY {}", order.join(", "));
+    let _ = write!(
+        sql,
+        " LIMIT {}",
+        values.typed(&limit.to_string(), "pg_catalog.int8")
+    );
+    if shape == Shape::Row {
+        // The derived table keeps its order (no join, no grouping above it).
+        let keys: Vec<String> = table
+            .key
+            .iter()
+            .map(|k| format!("j.{}::text", quote_ident(&k.column)))
+            .collect();
+        sql = format!(
+            "SELECT row_to_json(j)::text, {} FROM ({sql}) AS j",
+            keys.join(", ")
+        );
+    }
+    if copy {
+        sql = format!("COPY ({sql}) TO STDOUT (FORMAT csv)");
+    }
+    Statement {
+        sql,
+        params: values.params,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::table::catalog::Column;
+    use crate::table::config::KeyColumn;
+
+    fn table(key: &[(&str, bool)]) -> (TableConfig, Catalog) {
+        let table = TableConfig {
+            database: "main".to_owned(),
+            name: "app.events".to_owned(),
+            columns: vec![
+                "id".to_owned(),
+                "created_at".to_owned(),
+                "amount".to_owned(),
+            ],
+            default_fields: vec![],
+            key: key
+                .iter()
+                .map(|(c, d)| KeyColumn {
+                    column: (*c).to_owned(),
+                    descending: *d,
+                })
+                .collect(),
+            filters: Default::default(),
+            default_limit: 10,
+            max_limit: 100,
+            formats: vec![],
+            chunk_rows: std::num::NonZeroU32::new(100).expect("n"),
+            scope: None,
+            on_missing_index: crate::table::config::MissingIndex::Refuse,
+            via: crate::table::config::ExportVia::Copy,
+            max_connections: None,
+            places: Default::default(),
+        };
+        let column = |t: &str, numeric| Column {
+            sql_type: t.to_owned(),
+            declared: t.to_owned(),
+            bounded: true,
+            cast: match t {
+                "bigint" => "pg_catalog.int8",
+                "numeric" => "pg_catalog.\"numeric\"",
+                _ => "pg_catalog.timestamptz",
+            }
+            .to_owned(),
+            numeric,
+            element: None,
+            array: false,
+            composite: false,
+            json: false,
+            not_null: true,
+        };
+        let catalog = Catalog {
+            columns: HashMap::from([
+                ("id".to_owned(), column("bigint", false)),
+                (
+                    "created_at".to_owned(),
+                    column("timestamp with time zone", false),
+                ),
+                ("amount".to_owned(), column("numeric", true)),
+            ]),
+            warnings: Vec::new(),
+        };
+        (table, catalog)
+    }
+
+    #[test]
+    fn values_are_parameters_and_keys_compare_as_a_row() {
+        let (table, catalog) = table(&[("created_at", false), ("id", false)]);
+        let filters = [
+            Filter {
+                column: "amount".to_owned(),
+                op: FilterOp::Gte,
+                values: vec!["1'; DROP TABLE x; --".to_owned()],
+            },
+            Filter {
+                column: "id".to_owned(),
+                op: FilterOp::In,
+                values: vec!["1".to_owned(), "2".to_owned()],
+            },
+            Filter {
+                column: "amount".to_owned(),
+                op: FilterOp::Is,
+                values: vec!["not_null".to_owned()],
+            },
+        ];
+        let after = ["2026-01-01 00:00:00+00".to_owned(), "7".to_owned()];
+        let s = select(
+            &table,
+            &catalog,
+            &["id".to_owned(), "amount".to_owned()],
+            Shape::Json,
+            &filters,
+            Some(&after),
+            11,
+        );
+        assert_eq!(
+            s.sql,
+            "SELECT json_build_object('id', \"id\", 'amount', \"amount\"::text)::text, \"created_at\"::text, \"id\"::text \
+             FROM \"app\".\"events\" AS r WHERE \"amount\" >= ($1::text)::pg_catalog.\"numeric\" \
+             AND \"id\" IN (($2::text)::pg_catalog.int8, ($3::text)::pg_catalog.int8) AND \"amount\" IS NOT NULL \
+             AND (\"created_at\", \"id\") > (($4::text)::pg_catalog.timestamptz, ($5::text)::pg_catalog.int8) \
+             ORDER BY r.\"created_at\", r.\"id\" LIMIT ($6::text)::pg_catalog.int8"
+        );
+        assert_eq!(
+            s.params,
+            [
+                "1'; DROP TABLE x; --",
+                "1",
+                "2",
+                "2026-01-01 00:00:00+00",
+                "7",
+                "11"
+            ]
+        );
+    }
+
+    #[test]
+    fn mixed_directions_expand_into_alternatives() {
+        let (table, catalog) = table(&[("created_at", true), ("id", false)]);
+        let after = ["t".to_owned(), "7".to_owned()];
+        let s = select(
+            &table,
+            &catalog,
+            &["id".to_owned()],
+            Shape::Csv,
+            &[],
+            Some(&after),
+            5,
+        );
+        assert!(
+            s.sql.contains(
+                "WHERE \"created_at\" <= ($1::text)::pg_catalog.timestamptz AND ((\"created_at\" < ($1::text)::pg_catalog.timestamptz) OR (\"created_at\" = ($1::text)::pg_catalog.timestamptz AND \"id\" > ($2::text)::pg_catalog.int8)) ORDER BY r.\"created_at\" DESC, r.\"id\""
+            ),
+            "{}",
+            s.sql
+        );
+        assert!(
+            s.sql
+                .starts_with("SELECT r.\"id\"::text, \"created_at\"::text, \"id\"::text FROM")
+        );
+    }
+
+    #[test]
+    fn csv_renders_timestamps_as_rfc_3339_and_ndjson_uses_row_to_json() {
+        let (table, catalog) = table(&[("id", false)]);
+        let columns = [
+            "created_at".to_owned(),
+            "amount".to_owned(),
+            "id".to_owned(),
+        ];
+        let csv = select(&table, &catalog, &columns, Shape::Csv, &[], None, 10);
+        assert!(
+            csv.sql.starts_with(
+                "SELECT CASE WHEN r.\"created_at\" >= '0001-01-01' AND r.\"created_at\" < '10000-01-01' \
+                 THEN replace(r.\"created_at\"::text, ' ', 'T') || ':00' ELSE r.\"created_at\"::text END, \
+                 r.\"amount\"::text, r.\"id\"::text, \"id\"::text FROM"
+            ),
+            "{}",
+            csv.sql
+        );
+        let rows = select(&table, &catalog, &columns, Shape::Row, &[], None, 10);
+        assert_eq!(
+            rows.sql,
+            "SELECT row_to_json(j)::text, j.\"id\"::text FROM (SELECT r.\"created_at\", r.\"amount\"::text AS \"amount\", r.\"id\" \
+             FROM \"app\".\"events\" AS r ORDER BY r.\"id\" LIMIT ($1::text)::pg_catalog.int8) AS j"
+        );
+    }
+
+    #[test]
+    fn copy_inlines_values_as_literals_that_cannot_end_early() {
+        let (table, catalog) = table(&[("created_at", false), ("id", false)]);
+        let filters = [
+            Filter {
+                column: "amount".to_owned(),
+                op: FilterOp::Gte,
+                values: vec!["1'; DROP TABLE x; --".to_owned()],
+            },
+            Filter {
+                column: "id".to_owned(),
+                op: FilterOp::Eq,
+                values: vec!["a\\' OR true --".to_owned()],
+            },
+        ];
+        let after = ["2024-05-01T10:00:00.5+00:00".to_owned(), "42".to_owned()];
+        let columns = ["id".to_owned(), "created_at".to_owned()];
+        let copy = select(
+            &table,
+            &catalog,
+            &columns,
+            Shape::CopyCsv,
+            &filters,
+            Some(&after),
+            10_000,
+        );
+        assert!(copy.params.is_empty());
+        assert_eq!(
+            copy.sql,
+            "COPY (SELECT r.\"id\", r.\"created_at\" FROM \"app\".\"events\" AS r WHERE \"amount\" >= (convert_from(decode('31273b2044524f50205441424c4520783b202d2d', 'hex'), 'UTF8')::text)::pg_catalog.\"numeric\" \
+             AND \"id\" = (convert_from(decode('615c27204f522074727565202d2d', 'hex'), 'UTF8')::text)::pg_catalog.int8 \
+             AND (\"created_at\", \"id\") > (('2024-05-01T10:00:00.5+00:00'::text)::pg_catalog.timestamptz, ('42'::text)::pg_catalog.int8) \
+             ORDER BY r.\"created_at\", r.\"id\" LIMIT ('10000'::text)::pg_catalog.int8) TO STDOUT (FORMAT csv)"
+        );
+    }
+
+    #[test]
+    fn literals_cannot_end_early() {
+        assert_eq!(
+            literal("2024-05-01 10:00:00+00"),
+            "'2024-05-01 10:00:00+00'"
+        );
+        assert_eq!(literal("$1 \"x\""), "'$1 \"x\"'");
+        assert_eq!(
+            literal("a'b\\c\0"),
+            "convert_from(decode('6127625c6300', 'hex'), 'UTF8')"
+        );
+    }
+}

@@ -1,0 +1,55 @@
+//! The typed settings of one backend (`upstreams.NAME`) and a route's timeout overrides.
+
+use std::time::Duration;
+
+use http::Uri;
+
+/// How the `Host` header reaches the upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostMode {
+    /// The upstream URL's authority (the default).
+    Upstream,
+    /// The client's own `Host`.
+    Preserve,
+    /// This value.
+    Fixed(http::HeaderValue),
+}
+
+/// One backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamConfig {
+    /// Its name in the file.
+    pub name: String,
+    /// Scheme and authority requests go to.
+    pub origin: Uri,
+    /// Path prefix put before every request path (empty for `/`).
+    pub base_path: String,
+    /// The `Host` sent upstream.
+    pub host: HostMode,
+    /// Talk HTTP/2 with prior knowledge (h2c) instead of HTTP/1.1.
+    pub http2: bool,
+    /// Rewrite `Location` and `Content-Location` that point at this upstream to paths on
+    /// pagegate (nginx's `proxy_redirect default`).
+    pub rewrite_redirects: bool,
+    /// Time to open a connection.
+    pub connect_timeout: Duration,
+    /// Time until the response head.
+    pub response_timeout: Duration,
+    /// Longest pause between two body frames.
+    pub idle_timeout: Duration,
+    /// How long idle pooled connections live.
+    pub pool_idle_timeout: Duration,
+    /// Idle pooled connections kept.
+    pub pool_max_idle: usize,
+}
+
+/// Per-route replacements for an upstream's timeouts (an export and a page served by one
+/// backend need different ones). `connect_timeout` belongs to the upstream's connection pool
+/// and cannot be overridden per route.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TimeoutOverrides {
+    /// Replaces the upstream's `response_timeout`.
+    pub response: Option<Duration>,
+    /// Replaces the upstream's `idle_timeout`.
+    pub idle: Option<Duration>,
+}

@@ -1,0 +1,197 @@
+//! At `max_connections` no client is closed without an answer: a burst of newcomers never
+//! evicts one another (each is served, or answered 503 `overloaded` after waiting 2 s), and a
+//! connection that trickles its head is evicted first and closed at once (real sockets).
+
+use std::time::{Duration, Instant};
+
+use crate::support::{Proxy, Upstream, json_response};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Sends one GET on a new connection and reads until the connection closes: the answer's
+/// status line, or `None` when it was closed without one.
+async fn one_get(addr: std::net::SocketAddr, path: &str) -> Option<String> {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).await.is_err() {
+        return None;
+    }
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut answer));
+    read.await.expect("closed within 20 s").ok()?;
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    text.starts_with("HTTP/1.1 ").then_some(text)
+}
+
+#[tokio::test]
+async fn a_burst_of_newcomers_at_max_connections_is_answered_every_one() {
+    // /busy holds its connection for 3 s, longer than a newcomer waits.
+    let upstream = Upstream::start(|req| async move {
+        if req.uri().path() == "/busy" {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+        }
+        json_response("{}")
+    })
+    .await;
+    let yaml = "
+max_connections: 100
+metrics_listen: 127.0.0.1:0
+default: {action: pass, upstream: app}
+upstreams: {app: {url: '{upstream}'}}
+";
+    let proxy = Proxy::start(yaml, &upstream).await;
+    let addr = proxy.addr;
+    let busy: Vec<_> = (0..100)
+        .map(|_| tokio::spawn(one_get(addr, "/busy")))
+        .collect();
+    while upstream.seen().len() < 100 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let started = Instant::now();
+    let newcomers: Vec<_> = (0..300)
+        .map(|_| tokio::spawn(one_get(addr, "/new")))
+        .collect();
+    let mut refused = 0;
+    for task in newcomers {
+        let answer = task.await.expect("task").expect("answered, not closed");
+        if answer.starts_with("HTTP/1.1 503") {
+            assert!(answer.contains("retry-after: 1\r\n"), "{answer}");
+            assert!(
+                answer.contains("urn:pagegate:problem:overloaded"),
+                "{answer}"
+            );
+            refused += 1;
+        } else {
+            assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        }
+    }
+    for task in busy {
+        let answer = task.await.expect("task").expect("answered");
+        assert!(
+            answer.starts_with("HTTP/1.1 200"),
+            "busy requests are never cut: {answer}"
+        );
+    }
+    assert!(
+        refused > 0,
+        "with every slot busy for 3 s, some waited out the 2 s"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "answered in {:?}",
+        started.elapsed()
+    );
+    let text = proxy.metrics_text().await;
+    let line = format!("pagegate_protections_total{{reason=\"max_connections\"}} {refused}\n");
+    assert!(text.contains(&line), "{line} missing from:\n{text}");
+    for reason in ["evicted_idle", "evicted_silent", "evicted_slow_head"] {
+        let line = format!("pagegate_protections_total{{reason=\"{reason}\"}} 0\n");
+        assert!(text.contains(&line), "nobody was evicted:\n{text}");
+    }
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_trickled_head_is_evicted_first_and_closed_at_once() {
+    let upstream = Upstream::start(|req| async move {
+        if req.uri().path() == "/busy" {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+        json_response("{}")
+    })
+    .await;
+    // Timeouts far longer than the test: only eviction can free a slot.
+    let yaml = "
+max_connections: 3
+header_read_timeout: 30s
+metrics_listen: 127.0.0.1:0
+default: {action: pass, upstream: app}
+upstreams: {app: {url: '{upstream}'}}
+";
+    let proxy = Proxy::start(yaml, &upstream).await;
+    let addr = proxy.addr;
+    let busy = tokio::spawn(one_get(addr, "/busy"));
+    // A keep-alive connection between requests.
+    let mut idle = TcpStream::connect(addr).await.expect("connect");
+    idle.write_all(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let mut head = [0u8; 12];
+    idle.read_exact(&mut head).await.expect("answered");
+    // A head trickled a byte every 100 ms.
+    let mut trickle = TcpStream::connect(addr).await.expect("connect");
+    let head_bytes =
+        b"GET /slow HTTP/1.1\r\nHost: x\r\nX-Pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    for byte in &head_bytes[..15] {
+        trickle.write_all(&[*byte]).await.expect("trickle");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Now a newcomer: the trickled head (1.5 s since its first byte) goes, not the idle one.
+    let started = Instant::now();
+    let answer = one_get(addr, "/new").await.expect("answered");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(1), trickle.read_to_end(&mut rest));
+    let _ = closed.await.expect("the trickled head was closed at once");
+    assert!(
+        rest.is_empty(),
+        "closed without an answer to a head never finished"
+    );
+    let text = proxy.metrics_text().await;
+    assert!(
+        text.contains("pagegate_protections_total{reason=\"evicted_slow_head\"} 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("pagegate_protections_total{reason=\"evicted_idle\"} 0\n"),
+        "the idle one stayed:\n{text}"
+    );
+    drop(idle);
+    busy.abort();
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_newcomer_whose_head_arrives_at_a_normal_pace_is_never_evicted() {
+    let upstream = Upstream::start(|_| async { json_response("{}") }).await;
+    let yaml = "
+max_connections: 2
+header_read_timeout: 30s
+default: {action: pass, upstream: app}
+upstreams: {app: {url: '{upstream}'}}
+";
+    let proxy = Proxy::start(yaml, &upstream).await;
+    let addr = proxy.addr;
+    // Two clients writing their heads in pieces 200 ms apart (under a second in all), and a
+    // third client arriving meanwhile: the third waits rather than cutting them.
+    let writer = |pause| async move {
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        for piece in [
+            "GET /a HTT",
+            "P/1.1\r\nHost: x\r\n",
+            "Connection: close\r\n\r\n",
+        ] {
+            stream.write_all(piece.as_bytes()).await.expect("write");
+            tokio::time::sleep(pause).await;
+        }
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await.expect("read");
+        String::from_utf8_lossy(&answer).into_owned()
+    };
+    let first = tokio::spawn(writer(Duration::from_millis(200)));
+    let second = tokio::spawn(writer(Duration::from_millis(200)));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let third = tokio::spawn(one_get(addr, "/c"));
+    for task in [first, second] {
+        let answer = task.await.expect("task");
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+    }
+    let answer = third.await.expect("task").expect("answered");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    proxy.stop().await;
+}

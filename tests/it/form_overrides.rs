@@ -1,0 +1,141 @@
+//! `_method` in form bodies off list paths: a POST whose form says `_method=GET` would run, on
+//! Rack, Laravel, Symfony or Express with method-override, as the GET a rate-limited route
+//! serves; pagegate scans the body as it streams and refuses it before the backend has a whole
+//! request, while uploads of any size that name no such method pass untouched (real sockets).
+
+use std::sync::{Arc, Mutex};
+
+use crate::support::{Proxy, Upstream, json_response};
+use bytes::Bytes;
+use http_body_util::BodyExt;
+
+/// A backend that reads each request body whole and records (method, path, bytes read or
+/// `None` when the body never completed).
+async fn reading_backend() -> (Upstream, Arc<Mutex<Vec<(String, String, Option<usize>)>>>) {
+    let bodies = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&bodies);
+    let upstream = Upstream::start(move |req: http::Request<hyper::body::Incoming>| {
+        let seen = Arc::clone(&seen);
+        async move {
+            let method = req.method().to_string();
+            let path = req.uri().path().to_owned();
+            let read = req
+                .into_body()
+                .collect()
+                .await
+                .ok()
+                .map(|b| b.to_bytes().len());
+            seen.lock().expect("lock").push((method, path, read));
+            json_response("{}")
+        }
+    })
+    .await;
+    (upstream, bodies)
+}
+
+const YAML: &str = "
+default: {action: pass, upstream: app}
+upstreams: {app: {url: '{upstream}'}}
+routes:
+  - {name: export, path: /export, methods: [GET], upstream: app, limits: {rate: {per_client: {requests: 1, per: 1m}}}}
+  - {name: posts, path: /posts, upstream: app}
+";
+
+fn post(
+    proxy: &Proxy,
+    path: &str,
+    content_type: &str,
+    body: impl Into<Bytes>,
+) -> http::Request<pagegate::Body> {
+    http::Request::post(proxy.url(path))
+        .header("content-type", content_type)
+        .body(crate::support::full(body))
+        .expect("request")
+}
+
+#[tokio::test]
+async fn a_form_override_that_would_reach_another_route_is_refused_mid_stream() {
+    let (upstream, bodies) = reading_backend().await;
+    let proxy = Proxy::start(YAML, &upstream).await;
+    let url = "application/x-www-form-urlencoded";
+    let multipart = "multipart/form-data; boundary=b";
+    let part = |name: &str, value: &str| {
+        format!("--b\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n")
+    };
+    // Past 64 KiB of padding first: the scan has no size cap.
+    let padding = "x".repeat(200_000);
+    let refused = [
+        (url, "a=1&_method=GET".to_owned()),
+        (url, format!("pad={padding}&%5Fmethod=get")),
+        (url, format!("_METHOD=HEAD&pad={padding}")),
+        (
+            multipart,
+            format!(
+                "{}{}--b--\r\n",
+                part("file", &padding),
+                part("_method", "GET")
+            ),
+        ),
+    ];
+    for (kind, body) in refused {
+        let got = crate::support::send(post(&proxy, "/export", kind, body.clone())).await;
+        let problem = got.problem(400);
+        assert_eq!(
+            problem["type"], "urn:pagegate:problem:ambiguous-method",
+            "{kind}"
+        );
+    }
+    // The backend never had a whole request to run as the GET.
+    for (method, path, read) in bodies.lock().expect("lock").iter() {
+        assert_eq!((method.as_str(), path.as_str()), ("POST", "/export"));
+        assert_eq!(*read, None, "a refused body never completes on the backend");
+    }
+    // The route's own GET is still served, within its limit.
+    assert_eq!(crate::support::get(&proxy.url("/export")).await.status, 200);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn uploads_and_overrides_that_stay_on_their_route_pass_whole() {
+    let (upstream, bodies) = reading_backend().await;
+    let proxy = Proxy::start(YAML, &upstream).await;
+    let big = "y".repeat(1 << 20);
+    // Rails and Laravel forms: `_method=patch` to a route that serves every method; an upload
+    // of 1 MiB; a form on /export naming a method that reaches the same place (default).
+    let cases = [
+        (
+            "/posts",
+            "application/x-www-form-urlencoded",
+            format!("_method=patch&title={big}"),
+        ),
+        (
+            "/posts",
+            "multipart/form-data; boundary=b",
+            format!(
+                "--b\r\nContent-Disposition: form-data; name=\"_method\"\r\n\r\nDELETE\r\n--b\r\nContent-Disposition: form-data; name=\"f\"\r\n\r\n{big}\r\n--b--\r\n"
+            ),
+        ),
+        (
+            "/export",
+            "application/x-www-form-urlencoded",
+            format!("_method=PUT&data={big}"),
+        ),
+        (
+            "/export",
+            "application/x-www-form-urlencoded",
+            format!("title={big}"),
+        ),
+    ];
+    for (path, kind, body) in cases {
+        let length = body.len();
+        let got = crate::support::send(post(&proxy, path, kind, body)).await;
+        assert_eq!(got.status, 200, "{path} {kind}: {}", got.text());
+        let last = bodies.lock().expect("lock").last().cloned().expect("seen");
+        assert_eq!(
+            last.2,
+            Some(length),
+            "{path} {kind}: the body arrived whole"
+        );
+    }
+    proxy.stop().await;
+}

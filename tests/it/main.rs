@@ -1,0 +1,31 @@
+//! The integration tests: one binary, one module per feature, over real sockets, a real
+//! PostgreSQL and a real `redis-server` that the tests start themselves ([`support`]).
+
+mod support;
+
+mod access_log;
+mod check;
+mod connections;
+mod demo;
+mod form_overrides;
+mod generation;
+mod guard;
+mod held_pages;
+mod http2;
+mod http2_floods;
+mod integrity;
+mod keyset;
+mod layout;
+mod limits;
+mod outcomes;
+mod pagination;
+mod postgres;
+mod postgres_answers;
+mod postgres_settings;
+mod proxy;
+mod rate_limits;
+mod shared_limits;
+mod stack;
+mod type_matrix;
+mod upgrades;
+mod uploads;

@@ -1,0 +1,309 @@
+//! Limits shared through a real `redis-server`: two pagegate processes enforce one budget and
+//! one set of slots together; when Redis dies, `on_redis_error: open` falls back to the local
+//! limiters and `closed` answers 503; when it comes back, shared limits resume by themselves.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::redis::{RedisServer, free_port};
+use crate::support::{Proxy, Upstream, json_response};
+use bytes::Bytes;
+use http_body_util::BodyExt;
+
+/// A running `pagegate` process, killed when dropped.
+struct Replica {
+    port: u16,
+    child: Child,
+    config: std::path::PathBuf,
+}
+
+impl Replica {
+    fn start(yaml: &str) -> Self {
+        let port = free_port();
+        let path = std::env::temp_dir().join(format!(
+            "pagegate-replica-{}-{port}.yaml",
+            std::process::id()
+        ));
+        std::fs::write(
+            &path,
+            format!("listen: 127.0.0.1:{port}\naccess_log: false\n{yaml}"),
+        )
+        .expect("config");
+        let child = Command::new(env!("CARGO_BIN_EXE_pagegate"))
+            .args(["run", "--workers", "1", "--config"])
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start pagegate");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "pagegate did not listen on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self {
+            port,
+            child,
+            config: path,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.config);
+    }
+}
+
+/// A backend whose `/export` streams for about a second; anything else answers at once.
+async fn backend() -> Upstream {
+    Upstream::start(|req| async move {
+        if req.uri().path() != "/export" {
+            return json_response("[]");
+        }
+        http::Response::new(crate::support::bodies::slow_rows(
+            20,
+            Duration::from_millis(50),
+            b"row\n",
+        ))
+    })
+    .await
+}
+
+#[tokio::test]
+async fn two_replicas_share_one_budget_and_one_set_of_slots() {
+    let redis = RedisServer::start();
+    let upstream = backend().await;
+    let yaml = format!(
+        "redis: {{url: '{}', timeout: 200ms}}
+default: {{action: deny}}
+upstreams: {{app: {{url: '{}'}}}}
+routes:
+  - {{name: page, path: /page, upstream: app, limits: {{store: redis, rate: {{per_client: {{requests: 4, per: 1h}}}}}}}}
+  - {{name: export, path: /export, upstream: app, limits: {{store: redis, concurrency: {{per_client: 1}}}}}}
+",
+        redis.url(),
+        upstream.url()
+    );
+    let a = Replica::start(&yaml);
+    let b = Replica::start(&yaml);
+    // Four requests in all, alternating replicas, then both refuse: one budget, not two.
+    for replica in [&a, &b, &a, &b] {
+        let got = crate::support::get(&replica.url("/page")).await;
+        assert_eq!(got.status, 200);
+        assert_eq!(
+            got.header("ratelimit-policy"),
+            Some("\"client\";q=4;w=3600")
+        );
+    }
+    for replica in [&a, &b] {
+        let got = crate::support::get(&replica.url("/page")).await;
+        got.problem(429);
+        let retry = got.retry_after();
+        assert!(
+            (890..=900).contains(&retry),
+            "one request every 900 s: {retry}"
+        );
+    }
+    assert_eq!(
+        upstream
+            .seen()
+            .iter()
+            .filter(|s| s.target == "/page")
+            .count(),
+        4,
+        "refused requests never reached the backend"
+    );
+    // An export running through A holds the client's one slot on B too.
+    let client = crate::support::client();
+    let running = client
+        .request(
+            http::Request::get(a.url("/export"))
+                .body(crate::support::full(Bytes::new()))
+                .expect("request"),
+        )
+        .await
+        .expect("export");
+    assert_eq!(running.status(), 200);
+    crate::support::get(&b.url("/export")).await.problem(429);
+    // Finished: the lease is given back, and B may start one.
+    running.into_body().collect().await.expect("whole export");
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let got = crate::support::get(&b.url("/export")).await;
+        if got.status == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the lease was not given back: {}",
+            got.status
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn when_redis_dies_open_falls_back_closed_refuses_and_both_recover_by_themselves() {
+    let mut redis = RedisServer::start();
+    let upstream = Upstream::json("[]").await;
+    let yaml = format!(
+        "redis: {{url: '{}', timeout: 100ms}}
+metrics_listen: 127.0.0.1:0
+default: {{action: deny}}
+upstreams: {{app: {{url: '{{upstream}}'}}}}
+routes:
+  - {{name: open, path: /open, upstream: app, limits: {{store: redis, on_redis_error: open, rate: {{total: {{requests: 1000, per: 1s}}}}}}}}
+  - {{name: closed, path: /closed, upstream: app, limits: {{store: redis, on_redis_error: closed, rate: {{total: {{requests: 1000, per: 1s}}}}}}}}
+",
+        redis.url()
+    );
+    let proxy = Proxy::start(&yaml, &upstream).await;
+    assert_eq!(crate::support::get(&proxy.url("/open")).await.status, 200);
+    assert_eq!(crate::support::get(&proxy.url("/closed")).await.status, 200);
+    redis.kill();
+    let got = crate::support::get(&proxy.url("/open")).await;
+    assert_eq!(got.status, 200, "open: the local limiter decides");
+    assert!(
+        got.header("ratelimit").is_some(),
+        "the local limiter's fields"
+    );
+    let got = crate::support::get(&proxy.url("/closed")).await;
+    let problem = got.problem(503);
+    assert_eq!(problem["type"], "urn:pagegate:problem:limits-unavailable");
+    assert_eq!(got.header("retry-after"), Some("1"));
+    // Redis comes back on the same address: shared limits resume without a restart.
+    redis.restart();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while crate::support::get(&proxy.url("/closed")).await.status != 200 {
+        assert!(Instant::now() < deadline, "shared limits did not resume");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    crate::support::assert_metrics(
+        &proxy.metrics_text().await,
+        &[
+            "pagegate_limit_decisions_total{route=\"open\",limit=\"redis\",decision=\"fallback\"}",
+            "pagegate_limit_decisions_total{route=\"closed\",limit=\"redis\",decision=\"refused\"}",
+        ],
+    );
+    proxy.stop().await;
+}
+
+/// A connection to `redis`, for a test's own commands.
+async fn connect(redis: &RedisServer) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(redis.url())
+        .expect("redis url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect to redis")
+}
+
+/// Lua script runs Redis has served (`EVALSHA`, and `EVAL` when a script was not loaded yet).
+async fn script_runs(redis: &RedisServer) -> u64 {
+    let mut conn = connect(redis).await;
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut conn)
+        .await
+        .expect("INFO commandstats");
+    info.lines()
+        .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
+        .filter_map(|l| {
+            l.split(['=', ','])
+                .nth(1)
+                .and_then(|n| n.parse::<u64>().ok())
+        })
+        .sum()
+}
+
+#[tokio::test]
+async fn a_rate_and_a_slot_are_taken_in_one_round_trip() {
+    let redis = RedisServer::start();
+    let upstream = Upstream::json("[]").await;
+    let yaml = format!(
+        "redis: {{url: '{}', timeout: 500ms}}
+default: {{action: deny}}
+upstreams: {{app: {{url: '{{upstream}}'}}}}
+routes:
+  - {{name: both, path: /both, upstream: app, limits: {{store: redis, rate: {{per_client: {{requests: 100, per: 1h}}}}, concurrency: {{per_client: 2, total: 10}}}}}}
+  - {{name: tight, path: /tight, upstream: app, limits: {{store: redis, rate: {{per_client: {{requests: 1, per: 1h}}}}, concurrency: {{total: 10}}}}}}
+",
+        redis.url()
+    );
+    let proxy = Proxy::start(&yaml, &upstream).await;
+    // The first request loads the scripts.
+    assert_eq!(crate::support::get(&proxy.url("/both")).await.status, 200);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = script_runs(&redis).await;
+    for _ in 0..5 {
+        let got = crate::support::get(&proxy.url("/both")).await;
+        assert_eq!(got.status, 200);
+        assert!(got.header("ratelimit").is_some(), "the rate was checked");
+    }
+    // Each slot is given back when its body ends, by a task of its own.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let runs = script_runs(&redis).await - before;
+    assert_eq!(
+        runs, 10,
+        "two script runs a request: the rate and the slot together, and the slot given back"
+    );
+    // A request the rate refuses takes no slot: none is left behind in Redis.
+    assert_eq!(crate::support::get(&proxy.url("/tight")).await.status, 200);
+    crate::support::get(&proxy.url("/tight")).await.problem(429);
+    let mut conn = connect(&redis).await;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*slots*tight*")
+        .query_async(&mut conn)
+        .await
+        .expect("KEYS");
+    for key in keys {
+        let held: u64 = redis::cmd("ZCARD")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .expect("ZCARD");
+        assert_eq!(held, 0, "{key} holds a lease nobody will give back");
+    }
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_shared_address_rate_holds_across_replicas_whatever_header_is_sent() {
+    let redis = RedisServer::start();
+    let upstream = backend().await;
+    let yaml = format!(
+        "redis: {{url: '{}', timeout: 200ms}}
+default: {{action: deny}}
+upstreams: {{app: {{url: '{}'}}}}
+routes:
+  - {{name: page, path: /page, upstream: app, limits: {{store: redis, key: header_and_client, key_header: X-Api-Key, rate: {{per_client: {{requests: 2, per: 1h}}, per_address: {{requests: 5, per: 1h}}}}}}}}
+",
+        redis.url(),
+        upstream.url()
+    );
+    let replicas = [Replica::start(&yaml), Replica::start(&yaml)];
+    let client = crate::support::client();
+    let mut passed = 0;
+    for i in 0..12 {
+        let request = http::Request::get(replicas[i % 2].url("/page"))
+            .header("x-api-key", format!("key-{i}"))
+            .body(crate::support::full(Bytes::new()))
+            .expect("request");
+        let response = client.request(request).await.expect("answer");
+        match response.status().as_u16() {
+            200 => passed += 1,
+            429 => {}
+            other => panic!("{other}"),
+        }
+    }
+    assert_eq!(passed, 5, "one budget per address, across both replicas");
+}

@@ -1,0 +1,316 @@
+//! Per-route stacks driven in process (no sockets): each route's layers exist only where its
+//! config asks for them, refusals never reach the terminal, and every error becomes its problem
+//! document at the one rescue point.
+
+use std::sync::{Arc, Mutex};
+
+use crate::support::{bodies, full, json_response};
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use pagegate::config::Config;
+use pagegate::list::guard::HeldBudget;
+use pagegate::list::pagination::ListRoute;
+use pagegate::proxy::router::{Refuse, RouteService};
+use pagegate::proxy::stack::{self, RouteParts};
+use pagegate::telemetry::{Metrics, Outcome, RouteMetrics};
+use pagegate::upstream::UpstreamError;
+use pagegate::{BoxError, Request, Response};
+
+/// The requests a terminal received, and what it answers.
+#[derive(Clone, Default)]
+struct Recorder {
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl Recorder {
+    fn seen(&self) -> Vec<String> {
+        self.seen.lock().expect("lock").clone()
+    }
+
+    /// A terminal that records the request target and answers with `answer`.
+    fn terminal<F>(
+        &self,
+        answer: F,
+    ) -> impl tower::Service<
+        Request,
+        Response = Response,
+        Error = BoxError,
+        Future = std::future::Ready<Result<Response, BoxError>>,
+    > + Clone
+    + Send
+    + Sync
+    + 'static
+    where
+        F: Fn() -> Result<Response, BoxError> + Clone + Send + Sync + 'static,
+    {
+        let seen = Arc::clone(&self.seen);
+        tower::service_fn(move |req: Request| {
+            let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+            seen.lock()
+                .expect("lock")
+                .push(format!("{} {target}", req.method()));
+            std::future::ready(answer())
+        })
+    }
+}
+
+const YAML: &str = "
+upstreams: {app: {url: 'http://127.0.0.1:9'}}
+routes:
+  - {name: events, path: /events, methods: [GET], upstream: app, list: {default_limit: 2, max_limit: 3}}
+";
+
+fn list_route() -> Arc<ListRoute> {
+    let config = Config::parse("test.yaml", YAML).expect("valid");
+    Arc::new(ListRoute {
+        policy: config.routes[0].list.clone().expect("a list route"),
+        codec: None,
+    })
+}
+
+fn parts(metrics: &Metrics, list: Option<Arc<ListRoute>>) -> RouteParts {
+    RouteParts {
+        name: "events".to_owned(),
+        metrics: metrics.route("events", list.is_some()),
+        list,
+        limits: None,
+        room: HeldBudget::new(64 << 20, 64 << 20),
+    }
+}
+
+fn get(target: &str) -> Request {
+    http::Request::get(target)
+        .body(full(Bytes::new()))
+        .expect("request")
+}
+
+async fn call(route: &RouteService, req: Request) -> (Response, Bytes) {
+    let Ok(response) = route.call(req).await;
+    let (parts, body) = response.into_parts();
+    let bytes = body.collect().await.expect("body").to_bytes();
+    (
+        http::Response::from_parts(parts, full(bytes.clone())),
+        bytes,
+    )
+}
+
+fn problem(response: &Response, bytes: &Bytes, status: u16, kind: &str) {
+    assert_eq!(
+        response.status(),
+        status,
+        "{}",
+        String::from_utf8_lossy(bytes)
+    );
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    let doc: serde_json::Value = serde_json::from_slice(bytes).expect("json");
+    assert_eq!(doc["type"], kind);
+    assert_eq!(doc["status"], status);
+}
+
+fn tagged(response: &Response) -> &str {
+    response
+        .extensions()
+        .get::<Arc<RouteMetrics>>()
+        .expect("every answer is tagged with its route")
+        .name()
+}
+
+#[tokio::test]
+async fn a_list_route_refuses_bad_pages_without_calling_its_terminal() {
+    let metrics = Metrics::default();
+    let recorder = Recorder::default();
+    let route = stack::route(
+        parts(&metrics, Some(list_route())),
+        recorder.terminal(|| Ok(json_response("[]"))),
+    );
+    for target in [
+        "/events?limit=-1",
+        "/events?limit=1e9",
+        "/events?LIMIT=5",
+        "/events?offset=999999",
+    ] {
+        let (response, bytes) = call(&route, get(target)).await;
+        assert_eq!(response.status(), 400, "{target}");
+        assert_eq!(tagged(&response), "events");
+        assert_eq!(
+            response.extensions().get::<Outcome>(),
+            Some(&Outcome::Refused)
+        );
+        assert!(bytes.starts_with(b"{\"type\":\"urn:pagegate:problem:"));
+    }
+    assert!(recorder.seen().is_empty(), "{:?}", recorder.seen());
+}
+
+#[tokio::test]
+async fn a_list_route_rewrites_clamps_and_cuts() {
+    let metrics = Metrics::default();
+    let recorder = Recorder::default();
+    let route = stack::route(
+        parts(&metrics, Some(list_route())),
+        recorder.terminal(|| Ok(http::Response::new(bodies::json_items(1, 10, 4)))),
+    );
+    let (response, bytes) = call(&route, get("/events?limit=50&q=a")).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["pagegate-clamped"],
+        "limit=3; requested=50"
+    );
+    assert_eq!(response.headers()["pagegate-truncated"], "items");
+    assert_eq!(
+        response.extensions().get::<Outcome>(),
+        Some(&Outcome::Truncated),
+        "a cut outranks a clamp"
+    );
+    let items: Vec<serde_json::Value> = serde_json::from_slice(&bytes).expect("valid JSON");
+    assert_eq!(items.len(), 3);
+    assert_eq!(recorder.seen(), ["GET /events?limit=3&q=a"]);
+    assert!(
+        metrics
+            .encode()
+            .contains("pagegate_list_cuts_total{route=\"events\",reason=\"items\"} 1"),
+        "{}",
+        metrics.encode()
+    );
+}
+
+#[tokio::test]
+async fn a_route_without_a_list_policy_has_no_list_layers() {
+    let metrics = Metrics::default();
+    let recorder = Recorder::default();
+    let route = stack::route(
+        parts(&metrics, None),
+        recorder.terminal(|| Ok(http::Response::new(bodies::json_items(1, 10, 4)))),
+    );
+    let (response, bytes) = call(&route, get("/events?limit=abc")).await;
+    assert_eq!(response.status(), 200);
+    assert!(response.headers().get("pagegate-truncated").is_none());
+    let items: Vec<serde_json::Value> = serde_json::from_slice(&bytes).expect("valid JSON");
+    assert_eq!(items.len(), 10, "nothing holds or cuts the body");
+    assert_eq!(recorder.seen(), ["GET /events?limit=abc"]);
+    assert!(response.extensions().get::<Outcome>().is_none(), "passed");
+}
+
+#[tokio::test]
+async fn list_layers_leave_other_methods_of_a_list_route_alone() {
+    let metrics = Metrics::default();
+    let recorder = Recorder::default();
+    let route = stack::route(
+        parts(&metrics, Some(list_route())),
+        recorder.terminal(|| Ok(json_response("{\"created\":true}"))),
+    );
+    let post = http::Request::post("/events?limit=abc")
+        .body(full("{}"))
+        .expect("request");
+    let (response, bytes) = call(&route, post).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(bytes, "{\"created\":true}");
+    assert_eq!(recorder.seen(), ["POST /events?limit=abc"]);
+}
+
+#[tokio::test]
+async fn errors_are_rescued_into_their_status_and_problem() {
+    let metrics = Metrics::default();
+    type Case = (fn() -> BoxError, u16, &'static str);
+    let cases: [Case; 3] = [
+        (
+            || {
+                UpstreamError::Timeout {
+                    upstream: "app".to_owned(),
+                    stage: "answer",
+                    after: std::time::Duration::from_secs(1),
+                }
+                .into()
+            },
+            504,
+            "urn:pagegate:problem:upstream-timeout",
+        ),
+        (
+            || {
+                UpstreamError::Unavailable {
+                    upstream: "app".to_owned(),
+                }
+                .into()
+            },
+            502,
+            "urn:pagegate:problem:upstream-unavailable",
+        ),
+        (
+            || "secret internal detail".into(),
+            500,
+            "urn:pagegate:problem:internal",
+        ),
+    ];
+    for (error, status, kind) in cases {
+        let recorder = Recorder::default();
+        let route = stack::route(
+            parts(&metrics, None),
+            recorder.terminal(move || Err(error())),
+        );
+        let (response, bytes) = call(&route, get("/events")).await;
+        problem(&response, &bytes, status, kind);
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains("secret"),
+            "internal detail stays in the log"
+        );
+        assert_eq!(tagged(&response), "events");
+    }
+}
+
+#[tokio::test]
+async fn the_deny_route_answers_404() {
+    let metrics = Metrics::default();
+    let route = stack::route(parts(&metrics, None), Refuse::no_route());
+    let (response, bytes) = call(&route, get("/nowhere")).await;
+    problem(&response, &bytes, 404, "urn:pagegate:problem:no-route");
+    let doc: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
+    assert_eq!(doc["detail"], "no route matches GET /nowhere");
+}
+
+#[tokio::test]
+async fn every_leaf_error_has_its_status() {
+    use pagegate::cursor::CursorError;
+    use pagegate::list::guard::{GuardError, HoldError};
+    let metrics = Metrics::default();
+    type Case = (fn() -> BoxError, u16, &'static str);
+    let cases: [Case; 4] = [
+        (
+            || HoldError::Busy.into(),
+            503,
+            "urn:pagegate:problem:overloaded",
+        ),
+        (
+            || GuardError::OrderViolation { index: 3 }.into(),
+            502,
+            "urn:pagegate:problem:bad-upstream-response",
+        ),
+        (
+            || CursorError::Truncated.into(),
+            400,
+            "urn:pagegate:problem:invalid-cursor",
+        ),
+        (
+            || {
+                pagegate::list::pagination::PaginationError::Zero {
+                    param: "limit".to_owned(),
+                }
+                .into()
+            },
+            400,
+            "urn:pagegate:problem:invalid-pagination-parameter",
+        ),
+    ];
+    for (error, status, kind) in cases {
+        let route = stack::route(
+            parts(&metrics, None),
+            Recorder::default().terminal(move || Err(error())),
+        );
+        let (response, bytes) = call(&route, get("/events")).await;
+        problem(&response, &bytes, status, kind);
+        if status == 503 {
+            assert_eq!(response.headers()["retry-after"], "1");
+        }
+    }
+}
