@@ -10,11 +10,11 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pagegate::client_addr::{ClientAddr, TrustedProxies};
-use pagegate::config::Config;
-use pagegate::limit::{LimitLayer, Limits};
-use pagegate::telemetry::Metrics;
+use pagegate::Config;
+use pagegate::Metrics;
 use pagegate::{BoxError, Request, Response};
+use pagegate::{ClientAddr, TrustedProxies};
+use pagegate::{LimitLayer, Limits};
 use tower::{Layer, Service, ServiceExt};
 
 fn rss_kib() -> u64 {
@@ -46,7 +46,7 @@ fn request(n: u64) -> Request {
     let ip = IpAddr::V6(Ipv6Addr::from(segments.map(u16::from)));
     let client = ClientAddr::new(SocketAddr::new(ip, 40000), &TrustedProxies::default());
     let mut req = http::Request::get("/x")
-        .body(pagegate::body::full(""))
+        .body(pagegate::full(""))
         .expect("request");
     req.extensions_mut().insert(client);
     req
@@ -57,7 +57,7 @@ fn inner() -> impl Service<Request, Response = Response, Error = BoxError, Futur
 + Send
 + 'static {
     tower::service_fn(|_req: Request| async {
-        Ok::<_, BoxError>(http::Response::new(pagegate::body::full("")))
+        Ok::<_, BoxError>(http::Response::new(pagegate::full("")))
     })
 }
 

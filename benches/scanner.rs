@@ -9,7 +9,7 @@ use std::ops::ControlFlow;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use pagegate::list::scan::{Event, ItemsPath, Scanner};
+use pagegate::{Event, ItemsPath, Scanner};
 use serde_json::value::RawValue;
 
 /// Body size to build.

@@ -28,11 +28,11 @@ pub fn full(bytes: impl Into<Bytes>) -> crate::Body {
 /// A body that did not produce its next frame within the idle timeout.
 #[derive(Debug, thiserror::Error)]
 #[error("body idle for more than {0:?}")]
-pub struct IdleTimeoutError(pub Duration);
+pub(crate) struct IdleTimeoutError(pub Duration);
 
 /// Why a client's request body could not be relayed: the client's fault, not the upstream's.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RequestBodyError {
+pub(crate) enum RequestBodyError {
     /// Nothing arrived for the idle timeout (408).
     #[error(
         "the request body stalled: nothing arrived for {0:?}; send it without pauses that long"
@@ -45,7 +45,7 @@ pub enum RequestBodyError {
 
 /// Marks when a request body has ended, for a timer that must start then.
 #[derive(Debug, Default)]
-pub struct BodyEnd {
+pub(crate) struct BodyEnd {
     ended: AtomicBool,
     /// Frames taken so far: whoever waits can tell a slow body from a stuck one.
     frames: AtomicU64,
@@ -56,7 +56,7 @@ pub struct BodyEnd {
 
 impl BodyEnd {
     /// Whether the body has ended (or failed); registers `cx` to be woken when it does.
-    pub fn poll_ended(&self, cx: &mut Context<'_>) -> bool {
+    pub(crate) fn poll_ended(&self, cx: &mut Context<'_>) -> bool {
         if self.ended.load(Ordering::Acquire) {
             return true;
         }
@@ -65,12 +65,12 @@ impl BodyEnd {
     }
 
     /// Frames taken from the body so far.
-    pub fn progress(&self) -> u64 {
+    pub(crate) fn progress(&self) -> u64 {
         self.frames.load(Ordering::Relaxed)
     }
 
     /// Whether the body's reader is waiting for its sender (the last poll was pending).
-    pub fn waiting_on_sender(&self) -> bool {
+    pub(crate) fn waiting_on_sender(&self) -> bool {
         self.waiting.load(Ordering::Relaxed)
     }
 
@@ -98,7 +98,7 @@ pin_project! {
 
 impl<B> SignalEnd<B> {
     /// Wraps `inner`, signalling `end`.
-    pub fn new(inner: B, end: Arc<BodyEnd>) -> Self {
+    pub(crate) fn new(inner: B, end: Arc<BodyEnd>) -> Self {
         Self { inner, end }
     }
 }
@@ -155,7 +155,7 @@ pin_project! {
 
 impl<B> IdleTimeout<B> {
     /// Wraps `inner`.
-    pub fn new(inner: B, timeout: Duration) -> Self {
+    pub(crate) fn new(inner: B, timeout: Duration) -> Self {
         Self {
             inner,
             sleep: None,

@@ -103,7 +103,7 @@ fn block_on(
 }
 
 /// `pagegate check`: exit 0 with a summary per route, or 1 with `FILE:LINE:COLUMN: …` lines.
-pub fn check(path: &Path) -> ExitCode {
+pub(crate) fn check(path: &Path) -> ExitCode {
     match Config::load(path) {
         Ok(config) => {
             println!(

@@ -248,7 +248,7 @@ mod tests {
 /// request by a layer in front of the upstream: the route's concurrency slot, so a tunnel
 /// counts against the route's limit until it closes, not only until its `101`.
 #[derive(Clone)]
-pub struct TunnelHold(pub Arc<dyn std::any::Any + Send + Sync>);
+pub(crate) struct TunnelHold(pub Arc<dyn std::any::Any + Send + Sync>);
 
 impl std::fmt::Debug for TunnelHold {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

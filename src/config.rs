@@ -16,24 +16,23 @@ use std::time::Duration;
 use http::Method;
 
 use crate::cursor::CursorKey;
-pub use crate::limit::config::{
+pub(crate) use crate::limit::config::{
     ClientKeySource, LimitStore, LimitsConfig, OnRedisError, Queue, Rate, RedisConfig,
 };
-pub use crate::list::config::{
+pub(crate) use crate::list::config::{
     KeyField, KeysetPolicy, ListPolicy, OffsetParam, OnInvalid, OnViolation, Order, parse_pointer,
 };
-pub use crate::table::config::{
-    ExportFormat, ExportVia, FilterOp, KeyColumn, MissingIndex, PostgresConfig, Scope, Statements,
-    TableConfig, TablePlaces, TlsRoots, fill_placeholders, tokio_postgres_url,
+pub(crate) use crate::table::config::{
+    ExportFormat, FilterOp, KeyColumn, PostgresConfig, Scope, TableConfig,
 };
-pub use crate::upstream::config::{HostMode, TimeoutOverrides, UpstreamConfig};
+pub(crate) use crate::upstream::config::{HostMode, TimeoutOverrides, UpstreamConfig};
 
-pub mod defaults;
-pub mod file;
+pub(crate) mod defaults;
+pub(crate) mod file;
 mod load;
-pub mod problems;
+pub(crate) mod problems;
 
-pub use problems::{ConfigError, ConfigProblem, Located, Position};
+pub(crate) use problems::{ConfigError, ConfigProblem, Located, Position};
 
 /// A validated configuration.
 #[derive(Debug, Clone, PartialEq)]

@@ -49,7 +49,7 @@ use sha2::{Digest, Sha256};
 pub const MAX_CURSOR_LEN: usize = 4096;
 
 /// The cursor format version this module writes and reads.
-pub const CURSOR_VERSION: u8 = 1;
+pub(crate) const CURSOR_VERSION: u8 = 1;
 
 /// Bytes before `key_json`: version, key id, route, binding, expiry.
 const HEADER_LEN: usize = 2 + 3 * 8;
@@ -60,11 +60,11 @@ const TAG_LEN: usize = 16;
 /// Longest `key_json` (the key values, with brackets and commas) whose cursor still fits in
 /// [`MAX_CURSOR_LEN`]. [`CursorCodec::encode`] mints longer cursors, but `decode` refuses them
 /// ([`CursorError::TooLong`]): callers should not offer a next page for such keys.
-pub const MAX_KEY_JSON_LEN: usize = MAX_CURSOR_LEN / 4 * 3 - HEADER_LEN - TAG_LEN;
+pub(crate) const MAX_KEY_JSON_LEN: usize = MAX_CURSOR_LEN / 4 * 3 - HEADER_LEN - TAG_LEN;
 
 /// The length of `key_json` for `key`: its values, two brackets and the commas between.
 #[must_use]
-pub fn key_json_len(key: &[&RawValue]) -> usize {
+pub(crate) fn key_json_len(key: &[&RawValue]) -> usize {
     key.iter().map(|v| v.get().len()).sum::<usize>() + key.len().max(1) + 1
 }
 

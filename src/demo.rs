@@ -20,7 +20,7 @@ use tokio::net::TcpListener;
 
 use crate::Body;
 
-pub mod postgres;
+pub(crate) mod postgres;
 
 /// The demo configuration, embedded so `pagegate demo` works from any directory.
 pub const DEMO_CONFIG: &str = include_str!("../config/demo.yaml");
@@ -177,13 +177,13 @@ fn timestamp(unix: u64) -> String {
 }
 
 /// The backend's address in [`DEMO_CONFIG`].
-pub fn backend_addr(config: &crate::config::Config) -> Option<SocketAddr> {
+pub(crate) fn backend_addr(config: &crate::config::Config) -> Option<SocketAddr> {
     let upstream = config.upstream("demo")?;
     upstream.origin.authority()?.as_str().parse().ok()
 }
 
 /// Prints the commands that show each behaviour.
-pub fn instructions(proxy: SocketAddr, backend: SocketAddr) -> String {
+pub(crate) fn instructions(proxy: SocketAddr, backend: SocketAddr) -> String {
     format!(
         "\
 pagegate demo: a naive list API with {DEFAULT_ROWS} rows on http://{backend}, pagegate in front on http://{proxy}

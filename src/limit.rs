@@ -25,16 +25,16 @@ use crate::telemetry::RouteMetrics;
 use crate::{BoxError, Request, Response};
 
 mod concurrency;
-pub mod config;
+pub(crate) mod config;
 mod key;
 mod queue;
 pub(crate) mod rate;
 mod shared;
 
-pub use concurrency::{Full, NoSlot, SlotBody};
-pub use key::ClientKey;
-pub use rate::{Fields, Refused, Which};
-pub use shared::{Redis, RedisError};
+pub(crate) use concurrency::{Full, NoSlot, SlotBody};
+pub(crate) use key::ClientKey;
+pub(crate) use rate::{Fields, Refused, Which};
+pub(crate) use shared::Redis;
 
 use concurrency::{Slot, Slots};
 use rate::Rates;
@@ -42,11 +42,11 @@ use shared::Shared;
 
 /// `Retry-After` of a concurrency refusal, in seconds: when a slot frees is unknown (an export
 /// may stream for minutes), so this is an estimate that keeps retry loops slow (5 seconds).
-pub const CONCURRENCY_RETRY_AFTER: u64 = 5;
+pub(crate) const CONCURRENCY_RETRY_AFTER: u64 = 5;
 
 /// The response header that says, in report-only mode, what a limit would have done:
 /// `429 rate_per_client`, comma-separated when several would have refused.
-pub const WOULD_REFUSE: &str = "pagegate-would-refuse";
+pub(crate) const WOULD_REFUSE: &str = "pagegate-would-refuse";
 
 /// How often a request queued for a shared (Redis) slot asks again (50 ms).
 const SHARED_QUEUE_POLL: Duration = Duration::from_millis(50);

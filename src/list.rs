@@ -8,7 +8,7 @@
 //!
 //! [`config`] is the typed policy of one route (`routes[].list`).
 
-pub mod config;
-pub mod guard;
-pub mod pagination;
-pub mod scan;
+pub(crate) mod config;
+pub(crate) mod guard;
+pub(crate) mod pagination;
+pub(crate) mod scan;

@@ -1,9 +1,9 @@
-//! The `pagegate` binary: parses the command line and hands over to [`pagegate::cli`].
+//! The `pagegate` binary: parses the command line and hands over to [`pagegate::run`].
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
 fn main() -> ExitCode {
-    pagegate::cli::main(pagegate::cli::Cli::parse())
+    pagegate::run(pagegate::Cli::parse())
 }

@@ -24,13 +24,11 @@ use crate::Request;
 
 mod form;
 
-pub use form::{
-    CheckForm, FormCheck, FormCheckLayer, MAX_FORM_BYTES, ScanForm, has_form, wanted as form_wanted,
-};
+pub(crate) use form::{CheckForm, FormCheckLayer, ScanForm, has_form, wanted as form_wanted};
 
 /// Why a request's method is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum MethodError {
+pub(crate) enum MethodError {
     /// `CONNECT` (405).
     #[error("CONNECT is not served: pagegate is a reverse proxy, not a tunnel")]
     Connect,
@@ -102,7 +100,7 @@ const STANDARD_METHODS: [Method; 9] = [
 
 /// The standard methods, by bit of [`STANDARD`], that `elsewhere` says would take a request to
 /// another route than its own method does.
-pub fn moves(elsewhere: impl Fn(&Method) -> bool) -> u16 {
+pub(crate) fn moves(elsewhere: impl Fn(&Method) -> bool) -> u16 {
     STANDARD_METHODS
         .iter()
         .enumerate()
@@ -131,7 +129,7 @@ fn override_of(name: &str, value: &str, own: &Method) -> Option<&'static str> {
 
 /// The `_method` override in a request's query naming a standard method other than its own:
 /// the parameter as sent, and the method.
-pub fn query_override(req: &Request) -> Option<(String, &'static str)> {
+pub(crate) fn query_override(req: &Request) -> Option<(String, &'static str)> {
     let query = req.uri().query()?;
     // Cheap first: most queries name no `method` at all.
     if !query
@@ -169,7 +167,7 @@ pub struct Landing {
 }
 
 /// Checks a request's method where it lands.
-pub fn check(req: &Request, at: Landing) -> Result<(), MethodError> {
+pub(crate) fn check(req: &Request, at: Landing) -> Result<(), MethodError> {
     let method = req.method();
     if method == Method::CONNECT {
         return Err(MethodError::Connect);

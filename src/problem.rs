@@ -8,11 +8,11 @@ use serde::Serialize;
 use crate::Response;
 
 /// Media type of every error body pagegate writes (RFC 9457 §3).
-pub const PROBLEM_JSON: &str = "application/problem+json";
+pub(crate) const PROBLEM_JSON: &str = "application/problem+json";
 
 /// An RFC 9457 problem details document, with pagegate's extension members.
 #[derive(Debug, Clone, Serialize)]
-pub struct Problem {
+pub(crate) struct Problem {
     /// A URI naming the problem type.
     #[serde(rename = "type")]
     pub kind: &'static str,
@@ -43,7 +43,7 @@ pub struct Problem {
 
 impl Problem {
     /// A problem with no extension members.
-    pub fn new(status: StatusCode, kind: &'static str, detail: String) -> Self {
+    pub(crate) fn new(status: StatusCode, kind: &'static str, detail: String) -> Self {
         Self {
             kind,
             title: status.canonical_reason().unwrap_or("Error"),
@@ -58,7 +58,7 @@ impl Problem {
     }
 
     /// Serializes the document into a response with the right status and media type.
-    pub fn into_response(self) -> Response {
+    pub(crate) fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         // Serializing plain strings and numbers cannot fail; fall back to an empty object anyway.
         let json = serde_json::to_vec(&self).unwrap_or_else(|_| b"{}".to_vec());

@@ -2,7 +2,7 @@
 //! route in the current [`generation`], whose stack was assembled by [`stack`] when the config
 //! loaded; every error the stack returns is answered by [`rescue`].
 
-pub mod generation;
-pub mod rescue;
-pub mod router;
-pub mod stack;
+pub(crate) mod generation;
+pub(crate) mod rescue;
+pub(crate) mod router;
+pub(crate) mod stack;

@@ -28,7 +28,7 @@ pub struct RouteSpec<T> {
 /// route on this path is a list route whatever its methods (a `POST` or a `get` on a list
 /// path is suspicious even when no route serves it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Found<'a, T> {
+pub(crate) struct Found<'a, T> {
     /// The route serving the method on this path.
     pub route: Option<&'a T>,
     /// Some route on this path has a list policy.
@@ -48,7 +48,7 @@ struct PathGroup<T> {
 
 /// Routes by path, then by method.
 #[derive(Debug, Clone)]
-pub struct RouteTable<T> {
+pub(crate) struct RouteTable<T> {
     router: matchit::Router<PathGroup<T>>,
 }
 
@@ -56,7 +56,7 @@ pub struct RouteTable<T> {
 
 impl<T: Clone> RouteTable<T> {
     /// Builds the table; on overlap returns `(later, earlier)` route indices.
-    pub fn new(routes: &[RouteSpec<T>]) -> Result<Self, (usize, usize)> {
+    pub(crate) fn new(routes: &[RouteSpec<T>]) -> Result<Self, (usize, usize)> {
         // Group routes by normalized pattern; one pattern may serve disjoint method sets.
         let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
         for (i, route) in routes.iter().enumerate() {
@@ -102,7 +102,8 @@ impl<T: Clone> RouteTable<T> {
 
     /// The route for a method and a raw request path. A route that serves GET also serves
     /// HEAD (RFC 9110 §9.3.2).
-    pub fn find(&self, method: &Method, path: &str) -> Option<&T> {
+    #[cfg(test)]
+    pub(crate) fn find(&self, method: &Method, path: &str) -> Option<&T> {
         self.lookup(method, path).route
     }
 
@@ -112,7 +113,7 @@ impl<T: Clone> RouteTable<T> {
     /// separator, and without a format extension (`/events.json`) — and a list route found by
     /// any reading wins over a route that is not one: a catch-all must not take `/events.json`
     /// away from the `/events` list route. The path is a list path when any reading is.
-    pub fn lookup(&self, method: &Method, path: &str) -> Found<'_, T> {
+    pub(crate) fn lookup(&self, method: &Method, path: &str) -> Found<'_, T> {
         let mut best: Option<(&T, bool)> = None;
         let (mut list_path, mut routed_path) = (false, false);
         let mut consider = |path: &str| {
@@ -273,19 +274,19 @@ fn decode_unreserved(path: &str) -> Cow<'_, str> {
 
 /// Whether a raw request path holds a NUL byte (`%00`), which names no resource: C backends
 /// and file systems end the path there.
-pub fn nul(path: &str) -> bool {
+pub(crate) fn nul(path: &str) -> bool {
     path.contains("%00")
 }
 
 /// A path holding a NUL byte (`%00`): refused (400), never passed to a backend.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("the path holds a NUL byte (%00), which names no resource: remove it")]
-pub struct NulPath;
+pub(crate) struct NulPath;
 
 /// No route serves the request and the `default` policy is `deny` (404).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("no route matches {method} {path}")]
-pub struct NoRoute {
+pub(crate) struct NoRoute {
     /// The request method.
     pub method: Method,
     /// The request path.

@@ -26,7 +26,7 @@ use crate::table::config::FilterOp;
 use crate::{BoxError, Request, Response};
 
 mod catalog;
-pub mod config;
+pub(crate) mod config;
 mod csv;
 mod export;
 mod ndjson;
@@ -37,11 +37,11 @@ mod resource;
 mod running;
 mod sql;
 
-pub use catalog::{Catalog, CheckError, index_hint};
+pub(crate) use catalog::{Catalog, CheckError};
 use params::parse;
-pub use pool::{Database, SetupError};
+pub(crate) use pool::{Database, SetupError};
 use resource::Offered;
-pub use resource::Resource;
+pub(crate) use resource::Resource;
 use running::Running;
 use sql::Filter;
 
@@ -53,7 +53,7 @@ const RETRY_INVALID: Duration = Duration::from_secs(30);
 /// Why a table request was not served. [`PgError::status`] and [`PgError::problem_type`] are
 /// the table routes' rows of pagegate's one answer table (`crate::proxy::rescue`).
 #[derive(Debug, thiserror::Error)]
-pub enum PgError {
+pub(crate) enum PgError {
     /// A parameter is unknown, repeated or malformed; the message lists what is allowed.
     #[error("{0}")]
     BadRequest(String),
@@ -111,7 +111,7 @@ pub enum PgError {
 
 impl PgError {
     /// Its status.
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             Self::BadRequest(_) | Self::BadValue { .. } | Self::Rejected | Self::Cursor(_) => {
                 StatusCode::BAD_REQUEST
@@ -127,7 +127,7 @@ impl PgError {
     }
 
     /// Its problem type.
-    pub fn problem_type(&self) -> &'static str {
+    pub(crate) fn problem_type(&self) -> &'static str {
         match self {
             Self::BadRequest(_) | Self::BadValue { .. } | Self::Rejected => {
                 "urn:pagegate:problem:invalid-query"
@@ -147,7 +147,7 @@ impl PgError {
     /// Seconds a client should wait before trying again, for the answers that say so: an
     /// unfit table is checked again every 30 s, an unreachable database or a changed table
     /// every second.
-    pub fn retry_after(&self) -> Option<&'static str> {
+    pub(crate) fn retry_after(&self) -> Option<&'static str> {
         match self {
             Self::OutOfService => Some("30"),
             Self::Unavailable | Self::Changed => Some("1"),
@@ -158,14 +158,14 @@ impl PgError {
 
 /// The terminal of a table route: its pages, or (`export`) its export.
 #[derive(Debug, Clone)]
-pub struct TableService {
+pub(crate) struct TableService {
     resource: Arc<Resource>,
     export: bool,
 }
 
 impl TableService {
     /// Serves `resource`'s pages, or its export.
-    pub fn new(resource: Arc<Resource>, export: bool) -> Self {
+    pub(crate) fn new(resource: Arc<Resource>, export: bool) -> Self {
         Self { resource, export }
     }
 }

@@ -16,9 +16,10 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 mod access_log;
-pub mod log_writer;
+pub(crate) mod log_writer;
 
-pub use access_log::{AccessLog, AccessLogLayer, LoggedBody, Outcome, REQUEST_ID};
+pub(crate) use access_log::AccessLog;
+pub use access_log::{AccessLogLayer, Outcome, REQUEST_ID};
 use log_writer::{BufferedLog, DropCounter, FlushGuard};
 
 /// The log writer's drop counter, set once by [`init`] and read when metrics are scraped.
@@ -26,11 +27,11 @@ static LOG_DROPS: OnceLock<DropCounter> = OnceLock::new();
 
 /// Keeps the log writer's thread alive; dropping it writes what is buffered.
 #[derive(Debug)]
-pub struct LogGuard(#[allow(dead_code)] Option<FlushGuard>);
+pub(crate) struct LogGuard(#[allow(dead_code)] Option<FlushGuard>);
 
 /// Starts logging. `RUST_LOG` picks the level (default `info`); `PAGEGATE_LOG_FORMAT=json`
 /// writes one JSON object per line, for log shippers. Colours only when stdout is a terminal.
-pub fn init() -> LogGuard {
+pub(crate) fn init() -> LogGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let Ok((writer, guard)) = BufferedLog::spawn(std::io::stdout()) else {

@@ -29,8 +29,8 @@ use crate::client_addr::{ClientAddr, TunnelHold};
 use crate::upstream::config::{TimeoutOverrides, UpstreamConfig};
 use crate::{Body, BoxError, Request, Response};
 
-pub mod config;
-pub mod headers;
+pub(crate) mod config;
+pub(crate) mod headers;
 mod tunnel;
 
 /// Why the upstream did not answer.
@@ -112,7 +112,7 @@ impl UpstreamClient {
 /// The innermost service of an HTTP route: relays requests to the route's upstream, with the
 /// route's timeouts.
 #[derive(Debug, Clone)]
-pub struct Forward {
+pub(crate) struct Forward {
     upstream: Arc<UpstreamClient>,
     response_timeout: Duration,
     idle_timeout: Duration,
@@ -122,7 +122,7 @@ pub struct Forward {
 
 impl Forward {
     /// Relays to `upstream`; `overrides` replace its timeouts for this route.
-    pub fn new(upstream: Arc<UpstreamClient>, overrides: TimeoutOverrides) -> Self {
+    pub(crate) fn new(upstream: Arc<UpstreamClient>, overrides: TimeoutOverrides) -> Self {
         let config = &upstream.config;
         Self {
             response_timeout: overrides.response.unwrap_or(config.response_timeout),

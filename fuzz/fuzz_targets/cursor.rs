@@ -5,7 +5,7 @@ use std::sync::LazyLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use libfuzzer_sys::fuzz_target;
-use pagegate::cursor::{CursorCodec, CursorKey, binding_hash, route_id};
+use pagegate::{CursorCodec, CursorKey, binding_hash, route_id};
 
 static CODEC: LazyLock<Option<CursorCodec>> = LazyLock::new(|| {
     let keys = (1..=2)

@@ -5,7 +5,7 @@
 use std::ops::ControlFlow;
 
 use libfuzzer_sys::fuzz_target;
-use pagegate::list::scan::{DEFAULT_MAX_DEPTH, Event, ItemsPath, ScanError, Scanner};
+use pagegate::{DEFAULT_MAX_DEPTH, Event, ItemsPath, ScanError, Scanner};
 use serde_json::value::RawValue;
 
 /// Feeds `chunks` and finishes: every event, or the error.

@@ -496,8 +496,8 @@ routes:
     let config = parse(&yaml).expect("valid");
     let main = &config.postgres["main"];
     assert_eq!(main.env_vars(), ["A", "B"]);
-    assert_eq!(main.tls, Some(crate::config::TlsRoots::System));
-    assert_eq!(main.statements, crate::config::Statements::Unnamed);
+    assert_eq!(main.tls, Some(crate::table::config::TlsRoots::System));
+    assert_eq!(main.statements, crate::table::config::Statements::Unnamed);
     assert_eq!(
         main.replica_url.as_deref(),
         Some("postgres://u:${B}@r/app?sslmode=require")
@@ -505,8 +505,8 @@ routes:
     let Target::Table(table) = &config.routes[0].target else {
         panic!("a table route");
     };
-    assert_eq!(table.on_missing_index, crate::config::MissingIndex::Warn);
-    assert_eq!(table.via, crate::config::ExportVia::Queries);
+    assert_eq!(table.on_missing_index, crate::table::config::MissingIndex::Warn);
+    assert_eq!(table.via, crate::table::config::ExportVia::Queries);
 
     let yaml = format!(
         "{cursors}

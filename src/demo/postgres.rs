@@ -3,7 +3,7 @@
 //! the database, and serves it at `/db/events` (pages) and `/db/events/export`.
 
 /// The demo table.
-pub const TABLE: &str = "pagegate_demo_events";
+pub(crate) const TABLE: &str = "pagegate_demo_events";
 
 /// Creates and fills the demo table when it is absent; returns its row count.
 pub async fn prepare(url: &str, rows: u64) -> Result<i64, tokio_postgres::Error> {
@@ -78,7 +78,7 @@ postgres:
 }
 
 /// The commands that show the query service.
-pub fn instructions(proxy: std::net::SocketAddr, rows: i64) -> String {
+pub(crate) fn instructions(proxy: std::net::SocketAddr, rows: i64) -> String {
     format!(
         "
   # the query service: {rows} rows of {TABLE}, straight from PostgreSQL

@@ -15,7 +15,7 @@ use crate::limit::config::ClientKeySource;
 /// is not part of its identity (equality and hashing read the first field alone), so a header
 /// key is the same client from any address.
 #[derive(Debug, Clone, Copy)]
-pub struct ClientKey(pub(crate) u128, pub(crate) u128);
+pub(crate) struct ClientKey(pub(crate) u128, pub(crate) u128);
 
 impl PartialEq for ClientKey {
     fn eq(&self, other: &Self) -> bool {
@@ -59,7 +59,7 @@ impl ClientKey {
     }
 
     /// The key of a request, from its headers and its resolved client.
-    pub fn of(
+    pub(crate) fn of(
         source: &ClientKeySource,
         headers: &http::HeaderMap,
         client: Option<&ClientAddr>,
@@ -89,7 +89,7 @@ impl ClientKey {
     }
 
     /// A short, stable rendering for logs and Redis keys (the hash, never the header).
-    pub fn short(&self) -> String {
+    pub(crate) fn short(&self) -> String {
         format!("{:032x}", self.0)
     }
 }

@@ -104,7 +104,7 @@ return 0
 
 /// Why Redis gave no answer.
 #[derive(Debug, thiserror::Error)]
-pub enum RedisError {
+pub(crate) enum RedisError {
     /// No answer within `redis.timeout`.
     #[error("redis did not answer within {0:?}")]
     Timeout(Duration),

@@ -126,7 +126,7 @@ pub struct KeysetPolicy {
 
 /// An RFC 6901 JSON pointer split into unescaped segments (`/a~1b` → `["a/b"]`); `None` when
 /// it is malformed.
-pub fn parse_pointer(pointer: &str) -> Option<Vec<String>> {
+pub(crate) fn parse_pointer(pointer: &str) -> Option<Vec<String>> {
     if pointer.is_empty() {
         return Some(Vec::new());
     }

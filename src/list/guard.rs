@@ -44,13 +44,14 @@ mod held;
 mod keys;
 mod report;
 
-pub use budget::{HeldBudget, HoldError, Reservation};
+pub(crate) use budget::Reservation;
+pub use budget::{HeldBudget, HoldError};
 use held::IN_FLIGHT;
-pub use held::{HeldBody, HeldCut, Sending};
-pub use report::ReportBody;
+pub(crate) use held::{HeldBody, Sending};
+pub(crate) use report::ReportBody;
 
 /// Response header on a cut list: `items` (more items than the page) or `bytes` (over `max_bytes`).
-pub const TRUNCATED_HEADER: &str = "pagegate-truncated";
+pub(crate) const TRUNCATED_HEADER: &str = "pagegate-truncated";
 
 /// Why a list response could not be relayed (502).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -106,7 +107,7 @@ pub enum GuardError {
 
 /// Holds, scans and cuts one list route's responses; see the module docs.
 #[derive(Debug, Clone)]
-pub struct ListGuardLayer {
+pub(crate) struct ListGuardLayer {
     route: Arc<ListRoute>,
     metrics: Arc<RouteMetrics>,
     room: Arc<HeldBudget>,
@@ -115,7 +116,11 @@ pub struct ListGuardLayer {
 impl ListGuardLayer {
     /// The guard of one list route, reporting into the route's `metrics` and holding pages
     /// within `room`.
-    pub fn new(route: Arc<ListRoute>, metrics: Arc<RouteMetrics>, room: Arc<HeldBudget>) -> Self {
+    pub(crate) fn new(
+        route: Arc<ListRoute>,
+        metrics: Arc<RouteMetrics>,
+        room: Arc<HeldBudget>,
+    ) -> Self {
         Self {
             route,
             metrics,
@@ -139,7 +144,7 @@ impl<S> Layer<S> for ListGuardLayer {
 
 /// The service of [`ListGuardLayer`].
 #[derive(Debug, Clone)]
-pub struct ListGuard<S> {
+pub(crate) struct ListGuard<S> {
     inner: S,
     route: Arc<ListRoute>,
     metrics: Arc<RouteMetrics>,

@@ -17,7 +17,7 @@ mod error;
 mod layer;
 
 pub use error::PaginationError;
-pub use layer::{PaginationFuture, PaginationLayer, PaginationService};
+pub(crate) use layer::PaginationLayer;
 
 /// A list route as its layers run it: the policy from the config and, on keyset routes, the
 /// codec that signs its cursors. Built once per route, shared by its pagination and guard.
@@ -31,7 +31,7 @@ pub struct ListRoute {
 
 /// Why planning a page failed: a bad parameter or a bad cursor (both 400).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PlanError {
+pub(crate) enum PlanError {
     /// A pagination parameter breaks the route's policy.
     #[error(transparent)]
     Pagination(#[from] PaginationError),
@@ -41,22 +41,22 @@ pub enum PlanError {
 }
 
 /// Response header telling the client its page size was lowered: `limit=1000; requested=5000`.
-pub const CLAMPED_HEADER: &str = "pagegate-clamped";
+pub(crate) const CLAMPED_HEADER: &str = "pagegate-clamped";
 
 /// Report-only: the header naming the query pagegate would have forwarded instead.
-pub const WOULD_REWRITE_HEADER: &str = "pagegate-would-rewrite";
+pub(crate) const WOULD_REWRITE_HEADER: &str = "pagegate-would-rewrite";
 
 /// Report-only: what the list guard checks a response against, though the request went
 /// through unchanged (stored in request extensions instead of a [`PagePlan`]).
 #[derive(Debug, Clone, Copy)]
-pub struct ReportPlan {
+pub(crate) struct ReportPlan {
     /// Items the client would have received at most.
     pub page_size: u64,
 }
 
 /// What the rest of the stack needs to know about a planned page (stored in request extensions).
 #[derive(Debug, Clone)]
-pub struct PagePlan {
+pub(crate) struct PagePlan {
     /// Items the client receives at most.
     pub page_size: u64,
     /// The page size the client asked for, when it was clamped.
@@ -67,7 +67,7 @@ pub struct PagePlan {
 
 /// Keyset state of one request.
 #[derive(Debug, Clone)]
-pub struct KeysetPlan {
+pub(crate) struct KeysetPlan {
     /// The route's keyset policy.
     pub policy: Arc<KeysetPolicy>,
     /// Hash of the request's other query parameters; cursors are bound to it.
@@ -171,7 +171,7 @@ fn number(param: &str, value: Option<&str>) -> Result<u64, PaginationError> {
 
 /// The result of planning: the query to forward and the plan for the response.
 #[derive(Debug, Clone)]
-pub struct Planned {
+pub(crate) struct Planned {
     /// The query string sent upstream (without `?`; empty for none).
     pub query: String,
     /// The plan.
@@ -180,7 +180,7 @@ pub struct Planned {
 
 /// Applies a route's policy to a request's path and raw query string; `codec` verifies cursors
 /// on keyset routes (a keyset route without one refuses every cursor).
-pub fn plan(
+pub(crate) fn plan(
     policy: &ListPolicy,
     codec: Option<&CursorCodec>,
     path: &str,

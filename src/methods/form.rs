@@ -24,20 +24,20 @@ mod scan;
 use scan::{Scan, Scanned};
 
 /// Most bytes of a form body read on a list path (64 KiB); a larger one gets 413.
-pub const MAX_FORM_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_FORM_BYTES: usize = 64 * 1024;
 
 /// Marks a request whose form body is read for `_method` (set by the router), for
 /// [`FormCheckLayer`].
 #[derive(Debug, Clone, Copy)]
-pub struct CheckForm;
+pub(crate) struct CheckForm;
 
 /// Marks a request off list paths whose form body is scanned as it streams (set by the
 /// router): the methods, by bit of the standard list, that would take it to another route.
 #[derive(Debug, Clone, Copy)]
-pub struct ScanForm(pub u16);
+pub(crate) struct ScanForm(pub u16);
 
 /// Whether `req` carries a form body (urlencoded or multipart) still to come.
-pub fn has_form(req: &Request) -> bool {
+pub(crate) fn has_form(req: &Request) -> bool {
     !http_body::Body::is_end_stream(req.body()) && form_kind(req).is_some()
 }
 
@@ -45,13 +45,13 @@ pub fn has_form(req: &Request) -> bool {
 /// Elsewhere forms are not read whole (that would cap every upload at [`MAX_FORM_BYTES`] and
 /// let a slow body hold a slot before any stall timeout runs); where an override could reach
 /// another route they are scanned as they stream ([`ScanForm`], see `scan`).
-pub fn wanted(req: &Request, at: super::Landing) -> bool {
+pub(crate) fn wanted(req: &Request, at: super::Landing) -> bool {
     at.list_path && !http_body::Body::is_end_stream(req.body()) && form_kind(req).is_some()
 }
 
 /// Reads form bodies on list paths and refuses those that override the method to a read.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct FormCheckLayer;
+pub(crate) struct FormCheckLayer;
 
 impl<S> Layer<S> for FormCheckLayer {
     type Service = FormCheck<S>;
@@ -63,7 +63,7 @@ impl<S> Layer<S> for FormCheckLayer {
 
 /// The service of [`FormCheckLayer`].
 #[derive(Debug, Clone)]
-pub struct FormCheck<S> {
+pub(crate) struct FormCheck<S> {
     inner: S,
 }
 

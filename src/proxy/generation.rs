@@ -24,9 +24,9 @@ use crate::telemetry::Metrics;
 use crate::upstream::{Forward, UpstreamClient};
 
 /// The name logs and metrics use for requests no route matched.
-pub const DEFAULT_ROUTE_NAME: &str = "-";
+pub(crate) const DEFAULT_ROUTE_NAME: &str = "-";
 /// The name logs and metrics use for requests refused for their method ([`crate::methods`]).
-pub const REFUSED_ROUTE_NAME: &str = "!method";
+pub(crate) const REFUSED_ROUTE_NAME: &str = "!method";
 
 /// Everything one config builds; see the module docs.
 #[derive(Debug)]

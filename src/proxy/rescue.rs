@@ -34,7 +34,7 @@ use crate::{BoxError, Request, Response};
 
 /// Any reason pagegate answers a request itself instead of relaying the backend's answer.
 #[derive(Debug, thiserror::Error)]
-pub enum ProxyError {
+pub(crate) enum ProxyError {
     /// No route matches and the `default` policy is `deny`.
     #[error(transparent)]
     NoRoute(#[from] NoRoute),
@@ -81,7 +81,7 @@ pub enum ProxyError {
 impl ProxyError {
     /// Sorts a boxed error from a route's stack. An error of no known type is a bug: it is
     /// logged and answered 500 without its text.
-    pub fn from_boxed(error: BoxError) -> Self {
+    pub(crate) fn from_boxed(error: BoxError) -> Self {
         let error = match error.downcast::<PlanError>() {
             Ok(plan) => {
                 return match *plan {
@@ -105,7 +105,7 @@ impl ProxyError {
     }
 
     /// The status this error is answered with. This is the only status mapping in pagegate.
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             Self::NoRoute(_) => StatusCode::NOT_FOUND,
             Self::Path(_) => StatusCode::BAD_REQUEST,
@@ -127,7 +127,7 @@ impl ProxyError {
 
     /// The `pagegate_protections_total` reason, for refusals that protect pagegate or the
     /// backend (not for ordinary bad parameters or upstream failures).
-    pub fn protection(&self) -> Option<&'static str> {
+    pub(crate) fn protection(&self) -> Option<&'static str> {
         Some(match self {
             Self::Method(MethodError::Connect) => "connect",
             Self::Method(MethodError::NonCanonical { .. }) => "method_case",
@@ -146,7 +146,7 @@ impl ProxyError {
     }
 
     /// What the access log reports.
-    pub fn outcome(&self) -> Outcome {
+    pub(crate) fn outcome(&self) -> Outcome {
         match self {
             Self::NoRoute(_)
             | Self::Path(_)
@@ -165,7 +165,7 @@ impl ProxyError {
     }
 
     /// A stable, documented problem type (see README "Errors").
-    pub fn problem_type(&self) -> &'static str {
+    pub(crate) fn problem_type(&self) -> &'static str {
         match self {
             Self::NoRoute(_) => "urn:pagegate:problem:no-route",
             Self::Path(_) => "urn:pagegate:problem:invalid-path",
@@ -197,7 +197,7 @@ impl ProxyError {
     }
 
     /// The problem document for this error.
-    pub fn to_problem(&self) -> Problem {
+    pub(crate) fn to_problem(&self) -> Problem {
         let status = self.status();
         let mut problem = Problem::new(status, self.problem_type(), self.to_string());
         if let Self::Pagination(e) = self {
@@ -207,7 +207,7 @@ impl ProxyError {
     }
 
     /// The response a client receives for this error.
-    pub fn into_response(self) -> Response {
+    pub(crate) fn into_response(self) -> Response {
         let mut response = self.to_problem().into_response();
         if matches!(self, Self::Overloaded(_) | Self::ConnectionsFull) {
             response
@@ -256,13 +256,13 @@ impl ProxyError {
 /// Turns the errors of one route's stack into problem responses (see the module docs), and
 /// tags every answer with the route's metric handles for the access log.
 #[derive(Debug, Clone)]
-pub struct RescueLayer {
+pub(crate) struct RescueLayer {
     route: Arc<RouteMetrics>,
 }
 
 impl RescueLayer {
     /// The rescue of the route whose handles are `route`.
-    pub fn new(route: Arc<RouteMetrics>) -> Self {
+    pub(crate) fn new(route: Arc<RouteMetrics>) -> Self {
         Self { route }
     }
 }
@@ -280,7 +280,7 @@ impl<S> Layer<S> for RescueLayer {
 
 /// The service of [`RescueLayer`].
 #[derive(Debug, Clone)]
-pub struct Rescue<S> {
+pub(crate) struct Rescue<S> {
     inner: S,
     route: Arc<RouteMetrics>,
 }

@@ -20,17 +20,17 @@ use crate::route_table::NoRoute;
 use crate::{BoxError, Request, Response};
 
 /// The generation the server currently serves; a reload is one `store`.
-pub type Current = Arc<ArcSwap<Generation>>;
+pub(crate) type Current = Arc<ArcSwap<Generation>>;
 
 /// Dispatches each request to its route's stack in the current generation.
 #[derive(Debug, Clone)]
-pub struct Router {
+pub(crate) struct Router {
     current: Current,
 }
 
 impl Router {
     /// A router over the generation in `current`.
-    pub fn new(current: Current) -> Self {
+    pub(crate) fn new(current: Current) -> Self {
         Self { current }
     }
 }
@@ -63,7 +63,7 @@ impl Service<Request> for Router {
 }
 
 /// The future of a route: the one box per request on the way to the backend.
-pub type RouteFuture = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+pub(crate) type RouteFuture = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
 
 /// A route's whole stack, type-erased behind an `Arc`: the router calls it through a shared
 /// reference, so dispatching costs a clone of the stack's `Arc`s and one boxed future, never a

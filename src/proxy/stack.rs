@@ -21,7 +21,7 @@ use crate::telemetry::{AccessLog, AccessLogLayer, RouteMetrics};
 use crate::{BoxError, Request, Response};
 
 /// The global part, around the router.
-pub fn global<S>(router: S, access_log: bool) -> AccessLog<S> {
+pub(crate) fn global<S>(router: S, access_log: bool) -> AccessLog<S> {
     ServiceBuilder::new()
         // Outermost: gives every request an id, counts every answer (pagegate's own refusals
         // too) and logs each request when its response body ends.

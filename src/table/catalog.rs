@@ -153,7 +153,7 @@ fn key_order(table: &TableConfig, prefix: &str) -> Vec<String> {
 
 /// The `CREATE INDEX` that lets the keyset query walk an index in key order (after the scope
 /// column, when rows are scoped).
-pub fn index_hint(table: &TableConfig) -> String {
+pub(crate) fn index_hint(table: &TableConfig) -> String {
     let mut columns: Vec<String> = table.scope.iter().map(|s| quote_ident(&s.column)).collect();
     columns.extend(key_order(table, ""));
     format!(

@@ -59,7 +59,7 @@ pub enum Statements {
 /// stops at a `${` without its `}` or at a name `value` has nothing for (`None`), giving what
 /// was filled until then. The one reader of placeholders: the config's shape check, the
 /// variables `check` lists and the URL `run` connects to.
-pub fn fill_placeholders(
+pub(crate) fn fill_placeholders(
     url: &str,
     mut value: impl FnMut(&str) -> Option<String>,
 ) -> (String, bool) {
@@ -83,7 +83,7 @@ pub fn fill_placeholders(
 
 /// `url` as tokio-postgres reads it: `sslmode=verify-ca` and `verify-full` (libpq's names for
 /// verified TLS, which pagegate always does) become `require`.
-pub fn tokio_postgres_url(url: &str) -> String {
+pub(crate) fn tokio_postgres_url(url: &str) -> String {
     url.replace("sslmode=verify-full", "sslmode=require")
         .replace("sslmode=verify-ca", "sslmode=require")
 }

@@ -16,13 +16,13 @@ use std::time::Duration;
 use tracing_subscriber::fmt::MakeWriter;
 
 /// Buffered bytes that wake the writer thread before its interval is up (64 KiB).
-pub const FLUSH_BYTES: usize = 64 * 1024;
+pub(crate) const FLUSH_BYTES: usize = 64 * 1024;
 /// Longest a line waits in the buffer (1 second).
-pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+pub(crate) const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 /// Most bytes held while stdout cannot keep up; later lines are dropped (8 MiB).
-pub const MAX_BUFFERED: usize = 8 * 1024 * 1024;
+pub(crate) const MAX_BUFFERED: usize = 8 * 1024 * 1024;
 /// How long exit waits for the last lines to be written to a stdout that does not take them.
-pub const EXIT_FLUSH_WAIT: Duration = Duration::from_secs(2);
+pub(crate) const EXIT_FLUSH_WAIT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Default)]
 struct Shared {
@@ -41,17 +41,17 @@ impl Shared {
 
 /// Hands out writers into the shared buffer (a tracing-subscriber `MakeWriter`).
 #[derive(Debug, Clone)]
-pub struct BufferedLog {
+pub(crate) struct BufferedLog {
     shared: Arc<Shared>,
 }
 
 /// Counts the lines dropped because the buffer was full.
 #[derive(Debug, Clone)]
-pub struct DropCounter(Arc<Shared>);
+pub(crate) struct DropCounter(Arc<Shared>);
 
 impl DropCounter {
     /// Lines dropped so far.
-    pub fn dropped_lines(&self) -> u64 {
+    pub(crate) fn dropped_lines(&self) -> u64 {
         self.0.dropped.load(Ordering::Relaxed)
     }
 }
@@ -59,14 +59,14 @@ impl DropCounter {
 /// Stops the writer thread when dropped, after writing what is buffered (waiting at most
 /// [`EXIT_FLUSH_WAIT`] for a stdout that blocks).
 #[derive(Debug)]
-pub struct FlushGuard {
+pub(crate) struct FlushGuard {
     shared: Arc<Shared>,
     done: Option<mpsc::Receiver<()>>,
 }
 
 impl BufferedLog {
     /// A buffer drained into `out` by a new background thread.
-    pub fn spawn<W: Write + Send + 'static>(out: W) -> std::io::Result<(Self, FlushGuard)> {
+    pub(crate) fn spawn<W: Write + Send + 'static>(out: W) -> std::io::Result<(Self, FlushGuard)> {
         let shared = Arc::new(Shared::default());
         let drained = Arc::clone(&shared);
         let (finished, done) = mpsc::channel();
@@ -88,7 +88,7 @@ impl BufferedLog {
     }
 
     /// The drop counter, for `/metrics`.
-    pub fn drop_counter(&self) -> DropCounter {
+    pub(crate) fn drop_counter(&self) -> DropCounter {
         DropCounter(Arc::clone(&self.shared))
     }
 }
@@ -136,7 +136,7 @@ impl Drop for FlushGuard {
 
 /// One event's writer: appends to the shared buffer.
 #[derive(Debug)]
-pub struct LineWriter<'a> {
+pub(crate) struct LineWriter<'a> {
     shared: &'a Shared,
 }
 

@@ -31,7 +31,7 @@ const METHOD_OVERRIDES: [HeaderName; 3] = [
 
 /// Removes method-override headers: pagegate routes by the request method, so the backend
 /// must run that method.
-pub fn remove_method_overrides(headers: &mut HeaderMap) {
+pub(crate) fn remove_method_overrides(headers: &mut HeaderMap) {
     // One pass over the few names a message has, instead of a hashed lookup per name.
     if headers.keys().any(|name| METHOD_OVERRIDES.contains(name)) {
         for name in &METHOD_OVERRIDES {
@@ -41,7 +41,7 @@ pub fn remove_method_overrides(headers: &mut HeaderMap) {
 }
 
 /// Removes hop-by-hop headers, including every header the `Connection` header names.
-pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
     // Most messages carry none, or only `Connection: keep-alive` (or `close`), which names no
     // other header: one pass over their names settles it.
     let mut found = false;
@@ -92,7 +92,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
 /// `Forwarded` are appended to and `X-Forwarded-Proto`/`-Host` kept when present. Without it
 /// (the default), whatever the client sent in them is replaced: a client cannot make the
 /// backend believe it came from elsewhere or build links to another host.
-pub fn set_forwarding(
+pub(crate) fn set_forwarding(
     headers: &mut HeaderMap,
     client: Option<&ClientAddr>,
     host: Option<&HeaderValue>,
@@ -215,7 +215,7 @@ const FORWARDED: HeaderName = header::FORWARDED;
 /// `http://authority/base_path`, lower case; compared without case) to the path after it, a
 /// path on pagegate: `http://10.0.0.2:8000/api/events/` becomes `/events/`. Values that point
 /// elsewhere, or at the upstream outside its base path, are left alone.
-pub fn rewrite_redirects(headers: &mut HeaderMap, prefix: &str) {
+pub(crate) fn rewrite_redirects(headers: &mut HeaderMap, prefix: &str) {
     for name in [header::LOCATION, header::CONTENT_LOCATION] {
         let Some(value) = headers.get(&name) else {
             continue;

@@ -9,7 +9,7 @@ use crate::support::full;
 use crate::support::logs::capture;
 use bytes::Bytes;
 use http_body_util::{BodyExt, StreamBody};
-use pagegate::telemetry::{AccessLogLayer, Metrics, REQUEST_ID};
+use pagegate::{AccessLogLayer, Metrics, REQUEST_ID};
 use pagegate::{Body, Request, Response};
 use tower::{Layer, ServiceExt};
 

@@ -5,9 +5,9 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
-use pagegate::config::Config;
-use pagegate::demo::{DEFAULT_ROWS, DEMO_CONFIG, serve_backend};
-use pagegate::server::Server;
+use pagegate::Config;
+use pagegate::Server;
+use pagegate::{DEFAULT_ROWS, DEMO_CONFIG, serve_backend};
 use tokio::net::TcpListener;
 
 async fn demo() -> (SocketAddr, SocketAddr) {
@@ -155,18 +155,18 @@ async fn a_second_concurrent_export_from_one_client_gets_429_while_the_first_fin
 #[tokio::test]
 async fn the_postgres_demo_serves_its_table_as_pages_and_exports() {
     let pg = crate::support::postgres::Postgres::start();
-    let rows = pagegate::demo::postgres::prepare(&pg.url, 5_000)
+    let rows = pagegate::prepare_demo_table(&pg.url, 5_000)
         .await
         .expect("demo table");
     assert_eq!(rows, 5_000);
     // A second start keeps the table as it is.
     assert_eq!(
-        pagegate::demo::postgres::prepare(&pg.url, 10)
+        pagegate::prepare_demo_table(&pg.url, 10)
             .await
             .expect("again"),
         5_000
     );
-    let yaml = format!("{DEMO_CONFIG}{}", pagegate::demo::postgres::yaml(&pg.url))
+    let yaml = format!("{DEMO_CONFIG}{}", pagegate::demo_postgres_yaml(&pg.url))
         .replace("listen: 127.0.0.1:8080", "listen: 127.0.0.1:0");
     let config = Config::parse("demo.yaml", &yaml).expect("demo config with postgres");
     let server = Server::bind(config).await.expect("bind proxy");

@@ -188,7 +188,7 @@ async fn a_reload_that_moves_the_listener_is_refused_and_changes_nothing() {
         "listen: 127.0.0.1:1\n{}",
         BEFORE.replace("{upstream}", &upstream.url())
     );
-    let config = pagegate::config::Config::parse("moved.yaml", &moved).expect("valid");
+    let config = pagegate::Config::parse("moved.yaml", &moved).expect("valid");
     let error = proxy.handle.reload(config).expect_err("refused");
     assert_eq!(
         error.to_string(),

@@ -281,15 +281,15 @@ async fn a_backend_that_ignores_limit_is_cut_to_the_page_with_a_cursor() {
     proxy.stop().await;
 }
 
-fn codec(keys: &[(u8, &str)], ttl: Option<Duration>) -> pagegate::cursor::CursorCodec {
+fn codec(keys: &[(u8, &str)], ttl: Option<Duration>) -> pagegate::CursorCodec {
     let keys = keys
         .iter()
-        .map(|(id, secret)| pagegate::cursor::CursorKey {
+        .map(|(id, secret)| pagegate::CursorKey {
             id: *id,
             secret: secret.as_bytes().to_vec(),
         })
         .collect();
-    pagegate::cursor::CursorCodec::new(keys, ttl).expect("codec")
+    pagegate::CursorCodec::new(keys, ttl).expect("codec")
 }
 
 #[tokio::test]
@@ -307,8 +307,8 @@ async fn every_cursor_attack_is_a_400_that_never_reaches_the_backend() {
     let middle = tampered.len() / 2;
     tampered[middle] = if tampered[middle] == b'A' { b'B' } else { b'A' };
     let tampered = String::from_utf8(tampered).expect("ascii");
-    let route = pagegate::cursor::route_id("events");
-    let binding = pagegate::cursor::binding_hash(["/events", "status=a"]);
+    let route = pagegate::route_id("events");
+    let binding = pagegate::binding_hash(["/events", "status=a"]);
     let raw = serde_json::value::RawValue::from_string("10".to_owned()).expect("raw");
     let long_ago = SystemTime::now() - Duration::from_secs(7 * 86_400);
     let expired = codec(&[(1, SECRET)], Some(Duration::from_secs(3600))).encode(
@@ -324,7 +324,7 @@ async fn every_cursor_attack_is_a_400_that_never_reaches_the_backend() {
         SystemTime::now(),
     );
     let other_route = codec(&[(1, SECRET)], None).encode(
-        pagegate::cursor::route_id("users"),
+        pagegate::route_id("users"),
         binding,
         &[&raw],
         SystemTime::now(),
@@ -342,7 +342,7 @@ async fn every_cursor_attack_is_a_400_that_never_reaches_the_backend() {
         (
             format!(
                 "status=a&cursor={}",
-                "A".repeat(pagegate::cursor::MAX_CURSOR_LEN + 1)
+                "A".repeat(pagegate::MAX_CURSOR_LEN + 1)
             ),
             "4097 bytes",
         ),
@@ -405,8 +405,8 @@ async fn rotated_keys_verify_old_cursors_and_sign_with_the_newest() {
     );
     let new_link = next_link(&page).expect("next");
     let new_cursor = new_link.split("cursor=").nth(1).expect("cursor");
-    let route = pagegate::cursor::route_id("events");
-    let binding = pagegate::cursor::binding_hash(["/events"]);
+    let route = pagegate::route_id("events");
+    let binding = pagegate::binding_hash(["/events"]);
     let only_two = codec(&[(2, newer)], None);
     assert!(
         only_two

@@ -262,8 +262,8 @@ async fn at_max_connections_an_idle_connection_makes_room_and_a_busy_one_is_left
 #[tokio::test]
 async fn a_max_connections_the_open_files_limit_cannot_serve_is_refused() {
     let yaml = "listen: 127.0.0.1:0\nmax_connections: 1000000000\nupstreams: {app: {url: 'http://127.0.0.1:9'}}\n";
-    let config = pagegate::config::Config::parse("test.yaml", yaml).expect("valid");
-    let Err(error) = pagegate::server::Server::bind(config).await else {
+    let config = pagegate::Config::parse("test.yaml", yaml).expect("valid");
+    let Err(error) = pagegate::Server::bind(config).await else {
         panic!("a billion connections cannot fit the open-files limit");
     };
     let message = error.to_string();

@@ -333,8 +333,8 @@ async fn start_error(pg: &Postgres, table: &str, settings: &str) -> String {
         "listen: 127.0.0.1:0\n{CURSORS}\npostgres: {{main: {{url: '{}'}}}}\nroutes:\n  - {{name: db, path: /db, table: {{database: main, name: {table}, {settings}}}}}\n",
         pg.url
     );
-    let config = pagegate::config::Config::parse("t.yaml", &yaml).expect("valid config");
-    match pagegate::server::Server::bind(config).await {
+    let config = pagegate::Config::parse("t.yaml", &yaml).expect("valid config");
+    match pagegate::Server::bind(config).await {
         Ok(_) => panic!("{table} should be refused"),
         Err(error) => error.to_string(),
     }

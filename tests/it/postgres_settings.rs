@@ -221,8 +221,8 @@ async fn a_read_replica_serves_the_exports_and_the_primary_the_pages() {
         pg.url,
         route("db", &drifted, "columns: [id, origin], key: [id]")
     );
-    let config = pagegate::config::Config::parse("t.yaml", &yaml).expect("valid config");
-    let error = match pagegate::server::Server::bind(config).await {
+    let config = pagegate::Config::parse("t.yaml", &yaml).expect("valid config");
+    let error = match pagegate::Server::bind(config).await {
         Ok(_) => panic!("a drifted replica should be refused"),
         Err(error) => error.to_string(),
     };

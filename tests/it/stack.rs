@@ -7,14 +7,14 @@ use std::sync::{Arc, Mutex};
 use crate::support::{bodies, full, json_response};
 use bytes::Bytes;
 use http_body_util::BodyExt;
-use pagegate::config::Config;
-use pagegate::list::guard::HeldBudget;
-use pagegate::list::pagination::ListRoute;
-use pagegate::proxy::router::{Refuse, RouteService};
-use pagegate::proxy::stack::{self, RouteParts};
-use pagegate::telemetry::{Metrics, Outcome, RouteMetrics};
-use pagegate::upstream::UpstreamError;
+use pagegate::Config;
+use pagegate::HeldBudget;
+use pagegate::ListRoute;
+use pagegate::UpstreamError;
 use pagegate::{BoxError, Request, Response};
+use pagegate::{Metrics, Outcome, RouteMetrics};
+use pagegate::{Refuse, RouteService};
+use pagegate::{RouteParts, route_stack};
 
 /// The requests a terminal received, and what it answers.
 #[derive(Clone, Default)]
@@ -122,7 +122,7 @@ fn tagged(response: &Response) -> &str {
 async fn a_list_route_refuses_bad_pages_without_calling_its_terminal() {
     let metrics = Metrics::default();
     let recorder = Recorder::default();
-    let route = stack::route(
+    let route = route_stack(
         parts(&metrics, Some(list_route())),
         recorder.terminal(|| Ok(json_response("[]"))),
     );
@@ -148,7 +148,7 @@ async fn a_list_route_refuses_bad_pages_without_calling_its_terminal() {
 async fn a_list_route_rewrites_clamps_and_cuts() {
     let metrics = Metrics::default();
     let recorder = Recorder::default();
-    let route = stack::route(
+    let route = route_stack(
         parts(&metrics, Some(list_route())),
         recorder.terminal(|| Ok(http::Response::new(bodies::json_items(1, 10, 4)))),
     );
@@ -180,7 +180,7 @@ async fn a_list_route_rewrites_clamps_and_cuts() {
 async fn a_route_without_a_list_policy_has_no_list_layers() {
     let metrics = Metrics::default();
     let recorder = Recorder::default();
-    let route = stack::route(
+    let route = route_stack(
         parts(&metrics, None),
         recorder.terminal(|| Ok(http::Response::new(bodies::json_items(1, 10, 4)))),
     );
@@ -197,7 +197,7 @@ async fn a_route_without_a_list_policy_has_no_list_layers() {
 async fn list_layers_leave_other_methods_of_a_list_route_alone() {
     let metrics = Metrics::default();
     let recorder = Recorder::default();
-    let route = stack::route(
+    let route = route_stack(
         parts(&metrics, Some(list_route())),
         recorder.terminal(|| Ok(json_response("{\"created\":true}"))),
     );
@@ -245,7 +245,7 @@ async fn errors_are_rescued_into_their_status_and_problem() {
     ];
     for (error, status, kind) in cases {
         let recorder = Recorder::default();
-        let route = stack::route(
+        let route = route_stack(
             parts(&metrics, None),
             recorder.terminal(move || Err(error())),
         );
@@ -262,7 +262,7 @@ async fn errors_are_rescued_into_their_status_and_problem() {
 #[tokio::test]
 async fn the_deny_route_answers_404() {
     let metrics = Metrics::default();
-    let route = stack::route(parts(&metrics, None), Refuse::no_route());
+    let route = route_stack(parts(&metrics, None), Refuse::no_route());
     let (response, bytes) = call(&route, get("/nowhere")).await;
     problem(&response, &bytes, 404, "urn:pagegate:problem:no-route");
     let doc: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
@@ -271,8 +271,8 @@ async fn the_deny_route_answers_404() {
 
 #[tokio::test]
 async fn every_leaf_error_has_its_status() {
-    use pagegate::cursor::CursorError;
-    use pagegate::list::guard::{GuardError, HoldError};
+    use pagegate::CursorError;
+    use pagegate::{GuardError, HoldError};
     let metrics = Metrics::default();
     type Case = (fn() -> BoxError, u16, &'static str);
     let cases: [Case; 4] = [
@@ -293,7 +293,7 @@ async fn every_leaf_error_has_its_status() {
         ),
         (
             || {
-                pagegate::list::pagination::PaginationError::Zero {
+                pagegate::PaginationError::Zero {
                     param: "limit".to_owned(),
                 }
                 .into()
@@ -303,7 +303,7 @@ async fn every_leaf_error_has_its_status() {
         ),
     ];
     for (error, status, kind) in cases {
-        let route = stack::route(
+        let route = route_stack(
             parts(&metrics, None),
             Recorder::default().terminal(move || Err(error())),
         );

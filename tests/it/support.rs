@@ -14,8 +14,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use pagegate::Body;
-use pagegate::config::Config;
-use pagegate::server::{Handle, Server};
+use pagegate::Config;
+use pagegate::{Handle, Server};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
@@ -203,11 +203,7 @@ impl Proxy {
     }
 
     /// Reloads YAML written as for [`Proxy::start_url`], keeping the listen address.
-    pub fn reload(
-        &self,
-        yaml: &str,
-        upstream_url: &str,
-    ) -> Result<(), pagegate::server::ReloadError> {
+    pub fn reload(&self, yaml: &str, upstream_url: &str) -> Result<(), pagegate::ReloadError> {
         let yaml = format!(
             "listen: {}\n{}",
             self.handle.generation().config().listen,

@@ -50,11 +50,11 @@ pub(super) const IN_FLIGHT: usize = 2 * FRAME;
 /// The page was cut to make room for another request.
 #[derive(Debug, thiserror::Error)]
 #[error("the client took nothing of its list page for too long while others waited for room")]
-pub struct HeldCut;
+pub(crate) struct HeldCut;
 
 /// How a held page is sent on its connection.
 #[derive(Debug, Clone, Default)]
-pub struct Sending {
+pub(crate) struct Sending {
     /// Closes the connection (HTTP/1); `None` on HTTP/2, where a cut resets the stream alone.
     pub close: Option<Closer>,
 }
@@ -173,7 +173,7 @@ impl Drop for InFlight {
 
 /// The body of a held page.
 #[derive(Debug)]
-pub struct HeldBody {
+pub(crate) struct HeldBody {
     page: Arc<HeldPage>,
 }
 

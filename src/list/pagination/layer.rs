@@ -20,14 +20,14 @@ use crate::{BoxError, Request, Response};
 /// Rewrites the query of GET/HEAD requests on one list route; refuses bad ones without calling
 /// the inner service. Stores the [`PagePlan`] in the request extensions for the list guard.
 #[derive(Debug, Clone)]
-pub struct PaginationLayer {
+pub(crate) struct PaginationLayer {
     route: Arc<ListRoute>,
     metrics: Arc<RouteMetrics>,
 }
 
 impl PaginationLayer {
     /// The layer of one list route, counting report-only findings in `metrics`.
-    pub fn new(route: Arc<ListRoute>, metrics: Arc<RouteMetrics>) -> Self {
+    pub(crate) fn new(route: Arc<ListRoute>, metrics: Arc<RouteMetrics>) -> Self {
         Self { route, metrics }
     }
 }
@@ -46,7 +46,7 @@ impl<S> Layer<S> for PaginationLayer {
 
 /// The service of [`PaginationLayer`].
 #[derive(Debug, Clone)]
-pub struct PaginationService<S> {
+pub(crate) struct PaginationService<S> {
     inner: S,
     route: Arc<ListRoute>,
     metrics: Arc<RouteMetrics>,
