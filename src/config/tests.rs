@@ -505,7 +505,10 @@ routes:
     let Target::Table(table) = &config.routes[0].target else {
         panic!("a table route");
     };
-    assert_eq!(table.on_missing_index, crate::table::config::MissingIndex::Warn);
+    assert_eq!(
+        table.on_missing_index,
+        crate::table::config::MissingIndex::Warn
+    );
     assert_eq!(table.via, crate::table::config::ExportVia::Queries);
 
     let yaml = format!(

@@ -1,10 +1,13 @@
 //! Quotas, bursts, `Retry-After` and the `RateLimit` fields on governor's fake clock; the
 //! per-client store's cap; slots per client and in total, with and without a queue.
 
+use crate::limit::config::Rate;
 use std::num::{NonZeroU32, NonZeroUsize};
+use std::sync::Arc;
 use std::time::Duration;
 
 use governor::clock::FakeRelativeClock;
+use http::HeaderValue;
 
 use super::concurrency::Slots;
 use super::rate::Rates;

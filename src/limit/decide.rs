@@ -1,0 +1,369 @@
+//! A route's limiters ([`Limits`]) and the decision each request gets: rate first, then a
+//! concurrency slot (local, queued or shared through Redis), or what report-only mode would do.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Weak};
+
+use http::HeaderValue;
+
+use super::concurrency::{Slot, Slots};
+use super::rate::Rates;
+use super::shared::Shared;
+use crate::Response;
+use crate::limit::config::{LimitStore, LimitsConfig, OnRedisError};
+use crate::limit::{
+    ClientKey, Fields, Full, HOUSEKEEPING, LimitError, NoSlot, Redis, Refusal, Refused,
+    SHARED_QUEUE_POLL, WOULD_REFUSE,
+};
+use crate::telemetry::RouteMetrics;
+
+/// A route's limiters, built from its [`LimitsConfig`]; a new generation reuses them while the
+/// route's name and limits are unchanged, so buckets and slots survive a reload.
+#[derive(Debug)]
+pub struct Limits {
+    pub(super) config: LimitsConfig,
+    rates: Option<Rates>,
+    slots: Option<Arc<Slots>>,
+    /// `store: redis`: the shared limiters (the local ones above are the fallback).
+    pub(super) shared: Option<Arc<Shared>>,
+    redis: Option<crate::limit::config::RedisConfig>,
+}
+
+impl Limits {
+    /// Builds the limiters of route `route`, shared through `redis` when its `store` says so,
+    /// and starts their housekeeping when a runtime is running.
+    pub fn new(config: LimitsConfig, route: &str, redis: Option<&Redis>) -> Arc<Self> {
+        let redis = redis.filter(|_| config.store == LimitStore::Redis);
+        let shared = redis.map(|redis| {
+            Arc::new(Shared::new(
+                redis.clone(),
+                route,
+                (
+                    config.rate_per_client,
+                    config.rate_per_address,
+                    config.rate_total,
+                ),
+                (
+                    config.concurrency_per_client.map(|n| n.get()),
+                    config.concurrency_total.map(|n| n.get()),
+                ),
+            ))
+        });
+        let limits = Arc::new(Self {
+            shared,
+            redis: redis.map(|r| r.config().clone()),
+            rates: Rates::new(
+                (config.rate_per_client, config.rate_per_address),
+                config.rate_total,
+                config.max_clients,
+            ),
+            slots: Slots::new(
+                config.concurrency_per_client.map(|n| n.get()),
+                config.concurrency_total.map(|n| n.get()),
+                config.queue,
+            ),
+            config,
+        });
+        if (limits.config.rate_per_client.is_some() || limits.config.rate_per_address.is_some())
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(housekeeping(Arc::downgrade(&limits)));
+        }
+        limits
+    }
+
+    /// The config these limiters were built from.
+    pub fn config(&self) -> &LimitsConfig {
+        &self.config
+    }
+
+    /// Whether a new generation may keep these limiters: the same limits, and for shared
+    /// ones the same Redis.
+    pub fn reusable(&self, config: &LimitsConfig, redis: Option<&Redis>) -> bool {
+        let redis = redis
+            .filter(|_| config.store == LimitStore::Redis)
+            .map(Redis::config);
+        &self.config == config && self.redis.as_ref() == redis
+    }
+
+    /// Clients whose rate state is kept now (the memory bound's subject).
+    pub fn clients(&self) -> usize {
+        self.rates.as_ref().map_or(0, Rates::clients)
+    }
+
+    /// Forgets clients whose buckets are full (also done on a timer).
+    pub fn housekeep(&self) {
+        if let Some(rates) = &self.rates {
+            rates.housekeep();
+        }
+    }
+
+    /// Requests in flight now.
+    pub fn in_flight(&self) -> u32 {
+        self.slots.as_ref().map_or(0, |s| s.in_flight())
+    }
+}
+
+/// Forgets full buckets every [`HOUSEKEEPING`] while the limiters are alive.
+pub(super) async fn housekeeping(limits: Weak<Limits>) {
+    let mut tick = tokio::time::interval(HOUSEKEEPING);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let Some(limits) = limits.upgrade() else {
+            return;
+        };
+        limits.housekeep();
+    }
+}
+
+/// What the answer carries back: rate fields and report-only findings.
+#[derive(Debug, Default)]
+pub(super) struct Notes {
+    fields: Option<Fields>,
+    would_refuse: Vec<String>,
+}
+
+impl Notes {
+    /// Counts a refusal; in report-only mode notes it and says to go on (false).
+    fn refused(&mut self, error: &LimitError, metrics: &RouteMetrics, report_only: bool) -> bool {
+        metrics.limit(
+            error.limit(),
+            if report_only { "reported" } else { "refused" },
+        );
+        if report_only {
+            self.would_refuse
+                .push(format!("{} {}", error.status(), error.limit()));
+        }
+        !report_only
+    }
+
+    pub(super) fn apply(self, response: &mut Response) {
+        let headers = response.headers_mut();
+        if let Some(fields) = self.fields {
+            headers.insert("ratelimit-policy", fields.policy);
+            headers.insert("ratelimit", fields.state);
+        }
+        if !self.would_refuse.is_empty()
+            && let Ok(value) = HeaderValue::from_str(&self.would_refuse.join(", "))
+        {
+            headers.append(WOULD_REFUSE, value);
+        }
+    }
+}
+
+/// A decision still to be made: a queued wait, or a Redis round trip.
+pub(super) type Deciding =
+    Pin<Box<dyn Future<Output = Result<(Option<Slot>, Notes), LimitError>> + Send>>;
+
+/// What a request's limits decided without waiting.
+pub(super) enum Decision {
+    /// Go on, with a slot when the route counts them.
+    Go(Option<Slot>, Notes),
+    /// Refused.
+    Refuse(LimitError),
+    /// Wait for the decision.
+    Later(Deciding),
+}
+
+impl Limits {
+    /// Applies a rate verdict: refuses, or notes a report-only refusal and goes on.
+    fn rate_verdict(
+        &self,
+        verdict: Result<(), Refused>,
+        fields: Fields,
+        notes: &mut Notes,
+        metrics: &RouteMetrics,
+    ) -> Result<(), LimitError> {
+        if let Err(refused) = verdict {
+            let error = LimitError {
+                refusal: Refusal::Rate(refused),
+                fields: Some(fields.clone()),
+            };
+            if notes.refused(&error, metrics, self.config.report_only) {
+                return Err(error);
+            }
+        }
+        notes.fields = Some(fields);
+        Ok(())
+    }
+
+    /// A full slot limit: wait in the local queue, refuse, or (report-only) go on.
+    fn no_slot(
+        self: &Arc<Self>,
+        key: ClientKey,
+        full: Full,
+        mut notes: Notes,
+        metrics: &Arc<RouteMetrics>,
+    ) -> Decision {
+        let Some(slots) = self.slots.as_ref() else {
+            return Decision::Go(None, notes);
+        };
+        if !self.config.report_only && slots.queues() {
+            let slots = Arc::clone(slots);
+            let metrics = Arc::clone(metrics);
+            return Decision::Later(Box::pin(async move {
+                match slots.wait(key, full).await {
+                    Ok(slot) => Ok((Some(slot), notes)),
+                    Err(no_slot) => {
+                        let error = LimitError {
+                            refusal: Refusal::Concurrency(no_slot),
+                            fields: notes.fields,
+                        };
+                        metrics.limit(error.limit(), "refused");
+                        Err(error)
+                    }
+                }
+            }));
+        }
+        let error = LimitError {
+            refusal: Refusal::Concurrency(NoSlot::Full(full)),
+            fields: notes.fields.clone(),
+        };
+        if notes.refused(&error, metrics, self.config.report_only) {
+            return Decision::Refuse(error);
+        }
+        Decision::Go(None, notes)
+    }
+
+    /// This process's limiters (also the fallback of shared ones under `on_redis_error: open`).
+    pub(super) fn decide_local(
+        self: &Arc<Self>,
+        key: ClientKey,
+        mut notes: Notes,
+        metrics: &Arc<RouteMetrics>,
+        rate: bool,
+    ) -> Decision {
+        if rate && let Some(rates) = &self.rates {
+            let (verdict, fields) = rates.check(&key);
+            if let Err(error) = self.rate_verdict(verdict, fields, &mut notes, metrics) {
+                return Decision::Refuse(error);
+            }
+        }
+        match self.slots.as_ref().map(|slots| slots.try_take(key)) {
+            None => Decision::Go(None, notes),
+            Some(Ok(slot)) => Decision::Go(Some(slot), notes),
+            Some(Err(full)) => self.no_slot(key, full, notes, metrics),
+        }
+    }
+
+    /// Redis could not answer: `open` goes on with the local limiters, `closed` refuses (in
+    /// report-only mode: says it would have, and goes on with the local limiters).
+    fn redis_failed(&self, notes: &mut Notes, metrics: &RouteMetrics) -> Result<(), LimitError> {
+        match self.config.on_redis_error {
+            OnRedisError::Open => {
+                metrics.limit("redis", "fallback");
+                Ok(())
+            }
+            OnRedisError::Closed => {
+                let error = LimitError {
+                    refusal: Refusal::Unavailable,
+                    fields: notes.fields.clone(),
+                };
+                if notes.refused(&error, metrics, self.config.report_only) {
+                    return Err(error);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Redis could not answer: `on_redis_error` decides, and with `open` this process's own
+    /// limiters take over (its rate too when Redis had not checked it, `rate`).
+    async fn shared_failed(
+        self: &Arc<Self>,
+        key: ClientKey,
+        mut notes: Notes,
+        metrics: &Arc<RouteMetrics>,
+        rate: bool,
+    ) -> Result<(Option<Slot>, Notes), LimitError> {
+        self.redis_failed(&mut notes, metrics)?;
+        match self.decide_local(key, notes, metrics, rate) {
+            Decision::Go(slot, notes) => Ok((slot, notes)),
+            Decision::Refuse(error) => Err(error),
+            Decision::Later(wait) => wait.await,
+        }
+    }
+
+    /// The shared limiters in Redis.
+    pub(super) async fn decide_shared(
+        self: Arc<Self>,
+        shared: Arc<Shared>,
+        key: ClientKey,
+        metrics: Arc<RouteMetrics>,
+    ) -> Result<(Option<Slot>, Notes), LimitError> {
+        let mut notes = Notes::default();
+        let slots = self.slots.is_some();
+        // The rate and the first try for a slot in one round trip.
+        let answer = shared.take(&key, self.rates.is_some(), slots).await;
+        shared.health(&answer);
+        let mut first = match answer {
+            Ok(taken) => {
+                if let Some((verdict, fields)) = taken.rate {
+                    self.rate_verdict(verdict, fields, &mut notes, &metrics)?;
+                }
+                taken.slot
+            }
+            Err(_) => return self.shared_failed(key, notes, &metrics, true).await,
+        };
+        if !slots {
+            return Ok((None, notes));
+        }
+        let started = tokio::time::Instant::now();
+        // A shared queue is a poll, within this process's queue places.
+        let mut queued = None;
+        loop {
+            let outcome = match first.take() {
+                Some(outcome) => outcome,
+                // A rate refused in report-only mode took no slot yet; a queued request polls.
+                None => {
+                    let answer = shared.take(&key, false, true).await;
+                    shared.health(&answer);
+                    match answer.map(|taken| taken.slot) {
+                        Ok(Some(outcome)) => outcome,
+                        Ok(None) | Err(_) => {
+                            return self.shared_failed(key, notes, &metrics, false).await;
+                        }
+                    }
+                }
+            };
+            let full = match outcome {
+                Ok(lease) => return Ok((Some(Slot::Lease(lease)), notes)),
+                Err(full) => full,
+            };
+            let queue = self.config.queue.filter(|_| !self.config.report_only);
+            let mut full = full;
+            if queued.is_none()
+                && let Some(q) = queue
+            {
+                match shared.enqueue(q.size.get(), key) {
+                    Ok(place) => queued = Some(place),
+                    // The client's own waiters fill its share of the queue: over its limit.
+                    Err(super::queue::NoPlace::ClientFull(cap)) => full = Full::PerClient(cap),
+                    Err(super::queue::NoPlace::Full) => {}
+                }
+            }
+            let Some(q) = queue.filter(|_| queued.is_some()) else {
+                let error = LimitError {
+                    refusal: Refusal::Concurrency(NoSlot::Full(full)),
+                    fields: notes.fields.clone(),
+                };
+                if notes.refused(&error, &metrics, self.config.report_only) {
+                    return Err(error);
+                }
+                return Ok((None, notes));
+            };
+            let left = q.timeout.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                let error = LimitError {
+                    refusal: Refusal::Concurrency(NoSlot::Waited(full, q.timeout)),
+                    fields: notes.fields,
+                };
+                metrics.limit(error.limit(), "refused");
+                return Err(error);
+            }
+            tokio::time::sleep(SHARED_QUEUE_POLL.min(left)).await;
+        }
+    }
+}

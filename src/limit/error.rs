@@ -1,0 +1,128 @@
+//! Why a route's limits refused a request ([`LimitError`]), and the status each refusal is
+//! answered with.
+
+use crate::limit::config::Rate;
+use crate::limit::{CONCURRENCY_RETRY_AFTER, Fields, Full, NoSlot, Refused, Which};
+
+/// Why a route's limits refused a request.
+#[derive(Debug, Clone)]
+pub struct LimitError {
+    /// What refused it.
+    pub refusal: Refusal,
+    /// The rate fields to send with the refusal (rate-limited routes only).
+    pub fields: Option<Fields>,
+}
+
+/// What refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// A request rate.
+    Rate(Refused),
+    /// No free slot.
+    Concurrency(NoSlot),
+    /// Redis could not answer and the route says `on_redis_error: closed`.
+    Unavailable,
+}
+
+impl std::fmt::Display for LimitError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let per = |rate: &Rate| humantime::format_duration(rate.per).to_string();
+        match self.refusal {
+            Refusal::Rate(r) => match r.which {
+                Which::PerClient => write!(
+                    f,
+                    "too many requests from this client: this route allows {} per {}; retry in {} s",
+                    r.rate.requests,
+                    per(&r.rate),
+                    r.retry_after
+                ),
+                Which::PerAddress => write!(
+                    f,
+                    "too many requests from this address, whatever key it sends: this route allows {} per {}; retry in {} s",
+                    r.rate.requests,
+                    per(&r.rate),
+                    r.retry_after
+                ),
+                Which::Total => write!(
+                    f,
+                    "too many requests to this route from all clients: it allows {} per {}; retry in {} s",
+                    r.rate.requests,
+                    per(&r.rate),
+                    r.retry_after
+                ),
+            },
+            Refusal::Concurrency(NoSlot::Full(full)) => match full {
+                Full::PerClient(n) => write!(
+                    f,
+                    "this client already has {n} {} in flight on this route, its limit: wait for {} to finish",
+                    if n == 1 { "request" } else { "requests" },
+                    if n == 1 { "it" } else { "one" }
+                ),
+                Full::Total(n) => write!(
+                    f,
+                    "this route already has {n} {} in flight, its limit: retry later",
+                    if n == 1 { "request" } else { "requests" }
+                ),
+            },
+            Refusal::Concurrency(NoSlot::Waited(full, waited)) => write!(
+                f,
+                "no free slot within {} ({} of {} in flight)",
+                humantime::format_duration(waited),
+                match full {
+                    Full::PerClient(_) => "this client's limit",
+                    Full::Total(_) => "this route's limit",
+                },
+                match full {
+                    Full::PerClient(n) | Full::Total(n) => n,
+                }
+            ),
+            Refusal::Unavailable => write!(
+                f,
+                "this route's limits are kept in Redis, which cannot answer now: retry shortly"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for LimitError {}
+
+impl LimitError {
+    /// Whether the route's total in flight refused it (503: the route is busy), rather than the
+    /// client's own limits or a rate (429).
+    pub fn route_busy(&self) -> bool {
+        matches!(
+            self.refusal,
+            Refusal::Concurrency(NoSlot::Full(Full::Total(_)) | NoSlot::Waited(Full::Total(_), _))
+                | Refusal::Unavailable
+        )
+    }
+
+    /// `Retry-After`, in seconds.
+    pub fn retry_after(&self) -> u64 {
+        match self.refusal {
+            Refusal::Rate(r) => r.retry_after,
+            Refusal::Concurrency(_) => CONCURRENCY_RETRY_AFTER,
+            Refusal::Unavailable => 1,
+        }
+    }
+
+    /// The metric and report name of the limit.
+    pub fn limit(&self) -> &'static str {
+        match self.refusal {
+            Refusal::Rate(r) => match r.which {
+                Which::PerClient => "rate_per_client",
+                Which::PerAddress => "rate_per_address",
+                Which::Total => "rate_total",
+            },
+            Refusal::Concurrency(NoSlot::Full(full) | NoSlot::Waited(full, _)) => match full {
+                Full::PerClient(_) => "concurrency_per_client",
+                Full::Total(_) => "concurrency_total",
+            },
+            Refusal::Unavailable => "redis",
+        }
+    }
+
+    pub(super) fn status(&self) -> u16 {
+        if self.route_busy() { 503 } else { 429 }
+    }
+}

@@ -1,0 +1,193 @@
+//! [`LimitLayer`]: asks [`Limits`] for a decision before the inner service runs, answers a
+//! refusal early, and carries the slot in the response body to its last byte.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use http_body_util::BodyExt;
+use pin_project_lite::pin_project;
+use tower::{Layer, Service};
+
+use super::concurrency::Slot;
+use crate::client_addr::ClientAddr;
+use crate::limit::decide::{Deciding, Decision, Notes};
+use crate::limit::{ClientKey, LimitError, SlotBody};
+use crate::telemetry::RouteMetrics;
+use crate::{BoxError, Limits, Request, Response};
+
+/// The layer of a route's limits.
+#[derive(Debug, Clone)]
+pub struct LimitLayer {
+    limits: Arc<Limits>,
+    metrics: Arc<RouteMetrics>,
+}
+
+impl LimitLayer {
+    /// Limits a route with `limits`, counting in the route's `metrics`.
+    pub fn new(limits: Arc<Limits>, metrics: Arc<RouteMetrics>) -> Self {
+        Self { limits, metrics }
+    }
+}
+
+impl<S> Layer<S> for LimitLayer {
+    type Service = Limit<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Limit {
+            inner,
+            limits: Arc::clone(&self.limits),
+            metrics: Arc::clone(&self.metrics),
+        }
+    }
+}
+
+/// The service of [`LimitLayer`].
+#[derive(Debug, Clone)]
+pub struct Limit<S> {
+    inner: S,
+    limits: Arc<Limits>,
+    metrics: Arc<RouteMetrics>,
+}
+
+impl<S> Service<Request> for Limit<S>
+where
+    S: Service<Request, Response = Response, Error = BoxError> + Clone + Send + 'static,
+    S::Future: Send,
+{
+    type Response = Response;
+    type Error = BoxError;
+    type Future = LimitFuture<S>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request) -> Self::Future {
+        let limits = &self.limits;
+        let key = ClientKey::of(
+            &limits.config.key,
+            req.headers(),
+            req.extensions().get::<ClientAddr>(),
+        );
+        let decision = match &limits.shared {
+            Some(shared) => Decision::Later(Box::pin(Arc::clone(limits).decide_shared(
+                Arc::clone(shared),
+                key,
+                Arc::clone(&self.metrics),
+            ))),
+            None => limits.decide_local(key, Notes::default(), &self.metrics, true),
+        };
+        match decision {
+            Decision::Go(slot, notes) => {
+                let slot = share_with_tunnel(&mut req, slot);
+                LimitFuture::calling(self.inner.call(req), slot, notes)
+            }
+            Decision::Refuse(error) => LimitFuture::Refused { error: Some(error) },
+            Decision::Later(deciding) => {
+                // The inner service is taken now, as tower asks of one called after
+                // `poll_ready`; the clone stays for the next request.
+                let clone = self.inner.clone();
+                let inner = std::mem::replace(&mut self.inner, clone);
+                LimitFuture::Deciding {
+                    deciding,
+                    call: Some((req, inner)),
+                }
+            }
+        }
+    }
+}
+
+/// An upgrade request's slot, shared with the tunnel it may become, which holds it while it
+/// lives: a WebSocket counts against the route's concurrency limit until it closes, not only
+/// until its `101` (whose empty body would free the slot at once).
+pub(super) fn share_with_tunnel(req: &mut Request, slot: Option<Slot>) -> Option<Slot> {
+    let slot = slot?;
+    if !req.headers().contains_key(http::header::UPGRADE) {
+        return Some(slot);
+    }
+    let shared = Arc::new(slot);
+    req.extensions_mut()
+        .insert(crate::client_addr::TunnelHold(Arc::clone(&shared) as _));
+    Some(Slot::Shared(shared))
+}
+
+pin_project! {
+    /// The future of [`Limit`]: refused at once, deciding (a queue, Redis), or calling the
+    /// route.
+    // pin-project-lite takes no doc comments on variant fields; the variants say what they hold.
+    #[allow(missing_docs)]
+    #[project = LimitProj]
+    pub enum LimitFuture<S: Service<Request>> {
+        /// Refused before anything was sent.
+        Refused { error: Option<LimitError> },
+        /// Deciding; the request and the service to call with it.
+        Deciding {
+            deciding: Deciding,
+            call: Option<(Request, S)>,
+        },
+        /// The route's answer on its way.
+        Calling {
+            #[pin]
+            answer: S::Future,
+            slot: Option<Slot>,
+            notes: Option<Notes>,
+        },
+    }
+}
+
+impl<S: Service<Request>> LimitFuture<S> {
+    fn calling(answer: S::Future, slot: Option<Slot>, notes: Notes) -> Self {
+        Self::Calling {
+            answer,
+            slot,
+            notes: Some(notes),
+        }
+    }
+}
+
+impl<S> Future for LimitFuture<S>
+where
+    S: Service<Request, Response = Response, Error = BoxError>,
+{
+    type Output = Result<Response, BoxError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            match self.as_mut().project() {
+                LimitProj::Refused { error } => {
+                    let error = error.take().expect("polled after completion");
+                    return Poll::Ready(Err(Box::new(error)));
+                }
+                LimitProj::Deciding { deciding, call } => {
+                    let decided = ready!(deciding.as_mut().poll(cx));
+                    let (req, mut inner) = call.take().expect("polled after completion");
+                    match decided {
+                        Ok((slot, notes)) => {
+                            let mut req = req;
+                            let slot = share_with_tunnel(&mut req, slot);
+                            let answer = inner.call(req);
+                            self.set(Self::calling(answer, slot, notes));
+                        }
+                        Err(error) => return Poll::Ready(Err(Box::new(error))),
+                    }
+                }
+                LimitProj::Calling {
+                    answer,
+                    slot,
+                    notes,
+                } => {
+                    let mut response = ready!(answer.poll(cx))?;
+                    if let Some(notes) = notes.take() {
+                        notes.apply(&mut response);
+                    }
+                    if let Some(slot) = slot.take() {
+                        response = response.map(|body| SlotBody::new(body, slot).boxed());
+                    }
+                    return Poll::Ready(Ok(response));
+                }
+            }
+        }
+    }
+}
