@@ -43,7 +43,6 @@ const STILL_TO_SPLIT: &[(&str, usize)] = &[
     ("config/load.rs", 717),
     ("config/load/table.rs", 455),
     ("limit/shared.rs", 472),
-    ("list/guard.rs", 633),
     ("list/guard/budget.rs", 415),
     ("list/pagination.rs", 407),
     ("list/scan/machine.rs", 418),

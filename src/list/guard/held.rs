@@ -32,7 +32,8 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures_util::task::AtomicWaker;
-use http_body::{Body as HttpBody, Frame, SizeHint};
+use http_body::Body as HttpBody;
+use http_body::{Frame, SizeHint};
 
 use super::budget::{HeldBudget, Reservation};
 use crate::BoxError;

@@ -15,7 +15,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http_body::{Body as HttpBody, Frame, SizeHint};
+use http_body::Body as HttpBody;
+use http_body::{Frame, SizeHint};
 use pin_project_lite::pin_project;
 
 use crate::list::config::{ListPolicy, OnInvalid};

@@ -9,8 +9,14 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, StreamBody};
 
 use super::*;
+use crate::Response;
 use crate::cursor::route_id;
-use crate::list::config::{KeyField, KeysetPolicy, OffsetParam, OnViolation, Order};
+use crate::list::config::{
+    KeyField, KeysetPolicy, ListPolicy, OffsetParam, OnInvalid, OnViolation, Order,
+};
+use crate::list::guard::cut::finish;
+use crate::list::guard::hold::hold;
+use crate::list::pagination::{KeysetPlan, PagePlan};
 use crate::list::scan::ItemsPath;
 
 /// A body yielding `chunks`, yielding to the scheduler (a real `Pending`) before each one, then

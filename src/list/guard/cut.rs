@@ -1,0 +1,197 @@
+//! The page the client gets from a held answer: cut at its item or byte cap, its envelope kept,
+//! and the next keyset cursor minted from the last item's key.
+
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::{HeaderValue, header};
+use serde_json::value::RawValue;
+
+use crate::cursor::{CursorCodec, MAX_KEY_JSON_LEN, key_json_len};
+use crate::list::config::ListPolicy;
+use crate::list::guard::TRUNCATED_HEADER;
+use crate::list::guard::hold::{Held, Stop, item_limits};
+use crate::list::guard::layer::Page;
+use crate::list::pagination::{KeysetPlan, PagePlan};
+use crate::telemetry::{Outcome, RouteMetrics};
+use crate::{BoxError, GuardError};
+
+/// Builds the client's response from a held page; `codec` signs the next cursor.
+pub(super) fn finish(
+    held: Held,
+    policy: &ListPolicy,
+    codec: Option<&CursorCodec>,
+    plan: &PagePlan,
+    metrics: &RouteMetrics,
+) -> Result<Page, BoxError> {
+    let Held {
+        mut parts,
+        bytes,
+        items,
+        root_open,
+        items_close,
+        root_end,
+        stop,
+        raw,
+    } = held;
+    if plan.keyset.is_some() {
+        // pagegate owns pagination links on keyset routes, on every page including the last.
+        parts.headers.remove(header::LINK);
+    }
+    if raw {
+        return Ok(relay(parts, bytes));
+    }
+    let (client_items, _) = item_limits(policy, plan);
+    // Items kept: the page, and for a byte cut only those wholly inside the held bytes.
+    let kept = items.len().min(client_items);
+    let more = items.len() > kept || stop != Stop::Complete;
+    if stop == Stop::Bytes && kept == 0 {
+        return Err(GuardError::ItemTooLarge {
+            max_bytes: policy.max_bytes,
+        }
+        .into());
+    }
+    let cursor = match &plan.keyset {
+        Some(keyset) => next_cursor(keyset, codec, &bytes, &items, kept, more)?,
+        None => None,
+    };
+    // (A complete document never holds more than `allowed` items: the scan stops at the next.)
+    let truncated = match stop {
+        // The probe arrived whole before the byte bound: the list is complete, and with no
+        // envelope nothing after it was lost.
+        Stop::Bytes if items.len() > client_items && policy.items.0.is_empty() => None,
+        Stop::Bytes => Some("bytes"),
+        Stop::Items => Some("items"),
+        Stop::Complete => None,
+    };
+    if let Some(reason) = truncated {
+        match stop {
+            Stop::Items => metrics.cut_items(),
+            _ => metrics.cut_bytes(),
+        }
+        parts
+            .headers
+            .insert(TRUNCATED_HEADER, HeaderValue::from_static(reason));
+        parts.extensions.insert(Outcome::Truncated);
+    }
+    let envelope_field = plan
+        .keyset
+        .as_ref()
+        .and_then(|k| k.policy.next_cursor_field.clone());
+    if kept == items.len() && stop == Stop::Complete && envelope_field.is_none() && cursor.is_none()
+    {
+        return Ok(relay(parts, bytes));
+    }
+
+    // Assemble the body from slices of the held bytes: nothing is copied but the closers.
+    let mut pieces: Vec<Bytes> = Vec::with_capacity(6);
+    let mut from = 0;
+    if let (Some(field), Some(open)) = (&envelope_field, root_open) {
+        pieces.push(bytes.slice(..=open));
+        let value = cursor
+            .as_deref()
+            .map_or_else(|| "null".to_owned(), |c| format!("\"{c}\""));
+        pieces.push(Bytes::from(format!("\"{field}\":{value},")));
+        from = open + 1;
+    }
+    match (stop, items_close, root_end) {
+        (Stop::Complete, Some(close), Some(end)) if kept < items.len() => {
+            // Drop the probe item (and anything after it), keep the rest of the document.
+            let cut = kept.checked_sub(1).map_or(items[0].0, |last| items[last].1);
+            pieces.push(bytes.slice(from..cut));
+            pieces.push(bytes.slice(close..end));
+        }
+        (Stop::Complete, _, _) => pieces.push(bytes.slice(from..)),
+        _ => {
+            // Cut: end after the last kept item and close the list and its envelope.
+            let cut = kept.checked_sub(1).map_or(from, |last| items[last].1);
+            pieces.push(bytes.slice(from..cut));
+            pieces.push(Bytes::from(format!(
+                "]{}",
+                "}".repeat(policy.items.0.len())
+            )));
+        }
+    }
+    let length: usize = pieces.iter().map(Bytes::len).sum();
+    for name in [header::CONTENT_LENGTH, header::ETAG] {
+        parts.headers.remove(name);
+    }
+    parts.headers.remove("content-md5");
+    parts
+        .headers
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    if let Some(keyset) = &plan.keyset
+        && let Some(link) = cursor.as_ref().and_then(|c| {
+            HeaderValue::from_str(&format!("<{}{c}>; rel=\"next\"", keyset.next_base)).ok()
+        })
+    {
+        parts.headers.insert(header::LINK, link);
+    }
+    Ok((parts, pieces))
+}
+
+/// Relays held bytes unchanged, with a `Content-Length` that is true for them (trailing
+/// whitespace past the bound may have been dropped; then the validators go too).
+pub(super) fn relay(mut parts: http::response::Parts, bytes: Bytes) -> Page {
+    let length = HeaderValue::from(bytes.len());
+    if parts.headers.get(header::CONTENT_LENGTH) != Some(&length) {
+        parts.headers.remove(header::ETAG);
+        parts.headers.remove("content-md5");
+    }
+    parts.headers.insert(header::CONTENT_LENGTH, length);
+    (parts, vec![bytes])
+}
+
+/// Checks the keys of the kept items (and the probe item) and mints the next cursor.
+pub(super) fn next_cursor(
+    keyset: &KeysetPlan,
+    codec: Option<&CursorCodec>,
+    bytes: &Bytes,
+    items: &[(usize, usize)],
+    kept: usize,
+    more: bool,
+) -> Result<Option<String>, BoxError> {
+    let policy = &keyset.policy;
+    let mut previous: Option<Vec<Box<RawValue>>> = keyset.after.clone();
+    let mut last = None;
+    for (index, &(start, end)) in items.iter().enumerate().take(kept + 1) {
+        let Some(key) = super::keys::extract(&bytes[start..end], &policy.keys) else {
+            return Err(GuardError::MissingKey {
+                index,
+                field: policy
+                    .keys
+                    .iter()
+                    .map(|k| k.field.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            }
+            .into());
+        };
+        if let Some(prev) = &previous
+            && !super::keys::strictly_after(prev, &key, policy.order)
+        {
+            return Err(GuardError::OrderViolation { index }.into());
+        }
+        if index + 1 == kept {
+            last = Some(key.clone());
+        }
+        previous = Some(key);
+    }
+    Ok(match (more, last) {
+        (true, Some(last)) => {
+            let refs: Vec<&RawValue> = last.iter().map(AsRef::as_ref).collect();
+            if key_json_len(&refs) > MAX_KEY_JSON_LEN {
+                return Err(GuardError::KeyTooLong {
+                    index: kept - 1,
+                    max: MAX_KEY_JSON_LEN,
+                }
+                .into());
+            }
+            let Some(codec) = codec else {
+                return Err("a keyset route has no cursor codec".into());
+            };
+            Some(codec.encode(policy.route_id, keyset.binding, &refs, SystemTime::now()))
+        }
+        _ => None,
+    })
+}

@@ -1,0 +1,168 @@
+//! Holding a list answer: its bytes are read under `max_bytes` and the held-page budget while
+//! the scanner finds its items, until the document ends or a cap is reached.
+
+use bytes::{Bytes, BytesMut};
+use http::header;
+use http_body_util::BodyExt;
+
+use crate::body::IdleTimeoutError;
+use crate::list::config::{ListPolicy, OnInvalid};
+use crate::list::pagination::PagePlan;
+use crate::list::scan::{DEFAULT_MAX_DEPTH, Event, Scanner};
+use crate::upstream::UpstreamError;
+use crate::{BoxError, GuardError, Response};
+
+/// Why holding stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Stop {
+    /// The body ended and the document is complete.
+    Complete,
+    /// More items arrived than may be relayed.
+    Items,
+    /// `max_bytes` was reached first.
+    Bytes,
+}
+
+/// A held page: the bytes, the item spans found, and why holding stopped.
+pub(super) struct Held {
+    pub(super) parts: http::response::Parts,
+    pub(super) bytes: Bytes,
+    pub(super) items: Vec<(usize, usize)>,
+    pub(super) root_open: Option<usize>,
+    pub(super) items_close: Option<usize>,
+    pub(super) root_end: Option<usize>,
+    pub(super) stop: Stop,
+    /// `Some` when the body is not the expected JSON: relay it unchanged.
+    pub(super) raw: bool,
+}
+
+/// How many items a page may relay (`client`), and how many the backend may send before it is
+/// known to ignore `limit` (`allowed`: one more on keyset routes, the probe).
+pub(super) fn item_limits(policy: &ListPolicy, plan: &PagePlan) -> (usize, usize) {
+    let client = usize::try_from(plan.page_size.min(policy.max_items)).unwrap_or(usize::MAX);
+    (
+        client,
+        client.saturating_add(usize::from(plan.keyset.is_some())),
+    )
+}
+
+pub(super) async fn hold(
+    response: Response,
+    policy: &ListPolicy,
+    plan: &PagePlan,
+) -> Result<Held, BoxError> {
+    let (parts, mut body) = response.into_parts();
+    let max_bytes = usize::try_from(policy.max_bytes).unwrap_or(usize::MAX);
+    let (_, allowed) = item_limits(policy, plan);
+    // Presize from Content-Length when the backend sends one, so growing never copies the page.
+    let announced = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    let mut buf = BytesMut::with_capacity(announced.unwrap_or(64 * 1024).min(max_bytes));
+    let mut scanner = Scanner::new(policy.items.clone(), DEFAULT_MAX_DEPTH);
+    let mut held = HeldState::default();
+    let mut stop = None;
+    let mut raw = false;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| body_error(&e))?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers of a list response carry nothing the client needs
+        };
+        let room = max_bytes - buf.len();
+        let fits = data.len().min(room);
+        buf.extend_from_slice(&data[..fits]);
+        if !raw {
+            match scanner.feed(&data[..fits], |event| held.on_event(event, allowed)) {
+                Ok(_) if held.over => {
+                    stop = Some(Stop::Items);
+                    break;
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::debug!(%error, "list response is not the expected JSON");
+                    raw = true;
+                }
+            }
+        }
+        // Bytes beyond the bound: only whitespace after a complete document may be dropped.
+        let rest = &data[fits..];
+        let droppable = !raw && held.root_end.is_some() && rest.iter().all(u8::is_ascii_whitespace);
+        if !rest.is_empty() && !droppable {
+            stop = Some(Stop::Bytes);
+            break;
+        }
+    }
+    if stop.is_none() && !raw && scanner.finish().is_err() {
+        // A document that began and did not end — a backend that closed mid-array — is never
+        // relayed as a clean response, whatever `on_invalid` says.
+        if held.root_open.is_some() {
+            return Err(GuardError::Unfinished.into());
+        }
+        raw = true;
+    }
+    if raw {
+        if policy.on_invalid == OnInvalid::Reject {
+            return Err(GuardError::NotJson.into());
+        }
+        if stop == Some(Stop::Bytes) {
+            return Err(GuardError::NotJsonTooLarge {
+                max_bytes: policy.max_bytes,
+            }
+            .into());
+        }
+    }
+    // Leaving here drops the upstream body: an unfinished exchange closes its connection.
+    Ok(Held {
+        parts,
+        bytes: buf.freeze(),
+        items: held.items,
+        root_open: held.root_open,
+        items_close: held.items_close,
+        root_end: held.root_end,
+        stop: stop.unwrap_or(Stop::Complete),
+        raw,
+    })
+}
+
+#[derive(Default)]
+pub(super) struct HeldState {
+    items: Vec<(usize, usize)>,
+    root_open: Option<usize>,
+    items_close: Option<usize>,
+    root_end: Option<usize>,
+    over: bool,
+}
+
+impl HeldState {
+    fn on_event(&mut self, event: Event, allowed: usize) -> std::ops::ControlFlow<()> {
+        let at = |offset: u64| usize::try_from(offset).unwrap_or(usize::MAX);
+        match event {
+            Event::RootOpen { offset, .. } => self.root_open = Some(at(offset)),
+            Event::ItemsOpen { .. } => {}
+            Event::Item { start, end } => {
+                if self.items.len() == allowed {
+                    self.over = true;
+                    return std::ops::ControlFlow::Break(());
+                }
+                self.items.push((at(start), at(end)));
+            }
+            Event::ItemsClose { offset } => self.items_close = Some(at(offset)),
+            Event::RootClose { end } => self.root_end = Some(at(end)),
+        }
+        std::ops::ControlFlow::Continue(())
+    }
+}
+
+pub(super) fn body_error(error: &BoxError) -> BoxError {
+    if let Some(idle) = error.downcast_ref::<IdleTimeoutError>() {
+        return UpstreamError::Timeout {
+            upstream: "list".to_owned(),
+            stage: "send the next part of the list",
+            after: idle.0,
+        }
+        .into();
+    }
+    tracing::debug!(%error, "upstream list body failed");
+    GuardError::Body.into()
+}
