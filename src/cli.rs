@@ -109,7 +109,7 @@ pub(crate) fn check(path: &Path) -> ExitCode {
             println!(
                 "{}: ok, listening on {}, {} route(s)",
                 path.display(),
-                config.listen,
+                config.server.listen,
                 config.routes.len()
             );
             for route in &config.routes {
@@ -193,7 +193,7 @@ async fn serve(
             return ExitCode::FAILURE;
         }
     };
-    let addr = server.local_addr().unwrap_or(config.listen);
+    let addr = server.local_addr().unwrap_or(config.server.listen);
     match banner {
         Some(banner) => println!("{}", banner(addr)),
         None => tracing::info!(%addr, routes = config.routes.len(), "pagegate listening"),
@@ -229,7 +229,7 @@ async fn demo(listen: Option<SocketAddr>, rows: u64, postgres: Option<String>) -
         }
     };
     if let Some(listen) = listen {
-        config.listen = listen;
+        config.server.listen = listen;
     }
     let Some(backend) = crate::demo::backend_addr(&config) else {
         eprintln!("config/demo.yaml has no `demo` upstream");

@@ -9,7 +9,6 @@
 //! not change.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,36 +30,16 @@ pub(crate) mod defaults;
 pub(crate) mod file;
 mod load;
 pub(crate) mod problems;
+mod server;
 
 pub(crate) use problems::{ConfigError, ConfigProblem, Located, Position};
+pub(crate) use server::ServerConfig;
 
 /// A validated configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
-    /// Where clients connect.
-    pub listen: SocketAddr,
-    /// Where Prometheus scrapes `/metrics`; no metrics listener when unset.
-    pub metrics_listen: Option<SocketAddr>,
-    /// How long open requests may finish after a shutdown signal.
-    pub shutdown_grace: Duration,
-    /// Most client connections served at once.
-    pub max_connections: usize,
-    /// Most connections from one client address (IPv6 by /64); `None`: no cap.
-    pub max_connections_per_client: Option<std::num::NonZeroU32>,
-    /// Time to receive a request head once a connection waits for one.
-    pub header_read_timeout: Duration,
-    /// Largest request head, in bytes.
-    pub max_head_bytes: u64,
-    /// Longest a write to a client may wait.
-    pub send_timeout: Duration,
-    /// Interval of HTTP/2 keep-alive PINGs.
-    pub http2_keepalive_interval: Duration,
-    /// Time to answer an HTTP/2 PING.
-    pub http2_keepalive_timeout: Duration,
-    /// Time an HTTP/2 connection may stay open with no stream before GOAWAY.
-    pub http2_idle_timeout: Duration,
-    /// Streams an HTTP/2 client may cancel per connection within [`defaults::HTTP2_RESET_WINDOW`].
-    pub http2_max_resets: std::num::NonZeroU32,
+    /// What the listener fixed at start: a reload that changes any of it is refused.
+    pub server: ServerConfig,
     /// Most bytes all held list pages may reserve together.
     pub max_held_bytes: u64,
     /// Most bytes one client's held list pages may reserve together.
@@ -81,10 +60,6 @@ pub struct Config {
     pub routes: Vec<Arc<RouteConfig>>,
     /// Cursor signing keys, when any route is a keyset route.
     pub cursors: Option<CursorSettings>,
-    /// Peers whose forwarding headers and request ids are believed.
-    pub trusted_proxies: crate::client_addr::TrustedProxies,
-    /// Write one access-log event per request when its response body ends.
-    pub access_log: bool,
 }
 
 /// Where a route's answers come from.

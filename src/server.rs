@@ -69,12 +69,24 @@ pub enum StartError {
 /// Why a reload was refused; the running generation stays.
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
-    /// A setting that belongs to the listener changed.
-    #[error("`{0}` cannot change while pagegate runs: restart it to apply that change")]
-    Fixed(&'static str),
+    /// Settings that belong to the listener changed: their keys.
+    #[error(
+        "{} cannot change while pagegate runs: restart it to apply that change",
+        keys(.0)
+    )]
+    Fixed(Vec<&'static str>),
     /// The new config does not build.
     #[error(transparent)]
     Build(#[from] BuildError),
+}
+
+/// `a`, `` `a` and `b` ``, `` `a`, `b` and `c` ``.
+fn keys(keys: &[&str]) -> String {
+    let quoted: Vec<String> = keys.iter().map(|k| format!("`{k}`")).collect();
+    match quoted.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        _ => quoted.concat(),
+    }
 }
 
 /// A bound, not yet running proxy. Binding first lets tests and the demo learn the port.
@@ -103,29 +115,10 @@ impl Handle {
         let previous = self.current.load_full();
         let running = previous.config();
         // What the listener fixed at start; a reload that changes it is refused, by name.
-        macro_rules! fixed {
-            ($($key:ident),*) => {$(
-                if running.$key != config.$key {
-                    return Err(ReloadError::Fixed(stringify!($key)));
-                }
-            )*};
+        let fixed = running.server.differences(&config.server);
+        if !fixed.is_empty() {
+            return Err(ReloadError::Fixed(fixed));
         }
-        fixed!(
-            listen,
-            metrics_listen,
-            max_connections,
-            max_connections_per_client,
-            access_log,
-            shutdown_grace,
-            trusted_proxies,
-            header_read_timeout,
-            max_head_bytes,
-            send_timeout,
-            http2_keepalive_interval,
-            http2_keepalive_timeout,
-            http2_idle_timeout,
-            http2_max_resets
-        );
         let next = Generation::build(config, Some(&previous), &self.metrics)?;
         self.current.store(Arc::new(next));
         Ok(())
@@ -140,7 +133,7 @@ impl Handle {
 impl Server {
     /// Builds the first generation of a validated config and binds its listeners.
     pub async fn bind(config: Config) -> Result<Self, StartError> {
-        let spare_files = open_files(config.max_connections)?;
+        let spare_files = open_files(config.server.max_connections)?;
         let metrics = Arc::new(Metrics::default());
         let generation = Generation::build(config, None, &metrics)?;
         // Table routes are checked against their catalogs now; a database that does not answer
@@ -167,8 +160,8 @@ impl Server {
                 .await
                 .map_err(|source| StartError::Bind { addr, source })
         };
-        let listener = bind(config.listen).await?;
-        let metrics_listener = match config.metrics_listen {
+        let listener = bind(config.server.listen).await?;
+        let metrics_listener = match config.server.metrics_listen {
             Some(addr) => Some(bind(addr).await?),
             None => None,
         };
@@ -204,15 +197,15 @@ impl Server {
 
     /// Serves until `shutdown` completes, then lets open requests finish within the grace period.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let connections = Arc::new(Semaphore::new(self.config.max_connections));
+        let connections = Arc::new(Semaphore::new(self.config.server.max_connections));
         // Shutdown: a signal every connection task watches, and a channel whose last sender
         // (one per connection task) closes when the last connection has ended.
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let (alive_tx, mut alive_rx) = tokio::sync::mpsc::channel::<()>(1);
-        let head_bytes = usize::try_from(self.config.max_head_bytes).unwrap_or(usize::MAX);
-        let trusted = Arc::new(self.config.trusted_proxies.clone());
+        let head_bytes = usize::try_from(self.config.server.max_head_bytes).unwrap_or(usize::MAX);
+        let trusted = Arc::new(self.config.server.trusted_proxies.clone());
         let peers = peers::Peers::new(
-            self.config.max_connections_per_client,
+            self.config.server.max_connections_per_client,
             self.metrics.protection("connections_per_client"),
         );
         let closed = client_io::Closed {
@@ -222,9 +215,9 @@ impl Server {
         };
         let open = Connections::new(
             connection::Settings {
-                http2_idle_timeout: self.config.http2_idle_timeout,
-                send_timeout: self.config.send_timeout,
-                http2_max_resets: self.config.http2_max_resets.get(),
+                http2_idle_timeout: self.config.server.http2_idle_timeout,
+                send_timeout: self.config.server.send_timeout,
+                http2_max_resets: self.config.server.http2_max_resets.get(),
             },
             connection::Closed {
                 evicted_idle: self.metrics.protection("evicted_idle"),
@@ -241,7 +234,7 @@ impl Server {
         builder
             .http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(self.config.header_read_timeout)
+            .header_read_timeout(self.config.server.header_read_timeout)
             // Bounds head memory: max_connections x max_head_bytes. hyper-util's auto builder
             // offers the read buffer's cap, not a head cap of its own: a head that does not fit
             // gets 431 (request bodies are read in chunks of at most this size).
@@ -250,22 +243,25 @@ impl Server {
         builder
             .http2()
             .timer(TokioTimer::new())
-            .keep_alive_interval(self.config.http2_keepalive_interval)
-            .keep_alive_timeout(self.config.http2_keepalive_timeout)
+            .keep_alive_interval(self.config.server.http2_keepalive_interval)
+            .keep_alive_timeout(self.config.server.http2_keepalive_timeout)
             .max_header_list_size(u32::try_from(head_bytes).unwrap_or(u32::MAX));
         if let Some(listener) = self.metrics_listener {
             tokio::spawn(serve_metrics(listener, Arc::clone(&self.metrics)));
         }
         let serving = Arc::new(Serving {
-            stack: crate::proxy::stack::global(Router::new(self.current), self.config.access_log),
-            refusal: crate::proxy::stack::global(serving::Refusal, self.config.access_log),
+            stack: crate::proxy::stack::global(
+                Router::new(self.current),
+                self.config.server.access_log,
+            ),
+            refusal: crate::proxy::stack::global(serving::Refusal, self.config.server.access_log),
             builder,
             open,
             slots: Arc::clone(&connections),
             closed,
             trusted,
-            header_read_timeout: self.config.header_read_timeout,
-            send_timeout: self.config.send_timeout,
+            header_read_timeout: self.config.server.header_read_timeout,
+            send_timeout: self.config.server.send_timeout,
             overloaded: self.metrics.protection("max_connections"),
             stop: stop_rx,
             alive: alive_tx.clone(),
@@ -273,7 +269,7 @@ impl Server {
         // Newcomers that found every slot taken wait here, each in its own task, so the accept
         // loop goes on accepting (see serving).
         let waiting = Arc::new(Semaphore::new(serving::waiting_room(
-            self.config.max_connections,
+            self.config.server.max_connections,
             self.spare_files,
         )));
         tokio::pin!(shutdown);
@@ -311,13 +307,13 @@ impl Server {
         }
         drop(serving);
         drop(self.listener);
-        tracing::info!(grace = ?self.config.shutdown_grace, "shutting down");
+        tracing::info!(grace = ?self.config.server.shutdown_grace, "shutting down");
         let _ = stop_tx.send(true);
         drop(alive_tx);
         tokio::select! {
             // Every connection task holds a sender: `None` once the last one has ended.
             _ = alive_rx.recv() => {}
-            () = tokio::time::sleep(self.config.shutdown_grace) => {
+            () = tokio::time::sleep(self.config.server.shutdown_grace) => {
                 tracing::warn!("grace period over; closing open connections");
             }
         }

@@ -30,10 +30,10 @@ fn problems(yaml: &str) -> Vec<String> {
 #[test]
 fn omitted_keys_take_the_documented_defaults() {
     let config = parse(MINIMAL).expect("valid");
-    assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
-    assert_eq!(config.shutdown_grace, DEFAULT_SHUTDOWN_GRACE);
-    assert_eq!(config.max_connections, DEFAULT_MAX_CONNECTIONS);
-    assert_eq!(config.access_log, DEFAULT_ACCESS_LOG);
+    assert_eq!(config.server.listen.to_string(), DEFAULT_LISTEN);
+    assert_eq!(config.server.shutdown_grace, DEFAULT_SHUTDOWN_GRACE);
+    assert_eq!(config.server.max_connections, DEFAULT_MAX_CONNECTIONS);
+    assert_eq!(config.server.access_log, DEFAULT_ACCESS_LOG);
     assert!(
         config
             .routes
@@ -71,23 +71,26 @@ fn the_reference_file_shows_the_defaults() {
     let config =
         parse(include_str!("../../config/reference.yaml")).expect("reference.yaml is valid");
     let app = &config.upstreams["app"];
-    assert_eq!(config.shutdown_grace, DEFAULT_SHUTDOWN_GRACE);
-    assert_eq!(config.max_connections, DEFAULT_MAX_CONNECTIONS);
-    assert_eq!(config.header_read_timeout, DEFAULT_HEADER_READ_TIMEOUT);
-    assert_eq!(config.max_head_bytes, DEFAULT_MAX_HEAD_BYTES);
+    assert_eq!(config.server.shutdown_grace, DEFAULT_SHUTDOWN_GRACE);
+    assert_eq!(config.server.max_connections, DEFAULT_MAX_CONNECTIONS);
+    assert_eq!(
+        config.server.header_read_timeout,
+        DEFAULT_HEADER_READ_TIMEOUT
+    );
+    assert_eq!(config.server.max_head_bytes, DEFAULT_MAX_HEAD_BYTES);
     assert_eq!(
         config.max_held_bytes_per_client,
         DEFAULT_MAX_HELD_BYTES_PER_CLIENT
     );
     assert_eq!(
-        config.http2_keepalive_interval,
+        config.server.http2_keepalive_interval,
         DEFAULT_HTTP2_KEEPALIVE_INTERVAL
     );
     assert_eq!(
-        config.http2_keepalive_timeout,
+        config.server.http2_keepalive_timeout,
         DEFAULT_HTTP2_KEEPALIVE_TIMEOUT
     );
-    assert_eq!(config.http2_idle_timeout, DEFAULT_HTTP2_IDLE_TIMEOUT);
+    assert_eq!(config.server.http2_idle_timeout, DEFAULT_HTTP2_IDLE_TIMEOUT);
     let redis = config.redis.as_ref().expect("redis");
     assert_eq!(redis.timeout, DEFAULT_REDIS_TIMEOUT);
     assert_eq!(redis.lease_ttl, DEFAULT_LEASE_TTL);
@@ -98,13 +101,13 @@ fn the_reference_file_shows_the_defaults() {
         .expect("the export's limits");
     assert_eq!(export.max_clients, DEFAULT_LIMIT_MAX_CLIENTS);
     assert_eq!(export.queue.map(|q| q.timeout), Some(DEFAULT_QUEUE_TIMEOUT));
-    assert_eq!(config.http2_max_resets, DEFAULT_HTTP2_MAX_RESETS);
+    assert_eq!(config.server.http2_max_resets, DEFAULT_HTTP2_MAX_RESETS);
     assert_eq!(app.connect_timeout, DEFAULT_CONNECT_TIMEOUT);
     assert_eq!(app.response_timeout, DEFAULT_RESPONSE_TIMEOUT);
     assert_eq!(app.idle_timeout, DEFAULT_IDLE_TIMEOUT);
     assert_eq!(app.pool_idle_timeout, DEFAULT_POOL_IDLE_TIMEOUT);
     assert_eq!(app.pool_max_idle, DEFAULT_POOL_MAX_IDLE);
-    assert_eq!(config.access_log, DEFAULT_ACCESS_LOG);
+    assert_eq!(config.server.access_log, DEFAULT_ACCESS_LOG);
     assert_eq!(
         config.routes[1].timeouts,
         TimeoutOverrides {
@@ -334,7 +337,7 @@ fn trusted_proxies_take_addresses_and_ranges_and_replace_trust_forwarded() {
         ("::ffff:10.0.0.1", true),
     ] {
         let ip: std::net::IpAddr = ip.parse().expect("ip");
-        assert_eq!(config.trusted_proxies.contains(ip), trusted, "{ip}");
+        assert_eq!(config.server.trusted_proxies.contains(ip), trusted, "{ip}");
     }
     assert_eq!(
         problems(&format!(

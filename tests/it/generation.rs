@@ -194,6 +194,22 @@ async fn a_reload_that_moves_the_listener_is_refused_and_changes_nothing() {
         error.to_string(),
         "`listen` cannot change while pagegate runs: restart it to apply that change"
     );
+    // Every key that differs is named, not only the first.
+    let config = pagegate::Config::parse(
+        "moved.yaml",
+        &format!("max_connections: 7\nsend_timeout: 3s\n{moved}"),
+    )
+    .expect("valid");
+    let error = proxy.handle.reload(config).expect_err("refused");
+    assert_eq!(
+        error.to_string(),
+        "`listen`, `max_connections` and `send_timeout` cannot change while pagegate runs: \
+         restart it to apply that change"
+    );
+    // The held-page budgets are not the listener's: they reload.
+    proxy
+        .reload(&format!("max_held_bytes: 64MiB\n{BEFORE}"), &upstream.url())
+        .expect("the held-page budget reloads");
     assert_eq!(
         get(&proxy.url("/elsewhere")).await.status,
         200,

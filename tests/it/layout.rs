@@ -40,7 +40,6 @@ const MAX_LINES: usize = 400;
 /// Files still over [`MAX_LINES`] until their split lands, each with the length it may not
 /// pass. A file leaves this list when it is split; an entry for a file now short fails.
 const STILL_TO_SPLIT: &[(&str, usize)] = &[
-    ("config/load.rs", 717),
     ("config/load/table.rs", 455),
     ("limit/shared.rs", 472),
     ("list/guard/budget.rs", 415),

@@ -206,7 +206,7 @@ impl Proxy {
     pub fn reload(&self, yaml: &str, upstream_url: &str) -> Result<(), pagegate::ReloadError> {
         let yaml = format!(
             "listen: {}\n{}",
-            self.handle.generation().config().listen,
+            self.handle.generation().config().server.listen,
             yaml.replace("{upstream}", upstream_url)
         );
         let config = Config::parse("test.yaml", &yaml)

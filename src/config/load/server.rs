@@ -1,0 +1,135 @@
+//! The listener's settings ([`ServerConfig`]) read from the file.
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+
+use super::Problems;
+use crate::config::ServerConfig;
+use crate::config::defaults::*;
+use crate::config::file::FileConfig;
+
+/// The listener's settings; `None` when `listen` is not an address (the problem is recorded).
+pub(super) fn server(p: &mut Problems, file: &FileConfig) -> Option<ServerConfig> {
+    let listen = match &file.listen {
+        Some(l) => p.address(l, "listen"),
+        None => SocketAddr::from_str(DEFAULT_LISTEN).ok(),
+    };
+    let metrics_listen = file
+        .metrics_listen
+        .as_ref()
+        .and_then(|m| p.address(m, "metrics_listen"));
+    let shutdown_grace = p.duration(
+        file.shutdown_grace.as_ref(),
+        "shutdown_grace",
+        DEFAULT_SHUTDOWN_GRACE,
+    );
+    let max_connections = match &file.max_connections {
+        Some(m) if m.value == 0 => {
+            p.invalid(m, "max_connections", "must be at least 1".to_owned());
+            DEFAULT_MAX_CONNECTIONS
+        }
+        Some(m) => usize::try_from(m.value).unwrap_or(usize::MAX),
+        None => DEFAULT_MAX_CONNECTIONS,
+    };
+
+    let max_connections_per_client = file.max_connections_per_client.as_ref().and_then(|m| {
+        let cap = u32::try_from(m.value)
+            .ok()
+            .and_then(std::num::NonZeroU32::new);
+        if cap.is_none() {
+            p.invalid(
+                m,
+                "max_connections_per_client",
+                "must be a whole number from 1 to 4294967295: remove it for no per-client cap"
+                    .to_owned(),
+            );
+        }
+        cap
+    });
+    let header_read_timeout = p.duration(
+        file.header_read_timeout.as_ref(),
+        "header_read_timeout",
+        DEFAULT_HEADER_READ_TIMEOUT,
+    );
+    if let Some(old) = &file.trust_forwarded {
+        p.invalid(
+            old,
+            "trust_forwarded",
+            "was replaced by `trusted_proxies`: list the addresses of the proxies in front of pagegate, e.g. `trusted_proxies: [10.0.0.0/8]`; with none listed, clients' forwarding headers are replaced".to_owned(),
+        );
+    }
+    let mut nets = Vec::new();
+    for entry in &file.trusted_proxies {
+        let text = entry.value.trim();
+        let net = text
+            .parse::<ipnet::IpNet>()
+            .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+        match net {
+            Ok(net) => nets.push(net.trunc()),
+            Err(_) => p.invalid(
+                entry,
+                "trusted_proxies",
+                format!("contains {text:?}: write an address or a CIDR range, such as 10.0.0.5 or 10.0.0.0/8"),
+            ),
+        }
+    }
+    let trusted_proxies = crate::client_addr::TrustedProxies::new(nets);
+    let max_head_bytes = p.size(
+        file.max_head_bytes.as_ref(),
+        "max_head_bytes",
+        DEFAULT_MAX_HEAD_BYTES,
+        (8 * 1024, 1024 * 1024),
+        " (a head's memory is held per connection: max_connections x max_head_bytes)",
+    );
+    let send_timeout = p.duration(
+        file.send_timeout.as_ref(),
+        "send_timeout",
+        DEFAULT_SEND_TIMEOUT,
+    );
+    let http2_keepalive_interval = p.duration(
+        file.http2_keepalive_interval.as_ref(),
+        "http2_keepalive_interval",
+        DEFAULT_HTTP2_KEEPALIVE_INTERVAL,
+    );
+    let http2_keepalive_timeout = p.duration(
+        file.http2_keepalive_timeout.as_ref(),
+        "http2_keepalive_timeout",
+        DEFAULT_HTTP2_KEEPALIVE_TIMEOUT,
+    );
+    let http2_idle_timeout = p.duration(
+        file.http2_idle_timeout.as_ref(),
+        "http2_idle_timeout",
+        DEFAULT_HTTP2_IDLE_TIMEOUT,
+    );
+    let http2_max_resets = match &file.http2_max_resets {
+        None => DEFAULT_HTTP2_MAX_RESETS,
+        Some(m) => u32::try_from(m.value)
+            .ok()
+            .and_then(std::num::NonZeroU32::new)
+            .unwrap_or_else(|| {
+                p.invalid(
+                    m,
+                    "http2_max_resets",
+                    "must be a whole number from 1 to 4294967295 (streams a client may cancel per connection within 10s)"
+                        .to_owned(),
+                );
+                DEFAULT_HTTP2_MAX_RESETS
+            }),
+    };
+    Some(ServerConfig {
+        listen: listen?,
+        metrics_listen,
+        shutdown_grace,
+        max_connections,
+        max_connections_per_client,
+        header_read_timeout,
+        max_head_bytes,
+        send_timeout,
+        http2_keepalive_interval,
+        http2_keepalive_timeout,
+        http2_idle_timeout,
+        http2_max_resets,
+        trusted_proxies,
+        access_log: file.access_log.unwrap_or(DEFAULT_ACCESS_LOG),
+    })
+}

@@ -1,0 +1,73 @@
+//! The settings the listener fixes at start ([`ServerConfig`]): where it listens, its
+//! connection caps and deadlines, HTTP/2 protections, trusted proxies and the access log. A
+//! reload compares them whole and names every key that differs; the rest of the config,
+//! held-page budgets included, reloads.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// The listener's settings, fixed while pagegate runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    /// Where clients connect.
+    pub listen: SocketAddr,
+    /// Where Prometheus scrapes `/metrics`; no metrics listener when unset.
+    pub metrics_listen: Option<SocketAddr>,
+    /// How long open requests may finish after a shutdown signal.
+    pub shutdown_grace: Duration,
+    /// Most client connections served at once.
+    pub max_connections: usize,
+    /// Most connections from one client address (IPv6 by /64); `None`: no cap.
+    pub max_connections_per_client: Option<std::num::NonZeroU32>,
+    /// Time to receive a request head once a connection waits for one.
+    pub header_read_timeout: Duration,
+    /// Largest request head, in bytes.
+    pub max_head_bytes: u64,
+    /// Longest a write to a client may wait.
+    pub send_timeout: Duration,
+    /// Interval of HTTP/2 keep-alive PINGs.
+    pub http2_keepalive_interval: Duration,
+    /// Time to answer an HTTP/2 PING.
+    pub http2_keepalive_timeout: Duration,
+    /// Time an HTTP/2 connection may stay open with no stream before GOAWAY.
+    pub http2_idle_timeout: Duration,
+    /// Streams an HTTP/2 client may cancel per connection within [`super::defaults::HTTP2_RESET_WINDOW`].
+    pub http2_max_resets: std::num::NonZeroU32,
+    /// Peers whose forwarding headers and request ids are believed.
+    pub trusted_proxies: crate::client_addr::TrustedProxies,
+    /// Write one access-log event per request when its response body ends.
+    pub access_log: bool,
+}
+
+impl ServerConfig {
+    /// The keys whose values differ between `self` and `other`, in file order.
+    pub(crate) fn differences(&self, other: &Self) -> Vec<&'static str> {
+        let mut keys = Vec::new();
+        macro_rules! compare {
+            ($($key:ident),* $(,)?) => {
+                // Destructured whole, so a field added later fails to compile until listed.
+                let Self { $($key),* } = self;
+                $(if *$key != other.$key {
+                    keys.push(stringify!($key));
+                })*
+            };
+        }
+        compare!(
+            listen,
+            metrics_listen,
+            shutdown_grace,
+            max_connections,
+            max_connections_per_client,
+            header_read_timeout,
+            max_head_bytes,
+            send_timeout,
+            http2_keepalive_interval,
+            http2_keepalive_timeout,
+            http2_idle_timeout,
+            http2_max_resets,
+            trusted_proxies,
+            access_log,
+        );
+        keys
+    }
+}
