@@ -34,9 +34,7 @@ const ROWS_PER_FRAME: u64 = 500;
 /// Serves the naive backend on `listener` until the task is dropped.
 pub async fn serve_backend(listener: TcpListener, rows: u64) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
+        let (stream, _) = crate::server::accept(&listener, "demo backend").await;
         let service = hyper::service::service_fn(move |req: http::Request<Incoming>| async move {
             Ok::<_, Infallible>(handle(&req, rows))
         });

@@ -9,8 +9,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
@@ -24,10 +23,12 @@ use crate::{Body, BoxError, Request};
 
 mod client_io;
 mod connection;
+mod listener;
+mod metrics;
 mod peers;
 mod serving;
 
-use connection::Connections;
+pub(crate) use listener::accept;
 use serving::Serving;
 
 /// Why the server could not start.
@@ -155,14 +156,9 @@ impl Server {
             }
         }
         let config = Arc::clone(generation.config());
-        let bind = |addr| async move {
-            TcpListener::bind(addr)
-                .await
-                .map_err(|source| StartError::Bind { addr, source })
-        };
-        let listener = bind(config.server.listen).await?;
+        let listener = listener::bind(config.server.listen).await?;
         let metrics_listener = match config.server.metrics_listen {
-            Some(addr) => Some(bind(addr).await?),
+            Some(addr) => Some(listener::bind(addr).await?),
             None => None,
         };
         Ok(Self {
@@ -197,123 +193,44 @@ impl Server {
 
     /// Serves until `shutdown` completes, then lets open requests finish within the grace period.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let connections = Arc::new(Semaphore::new(self.config.server.max_connections));
+        let settings = &self.config.server;
         // Shutdown: a signal every connection task watches, and a channel whose last sender
         // (one per connection task) closes when the last connection has ended.
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let (alive_tx, mut alive_rx) = tokio::sync::mpsc::channel::<()>(1);
-        let head_bytes = usize::try_from(self.config.server.max_head_bytes).unwrap_or(usize::MAX);
-        let trusted = Arc::new(self.config.server.trusted_proxies.clone());
-        let peers = peers::Peers::new(
-            self.config.server.max_connections_per_client,
-            self.metrics.protection("connections_per_client"),
-        );
-        let closed = client_io::Closed {
-            first_bytes: self.metrics.protection("header_read_timeout"),
-            send_stall: self.metrics.protection("send_stall"),
-            http2_control_flood: self.metrics.protection("http2_control_flood"),
-        };
-        let open = Connections::new(
-            connection::Settings {
-                http2_idle_timeout: self.config.server.http2_idle_timeout,
-                send_timeout: self.config.server.send_timeout,
-                http2_max_resets: self.config.server.http2_max_resets.get(),
-            },
-            connection::Closed {
-                evicted_idle: self.metrics.protection("evicted_idle"),
-                evicted_silent: self.metrics.protection("evicted_silent"),
-                evicted_slow_head: self.metrics.protection("evicted_slow_head"),
-                http2_idle: self.metrics.protection("http2_idle_timeout"),
-                http2_resets: self.metrics.protection("http2_resets"),
-                send_stall: closed.send_stall.clone(),
-            },
-        );
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        // The head must arrive in time; hyper's timer runs from when a connection waits for a
-        // head, so an idle HTTP/1 keep-alive connection is closed after it too.
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(self.config.server.header_read_timeout)
-            // Bounds head memory: max_connections x max_head_bytes. hyper-util's auto builder
-            // offers the read buffer's cap, not a head cap of its own: a head that does not fit
-            // gets 431 (request bodies are read in chunks of at most this size).
-            .max_buf_size(head_bytes);
-        // PINGs find HTTP/2 clients that went away without closing.
-        builder
-            .http2()
-            .timer(TokioTimer::new())
-            .keep_alive_interval(self.config.server.http2_keepalive_interval)
-            .keep_alive_timeout(self.config.server.http2_keepalive_timeout)
-            .max_header_list_size(u32::try_from(head_bytes).unwrap_or(u32::MAX));
         if let Some(listener) = self.metrics_listener {
-            tokio::spawn(serve_metrics(listener, Arc::clone(&self.metrics)));
+            tokio::spawn(metrics::serve(listener, Arc::clone(&self.metrics)));
         }
-        let serving = Arc::new(Serving {
-            stack: crate::proxy::stack::global(
-                Router::new(self.current),
-                self.config.server.access_log,
+        let admission = listener::Admission {
+            peers: peers::Peers::new(
+                settings.max_connections_per_client,
+                self.metrics.protection("connections_per_client"),
             ),
-            refusal: crate::proxy::stack::global(serving::Refusal, self.config.server.access_log),
-            builder,
-            open,
-            slots: Arc::clone(&connections),
-            closed,
-            trusted,
-            header_read_timeout: self.config.server.header_read_timeout,
-            send_timeout: self.config.server.send_timeout,
-            overloaded: self.metrics.protection("max_connections"),
-            stop: stop_rx,
-            alive: alive_tx.clone(),
-        });
-        // Newcomers that found every slot taken wait here, each in its own task, so the accept
-        // loop goes on accepting (see serving).
-        let waiting = Arc::new(Semaphore::new(serving::waiting_room(
-            self.config.server.max_connections,
-            self.spare_files,
-        )));
-        tokio::pin!(shutdown);
-        loop {
-            let (stream, peer) = tokio::select! {
-                () = &mut shutdown => break,
-                accepted = self.listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(error) => {
-                        // EMFILE and friends: back off briefly instead of spinning.
-                        tracing::warn!(%error, "accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-            };
-            let client = ClientAddr::new(peer, &serving.trusted);
-            let Ok(peer_slot) = peers.admit(client.key()) else {
-                // Over max_connections_per_client: closed at once, before a byte is read.
-                drop(stream);
-                continue;
-            };
-            if let Ok(permit) = Arc::clone(&connections).try_acquire_owned() {
-                serving.serve(stream, client, permit, peer_slot);
-                continue;
-            }
-            // Every slot is taken: the newcomer waits in the waiting room; when that is full
-            // too, so does the accept loop (further clients wait in the listen backlog).
-            let place = tokio::select! {
-                () = &mut shutdown => break,
-                place = Arc::clone(&waiting).acquire_owned() => place,
-            };
-            let Ok(place) = place else { break };
-            tokio::spawn(Arc::clone(&serving).wait(stream, client, peer_slot, place));
-        }
+            slots: Arc::new(Semaphore::new(settings.max_connections)),
+            // Newcomers that found every slot taken wait here, each in its own task, so the
+            // accept loop goes on accepting (see serving).
+            waiting: Arc::new(Semaphore::new(serving::waiting_room(
+                settings.max_connections,
+                self.spare_files,
+            ))),
+        };
+        let serving = Arc::new(Serving::new(
+            settings,
+            &self.metrics,
+            Router::new(self.current),
+            Arc::clone(&admission.slots),
+            (stop_rx, alive_tx.clone()),
+        ));
+        listener::accept_clients(&self.listener, &serving, &admission, shutdown).await;
         drop(serving);
         drop(self.listener);
-        tracing::info!(grace = ?self.config.server.shutdown_grace, "shutting down");
+        tracing::info!(grace = ?settings.shutdown_grace, "shutting down");
         let _ = stop_tx.send(true);
         drop(alive_tx);
         tokio::select! {
             // Every connection task holds a sender: `None` once the last one has ended.
             _ = alive_rx.recv() => {}
-            () = tokio::time::sleep(self.config.server.shutdown_grace) => {
+            () = tokio::time::sleep(settings.shutdown_grace) => {
                 tracing::warn!("grace period over; closing open connections");
             }
         }
@@ -386,38 +303,5 @@ pub(crate) async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         () = terminate => {}
-    }
-}
-
-async fn serve_metrics(listener: TcpListener, metrics: Arc<Metrics>) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let metrics = Arc::clone(&metrics);
-        let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
-            let metrics = Arc::clone(&metrics);
-            async move {
-                let mut response = if req.uri().path() == "/metrics" {
-                    http::Response::new(crate::body::full(metrics.encode()))
-                } else {
-                    let mut r = http::Response::new(crate::body::full("not found\n"));
-                    *r.status_mut() = http::StatusCode::NOT_FOUND;
-                    r
-                };
-                response.headers_mut().insert(
-                    http::header::CONTENT_TYPE,
-                    http::HeaderValue::from_static(
-                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    ),
-                );
-                Ok::<_, std::convert::Infallible>(response)
-            }
-        });
-        tokio::spawn(async move {
-            let _ = auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
     }
 }

@@ -66,6 +66,10 @@ pub(crate) const HELD_UNREAD: Duration = Duration::from_secs(1);
 /// Open files pagegate keeps for itself beyond two per client connection: listeners, the log,
 /// the runtime's own descriptors (64).
 pub(crate) const RESERVED_FILES: u64 = 64;
+
+/// After an `accept` fails (EMFILE with no file descriptor left, ENOBUFS, ENOMEM), how long a
+/// listener waits before it accepts again, so it never spins on a failure that persists (50 ms).
+pub(crate) const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// Largest request head (request line and headers) a client may send (32 KiB, as nginx's
 /// `large_client_header_buffers 4 8k`); bigger heads get 431 and the connection is closed.
 pub(crate) const DEFAULT_MAX_HEAD_BYTES: u64 = 32 * 1024;

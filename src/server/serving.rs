@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use futures_util::{FutureExt, future};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use prometheus_client::metrics::counter::Counter;
 use tokio::net::TcpStream;
@@ -19,14 +19,15 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tower::ServiceExt;
 
 use super::client_io::{self, ClientIo};
-use super::connection::{Answer, Close, Connections};
+use super::connection::{self, Answer, Close, Connections, Settings};
 use super::incoming;
 use super::peers::PeerSlot;
 use crate::client_addr::{ClientAddr, Closer, TrustedProxies};
+use crate::config::ServerConfig;
 use crate::config::defaults::{ACCEPT_WAIT, WAITING_ROOM_MIN};
 use crate::proxy::rescue::ProxyError;
 use crate::proxy::router::Router;
-use crate::telemetry::AccessLog;
+use crate::telemetry::{AccessLog, Metrics};
 use crate::{Request, Response};
 
 /// After GOAWAY for too many cancelled streams, how long the streams in flight may finish before
@@ -55,6 +56,31 @@ impl tower::Service<Request> for Refusal {
     }
 }
 
+/// hyper's connection settings: head deadline and size on HTTP/1, PINGs and header-list size on
+/// HTTP/2.
+fn builder(settings: &ServerConfig) -> auto::Builder<TokioExecutor> {
+    let head_bytes = usize::try_from(settings.max_head_bytes).unwrap_or(usize::MAX);
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // The head must arrive in time; hyper's timer runs from when a connection waits for a
+    // head, so an idle HTTP/1 keep-alive connection is closed after it too.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.header_read_timeout)
+        // Bounds head memory: max_connections x max_head_bytes. hyper-util's auto builder
+        // offers the read buffer's cap, not a head cap of its own: a head that does not fit
+        // gets 431 (request bodies are read in chunks of at most this size).
+        .max_buf_size(head_bytes);
+    // PINGs find HTTP/2 clients that went away without closing.
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(settings.http2_keepalive_interval)
+        .keep_alive_timeout(settings.http2_keepalive_timeout)
+        .max_header_list_size(u32::try_from(head_bytes).unwrap_or(u32::MAX));
+    builder
+}
+
 /// What every connection task shares.
 pub(super) struct Serving {
     pub(super) stack: AccessLog<Router>,
@@ -75,6 +101,51 @@ pub(super) struct Serving {
 }
 
 impl Serving {
+    /// What connection tasks share, from the listener's settings. `shutdown` is the signal every
+    /// connection watches and the sender each one holds until it ends.
+    pub(super) fn new(
+        settings: &ServerConfig,
+        metrics: &Metrics,
+        router: Router,
+        slots: Arc<Semaphore>,
+        shutdown: (watch::Receiver<bool>, mpsc::Sender<()>),
+    ) -> Self {
+        let closed = client_io::Closed {
+            first_bytes: metrics.protection("header_read_timeout"),
+            send_stall: metrics.protection("send_stall"),
+            http2_control_flood: metrics.protection("http2_control_flood"),
+        };
+        let open = Connections::new(
+            Settings {
+                http2_idle_timeout: settings.http2_idle_timeout,
+                send_timeout: settings.send_timeout,
+                http2_max_resets: settings.http2_max_resets.get(),
+            },
+            connection::Closed {
+                evicted_idle: metrics.protection("evicted_idle"),
+                evicted_silent: metrics.protection("evicted_silent"),
+                evicted_slow_head: metrics.protection("evicted_slow_head"),
+                http2_idle: metrics.protection("http2_idle_timeout"),
+                http2_resets: metrics.protection("http2_resets"),
+                send_stall: closed.send_stall.clone(),
+            },
+        );
+        Self {
+            stack: crate::proxy::stack::global(router, settings.access_log),
+            refusal: crate::proxy::stack::global(Refusal, settings.access_log),
+            builder: builder(settings),
+            open,
+            slots,
+            closed,
+            trusted: Arc::new(settings.trusted_proxies.clone()),
+            header_read_timeout: settings.header_read_timeout,
+            send_timeout: settings.send_timeout,
+            overloaded: metrics.protection("max_connections"),
+            stop: shutdown.0,
+            alive: shutdown.1,
+        }
+    }
+
     /// Serves a newcomer that found every slot taken: evicts what may be evicted and waits up
     /// to [`ACCEPT_WAIT`] for a slot, else answers 503. Holds `place` (in the waiting room)
     /// until it leaves.

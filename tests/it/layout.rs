@@ -47,7 +47,6 @@ const STILL_TO_SPLIT: &[(&str, usize)] = &[
     ("list/scan/machine.rs", 418),
     ("methods/form/scan.rs", 412),
     ("proxy/generation.rs", 425),
-    ("server.rs", 427),
     ("server/connection.rs", 551),
     ("table/export.rs", 428),
     ("table/sql.rs", 574),

@@ -17,6 +17,7 @@ mod integrity;
 mod keyset;
 mod layout;
 mod limits;
+mod listener;
 mod outcomes;
 mod pagination;
 mod postgres;
