@@ -5,18 +5,27 @@
 //! signed cursors, list responses are scanned and cut at their cap, and everything else (exports,
 //! uploads) streams through frame by frame.
 //!
-//! The request flow, outermost first (assembled in [`stack`]): a global part every request
-//! crosses, then a stack built for each route when the config loads ([`generation`]).
+//! The request flow, outermost first (every route kind is assembled in [`proxy::stack`]): a
+//! global part every request crosses, then a stack built for each route when the config loads
+//! ([`proxy::generation`]). `docs/ARCHITECTURE.md` is the map.
 //!
 //! ```text
-//! client ─▶ access log ─▶ router ─▶ rescue ─▶ [pagination ─▶ list guard] ─▶ forward ─▶ backend
+//! server ─▶ access log ─▶ router ─▶ rescue ─▶ [limits] ─▶ method check ─▶ route terminal
+//!   list route:    pagination ─▶ list guard ─▶ upstream ─▶ backend
+//!   plain route:   upstream ─▶ backend (WebSocket tunnels included)
+//!   table route:   page query | compression ─▶ export stream ─▶ PostgreSQL
 //! ```
 //!
-//! Modules depend one way: leaves ([`body`], [`cursor`], [`problem`], [`routing`]) ←
-//! mechanisms ([`config`], [`pagination`], [`guard`], [`upstream`], [`telemetry`]) ← assembly
-//! ([`error`], [`route`], [`stack`], [`generation`], [`router`], [`server`], [`cli`]).
+//! Modules depend one way, down these tiers (`tests/it/layout.rs` checks it): leaves ([`body`],
+//! [`problem`], [`client_addr`], [`cursor`], [`telemetry`], [`route_table`], [`sync`], and
+//! [`config::file`], [`config::problems`], [`config::defaults`]) ← features, each with its typed
+//! config ([`list`], [`limit`], [`table`], [`upstream`], [`methods`]) ← [`config`] loading ←
+//! [`proxy`] ← [`server`] ← [`demo`], [`cli`].
 
 #![forbid(unsafe_code)]
+// The docs are built with private items (`cargo doc --document-private-items`): they are for
+// the people who work on pagegate, whose links point into private modules.
+#![allow(rustdoc::private_intra_doc_links)]
 
 mod body;
 mod cli;

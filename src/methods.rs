@@ -67,7 +67,7 @@ pub(crate) enum MethodError {
         "a form body on a list path is read whole to look for `_method`, and this one exceeds {max} bytes: send a smaller body"
     )]
     FormTooLarge {
-        /// [`MAX_FORM_BYTES`].
+        /// [`form::MAX_FORM_BYTES`].
         max: usize,
     },
     /// A GET or HEAD with a body where the route does not allow one.

@@ -1,7 +1,7 @@
 //! The list guard: no list response through pagegate exceeds its cap, whatever the backend sends.
 //!
 //! On a list route, a successful GET response is held — at most `max_bytes`, the only buffering
-//! pagegate does — while a byte-level [`Scanner`] finds the item boundaries of the list. Holding
+//! pagegate does — while a byte-level [`Scanner`](crate::list::scan::Scanner) finds the item boundaries of the list. Holding
 //! the page is what lets the response head say what happened to the body: response headers
 //! leave before the body, so a `Link` to the next page or a truncation notice can only be
 //! written once the page's end is known.
