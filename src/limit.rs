@@ -22,6 +22,7 @@ mod shared;
 
 pub(crate) use concurrency::{Full, NoSlot, SlotBody};
 pub use decide::Limits;
+pub(crate) use decide::LimitsWouldRefuse;
 pub(crate) use error::LimitError;
 pub(crate) use error::Refusal;
 pub(crate) use key::ClientKey;
@@ -32,10 +33,6 @@ pub(crate) use shared::Redis;
 /// `Retry-After` of a concurrency refusal, in seconds: when a slot frees is unknown (an export
 /// may stream for minutes), so this is an estimate that keeps retry loops slow (5 seconds).
 pub(crate) const CONCURRENCY_RETRY_AFTER: u64 = 5;
-
-/// The response header that says, in report-only mode, what a limit would have done:
-/// `429 rate_per_client`, comma-separated when several would have refused.
-pub(crate) const WOULD_REFUSE: &str = "pagegate-would-refuse";
 
 /// How often a request queued for a shared (Redis) slot asks again (50 ms).
 const SHARED_QUEUE_POLL: Duration = Duration::from_millis(50);

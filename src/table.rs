@@ -18,7 +18,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use http::{Method, StatusCode};
+use http::Method;
 use tower::Service;
 
 use crate::cursor::CursorError;
@@ -46,12 +46,11 @@ use running::Running;
 use sql::Filter;
 
 /// After a check found the database unreachable, how long until the next request tries again.
-const RETRY_UNREACHABLE: Duration = Duration::from_secs(1);
+pub(crate) const RETRY_UNREACHABLE: Duration = Duration::from_secs(1);
 /// After a check found the table unfit, how long until it is checked again.
-const RETRY_INVALID: Duration = Duration::from_secs(30);
+pub(crate) const RETRY_INVALID: Duration = Duration::from_secs(30);
 
-/// Why a table request was not served. [`PgError::status`] and [`PgError::problem_type`] are
-/// the table routes' rows of pagegate's one answer table (`crate::proxy::rescue`).
+/// Why a table request was not served; `crate::proxy::rescue` answers it.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum PgError {
     /// A parameter is unknown, repeated or malformed; the message lists what is allowed.
@@ -107,53 +106,6 @@ pub(crate) enum PgError {
     /// SQLSTATE and message are logged).
     #[error("the database could not answer this request; the reason is logged")]
     Database,
-}
-
-impl PgError {
-    /// Its status.
-    pub(crate) fn status(&self) -> StatusCode {
-        match self {
-            Self::BadRequest(_) | Self::BadValue { .. } | Self::Rejected | Self::Cursor(_) => {
-                StatusCode::BAD_REQUEST
-            }
-            Self::Method(_) => StatusCode::METHOD_NOT_ALLOWED,
-            Self::ScopeRequired(_) => StatusCode::FORBIDDEN,
-            Self::Unavailable | Self::OutOfService | Self::Changed => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            Self::Timeout => StatusCode::GATEWAY_TIMEOUT,
-            Self::KeyTooLong { .. } | Self::Database => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
-    /// Its problem type.
-    pub(crate) fn problem_type(&self) -> &'static str {
-        match self {
-            Self::BadRequest(_) | Self::BadValue { .. } | Self::Rejected => {
-                "urn:pagegate:problem:invalid-query"
-            }
-            Self::Cursor(_) => "urn:pagegate:problem:invalid-cursor",
-            Self::Method(_) => "urn:pagegate:problem:method-not-allowed",
-            Self::ScopeRequired(_) => "urn:pagegate:problem:scope-required",
-            Self::Unavailable | Self::OutOfService | Self::Changed => {
-                "urn:pagegate:problem:database-unavailable"
-            }
-            Self::Timeout => "urn:pagegate:problem:database-timeout",
-            Self::KeyTooLong { .. } => "urn:pagegate:problem:key-too-long",
-            Self::Database => "urn:pagegate:problem:internal",
-        }
-    }
-
-    /// Seconds a client should wait before trying again, for the answers that say so: an
-    /// unfit table is checked again every 30 s, an unreachable database or a changed table
-    /// every second.
-    pub(crate) fn retry_after(&self) -> Option<&'static str> {
-        match self {
-            Self::OutOfService => Some("30"),
-            Self::Unavailable | Self::Changed => Some("1"),
-            _ => None,
-        }
-    }
 }
 
 /// The terminal of a table route: its pages, or (`export`) its export.

@@ -67,6 +67,10 @@ pub(crate) const HELD_UNREAD: Duration = Duration::from_secs(1);
 /// the runtime's own descriptors (64).
 pub(crate) const RESERVED_FILES: u64 = 64;
 
+/// `Retry-After` of a 503 `overloaded` (held pages at `max_held_bytes`, or every connection
+/// slot busy): load of this kind clears within a second or two (1 second).
+pub(crate) const OVERLOADED_RETRY_AFTER: Duration = Duration::from_secs(1);
+
 /// After an `accept` fails (EMFILE with no file descriptor left, ENOBUFS, ENOMEM), how long a
 /// listener waits before it accepts again, so it never spins on a failure that persists (50 ms).
 pub(crate) const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);

@@ -5,8 +5,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Weak};
 
-use http::HeaderValue;
-
 use super::concurrency::{Slot, Slots};
 use super::rate::Rates;
 use super::shared::Shared;
@@ -14,7 +12,7 @@ use crate::Response;
 use crate::limit::config::{LimitStore, LimitsConfig, OnRedisError};
 use crate::limit::{
     ClientKey, Fields, Full, HOUSEKEEPING, LimitError, NoSlot, Redis, Refusal, Refused,
-    SHARED_QUEUE_POLL, WOULD_REFUSE,
+    SHARED_QUEUE_POLL,
 };
 use crate::telemetry::RouteMetrics;
 
@@ -122,8 +120,13 @@ pub(super) async fn housekeeping(limits: Weak<Limits>) {
 #[derive(Debug, Default)]
 pub(super) struct Notes {
     fields: Option<Fields>,
-    would_refuse: Vec<String>,
+    would_refuse: Vec<LimitError>,
 }
+
+/// In report-only mode, the refusals the route's limits would have answered, on the response
+/// (the route's rescue describes them in `pagegate-would-refuse`).
+#[derive(Debug, Clone)]
+pub(crate) struct LimitsWouldRefuse(pub(crate) Vec<LimitError>);
 
 impl Notes {
     /// Counts a refusal; in report-only mode notes it and says to go on (false).
@@ -133,8 +136,7 @@ impl Notes {
             if report_only { "reported" } else { "refused" },
         );
         if report_only {
-            self.would_refuse
-                .push(format!("{} {}", error.status(), error.limit()));
+            self.would_refuse.push(error.clone());
         }
         !report_only
     }
@@ -145,10 +147,10 @@ impl Notes {
             headers.insert("ratelimit-policy", fields.policy);
             headers.insert("ratelimit", fields.state);
         }
-        if !self.would_refuse.is_empty()
-            && let Ok(value) = HeaderValue::from_str(&self.would_refuse.join(", "))
-        {
-            headers.append(WOULD_REFUSE, value);
+        if !self.would_refuse.is_empty() {
+            response
+                .extensions_mut()
+                .insert(LimitsWouldRefuse(self.would_refuse));
         }
     }
 }

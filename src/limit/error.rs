@@ -121,8 +121,4 @@ impl LimitError {
             Refusal::Unavailable => "redis",
         }
     }
-
-    pub(super) fn status(&self) -> u16 {
-        if self.route_busy() { 503 } else { 429 }
-    }
 }

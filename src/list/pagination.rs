@@ -17,7 +17,7 @@ mod error;
 mod layer;
 
 pub use error::PaginationError;
-pub(crate) use layer::PaginationLayer;
+pub(crate) use layer::{PaginationLayer, PlanWouldRefuse};
 
 /// A list route as its layers run it: the policy from the config and, on keyset routes, the
 /// codec that signs its cursors. Built once per route, shared by its pagination and guard.

@@ -106,16 +106,6 @@ pub enum PaginationError {
 // === impl PaginationError ===
 
 impl PaginationError {
-    /// The documented problem type.
-    pub(crate) fn problem_type(&self) -> &'static str {
-        match self {
-            Self::LimitTooLarge { .. } => "urn:pagegate:problem:limit-too-large",
-            Self::OffsetTooDeep { .. } => "urn:pagegate:problem:offset-too-deep",
-            Self::Reserved { .. } => "urn:pagegate:problem:reserved-parameter",
-            _ => "urn:pagegate:problem:invalid-pagination-parameter",
-        }
-    }
-
     /// Adds the machine-readable members: parameter, value, maximum, hint, first page.
     pub(crate) fn extend(&self, problem: &mut Problem) {
         let (param, value) = match self {

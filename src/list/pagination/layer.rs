@@ -13,7 +13,6 @@ use tower::{Layer, Service};
 use super::{
     CLAMPED_HEADER, ListRoute, PagePlan, PlanError, ReportPlan, WOULD_REWRITE_HEADER, plan,
 };
-use crate::limit::WOULD_REFUSE;
 use crate::telemetry::{Outcome, RouteMetrics};
 use crate::{BoxError, Request, Response};
 
@@ -113,27 +112,19 @@ where
 impl<S> PaginationService<S> {
     /// Report-only: what planning would have done to the request, as response headers (counted
     /// and logged), and the page size the guard checks against.
-    fn report(
-        &self,
-        planned: &Result<super::Planned, PlanError>,
-        query: &str,
-    ) -> (u64, Vec<(&'static str, HeaderValue)>) {
+    fn report(&self, planned: &Result<super::Planned, PlanError>, query: &str) -> (u64, Report) {
         let policy = &self.route.policy;
         let route = self.metrics.name();
         let mut headers = Vec::new();
         match planned {
             Err(error) => {
-                let kind = match error {
-                    PlanError::Pagination(e) => e.problem_type(),
-                    PlanError::Cursor(_) => "urn:pagegate:problem:invalid-cursor",
-                };
-                let kind = kind.trim_start_matches("urn:pagegate:problem:");
                 self.metrics.reported("refused");
                 tracing::info!(%route, %error, "report-only: pagination would have refused this request");
-                if let Ok(value) = HeaderValue::from_str(&format!("400 {kind}")) {
-                    headers.push((WOULD_REFUSE, value));
-                }
-                (policy.max_limit.min(policy.max_items), headers)
+                let report = Report {
+                    headers,
+                    refusal: Some(PlanWouldRefuse(error.clone())),
+                };
+                (policy.max_limit.min(policy.max_items), report)
             }
             Ok(planned) => {
                 if let Some(requested) = planned.plan.clamped_from {
@@ -147,7 +138,11 @@ impl<S> PaginationService<S> {
                 {
                     headers.push((WOULD_REWRITE_HEADER, value));
                 }
-                (planned.plan.page_size, headers)
+                let report = Report {
+                    headers,
+                    refusal: None,
+                };
+                (planned.plan.page_size, report)
             }
         }
     }
@@ -164,9 +159,21 @@ pin_project! {
         inner: Option<F>,
         error: Option<BoxError>,
         clamped: Option<HeaderValue>,
-        report: Vec<(&'static str, HeaderValue)>,
+        report: Report,
     }
 }
+
+/// What report-only mode adds to the answer: headers, and the refusal the route's rescue
+/// describes (`pagegate-would-refuse`) as it would have answered it.
+#[derive(Debug, Default)]
+pub(crate) struct Report {
+    headers: Vec<(&'static str, HeaderValue)>,
+    refusal: Option<PlanWouldRefuse>,
+}
+
+/// In report-only mode, the refusal pagination would have answered, on the response.
+#[derive(Debug, Clone)]
+pub(crate) struct PlanWouldRefuse(pub(crate) PlanError);
 
 impl<F> PaginationFuture<F> {
     fn refused(error: BoxError) -> Self {
@@ -175,7 +182,7 @@ impl<F> PaginationFuture<F> {
             inner: None,
             error: Some(error),
             clamped: None,
-            report: Vec::new(),
+            report: Report::default(),
         }
     }
 
@@ -184,11 +191,11 @@ impl<F> PaginationFuture<F> {
             inner: Some(inner),
             error: None,
             clamped,
-            report: Vec::new(),
+            report: Report::default(),
         }
     }
 
-    fn reporting(inner: F, report: Vec<(&'static str, HeaderValue)>) -> Self {
+    fn reporting(inner: F, report: Report) -> Self {
         Self {
             inner: Some(inner),
             error: None,
@@ -213,8 +220,11 @@ where
             ));
         };
         let mut response = ready!(inner.poll(cx))?;
-        for (name, value) in this.report.drain(..) {
+        for (name, value) in this.report.headers.drain(..) {
             response.headers_mut().append(name, value);
+        }
+        if let Some(refusal) = this.report.refusal.take() {
+            response.extensions_mut().insert(refusal);
         }
         if let Some(value) = this.clamped.take() {
             response.headers_mut().insert(CLAMPED_HEADER, value);

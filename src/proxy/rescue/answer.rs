@@ -1,0 +1,351 @@
+//! The answer table: how pagegate answers every error a route's stack can return, in one
+//! `match` with one arm per leaf error ([`ProxyError::answer`]). Each arm gives the status, the
+//! problem type, the access-log outcome, the `pagegate_protections_total` reason and the
+//! headers; the leaf modules keep no mapping of their own. Adding a refusal means adding its
+//! leaf error and one arm here.
+
+use std::time::Duration;
+
+use http::{HeaderValue, StatusCode, header};
+
+use crate::body::RequestBodyError;
+use crate::config::defaults::OVERLOADED_RETRY_AFTER;
+use crate::cursor::CursorError;
+use crate::limit::{LimitError, Refusal};
+use crate::list::guard::{GuardError, HoldError};
+use crate::list::pagination::{PaginationError, PlanError};
+use crate::methods::MethodError;
+use crate::problem::Problem;
+use crate::route_table::{NoRoute, NulPath};
+use crate::table::{PgError, RETRY_INVALID, RETRY_UNREACHABLE};
+use crate::telemetry::Outcome;
+use crate::upstream::UpstreamError;
+use crate::{BoxError, Response};
+
+/// The prefix of every problem type pagegate writes.
+pub(crate) const PROBLEM_PREFIX: &str = "urn:pagegate:problem:";
+
+/// A problem type: `kind!("no-route")` is `urn:pagegate:problem:no-route`.
+macro_rules! kind {
+    ($name:literal) => {
+        concat!("urn:pagegate:problem:", $name)
+    };
+}
+
+/// The methods a 405 for CONNECT lists (RFC 9110 §15.5.6).
+const ALLOW_PROXIED: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
+
+/// The methods a table route answers.
+const ALLOW_TABLE: &str = "GET, HEAD";
+
+/// Any reason pagegate answers a request itself instead of relaying the backend's answer.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ProxyError {
+    /// No route matches and the `default` policy is `deny`.
+    #[error(transparent)]
+    NoRoute(#[from] NoRoute),
+    /// The path holds a NUL byte.
+    #[error(transparent)]
+    Path(#[from] NulPath),
+    /// The request's pagination parameters break the route's policy.
+    #[error(transparent)]
+    Pagination(#[from] PaginationError),
+    /// The `cursor` parameter does not verify.
+    #[error(transparent)]
+    Cursor(#[from] CursorError),
+    /// The backend could not be reached or answered too slowly.
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    /// The backend's list response could not be relayed safely.
+    #[error(transparent)]
+    Guard(#[from] GuardError),
+    /// Held list pages already use `max_held_bytes`.
+    #[error(transparent)]
+    Overloaded(#[from] HoldError),
+    /// The client's request body stalled or is malformed.
+    #[error(transparent)]
+    RequestBody(#[from] RequestBodyError),
+    /// The method could be read differently by the backend, or is CONNECT.
+    #[error(transparent)]
+    Method(#[from] MethodError),
+    /// A rate or concurrency limit of the route.
+    #[error(transparent)]
+    Limit(#[from] LimitError),
+    /// A table route's request or its database.
+    #[error(transparent)]
+    Table(#[from] PgError),
+    /// Every `max_connections` slot stayed busy while this client's connection waited.
+    #[error("pagegate is serving as many connections as it may; retry shortly")]
+    ConnectionsFull,
+    /// A bug in pagegate; details are in the log.
+    #[error("pagegate could not process this request")]
+    Internal,
+}
+
+/// One row of the answer table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Answer {
+    /// The response status.
+    pub(crate) status: StatusCode,
+    /// The problem type, `urn:pagegate:problem:<name>` (README lists them).
+    pub(crate) kind: &'static str,
+    /// What the access log reports.
+    pub(crate) outcome: Outcome,
+    /// The `pagegate_protections_total` reason, for refusals that protect pagegate or the
+    /// backend (not for ordinary bad parameters or upstream failures).
+    pub(crate) protection: Option<&'static str>,
+    /// `Retry-After`, in seconds.
+    pub(crate) retry_after: Option<u64>,
+    /// `Allow`, on a 405.
+    pub(crate) allow: Option<&'static str>,
+    /// `Connection: close`: the connection ends after this answer (HTTP/2 gets GOAWAY).
+    pub(crate) close: bool,
+}
+
+/// A row with no protection reason and no extra header.
+fn row(status: StatusCode, kind: &'static str, outcome: Outcome) -> Answer {
+    Answer {
+        status,
+        kind,
+        outcome,
+        protection: None,
+        retry_after: None,
+        allow: None,
+        close: false,
+    }
+}
+
+impl Answer {
+    fn protects(self, reason: &'static str) -> Self {
+        Self {
+            protection: Some(reason),
+            ..self
+        }
+    }
+
+    fn retry(self, after: Duration) -> Self {
+        Self {
+            retry_after: Some(after.as_secs()),
+            ..self
+        }
+    }
+
+    fn allow(self, methods: &'static str) -> Self {
+        Self {
+            allow: Some(methods),
+            ..self
+        }
+    }
+}
+
+// === impl ProxyError ===
+
+impl From<PlanError> for ProxyError {
+    fn from(error: PlanError) -> Self {
+        match error {
+            PlanError::Pagination(e) => e.into(),
+            PlanError::Cursor(e) => e.into(),
+        }
+    }
+}
+
+impl ProxyError {
+    /// Sorts a boxed error from a route's stack. An error of no known type is a bug: it is
+    /// logged and answered 500 without its text.
+    pub(crate) fn from_boxed(error: BoxError) -> Self {
+        let error = match error.downcast::<PlanError>() {
+            Ok(plan) => return (*plan).into(),
+            Err(error) => error,
+        };
+        macro_rules! sort {
+            ($error:ident: $($leaf:ty),*) => {
+                $(let $error = match $error.downcast::<$leaf>() {
+                    Ok(leaf) => return (*leaf).into(),
+                    Err(other) => other,
+                };)*
+            };
+        }
+        sort!(error: NoRoute, NulPath, PaginationError, CursorError, UpstreamError, GuardError, HoldError, MethodError, RequestBodyError, LimitError, PgError);
+        tracing::error!(%error, "unexpected error in a route's stack");
+        Self::Internal
+    }
+
+    /// The answer table.
+    pub(crate) fn answer(&self) -> Answer {
+        use Outcome::{Internal, Overloaded, Refused, UpstreamError as Upstream};
+        use StatusCode as S;
+        match self {
+            Self::NoRoute(_) => row(S::NOT_FOUND, kind!("no-route"), Refused),
+            Self::Path(_) => row(S::BAD_REQUEST, kind!("invalid-path"), Refused),
+            Self::Method(e) => method(e),
+            Self::RequestBody(RequestBodyError::Stalled(_)) => row(
+                S::REQUEST_TIMEOUT,
+                kind!("request-body-stalled"),
+                Outcome::ClientStalled,
+            )
+            .protects("request_body_stalled"),
+            Self::RequestBody(RequestBodyError::Malformed) => {
+                row(S::BAD_REQUEST, kind!("malformed-request-body"), Refused)
+                    .protects("request_body_malformed")
+            }
+            Self::Pagination(e) => row(S::BAD_REQUEST, pagination_kind(e), Refused),
+            Self::Cursor(_) => row(S::BAD_REQUEST, kind!("invalid-cursor"), Refused),
+            Self::Upstream(UpstreamError::Timeout { .. }) => {
+                row(S::GATEWAY_TIMEOUT, kind!("upstream-timeout"), Upstream)
+            }
+            Self::Upstream(UpstreamError::UnaskedUpgrade { .. }) => {
+                row(S::BAD_GATEWAY, kind!("upstream-unavailable"), Upstream)
+                    .protects("unasked_upgrade")
+            }
+            Self::Upstream(_) => row(S::BAD_GATEWAY, kind!("upstream-unavailable"), Upstream),
+            Self::Guard(GuardError::Unfinished) => {
+                row(S::BAD_GATEWAY, kind!("bad-upstream-response"), Upstream)
+                    .protects("unfinished_list")
+            }
+            Self::Guard(_) => row(S::BAD_GATEWAY, kind!("bad-upstream-response"), Upstream),
+            Self::Overloaded(e) => row(S::SERVICE_UNAVAILABLE, kind!("overloaded"), Overloaded)
+                .protects(match e {
+                    HoldError::Busy => "held_bytes",
+                    HoldError::ClientShare { .. } => "held_bytes_per_client",
+                })
+                .retry(OVERLOADED_RETRY_AFTER),
+            Self::ConnectionsFull => Answer {
+                close: true,
+                ..row(S::SERVICE_UNAVAILABLE, kind!("overloaded"), Overloaded)
+                    .retry(OVERLOADED_RETRY_AFTER)
+            },
+            Self::Limit(e) => limit(e),
+            Self::Table(e) => table(e),
+            Self::Internal => row(S::INTERNAL_SERVER_ERROR, kind!("internal"), Internal),
+        }
+    }
+
+    /// The problem document for this error, as `answer` describes it.
+    fn problem(&self, answer: &Answer) -> Problem {
+        let mut problem = Problem::new(answer.status, answer.kind, self.to_string());
+        if let Self::Pagination(e) = self {
+            e.extend(&mut problem);
+        }
+        problem
+    }
+
+    /// The response a client receives for this error.
+    pub(crate) fn into_response(self) -> Response {
+        let answer = self.answer();
+        let mut response = self.problem(&answer).into_response();
+        let headers = response.headers_mut();
+        if let Some(after) = answer.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(after));
+        }
+        if let Some(methods) = answer.allow {
+            headers.insert(header::ALLOW, HeaderValue::from_static(methods));
+        }
+        if answer.close {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        if let Self::Limit(LimitError {
+            fields: Some(fields),
+            ..
+        }) = &self
+        {
+            headers.insert("ratelimit-policy", fields.policy.clone());
+            headers.insert("ratelimit", fields.state.clone());
+        }
+        response.extensions_mut().insert(answer.outcome);
+        response
+    }
+}
+
+/// The rows of the method checks.
+fn method(e: &MethodError) -> Answer {
+    use StatusCode as S;
+    let refused = |status, kind, reason| row(status, kind, Outcome::Refused).protects(reason);
+    match e {
+        MethodError::Connect => refused(
+            S::METHOD_NOT_ALLOWED,
+            kind!("method-not-allowed"),
+            "connect",
+        )
+        .allow(ALLOW_PROXIED),
+        MethodError::FormTooLarge { .. } => refused(
+            S::PAYLOAD_TOO_LARGE,
+            kind!("form-too-large"),
+            "form_too_large",
+        ),
+        MethodError::NonCanonical { .. } => {
+            refused(S::BAD_REQUEST, kind!("ambiguous-method"), "method_case")
+        }
+        MethodError::Override { .. } => {
+            refused(S::BAD_REQUEST, kind!("ambiguous-method"), "method_override")
+        }
+        MethodError::BodyOnRead { .. } => {
+            refused(S::BAD_REQUEST, kind!("ambiguous-method"), "body_on_read")
+        }
+        MethodError::UpgradeOnList { .. } => {
+            refused(S::BAD_REQUEST, kind!("ambiguous-method"), "upgrade_on_list")
+        }
+    }
+}
+
+/// The problem type of a pagination refusal.
+fn pagination_kind(e: &PaginationError) -> &'static str {
+    match e {
+        PaginationError::LimitTooLarge { .. } => kind!("limit-too-large"),
+        PaginationError::OffsetTooDeep { .. } => kind!("offset-too-deep"),
+        PaginationError::Reserved { .. } => kind!("reserved-parameter"),
+        _ => kind!("invalid-pagination-parameter"),
+    }
+}
+
+/// The rows of the route limits: a client's own limit is 429, the route's total 503.
+fn limit(e: &LimitError) -> Answer {
+    let status = if e.route_busy() {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::TOO_MANY_REQUESTS
+    };
+    let kind = match e.refusal {
+        Refusal::Rate(_) => kind!("rate-limited"),
+        Refusal::Concurrency(_) => kind!("concurrency-limited"),
+        Refusal::Unavailable => kind!("limits-unavailable"),
+    };
+    Answer {
+        retry_after: Some(e.retry_after()),
+        ..row(status, kind, Outcome::Limited)
+    }
+}
+
+/// The rows of the table routes.
+fn table(e: &PgError) -> Answer {
+    use Outcome::{Refused, UpstreamError as Upstream};
+    use StatusCode as S;
+    match e {
+        PgError::BadRequest(_) | PgError::BadValue { .. } | PgError::Rejected => {
+            row(S::BAD_REQUEST, kind!("invalid-query"), Refused)
+        }
+        PgError::Cursor(_) => row(S::BAD_REQUEST, kind!("invalid-cursor"), Refused),
+        PgError::Method(_) => {
+            row(S::METHOD_NOT_ALLOWED, kind!("method-not-allowed"), Refused).allow(ALLOW_TABLE)
+        }
+        PgError::ScopeRequired(_) => row(S::FORBIDDEN, kind!("scope-required"), Refused),
+        // An unfit table is checked again every RETRY_INVALID; an unreachable database or a
+        // changed table at the next request after RETRY_UNREACHABLE.
+        PgError::OutOfService => row(
+            S::SERVICE_UNAVAILABLE,
+            kind!("database-unavailable"),
+            Upstream,
+        )
+        .retry(RETRY_INVALID),
+        PgError::Unavailable | PgError::Changed => row(
+            S::SERVICE_UNAVAILABLE,
+            kind!("database-unavailable"),
+            Upstream,
+        )
+        .retry(RETRY_UNREACHABLE),
+        PgError::Timeout => row(S::GATEWAY_TIMEOUT, kind!("database-timeout"), Upstream),
+        PgError::KeyTooLong { .. } => {
+            row(S::INTERNAL_SERVER_ERROR, kind!("key-too-long"), Upstream)
+        }
+        PgError::Database => row(S::INTERNAL_SERVER_ERROR, kind!("internal"), Upstream),
+    }
+}
