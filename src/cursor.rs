@@ -43,6 +43,10 @@ use hmac::{Hmac, Mac};
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
+mod next;
+
+pub(crate) use next::{NextPage, next_page};
+
 /// Largest encoded cursor accepted, in bytes (checked before any decoding): room for about
 /// 3 KB of key values ([`MAX_KEY_JSON_LEN`]), so a text key of a few thousand characters still
 /// pages, while a cursor stays well inside a request head.

@@ -14,7 +14,7 @@ use super::running::{self, Ctx, key_of};
 use super::sql::{self, Shape};
 use super::{Catalog, PgError};
 use crate::Response;
-use crate::cursor::{CursorError, MAX_KEY_JSON_LEN, binding_hash, key_json_len};
+use crate::cursor::{CursorError, MAX_KEY_JSON_LEN, NextPage, binding_hash, next_page};
 
 /// The key values a cursor carries, each the text of a JSON string.
 fn cursor_key(resource: &Resource, cursor: &str, binding: u64) -> Result<Vec<String>, CursorError> {
@@ -80,12 +80,17 @@ pub(super) async fn page(
     let mut link = None;
     match rows.last().filter(|_| more) {
         Some(last) => {
-            let cursor = next_cursor(resource, &key_of(last, 1, table.key.len())?, binding)?;
-            body.push_str(&serde_json::to_string(&cursor).unwrap_or_else(|_| "null".to_owned()));
-            let mut query = params.kept.clone();
-            query.push(format!("cursor={cursor}"));
-            link =
-                HeaderValue::from_str(&format!("<{path}?{}>; rel=\"next\"", query.join("&"))).ok();
+            let mut base = format!("{path}?");
+            for kept in &params.kept {
+                base.push_str(kept);
+                base.push('&');
+            }
+            base.push_str("cursor=");
+            let next = next_cursor(resource, &key_of(last, 1, table.key.len())?, binding, &base)?;
+            body.push_str(
+                &serde_json::to_string(&next.cursor).unwrap_or_else(|_| "null".to_owned()),
+            );
+            link = next.link;
         }
         None => body.push_str("null"),
     }
@@ -103,9 +108,14 @@ pub(super) async fn page(
     Ok(response)
 }
 
-/// The cursor of the page after the row whose key is `key`; a key longer than a cursor
-/// carries is an error naming its longest column, never a cursor `decode` refuses.
-fn next_cursor(resource: &Resource, key: &[String], binding: u64) -> Result<String, PgError> {
+/// The page after the row whose key is `key`; a key longer than a cursor carries is an error
+/// naming its longest column, never a cursor `decode` refuses.
+fn next_cursor(
+    resource: &Resource,
+    key: &[String],
+    binding: u64,
+    base: &str,
+) -> Result<NextPage, PgError> {
     let raw: Vec<Box<RawValue>> = key
         .iter()
         .filter_map(|k| {
@@ -115,18 +125,17 @@ fn next_cursor(resource: &Resource, key: &[String], binding: u64) -> Result<Stri
         })
         .collect();
     let refs: Vec<&RawValue> = raw.iter().map(AsRef::as_ref).collect();
-    if key_json_len(&refs) > MAX_KEY_JSON_LEN {
-        let longest = (0..refs.len())
-            .max_by_key(|i| refs[*i].get().len())
-            .and_then(|i| resource.table().key.get(i))
+    let ids = (resource.route_id(), binding);
+    next_page(resource.codec(), ids, &refs, base, SystemTime::now()).map_err(|too_long| {
+        let column = resource
+            .table()
+            .key
+            .get(too_long.longest)
             .map_or_else(String::new, |k| k.column.clone());
-        tracing::error!(route = resource.route(), column = %longest, bound = MAX_KEY_JSON_LEN, "a page's next key is longer than a cursor carries");
-        return Err(PgError::KeyTooLong {
-            column: longest,
+        tracing::error!(route = resource.route(), %column, bound = MAX_KEY_JSON_LEN, "a page's next key is longer than a cursor carries");
+        PgError::KeyTooLong {
+            column,
             bound: MAX_KEY_JSON_LEN,
-        });
-    }
-    Ok(resource
-        .codec()
-        .encode(resource.route_id(), binding, &refs, SystemTime::now()))
+        }
+    })
 }

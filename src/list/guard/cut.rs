@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http::{HeaderValue, header};
 use serde_json::value::RawValue;
 
-use crate::cursor::{CursorCodec, MAX_KEY_JSON_LEN, key_json_len};
+use crate::cursor::{CursorCodec, MAX_KEY_JSON_LEN, NextPage, next_page};
 use crate::list::config::ListPolicy;
 use crate::list::guard::TRUNCATED_HEADER;
 use crate::list::guard::hold::{Held, Stop, item_limits};
@@ -51,7 +51,7 @@ pub(super) fn finish(
         }
         .into());
     }
-    let cursor = match &plan.keyset {
+    let next = match &plan.keyset {
         Some(keyset) => next_cursor(keyset, codec, &bytes, &items, kept, more)?,
         None => None,
     };
@@ -78,8 +78,7 @@ pub(super) fn finish(
         .keyset
         .as_ref()
         .and_then(|k| k.policy.next_cursor_field.clone());
-    if kept == items.len() && stop == Stop::Complete && envelope_field.is_none() && cursor.is_none()
-    {
+    if kept == items.len() && stop == Stop::Complete && envelope_field.is_none() && next.is_none() {
         return Ok(relay(parts, bytes));
     }
 
@@ -88,9 +87,9 @@ pub(super) fn finish(
     let mut from = 0;
     if let (Some(field), Some(open)) = (&envelope_field, root_open) {
         pieces.push(bytes.slice(..=open));
-        let value = cursor
-            .as_deref()
-            .map_or_else(|| "null".to_owned(), |c| format!("\"{c}\""));
+        let value = next
+            .as_ref()
+            .map_or_else(|| "null".to_owned(), |n| format!("\"{}\"", n.cursor));
         pieces.push(Bytes::from(format!("\"{field}\":{value},")));
         from = open + 1;
     }
@@ -120,11 +119,7 @@ pub(super) fn finish(
     parts
         .headers
         .insert(header::CONTENT_LENGTH, HeaderValue::from(length));
-    if let Some(keyset) = &plan.keyset
-        && let Some(link) = cursor.as_ref().and_then(|c| {
-            HeaderValue::from_str(&format!("<{}{c}>; rel=\"next\"", keyset.next_base)).ok()
-        })
-    {
+    if let Some(link) = next.and_then(|n| n.link) {
         parts.headers.insert(header::LINK, link);
     }
     Ok((parts, pieces))
@@ -150,7 +145,7 @@ pub(super) fn next_cursor(
     items: &[(usize, usize)],
     kept: usize,
     more: bool,
-) -> Result<Option<String>, BoxError> {
+) -> Result<Option<NextPage>, BoxError> {
     let policy = &keyset.policy;
     let mut previous: Option<Vec<Box<RawValue>>> = keyset.after.clone();
     let mut last = None;
@@ -179,18 +174,16 @@ pub(super) fn next_cursor(
     }
     Ok(match (more, last) {
         (true, Some(last)) => {
-            let refs: Vec<&RawValue> = last.iter().map(AsRef::as_ref).collect();
-            if key_json_len(&refs) > MAX_KEY_JSON_LEN {
-                return Err(GuardError::KeyTooLong {
-                    index: kept - 1,
-                    max: MAX_KEY_JSON_LEN,
-                }
-                .into());
-            }
             let Some(codec) = codec else {
                 return Err("a keyset route has no cursor codec".into());
             };
-            Some(codec.encode(policy.route_id, keyset.binding, &refs, SystemTime::now()))
+            let refs: Vec<&RawValue> = last.iter().map(AsRef::as_ref).collect();
+            let ids = (policy.route_id, keyset.binding);
+            let next = next_page(codec, ids, &refs, &keyset.next_base, SystemTime::now());
+            Some(next.map_err(|_| GuardError::KeyTooLong {
+                index: kept - 1,
+                max: MAX_KEY_JSON_LEN,
+            })?)
         }
         _ => None,
     })
