@@ -19,9 +19,13 @@ use crate::methods::{self, Landing};
 use crate::proxy::router::{Refuse, RouteService};
 use crate::proxy::stack::{self, RouteParts};
 use crate::route_table::RouteTable;
-use crate::table::{Database, Resource, SetupError, TableService};
+use crate::table::{Database, Resource, SetupError};
 use crate::telemetry::Metrics;
 use crate::upstream::{Forward, UpstreamClient};
+
+mod resources;
+
+use resources::Resources;
 
 /// The name logs and metrics use for requests no route matched.
 pub(crate) const DEFAULT_ROUTE_NAME: &str = "-";
@@ -104,152 +108,15 @@ impl Generation {
             route: config.routes[served[specs[later].value].0].name.clone(),
             other: config.routes[served[specs[earlier].value].0].name.clone(),
         })?;
-        let upstreams: BTreeMap<String, Arc<UpstreamClient>> = config
-            .upstreams
-            .iter()
-            .map(|(name, settings)| {
-                let reused = previous
-                    .and_then(|p| p.upstreams.get(name))
-                    .filter(|client| client.config() == settings);
-                let client = reused.map_or_else(
-                    || Arc::new(UpstreamClient::new(Arc::clone(settings))),
-                    Arc::clone,
-                );
-                (name.clone(), client)
-            })
-            .collect();
-        let cursors = match &config.cursors {
-            None => None,
-            Some(settings) => {
-                let reused = previous
-                    .and_then(|p| p.cursors.as_ref())
-                    .filter(|(old, _)| old == settings)
-                    .map(|(_, codec)| Arc::clone(codec));
-                let codec = match reused {
-                    Some(codec) => codec,
-                    None => CursorCodec::new(settings.keys.clone(), settings.ttl)
-                        .map(Arc::new)
-                        .ok_or(BuildError::Cursors)?,
-                };
-                Some((settings.clone(), codec))
-            }
-        };
-        let budget = (config.max_held_bytes, config.max_held_bytes_per_client);
-        let room = previous
-            .map(|p| &p.room)
-            .filter(|room| room.settings() == budget)
-            .map_or_else(
-                || HeldBudget::counted(budget.0, budget.1, metrics.protection("held_stream_cut")),
-                Arc::clone,
-            );
-
-        let redis = match &config.redis {
-            None => None,
-            Some(settings) => match previous
-                .and_then(|p| p.redis.as_ref())
-                .filter(|r| r.config() == settings)
-            {
-                Some(redis) => Some(redis.clone()),
-                None => Some(
-                    Redis::new(settings.clone()).map_err(|e| BuildError::Redis(e.to_string()))?,
-                ),
-            },
-        };
-        let mut databases = BTreeMap::new();
-        for (name, settings) in &config.postgres {
-            let reused = previous
-                .and_then(|p| p.databases.get(name))
-                .filter(|db| db.config() == settings);
-            let database = match reused {
-                Some(db) => Arc::clone(db),
-                None => Arc::new(Database::new(name, Arc::clone(settings))?),
-            };
-            databases.insert(name.clone(), database);
-        }
-        let mut resources = BTreeMap::new();
-        let mut routes_on: BTreeMap<&str, usize> = BTreeMap::new();
-        for route in &config.routes {
-            if let crate::config::Target::Table(table) = &route.target {
-                *routes_on.entry(table.database.as_str()).or_default() += 1;
-            }
-        }
-        for route in &config.routes {
-            let crate::config::Target::Table(table) = &route.target else {
-                continue;
-            };
-            let database = databases
-                .get(&table.database)
-                .ok_or_else(|| BuildError::UnknownDatabase(table.database.clone()))?;
-            // A route holds at most its share of the pool: all of it when it is the database's
-            // only table route, else half (rounded up), unless `max_connections` says.
-            let pool_size = database.config().pool_size.get();
-            let share = table.max_connections.map_or_else(
-                || {
-                    if routes_on.get(table.database.as_str()) == Some(&1) {
-                        pool_size
-                    } else {
-                        pool_size.div_ceil(2)
-                    }
-                },
-                std::num::NonZeroUsize::get,
-            );
-            let codec = cursors
-                .as_ref()
-                .map(|(_, c)| Arc::clone(c))
-                .ok_or(BuildError::Cursors)?;
-            // Kept while nothing it was built from changed: its share's places stay counted.
-            let reused = previous
-                .and_then(|p| p.resources.get(&route.name))
-                .filter(|r| {
-                    r.table() == table
-                        && r.path() == route.path
-                        && r.share() == share
-                        && Arc::ptr_eq(r.database(), database)
-                        && Arc::ptr_eq(r.codec(), &codec)
-                });
-            let resource = match reused {
-                Some(r) => {
-                    // Its columns are read again all the same: a reload never serves with
-                    // types read before it.
-                    r.reread();
-                    Arc::clone(r)
-                }
-                None => Resource::new(
-                    &route.name,
-                    &route.path,
-                    Arc::clone(table),
-                    (
-                        Arc::clone(database),
-                        share,
-                        previous
-                            .and_then(|p| p.resources.get(&route.name))
-                            .map(AsRef::as_ref),
-                    ),
-                    codec,
-                ),
-            };
-            resources.insert(route.name.clone(), resource);
-        }
-        // Limiters, by route name: reused while a route keeps its name and its limits, so
-        // buckets and slots survive a reload.
-        let limited = config
-            .routes
-            .iter()
-            .map(|r| (r.name.as_str(), r.limits.as_ref()))
-            .chain([(DEFAULT_ROUTE_NAME, config.default_limits.as_ref())]);
-        let limits = limited
-            .filter_map(|(name, settings)| {
-                let settings = settings?;
-                let reused = previous
-                    .and_then(|p| p.limits.get(name))
-                    .filter(|limits| limits.reusable(settings, redis.as_ref()));
-                let limits = reused.map_or_else(
-                    || Limits::new(settings.clone(), name, redis.as_ref()),
-                    Arc::clone,
-                );
-                Some((name.to_owned(), limits))
-            })
-            .collect();
+        let Resources {
+            upstreams,
+            cursors,
+            room,
+            redis,
+            databases,
+            resources,
+            limits,
+        } = Resources::build(&config, previous, metrics)?;
         let mut generation = Self {
             table,
             routes: Vec::with_capacity(config.routes.len()),
@@ -314,15 +181,7 @@ impl Generation {
             }
             crate::config::Target::Table(_) => {
                 let resource = self.resources.get(&route.name).ok_or(BuildError::Cursors)?;
-                // Pages and exports are compressed when the client asks (gzip or zstd),
-                // streamed frame by frame.
-                let terminal = tower::ServiceBuilder::new()
-                    .map_response(|response: http::Response<_>| {
-                        response.map(http_body_util::BodyExt::boxed)
-                    })
-                    .layer(tower_http::compression::CompressionLayer::new())
-                    .service(TableService::new(Arc::clone(resource), export));
-                Ok(stack::route(parts, terminal))
+                Ok(stack::table(parts, Arc::clone(resource), export))
             }
         }
     }

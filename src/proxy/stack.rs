@@ -1,15 +1,21 @@
-//! The one place the request stack is assembled, outermost layer first: the global part every
-//! request crosses, and the part built for each route when its config loads.
+//! The one place the request stack is assembled, for every route kind, outermost layer first:
+//! the global part every request crosses, and the part built for each route when its config
+//! loads ([`crate::proxy::generation`] resolves what each is built from).
 //!
 //! ```text
-//! global:     access log ─▶ router ─┬─▶ route "events" (list):  rescue ─▶ [limits] ─▶ form check ─▶ pagination ─▶ list guard ─▶ forward
-//!                                   ├─▶ route "export":         rescue ─▶ [limits] ─▶ form check ─▶ forward
-//!                                   └─▶ default (pass | deny):  rescue ─▶ [limits] ─▶ form check ─▶ forward | deny
+//! global:  access log ─▶ router ─┬─▶ list route:     rescue ─▶ [limits] ─▶ form check ─▶ pagination ─▶ list guard ─▶ forward
+//!                                ├─▶ plain route:    rescue ─▶ [limits] ─▶ form check ─▶ forward (WebSocket tunnels too)
+//!                                ├─▶ table page:     rescue ─▶ [limits] ─▶ form check ─▶ compression ─▶ page query
+//!                                ├─▶ table export:   rescue ─▶ [limits] ─▶ form check ─▶ compression ─▶ export stream
+//!                                ├─▶ default:        rescue ─▶ [limits] ─▶ form check ─▶ forward (pass) | refuse (deny)
+//!                                └─▶ method refusal: rescue ─▶ form check ─▶ refuse
 //! ```
 
 use std::sync::Arc;
 
+use http_body_util::BodyExt;
 use tower::{Service, ServiceBuilder};
+use tower_http::compression::CompressionLayer;
 
 use crate::limit::{LimitLayer, Limits};
 use crate::list::guard::{HeldBudget, ListGuardLayer};
@@ -17,6 +23,7 @@ use crate::list::pagination::{ListRoute, PaginationLayer};
 use crate::methods::FormCheckLayer;
 use crate::proxy::rescue::RescueLayer;
 use crate::proxy::router::RouteService;
+use crate::table::{Resource, TableService};
 use crate::telemetry::{AccessLog, AccessLogLayer, RouteMetrics};
 use crate::{BoxError, Request, Response};
 
@@ -78,4 +85,15 @@ where
         .option_layer(list.map(|list| ListGuardLayer::new(list, metrics, room)))
         .service(terminal);
     RouteService::new(&name, stack)
+}
+
+/// A table route's stack: its pages (`<path>`) or its export (`<path>/export`).
+pub(crate) fn table(parts: RouteParts, resource: Arc<Resource>, export: bool) -> RouteService {
+    let terminal = ServiceBuilder::new()
+        // Boxed again after compression, so every route's stack has the same body type.
+        .map_response(|response: http::Response<_>| response.map(BodyExt::boxed))
+        // Pages and exports are compressed when the client asks (gzip or zstd), frame by frame.
+        .layer(CompressionLayer::new())
+        .service(TableService::new(resource, export));
+    route(parts, terminal)
 }
