@@ -277,7 +277,7 @@ impl RouteMetrics {
         }
     }
 
-    /// Counts a protection that refused this route's request (`reason`, see README).
+    /// Counts a protection that refused this route's request (`reason`, see docs/limits.md).
     pub fn protection(&self, reason: &'static str) {
         self.protections
             .get_or_create(&ProtectionLabels { reason })
@@ -297,7 +297,7 @@ impl RouteMetrics {
             .inc();
     }
 
-    /// Counts what a list policy in report-only mode would have done (`what`, see README).
+    /// Counts what a list policy in report-only mode would have done (`what`, see docs/configuration.md).
     pub fn reported(&self, what: &'static str) {
         self.reported
             .get_or_create(&ReportLabels {

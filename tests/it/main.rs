@@ -7,6 +7,7 @@ mod access_log;
 mod check;
 mod connections;
 mod demo;
+mod docs;
 mod form_overrides;
 mod generation;
 mod guard;

@@ -87,7 +87,7 @@ pub(crate) enum ProxyError {
 pub(crate) struct Answer {
     /// The response status.
     pub(crate) status: StatusCode,
-    /// The problem type, `urn:pagegate:problem:<name>` (README lists them).
+    /// The problem type, `urn:pagegate:problem:<name>` (docs/configuration.md lists them).
     pub(crate) kind: &'static str,
     /// What the access log reports.
     pub(crate) outcome: Outcome,
