@@ -15,7 +15,10 @@ fn read(path: &str) -> String {
 /// The Markdown files: README and every page under `docs/`.
 fn pages() -> Vec<String> {
     let mut pages = vec!["README.md".to_owned()];
-    for entry in std::fs::read_dir(root().join("docs")).expect("docs/").flatten() {
+    for entry in std::fs::read_dir(root().join("docs"))
+        .expect("docs/")
+        .flatten()
+    {
         let name = entry.file_name().into_string().expect("utf-8");
         if name.ends_with(".md") {
             pages.push(format!("docs/{name}"));
@@ -38,7 +41,10 @@ fn every_path_the_architecture_names_exists() {
             );
         }
     }
-    assert!(named > 30, "only {named} paths found: the check reads nothing");
+    assert!(
+        named > 30,
+        "only {named} paths found: the check reads nothing"
+    );
 }
 
 #[test]

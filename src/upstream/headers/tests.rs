@@ -1,0 +1,127 @@
+use super::*;
+
+#[test]
+fn redirects_to_the_upstream_become_paths_on_pagegate() {
+    let prefix = "http://10.0.0.2:8000/api";
+    for (location, expected) in [
+        ("http://10.0.0.2:8000/api/events/", "/events/"),
+        ("HTTP://10.0.0.2:8000/API/events?x=1", "/events?x=1"),
+        ("http://10.0.0.2:8000/api", "/"),
+        ("http://10.0.0.2:8000/api?x=1", "/?x=1"),
+        (
+            "http://10.0.0.2:8000/apix/events",
+            "http://10.0.0.2:8000/apix/events",
+        ),
+        (
+            "http://10.0.0.2:80001/api/events",
+            "http://10.0.0.2:80001/api/events",
+        ),
+        ("http://10.0.0.2:8000/other", "http://10.0.0.2:8000/other"),
+        (
+            "https://elsewhere.example/api/events",
+            "https://elsewhere.example/api/events",
+        ),
+        ("/events/", "/events/"),
+        (
+            "http://10.0.0.2:8000/api//evil.example/x",
+            "/evil.example/x",
+        ),
+        (
+            "http://10.0.0.2:8000/api/\\evil.example/x",
+            "/evil.example/x",
+        ),
+    ] {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::LOCATION,
+            HeaderValue::from_str(location).expect("value"),
+        );
+        h.insert(
+            header::CONTENT_LOCATION,
+            HeaderValue::from_str(location).expect("value"),
+        );
+        rewrite_redirects(&mut h, prefix);
+        assert_eq!(h[header::LOCATION], expected, "{location}");
+        assert_eq!(h[header::CONTENT_LOCATION], expected, "{location}");
+    }
+}
+
+#[test]
+fn connection_named_headers_are_removed() {
+    let mut h = HeaderMap::new();
+    h.insert("connection", HeaderValue::from_static("close, x-secret"));
+    h.insert("x-secret", HeaderValue::from_static("1"));
+    h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+    h.insert("transfer-encoding", HeaderValue::from_static("chunked"));
+    h.insert("x-kept", HeaderValue::from_static("1"));
+    remove_hop_by_hop(&mut h);
+    assert_eq!(h.len(), 1, "{h:?}");
+    assert!(h.contains_key("x-kept"));
+}
+
+#[test]
+fn trusted_forwarding_appends_and_keeps_front_values() {
+    let mut h = HeaderMap::new();
+    h.append("x-forwarded-for", HeaderValue::from_static("203.0.113.9"));
+    h.append("x-forwarded-for", HeaderValue::from_static("198.51.100.7"));
+    h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+    let host = HeaderValue::from_static("api.example.com");
+    let client = ClientAddr::new(
+        "[::1]:5000".parse().expect("addr"),
+        &crate::client_addr::TrustedProxies::default(),
+    );
+    set_forwarding(
+        &mut h,
+        Some(&client),
+        Some(&host),
+        &HostMode::Upstream,
+        Some(&HeaderValue::from_static("10.0.0.2:8000")),
+        true,
+    );
+    assert_eq!(h["x-forwarded-for"], "203.0.113.9, 198.51.100.7, ::1");
+    assert_eq!(h["x-forwarded-proto"], "https");
+    assert_eq!(h["x-forwarded-host"], "api.example.com");
+    assert_eq!(
+        h["forwarded"],
+        "for=\"[::1]\";proto=https;host=\"api.example.com\""
+    );
+    assert_eq!(h["host"], "10.0.0.2:8000");
+    set_forwarding(
+        &mut h,
+        None,
+        Some(&host),
+        &HostMode::Preserve,
+        Some(&HeaderValue::from_static("10.0.0.2:8000")),
+        true,
+    );
+    assert_eq!(h["host"], "api.example.com");
+}
+
+#[test]
+fn untrusted_forwarding_headers_from_clients_are_replaced() {
+    let mut h = HeaderMap::new();
+    h.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
+    h.insert("x-forwarded-host", HeaderValue::from_static("evil.example"));
+    h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+    h.insert("forwarded", HeaderValue::from_static("for=10.0.0.1"));
+    let host = HeaderValue::from_static("api.example.com");
+    let client = ClientAddr::new(
+        "192.0.2.4:5000".parse().expect("addr"),
+        &crate::client_addr::TrustedProxies::default(),
+    );
+    set_forwarding(
+        &mut h,
+        Some(&client),
+        Some(&host),
+        &HostMode::Upstream,
+        Some(&HeaderValue::from_static("app:80")),
+        false,
+    );
+    assert_eq!(h["x-forwarded-for"], "192.0.2.4");
+    assert_eq!(h["x-forwarded-host"], "api.example.com");
+    assert_eq!(h["x-forwarded-proto"], "http");
+    assert_eq!(
+        h["forwarded"],
+        "for=192.0.2.4;proto=http;host=\"api.example.com\""
+    );
+}
