@@ -45,7 +45,6 @@ const STILL_TO_SPLIT: &[(&str, usize)] = &[
     ("list/pagination.rs", 407),
     ("list/scan/machine.rs", 418),
     ("methods/form/scan.rs", 412),
-    ("server/connection.rs", 551),
     ("table/export.rs", 428),
     ("upstream.rs", 430),
 ];

@@ -8,6 +8,8 @@ use bytes::Bytes;
 use futures_util::stream;
 use http_body_util::{BodyExt, Empty, Full, StreamBody};
 
+use http_body::{Body as _, Frame};
+
 use super::*;
 
 fn connections(max_resets: u32) -> Arc<Connections> {
