@@ -9,173 +9,20 @@
 //! refuses with 503. The connection manager reconnects on its own: Redis coming back is
 //! picked up by the next request, without a restart.
 
-use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-
-use redis::Script;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::ClientKey;
 use super::concurrency::Full;
 use super::rate::{Fields, Refused, Which};
-use crate::limit::config::{Rate, RedisConfig};
+use crate::limit::config::Rate;
 
-/// One round trip per request: GCRA over the rate keys, then a lease in the slot sets.
-/// `ARGV[1]` is the number of rate keys `r`; `KEYS[1..r]` are the rate keys (the client's,
-/// then the route's) with their emission interval and delay tolerance (µs) in
-/// `ARGV[2..2r+1]`; the remaining keys are slot sets (the client's, then the route's) with
-/// their limits next in `ARGV`, then the lease id and its life (ms).
-///
-/// The rates are all or nothing: a request refused by one spends none, and takes no slot:
-/// `{1, i, wait_us}`. Otherwise they are spent, and a lease is taken when every set holds
-/// fewer live leases than its limit: `{0, remaining, reset_us, ...}` per rate key, or
-/// `{2, i, remaining, reset_us, ...}` when set `i` is full (the rates stay spent, as a request
-/// that waits for a slot has been counted).
-const TAKE: &str = r"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local r = tonumber(ARGV[1])
-local tats = {}
-for i = 1, r do
-  local interval = tonumber(ARGV[2 * i])
-  local tolerance = tonumber(ARGV[2 * i + 1])
-  local tat = tonumber(redis.call('GET', KEYS[i])) or now
-  if tat < now then tat = now end
-  if tat - tolerance > now then
-    return {1, i, tat - tolerance - now}
-  end
-  tats[i] = tat + interval
-end
-local rates = {}
-for i = 1, r do
-  local interval = tonumber(ARGV[2 * i])
-  local tolerance = tonumber(ARGV[2 * i + 1])
-  local tat = tats[i]
-  redis.call('SET', KEYS[i], tat, 'PX', math.floor((tat - now) / 1000) + 1)
-  rates[#rates + 1] = math.floor((now + tolerance - tat) / interval) + 1
-  rates[#rates + 1] = tat - now
-end
-local s = #KEYS - r
-local ms = math.floor(now / 1000)
-local first = 2 * r + 2
-local id = ARGV[first + s]
-local ttl = tonumber(ARGV[first + s + 1])
-local out = {0}
-for i = 1, s do
-  local key = KEYS[r + i]
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', ms)
-  if redis.call('ZCARD', key) >= tonumber(ARGV[first + i - 1]) then
-    out = {2, i}
-    break
-  end
-end
-if out[1] == 0 then
-  for i = 1, s do
-    redis.call('ZADD', KEYS[r + i], ms + ttl, id)
-    redis.call('PEXPIRE', KEYS[r + i], ttl)
-  end
-end
-for _, v in ipairs(rates) do out[#out + 1] = v end
-return out
-";
+mod connection;
+mod scripts;
 
-/// Renews a lease (ARGV: id, life in ms) in every set it is still in; one that expired (its
-/// slot may be another's now) is not taken again. Returns how many sets still held it.
-const RENEW: &str = r"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local held = 0
-for _, key in ipairs(KEYS) do
-  held = held + redis.call('ZADD', key, 'XX', 'CH', now + tonumber(ARGV[2]), ARGV[1])
-  redis.call('PEXPIRE', key, tonumber(ARGV[2]))
-end
-return held
-";
-
-/// Gives a lease back (ARGV: id).
-const RELEASE: &str = r"
-for _, key in ipairs(KEYS) do
-  redis.call('ZREM', key, ARGV[1])
-end
-return 0
-";
-
-/// Why Redis gave no answer.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum RedisError {
-    /// No answer within `redis.timeout`.
-    #[error("redis did not answer within {0:?}")]
-    Timeout(Duration),
-    /// An error from the client or the server.
-    #[error("redis: {0}")]
-    Redis(#[from] redis::RedisError),
-}
-
-/// The Redis connection every shared limit of a generation uses.
-#[derive(Clone)]
-pub struct Redis {
-    config: RedisConfig,
-    conn: ConnectionManager,
-    scripts: Arc<[Script; 3]>,
-    /// Lease ids: a random per-process prefix and a counter.
-    process: u64,
-    leases: Arc<AtomicU64>,
-}
-
-impl std::fmt::Debug for Redis {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Redis")
-            .field("config", &self.config)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Redis {
-    /// A lazily connecting client (the first request connects; needs a Tokio runtime).
-    pub fn new(config: RedisConfig) -> Result<Self, redis::RedisError> {
-        let client = redis::Client::open(config.url.as_str())?;
-        let manager = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(config.timeout))
-            .set_connection_timeout(Some(config.timeout.max(Duration::from_millis(250))))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_lazy_with_config(client, manager)?;
-        Ok(Self {
-            config,
-            conn,
-            scripts: Arc::new([Script::new(TAKE), Script::new(RENEW), Script::new(RELEASE)]),
-            process: RandomState::new().hash_one(std::process::id()),
-            leases: Arc::new(AtomicU64::new(0)),
-        })
-    }
-
-    /// The settings it was built from.
-    pub fn config(&self) -> &RedisConfig {
-        &self.config
-    }
-
-    async fn run<T: redis::FromRedisValue>(
-        &self,
-        script: usize,
-        keys: &[String],
-        args: &[String],
-    ) -> Result<T, RedisError> {
-        let mut invocation = self.scripts[script].prepare_invoke();
-        for key in keys {
-            invocation.key(key);
-        }
-        for arg in args {
-            invocation.arg(arg);
-        }
-        let mut conn = self.conn.clone();
-        match tokio::time::timeout(self.config.timeout, invocation.invoke_async(&mut conn)).await {
-            Ok(answer) => Ok(answer?),
-            Err(_) => Err(RedisError::Timeout(self.config.timeout)),
-        }
-    }
-}
+pub(crate) use connection::Redis;
+pub(crate) use connection::RedisError;
 
 /// One route's shared limits.
 #[derive(Debug)]
