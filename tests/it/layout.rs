@@ -44,7 +44,6 @@ const STILL_TO_SPLIT: &[(&str, usize)] = &[
     ("list/pagination.rs", 407),
     ("list/scan/machine.rs", 418),
     ("methods/form/scan.rs", 412),
-    ("table/export.rs", 428),
 ];
 
 fn src() -> PathBuf {
