@@ -1,9 +1,17 @@
 //! The streaming scan with scripted bodies: every spelling the router's own check reads, split
 //! at every byte, the last frame held back for the verdict, and uploads passed whole.
 
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
 use http_body_util::BodyExt;
 
+use http_body::{Body as HttpBody, Frame};
+
 use super::*;
+use crate::BoxError;
 
 /// GET and HEAD would move the request (bits 0 and 1 of STANDARD).
 const MOVES: u16 = 0b11;

@@ -1,0 +1,96 @@
+//! Reading a list request's query string as every backend might: raw `name=value` pieces, names
+//! folded as PHP, Rack and qs read them (so a disguised `limit` is found), and controlled values
+//! that must be plain digits.
+
+use crate::PaginationError;
+
+/// One `name=value` piece of a query string, raw.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Piece<'a> {
+    pub(super) raw: &'a str,
+    pub(super) name: &'a str,
+    pub(super) value: Option<&'a str>,
+}
+
+pub(super) fn pieces(query: &str) -> Vec<Piece<'_>> {
+    if query.is_empty() {
+        return Vec::new();
+    }
+    query
+        .split('&')
+        .map(|raw| match raw.split_once('=') {
+            Some((name, value)) => Piece {
+                raw,
+                name,
+                value: Some(value),
+            },
+            None => Piece {
+                raw,
+                name: raw,
+                value: None,
+            },
+        })
+        .collect()
+}
+
+/// A name as the loosest backend would read it: percent- and plus-decoded, cut at NUL (PHP),
+/// ASCII lowercase, leading spaces dropped and `.` and spaces turned into `_` (PHP).
+pub(super) fn folded(name: &str) -> String {
+    let decoded: String = form_urlencoded::parse(name.as_bytes())
+        .map(|(k, _)| k.into_owned())
+        .collect();
+    let cut = decoded.split('\0').next().unwrap_or_default();
+    cut.trim_start_matches(' ')
+        .to_ascii_lowercase()
+        .replace(['.', ' '], "_")
+}
+
+/// The names a folded name may be read as: itself; without leading brackets and with anything
+/// from its first bracket on removed (`[limit]`, `limit]`, `limit[]`, `limit[x]`: Rack 2, qs,
+/// PHP arrays); and with an unmatched `[` turned into `_` (PHP: `per[page` is `per_page`).
+pub(super) fn readings(name: &str) -> [String; 3] {
+    let unbracketed = name.trim_start_matches(['[', ']']);
+    let base = unbracketed
+        .split(['[', ']'])
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let php = match name.find('[') {
+        Some(open) if !name[open..].contains(']') => name.replacen('[', "_", 1),
+        _ => name.to_owned(),
+    };
+    [name.to_owned(), base, php]
+}
+
+/// Which controlled name (if any) a piece that is not spelled exactly like one could still be
+/// read as by some backend: `;` separates parameters for some (Rack < 3, Bottle), and names are
+/// read as [`folded`] and [`readings`] describe.
+pub(super) fn disguised(raw: &str, folded_controlled: &[String]) -> Option<usize> {
+    raw.split(';').find_map(|sub| {
+        let name = folded(sub.split_once('=').map_or(sub, |(name, _)| name));
+        let readings = readings(&name);
+        folded_controlled
+            .iter()
+            .position(|c| readings.iter().any(|r| r == c))
+    })
+}
+
+/// Reads a controlled value: 1 to 20 plain ASCII digits that fit in a `u64`.
+pub(super) fn number(param: &str, value: Option<&str>) -> Result<u64, PaginationError> {
+    let value = value.unwrap_or_default();
+    if value.is_empty() {
+        return Err(PaginationError::Empty {
+            param: param.to_owned(),
+        });
+    }
+    if !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(PaginationError::NotANumber {
+            param: param.to_owned(),
+            value: value.to_owned(),
+        });
+    }
+    value.parse().map_err(|_| PaginationError::Overflow {
+        param: param.to_owned(),
+        value: value.to_owned(),
+    })
+}
