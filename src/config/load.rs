@@ -17,6 +17,7 @@ mod backends;
 mod cursors;
 mod limits;
 mod list;
+mod postgres;
 mod route;
 mod server;
 mod table;

@@ -45,7 +45,7 @@ pub(super) fn backends(p: &mut Problems, file: &FileConfig) -> (Upstreams, Datab
                     format!("names a database {name:?}: use letters, digits and _"),
                 );
             }
-            (name.clone(), Arc::new(super::table::postgres(p, at)))
+            (name.clone(), Arc::new(super::postgres::postgres(p, at)))
         })
         .collect();
 

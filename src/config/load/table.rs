@@ -11,16 +11,11 @@ use serde_saphyr::Spanned;
 
 use super::Problems;
 use crate::config::defaults::{
-    DEFAULT_CHUNK_ROWS, DEFAULT_PG_APPLICATION_NAME, DEFAULT_PG_CONNECT_TIMEOUT,
-    DEFAULT_PG_POOL_SIZE, DEFAULT_STATEMENT_TIMEOUT, DEFAULT_TABLE_DEFAULT_LIMIT,
-    DEFAULT_TABLE_MAX_LIMIT,
+    DEFAULT_CHUNK_ROWS, DEFAULT_PG_POOL_SIZE, DEFAULT_TABLE_DEFAULT_LIMIT, DEFAULT_TABLE_MAX_LIMIT,
 };
-use crate::config::file::{FilePostgres, FileTable};
+use crate::config::file::FileTable;
 use crate::config::{ExportFormat, FilterOp, KeyColumn, PostgresConfig, TableConfig};
-use crate::table::config::{
-    ExportVia, MissingIndex, Statements, TablePlaces, TlsRoots, fill_placeholders,
-    tokio_postgres_url,
-};
+use crate::table::config::{ExportVia, MissingIndex, TablePlaces};
 
 /// Most columns a table resource may list (each page row is built by one `json_build_object`,
 /// which takes at most 100 arguments).
@@ -34,144 +29,6 @@ pub(crate) fn plain_name(name: &str) -> bool {
             .next()
             .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
         && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
-}
-
-/// Checks the shape of a PostgreSQL URL (`${NAME}` standing for a value), giving whether it
-/// asks for TLS.
-fn url(p: &mut Problems, at: &Spanned<String>, key: &'static str) -> bool {
-    let url = at.value.trim();
-    // `${NAME}` stands in for a secret; check the shape with a placeholder in its place.
-    let (shape, whole) = fill_placeholders(url, |name| plain_name(name).then(|| "x".to_owned()));
-    if !whole {
-        p.invalid(
-            at,
-            key,
-            "has a `${` without a name and a `}`: write ${NAME} for an environment variable"
-                .to_owned(),
-        );
-    }
-    let parsed = tokio_postgres_url(&shape).parse::<tokio_postgres::Config>();
-    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) || parsed.is_err() {
-        p.invalid(at, key, "is not a PostgreSQL URL: write postgres://USER:${PASSWORD_VARIABLE}@HOST:5432/DATABASE (sslmode: disable, require, verify-ca or verify-full)".to_owned());
-        return false;
-    }
-    if url.contains("sslmode=prefer") {
-        p.invalid(at, key, "asks for sslmode=prefer, which would fall back to plaintext unseen: write sslmode=require (TLS, the certificate verified) or remove sslmode (plaintext)".to_owned());
-    }
-    parsed.is_ok_and(|c| c.get_ssl_mode() == tokio_postgres::config::SslMode::Require)
-}
-
-/// The certificates of a PEM file, or a located problem.
-fn certificates(p: &mut Problems, at: &Spanned<String>) -> Option<Vec<Vec<u8>>> {
-    use rustls_pki_types::pem::PemObject as _;
-    let path = std::path::Path::new(&at.value);
-    let pem = match std::fs::read(path) {
-        Ok(pem) => pem,
-        Err(error) => {
-            p.invalid(at, "tls_ca_file", format!("cannot be read ({error}): give the path of the PEM file of the CA that signed the database's certificate"));
-            return None;
-        }
-    };
-    let certificates: Result<Vec<_>, _> =
-        rustls_pki_types::CertificateDer::pem_slice_iter(&pem).collect();
-    match certificates {
-        Ok(list) if !list.is_empty() => Some(list.into_iter().map(|c| c.to_vec()).collect()),
-        _ => {
-            p.invalid(
-                at,
-                "tls_ca_file",
-                "holds no PEM certificate (-----BEGIN CERTIFICATE-----): give the CA's certificate"
-                    .to_owned(),
-            );
-            None
-        }
-    }
-}
-
-pub(super) fn postgres(p: &mut Problems, at: &Spanned<FilePostgres>) -> PostgresConfig {
-    let f = &at.value;
-    let tls = url(p, &f.url, "url");
-    let replica_url = f.replica_url.as_ref().map(|r| {
-        if url(p, r, "replica_url") != tls {
-            p.invalid(
-                r,
-                "replica_url",
-                "asks for TLS differently from `url`: give both the same sslmode".to_owned(),
-            );
-        }
-        r.value.trim().to_owned()
-    });
-    let tls = match (&f.tls_ca_file, tls) {
-        (None, false) => None,
-        (None, true) => Some(TlsRoots::System),
-        (Some(file), false) => {
-            p.invalid(file, "tls_ca_file", "is set but the url asks for no TLS: add ?sslmode=verify-full to the url, or remove tls_ca_file".to_owned());
-            None
-        }
-        (Some(file), true) => certificates(p, file).map(|certificates| TlsRoots::File {
-            path: file.value.clone().into(),
-            certificates,
-        }),
-    };
-    let statements = p.choice(
-        f.prepared_statements.as_ref(),
-        "prepared_statements",
-        [
-            ("cached", Statements::Cached),
-            ("unnamed", Statements::Unnamed),
-        ],
-        " (behind PgBouncer in transaction mode)",
-    );
-    let url = f.url.value.trim();
-    let pool_size = f
-        .pool_size
-        .as_ref()
-        .and_then(|n| {
-            p.whole(
-                n,
-                "pool_size",
-                1..=1000,
-                "keep it between 1 and 1000 connections",
-            )
-        })
-        .and_then(|n| usize::try_from(n).ok())
-        .and_then(NonZeroUsize::new)
-        .unwrap_or(DEFAULT_PG_POOL_SIZE);
-    let application_name =
-        f.application_name
-            .as_ref()
-            .map_or(DEFAULT_PG_APPLICATION_NAME.to_owned(), |a| {
-                if a.value.is_empty()
-                    || a.value.len() > 63
-                    || !a.value.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
-                {
-                    p.invalid(
-                        a,
-                        "application_name",
-                        "must be 1 to 63 printable ASCII characters".to_owned(),
-                    );
-                }
-                a.value.clone()
-            });
-    PostgresConfig {
-        url: url.to_owned(),
-        pool_size,
-        connect_timeout: p.duration(
-            f.connect_timeout.as_ref(),
-            "connect_timeout",
-            DEFAULT_PG_CONNECT_TIMEOUT,
-        ),
-        statement_timeout: p.duration(
-            f.statement_timeout.as_ref(),
-            "statement_timeout",
-            DEFAULT_STATEMENT_TIMEOUT,
-        ),
-        application_name,
-        read_only: f.read_only.unwrap_or(true),
-        replica_url,
-        tls,
-        statements,
-    }
 }
 
 /// A column of the table's `columns`, or a located problem.
