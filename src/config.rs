@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use http::Method;
 
-use crate::cursor::CursorKey;
+use crate::cursor::{CursorCodec, CursorKey};
 pub(crate) use crate::limit::config::{
     ClientKeySource, LimitStore, LimitsConfig, OnRedisError, Queue, Rate, RedisConfig,
 };
@@ -65,8 +65,8 @@ pub struct Config {
 /// Where a route's answers come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
-    /// An HTTP upstream, by name.
-    Upstream(String),
+    /// An HTTP upstream.
+    Upstream(Arc<UpstreamConfig>),
     /// A PostgreSQL table or view.
     Table(std::sync::Arc<TableConfig>),
 }
@@ -78,13 +78,15 @@ pub struct CursorSettings {
     pub keys: Vec<CursorKey>,
     /// How long a cursor stays valid; `None`: forever.
     pub ttl: Option<Duration>,
+    /// The codec made from them, shared by every route that mints or reads cursors.
+    pub codec: Arc<CursorCodec>,
 }
 
 /// What happens to a request that matches no route.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DefaultPolicy {
     /// Relay it to this upstream unchanged.
-    Pass(String),
+    Pass(Arc<UpstreamConfig>),
     /// Answer 404 problem+json.
     Deny,
 }
@@ -152,23 +154,35 @@ impl Config {
 
 // === impl RouteConfig ===
 
+/// A route's entries in the route table: its path, and for a table route also `<path>/export`.
+/// `(list, table)`: whether it is a list route, a table route.
+pub(crate) fn route_specs<T: Clone>(
+    path: &str,
+    methods: Option<&Vec<Method>>,
+    (list, table): (bool, bool),
+    value: T,
+) -> Vec<crate::route_table::RouteSpec<T>> {
+    let spec = |path: String| crate::route_table::RouteSpec {
+        path,
+        methods: methods.cloned(),
+        list: list || table,
+        value: value.clone(),
+    };
+    let mut specs = vec![spec(path.to_owned())];
+    if table {
+        specs.push(spec(format!("{}/export", path.trim_end_matches('/'))));
+    }
+    specs
+}
+
 impl RouteConfig {
     /// What the route table needs to know of this route, with `value` as its lookup result: its
     /// path, and for a table route also `<path>/export`. Table routes count as list paths (their
     /// method checks apply).
     pub fn specs<T: Clone>(&self, value: T) -> Vec<crate::route_table::RouteSpec<T>> {
         let table = matches!(self.target, Target::Table(_));
-        let spec = |path: String| crate::route_table::RouteSpec {
-            path,
-            methods: self.methods.clone(),
-            list: self.list.is_some() || table,
-            value: value.clone(),
-        };
-        let mut specs = vec![spec(self.path.clone())];
-        if table {
-            specs.push(spec(format!("{}/export", self.path.trim_end_matches('/'))));
-        }
-        specs
+        let list = self.list.is_some();
+        route_specs(&self.path, self.methods.as_ref(), (list, table), value)
     }
 
     /// One line for `pagegate check`.
@@ -178,7 +192,7 @@ impl RouteConfig {
             |m| m.iter().map(Method::as_str).collect::<Vec<_>>().join(","),
         );
         let target = match &self.target {
-            Target::Upstream(name) => name.clone(),
+            Target::Upstream(upstream) => upstream.name.clone(),
             Target::Table(table) => format!("table {} in {}", table.name, table.database),
         };
         let mut line = format!("route {}: {methods} {} -> {target}", self.name, self.path);

@@ -107,12 +107,23 @@ impl fmt::Debug for Signer {
 }
 
 /// Mints and verifies cursors. Signs with the newest key (the last one given), verifies with any.
+/// Two codecs are equal when made from the same keys and lifetime: they mint the same cursors.
 #[derive(Clone, Debug)]
 pub struct CursorCodec {
     signing: Signer,
     verifying: Vec<Signer>,
     ttl: Option<Duration>,
+    /// What it was made from, for equality (a MAC's state cannot be compared).
+    keys: Vec<CursorKey>,
 }
+
+impl PartialEq for CursorCodec {
+    fn eq(&self, other: &Self) -> bool {
+        self.keys == other.keys && self.ttl == other.ttl
+    }
+}
+
+impl Eq for CursorCodec {}
 
 impl CursorCodec {
     /// A codec over `keys` (oldest first) whose cursors expire `ttl` after minting (`None`: never;
@@ -121,7 +132,7 @@ impl CursorCodec {
     #[must_use]
     pub fn new(keys: Vec<CursorKey>, ttl: Option<Duration>) -> Option<Self> {
         let mut verifying: Vec<Signer> = Vec::with_capacity(keys.len());
-        for key in keys {
+        for key in &keys {
             if verifying.iter().any(|s| s.id == key.id) {
                 return None;
             }
@@ -133,6 +144,7 @@ impl CursorCodec {
             signing,
             verifying,
             ttl,
+            keys,
         })
     }
 

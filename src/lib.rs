@@ -55,8 +55,9 @@ pub use cursor::{CursorCodec, CursorError, CursorKey, MAX_CURSOR_LEN, binding_ha
 pub use demo::postgres::{prepare as prepare_demo_table, yaml as demo_postgres_yaml};
 pub use demo::{DEFAULT_ROWS, DEMO_CONFIG, serve_backend};
 pub use limit::{LimitLayer, Limits};
+pub use list::config::ListPolicy;
 pub use list::guard::{GuardError, HeldBudget, HoldError};
-pub use list::pagination::{ListRoute, PaginationError};
+pub use list::pagination::PaginationError;
 pub use list::scan::{DEFAULT_MAX_DEPTH, Event, ItemsPath, ScanError, Scanner};
 pub use proxy::router::{Refuse, RouteService};
 pub use proxy::stack::{RouteParts, route as route_stack};

@@ -55,20 +55,31 @@ pub(crate) struct RouteTable<T> {
 // === impl RouteTable ===
 
 impl<T: Clone> RouteTable<T> {
-    /// Builds the table; on overlap returns `(later, earlier)` route indices.
-    pub(crate) fn new(routes: &[RouteSpec<T>]) -> Result<Self, (usize, usize)> {
+    /// Builds the table. Routes that overlap an earlier one are left out: the first wins.
+    /// Validation refuses such configs ([`Self::overlap`]), so a loaded config loses none.
+    pub(crate) fn new(routes: &[RouteSpec<T>]) -> Self {
+        Self::build(routes).0
+    }
+
+    /// The first overlap, as `(later, earlier)` route indices, if any.
+    pub(crate) fn overlap(routes: &[RouteSpec<T>]) -> Option<(usize, usize)> {
+        Self::build(routes).1
+    }
+
+    fn build(routes: &[RouteSpec<T>]) -> (Self, Option<(usize, usize)>) {
+        let mut overlap = None;
         // Group routes by normalized pattern; one pattern may serve disjoint method sets.
         let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
         for (i, route) in routes.iter().enumerate() {
             let pattern = normalize(&route.path, false).into_owned();
             match groups.iter_mut().find(|(p, _)| *p == pattern) {
                 Some((_, same)) => {
-                    if let Some(&j) = same.iter().find(|&&j| {
+                    match same.iter().find(|&&j| {
                         methods_overlap(routes[j].methods.as_deref(), route.methods.as_deref())
                     }) {
-                        return Err((i, j));
+                        Some(&j) => _ = overlap.get_or_insert((i, j)),
+                        None => same.push(i),
                     }
-                    same.push(i);
                 }
                 None => groups.push((pattern, vec![i])),
             }
@@ -94,10 +105,10 @@ impl<T: Clone> RouteTable<T> {
                         .map(|(_, idx)| idx[0]),
                     _ => None,
                 };
-                return Err((indices[0], other.unwrap_or(indices[0])));
+                overlap.get_or_insert((indices[0], other.unwrap_or(indices[0])));
             }
         }
-        Ok(Self { router })
+        (Self { router }, overlap)
     }
 
     /// The route for a method and a raw request path. A route that serves GET also serves

@@ -8,8 +8,8 @@ use super::file::*;
 
 use crate::config::load::backends::{backends, default_policy};
 use crate::config::load::cursors::cursors;
-use crate::config::load::route::{overlaps, routes};
-use crate::config::{Config, ConfigProblem, Located, Position, RouteConfig};
+use crate::config::load::route::{ReadRoute, overlaps, routes};
+use crate::config::{Config, ConfigProblem, Located, Position};
 use crate::table::config::PostgresConfig;
 use crate::upstream::config::UpstreamConfig;
 
@@ -85,7 +85,7 @@ impl TryFrom<FileConfig> for Config {
         let mut p = Problems::default();
         let server = server::server(&mut p, &file);
         let (upstreams, postgres) = backends(&mut p, &file);
-        let default = default_policy(&mut p, &file);
+        let default = default_policy(&mut p, &file, &upstreams);
         let redis = file.redis.as_ref().map(|r| limits::redis(&mut p, r));
         let default_limits = file
             .default
@@ -93,12 +93,21 @@ impl TryFrom<FileConfig> for Config {
             .and_then(|d| d.value.limits.as_ref())
             .map(|l| limits::limits(&mut p, l, redis.is_some()));
         let cursors = file.cursors.as_ref().and_then(|c| cursors(&mut p, c));
-        let routes = routes(&mut p, &file, &postgres, cursors.is_some(), redis.is_some());
+        let codec = cursors.as_ref().map(|c| &c.codec);
+        let routes = routes(
+            &mut p,
+            &file,
+            (&upstreams, &postgres),
+            codec,
+            redis.is_some(),
+        );
         let table = overlaps(&mut p, &file, &routes);
         let (max_held_bytes, max_held_bytes_per_client) = held_budget(&mut p, &file, &routes);
+        // Every route is there when nothing was reported.
+        let routes: Option<Vec<_>> = routes.into_iter().map(|r| r.config).collect();
 
-        match (p.0.is_empty(), server, table) {
-            (true, Some(server), Some(())) => Ok(Config {
+        match (p.0.is_empty(), server, table, routes) {
+            (true, Some(server), Some(()), Some(routes)) => Ok(Config {
                 server,
                 max_held_bytes,
                 max_held_bytes_per_client,
@@ -124,7 +133,7 @@ impl TryFrom<FileConfig> for Config {
 }
 
 /// `max_held_bytes` and each client's share of it, checked against the largest list page.
-fn held_budget(p: &mut Problems, file: &FileConfig, routes: &[Arc<RouteConfig>]) -> (u64, u64) {
+fn held_budget(p: &mut Problems, file: &FileConfig, routes: &[ReadRoute]) -> (u64, u64) {
     let max_held_bytes = p.size(
         file.max_held_bytes.as_ref(),
         "max_held_bytes",
@@ -133,6 +142,7 @@ fn held_budget(p: &mut Problems, file: &FileConfig, routes: &[Arc<RouteConfig>])
         "",
     );
     for (route, r) in routes.iter().zip(&file.routes) {
+        let Some(route) = &route.config else { continue };
         if let Some(list) = route.list.as_ref().filter(|l| l.max_bytes > max_held_bytes) {
             p.invalid(
                 r,
@@ -147,7 +157,7 @@ fn held_budget(p: &mut Problems, file: &FileConfig, routes: &[Arc<RouteConfig>])
     // A client's share: at least one page of the largest list route, at most the total.
     let largest_page = routes
         .iter()
-        .filter_map(|r| r.list.as_ref().map(|l| l.max_bytes))
+        .filter_map(|r| r.config.as_ref()?.list.as_ref().map(|l| l.max_bytes))
         .max()
         .unwrap_or(0);
     let max_held_bytes_per_client = match &file.max_held_bytes_per_client {

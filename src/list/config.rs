@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use crate::cursor::CursorCodec;
 use crate::list::scan::ItemsPath;
 
 /// How a route answers a request that breaks its limits.
@@ -122,6 +123,8 @@ pub struct KeysetPolicy {
     pub next_cursor_field: Option<String>,
     /// `cursor::route_id` of the route.
     pub route_id: u64,
+    /// Signs and verifies its cursors.
+    pub codec: Arc<CursorCodec>,
 }
 
 /// An RFC 6901 JSON pointer split into unescaped segments (`/a~1b` → `["a/b"]`); `None` when

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use serde_json::value::RawValue;
 
-use crate::cursor::{CursorCodec, CursorError, binding_hash};
+use crate::cursor::{CursorError, binding_hash};
 use crate::list::config::{KeysetPolicy, ListPolicy, OffsetParam, OnViolation};
 use crate::list::pagination::query::{Piece, disguised, folded, number, pieces};
 
@@ -20,16 +20,6 @@ mod query;
 
 pub use error::PaginationError;
 pub(crate) use layer::{PaginationLayer, PlanWouldRefuse};
-
-/// A list route as its layers run it: the policy from the config and, on keyset routes, the
-/// codec that signs its cursors. Built once per route, shared by its pagination and guard.
-#[derive(Debug)]
-pub struct ListRoute {
-    /// The route's pagination policy.
-    pub policy: ListPolicy,
-    /// Signs and verifies the route's cursors (keyset routes).
-    pub codec: Option<Arc<CursorCodec>>,
-}
 
 /// Why planning a page failed: a bad parameter or a bad cursor (both 400).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -89,14 +79,9 @@ pub(crate) struct Planned {
     pub plan: PagePlan,
 }
 
-/// Applies a route's policy to a request's path and raw query string; `codec` verifies cursors
-/// on keyset routes (a keyset route without one refuses every cursor).
-pub(crate) fn plan(
-    policy: &ListPolicy,
-    codec: Option<&CursorCodec>,
-    path: &str,
-    query: &str,
-) -> Result<Planned, PlanError> {
+/// Applies a route's policy to a request's path and raw query string; a keyset route's codec
+/// verifies its cursors.
+pub(crate) fn plan(policy: &ListPolicy, path: &str, query: &str) -> Result<Planned, PlanError> {
     let keyset = policy.keyset.as_ref();
     let offset_name = policy.offset.name();
     // Controlled names: 0 = limit, 1 = offset/page, 2 = cursor, then reserved keyset names.
@@ -183,7 +168,7 @@ pub(crate) fn plan(
     // parameters, so it cannot start another list at a chosen key.
     let binding = binding_hash(std::iter::once(path).chain(others.iter().copied()));
     let cursor = match (keyset, cursor_piece) {
-        (Some(k), Some(c)) => Some(open_cursor(k, codec, c.value.unwrap_or_default(), binding)?),
+        (Some(k), Some(c)) => Some(open_cursor(k, c.value.unwrap_or_default(), binding)?),
         _ => None,
     };
     // With a cursor the offset is dropped; without one it is checked and re-emitted canonically.
@@ -242,14 +227,13 @@ pub(crate) fn plan(
 
 fn open_cursor(
     k: &KeysetPolicy,
-    codec: Option<&CursorCodec>,
     value: &str,
     binding: u64,
 ) -> Result<Vec<Box<RawValue>>, CursorError> {
-    let Some(codec) = codec.filter(|_| !value.is_empty()) else {
+    if value.is_empty() {
         return Err(CursorError::Truncated);
-    };
-    codec.decode(
+    }
+    k.codec.decode(
         value,
         k.route_id,
         binding,

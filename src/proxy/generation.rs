@@ -1,5 +1,5 @@
 //! A generation: everything one config builds — the route table, each route's stack, upstream
-//! clients, the cursor codec, the held-page budget — as one value. The server holds the current
+//! clients, databases, the held-page budget — as one value. The server holds the current
 //! generation behind an [`ArcSwap`](arc_swap::ArcSwap) and loads it per request, so a reload is
 //! one `store`; requests in flight keep what their route's stack holds until their body ends.
 //!
@@ -10,11 +10,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::Request;
-use crate::config::{Config, CursorSettings, DefaultPolicy, RouteConfig, TimeoutOverrides};
-use crate::cursor::CursorCodec;
+use crate::config::{Config, DefaultPolicy, RouteConfig, Target, TimeoutOverrides};
 use crate::limit::{Limits, Redis};
+use crate::list::config::ListPolicy;
 use crate::list::guard::HeldBudget;
-use crate::list::pagination::ListRoute;
 use crate::methods::{self, Landing};
 use crate::proxy::router::{Refuse, RouteService};
 use crate::proxy::stack::{self, RouteParts};
@@ -43,7 +42,6 @@ pub struct Generation {
     fallback: RouteService,
     refuse: RouteService,
     upstreams: BTreeMap<String, Arc<UpstreamClient>>,
-    cursors: Option<(CursorSettings, Arc<CursorCodec>)>,
     room: Arc<HeldBudget>,
     /// Each limited route's limiters, by route name.
     limits: BTreeMap<String, Arc<Limits>>,
@@ -55,33 +53,17 @@ pub struct Generation {
     resources: BTreeMap<String, Arc<Resource>>,
 }
 
-/// Why a config could not be built into a generation. Validation makes this unreachable for a
-/// config from [`Config::parse`]; a hand-made config may still break its rules.
+/// Why a config could not be built into a generation: what needs the outside world. What
+/// validation rules out (overlapping routes, undeclared upstreams and databases, keyset routes
+/// without keys) cannot reach here: a loaded config holds the settings it resolved.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BuildError {
-    /// Two routes overlap.
-    #[error("route `{route}` overlaps route `{other}`")]
-    Overlap {
-        /// The later route.
-        route: String,
-        /// The earlier one.
-        other: String,
-    },
-    /// A route or the default policy names an upstream that is not declared.
-    #[error("upstream `{0}` is not declared")]
-    UnknownUpstream(String),
-    /// A keyset route without cursor keys, or keys that do not make a codec.
-    #[error("keyset routes need valid cursor keys")]
-    Cursors,
-    /// The Redis client could not be made (a bad URL, or no Tokio runtime).
+    /// The Redis client could not be made (no Tokio runtime).
     #[error("cannot use redis: {0}")]
     Redis(String),
     /// A database's pool could not be set up (an unset environment variable, a bad URL).
     #[error(transparent)]
     Postgres(#[from] SetupError),
-    /// A table route names a database that is not declared.
-    #[error("database `{0}` is not declared")]
-    UnknownDatabase(String),
 }
 
 impl Generation {
@@ -104,94 +86,43 @@ impl Generation {
                 specs.push(spec);
             }
         }
-        let table = RouteTable::new(&specs).map_err(|(later, earlier)| BuildError::Overlap {
-            route: config.routes[served[specs[later].value].0].name.clone(),
-            other: config.routes[served[specs[earlier].value].0].name.clone(),
-        })?;
-        let Resources {
-            upstreams,
-            cursors,
-            room,
-            redis,
-            databases,
-            resources,
-            limits,
-        } = Resources::build(&config, previous, metrics)?;
-        let mut generation = Self {
-            table,
-            routes: Vec::with_capacity(config.routes.len()),
-            read_body: Vec::with_capacity(config.routes.len()),
-            fallback: stack::route(
-                parts(DEFAULT_ROUTE_NAME, None, None, metrics, &room),
-                Refuse::no_route(),
-            ),
-            refuse: stack::route(
-                parts(REFUSED_ROUTE_NAME, None, None, metrics, &room),
-                Refuse::method(),
-            ),
-            upstreams,
-            cursors,
-            room,
-            limits,
-            redis,
-            databases,
-            resources,
-            config: Arc::clone(&config),
-        };
+        let mut made = Resources::new(&config, previous, metrics)?;
+        let mut routes = Vec::with_capacity(served.len());
+        let mut read_body = Vec::with_capacity(served.len());
         for &(i, export) in &served {
-            let service = generation.route_service(&config.routes[i], export, metrics)?;
-            generation.routes.push(service);
-            generation.read_body.push(config.routes[i].allow_read_body);
+            let route = &config.routes[i];
+            routes.push(route_service(route, export, &mut made, metrics)?);
+            read_body.push(route.allow_read_body);
         }
         // The default policy is a route like the others: `deny` refuses, `pass` forwards.
-        if let DefaultPolicy::Pass(upstream) = &config.default {
-            let forward = generation.forward(upstream, TimeoutOverrides::default())?;
-            let limits = generation.limits.get(DEFAULT_ROUTE_NAME).cloned();
-            let parts = parts(DEFAULT_ROUTE_NAME, None, limits, metrics, &generation.room);
-            generation.fallback = stack::route(parts, forward);
-        }
-        Ok(generation)
-    }
-
-    fn route_service(
-        &self,
-        route: &RouteConfig,
-        export: bool,
-        metrics: &Metrics,
-    ) -> Result<RouteService, BuildError> {
-        let list = match &route.list {
-            Some(policy) => {
-                let codec = match (&policy.keyset, &self.cursors) {
-                    (None, _) => None,
-                    (Some(_), Some((_, codec))) => Some(Arc::clone(codec)),
-                    (Some(_), None) => return Err(BuildError::Cursors),
-                };
-                Some(Arc::new(ListRoute {
-                    policy: policy.clone(),
-                    codec,
-                }))
+        let fallback = parts(DEFAULT_ROUTE_NAME, None, None, metrics, &made.room);
+        let fallback = match &config.default {
+            DefaultPolicy::Pass(upstream) => {
+                let forward = Forward::new(made.client(upstream), TimeoutOverrides::default());
+                let limits = made.limits.get(DEFAULT_ROUTE_NAME).cloned();
+                stack::route(RouteParts { limits, ..fallback }, forward)
             }
-            None => None,
+            DefaultPolicy::Deny => stack::route(fallback, Refuse::no_route()),
         };
-        let limits = self.limits.get(&route.name).cloned();
-        let parts = parts(&route.name, list, limits, metrics, &self.room);
-        match &route.target {
-            crate::config::Target::Upstream(upstream) => {
-                Ok(stack::route(parts, self.forward(upstream, route.timeouts)?))
-            }
-            crate::config::Target::Table(_) => {
-                let resource = self.resources.get(&route.name).ok_or(BuildError::Cursors)?;
-                Ok(stack::table(parts, Arc::clone(resource), export))
-            }
-        }
-    }
-
-    fn forward(&self, upstream: &str, timeouts: TimeoutOverrides) -> Result<Forward, BuildError> {
-        let client = self
-            .upstreams
-            .get(upstream)
-            .ok_or_else(|| BuildError::UnknownUpstream(upstream.to_owned()))?;
-        Ok(Forward::new(Arc::clone(client), timeouts))
+        let refuse = stack::route(
+            parts(REFUSED_ROUTE_NAME, None, None, metrics, &made.room),
+            Refuse::method(),
+        );
+        Ok(Self {
+            // Validation found no overlap, so the table serves every route.
+            table: RouteTable::new(&specs),
+            routes,
+            read_body,
+            fallback,
+            refuse,
+            upstreams: made.upstreams,
+            room: made.room,
+            limits: made.limits,
+            redis: made.redis,
+            databases: made.databases,
+            resources: made.resources,
+            config,
+        })
     }
 
     /// The route serving a request: a configured route, the default policy's route when none
@@ -242,7 +173,7 @@ impl Generation {
         &self.config
     }
 
-    /// The client of an upstream, by name.
+    /// The client of an upstream some route or the default policy uses, by name.
     pub fn upstream(&self, name: &str) -> Option<&Arc<UpstreamClient>> {
         self.upstreams.get(name)
     }
@@ -263,9 +194,28 @@ impl Generation {
     }
 }
 
+/// The stack of one path a route serves (`export`: a table route's `<path>/export`).
+fn route_service(
+    route: &RouteConfig,
+    export: bool,
+    made: &mut Resources<'_>,
+    metrics: &Metrics,
+) -> Result<RouteService, BuildError> {
+    let list = route.list.clone().map(Arc::new);
+    let limits = made.limits.get(&route.name).cloned();
+    let parts = parts(&route.name, list, limits, metrics, &made.room);
+    Ok(match &route.target {
+        Target::Upstream(upstream) => {
+            let forward = Forward::new(made.client(upstream), route.timeouts);
+            stack::route(parts, forward)
+        }
+        Target::Table(table) => stack::table(parts, made.resource(route, table)?, export),
+    })
+}
+
 fn parts(
     name: &str,
-    list: Option<Arc<ListRoute>>,
+    list: Option<Arc<ListPolicy>>,
     limits: Option<Arc<Limits>>,
     metrics: &Metrics,
     room: &Arc<HeldBudget>,

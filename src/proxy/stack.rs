@@ -18,8 +18,9 @@ use tower::{Service, ServiceBuilder};
 use tower_http::compression::CompressionLayer;
 
 use crate::limit::{LimitLayer, Limits};
+use crate::list::config::ListPolicy;
 use crate::list::guard::{HeldBudget, ListGuardLayer};
-use crate::list::pagination::{ListRoute, PaginationLayer};
+use crate::list::pagination::PaginationLayer;
 use crate::methods::FormCheckLayer;
 use crate::proxy::rescue::RescueLayer;
 use crate::proxy::router::RouteService;
@@ -44,7 +45,7 @@ pub struct RouteParts {
     /// The route's metric handles.
     pub metrics: Arc<RouteMetrics>,
     /// The list policy and codec, on list routes.
-    pub list: Option<Arc<ListRoute>>,
+    pub list: Option<Arc<ListPolicy>>,
     /// The route's rate and concurrency limiters, when it has limits.
     pub limits: Option<Arc<Limits>>,
     /// The budget all held list pages share.

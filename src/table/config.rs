@@ -3,7 +3,10 @@
 
 use std::collections::BTreeMap;
 use std::num::{NonZeroU32, NonZeroUsize};
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::cursor::CursorCodec;
 
 /// One database pagegate reads from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,6 +112,10 @@ impl PostgresConfig {
 pub struct TableConfig {
     /// The database's name under `postgres`.
     pub database: String,
+    /// That database's settings.
+    pub postgres: Arc<PostgresConfig>,
+    /// Signs and verifies its pages' cursors.
+    pub codec: Arc<CursorCodec>,
     /// `table` or `schema.table`.
     pub name: String,
     /// Columns clients may ask for and filter on, in this order.

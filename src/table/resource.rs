@@ -71,7 +71,6 @@ pub struct Resource {
     route_id: u64,
     table: Arc<TableConfig>,
     database: Arc<Database>,
-    codec: Arc<CursorCodec>,
     state: Mutex<State>,
     /// One check at a time: requests that find a check due wait for the one running.
     checking: tokio::sync::Mutex<()>,
@@ -86,7 +85,6 @@ impl Resource {
         path: &str,
         table: Arc<TableConfig>,
         (database, share, previous): (Arc<Database>, usize, Option<&Resource>),
-        codec: Arc<CursorCodec>,
     ) -> Arc<Self> {
         let places = previous
             .filter(|p| p.share_size == share && Arc::ptr_eq(&p.database, &database))
@@ -103,7 +101,6 @@ impl Resource {
             route_id: route_id(route),
             table,
             database,
-            codec,
             state: Mutex::new(State::Unchecked { tried: None }),
             checking: tokio::sync::Mutex::new(()),
         })
@@ -131,7 +128,7 @@ impl Resource {
 
     /// The cursor codec.
     pub fn codec(&self) -> &Arc<CursorCodec> {
-        &self.codec
+        &self.table.codec
     }
 
     /// The id cursors of this route carry.

@@ -119,6 +119,7 @@ upstreams:
   spare: {url: 'http://127.0.0.1:9'}
 routes:
   - {name: events, path: /events, methods: [GET], upstream: app, list: {default_limit: 10}}
+  - {name: other, path: /other, upstream: spare}
 ";
 
 const AFTER: &str = "
@@ -128,6 +129,7 @@ upstreams:
   spare: {url: 'http://127.0.0.1:10'}
 routes:
   - {name: events, path: /events, methods: [GET], upstream: app, list: {default_limit: 20}}
+  - {name: other, path: /other, upstream: spare}
 ";
 
 #[tokio::test]

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use pagegate::Config;
 use pagegate::HeldBudget;
-use pagegate::ListRoute;
+use pagegate::ListPolicy;
 use pagegate::UpstreamError;
 use pagegate::{BoxError, Request, Response};
 use pagegate::{Metrics, Outcome, RouteMetrics};
@@ -60,15 +60,12 @@ routes:
   - {name: events, path: /events, methods: [GET], upstream: app, list: {default_limit: 2, max_limit: 3}}
 ";
 
-fn list_route() -> Arc<ListRoute> {
+fn list_route() -> Arc<ListPolicy> {
     let config = Config::parse("test.yaml", YAML).expect("valid");
-    Arc::new(ListRoute {
-        policy: config.routes[0].list.clone().expect("a list route"),
-        codec: None,
-    })
+    Arc::new(config.routes[0].list.clone().expect("a list route"))
 }
 
-fn parts(metrics: &Metrics, list: Option<Arc<ListRoute>>) -> RouteParts {
+fn parts(metrics: &Metrics, list: Option<Arc<ListPolicy>>) -> RouteParts {
     RouteParts {
         name: "events".to_owned(),
         metrics: metrics.route("events", list.is_some()),

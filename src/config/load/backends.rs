@@ -61,7 +61,11 @@ pub(super) fn known_upstreams(file: &FileConfig) -> String {
 }
 
 /// What serves a request no route matches.
-pub(super) fn default_policy(p: &mut Problems, file: &FileConfig) -> DefaultPolicy {
+pub(super) fn default_policy(
+    p: &mut Problems,
+    file: &FileConfig,
+    upstreams: &Upstreams,
+) -> DefaultPolicy {
     let declared = |name: &str| {
         file.upstreams
             .as_ref()
@@ -97,7 +101,11 @@ pub(super) fn default_policy(p: &mut Problems, file: &FileConfig) -> DefaultPoli
                         format!("is `{}`, which is not declared under `upstreams`; declared: {known}", u.value),
                     );
                     }
-                    DefaultPolicy::Pass(u.value.clone())
+                    // An upstream missing here was reported, as undeclared or where it is
+                    // written; the config is refused either way.
+                    upstreams
+                        .get(&u.value)
+                        .map_or(DefaultPolicy::Deny, |u| DefaultPolicy::Pass(Arc::clone(u)))
                 }
             }
         }

@@ -1,5 +1,6 @@
 //! The cursor signing keys (`cursors`): secrets read from the environment, their lifetime.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_saphyr::Spanned;
@@ -83,5 +84,6 @@ pub(super) fn cursors(p: &mut Problems, c: &Spanned<FileCursors>) -> Option<Curs
         return None;
     }
     // Ids are unique and keys non-empty (checked above), so a codec can be built from them.
-    CursorCodec::new(keys.clone(), ttl).map(|_| CursorSettings { keys, ttl })
+    let codec = Arc::new(CursorCodec::new(keys.clone(), ttl)?);
+    Some(CursorSettings { keys, ttl, codec })
 }

@@ -8,14 +8,14 @@ use super::Problems;
 use crate::config::defaults::*;
 use crate::config::file::*;
 use crate::config::*;
-use crate::cursor::route_id;
+use crate::cursor::{CursorCodec, route_id};
 use crate::list::scan::ItemsPath;
 
 pub(super) fn list(
     p: &mut Problems,
     route: &str,
     l: &Spanned<FileList>,
-    has_cursors: bool,
+    cursors: Option<&Arc<CursorCodec>>,
 ) -> ListPolicy {
     let f = &l.value;
     let limit_param = p.param(f.limit_param.as_ref(), "limit_param", DEFAULT_LIMIT_PARAM);
@@ -113,7 +113,7 @@ pub(super) fn list(
         },
     };
     let keyset = f.keyset.as_ref().and_then(|k| {
-        if !has_cursors {
+        let Some(codec) = cursors else {
             p.invalid(
                 k,
                 "keyset",
@@ -122,7 +122,7 @@ pub(super) fn list(
                 ),
             );
             return None;
-        }
+        };
         if let (OffsetParam::Page { .. }, Some(page)) = (&offset, &f.page_param) {
             p.invalid(
                 page,
@@ -131,7 +131,7 @@ pub(super) fn list(
             );
         }
         let reserved = [limit_param.as_str(), offset.name()];
-        keyset(p, route, k, &reserved, !items.0.is_empty()).map(Arc::new)
+        keyset(p, route, k, &reserved, !items.0.is_empty(), codec).map(Arc::new)
     });
     ListPolicy {
         limit_param,
@@ -181,6 +181,7 @@ fn keyset(
     k: &Spanned<FileKeyset>,
     reserved: &[&str],
     envelope: bool,
+    codec: &Arc<CursorCodec>,
 ) -> Option<KeysetPolicy> {
     let f = &k.value;
     let count = f.keys.value.len();
@@ -278,5 +279,6 @@ fn keyset(
         cursor_param,
         next_cursor_field: f.next_cursor_field.as_ref().map(|f| f.value.clone()),
         route_id: route_id(route),
+        codec: Arc::clone(codec),
     })
 }

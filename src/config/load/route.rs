@@ -9,28 +9,32 @@ use http::Method;
 use super::values::Problems;
 use crate::config::defaults::*;
 use crate::config::file::*;
-use crate::config::load::Databases;
 use crate::config::load::backends::known_upstreams;
+use crate::config::load::{Databases, Upstreams};
 use crate::config::*;
+use crate::cursor::CursorCodec;
 use crate::route_table::{RouteSpec, RouteTable};
+use serde_saphyr::Spanned;
+
+/// A route as read from the file: its name and table entries, and its config unless a problem
+/// was reported, so the checks that look at all routes still see every one, at its line.
+pub(super) struct ReadRoute {
+    name: String,
+    specs: Vec<RouteSpec<usize>>,
+    pub(super) config: Option<Arc<RouteConfig>>,
+}
 
 /// The routes in file order, each checked; a duplicate name is reported where it repeats.
 pub(super) fn routes(
     p: &mut Problems,
     file: &FileConfig,
-    postgres: &Databases,
-    cursors: bool,
+    (upstreams, postgres): (&Upstreams, &Databases),
+    cursors: Option<&Arc<CursorCodec>>,
     redis: bool,
-) -> Vec<Arc<RouteConfig>> {
-    let declared = |name: &str| {
-        file.upstreams
-            .as_ref()
-            .is_some_and(|u| u.value.contains_key(name))
-    };
-    let known = known_upstreams(file);
+) -> Vec<ReadRoute> {
     let mut routes = Vec::new();
     let mut names = BTreeMap::new();
-    for r in &file.routes {
+    for (i, r) in file.routes.iter().enumerate() {
         let name = r
             .value
             .name
@@ -49,62 +53,73 @@ pub(super) fn routes(
                 },
             });
         }
-        let target = match (&r.value.upstream, &r.value.table) {
-            (Some(upstream), None) => {
-                if !declared(&upstream.value) {
-                    let problem = ConfigProblem::UnknownUpstream {
-                        route: name.clone(),
-                        name: upstream.value.clone(),
-                        known: known.clone(),
-                    };
-                    p.push(upstream, problem);
-                }
-                Target::Upstream(upstream.value.clone())
-            }
-            (None, Some(t)) => match super::table::table(p, t, postgres) {
-                Some(t) => Target::Table(Arc::new(t)),
-                None => Target::Upstream(String::new()),
-            },
-            (Some(upstream), Some(_)) => {
-                p.invalid(upstream, "upstream", "and `table` are both set: a route answers from an HTTP upstream or from a table, not both".to_owned());
-                Target::Upstream(upstream.value.clone())
-            }
-            (None, None) => {
-                p.invalid(
-                    &r.value.path,
-                    "path",
-                    "names a route with neither `upstream` nor `table`: add one".to_owned(),
-                );
-                Target::Upstream(String::new())
-            }
-        };
-        if let (Target::Table(_), Some(list)) = (&target, &r.value.list) {
+        if let (Some(_), Some(list)) = (&r.value.table, &r.value.list) {
             p.invalid(list, "list", "is for upstream routes: a table route pages by its `key` (set default_limit and max_limit under `table`)".to_owned());
         }
-        routes.push(Arc::new(route(p, name, &r.value, target, cursors, redis)));
+        let target = target(p, file, &name, &r.value, (upstreams, postgres), cursors);
+        routes.push(route(p, (i, name), &r.value, target, (cursors, redis)));
     }
     routes
 }
 
-/// `Some(())` when no two routes overlap; the route table itself is built with the generation.
-pub(super) fn overlaps(
+/// Where a route's answers come from, resolved to the upstream's or table's settings.
+fn target(
     p: &mut Problems,
     file: &FileConfig,
-    routes: &[Arc<RouteConfig>],
-) -> Option<()> {
-    // The table itself is built with the generation; here it only finds overlaps.
-    let specs: Vec<RouteSpec<usize>> = routes
-        .iter()
-        .enumerate()
-        .flat_map(|(i, r)| r.specs(i))
-        .collect();
-    match RouteTable::new(&specs) {
-        Ok(_) => Some(()),
-        Err((later, earlier)) => {
+    name: &str,
+    r: &FileRoute,
+    (upstreams, postgres): (&Upstreams, &Databases),
+    cursors: Option<&Arc<CursorCodec>>,
+) -> Option<Target> {
+    match (&r.upstream, &r.table) {
+        (Some(upstream), None) => {
+            let declared = file
+                .upstreams
+                .as_ref()
+                .is_some_and(|u| u.value.contains_key(&upstream.value));
+            if !declared {
+                let problem = ConfigProblem::UnknownUpstream {
+                    route: name.to_owned(),
+                    name: upstream.value.clone(),
+                    known: known_upstreams(file),
+                };
+                p.push(upstream, problem);
+            }
+            // A declared upstream missing here had settings of its own reported wrong.
+            upstreams
+                .get(&upstream.value)
+                .cloned()
+                .map(Target::Upstream)
+        }
+        (None, Some(t)) => {
+            super::table::table(p, t, postgres, cursors).map(|t| Target::Table(Arc::new(t)))
+        }
+        (Some(upstream), Some(_)) => {
+            p.invalid(upstream, "upstream", "and `table` are both set: a route answers from an HTTP upstream or from a table, not both".to_owned());
+            None
+        }
+        (None, None) => {
+            p.invalid(
+                &r.path,
+                "path",
+                "names a route with neither `upstream` nor `table`: add one".to_owned(),
+            );
+            None
+        }
+    }
+}
+
+/// `Some(())` when no two routes overlap; the route table itself is built with the generation,
+/// which trusts this check.
+pub(super) fn overlaps(p: &mut Problems, file: &FileConfig, routes: &[ReadRoute]) -> Option<()> {
+    let specs: Vec<RouteSpec<usize>> = routes.iter().flat_map(|r| r.specs.clone()).collect();
+    match RouteTable::overlap(&specs) {
+        None => Some(()),
+        Some((later, earlier)) => {
             let (later, earlier) = (specs[later].value, specs[earlier].value);
             let problem = ConfigProblem::Overlap {
                 route: routes[later].name.clone(),
-                path: routes[later].path.clone(),
+                path: file.routes[later].value.path.value.clone(),
                 other: routes[earlier].name.clone(),
             };
             p.push(&file.routes[later].value.path, problem);
@@ -126,22 +141,64 @@ pub(super) fn default_name(r: &FileRoute) -> String {
 
 pub(super) fn route(
     p: &mut Problems,
-    name: String,
+    (index, name): (usize, String),
     r: &FileRoute,
-    target: Target,
-    has_cursors: bool,
-    has_redis: bool,
-) -> RouteConfig {
-    if let (Target::Table(_), Some(t)) = (&target, &r.table)
-        && !has_cursors
+    target: Option<Target>,
+    (cursors, has_redis): (Option<&Arc<CursorCodec>>, bool),
+) -> ReadRoute {
+    check_path(p, r);
+    let methods = r.methods.as_ref().map(|list| methods(p, list));
+    let list = r
+        .list
+        .as_ref()
+        .map(|l| super::list::list(p, &name, l, cursors));
+    if let (Some(l), Some(methods)) = (&r.list, &r.methods)
+        && !methods.value.iter().any(|m| m.value == "GET")
     {
         p.invalid(
-            t,
-            "table",
-            "needs `cursors` keys: a table route's pages carry signed cursors".to_owned(),
+            l,
+            "list",
+            "applies to GET (and HEAD) requests, but this route's `methods` has no GET: add GET or remove `list`".to_owned(),
         );
     }
-    if matches!(target, Target::Table(_)) && r.path.value.contains('{') {
+    let timeouts = TimeoutOverrides {
+        response: r
+            .response_timeout
+            .as_ref()
+            .map(|t| p.duration(Some(t), "response_timeout", DEFAULT_RESPONSE_TIMEOUT)),
+        idle: r
+            .idle_timeout
+            .as_ref()
+            .map(|t| p.duration(Some(t), "idle_timeout", DEFAULT_IDLE_TIMEOUT)),
+    };
+    let limits = r
+        .limits
+        .as_ref()
+        .map(|l| super::limits::limits(p, l, has_redis));
+    let kind = (list.is_some(), r.table.is_some());
+    let specs = route_specs(&r.path.value, methods.as_ref(), kind, index);
+    let config = target.map(|target| {
+        Arc::new(RouteConfig {
+            name: name.clone(),
+            path: r.path.value.clone(),
+            methods,
+            target,
+            list,
+            timeouts,
+            limits,
+            allow_read_body: r.allow_read_body.unwrap_or(false),
+        })
+    });
+    ReadRoute {
+        name,
+        specs,
+        config,
+    }
+}
+
+/// A route's `path`: absolute, ASCII, and fixed on table routes.
+fn check_path(p: &mut Problems, r: &FileRoute) {
+    if r.table.is_some() && r.path.value.contains('{') {
         p.invalid(
             &r.path,
             "path",
@@ -180,66 +237,33 @@ pub(super) fn route(
             ),
         );
     }
-    let methods = r.methods.as_ref().map(|list| {
-        if list.value.is_empty() {
-            p.invalid(
-                list,
-                "methods",
-                "is empty: remove it to match every method".to_owned(),
-            );
-        }
-        list.value
-            .iter()
-            .filter_map(|m| {
-                let ok = !m.value.is_empty() && m.value.bytes().all(|b| b.is_ascii_uppercase());
-                let method = Method::from_bytes(m.value.as_bytes()).ok().filter(|_| ok);
-                if method.is_none() {
-                    p.invalid(
-                        m,
-                        "methods",
-                        format!(
-                            "contains {:?}: write methods in capitals, e.g. GET",
-                            m.value
-                        ),
-                    );
-                }
-                method
-            })
-            .collect()
-    });
-    let list = r
-        .list
-        .as_ref()
-        .map(|l| super::list::list(p, &name, l, has_cursors));
-    if let (Some(l), Some(methods)) = (&r.list, &r.methods)
-        && !methods.value.iter().any(|m| m.value == "GET")
-    {
+}
+
+/// A route's `methods`, each written in capitals.
+fn methods(p: &mut Problems, list: &Spanned<Vec<Spanned<String>>>) -> Vec<Method> {
+    if list.value.is_empty() {
         p.invalid(
-            l,
-            "list",
-            "applies to GET (and HEAD) requests, but this route's `methods` has no GET: add GET or remove `list`".to_owned(),
+            list,
+            "methods",
+            "is empty: remove it to match every method".to_owned(),
         );
     }
-    RouteConfig {
-        name,
-        path: r.path.value.clone(),
-        methods,
-        target,
-        list,
-        timeouts: TimeoutOverrides {
-            response: r
-                .response_timeout
-                .as_ref()
-                .map(|t| p.duration(Some(t), "response_timeout", DEFAULT_RESPONSE_TIMEOUT)),
-            idle: r
-                .idle_timeout
-                .as_ref()
-                .map(|t| p.duration(Some(t), "idle_timeout", DEFAULT_IDLE_TIMEOUT)),
-        },
-        limits: r
-            .limits
-            .as_ref()
-            .map(|l| super::limits::limits(p, l, has_redis)),
-        allow_read_body: r.allow_read_body.unwrap_or(false),
-    }
+    list.value
+        .iter()
+        .filter_map(|m| {
+            let ok = !m.value.is_empty() && m.value.bytes().all(|b| b.is_ascii_uppercase());
+            let method = Method::from_bytes(m.value.as_bytes()).ok().filter(|_| ok);
+            if method.is_none() {
+                p.invalid(
+                    m,
+                    "methods",
+                    format!(
+                        "contains {:?}: write methods in capitals, e.g. GET",
+                        m.value
+                    ),
+                );
+            }
+            method
+        })
+        .collect()
 }

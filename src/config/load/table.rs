@@ -15,6 +15,7 @@ use crate::config::defaults::{
 };
 use crate::config::file::FileTable;
 use crate::config::{ExportFormat, FilterOp, KeyColumn, PostgresConfig, TableConfig};
+use crate::cursor::CursorCodec;
 use crate::table::config::{ExportVia, MissingIndex, TablePlaces};
 
 /// Most columns a table resource may list (each page row is built by one `json_build_object`,
@@ -55,8 +56,16 @@ pub(super) fn table(
     p: &mut Problems,
     at: &Spanned<FileTable>,
     databases: &BTreeMap<String, Arc<PostgresConfig>>,
+    cursors: Option<&Arc<CursorCodec>>,
 ) -> Option<TableConfig> {
     let t = &at.value;
+    if cursors.is_none() {
+        p.invalid(
+            at,
+            "table",
+            "needs `cursors` keys: a table route's pages carry signed cursors".to_owned(),
+        );
+    }
     if !databases.contains_key(&t.database.value) {
         let known = databases.keys().cloned().collect::<Vec<_>>().join(", ");
         p.invalid(
@@ -296,6 +305,8 @@ pub(super) fn table(
         max_connections,
         scope,
         database: t.database.value.clone(),
+        postgres: Arc::clone(databases.get(&t.database.value)?),
+        codec: Arc::clone(cursors?),
         name: t.name.value.clone(),
         columns,
         default_fields,

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http::{HeaderValue, header};
 use serde_json::value::RawValue;
 
-use crate::cursor::{CursorCodec, MAX_KEY_JSON_LEN, NextPage, next_page};
+use crate::cursor::{MAX_KEY_JSON_LEN, NextPage, next_page};
 use crate::list::config::ListPolicy;
 use crate::list::guard::TRUNCATED_HEADER;
 use crate::list::guard::hold::{Held, Stop, item_limits};
@@ -16,11 +16,10 @@ use crate::list::pagination::{KeysetPlan, PagePlan};
 use crate::telemetry::{Outcome, RouteMetrics};
 use crate::{BoxError, GuardError};
 
-/// Builds the client's response from a held page; `codec` signs the next cursor.
+/// Builds the client's response from a held page; a keyset route's codec signs the next cursor.
 pub(super) fn finish(
     held: Held,
     policy: &ListPolicy,
-    codec: Option<&CursorCodec>,
     plan: &PagePlan,
     metrics: &RouteMetrics,
 ) -> Result<Page, BoxError> {
@@ -52,7 +51,7 @@ pub(super) fn finish(
         .into());
     }
     let next = match &plan.keyset {
-        Some(keyset) => next_cursor(keyset, codec, &bytes, &items, kept, more)?,
+        Some(keyset) => next_cursor(keyset, &bytes, &items, kept, more)?,
         None => None,
     };
     // (A complete document never holds more than `allowed` items: the scan stops at the next.)
@@ -140,7 +139,6 @@ pub(super) fn relay(mut parts: http::response::Parts, bytes: Bytes) -> Page {
 /// Checks the keys of the kept items (and the probe item) and mints the next cursor.
 pub(super) fn next_cursor(
     keyset: &KeysetPlan,
-    codec: Option<&CursorCodec>,
     bytes: &Bytes,
     items: &[(usize, usize)],
     kept: usize,
@@ -174,12 +172,15 @@ pub(super) fn next_cursor(
     }
     Ok(match (more, last) {
         (true, Some(last)) => {
-            let Some(codec) = codec else {
-                return Err("a keyset route has no cursor codec".into());
-            };
             let refs: Vec<&RawValue> = last.iter().map(AsRef::as_ref).collect();
             let ids = (policy.route_id, keyset.binding);
-            let next = next_page(codec, ids, &refs, &keyset.next_base, SystemTime::now());
+            let next = next_page(
+                &policy.codec,
+                ids,
+                &refs,
+                &keyset.next_base,
+                SystemTime::now(),
+            );
             Some(next.map_err(|_| GuardError::KeyTooLong {
                 index: kept - 1,
                 max: MAX_KEY_JSON_LEN,

@@ -15,17 +15,18 @@ use tower::{Layer, Service};
 
 use super::held::IN_FLIGHT;
 use crate::client_addr::ClientAddr;
+use crate::list::config::ListPolicy;
 use crate::list::guard::cut::finish;
 use crate::list::guard::hold::hold;
 use crate::list::guard::{HeldBody, ReportBody, Reservation, Sending};
-use crate::list::pagination::{ListRoute, PagePlan, ReportPlan};
+use crate::list::pagination::{PagePlan, ReportPlan};
 use crate::telemetry::RouteMetrics;
 use crate::{BoxError, GuardError, HeldBudget, Request, Response};
 
 /// Holds, scans and cuts one list route's responses; see the module docs.
 #[derive(Debug, Clone)]
 pub(crate) struct ListGuardLayer {
-    route: Arc<ListRoute>,
+    route: Arc<ListPolicy>,
     metrics: Arc<RouteMetrics>,
     room: Arc<HeldBudget>,
 }
@@ -34,7 +35,7 @@ impl ListGuardLayer {
     /// The guard of one list route, reporting into the route's `metrics` and holding pages
     /// within `room`.
     pub(crate) fn new(
-        route: Arc<ListRoute>,
+        route: Arc<ListPolicy>,
         metrics: Arc<RouteMetrics>,
         room: Arc<HeldBudget>,
     ) -> Self {
@@ -63,7 +64,7 @@ impl<S> Layer<S> for ListGuardLayer {
 #[derive(Debug, Clone)]
 pub(crate) struct ListGuard<S> {
     inner: S,
-    route: Arc<ListRoute>,
+    route: Arc<ListPolicy>,
     metrics: Arc<RouteMetrics>,
     room: Arc<HeldBudget>,
 }
@@ -105,7 +106,7 @@ where
                         return response;
                     }
                     response.map(|body| {
-                        ReportBody::new(body, &route.policy, report.page_size, metrics).boxed()
+                        ReportBody::new(body, &route, report.page_size, metrics).boxed()
                     })
                 })
             })));
@@ -164,7 +165,7 @@ where
                 // 503 rather than let held pages grow without bound. Dropping the response
                 // closes the upstream exchange.
                 // The page's bytes and the allowance for its copies in flight (see `held`).
-                let need = route.policy.max_bytes.div_ceil(1024) + (IN_FLIGHT / 1024) as u64;
+                let need = route.max_bytes.div_ceil(1024) + (IN_FLIGHT / 1024) as u64;
                 let need = room.fit(u32::try_from(need).unwrap_or(u32::MAX));
                 let reservation = room.reserve(client, need).await?;
                 let (parts, pieces, allowance) =
@@ -182,12 +183,12 @@ pub(super) type Page = (http::response::Parts, Vec<Bytes>);
 /// Turns the backend's response into the client's.
 pub(super) async fn guard(
     response: Response,
-    route: &ListRoute,
+    route: &ListPolicy,
     plan: &PagePlan,
     metrics: &RouteMetrics,
     mut reservation: Reservation,
 ) -> Result<(http::response::Parts, Vec<Bytes>, Option<Reservation>), BoxError> {
-    let policy = &route.policy;
+    let policy = route;
     let result = match hold(response, policy, plan).await {
         Ok(mut held) => {
             // Keep only what the held bytes need, and an allowance for the copies in flight of
@@ -203,8 +204,7 @@ pub(super) async fn guard(
             // written to the client's socket (or the client is gone), not when hyper has
             // merely taken the frames into its write queue.
             held.bytes = super::held::reserved(held.bytes, reservation);
-            finish(held, policy, route.codec.as_deref(), plan, metrics)
-                .map(|(parts, pieces)| (parts, pieces, allowance))
+            finish(held, policy, plan, metrics).map(|(parts, pieces)| (parts, pieces, allowance))
         }
         Err(error) => Err(error),
     };

@@ -67,6 +67,7 @@ fn policy(items: &[&str], keyset: bool) -> ListPolicy {
                 cursor_param: "cursor".to_owned(),
                 next_cursor_field: (!items.is_empty()).then(|| "next".to_owned()),
                 route_id: route_id("t"),
+                codec: Arc::new(crate::cursor::test_codec()),
             })
         }),
         report_only: false,
@@ -98,7 +99,6 @@ async fn run(
     let response = finish(
         held,
         policy,
-        Some(&crate::cursor::test_codec()),
         &plan,
         &crate::telemetry::Metrics::default().route("t", true),
     )

@@ -10,9 +10,8 @@ use http::{HeaderValue, Method, Uri};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
-use super::{
-    CLAMPED_HEADER, ListRoute, PagePlan, PlanError, ReportPlan, WOULD_REWRITE_HEADER, plan,
-};
+use super::{CLAMPED_HEADER, PagePlan, PlanError, ReportPlan, WOULD_REWRITE_HEADER, plan};
+use crate::list::config::ListPolicy;
 use crate::telemetry::{Outcome, RouteMetrics};
 use crate::{BoxError, Request, Response};
 
@@ -20,13 +19,13 @@ use crate::{BoxError, Request, Response};
 /// the inner service. Stores the [`PagePlan`] in the request extensions for the list guard.
 #[derive(Debug, Clone)]
 pub(crate) struct PaginationLayer {
-    route: Arc<ListRoute>,
+    route: Arc<ListPolicy>,
     metrics: Arc<RouteMetrics>,
 }
 
 impl PaginationLayer {
     /// The layer of one list route, counting report-only findings in `metrics`.
-    pub(crate) fn new(route: Arc<ListRoute>, metrics: Arc<RouteMetrics>) -> Self {
+    pub(crate) fn new(route: Arc<ListPolicy>, metrics: Arc<RouteMetrics>) -> Self {
         Self { route, metrics }
     }
 }
@@ -47,7 +46,7 @@ impl<S> Layer<S> for PaginationLayer {
 #[derive(Debug, Clone)]
 pub(crate) struct PaginationService<S> {
     inner: S,
-    route: Arc<ListRoute>,
+    route: Arc<ListPolicy>,
     metrics: Arc<RouteMetrics>,
 }
 
@@ -67,10 +66,10 @@ where
         if !is_read(req.method()) {
             return PaginationFuture::passed(self.inner.call(req), None);
         }
-        let policy = &self.route.policy;
+        let policy = &*self.route;
         let path = req.uri().path();
         let query = req.uri().query().unwrap_or_default();
-        let planned = plan(policy, self.route.codec.as_deref(), path, query);
+        let planned = plan(policy, path, query);
         if policy.report_only {
             let (page_size, report) = self.report(&planned, query);
             req.extensions_mut().insert(ReportPlan { page_size });
@@ -113,7 +112,7 @@ impl<S> PaginationService<S> {
     /// Report-only: what planning would have done to the request, as response headers (counted
     /// and logged), and the page size the guard checks against.
     fn report(&self, planned: &Result<super::Planned, PlanError>, query: &str) -> (u64, Report) {
-        let policy = &self.route.policy;
+        let policy = &*self.route;
         let route = self.metrics.name();
         let mut headers = Vec::new();
         match planned {

@@ -32,6 +32,7 @@ fn policy(keyset: bool) -> ListPolicy {
                 cursor_param: "cursor".to_owned(),
                 next_cursor_field: None,
                 route_id: route_id("events"),
+                codec: Arc::new(crate::cursor::test_codec()),
             })
         }),
         report_only: false,
@@ -39,7 +40,7 @@ fn policy(keyset: bool) -> ListPolicy {
 }
 
 fn planned(policy: &ListPolicy, query: &str) -> Result<Planned, PlanError> {
-    plan(policy, Some(&crate::cursor::test_codec()), "/events", query)
+    plan(policy, "/events", query)
 }
 
 fn cursor(policy: &ListPolicy, others: &[&str], key: &[&str]) -> String {

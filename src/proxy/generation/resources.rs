@@ -1,5 +1,5 @@
-//! What a generation builds from the config beside its stacks: upstream clients, the cursor
-//! codec, the held-page budget, the Redis connection, databases, table resources and limiters.
+//! What a generation builds from the config beside its stacks: upstream clients, the
+//! held-page budget, the Redis connection, databases, table resources and limiters.
 //! Each goes through [`reuse`]: while its settings are unchanged, the previous generation's is
 //! kept, so pooled connections, buckets, slots and held pages survive a reload.
 
@@ -9,8 +9,7 @@ use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use super::{BuildError, DEFAULT_ROUTE_NAME, Generation};
-use crate::config::{Config, CursorSettings, Target};
-use crate::cursor::CursorCodec;
+use crate::config::{Config, RouteConfig, TableConfig, Target, UpstreamConfig};
 use crate::limit::{Limits, Redis};
 use crate::list::guard::HeldBudget;
 use crate::table::{Database, Resource};
@@ -29,10 +28,14 @@ pub(super) fn reuse<T: Clone, E>(
     }
 }
 
-/// Everything a generation holds beside its route table and stacks.
-pub(super) struct Resources {
+/// Everything a generation holds beside its route table and stacks. Upstream clients,
+/// databases and table resources are made as routes ask for them, from the settings the
+/// loaded config resolved, so nothing here looks a name up and can miss.
+pub(super) struct Resources<'a> {
+    previous: Option<&'a Generation>,
+    /// Table routes on each database, by its name: how a route's share of the pool is sized.
+    routes_on: BTreeMap<String, usize>,
     pub(super) upstreams: BTreeMap<String, Arc<UpstreamClient>>,
-    pub(super) cursors: Option<(CursorSettings, Arc<CursorCodec>)>,
     pub(super) room: Arc<HeldBudget>,
     pub(super) redis: Option<Redis>,
     pub(super) databases: BTreeMap<String, Arc<Database>>,
@@ -40,44 +43,23 @@ pub(super) struct Resources {
     pub(super) limits: BTreeMap<String, Arc<Limits>>,
 }
 
-impl Resources {
-    /// Builds them for `config`, reusing what `previous` built from equal settings.
-    pub(super) fn build(
+impl<'a> Resources<'a> {
+    /// The budget, Redis and limiters for `config`, reusing what `previous` built from equal
+    /// settings; clients, databases and resources follow as routes ask.
+    pub(super) fn new(
         config: &Config,
-        previous: Option<&Generation>,
+        previous: Option<&'a Generation>,
         metrics: &Metrics,
     ) -> Result<Self, BuildError> {
-        let mut upstreams = BTreeMap::new();
-        for (name, settings) in &config.upstreams {
-            let old = previous.and_then(|p| p.upstreams.get(name));
-            let client = reuse(
-                old,
-                |client| client.config() == settings,
-                || Ok::<_, BuildError>(Arc::new(UpstreamClient::new(Arc::clone(settings)))),
-            )?;
-            upstreams.insert(name.clone(), client);
-        }
-        let cursors = match &config.cursors {
-            None => None,
-            Some(settings) => Some(reuse(
-                previous.and_then(|p| p.cursors.as_ref()),
-                |(old, _)| old == settings,
-                || {
-                    let codec = CursorCodec::new(settings.keys.clone(), settings.ttl)
-                        .ok_or(BuildError::Cursors)?;
-                    Ok::<_, BuildError>((settings.clone(), Arc::new(codec)))
-                },
-            )?),
-        };
         let budget = (config.max_held_bytes, config.max_held_bytes_per_client);
-        let room = reuse(
+        let Ok(room) = reuse(
             previous.map(|p| &p.room),
             |room| room.settings() == budget,
             || {
                 let cuts = metrics.protection("held_stream_cut");
-                Ok::<_, BuildError>(HeldBudget::counted(budget.0, budget.1, cuts))
+                Ok::<_, Infallible>(HeldBudget::counted(budget.0, budget.1, cuts))
             },
-        )?;
+        );
         let redis = match &config.redis {
             None => None,
             Some(settings) => Some(reuse(
@@ -86,54 +68,76 @@ impl Resources {
                 || Redis::new(settings.clone()).map_err(|e| BuildError::Redis(e.to_string())),
             )?),
         };
-        let mut databases = BTreeMap::new();
-        for (name, settings) in &config.postgres {
-            let database = reuse(
-                previous.and_then(|p| p.databases.get(name)),
-                |db| db.config() == settings,
-                || Ok::<_, BuildError>(Arc::new(Database::new(name, Arc::clone(settings))?)),
-            )?;
-            databases.insert(name.clone(), database);
+        let mut routes_on = BTreeMap::new();
+        for route in &config.routes {
+            if let Target::Table(table) = &route.target {
+                *routes_on.entry(table.database.clone()).or_default() += 1;
+            }
         }
-        let resources = resources(config, previous, &databases, cursors.as_ref())?;
         let limits = limits(config, previous, redis.as_ref());
         Ok(Self {
-            upstreams,
-            cursors,
+            previous,
+            routes_on,
+            upstreams: BTreeMap::new(),
             room,
             redis,
-            databases,
-            resources,
+            databases: BTreeMap::new(),
+            resources: BTreeMap::new(),
             limits,
         })
     }
-}
 
-/// Table routes' resources, by route name.
-fn resources(
-    config: &Config,
-    previous: Option<&Generation>,
-    databases: &BTreeMap<String, Arc<Database>>,
-    cursors: Option<&(CursorSettings, Arc<CursorCodec>)>,
-) -> Result<BTreeMap<String, Arc<Resource>>, BuildError> {
-    let mut routes_on: BTreeMap<&str, usize> = BTreeMap::new();
-    for route in &config.routes {
-        if let Target::Table(table) = &route.target {
-            *routes_on.entry(table.database.as_str()).or_default() += 1;
-        }
+    /// The client of an upstream: the previous one while its settings are unchanged.
+    pub(super) fn client(&mut self, settings: &Arc<UpstreamConfig>) -> Arc<UpstreamClient> {
+        let old = self.previous.and_then(|p| p.upstreams.get(&settings.name));
+        let name = settings.name.clone();
+        let client = self.upstreams.entry(name).or_insert_with(|| {
+            let Ok(client) = reuse(
+                old,
+                |client| client.config() == settings,
+                || Ok::<_, Infallible>(Arc::new(UpstreamClient::new(Arc::clone(settings)))),
+            );
+            client
+        });
+        Arc::clone(client)
     }
-    let mut resources = BTreeMap::new();
-    for route in &config.routes {
-        let Target::Table(table) = &route.target else {
-            continue;
-        };
-        let database = databases
-            .get(&table.database)
-            .ok_or_else(|| BuildError::UnknownDatabase(table.database.clone()))?;
+
+    /// A table's database: its pools, the previous ones while its settings are unchanged.
+    fn database(&mut self, table: &TableConfig) -> Result<Arc<Database>, BuildError> {
+        if let Some(database) = self.databases.get(&table.database) {
+            return Ok(Arc::clone(database));
+        }
+        let settings = &table.postgres;
+        let database = reuse(
+            self.previous.and_then(|p| p.databases.get(&table.database)),
+            |db| db.config() == settings,
+            || {
+                Ok::<_, BuildError>(Arc::new(Database::new(
+                    &table.database,
+                    Arc::clone(settings),
+                )?))
+            },
+        )?;
+        self.databases
+            .insert(table.database.clone(), Arc::clone(&database));
+        Ok(database)
+    }
+
+    /// A table route's resource: the previous one while nothing it was built from changed, so
+    /// its share's places stay counted.
+    pub(super) fn resource(
+        &mut self,
+        route: &RouteConfig,
+        table: &Arc<TableConfig>,
+    ) -> Result<Arc<Resource>, BuildError> {
+        if let Some(resource) = self.resources.get(&route.name) {
+            return Ok(Arc::clone(resource));
+        }
+        let database = self.database(table)?;
         // A route holds at most its share of the pool: all of it when it is the database's
         // only table route, else half (rounded up), unless `max_connections` says.
         let pool_size = database.config().pool_size.get();
-        let alone = routes_on.get(table.database.as_str()) == Some(&1);
+        let alone = self.routes_on.get(&table.database) == Some(&1);
         let share = table.max_connections.map_or(
             if alone {
                 pool_size
@@ -142,35 +146,30 @@ fn resources(
             },
             NonZeroUsize::get,
         );
-        let codec = cursors
-            .map(|(_, c)| Arc::clone(c))
-            .ok_or(BuildError::Cursors)?;
-        let old = previous.and_then(|p| p.resources.get(&route.name));
-        // Kept while nothing it was built from changed: its share's places stay counted.
-        let resource = reuse(
+        let old = self.previous.and_then(|p| p.resources.get(&route.name));
+        let Ok(resource) = reuse(
             old,
             |r| {
                 r.table() == table
                     && r.path() == route.path
                     && r.share() == share
-                    && Arc::ptr_eq(r.database(), database)
-                    && Arc::ptr_eq(r.codec(), &codec)
+                    && Arc::ptr_eq(r.database(), &database)
             },
             || {
-                let place = (Arc::clone(database), share, old.map(AsRef::as_ref));
-                let codec = Arc::clone(&codec);
-                let new = Resource::new(&route.name, &route.path, Arc::clone(table), place, codec);
-                Ok::<_, BuildError>(new)
+                let place = (Arc::clone(&database), share, old.map(AsRef::as_ref));
+                let new = Resource::new(&route.name, &route.path, Arc::clone(table), place);
+                Ok::<_, Infallible>(new)
             },
-        )?;
+        );
         if old.is_some_and(|old| Arc::ptr_eq(old, &resource)) {
             // Its columns are read again all the same: a reload never serves with types read
             // before it.
             resource.reread();
         }
-        resources.insert(route.name.clone(), resource);
+        self.resources
+            .insert(route.name.clone(), Arc::clone(&resource));
+        Ok(resource)
     }
-    Ok(resources)
 }
 
 /// Limiters, by route name: reused while a route keeps its name and its limits, so buckets and

@@ -1,12 +1,20 @@
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::*;
 use crate::table::catalog::Column;
 use crate::table::config::KeyColumn;
 
 fn table(key: &[(&str, bool)]) -> (TableConfig, Catalog) {
+    let config = crate::config::Config::parse(
+        "t.yaml",
+        "postgres: {main: {url: 'postgres://pagegate@127.0.0.1/app'}}\nroutes: []\n",
+    )
+    .expect("valid");
     let table = TableConfig {
         database: "main".to_owned(),
+        postgres: Arc::clone(config.postgres.get("main").expect("declared")),
+        codec: Arc::new(crate::cursor::test_codec()),
         name: "app.events".to_owned(),
         columns: vec![
             "id".to_owned(),
