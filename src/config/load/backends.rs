@@ -112,61 +112,21 @@ pub(super) fn default_policy(
     }
 }
 
+/// One entry of `upstreams`: its origin, base path, `Host` and timeouts.
 pub(super) fn upstream(
     p: &mut Problems,
     name: &str,
     u: &Spanned<FileUpstream>,
 ) -> Option<UpstreamConfig> {
     let f = &u.value;
-    let uri = match Uri::from_str(f.url.value.trim()) {
-        Ok(uri) => uri,
-        Err(e) => {
-            p.invalid(
-                &f.url,
-                "url",
-                format!(
-                    "is {:?}, which is not a URL ({e}): write http://HOST:PORT",
-                    f.url.value
-                ),
-            );
-            return None;
-        }
-    };
-    if uri.scheme_str() != Some("http") || uri.authority().is_none() || uri.query().is_some() {
-        p.invalid(
-            &f.url,
-            "url",
-            format!(
-                "is {:?}: write http://HOST:PORT[/prefix] (no query; https upstreams are not supported yet, \
-                 put pagegate beside a TLS sidecar)",
-                f.url.value
-            ),
-        );
-        return None;
-    }
+    let uri = url(p, f)?;
     let origin = Uri::builder()
         .scheme("http")
         .authority(uri.authority()?.clone())
         .path_and_query("/")
         .build()
         .ok()?;
-    let host = match f.host.as_ref().map(|h| h.value.as_str()) {
-        None | Some("upstream") => HostMode::Upstream,
-        Some("preserve") => HostMode::Preserve,
-        Some(other) => match HeaderValue::from_str(other) {
-            Ok(v) if !other.is_empty() => HostMode::Fixed(v),
-            _ => {
-                if let Some(h) = &f.host {
-                    p.invalid(
-                        h,
-                        "host",
-                        format!("is {other:?}: write `upstream`, `preserve` or a host name"),
-                    );
-                }
-                HostMode::Upstream
-            }
-        },
-    };
+    let host = host(p, f);
     let pool_max_idle = f.pool_max_idle.as_ref().map_or(DEFAULT_POOL_MAX_IDLE, |n| {
         usize::try_from(n.value).unwrap_or(usize::MAX)
     });
@@ -199,4 +159,56 @@ pub(super) fn upstream(
         ),
         pool_max_idle,
     })
+}
+
+/// `url`: `http://HOST:PORT[/prefix]`, no query.
+fn url(p: &mut Problems, f: &FileUpstream) -> Option<Uri> {
+    let uri = match Uri::from_str(f.url.value.trim()) {
+        Ok(uri) => uri,
+        Err(e) => {
+            p.invalid(
+                &f.url,
+                "url",
+                format!(
+                    "is {:?}, which is not a URL ({e}): write http://HOST:PORT",
+                    f.url.value
+                ),
+            );
+            return None;
+        }
+    };
+    if uri.scheme_str() != Some("http") || uri.authority().is_none() || uri.query().is_some() {
+        p.invalid(
+            &f.url,
+            "url",
+            format!(
+                "is {:?}: write http://HOST:PORT[/prefix] (no query; https upstreams are not supported yet, \
+                 put pagegate beside a TLS sidecar)",
+                f.url.value
+            ),
+        );
+        return None;
+    }
+    Some(uri)
+}
+
+/// `host`: the upstream's own, the client's, or a fixed name.
+fn host(p: &mut Problems, f: &FileUpstream) -> HostMode {
+    match f.host.as_ref().map(|h| h.value.as_str()) {
+        None | Some("upstream") => HostMode::Upstream,
+        Some("preserve") => HostMode::Preserve,
+        Some(other) => match HeaderValue::from_str(other) {
+            Ok(v) if !other.is_empty() => HostMode::Fixed(v),
+            _ => {
+                if let Some(h) = &f.host {
+                    p.invalid(
+                        h,
+                        "host",
+                        format!("is {other:?}: write `upstream`, `preserve` or a host name"),
+                    );
+                }
+                HostMode::Upstream
+            }
+        },
+    }
 }

@@ -77,6 +77,7 @@ pub(super) fn redis(p: &mut Problems, at: &Spanned<FileRedis>) -> RedisConfig {
     }
 }
 
+/// A route's (or the default's) `limits`: its key, rates, concurrency and store.
 pub(super) fn limits(p: &mut Problems, at: &Spanned<FileLimits>, has_redis: bool) -> LimitsConfig {
     let l = &at.value;
     let store = match &l.store {
@@ -92,38 +93,7 @@ pub(super) fn limits(p: &mut Problems, at: &Spanned<FileLimits>, has_redis: bool
         },
     };
     let key = key(p, l);
-    let rates = l.rate.as_ref().map(|r| &r.value);
-    let rate_per_client = rates
-        .and_then(|r| r.per_client.as_ref())
-        .and_then(|r| rate(p, r));
-    let rate_total = rates
-        .and_then(|r| r.total.as_ref())
-        .and_then(|r| rate(p, r));
-    let per_address = rates.and_then(|r| r.per_address.as_ref());
-    let rate_per_address = match (&key, per_address) {
-        (ClientKeySource::HeaderAndClient(_), Some(at)) => rate(p, at),
-        (ClientKeySource::HeaderAndClient(_), None) => rate_per_client.map(|r| Rate {
-            requests: r.requests.saturating_mul(DEFAULT_PER_ADDRESS_FACTOR),
-            per: r.per,
-            burst: r.burst.saturating_mul(DEFAULT_PER_ADDRESS_FACTOR),
-        }),
-        (_, Some(at)) => {
-            p.invalid(at, "per_address", "applies only with `key: header_and_client` (one address sending many header values): remove it, or set that key".to_owned());
-            None
-        }
-        (_, None) => None,
-    };
-    if let Some(r) = &l.rate
-        && r.value.per_client.is_none()
-        && r.value.total.is_none()
-    {
-        p.invalid(
-            r,
-            "rate",
-            "sets no rate: add `per_client` or `total`, e.g. `per_client: {requests: 5, per: 1m}`"
-                .to_owned(),
-        );
-    }
+    let (rate_per_client, rate_per_address, rate_total) = rates(p, l, &key);
     let (concurrency_per_client, concurrency_total, queue) = match &l.concurrency {
         Some(c) => concurrency(p, c),
         None => (None, None, None),
@@ -161,6 +131,47 @@ pub(super) fn limits(p: &mut Problems, at: &Spanned<FileLimits>, has_redis: bool
             Some(FileOnRedisError::Closed) => OnRedisError::Closed,
         },
     }
+}
+
+/// `rate`: per client, per address (with `key: header_and_client`) and in total.
+fn rates(
+    p: &mut Problems,
+    l: &FileLimits,
+    key: &ClientKeySource,
+) -> (Option<Rate>, Option<Rate>, Option<Rate>) {
+    let rates = l.rate.as_ref().map(|r| &r.value);
+    let rate_per_client = rates
+        .and_then(|r| r.per_client.as_ref())
+        .and_then(|r| rate(p, r));
+    let rate_total = rates
+        .and_then(|r| r.total.as_ref())
+        .and_then(|r| rate(p, r));
+    let per_address = rates.and_then(|r| r.per_address.as_ref());
+    let rate_per_address = match (key, per_address) {
+        (ClientKeySource::HeaderAndClient(_), Some(at)) => rate(p, at),
+        (ClientKeySource::HeaderAndClient(_), None) => rate_per_client.map(|r| Rate {
+            requests: r.requests.saturating_mul(DEFAULT_PER_ADDRESS_FACTOR),
+            per: r.per,
+            burst: r.burst.saturating_mul(DEFAULT_PER_ADDRESS_FACTOR),
+        }),
+        (_, Some(at)) => {
+            p.invalid(at, "per_address", "applies only with `key: header_and_client` (one address sending many header values): remove it, or set that key".to_owned());
+            None
+        }
+        (_, None) => None,
+    };
+    if let Some(r) = &l.rate
+        && r.value.per_client.is_none()
+        && r.value.total.is_none()
+    {
+        p.invalid(
+            r,
+            "rate",
+            "sets no rate: add `per_client` or `total`, e.g. `per_client: {requests: 5, per: 1m}`"
+                .to_owned(),
+        );
+    }
+    (rate_per_client, rate_per_address, rate_total)
 }
 
 fn key(p: &mut Problems, l: &FileLimits) -> ClientKeySource {

@@ -11,6 +11,7 @@ use crate::config::*;
 use crate::cursor::{CursorCodec, route_id};
 use crate::list::scan::ItemsPath;
 
+/// A route's `list`: its pagination policy, every problem reported where it is written.
 pub(super) fn list(
     p: &mut Problems,
     route: &str,
@@ -19,56 +20,8 @@ pub(super) fn list(
 ) -> ListPolicy {
     let f = &l.value;
     let limit_param = p.param(f.limit_param.as_ref(), "limit_param", DEFAULT_LIMIT_PARAM);
-    let offset = match (&f.offset_param, &f.page_param) {
-        (Some(o), Some(_)) => {
-            p.invalid(
-                o,
-                "offset_param",
-                "and `page_param` are both set: a backend reads its position one way; keep one"
-                    .to_owned(),
-            );
-            OffsetParam::Offset(o.value.clone())
-        }
-        (None, Some(page)) => OffsetParam::Page {
-            name: p.param(Some(page), "page_param", ""),
-            first: f
-                .first_page
-                .as_ref()
-                .map_or(DEFAULT_FIRST_PAGE, |v| v.value),
-        },
-        (o, None) => {
-            if let Some(first) = &f.first_page {
-                p.invalid(
-                    first,
-                    "first_page",
-                    "is only read with `page_param`: remove it".to_owned(),
-                );
-            }
-            OffsetParam::Offset(p.param(o.as_ref(), "offset_param", DEFAULT_OFFSET_PARAM))
-        }
-    };
-    let default_limit = positive(
-        p,
-        f.default_limit.as_ref(),
-        "default_limit",
-        DEFAULT_DEFAULT_LIMIT,
-    );
-    let max_limit = positive(
-        p,
-        f.max_limit.as_ref(),
-        "max_limit",
-        DEFAULT_MAX_LIMIT.max(default_limit),
-    );
-    if max_limit < default_limit {
-        let at = f.max_limit.as_ref().map_or(l.referenced, |m| m.referenced);
-        p.0.push(Located {
-            at: Some(at.into()),
-            problem: ConfigProblem::MaxBelowDefault {
-                default: default_limit,
-                max: max_limit,
-            },
-        });
-    }
+    let offset = offset(p, f);
+    let (default_limit, max_limit) = limits(p, l);
     // Below max_limit it still binds: such pages are cut (and say so) at max_items.
     let max_items = positive(p, f.max_items.as_ref(), "max_items", max_limit);
     if limit_param == offset.name() {
@@ -95,43 +48,11 @@ pub(super) fn list(
         (1024, MAX_MAX_BYTES),
         "a page is held in memory, so ",
     );
-    let items = match &f.items {
-        None => ItemsPath(Vec::new()),
-        Some(pointer) => match parse_pointer(&pointer.value) {
-            Some(path) => ItemsPath(path),
-            None => {
-                p.invalid(
-                    pointer,
-                    "items",
-                    format!(
-                        "is {:?}: write a JSON pointer to the array, such as /data, or \"\" for a top-level array",
-                        pointer.value
-                    ),
-                );
-                ItemsPath(Vec::new())
-            }
-        },
-    };
+    let items = items(p, f);
     let keyset = f.keyset.as_ref().and_then(|k| {
-        let Some(codec) = cursors else {
-            p.invalid(
-                k,
-                "keyset",
-                format!(
-                    "on route `{route}` needs cursor signing keys: add `cursors: {{keys: [{{id: 1, secret_env: PAGEGATE_CURSOR_SECRET}}]}}` at the top level"
-                ),
-            );
-            return None;
-        };
-        if let (OffsetParam::Page { .. }, Some(page)) = (&offset, &f.page_param) {
-            p.invalid(
-                page,
-                "page_param",
-                "cannot be combined with `keyset`: keyset pages ask for one extra row, which shifts page numbers; use offset_param (or leave it out) on keyset routes".to_owned(),
-            );
-        }
         let reserved = [limit_param.as_str(), offset.name()];
-        keyset(p, route, k, &reserved, !items.0.is_empty(), codec).map(Arc::new)
+        let on = (route, &offset, !items.0.is_empty());
+        keyset(p, f, k, on, &reserved, cursors).map(Arc::new)
     });
     ListPolicy {
         limit_param,
@@ -158,6 +79,85 @@ pub(super) fn list(
     }
 }
 
+/// `offset_param`, or `page_param` with `first_page`: how a backend reads its position.
+fn offset(p: &mut Problems, f: &FileList) -> OffsetParam {
+    match (&f.offset_param, &f.page_param) {
+        (Some(o), Some(_)) => {
+            p.invalid(
+                o,
+                "offset_param",
+                "and `page_param` are both set: a backend reads its position one way; keep one"
+                    .to_owned(),
+            );
+            OffsetParam::Offset(o.value.clone())
+        }
+        (None, Some(page)) => OffsetParam::Page {
+            name: p.param(Some(page), "page_param", ""),
+            first: f
+                .first_page
+                .as_ref()
+                .map_or(DEFAULT_FIRST_PAGE, |v| v.value),
+        },
+        (o, None) => {
+            if let Some(first) = &f.first_page {
+                p.invalid(
+                    first,
+                    "first_page",
+                    "is only read with `page_param`: remove it".to_owned(),
+                );
+            }
+            OffsetParam::Offset(p.param(o.as_ref(), "offset_param", DEFAULT_OFFSET_PARAM))
+        }
+    }
+}
+
+/// `default_limit` and `max_limit`, the first at most the second.
+fn limits(p: &mut Problems, l: &Spanned<FileList>) -> (u64, u64) {
+    let f = &l.value;
+    let default_limit = positive(
+        p,
+        f.default_limit.as_ref(),
+        "default_limit",
+        DEFAULT_DEFAULT_LIMIT,
+    );
+    let max_limit = positive(
+        p,
+        f.max_limit.as_ref(),
+        "max_limit",
+        DEFAULT_MAX_LIMIT.max(default_limit),
+    );
+    if max_limit < default_limit {
+        let at = f.max_limit.as_ref().map_or(l.referenced, |m| m.referenced);
+        p.0.push(Located {
+            at: Some(at.into()),
+            problem: ConfigProblem::MaxBelowDefault {
+                default: default_limit,
+                max: max_limit,
+            },
+        });
+    }
+    (default_limit, max_limit)
+}
+
+/// `items`: a JSON pointer to the array of an envelope response.
+fn items(p: &mut Problems, f: &FileList) -> ItemsPath {
+    let Some(pointer) = &f.items else {
+        return ItemsPath(Vec::new());
+    };
+    if let Some(path) = parse_pointer(&pointer.value) {
+        return ItemsPath(path);
+    }
+    p.invalid(
+        pointer,
+        "items",
+        format!(
+            "is {:?}: write a JSON pointer to the array, such as /data, or \"\" for a top-level array",
+            pointer.value
+        ),
+    );
+    ItemsPath(Vec::new())
+}
+
 fn positive(
     p: &mut Problems,
     value: Option<&Spanned<u64>>,
@@ -174,15 +174,34 @@ fn positive(
     }
 }
 
-/// Splits an RFC 6901 JSON pointer into unescaped segments; `""` is the whole document.
+/// `keyset`: the key fields and the parameters the backend filters by. `(route, offset,
+/// envelope)`: the route's name, how it pages by offset, and whether its items sit in an
+/// envelope; `reserved`, the parameters it already uses.
 fn keyset(
     p: &mut Problems,
-    route: &str,
+    list: &FileList,
     k: &Spanned<FileKeyset>,
+    (route, offset, envelope): (&str, &OffsetParam, bool),
     reserved: &[&str],
-    envelope: bool,
-    codec: &Arc<CursorCodec>,
+    cursors: Option<&Arc<CursorCodec>>,
 ) -> Option<KeysetPolicy> {
+    let Some(codec) = cursors else {
+        p.invalid(
+            k,
+            "keyset",
+            format!(
+                "on route `{route}` needs cursor signing keys: add `cursors: {{keys: [{{id: 1, secret_env: PAGEGATE_CURSOR_SECRET}}]}}` at the top level"
+            ),
+        );
+        return None;
+    };
+    if let (OffsetParam::Page { .. }, Some(page)) = (offset, &list.page_param) {
+        p.invalid(
+            page,
+            "page_param",
+            "cannot be combined with `keyset`: keyset pages ask for one extra row, which shifts page numbers; use offset_param (or leave it out) on keyset routes".to_owned(),
+        );
+    }
     let f = &k.value;
     let count = f.keys.value.len();
     if !(1..=2).contains(&count) {
@@ -198,7 +217,6 @@ fn keyset(
         "cursor_param",
         DEFAULT_CURSOR_PARAM,
     );
-    let mut keys = Vec::new();
     let mut taken: Vec<String> = reserved.iter().map(|s| (*s).to_owned()).collect();
     if let Some(at) = f
         .cursor_param
@@ -212,6 +230,27 @@ fn keyset(
         );
     }
     taken.push(cursor_param.clone());
+    let keys = key_fields(p, f, &mut taken);
+    let set_params = set_params(p, k, &taken);
+    check_next_cursor_field(p, f, envelope);
+    Some(KeysetPolicy {
+        keys,
+        order: match f.order {
+            None | Some(FileOrder::Asc) => Order::Asc,
+            Some(FileOrder::Desc) => Order::Desc,
+        },
+        set_params,
+        cursor_param,
+        next_cursor_field: f.next_cursor_field.as_ref().map(|f| f.value.clone()),
+        route_id: route_id(route),
+        codec: Arc::clone(codec),
+    })
+}
+
+/// `keys`: JSON pointers into each item and the parameter each is sent in, every parameter
+/// not yet `taken` (and taken by it).
+fn key_fields(p: &mut Problems, f: &FileKeyset, taken: &mut Vec<String>) -> Vec<KeyField> {
+    let mut keys = Vec::new();
     for key in &f.keys.value {
         if !key.value.field.value.starts_with('/')
             || parse_pointer(&key.value.field.value).is_none()
@@ -236,8 +275,17 @@ fn keyset(
         taken.push(param.clone());
         keys.push(KeyField::new(key.value.field.value.clone(), param));
     }
+    keys
+}
+
+/// `set_params`: parameters always sent so the backend sorts by the key, percent-encoded.
+fn set_params(
+    p: &mut Problems,
+    k: &Spanned<FileKeyset>,
+    taken: &[String],
+) -> Vec<(String, String)> {
     let mut set_params = Vec::new();
-    for (name, value) in &f.set_params {
+    for (name, value) in &k.value.set_params {
         let valid = !name.is_empty()
             && name
                 .bytes()
@@ -253,32 +301,26 @@ fn keyset(
         let encoded: String = form_urlencoded::byte_serialize(value.as_bytes()).collect();
         set_params.push((name.clone(), encoded));
     }
-    if let Some(field) = &f.next_cursor_field {
-        if !envelope {
-            p.invalid(
-                field,
-                "next_cursor_field",
-                "needs an envelope response: set `items: /data` (or wherever the array is), or remove it and rely on the Link header".to_owned(),
-            );
-        }
-        if field.value.is_empty() || field.value.contains(['"', '\\']) {
-            p.invalid(
-                field,
-                "next_cursor_field",
-                format!("is {:?}: write a plain field name", field.value),
-            );
-        }
+    set_params
+}
+
+/// `next_cursor_field`: a plain field name, in an envelope response.
+fn check_next_cursor_field(p: &mut Problems, f: &FileKeyset, envelope: bool) {
+    let Some(field) = &f.next_cursor_field else {
+        return;
+    };
+    if !envelope {
+        p.invalid(
+            field,
+            "next_cursor_field",
+            "needs an envelope response: set `items: /data` (or wherever the array is), or remove it and rely on the Link header".to_owned(),
+        );
     }
-    Some(KeysetPolicy {
-        keys,
-        order: match f.order {
-            None | Some(FileOrder::Asc) => Order::Asc,
-            Some(FileOrder::Desc) => Order::Desc,
-        },
-        set_params,
-        cursor_param,
-        next_cursor_field: f.next_cursor_field.as_ref().map(|f| f.value.clone()),
-        route_id: route_id(route),
-        codec: Arc::clone(codec),
-    })
+    if field.value.is_empty() || field.value.contains(['"', '\\']) {
+        p.invalid(
+            field,
+            "next_cursor_field",
+            format!("is {:?}: write a plain field name", field.value),
+        );
+    }
 }

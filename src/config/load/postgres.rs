@@ -67,9 +67,8 @@ fn certificates(p: &mut Problems, at: &Spanned<String>) -> Option<Vec<Vec<u8>>> 
     }
 }
 
-/// One database (`postgres.NAME`): its URLs, TLS, pool and statement settings.
-pub(super) fn postgres(p: &mut Problems, at: &Spanned<FilePostgres>) -> PostgresConfig {
-    let f = &at.value;
+/// `replica_url`, asking for TLS as `url` does, and the roots TLS verifies against.
+fn tls(p: &mut Problems, f: &FilePostgres) -> (Option<String>, Option<TlsRoots>) {
     let tls = url(p, &f.url, "url");
     let replica_url = f.replica_url.as_ref().map(|r| {
         if url(p, r, "replica_url") != tls {
@@ -81,7 +80,7 @@ pub(super) fn postgres(p: &mut Problems, at: &Spanned<FilePostgres>) -> Postgres
         }
         r.value.trim().to_owned()
     });
-    let tls = match (&f.tls_ca_file, tls) {
+    let roots = match (&f.tls_ca_file, tls) {
         (None, false) => None,
         (None, true) => Some(TlsRoots::System),
         (Some(file), false) => {
@@ -93,6 +92,13 @@ pub(super) fn postgres(p: &mut Problems, at: &Spanned<FilePostgres>) -> Postgres
             certificates,
         }),
     };
+    (replica_url, roots)
+}
+
+/// One database (`postgres.NAME`): its URLs, TLS, pool and statement settings.
+pub(super) fn postgres(p: &mut Problems, at: &Spanned<FilePostgres>) -> PostgresConfig {
+    let f = &at.value;
+    let (replica_url, tls) = tls(p, f);
     let statements = p.choice(
         f.prepared_statements.as_ref(),
         "prepared_statements",

@@ -1,9 +1,13 @@
 //! The listener's settings ([`ServerConfig`]) read from the file.
 
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::str::FromStr;
 
+use serde_saphyr::Spanned;
+
 use super::Problems;
+use crate::client_addr::TrustedProxies;
 use crate::config::ServerConfig;
 use crate::config::defaults::*;
 use crate::config::file::FileConfig;
@@ -18,11 +22,58 @@ pub(super) fn server(p: &mut Problems, file: &FileConfig) -> Option<ServerConfig
         .metrics_listen
         .as_ref()
         .and_then(|m| p.address(m, "metrics_listen"));
-    let shutdown_grace = p.duration(
-        file.shutdown_grace.as_ref(),
-        "shutdown_grace",
-        DEFAULT_SHUTDOWN_GRACE,
+    let (max_connections, max_connections_per_client) = connections(p, file);
+    let trusted_proxies = trusted_proxies(p, file);
+    let max_head_bytes = p.size(
+        file.max_head_bytes.as_ref(),
+        "max_head_bytes",
+        DEFAULT_MAX_HEAD_BYTES,
+        (8 * 1024, 1024 * 1024),
+        " (a head's memory is held per connection: max_connections x max_head_bytes)",
     );
+    let http2_max_resets = http2_max_resets(p, file);
+    let mut duration =
+        |value: &Option<Spanned<String>>, key, default| p.duration(value.as_ref(), key, default);
+    Some(ServerConfig {
+        listen: listen?,
+        metrics_listen,
+        shutdown_grace: duration(
+            &file.shutdown_grace,
+            "shutdown_grace",
+            DEFAULT_SHUTDOWN_GRACE,
+        ),
+        max_connections,
+        max_connections_per_client,
+        header_read_timeout: duration(
+            &file.header_read_timeout,
+            "header_read_timeout",
+            DEFAULT_HEADER_READ_TIMEOUT,
+        ),
+        max_head_bytes,
+        send_timeout: duration(&file.send_timeout, "send_timeout", DEFAULT_SEND_TIMEOUT),
+        http2_keepalive_interval: duration(
+            &file.http2_keepalive_interval,
+            "http2_keepalive_interval",
+            DEFAULT_HTTP2_KEEPALIVE_INTERVAL,
+        ),
+        http2_keepalive_timeout: duration(
+            &file.http2_keepalive_timeout,
+            "http2_keepalive_timeout",
+            DEFAULT_HTTP2_KEEPALIVE_TIMEOUT,
+        ),
+        http2_idle_timeout: duration(
+            &file.http2_idle_timeout,
+            "http2_idle_timeout",
+            DEFAULT_HTTP2_IDLE_TIMEOUT,
+        ),
+        http2_max_resets,
+        trusted_proxies,
+        access_log: file.access_log.unwrap_or(DEFAULT_ACCESS_LOG),
+    })
+}
+
+/// `max_connections` and `max_connections_per_client`.
+fn connections(p: &mut Problems, file: &FileConfig) -> (usize, Option<NonZeroU32>) {
     let max_connections = match &file.max_connections {
         Some(m) if m.value == 0 => {
             p.invalid(m, "max_connections", "must be at least 1".to_owned());
@@ -31,11 +82,8 @@ pub(super) fn server(p: &mut Problems, file: &FileConfig) -> Option<ServerConfig
         Some(m) => usize::try_from(m.value).unwrap_or(usize::MAX),
         None => DEFAULT_MAX_CONNECTIONS,
     };
-
-    let max_connections_per_client = file.max_connections_per_client.as_ref().and_then(|m| {
-        let cap = u32::try_from(m.value)
-            .ok()
-            .and_then(std::num::NonZeroU32::new);
+    let per_client = file.max_connections_per_client.as_ref().and_then(|m| {
+        let cap = u32::try_from(m.value).ok().and_then(NonZeroU32::new);
         if cap.is_none() {
             p.invalid(
                 m,
@@ -46,11 +94,11 @@ pub(super) fn server(p: &mut Problems, file: &FileConfig) -> Option<ServerConfig
         }
         cap
     });
-    let header_read_timeout = p.duration(
-        file.header_read_timeout.as_ref(),
-        "header_read_timeout",
-        DEFAULT_HEADER_READ_TIMEOUT,
-    );
+    (max_connections, per_client)
+}
+
+/// `trusted_proxies`: addresses and CIDR ranges (and the key it replaced, refused by name).
+fn trusted_proxies(p: &mut Problems, file: &FileConfig) -> TrustedProxies {
     if let Some(old) = &file.trust_forwarded {
         p.invalid(
             old,
@@ -73,63 +121,24 @@ pub(super) fn server(p: &mut Problems, file: &FileConfig) -> Option<ServerConfig
             ),
         }
     }
-    let trusted_proxies = crate::client_addr::TrustedProxies::new(nets);
-    let max_head_bytes = p.size(
-        file.max_head_bytes.as_ref(),
-        "max_head_bytes",
-        DEFAULT_MAX_HEAD_BYTES,
-        (8 * 1024, 1024 * 1024),
-        " (a head's memory is held per connection: max_connections x max_head_bytes)",
-    );
-    let send_timeout = p.duration(
-        file.send_timeout.as_ref(),
-        "send_timeout",
-        DEFAULT_SEND_TIMEOUT,
-    );
-    let http2_keepalive_interval = p.duration(
-        file.http2_keepalive_interval.as_ref(),
-        "http2_keepalive_interval",
-        DEFAULT_HTTP2_KEEPALIVE_INTERVAL,
-    );
-    let http2_keepalive_timeout = p.duration(
-        file.http2_keepalive_timeout.as_ref(),
-        "http2_keepalive_timeout",
-        DEFAULT_HTTP2_KEEPALIVE_TIMEOUT,
-    );
-    let http2_idle_timeout = p.duration(
-        file.http2_idle_timeout.as_ref(),
-        "http2_idle_timeout",
-        DEFAULT_HTTP2_IDLE_TIMEOUT,
-    );
-    let http2_max_resets = match &file.http2_max_resets {
-        None => DEFAULT_HTTP2_MAX_RESETS,
-        Some(m) => u32::try_from(m.value)
-            .ok()
-            .and_then(std::num::NonZeroU32::new)
-            .unwrap_or_else(|| {
-                p.invalid(
-                    m,
-                    "http2_max_resets",
-                    "must be a whole number from 1 to 4294967295 (streams a client may cancel per connection within 10s)"
-                        .to_owned(),
-                );
-                DEFAULT_HTTP2_MAX_RESETS
-            }),
+    TrustedProxies::new(nets)
+}
+
+/// `http2_max_resets`: streams a client may cancel per connection within 10 s.
+fn http2_max_resets(p: &mut Problems, file: &FileConfig) -> NonZeroU32 {
+    let Some(m) = &file.http2_max_resets else {
+        return DEFAULT_HTTP2_MAX_RESETS;
     };
-    Some(ServerConfig {
-        listen: listen?,
-        metrics_listen,
-        shutdown_grace,
-        max_connections,
-        max_connections_per_client,
-        header_read_timeout,
-        max_head_bytes,
-        send_timeout,
-        http2_keepalive_interval,
-        http2_keepalive_timeout,
-        http2_idle_timeout,
-        http2_max_resets,
-        trusted_proxies,
-        access_log: file.access_log.unwrap_or(DEFAULT_ACCESS_LOG),
-    })
+    u32::try_from(m.value)
+        .ok()
+        .and_then(NonZeroU32::new)
+        .unwrap_or_else(|| {
+            p.invalid(
+                m,
+                "http2_max_resets",
+                "must be a whole number from 1 to 4294967295 (streams a client may cancel per connection within 10s)"
+                    .to_owned(),
+            );
+            DEFAULT_HTTP2_MAX_RESETS
+        })
 }

@@ -13,7 +13,7 @@ use super::Problems;
 use crate::config::defaults::{
     DEFAULT_CHUNK_ROWS, DEFAULT_PG_POOL_SIZE, DEFAULT_TABLE_DEFAULT_LIMIT, DEFAULT_TABLE_MAX_LIMIT,
 };
-use crate::config::file::FileTable;
+use crate::config::file::{FileScope, FileTable};
 use crate::config::{ExportFormat, FilterOp, KeyColumn, PostgresConfig, TableConfig};
 use crate::cursor::CursorCodec;
 use crate::table::config::{ExportVia, MissingIndex, TablePlaces};
@@ -52,6 +52,8 @@ fn column(
     }
 }
 
+/// A route's `table`: the resource's typed settings, every problem reported where it is
+/// written.
 pub(super) fn table(
     p: &mut Problems,
     at: &Spanned<FileTable>,
@@ -66,7 +68,66 @@ pub(super) fn table(
             "needs `cursors` keys: a table route's pages carry signed cursors".to_owned(),
         );
     }
-    if !databases.contains_key(&t.database.value) {
+    let postgres = database(p, t, databases);
+    check_name(p, t);
+    let seen = columns(p, t);
+    let columns: Vec<String> = t.columns.value.iter().map(|c| c.value.clone()).collect();
+    let default_fields = match &t.default_fields {
+        None => columns.clone(),
+        Some(fields) => fields
+            .value
+            .iter()
+            .filter_map(|f| column(p, &seen, f, "default_fields"))
+            .collect(),
+    };
+    let mut places = TablePlaces {
+        name: Some(t.name.referenced.into()),
+        ..TablePlaces::default()
+    };
+    let key = key(p, t, &seen, &mut places);
+    let filters = filters(p, t, &seen, &mut places);
+    let (default_limit, max_limit) = limits(p, t);
+    let (formats, chunk_rows, via) = export(p, t);
+    let on_missing_index = p.choice(
+        t.on_missing_index.as_ref(),
+        "on_missing_index",
+        [
+            ("refuse", MissingIndex::Refuse),
+            ("warn", MissingIndex::Warn),
+        ],
+        "",
+    );
+    let scope = t.scope.as_ref().and_then(|s| scope(p, s, &mut places));
+    let max_connections = max_connections(p, t, postgres.as_deref());
+    Some(TableConfig {
+        max_connections,
+        scope,
+        database: t.database.value.clone(),
+        postgres: postgres?,
+        codec: Arc::clone(cursors?),
+        name: t.name.value.clone(),
+        columns,
+        default_fields,
+        key,
+        filters,
+        default_limit,
+        max_limit,
+        formats,
+        chunk_rows,
+        on_missing_index,
+        via,
+        places,
+    })
+}
+
+/// The database `database` names, declared under `postgres`.
+fn database(
+    p: &mut Problems,
+    t: &FileTable,
+    databases: &BTreeMap<String, Arc<PostgresConfig>>,
+) -> Option<Arc<PostgresConfig>> {
+    let found = databases.get(&t.database.value).cloned();
+    if found.is_none() {
         let known = databases.keys().cloned().collect::<Vec<_>>().join(", ");
         p.invalid(
             &t.database,
@@ -77,6 +138,11 @@ pub(super) fn table(
             ),
         );
     }
+    found
+}
+
+/// `name`: a table or view, or `schema.name`.
+fn check_name(p: &mut Problems, t: &FileTable) {
     let name_ok = match t.name.value.split_once('.') {
         Some((schema, table)) => plain_name(schema) && plain_name(table),
         None => plain_name(&t.name.value),
@@ -91,6 +157,10 @@ pub(super) fn table(
             ),
         );
     }
+}
+
+/// `columns`: plain names, each once, 1 to [`MAX_COLUMNS`]; returns those well written.
+fn columns<'t>(p: &mut Problems, t: &'t FileTable) -> BTreeSet<&'t str> {
     let mut seen = BTreeSet::new();
     for c in &t.columns.value {
         if !plain_name(&c.value) {
@@ -116,19 +186,16 @@ pub(super) fn table(
             ),
         );
     }
-    let columns: Vec<String> = t.columns.value.iter().map(|c| c.value.clone()).collect();
-    let default_fields = match &t.default_fields {
-        None => columns.clone(),
-        Some(fields) => fields
-            .value
-            .iter()
-            .filter_map(|f| column(p, &seen, f, "default_fields"))
-            .collect(),
-    };
-    let mut places = TablePlaces {
-        name: Some(t.name.referenced.into()),
-        ..TablePlaces::default()
-    };
+    seen
+}
+
+/// `key`: 1 to 4 served columns, each once, `-` before a descending one.
+fn key(
+    p: &mut Problems,
+    t: &FileTable,
+    seen: &BTreeSet<&str>,
+    places: &mut TablePlaces,
+) -> Vec<KeyColumn> {
     let mut key = Vec::new();
     for k in &t.key.value {
         let (name, descending) = match k.value.strip_prefix('-') {
@@ -154,6 +221,16 @@ pub(super) fn table(
     if t.key.value.is_empty() || t.key.value.len() > 4 {
         p.invalid(&t.key, "key", "must list 1 to 4 columns, unique together and NOT NULL, such as [created_at, id] (-id for descending)".to_owned());
     }
+    key
+}
+
+/// `filters`: operators allowed on served columns, by column.
+fn filters(
+    p: &mut Problems,
+    t: &FileTable,
+    seen: &BTreeSet<&str>,
+    places: &mut TablePlaces,
+) -> BTreeMap<String, Vec<FilterOp>> {
     let mut filters = BTreeMap::new();
     for (name, ops) in &t.filters {
         if !seen.contains(name.as_str()) {
@@ -166,31 +243,25 @@ pub(super) fn table(
         }
         let mut allowed = Vec::new();
         for op in &ops.value {
-            match FilterOp::parse(&op.value) {
-                Some(parsed) => {
-                    allowed.push(parsed);
-                    places
-                        .filters
-                        .insert((name.clone(), parsed), op.referenced.into());
-                }
-                None => {
-                    let all = FilterOp::ALL
-                        .iter()
-                        .map(|(n, _)| *n)
-                        .collect::<Vec<_>>()
-                        .join(", ");
-                    p.invalid(
-                        op,
-                        "filters",
-                        format!("has operator {:?}: write one of {all}", op.value),
-                    );
-                }
+            if let Some(parsed) = FilterOp::parse(&op.value) {
+                allowed.push(parsed);
+                let at = op.referenced.into();
+                places.filters.insert((name.clone(), parsed), at);
+            } else {
+                let all = FilterOp::ALL.map(|(n, _)| n).join(", ");
+                let reason = format!("has operator {:?}: write one of {all}", op.value);
+                p.invalid(op, "filters", reason);
             }
         }
         allowed.sort();
         allowed.dedup();
         filters.insert(name.clone(), allowed);
     }
+    filters
+}
+
+/// `default_limit` and `max_limit`, the first at most the second.
+fn limits(p: &mut Problems, t: &FileTable) -> (u32, u32) {
     let limit = |p: &mut Problems, v: &Option<Spanned<u64>>, key: &'static str, default: u32| {
         v.as_ref()
             .and_then(|n| p.whole(n, key, 1..=100_000, "keep it between 1 and 100000 rows"))
@@ -214,110 +285,97 @@ pub(super) fn table(
     {
         p.invalid(at, "max_limit", format!("({max_limit}) is below `default_limit` ({default_limit}): raise max_limit or lower default_limit"));
     }
-    let (formats, chunk_rows, via) = match &t.export {
-        None => (
-            vec![ExportFormat::Csv, ExportFormat::Ndjson],
-            DEFAULT_CHUNK_ROWS,
-            ExportVia::Copy,
-        ),
-        Some(e) => {
-            let formats = match &e.value.formats {
-                None => vec![ExportFormat::Csv, ExportFormat::Ndjson],
-                Some(list) => list.value.iter().filter_map(|f| match f.value.as_str() {
-                    "csv" => Some(ExportFormat::Csv),
-                    "ndjson" => Some(ExportFormat::Ndjson),
-                    other => {
-                        p.invalid(f, "formats", format!("has {other:?}: write csv or ndjson (an empty list turns exports off)"));
-                        None
-                    }
-                }).collect(),
-            };
-            let fix = "keep it between 100 and 1000000 rows";
-            let chunk_rows = e
-                .value
-                .chunk_rows
-                .as_ref()
-                .and_then(|n| p.whole(n, "chunk_rows", 100..=1_000_000, fix))
-                .and_then(|n| u32::try_from(n).ok())
-                .and_then(NonZeroU32::new)
-                .unwrap_or(DEFAULT_CHUNK_ROWS);
-            let via = p.choice(
-                e.value.via.as_ref(),
-                "via",
-                [("copy", ExportVia::Copy), ("queries", ExportVia::Queries)],
-                "",
-            );
-            (formats, chunk_rows, via)
-        }
+    (default_limit, max_limit)
+}
+
+/// `export`: its formats, rows per chunk, and how chunks are read.
+fn export(p: &mut Problems, t: &FileTable) -> (Vec<ExportFormat>, NonZeroU32, ExportVia) {
+    let all = vec![ExportFormat::Csv, ExportFormat::Ndjson];
+    let Some(e) = &t.export else {
+        return (all, DEFAULT_CHUNK_ROWS, ExportVia::Copy);
     };
-    let on_missing_index = p.choice(
-        t.on_missing_index.as_ref(),
-        "on_missing_index",
-        [
-            ("refuse", MissingIndex::Refuse),
-            ("warn", MissingIndex::Warn),
-        ],
+    let formats = match &e.value.formats {
+        None => all,
+        Some(list) => list
+            .value
+            .iter()
+            .filter_map(|f| match f.value.as_str() {
+                "csv" => Some(ExportFormat::Csv),
+                "ndjson" => Some(ExportFormat::Ndjson),
+                other => {
+                    p.invalid(
+                        f,
+                        "formats",
+                        format!(
+                            "has {other:?}: write csv or ndjson (an empty list turns exports off)"
+                        ),
+                    );
+                    None
+                }
+            })
+            .collect(),
+    };
+    let fix = "keep it between 100 and 1000000 rows";
+    let chunk_rows = e
+        .value
+        .chunk_rows
+        .as_ref()
+        .and_then(|n| p.whole(n, "chunk_rows", 100..=1_000_000, fix))
+        .and_then(|n| u32::try_from(n).ok())
+        .and_then(NonZeroU32::new)
+        .unwrap_or(DEFAULT_CHUNK_ROWS);
+    let via = p.choice(
+        e.value.via.as_ref(),
+        "via",
+        [("copy", ExportVia::Copy), ("queries", ExportVia::Queries)],
         "",
     );
-    let scope = t.scope.as_ref().and_then(|s| {
-        // The scope column need not be served: it only filters.
-        if !plain_name(&s.value.column.value) {
-            p.invalid(
-                &s.value.column,
-                "column",
-                format!("is {:?}: write a column name", s.value.column.value),
-            );
-        }
-        let header = http::HeaderName::from_bytes(s.value.header.value.trim().as_bytes()).ok();
-        if header.is_none() {
-            p.invalid(
-                &s.value.header,
-                "header",
-                format!(
-                    "is {:?}: write a header name, such as X-Tenant-Id",
-                    s.value.header.value
-                ),
-            );
-        }
-        places.scope = Some(s.value.column.referenced.into());
-        Some(crate::config::Scope {
-            column: s.value.column.value.clone(),
-            header: header?,
-        })
-    });
-    let pool_size = databases
-        .get(&t.database.value)
-        .map_or(DEFAULT_PG_POOL_SIZE.get(), |d| d.pool_size.get());
-    let max_connections = t
-        .max_connections
-        .as_ref()
-        .and_then(|n| {
-            p.whole(
-                n,
-                "max_connections",
-                1..=pool_size as u64,
-                &format!("keep it between 1 and the database's pool_size ({pool_size}): a route holds at most that many of its connections"),
-            )
-        })
-        .and_then(|n| usize::try_from(n).ok())
-        .and_then(NonZeroUsize::new);
-    Some(TableConfig {
-        max_connections,
-        scope,
-        database: t.database.value.clone(),
-        postgres: Arc::clone(databases.get(&t.database.value)?),
-        codec: Arc::clone(cursors?),
-        name: t.name.value.clone(),
-        columns,
-        default_fields,
-        key,
-        filters,
-        default_limit,
-        max_limit,
-        formats,
-        chunk_rows,
-        on_missing_index,
-        via,
-        places,
+    (formats, chunk_rows, via)
+}
+
+/// `scope`: the column rows are filtered on and the header its value comes from.
+fn scope(
+    p: &mut Problems,
+    s: &Spanned<FileScope>,
+    places: &mut TablePlaces,
+) -> Option<crate::config::Scope> {
+    // The scope column need not be served: it only filters.
+    if !plain_name(&s.value.column.value) {
+        p.invalid(
+            &s.value.column,
+            "column",
+            format!("is {:?}: write a column name", s.value.column.value),
+        );
+    }
+    let header = http::HeaderName::from_bytes(s.value.header.value.trim().as_bytes()).ok();
+    if header.is_none() {
+        p.invalid(
+            &s.value.header,
+            "header",
+            format!(
+                "is {:?}: write a header name, such as X-Tenant-Id",
+                s.value.header.value
+            ),
+        );
+    }
+    places.scope = Some(s.value.column.referenced.into());
+    Some(crate::config::Scope {
+        column: s.value.column.value.clone(),
+        header: header?,
     })
+}
+
+/// `max_connections`: at most the database's pool.
+fn max_connections(
+    p: &mut Problems,
+    t: &FileTable,
+    database: Option<&PostgresConfig>,
+) -> Option<NonZeroUsize> {
+    let pool_size = database.map_or(DEFAULT_PG_POOL_SIZE.get(), |d| d.pool_size.get());
+    let n = t.max_connections.as_ref()?;
+    let fix = format!(
+        "keep it between 1 and the database's pool_size ({pool_size}): a route holds at most that many of its connections"
+    );
+    let n = p.whole(n, "max_connections", 1..=pool_size as u64, &fix)?;
+    usize::try_from(n).ok().and_then(NonZeroUsize::new)
 }
