@@ -113,10 +113,37 @@ impl Shared {
         rate: bool,
         slot: bool,
     ) -> Result<Taken, RedisError> {
-        let mut keys = Vec::with_capacity(4);
-        // Rate keys first, then slot keys: the script's order.
-        let mut args = vec![String::new()];
-        let mut limits = Vec::with_capacity(2);
+        let mut call = self.call(client, rate, slot);
+        let id = format!(
+            "{:016x}-{}",
+            self.redis.process,
+            self.redis.leases.fetch_add(1, Ordering::Relaxed)
+        );
+        let ttl = self.redis.config.lease_ttl;
+        call.args.push(id.clone());
+        call.args.push(ttl.as_millis().to_string());
+        // Redis may have taken the lease even if its answer never arrives (a timeout, a client
+        // that left): until the answer is read, dropping this gives it back.
+        let mut pending = Pending {
+            redis: self.redis.clone(),
+            keys: call.slot_keys.clone(),
+            id,
+            armed: !call.fulls.is_empty(),
+        };
+        let answer: Vec<i64> = self.redis.run(0, &call.keys, &call.args).await?;
+        pending.armed = false;
+        self.read(&answer, &call, pending, ttl)
+    }
+
+    /// The script's keys and arguments for [`Self::take`], rate keys first, then slot keys.
+    fn call(&self, client: &ClientKey, rate: bool, slot: bool) -> Call {
+        let mut call = Call {
+            keys: Vec::with_capacity(4),
+            args: vec![String::new()],
+            limits: Vec::with_capacity(2),
+            fulls: Vec::with_capacity(2),
+            slot_keys: Vec::with_capacity(2),
+        };
         if rate {
             let address = client.of_address();
             for (rate, kind, scope, which, name) in [
@@ -139,46 +166,40 @@ impl Shared {
                 let Some(rate) = rate else { continue };
                 let interval = (rate.per.as_micros() / u128::from(rate.requests.get())).max(1);
                 let tolerance = interval * u128::from(rate.burst.get() - 1);
-                keys.push(self.key(kind, scope));
-                args.push(interval.to_string());
-                args.push(tolerance.to_string());
-                limits.push((rate, which, name));
+                call.keys.push(self.key(kind, scope));
+                call.args.push(interval.to_string());
+                call.args.push(tolerance.to_string());
+                call.limits.push((rate, which, name));
             }
         }
-        args[0] = limits.len().to_string();
-        let mut fulls = Vec::with_capacity(2);
-        let mut slot_keys = Vec::with_capacity(2);
+        call.args[0] = call.limits.len().to_string();
         if slot {
-            if let Some(n) = self.per_client {
-                slot_keys.push(self.key("slots", Some(client)));
-                args.push(n.to_string());
-                fulls.push(Full::PerClient(n));
-            }
-            if let Some(n) = self.total {
-                slot_keys.push(self.key("slots", None));
-                args.push(n.to_string());
-                fulls.push(Full::Total(n));
+            for (n, scope, full) in [
+                (
+                    self.per_client,
+                    Some(client),
+                    Full::PerClient as fn(u32) -> Full,
+                ),
+                (self.total, None, Full::Total),
+            ] {
+                let Some(n) = n else { continue };
+                call.slot_keys.push(self.key("slots", scope));
+                call.args.push(n.to_string());
+                call.fulls.push(full(n));
             }
         }
-        keys.extend(slot_keys.iter().cloned());
-        let id = format!(
-            "{:016x}-{}",
-            self.redis.process,
-            self.redis.leases.fetch_add(1, Ordering::Relaxed)
-        );
-        let ttl = self.redis.config.lease_ttl;
-        args.push(id.clone());
-        args.push(ttl.as_millis().to_string());
-        // Redis may have taken the lease even if its answer never arrives (a timeout, a client
-        // that left): until the answer is read, dropping this gives it back.
-        let mut pending = Pending {
-            redis: self.redis.clone(),
-            keys: slot_keys,
-            id,
-            armed: !fulls.is_empty(),
-        };
-        let answer: Vec<i64> = self.redis.run(0, &keys, &args).await?;
-        pending.armed = false;
+        call.keys.extend(call.slot_keys.iter().cloned());
+        call
+    }
+
+    /// Reads the script's answer to `call`: a lease taken starts being renewed.
+    fn read(
+        &self,
+        answer: &[i64],
+        call: &Call,
+        mut pending: Pending,
+        ttl: Duration,
+    ) -> Result<Taken, RedisError> {
         let unexpected =
             |what| RedisError::Redis(redis::RedisError::from((redis::ErrorKind::Client, what)));
         let micros = |n: i64| Duration::from_micros(u64::try_from(n).unwrap_or(0));
@@ -186,7 +207,8 @@ impl Shared {
         let policy =
             super::rate::policy(self.rate_per_client, self.rate_per_address, self.rate_total);
         let spent = |pairs: &[i64]| {
-            let state = limits
+            let state = call
+                .limits
                 .iter()
                 .zip(pairs.chunks(2))
                 .map(|((_, _, name), pair)| {
@@ -198,10 +220,10 @@ impl Shared {
                 .join(", ");
             (Ok(()), super::rate::fields(&policy, &state))
         };
-        let rate = |verdict| (!limits.is_empty()).then_some(verdict);
-        match answer.as_slice() {
+        let rate = |verdict| (!call.limits.is_empty()).then_some(verdict);
+        match answer {
             [0, pairs @ ..] => {
-                let slot = (!fulls.is_empty()).then(|| {
+                let slot = (!call.fulls.is_empty()).then(|| {
                     let (stop, stopped) = tokio::sync::oneshot::channel();
                     let (keys, id) = (
                         std::mem::take(&mut pending.keys),
@@ -217,7 +239,8 @@ impl Shared {
             }
             [2, full, pairs @ ..] => {
                 let index = usize::try_from(*full - 1).unwrap_or(0);
-                let full = fulls
+                let full = call
+                    .fulls
                     .get(index)
                     .copied()
                     .ok_or_else(|| unexpected("an unexpected slot answer"))?;
@@ -228,27 +251,36 @@ impl Shared {
             }
             [1, i, wait] => {
                 let index = usize::try_from(*i - 1).unwrap_or(0);
-                let (rate, which, name) = limits
+                let (rate, which, name) = call
+                    .limits
                     .get(index)
                     .copied()
                     .ok_or_else(|| unexpected("an unexpected rate answer"))?;
                 let retry_after = secs(*wait).max(1);
                 let state = format!("\"{name}\";r=0;t={retry_after}");
+                let refused = Refused {
+                    which,
+                    rate,
+                    retry_after,
+                };
                 Ok(Taken {
-                    rate: Some((
-                        Err(Refused {
-                            which,
-                            rate,
-                            retry_after,
-                        }),
-                        super::rate::fields(&policy, &state),
-                    )),
+                    rate: Some((Err(refused), super::rate::fields(&policy, &state))),
                     slot: None,
                 })
             }
             _ => Err(unexpected("an empty limits answer")),
         }
     }
+}
+
+/// One call of the limits script: its keys and arguments, the rate limits in the order their
+/// answers come, the slot limits likewise, and the slot keys a lease is held under.
+struct Call {
+    keys: Vec<String>,
+    args: Vec<String>,
+    limits: Vec<(Rate, Which, &'static str)>,
+    fulls: Vec<Full>,
+    slot_keys: Vec<String>,
 }
 
 /// What one [`Shared::take`] gave.

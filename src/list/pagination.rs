@@ -84,74 +84,13 @@ pub(crate) struct Planned {
 pub(crate) fn plan(policy: &ListPolicy, path: &str, query: &str) -> Result<Planned, PlanError> {
     let keyset = policy.keyset.as_ref();
     let offset_name = policy.offset.name();
-    // Controlled names: 0 = limit, 1 = offset/page, 2 = cursor, then reserved keyset names.
-    let mut controlled: Vec<&str> = vec![&policy.limit_param, offset_name];
-    if let Some(k) = keyset {
-        controlled.push(&k.cursor_param);
-        controlled.extend(k.keys.iter().map(|key| key.param.as_str()));
-        controlled.extend(k.set_params.iter().map(|(name, _)| name.as_str()));
-    }
-    let folded_controlled: Vec<String> = controlled.iter().map(|c| folded(c)).collect();
-
     let all = pieces(query);
-    let mut slots: [Option<usize>; 3] = [None, None, None];
-    let mut others: Vec<&str> = Vec::new();
-    for (at, piece) in all.iter().enumerate() {
-        match controlled.iter().position(|c| *c == piece.name) {
-            Some(i) if i < 3 => {
-                if slots[i].replace(at).is_some() {
-                    return Err(PaginationError::Repeated {
-                        param: controlled[i].to_owned(),
-                    }
-                    .into());
-                }
-            }
-            Some(i) => {
-                return Err(PaginationError::Reserved {
-                    param: controlled[i].to_owned(),
-                    cursor_param: controlled[2].to_owned(),
-                }
-                .into());
-            }
-            None => {
-                if let Some(i) = disguised(piece.raw, &folded_controlled) {
-                    return Err(PaginationError::Disguised {
-                        param: controlled[i].to_owned(),
-                        sent: piece.name.to_owned(),
-                    }
-                    .into());
-                }
-                others.push(piece.raw);
-            }
-        }
-    }
+    let (slots, others) = sort(policy, &all)?;
     let [limit_at, offset_at, cursor_at] = slots;
     let limit_piece = limit_at.map(|i| all[i]);
     let offset_piece = offset_at.map(|i| all[i]);
     let cursor_piece = cursor_at.map(|i| all[i]);
-
-    let requested = match limit_piece {
-        Some(p) => number(&policy.limit_param, p.value)?,
-        None => policy.default_limit,
-    };
-    if requested == 0 {
-        return Err(PaginationError::Zero {
-            param: policy.limit_param.clone(),
-        }
-        .into());
-    }
-    let (page_size, clamped_from) = if requested <= policy.max_limit {
-        (requested, None)
-    } else if policy.on_violation == OnViolation::Clamp {
-        (policy.max_limit, Some(requested))
-    } else {
-        return Err(PaginationError::LimitTooLarge {
-            param: policy.limit_param.clone(),
-            value: requested,
-            max: policy.max_limit,
-        }
-        .into());
-    };
+    let (page_size, clamped_from) = page_size(policy, limit_piece)?;
 
     // The next-page link (and the deep-offset hint) keeps the client's filters and page size.
     let mut next_base = String::from(path);
@@ -223,6 +162,84 @@ pub(crate) fn plan(policy: &ListPolicy, path: &str, query: &str) -> Result<Plann
             keyset: keyset_plan,
         },
     })
+}
+
+/// Where the limit, offset and cursor parameters stand among the query's pieces, and the
+/// client's other parameters; a repeated, reserved or disguised paging parameter is refused.
+fn sort<'q>(
+    policy: &ListPolicy,
+    all: &[Piece<'q>],
+) -> Result<([Option<usize>; 3], Vec<&'q str>), PlanError> {
+    // Controlled names: 0 = limit, 1 = offset/page, 2 = cursor, then reserved keyset names.
+    let mut controlled: Vec<&str> = vec![&policy.limit_param, policy.offset.name()];
+    if let Some(k) = &policy.keyset {
+        controlled.push(&k.cursor_param);
+        controlled.extend(k.keys.iter().map(|key| key.param.as_str()));
+        controlled.extend(k.set_params.iter().map(|(name, _)| name.as_str()));
+    }
+    let folded_controlled: Vec<String> = controlled.iter().map(|c| folded(c)).collect();
+    let mut slots: [Option<usize>; 3] = [None, None, None];
+    let mut others: Vec<&str> = Vec::new();
+    for (at, piece) in all.iter().enumerate() {
+        match controlled.iter().position(|c| *c == piece.name) {
+            Some(i) if i < 3 => {
+                if slots[i].replace(at).is_some() {
+                    return Err(PaginationError::Repeated {
+                        param: controlled[i].to_owned(),
+                    }
+                    .into());
+                }
+            }
+            Some(i) => {
+                return Err(PaginationError::Reserved {
+                    param: controlled[i].to_owned(),
+                    cursor_param: controlled[2].to_owned(),
+                }
+                .into());
+            }
+            None => {
+                if let Some(i) = disguised(piece.raw, &folded_controlled) {
+                    return Err(PaginationError::Disguised {
+                        param: controlled[i].to_owned(),
+                        sent: piece.name.to_owned(),
+                    }
+                    .into());
+                }
+                others.push(piece.raw);
+            }
+        }
+    }
+    Ok((slots, others))
+}
+
+/// The page size asked for (or the default), clamped to `max_limit` or refused above it; with
+/// the size asked for when it was clamped.
+fn page_size(
+    policy: &ListPolicy,
+    limit: Option<Piece<'_>>,
+) -> Result<(u64, Option<u64>), PlanError> {
+    let requested = match limit {
+        Some(p) => number(&policy.limit_param, p.value)?,
+        None => policy.default_limit,
+    };
+    if requested == 0 {
+        return Err(PaginationError::Zero {
+            param: policy.limit_param.clone(),
+        }
+        .into());
+    }
+    if requested <= policy.max_limit {
+        Ok((requested, None))
+    } else if policy.on_violation == OnViolation::Clamp {
+        Ok((policy.max_limit, Some(requested)))
+    } else {
+        Err(PaginationError::LimitTooLarge {
+            param: policy.limit_param.clone(),
+            value: requested,
+            max: policy.max_limit,
+        }
+        .into())
+    }
 }
 
 fn open_cursor(

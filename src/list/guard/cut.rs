@@ -4,6 +4,7 @@
 use std::time::SystemTime;
 
 use bytes::Bytes;
+use http::response::Parts;
 use http::{HeaderValue, header};
 use serde_json::value::RawValue;
 
@@ -54,25 +55,13 @@ pub(super) fn finish(
         Some(keyset) => next_cursor(keyset, &bytes, &items, kept, more)?,
         None => None,
     };
-    // (A complete document never holds more than `allowed` items: the scan stops at the next.)
-    let truncated = match stop {
-        // The probe arrived whole before the byte bound: the list is complete, and with no
-        // envelope nothing after it was lost.
-        Stop::Bytes if items.len() > client_items && policy.items.0.is_empty() => None,
-        Stop::Bytes => Some("bytes"),
-        Stop::Items => Some("items"),
-        Stop::Complete => None,
-    };
-    if let Some(reason) = truncated {
-        match stop {
-            Stop::Items => metrics.cut_items(),
-            _ => metrics.cut_bytes(),
-        }
-        parts
-            .headers
-            .insert(TRUNCATED_HEADER, HeaderValue::from_static(reason));
-        parts.extensions.insert(Outcome::Truncated);
-    }
+    let probe = items.len() > client_items;
+    mark_truncated(
+        &mut parts,
+        stop,
+        probe && policy.items.0.is_empty(),
+        metrics,
+    );
     let envelope_field = plan
         .keyset
         .as_ref()
@@ -110,6 +99,7 @@ pub(super) fn finish(
             )));
         }
     }
+    // A new body: new length, and the validators of the backend's no longer hold.
     let length: usize = pieces.iter().map(Bytes::len).sum();
     for name in [header::CONTENT_LENGTH, header::ETAG] {
         parts.headers.remove(name);
@@ -122,6 +112,26 @@ pub(super) fn finish(
         parts.headers.insert(header::LINK, link);
     }
     Ok((parts, pieces))
+}
+
+/// Says, in a header, the outcome and the metrics, that a page was cut and why. `whole`: a
+/// byte cut that came after the probe item of a bare array, so the list lost nothing.
+fn mark_truncated(parts: &mut Parts, stop: Stop, whole: bool, metrics: &RouteMetrics) {
+    // (A complete document never holds more than `allowed` items: the scan stops at the next.)
+    let reason = match stop {
+        Stop::Bytes if whole => return,
+        Stop::Bytes => "bytes",
+        Stop::Items => "items",
+        Stop::Complete => return,
+    };
+    match stop {
+        Stop::Items => metrics.cut_items(),
+        _ => metrics.cut_bytes(),
+    }
+    parts
+        .headers
+        .insert(TRUNCATED_HEADER, HeaderValue::from_static(reason));
+    parts.extensions.insert(Outcome::Truncated);
 }
 
 /// Relays held bytes unchanged, with a `Content-Length` that is true for them (trailing
