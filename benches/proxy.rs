@@ -265,6 +265,72 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// Pass-through of `mib` MiB: direct, through pagegate and through nginx (when installed).
+async fn pass_through(
+    client: &Client<HttpConnector, Body>,
+    upstream: SocketAddr,
+    nginx: Option<&Nginx>,
+    mib: u64,
+) {
+    let pagegate = Pagegate::start(upstream);
+    let path = format!("/bytes/{}", mib * MIB);
+    let (mut direct, mut proxied, mut peer) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..5 {
+        let run = async |addr: SocketAddr, into: &mut Vec<f64>| {
+            let (n, s) = download(client, &format!("http://{addr}{path}")).await;
+            assert_eq!(n, mib * MIB);
+            into.push(n as f64 / MIB as f64 / s);
+        };
+        run(upstream, &mut direct).await;
+        run(pagegate.addr, &mut proxied).await;
+        if let Some(nginx) = nginx {
+            run(nginx.addr, &mut peer).await;
+        }
+    }
+    let (d, p) = (median(direct), median(proxied));
+    let peer = if peer.is_empty() {
+        String::new()
+    } else {
+        let n = median(peer);
+        format!(
+            ", nginx {n:>6.0} MiB/s (ratio {:.2}), pagegate/nginx {:.2}",
+            n / d,
+            p / n
+        )
+    };
+    println!(
+        "pass-through {mib:>5} MiB: direct {d:>6.0} MiB/s, pagegate {p:>6.0} MiB/s (ratio {:.2}){peer}; pagegate peak RSS {:.1} MiB",
+        p / d,
+        pagegate.peak_rss_mib()
+    );
+}
+
+/// A 20,000-item list page, 4 in flight, passed through and guarded.
+async fn list_page(client: &Client<HttpConnector, Body>, upstream: SocketAddr, page_len: f64) {
+    let pagegate = Pagegate::start(upstream);
+    // Throughput with 4 requests in flight: a held page cannot overlap its own receive and
+    // send, but a loaded route overlaps different requests, as a real one does.
+    let (mut passed, mut guarded) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        // `/page/raw` matches no list route: plain pass-through of the same bytes.
+        passed.push(
+            concurrent(
+                client,
+                &format!("http://{}/page/raw", pagegate.addr),
+                page_len,
+            )
+            .await,
+        );
+        guarded.push(concurrent(client, &format!("http://{}/page", pagegate.addr), page_len).await);
+    }
+    let (p, g) = (median(passed), median(guarded));
+    println!(
+        "list page {:.1} MiB (20,000 items), 4 in flight: pass-through {p:.0} MiB/s, guarded list route {g:.0} MiB/s, ratio {:.2}",
+        page_len / MIB as f64,
+        g / p
+    );
+}
+
 #[tokio::main]
 async fn main() {
     let big_mib: u64 = std::env::var("PAGEGATE_BENCH_MIB")
@@ -291,65 +357,13 @@ async fn main() {
         );
     }
     for mib in [big_mib / 4, big_mib] {
-        let pagegate = Pagegate::start(upstream);
-        let path = format!("/bytes/{}", mib * MIB);
-        let (mut direct, mut proxied, mut peer) = (Vec::new(), Vec::new(), Vec::new());
-        for _ in 0..5 {
-            let run = async |addr: SocketAddr, into: &mut Vec<f64>| {
-                let (n, s) = download(&client, &format!("http://{addr}{path}")).await;
-                assert_eq!(n, mib * MIB);
-                into.push(n as f64 / MIB as f64 / s);
-            };
-            run(upstream, &mut direct).await;
-            run(pagegate.addr, &mut proxied).await;
-            if let Some(nginx) = &nginx {
-                run(nginx.addr, &mut peer).await;
-            }
-        }
-        let (d, p) = (median(direct), median(proxied));
-        let peer = if peer.is_empty() {
-            String::new()
-        } else {
-            let n = median(peer);
-            format!(
-                ", nginx {n:>6.0} MiB/s (ratio {:.2}), pagegate/nginx {:.2}",
-                n / d,
-                p / n
-            )
-        };
-        println!(
-            "pass-through {mib:>5} MiB: direct {d:>6.0} MiB/s, pagegate {p:>6.0} MiB/s (ratio {:.2}){peer}; pagegate peak RSS {:.1} MiB",
-            p / d,
-            pagegate.peak_rss_mib()
-        );
+        pass_through(&client, upstream, nginx.as_ref(), mib).await;
     }
 
     if std::env::var("PAGEGATE_BENCH_ONLY").is_ok_and(|v| v == "pass") {
         return;
     }
-    let pagegate = Pagegate::start(upstream);
-    // Throughput with 4 requests in flight: a held page cannot overlap its own receive and
-    // send, but a loaded route overlaps different requests, as a real one does.
-    let (mut passed, mut guarded) = (Vec::new(), Vec::new());
-    for _ in 0..3 {
-        // `/page/raw` matches no list route: plain pass-through of the same bytes.
-        passed.push(
-            concurrent(
-                &client,
-                &format!("http://{}/page/raw", pagegate.addr),
-                page_len,
-            )
-            .await,
-        );
-        guarded
-            .push(concurrent(&client, &format!("http://{}/page", pagegate.addr), page_len).await);
-    }
-    let (p, g) = (median(passed), median(guarded));
-    println!(
-        "list page {:.1} MiB (20,000 items), 4 in flight: pass-through {p:.0} MiB/s, guarded list route {g:.0} MiB/s, ratio {:.2}",
-        page_len / MIB as f64,
-        g / p
-    );
+    list_page(&client, upstream, page_len).await;
 
     // A fresh process, so its peak RSS is the cut's alone.
     let pagegate = Pagegate::start(upstream);

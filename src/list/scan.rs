@@ -50,11 +50,12 @@
 
 use std::ops::ControlFlow;
 
-use machine::State;
+use state::State;
 
 mod key;
 mod machine;
 mod skip;
+mod state;
 
 /// Nesting limit used by the proxy: deeper bodies are refused.
 pub const DEFAULT_MAX_DEPTH: usize = 128;

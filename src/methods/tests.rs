@@ -12,6 +12,22 @@ fn request(method: &str, target: &str, headers: &[(&str, &str)]) -> Request {
         .expect("request")
 }
 
+/// A list path.
+const LIST: Landing = Landing {
+    list_path: true,
+    routed_path: true,
+    read_body: false,
+    override_moves: false,
+    form_moves: 0,
+};
+
+/// Off a list path, where an override moves the request to another route.
+const ROUTED: Landing = Landing {
+    list_path: false,
+    override_moves: true,
+    ..LIST
+};
+
 #[test]
 fn routed_paths_refuse_what_a_backend_could_read_as_another_method() {
     let refused = [
@@ -38,19 +54,7 @@ fn routed_paths_refuse_what_a_backend_could_read_as_another_method() {
             vec![("connection", "upgrade"), ("upgrade", "websocket")],
         ),
     ];
-    let list = Landing {
-        list_path: true,
-        routed_path: true,
-        read_body: false,
-        override_moves: false,
-        form_moves: 0,
-    };
-    // Off a list path, an override is refused when it moves the request to another route.
-    let routed = Landing {
-        list_path: false,
-        override_moves: true,
-        ..list
-    };
+    let (list, routed) = (LIST, ROUTED);
     for (method, target, headers) in refused {
         let req = request(method, target, &headers);
         assert!(check(&req, list).is_err(), "{method} {target} {headers:?}");
@@ -62,7 +66,11 @@ fn routed_paths_refuse_what_a_backend_could_read_as_another_method() {
             );
         }
     }
-    let unrouted = Landing::default();
+}
+
+#[test]
+fn routed_paths_pass_what_every_backend_reads_as_sent() {
+    let (list, routed, unrouted) = (LIST, ROUTED, Landing::default());
     let passed = [
         (
             "GET",

@@ -19,7 +19,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tower::ServiceExt;
 
 use super::client_io::{self, ClientIo};
-use super::connection::{self, Answer, Close, Connections, Settings};
+use super::connection::{self, Answer, Close, Conn, Connections, Settings};
 use super::incoming;
 use super::peers::PeerSlot;
 use crate::client_addr::{ClientAddr, Closer, TrustedProxies};
@@ -241,13 +241,7 @@ impl Serving {
         let stack = self.stack.clone();
         // Rendered once per connection, cloned (reference counts) per request; resolved per
         // request only behind a trusted proxy.
-        let weak = Arc::downgrade(&conn);
-        let closer = Closer(Arc::new(move || {
-            if let Some(conn) = weak.upgrade() {
-                conn.cut_held();
-            }
-        }));
-        let client = client.with_slot(Arc::clone(&slot)).with_closer(closer);
+        let client = connection_client(client, &conn, &slot);
         let trusted = Arc::clone(&self.trusted);
         let requests = Arc::clone(&conn);
         let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
@@ -341,4 +335,20 @@ pub(super) fn waiting_room(max_connections: usize, spare_files: u64) -> usize {
     usize::try_from(spare_files)
         .unwrap_or(usize::MAX)
         .min(max_connections.max(WAITING_ROOM_MIN))
+}
+
+/// The client as every request of a connection sees it: holding the connection's slot (so a
+/// tunnel keeps it), and able to cut the connection's held pages.
+fn connection_client(
+    client: ClientAddr,
+    conn: &Arc<Conn>,
+    slot: &Arc<dyn std::any::Any + Send + Sync>,
+) -> ClientAddr {
+    let weak = Arc::downgrade(conn);
+    let closer = Closer(Arc::new(move || {
+        if let Some(conn) = weak.upgrade() {
+            conn.cut_held();
+        }
+    }));
+    client.with_slot(Arc::clone(slot)).with_closer(closer)
 }

@@ -168,22 +168,7 @@ pub(crate) async fn check(client: &mut Object, table: &TableConfig) -> Result<Ca
     // `query_typed`: unnamed statements in one round trip each, so the check also runs behind
     // PgBouncer in transaction mode.
     let name = quote_table(&table.name);
-    let relation = client
-        .query_typed_opt(
-            "SELECT c.relkind::text FROM pg_class c WHERE c.oid = to_regclass($1::text)",
-            &[(&name, Type::TEXT)],
-        )
-        .await
-        .map_err(refused)?;
-    let Some(relation) = relation else {
-        return Err(CheckError::Invalid(format!(
-            "{}table `{}` does not exist (or pagegate's role cannot see it)",
-            table.places.at(table.places.name),
-            table.name
-        )));
-    };
-    let kind: String = relation.get(0);
-    let view = matches!(kind.as_str(), "v" | "m");
+    let view = is_view(client, table, &name).await?;
     let typed = types::read(client, &name).await?;
     let not_null: HashMap<String, bool> = typed
         .iter()
@@ -210,20 +195,7 @@ pub(crate) async fn check(client: &mut Object, table: &TableConfig) -> Result<Ca
         warnings: Vec::new(),
     };
     roles::check(client, table, &catalog).await?;
-    for (i, key) in table.key.iter().enumerate() {
-        let Some(column) = catalog.columns.get(&key.column) else {
-            continue;
-        };
-        if !column.bounded {
-            catalog.warnings.push(format!(
-                "{}`key` names `{}`, of type {}, whose values have no bound length: a page whose last key is longer than a cursor carries ({} bytes) answers 500 key-too-long; key by a bounded column, or give it a size (varchar(255))",
-                table.places.at(table.places.key.get(i).copied()),
-                key.column,
-                column.declared,
-                crate::cursor::MAX_KEY_JSON_LEN
-            ));
-        }
-    }
+    catalog.warnings.extend(unbounded_keys(table, &catalog));
     let warnings = catalog.warnings;
     let columns = catalog.columns;
     if view {
@@ -246,6 +218,54 @@ pub(crate) async fn check(client: &mut Object, table: &TableConfig) -> Result<Ca
             quote_ident(nullable[0])
         )));
     }
+    check_unique(client, table, &name).await?;
+    let catalog = Catalog { columns, warnings };
+    index::check(client, table, &catalog).await?;
+    Ok(catalog)
+}
+
+/// Whether the relation is a view (or materialized view); an error when it does not exist.
+async fn is_view(client: &Object, table: &TableConfig, name: &str) -> Result<bool, CheckError> {
+    let relation = client
+        .query_typed_opt(
+            "SELECT c.relkind::text FROM pg_class c WHERE c.oid = to_regclass($1::text)",
+            &[(&name, Type::TEXT)],
+        )
+        .await
+        .map_err(refused)?;
+    let Some(relation) = relation else {
+        return Err(CheckError::Invalid(format!(
+            "{}table `{}` does not exist (or pagegate's role cannot see it)",
+            table.places.at(table.places.name),
+            table.name
+        )));
+    };
+    let kind: String = relation.get(0);
+    Ok(matches!(kind.as_str(), "v" | "m"))
+}
+
+/// A warning for each key column whose values have no bound length: a cursor may not hold one.
+fn unbounded_keys(table: &TableConfig, catalog: &Catalog) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for (i, key) in table.key.iter().enumerate() {
+        let Some(column) = catalog.columns.get(&key.column) else {
+            continue;
+        };
+        if !column.bounded {
+            warnings.push(format!(
+                "{}`key` names `{}`, of type {}, whose values have no bound length: a page whose last key is longer than a cursor carries ({} bytes) answers 500 key-too-long; key by a bounded column, or give it a size (varchar(255))",
+                table.places.at(table.places.key.get(i).copied()),
+                key.column,
+                column.declared,
+                crate::cursor::MAX_KEY_JSON_LEN
+            ));
+        }
+    }
+    warnings
+}
+
+/// The key is unique: a primary key or a unique index lies within its columns.
+async fn check_unique(client: &Object, table: &TableConfig, name: &str) -> Result<(), CheckError> {
     let unique: Vec<Vec<String>> = client
         .query_typed(
             "SELECT array_agg(a.attname::text) FROM pg_index i
@@ -277,7 +297,5 @@ pub(crate) async fn check(client: &mut Object, table: &TableConfig) -> Result<Ca
                 .join(", ")
         )));
     }
-    let catalog = Catalog { columns, warnings };
-    index::check(client, table, &catalog).await?;
-    Ok(catalog)
+    Ok(())
 }

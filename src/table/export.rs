@@ -84,6 +84,26 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// What writes an export's rows in `format`: CSV with timestamps in RFC 3339, or NDJSON.
+fn writer(format: ExportFormat, columns: &[String], catalog: &Catalog) -> Writer {
+    let sql_type = |c: &String| catalog.sql_type(c);
+    match format {
+        ExportFormat::Csv => Writer::Csv(Stamps::new(
+            columns
+                .iter()
+                .enumerate()
+                .filter_map(|(i, c)| Some((i, super::catalog::timestamp(sql_type(c))?)))
+                .collect(),
+        )),
+        ExportFormat::Ndjson => Writer::Ndjson(ndjson::Rows::new(
+            &columns
+                .iter()
+                .map(|c| (c.clone(), ndjson::Kind::of(sql_type(c))))
+                .collect::<Vec<_>>(),
+        )),
+    }
+}
+
 /// The streamed export of `resource`.
 pub(super) async fn response(
     resource: &Arc<Resource>,
@@ -100,22 +120,7 @@ pub(super) async fn response(
     }
     let format = params.format.unwrap_or(ExportFormat::Csv);
     let copy = copy_fits(resource, &catalog, format);
-    let sql_type = |c: &String| catalog.sql_type(c);
-    let writer = match format {
-        ExportFormat::Csv => Writer::Csv(Stamps::new(
-            columns
-                .iter()
-                .enumerate()
-                .filter_map(|(i, c)| Some((i, super::catalog::timestamp(sql_type(c))?)))
-                .collect(),
-        )),
-        ExportFormat::Ndjson => Writer::Ndjson(ndjson::Rows::new(
-            &columns
-                .iter()
-                .map(|c| (c.clone(), ndjson::Kind::of(sql_type(c))))
-                .collect::<Vec<_>>(),
-        )),
-    };
+    let writer = writer(format, &columns, &catalog);
     let mut chunks = Chunks {
         resource: Arc::clone(resource),
         catalog: Arc::clone(&catalog),
@@ -185,15 +190,16 @@ pub(super) async fn response(
     // through `&mut`, which is what `SyncStream` relies on).
     let chunks = sync_wrapper::SyncStream::new(chunks);
     let mut response = http::Response::new(BodyExt::boxed(StreamBody::new(chunks)));
-    let content_type = match format {
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, content_type(format));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+/// An export's `Content-Type`.
+fn content_type(format: ExportFormat) -> HeaderValue {
+    HeaderValue::from_static(match format {
         ExportFormat::Csv => "text/csv; charset=utf-8",
         ExportFormat::Ndjson => "application/x-ndjson",
-    };
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(response)
+    })
 }

@@ -187,130 +187,17 @@ pub(crate) fn select(
         params: Vec::new(),
         inline: copy,
     };
-    let column = |c: &str| catalog.columns.get(c);
-    let numeric = |c: &str| column(c).is_some_and(|c| c.numeric);
-    let mut list = Vec::with_capacity(columns.len() + table.key.len());
-    match shape {
-        Shape::Json => {
-            let pairs: Vec<String> = columns
-                .iter()
-                .map(|c| {
-                    let cast = if numeric(c) { "::text" } else { "" };
-                    format!("'{c}', {}{cast}", quote_ident(c))
-                })
-                .collect();
-            list.push(format!("json_build_object({})::text", pairs.join(", ")));
-        }
-        Shape::Row => {
-            // Filled in below, around the inner statement.
-        }
-        Shape::Csv | Shape::CopyCsv => list.extend(columns.iter().map(|c| {
-            let reference = format!("r.{}", quote_ident(c));
-            column(c).map_or_else(
-                || format!("{reference}::text"),
-                |c| c.csv(&reference, shape == Shape::CopyCsv),
-            )
-        })),
-        Shape::CopyNdjson => list.extend(columns.iter().map(|c| {
-            super::ndjson::Kind::selected(catalog.sql_type(c), &format!("r.{}", quote_ident(c)))
-        })),
-    }
-    if shape == Shape::Json || shape == Shape::Csv {
-        list.extend(
-            table
-                .key
-                .iter()
-                .map(|k| format!("{}::text", quote_ident(&k.column))),
-        );
-    }
-    let mut sql = if shape == Shape::Row {
-        // `row_to_json` over a derived table: compact JSON, and cheaper per row than
-        // `json_build_object`. Numeric columns as text, so no digit is lost.
-        let inner: Vec<String> = columns
-            .iter()
-            .map(|c| {
-                let q = quote_ident(c);
-                if numeric(c) {
-                    format!("r.{q}::text AS {q}")
-                } else {
-                    format!("r.{q}")
-                }
-            })
-            .collect();
-        format!("SELECT {}", inner.join(", "))
-    } else {
-        format!("SELECT {}", list.join(", "))
-    };
+    let mut sql = select_list(table, catalog, columns, shape);
     // The table is aliased `r` and ORDER BY names `r.` columns: a bare name there would mean the
     // output column of that name (the key's text form), sorting numbers as text.
     let relation = quote_table(&table.name);
     let _ = write!(sql, " FROM {relation} AS r");
-    let mut conditions = Vec::new();
-    for f in filters {
-        let column = quote_ident(&f.column);
-        let one = f.values.first().map_or("", String::as_str);
-        conditions.push(match f.op {
-            FilterOp::Is if one == "null" => format!("{column} IS NULL"),
-            FilterOp::Is => format!("{column} IS NOT NULL"),
-            FilterOp::In => {
-                let items: Vec<String> = f
-                    .values
-                    .iter()
-                    .map(|v| values.of(v, &f.column, catalog))
-                    .collect();
-                format!("{column} IN ({})", items.join(", "))
-            }
-            op => {
-                let symbol = match op {
-                    FilterOp::Eq => "=",
-                    FilterOp::Neq => "<>",
-                    FilterOp::Lt => "<",
-                    FilterOp::Lte => "<=",
-                    FilterOp::Gt => ">",
-                    _ => ">=",
-                };
-                format!("{column} {symbol} {}", values.of(one, &f.column, catalog))
-            }
-        });
-    }
+    let mut conditions: Vec<String> = filters
+        .iter()
+        .map(|f| condition(f, &mut values, catalog))
+        .collect();
     if let Some(after) = after {
-        let bound: Vec<(String, String, bool)> = table
-            .key
-            .iter()
-            .zip(after)
-            .map(|(k, v)| {
-                (
-                    quote_ident(&k.column),
-                    values.of(v, &k.column, catalog),
-                    k.descending,
-                )
-            })
-            .collect();
-        let same = bound.iter().all(|(_, _, d)| *d == bound[0].2);
-        if same {
-            let (cols, vals): (Vec<_>, Vec<_>) = bound
-                .iter()
-                .map(|(c, v, _)| (c.as_str(), v.as_str()))
-                .unzip();
-            let op = if bound[0].2 { "<" } else { ">" };
-            conditions.push(format!("({}) {op} ({})", cols.join(", "), vals.join(", ")));
-        } else {
-            let mut alternatives = Vec::new();
-            for i in 0..bound.len() {
-                let mut terms: Vec<String> = bound[..i]
-                    .iter()
-                    .map(|(c, v, _)| format!("{c} = {v}"))
-                    .collect();
-                let (c, v, descending) = &bound[i];
-                terms.push(format!("{c} {} {v}", if *descending { "<" } else { ">" }));
-                alternatives.push(format!("({})", terms.join(" AND ")));
-            }
-            // The first key column's bound on its own as well: the planner can start the index
-            // scan there, so a deep page costs what the first one does.
-            let (c, v, descending) = &bound[0];
-            conditions.push(format!("{c} {} {v}", if *descending { "<=" } else { ">=" }));
-            conditions.push(format!("({})", alternatives.join(" OR ")));
-        }
+        conditions.extend(after_key(table, after, &mut values, catalog));
     }
     if !conditions.is_empty() {
         let _ = write!(sql, " WHERE {}", conditions.join(" AND "));
@@ -351,6 +238,142 @@ pub(crate) fn select(
         sql,
         params: values.params,
     }
+}
+
+/// `SELECT` and the list of what each row carries in `shape` (for `Shape::Row`, the inner list
+/// `row_to_json` reads).
+fn select_list(table: &TableConfig, catalog: &Catalog, columns: &[String], shape: Shape) -> String {
+    let column = |c: &str| catalog.columns.get(c);
+    let numeric = |c: &str| column(c).is_some_and(|c| c.numeric);
+    let mut list = Vec::with_capacity(columns.len() + table.key.len());
+    match shape {
+        Shape::Json => {
+            let pairs: Vec<String> = columns
+                .iter()
+                .map(|c| {
+                    let cast = if numeric(c) { "::text" } else { "" };
+                    format!("'{c}', {}{cast}", quote_ident(c))
+                })
+                .collect();
+            list.push(format!("json_build_object({})::text", pairs.join(", ")));
+        }
+        Shape::Row => {
+            // Filled in below, around the inner statement.
+        }
+        Shape::Csv | Shape::CopyCsv => list.extend(columns.iter().map(|c| {
+            let reference = format!("r.{}", quote_ident(c));
+            column(c).map_or_else(
+                || format!("{reference}::text"),
+                |c| c.csv(&reference, shape == Shape::CopyCsv),
+            )
+        })),
+        Shape::CopyNdjson => list.extend(columns.iter().map(|c| {
+            super::ndjson::Kind::selected(catalog.sql_type(c), &format!("r.{}", quote_ident(c)))
+        })),
+    }
+    if shape == Shape::Json || shape == Shape::Csv {
+        list.extend(
+            table
+                .key
+                .iter()
+                .map(|k| format!("{}::text", quote_ident(&k.column))),
+        );
+    }
+    if shape == Shape::Row {
+        // `row_to_json` over a derived table: compact JSON, and cheaper per row than
+        // `json_build_object`. Numeric columns as text, so no digit is lost.
+        let inner: Vec<String> = columns
+            .iter()
+            .map(|c| {
+                let q = quote_ident(c);
+                if numeric(c) {
+                    format!("r.{q}::text AS {q}")
+                } else {
+                    format!("r.{q}")
+                }
+            })
+            .collect();
+        format!("SELECT {}", inner.join(", "))
+    } else {
+        format!("SELECT {}", list.join(", "))
+    }
+}
+
+/// One filter's condition; its values bound, or inlined as literals for `COPY`.
+fn condition(f: &Filter, values: &mut Values, catalog: &Catalog) -> String {
+    let column = quote_ident(&f.column);
+    let one = f.values.first().map_or("", String::as_str);
+    match f.op {
+        FilterOp::Is if one == "null" => format!("{column} IS NULL"),
+        FilterOp::Is => format!("{column} IS NOT NULL"),
+        FilterOp::In => {
+            let items: Vec<String> = f
+                .values
+                .iter()
+                .map(|v| values.of(v, &f.column, catalog))
+                .collect();
+            format!("{column} IN ({})", items.join(", "))
+        }
+        op => {
+            let symbol = match op {
+                FilterOp::Eq => "=",
+                FilterOp::Neq => "<>",
+                FilterOp::Lt => "<",
+                FilterOp::Lte => "<=",
+                FilterOp::Gt => ">",
+                _ => ">=",
+            };
+            format!("{column} {symbol} {}", values.of(one, &f.column, catalog))
+        }
+    }
+}
+
+/// The conditions of the rows after the key `after`: one row comparison when every key column
+/// sorts the same way, else the expanded form with the first column's bound on its own.
+fn after_key(
+    table: &TableConfig,
+    after: &[String],
+    values: &mut Values,
+    catalog: &Catalog,
+) -> Vec<String> {
+    let bound: Vec<(String, String, bool)> = table
+        .key
+        .iter()
+        .zip(after)
+        .map(|(k, v)| {
+            (
+                quote_ident(&k.column),
+                values.of(v, &k.column, catalog),
+                k.descending,
+            )
+        })
+        .collect();
+    let same = bound.iter().all(|(_, _, d)| *d == bound[0].2);
+    if same {
+        let (cols, vals): (Vec<_>, Vec<_>) = bound
+            .iter()
+            .map(|(c, v, _)| (c.as_str(), v.as_str()))
+            .unzip();
+        let op = if bound[0].2 { "<" } else { ">" };
+        return vec![format!("({}) {op} ({})", cols.join(", "), vals.join(", "))];
+    }
+    let mut alternatives = Vec::new();
+    for i in 0..bound.len() {
+        let mut terms: Vec<String> = bound[..i]
+            .iter()
+            .map(|(c, v, _)| format!("{c} = {v}"))
+            .collect();
+        let (c, v, descending) = &bound[i];
+        terms.push(format!("{c} {} {v}", if *descending { "<" } else { ">" }));
+        alternatives.push(format!("({})", terms.join(" AND ")));
+    }
+    // The first key column's bound on its own as well: the planner can start the index scan
+    // there, so a deep page costs what the first one does.
+    let (c, v, descending) = &bound[0];
+    vec![
+        format!("{c} {} {v}", if *descending { "<=" } else { ">=" }),
+        format!("({})", alternatives.join(" OR ")),
+    ]
 }
 
 #[cfg(test)]

@@ -95,6 +95,10 @@ routes:
 }
 
 #[tokio::test]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one access log read back after every outcome, so all of them run in one test"
+)]
 async fn every_outcome_a_client_can_cause_is_logged_as_what_happened() {
     let (captured, _guard) = crate::support::logs::capture();
     let upstream = backend().await;

@@ -462,6 +462,10 @@ fn summary(ids: &[i64]) -> String {
 }
 
 #[tokio::test]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one scoped table, walked by each tenant page by page and exported"
+)]
 async fn scoped_rows_stay_with_their_tenant_with_or_without_a_cursor() {
     let pg = Postgres::start();
     let (t, unindexed) = (pg.name("scoped"), pg.name("scoped_unindexed"));

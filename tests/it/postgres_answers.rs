@@ -82,6 +82,10 @@ fn refused(got: &Got, parameter: &str, reason: &str) {
 }
 
 #[tokio::test]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one table of refused values against one started database"
+)]
 async fn values_the_database_refuses_are_the_clients_and_named() {
     let log = Log::install();
     let pg = Postgres::start_owned();

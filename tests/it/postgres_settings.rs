@@ -36,6 +36,10 @@ async fn text(proxy: &Proxy, path: &str) -> String {
 }
 
 #[tokio::test]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one table of rows compared byte for byte across two export paths"
+)]
 async fn exports_are_the_same_whether_copy_or_queries_read_them() {
     let pg = Postgres::start();
     let t = pg.name("odd");
@@ -342,6 +346,10 @@ fn certificates() -> (String, String, String) {
 }
 
 #[tokio::test]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one TLS-enabled database, restarted with its certificates, tried with each sslmode"
+)]
 async fn tls_to_the_database_verifies_its_certificate() {
     let (ca, certificate, key) = certificates();
     let (other_ca, _, _) = certificates();

@@ -341,6 +341,10 @@ async fn check_ndjson(
 }
 
 #[tokio::test]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one table per type, each filter's answer compared with PostgreSQL's own"
+)]
 async fn filters_scopes_pages_and_exports_answer_what_postgresql_answers() {
     let pg = Postgres::start();
     let kinds = kinds(&pg).await;
@@ -568,6 +572,10 @@ fn ndjson_key(line: &str, columns: &[&str], json_kinds: &[bool]) -> Vec<String> 
 }
 
 #[tokio::test]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one table per key type, paged, exported and resumed, compared row by row"
+)]
 async fn keys_page_export_and_resume_exactly() {
     let pg = Postgres::start();
     let kinds = kinds(&pg).await;

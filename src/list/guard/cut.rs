@@ -99,7 +99,13 @@ pub(super) fn finish(
             )));
         }
     }
-    // A new body: new length, and the validators of the backend's no longer hold.
+    rewritten(&mut parts, &pieces, next);
+    Ok((parts, pieces))
+}
+
+/// The head of a rewritten body: its length, the next page's link, and none of the backend's
+/// validators, which no longer hold.
+fn rewritten(parts: &mut Parts, pieces: &[Bytes], next: Option<NextPage>) {
     let length: usize = pieces.iter().map(Bytes::len).sum();
     for name in [header::CONTENT_LENGTH, header::ETAG] {
         parts.headers.remove(name);
@@ -111,7 +117,6 @@ pub(super) fn finish(
     if let Some(link) = next.and_then(|n| n.link) {
         parts.headers.insert(header::LINK, link);
     }
-    Ok((parts, pieces))
 }
 
 /// Says, in a header, the outcome and the metrics, that a page was cut and why. `whole`: a

@@ -3,7 +3,7 @@
 
 use memchr::memchr2;
 
-use super::machine::State;
+use super::state::State;
 
 /// JSON whitespace.
 #[inline]

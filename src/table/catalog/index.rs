@@ -53,7 +53,59 @@ pub(super) async fn check(
     table: &TableConfig,
     catalog: &Catalog,
 ) -> Result<(), CheckError> {
-    let statement = keyset(table, catalog);
+    let plan = explain(client, &keyset(table, catalog)).await?;
+    let mut nodes = Vec::new();
+    walk(&plan, &mut nodes);
+    let sorted = nodes
+        .iter()
+        .any(|n| matches!(n.kind.as_str(), "Sort" | "Incremental Sort"));
+    let first = table.key.first().map_or("", |k| k.column.as_str());
+    let bounded = nodes
+        .iter()
+        .any(|n| n.condition.as_deref().is_some_and(|c| names(c, first)));
+    let unscoped = match &table.scope {
+        None => false,
+        Some(scope) => !leads_with(client, table, &nodes, &scope.column).await?,
+    };
+    if !(unscoped || sorted || !bounded) {
+        return Ok(());
+    }
+    let reason = if let (Some(scope), true) = (&table.scope, unscoped || sorted) {
+        format!(
+            "{}`scope` names `{}`, but the planner walks no index of `{}` that starts with it in key order (so every page would read every scope's rows); such an index: {}",
+            table.places.at(table.places.scope),
+            scope.column,
+            table.name,
+            index_hint(table)
+        )
+    } else if sorted || unscoped {
+        format!(
+            "{}no index of `{}` walks the key in order, so every page would scan and sort the table: {}",
+            table.places.at(table.places.key.first().copied()),
+            table.name,
+            index_hint(table)
+        )
+    } else {
+        format!(
+            "{}the index of `{}` is walked in key order, but the cursor's position is no index condition (so a deep page would read every row before it): {}",
+            table.places.at(table.places.key.first().copied()),
+            table.name,
+            index_hint(table)
+        )
+    };
+    if table.on_missing_index == MissingIndex::Refuse {
+        return Err(CheckError::Invalid(reason));
+    }
+    tracing::warn!(table = %table.name, "{reason} (served anyway: on_missing_index is warn)");
+    Ok(())
+}
+
+/// The generic plan of a page's statement, with sequential scans and sorts priced out: in a
+/// transaction rolled back, the statement prepared and deallocated on this session.
+async fn explain(
+    client: &mut Object,
+    statement: &sql::Statement,
+) -> Result<serde_json::Value, CheckError> {
     let transaction = client.transaction().await.map_err(refused)?;
     transaction
         .batch_execute(
@@ -96,70 +148,34 @@ pub(super) async fn check(
         })
         .unwrap_or_default();
     transaction.rollback().await.map_err(refused)?;
-    let plan: serde_json::Value = serde_json::from_str(&plan).unwrap_or_default();
-    let mut nodes = Vec::new();
-    walk(&plan, &mut nodes);
-    let sorted = nodes
+    Ok(serde_json::from_str(&plan).unwrap_or_default())
+}
+
+/// Whether every index the plan walks starts with the scope column.
+async fn leads_with(
+    client: &Object,
+    table: &TableConfig,
+    nodes: &[Node],
+    column: &str,
+) -> Result<bool, CheckError> {
+    let indexes: Vec<String> = nodes.iter().filter_map(|n| n.index.clone()).collect();
+    let leading: Vec<String> = client
+        .query_typed(
+            "SELECT a.attname::text FROM pg_index i
+             JOIN pg_class c ON c.oid = i.indexrelid
+             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+             WHERE i.indrelid = to_regclass($1::text) AND c.relname = ANY($2)",
+            &[
+                (&quote_table(&table.name), Type::TEXT),
+                (&indexes, Type::TEXT_ARRAY),
+            ],
+        )
+        .await
+        .map_err(refused)?
         .iter()
-        .any(|n| matches!(n.kind.as_str(), "Sort" | "Incremental Sort"));
-    let first = table.key.first().map_or("", |k| k.column.as_str());
-    let bounded = nodes
-        .iter()
-        .any(|n| n.condition.as_deref().is_some_and(|c| names(c, first)));
-    let unscoped = match &table.scope {
-        None => false,
-        Some(scope) => {
-            let indexes: Vec<String> = nodes.iter().filter_map(|n| n.index.clone()).collect();
-            let leading: Vec<String> = client
-                .query_typed(
-                    "SELECT a.attname::text FROM pg_index i
-                     JOIN pg_class c ON c.oid = i.indexrelid
-                     JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-                     WHERE i.indrelid = to_regclass($1::text) AND c.relname = ANY($2)",
-                    &[
-                        (&quote_table(&table.name), Type::TEXT),
-                        (&indexes, Type::TEXT_ARRAY),
-                    ],
-                )
-                .await
-                .map_err(refused)?
-                .iter()
-                .map(|row| row.get(0))
-                .collect();
-            leading.is_empty() || leading.iter().any(|c| *c != scope.column)
-        }
-    };
-    if !(unscoped || sorted || !bounded) {
-        return Ok(());
-    }
-    let reason = if let (Some(scope), true) = (&table.scope, unscoped || sorted) {
-        format!(
-            "{}`scope` names `{}`, but the planner walks no index of `{}` that starts with it in key order (so every page would read every scope's rows); such an index: {}",
-            table.places.at(table.places.scope),
-            scope.column,
-            table.name,
-            index_hint(table)
-        )
-    } else if sorted || unscoped {
-        format!(
-            "{}no index of `{}` walks the key in order, so every page would scan and sort the table: {}",
-            table.places.at(table.places.key.first().copied()),
-            table.name,
-            index_hint(table)
-        )
-    } else {
-        format!(
-            "{}the index of `{}` is walked in key order, but the cursor's position is no index condition (so a deep page would read every row before it): {}",
-            table.places.at(table.places.key.first().copied()),
-            table.name,
-            index_hint(table)
-        )
-    };
-    if table.on_missing_index == MissingIndex::Refuse {
-        return Err(CheckError::Invalid(reason));
-    }
-    tracing::warn!(table = %table.name, "{reason} (served anyway: on_missing_index is warn)");
-    Ok(())
+        .map(|row| row.get(0))
+        .collect();
+    Ok(!leading.is_empty() && leading.iter().all(|c| c == column))
 }
 
 /// One node of a plan, as far as the check reads it.

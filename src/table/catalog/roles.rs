@@ -66,6 +66,14 @@ fn probes(table: &TableConfig, catalog: &Catalog) -> Vec<Probe> {
             fix: "scope rows by a column of a type with `=` (text, an integer, uuid)".to_owned(),
         });
     }
+    probes.extend(key_probes(table, catalog));
+    probes
+}
+
+/// The probes of the key: each column on its own, and the whole key as one row.
+fn key_probes(table: &TableConfig, catalog: &Catalog) -> Vec<Probe> {
+    let places = &table.places;
+    let mut probes = Vec::new();
     for (i, key) in table.key.iter().enumerate() {
         let mut alone = table.clone();
         alone.key = vec![KeyColumn {
