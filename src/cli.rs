@@ -1,4 +1,5 @@
-//! The command line: `run`, `check` and `demo`. `main.rs` only parses arguments and calls these.
+//! The command line: `run`, `check`, `demo` and `health`. `main.rs` only parses arguments and
+//! calls these.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -8,7 +9,7 @@ use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 
 use crate::config::Config;
-use crate::server::{Server, shutdown_signal};
+use crate::server::{Overrides, Server, Source, signals};
 
 /// pagegate: keeps list APIs alive when their tables hold millions of rows.
 #[derive(Debug, Parser)]
@@ -31,6 +32,10 @@ pub enum Command {
         /// core by its CPU limit is best served by one.
         #[arg(long, env = "PAGEGATE_WORKERS")]
         workers: Option<std::num::NonZeroUsize>,
+        /// Where the admin listener listens, in place of the file's `admin.listen` (also on
+        /// every reload).
+        #[arg(long, env = "PAGEGATE_ADMIN_LISTEN")]
+        admin_listen: Option<SocketAddr>,
     },
     /// Validate a configuration file and print one line per route.
     Check {
@@ -43,6 +48,9 @@ pub enum Command {
         /// Where pagegate listens (default: the `listen` of config/demo.yaml, 127.0.0.1:8080).
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// Where the admin listener listens (default: 127.0.0.1:9090).
+        #[arg(long)]
+        admin_listen: Option<SocketAddr>,
         /// Rows in the demo table.
         #[arg(long, default_value_t = crate::demo::DEFAULT_ROWS)]
         rows: u64,
@@ -51,30 +59,89 @@ pub enum Command {
         #[arg(long)]
         postgres: Option<String>,
     },
+    /// Exit 0 when pagegate's `/ready` answers 200, else 1: a HEALTHCHECK for images without curl.
+    Health {
+        /// The admin listener's address.
+        #[arg(long, env = "PAGEGATE_ADMIN_LISTEN", default_value = "127.0.0.1:9090")]
+        admin: SocketAddr,
+    },
 }
 
 /// Runs a subcommand to completion.
 pub fn main(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Check { config } => check(&config),
-        Command::Run { config, workers } => match Config::load(&config) {
-            Ok(config) => {
-                // Outlives the runtime, so lines written as it drops the last bodies are kept.
-                let _log = crate::telemetry::init();
-                block_on(serve(config, None), workers)
-            }
-            Err(error) => {
-                eprintln!("{error}");
-                ExitCode::FAILURE
-            }
-        },
+        Command::Run {
+            config,
+            workers,
+            admin_listen,
+        } => {
+            let overrides: Overrides = Box::new(move |config: &mut Config| {
+                if let Some(addr) = admin_listen {
+                    config.server.admin_listen = Some(addr);
+                }
+            });
+            let source = Source::new(config, overrides);
+            let config = match source.load() {
+                Ok(config) => config,
+                Err(error) => {
+                    eprintln!("{error}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            // Outlives the runtime, so lines written as it drops the last bodies are kept.
+            let Some(_log) = logging() else {
+                return ExitCode::FAILURE;
+            };
+            block_on(serve(config, Some(source), None), workers)
+        }
         Command::Demo {
             listen,
+            admin_listen,
             rows,
             postgres,
         } => {
-            let _log = crate::telemetry::init();
-            block_on(demo(listen, rows, postgres), None)
+            let Some(_log) = logging() else {
+                return ExitCode::FAILURE;
+            };
+            block_on(demo((listen, admin_listen), rows, postgres), None)
+        }
+        Command::Health { admin } => block_on(health(admin), Some(std::num::NonZeroUsize::MIN)),
+    }
+}
+
+/// Starts logging, or says why it cannot.
+fn logging() -> Option<crate::telemetry::LogGuard> {
+    match crate::telemetry::init() {
+        Ok(guard) => Some(guard),
+        Err(error) => {
+            eprintln!("{error}");
+            None
+        }
+    }
+}
+
+/// `pagegate health`: `GET /ready` on the admin listener.
+async fn health(admin: SocketAddr) -> ExitCode {
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    let Ok(uri) = format!("http://{admin}/ready").parse::<http::Uri>() else {
+        return ExitCode::FAILURE;
+    };
+    let ask = client.get(uri);
+    match tokio::time::timeout(std::time::Duration::from_secs(5), ask).await {
+        Ok(Ok(response)) if response.status() == http::StatusCode::OK => ExitCode::SUCCESS,
+        Ok(Ok(response)) => {
+            eprintln!("{admin}/ready answered {}", response.status());
+            ExitCode::FAILURE
+        }
+        Ok(Err(error)) => {
+            eprintln!("cannot reach {admin}/ready: {error}");
+            ExitCode::FAILURE
+        }
+        Err(_) => {
+            eprintln!("{admin}/ready did not answer within 5s");
+            ExitCode::FAILURE
         }
     }
 }
@@ -182,27 +249,40 @@ async fn check_tables(config: Config) -> ExitCode {
     }
 }
 
-async fn serve(
-    config: Config,
-    banner: Option<Box<dyn FnOnce(SocketAddr) -> String + Send>>,
-) -> ExitCode {
-    let server = match Server::bind(config.clone()).await {
+/// What the demo prints once it listens, from pagegate's and the admin listener's addresses.
+type Banner = Box<dyn FnOnce(SocketAddr, Option<SocketAddr>) -> String + Send>;
+
+async fn serve(config: Config, source: Option<Source>, banner: Option<Banner>) -> ExitCode {
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
+    let mut server = match Server::bind(config.clone()).await {
         Ok(server) => server,
         Err(error) => {
             eprintln!("{error}");
             return ExitCode::FAILURE;
         }
     };
-    let addr = server.local_addr().unwrap_or(config.server.listen);
-    match banner {
-        Some(banner) => println!("{}", banner(addr)),
-        None => tracing::info!(%addr, routes = config.routes.len(), "pagegate listening"),
+    if let Some(source) = source {
+        server = server.with_source(source);
     }
-    server.run(shutdown_signal()).await;
+    let addr = server.local_addr().unwrap_or(config.server.listen);
+    let admin = server.admin_addr();
+    match banner {
+        Some(banner) => println!("{}", banner(addr, admin)),
+        None => tracing::info!(%addr, ?admin, routes = config.routes.len(), "pagegate listening"),
+    }
+    // SIGTERM and SIGINT drain (a second one exits at once); SIGHUP reloads.
+    tokio::spawn(signals(server.handle()));
+    server.run(std::future::pending()).await;
     ExitCode::SUCCESS
 }
 
-async fn demo(listen: Option<SocketAddr>, rows: u64, postgres: Option<String>) -> ExitCode {
+async fn demo(
+    (listen, admin_listen): (Option<SocketAddr>, Option<SocketAddr>),
+    rows: u64,
+    postgres: Option<String>,
+) -> ExitCode {
     let mut yaml = crate::demo::DEMO_CONFIG.to_owned();
     let mut table_rows = None;
     if let Some(url) = &postgres {
@@ -231,6 +311,9 @@ async fn demo(listen: Option<SocketAddr>, rows: u64, postgres: Option<String>) -
     if let Some(listen) = listen {
         config.server.listen = listen;
     }
+    if let Some(admin) = admin_listen {
+        config.server.admin_listen = Some(admin);
+    }
     let Some(backend) = crate::demo::backend_addr(&config) else {
         eprintln!("config/demo.yaml has no `demo` upstream");
         return ExitCode::FAILURE;
@@ -247,8 +330,9 @@ async fn demo(listen: Option<SocketAddr>, rows: u64, postgres: Option<String>) -
     tokio::spawn(crate::demo::serve_backend(listener, rows));
     serve(
         config,
-        Some(Box::new(move |proxy| {
-            let mut text = crate::demo::instructions(proxy, backend);
+        None,
+        Some(Box::new(move |proxy, admin| {
+            let mut text = crate::demo::instructions(proxy, backend, admin);
             if let Some(rows) = table_rows {
                 let more = crate::demo::postgres::instructions(proxy, rows);
                 text = text.replace("\nPress Ctrl-C", &format!("{more}\nPress Ctrl-C"));

@@ -33,7 +33,7 @@ pub(crate) mod problems;
 mod server;
 
 pub(crate) use problems::{ConfigError, ConfigProblem, Located, Position};
-pub(crate) use server::ServerConfig;
+pub(crate) use server::{AdminConfig, ServerConfig};
 
 /// A validated configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,6 +60,12 @@ pub struct Config {
     pub routes: Vec<Arc<RouteConfig>>,
     /// Cursor signing keys, when any route is a keyset route.
     pub cursors: Option<CursorSettings>,
+    /// Who may use the admin verbs, and what readiness requires.
+    pub admin: AdminConfig,
+    /// What the file says that still works but should change, as `FILE:LINE:COLUMN: …` lines.
+    pub warnings: Vec<String>,
+    /// The file as read, for `GET /config` (secrets redacted there) and its hash.
+    pub text: Arc<str>,
 }
 
 /// Where a route's answers come from.
@@ -133,10 +139,18 @@ impl Config {
 
     /// Parses and validates YAML text; `file` names it in errors.
     pub fn parse(file: &str, text: &str) -> Result<Self, ConfigError> {
-        let mut config = load::parse(text).map_err(|problems| ConfigError {
+        let (mut config, warnings) = load::parse(text).map_err(|problems| ConfigError {
             file: file.to_owned(),
             problems,
         })?;
+        if !warnings.is_empty() {
+            let warnings = ConfigError {
+                file: file.to_owned(),
+                problems: warnings,
+            };
+            config.warnings = warnings.to_string().lines().map(str::to_owned).collect();
+        }
+        config.text = Arc::from(text);
         // Problems the database check finds later are located in this file too.
         for route in &mut config.routes {
             if let Target::Table(table) = &mut Arc::make_mut(route).target {
@@ -144,6 +158,14 @@ impl Config {
             }
         }
         Ok(config)
+    }
+
+    /// The SHA-256 of the file as read, in hex: what `GET /config` and `pagegate_config_info`
+    /// name the running config by.
+    pub fn hash(&self) -> String {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(self.text.as_bytes());
+        digest.iter().map(|b| format!("{b:02x}")).collect()
     }
 
     /// The upstream a route or the default policy names. Validation guarantees it exists.

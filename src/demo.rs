@@ -181,7 +181,19 @@ pub(crate) fn backend_addr(config: &crate::config::Config) -> Option<SocketAddr>
 }
 
 /// Prints the commands that show each behaviour.
-pub(crate) fn instructions(proxy: SocketAddr, backend: SocketAddr) -> String {
+pub(crate) fn instructions(
+    proxy: SocketAddr,
+    backend: SocketAddr,
+    admin: Option<SocketAddr>,
+) -> String {
+    let admin = admin.map_or_else(String::new, |admin| {
+        format!(
+            "
+  # the admin listener: readiness with each backend's state, metrics, the running config
+  curl -s http://{admin}/ready; curl -s http://{admin}/metrics | grep pagegate_requests
+"
+        )
+    });
     format!(
         "\
 pagegate demo: a naive list API with {DEFAULT_ROWS} rows on http://{backend}, pagegate in front on http://{proxy}
@@ -212,7 +224,7 @@ pagegate demo: a naive list API with {DEFAULT_ROWS} rows on http://{backend}, pa
   # Retry-After, RateLimit-Policy and RateLimit (five may start per minute)
   curl -s --limit-rate 5M -o /dev/null http://{proxy}/events/export &
   sleep 0.5; curl -i http://{proxy}/events/export; wait
-
+{admin}
 Press Ctrl-C to stop.
 "
     )

@@ -61,7 +61,7 @@ pub use list::pagination::PaginationError;
 pub use list::scan::{DEFAULT_MAX_DEPTH, Event, ItemsPath, ScanError, Scanner};
 pub use proxy::router::{Refuse, RouteService};
 pub use proxy::stack::{RouteParts, route as route_stack};
-pub use server::{Handle, ReloadError, Server};
+pub use server::{Handle, Overrides, ReloadError, Server, Source};
 pub use telemetry::{AccessLogLayer, Metrics, Outcome, REQUEST_ID, RouteMetrics};
 pub use upstream::UpstreamError;
 

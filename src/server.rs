@@ -1,6 +1,6 @@
-//! The listener: HTTP/1.1 and h2c on one port (hyper-util `auto`), a connection cap, graceful
-//! shutdown on SIGTERM/SIGINT, the optional `/metrics` listener, and the current generation
-//! that every request is routed in ([`Handle::reload`] swaps it).
+//! The listener: HTTP/1.1 and h2c on one port (hyper-util `auto`), a connection cap, a drain
+//! before shutdown, the optional admin listener (probes, metrics, the operator's verbs), and
+//! the current generation that every request is routed in ([`Handle::reload`] swaps it).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -21,15 +21,20 @@ use crate::proxy::router::{Current, Router};
 use crate::telemetry::Metrics;
 use crate::{Body, BoxError, Request};
 
+mod admin;
 mod client_io;
 mod connection;
+mod handle;
 mod listener;
-mod metrics;
 mod peers;
 mod serving;
+mod shutdown;
 
+pub use handle::{Handle, Overrides, ReloadError, Source};
 pub(crate) use listener::accept;
 use serving::Serving;
+use shutdown::Drain;
+pub(crate) use shutdown::signals;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -67,68 +72,17 @@ pub enum StartError {
     },
 }
 
-/// Why a reload was refused; the running generation stays.
-#[derive(Debug, thiserror::Error)]
-pub enum ReloadError {
-    /// Settings that belong to the listener changed: their keys.
-    #[error(
-        "{} cannot change while pagegate runs: restart it to apply that change",
-        keys(.0)
-    )]
-    Fixed(Vec<&'static str>),
-    /// The new config does not build.
-    #[error(transparent)]
-    Build(#[from] BuildError),
-}
-
-/// `a`, `` `a` and `b` ``, `` `a`, `b` and `c` ``.
-fn keys(keys: &[&str]) -> String {
-    let quoted: Vec<String> = keys.iter().map(|k| format!("`{k}`")).collect();
-    match quoted.split_last() {
-        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
-        _ => quoted.concat(),
-    }
-}
-
 /// A bound, not yet running proxy. Binding first lets tests and the demo learn the port.
 pub struct Server {
     config: Arc<Config>,
     listener: TcpListener,
-    metrics_listener: Option<TcpListener>,
+    admin_listener: Option<TcpListener>,
     /// Open files left beyond what `max_connections` needs (for the waiting room).
     spare_files: u64,
     metrics: Arc<Metrics>,
     current: Current,
-}
-
-/// Swaps the generation a running server routes in.
-#[derive(Debug, Clone)]
-pub struct Handle {
-    current: Current,
-    metrics: Arc<Metrics>,
-}
-
-impl Handle {
-    /// Builds `config` beside the running generation, reusing what did not change, and swaps it
-    /// in: requests from then on (on open connections too) use it; requests in flight finish
-    /// on the stacks they started on.
-    pub fn reload(&self, config: Config) -> Result<(), ReloadError> {
-        let previous = self.current.load_full();
-        let running = previous.config();
-        // What the listener fixed at start; a reload that changes it is refused, by name.
-        let fixed = running.server.differences(&config.server);
-        if !fixed.is_empty() {
-            return Err(ReloadError::Fixed(fixed));
-        }
-        let next = Generation::build(config, Some(&previous), &self.metrics)?;
-        self.current.store(Arc::new(next));
-        Ok(())
-    }
-
-    /// The generation requests are routed in now.
-    pub fn generation(&self) -> Arc<Generation> {
-        self.current.load_full()
-    }
+    drain: Arc<Drain>,
+    source: Option<Arc<Source>>,
 }
 
 impl Server {
@@ -157,25 +111,37 @@ impl Server {
         }
         let config = Arc::clone(generation.config());
         let listener = listener::bind(config.server.listen).await?;
-        let metrics_listener = match config.server.metrics_listen {
+        let admin_listener = match config.server.admin_listen {
             Some(addr) => Some(listener::bind(addr).await?),
             None => None,
         };
+        metrics.lifecycle.running(&config.hash());
         Ok(Self {
             config,
             listener,
-            metrics_listener,
+            admin_listener,
             spare_files,
             metrics,
             current: Arc::new(ArcSwap::from_pointee(generation)),
+            drain: Arc::new(Drain::default()),
+            source: None,
         })
     }
 
-    /// A handle to reload the running server.
+    /// Reloads read the config from `source` (SIGHUP, `POST /reload`).
+    #[must_use]
+    pub fn with_source(mut self, source: Source) -> Self {
+        self.source = Some(Arc::new(source));
+        self
+    }
+
+    /// A handle to reload and drain the running server.
     pub fn handle(&self) -> Handle {
         Handle {
             current: Arc::clone(&self.current),
             metrics: Arc::clone(&self.metrics),
+            drain: Arc::clone(&self.drain),
+            source: self.source.clone(),
         }
     }
 
@@ -184,22 +150,26 @@ impl Server {
         self.listener.local_addr()
     }
 
-    /// The metrics listener's address, when configured.
-    pub fn metrics_addr(&self) -> Option<SocketAddr> {
-        self.metrics_listener
+    /// The admin listener's address, when configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_listener
             .as_ref()
             .and_then(|l| l.local_addr().ok())
     }
 
-    /// Serves until `shutdown` completes, then lets open requests finish within the grace period.
+    /// Serves until `shutdown` completes or a drain starts ([`Handle::drain`]); then `/ready`
+    /// answers 503 while traffic is still served for `drain_delay`, the listener closes, and
+    /// open requests get `shutdown_grace` to finish.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let settings = &self.config.server;
         // Shutdown: a signal every connection task watches, and a channel whose last sender
         // (one per connection task) closes when the last connection has ended.
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let (alive_tx, mut alive_rx) = tokio::sync::mpsc::channel::<()>(1);
-        if let Some(listener) = self.metrics_listener {
-            tokio::spawn(metrics::serve(listener, Arc::clone(&self.metrics)));
+        let handle = self.handle();
+        if let Some(listener) = self.admin_listener {
+            let admin = admin::Admin::new(handle.clone(), settings);
+            tokio::spawn(admin::serve(listener, admin));
         }
         let admission = listener::Admission {
             peers: peers::Peers::new(
@@ -221,9 +191,18 @@ impl Server {
             Arc::clone(&admission.slots),
             (stop_rx, alive_tx.clone()),
         ));
-        listener::accept_clients(&self.listener, &serving, &admission, shutdown).await;
+        let (drain, delay) = (Arc::clone(&self.drain), settings.drain_delay);
+        let stop_accepting = async move {
+            tokio::select! {
+                () = shutdown => drain.start("shutdown"),
+                () = drain.started() => {}
+            }
+            tokio::time::sleep(delay).await;
+        };
+        listener::accept_clients(&self.listener, &serving, &admission, stop_accepting).await;
         drop(serving);
         drop(self.listener);
+        drop(handle);
         tracing::info!(grace = ?settings.shutdown_grace, "shutting down");
         let _ = stop_tx.send(true);
         drop(alive_tx);
@@ -288,20 +267,4 @@ fn open_files(max_connections: usize) -> Result<u64, StartError> {
         });
     }
     Ok(limit - need)
-}
-
-/// Resolves on SIGTERM or SIGINT.
-pub(crate) async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
-    }
 }

@@ -6,7 +6,6 @@
 //! a slow or full stdout drops lines (counted in `pagegate_log_dropped_lines`) rather than
 //! stall requests.
 
-use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
@@ -16,49 +15,15 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 mod access_log;
+mod lifecycle;
 pub(crate) mod log_writer;
+mod logging;
 
 pub(crate) use access_log::AccessLog;
 pub use access_log::{AccessLogLayer, Outcome, REQUEST_ID};
-use log_writer::{BufferedLog, DropCounter, FlushGuard};
-
-/// The log writer's drop counter, set once by [`init`] and read when metrics are scraped.
-static LOG_DROPS: OnceLock<DropCounter> = OnceLock::new();
-
-/// Keeps the log writer's thread alive; dropping it writes what is buffered.
-#[derive(Debug)]
-pub(crate) struct LogGuard(#[allow(dead_code)] Option<FlushGuard>);
-
-/// Starts logging. `RUST_LOG` picks the level (default `info`); `PAGEGATE_LOG_FORMAT=json`
-/// writes one JSON object per line, for log shippers. Colours only when stdout is a terminal.
-pub(crate) fn init() -> LogGuard {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let Ok((writer, guard)) = BufferedLog::spawn(std::io::stdout()) else {
-        eprintln!("cannot start the log writer thread; logging to stderr");
-        let _ = tracing_subscriber::fmt()
-            .with_writer(std::io::stderr)
-            .try_init();
-        return LogGuard(None);
-    };
-    let drops = writer.drop_counter();
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_ansi(std::io::stdout().is_terminal())
-        .with_writer(writer);
-    let result = if std::env::var("PAGEGATE_LOG_FORMAT").is_ok_and(|f| f == "json") {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
-    };
-    // A second init (tests start many proxies in one process) keeps the first subscriber.
-    if result.is_err() {
-        return LogGuard(None);
-    }
-    let _ = LOG_DROPS.set(drops);
-    LogGuard(Some(guard))
-}
+pub(crate) use lifecycle::Lifecycle;
+use logging::LOG_DROPS;
+pub(crate) use logging::{LogGuard, init, set_log_filter};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -110,6 +75,8 @@ pub struct Metrics {
     reported: Family<ReportLabels, Counter>,
     log_dropped: Counter,
     log_dropped_seen: AtomicU64,
+    /// Reloads, readiness and backends' reachability.
+    pub(crate) lifecycle: Lifecycle,
 }
 
 impl Default for Metrics {
@@ -157,8 +124,10 @@ impl Default for Metrics {
             "Log lines dropped because the log writer could not keep up",
             log_dropped.clone(),
         );
+        let lifecycle = Lifecycle::new(&mut registry);
         Self {
             registry,
+            lifecycle,
             requests,
             list_cuts,
             order_violations,

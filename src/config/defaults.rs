@@ -8,6 +8,13 @@ use std::time::Duration;
 pub(crate) const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// How long open requests may finish after SIGTERM/SIGINT before they are cut (10 seconds).
 pub(crate) const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How long `/ready` answers 503 after SIGTERM while traffic is still served (5 seconds):
+/// Kubernetes keeps routing to a terminating pod until its endpoints update.
+pub(crate) const DEFAULT_DRAIN_DELAY: Duration = Duration::from_secs(5);
+/// Most connections the admin listener serves at once: probes and scrapes, not clients.
+pub(crate) const DEFAULT_ADMIN_MAX_CONNECTIONS: usize = 16;
+/// Peers the admin verbs answer: loopback only, as linkerd's admin does.
+pub(crate) const DEFAULT_ADMIN_ALLOW: [&str; 2] = ["127.0.0.1/32", "::1/128"];
 /// Time a client has to send a whole request head, from when its connection starts waiting for
 /// one: a new connection's first bytes, and an idle HTTP/1 keep-alive connection's next request
 /// (10 seconds).

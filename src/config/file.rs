@@ -14,7 +14,10 @@ use serde_saphyr::Spanned;
 #[serde(deny_unknown_fields)]
 pub(crate) struct FileConfig {
     pub(crate) listen: Option<Spanned<String>>,
+    /// Read as `admin.listen`, with a warning.
     pub(crate) metrics_listen: Option<Spanned<String>>,
+    pub(crate) admin: Option<Spanned<FileAdmin>>,
+    pub(crate) drain_delay: Option<Spanned<String>>,
     pub(crate) shutdown_grace: Option<Spanned<String>>,
     pub(crate) max_connections: Option<Spanned<u64>>,
     pub(crate) max_connections_per_client: Option<Spanned<u64>>,
@@ -40,6 +43,16 @@ pub(crate) struct FileConfig {
     pub(crate) postgres: BTreeMap<String, Spanned<FilePostgres>>,
     #[serde(default)]
     pub(crate) routes: Vec<Spanned<FileRoute>>,
+}
+
+/// The admin listener: probes, metrics, the active config and the operator's verbs.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileAdmin {
+    pub(crate) listen: Option<Spanned<String>>,
+    pub(crate) allow: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(crate) ready_requires: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(crate) max_connections: Option<Spanned<u64>>,
 }
 
 /// What happens to a request that matches no route.

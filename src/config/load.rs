@@ -26,7 +26,8 @@ mod values;
 use values::Problems;
 
 /// Parses YAML text into a validated config, or every problem found.
-pub(super) fn parse(text: &str) -> Result<Config, Vec<Located>> {
+/// The config, and the warnings about it, unless a problem was found.
+pub(super) fn parse(text: &str) -> Result<(Config, Vec<Located>), Vec<Located>> {
     let options = serde_saphyr::options! {
         duplicate_keys: serde_saphyr::DuplicateKeyPolicy::Error,
         strict_booleans: true,
@@ -39,7 +40,15 @@ pub(super) fn parse(text: &str) -> Result<Config, Vec<Located>> {
             problem: ConfigProblem::Syntax(syntax_message(&e, at.and_then(|at| token(text, at)))),
         }]
     })?;
-    Config::try_from(file)
+    let mut p = Problems::default();
+    let config = read(&mut p, &file);
+    match config {
+        Some(config) if p.0.is_empty() => Ok((config, p.1)),
+        _ => {
+            p.0.sort_by_key(|l| l.at.map(|at| (at.line, at.column)));
+            Err(p.0)
+        }
+    }
 }
 
 /// The parser's message without its own location suffix (the position is printed in front),
@@ -78,58 +87,46 @@ type Upstreams = BTreeMap<String, Arc<UpstreamConfig>>;
 /// Databases by name.
 type Databases = BTreeMap<String, Arc<PostgresConfig>>;
 
-impl TryFrom<FileConfig> for Config {
-    type Error = Vec<Located>;
-
-    fn try_from(file: FileConfig) -> Result<Self, Self::Error> {
-        let mut p = Problems::default();
-        let server = server::server(&mut p, &file);
-        let (upstreams, postgres) = backends(&mut p, &file);
-        let default = default_policy(&mut p, &file, &upstreams);
-        let redis = file.redis.as_ref().map(|r| limits::redis(&mut p, r));
-        let default_limits = file
+/// The typed config of `file`, every problem reported in `p`; `None` when one stopped it.
+fn read(p: &mut Problems, file: &FileConfig) -> Option<Config> {
+    let server = server::server(p, file);
+    let (upstreams, postgres) = backends(p, file);
+    let admin = server::admin(p, file, (&upstreams, &postgres));
+    let default = default_policy(p, file, &upstreams);
+    let redis = file.redis.as_ref().map(|r| limits::redis(p, r));
+    let default_limits = file
+        .default
+        .as_ref()
+        .and_then(|d| d.value.limits.as_ref())
+        .map(|l| limits::limits(p, l, redis.is_some()));
+    let cursors = file.cursors.as_ref().and_then(|c| cursors(p, c));
+    let codec = cursors.as_ref().map(|c| &c.codec);
+    let routes = routes(p, file, (&upstreams, &postgres), codec, redis.is_some());
+    let table = overlaps(p, file, &routes);
+    let (max_held_bytes, max_held_bytes_per_client) = held_budget(p, file, &routes);
+    // Every route is there when nothing was reported.
+    let routes: Option<Vec<_>> = routes.into_iter().map(|r| r.config).collect();
+    table?;
+    Some(Config {
+        server: server?,
+        max_held_bytes,
+        max_held_bytes_per_client,
+        default,
+        default_limits,
+        default_allow_read_body: file
             .default
             .as_ref()
-            .and_then(|d| d.value.limits.as_ref())
-            .map(|l| limits::limits(&mut p, l, redis.is_some()));
-        let cursors = file.cursors.as_ref().and_then(|c| cursors(&mut p, c));
-        let codec = cursors.as_ref().map(|c| &c.codec);
-        let routes = routes(
-            &mut p,
-            &file,
-            (&upstreams, &postgres),
-            codec,
-            redis.is_some(),
-        );
-        let table = overlaps(&mut p, &file, &routes);
-        let (max_held_bytes, max_held_bytes_per_client) = held_budget(&mut p, &file, &routes);
-        // Every route is there when nothing was reported.
-        let routes: Option<Vec<_>> = routes.into_iter().map(|r| r.config).collect();
-
-        match (p.0.is_empty(), server, table, routes) {
-            (true, Some(server), Some(()), Some(routes)) => Ok(Config {
-                server,
-                max_held_bytes,
-                max_held_bytes_per_client,
-                default,
-                default_limits,
-                default_allow_read_body: file
-                    .default
-                    .as_ref()
-                    .and_then(|d| d.value.allow_read_body)
-                    .unwrap_or(false),
-                redis,
-                postgres,
-                upstreams,
-                routes,
-                cursors,
-            }),
-            _ => {
-                p.0.sort_by_key(|l| l.at.map(|at| (at.line, at.column)));
-                Err(p.0)
-            }
-        }
-    }
+            .and_then(|d| d.value.allow_read_body)
+            .unwrap_or(false),
+        redis,
+        postgres,
+        upstreams,
+        routes: routes?,
+        cursors,
+        admin,
+        warnings: Vec::new(),
+        text: Arc::from(""),
+    })
 }
 
 /// `max_held_bytes` and each client's share of it, checked against the largest list page.

@@ -11,9 +11,15 @@ use std::time::Duration;
 pub struct ServerConfig {
     /// Where clients connect.
     pub listen: SocketAddr,
-    /// Where Prometheus scrapes `/metrics`; no metrics listener when unset.
-    pub metrics_listen: Option<SocketAddr>,
-    /// How long open requests may finish after a shutdown signal.
+    /// The admin listener's address (`admin.listen`): probes, metrics, the active config and
+    /// the operator's verbs; none when unset.
+    pub admin_listen: Option<SocketAddr>,
+    /// Most connections the admin listener serves at once (`admin.max_connections`).
+    pub admin_max_connections: usize,
+    /// How long `/ready` answers 503 while traffic is still served, after a shutdown signal
+    /// and before the listener closes.
+    pub drain_delay: Duration,
+    /// How long open requests may finish after the listener closes.
     pub shutdown_grace: Duration,
     /// Most client connections served at once.
     pub max_connections: usize,
@@ -48,13 +54,15 @@ impl ServerConfig {
                 // Destructured whole, so a field added later fails to compile until listed.
                 let Self { $($key),* } = self;
                 $(if *$key != other.$key {
-                    keys.push(stringify!($key));
+                    keys.push(file_key(stringify!($key)));
                 })*
             };
         }
         compare!(
             listen,
-            metrics_listen,
+            admin_listen,
+            admin_max_connections,
+            drain_delay,
             shutdown_grace,
             max_connections,
             max_connections_per_client,
@@ -70,4 +78,22 @@ impl ServerConfig {
         );
         keys
     }
+}
+
+/// The key a field is written as in the file.
+fn file_key(field: &'static str) -> &'static str {
+    match field {
+        "admin_listen" => "admin.listen",
+        "admin_max_connections" => "admin.max_connections",
+        other => other,
+    }
+}
+
+/// The admin listener's settings that reload: who may use its verbs, and what readiness needs.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AdminConfig {
+    /// Peers answered on `POST /reload`, `POST /drain` and `PUT /log-level`.
+    pub allow: Vec<ipnet::IpNet>,
+    /// Upstreams and databases, by name, whose reachability `/ready` requires.
+    pub ready_requires: Vec<String>,
 }

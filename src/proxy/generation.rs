@@ -178,6 +178,11 @@ impl Generation {
         self.upstreams.get(name)
     }
 
+    /// The databases table routes read from, by name.
+    pub(crate) fn databases(&self) -> &BTreeMap<String, Arc<Database>> {
+        &self.databases
+    }
+
     /// The budget all held list pages share.
     pub fn held_budget(&self) -> &Arc<HeldBudget> {
         &self.room

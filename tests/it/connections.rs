@@ -35,7 +35,7 @@ async fn a_burst_of_newcomers_at_max_connections_is_answered_every_one() {
     .await;
     let yaml = "
 max_connections: 100
-metrics_listen: 127.0.0.1:0
+admin: {listen: 127.0.0.1:0}
 default: {action: pass, upstream: app}
 upstreams: {app: {url: '{upstream}'}}
 ";
@@ -104,7 +104,7 @@ async fn a_trickled_head_is_evicted_first_and_closed_at_once() {
     let yaml = "
 max_connections: 3
 header_read_timeout: 30s
-metrics_listen: 127.0.0.1:0
+admin: {listen: 127.0.0.1:0}
 default: {action: pass, upstream: app}
 upstreams: {app: {url: '{upstream}'}}
 ";

@@ -18,6 +18,7 @@ async fn demo() -> (SocketAddr, SocketAddr) {
     tokio::spawn(serve_backend(listener, DEFAULT_ROWS));
     let yaml = DEMO_CONFIG
         .replace("listen: 127.0.0.1:8080", "listen: 127.0.0.1:0")
+        .replace("listen: 127.0.0.1:9090", "listen: 127.0.0.1:0")
         .replace("http://127.0.0.1:8081", &format!("http://{backend}"));
     let config = Config::parse("demo.yaml", &yaml).expect("demo config");
     let server = Server::bind(config).await.expect("bind proxy");
@@ -167,7 +168,8 @@ async fn the_postgres_demo_serves_its_table_as_pages_and_exports() {
         5_000
     );
     let yaml = format!("{DEMO_CONFIG}{}", pagegate::demo_postgres_yaml(&pg.url))
-        .replace("listen: 127.0.0.1:8080", "listen: 127.0.0.1:0");
+        .replace("listen: 127.0.0.1:8080", "listen: 127.0.0.1:0")
+        .replace("listen: 127.0.0.1:9090", "listen: 127.0.0.1:0");
     let config = Config::parse("demo.yaml", &yaml).expect("demo config with postgres");
     let server = Server::bind(config).await.expect("bind proxy");
     let proxy = server.local_addr().expect("addr");

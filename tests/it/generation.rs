@@ -187,7 +187,7 @@ async fn a_reload_that_moves_the_listener_is_refused_and_changes_nothing() {
     let upstream = Upstream::json("[]").await;
     let proxy = Proxy::start(BEFORE, &upstream).await;
     let moved = format!(
-        "listen: 127.0.0.1:1\n{}",
+        "listen: 127.0.0.1:1\ndrain_delay: 0s\n{}",
         BEFORE.replace("{upstream}", &upstream.url())
     );
     let config = pagegate::Config::parse("moved.yaml", &moved).expect("valid");

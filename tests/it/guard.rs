@@ -334,7 +334,7 @@ async fn cuts_order_violations_and_answers_are_counted_in_metrics() {
     })
     .await;
     let yaml = "
-metrics_listen: 127.0.0.1:0
+admin: {listen: 127.0.0.1:0}
 upstreams: {app: {url: '{upstream}'}}
 cursors: {keys: [{id: 1, secret: 0123456789abcdef0123456789abcdef}]}
 routes:
@@ -353,7 +353,7 @@ routes:
         Some("items")
     );
     get(&proxy.url("/sorted")).await.problem(502);
-    let metrics = proxy.metrics.expect("metrics listener");
+    let metrics = proxy.admin.expect("metrics listener");
     let text = get(&format!("http://{metrics}/metrics")).await.text();
     for line in [
         "pagegate_list_cuts_total{route=\"events\",reason=\"items\"} 1",

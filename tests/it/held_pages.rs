@@ -43,7 +43,7 @@ async fn pages_held_by_clients_that_never_read_cannot_lock_out_another_client() 
     // Each address may hold two pages (12 MiB); four addresses hold more than the 36 MiB
     // budget. send_timeout alone would keep each pinned for a minute.
     let yaml = "
-metrics_listen: 127.0.0.1:0
+admin: {listen: 127.0.0.1:0}
 send_timeout: 60s
 max_held_bytes: 36MiB
 max_held_bytes_per_client: 12MiB

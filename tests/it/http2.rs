@@ -88,7 +88,7 @@ async fn a_paced_reset_loop_is_cut_off() {
     })
     .await;
     let yaml = "
-metrics_listen: 127.0.0.1:0
+admin: {listen: 127.0.0.1:0}
 http2_max_resets: 20
 default: {action: pass, upstream: app}
 upstreams: {app: {url: '{upstream}'}}
@@ -122,7 +122,7 @@ upstreams: {app: {url: '{upstream}'}}
         "{} requests reached the backend",
         upstream.seen().len()
     );
-    let metrics = proxy.metrics.expect("a metrics listener");
+    let metrics = proxy.admin.expect("a metrics listener");
     let text = crate::support::get(&format!("http://{metrics}/metrics"))
         .await
         .text();

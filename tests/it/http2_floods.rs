@@ -16,7 +16,7 @@ use tokio::net::TcpStream;
 /// A proxy with a metrics listener passing everything to `upstream`.
 async fn pass_through(upstream: &Upstream, extra: &str) -> Proxy {
     let yaml = format!(
-        "metrics_listen: 127.0.0.1:0
+        "admin: {{listen: 127.0.0.1:0}}
 {extra}
 default: {{action: pass, upstream: app}}
 upstreams: {{app: {{url: '{{upstream}}'}}}}

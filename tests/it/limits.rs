@@ -170,7 +170,7 @@ async fn silent_sockets_at_max_connections_do_not_lock_a_new_client_out() {
     // can make room.
     let yaml = "max_connections: 100
 header_read_timeout: 30s
-metrics_listen: 127.0.0.1:0
+admin: {listen: 127.0.0.1:0}
 default: {action: pass, upstream: app}
 upstreams: {app: {url: '{upstream}'}}
 ";
@@ -382,7 +382,7 @@ async fn clients_holding_pages_they_never_read_cannot_starve_another_client() {
 async fn every_protection_is_counted_in_metrics() {
     let upstream = Upstream::start(|_| async { json_response("[]") }).await;
     let yaml = format!(
-        "metrics_listen: 127.0.0.1:0\n{YAML}routes:\n  - {{name: events, path: /events, methods: [GET], upstream: app, list: {{}}}}\n"
+        "admin: {{listen: 127.0.0.1:0}}\n{YAML}routes:\n  - {{name: events, path: /events, methods: [GET], upstream: app, list: {{}}}}\n"
     );
     let proxy = Proxy::start(&yaml, &upstream).await;
     // A silent socket, closed at header_read_timeout.
@@ -396,7 +396,7 @@ async fn every_protection_is_counted_in_metrics() {
         .expect("write");
     let (answer, _) = until_closed(&mut lower, Duration::from_secs(5)).await;
     assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 400"));
-    let metrics = proxy.metrics.expect("a metrics listener");
+    let metrics = proxy.admin.expect("a metrics listener");
     let text = crate::support::get(&format!("http://{metrics}/metrics"))
         .await
         .text();

@@ -25,7 +25,7 @@ fn a_metrics_listener_out_of_file_descriptors_does_not_spin() {
     std::fs::write(
         &path,
         format!(
-            "listen: 127.0.0.1:{port}\nmetrics_listen: 127.0.0.1:{metrics}\naccess_log: false\n\
+            "listen: 127.0.0.1:{port}\nadmin: {{listen: 127.0.0.1:{metrics}, max_connections: 1024}}\naccess_log: false\n\
              max_connections: 8\nupstreams: {{app: {{url: 'http://127.0.0.1:9'}}}}\n\
              default: {{action: deny}}\n"
         ),

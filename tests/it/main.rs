@@ -4,6 +4,7 @@
 mod support;
 
 mod access_log;
+mod admin;
 mod check;
 mod connections;
 mod demo;
@@ -27,6 +28,7 @@ mod postgres_settings;
 mod proxy;
 mod rate_limits;
 mod shared_limits;
+mod signals;
 mod stack;
 mod type_matrix;
 mod upgrades;

@@ -257,7 +257,7 @@ async fn report_only_forwards_everything_unchanged_and_says_what_would_have_happ
     })
     .await;
     let yaml = "
-metrics_listen: 127.0.0.1:0
+admin: {listen: 127.0.0.1:0}
 default: {action: deny}
 upstreams: {app: {url: '{upstream}'}}
 routes:

@@ -13,7 +13,7 @@ use http_body_util::BodyExt;
 fn yaml(settings: &str, limits: &str) -> String {
     format!(
         "{settings}
-metrics_listen: 127.0.0.1:0
+admin: {{listen: 127.0.0.1:0}}
 default: {{action: pass, upstream: app}}
 upstreams: {{app: {{url: '{{upstream}}'}}}}
 routes:

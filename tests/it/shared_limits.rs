@@ -158,7 +158,7 @@ async fn when_redis_dies_open_falls_back_closed_refuses_and_both_recover_by_them
     let upstream = Upstream::json("[]").await;
     let yaml = format!(
         "redis: {{url: '{}', timeout: 100ms}}
-metrics_listen: 127.0.0.1:0
+admin: {{listen: 127.0.0.1:0}}
 default: {{action: deny}}
 upstreams: {{app: {{url: '{{upstream}}'}}}}
 routes:

@@ -133,8 +133,8 @@ pub fn json_response(body: impl Into<Bytes>) -> http::Response<Body> {
 /// A running pagegate.
 pub struct Proxy {
     pub addr: SocketAddr,
-    /// The metrics listener, when the YAML sets `metrics_listen`.
-    pub metrics: Option<SocketAddr>,
+    /// The admin listener, when the YAML sets `admin.listen`.
+    pub admin: Option<SocketAddr>,
     /// Reloads the running proxy.
     pub handle: Handle,
     stop: Option<oneshot::Sender<()>>,
@@ -158,8 +158,14 @@ impl Proxy {
     /// Starts pagegate as [`Proxy::start_url`] does, or gives the start's error (the config
     /// must be valid).
     pub async fn try_start_url(yaml: &str, upstream_url: &str) -> Result<Self, String> {
+        // No drain delay unless the test asks for one: stopping is then immediate.
+        let drain = if yaml.contains("drain_delay") {
+            ""
+        } else {
+            "drain_delay: 0s\n"
+        };
         let yaml = format!(
-            "listen: 127.0.0.1:0\n{}",
+            "listen: 127.0.0.1:0\n{drain}{}",
             yaml.replace("{upstream}", upstream_url)
         );
         let config = match Config::parse("test.yaml", &yaml) {
@@ -168,7 +174,7 @@ impl Proxy {
         };
         let server = Server::bind(config).await.map_err(|e| e.to_string())?;
         let addr = server.local_addr().expect("proxy addr");
-        let metrics = server.metrics_addr();
+        let admin = server.admin_addr();
         let handle = server.handle();
         let (stop, stopped) = oneshot::channel::<()>();
         let done = tokio::spawn(server.run(async move {
@@ -176,7 +182,7 @@ impl Proxy {
         }));
         Ok(Self {
             addr,
-            metrics,
+            admin,
             handle,
             stop: Some(stop),
             done: Some(done),
@@ -187,9 +193,9 @@ impl Proxy {
         format!("http://{}{path_and_query}", self.addr)
     }
 
-    /// The `/metrics` text (the YAML must set `metrics_listen`).
+    /// The `/metrics` text (the YAML must set `admin.listen`).
     pub async fn metrics_text(&self) -> String {
-        let addr = self.metrics.expect("a metrics listener (metrics_listen)");
+        let addr = self.admin.expect("an admin listener (admin.listen)");
         get(&format!("http://{addr}/metrics")).await.text()
     }
 
@@ -204,9 +210,18 @@ impl Proxy {
 
     /// Reloads YAML written as for [`Proxy::start_url`], keeping the listen address.
     pub fn reload(&self, yaml: &str, upstream_url: &str) -> Result<(), pagegate::ReloadError> {
+        let running = self.handle.generation();
+        let drain = if yaml.contains("drain_delay") {
+            String::new()
+        } else {
+            format!(
+                "drain_delay: {}ms\n",
+                running.config().server.drain_delay.as_millis()
+            )
+        };
         let yaml = format!(
-            "listen: {}\n{}",
-            self.handle.generation().config().server.listen,
+            "listen: {}\n{drain}{}",
+            running.config().server.listen,
             yaml.replace("{upstream}", upstream_url)
         );
         let config = Config::parse("test.yaml", &yaml)
@@ -322,4 +337,14 @@ pub fn assert_metrics(text: &str, lines: &[&str]) {
     for line in lines {
         assert!(text.contains(line), "{line} missing from:\n{text}");
     }
+}
+
+/// A fresh, empty directory for one test's files, named by `what` and the process.
+pub fn scratch_dir(what: &str) -> std::path::PathBuf {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("pagegate-{what}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
 }

@@ -175,7 +175,7 @@ async fn upgrades_queued_behind_full_tunnels_are_answered_not_dropped() {
     let backend = echo_backend().await;
     let yaml = "
 max_connections: 10
-metrics_listen: 127.0.0.1:0
+admin: {listen: 127.0.0.1:0}
 default: {action: pass, upstream: app}
 upstreams: {app: {url: '{upstream}', idle_timeout: 30s}}
 ";

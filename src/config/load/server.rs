@@ -7,10 +7,11 @@ use std::str::FromStr;
 use serde_saphyr::Spanned;
 
 use super::Problems;
+use super::{Databases, Upstreams};
 use crate::client_addr::TrustedProxies;
-use crate::config::ServerConfig;
 use crate::config::defaults::*;
 use crate::config::file::FileConfig;
+use crate::config::{AdminConfig, ServerConfig};
 
 /// The listener's settings; `None` when `listen` is not an address (the problem is recorded).
 pub(super) fn server(p: &mut Problems, file: &FileConfig) -> Option<ServerConfig> {
@@ -18,10 +19,7 @@ pub(super) fn server(p: &mut Problems, file: &FileConfig) -> Option<ServerConfig
         Some(l) => p.address(l, "listen"),
         None => SocketAddr::from_str(DEFAULT_LISTEN).ok(),
     };
-    let metrics_listen = file
-        .metrics_listen
-        .as_ref()
-        .and_then(|m| p.address(m, "metrics_listen"));
+    let (admin_listen, admin_max_connections) = admin_listener(p, file);
     let (max_connections, max_connections_per_client) = connections(p, file);
     let trusted_proxies = trusted_proxies(p, file);
     let max_head_bytes = p.size(
@@ -32,11 +30,18 @@ pub(super) fn server(p: &mut Problems, file: &FileConfig) -> Option<ServerConfig
         " (a head's memory is held per connection: max_connections x max_head_bytes)",
     );
     let http2_max_resets = http2_max_resets(p, file);
+    let drain_delay = p.delay(
+        file.drain_delay.as_ref(),
+        "drain_delay",
+        DEFAULT_DRAIN_DELAY,
+    );
     let mut duration =
         |value: &Option<Spanned<String>>, key, default| p.duration(value.as_ref(), key, default);
     Some(ServerConfig {
         listen: listen?,
-        metrics_listen,
+        admin_listen,
+        admin_max_connections,
+        drain_delay,
         shutdown_grace: duration(
             &file.shutdown_grace,
             "shutdown_grace",
@@ -70,6 +75,38 @@ pub(super) fn server(p: &mut Problems, file: &FileConfig) -> Option<ServerConfig
         trusted_proxies,
         access_log: file.access_log.unwrap_or(DEFAULT_ACCESS_LOG),
     })
+}
+
+/// `admin.listen` (or `metrics_listen`, its old name) and `admin.max_connections`.
+fn admin_listener(p: &mut Problems, file: &FileConfig) -> (Option<SocketAddr>, usize) {
+    let admin = file.admin.as_ref().map(|a| &a.value);
+    let admin_listen = match (admin.and_then(|a| a.listen.as_ref()), &file.metrics_listen) {
+        (Some(_), Some(old)) => {
+            p.invalid(
+                old,
+                "metrics_listen",
+                "and `admin.listen` are both set: `admin.listen` replaced it; remove metrics_listen".to_owned(),
+            );
+            None
+        }
+        (Some(listen), None) => p.address(listen, "admin.listen"),
+        (None, Some(old)) => {
+            let reason = "is read as `admin.listen`, which replaced it: write `admin: {listen: …}`";
+            p.warn(old, "metrics_listen", reason.to_owned());
+            p.address(old, "metrics_listen")
+        }
+        (None, None) => None,
+    };
+    let admin_max_connections = admin
+        .and_then(|a| a.max_connections.as_ref())
+        .and_then(|m| {
+            let fix = "keep it between 1 and 1024: probes and scrapes need few";
+            p.whole(m, "admin.max_connections", 1..=1024, fix)
+        })
+        .map_or(DEFAULT_ADMIN_MAX_CONNECTIONS, |n| {
+            usize::try_from(n).unwrap_or(DEFAULT_ADMIN_MAX_CONNECTIONS)
+        });
+    (admin_listen, admin_max_connections)
 }
 
 /// `max_connections` and `max_connections_per_client`.
@@ -106,22 +143,8 @@ fn trusted_proxies(p: &mut Problems, file: &FileConfig) -> TrustedProxies {
             "was replaced by `trusted_proxies`: list the addresses of the proxies in front of pagegate, e.g. `trusted_proxies: [10.0.0.0/8]`; with none listed, clients' forwarding headers are replaced".to_owned(),
         );
     }
-    let mut nets = Vec::new();
-    for entry in &file.trusted_proxies {
-        let text = entry.value.trim();
-        let net = text
-            .parse::<ipnet::IpNet>()
-            .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
-        match net {
-            Ok(net) => nets.push(net.trunc()),
-            Err(_) => p.invalid(
-                entry,
-                "trusted_proxies",
-                format!("contains {text:?}: write an address or a CIDR range, such as 10.0.0.5 or 10.0.0.0/8"),
-            ),
-        }
-    }
-    TrustedProxies::new(nets)
+    let nets = file.trusted_proxies.iter();
+    TrustedProxies::new(nets.filter_map(|e| net(p, e, "trusted_proxies")).collect())
 }
 
 /// `http2_max_resets`: streams a client may cancel per connection within 10 s.
@@ -141,4 +164,72 @@ fn http2_max_resets(p: &mut Problems, file: &FileConfig) -> NonZeroU32 {
             );
             DEFAULT_HTTP2_MAX_RESETS
         })
+}
+
+/// `admin.allow` and `admin.ready_requires`: the admin settings that reload.
+pub(super) fn admin(
+    p: &mut Problems,
+    file: &FileConfig,
+    (upstreams, postgres): (&Upstreams, &Databases),
+) -> AdminConfig {
+    let admin = file.admin.as_ref().map(|a| &a.value);
+    let allow = match admin.and_then(|a| a.allow.as_ref()) {
+        None => DEFAULT_ADMIN_ALLOW
+            .iter()
+            .filter_map(|net| net.parse().ok())
+            .collect(),
+        Some(list) => list
+            .value
+            .iter()
+            .filter_map(|entry| net(p, entry, "admin.allow"))
+            .collect(),
+    };
+    let mut ready_requires = Vec::new();
+    for name in admin
+        .and_then(|a| a.ready_requires.as_ref())
+        .iter()
+        .flat_map(|l| &l.value)
+    {
+        if upstreams.contains_key(&name.value) || postgres.contains_key(&name.value) {
+            ready_requires.push(name.value.clone());
+        } else {
+            let known: Vec<&str> = upstreams
+                .keys()
+                .chain(postgres.keys())
+                .map(String::as_str)
+                .collect();
+            p.invalid(
+                name,
+                "admin.ready_requires",
+                format!(
+                    "names `{}`, which is neither an upstream nor a database; declared: {}",
+                    name.value,
+                    known.join(", ")
+                ),
+            );
+        }
+    }
+    AdminConfig {
+        allow,
+        ready_requires,
+    }
+}
+
+/// An address or CIDR range; an address is its own /32 or /128.
+fn net(p: &mut Problems, entry: &Spanned<String>, key: &'static str) -> Option<ipnet::IpNet> {
+    let text = entry.value.trim();
+    let net = text
+        .parse::<ipnet::IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+    match net {
+        Ok(net) => Some(net.trunc()),
+        Err(_) => {
+            p.invalid(
+                entry,
+                key,
+                format!("contains {text:?}: write an address or a CIDR range, such as 10.0.0.5 or 10.0.0.0/8"),
+            );
+            None
+        }
+    }
 }

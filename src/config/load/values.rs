@@ -11,7 +11,7 @@ use crate::config::{ConfigProblem, Located};
 
 /// Collects problems so one run reports all of them.
 #[derive(Default)]
-pub(super) struct Problems(pub(super) Vec<Located>);
+pub(super) struct Problems(pub(super) Vec<Located>, pub(super) Vec<Located>);
 
 impl Problems {
     pub(super) fn push<T>(&mut self, at: &Spanned<T>, problem: ConfigProblem) {
@@ -71,6 +71,29 @@ impl Problems {
 
     pub(super) fn invalid<T>(&mut self, at: &Spanned<T>, key: &'static str, reason: String) {
         self.push(at, ConfigProblem::Invalid { key, reason });
+    }
+
+    /// What still works but should change: printed by `check` and logged at start.
+    pub(super) fn warn<T>(&mut self, at: &Spanned<T>, key: &'static str, reason: String) {
+        self.1.push(Located {
+            at: Some(at.referenced.into()),
+            problem: ConfigProblem::Invalid { key, reason },
+        });
+    }
+
+    /// A duration that may be zero (`0s`: none), else as [`Self::duration`].
+    pub(super) fn delay(
+        &mut self,
+        value: Option<&Spanned<String>>,
+        key: &'static str,
+        default: Duration,
+    ) -> Duration {
+        match value {
+            Some(v) if humantime::parse_duration(v.value.trim()) == Ok(Duration::ZERO) => {
+                Duration::ZERO
+            }
+            _ => self.duration(value, key, default),
+        }
     }
 
     pub(super) fn duration(

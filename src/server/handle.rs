@@ -1,0 +1,135 @@
+//! What operators do to a running server ([`Handle`]): reload a config (given, or read again
+//! from its [`Source`]), and drain. SIGHUP, the admin listener's verbs and tests all come here.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::shutdown::Drain;
+use crate::config::{Config, ConfigError};
+use crate::proxy::generation::{BuildError, Generation};
+use crate::proxy::router::Current;
+use crate::telemetry::Metrics;
+
+/// Why a reload was refused; the running generation stays.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The file does not validate: its problems, as `check` prints them.
+    #[error("{0}")]
+    Invalid(#[from] ConfigError),
+    /// Settings that belong to the listener changed: their keys.
+    #[error(
+        "{} cannot change while pagegate runs: restart it to apply that change",
+        keys(.0)
+    )]
+    Fixed(Vec<&'static str>),
+    /// The new config does not build.
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    /// The server was started from a config given in code, with no file to read again.
+    #[error("pagegate was started without a config file, so there is none to read again")]
+    NoSource,
+}
+
+/// `a`, `` `a` and `b` ``, `` `a`, `b` and `c` ``.
+fn keys(keys: &[&str]) -> String {
+    let quoted: Vec<String> = keys.iter().map(|k| format!("`{k}`")).collect();
+    match quoted.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        _ => quoted.concat(),
+    }
+}
+
+/// What changes the file's settings once read (the command line's `--listen`, say), applied to
+/// every reload too, so a reload compares like with like.
+pub type Overrides = Box<dyn Fn(&mut Config) + Send + Sync>;
+
+/// Where reloads read the config: a file, with the command line's overrides.
+pub struct Source {
+    path: PathBuf,
+    overrides: Overrides,
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Source").field("path", &self.path).finish()
+    }
+}
+
+impl Source {
+    /// The file at `path`, with `overrides` applied to each read.
+    pub fn new(path: PathBuf, overrides: Overrides) -> Self {
+        Self { path, overrides }
+    }
+
+    /// Reads and validates the file, and applies the overrides.
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        let mut config = Config::load(&self.path)?;
+        (self.overrides)(&mut config);
+        Ok(config)
+    }
+}
+
+/// Reloads and drains a running server.
+#[derive(Debug, Clone)]
+pub struct Handle {
+    pub(super) current: Current,
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) drain: Arc<Drain>,
+    pub(super) source: Option<Arc<Source>>,
+}
+
+impl Handle {
+    /// Builds `config` beside the running generation, reusing what did not change, and swaps it
+    /// in: requests from then on (on open connections too) use it; requests in flight finish
+    /// on the stacks they started on.
+    pub fn reload(&self, config: Config) -> Result<(), ReloadError> {
+        let outcome = self.swap(config);
+        self.metrics.lifecycle.reloaded(outcome.is_ok());
+        outcome
+    }
+
+    /// Reads the config file again and reloads it; returns the new config's hash.
+    pub fn reload_source(&self) -> Result<String, ReloadError> {
+        let outcome = match &self.source {
+            None => Err(ReloadError::NoSource),
+            Some(source) => source
+                .load()
+                .map_err(ReloadError::from)
+                .and_then(|config| self.swap(config)),
+        };
+        self.metrics.lifecycle.reloaded(outcome.is_ok());
+        outcome.map(|()| self.generation().config().hash())
+    }
+
+    fn swap(&self, config: Config) -> Result<(), ReloadError> {
+        let previous = self.current.load_full();
+        let running = previous.config();
+        // What the listener fixed at start; a reload that changes it is refused, by name.
+        let fixed = running.server.differences(&config.server);
+        if !fixed.is_empty() {
+            return Err(ReloadError::Fixed(fixed));
+        }
+        let next = Generation::build(config, Some(&previous), &self.metrics)?;
+        for warning in &next.config().warnings {
+            tracing::warn!("{warning}");
+        }
+        self.metrics.lifecycle.running(&next.config().hash());
+        self.current.store(Arc::new(next));
+        Ok(())
+    }
+
+    /// Starts a drain: `/ready` answers 503 at once, the listener closes after `drain_delay`.
+    pub fn drain(&self) {
+        self.drain.start("asked to");
+    }
+
+    /// Whether the server drains.
+    pub fn draining(&self) -> bool {
+        self.drain.is_draining()
+    }
+
+    /// The generation requests are routed in now.
+    pub fn generation(&self) -> Arc<Generation> {
+        self.current.load_full()
+    }
+}

@@ -1,0 +1,75 @@
+//! Stopping and reloading by signal. A drain (SIGTERM, SIGINT, `POST /drain`) turns `/ready`
+//! to 503 while traffic is still served for `drain_delay`, then closes the listener; requests
+//! in flight get `shutdown_grace`. A second SIGTERM or SIGINT exits at once. SIGHUP reloads the
+//! config file and never stops the process.
+
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+
+use super::Handle;
+
+/// Whether the server drains, watched by the accept loop and answered by `/ready`.
+#[derive(Debug)]
+pub(crate) struct Drain {
+    draining: watch::Sender<bool>,
+}
+
+impl Default for Drain {
+    fn default() -> Self {
+        Self {
+            draining: watch::Sender::new(false),
+        }
+    }
+}
+
+impl Drain {
+    /// Starts draining; `why` is logged the first time.
+    pub(crate) fn start(&self, why: &str) {
+        if !self.draining.send_replace(true) {
+            tracing::info!(why, "draining: /ready answers 503, traffic is still served");
+        }
+    }
+
+    /// Whether a drain has started.
+    pub(crate) fn is_draining(&self) -> bool {
+        *self.draining.borrow()
+    }
+
+    /// Resolves once a drain has started.
+    pub(crate) async fn started(&self) {
+        let mut draining = self.draining.subscribe();
+        // The sender lives as long as `self`, so the wait ends only by a drain.
+        let _ = draining.wait_for(|draining| *draining).await;
+    }
+}
+
+/// Handles the process's signals for `run`: the first SIGTERM or SIGINT drains, a second one
+/// exits at once, and SIGHUP reloads through `handle`. Runs until the process ends.
+pub(crate) async fn signals(handle: Handle) {
+    let (Ok(mut terminate), Ok(mut interrupt), Ok(mut hangup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop pagegate with SIGKILL");
+        return std::future::pending().await;
+    };
+    loop {
+        let name = tokio::select! {
+            _ = terminate.recv() => "SIGTERM",
+            _ = interrupt.recv() => "SIGINT",
+            _ = hangup.recv() => {
+                match handle.reload_source() {
+                    Ok(hash) => tracing::info!(%hash, "SIGHUP: config reloaded"),
+                    Err(error) => tracing::error!(%error, "SIGHUP: reload refused; the running config stays"),
+                }
+                continue;
+            }
+        };
+        if handle.drain.is_draining() {
+            tracing::warn!(signal = name, "second signal: exiting at once");
+            std::process::exit(1);
+        }
+        handle.drain.start(name);
+    }
+}

@@ -1,0 +1,160 @@
+//! Signals to a real `pagegate run` process: SIGHUP reloads the file (and never stops the
+//! process, even when the file is wrong); SIGTERM drains (readiness off while traffic is
+//! served, a long stream finished within the grace, new connections refused) and exits 0.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::bodies::slow_rows;
+use crate::support::redis::free_port;
+use crate::support::{Upstream, get, scratch_dir};
+use http_body_util::BodyExt;
+
+/// A `pagegate run` of the file at `path`, its admin listener answering.
+struct Running {
+    child: Child,
+    admin: u16,
+}
+
+impl Running {
+    async fn start(path: &Path, admin: u16) -> Self {
+        let child = Command::new(env!("CARGO_BIN_EXE_pagegate"))
+            .args(["run", "--workers", "1", "--config"])
+            .arg(path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start pagegate");
+        let running = Self { child, admin };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(("127.0.0.1", admin))
+            .await
+            .is_err()
+        {
+            assert!(Instant::now() < deadline, "pagegate did not start");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        running
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("sh")
+            .arg("-c")
+            .arg(format!("kill -{name} {}", self.child.id()))
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    async fn admin(&self, path: &str) -> crate::support::Got {
+        get(&format!("http://127.0.0.1:{}{path}", self.admin)).await
+    }
+
+    fn alive(&mut self) -> bool {
+        self.child.try_wait().expect("wait").is_none()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn config(proxy: u16, admin: u16, upstream: &str, limit: u32, drain: &str) -> String {
+    format!(
+        "listen: 127.0.0.1:{proxy}\nadmin: {{listen: 127.0.0.1:{admin}}}\ndrain_delay: {drain}\n\
+         upstreams: {{app: {{url: '{upstream}'}}}}\nroutes:\n  - {{name: events, path: /events, \
+         upstream: app, list: {{default_limit: {limit}, max_limit: 100}}}}\n  - {{name: export, \
+         path: /export, upstream: app}}\n"
+    )
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_file_and_a_wrong_file_changes_nothing() {
+    let upstream = Upstream::json("[]").await;
+    let path = scratch_dir("sighup").join("pagegate.yaml");
+    let (proxy, admin) = (free_port(), free_port());
+    std::fs::write(&path, config(proxy, admin, &upstream.url(), 2, "0s")).expect("write");
+    let mut running = Running::start(&path, admin).await;
+    let hash = |got: crate::support::Got| got.json()["hash"].as_str().map(str::to_owned);
+    let first = hash(running.admin("/config").await);
+
+    std::fs::write(&path, config(proxy, admin, &upstream.url(), 3, "0s")).expect("write");
+    running.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while hash(running.admin("/config").await) == first {
+        assert!(Instant::now() < deadline, "SIGHUP did not reload");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    get(&format!("http://127.0.0.1:{proxy}/events")).await;
+    assert!(
+        upstream.last().query().contains("limit=3"),
+        "{}",
+        upstream.last().query()
+    );
+    let second = hash(running.admin("/config").await);
+
+    std::fs::write(&path, "routes: [oops").expect("write");
+    running.signal("HUP");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(running.alive(), "SIGHUP never stops the process");
+    assert_eq!(hash(running.admin("/config").await), second);
+    let metrics = running.admin("/metrics").await.text();
+    assert!(
+        metrics.contains("pagegate_reloads_total{result=\"failed\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_drains_finishes_a_long_stream_and_exits_zero() {
+    let upstream = Upstream::start(|_| async {
+        // A long export: 30 rows, one every 100 ms.
+        http::Response::new(slow_rows(30, Duration::from_millis(100), b"{\"id\":1}\n"))
+    })
+    .await;
+    let path = scratch_dir("sigterm").join("pagegate.yaml");
+    let (proxy, admin) = (free_port(), free_port());
+    std::fs::write(&path, config(proxy, admin, &upstream.url(), 2, "1s")).expect("write");
+    let mut running = Running::start(&path, admin).await;
+    let export = tokio::spawn(async move {
+        let client = crate::support::client();
+        let request = http::Request::get(format!("http://127.0.0.1:{proxy}/export"))
+            .body(crate::support::full(bytes::Bytes::new()))
+            .expect("request");
+        let response = client.request(request).await.expect("export starts");
+        response
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes().len())
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    running.signal("TERM");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let ready = running.admin("/ready").await;
+    assert_eq!(ready.status, 503, "/ready turns 503 first");
+    let during = get(&format!("http://127.0.0.1:{proxy}/events")).await;
+    assert_eq!(during.status, 200, "traffic is served during drain_delay");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert!(
+        tokio::net::TcpStream::connect(("127.0.0.1", proxy))
+            .await
+            .is_err(),
+        "new connections are refused after drain_delay"
+    );
+    let bytes = export.await.expect("task").expect("the export completes");
+    assert_eq!(bytes, 30 * 9, "every row arrived");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        if let Some(status) = running.child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "pagegate did not exit");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(status.success(), "{status}");
+}
