@@ -15,12 +15,15 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 mod access_log;
+mod latency;
 mod lifecycle;
 pub(crate) mod log_writer;
 mod logging;
 
 pub(crate) use access_log::AccessLog;
 pub use access_log::{AccessLogLayer, Outcome, REQUEST_ID};
+use latency::Latency;
+pub(crate) use latency::UpstreamMetrics;
 pub(crate) use lifecycle::Lifecycle;
 use logging::LOG_DROPS;
 pub(crate) use logging::{LogGuard, init, set_log_filter};
@@ -77,6 +80,8 @@ pub struct Metrics {
     log_dropped_seen: AtomicU64,
     /// Reloads, readiness and backends' reachability.
     pub(crate) lifecycle: Lifecycle,
+    /// Durations and bytes.
+    latency: Latency,
 }
 
 impl Default for Metrics {
@@ -125,9 +130,11 @@ impl Default for Metrics {
             log_dropped.clone(),
         );
         let lifecycle = Lifecycle::new(&mut registry);
+        let latency = Latency::new(&mut registry);
         Self {
             registry,
             lifecycle,
+            latency,
             requests,
             list_cuts,
             order_violations,
@@ -156,8 +163,11 @@ impl Metrics {
         let cut_items = list.then(|| self.list_cuts.get_or_create(&cut("items")).clone());
         let cut_bytes = list.then(|| self.list_cuts.get_or_create(&cut("bytes")).clone());
         let order_violations = list.then(|| self.order_violations.get_or_create(&route()).clone());
+        let (durations, response_bytes) = self.latency.route(name);
         Arc::new(RouteMetrics {
             name: Arc::from(name),
+            durations,
+            response_bytes,
             requests: self.requests.clone(),
             statuses: (0..STATUS_SLOTS).map(|_| OnceLock::new()).collect(),
             cut_items,
@@ -167,6 +177,11 @@ impl Metrics {
             limits: self.limits.clone(),
             reported: self.reported.clone(),
         })
+    }
+
+    /// The handles of one upstream, resolved when its client is built.
+    pub(crate) fn upstream(&self, name: &str) -> UpstreamMetrics {
+        self.latency.upstream(name)
     }
 
     /// A counter of one protection (`reason`), resolved once by whoever counts it often.
@@ -198,6 +213,9 @@ const STATUS_SLOTS: usize = 500;
 #[derive(Debug)]
 pub struct RouteMetrics {
     name: Arc<str>,
+    /// Request durations by status class (`1xx` to `5xx`).
+    durations: [prometheus_client::metrics::histogram::Histogram; 5],
+    response_bytes: Counter,
     requests: Family<RequestLabels, Counter>,
     /// A counter per status, resolved from the family the first time the status is seen.
     statuses: Box<[OnceLock<Counter>]>,
@@ -230,6 +248,14 @@ impl RouteMetrics {
                 .inc(),
             None => self.requests.get_or_create(&labels()).inc(),
         };
+    }
+
+    /// Records a response whose body ended (or failed) `elapsed` after its request's head, with
+    /// `bytes` of body sent.
+    pub fn finished(&self, status: StatusCode, elapsed: std::time::Duration, bytes: u64) {
+        let class = usize::from(status.as_u16() / 100).clamp(1, 5) - 1;
+        self.durations[class].observe(elapsed.as_secs_f64());
+        self.response_bytes.inc_by(bytes);
     }
 
     /// Counts a list response cut because of too many items.

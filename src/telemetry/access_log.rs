@@ -4,16 +4,14 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use http::{HeaderValue, Method, StatusCode, Uri};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
@@ -207,6 +205,12 @@ where
             response.headers_mut().insert(REQUEST_ID, id.clone());
         }
         let expected = response.body().size_hint().exact();
+        let measure = route.clone().map(|route| Measure {
+            route,
+            status,
+            start: *this.start,
+            bytes: 0,
+        });
         let entry = this.request.take().map(|request| {
             Box::new(Entry {
                 request,
@@ -220,7 +224,11 @@ where
                 expected,
             })
         });
-        Poll::Ready(Ok(response.map(|inner| LoggedBody { inner, entry })))
+        Poll::Ready(Ok(response.map(|inner| LoggedBody {
+            inner,
+            measure,
+            entry,
+        })))
     }
 }
 
@@ -271,17 +279,30 @@ impl Entry {
     }
 }
 
-/// The response body as sent to the client: counts bytes and writes the log entry when the body
-/// ends, fails, or is dropped unfinished.
+/// What the route's metrics keep of a response until its body ends: the duration and bytes.
+#[derive(Debug)]
+struct Measure {
+    route: Arc<RouteMetrics>,
+    status: StatusCode,
+    start: Instant,
+    bytes: u64,
+}
+
+/// The response body as sent to the client: counts bytes, and when the body ends, fails, or is
+/// dropped unfinished, records its duration and writes the log entry.
 #[derive(Debug)]
 pub struct LoggedBody {
     inner: Body,
+    measure: Option<Measure>,
     /// Boxed: a request that is not logged carries one pointer, not the whole entry.
     entry: Option<Box<Entry>>,
 }
 
 impl LoggedBody {
     fn finish(&mut self, outcome: Option<Outcome>) {
+        if let Some(m) = self.measure.take() {
+            m.route.finished(m.status, m.start.elapsed(), m.bytes);
+        }
         if let Some(entry) = self.entry.take() {
             entry.write(outcome.unwrap_or(entry.outcome));
         }
@@ -299,8 +320,14 @@ impl HttpBody for LoggedBody {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
-                if let (Some(entry), Some(data)) = (self.entry.as_mut(), frame.data_ref()) {
-                    entry.bytes += data.len() as u64;
+                if let Some(data) = frame.data_ref() {
+                    let len = data.len() as u64;
+                    if let Some(measure) = self.measure.as_mut() {
+                        measure.bytes += len;
+                    }
+                    if let Some(entry) = self.entry.as_mut() {
+                        entry.bytes += len;
+                    }
                 }
                 if self.inner.is_end_stream() {
                     self.finish(None);
@@ -333,45 +360,9 @@ impl Drop for LoggedBody {
     }
 }
 
-/// Keeps one sane `X-Request-Id` (at most 128 letters, digits and `-_.:`, as UUIDs and
-/// tracing ids are written) when `keep` (the peer is a trusted proxy), or sets a new one;
-/// returns it. Anything else — two ids, quotes,
-/// spaces, slashes — is replaced, so an id is always safe to log and to pass on.
-fn request_id(headers: &mut HeaderMap, keep: bool) -> HeaderValue {
-    let mut kept = headers.get_all(REQUEST_ID).iter();
-    if let (true, Some(value), None) = (keep, kept.next(), kept.next()) {
-        let bytes = value.as_bytes();
-        if !bytes.is_empty()
-            && bytes.len() <= MAX_REQUEST_ID_LEN
-            && bytes
-                .iter()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b))
-        {
-            return value.clone();
-        }
-    }
-    let id = new_request_id();
-    headers.insert(REQUEST_ID, id.clone());
-    id
-}
+mod request_id;
 
-/// A new id: 16 hex digits drawn at start-up (so ids differ across processes and restarts),
-/// then a 16-digit counter. Unique within a process, never reused, and cheap: no clock, no RNG
-/// per request.
-fn new_request_id() -> HeaderValue {
-    static PREFIX: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let prefix = *PREFIX.get_or_init(|| RandomState::new().hash_one(std::process::id()));
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let mut text = [0u8; 32];
-    for (i, byte) in text.iter_mut().enumerate() {
-        let word = if i < 16 { prefix } else { n };
-        let nibble = (word >> (60 - 4 * (i % 16))) & 0xf;
-        *byte = b"0123456789abcdef"[nibble as usize];
-    }
-    HeaderValue::from_maybe_shared(Bytes::copy_from_slice(&text))
-        .unwrap_or_else(|_| HeaderValue::from_static("-"))
-}
+use request_id::request_id;
 
 #[cfg(test)]
 mod tests;

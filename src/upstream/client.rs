@@ -9,6 +9,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::Body;
+use crate::telemetry::UpstreamMetrics;
 use crate::upstream::config::UpstreamConfig;
 
 /// One backend's pooled keep-alive client, built once per upstream config and shared by every
@@ -21,11 +22,19 @@ pub struct UpstreamClient {
     pub(super) authority: Option<HeaderValue>,
     /// `http://authority/base_path`, lower-cased, when redirects to it are rewritten.
     pub(super) redirect_prefix: Option<String>,
+    /// Time to first byte and failures, by cause.
+    pub(super) metrics: UpstreamMetrics,
 }
 
 impl UpstreamClient {
-    /// A client with its own connection pool for `config`.
+    /// A client with its own connection pool for `config`, whose metrics count nowhere.
     pub fn new(config: Arc<UpstreamConfig>) -> Self {
+        let metrics = UpstreamMetrics::detached(&config.name);
+        Self::counted(config, metrics)
+    }
+
+    /// A client with its own connection pool for `config`, counted in `metrics`.
+    pub(crate) fn counted(config: Arc<UpstreamConfig>, metrics: UpstreamMetrics) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(config.connect_timeout));
         connector.set_nodelay(true);
@@ -49,6 +58,7 @@ impl UpstreamClient {
             client,
             authority,
             redirect_prefix,
+            metrics,
         }
     }
 

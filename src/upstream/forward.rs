@@ -16,6 +16,7 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::Error as ClientError;
 use hyper_util::client::legacy::ResponseFuture;
 use pin_project_lite::pin_project;
+use tokio::time::Instant;
 use tokio::time::Sleep;
 use tower::Service;
 
@@ -111,12 +112,18 @@ impl Forward {
         &self,
         result: Result<Result<http::Response<Incoming>, ClientError>, ()>,
         upgrade: Option<super::tunnel::Upgrade>,
+        sent_at: Instant,
     ) -> Result<Response, BoxError> {
         let config = &self.upstream.config;
+        let metrics = &self.upstream.metrics;
         let response = match result {
-            Err(_) => return Err(self.timeout("answer", self.response_timeout)),
+            Err(_) => {
+                metrics.failed("response_timeout");
+                return Err(self.timeout("answer", self.response_timeout));
+            }
             Ok(Err(e)) => {
                 if e.is_connect() && is_timeout(&e) {
+                    metrics.failed("connect_timeout");
                     return Err(self.timeout("accept a connection", config.connect_timeout));
                 }
                 // A form body named a `_method` that moves it (methods::form): refused.
@@ -128,7 +135,10 @@ impl Forward {
                     tracing::debug!(upstream = %config.name, %error, "request body failed");
                     return Err(error.into());
                 }
-                tracing::warn!(upstream = %config.name, error = %e, source = ?std::error::Error::source(&e), "upstream request failed");
+                let cause = cause(&e);
+                metrics.failed(cause);
+                let address = config.origin.authority().map_or("", |a| a.as_str());
+                tracing::warn!(upstream = %config.name, address, cause, error = %e, source = ?std::error::Error::source(&e), "upstream request failed");
                 return Err(self.unavailable());
             }
             Ok(Ok(mut response)) if response.status() == http::StatusCode::SWITCHING_PROTOCOLS => {
@@ -137,6 +147,7 @@ impl Forward {
                     .get(http::header::UPGRADE)
                     .is_some_and(super::tunnel::is_websocket);
                 let Some(upgrade) = upgrade.filter(|_| agreed) else {
+                    metrics.failed("unasked_upgrade");
                     tracing::warn!(upstream = %config.name, "upstream answered 101 to a request that did not ask for it (or with another protocol)");
                     return Err(UpstreamError::UnaskedUpgrade {
                         upstream: config.name.clone(),
@@ -164,6 +175,7 @@ impl Forward {
             }
             Ok(Ok(response)) => response,
         };
+        metrics.first_byte(sent_at.elapsed());
         let (mut parts, body) = response.into_parts();
         super::headers::remove_hop_by_hop(&mut parts.headers);
         if let Some(prefix) = &self.upstream.redirect_prefix {
@@ -209,6 +221,7 @@ impl Service<Request> for Forward {
         };
         ForwardFuture {
             inner,
+            sent_at: Instant::now(),
             // Not registered with the timer until first polled; reset when an upload ends.
             deadline: tokio::time::sleep(self.response_timeout),
             body_end,
@@ -227,6 +240,8 @@ pin_project! {
     pub struct ForwardFuture {
         #[pin]
         inner: Option<ResponseFuture>,
+        // When the request went upstream, for the time to its response head.
+        sent_at: Instant,
         #[pin]
         deadline: Sleep,
         // The request body's end, while it is still being sent.
@@ -251,7 +266,8 @@ impl Future for ForwardFuture {
                 .unwrap_or_else(|| "polled after completion".into())));
         };
         if let Poll::Ready(result) = inner.poll(cx) {
-            return Poll::Ready(this.forward.answer(Ok(result), this.upgrade.take()));
+            let upgrade = this.upgrade.take();
+            return Poll::Ready(this.forward.answer(Ok(result), upgrade, *this.sent_at));
         }
         if let Some(end) = this.body_end.as_ref() {
             if !end.poll_ended(cx) {
@@ -279,9 +295,34 @@ impl Future for ForwardFuture {
             this.deadline.as_mut().reset(deadline);
         }
         match this.deadline.poll(cx) {
-            Poll::Ready(()) => Poll::Ready(this.forward.answer(Err(()), None)),
+            Poll::Ready(()) => Poll::Ready(this.forward.answer(Err(()), None, *this.sent_at)),
             Poll::Pending => Poll::Pending,
         }
+    }
+}
+
+/// Why an exchange failed before a response head, as `pagegate_upstream_errors_total` and the
+/// log line name it.
+fn cause(error: &ClientError) -> &'static str {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind as K;
+            match io.kind() {
+                K::ConnectionRefused => return "connect_refused",
+                K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe => return "reset",
+                _ => {}
+            }
+        }
+        if error.is_connect() && e.to_string().starts_with("dns error") {
+            return "dns";
+        }
+        source = e.source();
+    }
+    if error.is_connect() {
+        "connect"
+    } else {
+        "closed"
     }
 }
 

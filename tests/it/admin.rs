@@ -251,3 +251,42 @@ async fn a_drain_turns_readiness_off_while_traffic_is_served_then_closes() {
     assert!(refused.is_err(), "the listener closed after drain_delay");
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn metrics_after_scripted_traffic_count_durations_bytes_and_upstream_failures() {
+    let (captured, _guard) = crate::support::logs::capture();
+    let upstream = Upstream::json("[1,2,3]").await;
+    let yaml = "
+admin: {listen: 127.0.0.1:0}
+upstreams:
+  app: {url: '{upstream}'}
+  gone: {url: 'http://127.0.0.1:9'}
+routes:
+  - {name: events, path: /events, upstream: app}
+  - {name: down, path: /down, upstream: gone}
+";
+    let proxy = Proxy::start(yaml, &upstream).await;
+    for _ in 0..3 {
+        assert_eq!(get(&proxy.url("/events")).await.status, 200);
+    }
+    for _ in 0..2 {
+        assert_eq!(get(&proxy.url("/down")).await.status, 502);
+    }
+    let metrics = proxy.metrics_text().await;
+    for line in [
+        "pagegate_request_duration_seconds_count{route=\"events\",class=\"2xx\"} 3",
+        "pagegate_request_duration_seconds_count{route=\"down\",class=\"5xx\"} 2",
+        "pagegate_request_duration_seconds_bucket{le=\"10.0\",route=\"events\",class=\"2xx\"} 3",
+        "pagegate_response_bytes_total{route=\"events\"} 21",
+        "pagegate_upstream_first_byte_seconds_count{upstream=\"app\"} 3",
+        "pagegate_upstream_errors_total{upstream=\"gone\",cause=\"connect_refused\"} 2",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
+    }
+    // A 502's log line says why and where.
+    let failed = captured.events("upstream request failed");
+    let first = failed.first().expect("a log line for the 502");
+    assert_eq!(first["cause"], "connect_refused", "{first}");
+    assert_eq!(first["address"], "127.0.0.1:9", "{first}");
+    proxy.stop().await;
+}

@@ -33,6 +33,7 @@ pub(super) fn reuse<T: Clone, E>(
 /// loaded config resolved, so nothing here looks a name up and can miss.
 pub(super) struct Resources<'a> {
     previous: Option<&'a Generation>,
+    metrics: &'a Metrics,
     /// Table routes on each database, by its name: how a route's share of the pool is sized.
     routes_on: BTreeMap<String, usize>,
     pub(super) upstreams: BTreeMap<String, Arc<UpstreamClient>>,
@@ -49,7 +50,7 @@ impl<'a> Resources<'a> {
     pub(super) fn new(
         config: &Config,
         previous: Option<&'a Generation>,
-        metrics: &Metrics,
+        metrics: &'a Metrics,
     ) -> Result<Self, BuildError> {
         let budget = (config.max_held_bytes, config.max_held_bytes_per_client);
         let Ok(room) = reuse(
@@ -77,6 +78,7 @@ impl<'a> Resources<'a> {
         let limits = limits(config, previous, redis.as_ref());
         Ok(Self {
             previous,
+            metrics,
             routes_on,
             upstreams: BTreeMap::new(),
             room,
@@ -91,11 +93,16 @@ impl<'a> Resources<'a> {
     pub(super) fn client(&mut self, settings: &Arc<UpstreamConfig>) -> Arc<UpstreamClient> {
         let old = self.previous.and_then(|p| p.upstreams.get(&settings.name));
         let name = settings.name.clone();
+        let metrics = self.metrics;
         let client = self.upstreams.entry(name).or_insert_with(|| {
             let Ok(client) = reuse(
                 old,
                 |client| client.config() == settings,
-                || Ok::<_, Infallible>(Arc::new(UpstreamClient::new(Arc::clone(settings)))),
+                || {
+                    let counted = metrics.upstream(&settings.name);
+                    let client = UpstreamClient::counted(Arc::clone(settings), counted);
+                    Ok::<_, Infallible>(Arc::new(client))
+                },
             );
             client
         });

@@ -1,3 +1,6 @@
+use http::HeaderMap;
+
+use super::request_id::new_request_id;
 use super::*;
 
 #[test]

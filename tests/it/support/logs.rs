@@ -34,12 +34,17 @@ pub fn capture() -> (Captured, tracing::subscriber::DefaultGuard) {
 impl Captured {
     /// The access-log events so far (their fields).
     pub fn requests(&self) -> Vec<serde_json::Value> {
+        self.events("request")
+    }
+
+    /// The events so far whose message is `message` (their fields).
+    pub fn events(&self, message: &str) -> Vec<serde_json::Value> {
         let bytes = self.0.lock().expect("lock").clone();
         String::from_utf8(bytes)
             .expect("utf-8")
             .lines()
             .map(|line| serde_json::from_str::<serde_json::Value>(line).expect("json line"))
-            .filter(|event| event["fields"]["message"] == "request")
+            .filter(|event| event["fields"]["message"] == message)
             .map(|event| event["fields"].clone())
             .collect()
     }
