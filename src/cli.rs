@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 
 use crate::config::Config;
-use crate::server::{Overrides, Server, Source, signals};
+use crate::server::{Overrides, Server, Source, signals, watch};
 
 /// pagegate: keeps list APIs alive when their tables hold millions of rows.
 #[derive(Debug, Parser)]
@@ -36,6 +36,9 @@ pub enum Command {
         /// every reload).
         #[arg(long, env = "PAGEGATE_ADMIN_LISTEN")]
         admin_listen: Option<SocketAddr>,
+        /// Do not reload when the file changes: only on SIGHUP and `POST /reload`.
+        #[arg(long)]
+        no_watch: bool,
     },
     /// Validate a configuration file and print one line per route.
     Check {
@@ -75,6 +78,7 @@ pub fn main(cli: Cli) -> ExitCode {
             config,
             workers,
             admin_listen,
+            no_watch,
         } => {
             let overrides: Overrides = Box::new(move |config: &mut Config| {
                 if let Some(addr) = admin_listen {
@@ -93,7 +97,8 @@ pub fn main(cli: Cli) -> ExitCode {
             let Some(_log) = logging() else {
                 return ExitCode::FAILURE;
             };
-            block_on(serve(config, Some(source), None), workers)
+            let source = Some((source, !no_watch));
+            block_on(serve(config, source, None), workers)
         }
         Command::Demo {
             listen,
@@ -252,7 +257,9 @@ async fn check_tables(config: Config) -> ExitCode {
 /// What the demo prints once it listens, from pagegate's and the admin listener's addresses.
 type Banner = Box<dyn FnOnce(SocketAddr, Option<SocketAddr>) -> String + Send>;
 
-async fn serve(config: Config, source: Option<Source>, banner: Option<Banner>) -> ExitCode {
+/// Serves `config` until a signal drains it. With a source, SIGHUP and `POST /reload` reload it,
+/// and so do the file's changes when `watch` (the bool) is set.
+async fn serve(config: Config, source: Option<(Source, bool)>, banner: Option<Banner>) -> ExitCode {
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
@@ -263,8 +270,13 @@ async fn serve(config: Config, source: Option<Source>, banner: Option<Banner>) -
             return ExitCode::FAILURE;
         }
     };
-    if let Some(source) = source {
+    if let Some((source, watched)) = source {
+        let path = source.path().to_owned();
         server = server.with_source(source);
+        if watched {
+            // The file's changes reload it (a ConfigMap update, an edit), as SIGHUP does.
+            tokio::spawn(watch(server.handle(), path));
+        }
     }
     let addr = server.local_addr().unwrap_or(config.server.listen);
     let admin = server.admin_addr();

@@ -163,15 +163,20 @@ impl Config {
     /// The SHA-256 of the file as read, in hex: what `GET /config` and `pagegate_config_info`
     /// name the running config by.
     pub fn hash(&self) -> String {
-        use sha2::Digest;
-        let digest = sha2::Sha256::digest(self.text.as_bytes());
-        digest.iter().map(|b| format!("{b:02x}")).collect()
+        text_hash(self.text.as_bytes())
     }
 
     /// The upstream a route or the default policy names. Validation guarantees it exists.
     pub fn upstream(&self, name: &str) -> Option<&Arc<UpstreamConfig>> {
         self.upstreams.get(name)
     }
+}
+
+/// The SHA-256 of a config file's bytes, in hex, as [`Config::hash`] gives it.
+pub(crate) fn text_hash(text: &[u8]) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(text);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 // === impl RouteConfig ===

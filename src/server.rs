@@ -29,12 +29,14 @@ mod listener;
 mod peers;
 mod serving;
 mod shutdown;
+mod watch;
 
 pub use handle::{Handle, Overrides, ReloadError, Source};
 pub(crate) use listener::accept;
 use serving::Serving;
 use shutdown::Drain;
 pub(crate) use shutdown::signals;
+pub(crate) use watch::watch;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]

@@ -61,6 +61,11 @@ impl Source {
         Self { path, overrides }
     }
 
+    /// The file's path.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
     /// Reads and validates the file, and applies the overrides.
     pub fn load(&self) -> Result<Config, ConfigError> {
         let mut config = Config::load(&self.path)?;

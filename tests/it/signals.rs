@@ -1,6 +1,8 @@
-//! Signals to a real `pagegate run` process: SIGHUP reloads the file (and never stops the
-//! process, even when the file is wrong); SIGTERM drains (readiness off while traffic is
-//! served, a long stream finished within the grace, new connections refused) and exits 0.
+//! Signals and file changes to a real `pagegate run` process: SIGHUP reloads the file (and never
+//! stops the process, even when the file is wrong); so does a change of the file, made as
+//! Kubernetes updates a ConfigMap (a `..data` symlink swapped); SIGTERM drains (readiness off
+//! while traffic is served, a long stream finished within the grace, new connections refused)
+//! and exits 0.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -18,10 +20,11 @@ struct Running {
 }
 
 impl Running {
-    async fn start(path: &Path, admin: u16) -> Self {
+    async fn start(path: &Path, admin: u16, args: &[&str]) -> Self {
         let child = Command::new(env!("CARGO_BIN_EXE_pagegate"))
             .args(["run", "--workers", "1", "--config"])
             .arg(path)
+            .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -78,14 +81,14 @@ async fn sighup_reloads_the_file_and_a_wrong_file_changes_nothing() {
     let path = scratch_dir("sighup").join("pagegate.yaml");
     let (proxy, admin) = (free_port(), free_port());
     std::fs::write(&path, config(proxy, admin, &upstream.url(), 2, "0s")).expect("write");
-    let mut running = Running::start(&path, admin).await;
-    let hash = |got: crate::support::Got| got.json()["hash"].as_str().map(str::to_owned);
-    let first = hash(running.admin("/config").await);
+    // Not watched, so only the signal reloads.
+    let mut running = Running::start(&path, admin, &["--no-watch"]).await;
+    let first = hash(&running).await;
 
     std::fs::write(&path, config(proxy, admin, &upstream.url(), 3, "0s")).expect("write");
     running.signal("HUP");
     let deadline = Instant::now() + Duration::from_secs(5);
-    while hash(running.admin("/config").await) == first {
+    while hash(&running).await == first {
         assert!(Instant::now() < deadline, "SIGHUP did not reload");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -95,16 +98,89 @@ async fn sighup_reloads_the_file_and_a_wrong_file_changes_nothing() {
         "{}",
         upstream.last().query()
     );
-    let second = hash(running.admin("/config").await);
+    let second = hash(&running).await;
 
     std::fs::write(&path, "routes: [oops").expect("write");
     running.signal("HUP");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(running.alive(), "SIGHUP never stops the process");
-    assert_eq!(hash(running.admin("/config").await), second);
+    assert_eq!(hash(&running).await, second);
     let metrics = running.admin("/metrics").await.text();
     assert!(
         metrics.contains("pagegate_reloads_total{result=\"failed\"} 1"),
+        "{metrics}"
+    );
+}
+
+/// The running config's hash, from `GET /config`.
+async fn hash(running: &Running) -> Option<String> {
+    running.admin("/config").await.json()["hash"]
+        .as_str()
+        .map(str::to_owned)
+}
+
+/// Writes `text` as Kubernetes writes a ConfigMap's new version: into a new timestamped
+/// directory, then `..data` swapped to it by a rename; `pagegate.yaml` links through `..data`.
+fn publish(dir: &Path, version: &str, text: &str) {
+    let data = dir.join(version);
+    std::fs::create_dir(&data).expect("version dir");
+    std::fs::write(data.join("pagegate.yaml"), text).expect("write");
+    let staged = dir.join("..data_tmp");
+    std::os::unix::fs::symlink(version, &staged).expect("symlink");
+    std::fs::rename(&staged, dir.join("..data")).expect("swap");
+    let link = dir.join("pagegate.yaml");
+    if !link.exists() {
+        std::os::unix::fs::symlink("..data/pagegate.yaml", &link).expect("link");
+    }
+}
+
+#[tokio::test]
+async fn a_configmap_swap_reloads_and_a_wrong_version_changes_nothing() {
+    let upstream = Upstream::json("[]").await;
+    let dir = scratch_dir("configmap");
+    let (proxy, admin) = (free_port(), free_port());
+    publish(
+        &dir,
+        "..v1",
+        &config(proxy, admin, &upstream.url(), 2, "0s"),
+    );
+    let path = dir.join("pagegate.yaml");
+    let mut running = Running::start(&path, admin, &[]).await;
+    let first = hash(&running).await;
+
+    publish(
+        &dir,
+        "..v2",
+        &config(proxy, admin, &upstream.url(), 3, "0s"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while hash(&running).await == first {
+        assert!(Instant::now() < deadline, "the swap did not reload");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    get(&format!("http://127.0.0.1:{proxy}/events")).await;
+    assert!(upstream.last().query().contains("limit=3"));
+    let second = hash(&running).await;
+
+    publish(&dir, "..v3", "routes: [oops");
+    let failed = "pagegate_reloads_total{result=\"failed\"} 1";
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !running.admin("/metrics").await.text().contains(failed) {
+        assert!(
+            Instant::now() < deadline,
+            "the wrong version was not refused"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(running.alive());
+    assert_eq!(hash(&running).await, second, "the running config stays");
+    // Tried once: the same wrong contents are not tried again on later events.
+    std::fs::write(dir.join("unrelated"), "x").expect("write");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let metrics = running.admin("/metrics").await.text();
+    assert!(metrics.contains(failed), "{metrics}");
+    assert!(
+        metrics.contains("pagegate_reloads_total{result=\"ok\"} 1"),
         "{metrics}"
     );
 }
@@ -119,7 +195,7 @@ async fn sigterm_drains_finishes_a_long_stream_and_exits_zero() {
     let path = scratch_dir("sigterm").join("pagegate.yaml");
     let (proxy, admin) = (free_port(), free_port());
     std::fs::write(&path, config(proxy, admin, &upstream.url(), 2, "1s")).expect("write");
-    let mut running = Running::start(&path, admin).await;
+    let mut running = Running::start(&path, admin, &[]).await;
     let export = tokio::spawn(async move {
         let client = crate::support::client();
         let request = http::Request::get(format!("http://127.0.0.1:{proxy}/export"))
