@@ -14,6 +14,7 @@ use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::{BodyExt, Full};
 use pin_project_lite::pin_project;
+use prometheus_client::metrics::counter::Counter;
 use tokio::time::{Instant, Sleep};
 
 use crate::BoxError;
@@ -82,11 +83,13 @@ impl BodyEnd {
 }
 
 pin_project! {
-    /// Signals [`BodyEnd`] when the wrapped body ends, fails or is dropped.
+    /// Signals [`BodyEnd`] when the wrapped body ends, fails or is dropped, and counts its
+    /// bytes in `bytes`.
     pub struct SignalEnd<B> {
         #[pin]
         inner: B,
         end: Arc<BodyEnd>,
+        bytes: Counter,
     }
 
     impl<B> PinnedDrop for SignalEnd<B> {
@@ -97,9 +100,9 @@ pin_project! {
 }
 
 impl<B> SignalEnd<B> {
-    /// Wraps `inner`, signalling `end`.
-    pub(crate) fn new(inner: B, end: Arc<BodyEnd>) -> Self {
-        Self { inner, end }
+    /// Wraps `inner`, signalling `end` and counting its data bytes in `bytes`.
+    pub(crate) fn new(inner: B, end: Arc<BodyEnd>, bytes: Counter) -> Self {
+        Self { inner, end, bytes }
     }
 }
 
@@ -115,7 +118,10 @@ impl<B: HttpBody<Data = Bytes>> HttpBody for SignalEnd<B> {
         let polled = this.inner.as_mut().poll_frame(cx);
         match &polled {
             Poll::Ready(None | Some(Err(_))) => this.end.end(),
-            Poll::Ready(Some(Ok(_))) => {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.bytes.inc_by(data.len() as u64);
+                }
                 this.end.waiting.store(false, Ordering::Relaxed);
                 this.end.frames.fetch_add(1, Ordering::Relaxed);
                 if this.inner.is_end_stream() {

@@ -360,6 +360,24 @@ pub enum CursorError {
     },
 }
 
+impl CursorError {
+    /// The reason's label in `pagegate_cursor_failures_total`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::TooLong { .. } => "too_long",
+            Self::NotBase64 => "not_base64",
+            Self::Truncated => "truncated",
+            Self::UnsupportedVersion(_) => "unsupported_version",
+            Self::UnknownKeyId(_) => "unknown_key",
+            Self::BadSignature => "bad_signature",
+            Self::Expired { .. } => "expired",
+            Self::WrongRoute => "wrong_route",
+            Self::WrongFilters => "wrong_filters",
+            Self::BadKey { .. } => "bad_key",
+        }
+    }
+}
+
 /// A codec with one fixed key, for other modules' unit tests.
 #[cfg(test)]
 pub(crate) fn test_codec() -> CursorCodec {

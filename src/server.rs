@@ -189,10 +189,11 @@ impl Server {
         let serving = Arc::new(Serving::new(
             settings,
             &self.metrics,
-            Router::new(self.current),
+            Router::new(Arc::clone(&self.current)),
             Arc::clone(&admission.slots),
             (stop_rx, alive_tx.clone()),
         ));
+        sample_live(&self.metrics, &self.current, &serving.open);
         let (drain, delay) = (Arc::clone(&self.drain), settings.drain_delay);
         let stop_accepting = async move {
             tokio::select! {
@@ -216,6 +217,30 @@ impl Server {
             }
         }
     }
+}
+
+/// Sets the gauges of what is open at each scrape: the connections and their requests in
+/// flight, and the running generation's held pages and database pools. Held weakly, so a
+/// server that ended leaves nothing behind.
+fn sample_live(metrics: &Metrics, current: &Current, open: &Arc<connection::Connections>) {
+    let (current, open) = (Arc::downgrade(current), Arc::downgrade(open));
+    metrics.live.sample_with(move |live| {
+        if let Some(open) = open.upgrade() {
+            let (connections, streams) = open.counts();
+            live.connections(connections, streams);
+        }
+        let Some(current) = current.upgrade() else {
+            return;
+        };
+        let generation = current.load();
+        live.held_bytes(generation.held_budget().held_bytes());
+        live.clear_pools();
+        for database in generation.databases().values() {
+            for (pool, sample) in database.pool_samples() {
+                live.pool(database.name(), pool, sample);
+            }
+        }
+    });
 }
 
 /// Boxes a request body at the edge and records the client's address. A named function, so the

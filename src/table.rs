@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use http::Method;
+use prometheus_client::metrics::counter::Counter;
 use tower::Service;
 
 use crate::cursor::CursorError;
@@ -112,12 +113,13 @@ pub(crate) enum PgError {
 #[derive(Debug, Clone)]
 pub(crate) struct TableService {
     resource: Arc<Resource>,
-    export: bool,
+    /// On the export path: the counter of the rows it exports.
+    export: Option<Counter>,
 }
 
 impl TableService {
-    /// Serves `resource`'s pages, or its export.
-    pub(crate) fn new(resource: Arc<Resource>, export: bool) -> Self {
+    /// Serves `resource`'s pages, or its export (`export`: counting its rows there).
+    pub(crate) fn new(resource: Arc<Resource>, export: Option<Counter>) -> Self {
         Self { resource, export }
     }
 }
@@ -132,17 +134,21 @@ impl Service<Request> for TableService {
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
-        let (resource, export) = (Arc::clone(&self.resource), self.export);
+        let (resource, export) = (Arc::clone(&self.resource), self.export.clone());
         Box::pin(async move { serve(&resource, &req, export).await.map_err(BoxError::from) })
     }
 }
 
-async fn serve(resource: &Arc<Resource>, req: &Request, export: bool) -> Result<Response, PgError> {
+async fn serve(
+    resource: &Arc<Resource>,
+    req: &Request,
+    export: Option<Counter>,
+) -> Result<Response, PgError> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return Err(PgError::Method(req.method().clone()));
     }
     let table = Arc::clone(resource.table());
-    let mut params = parse(&table, req.uri().query().unwrap_or(""), export)?;
+    let mut params = parse(&table, req.uri().query().unwrap_or(""), export.is_some())?;
     // Cursors are bound to the table and its key as well: a reload that changes the key's
     // columns or directions invalidates them instead of resuming in the wrong place.
     let key: Vec<String> = table
@@ -180,8 +186,8 @@ async fn serve(resource: &Arc<Resource>, req: &Request, export: bool) -> Result<
     let catalog = resource.ready().await?;
     params::refuse_nul_escapes(&params.offered, &catalog)?;
     let ctx = resource.ctx(req);
-    if export {
-        return export::response(resource, catalog, params, &ctx).await;
+    if let Some(rows) = export {
+        return export::response(resource, catalog, params, &ctx, rows).await;
     }
     page::page(resource, &catalog, req.uri().path(), params, &ctx).await
 }

@@ -17,14 +17,17 @@ use prometheus_client::registry::Registry;
 mod access_log;
 mod latency;
 mod lifecycle;
+mod live;
 pub(crate) mod log_writer;
 mod logging;
+mod process;
 
 pub(crate) use access_log::AccessLog;
 pub use access_log::{AccessLogLayer, Outcome, REQUEST_ID};
 use latency::Latency;
-pub(crate) use latency::UpstreamMetrics;
+pub(crate) use latency::{TunnelOpen, UpstreamMetrics};
 pub(crate) use lifecycle::Lifecycle;
+pub(crate) use live::{Live, PoolSample};
 use logging::LOG_DROPS;
 pub(crate) use logging::{LogGuard, init, set_log_filter};
 
@@ -59,6 +62,12 @@ struct ReportLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CursorLabels {
+    route: String,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ProtectionLabels {
     reason: &'static str,
 }
@@ -73,6 +82,8 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     list_cuts: Family<CutLabels, Counter>,
     order_violations: Family<RouteLabels, Counter>,
+    export_rows: Family<RouteLabels, Counter>,
+    cursor_failures: Family<CursorLabels, Counter>,
     protections: Family<ProtectionLabels, Counter>,
     limits: Family<LimitLabels, Counter>,
     reported: Family<ReportLabels, Counter>,
@@ -82,11 +93,16 @@ pub struct Metrics {
     pub(crate) lifecycle: Lifecycle,
     /// Durations and bytes.
     latency: Latency,
+    /// What is open right now, read at each scrape.
+    pub(crate) live: Live,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("pagegate");
+        let mut root = Registry::default();
+        // The process's series keep their standard unprefixed names.
+        root.register_collector(Box::new(process::Process));
+        let registry = root.sub_registry_with_prefix("pagegate");
         let requests = Family::<RequestLabels, Counter>::default();
         let list_cuts = Family::<CutLabels, Counter>::default();
         let order_violations = Family::<RouteLabels, Counter>::default();
@@ -94,6 +110,18 @@ impl Default for Metrics {
         let protections = Family::<ProtectionLabels, Counter>::default();
         let limits = Family::<LimitLabels, Counter>::default();
         let reported = Family::<ReportLabels, Counter>::default();
+        let export_rows = Family::<RouteLabels, Counter>::default();
+        let cursor_failures = Family::<CursorLabels, Counter>::default();
+        registry.register(
+            "export_rows",
+            "Rows table routes' exports read from the database, by route",
+            export_rows.clone(),
+        );
+        registry.register(
+            "cursor_failures",
+            "Cursors refused, by route and reason (too_long, not_base64, truncated, unsupported_version, unknown_key, bad_signature, expired, wrong_route, wrong_filters, bad_key)",
+            cursor_failures.clone(),
+        );
         registry.register(
             "reported",
             "What a list policy in report-only mode would have done (refused, clamped, rewritten, cut), by route",
@@ -129,18 +157,22 @@ impl Default for Metrics {
             "Log lines dropped because the log writer could not keep up",
             log_dropped.clone(),
         );
-        let lifecycle = Lifecycle::new(&mut registry);
-        let latency = Latency::new(&mut registry);
+        let lifecycle = Lifecycle::new(registry);
+        let latency = Latency::new(registry);
+        let live = Live::new(registry);
         Self {
-            registry,
+            registry: root,
             lifecycle,
             latency,
+            live,
             requests,
             list_cuts,
             order_violations,
             protections,
             limits,
             reported,
+            export_rows,
+            cursor_failures,
             log_dropped,
             log_dropped_seen: AtomicU64::new(0),
         }
@@ -163,11 +195,13 @@ impl Metrics {
         let cut_items = list.then(|| self.list_cuts.get_or_create(&cut("items")).clone());
         let cut_bytes = list.then(|| self.list_cuts.get_or_create(&cut("bytes")).clone());
         let order_violations = list.then(|| self.order_violations.get_or_create(&route()).clone());
-        let (durations, response_bytes) = self.latency.route(name);
+        let (durations, response_bytes, request_bytes) = self.latency.route(name);
         Arc::new(RouteMetrics {
             name: Arc::from(name),
             durations,
             response_bytes,
+            request_bytes,
+            export_rows: self.export_rows.clone(),
             requests: self.requests.clone(),
             statuses: (0..STATUS_SLOTS).map(|_| OnceLock::new()).collect(),
             cut_items,
@@ -176,12 +210,13 @@ impl Metrics {
             protections: self.protections.clone(),
             limits: self.limits.clone(),
             reported: self.reported.clone(),
+            cursor_failures: self.cursor_failures.clone(),
         })
     }
 
     /// The handles of one upstream, resolved when its client is built.
     pub(crate) fn upstream(&self, name: &str) -> UpstreamMetrics {
-        self.latency.upstream(name)
+        self.latency.upstream(name, self.live.tunnels(name))
     }
 
     /// A counter of one protection (`reason`), resolved once by whoever counts it often.
@@ -193,6 +228,7 @@ impl Metrics {
 
     /// The OpenMetrics text exposition.
     pub fn encode(&self) -> String {
+        self.live.sample();
         if let Some(drops) = LOG_DROPS.get() {
             let now = drops.dropped_lines();
             let before = self.log_dropped_seen.swap(now, Ordering::Relaxed);
@@ -216,6 +252,8 @@ pub struct RouteMetrics {
     /// Request durations by status class (`1xx` to `5xx`).
     durations: [prometheus_client::metrics::histogram::Histogram; 5],
     response_bytes: Counter,
+    request_bytes: Counter,
+    export_rows: Family<RouteLabels, Counter>,
     requests: Family<RequestLabels, Counter>,
     /// A counter per status, resolved from the family the first time the status is seen.
     statuses: Box<[OnceLock<Counter>]>,
@@ -225,6 +263,7 @@ pub struct RouteMetrics {
     protections: Family<ProtectionLabels, Counter>,
     limits: Family<LimitLabels, Counter>,
     reported: Family<ReportLabels, Counter>,
+    cursor_failures: Family<CursorLabels, Counter>,
 }
 
 impl RouteMetrics {
@@ -256,6 +295,20 @@ impl RouteMetrics {
         let class = usize::from(status.as_u16() / 100).clamp(1, 5) - 1;
         self.durations[class].observe(elapsed.as_secs_f64());
         self.response_bytes.inc_by(bytes);
+    }
+
+    /// The counter of rows a table route's export reads (created for export paths only).
+    pub(crate) fn export_rows(&self) -> Counter {
+        self.export_rows
+            .get_or_create(&RouteLabels {
+                route: self.name.to_string(),
+            })
+            .clone()
+    }
+
+    /// The counter of request body bytes relayed upstream.
+    pub(crate) fn request_bytes(&self) -> Counter {
+        self.request_bytes.clone()
     }
 
     /// Counts a list response cut because of too many items.
@@ -298,6 +351,16 @@ impl RouteMetrics {
             .get_or_create(&ReportLabels {
                 route: self.name.to_string(),
                 what,
+            })
+            .inc();
+    }
+
+    /// Counts a cursor refused for `reason` ([`crate::cursor::CursorError::reason`]).
+    pub fn cursor_failed(&self, reason: &'static str) {
+        self.cursor_failures
+            .get_or_create(&CursorLabels {
+                route: self.name.to_string(),
+                reason,
             })
             .inc();
     }

@@ -98,7 +98,9 @@ impl Generation {
         let fallback = parts(DEFAULT_ROUTE_NAME, None, None, metrics, &made.room);
         let fallback = match &config.default {
             DefaultPolicy::Pass(upstream) => {
-                let forward = Forward::new(made.client(upstream), TimeoutOverrides::default());
+                let client = made.client(upstream);
+                let counted = fallback.metrics.request_bytes();
+                let forward = Forward::new(client, TimeoutOverrides::default(), counted);
                 let limits = made.limits.get(DEFAULT_ROUTE_NAME).cloned();
                 stack::route(RouteParts { limits, ..fallback }, forward)
             }
@@ -211,7 +213,8 @@ fn route_service(
     let parts = parts(&route.name, list, limits, metrics, &made.room);
     Ok(match &route.target {
         Target::Upstream(upstream) => {
-            let forward = Forward::new(made.client(upstream), route.timeouts);
+            let counted = parts.metrics.request_bytes();
+            let forward = Forward::new(made.client(upstream), route.timeouts, counted);
             stack::route(parts, forward)
         }
         Target::Table(table) => stack::table(parts, made.resource(route, table)?, export),

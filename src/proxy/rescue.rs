@@ -116,6 +116,9 @@ where
                 if let (Some(reason), Some(route)) = (answer.protection, this.route.as_ref()) {
                     route.protection(reason);
                 }
+                if let (Some(cursor), Some(route)) = (error.cursor(), this.route.as_ref()) {
+                    route.cursor_failed(cursor.reason());
+                }
                 let route = this.route.as_ref().map_or("-", |r| r.name());
                 match answer.status {
                     s if s.is_server_error() => tracing::warn!(%route, %error, "request failed"),

@@ -90,11 +90,12 @@ where
 
 /// A table route's stack: its pages (`<path>`) or its export (`<path>/export`).
 pub(crate) fn table(parts: RouteParts, resource: Arc<Resource>, export: bool) -> RouteService {
+    let exported = export.then(|| parts.metrics.export_rows());
     let terminal = ServiceBuilder::new()
         // Boxed again after compression, so every route's stack has the same body type.
         .map_response(|response: http::Response<_>| response.map(BodyExt::boxed))
         // Pages and exports are compressed when the client asks (gzip or zstd), frame by frame.
         .layer(CompressionLayer::new())
-        .service(TableService::new(resource, export));
+        .service(TableService::new(resource, exported));
     route(parts, terminal)
 }

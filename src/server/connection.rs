@@ -162,6 +162,16 @@ impl Connections {
         self.clock.now()
     }
 
+    /// The open connections, and the requests in flight on them.
+    pub(crate) fn counts(&self) -> (usize, u64) {
+        let open = lock(&self.open);
+        let streams = open
+            .values()
+            .map(|conn| u64::from(conn.in_flight.load(Ordering::Relaxed)))
+            .sum();
+        (open.len(), streams)
+    }
+
     /// Registers a new connection.
     pub(super) fn open(self: &Arc<Self>) -> Registered {
         let id = self.next.fetch_add(1, Ordering::Relaxed);

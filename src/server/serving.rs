@@ -233,8 +233,10 @@ impl Serving {
     ) {
         let registered = self.open.open();
         let conn = Arc::clone(&registered.0);
-        // The connection's slot, shared with what may outlive its requests (tunnels).
-        let slot: Arc<dyn std::any::Any + Send + Sync> = Arc::new((permit, peer_slot));
+        // The connection's slot, shared with what may outlive its requests (tunnels), with a
+        // sender that keeps shutdown waiting (for `shutdown_grace` at most) while a tunnel lives.
+        let slot: Arc<dyn std::any::Any + Send + Sync> =
+            Arc::new((permit, peer_slot, self.alive.clone()));
         let closing = Box::pin(Arc::clone(&conn).closing());
         let _ = stream.set_nodelay(true);
         let peer = client.ip();

@@ -27,6 +27,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use http::{HeaderValue, header};
 use http_body_util::{BodyExt, StreamBody};
+use prometheus_client::metrics::counter::Counter;
 
 use super::csv::Stamps;
 use super::params::Params;
@@ -110,6 +111,7 @@ pub(super) async fn response(
     catalog: Arc<Catalog>,
     params: Params,
     ctx: &Ctx,
+    rows: Counter,
 ) -> Result<Response, PgError> {
     let table = resource.table();
     let mut columns = params.fields.unwrap_or_else(|| table.columns.clone());
@@ -135,6 +137,7 @@ pub(super) async fn response(
         capacity: 0,
         ctx: ctx.clone(),
         served: false,
+        rows,
     };
     // The first chunk before the head: a malformed value (400, naming it), a timeout (504) or
     // no connection (503) is still answered as such.

@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use crate::telemetry::PoolSample;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 
@@ -217,6 +218,21 @@ impl Database {
     /// The pool exports use: the read replica's when one is configured.
     pub fn export_pool(&self) -> &Pool {
         self.replica.as_ref().unwrap_or(&self.pool)
+    }
+
+    /// Each pool's counts, named `primary` and `replica`.
+    pub(crate) fn pool_samples(&self) -> impl Iterator<Item = (&'static str, PoolSample)> {
+        let sample = |pool: &Pool| {
+            let status = pool.status();
+            PoolSample {
+                max: status.max_size,
+                open: status.size,
+                idle: status.available,
+                waiting: status.waiting,
+            }
+        };
+        std::iter::once(("primary", sample(&self.pool)))
+            .chain(self.replica.as_ref().map(|r| ("replica", sample(r))))
     }
 
     /// The TLS its connections speak (a cancel request needs it too).

@@ -5,6 +5,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
@@ -49,6 +50,7 @@ struct UpstreamErrorLabels {
 pub(crate) struct Latency {
     durations: Histograms<DurationLabels>,
     response_bytes: Family<RouteLabels, Counter>,
+    request_bytes: Family<RouteLabels, Counter>,
     first_byte: Histograms<UpstreamLabels>,
     upstream_errors: Family<UpstreamErrorLabels, Counter>,
 }
@@ -59,6 +61,7 @@ impl Latency {
         let this = Self {
             durations: Family::new_with_constructor(histogram),
             response_bytes: Family::default(),
+            request_bytes: Family::default(),
             first_byte: Family::new_with_constructor(histogram),
             upstream_errors: Family::default(),
         };
@@ -75,6 +78,12 @@ impl Latency {
             this.response_bytes.clone(),
         );
         registry.register_with_unit(
+            "request",
+            "Request body bytes relayed from clients to upstreams, by route",
+            Unit::Bytes,
+            this.request_bytes.clone(),
+        );
+        registry.register_with_unit(
             "upstream_first_byte",
             "Time from sending a request upstream to its response head, by upstream",
             Unit::Seconds,
@@ -88,8 +97,9 @@ impl Latency {
         this
     }
 
-    /// A route's duration histograms, one per status class, and its byte counter.
-    pub(crate) fn route(&self, name: &str) -> ([Histogram; 5], Counter) {
+    /// A route's duration histograms, one per status class, and its response and request byte
+    /// counters.
+    pub(crate) fn route(&self, name: &str) -> ([Histogram; 5], Counter, Counter) {
         let duration = |class| {
             let labels = DurationLabels {
                 route: name.to_owned(),
@@ -100,12 +110,13 @@ impl Latency {
         let labels = RouteLabels {
             route: name.to_owned(),
         };
-        let bytes = self.response_bytes.get_or_create(&labels).clone();
-        (CLASSES.map(duration), bytes)
+        let response = self.response_bytes.get_or_create(&labels).clone();
+        let request = self.request_bytes.get_or_create(&labels).clone();
+        (CLASSES.map(duration), response, request)
     }
 
-    /// An upstream's handles.
-    pub(crate) fn upstream(&self, name: &str) -> UpstreamMetrics {
+    /// An upstream's handles, with its gauge of open tunnels.
+    pub(crate) fn upstream(&self, name: &str, tunnels: Gauge) -> UpstreamMetrics {
         let labels = UpstreamLabels {
             upstream: name.to_owned(),
         };
@@ -113,6 +124,7 @@ impl Latency {
             name: name.to_owned(),
             first_byte: self.first_byte.get_or_create(&labels).clone(),
             errors: self.upstream_errors.clone(),
+            tunnels,
         }
     }
 }
@@ -123,12 +135,29 @@ pub(crate) struct UpstreamMetrics {
     name: String,
     first_byte: Histogram,
     errors: Family<UpstreamErrorLabels, Counter>,
+    tunnels: Gauge,
+}
+
+/// Counts a tunnel open until dropped.
+#[derive(Debug)]
+pub(crate) struct TunnelOpen(Gauge);
+
+impl Drop for TunnelOpen {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 impl UpstreamMetrics {
+    /// Counts a tunnel to this upstream as open until the guard drops.
+    pub(crate) fn tunnel(&self) -> TunnelOpen {
+        self.tunnels.inc();
+        TunnelOpen(self.tunnels.clone())
+    }
+
     /// Handles that count nowhere (a client built outside a generation).
     pub(crate) fn detached(name: &str) -> Self {
-        Latency::new(&mut Registry::default()).upstream(name)
+        Latency::new(&mut Registry::default()).upstream(name, Gauge::default())
     }
 
     /// Records the time to a response head.

@@ -16,6 +16,7 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::Error as ClientError;
 use hyper_util::client::legacy::ResponseFuture;
 use pin_project_lite::pin_project;
+use prometheus_client::metrics::counter::Counter;
 use tokio::time::Instant;
 use tokio::time::Sleep;
 use tower::Service;
@@ -34,18 +35,26 @@ pub(crate) struct Forward {
     upstream: Arc<UpstreamClient>,
     response_timeout: Duration,
     idle_timeout: Duration,
+    /// The route's `pagegate_request_bytes_total`.
+    request_bytes: Counter,
 }
 
 // === impl Forward ===
 
 impl Forward {
-    /// Relays to `upstream`; `overrides` replace its timeouts for this route.
-    pub(crate) fn new(upstream: Arc<UpstreamClient>, overrides: TimeoutOverrides) -> Self {
+    /// Relays to `upstream`; `overrides` replace its timeouts for this route, whose request
+    /// body bytes are counted in `request_bytes`.
+    pub(crate) fn new(
+        upstream: Arc<UpstreamClient>,
+        overrides: TimeoutOverrides,
+        request_bytes: Counter,
+    ) -> Self {
         let config = &upstream.config;
         Self {
             response_timeout: overrides.response.unwrap_or(config.response_timeout),
             idle_timeout: overrides.idle.unwrap_or(config.idle_timeout),
             upstream,
+            request_bytes,
         }
     }
 
@@ -99,7 +108,8 @@ impl Forward {
             return Ok((http::Request::from_parts(parts, body), None, upgrade));
         }
         let end = Arc::new(BodyEnd::default());
-        let body = IdleTimeout::new(SignalEnd::new(body, Arc::clone(&end)), self.idle_timeout);
+        let signal = SignalEnd::new(body, Arc::clone(&end), self.request_bytes.clone());
+        let body = IdleTimeout::new(signal, self.idle_timeout);
         Ok((
             http::Request::from_parts(parts, body.boxed()),
             Some(end),
@@ -160,10 +170,13 @@ impl Forward {
                     .cloned()
                     .unwrap_or_else(|| upgrade.protocol.clone());
                 let upstream_side = hyper::upgrade::on(&mut response);
+                // Counted in `pagegate_open_tunnels` until it ends.
+                let open = self.upstream.metrics.tunnel();
                 tokio::spawn(super::tunnel::run(
                     upgrade,
                     upstream_side,
                     self.idle_timeout,
+                    open,
                 ));
                 let (mut parts, _) = response.into_parts();
                 super::headers::remove_hop_by_hop(&mut parts.headers);

@@ -11,6 +11,8 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::telemetry::TunnelOpen;
+
 /// What an upgrade request carries to its answer: the protocol asked for and the client's side
 /// of the connection, handed over once the upstream agrees.
 #[derive(Debug)]
@@ -56,7 +58,8 @@ pub(super) fn restore(headers: &mut HeaderMap, protocol: HeaderValue) {
 /// half-closes the other side's write), either side fails, or no byte has moved either way for
 /// a whole `idle` period (checked every `idle`, so a silent tunnel closes within 2 × `idle`; a
 /// write that cannot proceed counts as no movement).
-pub(super) async fn run(upgrade: Upgrade, upstream: OnUpgrade, idle: Duration) {
+pub(super) async fn run(upgrade: Upgrade, upstream: OnUpgrade, idle: Duration, open: TunnelOpen) {
+    let _open = open;
     let Upgrade { client, held, .. } = upgrade;
     let (client, upstream) = match tokio::try_join!(client, upstream) {
         Ok(both) => both,

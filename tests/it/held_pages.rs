@@ -61,6 +61,12 @@ routes:
     }
     // The budget fills.
     tokio::time::sleep(Duration::from_secs(3)).await;
+    let text = proxy.metrics_text().await;
+    let held = crate::metrics::value(&text, "pagegate_held_page_bytes").expect("held bytes");
+    assert!(
+        held > 24.0 * 1024.0 * 1024.0 && held <= 36.0 * 1024.0 * 1024.0,
+        "the held pages fill the budget: {held}"
+    );
     let client = crate::support::client_from([127, 0, 0, 6]);
     let started = Instant::now();
     let mut tries = 0;

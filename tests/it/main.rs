@@ -20,6 +20,7 @@ mod keyset;
 mod layout;
 mod limits;
 mod listener;
+mod metrics;
 mod outcomes;
 mod pagination;
 mod postgres;

@@ -13,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 /// A backend that accepts upgrades and echoes what it receives on the upgraded connection.
-async fn echo_backend() -> SocketAddr {
+pub(crate) async fn echo_backend() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
@@ -59,7 +59,8 @@ routes:
   - {name: events, path: /events, methods: [GET], upstream: app, list: {}}
 ";
 
-async fn upgrade(addr: SocketAddr, path: &str) -> (TcpStream, String) {
+/// Sends a WebSocket upgrade for `path`; the stream and the answer's head, lowercased.
+pub(crate) async fn upgrade(addr: SocketAddr, path: &str) -> (TcpStream, String) {
     let mut stream = TcpStream::connect(addr).await.expect("connect");
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
@@ -167,6 +168,8 @@ routes:
         assert!(head.starts_with("http/1.1 429"), "{head}");
     }
     assert!(admitted, "the closed tunnel's slot was freed");
+    // Open tunnels would keep the shutdown waiting for its grace.
+    drop((_second, _third));
     proxy.stop().await;
 }
 
@@ -207,5 +210,46 @@ upstreams: {app: {url: '{upstream}', idle_timeout: 30s}}
     let text = proxy.metrics_text().await;
     let line = "pagegate_protections_total{reason=\"max_connections\"} 40";
     assert!(text.contains(line), "{line} missing from:\n{text}");
+    drop(tunnels);
     proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_drain_gives_open_tunnels_the_grace_to_finish() {
+    let backend = echo_backend().await;
+    let yaml = "
+shutdown_grace: 5s
+default: {action: pass, upstream: app}
+upstreams: {app: {url: '{upstream}', idle_timeout: 30s}}
+";
+    let proxy = Proxy::start_url(yaml, &format!("http://{backend}")).await;
+    let (mut stream, head) = upgrade(proxy.addr, "/ws").await;
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    let addr = proxy.addr;
+    let stopping = tokio::spawn(proxy.stop());
+    // The listener closes, but the tunnel still carries bytes both ways.
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while TcpStream::connect(addr).await.is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the listener stays open"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stream.write_all(b"still here").await.expect("write");
+    let mut echoed = [0u8; 10];
+    tokio::time::timeout(Duration::from_secs(3), stream.read_exact(&mut echoed))
+        .await
+        .expect("echoed during the drain")
+        .expect("read");
+    assert_eq!(&echoed, b"still here");
+    assert!(!stopping.is_finished(), "shutdown waits for the tunnel");
+    // The tunnel ends: shutdown completes well before the grace is over.
+    drop(stream);
+    let started = std::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(3), stopping)
+        .await
+        .expect("stopped once the tunnel ended")
+        .expect("task");
+    assert!(started.elapsed() < Duration::from_secs(3));
 }

@@ -162,6 +162,17 @@ impl HeldBudget {
         self.room.available_permits()
     }
 
+    /// The bytes held pages reserve now (in whole KiB, as they reserve).
+    pub fn held_bytes(&self) -> u64 {
+        let total = self
+            .settings
+            .0
+            .div_ceil(1024)
+            .min(Semaphore::MAX_PERMITS as u64);
+        let free = u64::try_from(self.room.available_permits()).unwrap_or(u64::MAX);
+        total.saturating_sub(free) * 1024
+    }
+
     /// `(max_held_bytes, max_held_bytes_per_client)`, to tell whether a new config changes it.
     pub fn settings(&self) -> (u64, u64) {
         self.settings

@@ -170,6 +170,14 @@ impl ProxyError {
         Self::Internal
     }
 
+    /// The cursor that was refused, from a list route or a table route.
+    pub(crate) fn cursor(&self) -> Option<&CursorError> {
+        match self {
+            Self::Cursor(e) | Self::Table(PgError::Cursor(e)) => Some(e),
+            _ => None,
+        }
+    }
+
     /// The answer table.
     pub(crate) fn answer(&self) -> Answer {
         use Outcome::{Internal, Overloaded, Refused, UpstreamError as Upstream};

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use prometheus_client::metrics::counter::Counter;
 
 use crate::table::config::ExportFormat;
 use crate::table::csv::{self, Stamps};
@@ -32,6 +33,8 @@ pub(super) struct Chunks {
     pub(super) ctx: Ctx,
     /// A chunk was fetched.
     pub(super) served: bool,
+    /// The route's `pagegate_export_rows_total`.
+    pub(super) rows: Counter,
 }
 
 /// What becomes of each row `COPY` gives.
@@ -94,6 +97,7 @@ impl Chunks {
         };
         self.served = true;
         self.done = fetched.len() < rows as usize;
+        self.rows.inc_by(fetched.len() as u64);
         let width = self.columns.len();
         let mut out = BytesMut::with_capacity(fetched.len() * 64 + 256);
         self.header(&mut out);
@@ -209,6 +213,7 @@ impl Chunks {
         };
         self.served = true;
         self.done = copied.rows < rows as usize;
+        self.rows.inc_by(copied.rows as u64);
         if copied.rows > 0 {
             let key = csv::record(&copied.last).and_then(|fields| {
                 table
