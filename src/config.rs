@@ -33,7 +33,7 @@ pub(crate) mod problems;
 mod server;
 
 pub(crate) use problems::{ConfigError, ConfigProblem, Located, Position};
-pub(crate) use server::{AdminConfig, ServerConfig};
+pub(crate) use server::{AdminConfig, ServerConfig, TracesConfig};
 
 /// A validated configuration.
 #[derive(Debug, Clone, PartialEq)]

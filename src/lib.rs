@@ -62,7 +62,9 @@ pub use list::scan::{DEFAULT_MAX_DEPTH, Event, ItemsPath, ScanError, Scanner};
 pub use proxy::router::{Refuse, RouteService};
 pub use proxy::stack::{RouteParts, route as route_stack};
 pub use server::{Handle, Overrides, ReloadError, Server, Source};
-pub use telemetry::{AccessLogLayer, Metrics, Outcome, REQUEST_ID, RouteMetrics};
+pub use telemetry::{
+    AccessLogLayer, Metrics, Outcome, REQUEST_ID, RouteMetrics, Traces, TracesError,
+};
 pub use upstream::UpstreamError;
 
 /// The error type where services and bodies plug together.

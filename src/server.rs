@@ -18,7 +18,7 @@ use crate::config::Config;
 use crate::config::defaults::RESERVED_FILES;
 use crate::proxy::generation::{BuildError, Generation};
 use crate::proxy::router::{Current, Router};
-use crate::telemetry::Metrics;
+use crate::telemetry::{Metrics, Traces};
 use crate::{Body, BoxError, Request};
 
 mod admin;
@@ -64,6 +64,9 @@ pub enum StartError {
         /// What to change.
         reason: String,
     },
+    /// Tracing could not start.
+    #[error(transparent)]
+    Traces(#[from] crate::telemetry::TracesError),
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -85,6 +88,8 @@ pub struct Server {
     current: Current,
     drain: Arc<Drain>,
     source: Option<Arc<Source>>,
+    /// The tracer, when `traces` is set.
+    traces: Option<Traces>,
 }
 
 impl Server {
@@ -118,6 +123,12 @@ impl Server {
             None => None,
         };
         metrics.lifecycle.running(&config.hash());
+        let traces = config
+            .server
+            .traces
+            .as_ref()
+            .map(Traces::start)
+            .transpose()?;
         Ok(Self {
             config,
             listener,
@@ -127,6 +138,7 @@ impl Server {
             current: Arc::new(ArcSwap::from_pointee(generation)),
             drain: Arc::new(Drain::default()),
             source: None,
+            traces,
         })
     }
 
@@ -188,7 +200,7 @@ impl Server {
         };
         let serving = Arc::new(Serving::new(
             settings,
-            &self.metrics,
+            (&self.metrics, self.traces.clone()),
             Router::new(Arc::clone(&self.current)),
             Arc::clone(&admission.slots),
             (stop_rx, alive_tx.clone()),
@@ -215,6 +227,10 @@ impl Server {
             () = tokio::time::sleep(settings.shutdown_grace) => {
                 tracing::warn!("grace period over; closing open connections");
             }
+        }
+        if let Some(traces) = self.traces {
+            // Sends the spans still buffered; blocking, so off the runtime's threads.
+            let _ = tokio::task::spawn_blocking(move || traces.shutdown()).await;
         }
     }
 }

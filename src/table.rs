@@ -24,6 +24,7 @@ use tower::Service;
 
 use crate::cursor::CursorError;
 use crate::table::config::FilterOp;
+use crate::telemetry::TraceCx;
 use crate::{BoxError, Request, Response};
 
 mod catalog;
@@ -135,7 +136,19 @@ impl Service<Request> for TableService {
 
     fn call(&mut self, req: Request) -> Self::Future {
         let (resource, export) = (Arc::clone(&self.resource), self.export.clone());
-        Box::pin(async move { serve(&resource, &req, export).await.map_err(BoxError::from) })
+        // Tracing on: a span for the statements, until the answer's head (an export's rows
+        // stream on under the server span).
+        let span = req
+            .extensions()
+            .get::<TraceCx>()
+            .map(|cx| cx.database(&resource.table().name, export.is_some()));
+        Box::pin(async move {
+            let answer = serve(&resource, &req, export).await;
+            if let (Some(span), Err(error)) = (&span, &answer) {
+                span.failed(error.to_string());
+            }
+            answer.map_err(BoxError::from)
+        })
     }
 }
 

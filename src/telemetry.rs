@@ -21,6 +21,7 @@ mod live;
 pub(crate) mod log_writer;
 mod logging;
 mod process;
+mod traces;
 
 pub(crate) use access_log::AccessLog;
 pub use access_log::{AccessLogLayer, Outcome, REQUEST_ID};
@@ -30,6 +31,8 @@ pub(crate) use lifecycle::Lifecycle;
 pub(crate) use live::{Live, PoolSample};
 use logging::LOG_DROPS;
 pub(crate) use logging::{LogGuard, init, set_log_filter};
+pub(crate) use traces::TraceCx;
+pub use traces::{Traces, TracesError};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {

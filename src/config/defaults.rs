@@ -13,6 +13,11 @@ pub(crate) const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub(crate) const DEFAULT_DRAIN_DELAY: Duration = Duration::from_secs(5);
 /// Most connections the admin listener serves at once: probes and scrapes, not clients.
 pub(crate) const DEFAULT_ADMIN_MAX_CONNECTIONS: usize = 16;
+/// The `service.name` of pagegate's spans.
+pub(crate) const DEFAULT_TRACES_SERVICE_NAME: &str = "pagegate";
+/// The share of new traces pagegate samples (1.0: all); a request's sampled parent decides for
+/// its own trace.
+pub(crate) const DEFAULT_TRACES_SAMPLE_RATIO: f64 = 1.0;
 /// Peers the admin verbs answer: loopback only, as linkerd's admin does.
 pub(crate) const DEFAULT_ADMIN_ALLOW: [&str; 2] = ["127.0.0.1/32", "::1/128"];
 /// Time a client has to send a whole request head, from when its connection starts waiting for

@@ -35,6 +35,7 @@ pub(crate) struct FileConfig {
     #[serde(default)]
     pub(crate) trusted_proxies: Vec<Spanned<String>>,
     pub(crate) access_log: Option<bool>,
+    pub(crate) traces: Option<Spanned<FileTraces>>,
     pub(crate) redis: Option<Spanned<FileRedis>>,
     pub(crate) default: Option<Spanned<FileDefault>>,
     pub(crate) cursors: Option<Spanned<FileCursors>>,
@@ -53,6 +54,15 @@ pub(crate) struct FileAdmin {
     pub(crate) allow: Option<Spanned<Vec<Spanned<String>>>>,
     pub(crate) ready_requires: Option<Spanned<Vec<Spanned<String>>>>,
     pub(crate) max_connections: Option<Spanned<u64>>,
+}
+
+/// Spans sent to an OpenTelemetry collector over OTLP/HTTP.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileTraces {
+    pub(crate) endpoint: Spanned<String>,
+    pub(crate) service_name: Option<Spanned<String>>,
+    pub(crate) sample_ratio: Option<Spanned<f64>>,
 }
 
 /// What happens to a request that matches no route.

@@ -43,6 +43,20 @@ pub struct ServerConfig {
     pub trusted_proxies: crate::client_addr::TrustedProxies,
     /// Write one access-log event per request when its response body ends.
     pub access_log: bool,
+    /// Where spans go, when tracing is on (`traces`).
+    pub traces: Option<TracesConfig>,
+}
+
+/// Spans of each request, sent to an OpenTelemetry collector over OTLP/HTTP.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TracesConfig {
+    /// The collector's OTLP/HTTP traces URL, `/v1/traces` included.
+    pub endpoint: http::Uri,
+    /// The spans' `service.name`.
+    pub service_name: String,
+    /// The share of new traces sampled (0 to 1); a request's sampled parent decides for its
+    /// own trace.
+    pub sample_ratio: f64,
 }
 
 impl ServerConfig {
@@ -75,6 +89,7 @@ impl ServerConfig {
             http2_max_resets,
             trusted_proxies,
             access_log,
+            traces,
         );
         keys
     }

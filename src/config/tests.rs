@@ -34,6 +34,7 @@ fn omitted_keys_take_the_documented_defaults() {
     assert_eq!(config.server.shutdown_grace, DEFAULT_SHUTDOWN_GRACE);
     assert_eq!(config.server.max_connections, DEFAULT_MAX_CONNECTIONS);
     assert_eq!(config.server.access_log, DEFAULT_ACCESS_LOG);
+    assert!(config.server.traces.is_none());
     assert!(
         config
             .routes
@@ -108,6 +109,9 @@ fn the_reference_file_shows_the_defaults() {
     assert_eq!(app.pool_idle_timeout, DEFAULT_POOL_IDLE_TIMEOUT);
     assert_eq!(app.pool_max_idle, DEFAULT_POOL_MAX_IDLE);
     assert_eq!(config.server.access_log, DEFAULT_ACCESS_LOG);
+    let traces = config.server.traces.as_ref().expect("traces");
+    assert_eq!(traces.service_name, DEFAULT_TRACES_SERVICE_NAME);
+    assert!((traces.sample_ratio - DEFAULT_TRACES_SAMPLE_RATIO).abs() < f64::EPSILON);
     assert_eq!(
         config.routes[1].timeouts,
         TimeoutOverrides {

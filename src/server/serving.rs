@@ -27,7 +27,7 @@ use crate::config::ServerConfig;
 use crate::config::defaults::{ACCEPT_WAIT, WAITING_ROOM_MIN};
 use crate::proxy::rescue::ProxyError;
 use crate::proxy::router::Router;
-use crate::telemetry::{AccessLog, Metrics};
+use crate::telemetry::{AccessLog, Metrics, Traces};
 use crate::{Request, Response};
 
 /// After GOAWAY for too many cancelled streams, how long the streams in flight may finish before
@@ -105,7 +105,7 @@ impl Serving {
     /// connection watches and the sender each one holds until it ends.
     pub(super) fn new(
         settings: &ServerConfig,
-        metrics: &Metrics,
+        (metrics, traces): (&Metrics, Option<Traces>),
         router: Router,
         slots: Arc<Semaphore>,
         shutdown: (watch::Receiver<bool>, mpsc::Sender<()>),
@@ -131,8 +131,8 @@ impl Serving {
             },
         );
         Self {
-            stack: crate::proxy::stack::global(router, settings.access_log),
-            refusal: crate::proxy::stack::global(Refusal, settings.access_log),
+            stack: crate::proxy::stack::global(router, settings.access_log, traces.clone()),
+            refusal: crate::proxy::stack::global(Refusal, settings.access_log, traces),
             builder: builder(settings),
             open,
             slots,

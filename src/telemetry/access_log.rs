@@ -17,7 +17,7 @@ use pin_project_lite::pin_project;
 use tokio::time::Instant;
 use tower::{Layer, Service};
 
-use super::RouteMetrics;
+use super::{RouteMetrics, TraceCx, Traces};
 use crate::client_addr::ClientAddr;
 use crate::{Body, BoxError, Request, Response};
 
@@ -77,15 +77,25 @@ impl Outcome {
 
 /// Gives every request an id, counts every answer by route and status, and logs each request
 /// once its response body ends. Outermost, so it sees pagegate's own answers too.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct AccessLogLayer {
     enabled: bool,
+    traces: Option<Traces>,
 }
 
 impl AccessLogLayer {
     /// A layer that writes log events when `enabled` (it always counts and sets request ids).
     pub fn new(enabled: bool) -> Self {
-        Self { enabled }
+        Self {
+            enabled,
+            traces: None,
+        }
+    }
+
+    /// Also starts each request's server span with `traces`, when set.
+    #[must_use]
+    pub fn traced(self, traces: Option<Traces>) -> Self {
+        Self { traces, ..self }
     }
 }
 
@@ -96,6 +106,7 @@ impl<S> Layer<S> for AccessLogLayer {
         AccessLog {
             inner,
             enabled: self.enabled,
+            traces: self.traces.clone(),
         }
     }
 }
@@ -105,6 +116,7 @@ impl<S> Layer<S> for AccessLogLayer {
 pub struct AccessLog<S> {
     inner: S,
     enabled: bool,
+    traces: Option<Traces>,
 }
 
 impl<S> Service<Request> for AccessLog<S>
@@ -127,16 +139,24 @@ where
         let keep = client.is_none_or(ClientAddr::trusted);
         let ip = client.map(ClientAddr::ip);
         let request_id = request_id(req.headers_mut(), keep);
+        // Tracing on: the server span, a parent for the layers below.
+        let span = self.traces.as_ref().map(|traces| {
+            let span = traces.server_span(req.method(), req.uri().path(), req.headers());
+            req.extensions_mut().insert(span.clone());
+            span
+        });
         let request = self.enabled.then(|| RequestPart {
             method: req.method().clone(),
             uri: req.uri().clone(),
             client: ip,
+            trace: span.as_ref().map(TraceCx::ids),
         });
         ResponseFuture {
             inner: self.inner.call(req),
             start,
             request_id: Some(request_id),
             request,
+            span,
         }
     }
 }
@@ -147,6 +167,8 @@ struct RequestPart {
     method: Method,
     uri: Uri,
     client: Option<IpAddr>,
+    /// The trace and span ids, when tracing.
+    trace: Option<(String, String)>,
 }
 
 pin_project! {
@@ -158,11 +180,15 @@ pin_project! {
         start: Instant,
         request_id: Option<HeaderValue>,
         request: Option<RequestPart>,
+        span: Option<TraceCx>,
     }
 
     impl<F> PinnedDrop for ResponseFuture<F> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
+            if let Some(span) = this.span.take() {
+                span.answered("-", None, Outcome::ClientClosed.as_str());
+            }
             if let Some(request) = this.request.take() {
                 Entry {
                     request,
@@ -224,10 +250,22 @@ where
                 expected,
             })
         });
+        let span = this.span.take().map(|cx| {
+            Box::new(SpanEnd {
+                cx,
+                status,
+                route: entry
+                    .as_ref()
+                    .and_then(|e| e.route.clone())
+                    .or_else(|| measure.as_ref().map(|m| Arc::clone(&m.route))),
+                outcome,
+            })
+        });
         Poll::Ready(Ok(response.map(|inner| LoggedBody {
             inner,
             measure,
             entry,
+            span,
         })))
     }
 }
@@ -265,6 +303,8 @@ impl Entry {
             bytes = self.bytes,
             first_byte_us = self.first_byte.map(|t| u64::try_from(t.as_micros()).unwrap_or(u64::MAX)),
             last_byte_us = u64::try_from(self.start.elapsed().as_micros()).unwrap_or(u64::MAX),
+            trace_id = request.trace.as_ref().map(|t| t.0.as_str()),
+            span_id = request.trace.as_ref().map(|t| t.1.as_str()),
             "request"
         );
     }
@@ -296,6 +336,17 @@ pub struct LoggedBody {
     measure: Option<Measure>,
     /// Boxed: a request that is not logged carries one pointer, not the whole entry.
     entry: Option<Box<Entry>>,
+    /// The server span, ended with the body.
+    span: Option<Box<SpanEnd>>,
+}
+
+/// What the server span records when the body ends.
+#[derive(Debug)]
+struct SpanEnd {
+    cx: TraceCx,
+    status: StatusCode,
+    route: Option<Arc<RouteMetrics>>,
+    outcome: Outcome,
 }
 
 impl LoggedBody {
@@ -305,6 +356,11 @@ impl LoggedBody {
         }
         if let Some(entry) = self.entry.take() {
             entry.write(outcome.unwrap_or(entry.outcome));
+        }
+        if let Some(span) = self.span.take() {
+            let route = span.route.as_ref().map_or("-", |r| r.name());
+            let outcome = outcome.unwrap_or(span.outcome);
+            span.cx.answered(route, Some(span.status), outcome.as_str());
         }
     }
 }

@@ -23,6 +23,7 @@ use tower::Service;
 
 use crate::body::{BodyEnd, IdleTimeout, SignalEnd};
 use crate::client_addr::{ClientAddr, TunnelHold};
+use crate::telemetry::TraceCx;
 use crate::upstream::UpstreamClient;
 use crate::upstream::config::{TimeoutOverrides, UpstreamConfig};
 use crate::upstream::error::{is_timeout, method_error, request_body_error};
@@ -224,7 +225,14 @@ impl Service<Request> for Forward {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Request) -> Self::Future {
+    fn call(&mut self, mut req: Request) -> Self::Future {
+        // Tracing on: the upstream call's span, whose context the upstream receives.
+        let span = req.extensions().get::<TraceCx>().cloned().map(|cx| {
+            let config = &self.upstream.config;
+            let host = config.origin.host().unwrap_or("");
+            let method = req.method().clone();
+            cx.upstream(&config.name, host, &method, req.headers_mut())
+        });
         let (inner, error, body_end, upgrade) = match self.prepare(req) {
             Ok((request, body_end, upgrade)) => {
                 let sent = self.upstream.client.request(request);
@@ -242,6 +250,7 @@ impl Service<Request> for Forward {
             upgrade,
             error,
             forward: self.clone(),
+            span,
         }
     }
 }
@@ -264,6 +273,8 @@ pin_project! {
         upgrade: Option<super::tunnel::Upgrade>,
         error: Option<BoxError>,
         forward: Forward,
+        // The upstream call's span, when tracing; it ends with the response head.
+        span: Option<TraceCx>,
     }
 }
 
@@ -280,7 +291,8 @@ impl Future for ForwardFuture {
         };
         if let Poll::Ready(result) = inner.poll(cx) {
             let upgrade = this.upgrade.take();
-            return Poll::Ready(this.forward.answer(Ok(result), upgrade, *this.sent_at));
+            let answer = this.forward.answer(Ok(result), upgrade, *this.sent_at);
+            return Poll::Ready(end_span(this.span.take(), answer));
         }
         if let Some(end) = this.body_end.as_ref() {
             if !end.poll_ended(cx) {
@@ -298,7 +310,8 @@ impl Future for ForwardFuture {
                 }
                 return match this.deadline.poll(cx) {
                     Poll::Ready(()) => {
-                        Poll::Ready(Err(this.forward.timeout("read the request body", idle)))
+                        let error = this.forward.timeout("read the request body", idle);
+                        Poll::Ready(end_span(this.span.take(), Err(error)))
                     }
                     Poll::Pending => Poll::Pending,
                 };
@@ -308,7 +321,10 @@ impl Future for ForwardFuture {
             this.deadline.as_mut().reset(deadline);
         }
         match this.deadline.poll(cx) {
-            Poll::Ready(()) => Poll::Ready(this.forward.answer(Err(()), None, *this.sent_at)),
+            Poll::Ready(()) => {
+                let answer = this.forward.answer(Err(()), None, *this.sent_at);
+                Poll::Ready(end_span(this.span.take(), answer))
+            }
             Poll::Pending => Poll::Pending,
         }
     }
@@ -340,6 +356,20 @@ fn cause(error: &ClientError) -> &'static str {
 }
 
 /// A request ready for the upstream, its body's end signal (uploads) and its upgrade.
+/// Records how the upstream call ended on its span, which then ends.
+fn end_span(
+    span: Option<TraceCx>,
+    answer: Result<Response, BoxError>,
+) -> Result<Response, BoxError> {
+    if let Some(span) = span {
+        match &answer {
+            Ok(response) => span.status(response.status()),
+            Err(error) => span.failed(error.to_string()),
+        }
+    }
+    answer
+}
+
 pub(super) type Prepared = (
     Request,
     Option<Arc<BodyEnd>>,

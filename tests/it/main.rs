@@ -31,6 +31,7 @@ mod rate_limits;
 mod shared_limits;
 mod signals;
 mod stack;
+mod traces;
 mod type_matrix;
 mod upgrades;
 mod uploads;

@@ -11,7 +11,7 @@ use super::{Databases, Upstreams};
 use crate::client_addr::TrustedProxies;
 use crate::config::defaults::*;
 use crate::config::file::FileConfig;
-use crate::config::{AdminConfig, ServerConfig};
+use crate::config::{AdminConfig, ServerConfig, TracesConfig};
 
 /// The listener's settings; `None` when `listen` is not an address (the problem is recorded).
 pub(super) fn server(p: &mut Problems, file: &FileConfig) -> Option<ServerConfig> {
@@ -74,6 +74,62 @@ pub(super) fn server(p: &mut Problems, file: &FileConfig) -> Option<ServerConfig
         http2_max_resets,
         trusted_proxies,
         access_log: file.access_log.unwrap_or(DEFAULT_ACCESS_LOG),
+        traces: traces(p, file),
+    })
+}
+
+/// `traces`: the collector's URL, the service name and the sample ratio.
+fn traces(p: &mut Problems, file: &FileConfig) -> Option<TracesConfig> {
+    let traces = &file.traces.as_ref()?.value;
+    let endpoint = match traces.endpoint.value.parse::<http::Uri>() {
+        Ok(uri) if uri.scheme_str() == Some("http") && uri.host().is_some() => {
+            // A bare collector address gets OTLP's traces path, as OTEL_EXPORTER_OTLP_ENDPOINT does.
+            if uri.path() == "/" && !traces.endpoint.value.ends_with('/') {
+                format!("{}v1/traces", uri).parse().ok()
+            } else {
+                Some(uri)
+            }
+        }
+        _ => {
+            p.invalid(
+                &traces.endpoint,
+                "traces.endpoint",
+                "is not an http:// URL: write the collector's OTLP/HTTP address, such as http://127.0.0.1:4318/v1/traces (https:// collectors are not supported yet: use a local collector or agent)".to_owned(),
+            );
+            None
+        }
+    };
+    let service_name = match &traces.service_name {
+        Some(name) if name.value.trim().is_empty() => {
+            p.invalid(
+                name,
+                "traces.service_name",
+                "is empty: name the service, such as pagegate-events".to_owned(),
+            );
+            None
+        }
+        Some(name) => Some(name.value.clone()),
+        None => Some(DEFAULT_TRACES_SERVICE_NAME.to_owned()),
+    };
+    let sample_ratio = match &traces.sample_ratio {
+        Some(ratio) if !(0.0..=1.0).contains(&ratio.value) => {
+            p.invalid(
+                ratio,
+                "traces.sample_ratio",
+                format!(
+                    "is {}: write a share between 0 and 1, such as 0.1 for one trace in ten",
+                    ratio.value
+                ),
+            );
+            None
+        }
+        Some(ratio) => Some(ratio.value),
+        None => Some(DEFAULT_TRACES_SAMPLE_RATIO),
+    };
+    Some(TracesConfig {
+        endpoint: endpoint?,
+        service_name: service_name?,
+        sample_ratio: sample_ratio?,
     })
 }
 

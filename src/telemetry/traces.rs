@@ -1,0 +1,239 @@
+//! Traces (`traces:`): one server span per request, its parent taken from the request's W3C
+//! `traceparent`/`tracestate`, with a child span for the upstream call (whose context the
+//! upstream receives as its parent) or the database statement, sent to an OpenTelemetry
+//! collector over OTLP/HTTP in batches. The access log carries each request's `trace_id` and
+//! `span_id`.
+//!
+//! With `traces` unset nothing here runs: no span is made, and `traceparent`/`tracestate` reach
+//! the upstream as the client sent them.
+//!
+//! The exporter is opentelemetry-otlp's over hyper (opentelemetry-http's client, so no second
+//! HTTP stack). Its batch processor exports from a thread of its own, outside the runtime, and
+//! hyper needs the runtime: [`OnRuntime`] runs each export there.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::HeaderMap;
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer, TracerProvider};
+use opentelemetry::{Context, KeyValue};
+use opentelemetry_http::{HeaderExtractor, HeaderInjector, HttpClient, HttpError};
+use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{Sampler, SdkTracer, SdkTracerProvider};
+
+use crate::config::TracesConfig;
+
+/// How long one export to the collector may take.
+const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why tracing could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("traces: cannot build the OTLP exporter for {endpoint}: {reason}")]
+pub struct TracesError {
+    endpoint: String,
+    reason: String,
+}
+
+/// pagegate's tracer; clones share it.
+#[derive(Debug, Clone)]
+pub struct Traces {
+    tracer: SdkTracer,
+    provider: SdkTracerProvider,
+}
+
+impl Traces {
+    /// Starts exporting to `config`'s collector. Needs a Tokio runtime (exports run on it).
+    pub fn start(config: &TracesConfig) -> Result<Self, TracesError> {
+        let client = OnRuntime {
+            client: opentelemetry_http::hyper::HyperClient::with_default_connector(
+                EXPORT_TIMEOUT,
+                None,
+            ),
+            runtime: tokio::runtime::Handle::current(),
+        };
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_http_client(client)
+            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+            .with_endpoint(config.endpoint.to_string())
+            .with_timeout(EXPORT_TIMEOUT)
+            .build()
+            .map_err(|e| TracesError {
+                endpoint: config.endpoint.to_string(),
+                reason: e.to_string(),
+            })?;
+        let sampler =
+            Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(config.sample_ratio)));
+        let resource = opentelemetry_sdk::Resource::builder()
+            .with_service_name(config.service_name.clone())
+            .build();
+        let provider = SdkTracerProvider::builder()
+            .with_batch_exporter(exporter)
+            .with_sampler(sampler)
+            .with_resource(resource)
+            .build();
+        let tracer = provider.tracer("pagegate");
+        Ok(Self { tracer, provider })
+    }
+
+    /// Sends the spans still buffered and stops. Blocks: call it off the runtime's threads.
+    pub fn shutdown(&self) {
+        if let Err(error) = self.provider.shutdown() {
+            tracing::warn!(%error, "traces: the last spans could not be sent");
+        }
+    }
+
+    /// A request's server span, its parent read from `headers`; its context for the layers
+    /// below is the returned span's [`TraceCx`].
+    pub(crate) fn server_span(
+        &self,
+        method: &http::Method,
+        path: &str,
+        headers: &HeaderMap,
+    ) -> TraceCx {
+        let parent = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
+        let span = self
+            .tracer
+            .span_builder(method.to_string())
+            .with_kind(SpanKind::Server)
+            .with_attributes([
+                KeyValue::new("http.request.method", method.to_string()),
+                KeyValue::new("url.path", path.to_owned()),
+            ])
+            .start_with_context(&self.tracer, &parent);
+        TraceCx {
+            cx: parent.with_span(span),
+            tracer: self.tracer.clone(),
+        }
+    }
+}
+
+/// A span's context, carried in a request's extensions so the layers below make their spans
+/// its children. The span ends when the last clone is dropped.
+#[derive(Debug, Clone)]
+pub(crate) struct TraceCx {
+    cx: Context,
+    tracer: SdkTracer,
+}
+
+impl TraceCx {
+    /// The trace and span ids, in hex, for the access log.
+    pub(crate) fn ids(&self) -> (String, String) {
+        let span = self.cx.span();
+        let context = span.span_context();
+        (
+            context.trace_id().to_string(),
+            context.span_id().to_string(),
+        )
+    }
+
+    /// Names the server span after the route and records how the request ended.
+    pub(crate) fn answered(
+        &self,
+        route: &str,
+        status: Option<http::StatusCode>,
+        outcome: &'static str,
+    ) {
+        let span = self.cx.span();
+        span.set_attribute(KeyValue::new("pagegate.route", route.to_owned()));
+        span.set_attribute(KeyValue::new("pagegate.outcome", outcome));
+        if let Some(status) = status {
+            span.set_attribute(KeyValue::new(
+                "http.response.status_code",
+                i64::from(status.as_u16()),
+            ));
+            if status.is_server_error() {
+                span.set_status(Status::error(status.to_string()));
+            }
+        }
+    }
+
+    /// A child span for a call to `upstream` at `host`, its context written into `headers` as
+    /// `traceparent` (and `tracestate`), replacing the client's.
+    pub(crate) fn upstream(
+        &self,
+        upstream: &str,
+        host: &str,
+        method: &http::Method,
+        headers: &mut HeaderMap,
+    ) -> TraceCx {
+        let child = self.child(
+            method.to_string(),
+            [
+                KeyValue::new("http.request.method", method.to_string()),
+                KeyValue::new("server.address", host.to_owned()),
+                KeyValue::new("pagegate.upstream", upstream.to_owned()),
+            ],
+        );
+        headers.remove("traceparent");
+        headers.remove("tracestate");
+        TraceContextPropagator::new().inject_context(&child.cx, &mut HeaderInjector(headers));
+        child
+    }
+
+    /// A child span for the statements of a page or an export (`export`) of `table`.
+    pub(crate) fn database(&self, table: &str, export: bool) -> TraceCx {
+        let name = if export {
+            format!("SELECT {table} (export)")
+        } else {
+            format!("SELECT {table}")
+        };
+        self.child(
+            name,
+            [
+                KeyValue::new("db.system.name", "postgresql"),
+                KeyValue::new("db.operation.name", "SELECT"),
+                KeyValue::new("db.collection.name", table.to_owned()),
+            ],
+        )
+    }
+
+    /// Records a failure on this span.
+    pub(crate) fn failed(&self, cause: impl Into<std::borrow::Cow<'static, str>>) {
+        self.cx.span().set_status(Status::error(cause));
+    }
+
+    /// Records the status of the answer this span waited for.
+    pub(crate) fn status(&self, status: http::StatusCode) {
+        self.cx.span().set_attribute(KeyValue::new(
+            "http.response.status_code",
+            i64::from(status.as_u16()),
+        ));
+    }
+
+    fn child(&self, name: String, attributes: [KeyValue; 3]) -> TraceCx {
+        let span = self
+            .tracer
+            .span_builder(name)
+            .with_kind(SpanKind::Client)
+            .with_attributes(attributes)
+            .start_with_context(&self.tracer, &self.cx);
+        TraceCx {
+            cx: self.cx.with_span(span),
+            tracer: self.tracer.clone(),
+        }
+    }
+}
+
+/// opentelemetry-http's hyper client, run on the Tokio runtime: the batch processor calls it
+/// from its own thread, where hyper finds no runtime.
+#[derive(Debug)]
+struct OnRuntime {
+    client: opentelemetry_http::hyper::HyperClient,
+    runtime: tokio::runtime::Handle,
+}
+
+#[async_trait::async_trait]
+impl HttpClient for OnRuntime {
+    async fn send_bytes(
+        &self,
+        request: http::Request<Bytes>,
+    ) -> Result<http::Response<Bytes>, HttpError> {
+        let client = self.client.clone();
+        self.runtime
+            .spawn(async move { client.send_bytes(request).await })
+            .await?
+    }
+}

@@ -1,0 +1,182 @@
+//! Traces through a real pagegate: with `traces` unset, `traceparent` and `tracestate` reach
+//! the upstream as the client sent them; with it set, the upstream's parent is pagegate's span
+//! in the client's trace, the access log names the trace and span, and the spans reach an
+//! OTLP/HTTP receiver the test runs.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use crate::support::{Proxy, Upstream, full, send};
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const PARENT: &str = "00f067aa0ba902b7";
+
+/// What an OTLP/HTTP receiver got: each request's path, content type and body.
+type Received = Arc<Mutex<Vec<(String, String, Bytes)>>>;
+
+/// A collector's OTLP/HTTP endpoint that records every export and answers 200.
+async fn receiver() -> (SocketAddr, Received) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let received = Received::default();
+    let record = Arc::clone(&received);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let record = Arc::clone(&record);
+            let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
+                let record = Arc::clone(&record);
+                async move {
+                    let path = req.uri().path().to_owned();
+                    let kind = req
+                        .headers()
+                        .get("content-type")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_owned();
+                    let body = req.into_body().collect().await.map(|b| b.to_bytes());
+                    record
+                        .lock()
+                        .expect("lock")
+                        .push((path, kind, body.unwrap_or_default()));
+                    Ok::<_, Infallible>(http::Response::new(full(Bytes::new())))
+                }
+            });
+            tokio::spawn(async move {
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (addr, received)
+}
+
+fn traced_get(url: &str) -> http::Request<pagegate::Body> {
+    http::Request::get(url)
+        .header("traceparent", format!("00-{TRACE}-{PARENT}-01"))
+        .header("tracestate", "vendor=opaque")
+        .body(full(Bytes::new()))
+        .expect("request")
+}
+
+fn hex(bytes: &str) -> Vec<u8> {
+    (0..bytes.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&bytes[i..i + 2], 16).expect("hex"))
+        .collect()
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[tokio::test]
+async fn without_traces_the_trace_headers_pass_unchanged() {
+    let (captured, _guard) = crate::support::logs::capture();
+    let upstream = Upstream::json("[]").await;
+    let yaml = "upstreams: {app: {url: '{upstream}'}}\ndefault: {action: pass, upstream: app}\n";
+    let proxy = Proxy::start(yaml, &upstream).await;
+    assert_eq!(send(traced_get(&proxy.url("/events"))).await.status, 200);
+    let seen = upstream.last();
+    assert_eq!(
+        seen.headers.get("traceparent").expect("traceparent"),
+        &format!("00-{TRACE}-{PARENT}-01")
+    );
+    assert_eq!(
+        seen.headers.get("tracestate").expect("tracestate"),
+        "vendor=opaque"
+    );
+    captured.outcome("/events").await;
+    let logged = captured.requests().pop().expect("an access-log event");
+    assert!(logged.get("trace_id").is_none(), "no span, no id: {logged}");
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn with_traces_the_upstream_the_log_and_the_collector_share_the_trace() {
+    let (captured, _guard) = crate::support::logs::capture();
+    let (collector, received) = receiver().await;
+    let upstream = Upstream::json("[]").await;
+    let yaml = format!(
+        "traces: {{endpoint: 'http://{collector}', service_name: events-sidecar}}
+upstreams: {{app: {{url: '{{upstream}}'}}}}
+routes:
+  - {{name: events, path: /events, upstream: app}}
+"
+    );
+    let proxy = Proxy::start(&yaml, &upstream).await;
+    assert_eq!(send(traced_get(&proxy.url("/events"))).await.status, 200);
+    // The upstream's parent: pagegate's span for the call, in the client's trace.
+    let seen = upstream.last();
+    let traceparent = seen.headers.get("traceparent").expect("traceparent");
+    let parts: Vec<&str> = traceparent.to_str().expect("ascii").split('-').collect();
+    assert_eq!(parts.len(), 4, "{traceparent:?}");
+    assert_eq!((parts[0], parts[1], parts[3]), ("00", TRACE, "01"));
+    let call_span = parts[2].to_owned();
+    assert_ne!(
+        call_span, PARENT,
+        "the upstream's parent is pagegate's span"
+    );
+    assert_eq!(
+        seen.headers.get("tracestate").expect("tracestate"),
+        "vendor=opaque"
+    );
+    // The access log names the trace and the server span.
+    captured.outcome("/events").await;
+    let logged = captured.requests().pop().expect("an access-log event");
+    assert_eq!(logged["trace_id"], TRACE, "{logged}");
+    let server_span = logged["span_id"].as_str().expect("span_id").to_owned();
+    assert_eq!(server_span.len(), 16);
+    assert_ne!(server_span, call_span);
+    // Stopping sends the buffered spans: both, in the client's trace, as OTLP protobuf.
+    proxy.stop().await;
+    let received = received.lock().expect("lock").clone();
+    let (path, kind, body) = received.first().expect("an export reached the collector");
+    assert_eq!(path, "/v1/traces");
+    assert_eq!(kind, "application/x-protobuf");
+    let all: Vec<u8> = received.iter().flat_map(|r| r.2.to_vec()).collect();
+    for (what, id) in [
+        ("trace", TRACE),
+        ("server span", server_span.as_str()),
+        ("upstream call span", call_span.as_str()),
+        ("client's parent", PARENT),
+    ] {
+        assert!(
+            contains(&all, &hex(id)),
+            "the {what} id {id} was not exported"
+        );
+    }
+    assert!(
+        contains(body, b"events-sidecar"),
+        "the service name was exported"
+    );
+}
+
+#[test]
+fn a_collector_url_that_is_not_http_is_refused_with_the_fix() {
+    for (endpoint, says) in [
+        (
+            "https://collector:4318",
+            "https:// collectors are not supported yet",
+        ),
+        ("collector:4318", "write the collector's OTLP/HTTP address"),
+    ] {
+        let yaml = format!("traces: {{endpoint: '{endpoint}'}}\nroutes: []\n");
+        let error = pagegate::Config::parse("t.yaml", &yaml)
+            .expect_err("refused")
+            .to_string();
+        assert!(error.contains("t.yaml:1:"), "{error}");
+        assert!(error.contains(says), "{error}");
+    }
+    let ratio = "traces: {endpoint: 'http://c:4318', sample_ratio: 2}\nroutes: []\n";
+    let error = pagegate::Config::parse("t.yaml", ratio)
+        .expect_err("refused")
+        .to_string();
+    assert!(error.contains("between 0 and 1"), "{error}");
+}
