@@ -134,9 +134,38 @@ fn publish(dir: &Path, version: &str, text: &str) {
     }
 }
 
+/// An upstream whose `/export` streams 30 rows of 9 bytes, one every `every`; `[]` elsewhere.
+async fn exporting(every: Duration) -> Upstream {
+    Upstream::start(move |req| async move {
+        if req.uri().path() == "/export" {
+            http::Response::new(slow_rows(30, every, b"{\"id\":1}\n"))
+        } else {
+            http::Response::new(crate::support::full(bytes::Bytes::from_static(b"[]")))
+        }
+    })
+    .await
+}
+
+/// Starts `GET /export` on `proxy`; the task gives the body's length once it ends.
+fn export(proxy: u16) -> tokio::task::JoinHandle<Result<usize, hyper::Error>> {
+    tokio::spawn(async move {
+        let client = crate::support::client();
+        let request = http::Request::get(format!("http://127.0.0.1:{proxy}/export"))
+            .body(crate::support::full(bytes::Bytes::new()))
+            .expect("request");
+        let response = client.request(request).await.expect("export starts");
+        assert_eq!(response.status(), 200);
+        response
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes().len())
+    })
+}
+
 #[tokio::test]
-async fn a_configmap_swap_reloads_and_a_wrong_version_changes_nothing() {
-    let upstream = Upstream::json("[]").await;
+async fn a_configmap_swap_reloads_while_an_export_streams_and_a_wrong_version_changes_nothing() {
+    let upstream = exporting(Duration::from_millis(100)).await;
     let dir = scratch_dir("configmap");
     let (proxy, admin) = (free_port(), free_port());
     publish(
@@ -147,12 +176,13 @@ async fn a_configmap_swap_reloads_and_a_wrong_version_changes_nothing() {
     let path = dir.join("pagegate.yaml");
     let mut running = Running::start(&path, admin, &[]).await;
     let first = hash(&running).await;
-
-    publish(
-        &dir,
-        "..v2",
-        &config(proxy, admin, &upstream.url(), 3, "0s"),
-    );
+    // A long export streams across the swap, to a route the new version removes.
+    let streaming = export(proxy);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let v2 = config(proxy, admin, &upstream.url(), 3, "0s");
+    let v2 = v2.replace("\n  - {name: export, path: /export, upstream: app}", "");
+    assert!(!v2.contains("/export"), "{v2}");
+    publish(&dir, "..v2", &v2);
     let deadline = Instant::now() + Duration::from_secs(5);
     while hash(&running).await == first {
         assert!(Instant::now() < deadline, "the swap did not reload");
@@ -160,6 +190,14 @@ async fn a_configmap_swap_reloads_and_a_wrong_version_changes_nothing() {
     }
     get(&format!("http://127.0.0.1:{proxy}/events")).await;
     assert!(upstream.last().query().contains("limit=3"));
+    assert!(!streaming.is_finished(), "the export outlives the swap");
+    let bytes = streaming
+        .await
+        .expect("task")
+        .expect("the export completes");
+    assert_eq!(bytes, 30 * 9, "on the route it started on");
+    let gone = get(&format!("http://127.0.0.1:{proxy}/export")).await;
+    assert_eq!(gone.status, 404, "new requests use the new version");
     let second = hash(&running).await;
 
     publish(&dir, "..v3", "routes: [oops");
@@ -187,27 +225,13 @@ async fn a_configmap_swap_reloads_and_a_wrong_version_changes_nothing() {
 
 #[tokio::test]
 async fn sigterm_drains_finishes_a_long_stream_and_exits_zero() {
-    let upstream = Upstream::start(|_| async {
-        // A long export: 30 rows, one every 100 ms.
-        http::Response::new(slow_rows(30, Duration::from_millis(100), b"{\"id\":1}\n"))
-    })
-    .await;
+    // A long export: 30 rows, one every 100 ms.
+    let upstream = exporting(Duration::from_millis(100)).await;
     let path = scratch_dir("sigterm").join("pagegate.yaml");
     let (proxy, admin) = (free_port(), free_port());
     std::fs::write(&path, config(proxy, admin, &upstream.url(), 2, "1s")).expect("write");
     let mut running = Running::start(&path, admin, &[]).await;
-    let export = tokio::spawn(async move {
-        let client = crate::support::client();
-        let request = http::Request::get(format!("http://127.0.0.1:{proxy}/export"))
-            .body(crate::support::full(bytes::Bytes::new()))
-            .expect("request");
-        let response = client.request(request).await.expect("export starts");
-        response
-            .into_body()
-            .collect()
-            .await
-            .map(|b| b.to_bytes().len())
-    });
+    let streaming = export(proxy);
     tokio::time::sleep(Duration::from_millis(300)).await;
     running.signal("TERM");
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -222,7 +246,10 @@ async fn sigterm_drains_finishes_a_long_stream_and_exits_zero() {
             .is_err(),
         "new connections are refused after drain_delay"
     );
-    let bytes = export.await.expect("task").expect("the export completes");
+    let bytes = streaming
+        .await
+        .expect("task")
+        .expect("the export completes");
     assert_eq!(bytes, 30 * 9, "every row arrived");
     let deadline = Instant::now() + Duration::from_secs(5);
     let status = loop {
