@@ -16,6 +16,10 @@
 #                                     also runs another build (say main's) as `base`, in the
 #                                     same rounds, and prints this build's CPU per request
 #                                     over it, logs off and on
+#   TRACES=1 BASE=target/release/pagegate bench/hop.sh
+#                                     this build with `traces` on (every request sampled,
+#                                     spans exported to an nginx that answers 204), `base`
+#                                     without: the cost of tracing
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-5}
@@ -54,18 +58,33 @@ sed -e "s#access_log off;#access_log $RUN/nginx-access.log combined buffer=64k;#
   -e "s#19002#19012#" -e "s#proxy.pid#proxy-log.pid#" "$RUN/nginx.conf" >"$RUN/nginx-log.conf"
 truncate -s 1G "$RUN/big.bin"
 
-pagegate_conf() { # $1 port, $2 access_log
+pagegate_conf() { # $1 port, $2 access_log, $3 extra top-level YAML
   cat >"$RUN/pagegate-$1.yaml" <<EOF
 listen: 127.0.0.1:$1
 access_log: $2
+${3:-}
 max_connections: 4096
 default: {action: pass, upstream: be}
 upstreams:
   be: {url: 'http://127.0.0.1:19001', pool_max_idle: 64}
 EOF
 }
-pagegate_conf 19004 false
-pagegate_conf 19014 true
+TRACES=${TRACES:-}
+TRACED=""
+if [ -n "$TRACES" ]; then
+  # A collector stand-in: takes every OTLP export and answers 204.
+  cat >"$RUN/sink.conf" <<EOF
+worker_processes 1;
+pid $RUN/sink.pid;
+error_log $RUN/logs/sink-error.log;
+events {}
+http { access_log off; client_body_buffer_size 1m; server { listen 127.0.0.1:19020; location / { return 204; } } }
+EOF
+  nginx -c "$RUN/sink.conf" -p "$RUN"
+  TRACED="traces: {endpoint: 'http://127.0.0.1:19020/v1/traces'}"
+fi
+pagegate_conf 19004 false "$TRACED"
+pagegate_conf 19014 true "$TRACED"
 BASE=${BASE:-}
 if [ -n "$BASE" ]; then
   pagegate_conf 19005 false
