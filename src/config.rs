@@ -33,7 +33,8 @@ pub(crate) mod problems;
 mod server;
 
 pub(crate) use problems::{ConfigError, ConfigProblem, Located, Position};
-pub(crate) use server::{AdminConfig, ServerConfig, TracesConfig};
+pub(crate) use crate::telemetry::TracesConfig;
+pub(crate) use server::{AdminConfig, ServerConfig};
 
 /// A validated configuration.
 #[derive(Debug, Clone, PartialEq)]

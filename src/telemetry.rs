@@ -32,6 +32,7 @@ pub(crate) use live::{Live, PoolSample};
 use logging::LOG_DROPS;
 pub(crate) use logging::{LogGuard, init, set_log_filter};
 pub(crate) use traces::TraceCx;
+pub(crate) use traces::TracesConfig;
 pub use traces::{Traces, TracesError};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

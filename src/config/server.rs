@@ -44,19 +44,7 @@ pub struct ServerConfig {
     /// Write one access-log event per request when its response body ends.
     pub access_log: bool,
     /// Where spans go, when tracing is on (`traces`).
-    pub traces: Option<TracesConfig>,
-}
-
-/// Spans of each request, sent to an OpenTelemetry collector over OTLP/HTTP.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TracesConfig {
-    /// The collector's OTLP/HTTP traces URL, `/v1/traces` included.
-    pub endpoint: http::Uri,
-    /// The spans' `service.name`.
-    pub service_name: String,
-    /// The share of new traces sampled (0 to 1); a request's sampled parent decides for its
-    /// own trace.
-    pub sample_ratio: f64,
+    pub traces: Option<crate::telemetry::TracesConfig>,
 }
 
 impl ServerConfig {

@@ -23,7 +23,17 @@ use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{Sampler, SdkTracer, SdkTracerProvider};
 
-use crate::config::TracesConfig;
+/// Spans of each request, sent to an OpenTelemetry collector over OTLP/HTTP.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TracesConfig {
+    /// The collector's OTLP/HTTP traces URL, `/v1/traces` included.
+    pub endpoint: http::Uri,
+    /// The spans' `service.name`.
+    pub service_name: String,
+    /// The share of new traces sampled (0 to 1); a request's sampled parent decides for its
+    /// own trace.
+    pub sample_ratio: f64,
+}
 
 /// How long one export to the collector may take.
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
