@@ -32,8 +32,8 @@ mod load;
 pub(crate) mod problems;
 mod server;
 
-pub(crate) use problems::{ConfigError, ConfigProblem, Located, Position};
 pub(crate) use crate::telemetry::TracesConfig;
+pub(crate) use problems::{ConfigError, ConfigProblem, Located, Position};
 pub(crate) use server::{AdminConfig, ServerConfig};
 
 /// A validated configuration.

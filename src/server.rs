@@ -88,6 +88,7 @@ pub struct Server {
     current: Current,
     drain: Arc<Drain>,
     source: Option<Arc<Source>>,
+    reloading: Arc<std::sync::Mutex<()>>,
     /// The tracer, when `traces` is set.
     traces: Option<Traces>,
 }
@@ -138,6 +139,7 @@ impl Server {
             current: Arc::new(ArcSwap::from_pointee(generation)),
             drain: Arc::new(Drain::default()),
             source: None,
+            reloading: Arc::default(),
             traces,
         })
     }
@@ -156,6 +158,7 @@ impl Server {
             metrics: Arc::clone(&self.metrics),
             drain: Arc::clone(&self.drain),
             source: self.source.clone(),
+            reloading: Arc::clone(&self.reloading),
         }
     }
 

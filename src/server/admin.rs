@@ -117,7 +117,7 @@ async fn answer(admin: &Admin, req: http::Request<Incoming>, peer: IpAddr) -> Re
 async fn verb(admin: &Admin, req: http::Request<Incoming>, path: &str) -> Response {
     let handle = &admin.handle;
     match path {
-        "/reload" => match handle.reload_source() {
+        "/reload" => match handle.reload_source().await {
             Ok(hash) => {
                 tracing::info!(%hash, "POST /reload: config reloaded");
                 json(

@@ -81,6 +81,9 @@ pub struct Handle {
     pub(super) metrics: Arc<Metrics>,
     pub(super) drain: Arc<Drain>,
     pub(super) source: Option<Arc<Source>>,
+    /// Held while a reload builds and swaps, so SIGHUP, the watcher and `POST /reload` never
+    /// race: two at once would each build from the same previous generation.
+    pub(super) reloading: Arc<std::sync::Mutex<()>>,
 }
 
 impl Handle {
@@ -88,13 +91,26 @@ impl Handle {
     /// in: requests from then on (on open connections too) use it; requests in flight finish
     /// on the stacks they started on.
     pub fn reload(&self, config: Config) -> Result<(), ReloadError> {
+        let _one = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
         let outcome = self.swap(config);
         self.metrics.lifecycle.reloaded(outcome.is_ok());
         outcome
     }
 
-    /// Reads the config file again and reloads it; returns the new config's hash.
-    pub fn reload_source(&self) -> Result<String, ReloadError> {
+    /// Reads the config file again and reloads it on a blocking thread (reading, validating and
+    /// building take milliseconds that no connection should wait for); returns the new
+    /// config's hash.
+    pub async fn reload_source(&self) -> Result<String, ReloadError> {
+        let this = self.clone();
+        match tokio::task::spawn_blocking(move || this.reload_source_now()).await {
+            Ok(outcome) => outcome,
+            Err(panic) => std::panic::resume_unwind(panic.into_panic()),
+        }
+    }
+
+    /// [`Self::reload_source`], on the calling thread.
+    pub fn reload_source_now(&self) -> Result<String, ReloadError> {
+        let _one = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
         let outcome = match &self.source {
             None => Err(ReloadError::NoSource),
             Some(source) => source

@@ -54,22 +54,26 @@ pub(crate) async fn signals(handle: Handle) {
         tracing::error!("cannot install signal handlers; stop pagegate with SIGKILL");
         return std::future::pending().await;
     };
+    // Counted apart from the drain itself: after `POST /drain`, the first signal is still a
+    // first one, and drains as asked rather than exiting.
+    let mut signalled = false;
     loop {
         let name = tokio::select! {
             _ = terminate.recv() => "SIGTERM",
             _ = interrupt.recv() => "SIGINT",
             _ = hangup.recv() => {
-                match handle.reload_source() {
+                match handle.reload_source().await {
                     Ok(hash) => tracing::info!(%hash, "SIGHUP: config reloaded"),
                     Err(error) => tracing::error!(%error, "SIGHUP: reload refused; the running config stays"),
                 }
                 continue;
             }
         };
-        if handle.drain.is_draining() {
+        if signalled {
             tracing::warn!(signal = name, "second signal: exiting at once");
             std::process::exit(1);
         }
+        signalled = true;
         handle.drain.start(name);
     }
 }

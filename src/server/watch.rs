@@ -27,8 +27,9 @@ pub(crate) async fn watch(handle: Handle, path: PathBuf) {
         _ => PathBuf::from("."),
     };
     let (tx, mut rx) = mpsc::channel::<()>(1);
+    let names = watched_names(&path);
     let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok() {
+        if event.is_ok_and(|event| concerns(&event, &names)) {
             // Full means a read is already due.
             let _ = tx.try_send(());
         }
@@ -54,12 +55,39 @@ pub(crate) async fn watch(handle: Handle, path: PathBuf) {
             tokio::time::sleep(SETTLE).await;
             while rx.try_recv().is_ok() {}
         }
-        check(&handle, &path, &mut tried);
+        check(&handle, &path, &mut tried).await;
     }
 }
 
+/// The names in the directory whose change may change the file: its own, the target of the
+/// symlink it is (as first seen), and Kubernetes' `..data`.
+fn watched_names(path: &Path) -> Vec<std::ffi::OsString> {
+    let mut names = vec![std::ffi::OsString::from("..data")];
+    names.extend(path.file_name().map(ToOwned::to_owned));
+    if let Ok(target) = std::fs::read_link(path) {
+        // `config.yaml -> ..data/config.yaml`: the first component is what gets swapped.
+        if let Some(std::path::Component::Normal(first)) = target.components().next() {
+            names.push(first.to_owned());
+        }
+    }
+    names
+}
+
+/// Whether `event` may have changed the file. Reads are not changes: inotify reports each
+/// open, and our own read of the file would otherwise set off the next check, forever.
+fn concerns(event: &notify::Event, names: &[std::ffi::OsString]) -> bool {
+    if matches!(event.kind, notify::EventKind::Access(_)) {
+        return false;
+    }
+    event.paths.is_empty()
+        || event
+            .paths
+            .iter()
+            .any(|p| p.file_name().is_some_and(|n| names.iter().any(|w| w == n)))
+}
+
 /// Reloads when the file's contents are new: neither the running config's nor the last tried.
-fn check(handle: &Handle, path: &Path, tried: &mut Option<String>) {
+async fn check(handle: &Handle, path: &Path, tried: &mut Option<String>) {
     // Mid-swap the file may be missing for a moment; the swap's own event comes next.
     let Ok(text) = std::fs::read(path) else {
         return;
@@ -69,10 +97,13 @@ fn check(handle: &Handle, path: &Path, tried: &mut Option<String>) {
         return;
     }
     *tried = Some(hash);
-    match handle.reload_source() {
+    match handle.reload_source().await {
         Ok(hash) => tracing::info!(%hash, "config file changed: reloaded"),
         Err(error) => {
             tracing::error!(%error, "config file changed: reload refused; the running config stays");
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

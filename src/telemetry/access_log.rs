@@ -92,9 +92,10 @@ where
         let keep = client.is_none_or(ClientAddr::trusted);
         let ip = client.map(ClientAddr::ip);
         let request_id = request_id(req.headers_mut(), keep);
-        // Tracing on: the server span, a parent for the layers below.
+        // Tracing on: the server span, a parent for the layers below; its own parent believed
+        // from the same peers as the request id.
         let span = self.traces.as_ref().map(|traces| {
-            let span = traces.server_span(req.method(), req.uri().path(), req.headers());
+            let span = traces.server_span(req.method(), req.uri().path(), req.headers(), keep);
             req.extensions_mut().insert(span.clone());
             span
         });

@@ -95,24 +95,38 @@ impl Traces {
         }
     }
 
-    /// A request's server span, its parent read from `headers`; its context for the layers
-    /// below is the returned span's [`TraceCx`].
+    /// A request's server span; its context for the layers below is the returned
+    /// [`TraceCx`]. Its parent is read from `headers` when the peer is `trusted` (a proxy
+    /// listed in `trusted_proxies`). From anyone else the span starts a trace of its own and
+    /// only links to the client's: an untrusted client must not choose trace ids or force
+    /// every one of its requests to be sampled.
     pub(crate) fn server_span(
         &self,
         method: &http::Method,
         path: &str,
         headers: &HeaderMap,
+        trusted: bool,
     ) -> TraceCx {
-        let parent = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
-        let span = self
+        let sent = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
+        let mut builder = self
             .tracer
             .span_builder(method.to_string())
             .with_kind(SpanKind::Server)
             .with_attributes([
                 KeyValue::new("http.request.method", method.to_string()),
                 KeyValue::new("url.path", path.to_owned()),
-            ])
-            .start_with_context(&self.tracer, &parent);
+            ]);
+        let parent = if trusted {
+            sent
+        } else {
+            let client = sent.span().span_context().clone();
+            if client.is_valid() {
+                builder =
+                    builder.with_links(vec![opentelemetry::trace::Link::with_context(client)]);
+            }
+            Context::new()
+        };
+        let span = builder.start_with_context(&self.tracer, &parent);
         TraceCx {
             cx: parent.with_span(span),
             tracer: self.tracer.clone(),
@@ -180,6 +194,10 @@ impl TraceCx {
         headers.remove("traceparent");
         headers.remove("tracestate");
         TraceContextPropagator::new().inject_context(&child.cx, &mut HeaderInjector(headers));
+        // The propagator writes `tracestate` even when it is empty; no header says the same.
+        if headers.get("tracestate").is_some_and(|v| v.is_empty()) {
+            headers.remove("tracestate");
+        }
         child
     }
 

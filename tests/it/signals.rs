@@ -102,14 +102,33 @@ async fn sighup_reloads_the_file_and_a_wrong_file_changes_nothing() {
 
     std::fs::write(&path, "routes: [oops").expect("write");
     running.signal("HUP");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let failed = "pagegate_reloads_total{result=\"failed\"} 1";
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !running.admin("/metrics").await.text().contains(failed) {
+        assert!(Instant::now() < deadline, "the wrong file was not refused");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert!(running.alive(), "SIGHUP never stops the process");
     assert_eq!(hash(&running).await, second);
-    let metrics = running.admin("/metrics").await.text();
-    assert!(
-        metrics.contains("pagegate_reloads_total{result=\"failed\"} 1"),
-        "{metrics}"
-    );
+}
+
+#[tokio::test]
+async fn a_file_written_in_place_reloads() {
+    let upstream = Upstream::json("[]").await;
+    let path = scratch_dir("in-place").join("pagegate.yaml");
+    let (proxy, admin) = (free_port(), free_port());
+    std::fs::write(&path, config(proxy, admin, &upstream.url(), 2, "0s")).expect("write");
+    let running = Running::start(&path, admin, &[]).await;
+    let first = hash(&running).await;
+    // As some editors save: the file truncated and written again, no rename.
+    std::fs::write(&path, config(proxy, admin, &upstream.url(), 3, "0s")).expect("write");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while hash(&running).await == first {
+        assert!(Instant::now() < deadline, "the change did not reload");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    get(&format!("http://127.0.0.1:{proxy}/events")).await;
+    assert!(upstream.last().query().contains("limit=3"));
 }
 
 /// The running config's hash, from `GET /config`.

@@ -105,6 +105,7 @@ async fn with_traces_the_upstream_the_log_and_the_collector_share_the_trace() {
     let upstream = Upstream::json("[]").await;
     let yaml = format!(
         "traces: {{endpoint: 'http://{collector}', service_name: events-sidecar}}
+trusted_proxies: [127.0.0.1]
 upstreams: {{app: {{url: '{{upstream}}'}}}}
 routes:
   - {{name: events, path: /events, upstream: app}}
@@ -179,4 +180,44 @@ fn a_collector_url_that_is_not_http_is_refused_with_the_fix() {
         .expect_err("refused")
         .to_string();
     assert!(error.contains("between 0 and 1"), "{error}");
+}
+
+#[tokio::test]
+async fn a_client_that_is_not_a_trusted_proxy_starts_a_trace_of_its_own() {
+    let (captured, _guard) = crate::support::logs::capture();
+    let (collector, received) = receiver().await;
+    let upstream = Upstream::json("[]").await;
+    let yaml = format!(
+        "traces: {{endpoint: 'http://{collector}'}}
+upstreams: {{app: {{url: '{{upstream}}'}}}}
+routes:
+  - {{name: events, path: /events, upstream: app}}
+"
+    );
+    let proxy = Proxy::start(&yaml, &upstream).await;
+    assert_eq!(send(traced_get(&proxy.url("/events"))).await.status, 200);
+    let seen = upstream.last();
+    let traceparent = seen.headers.get("traceparent").expect("traceparent");
+    let parts: Vec<&str> = traceparent.to_str().expect("ascii").split('-').collect();
+    assert_eq!(parts.len(), 4, "{traceparent:?}");
+    assert_ne!(parts[1], TRACE, "the client does not choose the trace");
+    let state = seen.headers.get("tracestate");
+    assert!(state.is_none(), "nor its state: {state:?}");
+    captured.outcome("/events").await;
+    let logged = captured.requests().pop().expect("an access-log event");
+    assert_eq!(logged["trace_id"], parts[1], "{logged}");
+    proxy.stop().await;
+    // Sampled by pagegate's ratio (1 by default), and linked to the client's span.
+    let received = received.lock().expect("lock").clone();
+    let all: Vec<u8> = received.iter().flat_map(|r| r.2.to_vec()).collect();
+    for (what, id) in [
+        ("trace", parts[1]),
+        ("client's trace", TRACE),
+        ("client's span", PARENT),
+    ] {
+        assert!(
+            contains(&all, &hex(id)),
+            "the {what} id {id} was not exported"
+        );
+    }
 }

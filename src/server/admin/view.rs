@@ -1,5 +1,6 @@
 //! `GET /config`: the running config as its file says it, as JSON, with its SHA-256, and no
-//! secret in it: cursor secrets and passwords in database and Redis URLs are redacted, and
+//! secret in it: cursor secrets and passwords in database, Redis, upstream and collector URLs
+//! are redacted, and
 //! `*_env` keys show the variable's name, never its value.
 
 use http::StatusCode;
@@ -15,7 +16,7 @@ const REDACTED: &str = "[redacted]";
 const SECRET_KEYS: [&str; 2] = ["secret", "password"];
 
 /// Keys whose values are URLs that may carry a password.
-const URL_KEYS: [&str; 2] = ["url", "replica_url"];
+const URL_KEYS: [&str; 3] = ["url", "replica_url", "endpoint"];
 
 /// The answer to `GET /config`.
 pub(super) fn answer(config: &Config) -> Response {
@@ -48,35 +49,46 @@ pub(super) fn redact(value: &mut serde_json::Value) {
 }
 
 /// `scheme://user:password@host…?password=…` with the passwords redacted; a URL without
-/// one unchanged.
+/// one unchanged. A key=value connection string that names a password is redacted whole.
 fn without_password(url: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (url, None),
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return if url.to_ascii_lowercase().contains("password") {
+            REDACTED.to_owned()
+        } else {
+            url.to_owned()
+        };
     };
-    let mut out = base.to_owned();
-    if let Some((scheme, rest)) = base.split_once("://") {
-        // The userinfo ends at the last `@` before the path.
-        let end = rest.find('/').unwrap_or(rest.len());
-        if let Some(at) = rest[..end].rfind('@')
-            && let Some((user, _)) = rest[..at].split_once(':')
-        {
-            out = format!("{scheme}://{user}:{REDACTED}{}", &rest[at..]);
+    // Clients disagree on where the userinfo ends: tokio-postgres takes the first `@`, the url
+    // crate the last one before the path, and a password may hold `/`, `?` or `@`. So all up
+    // to the last `@` is taken as userinfo: at worst too much is redacted, never too little.
+    let mut out = format!("{scheme}://");
+    let tail = match rest.rfind('@') {
+        Some(at) => {
+            let info = &rest[..at];
+            match info.split_once(':') {
+                Some((user, _)) => out.push_str(&format!("{user}:{REDACTED}")),
+                None => out.push_str(info),
+            }
+            &rest[at..]
         }
-    }
-    if let Some(query) = query {
-        let pairs: Vec<String> = query
-            .split('&')
-            .map(|pair| match pair.split_once('=') {
-                Some((key, _)) if key.eq_ignore_ascii_case("password") => {
-                    format!("{key}={REDACTED}")
-                }
-                _ => pair.to_owned(),
-            })
-            .collect();
-        out.push('?');
-        out.push_str(&pairs.join("&"));
-    }
+        None => rest,
+    };
+    let Some((base, query)) = tail.split_once('?') else {
+        out.push_str(tail);
+        return out;
+    };
+    let pairs: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _)) if key.to_ascii_lowercase().contains("password") => {
+                format!("{key}={REDACTED}")
+            }
+            _ => pair.to_owned(),
+        })
+        .collect();
+    out.push_str(base);
+    out.push('?');
+    out.push_str(&pairs.join("&"));
     out
 }
 

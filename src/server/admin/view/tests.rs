@@ -25,6 +25,21 @@ fn passwords_in_urls_are_redacted_and_the_rest_kept() {
             "postgres://${PGUSER}:[redacted]@db/app",
         ),
         ("http://127.0.0.1:3000/api", "http://127.0.0.1:3000/api"),
+        // Unescaped `/`, `?` and `#` in a password, as tokio-postgres reads them.
+        (
+            "postgres://app:pa/ss?w#rd@db/app",
+            "postgres://app:[redacted]@db/app",
+        ),
+        (
+            "redis://u:a?password=b@r:6379",
+            "redis://u:[redacted]@r:6379",
+        ),
+        (
+            "http://collector:tok3n@otel:4318/v1/traces",
+            "http://collector:[redacted]@otel:4318/v1/traces",
+        ),
+        ("host=db user=app password='a b'", "[redacted]"),
+        ("host=db user=app", "host=db user=app"),
     ] {
         assert_eq!(without_password(url), shown, "{url}");
     }
@@ -37,6 +52,7 @@ fn secrets_are_redacted_at_any_depth_and_env_names_kept() {
                              {"id": 2, "secret_env": "PAGEGATE_CURSOR_SECRET"}]},
         "postgres": {"main": {"url": "postgres://u:pw@db/app", "replica_url": "postgres://u:pw@r/app"}},
         "redis": {"url": "redis://:pw@r:6379"},
+        "traces": {"endpoint": "https://u:pw@otel/v1/traces"},
         "routes": [{"path": "/events", "upstream": "app"}],
     });
     redact(&mut file);
