@@ -184,10 +184,12 @@ impl Server {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let (alive_tx, mut alive_rx) = tokio::sync::mpsc::channel::<()>(1);
         let handle = self.handle();
-        if let Some(listener) = self.admin_listener {
+        // Served through the drain and the grace (probes see 503, scrapes see the end), and
+        // stopped when `run` returns.
+        let admin_task = self.admin_listener.map(|listener| {
             let admin = admin::Admin::new(handle.clone(), settings);
-            tokio::spawn(admin::serve(listener, admin));
-        }
+            tokio::spawn(admin::serve(listener, admin))
+        });
         let admission = listener::Admission {
             peers: peers::Peers::new(
                 settings.max_connections_per_client,
@@ -234,6 +236,9 @@ impl Server {
         if let Some(traces) = self.traces {
             // Sends the spans still buffered; blocking, so off the runtime's threads.
             let _ = tokio::task::spawn_blocking(move || traces.shutdown()).await;
+        }
+        if let Some(admin) = admin_task {
+            admin.abort();
         }
     }
 }

@@ -1,5 +1,6 @@
-//! Logs and metrics: `tracing` through a non-blocking writer, Prometheus counters on an optional
-//! `/metrics` listener, and the access-log layer that sits outermost in the stack.
+//! Logs, metrics and traces: `tracing` through a non-blocking writer, Prometheus metrics that the
+//! admin listener's `/metrics` encodes, OTLP spans ([`traces`]), and the access-log layer that
+//! sits outermost in the stack.
 //!
 //! Nothing here runs per request but counter increments and, when the access log is on, one
 //! event formatted into a buffer that a background thread writes in batches ([`log_writer`]):
@@ -93,6 +94,9 @@ pub struct Metrics {
     reported: Family<ReportLabels, Counter>,
     log_dropped: Counter,
     log_dropped_seen: AtomicU64,
+    /// Held through a scrape: sampling clears and sets gauges, which two scrapes at once
+    /// would interleave.
+    scrape: std::sync::Mutex<()>,
     /// Reloads, readiness and backends' reachability.
     pub(crate) lifecycle: Lifecycle,
     /// Durations and bytes.
@@ -179,6 +183,7 @@ impl Default for Metrics {
             cursor_failures,
             log_dropped,
             log_dropped_seen: AtomicU64::new(0),
+            scrape: std::sync::Mutex::new(()),
         }
     }
 }
@@ -232,6 +237,7 @@ impl Metrics {
 
     /// The OpenMetrics text exposition.
     pub fn encode(&self) -> String {
+        let _one = self.scrape.lock().unwrap_or_else(|e| e.into_inner());
         self.live.sample();
         if let Some(drops) = LOG_DROPS.get() {
             let now = drops.dropped_lines();

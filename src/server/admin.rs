@@ -34,7 +34,7 @@ const MAX_VERB_BODY: usize = 4096;
 #[derive(Debug)]
 pub(super) struct Admin {
     handle: Handle,
-    probes: ready::Probes,
+    probes: Arc<ready::Probes>,
     slots: Arc<Semaphore>,
     header_read_timeout: Duration,
 }
@@ -43,16 +43,22 @@ impl Admin {
     pub(super) fn new(handle: Handle, settings: &ServerConfig) -> Arc<Self> {
         Arc::new(Self {
             handle,
-            probes: ready::Probes::default(),
+            probes: Arc::default(),
             slots: Arc::new(Semaphore::new(settings.admin_max_connections)),
             header_read_timeout: settings.header_read_timeout,
         })
     }
 }
 
-/// Serves the admin listener until the task is dropped. Past `admin.max_connections`, a
-/// newcomer is closed at once.
+/// Serves the admin listener, and probes the backends for `/ready`, until the task is
+/// aborted. Past `admin.max_connections`, a newcomer is closed at once.
 pub(super) async fn serve(listener: TcpListener, admin: Arc<Admin>) {
+    let prober = tokio::spawn(ready::probe_forever(
+        admin.handle.clone(),
+        Arc::clone(&admin.probes),
+    ));
+    // Aborted with this task: a probe round must not outlive the listener.
+    let _prober = AbortOnDrop(prober);
     loop {
         let (stream, peer) = accept(&listener, "admin").await;
         let Ok(slot) = Arc::clone(&admin.slots).try_acquire_owned() else {
@@ -65,7 +71,9 @@ pub(super) async fn serve(listener: TcpListener, admin: Arc<Admin>) {
                 let admin = Arc::clone(&admin);
                 hyper::service::service_fn(move |req: http::Request<Incoming>| {
                     let admin = Arc::clone(&admin);
-                    async move { Ok::<_, Infallible>(answer(&admin, req, peer.ip()).await) }
+                    async move {
+                        Ok::<_, Infallible>(answer(&admin, req, peer.ip().to_canonical()).await)
+                    }
                 })
             };
             let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -80,6 +88,15 @@ pub(super) async fn serve(listener: TcpListener, admin: Arc<Admin>) {
     }
 }
 
+/// Aborts its task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// The answer to one admin request.
 async fn answer(admin: &Admin, req: http::Request<Incoming>, peer: IpAddr) -> Response {
     let path = req.uri().path().to_owned();
@@ -87,7 +104,10 @@ async fn answer(admin: &Admin, req: http::Request<Incoming>, peer: IpAddr) -> Re
     match (path.as_str(), req.method()) {
         ("/live", _) if read => json(StatusCode::OK, &serde_json::json!({"status": "live"})),
         ("/ready", _) if read => ready::answer(&admin.handle, &admin.probes).await,
-        ("/metrics", _) if read => metrics(&admin.handle),
+        ("/metrics", _) if read => {
+            ready::sample(&admin.handle, &admin.probes);
+            metrics(&admin.handle)
+        }
         ("/config", _) if read => view::answer(admin.handle.generation().config()),
         ("/reload", &Method::POST) | ("/drain", &Method::POST) | ("/log-level", &Method::PUT) => {
             let generation = admin.handle.generation();

@@ -35,6 +35,7 @@ pub(crate) struct Lifecycle {
     config: Family<ConfigLabels, Gauge>,
     ready: Gauge,
     backend_up: Family<BackendLabels, Gauge>,
+    running_hash: std::sync::Mutex<Option<ConfigLabels>>,
 }
 
 impl Lifecycle {
@@ -52,6 +53,7 @@ impl Lifecycle {
             config: Family::default(),
             ready: Gauge::default(),
             backend_up: Family::default(),
+            running_hash: std::sync::Mutex::default(),
         };
         registry.register(
             "reloads",
@@ -82,19 +84,32 @@ impl Lifecycle {
         self.reloads.get_or_create(&ResultLabels { result }).inc();
     }
 
-    /// Records the running config's hash, replacing the previous one.
+    /// Records the running config's hash, replacing the previous one. The new series is set
+    /// before the old goes, so a scrape in between sees one or both, never none.
     pub(crate) fn running(&self, hash: &str) {
-        self.config.clear();
-        self.config
-            .get_or_create(&ConfigLabels {
-                hash: hash.to_owned(),
-            })
-            .set(1);
+        let new = ConfigLabels {
+            hash: hash.to_owned(),
+        };
+        self.config.get_or_create(&new).set(1);
+        let mut last = self.running_hash.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(old) = last.replace(new.clone())
+            && old != new
+        {
+            self.config.remove(&old);
+        }
     }
 
     /// Records what `/ready` answers.
     pub(crate) fn ready(&self, ready: bool) {
         self.ready.set(i64::from(ready));
+    }
+
+    /// Drops a backend the running config no longer has.
+    pub(crate) fn forget_backend(&self, kind: &'static str, name: &str) {
+        self.backend_up.remove(&BackendLabels {
+            kind,
+            name: name.to_owned(),
+        });
     }
 
     /// Records whether a backend answered its probe.

@@ -98,7 +98,7 @@ impl Live {
         );
         registry.register(
             "database_pool_max_connections",
-            "Connections a database pool may open, by database and pool (primary, replica, export)",
+            "Connections a database pool may open, by database and pool (primary, replica)",
             this.pool_max.clone(),
         );
         registry.register(

@@ -35,6 +35,9 @@ pub struct TracesConfig {
     pub sample_ratio: f64,
 }
 
+/// Longest the last spans are given to reach the collector at exit.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// How long one export to the collector may take.
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -88,9 +91,10 @@ impl Traces {
         Ok(Self { tracer, provider })
     }
 
-    /// Sends the spans still buffered and stops. Blocks: call it off the runtime's threads.
+    /// Sends the spans still buffered and stops, within [`SHUTDOWN_TIMEOUT`] so a collector
+    /// that does not answer cannot hold the exit. Blocks: call it off the runtime's threads.
     pub fn shutdown(&self) {
-        if let Err(error) = self.provider.shutdown() {
+        if let Err(error) = self.provider.shutdown_with_timeout(SHUTDOWN_TIMEOUT) {
             tracing::warn!(%error, "traces: the last spans could not be sent");
         }
     }

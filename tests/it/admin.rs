@@ -58,6 +58,14 @@ async fn probes_say_what_answers_and_only_required_names_fail_readiness() {
     ] {
         assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
     }
+    // A reload that drops `gone` drops its series and its check, once probed again.
+    let without = YAML.replace("  gone: {url: 'http://127.0.0.1:9'}\n", "");
+    proxy.reload(&without, &upstream.url()).expect("reload");
+    let ready = get(&admin(&proxy, "/ready")).await.json();
+    assert!(!ready.to_string().contains("gone"), "{ready}");
+    let metrics = proxy.metrics_text().await;
+    assert!(!metrics.contains("name=\"gone\""), "{metrics}");
+    assert!(metrics.contains("name=\"app\"} 1"), "{metrics}");
     proxy.stop().await;
 
     let required = YAML.replace(
@@ -67,7 +75,24 @@ async fn probes_say_what_answers_and_only_required_names_fail_readiness() {
     let proxy = Proxy::start(&required, &upstream).await;
     let ready = get(&admin(&proxy, "/ready")).await;
     assert_eq!(ready.status, 503, "{}", ready.text());
-    assert_eq!(ready.json()["status"], "not_ready");
+    let body = ready.json();
+    assert_eq!(body["status"], "not_ready");
+    let gone = body["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .find(|c| c["name"] == "gone")
+        .expect("gone's check");
+    assert_eq!(
+        (&gone["up"], &gone["required"]),
+        (&false.into(), &true.into()),
+        "{body}"
+    );
+    assert!(
+        gone["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{body}"
+    );
+    assert!(proxy.metrics_text().await.contains("pagegate_ready 0"));
     // Traffic is served all the same: readiness is the orchestrator's business.
     assert_eq!(get(&proxy.url("/events")).await.status, 200);
     proxy.stop().await;
@@ -155,6 +180,25 @@ async fn verbs_answer_only_allowed_peers() {
     assert!(proxy2.handle.draining());
     proxy.stop().await;
     proxy2.stop().await;
+}
+
+#[tokio::test]
+async fn an_ipv4_peer_of_a_dual_stack_admin_listener_is_seen_as_ipv4() {
+    // On `[::]`, a connection from 127.0.0.1 arrives as ::ffff:127.0.0.1, which the default
+    // admin.allow (127.0.0.1/32, ::1/128) must still recognize.
+    let upstream = Upstream::json("[]").await;
+    let dual = YAML.replace("admin: {listen: 127.0.0.1:0}", "admin: {listen: '[::]:0'}");
+    let proxy = Proxy::start(&dual, &upstream).await;
+    let port = proxy.admin.expect("admin").port();
+    let drain = call(
+        [127, 0, 0, 1],
+        "POST",
+        &format!("http://127.0.0.1:{port}/drain"),
+        "",
+    )
+    .await;
+    assert_eq!(drain.status, 202, "{}", drain.text());
+    proxy.stop().await;
 }
 
 /// A server run from a file, as `pagegate run` does.

@@ -246,7 +246,25 @@ pub(super) fn admin(
         .iter()
         .flat_map(|l| &l.value)
     {
-        if upstreams.contains_key(&name.value) || postgres.contains_key(&name.value) {
+        let used = |db: &str| {
+            file.routes.iter().any(|r| {
+                r.value
+                    .table
+                    .as_ref()
+                    .is_some_and(|t| t.value.database.value == db)
+            })
+        };
+        if postgres.contains_key(&name.value) && !used(&name.value) {
+            p.invalid(
+                name,
+                "admin.ready_requires",
+                format!(
+                    "names database `{}`, which no table route uses, so pagegate holds no \
+                     connection to it and readiness could never pass; remove it from the list",
+                    name.value
+                ),
+            );
+        } else if upstreams.contains_key(&name.value) || postgres.contains_key(&name.value) {
             ready_requires.push(name.value.clone());
         } else {
             let known: Vec<&str> = upstreams

@@ -2,23 +2,33 @@
 //! and database's reachability in the body and in `pagegate_backend_up`. Only the names in
 //! `admin.ready_requires` fail readiness, so one shared database's blip does not pull every
 //! replica out of its Service.
+//!
+//! Backends are probed by one background task every [`INTERVAL`], never by the request: a
+//! probe may wait [`PROBE_TIMEOUT`] for a backend that does not answer, longer than a
+//! kubelet's default probe timeout, and a burst of probers must not become a burst of probes.
+//! `/ready` answers at once from the last round; after a reload it waits up to
+//! [`NEW_CONFIG_WAIT`] for a round of the new config's backends.
 
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::future::join_all;
 use http::StatusCode;
 use serde::Serialize;
+use tokio::sync::{Notify, watch};
 
 use super::json;
 use crate::Response;
 use crate::proxy::generation::Generation;
 use crate::server::Handle;
 
-/// Probes are answered from the last ones for this long, so a burst of probers costs one round.
-const FRESH: Duration = Duration::from_secs(1);
+/// How often the backends are probed.
+const INTERVAL: Duration = Duration::from_secs(5);
 /// Longest one probe waits for its backend.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest `/ready` waits for the first round of a config's backends.
+const NEW_CONFIG_WAIT: Duration = Duration::from_millis(500);
 
 /// One backend's answer to its probe.
 #[derive(Debug, Clone, Serialize)]
@@ -31,49 +41,109 @@ struct Check {
     error: Option<String>,
 }
 
-/// The last probes, with when and for which config they ran.
-#[derive(Debug, Default)]
-pub(super) struct Probes {
-    last: Mutex<Option<(Instant, String, Vec<Check>)>>,
+/// A round of probes: the config it was for and each backend's answer.
+#[derive(Debug)]
+struct Round {
+    hash: String,
+    checks: Vec<Check>,
 }
 
-impl Probes {
-    /// The checks of `generation`'s backends: the last ones while fresh, else probed now.
-    async fn checks(&self, generation: &Generation, hash: &str) -> Vec<Check> {
-        if let Ok(last) = self.last.lock()
-            && let Some((at, of, checks)) = last.as_ref()
-            && at.elapsed() < FRESH
-            && of == hash
-        {
-            return checks.clone();
+/// The last round of probes, and a bell that asks for the next one early.
+#[derive(Debug)]
+pub(super) struct Probes {
+    last: watch::Sender<Option<Arc<Round>>>,
+    early: Notify,
+}
+
+impl Default for Probes {
+    fn default() -> Self {
+        Self {
+            last: watch::Sender::new(None),
+            early: Notify::new(),
         }
-        let checks = probe(generation).await;
-        if let Ok(mut last) = self.last.lock() {
-            *last = Some((Instant::now(), hash.to_owned(), checks.clone()));
-        }
-        checks
     }
+}
+
+/// Probes the running config's backends every [`INTERVAL`] (sooner when `/ready` sees a new
+/// config), and keeps `pagegate_backend_up` to exactly those backends. Runs until dropped.
+pub(super) async fn probe_forever(handle: Handle, probes: Arc<Probes>) {
+    let mut shown: HashSet<(&'static str, String)> = HashSet::new();
+    loop {
+        let generation = handle.generation();
+        let checks = probe(&generation).await;
+        let lifecycle = &handle.metrics.lifecycle;
+        let now: HashSet<_> = checks.iter().map(|c| (c.kind, c.name.clone())).collect();
+        for (kind, name) in shown.difference(&now) {
+            lifecycle.forget_backend(kind, name);
+        }
+        for check in &checks {
+            lifecycle.backend(check.kind, &check.name, check.up);
+        }
+        shown = now;
+        let hash = generation.config().hash();
+        probes
+            .last
+            .send_replace(Some(Arc::new(Round { hash, checks })));
+        drop(generation);
+        tokio::select! {
+            () = tokio::time::sleep(INTERVAL) => {}
+            () = probes.early.notified() => {}
+        }
+    }
+}
+
+/// The last round for the config that runs: waits a moment for one after a reload.
+async fn round(probes: &Probes, hash: &str) -> Option<Arc<Round>> {
+    let current = |r: &Option<Arc<Round>>| r.as_ref().is_some_and(|r| r.hash == hash);
+    if !current(&probes.last.borrow()) {
+        probes.early.notify_one();
+        let mut last = probes.last.subscribe();
+        let _ = tokio::time::timeout(NEW_CONFIG_WAIT, last.wait_for(current)).await;
+    }
+    probes.last.borrow().clone()
+}
+
+/// Whether pagegate is ready, for `/ready` and `pagegate_ready`, from the last round.
+fn verdict(handle: &Handle, round: Option<&Round>) -> (bool, &'static str, Vec<Check>) {
+    let generation = handle.generation();
+    let required = &generation.config().admin.ready_requires;
+    let mut checks = round.map(|r| r.checks.clone()).unwrap_or_default();
+    for check in &mut checks {
+        check.required = required.contains(&check.name);
+    }
+    for name in required {
+        if !checks.iter().any(|c| c.name == *name) {
+            checks.push(Check {
+                kind: "database",
+                name: name.clone(),
+                up: false,
+                required: true,
+                error: Some("not probed yet".to_owned()),
+            });
+        }
+    }
+    let failing = checks.iter().any(|c| c.required && !c.up);
+    let (ready, status) = match (handle.draining(), failing) {
+        (true, _) => (false, "draining"),
+        (false, true) => (false, "not_ready"),
+        (false, false) => (true, "ready"),
+    };
+    (ready, status, checks)
+}
+
+/// Sets `pagegate_ready` from the last round, at a scrape.
+pub(super) fn sample(handle: &Handle, probes: &Probes) {
+    let round = probes.last.borrow().clone();
+    let (ready, _, _) = verdict(handle, round.as_deref());
+    handle.metrics.lifecycle.ready(ready);
 }
 
 /// The answer to `GET /ready`.
 pub(super) async fn answer(handle: &Handle, probes: &Probes) -> Response {
-    let generation = handle.generation();
-    let config = generation.config();
-    let hash = config.hash();
-    let checks = probes.checks(&generation, &hash).await;
-    let lifecycle = &handle.metrics.lifecycle;
-    for check in &checks {
-        lifecycle.backend(check.kind, &check.name, check.up);
-    }
-    let failing = checks.iter().any(|c| c.required && !c.up);
-    let draining = handle.draining();
-    let ready = !draining && !failing;
-    lifecycle.ready(ready);
-    let status = match (draining, failing) {
-        (true, _) => "draining",
-        (false, true) => "not_ready",
-        (false, false) => "ready",
-    };
+    let hash = handle.generation().config().hash();
+    let round = round(probes, &hash).await;
+    let (ready, status, checks) = verdict(handle, round.as_deref());
+    handle.metrics.lifecycle.ready(ready);
     let code = if ready {
         StatusCode::OK
     } else {
@@ -114,6 +184,12 @@ async fn probe(generation: &Generation) -> Vec<Check> {
         .databases()
         .iter()
         .map(|(name, database)| async move {
+            let status = database.pool().status();
+            if status.size > 0 && status.available == 0 {
+                // Every connection is out serving a request: the database answers. A probe
+                // would only queue behind the traffic.
+                return (name, Ok(()));
+            }
             let query = async {
                 let client = database.pool().get().await.map_err(|e| e.to_string())?;
                 client
@@ -141,18 +217,5 @@ async fn probe(generation: &Generation) -> Vec<Check> {
         .map(|u| check("upstream", u))
         .collect();
     checks.extend(databases.into_iter().map(|d| check("database", d)));
-    for name in required {
-        if !checks.iter().any(|c| c.name == *name) {
-            checks.push(Check {
-                kind: "database",
-                name: name.clone(),
-                up: false,
-                required: true,
-                error: Some(
-                    "no table route uses it, so pagegate holds no connection to it".to_owned(),
-                ),
-            });
-        }
-    }
     checks
 }
