@@ -637,14 +637,15 @@ async fn a_client_that_leaves_mid_export_cancels_the_chunk_fetched_ahead() {
     .await;
     let yaml = format!(
         "{CURSORS}
-postgres: {{main: {{url: '{}', application_name: pagegate-ahead}}}}
+postgres: {{main: {{url: '{}', application_name: pagegate-ahead, statement_timeout: 60s}}}}
 routes:
   - {{name: db, path: /db, table: {{database: main, name: {slow}, columns: [id, nap], key: [id], export: {{chunk_rows: 1000}}}}}}
 ",
         pg.url
     );
     let proxy = Proxy::start_url(&yaml, "http://127.0.0.1:9").await;
-    // The head comes with the first chunk (about a second); the second is then fetched ahead,
+    // The head comes with the first chunk (about a second, far more on a loaded machine: hence
+    // the long statement_timeout); the second is then fetched ahead,
     // in a task of its own, while the client holds the body without reading it.
     let response = crate::support::client()
         .request(
