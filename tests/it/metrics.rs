@@ -229,6 +229,7 @@ routes:
   - {{name: down, path: /down, upstream: gone}}
   - {{name: once, path: /once, upstream: app, limits: {{rate: {{per_client: {{requests: 1, per: 1m}}}}}}}}
   - {{name: db, path: /db, table: {{database: main, name: {t}, columns: [id], key: [id]}}}}
+  - {{name: watched, path: /watched, upstream: app, list: {{report_only: true}}}}
 ",
         pg.url
     );
@@ -240,6 +241,7 @@ routes:
         "/once",
         "/db/export",
         "/db?cursor=x!",
+        "/watched?limit=100000",
     ] {
         get(&proxy.url(path)).await;
     }
@@ -276,6 +278,26 @@ routes:
         assert!(
             docs.contains(&format!("`{sample}`")),
             "{sample} is not in docs/operations.md"
+        );
+    }
+    // And every metric the docs' tables list is exposed.
+    let types: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.split_once(' '))
+        .map(|(name, _)| name)
+        .collect();
+    let listed: Vec<&str> = docs
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `")?.split_once('`'))
+        .map(|(name, _)| name)
+        .filter(|name| name.starts_with("pagegate_") || name.starts_with("process_"))
+        .collect();
+    assert!(listed.len() > 20, "{listed:?}");
+    for name in listed {
+        let family = name.strip_suffix("_total").unwrap_or(name);
+        assert!(
+            types.contains(&family),
+            "docs/operations.md lists {name}, which /metrics does not expose"
         );
     }
     proxy.stop().await;
