@@ -11,9 +11,18 @@ use tokio::net::TcpListener;
 use crate::config::Config;
 use crate::server::{Overrides, Server, Source, signals, watch};
 
+/// `pagegate --version`: the crate's version and the commit it was built from (`unknown`
+/// outside a git checkout; see build.rs).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("PAGEGATE_COMMIT"),
+    ")"
+);
+
 /// pagegate: keeps list APIs alive when their tables hold millions of rows.
 #[derive(Debug, Parser)]
-#[command(name = "pagegate", version, about)]
+#[command(name = "pagegate", version = VERSION, about)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -28,6 +37,9 @@ pub enum Command {
         /// The YAML configuration file.
         #[arg(long, short, env = "PAGEGATE_CONFIG")]
         config: PathBuf,
+        /// Where the proxy listens, in place of the file's `listen` (also on every reload).
+        #[arg(long, env = "PAGEGATE_LISTEN")]
+        listen: Option<SocketAddr>,
         /// Worker threads serving requests (default: one per CPU core). A sidecar given one
         /// core by its CPU limit is best served by one.
         #[arg(long, env = "PAGEGATE_WORKERS")]
@@ -43,8 +55,12 @@ pub enum Command {
     /// Validate a configuration file and print one line per route.
     Check {
         /// The YAML configuration file.
-        #[arg(long, short)]
+        #[arg(long, short, env = "PAGEGATE_CONFIG")]
         config: PathBuf,
+        /// Refuse the file when a variable its secrets or database URLs name is unset, as `run`
+        /// does. Without it, `check` lists those variables and validates the rest.
+        #[arg(long)]
+        strict_env: bool,
     },
     /// Run a built-in naive list API with pagegate in front of it.
     Demo {
@@ -54,6 +70,9 @@ pub enum Command {
         /// Where the admin listener listens (default: 127.0.0.1:9090).
         #[arg(long)]
         admin_listen: Option<SocketAddr>,
+        /// Where the naive backend listens (default: 127.0.0.1:8081).
+        #[arg(long)]
+        backend_listen: Option<SocketAddr>,
         /// Rows in the demo table.
         #[arg(long, default_value_t = crate::demo::DEFAULT_ROWS)]
         rows: u64,
@@ -73,14 +92,18 @@ pub enum Command {
 /// Runs a subcommand to completion.
 pub fn main(cli: Cli) -> ExitCode {
     match cli.command {
-        Command::Check { config } => check(&config),
+        Command::Check { config, strict_env } => check(&config, strict_env),
         Command::Run {
             config,
+            listen,
             workers,
             admin_listen,
             no_watch,
         } => {
             let overrides: Overrides = Box::new(move |config: &mut Config| {
+                if let Some(addr) = listen {
+                    config.server.listen = addr;
+                }
                 if let Some(addr) = admin_listen {
                     config.server.admin_listen = Some(addr);
                 }
@@ -103,13 +126,15 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Demo {
             listen,
             admin_listen,
+            backend_listen,
             rows,
             postgres,
         } => {
             let Some(_log) = logging() else {
                 return ExitCode::FAILURE;
             };
-            block_on(demo((listen, admin_listen), rows, postgres), None)
+            let addrs = (listen, admin_listen, backend_listen);
+            block_on(demo(addrs, rows, postgres), None)
         }
         Command::Health { admin } => block_on(health(admin), Some(std::num::NonZeroUsize::MIN)),
     }
@@ -175,8 +200,14 @@ fn block_on(
 }
 
 /// `pagegate check`: exit 0 with a summary per route, or 1 with `FILE:LINE:COLUMN: …` lines.
-pub(crate) fn check(path: &Path) -> ExitCode {
-    match Config::load(path) {
+/// With `strict_env`, an unset variable that `run` needs is a failure too.
+pub(crate) fn check(path: &Path, strict_env: bool) -> ExitCode {
+    let loaded = if strict_env {
+        Config::load(path)
+    } else {
+        Config::check(path)
+    };
+    match loaded {
         Ok(config) => {
             println!(
                 "{}: ok, listening on {}, {} route(s)",
@@ -187,6 +218,13 @@ pub(crate) fn check(path: &Path) -> ExitCode {
             for route in &config.routes {
                 println!("{}", route.summary());
             }
+            if !config.unset_env.is_empty() {
+                println!(
+                    "cursors: `run` needs the environment variable(s) {}, unset here",
+                    config.unset_env.join(", ")
+                );
+            }
+            let mut unset = Vec::new();
             for (name, database) in &config.postgres {
                 let needs = database.env_vars();
                 if !needs.is_empty() {
@@ -195,6 +233,15 @@ pub(crate) fn check(path: &Path) -> ExitCode {
                         needs.join(", ")
                     );
                 }
+                unset.extend(needs.into_iter().filter(|v| std::env::var_os(v).is_none()));
+            }
+            if strict_env && !unset.is_empty() {
+                eprintln!(
+                    "{}: unset: {} (--strict-env): export them, as `run` will need them",
+                    path.display(),
+                    unset.join(", ")
+                );
+                return ExitCode::FAILURE;
             }
             if config.postgres.is_empty() {
                 return ExitCode::SUCCESS;
@@ -291,11 +338,18 @@ async fn serve(config: Config, source: Option<(Source, bool)>, banner: Option<Ba
 }
 
 async fn demo(
-    (listen, admin_listen): (Option<SocketAddr>, Option<SocketAddr>),
+    (listen, admin_listen, backend_listen): (
+        Option<SocketAddr>,
+        Option<SocketAddr>,
+        Option<SocketAddr>,
+    ),
     rows: u64,
     postgres: Option<String>,
 ) -> ExitCode {
     let mut yaml = crate::demo::DEMO_CONFIG.to_owned();
+    if let Some(backend) = backend_listen {
+        yaml = yaml.replace(crate::demo::DEFAULT_BACKEND, &format!("http://{backend}"));
+    }
     let mut table_rows = None;
     if let Some(url) = &postgres {
         // The URL without its password, which must not end up in a terminal's scrollback.

@@ -65,6 +65,9 @@ pub struct Config {
     pub admin: AdminConfig,
     /// What the file says that still works but should change, as `FILE:LINE:COLUMN: …` lines.
     pub warnings: Vec<String>,
+    /// Variables the secrets name that were unset when the file was checked without the
+    /// environment ([`Config::check`]); always empty for a config `run` can use.
+    pub unset_env: Vec<String>,
     /// The file as read, for `GET /config` (secrets redacted there) and its hash.
     pub text: Arc<str>,
 }
@@ -122,25 +125,42 @@ pub struct RouteConfig {
 
 // === impl Config ===
 
+/// The file's text, or why it cannot be read.
+fn read(path: &std::path::Path, name: &str) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: name.to_owned(),
+        problems: vec![Located {
+            at: None,
+            problem: ConfigProblem::Syntax(format!("cannot read the file: {e}")),
+        }],
+    })
+}
+
 impl Config {
     /// Reads and validates a file.
     pub fn load(path: &std::path::Path) -> Result<Self, ConfigError> {
         let name = path.display().to_string();
-        match std::fs::read_to_string(path) {
-            Ok(text) => Self::parse(&name, &text),
-            Err(e) => Err(ConfigError {
-                file: name,
-                problems: vec![Located {
-                    at: None,
-                    problem: ConfigProblem::Syntax(format!("cannot read the file: {e}")),
-                }],
-            }),
-        }
+        let text = read(path, &name)?;
+        Self::parse(&name, &text)
     }
 
     /// Parses and validates YAML text; `file` names it in errors.
     pub fn parse(file: &str, text: &str) -> Result<Self, ConfigError> {
-        let (mut config, warnings) = load::parse(text).map_err(|problems| ConfigError {
+        Self::parse_with(file, text, true)
+    }
+
+    /// Validates a file as `pagegate check` does: a secret whose variable is unset is listed
+    /// in [`Config::unset_env`] rather than refused, so the file can be checked where the
+    /// secrets are not (a CI job, a laptop). The result validates everything else, but must
+    /// not serve: its cursor keys are stand-ins.
+    pub fn check(path: &std::path::Path) -> Result<Self, ConfigError> {
+        let name = path.display().to_string();
+        let text = read(path, &name)?;
+        Self::parse_with(&name, &text, false)
+    }
+
+    fn parse_with(file: &str, text: &str, env: bool) -> Result<Self, ConfigError> {
+        let (mut config, warnings) = load::parse(text, env).map_err(|problems| ConfigError {
             file: file.to_owned(),
             problems,
         })?;

@@ -174,6 +174,9 @@ fn timestamp(unix: u64) -> String {
     )
 }
 
+/// The backend's URL as [`DEMO_CONFIG`] writes it (`demo --backend-listen` replaces it).
+pub(crate) const DEFAULT_BACKEND: &str = "http://127.0.0.1:8081";
+
 /// The backend's address in [`DEMO_CONFIG`].
 pub(crate) fn backend_addr(config: &crate::config::Config) -> Option<SocketAddr> {
     let upstream = config.upstream("demo")?;

@@ -27,7 +27,9 @@ use values::Problems;
 
 /// Parses YAML text into a validated config, or every problem found.
 /// The config, and the warnings about it, unless a problem was found.
-pub(super) fn parse(text: &str) -> Result<(Config, Vec<Located>), Vec<Located>> {
+/// With `env` false (`check`), a secret's unset variable is no problem: the config lists it in
+/// `unset_env` instead.
+pub(super) fn parse(text: &str, env: bool) -> Result<(Config, Vec<Located>), Vec<Located>> {
     let options = serde_saphyr::options! {
         duplicate_keys: serde_saphyr::DuplicateKeyPolicy::Error,
         strict_booleans: true,
@@ -41,9 +43,15 @@ pub(super) fn parse(text: &str) -> Result<(Config, Vec<Located>), Vec<Located>> 
         }]
     })?;
     let mut p = Problems::default();
+    if !env {
+        p.2 = Some(Vec::new());
+    }
     let config = read(&mut p, &file);
     match config {
-        Some(config) if p.0.is_empty() => Ok((config, p.1)),
+        Some(mut config) if p.0.is_empty() => {
+            config.unset_env = p.2.unwrap_or_default();
+            Ok((config, p.1))
+        }
         _ => {
             p.0.sort_by_key(|l| l.at.map(|at| (at.line, at.column)));
             Err(p.0)
@@ -125,6 +133,7 @@ fn read(p: &mut Problems, file: &FileConfig) -> Option<Config> {
         cursors,
         admin,
         warnings: Vec::new(),
+        unset_env: Vec::new(),
         text: Arc::from(""),
     })
 }

@@ -155,3 +155,87 @@ fn a_missing_file_is_an_error() {
         "{stderr}"
     );
 }
+
+/// `pagegate ARGS…` with `env` set (and nothing else of the test's environment that pagegate
+/// reads): its exit code, stdout and stderr.
+fn pagegate(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_pagegate"));
+    command
+        .args(args)
+        .env_remove("PAGEGATE_CONFIG")
+        .env_remove("PAGEGATE_CHECK_KEY");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let out = command.output().expect("run pagegate");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_validates_without_the_secrets_and_strict_env_requires_them() {
+    let dir = crate::support::scratch_dir("check-env");
+    let path = dir.join("pagegate.yaml");
+    std::fs::write(
+        &path,
+        "upstreams: {app: {url: 'http://127.0.0.1:9'}}
+cursors: {keys: [{id: 1, secret_env: PAGEGATE_CHECK_KEY}]}
+routes:
+  - {name: a, path: /a, upstream: app, list: {keyset: {keys: [{field: /id, param: id_gt}]}}}
+",
+    )
+    .expect("write");
+    let path = path.to_str().expect("utf-8");
+    let (code, stdout, stderr) = pagegate(&["check", "--config", path], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("`run` needs the environment variable(s) PAGEGATE_CHECK_KEY"),
+        "{stdout}"
+    );
+    // Only the unset variable is waived: a problem elsewhere is still one.
+    let (code, _, stderr) = pagegate(&["check", "--strict-env", "--config", path], &[]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("PAGEGATE_CHECK_KEY, which is not set"),
+        "{stderr}"
+    );
+    let key = "0123456789abcdef0123456789abcdef";
+    let (code, stdout, stderr) = pagegate(
+        &["check", "--strict-env", "--config", path],
+        &[("PAGEGATE_CHECK_KEY", key)],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stdout.contains("needs the environment"), "{stdout}");
+    // The file named by PAGEGATE_CONFIG, as `run` reads it.
+    let (code, stdout, stderr) = pagegate(&["check"], &[("PAGEGATE_CONFIG", path)]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("route a: "), "{stdout}");
+}
+
+#[test]
+fn version_names_the_commit() {
+    let (code, stdout, _) = pagegate(&["--version"], &[]);
+    assert_eq!(code, 0);
+    let line = stdout.trim();
+    let (version, commit) = line
+        .strip_prefix(concat!("pagegate ", env!("CARGO_PKG_VERSION"), " ("))
+        .and_then(|rest| rest.strip_suffix(')'))
+        .map(|commit| (env!("CARGO_PKG_VERSION"), commit))
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!(!version.is_empty());
+    // Built from this checkout: the commit's first 12 hex digits, or `unknown` elsewhere.
+    let head = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    match head {
+        Some(head) => assert_eq!(commit, head, "{line}"),
+        None => assert_eq!(commit, "unknown", "{line}"),
+    }
+}

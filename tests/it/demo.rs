@@ -187,3 +187,38 @@ async fn the_postgres_demo_serves_its_table_as_pages_and_exports() {
         .text();
     assert_eq!(export.lines().count(), 5_001, "a header and every row");
 }
+
+#[tokio::test]
+async fn the_demo_command_takes_its_three_addresses_from_the_command_line() {
+    use crate::support::redis::free_port;
+    let (proxy, admin, backend) = (free_port(), free_port(), free_port());
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pagegate"))
+        .args(["demo", "--rows", "1000"])
+        .args(["--listen", &format!("127.0.0.1:{proxy}")])
+        .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
+        .args(["--backend-listen", &format!("127.0.0.1:{backend}")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the demo");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(("127.0.0.1", proxy))
+        .await
+        .is_err()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the demo did not start"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let direct = crate::support::get(&format!("http://127.0.0.1:{backend}/events")).await;
+    let proxied = crate::support::get(&format!("http://127.0.0.1:{proxy}/events")).await;
+    let ready = crate::support::get(&format!("http://127.0.0.1:{admin}/ready")).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(direct.status, 200);
+    assert_eq!(direct.json().as_array().map(Vec::len), Some(1000));
+    assert_eq!(proxied.status, 200, "pagegate reaches the moved backend");
+    assert_eq!(ready.status, 200, "{}", ready.text());
+}

@@ -113,15 +113,17 @@ async fn sighup_reloads_the_file_and_a_wrong_file_changes_nothing() {
 }
 
 #[tokio::test]
-async fn a_file_written_in_place_reloads() {
+async fn a_file_written_in_place_reloads_and_listen_given_on_the_command_line_holds() {
     let upstream = Upstream::json("[]").await;
     let path = scratch_dir("in-place").join("pagegate.yaml");
-    let (proxy, admin) = (free_port(), free_port());
-    std::fs::write(&path, config(proxy, admin, &upstream.url(), 2, "0s")).expect("write");
-    let running = Running::start(&path, admin, &[]).await;
+    // The file names a port; `--listen` moves it, for the start and for every reload.
+    let (file_port, proxy, admin) = (free_port(), free_port(), free_port());
+    std::fs::write(&path, config(file_port, admin, &upstream.url(), 2, "0s")).expect("write");
+    let listen = format!("127.0.0.1:{proxy}");
+    let running = Running::start(&path, admin, &["--listen", &listen]).await;
     let first = hash(&running).await;
     // As some editors save: the file truncated and written again, no rename.
-    std::fs::write(&path, config(proxy, admin, &upstream.url(), 3, "0s")).expect("write");
+    std::fs::write(&path, config(file_port, admin, &upstream.url(), 3, "0s")).expect("write");
     let deadline = Instant::now() + Duration::from_secs(5);
     while hash(&running).await == first {
         assert!(Instant::now() < deadline, "the change did not reload");
@@ -129,6 +131,10 @@ async fn a_file_written_in_place_reloads() {
     }
     get(&format!("http://127.0.0.1:{proxy}/events")).await;
     assert!(upstream.last().query().contains("limit=3"));
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", file_port)).is_err(),
+        "the file's port stays closed"
+    );
 }
 
 /// The running config's hash, from `GET /config`.

@@ -11,7 +11,13 @@ use crate::config::{ConfigProblem, Located};
 
 /// Collects problems so one run reports all of them.
 #[derive(Default)]
-pub(super) struct Problems(pub(super) Vec<Located>, pub(super) Vec<Located>);
+pub(super) struct Problems(
+    pub(super) Vec<Located>,
+    pub(super) Vec<Located>,
+    /// `Some` while checking without the environment (`check`): the secrets' variables that
+    /// are unset, which `run` will need; `None` when an unset one is a problem.
+    pub(super) Option<Vec<String>>,
+);
 
 impl Problems {
     pub(super) fn push<T>(&mut self, at: &Spanned<T>, problem: ConfigProblem) {
