@@ -2,7 +2,7 @@
 //! calls these.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -10,6 +10,10 @@ use tokio::net::TcpListener;
 
 use crate::config::Config;
 use crate::server::{Overrides, Server, Source, signals, watch};
+
+mod check;
+
+pub(crate) use check::check;
 
 /// `pagegate --version`: the crate's version and the commit it was built from (`unknown`
 /// outside a git checkout; see build.rs).
@@ -196,108 +200,6 @@ fn block_on(
             eprintln!("cannot start the runtime: {error}");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// `pagegate check`: exit 0 with a summary per route, or 1 with `FILE:LINE:COLUMN: …` lines.
-/// With `strict_env`, an unset variable that `run` needs is a failure too.
-pub(crate) fn check(path: &Path, strict_env: bool) -> ExitCode {
-    let loaded = if strict_env {
-        Config::load(path)
-    } else {
-        Config::check(path)
-    };
-    match loaded {
-        Ok(config) => {
-            println!(
-                "{}: ok, listening on {}, {} route(s)",
-                path.display(),
-                config.server.listen,
-                config.routes.len()
-            );
-            for route in &config.routes {
-                println!("{}", route.summary());
-            }
-            if !config.unset_env.is_empty() {
-                println!(
-                    "cursors: `run` needs the environment variable(s) {}, unset here",
-                    config.unset_env.join(", ")
-                );
-            }
-            let mut unset = Vec::new();
-            for (name, database) in &config.postgres {
-                let needs = database.env_vars();
-                if !needs.is_empty() {
-                    println!(
-                        "postgres {name}: `run` needs the environment variable(s) {}",
-                        needs.join(", ")
-                    );
-                }
-                unset.extend(needs.into_iter().filter(|v| std::env::var_os(v).is_none()));
-            }
-            if strict_env && !unset.is_empty() {
-                eprintln!(
-                    "{}: unset: {} (--strict-env): export them, as `run` will need them",
-                    path.display(),
-                    unset.join(", ")
-                );
-                return ExitCode::FAILURE;
-            }
-            if config.postgres.is_empty() {
-                return ExitCode::SUCCESS;
-            }
-            block_on(check_tables(config), None)
-        }
-        Err(error) => {
-            eprintln!("{error}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// Checks table routes against their databases when they can be reached (with the environment
-/// `run` would have); a database that cannot be reached is reported, not a failure.
-async fn check_tables(config: Config) -> ExitCode {
-    let metrics = crate::telemetry::Metrics::default();
-    let generation = match crate::proxy::generation::Generation::build(config, None, &metrics) {
-        Ok(generation) => generation,
-        Err(error) => {
-            println!("table checks skipped: {error}");
-            return ExitCode::SUCCESS;
-        }
-    };
-    let mut unfit = false;
-    for resource in generation.resources() {
-        let wait = resource.database().config().connect_timeout + std::time::Duration::from_secs(2);
-        match tokio::time::timeout(wait, resource.check()).await {
-            Ok(Ok(catalog)) => {
-                println!(
-                    "route {}: table {} ok",
-                    resource.route(),
-                    resource.table().name
-                );
-                for warning in &catalog.warnings {
-                    println!("warning: {warning} (route `{}`)", resource.route());
-                }
-            }
-            Ok(Err(crate::table::CheckError::Invalid(reason))) => {
-                unfit = true;
-                println!("{reason} (route `{}`)", resource.route());
-            }
-            Ok(Err(crate::table::CheckError::Unreachable(error))) => println!(
-                "route {}: database not reachable ({error}); `run` checks it when it is",
-                resource.route()
-            ),
-            Err(_) => println!(
-                "route {}: database did not answer within {wait:?}; `run` checks it when it does",
-                resource.route()
-            ),
-        }
-    }
-    if unfit {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
     }
 }
 

@@ -223,6 +223,15 @@ pub(crate) fn route_specs<T: Clone>(
     specs
 }
 
+/// A byte count as it would be written in the file: `256MiB`, `1KiB`, `1000`.
+pub(crate) fn yaml_bytes(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{}MiB", b >> 20),
+        b if b >= 1 << 10 && b % (1 << 10) == 0 => format!("{}KiB", b >> 10),
+        b => b.to_string(),
+    }
+}
+
 impl RouteConfig {
     /// What the route table needs to know of this route, with `value` as its lookup result: its
     /// path, and for a table route also `<path>/export`. Table routes count as list paths (their
@@ -252,13 +261,13 @@ impl RouteConfig {
                 }
             };
             line.push_str(&format!(
-                "; list: {} default {} max {} ({:?}), {position}, cut at {} items / {} bytes",
+                "; list: {} default {} max {} (on_violation: {}), {position}, cut at {} items / {}",
                 list.limit_param,
                 list.default_limit,
                 list.max_limit,
-                list.on_violation,
+                list.on_violation.as_yaml(),
                 list.max_items,
-                list.max_bytes,
+                yaml_bytes(list.max_bytes),
             ));
             if let Some(keyset) = &list.keyset {
                 let keys: Vec<_> = keyset
@@ -267,8 +276,8 @@ impl RouteConfig {
                     .map(|k| format!("{}->{}", k.field, k.param))
                     .collect();
                 line.push_str(&format!(
-                    "; keyset {:?} on {} via ?{}=",
-                    keyset.order,
+                    "; keyset order: {} on {} via ?{}=",
+                    keyset.order.as_yaml(),
                     keys.join(","),
                     keyset.cursor_param
                 ));

@@ -15,6 +15,16 @@ pub enum OnViolation {
     Clamp,
 }
 
+impl OnViolation {
+    /// As the file writes it.
+    pub fn as_yaml(self) -> &'static str {
+        match self {
+            Self::Reject => "reject",
+            Self::Clamp => "clamp",
+        }
+    }
+}
+
 /// What a list route does with a response it cannot scan as JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnInvalid {
@@ -83,6 +93,16 @@ pub enum Order {
     Asc,
     /// Keys decrease.
     Desc,
+}
+
+impl Order {
+    /// As the file writes it.
+    pub fn as_yaml(self) -> &'static str {
+        match self {
+            Self::Asc => "asc",
+            Self::Desc => "desc",
+        }
+    }
 }
 
 /// One column of a keyset key.

@@ -49,10 +49,14 @@ fn a_valid_file_prints_one_line_per_route() {
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 3, "{stdout}");
     assert!(
-        lines[1].starts_with("route a: ANY /a -> app; list: limit default 10 max 50 (Clamp)"),
+        lines[1].starts_with(
+            "route a: ANY /a -> app; list: limit default 10 max 50 (on_violation: clamp)"
+        ),
         "{}",
         lines[1]
     );
+    // In the words of the YAML: no Rust spellings, sizes as the file writes them.
+    assert!(lines[1].ends_with("items / 8MiB"), "{}", lines[1]);
     assert_eq!(lines[2], "route b: ANY /b/{*rest} -> app");
 }
 

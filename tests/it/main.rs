@@ -8,6 +8,7 @@ mod admin;
 mod check;
 mod connections;
 mod demo;
+mod deploy;
 mod docs;
 mod form_overrides;
 mod generation;

@@ -206,11 +206,7 @@ impl Problems {
     }
 }
 
-/// A byte count as it would be written in the file: `256MiB`, `1KiB`, `1000`.
+/// A byte count as it would be written in the file.
 fn human(bytes: u64) -> String {
-    match bytes {
-        b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{}MiB", b >> 20),
-        b if b >= 1 << 10 && b % (1 << 10) == 0 => format!("{}KiB", b >> 10),
-        b => b.to_string(),
-    }
+    crate::config::yaml_bytes(bytes)
 }
