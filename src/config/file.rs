@@ -9,6 +9,10 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
+mod whole;
+
+pub(crate) use whole::Whole;
+
 /// Top level of a pagegate YAML file.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -19,15 +23,15 @@ pub(crate) struct FileConfig {
     pub(crate) admin: Option<Spanned<FileAdmin>>,
     pub(crate) drain_delay: Option<Spanned<String>>,
     pub(crate) shutdown_grace: Option<Spanned<String>>,
-    pub(crate) max_connections: Option<Spanned<u64>>,
-    pub(crate) max_connections_per_client: Option<Spanned<u64>>,
+    pub(crate) max_connections: Option<Spanned<Whole>>,
+    pub(crate) max_connections_per_client: Option<Spanned<Whole>>,
     pub(crate) header_read_timeout: Option<Spanned<String>>,
     pub(crate) max_head_bytes: Option<Spanned<String>>,
     pub(crate) send_timeout: Option<Spanned<String>>,
     pub(crate) http2_keepalive_interval: Option<Spanned<String>>,
     pub(crate) http2_keepalive_timeout: Option<Spanned<String>>,
     pub(crate) http2_idle_timeout: Option<Spanned<String>>,
-    pub(crate) http2_max_resets: Option<Spanned<u64>>,
+    pub(crate) http2_max_resets: Option<Spanned<Whole>>,
     pub(crate) max_held_bytes: Option<Spanned<String>>,
     pub(crate) max_held_bytes_per_client: Option<Spanned<String>>,
     /// Replaced by `trusted_proxies`; read only to say so.
@@ -53,7 +57,7 @@ pub(crate) struct FileAdmin {
     pub(crate) listen: Option<Spanned<String>>,
     pub(crate) allow: Option<Spanned<Vec<Spanned<String>>>>,
     pub(crate) ready_requires: Option<Spanned<Vec<Spanned<String>>>>,
-    pub(crate) max_connections: Option<Spanned<u64>>,
+    pub(crate) max_connections: Option<Spanned<Whole>>,
 }
 
 /// Spans sent to an OpenTelemetry collector over OTLP/HTTP.
@@ -94,7 +98,7 @@ pub(crate) struct FileUpstream {
     pub(crate) response_timeout: Option<Spanned<String>>,
     pub(crate) idle_timeout: Option<Spanned<String>>,
     pub(crate) pool_idle_timeout: Option<Spanned<String>>,
-    pub(crate) pool_max_idle: Option<Spanned<u64>>,
+    pub(crate) pool_max_idle: Option<Spanned<Whole>>,
 }
 
 /// One route.
@@ -118,7 +122,7 @@ pub(crate) struct FileRoute {
 #[serde(deny_unknown_fields)]
 pub(crate) struct FilePostgres {
     pub(crate) url: Spanned<String>,
-    pub(crate) pool_size: Option<Spanned<u64>>,
+    pub(crate) pool_size: Option<Spanned<Whole>>,
     pub(crate) connect_timeout: Option<Spanned<String>>,
     pub(crate) statement_timeout: Option<Spanned<String>>,
     pub(crate) application_name: Option<Spanned<String>>,
@@ -139,12 +143,12 @@ pub(crate) struct FileTable {
     pub(crate) key: Spanned<Vec<Spanned<String>>>,
     #[serde(default)]
     pub(crate) filters: BTreeMap<String, Spanned<Vec<Spanned<String>>>>,
-    pub(crate) default_limit: Option<Spanned<u64>>,
-    pub(crate) max_limit: Option<Spanned<u64>>,
+    pub(crate) default_limit: Option<Spanned<Whole>>,
+    pub(crate) max_limit: Option<Spanned<Whole>>,
     pub(crate) export: Option<Spanned<FileExport>>,
     pub(crate) scope: Option<Spanned<FileScope>>,
     pub(crate) on_missing_index: Option<Spanned<String>>,
-    pub(crate) max_connections: Option<Spanned<u64>>,
+    pub(crate) max_connections: Option<Spanned<Whole>>,
 }
 
 /// Row scoping of a table.
@@ -160,7 +164,7 @@ pub(crate) struct FileScope {
 #[serde(deny_unknown_fields)]
 pub(crate) struct FileExport {
     pub(crate) formats: Option<Spanned<Vec<Spanned<String>>>>,
-    pub(crate) chunk_rows: Option<Spanned<u64>>,
+    pub(crate) chunk_rows: Option<Spanned<Whole>>,
     pub(crate) via: Option<Spanned<String>>,
 }
 
@@ -173,7 +177,7 @@ pub(crate) struct FileLimits {
     pub(crate) rate: Option<Spanned<FileRates>>,
     pub(crate) concurrency: Option<Spanned<FileConcurrency>>,
     pub(crate) report_only: Option<bool>,
-    pub(crate) max_clients: Option<Spanned<u64>>,
+    pub(crate) max_clients: Option<Spanned<Whole>>,
     pub(crate) store: Option<Spanned<FileLimitStore>>,
     pub(crate) on_redis_error: Option<FileOnRedisError>,
 }
@@ -221,17 +225,17 @@ pub(crate) struct FileRates {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct FileRate {
-    pub(crate) requests: Spanned<u64>,
+    pub(crate) requests: Spanned<Whole>,
     pub(crate) per: Spanned<String>,
-    pub(crate) burst: Option<Spanned<u64>>,
+    pub(crate) burst: Option<Spanned<Whole>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct FileConcurrency {
-    pub(crate) per_client: Option<Spanned<u64>>,
-    pub(crate) total: Option<Spanned<u64>>,
-    pub(crate) queue: Option<Spanned<u64>>,
+    pub(crate) per_client: Option<Spanned<Whole>>,
+    pub(crate) total: Option<Spanned<Whole>>,
+    pub(crate) queue: Option<Spanned<Whole>>,
     pub(crate) queue_timeout: Option<Spanned<String>>,
 }
 
@@ -242,12 +246,12 @@ pub(crate) struct FileList {
     pub(crate) limit_param: Option<Spanned<String>>,
     pub(crate) offset_param: Option<Spanned<String>>,
     pub(crate) page_param: Option<Spanned<String>>,
-    pub(crate) first_page: Option<Spanned<u64>>,
-    pub(crate) default_limit: Option<Spanned<u64>>,
-    pub(crate) max_limit: Option<Spanned<u64>>,
-    pub(crate) max_offset: Option<Spanned<u64>>,
+    pub(crate) first_page: Option<Spanned<Whole>>,
+    pub(crate) default_limit: Option<Spanned<Whole>>,
+    pub(crate) max_limit: Option<Spanned<Whole>>,
+    pub(crate) max_offset: Option<Spanned<Whole>>,
     pub(crate) on_violation: Option<FileViolation>,
-    pub(crate) max_items: Option<Spanned<u64>>,
+    pub(crate) max_items: Option<Spanned<Whole>>,
     pub(crate) max_bytes: Option<Spanned<String>>,
     pub(crate) items: Option<Spanned<String>>,
     pub(crate) on_invalid: Option<FileInvalid>,
@@ -306,7 +310,7 @@ pub(crate) struct FileCursors {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct FileCursorKey {
-    pub(crate) id: Spanned<u64>,
+    pub(crate) id: Spanned<Whole>,
     pub(crate) secret: Option<Spanned<String>>,
     pub(crate) secret_env: Option<Spanned<String>>,
 }

@@ -73,6 +73,21 @@ fn syntax_message(e: &serde_saphyr::Error, found: Option<&str>) -> String {
         )
     } else if message.starts_with("unknown field") {
         format!("{message} (check the spelling; config/reference.yaml lists every key)")
+    } else if let Some(rest) = message.strip_prefix("duplicate mapping key: ") {
+        // The parser names its own setting; say what it means for this file.
+        let key = rest.split(',').next().unwrap_or(rest).trim();
+        format!(
+            "`{key}` is written twice in the same mapping: keep one (YAML does not merge \
+             them; the second would silently replace the first)"
+        )
+    } else if message.contains("did not find expected key")
+        || message.contains("mapping values are not allowed")
+        || message.contains("indentation")
+    {
+        format!(
+            "this line's indentation does not match the lines around it ({message}): indent a \
+             key exactly like the other keys of its mapping, with spaces, not tabs"
+        )
     } else {
         message.to_owned()
     }

@@ -243,3 +243,55 @@ fn version_names_the_commit() {
         None => assert_eq!(commit, "unknown", "{line}"),
     }
 }
+
+#[test]
+fn a_string_where_a_number_belongs_is_refused_with_the_fix() {
+    let (code, _, stderr) = check(
+        "upstreams: {app: {url: 'http://127.0.0.1:9'}}\nroutes:\n  - {name: a, path: /a, upstream: app, list: {default_limit: '100'}}\n",
+    );
+    assert_eq!(code, 1);
+    assert_eq!(
+        stderr.trim(),
+        "FILE:3:62: expected a whole number of 0 or more, found the quoted string '100': write it without quotes: 100",
+    );
+}
+
+#[test]
+fn a_duplicate_key_and_a_short_indent_are_explained_in_pagegate_s_words() {
+    let (code, _, stderr) = check(
+        "upstreams: {app: {url: 'http://127.0.0.1:9'}}\nupstreams: {b: {url: 'http://127.0.0.1:9'}}\n",
+    );
+    assert_eq!(code, 1);
+    assert!(
+        stderr.starts_with("FILE:2:1: `upstreams` is written twice in the same mapping: keep one"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("DuplicateKeyPolicy"), "{stderr}");
+    let (code, _, stderr) = check(
+        "upstreams:\n  app: {url: 'http://127.0.0.1:9'}\nroutes:\n  - name: a\n    path: /a\n    upstream: app\n    list:\n      default_limit: 100\n     max_limit: 1000\n",
+    );
+    assert_eq!(code, 1);
+    assert_eq!(
+        stderr.lines().count(),
+        1,
+        "one root cause, one line: {stderr}"
+    );
+    assert!(
+        stderr.starts_with("FILE:9:6: this line's indentation does not match"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("digits"), "{stderr}");
+}
+
+#[test]
+fn a_lowercase_method_gives_one_line() {
+    let (code, _, stderr) = check(
+        "upstreams: {app: {url: 'http://127.0.0.1:9'}}\nroutes:\n  - {name: a, path: /a, upstream: app, methods: [get]}\n",
+    );
+    assert_eq!(code, 1);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("write methods in capitals, e.g. GET"),
+        "{stderr}"
+    );
+}

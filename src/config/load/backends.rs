@@ -128,7 +128,7 @@ pub(super) fn upstream(
         .ok()?;
     let host = host(p, f);
     let pool_max_idle = f.pool_max_idle.as_ref().map_or(DEFAULT_POOL_MAX_IDLE, |n| {
-        usize::try_from(n.value).unwrap_or(usize::MAX)
+        usize::try_from(n.value.0).unwrap_or(usize::MAX)
     });
     Some(UpstreamConfig {
         name: name.to_owned(),

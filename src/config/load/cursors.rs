@@ -14,11 +14,11 @@ use crate::cursor::{CursorCodec, CursorKey};
 pub(super) fn cursors(p: &mut Problems, c: &Spanned<FileCursors>) -> Option<CursorSettings> {
     let mut keys = Vec::new();
     for k in &c.value.keys.value {
-        let Ok(id) = u8::try_from(k.value.id.value) else {
+        let Ok(id) = u8::try_from(k.value.id.value.0) else {
             p.invalid(
                 &k.value.id,
                 "id",
-                format!("is {}: key ids are 0 to 255", k.value.id.value),
+                format!("is {}: key ids are 0 to 255", k.value.id.value.0),
             );
             continue;
         };

@@ -13,7 +13,7 @@ use crate::config::defaults::{
 };
 use crate::config::file::{
     FileConcurrency, FileLimitKey, FileLimitStore, FileLimits, FileOnRedisError, FileRate,
-    FileRedis,
+    FileRedis, Whole,
 };
 use crate::config::{
     ClientKeySource, LimitStore, LimitsConfig, OnRedisError, Queue, Rate, RedisConfig,
@@ -22,7 +22,7 @@ use crate::config::{
 /// A whole number from 1 to `u32::MAX`, or a located problem.
 fn count(
     p: &mut Problems,
-    value: &Spanned<u64>,
+    value: &Spanned<Whole>,
     key: &'static str,
     what: &str,
 ) -> Option<NonZeroU32> {

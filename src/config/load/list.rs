@@ -62,7 +62,7 @@ pub(super) fn list(
         max_offset: f
             .max_offset
             .as_ref()
-            .map_or(DEFAULT_MAX_OFFSET, |m| m.value),
+            .map_or(DEFAULT_MAX_OFFSET, |m| m.value.0),
         on_violation: match f.on_violation {
             None | Some(FileViolation::Clamp) => OnViolation::Clamp,
             Some(FileViolation::Reject) => OnViolation::Reject,
@@ -96,7 +96,7 @@ fn offset(p: &mut Problems, f: &FileList) -> OffsetParam {
             first: f
                 .first_page
                 .as_ref()
-                .map_or(DEFAULT_FIRST_PAGE, |v| v.value),
+                .map_or(DEFAULT_FIRST_PAGE, |v| v.value.0),
         },
         (o, None) => {
             if let Some(first) = &f.first_page {
@@ -160,16 +160,16 @@ fn items(p: &mut Problems, f: &FileList) -> ItemsPath {
 
 fn positive(
     p: &mut Problems,
-    value: Option<&Spanned<u64>>,
+    value: Option<&Spanned<Whole>>,
     key: &'static str,
     default: u64,
 ) -> u64 {
     match value {
-        Some(v) if v.value == 0 => {
+        Some(v) if v.value.0 == 0 => {
             p.invalid(v, key, "is 0: it must be at least 1".to_owned());
             default
         }
-        Some(v) => v.value,
+        Some(v) => v.value.0,
         None => default,
     }
 }

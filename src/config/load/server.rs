@@ -168,15 +168,15 @@ fn admin_listener(p: &mut Problems, file: &FileConfig) -> (Option<SocketAddr>, u
 /// `max_connections` and `max_connections_per_client`.
 fn connections(p: &mut Problems, file: &FileConfig) -> (usize, Option<NonZeroU32>) {
     let max_connections = match &file.max_connections {
-        Some(m) if m.value == 0 => {
+        Some(m) if m.value.0 == 0 => {
             p.invalid(m, "max_connections", "must be at least 1".to_owned());
             DEFAULT_MAX_CONNECTIONS
         }
-        Some(m) => usize::try_from(m.value).unwrap_or(usize::MAX),
+        Some(m) => usize::try_from(m.value.0).unwrap_or(usize::MAX),
         None => DEFAULT_MAX_CONNECTIONS,
     };
     let per_client = file.max_connections_per_client.as_ref().and_then(|m| {
-        let cap = u32::try_from(m.value).ok().and_then(NonZeroU32::new);
+        let cap = u32::try_from(m.value.0).ok().and_then(NonZeroU32::new);
         if cap.is_none() {
             p.invalid(
                 m,
@@ -208,7 +208,7 @@ fn http2_max_resets(p: &mut Problems, file: &FileConfig) -> NonZeroU32 {
     let Some(m) = &file.http2_max_resets else {
         return DEFAULT_HTTP2_MAX_RESETS;
     };
-    u32::try_from(m.value)
+    u32::try_from(m.value.0)
         .ok()
         .and_then(NonZeroU32::new)
         .unwrap_or_else(|| {

@@ -13,7 +13,7 @@ use super::Problems;
 use crate::config::defaults::{
     DEFAULT_CHUNK_ROWS, DEFAULT_PG_POOL_SIZE, DEFAULT_TABLE_DEFAULT_LIMIT, DEFAULT_TABLE_MAX_LIMIT,
 };
-use crate::config::file::{FileScope, FileTable};
+use crate::config::file::{FileScope, FileTable, Whole};
 use crate::config::{ExportFormat, FilterOp, KeyColumn, PostgresConfig, TableConfig};
 use crate::cursor::CursorCodec;
 use crate::table::config::{ExportVia, MissingIndex, TablePlaces};
@@ -262,7 +262,7 @@ fn filters(
 
 /// `default_limit` and `max_limit`, the first at most the second.
 fn limits(p: &mut Problems, t: &FileTable) -> (u32, u32) {
-    let limit = |p: &mut Problems, v: &Option<Spanned<u64>>, key: &'static str, default: u32| {
+    let limit = |p: &mut Problems, v: &Option<Spanned<Whole>>, key: &'static str, default: u32| {
         v.as_ref()
             .and_then(|n| p.whole(n, key, 1..=100_000, "keep it between 1 and 100000 rows"))
             .and_then(|n| u32::try_from(n).ok())

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde_saphyr::Spanned;
 
+use crate::config::file::Whole;
 use crate::config::{ConfigProblem, Located};
 
 /// Collects problems so one run reports all of them.
@@ -38,15 +39,16 @@ impl Problems {
     /// `value` when it lies in `range`; otherwise a located problem, `is {value}: {fix}`.
     pub(super) fn whole(
         &mut self,
-        value: &Spanned<u64>,
+        value: &Spanned<Whole>,
         key: &'static str,
         range: std::ops::RangeInclusive<u64>,
         fix: &str,
     ) -> Option<u64> {
-        if range.contains(&value.value) {
-            return Some(value.value);
+        let Whole(n) = value.value;
+        if range.contains(&n) {
+            return Some(n);
         }
-        self.invalid(value, key, format!("is {}: {fix}", value.value));
+        self.invalid(value, key, format!("is {n}: {fix}"));
         None
     }
 
