@@ -123,7 +123,19 @@ fn read(p: &mut Problems, file: &FileConfig) -> Option<Config> {
         .and_then(|d| d.value.limits.as_ref())
         .map(|l| limits::limits(p, l, redis.is_some()));
     let cursors = file.cursors.as_ref().and_then(|c| cursors(p, c));
-    let codec = cursors.as_ref().map(|c| &c.codec);
+    // A `cursors` block whose keys were refused (an unset variable, a short secret) has its
+    // problem reported already; the routes are checked against a stand-in, so that one root
+    // cause gives one line, not a second telling to add the block that is there.
+    let stand_in = (cursors.is_none() && file.cursors.is_some())
+        .then(|| {
+            let key = crate::cursor::CursorKey {
+                id: 0,
+                secret: vec![0; MIN_SECRET_LEN],
+            };
+            crate::cursor::CursorCodec::new(vec![key], None).map(Arc::new)
+        })
+        .flatten();
+    let codec = cursors.as_ref().map(|c| &c.codec).or(stand_in.as_ref());
     let routes = routes(p, file, (&upstreams, &postgres), codec, redis.is_some());
     let table = overlaps(p, file, &routes);
     let (max_held_bytes, max_held_bytes_per_client) = held_budget(p, file, &routes);

@@ -206,6 +206,8 @@ routes:
         stderr.contains("PAGEGATE_CHECK_KEY, which is not set"),
         "{stderr}"
     );
+    // One root cause, one line: not a second asking for the `cursors` block that is there.
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
     let key = "0123456789abcdef0123456789abcdef";
     let (code, stdout, stderr) = pagegate(
         &["check", "--strict-env", "--config", path],

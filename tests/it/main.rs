@@ -36,3 +36,4 @@ mod traces;
 mod type_matrix;
 mod upgrades;
 mod uploads;
+mod walkthrough;
