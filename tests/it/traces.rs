@@ -115,9 +115,8 @@ routes:
     assert_eq!(send(traced_get(&proxy.url("/events"))).await.status, 200);
     // The upstream's parent: pagegate's span for the call, in the client's trace.
     let seen = upstream.last();
-    let traceparent = seen.headers.get("traceparent").expect("traceparent");
-    let parts: Vec<&str> = traceparent.to_str().expect("ascii").split('-').collect();
-    assert_eq!(parts.len(), 4, "{traceparent:?}");
+    let parts = traceparent(&seen.headers);
+    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
     assert_eq!((parts[0], parts[1], parts[3]), ("00", TRACE, "01"));
     let call_span = parts[2].to_owned();
     assert_ne!(
@@ -197,9 +196,8 @@ routes:
     let proxy = Proxy::start(&yaml, &upstream).await;
     assert_eq!(send(traced_get(&proxy.url("/events"))).await.status, 200);
     let seen = upstream.last();
-    let traceparent = seen.headers.get("traceparent").expect("traceparent");
-    let parts: Vec<&str> = traceparent.to_str().expect("ascii").split('-').collect();
-    assert_eq!(parts.len(), 4, "{traceparent:?}");
+    let parts = traceparent(&seen.headers);
+    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
     assert_ne!(parts[1], TRACE, "the client does not choose the trace");
     let state = seen.headers.get("tracestate");
     assert!(state.is_none(), "nor its state: {state:?}");
@@ -220,4 +218,17 @@ routes:
             "the {what} id {id} was not exported"
         );
     }
+}
+
+/// The four fields of the `traceparent` the upstream received.
+fn traceparent(headers: &http::HeaderMap) -> Vec<String> {
+    let value = headers.get("traceparent").expect("traceparent");
+    let parts: Vec<String> = value
+        .to_str()
+        .expect("ascii")
+        .split('-')
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(parts.len(), 4, "{value:?}");
+    parts
 }
