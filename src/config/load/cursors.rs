@@ -35,8 +35,8 @@ pub(super) fn cursors(p: &mut Problems, c: &Spanned<FileCursors>) -> Option<Curs
             (None, Some(var)) => match std::env::var(&var.value) {
                 Ok(s) => s,
                 // `check` without the environment: noted, and a stand-in validates the rest.
-                Err(_) if let Some(unset) = p.2.as_mut() => {
-                    unset.push(var.value.clone());
+                Err(_) if p.2.is_some() => {
+                    p.2.get_or_insert_default().push(var.value.clone());
                     "-".repeat(MIN_SECRET_LEN)
                 }
                 Err(_) => {
