@@ -17,3 +17,62 @@ need() {
 
 # peer FILE DEST: a peer config of $HOPDIR, its placeholders filled in, written to $RUN/DEST.
 peer() { sed -e "s#PIDDIR#$RUN#g" -e "s#HOPDIR#$HOPDIR#g" "$HOPDIR/$1" >"$RUN/$2"; }
+
+# ticks PID...: user + system clock ticks of the given processes.
+ticks() {
+  local total=0
+  for pid in "$@"; do
+    read -r -a f <"/proc/$pid/stat"
+    total=$((total + f[13] + f[14]))
+  done
+  echo "$total"
+}
+# to_ms LATENCY: a wrk latency such as 512.00us, 1.20ms, 1.01s, in ms.
+to_ms() {
+  awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n += 0; else if (v ~ /s$/) n *= 1000; printf "%.3f", n }'
+}
+
+# The rows of $RESULTS are: target, round, req/s, p50 ms, p99 ms, cpu us/req (tab-separated).
+# summary TARGET COLUMN: the median (min–max) of a column (3 rps, 4 p50, 5 p99, 6 cpu).
+summary() {
+  awk -F'\t' -v t="$1" -v c="$2" '$1 == t { print $c }' "$RESULTS" | sort -g |
+    awk -v f="$([ "$2" = 3 ] && echo '%.0f' || echo '%.3g')" '{ v[NR] = $1 } END {
+      m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+      printf f " (" f "–" f ")", m, v[1], v[NR] }'
+}
+# ratio A B COLUMN: the per-round ratio A/B of a column, median (min–max).
+ratio() {
+  awk -F'\t' -v a="$1" -v b="$2" -v c="$3" '
+    $1 == a { x[$2] = $c } $1 == b { y[$2] = $c }
+    END { for (r in x) if (y[r] > 0) print x[r] / y[r] }' "$RESULTS" | sort -g |
+    awk '{ v[NR] = $1 } END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%.2f (%.2f–%.2f)", m, v[1], v[NR] }'
+}
+
+# measure TARGET ROUND [WRK ARG...]: one wrk run (-t1 -c32 unless the args say otherwise)
+# against `url_of TARGET`, the CPU time of `pids_of TARGET` over its requests (both defined by
+# the script), appended to $RESULTS and printed. Stops on any non-2xx answer.
+measure() {
+  local target=$1 round=$2 pids before after out requests rps p50 p99 cpu
+  shift 2
+  # shellcheck disable=SC2046
+  pids=$(pids_of "$target")
+  # shellcheck disable=SC2086
+  before=$(ticks $pids)
+  out=$(wrk -t1 -c32 -d"${SECONDS_PER}s" --latency "$@" "$(url_of "$target")")
+  # shellcheck disable=SC2086
+  after=$(ticks $pids)
+  requests=$(awk '/requests in/ { print $1 }' <<<"$out")
+  rps=$(awk '/Requests\/sec/ { print $2 }' <<<"$out")
+  p50=$(to_ms "$(awk '$1 == "50%" { print $2 }' <<<"$out")")
+  p99=$(to_ms "$(awk '$1 == "99%" { print $2 }' <<<"$out")")
+  if [ -n "$pids" ]; then
+    cpu=$(awk -v t=$((after - before)) -v n="$requests" -v hz="$TICK" 'BEGIN { printf "%.1f", t * 1e6 / hz / n }')
+  else
+    cpu=0
+  fi
+  if grep -q "Non-2xx\|Socket errors" <<<"$out"; then echo "$target: errors: $out" >&2; exit 1; fi
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$target" "$round" "$rps" "$p50" "$p99" "$cpu" >>"$RESULTS"
+  printf '  %-13s %9.0f req/s  p50 %6.3f ms  p99 %6.3f ms  cpu %5.1f us/req\n' "$target" "$rps" "$p50" "$p99" "$cpu"
+}
+# url_of TARGET: where measure sends wrk (scripts may define their own).
+url_of() { echo "http://127.0.0.1:$(port_of "$1")/"; }

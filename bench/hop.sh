@@ -137,42 +137,8 @@ port_of() {
     base) echo 19005 ;; base-log) echo 19015 ;;
   esac
 }
-ticks() { # user + system ticks of the given pids
-  local total=0
-  for pid in "$@"; do
-    read -r -a f <"/proc/$pid/stat"
-    total=$((total + f[13] + f[14]))
-  done
-  echo "$total"
-}
-to_ms() { # wrk latency such as 512.00us, 1.20ms, 1.01s → ms
-  awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n += 0; else if (v ~ /s$/) n *= 1000; printf "%.3f", n }'
-}
 
 RESULTS=$RUN/results.tsv
-measure() { # $1 target, $2 round
-  local target=$1 port pids before after out requests rps p50 p99 cpu
-  port=$(port_of "$target")
-  # shellcheck disable=SC2046
-  pids=$(pids_of "$target")
-  # shellcheck disable=SC2086
-  before=$(ticks $pids)
-  out=$(wrk -t1 -c32 -d"${SECONDS_PER}s" --latency "http://127.0.0.1:$port/")
-  # shellcheck disable=SC2086
-  after=$(ticks $pids)
-  requests=$(awk '/requests in/ { print $1 }' <<<"$out")
-  rps=$(awk '/Requests\/sec/ { print $2 }' <<<"$out")
-  p50=$(to_ms "$(awk '$1 == "50%" { print $2 }' <<<"$out")")
-  p99=$(to_ms "$(awk '$1 == "99%" { print $2 }' <<<"$out")")
-  if [ -n "$pids" ]; then
-    cpu=$(awk -v t=$((after - before)) -v n="$requests" -v hz="$TICK" 'BEGIN { printf "%.1f", t * 1e6 / hz / n }')
-  else
-    cpu=0
-  fi
-  if grep -q "Non-2xx" <<<"$out"; then echo "$target: non-2xx answers" >&2; exit 1; fi
-  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$target" "$2" "$rps" "$p50" "$p99" "$cpu" >>"$RESULTS"
-  printf '  %-13s %9.0f req/s  p50 %6.3f ms  p99 %6.3f ms  cpu %5.1f us/req\n' "$target" "$rps" "$p50" "$p99" "$cpu"
-}
 
 echo "pagegate: $WORKERS worker thread(s); nginx: 1 worker; haproxy: 1 thread; wrk -t1 -c32, ${SECONDS_PER}s each, $ROUNDS rounds"
 for target in $TARGETS; do # warm-up
@@ -188,23 +154,11 @@ done
 
 echo
 echo "medians over $ROUNDS rounds (min–max)"
-summary() { # $1 target, $2 column (3 rps, 4 p50, 5 p99, 6 cpu)
-  awk -F'\t' -v t="$1" -v c="$2" '$1 == t { print $c }' "$RESULTS" | sort -g |
-    awk -v f="$([ "$2" = 3 ] && echo '%.0f' || echo '%.3g')" '{ v[NR] = $1 } END {
-      m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-      printf f " (" f "–" f ")", m, v[1], v[NR] }'
-}
 printf '%-13s %-26s %-26s %-26s %s\n' target "req/s" "p50 ms" "p99 ms" "cpu us/req"
 for target in $TARGETS; do
   printf '%-13s %-26s %-26s %-26s %s\n' "$target" "$(summary "$target" 3)" "$(summary "$target" 4)" \
     "$(summary "$target" 5)" "$(summary "$target" 6)"
 done
-ratio() { # per-round ratio a/b of column c: median (min–max)
-  awk -F'\t' -v a="$1" -v b="$2" -v c="$3" '
-    $1 == a { x[$2] = $c } $1 == b { y[$2] = $c }
-    END { for (r in x) if (y[r] > 0) print x[r] / y[r] }' "$RESULTS" | sort -g |
-    awk '{ v[NR] = $1 } END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%.2f (%.2f–%.2f)", m, v[1], v[NR] }'
-}
 echo
 echo "pagegate / nginx, per round: median (min–max); at or below 1.00 meets the target"
 echo "  logs off: cpu/req $(ratio pagegate nginx 6)   p99 $(ratio pagegate nginx 5)   req/s $(ratio pagegate nginx 3)"

@@ -5,6 +5,7 @@
 #   bench/run.sh scanner    JSON scanner MB/s against memcpy and serde_json (criterion)
 #   bench/run.sh demo       the demo: unbounded list vs first page, page cost by depth, export
 #   bench/run.sh hop        the hop cost against nginx and haproxy (installs them if missing)
+#   bench/run.sh tls        the hop over TLS against nginx: kept-alive, and a handshake each
 #   bench/run.sh heads      RSS under 1,000 unfinished request heads, against nginx
 #   bench/run.sh limits     limiter memory with 1,000,000 clients; the hop with limits vs none
 #   bench/run.sh pg         the query service on 5,000,000 rows vs psql \copy and FastAPI
@@ -22,6 +23,9 @@ if [ "$which" = all ] || [ "$which" = demo ]; then
 fi
 if [ "$which" = all ] || [ "$which" = hop ]; then
   bench/hop.sh
+fi
+if [ "$which" = all ] || [ "$which" = tls ]; then
+  bench/tls.sh
 fi
 if [ "$which" = all ] || [ "$which" = heads ]; then
   bench/heads.sh

@@ -46,6 +46,8 @@ pub struct ClientAddr {
     slot: Option<Arc<dyn std::any::Any + Send + Sync>>,
     /// Closes the connection at once (a held page cut on HTTP/1).
     closer: Option<Closer>,
+    /// The connection is TLS (the forwarding headers say `proto=https`).
+    tls: bool,
 }
 
 /// Closes one client connection at once (set by the server, used to cut a held page).
@@ -76,7 +78,20 @@ impl ClientAddr {
             node: Arc::from(node),
             slot: None,
             closer: None,
+            tls: false,
         }
+    }
+
+    /// Marks the connection as TLS.
+    #[must_use]
+    pub fn with_tls(mut self, tls: bool) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    /// The scheme the client spoke to pagegate: `https` or `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls { "https" } else { "http" }
     }
 
     /// Attaches the connection's `max_connections` slot.

@@ -43,6 +43,7 @@ mod server;
 mod sync;
 mod table;
 mod telemetry;
+mod tls;
 mod upstream;
 
 // The modules are private: what the binary, the integration tests, the benches and the fuzz

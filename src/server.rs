@@ -17,7 +17,7 @@ use crate::client_addr::ClientAddr;
 use crate::config::Config;
 use crate::config::defaults::RESERVED_FILES;
 use crate::proxy::generation::{BuildError, Generation};
-use crate::proxy::router::{Current, Router};
+use crate::proxy::router::Current;
 use crate::telemetry::{Metrics, Traces};
 use crate::{Body, BoxError, Request};
 
@@ -206,7 +206,7 @@ impl Server {
         let serving = Arc::new(Serving::new(
             settings,
             (&self.metrics, self.traces.clone()),
-            Router::new(Arc::clone(&self.current)),
+            &self.current,
             Arc::clone(&admission.slots),
             (stop_rx, alive_tx.clone()),
         ));

@@ -39,6 +39,7 @@ pub(crate) struct FileConfig {
     #[serde(default)]
     pub(crate) trusted_proxies: Vec<Spanned<String>>,
     pub(crate) access_log: Option<bool>,
+    pub(crate) tls: Option<Spanned<FileTls>>,
     pub(crate) traces: Option<Spanned<FileTraces>>,
     pub(crate) redis: Option<Spanned<FileRedis>>,
     pub(crate) default: Option<Spanned<FileDefault>>,
@@ -99,6 +100,27 @@ pub(crate) struct FileUpstream {
     pub(crate) idle_timeout: Option<Spanned<String>>,
     pub(crate) pool_idle_timeout: Option<Spanned<String>>,
     pub(crate) pool_max_idle: Option<Spanned<Whole>>,
+    pub(crate) tls: Option<Spanned<FileUpstreamTls>>,
+}
+
+/// The listener's TLS: its certificate, and the CA client certificates must chain to.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileTls {
+    pub(crate) cert_file: Spanned<String>,
+    pub(crate) key_file: Spanned<String>,
+    pub(crate) client_ca_file: Option<Spanned<String>>,
+}
+
+/// An `https://` upstream's TLS: what its certificate is verified against, the name verified,
+/// and a client certificate.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileUpstreamTls {
+    pub(crate) ca_file: Option<Spanned<String>>,
+    pub(crate) cert_file: Option<Spanned<String>>,
+    pub(crate) key_file: Option<Spanned<String>>,
+    pub(crate) server_name: Option<Spanned<String>>,
 }
 
 /// One route.

@@ -21,6 +21,7 @@ mod postgres;
 mod route;
 mod server;
 mod table;
+mod tls;
 mod values;
 
 use values::Problems;

@@ -45,6 +45,9 @@ pub struct ServerConfig {
     pub access_log: bool,
     /// Where spans go, when tracing is on (`traces`).
     pub traces: Option<crate::telemetry::TracesConfig>,
+    /// The listener's TLS (`tls`); none: plaintext. Turning it on or off needs a restart; its
+    /// files and their contents reload.
+    pub(crate) tls: Option<crate::tls::ListenerTls>,
 }
 
 impl ServerConfig {
@@ -54,7 +57,10 @@ impl ServerConfig {
         macro_rules! compare {
             ($($key:ident),* $(,)?) => {
                 // Destructured whole, so a field added later fails to compile until listed.
-                let Self { $($key),* } = self;
+                let Self { $($key,)* tls } = self;
+                if tls.is_some() != other.tls.is_some() {
+                    keys.push("tls");
+                }
                 $(if *$key != other.$key {
                     keys.push(file_key(stringify!($key)));
                 })*

@@ -154,7 +154,7 @@ fn durations_and_sizes_are_typed() {
 #[test]
 fn values_out_of_range_are_refused_with_the_fix() {
     let yaml = "\
-upstreams: {app: {url: 'https://h:1'}, b: {url: 'http://h:2', connect_timeout: 0s}}
+upstreams: {app: {url: 'ftp://h:1/x'}, b: {url: 'http://h:2', connect_timeout: 0s}}
 routes:
   - path: nope
     upstream: app
@@ -163,7 +163,7 @@ routes:
 ";
     let lines = problems(yaml);
     let expected = [
-        "t.yaml:1:24: `url` is \"https://h:1\": write http://HOST:PORT[/prefix] (no query; https upstreams",
+        "t.yaml:1:24: `url` is \"ftp://h:1/x\": write http://HOST:PORT[/prefix] or https://HOST:PORT[/prefix] (no query)",
         "t.yaml:1:80: `connect_timeout` must be longer than zero",
         "t.yaml:3:11: `path` is \"nope\": a path starts with `/`",
         "t.yaml:5:15: `methods` contains \"get\": write methods in capitals, e.g. GET",

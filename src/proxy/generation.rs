@@ -51,6 +51,9 @@ pub struct Generation {
     databases: BTreeMap<String, Arc<Database>>,
     /// Table routes' resources, by route name.
     resources: BTreeMap<String, Arc<Resource>>,
+    /// The listener's TLS, read from this config's files: each new connection handshakes
+    /// with the generation current when it was accepted.
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// Why a config could not be built into a generation: what needs the outside world. What
@@ -64,6 +67,18 @@ pub enum BuildError {
     /// A database's pool could not be set up (an unset environment variable, a bad URL).
     #[error(transparent)]
     Postgres(#[from] SetupError),
+    /// An `https://` upstream's TLS could not be set up (no CA to verify it with, a client
+    /// certificate rustls refuses).
+    #[error("upstream `{upstream}`: {reason}")]
+    UpstreamTls {
+        /// The upstream.
+        upstream: String,
+        /// What to change.
+        reason: String,
+    },
+    /// The listener's certificate or key cannot be served.
+    #[error("tls: cannot serve the certificate ({0}): give a certificate and key rustls accepts")]
+    ListenerTls(String),
 }
 
 impl Generation {
@@ -98,7 +113,7 @@ impl Generation {
         let fallback = parts(DEFAULT_ROUTE_NAME, None, None, metrics, &made.room);
         let fallback = match &config.default {
             DefaultPolicy::Pass(upstream) => {
-                let client = made.client(upstream);
+                let client = made.client(upstream)?;
                 let counted = fallback.metrics.request_bytes();
                 let forward = Forward::new(client, TimeoutOverrides::default(), counted);
                 let limits = made.limits.get(DEFAULT_ROUTE_NAME).cloned();
@@ -110,7 +125,19 @@ impl Generation {
             parts(REFUSED_ROUTE_NAME, None, None, metrics, &made.room),
             Refuse::method(),
         );
+        // Built anew each time: a reload reads the files again. The session cache is kept.
+        let tls = match &config.server.tls {
+            Some(tls) => {
+                let running = previous.and_then(|p| p.tls.as_deref());
+                let served = crate::tls::server_config(tls, running)
+                    .map_err(|e| BuildError::ListenerTls(e.to_string()))?;
+                Some(served)
+            }
+            None => None,
+        };
+        metrics.lifecycle.certificates(certificates(&config));
         Ok(Self {
+            tls,
             // Validation found no overlap, so the table serves every route.
             table: RouteTable::new(&specs),
             routes,
@@ -170,6 +197,11 @@ impl Generation {
         (route, at, false)
     }
 
+    /// The listener's TLS, when `tls` is set.
+    pub(crate) fn tls(&self) -> Option<&Arc<rustls::ServerConfig>> {
+        self.tls.as_ref()
+    }
+
     /// The config this generation was built from.
     pub fn config(&self) -> &Arc<Config> {
         &self.config
@@ -214,7 +246,7 @@ fn route_service(
     Ok(match &route.target {
         Target::Upstream(upstream) => {
             let counted = parts.metrics.request_bytes();
-            let forward = Forward::new(made.client(upstream), route.timeouts, counted);
+            let forward = Forward::new(made.client(upstream)?, route.timeouts, counted);
             stack::route(parts, forward)
         }
         Target::Table(table) => stack::table(parts, made.resource(route, table)?, export),
@@ -240,3 +272,17 @@ fn parts(
 
 #[cfg(test)]
 mod tests;
+
+/// The certificates `config` presents, by metric name, with their expiry.
+fn certificates(config: &Config) -> Vec<(String, u64)> {
+    let listener = config
+        .server
+        .tls
+        .as_ref()
+        .map(|tls| ("listener".to_owned(), tls.identity.not_after));
+    let upstreams = config.upstreams.values().filter_map(|upstream| {
+        let identity = upstream.tls.as_ref()?.identity.as_ref()?;
+        Some((format!("upstreams.{}", upstream.name), identity.not_after))
+    });
+    listener.into_iter().chain(upstreams).collect()
+}

@@ -26,8 +26,9 @@ use crate::client_addr::{ClientAddr, Closer, TrustedProxies};
 use crate::config::ServerConfig;
 use crate::config::defaults::{ACCEPT_WAIT, WAITING_ROOM_MIN};
 use crate::proxy::rescue::ProxyError;
-use crate::proxy::router::Router;
+use crate::proxy::router::{Current, Router};
 use crate::telemetry::{AccessLog, Metrics, Traces};
+use crate::tls::Transport;
 use crate::{Request, Response};
 
 /// After GOAWAY for too many cancelled streams, how long the streams in flight may finish before
@@ -83,6 +84,8 @@ fn builder(settings: &ServerConfig) -> auto::Builder<TokioExecutor> {
 
 /// What every connection task shares.
 pub(super) struct Serving {
+    /// The running generation: its listener TLS is what a new connection handshakes with.
+    current: Current,
     pub(super) stack: AccessLog<Router>,
     /// The 503 `overloaded` answer, logged as every answer is.
     pub(super) refusal: AccessLog<Refusal>,
@@ -106,7 +109,7 @@ impl Serving {
     pub(super) fn new(
         settings: &ServerConfig,
         (metrics, traces): (&Metrics, Option<Traces>),
-        router: Router,
+        current: &Current,
         slots: Arc<Semaphore>,
         shutdown: (watch::Receiver<bool>, mpsc::Sender<()>),
     ) -> Self {
@@ -130,7 +133,9 @@ impl Serving {
                 send_stall: closed.send_stall.clone(),
             },
         );
+        let router = Router::new(Arc::clone(current));
         Self {
+            current: Arc::clone(current),
             stack: crate::proxy::stack::global(router, settings.access_log, traces.clone()),
             refusal: crate::proxy::stack::global(Refusal, settings.access_log, traces),
             builder: builder(settings),
@@ -199,12 +204,7 @@ impl Serving {
             told.notify_one();
             refusal.clone().oneshot(incoming(req, client.clone()))
         });
-        let io = ClientIo::new(
-            stream,
-            self.header_read_timeout,
-            self.send_timeout,
-            self.closed.clone(),
-        );
+        let io = self.client_io(stream);
         let connection = Box::pin(
             self.builder
                 .serve_connection(TokioIo::new(io), service)
@@ -221,6 +221,22 @@ impl Serving {
         });
         let limit = self.header_read_timeout + self.send_timeout;
         tokio::time::timeout(limit, served).map(move |_| drop((alive, place)))
+    }
+
+    /// Whether the listener serves TLS (fixed while pagegate runs).
+    pub(super) fn tls(&self) -> bool {
+        self.current.load().tls().is_some()
+    }
+
+    /// A client socket under its deadlines; with listener TLS, its handshake runs inside the
+    /// first reads, within the first-bytes deadline.
+    fn client_io(&self, stream: TcpStream) -> ClientIo<Transport<TcpStream>> {
+        ClientIo::new(
+            Transport::new(stream, self.current.load().tls()),
+            self.header_read_timeout,
+            self.send_timeout,
+            self.closed.clone(),
+        )
     }
 
     /// Serves a connection that holds a slot (`permit`, and its client's `peer_slot`).
@@ -256,13 +272,7 @@ impl Serving {
         });
         // The protocol sniff waits for first bytes before hyper's timer exists; a client that
         // reads nothing must not pin its response (see client_io).
-        let io = ClientIo::new(
-            stream,
-            self.header_read_timeout,
-            self.send_timeout,
-            self.closed.clone(),
-        )
-        .watched_by(Arc::clone(&conn));
+        let io = self.client_io(stream).watched_by(Arc::clone(&conn));
         // With upgrades: WebSockets and other `Upgrade` protocols are tunnelled.
         let connection = self
             .builder

@@ -1,12 +1,16 @@
-//! Reloads when the config file changes. Its directory is watched, not the file: Kubernetes
-//! updates a mounted ConfigMap by swapping a `..data` symlink, which no event on the file's own
-//! path reports. Events are gathered for [`SETTLE`], then the file is read; a reload runs only
-//! when its contents differ from the running config's and from the last contents tried, so an
-//! editor's several writes or an unrelated file in the directory cost nothing. Where the
-//! directory cannot be watched (no inotify, its limits spent), the file is read every
+//! Reloads when the config file, or a certificate, key or CA file it names, changes. Their
+//! directories are watched, not the files: Kubernetes updates a mounted ConfigMap or Secret by
+//! swapping a `..data` symlink, which no event on a file's own path reports. Events are
+//! gathered for [`SETTLE`], then the files are read; a reload runs only when they differ from
+//! what the running config read and from what was last tried, so an editor's several writes or
+//! an unrelated file in a directory cost nothing, and a refused change is logged once. Where a
+//! directory cannot be watched (no inotify, its limits spent), the files are read every
 //! [`POLL`] instead.
 
+use std::collections::BTreeSet;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
@@ -14,55 +18,102 @@ use tokio::sync::mpsc;
 
 use super::Handle;
 use crate::config::text_hash;
+use crate::sync::lock;
 
-/// How long events are gathered before the file is read.
+/// How long events are gathered before the files are read.
 const SETTLE: Duration = Duration::from_millis(250);
-/// How often the file is read when its directory cannot be watched.
+/// How often the files are read when a directory cannot be watched.
 const POLL: Duration = Duration::from_secs(2);
 
-/// Watches `path` and reloads through `handle` when it changes, until the process ends.
+/// Watches `path` and the TLS files of the running config, and reloads through `handle` when
+/// they change, until the process ends.
 pub(crate) async fn watch(handle: Handle, path: PathBuf) {
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
-        _ => PathBuf::from("."),
-    };
     let (tx, mut rx) = mpsc::channel::<()>(1);
-    let names = watched_names(&path);
+    let names: Arc<Mutex<Vec<OsString>>> = Arc::default();
+    let filter = Arc::clone(&names);
     let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok_and(|event| concerns(&event, &names)) {
+        if event.is_ok_and(|event| concerns(&event, &lock(&filter))) {
             // Full means a read is already due.
             let _ = tx.try_send(());
         }
-    })
-    .and_then(|mut w: RecommendedWatcher| w.watch(&dir, RecursiveMode::NonRecursive).map(|()| w));
-    // Kept until the loop ends: dropping it stops the watching.
-    let watcher = match watcher {
-        Ok(watcher) => Some(watcher),
+    });
+    let mut watched = match watcher {
+        Ok(watcher) => Some(Watched {
+            watcher,
+            dirs: BTreeSet::new(),
+            names,
+        }),
         Err(error) => {
-            tracing::warn!(%error, dir = %dir.display(), "cannot watch the config's directory; reading the file every 2s instead");
+            tracing::warn!(%error, "cannot watch files; reading them every 2s instead");
             None
         }
     };
-    let polling = watcher.is_none();
     let mut tried = None;
     loop {
-        if polling {
-            tokio::time::sleep(POLL).await;
-        } else {
+        let files = files(&handle, &path);
+        if let Some(w) = &mut watched
+            && !w.follow(&files)
+        {
+            watched = None;
+        }
+        if watched.is_some() {
             if rx.recv().await.is_none() {
                 return;
             }
             tokio::time::sleep(SETTLE).await;
             while rx.try_recv().is_ok() {}
+        } else {
+            tokio::time::sleep(POLL).await;
         }
         check(&handle, &path, &mut tried).await;
     }
 }
 
+/// The config file and the running config's TLS files.
+fn files(handle: &Handle, path: &Path) -> Vec<PathBuf> {
+    let mut files = vec![path.to_owned()];
+    files.extend(handle.generation().config().tls_files().paths);
+    files
+}
+
+/// The watcher, the directories it watches and the names in them that matter.
+struct Watched {
+    watcher: RecommendedWatcher,
+    dirs: BTreeSet<PathBuf>,
+    names: Arc<Mutex<Vec<OsString>>>,
+}
+
+impl Watched {
+    /// Watches the directories of `files` (and no others); `false` when one cannot be watched.
+    fn follow(&mut self, files: &[PathBuf]) -> bool {
+        let dirs: BTreeSet<PathBuf> = files.iter().map(|f| dir_of(f)).collect();
+        for gone in self.dirs.difference(&dirs) {
+            let _ = self.watcher.unwatch(gone);
+        }
+        for new in dirs.difference(&self.dirs) {
+            if let Err(error) = self.watcher.watch(new, RecursiveMode::NonRecursive) {
+                tracing::warn!(%error, dir = %new.display(), "cannot watch a directory; reading the files every 2s instead");
+                return false;
+            }
+        }
+        self.dirs = dirs;
+        *lock(&self.names) = files.iter().flat_map(|f| watched_names(f)).collect();
+        true
+    }
+}
+
+/// The directory a file is in (`.` for a bare name).
+fn dir_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+        _ => PathBuf::from("."),
+    }
+}
+
 /// The names in the directory whose change may change the file: its own, the target of the
 /// symlink it is (as first seen), and Kubernetes' `..data`.
-fn watched_names(path: &Path) -> Vec<std::ffi::OsString> {
-    let mut names = vec![std::ffi::OsString::from("..data")];
+fn watched_names(path: &Path) -> Vec<OsString> {
+    let mut names = vec![OsString::from("..data")];
     names.extend(path.file_name().map(ToOwned::to_owned));
     if let Ok(target) = std::fs::read_link(path) {
         // `config.yaml -> ..data/config.yaml`: the first component is what gets swapped.
@@ -73,9 +124,9 @@ fn watched_names(path: &Path) -> Vec<std::ffi::OsString> {
     names
 }
 
-/// Whether `event` may have changed the file. Reads are not changes: inotify reports each
-/// open, and our own read of the file would otherwise set off the next check, forever.
-fn concerns(event: &notify::Event, names: &[std::ffi::OsString]) -> bool {
+/// Whether `event` may have changed a file. Reads are not changes: inotify reports each
+/// open, and our own read of a file would otherwise set off the next check, forever.
+fn concerns(event: &notify::Event, names: &[OsString]) -> bool {
     if matches!(event.kind, notify::EventKind::Access(_)) {
         return false;
     }
@@ -86,21 +137,35 @@ fn concerns(event: &notify::Event, names: &[std::ffi::OsString]) -> bool {
             .any(|p| p.file_name().is_some_and(|n| names.iter().any(|w| w == n)))
 }
 
-/// Reloads when the file's contents are new: neither the running config's nor the last tried.
+/// Reloads when the files are new: neither what the running config read nor the last tried.
 async fn check(handle: &Handle, path: &Path, tried: &mut Option<String>) {
     // Mid-swap the file may be missing for a moment; the swap's own event comes next.
     let Ok(text) = std::fs::read(path) else {
         return;
     };
-    let hash = text_hash(&text);
-    if hash == handle.generation().config().hash() || tried.as_ref() == Some(&hash) {
+    let running = handle.generation();
+    let tls = running.config().tls_files();
+    let text_hash = text_hash(&text);
+    if text_hash == running.config().hash() && !tls.changed {
+        // What runs: a change that comes back after this is tried again.
+        *tried = None;
         return;
     }
-    *tried = Some(hash);
+    let files = format!("{text_hash}+{}", tls.now);
+    if tried.as_ref() == Some(&files) {
+        tracing::debug!("files changed back to contents already refused; not tried again");
+        return;
+    }
+    *tried = Some(files);
+    let what = if text_hash == running.config().hash() {
+        "a TLS file changed"
+    } else {
+        "config file changed"
+    };
     match handle.reload_source().await {
-        Ok(hash) => tracing::info!(%hash, "config file changed: reloaded"),
+        Ok(hash) => tracing::info!(%hash, "{what}: reloaded"),
         Err(error) => {
-            tracing::error!(%error, "config file changed: reload refused; the running config stays");
+            tracing::error!(%error, "{what}: reload refused; the running config stays");
         }
     }
 }

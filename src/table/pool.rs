@@ -97,30 +97,31 @@ fn resolve(database: &str, url: &str) -> Result<String, SetupError> {
 /// The rustls client config TLS to the database uses: the `ring` provider (the one provider of
 /// the whole binary), the certificate verified against `roots`.
 fn tls_config(database: &str, roots: &TlsRoots) -> Result<rustls::ClientConfig, SetupError> {
-    let mut store = rustls::RootCertStore::empty();
-    let certificates = match roots {
-        TlsRoots::File { certificates, .. } => certificates
-            .iter()
-            .map(|c| rustls_pki_types::CertificateDer::from(c.clone()))
-            .collect(),
-        TlsRoots::System => rustls_native_certs::load_native_certs().certs,
-    };
-    let (added, _) = store.add_parsable_certificates(certificates);
-    if added == 0 {
-        return Err(SetupError::Pool {
-            database: database.to_owned(),
-            reason: "no trusted certificate to verify the database's TLS certificate with: set tls_ca_file, or install the system's CA certificates (ca-certificates)".to_owned(),
-        });
-    }
-    rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| SetupError::Pool {
+    let unusable = |reason: String| SetupError::Pool {
         database: database.to_owned(),
-        reason: e.to_string(),
-    })
-    .map(|builder| builder.with_root_certificates(store).with_no_client_auth())
+        reason,
+    };
+    let store = match roots {
+        TlsRoots::File { certificates, .. } => {
+            let mut store = rustls::RootCertStore::empty();
+            let certificates = certificates
+                .iter()
+                .map(|c| rustls_pki_types::CertificateDer::from(c.clone()));
+            let (added, _) = store.add_parsable_certificates(certificates);
+            if added == 0 {
+                return Err(unusable("tls_ca_file holds no certificate rustls can read: give the PEM file of the CA that signed the database's certificate".to_owned()));
+            }
+            store
+        }
+        TlsRoots::System => crate::tls::system_roots("tls_ca_file").map_err(unusable)?,
+    };
+    rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| SetupError::Pool {
+            database: database.to_owned(),
+            reason: e.to_string(),
+        })
+        .map(|builder| builder.with_root_certificates(store).with_no_client_auth())
 }
 
 /// A pool for `url`, its sessions set up as `config` says, over `tls` when set.

@@ -1,5 +1,6 @@
 //! The process's own metrics, beside the requests': its build, the config it runs and its
-//! reloads, whether it is ready, and whether each upstream and database answers.
+//! reloads, whether it is ready, whether each upstream and database answers, and when the
+//! certificates it presents expire.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -28,6 +29,11 @@ struct BackendLabels {
     name: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CertificateLabels {
+    name: String,
+}
+
 /// Metrics of the process's life: reloads, readiness, backends' reachability.
 #[derive(Debug)]
 pub(crate) struct Lifecycle {
@@ -36,6 +42,9 @@ pub(crate) struct Lifecycle {
     ready: Gauge,
     backend_up: Family<BackendLabels, Gauge>,
     running_hash: std::sync::Mutex<Option<ConfigLabels>>,
+    certificates: Family<CertificateLabels, Gauge>,
+    /// The certificates' names last set, so a reload drops the ones it removed.
+    certificate_names: std::sync::Mutex<Vec<String>>,
 }
 
 impl Lifecycle {
@@ -54,7 +63,14 @@ impl Lifecycle {
             ready: Gauge::default(),
             backend_up: Family::default(),
             running_hash: std::sync::Mutex::default(),
+            certificates: Family::default(),
+            certificate_names: std::sync::Mutex::default(),
         };
+        registry.register(
+            "tls_certificate_expiry_timestamp_seconds",
+            "When a certificate pagegate presents expires, in seconds since the Unix epoch: the listener's (name=listener) and each upstream's client certificate (name=upstreams.NAME)",
+            this.certificates.clone(),
+        );
         registry.register(
             "reloads",
             "Config reloads, by result (ok, failed: the running config stayed)",
@@ -119,5 +135,27 @@ impl Lifecycle {
             name: name.to_owned(),
         };
         self.backend_up.get_or_create(&labels).set(i64::from(up));
+    }
+
+    /// Records the expiry of each certificate the running config presents, by name, and drops
+    /// the names it no longer has.
+    pub(crate) fn certificates(&self, expiries: Vec<(String, u64)>) {
+        let mut names = self
+            .certificate_names
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for (name, not_after) in &expiries {
+            let labels = CertificateLabels { name: name.clone() };
+            self.certificates
+                .get_or_create(&labels)
+                .set(i64::try_from(*not_after).unwrap_or(i64::MAX));
+        }
+        for old in names.iter() {
+            if !expiries.iter().any(|(name, _)| name == old) {
+                self.certificates
+                    .remove(&CertificateLabels { name: old.clone() });
+            }
+        }
+        *names = expiries.into_iter().map(|(name, _)| name).collect();
     }
 }

@@ -41,6 +41,8 @@ pub struct UpstreamConfig {
     pub pool_idle_timeout: Duration,
     /// Idle pooled connections kept.
     pub pool_max_idle: usize,
+    /// TLS to an `https://` upstream; none for `http://`.
+    pub(crate) tls: Option<crate::tls::UpstreamTls>,
 }
 
 /// Per-route replacements for an upstream's timeouts (an export and a page served by one

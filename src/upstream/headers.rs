@@ -1,7 +1,7 @@
 //! Header rules at the proxy hop: hop-by-hop removal (RFC 9110 §7.6.1), forwarding headers
 //! (`X-Forwarded-For/-Proto/-Host`, RFC 7239 `Forwarded`) and `Host`.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
@@ -102,7 +102,7 @@ pub(crate) fn set_forwarding(
 ) {
     match (trust, client) {
         (false, Some(client)) => replace_forwarding(headers, client, host),
-        _ => chain_forwarding(headers, client.map(|c| c.addr), host, trust),
+        _ => chain_forwarding(headers, client, host, trust),
     }
     let value = match mode {
         HostMode::Upstream => upstream_authority.cloned(),
@@ -118,18 +118,21 @@ pub(crate) fn set_forwarding(
 /// earlier value of a name), with the address rendered once per connection.
 fn replace_forwarding(headers: &mut HeaderMap, client: &ClientAddr, host: Option<&HeaderValue>) {
     headers.insert(X_FORWARDED_FOR, client.rendered().clone());
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    let scheme = client.scheme();
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(scheme));
     let forwarded = match host.and_then(|h| h.to_str().ok()) {
         Some(host) => {
             let mut element = String::with_capacity(64);
             element.push_str("for=");
             element.push_str(client.node());
-            element.push_str(";proto=http;host=\"");
+            element.push_str(";proto=");
+            element.push_str(scheme);
+            element.push_str(";host=\"");
             element.extend(host.chars().filter(|c| !matches!(c, '"' | '\\')));
             element.push('"');
             HeaderValue::from_str(&element).ok()
         }
-        None => HeaderValue::from_str(&format!("for={};proto=http", client.node())).ok(),
+        None => HeaderValue::from_str(&format!("for={};proto={scheme}", client.node())).ok(),
     };
     match forwarded {
         Some(value) => headers.insert(FORWARDED, value),
@@ -144,10 +147,12 @@ fn replace_forwarding(headers: &mut HeaderMap, client: &ClientAddr, host: Option
 /// With a trusted proxy in front, or no client address: chains are kept and appended to.
 fn chain_forwarding(
     headers: &mut HeaderMap,
-    client: Option<SocketAddr>,
+    client: Option<&ClientAddr>,
     host: Option<&HeaderValue>,
     trust: bool,
 ) {
+    let scheme = client.map_or("http", ClientAddr::scheme);
+    let client = client.map(|c| c.addr);
     let joined = |headers: &HeaderMap, name: &str| -> Option<String> {
         let values: Vec<&str> = headers
             .get_all(name)
@@ -158,7 +163,7 @@ fn chain_forwarding(
     };
     // Proto and host are single values: the first (client-facing) one counts.
     let first = |v: String| v.split(',').next().unwrap_or_default().trim().to_owned();
-    let proto = joined(headers, "x-forwarded-proto").map_or_else(|| "http".to_owned(), first);
+    let proto = joined(headers, "x-forwarded-proto").map_or_else(|| scheme.to_owned(), first);
     let forwarded_host = joined(headers, "x-forwarded-host").map(first);
     let xff = joined(headers, "x-forwarded-for");
     let forwarded = joined(headers, "forwarded");

@@ -18,6 +18,7 @@ const TIERS: &[(&str, &[&str])] = &[
             "client_addr",
             "cursor",
             "telemetry",
+            "tls",
             "route_table",
             "config::file",
             "config::problems",

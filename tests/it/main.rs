@@ -32,6 +32,7 @@ mod rate_limits;
 mod shared_limits;
 mod signals;
 mod stack;
+mod tls;
 mod traces;
 mod type_matrix;
 mod upgrades;

@@ -6,7 +6,8 @@
 use std::time::{Duration, Instant};
 
 use crate::support::postgres::Postgres;
-use crate::support::{Proxy, Upstream, full, get, send};
+use crate::support::tls::Ca;
+use crate::support::{Proxy, Upstream, full, get, scratch_dir, send};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use tokio::io::AsyncWriteExt;
@@ -219,11 +220,18 @@ async fn every_metric_the_dashboard_and_the_docs_name_has_samples_after_traffic(
     ))
     .await;
     let upstream = Upstream::json("[1,2,3]").await;
+    // An https upstream with a client certificate (its expiry is a metric), never reached.
+    let dir = scratch_dir("metrics-tls");
+    let ca = Ca::new("metrics CA");
+    let client = ca.issue(&["pagegate"], &dir, "client");
     let yaml = format!(
         "admin: {{listen: 127.0.0.1:0}}
 cursors: {{keys: [{{id: 1, secret: 0123456789abcdef0123456789abcdef}}]}}
 postgres: {{main: {{url: '{}'}}}}
-upstreams: {{app: {{url: '{{upstream}}'}}, gone: {{url: 'http://127.0.0.1:9'}}}}
+upstreams:
+  app: {{url: '{{upstream}}'}}
+  gone: {{url: 'http://127.0.0.1:9'}}
+  secure: {{url: 'https://127.0.0.1:9', tls: {{ca_file: '{}', cert_file: '{}', key_file: '{}'}}}}
 routes:
   - {{name: events, path: /events, methods: [GET], upstream: app, list: {{max_items: 2}}}}
   - {{name: down, path: /down, upstream: gone}}
@@ -231,7 +239,10 @@ routes:
   - {{name: db, path: /db, table: {{database: main, name: {t}, columns: [id], key: [id]}}}}
   - {{name: watched, path: /watched, upstream: app, list: {{report_only: true}}}}
 ",
-        pg.url
+        pg.url,
+        ca.write(&dir, "ca.pem").display(),
+        client.cert.display(),
+        client.key.display(),
     );
     let proxy = Proxy::start(&yaml, &upstream).await;
     for path in [

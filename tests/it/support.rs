@@ -23,7 +23,9 @@ pub mod bodies;
 pub mod logs;
 pub mod pgwire;
 pub mod postgres;
+pub mod process;
 pub mod redis;
+pub mod tls;
 pub mod types;
 
 /// What an upstream saw of one request.

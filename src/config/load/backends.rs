@@ -120,8 +120,9 @@ pub(super) fn upstream(
 ) -> Option<UpstreamConfig> {
     let f = &u.value;
     let uri = url(p, f)?;
+    let tls = super::tls::upstream(p, &uri, f.tls.as_ref());
     let origin = Uri::builder()
-        .scheme("http")
+        .scheme(uri.scheme()?.clone())
         .authority(uri.authority()?.clone())
         .path_and_query("/")
         .build()
@@ -158,10 +159,11 @@ pub(super) fn upstream(
             DEFAULT_POOL_IDLE_TIMEOUT,
         ),
         pool_max_idle,
+        tls,
     })
 }
 
-/// `url`: `http://HOST:PORT[/prefix]`, no query.
+/// `url`: `http://HOST:PORT[/prefix]` or `https://…`, no query.
 fn url(p: &mut Problems, f: &FileUpstream) -> Option<Uri> {
     let uri = match Uri::from_str(f.url.value.trim()) {
         Ok(uri) => uri,
@@ -170,20 +172,23 @@ fn url(p: &mut Problems, f: &FileUpstream) -> Option<Uri> {
                 &f.url,
                 "url",
                 format!(
-                    "is {:?}, which is not a URL ({e}): write http://HOST:PORT",
+                    "is {:?}, which is not a URL ({e}): write http://HOST:PORT or https://HOST:PORT",
                     f.url.value
                 ),
             );
             return None;
         }
     };
-    if uri.scheme_str() != Some("http") || uri.authority().is_none() || uri.query().is_some() {
+    let scheme = uri.scheme_str();
+    if !matches!(scheme, Some("http" | "https"))
+        || uri.authority().is_none()
+        || uri.query().is_some()
+    {
         p.invalid(
             &f.url,
             "url",
             format!(
-                "is {:?}: write http://HOST:PORT[/prefix] (no query; https upstreams are not supported yet, \
-                 put pagegate beside a TLS sidecar)",
+                "is {:?}: write http://HOST:PORT[/prefix] or https://HOST:PORT[/prefix] (no query)",
                 f.url.value
             ),
         );

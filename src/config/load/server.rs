@@ -75,6 +75,10 @@ pub(super) fn server(p: &mut Problems, file: &FileConfig) -> Option<ServerConfig
         trusted_proxies,
         access_log: file.access_log.unwrap_or(DEFAULT_ACCESS_LOG),
         traces: traces(p, file),
+        tls: file
+            .tls
+            .as_ref()
+            .and_then(|tls| super::tls::listener(p, tls)),
     })
 }
 

@@ -90,23 +90,31 @@ impl<'a> Resources<'a> {
     }
 
     /// The client of an upstream: the previous one while its settings are unchanged.
-    pub(super) fn client(&mut self, settings: &Arc<UpstreamConfig>) -> Arc<UpstreamClient> {
+    pub(super) fn client(
+        &mut self,
+        settings: &Arc<UpstreamConfig>,
+    ) -> Result<Arc<UpstreamClient>, BuildError> {
+        if let Some(client) = self.upstreams.get(&settings.name) {
+            return Ok(Arc::clone(client));
+        }
         let old = self.previous.and_then(|p| p.upstreams.get(&settings.name));
-        let name = settings.name.clone();
         let metrics = self.metrics;
-        let client = self.upstreams.entry(name).or_insert_with(|| {
-            let Ok(client) = reuse(
-                old,
-                |client| client.config() == settings,
-                || {
-                    let counted = metrics.upstream(&settings.name);
-                    let client = UpstreamClient::counted(Arc::clone(settings), counted);
-                    Ok::<_, Infallible>(Arc::new(client))
-                },
-            );
-            client
-        });
-        Arc::clone(client)
+        let client = reuse(
+            old,
+            |client| client.config() == settings,
+            || {
+                let counted = metrics.upstream(&settings.name);
+                UpstreamClient::counted(Arc::clone(settings), counted)
+                    .map(Arc::new)
+                    .map_err(|reason| BuildError::UpstreamTls {
+                        upstream: settings.name.clone(),
+                        reason,
+                    })
+            },
+        )?;
+        self.upstreams
+            .insert(settings.name.clone(), Arc::clone(&client));
+        Ok(client)
     }
 
     /// A table's database: its pools, the previous ones while its settings are unchanged.

@@ -1,0 +1,230 @@
+//! Certificates, keys and CA bundles read from PEM files. Each keeps the paths it came from
+//! (a reload reads them again) and a fingerprint of the bytes read, so two reads compare equal
+//! exactly when the files did not change. The errors say which file and what to put in it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use sha2::{Digest, Sha256};
+
+/// A certificate chain and its private key (`cert_file`, `key_file`).
+#[derive(Clone)]
+pub(crate) struct Identity {
+    /// The PEM chain: the certificate first, then its intermediates.
+    pub(crate) cert_file: PathBuf,
+    /// The PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub(crate) key_file: PathBuf,
+    pub(crate) chain: Vec<CertificateDer<'static>>,
+    pub(crate) key: Arc<PrivateKeyDer<'static>>,
+    /// When the first certificate expires, in seconds since the Unix epoch.
+    pub(crate) not_after: u64,
+    fingerprint: [u8; 32],
+}
+
+/// CA certificates to verify peers against (`ca_file`, `client_ca_file`).
+#[derive(Clone)]
+pub(crate) struct Roots {
+    pub(crate) file: PathBuf,
+    pub(crate) certs: Vec<CertificateDer<'static>>,
+    fingerprint: [u8; 32],
+}
+
+/// Which file of a TLS setting is wrong, and why: `reason` reads after "the file".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FileError {
+    /// The key file (not the certificate or CA file) is wrong.
+    pub(crate) in_key: bool,
+    pub(crate) path: PathBuf,
+    pub(crate) reason: String,
+}
+
+impl std::fmt::Display for FileError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.path.display(), self.reason)
+    }
+}
+
+impl Identity {
+    /// Reads the pair and checks that the key is the certificate's.
+    pub(crate) fn read(cert_file: &Path, key_file: &Path) -> Result<Self, FileError> {
+        let cert_pem = read(cert_file, false)?;
+        let key_pem = read(key_file, true)?;
+        let chain = certificates(cert_file, &cert_pem)?;
+        let key_error = |reason: String| FileError {
+            in_key: true,
+            path: key_file.to_owned(),
+            reason,
+        };
+        let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|_| {
+            key_error("holds no PEM private key: give the file with the certificate's key (-----BEGIN PRIVATE KEY-----)".to_owned())
+        })?;
+        rustls::sign::CertifiedKey::from_der(chain.clone(), key.clone_key(), &super::provider())
+            .map_err(|error| {
+                key_error(format!(
+                    "is not the key of {} ({error}): give the key the certificate was issued for",
+                    cert_file.display()
+                ))
+            })?;
+        let not_after = not_after(&chain[0]).ok_or_else(|| FileError {
+            in_key: false,
+            path: cert_file.to_owned(),
+            reason: "does not start with an X.509 certificate pagegate can read".to_owned(),
+        })?;
+        Ok(Self {
+            cert_file: cert_file.to_owned(),
+            key_file: key_file.to_owned(),
+            chain,
+            key: Arc::new(key),
+            not_after,
+            fingerprint: fingerprint(&[&cert_pem, &key_pem]),
+        })
+    }
+}
+
+impl Identity {
+    /// The fingerprint of the files as they are now (`None`: one cannot be read).
+    pub(crate) fn now(&self) -> Option<[u8; 32]> {
+        let cert = std::fs::read(&self.cert_file).ok()?;
+        let key = std::fs::read(&self.key_file).ok()?;
+        Some(fingerprint(&[&cert, &key]))
+    }
+
+    /// The fingerprint of the files as read.
+    pub(crate) fn read_as(&self) -> [u8; 32] {
+        self.fingerprint
+    }
+}
+
+impl Roots {
+    /// The fingerprint of the file as it is now (`None`: it cannot be read).
+    pub(crate) fn now(&self) -> Option<[u8; 32]> {
+        std::fs::read(&self.file)
+            .ok()
+            .map(|pem| fingerprint(&[&pem]))
+    }
+
+    /// The fingerprint of the file as read.
+    pub(crate) fn read_as(&self) -> [u8; 32] {
+        self.fingerprint
+    }
+
+    /// Reads a PEM bundle of one or more CA certificates.
+    pub(crate) fn read(file: &Path) -> Result<Self, FileError> {
+        let pem = read(file, false)?;
+        let certs = certificates(file, &pem)?;
+        let mut store = rustls::RootCertStore::empty();
+        let (_, refused) = store.add_parsable_certificates(certs.iter().cloned());
+        if refused > 0 {
+            return Err(FileError {
+                in_key: false,
+                path: file.to_owned(),
+                reason: format!(
+                    "holds {refused} certificate(s) that cannot be read: give a PEM bundle of CA certificates"
+                ),
+            });
+        }
+        Ok(Self {
+            file: file.to_owned(),
+            certs,
+            fingerprint: fingerprint(&[&pem]),
+        })
+    }
+
+    /// The certificates as a root store.
+    pub(crate) fn store(&self) -> rustls::RootCertStore {
+        let mut store = rustls::RootCertStore::empty();
+        store.add_parsable_certificates(self.certs.iter().cloned());
+        store
+    }
+}
+
+/// The file's bytes, or why it cannot be read.
+fn read(path: &Path, in_key: bool) -> Result<Vec<u8>, FileError> {
+    std::fs::read(path).map_err(|error| FileError {
+        in_key,
+        path: path.to_owned(),
+        reason: format!("cannot be read ({error})"),
+    })
+}
+
+/// Every `CERTIFICATE` block of a PEM file; at least one.
+fn certificates(path: &Path, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, FileError> {
+    let certs: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(pem).collect();
+    let reason = match certs {
+        Ok(certs) if !certs.is_empty() => return Ok(certs),
+        Ok(_) => "holds no PEM certificate: give a file with -----BEGIN CERTIFICATE----- blocks"
+            .to_owned(),
+        Err(error) => format!(
+            "is not valid PEM ({error}): give a file with -----BEGIN CERTIFICATE----- blocks"
+        ),
+    };
+    Err(FileError {
+        in_key: false,
+        path: path.to_owned(),
+        reason,
+    })
+}
+
+/// The certificate's `notAfter`, in seconds since the Unix epoch.
+fn not_after(cert: &CertificateDer<'_>) -> Option<u64> {
+    use x509_cert::der::Decode as _;
+    let cert = x509_cert::Certificate::from_der(cert.as_ref()).ok()?;
+    Some(
+        cert.tbs_certificate
+            .validity
+            .not_after
+            .to_unix_duration()
+            .as_secs(),
+    )
+}
+
+fn fingerprint(parts: &[&[u8]]) -> [u8; 32] {
+    let mut hash = Sha256::new();
+    for part in parts {
+        hash.update((part.len() as u64).to_be_bytes());
+        hash.update(part);
+    }
+    hash.finalize().into()
+}
+
+// Equal when read from the same paths with the same bytes; the key material stays out of
+// `Debug`.
+
+impl PartialEq for Identity {
+    fn eq(&self, other: &Self) -> bool {
+        self.cert_file == other.cert_file
+            && self.key_file == other.key_file
+            && self.fingerprint == other.fingerprint
+    }
+}
+
+impl Eq for Identity {}
+
+impl PartialEq for Roots {
+    fn eq(&self, other: &Self) -> bool {
+        self.file == other.file && self.fingerprint == other.fingerprint
+    }
+}
+
+impl Eq for Roots {}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identity")
+            .field("cert_file", &self.cert_file)
+            .field("key_file", &self.key_file)
+            .field("not_after", &self.not_after)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Roots {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Roots")
+            .field("file", &self.file)
+            .field("certs", &self.certs.len())
+            .finish_non_exhaustive()
+    }
+}
