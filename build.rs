@@ -9,9 +9,26 @@ use std::path::PathBuf;
 use std::process::Command;
 
 fn git(args: &[&str]) -> Option<String> {
-    let out = Command::new("git").args(args).output().ok()?;
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR")?;
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(&manifest)
+        .args(args)
+        .output()
+        .ok()?;
     let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     (out.status.success() && !text.is_empty()).then_some(text)
+}
+
+/// Whether the crate is the top of its git checkout: a crate unpacked inside some other
+/// repository (a home directory under git, a vendor tree) must not report that one's commit.
+fn own_checkout() -> bool {
+    let top = git(&["rev-parse", "--show-toplevel"]).map(PathBuf::from);
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from);
+    match (top.and_then(|t| t.canonicalize().ok()), manifest.and_then(|m| m.canonicalize().ok())) {
+        (Some(top), Some(manifest)) => top == manifest,
+        _ => false,
+    }
 }
 
 fn main() {
@@ -19,7 +36,7 @@ fn main() {
     let given = std::env::var("PAGEGATE_COMMIT")
         .ok()
         .filter(|c| !c.is_empty());
-    let commit = given.or_else(|| git(&["rev-parse", "--short=12", "HEAD"]));
+    let commit = given.or_else(|| own_checkout().then(|| git(&["rev-parse", "--short=12", "HEAD"]))?);
     println!(
         "cargo:rustc-env=PAGEGATE_COMMIT={}",
         commit.as_deref().unwrap_or("unknown")
@@ -34,6 +51,9 @@ fn main() {
     let [Some(dir), Some(common)] = dirs.map(|d| d.map(PathBuf::from)) else {
         return;
     };
+    if !own_checkout() {
+        return;
+    }
     for path in [
         dir.join("HEAD"),
         common.join("refs/heads"),

@@ -76,6 +76,13 @@ pub enum BuildError {
         /// What to change.
         reason: String,
     },
+    /// A config checked without the environment ([`Config::check`]): its secrets are
+    /// stand-ins, which must never sign a cursor.
+    #[error(
+        "these environment variables are unset: {}: set them before pagegate runs (`pagegate check --strict-env` requires them too)",
+        .0.join(", ")
+    )]
+    UnsetEnv(Vec<String>),
     /// The listener's certificate or key cannot be served.
     #[error("tls: cannot serve the certificate ({0}): give a certificate and key rustls accepts")]
     ListenerTls(String),
@@ -88,6 +95,9 @@ impl Generation {
         previous: Option<&Self>,
         metrics: &Metrics,
     ) -> Result<Self, BuildError> {
+        if !config.unset_env.is_empty() {
+            return Err(BuildError::UnsetEnv(config.unset_env));
+        }
         let config = Arc::new(config);
         // One service per path a route serves: a table route serves `<path>` (pages) and
         // `<path>/export`, each its own entry, so which one matched is the router's answer, not

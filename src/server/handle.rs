@@ -25,6 +25,9 @@ pub enum ReloadError {
     /// The new config does not build.
     #[error(transparent)]
     Build(#[from] BuildError),
+    /// The reload itself failed (a bug): the running generation stays.
+    #[error("the reload failed unexpectedly ({0}); the running config stays")]
+    Failed(String),
     /// The server was started from a config given in code, with no file to read again.
     #[error("pagegate was started without a config file, so there is none to read again")]
     NoSource,
@@ -104,7 +107,20 @@ impl Handle {
         let this = self.clone();
         match tokio::task::spawn_blocking(move || this.reload_source_now()).await {
             Ok(outcome) => outcome,
-            Err(panic) => std::panic::resume_unwind(panic.into_panic()),
+            // A panic while building is a bug, but not a reason to stop serving: whoever
+            // asked (SIGHUP, the watcher, `POST /reload`) is told, and the process goes on.
+            Err(error) => {
+                let why = match error.try_into_panic() {
+                    Ok(panic) => panic
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "a panic".to_owned()),
+                    Err(error) => error.to_string(),
+                };
+                tracing::error!(%why, "reload panicked");
+                Err(ReloadError::Failed(why))
+            }
         }
     }
 

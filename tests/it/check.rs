@@ -219,6 +219,17 @@ routes:
     let (code, stdout, stderr) = pagegate(&["check"], &[("PAGEGATE_CONFIG", path)]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("route a: "), "{stdout}");
+    // What `check` accepted with a stand-in secret never serves: it would sign cursors with it.
+    let checked = pagegate::Config::check(std::path::Path::new(path)).expect("checks");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let refused = runtime
+        .block_on(pagegate::Server::bind(checked))
+        .err()
+        .expect("refused");
+    assert!(
+        refused.to_string().contains("unset: PAGEGATE_CHECK_KEY"),
+        "{refused}"
+    );
 }
 
 #[test]

@@ -74,8 +74,9 @@ impl Drop for Running {
             .and_then(|p| p.trim().parse::<u32>().ok())
             .filter(|pid| *pid > 1)
         {
-            let _ = Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
+            // The shell's own `kill`: a bare Debian has no /bin/kill (procps).
+            let _ = Command::new("sh")
+                .args(["-c", &format!("kill -TERM {pid}")])
                 .stdin(Stdio::null())
                 .status();
         }
