@@ -25,7 +25,10 @@ fn git(args: &[&str]) -> Option<String> {
 fn own_checkout() -> bool {
     let top = git(&["rev-parse", "--show-toplevel"]).map(PathBuf::from);
     let manifest = std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from);
-    match (top.and_then(|t| t.canonicalize().ok()), manifest.and_then(|m| m.canonicalize().ok())) {
+    match (
+        top.and_then(|t| t.canonicalize().ok()),
+        manifest.and_then(|m| m.canonicalize().ok()),
+    ) {
         (Some(top), Some(manifest)) => top == manifest,
         _ => false,
     }
@@ -36,7 +39,8 @@ fn main() {
     let given = std::env::var("PAGEGATE_COMMIT")
         .ok()
         .filter(|c| !c.is_empty());
-    let commit = given.or_else(|| own_checkout().then(|| git(&["rev-parse", "--short=12", "HEAD"]))?);
+    let commit =
+        given.or_else(|| own_checkout().then(|| git(&["rev-parse", "--short=12", "HEAD"]))?);
     println!(
         "cargo:rustc-env=PAGEGATE_COMMIT={}",
         commit.as_deref().unwrap_or("unknown")

@@ -308,3 +308,38 @@ fn a_lowercase_method_gives_one_line() {
         "{stderr}"
     );
 }
+
+#[test]
+fn check_names_the_certificates_and_when_they_expire() {
+    let dir = crate::support::scratch_dir("check-tls");
+    let ca = crate::support::tls::Ca::new("check CA");
+    let server = ca.issue(&["localhost"], &dir, "server");
+    let ca_file = ca.write(&dir, "ca.pem");
+    let path = dir.join("pagegate.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "tls: {{cert_file: '{}', key_file: '{}', client_ca_file: '{}'}}\n\
+             upstreams: {{app: {{url: 'https://127.0.0.1:9', tls: {{ca_file: '{}'}}}}}}\n",
+            server.cert.display(),
+            server.key.display(),
+            ca_file.display(),
+            ca_file.display(),
+        ),
+    )
+    .expect("write");
+    let (code, stdout, stderr) =
+        pagegate(&["check", "--config", path.to_str().expect("utf-8")], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let expected = format!(
+        "tls: {} (expires 2030-01-01T00:00:00Z), client certificates from {}",
+        server.cert.display(),
+        ca_file.display()
+    );
+    assert!(stdout.contains(&expected), "{expected}\nnot in:\n{stdout}");
+    let upstream = format!(
+        "upstream app: https, verified against {}",
+        ca_file.display()
+    );
+    assert!(stdout.contains(&upstream), "{stdout}");
+}
