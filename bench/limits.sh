@@ -62,28 +62,9 @@ for port in 19001 19021 19022 19023; do
   for _ in $(seq 50); do curl -fs -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
 done
 
-ticks() {
-  read -r -a f <"/proc/$1/stat"
-  echo $((f[13] + f[14]))
-}
-to_ms() {
-  awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n += 0; else if (v ~ /s$/) n *= 1000; printf "%.3f", n }'
-}
+pids_of() { echo "${PID[$1]}"; }
+port_of() { echo "${PORT[$1]}"; }
 RESULTS=$RUN/results.tsv
-measure() { # $1 target, $2 round
-  local target=$1 before after out requests rps p50 p99 cpu
-  before=$(ticks "${PID[$target]}")
-  out=$(wrk -t1 -c32 -d"${SECONDS_PER}s" --latency "http://127.0.0.1:${PORT[$target]}/")
-  after=$(ticks "${PID[$target]}")
-  if grep -q "Non-2xx" <<<"$out"; then echo "$target: non-2xx answers (a limit tripped?)" >&2; exit 1; fi
-  requests=$(awk '/requests in/ { print $1 }' <<<"$out")
-  rps=$(awk '/Requests\/sec/ { print $2 }' <<<"$out")
-  p50=$(to_ms "$(awk '$1 == "50%" { print $2 }' <<<"$out")")
-  p99=$(to_ms "$(awk '$1 == "99%" { print $2 }' <<<"$out")")
-  cpu=$(awk -v t=$((after - before)) -v n="$requests" -v hz="$TICK" 'BEGIN { printf "%.2f", t * 1e6 / hz / n }')
-  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$target" "$2" "$rps" "$p50" "$p99" "$cpu" >>"$RESULTS"
-  printf '  %-6s %9.0f req/s  p50 %6.3f ms  p99 %6.3f ms  cpu %6.2f us/req\n' "$target" "$rps" "$p50" "$p99" "$cpu"
-}
 
 echo "pagegate: 1 worker thread each; wrk -t1 -c32, ${SECONDS_PER}s each, $ROUNDS rounds"
 for target in none local redis; do wrk -t1 -c32 -d1s "http://127.0.0.1:${PORT[$target]}/" >/dev/null; done
@@ -95,16 +76,6 @@ for round in $(seq "$ROUNDS"); do
   for target in $order; do measure "$target" "$round"; done
 done
 
-summary() {
-  awk -F'\t' -v t="$1" -v c="$2" '$1 == t { print $c }' "$RESULTS" | sort -g |
-    awk '{ v[NR] = $1 } END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%.3g (%.3g–%.3g)", m, v[1], v[NR] }'
-}
-ratio() {
-  awk -F'\t' -v a="$1" -v b="$2" -v c="$3" '
-    $1 == a { x[$2] = $c } $1 == b { y[$2] = $c }
-    END { for (r in x) if (y[r] > 0) print x[r] / y[r] }' "$RESULTS" | sort -g |
-    awk '{ v[NR] = $1 } END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%.3f (%.3f–%.3f)", m, v[1], v[NR] }'
-}
 echo
 echo "medians over $ROUNDS rounds (min–max)"
 printf '%-7s %-24s %-24s %-24s %s\n' target "req/s" "p50 ms" "p99 ms" "cpu us/req"

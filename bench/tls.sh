@@ -41,7 +41,6 @@ RESULTS=$RUN/results.tsv
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 7 \
   -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
   -keyout "$RUN/tls.key" -out "$RUN/tls.crt" 2>/dev/null
-chmod 644 "$RUN/tls.key"
 
 peer backend.conf backend.conf
 # nginx as the hop peer configures it, its listener on TLS.
@@ -65,7 +64,9 @@ nginx -c "$RUN/nginx.conf" -p "$RUN"
 PIDS+=($!)
 PG=$!
 for port in 19032 19034; do
-  for _ in $(seq 50); do curl -kfs -o /dev/null "https://127.0.0.1:$port/" && break; sleep 0.1; done
+  up=""
+  for _ in $(seq 50); do curl -kfs -o /dev/null "https://127.0.0.1:$port/" && up=1 && break; sleep 0.1; done
+  [ -n "$up" ] || { echo "nothing answers https://127.0.0.1:$port/ (logs: $RUN/logs)" >&2; cat "$RUN/logs/"* >&2; exit 1; }
 done
 for port in 19032 19034; do
   echo "127.0.0.1:$port: HTTP/$(curl -ks -o /dev/null -w '%{http_version} %{http_code}' "https://127.0.0.1:$port/"), $(

@@ -69,7 +69,12 @@ pub(crate) fn check(path: &Path, strict_env: bool) -> ExitCode {
 fn tls_summary(config: &Config) {
     let expires = |at: u64| {
         let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(at);
-        humantime::format_rfc3339_seconds(when).to_string()
+        let date = humantime::format_rfc3339_seconds(when);
+        if when < std::time::SystemTime::now() {
+            format!("EXPIRED {date}: renew it")
+        } else {
+            date.to_string()
+        }
     };
     if let Some(tls) = &config.server.tls {
         let clients = tls.client_ca.as_ref().map_or(String::new(), |ca| {

@@ -138,7 +138,13 @@ impl Generation {
         // Built anew each time: a reload reads the files again. The session cache is kept.
         let tls = match &config.server.tls {
             Some(tls) => {
-                let running = previous.and_then(|p| p.tls.as_deref());
+                // Sessions resume across a reload only while the client CAs stay: a resumed
+                // session skips the client-certificate check.
+                let same_clients = |p: &&Self| {
+                    let was = p.config.server.tls.as_ref().map(|t| &t.client_ca);
+                    was == Some(&tls.client_ca)
+                };
+                let running = previous.filter(same_clients).and_then(|p| p.tls.as_deref());
                 let served = crate::tls::server_config(tls, running)
                     .map_err(|e| BuildError::ListenerTls(e.to_string()))?;
                 Some(served)

@@ -35,6 +35,9 @@ pub(super) struct Closed {
     pub(super) send_stall: Counter,
     /// An HTTP/2 client sent control frames past the bound.
     pub(super) http2_control_flood: Counter,
+    /// A TLS handshake failed (a plaintext client, a certificate refused; a stalled one is
+    /// `first_bytes`).
+    pub(super) tls_handshake: Counter,
 }
 
 /// A client socket with a first-bytes deadline and a send-stall timeout.

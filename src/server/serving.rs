@@ -117,6 +117,7 @@ impl Serving {
             first_bytes: metrics.protection("header_read_timeout"),
             send_stall: metrics.protection("send_stall"),
             http2_control_flood: metrics.protection("http2_control_flood"),
+            tls_handshake: metrics.protection("tls_handshake"),
         };
         let open = Connections::new(
             Settings {
@@ -231,8 +232,10 @@ impl Serving {
     /// A client socket under its deadlines; with listener TLS, its handshake runs inside the
     /// first reads, within the first-bytes deadline.
     fn client_io(&self, stream: TcpStream) -> ClientIo<Transport<TcpStream>> {
+        let peer = stream.peer_addr().ok().map(|a| a.ip().to_canonical());
+        let failed = (self.closed.tls_handshake.clone(), peer);
         ClientIo::new(
-            Transport::new(stream, self.current.load().tls()),
+            Transport::new(stream, self.current.load().tls(), failed),
             self.header_read_timeout,
             self.send_timeout,
             self.closed.clone(),

@@ -2,8 +2,14 @@
 //! directories are watched, not the files: Kubernetes updates a mounted ConfigMap or Secret by
 //! swapping a `..data` symlink, which no event on a file's own path reports. Events are
 //! gathered for [`SETTLE`], then the files are read; a reload runs only when they differ from
-//! what the running config read and from what was last tried, so an editor's several writes or
-//! an unrelated file in a directory cost nothing, and a refused change is logged once. Where a
+//! what the running config read, so an editor's several writes or an unrelated file in a
+//! directory cost nothing.
+//!
+//! A refused change is tried again, after [`POLL`] and then twice as long each time up to
+//! [`RETRY_MAX`], until it applies or the files go back (it may name files that do not exist
+//! yet, in directories nobody watches); its reason is logged once, again only when it
+//! changes. Every [`POLL`] the watched directories follow
+//! the running config too (a reload by SIGHUP or `POST /reload` may name new files). Where a
 //! directory cannot be watched (no inotify, its limits spent), the files are read every
 //! [`POLL`] instead.
 
@@ -22,8 +28,11 @@ use crate::sync::lock;
 
 /// How long events are gathered before the files are read.
 const SETTLE: Duration = Duration::from_millis(250);
-/// How often the files are read when a directory cannot be watched.
+/// How often the files are read when a directory cannot be watched, and the watched
+/// directories follow the running config.
 const POLL: Duration = Duration::from_secs(2);
+/// Longest wait between two tries of a refused change.
+const RETRY_MAX: Duration = Duration::from_secs(60);
 
 /// Watches `path` and the TLS files of the running config, and reloads through `handle` when
 /// they change, until the process ends.
@@ -48,7 +57,8 @@ pub(crate) async fn watch(handle: Handle, path: PathBuf) {
             None
         }
     };
-    let mut tried = None;
+    let mut refused: Option<String> = None;
+    let mut retry = POLL;
     loop {
         let files = files(&handle, &path);
         if let Some(w) = &mut watched
@@ -56,23 +66,44 @@ pub(crate) async fn watch(handle: Handle, path: PathBuf) {
         {
             watched = None;
         }
-        if watched.is_some() {
-            if rx.recv().await.is_none() {
-                return;
+        let changed = match &watched {
+            Some(_) => tokio::select! {
+                event = rx.recv() => {
+                    if event.is_none() {
+                        return;
+                    }
+                    tokio::time::sleep(SETTLE).await;
+                    while rx.try_recv().is_ok() {}
+                    true
+                }
+                () = tokio::time::sleep(if refused.is_some() { retry } else { POLL }) => false,
+            },
+            None => {
+                tokio::time::sleep(POLL).await;
+                true
             }
-            tokio::time::sleep(SETTLE).await;
-            while rx.try_recv().is_ok() {}
-        } else {
-            tokio::time::sleep(POLL).await;
+        };
+        if changed {
+            retry = POLL;
+        } else if refused.is_some() {
+            retry = (retry * 2).min(RETRY_MAX);
         }
-        check(&handle, &path, &mut tried).await;
+        if changed || refused.is_some() {
+            check(&handle, &path, &mut refused).await;
+        }
     }
 }
 
-/// The config file and the running config's TLS files.
+/// The config file and the running config's TLS files, each also where its symlinks lead (a
+/// file linked from another directory changes there).
 fn files(handle: &Handle, path: &Path) -> Vec<PathBuf> {
     let mut files = vec![path.to_owned()];
     files.extend(handle.generation().config().tls_files().paths);
+    let resolved: Vec<PathBuf> = files
+        .iter()
+        .filter_map(|f| std::fs::canonicalize(f).ok().filter(|r| r != f))
+        .collect();
+    files.extend(resolved);
     files
 }
 
@@ -137,35 +168,35 @@ fn concerns(event: &notify::Event, names: &[OsString]) -> bool {
             .any(|p| p.file_name().is_some_and(|n| names.iter().any(|w| w == n)))
 }
 
-/// Reloads when the files are new: neither what the running config read nor the last tried.
-async fn check(handle: &Handle, path: &Path, tried: &mut Option<String>) {
+/// Reloads when the files differ from what the running config read. `refused` is the reason
+/// the last try was refused, while that change is pending: logged once, not again.
+async fn check(handle: &Handle, path: &Path, refused: &mut Option<String>) {
     // Mid-swap the file may be missing for a moment; the swap's own event comes next.
     let Ok(text) = std::fs::read(path) else {
         return;
     };
     let running = handle.generation();
-    let tls = running.config().tls_files();
-    let text_hash = text_hash(&text);
-    if text_hash == running.config().hash() && !tls.changed {
-        // What runs: a change that comes back after this is tried again.
-        *tried = None;
+    let same_text = text_hash(&text) == running.config().hash();
+    if same_text && !running.config().tls_files().changed {
+        *refused = None;
         return;
     }
-    let files = format!("{text_hash}+{}", tls.now);
-    if tried.as_ref() == Some(&files) {
-        tracing::debug!("files changed back to contents already refused; not tried again");
-        return;
-    }
-    *tried = Some(files);
-    let what = if text_hash == running.config().hash() {
+    let what = if same_text {
         "a TLS file changed"
     } else {
         "config file changed"
     };
     match handle.reload_source().await {
-        Ok(hash) => tracing::info!(%hash, "{what}: reloaded"),
+        Ok(hash) => {
+            *refused = None;
+            tracing::info!(%hash, "{what}: reloaded");
+        }
         Err(error) => {
-            tracing::error!(%error, "{what}: reload refused; the running config stays");
+            let reason = error.to_string();
+            if refused.as_ref() != Some(&reason) {
+                tracing::error!(%error, "{what}: reload refused; the running config stays (tried again shortly)");
+            }
+            *refused = Some(reason);
         }
     }
 }

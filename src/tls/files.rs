@@ -58,15 +58,18 @@ impl Identity {
             reason,
         };
         let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|_| {
-            key_error("holds no PEM private key: give the file with the certificate's key (-----BEGIN PRIVATE KEY-----)".to_owned())
+            let encrypted = key_pem.windows(9).any(|w| w == b"ENCRYPTED");
+            key_error(if encrypted {
+                "holds an encrypted private key, which pagegate cannot unlock: decrypt it (openssl pkey -in KEY -out PLAIN)".to_owned()
+            } else {
+                "holds no PEM private key: give the file with the certificate's key (-----BEGIN PRIVATE KEY-----)".to_owned()
+            })
         })?;
-        rustls::sign::CertifiedKey::from_der(chain.clone(), key.clone_key(), &super::provider())
-            .map_err(|error| {
-                key_error(format!(
-                    "is not the key of {} ({error}): give the key the certificate was issued for",
-                    cert_file.display()
-                ))
-            })?;
+        pair(cert_file, &chain, key.clone_key()).map_err(|(in_key, reason)| FileError {
+            in_key,
+            path: if in_key { key_file } else { cert_file }.to_owned(),
+            reason,
+        })?;
         let not_after = not_after(&chain[0]).ok_or_else(|| FileError {
             in_key: false,
             path: cert_file.to_owned(),
@@ -137,6 +140,43 @@ impl Roots {
         let mut store = rustls::RootCertStore::empty();
         store.add_parsable_certificates(self.certs.iter().cloned());
         store
+    }
+}
+
+/// Checks that `key` can sign and is the key of the chain's first certificate; `Err` says
+/// whether the key (`true`) or the certificate is wrong, and why.
+fn pair(
+    cert_file: &Path,
+    chain: &[CertificateDer<'static>],
+    key: PrivateKeyDer<'static>,
+) -> Result<(), (bool, String)> {
+    use rustls::{Error, InconsistentKeys};
+    let signer = super::provider()
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| (true, format!("holds a key pagegate cannot sign with ({e}): give an RSA, ECDSA P-256/P-384 or Ed25519 key")))?;
+    let matches = |cert: &CertificateDer<'static>| {
+        rustls::sign::CertifiedKey::new(vec![cert.clone()], Arc::clone(&signer)).keys_match()
+    };
+    match matches(&chain[0]) {
+        Ok(()) | Err(Error::InconsistentKeys(InconsistentKeys::Unknown)) => Ok(()),
+        Err(Error::InconsistentKeys(InconsistentKeys::KeyMismatch)) => {
+            if chain[1..].iter().any(|cert| matches(cert).is_ok()) {
+                Err((false, "starts with an intermediate: put the server's own certificate first, then its intermediates".to_owned()))
+            } else {
+                Err((
+                    true,
+                    format!(
+                        "is not the key of {}: give the key the certificate was issued for",
+                        cert_file.display()
+                    ),
+                ))
+            }
+        }
+        Err(error) => Err((
+            false,
+            format!("holds a certificate pagegate cannot read ({error})"),
+        )),
     }
 }
 

@@ -12,6 +12,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
+use prometheus_client::metrics::counter::Counter;
 use rustls::server::WebPkiClientVerifier;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_rustls::server::TlsStream;
@@ -28,8 +29,9 @@ pub(crate) struct ListenerTls {
     pub(crate) client_ca: Option<Roots>,
 }
 
-/// The server config of `tls`. `previous` is the running one: its session cache is kept, so
-/// clients resume their sessions across reloads.
+/// The server config of `tls`. `previous` is the running one, when its sessions may resume
+/// under `tls` (the same client CAs: a resumed session skips the client-certificate check):
+/// its session cache is kept, so clients resume across reloads.
 pub(crate) fn server_config(
     tls: &ListenerTls,
     previous: Option<&rustls::ServerConfig>,
@@ -59,11 +61,20 @@ pub(crate) enum Transport<IO> {
     /// No TLS on the listener.
     Plain(IO),
     /// The handshake is under way.
-    Handshaking(Box<tokio_rustls::Accept<IO>>),
+    Handshaking(Box<Handshake<IO>>),
     /// The handshake is done.
     Tls(Box<TlsStream<IO>>),
     /// The handshake failed; the error went to the read or write that drove it.
     Failed,
+}
+
+/// A handshake under way, and what its failure tells.
+pub(crate) struct Handshake<IO> {
+    accept: tokio_rustls::Accept<IO>,
+    /// Counts failed handshakes (`pagegate_protections_total{reason="tls_handshake"}`).
+    failed: Counter,
+    /// The client, for the log.
+    peer: Option<std::net::IpAddr>,
 }
 
 impl<IO> std::fmt::Debug for Transport<IO> {
@@ -78,32 +89,42 @@ impl<IO> std::fmt::Debug for Transport<IO> {
 }
 
 impl<IO: AsyncRead + AsyncWrite + Unpin> Transport<IO> {
-    /// `io` as the listener serves it: plaintext, or a TLS handshake started with `tls`.
-    pub(crate) fn new(io: IO, tls: Option<&Arc<rustls::ServerConfig>>) -> Self {
+    /// `io` as the listener serves it: plaintext, or a TLS handshake started with `tls` whose
+    /// failure `failed` counts (from `peer`, for the log).
+    pub(crate) fn new(
+        io: IO,
+        tls: Option<&Arc<rustls::ServerConfig>>,
+        (failed, peer): (Counter, Option<std::net::IpAddr>),
+    ) -> Self {
         match tls {
-            Some(tls) => Self::Handshaking(Box::new(
-                tokio_rustls::TlsAcceptor::from(Arc::clone(tls)).accept(io),
-            )),
+            Some(tls) => Self::Handshaking(Box::new(Handshake {
+                accept: tokio_rustls::TlsAcceptor::from(Arc::clone(tls)).accept(io),
+                failed,
+                peer,
+            })),
             None => Self::Plain(io),
         }
     }
 
     /// Drives the handshake to its end; `Ready(Ok)` once the socket is plaintext or TLS.
     fn poll_handshake(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let Self::Handshaking(accept) = self else {
+        let Self::Handshaking(handshake) = self else {
             return Poll::Ready(match self {
                 Self::Failed => Err(io::ErrorKind::NotConnected.into()),
                 _ => Ok(()),
             });
         };
-        match ready!(Pin::new(accept.as_mut()).poll(cx)) {
+        match ready!(Pin::new(&mut handshake.accept).poll(cx)) {
             Ok(stream) => {
                 *self = Self::Tls(Box::new(stream));
                 Poll::Ready(Ok(()))
             }
             Err(error) => {
+                handshake.failed.inc();
+                // A scanner or a client with the wrong certificate: worth seeing, not an alarm.
+                let peer = handshake.peer.map(|p| p.to_string()).unwrap_or_default();
+                tracing::info!(%error, %peer, "TLS handshake failed");
                 *self = Self::Failed;
-                tracing::debug!(%error, "TLS handshake failed");
                 Poll::Ready(Err(error))
             }
         }

@@ -14,7 +14,7 @@ use tokio::io::AsyncReadExt as _;
 use crate::support::process::Running;
 use crate::support::redis::free_port;
 use crate::support::tls::{
-    Ca, Issued, NOT_AFTER, TlsBackend, client_config, https_client, try_get,
+    Ca, Issued, NOT_AFTER, TlsBackend, client_config, https_client, no_resumption, try_get,
 };
 use crate::support::{Proxy, Upstream, assert_metrics, get, scratch_dir};
 
@@ -121,6 +121,8 @@ async fn clients_that_trust_another_ca_or_lack_a_signed_certificate_are_refused(
         1,
         "no refused client reached the backend"
     );
+    let counted = proxy.protections("tls_handshake").await;
+    assert!(counted >= 3, "the refusals are counted: {counted}");
     proxy.stop().await;
 }
 
@@ -243,7 +245,7 @@ async fn a_certificate_rotated_under_load_fails_no_request() {
     let mut load = Vec::new();
     for _ in 0..4 {
         let client = https_client(
-            client_config(&[&old_ca, &new_ca], None, &[b"http/1.1"]),
+            no_resumption(client_config(&[&old_ca, &new_ca], None, &[b"http/1.1"])),
             false,
             true,
         );
@@ -393,50 +395,59 @@ async fn https_upstreams_are_verified_by_name_and_present_client_certificates() 
     proxy.stop().await;
 }
 
+/// The listener's `tls` block naming `cert` and `key`.
+fn pair(cert: &Path, key: &Path) -> String {
+    format!(
+        "tls:\n  cert_file: '{}'\n  key_file: '{}'\n",
+        cert.display(),
+        key.display()
+    )
+}
+
 #[test]
 fn tls_settings_that_cannot_work_are_refused_with_the_file_and_the_fix() {
     let dir = scratch_dir("tls-config");
     let ca = Ca::new("CA");
     let one = ca.issue(&["localhost"], &dir, "one");
     let two = ca.issue(&["localhost"], &dir, "two");
-    let missing = dir.join("missing.crt");
-    let refused = |yaml: String| {
-        let yaml = format!("upstreams: {{app: {{url: 'http://127.0.0.1:9'}}}}\n{yaml}");
-        pagegate::Config::parse("test.yaml", &yaml)
-            .expect_err("refused")
-            .to_string()
-    };
+    // A chain in the wrong order (an intermediate first), and an encrypted key.
+    let leaf = ca
+        .intermediate("intermediate")
+        .issue(&["localhost"], &dir, "leaf");
+    let backwards = dir.join("backwards.crt");
+    let intermediate_pem = ca.intermediate("other").pem;
+    std::fs::write(&backwards, format!("{intermediate_pem}{}", leaf.cert_pem)).expect("write");
+    let encrypted = dir.join("encrypted.key");
+    let pem = "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIB\n-----END ENCRYPTED PRIVATE KEY-----\n";
+    std::fs::write(&encrypted, pem).expect("write");
+    let (cert, key) = (
+        "test.yaml:3:14: `cert_file` is",
+        "test.yaml:4:13: `key_file` is",
+    );
     let cases = [
         (
-            format!(
-                "tls:\n  cert_file: '{}'\n  key_file: '{}'\n",
-                missing.display(),
-                one.key.display()
-            ),
-            "test.yaml:3:14: `cert_file` is",
+            pair(&dir.join("missing.crt"), &one.key),
+            cert,
             "which cannot be read",
         ),
+        (pair(&one.cert, &two.key), key, "is not the key of"),
+        (pair(&one.key, &one.key), cert, "holds no PEM certificate"),
         (
-            format!(
-                "tls:\n  cert_file: '{}'\n  key_file: '{}'\n",
-                one.cert.display(),
-                two.key.display()
-            ),
-            "test.yaml:4:13: `key_file` is",
-            "is not the key of",
+            pair(&backwards, &leaf.key),
+            cert,
+            "put the server's own certificate first",
         ),
         (
-            format!(
-                "tls:\n  cert_file: '{}'\n  key_file: '{}'\n",
-                one.key.display(),
-                one.key.display()
-            ),
-            "test.yaml:3:14: `cert_file`",
-            "holds no PEM certificate",
+            pair(&one.cert, &encrypted),
+            key,
+            "holds an encrypted private key",
         ),
     ];
     for (yaml, at, what) in &cases {
-        let error = refused(yaml.clone());
+        let yaml = format!("upstreams: {{app: {{url: 'http://127.0.0.1:9'}}}}\n{yaml}");
+        let error = pagegate::Config::parse("test.yaml", &yaml)
+            .expect_err("refused")
+            .to_string();
         assert!(
             error.contains(at) && error.contains(what),
             "{at} … {what} not in:\n{error}"
@@ -447,6 +458,12 @@ fn tls_settings_that_cannot_work_are_refused_with_the_file_and_the_fix() {
             "one root cause, one line:\n{error}"
         );
     }
+}
+
+#[test]
+fn upstream_tls_settings_that_cannot_work_are_refused() {
+    let dir = scratch_dir("tls-upstream-config");
+    let one = Ca::new("CA").issue(&["localhost"], &dir, "one");
     let upstream = |tls: &str| {
         let yaml = format!("upstreams: {{app: {{url: 'http://127.0.0.1:9', tls: {tls}}}}}\n");
         pagegate::Config::parse("test.yaml", &yaml)
@@ -466,4 +483,123 @@ fn tls_settings_that_cannot_work_are_refused_with_the_file_and_the_fix() {
         error.contains("`cert_file` is set without key_file"),
         "{error}"
     );
+}
+
+#[tokio::test]
+async fn a_reload_that_changes_the_client_ca_lets_no_earlier_session_resume() {
+    let dir = scratch_dir("tls-resume");
+    let (ca, first, second) = (
+        Ca::new("server CA"),
+        Ca::new("first clients"),
+        Ca::new("second clients"),
+    );
+    let server = ca.issue(&["localhost"], &dir, "server");
+    let (first_file, second_file) = (
+        first.write(&dir, "first.pem"),
+        second.write(&dir, "second.pem"),
+    );
+    let upstream = Upstream::json("{}").await;
+    let proxy = Proxy::start(&listener_yaml(&server, Some(&first_file)), &upstream).await;
+    let url = https(&proxy, "/");
+    // A client of the first CA, resuming its sessions: its certificate is sent only in full
+    // handshakes.
+    let client_cert = first.issue(&["client"], &dir, "client");
+    let resuming = https_client(
+        client_config(&[&ca], Some(&client_cert), &[b"http/1.1"]),
+        false,
+        true,
+    );
+    for _ in 0..3 {
+        let (got, _) = try_get(&resuming, &url)
+            .await
+            .expect("a client the first CA signed");
+        assert_eq!(got.status, 200);
+    }
+    proxy
+        .reload(&listener_yaml(&server, Some(&second_file)), &upstream.url())
+        .expect("new CA");
+    assert!(
+        try_get(&resuming, &url).await.is_err(),
+        "a session from before the reload resumed past the new client CA"
+    );
+    // Clients of the new CA get in.
+    let second_cert = second.issue(&["client"], &dir, "second-client");
+    let again = https_client(
+        client_config(&[&ca], Some(&second_cert), &[b"http/1.1"]),
+        false,
+        true,
+    );
+    try_get(&again, &url).await.expect("the second CA's client");
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_config_naming_files_not_there_yet_applies_once_they_are() {
+    let dir = scratch_dir("tls-later");
+    let (old_ca, new_ca) = (Ca::new("old CA"), Ca::new("new CA"));
+    let old = old_ca.issue(&["localhost"], &dir, "old");
+    let upstream = Upstream::json("{}").await;
+    let (port, admin) = (free_port(), free_port());
+    let path = dir.join("pagegate.yaml");
+    let yaml = |cert: &Path, key: &Path| {
+        format!(
+            "listen: 127.0.0.1:{port}\nadmin: {{listen: 127.0.0.1:{admin}}}\n\
+             tls: {{cert_file: '{}', key_file: '{}'}}\n\
+             upstreams: {{app: {{url: '{}'}}}}\ndefault: {{action: pass, upstream: app}}\n",
+            cert.display(),
+            key.display(),
+            upstream.url()
+        )
+    };
+    std::fs::write(&path, yaml(&old.cert, &old.key)).expect("config");
+    let running = Running::start(&path, admin, &[]).await;
+    // The config moves to a directory that does not exist yet: refused, and tried again.
+    let later = dir.join("later");
+    std::fs::write(&path, yaml(&later.join("tls.crt"), &later.join("tls.key"))).expect("config");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !running
+        .admin("/metrics")
+        .await
+        .text()
+        .contains("pagegate_reloads_total{result=\"failed\"}")
+    {
+        assert!(Instant::now() < deadline, "the change was not tried");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    std::fs::create_dir(&later).expect("dir");
+    let new = new_ca.issue(&["localhost"], &later, "tls");
+    assert_eq!(new.cert, later.join("tls.crt"));
+    let url = format!("https://127.0.0.1:{port}/");
+    let trusts_new = https_client(
+        no_resumption(client_config(&[&new_ca], None, &[b"http/1.1"])),
+        false,
+        true,
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while try_get(&trusts_new, &url).await.is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the files that appeared were never served"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_https_upstream_by_address_is_verified_against_the_address() {
+    let dir = scratch_dir("tls-ip");
+    let ca = Ca::new("backend CA");
+    let backend = TlsBackend::start(&ca.issue(&["127.0.0.1"], &dir, "backend"), None).await;
+    let yaml = format!(
+        "upstreams: {{app: {{url: 'https://127.0.0.1:{}', tls: {{ca_file: '{}'}}}}}}\n\
+         default: {{action: pass, upstream: app}}\n",
+        backend.addr.port(),
+        ca.write(&dir, "ca.pem").display()
+    );
+    let proxy = Proxy::start_url(&yaml, "unused").await;
+    let got = get(&proxy.url("/")).await;
+    assert_eq!(got.status, 200, "{}", got.text());
+    let seen = backend.seen().pop().expect("reached");
+    assert_eq!(seen.sni, None, "an address is verified, not sent as SNI");
+    proxy.stop().await;
 }

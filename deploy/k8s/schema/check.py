@@ -15,15 +15,21 @@ import yaml
 schema = json.loads((pathlib.Path(__file__).parent / "servicemonitor.schema.json").read_text())
 validator = jsonschema.Draft7Validator(schema)
 failed = False
+monitors = 0
 for name in sys.argv[1:]:
     builtin = []
     for doc in yaml.safe_load_all(pathlib.Path(name).read_text()):
-        if not doc:
+        if doc is None:
+            continue
+        if not isinstance(doc, dict):
+            print(f"{name}: a document that is not a Kubernetes object: {doc!r:.60}")
+            failed = True
             continue
         if doc.get("kind") != "ServiceMonitor":
             builtin.append(doc)
             continue
-        where = f"{name}: ServiceMonitor/{doc.get('metadata', {}).get('name')}"
+        monitors += 1
+        where = f"{name}: ServiceMonitor/{(doc.get('metadata') or {}).get('name')}"
         errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.path))
         for error in errors:
             path = ".".join(str(p) for p in error.absolute_path) or "(top)"
@@ -37,4 +43,7 @@ for name in sys.argv[1:]:
             if done.returncode != 0:
                 print(f"{name}: its built-in objects fail kubernetes-validate (above)")
                 failed = True
+if monitors == 0:
+    print(f"no ServiceMonitor in {', '.join(sys.argv[1:])}: is its kind spelled ServiceMonitor?")
+    failed = True
 sys.exit(1 if failed else 0)

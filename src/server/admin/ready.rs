@@ -164,12 +164,8 @@ async fn probe(generation: &Generation) -> Vec<Check> {
         .map(|(name, settings)| {
             let origin = settings.origin.clone();
             async move {
-                let Some(authority) = origin.authority() else {
+                let Some(address) = probe_address(&origin) else {
                     return (name, Err("the upstream has no address".to_owned()));
-                };
-                let address = match origin.port() {
-                    Some(_) => authority.to_string(),
-                    None => format!("{authority}:80"),
                 };
                 let connect = tokio::net::TcpStream::connect(address);
                 let outcome = match tokio::time::timeout(PROBE_TIMEOUT, connect).await {
@@ -218,4 +214,33 @@ async fn probe(generation: &Generation) -> Vec<Check> {
         .collect();
     checks.extend(databases.into_iter().map(|d| check("database", d)));
     checks
+}
+
+/// Where an upstream's probe connects: its authority, with the scheme's port when the url
+/// gives none (as its client connects).
+fn probe_address(origin: &http::Uri) -> Option<String> {
+    let authority = origin.authority()?;
+    Some(match (origin.port(), origin.scheme_str()) {
+        (Some(_), _) => authority.to_string(),
+        (None, Some("https")) => format!("{authority}:443"),
+        (None, _) => format!("{authority}:80"),
+    })
+}
+
+#[cfg(test)]
+#[test]
+fn probes_connect_to_the_scheme_port() {
+    let address = |uri: &str| probe_address(&uri.parse().expect("uri"));
+    assert_eq!(
+        address("https://api.internal/").as_deref(),
+        Some("api.internal:443")
+    );
+    assert_eq!(
+        address("http://api.internal/").as_deref(),
+        Some("api.internal:80")
+    );
+    assert_eq!(
+        address("https://[::1]:8443/").as_deref(),
+        Some("[::1]:8443")
+    );
 }

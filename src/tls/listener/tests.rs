@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _, duplex};
 
+use prometheus_client::metrics::counter::Counter;
+
 use super::{ListenerTls, Transport, server_config};
 use crate::tls::Identity;
 
@@ -41,7 +43,7 @@ fn pair() -> (Arc<rustls::ServerConfig>, rustls::ClientConfig) {
 async fn the_handshake_runs_inside_the_first_read() {
     let (server, client) = pair();
     let (near, far) = duplex(64 * 1024);
-    let mut transport = Transport::new(near, Some(&server));
+    let mut transport = Transport::new(near, Some(&server), (Counter::default(), None));
     let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
     let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
     let client = tokio::spawn(async move {
@@ -71,7 +73,8 @@ async fn the_handshake_runs_inside_the_first_read() {
 async fn a_failed_handshake_fails_every_read_after_it() {
     let (server, _) = pair();
     let (near, mut far) = duplex(1024);
-    let mut transport = Transport::new(near, Some(&server));
+    let failed = Counter::default();
+    let mut transport = Transport::new(near, Some(&server), (failed.clone(), None));
     // Plain HTTP to a TLS listener.
     far.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
@@ -79,6 +82,7 @@ async fn a_failed_handshake_fails_every_read_after_it() {
     let mut buf = [0u8; 8];
     assert!(transport.read(&mut buf).await.is_err(), "not TLS");
     assert!(matches!(transport, Transport::Failed));
+    assert_eq!(failed.get(), 1, "counted once");
     let again = transport.read(&mut buf).await.expect_err("still failed");
     assert_eq!(again.kind(), std::io::ErrorKind::NotConnected);
     transport
@@ -90,7 +94,7 @@ async fn a_failed_handshake_fails_every_read_after_it() {
 #[tokio::test]
 async fn plaintext_passes_untouched() {
     let (near, mut far) = duplex(1024);
-    let mut transport = Transport::new(near, None);
+    let mut transport = Transport::new(near, None, (Counter::default(), None));
     far.write_all(b"abc").await.expect("write");
     let mut buf = [0u8; 3];
     transport.read_exact(&mut buf).await.expect("read");

@@ -54,6 +54,19 @@ impl Ca {
         Self { issuer, pem }
     }
 
+    /// A CA this one signs (an intermediate).
+    pub fn intermediate(&self, name: &str) -> Self {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        let issuer = rcgen::CertifiedIssuer::signed_by(params, key, &self.issuer).expect("sign");
+        let pem = issuer.pem();
+        Self { issuer, pem }
+    }
+
     /// Writes the CA's certificate to `dir/name`.
     pub fn write(&self, dir: &Path, name: &str) -> PathBuf {
         let path = dir.join(name);
@@ -128,7 +141,8 @@ pub fn client_config(
 }
 
 /// An HTTPS client of pagegate: HTTP/1.1, or HTTP/2 only (`h2`), each request on a fresh
-/// connection when `fresh` (every request then handshakes).
+/// connection when `fresh` (every request then handshakes; in full unless the config
+/// resumes sessions: see [`no_resumption`]).
 pub fn https_client(
     config: rustls::ClientConfig,
     h2: bool,
@@ -146,6 +160,13 @@ pub fn https_client(
         builder.pool_max_idle_per_host(0);
     }
     builder.build(connector)
+}
+
+/// `config` without session resumption: every handshake a full one, the certificate sent
+/// and checked each time.
+pub fn no_resumption(mut config: rustls::ClientConfig) -> rustls::ClientConfig {
+    config.resumption = rustls::client::Resumption::disabled();
+    config
 }
 
 /// Sends a GET over `client` and reads the answer whole, or gives the error.
