@@ -77,3 +77,36 @@ measure() {
 }
 # url_of TARGET: where measure sends wrk (scripts may define their own).
 url_of() { echo "http://127.0.0.1:$(port_of "$1")/"; }
+
+# start_run NAME: a scratch directory $RUN (logs in $RUN/logs, TICK the clock rate) that the
+# exit removes, after stopping every pid in PIDS, haproxy and every nginx started from a
+# $RUN/*.conf.
+start_run() {
+  RUN=$(mktemp -d "/tmp/pagegate-$1.XXXXXX")
+  chmod 755 "$RUN" # nginx workers run as another user and read files here
+  PIDS=()
+  trap stop_run EXIT
+  mkdir -p "$RUN/logs"
+  TICK=$(getconf CLK_TCK)
+}
+stop_run() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  [ -e "$RUN/haproxy.pid" ] && kill "$(cat "$RUN/haproxy.pid")" 2>/dev/null || true
+  for conf in "$RUN"/*.conf; do
+    [ -e "$conf" ] && nginx -c "$conf" -p "$RUN" -s stop 2>/dev/null || true
+  done
+  wait 2>/dev/null || true
+  rm -rf "$RUN"
+}
+
+# medians WIDTH TARGET...: the medians (min–max) of $RESULTS, one line per target.
+medians() {
+  local width=$1 target
+  shift
+  echo "medians over $ROUNDS rounds (min–max)"
+  printf "%-${width}s %-26s %-26s %-26s %s\n" target "req/s" "p50 ms" "p99 ms" "cpu us/req"
+  for target in "$@"; do
+    printf "%-${width}s %-26s %-26s %-26s %s\n" "$target" "$(summary "$target" 3)" "$(summary "$target" 4)" \
+      "$(summary "$target" 5)" "$(summary "$target" 6)"
+  done
+}

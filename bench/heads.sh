@@ -16,19 +16,7 @@ need nginx
 ulimit -n "$(ulimit -Hn)"
 cargo build --release --quiet
 BIN=$PWD/target/release/pagegate
-RUN=$(mktemp -d /tmp/pagegate-heads.XXXXXX)
-chmod 755 "$RUN"
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for conf in "$RUN"/*.conf; do
-    [ -e "$conf" ] && nginx -c "$conf" -p "$RUN" -s stop 2>/dev/null || true
-  done
-  wait 2>/dev/null || true
-  rm -rf "$RUN"
-}
-trap cleanup EXIT
-mkdir -p "$RUN/logs"
+start_run heads
 peer backend.conf backend.conf
 peer nginx-proxy.conf nginx.conf
 nginx -c "$RUN/backend.conf" -p "$RUN"

@@ -33,21 +33,7 @@ need nginx haproxy wrk curl
 cargo build --release --quiet
 BIN=$PWD/target/release/pagegate
 
-RUN=$(mktemp -d /tmp/pagegate-hop.XXXXXX)
-chmod 755 "$RUN" # nginx workers run as another user and must read big.bin
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  [ -e "$RUN/haproxy.pid" ] && kill "$(cat "$RUN/haproxy.pid")" 2>/dev/null || true
-  for conf in "$RUN"/*.conf; do
-    [ -e "$conf" ] && nginx -c "$conf" -p "$RUN" -s stop 2>/dev/null || true
-  done
-  wait 2>/dev/null || true
-  rm -rf "$RUN"
-}
-trap cleanup EXIT
-mkdir -p "$RUN/logs"
-TICK=$(getconf CLK_TCK)
+start_run hop
 
 # The peer configs, as shipped, with their placeholders filled in.
 peer backend.conf backend.conf
@@ -153,12 +139,8 @@ for round in $(seq "$ROUNDS"); do
 done
 
 echo
-echo "medians over $ROUNDS rounds (min–max)"
-printf '%-13s %-26s %-26s %-26s %s\n' target "req/s" "p50 ms" "p99 ms" "cpu us/req"
-for target in $TARGETS; do
-  printf '%-13s %-26s %-26s %-26s %s\n' "$target" "$(summary "$target" 3)" "$(summary "$target" 4)" \
-    "$(summary "$target" 5)" "$(summary "$target" 6)"
-done
+# shellcheck disable=SC2086
+medians 13 $TARGETS
 echo
 echo "pagegate / nginx, per round: median (min–max); at or below 1.00 meets the target"
 echo "  logs off: cpu/req $(ratio pagegate nginx 6)   p99 $(ratio pagegate nginx 5)   req/s $(ratio pagegate nginx 3)"

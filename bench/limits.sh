@@ -18,18 +18,7 @@ need nginx wrk redis-server curl
 cargo build --release --quiet
 BIN=$PWD/target/release/pagegate
 
-RUN=$(mktemp -d /tmp/pagegate-limits.XXXXXX)
-chmod 755 "$RUN"
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  [ -e "$RUN/backend.conf" ] && nginx -c "$RUN/backend.conf" -p "$RUN" -s stop 2>/dev/null || true
-  wait 2>/dev/null || true
-  rm -rf "$RUN"
-}
-trap cleanup EXIT
-mkdir -p "$RUN/logs"
-TICK=$(getconf CLK_TCK)
+start_run limits
 peer backend.conf backend.conf
 nginx -c "$RUN/backend.conf" -p "$RUN"
 redis-server --bind 127.0.0.1 --port 19024 --save "" --appendonly no >"$RUN/logs/redis.log" 2>&1 &
@@ -77,11 +66,7 @@ for round in $(seq "$ROUNDS"); do
 done
 
 echo
-echo "medians over $ROUNDS rounds (min–max)"
-printf '%-7s %-24s %-24s %-24s %s\n' target "req/s" "p50 ms" "p99 ms" "cpu us/req"
-for target in none local redis; do
-  printf '%-7s %-24s %-24s %-24s %s\n' "$target" "$(summary "$target" 3)" "$(summary "$target" 4)" "$(summary "$target" 5)" "$(summary "$target" 6)"
-done
+medians 7 none local redis
 echo
 echo "per round, against no limits: median (min–max); the local target is 1.05 or less"
 echo "  local limits: cpu/req $(ratio local none 6)   p50 $(ratio local none 4)   p99 $(ratio local none 5)"

@@ -22,20 +22,7 @@ need nginx wrk curl openssl
 cargo build --release --quiet
 BIN=$PWD/target/release/pagegate
 
-RUN=$(mktemp -d /tmp/pagegate-tls.XXXXXX)
-chmod 755 "$RUN"
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for conf in "$RUN"/*.conf; do
-    [ -e "$conf" ] && nginx -c "$conf" -p "$RUN" -s stop 2>/dev/null || true
-  done
-  wait 2>/dev/null || true
-  rm -rf "$RUN"
-}
-trap cleanup EXIT
-mkdir -p "$RUN/logs"
-TICK=$(getconf CLK_TCK)
+start_run tls
 RESULTS=$RUN/results.tsv
 
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 7 \
@@ -98,12 +85,8 @@ for round in $(seq "$ROUNDS"); do
 done
 
 echo
-echo "medians over $ROUNDS rounds (min–max)"
-printf '%-19s %-26s %-26s %-26s %s\n' target "req/s" "p50 ms" "p99 ms" "cpu us/req"
-for target in $TARGETS; do
-  printf '%-19s %-26s %-26s %-26s %s\n' "$target" "$(summary "$target" 3)" "$(summary "$target" 4)" \
-    "$(summary "$target" 5)" "$(summary "$target" 6)"
-done
+# shellcheck disable=SC2086
+medians 19 $TARGETS
 echo
 echo "pagegate / nginx over TLS, per round: median (min–max)"
 echo "  keep-alive: cpu/req $(ratio pagegate nginx 6)   p99 $(ratio pagegate nginx 5)   req/s $(ratio pagegate nginx 3)"
