@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Memory under unfinished request heads: 1,000 connections each send 28 KB of a head and never
-# finish it, to pagegate and to nginx (../shared/peers/hop/nginx-proxy.conf, which accepts heads
+# finish it, to pagegate and to nginx (bench/peers/hop/nginx-proxy.conf, which accepts heads
 # of up to 4 x 8 KB header lines), in the same run; then 1,000 connections each try a 390 KB
 # head (the self-protection issue's figure), which pagegate answers 431 at max_head_bytes.
 # Prints each proxy's RSS (nginx: master + worker) before and with the heads held.
@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CONNS=${CONNS:-1000}
-HOPDIR=$(cd "${HOPDIR:-../shared/peers/hop}" && pwd)
+HOPDIR=$(cd "${HOPDIR:-bench/peers/hop}" && pwd)
 . bench/common.sh
 need nginx
 ulimit -n "$(ulimit -Hn)"

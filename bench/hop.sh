@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The cost of one proxy hop: pagegate against nginx and haproxy, same machine, same run.
 #
-# An nginx backend serves a 1.1 KB JSON file (../shared/peers/hop/). wrk -t1 -c32 fetches it
+# An nginx backend serves a 1.1 KB JSON file (bench/peers/hop/). wrk -t1 -c32 fetches it
 # directly, through nginx (proxy_http_version 1.1, upstream keepalive, one worker), through
 # haproxy (http-reuse always, one thread) and through pagegate (pooled keep-alive), in turns,
 # for ROUNDS rounds; with access logs off, then on (nginx: a file with buffer=64k; pagegate: its
@@ -26,7 +26,7 @@ ROUNDS=${ROUNDS:-5}
 SECONDS_PER=${SECONDS_PER:-5}
 WORKERS=${WORKERS:-1}
 BIG_ROUNDS=${BIG_ROUNDS:-3}
-HOPDIR=$(cd "${HOPDIR:-../shared/peers/hop}" && pwd)
+HOPDIR=$(cd "${HOPDIR:-bench/peers/hop}" && pwd)
 
 . bench/common.sh
 need nginx haproxy wrk curl

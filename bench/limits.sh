@@ -2,7 +2,7 @@
 # What limits cost on the hop: pagegate with no limits, with local limits that never trip (a
 # per-client rate and per-client and total slots, all far above the load), and with the same
 # limits shared through a local redis-server (`store: redis`), in turns, for ROUNDS rounds, in
-# front of the nginx backend of ../shared/peers/hop/. wrk -t1 -c32; each pagegate's CPU time
+# front of the nginx backend of bench/peers/hop/. wrk -t1 -c32; each pagegate's CPU time
 # per request (user + system, from /proc) and wrk's p50/p99.
 #
 #   bench/limits.sh                   5 rounds of 5 s
@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-5}
 SECONDS_PER=${SECONDS_PER:-5}
-HOPDIR=$(cd "${HOPDIR:-../shared/peers/hop}" && pwd)
+HOPDIR=$(cd "${HOPDIR:-bench/peers/hop}" && pwd)
 
 . bench/common.sh
 need nginx wrk redis-server curl

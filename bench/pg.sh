@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The query service against its peers, on a generated 5,000,000-row table
-# (../shared/peers/events_5m.sql), all in one run on a PostgreSQL cluster this script starts:
+# (bench/peers/events_5m.sql), all in one run on a PostgreSQL cluster this script starts:
 #   1. a 100-row keyset page at depth 0 and at depth 4,000,000 (wrk -c1, p50/p99), through
-#      pagegate and through the article's FastAPI keyset page (../shared/peers/fastapi_events.py);
+#      pagegate and through the article's FastAPI keyset page (bench/peers/fastapi_events.py);
 #   2. a CSV export of every row: pagegate against `psql \copy (SELECT … ORDER BY id) TO
 #      '/dev/null' CSV` and against the FastAPI StreamingResponse export; pagegate's peak RSS;
 #   3. an NDJSON export against the CSV export;
@@ -14,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
 ROWS=${ROWS:-5000000}
-PEERS=$(cd "${PEERS:-../shared/peers}" && pwd)
+PEERS=$(cd "${PEERS:-bench/peers}" && pwd)
 . bench/common.sh
 need curl wrk python3
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need postgresql

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The cost of one proxy hop over TLS: pagegate (rustls, ring) against nginx (OpenSSL), both
 # terminating TLS 1.3 with one ECDSA P-256 certificate made here, in front of the same nginx
-# backend (../shared/peers/hop/), in alternating rounds of one run:
+# backend (bench/peers/hop/), in alternating rounds of one run:
 #
 #   keep-alive  wrk -t1 -c32 over 32 kept-alive TLS connections: the cost of the records
 #   handshake   wrk -t1 -c8 with `Connection: close`: every request a full handshake
@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-5}
 SECONDS_PER=${SECONDS_PER:-5}
 WORKERS=${WORKERS:-1}
-HOPDIR=$(cd "${HOPDIR:-../shared/peers/hop}" && pwd)
+HOPDIR=$(cd "${HOPDIR:-bench/peers/hop}" && pwd)
 
 . bench/common.sh
 need nginx wrk curl openssl

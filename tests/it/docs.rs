@@ -1,6 +1,6 @@
 //! The docs stay true to the tree: every path `docs/ARCHITECTURE.md` names exists, every
-//! relative link in README and `docs/` resolves, and every problem type the answer table
-//! writes is documented.
+//! relative link in README and `docs/` resolves, every problem type the answer table
+//! writes is documented, and the bench scripts read their peers from the repository.
 
 use std::path::{Path, PathBuf};
 
@@ -82,4 +82,36 @@ fn every_problem_type_is_documented() {
             "problem type {kind} is not in docs/configuration.md"
         );
     }
+}
+
+#[test]
+fn bench_scripts_read_their_peers_from_the_repository() {
+    let mut scripts = 0;
+    for entry in std::fs::read_dir(root().join("bench"))
+        .expect("bench/")
+        .flatten()
+    {
+        let name = entry.file_name().into_string().expect("utf-8");
+        if !name.ends_with(".sh") {
+            continue;
+        }
+        scripts += 1;
+        let text = read(&format!("bench/{name}"));
+        assert!(
+            !text.contains("../shared") && !text.contains("../peers"),
+            "bench/{name} reads a peer from outside the repository"
+        );
+        for (at, _) in text.match_indices("bench/peers/") {
+            let path: String = text[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || "/._-".contains(*c))
+                .collect();
+            let path = path.trim_end_matches('.');
+            assert!(
+                root().join(path).exists(),
+                "bench/{name} names {path}, which does not exist"
+            );
+        }
+    }
+    assert!(scripts >= 5, "the bench scripts were not found");
 }
