@@ -6,6 +6,7 @@
 #   bench/run.sh demo       the demo: unbounded list vs first page, page cost by depth, export
 #   bench/run.sh hop        the hop cost against nginx and haproxy (installs them if missing)
 #   bench/run.sh tls        the hop over TLS against nginx: kept-alive, and a handshake each
+#   bench/run.sh profile    where the hop's CPU goes (perf on a frame-pointer build; not in all)
 #   bench/run.sh heads      RSS under 1,000 unfinished request heads, against nginx
 #   bench/run.sh limits     limiter memory with 1,000,000 clients; the hop with limits vs none
 #   bench/run.sh pg         the query service on 5,000,000 rows vs psql \copy and FastAPI
@@ -26,6 +27,9 @@ if [ "$which" = all ] || [ "$which" = hop ]; then
 fi
 if [ "$which" = all ] || [ "$which" = tls ]; then
   bench/tls.sh
+fi
+if [ "$which" = profile ]; then
+  bench/profile.sh
 fi
 if [ "$which" = all ] || [ "$which" = heads ]; then
   bench/heads.sh

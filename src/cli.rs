@@ -65,6 +65,9 @@ pub enum Command {
         /// does. Without it, `check` lists those variables and validates the rest.
         #[arg(long)]
         strict_env: bool,
+        /// The listen address `run` would use in place of the file's, as `run --listen`.
+        #[arg(long, env = "PAGEGATE_LISTEN")]
+        listen: Option<SocketAddr>,
     },
     /// Run a built-in naive list API with pagegate in front of it.
     Demo {
@@ -96,7 +99,11 @@ pub enum Command {
 /// Runs a subcommand to completion.
 pub fn main(cli: Cli) -> ExitCode {
     match cli.command {
-        Command::Check { config, strict_env } => check(&config, strict_env),
+        Command::Check {
+            config,
+            strict_env,
+            listen,
+        } => check(&config, strict_env, listen),
         Command::Run {
             config,
             listen,

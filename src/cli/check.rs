@@ -9,15 +9,23 @@ use super::block_on;
 use crate::config::Config;
 
 /// `pagegate check`: exit 0 with a summary per route, or 1 with `FILE:LINE:COLUMN: …` lines.
-/// With `strict_env`, an unset variable that `run` needs is a failure too.
-pub(crate) fn check(path: &Path, strict_env: bool) -> ExitCode {
+/// With `strict_env`, an unset variable that `run` needs is a failure too; `listen` replaces
+/// the file's, as it does for `run`.
+pub(crate) fn check(
+    path: &Path,
+    strict_env: bool,
+    listen: Option<std::net::SocketAddr>,
+) -> ExitCode {
     let loaded = if strict_env {
         Config::load(path)
     } else {
         Config::check(path)
     };
     match loaded {
-        Ok(config) => {
+        Ok(mut config) => {
+            if let Some(addr) = listen {
+                config.server.listen = addr;
+            }
             println!(
                 "{}: ok, listening on {}, {} route(s)",
                 path.display(),

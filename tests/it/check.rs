@@ -219,6 +219,17 @@ routes:
     let (code, stdout, stderr) = pagegate(&["check"], &[("PAGEGATE_CONFIG", path)]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("route a: "), "{stdout}");
+    // The listen address `run` would use, as `run` reads it.
+    let env = [
+        ("PAGEGATE_CONFIG", path),
+        ("PAGEGATE_LISTEN", "127.0.0.1:7777"),
+    ];
+    let (code, stdout, stderr) = pagegate(&["check"], &env);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("ok, listening on 127.0.0.1:7777"),
+        "{stdout}"
+    );
     // What `check` accepted with a stand-in secret never serves: it would sign cursors with it.
     let checked = pagegate::Config::check(std::path::Path::new(path)).expect("checks");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");

@@ -303,14 +303,23 @@ fn documented_both_ways(text: &str) {
         .filter_map(|l| l.strip_prefix("# TYPE ")?.split_once(' '))
         .map(|(name, _)| name)
         .collect();
-    let listed: Vec<&str> = docs
+    // Every name in a row's first cell (one row may list several, as the process's do).
+    let listed: Vec<String> = docs
         .lines()
-        .filter_map(|l| l.strip_prefix("| `")?.split_once('`'))
-        .map(|(name, _)| name)
+        .filter_map(|l| l.strip_prefix("| `")?.split('|').next())
+        .flat_map(|cell| {
+            format!("`{cell}")
+                .split('`')
+                .skip(1)
+                .step_by(2)
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
         .filter(|name| name.starts_with("pagegate_") || name.starts_with("process_"))
         .collect();
     assert!(listed.len() > 20, "{listed:?}");
-    for name in listed {
+    assert!(listed.iter().any(|n| n == "process_threads"), "{listed:?}");
+    for name in &listed {
         let family = name.strip_suffix("_total").unwrap_or(name);
         assert!(
             types.contains(&family),
