@@ -125,17 +125,6 @@ pub struct RouteConfig {
 
 // === impl Config ===
 
-/// The TLS files a config read, as they are now ([`Config::tls_files`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct TlsFiles {
-    /// Every file, for watching their directories.
-    pub(crate) paths: Vec<std::path::PathBuf>,
-    /// Some file differs from what the config read (or cannot be read now).
-    pub(crate) changed: bool,
-    /// A fingerprint of them all as they are now.
-    pub(crate) now: String,
-}
-
 /// The file's text, or why it cannot be read.
 fn read(path: &std::path::Path, name: &str) -> Result<String, ConfigError> {
     std::fs::read_to_string(path).map_err(|e| ConfigError {
@@ -148,42 +137,37 @@ fn read(path: &std::path::Path, name: &str) -> Result<String, ConfigError> {
 }
 
 impl Config {
-    /// The certificate, key and CA files the listener and the upstreams read, compared with
-    /// what they hold now: a reload reads them again.
-    pub(crate) fn tls_files(&self) -> TlsFiles {
-        let mut paths = Vec::new();
-        let mut prints: Vec<([u8; 32], Option<[u8; 32]>)> = Vec::new();
-        let mut identity = |i: &crate::tls::Identity| {
-            paths.extend([i.cert_file.clone(), i.key_file.clone()]);
-            prints.push((i.read_as(), i.now()));
-        };
+    /// The certificates with their keys, and the CA bundles, the listener and the upstreams
+    /// read.
+    fn tls_read(&self) -> (Vec<&crate::tls::Identity>, Vec<&crate::tls::Roots>) {
         let listener = self.server.tls.as_ref();
         let upstreams = self.upstreams.values().filter_map(|u| u.tls.as_ref());
-        if let Some(tls) = listener {
-            identity(&tls.identity);
-        }
-        upstreams
-            .clone()
-            .filter_map(|t| t.identity.as_ref())
-            .for_each(&mut identity);
-        let roots = listener.and_then(|t| t.client_ca.as_ref());
-        for r in roots
+        let identities = listener.map(|t| &t.identity);
+        let identities = identities
             .into_iter()
-            .chain(upstreams.filter_map(|t| t.roots.as_ref()))
-        {
-            paths.push(r.file.clone());
-            prints.push((r.read_as(), r.now()));
-        }
-        let changed = prints.iter().any(|(read, now)| Some(*read) != *now);
-        let mut all = Vec::new();
-        for (_, now) in &prints {
-            all.extend_from_slice(now.as_ref().map_or(&[0u8; 32][..], |n| &n[..]));
-        }
-        TlsFiles {
-            paths,
-            changed,
-            now: text_hash(&all),
-        }
+            .chain(upstreams.clone().filter_map(|t| t.identity.as_ref()));
+        let roots = listener.and_then(|t| t.client_ca.as_ref());
+        let roots = roots
+            .into_iter()
+            .chain(upstreams.filter_map(|t| t.roots.as_ref()));
+        (identities.collect(), roots.collect())
+    }
+
+    /// Every certificate, key and CA file the config read (a reload reads them again).
+    pub(crate) fn tls_paths(&self) -> Vec<std::path::PathBuf> {
+        let (identities, roots) = self.tls_read();
+        let pairs = identities
+            .into_iter()
+            .flat_map(|i| [i.cert_file.clone(), i.key_file.clone()]);
+        pairs
+            .chain(roots.into_iter().map(|r| r.file.clone()))
+            .collect()
+    }
+
+    /// Whether a TLS file now differs from what the config read (or cannot be read now).
+    pub(crate) fn tls_changed(&self) -> bool {
+        let (identities, roots) = self.tls_read();
+        identities.iter().any(|i| i.changed()) || roots.iter().any(|r| r.changed())
     }
 
     /// Reads and validates a file.

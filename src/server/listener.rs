@@ -61,7 +61,7 @@ pub(super) async fn accept_clients(
             () = &mut shutdown => return,
             accepted = accept(listener, "clients") => accepted,
         };
-        let client = ClientAddr::new(peer, &serving.trusted).with_tls(serving.tls());
+        let client = ClientAddr::new(peer, &serving.trusted).with_tls(serving.tls);
         let Ok(peer_slot) = admission.peers.admit(client.key()) else {
             // Over max_connections_per_client: closed at once, before a byte is read.
             drop(stream);

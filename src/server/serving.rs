@@ -86,6 +86,8 @@ fn builder(settings: &ServerConfig) -> auto::Builder<TokioExecutor> {
 pub(super) struct Serving {
     /// The running generation: its listener TLS is what a new connection handshakes with.
     current: Current,
+    /// Whether the listener serves TLS (a reload cannot turn it on or off).
+    pub(super) tls: bool,
     pub(super) stack: AccessLog<Router>,
     /// The 503 `overloaded` answer, logged as every answer is.
     pub(super) refusal: AccessLog<Refusal>,
@@ -137,6 +139,7 @@ impl Serving {
         let router = Router::new(Arc::clone(current));
         Self {
             current: Arc::clone(current),
+            tls: settings.tls.is_some(),
             stack: crate::proxy::stack::global(router, settings.access_log, traces.clone()),
             refusal: crate::proxy::stack::global(Refusal, settings.access_log, traces),
             builder: builder(settings),
@@ -222,11 +225,6 @@ impl Serving {
         });
         let limit = self.header_read_timeout + self.send_timeout;
         tokio::time::timeout(limit, served).map(move |_| drop((alive, place)))
-    }
-
-    /// Whether the listener serves TLS (fixed while pagegate runs).
-    pub(super) fn tls(&self) -> bool {
-        self.current.load().tls().is_some()
     }
 
     /// A client socket under its deadlines; with listener TLS, its handshake runs inside the

@@ -98,7 +98,7 @@ pub(crate) async fn watch(handle: Handle, path: PathBuf) {
 /// file linked from another directory changes there).
 fn files(handle: &Handle, path: &Path) -> Vec<PathBuf> {
     let mut files = vec![path.to_owned()];
-    files.extend(handle.generation().config().tls_files().paths);
+    files.extend(handle.generation().config().tls_paths());
     let resolved: Vec<PathBuf> = files
         .iter()
         .filter_map(|f| std::fs::canonicalize(f).ok().filter(|r| r != f))
@@ -177,7 +177,7 @@ async fn check(handle: &Handle, path: &Path, refused: &mut Option<String>) {
     };
     let running = handle.generation();
     let same_text = text_hash(&text) == running.config().hash();
-    if same_text && !running.config().tls_files().changed {
+    if same_text && !running.config().tls_changed() {
         *refused = None;
         return;
     }

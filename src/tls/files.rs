@@ -40,12 +40,6 @@ pub(crate) struct FileError {
     pub(crate) reason: String,
 }
 
-impl std::fmt::Display for FileError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}", self.path.display(), self.reason)
-    }
-}
-
 impl Identity {
     /// Reads the pair and checks that the key is the certificate's.
     pub(crate) fn read(cert_file: &Path, key_file: &Path) -> Result<Self, FileError> {
@@ -84,33 +78,20 @@ impl Identity {
             fingerprint: fingerprint(&[&cert_pem, &key_pem]),
         })
     }
-}
 
-impl Identity {
-    /// The fingerprint of the files as they are now (`None`: one cannot be read).
-    pub(crate) fn now(&self) -> Option<[u8; 32]> {
-        let cert = std::fs::read(&self.cert_file).ok()?;
-        let key = std::fs::read(&self.key_file).ok()?;
-        Some(fingerprint(&[&cert, &key]))
-    }
-
-    /// The fingerprint of the files as read.
-    pub(crate) fn read_as(&self) -> [u8; 32] {
-        self.fingerprint
+    /// Whether the files now differ from what was read (or one cannot be read now).
+    pub(crate) fn changed(&self) -> bool {
+        let now = std::fs::read(&self.cert_file)
+            .and_then(|cert| Ok(fingerprint(&[&cert, &std::fs::read(&self.key_file)?])));
+        now.ok() != Some(self.fingerprint)
     }
 }
 
 impl Roots {
-    /// The fingerprint of the file as it is now (`None`: it cannot be read).
-    pub(crate) fn now(&self) -> Option<[u8; 32]> {
-        std::fs::read(&self.file)
-            .ok()
-            .map(|pem| fingerprint(&[&pem]))
-    }
-
-    /// The fingerprint of the file as read.
-    pub(crate) fn read_as(&self) -> [u8; 32] {
-        self.fingerprint
+    /// Whether the file now differs from what was read (or cannot be read now).
+    pub(crate) fn changed(&self) -> bool {
+        let now = std::fs::read(&self.file).map(|pem| fingerprint(&[&pem]));
+        now.ok() != Some(self.fingerprint)
     }
 
     /// Reads a PEM bundle of one or more CA certificates.
