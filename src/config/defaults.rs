@@ -125,9 +125,12 @@ pub(crate) const DEFAULT_PG_APPLICATION_NAME: &str = "pagegate";
 pub(crate) const DEFAULT_TABLE_DEFAULT_LIMIT: u32 = 100;
 /// Most rows a table page may have (1,000).
 pub(crate) const DEFAULT_TABLE_MAX_LIMIT: u32 = 1_000;
-/// Rows per export chunk: one short keyset query each, at most one chunk held (10,000).
+/// Rows per export chunk: one short keyset query each (10,000).
 pub(crate) const DEFAULT_CHUNK_ROWS: std::num::NonZeroU32 =
     std::num::NonZeroU32::new(10_000).expect("not zero");
+/// Export chunks fetched at once, each a key range on a connection of the route's share (2).
+pub(crate) const DEFAULT_EXPORT_PARALLEL: std::num::NonZeroUsize =
+    std::num::NonZeroUsize::new(2).expect("not zero");
 
 /// Whether `Location` and `Content-Location` pointing at an upstream are rewritten to paths on
 /// pagegate, so clients are never sent around it to the backend (true).

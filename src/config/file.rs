@@ -188,6 +188,7 @@ pub(crate) struct FileExport {
     pub(crate) formats: Option<Spanned<Vec<Spanned<String>>>>,
     pub(crate) chunk_rows: Option<Spanned<Whole>>,
     pub(crate) via: Option<Spanned<String>>,
+    pub(crate) parallel: Option<Spanned<Whole>>,
 }
 
 /// Rate and concurrency limits of a route.

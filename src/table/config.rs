@@ -134,6 +134,9 @@ pub struct TableConfig {
     pub formats: Vec<ExportFormat>,
     /// Rows per export chunk (one short keyset query each).
     pub chunk_rows: NonZeroU32,
+    /// Export chunks fetched at once (consecutive key ranges), at most the route's share of
+    /// the pool.
+    pub parallel: NonZeroUsize,
     /// Row scoping: a filter every request gets from a header a trusted auth layer sets.
     pub scope: Option<Scope>,
     /// What a key no index walks in order does: refuse the resource or serve it with a warning.

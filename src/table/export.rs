@@ -2,10 +2,10 @@
 //! keyset queries of `chunk_rows` rows each. Each chunk is fetched whole into a bounded buffer
 //! and its connection returned before the client reads it, so no statement stays open while a
 //! slow client reads, `statement_timeout` applies per chunk, and no transaction holds a
-//! snapshot for minutes. The next chunk is fetched while the last one is written, and no
-//! further: a slow client slows the queries (backpressure), and memory stays at two chunks
-//! whatever the row count. A client that leaves during a query cancels it
-//! ([`super::Running`]).
+//! snapshot for minutes. Chunks are fetched `parallel` at once as consecutive key ranges
+//! ([`pipeline::Pipeline`]) and written in key order, and no further ahead: a slow client slows the
+//! queries (backpressure), and memory stays at `parallel + 1` chunks whatever the row count.
+//! A client that leaves during a query cancels it ([`super::Running`]).
 //!
 //! Key columns are always exported, so a broken download resumes with
 //! `after=<key of the last complete row>`.
@@ -23,7 +23,6 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use futures_util::StreamExt;
 use http::{HeaderValue, header};
 use http_body_util::{BodyExt, StreamBody};
@@ -35,9 +34,11 @@ use super::running::Ctx;
 use super::{Catalog, PgError, Resource, ndjson};
 use crate::table::config::{ExportFormat, ExportVia};
 use crate::table::export::chunks::{Chunks, Writer};
+use crate::table::export::pipeline::Pipeline;
 use crate::{BoxError, Response};
 
 mod chunks;
+mod pipeline;
 
 /// Whether an export may read `COPY`: configured so (`via: copy`), statements may be named
 /// (`copy_out` prepares one, which PgBouncer in transaction mode may lose between round trips),
@@ -55,34 +56,6 @@ fn copy_fits(resource: &Resource, catalog: &Catalog, format: ExportFormat) -> bo
                     ExportFormat::Ndjson => ndjson::Kind::selected(&c.sql_type, "k") == "k",
                 })
         })
-}
-
-/// Where the export's producer stands: fetching the next chunk in a task of its own, or past
-/// its last.
-enum Ahead {
-    Fetching(AbortOnDrop),
-    Done,
-}
-
-impl Ahead {
-    fn fetch(mut chunks: Chunks) -> Self {
-        Self::Fetching(AbortOnDrop(tokio::spawn(async move {
-            let chunk = chunks.next().await;
-            (chunks, chunk)
-        })))
-    }
-}
-
-type Fetched = (Chunks, Option<Result<Bytes, PgError>>);
-
-/// A chunk's fetch, aborted when the body is dropped (the client left): the task's statement is
-/// cancelled then ([`super::Running`]).
-struct AbortOnDrop(tokio::task::JoinHandle<Fetched>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 /// What writes an export's rows in `format`: CSV with timestamps in RFC 3339, or NDJSON.
@@ -122,14 +95,15 @@ pub(super) async fn response(
     }
     let format = params.format.unwrap_or(ExportFormat::Csv);
     let copy = copy_fits(resource, &catalog, format);
-    let writer = writer(format, &columns, &catalog);
-    let mut chunks = Chunks {
+    let writer = Arc::new(writer(format, &columns, &catalog));
+    let chunks = Chunks {
         resource: Arc::clone(resource),
         catalog: Arc::clone(&catalog),
         columns,
         filters: params.filters,
         format,
         after: params.after,
+        until: None,
         header: true,
         done: false,
         copy,
@@ -139,56 +113,33 @@ pub(super) async fn response(
         served: false,
         rows,
     };
+    // At most the route's share of the pool: its other requests wait for places as well.
+    let parallel = table.parallel.get().min(resource.share()).max(1);
+    let mut pipeline = Pipeline::start(chunks, parallel);
     // The first chunk before the head: a malformed value (400, naming it), a timeout (504) or
     // no connection (503) is still answered as such.
-    let first = match chunks.next().await.transpose() {
+    let first = match pipeline.next().await.transpose() {
         Ok(first) => first,
         Err(error) => return Err(resource.answer(error, &catalog, &params.offered, ctx).await),
     };
-    let ahead = if chunks.done {
-        Ahead::Done
-    } else {
-        Ahead::fetch(chunks)
-    };
-    let chunks = futures_util::stream::unfold((first, ahead), |(first, state)| async move {
-        if let Some(chunk) = first {
-            return Some((Ok(chunk), (None, state)));
-        }
-        let (chunks, chunk) = match state {
-            Ahead::Fetching(mut task) => match (&mut task.0).await {
-                Ok(fetched) => fetched,
-                Err(error) => {
-                    // A failed task is a failed export, never a short one that looks whole.
-                    tracing::error!(%error, "an export chunk's task failed");
-                    return Some((Err(PgError::Unavailable), (None, Ahead::Done)));
-                }
-            },
-            Ahead::Done => return None,
-        };
-        match chunk? {
-            Err(error) => Some((Err(error), (None, Ahead::Done))),
-            Ok(bytes) => {
-                // The next chunk is fetched while this one is written: the database and the
-                // client work at once, and two chunks at most are held.
-                let next = if chunks.done {
-                    Ahead::Done
-                } else {
-                    Ahead::fetch(chunks)
-                };
-                Some((Ok(bytes), (None, next)))
-            }
-        }
-    })
-    // Fused: a body may be polled again after its end (a compressing layer does).
-    .fuse()
-    .map(|chunk| {
-        chunk.map(http_body::Frame::data).map_err(|error| {
-            // The head has left: the stream is cut, and the client sees a broken download it
-            // can resume with `after`.
-            tracing::warn!(%error, "export cut");
-            BoxError::from(error)
+    let chunks =
+        futures_util::stream::unfold((first, pipeline), |(first, mut pipeline)| async move {
+            let chunk = match first {
+                Some(chunk) => Ok(chunk),
+                None => pipeline.next().await?,
+            };
+            Some((chunk, (None, pipeline)))
         })
-    });
+        // Fused: a body may be polled again after its end (a compressing layer does).
+        .fuse()
+        .map(|chunk| {
+            chunk.map(http_body::Frame::data).map_err(|error| {
+                // The head has left: the stream is cut, and the client sees a broken download it
+                // can resume with `after`.
+                tracing::warn!(%error, "export cut");
+                BoxError::from(error)
+            })
+        });
     // A body must be `Sync`; the query futures inside are not (they are only ever polled
     // through `&mut`, which is what `SyncStream` relies on).
     let chunks = sync_wrapper::SyncStream::new(chunks);

@@ -175,9 +175,10 @@ impl Running {
     /// per connection and kept in its bounded cache, or sent `unnamed` (every parameter is
     /// text, cast in the statement).
     pub(crate) async fn rows(
-        mut self,
+        &mut self,
         statement: &sql::Statement,
     ) -> Result<Vec<tokio_postgres::Row>, PgError> {
+        self.finished = false;
         let client = self.client.as_ref().ok_or(PgError::Unavailable)?;
         let outcome = if self.unnamed {
             // One round trip, no statement left behind on the server session.
@@ -236,12 +237,13 @@ impl Running {
     /// number of rows and the last row's bytes as PostgreSQL sent them (it sends each row as one
     /// message).
     pub(crate) async fn copy(
-        mut self,
+        &mut self,
         sql: &str,
         out: bytes::BytesMut,
         push: impl Fn(&[u8], &mut bytes::BytesMut) -> bool,
     ) -> Result<Copied, PgError> {
         use futures_util::StreamExt as _;
+        self.finished = false;
         let client = self.client.as_ref().ok_or(PgError::Unavailable)?;
         let stream = match client.copy_out(sql).await {
             Ok(stream) => stream,

@@ -171,6 +171,16 @@ pub(crate) fn literal(value: &str) -> String {
     out
 }
 
+/// Where a statement's rows lie in key order: after the key `after` (the last one served),
+/// and up to and including the key `until` (an export chunk's last, found by [`boundary`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Bounds<'a> {
+    /// Rows after this key.
+    pub(crate) after: Option<&'a [String]>,
+    /// Rows up to this key, itself included.
+    pub(crate) until: Option<&'a [String]>,
+}
+
 /// The rows after `after` (the last key served), filtered, in key order, at most `limit`: the
 /// `columns` in `shape`, then the key columns as text (for the next cursor or chunk).
 pub(crate) fn select(
@@ -182,38 +192,27 @@ pub(crate) fn select(
     after: Option<&[String]>,
     limit: u32,
 ) -> Statement {
+    let bounds = Bounds { after, until: None };
+    select_within(table, catalog, columns, shape, filters, bounds, limit)
+}
+
+/// [`select`] of the rows within `bounds`.
+pub(crate) fn select_within(
+    table: &TableConfig,
+    catalog: &Catalog,
+    columns: &[String],
+    shape: Shape,
+    filters: &[Filter],
+    bounds: Bounds<'_>,
+    limit: u32,
+) -> Statement {
     let copy = matches!(shape, Shape::CopyCsv | Shape::CopyNdjson);
     let mut values = Values {
         params: Vec::new(),
         inline: copy,
     };
     let mut sql = select_list(table, catalog, columns, shape);
-    // The table is aliased `r` and ORDER BY names `r.` columns: a bare name there would mean the
-    // output column of that name (the key's text form), sorting numbers as text.
-    let relation = quote_table(&table.name);
-    let _ = write!(sql, " FROM {relation} AS r");
-    let mut conditions: Vec<String> = filters
-        .iter()
-        .map(|f| condition(f, &mut values, catalog))
-        .collect();
-    if let Some(after) = after {
-        conditions.extend(after_key(table, after, &mut values, catalog));
-    }
-    if !conditions.is_empty() {
-        let _ = write!(sql, " WHERE {}", conditions.join(" AND "));
-    }
-    let order: Vec<String> = table
-        .key
-        .iter()
-        .map(|k| {
-            format!(
-                "r.{}{}",
-                quote_ident(&k.column),
-                if k.descending { " DESC" } else { "" }
-            )
-        })
-        .collect();
-    let _ = write!(sql, " ORDER BY {}", order.join(", "));
+    ordered(&mut sql, table, catalog, filters, bounds, &mut values);
     let _ = write!(
         sql,
         " LIMIT {}",
@@ -238,6 +237,80 @@ pub(crate) fn select(
         sql,
         params: values.params,
     }
+}
+
+/// The key of the row `offset` rows into those after `after`, filtered, in key order (each
+/// column as text, as [`select`] gives keys): the last key of an export chunk of `offset + 1`
+/// rows, found by walking the key's index without reading the rows out, so the chunk's
+/// statement can run while the next boundary is sought. No row: fewer rows are left.
+pub(crate) fn boundary(
+    table: &TableConfig,
+    catalog: &Catalog,
+    filters: &[Filter],
+    after: Option<&[String]>,
+    offset: u32,
+) -> Statement {
+    let mut values = Values {
+        params: Vec::new(),
+        inline: false,
+    };
+    let keys: Vec<String> = table
+        .key
+        .iter()
+        .map(|k| format!("r.{}::text", quote_ident(&k.column)))
+        .collect();
+    let mut sql = format!("SELECT {}", keys.join(", "));
+    let bounds = Bounds { after, until: None };
+    ordered(&mut sql, table, catalog, filters, bounds, &mut values);
+    let _ = write!(
+        sql,
+        " LIMIT 1 OFFSET {}",
+        values.typed(&offset.to_string(), "pg_catalog.int8")
+    );
+    Statement {
+        sql,
+        params: values.params,
+    }
+}
+
+/// ` FROM … WHERE … ORDER BY …` of the filtered rows within `bounds`, in key order.
+fn ordered(
+    sql: &mut String,
+    table: &TableConfig,
+    catalog: &Catalog,
+    filters: &[Filter],
+    bounds: Bounds<'_>,
+    values: &mut Values,
+) {
+    // The table is aliased `r` and ORDER BY names `r.` columns: a bare name there would mean the
+    // output column of that name (the key's text form), sorting numbers as text.
+    let relation = quote_table(&table.name);
+    let _ = write!(sql, " FROM {relation} AS r");
+    let mut conditions: Vec<String> = filters
+        .iter()
+        .map(|f| condition(f, values, catalog))
+        .collect();
+    if let Some(after) = bounds.after {
+        conditions.extend(after_key(table, after, values, catalog));
+    }
+    if let Some(until) = bounds.until {
+        conditions.extend(until_key(table, until, values, catalog));
+    }
+    if !conditions.is_empty() {
+        let _ = write!(sql, " WHERE {}", conditions.join(" AND "));
+    }
+    let order: Vec<String> = table
+        .key
+        .iter()
+        .map(|k| {
+            format!(
+                "r.{}{}",
+                quote_ident(&k.column),
+                if k.descending { " DESC" } else { "" }
+            )
+        })
+        .collect();
+    let _ = write!(sql, " ORDER BY {}", order.join(", "));
 }
 
 /// `SELECT` and the list of what each row carries in `shape` (for `Shape::Row`, the inner list
@@ -336,10 +409,32 @@ fn after_key(
     values: &mut Values,
     catalog: &Catalog,
 ) -> Vec<String> {
+    key_bound(table, after, values, catalog, false)
+}
+
+/// The conditions of the rows up to the key `until`, itself included: the row comparison, or
+/// the first column's bound and no row after `until` in the expanded form.
+fn until_key(
+    table: &TableConfig,
+    until: &[String],
+    values: &mut Values,
+    catalog: &Catalog,
+) -> Vec<String> {
+    key_bound(table, until, values, catalog, true)
+}
+
+/// Rows after `key` in key order, or (`through`) rows up to it, itself included.
+fn key_bound(
+    table: &TableConfig,
+    key: &[String],
+    values: &mut Values,
+    catalog: &Catalog,
+    through: bool,
+) -> Vec<String> {
     let bound: Vec<(String, String, bool)> = table
         .key
         .iter()
-        .zip(after)
+        .zip(key)
         .map(|(k, v)| {
             (
                 quote_ident(&k.column),
@@ -354,7 +449,12 @@ fn after_key(
             .iter()
             .map(|(c, v, _)| (c.as_str(), v.as_str()))
             .unzip();
-        let op = if bound[0].2 { "<" } else { ">" };
+        let op = match (bound[0].2, through) {
+            (false, false) => ">",
+            (true, false) => "<",
+            (false, true) => "<=",
+            (true, true) => ">=",
+        };
         return vec![format!("({}) {op} ({})", cols.join(", "), vals.join(", "))];
     }
     let mut alternatives = Vec::new();
@@ -367,12 +467,18 @@ fn after_key(
         terms.push(format!("{c} {} {v}", if *descending { "<" } else { ">" }));
         alternatives.push(format!("({})", terms.join(" AND ")));
     }
-    // The first key column's bound on its own as well: the planner can start the index scan
-    // there, so a deep page costs what the first one does.
+    // The first key column's bound on its own as well: the planner can start (or stop) the
+    // index scan there, so a deep page costs what the first one does.
     let (c, v, descending) = &bound[0];
+    let first = if *descending == through { ">=" } else { "<=" };
+    let rest = alternatives.join(" OR ");
     vec![
-        format!("{c} {} {v}", if *descending { "<=" } else { ">=" }),
-        format!("({})", alternatives.join(" OR ")),
+        format!("{c} {first} {v}"),
+        if through {
+            format!("NOT ({rest})")
+        } else {
+            format!("({rest})")
+        },
     ]
 }
 

@@ -24,6 +24,7 @@ mod listener;
 mod metrics;
 mod outcomes;
 mod pagination;
+mod parallel_exports;
 mod postgres;
 mod postgres_answers;
 mod postgres_settings;

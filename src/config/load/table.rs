@@ -11,7 +11,8 @@ use serde_saphyr::Spanned;
 
 use super::Problems;
 use crate::config::defaults::{
-    DEFAULT_CHUNK_ROWS, DEFAULT_PG_POOL_SIZE, DEFAULT_TABLE_DEFAULT_LIMIT, DEFAULT_TABLE_MAX_LIMIT,
+    DEFAULT_CHUNK_ROWS, DEFAULT_EXPORT_PARALLEL, DEFAULT_PG_POOL_SIZE, DEFAULT_TABLE_DEFAULT_LIMIT,
+    DEFAULT_TABLE_MAX_LIMIT,
 };
 use crate::config::file::{FileScope, FileTable, Whole};
 use crate::config::{ExportFormat, FilterOp, KeyColumn, PostgresConfig, TableConfig};
@@ -87,7 +88,7 @@ pub(super) fn table(
     let key = key(p, t, &seen, &mut places);
     let filters = filters(p, t, &seen, &mut places);
     let (default_limit, max_limit) = limits(p, t);
-    let (formats, chunk_rows, via) = export(p, t);
+    let (formats, chunk_rows, via, parallel) = export(p, t);
     let on_missing_index = p.choice(
         t.on_missing_index.as_ref(),
         "on_missing_index",
@@ -114,6 +115,7 @@ pub(super) fn table(
         max_limit,
         formats,
         chunk_rows,
+        parallel,
         on_missing_index,
         via,
         places,
@@ -288,11 +290,19 @@ fn limits(p: &mut Problems, t: &FileTable) -> (u32, u32) {
     (default_limit, max_limit)
 }
 
-/// `export`: its formats, rows per chunk, and how chunks are read.
-fn export(p: &mut Problems, t: &FileTable) -> (Vec<ExportFormat>, NonZeroU32, ExportVia) {
+/// `export`: its formats, rows per chunk, how chunks are read, and how many at once.
+fn export(
+    p: &mut Problems,
+    t: &FileTable,
+) -> (Vec<ExportFormat>, NonZeroU32, ExportVia, NonZeroUsize) {
     let all = vec![ExportFormat::Csv, ExportFormat::Ndjson];
     let Some(e) = &t.export else {
-        return (all, DEFAULT_CHUNK_ROWS, ExportVia::Copy);
+        return (
+            all,
+            DEFAULT_CHUNK_ROWS,
+            ExportVia::Copy,
+            DEFAULT_EXPORT_PARALLEL,
+        );
     };
     let formats = match &e.value.formats {
         None => all,
@@ -330,7 +340,22 @@ fn export(p: &mut Problems, t: &FileTable) -> (Vec<ExportFormat>, NonZeroU32, Ex
         [("copy", ExportVia::Copy), ("queries", ExportVia::Queries)],
         "",
     );
-    (formats, chunk_rows, via)
+    let parallel = e
+        .value
+        .parallel
+        .as_ref()
+        .and_then(|n| {
+            p.whole(
+                n,
+                "parallel",
+                1..=16,
+                "keep it between 1 and 16 chunks fetched at once (1: one after the other)",
+            )
+        })
+        .and_then(|n| usize::try_from(n).ok())
+        .and_then(NonZeroUsize::new)
+        .unwrap_or(DEFAULT_EXPORT_PARALLEL);
+    (formats, chunk_rows, via, parallel)
 }
 
 /// `scope`: the column rows are filtered on and the header its value comes from.

@@ -1,6 +1,7 @@
 //! One export's chunks ([`Chunks`]): each a short keyset query (or `COPY`) of `chunk_rows`
 //! rows, fetched whole into a bounded buffer and written as CSV or NDJSON, the next starting after
-//! the last key sent.
+//! the last key sent. A range's first chunk can find its own end first
+//! ([`Chunks::next_range`]), so the next range's chunk can be fetched at the same time.
 
 use std::sync::Arc;
 
@@ -9,11 +10,13 @@ use prometheus_client::metrics::counter::Counter;
 
 use crate::table::config::ExportFormat;
 use crate::table::csv::{self, Stamps};
-use crate::table::running::{Ctx, value};
+use crate::table::running::{Ctx, Running, value};
 use crate::table::sql::{self, Filter, Shape};
 use crate::table::{Catalog, PgError, Resource, ndjson};
 
-/// Where an export stands between chunks: the next chunk starts after the last key sent.
+/// Where an export (or one key range of it) stands between chunks: the next chunk starts after
+/// the last key sent.
+#[derive(Clone)]
 pub(super) struct Chunks {
     pub(super) resource: Arc<Resource>,
     pub(super) catalog: Arc<Catalog>,
@@ -21,12 +24,15 @@ pub(super) struct Chunks {
     pub(super) filters: Vec<Filter>,
     pub(super) format: ExportFormat,
     pub(super) after: Option<Vec<String>>,
+    /// The range's last key, when it has one (the last range runs to the table's end).
+    pub(super) until: Option<Vec<String>>,
     pub(super) header: bool,
+    /// The range (the whole export when it has no `until`) has no row left.
     pub(super) done: bool,
     /// Rows read with `COPY` rather than with queries.
     pub(super) copy: bool,
     /// With `copy`: what becomes of each row.
-    pub(super) writer: Writer,
+    pub(super) writer: Arc<Writer>,
     /// Bytes of the last chunk: the next one's buffer starts that large.
     pub(super) capacity: usize,
     /// For the log.
@@ -68,8 +74,54 @@ impl Chunks {
         if self.done {
             return None;
         }
+        let mut running = match self.resource.connection(true, &self.ctx).await {
+            Ok(running) => running,
+            Err(error) => return self.fail(error),
+        };
+        self.next_on(&mut running).await
+    }
+
+    /// The first chunk of the range after `after`, its last key found first (the key
+    /// `chunk_rows - 1` rows on, by [`sql::boundary`]) and sent on `end` (`None`: this range
+    /// runs to the end), so the next range's chunk can be fetched while this one is. Both
+    /// statements run on one connection.
+    pub(super) async fn next_range(
+        &mut self,
+        end: tokio::sync::oneshot::Sender<Option<Vec<String>>>,
+    ) -> Option<Result<Bytes, PgError>> {
+        let mut running = match self.resource.connection(true, &self.ctx).await {
+            Ok(running) => running,
+            Err(error) => return self.fail(error),
+        };
+        let table = self.resource.table();
+        let statement = sql::boundary(
+            table,
+            &self.catalog,
+            &self.filters,
+            self.after.as_deref(),
+            table.chunk_rows.get() - 1,
+        );
+        let until = match running.rows(&statement).await {
+            Ok(rows) => rows
+                .first()
+                .map(|row| crate::table::running::key_of(row, 0, table.key.len()))
+                .transpose(),
+            Err(error) => Err(error),
+        };
+        let until = match until {
+            Ok(until) => until,
+            Err(error) => return self.fail(error),
+        };
+        // The receiver is gone when the export ended first (a failed range before this one).
+        let _ = end.send(until.clone());
+        self.until = until;
+        self.next_on(&mut running).await
+    }
+
+    /// The next chunk, read on `running`.
+    async fn next_on(&mut self, running: &mut Running) -> Option<Result<Bytes, PgError>> {
         if self.copy {
-            return self.next_copied().await;
+            return self.next_copied(running).await;
         }
         let resource = Arc::clone(&self.resource);
         let table = resource.table();
@@ -78,20 +130,16 @@ impl Chunks {
             ExportFormat::Ndjson => Shape::Row,
         };
         let rows = table.chunk_rows.get();
-        let statement = sql::select(
+        let statement = sql::select_within(
             table,
             &self.catalog,
             &self.columns,
             shape,
             &self.filters,
-            self.after.as_deref(),
+            self.bounds(),
             rows,
         );
-        let fetched = match self.resource.connection(true, &self.ctx).await {
-            Ok(running) => running.rows(&statement).await,
-            Err(error) => Err(error),
-        };
-        let fetched = match fetched {
+        let fetched = match running.rows(&statement).await {
             Ok(fetched) => fetched,
             Err(error) => return self.fail(error),
         };
@@ -116,6 +164,7 @@ impl Chunks {
                 }
             }
         }
+        self.range_done();
         if out.is_empty() && self.done {
             return None;
         }
@@ -153,6 +202,24 @@ impl Chunks {
         Ok(())
     }
 
+    /// The statement's bounds: after the last key sent, up to the range's end.
+    fn bounds(&self) -> sql::Bounds<'_> {
+        sql::Bounds {
+            after: self.after.as_deref(),
+            until: self.until.as_deref(),
+        }
+    }
+
+    /// A range is done once its last key was sent (keys are unique): the common case, a range
+    /// of `chunk_rows` rows, then takes one statement, not a second that finds nothing. Rows
+    /// written into the range after its end was found make it longer: then `done` stays false
+    /// and the range continues in further chunks.
+    fn range_done(&mut self) {
+        if self.until.is_some() && self.after == self.until {
+            self.done = true;
+        }
+    }
+
     /// The export's end on `error`: no chunk after it. A table that changed under the route
     /// is read again before the next statement.
     fn fail(&mut self, error: PgError) -> Option<Result<Bytes, PgError>> {
@@ -179,11 +246,11 @@ impl Chunks {
     }
 
     /// The next chunk as `COPY` writes it, its last row read back for the key.
-    async fn next_copied(&mut self) -> Option<Result<Bytes, PgError>> {
+    async fn next_copied(&mut self, running: &mut Running) -> Option<Result<Bytes, PgError>> {
         let resource = Arc::clone(&self.resource);
         let table = resource.table();
         let rows = table.chunk_rows.get();
-        let statement = sql::select(
+        let statement = sql::select_within(
             table,
             &self.catalog,
             &self.columns,
@@ -192,21 +259,16 @@ impl Chunks {
                 ExportFormat::Ndjson => Shape::CopyNdjson,
             },
             &self.filters,
-            self.after.as_deref(),
+            self.bounds(),
             rows,
         );
-        let copied = match self.resource.connection(true, &self.ctx).await {
-            Ok(running) => {
-                // The header first, then the rows, in one buffer sized as the last chunk was.
-                let mut out = BytesMut::with_capacity(self.capacity);
-                self.header(&mut out);
-                let writer = &self.writer;
-                running
-                    .copy(&statement.sql, out, |row, out| writer.push(row, out))
-                    .await
-            }
-            Err(error) => Err(error),
-        };
+        // The header first, then the rows, in one buffer sized as the last chunk was.
+        let mut out = BytesMut::with_capacity(self.capacity);
+        self.header(&mut out);
+        let writer = Arc::clone(&self.writer);
+        let copied = running
+            .copy(&statement.sql, out, |row, out| writer.push(row, out))
+            .await;
         let copied = match copied {
             Ok(copied) => copied,
             Err(error) => return self.fail(error),
@@ -237,6 +299,7 @@ impl Chunks {
                 }
             }
         }
+        self.range_done();
         let out = copied.bytes;
         self.capacity = out.len();
         if out.is_empty() && self.done {

@@ -34,6 +34,7 @@ fn table(key: &[(&str, bool)]) -> (TableConfig, Catalog) {
         max_limit: 100,
         formats: vec![],
         chunk_rows: std::num::NonZeroU32::new(100).expect("n"),
+        parallel: std::num::NonZeroUsize::MIN,
         scope: None,
         on_missing_index: crate::table::config::MissingIndex::Refuse,
         via: crate::table::config::ExportVia::Copy,

@@ -1,0 +1,350 @@
+//! Exports fetched as parallel key ranges (`export.parallel`), against a real PostgreSQL: the
+//! same bytes as one chunk after the other for every key shape, format, path, filter and
+//! resume; rows written during the export neither lost nor doubled nor out of order; several
+//! statements at once, every one cancelled when the client leaves; and no more than
+//! `parallel + 1` chunks fetched ahead of a client that does not read.
+
+use std::time::{Duration, Instant};
+
+use crate::support::postgres::{Postgres, csv_records};
+use crate::support::{Proxy, get};
+
+const CURSORS: &str =
+    "cursors: {keys: [{id: 1, secret: test-secret-test-secret-test-secret-0123}]}";
+
+/// pagegate over `pg` with `routes` (YAML list items) and an admin listener for metrics.
+async fn serve(pg: &Postgres, settings: &str, routes: &str) -> Proxy {
+    let yaml = format!(
+        "admin: {{listen: 127.0.0.1:0}}\n{CURSORS}\npostgres: {{main: {{url: '{}', {settings}}}}}\nroutes:\n{routes}",
+        pg.url
+    );
+    Proxy::start_url(&yaml, "http://127.0.0.1:9").await
+}
+
+/// One count from `sql`.
+async fn count(pg: &Postgres, sql: &str) -> i64 {
+    pg.client()
+        .await
+        .query_one(sql, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}\n{e}"))
+        .get(0)
+}
+
+/// Statements running for `application`.
+async fn active(pg: &Postgres, application: &str) -> i64 {
+    count(
+        pg,
+        &format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = '{application}' AND state = 'active'"
+        ),
+    )
+    .await
+}
+
+/// `pagegate_export_rows_total` of route `db`.
+async fn exported_rows(proxy: &Proxy) -> f64 {
+    let text = proxy.metrics_text().await;
+    text.lines()
+        .find_map(|l| l.strip_prefix("pagegate_export_rows_total{route=\"db\"} "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no export rows counted:\n{text}"))
+}
+
+/// The ids of `t` in the order of `key` (`[a, -b]`).
+async fn ordered_ids(pg: &Postgres, t: &str, key: &str) -> Vec<i64> {
+    let order = key
+        .trim_matches(['[', ']'])
+        .split(", ")
+        .map(|c| {
+            c.strip_prefix('-')
+                .map_or(c.to_owned(), |c| format!("{c} DESC"))
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    pg.client()
+        .await
+        .query(&format!("SELECT id FROM {t} ORDER BY {order}"), &[])
+        .await
+        .expect("order")
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+#[tokio::test]
+async fn parallel_ranges_give_the_bytes_of_one_chunk_after_the_other() {
+    let pg = Postgres::start();
+    let t = pg.name("ranges");
+    // Ties in `at` (three rows a second), text that needs quoting, NULLs.
+    pg.execute(&format!(
+        "CREATE TABLE {t} (id bigint PRIMARY KEY, at timestamptz NOT NULL, status text NOT NULL,
+           note text, amount numeric);
+         INSERT INTO {t}
+         SELECT g, timestamptz '2026-01-01 00:00:00.5+00' + (g / 3) * interval '1 second',
+                (ARRAY['active','archived','failed'])[1 + g % 3],
+                CASE WHEN g % 7 = 0 THEN 'a, \"quoted\"' || chr(10) || 'line' WHEN g % 11 = 0 THEN NULL
+                     ELSE 'note ' || g END,
+                g * 1.25
+         FROM generate_series(1, 1234) g;
+         CREATE INDEX ON {t} (at, id);
+         CREATE INDEX ON {t} (at DESC, id);
+         CREATE INDEX ON {t} (status, at, id);"
+    ))
+    .await;
+    let keys = [("id", "[id]"), ("at", "[at, id]"), ("mixed", "[-at, id]")];
+    let mut routes = String::new();
+    for (name, key) in keys {
+        for via in ["copy", "queries"] {
+            for parallel in [1, 3] {
+                routes.push_str(&format!(
+                    "  - {{name: {name}-{via}-{parallel}, path: /{name}/{via}/{parallel}, table: {{database: main, name: {t}, columns: [id, at, status, note, amount], key: {key}, filters: {{status: [eq], id: [lt]}}, export: {{chunk_rows: 100, via: {via}, parallel: {parallel}}}}}}}\n"
+                ));
+            }
+        }
+    }
+    let proxy = serve(&pg, "pool_size: 12", &routes).await;
+    for (name, key) in keys {
+        let want = ordered_ids(&pg, &t, key).await;
+        for via in ["copy", "queries"] {
+            let one = format!("/{name}/{via}/1/export");
+            let three = format!("/{name}/{via}/3/export");
+            // The key of row 500 in this order, as the CSV export writes it.
+            let all = get(&proxy.url(&format!("{one}?fields=id"))).await.text();
+            let records = csv_records(&all);
+            let ids: Vec<i64> = records[1..]
+                .iter()
+                .map(|r| r[0].parse().expect("id"))
+                .collect();
+            assert_eq!(ids, want, "{name} {via}: every row once, in key order");
+            let at = ids.iter().position(|id| *id == 500).expect("row 500");
+            let after = match name {
+                "id" => "500".to_owned(),
+                _ => format!("\"{}\",500", records[at + 1][1]),
+            };
+            let after = after
+                .replace('+', "%2B")
+                .replace('"', "%22")
+                .replace(' ', "%20");
+            for query in [
+                String::new(),
+                "?format=ndjson".to_owned(),
+                "?status=eq.failed".to_owned(),
+                "?status=eq.failed&format=ndjson".to_owned(),
+                "?id=lt.150".to_owned(),
+                "?id=lt.0".to_owned(),
+                "?fields=note".to_owned(),
+                format!("?after={after}"),
+                format!("?after={after}&format=ndjson&status=eq.active"),
+            ] {
+                let what = format!("{name} {via} {query}");
+                let serial = get(&proxy.url(&format!("{one}{query}"))).await;
+                let parallel = get(&proxy.url(&format!("{three}{query}"))).await;
+                assert_eq!(serial.status, 200, "{what}: {}", serial.text());
+                assert_eq!(parallel.status, 200, "{what}: {}", parallel.text());
+                assert_eq!(parallel.body, serial.body, "{what}: the same bytes");
+            }
+            let rest = get(&proxy.url(&format!("{three}?fields=id&after={after}"))).await;
+            let rest: Vec<i64> = csv_records(&rest.text())[1..]
+                .iter()
+                .map(|r| r[0].parse().expect("id"))
+                .collect();
+            assert_eq!(rest, want[at + 1..], "{name} {via}: resumed after row 500");
+        }
+    }
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn rows_written_during_a_parallel_export_are_neither_lost_nor_doubled() {
+    let pg = Postgres::start();
+    let t = pg.name("moving");
+    let slow = pg.name("moving_slow");
+    // Even ids; odd ones are written while the export runs. Each row of the view takes
+    // half a millisecond to find, so a range's end is found well before its rows are read,
+    // and rows written meanwhile land inside ranges whose end is known: those ranges run long.
+    pg.execute(&format!(
+        "CREATE TABLE {t} (id bigint PRIMARY KEY);
+         INSERT INTO {t} SELECT 2 * g FROM generate_series(1, 1500) g;
+         CREATE FUNCTION {slow}_found(bigint) RETURNS boolean LANGUAGE plpgsql VOLATILE
+           AS $$ BEGIN PERFORM pg_sleep(0.0005); RETURN true; END $$;
+         CREATE VIEW {slow} AS SELECT id, '' AS nap FROM {t} WHERE {slow}_found(id);"
+    ))
+    .await;
+    let routes = format!(
+        "  - {{name: db, path: /db, table: {{database: main, name: {slow}, columns: [id, nap], key: [id], export: {{chunk_rows: 100, parallel: 4}}}}}}\n"
+    );
+    let proxy = serve(&pg, "pool_size: 4, statement_timeout: 60s", &routes).await;
+    let url = proxy.url("/db/export?fields=id");
+    let export = tokio::spawn(async move { get(&url).await });
+    let writer = pg.client().await;
+    let mut written = 0;
+    let mut odd = 1;
+    while !export.is_finished() {
+        // Every odd id in turn, spread over the whole key range.
+        let id = ((odd * 997) % 3000) | 1;
+        odd += 1;
+        writer
+            .execute(
+                &format!("INSERT INTO {t} VALUES ($1) ON CONFLICT DO NOTHING"),
+                &[&i64::from(id)],
+            )
+            .await
+            .expect("insert");
+        written += 1;
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let got = export.await.expect("export");
+    assert_eq!(got.status, 200);
+    let ids: Vec<i64> = got
+        .text()
+        .lines()
+        .skip(1)
+        .map(|l| l.parse().expect("id"))
+        .collect();
+    assert!(
+        written > 50,
+        "rows were written during the export: {written}"
+    );
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "in key order, none twice"
+    );
+    let lost: Vec<i64> = (1..=1500)
+        .map(|g| 2 * g)
+        .filter(|id| ids.binary_search(id).is_err())
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "rows there before the export, lost: {lost:?}"
+    );
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_parallel_export_runs_statements_at_once_and_a_leaving_client_cancels_them_all() {
+    let pg = Postgres::start();
+    let t = pg.name("wide");
+    let slow = pg.name("wide_slow");
+    // A column that takes a millisecond a row to read, in a function declared immutable so
+    // the view stays a plain scan of the table: a range's end is found without calling it,
+    // as an index walk skips the columns of a real table.
+    pg.execute(&format!(
+        "CREATE TABLE {t} (id bigint PRIMARY KEY);
+         INSERT INTO {t} SELECT g FROM generate_series(1, 6000) g;
+         CREATE FUNCTION {slow}_nap(bigint) RETURNS text LANGUAGE plpgsql IMMUTABLE
+           AS $$ BEGIN PERFORM pg_sleep(0.001); RETURN ''; END $$;
+         CREATE VIEW {slow} AS SELECT id, {slow}_nap(id) AS nap FROM {t};"
+    ))
+    .await;
+    let routes = format!(
+        "  - {{name: db, path: /db, table: {{database: main, name: {slow}, columns: [id, nap], key: [id], export: {{chunk_rows: 500, parallel: 3}}}}}}\n"
+    );
+    let proxy = serve(
+        &pg,
+        "pool_size: 4, statement_timeout: 60s, application_name: pagegate-wide",
+        &routes,
+    )
+    .await;
+    let response = crate::support::client()
+        .request(
+            http::Request::get(proxy.url("/db/export"))
+                .body(crate::support::full(bytes::Bytes::new()))
+                .expect("request"),
+        )
+        .await
+        .expect("head");
+    assert_eq!(response.status(), 200);
+    let started = Instant::now();
+    let mut most = 0;
+    while most < 2 && started.elapsed() < Duration::from_secs(5) {
+        most = most.max(active(&pg, "pagegate-wide").await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(most >= 2, "statements of several ranges at once: {most}");
+    drop(response);
+    let left = Instant::now();
+    while active(&pg, "pagegate-wide").await != 0 {
+        assert!(
+            left.elapsed() < Duration::from_secs(1),
+            "a range's statement still runs after the client left"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_parallel_export_stays_a_few_chunks_ahead_of_a_slow_client() {
+    let pg = Postgres::start();
+    let t = pg.name("heavy");
+    // 2,000 rows of 16 KiB: 32 MiB, far more than the sockets between can hold.
+    pg.execute(&format!(
+        "CREATE TABLE {t} (id bigint PRIMARY KEY, pad text NOT NULL);
+         ALTER TABLE {t} ALTER pad SET STORAGE EXTERNAL;
+         INSERT INTO {t} SELECT g, repeat(md5(g::text), 512) FROM generate_series(1, 2000) g;"
+    ))
+    .await;
+    let routes = format!(
+        "  - {{name: db, path: /db, table: {{database: main, name: {t}, columns: [id, pad], key: [id], export: {{chunk_rows: 100, parallel: 4}}}}}}\n"
+    );
+    let proxy = serve(
+        &pg,
+        "pool_size: 4, application_name: pagegate-held",
+        &routes,
+    )
+    .await;
+    let response = crate::support::client()
+        .request(
+            http::Request::get(proxy.url("/db/export"))
+                .body(crate::support::full(bytes::Bytes::new()))
+                .expect("request"),
+        )
+        .await
+        .expect("head");
+    assert_eq!(response.status(), 200);
+    // A client that reads nothing: the export waits for it.
+    let held = Instant::now();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    while active(&pg, "pagegate-held").await != 0 {
+        assert!(
+            held.elapsed() < Duration::from_secs(10),
+            "the export never waits"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Socket buffers hold a few MiB (some hundred rows of 16 KiB); pagegate at most
+    // parallel + 1 chunks of 100 rows.
+    let ahead = exported_rows(&proxy).await;
+    assert!(
+        ahead < 1200.0,
+        "{ahead} rows fetched for a client that reads nothing"
+    );
+    // Then a slow reader (about 10 MB/s): the export keeps as far ahead of it, no further.
+    use http_body_util::BodyExt;
+    let mut body = response.into_body();
+    let (mut received, mut lines, mut frames, mut most) = (Vec::new(), 0_usize, 0, 0.0_f64);
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.expect("frame").into_data() else {
+            continue;
+        };
+        lines += data.iter().filter(|b| **b == b'\n').count();
+        received.extend_from_slice(&data);
+        frames += 1;
+        if frames % 8 == 0 {
+            let fetched = exported_rows(&proxy).await;
+            most = most.max(fetched - lines.saturating_sub(1) as f64);
+        }
+        tokio::time::sleep(Duration::from_millis(data.len() as u64 / 10_000)).await;
+    }
+    assert!(most < 1200.0, "{most} rows fetched ahead of a slow client");
+    // Every row, in order.
+    let ids: Vec<i64> = String::from_utf8(received)
+        .expect("utf-8")
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().expect("id").parse().expect("id"))
+        .collect();
+    assert_eq!(ids, (1..=2000).collect::<Vec<i64>>());
+    proxy.stop().await;
+}
