@@ -464,6 +464,7 @@ routes:
     );
     assert_eq!(table.default_fields, ["id", "at", "s"]);
     assert_eq!(table.chunk_rows, DEFAULT_CHUNK_ROWS);
+    assert_eq!(table.parallel, crate::config::defaults::DEFAULT_EXPORT_PARALLEL);
     assert_eq!(table.filters["s"], [FilterOp::Eq, FilterOp::In]);
 
     let yaml = "\
@@ -525,7 +526,7 @@ postgres:
   b: {{url: 'postgres://h/app', replica_url: 'postgres://r/app?sslmode=require', tls_ca_file: /etc/hostname, prepared_statements: sometimes}}
   c: {{url: 'postgres://h/app?sslmode=require', tls_ca_file: /etc/hostname}}
 routes:
-  - {{name: db, path: /db, table: {{database: a, name: t, columns: [id], key: [id], on_missing_index: ignore, export: {{via: magic}}}}}}
+  - {{name: db, path: /db, table: {{database: a, name: t, columns: [id], key: [id], on_missing_index: ignore, export: {{via: magic, parallel: 17}}}}}}
 "
     );
     let lines = problems(&yaml);
@@ -538,6 +539,7 @@ routes:
         "t.yaml:5:61: `tls_ca_file` holds no PEM certificate",
         "t.yaml:7:101: `on_missing_index` is \"ignore\": write refuse (the default) or warn",
         "t.yaml:7:123: `via` is \"magic\": write copy (the default) or queries",
+        "t.yaml:7:140: `parallel` is 17: keep it between 1 and 16",
     ];
     assert_starts(&lines, &expected);
 }

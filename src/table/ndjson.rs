@@ -153,6 +153,17 @@ pub(crate) fn one_line(value: &[u8], out: &mut BytesMut) {
 /// Writes `value` as a JSON string, escaped as PostgreSQL's `to_json` escapes it.
 pub(crate) fn string(value: &[u8], out: &mut BytesMut) {
     out.put_u8(b'"');
+    // Most text needs no escape. Checked without a branch a byte, so the compiler checks many
+    // bytes an instruction: the byte-at-a-time loop below was a quarter of an NDJSON export's
+    // CPU.
+    let plain = !value
+        .iter()
+        .fold(false, |seen, &b| seen | (b < 0x20) | (b == b'"') | (b == b'\\'));
+    if plain {
+        out.put_slice(value);
+        out.put_u8(b'"');
+        return;
+    }
     let mut from = 0;
     for (i, &b) in value.iter().enumerate() {
         let escaped: &[u8] = match b {

@@ -54,3 +54,20 @@ fn records_become_json_lines() {
     assert!(!rows.push(b"1,a,b,t,1,[],extra\n", &mut out));
     assert!(out.is_empty());
 }
+
+proptest::proptest! {
+    /// Strings come out as `to_json` writes them, which is how serde_json escapes them too
+    /// (`\"`, `\\`, the short forms of five control characters, `\u00xx` for the others),
+    /// with or without anything to escape.
+    #[test]
+    fn strings_are_escaped_as_to_json_escapes_them(
+        text in proptest::string::string_regex("[a-z \"\\\\\\x00-\\x1f\\x7f é😀]{0,40}").expect("regex")
+    ) {
+        let mut out = BytesMut::new();
+        super::string(text.as_bytes(), &mut out);
+        proptest::prop_assert_eq!(
+            String::from_utf8(out.to_vec()).expect("utf-8"),
+            serde_json::to_string(&text).expect("json")
+        );
+    }
+}
