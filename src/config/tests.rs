@@ -464,7 +464,10 @@ routes:
     );
     assert_eq!(table.default_fields, ["id", "at", "s"]);
     assert_eq!(table.chunk_rows, DEFAULT_CHUNK_ROWS);
-    assert_eq!(table.parallel, crate::config::defaults::DEFAULT_EXPORT_PARALLEL);
+    assert_eq!(
+        table.parallel,
+        crate::config::defaults::DEFAULT_EXPORT_PARALLEL
+    );
     assert_eq!(table.filters["s"], [FilterOp::Eq, FilterOp::In]);
 
     let yaml = "\

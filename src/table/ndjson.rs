@@ -156,9 +156,9 @@ pub(crate) fn string(value: &[u8], out: &mut BytesMut) {
     // Most text needs no escape. Checked without a branch a byte, so the compiler checks many
     // bytes an instruction: the byte-at-a-time loop below was a quarter of an NDJSON export's
     // CPU.
-    let plain = !value
-        .iter()
-        .fold(false, |seen, &b| seen | (b < 0x20) | (b == b'"') | (b == b'\\'));
+    let plain = !value.iter().fold(false, |seen, &b| {
+        seen | (b < 0x20) | (b == b'"') | (b == b'\\')
+    });
     if plain {
         out.put_slice(value);
         out.put_u8(b'"');
