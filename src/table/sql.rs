@@ -291,10 +291,10 @@ fn ordered(
         .map(|f| condition(f, values, catalog))
         .collect();
     if let Some(after) = bounds.after {
-        conditions.extend(after_key(table, after, values, catalog));
+        conditions.extend(key_bound(table, after, values, catalog, false));
     }
     if let Some(until) = bounds.until {
-        conditions.extend(until_key(table, until, values, catalog));
+        conditions.extend(key_bound(table, until, values, catalog, true));
     }
     if !conditions.is_empty() {
         let _ = write!(sql, " WHERE {}", conditions.join(" AND "));
@@ -401,29 +401,9 @@ fn condition(f: &Filter, values: &mut Values, catalog: &Catalog) -> String {
     }
 }
 
-/// The conditions of the rows after the key `after`: one row comparison when every key column
-/// sorts the same way, else the expanded form with the first column's bound on its own.
-fn after_key(
-    table: &TableConfig,
-    after: &[String],
-    values: &mut Values,
-    catalog: &Catalog,
-) -> Vec<String> {
-    key_bound(table, after, values, catalog, false)
-}
-
-/// The conditions of the rows up to the key `until`, itself included: the row comparison, or
-/// the first column's bound and no row after `until` in the expanded form.
-fn until_key(
-    table: &TableConfig,
-    until: &[String],
-    values: &mut Values,
-    catalog: &Catalog,
-) -> Vec<String> {
-    key_bound(table, until, values, catalog, true)
-}
-
-/// Rows after `key` in key order, or (`through`) rows up to it, itself included.
+/// The conditions of the rows after `key` in key order, or (`through`) of the rows up to it,
+/// itself included: one row comparison when every key column sorts the same way, else the
+/// expanded form with the first column's bound on its own.
 fn key_bound(
     table: &TableConfig,
     key: &[String],

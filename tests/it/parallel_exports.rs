@@ -246,14 +246,7 @@ async fn a_parallel_export_runs_statements_at_once_and_a_leaving_client_cancels_
         &routes,
     )
     .await;
-    let response = crate::support::client()
-        .request(
-            http::Request::get(proxy.url("/db/export"))
-                .body(crate::support::full(bytes::Bytes::new()))
-                .expect("request"),
-        )
-        .await
-        .expect("head");
+    let response = crate::support::get_head(&proxy.url("/db/export")).await;
     assert_eq!(response.status(), 200);
     let started = Instant::now();
     let mut most = 0;
@@ -294,14 +287,7 @@ async fn a_parallel_export_stays_a_few_chunks_ahead_of_a_slow_client() {
         &routes,
     )
     .await;
-    let response = crate::support::client()
-        .request(
-            http::Request::get(proxy.url("/db/export"))
-                .body(crate::support::full(bytes::Bytes::new()))
-                .expect("request"),
-        )
-        .await
-        .expect("head");
+    let response = crate::support::get_head(&proxy.url("/db/export")).await;
     assert_eq!(response.status(), 200);
     // A client that reads nothing: the export waits for it.
     let held = Instant::now();

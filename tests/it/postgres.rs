@@ -647,14 +647,7 @@ routes:
     // The head comes with the first chunk (about a second, far more on a loaded machine: hence
     // the long statement_timeout); the second is then fetched ahead,
     // in a task of its own, while the client holds the body without reading it.
-    let response = crate::support::client()
-        .request(
-            http::Request::get(proxy.url("/db/export"))
-                .body(crate::support::full(bytes::Bytes::new()))
-                .expect("request"),
-        )
-        .await
-        .expect("head");
+    let response = crate::support::get_head(&proxy.url("/db/export")).await;
     assert_eq!(response.status(), 200);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let active = || async {

@@ -325,6 +325,18 @@ pub async fn send_with(client: &Client<HttpConnector, Body>, request: http::Requ
     }
 }
 
+/// `GET url`'s head, its body left unread (a client that holds the download).
+pub async fn get_head(url: &str) -> http::Response<hyper::body::Incoming> {
+    client()
+        .request(
+            http::Request::get(url)
+                .body(full(Bytes::new()))
+                .expect("request"),
+        )
+        .await
+        .expect("head")
+}
+
 pub async fn get(url: &str) -> Got {
     send(
         http::Request::get(url)

@@ -10,7 +10,7 @@ use super::chunks::Chunks;
 use crate::table::PgError;
 
 /// A chunk's fetch in a task of its own, aborted when dropped (the client left): the task's
-/// statement is cancelled then ([`super::Running`]).
+/// statement is cancelled then ([`crate::table::running::Running`]).
 struct AbortOnDrop(tokio::task::JoinHandle<Fetched>);
 
 impl Drop for AbortOnDrop {

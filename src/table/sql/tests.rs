@@ -223,3 +223,59 @@ fn literals_cannot_end_early() {
         "convert_from(decode('6127625c6300', 'hex'), 'UTF8')"
     );
 }
+
+#[test]
+fn a_range_is_bounded_on_both_sides_and_its_end_found_by_an_index_walk() {
+    let (table, catalog) = table(&[("created_at", false), ("id", false)]);
+    let (after, until) = (
+        ["a".to_owned(), "1".to_owned()],
+        ["b".to_owned(), "2".to_owned()],
+    );
+    let bounds = Bounds {
+        after: Some(&after),
+        until: Some(&until),
+    };
+    let columns = ["id".to_owned()];
+    let s = select_within(&table, &catalog, &columns, Shape::Csv, &[], bounds, 5);
+    assert!(
+        s.sql.contains(
+            "WHERE (\"created_at\", \"id\") > (($1::text)::pg_catalog.timestamptz, ($2::text)::pg_catalog.int8) \
+             AND (\"created_at\", \"id\") <= (($3::text)::pg_catalog.timestamptz, ($4::text)::pg_catalog.int8) \
+             ORDER BY r.\"created_at\", r.\"id\" LIMIT ($5::text)::pg_catalog.int8"
+        ),
+        "{}",
+        s.sql
+    );
+    assert_eq!(s.params, ["a", "1", "b", "2", "5"]);
+    // Mixed directions: the first column's bound, and no row after `until`.
+    let (table, catalog) = self::table(&[("created_at", true), ("id", false)]);
+    let bounds = Bounds {
+        after: None,
+        until: Some(&until),
+    };
+    let s = select_within(&table, &catalog, &columns, Shape::Csv, &[], bounds, 5);
+    assert!(
+        s.sql.contains(
+            "WHERE \"created_at\" >= ($1::text)::pg_catalog.timestamptz AND NOT ((\"created_at\" < ($1::text)::pg_catalog.timestamptz) \
+             OR (\"created_at\" = ($1::text)::pg_catalog.timestamptz AND \"id\" > ($2::text)::pg_catalog.int8)) ORDER BY"
+        ),
+        "{}",
+        s.sql
+    );
+    // The end of a range: the key `offset` rows on, filtered, each column as text.
+    let filters = [Filter {
+        column: "amount".to_owned(),
+        op: FilterOp::Gt,
+        values: vec!["0".to_owned()],
+    }];
+    let s = boundary(&table, &catalog, &filters, Some(&after), 9_999);
+    assert_eq!(
+        s.sql,
+        "SELECT r.\"created_at\"::text, r.\"id\"::text FROM \"app\".\"events\" AS r \
+         WHERE \"amount\" > ($1::text)::pg_catalog.\"numeric\" AND \"created_at\" <= ($2::text)::pg_catalog.timestamptz \
+         AND ((\"created_at\" < ($2::text)::pg_catalog.timestamptz) OR (\"created_at\" = ($2::text)::pg_catalog.timestamptz \
+         AND \"id\" > ($3::text)::pg_catalog.int8)) ORDER BY r.\"created_at\" DESC, r.\"id\" \
+         LIMIT 1 OFFSET ($4::text)::pg_catalog.int8"
+    );
+    assert_eq!(s.params, ["0", "a", "1", "9999"]);
+}
