@@ -8,7 +8,7 @@
 //!
 //! Every client value reaches PostgreSQL as a bind parameter (`sql`), except in exports
 //! read with `COPY`, which takes none: there values are literals pagegate writes, hex-encoded
-//! when they hold a quote, a backslash or a NUL (`sql::literal`). Fields, filters and
+//! when they hold a quote, a backslash or a NUL (`sql::values::literal`). Fields, filters and
 //! operators are checked against the config's allow-lists first (`params`). A table is checked against
 //! the catalog (`catalog`) before it is served; while its database is unreachable its route
 //! answers 503 and the check runs again when it comes back.

@@ -16,7 +16,7 @@
 //! ([`Stamps`]). Measured on a million rows of five columns: 1.7 times the rows/s of the
 //! chunked queries, whose rows pagegate decodes and quotes itself (0.69 s against 1.18 s;
 //! `psql \copy` 0.67 s). `COPY` takes no bind parameters, so its filter and key values
-//! are literals pagegate writes ([`literal`](crate::table::sql::literal)): a value that could end a string literal goes
+//! are literals pagegate writes (`sql::values::literal`): a value that could end a string literal goes
 //! in as hex digits. Both paths select the same expressions and give the same bytes; the query
 //! path remains for NDJSON, for unnamed statements (PgBouncer in transaction mode) and for
 //! array keys, whose CSV form (JSON) does not cast back.

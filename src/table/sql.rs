@@ -2,7 +2,7 @@
 //! and cast to its column's type inside the statement (`($1::text)::integer`); the identifiers
 //! are allow-listed names from the config, quoted anyway. `COPY`, which takes no parameters,
 //! gets the same statement with each parameter written as a literal that cannot end early
-//! ([`literal`]), the casts still typing and checking it.
+//! ([`values::literal`]), the casts still typing and checking it.
 //!
 //! Keyset order: `WHERE (k1, k2) > ($1, $2) ORDER BY k1, k2 LIMIT n` when every key column
 //! sorts the same way; mixed ascending and descending keys use the expanded form
@@ -12,6 +12,11 @@ use std::fmt::Write as _;
 
 use super::catalog::Catalog;
 use crate::table::config::{FilterOp, TableConfig};
+use conditions::ordered;
+use values::Values;
+#[cfg(test)]
+use values::literal;
+pub(crate) use values::one_value;
 
 /// `name` as a quoted SQL identifier.
 pub(crate) fn quote_ident(name: &str) -> String {
@@ -59,7 +64,7 @@ pub(crate) enum Shape {
     /// One text value per column, as CSV writes it.
     Csv,
     /// The CSV columns alone inside `COPY (…) TO STDOUT (FORMAT csv)`, every value inlined as a
-    /// literal ([`literal`]): PostgreSQL writes the CSV itself.
+    /// literal ([`values::literal`]): PostgreSQL writes the CSV itself.
     CopyCsv,
     /// The columns as NDJSON reads them from `COPY` ([`super::ndjson::Kind::selected`]), inside
     /// `COPY (…) TO STDOUT (FORMAT csv)` like [`Shape::CopyCsv`].
@@ -73,102 +78,6 @@ pub(crate) struct Statement {
     pub(crate) sql: String,
     /// The parameters, in order.
     pub(crate) params: Vec<String>,
-}
-
-/// Where a statement's values go: bind parameters (`$n`), or, for `COPY`, which takes none,
-/// literals written in place ([`literal`]).
-struct Values {
-    params: Vec<String>,
-    inline: bool,
-}
-
-impl Values {
-    /// `value` as text: `$n` (pushed), or its literal.
-    fn text(&mut self, value: &str) -> String {
-        if self.inline {
-            literal(value)
-        } else {
-            self.params.push(value.to_owned());
-            format!("${}", self.params.len())
-        }
-    }
-
-    /// `(value::text)::type`: the value cast to its column's type, which checks it.
-    fn typed(&mut self, value: &str, sql_type: &str) -> String {
-        format!("({}::text)::{sql_type}", self.text(value))
-    }
-
-    /// `value` as a value of `column`: cast to its type ([`Catalog::cast`]); or an array
-    /// written as a JSON array (as exports write them), each element cast to the element type
-    /// (one dimension); or a row written as a JSON object, read by PostgreSQL's own JSON
-    /// mapping into the row type (whose fields keep their declared sizes, as its text form's
-    /// do).
-    fn of(&mut self, value: &str, column: &str, catalog: &Catalog) -> String {
-        let Some(c) = catalog.columns.get(column) else {
-            return self.typed(value, "pg_catalog.text");
-        };
-        match &c.element {
-            Some(element) if c.array && json_array(value) => format!(
-                "ARRAY(SELECT (e.v)::{element} FROM json_array_elements_text(({}::text)::json) \
-                 WITH ORDINALITY AS e(v, i) ORDER BY e.i)",
-                self.text(value)
-            ),
-            _ if c.composite && value.starts_with('{') => format!(
-                "json_populate_record(NULL::{}, ({}::text)::json)",
-                c.cast,
-                self.text(value)
-            ),
-            _ => self.typed(value, &c.cast),
-        }
-    }
-}
-
-/// Whether `value` is an array written as JSON (`[1,2]`), not as PostgreSQL writes one with
-/// its bounds (`[0:1]={1,2}`).
-fn json_array(value: &str) -> bool {
-    let Some(rest) = value.strip_prefix('[') else {
-        return false;
-    };
-    let bound = rest.trim_start_matches(['-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9']);
-    !(bound.len() < rest.len() && bound.starts_with(':'))
-}
-
-/// `SELECT <value as a value of column>`: how [`select`] reads one client value, on its own
-/// (`None`: the same cast of NULL, which fails only when the type itself does not serve).
-pub(crate) fn one_value(catalog: &Catalog, column: &str, value: Option<&str>) -> Statement {
-    let mut values = Values {
-        params: Vec::new(),
-        inline: false,
-    };
-    let expression = match value {
-        Some(value) => values.of(value, column, catalog),
-        None => format!("(NULL::text)::{}", catalog.cast(column)),
-    };
-    Statement {
-        sql: format!("SELECT {expression} IS NULL"),
-        params: values.params,
-    }
-}
-
-/// `value` as a string literal, for `COPY`. A value holding no quote, backslash or NUL is
-/// written `'value'` (nothing in it can end the literal, whatever
-/// `standard_conforming_strings` says, and the planner sees a constant); any other is written
-/// as hex digits PostgreSQL decodes, `convert_from(decode('…', 'hex'), 'UTF8')`, so no byte of
-/// it is ever read as SQL. The statement's casts (`('1'::text)::bigint`) still type and check
-/// it. Written in place as the statement is built, never substituted into finished text, so
-/// nothing in a type name the catalog gives (`format_type`) can be mistaken for a value's
-/// place.
-pub(crate) fn literal(value: &str) -> String {
-    if !value.contains(['\'', '\\', '\0']) {
-        return format!("'{value}'");
-    }
-    let mut out = String::with_capacity(value.len() * 2 + 40);
-    out.push_str("convert_from(decode('");
-    for b in value.bytes() {
-        let _ = write!(out, "{b:02x}");
-    }
-    out.push_str("', 'hex'), 'UTF8')");
-    out
 }
 
 /// Where a statement's rows lie in key order: after the key `after` (the last one served),
@@ -273,46 +182,6 @@ pub(crate) fn boundary(
     }
 }
 
-/// ` FROM … WHERE … ORDER BY …` of the filtered rows within `bounds`, in key order.
-fn ordered(
-    sql: &mut String,
-    table: &TableConfig,
-    catalog: &Catalog,
-    filters: &[Filter],
-    bounds: Bounds<'_>,
-    values: &mut Values,
-) {
-    // The table is aliased `r` and ORDER BY names `r.` columns: a bare name there would mean the
-    // output column of that name (the key's text form), sorting numbers as text.
-    let relation = quote_table(&table.name);
-    let _ = write!(sql, " FROM {relation} AS r");
-    let mut conditions: Vec<String> = filters
-        .iter()
-        .map(|f| condition(f, values, catalog))
-        .collect();
-    if let Some(after) = bounds.after {
-        conditions.extend(key_bound(table, after, values, catalog, false));
-    }
-    if let Some(until) = bounds.until {
-        conditions.extend(key_bound(table, until, values, catalog, true));
-    }
-    if !conditions.is_empty() {
-        let _ = write!(sql, " WHERE {}", conditions.join(" AND "));
-    }
-    let order: Vec<String> = table
-        .key
-        .iter()
-        .map(|k| {
-            format!(
-                "r.{}{}",
-                quote_ident(&k.column),
-                if k.descending { " DESC" } else { "" }
-            )
-        })
-        .collect();
-    let _ = write!(sql, " ORDER BY {}", order.join(", "));
-}
-
 /// `SELECT` and the list of what each row carries in `shape` (for `Shape::Row`, the inner list
 /// `row_to_json` reads).
 fn select_list(table: &TableConfig, catalog: &Catalog, columns: &[String], shape: Shape) -> String {
@@ -372,95 +241,8 @@ fn select_list(table: &TableConfig, catalog: &Catalog, columns: &[String], shape
     }
 }
 
-/// One filter's condition; its values bound, or inlined as literals for `COPY`.
-fn condition(f: &Filter, values: &mut Values, catalog: &Catalog) -> String {
-    let column = quote_ident(&f.column);
-    let one = f.values.first().map_or("", String::as_str);
-    match f.op {
-        FilterOp::Is if one == "null" => format!("{column} IS NULL"),
-        FilterOp::Is => format!("{column} IS NOT NULL"),
-        FilterOp::In => {
-            let items: Vec<String> = f
-                .values
-                .iter()
-                .map(|v| values.of(v, &f.column, catalog))
-                .collect();
-            format!("{column} IN ({})", items.join(", "))
-        }
-        op => {
-            let symbol = match op {
-                FilterOp::Eq => "=",
-                FilterOp::Neq => "<>",
-                FilterOp::Lt => "<",
-                FilterOp::Lte => "<=",
-                FilterOp::Gt => ">",
-                _ => ">=",
-            };
-            format!("{column} {symbol} {}", values.of(one, &f.column, catalog))
-        }
-    }
-}
-
-/// The conditions of the rows after `key` in key order, or (`through`) of the rows up to it,
-/// itself included: one row comparison when every key column sorts the same way, else the
-/// expanded form with the first column's bound on its own.
-fn key_bound(
-    table: &TableConfig,
-    key: &[String],
-    values: &mut Values,
-    catalog: &Catalog,
-    through: bool,
-) -> Vec<String> {
-    let bound: Vec<(String, String, bool)> = table
-        .key
-        .iter()
-        .zip(key)
-        .map(|(k, v)| {
-            (
-                quote_ident(&k.column),
-                values.of(v, &k.column, catalog),
-                k.descending,
-            )
-        })
-        .collect();
-    let same = bound.iter().all(|(_, _, d)| *d == bound[0].2);
-    if same {
-        let (cols, vals): (Vec<_>, Vec<_>) = bound
-            .iter()
-            .map(|(c, v, _)| (c.as_str(), v.as_str()))
-            .unzip();
-        let op = match (bound[0].2, through) {
-            (false, false) => ">",
-            (true, false) => "<",
-            (false, true) => "<=",
-            (true, true) => ">=",
-        };
-        return vec![format!("({}) {op} ({})", cols.join(", "), vals.join(", "))];
-    }
-    let mut alternatives = Vec::new();
-    for i in 0..bound.len() {
-        let mut terms: Vec<String> = bound[..i]
-            .iter()
-            .map(|(c, v, _)| format!("{c} = {v}"))
-            .collect();
-        let (c, v, descending) = &bound[i];
-        terms.push(format!("{c} {} {v}", if *descending { "<" } else { ">" }));
-        alternatives.push(format!("({})", terms.join(" AND ")));
-    }
-    // The first key column's bound on its own as well: the planner can start (or stop) the
-    // index scan there, so a deep page costs what the first one does.
-    let (c, v, descending) = &bound[0];
-    let first = if *descending == through { ">=" } else { "<=" };
-    let rest = alternatives.join(" OR ");
-    vec![
-        format!("{c} {first} {v}"),
-        if through {
-            format!("NOT ({rest})")
-        } else {
-            format!("({rest})")
-        },
-    ]
-}
+mod conditions;
+mod values;
 
 #[cfg(test)]
 mod tests;

@@ -4,20 +4,20 @@
 //! almost always a typo.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::num::{NonZeroU32, NonZeroUsize};
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use serde_saphyr::Spanned;
 
 use super::Problems;
 use crate::config::defaults::{
-    DEFAULT_CHUNK_ROWS, DEFAULT_EXPORT_PARALLEL, DEFAULT_PG_POOL_SIZE, DEFAULT_TABLE_DEFAULT_LIMIT,
-    DEFAULT_TABLE_MAX_LIMIT,
+    DEFAULT_PG_POOL_SIZE, DEFAULT_TABLE_DEFAULT_LIMIT, DEFAULT_TABLE_MAX_LIMIT,
 };
 use crate::config::file::{FileScope, FileTable, Whole};
-use crate::config::{ExportFormat, FilterOp, KeyColumn, PostgresConfig, TableConfig};
+use crate::config::{FilterOp, KeyColumn, PostgresConfig, TableConfig};
 use crate::cursor::CursorCodec;
-use crate::table::config::{ExportVia, MissingIndex, TablePlaces};
+use crate::table::config::{MissingIndex, TablePlaces};
+use export::export;
 
 /// Most columns a table resource may list (each page row is built by one `json_build_object`,
 /// which takes at most 100 arguments).
@@ -290,74 +290,6 @@ fn limits(p: &mut Problems, t: &FileTable) -> (u32, u32) {
     (default_limit, max_limit)
 }
 
-/// `export`: its formats, rows per chunk, how chunks are read, and how many at once.
-fn export(
-    p: &mut Problems,
-    t: &FileTable,
-) -> (Vec<ExportFormat>, NonZeroU32, ExportVia, NonZeroUsize) {
-    let all = vec![ExportFormat::Csv, ExportFormat::Ndjson];
-    let Some(e) = &t.export else {
-        return (
-            all,
-            DEFAULT_CHUNK_ROWS,
-            ExportVia::Copy,
-            DEFAULT_EXPORT_PARALLEL,
-        );
-    };
-    let formats = match &e.value.formats {
-        None => all,
-        Some(list) => list
-            .value
-            .iter()
-            .filter_map(|f| match f.value.as_str() {
-                "csv" => Some(ExportFormat::Csv),
-                "ndjson" => Some(ExportFormat::Ndjson),
-                other => {
-                    p.invalid(
-                        f,
-                        "formats",
-                        format!(
-                            "has {other:?}: write csv or ndjson (an empty list turns exports off)"
-                        ),
-                    );
-                    None
-                }
-            })
-            .collect(),
-    };
-    let fix = "keep it between 100 and 1000000 rows";
-    let chunk_rows = e
-        .value
-        .chunk_rows
-        .as_ref()
-        .and_then(|n| p.whole(n, "chunk_rows", 100..=1_000_000, fix))
-        .and_then(|n| u32::try_from(n).ok())
-        .and_then(NonZeroU32::new)
-        .unwrap_or(DEFAULT_CHUNK_ROWS);
-    let via = p.choice(
-        e.value.via.as_ref(),
-        "via",
-        [("copy", ExportVia::Copy), ("queries", ExportVia::Queries)],
-        "",
-    );
-    let parallel = e
-        .value
-        .parallel
-        .as_ref()
-        .and_then(|n| {
-            p.whole(
-                n,
-                "parallel",
-                1..=16,
-                "keep it between 1 and 16 chunks fetched at once (1: one after the other)",
-            )
-        })
-        .and_then(|n| usize::try_from(n).ok())
-        .and_then(NonZeroUsize::new)
-        .unwrap_or(DEFAULT_EXPORT_PARALLEL);
-    (formats, chunk_rows, via, parallel)
-}
-
 /// `scope`: the column rows are filtered on and the header its value comes from.
 fn scope(
     p: &mut Problems,
@@ -404,3 +336,5 @@ fn max_connections(
     let n = p.whole(n, "max_connections", 1..=pool_size as u64, &fix)?;
     usize::try_from(n).ok().and_then(NonZeroUsize::new)
 }
+
+mod export;
