@@ -141,6 +141,12 @@ impl Resource {
         self.share_size
     }
 
+    /// Whether the route's share has a place to spare now: two or more free, so an export's
+    /// extra ranges never take the last place the route's other requests may need.
+    pub(super) fn spare_place(&self) -> bool {
+        self.share.available_permits() > 1
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }

@@ -72,11 +72,10 @@ async fn ordered_ids(pg: &Postgres, t: &str, key: &str) -> Vec<i64> {
         .collect()
 }
 
-#[tokio::test]
-async fn parallel_ranges_give_the_bytes_of_one_chunk_after_the_other() {
-    let pg = Postgres::start();
+/// A table of 1,234 rows with ties in `at` (three rows a second), text that needs quoting,
+/// NULLs, and the indexes its keys need.
+async fn ranges_table(pg: &Postgres) -> String {
     let t = pg.name("ranges");
-    // Ties in `at` (three rows a second), text that needs quoting, NULLs.
     pg.execute(&format!(
         "CREATE TABLE {t} (id bigint PRIMARY KEY, at timestamptz NOT NULL, status text NOT NULL,
            note text, amount numeric);
@@ -92,7 +91,19 @@ async fn parallel_ranges_give_the_bytes_of_one_chunk_after_the_other() {
          CREATE INDEX ON {t} (status, at, id);"
     ))
     .await;
-    let keys = [("id", "[id]"), ("at", "[at, id]"), ("mixed", "[-at, id]")];
+    t
+}
+
+#[tokio::test]
+async fn parallel_ranges_give_the_bytes_of_one_chunk_after_the_other() {
+    let pg = Postgres::start();
+    let t = ranges_table(&pg).await;
+    let keys = [
+        ("id", "[id]"),
+        ("at", "[at, id]"),
+        ("mixed", "[-at, id]"),
+        ("desc", "[-at, -id]"),
+    ];
     let mut routes = String::new();
     for (name, key) in keys {
         for via in ["copy", "queries"] {
@@ -163,6 +174,7 @@ async fn rows_written_during_a_parallel_export_are_neither_lost_nor_doubled() {
     // Even ids; odd ones are written while the export runs. Each row of the view takes
     // half a millisecond to find, so a range's end is found well before its rows are read,
     // and rows written meanwhile land inside ranges whose end is known: those ranges run long.
+    // (Checked: with ranges that stop at their end regardless, prior rows go missing here.)
     pg.execute(&format!(
         "CREATE TABLE {t} (id bigint PRIMARY KEY);
          INSERT INTO {t} SELECT 2 * g FROM generate_series(1, 1500) g;
@@ -228,17 +240,18 @@ async fn a_parallel_export_runs_statements_at_once_and_a_leaving_client_cancels_
     let slow = pg.name("wide_slow");
     // A column that takes a millisecond a row to read, in a function declared immutable so
     // the view stays a plain scan of the table: a range's end is found without calling it,
-    // as an index walk skips the columns of a real table.
+    // as an index walk skips the columns of a real table. A chunk takes 3 s: a statement the
+    // client's leaving did not cancel would outlive the 1 s allowed below.
     pg.execute(&format!(
         "CREATE TABLE {t} (id bigint PRIMARY KEY);
-         INSERT INTO {t} SELECT g FROM generate_series(1, 6000) g;
+         INSERT INTO {t} SELECT g FROM generate_series(1, 12000) g;
          CREATE FUNCTION {slow}_nap(bigint) RETURNS text LANGUAGE plpgsql IMMUTABLE
            AS $$ BEGIN PERFORM pg_sleep(0.001); RETURN ''; END $$;
          CREATE VIEW {slow} AS SELECT id, {slow}_nap(id) AS nap FROM {t};"
     ))
     .await;
     let routes = format!(
-        "  - {{name: db, path: /db, table: {{database: main, name: {slow}, columns: [id, nap], key: [id], export: {{chunk_rows: 500, parallel: 3}}}}}}\n"
+        "  - {{name: db, path: /db, table: {{database: main, name: {slow}, columns: [id, nap], key: [id], export: {{chunk_rows: 3000, parallel: 3}}}}}}\n"
     );
     let proxy = serve(
         &pg,
@@ -332,5 +345,49 @@ async fn a_parallel_export_stays_a_few_chunks_ahead_of_a_slow_client() {
         .map(|l| l.split(',').next().expect("id").parse().expect("id"))
         .collect();
     assert_eq!(ids, (1..=2000).collect::<Vec<i64>>());
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_parallel_export_leaves_a_place_for_the_routes_pages() {
+    let pg = Postgres::start();
+    let t = pg.name("shared");
+    let slow = pg.name("shared_slow");
+    pg.execute(&format!(
+        "CREATE TABLE {t} (id bigint PRIMARY KEY);
+         INSERT INTO {t} SELECT g FROM generate_series(1, 9000) g;
+         CREATE FUNCTION {slow}_nap(bigint) RETURNS text LANGUAGE plpgsql IMMUTABLE
+           AS $$ BEGIN PERFORM pg_sleep(0.001); RETURN ''; END $$;
+         CREATE VIEW {slow} AS SELECT id, {slow}_nap(id) AS nap FROM {t};"
+    ))
+    .await;
+    // Three places; an export that may fetch three chunks of 2 s each at once.
+    let routes = format!(
+        "  - {{name: db, path: /db, table: {{database: main, name: {slow}, columns: [id, nap], key: [id], max_connections: 3, export: {{chunk_rows: 2000, parallel: 3}}}}}}\n"
+    );
+    let proxy = serve(
+        &pg,
+        "pool_size: 3, connect_timeout: 1s, statement_timeout: 60s, application_name: pagegate-shared",
+        &routes,
+    )
+    .await;
+    let response = crate::support::get_head(&proxy.url("/db/export")).await;
+    assert_eq!(response.status(), 200);
+    // The export's ranges run; a page still finds a place.
+    let started = Instant::now();
+    while active(&pg, "pagegate-shared").await < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the export's ranges run"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let page = get(&proxy.url("/db?limit=1&fields=id")).await;
+    assert_eq!(page.status, 200, "{}", page.text());
+    assert!(
+        active(&pg, "pagegate-shared").await <= 2,
+        "no more than two places taken by the export"
+    );
+    drop(response);
     proxy.stop().await;
 }

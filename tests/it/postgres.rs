@@ -639,7 +639,7 @@ async fn a_client_that_leaves_mid_export_cancels_the_chunk_fetched_ahead() {
         "{CURSORS}
 postgres: {{main: {{url: '{}', application_name: pagegate-ahead, statement_timeout: 60s}}}}
 routes:
-  - {{name: db, path: /db, table: {{database: main, name: {slow}, columns: [id, nap], key: [id], export: {{chunk_rows: 1000}}}}}}
+  - {{name: db, path: /db, table: {{database: main, name: {slow}, columns: [id, nap], key: [id], export: {{chunk_rows: 1000, parallel: 1}}}}}}
 ",
         pg.url
     );

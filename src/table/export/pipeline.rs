@@ -21,19 +21,29 @@ impl Drop for AbortOnDrop {
 
 type Fetched = (Chunks, Option<Result<Bytes, PgError>>);
 
-/// An export's chunks in flight, written in key order. With `parallel` 1, the next chunk is
-/// fetched while the last is written. With more, the export runs as consecutive key ranges of
+/// Where the next range starts: the end of the newest range, awaited from its task, or known
+/// and waiting for room.
+enum NextStart {
+    Awaited(oneshot::Receiver<Option<Vec<String>>>),
+    Known(Vec<String>),
+}
+
+/// An export's chunks in flight, written in key order. The first chunk is fetched alone (an
+/// export smaller than a chunk takes one statement). With `parallel` 1, each next chunk is
+/// fetched while the last is written. With more, the rest runs as consecutive key ranges of
 /// `chunk_rows` rows: each range's task first finds where its range ends (an index walk, much
 /// shorter than the chunk's statement), and the next range's task starts from there while it
 /// fetches its rows, up to `parallel` ranges at once, each on a connection of the route's
-/// share. Nothing is fetched past `parallel` chunks ahead of the client: a slow client slows
-/// the queries, and memory stays at `parallel + 1` chunks whatever the row count.
+/// share; a range beyond the first in flight starts only while the share has a place to
+/// spare (two free), so an export never takes the last place the route's pages need. Nothing is fetched past
+/// `parallel` chunks ahead of the client: a slow client slows the queries, and memory stays
+/// at `parallel + 1` chunks whatever the row count.
 pub(super) struct Pipeline {
     /// Fetches in key order, the oldest first.
     queue: VecDeque<AbortOnDrop>,
-    /// The newest range's end, once its task has found it; `None` when no range is left to
-    /// start (or ranges are not used).
-    end: Option<oneshot::Receiver<Option<Vec<String>>>>,
+    /// Where the next range starts; `None` when no range is left to start (or ranges are not
+    /// used).
+    next: Option<NextStart>,
     /// What each new range's task starts from.
     template: Chunks,
     parallel: usize,
@@ -44,19 +54,22 @@ impl Pipeline {
     pub(super) fn start(chunks: Chunks, parallel: usize) -> Self {
         let mut pipeline = Self {
             queue: VecDeque::with_capacity(parallel + 1),
-            end: None,
+            next: None,
             template: chunks.clone(),
             parallel,
         };
         pipeline.template.header = false;
         // Past the first chunk, no client value is new ([`Chunks::fail`]).
         pipeline.template.served = true;
-        if parallel > 1 {
-            pipeline.range(chunks);
-        } else {
-            pipeline.queue.push_back(Self::fetch(chunks));
-        }
+        pipeline.queue.push_back(Self::fetch(chunks));
         pipeline
+    }
+
+    /// Whether another fetch may start now: fewer than `parallel` in flight, and, beside the
+    /// one that always may, a place to spare in the route's share.
+    fn room(&self) -> bool {
+        self.queue.is_empty()
+            || (self.queue.len() < self.parallel && self.template.resource.spare_place())
     }
 
     /// The next chunk of `chunks`, fetched in a task.
@@ -70,32 +83,39 @@ impl Pipeline {
     /// Starts the range `chunks` begins: its end, once found, starts the next.
     fn range(&mut self, mut chunks: Chunks) {
         let (end, found) = oneshot::channel();
-        self.end = Some(found);
+        self.next = Some(NextStart::Awaited(found));
         self.queue.push_back(AbortOnDrop(tokio::spawn(async move {
             let chunk = chunks.next_range(end).await;
             (chunks, chunk)
         })));
     }
 
-    /// Starts the range after `end`, or (`None`) no more: the last range runs to the end.
-    fn next_range(&mut self, end: Option<Vec<String>>) {
-        self.end = None;
-        if let Some(end) = end {
-            let mut chunks = self.template.clone();
-            chunks.after = Some(end);
-            self.range(chunks);
-        }
+    /// Records what the newest range's task found: the next range's start, or (`None`, or
+    /// the task gone: it failed before finding its end, and its error comes in order) no
+    /// range after it.
+    fn found(&mut self, end: Option<Vec<String>>) {
+        self.next = end.map(NextStart::Known);
     }
 
-    /// Starts the ranges whose start is known, while fewer than `parallel` are in flight.
+    /// Starts the ranges whose start is known, while there is room.
     fn start_ready(&mut self) {
-        while self.queue.len() < self.parallel {
-            let Some(found) = &mut self.end else { return };
-            match found.try_recv() {
-                Ok(end) => self.next_range(end),
-                Err(oneshot::error::TryRecvError::Empty) => return,
-                // The task failed before finding its end: its error comes in order.
-                Err(oneshot::error::TryRecvError::Closed) => self.end = None,
+        loop {
+            let room = self.room();
+            match &mut self.next {
+                Some(NextStart::Awaited(found)) => match found.try_recv() {
+                    Ok(end) => self.found(end),
+                    Err(oneshot::error::TryRecvError::Empty) => return,
+                    Err(oneshot::error::TryRecvError::Closed) => self.found(None),
+                },
+                Some(NextStart::Known(_)) if room => {
+                    let Some(NextStart::Known(start)) = self.next.take() else {
+                        return;
+                    };
+                    let mut chunks = self.template.clone();
+                    chunks.after = Some(start);
+                    self.range(chunks);
+                }
+                _ => return,
             }
         }
     }
@@ -104,12 +124,11 @@ impl Pipeline {
     pub(super) async fn next(&mut self) -> Option<Result<Bytes, PgError>> {
         loop {
             self.start_ready();
-            let room = self.queue.len() < self.parallel;
-            let Self { queue, end, .. } = self;
+            let Self { queue, next, .. } = self;
             let front = queue.front_mut()?;
-            // While the oldest fetch runs, the newest range's end starts the next range.
-            let waited = match end {
-                Some(found) if room => tokio::select! {
+            // While the oldest fetch runs, the newest range's end may start the next range.
+            let waited = match next {
+                Some(NextStart::Awaited(found)) => tokio::select! {
                     biased;
                     joined = &mut front.0 => Ok(joined),
                     found = found => Err(found),
@@ -119,9 +138,7 @@ impl Pipeline {
             let joined = match waited {
                 Ok(joined) => joined,
                 Err(found) => {
-                    // A closed channel: the task failed before finding its end, and its
-                    // error comes in order.
-                    self.next_range(found.unwrap_or(None));
+                    self.found(found.unwrap_or(None));
                     continue;
                 }
             };
@@ -135,9 +152,15 @@ impl Pipeline {
                 }
             };
             if !chunks.done {
-                // More rows in this range than its end promised (written since), or the next
-                // chunk without ranges: fetched before anything after it.
-                self.queue.push_front(Self::fetch(chunks));
+                if chunks.until.is_none() && self.parallel > 1 {
+                    // The open end of the export (its first chunk, or a last range that grew):
+                    // the rest runs as ranges. Nothing else is in flight.
+                    self.range(chunks);
+                } else {
+                    // More rows in this range than its end promised (written since), or the
+                    // next chunk without ranges: fetched before anything after it.
+                    self.queue.push_front(Self::fetch(chunks));
+                }
             }
             match chunk {
                 // A range whose rows went since its end was found.
@@ -156,7 +179,7 @@ impl Pipeline {
     /// cancelled), and nothing follows.
     fn fail(&mut self, error: PgError) -> Option<Result<Bytes, PgError>> {
         self.queue.clear();
-        self.end = None;
+        self.next = None;
         Some(Err(error))
     }
 }
