@@ -233,23 +233,30 @@ async fn rows_written_during_a_parallel_export_are_neither_lost_nor_doubled() {
     proxy.stop().await;
 }
 
-#[tokio::test]
-async fn a_parallel_export_runs_statements_at_once_and_a_leaving_client_cancels_them_all() {
-    let pg = Postgres::start();
-    let t = pg.name("wide");
-    let slow = pg.name("wide_slow");
-    // A column that takes a millisecond a row to read, in a function declared immutable so
-    // the view stays a plain scan of the table: a range's end is found without calling it,
-    // as an index walk skips the columns of a real table. A chunk takes 3 s: a statement the
-    // client's leaving did not cancel would outlive the 1 s allowed below.
+/// A view `{name}_slow` of ids 1 to `rows` whose column `nap` takes a millisecond a row to
+/// read, in a function declared immutable so the view stays a plain scan of the table: a
+/// range's end is found without calling it, as an index walk skips the columns of a real
+/// table.
+async fn slow_view(pg: &Postgres, name: &str, rows: u32) -> String {
+    let t = pg.name(name);
+    let slow = format!("{t}_slow");
     pg.execute(&format!(
         "CREATE TABLE {t} (id bigint PRIMARY KEY);
-         INSERT INTO {t} SELECT g FROM generate_series(1, 12000) g;
+         INSERT INTO {t} SELECT g FROM generate_series(1, {rows}) g;
          CREATE FUNCTION {slow}_nap(bigint) RETURNS text LANGUAGE plpgsql IMMUTABLE
            AS $$ BEGIN PERFORM pg_sleep(0.001); RETURN ''; END $$;
          CREATE VIEW {slow} AS SELECT id, {slow}_nap(id) AS nap FROM {t};"
     ))
     .await;
+    slow
+}
+
+#[tokio::test]
+async fn a_parallel_export_runs_statements_at_once_and_a_leaving_client_cancels_them_all() {
+    let pg = Postgres::start();
+    // A chunk of 3,000 rows takes 3 s: a statement the client's leaving did not cancel would
+    // outlive the 1 s allowed below.
+    let slow = slow_view(&pg, "wide", 12_000).await;
     let routes = format!(
         "  - {{name: db, path: /db, table: {{database: main, name: {slow}, columns: [id, nap], key: [id], export: {{chunk_rows: 3000, parallel: 3}}}}}}\n"
     );
@@ -351,16 +358,7 @@ async fn a_parallel_export_stays_a_few_chunks_ahead_of_a_slow_client() {
 #[tokio::test]
 async fn a_parallel_export_leaves_a_place_for_the_routes_pages() {
     let pg = Postgres::start();
-    let t = pg.name("shared");
-    let slow = pg.name("shared_slow");
-    pg.execute(&format!(
-        "CREATE TABLE {t} (id bigint PRIMARY KEY);
-         INSERT INTO {t} SELECT g FROM generate_series(1, 9000) g;
-         CREATE FUNCTION {slow}_nap(bigint) RETURNS text LANGUAGE plpgsql IMMUTABLE
-           AS $$ BEGIN PERFORM pg_sleep(0.001); RETURN ''; END $$;
-         CREATE VIEW {slow} AS SELECT id, {slow}_nap(id) AS nap FROM {t};"
-    ))
-    .await;
+    let slow = slow_view(&pg, "shared", 9000).await;
     // Three places; an export that may fetch three chunks of 2 s each at once.
     let routes = format!(
         "  - {{name: db, path: /db, table: {{database: main, name: {slow}, columns: [id, nap], key: [id], max_connections: 3, export: {{chunk_rows: 2000, parallel: 3}}}}}}\n"
