@@ -3,8 +3,9 @@
 //! and its connection returned before the client reads it, so no statement stays open while a
 //! slow client reads, `statement_timeout` applies per chunk, and no transaction holds a
 //! snapshot for minutes. Chunks are fetched `parallel` at once as consecutive key ranges
-//! ([`pipeline::Pipeline`]) and written in key order, and no further ahead: a slow client slows the
-//! queries (backpressure), and memory stays at `parallel + 1` chunks whatever the row count.
+//! ([`pipeline::Pipeline`]) and written in key order, and no further ahead: a slow client
+//! slows the queries (backpressure), and memory stays at `parallel + 1` chunks whatever the
+//! row count.
 //! A client that leaves during a query cancels it ([`super::Running`]).
 //!
 //! Key columns are always exported, so a broken download resumes with

@@ -42,6 +42,26 @@ async fn active(pg: &Postgres, application: &str) -> i64 {
     .await
 }
 
+/// Waits until the statements running for `application` are as `wanted` says, failing with
+/// `what` (and the last count) past `limit`.
+async fn until_active(
+    pg: &Postgres,
+    application: &str,
+    wanted: impl Fn(i64) -> bool,
+    limit: Duration,
+    what: &str,
+) {
+    let started = Instant::now();
+    loop {
+        let running = active(pg, application).await;
+        if wanted(running) {
+            return;
+        }
+        assert!(started.elapsed() < limit, "{what}: {running} running");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// `pagegate_export_rows_total` of route `db`.
 async fn exported_rows(proxy: &Proxy) -> f64 {
     let text = proxy.metrics_text().await;
@@ -268,22 +288,12 @@ async fn a_parallel_export_runs_statements_at_once_and_a_leaving_client_cancels_
     .await;
     let response = crate::support::get_head(&proxy.url("/db/export")).await;
     assert_eq!(response.status(), 200);
-    let started = Instant::now();
-    let mut most = 0;
-    while most < 2 && started.elapsed() < Duration::from_secs(5) {
-        most = most.max(active(&pg, "pagegate-wide").await);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(most >= 2, "statements of several ranges at once: {most}");
+    let (app, seconds) = ("pagegate-wide", Duration::from_secs);
+    let what = "statements of several ranges at once";
+    until_active(&pg, app, |n| n >= 2, seconds(5), what).await;
     drop(response);
-    let left = Instant::now();
-    while active(&pg, "pagegate-wide").await != 0 {
-        assert!(
-            left.elapsed() < Duration::from_secs(1),
-            "a range's statement still runs after the client left"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let what = "a range's statement still runs after the client left";
+    until_active(&pg, app, |n| n == 0, seconds(1), what).await;
     proxy.stop().await;
 }
 
@@ -310,15 +320,17 @@ async fn a_parallel_export_stays_a_few_chunks_ahead_of_a_slow_client() {
     let response = crate::support::get_head(&proxy.url("/db/export")).await;
     assert_eq!(response.status(), 200);
     // A client that reads nothing: the export waits for it.
-    let held = Instant::now();
+    // 10 s in all from the head.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    while active(&pg, "pagegate-held").await != 0 {
-        assert!(
-            held.elapsed() < Duration::from_secs(10),
-            "the export never waits"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let limit = Duration::from_millis(9_700);
+    until_active(
+        &pg,
+        "pagegate-held",
+        |n| n == 0,
+        limit,
+        "the export never waits",
+    )
+    .await;
     // Socket buffers hold a few MiB (some hundred rows of 16 KiB); pagegate at most
     // parallel + 1 chunks of 100 rows.
     let ahead = exported_rows(&proxy).await;
@@ -372,14 +384,15 @@ async fn a_parallel_export_leaves_a_place_for_the_routes_pages() {
     let response = crate::support::get_head(&proxy.url("/db/export")).await;
     assert_eq!(response.status(), 200);
     // The export's ranges run; a page still finds a place.
-    let started = Instant::now();
-    while active(&pg, "pagegate-shared").await < 2 {
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "the export's ranges run"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let what = "the export's ranges run";
+    until_active(
+        &pg,
+        "pagegate-shared",
+        |n| n >= 2,
+        Duration::from_secs(5),
+        what,
+    )
+    .await;
     let page = get(&proxy.url("/db?limit=1&fields=id")).await;
     assert_eq!(page.status, 200, "{}", page.text());
     assert!(

@@ -1,6 +1,6 @@
 //! `routes[].limits` and `default.limits` → [`LimitsConfig`], every problem located.
 
-use std::num::{NonZeroU32, NonZeroUsize};
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 use http::HeaderName;
@@ -105,16 +105,13 @@ pub(super) fn limits(p: &mut Problems, at: &Spanned<FileLimits>, has_redis: bool
             "sets no limit: add `rate` or `concurrency`, or remove `limits`".to_owned(),
         );
     }
-    let max_clients = l
-        .max_clients
-        .as_ref()
-        .and_then(|m| {
-            let fix = "keep between 1000 and 100000000 clients (each costs about 64 bytes)";
-            p.whole(m, "max_clients", 1_000..=100_000_000, fix)
-        })
-        .and_then(|n| usize::try_from(n).ok())
-        .and_then(NonZeroUsize::new)
-        .unwrap_or(DEFAULT_LIMIT_MAX_CLIENTS);
+    let max_clients = p.count(
+        l.max_clients.as_ref(),
+        "max_clients",
+        1_000..=100_000_000,
+        "keep between 1000 and 100000000 clients (each costs about 64 bytes)",
+        DEFAULT_LIMIT_MAX_CLIENTS,
+    );
     LimitsConfig {
         key,
         rate_per_client,

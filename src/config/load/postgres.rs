@@ -1,8 +1,6 @@
 //! `postgres.NAME` → [`PostgresConfig`]: the URLs (with `${NAME}` placeholders), TLS roots,
 //! the pool and statement settings, every problem located.
 
-use std::num::NonZeroUsize;
-
 use serde_saphyr::Spanned;
 
 use super::Problems;
@@ -109,20 +107,13 @@ pub(super) fn postgres(p: &mut Problems, at: &Spanned<FilePostgres>) -> Postgres
         " (behind PgBouncer in transaction mode)",
     );
     let url = f.url.value.trim();
-    let pool_size = f
-        .pool_size
-        .as_ref()
-        .and_then(|n| {
-            p.whole(
-                n,
-                "pool_size",
-                1..=1000,
-                "keep it between 1 and 1000 connections",
-            )
-        })
-        .and_then(|n| usize::try_from(n).ok())
-        .and_then(NonZeroUsize::new)
-        .unwrap_or(DEFAULT_PG_POOL_SIZE);
+    let pool_size = p.count(
+        f.pool_size.as_ref(),
+        "pool_size",
+        1..=1000,
+        "keep it between 1 and 1000 connections",
+        DEFAULT_PG_POOL_SIZE,
+    );
     let application_name =
         f.application_name
             .as_ref()

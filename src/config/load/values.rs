@@ -52,6 +52,23 @@ impl Problems {
         None
     }
 
+    /// A count that may be left out: `value` when it lies in `range` (which starts at 1),
+    /// else `default`, a value out of `range` located as [`Problems::whole`] locates it.
+    pub(super) fn count(
+        &mut self,
+        value: Option<&Spanned<Whole>>,
+        key: &'static str,
+        range: std::ops::RangeInclusive<u64>,
+        fix: &str,
+        default: std::num::NonZeroUsize,
+    ) -> std::num::NonZeroUsize {
+        value
+            .and_then(|n| self.whole(n, key, range, fix))
+            .and_then(|n| usize::try_from(n).ok())
+            .and_then(std::num::NonZeroUsize::new)
+            .unwrap_or(default)
+    }
+
     /// The value of a key that takes one of a few words (`choices`, the first the default,
     /// `hint` saying when to pick the second), or the default with a located problem.
     pub(super) fn choice<T: Copy>(

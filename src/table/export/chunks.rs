@@ -10,7 +10,7 @@ use prometheus_client::metrics::counter::Counter;
 
 use crate::table::config::ExportFormat;
 use crate::table::csv::{self, Stamps};
-use crate::table::running::{Ctx, Running, value};
+use crate::table::running::{Ctx, Running, key_of, value};
 use crate::table::sql::{self, Filter, Shape};
 use crate::table::{Catalog, PgError, Resource, ndjson};
 
@@ -104,7 +104,7 @@ impl Chunks {
         let until = match running.rows(&statement).await {
             Ok(rows) => rows
                 .first()
-                .map(|row| crate::table::running::key_of(row, 0, table.key.len()))
+                .map(|row| key_of(row, 0, table.key.len()))
                 .transpose(),
             Err(error) => Err(error),
         };
@@ -157,7 +157,7 @@ impl Chunks {
             ExportFormat::Ndjson => 1,
         };
         if let Some(last) = fetched.last() {
-            match crate::table::running::key_of(last, first_key, table.key.len()) {
+            match key_of(last, first_key, table.key.len()) {
                 Ok(key) => self.after = Some(key),
                 Err(error) => {
                     return self.fail(error);
@@ -265,7 +265,7 @@ impl Chunks {
         // The header first, then the rows, in one buffer sized as the last chunk was.
         let mut out = BytesMut::with_capacity(self.capacity);
         self.header(&mut out);
-        let writer = Arc::clone(&self.writer);
+        let writer = &self.writer;
         let copied = running
             .copy(&statement.sql, out, |row, out| writer.push(row, out))
             .await;

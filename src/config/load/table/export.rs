@@ -59,20 +59,12 @@ pub(super) fn export(
         [("copy", ExportVia::Copy), ("queries", ExportVia::Queries)],
         "",
     );
-    let parallel = e
-        .value
-        .parallel
-        .as_ref()
-        .and_then(|n| {
-            p.whole(
-                n,
-                "parallel",
-                1..=16,
-                "keep it between 1 and 16 chunks fetched at once (1: one after the other)",
-            )
-        })
-        .and_then(|n| usize::try_from(n).ok())
-        .and_then(NonZeroUsize::new)
-        .unwrap_or(DEFAULT_EXPORT_PARALLEL);
+    let parallel = p.count(
+        e.value.parallel.as_ref(),
+        "parallel",
+        1..=16,
+        "keep it between 1 and 16 chunks fetched at once (1: one after the other)",
+        DEFAULT_EXPORT_PARALLEL,
+    );
     (formats, chunk_rows, via, parallel)
 }
