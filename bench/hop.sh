@@ -16,6 +16,9 @@
 #                                     also runs another build (say main's) as `base`, in the
 #                                     same rounds, and prints this build's CPU per request
 #                                     over it, logs off and on
+#   BARE=1 bench/hop.sh               also runs examples/bare_hop.rs as `bare`: hyper-util's
+#                                     server and pooled client with nothing of pagegate's
+#                                     (logs off), the floor of the libraries pagegate uses
 #   TRACES=1 BASE=target/release/pagegate bench/hop.sh
 #                                     this build with `traces` on (every request sampled,
 #                                     spans exported to an nginx that answers 204), `base`
@@ -99,6 +102,15 @@ if [ -n "$BASE" ]; then
   PORTS="$PORTS 19005 19015"
   TARGETS="$TARGETS base base-log"
 fi
+BARE=${BARE:-}
+if [ -n "$BARE" ]; then
+  cargo build --release --quiet --example bare_hop
+  target/release/examples/bare_hop 127.0.0.1:19006 127.0.0.1:19001 >"$RUN/logs/bare.log" 2>&1 &
+  PIDS+=($!)
+  BARE_PID=$!
+  PORTS="$PORTS 19006"
+  TARGETS="$TARGETS bare"
+fi
 for port in $PORTS; do
   for _ in $(seq 50); do curl -fs -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
 done
@@ -114,13 +126,14 @@ pids_of() {
     pagegate-log) echo "$PG_ON" ;;
     base) echo "$BASE_OFF" ;;
     base-log) echo "$BASE_ON" ;;
+    bare) echo "$BARE_PID" ;;
   esac
 }
 port_of() {
   case $1 in
     direct) echo 19001 ;; nginx) echo 19002 ;; nginx-log) echo 19012 ;;
     haproxy) echo 19003 ;; pagegate) echo 19004 ;; pagegate-log) echo 19014 ;;
-    base) echo 19005 ;; base-log) echo 19015 ;;
+    base) echo 19005 ;; base-log) echo 19015 ;; bare) echo 19006 ;;
   esac
 }
 
@@ -150,6 +163,11 @@ if [ -n "$BASE" ]; then
   echo "this build / base ($BASE), per round: median (min–max)"
   echo "  logs off: cpu/req $(ratio pagegate base 6)   p99 $(ratio pagegate base 5)   req/s $(ratio pagegate base 3)"
   echo "  logs on:  cpu/req $(ratio pagegate-log base-log 6)   p99 $(ratio pagegate-log base-log 5)   req/s $(ratio pagegate-log base-log 3)"
+fi
+if [ -n "$BARE" ]; then
+  echo "the libraries' floor (bare_hop, logs off), per round: median (min–max)"
+  echo "  bare / nginx:     cpu/req $(ratio bare nginx 6)   p99 $(ratio bare nginx 5)   req/s $(ratio bare nginx 3)"
+  echo "  pagegate / bare:  cpu/req $(ratio pagegate bare 6)   p99 $(ratio pagegate bare 5)"
 fi
 lines=$(grep -c '"request"\|request ' "$RUN/logs/pagegate-access.log" || true)
 echo "pagegate access log: $lines lines written, $(wc -c <"$RUN/logs/pagegate-access.log") bytes"

@@ -145,9 +145,10 @@ impl<B: HttpBody<Data = Bytes>> HttpBody for SignalEnd<B> {
 pin_project! {
     /// Fails a body that pauses longer than `timeout` between two frames.
     ///
-    /// The clock starts when the body is first polled and restarts after every frame, so a slow
-    /// but steady stream is never cut; only a stall is. The timer is armed once and pushed back
-    /// only when it fires early, so a fast stream costs one clock read per frame, not one timer
+    /// The clock starts when the body first has to wait and restarts at the first wait after
+    /// every frame, so a slow but steady stream is never cut; only a stall is. The timer is armed
+    /// once and pushed back only when it fires early, so a stream costs one clock read per wait
+    /// (none while its frames are ready when polled), not one timer
     /// registration.
     pub struct IdleTimeout<B> {
         #[pin]
@@ -185,7 +186,9 @@ where
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let mut this = self.project();
         if let Poll::Ready(frame) = this.inner.poll_frame(cx) {
-            *this.last_frame = Some(Instant::now());
+            // The quiet spell starts at the next wait (microseconds later): a body whose
+            // frames are ready when polled reads no clock.
+            *this.last_frame = None;
             return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
         }
         let timeout = *this.timeout;

@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderValue, Method, StatusCode, Uri};
+use http::{HeaderName, HeaderValue, Method, StatusCode, Uri};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
@@ -24,6 +24,10 @@ use crate::{Body, BoxError, Request, Response};
 /// The request id header: kept when the client (or a proxy in front) sent a sane one, generated
 /// otherwise; forwarded to the backend and returned to the client.
 pub const REQUEST_ID: &str = "x-request-id";
+
+/// [`REQUEST_ID`] as a header name: inserting by a `&str` name that is not one of the standard
+/// headers allocates a copy of it on every call.
+const REQUEST_ID_NAME: HeaderName = HeaderName::from_static(REQUEST_ID);
 
 /// Longest request id kept from a request; a longer one is replaced.
 const MAX_REQUEST_ID_LEN: usize = 128;
@@ -182,7 +186,7 @@ where
             .unwrap_or(Outcome::Passed);
         let request_id = this.request_id.take();
         if let Some(id) = &request_id {
-            response.headers_mut().insert(REQUEST_ID, id.clone());
+            response.headers_mut().insert(REQUEST_ID_NAME, id.clone());
         }
         let expected = response.body().size_hint().exact();
         let measure = route.clone().map(|route| Measure {

@@ -240,11 +240,13 @@ impl Service<Request> for Forward {
             }
             Err(error) => (None, Some(error), None, None),
         };
+        // One clock read for both.
+        let sent_at = Instant::now();
         ForwardFuture {
             inner,
-            sent_at: Instant::now(),
+            sent_at,
             // Not registered with the timer until first polled; reset when an upload ends.
-            deadline: tokio::time::sleep(self.response_timeout),
+            deadline: tokio::time::sleep_until(sent_at + self.response_timeout),
             body_end,
             upload_progress: None,
             upgrade,

@@ -7,14 +7,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue};
 
-use super::{MAX_REQUEST_ID_LEN, REQUEST_ID};
+use super::{MAX_REQUEST_ID_LEN, REQUEST_ID_NAME};
 
 /// Keeps one sane `X-Request-Id` (at most 128 letters, digits and `-_.:`, as UUIDs and
 /// tracing ids are written) when `keep` (the peer is a trusted proxy), or sets a new one;
 /// returns it. Anything else — two ids, quotes,
 /// spaces, slashes — is replaced, so an id is always safe to log and to pass on.
 pub(super) fn request_id(headers: &mut HeaderMap, keep: bool) -> HeaderValue {
-    let mut kept = headers.get_all(REQUEST_ID).iter();
+    let mut kept = headers.get_all(&REQUEST_ID_NAME).iter();
     if let (true, Some(value), None) = (keep, kept.next(), kept.next()) {
         let bytes = value.as_bytes();
         if !bytes.is_empty()
@@ -27,7 +27,7 @@ pub(super) fn request_id(headers: &mut HeaderMap, keep: bool) -> HeaderValue {
         }
     }
     let id = new_request_id();
-    headers.insert(REQUEST_ID, id.clone());
+    headers.insert(REQUEST_ID_NAME, id.clone());
     id
 }
 
