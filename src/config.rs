@@ -17,6 +17,7 @@ use http::Method;
 use crate::cursor::{CursorCodec, CursorKey};
 pub(crate) use crate::limit::config::{
     ClientKeySource, LimitStore, LimitsConfig, OnRedisError, Queue, Rate, RedisConfig,
+    RedisTopology,
 };
 pub(crate) use crate::list::config::{
     KeyField, KeysetPolicy, ListPolicy, OffsetParam, OnInvalid, OnViolation, Order, parse_pointer,

@@ -223,10 +223,20 @@ pub(crate) enum FileOnRedisError {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct FileRedis {
-    pub(crate) url: Spanned<String>,
+    pub(crate) url: Option<Spanned<String>>,
+    pub(crate) cluster: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(crate) sentinel: Option<Spanned<FileSentinel>>,
     pub(crate) timeout: Option<Spanned<String>>,
     pub(crate) key_prefix: Option<Spanned<String>>,
     pub(crate) lease_ttl: Option<Spanned<String>>,
+}
+
+/// `redis.sentinel`: a master found through Sentinel.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileSentinel {
+    pub(crate) master: Spanned<String>,
+    pub(crate) urls: Spanned<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]

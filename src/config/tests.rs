@@ -431,6 +431,32 @@ fn the_redis_connection_is_checked() {
 }
 
 #[test]
+fn a_redis_topology_is_one_of_url_cluster_and_sentinel() {
+    let lines = problems(
+        "redis: {url: 'redis://a:6379', cluster: ['redis://b:7000']}\nupstreams: {app: {url: 'http://h:1'}}\n",
+    );
+    assert_starts(
+        &lines,
+        &["t.yaml:1:8: `redis` needs exactly one of `url` (one server), `cluster` (seed nodes"],
+    );
+    let lines = problems("redis: {cluster: []}\nupstreams: {app: {url: 'http://h:1'}}\n");
+    assert_starts(
+        &lines,
+        &["t.yaml:1:18: `cluster` is empty: list at least one redis://HOST:PORT"],
+    );
+    let lines = problems(
+        "redis: {sentinel: {master: ' ', urls: ['redis://s:26379', 'http://t:26379']}}\nupstreams: {app: {url: 'http://h:1'}}\n",
+    );
+    assert_starts(
+        &lines,
+        &[
+            "t.yaml:1:28: `master` is empty: write the name the Sentinels monitor the master by",
+            "t.yaml:1:59: `urls` is \"http://t:26379\": write redis://",
+        ],
+    );
+}
+
+#[test]
 fn table_routes_are_typed_and_their_mistakes_located() {
     let cursors = "cursors: {keys: [{id: 1, secret: test-secret-test-secret-test-secret-0123}]}";
     let yaml = format!(

@@ -52,11 +52,11 @@ pub enum OnRedisError {
     Closed,
 }
 
-/// The Redis server shared limits live in (`redis`).
+/// The Redis deployment shared limits live in (`redis`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisConfig {
-    /// `redis://[user:password@]host:port[/db]`.
-    pub url: String,
+    /// One server, a cluster, or a master found through Sentinel.
+    pub topology: RedisTopology,
     /// Longest wait for one Redis answer before the route's `on_redis_error` applies.
     pub timeout: Duration,
     /// Prefix of every key pagegate writes.
@@ -64,6 +64,25 @@ pub struct RedisConfig {
     /// How long a concurrency lease lives unless renewed (renewed while the body streams), so
     /// a replica that dies cannot hold slots for longer.
     pub lease_ttl: Duration,
+}
+
+/// How pagegate finds the Redis it writes to. Every URL is
+/// `redis://[user:password@]host:port[/db]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisTopology {
+    /// `redis.url`: one server.
+    Single(String),
+    /// `redis.cluster`: seed nodes of a Redis Cluster; the client learns the others and
+    /// follows `MOVED`/`ASK`. Each route's keys share one hash tag, so they live on one shard.
+    Cluster(Vec<String>),
+    /// `redis.sentinel`: the master named `master`, as the Sentinels at `urls` report it; a
+    /// failover is followed on the next call after the old master fails or turns replica.
+    Sentinel {
+        /// The name the Sentinels monitor the master by.
+        master: String,
+        /// The Sentinels. Their user and password, if any, are also the master's.
+        urls: Vec<String>,
+    },
 }
 
 /// What tells clients apart for a route's limits.

@@ -8,6 +8,10 @@
 //! `on_redis_error` decides: `open` falls back to this process's own limiters, `closed`
 //! refuses with 503. The connection manager reconnects on its own: Redis coming back is
 //! picked up by the next request, without a restart.
+//!
+//! Redis may be one server, a Cluster (every key of a route carries the route's `{hash tag}`,
+//! so one script's keys live on one shard and each route's counters on one node), or a master
+//! behind Sentinel.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,6 +24,7 @@ use crate::limit::config::Rate;
 
 mod connection;
 mod scripts;
+mod sentinel;
 
 pub(crate) use connection::Redis;
 pub(crate) use connection::RedisError;

@@ -30,6 +30,7 @@ mod postgres_answers;
 mod postgres_settings;
 mod proxy;
 mod rate_limits;
+mod redis_topologies;
 mod shared_limits;
 mod signals;
 mod stack;

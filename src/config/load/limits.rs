@@ -17,6 +17,7 @@ use crate::config::file::{
 };
 use crate::config::{
     ClientKeySource, LimitStore, LimitsConfig, OnRedisError, Queue, Rate, RedisConfig,
+    RedisTopology,
 };
 
 /// A whole number from 1 to `u32::MAX`, or a located problem.
@@ -32,16 +33,72 @@ fn count(
         .and_then(NonZeroU32::new)
 }
 
-pub(super) fn redis(p: &mut Problems, at: &Spanned<FileRedis>) -> RedisConfig {
-    let r = &at.value;
-    let url = r.url.value.trim();
-    if !url.starts_with("redis://") || redis::Client::open(url).is_err() {
+/// A `redis://` URL, trimmed, or a located problem.
+fn redis_url(p: &mut Problems, url: &Spanned<String>, key: &'static str) -> String {
+    let text = url.value.trim();
+    if !text.starts_with("redis://") || redis::Client::open(text).is_err() {
         p.invalid(
-            &r.url,
-            "url",
-            format!("is {url:?}: write redis://[user:password@]HOST:PORT[/DB]"),
+            url,
+            key,
+            format!("is {text:?}: write redis://[user:password@]HOST:PORT[/DB]"),
         );
     }
+    text.to_owned()
+}
+
+/// A non-empty list of `redis://` URLs, or a located problem.
+fn redis_urls(
+    p: &mut Problems,
+    urls: &Spanned<Vec<Spanned<String>>>,
+    key: &'static str,
+) -> Vec<String> {
+    if urls.value.is_empty() {
+        p.invalid(
+            urls,
+            key,
+            "is empty: list at least one redis://HOST:PORT".to_owned(),
+        );
+    }
+    urls.value
+        .iter()
+        .map(|url| redis_url(p, url, key))
+        .collect()
+}
+
+/// Where Redis is: exactly one of `url`, `cluster` and `sentinel`.
+fn topology(p: &mut Problems, at: &Spanned<FileRedis>) -> RedisTopology {
+    let r = &at.value;
+    match (&r.url, &r.cluster, &r.sentinel) {
+        (Some(url), None, None) => RedisTopology::Single(redis_url(p, url, "url")),
+        (None, Some(nodes), None) => RedisTopology::Cluster(redis_urls(p, nodes, "cluster")),
+        (None, None, Some(sentinel)) => {
+            let master = sentinel.value.master.value.trim();
+            if master.is_empty() {
+                p.invalid(
+                    &sentinel.value.master,
+                    "master",
+                    "is empty: write the name the Sentinels monitor the master by (`sentinel monitor NAME …`)".to_owned(),
+                );
+            }
+            RedisTopology::Sentinel {
+                master: master.to_owned(),
+                urls: redis_urls(p, &sentinel.value.urls, "urls"),
+            }
+        }
+        _ => {
+            p.invalid(
+                at,
+                "redis",
+                "needs exactly one of `url` (one server), `cluster` (seed nodes of a Redis Cluster) and `sentinel` ({master, urls})".to_owned(),
+            );
+            RedisTopology::Single(String::new())
+        }
+    }
+}
+
+pub(super) fn redis(p: &mut Problems, at: &Spanned<FileRedis>) -> RedisConfig {
+    let r = &at.value;
+    let topology = topology(p, at);
     let key_prefix = r
         .key_prefix
         .as_ref()
@@ -70,7 +127,7 @@ pub(super) fn redis(p: &mut Problems, at: &Spanned<FileRedis>) -> RedisConfig {
         );
     }
     RedisConfig {
-        url: url.to_owned(),
+        topology,
         timeout: p.duration(r.timeout.as_ref(), "timeout", DEFAULT_REDIS_TIMEOUT),
         key_prefix,
         lease_ttl,

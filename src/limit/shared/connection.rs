@@ -1,4 +1,5 @@
-//! The Redis connection shared limits use ([`Redis`]): one multiplexed connection, each call
+//! The Redis connection shared limits use ([`Redis`]): one multiplexed connection to a server,
+//! a cluster connection that follows `MOVED`/`ASK`, or the master Sentinel reports; each call
 //! bounded by `redis.timeout`, and the errors that mean Redis gave no answer.
 
 use std::hash::{BuildHasher, RandomState};
@@ -8,8 +9,11 @@ use std::time::Duration;
 
 use redis::Script;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::{ClusterClient, ClusterConfig};
+use redis::cluster_async::ClusterConnection;
 
-use crate::limit::config::RedisConfig;
+use super::sentinel::SentinelMaster;
+use crate::limit::config::{RedisConfig, RedisTopology};
 use crate::limit::shared::scripts::{RELEASE, RENEW, TAKE};
 
 /// Why Redis gave no answer.
@@ -27,7 +31,7 @@ pub(crate) enum RedisError {
 #[derive(Clone)]
 pub struct Redis {
     pub(super) config: RedisConfig,
-    conn: ConnectionManager,
+    conn: Conn,
     scripts: Arc<[Script; 3]>,
     /// Lease ids: a random per-process prefix and a counter.
     pub(super) process: u64,
@@ -42,16 +46,81 @@ impl std::fmt::Debug for Redis {
     }
 }
 
+/// How calls reach Redis, by topology. Each reconnects on its own.
+#[derive(Clone)]
+enum Conn {
+    /// One server, reconnected by the connection manager.
+    Single(ConnectionManager),
+    /// A cluster: the slot map is learnt from the seed nodes and refreshed on `MOVED`.
+    Cluster(ClusterConnection),
+    /// The master the Sentinels report, asked again after it fails.
+    Sentinel(Arc<SentinelMaster>),
+}
+
+impl Conn {
+    /// A lazily connecting client for `config` (the first call connects; needs a Tokio runtime
+    /// for Sentinel and the cluster).
+    fn new(config: &RedisConfig) -> Result<Self, redis::RedisError> {
+        let connect = config.timeout.max(Duration::from_millis(250));
+        Ok(match &config.topology {
+            RedisTopology::Single(url) => {
+                let client = redis::Client::open(url.as_str())?;
+                let manager = ConnectionManagerConfig::new()
+                    .set_response_timeout(Some(config.timeout))
+                    .set_connection_timeout(Some(connect))
+                    .set_number_of_retries(1)
+                    .set_max_delay(Duration::from_millis(500));
+                Self::Single(ConnectionManager::new_lazy_with_config(client, manager)?)
+            }
+            RedisTopology::Cluster(urls) => {
+                // Redirects (`MOVED`, `ASK`) and reconnects are retried quickly; the call as a
+                // whole is bounded by `redis.timeout` all the same.
+                let client = ClusterClient::builder(urls.iter().map(String::as_str))
+                    .retries(3)
+                    .min_retry_wait(10)
+                    .max_retry_wait(100)
+                    .build()?;
+                let settings = ClusterConfig::new()
+                    .set_connection_timeout(connect)
+                    .set_response_timeout(config.timeout);
+                Self::Cluster(client.get_pending_async_connection_with_config(settings))
+            }
+            RedisTopology::Sentinel { master, urls } => {
+                Self::Sentinel(Arc::new(SentinelMaster::new(master, urls, config.timeout)?))
+            }
+        })
+    }
+
+    async fn invoke<T: redis::FromRedisValue>(
+        &self,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> Result<T, redis::RedisError> {
+        match self {
+            Self::Single(conn) => invocation.invoke_async(&mut conn.clone()).await,
+            Self::Cluster(conn) => invocation.invoke_async(&mut conn.clone()).await,
+            Self::Sentinel(master) => {
+                let mut conn = master.connection().await?;
+                let answer = invocation.invoke_async(&mut conn).await;
+                if let Err(error) = &answer {
+                    master.failed(Some(error));
+                }
+                answer
+            }
+        }
+    }
+
+    /// No answer in time: a Sentinel master that hangs is asked for again.
+    fn timed_out(&self) {
+        if let Self::Sentinel(master) = self {
+            master.failed(None);
+        }
+    }
+}
+
 impl Redis {
     /// A lazily connecting client (the first request connects; needs a Tokio runtime).
     pub fn new(config: RedisConfig) -> Result<Self, redis::RedisError> {
-        let client = redis::Client::open(config.url.as_str())?;
-        let manager = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(config.timeout))
-            .set_connection_timeout(Some(config.timeout.max(Duration::from_millis(250))))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_lazy_with_config(client, manager)?;
+        let conn = Conn::new(&config)?;
         Ok(Self {
             config,
             conn,
@@ -79,10 +148,12 @@ impl Redis {
         for arg in args {
             invocation.arg(arg);
         }
-        let mut conn = self.conn.clone();
-        match tokio::time::timeout(self.config.timeout, invocation.invoke_async(&mut conn)).await {
+        match tokio::time::timeout(self.config.timeout, self.conn.invoke(&invocation)).await {
             Ok(answer) => Ok(answer?),
-            Err(_) => Err(RedisError::Timeout(self.config.timeout)),
+            Err(_) => {
+                self.conn.timed_out();
+                Err(RedisError::Timeout(self.config.timeout))
+            }
         }
     }
 }

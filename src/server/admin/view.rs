@@ -18,6 +18,9 @@ const SECRET_KEYS: [&str; 2] = ["secret", "password"];
 /// Keys whose values are URLs that may carry a password.
 const URL_KEYS: [&str; 3] = ["url", "replica_url", "endpoint"];
 
+/// Keys whose values are lists of such URLs (`redis.cluster`, `redis.sentinel.urls`).
+const URL_LIST_KEYS: [&str; 2] = ["cluster", "urls"];
+
 /// The answer to `GET /config`.
 pub(super) fn answer(config: &Config) -> Response {
     // The text validated once already; read again as plain data, only to show it.
@@ -37,6 +40,14 @@ pub(super) fn redact(value: &mut serde_json::Value) {
                 } else if URL_KEYS.contains(&key.as_str()) {
                     if let serde_json::Value::String(url) = value {
                         *url = without_password(url);
+                    }
+                } else if URL_LIST_KEYS.contains(&key.as_str())
+                    && let serde_json::Value::Array(urls) = value
+                {
+                    for url in urls {
+                        if let serde_json::Value::String(text) = url {
+                            *text = without_password(text);
+                        }
                     }
                 } else {
                     redact(value);

@@ -51,7 +51,8 @@ fn secrets_are_redacted_at_any_depth_and_env_names_kept() {
         "cursors": {"keys": [{"id": 1, "secret": "0123456789abcdef0123456789abcdef"},
                              {"id": 2, "secret_env": "PAGEGATE_CURSOR_SECRET"}]},
         "postgres": {"main": {"url": "postgres://u:pw@db/app", "replica_url": "postgres://u:pw@r/app"}},
-        "redis": {"url": "redis://:pw@r:6379"},
+        "redis": {"url": "redis://:pw@r:6379", "cluster": ["redis://u:pw@c1:7000"],
+                  "sentinel": {"master": "m", "urls": ["redis://:pw@s1:26379"]}},
         "traces": {"endpoint": "https://u:pw@otel/v1/traces"},
         "routes": [{"path": "/events", "upstream": "app"}],
     });

@@ -1,0 +1,339 @@
+//! Real Redis topologies on loopback, started by the tests: a Cluster of three masters with a
+//! replica each (six `redis-server --cluster-enabled yes`), and one master with one replica
+//! watched by three Sentinels (`redis-server --sentinel`). Every process is killed when its
+//! topology is dropped; a missing `redis-server` or `redis-cli` fails with the install command.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::redis::free_port;
+
+/// Runs `redis-cli -p PORT ARGS…` and returns what it printed.
+pub fn cli(port: u16, args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run redis-cli ({e}): install it with `apt-get install redis-server` (.ci/run does)")
+        });
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn spawn(args: &[String]) -> Child {
+    Command::new("redis-server")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot start redis-server ({e}): install it with `apt-get install redis-server` (.ci/run does)")
+        })
+}
+
+/// Waits up to `limit` for `ready`, else panics with `what`.
+pub fn wait_until(limit: Duration, what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !ready() {
+        assert!(Instant::now() < deadline, "{what} within {limit:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits until the replicas of the master on `port` have acknowledged all it has written so
+/// far (they acknowledge once a second).
+pub fn replicated(port: u16) {
+    let info = |key: &str| -> Vec<u64> {
+        cli(port, &["info", "replication"])
+            .lines()
+            .filter_map(|line| {
+                let (name, value) = line.split_once(':')?;
+                if key == "offset" {
+                    // slaveN:ip=…,port=…,state=online,offset=N,lag=…
+                    let fields = value.split(',').find_map(|f| f.strip_prefix("offset="));
+                    return name.starts_with("slave").then_some(fields?.parse().ok()?);
+                }
+                (name == key).then(|| value.trim().parse().ok())?
+            })
+            .collect()
+    };
+    let written = info("master_repl_offset")
+        .first()
+        .copied()
+        .expect("a master's offset");
+    wait_until(
+        Duration::from_secs(10),
+        "the replicas have the writes",
+        || {
+            let acked = info("offset");
+            !acked.is_empty() && acked.iter().all(|&o| o >= written)
+        },
+    );
+}
+
+fn listening(port: u16) -> bool {
+    std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+}
+
+/// A scratch directory, removed when dropped.
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(what: &str) -> Self {
+        let path = std::env::temp_dir().join(format!(
+            "pagegate-{what}-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        std::fs::create_dir_all(&path).expect("scratch dir");
+        Self(path)
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Processes by port; each killed when dropped.
+struct Processes(Vec<(u16, Child)>);
+
+impl Processes {
+    fn kill(&mut self, port: u16) {
+        if let Some(at) = self.0.iter().position(|(p, _)| *p == port) {
+            let (_, mut child) = self.0.remove(at);
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Three masters, three replicas, `cluster-node-timeout` 1 s.
+pub struct RedisCluster {
+    pub ports: Vec<u16>,
+    processes: Processes,
+    _dir: Dir,
+}
+
+impl RedisCluster {
+    pub fn start() -> Self {
+        let dir = Dir::new("cluster");
+        let ports: Vec<u16> = (0..6).map(|_| free_port()).collect();
+        let mut processes = Vec::new();
+        for &port in &ports {
+            let args = [
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                &format!("nodes-{port}.conf"),
+                "--cluster-node-timeout",
+                "1000",
+                "--dir",
+                &dir.0.display().to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ];
+            processes.push((port, spawn(&args.map(str::to_owned))));
+        }
+        for &port in &ports {
+            wait_until(Duration::from_secs(10), "redis-server listens", || {
+                listening(port)
+            });
+        }
+        let nodes: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let mut create = vec!["--cluster", "create"];
+        create.extend(nodes.iter().map(String::as_str));
+        create.extend(["--cluster-replicas", "1", "--cluster-yes"]);
+        cli(ports[0], &create);
+        for &port in &ports {
+            wait_until(
+                Duration::from_secs(20),
+                "the cluster is ok on every node",
+                || cli(port, &["cluster", "info"]).contains("cluster_state:ok"),
+            );
+            // A replica that never synced is not eligible for a failover.
+            wait_until(Duration::from_secs(20), "every replica is in sync", || {
+                let replication = cli(port, &["info", "replication"]);
+                replication.contains("role:master") || replication.contains("master_link_status:up")
+            });
+        }
+        Self {
+            ports,
+            processes: Processes(processes),
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self, i: usize) -> String {
+        format!("redis://127.0.0.1:{}", self.ports[i])
+    }
+
+    /// The port of the master that serves `hash_tag`'s slot now, as node `ask` sees it: `None`
+    /// while no live master does.
+    pub fn master_of(&self, ask: u16, hash_tag: &str) -> Option<u16> {
+        let slot: u16 = cli(ask, &["cluster", "keyslot", hash_tag])
+            .parse()
+            .expect("a slot");
+        // Lines: id host:port@bus flags master-id ping pong epoch state slots…
+        for line in cli(ask, &["cluster", "nodes"]).lines() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.len() < 9 || !fields[2].contains("master") || fields[2].contains("fail") {
+                continue;
+            }
+            let serves = fields[8..].iter().any(|range| {
+                let (from, to) = range.split_once('-').unwrap_or((range, range));
+                matches!((from.parse::<u16>(), to.parse::<u16>()), (Ok(a), Ok(b)) if (a..=b).contains(&slot))
+            });
+            if serves {
+                let addr = fields[1].split('@').next().expect("host:port");
+                return addr.rsplit(':').next().and_then(|p| p.parse().ok());
+            }
+        }
+        None
+    }
+
+    /// Kills the node on `port` (SIGKILL).
+    pub fn kill(&mut self, port: u16) {
+        self.processes.kill(port);
+    }
+}
+
+/// One master, one replica, three Sentinels watching them as `pg` (quorum 2, down after
+/// 500 ms).
+pub struct RedisSentinels {
+    pub master: u16,
+    pub replica: u16,
+    pub sentinels: Vec<u16>,
+    _processes: Processes,
+    _dir: Dir,
+}
+
+/// The name the Sentinels monitor the master by.
+pub const MASTER_NAME: &str = "pg";
+
+impl RedisSentinels {
+    pub fn start() -> Self {
+        let dir = Dir::new("sentinel");
+        let (master, replica) = (free_port(), free_port());
+        let base = |port: u16| {
+            vec![
+                "--bind".to_owned(),
+                "127.0.0.1".to_owned(),
+                "--port".to_owned(),
+                port.to_string(),
+                "--save".to_owned(),
+                String::new(),
+                "--appendonly".to_owned(),
+                "no".to_owned(),
+                // A full sync writes an RDB file even without `save`: into the scratch dir.
+                "--dir".to_owned(),
+                dir.0.display().to_string(),
+            ]
+        };
+        let mut processes = vec![(master, spawn(&base(master)))];
+        let mut args = base(replica);
+        args.extend(["--replicaof".to_owned(), format!("127.0.0.1 {master}")]);
+        processes.push((replica, spawn(&args)));
+        for port in [master, replica] {
+            wait_until(Duration::from_secs(10), "redis-server listens", || {
+                listening(port)
+            });
+        }
+        wait_until(Duration::from_secs(10), "the replica is in sync", || {
+            cli(replica, &["info", "replication"]).contains("master_link_status:up")
+        });
+        let sentinels: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        for &port in &sentinels {
+            // A Sentinel rewrites its config file: each has its own, writable.
+            let conf = dir.0.join(format!("sentinel-{port}.conf"));
+            std::fs::write(
+                &conf,
+                format!(
+                    "bind 127.0.0.1\nport {port}\ndir {}\nsentinel monitor {MASTER_NAME} 127.0.0.1 {master} 2\n\
+                     sentinel down-after-milliseconds {MASTER_NAME} 500\nsentinel failover-timeout {MASTER_NAME} 2000\n",
+                    dir.0.display()
+                ),
+            )
+            .expect("sentinel config");
+            let args = [conf.display().to_string(), "--sentinel".to_owned()];
+            processes.push((port, spawn(&args)));
+        }
+        for &port in &sentinels {
+            wait_until(Duration::from_secs(10), "redis-sentinel listens", || {
+                listening(port)
+            });
+            wait_until(
+                Duration::from_secs(20),
+                "each Sentinel sees the replica and the others",
+                || {
+                    let replicas = cli(port, &["sentinel", "replicas", MASTER_NAME]);
+                    let others = cli(port, &["sentinel", "sentinels", MASTER_NAME]);
+                    replicas.contains(&replica.to_string())
+                        && sentinels
+                            .iter()
+                            .filter(|s| **s != port)
+                            .all(|s| others.contains(&s.to_string()))
+                },
+            );
+        }
+        Self {
+            master,
+            replica,
+            sentinels,
+            _processes: Processes(processes),
+            _dir: dir,
+        }
+    }
+
+    pub fn urls(&self) -> Vec<String> {
+        self.sentinels
+            .iter()
+            .map(|p| format!("redis://127.0.0.1:{p}"))
+            .collect()
+    }
+
+    /// The master's port as the Sentinel on `sentinel` reports it.
+    pub fn reported_master(&self, sentinel: u16) -> u16 {
+        let answer = cli(
+            sentinel,
+            &["sentinel", "get-master-addr-by-name", MASTER_NAME],
+        );
+        answer
+            .lines()
+            .nth(1)
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Asks a Sentinel to fail over, and waits until the replica is master: returns when.
+    pub fn fail_over(&self) -> Instant {
+        let said = cli(self.sentinels[0], &["sentinel", "failover", MASTER_NAME]);
+        assert_eq!(said, "OK", "SENTINEL FAILOVER answered {said}");
+        // Promoted, and the Sentinels say so: their clients go by what they report.
+        wait_until(Duration::from_secs(15), "the replica is promoted", || {
+            cli(self.replica, &["role"]).starts_with("master")
+                && self
+                    .sentinels
+                    .iter()
+                    .all(|&s| self.reported_master(s) == self.replica)
+        });
+        Instant::now()
+    }
+}
