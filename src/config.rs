@@ -16,7 +16,7 @@ use http::Method;
 
 use crate::cursor::{CursorCodec, CursorKey};
 pub(crate) use crate::limit::config::{
-    ClientKeySource, LimitStore, LimitsConfig, OnRedisError, Queue, Rate, RedisConfig,
+    ClientKeySource, LimitStore, LimitsConfig, OnRedisError, Queue, Rate, RedisConfig, RedisTls,
     RedisTopology,
 };
 pub(crate) use crate::list::config::{

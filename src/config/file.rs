@@ -226,9 +226,19 @@ pub(crate) struct FileRedis {
     pub(crate) url: Option<Spanned<String>>,
     pub(crate) cluster: Option<Spanned<Vec<Spanned<String>>>>,
     pub(crate) sentinel: Option<Spanned<FileSentinel>>,
+    pub(crate) tls: Option<Spanned<FileRedisTls>>,
     pub(crate) timeout: Option<Spanned<String>>,
     pub(crate) key_prefix: Option<Spanned<String>>,
     pub(crate) lease_ttl: Option<Spanned<String>>,
+}
+
+/// `redis.tls`: the files of TLS to Redis.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileRedisTls {
+    pub(crate) ca_file: Option<Spanned<String>>,
+    pub(crate) cert_file: Option<Spanned<String>>,
+    pub(crate) key_file: Option<Spanned<String>>,
 }
 
 /// `redis.sentinel`: a master found through Sentinel.

@@ -457,6 +457,39 @@ fn a_redis_topology_is_one_of_url_cluster_and_sentinel() {
 }
 
 #[test]
+fn tls_to_redis_takes_rediss_urls_everywhere_and_not_yet_with_sentinel() {
+    let up = "upstreams: {app: {url: 'http://h:1'}}\n";
+    let lines = problems(&format!(
+        "redis: {{url: 'redis://a:6379', tls: {{}}}}\n{up}"
+    ));
+    assert_starts(
+        &lines,
+        &["t.yaml:1:37: `tls` is set for redis:// urls: write them with rediss://"],
+    );
+    let lines = problems(&format!(
+        "redis: {{cluster: ['rediss://a:7000', 'redis://b:7000']}}\n{up}"
+    ));
+    assert_starts(
+        &lines,
+        &["t.yaml:1:8: `redis` mixes redis:// and rediss:// urls"],
+    );
+    let lines = problems(&format!(
+        "redis: {{sentinel: {{master: m, urls: ['rediss://s:26379']}}}}\n{up}"
+    ));
+    assert_starts(
+        &lines,
+        &["t.yaml:1:19: `sentinel` is given rediss:// urls: TLS to Sentinel is not supported yet"],
+    );
+    let lines = problems(&format!(
+        "redis: {{url: 'rediss://a:6379', tls: {{cert_file: /nonexistent.crt}}}}\n{up}"
+    ));
+    assert_starts(
+        &lines,
+        &["t.yaml:1:50: `cert_file` is set without key_file"],
+    );
+}
+
+#[test]
 fn table_routes_are_typed_and_their_mistakes_located() {
     let cursors = "cursors: {keys: [{id: 1, secret: test-secret-test-secret-test-secret-0123}]}";
     let yaml = format!(

@@ -57,6 +57,8 @@ pub enum OnRedisError {
 pub struct RedisConfig {
     /// One server, a cluster, or a master found through Sentinel.
     pub topology: RedisTopology,
+    /// TLS settings of `rediss://` URLs (`None` with `redis://`).
+    pub tls: Option<RedisTls>,
     /// Longest wait for one Redis answer before the route's `on_redis_error` applies.
     pub timeout: Duration,
     /// Prefix of every key pagegate writes.
@@ -64,6 +66,16 @@ pub struct RedisConfig {
     /// How long a concurrency lease lives unless renewed (renewed while the body streams), so
     /// a replica that dies cannot hold slots for longer.
     pub lease_ttl: Duration,
+}
+
+/// TLS to Redis (`rediss://`): rustls with the binary's one crypto provider, the server's
+/// certificate and name verified.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RedisTls {
+    /// PEM CAs the server's certificate must chain to, instead of the system's trust store.
+    pub ca_pem: Option<Vec<u8>>,
+    /// A PEM certificate chain and its key, for a server that asks for one (mutual TLS).
+    pub client_pem: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 /// How pagegate finds the Redis it writes to. Every URL is

@@ -1,13 +1,16 @@
 //! Shared limits on a real Redis Cluster (three masters, a replica each) and on a master behind
 //! three real Sentinels: two proxies share one budget; through a failover the limits fail as
 //! configured (`on_redis_error: closed`) and, within 2 s of the promotion, are enforced through
-//! the new master, whose counters the test reads.
+//! the new master, whose counters the test reads. And TLS to a real `redis-server --tls-port`
+//! with an ACL user and a client certificate.
 
 use std::time::{Duration, Instant};
 
+use crate::support::redis::RedisServer;
 use crate::support::redis_topologies::{
-    MASTER_NAME, RedisCluster, RedisSentinels, cli, replicated,
+    ClusterTls, MASTER_NAME, RedisCluster, RedisSentinels, cli, replicated,
 };
+use crate::support::tls::Ca;
 use crate::support::{Proxy, Upstream};
 
 /// `page`: 4 requests an hour per `X-Api-Key`, shared through `redis`, refused while Redis
@@ -165,6 +168,128 @@ async fn sentinels_lead_to_the_master_and_to_the_new_one_after_a_failover() {
         "nothing more on the old master"
     );
     assert_eq!(page_keys(sentinels.replica).len(), new + 2);
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_to_redis_verifies_the_server_presents_a_client_certificate_and_logs_in_as_a_user() {
+    let dir = crate::support::scratch_dir("redis-tls");
+    let ca = Ca::new("redis test ca");
+    let ca_file = ca.write(&dir, "ca.crt");
+    let server = ca.issue(&["127.0.0.1"], &dir, "redis");
+    let client = ca.issue(&["pagegate"], &dir, "client");
+    let redis = RedisServer::start_with(|port| {
+        let mut args = vec!["--port".to_owned(), "0".to_owned(), "--tls-port".to_owned()];
+        args.push(port.to_string());
+        for (key, file) in [
+            ("--tls-cert-file", &server.cert),
+            ("--tls-key-file", &server.key),
+            ("--tls-ca-cert-file", &ca_file),
+        ] {
+            args.extend([key.to_owned(), file.display().to_string()]);
+        }
+        args
+    });
+    // An ACL user that may touch only pagegate's keys; the default user is off.
+    let tls_cli = |args: &[&str]| {
+        let out = std::process::Command::new("redis-cli")
+            .args(["--tls", "--cacert", &ca_file.display().to_string()])
+            .args(["--cert", &client.cert.display().to_string()])
+            .args(["--key", &client.key.display().to_string()])
+            .args(["-h", "127.0.0.1", "-p", &redis.addr.port().to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let acl = "ACL SETUSER pagegate on >s3cret resetkeys ~pagegate:* +@all";
+    assert_eq!(tls_cli(&acl.split(' ').collect::<Vec<_>>()), "OK");
+    assert_eq!(tls_cli(&["ACL", "SETUSER", "default", "off"]), "OK");
+    let upstream = Upstream::json("[]").await;
+    let url = format!("rediss://pagegate:s3cret@{}", redis.addr);
+    let files = |ca: &std::path::Path| {
+        format!(
+            "ca_file: '{}', cert_file: '{}', key_file: '{}'",
+            ca.display(),
+            client.cert.display(),
+            client.key.display()
+        )
+    };
+    let proxy = Proxy::start(
+        &config(&format!("url: '{url}', tls: {{{}}}", files(&ca_file))),
+        &upstream,
+    )
+    .await;
+    one_budget(&proxy, &proxy, "over-tls").await;
+    assert_eq!(
+        tls_cli(&[
+            "--user",
+            "pagegate",
+            "--pass",
+            "s3cret",
+            "--scan",
+            "--pattern",
+            "pagegate:*"
+        ])
+        .lines()
+        .count(),
+        1,
+        "the counter, written as the ACL user over TLS"
+    );
+    proxy.stop().await;
+    // A server whose certificate does not chain to `ca_file` is refused (closed: 503), as is
+    // a client without the certificate the server asks for, and a wrong password.
+    let other = Ca::new("another ca").write(&dir, "other.crt");
+    let no_identity = format!("url: '{url}', tls: {{ca_file: '{}'}}", ca_file.display());
+    let wrong_password = format!(
+        "url: 'rediss://pagegate:nope@{}', tls: {{{}}}",
+        redis.addr,
+        files(&ca_file)
+    );
+    for redis in [
+        format!("url: '{url}', tls: {{{}}}", files(&other)),
+        no_identity,
+        wrong_password,
+    ] {
+        let proxy = Proxy::start(&config(&redis), &upstream).await;
+        get(&proxy, "refused").await.problem(503);
+        proxy.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_over_tls_shares_one_budget() {
+    let dir = crate::support::scratch_dir("redis-cluster-tls");
+    let ca = Ca::new("redis cluster ca");
+    let node = ca.issue(&["127.0.0.1"], &dir, "node");
+    let tls = ClusterTls {
+        ca: ca.write(&dir, "ca.crt"),
+        cert: node.cert,
+        key: node.key,
+    };
+    let cluster = RedisCluster::start_over(Some(tls.clone()));
+    let upstream = Upstream::json("[]").await;
+    // The nodes ask for client certificates (their own default): pagegate presents one.
+    let yaml = config(&format!(
+        "cluster: ['{}'], tls: {{ca_file: '{}', cert_file: '{}', key_file: '{}'}}",
+        cluster.url(1),
+        tls.ca.display(),
+        tls.cert.display(),
+        tls.key.display()
+    ));
+    let a = Proxy::start(&yaml, &upstream).await;
+    let b = Proxy::start(&yaml, &upstream).await;
+    one_budget(&a, &b, "over-tls").await;
+    let master = cluster
+        .master_of(cluster.ports[0], "page")
+        .expect("a master serves {page}");
+    let keys = cluster.cli(master, &["--scan", "--pattern", "pagegate:*{page}*"]);
+    assert_eq!(
+        keys.lines().count(),
+        1,
+        "the counter on the route's shard: {keys}"
+    );
     a.stop().await;
     b.stop().await;
 }

@@ -36,11 +36,14 @@ fn count(
 /// A `redis://` URL, trimmed, or a located problem.
 fn redis_url(p: &mut Problems, url: &Spanned<String>, key: &'static str) -> String {
     let text = url.value.trim();
-    if !text.starts_with("redis://") || redis::Client::open(text).is_err() {
+    let scheme = text.starts_with("redis://") || text.starts_with("rediss://");
+    if !scheme || redis::Client::open(text).is_err() {
         p.invalid(
             url,
             key,
-            format!("is {text:?}: write redis://[user:password@]HOST:PORT[/DB]"),
+            format!(
+                "is {text:?}: write redis://[user:password@]HOST:PORT[/DB] (rediss:// for TLS)"
+            ),
         );
     }
     text.to_owned()
@@ -99,6 +102,29 @@ fn topology(p: &mut Problems, at: &Spanned<FileRedis>) -> RedisTopology {
 pub(super) fn redis(p: &mut Problems, at: &Spanned<FileRedis>) -> RedisConfig {
     let r = &at.value;
     let topology = topology(p, at);
+    let urls = match &topology {
+        RedisTopology::Single(url) => std::slice::from_ref(url),
+        RedisTopology::Cluster(urls) | RedisTopology::Sentinel { urls, .. } => urls.as_slice(),
+    };
+    let tls_urls = urls.iter().filter(|u| u.starts_with("rediss://")).count();
+    if tls_urls != 0 && tls_urls != urls.len() {
+        p.invalid(
+            at,
+            "redis",
+            "mixes redis:// and rediss:// urls: write all of them with rediss:// (TLS), or none"
+                .to_owned(),
+        );
+    }
+    if tls_urls != 0
+        && let Some(sentinel) = &r.sentinel
+    {
+        p.invalid(
+            sentinel,
+            "sentinel",
+            "is given rediss:// urls: TLS to Sentinel is not supported yet; use redis:// on a trusted network, or `url`/`cluster` over TLS".to_owned(),
+        );
+    }
+    let tls = super::tls::redis(p, tls_urls != 0, r.tls.as_ref());
     let key_prefix = r
         .key_prefix
         .as_ref()
@@ -128,6 +154,7 @@ pub(super) fn redis(p: &mut Problems, at: &Spanned<FileRedis>) -> RedisConfig {
     }
     RedisConfig {
         topology,
+        tls,
         timeout: p.duration(r.timeout.as_ref(), "timeout", DEFAULT_REDIS_TIMEOUT),
         key_prefix,
         lease_ttl,

@@ -1,4 +1,4 @@
-//! TLS settings read from the file: the listener's `tls` and an upstream's `tls`. The files
+//! TLS settings read from the file: the listener's `tls`, an upstream's and Redis's `tls`. The files
 //! they name are read now, so `check` and a refused reload say which file is wrong and why.
 
 use std::path::Path;
@@ -8,7 +8,8 @@ use rustls::pki_types::ServerName;
 use serde_saphyr::Spanned;
 
 use super::Problems;
-use crate::config::file::{FileTls, FileUpstreamTls};
+use crate::config::RedisTls;
+use crate::config::file::{FileRedisTls, FileTls, FileUpstreamTls};
 use crate::tls::{Identity, ListenerTls, Roots, UpstreamTls};
 
 /// The listener's `tls`, its files read and checked.
@@ -68,26 +69,7 @@ pub(super) fn upstream(
             "the CA that signed the backend's certificate",
         )
     });
-    let identity = match (&f.cert_file, &f.key_file) {
-        (Some(cert), Some(key)) => identity(p, cert, key),
-        (Some(cert), None) => {
-            p.invalid(
-                cert,
-                "cert_file",
-                "is set without key_file: give both, or neither".to_owned(),
-            );
-            None
-        }
-        (None, Some(key)) => {
-            p.invalid(
-                key,
-                "key_file",
-                "is set without cert_file: give both, or neither".to_owned(),
-            );
-            None
-        }
-        (None, None) => None,
-    };
+    let identity = client_identity(p, f.cert_file.as_ref(), f.key_file.as_ref());
     let server_name = f.server_name.as_ref().and_then(|name| {
         match ServerName::try_from(name.value.trim().to_owned()) {
             Ok(parsed) => Some(parsed),
@@ -106,6 +88,67 @@ pub(super) fn upstream(
         identity,
         server_name,
     })
+}
+
+/// Redis's `tls`, for `rediss://` URLs (`tls_urls`): its files checked as an upstream's are,
+/// and their PEM text kept for the Redis client. `Some` for `rediss://` with or without a
+/// block, `None` for `redis://` (a block there is a problem).
+pub(super) fn redis(
+    p: &mut Problems,
+    tls_urls: bool,
+    f: Option<&Spanned<FileRedisTls>>,
+) -> Option<RedisTls> {
+    let Some(block) = f else {
+        return tls_urls.then(RedisTls::default);
+    };
+    if !tls_urls {
+        p.invalid(
+            block,
+            "tls",
+            "is set for redis:// urls: write them with rediss://, or remove tls".to_owned(),
+        );
+        return None;
+    }
+    let f = &block.value;
+    let ca_pem = f.ca_file.as_ref().and_then(|file| {
+        roots(p, file, "ca_file", "the CA that signed Redis's certificate")?;
+        std::fs::read(&file.value).ok()
+    });
+    let client_pem = client_identity(p, f.cert_file.as_ref(), f.key_file.as_ref()).and_then(|id| {
+        Some((
+            std::fs::read(&id.cert_file).ok()?,
+            std::fs::read(&id.key_file).ok()?,
+        ))
+    });
+    Some(RedisTls { ca_pem, client_pem })
+}
+
+/// An optional client certificate: both files, or neither.
+fn client_identity(
+    p: &mut Problems,
+    cert: Option<&Spanned<String>>,
+    key: Option<&Spanned<String>>,
+) -> Option<Identity> {
+    match (cert, key) {
+        (Some(cert), Some(key)) => identity(p, cert, key),
+        (Some(cert), None) => {
+            p.invalid(
+                cert,
+                "cert_file",
+                "is set without key_file: give both, or neither".to_owned(),
+            );
+            None
+        }
+        (None, Some(key)) => {
+            p.invalid(
+                key,
+                "key_file",
+                "is set without cert_file: give both, or neither".to_owned(),
+            );
+            None
+        }
+        (None, None) => None,
+    }
 }
 
 /// A certificate and its key, or a problem located at the file that is wrong.

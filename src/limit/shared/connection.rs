@@ -7,13 +7,13 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use redis::Script;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterConfig};
 use redis::cluster_async::ClusterConnection;
+use redis::{ClientTlsConfig, Script, TlsCertificates};
 
 use super::sentinel::SentinelMaster;
-use crate::limit::config::{RedisConfig, RedisTopology};
+use crate::limit::config::{RedisConfig, RedisTls, RedisTopology};
 use crate::limit::shared::scripts::{RELEASE, RENEW, TAKE};
 
 /// Why Redis gave no answer.
@@ -64,7 +64,10 @@ impl Conn {
         let connect = config.timeout.max(Duration::from_millis(250));
         Ok(match &config.topology {
             RedisTopology::Single(url) => {
-                let client = redis::Client::open(url.as_str())?;
+                let client = match &config.tls {
+                    Some(tls) => redis::Client::build_with_tls(url.as_str(), certificates(tls))?,
+                    None => redis::Client::open(url.as_str())?,
+                };
                 let manager = ConnectionManagerConfig::new()
                     .set_response_timeout(Some(config.timeout))
                     .set_connection_timeout(Some(connect))
@@ -75,11 +78,15 @@ impl Conn {
             RedisTopology::Cluster(urls) => {
                 // Redirects (`MOVED`, `ASK`) and reconnects are retried quickly; the call as a
                 // whole is bounded by `redis.timeout` all the same.
-                let client = ClusterClient::builder(urls.iter().map(String::as_str))
+                let mut builder = ClusterClient::builder(urls.iter().map(String::as_str))
                     .retries(3)
                     .min_retry_wait(10)
-                    .max_retry_wait(100)
-                    .build()?;
+                    .max_retry_wait(100);
+                // TLS itself comes with rediss:// seeds; these are its CA and client identity.
+                if let Some(tls) = &config.tls {
+                    builder = builder.certs(certificates(tls));
+                }
+                let client = builder.build()?;
                 let settings = ClusterConfig::new()
                     .set_connection_timeout(connect)
                     .set_response_timeout(config.timeout);
@@ -114,6 +121,17 @@ impl Conn {
         if let Self::Sentinel(master) = self {
             master.failed(None);
         }
+    }
+}
+
+/// `redis.tls` as the redis crate takes it: without a CA, the system's trust store.
+fn certificates(tls: &RedisTls) -> TlsCertificates {
+    TlsCertificates {
+        client_tls: tls.client_pem.as_ref().map(|(cert, key)| ClientTlsConfig {
+            client_cert: cert.clone(),
+            client_key: key.clone(),
+        }),
+        root_cert: tls.ca_pem.clone(),
     }
 }
 

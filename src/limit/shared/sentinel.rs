@@ -45,7 +45,7 @@ impl SentinelMaster {
             .set_redis_connection_info(first.redis_settings().clone());
         let sentinels = SentinelClient::build(
             urls.to_vec(),
-            master.to_owned(),
+            master,
             Some(node),
             SentinelServerType::Master,
         )?;

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 pub struct RedisServer {
     pub addr: SocketAddr,
     child: Option<Child>,
+    /// Arguments of its own (TLS), after the common ones.
+    extra: Vec<String>,
 }
 
 /// A free loopback port (bound, read and released).
@@ -20,8 +22,18 @@ pub fn free_port() -> u16 {
 
 impl RedisServer {
     pub fn start() -> Self {
+        Self::start_with(|port| vec!["--port".to_owned(), port.to_string()])
+    }
+
+    /// A server whose own arguments `args(port)` gives (say `--port 0 --tls-port PORT …`).
+    pub fn start_with(args: impl FnOnce(u16) -> Vec<String>) -> Self {
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let mut server = Self { addr, child: None };
+        let extra = args(addr.port());
+        let mut server = Self {
+            addr,
+            child: None,
+            extra,
+        };
         server.restart();
         server
     }
@@ -41,16 +53,8 @@ impl RedisServer {
     pub fn restart(&mut self) {
         self.kill();
         let child = Command::new("redis-server")
-            .args([
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                &self.addr.port().to_string(),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -11,7 +11,30 @@ use super::redis::free_port;
 
 /// Runs `redis-cli -p PORT ARGS…` and returns what it printed.
 pub fn cli(port: u16, args: &[&str]) -> String {
-    let out = Command::new("redis-cli")
+    cli_over(None, port, args)
+}
+
+/// The files of a TLS cluster: its CA, and the certificate every node serves (and presents
+/// to the others).
+#[derive(Clone)]
+pub struct ClusterTls {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// [`cli`], over TLS when `tls` is given.
+fn cli_over(tls: Option<&ClusterTls>, port: u16, args: &[&str]) -> String {
+    let mut command = Command::new("redis-cli");
+    if let Some(tls) = tls {
+        command.args(["--tls", "--cacert"]).arg(&tls.ca);
+        command
+            .arg("--cert")
+            .arg(&tls.cert)
+            .arg("--key")
+            .arg(&tls.key);
+    }
+    let out = command
         .args(["-h", "127.0.0.1", "-p", &port.to_string()])
         .args(args)
         .output()
@@ -122,12 +145,18 @@ impl Drop for Processes {
 /// Three masters, three replicas, `cluster-node-timeout` 1 s.
 pub struct RedisCluster {
     pub ports: Vec<u16>,
+    tls: Option<ClusterTls>,
     processes: Processes,
     _dir: Dir,
 }
 
 impl RedisCluster {
     pub fn start() -> Self {
+        Self::start_over(None)
+    }
+
+    /// A cluster that speaks only TLS, to clients, to its replicas and on its bus.
+    pub fn start_over(tls: Option<ClusterTls>) -> Self {
         let dir = Dir::new("cluster");
         let ports: Vec<u16> = (0..6).map(|_| free_port()).collect();
         let mut processes = Vec::new();
@@ -135,8 +164,6 @@ impl RedisCluster {
             let args = [
                 "--bind",
                 "127.0.0.1",
-                "--port",
-                &port.to_string(),
                 "--cluster-enabled",
                 "yes",
                 "--cluster-config-file",
@@ -150,7 +177,25 @@ impl RedisCluster {
                 "--appendonly",
                 "no",
             ];
-            processes.push((port, spawn(&args.map(str::to_owned))));
+            let mut args: Vec<String> = args.map(str::to_owned).to_vec();
+            let port_arg = port.to_string();
+            match &tls {
+                None => args.extend(["--port".to_owned(), port_arg]),
+                Some(tls) => {
+                    args.extend(["--port", "0", "--tls-port", &port_arg].map(str::to_owned));
+                    args.extend(
+                        ["--tls-cluster", "yes", "--tls-replication", "yes"].map(str::to_owned),
+                    );
+                    for (key, file) in [
+                        ("--tls-cert-file", &tls.cert),
+                        ("--tls-key-file", &tls.key),
+                        ("--tls-ca-cert-file", &tls.ca),
+                    ] {
+                        args.extend([key.to_owned(), file.display().to_string()]);
+                    }
+                }
+            }
+            processes.push((port, spawn(&args)));
         }
         for &port in &ports {
             wait_until(Duration::from_secs(10), "redis-server listens", || {
@@ -161,6 +206,7 @@ impl RedisCluster {
         let mut create = vec!["--cluster", "create"];
         create.extend(nodes.iter().map(String::as_str));
         create.extend(["--cluster-replicas", "1", "--cluster-yes"]);
+        let cli = |port: u16, args: &[&str]| cli_over(tls.as_ref(), port, args);
         cli(ports[0], &create);
         for &port in &ports {
             wait_until(
@@ -176,23 +222,35 @@ impl RedisCluster {
         }
         Self {
             ports,
+            tls,
             processes: Processes(processes),
             _dir: dir,
         }
     }
 
     pub fn url(&self, i: usize) -> String {
-        format!("redis://127.0.0.1:{}", self.ports[i])
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.ports[i])
+    }
+
+    /// [`cli`] to node `port`, over TLS when the cluster speaks it.
+    pub fn cli(&self, port: u16, args: &[&str]) -> String {
+        cli_over(self.tls.as_ref(), port, args)
     }
 
     /// The port of the master that serves `hash_tag`'s slot now, as node `ask` sees it: `None`
     /// while no live master does.
     pub fn master_of(&self, ask: u16, hash_tag: &str) -> Option<u16> {
-        let slot: u16 = cli(ask, &["cluster", "keyslot", hash_tag])
+        let slot: u16 = self
+            .cli(ask, &["cluster", "keyslot", hash_tag])
             .parse()
             .expect("a slot");
         // Lines: id host:port@bus flags master-id ping pong epoch state slots…
-        for line in cli(ask, &["cluster", "nodes"]).lines() {
+        for line in self.cli(ask, &["cluster", "nodes"]).lines() {
             let fields: Vec<&str> = line.split_whitespace().collect();
             if fields.len() < 9 || !fields[2].contains("master") || fields[2].contains("fail") {
                 continue;
