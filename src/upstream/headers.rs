@@ -130,7 +130,8 @@ fn replace_forwarding(headers: &mut HeaderMap, client: &ClientAddr, host: Option
             element.push_str(";host=\"");
             element.extend(host.chars().filter(|c| !matches!(c, '"' | '\\')));
             element.push('"');
-            HeaderValue::from_str(&element).ok()
+            // The string's buffer becomes the value's: no second copy.
+            HeaderValue::from_maybe_shared(bytes::Bytes::from(element)).ok()
         }
         None => HeaderValue::from_str(&format!("for={};proto={scheme}", client.node())).ok(),
     };

@@ -45,6 +45,8 @@ pub(super) fn new_request_id() -> HeaderValue {
         let nibble = (word >> (60 - 4 * (i % 16))) & 0xf;
         *byte = b"0123456789abcdef"[nibble as usize];
     }
-    HeaderValue::from_maybe_shared(Bytes::copy_from_slice(&text))
+    // Owned by a shared buffer: the value is cloned into the request, the response and the log
+    // entry, each clone a reference count (a copied slice would be copied again on its first).
+    HeaderValue::from_maybe_shared(Bytes::from_owner(text))
         .unwrap_or_else(|_| HeaderValue::from_static("-"))
 }
