@@ -457,7 +457,7 @@ fn a_redis_topology_is_one_of_url_cluster_and_sentinel() {
 }
 
 #[test]
-fn tls_to_redis_takes_rediss_urls_everywhere_and_not_yet_with_sentinel() {
+fn tls_to_redis_takes_rediss_urls_everywhere() {
     let up = "upstreams: {app: {url: 'http://h:1'}}\n";
     let lines = problems(&format!(
         "redis: {{url: 'redis://a:6379', tls: {{}}}}\n{up}"
@@ -472,13 +472,6 @@ fn tls_to_redis_takes_rediss_urls_everywhere_and_not_yet_with_sentinel() {
     assert_starts(
         &lines,
         &["t.yaml:1:8: `redis` mixes redis:// and rediss:// urls"],
-    );
-    let lines = problems(&format!(
-        "redis: {{sentinel: {{master: m, urls: ['rediss://s:26379']}}}}\n{up}"
-    ));
-    assert_starts(
-        &lines,
-        &["t.yaml:1:19: `sentinel` is given rediss:// urls: TLS to Sentinel is not supported yet"],
     );
     let lines = problems(&format!(
         "redis: {{url: 'rediss://a:6379', tls: {{cert_file: /nonexistent.crt}}}}\n{up}"

@@ -7,9 +7,8 @@
 use std::time::{Duration, Instant};
 
 use crate::support::redis::RedisServer;
-use crate::support::redis_topologies::{
-    ClusterTls, MASTER_NAME, RedisCluster, RedisSentinels, cli, replicated,
-};
+use crate::support::redis_sentinel::{MASTER_NAME, RedisSentinels};
+use crate::support::redis_topologies::{ClusterTls, RedisCluster, cli_over, replicated};
 use crate::support::tls::Ca;
 use crate::support::{Proxy, Upstream};
 
@@ -51,9 +50,10 @@ async fn one_budget(a: &Proxy, b: &Proxy, key: &str) {
     }
 }
 
-/// The rate keys `node` holds for route `page` (`--scan` lists one node's keys).
-fn page_keys(node: u16) -> Vec<String> {
-    cli(node, &["--scan", "--pattern", "pagegate:*{page}*"])
+/// The rate keys `node` holds for route `page` (`--scan` lists one node's keys), asked over
+/// TLS with `tls`.
+fn page_keys(tls: Option<&ClusterTls>, node: u16) -> Vec<String> {
+    cli_over(tls, node, &["--scan", "--pattern", "pagegate:*{page}*"])
         .lines()
         .map(str::to_owned)
         .collect()
@@ -63,11 +63,11 @@ fn page_keys(node: u16) -> Vec<String> {
 /// new master `node`. Until then they may be refused (`closed`: 503) or, behind Sentinel, be
 /// counted on the old master in the moment before it is demoted (Redis's own window; pagegate
 /// asks the Sentinels every 0.5 s).
-async fn enforced_through(proxy: &Proxy, node: u16, promoted: Instant) {
+async fn enforced_through(tls: Option<&ClusterTls>, proxy: &Proxy, node: u16, promoted: Instant) {
     for n in 0.. {
-        let before = page_keys(node).len();
+        let before = page_keys(tls, node).len();
         let got = get(proxy, &format!("after-failover-{n}")).await;
-        if got.status == 200 && page_keys(node).len() == before + 1 {
+        if got.status == 200 && page_keys(tls, node).len() == before + 1 {
             return;
         }
         assert!(
@@ -96,13 +96,13 @@ async fn a_cluster_shares_one_budget_and_follows_a_failover() {
         .master_of(cluster.ports[0], "page")
         .expect("a master serves {page}");
     assert_eq!(
-        page_keys(master).len(),
+        page_keys(None, master).len(),
         1,
         "the route's counters are on its shard's master"
     );
     // Replication is asynchronous: a write the replica has not seen is lost with its master,
     // as Redis documents. Wait until it has them, so what is checked below is pagegate's part.
-    replicated(master);
+    replicated(None, master);
     // The shard's master dies; its replica is promoted by the cluster.
     cluster.kill(master);
     let ask = *cluster
@@ -120,7 +120,7 @@ async fn a_cluster_shares_one_budget_and_follows_a_failover() {
         },
     );
     let (new_master, at) = (promoted.expect("promoted"), Instant::now());
-    enforced_through(&a, new_master, at).await;
+    enforced_through(None, &a, new_master, at).await;
     // The replica had the spent budget: it still holds on either proxy.
     get(&b, "before").await.problem(429);
     a.stop().await;
@@ -129,45 +129,66 @@ async fn a_cluster_shares_one_budget_and_follows_a_failover() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sentinels_lead_to_the_master_and_to_the_new_one_after_a_failover() {
-    let sentinels = RedisSentinels::start();
+    sentinel_failover(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinels_over_tls_lead_to_the_master_and_to_the_new_one_after_a_failover() {
+    let dir = crate::support::scratch_dir("redis-sentinel-tls");
+    let ca = Ca::new("redis sentinel ca");
+    let node = ca.issue(&["127.0.0.1"], &dir, "node");
+    sentinel_failover(Some(ClusterTls {
+        ca: ca.write(&dir, "ca.crt"),
+        cert: node.cert,
+        key: node.key,
+    }))
+    .await;
+}
+
+/// Two proxies share one budget through the master the Sentinels report; after a failover
+/// they count on the new master within 2 s of its promotion. With `tls`, every node and
+/// Sentinel speaks only TLS and asks for client certificates.
+async fn sentinel_failover(tls: Option<ClusterTls>) {
+    let sentinels = RedisSentinels::start_over(tls.clone());
+    let tls = tls.as_ref();
     let upstream = Upstream::json("[]").await;
     let urls: Vec<String> = sentinels.urls().iter().map(|u| format!("'{u}'")).collect();
+    let files = tls.map_or(String::new(), |t| {
+        format!(
+            ", tls: {{ca_file: '{}', cert_file: '{}', key_file: '{}'}}",
+            t.ca.display(),
+            t.cert.display(),
+            t.key.display()
+        )
+    });
     let yaml = config(&format!(
-        "sentinel: {{master: {MASTER_NAME}, urls: [{}]}}",
+        "sentinel: {{master: {MASTER_NAME}, urls: [{}]}}{files}",
         urls.join(", ")
     ));
     let a = Proxy::start(&yaml, &upstream).await;
     let b = Proxy::start(&yaml, &upstream).await;
     one_budget(&a, &b, "before").await;
-    assert_eq!(
-        page_keys(sentinels.master).len(),
-        1,
-        "the counters are on the master"
-    );
-    replicated(sentinels.master);
+    let keys = |node| page_keys(tls, node).len();
+    assert_eq!(keys(sentinels.master), 1, "the counters are on the master");
+    replicated(tls, sentinels.master);
     let promoted = sentinels.fail_over();
-    enforced_through(&a, sentinels.replica, promoted).await;
+    enforced_through(tls, &a, sentinels.replica, promoted).await;
     // The budget spent before the failover holds through the new master, on either proxy.
     get(&b, "before").await.problem(429);
     // 2 s after the promotion both have left the old master (demoted by now or not): new
     // clients are counted on the new one.
     tokio::time::sleep_until((promoted + Duration::from_secs(2)).into()).await;
-    let (old, new) = (
-        page_keys(sentinels.master).len(),
-        page_keys(sentinels.replica).len(),
-    );
+    let (old, new) = (keys(sentinels.master), keys(sentinels.replica));
     for proxy in [&a, &b] {
-        assert_eq!(
-            get(proxy, &format!("later-{}", proxy.addr)).await.status,
-            200
-        );
+        let key = format!("later-{}", proxy.addr);
+        assert_eq!(get(proxy, &key).await.status, 200);
     }
     assert_eq!(
-        page_keys(sentinels.master).len(),
+        keys(sentinels.master),
         old,
         "nothing more on the old master"
     );
-    assert_eq!(page_keys(sentinels.replica).len(), new + 2);
+    assert_eq!(keys(sentinels.replica), new + 2);
     a.stop().await;
     b.stop().await;
 }

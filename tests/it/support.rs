@@ -25,6 +25,7 @@ pub mod pgwire;
 pub mod postgres;
 pub mod process;
 pub mod redis;
+pub mod redis_sentinel;
 pub mod redis_topologies;
 pub mod tls;
 pub mod types;

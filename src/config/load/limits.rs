@@ -115,15 +115,6 @@ pub(super) fn redis(p: &mut Problems, at: &Spanned<FileRedis>) -> RedisConfig {
                 .to_owned(),
         );
     }
-    if tls_urls != 0
-        && let Some(sentinel) = &r.sentinel
-    {
-        p.invalid(
-            sentinel,
-            "sentinel",
-            "is given rediss:// urls: TLS to Sentinel is not supported yet; use redis:// on a trusted network, or `url`/`cluster` over TLS".to_owned(),
-        );
-    }
     let tls = super::tls::redis(p, tls_urls != 0, r.tls.as_ref());
     let key_prefix = r
         .key_prefix

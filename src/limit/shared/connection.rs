@@ -93,7 +93,13 @@ impl Conn {
                 Self::Cluster(client.get_pending_async_connection_with_config(settings))
             }
             RedisTopology::Sentinel { master, urls } => {
-                Self::Sentinel(Arc::new(SentinelMaster::new(master, urls, config.timeout)?))
+                let tls = config.tls.as_ref().map(certificates);
+                Self::Sentinel(Arc::new(SentinelMaster::new(
+                    master,
+                    urls,
+                    tls,
+                    config.timeout,
+                )?))
             }
         })
     }

@@ -11,10 +11,10 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
-use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
+use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{
     AsyncConnectionConfig, ConnectionAddr, ErrorKind, IntoConnectionInfo, RedisError, RedisResult,
-    ServerErrorKind,
+    ServerErrorKind, TlsCertificates, TlsMode,
 };
 
 /// How often a Sentinel is asked which node is master (0.5 s).
@@ -30,28 +30,57 @@ pub(super) struct SentinelMaster {
     connect: AsyncConnectionConfig,
     /// Whether the task that follows failovers runs.
     watching: std::sync::Once,
+    /// With `rediss://`: the CA and client certificate, for the watcher's Sentinel connection.
+    tls: Option<TlsCertificates>,
 }
 
 impl SentinelMaster {
     /// Sentinels at `urls` watching `master`; the user, password and database of the first URL
-    /// are also used for the master. Connects to nothing yet.
-    pub(super) fn new(master: &str, urls: &[String], timeout: Duration) -> RedisResult<Self> {
-        let first = urls
+    /// are also used for the master, and with `rediss://` URLs TLS (with `tls`'s CA and client
+    /// certificate) to the Sentinels and to the master. Connects to nothing yet.
+    pub(super) fn new(
+        master: &str,
+        urls: &[String],
+        tls: Option<TlsCertificates>,
+        timeout: Duration,
+    ) -> RedisResult<Self> {
+        let infos = urls
+            .iter()
+            .map(|url| url.as_str().into_connection_info())
+            .collect::<RedisResult<Vec<_>>>()?;
+        let first = infos
             .first()
             .ok_or_else(|| RedisError::from((ErrorKind::InvalidClientConfig, "no sentinel URL")))?
-            .as_str()
-            .into_connection_info()?;
-        let node = SentinelNodeConnectionInfo::default()
-            .set_redis_connection_info(first.redis_settings().clone());
-        let sentinels = SentinelClient::build(
-            urls.to_vec(),
+            .redis_settings()
+            .clone();
+        let mut builder = SentinelClientBuilder::new(
+            infos.iter().map(|info| info.addr().clone()),
             master,
-            Some(node),
             SentinelServerType::Master,
-        )?;
+        )?
+        .set_client_to_redis_db(first.db());
+        if let Some(user) = first.username() {
+            builder = builder
+                .set_client_to_redis_username(user)
+                .set_client_to_sentinel_username(user);
+        }
+        if let Some(password) = first.password() {
+            builder = builder
+                .set_client_to_redis_password(password)
+                .set_client_to_sentinel_password(password);
+        }
+        if let Some(certificates) = &tls {
+            builder = builder
+                .set_client_to_redis_tls_mode(TlsMode::Secure)
+                .set_client_to_redis_certificates(certificates.clone())
+                .set_client_to_sentinel_tls_mode(TlsMode::Secure)
+                .set_client_to_sentinel_certificates(certificates.clone());
+        }
+        let sentinels = builder.build()?;
         Ok(Self {
             name: master.to_owned(),
             urls: urls.to_vec(),
+            tls,
             sentinels: tokio::sync::Mutex::new(sentinels),
             held: Mutex::new(None),
             connect: AsyncConnectionConfig::new()
@@ -120,7 +149,11 @@ impl SentinelMaster {
         };
         let mut held = self.lock();
         let moved = held.as_ref().is_some_and(|(_, addr)| match addr {
-            ConnectionAddr::Tcp(h, p) => *h != host || *p != port,
+            ConnectionAddr::Tcp(h, p)
+            | ConnectionAddr::TcpTls {
+                host: h, port: p, ..
+            } => *h != host || *p != port,
+            // Sentinels report TCP addresses; a master reached otherwise is left as it is.
             _ => false,
         });
         if moved {
@@ -131,7 +164,13 @@ impl SentinelMaster {
     /// A connection to the first Sentinel that takes one.
     async fn any_sentinel(&self) -> Option<MultiplexedConnection> {
         for url in &self.urls {
-            let Ok(client) = redis::Client::open(url.as_str()) else {
+            let client = match &self.tls {
+                Some(certificates) => {
+                    redis::Client::build_with_tls(url.as_str(), certificates.clone())
+                }
+                None => redis::Client::open(url.as_str()),
+            };
+            let Ok(client) = client else {
                 continue;
             };
             let conn = client

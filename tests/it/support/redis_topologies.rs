@@ -1,7 +1,8 @@
 //! Real Redis topologies on loopback, started by the tests: a Cluster of three masters with a
-//! replica each (six `redis-server --cluster-enabled yes`), and one master with one replica
-//! watched by three Sentinels (`redis-server --sentinel`). Every process is killed when its
-//! topology is dropped; a missing `redis-server` or `redis-cli` fails with the install command.
+//! replica each (six `redis-server --cluster-enabled yes`), plaintext or TLS only; and what
+//! the Sentinel harness ([`super::redis_sentinel`]) shares with it. Every process is killed
+//! when its topology is dropped; a missing `redis-server` or `redis-cli` fails with the install
+//! command.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -23,8 +24,28 @@ pub struct ClusterTls {
     pub key: PathBuf,
 }
 
+/// The arguments that make a `redis-server` listen on `port`: plaintext, or only TLS (to its
+/// replicas too) with `tls`'s certificate, asking clients for theirs.
+pub fn tls_args(tls: Option<&ClusterTls>, port: u16) -> Vec<String> {
+    let Some(tls) = tls else {
+        return vec!["--port".to_owned(), port.to_string()];
+    };
+    let mut args = ["--port", "0", "--tls-replication", "yes", "--tls-port"]
+        .map(str::to_owned)
+        .to_vec();
+    args.push(port.to_string());
+    for (key, file) in [
+        ("--tls-cert-file", &tls.cert),
+        ("--tls-key-file", &tls.key),
+        ("--tls-ca-cert-file", &tls.ca),
+    ] {
+        args.extend([key.to_owned(), file.display().to_string()]);
+    }
+    args
+}
+
 /// [`cli`], over TLS when `tls` is given.
-fn cli_over(tls: Option<&ClusterTls>, port: u16, args: &[&str]) -> String {
+pub fn cli_over(tls: Option<&ClusterTls>, port: u16, args: &[&str]) -> String {
     let mut command = Command::new("redis-cli");
     if let Some(tls) = tls {
         command.args(["--tls", "--cacert"]).arg(&tls.ca);
@@ -44,7 +65,7 @@ fn cli_over(tls: Option<&ClusterTls>, port: u16, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
-fn spawn(args: &[String]) -> Child {
+pub fn spawn(args: &[String]) -> Child {
     Command::new("redis-server")
         .args(args)
         .stdout(Stdio::null())
@@ -66,9 +87,9 @@ pub fn wait_until(limit: Duration, what: &str, mut ready: impl FnMut() -> bool) 
 
 /// Waits until the replicas of the master on `port` have acknowledged all it has written so
 /// far (they acknowledge once a second).
-pub fn replicated(port: u16) {
+pub fn replicated(tls: Option<&ClusterTls>, port: u16) {
     let info = |key: &str| -> Vec<u64> {
-        cli(port, &["info", "replication"])
+        cli_over(tls, port, &["info", "replication"])
             .lines()
             .filter_map(|line| {
                 let (name, value) = line.split_once(':')?;
@@ -95,15 +116,15 @@ pub fn replicated(port: u16) {
     );
 }
 
-fn listening(port: u16) -> bool {
+pub fn listening(port: u16) -> bool {
     std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
 }
 
 /// A scratch directory, removed when dropped.
-struct Dir(PathBuf);
+pub struct Dir(pub PathBuf);
 
 impl Dir {
-    fn new(what: &str) -> Self {
+    pub fn new(what: &str) -> Self {
         let path = std::env::temp_dir().join(format!(
             "pagegate-{what}-{}-{}",
             std::process::id(),
@@ -121,7 +142,7 @@ impl Drop for Dir {
 }
 
 /// Processes by port; each killed when dropped.
-struct Processes(Vec<(u16, Child)>);
+pub struct Processes(pub Vec<(u16, Child)>);
 
 impl Processes {
     fn kill(&mut self, port: u16) {
@@ -178,22 +199,9 @@ impl RedisCluster {
                 "no",
             ];
             let mut args: Vec<String> = args.map(str::to_owned).to_vec();
-            let port_arg = port.to_string();
-            match &tls {
-                None => args.extend(["--port".to_owned(), port_arg]),
-                Some(tls) => {
-                    args.extend(["--port", "0", "--tls-port", &port_arg].map(str::to_owned));
-                    args.extend(
-                        ["--tls-cluster", "yes", "--tls-replication", "yes"].map(str::to_owned),
-                    );
-                    for (key, file) in [
-                        ("--tls-cert-file", &tls.cert),
-                        ("--tls-key-file", &tls.key),
-                        ("--tls-ca-cert-file", &tls.ca),
-                    ] {
-                        args.extend([key.to_owned(), file.display().to_string()]);
-                    }
-                }
+            args.extend(tls_args(tls.as_ref(), port));
+            if tls.is_some() {
+                args.extend(["--tls-cluster", "yes"].map(str::to_owned));
             }
             processes.push((port, spawn(&args)));
         }
@@ -270,128 +278,5 @@ impl RedisCluster {
     /// Kills the node on `port` (SIGKILL).
     pub fn kill(&mut self, port: u16) {
         self.processes.kill(port);
-    }
-}
-
-/// One master, one replica, three Sentinels watching them as `pg` (quorum 2, down after
-/// 500 ms).
-pub struct RedisSentinels {
-    pub master: u16,
-    pub replica: u16,
-    pub sentinels: Vec<u16>,
-    _processes: Processes,
-    _dir: Dir,
-}
-
-/// The name the Sentinels monitor the master by.
-pub const MASTER_NAME: &str = "pg";
-
-impl RedisSentinels {
-    pub fn start() -> Self {
-        let dir = Dir::new("sentinel");
-        let (master, replica) = (free_port(), free_port());
-        let base = |port: u16| {
-            vec![
-                "--bind".to_owned(),
-                "127.0.0.1".to_owned(),
-                "--port".to_owned(),
-                port.to_string(),
-                "--save".to_owned(),
-                String::new(),
-                "--appendonly".to_owned(),
-                "no".to_owned(),
-                // A full sync writes an RDB file even without `save`: into the scratch dir.
-                "--dir".to_owned(),
-                dir.0.display().to_string(),
-            ]
-        };
-        let mut processes = vec![(master, spawn(&base(master)))];
-        let mut args = base(replica);
-        args.extend(["--replicaof".to_owned(), format!("127.0.0.1 {master}")]);
-        processes.push((replica, spawn(&args)));
-        for port in [master, replica] {
-            wait_until(Duration::from_secs(10), "redis-server listens", || {
-                listening(port)
-            });
-        }
-        wait_until(Duration::from_secs(10), "the replica is in sync", || {
-            cli(replica, &["info", "replication"]).contains("master_link_status:up")
-        });
-        let sentinels: Vec<u16> = (0..3).map(|_| free_port()).collect();
-        for &port in &sentinels {
-            // A Sentinel rewrites its config file: each has its own, writable.
-            let conf = dir.0.join(format!("sentinel-{port}.conf"));
-            std::fs::write(
-                &conf,
-                format!(
-                    "bind 127.0.0.1\nport {port}\ndir {}\nsentinel monitor {MASTER_NAME} 127.0.0.1 {master} 2\n\
-                     sentinel down-after-milliseconds {MASTER_NAME} 500\nsentinel failover-timeout {MASTER_NAME} 2000\n",
-                    dir.0.display()
-                ),
-            )
-            .expect("sentinel config");
-            let args = [conf.display().to_string(), "--sentinel".to_owned()];
-            processes.push((port, spawn(&args)));
-        }
-        for &port in &sentinels {
-            wait_until(Duration::from_secs(10), "redis-sentinel listens", || {
-                listening(port)
-            });
-            wait_until(
-                Duration::from_secs(20),
-                "each Sentinel sees the replica and the others",
-                || {
-                    let replicas = cli(port, &["sentinel", "replicas", MASTER_NAME]);
-                    let others = cli(port, &["sentinel", "sentinels", MASTER_NAME]);
-                    replicas.contains(&replica.to_string())
-                        && sentinels
-                            .iter()
-                            .filter(|s| **s != port)
-                            .all(|s| others.contains(&s.to_string()))
-                },
-            );
-        }
-        Self {
-            master,
-            replica,
-            sentinels,
-            _processes: Processes(processes),
-            _dir: dir,
-        }
-    }
-
-    pub fn urls(&self) -> Vec<String> {
-        self.sentinels
-            .iter()
-            .map(|p| format!("redis://127.0.0.1:{p}"))
-            .collect()
-    }
-
-    /// The master's port as the Sentinel on `sentinel` reports it.
-    pub fn reported_master(&self, sentinel: u16) -> u16 {
-        let answer = cli(
-            sentinel,
-            &["sentinel", "get-master-addr-by-name", MASTER_NAME],
-        );
-        answer
-            .lines()
-            .nth(1)
-            .and_then(|p| p.trim().parse().ok())
-            .unwrap_or(0)
-    }
-
-    /// Asks a Sentinel to fail over, and waits until the replica is master: returns when.
-    pub fn fail_over(&self) -> Instant {
-        let said = cli(self.sentinels[0], &["sentinel", "failover", MASTER_NAME]);
-        assert_eq!(said, "OK", "SENTINEL FAILOVER answered {said}");
-        // Promoted, and the Sentinels say so: their clients go by what they report.
-        wait_until(Duration::from_secs(15), "the replica is promoted", || {
-            cli(self.replica, &["role"]).starts_with("master")
-                && self
-                    .sentinels
-                    .iter()
-                    .all(|&s| self.reported_master(s) == self.replica)
-        });
-        Instant::now()
     }
 }
