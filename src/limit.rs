@@ -16,6 +16,7 @@ mod decide;
 mod error;
 mod key;
 mod layer;
+mod pace;
 mod queue;
 pub(crate) mod rate;
 mod shared;

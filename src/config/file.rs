@@ -203,6 +203,23 @@ pub(crate) struct FileLimits {
     pub(crate) max_clients: Option<Spanned<Whole>>,
     pub(crate) store: Option<Spanned<FileLimitStore>>,
     pub(crate) on_redis_error: Option<FileOnRedisError>,
+    pub(crate) pace: Option<Spanned<FilePace>>,
+}
+
+/// `limits.pace`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FilePace {
+    pub(crate) bytes_per_second: Spanned<String>,
+    pub(crate) per: Option<Spanned<FilePaceScope>>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum FilePaceScope {
+    Client,
+    Key,
+    Route,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]

@@ -32,6 +32,28 @@ pub struct LimitsConfig {
     pub store: LimitStore,
     /// With `store: redis`, what happens while Redis cannot answer.
     pub on_redis_error: OnRedisError,
+    /// Response bytes slowed instead of refused (in this process).
+    pub pace: Option<Pace>,
+}
+
+/// `limits.pace`: response bytes paced to `bytes_per_second`, from one bucket per `per`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pace {
+    /// Bytes a second (and at most a second's worth at once).
+    pub bytes_per_second: NonZeroU32,
+    /// Whose bytes share a bucket.
+    pub per: PaceScope,
+}
+
+/// Whose response bytes share a pace bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PaceScope {
+    /// Each client address (as `trusted_proxies` decides, IPv6 by /64).
+    Client,
+    /// Each limits key (`key`: the address, a header, or both).
+    Key,
+    /// The whole route.
+    Route,
 }
 
 /// Where a route's limits are kept.

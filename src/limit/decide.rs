@@ -1,6 +1,7 @@
 //! A route's limiters ([`Limits`]) and the decision each request gets: rate first, then a
 //! concurrency slot (local, queued or shared through Redis), or what report-only mode would do.
 
+use crate::limit::pace::Pacer;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Weak};
@@ -26,6 +27,8 @@ pub struct Limits {
     /// `store: redis`: the shared limiters (the local ones above are the fallback).
     pub(super) shared: Option<Arc<Shared>>,
     redis: Option<crate::limit::config::RedisConfig>,
+    /// `pace`: the route's byte buckets.
+    pub(super) pacer: Option<Arc<Pacer>>,
 }
 
 impl Limits {
@@ -61,9 +64,14 @@ impl Limits {
                 config.concurrency_total.map(|n| n.get()),
                 config.queue,
             ),
+            pacer: config
+                .pace
+                .map(|pace| Arc::new(Pacer::new(pace, config.max_clients))),
             config,
         });
-        if (limits.config.rate_per_client.is_some() || limits.config.rate_per_address.is_some())
+        if (limits.config.rate_per_client.is_some()
+            || limits.config.rate_per_address.is_some()
+            || limits.pacer.is_some())
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
             runtime.spawn(housekeeping(Arc::downgrade(&limits)));
@@ -94,6 +102,9 @@ impl Limits {
     pub fn housekeep(&self) {
         if let Some(rates) = &self.rates {
             rates.housekeep();
+        }
+        if let Some(pacer) = &self.pacer {
+            pacer.housekeeping();
         }
     }
 

@@ -13,6 +13,7 @@ use tower::{Layer, Service};
 use super::concurrency::Slot;
 use crate::client_addr::ClientAddr;
 use crate::limit::decide::{Deciding, Decision, Notes};
+use crate::limit::pace::{PacedBody, Pacer};
 use crate::limit::{ClientKey, LimitError, SlotBody};
 use crate::telemetry::RouteMetrics;
 use crate::{BoxError, Limits, Request, Response};
@@ -71,6 +72,11 @@ where
             req.headers(),
             req.extensions().get::<ClientAddr>(),
         );
+        let pace = limits.pacer.as_ref().map(|pacer| Paced {
+            key: pacer.scope(key),
+            pacer: Arc::clone(pacer),
+            metrics: Arc::clone(&self.metrics),
+        });
         let decision = match &limits.shared {
             Some(shared) => Decision::Later(Box::pin(Arc::clone(limits).decide_shared(
                 Arc::clone(shared),
@@ -82,7 +88,7 @@ where
         match decision {
             Decision::Go(slot, notes) => {
                 let slot = share_with_tunnel(&mut req, slot);
-                LimitFuture::calling(self.inner.call(req), slot, notes)
+                LimitFuture::calling(self.inner.call(req), slot, notes, pace)
             }
             Decision::Refuse(error) => LimitFuture::Refused { error: Some(error) },
             Decision::Later(deciding) => {
@@ -92,10 +98,27 @@ where
                 let inner = std::mem::replace(&mut self.inner, clone);
                 LimitFuture::Deciding {
                     deciding,
-                    call: Some((req, inner)),
+                    call: Some((req, inner, pace)),
                 }
             }
         }
+    }
+}
+
+/// A request's pace bucket: which, in whose buckets, counted where.
+#[derive(Debug)]
+pub struct Paced {
+    key: ClientKey,
+    pacer: Arc<Pacer>,
+    metrics: Arc<RouteMetrics>,
+}
+
+impl Paced {
+    fn body(self, body: crate::Body) -> crate::Body {
+        let metrics = self.metrics;
+        // Counted once per response that had to wait.
+        let waited = Box::new(move || metrics.limit("pace", "paced"));
+        PacedBody::new(body, self.pacer, self.key, waited).boxed()
     }
 }
 
@@ -125,7 +148,7 @@ pin_project! {
         /// Deciding; the request and the service to call with it.
         Deciding {
             deciding: Deciding,
-            call: Option<(Request, S)>,
+            call: Option<(Request, S, Option<Paced>)>,
         },
         /// The route's answer on its way.
         Calling {
@@ -133,16 +156,18 @@ pin_project! {
             answer: S::Future,
             slot: Option<Slot>,
             notes: Option<Notes>,
+            pace: Option<Paced>,
         },
     }
 }
 
 impl<S: Service<Request>> LimitFuture<S> {
-    fn calling(answer: S::Future, slot: Option<Slot>, notes: Notes) -> Self {
+    fn calling(answer: S::Future, slot: Option<Slot>, notes: Notes, pace: Option<Paced>) -> Self {
         Self::Calling {
             answer,
             slot,
             notes: Some(notes),
+            pace,
         }
     }
 }
@@ -162,13 +187,13 @@ where
                 }
                 LimitProj::Deciding { deciding, call } => {
                     let decided = ready!(deciding.as_mut().poll(cx));
-                    let (req, mut inner) = call.take().expect("polled after completion");
+                    let (req, mut inner, pace) = call.take().expect("polled after completion");
                     match decided {
                         Ok((slot, notes)) => {
                             let mut req = req;
                             let slot = share_with_tunnel(&mut req, slot);
                             let answer = inner.call(req);
-                            self.set(Self::calling(answer, slot, notes));
+                            self.set(Self::calling(answer, slot, notes, pace));
                         }
                         Err(error) => return Poll::Ready(Err(Box::new(error))),
                     }
@@ -177,10 +202,15 @@ where
                     answer,
                     slot,
                     notes,
+                    pace,
                 } => {
                     let mut response = ready!(answer.poll(cx))?;
                     if let Some(notes) = notes.take() {
                         notes.apply(&mut response);
+                    }
+                    // Paced inside the slot: a paced body holds its slot while it waits.
+                    if let Some(pace) = pace.take() {
+                        response = response.map(|body| pace.body(body));
                     }
                     if let Some(slot) = slot.take() {
                         response = response.map(|body| SlotBody::new(body, slot).boxed());

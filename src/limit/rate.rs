@@ -37,7 +37,7 @@ pub(crate) struct CappedStore {
 }
 
 impl CappedStore {
-    fn new(cap: NonZeroUsize, full: Arc<AtomicBool>) -> Self {
+    pub(crate) fn new(cap: NonZeroUsize, full: Arc<AtomicBool>) -> Self {
         Self {
             map: DashMapStateStore::default(),
             overflow: InMemoryState::default(),

@@ -23,6 +23,7 @@ mod limits;
 mod listener;
 mod metrics;
 mod outcomes;
+mod pacing;
 mod pagination;
 mod parallel_exports;
 mod postgres;

@@ -7,6 +7,8 @@ use http::HeaderName;
 use serde_saphyr::Spanned;
 
 use super::Problems;
+
+mod pace;
 use crate::config::defaults::{
     DEFAULT_LEASE_TTL, DEFAULT_LIMIT_MAX_CLIENTS, DEFAULT_PER_ADDRESS_FACTOR,
     DEFAULT_QUEUE_TIMEOUT, DEFAULT_REDIS_KEY_PREFIX, DEFAULT_REDIS_TIMEOUT,
@@ -173,11 +175,11 @@ pub(super) fn limits(p: &mut Problems, at: &Spanned<FileLimits>, has_redis: bool
         Some(c) => concurrency(p, c),
         None => (None, None, None),
     };
-    if l.rate.is_none() && l.concurrency.is_none() {
+    if l.rate.is_none() && l.concurrency.is_none() && l.pace.is_none() {
         p.invalid(
             at,
             "limits",
-            "sets no limit: add `rate` or `concurrency`, or remove `limits`".to_owned(),
+            "sets no limit: add `rate`, `concurrency` or `pace`, or remove `limits`".to_owned(),
         );
     }
     let max_clients = p.count(
@@ -202,6 +204,7 @@ pub(super) fn limits(p: &mut Problems, at: &Spanned<FileLimits>, has_redis: bool
             None | Some(FileOnRedisError::Open) => OnRedisError::Open,
             Some(FileOnRedisError::Closed) => OnRedisError::Closed,
         },
+        pace: l.pace.as_ref().map(|at| pace::pace(p, at)),
     }
 }
 

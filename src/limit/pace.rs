@@ -1,0 +1,238 @@
+//! Pacing (`limits.pace`): a heavy client's response bytes are slowed to `bytes_per_second`
+//! instead of the client being refused, per client address, per limits key or for the whole
+//! route. A byte bucket (GCRA, governor, one second of burst) is spent as each frame goes out;
+//! a frame that finds it empty waits in [`PacedBody`] — the one frame held, nothing more read
+//! from the backend or the database meanwhile, so backpressure reaches them and a paced
+//! response holds no more memory than an unpaced one.
+//!
+//! Frames larger than a second's bytes go out in pieces of at most that (a `Bytes` split, no
+//! copy). Keyed buckets are bounded by the route's `max_clients` as the rate limiters' are
+//! ([`CappedStore`]).
+
+use std::num::{NonZeroU32, NonZeroUsize};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::Bytes;
+use governor::clock::Clock;
+use governor::middleware::NoOpMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use pin_project_lite::pin_project;
+use tokio::time::Sleep;
+
+use super::ClientKey;
+use super::config::{Pace, PaceScope};
+use super::rate::CappedStore;
+use crate::{Body, BoxError};
+
+/// The buckets' clock: tokio's, so a paced body's waits and its buckets agree, also under a
+/// paused test clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct TokioClock;
+
+impl Clock for TokioClock {
+    type Instant = std::time::Instant;
+
+    fn now(&self) -> std::time::Instant {
+        tokio::time::Instant::now().into_std()
+    }
+}
+
+/// No middleware, on [`TokioClock`]'s instants.
+type Plain = NoOpMiddleware<std::time::Instant>;
+
+/// A route's byte buckets.
+#[derive(Debug)]
+pub(crate) struct Pacer {
+    pace: Pace,
+    buckets: Buckets,
+    clock: TokioClock,
+}
+
+#[derive(Debug)]
+enum Buckets {
+    /// One per client address or limits key, at most `max_clients`.
+    Keyed(RateLimiter<ClientKey, CappedStore, TokioClock, Plain>),
+    /// One for the route.
+    Route(RateLimiter<NotKeyed, InMemoryState, TokioClock, Plain>),
+}
+
+impl Pacer {
+    /// Buckets for `pace`, at most `max_clients` of them when keyed.
+    pub(crate) fn new(pace: Pace, max_clients: NonZeroUsize) -> Self {
+        let quota = Quota::per_second(pace.bytes_per_second);
+        let clock = TokioClock;
+        let buckets = match pace.per {
+            PaceScope::Route => Buckets::Route(RateLimiter::direct_with_clock(quota, clock)),
+            PaceScope::Client | PaceScope::Key => {
+                let store = CappedStore::new(max_clients, Arc::new(AtomicBool::new(false)));
+                Buckets::Keyed(RateLimiter::new(quota, store, clock))
+            }
+        };
+        Self {
+            pace,
+            buckets,
+            clock,
+        }
+    }
+
+    /// Which bucket a request spends from: its limits `key`, or its address's.
+    pub(crate) fn scope(&self, key: ClientKey) -> ClientKey {
+        match self.pace.per {
+            PaceScope::Client => key.of_address(),
+            PaceScope::Key | PaceScope::Route => key,
+        }
+    }
+
+    /// Spends `n` bytes (at most a second's) from `key`'s bucket: `None` when they may go now,
+    /// else how long to wait before asking again.
+    fn spend(&self, key: &ClientKey, n: NonZeroU32) -> Option<Duration> {
+        let checked = match &self.buckets {
+            Buckets::Keyed(limiter) => limiter.check_key_n(key, n),
+            Buckets::Route(limiter) => limiter.check_n(n),
+        };
+        match checked {
+            Ok(Ok(())) => None,
+            Ok(Err(not_until)) => Some(not_until.wait_time_from(self.clock.now())),
+            // More than the burst: never asked (frames are cut to a second's bytes first).
+            Err(_) => Some(Duration::from_secs(1)),
+        }
+    }
+
+    /// Forgets keyed buckets that are full again (they lose nothing).
+    pub(crate) fn housekeeping(&self) {
+        if let Buckets::Keyed(limiter) = &self.buckets {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+    }
+
+    /// Keyed buckets held now.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        match &self.buckets {
+            Buckets::Keyed(limiter) => limiter.len(),
+            Buckets::Route(_) => 1,
+        }
+    }
+
+    /// The most bytes one frame may carry: a second's.
+    fn piece(&self) -> usize {
+        usize::try_from(self.pace.bytes_per_second.get()).unwrap_or(usize::MAX)
+    }
+}
+
+pin_project! {
+    /// A response body paced by a [`Pacer`]: each data frame waits for its bytes.
+    pub(crate) struct PacedBody {
+        #[pin]
+        inner: Body,
+        pacer: Arc<Pacer>,
+        key: ClientKey,
+        // A data frame (or what is left of it) waiting for its bytes.
+        held: Option<Bytes>,
+        #[pin]
+        wait: Option<Sleep>,
+        // Called once, the first time this body waits (the decision is counted).
+        on_wait: Option<Box<dyn FnOnce() + Send + Sync>>,
+    }
+}
+
+impl PacedBody {
+    /// `inner` paced from `key`'s bucket of `pacer`; `on_wait` runs the first time it waits.
+    pub(crate) fn new(
+        inner: Body,
+        pacer: Arc<Pacer>,
+        key: ClientKey,
+        on_wait: Box<dyn FnOnce() + Send + Sync>,
+    ) -> Self {
+        Self {
+            inner,
+            pacer,
+            key,
+            held: None,
+            wait: None,
+            on_wait: Some(on_wait),
+        }
+    }
+}
+
+impl HttpBody for PacedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let mut this = self.project();
+        loop {
+            if let Some(data) = this.held.as_mut() {
+                if let Some(sleep) = this.wait.as_mut().as_pin_mut() {
+                    ready!(sleep.poll(cx));
+                    this.wait.set(None);
+                }
+                let n = data.len().min(this.pacer.piece());
+                let bytes = NonZeroU32::new(u32::try_from(n).unwrap_or(u32::MAX));
+                let Some(bytes) = bytes else {
+                    *this.held = None;
+                    continue;
+                };
+                match this.pacer.spend(this.key, bytes) {
+                    None => {
+                        let piece = data.split_to(n);
+                        if data.is_empty() {
+                            *this.held = None;
+                        }
+                        return Poll::Ready(Some(Ok(Frame::data(piece))));
+                    }
+                    Some(wait) => {
+                        if let Some(first) = this.on_wait.take() {
+                            first();
+                        }
+                        this.wait.set(Some(tokio::time::sleep(wait)));
+                    }
+                }
+                continue;
+            }
+            let Some(frame) = ready!(this.inner.as_mut().poll_frame(cx)) else {
+                return Poll::Ready(None);
+            };
+            match frame.map(Frame::into_data) {
+                Ok(Ok(data)) => *this.held = Some(data),
+                // Trailers pass at once.
+                Ok(Err(other)) => return Poll::Ready(Some(Ok(other))),
+                Err(error) => return Poll::Ready(Some(Err(error))),
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.held.is_none() && self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        // What the backend has yet to send, and the frame held here.
+        let held = self.held.as_ref().map_or(0, |b| b.len() as u64);
+        let inner = self.inner.size_hint();
+        match inner.exact() {
+            Some(exact) => SizeHint::with_exact(exact + held),
+            None => {
+                let mut hint = SizeHint::new();
+                hint.set_lower(inner.lower() + held);
+                if let Some(upper) = inner.upper() {
+                    hint.set_upper(upper + held);
+                }
+                hint
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
