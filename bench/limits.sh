@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # What limits cost on the hop: pagegate with no limits, with local limits that never trip (a
 # per-client rate and per-client and total slots, all far above the load), and with the same
-# limits shared through a local redis-server (`store: redis`), in turns, for ROUNDS rounds, in
+# limits shared through a local redis-server (`store: redis`) and through a Redis Cluster of
+# three masters (`redis: {cluster: …}`), in turns, for ROUNDS rounds, in
 # front of the nginx backend of bench/peers/hop/. wrk -t1 -c32; each pagegate's CPU time
 # per request (user + system, from /proc) and wrk's p50/p99.
 #
@@ -14,7 +15,7 @@ SECONDS_PER=${SECONDS_PER:-5}
 HOPDIR=$(cd "${HOPDIR:-bench/peers/hop}" && pwd)
 
 . bench/common.sh
-need nginx wrk redis-server curl
+need nginx wrk redis-server redis-cli curl
 cargo build --release --quiet
 BIN=$PWD/target/release/pagegate
 
@@ -23,12 +24,24 @@ peer backend.conf backend.conf
 nginx -c "$RUN/backend.conf" -p "$RUN"
 redis-server --bind 127.0.0.1 --port 19024 --save "" --appendonly no >"$RUN/logs/redis.log" 2>&1 &
 PIDS+=($!)
+# A cluster of three masters (no replicas: the path measured is the same).
+mkdir -p "$RUN/cluster"
+for port in 19031 19032 19033; do
+  redis-server --bind 127.0.0.1 --port "$port" --cluster-enabled yes --cluster-config-file "nodes-$port.conf" \
+    --dir "$RUN/cluster" --save "" --appendonly no >"$RUN/logs/cluster-$port.log" 2>&1 &
+  PIDS+=($!)
+done
+for port in 19031 19032 19033; do
+  for _ in $(seq 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+done
+redis-cli --cluster create 127.0.0.1:19031 127.0.0.1:19032 127.0.0.1:19033 --cluster-yes >"$RUN/logs/cluster-create.log"
+for _ in $(seq 100); do redis-cli -p 19031 cluster info | grep -q cluster_state:ok && break; sleep 0.1; done
 
-pagegate_conf() { # $1 port, $2 limits (or empty)
+pagegate_conf() { # $1 port, $2 limits (or empty), $3 where Redis is (default: the one server)
   {
     echo "listen: 127.0.0.1:$1"
     echo "access_log: false"
-    echo "redis: {url: 'redis://127.0.0.1:19024', timeout: 50ms}"
+    echo "redis: {${3:-url: 'redis://127.0.0.1:19024'}, timeout: 50ms}"
     echo "upstreams: {be: {url: 'http://127.0.0.1:19001', pool_max_idle: 64}}"
     if [ -n "$2" ]; then
       echo "default: {action: pass, upstream: be, limits: $2}"
@@ -41,13 +54,15 @@ NEVER="rate: {per_client: {requests: 1000000000, per: 1s}}, concurrency: {per_cl
 pagegate_conf 19021 ""
 pagegate_conf 19022 "{$NEVER}"
 pagegate_conf 19023 "{store: redis, on_redis_error: closed, $NEVER}"
-declare -A PID PORT=([none]=19021 [local]=19022 [redis]=19023)
-for target in none local redis; do
+pagegate_conf 19025 "{store: redis, on_redis_error: closed, $NEVER}" "cluster: ['redis://127.0.0.1:19031']"
+TARGETS="none local redis cluster"
+declare -A PID PORT=([none]=19021 [local]=19022 [redis]=19023 [cluster]=19025)
+for target in $TARGETS; do
   "$BIN" run --config "$RUN/pagegate-${PORT[$target]}.yaml" --workers 1 >"$RUN/logs/$target.log" 2>&1 &
   PIDS+=($!)
   PID[$target]=$!
 done
-for port in 19001 19021 19022 19023; do
+for port in 19001 19021 19022 19023 19025; do
   for _ in $(seq 50); do curl -fs -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
 done
 
@@ -56,35 +71,36 @@ port_of() { echo "${PORT[$1]}"; }
 RESULTS=$RUN/results.tsv
 
 echo "pagegate: 1 worker thread each; wrk -t1 -c32, ${SECONDS_PER}s each, $ROUNDS rounds"
-for target in none local redis; do wrk -t1 -c32 -d1s "http://127.0.0.1:${PORT[$target]}/" >/dev/null; done
+for target in $TARGETS; do wrk -t1 -c32 -d1s "http://127.0.0.1:${PORT[$target]}/" >/dev/null; done
 for round in $(seq "$ROUNDS"); do
   echo "round $round"
-  case $((round % 3)) in
-    1) order="none local redis" ;; 2) order="redis none local" ;; *) order="local redis none" ;;
-  esac
+  # Rotate the order, so no target always runs first or last.
+  order=$(tr ' ' '\n' <<<"$TARGETS" | awk -v r="$round" '{ t[NR - 1] = $0 } END { for (i = 0; i < NR; i++) print t[(i + r) % NR] }' | tr '\n' ' ')
   for target in $order; do measure "$target" "$round"; done
 done
 
 echo
-medians 7 none local redis
+# shellcheck disable=SC2086
+medians 7 $TARGETS
 echo
 echo "per round, against no limits: median (min–max); the local target is 1.05 or less"
 echo "  local limits: cpu/req $(ratio local none 6)   p50 $(ratio local none 4)   p99 $(ratio local none 5)"
 echo "  redis limits: cpu/req $(ratio redis none 6)   p50 $(ratio redis none 4)   p99 $(ratio redis none 5)"
+echo "  cluster:      cpu/req $(ratio cluster none 6)   p50 $(ratio cluster none 4)   p99 $(ratio cluster none 5)"
 
 # Latency without queueing: one connection, one request at a time.
 echo
 echo "one connection (wrk -t1 -c1, ${SECONDS_PER}s each, $ROUNDS rounds): p50 / p99 ms, medians"
 : >"$RUN/single.tsv"
 for round in $(seq "$ROUNDS"); do
-  for target in none local redis; do
+  for target in $TARGETS; do
     out=$(wrk -t1 -c1 -d"${SECONDS_PER}s" --latency "http://127.0.0.1:${PORT[$target]}/")
     printf '%s\t%s\t%s\t%s\n' "$target" "$round" "$(to_ms "$(awk '$1 == "50%" { print $2 }' <<<"$out")")" \
       "$(to_ms "$(awk '$1 == "99%" { print $2 }' <<<"$out")")" >>"$RUN/single.tsv"
   done
 done
-for target in none local redis; do
-  printf '  %-6s p50 %s   p99 %s\n' "$target" \
+for target in $TARGETS; do
+  printf '  %-7s p50 %s   p99 %s\n' "$target" \
     "$(awk -F'\t' -v t="$target" '$1 == t { print $3 }' "$RUN/single.tsv" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')" \
     "$(awk -F'\t' -v t="$target" '$1 == t { print $4 }' "$RUN/single.tsv" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')"
 done

@@ -10,6 +10,8 @@ use crate::support::redis::RedisServer;
 use crate::support::redis_sentinel::{MASTER_NAME, RedisSentinels};
 use crate::support::redis_topologies::{ClusterTls, RedisCluster, cli_over, replicated};
 use crate::support::tls::Ca;
+use http_body_util::BodyExt;
+
 use crate::support::{Proxy, Upstream};
 
 /// `page`: 4 requests an hour per `X-Api-Key`, shared through `redis`, refused while Redis
@@ -25,6 +27,10 @@ routes:
     upstream: app
     limits: {{store: redis, on_redis_error: closed, key: header, key_header: X-Api-Key,
               rate: {{per_client: {{requests: 4, per: 1h}}}}}}
+  - name: export
+    path: /export
+    upstream: app
+    limits: {{store: redis, on_redis_error: closed, concurrency: {{per_client: 1}}}}
 "
     )
 }
@@ -37,6 +43,39 @@ async fn get(proxy: &Proxy, key: &str) -> crate::support::Got {
             .expect("request"),
     )
     .await
+}
+
+/// A backend whose `/export` streams for about a second; anything else answers `[]` at once.
+async fn backend() -> Upstream {
+    Upstream::start(|req| async move {
+        if req.uri().path() != "/export" {
+            return crate::support::json_response("[]");
+        }
+        http::Response::new(crate::support::bodies::slow_rows(
+            20,
+            Duration::from_millis(50),
+            b"row\n",
+        ))
+    })
+    .await
+}
+
+/// An export through `a` holds the client's one slot on `b` too; once it ends, `b` may start
+/// one: the lease is shared, and given back.
+async fn one_slot(a: &Proxy, b: &Proxy) {
+    let running = crate::support::get_head(&a.url("/export")).await;
+    assert_eq!(running.status(), 200);
+    crate::support::get(&b.url("/export")).await.problem(429);
+    let _ = running
+        .into_body()
+        .collect()
+        .await
+        .expect("the whole export");
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while crate::support::get(&b.url("/export")).await.status != 200 {
+        assert!(Instant::now() < deadline, "the lease was not given back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Four requests of `key` through `a` and `b` in turn pass, the fifth is refused by either:
@@ -86,12 +125,14 @@ async fn enforced_through(tls: Option<&ClusterTls>, proxy: &Proxy, node: u16, pr
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_shares_one_budget_and_follows_a_failover() {
     let mut cluster = RedisCluster::start();
-    let upstream = Upstream::json("[]").await;
+    let upstream = backend().await;
     // One seed node: the rest of the cluster, and which node serves `{page}`, are learnt.
     let yaml = config(&format!("cluster: ['{}']", cluster.url(0)));
     let a = Proxy::start(&yaml, &upstream).await;
     let b = Proxy::start(&yaml, &upstream).await;
     one_budget(&a, &b, "before").await;
+    // Leases too: `{export}`'s slot may be on another shard than `{page}`'s.
+    one_slot(&a, &b).await;
     let master = cluster
         .master_of(cluster.ports[0], "page")
         .expect("a master serves {page}");
@@ -151,7 +192,7 @@ async fn sentinels_over_tls_lead_to_the_master_and_to_the_new_one_after_a_failov
 async fn sentinel_failover(tls: Option<ClusterTls>) {
     let sentinels = RedisSentinels::start_over(tls.clone());
     let tls = tls.as_ref();
-    let upstream = Upstream::json("[]").await;
+    let upstream = backend().await;
     let urls: Vec<String> = sentinels.urls().iter().map(|u| format!("'{u}'")).collect();
     let files = tls.map_or(String::new(), |t| {
         format!(
@@ -168,6 +209,7 @@ async fn sentinel_failover(tls: Option<ClusterTls>) {
     let a = Proxy::start(&yaml, &upstream).await;
     let b = Proxy::start(&yaml, &upstream).await;
     one_budget(&a, &b, "before").await;
+    one_slot(&a, &b).await;
     let keys = |node| page_keys(tls, node).len();
     assert_eq!(keys(sentinels.master), 1, "the counters are on the master");
     replicated(tls, sentinels.master);
