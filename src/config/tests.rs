@@ -474,6 +474,14 @@ fn tls_to_redis_takes_rediss_urls_everywhere() {
         &["t.yaml:1:8: `redis` mixes redis:// and rediss:// urls"],
     );
     let lines = problems(&format!(
+        "redis: {{url: 'rediss://u:s3cret@a:6379/#insecure'}}\n{up}"
+    ));
+    assert_starts(
+        &lines,
+        &["t.yaml:1:14: `url` is \"rediss://[redacted]@a:6379/#insecure\": remove the #fragment"],
+    );
+    assert!(!lines.concat().contains("s3cret"), "{lines:?}");
+    let lines = problems(&format!(
         "redis: {{url: 'rediss://a:6379', tls: {{cert_file: /nonexistent.crt}}}}\n{up}"
     ));
     assert_starts(

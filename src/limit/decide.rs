@@ -1,7 +1,6 @@
 //! A route's limiters ([`Limits`]) and the decision each request gets: rate first, then a
 //! concurrency slot (local, queued or shared through Redis), or what report-only mode would do.
 
-use crate::limit::pace::Pacer;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Weak};
@@ -11,6 +10,7 @@ use super::rate::Rates;
 use super::shared::Shared;
 use crate::Response;
 use crate::limit::config::{LimitStore, LimitsConfig, OnRedisError};
+use crate::limit::pace::Pacer;
 use crate::limit::{
     ClientKey, Fields, Full, HOUSEKEEPING, LimitError, NoSlot, Redis, Refusal, Refused,
     SHARED_QUEUE_POLL,
@@ -35,7 +35,13 @@ impl Limits {
     /// Builds the limiters of route `route`, shared through `redis` when its `store` says so,
     /// and starts their housekeeping when a runtime is running.
     pub fn new(config: LimitsConfig, route: &str, redis: Option<&Redis>) -> Arc<Self> {
-        let redis = redis.filter(|_| config.store == LimitStore::Redis);
+        // Shared only when there is something to share: pacing is per process.
+        let something = config.rate_per_client.is_some()
+            || config.rate_per_address.is_some()
+            || config.rate_total.is_some()
+            || config.concurrency_per_client.is_some()
+            || config.concurrency_total.is_some();
+        let redis = redis.filter(|_| config.store == LimitStore::Redis && something);
         let shared = redis.map(|redis| {
             Arc::new(Shared::new(
                 redis.clone(),

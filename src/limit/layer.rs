@@ -72,7 +72,9 @@ where
             req.headers(),
             req.extensions().get::<ClientAddr>(),
         );
-        let pace = limits.pacer.as_ref().map(|pacer| Paced {
+        // Report-only routes pace nothing: they only say what they would refuse.
+        let pacer = limits.pacer.as_ref().filter(|_| !limits.config.report_only);
+        let pace = pacer.map(|pacer| Paced {
             key: pacer.scope(key),
             pacer: Arc::clone(pacer),
             metrics: Arc::clone(&self.metrics),

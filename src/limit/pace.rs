@@ -5,7 +5,7 @@
 //! from the backend or the database meanwhile, so backpressure reaches them and a paced
 //! response holds no more memory than an unpaced one.
 //!
-//! Frames larger than a second's bytes go out in pieces of at most that (a `Bytes` split, no
+//! Frames go out in pieces of at most a second's bytes and 16 KiB (a `Bytes` split, no
 //! copy). Keyed buckets are bounded by the route's `max_clients` as the rate limiters' are
 //! ([`CappedStore`]).
 
@@ -29,6 +29,9 @@ use super::ClientKey;
 use super::config::{Pace, PaceScope};
 use super::rate::CappedStore;
 use crate::{Body, BoxError};
+
+/// The largest piece a paced frame goes out in (16 KiB).
+const MAX_PIECE: usize = 16 * 1024;
 
 /// The buckets' clock: tokio's, so a paced body's waits and its buckets agree, also under a
 /// paused test clock.
@@ -121,9 +124,12 @@ impl Pacer {
         }
     }
 
-    /// The most bytes one frame may carry: a second's.
+    /// The most bytes one frame may carry: a second's, at most [`MAX_PIECE`], so a large
+    /// frame does not wait for a whole second's bytes while small ones take them.
     fn piece(&self) -> usize {
-        usize::try_from(self.pace.bytes_per_second.get()).unwrap_or(usize::MAX)
+        usize::try_from(self.pace.bytes_per_second.get())
+            .unwrap_or(usize::MAX)
+            .min(MAX_PIECE)
     }
 }
 

@@ -71,7 +71,7 @@ routes:
     // in between (a few MiB on loopback), not buffered in pagegate.
     let sent = produced.load(Ordering::Relaxed) / (1024 * 1024);
     assert!(
-        sent < 24,
+        sent < 16,
         "the backend produced {sent} MiB for {kib} KiB delivered"
     );
     drop(body);

@@ -7,8 +7,6 @@ use http::HeaderName;
 use serde_saphyr::Spanned;
 
 use super::Problems;
-
-mod pace;
 use crate::config::defaults::{
     DEFAULT_LEASE_TTL, DEFAULT_LIMIT_MAX_CLIENTS, DEFAULT_PER_ADDRESS_FACTOR,
     DEFAULT_QUEUE_TIMEOUT, DEFAULT_REDIS_KEY_PREFIX, DEFAULT_REDIS_TIMEOUT,
@@ -35,16 +33,37 @@ fn count(
         .and_then(NonZeroU32::new)
 }
 
+mod pace;
+
+/// `url` with what stands between `://` and the last `@` (a user and password) redacted, for
+/// error messages: the config's text may reach logs (a refused reload) and terminals.
+fn shown(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}[redacted]{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
 /// A `redis://` URL, trimmed, or a located problem.
 fn redis_url(p: &mut Problems, url: &Spanned<String>, key: &'static str) -> String {
     let text = url.value.trim();
     let scheme = text.starts_with("redis://") || text.starts_with("rediss://");
-    if !scheme || redis::Client::open(text).is_err() {
+    if text.contains('#') {
+        // `#insecure` would turn certificate checks off: never here.
+        p.invalid(
+            url,
+            key,
+            format!("is {:?}: remove the #fragment (certificates are always verified; name the CA in redis.tls.ca_file)", shown(text)),
+        );
+    } else if !scheme || redis::Client::open(text).is_err() {
         p.invalid(
             url,
             key,
             format!(
-                "is {text:?}: write redis://[user:password@]HOST:PORT[/DB] (rediss:// for TLS)"
+                "is {:?}: write redis://[user:password@]HOST:PORT[/DB] (rediss:// for TLS)",
+                shown(text)
             ),
         );
     }

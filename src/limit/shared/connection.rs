@@ -40,8 +40,16 @@ pub struct Redis {
 
 impl std::fmt::Debug for Redis {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not the config: its URLs may hold passwords, its TLS block a private key.
+        let topology = match &self.config.topology {
+            RedisTopology::Single(_) => "server",
+            RedisTopology::Cluster(_) => "cluster",
+            RedisTopology::Sentinel { .. } => "sentinel",
+        };
         f.debug_struct("Redis")
-            .field("config", &self.config)
+            .field("topology", &topology)
+            .field("tls", &self.config.tls.is_some())
+            .field("timeout", &self.config.timeout)
             .finish_non_exhaustive()
     }
 }
@@ -112,20 +120,13 @@ impl Conn {
             Self::Single(conn) => invocation.invoke_async(&mut conn.clone()).await,
             Self::Cluster(conn) => invocation.invoke_async(&mut conn.clone()).await,
             Self::Sentinel(master) => {
-                let mut conn = master.connection().await?;
+                let (mut conn, generation) = master.connection().await?;
                 let answer = invocation.invoke_async(&mut conn).await;
                 if let Err(error) = &answer {
-                    master.failed(Some(error));
+                    master.failed(generation, error);
                 }
                 answer
             }
-        }
-    }
-
-    /// No answer in time: a Sentinel master that hangs is asked for again.
-    fn timed_out(&self) {
-        if let Self::Sentinel(master) = self {
-            master.failed(None);
         }
     }
 }
@@ -174,10 +175,7 @@ impl Redis {
         }
         match tokio::time::timeout(self.config.timeout, self.conn.invoke(&invocation)).await {
             Ok(answer) => Ok(answer?),
-            Err(_) => {
-                self.conn.timed_out();
-                Err(RedisError::Timeout(self.config.timeout))
-            }
+            Err(_) => Err(RedisError::Timeout(self.config.timeout)),
         }
     }
 }

@@ -11,7 +11,7 @@ use crate::limit::config::{Pace, PaceScope};
 /// The slowest pace: below it a response is hardly a response (1 KiB a second).
 const MIN_PACE: u64 = 1024;
 
-/// `pace`: `bytes_per_second` (a size such as `2MiB`) and `per` (default `key`).
+/// `pace`: `bytes_per_second` (a size such as `2MiB`) and `per` (default `client`).
 pub(super) fn pace(p: &mut Problems, at: &Spanned<FilePace>) -> Pace {
     let f = &at.value;
     let bytes = p.size(
@@ -26,8 +26,10 @@ pub(super) fn pace(p: &mut Problems, at: &Spanned<FilePace>) -> Pace {
         .and_then(NonZeroU32::new)
         .unwrap_or(NonZeroU32::MIN);
     let per = match f.per.as_ref().map(|s| s.value) {
-        None | Some(FilePaceScope::Key) => PaceScope::Key,
-        Some(FilePaceScope::Client) => PaceScope::Client,
+        // The address by default: with `key: header`, a client that rotates header values
+        // would get a bucket per value.
+        None | Some(FilePaceScope::Client) => PaceScope::Client,
+        Some(FilePaceScope::Key) => PaceScope::Key,
         Some(FilePaceScope::Route) => PaceScope::Route,
     };
     Pace {
