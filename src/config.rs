@@ -31,6 +31,7 @@ pub(crate) mod defaults;
 pub(crate) mod file;
 mod load;
 pub(crate) mod problems;
+pub(crate) mod redact;
 mod server;
 
 pub(crate) use crate::telemetry::TracesConfig;

@@ -478,7 +478,7 @@ fn tls_to_redis_takes_rediss_urls_everywhere() {
     ));
     assert_starts(
         &lines,
-        &["t.yaml:1:14: `url` is \"rediss://[redacted]@a:6379/#insecure\": remove the #fragment"],
+        &["t.yaml:1:14: `url` is \"rediss://u:[redacted]@a:6379/#insecure\": remove the #fragment"],
     );
     assert!(!lines.concat().contains("s3cret"), "{lines:?}");
     let lines = problems(&format!(

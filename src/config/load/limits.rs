@@ -15,6 +15,7 @@ use crate::config::file::{
     FileConcurrency, FileLimitKey, FileLimitStore, FileLimits, FileOnRedisError, FileRate,
     FileRedis, Whole,
 };
+use crate::config::redact::without_password;
 use crate::config::{
     ClientKeySource, LimitStore, LimitsConfig, OnRedisError, Queue, Rate, RedisConfig,
     RedisTopology,
@@ -35,17 +36,6 @@ fn count(
 
 mod pace;
 
-/// `url` with what stands between `://` and the last `@` (a user and password) redacted, for
-/// error messages: the config's text may reach logs (a refused reload) and terminals.
-fn shown(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}[redacted]{}", &url[..scheme + 3], &url[at..])
-        }
-        _ => url.to_owned(),
-    }
-}
-
 /// A `redis://` URL, trimmed, or a located problem.
 fn redis_url(p: &mut Problems, url: &Spanned<String>, key: &'static str) -> String {
     let text = url.value.trim();
@@ -55,7 +45,7 @@ fn redis_url(p: &mut Problems, url: &Spanned<String>, key: &'static str) -> Stri
         p.invalid(
             url,
             key,
-            format!("is {:?}: remove the #fragment (certificates are always verified; name the CA in redis.tls.ca_file)", shown(text)),
+            format!("is {:?}: remove the #fragment (certificates are always verified; name the CA in redis.tls.ca_file)", without_password(text)),
         );
     } else if !scheme || redis::Client::open(text).is_err() {
         p.invalid(
@@ -63,7 +53,7 @@ fn redis_url(p: &mut Problems, url: &Spanned<String>, key: &'static str) -> Stri
             key,
             format!(
                 "is {:?}: write redis://[user:password@]HOST:PORT[/DB] (rediss:// for TLS)",
-                shown(text)
+                without_password(text)
             ),
         );
     }
