@@ -35,13 +35,7 @@ impl Limits {
     /// Builds the limiters of route `route`, shared through `redis` when its `store` says so,
     /// and starts their housekeeping when a runtime is running.
     pub fn new(config: LimitsConfig, route: &str, redis: Option<&Redis>) -> Arc<Self> {
-        // Shared only when there is something to share: pacing is per process.
-        let something = config.rate_per_client.is_some()
-            || config.rate_per_address.is_some()
-            || config.rate_total.is_some()
-            || config.concurrency_per_client.is_some()
-            || config.concurrency_total.is_some();
-        let redis = redis.filter(|_| config.store == LimitStore::Redis && something);
+        let redis = redis.filter(|_| shares(&config));
         let shared = redis.map(|redis| {
             Arc::new(Shared::new(
                 redis.clone(),
@@ -93,9 +87,7 @@ impl Limits {
     /// Whether a new generation may keep these limiters: the same limits, and for shared
     /// ones the same Redis.
     pub fn reusable(&self, config: &LimitsConfig, redis: Option<&Redis>) -> bool {
-        let redis = redis
-            .filter(|_| config.store == LimitStore::Redis)
-            .map(Redis::config);
+        let redis = redis.filter(|_| shares(config)).map(Redis::config);
         &self.config == config && self.redis.as_ref() == redis
     }
 
@@ -118,6 +110,16 @@ impl Limits {
     pub fn in_flight(&self) -> u32 {
         self.slots.as_ref().map_or(0, |s| s.in_flight())
     }
+}
+
+/// Whether `config`'s limits live in Redis: `store: redis` and something to share (pacing is
+/// per process, so a route with only `pace` makes no Redis call).
+fn shares(config: &LimitsConfig) -> bool {
+    config.store == LimitStore::Redis
+        && (config.rate_per_client.is_some()
+            || config.rate_total.is_some()
+            || config.concurrency_per_client.is_some()
+            || config.concurrency_total.is_some())
 }
 
 /// Forgets full buckets every [`HOUSEKEEPING`] while the limiters are alive.

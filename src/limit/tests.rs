@@ -242,3 +242,41 @@ async fn a_request_that_leaves_the_queue_gives_its_place_back() {
     drop(held);
     assert!(next.await.expect("task").is_ok(), "queued, then admitted");
 }
+
+/// A route with only `pace` and `store: redis` shares nothing through Redis, and a reload with
+/// the same settings keeps its limiters (its pace buckets) as any other route's.
+#[tokio::test]
+async fn pace_alone_is_not_shared_and_survives_a_reload() {
+    use crate::limit::config::{
+        ClientKeySource, LimitStore, LimitsConfig, OnRedisError, Pace, PaceScope, RedisConfig,
+        RedisTopology,
+    };
+    let redis = Redis::new(RedisConfig {
+        topology: RedisTopology::Single("redis://127.0.0.1:1".to_owned()),
+        tls: None,
+        timeout: Duration::from_millis(50),
+        key_prefix: "pagegate".to_owned(),
+        lease_ttl: Duration::from_secs(10),
+    })
+    .expect("a lazy client");
+    let config = LimitsConfig {
+        key: ClientKeySource::Client,
+        rate_per_client: None,
+        rate_per_address: None,
+        rate_total: None,
+        concurrency_per_client: None,
+        concurrency_total: None,
+        queue: None,
+        report_only: false,
+        max_clients: NonZeroUsize::new(1000).expect("n"),
+        store: LimitStore::Redis,
+        on_redis_error: OnRedisError::Closed,
+        pace: Some(Pace {
+            bytes_per_second: NonZeroU32::new(1024).expect("n"),
+            per: PaceScope::Client,
+        }),
+    };
+    let limits = Limits::new(config.clone(), "r", Some(&redis));
+    assert!(limits.shared.is_none(), "nothing to share");
+    assert!(limits.reusable(&config, Some(&redis)), "kept by a reload");
+}

@@ -81,3 +81,43 @@ routes:
     );
     proxy.stop().await;
 }
+
+/// Pacing is per process and only for enforced limits: a route with only `pace` and
+/// `store: redis` makes no Redis call (a dead Redis does not refuse it under `closed`), and a
+/// `report_only` route paces nothing.
+#[tokio::test]
+async fn pace_alone_needs_no_redis_and_report_only_paces_nothing() {
+    let upstream = Upstream::start(|_req| async move {
+        http::Response::new(crate::support::bodies::pattern(256 * 1024, 16 * 1024))
+    })
+    .await;
+    let dead = crate::support::redis::free_port();
+    let proxy = Proxy::start(
+        &format!(
+            "redis: {{url: 'redis://127.0.0.1:{dead}', timeout: 50ms}}
+default: {{action: deny}}
+upstreams: {{app: {{url: '{{upstream}}'}}}}
+routes:
+  - {{name: shared, path: /shared, upstream: app,
+      limits: {{store: redis, on_redis_error: closed, pace: {{bytes_per_second: 1MiB}}}}}}
+  - {{name: report, path: /report, upstream: app,
+      limits: {{report_only: true, pace: {{bytes_per_second: 16KiB}}}}}}
+"
+        ),
+        &upstream,
+    )
+    .await;
+    let got = crate::support::get(&proxy.url("/shared")).await;
+    assert_eq!(got.status, 200, "no Redis call for pacing");
+    assert_eq!(got.body.len(), 256 * 1024);
+    // Paced at 16 KiB/s, 256 KiB would take 15 s.
+    let start = Instant::now();
+    let got = crate::support::get(&proxy.url("/report")).await;
+    assert_eq!(got.body.len(), 256 * 1024);
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "report-only paced: {:?}",
+        start.elapsed()
+    );
+    proxy.stop().await;
+}
