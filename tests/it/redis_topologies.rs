@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::redis::RedisServer;
 use crate::support::redis_sentinel::{MASTER_NAME, RedisSentinels};
-use crate::support::redis_topologies::{ClusterTls, RedisCluster, cli_over, replicated};
+use crate::support::redis_topologies::{ClusterTls, RedisCluster, cli_over, replicated, tls_args};
 use crate::support::tls::Ca;
 use http_body_util::BodyExt;
 
@@ -49,6 +49,16 @@ async fn get(proxy: &Proxy, key: &str) -> crate::support::Got {
             .expect("request"),
     )
     .await
+}
+
+/// `redis.tls` naming `tls`'s CA and its certificate as the client's.
+fn tls_block(tls: &ClusterTls) -> String {
+    format!(
+        "tls: {{ca_file: '{}', cert_file: '{}', key_file: '{}'}}",
+        tls.ca.display(),
+        tls.cert.display(),
+        tls.key.display()
+    )
 }
 
 /// A backend whose `/export` streams for about a second; anything else answers `[]` at once.
@@ -200,14 +210,7 @@ async fn sentinel_failover(tls: Option<ClusterTls>) {
     let tls = tls.as_ref();
     let upstream = backend().await;
     let urls: Vec<String> = sentinels.urls().iter().map(|u| format!("'{u}'")).collect();
-    let files = tls.map_or(String::new(), |t| {
-        format!(
-            ", tls: {{ca_file: '{}', cert_file: '{}', key_file: '{}'}}",
-            t.ca.display(),
-            t.cert.display(),
-            t.key.display()
-        )
-    });
+    let files = tls.map_or(String::new(), |t| format!(", {}", tls_block(t)));
     // Plaintext with the default timeout, 50 ms: the master is looked up in the background,
     // not within it. TLS with 300 ms: a debug build's handshakes take tens of milliseconds.
     let timeout = if tls.is_some() { "300ms" } else { "50ms" };
@@ -268,45 +271,27 @@ async fn tls_to_redis_verifies_the_server_presents_a_client_certificate_and_logs
     let ca_file = ca.write(&dir, "ca.crt");
     let server = ca.issue(&["127.0.0.1"], &dir, "redis");
     let client = ca.issue(&["pagegate"], &dir, "client");
-    let redis = RedisServer::start_with(|port| {
-        let mut args = vec!["--port".to_owned(), "0".to_owned(), "--tls-port".to_owned()];
-        args.push(port.to_string());
-        for (key, file) in [
-            ("--tls-cert-file", &server.cert),
-            ("--tls-key-file", &server.key),
-            ("--tls-ca-cert-file", &ca_file),
-        ] {
-            args.extend([key.to_owned(), file.display().to_string()]);
-        }
-        args
-    });
-    // An ACL user that may touch only pagegate's keys; the default user is off.
-    let tls_cli = |args: &[&str]| {
-        let out = std::process::Command::new("redis-cli")
-            .args(["--tls", "--cacert", &ca_file.display().to_string()])
-            .args(["--cert", &client.cert.display().to_string()])
-            .args(["--key", &client.key.display().to_string()])
-            .args(["-h", "127.0.0.1", "-p", &redis.addr.port().to_string()])
-            .args(args)
-            .output()
-            .expect("redis-cli");
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    let serving = ClusterTls {
+        ca: ca_file.clone(),
+        cert: server.cert,
+        key: server.key,
     };
+    let redis = RedisServer::start_with(|port| tls_args(Some(&serving), port));
+    // The client's side: the same CA, the client's certificate.
+    let with = |ca: &std::path::Path| ClusterTls {
+        ca: ca.to_path_buf(),
+        cert: client.cert.clone(),
+        key: client.key.clone(),
+    };
+    // An ACL user that may touch only pagegate's keys; the default user is off.
+    let tls_cli = |args: &[&str]| cli_over(Some(&with(&ca_file)), redis.addr.port(), args);
     let acl = "ACL SETUSER pagegate on >s3cret resetkeys ~pagegate:* +@all";
     assert_eq!(tls_cli(&acl.split(' ').collect::<Vec<_>>()), "OK");
     assert_eq!(tls_cli(&["ACL", "SETUSER", "default", "off"]), "OK");
     let upstream = Upstream::json("[]").await;
     let url = format!("rediss://pagegate:s3cret@{}", redis.addr);
-    let files = |ca: &std::path::Path| {
-        format!(
-            "ca_file: '{}', cert_file: '{}', key_file: '{}'",
-            ca.display(),
-            client.cert.display(),
-            client.key.display()
-        )
-    };
     let proxy = Proxy::start(
-        &config(&format!("url: '{url}', tls: {{{}}}", files(&ca_file))),
+        &config(&format!("url: '{url}', {}", tls_block(&with(&ca_file)))),
         &upstream,
     )
     .await;
@@ -332,12 +317,12 @@ async fn tls_to_redis_verifies_the_server_presents_a_client_certificate_and_logs
     let other = Ca::new("another ca").write(&dir, "other.crt");
     let no_identity = format!("url: '{url}', tls: {{ca_file: '{}'}}", ca_file.display());
     let wrong_password = format!(
-        "url: 'rediss://pagegate:nope@{}', tls: {{{}}}",
+        "url: 'rediss://pagegate:nope@{}', {}",
         redis.addr,
-        files(&ca_file)
+        tls_block(&with(&ca_file))
     );
     for redis in [
-        format!("url: '{url}', tls: {{{}}}", files(&other)),
+        format!("url: '{url}', {}", tls_block(&with(&other))),
         no_identity,
         wrong_password,
     ] {
@@ -361,11 +346,9 @@ async fn a_cluster_over_tls_shares_one_budget() {
     let upstream = Upstream::json("[]").await;
     // The nodes ask for client certificates (their own default): pagegate presents one.
     let yaml = config(&format!(
-        "cluster: ['{}'], tls: {{ca_file: '{}', cert_file: '{}', key_file: '{}'}}",
+        "cluster: ['{}'], {}",
         cluster.url(1),
-        tls.ca.display(),
-        tls.cert.display(),
-        tls.key.display()
+        tls_block(&tls)
     ));
     let a = Proxy::start(&yaml, &upstream).await;
     let b = Proxy::start(&yaml, &upstream).await;
