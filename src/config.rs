@@ -63,6 +63,8 @@ pub struct Config {
     pub routes: Vec<Arc<RouteConfig>>,
     /// Cursor signing keys, when any route is a keyset route.
     pub cursors: Option<CursorSettings>,
+    /// Verified identities (`identities`), by name.
+    pub identities: BTreeMap<String, Arc<crate::identity::config::IdentityConfig>>,
     /// Who may use the admin verbs, and what readiness requires.
     pub admin: AdminConfig,
     /// What the file says that still works but should change, as `FILE:LINE:COLUMN: …` lines.
@@ -155,21 +157,35 @@ impl Config {
         (identities.collect(), roots.collect())
     }
 
-    /// Every certificate, key and CA file the config read (a reload reads them again).
+    /// The token keys read from files (`jwks_file`, `public_key_file`).
+    fn keys_read(&self) -> impl Iterator<Item = &crate::identity::config::ReadKeys> {
+        self.identities.values().filter_map(|i| match &i.keys {
+            crate::identity::config::KeySource::Read(read) => Some(read),
+            crate::identity::config::KeySource::Url(_) => None,
+        })
+    }
+
+    /// Every certificate, key and CA file and every token key file the config read (a reload
+    /// reads them again).
     pub(crate) fn tls_paths(&self) -> Vec<std::path::PathBuf> {
         let (identities, roots) = self.tls_read();
         let pairs = identities
             .into_iter()
             .flat_map(|i| [i.cert_file.clone(), i.key_file.clone()]);
+        let keys = self.keys_read().filter_map(|k| k.file.clone());
         pairs
             .chain(roots.into_iter().map(|r| r.file.clone()))
+            .chain(keys)
             .collect()
     }
 
-    /// Whether a TLS file now differs from what the config read (or cannot be read now).
+    /// Whether a TLS or token key file now differs from what the config read (or cannot be
+    /// read now).
     pub(crate) fn tls_changed(&self) -> bool {
         let (identities, roots) = self.tls_read();
-        identities.iter().any(|i| i.changed()) || roots.iter().any(|r| r.changed())
+        identities.iter().any(|i| i.changed())
+            || roots.iter().any(|r| r.changed())
+            || self.keys_read().any(|k| k.changed())
     }
 
     /// Reads and validates a file.

@@ -33,6 +33,7 @@ mod client_addr;
 mod config;
 mod cursor;
 mod demo;
+mod identity;
 mod limit;
 mod list;
 mod methods;

@@ -23,7 +23,7 @@ use prometheus_client::metrics::counter::Counter;
 use tower::Service;
 
 use crate::cursor::CursorError;
-use crate::table::config::FilterOp;
+use crate::table::config::{FilterOp, ScopeSource};
 use crate::telemetry::TraceCx;
 use crate::{BoxError, Request, Response};
 
@@ -152,6 +152,32 @@ impl Service<Request> for TableService {
     }
 }
 
+/// A scoped table's value for this request: its one header value, or its verified claim (the
+/// identity gate in front refused a request without it).
+fn scope_value(
+    scope: &config::Scope,
+    req: &Request,
+) -> Result<(String, resource::Source), PgError> {
+    match &scope.from {
+        ScopeSource::Header(name) => {
+            // Exactly one: a repeated header is ambiguous (which one did the auth layer set?).
+            let mut values = req.headers().get_all(name).iter();
+            let value = match (values.next(), values.next()) {
+                (Some(value), None) => value.to_str().ok().filter(|v| !v.is_empty()),
+                _ => None,
+            };
+            let value = value.ok_or_else(|| PgError::ScopeRequired(name.clone()))?;
+            Ok((value.to_owned(), resource::Source::Header(name.clone())))
+        }
+        ScopeSource::Claim { claim, .. } => {
+            let verified = req.extensions().get::<crate::identity::Verified>();
+            let value = verified.and_then(|v| v.claim(claim));
+            let value = value.ok_or_else(|| PgError::ScopeRequired(http::header::AUTHORIZATION))?;
+            Ok((value.into_owned(), resource::Source::Claim(claim.clone())))
+        }
+    }
+}
+
 async fn serve(
     resource: &Arc<Resource>,
     req: &Request,
@@ -173,13 +199,8 @@ async fn serve(
         .binding
         .push(format!("table:{}:{}", table.name, key.join(",")));
     if let Some(scope) = &table.scope {
-        // Exactly one value: a repeated header is ambiguous (which one did the auth layer set?).
-        let mut values = req.headers().get_all(&scope.header).iter();
-        let value = match (values.next(), values.next()) {
-            (Some(value), None) => value.to_str().ok().filter(|v| !v.is_empty()),
-            _ => None,
-        };
-        let value = value.ok_or_else(|| PgError::ScopeRequired(scope.header.clone()))?;
+        let (value, source) = scope_value(scope, req)?;
+        let value = value.as_str();
         // First, and bound into cursors: one scope's cursor never pages another's rows.
         params.filters.insert(
             0,
@@ -190,7 +211,7 @@ async fn serve(
             },
         );
         params.offered.push(Offered {
-            source: resource::Source::Header(scope.header.clone()),
+            source,
             column: scope.column.clone(),
             value: value.to_owned(),
         });

@@ -12,6 +12,6 @@ mod forward;
 pub(crate) mod headers;
 mod tunnel;
 
-pub(crate) use client::UpstreamClient;
+pub(crate) use client::{UpstreamClient, https};
 pub use error::UpstreamError;
 pub(crate) use forward::Forward;

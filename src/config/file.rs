@@ -9,8 +9,10 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
+mod identity;
 mod whole;
 
+pub(crate) use identity::{FileClaimKey, FileIdentity, FileKeySpec, OneOrMany};
 pub(crate) use whole::Whole;
 
 /// Top level of a pagegate YAML file.
@@ -44,6 +46,8 @@ pub(crate) struct FileConfig {
     pub(crate) redis: Option<Spanned<FileRedis>>,
     pub(crate) default: Option<Spanned<FileDefault>>,
     pub(crate) cursors: Option<Spanned<FileCursors>>,
+    #[serde(default)]
+    pub(crate) identities: BTreeMap<String, Spanned<FileIdentity>>,
     pub(crate) upstreams: Option<Spanned<BTreeMap<String, Spanned<FileUpstream>>>>,
     #[serde(default)]
     pub(crate) postgres: BTreeMap<String, Spanned<FilePostgres>>,
@@ -178,7 +182,9 @@ pub(crate) struct FileTable {
 #[serde(deny_unknown_fields)]
 pub(crate) struct FileScope {
     pub(crate) column: Spanned<String>,
-    pub(crate) header: Spanned<String>,
+    pub(crate) header: Option<Spanned<String>>,
+    pub(crate) jwt: Option<Spanned<String>>,
+    pub(crate) claim: Option<Spanned<String>>,
 }
 
 /// A table's exports.
@@ -195,7 +201,7 @@ pub(crate) struct FileExport {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct FileLimits {
-    pub(crate) key: Option<Spanned<FileLimitKey>>,
+    pub(crate) key: Option<Spanned<FileKeySpec>>,
     pub(crate) key_header: Option<Spanned<String>>,
     pub(crate) rate: Option<Spanned<FileRates>>,
     pub(crate) concurrency: Option<Spanned<FileConcurrency>>,

@@ -15,6 +15,7 @@ use crate::upstream::config::UpstreamConfig;
 
 mod backends;
 mod cursors;
+mod identities;
 mod limits;
 mod list;
 mod postgres;
@@ -118,11 +119,12 @@ fn read(p: &mut Problems, file: &FileConfig) -> Option<Config> {
     let admin = server::admin(p, file, (&upstreams, &postgres));
     let default = default_policy(p, file, &upstreams);
     let redis = file.redis.as_ref().map(|r| limits::redis(p, r));
+    let identities = identities::identities(p, file);
     let default_limits = file
         .default
         .as_ref()
         .and_then(|d| d.value.limits.as_ref())
-        .map(|l| limits::limits(p, l, redis.is_some()));
+        .map(|l| limits::limits(p, l, (redis.is_some(), &identities)));
     let cursors = file.cursors.as_ref().and_then(|c| cursors(p, c));
     // A `cursors` block whose keys were refused (an unset variable, a short secret) has its
     // problem reported already; the routes are checked against a stand-in, so that one root
@@ -137,7 +139,13 @@ fn read(p: &mut Problems, file: &FileConfig) -> Option<Config> {
         })
         .flatten();
     let codec = cursors.as_ref().map(|c| &c.codec).or(stand_in.as_ref());
-    let routes = routes(p, file, (&upstreams, &postgres), codec, redis.is_some());
+    let routes = routes(
+        p,
+        file,
+        (&upstreams, &postgres),
+        codec,
+        (redis.is_some(), &identities),
+    );
     let table = overlaps(p, file, &routes);
     let (max_held_bytes, max_held_bytes_per_client) = held_budget(p, file, &routes);
     // Every route is there when nothing was reported.
@@ -159,6 +167,7 @@ fn read(p: &mut Problems, file: &FileConfig) -> Option<Config> {
         upstreams,
         routes: routes?,
         cursors,
+        identities: identities.loaded,
         admin,
         warnings: Vec::new(),
         unset_env: Vec::new(),

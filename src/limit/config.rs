@@ -129,6 +129,20 @@ pub enum ClientKeySource {
     Header(HeaderName),
     /// The header and the client address together.
     HeaderAndClient(HeaderName),
+    /// A claim of a verified token (`key: {jwt, claim}`), hashed.
+    Claim(ClaimKey),
+}
+
+/// `key: {jwt: NAME, claim: C}`: clients told apart by a verified claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimKey {
+    /// The identity that verifies the token.
+    pub identity: std::sync::Arc<crate::identity::config::IdentityConfig>,
+    /// The claim.
+    pub claim: String,
+    /// `anonymous: client`: a request without a good token is keyed by its address instead
+    /// of refused.
+    pub anonymous: bool,
 }
 
 /// A request rate: `requests` per `per`, at most `burst` at once (GCRA).

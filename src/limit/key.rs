@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use sha2::{Digest, Sha256};
 
 use crate::client_addr::ClientAddr;
+use crate::identity::Verified;
 use crate::limit::config::ClientKeySource;
 
 /// A client's identity for limits: 128 bits, never the header's text (a key an auth layer set
@@ -63,6 +64,7 @@ impl ClientKey {
         source: &ClientKeySource,
         headers: &http::HeaderMap,
         client: Option<&ClientAddr>,
+        verified: Option<&Verified>,
     ) -> Self {
         let ip = client.map_or(IpAddr::from([0, 0, 0, 0]), ClientAddr::key);
         let header = |name| {
@@ -83,6 +85,14 @@ impl ClientKey {
             },
             ClientKeySource::HeaderAndClient(name) => match header(name) {
                 Some(value) => Self::hashed(&[b"hc", value, &address.0.to_be_bytes()], address),
+                None => address,
+            },
+            // The gate in front verified the token and that it has the claim; an anonymous
+            // request (`anonymous: client`) has no claims and is keyed by its address.
+            ClientKeySource::Claim(key) => match verified.and_then(|v| v.claim(&key.claim)) {
+                Some(value) => {
+                    Self::hashed(&[b"j", key.claim.as_bytes(), value.as_bytes()], address)
+                }
                 None => address,
             },
         }

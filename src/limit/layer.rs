@@ -71,6 +71,7 @@ where
             &limits.config.key,
             req.headers(),
             req.extensions().get::<ClientAddr>(),
+            req.extensions().get::<crate::identity::Verified>(),
         );
         // Report-only routes pace nothing: they only say what they would refuse.
         let pacer = limits.pacer.as_ref().filter(|_| !limits.config.report_only);

@@ -47,6 +47,8 @@ pub struct Generation {
     limits: BTreeMap<String, Arc<Limits>>,
     /// The Redis connection shared limits use.
     redis: Option<Redis>,
+    /// Each identity's verifier, by name.
+    verifiers: crate::identity::Verifiers,
     /// Databases, by name.
     databases: BTreeMap<String, Arc<Database>>,
     /// Table routes' resources, by route name.
@@ -83,6 +85,14 @@ pub enum BuildError {
         .0.join(", ")
     )]
     UnsetEnv(Vec<String>),
+    /// An identity's `jwks_url` cannot be fetched with its TLS settings.
+    #[error("identities.{identity}: {reason}")]
+    Identity {
+        /// The identity.
+        identity: String,
+        /// What to change.
+        reason: String,
+    },
     /// The listener's certificate or key cannot be served.
     #[error("tls: cannot serve the certificate ({0}): give a certificate and key rustls accepts")]
     ListenerTls(String),
@@ -120,7 +130,8 @@ impl Generation {
             read_body.push(route.allow_read_body);
         }
         // The default policy is a route like the others: `deny` refuses, `pass` forwards.
-        let fallback = parts(DEFAULT_ROUTE_NAME, None, None, metrics, &made.room);
+        let mut fallback = parts(DEFAULT_ROUTE_NAME, None, None, metrics, &made.room);
+        fallback.identity = resources::gate(&made.verifiers, config.default_limits.as_ref(), None);
         let fallback = match &config.default {
             DefaultPolicy::Pass(upstream) => {
                 let client = made.client(upstream)?;
@@ -164,6 +175,7 @@ impl Generation {
             room: made.room,
             limits: made.limits,
             redis: made.redis,
+            verifiers: made.verifiers,
             databases: made.databases,
             resources: made.resources,
             config,
@@ -258,7 +270,12 @@ fn route_service(
 ) -> Result<RouteService, BuildError> {
     let list = route.list.clone().map(Arc::new);
     let limits = made.limits.get(&route.name).cloned();
-    let parts = parts(&route.name, list, limits, metrics, &made.room);
+    let mut parts = parts(&route.name, list, limits, metrics, &made.room);
+    let table = match &route.target {
+        Target::Table(table) => Some(table.as_ref()),
+        Target::Upstream(_) => None,
+    };
+    parts.identity = resources::gate(&made.verifiers, route.limits.as_ref(), table);
     Ok(match &route.target {
         Target::Upstream(upstream) => {
             let counted = parts.metrics.request_bytes();
@@ -277,13 +294,7 @@ fn parts(
     room: &Arc<HeldBudget>,
 ) -> RouteParts {
     let metrics = metrics.route(name, list.is_some());
-    RouteParts {
-        name: name.to_owned(),
-        metrics,
-        list,
-        limits,
-        room: Arc::clone(room),
-    }
+    RouteParts::new(name, metrics, list, limits, Arc::clone(room))
 }
 
 #[cfg(test)]

@@ -3,11 +3,11 @@
 //! loads ([`crate::proxy::generation`] resolves what each is built from).
 //!
 //! ```text
-//! global:  access log ─▶ router ─┬─▶ list route:     rescue ─▶ [limits] ─▶ form check ─▶ pagination ─▶ list guard ─▶ forward
-//!                                ├─▶ plain route:    rescue ─▶ [limits] ─▶ form check ─▶ forward (WebSocket tunnels too)
-//!                                ├─▶ table page:     rescue ─▶ [limits] ─▶ form check ─▶ compression ─▶ page query
-//!                                ├─▶ table export:   rescue ─▶ [limits] ─▶ form check ─▶ compression ─▶ export stream
-//!                                ├─▶ default:        rescue ─▶ [limits] ─▶ form check ─▶ forward (pass) | refuse (deny)
+//! global:  access log ─▶ router ─┬─▶ list route:     rescue ─▶ [identity] ─▶ [limits] ─▶ form check ─▶ pagination ─▶ list guard ─▶ forward
+//!                                ├─▶ plain route:    rescue ─▶ [identity] ─▶ [limits] ─▶ form check ─▶ forward (WebSocket tunnels too)
+//!                                ├─▶ table page:     rescue ─▶ [identity] ─▶ [limits] ─▶ form check ─▶ compression ─▶ page query
+//!                                ├─▶ table export:   rescue ─▶ [identity] ─▶ [limits] ─▶ form check ─▶ compression ─▶ export stream
+//!                                ├─▶ default:        rescue ─▶ [identity] ─▶ [limits] ─▶ form check ─▶ forward (pass) | refuse (deny)
 //!                                └─▶ method refusal: rescue ─▶ form check ─▶ refuse
 //! ```
 
@@ -17,6 +17,7 @@ use http_body_util::BodyExt;
 use tower::{Service, ServiceBuilder};
 use tower_http::compression::CompressionLayer;
 
+use crate::identity::{Gate, IdentityLayer};
 use crate::limit::{LimitLayer, Limits};
 use crate::list::config::ListPolicy;
 use crate::list::guard::{HeldBudget, ListGuardLayer};
@@ -49,8 +50,30 @@ pub struct RouteParts {
     pub list: Option<Arc<ListPolicy>>,
     /// The route's rate and concurrency limiters, when it has limits.
     pub limits: Option<Arc<Limits>>,
+    /// The route's identity gate, when its limit key or table scope reads a claim.
+    pub(crate) identity: Option<Arc<Gate>>,
     /// The budget all held list pages share.
     pub room: Arc<HeldBudget>,
+}
+
+impl RouteParts {
+    /// A route's parts with no identity gate.
+    pub fn new(
+        name: &str,
+        metrics: Arc<RouteMetrics>,
+        list: Option<Arc<ListPolicy>>,
+        limits: Option<Arc<Limits>>,
+        room: Arc<HeldBudget>,
+    ) -> Self {
+        Self {
+            name: name.to_owned(),
+            metrics,
+            list,
+            limits,
+            identity: None,
+            room,
+        }
+    }
 }
 
 /// One route's stack over its terminal (the upstream hop, or the `deny` refusal).
@@ -64,12 +87,16 @@ where
         metrics,
         list,
         limits,
+        identity,
         room,
     } = parts;
     let stack = ServiceBuilder::new()
         // Outermost per route: every error below becomes its status and problem document here
         // (the one rescue point), and every answer is tagged with the route for the access log.
         .layer(RescueLayer::new(Arc::clone(&metrics)))
+        // Routes that read a claim only: a request without a good token is refused (401)
+        // before it spends a limit; the claims ride in its extensions to the layers below.
+        .option_layer(identity.map(IdentityLayer::new))
         // Limited routes only: a request over a rate or without a free slot is refused before
         // any other work; a slot is held until the answer's body ends.
         .option_layer(limits.map(|limits| LimitLayer::new(limits, Arc::clone(&metrics))))

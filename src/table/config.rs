@@ -197,14 +197,28 @@ pub enum ExportVia {
     Queries,
 }
 
-/// Row scoping: `column = <value of header>` on every request; one without the header is
-/// refused.
+/// Row scoping: `column = <value>` on every request, the value from a header or a verified
+/// claim; a request without it is refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scope {
     /// The column.
     pub column: String,
-    /// The header.
-    pub header: http::HeaderName,
+    /// Where the value comes from.
+    pub from: ScopeSource,
+}
+
+/// Where a scope's value comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScopeSource {
+    /// A header, set by an auth layer in front.
+    Header(http::HeaderName),
+    /// A claim of a token the identity verifies.
+    Claim {
+        /// The identity.
+        identity: std::sync::Arc<crate::identity::config::IdentityConfig>,
+        /// The claim.
+        claim: String,
+    },
 }
 
 /// One key column.

@@ -33,6 +33,8 @@ pub(super) enum Source {
     After,
     /// The scope header.
     Header(http::HeaderName),
+    /// The scope claim.
+    Claim(String),
 }
 
 impl Offered {
@@ -42,6 +44,7 @@ impl Offered {
             Source::Filter(op) => format!("the filter `{}={}.…`", self.column, op.name()),
             Source::After => format!("`after` (its {} value)", self.column),
             Source::Header(name) => format!("the {name} header"),
+            Source::Claim(name) => format!("the token's {name} claim"),
         }
     }
 }

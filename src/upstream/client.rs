@@ -44,7 +44,7 @@ impl UpstreamClient {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(config.connect_timeout));
         connector.set_nodelay(true);
-        let connector = https(connector, &config)?;
+        let connector = https(connector, config.tls.as_ref(), config.http2)?;
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(config.pool_idle_timeout)
@@ -78,13 +78,14 @@ impl UpstreamClient {
 
 /// The connector of `config`: TLS for an `https://` upstream, plain TCP otherwise (its config
 /// then carries no TLS and connects only to `http://`).
-fn https(
+pub(crate) fn https(
     mut tcp: HttpConnector,
-    config: &UpstreamConfig,
+    tls: Option<&crate::tls::UpstreamTls>,
+    http2: bool,
 ) -> Result<HttpsConnector<HttpConnector>, String> {
     // The scheme is checked by hyper-rustls, so TCP takes any.
     tcp.enforce_http(false);
-    let Some(tls) = &config.tls else {
+    let Some(tls) = tls else {
         // An `http://` upstream: hyper-rustls passes such URIs to plain TCP; this config is
         // never used (no roots, so it could verify nothing).
         let unused = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
@@ -99,7 +100,7 @@ fn https(
             Arc::new(DefaultServerNameResolver::default()),
         ));
     };
-    let client = crate::tls::client_config(tls, config.http2)?;
+    let client = crate::tls::client_config(tls, http2)?;
     let names: Arc<dyn hyper_rustls::ResolveServerName + Send + Sync> = match &tls.server_name {
         Some(name) => Arc::new(FixedServerNameResolver::new(name.clone())),
         None => Arc::new(DefaultServerNameResolver::default()),

@@ -27,7 +27,7 @@ const TIERS: &[(&str, &[&str])] = &[
     ),
     (
         "features",
-        &["list", "limit", "table", "upstream", "methods"],
+        &["list", "limit", "table", "upstream", "methods", "identity"],
     ),
     ("config loading", &["config"]),
     ("request path", &["proxy"]),

@@ -16,6 +16,7 @@ mod guard;
 mod held_pages;
 mod http2;
 mod http2_floods;
+mod identities;
 mod integrity;
 mod keyset;
 mod layout;

@@ -66,13 +66,14 @@ fn list_route() -> Arc<ListPolicy> {
 }
 
 fn parts(metrics: &Metrics, list: Option<Arc<ListPolicy>>) -> RouteParts {
-    RouteParts {
-        name: "events".to_owned(),
-        metrics: metrics.route("events", list.is_some()),
+    let route = metrics.route("events", list.is_some());
+    RouteParts::new(
+        "events",
+        route,
         list,
-        limits: None,
-        room: HeldBudget::new(64 << 20, 64 << 20),
-    }
+        None,
+        HeldBudget::new(64 << 20, 64 << 20),
+    )
 }
 
 fn get(target: &str) -> Request {

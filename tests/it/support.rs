@@ -20,6 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 pub mod bodies;
+pub mod jwt;
 pub mod logs;
 pub mod pgwire;
 pub mod postgres;

@@ -7,13 +7,14 @@ use http::HeaderName;
 use serde_saphyr::Spanned;
 
 use super::Problems;
+use super::identities::Identities;
 use crate::config::defaults::{
     DEFAULT_LEASE_TTL, DEFAULT_LIMIT_MAX_CLIENTS, DEFAULT_PER_ADDRESS_FACTOR,
     DEFAULT_QUEUE_TIMEOUT, DEFAULT_REDIS_KEY_PREFIX, DEFAULT_REDIS_TIMEOUT,
 };
 use crate::config::file::{
-    FileConcurrency, FileLimitKey, FileLimitStore, FileLimits, FileOnRedisError, FileRate,
-    FileRedis, Whole,
+    FileConcurrency, FileKeySpec, FileLimitKey, FileLimitStore, FileLimits, FileOnRedisError,
+    FileRate, FileRedis, Whole,
 };
 use crate::config::redact::without_password;
 use crate::config::{
@@ -164,7 +165,11 @@ pub(super) fn redis(p: &mut Problems, at: &Spanned<FileRedis>) -> RedisConfig {
 }
 
 /// A route's (or the default's) `limits`: its key, rates, concurrency and store.
-pub(super) fn limits(p: &mut Problems, at: &Spanned<FileLimits>, has_redis: bool) -> LimitsConfig {
+pub(super) fn limits(
+    p: &mut Problems,
+    at: &Spanned<FileLimits>,
+    (has_redis, identities): (bool, &Identities),
+) -> LimitsConfig {
     let l = &at.value;
     let store = match &l.store {
         None => LimitStore::Local,
@@ -178,7 +183,7 @@ pub(super) fn limits(p: &mut Problems, at: &Spanned<FileLimits>, has_redis: bool
             }
         },
     };
-    let key = key(p, l);
+    let key = key(p, l, identities);
     let (rate_per_client, rate_per_address, rate_total) = rates(p, l, &key);
     let (concurrency_per_client, concurrency_total, queue) = match &l.concurrency {
         Some(c) => concurrency(p, c),
@@ -258,8 +263,22 @@ fn rates(
     (rate_per_client, rate_per_address, rate_total)
 }
 
-fn key(p: &mut Problems, l: &FileLimits) -> ClientKeySource {
-    let kind = l.key.as_ref().map_or(FileLimitKey::Client, |k| k.value);
+fn key(p: &mut Problems, l: &FileLimits, identities: &Identities) -> ClientKeySource {
+    let kind = match l.key.as_ref().map(|k| &k.value) {
+        None => FileLimitKey::Client,
+        Some(FileKeySpec::Named(kind)) => *kind,
+        Some(FileKeySpec::Claim(claim)) => {
+            if let Some(h) = &l.key_header {
+                p.invalid(
+                    h,
+                    "key_header",
+                    "is not read with a `jwt` key: remove it".to_owned(),
+                );
+            }
+            let key = identities.claim_key(p, claim);
+            return key.map_or(ClientKeySource::Client, ClientKeySource::Claim);
+        }
+    };
     let header = l.key_header.as_ref().and_then(|h| {
         let name = HeaderName::from_bytes(h.value.trim().as_bytes()).ok();
         if name.is_none() {

@@ -10,10 +10,12 @@ use super::values::Problems;
 use crate::config::defaults::*;
 use crate::config::file::*;
 use crate::config::load::backends::known_upstreams;
+use crate::config::load::identities::Identities;
 use crate::config::load::{Databases, Upstreams};
 use crate::config::*;
 use crate::cursor::CursorCodec;
 use crate::route_table::{RouteSpec, RouteTable};
+use crate::table::config::ScopeSource;
 use serde_saphyr::Spanned;
 
 /// A route as read from the file: its name and table entries, and its config unless a problem
@@ -30,7 +32,7 @@ pub(super) fn routes(
     file: &FileConfig,
     (upstreams, postgres): (&Upstreams, &Databases),
     cursors: Option<&Arc<CursorCodec>>,
-    redis: bool,
+    (redis, identities): (bool, &Identities),
 ) -> Vec<ReadRoute> {
     let mut routes = Vec::new();
     let mut names = BTreeMap::new();
@@ -56,8 +58,19 @@ pub(super) fn routes(
         if let (Some(_), Some(list)) = (&r.value.table, &r.value.list) {
             p.invalid(list, "list", "is for upstream routes: a table route pages by its `key` (set default_limit and max_limit under `table`)".to_owned());
         }
-        let target = target(p, file, &name, &r.value, (upstreams, postgres), cursors);
-        routes.push(route(p, (i, name), &r.value, target, (cursors, redis)));
+        let target = target(
+            p,
+            (file, &name, &r.value),
+            (upstreams, postgres),
+            (cursors, identities),
+        );
+        routes.push(route(
+            p,
+            (i, name),
+            &r.value,
+            target,
+            (cursors, redis, identities),
+        ));
     }
     routes
 }
@@ -65,11 +78,9 @@ pub(super) fn routes(
 /// Where a route's answers come from, resolved to the upstream's or table's settings.
 fn target(
     p: &mut Problems,
-    file: &FileConfig,
-    name: &str,
-    r: &FileRoute,
+    (file, name, r): (&FileConfig, &str, &FileRoute),
     (upstreams, postgres): (&Upstreams, &Databases),
-    cursors: Option<&Arc<CursorCodec>>,
+    (cursors, identities): (Option<&Arc<CursorCodec>>, &Identities),
 ) -> Option<Target> {
     match (&r.upstream, &r.table) {
         (Some(upstream), None) => {
@@ -92,7 +103,8 @@ fn target(
                 .map(Target::Upstream)
         }
         (None, Some(t)) => {
-            super::table::table(p, t, postgres, cursors).map(|t| Target::Table(Arc::new(t)))
+            let table = super::table::table(p, t, postgres, (cursors, identities));
+            table.map(|t| Target::Table(Arc::new(t)))
         }
         (Some(upstream), Some(_)) => {
             p.invalid(upstream, "upstream", "and `table` are both set: a route answers from an HTTP upstream or from a table, not both".to_owned());
@@ -144,7 +156,7 @@ pub(super) fn route(
     (index, name): (usize, String),
     r: &FileRoute,
     target: Option<Target>,
-    (cursors, has_redis): (Option<&Arc<CursorCodec>>, bool),
+    (cursors, has_redis, identities): (Option<&Arc<CursorCodec>>, bool, &Identities),
 ) -> ReadRoute {
     check_path(p, r);
     let methods = r.methods.as_ref().map(|list| methods(p, list));
@@ -174,7 +186,10 @@ pub(super) fn route(
     let limits = r
         .limits
         .as_ref()
-        .map(|l| super::limits::limits(p, l, has_redis));
+        .map(|l| super::limits::limits(p, l, (has_redis, identities)));
+    if let (Some(at), Some(limits), Some(target)) = (&r.limits, &limits, &target) {
+        one_identity(p, at, limits, target);
+    }
     let kind = (list.is_some(), r.table.is_some());
     let specs = route_specs(&r.path.value, methods.as_ref(), kind, index);
     let config = target.map(|target| {
@@ -193,6 +208,35 @@ pub(super) fn route(
         name,
         specs,
         config,
+    }
+}
+
+/// A route reads one identity's claims: its limit key's and its table scope's, when both read
+/// one; and a scoped table has no rows for anonymous requests.
+fn one_identity(
+    p: &mut Problems,
+    at: &Spanned<FileLimits>,
+    limits: &LimitsConfig,
+    target: &Target,
+) {
+    let (ClientKeySource::Claim(key), Target::Table(table)) = (&limits.key, target) else {
+        return;
+    };
+    let Some(ScopeSource::Claim { identity, .. }) = table.scope.as_ref().map(|s| &s.from) else {
+        return;
+    };
+    if identity.name != key.identity.name {
+        p.invalid(
+            at,
+            "key",
+            format!(
+                "reads identity `{}`, but the table's scope reads `{}`: use one identity for both",
+                key.identity.name, identity.name
+            ),
+        );
+    }
+    if key.anonymous {
+        p.invalid(at, "key", "says `anonymous: client`, but the table's scope needs a verified claim on every request: remove `anonymous`".to_owned());
     }
 }
 

@@ -10,13 +10,14 @@ use std::sync::Arc;
 use serde_saphyr::Spanned;
 
 use super::Problems;
+use super::identities::Identities;
 use crate::config::defaults::{
     DEFAULT_PG_POOL_SIZE, DEFAULT_TABLE_DEFAULT_LIMIT, DEFAULT_TABLE_MAX_LIMIT,
 };
 use crate::config::file::{FileScope, FileTable, Whole};
 use crate::config::{FilterOp, KeyColumn, PostgresConfig, TableConfig};
 use crate::cursor::CursorCodec;
-use crate::table::config::{MissingIndex, TablePlaces};
+use crate::table::config::{MissingIndex, ScopeSource, TablePlaces};
 use export::export;
 
 /// Most columns a table resource may list (each page row is built by one `json_build_object`,
@@ -59,7 +60,7 @@ pub(super) fn table(
     p: &mut Problems,
     at: &Spanned<FileTable>,
     databases: &BTreeMap<String, Arc<PostgresConfig>>,
-    cursors: Option<&Arc<CursorCodec>>,
+    (cursors, identities): (Option<&Arc<CursorCodec>>, &Identities),
 ) -> Option<TableConfig> {
     let t = &at.value;
     if cursors.is_none() {
@@ -98,7 +99,10 @@ pub(super) fn table(
         ],
         "",
     );
-    let scope = t.scope.as_ref().and_then(|s| scope(p, s, &mut places));
+    let scope = t
+        .scope
+        .as_ref()
+        .and_then(|s| scope(p, s, identities, &mut places));
     let max_connections = max_connections(p, t, postgres.as_deref());
     Some(TableConfig {
         max_connections,
@@ -294,6 +298,7 @@ fn limits(p: &mut Problems, t: &FileTable) -> (u32, u32) {
 fn scope(
     p: &mut Problems,
     s: &Spanned<FileScope>,
+    identities: &Identities,
     places: &mut TablePlaces,
 ) -> Option<crate::config::Scope> {
     // The scope column need not be served: it only filters.
@@ -304,22 +309,38 @@ fn scope(
             format!("is {:?}: write a column name", s.value.column.value),
         );
     }
-    let header = http::HeaderName::from_bytes(s.value.header.value.trim().as_bytes()).ok();
-    if header.is_none() {
-        p.invalid(
-            &s.value.header,
-            "header",
-            format!(
-                "is {:?}: write a header name, such as X-Tenant-Id",
-                s.value.header.value
-            ),
-        );
-    }
+    let from = match (&s.value.header, &s.value.jwt, &s.value.claim) {
+        (Some(header), None, None) => scope_header(p, header).map(ScopeSource::Header),
+        (None, Some(jwt), Some(claim)) => {
+            let identity = identities.named(p, jwt);
+            let claim = super::identities::claim(p, claim);
+            Some(ScopeSource::Claim {
+                identity: identity?,
+                claim: claim?,
+            })
+        }
+        _ => {
+            p.invalid(s, "scope", "takes the value from `header` (one your auth layer sets) or from a verified token, `jwt` with `claim`: set one of the two".to_owned());
+            None
+        }
+    };
     places.scope = Some(s.value.column.referenced.into());
     Some(crate::config::Scope {
         column: s.value.column.value.clone(),
-        header: header?,
+        from: from?,
     })
+}
+
+fn scope_header(p: &mut Problems, h: &Spanned<String>) -> Option<http::HeaderName> {
+    let header = http::HeaderName::from_bytes(h.value.trim().as_bytes()).ok();
+    if header.is_none() {
+        p.invalid(
+            h,
+            "header",
+            format!("is {:?}: write a header name, such as X-Tenant-Id", h.value),
+        );
+    }
+    header
 }
 
 /// `max_connections`: at most the database's pool.

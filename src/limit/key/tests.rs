@@ -16,23 +16,23 @@ fn a_header_key_falls_back_to_the_address_and_is_never_stored_in_clear() {
     let b = client("192.0.2.2");
     // Without the header: the address decides.
     assert_eq!(
-        ClientKey::of(&source, &headers, Some(&a)),
-        ClientKey::of(&ClientKeySource::Client, &headers, Some(&a))
+        ClientKey::of(&source, &headers, Some(&a), None),
+        ClientKey::of(&ClientKeySource::Client, &headers, Some(&a), None)
     );
     assert_ne!(
-        ClientKey::of(&source, &headers, Some(&a)),
-        ClientKey::of(&source, &headers, Some(&b))
+        ClientKey::of(&source, &headers, Some(&a), None),
+        ClientKey::of(&source, &headers, Some(&b), None)
     );
     // With it: the same key from any address, and not the header's bytes.
     headers.insert(&name, http::HeaderValue::from_static("secret-key-1"));
-    let keyed = ClientKey::of(&source, &headers, Some(&a));
-    assert_eq!(keyed, ClientKey::of(&source, &headers, Some(&b)));
+    let keyed = ClientKey::of(&source, &headers, Some(&a), None);
+    assert_eq!(keyed, ClientKey::of(&source, &headers, Some(&b), None));
     assert!(!keyed.short().contains(&hex("secret-key-1")));
     // Repeated: ambiguous, so the address decides.
     headers.append(&name, http::HeaderValue::from_static("secret-key-2"));
     assert_eq!(
-        ClientKey::of(&source, &headers, Some(&a)),
-        ClientKey::of(&ClientKeySource::Client, &headers, Some(&a))
+        ClientKey::of(&source, &headers, Some(&a), None),
+        ClientKey::of(&ClientKeySource::Client, &headers, Some(&a), None)
     );
 }
 
@@ -42,12 +42,12 @@ fn header_and_client_tells_one_key_from_two_addresses_apart() {
     let source = ClientKeySource::HeaderAndClient(name.clone());
     let mut headers = http::HeaderMap::new();
     headers.insert(&name, http::HeaderValue::from_static("acme"));
-    let a = ClientKey::of(&source, &headers, Some(&client("192.0.2.1")));
-    let b = ClientKey::of(&source, &headers, Some(&client("192.0.2.2")));
+    let a = ClientKey::of(&source, &headers, Some(&client("192.0.2.1")), None);
+    let b = ClientKey::of(&source, &headers, Some(&client("192.0.2.2")), None);
     assert_ne!(a, b);
     // IPv6 clients are grouped by /64.
-    let c = ClientKey::of(&source, &headers, Some(&client("[2001:db8::1]")));
-    let d = ClientKey::of(&source, &headers, Some(&client("[2001:db8::ffff]")));
+    let c = ClientKey::of(&source, &headers, Some(&client("[2001:db8::1]")), None);
+    let d = ClientKey::of(&source, &headers, Some(&client("[2001:db8::ffff]")), None);
     assert_eq!(c, d);
 }
 

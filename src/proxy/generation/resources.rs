@@ -10,8 +10,11 @@ use std::sync::Arc;
 
 use super::{BuildError, DEFAULT_ROUTE_NAME, Generation};
 use crate::config::{Config, RouteConfig, TableConfig, Target, UpstreamConfig};
+use crate::identity::{Gate, Verifier, Verifiers};
+use crate::limit::config::ClientKeySource;
 use crate::limit::{Limits, Redis};
 use crate::list::guard::HeldBudget;
+use crate::table::config::ScopeSource;
 use crate::table::{Database, Resource};
 use crate::telemetry::Metrics;
 use crate::upstream::UpstreamClient;
@@ -42,6 +45,8 @@ pub(super) struct Resources<'a> {
     pub(super) databases: BTreeMap<String, Arc<Database>>,
     pub(super) resources: BTreeMap<String, Arc<Resource>>,
     pub(super) limits: BTreeMap<String, Arc<Limits>>,
+    /// Each identity's verifier, by name (a `jwks_url`'s fetched set survives a reload).
+    pub(super) verifiers: Verifiers,
 }
 
 impl<'a> Resources<'a> {
@@ -76,7 +81,21 @@ impl<'a> Resources<'a> {
             }
         }
         let limits = limits(config, previous, redis.as_ref());
+        let mut verifiers = Verifiers::new();
+        for (name, settings) in &config.identities {
+            let verifier = reuse(
+                previous.and_then(|p| p.verifiers.get(name)),
+                |v| v.config() == settings,
+                || Verifier::new(Arc::clone(settings)).map(Arc::new),
+            )
+            .map_err(|reason| BuildError::Identity {
+                identity: name.clone(),
+                reason,
+            })?;
+            verifiers.insert(name.clone(), verifier);
+        }
         Ok(Self {
+            verifiers,
             previous,
             metrics,
             routes_on,
@@ -185,6 +204,39 @@ impl<'a> Resources<'a> {
             .insert(route.name.clone(), Arc::clone(&resource));
         Ok(resource)
     }
+}
+
+/// The identity gate of a route that reads a claim (its limit key's, its table scope's); both
+/// name one identity (validation sees to it).
+pub(super) fn gate(
+    verifiers: &Verifiers,
+    limits: Option<&crate::config::LimitsConfig>,
+    table: Option<&TableConfig>,
+) -> Option<Arc<Gate>> {
+    let mut claims = Vec::new();
+    let mut identity = None;
+    let mut anonymous = true;
+    if let Some(ClientKeySource::Claim(key)) = limits.map(|l| &l.key) {
+        claims.push(key.claim.clone());
+        identity = Some(&key.identity.name);
+        anonymous = key.anonymous;
+    }
+    if let Some(ScopeSource::Claim {
+        identity: id,
+        claim,
+    }) = table.and_then(|t| t.scope.as_ref()).map(|s| &s.from)
+    {
+        claims.push(claim.clone());
+        identity = Some(&id.name);
+        // A scope has no anonymous rows.
+        anonymous = false;
+    }
+    let verifier = Arc::clone(verifiers.get(identity?)?);
+    Some(Arc::new(Gate {
+        verifier,
+        claims,
+        anonymous,
+    }))
 }
 
 /// Limiters, by route name: reused while a route keeps its name and its limits, so buckets and

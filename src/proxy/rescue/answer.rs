@@ -11,6 +11,7 @@ use http::{HeaderValue, StatusCode, header};
 use crate::body::RequestBodyError;
 use crate::config::defaults::OVERLOADED_RETRY_AFTER;
 use crate::cursor::CursorError;
+use crate::identity::IdentityError;
 use crate::limit::{LimitError, Refusal};
 use crate::list::guard::{GuardError, HoldError};
 use crate::list::pagination::{PaginationError, PlanError};
@@ -74,6 +75,9 @@ pub(crate) enum ProxyError {
     /// A table route's request or its database.
     #[error(transparent)]
     Table(#[from] PgError),
+    /// A route that reads a claim, and a request without a good token.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
     /// Every `max_connections` slot stayed busy while this client's connection waited.
     #[error("pagegate is serving as many connections as it may; retry shortly")]
     ConnectionsFull,
@@ -100,6 +104,8 @@ pub(crate) struct Answer {
     pub(crate) allow: Option<&'static str>,
     /// `Connection: close`: the connection ends after this answer (HTTP/2 gets GOAWAY).
     pub(crate) close: bool,
+    /// `WWW-Authenticate`, on a 401.
+    pub(crate) authenticate: Option<&'static str>,
 }
 
 /// A row with no protection reason and no extra header.
@@ -112,6 +118,7 @@ fn row(status: StatusCode, kind: &'static str, outcome: Outcome) -> Answer {
         retry_after: None,
         allow: None,
         close: false,
+        authenticate: None,
     }
 }
 
@@ -165,7 +172,7 @@ impl ProxyError {
                 };)*
             };
         }
-        sort!(error: NoRoute, NulPath, PaginationError, CursorError, UpstreamError, GuardError, HoldError, MethodError, RequestBodyError, LimitError, PgError);
+        sort!(error: NoRoute, NulPath, PaginationError, CursorError, UpstreamError, GuardError, HoldError, MethodError, RequestBodyError, LimitError, PgError, IdentityError);
         tracing::error!(%error, "unexpected error in a route's stack");
         Self::Internal
     }
@@ -224,6 +231,7 @@ impl ProxyError {
             },
             Self::Limit(e) => limit(e),
             Self::Table(e) => table(e),
+            Self::Identity(e) => identity(e),
             Self::Internal => row(S::INTERNAL_SERVER_ERROR, kind!("internal"), Internal),
         }
     }
@@ -250,6 +258,12 @@ impl ProxyError {
         }
         if answer.close {
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        if let Some(challenge) = answer.authenticate {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
         }
         if let Self::Limit(LimitError {
             fields: Some(fields),
@@ -322,6 +336,33 @@ fn limit(e: &LimitError) -> Answer {
         ..row(status, kind, Outcome::Limited)
     }
 }
+
+/// The rows of the identity gate. RFC 6750 §3.1: a request with no token gets the bare
+/// challenge, one with a bad token `error="invalid_token"`; keys not fetched yet are pagegate's
+/// side, 503.
+fn identity(e: &IdentityError) -> Answer {
+    use StatusCode as S;
+    let unauthorized = |kind, challenge| Answer {
+        authenticate: Some(challenge),
+        ..row(S::UNAUTHORIZED, kind, Outcome::Refused)
+    };
+    match e {
+        IdentityError::Missing(_) => unauthorized(kind!("unauthenticated"), "Bearer"),
+        IdentityError::Invalid => {
+            unauthorized(kind!("invalid-token"), r#"Bearer error="invalid_token""#)
+        }
+        IdentityError::KeysUnavailable => row(
+            S::SERVICE_UNAVAILABLE,
+            kind!("identity-unavailable"),
+            Outcome::Overloaded,
+        )
+        .retry(RETRY_KEYS),
+    }
+}
+
+/// `Retry-After` while an identity's keys are not fetched yet (the fetch is retried every
+/// 10 s).
+const RETRY_KEYS: Duration = Duration::from_secs(10);
 
 /// The rows of the table routes.
 fn table(e: &PgError) -> Answer {

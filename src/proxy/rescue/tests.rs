@@ -7,6 +7,7 @@ use http::{Method, StatusCode, header};
 use super::*;
 use crate::body::RequestBodyError;
 use crate::cursor::CursorError;
+use crate::identity::IdentityError;
 use crate::list::guard::{GuardError, HoldError};
 use crate::list::pagination::PaginationError;
 use crate::methods::MethodError;
@@ -41,6 +42,9 @@ fn samples() -> Vec<ProxyError> {
         PgError::Timeout.into(),
         PgError::Database.into(),
         PgError::BadRequest("bad".to_owned()).into(),
+        IdentityError::Missing(http::header::AUTHORIZATION).into(),
+        IdentityError::Invalid.into(),
+        IdentityError::KeysUnavailable.into(),
         ProxyError::ConnectionsFull,
         ProxyError::Internal,
     ]
@@ -110,6 +114,15 @@ fn rows_that_differ_by_variant() {
         Some(crate::table::RETRY_UNREACHABLE.as_secs())
     );
     assert!(ProxyError::ConnectionsFull.answer().close);
+    // RFC 6750 §3.1: no error code without a token; `invalid_token` for a bad one.
+    let challenge = |e: IdentityError| ProxyError::from(e).answer().authenticate;
+    let missing = IdentityError::Missing(http::header::AUTHORIZATION);
+    assert_eq!(challenge(missing), Some("Bearer"));
+    assert_eq!(
+        challenge(IdentityError::Invalid),
+        Some(r#"Bearer error="invalid_token""#)
+    );
+    assert_eq!(row(IdentityError::KeysUnavailable.into()).0, 503);
     assert_eq!(row(ProxyError::Internal), (500, "internal", None));
 }
 
@@ -138,6 +151,7 @@ impl ProxyError {
             Self::Method(e) => e.into(),
             Self::Limit(e) => e.into(),
             Self::Table(e) => e.into(),
+            Self::Identity(e) => e.into(),
             Self::ConnectionsFull | Self::Internal => unreachable!("not a leaf error"),
         }
     }

@@ -1,0 +1,161 @@
+//! A JWK set fetched from `jwks_url` ([`Jwks`]): fetched when the identity is built, again
+//! every `jwks_refresh`, and when a token names a `kid` the set lacks — at most once every
+//! `jwks_min_refresh`, so tokens with made-up `kid`s cannot turn into a flood of fetches. A
+//! fetch that fails (unreachable, not 200, too large, not a set) keeps the last good set.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio::time::Instant;
+
+use super::config::JwksUrl;
+use super::keys::{KeySet, MAX_JWKS_BYTES};
+
+/// How long one fetch (connect, answer, body) may take.
+pub(crate) const JWKS_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A fetched JWK set and what fetches it.
+pub(crate) struct Jwks {
+    settings: JwksUrl,
+    identity: String,
+    client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
+    set: ArcSwapOption<KeySet>,
+    /// When the last fetch started; one fetch at a time.
+    last: tokio::sync::Mutex<Option<Instant>>,
+}
+
+impl std::fmt::Debug for Jwks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Jwks")
+            .field("url", &self.settings.url)
+            .field("set", &self.set.load())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Jwks {
+    /// The set of `settings`, fetched now and every `refresh` by a task that ends when the
+    /// set is dropped. `Err` says why its TLS cannot be set up.
+    pub(crate) fn start(identity: &str, settings: &JwksUrl) -> Result<Arc<Self>, String> {
+        let mut tcp = HttpConnector::new();
+        tcp.set_connect_timeout(Some(JWKS_FETCH_TIMEOUT));
+        let connector = crate::upstream::https(tcp, Some(&settings.tls), false)?;
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .build(connector);
+        let jwks = Arc::new(Self {
+            settings: settings.clone(),
+            identity: identity.to_owned(),
+            client,
+            set: ArcSwapOption::empty(),
+            last: tokio::sync::Mutex::new(None),
+        });
+        tokio::spawn(refresh(Arc::downgrade(&jwks), settings.refresh));
+        Ok(jwks)
+    }
+
+    /// The last good set, if any fetch succeeded yet.
+    pub(crate) fn current(&self) -> Option<Arc<KeySet>> {
+        self.set.load_full()
+    }
+
+    /// For a token naming a `kid` the set lacks: fetches again when the last fetch started at
+    /// least `min_refresh` ago (waiting for one already running otherwise), then the set.
+    pub(crate) async fn refetch(&self) -> Option<Arc<KeySet>> {
+        let mut last = self.last.lock().await;
+        if last.is_none_or(|at| at.elapsed() >= self.settings.min_refresh) {
+            *last = Some(Instant::now());
+            self.fetch().await;
+        }
+        drop(last);
+        self.current()
+    }
+
+    /// Fetches once; a failure is logged and keeps the last good set.
+    async fn fetch(&self) {
+        match tokio::time::timeout(JWKS_FETCH_TIMEOUT, self.get()).await {
+            Ok(Ok((set, skipped))) => {
+                if !skipped.is_empty() {
+                    tracing::warn!(identity = %self.identity, url = %self.settings.url, skipped = %skipped.join("; "), "jwks_url: keys skipped");
+                }
+                tracing::debug!(identity = %self.identity, url = %self.settings.url, ?set, "jwks_url fetched");
+                self.set.store(Some(Arc::new(set)));
+            }
+            Ok(Err(why)) => self.failed(&why),
+            Err(_) => self.failed(&format!("no answer within {JWKS_FETCH_TIMEOUT:?}")),
+        }
+    }
+
+    fn failed(&self, why: &str) {
+        let kept = if self.set.load().is_some() {
+            "the last good set is kept"
+        } else {
+            "no set yet: tokens cannot be verified"
+        };
+        tracing::warn!(identity = %self.identity, url = %self.settings.url, "jwks_url fetch failed: {why}; {kept}");
+    }
+
+    async fn get(&self) -> Result<(KeySet, Vec<String>), String> {
+        let request = http::Request::get(self.settings.url.clone())
+            .header(http::header::ACCEPT, "application/json")
+            .body(Empty::new())
+            .map_err(|e| e.to_string())?;
+        let response = self.client.request(request).await.map_err(|e| {
+            let mut why = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                why = format!("{why}: {s}");
+                source = s.source();
+            }
+            why
+        })?;
+        if response.status() != http::StatusCode::OK {
+            return Err(format!("answered {}", response.status()));
+        }
+        let body = Limited::new(response.into_body(), MAX_JWKS_BYTES)
+            .collect()
+            .await
+            .map_err(|e| format!("the body: {e}"))?
+            .to_bytes();
+        KeySet::jwks(&body)
+    }
+}
+
+/// Fetches now and every `every` while the set is alive; while no fetch has succeeded yet, it
+/// retries sooner (1 s after the first failure, then every 10 s).
+async fn refresh(jwks: Weak<Jwks>, every: Duration) {
+    let mut first = true;
+    loop {
+        let Some(jwks) = jwks.upgrade() else { return };
+        let wait = {
+            let mut last = jwks.last.lock().await;
+            *last = Some(Instant::now());
+            jwks.fetch().await;
+            if jwks.current().is_none() {
+                every.min(retry_after(first))
+            } else {
+                every
+            }
+        };
+        first = false;
+        drop(jwks);
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// How soon a fetch that left no set is retried: 1 s after the first, then 10 s.
+fn retry_after(first: bool) -> Duration {
+    if first {
+        Duration::from_secs(1)
+    } else {
+        Duration::from_secs(10)
+    }
+}

@@ -1,0 +1,156 @@
+//! Verifying one request's token ([`Verifier::verify`]): taken from its header (exactly one
+//! value; `Bearer <token>` in `Authorization`), its algorithm one the identity allows, its
+//! signature checked with a key of that algorithm's family (by `kid` when it names one), then
+//! `exp`, `nbf`, `iss` and `aud`. The claims come back as JSON; nothing in the token's header
+//! (`jku`, `jwk`, `x5u`) is ever followed.
+
+use std::sync::Arc;
+
+use jsonwebtoken::{Algorithm, Validation};
+use serde_json::{Map, Value};
+
+use super::config::{IdentityConfig, KeySource};
+use super::jwks::Jwks;
+use super::keys::KeySet;
+
+/// A verified token's claims.
+pub(crate) type Claims = Arc<Map<String, Value>>;
+
+/// Why a request's token is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum TokenError {
+    /// No token (or the header twice, or another scheme than `Bearer`).
+    #[error("no bearer token")]
+    Missing,
+    /// The token is refused; the reason is for logs, never sent.
+    #[error("invalid token: {0}")]
+    Invalid(&'static str),
+    /// The keys are not known yet (`jwks_url` never fetched): not the client's fault.
+    #[error("the identity's keys are unavailable")]
+    KeysUnavailable,
+}
+
+/// Where a verifier's keys are.
+#[derive(Debug)]
+enum Keys {
+    Read(Arc<KeySet>),
+    Fetched(Arc<Jwks>),
+}
+
+/// One identity's verifier, built from its config when a generation is.
+#[derive(Debug)]
+pub(crate) struct Verifier {
+    config: Arc<IdentityConfig>,
+    keys: Keys,
+    /// One validation per allowed algorithm (jsonwebtoken checks its family against the key's).
+    validations: Vec<(Algorithm, Validation)>,
+}
+
+impl Verifier {
+    /// The verifier of `config`; a `jwks_url` starts being fetched now. `Err` says why its
+    /// TLS cannot be set up.
+    pub(crate) fn new(config: Arc<IdentityConfig>) -> Result<Self, String> {
+        super::crypto::install().map_err(str::to_owned)?;
+        let keys = match &config.keys {
+            KeySource::Read(read) => Keys::Read(Arc::clone(&read.set)),
+            KeySource::Url(url) => Keys::Fetched(Jwks::start(&config.name, url)?),
+        };
+        let validations = config
+            .algorithms
+            .iter()
+            .map(|&alg| {
+                let mut v = Validation::new(alg);
+                v.set_issuer(&config.issuer);
+                v.set_audience(&config.audience);
+                v.set_required_spec_claims(&["exp", "iss", "aud"]);
+                v.leeway = config.leeway.as_secs();
+                v.validate_nbf = true;
+                (alg, v)
+            })
+            .collect();
+        Ok(Self {
+            config,
+            keys,
+            validations,
+        })
+    }
+
+    /// The config it was built from.
+    pub(crate) fn config(&self) -> &Arc<IdentityConfig> {
+        &self.config
+    }
+
+    /// The request's token (owned, so the verification's future borrows no request).
+    pub(crate) fn token(&self, headers: &http::HeaderMap) -> Option<String> {
+        token(headers, &self.config.header).map(str::to_owned)
+    }
+
+    /// The claims of a request's token ([`Verifier::token`]).
+    pub(crate) async fn verify(&self, token: Option<&str>) -> Result<Claims, TokenError> {
+        let token = token.ok_or(TokenError::Missing)?;
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|_| TokenError::Invalid("not a JWS compact token"))?;
+        let (alg, validation) = self
+            .validations
+            .iter()
+            .find(|(alg, _)| *alg == header.alg)
+            .ok_or(TokenError::Invalid("signed with an algorithm not allowed"))?;
+        let kid = header.kid.as_deref();
+        let set = match &self.keys {
+            Keys::Read(set) => Arc::clone(set),
+            Keys::Fetched(jwks) => {
+                let current = jwks.current();
+                match current {
+                    Some(set) if set.candidates(*alg, kid).next().is_some() => set,
+                    // A `kid` the set lacks: the issuer may have rotated keys.
+                    _ => jwks.refetch().await.ok_or(TokenError::KeysUnavailable)?,
+                }
+            }
+        };
+        let mut refused = TokenError::Invalid("no key of its kid and algorithm");
+        for key in set.candidates(*alg, kid) {
+            match jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, validation) {
+                Ok(data) => return Ok(Arc::new(data.claims)),
+                Err(e) => refused = TokenError::Invalid(reason(e.kind())),
+            }
+        }
+        Err(refused)
+    }
+}
+
+/// The one token of `name` (`Bearer <token>` in `Authorization`; there or in another header).
+pub(super) fn token<'a>(headers: &'a http::HeaderMap, name: &http::HeaderName) -> Option<&'a str> {
+    let mut values = headers.get_all(name).iter();
+    let value = match (values.next(), values.next()) {
+        (Some(value), None) => value.to_str().ok()?.trim(),
+        // Two tokens are ambiguous: which one did the client mean, which one would the
+        // backend read?
+        _ => return None,
+    };
+    let bearer = value
+        .get(..7)
+        .filter(|scheme| scheme.eq_ignore_ascii_case("bearer "))
+        .map(|_| value[7..].trim_start());
+    let token = match bearer {
+        Some(token) => token,
+        None if *name == http::header::AUTHORIZATION => return None,
+        None => value,
+    };
+    (!token.is_empty()).then_some(token)
+}
+
+/// A log line's reason for a refused token.
+fn reason(kind: &jsonwebtoken::errors::ErrorKind) -> &'static str {
+    use jsonwebtoken::errors::ErrorKind as K;
+    match kind {
+        K::InvalidSignature => "bad signature",
+        K::ExpiredSignature => "expired",
+        K::ImmatureSignature => "not valid yet (nbf)",
+        K::InvalidIssuer => "wrong issuer",
+        K::InvalidAudience => "wrong audience",
+        K::MissingRequiredClaim(_) => "missing exp, iss or aud",
+        K::InvalidClaimFormat(_) => "a claim of the wrong type",
+        K::InvalidAlgorithm => "an algorithm its key does not allow",
+        _ => "malformed",
+    }
+}

@@ -1,0 +1,482 @@
+//! Verified identities through a real pagegate: limits keyed by a JWT claim, 401 with
+//! `WWW-Authenticate` for missing, expired, forged and confused tokens (nothing forwarded),
+//! `anonymous: client`, keys from a file that a reload reads again, a JWK set fetched over
+//! HTTPS that is refreshed for an unknown `kid` at most once per `jwks_min_refresh` and kept
+//! while its server fails, and a table scoped by a claim on a real PostgreSQL.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::json;
+
+use crate::support::jwt::{JwksServer, RSA_PUBLIC_PEM, Signer, claims, now};
+use crate::support::postgres::Postgres;
+use crate::support::tls::Ca;
+use crate::support::{Got, Proxy, Upstream};
+
+async fn get_with(proxy: &Proxy, path: &str, headers: &[(&str, String)]) -> Got {
+    let mut request = http::Request::get(proxy.url(path));
+    for (name, value) in headers {
+        request = request.header(*name, value.as_str());
+    }
+    let request = request.body(crate::support::full(Bytes::new()));
+    crate::support::send(request.expect("request")).await
+}
+
+async fn bearer(proxy: &Proxy, path: &str, token: &str) -> Got {
+    get_with(proxy, path, &[("authorization", format!("Bearer {token}"))]).await
+}
+
+/// The YAML of identity `api` (with `keys` and `algorithms`) and a route `/orders` limited to
+/// 2 a minute per `key`.
+fn yaml(keys: &str, algorithms: &str, key: &str) -> String {
+    format!(
+        "identities:
+  api: {{algorithms: {algorithms}, issuer: 'https://issuer.test/', audience: orders, {keys}}}
+upstreams: {{app: {{url: '{{upstream}}'}}}}
+routes:
+  - name: orders
+    path: /orders
+    upstream: app
+    limits: {{key: {key}, rate: {{per_client: {{requests: 2, per: 1m}}}}}}
+"
+    )
+}
+
+fn key_file(name: &str, pem: &str) -> std::path::PathBuf {
+    let dir = crate::support::scratch_dir(name);
+    let path = dir.join("key.pem");
+    std::fs::write(&path, pem).expect("write key");
+    path
+}
+
+fn assert_refused(got: &Got, kind: &str, challenge: &str) {
+    let problem = got.problem(401);
+    assert_eq!(
+        problem["type"],
+        format!("urn:pagegate:problem:{kind}"),
+        "{problem}"
+    );
+    assert_eq!(got.header("www-authenticate"), Some(challenge));
+}
+
+/// Tokens that must each be refused 401 `invalid-token`, by what is wrong with them.
+fn bad_tokens(rsa: &Signer, alice: &str) -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "expired beyond the leeway",
+            rsa.sign(None, &claims(&json!({"sub": "eve", "exp": now() - 120}))),
+        ),
+        (
+            "not valid yet",
+            rsa.sign(None, &claims(&json!({"sub": "eve", "nbf": now() + 600}))),
+        ),
+        (
+            "no exp",
+            rsa.sign(None, &claims(&json!({"sub": "eve", "exp": null}))),
+        ),
+        (
+            "another audience",
+            rsa.sign(None, &claims(&json!({"sub": "eve", "aud": "billing"}))),
+        ),
+        (
+            "no audience",
+            rsa.sign(None, &claims(&json!({"sub": "eve", "aud": null}))),
+        ),
+        (
+            "another issuer",
+            rsa.sign(
+                None,
+                &claims(&json!({"sub": "eve", "iss": "https://evil.test/"})),
+            ),
+        ),
+        (
+            "no claim the key reads",
+            rsa.sign(None, &claims(&json!({}))),
+        ),
+        (
+            "a claim that is an object",
+            rsa.sign(None, &claims(&json!({"sub": {"id": 1}}))),
+        ),
+        (
+            "another key",
+            Signer::es256().sign_as("RS256", None, &claims(&json!({"sub": "eve"}))),
+        ),
+        (
+            "an algorithm not allowed",
+            Signer::es256().sign(None, &claims(&json!({"sub": "eve"}))),
+        ),
+        // The public key used as an HMAC secret: the classic algorithm confusion.
+        (
+            "HS256 with the public key",
+            Signer::hs256(RSA_PUBLIC_PEM.as_bytes()).sign(None, &claims(&json!({"sub": "eve"}))),
+        ),
+        ("alg none", {
+            let signed = rsa.sign_as("none", None, &claims(&json!({"sub": "eve"})));
+            format!("{}.", signed.rsplit_once('.').expect("three parts").0)
+        }),
+        ("tampered claims", {
+            let parts: Vec<&str> = alice.split('.').collect();
+            let other = rsa.sign(None, &claims(&json!({"sub": "mallory"})));
+            format!(
+                "{}.{}.{}",
+                parts[0],
+                other.split('.').nth(1).expect("claims"),
+                parts[2]
+            )
+        }),
+        ("not a token", "garbage".to_owned()),
+    ]
+}
+
+#[tokio::test]
+async fn a_claim_keys_the_rate_and_every_bad_token_gets_401_before_the_backend() {
+    let upstream = Upstream::json("[]").await;
+    let file = key_file("identity-rsa", RSA_PUBLIC_PEM);
+    let keys = format!("public_key_file: '{}'", file.display());
+    let proxy = Proxy::start(&yaml(&keys, "[RS256]", "{jwt: api, claim: sub}"), &upstream).await;
+    let rsa = Signer::rsa();
+    let alice = rsa.sign(None, &claims(&json!({"sub": "alice"})));
+    let bob = rsa.sign(None, &claims(&json!({"sub": "bob"})));
+    // Keyed by the claim: alice's third request is refused, bob (same address) still passes.
+    for _ in 0..2 {
+        assert_eq!(bearer(&proxy, "/orders", &alice).await.status, 200);
+    }
+    assert_eq!(
+        bearer(&proxy, "/orders", &alice).await.problem(429)["type"],
+        "urn:pagegate:problem:rate-limited"
+    );
+    assert_eq!(bearer(&proxy, "/orders", &bob).await.status, 200);
+    let forwarded = upstream.seen().len();
+    assert_eq!(forwarded, 3);
+
+    // No token: the bare challenge (RFC 6750 §3.1).
+    assert_refused(
+        &crate::support::get(&proxy.url("/orders")).await,
+        "unauthenticated",
+        "Bearer",
+    );
+    let basic = get_with(
+        &proxy,
+        "/orders",
+        &[("authorization", "Basic YTpi".to_owned())],
+    )
+    .await;
+    assert_refused(&basic, "unauthenticated", "Bearer");
+    let invalid = r#"Bearer error="invalid_token""#;
+    let bad = bad_tokens(&rsa, &alice);
+    for (what, token) in &bad {
+        let got = bearer(&proxy, "/orders", token).await;
+        assert_eq!(got.status, 401, "{what}: {}", got.text());
+        assert_refused(&got, "invalid-token", invalid);
+    }
+    // Two tokens: ambiguous, refused as none.
+    let two = get_with(
+        &proxy,
+        "/orders",
+        &[
+            ("authorization", format!("Bearer {bob}")),
+            ("authorization", format!("Bearer {bob}")),
+        ],
+    )
+    .await;
+    assert_refused(&two, "unauthenticated", "Bearer");
+    assert_eq!(
+        upstream.seen().len(),
+        forwarded,
+        "no refused request reached the backend"
+    );
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn anonymous_client_keys_a_request_without_a_good_token_by_its_address() {
+    let upstream = Upstream::json("[]").await;
+    let file = key_file("identity-anonymous", RSA_PUBLIC_PEM);
+    let keys = format!("public_key_file: '{}'", file.display());
+    let key = "{jwt: api, claim: sub, anonymous: client}";
+    let proxy = Proxy::start(&yaml(&keys, "[RS256]", key), &upstream).await;
+    let hs = Signer::rsa();
+    let expired = hs.sign(None, &claims(&json!({"sub": "carol", "exp": now() - 600})));
+    // No token and an expired one share the address's bucket.
+    assert_eq!(crate::support::get(&proxy.url("/orders")).await.status, 200);
+    assert_eq!(bearer(&proxy, "/orders", &expired).await.status, 200);
+    assert_eq!(crate::support::get(&proxy.url("/orders")).await.status, 429);
+    // A good token has a bucket of its own.
+    let carol = hs.sign(None, &claims(&json!({"sub": "carol"})));
+    assert_eq!(bearer(&proxy, "/orders", &carol).await.status, 200);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_reload_reads_the_key_file_again() {
+    let upstream = Upstream::json("[]").await;
+    let ed = Signer::ed25519();
+    let ed_pem = ed.public_pem();
+    let file = key_file("identity-reload", RSA_PUBLIC_PEM);
+    let keys = format!("public_key_file: '{}'", file.display());
+    let config = yaml(&keys, "[RS256, EdDSA]", "{jwt: api, claim: sub}");
+    let proxy = Proxy::start(&config, &upstream).await;
+    let by_rsa = Signer::rsa().sign(None, &claims(&json!({"sub": "a"})));
+    let by_ed = ed.sign(None, &claims(&json!({"sub": "b"})));
+    assert_eq!(bearer(&proxy, "/orders", &by_rsa).await.status, 200);
+    assert_eq!(bearer(&proxy, "/orders", &by_ed).await.status, 401);
+    std::fs::write(&file, ed_pem).expect("rotate the key");
+    proxy.reload(&config, &upstream.url()).expect("reload");
+    assert_eq!(bearer(&proxy, "/orders", &by_rsa).await.status, 401);
+    assert_eq!(bearer(&proxy, "/orders", &by_ed).await.status, 200);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_jwks_url_is_fetched_again_for_an_unknown_kid_at_most_once_per_min_refresh() {
+    let upstream = Upstream::json("[]").await;
+    let dir = crate::support::scratch_dir("identity-jwks");
+    let ca = Ca::new("jwks test CA");
+    let ca_file = ca.write(&dir, "ca");
+    let server_identity = ca.issue(&["localhost"], &dir, "jwks");
+    let (first, second) = (Signer::es256(), Signer::ed25519());
+    let jwks = JwksServer::start(&server_identity, json!({"keys": [first.jwk("k1")]})).await;
+    let keys = format!(
+        "jwks_url: '{}', jwks_min_refresh: 2s, jwks_refresh: 1h, tls: {{ca_file: '{}'}}",
+        jwks.url(),
+        ca_file.display()
+    );
+    let proxy = Proxy::start(
+        &yaml(&keys, "[ES256, EdDSA]", "{jwt: api, claim: sub}"),
+        &upstream,
+    )
+    .await;
+    let by_first = first.sign(Some("k1"), &claims(&json!({"sub": "a"})));
+    let by_second = second.sign(Some("k2"), &claims(&json!({"sub": "b"})));
+    // The set is fetched when the identity is built; the first request may wait for it.
+    let mut got = bearer(&proxy, "/orders", &by_first).await;
+    for _ in 0..50 {
+        if got.status != 503 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        got = bearer(&proxy, "/orders", &by_first).await;
+    }
+    assert_eq!(got.status, 200, "{}", got.text());
+    assert_eq!(jwks.fetches(), 1);
+    // The issuer rotates in k2: within 2 s of the last fetch, k2 is unknown and not fetched.
+    jwks.set(json!({"keys": [first.jwk("k1"), second.jwk("k2")]}));
+    assert_refused(
+        &bearer(&proxy, "/orders", &by_second).await,
+        "invalid-token",
+        r#"Bearer error="invalid_token""#,
+    );
+    assert_eq!(jwks.fetches(), 1, "no fetch within jwks_min_refresh");
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(bearer(&proxy, "/orders", &by_second).await.status, 200);
+    assert_eq!(jwks.fetches(), 2, "one fetch for the unknown kid");
+    // A flood of made-up kids costs no fetch.
+    for i in 0..20 {
+        let made_up = second.sign(Some(&format!("x{i}")), &claims(&json!({"sub": "c"})));
+        assert_eq!(bearer(&proxy, "/orders", &made_up).await.status, 401);
+    }
+    assert_eq!(jwks.fetches(), 2);
+    // The server fails: the last good set is kept.
+    jwks.fail_with(500);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let unknown = second.sign(Some("k3"), &claims(&json!({"sub": "d"})));
+    assert_eq!(bearer(&proxy, "/orders", &unknown).await.status, 401);
+    assert_eq!(jwks.fetches(), 3);
+    let again = first.sign(Some("k1"), &claims(&json!({"sub": "e"})));
+    assert_eq!(bearer(&proxy, "/orders", &again).await.status, 200);
+    assert_eq!(bearer(&proxy, "/orders", &by_second).await.status, 200);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_jwks_url_that_never_answered_gets_503_not_401() {
+    let upstream = Upstream::json("[]").await;
+    let dir = crate::support::scratch_dir("identity-jwks-down");
+    let ca = Ca::new("jwks test CA");
+    let ca_file = ca.write(&dir, "ca");
+    let server_identity = ca.issue(&["localhost"], &dir, "jwks");
+    let signer = Signer::es256();
+    let jwks = JwksServer::start(&server_identity, json!({"keys": [signer.jwk("k1")]})).await;
+    jwks.fail_with(503);
+    let keys = format!(
+        "jwks_url: '{}', tls: {{ca_file: '{}'}}",
+        jwks.url(),
+        ca_file.display()
+    );
+    let proxy = Proxy::start(&yaml(&keys, "[ES256]", "{jwt: api, claim: sub}"), &upstream).await;
+    let token = signer.sign(Some("k1"), &claims(&json!({"sub": "a"})));
+    let got = bearer(&proxy, "/orders", &token).await;
+    assert_eq!(
+        got.problem(503)["type"],
+        "urn:pagegate:problem:identity-unavailable"
+    );
+    assert!(got.retry_after() > 0);
+    assert!(upstream.seen().is_empty());
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_table_scoped_by_a_claim_serves_each_tenant_its_own_rows_whatever_header_it_sends() {
+    let pg = Postgres::start();
+    let t = pg.name("claim_scoped");
+    pg.execute(&format!(
+        "CREATE TABLE {t} (id bigint PRIMARY KEY, tenant text NOT NULL, v text);
+         INSERT INTO {t} SELECT g, 't' || (g % 3), 'v' || g FROM generate_series(1, 60) g;
+         CREATE INDEX ON {t} (tenant, id);"
+    ))
+    .await;
+    let file = key_file("identity-table", RSA_PUBLIC_PEM);
+    let yaml = format!(
+        "cursors: {{keys: [{{id: 1, secret: test-secret-test-secret-test-secret-0123}}]}}
+identities:
+  api: {{algorithms: [RS256], issuer: 'https://issuer.test/', audience: orders, public_key_file: '{}'}}
+postgres: {{main: {{url: '{}'}}}}
+routes:
+  - name: rows
+    path: /rows
+    table: {{database: main, name: {t}, columns: [id, v], key: [id], scope: {{jwt: api, claim: tenant, column: tenant}}}}
+",
+        file.display(),
+        pg.url
+    );
+    let proxy = Proxy::start_url(&yaml, "http://127.0.0.1:9").await;
+    let rsa = Signer::rsa();
+    let t1 = rsa.sign(None, &claims(&json!({"sub": "a", "tenant": "t1"})));
+    let ids = |got: &Got| -> Vec<i64> {
+        assert_eq!(got.status, 200, "{}", got.text());
+        got.json()["data"]
+            .as_array()
+            .expect("data")
+            .iter()
+            .map(|r| r["id"].as_i64().expect("id"))
+            .collect()
+    };
+    let got = get_with(
+        &proxy,
+        "/rows?limit=100",
+        &[
+            ("authorization", format!("Bearer {t1}")),
+            ("x-tenant", "t2".to_owned()),
+        ],
+    )
+    .await;
+    let expected: Vec<i64> = (1..=60).filter(|g| g % 3 == 1).collect();
+    assert_eq!(ids(&got), expected);
+    // The export too, and a token without the claim or none at all is refused.
+    let export = bearer(&proxy, "/rows/export?format=ndjson", &t1).await;
+    assert_eq!(export.status, 200);
+    assert_eq!(export.text().lines().count(), expected.len());
+    let no_claim = rsa.sign(None, &claims(&json!({"sub": "a"})));
+    assert_eq!(bearer(&proxy, "/rows", &no_claim).await.status, 401);
+    assert_eq!(crate::support::get(&proxy.url("/rows")).await.status, 401);
+    // A cursor of tenant t1 does not page another tenant's rows.
+    let page = bearer(&proxy, "/rows?limit=5", &t1).await.json();
+    let cursor = page["next_cursor"].as_str().expect("a cursor");
+    let t2 = rsa.sign(None, &claims(&json!({"sub": "b", "tenant": "t2"})));
+    let got = bearer(&proxy, &format!("/rows?limit=5&cursor={cursor}"), &t2).await;
+    assert_eq!(got.status, 400, "{}", got.text());
+    proxy.stop().await;
+}
+
+/// The problems `Config::parse` reports for `identities` and `key`, one line each.
+fn problems(identity: &str, key: &str) -> String {
+    let yaml = format!(
+        "identities:\n  api: {identity}\nupstreams: {{app: {{url: 'http://127.0.0.1:9'}}}}\nroutes:\n  - {{name: r, path: /r, upstream: app, limits: {{key: {key}, rate: {{per_client: {{requests: 1, per: 1s}}}}}}}}\n"
+    );
+    match pagegate::Config::parse("t.yaml", &yaml) {
+        Ok(_) => panic!("expected problems for:\n{yaml}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// Identity configs with a mistake, the key that reads them, where the problem is reported
+/// and what its fix says.
+fn cases(pem: &str) -> Vec<(String, &'static str, &'static str, &'static str)> {
+    let good = format!("{{algorithms: [RS256], issuer: i, audience: a, {pem}}}");
+    let key = "{jwt: api, claim: sub}";
+    vec![
+        (
+            good.clone(),
+            "{jwt: other, claim: sub}",
+            "t.yaml:5:",
+            "names `other`, which is not under `identities`: declare it there, or use one of api",
+        ),
+        (
+            format!("{{issuer: i, audience: a, {pem}}}"),
+            key,
+            "t.yaml:2:",
+            "list the algorithms your issuer signs with",
+        ),
+        (
+            format!("{{algorithms: [RS256, none], issuer: i, audience: a, {pem}}}"),
+            key,
+            "t.yaml:2:",
+            "\"none\" is not one",
+        ),
+        (
+            format!("{{algorithms: [HS256], issuer: i, audience: a, {pem}}}"),
+            key,
+            "t.yaml:2:",
+            "a public key is never used as an HMAC secret",
+        ),
+        (
+            format!("{{algorithms: [ES256], issuer: i, audience: a, {pem}}}"),
+            key,
+            "t.yaml:2:",
+            "lists no algorithm of the keys' type",
+        ),
+        (
+            format!("{{algorithms: [RS256], issuer: i, {pem}}}"),
+            key,
+            "t.yaml:2:",
+            "`audience` is missing",
+        ),
+        (
+            "{algorithms: [RS256], issuer: i, audience: a, jwks_url: 'http://auth/jwks'}"
+                .to_owned(),
+            key,
+            "t.yaml:2:",
+            "write the https:// URL",
+        ),
+        (
+            "{algorithms: [HS256], issuer: i, audience: a, secret_env: PAGEGATE_SURELY_UNSET_VAR}"
+                .to_owned(),
+            key,
+            "t.yaml:2:",
+            "which is not set",
+        ),
+        (
+            format!("{{algorithms: [RS256], issuer: i, audience: a, {pem}, jwks_min_refresh: 1s}}"),
+            key,
+            "t.yaml:2:",
+            "applies only with `jwks_url`",
+        ),
+        (
+            "{algorithms: [RS256], issuer: i, audience: a, public_key_file: /nonexistent.pem}"
+                .to_owned(),
+            key,
+            "t.yaml:2:",
+            "cannot be read",
+        ),
+        (
+            good,
+            "{jwt: api, claim: ''}",
+            "t.yaml:5:",
+            "is empty: name the claim",
+        ),
+    ]
+}
+
+#[test]
+fn identity_mistakes_are_located_with_their_fix() {
+    let file = key_file("identity-config", RSA_PUBLIC_PEM);
+    let pem = format!("public_key_file: '{}'", file.display());
+    for (identity, key, at, fix) in cases(&pem) {
+        let text = problems(&identity, key);
+        assert!(
+            text.contains(at) && text.contains(fix),
+            "{identity} / {key}:\n{text}\nshould say {at} … {fix}"
+        );
+    }
+}
