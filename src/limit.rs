@@ -20,6 +20,7 @@ mod pace;
 mod queue;
 pub(crate) mod rate;
 mod shared;
+pub(crate) mod tenant;
 
 pub(crate) use concurrency::{Full, NoSlot, SlotBody};
 pub use decide::Limits;

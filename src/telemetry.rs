@@ -58,6 +58,8 @@ struct LimitLabels {
     route: String,
     limit: &'static str,
     decision: &'static str,
+    /// An override's name, `default` or `exempt`: from the config, never a client's key.
+    tenant_class: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -345,12 +347,13 @@ impl RouteMetrics {
     /// Counts a decision of one of the route's limits: `refused`, `reported` (would have
     /// refused, report-only mode), or for `limit="redis"` `fallback` / `refused` while Redis
     /// cannot answer.
-    pub fn limit(&self, limit: &'static str, decision: &'static str) {
+    pub fn limit(&self, limit: &'static str, decision: &'static str, tenant_class: &str) {
         self.limits
             .get_or_create(&LimitLabels {
                 route: self.name.to_string(),
                 limit,
                 decision,
+                tenant_class: tenant_class.to_owned(),
             })
             .inc();
     }

@@ -10,9 +10,11 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 mod identity;
+mod tenants;
 mod whole;
 
 pub(crate) use identity::{FileClaimKey, FileIdentity, FileKeySpec, OneOrMany};
+pub(crate) use tenants::{FileMatch, FileOverride};
 pub(crate) use whole::Whole;
 
 /// Top level of a pagegate YAML file.
@@ -210,6 +212,10 @@ pub(crate) struct FileLimits {
     pub(crate) store: Option<Spanned<FileLimitStore>>,
     pub(crate) on_redis_error: Option<FileOnRedisError>,
     pub(crate) pace: Option<Spanned<FilePace>>,
+    #[serde(default)]
+    pub(crate) overrides: Vec<Spanned<FileOverride>>,
+    #[serde(default)]
+    pub(crate) exempt: Vec<Spanned<FileMatch>>,
 }
 
 /// `limits.pace`.

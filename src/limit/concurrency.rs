@@ -42,7 +42,8 @@ pub enum NoSlot {
 /// A route's concurrency slots.
 #[derive(Debug)]
 pub(crate) struct Slots {
-    per_client: Option<u32>,
+    /// Each tenant class's per-client cap (class 0: the default).
+    per_client: Vec<Option<u32>>,
     total: Option<u32>,
     queue: Option<(Queue, Arc<Places>)>,
     in_flight: Mutex<Tally>,
@@ -76,16 +77,29 @@ impl Drop for LocalSlot {
 }
 
 impl Slots {
+    /// The slots of one class.
+    #[cfg(test)]
     pub(crate) fn new(
         per_client: Option<u32>,
         total: Option<u32>,
         queue: Option<Queue>,
     ) -> Option<Arc<Self>> {
-        (per_client.is_some() || total.is_some()).then(|| {
+        Self::tiered(&[per_client], total, queue)
+    }
+
+    /// The slots of a route whose classes' per-client caps are `per_client` (the default's
+    /// first, which also caps one client's places in the queue).
+    pub(crate) fn tiered(
+        per_client: &[Option<u32>],
+        total: Option<u32>,
+        queue: Option<Queue>,
+    ) -> Option<Arc<Self>> {
+        (per_client.iter().any(Option::is_some) || total.is_some()).then(|| {
+            let default = per_client.first().copied().flatten();
             Arc::new(Self {
-                per_client,
+                per_client: per_client.to_vec(),
                 total,
-                queue: queue.map(|q| (q, Places::new(q.size.get(), per_client))),
+                queue: queue.map(|q| (q, Places::new(q.size.get(), default))),
                 in_flight: Mutex::new(Tally::default()),
                 freed: Notify::new(),
             })
@@ -100,8 +114,9 @@ impl Slots {
 
     /// A slot now, or which limit is full.
     pub(crate) fn try_take(self: &Arc<Self>, key: ClientKey) -> Result<Slot, Full> {
+        let per_client = self.per_client.get(key.class()).copied().flatten();
         self.lock()
-            .add(key, self.total, self.per_client)
+            .add(key, self.total, per_client)
             .map_err(|capped| match capped {
                 Capped::Total(n) => Full::Total(n),
                 Capped::Client(n) => Full::PerClient(n),

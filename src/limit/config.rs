@@ -34,6 +34,43 @@ pub struct LimitsConfig {
     pub on_redis_error: OnRedisError,
     /// Response bytes slowed instead of refused (in this process).
     pub pace: Option<Pace>,
+    /// Named tenants with per-client limits of their own (`overrides`), first match wins.
+    pub overrides: Vec<Override>,
+    /// Requests no rate or concurrency limit applies to (`exempt`): named service identities.
+    pub exempt: Vec<TenantMatch>,
+}
+
+/// `limits.overrides[]`: a named class of clients with per-client limits of their own; the
+/// route's totals still apply to them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Override {
+    /// Its name: the `tenant_class` label of its metrics.
+    pub name: String,
+    /// Which requests belong to it.
+    pub matches: TenantMatch,
+    /// Its clients' rate, instead of `rate.per_client` (none: that one).
+    pub rate: Option<Rate>,
+    /// Its clients' requests in flight, instead of `concurrency.per_client` (none: that one).
+    pub concurrency: Option<NonZeroU32>,
+}
+
+/// What picks a request out: a verified claim's value, or a header's (one value, exactly).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TenantMatch {
+    /// `{claim: C, value: V}`, of the token the route's `key: {jwt}` verified.
+    Claim {
+        /// The claim.
+        claim: String,
+        /// Its value.
+        value: String,
+    },
+    /// `{header: H, value: V}`, set by an auth layer in front.
+    Header {
+        /// The header.
+        header: HeaderName,
+        /// Its value.
+        value: String,
+    },
 }
 
 /// `limits.pace`: response bytes paced to `bytes_per_second`, from one bucket per `per`.

@@ -1,14 +1,11 @@
 //! A route's limiters ([`Limits`]) and the decision each request gets: rate first, then a
 //! concurrency slot (local, queued or shared through Redis), or what report-only mode would do.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Weak};
 
 use super::concurrency::{Slot, Slots};
 use super::rate::Rates;
 use super::shared::Shared;
-use crate::Response;
 use crate::limit::config::{LimitStore, LimitsConfig, OnRedisError};
 use crate::limit::pace::Pacer;
 use crate::limit::{
@@ -16,6 +13,11 @@ use crate::limit::{
     SHARED_QUEUE_POLL,
 };
 use crate::telemetry::RouteMetrics;
+
+mod notes;
+
+use super::tenant::{self, Tier};
+pub(crate) use notes::{Deciding, Decision, LimitsWouldRefuse, Notes};
 
 /// A route's limiters, built from its [`LimitsConfig`]; a new generation reuses them while the
 /// route's name and limits are unchanged, so buckets and slots survive a reload.
@@ -29,6 +31,8 @@ pub struct Limits {
     redis: Option<crate::limit::config::RedisConfig>,
     /// `pace`: the route's byte buckets.
     pub(super) pacer: Option<Arc<Pacer>>,
+    /// Its tenant classes (the default first).
+    classes: Vec<Tier>,
 }
 
 impl Limits {
@@ -36,42 +40,36 @@ impl Limits {
     /// and starts their housekeeping when a runtime is running.
     pub fn new(config: LimitsConfig, route: &str, redis: Option<&Redis>) -> Arc<Self> {
         let redis = redis.filter(|_| shares(&config));
+        let classes = tenant::tiers(&config);
+        let total = config.concurrency_total.map(|n| n.get());
         let shared = redis.map(|redis| {
+            let rates = (config.rate_per_address, config.rate_total);
             Arc::new(Shared::new(
                 redis.clone(),
                 route,
-                (
-                    config.rate_per_client,
-                    config.rate_per_address,
-                    config.rate_total,
-                ),
-                (
-                    config.concurrency_per_client.map(|n| n.get()),
-                    config.concurrency_total.map(|n| n.get()),
-                ),
+                classes.clone(),
+                rates,
+                total,
             ))
         });
+        let rates: Vec<_> = classes.iter().map(|c| c.rate).collect();
+        let caps: Vec<_> = classes.iter().map(|c| c.concurrency).collect();
         let limits = Arc::new(Self {
             shared,
             redis: redis.map(|r| r.config().clone()),
             rates: Rates::new(
-                (config.rate_per_client, config.rate_per_address),
+                (&rates, config.rate_per_address),
                 config.rate_total,
                 config.max_clients,
             ),
-            slots: Slots::new(
-                config.concurrency_per_client.map(|n| n.get()),
-                config.concurrency_total.map(|n| n.get()),
-                config.queue,
-            ),
+            slots: Slots::tiered(&caps, total, config.queue),
+            classes,
             pacer: config
                 .pace
                 .map(|pace| Arc::new(Pacer::new(pace, config.max_clients))),
             config,
         });
-        if (limits.config.rate_per_client.is_some()
-            || limits.config.rate_per_address.is_some()
-            || limits.pacer.is_some())
+        if (limits.rates.is_some() || limits.pacer.is_some())
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
             runtime.spawn(housekeeping(Arc::downgrade(&limits)));
@@ -110,6 +108,12 @@ impl Limits {
     pub fn in_flight(&self) -> u32 {
         self.slots.as_ref().map_or(0, |s| s.in_flight())
     }
+
+    /// The notes of a request by `key`, named by its tenant class.
+    pub(crate) fn notes(&self, key: &ClientKey) -> Notes {
+        let class = self.classes.get(key.class()).unwrap_or(&self.classes[0]);
+        Notes::new(Arc::clone(&class.name))
+    }
 }
 
 /// Whether `config`'s limits live in Redis: `store: redis` and something to share (pacing is
@@ -119,7 +123,11 @@ fn shares(config: &LimitsConfig) -> bool {
         && (config.rate_per_client.is_some()
             || config.rate_total.is_some()
             || config.concurrency_per_client.is_some()
-            || config.concurrency_total.is_some())
+            || config.concurrency_total.is_some()
+            || config
+                .overrides
+                .iter()
+                .any(|o| o.rate.is_some() || o.concurrency.is_some()))
 }
 
 /// Forgets full buckets every [`HOUSEKEEPING`] while the limiters are alive.
@@ -133,59 +141,6 @@ pub(super) async fn housekeeping(limits: Weak<Limits>) {
         };
         limits.housekeep();
     }
-}
-
-/// What the answer carries back: rate fields and report-only findings.
-#[derive(Debug, Default)]
-pub(super) struct Notes {
-    fields: Option<Fields>,
-    would_refuse: Vec<LimitError>,
-}
-
-/// In report-only mode, the refusals the route's limits would have answered, on the response
-/// (the route's rescue describes them in `pagegate-would-refuse`).
-#[derive(Debug, Clone)]
-pub(crate) struct LimitsWouldRefuse(pub(crate) Vec<LimitError>);
-
-impl Notes {
-    /// Counts a refusal; in report-only mode notes it and says to go on (false).
-    fn refused(&mut self, error: &LimitError, metrics: &RouteMetrics, report_only: bool) -> bool {
-        metrics.limit(
-            error.limit(),
-            if report_only { "reported" } else { "refused" },
-        );
-        if report_only {
-            self.would_refuse.push(error.clone());
-        }
-        !report_only
-    }
-
-    pub(super) fn apply(self, response: &mut Response) {
-        let headers = response.headers_mut();
-        if let Some(fields) = self.fields {
-            headers.insert("ratelimit-policy", fields.policy);
-            headers.insert("ratelimit", fields.state);
-        }
-        if !self.would_refuse.is_empty() {
-            response
-                .extensions_mut()
-                .insert(LimitsWouldRefuse(self.would_refuse));
-        }
-    }
-}
-
-/// A decision still to be made: a queued wait, or a Redis round trip.
-pub(super) type Deciding =
-    Pin<Box<dyn Future<Output = Result<(Option<Slot>, Notes), LimitError>> + Send>>;
-
-/// What a request's limits decided without waiting.
-pub(super) enum Decision {
-    /// Go on, with a slot when the route counts them.
-    Go(Option<Slot>, Notes),
-    /// Refused.
-    Refuse(LimitError),
-    /// Wait for the decision.
-    Later(Deciding),
 }
 
 impl Limits {
@@ -230,9 +185,9 @@ impl Limits {
                     Err(no_slot) => {
                         let error = LimitError {
                             refusal: Refusal::Concurrency(no_slot),
-                            fields: notes.fields,
+                            fields: notes.fields.clone(),
                         };
-                        metrics.limit(error.limit(), "refused");
+                        notes.count(&metrics, error.limit(), "refused");
                         Err(error)
                     }
                 }
@@ -274,7 +229,7 @@ impl Limits {
     fn redis_failed(&self, notes: &mut Notes, metrics: &RouteMetrics) -> Result<(), LimitError> {
         match self.config.on_redis_error {
             OnRedisError::Open => {
-                metrics.limit("redis", "fallback");
+                notes.count(metrics, "redis", "fallback");
                 Ok(())
             }
             OnRedisError::Closed => {
@@ -314,7 +269,7 @@ impl Limits {
         key: ClientKey,
         metrics: Arc<RouteMetrics>,
     ) -> Result<(Option<Slot>, Notes), LimitError> {
-        let mut notes = Notes::default();
+        let mut notes = self.notes(&key);
         let slots = self.slots.is_some();
         // The rate and the first try for a slot in one round trip.
         let answer = shared.take(&key, self.rates.is_some(), slots).await;
@@ -379,9 +334,9 @@ impl Limits {
             if left.is_zero() {
                 let error = LimitError {
                     refusal: Refusal::Concurrency(NoSlot::Waited(full, q.timeout)),
-                    fields: notes.fields,
+                    fields: notes.fields.clone(),
                 };
-                metrics.limit(error.limit(), "refused");
+                notes.count(&metrics, error.limit(), "refused");
                 return Err(error);
             }
             tokio::time::sleep(SHARED_QUEUE_POLL.min(left)).await;

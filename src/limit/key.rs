@@ -14,9 +14,11 @@ use crate::limit::config::ClientKeySource;
 /// is a secret; only its hash is kept in memory, sent to Redis or logged). It also carries the
 /// address its request came from, for the per-address rate ([`ClientKey::of_address`]); that
 /// is not part of its identity (equality and hashing read the first field alone), so a header
-/// key is the same client from any address.
+/// key is the same client from any address. The third field is its tenant class (0: the
+/// default; [`crate::limit::tenant`]), which picks the per-client limits it meets and is not
+/// part of its identity either.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct ClientKey(pub(crate) u128, pub(crate) u128);
+pub(crate) struct ClientKey(pub(crate) u128, pub(crate) u128, pub(crate) u8);
 
 impl PartialEq for ClientKey {
     fn eq(&self, other: &Self) -> bool {
@@ -38,12 +40,12 @@ impl ClientKey {
             IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
             IpAddr::V6(v6) => u128::from(v6),
         };
-        Self(address, address)
+        Self(address, address, 0)
     }
 
     /// The key of the address this key's request came from.
     pub(crate) fn of_address(&self) -> Self {
-        Self(self.1, self.1)
+        Self(self.1, self.1, 0)
     }
 
     fn hashed(parts: &[&[u8]], address: Self) -> Self {
@@ -56,7 +58,7 @@ impl ClientKey {
         let digest = hash.finalize();
         let mut first = [0u8; 16];
         first.copy_from_slice(&digest[..16]);
-        Self(u128::from_be_bytes(first), address.1)
+        Self(u128::from_be_bytes(first), address.1, 0)
     }
 
     /// The key of a request, from its headers and its resolved client.
@@ -96,6 +98,16 @@ impl ClientKey {
                 None => address,
             },
         }
+    }
+
+    /// The same key in tenant class `class`.
+    pub(crate) fn in_class(self, class: u8) -> Self {
+        Self(self.0, self.1, class)
+    }
+
+    /// Its tenant class, as an index into a route's classes.
+    pub(crate) fn class(&self) -> usize {
+        usize::from(self.2)
     }
 
     /// A short, stable rendering for logs and Redis keys (the hash, never the header).

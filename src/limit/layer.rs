@@ -14,6 +14,7 @@ use super::concurrency::Slot;
 use crate::client_addr::ClientAddr;
 use crate::limit::decide::{Deciding, Decision, Notes};
 use crate::limit::pace::{PacedBody, Pacer};
+use crate::limit::tenant::{self, Class};
 use crate::limit::{ClientKey, LimitError, SlotBody};
 use crate::telemetry::RouteMetrics;
 use crate::{BoxError, Limits, Request, Response};
@@ -67,26 +68,32 @@ where
 
     fn call(&mut self, mut req: Request) -> Self::Future {
         let limits = &self.limits;
+        let verified = req.extensions().get::<crate::identity::Verified>();
         let key = ClientKey::of(
             &limits.config.key,
             req.headers(),
             req.extensions().get::<ClientAddr>(),
-            req.extensions().get::<crate::identity::Verified>(),
+            verified,
         );
-        // Report-only routes pace nothing: they only say what they would refuse.
-        let pacer = limits.pacer.as_ref().filter(|_| !limits.config.report_only);
-        let pace = pacer.map(|pacer| Paced {
-            key: pacer.scope(key),
-            pacer: Arc::clone(pacer),
-            metrics: Arc::clone(&self.metrics),
-        });
+        let key = match tenant::classify(&limits.config, req.headers(), verified) {
+            Class::Limited(class) => key.in_class(class),
+            // Named service identities meet no rate and no concurrency limit (pacing only).
+            Class::Exempt => {
+                let notes = Notes::new(Arc::from(tenant::EXEMPT_CLASS));
+                notes.count(&self.metrics, "exempt", "passed");
+                let pace = self.paced(key, &notes);
+                return LimitFuture::calling(self.inner.call(req), None, notes, pace);
+            }
+        };
+        let notes = limits.notes(&key);
+        let pace = self.paced(key, &notes);
         let decision = match &limits.shared {
             Some(shared) => Decision::Later(Box::pin(Arc::clone(limits).decide_shared(
                 Arc::clone(shared),
                 key,
                 Arc::clone(&self.metrics),
             ))),
-            None => limits.decide_local(key, Notes::default(), &self.metrics, true),
+            None => limits.decide_local(key, notes, &self.metrics, true),
         };
         match decision {
             Decision::Go(slot, notes) => {
@@ -114,13 +121,32 @@ pub struct Paced {
     key: ClientKey,
     pacer: Arc<Pacer>,
     metrics: Arc<RouteMetrics>,
+    class: Arc<str>,
+}
+
+impl<S> Limit<S> {
+    /// The pace of a request by `key` (none on a report-only route: it only says what it
+    /// would refuse).
+    fn paced(&self, key: ClientKey, notes: &Notes) -> Option<Paced> {
+        let limits = &self.limits;
+        let pacer = limits
+            .pacer
+            .as_ref()
+            .filter(|_| !limits.config.report_only)?;
+        Some(Paced {
+            key: pacer.scope(key),
+            pacer: Arc::clone(pacer),
+            metrics: Arc::clone(&self.metrics),
+            class: Arc::clone(&notes.class),
+        })
+    }
 }
 
 impl Paced {
     fn body(self, body: crate::Body) -> crate::Body {
-        let metrics = self.metrics;
+        let (metrics, class) = (self.metrics, self.class);
         // Counted once per response that had to wait.
-        let waited = Box::new(move || metrics.limit("pace", "paced"));
+        let waited = Box::new(move || metrics.limit("pace", "paced", &class));
         PacedBody::new(body, self.pacer, self.key, waited).boxed()
     }
 }

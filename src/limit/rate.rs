@@ -117,10 +117,12 @@ pub struct Fields {
 /// A route's rate limiters.
 #[derive(Debug)]
 pub(crate) struct Rates<C: Clock = DefaultClock> {
-    per_client: Option<(Rate, Keyed<C>)>,
+    /// Each tenant class's per-client limiter (class 0: the default).
+    per_client: Vec<Option<(Rate, Keyed<C>)>>,
     per_address: Option<(Rate, Keyed<C>)>,
     total: Option<(Rate, Direct<C>)>,
-    policy: Option<HeaderValue>,
+    /// Each class's `RateLimit-Policy`.
+    policy: Vec<Option<HeaderValue>>,
     clock: C,
     full: Arc<AtomicBool>,
     /// Milliseconds after `born` of the last cleaning at the cap (at most one a second).
@@ -172,12 +174,14 @@ pub(crate) fn fields(policy: &str, state: &str) -> Fields {
 }
 
 impl Rates<DefaultClock> {
+    /// The rates of a route whose tenant classes' per-client rates are `per_client` (the
+    /// default's first).
     pub(crate) fn new(
-        (per_client, per_address): (Option<Rate>, Option<Rate>),
+        (per_client, per_address): (&[Option<Rate>], Option<Rate>),
         total: Option<Rate>,
         max_clients: NonZeroUsize,
     ) -> Option<Self> {
-        Self::with_clock(
+        Self::tiered(
             (per_client, per_address),
             total,
             max_clients,
@@ -187,13 +191,24 @@ impl Rates<DefaultClock> {
 }
 
 impl<C: Clock + Clone> Rates<C> {
+    /// One class's rates, on `clock`.
+    #[cfg(test)]
     pub(crate) fn with_clock(
         (per_client, per_address): (Option<Rate>, Option<Rate>),
         total: Option<Rate>,
         max_clients: NonZeroUsize,
         clock: C,
     ) -> Option<Self> {
-        if per_client.is_none() && total.is_none() {
+        Self::tiered((&[per_client], per_address), total, max_clients, clock)
+    }
+
+    fn tiered(
+        (per_client, per_address): (&[Option<Rate>], Option<Rate>),
+        total: Option<Rate>,
+        max_clients: NonZeroUsize,
+        clock: C,
+    ) -> Option<Self> {
+        if per_client.iter().all(Option::is_none) && total.is_none() {
             return None;
         }
         let full = Arc::new(AtomicBool::new(false));
@@ -203,14 +218,17 @@ impl<C: Clock + Clone> Rates<C> {
             (r, limiter)
         };
         Some(Self {
-            per_client: per_client.map(keyed),
+            per_client: per_client.iter().map(|r| r.map(keyed)).collect(),
             per_address: per_address.map(keyed),
             total: total.map(|r| {
                 let limiter: Direct<C> =
                     RateLimiter::new(quota(r), InMemoryState::default(), clock.clone());
                 (r, limiter)
             }),
-            policy: HeaderValue::from_str(&policy(per_client, per_address, total)).ok(),
+            policy: per_client
+                .iter()
+                .map(|r| HeaderValue::from_str(&policy(*r, per_address, total)).ok())
+                .collect(),
             clock,
             full,
             cleaned: AtomicU64::new(0),
@@ -223,7 +241,8 @@ impl<C: Clock + Clone> Rates<C> {
         let mut state = Vec::with_capacity(2);
         let mut verdict = Ok(());
         self.clean_at_cap();
-        if let Some((rate, limiter)) = &self.per_client {
+        let class = key.class();
+        if let Some(Some((rate, limiter))) = self.per_client.get(class) {
             verdict = self.one(
                 rate,
                 limiter.check_key(key),
@@ -245,7 +264,8 @@ impl<C: Clock + Clone> Rates<C> {
             verdict = self.one(rate, limiter.check(), "route", Which::Total, &mut state);
         }
         let fields = Fields {
-            policy: self.policy.clone().unwrap_or(HeaderValue::from_static("")),
+            policy: (self.policy.get(class).cloned().flatten())
+                .unwrap_or(HeaderValue::from_static("")),
             state: HeaderValue::from_str(&state.join(", ")).unwrap_or(HeaderValue::from_static("")),
         };
         (verdict, fields)
@@ -298,15 +318,15 @@ impl<C: Clock + Clone> Rates<C> {
             return;
         }
         self.full.store(false, Ordering::Relaxed);
-        // Both keyed maps share the flag: each is cleaned.
-        for (_, limiter) in self.per_client.iter().chain(&self.per_address) {
+        // The keyed maps share the flag: each is cleaned.
+        for (_, limiter) in self.keyed() {
             limiter.retain_recent();
         }
     }
 
     /// Forgets clients whose bucket is full again (they lose nothing).
     pub(crate) fn housekeep(&self) {
-        for (_, limiter) in self.per_client.iter().chain(&self.per_address) {
+        for (_, limiter) in self.keyed() {
             limiter.retain_recent();
             limiter.shrink_to_fit();
         }
@@ -314,10 +334,11 @@ impl<C: Clock + Clone> Rates<C> {
 
     /// Clients whose rate state is kept now.
     pub(crate) fn clients(&self) -> usize {
-        self.per_client
-            .iter()
-            .chain(&self.per_address)
-            .map(|(_, l)| l.len())
-            .sum()
+        self.keyed().map(|(_, l)| l.len()).sum()
+    }
+
+    /// Every keyed limiter: each class's per-client one and the per-address one.
+    fn keyed(&self) -> impl Iterator<Item = &(Rate, Keyed<C>)> {
+        self.per_client.iter().flatten().chain(&self.per_address)
     }
 }

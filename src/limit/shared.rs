@@ -20,6 +20,7 @@ use std::time::Duration;
 use super::ClientKey;
 use super::concurrency::Full;
 use super::rate::{Fields, Refused, Which};
+use super::tenant::Tier;
 use crate::limit::config::Rate;
 
 mod connection;
@@ -34,10 +35,10 @@ pub(crate) use connection::RedisError;
 pub(crate) struct Shared {
     redis: Redis,
     route: String,
-    rate_per_client: Option<Rate>,
+    /// Each tenant class's name, per-client rate and cap (class 0: the default).
+    classes: Vec<Tier>,
     rate_per_address: Option<Rate>,
     rate_total: Option<Rate>,
-    per_client: Option<u32>,
     total: Option<u32>,
     /// Redis is failing: logged once when it starts and once when it ends.
     failing: AtomicBool,
@@ -53,20 +54,22 @@ pub(crate) struct Lease {
 }
 
 impl Shared {
+    /// The shared limits of `route`: each class's per-client ones, the per-address rate and
+    /// the route's totals (`rates`: per address, total; `total`: requests in flight).
     pub(crate) fn new(
         redis: Redis,
         route: &str,
-        rates: (Option<Rate>, Option<Rate>, Option<Rate>),
-        slots: (Option<u32>, Option<u32>),
+        classes: Vec<Tier>,
+        rates: (Option<Rate>, Option<Rate>),
+        total: Option<u32>,
     ) -> Self {
         Self {
             redis,
             route: route.to_owned(),
-            rate_per_client: rates.0,
-            rate_per_address: rates.1,
-            rate_total: rates.2,
-            per_client: slots.0,
-            total: slots.1,
+            classes,
+            rate_per_address: rates.0,
+            rate_total: rates.1,
+            total,
             failing: AtomicBool::new(false),
             places: std::sync::OnceLock::new(),
         }
@@ -80,14 +83,25 @@ impl Shared {
         key: ClientKey,
     ) -> Result<super::queue::Place, super::queue::NoPlace> {
         self.places
-            .get_or_init(|| super::queue::Places::new(size, self.per_client))
+            .get_or_init(|| super::queue::Places::new(size, self.class(0).concurrency))
             .take(key)
+    }
+
+    /// A class's limits (the default's for a class this route does not have).
+    fn class(&self, class: usize) -> &Tier {
+        self.classes.get(class).unwrap_or(&self.classes[0])
     }
 
     fn key(&self, kind: &str, scope: Option<&ClientKey>) -> String {
         let prefix = &self.redis.config.key_prefix;
-        // The route name in braces: a Redis Cluster keeps one route's keys in one slot.
+        // The route name in braces: a Redis Cluster keeps one route's keys in one slot. An
+        // override's clients have buckets of their own (its rate is another GCRA).
         match scope {
+            Some(client) if client.class() > 0 && kind != "rate-address" => {
+                let class = &self.class(client.class()).name;
+                let (route, short) = (&self.route, client.short());
+                format!("{prefix}:{kind}:{{{route}}}:t:{class}:c:{short}")
+            }
             Some(client) => format!("{prefix}:{kind}:{{{}}}:c:{}", self.route, client.short()),
             None => format!("{prefix}:{kind}:{{{}}}:total", self.route),
         }
@@ -143,22 +157,18 @@ impl Shared {
     /// The script's keys and arguments for [`Self::take`], rate keys first, then slot keys.
     fn call(&self, client: &ClientKey, rate: bool, slot: bool) -> Call {
         let mut call = Call {
+            class: client.class(),
             keys: Vec::with_capacity(4),
             args: vec![String::new()],
             limits: Vec::with_capacity(2),
             fulls: Vec::with_capacity(2),
             slot_keys: Vec::with_capacity(2),
         };
+        let class = self.class(client.class());
         if rate {
             let address = client.of_address();
             for (rate, kind, scope, which, name) in [
-                (
-                    self.rate_per_client,
-                    "rate",
-                    Some(client),
-                    Which::PerClient,
-                    "client",
-                ),
+                (class.rate, "rate", Some(client), Which::PerClient, "client"),
                 (
                     self.rate_per_address,
                     "rate-address",
@@ -181,7 +191,7 @@ impl Shared {
         if slot {
             for (n, scope, full) in [
                 (
-                    self.per_client,
+                    class.concurrency,
                     Some(client),
                     Full::PerClient as fn(u32) -> Full,
                 ),
@@ -209,8 +219,8 @@ impl Shared {
             |what| RedisError::Redis(redis::RedisError::from((redis::ErrorKind::Client, what)));
         let micros = |n: i64| Duration::from_micros(u64::try_from(n).unwrap_or(0));
         let secs = |n: i64| super::rate::ceil_secs(micros(n));
-        let policy =
-            super::rate::policy(self.rate_per_client, self.rate_per_address, self.rate_total);
+        let rate_per_client = self.class(call.class).rate;
+        let policy = super::rate::policy(rate_per_client, self.rate_per_address, self.rate_total);
         let spent = |pairs: &[i64]| {
             let state = call
                 .limits
@@ -281,6 +291,8 @@ impl Shared {
 /// One call of the limits script: its keys and arguments, the rate limits in the order their
 /// answers come, the slot limits likewise, and the slot keys a lease is held under.
 struct Call {
+    /// The tenant class of the client.
+    class: usize,
     keys: Vec<String>,
     args: Vec<String>,
     limits: Vec<(Rate, Which, &'static str)>,

@@ -23,7 +23,7 @@ fn rate(requests: u32, per_secs: u64, burst: u32) -> Rate {
 }
 
 fn key(n: u128) -> ClientKey {
-    ClientKey(n, n)
+    ClientKey(n, n, 0)
 }
 
 fn text(value: &HeaderValue) -> &str {
@@ -140,9 +140,9 @@ fn rotating_the_header_gains_no_more_than_the_address_allows() {
     .expect("rates");
     // Keys 10, 11, 12 and 13 are four header values sent from one address (7).
     for n in 10..13 {
-        assert_eq!(rates.check(&ClientKey(n, 7)).0, Ok(()), "header {n}");
+        assert_eq!(rates.check(&ClientKey(n, 7, 0)).0, Ok(()), "header {n}");
     }
-    let (verdict, fields) = rates.check(&ClientKey(13, 7));
+    let (verdict, fields) = rates.check(&ClientKey(13, 7, 0));
     assert_eq!(
         verdict.expect_err("the address is spent").which,
         Which::PerAddress
@@ -152,7 +152,7 @@ fn rotating_the_header_gains_no_more_than_the_address_allows() {
         "\"client\";q=1;w=60, \"address\";q=3;w=60"
     );
     // Another address is not touched.
-    assert_eq!(rates.check(&ClientKey(14, 8)).0, Ok(()));
+    assert_eq!(rates.check(&ClientKey(14, 8, 0)).0, Ok(()));
 }
 
 fn slots(per_client: Option<u32>, total: Option<u32>, queue: Option<Queue>) -> Arc<Slots> {
@@ -275,6 +275,8 @@ async fn pace_alone_is_not_shared_and_survives_a_reload() {
             bytes_per_second: NonZeroU32::new(1024).expect("n"),
             per: PaceScope::Client,
         }),
+        overrides: Vec::new(),
+        exempt: Vec::new(),
     };
     let limits = Limits::new(config.clone(), "r", Some(&redis));
     assert!(limits.shared.is_none(), "nothing to share");

@@ -36,6 +36,7 @@ mod redis_topologies;
 mod shared_limits;
 mod signals;
 mod stack;
+mod tenants;
 mod tls;
 mod traces;
 mod type_matrix;

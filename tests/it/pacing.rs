@@ -77,7 +77,9 @@ routes:
     drop(body);
     crate::support::assert_metrics(
         &proxy.metrics_text().await,
-        &["pagegate_limit_decisions_total{route=\"export\",limit=\"pace\",decision=\"paced\"} 1"],
+        &[
+            "pagegate_limit_decisions_total{route=\"export\",limit=\"pace\",decision=\"paced\",tenant_class=\"default\"} 1",
+        ],
     );
     proxy.stop().await;
 }

@@ -84,7 +84,7 @@ async fn a_burst_passes_then_429_with_retry_after_and_the_fields_and_nothing_for
     crate::support::assert_metrics(
         &proxy.metrics_text().await,
         &[
-            "pagegate_limit_decisions_total{route=\"export\",limit=\"rate_per_client\",decision=\"refused\"} 1",
+            "pagegate_limit_decisions_total{route=\"export\",limit=\"rate_per_client\",decision=\"refused\",tenant_class=\"default\"} 1",
         ],
     );
     proxy.stop().await;
@@ -303,7 +303,7 @@ async fn report_only_lets_everything_through_and_says_what_would_have_happened()
     crate::support::assert_metrics(
         &proxy.metrics_text().await,
         &[
-            "pagegate_limit_decisions_total{route=\"export\",limit=\"rate_per_client\",decision=\"reported\"} 1",
+            "pagegate_limit_decisions_total{route=\"export\",limit=\"rate_per_client\",decision=\"reported\",tenant_class=\"default\"} 1",
         ],
     );
     proxy.stop().await;

@@ -191,8 +191,8 @@ routes:
     crate::support::assert_metrics(
         &proxy.metrics_text().await,
         &[
-            "pagegate_limit_decisions_total{route=\"open\",limit=\"redis\",decision=\"fallback\"}",
-            "pagegate_limit_decisions_total{route=\"closed\",limit=\"redis\",decision=\"refused\"}",
+            "pagegate_limit_decisions_total{route=\"open\",limit=\"redis\",decision=\"fallback\",tenant_class=\"default\"}",
+            "pagegate_limit_decisions_total{route=\"closed\",limit=\"redis\",decision=\"refused\",tenant_class=\"default\"}",
         ],
     );
     proxy.stop().await;

@@ -36,6 +36,7 @@ fn count(
 }
 
 mod pace;
+mod tenants;
 
 /// A `redis://` URL, trimmed, or a located problem.
 fn redis_url(p: &mut Problems, url: &Spanned<String>, key: &'static str) -> String {
@@ -184,6 +185,7 @@ pub(super) fn limits(
         },
     };
     let key = key(p, l, identities);
+    let (overrides, exempt) = tenants::tenants(p, l, &key);
     let (rate_per_client, rate_per_address, rate_total) = rates(p, l, &key);
     let (concurrency_per_client, concurrency_total, queue) = match &l.concurrency {
         Some(c) => concurrency(p, c),
@@ -219,6 +221,8 @@ pub(super) fn limits(
             Some(FileOnRedisError::Closed) => OnRedisError::Closed,
         },
         pace: l.pace.as_ref().map(|at| pace::pace(p, at)),
+        overrides,
+        exempt,
     }
 }
 
@@ -318,7 +322,7 @@ fn key(p: &mut Problems, l: &FileLimits, identities: &Identities) -> ClientKeySo
     }
 }
 
-fn rate(p: &mut Problems, at: &Spanned<FileRate>) -> Option<Rate> {
+pub(super) fn rate(p: &mut Problems, at: &Spanned<FileRate>) -> Option<Rate> {
     let r = &at.value;
     let requests = count(p, &r.requests, "requests", "a rate's `requests`");
     let per = match humantime::parse_duration(r.per.value.trim()) {

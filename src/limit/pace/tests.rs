@@ -29,7 +29,7 @@ fn paced(pacer: &Arc<Pacer>, key: u128, steps: Vec<Step>, waits: &Arc<AtomicUsiz
     let on_wait = Box::new(move || {
         waits.fetch_add(1, Ordering::Relaxed);
     });
-    PacedBody::new(body, Arc::clone(pacer), ClientKey(key, key), on_wait)
+    PacedBody::new(body, Arc::clone(pacer), ClientKey(key, key, 0), on_wait)
 }
 
 /// Each data frame's length and when it came, in seconds since `start`.
@@ -114,7 +114,7 @@ async fn keyed_buckets_are_one_per_key_and_a_route_bucket_is_shared() {
     }
     // `per: client` spends from the address's bucket whatever the key.
     let pacer = pacer(1000, PaceScope::Client);
-    let (one, other) = (ClientKey(1, 7), ClientKey(2, 7));
+    let (one, other) = (ClientKey(1, 7, 0), ClientKey(2, 7, 0));
     assert_eq!(pacer.scope(one), pacer.scope(other));
 }
 

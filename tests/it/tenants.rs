@@ -1,0 +1,247 @@
+//! Tenant classes through a real pagegate: overrides with per-client limits of their own
+//! (matched by a verified claim or a header), exempt service identities, the totals that still
+//! bind every class, `tenant_class` on the metrics (never a key), and override buckets shared
+//! through a real `redis-server`.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::json;
+
+use crate::support::jwt::{RSA_PUBLIC_PEM, Signer, claims};
+use crate::support::redis::RedisServer;
+use crate::support::{Got, Proxy, Upstream, json_response};
+
+async fn get_with(proxy: &Proxy, path: &str, headers: &[(&str, String)]) -> Got {
+    let mut request = http::Request::get(proxy.url(path));
+    for (name, value) in headers {
+        request = request.header(*name, value.as_str());
+    }
+    let request = request.body(crate::support::full(Bytes::new()));
+    crate::support::send(request.expect("request")).await
+}
+
+/// Route `/orders` keyed by the `sub` of tokens the RSA test key signs, with `limits` added.
+fn yaml(limits: &str, top: &str) -> String {
+    let dir = crate::support::scratch_dir("tenants");
+    let file = dir.join("key.pem");
+    std::fs::write(&file, RSA_PUBLIC_PEM).expect("key file");
+    format!(
+        "{top}admin: {{listen: 127.0.0.1:0}}
+identities:
+  api: {{algorithms: [RS256], issuer: 'https://issuer.test/', audience: orders, public_key_file: '{}'}}
+upstreams: {{app: {{url: '{{upstream}}'}}}}
+routes:
+  - name: orders
+    path: /orders
+    upstream: app
+    limits: {{key: {{jwt: api, claim: sub}}, {limits}}}
+",
+        file.display()
+    )
+}
+
+fn token(sub: &str, plan: &str) -> String {
+    let signed = Signer::rsa().sign(None, &claims(&json!({"sub": sub, "plan": plan})));
+    format!("Bearer {signed}")
+}
+
+async fn as_client(proxy: &Proxy, bearer: &str) -> Got {
+    get_with(proxy, "/orders", &[("authorization", bearer.to_owned())]).await
+}
+
+#[tokio::test]
+async fn overrides_and_exempt_identities_get_their_own_limits_and_metrics_name_only_classes() {
+    let upstream = Upstream::json("[]").await;
+    let limits = "rate: {per_client: {requests: 1, per: 1m}, total: {requests: 8, per: 1m}},
+      overrides: [{name: gold, match: {claim: plan, value: gold}, rate: {requests: 3, per: 1m}}],
+      exempt: [{claim: sub, value: batch-exporter}]";
+    let proxy = Proxy::start(&yaml(limits, ""), &upstream).await;
+    let (alice, bob) = (token("alice", "free"), token("bob", "gold"));
+    let got = as_client(&proxy, &alice).await;
+    assert_eq!(
+        got.header("ratelimit-policy"),
+        Some("\"client\";q=1;w=60, \"route\";q=8;w=60")
+    );
+    as_client(&proxy, &alice).await.problem(429);
+    for _ in 0..3 {
+        let got = as_client(&proxy, &bob).await;
+        assert_eq!(got.status, 200);
+        assert_eq!(
+            got.header("ratelimit-policy"),
+            Some("\"client\";q=3;w=60, \"route\";q=8;w=60")
+        );
+    }
+    as_client(&proxy, &bob).await.problem(429);
+    // The exempt identity meets no limit, and spends none of the route's total.
+    let batch = token("batch-exporter", "free");
+    for _ in 0..10 {
+        let got = as_client(&proxy, &batch).await;
+        assert_eq!(got.status, 200);
+        assert!(got.header("ratelimit").is_none(), "no limit applied");
+    }
+    // The total binds every class: 4 spent so far (alice 1, bob 3); four more gold clients
+    // spend the rest, and the next one is refused by the route's total.
+    for i in 0..4 {
+        assert_eq!(
+            as_client(&proxy, &token(&format!("g{i}"), "gold"))
+                .await
+                .status,
+            200
+        );
+    }
+    let got = as_client(&proxy, &token("g9", "gold")).await;
+    assert!(
+        got.problem(429)["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("route"),
+        "{}",
+        got.text()
+    );
+    let text = proxy.metrics_text().await;
+    crate::support::assert_metrics(
+        &text,
+        &[
+            "pagegate_limit_decisions_total{route=\"orders\",limit=\"rate_per_client\",decision=\"refused\",tenant_class=\"default\"} 1",
+            "pagegate_limit_decisions_total{route=\"orders\",limit=\"rate_per_client\",decision=\"refused\",tenant_class=\"gold\"} 1",
+            "pagegate_limit_decisions_total{route=\"orders\",limit=\"rate_total\",decision=\"refused\",tenant_class=\"gold\"} 1",
+            "pagegate_limit_decisions_total{route=\"orders\",limit=\"exempt\",decision=\"passed\",tenant_class=\"exempt\"} 10",
+        ],
+    );
+    for raw in ["alice", "bob", "batch-exporter"] {
+        assert!(!text.contains(raw), "a key in the metrics: {raw}");
+    }
+    proxy.stop().await;
+}
+
+/// Two requests of plan `plan` at once (the second 60 ms later): their statuses.
+async fn two(proxy: &Proxy, plan: &str) -> (u16, u16) {
+    let headers = [("x-plan", plan.to_owned())];
+    let later = async {
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        get_with(proxy, "/export", &headers).await
+    };
+    let (a, b) = tokio::join!(get_with(proxy, "/export", &headers), later);
+    (a.status.as_u16(), b.status.as_u16())
+}
+
+#[tokio::test]
+async fn a_header_override_lifts_the_per_client_concurrency() {
+    let upstream = Upstream::start(|_| async {
+        http::Response::new(crate::support::bodies::slow_rows(
+            6,
+            Duration::from_millis(50),
+            b"row\n",
+        ))
+    })
+    .await;
+    let yaml = "upstreams: {app: {url: '{upstream}'}}
+routes:
+  - name: export
+    path: /export
+    upstream: app
+    limits: {concurrency: {per_client: 1}, overrides: [{name: enterprise, match: {header: X-Plan, value: enterprise}, concurrency: 2}]}
+";
+    let proxy = Proxy::start(yaml, &upstream).await;
+    assert_eq!(two(&proxy, "free").await, (200, 429));
+    assert_eq!(two(&proxy, "enterprise").await, (200, 200));
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn an_override_budget_is_shared_through_redis_under_keys_of_its_own() {
+    let redis = RedisServer::start();
+    let upstream = Upstream::start(|_| async { json_response("[]") }).await;
+    let limits = "store: redis, rate: {per_client: {requests: 1, per: 1h}},
+      overrides: [{name: gold, match: {claim: plan, value: gold}, rate: {requests: 3, per: 1h}}]";
+    let top = format!("redis: {{url: '{}', timeout: 500ms}}\n", redis.url());
+    let config = yaml(limits, &top);
+    let (one, two) = (
+        Proxy::start(&config, &upstream).await,
+        Proxy::start(&config, &upstream).await,
+    );
+    let bob = token("bob", "gold");
+    for proxy in [&one, &two, &one] {
+        assert_eq!(as_client(proxy, &bob).await.status, 200);
+    }
+    as_client(&two, &bob).await.problem(429);
+    // The same key in the default class has a bucket of its own (and its own rate).
+    let free = token("bob", "free");
+    assert_eq!(as_client(&two, &free).await.status, 200);
+    as_client(&one, &free).await.problem(429);
+    let mut conn = redis::Client::open(redis.url())
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut conn)
+        .await
+        .expect("KEYS");
+    assert!(
+        keys.iter().any(|k| k.contains("{orders}:t:gold:c:")),
+        "{keys:?}"
+    );
+    assert!(keys.iter().any(|k| k.contains("{orders}:c:")), "{keys:?}");
+    one.stop().await;
+    two.stop().await;
+}
+
+#[test]
+fn tenant_mistakes_are_located_with_their_fix() {
+    let route = |limits: &str| {
+        format!(
+            "upstreams: {{app: {{url: 'http://127.0.0.1:9'}}}}\nroutes:\n  - name: r\n    path: /r\n    upstream: app\n    limits:\n      rate: {{per_client: {{requests: 1, per: 1s}}}}\n      {limits}\n"
+        )
+    };
+    let cases = [
+        (
+            "overrides: [{name: Gold!, match: {header: X-Plan, value: g}, concurrency: 2}]",
+            "t.yaml:8:",
+            "write a name of lower-case letters",
+        ),
+        (
+            "overrides: [{name: default, match: {header: X-Plan, value: g}, concurrency: 2}]",
+            "t.yaml:8:",
+            "not `default` or `exempt`",
+        ),
+        (
+            "overrides: [{name: g, match: {header: X-Plan, value: g}}]",
+            "t.yaml:8:",
+            "sets no limit",
+        ),
+        (
+            "overrides: [{name: g, match: {claim: plan, value: g}, concurrency: 2}]",
+            "t.yaml:8:",
+            "set `key: {jwt: NAME, claim: CLAIM}`",
+        ),
+        (
+            "overrides: [{name: g, match: {claim: plan, header: X-Plan, value: g}, concurrency: 2}]",
+            "t.yaml:8:",
+            "set one of the two",
+        ),
+        (
+            "overrides: [{name: g, match: {header: X-Plan, value: a}, concurrency: 2}, {name: g, match: {header: X-Plan, value: b}, concurrency: 3}]",
+            "t.yaml:8:",
+            "`g` is used twice",
+        ),
+        (
+            "exempt: [{header: 'bad header', value: x}]",
+            "t.yaml:8:",
+            "write a header name",
+        ),
+    ];
+    for (limits, at, fix) in cases {
+        let yaml = route(limits);
+        let text = match pagegate::Config::parse("t.yaml", &yaml) {
+            Ok(_) => panic!("expected a problem for {limits}"),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            text.contains(at) && text.contains(fix),
+            "{limits}:\n{text}\nshould say {at} … {fix}"
+        );
+    }
+}
