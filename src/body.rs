@@ -224,3 +224,29 @@ where
 pub(crate) mod scripted;
 #[cfg(test)]
 mod tests;
+
+/// A body pagegate ends on purpose before its end (a spent quota with `on_exceed: cut`): the
+/// client sees a broken transfer (HTTP/1: no last chunk; HTTP/2: `RST_STREAM`), never a clean
+/// end, and the access log says `truncated`.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("cut on purpose: {0}")]
+pub(crate) struct Truncation(pub(crate) &'static str);
+
+impl Truncation {
+    /// Whether `error` is a cut, also as the I/O error a compressing layer wraps it in.
+    pub(crate) fn is_cause(error: &(dyn std::error::Error + 'static)) -> bool {
+        let mut next = Some(error);
+        while let Some(e) = next {
+            if e.is::<Self>() {
+                return true;
+            }
+            let inner = e
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref());
+            next = inner
+                .map(|i| i as &(dyn std::error::Error + 'static))
+                .or_else(|| e.source());
+        }
+        false
+    }
+}

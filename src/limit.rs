@@ -18,6 +18,7 @@ mod key;
 mod layer;
 mod pace;
 mod queue;
+pub(crate) mod quota;
 pub(crate) mod rate;
 mod shared;
 pub(crate) mod tenant;
@@ -29,6 +30,7 @@ pub(crate) use error::LimitError;
 pub(crate) use error::Refusal;
 pub(crate) use key::ClientKey;
 pub use layer::LimitLayer;
+pub(crate) use quota::Charge;
 pub(crate) use rate::{Fields, Refused, Which};
 pub(crate) use shared::Redis;
 

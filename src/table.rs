@@ -136,6 +136,16 @@ impl Service<Request> for TableService {
 
     fn call(&mut self, req: Request) -> Self::Future {
         let (resource, export) = (Arc::clone(&self.resource), self.export.clone());
+        // A row quota (`limits.quota.rows`) is checked and spent by exports alone.
+        let quota = export
+            .as_ref()
+            .and_then(|_| req.extensions().get::<crate::limit::Charge>().cloned());
+        if let Some(quota) = &quota
+            && let Err(spent) = quota.admit()
+        {
+            return Box::pin(std::future::ready(Err(BoxError::from(spent))));
+        }
+        let export = export.map(|rows| (rows, quota));
         // Tracing on: a span for the statements, until the answer's head (an export's rows
         // stream on under the server span).
         let span = req
@@ -181,7 +191,7 @@ fn scope_value(
 async fn serve(
     resource: &Arc<Resource>,
     req: &Request,
-    export: Option<Counter>,
+    export: Option<(Counter, Option<crate::limit::Charge>)>,
 ) -> Result<Response, PgError> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return Err(PgError::Method(req.method().clone()));

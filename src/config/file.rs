@@ -14,7 +14,7 @@ mod tenants;
 mod whole;
 
 pub(crate) use identity::{FileClaimKey, FileIdentity, FileKeySpec, OneOrMany};
-pub(crate) use tenants::{FileMatch, FileOverride};
+pub(crate) use tenants::{FileMatch, FileOnExceed, FileOverride, FileQuota};
 pub(crate) use whole::Whole;
 
 /// Top level of a pagegate YAML file.
@@ -216,6 +216,7 @@ pub(crate) struct FileLimits {
     pub(crate) overrides: Vec<Spanned<FileOverride>>,
     #[serde(default)]
     pub(crate) exempt: Vec<Spanned<FileMatch>>,
+    pub(crate) quota: Option<Spanned<FileQuota>>,
 }
 
 /// `limits.pace`.

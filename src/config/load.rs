@@ -124,7 +124,11 @@ fn read(p: &mut Problems, file: &FileConfig) -> Option<Config> {
         .default
         .as_ref()
         .and_then(|d| d.value.limits.as_ref())
-        .map(|l| limits::limits(p, l, (redis.is_some(), &identities)));
+        .map(|l| {
+            let limits = limits::limits(p, l, (redis.is_some(), &identities));
+            route::rows_on_tables(p, l, &limits, None);
+            limits
+        });
     let cursors = file.cursors.as_ref().and_then(|c| cursors(p, c));
     // A `cursors` block whose keys were refused (an unset variable, a short secret) has its
     // problem reported already; the routes are checked against a stand-in, so that one root

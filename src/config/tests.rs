@@ -403,7 +403,7 @@ routes:
 ";
     let lines = problems(yaml);
     let expected = [
-        "t.yaml:3:39: `limits` sets no limit: add `rate`, `concurrency` or `pace`",
+        "t.yaml:3:39: `limits` sets no limit: add `rate`, `concurrency`, `pace` or `quota`",
         "t.yaml:3:45: `key` names a header key: add `key_header`",
         "t.yaml:4:70: `requests` is 0: a rate's `requests` is a whole number from 1",
         "t.yaml:4:78: `per` is \"500ms\": write a whole number of seconds",

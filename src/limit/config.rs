@@ -38,6 +38,39 @@ pub struct LimitsConfig {
     pub overrides: Vec<Override>,
     /// Requests no rate or concurrency limit applies to (`exempt`): named service identities.
     pub exempt: Vec<TenantMatch>,
+    /// Rows or bytes one client may take per window, charged as the body streams.
+    pub quota: Option<QuotaConfig>,
+}
+
+/// `limits.quota`: `amount` rows (table exports) or bytes (any answer) per key per `per`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuotaConfig {
+    /// Rows or bytes a client may take per window (and at most at once).
+    pub amount: u64,
+    /// What is counted.
+    pub unit: QuotaUnit,
+    /// The window: the quota refills evenly over it.
+    pub per: Duration,
+    /// What an answer that crosses the quota does.
+    pub on_exceed: OnExceed,
+}
+
+/// What a quota counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuotaUnit {
+    /// Rows of table exports.
+    Rows,
+    /// Bytes of answer bodies.
+    Bytes,
+}
+
+/// What an answer that crosses its quota does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnExceed {
+    /// Goes on to its end; the client's next one waits for the quota to refill.
+    Finish,
+    /// Ends after its last record (chunk, frame) that fits, with an error, never a clean end.
+    Cut,
 }
 
 /// `limits.overrides[]`: a named class of clients with per-client limits of their own; the

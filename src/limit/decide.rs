@@ -33,6 +33,8 @@ pub struct Limits {
     pub(super) pacer: Option<Arc<Pacer>>,
     /// Its tenant classes (the default first).
     classes: Vec<Tier>,
+    /// `quota`: each key's rows or bytes left.
+    pub(super) quotas: Option<Arc<super::quota::Quotas>>,
 }
 
 impl Limits {
@@ -64,12 +66,15 @@ impl Limits {
             ),
             slots: Slots::tiered(&caps, total, config.queue),
             classes,
+            quotas: config
+                .quota
+                .map(|q| Arc::new(super::quota::Quotas::new(q, config.max_clients))),
             pacer: config
                 .pace
                 .map(|pace| Arc::new(Pacer::new(pace, config.max_clients))),
             config,
         });
-        if (limits.rates.is_some() || limits.pacer.is_some())
+        if (limits.rates.is_some() || limits.pacer.is_some() || limits.quotas.is_some())
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
             runtime.spawn(housekeeping(Arc::downgrade(&limits)));
@@ -92,6 +97,7 @@ impl Limits {
     /// Clients whose rate state is kept now (the memory bound's subject).
     pub fn clients(&self) -> usize {
         self.rates.as_ref().map_or(0, Rates::clients)
+            + self.quotas.as_ref().map_or(0, |q| q.clients())
     }
 
     /// Forgets clients whose buckets are full (also done on a timer).
@@ -101,6 +107,9 @@ impl Limits {
         }
         if let Some(pacer) = &self.pacer {
             pacer.housekeeping();
+        }
+        if let Some(quotas) = &self.quotas {
+            quotas.housekeep();
         }
     }
 

@@ -22,6 +22,21 @@ pub enum Refusal {
     Concurrency(NoSlot),
     /// Redis could not answer and the route says `on_redis_error: closed`.
     Unavailable,
+    /// The client's quota of rows or bytes is spent.
+    Quota(QuotaSpent),
+}
+
+/// A spent quota: its settings and when it has room again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuotaSpent {
+    /// Its rows or bytes per window.
+    pub amount: u64,
+    /// What it counts.
+    pub unit: crate::limit::config::QuotaUnit,
+    /// Its window, in whole seconds.
+    pub per_secs: u32,
+    /// Whole seconds until it has room again (at least 1).
+    pub retry_after: u64,
 }
 
 impl std::fmt::Display for LimitError {
@@ -76,6 +91,19 @@ impl std::fmt::Display for LimitError {
                     Full::PerClient(n) | Full::Total(n) => n,
                 }
             ),
+            Refusal::Quota(q) => {
+                let unit = match q.unit {
+                    crate::limit::config::QuotaUnit::Rows => "rows",
+                    crate::limit::config::QuotaUnit::Bytes => "bytes",
+                };
+                write!(
+                    f,
+                    "this client has used its quota of {} {unit} per {} on this route; retry in {} s",
+                    q.amount,
+                    humantime::format_duration(std::time::Duration::from_secs(q.per_secs.into())),
+                    q.retry_after
+                )
+            }
             Refusal::Unavailable => write!(
                 f,
                 "this route's limits are kept in Redis, which cannot answer now: retry shortly"
@@ -103,6 +131,7 @@ impl LimitError {
             Refusal::Rate(r) => r.retry_after,
             Refusal::Concurrency(_) => CONCURRENCY_RETRY_AFTER,
             Refusal::Unavailable => 1,
+            Refusal::Quota(q) => q.retry_after,
         }
     }
 
@@ -119,6 +148,7 @@ impl LimitError {
                 Full::Total(_) => "concurrency_total",
             },
             Refusal::Unavailable => "redis",
+            Refusal::Quota(_) => "quota",
         }
     }
 }

@@ -12,10 +12,12 @@ use tower::{Layer, Service};
 
 use super::concurrency::Slot;
 use crate::client_addr::ClientAddr;
+use crate::limit::config::QuotaUnit;
 use crate::limit::decide::{Deciding, Decision, Notes};
 use crate::limit::pace::{PacedBody, Pacer};
+use crate::limit::quota::QuotaBody;
 use crate::limit::tenant::{self, Class};
-use crate::limit::{ClientKey, LimitError, SlotBody};
+use crate::limit::{Charge, ClientKey, LimitError, SlotBody};
 use crate::telemetry::RouteMetrics;
 use crate::{BoxError, Limits, Request, Response};
 
@@ -85,7 +87,27 @@ where
                 return LimitFuture::calling(self.inner.call(req), None, notes, pace);
             }
         };
-        let notes = limits.notes(&key);
+        let mut notes = limits.notes(&key);
+        if let Some(quotas) = &limits.quotas {
+            let charge = Charge {
+                quotas: Arc::clone(quotas),
+                key,
+                metrics: Arc::clone(&self.metrics),
+                class: Arc::clone(&notes.class),
+                report_only: limits.config.report_only,
+            };
+            match charge.unit() {
+                // Bytes: checked here, spent by the answer's body.
+                QuotaUnit::Bytes => match charge.admit() {
+                    Ok(()) => notes.bytes = Some(charge),
+                    Err(error) => return LimitFuture::Refused { error: Some(error) },
+                },
+                // Rows: checked and spent by a table export, which alone counts them.
+                QuotaUnit::Rows => {
+                    req.extensions_mut().insert(charge);
+                }
+            }
+        }
         let pace = self.paced(key, &notes);
         let decision = match &limits.shared {
             Some(shared) => Decision::Later(Box::pin(Arc::clone(limits).decide_shared(
@@ -234,8 +256,14 @@ where
                     pace,
                 } => {
                     let mut response = ready!(answer.poll(cx))?;
-                    if let Some(notes) = notes.take() {
+                    if let Some(mut notes) = notes.take() {
+                        let bytes = notes.bytes.take();
                         notes.apply(&mut response);
+                        // Innermost: the bytes are spent as they leave the backend, before
+                        // any pacing.
+                        if let Some(charge) = bytes {
+                            response = response.map(|body| QuotaBody::new(body, charge).boxed());
+                        }
                     }
                     // Paced inside the slot: a paced body holds its slot while it waits.
                     if let Some(pace) = pace.take() {

@@ -277,6 +277,7 @@ async fn pace_alone_is_not_shared_and_survives_a_reload() {
         }),
         overrides: Vec::new(),
         exempt: Vec::new(),
+        quota: None,
     };
     let limits = Limits::new(config.clone(), "r", Some(&redis));
     assert!(limits.shared.is_none(), "nothing to share");

@@ -33,6 +33,8 @@ use super::csv::Stamps;
 use super::params::Params;
 use super::running::Ctx;
 use super::{Catalog, PgError, Resource, ndjson};
+use crate::body::Truncation;
+use crate::limit::Charge;
 use crate::table::config::{ExportFormat, ExportVia};
 use crate::table::export::chunks::{Chunks, Writer};
 use crate::table::export::pipeline::Pipeline;
@@ -85,7 +87,7 @@ pub(super) async fn response(
     catalog: Arc<Catalog>,
     params: Params,
     ctx: &Ctx,
-    rows: Counter,
+    (rows, quota): (Counter, Option<Charge>),
 ) -> Result<Response, PgError> {
     let table = resource.table();
     let mut columns = params.fields.unwrap_or_else(|| table.columns.clone());
@@ -123,24 +125,36 @@ pub(super) async fn response(
         Ok(first) => first,
         Err(error) => return Err(resource.answer(error, &catalog, &params.offered, ctx).await),
     };
+    let state = (first, pipeline, quota, false);
     let chunks =
-        futures_util::stream::unfold((first, pipeline), |(first, mut pipeline)| async move {
+        futures_util::stream::unfold(state, |(first, mut pipeline, quota, cut)| async move {
+            if cut {
+                return None;
+            }
             let chunk = match first {
                 Some(chunk) => Ok(chunk),
                 None => pipeline.next().await?,
             };
-            Some((chunk, (None, pipeline)))
+            // A row quota with `on_exceed: cut`: a chunk that does not fit is not sent, so the
+            // export ends after its last whole record, resumable with `after`.
+            if let (Ok(chunk), Some(quota)) = (&chunk, &quota)
+                && !quota.spend(chunk.rows)
+            {
+                let cut = Truncation("the client's row quota is spent (on_exceed: cut)");
+                return Some((Err(BoxError::from(cut)), (None, pipeline, None, true)));
+            }
+            let frame = chunk
+                .map(|c| http_body::Frame::data(c.bytes))
+                .map_err(|error| {
+                    // The head has left: the stream is cut, and the client sees a broken download it
+                    // can resume with `after`.
+                    tracing::warn!(%error, "export cut");
+                    BoxError::from(error)
+                });
+            Some((frame, (None, pipeline, quota, false)))
         })
         // Fused: a body may be polled again after its end (a compressing layer does).
-        .fuse()
-        .map(|chunk| {
-            chunk.map(http_body::Frame::data).map_err(|error| {
-                // The head has left: the stream is cut, and the client sees a broken download it
-                // can resume with `after`.
-                tracing::warn!(%error, "export cut");
-                BoxError::from(error)
-            })
-        });
+        .fuse();
     // A body must be `Sync`; the query futures inside are not (they are only ever polled
     // through `&mut`, which is what `SyncStream` relies on).
     let chunks = sync_wrapper::SyncStream::new(chunks);

@@ -347,7 +347,14 @@ impl HttpBody for LoggedBody {
                     self.finish(None);
                 }
             }
-            Poll::Ready(Some(Err(_))) => self.finish(Some(Outcome::Aborted)),
+            Poll::Ready(Some(Err(e))) => {
+                let cut = crate::body::Truncation::is_cause(e.as_ref());
+                self.finish(Some(if cut {
+                    Outcome::Truncated
+                } else {
+                    Outcome::Aborted
+                }));
+            }
             Poll::Ready(None) => self.finish(None),
             Poll::Pending => {}
         }

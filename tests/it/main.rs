@@ -31,6 +31,7 @@ mod postgres;
 mod postgres_answers;
 mod postgres_settings;
 mod proxy;
+mod quotas;
 mod rate_limits;
 mod redis_topologies;
 mod shared_limits;

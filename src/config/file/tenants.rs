@@ -1,4 +1,4 @@
-//! The raw tenant classes of a route's limits: `overrides` and `exempt`.
+//! The raw tenant classes and quota of a route's limits: `overrides`, `exempt`, `quota`.
 
 use serde::Deserialize;
 use serde_saphyr::Spanned;
@@ -23,4 +23,21 @@ pub(crate) struct FileMatch {
     pub(crate) claim: Option<Spanned<String>>,
     pub(crate) header: Option<Spanned<String>>,
     pub(crate) value: Spanned<String>,
+}
+
+/// `limits.quota`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileQuota {
+    pub(crate) rows: Option<Spanned<Whole>>,
+    pub(crate) bytes: Option<Spanned<String>>,
+    pub(crate) per: Spanned<String>,
+    pub(crate) on_exceed: Option<Spanned<FileOnExceed>>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum FileOnExceed {
+    Finish,
+    Cut,
 }

@@ -36,6 +36,7 @@ fn count(
 }
 
 mod pace;
+mod quota;
 mod tenants;
 
 /// A `redis://` URL, trimmed, or a located problem.
@@ -191,11 +192,12 @@ pub(super) fn limits(
         Some(c) => concurrency(p, c),
         None => (None, None, None),
     };
-    if l.rate.is_none() && l.concurrency.is_none() && l.pace.is_none() {
+    if l.rate.is_none() && l.concurrency.is_none() && l.pace.is_none() && l.quota.is_none() {
         p.invalid(
             at,
             "limits",
-            "sets no limit: add `rate`, `concurrency` or `pace`, or remove `limits`".to_owned(),
+            "sets no limit: add `rate`, `concurrency`, `pace` or `quota`, or remove `limits`"
+                .to_owned(),
         );
     }
     let max_clients = p.count(
@@ -223,6 +225,7 @@ pub(super) fn limits(
         pace: l.pace.as_ref().map(|at| pace::pace(p, at)),
         overrides,
         exempt,
+        quota: l.quota.as_ref().and_then(|at| quota::quota(p, at)),
     }
 }
 

@@ -14,6 +14,7 @@ use crate::config::load::identities::Identities;
 use crate::config::load::{Databases, Upstreams};
 use crate::config::*;
 use crate::cursor::CursorCodec;
+use crate::limit::config::QuotaUnit;
 use crate::route_table::{RouteSpec, RouteTable};
 use crate::table::config::ScopeSource;
 use serde_saphyr::Spanned;
@@ -189,6 +190,7 @@ pub(super) fn route(
         .map(|l| super::limits::limits(p, l, (has_redis, identities)));
     if let (Some(at), Some(limits), Some(target)) = (&r.limits, &limits, &target) {
         one_identity(p, at, limits, target);
+        rows_on_tables(p, at, limits, Some(target));
     }
     let kind = (list.is_some(), r.table.is_some());
     let specs = route_specs(&r.path.value, methods.as_ref(), kind, index);
@@ -208,6 +210,23 @@ pub(super) fn route(
         name,
         specs,
         config,
+    }
+}
+
+/// A row quota counts table exports' rows: anywhere else it would count nothing.
+pub(super) fn rows_on_tables(
+    p: &mut Problems,
+    at: &Spanned<FileLimits>,
+    limits: &LimitsConfig,
+    target: Option<&Target>,
+) {
+    let rows = limits.quota.is_some_and(|q| q.unit == QuotaUnit::Rows);
+    if rows && !matches!(target, Some(Target::Table(_))) {
+        p.invalid(
+            at,
+            "quota",
+            "counts `rows`, which only a table route's exports have: count `bytes` here".to_owned(),
+        );
     }
 }
 

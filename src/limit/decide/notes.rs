@@ -18,6 +18,8 @@ pub(crate) struct Notes {
     would_refuse: Vec<LimitError>,
     /// The request's tenant class, for the metrics.
     pub(crate) class: Arc<str>,
+    /// A byte quota its answer's body spends.
+    pub(crate) bytes: Option<crate::limit::Charge>,
 }
 
 /// In report-only mode, the refusals the route's limits would have answered, on the response
@@ -32,6 +34,7 @@ impl Notes {
             fields: None,
             would_refuse: Vec::new(),
             class,
+            bytes: None,
         }
     }
 

@@ -43,6 +43,12 @@ pub(super) struct Chunks {
     pub(super) rows: Counter,
 }
 
+/// One chunk's bytes (whole records, and the header before the first) and its row count.
+pub(super) struct Chunk {
+    pub(super) bytes: Bytes,
+    pub(super) rows: u64,
+}
+
 /// What becomes of each row `COPY` gives.
 pub(super) enum Writer {
     /// CSV: passed on, its timestamps rewritten to RFC 3339.
@@ -70,7 +76,7 @@ impl Writer {
 
 impl Chunks {
     /// The next chunk's bytes, or `None` after the last.
-    pub(super) async fn next(&mut self) -> Option<Result<Bytes, PgError>> {
+    pub(super) async fn next(&mut self) -> Option<Result<Chunk, PgError>> {
         if self.done {
             return None;
         }
@@ -88,7 +94,7 @@ impl Chunks {
     pub(super) async fn next_range(
         &mut self,
         end: tokio::sync::oneshot::Sender<Option<Vec<String>>>,
-    ) -> Option<Result<Bytes, PgError>> {
+    ) -> Option<Result<Chunk, PgError>> {
         let mut running = match self.resource.connection(true, &self.ctx).await {
             Ok(running) => running,
             Err(error) => return self.fail(error),
@@ -119,7 +125,7 @@ impl Chunks {
     }
 
     /// The next chunk, read on `running`.
-    async fn next_on(&mut self, running: &mut Running) -> Option<Result<Bytes, PgError>> {
+    async fn next_on(&mut self, running: &mut Running) -> Option<Result<Chunk, PgError>> {
         if self.copy {
             return self.next_copied(running).await;
         }
@@ -156,6 +162,7 @@ impl Chunks {
             ExportFormat::Csv => width,
             ExportFormat::Ndjson => 1,
         };
+        let count = fetched.len() as u64;
         if let Some(last) = fetched.last() {
             match key_of(last, first_key, table.key.len()) {
                 Ok(key) => self.after = Some(key),
@@ -168,7 +175,10 @@ impl Chunks {
         if out.is_empty() && self.done {
             return None;
         }
-        Some(Ok(out.freeze()))
+        Some(Ok(Chunk {
+            bytes: out.freeze(),
+            rows: count,
+        }))
     }
 
     /// Writes query rows out: CSV from each column's text, NDJSON from `row_to_json`.
@@ -222,7 +232,7 @@ impl Chunks {
 
     /// The export's end on `error`: no chunk after it. A table that changed under the route
     /// is read again before the next statement.
-    fn fail(&mut self, error: PgError) -> Option<Result<Bytes, PgError>> {
+    fn fail(&mut self, error: PgError) -> Option<Result<Chunk, PgError>> {
         self.done = true;
         // After the first chunk, no client value is new: a table that changed is one (the
         // first chunk's errors are answered by `Resource::answer`).
@@ -246,7 +256,7 @@ impl Chunks {
     }
 
     /// The next chunk as `COPY` writes it, its last row read back for the key.
-    async fn next_copied(&mut self, running: &mut Running) -> Option<Result<Bytes, PgError>> {
+    async fn next_copied(&mut self, running: &mut Running) -> Option<Result<Chunk, PgError>> {
         let resource = Arc::clone(&self.resource);
         let table = resource.table();
         let rows = table.chunk_rows.get();
@@ -305,6 +315,9 @@ impl Chunks {
         if out.is_empty() && self.done {
             return None;
         }
-        Some(Ok(out.freeze()))
+        Some(Ok(Chunk {
+            bytes: out.freeze(),
+            rows: copied.rows as u64,
+        }))
     }
 }

@@ -3,10 +3,9 @@
 
 use std::collections::VecDeque;
 
-use bytes::Bytes;
 use tokio::sync::oneshot;
 
-use super::chunks::Chunks;
+use super::chunks::{Chunk, Chunks};
 use crate::table::PgError;
 
 /// A chunk's fetch in a task of its own, aborted when dropped (the client left): the task's
@@ -19,7 +18,7 @@ impl Drop for AbortOnDrop {
     }
 }
 
-type Fetched = (Chunks, Option<Result<Bytes, PgError>>);
+type Fetched = (Chunks, Option<Result<Chunk, PgError>>);
 
 /// Where the next range starts: the end of the newest range, awaited from its task, or known
 /// and waiting for room.
@@ -121,7 +120,7 @@ impl Pipeline {
     }
 
     /// The next chunk in key order; `None` after the last, or after an error.
-    pub(super) async fn next(&mut self) -> Option<Result<Bytes, PgError>> {
+    pub(super) async fn next(&mut self) -> Option<Result<Chunk, PgError>> {
         loop {
             self.start_ready();
             let Self { queue, next, .. } = self;
@@ -166,10 +165,10 @@ impl Pipeline {
                 // A range whose rows went since its end was found.
                 None => continue,
                 Some(Err(error)) => return self.fail(error),
-                Some(Ok(bytes)) => {
-                    self.template.capacity = bytes.len();
+                Some(Ok(chunk)) => {
+                    self.template.capacity = chunk.bytes.len();
                     self.start_ready();
-                    return Some(Ok(bytes));
+                    return Some(Ok(chunk));
                 }
             }
         }
@@ -177,7 +176,7 @@ impl Pipeline {
 
     /// The export's end on `error`: every fetch in flight is aborted (its statement
     /// cancelled), and nothing follows.
-    fn fail(&mut self, error: PgError) -> Option<Result<Bytes, PgError>> {
+    fn fail(&mut self, error: PgError) -> Option<Result<Chunk, PgError>> {
         self.queue.clear();
         self.next = None;
         Some(Err(error))

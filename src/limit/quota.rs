@@ -1,0 +1,201 @@
+//! Quotas of rows or bytes per client key (`limits.quota`), charged as an answer streams:
+//! Envoy Gateway's `cost.response`, for exports. Each key's level refills evenly, `amount`
+//! per `per`, up to `amount`; an answer spends it as its rows (table exports) or bytes (any
+//! answer) go out, and may take it below zero with `on_exceed: finish`. A new request of a
+//! key whose level holds less than one unit is refused 429; with `on_exceed: cut`, an answer whose
+//! next chunk or frame does not fit ends there with an error ([`crate::body::Truncation`]),
+//! and what was left of the level goes with it.
+//!
+//! Memory is bounded as the rate limiters' is: at most `max_clients` keys, those whose level
+//! is full again forgotten by housekeeping; while none can be, new keys share one level.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::ClientKey;
+use super::config::{OnExceed, QuotaConfig, QuotaUnit};
+use super::error::{LimitError, QuotaSpent, Refusal};
+use crate::telemetry::RouteMetrics;
+
+/// One key's level and when it was last brought up to date.
+#[derive(Debug, Clone, Copy)]
+struct Level {
+    /// Units left; below zero after an answer that finished past the quota.
+    left: f64,
+    at: Instant,
+}
+
+/// A route's quota levels.
+#[derive(Debug)]
+pub(crate) struct Quotas {
+    config: QuotaConfig,
+    levels: Mutex<(HashMap<ClientKey, Level>, Level)>,
+    cap: usize,
+}
+
+impl Quotas {
+    pub(crate) fn new(config: QuotaConfig, max_clients: std::num::NonZeroUsize) -> Self {
+        let full = Level {
+            left: config.amount as f64,
+            at: Instant::now(),
+        };
+        Self {
+            config,
+            levels: Mutex::new((HashMap::new(), full)),
+            cap: max_clients.get(),
+        }
+    }
+
+    /// Units refilled per second.
+    fn rate(&self) -> f64 {
+        self.config.amount as f64 / self.config.per.as_secs_f64()
+    }
+
+    /// Applies `f` to `key`'s level, brought up to date.
+    fn with<T>(&self, key: &ClientKey, f: impl FnOnce(&mut f64) -> T) -> T {
+        let now = Instant::now();
+        let (amount, rate) = (self.config.amount as f64, self.rate());
+        let mut guard = self.levels.lock().unwrap_or_else(PoisonError::into_inner);
+        let (levels, overflow) = &mut *guard;
+        let fresh = Level {
+            left: amount,
+            at: now,
+        };
+        let level = if levels.contains_key(key) || levels.len() < self.cap {
+            levels.entry(*key).or_insert(fresh)
+        } else {
+            overflow
+        };
+        let elapsed = now.saturating_duration_since(level.at).as_secs_f64();
+        level.left = (level.left + elapsed * rate).min(amount);
+        level.at = now;
+        f(&mut level.left)
+    }
+
+    /// Whether `key` may start an answer: `Err` with when it may again.
+    pub(crate) fn admit(&self, key: &ClientKey) -> Result<(), QuotaSpent> {
+        let left = self.with(key, |left| *left);
+        // A whole unit at least: a level a cut emptied refills by fractions at once.
+        if left >= 1.0 {
+            return Ok(());
+        }
+        // Until the level holds a whole unit again.
+        let wait = (1.0 - left) / self.rate();
+        let retry_after = Duration::from_secs_f64(wait.min(86_400.0 * 366.0));
+        Err(QuotaSpent {
+            amount: self.config.amount,
+            unit: self.config.unit,
+            per_secs: u32::try_from(self.config.per.as_secs()).unwrap_or(u32::MAX),
+            retry_after: super::rate::ceil_secs(retry_after).max(1),
+        })
+    }
+
+    /// Spends `n` units of `key`'s level; false when the route cuts and they do not fit: the
+    /// answer ends there and what was left is spent with it (so the next answer waits for the
+    /// refill instead of starting only to be cut at once).
+    pub(crate) fn spend(&self, key: &ClientKey, n: u64, cut: bool) -> bool {
+        self.with(key, |left| {
+            let n = n as f64;
+            if cut && *left < n {
+                *left = left.min(0.0);
+                return false;
+            }
+            *left -= n;
+            true
+        })
+    }
+
+    /// Forgets keys whose level is full again (they lose nothing).
+    pub(crate) fn housekeep(&self) {
+        let now = Instant::now();
+        let (amount, rate) = (self.config.amount as f64, self.rate());
+        let mut guard = self.levels.lock().unwrap_or_else(PoisonError::into_inner);
+        guard.0.retain(|_, level| {
+            let elapsed = now.saturating_duration_since(level.at).as_secs_f64();
+            level.left + elapsed * rate < amount
+        });
+        guard.0.shrink_to_fit();
+    }
+
+    /// Keys whose level is kept now.
+    pub(crate) fn clients(&self) -> usize {
+        self.levels
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .0
+            .len()
+    }
+}
+
+/// One answer's charge: what it spends, from whose level, counted where.
+#[derive(Debug, Clone)]
+pub(crate) struct Charge {
+    pub(crate) quotas: Arc<Quotas>,
+    pub(crate) key: ClientKey,
+    pub(crate) metrics: Arc<RouteMetrics>,
+    pub(crate) class: Arc<str>,
+    /// Report-only: counted, never refused or cut.
+    pub(crate) report_only: bool,
+}
+
+impl Charge {
+    /// What the quota counts.
+    pub(crate) fn unit(&self) -> QuotaUnit {
+        self.quotas.config.unit
+    }
+
+    /// Whether the answer may start; the refusal otherwise (counted; in report-only mode
+    /// counted as `reported` and let through).
+    pub(crate) fn admit(&self) -> Result<(), LimitError> {
+        let Err(spent) = self.quotas.admit(&self.key) else {
+            return Ok(());
+        };
+        let decision = if self.report_only {
+            "reported"
+        } else {
+            "refused"
+        };
+        self.metrics.limit("quota", decision, &self.class);
+        if self.report_only {
+            return Ok(());
+        }
+        Err(LimitError {
+            refusal: Refusal::Quota(spent),
+            fields: Some(fields(&self.quotas.config, spent.retry_after)),
+        })
+    }
+
+    /// Spends `n` units as they go out; false when the answer must be cut before them.
+    pub(crate) fn spend(&self, n: u64) -> bool {
+        let cut = self.quotas.config.on_exceed == OnExceed::Cut && !self.report_only;
+        let spent = self.quotas.spend(&self.key, n, cut);
+        if !spent {
+            self.metrics.limit("quota", "cut", &self.class);
+        }
+        spent
+    }
+}
+
+/// The `RateLimit-Policy` and `RateLimit` fields of a spent quota.
+fn fields(quota: &QuotaConfig, retry_after: u64) -> super::Fields {
+    let units = match quota.unit {
+        QuotaUnit::Bytes => ";qu=\"content-bytes\"",
+        QuotaUnit::Rows => "",
+    };
+    let policy = format!(
+        "\"quota\";q={};w={}{units}",
+        quota.amount,
+        quota.per.as_secs()
+    );
+    super::rate::fields(&policy, &format!("\"quota\";r=0;t={retry_after}"))
+}
+
+mod body;
+
+pub(crate) use body::QuotaBody;
+
+#[cfg(test)]
+mod tests;

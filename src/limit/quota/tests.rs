@@ -1,0 +1,67 @@
+//! The quota levels on tokio's paused clock: spending, refilling evenly over the window,
+//! refusing at zero with when to come back, cutting what does not fit, and the memory bound.
+
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
+use super::Quotas;
+use crate::limit::ClientKey;
+use crate::limit::config::{OnExceed, QuotaConfig, QuotaUnit};
+
+fn quotas(amount: u64, per: Duration, cap: usize) -> Quotas {
+    let config = QuotaConfig {
+        amount,
+        unit: QuotaUnit::Rows,
+        per,
+        on_exceed: OnExceed::Finish,
+    };
+    Quotas::new(config, NonZeroUsize::new(cap).expect("cap"))
+}
+
+fn key(n: u128) -> ClientKey {
+    ClientKey(n, n, 0)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_finished_answer_may_go_below_zero_and_the_level_refills_evenly() {
+    let q = quotas(100, Duration::from_secs(100), 10);
+    assert!(q.admit(&key(1)).is_ok());
+    assert!(q.spend(&key(1), 150, false), "finish spends past the quota");
+    let spent = q.admit(&key(1)).expect_err("spent");
+    // 50 below zero at 1 a second: above zero again after 51 s.
+    assert_eq!(spent.retry_after, 51);
+    assert!(q.admit(&key(2)).is_ok(), "another key has its own level");
+    tokio::time::advance(Duration::from_secs(50)).await;
+    assert!(q.admit(&key(1)).is_err());
+    tokio::time::advance(Duration::from_secs(2)).await;
+    assert!(q.admit(&key(1)).is_ok());
+    // Refilled up to the amount, never beyond it.
+    tokio::time::advance(Duration::from_secs(1000)).await;
+    assert!(q.spend(&key(1), 100, true));
+    tokio::time::advance(Duration::from_secs(1000)).await;
+    assert!(!q.spend(&key(1), 101, true), "at most `amount` at once");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cut_ends_the_answer_and_the_level() {
+    let q = quotas(10, Duration::from_secs(60), 10);
+    assert!(q.spend(&key(1), 6, true));
+    assert!(!q.spend(&key(1), 6, true), "4 left: 6 do not fit");
+    let spent = q.admit(&key(1)).expect_err("the cut spent what was left");
+    assert_eq!(spent.retry_after, 6, "one row's refill: 6 s");
+}
+
+#[tokio::test(start_paused = true)]
+async fn keys_are_bounded_and_full_levels_forgotten() {
+    let q = quotas(10, Duration::from_secs(10), 2);
+    assert!(q.spend(&key(1), 10, false));
+    assert!(q.spend(&key(2), 10, false));
+    // At the cap, a new key shares one overflow level: still limited, never unbounded.
+    assert!(q.spend(&key(3), 10, false));
+    assert!(q.admit(&key(4)).is_err(), "the overflow level is spent");
+    assert_eq!(q.clients(), 2);
+    tokio::time::advance(Duration::from_secs(10)).await;
+    q.housekeep();
+    assert_eq!(q.clients(), 0, "full again: forgotten, losing nothing");
+    assert!(q.admit(&key(1)).is_ok());
+}

@@ -1,0 +1,252 @@
+//! Quotas through a real pagegate: bytes of any answer and rows of table exports (on a real
+//! PostgreSQL), spent as the body streams; a finished answer may overdraw, the next is
+//! refused 429 with the quota's `RateLimit` fields; with `on_exceed: cut` the answer ends
+//! after its last whole chunk with an error (logged `truncated`), and an export resumes with
+//! `after` once the quota refills.
+
+use std::time::Duration;
+
+use http_body_util::BodyExt;
+
+use crate::support::postgres::Postgres;
+use crate::support::{Proxy, Upstream};
+
+/// A backend answering 40 KiB in five 8 KiB frames.
+async fn backend() -> Upstream {
+    Upstream::start(|_| async {
+        http::Response::new(crate::support::bodies::pattern(40 << 10, 8 << 10))
+    })
+    .await
+}
+
+fn yaml(quota: &str) -> String {
+    format!(
+        "admin: {{listen: 127.0.0.1:0}}
+upstreams: {{app: {{url: '{{upstream}}'}}}}
+routes:
+  - {{name: files, path: /files, upstream: app, limits: {{quota: {quota}}}}}
+"
+    )
+}
+
+/// Status, and the body's bytes and whether it ended in an error.
+async fn fetch(url: &str) -> (u16, usize, bool) {
+    let response = crate::support::get_head(url).await;
+    let status = response.status().as_u16();
+    let mut body = response.into_body();
+    let mut bytes = 0;
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(frame) => bytes += frame.data_ref().map_or(0, bytes::Bytes::len),
+            Err(_) => return (status, bytes, true),
+        }
+    }
+    (status, bytes, false)
+}
+
+#[tokio::test]
+async fn a_byte_quota_lets_an_answer_finish_then_refuses_the_next_with_its_fields() {
+    let upstream = backend().await;
+    let proxy = Proxy::start(&yaml("{bytes: 64KiB, per: 1h}"), &upstream).await;
+    assert_eq!(fetch(&proxy.url("/files")).await, (200, 40 << 10, false));
+    // 24 KiB left: the whole answer is sent all the same (on_exceed: finish).
+    assert_eq!(fetch(&proxy.url("/files")).await, (200, 40 << 10, false));
+    let got = crate::support::get(&proxy.url("/files")).await;
+    assert_eq!(
+        got.problem(429)["type"],
+        "urn:pagegate:problem:quota-exceeded"
+    );
+    assert_eq!(
+        got.header("ratelimit-policy"),
+        Some("\"quota\";q=65536;w=3600;qu=\"content-bytes\"")
+    );
+    // 16 KiB overdrawn, refilled at 64 KiB an hour: back above zero in 901 s.
+    assert_eq!(got.retry_after(), 901);
+    assert_eq!(got.header("ratelimit"), Some("\"quota\";r=0;t=901"));
+    assert_eq!(
+        upstream.seen().len(),
+        2,
+        "the refused request never reached the backend"
+    );
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_byte_quota_that_cuts_ends_the_answer_with_an_error_logged_truncated() {
+    let (captured, _guard) = crate::support::logs::capture();
+    let upstream = backend().await;
+    let proxy = Proxy::start(&yaml("{bytes: 20KiB, per: 1h, on_exceed: cut}"), &upstream).await;
+    // Two frames fit, the third does not: the answer ends after 16 KiB, broken.
+    assert_eq!(fetch(&proxy.url("/files")).await, (200, 16 << 10, true));
+    assert_eq!(captured.outcome("/files").await, "truncated");
+    // The cut spent the rest: the next request waits for the refill.
+    crate::support::get(&proxy.url("/files")).await.problem(429);
+    crate::support::assert_metrics(
+        &proxy.metrics_text().await,
+        &[
+            "pagegate_limit_decisions_total{route=\"files\",limit=\"quota\",decision=\"cut\",tenant_class=\"default\"} 1",
+            "pagegate_limit_decisions_total{route=\"files\",limit=\"quota\",decision=\"refused\",tenant_class=\"default\"} 1",
+        ],
+    );
+    proxy.stop().await;
+}
+
+/// The ids of an NDJSON export, and whether it ended in an error.
+async fn export_ids(url: &str) -> (Vec<i64>, bool) {
+    let response = crate::support::get_head(url).await;
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    let (mut text, mut broken) = (Vec::new(), false);
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(frame) => text.extend_from_slice(frame.data_ref().map_or(&[][..], |d| &d[..])),
+            Err(_) => broken = true,
+        }
+    }
+    let ids = String::from_utf8(text)
+        .expect("utf-8")
+        .lines()
+        .map(|l| {
+            let row: serde_json::Value = serde_json::from_str(l).expect("whole records");
+            row["id"].as_i64().expect("id")
+        })
+        .collect();
+    (ids, broken)
+}
+
+#[tokio::test]
+async fn a_row_quota_cuts_an_export_after_its_last_whole_chunk_and_after_resumes_it() {
+    let pg = Postgres::start();
+    let t = pg.name("quota_rows");
+    pg.execute(&format!(
+        "CREATE TABLE {t} (id bigint PRIMARY KEY, v text);
+         INSERT INTO {t} SELECT g, 'v' || g FROM generate_series(1, 1000) g;"
+    ))
+    .await;
+    let yaml = format!(
+        "cursors: {{keys: [{{id: 1, secret: test-secret-test-secret-test-secret-0123}}]}}
+postgres: {{main: {{url: '{}'}}}}
+routes:
+  - name: rows
+    path: /rows
+    table: {{database: main, name: {t}, columns: [id, v], key: [id], export: {{chunk_rows: 100, parallel: 1}}}}
+    limits: {{quota: {{rows: 350, per: 35s, on_exceed: cut}}}}
+",
+        pg.url
+    );
+    let proxy = Proxy::start_url(&yaml, "http://127.0.0.1:9").await;
+    let (ids, broken) = export_ids(&proxy.url("/rows/export?format=ndjson")).await;
+    assert!(broken, "a cut export ends with an error, never a clean end");
+    assert_eq!(
+        ids,
+        (1..=300).collect::<Vec<_>>(),
+        "three whole chunks of a hundred"
+    );
+    // Pages are not charged; exports are refused until the quota refills (ten rows a second).
+    assert_eq!(
+        crate::support::get(&proxy.url("/rows?limit=5"))
+            .await
+            .status,
+        200
+    );
+    let refused = crate::support::get(&proxy.url("/rows/export")).await;
+    assert_eq!(
+        refused.problem(429)["type"],
+        "urn:pagegate:problem:quota-exceeded"
+    );
+    assert_eq!(
+        refused.header("ratelimit-policy"),
+        Some("\"quota\";q=350;w=35")
+    );
+    // Ten seconds refill a chunk: the export resumes after its last whole record, gets one
+    // chunk, and is cut again before the next.
+    tokio::time::sleep(Duration::from_millis(10_100)).await;
+    let (ids, broken) = export_ids(&proxy.url("/rows/export?format=ndjson&after=300")).await;
+    assert_eq!(
+        ids,
+        (301..=400).collect::<Vec<_>>(),
+        "resumed after the last whole record"
+    );
+    assert!(broken);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn over_http2_a_cut_resets_the_stream_and_the_connection_goes_on() {
+    let upstream = backend().await;
+    let proxy = Proxy::start(&yaml("{bytes: 20KiB, per: 1h, on_exceed: cut}"), &upstream).await;
+    let tcp = tokio::net::TcpStream::connect(proxy.addr)
+        .await
+        .expect("connect");
+    let (client, connection) = h2::client::handshake(tcp).await.expect("handshake");
+    tokio::spawn(connection);
+    let mut client = client.ready().await.expect("ready");
+    let request = http::Request::get(format!("http://{}/files", proxy.addr))
+        .body(())
+        .expect("request");
+    let (response, _) = client.send_request(request, true).expect("send");
+    let response = response.await.expect("head");
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    let mut received = 0;
+    let error = loop {
+        match body.data().await {
+            Some(Ok(data)) => {
+                received += data.len();
+                let _ = body.flow_control().release_capacity(data.len());
+            }
+            Some(Err(error)) => break error,
+            None => panic!("a clean end after {received} bytes"),
+        }
+    };
+    assert_eq!(received, 16 << 10);
+    assert!(error.is_reset(), "{error}");
+    // The stream was reset, not the connection: the next request on it is answered (429).
+    let mut client = client.ready().await.expect("the connection is still open");
+    let request = http::Request::get(format!("http://{}/files", proxy.addr))
+        .body(())
+        .expect("request");
+    let (response, _) = client.send_request(request, true).expect("send");
+    assert_eq!(response.await.expect("head").status(), 429);
+    proxy.stop().await;
+}
+
+#[test]
+fn quota_mistakes_are_located_with_their_fix() {
+    let cases = [
+        (
+            "{rows: 1000, per: 1h}",
+            "t.yaml:4:",
+            "only a table route's exports have: count `bytes` here",
+        ),
+        (
+            "{bytes: 1MiB, rows: 10, per: 1h}",
+            "t.yaml:4:",
+            "set one of the two",
+        ),
+        (
+            "{bytes: 1MiB, per: 0s}",
+            "t.yaml:4:",
+            "write a window from 1s to a year",
+        ),
+        ("{bytes: 10, per: 1h}", "t.yaml:4:", "keep it at least"),
+        (
+            "{bytes: 1MiB, per: 1h, on_exceed: stop}",
+            "t.yaml:4:",
+            "unknown variant",
+        ),
+    ];
+    for (quota, at, fix) in cases {
+        let yaml = format!(
+            "upstreams: {{app: {{url: 'http://127.0.0.1:9'}}}}\nroutes:\n  - name: r\n    limits: {{quota: {quota}}}\n    path: /r\n    upstream: app\n"
+        );
+        let text = match pagegate::Config::parse("t.yaml", &yaml) {
+            Ok(_) => panic!("expected a problem for {quota}"),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            text.contains(at) && text.contains(fix),
+            "{quota}:\n{text}\nshould say {at} … {fix}"
+        );
+    }
+}
