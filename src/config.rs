@@ -145,7 +145,16 @@ impl Config {
     /// read.
     fn tls_read(&self) -> (Vec<&crate::tls::Identity>, Vec<&crate::tls::Roots>) {
         let listener = self.server.tls.as_ref();
-        let upstreams = self.upstreams.values().filter_map(|u| u.tls.as_ref());
+        // An identity's `jwks_url` is fetched with a TLS block of the upstreams' kind.
+        let jwks = self.identities.values().filter_map(|i| match &i.keys {
+            crate::identity::config::KeySource::Url(url) => Some(&url.tls),
+            crate::identity::config::KeySource::Read(_) => None,
+        });
+        let upstreams = self
+            .upstreams
+            .values()
+            .filter_map(|u| u.tls.as_ref())
+            .chain(jwks);
         let identities = listener.map(|t| &t.identity);
         let identities = identities
             .into_iter()

@@ -179,10 +179,10 @@ fn scope_value(
             let value = value.ok_or_else(|| PgError::ScopeRequired(name.clone()))?;
             Ok((value.to_owned(), resource::Source::Header(name.clone())))
         }
-        ScopeSource::Claim { claim, .. } => {
+        ScopeSource::Claim { claim, identity } => {
             let verified = req.extensions().get::<crate::identity::Verified>();
             let value = verified.and_then(|v| v.claim(claim));
-            let value = value.ok_or_else(|| PgError::ScopeRequired(http::header::AUTHORIZATION))?;
+            let value = value.ok_or_else(|| PgError::ScopeRequired(identity.header.clone()))?;
             Ok((value.into_owned(), resource::Source::Claim(claim.clone())))
         }
     }

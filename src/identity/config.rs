@@ -11,6 +11,8 @@ use super::keys::KeySet;
 
 /// Default `leeway`: clock skew allowed on `exp` and `nbf`.
 pub(crate) const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
+/// Longest `leeway`.
+pub(crate) const MAX_LEEWAY: Duration = Duration::from_secs(300);
 /// Default `jwks_refresh`: how often a `jwks_url` is fetched again.
 pub(crate) const DEFAULT_JWKS_REFRESH: Duration = Duration::from_secs(600);
 /// Default `jwks_min_refresh`: a token naming an unknown `kid` fetches the set again at most

@@ -2,6 +2,8 @@
 //! every `jwks_refresh`, and when a token names a `kid` the set lacks — at most once every
 //! `jwks_min_refresh`, so tokens with made-up `kid`s cannot turn into a flood of fetches. A
 //! fetch that fails (unreachable, not 200, too large, not a set) keeps the last good set.
+//! Fetches run in tasks of their own: a request that asked for one waits at most
+//! [`REFETCH_WAIT`] for it, and leaving does not cancel it; other requests never wait.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -21,14 +23,29 @@ use super::keys::{KeySet, MAX_JWKS_BYTES};
 /// How long one fetch (connect, answer, body) may take.
 pub(crate) const JWKS_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a request whose unknown `kid` started a fetch waits for it.
+pub(crate) const REFETCH_WAIT: Duration = Duration::from_secs(1);
+
 /// A fetched JWK set and what fetches it.
 pub(crate) struct Jwks {
     settings: JwksUrl,
     identity: String,
     client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
     set: ArcSwapOption<KeySet>,
-    /// When the last fetch started; one fetch at a time.
-    last: tokio::sync::Mutex<Option<Instant>>,
+    /// When the last fetch started.
+    last: std::sync::Mutex<Option<Instant>>,
+    /// Bumped when a fetch ends, well or not.
+    fetched: tokio::sync::watch::Sender<u64>,
+    /// The refresh task, aborted when the set is dropped.
+    task: std::sync::OnceLock<tokio::task::AbortHandle>,
+}
+
+impl Drop for Jwks {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.get() {
+            task.abort();
+        }
+    }
 }
 
 impl std::fmt::Debug for Jwks {
@@ -56,10 +73,32 @@ impl Jwks {
             identity: identity.to_owned(),
             client,
             set: ArcSwapOption::empty(),
-            last: tokio::sync::Mutex::new(None),
+            last: std::sync::Mutex::new(None),
+            fetched: tokio::sync::watch::Sender::new(0),
+            task: std::sync::OnceLock::new(),
         });
-        tokio::spawn(refresh(Arc::downgrade(&jwks), settings.refresh));
+        let task = tokio::spawn(refresh(Arc::downgrade(&jwks), settings.refresh));
+        let _ = jwks.task.set(task.abort_handle());
         Ok(jwks)
+    }
+
+    /// The settings it was built from.
+    pub(crate) fn settings(&self) -> &JwksUrl {
+        &self.settings
+    }
+
+    /// Whether a fetch may start now (the last one started `min_refresh` ago or more, or
+    /// `always`); notes that one does.
+    fn claim(&self, always: bool) -> bool {
+        let mut last = self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let due = always || last.is_none_or(|at| at.elapsed() >= self.settings.min_refresh);
+        if due {
+            *last = Some(Instant::now());
+        }
+        due
     }
 
     /// The last good set, if any fetch succeeded yet.
@@ -67,20 +106,26 @@ impl Jwks {
         self.set.load_full()
     }
 
-    /// For a token naming a `kid` the set lacks: fetches again when the last fetch started at
-    /// least `min_refresh` ago (waiting for one already running otherwise), then the set.
-    pub(crate) async fn refetch(&self) -> Option<Arc<KeySet>> {
-        let mut last = self.last.lock().await;
-        if last.is_none_or(|at| at.elapsed() >= self.settings.min_refresh) {
-            *last = Some(Instant::now());
-            self.fetch().await;
+    /// For a token naming a `kid` the set lacks: when the last fetch started `min_refresh`
+    /// ago or more, starts one in a task of its own and waits for it up to [`REFETCH_WAIT`];
+    /// then the set as it is.
+    pub(crate) async fn refetch(self: &Arc<Self>) -> Option<Arc<KeySet>> {
+        if self.claim(false) {
+            let mut ended = self.fetched.subscribe();
+            let jwks = Arc::clone(self);
+            tokio::spawn(async move { jwks.fetch().await });
+            let _ = tokio::time::timeout(REFETCH_WAIT, ended.changed()).await;
         }
-        drop(last);
         self.current()
     }
 
     /// Fetches once; a failure is logged and keeps the last good set.
     async fn fetch(&self) {
+        self.fetch_once().await;
+        self.fetched.send_modify(|n| *n += 1);
+    }
+
+    async fn fetch_once(&self) {
         match tokio::time::timeout(JWKS_FETCH_TIMEOUT, self.get()).await {
             Ok(Ok((set, skipped))) => {
                 if !skipped.is_empty() {
@@ -135,15 +180,12 @@ async fn refresh(jwks: Weak<Jwks>, every: Duration) {
     let mut first = true;
     loop {
         let Some(jwks) = jwks.upgrade() else { return };
-        let wait = {
-            let mut last = jwks.last.lock().await;
-            *last = Some(Instant::now());
-            jwks.fetch().await;
-            if jwks.current().is_none() {
-                every.min(retry_after(first))
-            } else {
-                every
-            }
+        jwks.claim(true);
+        jwks.fetch().await;
+        let wait = if jwks.current().is_none() {
+            every.min(retry_after(first))
+        } else {
+            every
         };
         first = false;
         drop(jwks);

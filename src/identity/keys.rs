@@ -12,6 +12,10 @@ use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
 /// token without `kid` is tried against each key of its family).
 pub(crate) const MAX_KEYS: usize = 16;
 
+/// Most keys one token is checked against: a token without a `kid` (or one a set's kid-less
+/// keys could hold) costs at most this many signature checks, whatever the set holds.
+pub(crate) const MAX_CANDIDATES: usize = 3;
+
 /// Most bytes of a JWK set, from a file or a URL.
 pub(crate) const MAX_JWKS_BYTES: usize = 1 << 20;
 
@@ -133,18 +137,29 @@ impl KeySet {
         })
     }
 
-    /// The keys a token signed with `alg` (and naming `kid`, when it does) may be verified
-    /// with.
+    /// The keys a token signed with `alg` may be verified with, at most [`MAX_CANDIDATES`]:
+    /// of its algorithm's family (and `alg`, when the set pins one), the key its `kid` names
+    /// first, then keys that name none (a PEM key, a secret, a set without `kid`s) — a token
+    /// with a `kid` is never refused only because the key carries none.
     pub(crate) fn candidates<'a>(
         &'a self,
         alg: Algorithm,
         kid: Option<&'a str>,
     ) -> impl Iterator<Item = &'a Key> + 'a {
-        self.keys.iter().filter(move |k| {
-            k.key.family() == alg.family()
-                && k.alg.is_none_or(|pinned| pinned == alg)
-                && (kid.is_none() || k.kid.as_deref() == kid)
-        })
+        let usable = move |k: &&Key| {
+            k.key.family() == alg.family() && k.alg.is_none_or(|pinned| pinned == alg)
+        };
+        let named = self
+            .keys
+            .iter()
+            .filter(usable)
+            .filter(move |k| kid.is_some() && k.kid.as_deref() == kid);
+        let others = self
+            .keys
+            .iter()
+            .filter(usable)
+            .filter(move |k| kid.is_none() || k.kid.is_none());
+        named.chain(others).take(MAX_CANDIDATES)
     }
 
     /// The key families in the set.

@@ -82,7 +82,7 @@ fn verifier(algorithms: Vec<Algorithm>, set: KeySet) -> Verifier {
             set: Arc::new(set),
         }),
     };
-    Verifier::new(Arc::new(config)).expect("verifier")
+    Verifier::new(Arc::new(config), None).expect("verifier")
 }
 
 #[test]
@@ -167,4 +167,101 @@ async fn jwk_sets_pick_by_kid_skip_what_they_cannot_use_and_take_padded_moduli()
     assert!(err.contains("at most 16"), "{err}");
     assert!(KeySet::jwks(b"{\"keys\": []}").is_err());
     assert!(KeySet::jwks(b"[]").is_err());
+}
+
+#[tokio::test]
+async fn a_token_with_a_kid_verifies_with_a_key_that_names_none() {
+    let key = rsa_key();
+    let public = ring::signature::RsaPublicKeyComponents::<Vec<u8>>::from(key.public());
+    let set = KeySet::pem(&rsa_spki_pem(&public)).expect("pem");
+    let v = verifier(vec![Algorithm::RS256], set);
+    assert!(
+        v.verify(Some(&rs256(&key, Some("issuer-key-1"))))
+            .await
+            .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn a_public_key_is_never_an_hmac_secret_even_when_hs256_is_allowed() {
+    let key = rsa_key();
+    let public = ring::signature::RsaPublicKeyComponents::<Vec<u8>>::from(key.public());
+    let pem = rsa_spki_pem(&public);
+    let v = verifier(
+        vec![Algorithm::HS256, Algorithm::RS256],
+        KeySet::pem(&pem).expect("pem"),
+    );
+    // HMAC over the token with the PEM text and with its DER: the classic confusion.
+    for secret in [pem.clone(), pem_der(&pem)] {
+        let forged = hs256(&secret, &claims());
+        assert!(v.verify(Some(&forged)).await.is_err());
+    }
+}
+
+#[tokio::test]
+async fn audiences_may_be_a_list_and_candidates_are_capped() {
+    let secret = b"0123456789abcdef0123456789abcdef";
+    let v = verifier(
+        vec![Algorithm::HS256],
+        KeySet::secret(secret).expect("secret"),
+    );
+    let listed = json!({"iss": "i", "aud": ["x", "a"], "exp": now() + 60});
+    assert!(v.verify(Some(&hs256(secret, &listed))).await.is_ok());
+    let others = json!({"iss": "i", "aud": ["x", "y"], "exp": now() + 60});
+    assert!(v.verify(Some(&hs256(secret, &others))).await.is_err());
+    // Four kid-less RSA keys, the real one last: a token without kid is checked against
+    // three, so it is refused; the real one third passes.
+    let key = rsa_key();
+    let parts = ring::signature::RsaPublicKeyComponents::<Vec<u8>>::from(key.public());
+    let decoy = |i: u8| {
+        let mut n = parts.n.clone();
+        *n.last_mut().expect("n") ^= i << 1;
+        json!({"kty": "RSA", "n": B64.encode(&n), "e": B64.encode(&parts.e)})
+    };
+    let real = json!({"kty": "RSA", "n": B64.encode(&parts.n), "e": B64.encode(&parts.e)});
+    for (keys, passes) in [
+        (vec![decoy(1), decoy(2), decoy(3), real.clone()], false),
+        (vec![decoy(1), decoy(2), real, decoy(3)], true),
+    ] {
+        let set = json!({ "keys": keys }).to_string();
+        let (set, _) = KeySet::jwks(set.as_bytes()).expect("a set");
+        let v = verifier(vec![Algorithm::RS256], set);
+        assert_eq!(v.verify(Some(&rs256(&key, None))).await.is_ok(), passes);
+    }
+}
+
+/// DER bytes of a PEM text.
+fn pem_der(pem: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(pem);
+    let body: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .expect("pem")
+}
+
+/// The PKCS#1 `RSA PUBLIC KEY` PEM of `public` (DER written by hand: two INTEGERs).
+fn rsa_spki_pem(public: &ring::signature::RsaPublicKeyComponents<Vec<u8>>) -> Vec<u8> {
+    fn der(tag: u8, body: &[u8]) -> Vec<u8> {
+        let mut out = vec![tag];
+        match body.len() {
+            n if n < 0x80 => out.push(n as u8),
+            n if n < 0x100 => out.extend([0x81, n as u8]),
+            n => out.extend([0x82, (n >> 8) as u8, n as u8]),
+        }
+        out.extend_from_slice(body);
+        out
+    }
+    // Minimal INTEGERs: a zero byte before a high bit only.
+    let int = |bytes: &[u8]| {
+        let mut v = if bytes[0] & 0x80 != 0 {
+            vec![0]
+        } else {
+            vec![]
+        };
+        v.extend_from_slice(bytes);
+        der(0x02, &v)
+    };
+    let seq = der(0x30, &[int(&public.n), int(&public.e)].concat());
+    let b64 = base64::engine::general_purpose::STANDARD.encode(seq);
+    format!("-----BEGIN RSA PUBLIC KEY-----\n{b64}\n-----END RSA PUBLIC KEY-----\n").into_bytes()
 }

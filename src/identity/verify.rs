@@ -49,11 +49,24 @@ pub(crate) struct Verifier {
 impl Verifier {
     /// The verifier of `config`; a `jwks_url` starts being fetched now. `Err` says why its
     /// TLS cannot be set up.
-    pub(crate) fn new(config: Arc<IdentityConfig>) -> Result<Self, String> {
+    /// `previous` (the identity's verifier before a reload) lends its fetched set when the
+    /// `jwks_url` settings are the same: a reload that changes `audience` or `leeway` keeps the
+    /// keys, even while the issuer is unreachable.
+    pub(crate) fn new(
+        config: Arc<IdentityConfig>,
+        previous: Option<&Verifier>,
+    ) -> Result<Self, String> {
         super::crypto::install().map_err(str::to_owned)?;
+        let kept = |url: &super::config::JwksUrl| match previous.map(|p| &p.keys) {
+            Some(Keys::Fetched(jwks)) if jwks.settings() == url => Some(Arc::clone(jwks)),
+            _ => None,
+        };
         let keys = match &config.keys {
             KeySource::Read(read) => Keys::Read(Arc::clone(&read.set)),
-            KeySource::Url(url) => Keys::Fetched(Jwks::start(&config.name, url)?),
+            KeySource::Url(url) => match kept(url) {
+                Some(jwks) => Keys::Fetched(jwks),
+                None => Keys::Fetched(Jwks::start(&config.name, url)?),
+            },
         };
         let validations = config
             .algorithms

@@ -93,7 +93,10 @@ impl ClientKey {
             // request (`anonymous: client`) has no claims and is keyed by its address.
             ClientKeySource::Claim(key) => match verified.and_then(|v| v.claim(&key.claim)) {
                 Some(value) => {
-                    Self::hashed(&[b"j", key.claim.as_bytes(), value.as_bytes()], address)
+                    let identity = key.identity.name.as_bytes();
+                    let parts: [&[u8]; 4] =
+                        [b"j", identity, key.claim.as_bytes(), value.as_bytes()];
+                    Self::hashed(&parts, address)
                 }
                 None => address,
             },

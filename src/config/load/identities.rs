@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, AlgorithmFamily};
 use serde_saphyr::Spanned;
@@ -124,6 +125,11 @@ fn identity(p: &mut Problems, name: &str, at: &Spanned<FileIdentity>) -> Option<
     );
     let keys = keys(p, at, &algorithms);
     let leeway = p.delay(f.leeway.as_ref(), "leeway", DEFAULT_LEEWAY);
+    if let Some(at) = &f.leeway
+        && leeway > MAX_LEEWAY
+    {
+        p.invalid(at, "leeway", format!("is {}: at most 5m; clocks that far apart need fixing, and a longer leeway accepts tokens long expired", at.value));
+    }
     Some(IdentityConfig {
         name: name.to_owned(),
         header: header?,
@@ -228,27 +234,45 @@ fn keys(
         .iter()
         .any(|a| a.family() != AlgorithmFamily::Hmac);
     let source = match (&f.jwks_file, &f.jwks_url, &f.public_key_file, &f.secret_env) {
-        (Some(file), None, None, None) => read_file(p, file, "jwks_file", |bytes| {
-            KeySet::jwks(bytes).map(|(set, _)| set)
-        }),
-        (None, Some(url), None, None) => return jwks_url(p, at, url),
-        (None, None, Some(file), None) => read_file(p, file, "public_key_file", KeySet::pem),
+        (Some(file), None, None, None) => {
+            let mut skipped = Vec::new();
+            let read = read_file(p, file, "jwks_file", |bytes| {
+                KeySet::jwks(bytes).map(|(set, s)| {
+                    skipped = s;
+                    set
+                })
+            });
+            if !skipped.is_empty() {
+                p.warn(
+                    file,
+                    "jwks_file",
+                    format!("keys no token can use are skipped: {}", skipped.join("; ")),
+                );
+            }
+            read
+        }
+        (None, Some(url), None, None) => jwks_url(p, at, url),
+        (None, None, Some(file), None) => read_file(p, file, "public_key_file", public_pem),
         (None, None, None, Some(var)) => secret(p, var),
         _ => {
             p.invalid(at, "identities", "each identity needs exactly one of `jwks_file`, `jwks_url`, `public_key_file`, `secret_env`".to_owned());
             return None;
         }
     }?;
+    // A missing or empty `algorithms` is reported already.
+    let Some(list) = f.algorithms.as_ref().filter(|_| !algorithms.is_empty()) else {
+        return Some(source);
+    };
     if let Some(var) = &f.secret_env {
         if public {
             p.invalid(var, "secret_env", "is an HMAC secret, but `algorithms` lists public-key algorithms: list only HS256, HS384 or HS512, or give the issuer's public keys".to_owned());
         }
     } else if hmac {
-        p.invalid(at, "algorithms", "lists an HMAC algorithm (HS…) for public keys: a public key is never used as an HMAC secret; remove it, or use `secret_env`".to_owned());
+        p.invalid(list, "algorithms", "lists an HMAC algorithm (HS…) for public keys: a public key is never used as an HMAC secret; remove it, or use `secret_env`".to_owned());
     } else if let KeySource::Read(read) = &source {
         let families = read.set.families();
         if !algorithms.iter().any(|a| families.contains(&a.family())) {
-            p.invalid(at, "algorithms", "lists no algorithm of the keys' type (RSA: RS…/PS…, EC: ES…, Ed25519: EdDSA): list the one your issuer signs with".to_owned());
+            p.invalid(list, "algorithms", "lists no algorithm of the keys' type (RSA: RS…/PS…, EC: ES…, Ed25519: EdDSA): list the one your issuer signs with".to_owned());
         }
     }
     Some(source)
@@ -267,15 +291,19 @@ fn jwks_url(
         return None;
     };
     let tls = super::tls::upstream(p, &uri, f.tls.as_ref())?;
-    let refresh = p.duration(
+    let refresh = between(
+        p,
         f.jwks_refresh.as_ref(),
         "jwks_refresh",
         DEFAULT_JWKS_REFRESH,
+        (10, 86_400),
     );
-    let min_refresh = p.duration(
+    let min_refresh = between(
+        p,
         f.jwks_min_refresh.as_ref(),
         "jwks_min_refresh",
         DEFAULT_JWKS_MIN_REFRESH,
+        (1, 3_600),
     );
     Some(KeySource::Url(Box::new(JwksUrl {
         url: uri,
@@ -283,6 +311,32 @@ fn jwks_url(
         refresh,
         min_refresh,
     })))
+}
+
+/// A duration within `(min, max)` seconds, else a problem saying so.
+fn between(
+    p: &mut Problems,
+    value: Option<&Spanned<String>>,
+    key: &'static str,
+    default: Duration,
+    (min, max): (u64, u64),
+) -> Duration {
+    let d = p.duration(value, key, default);
+    if let Some(v) = value
+        && !(Duration::from_secs(min)..=Duration::from_secs(max)).contains(&d)
+    {
+        p.invalid(v, key, format!("is {}: keep it between {min}s and {max}s (fetching a JWK set more often would hammer the issuer; less often, rotations wait)", v.value));
+    }
+    d
+}
+
+/// A PEM public key; a private key is refused (it must not sit where the public one is read,
+/// and pagegate never signs).
+fn public_pem(pem: &[u8]) -> Result<KeySet, String> {
+    if String::from_utf8_lossy(pem).contains("PRIVATE KEY") {
+        return Err("holds a private key: give the issuer's public key only, e.g. `openssl pkey -pubout -in private.pem`".to_owned());
+    }
+    KeySet::pem(pem)
 }
 
 fn read_file(

@@ -83,10 +83,11 @@ impl<'a> Resources<'a> {
         let limits = limits(config, previous, redis.as_ref());
         let mut verifiers = Verifiers::new();
         for (name, settings) in &config.identities {
+            let old = previous.and_then(|p| p.verifiers.get(name));
             let verifier = reuse(
-                previous.and_then(|p| p.verifiers.get(name)),
+                old,
                 |v| v.config() == settings,
-                || Verifier::new(Arc::clone(settings)).map(Arc::new),
+                || Verifier::new(Arc::clone(settings), old.map(AsRef::as_ref)).map(Arc::new),
             )
             .map_err(|reason| BuildError::Identity {
                 identity: name.clone(),
