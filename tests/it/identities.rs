@@ -468,6 +468,13 @@ fn cases(pem: &str) -> Vec<(String, &'static str, &'static str, &'static str)> {
             "t.yaml:5:",
             "is empty: name the claim",
         ),
+    ]
+}
+
+/// More of them: bounds and key files.
+fn bounds_cases(pem: &str) -> Vec<(String, &'static str, &'static str, &'static str)> {
+    let key = "{jwt: api, claim: sub}";
+    vec![
         (
             format!("{{algorithms: [RS256], issuer: i, audience: a, {pem}, leeway: 1h}}"),
             key,
@@ -498,7 +505,7 @@ fn private_key_file() -> std::path::PathBuf {
 fn identity_mistakes_are_located_with_their_fix() {
     let file = key_file("identity-config", RSA_PUBLIC_PEM);
     let pem = format!("public_key_file: '{}'", file.display());
-    for (identity, key, at, fix) in cases(&pem) {
+    for (identity, key, at, fix) in cases(&pem).into_iter().chain(bounds_cases(&pem)) {
         let text = problems(&identity, key);
         assert!(
             text.contains(at) && text.contains(fix),
