@@ -114,7 +114,13 @@ impl Slots {
 
     /// A slot now, or which limit is full.
     pub(crate) fn try_take(self: &Arc<Self>, key: ClientKey) -> Result<Slot, Full> {
-        let per_client = self.per_client.get(key.class()).copied().flatten();
+        // A class out of range has the default's cap.
+        let class = if key.class() < self.per_client.len() {
+            key.class()
+        } else {
+            0
+        };
+        let per_client = self.per_client.get(class).copied().flatten();
         self.lock()
             .add(key, self.total, per_client)
             .map_err(|capped| match capped {

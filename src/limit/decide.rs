@@ -275,10 +275,9 @@ impl Limits {
     pub(super) async fn decide_shared(
         self: Arc<Self>,
         shared: Arc<Shared>,
-        key: ClientKey,
+        (key, mut notes): (ClientKey, Notes),
         metrics: Arc<RouteMetrics>,
     ) -> Result<(Option<Slot>, Notes), LimitError> {
-        let mut notes = self.notes(&key);
         let slots = self.slots.is_some();
         // The rate and the first try for a slot in one round trip.
         let answer = shared.take(&key, self.rates.is_some(), slots).await;

@@ -112,7 +112,7 @@ where
         let decision = match &limits.shared {
             Some(shared) => Decision::Later(Box::pin(Arc::clone(limits).decide_shared(
                 Arc::clone(shared),
-                key,
+                (key, notes),
                 Arc::clone(&self.metrics),
             ))),
             None => limits.decide_local(key, notes, &self.metrics, true),

@@ -108,6 +108,21 @@ impl Quotas {
         })
     }
 
+    /// Spends up to `n` units of `key`'s level and says how many: all `n` unless the route
+    /// cuts and fewer are left, in which case what is left is spent (the answer ends there).
+    pub(crate) fn spend_up_to(&self, key: &ClientKey, n: u64, cut: bool) -> u64 {
+        self.with(key, |left| {
+            let wanted = n as f64;
+            if !cut || *left >= wanted {
+                *left -= wanted;
+                return n;
+            }
+            let allowed = left.max(0.0).floor();
+            *left -= allowed;
+            allowed as u64
+        })
+    }
+
     /// Forgets keys whose level is full again (they lose nothing).
     pub(crate) fn housekeep(&self) {
         let now = Instant::now();
@@ -166,6 +181,17 @@ impl Charge {
             refusal: Refusal::Quota(spent),
             fields: Some(fields(&self.quotas.config, spent.retry_after)),
         })
+    }
+
+    /// Spends up to `n` bytes as they go out and says how many may go: fewer than `n` when the
+    /// answer must be cut after them.
+    pub(crate) fn spend_bytes(&self, n: u64) -> u64 {
+        let cut = self.quotas.config.on_exceed == OnExceed::Cut && !self.report_only;
+        let allowed = self.quotas.spend_up_to(&self.key, n, cut);
+        if allowed < n {
+            self.metrics.limit("quota", "cut", &self.class);
+        }
+        allowed
     }
 
     /// Spends `n` units as they go out; false when the answer must be cut before them.

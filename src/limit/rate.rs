@@ -227,7 +227,10 @@ impl<C: Clock + Clone> Rates<C> {
             }),
             policy: per_client
                 .iter()
-                .map(|r| HeaderValue::from_str(&policy(*r, per_address, total)).ok())
+                .map(|r| {
+                    let r = r.or(per_client.first().copied().flatten());
+                    HeaderValue::from_str(&policy(r, per_address, total)).ok()
+                })
                 .collect(),
             clock,
             full,
@@ -241,8 +244,14 @@ impl<C: Clock + Clone> Rates<C> {
         let mut state = Vec::with_capacity(2);
         let mut verdict = Ok(());
         self.clean_at_cap();
-        let class = key.class();
-        if let Some(Some((rate, limiter))) = self.per_client.get(class) {
+        // A class without a rate of its own (or out of range) uses the default's buckets.
+        let own = |c: usize| self.per_client.get(c).and_then(Option::as_ref);
+        let class = if own(key.class()).is_some() {
+            key.class()
+        } else {
+            0
+        };
+        if let Some((rate, limiter)) = own(class) {
             verdict = self.one(
                 rate,
                 limiter.check_key(key),
@@ -264,7 +273,7 @@ impl<C: Clock + Clone> Rates<C> {
             verdict = self.one(rate, limiter.check(), "route", Which::Total, &mut state);
         }
         let fields = Fields {
-            policy: (self.policy.get(class).cloned().flatten())
+            policy: (self.policy.get(key.class()).cloned().flatten())
                 .unwrap_or(HeaderValue::from_static("")),
             state: HeaderValue::from_str(&state.join(", ")).unwrap_or(HeaderValue::from_static("")),
         };

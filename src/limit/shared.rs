@@ -97,7 +97,13 @@ impl Shared {
         // The route name in braces: a Redis Cluster keeps one route's keys in one slot. An
         // override's clients have buckets of their own (its rate is another GCRA).
         match scope {
-            Some(client) if client.class() > 0 && kind != "rate-address" => {
+            // Its own rate only: slots are counted per key whatever the class (as locally),
+            // and a class without a rate shares the default's buckets.
+            Some(client)
+                if kind == "rate"
+                    && client.class() > 0
+                    && self.class(client.class()).rate.is_some() =>
+            {
                 let class = &self.class(client.class()).name;
                 let (route, short) = (&self.route, client.short());
                 format!("{prefix}:{kind}:{{{route}}}:t:{class}:c:{short}")
@@ -168,7 +174,13 @@ impl Shared {
         if rate {
             let address = client.of_address();
             for (rate, kind, scope, which, name) in [
-                (class.rate, "rate", Some(client), Which::PerClient, "client"),
+                (
+                    class.rate.or(self.classes[0].rate),
+                    "rate",
+                    Some(client),
+                    Which::PerClient,
+                    "client",
+                ),
                 (
                     self.rate_per_address,
                     "rate-address",
@@ -219,7 +231,7 @@ impl Shared {
             |what| RedisError::Redis(redis::RedisError::from((redis::ErrorKind::Client, what)));
         let micros = |n: i64| Duration::from_micros(u64::try_from(n).unwrap_or(0));
         let secs = |n: i64| super::rate::ceil_secs(micros(n));
-        let rate_per_client = self.class(call.class).rate;
+        let rate_per_client = self.class(call.class).rate.or(self.classes[0].rate);
         let policy = super::rate::policy(rate_per_client, self.rate_per_address, self.rate_total);
         let spent = |pairs: &[i64]| {
             let state = call

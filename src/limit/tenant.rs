@@ -29,9 +29,10 @@ pub(crate) enum Class {
 pub(crate) struct Tier {
     /// Its `tenant_class` label.
     pub(crate) name: Arc<str>,
-    /// Its clients' rate.
+    /// Its own rate (the default class's: the route's `per_client`); none: the default's,
+    /// from the default's buckets, so a client that changes class gains nothing.
     pub(crate) rate: Option<Rate>,
-    /// Its clients' requests in flight.
+    /// Its clients' requests in flight (counted per key whatever the class).
     pub(crate) concurrency: Option<u32>,
 }
 
@@ -44,7 +45,7 @@ pub(crate) fn tiers(config: &LimitsConfig) -> Vec<Tier> {
     };
     let overrides = config.overrides.iter().map(|o| Tier {
         name: Arc::from(o.name.as_str()),
-        rate: o.rate.or(config.rate_per_client),
+        rate: o.rate,
         concurrency: o
             .concurrency
             .or(config.concurrency_per_client)

@@ -54,7 +54,8 @@ async fn as_client(proxy: &Proxy, bearer: &str) -> Got {
 async fn overrides_and_exempt_identities_get_their_own_limits_and_metrics_name_only_classes() {
     let upstream = Upstream::json("[]").await;
     let limits = "rate: {per_client: {requests: 1, per: 1m}, total: {requests: 8, per: 1m}},
-      overrides: [{name: gold, match: {claim: plan, value: gold}, rate: {requests: 3, per: 1m}}],
+      overrides: [{name: gold, match: {claim: plan, value: gold}, rate: {requests: 3, per: 1m}},
+                  {name: partner, match: {header: X-Partner, value: acme}, concurrency: 5}],
       exempt: [{claim: sub, value: batch-exporter}]";
     let proxy = Proxy::start(&yaml(limits, ""), &upstream).await;
     let (alice, bob) = (token("alice", "free"), token("bob", "gold"));
@@ -64,6 +65,13 @@ async fn overrides_and_exempt_identities_get_their_own_limits_and_metrics_name_o
         Some("\"client\";q=1;w=60, \"route\";q=8;w=60")
     );
     as_client(&proxy, &alice).await.problem(429);
+    // A class without a rate of its own spends the default's bucket: sending the header
+    // gains alice nothing.
+    let headers = [
+        ("authorization", alice.clone()),
+        ("x-partner", "acme".to_owned()),
+    ];
+    get_with(&proxy, "/orders", &headers).await.problem(429);
     for _ in 0..3 {
         let got = as_client(&proxy, &bob).await;
         assert_eq!(got.status, 200);
@@ -104,6 +112,7 @@ async fn overrides_and_exempt_identities_get_their_own_limits_and_metrics_name_o
         &text,
         &[
             "pagegate_limit_decisions_total{route=\"orders\",limit=\"rate_per_client\",decision=\"refused\",tenant_class=\"default\"} 1",
+            "pagegate_limit_decisions_total{route=\"orders\",limit=\"rate_per_client\",decision=\"refused\",tenant_class=\"partner\"} 1",
             "pagegate_limit_decisions_total{route=\"orders\",limit=\"rate_per_client\",decision=\"refused\",tenant_class=\"gold\"} 1",
             "pagegate_limit_decisions_total{route=\"orders\",limit=\"rate_total\",decision=\"refused\",tenant_class=\"gold\"} 1",
             "pagegate_limit_decisions_total{route=\"orders\",limit=\"exempt\",decision=\"passed\",tenant_class=\"exempt\"} 10",
@@ -228,9 +237,9 @@ fn tenant_mistakes_are_located_with_their_fix() {
             "`g` is used twice",
         ),
         (
-            "exempt: [{header: 'bad header', value: x}]",
+            "exempt: [{header: X-Service, value: batch}]",
             "t.yaml:8:",
-            "write a header name",
+            "cannot exempt a request: a client could send it itself",
         ),
     ];
     for (limits, at, fix) in cases {

@@ -14,7 +14,7 @@ use crate::config::load::identities::Identities;
 use crate::config::load::{Databases, Upstreams};
 use crate::config::*;
 use crate::cursor::CursorCodec;
-use crate::limit::config::QuotaUnit;
+use crate::limit::config::{OnExceed, QuotaUnit};
 use crate::route_table::{RouteSpec, RouteTable};
 use crate::table::config::ScopeSource;
 use serde_saphyr::Spanned;
@@ -220,13 +220,21 @@ pub(super) fn rows_on_tables(
     limits: &LimitsConfig,
     target: Option<&Target>,
 ) {
-    let rows = limits.quota.is_some_and(|q| q.unit == QuotaUnit::Rows);
-    if rows && !matches!(target, Some(Target::Table(_))) {
-        p.invalid(
+    let Some(quota) = limits.quota.filter(|q| q.unit == QuotaUnit::Rows) else {
+        return;
+    };
+    match target {
+        Some(Target::Table(t)) => {
+            let chunk = u64::from(t.chunk_rows.get());
+            if quota.on_exceed == OnExceed::Cut && quota.amount < chunk {
+                p.invalid(at, "quota", format!("cuts exports at whole chunks of `chunk_rows` ({chunk}), more than its {} rows: no export would send a row; raise `rows` or lower `chunk_rows`", quota.amount));
+            }
+        }
+        _ => p.invalid(
             at,
             "quota",
             "counts `rows`, which only a table route's exports have: count `bytes` here".to_owned(),
-        );
+        ),
     }
 }
 

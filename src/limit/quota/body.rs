@@ -1,6 +1,6 @@
 //! [`QuotaBody`]: an answer's body spending its bytes from the client's quota as frames go
-//! out, and with `on_exceed: cut` ending with [`Truncation`] before the first frame that does
-//! not fit.
+//! out, and with `on_exceed: cut` sending what is left of the quota (the start of the frame
+//! that does not fit), then ending with [`Truncation`].
 
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -19,8 +19,26 @@ pin_project! {
         #[pin]
         inner: B,
         charge: Charge,
-        cut: bool,
+        cut: Cut,
     }
+}
+
+/// Where a cut stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cut {
+    /// Not cut.
+    No,
+    /// Cut: the error is the next thing the body gives.
+    Owed,
+    /// The error was given.
+    Done,
+}
+
+/// The cut, given now.
+fn self_cut(cut: &mut Cut) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    *cut = Cut::Done;
+    let error = Truncation("the client's byte quota is spent (on_exceed: cut)");
+    Poll::Ready(Some(Err(Box::new(error))))
 }
 
 impl<B> QuotaBody<B> {
@@ -28,7 +46,7 @@ impl<B> QuotaBody<B> {
         Self {
             inner,
             charge,
-            cut: false,
+            cut: Cut::No,
         }
     }
 }
@@ -45,23 +63,34 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.project();
-        if *this.cut {
-            return Poll::Ready(None);
+        match this.cut {
+            Cut::No => {}
+            // The start of the frame that did not fit went out: now the cut.
+            Cut::Owed => return self_cut(this.cut),
+            Cut::Done => return Poll::Ready(None),
         }
-        let frame = ready!(this.inner.poll_frame(cx));
-        if let Some(Ok(frame)) = &frame
-            && let Some(data) = frame.data_ref()
-            && !this.charge.spend(data.len() as u64)
-        {
-            *this.cut = true;
-            let cut = Truncation("the client's byte quota is spent (on_exceed: cut)");
-            return Poll::Ready(Some(Err(Box::new(cut))));
+        let frame = match ready!(this.inner.poll_frame(cx)) {
+            Some(Ok(frame)) => frame,
+            other => return Poll::Ready(other),
+        };
+        let mut data = match frame.into_data() {
+            Ok(data) => data,
+            // Trailers cost nothing.
+            Err(trailers) => return Poll::Ready(Some(Ok(trailers))),
+        };
+        let allowed = this.charge.spend_bytes(data.len() as u64);
+        if allowed < data.len() as u64 {
+            data.truncate(usize::try_from(allowed).unwrap_or(0));
+            *this.cut = Cut::Owed;
+            if data.is_empty() {
+                return self_cut(this.cut);
+            }
         }
-        Poll::Ready(frame)
+        Poll::Ready(Some(Ok(Frame::data(data))))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.cut || self.inner.is_end_stream()
+        self.cut == Cut::Done || self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {

@@ -45,7 +45,19 @@ pub(super) fn tenants(
             ),
         );
     }
-    let exempt = l.exempt.iter().filter_map(|m| matcher(p, m, key)).collect();
+    // Exempt skips every limit: only a verified claim may say so, never a header a client
+    // could send itself.
+    for m in &l.exempt {
+        if let Some(header) = &m.value.header {
+            p.invalid(header, "header", "cannot exempt a request: a client could send it itself; exempt by a verified claim (`{claim: C, value: V}` with `key: {jwt, claim}`)".to_owned());
+        }
+    }
+    let exempt = l
+        .exempt
+        .iter()
+        .filter(|m| m.value.header.is_none())
+        .filter_map(|m| matcher(p, m, key))
+        .collect();
     (overrides, exempt)
 }
 
