@@ -6,22 +6,12 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use serde_json::json;
 
 use crate::support::jwt::{JwksServer, RSA_PUBLIC_PEM, Signer, claims, now};
 use crate::support::postgres::Postgres;
 use crate::support::tls::Ca;
-use crate::support::{Got, Proxy, Upstream};
-
-async fn get_with(proxy: &Proxy, path: &str, headers: &[(&str, String)]) -> Got {
-    let mut request = http::Request::get(proxy.url(path));
-    for (name, value) in headers {
-        request = request.header(*name, value.as_str());
-    }
-    let request = request.body(crate::support::full(Bytes::new()));
-    crate::support::send(request.expect("request")).await
-}
+use crate::support::{Got, Proxy, Upstream, get_with};
 
 async fn bearer(proxy: &Proxy, path: &str, token: &str) -> Got {
     get_with(proxy, path, &[("authorization", format!("Bearer {token}"))]).await

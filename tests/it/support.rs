@@ -340,6 +340,15 @@ pub async fn get_head(url: &str) -> http::Response<hyper::body::Incoming> {
         .expect("head")
 }
 
+/// `GET path` on `proxy` with `headers`, read whole.
+pub async fn get_with(proxy: &Proxy, path: &str, headers: &[(&str, String)]) -> Got {
+    let mut request = http::Request::get(proxy.url(path));
+    for (name, value) in headers {
+        request = request.header(*name, value.as_str());
+    }
+    send(request.body(full(Bytes::new())).expect("request")).await
+}
+
 pub async fn get(url: &str) -> Got {
     send(
         http::Request::get(url)

@@ -5,21 +5,11 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use serde_json::json;
 
 use crate::support::jwt::{RSA_PUBLIC_PEM, Signer, claims};
 use crate::support::redis::RedisServer;
-use crate::support::{Got, Proxy, Upstream, json_response};
-
-async fn get_with(proxy: &Proxy, path: &str, headers: &[(&str, String)]) -> Got {
-    let mut request = http::Request::get(proxy.url(path));
-    for (name, value) in headers {
-        request = request.header(*name, value.as_str());
-    }
-    let request = request.body(crate::support::full(Bytes::new()));
-    crate::support::send(request.expect("request")).await
-}
+use crate::support::{Got, Proxy, Upstream, get_with, json_response};
 
 /// Route `/orders` keyed by the `sub` of tokens the RSA test key signs, with `limits` added.
 fn yaml(limits: &str, top: &str) -> String {
