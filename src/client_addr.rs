@@ -11,6 +11,21 @@ use std::sync::Arc;
 use http::{HeaderMap, HeaderValue};
 use ipnet::IpNet;
 
+/// The value of header `name` when a request carries it exactly once, not empty: a repeated
+/// header is ambiguous (which one did the layer in front set, which one will the backend
+/// read?), so it counts as absent. What a limit key, a table scope, a tenant match and a
+/// bearer token are read with.
+pub(crate) fn single_header<'a>(
+    headers: &'a HeaderMap,
+    name: &http::HeaderName,
+) -> Option<&'a HeaderValue> {
+    let mut values = headers.get_all(name).iter();
+    match (values.next(), values.next()) {
+        (Some(value), None) if !value.is_empty() => Some(value),
+        _ => None,
+    }
+}
+
 /// The proxies whose forwarding headers (and request ids) are believed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TrustedProxies(Vec<IpNet>);

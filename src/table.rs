@@ -170,12 +170,8 @@ fn scope_value(
 ) -> Result<(String, resource::Source), PgError> {
     match &scope.from {
         ScopeSource::Header(name) => {
-            // Exactly one: a repeated header is ambiguous (which one did the auth layer set?).
-            let mut values = req.headers().get_all(name).iter();
-            let value = match (values.next(), values.next()) {
-                (Some(value), None) => value.to_str().ok().filter(|v| !v.is_empty()),
-                _ => None,
-            };
+            let value = crate::client_addr::single_header(req.headers(), name);
+            let value = value.and_then(|v| v.to_str().ok());
             let value = value.ok_or_else(|| PgError::ScopeRequired(name.clone()))?;
             Ok((value.to_owned(), resource::Source::Header(name.clone())))
         }

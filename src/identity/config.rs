@@ -73,15 +73,12 @@ impl ReadKeys {
     /// Whether the file now differs from what was read (or cannot be read now).
     pub(crate) fn changed(&self) -> bool {
         self.file.as_ref().is_some_and(|file| {
-            std::fs::read(file).map(|bytes| fingerprint(&bytes)).ok() != Some(self.fingerprint)
+            std::fs::read(file)
+                .map(|bytes| crate::tls::fingerprint(&[&bytes]))
+                .ok()
+                != Some(self.fingerprint)
         })
     }
-}
-
-/// The SHA-256 of key material.
-pub(crate) fn fingerprint(bytes: &[u8]) -> [u8; 32] {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes).into()
 }
 
 /// A JWK set fetched over HTTPS.

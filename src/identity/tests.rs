@@ -10,7 +10,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use jsonwebtoken::Algorithm;
 use serde_json::json;
 
-use super::config::{IdentityConfig, KeySource, ReadKeys, fingerprint};
+use super::config::{IdentityConfig, KeySource, ReadKeys};
 use super::verify::token;
 use super::{KeySet, TokenError, Verifier};
 
@@ -78,7 +78,7 @@ fn verifier(algorithms: Vec<Algorithm>, set: KeySet) -> Verifier {
         leeway: Duration::from_secs(5),
         keys: KeySource::Read(ReadKeys {
             file: None,
-            fingerprint: fingerprint(b"test"),
+            fingerprint: crate::tls::fingerprint(&[b"test"]),
             set: Arc::new(set),
         }),
     };

@@ -133,13 +133,12 @@ impl Verifier {
 
 /// The one token of `name` (`Bearer <token>` in `Authorization`; there or in another header).
 pub(super) fn token<'a>(headers: &'a http::HeaderMap, name: &http::HeaderName) -> Option<&'a str> {
-    let mut values = headers.get_all(name).iter();
-    let value = match (values.next(), values.next()) {
-        (Some(value), None) => value.to_str().ok()?.trim(),
-        // Two tokens are ambiguous: which one did the client mean, which one would the
-        // backend read?
-        _ => return None,
-    };
+    // Two tokens are ambiguous: which one did the client mean, which one would the backend
+    // read?
+    let value = crate::client_addr::single_header(headers, name)?
+        .to_str()
+        .ok()?
+        .trim();
     let bearer = value
         .get(..7)
         .filter(|scheme| scheme.eq_ignore_ascii_case("bearer "))

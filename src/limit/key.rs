@@ -69,15 +69,8 @@ impl ClientKey {
         verified: Option<&Verified>,
     ) -> Self {
         let ip = client.map_or(IpAddr::from([0, 0, 0, 0]), ClientAddr::key);
-        let header = |name| {
-            let mut values = headers.get_all(name).iter();
-            // One value exactly: a repeated header is ambiguous (which one did the auth layer
-            // check?), so it counts as absent and the address decides.
-            match (values.next(), values.next()) {
-                (Some(value), None) if !value.is_empty() => Some(value.as_bytes()),
-                _ => None,
-            }
-        };
+        // One value exactly: a repeated header counts as absent and the address decides.
+        let header = |name| crate::client_addr::single_header(headers, name).map(|v| v.as_bytes());
         let address = Self::address(ip);
         match source {
             ClientKeySource::Client => address,

@@ -93,24 +93,11 @@ impl Quotas {
         })
     }
 
-    /// Spends `n` units of `key`'s level; false when the route cuts and they do not fit: the
-    /// answer ends there and what was left is spent with it (so the next answer waits for the
-    /// refill instead of starting only to be cut at once).
-    pub(crate) fn spend(&self, key: &ClientKey, n: u64, cut: bool) -> bool {
-        self.with(key, |left| {
-            let n = n as f64;
-            if cut && *left < n {
-                *left = left.min(0.0);
-                return false;
-            }
-            *left -= n;
-            true
-        })
-    }
-
     /// Spends up to `n` units of `key`'s level and says how many: all `n` unless the route
-    /// cuts and fewer are left, in which case what is left is spent (the answer ends there).
-    pub(crate) fn spend_up_to(&self, key: &ClientKey, n: u64, cut: bool) -> u64 {
+    /// cuts and fewer are left, in which case what is left is spent with the answer, which
+    /// ends there (so the next one waits for the refill instead of starting only to be cut at
+    /// once).
+    pub(crate) fn spend(&self, key: &ClientKey, n: u64, cut: bool) -> u64 {
         self.with(key, |left| {
             let wanted = n as f64;
             if !cut || *left >= wanted {
@@ -183,25 +170,15 @@ impl Charge {
         })
     }
 
-    /// Spends up to `n` bytes as they go out and says how many may go: fewer than `n` when the
-    /// answer must be cut after them.
-    pub(crate) fn spend_bytes(&self, n: u64) -> u64 {
+    /// Spends up to `n` units as they go out and says how many may go: fewer than `n` when
+    /// the answer must be cut (a byte quota sends those; an export sends no part of a chunk).
+    pub(crate) fn spend(&self, n: u64) -> u64 {
         let cut = self.quotas.config.on_exceed == OnExceed::Cut && !self.report_only;
-        let allowed = self.quotas.spend_up_to(&self.key, n, cut);
+        let allowed = self.quotas.spend(&self.key, n, cut);
         if allowed < n {
             self.metrics.limit("quota", "cut", &self.class);
         }
         allowed
-    }
-
-    /// Spends `n` units as they go out; false when the answer must be cut before them.
-    pub(crate) fn spend(&self, n: u64) -> bool {
-        let cut = self.quotas.config.on_exceed == OnExceed::Cut && !self.report_only;
-        let spent = self.quotas.spend(&self.key, n, cut);
-        if !spent {
-            self.metrics.limit("quota", "cut", &self.class);
-        }
-        spent
     }
 }
 

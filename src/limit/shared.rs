@@ -92,6 +92,11 @@ impl Shared {
         self.classes.get(class).unwrap_or(&self.classes[0])
     }
 
+    /// A class's per-client rate: its own, or the default's.
+    fn rate_of(&self, class: usize) -> Option<Rate> {
+        self.class(class).rate.or(self.classes[0].rate)
+    }
+
     fn key(&self, kind: &str, scope: Option<&ClientKey>) -> String {
         let prefix = &self.redis.config.key_prefix;
         // The route name in braces: a Redis Cluster keeps one route's keys in one slot. An
@@ -175,7 +180,7 @@ impl Shared {
             let address = client.of_address();
             for (rate, kind, scope, which, name) in [
                 (
-                    class.rate.or(self.classes[0].rate),
+                    self.rate_of(client.class()),
                     "rate",
                     Some(client),
                     Which::PerClient,
@@ -231,7 +236,7 @@ impl Shared {
             |what| RedisError::Redis(redis::RedisError::from((redis::ErrorKind::Client, what)));
         let micros = |n: i64| Duration::from_micros(u64::try_from(n).unwrap_or(0));
         let secs = |n: i64| super::rate::ceil_secs(micros(n));
-        let rate_per_client = self.class(call.class).rate.or(self.classes[0].rate);
+        let rate_per_client = self.rate_of(call.class);
         let policy = super::rate::policy(rate_per_client, self.rate_per_address, self.rate_total);
         let spent = |pairs: &[i64]| {
             let state = call

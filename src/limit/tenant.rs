@@ -79,13 +79,8 @@ impl TenantMatch {
             Self::Claim { claim, value } => verified
                 .and_then(|v| v.claim(claim))
                 .is_some_and(|found| found == value.as_str()),
-            Self::Header { header, value } => {
-                let mut values = headers.get_all(header).iter();
-                match (values.next(), values.next()) {
-                    (Some(found), None) => found.as_bytes() == value.as_bytes(),
-                    _ => false,
-                }
-            }
+            Self::Header { header, value } => crate::client_addr::single_header(headers, header)
+                .is_some_and(|found| found.as_bytes() == value.as_bytes()),
         }
     }
 }

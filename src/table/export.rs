@@ -138,7 +138,7 @@ pub(super) async fn response(
             // A row quota with `on_exceed: cut`: a chunk that does not fit is not sent, so the
             // export ends after its last whole record, resumable with `after`.
             if let (Ok(chunk), Some(quota)) = (&chunk, &quota)
-                && !quota.spend(chunk.rows)
+                && quota.spend(chunk.rows) < chunk.rows
             {
                 let cut = Truncation("the client's row quota is spent (on_exceed: cut)");
                 return Some((Err(BoxError::from(cut)), (None, pipeline, None, true)));

@@ -201,7 +201,7 @@ fn not_after(cert: &CertificateDer<'_>) -> Option<u64> {
     )
 }
 
-fn fingerprint(parts: &[&[u8]]) -> [u8; 32] {
+pub(crate) fn fingerprint(parts: &[&[u8]]) -> [u8; 32] {
     let mut hash = Sha256::new();
     for part in parts {
         hash.update((part.len() as u64).to_be_bytes());

@@ -78,7 +78,7 @@ where
             // Trailers cost nothing.
             Err(trailers) => return Poll::Ready(Some(Ok(trailers))),
         };
-        let allowed = this.charge.spend_bytes(data.len() as u64);
+        let allowed = this.charge.spend(data.len() as u64);
         if allowed < data.len() as u64 {
             data.truncate(usize::try_from(allowed).unwrap_or(0));
             *this.cut = Cut::Owed;

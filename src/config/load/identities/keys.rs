@@ -177,7 +177,7 @@ fn read_file(
     match parse(&bytes) {
         Ok(set) => Some(KeySource::Read(ReadKeys {
             file: Some(file.value.trim().into()),
-            fingerprint: fingerprint(&bytes),
+            fingerprint: crate::tls::fingerprint(&[&bytes]),
             set: Arc::new(set),
         })),
         Err(why) => {
@@ -215,7 +215,7 @@ fn secret(p: &mut Problems, var: &Spanned<String>) -> Option<KeySource> {
     let set = KeySet::secret(&secret).ok()?;
     Some(KeySource::Read(ReadKeys {
         file: None,
-        fingerprint: fingerprint(&secret),
+        fingerprint: crate::tls::fingerprint(&[&secret]),
         set: Arc::new(set),
     }))
 }
