@@ -55,14 +55,15 @@ pagegate_conf 19021 ""
 pagegate_conf 19022 "{$NEVER}"
 pagegate_conf 19023 "{store: redis, on_redis_error: closed, $NEVER}"
 pagegate_conf 19025 "{store: redis, on_redis_error: closed, $NEVER}" "cluster: ['redis://127.0.0.1:19031']"
-TARGETS="none local redis cluster"
-declare -A PID PORT=([none]=19021 [local]=19022 [redis]=19023 [cluster]=19025)
+pagegate_conf 19026 "{store: redis, on_redis_error: closed, rate: {per_client: {requests: 1000000000, per: 1s}}}"
+TARGETS="none local redis cluster rate"
+declare -A PID PORT=([none]=19021 [local]=19022 [redis]=19023 [cluster]=19025 [rate]=19026)
 for target in $TARGETS; do
   "$BIN" run --config "$RUN/pagegate-${PORT[$target]}.yaml" --workers 1 >"$RUN/logs/$target.log" 2>&1 &
   PIDS+=($!)
   PID[$target]=$!
 done
-for port in 19001 19021 19022 19023 19025; do
+for port in 19001 19021 19022 19023 19025 19026; do
   for _ in $(seq 50); do curl -fs -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
 done
 
@@ -87,6 +88,7 @@ echo "per round, against no limits: median (min–max); the local target is 1.05
 echo "  local limits: cpu/req $(ratio local none 6)   p50 $(ratio local none 4)   p99 $(ratio local none 5)"
 echo "  redis limits: cpu/req $(ratio redis none 6)   p50 $(ratio redis none 4)   p99 $(ratio redis none 5)"
 echo "  cluster:      cpu/req $(ratio cluster none 6)   p50 $(ratio cluster none 4)   p99 $(ratio cluster none 5)"
+echo "  redis, rate only: cpu/req $(ratio rate none 6)   p50 $(ratio rate none 4)   p99 $(ratio rate none 5)"
 
 # Latency without queueing: one connection, one request at a time.
 echo

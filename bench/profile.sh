@@ -8,11 +8,14 @@
 #   bench/profile.sh                  10 s, logs off, pagegate with 1 worker thread
 #   SECONDS_PER=20 LOGS=true bench/profile.sh
 #   TLS=1 bench/profile.sh            the listener on TLS (wrk over https)
+#   REDIS=1 bench/profile.sh          with limits shared through a local redis-server (a
+#                                     per-client rate and slots that never trip)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER=${SECONDS_PER:-10}
 LOGS=${LOGS:-false}
 TLS=${TLS:-}
+REDIS=${REDIS:-}
 HOPDIR=$(cd "${HOPDIR:-bench/peers/hop}" && pwd)
 
 . bench/common.sh
@@ -32,12 +35,21 @@ if [ -n "$TLS" ]; then
     -keyout "$RUN/tls.key" -out "$RUN/tls.crt" 2>/dev/null
   scheme=https tls="tls: {cert_file: '$RUN/tls.crt', key_file: '$RUN/tls.key'}"
 fi
+limits=""
+if [ -n "$REDIS" ]; then
+  need redis-server
+  redis-server --bind 127.0.0.1 --port 19045 --save "" --appendonly no >"$RUN/logs/redis.log" 2>&1 &
+  PIDS+=($!)
+  limits=", limits: {store: redis, rate: {per_client: {requests: 1000000000, per: 1s}}, concurrency: {per_client: 10000, total: 100000}}"
+  tls="$tls
+redis: {url: 'redis://127.0.0.1:19045', timeout: 50ms}"
+fi
 cat >"$RUN/pagegate.yaml" <<EOF
 listen: 127.0.0.1:19044
 access_log: $LOGS
 max_connections: 4096
 $tls
-default: {action: pass, upstream: be}
+default: {action: pass, upstream: be$limits}
 upstreams:
   be: {url: 'http://127.0.0.1:19001', pool_max_idle: 64}
 EOF

@@ -2,7 +2,8 @@
 //! concurrency slots as leases in sorted sets, both taken in one Lua script, one round trip
 //! per request, that reads Redis's own clock (`TIME`), so the replicas' clocks never matter.
 //! Leases are renewed while the body streams and expire after `lease_ttl`, so a replica that
-//! dies cannot hold slots for longer.
+//! dies cannot hold slots for longer; one task per route renews and gives them back in
+//! batches ([`leases`]), so a request costs one round trip of its own.
 //!
 //! Every call has a short timeout (`redis.timeout`); when Redis cannot answer, the route's
 //! `on_redis_error` decides: `open` falls back to this process's own limiters, `closed`
@@ -24,11 +25,14 @@ use super::tenant::Tier;
 use crate::limit::config::Rate;
 
 mod connection;
+mod leases;
 mod scripts;
 mod sentinel;
 
 pub(crate) use connection::Redis;
 pub(crate) use connection::RedisError;
+use leases::Keeper;
+pub(crate) use leases::Lease;
 
 /// One route's shared limits.
 #[derive(Debug)]
@@ -45,12 +49,8 @@ pub(crate) struct Shared {
     /// Places of this process's requests waiting for a shared slot (made at the first wait,
     /// with the route's queue size).
     places: std::sync::OnceLock<Arc<super::queue::Places>>,
-}
-
-/// A lease on a shared slot, renewed by a task until dropped; then given back.
-#[derive(Debug)]
-pub(crate) struct Lease {
-    _stop: tokio::sync::oneshot::Sender<()>,
+    /// Renews and gives back the route's leases.
+    keeper: Arc<Keeper>,
 }
 
 impl Shared {
@@ -64,6 +64,7 @@ impl Shared {
         total: Option<u32>,
     ) -> Self {
         Self {
+            keeper: Keeper::new(redis.clone()),
             redis,
             route: route.to_owned(),
             classes,
@@ -144,25 +145,21 @@ impl Shared {
         slot: bool,
     ) -> Result<Taken, RedisError> {
         let mut call = self.call(client, rate, slot);
-        let id = format!(
-            "{:016x}-{}",
-            self.redis.process,
-            self.redis.leases.fetch_add(1, Ordering::Relaxed)
-        );
-        let ttl = self.redis.config.lease_ttl;
-        call.args.push(id.clone());
-        call.args.push(ttl.as_millis().to_string());
+        let id = self.keeper.next_id();
+        call.args.push(self.keeper.member(id));
+        call.args
+            .push(self.redis.config.lease_ttl.as_millis().to_string());
         // Redis may have taken the lease even if its answer never arrives (a timeout, a client
         // that left): until the answer is read, dropping this gives it back.
         let mut pending = Pending {
-            redis: self.redis.clone(),
-            keys: call.slot_keys.clone(),
+            keeper: Arc::clone(&self.keeper),
+            sets: call.slot_keys.clone(),
             id,
             armed: !call.fulls.is_empty(),
         };
         let answer: Vec<i64> = self.redis.run(0, &call.keys, &call.args).await?;
         pending.armed = false;
-        self.read(&answer, &call, pending, ttl)
+        self.read(&answer, &call, pending)
     }
 
     /// The script's keys and arguments for [`Self::take`], rate keys first, then slot keys.
@@ -225,13 +222,7 @@ impl Shared {
     }
 
     /// Reads the script's answer to `call`: a lease taken starts being renewed.
-    fn read(
-        &self,
-        answer: &[i64],
-        call: &Call,
-        mut pending: Pending,
-        ttl: Duration,
-    ) -> Result<Taken, RedisError> {
+    fn read(&self, answer: &[i64], call: &Call, mut pending: Pending) -> Result<Taken, RedisError> {
         let unexpected =
             |what| RedisError::Redis(redis::RedisError::from((redis::ErrorKind::Client, what)));
         let micros = |n: i64| Duration::from_micros(u64::try_from(n).unwrap_or(0));
@@ -256,13 +247,9 @@ impl Shared {
         match answer {
             [0, pairs @ ..] => {
                 let slot = (!call.fulls.is_empty()).then(|| {
-                    let (stop, stopped) = tokio::sync::oneshot::channel();
-                    let (keys, id) = (
-                        std::mem::take(&mut pending.keys),
-                        std::mem::take(&mut pending.id),
-                    );
-                    tokio::spawn(renew(self.redis.clone(), keys, id, ttl, stopped));
-                    Ok(Lease { _stop: stop })
+                    Ok(self
+                        .keeper
+                        .hold(pending.id, std::mem::take(&mut pending.sets)))
                 });
                 Ok(Taken {
                     rate: rate(spent(pairs)),
@@ -328,58 +315,17 @@ pub(crate) struct Taken {
 
 /// A lease asked for whose answer has not been read; see [`Shared::take`].
 struct Pending {
-    redis: Redis,
-    keys: Vec<String>,
-    id: String,
+    keeper: Arc<Keeper>,
+    sets: Vec<String>,
+    id: u64,
     armed: bool,
 }
 
 impl Drop for Pending {
     fn drop(&mut self) {
-        if !self.armed {
-            return;
+        if self.armed {
+            self.keeper
+                .give_back(self.id, std::mem::take(&mut self.sets));
         }
-        let (redis, keys, id) = (
-            self.redis.clone(),
-            std::mem::take(&mut self.keys),
-            std::mem::take(&mut self.id),
-        );
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                let _ = redis.run::<i64>(2, &keys, &[id]).await;
-            });
-        }
-    }
-}
-
-/// Renews a lease every third of its life until it is dropped, then gives it back.
-async fn renew(
-    redis: Redis,
-    keys: Vec<String>,
-    id: String,
-    ttl: Duration,
-    mut stopped: tokio::sync::oneshot::Receiver<()>,
-) {
-    let mut tick = tokio::time::interval(ttl / 3);
-    tick.tick().await;
-    let life = ttl.as_millis().to_string();
-    loop {
-        tokio::select! {
-            _ = &mut stopped => break,
-            _ = tick.tick() => {
-                match redis.run::<i64>(1, &keys, &[id.clone(), life.clone()]).await {
-                    Ok(held) if held < keys.len() as i64 => {
-                        tracing::debug!("a lease expired before its renewal (Redis was unreachable for lease_ttl); its slot may be another's");
-                    }
-                    Ok(_) => {}
-                    Err(error) => {
-                        tracing::debug!(%error, "a lease renewal failed; it expires after lease_ttl");
-                    }
-                }
-            }
-        }
-    }
-    if let Err(error) = redis.run::<i64>(2, &keys, std::slice::from_ref(&id)).await {
-        tracing::debug!(%error, "a lease could not be given back; it expires after lease_ttl");
     }
 }

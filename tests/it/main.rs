@@ -20,6 +20,7 @@ mod identities;
 mod integrity;
 mod keyset;
 mod layout;
+mod leases;
 mod limits;
 mod listener;
 mod metrics;

@@ -2,67 +2,13 @@
 //! one set of slots together; when Redis dies, `on_redis_error: open` falls back to the local
 //! limiters and `closed` answers 503; when it comes back, shared limits resume by themselves.
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::redis::{RedisServer, free_port};
+use crate::support::process::Replica;
+use crate::support::redis::{RedisServer, script_runs};
 use crate::support::{Proxy, Upstream, json_response};
 use bytes::Bytes;
 use http_body_util::BodyExt;
-
-/// A running `pagegate` process, killed when dropped.
-struct Replica {
-    port: u16,
-    child: Child,
-    config: std::path::PathBuf,
-}
-
-impl Replica {
-    fn start(yaml: &str) -> Self {
-        let port = free_port();
-        let path = std::env::temp_dir().join(format!(
-            "pagegate-replica-{}-{port}.yaml",
-            std::process::id()
-        ));
-        std::fs::write(
-            &path,
-            format!("listen: 127.0.0.1:{port}\naccess_log: false\n{yaml}"),
-        )
-        .expect("config");
-        let child = Command::new(env!("CARGO_BIN_EXE_pagegate"))
-            .args(["run", "--workers", "1", "--config"])
-            .arg(&path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start pagegate");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "pagegate did not listen on {port}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Self {
-            port,
-            child,
-            config: path,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.config);
-    }
-}
 
 /// A backend whose `/export` streams for about a second; anything else answers at once.
 async fn backend() -> Upstream {
@@ -207,24 +153,6 @@ async fn connect(redis: &RedisServer) -> redis::aio::MultiplexedConnection {
         .expect("connect to redis")
 }
 
-/// Lua script runs Redis has served (`EVALSHA`, and `EVAL` when a script was not loaded yet).
-async fn script_runs(redis: &RedisServer) -> u64 {
-    let mut conn = connect(redis).await;
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(&mut conn)
-        .await
-        .expect("INFO commandstats");
-    info.lines()
-        .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
-        .filter_map(|l| {
-            l.split(['=', ','])
-                .nth(1)
-                .and_then(|n| n.parse::<u64>().ok())
-        })
-        .sum()
-}
-
 #[tokio::test]
 async fn a_rate_and_a_slot_are_taken_in_one_round_trip() {
     let redis = RedisServer::start();
@@ -249,7 +177,7 @@ routes:
         assert_eq!(got.status, 200);
         assert!(got.header("ratelimit").is_some(), "the rate was checked");
     }
-    // Each slot is given back when its body ends, by a task of its own.
+    // Each slot is given back when its body ends (at once: the route is otherwise idle).
     tokio::time::sleep(Duration::from_millis(300)).await;
     let runs = script_runs(&redis).await - before;
     assert_eq!(

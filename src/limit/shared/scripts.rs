@@ -1,6 +1,7 @@
-//! The Lua scripts shared limits run, one round trip each: `TAKE` (rates, then a lease),
-//! `RENEW` and `RELEASE`. They use only commands Redis 6.2 has (`TIME`, `GET`, `SET`, `ZADD`,
-//! `ZCARD`, `ZREMRANGEBYSCORE`, `ZREM`, `PEXPIRE`), so its forks run them too.
+//! The Lua scripts shared limits run, one round trip each: `TAKE` (rates, then a lease) per
+//! request, `RENEW` and `RELEASE` for a batch of leases. They use only commands Redis 6.2 has
+//! (`TIME`, `GET`, `SET`, `ZADD`, `ZCARD`, `ZREMRANGEBYSCORE`, `ZREM`, `PEXPIRE`), so its
+//! forks run them too.
 
 /// One round trip per request: GCRA over the rate keys, then a lease in the slot sets.
 /// `ARGV[1]` is the number of rate keys `r`; `KEYS[1..r]` are the rate keys (the client's,
@@ -61,23 +62,37 @@ for _, v in ipairs(rates) do out[#out + 1] = v end
 return out
 ";
 
-/// Renews a lease (ARGV: id, life in ms) in every set it is still in; one that expired (its
-/// slot may be another's now) is not taken again. Returns how many sets still held it.
+/// Renews leases: `ARGV[1]` is their life (ms); then, for each set in `KEYS` in turn, how
+/// many lease ids follow and those ids. A lease that expired (its slot may be another's now)
+/// is not taken again. Returns how many (set, lease) pairs were still held.
 pub(super) const RENEW: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local life = tonumber(ARGV[1])
 local held = 0
+local a = 2
 for _, key in ipairs(KEYS) do
-  held = held + redis.call('ZADD', key, 'XX', 'CH', now + tonumber(ARGV[2]), ARGV[1])
-  redis.call('PEXPIRE', key, tonumber(ARGV[2]))
+  local n = tonumber(ARGV[a])
+  local scored = {}
+  for i = 1, n do
+    scored[#scored + 1] = now + life
+    scored[#scored + 1] = ARGV[a + i]
+  end
+  held = held + redis.call('ZADD', key, 'XX', 'CH', unpack(scored))
+  redis.call('PEXPIRE', key, life)
+  a = a + n + 1
 end
 return held
 ";
 
-/// Gives a lease back (ARGV: id).
+/// Gives leases back: for each set in `KEYS` in turn, `ARGV` holds how many lease ids
+/// follow, then those ids.
 pub(super) const RELEASE: &str = r"
+local a = 1
 for _, key in ipairs(KEYS) do
-  redis.call('ZREM', key, ARGV[1])
+  local n = tonumber(ARGV[a])
+  redis.call('ZREM', key, unpack(ARGV, a + 1, a + n))
+  a = a + n + 1
 end
 return 0
 ";

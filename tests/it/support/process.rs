@@ -1,4 +1,6 @@
-//! A real `pagegate run` process of the test build, stopped when the test ends.
+//! Real `pagegate run` processes of the test build, stopped when the test ends: one whose
+//! admin listener answers ([`Running`]), and replicas of a config on a port of their own
+//! ([`Replica`]).
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -56,5 +58,65 @@ impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A running `pagegate` process, killed when dropped.
+pub struct Replica {
+    port: u16,
+    child: Child,
+    config: std::path::PathBuf,
+}
+
+impl Replica {
+    pub fn start(yaml: &str) -> Self {
+        Self::start_with_env(yaml, &[])
+    }
+
+    /// One whose environment also holds `env` (names and values).
+    pub fn start_with_env(yaml: &str, env: &[(&str, &str)]) -> Self {
+        let port = super::redis::free_port();
+        let path = std::env::temp_dir().join(format!(
+            "pagegate-replica-{}-{port}.yaml",
+            std::process::id()
+        ));
+        std::fs::write(
+            &path,
+            format!("listen: 127.0.0.1:{port}\naccess_log: false\n{yaml}"),
+        )
+        .expect("config");
+        let child = Command::new(env!("CARGO_BIN_EXE_pagegate"))
+            .args(["run", "--workers", "1", "--config"])
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .envs(env.iter().copied())
+            .spawn()
+            .expect("start pagegate");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "pagegate did not listen on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self {
+            port,
+            child,
+            config: path,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.config);
     }
 }

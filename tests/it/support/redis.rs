@@ -79,3 +79,21 @@ impl Drop for RedisServer {
         self.kill();
     }
 }
+
+/// Lua script runs `redis` has served (`EVALSHA`, and `EVAL` when a script was not loaded).
+pub async fn script_runs(redis: &RedisServer) -> u64 {
+    let mut conn = redis::Client::open(redis.url())
+        .expect("redis url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect to redis");
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut conn)
+        .await
+        .expect("INFO commandstats");
+    info.lines()
+        .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
+        .filter_map(|l| l.split(['=', ',']).nth(1)?.parse::<u64>().ok())
+        .sum()
+}

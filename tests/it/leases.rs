@@ -1,0 +1,156 @@
+//! Shared slots' leases in a real `redis-server`: renewed while an answer streams (past
+//! `lease_ttl`), back for others within `lease_ttl` of a replica's `kill -9`, and given back
+//! in batches when many answers end together.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+
+use crate::support::process::Replica;
+use crate::support::redis::{RedisServer, script_runs};
+use crate::support::{Proxy, Upstream, json_response};
+
+#[tokio::test]
+async fn a_lease_outlives_its_ttl_while_streaming_and_a_killed_replicas_comes_back() {
+    let redis = RedisServer::start();
+    // `/long` streams for about 4 s, four times `lease_ttl`.
+    let upstream = Upstream::start(|req| async move {
+        if req.uri().path() != "/long" {
+            return json_response("[]");
+        }
+        http::Response::new(crate::support::bodies::slow_rows(
+            80,
+            Duration::from_millis(50),
+            b"row\n",
+        ))
+    })
+    .await;
+    let yaml = format!(
+        "redis: {{url: '{}', timeout: 200ms, lease_ttl: 1s}}
+default: {{action: deny}}
+upstreams: {{app: {{url: '{}'}}}}
+routes:
+  - {{name: long, path: /long, upstream: app, limits: {{store: redis, concurrency: {{total: 1}}}}}}
+",
+        redis.url(),
+        upstream.url()
+    );
+    let a = Replica::start(&yaml);
+    let b = Replica::start(&yaml);
+    let client = crate::support::client();
+    let mut running = client
+        .request(
+            http::Request::get(a.url("/long"))
+                .body(crate::support::full(Bytes::new()))
+                .expect("request"),
+        )
+        .await
+        .expect("export")
+        .into_body();
+    // Read on while B is asked, past twice the lease's life: renewals keep the slot A's.
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(2500) {
+        let frame = running.frame().await.expect("a frame").expect("no error");
+        assert!(frame.is_data());
+        if started.elapsed() > Duration::from_millis(1200) {
+            crate::support::get(&b.url("/long")).await.problem(503);
+        }
+    }
+    // A dies with the lease held; its slot comes back within `lease_ttl` (plus a poll).
+    drop(a);
+    let killed = Instant::now();
+    let status = loop {
+        // Only the head: the answer then streams for seconds.
+        let head = client
+            .request(
+                http::Request::get(b.url("/long"))
+                    .body(crate::support::full(Bytes::new()))
+                    .expect("request"),
+            )
+            .await
+            .expect("an answer");
+        if head.status() == 200 || killed.elapsed() > Duration::from_secs(3) {
+            break head.status();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let waited = killed.elapsed();
+    assert_eq!(status, 200, "the dead replica's slot never came back");
+    assert!(
+        waited <= Duration::from_millis(1300),
+        "the slot came back {waited:?} after the kill, lease_ttl is 1s"
+    );
+}
+
+#[tokio::test]
+async fn leases_that_end_together_are_given_back_together() {
+    const N: usize = 20;
+    let redis = RedisServer::start();
+    // Every request waits for all N: their answers end at once.
+    let gate = Arc::new(tokio::sync::Barrier::new(N));
+    let upstream = Upstream::start(move |_| {
+        let gate = Arc::clone(&gate);
+        async move {
+            gate.wait().await;
+            json_response("[]")
+        }
+    })
+    .await;
+    let yaml = format!(
+        "redis: {{url: '{}', timeout: 500ms}}
+default: {{action: deny}}
+upstreams: {{app: {{url: '{{upstream}}', pool_max_idle: 64}}}}
+routes:
+  - {{name: held, path: /held, upstream: app, limits: {{store: redis, concurrency: {{per_client: 50, total: 100}}}}}}
+",
+        redis.url()
+    );
+    let proxy = Proxy::start(&yaml, &upstream).await;
+    let url = proxy.url("/held");
+    let fetch = || {
+        let url = url.clone();
+        tokio::spawn(async move { crate::support::get(&url).await })
+    };
+    // The first round loads the scripts.
+    let warm = fetch();
+    let rest: Vec<_> = (1..N).map(|_| fetch()).collect();
+    assert_eq!(warm.await.expect("joined").status, 200);
+    for got in rest {
+        assert_eq!(got.await.expect("joined").status, 200);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = script_runs(&redis).await;
+    let all: Vec<_> = (0..N).map(|_| fetch()).collect();
+    for got in all {
+        assert_eq!(got.await.expect("joined").status, 200);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let runs = script_runs(&redis).await - before;
+    assert!(
+        (N as u64 + 1..=N as u64 + 5).contains(&runs),
+        "{N} takes and a few batched releases, not one release each: {runs} script runs"
+    );
+    // Every slot was given back.
+    let mut conn = redis::Client::open(redis.url())
+        .expect("redis url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*slots*held*")
+        .query_async(&mut conn)
+        .await
+        .expect("KEYS");
+    // A set whose last lease is given back is gone.
+    for key in keys {
+        let held: u64 = redis::cmd("ZCARD")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .expect("ZCARD");
+        assert_eq!(held, 0, "{key} still holds a lease");
+    }
+    proxy.stop().await;
+}
