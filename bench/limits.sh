@@ -2,7 +2,8 @@
 # What limits cost on the hop: pagegate with no limits, with local limits that never trip (a
 # per-client rate and per-client and total slots, all far above the load), and with the same
 # limits shared through a local redis-server (`store: redis`) and through a Redis Cluster of
-# three masters (`redis: {cluster: …}`), in turns, for ROUNDS rounds, in
+# three masters (`redis: {cluster: …}`), then a shared rate alone, exact (`rate`: one round
+# trip a request) and batched (`batched`: `batch: 50ms`), in turns, for ROUNDS rounds, in
 # front of the nginx backend of bench/peers/hop/. wrk -t1 -c32; each pagegate's CPU time
 # per request (user + system, from /proc) and wrk's p50/p99.
 #
@@ -56,14 +57,15 @@ pagegate_conf 19022 "{$NEVER}"
 pagegate_conf 19023 "{store: redis, on_redis_error: closed, $NEVER}"
 pagegate_conf 19025 "{store: redis, on_redis_error: closed, $NEVER}" "cluster: ['redis://127.0.0.1:19031']"
 pagegate_conf 19026 "{store: redis, on_redis_error: closed, rate: {per_client: {requests: 1000000000, per: 1s}}}"
-TARGETS="none local redis cluster rate"
-declare -A PID PORT=([none]=19021 [local]=19022 [redis]=19023 [cluster]=19025 [rate]=19026)
+pagegate_conf 19027 "{store: redis, batch: 50ms, on_redis_error: closed, rate: {per_client: {requests: 1000000000, per: 1s}}}"
+TARGETS="none local redis cluster rate batched"
+declare -A PID PORT=([none]=19021 [local]=19022 [redis]=19023 [cluster]=19025 [rate]=19026 [batched]=19027)
 for target in $TARGETS; do
   "$BIN" run --config "$RUN/pagegate-${PORT[$target]}.yaml" --workers 1 >"$RUN/logs/$target.log" 2>&1 &
   PIDS+=($!)
   PID[$target]=$!
 done
-for port in 19001 19021 19022 19023 19025 19026; do
+for port in 19001 19021 19022 19023 19025 19026 19027; do
   for _ in $(seq 50); do curl -fs -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
 done
 
@@ -89,6 +91,7 @@ echo "  local limits: cpu/req $(ratio local none 6)   p50 $(ratio local none 4) 
 echo "  redis limits: cpu/req $(ratio redis none 6)   p50 $(ratio redis none 4)   p99 $(ratio redis none 5)"
 echo "  cluster:      cpu/req $(ratio cluster none 6)   p50 $(ratio cluster none 4)   p99 $(ratio cluster none 5)"
 echo "  redis, rate only: cpu/req $(ratio rate none 6)   p50 $(ratio rate none 4)   p99 $(ratio rate none 5)"
+echo "  batched rate:     cpu/req $(ratio batched none 6)   p50 $(ratio batched none 4)   p99 $(ratio batched none 5)"
 
 # Latency without queueing: one connection, one request at a time.
 echo

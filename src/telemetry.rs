@@ -93,6 +93,7 @@ pub struct Metrics {
     cursor_failures: Family<CursorLabels, Counter>,
     protections: Family<ProtectionLabels, Counter>,
     limits: Family<LimitLabels, Counter>,
+    limit_evictions: Family<RouteLabels, Counter>,
     reported: Family<ReportLabels, Counter>,
     log_dropped: Counter,
     log_dropped_seen: AtomicU64,
@@ -118,7 +119,6 @@ impl Default for Metrics {
         let order_violations = Family::<RouteLabels, Counter>::default();
         let log_dropped = Counter::default();
         let protections = Family::<ProtectionLabels, Counter>::default();
-        let limits = Family::<LimitLabels, Counter>::default();
         let reported = Family::<ReportLabels, Counter>::default();
         let export_rows = Family::<RouteLabels, Counter>::default();
         let cursor_failures = Family::<CursorLabels, Counter>::default();
@@ -137,11 +137,7 @@ impl Default for Metrics {
             "What a list policy in report-only mode would have done (refused, clamped, rewritten, cut), by route",
             reported.clone(),
         );
-        registry.register(
-            "limit_decisions",
-            "Requests a route's limits refused (decision=refused) or would have refused in report-only mode (decision=reported), by route and limit",
-            limits.clone(),
-        );
+        let (limits, limit_evictions) = register_limits(registry);
         registry.register(
             "protections",
             "Requests and connections pagegate refused or cut to protect itself or the backend, by reason",
@@ -180,6 +176,7 @@ impl Default for Metrics {
             order_violations,
             protections,
             limits,
+            limit_evictions,
             reported,
             export_rows,
             cursor_failures,
@@ -220,6 +217,7 @@ impl Metrics {
             order_violations,
             protections: self.protections.clone(),
             limits: self.limits.clone(),
+            limit_evictions: self.limit_evictions.get_or_create(&route()).clone(),
             reported: self.reported.clone(),
             cursor_failures: self.cursor_failures.clone(),
         })
@@ -254,6 +252,25 @@ impl Metrics {
     }
 }
 
+/// The limits' families: decisions, and keys batched shared rates forgot.
+fn register_limits(
+    registry: &mut Registry,
+) -> (Family<LimitLabels, Counter>, Family<RouteLabels, Counter>) {
+    let limits = Family::<LimitLabels, Counter>::default();
+    let limit_evictions = Family::<RouteLabels, Counter>::default();
+    registry.register(
+        "limit_decisions",
+        "Requests a route's limits refused (decision=refused) or would have refused in report-only mode (decision=reported), by route and limit",
+        limits.clone(),
+    );
+    registry.register(
+        "limit_evictions",
+        "Keys a route's batched shared rates (limits.batch) forgot because max_clients was reached; each is read from Redis again on its next request, by route",
+        limit_evictions.clone(),
+    );
+    (limits, limit_evictions)
+}
+
 /// Status codes 100 to 599 each get a slot.
 const STATUS_SLOTS: usize = 500;
 
@@ -274,6 +291,7 @@ pub struct RouteMetrics {
     order_violations: Option<Counter>,
     protections: Family<ProtectionLabels, Counter>,
     limits: Family<LimitLabels, Counter>,
+    limit_evictions: Counter,
     reported: Family<ReportLabels, Counter>,
     cursor_failures: Family<CursorLabels, Counter>,
 }
@@ -316,6 +334,13 @@ impl RouteMetrics {
                 route: self.name.to_string(),
             })
             .clone()
+    }
+
+    /// Counts `n` keys batched shared rates forgot at `max_clients`.
+    pub(crate) fn limit_evicted(&self, n: u64) {
+        if n > 0 {
+            self.limit_evictions.inc_by(n);
+        }
     }
 
     /// The counter of request body bytes relayed upstream.

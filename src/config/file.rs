@@ -211,6 +211,7 @@ pub(crate) struct FileLimits {
     pub(crate) max_clients: Option<Spanned<Whole>>,
     pub(crate) store: Option<Spanned<FileLimitStore>>,
     pub(crate) on_redis_error: Option<FileOnRedisError>,
+    pub(crate) batch: Option<Spanned<String>>,
     pub(crate) pace: Option<Spanned<FilePace>>,
     #[serde(default)]
     pub(crate) overrides: Vec<Spanned<FileOverride>>,

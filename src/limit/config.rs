@@ -30,6 +30,9 @@ pub struct LimitsConfig {
     pub max_clients: NonZeroUsize,
     /// Where the limits are kept: this process, or Redis (shared by every replica).
     pub store: LimitStore,
+    /// With `store: redis`, rates counted here and sent to Redis every this long (`batch`)
+    /// instead of one round trip a request; `None`: exact.
+    pub batch: Option<Duration>,
     /// With `store: redis`, what happens while Redis cannot answer.
     pub on_redis_error: OnRedisError,
     /// Response bytes slowed instead of refused (in this process).

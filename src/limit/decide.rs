@@ -46,12 +46,13 @@ impl Limits {
         let total = config.concurrency_total.map(|n| n.get());
         let shared = redis.map(|redis| {
             let rates = (config.rate_per_address, config.rate_total);
+            let batch = config.batch.map(|every| (every, config.max_clients.get()));
             Arc::new(Shared::new(
                 redis.clone(),
                 route,
                 classes.clone(),
-                rates,
-                total,
+                (rates, total),
+                batch,
             ))
         });
         let rates: Vec<_> = classes.iter().map(|c| c.rate).collect();
@@ -280,7 +281,9 @@ impl Limits {
     ) -> Result<(Option<Slot>, Notes), LimitError> {
         let slots = self.slots.is_some();
         // The rate and the first try for a slot in one round trip.
-        let answer = shared.take(&key, self.rates.is_some(), slots).await;
+        let answer = shared
+            .take(&key, (self.rates.is_some(), slots), &metrics)
+            .await;
         shared.health(&answer);
         let mut first = match answer {
             Ok(taken) => {
@@ -302,7 +305,7 @@ impl Limits {
                 Some(outcome) => outcome,
                 // A rate refused in report-only mode took no slot yet; a queued request polls.
                 None => {
-                    let answer = shared.take(&key, false, true).await;
+                    let answer = shared.take(&key, (false, true), &metrics).await;
                     shared.health(&answer);
                     match answer.map(|taken| taken.slot) {
                         Ok(Some(outcome)) => outcome,

@@ -23,16 +23,23 @@ use super::concurrency::Full;
 use super::rate::{Fields, Refused, Which};
 use super::tenant::Tier;
 use crate::limit::config::Rate;
+use crate::telemetry::RouteMetrics;
 
+mod batched;
 mod connection;
 mod leases;
 mod scripts;
 mod sentinel;
 
+use batched::{Batched, Checked};
 pub(crate) use connection::Redis;
 pub(crate) use connection::RedisError;
 use leases::Keeper;
 pub(crate) use leases::Lease;
+
+/// Leases or keys one script call renews, gives back or flushes at most: bounds its
+/// arguments (a Lua `unpack` must fit Lua's stack) and how long Redis runs it.
+const BATCH: usize = 256;
 
 /// One route's shared limits.
 #[derive(Debug)]
@@ -51,19 +58,23 @@ pub(crate) struct Shared {
     places: std::sync::OnceLock<Arc<super::queue::Places>>,
     /// Renews and gives back the route's leases.
     keeper: Arc<Keeper>,
+    /// `limits.batch`: rates decided here and flushed to Redis together.
+    batched: Option<Arc<Batched>>,
 }
 
 impl Shared {
     /// The shared limits of `route`: each class's per-client ones, the per-address rate and
-    /// the route's totals (`rates`: per address, total; `total`: requests in flight).
+    /// the route's totals (`rates`: per address, total; `total`: requests in flight); rates
+    /// flushed every `batch.0`, for at most `batch.1` keys, when batched.
     pub(crate) fn new(
         redis: Redis,
         route: &str,
         classes: Vec<Tier>,
-        rates: (Option<Rate>, Option<Rate>),
-        total: Option<u32>,
+        (rates, total): ((Option<Rate>, Option<Rate>), Option<u32>),
+        batch: Option<(Duration, usize)>,
     ) -> Self {
         Self {
+            batched: batch.map(|(every, cap)| Batched::new(redis.clone(), every, cap)),
             keeper: Keeper::new(redis.clone()),
             redis,
             route: route.to_owned(),
@@ -138,7 +149,36 @@ impl Shared {
     /// Takes one request from the client's and the route's shared budgets (`rate`) and a
     /// shared slot (`slot`), in one round trip: the rate's verdict and fields, when asked for,
     /// and the slot or which limit is full, when asked for and the rate let the request on.
+    /// With `limits.batch` the rates are decided on this process's view ([`Batched`]), and
+    /// only a slot costs a round trip.
     pub(crate) async fn take(
+        &self,
+        client: &ClientKey,
+        (rate, slot): (bool, bool),
+        metrics: &RouteMetrics,
+    ) -> Result<Taken, RedisError> {
+        if rate && let Some(batched) = &self.batched {
+            let call = self.call(client, true, false);
+            let evicted = |n| metrics.limit_evicted(n);
+            if let Checked::Answer(answer) = batched.check(&call.keys, &call.args, evicted).await? {
+                let unarmed = Pending {
+                    keeper: Arc::clone(&self.keeper),
+                    sets: Vec::new(),
+                    id: 0,
+                    armed: false,
+                };
+                let mut taken = self.read(&answer, &call, unarmed)?;
+                if slot && matches!(taken.rate, Some((Ok(()), _))) {
+                    taken.slot = self.take_exact(client, false, true).await?.slot;
+                }
+                return Ok(taken);
+            }
+        }
+        self.take_exact(client, rate, slot).await
+    }
+
+    /// [`Self::take`] in one round trip: the rates and a slot in one script run.
+    async fn take_exact(
         &self,
         client: &ClientKey,
         rate: bool,

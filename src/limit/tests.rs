@@ -260,6 +260,7 @@ async fn pace_alone_is_not_shared_and_survives_a_reload() {
     })
     .expect("a lazy client");
     let config = LimitsConfig {
+        batch: None,
         key: ClientKeySource::Client,
         rate_per_client: None,
         rate_per_address: None,

@@ -5,6 +5,7 @@ mod support;
 
 mod access_log;
 mod admin;
+mod batched_limits;
 mod check;
 mod connections;
 mod demo;

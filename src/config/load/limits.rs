@@ -9,18 +9,13 @@ use serde_saphyr::Spanned;
 use super::Problems;
 use super::identities::Identities;
 use crate::config::defaults::{
-    DEFAULT_LEASE_TTL, DEFAULT_LIMIT_MAX_CLIENTS, DEFAULT_PER_ADDRESS_FACTOR,
-    DEFAULT_QUEUE_TIMEOUT, DEFAULT_REDIS_KEY_PREFIX, DEFAULT_REDIS_TIMEOUT,
+    DEFAULT_LIMIT_MAX_CLIENTS, DEFAULT_PER_ADDRESS_FACTOR, DEFAULT_QUEUE_TIMEOUT,
 };
 use crate::config::file::{
     FileConcurrency, FileKeySpec, FileLimitKey, FileLimitStore, FileLimits, FileOnRedisError,
-    FileRate, FileRedis, Whole,
+    FileRate, Whole,
 };
-use crate::config::redact::without_password;
-use crate::config::{
-    ClientKeySource, LimitStore, LimitsConfig, OnRedisError, Queue, Rate, RedisConfig,
-    RedisTopology,
-};
+use crate::config::{ClientKeySource, LimitStore, LimitsConfig, OnRedisError, Queue, Rate};
 
 /// A whole number from 1 to `u32::MAX`, or a located problem.
 fn count(
@@ -37,134 +32,10 @@ fn count(
 
 mod pace;
 mod quota;
+mod redis;
 mod tenants;
 
-/// A `redis://` URL, trimmed, or a located problem.
-fn redis_url(p: &mut Problems, url: &Spanned<String>, key: &'static str) -> String {
-    let text = url.value.trim();
-    let scheme = text.starts_with("redis://") || text.starts_with("rediss://");
-    if text.contains('#') {
-        // `#insecure` would turn certificate checks off: never here.
-        p.invalid(
-            url,
-            key,
-            format!("is {:?}: remove the #fragment (certificates are always verified; name the CA in redis.tls.ca_file)", without_password(text)),
-        );
-    } else if !scheme || redis::Client::open(text).is_err() {
-        p.invalid(
-            url,
-            key,
-            format!(
-                "is {:?}: write redis://[user:password@]HOST:PORT[/DB] (rediss:// for TLS)",
-                without_password(text)
-            ),
-        );
-    }
-    text.to_owned()
-}
-
-/// A non-empty list of `redis://` URLs, or a located problem.
-fn redis_urls(
-    p: &mut Problems,
-    urls: &Spanned<Vec<Spanned<String>>>,
-    key: &'static str,
-) -> Vec<String> {
-    if urls.value.is_empty() {
-        p.invalid(
-            urls,
-            key,
-            "is empty: list at least one redis://HOST:PORT".to_owned(),
-        );
-    }
-    urls.value
-        .iter()
-        .map(|url| redis_url(p, url, key))
-        .collect()
-}
-
-/// Where Redis is: exactly one of `url`, `cluster` and `sentinel`.
-fn topology(p: &mut Problems, at: &Spanned<FileRedis>) -> RedisTopology {
-    let r = &at.value;
-    match (&r.url, &r.cluster, &r.sentinel) {
-        (Some(url), None, None) => RedisTopology::Single(redis_url(p, url, "url")),
-        (None, Some(nodes), None) => RedisTopology::Cluster(redis_urls(p, nodes, "cluster")),
-        (None, None, Some(sentinel)) => {
-            let master = sentinel.value.master.value.trim();
-            if master.is_empty() {
-                p.invalid(
-                    &sentinel.value.master,
-                    "master",
-                    "is empty: write the name the Sentinels monitor the master by (`sentinel monitor NAME …`)".to_owned(),
-                );
-            }
-            RedisTopology::Sentinel {
-                master: master.to_owned(),
-                urls: redis_urls(p, &sentinel.value.urls, "urls"),
-            }
-        }
-        _ => {
-            p.invalid(
-                at,
-                "redis",
-                "needs exactly one of `url` (one server), `cluster` (seed nodes of a Redis Cluster) and `sentinel` ({master, urls})".to_owned(),
-            );
-            RedisTopology::Single(String::new())
-        }
-    }
-}
-
-pub(super) fn redis(p: &mut Problems, at: &Spanned<FileRedis>) -> RedisConfig {
-    let r = &at.value;
-    let topology = topology(p, at);
-    let urls = match &topology {
-        RedisTopology::Single(url) => std::slice::from_ref(url),
-        RedisTopology::Cluster(urls) | RedisTopology::Sentinel { urls, .. } => urls.as_slice(),
-    };
-    let tls_urls = urls.iter().filter(|u| u.starts_with("rediss://")).count();
-    if tls_urls != 0 && tls_urls != urls.len() {
-        p.invalid(
-            at,
-            "redis",
-            "mixes redis:// and rediss:// urls: write all of them with rediss:// (TLS), or none"
-                .to_owned(),
-        );
-    }
-    let tls = super::tls::redis(p, tls_urls != 0, r.tls.as_ref());
-    let key_prefix = r
-        .key_prefix
-        .as_ref()
-        .map_or(DEFAULT_REDIS_KEY_PREFIX.to_owned(), |k| {
-            let ok = !k.value.is_empty()
-                && k.value
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
-            if !ok {
-                p.invalid(
-                    k,
-                    "key_prefix",
-                    format!("is {:?}: use letters, digits and - _ . :", k.value),
-                );
-            }
-            k.value.clone()
-        });
-    let lease_ttl = p.duration(r.lease_ttl.as_ref(), "lease_ttl", DEFAULT_LEASE_TTL);
-    if let Some(at) = &r.lease_ttl
-        && lease_ttl < Duration::from_secs(1)
-    {
-        p.invalid(
-            at,
-            "lease_ttl",
-            "is below 1s: leases are renewed every third of it; use 1s or more".to_owned(),
-        );
-    }
-    RedisConfig {
-        topology,
-        tls,
-        timeout: p.duration(r.timeout.as_ref(), "timeout", DEFAULT_REDIS_TIMEOUT),
-        key_prefix,
-        lease_ttl,
-    }
-}
+pub(super) use redis::redis;
 
 /// A route's (or the default's) `limits`: its key, rates, concurrency and store.
 pub(super) fn limits(
@@ -207,7 +78,9 @@ pub(super) fn limits(
         "keep between 1000 and 100000000 clients (each costs about 64 bytes)",
         DEFAULT_LIMIT_MAX_CLIENTS,
     );
+    let batch = batch(p, l, store);
     LimitsConfig {
+        batch,
         key,
         rate_per_client,
         rate_per_address,
@@ -227,6 +100,26 @@ pub(super) fn limits(
         exempt,
         quota: l.quota.as_ref().and_then(|at| quota::quota(p, at)),
     }
+}
+
+/// `batch`: shared rates counted here and flushed to Redis every this long.
+fn batch(p: &mut Problems, l: &FileLimits, store: LimitStore) -> Option<Duration> {
+    let at = l.batch.as_ref()?;
+    // The fallback is returned only with a problem noted.
+    let every = p.duration(Some(at), "batch", Duration::from_millis(50));
+    if store != LimitStore::Redis {
+        p.invalid(
+            at,
+            "batch",
+            "applies to rates shared through Redis: add `store: redis`, or remove `batch`"
+                .to_owned(),
+        );
+    } else if l.rate.is_none() {
+        p.invalid(at, "batch", "batches rates, and this route has none: add a `rate`, or remove `batch` (concurrency slots are always exact)".to_owned());
+    } else if !(Duration::from_millis(10)..=Duration::from_secs(1)).contains(&every) {
+        p.invalid(at, "batch", "keep between 10ms and 1s: the longer, the more the replicas may let on together before they hear of each other".to_owned());
+    }
+    Some(every)
 }
 
 /// `rate`: per client, per address (with `key: header_and_client`) and in total.

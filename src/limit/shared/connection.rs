@@ -14,7 +14,7 @@ use redis::{ClientTlsConfig, Script, TlsCertificates};
 
 use super::sentinel::SentinelMaster;
 use crate::limit::config::{RedisConfig, RedisTls, RedisTopology};
-use crate::limit::shared::scripts::{RELEASE, RENEW, TAKE};
+use crate::limit::shared::scripts::{RELEASE, RENEW, SYNC, TAKE};
 
 /// Why Redis gave no answer.
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +22,9 @@ pub(crate) enum RedisError {
     /// No answer within `redis.timeout`.
     #[error("redis did not answer within {0:?}")]
     Timeout(Duration),
+    /// `limits.batch`: no flush has reached Redis for a while; the local view is too old.
+    #[error("redis has not taken batched counts for too long")]
+    Stale,
     /// An error from the client or the server.
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
@@ -32,7 +35,8 @@ pub(crate) enum RedisError {
 pub struct Redis {
     pub(super) config: RedisConfig,
     conn: Conn,
-    scripts: Arc<[Script; 3]>,
+    /// `TAKE`, `RENEW`, `RELEASE`, `SYNC`, by index.
+    scripts: Arc<[Script; 4]>,
     /// Lease ids: a random per-process prefix and a counter.
     pub(super) process: u64,
     pub(super) leases: Arc<AtomicU64>,
@@ -149,7 +153,12 @@ impl Redis {
         Ok(Self {
             config,
             conn,
-            scripts: Arc::new([Script::new(TAKE), Script::new(RENEW), Script::new(RELEASE)]),
+            scripts: Arc::new([
+                Script::new(TAKE),
+                Script::new(RENEW),
+                Script::new(RELEASE),
+                Script::new(SYNC),
+            ]),
             process: RandomState::new().hash_one(std::process::id()),
             leases: Arc::new(AtomicU64::new(0)),
         })

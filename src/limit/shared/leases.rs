@@ -16,11 +16,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use super::Redis;
-
-/// Leases one script call renews or gives back at most: bounds its arguments (a Lua
-/// `unpack` of a set's ids must fit Lua's stack) and how long Redis runs it.
-const BATCH: usize = 256;
+use super::{BATCH, Redis};
 
 /// The live and dropped leases of one route, and the task that renews and returns them.
 #[derive(Debug)]

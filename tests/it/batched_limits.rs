@@ -1,0 +1,181 @@
+//! `limits.batch` against a real `redis-server`: rates decided in each process and flushed
+//! together; two replicas let on no more than the documented bound, every request let on is
+//! counted in Redis, a stale view follows `on_redis_error`, and keys forgotten at
+//! `max_clients` are counted.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::support::process::Replica;
+use crate::support::redis::RedisServer;
+use crate::support::{Proxy, Upstream};
+
+/// GCRA state of every `rate` key in `redis`: (Redis's clock, each key's theoretical arrival
+/// time), both in µs.
+async fn rate_state(redis: &RedisServer) -> (i64, Vec<i64>) {
+    let mut conn = redis::Client::open(redis.url())
+        .expect("redis url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("pagegate:rate:*")
+        .query_async(&mut conn)
+        .await
+        .expect("KEYS");
+    let (secs, micros): (i64, i64) = redis::cmd("TIME")
+        .query_async(&mut conn)
+        .await
+        .expect("TIME");
+    let mut tats = Vec::new();
+    for key in keys {
+        let tat: i64 = redis::cmd("GET")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .expect("GET");
+        tats.push(tat);
+    }
+    (secs * 1_000_000 + micros, tats)
+}
+
+#[tokio::test]
+async fn two_batching_replicas_stay_within_the_bound_and_every_request_is_counted() {
+    let mut redis = RedisServer::start();
+    let upstream = Upstream::json("[]").await;
+    // Six requests an hour (one every 600 s), a burst of six.
+    let yaml = format!(
+        "redis: {{url: '{}', timeout: 200ms}}
+default: {{action: deny}}
+upstreams: {{app: {{url: '{}'}}}}
+routes:
+  - {{name: page, path: /page, upstream: app, limits: {{store: redis, batch: 200ms, on_redis_error: closed, rate: {{per_client: {{requests: 6, per: 1h}}}}}}}}
+",
+        redis.url(),
+        upstream.url()
+    );
+    let replicas = [Replica::start(&yaml), Replica::start(&yaml)];
+    // Within one flush, each replica decides on what it knows.
+    let mut passed = 0;
+    for i in 0..20 {
+        let got = crate::support::get(&replicas[i % 2].url("/page")).await;
+        match got.status.as_u16() {
+            200 => passed += 1,
+            429 => {}
+            other => panic!("{other}"),
+        }
+    }
+    // The bound: (replicas − 1) × (burst + rate × batch) over the limit, here 6 + 6.
+    assert!(
+        (6..=12).contains(&passed),
+        "two replicas let on {passed}, the limit is 6 and the bound 12"
+    );
+    // After a flush, both know: every request let on is in Redis's state, and both refuse.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let (now, tats) = rate_state(&redis).await;
+    assert_eq!(tats.len(), 1, "one client, one key");
+    let counted = (tats[0] - now) as f64 / 600e6;
+    assert!(
+        (counted - f64::from(passed)).abs() < 1.0,
+        "Redis counts {counted:.2} requests, {passed} were let on"
+    );
+    for replica in &replicas {
+        let got = crate::support::get(&replica.url("/page")).await;
+        got.problem(429);
+        assert!(got.retry_after() > 600, "overdraft is paid back by waiting");
+    }
+    // Redis gone: once the view is a second old, `closed` refuses with 503.
+    redis.kill();
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    crate::support::get(&replicas[0].url("/page"))
+        .await
+        .problem(503);
+}
+
+#[tokio::test]
+async fn one_batching_replica_is_exact_and_forgets_keys_at_max_clients() {
+    let redis = RedisServer::start();
+    let upstream = Upstream::json("[]").await;
+    let yaml = format!(
+        "redis: {{url: '{}', timeout: 500ms}}
+admin: {{listen: 127.0.0.1:0}}
+default: {{action: deny}}
+upstreams: {{app: {{url: '{{upstream}}'}}}}
+routes:
+  - {{name: keyed, path: /keyed, upstream: app, limits: {{store: redis, batch: 100ms, max_clients: 1000, key: header, key_header: X-Api-Key, rate: {{per_client: {{requests: 3, per: 1h}}}}}}}}
+",
+        redis.url()
+    );
+    let proxy = Proxy::start(&yaml, &upstream).await;
+    let client = crate::support::client();
+    let ask = |key: String| {
+        let request = http::Request::get(proxy.url("/keyed"))
+            .header("x-api-key", key)
+            .body(crate::support::full(Bytes::new()))
+            .expect("request");
+        client.request(request)
+    };
+    // Alone, the process's view is the whole truth: exactly three.
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(
+            ask("one".to_owned())
+                .await
+                .expect("answer")
+                .status()
+                .as_u16(),
+        );
+    }
+    assert_eq!(statuses, [200, 200, 200, 429, 429]);
+    // A thousand keys fill `max_clients`; once flushed, a new one makes room for itself.
+    for i in 0..999 {
+        let status = ask(format!("k{i}")).await.expect("answer").status();
+        assert_eq!(status, 200);
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(ask("new".to_owned()).await.expect("answer").status(), 200);
+    crate::support::assert_metrics(
+        &proxy.metrics_text().await,
+        &["pagegate_limit_evictions_total{route=\"keyed\"} 1"],
+    );
+    // The key forgotten was read back from Redis: still limited.
+    let mut refused = 0;
+    for _ in 0..3 {
+        if ask("one".to_owned()).await.expect("answer").status() == 429 {
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 3, "a forgotten key's spent budget stays spent");
+    proxy.stop().await;
+}
+
+#[test]
+fn batch_mistakes_are_located_with_their_fix() {
+    let rate = "rate: {per_client: {requests: 5, per: 1s}}";
+    let cases = [
+        (format!("{{batch: 50ms, {rate}}}"), "add `store: redis`"),
+        (
+            "{store: redis, batch: 50ms, concurrency: {total: 5}}".to_owned(),
+            "add a `rate`, or remove `batch`",
+        ),
+        (
+            format!("{{store: redis, batch: 5s, {rate}}}"),
+            "keep between 10ms and 1s",
+        ),
+        (format!("{{store: redis, batch: soon, {rate}}}"), "batch"),
+    ];
+    for (limits, fix) in cases {
+        let yaml = format!(
+            "redis: {{url: 'redis://127.0.0.1:9'}}\nupstreams: {{app: {{url: 'http://127.0.0.1:9'}}}}\nroutes:\n  - name: r\n    limits: {limits}\n    path: /r\n    upstream: app\n"
+        );
+        let text = match pagegate::Config::parse("t.yaml", &yaml) {
+            Ok(_) => panic!("expected a problem for {limits}"),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            text.contains("t.yaml:5:") && text.contains(fix),
+            "{limits}:\n{text}\nshould say t.yaml:5: … {fix}"
+        );
+    }
+}
