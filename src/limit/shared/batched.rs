@@ -164,12 +164,18 @@ impl Batched {
         }
         let mut out = vec![0];
         for (key, (interval, tolerance, tat)) in keys.iter().zip(tats) {
-            if let Some(count) = state.keys.get_mut(key) {
-                count.interval = interval;
-                count.tat = tat;
-                count.pending += 1;
-                count.used = Instant::now();
-            }
+            // A key forgotten since it was read (by another request's room-making) is kept
+            // again: the request is counted whatever happens, the next flush corrects its view.
+            let count = state.keys.entry(key.clone()).or_insert(Count {
+                interval,
+                tat: now,
+                pending: 0,
+                used: Instant::now(),
+            });
+            count.interval = interval;
+            count.tat = tat;
+            count.pending += 1;
+            count.used = Instant::now();
             out.push((now + tolerance - tat).div_euclid(interval) + 1);
             out.push(tat - now);
         }
