@@ -3,7 +3,8 @@
 # per-client rate and per-client and total slots, all far above the load), and with the same
 # limits shared through a local redis-server (`store: redis`) and through a Redis Cluster of
 # three masters (`redis: {cluster: …}`), then a shared rate alone, exact (`rate`: one round
-# trip a request) and batched (`batched`: `batch: 50ms`), in turns, for ROUNDS rounds, in
+# trip a request) and batched (`batched`: `batch: 50ms`), and the same rate decided by an
+# Envoy rate-limit service (`rls`: examples/rls_server), in turns, for ROUNDS rounds, in
 # front of the nginx backend of bench/peers/hop/. wrk -t1 -c32; each pagegate's CPU time
 # per request (user + system, from /proc) and wrk's p50/p99.
 #
@@ -18,6 +19,7 @@ HOPDIR=$(cd "${HOPDIR:-bench/peers/hop}" && pwd)
 . bench/common.sh
 need nginx wrk redis-server redis-cli curl
 cargo build --release --quiet
+cargo build --release --quiet --example rls_server
 BIN=$PWD/target/release/pagegate
 
 start_run limits
@@ -38,10 +40,20 @@ done
 redis-cli --cluster create 127.0.0.1:19031 127.0.0.1:19032 127.0.0.1:19033 --cluster-yes >"$RUN/logs/cluster-create.log"
 for _ in $(seq 100); do redis-cli -p 19031 cluster info | grep -q cluster_state:ok && break; sleep 0.1; done
 
+# An Envoy rate-limit service (examples/rls_server: Limitador's limiter behind tonic) whose
+# one limit, per client of the default route, never trips.
+cat >"$RUN/rls-limits.json" <<'EOF'
+[{"namespace": "pagegate", "max_value": 1000000000, "seconds": 1,
+  "conditions": ["descriptors[0].route == '-'"], "variables": ["descriptors[0].client"]}]
+EOF
+target/release/examples/rls_server 127.0.0.1:19028 "$RUN/rls-limits.json" >"$RUN/logs/rls.log" 2>&1 &
+PIDS+=($!)
+
 pagegate_conf() { # $1 port, $2 limits (or empty), $3 where Redis is (default: the one server)
   {
     echo "listen: 127.0.0.1:$1"
     echo "access_log: false"
+    echo "rate_limit_service: {address: 'http://127.0.0.1:19028', domain: pagegate, timeout: 50ms}"
     echo "redis: {${3:-url: 'redis://127.0.0.1:19024'}, timeout: 50ms}"
     echo "upstreams: {be: {url: 'http://127.0.0.1:19001', pool_max_idle: 64}}"
     if [ -n "$2" ]; then
@@ -58,14 +70,15 @@ pagegate_conf 19023 "{store: redis, on_redis_error: closed, $NEVER}"
 pagegate_conf 19025 "{store: redis, on_redis_error: closed, $NEVER}" "cluster: ['redis://127.0.0.1:19031']"
 pagegate_conf 19026 "{store: redis, on_redis_error: closed, rate: {per_client: {requests: 1000000000, per: 1s}}}"
 pagegate_conf 19027 "{store: redis, batch: 50ms, on_redis_error: closed, rate: {per_client: {requests: 1000000000, per: 1s}}}"
-TARGETS="none local redis cluster rate batched"
-declare -A PID PORT=([none]=19021 [local]=19022 [redis]=19023 [cluster]=19025 [rate]=19026 [batched]=19027)
+pagegate_conf 19029 "{store: envoy_rls, on_store_error: closed}"
+TARGETS="none local redis cluster rate batched rls"
+declare -A PID PORT=([none]=19021 [local]=19022 [redis]=19023 [cluster]=19025 [rate]=19026 [batched]=19027 [rls]=19029)
 for target in $TARGETS; do
   "$BIN" run --config "$RUN/pagegate-${PORT[$target]}.yaml" --workers 1 >"$RUN/logs/$target.log" 2>&1 &
   PIDS+=($!)
   PID[$target]=$!
 done
-for port in 19001 19021 19022 19023 19025 19026 19027; do
+for port in 19001 19021 19022 19023 19025 19026 19027 19029; do
   for _ in $(seq 50); do curl -fs -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
 done
 
@@ -92,6 +105,7 @@ echo "  redis limits: cpu/req $(ratio redis none 6)   p50 $(ratio redis none 4) 
 echo "  cluster:      cpu/req $(ratio cluster none 6)   p50 $(ratio cluster none 4)   p99 $(ratio cluster none 5)"
 echo "  redis, rate only: cpu/req $(ratio rate none 6)   p50 $(ratio rate none 4)   p99 $(ratio rate none 5)"
 echo "  batched rate:     cpu/req $(ratio batched none 6)   p50 $(ratio batched none 4)   p99 $(ratio batched none 5)"
+echo "  rate-limit service (envoy_rls): cpu/req $(ratio rls none 6)   p50 $(ratio rls none 4)   p99 $(ratio rls none 5)"
 
 # Latency without queueing: one connection, one request at a time.
 echo

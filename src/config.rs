@@ -16,8 +16,8 @@ use http::Method;
 
 use crate::cursor::{CursorCodec, CursorKey};
 pub(crate) use crate::limit::config::{
-    ClientKeySource, LimitStore, LimitsConfig, OnRedisError, Queue, Rate, RedisConfig, RedisTls,
-    RedisTopology,
+    ClientKeySource, DescriptorEntry, DescriptorValue, LimitStore, LimitsConfig, OnRedisError,
+    Queue, Rate, RedisConfig, RedisTls, RedisTopology, RlsConfig,
 };
 pub(crate) use crate::list::config::{
     KeyField, KeysetPolicy, ListPolicy, OffsetParam, OnInvalid, OnViolation, Order, parse_pointer,
@@ -55,6 +55,8 @@ pub struct Config {
     pub default_allow_read_body: bool,
     /// The Redis server shared limits live in.
     pub redis: Option<RedisConfig>,
+    /// The Envoy rate-limit service `store: envoy_rls` routes ask.
+    pub rate_limit_service: Option<RlsConfig>,
     /// Databases table routes read from, by name.
     pub postgres: BTreeMap<String, Arc<PostgresConfig>>,
     /// Backends by name.

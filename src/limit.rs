@@ -20,6 +20,7 @@ mod pace;
 mod queue;
 pub(crate) mod quota;
 pub(crate) mod rate;
+mod rls;
 mod shared;
 pub(crate) mod tenant;
 
@@ -32,7 +33,17 @@ pub(crate) use key::ClientKey;
 pub use layer::LimitLayer;
 pub(crate) use quota::Charge;
 pub(crate) use rate::{Fields, Refused, Which};
+pub(crate) use rls::RateLimitService;
 pub(crate) use shared::Redis;
+
+/// The shared stores a generation's limits may use: Redis, the Envoy rate-limit service.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Stores<'a> {
+    /// The top-level `redis`.
+    pub redis: Option<&'a Redis>,
+    /// The top-level `rate_limit_service`.
+    pub rls: Option<&'a RateLimitService>,
+}
 
 /// `Retry-After` of a concurrency refusal, in seconds: when a slot frees is unknown (an export
 /// may stream for minutes), so this is an estimate that keeps retry loops slow (5 seconds).

@@ -10,7 +10,6 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use http::StatusCode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -22,6 +21,7 @@ mod live;
 pub(crate) mod log_writer;
 mod logging;
 mod process;
+mod route;
 mod traces;
 
 pub(crate) use access_log::AccessLog;
@@ -32,6 +32,8 @@ pub(crate) use lifecycle::Lifecycle;
 pub(crate) use live::{Live, PoolSample};
 use logging::LOG_DROPS;
 pub(crate) use logging::{LogGuard, init, set_log_filter};
+pub use route::RouteMetrics;
+use route::STATUS_SLOTS;
 pub(crate) use traces::TraceCx;
 pub(crate) use traces::TracesConfig;
 pub use traces::{Traces, TracesError};
@@ -269,144 +271,4 @@ fn register_limits(
         limit_evictions.clone(),
     );
     (limits, limit_evictions)
-}
-
-/// Status codes 100 to 599 each get a slot.
-const STATUS_SLOTS: usize = 500;
-
-/// One route's metric handles, resolved when the route is built.
-#[derive(Debug)]
-pub struct RouteMetrics {
-    name: Arc<str>,
-    /// Request durations by status class (`1xx` to `5xx`).
-    durations: [prometheus_client::metrics::histogram::Histogram; 5],
-    response_bytes: Counter,
-    request_bytes: Counter,
-    export_rows: Family<RouteLabels, Counter>,
-    requests: Family<RequestLabels, Counter>,
-    /// A counter per status, resolved from the family the first time the status is seen.
-    statuses: Box<[OnceLock<Counter>]>,
-    cut_items: Option<Counter>,
-    cut_bytes: Option<Counter>,
-    order_violations: Option<Counter>,
-    protections: Family<ProtectionLabels, Counter>,
-    limits: Family<LimitLabels, Counter>,
-    limit_evictions: Counter,
-    reported: Family<ReportLabels, Counter>,
-    cursor_failures: Family<CursorLabels, Counter>,
-}
-
-impl RouteMetrics {
-    /// The route's name (`-` for the default policy).
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// Counts an answer.
-    pub fn answered(&self, status: StatusCode) {
-        let slot = usize::from(status.as_u16())
-            .checked_sub(100)
-            .and_then(|i| self.statuses.get(i));
-        let labels = || RequestLabels {
-            route: self.name.to_string(),
-            status: status.as_u16(),
-        };
-        match slot {
-            Some(slot) => slot
-                .get_or_init(|| self.requests.get_or_create(&labels()).clone())
-                .inc(),
-            None => self.requests.get_or_create(&labels()).inc(),
-        };
-    }
-
-    /// Records a response whose body ended (or failed) `elapsed` after its request's head, with
-    /// `bytes` of body sent.
-    pub fn finished(&self, status: StatusCode, elapsed: std::time::Duration, bytes: u64) {
-        let class = usize::from(status.as_u16() / 100).clamp(1, 5) - 1;
-        self.durations[class].observe(elapsed.as_secs_f64());
-        self.response_bytes.inc_by(bytes);
-    }
-
-    /// The counter of rows a table route's export reads (created for export paths only).
-    pub(crate) fn export_rows(&self) -> Counter {
-        self.export_rows
-            .get_or_create(&RouteLabels {
-                route: self.name.to_string(),
-            })
-            .clone()
-    }
-
-    /// Counts `n` keys batched shared rates forgot at `max_clients`.
-    pub(crate) fn limit_evicted(&self, n: u64) {
-        if n > 0 {
-            self.limit_evictions.inc_by(n);
-        }
-    }
-
-    /// The counter of request body bytes relayed upstream.
-    pub(crate) fn request_bytes(&self) -> Counter {
-        self.request_bytes.clone()
-    }
-
-    /// Counts a list response cut because of too many items.
-    pub fn cut_items(&self) {
-        if let Some(counter) = &self.cut_items {
-            counter.inc();
-        }
-    }
-
-    /// Counts a list response cut at `max_bytes`.
-    pub fn cut_bytes(&self) {
-        if let Some(counter) = &self.cut_bytes {
-            counter.inc();
-        }
-    }
-
-    /// Counts a protection that refused this route's request (`reason`, see docs/limits.md).
-    pub fn protection(&self, reason: &'static str) {
-        self.protections
-            .get_or_create(&ProtectionLabels { reason })
-            .inc();
-    }
-
-    /// Counts a decision of one of the route's limits: `refused`, `reported` (would have
-    /// refused, report-only mode), or for `limit="redis"` `fallback` / `refused` while Redis
-    /// cannot answer.
-    pub fn limit(&self, limit: &'static str, decision: &'static str, tenant_class: &str) {
-        self.limits
-            .get_or_create(&LimitLabels {
-                route: self.name.to_string(),
-                limit,
-                decision,
-                tenant_class: tenant_class.to_owned(),
-            })
-            .inc();
-    }
-
-    /// Counts what a list policy in report-only mode would have done (`what`, see docs/configuration.md).
-    pub fn reported(&self, what: &'static str) {
-        self.reported
-            .get_or_create(&ReportLabels {
-                route: self.name.to_string(),
-                what,
-            })
-            .inc();
-    }
-
-    /// Counts a cursor refused for `reason` ([`crate::cursor::CursorError::reason`]).
-    pub fn cursor_failed(&self, reason: &'static str) {
-        self.cursor_failures
-            .get_or_create(&CursorLabels {
-                route: self.name.to_string(),
-                reason,
-            })
-            .inc();
-    }
-
-    /// Counts a backend that broke the key order.
-    pub fn order_violation(&self) {
-        if let Some(counter) = &self.order_violations {
-            counter.inc();
-        }
-    }
 }

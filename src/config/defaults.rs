@@ -104,6 +104,9 @@ pub(crate) const DEFAULT_LIMIT_MAX_CLIENTS: std::num::NonZeroUsize =
 /// Longest wait for one Redis answer before a route's `on_redis_error` applies (50 ms): a
 /// limit must not become the slowest part of a request.
 pub(crate) const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(50);
+/// Longest wait for one answer of the Envoy rate-limit service before a route's
+/// `on_store_error` applies (20 ms, Envoy's own default for its rate-limit filter).
+pub(crate) const DEFAULT_RLS_TIMEOUT: Duration = Duration::from_millis(20);
 /// Prefix of every Redis key pagegate writes (`pagegate`).
 pub(crate) const DEFAULT_REDIS_KEY_PREFIX: &str = "pagegate";
 /// Life of a Redis concurrency lease unless renewed (10 seconds); leases are renewed every

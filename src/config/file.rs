@@ -10,10 +10,16 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 mod identity;
+mod limits;
 mod tenants;
 mod whole;
 
 pub(crate) use identity::{FileClaimKey, FileIdentity, FileKeySpec, OneOrMany};
+pub(crate) use limits::{
+    FileConcurrency, FileDescriptorEntry, FileLimitKey, FileLimitStore, FileLimits,
+    FileOnRedisError, FilePace, FilePaceScope, FileRate, FileRateLimitService, FileRedis,
+    FileRedisTls,
+};
 pub(crate) use tenants::{FileMatch, FileOnExceed, FileOverride, FileQuota};
 pub(crate) use whole::Whole;
 
@@ -46,6 +52,7 @@ pub(crate) struct FileConfig {
     pub(crate) tls: Option<Spanned<FileTls>>,
     pub(crate) traces: Option<Spanned<FileTraces>>,
     pub(crate) redis: Option<Spanned<FileRedis>>,
+    pub(crate) rate_limit_service: Option<Spanned<FileRateLimitService>>,
     pub(crate) default: Option<Spanned<FileDefault>>,
     pub(crate) cursors: Option<Spanned<FileCursors>>,
     #[serde(default)]
@@ -197,120 +204,6 @@ pub(crate) struct FileExport {
     pub(crate) chunk_rows: Option<Spanned<Whole>>,
     pub(crate) via: Option<Spanned<String>>,
     pub(crate) parallel: Option<Spanned<Whole>>,
-}
-
-/// Rate and concurrency limits of a route.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct FileLimits {
-    pub(crate) key: Option<Spanned<FileKeySpec>>,
-    pub(crate) key_header: Option<Spanned<String>>,
-    pub(crate) rate: Option<Spanned<FileRates>>,
-    pub(crate) concurrency: Option<Spanned<FileConcurrency>>,
-    pub(crate) report_only: Option<bool>,
-    pub(crate) max_clients: Option<Spanned<Whole>>,
-    pub(crate) store: Option<Spanned<FileLimitStore>>,
-    pub(crate) on_redis_error: Option<FileOnRedisError>,
-    pub(crate) batch: Option<Spanned<String>>,
-    pub(crate) pace: Option<Spanned<FilePace>>,
-    #[serde(default)]
-    pub(crate) overrides: Vec<Spanned<FileOverride>>,
-    #[serde(default)]
-    pub(crate) exempt: Vec<Spanned<FileMatch>>,
-    pub(crate) quota: Option<Spanned<FileQuota>>,
-}
-
-/// `limits.pace`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct FilePace {
-    pub(crate) bytes_per_second: Spanned<String>,
-    pub(crate) per: Option<Spanned<FilePaceScope>>,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub(crate) enum FilePaceScope {
-    Client,
-    Key,
-    Route,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub(crate) enum FileLimitStore {
-    Local,
-    Redis,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub(crate) enum FileOnRedisError {
-    Open,
-    Closed,
-}
-
-/// The Redis server shared limits live in.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct FileRedis {
-    pub(crate) url: Option<Spanned<String>>,
-    pub(crate) cluster: Option<Spanned<Vec<Spanned<String>>>>,
-    pub(crate) sentinel: Option<Spanned<FileSentinel>>,
-    pub(crate) tls: Option<Spanned<FileRedisTls>>,
-    pub(crate) timeout: Option<Spanned<String>>,
-    pub(crate) key_prefix: Option<Spanned<String>>,
-    pub(crate) lease_ttl: Option<Spanned<String>>,
-}
-
-/// `redis.tls`: the files of TLS to Redis.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct FileRedisTls {
-    pub(crate) ca_file: Option<Spanned<String>>,
-    pub(crate) cert_file: Option<Spanned<String>>,
-    pub(crate) key_file: Option<Spanned<String>>,
-}
-
-/// `redis.sentinel`: a master found through Sentinel.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct FileSentinel {
-    pub(crate) master: Spanned<String>,
-    pub(crate) urls: Spanned<Vec<Spanned<String>>>,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub(crate) enum FileLimitKey {
-    Client,
-    Header,
-    HeaderAndClient,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct FileRates {
-    pub(crate) per_client: Option<Spanned<FileRate>>,
-    pub(crate) per_address: Option<Spanned<FileRate>>,
-    pub(crate) total: Option<Spanned<FileRate>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct FileRate {
-    pub(crate) requests: Spanned<Whole>,
-    pub(crate) per: Spanned<String>,
-    pub(crate) burst: Option<Spanned<Whole>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct FileConcurrency {
-    pub(crate) per_client: Option<Spanned<Whole>>,
-    pub(crate) total: Option<Spanned<Whole>>,
-    pub(crate) queue: Option<Spanned<Whole>>,
-    pub(crate) queue_timeout: Option<Spanned<String>>,
 }
 
 /// Pagination policy of a list route.

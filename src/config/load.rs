@@ -119,13 +119,21 @@ fn read(p: &mut Problems, file: &FileConfig) -> Option<Config> {
     let admin = server::admin(p, file, (&upstreams, &postgres));
     let default = default_policy(p, file, &upstreams);
     let redis = file.redis.as_ref().map(|r| limits::redis(p, r));
+    let rate_limit_service = file
+        .rate_limit_service
+        .as_ref()
+        .map(|s| limits::rate_limit_service(p, s));
+    let stores = limits::Stores {
+        redis: redis.is_some(),
+        rls: rate_limit_service.is_some(),
+    };
     let identities = identities::identities(p, file);
     let default_limits = file
         .default
         .as_ref()
         .and_then(|d| d.value.limits.as_ref())
         .map(|l| {
-            let limits = limits::limits(p, l, (redis.is_some(), &identities));
+            let limits = limits::limits(p, l, (stores, &identities));
             route::rows_on_tables(p, l, &limits, None);
             limits
         });
@@ -148,7 +156,7 @@ fn read(p: &mut Problems, file: &FileConfig) -> Option<Config> {
         file,
         (&upstreams, &postgres),
         codec,
-        (redis.is_some(), &identities),
+        (stores, &identities),
     );
     let table = overlaps(p, file, &routes);
     let (max_held_bytes, max_held_bytes_per_client) = held_budget(p, file, &routes);
@@ -167,6 +175,7 @@ fn read(p: &mut Problems, file: &FileConfig) -> Option<Config> {
             .and_then(|d| d.value.allow_read_body)
             .unwrap_or(false),
         redis,
+        rate_limit_service,
         postgres,
         upstreams,
         routes: routes?,

@@ -30,6 +30,8 @@ pub struct LimitsConfig {
     pub max_clients: NonZeroUsize,
     /// Where the limits are kept: this process, or Redis (shared by every replica).
     pub store: LimitStore,
+    /// With `store: envoy_rls`, the descriptor entries sent to the service.
+    pub descriptors: Vec<DescriptorEntry>,
     /// With `store: redis`, rates counted here and sent to Redis every this long (`batch`)
     /// instead of one round trip a request; `None`: exact.
     pub batch: Option<Duration>,
@@ -136,6 +138,45 @@ pub enum LimitStore {
     Local,
     /// In Redis: every replica sharing it enforces one quota together.
     Redis,
+    /// Rates decided by an Envoy rate-limit service (`rate_limit_service`); concurrency stays
+    /// in this process (the service has no leases).
+    EnvoyRls,
+}
+
+/// The Envoy rate-limit service `store: envoy_rls` asks (`rate_limit_service`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RlsConfig {
+    /// Its gRPC address, `http://HOST:PORT` (HTTP/2 without TLS).
+    pub address: String,
+    /// The domain every request names (the service's config is per domain).
+    pub domain: String,
+    /// Longest wait for one answer before the route's `on_store_error` applies.
+    pub timeout: Duration,
+}
+
+/// One entry of the descriptor a route sends the rate-limit service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DescriptorEntry {
+    /// The entry's key, as the service's config names it.
+    pub key: String,
+    /// Where its value comes from.
+    pub value: DescriptorValue,
+}
+
+/// Where a descriptor entry's value comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DescriptorValue {
+    /// The route's name.
+    Route,
+    /// The request's limits key (its address, a header's value or a claim, hashed as in
+    /// Redis keys).
+    Key,
+    /// A claim of the route's verified token (its `key: {jwt: …}` identity).
+    Claim(String),
+    /// A request header's value (an entry without one is left out, as Envoy does).
+    Header(HeaderName),
+    /// A fixed text.
+    Literal(String),
 }
 
 /// What a Redis-backed limit does while Redis cannot answer.

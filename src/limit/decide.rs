@@ -9,12 +9,13 @@ use super::shared::Shared;
 use crate::limit::config::{LimitStore, LimitsConfig, OnRedisError};
 use crate::limit::pace::Pacer;
 use crate::limit::{
-    ClientKey, Fields, Full, HOUSEKEEPING, LimitError, NoSlot, Redis, Refusal, Refused,
-    SHARED_QUEUE_POLL,
+    ClientKey, Fields, Full, HOUSEKEEPING, LimitError, NoSlot, RateLimitService, Redis, Refusal,
+    Refused, SHARED_QUEUE_POLL, Stores,
 };
 use crate::telemetry::RouteMetrics;
 
 mod notes;
+mod service;
 
 use super::tenant::{self, Tier};
 pub(crate) use notes::{Deciding, Decision, LimitsWouldRefuse, Notes};
@@ -29,6 +30,8 @@ pub struct Limits {
     /// `store: redis`: the shared limiters (the local ones above are the fallback).
     pub(super) shared: Option<Arc<Shared>>,
     redis: Option<crate::limit::config::RedisConfig>,
+    /// `store: envoy_rls`: the service that decides rates (the local ones are the fallback).
+    pub(super) rls: Option<RateLimitService>,
     /// `pace`: the route's byte buckets.
     pub(super) pacer: Option<Arc<Pacer>>,
     /// Its tenant classes (the default first).
@@ -41,7 +44,16 @@ impl Limits {
     /// Builds the limiters of route `route`, shared through `redis` when its `store` says so,
     /// and starts their housekeeping when a runtime is running.
     pub fn new(config: LimitsConfig, route: &str, redis: Option<&Redis>) -> Arc<Self> {
-        let redis = redis.filter(|_| shares(&config));
+        Self::with_stores(config, route, Stores { redis, rls: None })
+    }
+
+    /// [`Self::new`] with every shared store the generation has.
+    pub(crate) fn with_stores(config: LimitsConfig, route: &str, stores: Stores<'_>) -> Arc<Self> {
+        let redis = stores.redis.filter(|_| shares(&config));
+        let rls = stores
+            .rls
+            .filter(|_| config.store == LimitStore::EnvoyRls)
+            .cloned();
         let classes = tenant::tiers(&config);
         let total = config.concurrency_total.map(|n| n.get());
         let shared = redis.map(|redis| {
@@ -59,6 +71,7 @@ impl Limits {
         let caps: Vec<_> = classes.iter().map(|c| c.concurrency).collect();
         let limits = Arc::new(Self {
             shared,
+            rls,
             redis: redis.map(|r| r.config().clone()),
             rates: Rates::new(
                 (&rates, config.rate_per_address),
@@ -89,10 +102,16 @@ impl Limits {
     }
 
     /// Whether a new generation may keep these limiters: the same limits, and for shared
-    /// ones the same Redis.
-    pub fn reusable(&self, config: &LimitsConfig, redis: Option<&Redis>) -> bool {
-        let redis = redis.filter(|_| shares(config)).map(Redis::config);
-        &self.config == config && self.redis.as_ref() == redis
+    /// ones the same Redis or rate-limit service.
+    pub(crate) fn reusable(&self, config: &LimitsConfig, stores: Stores<'_>) -> bool {
+        let redis = stores.redis.filter(|_| shares(config)).map(Redis::config);
+        let rls = stores
+            .rls
+            .filter(|_| config.store == LimitStore::EnvoyRls)
+            .map(RateLimitService::config);
+        &self.config == config
+            && self.redis.as_ref() == redis
+            && self.rls.as_ref().map(RateLimitService::config) == rls
     }
 
     /// Clients whose rate state is kept now (the memory bound's subject).
@@ -237,14 +256,19 @@ impl Limits {
     /// Redis could not answer: `open` goes on with the local limiters, `closed` refuses (in
     /// report-only mode: says it would have, and goes on with the local limiters).
     fn redis_failed(&self, notes: &mut Notes, metrics: &RouteMetrics) -> Result<(), LimitError> {
+        // The metric label of the store that failed.
+        let store = match self.config.store {
+            LimitStore::EnvoyRls => "rate_limit_service",
+            _ => "redis",
+        };
         match self.config.on_redis_error {
             OnRedisError::Open => {
-                notes.count(metrics, "redis", "fallback");
+                notes.count(metrics, store, "fallback");
                 Ok(())
             }
             OnRedisError::Closed => {
                 let error = LimitError {
-                    refusal: Refusal::Unavailable,
+                    refusal: Refusal::Unavailable(store),
                     fields: notes.fields.clone(),
                 };
                 if notes.refused(&error, metrics, self.config.report_only) {

@@ -20,8 +20,9 @@ pub enum Refusal {
     Rate(Refused),
     /// No free slot.
     Concurrency(NoSlot),
-    /// Redis could not answer and the route says `on_redis_error: closed`.
-    Unavailable,
+    /// The store (Redis, or the rate-limit service: its metric label) could not answer and
+    /// the route says `on_store_error: closed`.
+    Unavailable(&'static str),
     /// The client's quota of rows or bytes is spent.
     Quota(QuotaSpent),
 }
@@ -65,6 +66,13 @@ impl std::fmt::Display for LimitError {
                     per(&r.rate),
                     r.retry_after
                 ),
+                Which::Service => write!(
+                    f,
+                    "too many requests: the rate-limit service allows {} per {}; retry in {} s",
+                    r.rate.requests,
+                    per(&r.rate),
+                    r.retry_after
+                ),
             },
             Refusal::Concurrency(NoSlot::Full(full)) => match full {
                 Full::PerClient(n) => write!(
@@ -104,9 +112,14 @@ impl std::fmt::Display for LimitError {
                     q.retry_after
                 )
             }
-            Refusal::Unavailable => write!(
+            Refusal::Unavailable(store) => write!(
                 f,
-                "this route's limits are kept in Redis, which cannot answer now: retry shortly"
+                "this route's limits are kept in {}, which cannot answer now: retry shortly",
+                if store == "redis" {
+                    "Redis"
+                } else {
+                    "a rate-limit service"
+                }
             ),
         }
     }
@@ -121,7 +134,7 @@ impl LimitError {
         matches!(
             self.refusal,
             Refusal::Concurrency(NoSlot::Full(Full::Total(_)) | NoSlot::Waited(Full::Total(_), _))
-                | Refusal::Unavailable
+                | Refusal::Unavailable(_)
         )
     }
 
@@ -130,7 +143,7 @@ impl LimitError {
         match self.refusal {
             Refusal::Rate(r) => r.retry_after,
             Refusal::Concurrency(_) => CONCURRENCY_RETRY_AFTER,
-            Refusal::Unavailable => 1,
+            Refusal::Unavailable(_) => 1,
             Refusal::Quota(q) => q.retry_after,
         }
     }
@@ -142,12 +155,13 @@ impl LimitError {
                 Which::PerClient => "rate_per_client",
                 Which::PerAddress => "rate_per_address",
                 Which::Total => "rate_total",
+                Which::Service => "rate_service",
             },
             Refusal::Concurrency(NoSlot::Full(full) | NoSlot::Waited(full, _)) => match full {
                 Full::PerClient(_) => "concurrency_per_client",
                 Full::Total(_) => "concurrency_total",
             },
-            Refusal::Unavailable => "redis",
+            Refusal::Unavailable(store) => store,
             Refusal::Quota(_) => "quota",
         }
     }

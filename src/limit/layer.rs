@@ -109,13 +109,27 @@ where
             }
         }
         let pace = self.paced(key, &notes);
-        let decision = match &limits.shared {
-            Some(shared) => Decision::Later(Box::pin(Arc::clone(limits).decide_shared(
+        let decision = match (&limits.shared, &limits.rls) {
+            (Some(shared), _) => Decision::Later(Box::pin(Arc::clone(limits).decide_shared(
                 Arc::clone(shared),
                 (key, notes),
                 Arc::clone(&self.metrics),
             ))),
-            None => limits.decide_local(key, notes, &self.metrics, true),
+            (None, Some(rls)) => {
+                let entries = super::rls::entries(
+                    &limits.config.descriptors,
+                    (self.metrics.name(), &key),
+                    req.headers(),
+                    req.extensions().get::<crate::identity::Verified>(),
+                );
+                Decision::Later(Box::pin(Arc::clone(limits).decide_rls(
+                    rls.clone(),
+                    entries,
+                    (key, notes),
+                    Arc::clone(&self.metrics),
+                )))
+            }
+            (None, None) => limits.decide_local(key, notes, &self.metrics, true),
         };
         match decision {
             Decision::Go(slot, notes) => {

@@ -92,6 +92,8 @@ pub enum Which {
     PerAddress,
     /// The route's total.
     Total,
+    /// The rate-limit service's (`store: envoy_rls`).
+    Service,
 }
 
 /// A rate refusal: which one and when to come back.

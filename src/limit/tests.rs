@@ -261,6 +261,7 @@ async fn pace_alone_is_not_shared_and_survives_a_reload() {
     .expect("a lazy client");
     let config = LimitsConfig {
         batch: None,
+        descriptors: Vec::new(),
         key: ClientKeySource::Client,
         rate_per_client: None,
         rate_per_address: None,
@@ -280,7 +281,11 @@ async fn pace_alone_is_not_shared_and_survives_a_reload() {
         exempt: Vec::new(),
         quota: None,
     };
-    let limits = Limits::new(config.clone(), "r", Some(&redis));
+    let stores = crate::limit::Stores {
+        redis: Some(&redis),
+        rls: None,
+    };
+    let limits = Limits::with_stores(config.clone(), "r", stores);
     assert!(limits.shared.is_none(), "nothing to share");
-    assert!(limits.reusable(&config, Some(&redis)), "kept by a reload");
+    assert!(limits.reusable(&config, stores), "kept by a reload");
 }

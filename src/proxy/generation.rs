@@ -47,6 +47,8 @@ pub struct Generation {
     limits: BTreeMap<String, Arc<Limits>>,
     /// The Redis connection shared limits use.
     redis: Option<Redis>,
+    /// The Envoy rate-limit service `store: envoy_rls` routes ask.
+    rls: Option<crate::limit::RateLimitService>,
     /// Each identity's verifier, by name.
     verifiers: crate::identity::Verifiers,
     /// Databases, by name.
@@ -66,6 +68,9 @@ pub enum BuildError {
     /// The Redis client could not be made (no Tokio runtime).
     #[error("cannot use redis: {0}")]
     Redis(String),
+    /// The rate-limit service's client could not be made.
+    #[error("cannot use the rate-limit service: {0}")]
+    RateLimitService(String),
     /// A database's pool could not be set up (an unset environment variable, a bad URL).
     #[error(transparent)]
     Postgres(#[from] SetupError),
@@ -175,6 +180,7 @@ impl Generation {
             room: made.room,
             limits: made.limits,
             redis: made.redis,
+            rls: made.rls,
             verifiers: made.verifiers,
             databases: made.databases,
             resources: made.resources,

@@ -36,6 +36,7 @@ mod proxy;
 mod quotas;
 mod rate_limits;
 mod redis_topologies;
+mod rls;
 mod shared_limits;
 mod signals;
 mod stack;

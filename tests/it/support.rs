@@ -28,6 +28,7 @@ pub mod process;
 pub mod redis;
 pub mod redis_sentinel;
 pub mod redis_topologies;
+pub mod rls;
 pub mod tls;
 pub mod types;
 

@@ -12,10 +12,9 @@ use crate::config::defaults::{
     DEFAULT_LIMIT_MAX_CLIENTS, DEFAULT_PER_ADDRESS_FACTOR, DEFAULT_QUEUE_TIMEOUT,
 };
 use crate::config::file::{
-    FileConcurrency, FileKeySpec, FileLimitKey, FileLimitStore, FileLimits, FileOnRedisError,
-    FileRate, Whole,
+    FileConcurrency, FileKeySpec, FileLimitKey, FileLimitStore, FileLimits, FileRate, Whole,
 };
-use crate::config::{ClientKeySource, LimitStore, LimitsConfig, OnRedisError, Queue, Rate};
+use crate::config::{ClientKeySource, LimitStore, LimitsConfig, Queue, Rate};
 
 /// A whole number from 1 to `u32::MAX`, or a located problem.
 fn count(
@@ -33,15 +32,24 @@ fn count(
 mod pace;
 mod quota;
 mod redis;
+mod rls;
 mod tenants;
 
 pub(super) use redis::redis;
+pub(super) use rls::service as rate_limit_service;
+
+/// Which shared stores the file configures (top-level `redis`, `rate_limit_service`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Stores {
+    pub(crate) redis: bool,
+    pub(crate) rls: bool,
+}
 
 /// A route's (or the default's) `limits`: its key, rates, concurrency and store.
 pub(super) fn limits(
     p: &mut Problems,
     at: &Spanned<FileLimits>,
-    (has_redis, identities): (bool, &Identities),
+    (stores, identities): (Stores, &Identities),
 ) -> LimitsConfig {
     let l = &at.value;
     let store = match &l.store {
@@ -49,21 +57,34 @@ pub(super) fn limits(
         Some(s) => match s.value {
             FileLimitStore::Local => LimitStore::Local,
             FileLimitStore::Redis => {
-                if !has_redis {
+                if !stores.redis {
                     p.invalid(s, "store", "is `redis`, but no top-level `redis` is configured: add `redis: {url: redis://HOST:6379}`".to_owned());
                 }
                 LimitStore::Redis
             }
+            FileLimitStore::EnvoyRls => {
+                if !stores.rls {
+                    p.invalid(s, "store", "is `envoy_rls`, but no top-level `rate_limit_service` is configured: add `rate_limit_service: {address: http://HOST:8081, domain: NAME}`".to_owned());
+                }
+                LimitStore::EnvoyRls
+            }
         },
     };
     let key = key(p, l, identities);
+    let descriptors = rls::descriptors(p, l, store, &key);
     let (overrides, exempt) = tenants::tenants(p, l, &key);
     let (rate_per_client, rate_per_address, rate_total) = rates(p, l, &key);
     let (concurrency_per_client, concurrency_total, queue) = match &l.concurrency {
         Some(c) => concurrency(p, c),
         None => (None, None, None),
     };
-    if l.rate.is_none() && l.concurrency.is_none() && l.pace.is_none() && l.quota.is_none() {
+    // With `envoy_rls` the service holds the limits.
+    if l.rate.is_none()
+        && l.concurrency.is_none()
+        && l.pace.is_none()
+        && l.quota.is_none()
+        && store != LimitStore::EnvoyRls
+    {
         p.invalid(
             at,
             "limits",
@@ -91,10 +112,8 @@ pub(super) fn limits(
         report_only: l.report_only.unwrap_or(false),
         max_clients,
         store,
-        on_redis_error: match l.on_redis_error {
-            None | Some(FileOnRedisError::Open) => OnRedisError::Open,
-            Some(FileOnRedisError::Closed) => OnRedisError::Closed,
-        },
+        on_redis_error: rls::on_error(p, l),
+        descriptors,
         pace: l.pace.as_ref().map(|at| pace::pace(p, at)),
         overrides,
         exempt,

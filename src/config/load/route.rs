@@ -33,7 +33,7 @@ pub(super) fn routes(
     file: &FileConfig,
     (upstreams, postgres): (&Upstreams, &Databases),
     cursors: Option<&Arc<CursorCodec>>,
-    (redis, identities): (bool, &Identities),
+    (redis, identities): (super::limits::Stores, &Identities),
 ) -> Vec<ReadRoute> {
     let mut routes = Vec::new();
     let mut names = BTreeMap::new();
@@ -157,7 +157,11 @@ pub(super) fn route(
     (index, name): (usize, String),
     r: &FileRoute,
     target: Option<Target>,
-    (cursors, has_redis, identities): (Option<&Arc<CursorCodec>>, bool, &Identities),
+    (cursors, has_redis, identities): (
+        Option<&Arc<CursorCodec>>,
+        super::limits::Stores,
+        &Identities,
+    ),
 ) -> ReadRoute {
     check_path(p, r);
     let methods = r.methods.as_ref().map(|list| methods(p, list));

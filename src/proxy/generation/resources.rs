@@ -12,7 +12,7 @@ use super::{BuildError, DEFAULT_ROUTE_NAME, Generation};
 use crate::config::{Config, RouteConfig, TableConfig, Target, UpstreamConfig};
 use crate::identity::{Gate, Verifier, Verifiers};
 use crate::limit::config::ClientKeySource;
-use crate::limit::{Limits, Redis};
+use crate::limit::{Limits, RateLimitService, Redis, Stores};
 use crate::list::guard::HeldBudget;
 use crate::table::config::ScopeSource;
 use crate::table::{Database, Resource};
@@ -42,6 +42,7 @@ pub(super) struct Resources<'a> {
     pub(super) upstreams: BTreeMap<String, Arc<UpstreamClient>>,
     pub(super) room: Arc<HeldBudget>,
     pub(super) redis: Option<Redis>,
+    pub(super) rls: Option<RateLimitService>,
     pub(super) databases: BTreeMap<String, Arc<Database>>,
     pub(super) resources: BTreeMap<String, Arc<Resource>>,
     pub(super) limits: BTreeMap<String, Arc<Limits>>,
@@ -74,13 +75,28 @@ impl<'a> Resources<'a> {
                 || Redis::new(settings.clone()).map_err(|e| BuildError::Redis(e.to_string())),
             )?),
         };
+        let rls = match &config.rate_limit_service {
+            None => None,
+            Some(settings) => Some(reuse(
+                previous.and_then(|p| p.rls.as_ref()),
+                |rls| rls.config() == settings,
+                || {
+                    RateLimitService::new(settings.clone())
+                        .map_err(|e| BuildError::RateLimitService(e.to_string()))
+                },
+            )?),
+        };
         let mut routes_on = BTreeMap::new();
         for route in &config.routes {
             if let Target::Table(table) = &route.target {
                 *routes_on.entry(table.database.clone()).or_default() += 1;
             }
         }
-        let limits = limits(config, previous, redis.as_ref());
+        let stores = Stores {
+            redis: redis.as_ref(),
+            rls: rls.as_ref(),
+        };
+        let limits = limits(config, previous, stores);
         let mut verifiers = Verifiers::new();
         for (name, settings) in &config.identities {
             let old = previous.and_then(|p| p.verifiers.get(name));
@@ -103,6 +119,7 @@ impl<'a> Resources<'a> {
             upstreams: BTreeMap::new(),
             room,
             redis,
+            rls,
             databases: BTreeMap::new(),
             resources: BTreeMap::new(),
             limits,
@@ -245,7 +262,7 @@ pub(super) fn gate(
 fn limits(
     config: &Config,
     previous: Option<&Generation>,
-    redis: Option<&Redis>,
+    stores: Stores<'_>,
 ) -> BTreeMap<String, Arc<Limits>> {
     let limited = config
         .routes
@@ -257,8 +274,8 @@ fn limits(
         let Some(settings) = settings else { continue };
         let Ok(route) = reuse(
             previous.and_then(|p| p.limits.get(name)),
-            |limits| limits.reusable(settings, redis),
-            || Ok::<_, Infallible>(Limits::new(settings.clone(), name, redis)),
+            |limits| limits.reusable(settings, stores),
+            || Ok::<_, Infallible>(Limits::with_stores(settings.clone(), name, stores)),
         );
         limits.insert(name.to_owned(), route);
     }

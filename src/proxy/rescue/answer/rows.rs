@@ -64,7 +64,7 @@ pub(super) fn limit(e: &LimitError) -> Answer {
     let kind = match e.refusal {
         Refusal::Rate(_) => kind!("rate-limited"),
         Refusal::Concurrency(_) => kind!("concurrency-limited"),
-        Refusal::Unavailable => kind!("limits-unavailable"),
+        Refusal::Unavailable(_) => kind!("limits-unavailable"),
         Refusal::Quota(_) => kind!("quota-exceeded"),
     };
     Answer {

@@ -1,0 +1,193 @@
+//! `store: envoy_rls`: the top-level `rate_limit_service` → [`RlsConfig`], a route's
+//! `descriptors` → [`DescriptorEntry`]s, and `on_store_error` (with its old name
+//! `on_redis_error`), every problem located.
+
+use std::time::Duration;
+
+use http::HeaderName;
+use serde_saphyr::Spanned;
+
+use super::super::Problems;
+use crate::config::defaults::DEFAULT_RLS_TIMEOUT;
+use crate::config::file::{FileLimits, FileOnRedisError, FileRateLimitService};
+use crate::config::{ClientKeySource, DescriptorEntry, DescriptorValue, LimitStore, OnRedisError};
+use crate::config::{RlsConfig, redact::without_password};
+
+/// Most entries one route's descriptor has.
+const MAX_ENTRIES: usize = 16;
+
+/// The top-level `rate_limit_service`.
+pub(in crate::config::load) fn service(
+    p: &mut Problems,
+    at: &Spanned<FileRateLimitService>,
+) -> RlsConfig {
+    let s = &at.value;
+    let address = s.address.value.trim().trim_end_matches('/').to_owned();
+    match address.parse::<http::Uri>() {
+        Ok(uri)
+            if uri.scheme_str() == Some("http")
+                && uri.authority().is_some()
+                && uri.path() == "/"
+                && !address.contains('@') => {}
+        Ok(uri) if uri.scheme_str() == Some("https") => p.invalid(
+            &s.address,
+            "address",
+            "is https://, and TLS to the rate-limit service is not supported yet: use http://HOST:PORT on a trusted network (a mesh's mTLS, or a sidecar)".to_owned(),
+        ),
+        _ => p.invalid(
+            &s.address,
+            "address",
+            format!(
+                "{:?} is not http://HOST:PORT (the gRPC address of the service, nothing after the port)",
+                without_password(&address)
+            ),
+        ),
+    }
+    let domain = s.domain.value.trim().to_owned();
+    if domain.is_empty() || domain.len() > 256 {
+        p.invalid(
+            &s.domain,
+            "domain",
+            "name the domain of the service's config that holds this fleet's limits (1 to 256 characters)".to_owned(),
+        );
+    }
+    let timeout = p.duration(s.timeout.as_ref(), "timeout", DEFAULT_RLS_TIMEOUT);
+    if let Some(at) = &s.timeout
+        && timeout > Duration::from_secs(10)
+    {
+        p.invalid(
+            at,
+            "timeout",
+            "is over 10s: a request would wait that long for its limit; keep it to tens of milliseconds".to_owned(),
+        );
+    }
+    RlsConfig {
+        address,
+        domain,
+        timeout,
+    }
+}
+
+/// `on_store_error`, or its old name `on_redis_error` (one of the two).
+pub(super) fn on_error(p: &mut Problems, l: &FileLimits) -> OnRedisError {
+    let chosen = match (&l.on_store_error, &l.on_redis_error) {
+        (Some(new), Some(_)) => {
+            p.invalid(
+                new,
+                "on_store_error",
+                "is set with on_redis_error, its old name: keep on_store_error only".to_owned(),
+            );
+            Some(new.value)
+        }
+        (Some(one), None) | (None, Some(one)) => Some(one.value),
+        (None, None) => None,
+    };
+    match chosen {
+        None | Some(FileOnRedisError::Open) => OnRedisError::Open,
+        Some(FileOnRedisError::Closed) => OnRedisError::Closed,
+    }
+}
+
+/// A route's `descriptors` (with `store: envoy_rls` only); by default the route's name and
+/// the client's key, `[{key: route}, {key: client}]`.
+pub(super) fn descriptors(
+    p: &mut Problems,
+    l: &FileLimits,
+    store: LimitStore,
+    key: &ClientKeySource,
+) -> Vec<DescriptorEntry> {
+    let Some(at) = &l.descriptors else {
+        if store != LimitStore::EnvoyRls {
+            return Vec::new();
+        }
+        let entry = |key: &str, value| DescriptorEntry {
+            key: key.to_owned(),
+            value,
+        };
+        return vec![
+            entry("route", DescriptorValue::Route),
+            entry("client", DescriptorValue::Key),
+        ];
+    };
+    if store != LimitStore::EnvoyRls {
+        p.invalid(
+            at,
+            "descriptors",
+            "are sent to a rate-limit service: add `store: envoy_rls`, or remove them".to_owned(),
+        );
+        return Vec::new();
+    }
+    if at.value.is_empty() || at.value.len() > MAX_ENTRIES {
+        p.invalid(
+            at,
+            "descriptors",
+            format!("list 1 to {MAX_ENTRIES} entries, as the service's config matches them"),
+        );
+    }
+    at.value.iter().filter_map(|e| entry(p, e, key)).collect()
+}
+
+/// One descriptor entry: its key and where its value comes from.
+fn entry(
+    p: &mut Problems,
+    at: &Spanned<crate::config::file::FileDescriptorEntry>,
+    limits_key: &ClientKeySource,
+) -> Option<DescriptorEntry> {
+    let key = at.value.key.value.trim().to_owned();
+    if key.is_empty() || key.len() > 128 {
+        p.invalid(
+            &at.value.key,
+            "key",
+            "name the entry as the service's config does (1 to 128 characters)".to_owned(),
+        );
+        return None;
+    }
+    let value = match &at.value.value {
+        None if key == "route" => DescriptorValue::Route,
+        None if key == "client" => DescriptorValue::Key,
+        None => {
+            p.invalid(at, "value", format!("is missing: say where {key:?}'s value comes from: route, key, claim:NAME, header:NAME or literal:TEXT"));
+            return None;
+        }
+        Some(v) => value(p, v, limits_key)?,
+    };
+    Some(DescriptorEntry { key, value })
+}
+
+/// `route`, `key`, `claim:C`, `header:H` or `literal:TEXT`.
+fn value(
+    p: &mut Problems,
+    at: &Spanned<String>,
+    limits_key: &ClientKeySource,
+) -> Option<DescriptorValue> {
+    let text = at.value.trim();
+    let fix = "write route, key, claim:NAME, header:NAME or literal:TEXT";
+    let value = match text.split_once(':') {
+        None if text == "route" => DescriptorValue::Route,
+        None if text == "key" => DescriptorValue::Key,
+        Some(("claim", claim)) if !claim.is_empty() => {
+            if !matches!(limits_key, ClientKeySource::Claim(_)) {
+                p.invalid(at, "value", "reads a claim of the route's verified token, and this route's key is not one: set `key: {jwt: NAME, claim: …}`".to_owned());
+                return None;
+            }
+            DescriptorValue::Claim(claim.to_owned())
+        }
+        Some(("header", name)) => match HeaderName::from_bytes(name.as_bytes()) {
+            Ok(name) => DescriptorValue::Header(name),
+            Err(_) => {
+                p.invalid(at, "value", format!("{name:?} is not a header name: {fix}"));
+                return None;
+            }
+        },
+        Some(("literal", text)) if !text.is_empty() => DescriptorValue::Literal(text.to_owned()),
+        _ => {
+            p.invalid(
+                at,
+                "value",
+                format!("{text:?} is not a value source: {fix}"),
+            );
+            return None;
+        }
+    };
+    Some(value)
+}

@@ -1,0 +1,46 @@
+//! `store: envoy_rls`: the rate asked of the rate-limit service, then a slot in this process.
+
+use std::sync::Arc;
+
+use envoy_types::pb::envoy::extensions::common::ratelimit::v3::rate_limit_descriptor::Entry;
+
+use super::{Decision, Limits, Notes};
+use crate::limit::concurrency::Slot;
+use crate::limit::{ClientKey, LimitError, RateLimitService};
+use crate::telemetry::RouteMetrics;
+
+impl Limits {
+    /// Asks the service for the request's rate (its descriptor `entries`, one hit); a slot
+    /// is then taken here. The service failing: `on_store_error` decides, and with `open`
+    /// this process's own limiters take over.
+    pub(in crate::limit) async fn decide_rls(
+        self: Arc<Self>,
+        rls: RateLimitService,
+        entries: Vec<Entry>,
+        (key, mut notes): (ClientKey, Notes),
+        metrics: Arc<RouteMetrics>,
+    ) -> Result<(Option<Slot>, Notes), LimitError> {
+        let rate = match rls.ask(entries, 1).await {
+            Ok(verdict) => {
+                if let Some(fields) = verdict.fields {
+                    let answer = verdict.refused.map_or(Ok(()), Err);
+                    self.rate_verdict(answer, fields, &mut notes, &metrics)?;
+                } else if let Some(refused) = verdict.refused {
+                    // Over a limit the answer did not describe: refused all the same.
+                    let fields = crate::limit::rate::fields("", "");
+                    self.rate_verdict(Err(refused), fields, &mut notes, &metrics)?;
+                }
+                false
+            }
+            Err(_) => {
+                self.redis_failed(&mut notes, &metrics)?;
+                true
+            }
+        };
+        match self.decide_local(key, notes, &metrics, rate) {
+            Decision::Go(slot, notes) => Ok((slot, notes)),
+            Decision::Refuse(error) => Err(error),
+            Decision::Later(wait) => wait.await,
+        }
+    }
+}

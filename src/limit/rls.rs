@@ -1,0 +1,216 @@
+//! `store: envoy_rls`: request rates decided by a rate-limit service that speaks Envoy's v3
+//! API (`envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit`): envoyproxy/ratelimit,
+//! Limitador and their kin, which teams on Envoy, Istio, Contour or Kuadrant already run. A
+//! route sends one descriptor a request (its `descriptors`: the route's name and the client's
+//! key by default), with `hits_addend` 1; the answer's status fills `RateLimit-Policy`,
+//! `RateLimit` and `Retry-After`. Each call is bounded by `rate_limit_service.timeout`; an
+//! error, a timeout or an `UNKNOWN` answer follows the route's `on_store_error`.
+//!
+//! The service keeps no leases, so concurrency stays in this process; rows and bytes quotas
+//! and pacing too.
+
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use envoy_types::pb::envoy::extensions::common::ratelimit::v3::RateLimitDescriptor;
+use envoy_types::pb::envoy::extensions::common::ratelimit::v3::rate_limit_descriptor::Entry;
+use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::rate_limit::Unit;
+use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::{Code, DescriptorStatus};
+use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_client::RateLimitServiceClient;
+use envoy_types::pb::envoy::service::ratelimit::v3::{RateLimitRequest, RateLimitResponse};
+use http::HeaderMap;
+use tonic::transport::{Channel, Endpoint};
+
+use super::ClientKey;
+use super::config::{DescriptorEntry, DescriptorValue, Rate, RlsConfig};
+use super::rate::{Fields, Refused, Which};
+
+/// Why the service gave no verdict.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RlsError {
+    /// No answer within `rate_limit_service.timeout`.
+    #[error("the rate-limit service did not answer within {0:?}")]
+    Timeout(Duration),
+    /// A gRPC error (unreachable, refused, a bad answer).
+    #[error("the rate-limit service: {0}")]
+    Status(#[from] tonic::Status),
+    /// It answered `UNKNOWN` (as Envoy does, taken as a failure).
+    #[error("the rate-limit service answered UNKNOWN")]
+    Unknown,
+}
+
+/// The rate-limit service every `store: envoy_rls` route of a generation asks.
+#[derive(Clone)]
+pub(crate) struct RateLimitService {
+    config: RlsConfig,
+    client: RateLimitServiceClient<Channel>,
+    /// The service is failing: logged once when it starts and once when it ends.
+    failing: std::sync::Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for RateLimitService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimitService")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the service said of one request: refused or not, and the fields of its answer.
+#[derive(Debug)]
+pub(crate) struct Verdict {
+    pub(crate) refused: Option<Refused>,
+    pub(crate) fields: Option<Fields>,
+}
+
+impl RateLimitService {
+    /// A lazily connecting client (needs a Tokio runtime).
+    pub(crate) fn new(config: RlsConfig) -> Result<Self, tonic::transport::Error> {
+        let endpoint = Endpoint::from_shared(config.address.clone())?
+            .connect_timeout(config.timeout.max(Duration::from_millis(250)))
+            .tcp_nodelay(true);
+        Ok(Self {
+            client: RateLimitServiceClient::new(endpoint.connect_lazy()),
+            config,
+            failing: std::sync::Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    /// The settings it was built from.
+    pub(crate) fn config(&self) -> &RlsConfig {
+        &self.config
+    }
+
+    /// Asks whether one more request of `entries` may go (`hits` of it).
+    pub(crate) async fn ask(&self, entries: Vec<Entry>, hits: u32) -> Result<Verdict, RlsError> {
+        let request = RateLimitRequest {
+            domain: self.config.domain.clone(),
+            descriptors: vec![RateLimitDescriptor {
+                entries,
+                ..Default::default()
+            }],
+            hits_addend: hits,
+        };
+        let mut client = self.client.clone();
+        let answer = tokio::time::timeout(self.config.timeout, client.should_rate_limit(request))
+            .await
+            .map_err(|_| RlsError::Timeout(self.config.timeout))
+            .and_then(|answer| Ok(answer?.into_inner()));
+        self.health(&answer);
+        verdict(&answer?)
+    }
+
+    /// Notes the service's health: the first failure and the recovery are logged, once each.
+    fn health<T>(&self, answer: &Result<T, RlsError>) {
+        match answer {
+            Ok(_) => {
+                if self.failing.swap(false, Ordering::Relaxed) {
+                    tracing::info!("the rate-limit service answers again");
+                }
+            }
+            Err(error) => {
+                if !self.failing.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(%error, "the rate-limit service cannot answer; on_store_error applies until it does");
+                }
+            }
+        }
+    }
+}
+
+/// The descriptor entries of a request: an entry whose header is absent (or not text) or
+/// whose claim the token lacks is left out, as Envoy leaves out an action with no value.
+pub(crate) fn entries(
+    descriptors: &[DescriptorEntry],
+    (route, key): (&str, &ClientKey),
+    headers: &HeaderMap,
+    verified: Option<&crate::identity::Verified>,
+) -> Vec<Entry> {
+    descriptors
+        .iter()
+        .filter_map(|d| {
+            let value = match &d.value {
+                DescriptorValue::Route => route.to_owned(),
+                DescriptorValue::Key => key.short(),
+                DescriptorValue::Claim(claim) => verified?.claim(claim)?.into_owned(),
+                DescriptorValue::Header(name) => headers.get(name)?.to_str().ok()?.to_owned(),
+                DescriptorValue::Literal(text) => text.clone(),
+            };
+            Some(Entry {
+                key: d.key.clone(),
+                value,
+            })
+        })
+        .collect()
+}
+
+/// The service's answer as a verdict: its first status with a limit names the quota.
+fn verdict(answer: &RateLimitResponse) -> Result<Verdict, RlsError> {
+    let over = match Code::try_from(answer.overall_code) {
+        Ok(Code::Ok) => false,
+        Ok(Code::OverLimit) => true,
+        Ok(Code::Unknown) | Err(_) => return Err(RlsError::Unknown),
+    };
+    let status = answer
+        .statuses
+        .iter()
+        .find(|s| s.current_limit.is_some() && (!over || s.code == Code::OverLimit as i32));
+    let Some((rate, status)) = status.and_then(|s| Some((rate_of(s)?, s))) else {
+        // No limit matched the descriptor: nothing to show (and, over, nothing to say why).
+        let refused = over.then_some(Refused {
+            which: Which::Service,
+            rate: Rate {
+                requests: NonZeroU32::MIN,
+                per: Duration::from_secs(1),
+                burst: NonZeroU32::MIN,
+            },
+            retry_after: 1,
+        });
+        return Ok(Verdict {
+            refused,
+            fields: None,
+        });
+    };
+    let reset = status.duration_until_reset.as_ref().map_or(rate.per, |d| {
+        Duration::new(
+            u64::try_from(d.seconds).unwrap_or(0),
+            u32::try_from(d.nanos).unwrap_or(0),
+        )
+    });
+    let reset = super::rate::ceil_secs(reset);
+    let remaining = if over { 0 } else { status.limit_remaining };
+    let policy = format!("\"service\";q={};w={}", rate.requests, rate.per.as_secs());
+    let state = format!("\"service\";r={remaining};t={reset}");
+    Ok(Verdict {
+        refused: over.then_some(Refused {
+            which: Which::Service,
+            rate,
+            retry_after: reset.max(1),
+        }),
+        fields: Some(super::rate::fields(&policy, &state)),
+    })
+}
+
+/// A status's limit as a rate (a unit of a month counts 30 days, a year 365).
+fn rate_of(status: &DescriptorStatus) -> Option<Rate> {
+    let limit = status.current_limit.as_ref()?;
+    let requests = NonZeroU32::new(limit.requests_per_unit)?;
+    let secs = match Unit::try_from(limit.unit).ok()? {
+        Unit::Second => 1,
+        Unit::Minute => 60,
+        Unit::Hour => 3600,
+        Unit::Day => 86_400,
+        Unit::Week => 604_800,
+        Unit::Month => 30 * 86_400,
+        Unit::Year => 365 * 86_400,
+        Unit::Unknown => return None,
+    };
+    Some(Rate {
+        requests,
+        per: Duration::from_secs(secs),
+        burst: requests,
+    })
+}
+
+#[cfg(test)]
+mod tests;

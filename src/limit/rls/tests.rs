@@ -1,0 +1,80 @@
+//! The service's answers as verdicts and fields.
+
+use envoy_types::pb::envoy::service::ratelimit::v3::RateLimitResponse;
+use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::rate_limit::Unit;
+use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::{
+    Code, DescriptorStatus, RateLimit,
+};
+use envoy_types::pb::google::protobuf::Duration as PbDuration;
+
+use super::{RlsError, verdict};
+use crate::limit::Which;
+
+fn answer(code: Code, status: Option<(u32, Unit, u32, i64)>) -> RateLimitResponse {
+    RateLimitResponse {
+        overall_code: code as i32,
+        statuses: status
+            .map(|(requests, unit, remaining, reset)| DescriptorStatus {
+                code: code as i32,
+                current_limit: Some(RateLimit {
+                    requests_per_unit: requests,
+                    unit: unit as i32,
+                    ..Default::default()
+                }),
+                limit_remaining: remaining,
+                duration_until_reset: Some(PbDuration {
+                    seconds: reset,
+                    nanos: 0,
+                }),
+                ..Default::default()
+            })
+            .into_iter()
+            .collect(),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn an_ok_answer_fills_the_fields_from_its_status() {
+    let got = verdict(&answer(Code::Ok, Some((10, Unit::Minute, 7, 42)))).expect("a verdict");
+    assert!(got.refused.is_none());
+    let fields = got.fields.expect("fields");
+    assert_eq!(fields.policy, "\"service\";q=10;w=60");
+    assert_eq!(fields.state, "\"service\";r=7;t=42");
+}
+
+#[test]
+fn an_over_limit_answer_refuses_until_the_reset() {
+    let got = verdict(&answer(Code::OverLimit, Some((3, Unit::Hour, 0, 1800)))).expect("a verdict");
+    let refused = got.refused.expect("refused");
+    assert_eq!(refused.which, Which::Service);
+    assert_eq!(refused.retry_after, 1800);
+    assert_eq!(refused.rate.requests.get(), 3);
+    assert_eq!(refused.rate.per.as_secs(), 3600);
+    assert_eq!(got.fields.expect("fields").state, "\"service\";r=0;t=1800");
+}
+
+#[test]
+fn no_limit_matched_passes_without_fields_and_unknown_is_a_failure() {
+    let got = verdict(&answer(Code::Ok, None)).expect("a verdict");
+    assert!(got.refused.is_none() && got.fields.is_none());
+    // Over the limit with no status to say which: refused, retry in a second.
+    let got = verdict(&answer(Code::OverLimit, None)).expect("a verdict");
+    assert_eq!(got.refused.expect("refused").retry_after, 1);
+    assert!(matches!(
+        verdict(&answer(Code::Unknown, None)),
+        Err(RlsError::Unknown)
+    ));
+    // A code this version does not know is no verdict either.
+    let mut odd = answer(Code::Ok, None);
+    odd.overall_code = 9;
+    assert!(matches!(verdict(&odd), Err(RlsError::Unknown)));
+}
+
+#[test]
+fn a_limit_of_an_unknown_unit_or_zero_requests_shows_no_fields() {
+    let got = verdict(&answer(Code::Ok, Some((0, Unit::Second, 0, 1)))).expect("a verdict");
+    assert!(got.fields.is_none());
+    let got = verdict(&answer(Code::Ok, Some((5, Unit::Unknown, 1, 1)))).expect("a verdict");
+    assert!(got.fields.is_none());
+}

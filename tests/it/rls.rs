@@ -1,0 +1,187 @@
+//! `store: envoy_rls` against a real Envoy rate-limit service (Limitador's limiter behind
+//! tonic, run by the test): the service decides, its answer fills the fields, descriptors
+//! carry the route, the key, headers and literals, two proxies share one budget, and a dead
+//! service follows `on_store_error`.
+
+use std::time::Duration;
+
+use crate::support::rls::RlsServer;
+use crate::support::{Proxy, Upstream, get_with};
+
+/// Limitador's limits: each client of route `page` 3 a minute; each tenant of the `free`
+/// plan 2 a minute.
+const LIMITS: &str = r#"[
+  {"namespace": "fleet", "max_value": 3, "seconds": 60,
+   "conditions": ["descriptors[0].route == 'page'"], "variables": ["descriptors[0].client"]},
+  {"namespace": "fleet", "max_value": 2, "seconds": 60,
+   "conditions": ["descriptors[0].plan == 'free'"], "variables": ["descriptors[0].tenant"]}
+]"#;
+
+fn config(rls: &RlsServer) -> String {
+    format!(
+        "rate_limit_service: {{address: '{}', domain: fleet, timeout: 500ms}}
+admin: {{listen: 127.0.0.1:0}}
+default: {{action: deny}}
+upstreams: {{app: {{url: '{{upstream}}'}}}}
+routes:
+  - {{name: page, path: /page, upstream: app, limits: {{store: envoy_rls, key: header, key_header: X-Api-Key}}}}
+  - name: plans
+    path: /plans
+    upstream: app
+    limits:
+      store: envoy_rls
+      descriptors: [{{key: route}}, {{key: tenant, value: 'header:x-tenant'}}, {{key: plan, value: 'literal:free'}}]
+      on_store_error: closed
+      concurrency: {{per_client: 5}}
+",
+        rls.url()
+    )
+}
+
+fn key(value: &str) -> Vec<(&'static str, String)> {
+    vec![("x-api-key", value.to_owned())]
+}
+
+#[tokio::test]
+async fn the_service_decides_each_clients_rate_and_its_answer_fills_the_fields() {
+    let rls = RlsServer::start(LIMITS).await;
+    let upstream = Upstream::json("[]").await;
+    let proxy = Proxy::start(&config(&rls), &upstream).await;
+    for remaining in [2, 1, 0] {
+        let got = get_with(&proxy, "/page", &key("a")).await;
+        assert_eq!(got.status, 200);
+        assert_eq!(got.header("ratelimit-policy"), Some("\"service\";q=3;w=60"));
+        let state = got.header("ratelimit").expect("RateLimit");
+        assert!(
+            state.starts_with(&format!("\"service\";r={remaining};t=")),
+            "{state}"
+        );
+    }
+    let refused = get_with(&proxy, "/page", &key("a")).await;
+    let problem = refused.problem(429);
+    assert_eq!(problem["type"], "urn:pagegate:problem:rate-limited");
+    let retry = refused.retry_after();
+    assert!((1..=60).contains(&retry), "Retry-After {retry}");
+    // Another client has a budget of its own.
+    assert_eq!(get_with(&proxy, "/page", &key("b")).await.status, 200);
+    assert_eq!(
+        upstream.seen().len(),
+        4,
+        "the refused request never reached the backend"
+    );
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn descriptors_carry_headers_and_literals_and_two_proxies_share_the_budget() {
+    let rls = RlsServer::start(LIMITS).await;
+    let upstream = Upstream::json("[]").await;
+    let yaml = config(&rls);
+    let (one, two) = (
+        Proxy::start(&yaml, &upstream).await,
+        Proxy::start(&yaml, &upstream).await,
+    );
+    let tenant = |t: &str| vec![("x-tenant", t.to_owned())];
+    assert_eq!(get_with(&one, "/plans", &tenant("t1")).await.status, 200);
+    assert_eq!(get_with(&two, "/plans", &tenant("t1")).await.status, 200);
+    // The tenant's two are spent across both proxies.
+    get_with(&one, "/plans", &tenant("t1")).await.problem(429);
+    get_with(&two, "/plans", &tenant("t1")).await.problem(429);
+    assert_eq!(get_with(&two, "/plans", &tenant("t2")).await.status, 200);
+    // Without the header the entry is left out: the tenant limit does not apply.
+    for _ in 0..3 {
+        assert_eq!(get_with(&one, "/plans", &[]).await.status, 200);
+    }
+    one.stop().await;
+    two.stop().await;
+}
+
+#[tokio::test]
+async fn a_dead_service_refuses_when_closed_and_falls_back_when_open() {
+    let rls = RlsServer::start(LIMITS).await;
+    let upstream = Upstream::json("[]").await;
+    let yaml = format!(
+        "{}  - {{name: open, path: /open, upstream: app, limits: {{store: envoy_rls, on_store_error: open, rate: {{per_client: {{requests: 1, per: 1h}}}}}}}}\n",
+        config(&rls)
+    );
+    let proxy = Proxy::start(&yaml, &upstream).await;
+    assert_eq!(get_with(&proxy, "/plans", &[]).await.status, 200);
+    rls.stop();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let refused = get_with(&proxy, "/plans", &[]).await;
+    assert_eq!(
+        refused.problem(503)["type"],
+        "urn:pagegate:problem:limits-unavailable"
+    );
+    // `open`: this process's own rate takes over (one an hour).
+    assert_eq!(get_with(&proxy, "/open", &[]).await.status, 200);
+    get_with(&proxy, "/open", &[]).await.problem(429);
+    crate::support::assert_metrics(
+        &proxy.metrics_text().await,
+        &[
+            "pagegate_limit_decisions_total{route=\"plans\",limit=\"rate_limit_service\",decision=\"refused\",tenant_class=\"default\"} 1",
+            "pagegate_limit_decisions_total{route=\"open\",limit=\"rate_limit_service\",decision=\"fallback\",tenant_class=\"default\"} 2",
+        ],
+    );
+    proxy.stop().await;
+}
+
+#[test]
+fn rate_limit_service_mistakes_are_located_with_their_fix() {
+    let service = "rate_limit_service: {address: 'http://127.0.0.1:8081', domain: fleet}\n";
+    let cases = [
+        (
+            "",
+            "{store: envoy_rls}",
+            "no top-level `rate_limit_service`",
+        ),
+        (
+            service,
+            "{descriptors: [{key: route}], rate: {per_client: {requests: 1, per: 1s}}}",
+            "add `store: envoy_rls`",
+        ),
+        (
+            "rate_limit_service: {address: 'https://rls:8081', domain: fleet}\n",
+            "{store: envoy_rls}",
+            "TLS to the rate-limit service",
+        ),
+        (
+            "rate_limit_service: {address: 'rls:8081', domain: fleet}\n",
+            "{store: envoy_rls}",
+            "is not http://HOST:PORT",
+        ),
+        (
+            service,
+            "{store: envoy_rls, descriptors: [{key: tenant}]}",
+            "say where \"tenant\"'s value comes from",
+        ),
+        (
+            service,
+            "{store: envoy_rls, descriptors: [{key: t, value: 'cookie:x'}]}",
+            "is not a value source",
+        ),
+        (
+            service,
+            "{store: envoy_rls, descriptors: [{key: t, value: 'claim:sub'}]}",
+            "key: {jwt: NAME",
+        ),
+        (
+            service,
+            "{store: envoy_rls, on_store_error: open, on_redis_error: open}",
+            "keep on_store_error only",
+        ),
+    ];
+    for (top, limits, fix) in cases {
+        let yaml = format!(
+            "{top}upstreams: {{app: {{url: 'http://127.0.0.1:9'}}}}\nroutes:\n  - name: r\n    limits: {limits}\n    path: /r\n    upstream: app\n"
+        );
+        let text = match pagegate::Config::parse("t.yaml", &yaml) {
+            Ok(_) => panic!("expected a problem for {top}{limits}"),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            text.contains("t.yaml:") && text.contains(fix),
+            "{top}{limits}:\n{text}\nshould say {fix}"
+        );
+    }
+}
