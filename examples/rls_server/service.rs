@@ -46,7 +46,11 @@ impl Service {
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), String> {
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        // Small answers go out at once (no Nagle delay behind the client's delayed ACK).
+        let incoming = tokio_stream::StreamExt::map(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            |stream| stream.and_then(|s| s.set_nodelay(true).map(|()| s)),
+        );
         // One service: no router needed (tonic's router pulls in axum).
         tonic::transport::Server::builder()
             .serve_with_incoming_shutdown(RateLimitServiceServer::new(self), incoming, shutdown)

@@ -18,6 +18,7 @@ mod held_pages;
 mod http2;
 mod http2_floods;
 mod identities;
+mod identity_secret;
 mod integrity;
 mod keyset;
 mod layout;
