@@ -14,16 +14,8 @@ use crate::support::{Proxy, Upstream};
 /// GCRA state of every `rate` key in `redis`: (Redis's clock, each key's theoretical arrival
 /// time), both in µs.
 async fn rate_state(redis: &RedisServer) -> (i64, Vec<i64>) {
-    let mut conn = redis::Client::open(redis.url())
-        .expect("redis url")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("connect");
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg("pagegate:rate:*")
-        .query_async(&mut conn)
-        .await
-        .expect("KEYS");
+    let mut conn = crate::support::redis::connect(redis).await;
+    let keys = crate::support::redis::keys(&mut conn, "pagegate:rate:*").await;
     let (secs, micros): (i64, i64) = redis::cmd("TIME")
         .query_async(&mut conn)
         .await

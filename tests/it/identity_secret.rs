@@ -53,5 +53,9 @@ routes:
     );
     let rsa = Signer::rsa().sign(None, &claims(&json!({"sub": "mallory"})));
     bearer(&replica, &rsa).await.problem(401);
-    assert_eq!(upstream.seen().len(), 3, "only good tokens within the rate got through");
+    assert_eq!(
+        upstream.seen().len(),
+        3,
+        "only good tokens within the rate got through"
+    );
 }

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 
 use crate::support::process::Replica;
-use crate::support::redis::{RedisServer, script_runs};
+use crate::support::redis::{RedisServer, assert_no_leases, script_runs};
 use crate::support::{Proxy, Upstream, json_response};
 
 #[tokio::test]
@@ -133,24 +133,6 @@ routes:
         "{N} takes and a few batched releases, not one release each: {runs} script runs"
     );
     // Every slot was given back.
-    let mut conn = redis::Client::open(redis.url())
-        .expect("redis url")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("connect");
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg("*slots*held*")
-        .query_async(&mut conn)
-        .await
-        .expect("KEYS");
-    // A set whose last lease is given back is gone.
-    for key in keys {
-        let held: u64 = redis::cmd("ZCARD")
-            .arg(&key)
-            .query_async(&mut conn)
-            .await
-            .expect("ZCARD");
-        assert_eq!(held, 0, "{key} still holds a lease");
-    }
+    assert_no_leases(&redis, "*slots*held*").await;
     proxy.stop().await;
 }

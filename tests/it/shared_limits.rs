@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use crate::support::process::Replica;
-use crate::support::redis::{RedisServer, script_runs};
+use crate::support::redis::{RedisServer, assert_no_leases, script_runs};
 use crate::support::{Proxy, Upstream, json_response};
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -144,15 +144,6 @@ routes:
     proxy.stop().await;
 }
 
-/// A connection to `redis`, for a test's own commands.
-async fn connect(redis: &RedisServer) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(redis.url())
-        .expect("redis url")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("connect to redis")
-}
-
 #[tokio::test]
 async fn a_rate_and_a_slot_are_taken_in_one_round_trip() {
     let redis = RedisServer::start();
@@ -187,20 +178,7 @@ routes:
     // A request the rate refuses takes no slot: none is left behind in Redis.
     assert_eq!(crate::support::get(&proxy.url("/tight")).await.status, 200);
     crate::support::get(&proxy.url("/tight")).await.problem(429);
-    let mut conn = connect(&redis).await;
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg("*slots*tight*")
-        .query_async(&mut conn)
-        .await
-        .expect("KEYS");
-    for key in keys {
-        let held: u64 = redis::cmd("ZCARD")
-            .arg(&key)
-            .query_async(&mut conn)
-            .await
-            .expect("ZCARD");
-        assert_eq!(held, 0, "{key} holds a lease nobody will give back");
-    }
+    assert_no_leases(&redis, "*slots*tight*").await;
     proxy.stop().await;
 }
 

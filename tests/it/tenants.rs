@@ -169,16 +169,8 @@ async fn an_override_budget_is_shared_through_redis_under_keys_of_its_own() {
     let free = token("bob", "free");
     assert_eq!(as_client(&two, &free).await.status, 200);
     as_client(&one, &free).await.problem(429);
-    let mut conn = redis::Client::open(redis.url())
-        .expect("url")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("connect");
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg("*")
-        .query_async(&mut conn)
-        .await
-        .expect("KEYS");
+    let mut conn = crate::support::redis::connect(&redis).await;
+    let keys = crate::support::redis::keys(&mut conn, "*").await;
     assert!(
         keys.iter().any(|k| k.contains("{orders}:t:gold:c:")),
         "{keys:?}"

@@ -80,13 +80,41 @@ impl Drop for RedisServer {
     }
 }
 
-/// Lua script runs `redis` has served (`EVALSHA`, and `EVAL` when a script was not loaded).
-pub async fn script_runs(redis: &RedisServer) -> u64 {
-    let mut conn = redis::Client::open(redis.url())
+/// A connection to `redis`, for a test's own commands.
+pub async fn connect(redis: &RedisServer) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(redis.url())
         .expect("redis url")
         .get_multiplexed_async_connection()
         .await
-        .expect("connect to redis");
+        .expect("connect to redis")
+}
+
+/// The keys of `redis` that match `pattern`.
+pub async fn keys(conn: &mut redis::aio::MultiplexedConnection, pattern: &str) -> Vec<String> {
+    redis::cmd("KEYS")
+        .arg(pattern)
+        .query_async(conn)
+        .await
+        .expect("KEYS")
+}
+
+/// No slot set of `redis` matching `pattern` holds a lease (a set whose last lease is given
+/// back is gone).
+pub async fn assert_no_leases(redis: &RedisServer, pattern: &str) {
+    let mut conn = connect(redis).await;
+    for key in keys(&mut conn, pattern).await {
+        let held: u64 = redis::cmd("ZCARD")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .expect("ZCARD");
+        assert_eq!(held, 0, "{key} holds a lease nobody will give back");
+    }
+}
+
+/// Lua script runs `redis` has served (`EVALSHA`, and `EVAL` when a script was not loaded).
+pub async fn script_runs(redis: &RedisServer) -> u64 {
+    let mut conn = connect(redis).await;
     let info: String = redis::cmd("INFO")
         .arg("commandstats")
         .query_async(&mut conn)
