@@ -118,8 +118,12 @@ impl RateLimitService {
     }
 }
 
+/// Longest descriptor value sent as it is; a longer one (a client's header) is sent as its
+/// SHA-256 prefix, so a client cannot fill the service's counters with megabytes of keys.
+const MAX_VALUE: usize = 128;
+
 /// The descriptor entries of a request: an entry whose header is absent (or not text) or
-/// whose claim the token lacks is left out, as Envoy leaves out an action with no value.
+/// whose claim the token lacks is left out (Envoy's `skip_if_absent: true`).
 pub(crate) fn entries(
     descriptors: &[DescriptorEntry],
     (route, key): (&str, &ClientKey),
@@ -138,10 +142,21 @@ pub(crate) fn entries(
             };
             Some(Entry {
                 key: d.key.clone(),
-                value,
+                value: bounded(value),
             })
         })
         .collect()
+}
+
+/// `value`, or its SHA-256 prefix when it is longer than [`MAX_VALUE`].
+fn bounded(value: String) -> String {
+    use sha2::Digest;
+    if value.len() <= MAX_VALUE {
+        return value;
+    }
+    let digest = sha2::Sha256::digest(value.as_bytes());
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
 }
 
 /// The service's answer as a verdict: its first status with a limit names the quota.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::support::process::Replica;
-use crate::support::redis::RedisServer;
+use crate::support::redis::{RedisServer, script_runs};
 use crate::support::{Proxy, Upstream};
 
 /// GCRA state of every `rate` key in `redis`: (Redis's clock, each key's theoretical arrival
@@ -48,6 +48,7 @@ routes:
         upstream.url()
     );
     let replicas = [Replica::start(&yaml), Replica::start(&yaml)];
+    let before = script_runs(&redis).await;
     // Within one flush, each replica decides on what it knows.
     let mut passed = 0;
     for i in 0..20 {
@@ -58,6 +59,9 @@ routes:
             other => panic!("{other}"),
         }
     }
+    // Batched: far fewer calls than requests (each replica reads the key once, then flushes).
+    let runs = script_runs(&redis).await - before;
+    assert!(runs < 12, "20 requests cost {runs} script runs");
     // The bound: (replicas − 1) × (burst + rate × batch) over the limit, here 6 + 6.
     assert!(
         (6..=12).contains(&passed),
@@ -139,6 +143,40 @@ routes:
         }
     }
     assert_eq!(refused, 3, "a forgotten key's spent budget stays spent");
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_steady_client_within_its_rate_is_never_refused_across_flushes() {
+    let redis = RedisServer::start();
+    let upstream = Upstream::json("[]").await;
+    // Ten a second, no burst, flushed every 50 ms: one request every 150 ms stays within it,
+    // whatever the flushes in between (they must not charge a request at flush time).
+    let yaml = format!(
+        "redis: {{url: '{}', timeout: 500ms}}
+default: {{action: deny}}
+upstreams: {{app: {{url: '{{upstream}}'}}}}
+routes:
+  - {{name: steady, path: /steady, upstream: app, limits: {{store: redis, batch: 50ms, rate: {{per_client: {{requests: 10, per: 1s, burst: 1}}}}}}}}
+",
+        redis.url()
+    );
+    let proxy = Proxy::start(&yaml, &upstream).await;
+    let mut tick = tokio::time::interval(Duration::from_millis(150));
+    for i in 0..12 {
+        tick.tick().await;
+        let got = crate::support::get(&proxy.url("/steady")).await;
+        assert_eq!(
+            got.status, 200,
+            "request {i} of a steady client was refused"
+        );
+    }
+    // Two at once are over a burst of one: the second is refused.
+    tick.tick().await;
+    assert_eq!(crate::support::get(&proxy.url("/steady")).await.status, 200);
+    crate::support::get(&proxy.url("/steady"))
+        .await
+        .problem(429);
     proxy.stop().await;
 }
 

@@ -170,6 +170,11 @@ fn rate_limit_service_mistakes_are_located_with_their_fix() {
             "{store: envoy_rls, on_store_error: open, on_redis_error: open}",
             "keep on_store_error only",
         ),
+        (
+            service,
+            "{store: envoy_rls, descriptors: [{key: t, value: 'header:Authorization'}]}",
+            "credential",
+        ),
     ];
     for (top, limits, fix) in cases {
         let yaml = format!(

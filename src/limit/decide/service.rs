@@ -26,9 +26,15 @@ impl Limits {
                     let answer = verdict.refused.map_or(Ok(()), Err);
                     self.rate_verdict(answer, fields, &mut notes, &metrics)?;
                 } else if let Some(refused) = verdict.refused {
-                    // Over a limit the answer did not describe: refused all the same.
-                    let fields = crate::limit::rate::fields("", "");
-                    self.rate_verdict(Err(refused), fields, &mut notes, &metrics)?;
+                    // Over a limit the answer did not describe: refused all the same, with
+                    // no fields to show.
+                    let error = LimitError {
+                        refusal: crate::limit::Refusal::Rate(refused),
+                        fields: None,
+                    };
+                    if notes.refused(&error, &metrics, self.config.report_only) {
+                        return Err(error);
+                    }
                 }
                 false
             }

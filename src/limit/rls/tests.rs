@@ -7,7 +7,7 @@ use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::{
 };
 use envoy_types::pb::google::protobuf::Duration as PbDuration;
 
-use super::{RlsError, verdict};
+use super::{MAX_VALUE, RlsError, bounded, verdict};
 use crate::limit::Which;
 
 fn answer(code: Code, status: Option<(u32, Unit, u32, i64)>) -> RateLimitResponse {
@@ -77,4 +77,17 @@ fn a_limit_of_an_unknown_unit_or_zero_requests_shows_no_fields() {
     assert!(got.fields.is_none());
     let got = verdict(&answer(Code::Ok, Some((5, Unit::Unknown, 1, 1)))).expect("a verdict");
     assert!(got.fields.is_none());
+}
+
+#[test]
+fn long_values_are_sent_as_a_hash_prefix() {
+    assert_eq!(bounded("tenant-7".to_owned()), "tenant-7");
+    let long = "x".repeat(MAX_VALUE + 1);
+    let sent = bounded(long.clone());
+    assert!(
+        sent.starts_with("sha256:") && sent.len() == 7 + 32,
+        "{sent}"
+    );
+    assert_eq!(sent, bounded(long), "the same value, the same entry");
+    assert_ne!(sent, bounded("y".repeat(MAX_VALUE + 1)));
 }

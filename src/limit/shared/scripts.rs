@@ -86,22 +86,29 @@ return held
 ";
 
 /// `limits.batch`'s flush: adds requests counted in a process to rate keys and reads their
-/// state back. `ARGV` holds, for each key in turn, its emission interval (µs) and the
-/// requests to add (already let on, so never refused here). Returns Redis's clock (µs), then
-/// each key's theoretical arrival time. The keys are `TAKE`'s: both modes share one budget.
+/// state back. `ARGV` holds, for each key in turn, its emission interval (µs), the requests to
+/// add (already let on, so never refused here) and `chain`, the arrival time GCRA over those
+/// requests alone reaches. The key becomes the later of its state advanced by the requests and
+/// that chain: GCRA over the requests, whenever they came. Returns Redis's clock (µs), then
+/// each key's theoretical arrival time (at least now). The keys are `TAKE`'s: both modes share
+/// one budget.
 pub(super) const SYNC: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local out = {now}
 for i, key in ipairs(KEYS) do
-  local interval = tonumber(ARGV[2 * i - 1])
-  local hits = tonumber(ARGV[2 * i])
-  local tat = tonumber(redis.call('GET', key)) or now
-  if tat < now then tat = now end
+  local interval = tonumber(ARGV[3 * i - 2])
+  local hits = tonumber(ARGV[3 * i - 1])
+  local chain = tonumber(ARGV[3 * i])
+  local tat = tonumber(redis.call('GET', key)) or 0
   if hits > 0 then
     tat = tat + hits * interval
-    redis.call('SET', key, tat, 'PX', math.floor((tat - now) / 1000) + 1)
+    if chain > tat then tat = chain end
+    if tat > now then
+      redis.call('SET', key, tat, 'PX', math.floor((tat - now) / 1000) + 1)
+    end
   end
+  if tat < now then tat = now end
   out[#out + 1] = tat
 end
 return out

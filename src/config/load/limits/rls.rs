@@ -173,6 +173,17 @@ fn value(
             DescriptorValue::Claim(claim.to_owned())
         }
         Some(("header", name)) => match HeaderName::from_bytes(name.as_bytes()) {
+            Ok(name)
+                if [
+                    http::header::AUTHORIZATION,
+                    http::header::PROXY_AUTHORIZATION,
+                    http::header::COOKIE,
+                ]
+                .contains(&name) =>
+            {
+                p.invalid(at, "value", format!("would send the client's {name} credential to the rate-limit service in the clear: key by a verified claim instead (claim:NAME with `key: {{jwt: …}}`)"));
+                return None;
+            }
             Ok(name) => DescriptorValue::Header(name),
             Err(_) => {
                 p.invalid(at, "value", format!("{name:?} is not a header name: {fix}"));
