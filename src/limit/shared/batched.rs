@@ -17,10 +17,10 @@
 //! is read from Redis first, in one round trip.
 //!
 //! Memory: at most `max_clients` keys; a key idle for ten batches (at least 10 s) with nothing
-//! to send is forgotten (Redis has its state). At the cap, keys whose bucket is full or,
-//! failing those, the least recently used with nothing to send are forgotten
-//! (`pagegate_limit_evictions_total`); when every key still has counts to send, the request
-//! takes the exact path.
+//! to send is forgotten (Redis has its state). At the cap, at most once a second, keys whose
+//! bucket is full or, failing those, the least recently used with nothing to send are
+//! forgotten (`pagegate_limit_evictions_total`); a new key that finds no room takes the exact
+//! path.
 //!
 //! The keys and their state are the exact mode's: replicas in either mode share one budget.
 
@@ -55,6 +55,8 @@ struct State {
     offset: i64,
     /// When a flush last reached Redis for every key it sent (or the first read did).
     synced: Option<Instant>,
+    /// When room was last made at the cap: a scan of every key, at most once a second.
+    cleaned: Option<Instant>,
 }
 
 /// The batched rates of one route.
@@ -87,6 +89,7 @@ impl Batched {
                 keys: HashMap::new(),
                 offset: 0,
                 synced: None,
+                cleaned: None,
             }),
             started: AtomicBool::new(false),
         })
@@ -205,8 +208,17 @@ impl Batched {
     }
 
     /// Forgets keys at the cap: every full bucket with nothing to send, or else the least
-    /// recently used key with nothing to send. How many, or `None` when none can go.
+    /// recently used key with nothing to send. How many, or `None` when none can go — or when
+    /// the last scan was less than a second ago: a client rotating keys costs each new key a
+    /// round trip on the exact path, never a scan of every key.
     fn make_room(&self, state: &mut State) -> Option<u64> {
+        if state
+            .cleaned
+            .is_some_and(|at| at.elapsed() < Duration::from_secs(1))
+        {
+            return None;
+        }
+        state.cleaned = Some(Instant::now());
         let now = self.local() + state.offset;
         let before = state.keys.len();
         state.keys.retain(|_, c| c.pending > 0 || c.tat > now);
