@@ -93,15 +93,8 @@ routes:
 async fn one_batching_replica_is_exact_and_forgets_keys_at_max_clients() {
     let redis = RedisServer::start();
     let upstream = Upstream::json("[]").await;
-    let yaml = format!(
-        "redis: {{url: '{}', timeout: 500ms}}
-admin: {{listen: 127.0.0.1:0}}
-default: {{action: deny}}
-upstreams: {{app: {{url: '{{upstream}}'}}}}
-routes:
-  - {{name: keyed, path: /keyed, upstream: app, limits: {{store: redis, batch: 100ms, max_clients: 1000, key: header, key_header: X-Api-Key, rate: {{per_client: {{requests: 3, per: 1h}}}}}}}}
-",
-        redis.url()
+    let yaml = redis.config(
+        "  - {name: keyed, path: /keyed, upstream: app, limits: {store: redis, batch: 100ms, max_clients: 1000, key: header, key_header: X-Api-Key, rate: {per_client: {requests: 3, per: 1h}}}}\n",
     );
     let proxy = Proxy::start(&yaml, &upstream).await;
     let client = crate::support::client();
@@ -152,14 +145,8 @@ async fn a_steady_client_within_its_rate_is_never_refused_across_flushes() {
     let upstream = Upstream::json("[]").await;
     // Ten a second, no burst, flushed every 50 ms: one request every 150 ms stays within it,
     // whatever the flushes in between (they must not charge a request at flush time).
-    let yaml = format!(
-        "redis: {{url: '{}', timeout: 500ms}}
-default: {{action: deny}}
-upstreams: {{app: {{url: '{{upstream}}'}}}}
-routes:
-  - {{name: steady, path: /steady, upstream: app, limits: {{store: redis, batch: 50ms, rate: {{per_client: {{requests: 10, per: 1s, burst: 1}}}}}}}}
-",
-        redis.url()
+    let yaml = redis.config(
+        "  - {name: steady, path: /steady, upstream: app, limits: {store: redis, batch: 50ms, rate: {per_client: {requests: 10, per: 1s, burst: 1}}}}\n",
     );
     let proxy = Proxy::start(&yaml, &upstream).await;
     let mut tick = tokio::time::interval(Duration::from_millis(150));

@@ -148,15 +148,10 @@ routes:
 async fn a_rate_and_a_slot_are_taken_in_one_round_trip() {
     let redis = RedisServer::start();
     let upstream = Upstream::json("[]").await;
-    let yaml = format!(
-        "redis: {{url: '{}', timeout: 500ms}}
-default: {{action: deny}}
-upstreams: {{app: {{url: '{{upstream}}'}}}}
-routes:
-  - {{name: both, path: /both, upstream: app, limits: {{store: redis, rate: {{per_client: {{requests: 100, per: 1h}}}}, concurrency: {{per_client: 2, total: 10}}}}}}
-  - {{name: tight, path: /tight, upstream: app, limits: {{store: redis, rate: {{per_client: {{requests: 1, per: 1h}}}}, concurrency: {{total: 10}}}}}}
+    let yaml = redis.config(
+        "  - {name: both, path: /both, upstream: app, limits: {store: redis, rate: {per_client: {requests: 100, per: 1h}}, concurrency: {per_client: 2, total: 10}}}
+  - {name: tight, path: /tight, upstream: app, limits: {store: redis, rate: {per_client: {requests: 1, per: 1h}}, concurrency: {total: 10}}}
 ",
-        redis.url()
     );
     let proxy = Proxy::start(&yaml, &upstream).await;
     // The first request loads the scripts.

@@ -42,6 +42,15 @@ impl RedisServer {
         format!("redis://{}", self.addr)
     }
 
+    /// A config with this server as `redis` (500 ms timeout), an admin listener, a denying
+    /// default, the upstream `app` (`{upstream}`) and `routes` (YAML list lines).
+    pub fn config(&self, routes: &str) -> String {
+        format!(
+            "redis: {{url: '{}', timeout: 500ms}}\nadmin: {{listen: 127.0.0.1:0}}\ndefault: {{action: deny}}\nupstreams: {{app: {{url: '{{upstream}}'}}}}\nroutes:\n{routes}",
+            self.url()
+        )
+    }
+
     /// Kills the server (Redis "dies"); [`Self::restart`] brings it back on the same port.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
