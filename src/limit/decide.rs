@@ -49,11 +49,8 @@ impl Limits {
 
     /// [`Self::new`] with every shared store the generation has.
     pub(crate) fn with_stores(config: LimitsConfig, route: &str, stores: Stores<'_>) -> Arc<Self> {
-        let redis = stores.redis.filter(|_| shares(&config));
-        let rls = stores
-            .rls
-            .filter(|_| config.store == LimitStore::EnvoyRls)
-            .cloned();
+        let Stores { redis, rls } = used(&config, stores);
+        let rls = rls.cloned();
         let classes = tenant::tiers(&config);
         let total = config.concurrency_total.map(|n| n.get());
         let shared = redis.map(|redis| {
@@ -104,11 +101,8 @@ impl Limits {
     /// Whether a new generation may keep these limiters: the same limits, and for shared
     /// ones the same Redis or rate-limit service.
     pub(crate) fn reusable(&self, config: &LimitsConfig, stores: Stores<'_>) -> bool {
-        let redis = stores.redis.filter(|_| shares(config)).map(Redis::config);
-        let rls = stores
-            .rls
-            .filter(|_| config.store == LimitStore::EnvoyRls)
-            .map(RateLimitService::config);
+        let Stores { redis, rls } = used(config, stores);
+        let (redis, rls) = (redis.map(Redis::config), rls.map(RateLimitService::config));
         &self.config == config
             && self.redis.as_ref() == redis
             && self.rls.as_ref().map(RateLimitService::config) == rls
@@ -159,6 +153,14 @@ fn shares(config: &LimitsConfig) -> bool {
                 .any(|o| o.rate.is_some() || o.concurrency.is_some()))
 }
 
+/// The stores `config`'s limits use of those the generation has.
+fn used<'a>(config: &LimitsConfig, stores: Stores<'a>) -> Stores<'a> {
+    Stores {
+        redis: stores.redis.filter(|_| shares(config)),
+        rls: stores.rls.filter(|_| config.store == LimitStore::EnvoyRls),
+    }
+}
+
 /// Forgets full buckets every [`HOUSEKEEPING`] while the limiters are alive.
 pub(super) async fn housekeeping(limits: Weak<Limits>) {
     let mut tick = tokio::time::interval(HOUSEKEEPING);
@@ -177,20 +179,20 @@ impl Limits {
     fn rate_verdict(
         &self,
         verdict: Result<(), Refused>,
-        fields: Fields,
+        fields: Option<Fields>,
         notes: &mut Notes,
         metrics: &RouteMetrics,
     ) -> Result<(), LimitError> {
         if let Err(refused) = verdict {
             let error = LimitError {
                 refusal: Refusal::Rate(refused),
-                fields: Some(fields.clone()),
+                fields: fields.clone(),
             };
             if notes.refused(&error, metrics, self.config.report_only) {
                 return Err(error);
             }
         }
-        notes.fields = Some(fields);
+        notes.fields = fields;
         Ok(())
     }
 
@@ -242,7 +244,7 @@ impl Limits {
     ) -> Decision {
         if rate && let Some(rates) = &self.rates {
             let (verdict, fields) = rates.check(&key);
-            if let Err(error) = self.rate_verdict(verdict, fields, &mut notes, metrics) {
+            if let Err(error) = self.rate_verdict(verdict, Some(fields), &mut notes, metrics) {
                 return Decision::Refuse(error);
             }
         }
@@ -312,7 +314,7 @@ impl Limits {
         let mut first = match answer {
             Ok(taken) => {
                 if let Some((verdict, fields)) = taken.rate {
-                    self.rate_verdict(verdict, fields, &mut notes, &metrics)?;
+                    self.rate_verdict(verdict, Some(fields), &mut notes, &metrics)?;
                 }
                 taken.slot
             }

@@ -22,20 +22,9 @@ impl Limits {
     ) -> Result<(Option<Slot>, Notes), LimitError> {
         let rate = match rls.ask(entries, 1).await {
             Ok(verdict) => {
-                if let Some(fields) = verdict.fields {
-                    let answer = verdict.refused.map_or(Ok(()), Err);
-                    self.rate_verdict(answer, fields, &mut notes, &metrics)?;
-                } else if let Some(refused) = verdict.refused {
-                    // Over a limit the answer did not describe: refused all the same, with
-                    // no fields to show.
-                    let error = LimitError {
-                        refusal: crate::limit::Refusal::Rate(refused),
-                        fields: None,
-                    };
-                    if notes.refused(&error, &metrics, self.config.report_only) {
-                        return Err(error);
-                    }
-                }
+                // An answer that describes no limit has no fields (refused or not).
+                let answer = verdict.refused.map_or(Ok(()), Err);
+                self.rate_verdict(answer, verdict.fields, &mut notes, &metrics)?;
                 false
             }
             Err(_) => {

@@ -11,6 +11,13 @@ use crate::limit::shared::BATCH;
 /// One key's counts as sent: (key, interval, requests, chain).
 type Sent = (String, i64, i64, i64);
 
+/// `SYNC`'s arguments: each key's interval, requests and chain.
+fn sync_args<'a>(counts: impl Iterator<Item = (&'a i64, &'a i64, &'a i64)>) -> Vec<String> {
+    counts
+        .flat_map(|(i, h, c)| [i.to_string(), h.to_string(), c.to_string()])
+        .collect()
+}
+
 impl Batched {
     /// Adds each key's `(interval, requests, chain)` to Redis and reads back its theoretical
     /// arrival time; notes Redis's clock.
@@ -19,10 +26,7 @@ impl Batched {
         keys: &[String],
         counts: &[(i64, i64, i64)],
     ) -> Result<Vec<i64>, RedisError> {
-        let args: Vec<String> = counts
-            .iter()
-            .flat_map(|(i, h, c)| [i.to_string(), h.to_string(), c.to_string()])
-            .collect();
+        let args = sync_args(counts.iter().map(|(i, h, c)| (i, h, c)));
         let sent = self.local();
         let answer: Vec<i64> = self.redis.run(3, keys, &args).await?;
         let received = self.local();
@@ -117,10 +121,7 @@ impl Drop for Batched {
             runtime.spawn(async move {
                 for batch in left.chunks(BATCH) {
                     let keys: Vec<String> = batch.iter().map(|s| s.0.clone()).collect();
-                    let args: Vec<String> = batch
-                        .iter()
-                        .flat_map(|s| [s.1.to_string(), s.2.to_string(), s.3.to_string()])
-                        .collect();
+                    let args = sync_args(batch.iter().map(|s| (&s.1, &s.2, &s.3)));
                     if let Err(error) = redis.run::<Vec<i64>>(3, &keys, &args).await {
                         tracing::debug!(%error, "batched counts left by a limiter could not be sent");
                     }
