@@ -141,7 +141,7 @@ impl Service<Request> for TableService {
             .as_ref()
             .and_then(|_| req.extensions().get::<crate::limit::Charge>().cloned());
         if let Some(quota) = &quota
-            && let Err(spent) = quota.admit()
+            && let Err(spent) = quota.admit(crate::limit::config::QuotaUnit::Rows)
         {
             return Box::pin(std::future::ready(Err(BoxError::from(spent))));
         }

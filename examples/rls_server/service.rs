@@ -1,8 +1,11 @@
 //! An Envoy rate-limit service (`envoy.service.ratelimit.v3.RateLimitService`) over the
 //! `limitador` crate's in-memory limiter: each request's descriptors become the CEL list
 //! `descriptors` (`descriptors[0].client`, as Limitador's own server binds them), its domain
-//! the namespace, its `hits_addend` (1 when unset) the delta. Shared by the example binary
-//! and the integration tests.
+//! the namespace, its `hits_addend` (1 when unset) the delta. Every hit is counted, refused or
+//! not, as envoyproxy/ratelimit (the API's reference service) counts them: a cost sent after
+//! an answer ended (`cost.response`) counts even when it goes over the limit, so the client's
+//! next request is refused. (Limitador's own server counts only hits within the limit.) Shared
+//! by the example binary and the integration tests.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -84,6 +87,11 @@ impl RateLimitService for Service {
             .limiter
             .check_rate_limited_and_update(&namespace, &ctx, hits, true)
             .map_err(|e| tonic::Status::internal(e.to_string()))?;
+        if result.limited {
+            self.limiter
+                .update_counters(&namespace, &ctx, hits)
+                .map_err(|e| tonic::Status::internal(e.to_string()))?;
+        }
         let code = if result.limited {
             Code::OverLimit
         } else {

@@ -16,7 +16,7 @@ mod whole;
 
 pub(crate) use identity::{FileClaimKey, FileIdentity, FileKeySpec, OneOrMany};
 pub(crate) use limits::{
-    FileConcurrency, FileDescriptorEntry, FileLimitKey, FileLimitStore, FileLimits,
+    FileConcurrency, FileCostUnit, FileDescriptorEntry, FileLimitKey, FileLimitStore, FileLimits,
     FileOnRedisError, FilePace, FilePaceScope, FileRate, FileRateLimitService, FileRedis,
     FileRedisTls,
 };

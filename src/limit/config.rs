@@ -32,6 +32,8 @@ pub struct LimitsConfig {
     pub store: LimitStore,
     /// With `store: envoy_rls`, the descriptor entries sent to the service.
     pub descriptors: Vec<DescriptorEntry>,
+    /// With `store: envoy_rls`, what a request and its answer cost (`hits_addend`).
+    pub cost: Cost,
     /// With `store: redis`, rates counted here and sent to Redis every this long (`batch`)
     /// instead of one round trip a request; `None`: exact.
     pub batch: Option<Duration>,
@@ -152,6 +154,25 @@ pub struct RlsConfig {
     pub domain: String,
     /// Longest wait for one answer before the route's `on_store_error` applies.
     pub timeout: Duration,
+}
+
+/// `limits.cost`: what a request costs the rate-limit service's budgets (`store: envoy_rls`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cost {
+    /// The `hits_addend` of the call that decides the request.
+    pub request: NonZeroU32,
+    /// Rows or bytes of the answer, sent in a second call when it ends (Envoy's
+    /// `apply_on_stream_done`, Envoy Gateway's `cost.response`); `None`: nothing after.
+    pub response: Option<QuotaUnit>,
+}
+
+impl Default for Cost {
+    fn default() -> Self {
+        Self {
+            request: NonZeroU32::MIN,
+            response: None,
+        }
+    }
 }
 
 /// One entry of the descriptor a route sends the rate-limit service.

@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
+use envoy_types::pb::envoy::extensions::common::ratelimit::v3::rate_limit_descriptor::Entry;
 use http_body_util::BodyExt;
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
@@ -16,8 +17,9 @@ use crate::limit::config::QuotaUnit;
 use crate::limit::decide::{Deciding, Decision, Notes};
 use crate::limit::pace::{PacedBody, Pacer};
 use crate::limit::quota::QuotaBody;
+use crate::limit::rls::ServiceCost;
 use crate::limit::tenant::{self, Class};
-use crate::limit::{Charge, ClientKey, LimitError, SlotBody};
+use crate::limit::{Charge, ClientKey, LimitError, RateLimitService, SlotBody};
 use crate::telemetry::RouteMetrics;
 use crate::{BoxError, Limits, Request, Response};
 
@@ -88,42 +90,29 @@ where
             }
         };
         let mut notes = limits.notes(&key);
-        if let Some(quotas) = &limits.quotas {
-            let charge = Charge {
-                quotas: Arc::clone(quotas),
-                key,
-                metrics: Arc::clone(&self.metrics),
-                class: Arc::clone(&notes.class),
-                report_only: limits.config.report_only,
-            };
-            match charge.unit() {
-                // Bytes: checked here, spent by the answer's body.
-                QuotaUnit::Bytes => match charge.admit() {
-                    Ok(()) => notes.bytes = Some(charge),
-                    Err(error) => return LimitFuture::Refused { error: Some(error) },
-                },
-                // Rows: checked and spent by a table export, which alone counts them.
-                QuotaUnit::Rows => {
-                    req.extensions_mut().insert(charge);
-                }
-            }
+        let rls = limits.rls.as_ref().filter(|_| limits.shared.is_none());
+        let rls = rls.map(|rls| {
+            let entries = super::rls::entries(
+                &limits.config.descriptors,
+                (self.metrics.name(), &key),
+                req.headers(),
+                req.extensions().get::<crate::identity::Verified>(),
+            );
+            (rls.clone(), entries)
+        });
+        if let Err(error) = self.charge(key, &mut notes, &mut req, rls.as_ref()) {
+            return LimitFuture::Refused { error: Some(error) };
         }
         let pace = self.paced(key, &notes);
-        let decision = match (&limits.shared, &limits.rls) {
+        let decision = match (&limits.shared, rls) {
             (Some(shared), _) => Decision::Later(Box::pin(Arc::clone(limits).decide_shared(
                 Arc::clone(shared),
                 (key, notes),
                 Arc::clone(&self.metrics),
             ))),
-            (None, Some(rls)) => {
-                let entries = super::rls::entries(
-                    &limits.config.descriptors,
-                    (self.metrics.name(), &key),
-                    req.headers(),
-                    req.extensions().get::<crate::identity::Verified>(),
-                );
+            (None, Some((rls, entries))) => {
                 Decision::Later(Box::pin(Arc::clone(limits).decide_rls(
-                    rls.clone(),
+                    rls,
                     entries,
                     (key, notes),
                     Arc::clone(&self.metrics),
@@ -161,6 +150,46 @@ pub struct Paced {
 }
 
 impl<S> Limit<S> {
+    /// The answer's charge, when a quota or the service's `cost.response` counts it: bytes
+    /// are checked here and spent by the answer's body; rows are checked and spent by a table
+    /// export, which alone counts them (it finds the charge in the request).
+    fn charge(
+        &self,
+        key: ClientKey,
+        notes: &mut Notes,
+        req: &mut Request,
+        rls: Option<&(RateLimitService, Vec<Entry>)>,
+    ) -> Result<(), LimitError> {
+        let limits = &self.limits;
+        let service = rls.and_then(|(rls, entries)| {
+            let unit = limits.config.cost.response?;
+            Some(Arc::new(ServiceCost::new(
+                rls.clone(),
+                entries.clone(),
+                unit,
+            )))
+        });
+        if limits.quotas.is_none() && service.is_none() {
+            return Ok(());
+        }
+        let charge = Charge {
+            quotas: limits.quotas.clone(),
+            service,
+            key,
+            metrics: Arc::clone(&self.metrics),
+            class: Arc::clone(&notes.class),
+            report_only: limits.config.report_only,
+        };
+        if charge.counts(QuotaUnit::Bytes) {
+            charge.admit(QuotaUnit::Bytes)?;
+            notes.bytes = Some(charge.clone());
+        }
+        if charge.counts(QuotaUnit::Rows) {
+            req.extensions_mut().insert(charge);
+        }
+        Ok(())
+    }
+
     /// The pace of a request by `key` (none on a report-only route: it only says what it
     /// would refuse).
     fn paced(&self, key: ClientKey, notes: &Notes) -> Option<Paced> {

@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use super::ClientKey;
 use super::config::{OnExceed, QuotaConfig, QuotaUnit};
 use super::error::{LimitError, QuotaSpent, Refusal};
+use super::rls::ServiceCost;
 use crate::telemetry::RouteMetrics;
 
 /// One key's level and when it was last brought up to date.
@@ -132,10 +133,15 @@ impl Quotas {
     }
 }
 
-/// One answer's charge: what it spends, from whose level, counted where.
+/// One answer's charge: what it spends, from whose level, counted where, and what it owes
+/// the rate-limit service.
 #[derive(Debug, Clone)]
 pub(crate) struct Charge {
-    pub(crate) quotas: Arc<Quotas>,
+    /// The route's quota levels (`limits.quota`), if it has one.
+    pub(crate) quotas: Option<Arc<Quotas>>,
+    /// What the answer owes the rate-limit service (`limits.cost.response`), sent when the
+    /// last clone of the charge goes (the answer has ended).
+    pub(crate) service: Option<Arc<ServiceCost>>,
     pub(crate) key: ClientKey,
     pub(crate) metrics: Arc<RouteMetrics>,
     pub(crate) class: Arc<str>,
@@ -144,15 +150,23 @@ pub(crate) struct Charge {
 }
 
 impl Charge {
-    /// What the quota counts.
-    pub(crate) fn unit(&self) -> QuotaUnit {
-        self.quotas.config.unit
+    /// Whether the quota or the service's cost counts `unit`.
+    pub(crate) fn counts(&self, unit: QuotaUnit) -> bool {
+        self.quota(unit).is_some() || self.service.as_ref().is_some_and(|s| s.unit() == unit)
     }
 
-    /// Whether the answer may start; the refusal otherwise (counted; in report-only mode
-    /// counted as `reported` and let through).
-    pub(crate) fn admit(&self) -> Result<(), LimitError> {
-        let Err(spent) = self.quotas.admit(&self.key) else {
+    /// The quota, when it counts `unit`.
+    fn quota(&self, unit: QuotaUnit) -> Option<&Quotas> {
+        self.quotas.as_deref().filter(|q| q.config.unit == unit)
+    }
+
+    /// Whether the answer may start, by the quota that counts `unit`; the refusal otherwise
+    /// (counted; in report-only mode counted as `reported` and let through).
+    pub(crate) fn admit(&self, unit: QuotaUnit) -> Result<(), LimitError> {
+        let Some(quotas) = self.quota(unit) else {
+            return Ok(());
+        };
+        let Err(spent) = quotas.admit(&self.key) else {
             return Ok(());
         };
         let decision = if self.report_only {
@@ -166,17 +180,33 @@ impl Charge {
         }
         Err(LimitError {
             refusal: Refusal::Quota(spent),
-            fields: Some(fields(&self.quotas.config, spent.retry_after)),
+            fields: Some(fields(&quotas.config, spent.retry_after)),
         })
     }
 
-    /// Spends up to `n` units as they go out and says how many may go: fewer than `n` when
-    /// the answer must be cut (a byte quota sends those; an export sends no part of a chunk).
-    pub(crate) fn spend(&self, n: u64) -> u64 {
-        let cut = self.quotas.config.on_exceed == OnExceed::Cut && !self.report_only;
-        let allowed = self.quotas.spend(&self.key, n, cut);
-        if allowed < n {
-            self.metrics.limit("quota", "cut", &self.class);
+    /// Spends up to `n` units of `unit` as they go out and says how many may go: fewer than
+    /// `n` when the answer must be cut (a byte quota sends those; an export sends no part of
+    /// a chunk). The service is owed what goes out.
+    pub(crate) fn spend(&self, unit: QuotaUnit, n: u64) -> u64 {
+        let allowed = match self.quota(unit) {
+            Some(quotas) => {
+                let cut = quotas.config.on_exceed == OnExceed::Cut && !self.report_only;
+                let allowed = quotas.spend(&self.key, n, cut);
+                if allowed < n {
+                    self.metrics.limit("quota", "cut", &self.class);
+                }
+                allowed
+            }
+            None => n,
+        };
+        if let Some(service) = self.service.as_ref().filter(|s| s.unit() == unit) {
+            // Rows go out in whole chunks: a chunk that does not fit is not sent at all.
+            let sent = if allowed == n || unit == QuotaUnit::Bytes {
+                allowed
+            } else {
+                0
+            };
+            service.add(sent);
         }
         allowed
     }

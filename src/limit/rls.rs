@@ -6,6 +6,9 @@
 //! `RateLimit` and `Retry-After`. Each call is bounded by `rate_limit_service.timeout`; an
 //! error, a timeout or an `UNKNOWN` answer follows the route's `on_store_error`.
 //!
+//! A route's `cost` sets the request's `hits_addend`, and may send what its answer streamed
+//! (rows or bytes) when it ends ([`ServiceCost`]).
+//!
 //! The service keeps no leases, so concurrency stays in this process; rows and bytes quotas
 //! and pacing too.
 
@@ -226,6 +229,10 @@ fn rate_of(status: &DescriptorStatus) -> Option<Rate> {
         burst: requests,
     })
 }
+
+mod cost;
+
+pub(crate) use cost::ServiceCost;
 
 #[cfg(test)]
 mod tests;

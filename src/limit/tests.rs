@@ -262,6 +262,7 @@ async fn pace_alone_is_not_shared_and_survives_a_reload() {
     let config = LimitsConfig {
         batch: None,
         descriptors: Vec::new(),
+        cost: crate::limit::config::Cost::default(),
         key: ClientKeySource::Client,
         rate_per_client: None,
         rate_per_address: None,

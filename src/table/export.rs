@@ -35,6 +35,7 @@ use super::running::Ctx;
 use super::{Catalog, PgError, Resource, ndjson};
 use crate::body::Truncation;
 use crate::limit::Charge;
+use crate::limit::config::QuotaUnit;
 use crate::table::config::{ExportFormat, ExportVia};
 use crate::table::export::chunks::{Chunks, Writer};
 use crate::table::export::pipeline::Pipeline;
@@ -138,7 +139,7 @@ pub(super) async fn response(
             // A row quota with `on_exceed: cut`: a chunk that does not fit is not sent, so the
             // export ends after its last whole record, resumable with `after`.
             if let (Ok(chunk), Some(quota)) = (&chunk, &quota)
-                && quota.spend(chunk.rows) < chunk.rows
+                && quota.spend(QuotaUnit::Rows, chunk.rows) < chunk.rows
             {
                 let cut = Truncation("the client's row quota is spent (on_exceed: cut)");
                 return Some((Err(BoxError::from(cut)), (None, pipeline, None, true)));

@@ -20,6 +20,7 @@ pub(crate) struct FileLimits {
     pub(crate) on_redis_error: Option<Spanned<FileOnRedisError>>,
     pub(crate) on_store_error: Option<Spanned<FileOnRedisError>>,
     pub(crate) descriptors: Option<Spanned<Vec<Spanned<FileDescriptorEntry>>>>,
+    pub(crate) cost: Option<Spanned<FileCost>>,
     pub(crate) batch: Option<Spanned<String>>,
     pub(crate) pace: Option<Spanned<FilePace>>,
     #[serde(default)]
@@ -60,6 +61,22 @@ pub(crate) struct FileRateLimitService {
     pub(crate) address: Spanned<String>,
     pub(crate) domain: Spanned<String>,
     pub(crate) timeout: Option<Spanned<String>>,
+}
+
+/// `limits.cost`: the `hits_addend` of a request, and what its answer adds when it ends.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileCost {
+    pub(crate) request: Option<Spanned<Whole>>,
+    pub(crate) response: Option<Spanned<FileCostUnit>>,
+}
+
+/// What `limits.cost.response` counts.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum FileCostUnit {
+    Rows,
+    Bytes,
 }
 
 /// One entry of `limits.descriptors`.

@@ -72,6 +72,7 @@ pub(super) fn limits(
     };
     let key = key(p, l, identities);
     let descriptors = rls::descriptors(p, l, store, &key);
+    let cost = rls::cost(p, l, store);
     let (overrides, exempt) = tenants::tenants(p, l, &key);
     let (rate_per_client, rate_per_address, rate_total) = rates(p, l, &key);
     let (concurrency_per_client, concurrency_total, queue) = match &l.concurrency {
@@ -114,6 +115,7 @@ pub(super) fn limits(
         store,
         on_redis_error: rls::on_error(p, l),
         descriptors,
+        cost,
         pace: l.pace.as_ref().map(|at| pace::pace(p, at)),
         overrides,
         exempt,

@@ -217,13 +217,22 @@ pub(super) fn route(
     }
 }
 
-/// A row quota counts table exports' rows: anywhere else it would count nothing.
+/// A row quota or a service's row cost counts table exports' rows: anywhere else it would
+/// count nothing.
 pub(super) fn rows_on_tables(
     p: &mut Problems,
     at: &Spanned<FileLimits>,
     limits: &LimitsConfig,
     target: Option<&Target>,
 ) {
+    if limits.cost.response == Some(QuotaUnit::Rows) && !matches!(target, Some(Target::Table(_))) {
+        p.invalid(
+            at,
+            "cost",
+            "counts response `rows`, which only a table route's exports have: count `bytes` here"
+                .to_owned(),
+        );
+    }
     let Some(quota) = limits.quota.filter(|q| q.unit == QuotaUnit::Rows) else {
         return;
     };

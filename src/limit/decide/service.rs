@@ -10,7 +10,8 @@ use crate::limit::{ClientKey, LimitError, RateLimitService};
 use crate::telemetry::RouteMetrics;
 
 impl Limits {
-    /// Asks the service for the request's rate (its descriptor `entries`, one hit); a slot
+    /// Asks the service for the request's rate (its descriptor `entries`, `cost.request`
+    /// hits); a slot
     /// is then taken here. The service failing: `on_store_error` decides, and with `open`
     /// this process's own limiters take over.
     pub(in crate::limit) async fn decide_rls(
@@ -20,7 +21,7 @@ impl Limits {
         (key, mut notes): (ClientKey, Notes),
         metrics: Arc<RouteMetrics>,
     ) -> Result<(Option<Slot>, Notes), LimitError> {
-        let rate = match rls.ask(entries, 1).await {
+        let rate = match rls.ask(entries, self.config.cost.request.get()).await {
             Ok(verdict) => {
                 // An answer that describes no limit has no fields (refused or not).
                 let answer = verdict.refused.map_or(Ok(()), Err);

@@ -1,5 +1,5 @@
-//! [`QuotaBody`]: an answer's body spending its bytes from the client's quota as frames go
-//! out, and with `on_exceed: cut` sending what is left of the quota (the start of the frame
+//! [`QuotaBody`]: an answer's body spending its bytes from the client's quota (and counting
+//! them for the rate-limit service's `cost.response`) as frames go out, and with `on_exceed: cut` sending what is left of the quota (the start of the frame
 //! that does not fit), then ending with [`Truncation`].
 
 use std::pin::Pin;
@@ -12,6 +12,7 @@ use pin_project_lite::pin_project;
 use super::Charge;
 use crate::BoxError;
 use crate::body::Truncation;
+use crate::limit::config::QuotaUnit;
 
 pin_project! {
     /// An answer's body charged against a byte quota.
@@ -78,7 +79,7 @@ where
             // Trailers cost nothing.
             Err(trailers) => return Poll::Ready(Some(Ok(trailers))),
         };
-        let allowed = this.charge.spend(data.len() as u64);
+        let allowed = this.charge.spend(QuotaUnit::Bytes, data.len() as u64);
         if allowed < data.len() as u64 {
             data.truncate(usize::try_from(allowed).unwrap_or(0));
             *this.cut = Cut::Owed;

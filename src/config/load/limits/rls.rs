@@ -2,6 +2,7 @@
 //! `descriptors` → [`DescriptorEntry`]s, and `on_store_error` (with its old name
 //! `on_redis_error`), every problem located.
 
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 use http::HeaderName;
@@ -9,12 +10,16 @@ use serde_saphyr::Spanned;
 
 use super::super::Problems;
 use crate::config::defaults::DEFAULT_RLS_TIMEOUT;
-use crate::config::file::{FileLimits, FileOnRedisError, FileRateLimitService};
+use crate::config::file::{FileCostUnit, FileLimits, FileOnRedisError, FileRateLimitService};
 use crate::config::{ClientKeySource, DescriptorEntry, DescriptorValue, LimitStore, OnRedisError};
 use crate::config::{RlsConfig, redact::without_password};
+use crate::limit::config::{Cost, QuotaUnit};
 
 /// Most entries one route's descriptor has.
 const MAX_ENTRIES: usize = 16;
+
+/// Largest `cost.request`.
+const MAX_REQUEST_COST: u64 = 1_000_000;
 
 /// The top-level `rate_limit_service`.
 pub(in crate::config::load) fn service(
@@ -152,6 +157,39 @@ fn entry(
         Some(v) => value(p, v, limits_key)?,
     };
     Some(DescriptorEntry { key, value })
+}
+
+/// A route's `cost` (with `store: envoy_rls` only): the request's `hits_addend` (1 by
+/// default) and what its answer adds when it ends.
+pub(super) fn cost(p: &mut Problems, l: &FileLimits, store: LimitStore) -> Cost {
+    let Some(at) = &l.cost else {
+        return Cost::default();
+    };
+    if store != LimitStore::EnvoyRls {
+        p.invalid(at, "cost", "is charged to a rate-limit service (its hits_addend): add `store: envoy_rls`; for a budget of rows or bytes kept here or in Redis, set `quota`".to_owned());
+        return Cost::default();
+    }
+    let request = at.value.request.as_ref().and_then(|n| {
+        p.whole(
+            n,
+            "request",
+            1..=MAX_REQUEST_COST,
+            &format!(
+                "write what one request adds to the service's counters, 1 to {MAX_REQUEST_COST}"
+            ),
+        )
+    });
+    let response = at.value.response.as_ref().map(|u| match u.value {
+        FileCostUnit::Rows => QuotaUnit::Rows,
+        FileCostUnit::Bytes => QuotaUnit::Bytes,
+    });
+    Cost {
+        request: request
+            .and_then(|n| u32::try_from(n).ok())
+            .and_then(NonZeroU32::new)
+            .unwrap_or(NonZeroU32::MIN),
+        response,
+    }
 }
 
 /// `route`, `key`, `claim:C`, `header:H` or `literal:TEXT`.
