@@ -54,6 +54,23 @@ impl Service {
             tokio_stream::wrappers::TcpListenerStream::new(listener),
             |stream| stream.and_then(|s| s.set_nodelay(true).map(|()| s)),
         );
+        self.serve_incoming(incoming, shutdown).await
+    }
+
+    /// Serves gRPC on the connections of `incoming` (TLS ones, say) until `shutdown`.
+    pub(crate) async fn serve_incoming<IO>(
+        self,
+        incoming: impl tokio_stream::Stream<Item = std::io::Result<IO>>,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), String>
+    where
+        IO: tokio::io::AsyncRead
+            + tokio::io::AsyncWrite
+            + tonic::transport::server::Connected
+            + Unpin
+            + Send
+            + 'static,
+    {
         // One service: no router needed (tonic's router pulls in axum).
         tonic::transport::Server::builder()
             .serve_with_incoming_shutdown(RateLimitServiceServer::new(self), incoming, shutdown)

@@ -148,8 +148,10 @@ pub enum LimitStore {
 /// The Envoy rate-limit service `store: envoy_rls` asks (`rate_limit_service`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RlsConfig {
-    /// Its gRPC address, `http://HOST:PORT` (HTTP/2 without TLS).
+    /// Its gRPC address, `http://HOST:PORT` (HTTP/2 without TLS) or `https://HOST:PORT`.
     pub address: String,
+    /// With `https://`, how the service is verified (and the client certificate shown).
+    pub(crate) tls: Option<crate::tls::UpstreamTls>,
     /// The domain every request names (the service's config is per domain).
     pub domain: String,
     /// Longest wait for one answer before the route's `on_store_error` applies.

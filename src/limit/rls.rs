@@ -4,7 +4,8 @@
 //! route sends one descriptor a request (its `descriptors`: the route's name and the client's
 //! key by default), with `hits_addend` 1; the answer's status fills `RateLimit-Policy`,
 //! `RateLimit` and `Retry-After`. Each call is bounded by `rate_limit_service.timeout`; an
-//! error, a timeout or an `UNKNOWN` answer follows the route's `on_store_error`.
+//! error, a timeout or an `UNKNOWN` answer follows the route's `on_store_error`. An
+//! `https://` service is reached through the upstreams' TLS connector.
 //!
 //! A route's `cost` sets the request's `hits_addend`, and may send what its answer streamed
 //! (rows or bytes) when it ends ([`ServiceCost`]).
@@ -68,13 +69,26 @@ pub(crate) struct Verdict {
 }
 
 impl RateLimitService {
-    /// A lazily connecting client (needs a Tokio runtime).
-    pub(crate) fn new(config: RlsConfig) -> Result<Self, tonic::transport::Error> {
-        let endpoint = Endpoint::from_shared(config.address.clone())?
-            .connect_timeout(config.timeout.max(Duration::from_millis(250)))
+    /// A lazily connecting client (needs a Tokio runtime); `Err` says why it cannot be.
+    pub(crate) fn new(config: RlsConfig) -> Result<Self, String> {
+        let connect = config.timeout.max(Duration::from_millis(250));
+        let endpoint = Endpoint::from_shared(config.address.clone())
+            .map_err(|e| e.to_string())?
+            .connect_timeout(connect)
             .tcp_nodelay(true);
+        let channel = match &config.tls {
+            None => endpoint.connect_lazy(),
+            // TLS by the upstreams' own connector (rustls with the binary's one provider,
+            // ALPN h2), not tonic's TLS features, which bring their own.
+            Some(tls) => {
+                let mut tcp = hyper_util::client::legacy::connect::HttpConnector::new();
+                tcp.set_nodelay(true);
+                tcp.set_connect_timeout(Some(connect));
+                endpoint.connect_with_connector_lazy(crate::upstream::https(tcp, Some(tls), true)?)
+            }
+        };
         Ok(Self {
-            client: RateLimitServiceClient::new(endpoint.connect_lazy()),
+            client: RateLimitServiceClient::new(channel),
             config,
             failing: std::sync::Arc::new(AtomicBool::new(false)),
         })

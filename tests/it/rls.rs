@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use crate::support::rls::RlsServer;
+use crate::support::tls::Ca;
 use crate::support::{Proxy, Upstream, get_with};
 
 /// Limitador's limits: each client of route `page` 3 a minute; each tenant of the `free`
@@ -124,6 +125,51 @@ async fn a_dead_service_refuses_when_closed_and_falls_back_when_open() {
         ],
     );
     proxy.stop().await;
+}
+
+#[tokio::test]
+async fn over_tls_the_service_is_verified_and_shown_a_client_certificate() {
+    let dir = crate::support::scratch_dir("rls-tls");
+    let (ca, clients, stranger) = (Ca::new("rls ca"), Ca::new("clients"), Ca::new("stranger"));
+    let server = ca.issue(&["127.0.0.1"], &dir, "rls");
+    let client = clients.issue(&["pagegate"], &dir, "client");
+    let rls = RlsServer::start_tls(LIMITS, &server, Some(&clients)).await;
+    let upstream = Upstream::json("[]").await;
+    let with_tls = |ca: &Ca, certificate: bool| {
+        let ca_file = ca.write(&dir, "ca.crt").display().to_string();
+        let shown = if certificate {
+            format!(
+                ", cert_file: '{}', key_file: '{}'",
+                client.cert.display(),
+                client.key.display()
+            )
+        } else {
+            String::new()
+        };
+        config(&rls).replacen(
+            "timeout: 500ms}",
+            &format!("timeout: 500ms, tls: {{ca_file: '{ca_file}'{shown}}}}}"),
+            1,
+        )
+    };
+    let proxy = Proxy::start(&with_tls(&ca, true), &upstream).await;
+    for _ in 0..3 {
+        assert_eq!(get_with(&proxy, "/page", &key("a")).await.status, 200);
+    }
+    // The service decided, over TLS: the client's fourth is refused.
+    get_with(&proxy, "/page", &key("a")).await.problem(429);
+    proxy.stop().await;
+    // A service whose certificate does not verify, or that finds no client certificate,
+    // gives no verdict: `closed` refuses.
+    for (ca, certificate) in [(&stranger, true), (&ca, false)] {
+        let proxy = Proxy::start(&with_tls(ca, certificate), &upstream).await;
+        let refused = get_with(&proxy, "/plans", &[]).await;
+        assert_eq!(
+            refused.problem(503)["type"],
+            "urn:pagegate:problem:limits-unavailable"
+        );
+        proxy.stop().await;
+    }
 }
 
 /// Limitador's limits of the cost tests: 1000 hits a minute per client of route `bytes`,
@@ -257,9 +303,9 @@ fn rate_limit_service_mistakes_are_located_with_their_fix() {
             "add `store: envoy_rls`",
         ),
         (
-            "rate_limit_service: {address: 'https://rls:8081', domain: fleet}\n",
+            "rate_limit_service: {address: 'http://rls:8081', domain: fleet, tls: {server_name: rls}}\n",
             "{store: envoy_rls}",
-            "TLS to the rate-limit service",
+            "https://",
         ),
         (
             "rate_limit_service: {address: 'rls:8081', domain: fleet}\n",

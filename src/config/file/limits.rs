@@ -61,6 +61,7 @@ pub(crate) struct FileRateLimitService {
     pub(crate) address: Spanned<String>,
     pub(crate) domain: Spanned<String>,
     pub(crate) timeout: Option<Spanned<String>>,
+    pub(crate) tls: Option<Spanned<super::FileUpstreamTls>>,
 }
 
 /// `limits.cost`: the `hits_addend` of a request, and what its answer adds when it ends.

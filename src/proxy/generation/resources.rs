@@ -80,10 +80,7 @@ impl<'a> Resources<'a> {
             Some(settings) => Some(reuse(
                 previous.and_then(|p| p.rls.as_ref()),
                 |rls| rls.config() == settings,
-                || {
-                    RateLimitService::new(settings.clone())
-                        .map_err(|e| BuildError::RateLimitService(e.to_string()))
-                },
+                || RateLimitService::new(settings.clone()).map_err(BuildError::RateLimitService),
             )?),
         };
         let mut routes_on = BTreeMap::new();

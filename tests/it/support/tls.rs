@@ -95,7 +95,7 @@ impl Ca {
         issued
     }
 
-    fn der(&self) -> CertificateDer<'static> {
+    pub fn der(&self) -> CertificateDer<'static> {
         CertificateDer::from_pem_slice(self.pem.as_bytes()).expect("ca der")
     }
 }

@@ -28,26 +28,27 @@ pub(in crate::config::load) fn service(
 ) -> RlsConfig {
     let s = &at.value;
     let address = s.address.value.trim().trim_end_matches('/').to_owned();
-    match address.parse::<http::Uri>() {
+    let tls = match address.parse::<http::Uri>() {
         Ok(uri)
-            if uri.scheme_str() == Some("http")
+            if matches!(uri.scheme_str(), Some("http" | "https"))
                 && uri.authority().is_some()
                 && uri.path() == "/"
-                && !address.contains('@') => {}
-        Ok(uri) if uri.scheme_str() == Some("https") => p.invalid(
-            &s.address,
-            "address",
-            "is https://, and TLS to the rate-limit service is not supported yet: use http://HOST:PORT on a trusted network (a mesh's mTLS, or a sidecar)".to_owned(),
-        ),
-        _ => p.invalid(
-            &s.address,
-            "address",
-            format!(
-                "{:?} is not http://HOST:PORT (the gRPC address of the service, nothing after the port)",
-                without_password(&address)
-            ),
-        ),
-    }
+                && !address.contains('@') =>
+        {
+            super::super::tls::upstream(p, &uri, s.tls.as_ref())
+        }
+        _ => {
+            p.invalid(
+                &s.address,
+                "address",
+                format!(
+                    "{:?} is not http://HOST:PORT or https://HOST:PORT (the gRPC address of the service, nothing after the port)",
+                    without_password(&address)
+                ),
+            );
+            None
+        }
+    };
     let domain = s.domain.value.trim().to_owned();
     if domain.is_empty() || domain.len() > 256 {
         p.invalid(
@@ -68,6 +69,7 @@ pub(in crate::config::load) fn service(
     }
     RlsConfig {
         address,
+        tls,
         domain,
         timeout,
     }
