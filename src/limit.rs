@@ -14,6 +14,7 @@ mod concurrency;
 pub(crate) mod config;
 mod decide;
 mod error;
+mod health;
 mod key;
 mod layer;
 mod pace;

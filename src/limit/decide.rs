@@ -258,19 +258,15 @@ impl Limits {
     /// Redis could not answer: `open` goes on with the local limiters, `closed` refuses (in
     /// report-only mode: says it would have, and goes on with the local limiters).
     fn redis_failed(&self, notes: &mut Notes, metrics: &RouteMetrics) -> Result<(), LimitError> {
-        // The metric label of the store that failed.
-        let store = match self.config.store {
-            LimitStore::EnvoyRls => "rate_limit_service",
-            _ => "redis",
-        };
         match self.config.on_redis_error {
             OnRedisError::Open => {
+                let store = super::error::store_label(self.config.store);
                 notes.count(metrics, store, "fallback");
                 Ok(())
             }
             OnRedisError::Closed => {
                 let error = LimitError {
-                    refusal: Refusal::Unavailable(store),
+                    refusal: Refusal::Unavailable(self.config.store),
                     fields: notes.fields.clone(),
                 };
                 if notes.refused(&error, metrics, self.config.report_only) {

@@ -1,7 +1,7 @@
 //! Why a route's limits refused a request ([`LimitError`]), and the status each refusal is
 //! answered with.
 
-use crate::limit::config::Rate;
+use crate::limit::config::{LimitStore, Rate};
 use crate::limit::{CONCURRENCY_RETRY_AFTER, Fields, Full, NoSlot, Refused, Which};
 
 /// Why a route's limits refused a request.
@@ -20,9 +20,9 @@ pub enum Refusal {
     Rate(Refused),
     /// No free slot.
     Concurrency(NoSlot),
-    /// The store (Redis, or the rate-limit service: its metric label) could not answer and
-    /// the route says `on_store_error: closed`.
-    Unavailable(&'static str),
+    /// The store (Redis, or the rate-limit service) could not answer and the route says
+    /// `on_store_error: closed`.
+    Unavailable(LimitStore),
     /// The client's quota of rows or bytes is spent.
     Quota(QuotaSpent),
 }
@@ -115,10 +115,9 @@ impl std::fmt::Display for LimitError {
             Refusal::Unavailable(store) => write!(
                 f,
                 "this route's limits are kept in {}, which cannot answer now: retry shortly",
-                if store == "redis" {
-                    "Redis"
-                } else {
-                    "a rate-limit service"
+                match store {
+                    LimitStore::EnvoyRls => "a rate-limit service",
+                    LimitStore::Redis | LimitStore::Local => "Redis",
                 }
             ),
         }
@@ -161,8 +160,16 @@ impl LimitError {
                 Full::PerClient(_) => "concurrency_per_client",
                 Full::Total(_) => "concurrency_total",
             },
-            Refusal::Unavailable(store) => store,
+            Refusal::Unavailable(store) => store_label(store),
             Refusal::Quota(_) => "quota",
         }
+    }
+}
+
+/// The metric label of a store that could not answer (`limit="redis"`).
+pub(crate) fn store_label(store: LimitStore) -> &'static str {
+    match store {
+        LimitStore::EnvoyRls => "rate_limit_service",
+        LimitStore::Redis | LimitStore::Local => "redis",
     }
 }

@@ -14,7 +14,6 @@
 //! and pacing too.
 
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use envoy_types::pb::envoy::extensions::common::ratelimit::v3::RateLimitDescriptor;
@@ -28,6 +27,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use super::ClientKey;
 use super::config::{DescriptorEntry, DescriptorValue, Rate, RlsConfig};
+use super::health::Health;
 use super::rate::{Fields, Refused, Which};
 
 /// Why the service gave no verdict.
@@ -50,7 +50,7 @@ pub(crate) struct RateLimitService {
     config: RlsConfig,
     client: RateLimitServiceClient<Channel>,
     /// The service is failing: logged once when it starts and once when it ends.
-    failing: std::sync::Arc<AtomicBool>,
+    health: std::sync::Arc<Health>,
 }
 
 impl std::fmt::Debug for RateLimitService {
@@ -90,7 +90,7 @@ impl RateLimitService {
         Ok(Self {
             client: RateLimitServiceClient::new(channel),
             config,
-            failing: std::sync::Arc::new(AtomicBool::new(false)),
+            health: std::sync::Arc::default(),
         })
     }
 
@@ -120,16 +120,15 @@ impl RateLimitService {
 
     /// Notes the service's health: the first failure and the recovery are logged, once each.
     fn health<T>(&self, answer: &Result<T, RlsError>) {
+        if !self.health.changed(answer.is_err()) {
+            return;
+        }
         match answer {
             Ok(_) => {
-                if self.failing.swap(false, Ordering::Relaxed) {
-                    tracing::info!("the rate-limit service answers again");
-                }
+                tracing::info!("the rate-limit service answers again");
             }
             Err(error) => {
-                if !self.failing.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(%error, "the rate-limit service cannot answer; on_store_error applies until it does");
-                }
+                tracing::warn!(%error, "the rate-limit service cannot answer; on_store_error applies until it does");
             }
         }
     }

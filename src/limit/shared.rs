@@ -15,11 +15,11 @@
 //! behind Sentinel.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use super::ClientKey;
 use super::concurrency::Full;
+use super::health::Health;
 use super::rate::{Fields, Refused, Which};
 use super::tenant::Tier;
 use crate::limit::config::Rate;
@@ -52,7 +52,7 @@ pub(crate) struct Shared {
     rate_total: Option<Rate>,
     total: Option<u32>,
     /// Redis is failing: logged once when it starts and once when it ends.
-    failing: AtomicBool,
+    health: Health,
     /// Places of this process's requests waiting for a shared slot (made at the first wait,
     /// with the route's queue size).
     places: std::sync::OnceLock<Arc<super::queue::Places>>,
@@ -82,7 +82,7 @@ impl Shared {
             rate_per_address: rates.0,
             rate_total: rates.1,
             total,
-            failing: AtomicBool::new(false),
+            health: Health::default(),
             places: std::sync::OnceLock::new(),
         }
     }
@@ -132,16 +132,15 @@ impl Shared {
 
     /// Notes Redis's health: the first failure and the recovery are logged, once each.
     pub(crate) fn health<T>(&self, answer: &Result<T, RedisError>) {
+        if !self.health.changed(answer.is_err()) {
+            return;
+        }
         match answer {
             Ok(_) => {
-                if self.failing.swap(false, Ordering::Relaxed) {
-                    tracing::info!(route = %self.route, "redis answers again; shared limits are back");
-                }
+                tracing::info!(route = %self.route, "redis answers again; shared limits are back");
             }
             Err(error) => {
-                if !self.failing.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(route = %self.route, %error, "redis cannot answer; on_redis_error applies until it does");
-                }
+                tracing::warn!(route = %self.route, %error, "redis cannot answer; on_redis_error applies until it does");
             }
         }
     }
@@ -161,13 +160,7 @@ impl Shared {
             let call = self.call(client, true, false);
             let evicted = |n| metrics.limit_evicted(n);
             if let Checked::Answer(answer) = batched.check(&call.keys, &call.args, evicted).await? {
-                let unarmed = Pending {
-                    keeper: Arc::clone(&self.keeper),
-                    sets: Vec::new(),
-                    id: 0,
-                    armed: false,
-                };
-                let mut taken = self.read(&answer, &call, unarmed)?;
+                let mut taken = self.read(&answer, &call, None)?;
                 if slot && matches!(taken.rate, Some((Ok(()), _))) {
                     taken.slot = self.take_exact(client, false, true).await?.slot;
                 }
@@ -199,7 +192,7 @@ impl Shared {
         };
         let answer: Vec<i64> = self.redis.run(0, &call.keys, &call.args).await?;
         pending.armed = false;
-        self.read(&answer, &call, pending)
+        self.read(&answer, &call, Some(pending))
     }
 
     /// The script's keys and arguments for [`Self::take`], rate keys first, then slot keys.
@@ -262,7 +255,12 @@ impl Shared {
     }
 
     /// Reads the script's answer to `call`: a lease taken starts being renewed.
-    fn read(&self, answer: &[i64], call: &Call, mut pending: Pending) -> Result<Taken, RedisError> {
+    fn read(
+        &self,
+        answer: &[i64],
+        call: &Call,
+        pending: Option<Pending>,
+    ) -> Result<Taken, RedisError> {
         let unexpected =
             |what| RedisError::Redis(redis::RedisError::from((redis::ErrorKind::Client, what)));
         let micros = |n: i64| Duration::from_micros(u64::try_from(n).unwrap_or(0));
@@ -286,11 +284,14 @@ impl Shared {
         let rate = |verdict| (!call.limits.is_empty()).then_some(verdict);
         match answer {
             [0, pairs @ ..] => {
-                let slot = (!call.fulls.is_empty()).then(|| {
-                    Ok(self
-                        .keeper
-                        .hold(pending.id, std::mem::take(&mut pending.sets)))
-                });
+                // The lease asked for is held now (none when no slot was asked for).
+                let slot = pending
+                    .filter(|_| !call.fulls.is_empty())
+                    .map(|mut pending| {
+                        Ok(self
+                            .keeper
+                            .hold(pending.id, std::mem::take(&mut pending.sets)))
+                    });
                 Ok(Taken {
                     rate: rate(spent(pairs)),
                     slot,
