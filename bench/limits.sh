@@ -123,3 +123,19 @@ for target in $TARGETS; do
     "$(awk -F'\t' -v t="$target" '$1 == t { print $3 }' "$RUN/single.tsv" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')" \
     "$(awk -F'\t' -v t="$target" '$1 == t { print $4 }' "$RUN/single.tsv" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')"
 done
+
+# The floor under the exact mode's idle latency: one round trip to the same redis-server from
+# its own C client, one call at a time — a PING, and the exact rate's TAKE script (read from
+# the source, one rate key) — against what the `rate` target adds over `none` above.
+median_of() { # $1 target, $2 column of single.tsv
+  awk -F'\t' -v t="$1" -v c="$2" '$1 == t { print $c }' "$RUN/single.tsv" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
+}
+TAKE=$(awk '/^pub\(super\) const TAKE: &str = r"$/ { on = 1; next } on && /^";$/ { exit } on' src/limit/shared/scripts.rs)
+SHA=$(redis-cli -p 19024 SCRIPT LOAD "$TAKE")
+floor() { redis-benchmark -p 19024 -c 1 -n 20000 --csv "$@" | awk -F'"' 'NR == 2 { print $10 }'; }
+ping_p50=$(floor PING)
+take_p50=$(floor EVALSHA "$SHA" 1 bench-floor 1 1 1000000 bench-lease 10000)
+added=$(awk -v r="$(median_of rate 3)" -v n="$(median_of none 3)" 'BEGIN { printf "%.3f", r - n }')
+echo
+echo "redis floor (redis-benchmark -c1, p50 ms): PING $ping_p50, TAKE $take_p50"
+echo "  exact rate adds $added ms at p50 on one connection; over the TAKE floor: $(awk -v a="$added" -v f="$take_p50" 'BEGIN { printf "%.3f", a - f }') ms"

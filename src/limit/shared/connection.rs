@@ -10,7 +10,8 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterConfig};
 use redis::cluster_async::ClusterConnection;
-use redis::{ClientTlsConfig, Script, TlsCertificates};
+use redis::io::tcp::TcpSettings;
+use redis::{ClientTlsConfig, IntoConnectionInfo, Script, TlsCertificates};
 
 use super::sentinel::SentinelMaster;
 use crate::limit::config::{RedisConfig, RedisTls, RedisTopology};
@@ -76,12 +77,19 @@ impl Conn {
         let connect = config.timeout.max(Duration::from_millis(250));
         Ok(match &config.topology {
             RedisTopology::Single(url) => {
+                let info = url
+                    .as_str()
+                    .into_connection_info()?
+                    .set_tcp_settings(nodelay());
                 let client = match &config.tls {
-                    Some(tls) => redis::Client::build_with_tls(url.as_str(), certificates(tls))?,
-                    None => redis::Client::open(url.as_str())?,
+                    Some(tls) => redis::Client::build_with_tls(info, certificates(tls))?,
+                    None => redis::Client::open(info)?,
                 };
+                // No response timeout of its own: [`Redis::run`] bounds each call already, and
+                // a second timer a call would wake the runtime's driver once more (a timer
+                // earlier than any other unparks it).
                 let manager = ConnectionManagerConfig::new()
-                    .set_response_timeout(Some(config.timeout))
+                    .set_response_timeout(None)
                     .set_connection_timeout(Some(connect))
                     .set_number_of_retries(1)
                     .set_max_delay(Duration::from_millis(500));
@@ -93,7 +101,8 @@ impl Conn {
                 let mut builder = ClusterClient::builder(urls.iter().map(String::as_str))
                     .retries(3)
                     .min_retry_wait(10)
-                    .max_retry_wait(100);
+                    .max_retry_wait(100)
+                    .tcp_settings(nodelay());
                 // TLS itself comes with rediss:// seeds; these are its CA and client identity.
                 if let Some(tls) = &config.tls {
                     builder = builder.certs(certificates(tls));
@@ -133,6 +142,13 @@ impl Conn {
             }
         }
     }
+}
+
+/// TCP without Nagle's delay: a call waits for its answer, and calls of concurrent requests
+/// follow each other on one connection, where Nagle would hold each small write back until
+/// the one before is acknowledged (the redis crate leaves it on by default).
+pub(super) fn nodelay() -> TcpSettings {
+    TcpSettings::default().set_nodelay(true)
 }
 
 /// `redis.tls` as the redis crate takes it: without a CA, the system's trust store.

@@ -82,7 +82,8 @@ impl SentinelMaster {
             master,
             SentinelServerType::Master,
         )?
-        .set_client_to_redis_db(first.db());
+        .set_client_to_redis_db(first.db())
+        .set_client_to_redis_tcp_settings(super::connection::nodelay());
         if let Some(user) = first.username() {
             builder = builder
                 .set_client_to_redis_username(user)
@@ -118,7 +119,8 @@ impl SentinelMaster {
             next: AtomicUsize::new(0),
             connect: AsyncConnectionConfig::new()
                 .set_connection_timeout(Some(timeout.max(Duration::from_millis(250))))
-                .set_response_timeout(Some(timeout)),
+                // Each call is bounded by `Redis::run` (a second timer would cost a wake-up).
+                .set_response_timeout(None),
             watching: std::sync::Once::new(),
             tls,
         })
@@ -259,7 +261,10 @@ async fn follow(master: Weak<SentinelMaster>) {
         let Some(master) = master.upgrade() else {
             return;
         };
-        // Each step is bounded by the connection's own timeouts.
-        master.check(&mut asked).await;
+        // Bounded as a lookup is; a Sentinel that hangs is left for the next one.
+        let check = tokio::time::timeout(SENTINEL_LOOKUP_DEADLINE, master.check(&mut asked));
+        if check.await.is_err() {
+            asked = None;
+        }
     }
 }
