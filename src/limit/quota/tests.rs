@@ -1,5 +1,6 @@
 //! The quota levels on tokio's paused clock: spending, refilling evenly over the window,
-//! refusing at zero with when to come back, cutting what does not fit, and the memory bound.
+//! refusing at zero with when to come back, cutting what does not fit, and the memory bound;
+//! a charge whose quota and rate-limit service count different units.
 
 use std::num::NonZeroUsize;
 use std::time::Duration;
@@ -71,4 +72,82 @@ async fn keys_are_bounded_and_full_levels_forgotten() {
     q.housekeep();
     assert_eq!(q.clients(), 0, "full again: forgotten, losing nothing");
     assert!(q.admit(&key(1)).is_ok());
+}
+
+/// A charge with a row quota that cuts and a rate-limit service owed the answer's bytes.
+fn charge(
+    quota_rows: u64,
+) -> (
+    super::Charge,
+    std::sync::Arc<crate::limit::rls::ServiceCost>,
+) {
+    let config = QuotaConfig {
+        amount: quota_rows,
+        unit: QuotaUnit::Rows,
+        per: Duration::from_secs(3600),
+        on_exceed: OnExceed::Cut,
+    };
+    let rls = crate::limit::RateLimitService::new(crate::limit::config::RlsConfig {
+        address: "http://127.0.0.1:9".to_owned(),
+        tls: None,
+        domain: "d".to_owned(),
+        timeout: Duration::from_millis(20),
+    })
+    .expect("a lazy client");
+    let service = std::sync::Arc::new(crate::limit::rls::ServiceCost::new(
+        rls,
+        Vec::new(),
+        QuotaUnit::Bytes,
+    ));
+    let charge = super::Charge {
+        quotas: Some(std::sync::Arc::new(Quotas::new(
+            config,
+            NonZeroUsize::new(10).expect("cap"),
+        ))),
+        service: Some(std::sync::Arc::clone(&service)),
+        key: key(1),
+        metrics: crate::telemetry::Metrics::default().route("t", false),
+        class: std::sync::Arc::from("default"),
+        report_only: false,
+    };
+    (charge, service)
+}
+
+#[tokio::test]
+async fn each_part_of_a_charge_counts_its_own_unit() {
+    let (charge, service) = charge(150);
+    assert!(charge.counts(QuotaUnit::Rows) && charge.counts(QuotaUnit::Bytes));
+    // Rows: the quota's, which cuts at the chunk that does not fit; the service is not owed
+    // rows.
+    assert_eq!(charge.spend(QuotaUnit::Rows, 100), 100);
+    assert_eq!(
+        charge.spend(QuotaUnit::Rows, 100),
+        50,
+        "cut: 50 rows were left"
+    );
+    assert_eq!(service.sent(), 0);
+    // Bytes: the service's, which the row quota does not limit.
+    assert_eq!(charge.spend(QuotaUnit::Bytes, 4096), 4096);
+    assert_eq!(charge.spend(QuotaUnit::Bytes, 10), 10);
+    assert_eq!(service.sent(), 4106);
+    assert!(charge.admit(QuotaUnit::Bytes).is_ok(), "no byte quota");
+    assert!(
+        charge.admit(QuotaUnit::Rows).is_err(),
+        "the row quota is spent"
+    );
+}
+
+#[tokio::test]
+async fn rows_of_a_chunk_that_is_cut_are_not_owed_to_the_service() {
+    let (mut charge, _) = charge(150);
+    let rls = charge.service.take().expect("a service").rls().clone();
+    let service = std::sync::Arc::new(crate::limit::rls::ServiceCost::new(
+        rls,
+        Vec::new(),
+        QuotaUnit::Rows,
+    ));
+    charge.service = Some(std::sync::Arc::clone(&service));
+    assert_eq!(charge.spend(QuotaUnit::Rows, 100), 100);
+    assert_eq!(charge.spend(QuotaUnit::Rows, 100), 50, "cut");
+    assert_eq!(service.sent(), 100, "the cut chunk was not sent");
 }

@@ -39,6 +39,18 @@ impl ServiceCost {
     pub(crate) fn add(&self, n: u64) {
         self.sent.fetch_add(n, Ordering::Relaxed);
     }
+
+    /// What went out so far.
+    #[cfg(test)]
+    pub(crate) fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+
+    /// The service it is owed to.
+    #[cfg(test)]
+    pub(crate) fn rls(&self) -> &RateLimitService {
+        &self.rls
+    }
 }
 
 impl Drop for ServiceCost {
