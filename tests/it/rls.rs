@@ -288,6 +288,70 @@ routes:
     proxy.stop().await;
 }
 
+/// A "service" at `addr` that accepts connections and then never answers (`junk: None`), or
+/// answers every connection with `junk` and closes it.
+async fn hostile_service(
+    junk: Option<&'static [u8]>,
+) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    use tokio::io::AsyncWriteExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut stream, _)) = listener.accept().await {
+            match junk {
+                Some(junk) => {
+                    let _ = stream.write_all(junk).await;
+                }
+                None => held.push(stream),
+            }
+        }
+    });
+    (addr, task)
+}
+
+#[tokio::test]
+async fn a_service_that_never_answers_or_answers_junk_gives_no_verdict() {
+    let upstream = Upstream::json("[]").await;
+    for junk in [
+        None,
+        Some(&b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"[..]),
+    ] {
+        let (addr, task) = hostile_service(junk).await;
+        let yaml = format!(
+            "rate_limit_service: {{address: 'http://{addr}', domain: fleet, timeout: 100ms}}
+upstreams: {{app: {{url: '{{upstream}}'}}}}
+routes:
+  - {{name: closed, path: /closed, upstream: app, limits: {{store: envoy_rls, on_store_error: closed}}}}
+  - {{name: open, path: /open, upstream: app, limits: {{store: envoy_rls, rate: {{per_client: {{requests: 100, per: 1s}}}}}}}}
+"
+        );
+        let proxy = Proxy::start(&yaml, &upstream).await;
+        let started = std::time::Instant::now();
+        let refused = get_with(&proxy, "/closed", &[]).await;
+        assert_eq!(
+            refused.problem(503)["type"],
+            "urn:pagegate:problem:limits-unavailable",
+            "{junk:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "bounded by the timeout, not held: {:?}",
+            started.elapsed()
+        );
+        assert_eq!(get_with(&proxy, "/open", &[]).await.status, 200, "{junk:?}");
+        proxy.stop().await;
+        task.abort();
+    }
+    assert_eq!(
+        upstream.seen().len(),
+        2,
+        "only the open route's requests went on"
+    );
+}
+
 #[test]
 fn rate_limit_service_mistakes_are_located_with_their_fix() {
     let service = "rate_limit_service: {address: 'http://127.0.0.1:8081', domain: fleet}\n";
