@@ -17,7 +17,7 @@ SECONDS_PER=${SECONDS_PER:-5}
 HOPDIR=$(cd "${HOPDIR:-bench/peers/hop}" && pwd)
 
 . bench/common.sh
-need nginx wrk redis-server redis-cli curl
+need nginx wrk redis-server redis-cli redis-benchmark curl
 cargo build --release --quiet
 cargo build --release --quiet --example rls_server
 BIN=$PWD/target/release/pagegate

@@ -136,7 +136,8 @@ impl Service<Request> for TableService {
 
     fn call(&mut self, req: Request) -> Self::Future {
         let (resource, export) = (Arc::clone(&self.resource), self.export.clone());
-        // A row quota (`limits.quota.rows`) is checked and spent by exports alone.
+        // Rows (`limits.quota.rows`, the service's `cost.response: rows`) are checked and
+        // spent by exports alone.
         let quota = export
             .as_ref()
             .and_then(|_| req.extensions().get::<crate::limit::Charge>().cloned());

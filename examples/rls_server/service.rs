@@ -104,6 +104,9 @@ impl RateLimitService for Service {
             .limiter
             .check_rate_limited_and_update(&namespace, &ctx, hits, true)
             .map_err(|e| tonic::Status::internal(e.to_string()))?;
+        // Counted even when over, as envoyproxy/ratelimit counts (Limitador's check leaves a
+        // refused hit out). Two steps, not one: another call may slip between them, which an
+        // example can live with; the fields below are from before this update.
         if result.limited {
             self.limiter
                 .update_counters(&namespace, &ctx, hits)

@@ -117,7 +117,8 @@ impl std::fmt::Display for LimitError {
                 "this route's limits are kept in {}, which cannot answer now: retry shortly",
                 match store {
                     LimitStore::EnvoyRls => "a rate-limit service",
-                    LimitStore::Redis | LimitStore::Local => "Redis",
+                    LimitStore::Redis => "Redis",
+                    LimitStore::Local => "a shared store",
                 }
             ),
         }

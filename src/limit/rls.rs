@@ -2,8 +2,8 @@
 //! API (`envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit`): envoyproxy/ratelimit,
 //! Limitador and their kin, which teams on Envoy, Istio, Contour or Kuadrant already run. A
 //! route sends one descriptor a request (its `descriptors`: the route's name and the client's
-//! key by default), with `hits_addend` 1; the answer's status fills `RateLimit-Policy`,
-//! `RateLimit` and `Retry-After`. Each call is bounded by `rate_limit_service.timeout`; an
+//! key by default), with `hits_addend` its `cost.request` (1 by default); the answer's status
+//! fills `RateLimit-Policy`, `RateLimit` and `Retry-After`. Each call is bounded by `rate_limit_service.timeout`; an
 //! error, a timeout or an `UNKNOWN` answer follows the route's `on_store_error`. An
 //! `https://` service is reached through the upstreams' TLS connector.
 //!
@@ -51,6 +51,8 @@ pub(crate) struct RateLimitService {
     client: RateLimitServiceClient<Channel>,
     /// The service is failing: logged once when it starts and once when it ends.
     health: std::sync::Arc<Health>,
+    /// Answers' costs are being lost (logged as the service's health is, apart from it).
+    charges: std::sync::Arc<Health>,
 }
 
 impl std::fmt::Debug for RateLimitService {
@@ -91,6 +93,7 @@ impl RateLimitService {
             client: RateLimitServiceClient::new(channel),
             config,
             health: std::sync::Arc::default(),
+            charges: std::sync::Arc::default(),
         })
     }
 
@@ -101,6 +104,18 @@ impl RateLimitService {
 
     /// Asks whether one more request of `entries` may go (`hits` of it).
     pub(crate) async fn ask(&self, entries: Vec<Entry>, hits: u32) -> Result<Verdict, RlsError> {
+        let answer = self.call(entries, hits, self.config.timeout).await;
+        self.health(&answer);
+        verdict(&answer?)
+    }
+
+    /// One `ShouldRateLimit` of `hits` for `entries`, within `timeout`.
+    async fn call(
+        &self,
+        entries: Vec<Entry>,
+        hits: u32,
+        timeout: Duration,
+    ) -> Result<RateLimitResponse, RlsError> {
         let request = RateLimitRequest {
             domain: self.config.domain.clone(),
             descriptors: vec![RateLimitDescriptor {
@@ -110,12 +125,10 @@ impl RateLimitService {
             hits_addend: hits,
         };
         let mut client = self.client.clone();
-        let answer = tokio::time::timeout(self.config.timeout, client.should_rate_limit(request))
+        tokio::time::timeout(timeout, client.should_rate_limit(request))
             .await
-            .map_err(|_| RlsError::Timeout(self.config.timeout))
-            .and_then(|answer| Ok(answer?.into_inner()));
-        self.health(&answer);
-        verdict(&answer?)
+            .map_err(|_| RlsError::Timeout(timeout))
+            .and_then(|answer| Ok(answer?.into_inner()))
     }
 
     /// Notes the service's health: the first failure and the recovery are logged, once each.

@@ -38,6 +38,7 @@ mod quotas;
 mod rate_limits;
 mod redis_topologies;
 mod rls;
+mod rls_cost;
 mod shared_limits;
 mod signals;
 mod stack;

@@ -225,29 +225,25 @@ pub(super) fn rows_on_tables(
     limits: &LimitsConfig,
     target: Option<&Target>,
 ) {
-    if limits.cost.response == Some(QuotaUnit::Rows) && !matches!(target, Some(Target::Table(_))) {
-        p.invalid(
-            at,
-            "cost",
-            "counts response `rows`, which only a table route's exports have: count `bytes` here"
-                .to_owned(),
-        );
+    let exports = match target {
+        Some(Target::Table(t)) => !t.formats.is_empty(),
+        _ => false,
+    };
+    let fix = "counts `rows`, which only a table route's exports have: count `bytes` here, or allow exports (`export: {formats: [csv, ndjson]}`)";
+    if limits.cost.response == Some(QuotaUnit::Rows) && !exports {
+        p.invalid(at, "cost", format!("response {fix}"));
     }
     let Some(quota) = limits.quota.filter(|q| q.unit == QuotaUnit::Rows) else {
         return;
     };
     match target {
-        Some(Target::Table(t)) => {
+        Some(Target::Table(t)) if exports => {
             let chunk = u64::from(t.chunk_rows.get());
             if quota.on_exceed == OnExceed::Cut && quota.amount < chunk {
                 p.invalid(at, "quota", format!("cuts exports at whole chunks of `chunk_rows` ({chunk}), more than its {} rows: no export would send a row; raise `rows` or lower `chunk_rows`", quota.amount));
             }
         }
-        _ => p.invalid(
-            at,
-            "quota",
-            "counts `rows`, which only a table route's exports have: count `bytes` here".to_owned(),
-        ),
+        _ => p.invalid(at, "quota", fix.to_owned()),
     }
 }
 

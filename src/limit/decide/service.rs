@@ -11,9 +11,8 @@ use crate::telemetry::RouteMetrics;
 
 impl Limits {
     /// Asks the service for the request's rate (its descriptor `entries`, `cost.request`
-    /// hits); a slot
-    /// is then taken here. The service failing: `on_store_error` decides, and with `open`
-    /// this process's own limiters take over.
+    /// hits); a slot is then taken here. The service failing: `on_store_error` decides, and
+    /// with `open` this process's own limiters take over.
     pub(in crate::limit) async fn decide_rls(
         self: Arc<Self>,
         rls: RateLimitService,

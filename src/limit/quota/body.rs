@@ -1,6 +1,7 @@
 //! [`QuotaBody`]: an answer's body spending its bytes from the client's quota (and counting
-//! them for the rate-limit service's `cost.response`) as frames go out, and with `on_exceed: cut` sending what is left of the quota (the start of the frame
-//! that does not fit), then ending with [`Truncation`].
+//! them for the rate-limit service's `cost.response`) as frames go out, and with
+//! `on_exceed: cut` sending what is left of the quota (the start of the frame that does not
+//! fit), then ending with [`Truncation`].
 
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};

@@ -5,6 +5,7 @@
 //! client's next request is, as the service then counts it over its budget.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use envoy_types::pb::envoy::extensions::common::ratelimit::v3::rate_limit_descriptor::Entry;
 
@@ -69,14 +70,29 @@ impl Drop for ServiceCost {
     }
 }
 
+/// Shortest wait for a charge's answer: no request waits on it, so a busy service is given
+/// longer than a decision's `timeout` before the charge is lost.
+const CHARGE_TIMEOUT: Duration = Duration::from_secs(1);
+
 impl RateLimitService {
     /// Adds `n` to the counters of `entries`, in calls of at most `u32::MAX` (the width of
-    /// `hits_addend`). The verdicts do not matter; a failure is logged as any other and what
-    /// was not sent is lost (the service's counters are then short, never over).
+    /// `hits_addend`). The verdicts do not matter. What is not sent is lost (the service's
+    /// counters are then short): logged once when charges start failing and once when they
+    /// go through again, apart from the decisions' health (`on_store_error` is not involved).
     pub(crate) async fn charge(&self, entries: Vec<Entry>, mut n: u64) {
+        let timeout = CHARGE_TIMEOUT.max(self.config.timeout);
         while n > 0 {
             let hits = u32::try_from(n).unwrap_or(u32::MAX);
-            if self.ask(entries.clone(), hits).await.is_err() {
+            let answer = self.call(entries.clone(), hits, timeout).await;
+            if self.charges.changed(answer.is_err()) {
+                match &answer {
+                    Ok(_) => tracing::info!("answers' costs reach the rate-limit service again"),
+                    Err(error) => {
+                        tracing::warn!(%error, lost = n, "an answer's cost could not be sent to the rate-limit service; its counters fall short until charges go through");
+                    }
+                }
+            }
+            if answer.is_err() {
                 return;
             }
             n -= u64::from(hits);

@@ -52,7 +52,10 @@ pub(super) struct SentinelMaster {
     generations: AtomicU64,
     /// The Sentinel the follower asks next.
     next: AtomicUsize,
+    /// How the master is connected to.
     connect: AsyncConnectionConfig,
+    /// How the Sentinels are.
+    ask: AsyncConnectionConfig,
     watching: std::sync::Once,
     /// With `rediss://`: the CA and client certificate, for the follower's connections.
     tls: Option<TlsCertificates>,
@@ -117,10 +120,14 @@ impl SentinelMaster {
             looking: AtomicBool::new(false),
             generations: AtomicU64::new(0),
             next: AtomicUsize::new(0),
+            // The master's calls are bounded by `Redis::run` (a second timer would cost a
+            // wake-up); the Sentinels' by their own.
             connect: AsyncConnectionConfig::new()
                 .set_connection_timeout(Some(timeout.max(Duration::from_millis(250))))
-                // Each call is bounded by `Redis::run` (a second timer would cost a wake-up).
                 .set_response_timeout(None),
+            ask: AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(timeout.max(Duration::from_millis(250))))
+                .set_response_timeout(Some(timeout.max(Duration::from_millis(250)))),
             watching: std::sync::Once::new(),
             tls,
         })
@@ -230,7 +237,7 @@ impl SentinelMaster {
         };
         client
             .ok()?
-            .get_multiplexed_async_connection_with_config(&self.connect)
+            .get_multiplexed_async_connection_with_config(&self.ask)
             .await
             .ok()
     }
@@ -261,10 +268,7 @@ async fn follow(master: Weak<SentinelMaster>) {
         let Some(master) = master.upgrade() else {
             return;
         };
-        // Bounded as a lookup is; a Sentinel that hangs is left for the next one.
-        let check = tokio::time::timeout(SENTINEL_LOOKUP_DEADLINE, master.check(&mut asked));
-        if check.await.is_err() {
-            asked = None;
-        }
+        // Each step is bounded by the Sentinel connection's own timeouts.
+        master.check(&mut asked).await;
     }
 }

@@ -115,7 +115,7 @@ fn handshakes(
     futures_util::stream::unfold((listener, acceptor), |(listener, acceptor)| async move {
         let accepted = match listener.accept().await {
             Ok((tcp, _)) => {
-                tcp.set_nodelay(true).expect("nodelay");
+                let _ = tcp.set_nodelay(true);
                 acceptor.accept(tcp).await.map(Tls)
             }
             Err(error) => Err(error),

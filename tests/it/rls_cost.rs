@@ -1,0 +1,142 @@
+//! `cost` against a real Envoy rate-limit service (the `rls_server` example's, run by the
+//! test): a request's `cost.request` is its `hits_addend`, and an answer's bytes or an
+//! export's rows are charged when it ends (pages cost none), so the client's later requests
+//! are refused once the service counts it over.
+
+use std::time::Duration;
+
+use crate::support::rls::RlsServer;
+use crate::support::{Got, Proxy, Upstream, get_with};
+
+/// Limitador's limits of the cost tests: 1000 hits a minute per client of route `bytes`,
+/// 400 of route `rows`.
+const COST_LIMITS: &str = r#"[
+  {"namespace": "costs", "max_value": 1000, "seconds": 60,
+   "conditions": ["descriptors[0].route == 'bytes'"], "variables": ["descriptors[0].client"]},
+  {"namespace": "costs", "max_value": 400, "seconds": 60,
+   "conditions": ["descriptors[0].route == 'rows'"], "variables": ["descriptors[0].client"]}
+]"#;
+
+/// What the service's answer says is left (`r=` of `RateLimit`).
+fn remaining(got: &Got) -> i64 {
+    let state = got.header("ratelimit").expect("RateLimit");
+    let r = state.split(";r=").nth(1).and_then(|s| s.split(';').next());
+    r.and_then(|r| r.parse().ok()).expect("r=")
+}
+
+/// Asks `path` until `done` holds of an answer (the cost of the answer before is sent when it
+/// ends, a moment after the client has it), at most 40 times.
+async fn until(proxy: &Proxy, path: &str, done: impl Fn(&Got) -> bool) -> Got {
+    for _ in 0..40 {
+        let got = get_with(proxy, path, &[]).await;
+        if done(&got) {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{path}: never as expected");
+}
+
+#[tokio::test]
+async fn an_answers_bytes_are_charged_to_the_service_when_it_ends() {
+    let rls = RlsServer::start(COST_LIMITS).await;
+    let body: &'static str = Box::leak(format!("\"{}\"", "x".repeat(598)).into_boxed_str());
+    let upstream = Upstream::json(body).await;
+    let yaml = format!(
+        "rate_limit_service: {{address: '{}', domain: costs, timeout: 500ms}}
+upstreams: {{app: {{url: '{{upstream}}'}}}}
+routes:
+  - {{name: bytes, path: /bytes, upstream: app, limits: {{store: envoy_rls, cost: {{request: 10, response: bytes}}}}}}
+  - name: peek
+    path: /peek
+    upstream: app
+    limits: {{store: envoy_rls, descriptors: [{{key: route, value: 'literal:bytes'}}, {{key: client}}]}}
+",
+        rls.url()
+    );
+    let proxy = Proxy::start(&yaml, &upstream).await;
+    let first = get_with(&proxy, "/bytes", &[]).await;
+    assert_eq!((first.status.as_u16(), first.body.len()), (200, 600));
+    assert_eq!(remaining(&first), 990, "the request costs its cost.request");
+    // Its 600 bytes are charged once it has ended: 1000 - 10 - 600 - this peek.
+    let peek = until(&proxy, "/peek", |got| remaining(got) <= 389).await;
+    assert!(remaining(&peek) >= 389 - 40, "charged once");
+    // The second answer is let on (about 600 of 1000 are spent), and its bytes take the
+    // client over the limit: its next request is refused.
+    assert_eq!(get_with(&proxy, "/bytes", &[]).await.status, 200);
+    let refused = until(&proxy, "/peek", |got| got.status == 429).await;
+    assert_eq!(
+        refused.problem(429)["type"],
+        "urn:pagegate:problem:rate-limited"
+    );
+    get_with(&proxy, "/bytes", &[]).await.problem(429);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn an_exports_rows_are_charged_to_the_service_and_pages_cost_none() {
+    let pg = crate::support::postgres::Postgres::start();
+    let t = pg.name("rls_rows");
+    pg.execute(&format!(
+        "CREATE TABLE {t} (id bigint PRIMARY KEY, v text);
+         INSERT INTO {t} SELECT g, 'v' || g FROM generate_series(1, 250) g;"
+    ))
+    .await;
+    let rls = RlsServer::start(COST_LIMITS).await;
+    let yaml = format!(
+        "rate_limit_service: {{address: '{}', domain: costs, timeout: 500ms}}
+cursors: {{keys: [{{id: 1, secret: test-secret-test-secret-test-secret-0123}}]}}
+postgres: {{main: {{url: '{}'}}}}
+routes:
+  - name: rows
+    path: /rows
+    table: {{database: main, name: {t}, columns: [id, v], key: [id], export: {{chunk_rows: 100}}}}
+    limits: {{store: envoy_rls, cost: {{response: rows}}}}
+",
+        rls.url(),
+        pg.url
+    );
+    let proxy = Proxy::start_url(&yaml, "http://127.0.0.1:9").await;
+    let export = get_with(&proxy, "/rows/export?format=ndjson", &[]).await;
+    assert_eq!(
+        (export.status.as_u16(), export.text().lines().count()),
+        (200, 250)
+    );
+    assert_eq!(remaining(&export), 399);
+    // 400 - 1 - 250 - this page; a page costs its one hit and no rows.
+    let page = until(&proxy, "/rows?limit=5", |got| remaining(got) <= 148).await;
+    // Each page costs its hit alone, however long after it the count is read: a charge of
+    // its rows sent when it ended would show as a larger drop.
+    let mut last = remaining(&page);
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        let next = remaining(&get_with(&proxy, "/rows?limit=5", &[]).await);
+        assert_eq!(last - next, 1, "a page's rows are not charged");
+        last = next;
+    }
+    assert_eq!(get_with(&proxy, "/rows/export", &[]).await.status, 200);
+    let refused = until(&proxy, "/rows?limit=5", |got| got.status == 429).await;
+    assert_eq!(
+        refused.problem(429)["type"],
+        "urn:pagegate:problem:rate-limited"
+    );
+    proxy.stop().await;
+}
+
+#[test]
+fn a_row_cost_needs_a_table_route_that_exports() {
+    let yaml = "rate_limit_service: {address: 'http://127.0.0.1:8081', domain: d}
+cursors: {keys: [{id: 1, secret: test-secret-test-secret-test-secret-0123}]}
+postgres: {main: {url: 'postgres://u@127.0.0.1/db'}}
+routes:
+  - {name: t, path: /t, table: {database: main, name: t, columns: [id], key: [id], export: {formats: []}}, limits: {store: envoy_rls, cost: {response: rows}}}
+";
+    let text = match pagegate::Config::parse("t.yaml", yaml) {
+        Ok(_) => panic!("a row cost on a table without exports counts nothing"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        text.contains("t.yaml:5:") && text.contains("allow exports"),
+        "{text}"
+    );
+}
