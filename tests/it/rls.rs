@@ -138,11 +138,7 @@ async fn over_tls_the_service_is_verified_and_shown_a_client_certificate() {
     let with_tls = |ca: &Ca, certificate: bool| {
         let ca_file = ca.write(&dir, "ca.crt").display().to_string();
         let shown = if certificate {
-            format!(
-                ", cert_file: '{}', key_file: '{}'",
-                client.cert.display(),
-                client.key.display()
-            )
+            client.client_yaml()
         } else {
             String::new()
         };

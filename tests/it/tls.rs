@@ -303,11 +303,7 @@ async fn a_certificate_rotated_under_load_fails_no_request() {
 fn upstreams_yaml(url: &str, (ca, stranger): (&Path, &Path), client: &Issued) -> String {
     let tls = |ca: &Path, cert: bool| {
         let cert = if cert {
-            format!(
-                ", cert_file: '{}', key_file: '{}'",
-                client.cert.display(),
-                client.key.display()
-            )
+            client.client_yaml()
         } else {
             String::new()
         };

@@ -29,28 +29,7 @@ impl RlsServer {
     /// The same over TLS with `issued`'s certificate (ALPN h2), asking for a client
     /// certificate signed by `clients` when given.
     pub async fn start_tls(limits: &str, issued: &Issued, clients: Option<&Ca>) -> Self {
-        let provider = super::tls::provider();
-        let builder = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("versions");
-        let builder = match clients {
-            Some(ca) => {
-                let mut roots = rustls::RootCertStore::empty();
-                roots.add(ca.der()).expect("client ca");
-                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-                    std::sync::Arc::new(roots),
-                    super::tls::provider(),
-                )
-                .build()
-                .expect("client verifier");
-                builder.with_client_cert_verifier(verifier)
-            }
-            None => builder.with_no_client_auth(),
-        };
-        let mut config = builder
-            .with_single_cert(issued.chain(), issued.private_key())
-            .expect("server config");
-        config.alpn_protocols = vec![b"h2".to_vec()];
+        let config = super::tls::server_config(issued, clients, &[b"h2"]);
         Self::serve(
             limits,
             Some(tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config))),

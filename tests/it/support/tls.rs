@@ -101,6 +101,15 @@ impl Ca {
 }
 
 impl Issued {
+    /// This certificate as a client's in a `tls` block: `, cert_file: '…', key_file: '…'`.
+    pub fn client_yaml(&self) -> String {
+        format!(
+            ", cert_file: '{}', key_file: '{}'",
+            self.cert.display(),
+            self.key.display()
+        )
+    }
+
     pub fn chain(&self) -> Vec<CertificateDer<'static>> {
         CertificateDer::pem_slice_iter(self.cert_pem.as_bytes())
             .collect::<Result<_, _>>()
@@ -212,30 +221,41 @@ pub struct TlsBackend {
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
+/// A server's TLS: `identity`'s certificate, a client certificate signed by `client_ca` asked
+/// for when given, the `alpn` protocols offered.
+pub fn server_config(
+    identity: &Issued,
+    client_ca: Option<&Ca>,
+    alpn: &[&[u8]],
+) -> rustls::ServerConfig {
+    let builder = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .expect("versions");
+    let builder = match client_ca {
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(ca.der()).expect("root");
+            builder.with_client_cert_verifier(
+                rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    provider(),
+                )
+                .build()
+                .expect("verifier"),
+            )
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder
+        .with_single_cert(identity.chain(), identity.private_key())
+        .expect("server config");
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    config
+}
+
 impl TlsBackend {
     pub async fn start(identity: &Issued, client_ca: Option<&Ca>) -> Self {
-        let builder = rustls::ServerConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .expect("versions");
-        let builder = match client_ca {
-            Some(ca) => {
-                let mut roots = rustls::RootCertStore::empty();
-                roots.add(ca.der()).expect("root");
-                builder.with_client_cert_verifier(
-                    rustls::server::WebPkiClientVerifier::builder_with_provider(
-                        Arc::new(roots),
-                        provider(),
-                    )
-                    .build()
-                    .expect("verifier"),
-                )
-            }
-            None => builder.with_no_client_auth(),
-        };
-        let mut config = builder
-            .with_single_cert(identity.chain(), identity.private_key())
-            .expect("server config");
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let config = server_config(identity, client_ca, &[b"h2", b"http/1.1"]);
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
