@@ -307,18 +307,39 @@ impl Limits {
             .take(&key, (self.rates.is_some(), slots), &metrics)
             .await;
         shared.health(&answer);
-        let mut first = match answer {
+        let first = match answer {
             Ok(taken) => {
                 if let Some((verdict, fields)) = taken.rate {
                     self.rate_verdict(verdict, Some(fields), &mut notes, &metrics)?;
                 }
                 taken.slot
             }
-            Err(_) => return self.shared_failed(key, notes, &metrics, true).await,
+            Err(failed) => {
+                // Batched rates decided the rate before the slot's call failed: it is counted
+                // once, and only the slot falls back.
+                let decided = failed.rate.is_some();
+                if let Some((verdict, fields)) = failed.rate {
+                    self.rate_verdict(verdict, Some(fields), &mut notes, &metrics)?;
+                }
+                return self.shared_failed(key, notes, &metrics, !decided).await;
+            }
         };
         if !slots {
             return Ok((None, notes));
         }
+        self.shared_slot(&shared, (key, notes), &metrics, first)
+            .await
+    }
+
+    /// A shared slot, after the first try (`first`, when the first call asked for one): a
+    /// full limit waits in the queue, polling Redis, or is refused.
+    async fn shared_slot(
+        self: &Arc<Self>,
+        shared: &Shared,
+        (key, mut notes): (ClientKey, Notes),
+        metrics: &Arc<RouteMetrics>,
+        mut first: Option<Result<super::shared::Lease, Full>>,
+    ) -> Result<(Option<Slot>, Notes), LimitError> {
         let started = tokio::time::Instant::now();
         // A shared queue is a poll, within this process's queue places.
         let mut queued = None;
@@ -327,12 +348,12 @@ impl Limits {
                 Some(outcome) => outcome,
                 // A rate refused in report-only mode took no slot yet; a queued request polls.
                 None => {
-                    let answer = shared.take(&key, (false, true), &metrics).await;
+                    let answer = shared.take(&key, (false, true), metrics).await;
                     shared.health(&answer);
                     match answer.map(|taken| taken.slot) {
                         Ok(Some(outcome)) => outcome,
                         Ok(None) | Err(_) => {
-                            return self.shared_failed(key, notes, &metrics, false).await;
+                            return self.shared_failed(key, notes, metrics, false).await;
                         }
                     }
                 }
@@ -358,7 +379,7 @@ impl Limits {
                     refusal: Refusal::Concurrency(NoSlot::Full(full)),
                     fields: notes.fields.clone(),
                 };
-                if notes.refused(&error, &metrics, self.config.report_only) {
+                if notes.refused(&error, metrics, self.config.report_only) {
                     return Err(error);
                 }
                 return Ok((None, notes));
@@ -369,7 +390,7 @@ impl Limits {
                     refusal: Refusal::Concurrency(NoSlot::Waited(full, q.timeout)),
                     fields: notes.fields.clone(),
                 };
-                notes.count(&metrics, error.limit(), "refused");
+                notes.count(metrics, error.limit(), "refused");
                 return Err(error);
             }
             tokio::time::sleep(SHARED_QUEUE_POLL.min(left)).await;

@@ -131,11 +131,11 @@ impl Shared {
     }
 
     /// Notes Redis's health: the first failure and the recovery are logged, once each.
-    pub(crate) fn health<T>(&self, answer: &Result<T, RedisError>) {
+    pub(crate) fn health<T>(&self, answer: &Result<T, NoAnswer>) {
         if !self.health.changed(answer.is_err()) {
             return;
         }
-        match answer {
+        match answer.as_ref().map_err(|failed| &failed.error) {
             Ok(_) => {
                 tracing::info!(route = %self.route, "redis answers again; shared limits are back");
             }
@@ -155,19 +155,26 @@ impl Shared {
         client: &ClientKey,
         (rate, slot): (bool, bool),
         metrics: &RouteMetrics,
-    ) -> Result<Taken, RedisError> {
+    ) -> Result<Taken, NoAnswer> {
         if rate && let Some(batched) = &self.batched {
             let call = self.call(client, true, false);
             let evicted = |n| metrics.limit_evicted(n);
             if let Checked::Answer(answer) = batched.check(&call.keys, &call.args, evicted).await? {
                 let mut taken = self.read(&answer, &call, None)?;
                 if slot && matches!(taken.rate, Some((Ok(()), _))) {
-                    taken.slot = self.take_exact(client, false, true).await?.slot;
+                    match self.take_exact(client, false, true).await {
+                        Ok(exact) => taken.slot = exact.slot,
+                        // The rate is decided and counted; only the slot has no answer.
+                        Err(error) => {
+                            let rate = taken.rate;
+                            return Err(NoAnswer { error, rate });
+                        }
+                    }
                 }
                 return Ok(taken);
             }
         }
-        self.take_exact(client, rate, slot).await
+        Ok(self.take_exact(client, rate, slot).await?)
     }
 
     /// [`Self::take`] in one round trip: the rates and a slot in one script run.
@@ -352,6 +359,21 @@ pub(crate) struct Taken {
     pub(crate) rate: Option<(Result<(), Refused>, Fields)>,
     /// The slot, or which limit is full: when asked for and the rate let the request on.
     pub(crate) slot: Option<Result<Lease, Full>>,
+}
+
+/// [`Shared::take`] without Redis's answer: why, and the verdict batched rates had given
+/// before a slot's call failed (`rate`: the request is counted, a fallback must not count it
+/// again).
+#[derive(Debug)]
+pub(crate) struct NoAnswer {
+    pub(crate) error: RedisError,
+    pub(crate) rate: Option<(Result<(), Refused>, Fields)>,
+}
+
+impl From<RedisError> for NoAnswer {
+    fn from(error: RedisError) -> Self {
+        Self { error, rate: None }
+    }
 }
 
 /// A lease asked for whose answer has not been read; see [`Shared::take`].

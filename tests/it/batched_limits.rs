@@ -90,6 +90,29 @@ routes:
 }
 
 #[tokio::test]
+async fn a_request_the_view_let_on_is_counted_once_when_its_slot_falls_back() {
+    let mut redis = RedisServer::start();
+    let upstream = Upstream::json("[]").await;
+    // `batch: 1s`: the view stays fresh for 3 s after the last flush.
+    let yaml = redis.config(
+        "  - {name: page, path: /page, upstream: app, limits: {store: redis, batch: 1s, on_redis_error: open, rate: {per_client: {requests: 2, per: 1h}}, concurrency: {per_client: 10}}}\n",
+    );
+    let proxy = Proxy::start(&yaml, &upstream).await;
+    let get = || crate::support::get_with(&proxy, "/page", &[]);
+    assert_eq!(get().await.status, 200, "1 of 2, read from Redis");
+    redis.kill();
+    // The fresh view lets the second on; its slot's call fails and the slot falls back.
+    assert_eq!(get().await.status, 200, "2 of 2, decided by the view");
+    get().await.problem(429);
+    // Once the view is stale, this process's own limiter decides, and it has counted
+    // nothing yet: the request the view let on was not counted a second time.
+    tokio::time::sleep(Duration::from_millis(3300)).await;
+    assert_eq!(get().await.status, 200);
+    assert_eq!(get().await.status, 200, "the local limiter's second");
+    get().await.problem(429);
+}
+
+#[tokio::test]
 async fn one_batching_replica_is_exact_and_forgets_keys_at_max_clients() {
     let redis = RedisServer::start();
     let upstream = Upstream::json("[]").await;
