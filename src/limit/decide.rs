@@ -5,7 +5,7 @@ use std::sync::{Arc, Weak};
 
 use super::concurrency::{Slot, Slots};
 use super::rate::Rates;
-use super::shared::Shared;
+use super::shared::{NoAnswer, Shared};
 use crate::limit::config::{LimitStore, LimitsConfig, OnRedisError};
 use crate::limit::pace::Pacer;
 use crate::limit::{
@@ -314,15 +314,16 @@ impl Limits {
                 }
                 taken.slot
             }
-            Err(failed) => {
-                // Batched rates decided the rate before the slot's call failed: it is counted
-                // once, and only the slot falls back.
-                let decided = failed.rate.is_some();
-                if let Some((verdict, fields)) = failed.rate {
-                    self.rate_verdict(verdict, Some(fields), &mut notes, &metrics)?;
-                }
-                return self.shared_failed(key, notes, &metrics, !decided).await;
+            // Batched rates decided the rate before the slot's call failed: it is counted once,
+            // and only the slot falls back.
+            Err(NoAnswer {
+                rate: Some((verdict, fields)),
+                ..
+            }) => {
+                self.rate_verdict(verdict, Some(fields), &mut notes, &metrics)?;
+                return self.shared_failed(key, notes, &metrics, false).await;
             }
+            Err(_) => return self.shared_failed(key, notes, &metrics, true).await,
         };
         if !slots {
             return Ok((None, notes));

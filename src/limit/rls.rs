@@ -3,9 +3,10 @@
 //! Limitador and their kin, which teams on Envoy, Istio, Contour or Kuadrant already run. A
 //! route sends one descriptor a request (its `descriptors`: the route's name and the client's
 //! key by default), with `hits_addend` its `cost.request` (1 by default); the answer's status
-//! fills `RateLimit-Policy`, `RateLimit` and `Retry-After`. Each call is bounded by `rate_limit_service.timeout`; an
-//! error, a timeout or an `UNKNOWN` answer follows the route's `on_store_error`. An
-//! `https://` service is reached through the upstreams' TLS connector.
+//! fills `RateLimit-Policy`, `RateLimit` and `Retry-After`. Each call is bounded by
+//! `rate_limit_service.timeout`; an error, a timeout or an `UNKNOWN` answer follows the
+//! route's `on_store_error`. An `https://` service is reached through the upstreams' TLS
+//! connector.
 //!
 //! A route's `cost` sets the request's `hits_addend`, and may send what its answer streamed
 //! (rows or bytes) when it ends ([`ServiceCost`]).

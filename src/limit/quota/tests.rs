@@ -74,9 +74,10 @@ async fn keys_are_bounded_and_full_levels_forgotten() {
     assert!(q.admit(&key(1)).is_ok());
 }
 
-/// A charge with a row quota that cuts and a rate-limit service owed the answer's bytes.
+/// A charge with a row quota that cuts and a rate-limit service owed the answer's `owed`.
 fn charge(
     quota_rows: u64,
+    owed: QuotaUnit,
 ) -> (
     super::Charge,
     std::sync::Arc<crate::limit::rls::ServiceCost>,
@@ -94,11 +95,7 @@ fn charge(
         timeout: Duration::from_millis(20),
     })
     .expect("a lazy client");
-    let service = std::sync::Arc::new(crate::limit::rls::ServiceCost::new(
-        rls,
-        Vec::new(),
-        QuotaUnit::Bytes,
-    ));
+    let service = std::sync::Arc::new(crate::limit::rls::ServiceCost::new(rls, Vec::new(), owed));
     let charge = super::Charge {
         quotas: Some(std::sync::Arc::new(Quotas::new(
             config,
@@ -115,7 +112,7 @@ fn charge(
 
 #[tokio::test]
 async fn each_part_of_a_charge_counts_its_own_unit() {
-    let (charge, service) = charge(150);
+    let (charge, service) = charge(150, QuotaUnit::Bytes);
     assert!(charge.counts(QuotaUnit::Rows) && charge.counts(QuotaUnit::Bytes));
     // Rows: the quota's, which cuts at the chunk that does not fit; the service is not owed
     // rows.
@@ -139,14 +136,7 @@ async fn each_part_of_a_charge_counts_its_own_unit() {
 
 #[tokio::test]
 async fn rows_of_a_chunk_that_is_cut_are_not_owed_to_the_service() {
-    let (mut charge, _) = charge(150);
-    let rls = charge.service.take().expect("a service").rls().clone();
-    let service = std::sync::Arc::new(crate::limit::rls::ServiceCost::new(
-        rls,
-        Vec::new(),
-        QuotaUnit::Rows,
-    ));
-    charge.service = Some(std::sync::Arc::clone(&service));
+    let (charge, service) = charge(150, QuotaUnit::Rows);
     assert_eq!(charge.spend(QuotaUnit::Rows, 100), 100);
     assert_eq!(charge.spend(QuotaUnit::Rows, 100), 50, "cut");
     assert_eq!(service.sent(), 100, "the cut chunk was not sent");

@@ -2,7 +2,8 @@
 //! exports) or bytes counted as they go out and sent when it ends, in one more
 //! `ShouldRateLimit` whose `hits_addend` is that count (Envoy's `apply_on_stream_done`,
 //! Envoy Gateway's `cost.response`). The answer is not affected by that call's verdict: the
-//! client's next request is, as the service then counts it over its budget.
+//! client's requests that start after it lands are, once the service counts it over its
+//! budget.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -45,12 +46,6 @@ impl ServiceCost {
     #[cfg(test)]
     pub(crate) fn sent(&self) -> u64 {
         self.sent.load(Ordering::Relaxed)
-    }
-
-    /// The service it is owed to.
-    #[cfg(test)]
-    pub(crate) fn rls(&self) -> &RateLimitService {
-        &self.rls
     }
 }
 
