@@ -107,6 +107,10 @@ pub(crate) const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(50);
 /// Longest wait for one answer of the Envoy rate-limit service before a route's
 /// `on_store_error` applies (20 ms, Envoy's own default for its rate-limit filter).
 pub(crate) const DEFAULT_RLS_TIMEOUT: Duration = Duration::from_millis(20);
+/// How often a running answer's `cost.response` is sent to the rate-limit service while it
+/// streams (1 second): the service's counters trail a long export by at most this much
+/// rather than by the whole export.
+pub(crate) const DEFAULT_COST_EVERY: Duration = Duration::from_secs(1);
 /// Prefix of every Redis key pagegate writes (`pagegate`).
 pub(crate) const DEFAULT_REDIS_KEY_PREFIX: &str = "pagegate";
 /// Life of a Redis concurrency lease unless renewed (10 seconds); leases are renewed every

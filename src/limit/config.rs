@@ -163,9 +163,12 @@ pub struct RlsConfig {
 pub struct Cost {
     /// The `hits_addend` of the call that decides the request.
     pub request: NonZeroU32,
-    /// Rows or bytes of the answer, sent in a second call when it ends (Envoy's
-    /// `apply_on_stream_done`, Envoy Gateway's `cost.response`); `None`: nothing after.
+    /// Rows or bytes of the answer, sent in more calls while it streams and when it ends
+    /// (Envoy's `apply_on_stream_done`, Envoy Gateway's `cost.response`); `None`: nothing
+    /// after.
     pub response: Option<QuotaUnit>,
+    /// How often a streaming answer sends what it owes so far (`cost.every`).
+    pub every: Duration,
 }
 
 impl Default for Cost {
@@ -173,6 +176,7 @@ impl Default for Cost {
         Self {
             request: NonZeroU32::MIN,
             response: None,
+            every: crate::config::defaults::DEFAULT_COST_EVERY,
         }
     }
 }

@@ -162,11 +162,12 @@ impl<S> Limit<S> {
     ) -> Result<(), LimitError> {
         let limits = &self.limits;
         let service = rls.and_then(|(rls, entries)| {
-            let unit = limits.config.cost.response?;
+            let cost = limits.config.cost;
             Some(Arc::new(ServiceCost::new(
                 rls.clone(),
                 entries.clone(),
-                unit,
+                cost.response?,
+                cost.every,
             )))
         });
         if limits.quotas.is_none() && service.is_none() {

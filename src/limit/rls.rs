@@ -8,8 +8,9 @@
 //! route's `on_store_error`. An `https://` service is reached through the upstreams' TLS
 //! connector.
 //!
-//! A route's `cost` sets the request's `hits_addend`, and may send what its answer streamed
-//! (rows or bytes) when it ends ([`ServiceCost`]).
+//! A route's `cost` sets the request's `hits_addend`, and may send what its answer streams
+//! (rows or bytes) every `cost.every` while it streams and the rest when it ends
+//! ([`ServiceCost`]).
 //!
 //! The service keeps no leases, so concurrency stays in this process; rows and bytes quotas
 //! and pacing too.

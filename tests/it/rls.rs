@@ -281,21 +281,6 @@ fn rate_limit_service_mistakes_are_located_with_their_fix() {
             "{store: envoy_rls, descriptors: [{key: t, value: 'header:Authorization'}]}",
             "credential",
         ),
-        (
-            service,
-            "{cost: {request: 2}, rate: {per_client: {requests: 1, per: 1s}}}",
-            "add `store: envoy_rls`",
-        ),
-        (
-            service,
-            "{store: envoy_rls, cost: {request: 0}}",
-            "what one request adds",
-        ),
-        (
-            service,
-            "{store: envoy_rls, cost: {response: rows}}",
-            "only a table route's exports have",
-        ),
     ];
     for (top, limits, fix) in cases {
         let yaml = format!(

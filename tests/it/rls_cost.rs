@@ -9,10 +9,12 @@ use crate::support::rls::RlsServer;
 use crate::support::{Got, Proxy, Upstream, get_with};
 
 /// Limitador's limits of the cost tests: 1000 hits a minute per client of route `bytes`,
-/// 400 of route `rows`.
+/// 5000 of route `long`, 400 of route `rows`.
 const COST_LIMITS: &str = r#"[
   {"namespace": "costs", "max_value": 1000, "seconds": 60,
    "conditions": ["descriptors[0].route == 'bytes'"], "variables": ["descriptors[0].client"]},
+  {"namespace": "costs", "max_value": 5000, "seconds": 60,
+   "conditions": ["descriptors[0].route == 'long'"], "variables": ["descriptors[0].client"]},
   {"namespace": "costs", "max_value": 400, "seconds": 60,
    "conditions": ["descriptors[0].route == 'rows'"], "variables": ["descriptors[0].client"]}
 ]"#;
@@ -70,6 +72,71 @@ routes:
         "urn:pagegate:problem:rate-limited"
     );
     get_with(&proxy, "/bytes", &[]).await.problem(429);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_long_answer_is_charged_while_it_streams() {
+    use http_body_util::BodyExt;
+    let rls = RlsServer::start(COST_LIMITS).await;
+    // `/slow`: 12 rows of 100 bytes, one every 200 ms (2.4 s).
+    const ROW: &[u8; 100] = &[b'x'; 100];
+    let upstream = Upstream::start(|req| async move {
+        if req.uri().path() != "/slow" {
+            return crate::support::json_response("[]");
+        }
+        http::Response::new(crate::support::bodies::slow_rows(
+            12,
+            Duration::from_millis(200),
+            ROW,
+        ))
+    })
+    .await;
+    let yaml = format!(
+        "rate_limit_service: {{address: '{}', domain: costs, timeout: 500ms}}
+upstreams: {{app: {{url: '{{upstream}}'}}}}
+routes:
+  - {{name: long, path: /slow, upstream: app, limits: {{store: envoy_rls, cost: {{response: bytes, every: 200ms}}}}}}
+  - name: peek
+    path: /peek
+    upstream: app
+    limits: {{store: envoy_rls, descriptors: [{{key: route, value: 'literal:long'}}, {{key: client}}]}}
+",
+        rls.url()
+    );
+    let proxy = Proxy::start(&yaml, &upstream).await;
+    let mut slow = crate::support::get_head(&proxy.url("/slow"))
+        .await
+        .into_body();
+    let mut read = 0;
+    while read < 500 {
+        let frame = slow.frame().await.expect("a frame").expect("no error");
+        read += frame.data_ref().map_or(0, bytes::Bytes::len);
+    }
+    // At least 300 of the 500 bytes read are charged while the answer still streams: 5000 -
+    // 1 (its request) - 300 - the peeks.
+    let mut peeks = 0;
+    while remaining(&get_with(&proxy, "/peek", &[]).await) > 5000 - 1 - 300 - (peeks + 1) {
+        peeks += 1;
+        assert!(peeks < 20, "no bytes charged while the answer streams");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut rest = 0;
+    while let Some(frame) = slow.frame().await {
+        rest += frame
+            .expect("no error")
+            .data_ref()
+            .map_or(0, bytes::Bytes::len);
+    }
+    assert!(
+        rest >= 300,
+        "charged before the answer ended ({rest} bytes after)"
+    );
+    // The rest is charged when it ends, each byte once: the request, its 1200 bytes, the
+    // peeks and the last one.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let last = remaining(&get_with(&proxy, "/peek", &[]).await);
+    assert_eq!(last, 5000 - 1 - 1200 - (peeks + 2));
     proxy.stop().await;
 }
 
@@ -139,4 +206,50 @@ routes:
         text.contains("t.yaml:5:") && text.contains("allow exports"),
         "{text}"
     );
+}
+
+#[test]
+fn cost_mistakes_are_located_with_their_fix() {
+    let cases = [
+        (
+            "{cost: {request: 2}, rate: {per_client: {requests: 1, per: 1s}}}",
+            "add `store: envoy_rls`",
+        ),
+        (
+            "{store: envoy_rls, cost: {request: 0}}",
+            "what one request adds",
+        ),
+        (
+            "{store: envoy_rls, cost: {response: rows}}",
+            "only a table route's exports have",
+        ),
+        (
+            "{store: envoy_rls, cost: {response: bytes, every: 10ms}}",
+            "between 100ms and 1h",
+        ),
+        (
+            "{store: envoy_rls, cost: {request: 2, every: 1s}}",
+            "add `response: bytes` or `rows`",
+        ),
+    ];
+    for (limits, fix) in cases {
+        let yaml = format!(
+            "rate_limit_service: {{address: 'http://127.0.0.1:8081', domain: fleet}}
+upstreams: {{app: {{url: 'http://127.0.0.1:9'}}}}
+routes:
+  - name: r
+    limits: {limits}
+    path: /r
+    upstream: app
+"
+        );
+        let text = match pagegate::Config::parse("t.yaml", &yaml) {
+            Ok(_) => panic!("expected a problem for {limits}"),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            text.contains("t.yaml:5:") && text.contains(fix),
+            "{limits}:\n{text}\nshould say {fix}"
+        );
+    }
 }

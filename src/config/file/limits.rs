@@ -70,6 +70,7 @@ pub(crate) struct FileRateLimitService {
 pub(crate) struct FileCost {
     pub(crate) request: Option<Spanned<Whole>>,
     pub(crate) response: Option<Spanned<FileCostUnit>>,
+    pub(crate) every: Option<Spanned<String>>,
 }
 
 /// What `limits.cost.response` counts.

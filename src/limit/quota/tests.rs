@@ -95,7 +95,12 @@ fn charge(
         timeout: Duration::from_millis(20),
     })
     .expect("a lazy client");
-    let service = std::sync::Arc::new(crate::limit::rls::ServiceCost::new(rls, Vec::new(), owed));
+    let service = std::sync::Arc::new(crate::limit::rls::ServiceCost::new(
+        rls,
+        Vec::new(),
+        owed,
+        Duration::from_secs(3600),
+    ));
     let charge = super::Charge {
         quotas: Some(std::sync::Arc::new(Quotas::new(
             config,

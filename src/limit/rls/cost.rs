@@ -1,34 +1,53 @@
 //! `limits.cost.response`: what an answer owes the rate-limit service, its rows (table
-//! exports) or bytes counted as they go out and sent when it ends, in one more
-//! `ShouldRateLimit` whose `hits_addend` is that count (Envoy's `apply_on_stream_done`,
-//! Envoy Gateway's `cost.response`). The answer is not affected by that call's verdict: the
-//! client's requests that start after it lands are, once the service counts it over its
-//! budget.
+//! exports) or bytes counted as they go out and sent in more `ShouldRateLimit` calls whose
+//! `hits_addend` is that count: at most every `cost.every` while it streams, and the rest
+//! when it ends (Envoy's `apply_on_stream_done`, Envoy Gateway's `cost.response`, which send
+//! only the latter: a long export would then be counted only when it is over). The answer is
+//! not affected by those calls' verdicts: the client's requests that start after they land
+//! are, once the service counts it over its budget.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use envoy_types::pb::envoy::extensions::common::ratelimit::v3::rate_limit_descriptor::Entry;
+use tokio::time::Instant;
 
 use super::RateLimitService;
 use crate::limit::config::QuotaUnit;
 
-/// One answer's debt to the service: its descriptor, and what it has sent so far.
+/// One answer's debt to the service: its descriptor, what it has sent so far and what of it
+/// has been charged.
 #[derive(Debug)]
 pub(crate) struct ServiceCost {
     rls: RateLimitService,
     entries: Vec<Entry>,
     unit: QuotaUnit,
     sent: AtomicU64,
+    /// What interim charges have taken (only grows: `fetch_max`).
+    charged: AtomicU64,
+    /// When the answer started, and the milliseconds after it of the next interim charge.
+    started: Instant,
+    every_ms: u64,
+    next_ms: AtomicU64,
 }
 
 impl ServiceCost {
-    pub(crate) fn new(rls: RateLimitService, entries: Vec<Entry>, unit: QuotaUnit) -> Self {
+    pub(crate) fn new(
+        rls: RateLimitService,
+        entries: Vec<Entry>,
+        unit: QuotaUnit,
+        every: Duration,
+    ) -> Self {
+        let every_ms = u64::try_from(every.as_millis()).unwrap_or(u64::MAX).max(1);
         Self {
             rls,
             entries,
             unit,
             sent: AtomicU64::new(0),
+            charged: AtomicU64::new(0),
+            started: Instant::now(),
+            every_ms,
+            next_ms: AtomicU64::new(every_ms),
         }
     }
 
@@ -37,9 +56,40 @@ impl ServiceCost {
         self.unit
     }
 
-    /// `n` more went out.
+    /// `n` more went out; what is owed is sent when `every` has passed since the last time.
+    /// One clock read a chunk or frame.
     pub(crate) fn add(&self, n: u64) {
         self.sent.fetch_add(n, Ordering::Relaxed);
+        let at = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let due = self.next_ms.load(Ordering::Relaxed);
+        if at < due {
+            return;
+        }
+        // One of the frames that find the charge due sends it.
+        let next = at.saturating_add(self.every_ms);
+        if self
+            .next_ms
+            .compare_exchange(due, next, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            return;
+        }
+        let sent = self.sent.load(Ordering::Relaxed);
+        let before = self.charged.fetch_max(sent, Ordering::Relaxed);
+        self.send(sent.saturating_sub(before), self.entries.clone());
+    }
+
+    /// Sends `n` units in a task of its own: no frame waits on the service.
+    fn send(&self, n: u64, entries: Vec<Entry>) {
+        if n == 0 {
+            return;
+        }
+        // A runtime shutting down has none left to send it from.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let rls = self.rls.clone();
+        runtime.spawn(async move { rls.charge(entries, n).await });
     }
 
     /// What went out so far.
@@ -47,21 +97,21 @@ impl ServiceCost {
     pub(crate) fn sent(&self) -> u64 {
         self.sent.load(Ordering::Relaxed)
     }
+
+    /// What interim charges have sent so far.
+    #[cfg(test)]
+    pub(crate) fn charged(&self) -> u64 {
+        self.charged.load(Ordering::Relaxed)
+    }
 }
 
 impl Drop for ServiceCost {
-    /// The answer ended (whole, cut or left by its client): what went out is sent. A
-    /// runtime shutting down has none left to send it from.
+    /// The answer ended (whole, cut or left by its client): what went out and was not charged
+    /// yet is sent.
     fn drop(&mut self) {
-        let sent = *self.sent.get_mut();
-        if sent == 0 {
-            return;
-        }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let (rls, entries) = (self.rls.clone(), std::mem::take(&mut self.entries));
-        runtime.spawn(async move { rls.charge(entries, sent).await });
+        let owed = self.sent.get_mut().saturating_sub(*self.charged.get_mut());
+        let entries = std::mem::take(&mut self.entries);
+        self.send(owed, entries);
     }
 }
 

@@ -1,4 +1,4 @@
-//! The service's answers as verdicts and fields.
+//! The service's answers as verdicts and fields; when a streaming answer's cost is sent.
 
 use envoy_types::pb::envoy::service::ratelimit::v3::RateLimitResponse;
 use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::rate_limit::Unit;
@@ -7,8 +7,9 @@ use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::{
 };
 use envoy_types::pb::google::protobuf::Duration as PbDuration;
 
-use super::{MAX_VALUE, RlsError, bounded, verdict};
+use super::{MAX_VALUE, RateLimitService, RlsError, ServiceCost, bounded, verdict};
 use crate::limit::Which;
+use crate::limit::config::{QuotaUnit, RlsConfig};
 
 fn answer(code: Code, status: Option<(u32, Unit, u32, i64)>) -> RateLimitResponse {
     RateLimitResponse {
@@ -90,4 +91,29 @@ fn long_values_are_sent_as_a_hash_prefix() {
     );
     assert_eq!(sent, bounded(long), "the same value, the same entry");
     assert_ne!(sent, bounded("y".repeat(MAX_VALUE + 1)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_streaming_answer_sends_what_it_owes_once_every_interval() {
+    let rls = RateLimitService::new(RlsConfig {
+        address: "http://127.0.0.1:9".to_owned(),
+        tls: None,
+        domain: "d".to_owned(),
+        timeout: std::time::Duration::from_millis(20),
+    })
+    .expect("a lazy client");
+    let second = std::time::Duration::from_secs(1);
+    let cost = ServiceCost::new(rls, Vec::new(), QuotaUnit::Bytes, second);
+    cost.add(100);
+    assert_eq!(cost.charged(), 0, "not due before a second");
+    tokio::time::advance(second).await;
+    cost.add(50);
+    assert_eq!(cost.charged(), 150, "due: all sent so far");
+    cost.add(10);
+    tokio::time::advance(second - std::time::Duration::from_millis(1)).await;
+    cost.add(1);
+    assert_eq!(cost.charged(), 150, "the next one a second after the last");
+    tokio::time::advance(std::time::Duration::from_millis(1)).await;
+    cost.add(1);
+    assert_eq!((cost.sent(), cost.charged()), (162, 162));
 }

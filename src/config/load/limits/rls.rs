@@ -9,7 +9,7 @@ use http::HeaderName;
 use serde_saphyr::Spanned;
 
 use super::super::Problems;
-use crate::config::defaults::DEFAULT_RLS_TIMEOUT;
+use crate::config::defaults::{DEFAULT_COST_EVERY, DEFAULT_RLS_TIMEOUT};
 use crate::config::file::{FileCostUnit, FileLimits, FileOnRedisError, FileRateLimitService};
 use crate::config::{ClientKeySource, DescriptorEntry, DescriptorValue, LimitStore, OnRedisError};
 use crate::config::{RlsConfig, redact::without_password};
@@ -20,6 +20,10 @@ const MAX_ENTRIES: usize = 16;
 
 /// Largest `cost.request`.
 const MAX_REQUEST_COST: u64 = 1_000_000;
+
+/// Bounds of `cost.every`: a call per answer at most ten times a second; at least one an hour.
+const MIN_COST_EVERY: Duration = Duration::from_millis(100);
+const MAX_COST_EVERY: Duration = Duration::from_secs(3600);
 
 /// The top-level `rate_limit_service`.
 pub(in crate::config::load) fn service(
@@ -185,7 +189,26 @@ pub(super) fn cost(p: &mut Problems, l: &FileLimits, store: LimitStore) -> Cost 
         FileCostUnit::Rows => QuotaUnit::Rows,
         FileCostUnit::Bytes => QuotaUnit::Bytes,
     });
+    let every = p.duration(at.value.every.as_ref(), "every", DEFAULT_COST_EVERY);
+    if let Some(at) = &at.value.every
+        && !(MIN_COST_EVERY..=MAX_COST_EVERY).contains(&every)
+    {
+        p.invalid(
+            at,
+            "every",
+            "write how often a streaming answer sends what it owes so far, between 100ms and 1h"
+                .to_owned(),
+        );
+    }
+    if let (Some(at), None) = (&at.value.every, response) {
+        p.invalid(
+            at,
+            "every",
+            "paces the charges of `response`, which is not set: add `response: bytes` or `rows`, or remove `every`".to_owned(),
+        );
+    }
     Cost {
+        every: every.clamp(MIN_COST_EVERY, MAX_COST_EVERY),
         request: request
             .and_then(|n| u32::try_from(n).ok())
             .and_then(NonZeroU32::new)
