@@ -33,6 +33,10 @@ pub(crate) fn check(
                 config.routes.len()
             );
             tls_summary(&config);
+            if let Err(error) = trust_store(&config) {
+                eprintln!("{}: {error}", path.display());
+                return ExitCode::FAILURE;
+            }
             for route in &config.routes {
                 println!("{}", route.summary());
             }
@@ -114,6 +118,34 @@ fn tls_summary(config: &Config) {
             upstream.name
         );
     }
+}
+
+/// Whether the system's trust store can verify the HTTPS clients that rely on it (no
+/// `tls.ca_file`): `run` refuses to start without one, so `check` says so too.
+fn trust_store(config: &Config) -> Result<(), String> {
+    let system = |tls: &crate::tls::UpstreamTls| tls.roots.is_none();
+    let mut users: Vec<String> = config
+        .upstreams
+        .values()
+        .filter(|u| u.tls.as_ref().is_some_and(system))
+        .map(|u| format!("upstream `{}`", u.name))
+        .collect();
+    let rls = config.rate_limit_service.as_ref();
+    if rls.and_then(|s| s.tls.as_ref()).is_some_and(system) {
+        users.push("rate_limit_service".to_owned());
+    }
+    users.extend(config.identities.values().filter_map(|id| match &id.keys {
+        crate::identity::config::KeySource::Url(url) if system(&url.tls) => {
+            Some(format!("identities.{}", id.name))
+        }
+        _ => None,
+    }));
+    if users.is_empty() {
+        return Ok(());
+    }
+    crate::tls::system_roots("tls.ca_file")
+        .map(drop)
+        .map_err(|error| format!("{}: {error}", users.join(", ")))
 }
 
 /// Checks table routes against their databases when they can be reached (with the environment

@@ -69,7 +69,7 @@ pub enum BuildError {
     #[error("cannot use redis: {0}")]
     Redis(String),
     /// The rate-limit service's client could not be made.
-    #[error("cannot use the rate-limit service: {0}")]
+    #[error("rate_limit_service: {0}")]
     RateLimitService(String),
     /// A database's pool could not be set up (an unset environment variable, a bad URL).
     #[error(transparent)]

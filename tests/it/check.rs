@@ -354,3 +354,61 @@ fn check_names_the_certificates_and_when_they_expire() {
     );
     assert!(stdout.contains(&upstream), "{stdout}");
 }
+
+#[test]
+fn an_empty_trust_store_names_the_key_that_replaces_it() {
+    let dir = crate::support::scratch_dir("check-trust");
+    let path = dir.join("pagegate.yaml");
+    std::fs::write(&path, "").expect("write");
+    let cases = [
+        (
+            "rate_limit_service: {address: 'https://rls:8081', domain: d}\nupstreams: {app: {url: 'http://app:80'}}\ndefault: {action: pass, upstream: app, limits: {store: envoy_rls}}\n",
+            "rate_limit_service: the system's trust store holds no CA certificate",
+        ),
+        (
+            "upstreams: {app: {url: 'https://app:8443'}}\ndefault: {action: pass, upstream: app}\n",
+            "upstream `app`: the system's trust store holds no CA certificate",
+        ),
+        (
+            "identities: {corp: {algorithms: [RS256], issuer: i, audience: a, jwks_url: 'https://idp/jwks'}}\nupstreams: {app: {url: 'http://app:80'}}\ndefault: {action: pass, upstream: app}\n",
+            "identities.corp: the system's trust store holds no CA certificate",
+        ),
+    ];
+    let empty = dir.join("none.pem");
+    std::fs::write(&empty, "").expect("write");
+    for (yaml, says) in cases {
+        std::fs::write(&path, yaml).expect("write");
+        let env = [
+            ("SSL_CERT_FILE", empty.to_str().expect("utf-8")),
+            ("SSL_CERT_DIR", "/nonexistent"),
+        ];
+        let config = path.to_str().expect("utf-8");
+        let (code, _, stderr) = pagegate(&["check", "--config", config], &env);
+        assert_ne!(code, 0, "check {yaml}");
+        assert!(
+            stderr.contains(says) && stderr.contains("set tls.ca_file"),
+            "check {yaml}: {stderr}"
+        );
+        // And `run` refuses to start, with the same words.
+        let mut run = Command::new(env!("CARGO_BIN_EXE_pagegate"))
+            .args(["run", "--config", config, "--listen", "127.0.0.1:0"])
+            .envs(env)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run pagegate");
+        let started = std::time::Instant::now();
+        while run.try_wait().expect("wait").is_none() {
+            if started.elapsed() > std::time::Duration::from_secs(10) {
+                run.kill().expect("kill");
+                panic!("run started without a trust store: {yaml}");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let out = run.wait_with_output().expect("output");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains(says),
+            "run {yaml}: {stderr}"
+        );
+    }
+}
