@@ -12,7 +12,6 @@
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -27,7 +26,7 @@ use tokio::time::Sleep;
 
 use super::ClientKey;
 use super::config::{Pace, PaceScope};
-use super::rate::CappedStore;
+use super::rate::{AtCap, CappedStore};
 use crate::{Body, BoxError};
 
 /// The largest piece a paced frame goes out in (16 KiB).
@@ -60,7 +59,12 @@ pub(crate) struct Pacer {
 #[derive(Debug)]
 enum Buckets {
     /// One per client address or limits key, at most `max_clients`.
-    Keyed(RateLimiter<ClientKey, CappedStore, TokioClock, Plain>),
+    /// A new client went to the overflow bucket at the cap: full buckets are forgotten then
+    /// (at most once a second), not only by the housekeeping timer.
+    Keyed(
+        RateLimiter<ClientKey, CappedStore, TokioClock, Plain>,
+        AtCap,
+    ),
     /// One for the route.
     Route(RateLimiter<NotKeyed, InMemoryState, TokioClock, Plain>),
 }
@@ -73,8 +77,9 @@ impl Pacer {
         let buckets = match pace.per {
             PaceScope::Route => Buckets::Route(RateLimiter::direct_with_clock(quota, clock)),
             PaceScope::Client | PaceScope::Key => {
-                let store = CappedStore::new(max_clients, Arc::new(AtomicBool::new(false)));
-                Buckets::Keyed(RateLimiter::new(quota, store, clock))
+                let at_cap = AtCap::new();
+                let store = at_cap.store(max_clients);
+                Buckets::Keyed(RateLimiter::new(quota, store, clock), at_cap)
             }
         };
         Self {
@@ -96,7 +101,13 @@ impl Pacer {
     /// else how long to wait before asking again.
     fn spend(&self, key: &ClientKey, n: NonZeroU32) -> Option<Duration> {
         let checked = match &self.buckets {
-            Buckets::Keyed(limiter) => limiter.check_key_n(key, n),
+            Buckets::Keyed(limiter, at_cap) => {
+                let checked = limiter.check_key_n(key, n);
+                if at_cap.due() {
+                    limiter.retain_recent();
+                }
+                checked
+            }
             Buckets::Route(limiter) => limiter.check_n(n),
         };
         match checked {
@@ -109,7 +120,7 @@ impl Pacer {
 
     /// Forgets keyed buckets that are full again (they lose nothing).
     pub(crate) fn housekeeping(&self) {
-        if let Buckets::Keyed(limiter) = &self.buckets {
+        if let Buckets::Keyed(limiter, _) = &self.buckets {
             limiter.retain_recent();
             limiter.shrink_to_fit();
         }
@@ -119,7 +130,7 @@ impl Pacer {
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         match &self.buckets {
-            Buckets::Keyed(limiter) => limiter.len(),
+            Buckets::Keyed(limiter, _) => limiter.len(),
             Buckets::Route(_) => 1,
         }
     }

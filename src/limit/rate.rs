@@ -11,7 +11,7 @@ use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
-use std::time::Instant;
+use tokio::time::Instant;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
@@ -23,6 +23,55 @@ use http::HeaderValue;
 
 use super::ClientKey;
 use crate::limit::config::Rate;
+
+/// Whether the [`CappedStore`]s made by [`AtCap::store`] have sent a new client to their
+/// overflow bucket, and so a cleaning is due: at most once a second, as a pass walks every
+/// key. Shared with the limiter's owner, since a governor limiter does not lend out its store.
+#[derive(Debug)]
+pub(crate) struct AtCap {
+    full: Arc<AtomicBool>,
+    /// Milliseconds after `born`, plus a second, of the last cleaning (at most one a second;
+    /// the first may come at once).
+    cleaned: AtomicU64,
+    born: Instant,
+}
+
+impl AtCap {
+    pub(crate) fn new() -> Self {
+        Self {
+            full: Arc::default(),
+            cleaned: AtomicU64::new(0),
+            born: Instant::now(),
+        }
+    }
+
+    /// A store of at most `cap` keys that reports here when it is full.
+    pub(crate) fn store(&self, cap: NonZeroUsize) -> CappedStore {
+        CappedStore::new(cap, Arc::clone(&self.full))
+    }
+
+    /// Whether the caller should forget full buckets now: a store was full, and no cleaning
+    /// ran in the last second (the one caller that gets `true` runs it).
+    pub(crate) fn due(&self) -> bool {
+        if !self.full.load(Ordering::Relaxed) {
+            return false;
+        }
+        let now = u64::try_from(self.born.elapsed().as_millis())
+            .unwrap_or(u64::MAX)
+            .saturating_add(1000);
+        let last = self.cleaned.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < 1000
+            || self
+                .cleaned
+                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+        {
+            return false;
+        }
+        self.full.store(false, Ordering::Relaxed);
+        true
+    }
+}
 
 /// A keyed state store with a cap on its keys; see the module docs.
 #[derive(Debug)]
@@ -37,7 +86,7 @@ pub(crate) struct CappedStore {
 }
 
 impl CappedStore {
-    pub(crate) fn new(cap: NonZeroUsize, full: Arc<AtomicBool>) -> Self {
+    fn new(cap: NonZeroUsize, full: Arc<AtomicBool>) -> Self {
         Self {
             map: DashMapStateStore::default(),
             overflow: InMemoryState::default(),
@@ -126,10 +175,7 @@ pub(crate) struct Rates<C: Clock = DefaultClock> {
     /// Each class's `RateLimit-Policy`.
     policy: Vec<Option<HeaderValue>>,
     clock: C,
-    full: Arc<AtomicBool>,
-    /// Milliseconds after `born` of the last cleaning at the cap (at most one a second).
-    cleaned: AtomicU64,
-    born: Instant,
+    at_cap: AtCap,
 }
 
 fn quota(rate: Rate) -> Quota {
@@ -213,9 +259,9 @@ impl<C: Clock + Clone> Rates<C> {
         if per_client.iter().all(Option::is_none) && total.is_none() {
             return None;
         }
-        let full = Arc::new(AtomicBool::new(false));
+        let at_cap = AtCap::new();
         let keyed = |r: Rate| {
-            let store = CappedStore::new(max_clients, Arc::clone(&full));
+            let store = at_cap.store(max_clients);
             let limiter: Keyed<C> = RateLimiter::new(quota(r), store, clock.clone());
             (r, limiter)
         };
@@ -235,9 +281,7 @@ impl<C: Clock + Clone> Rates<C> {
                 })
                 .collect(),
             clock,
-            full,
-            cleaned: AtomicU64::new(0),
-            born: Instant::now(),
+            at_cap,
         })
     }
 
@@ -315,20 +359,9 @@ impl<C: Clock + Clone> Rates<C> {
     /// When the store sent a new client to the overflow bucket, forgets full buckets (at most
     /// once a second: a pass walks every key).
     fn clean_at_cap(&self) {
-        if !self.full.load(Ordering::Relaxed) {
+        if !self.at_cap.due() {
             return;
         }
-        let now = u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let last = self.cleaned.load(Ordering::Relaxed);
-        if now.saturating_sub(last) < 1000
-            || self
-                .cleaned
-                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
-                .is_err()
-        {
-            return;
-        }
-        self.full.store(false, Ordering::Relaxed);
         // The keyed maps share the flag: each is cleaned.
         for (_, limiter) in self.keyed() {
             limiter.retain_recent();

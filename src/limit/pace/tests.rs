@@ -134,3 +134,29 @@ async fn forgotten_buckets_are_full_ones() {
         "full again: nothing lost by forgetting them"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn at_the_cap_a_new_key_has_full_buckets_forgotten_at_once() {
+    let pace = Pace {
+        bytes_per_second: NonZeroU32::new(1000).expect("non-zero"),
+        per: PaceScope::Key,
+    };
+    let pacer = Pacer::new(pace, NonZeroUsize::new(2).expect("non-zero"));
+    let (n, key) = (|n| NonZeroU32::new(n).expect("n"), |k| ClientKey(k, k, 0));
+    assert_eq!(pacer.spend(&key(0), n(1000)), None);
+    assert_eq!(pacer.spend(&key(1), n(1000)), None);
+    // The map is full: new keys share one bucket, and no bucket is full to be forgotten.
+    assert_eq!(pacer.spend(&key(2), n(1000)), None);
+    assert!(
+        pacer.spend(&key(3), n(1000)).is_some(),
+        "shared, not a bypass"
+    );
+    assert_eq!(pacer.len(), 2);
+    // Once the first two are full again, the next newcomer has them forgotten (no need to wait
+    // for housekeeping), and the one after it has a bucket of its own.
+    tokio::time::advance(Duration::from_secs(2)).await;
+    assert_eq!(pacer.spend(&key(4), n(1)), None);
+    assert_eq!(pacer.len(), 0);
+    assert_eq!(pacer.spend(&key(5), n(1000)), None, "a bucket of its own");
+    assert_eq!(pacer.len(), 1);
+}
