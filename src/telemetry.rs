@@ -96,6 +96,7 @@ pub struct Metrics {
     protections: Family<ProtectionLabels, Counter>,
     limits: Family<LimitLabels, Counter>,
     limit_evictions: Family<RouteLabels, Counter>,
+    limit_overflow: Family<RouteLabels, Counter>,
     reported: Family<ReportLabels, Counter>,
     log_dropped: Counter,
     log_dropped_seen: AtomicU64,
@@ -139,7 +140,7 @@ impl Default for Metrics {
             "What a list policy in report-only mode would have done (refused, clamped, rewritten, cut), by route",
             reported.clone(),
         );
-        let (limits, limit_evictions) = register_limits(registry);
+        let (limits, limit_evictions, limit_overflow) = register_limits(registry);
         registry.register(
             "protections",
             "Requests and connections pagegate refused or cut to protect itself or the backend, by reason",
@@ -179,6 +180,7 @@ impl Default for Metrics {
             protections,
             limits,
             limit_evictions,
+            limit_overflow,
             reported,
             export_rows,
             cursor_failures,
@@ -237,6 +239,16 @@ impl Metrics {
             .clone()
     }
 
+    /// The counter of route `route`'s requests that its per-client limiters decided on the
+    /// one bucket new clients share at `max_clients`.
+    pub fn limit_overflow(&self, route: &str) -> Counter {
+        self.limit_overflow
+            .get_or_create(&RouteLabels {
+                route: route.to_owned(),
+            })
+            .clone()
+    }
+
     /// The OpenMetrics text exposition.
     pub fn encode(&self) -> String {
         let _one = self.scrape.lock().unwrap_or_else(|e| e.into_inner());
@@ -254,12 +266,18 @@ impl Metrics {
     }
 }
 
-/// The limits' families: decisions, and keys batched shared rates forgot.
+/// The limits' families: decisions, keys batched shared rates forgot, and requests decided on
+/// the shared bucket at the key cap.
 fn register_limits(
     registry: &mut Registry,
-) -> (Family<LimitLabels, Counter>, Family<RouteLabels, Counter>) {
+) -> (
+    Family<LimitLabels, Counter>,
+    Family<RouteLabels, Counter>,
+    Family<RouteLabels, Counter>,
+) {
     let limits = Family::<LimitLabels, Counter>::default();
     let limit_evictions = Family::<RouteLabels, Counter>::default();
+    let limit_overflow = Family::<RouteLabels, Counter>::default();
     registry.register(
         "limit_decisions",
         "Requests a route's limits refused (decision=refused) or would have refused in report-only mode (decision=reported), by route and limit",
@@ -270,5 +288,10 @@ fn register_limits(
         "Keys a route's batched shared rates (limits.batch) forgot because max_clients was reached; each is read from Redis again on its next request, by route",
         limit_evictions.clone(),
     );
-    (limits, limit_evictions)
+    registry.register(
+        "limit_overflow",
+        "Requests (and paced or quota-charged answers) a route's per-client limiters decided on the one bucket new clients share because max_clients keys were held: raise limits.max_clients if it grows, by route",
+        limit_overflow.clone(),
+    );
+    (limits, limit_evictions, limit_overflow)
 }

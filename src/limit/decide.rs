@@ -3,6 +3,8 @@
 
 use std::sync::{Arc, Weak};
 
+use prometheus_client::metrics::counter::Counter;
+
 use super::concurrency::{Slot, Slots};
 use super::rate::Rates;
 use super::shared::{NoAnswer, Shared};
@@ -44,11 +46,18 @@ impl Limits {
     /// Builds the limiters of route `route`, shared through `redis` when its `store` says so,
     /// and starts their housekeeping when a runtime is running.
     pub fn new(config: LimitsConfig, route: &str, redis: Option<&Redis>) -> Arc<Self> {
-        Self::with_stores(config, route, Stores { redis, rls: None })
+        let stores = Stores { redis, rls: None };
+        Self::with_stores(config, route, stores, Counter::default())
     }
 
-    /// [`Self::new`] with every shared store the generation has.
-    pub(crate) fn with_stores(config: LimitsConfig, route: &str, stores: Stores<'_>) -> Arc<Self> {
+    /// [`Self::new`] with every shared store the generation has, counting decisions on the
+    /// bucket new clients share at `max_clients` in `overflow`.
+    pub(crate) fn with_stores(
+        config: LimitsConfig,
+        route: &str,
+        stores: Stores<'_>,
+        overflow: Counter,
+    ) -> Arc<Self> {
         let Stores { redis, rls } = used(&config, stores);
         let rls = rls.cloned();
         let classes = tenant::tiers(&config);
@@ -73,16 +82,19 @@ impl Limits {
             rates: Rates::new(
                 (&rates, config.rate_per_address),
                 config.rate_total,
-                config.max_clients,
+                (config.max_clients, overflow.clone()),
             ),
             slots: Slots::tiered(&caps, total, config.queue),
             classes,
-            quotas: config
-                .quota
-                .map(|q| Arc::new(super::quota::Quotas::new(q, config.max_clients))),
+            quotas: config.quota.map(|q| {
+                Arc::new(super::quota::Quotas::new(
+                    q,
+                    (config.max_clients, overflow.clone()),
+                ))
+            }),
             pacer: config
                 .pace
-                .map(|pace| Arc::new(Pacer::new(pace, config.max_clients))),
+                .map(|pace| Arc::new(Pacer::new(pace, (config.max_clients, overflow)))),
             config,
         });
         if (limits.rates.is_some() || limits.pacer.is_some() || limits.quotas.is_some())

@@ -22,6 +22,7 @@ use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use pin_project_lite::pin_project;
+use prometheus_client::metrics::counter::Counter;
 use tokio::time::Sleep;
 
 use super::ClientKey;
@@ -71,13 +72,14 @@ enum Buckets {
 
 impl Pacer {
     /// Buckets for `pace`, at most `max_clients` of them when keyed.
-    pub(crate) fn new(pace: Pace, max_clients: NonZeroUsize) -> Self {
+    /// Decisions on the bucket new keys share at the cap are counted in `overflow`.
+    pub(crate) fn new(pace: Pace, (max_clients, overflow): (NonZeroUsize, Counter)) -> Self {
         let quota = Quota::per_second(pace.bytes_per_second);
         let clock = TokioClock;
         let buckets = match pace.per {
             PaceScope::Route => Buckets::Route(RateLimiter::direct_with_clock(quota, clock)),
             PaceScope::Client | PaceScope::Key => {
-                let at_cap = AtCap::new();
+                let at_cap = AtCap::new(overflow);
                 let store = at_cap.store(max_clients);
                 Buckets::Keyed(RateLimiter::new(quota, store, clock), at_cap)
             }

@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
 use tokio::time::Instant;
 
 use super::ClientKey;
@@ -35,10 +36,17 @@ pub(crate) struct Quotas {
     config: QuotaConfig,
     levels: Mutex<(HashMap<ClientKey, Level>, Level)>,
     cap: usize,
+    /// Counts uses of the level new keys share at the cap.
+    overflow: Counter,
 }
 
 impl Quotas {
-    pub(crate) fn new(config: QuotaConfig, max_clients: std::num::NonZeroUsize) -> Self {
+    /// At most `max_clients` keys; uses of the level new keys share past it counted in
+    /// `overflow`.
+    pub(crate) fn new(
+        config: QuotaConfig,
+        (max_clients, overflow): (std::num::NonZeroUsize, Counter),
+    ) -> Self {
         let full = Level {
             left: config.amount as f64,
             at: Instant::now(),
@@ -47,6 +55,7 @@ impl Quotas {
             config,
             levels: Mutex::new((HashMap::new(), full)),
             cap: max_clients.get(),
+            overflow,
         }
     }
 
@@ -68,6 +77,7 @@ impl Quotas {
         let level = if levels.contains_key(key) || levels.len() < self.cap {
             levels.entry(*key).or_insert(fresh)
         } else {
+            self.overflow.inc();
             overflow
         };
         let elapsed = now.saturating_duration_since(level.at).as_secs_f64();

@@ -11,7 +11,6 @@ use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
-use tokio::time::Instant;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
@@ -20,6 +19,8 @@ use governor::state::keyed::{DashMapStateStore, ShrinkableKeyedStateStore};
 use governor::state::{InMemoryState, NotKeyed, StateStore};
 use governor::{Quota, RateLimiter};
 use http::HeaderValue;
+use prometheus_client::metrics::counter::Counter;
+use tokio::time::Instant;
 
 use super::ClientKey;
 use crate::limit::config::Rate;
@@ -29,17 +30,30 @@ use crate::limit::config::Rate;
 /// key. Shared with the limiter's owner, since a governor limiter does not lend out its store.
 #[derive(Debug)]
 pub(crate) struct AtCap {
-    full: Arc<AtomicBool>,
+    state: Arc<CapState>,
     /// Milliseconds after `born`, plus a second, of the last cleaning (at most one a second;
     /// the first may come at once).
     cleaned: AtomicU64,
     born: Instant,
 }
 
+/// What a [`CappedStore`] tells its [`AtCap`].
+#[derive(Debug)]
+struct CapState {
+    /// A new client went to the overflow bucket since the last cleaning.
+    full: AtomicBool,
+    /// Decisions made on the overflow bucket (`pagegate_limit_overflow_total`).
+    overflow: Counter,
+}
+
 impl AtCap {
-    pub(crate) fn new() -> Self {
+    /// Counting decisions on the overflow bucket in `overflow`.
+    pub(crate) fn new(overflow: Counter) -> Self {
         Self {
-            full: Arc::default(),
+            state: Arc::new(CapState {
+                full: AtomicBool::new(false),
+                overflow,
+            }),
             cleaned: AtomicU64::new(0),
             born: Instant::now(),
         }
@@ -47,13 +61,18 @@ impl AtCap {
 
     /// A store of at most `cap` keys that reports here when it is full.
     pub(crate) fn store(&self, cap: NonZeroUsize) -> CappedStore {
-        CappedStore::new(cap, Arc::clone(&self.full))
+        CappedStore {
+            map: DashMapStateStore::default(),
+            overflow: InMemoryState::default(),
+            cap: cap.get(),
+            state: Arc::clone(&self.state),
+        }
     }
 
     /// Whether the caller should forget full buckets now: a store was full, and no cleaning
     /// ran in the last second (the one caller that gets `true` runs it).
     pub(crate) fn due(&self) -> bool {
-        if !self.full.load(Ordering::Relaxed) {
+        if !self.state.full.load(Ordering::Relaxed) {
             return false;
         }
         let now = u64::try_from(self.born.elapsed().as_millis())
@@ -68,7 +87,7 @@ impl AtCap {
         {
             return false;
         }
-        self.full.store(false, Ordering::Relaxed);
+        self.state.full.store(false, Ordering::Relaxed);
         true
     }
 }
@@ -80,20 +99,9 @@ pub(crate) struct CappedStore {
     /// The bucket new clients share while the map is full.
     overflow: InMemoryState,
     cap: usize,
-    /// Set when a new client was sent to the overflow bucket: a cleaning is due. Shared with
-    /// [`Rates`], since a governor limiter does not lend out its store.
-    full: Arc<AtomicBool>,
-}
-
-impl CappedStore {
-    fn new(cap: NonZeroUsize, full: Arc<AtomicBool>) -> Self {
-        Self {
-            map: DashMapStateStore::default(),
-            overflow: InMemoryState::default(),
-            cap: cap.get(),
-            full,
-        }
-    }
+    /// Told when a new client is sent to the overflow bucket (a cleaning is due, and the
+    /// decision is counted). Shared with the [`AtCap`] that made the store.
+    state: Arc<CapState>,
 }
 
 impl StateStore for CappedStore {
@@ -106,7 +114,8 @@ impl StateStore for CappedStore {
         if self.map.contains_key(key) || self.map.len() < self.cap {
             return self.map.measure_and_replace(key, f);
         }
-        self.full.store(true, Ordering::Relaxed);
+        self.state.full.store(true, Ordering::Relaxed);
+        self.state.overflow.inc();
         self.overflow.measure_and_replace(&NotKeyed::NonKey, f)
     }
 }
@@ -227,12 +236,12 @@ impl Rates<DefaultClock> {
     pub(crate) fn new(
         (per_client, per_address): (&[Option<Rate>], Option<Rate>),
         total: Option<Rate>,
-        max_clients: NonZeroUsize,
+        (max_clients, overflow): (NonZeroUsize, Counter),
     ) -> Option<Self> {
         Self::tiered(
             (per_client, per_address),
             total,
-            max_clients,
+            (max_clients, overflow),
             DefaultClock::default(),
         )
     }
@@ -247,19 +256,20 @@ impl<C: Clock + Clone> Rates<C> {
         max_clients: NonZeroUsize,
         clock: C,
     ) -> Option<Self> {
-        Self::tiered((&[per_client], per_address), total, max_clients, clock)
+        let cap = (max_clients, Counter::default());
+        Self::tiered((&[per_client], per_address), total, cap, clock)
     }
 
     fn tiered(
         (per_client, per_address): (&[Option<Rate>], Option<Rate>),
         total: Option<Rate>,
-        max_clients: NonZeroUsize,
+        (max_clients, overflow): (NonZeroUsize, Counter),
         clock: C,
     ) -> Option<Self> {
         if per_client.iter().all(Option::is_none) && total.is_none() {
             return None;
         }
-        let at_cap = AtCap::new();
+        let at_cap = AtCap::new(overflow);
         let keyed = |r: Rate| {
             let store = at_cap.store(max_clients);
             let limiter: Keyed<C> = RateLimiter::new(quota(r), store, clock.clone());

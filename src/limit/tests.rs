@@ -286,7 +286,7 @@ async fn pace_alone_is_not_shared_and_survives_a_reload() {
         redis: Some(&redis),
         rls: None,
     };
-    let limits = Limits::with_stores(config.clone(), "r", stores);
+    let limits = Limits::with_stores(config.clone(), "r", stores, Default::default());
     assert!(limits.shared.is_none(), "nothing to share");
     assert!(limits.reusable(&config, stores), "kept by a reload");
 }

@@ -125,6 +125,41 @@ async fn two_api_keys_have_two_budgets_and_no_key_means_the_address() {
 }
 
 #[tokio::test]
+async fn past_max_clients_new_keys_share_one_budget_and_are_counted() {
+    let upstream = Upstream::json("[]").await;
+    let proxy = Proxy::start(
+        &yaml(
+            "",
+            "{key: header, key_header: X-Api-Key, max_clients: 1000, rate: {per_client: {requests: 2, per: 1h}}}",
+        ),
+        &upstream,
+    )
+    .await;
+    let status = async |key: &str| {
+        get_as(&proxy, "/export", &[("x-api-key", key)])
+            .await
+            .status
+            .as_u16()
+    };
+    for key in 0..1000 {
+        assert_eq!(status(&format!("key-{key}")).await, 200);
+    }
+    // A thousand keys are held: `c` and `d` share one budget of two, never a bypass.
+    assert_eq!((status("c").await, status("d").await), (200, 200));
+    assert_eq!(status("c").await, 429);
+    assert_eq!(
+        status("key-7").await,
+        200,
+        "a held key keeps its own budget"
+    );
+    crate::support::assert_metrics(
+        &proxy.metrics_text().await,
+        &["pagegate_limit_overflow_total{route=\"export\"} 3"],
+    );
+    proxy.stop().await;
+}
+
+#[tokio::test]
 async fn forwarded_for_tells_clients_apart_only_behind_a_trusted_proxy() {
     let upstream = Upstream::json("[]").await;
     let limits = "{rate: {per_client: {requests: 1, per: 1h}}}";

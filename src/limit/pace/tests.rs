@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
+use prometheus_client::metrics::counter::Counter;
 use tokio::time::Instant;
 
 use super::{PacedBody, Pacer};
@@ -20,7 +21,11 @@ fn pacer(bytes_per_second: u32, per: PaceScope) -> Arc<Pacer> {
         bytes_per_second: NonZeroU32::new(bytes_per_second).expect("non-zero"),
         per,
     };
-    Arc::new(Pacer::new(pace, NonZeroUsize::new(1000).expect("non-zero")))
+    let cap = (
+        NonZeroUsize::new(1000).expect("non-zero"),
+        Counter::default(),
+    );
+    Arc::new(Pacer::new(pace, cap))
 }
 
 fn paced(pacer: &Arc<Pacer>, key: u128, steps: Vec<Step>, waits: &Arc<AtomicUsize>) -> PacedBody {
@@ -141,7 +146,8 @@ async fn at_the_cap_a_new_key_has_full_buckets_forgotten_at_once() {
         bytes_per_second: NonZeroU32::new(1000).expect("non-zero"),
         per: PaceScope::Key,
     };
-    let pacer = Pacer::new(pace, NonZeroUsize::new(2).expect("non-zero"));
+    let overflow = Counter::default();
+    let pacer = Pacer::new(pace, (NonZeroUsize::new(2).expect("n"), overflow.clone()));
     let (n, key) = (|n| NonZeroU32::new(n).expect("n"), |k| ClientKey(k, k, 0));
     assert_eq!(pacer.spend(&key(0), n(1000)), None);
     assert_eq!(pacer.spend(&key(1), n(1000)), None);
@@ -151,7 +157,11 @@ async fn at_the_cap_a_new_key_has_full_buckets_forgotten_at_once() {
         pacer.spend(&key(3), n(1000)).is_some(),
         "shared, not a bypass"
     );
-    assert_eq!(pacer.len(), 2);
+    assert_eq!(
+        (pacer.len(), overflow.get()),
+        (2, 2),
+        "two spends on the shared bucket"
+    );
     // Once the first two are full again, the next newcomer has them forgotten (no need to wait
     // for housekeeping), and the one after it has a bucket of its own.
     tokio::time::advance(Duration::from_secs(2)).await;

@@ -5,6 +5,8 @@
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
+
 use super::Quotas;
 use crate::limit::ClientKey;
 use crate::limit::config::{OnExceed, QuotaConfig, QuotaUnit};
@@ -16,7 +18,10 @@ fn quotas(amount: u64, per: Duration, cap: usize) -> Quotas {
         per,
         on_exceed: OnExceed::Finish,
     };
-    Quotas::new(config, NonZeroUsize::new(cap).expect("cap"))
+    Quotas::new(
+        config,
+        (NonZeroUsize::new(cap).expect("cap"), Counter::default()),
+    )
 }
 
 fn key(n: u128) -> ClientKey {
@@ -104,7 +109,7 @@ fn charge(
     let charge = super::Charge {
         quotas: Some(std::sync::Arc::new(Quotas::new(
             config,
-            NonZeroUsize::new(10).expect("cap"),
+            (NonZeroUsize::new(10).expect("cap"), Counter::default()),
         ))),
         service: Some(std::sync::Arc::clone(&service)),
         key: key(1),

@@ -93,7 +93,7 @@ impl<'a> Resources<'a> {
             redis: redis.as_ref(),
             rls: rls.as_ref(),
         };
-        let limits = limits(config, previous, stores);
+        let limits = limits(config, previous, stores, metrics);
         let mut verifiers = Verifiers::new();
         for (name, settings) in &config.identities {
             let old = previous.and_then(|p| p.verifiers.get(name));
@@ -260,6 +260,7 @@ fn limits(
     config: &Config,
     previous: Option<&Generation>,
     stores: Stores<'_>,
+    metrics: &Metrics,
 ) -> BTreeMap<String, Arc<Limits>> {
     let limited = config
         .routes
@@ -272,7 +273,15 @@ fn limits(
         let Ok(route) = reuse(
             previous.and_then(|p| p.limits.get(name)),
             |limits| limits.reusable(settings, stores),
-            || Ok::<_, Infallible>(Limits::with_stores(settings.clone(), name, stores)),
+            || {
+                let overflow = metrics.limit_overflow(name);
+                Ok::<_, Infallible>(Limits::with_stores(
+                    settings.clone(),
+                    name,
+                    stores,
+                    overflow,
+                ))
+            },
         );
         limits.insert(name.to_owned(), route);
     }
