@@ -5,19 +5,20 @@ use std::sync::{Arc, Weak};
 
 use prometheus_client::metrics::counter::Counter;
 
-use super::concurrency::{Slot, Slots};
+use super::concurrency::Slots;
 use super::rate::Rates;
-use super::shared::{NoAnswer, Shared};
+use super::shared::Shared;
 use crate::limit::config::{LimitStore, LimitsConfig, OnRedisError};
 use crate::limit::pace::Pacer;
 use crate::limit::{
     ClientKey, Fields, Full, HOUSEKEEPING, LimitError, NoSlot, RateLimitService, Redis, Refusal,
-    Refused, SHARED_QUEUE_POLL, Stores,
+    Refused, Stores,
 };
 use crate::telemetry::RouteMetrics;
 
 mod notes;
 mod service;
+mod shared;
 
 use super::tenant::{self, Tier};
 pub(crate) use notes::{Deciding, Decision, LimitsWouldRefuse, Notes};
@@ -286,127 +287,6 @@ impl Limits {
                 }
                 Ok(())
             }
-        }
-    }
-
-    /// Redis could not answer: `on_redis_error` decides, and with `open` this process's own
-    /// limiters take over (its rate too when Redis had not checked it, `rate`).
-    async fn shared_failed(
-        self: &Arc<Self>,
-        key: ClientKey,
-        mut notes: Notes,
-        metrics: &Arc<RouteMetrics>,
-        rate: bool,
-    ) -> Result<(Option<Slot>, Notes), LimitError> {
-        self.redis_failed(&mut notes, metrics)?;
-        match self.decide_local(key, notes, metrics, rate) {
-            Decision::Go(slot, notes) => Ok((slot, notes)),
-            Decision::Refuse(error) => Err(error),
-            Decision::Later(wait) => wait.await,
-        }
-    }
-
-    /// The shared limiters in Redis.
-    pub(super) async fn decide_shared(
-        self: Arc<Self>,
-        shared: Arc<Shared>,
-        (key, mut notes): (ClientKey, Notes),
-        metrics: Arc<RouteMetrics>,
-    ) -> Result<(Option<Slot>, Notes), LimitError> {
-        let slots = self.slots.is_some();
-        // The rate and the first try for a slot in one round trip.
-        let answer = shared
-            .take(&key, (self.rates.is_some(), slots), &metrics)
-            .await;
-        shared.health(&answer);
-        let first = match answer {
-            Ok(taken) => {
-                if let Some((verdict, fields)) = taken.rate {
-                    self.rate_verdict(verdict, Some(fields), &mut notes, &metrics)?;
-                }
-                taken.slot
-            }
-            // Batched rates decided the rate before the slot's call failed: it is counted once,
-            // and only the slot falls back.
-            Err(NoAnswer {
-                rate: Some((verdict, fields)),
-                ..
-            }) => {
-                self.rate_verdict(verdict, Some(fields), &mut notes, &metrics)?;
-                return self.shared_failed(key, notes, &metrics, false).await;
-            }
-            Err(_) => return self.shared_failed(key, notes, &metrics, true).await,
-        };
-        if !slots {
-            return Ok((None, notes));
-        }
-        self.shared_slot(&shared, (key, notes), &metrics, first)
-            .await
-    }
-
-    /// A shared slot, after the first try (`first`, when the first call asked for one): a
-    /// full limit waits in the queue, polling Redis, or is refused.
-    async fn shared_slot(
-        self: &Arc<Self>,
-        shared: &Shared,
-        (key, mut notes): (ClientKey, Notes),
-        metrics: &Arc<RouteMetrics>,
-        mut first: Option<Result<super::shared::Lease, Full>>,
-    ) -> Result<(Option<Slot>, Notes), LimitError> {
-        let started = tokio::time::Instant::now();
-        // A shared queue is a poll, within this process's queue places.
-        let mut queued = None;
-        loop {
-            let outcome = match first.take() {
-                Some(outcome) => outcome,
-                // A rate refused in report-only mode took no slot yet; a queued request polls.
-                None => {
-                    let answer = shared.take(&key, (false, true), metrics).await;
-                    shared.health(&answer);
-                    match answer.map(|taken| taken.slot) {
-                        Ok(Some(outcome)) => outcome,
-                        Ok(None) | Err(_) => {
-                            return self.shared_failed(key, notes, metrics, false).await;
-                        }
-                    }
-                }
-            };
-            let full = match outcome {
-                Ok(lease) => return Ok((Some(Slot::Lease(lease)), notes)),
-                Err(full) => full,
-            };
-            let queue = self.config.queue.filter(|_| !self.config.report_only);
-            let mut full = full;
-            if queued.is_none()
-                && let Some(q) = queue
-            {
-                match shared.enqueue(q.size.get(), key) {
-                    Ok(place) => queued = Some(place),
-                    // The client's own waiters fill its share of the queue: over its limit.
-                    Err(super::queue::NoPlace::ClientFull(cap)) => full = Full::PerClient(cap),
-                    Err(super::queue::NoPlace::Full) => {}
-                }
-            }
-            let Some(q) = queue.filter(|_| queued.is_some()) else {
-                let error = LimitError {
-                    refusal: Refusal::Concurrency(NoSlot::Full(full)),
-                    fields: notes.fields.clone(),
-                };
-                if notes.refused(&error, metrics, self.config.report_only) {
-                    return Err(error);
-                }
-                return Ok((None, notes));
-            };
-            let left = q.timeout.saturating_sub(started.elapsed());
-            if left.is_zero() {
-                let error = LimitError {
-                    refusal: Refusal::Concurrency(NoSlot::Waited(full, q.timeout)),
-                    fields: notes.fields.clone(),
-                };
-                notes.count(metrics, error.limit(), "refused");
-                return Err(error);
-            }
-            tokio::time::sleep(SHARED_QUEUE_POLL.min(left)).await;
         }
     }
 }
