@@ -88,18 +88,17 @@ impl Slots {
     }
 
     /// The slots of a route whose classes' per-client caps are `per_client` (the default's
-    /// first, which also caps one client's places in the queue).
+    /// first), which also cap one client's places in the queue.
     pub(crate) fn tiered(
         per_client: &[Option<u32>],
         total: Option<u32>,
         queue: Option<Queue>,
     ) -> Option<Arc<Self>> {
         (per_client.iter().any(Option::is_some) || total.is_some()).then(|| {
-            let default = per_client.first().copied().flatten();
             Arc::new(Self {
                 per_client: per_client.to_vec(),
                 total,
-                queue: queue.map(|q| (q, Places::new(q.size.get(), default))),
+                queue: queue.map(|q| (q, Places::new(q.size.get(), per_client.to_vec()))),
                 in_flight: Mutex::new(Tally::default()),
                 freed: Notify::new(),
             })

@@ -1,5 +1,6 @@
 //! Places in a route's queue for a concurrency slot, in this process: at most the queue's
-//! `size` waiting, and at most `concurrency.per_client` of them for one client key, so one
+//! `size` waiting, and at most `concurrency.per_client` of them for one client key (its tenant
+//! class's cap, or the default's for a class without one), so one
 //! client's waiters cannot fill the queue everyone else waits in (its next waiter is refused at
 //! once, as over its own limit). Used by the local slots and by the shared (Redis) ones, whose
 //! queue is a poll within these places.
@@ -13,7 +14,8 @@ use super::ClientKey;
 #[derive(Debug)]
 pub(crate) struct Places {
     size: u32,
-    per_client: Option<u32>,
+    /// Each tenant class's cap on one client's places (the default's first).
+    per_client: Vec<Option<u32>>,
     waiting: Mutex<Tally>,
 }
 
@@ -92,8 +94,8 @@ pub(crate) struct Place {
 }
 
 impl Places {
-    /// At most `size` waiting, `per_client` of them one client's.
-    pub(crate) fn new(size: u32, per_client: Option<u32>) -> Arc<Self> {
+    /// At most `size` waiting, `per_client[class]` of them one client's of that class.
+    pub(crate) fn new(size: u32, per_client: Vec<Option<u32>>) -> Arc<Self> {
         Arc::new(Self {
             size,
             per_client,
@@ -107,8 +109,10 @@ impl Places {
 
     /// A place for `key`'s request, or why not.
     pub(crate) fn take(self: &Arc<Self>, key: ClientKey) -> Result<Place, NoPlace> {
+        // A class out of range has the default's cap.
+        let class = self.per_client.get(key.class()).or(self.per_client.first());
         self.lock()
-            .add(key, Some(self.size), self.per_client)
+            .add(key, Some(self.size), class.copied().flatten())
             .map_err(|capped| match capped {
                 Capped::Total(_) => NoPlace::Full,
                 Capped::Client(cap) => NoPlace::ClientFull(cap),

@@ -95,7 +95,10 @@ impl Shared {
         key: ClientKey,
     ) -> Result<super::queue::Place, super::queue::NoPlace> {
         self.places
-            .get_or_init(|| super::queue::Places::new(size, self.class(0).concurrency))
+            .get_or_init(|| {
+                let caps = self.classes.iter().map(|c| c.concurrency).collect();
+                super::queue::Places::new(size, caps)
+            })
             .take(key)
     }
 

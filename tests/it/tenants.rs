@@ -148,6 +148,47 @@ routes:
     proxy.stop().await;
 }
 
+/// The statuses of `n` requests of plan `plan`, sent 20 ms apart and all at once in flight,
+/// sorted.
+async fn burst(proxy: &Proxy, plan: &str, n: u64) -> Vec<u16> {
+    let headers = [("x-plan", plan.to_owned())];
+    let one = |i: u64| {
+        let headers = &headers;
+        async move {
+            tokio::time::sleep(Duration::from_millis(20 * i)).await;
+            get_with(proxy, "/export", headers).await.status.as_u16()
+        }
+    };
+    let mut statuses = futures_util::future::join_all((0..n).map(one)).await;
+    statuses.sort_unstable();
+    statuses
+}
+
+#[tokio::test]
+async fn an_override_holds_its_own_share_of_the_queue() {
+    let upstream = Upstream::start(|_| async {
+        http::Response::new(crate::support::bodies::slow_rows(
+            4,
+            Duration::from_millis(50),
+            b"row\n",
+        ))
+    })
+    .await;
+    let yaml = "upstreams: {app: {url: '{upstream}'}}
+routes:
+  - name: export
+    path: /export
+    upstream: app
+    limits: {concurrency: {per_client: 1, total: 10, queue: 8, queue_timeout: 5s}, overrides: [{name: enterprise, match: {header: X-Plan, value: enterprise}, concurrency: 2}]}
+";
+    let proxy = Proxy::start(yaml, &upstream).await;
+    // Two in flight and two waiting: the class's own cap on one client's places.
+    assert_eq!(burst(&proxy, "enterprise", 4).await, [200, 200, 200, 200]);
+    // The default class: one in flight, one waiting, the third over its share.
+    assert_eq!(burst(&proxy, "free", 3).await, [200, 200, 429]);
+    proxy.stop().await;
+}
+
 #[tokio::test]
 async fn an_override_budget_is_shared_through_redis_under_keys_of_its_own() {
     let redis = RedisServer::start();
