@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 
+mod cache;
 pub(crate) mod config;
 mod crypto;
 mod jwks;

@@ -18,6 +18,14 @@ pub(crate) const DEFAULT_JWKS_REFRESH: Duration = Duration::from_secs(600);
 /// Default `jwks_min_refresh`: a token naming an unknown `kid` fetches the set again at most
 /// this often.
 pub(crate) const DEFAULT_JWKS_MIN_REFRESH: Duration = Duration::from_secs(60);
+/// Default `token_cache`: verified tokens remembered, so a client's next request with the same
+/// token costs no signature check (Envoy's `jwt_cache_config` keeps 100).
+pub(crate) const DEFAULT_TOKEN_CACHE: usize = 1000;
+/// Largest `token_cache`.
+pub(crate) const MAX_TOKEN_CACHE: u64 = 1_000_000;
+/// Longest token remembered (bytes); longer ones are verified every time, so one entry holds
+/// at most a few KiB.
+pub(crate) const MAX_CACHED_TOKEN: usize = 4096;
 /// Shortest HMAC secret (`secret_env`): RFC 7518 §3.2 asks for at least the hash's size.
 pub(crate) const MIN_HMAC_SECRET: usize = 32;
 
@@ -38,6 +46,8 @@ pub struct IdentityConfig {
     pub leeway: Duration,
     /// Where its keys come from.
     pub keys: KeySource,
+    /// How many verified tokens are remembered (0: none).
+    pub token_cache: usize,
 }
 
 /// Where an identity's keys come from.

@@ -69,6 +69,11 @@ fn rs256(key: &ring::signature::RsaKeyPair, kid: Option<&str>) -> String {
 }
 
 fn verifier(algorithms: Vec<Algorithm>, set: KeySet) -> Verifier {
+    remembering(algorithms, set, 0)
+}
+
+/// A verifier that remembers `token_cache` tokens.
+fn remembering(algorithms: Vec<Algorithm>, set: KeySet, token_cache: usize) -> Verifier {
     let config = IdentityConfig {
         name: "t".to_owned(),
         header: http::header::AUTHORIZATION,
@@ -81,6 +86,7 @@ fn verifier(algorithms: Vec<Algorithm>, set: KeySet) -> Verifier {
             fingerprint: crate::tls::fingerprint(&[b"test"]),
             set: Arc::new(set),
         }),
+        token_cache,
     };
     Verifier::new(Arc::new(config), None).expect("verifier")
 }
@@ -264,4 +270,66 @@ fn rsa_spki_pem(public: &ring::signature::RsaPublicKeyComponents<Vec<u8>>) -> Ve
     let seq = der(0x30, &[int(&public.n), int(&public.e)].concat());
     let b64 = base64::engine::general_purpose::STANDARD.encode(seq);
     format!("-----BEGIN RSA PUBLIC KEY-----\n{b64}\n-----END RSA PUBLIC KEY-----\n").into_bytes()
+}
+
+#[tokio::test]
+async fn verified_tokens_are_remembered_and_junk_is_not() {
+    let secret = b"0123456789abcdef0123456789abcdef";
+    let set = || KeySet::secret(secret).expect("secret");
+    let v = remembering(vec![Algorithm::HS256], set(), 10);
+    let token = hs256(secret, &claims());
+    let first = v.verify(Some(&token)).await.expect("verified");
+    let again = v.verify(Some(&token)).await.expect("verified");
+    assert!(
+        Arc::ptr_eq(&first, &again),
+        "the second time from the cache"
+    );
+    assert_eq!(v.cached(), 1);
+    // Refused tokens are never kept, whatever their number.
+    for n in 0..20 {
+        let claims = json!({"iss": "i", "aud": "a", "exp": now() + 60, "n": n});
+        let forged = hs256(b"another secret, just as long....", &claims);
+        assert!(v.verify(Some(&forged)).await.is_err());
+    }
+    let expired = hs256(secret, &json!({"iss": "i", "aud": "a", "exp": now() - 60}));
+    assert!(v.verify(Some(&expired)).await.is_err());
+    assert_eq!(v.cached(), 1);
+    // Without a cache every token is checked.
+    let plain = verifier(vec![Algorithm::HS256], set());
+    let first = plain.verify(Some(&token)).await.expect("verified");
+    let again = plain.verify(Some(&token)).await.expect("verified");
+    assert!(!Arc::ptr_eq(&first, &again));
+}
+
+#[test]
+fn a_remembered_token_expires_and_belongs_to_its_key_set() {
+    use super::cache::TokenCache;
+    let secret = b"0123456789abcdef0123456789abcdef";
+    let (set, other) = (
+        Arc::new(KeySet::secret(secret).expect("secret")),
+        Arc::new(KeySet::secret(secret).expect("secret")),
+    );
+    let cache = TokenCache::new(10, Duration::from_secs(5)).expect("a cache");
+    let claims = |exp: u64| Arc::new(json!({"exp": exp}).as_object().expect("map").clone());
+    // Expired 3 s ago: still within the 5 s leeway.
+    cache.put("late", &claims(now() - 3), &set);
+    assert!(cache.get("late", Some(&set)).is_some());
+    // Expired beyond the leeway since it was verified: gone.
+    cache.put("gone", &claims(now() - 6), &set);
+    assert!(cache.get("gone", Some(&set)).is_none());
+    // Another set (a JWKS fetched again), or none: verified again.
+    cache.put("kept", &claims(now() + 60), &set);
+    assert!(cache.get("kept", Some(&other)).is_none());
+    cache.put("kept", &claims(now() + 60), &set);
+    assert!(cache.get("kept", None).is_none());
+    assert_eq!(cache.len(), 1, "only `late` left");
+    // Too long to keep, or no whole exp.
+    cache.put(&"x".repeat(5000), &claims(now() + 60), &set);
+    cache.put(
+        "float",
+        &Arc::new(json!({"exp": 1.5e9}).as_object().expect("map").clone()),
+        &set,
+    );
+    assert_eq!(cache.len(), 1);
+    assert!(TokenCache::new(0, Duration::ZERO).is_none(), "0: no cache");
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use jsonwebtoken::{Algorithm, Validation};
 use serde_json::{Map, Value};
 
+use super::cache::TokenCache;
 use super::config::{IdentityConfig, KeySource};
 use super::jwks::Jwks;
 use super::keys::KeySet;
@@ -44,6 +45,8 @@ pub(crate) struct Verifier {
     keys: Keys,
     /// One validation per allowed algorithm (jsonwebtoken checks its family against the key's).
     validations: Vec<(Algorithm, Validation)>,
+    /// Tokens verified already (`token_cache`).
+    cache: Option<TokenCache>,
 }
 
 impl Verifier {
@@ -82,6 +85,7 @@ impl Verifier {
             })
             .collect();
         Ok(Self {
+            cache: TokenCache::new(config.token_cache, config.leeway),
             config,
             keys,
             validations,
@@ -93,6 +97,20 @@ impl Verifier {
         &self.config
     }
 
+    /// The identity's key set now (none while a `jwks_url` was never fetched).
+    fn current_keys(&self) -> Option<Arc<KeySet>> {
+        match &self.keys {
+            Keys::Read(set) => Some(Arc::clone(set)),
+            Keys::Fetched(jwks) => jwks.current(),
+        }
+    }
+
+    /// Tokens remembered now.
+    #[cfg(test)]
+    pub(crate) fn cached(&self) -> usize {
+        self.cache.as_ref().map_or(0, TokenCache::len)
+    }
+
     /// The request's token (owned, so the verification's future borrows no request).
     pub(crate) fn token(&self, headers: &http::HeaderMap) -> Option<String> {
         token(headers, &self.config.header).map(str::to_owned)
@@ -101,6 +119,11 @@ impl Verifier {
     /// The claims of a request's token ([`Verifier::token`]).
     pub(crate) async fn verify(&self, token: Option<&str>) -> Result<Claims, TokenError> {
         let token = token.ok_or(TokenError::Missing)?;
+        if let Some(cache) = &self.cache
+            && let Some(claims) = cache.get(token, self.current_keys().as_ref())
+        {
+            return Ok(claims);
+        }
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| TokenError::Invalid("not a JWS compact token"))?;
         let (alg, validation) = self
@@ -123,7 +146,13 @@ impl Verifier {
         let mut refused = TokenError::Invalid("no key of its kid and algorithm");
         for key in set.candidates(*alg, kid) {
             match jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, validation) {
-                Ok(data) => return Ok(Arc::new(data.claims)),
+                Ok(data) => {
+                    let claims = Arc::new(data.claims);
+                    if let Some(cache) = &self.cache {
+                        cache.put(token, &claims, &set);
+                    }
+                    return Ok(claims);
+                }
                 Err(e) => refused = TokenError::Invalid(reason(e.kind())),
             }
         }

@@ -221,6 +221,57 @@ async fn a_reload_reads_the_key_file_again() {
     proxy.stop().await;
 }
 
+/// `token`'s answer once the set is fetched: it is fetched when the identity is built, so the
+/// first request may find none yet (503).
+async fn once_fetched(proxy: &Proxy, token: &str) -> Got {
+    let mut got = bearer(proxy, "/orders", token).await;
+    for _ in 0..50 {
+        if got.status != 503 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        got = bearer(proxy, "/orders", token).await;
+    }
+    got
+}
+
+#[tokio::test]
+async fn a_remembered_token_is_verified_again_once_its_key_left_the_set() {
+    let upstream = Upstream::json("[]").await;
+    let dir = crate::support::scratch_dir("identity-jwks-cache");
+    let ca = Ca::new("jwks test CA");
+    let ca_file = ca.write(&dir, "ca");
+    let server_identity = ca.issue(&["localhost"], &dir, "jwks");
+    let (first, second) = (Signer::es256(), Signer::es256());
+    let jwks = JwksServer::start(&server_identity, json!({"keys": [first.jwk("k1")]})).await;
+    let keys = format!(
+        "jwks_url: '{}', jwks_min_refresh: 1s, jwks_refresh: 1h, token_cache: 100, tls: {{ca_file: '{}'}}",
+        jwks.url(),
+        ca_file.display()
+    );
+    let proxy = Proxy::start(&yaml(&keys, "[ES256]", "{jwt: api, claim: sub}"), &upstream).await;
+    let by_first = first.sign(Some("k1"), &claims(&json!({"sub": "a"})));
+    assert_eq!(once_fetched(&proxy, &by_first).await.status, 200);
+    assert_eq!(
+        bearer(&proxy, "/orders", &by_first).await.status,
+        200,
+        "remembered"
+    );
+    // The issuer replaces k1 by k2; a token of k2 has the set fetched again.
+    jwks.set(json!({"keys": [second.jwk("k2")]}));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let by_second = second.sign(Some("k2"), &claims(&json!({"sub": "b"})));
+    assert_eq!(bearer(&proxy, "/orders", &by_second).await.status, 200);
+    assert_eq!(jwks.fetches(), 2);
+    // The remembered token was verified by a key the set no longer has: refused.
+    assert_refused(
+        &bearer(&proxy, "/orders", &by_first).await,
+        "invalid-token",
+        r#"Bearer error="invalid_token""#,
+    );
+    proxy.stop().await;
+}
+
 #[tokio::test]
 async fn a_jwks_url_is_fetched_again_for_an_unknown_kid_at_most_once_per_min_refresh() {
     let upstream = Upstream::json("[]").await;
@@ -242,15 +293,7 @@ async fn a_jwks_url_is_fetched_again_for_an_unknown_kid_at_most_once_per_min_ref
     .await;
     let by_first = first.sign(Some("k1"), &claims(&json!({"sub": "a"})));
     let by_second = second.sign(Some("k2"), &claims(&json!({"sub": "b"})));
-    // The set is fetched when the identity is built; the first request may wait for it.
-    let mut got = bearer(&proxy, "/orders", &by_first).await;
-    for _ in 0..50 {
-        if got.status != 503 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        got = bearer(&proxy, "/orders", &by_first).await;
-    }
+    let got = once_fetched(&proxy, &by_first).await;
     assert_eq!(got.status, 200, "{}", got.text());
     assert_eq!(jwks.fetches(), 1);
     // The issuer rotates in k2: within 3 s of the last fetch, k2 is unknown and not fetched.
@@ -470,6 +513,12 @@ fn bounds_cases(pem: &str) -> Vec<(String, &'static str, &'static str, &'static 
             key,
             "t.yaml:2:",
             "at most 5m",
+        ),
+        (
+            format!("{{algorithms: [RS256], issuer: i, audience: a, {pem}, token_cache: 2000000}}"),
+            key,
+            "t.yaml:2:",
+            "verified tokens to remember",
         ),
         (
             "{algorithms: [RS256], issuer: i, audience: a, jwks_url: 'https://a/j', jwks_refresh: 1s}"

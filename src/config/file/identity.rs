@@ -22,6 +22,7 @@ pub(crate) struct FileIdentity {
     pub(crate) jwks_refresh: Option<Spanned<String>>,
     pub(crate) jwks_min_refresh: Option<Spanned<String>>,
     pub(crate) tls: Option<Spanned<FileUpstreamTls>>,
+    pub(crate) token_cache: Option<Spanned<super::Whole>>,
 }
 
 /// One value or a list of them (`issuer`, `audience`).

@@ -131,7 +131,21 @@ fn identity(p: &mut Problems, name: &str, at: &Spanned<FileIdentity>) -> Option<
     {
         p.invalid(at, "leeway", format!("is {}: at most 5m; clocks that far apart need fixing, and a longer leeway accepts tokens long expired", at.value));
     }
+    let token_cache = f
+        .token_cache
+        .as_ref()
+        .map_or(Some(DEFAULT_TOKEN_CACHE as u64), |n| {
+            p.whole(
+                n,
+                "token_cache",
+                0..=MAX_TOKEN_CACHE,
+                &format!(
+                    "write how many verified tokens to remember, 0 (none) to {MAX_TOKEN_CACHE}"
+                ),
+            )
+        });
     Some(IdentityConfig {
+        token_cache: usize::try_from(token_cache.unwrap_or(0)).unwrap_or(usize::MAX),
         name: name.to_owned(),
         header: header?,
         algorithms,
