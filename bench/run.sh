@@ -9,6 +9,7 @@
 #   bench/run.sh profile    where the hop's CPU goes (perf on a frame-pointer build; not in all)
 #   bench/run.sh heads      RSS under 1,000 unfinished request heads, against nginx
 #   bench/run.sh limits     limiter memory with 1,000,000 clients; the hop with limits vs none
+#   bench/run.sh identity   a verified JWT on the hop, each signature checked or remembered
 #   bench/run.sh pg         the query service on 5,000,000 rows vs psql \copy and FastAPI
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,6 +38,9 @@ fi
 if [ "$which" = all ] || [ "$which" = limits ]; then
   cargo bench --bench limits
   bench/limits.sh
+fi
+if [ "$which" = all ] || [ "$which" = identity ]; then
+  bench/identity.sh
 fi
 if [ "$which" = all ] || [ "$which" = pg ]; then
   bench/pg.sh

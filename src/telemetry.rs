@@ -239,8 +239,8 @@ impl Metrics {
             .clone()
     }
 
-    /// The counter of route `route`'s requests that its per-client limiters decided on the
-    /// one bucket new clients share at `max_clients`.
+    /// The counter of route `route`'s uses of the one bucket new clients share at
+    /// `max_clients`.
     pub fn limit_overflow(&self, route: &str) -> Counter {
         self.limit_overflow
             .get_or_create(&RouteLabels {
@@ -290,7 +290,7 @@ fn register_limits(
     );
     registry.register(
         "limit_overflow",
-        "Requests (and paced or quota-charged answers) a route's per-client limiters decided on the one bucket new clients share because max_clients keys were held: raise limits.max_clients if it grows, by route",
+        "Uses of the one bucket new clients share because a route's per-client limiters held max_clients keys (a rate check per keyed limit, a paced piece, a quota charge per chunk): raise limits.max_clients if it grows, by route",
         limit_overflow.clone(),
     );
     (limits, limit_evictions, limit_overflow)

@@ -26,6 +26,10 @@ pub(crate) fn check(
             if let Some(addr) = listen {
                 config.server.listen = addr;
             }
+            if let Err(error) = trust_store(&config) {
+                eprintln!("{}: {error}", path.display());
+                return ExitCode::FAILURE;
+            }
             println!(
                 "{}: ok, listening on {}, {} route(s)",
                 path.display(),
@@ -33,10 +37,6 @@ pub(crate) fn check(
                 config.routes.len()
             );
             tls_summary(&config);
-            if let Err(error) = trust_store(&config) {
-                eprintln!("{}: {error}", path.display());
-                return ExitCode::FAILURE;
-            }
             for route in &config.routes {
                 println!("{}", route.summary());
             }
@@ -120,8 +120,9 @@ fn tls_summary(config: &Config) {
     }
 }
 
-/// Whether the system's trust store can verify the HTTPS clients that rely on it (no
-/// `tls.ca_file`): `run` refuses to start without one, so `check` says so too.
+/// Whether the system's trust store can verify the TLS clients that rely on it (no
+/// `tls.ca_file`, or a database's `tls_ca_file`): `run` refuses to start without one, so
+/// `check` says so too.
 fn trust_store(config: &Config) -> Result<(), String> {
     let system = |tls: &crate::tls::UpstreamTls| tls.roots.is_none();
     let mut users: Vec<String> = config
@@ -140,10 +141,21 @@ fn trust_store(config: &Config) -> Result<(), String> {
         }
         _ => None,
     }));
-    if users.is_empty() {
-        return Ok(());
-    }
-    crate::tls::system_roots("tls.ca_file")
+    let databases = config
+        .postgres
+        .iter()
+        .filter(|(_, database)| database.tls == Some(crate::table::config::TlsRoots::System));
+    let databases: Vec<_> = databases
+        .map(|(name, _)| format!("postgres `{name}`"))
+        .collect();
+    let key = match (users.is_empty(), databases.is_empty()) {
+        (true, true) => return Ok(()),
+        (false, true) => "tls.ca_file",
+        (true, false) => "tls_ca_file",
+        (false, false) => "tls.ca_file (a database's tls_ca_file)",
+    };
+    users.extend(databases);
+    crate::tls::system_roots(key)
         .map(drop)
         .map_err(|error| format!("{}: {error}", users.join(", ")))
 }

@@ -55,14 +55,16 @@ impl TokenCache {
         if same_keys && hit.exp.saturating_add(self.leeway) >= now() {
             return Some(hit.claims);
         }
-        self.entries.remove(token);
+        // Only this stale entry: another request may have put a fresh one meanwhile.
+        self.entries
+            .remove_if(token, |entry| Arc::ptr_eq(&entry.claims, &hit.claims));
         None
     }
 
     /// Remembers `token`, which `set` verified just now into `claims`.
     pub(super) fn put(&self, token: &str, claims: &Claims, set: &Arc<KeySet>) {
-        // `exp` is required, so a verified token has one; a number that is not a whole one
-        // (jsonwebtoken would have refused it) is simply not kept.
+        // `exp` is required, so a verified token has one; one that is not a whole number
+        // (jsonwebtoken takes a fraction too) is simply not kept.
         let Some(exp) = claims.get("exp").and_then(serde_json::Value::as_u64) else {
             return;
         };

@@ -32,6 +32,10 @@ pub(crate) struct Jwks {
     identity: String,
     client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
     set: ArcSwapOption<KeySet>,
+    /// The fingerprint of the body `set` was read from: a fetch that finds the same keeps the
+    /// same set, so tokens remembered under it stay remembered (a client naming an unknown
+    /// `kid` cannot empty the token cache).
+    body: std::sync::Mutex<Option<[u8; 32]>>,
     /// When the last fetch started.
     last: std::sync::Mutex<Option<Instant>>,
     /// Bumped when a fetch ends, well or not.
@@ -73,6 +77,7 @@ impl Jwks {
             identity: identity.to_owned(),
             client,
             set: ArcSwapOption::empty(),
+            body: std::sync::Mutex::default(),
             last: std::sync::Mutex::new(None),
             fetched: tokio::sync::watch::Sender::new(0),
             task: std::sync::OnceLock::new(),
@@ -127,12 +132,16 @@ impl Jwks {
 
     async fn fetch_once(&self) {
         match tokio::time::timeout(JWKS_FETCH_TIMEOUT, self.get()).await {
-            Ok(Ok((set, skipped))) => {
+            Ok(Ok((set, skipped, body))) => {
                 if !skipped.is_empty() {
                     tracing::warn!(identity = %self.identity, url = %self.settings.url, skipped = %skipped.join("; "), "jwks_url: keys skipped");
                 }
                 tracing::debug!(identity = %self.identity, url = %self.settings.url, ?set, "jwks_url fetched");
-                self.set.store(Some(Arc::new(set)));
+                let mut last = self.body.lock().unwrap_or_else(|e| e.into_inner());
+                if *last != Some(body) || self.set.load().is_none() {
+                    self.set.store(Some(Arc::new(set)));
+                    *last = Some(body);
+                }
             }
             Ok(Err(why)) => self.failed(&why),
             Err(_) => self.failed(&format!("no answer within {JWKS_FETCH_TIMEOUT:?}")),
@@ -148,7 +157,8 @@ impl Jwks {
         tracing::warn!(identity = %self.identity, url = %self.settings.url, "jwks_url fetch failed: {why}; {kept}");
     }
 
-    async fn get(&self) -> Result<(KeySet, Vec<String>), String> {
+    /// The set at the URL, the keys skipped, and the body's fingerprint.
+    async fn get(&self) -> Result<(KeySet, Vec<String>, [u8; 32]), String> {
         let request = http::Request::get(self.settings.url.clone())
             .header(http::header::ACCEPT, "application/json")
             .body(Empty::new())
@@ -170,7 +180,8 @@ impl Jwks {
             .await
             .map_err(|e| format!("the body: {e}"))?
             .to_bytes();
-        KeySet::jwks(&body)
+        let (set, skipped) = KeySet::jwks(&body)?;
+        Ok((set, skipped, crate::tls::fingerprint(&[&body])))
     }
 }
 

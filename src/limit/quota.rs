@@ -149,8 +149,9 @@ impl Quotas {
 pub(crate) struct Charge {
     /// The route's quota levels (`limits.quota`), if it has one.
     pub(crate) quotas: Option<Arc<Quotas>>,
-    /// What the answer owes the rate-limit service (`limits.cost.response`), sent when the
-    /// last clone of the charge goes (the answer has ended).
+    /// What the answer owes the rate-limit service (`limits.cost.response`), sent every
+    /// `cost.every` while it streams and the rest when the last clone of the charge goes
+    /// (the answer has ended).
     pub(crate) service: Option<Arc<ServiceCost>>,
     pub(crate) key: ClientKey,
     pub(crate) metrics: Arc<RouteMetrics>,

@@ -373,6 +373,10 @@ fn an_empty_trust_store_names_the_key_that_replaces_it() {
             "identities: {corp: {algorithms: [RS256], issuer: i, audience: a, jwks_url: 'https://idp/jwks'}}\nupstreams: {app: {url: 'http://app:80'}}\ndefault: {action: pass, upstream: app}\n",
             "identities.corp: the system's trust store holds no CA certificate",
         ),
+        (
+            "postgres: {main: {url: 'postgres://u@db/app?sslmode=verify-full'}}\ncursors: {keys: [{id: 1, secret: test-secret-test-secret-test-secret-0123}]}\nroutes:\n  - {name: t, path: /t, table: {database: main, name: t, columns: [id], key: [id]}}\n",
+            "postgres `main`: the system's trust store holds no CA certificate",
+        ),
     ];
     let empty = dir.join("none.pem");
     std::fs::write(&empty, "").expect("write");
@@ -386,7 +390,7 @@ fn an_empty_trust_store_names_the_key_that_replaces_it() {
         let (code, _, stderr) = pagegate(&["check", "--config", config], &env);
         assert_ne!(code, 0, "check {yaml}");
         assert!(
-            stderr.contains(says) && stderr.contains("set tls.ca_file"),
+            stderr.contains(says) && stderr.contains("ca_file"),
             "check {yaml}: {stderr}"
         );
         // And `run` refuses to start, with the same words.

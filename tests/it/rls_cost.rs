@@ -79,17 +79,32 @@ routes:
 async fn a_long_answer_is_charged_while_it_streams() {
     use http_body_util::BodyExt;
     let rls = RlsServer::start(COST_LIMITS).await;
-    // `/slow`: 12 rows of 100 bytes, one every 200 ms (2.4 s).
+    // `/slow`: 12 rows of 100 bytes, the first 5 one every 200 ms, the rest once the test
+    // releases them, so the answer cannot end before the test has seen its charge.
     const ROW: &[u8; 100] = &[b'x'; 100];
-    let upstream = Upstream::start(|req| async move {
-        if req.uri().path() != "/slow" {
-            return crate::support::json_response("[]");
+    let release = std::sync::Arc::new(tokio::sync::Notify::new());
+    let gate = std::sync::Arc::clone(&release);
+    let upstream = Upstream::start(move |req| {
+        let gate = std::sync::Arc::clone(&gate);
+        async move {
+            if req.uri().path() != "/slow" {
+                return crate::support::json_response("[]");
+            }
+            let rows = futures_util::stream::unfold(0u32, move |n| {
+                let gate = std::sync::Arc::clone(&gate);
+                async move {
+                    match n {
+                        12 => return None,
+                        5 => gate.notified().await,
+                        0..5 => tokio::time::sleep(Duration::from_millis(200)).await,
+                        _ => {}
+                    }
+                    let frame = http_body::Frame::data(bytes::Bytes::from_static(ROW));
+                    Some((Ok::<_, pagegate::BoxError>(frame), n + 1))
+                }
+            });
+            http::Response::new(http_body_util::StreamBody::new(rows).boxed())
         }
-        http::Response::new(crate::support::bodies::slow_rows(
-            12,
-            Duration::from_millis(200),
-            ROW,
-        ))
     })
     .await;
     let yaml = format!(
@@ -121,6 +136,7 @@ routes:
         assert!(peeks < 20, "no bytes charged while the answer streams");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    release.notify_one();
     let mut rest = 0;
     while let Some(frame) = slow.frame().await {
         rest += frame
@@ -128,10 +144,7 @@ routes:
             .data_ref()
             .map_or(0, bytes::Bytes::len);
     }
-    assert!(
-        rest >= 300,
-        "charged before the answer ended ({rest} bytes after)"
-    );
+    assert_eq!(read + rest, 1200);
     // The rest is charged when it ends, each byte once: the request, its 1200 bytes, the
     // peeks and the last one.
     tokio::time::sleep(Duration::from_millis(300)).await;

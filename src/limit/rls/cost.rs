@@ -6,7 +6,8 @@
 //! not affected by those calls' verdicts: the client's requests that start after they land
 //! are, once the service counts it over its budget.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use envoy_types::pb::envoy::extensions::common::ratelimit::v3::rate_limit_descriptor::Entry;
@@ -29,6 +30,18 @@ pub(crate) struct ServiceCost {
     started: Instant,
     every_ms: u64,
     next_ms: AtomicU64,
+    /// An interim charge is on its way: the next due one waits (its units go with the one
+    /// after, or at the end), so a slow service meets at most one a stream and the last.
+    in_flight: Arc<AtomicBool>,
+}
+
+/// Clears [`ServiceCost::in_flight`] when its charge is done (or was never sent).
+struct InFlight(Arc<AtomicBool>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
 }
 
 impl ServiceCost {
@@ -48,6 +61,7 @@ impl ServiceCost {
             started: Instant::now(),
             every_ms,
             next_ms: AtomicU64::new(every_ms),
+            in_flight: Arc::default(),
         }
     }
 
@@ -71,16 +85,23 @@ impl ServiceCost {
             .next_ms
             .compare_exchange(due, next, Ordering::Relaxed, Ordering::Relaxed)
             .is_err()
+            || self.in_flight.swap(true, Ordering::AcqRel)
         {
             return;
         }
+        let in_flight = InFlight(Arc::clone(&self.in_flight));
         let sent = self.sent.load(Ordering::Relaxed);
         let before = self.charged.fetch_max(sent, Ordering::Relaxed);
-        self.send(sent.saturating_sub(before), self.entries.clone());
+        self.send(
+            sent.saturating_sub(before),
+            self.entries.clone(),
+            Some(in_flight),
+        );
     }
 
-    /// Sends `n` units in a task of its own: no frame waits on the service.
-    fn send(&self, n: u64, entries: Vec<Entry>) {
+    /// Sends `n` units in a task of its own: no frame waits on the service. `in_flight` is
+    /// cleared when it is done.
+    fn send(&self, n: u64, entries: Vec<Entry>, in_flight: Option<InFlight>) {
         if n == 0 {
             return;
         }
@@ -89,7 +110,16 @@ impl ServiceCost {
             return;
         };
         let rls = self.rls.clone();
-        runtime.spawn(async move { rls.charge(entries, n).await });
+        runtime.spawn(async move {
+            rls.charge(entries, n).await;
+            drop(in_flight);
+        });
+    }
+
+    /// Says the interim charge on its way is done (tests do not wait for the service).
+    #[cfg(test)]
+    pub(crate) fn settle(&self) {
+        self.in_flight.store(false, Ordering::Release);
     }
 
     /// What went out so far.
@@ -111,7 +141,7 @@ impl Drop for ServiceCost {
     fn drop(&mut self) {
         let owed = self.sent.get_mut().saturating_sub(*self.charged.get_mut());
         let entries = std::mem::take(&mut self.entries);
-        self.send(owed, entries);
+        self.send(owed, entries, None);
     }
 }
 

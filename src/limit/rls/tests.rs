@@ -109,6 +109,7 @@ async fn a_streaming_answer_sends_what_it_owes_once_every_interval() {
     tokio::time::advance(second).await;
     cost.add(50);
     assert_eq!(cost.charged(), 150, "due: all sent so far");
+    cost.settle();
     cost.add(10);
     tokio::time::advance(second - std::time::Duration::from_millis(1)).await;
     cost.add(1);
@@ -116,4 +117,12 @@ async fn a_streaming_answer_sends_what_it_owes_once_every_interval() {
     tokio::time::advance(std::time::Duration::from_millis(1)).await;
     cost.add(1);
     assert_eq!((cost.sent(), cost.charged()), (162, 162));
+    // While that charge is on its way, the next due one waits; then all that is owed goes.
+    tokio::time::advance(second).await;
+    cost.add(5);
+    assert_eq!(cost.charged(), 162, "one charge on its way at a time");
+    cost.settle();
+    tokio::time::advance(second).await;
+    cost.add(5);
+    assert_eq!((cost.sent(), cost.charged()), (172, 172));
 }

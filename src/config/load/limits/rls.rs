@@ -21,8 +21,9 @@ const MAX_ENTRIES: usize = 16;
 /// Largest `cost.request`.
 const MAX_REQUEST_COST: u64 = 1_000_000;
 
-/// Bounds of `cost.every`: a call per answer at most ten times a second; at least one an hour.
+/// Shortest `cost.every`: a call per answer at most ten times a second.
 const MIN_COST_EVERY: Duration = Duration::from_millis(100);
+/// Longest `cost.every`: at least one call an hour while an answer streams.
 const MAX_COST_EVERY: Duration = Duration::from_secs(3600);
 
 /// The top-level `rate_limit_service`.
@@ -166,7 +167,7 @@ fn entry(
 }
 
 /// A route's `cost` (with `store: envoy_rls` only): the request's `hits_addend` (1 by
-/// default) and what its answer adds when it ends.
+/// default), what its answer adds as it streams, and how often that is sent (`every`).
 pub(super) fn cost(p: &mut Problems, l: &FileLimits, store: LimitStore) -> Cost {
     let Some(at) = &l.cost else {
         return Cost::default();
