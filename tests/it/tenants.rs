@@ -125,24 +125,38 @@ async fn two(proxy: &Proxy, plan: &str) -> (u16, u16) {
     (a.status.as_u16(), b.status.as_u16())
 }
 
-#[tokio::test]
-async fn a_header_override_lifts_the_per_client_concurrency() {
-    let upstream = Upstream::start(|_| async {
+/// A proxy whose route `/export` has `limits` and streams `rows` rows, one every 50 ms (the
+/// upstream is returned to be kept).
+async fn exporting(rows: u32, limits: &str) -> (Upstream, Proxy) {
+    let upstream = Upstream::start(move |_| async move {
         http::Response::new(crate::support::bodies::slow_rows(
-            6,
+            rows,
             Duration::from_millis(50),
             b"row\n",
         ))
     })
     .await;
-    let yaml = "upstreams: {app: {url: '{upstream}'}}
+    let yaml = format!(
+        "upstreams: {{app: {{url: '{{upstream}}'}}}}
 routes:
   - name: export
     path: /export
     upstream: app
-    limits: {concurrency: {per_client: 1}, overrides: [{name: enterprise, match: {header: X-Plan, value: enterprise}, concurrency: 2}]}
-";
-    let proxy = Proxy::start(yaml, &upstream).await;
+    limits: {limits}
+"
+    );
+    let proxy = Proxy::start(&yaml, &upstream).await;
+    (upstream, proxy)
+}
+
+/// The override of the concurrency tests: `X-Plan: enterprise` may have two in flight.
+const ENTERPRISE: &str =
+    "overrides: [{name: enterprise, match: {header: X-Plan, value: enterprise}, concurrency: 2}]";
+
+#[tokio::test]
+async fn a_header_override_lifts_the_per_client_concurrency() {
+    let limits = format!("{{concurrency: {{per_client: 1}}, {ENTERPRISE}}}");
+    let (_upstream, proxy) = exporting(6, &limits).await;
     assert_eq!(two(&proxy, "free").await, (200, 429));
     assert_eq!(two(&proxy, "enterprise").await, (200, 200));
     proxy.stop().await;
@@ -166,22 +180,8 @@ async fn burst(proxy: &Proxy, plan: &str, n: u64) -> Vec<u16> {
 
 #[tokio::test]
 async fn an_override_holds_its_own_share_of_the_queue() {
-    let upstream = Upstream::start(|_| async {
-        http::Response::new(crate::support::bodies::slow_rows(
-            4,
-            Duration::from_millis(50),
-            b"row\n",
-        ))
-    })
-    .await;
-    let yaml = "upstreams: {app: {url: '{upstream}'}}
-routes:
-  - name: export
-    path: /export
-    upstream: app
-    limits: {concurrency: {per_client: 1, total: 10, queue: 8, queue_timeout: 5s}, overrides: [{name: enterprise, match: {header: X-Plan, value: enterprise}, concurrency: 2}]}
-";
-    let proxy = Proxy::start(yaml, &upstream).await;
+    let concurrency = "concurrency: {per_client: 1, total: 10, queue: 8, queue_timeout: 5s}";
+    let (_upstream, proxy) = exporting(4, &format!("{{{concurrency}, {ENTERPRISE}}}")).await;
     // Two in flight and two waiting: the class's own cap on one client's places.
     assert_eq!(burst(&proxy, "enterprise", 4).await, [200, 200, 200, 200]);
     // The default class: one in flight, one waiting, the third over its share.
