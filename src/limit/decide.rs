@@ -6,7 +6,7 @@ use std::sync::{Arc, Weak};
 use prometheus_client::metrics::counter::Counter;
 
 use super::concurrency::Slots;
-use super::rate::Rates;
+use super::rate::{KeyCap, Rates};
 use super::shared::Shared;
 use crate::limit::config::{LimitStore, LimitsConfig, OnRedisError};
 use crate::limit::pace::Pacer;
@@ -76,32 +76,28 @@ impl Limits {
         });
         let rates: Vec<_> = classes.iter().map(|c| c.rate).collect();
         let caps: Vec<_> = classes.iter().map(|c| c.concurrency).collect();
+        let cap = KeyCap {
+            max: config.max_clients,
+            overflow,
+            tidy: Arc::default(),
+        };
         let limits = Arc::new(Self {
             shared,
             rls,
             redis: redis.map(|r| r.config().clone()),
-            rates: Rates::new(
-                (&rates, config.rate_per_address),
-                config.rate_total,
-                (config.max_clients, overflow.clone()),
-            ),
+            rates: Rates::new((&rates, config.rate_per_address), config.rate_total, &cap),
             slots: Slots::tiered(&caps, total, config.queue),
             classes,
-            quotas: config.quota.map(|q| {
-                Arc::new(super::quota::Quotas::new(
-                    q,
-                    (config.max_clients, overflow.clone()),
-                ))
-            }),
-            pacer: config
-                .pace
-                .map(|pace| Arc::new(Pacer::new(pace, (config.max_clients, overflow)))),
+            quotas: config
+                .quota
+                .map(|q| Arc::new(super::quota::Quotas::new(q, &cap))),
+            pacer: config.pace.map(|pace| Arc::new(Pacer::new(pace, &cap))),
             config,
         });
         if (limits.rates.is_some() || limits.pacer.is_some() || limits.quotas.is_some())
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
-            runtime.spawn(housekeeping(Arc::downgrade(&limits)));
+            runtime.spawn(housekeeping(Arc::downgrade(&limits), cap.tidy));
         }
         limits
     }
@@ -175,15 +171,26 @@ fn used<'a>(config: &LimitsConfig, stores: Stores<'a>) -> Stores<'a> {
 }
 
 /// Forgets full buckets every [`HOUSEKEEPING`] while the limiters are alive.
-pub(super) async fn housekeeping(limits: Weak<Limits>) {
+pub(super) async fn housekeeping(limits: Weak<Limits>, tidy: Arc<tokio::sync::Notify>) {
     let mut tick = tokio::time::interval(HOUSEKEEPING);
     tick.tick().await;
     loop {
-        tick.tick().await;
+        // Every HOUSEKEEPING, or sooner when a keyed map is at its cap (at most once a second).
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = tidy.notified() => {}
+        }
         let Some(limits) = limits.upgrade() else {
             return;
         };
-        limits.housekeep();
+        // A pass walks every key (up to `max_clients` of each map): on a blocking thread, so
+        // the runtime's workers serve requests meanwhile.
+        if tokio::task::spawn_blocking(move || limits.housekeep())
+            .await
+            .is_err()
+        {
+            return;
+        }
     }
 }
 

@@ -9,7 +9,7 @@
 //! copy). Keyed buckets are bounded by the route's `max_clients` as the rate limiters' are
 //! ([`CappedStore`]).
 
-use std::num::{NonZeroU32, NonZeroUsize};
+use std::num::NonZeroU32;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -22,12 +22,11 @@ use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use pin_project_lite::pin_project;
-use prometheus_client::metrics::counter::Counter;
 use tokio::time::Sleep;
 
 use super::ClientKey;
 use super::config::{Pace, PaceScope};
-use super::rate::{AtCap, CappedStore};
+use super::rate::{AtCap, CappedStore, KeyCap};
 use crate::{Body, BoxError};
 
 /// The largest piece a paced frame goes out in (16 KiB).
@@ -72,15 +71,15 @@ enum Buckets {
 
 impl Pacer {
     /// Buckets for `pace`, at most `max_clients` of them when keyed.
-    /// Decisions on the bucket new keys share at the cap are counted in `overflow`.
-    pub(crate) fn new(pace: Pace, (max_clients, overflow): (NonZeroUsize, Counter)) -> Self {
+    /// Keyed buckets capped by `cap`.
+    pub(crate) fn new(pace: Pace, cap: &KeyCap) -> Self {
         let quota = Quota::per_second(pace.bytes_per_second);
         let clock = TokioClock;
         let buckets = match pace.per {
             PaceScope::Route => Buckets::Route(RateLimiter::direct_with_clock(quota, clock)),
             PaceScope::Client | PaceScope::Key => {
-                let at_cap = AtCap::new(overflow);
-                let store = at_cap.store(max_clients);
+                let at_cap = AtCap::new(cap);
+                let store = at_cap.store();
                 Buckets::Keyed(RateLimiter::new(quota, store, clock), at_cap)
             }
         };
@@ -105,9 +104,7 @@ impl Pacer {
         let checked = match &self.buckets {
             Buckets::Keyed(limiter, at_cap) => {
                 let checked = limiter.check_key_n(key, n);
-                if at_cap.due() {
-                    limiter.retain_recent();
-                }
+                at_cap.tidy_if_due();
                 checked
             }
             Buckets::Route(limiter) => limiter.check_n(n),

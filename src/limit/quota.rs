@@ -41,12 +41,9 @@ pub(crate) struct Quotas {
 }
 
 impl Quotas {
-    /// At most `max_clients` keys; uses of the level new keys share past it counted in
-    /// `overflow`.
-    pub(crate) fn new(
-        config: QuotaConfig,
-        (max_clients, overflow): (std::num::NonZeroUsize, Counter),
-    ) -> Self {
+    /// At most `cap.max` keys; uses of the level new keys share past it counted in
+    /// `cap.overflow` (forgotten by the housekeeping timer only).
+    pub(crate) fn new(config: QuotaConfig, cap: &super::rate::KeyCap) -> Self {
         let full = Level {
             left: config.amount as f64,
             at: Instant::now(),
@@ -54,8 +51,8 @@ impl Quotas {
         Self {
             config,
             levels: Mutex::new((HashMap::new(), full)),
-            cap: max_clients.get(),
-            overflow,
+            cap: cap.max.get(),
+            overflow: cap.overflow.clone(),
         }
     }
 

@@ -2,141 +2,24 @@
 //! and the IETF `RateLimit-Policy` / `RateLimit` fields that describe them
 //! (draft-ietf-httpapi-ratelimit-headers-10: `"name";q=5;w=60` and `"name";r=3;t=12`).
 //!
-//! The per-client limiter's memory is bounded by [`CappedStore`]: at most `max_clients` keys;
-//! a housekeeping pass (on a timer, and at the cap at most once a second) forgets keys whose
-//! bucket is full again — they lose nothing — and while the cap is still reached, new clients
-//! share one overflow bucket: still limited together, never a bypass, never unbounded memory.
+//! The per-client limiter's memory is bounded by [`CappedStore`] (see [`capped`]): at most
+//! `max_clients` keys; a housekeeping pass (on a timer, and woken at the cap at most once a
+//! second) forgets keys whose bucket is full again — they lose nothing.
 
-use std::num::NonZeroUsize;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
-use governor::nanos::Nanos;
-use governor::state::keyed::{DashMapStateStore, ShrinkableKeyedStateStore};
-use governor::state::{InMemoryState, NotKeyed, StateStore};
+use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 use http::HeaderValue;
-use prometheus_client::metrics::counter::Counter;
-use tokio::time::Instant;
 
 use super::ClientKey;
 use crate::limit::config::Rate;
 
-/// Whether the [`CappedStore`]s made by [`AtCap::store`] have sent a new client to their
-/// overflow bucket, and so a cleaning is due: at most once a second, as a pass walks every
-/// key. Shared with the limiter's owner, since a governor limiter does not lend out its store.
-#[derive(Debug)]
-pub(crate) struct AtCap {
-    state: Arc<CapState>,
-    /// Milliseconds after `born`, plus a second, of the last cleaning (at most one a second;
-    /// the first may come at once).
-    cleaned: AtomicU64,
-    born: Instant,
-}
+mod capped;
 
-/// What a [`CappedStore`] tells its [`AtCap`].
-#[derive(Debug)]
-struct CapState {
-    /// A new client went to the overflow bucket since the last cleaning.
-    full: AtomicBool,
-    /// Decisions made on the overflow bucket (`pagegate_limit_overflow_total`).
-    overflow: Counter,
-}
-
-impl AtCap {
-    /// Counting decisions on the overflow bucket in `overflow`.
-    pub(crate) fn new(overflow: Counter) -> Self {
-        Self {
-            state: Arc::new(CapState {
-                full: AtomicBool::new(false),
-                overflow,
-            }),
-            cleaned: AtomicU64::new(0),
-            born: Instant::now(),
-        }
-    }
-
-    /// A store of at most `cap` keys that reports here when it is full.
-    pub(crate) fn store(&self, cap: NonZeroUsize) -> CappedStore {
-        CappedStore {
-            map: DashMapStateStore::default(),
-            overflow: InMemoryState::default(),
-            cap: cap.get(),
-            state: Arc::clone(&self.state),
-        }
-    }
-
-    /// Whether the caller should forget full buckets now: a store was full, and no cleaning
-    /// ran in the last second (the one caller that gets `true` runs it).
-    pub(crate) fn due(&self) -> bool {
-        if !self.state.full.load(Ordering::Relaxed) {
-            return false;
-        }
-        let now = u64::try_from(self.born.elapsed().as_millis())
-            .unwrap_or(u64::MAX)
-            .saturating_add(1000);
-        let last = self.cleaned.load(Ordering::Relaxed);
-        if now.saturating_sub(last) < 1000
-            || self
-                .cleaned
-                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
-                .is_err()
-        {
-            return false;
-        }
-        self.state.full.store(false, Ordering::Relaxed);
-        true
-    }
-}
-
-/// A keyed state store with a cap on its keys; see the module docs.
-#[derive(Debug)]
-pub(crate) struct CappedStore {
-    map: DashMapStateStore<ClientKey>,
-    /// The bucket new clients share while the map is full.
-    overflow: InMemoryState,
-    cap: usize,
-    /// Told when a new client is sent to the overflow bucket (a cleaning is due, and the
-    /// decision is counted). Shared with the [`AtCap`] that made the store.
-    state: Arc<CapState>,
-}
-
-impl StateStore for CappedStore {
-    type Key = ClientKey;
-
-    fn measure_and_replace<T, F, E>(&self, key: &ClientKey, f: F) -> Result<T, E>
-    where
-        F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
-    {
-        if self.map.contains_key(key) || self.map.len() < self.cap {
-            return self.map.measure_and_replace(key, f);
-        }
-        self.state.full.store(true, Ordering::Relaxed);
-        self.state.overflow.inc();
-        self.overflow.measure_and_replace(&NotKeyed::NonKey, f)
-    }
-}
-
-impl ShrinkableKeyedStateStore<ClientKey> for CappedStore {
-    fn retain_recent(&self, drop_below: Nanos) {
-        self.map.retain_recent(drop_below);
-    }
-
-    fn shrink_to_fit(&self) {
-        self.map.shrink_to_fit();
-    }
-
-    fn len(&self) -> usize {
-        self.map.len()
-    }
-
-    fn is_empty(&self) -> bool {
-        self.map.is_empty()
-    }
-}
+pub(crate) use capped::{AtCap, CappedStore, KeyCap};
 
 type Keyed<C> = RateLimiter<ClientKey, CappedStore, C, StateInformationMiddleware>;
 type Direct<C> = RateLimiter<NotKeyed, InMemoryState, C, StateInformationMiddleware>;
@@ -236,12 +119,12 @@ impl Rates<DefaultClock> {
     pub(crate) fn new(
         (per_client, per_address): (&[Option<Rate>], Option<Rate>),
         total: Option<Rate>,
-        (max_clients, overflow): (NonZeroUsize, Counter),
+        cap: &KeyCap,
     ) -> Option<Self> {
         Self::tiered(
             (per_client, per_address),
             total,
-            (max_clients, overflow),
+            cap,
             DefaultClock::default(),
         )
     }
@@ -253,25 +136,25 @@ impl<C: Clock + Clone> Rates<C> {
     pub(crate) fn with_clock(
         (per_client, per_address): (Option<Rate>, Option<Rate>),
         total: Option<Rate>,
-        max_clients: NonZeroUsize,
+        max_clients: std::num::NonZeroUsize,
         clock: C,
     ) -> Option<Self> {
-        let cap = (max_clients, Counter::default());
-        Self::tiered((&[per_client], per_address), total, cap, clock)
+        let cap = KeyCap::detached(max_clients);
+        Self::tiered((&[per_client], per_address), total, &cap, clock)
     }
 
     fn tiered(
         (per_client, per_address): (&[Option<Rate>], Option<Rate>),
         total: Option<Rate>,
-        (max_clients, overflow): (NonZeroUsize, Counter),
+        cap: &KeyCap,
         clock: C,
     ) -> Option<Self> {
         if per_client.iter().all(Option::is_none) && total.is_none() {
             return None;
         }
-        let at_cap = AtCap::new(overflow);
+        let at_cap = AtCap::new(cap);
         let keyed = |r: Rate| {
-            let store = at_cap.store(max_clients);
+            let store = at_cap.store();
             let limiter: Keyed<C> = RateLimiter::new(quota(r), store, clock.clone());
             (r, limiter)
         };
@@ -366,16 +249,10 @@ impl<C: Clock + Clone> Rates<C> {
         }
     }
 
-    /// When the store sent a new client to the overflow bucket, forgets full buckets (at most
-    /// once a second: a pass walks every key).
+    /// When the store sent a new client to the overflow bucket, wakes the housekeeping (at
+    /// most once a second: its pass walks every key of every keyed map, which share the flag).
     fn clean_at_cap(&self) {
-        if !self.at_cap.due() {
-            return;
-        }
-        // The keyed maps share the flag: each is cleaned.
-        for (_, limiter) in self.keyed() {
-            limiter.retain_recent();
-        }
+        self.at_cap.tidy_if_due();
     }
 
     /// Forgets clients whose bucket is full again (they lose nothing).

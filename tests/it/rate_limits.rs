@@ -135,12 +135,7 @@ async fn past_max_clients_new_keys_share_one_budget_and_are_counted() {
         &upstream,
     )
     .await;
-    let status = async |key: &str| {
-        get_as(&proxy, "/export", &[("x-api-key", key)])
-            .await
-            .status
-            .as_u16()
-    };
+    let status = async |key: &str| keyed(&proxy, key).await;
     for key in 0..1000 {
         assert_eq!(status(&format!("key-{key}")).await, 200);
     }
@@ -157,6 +152,51 @@ async fn past_max_clients_new_keys_share_one_budget_and_are_counted() {
         &["pagegate_limit_overflow_total{route=\"export\"} 3"],
     );
     proxy.stop().await;
+}
+
+/// The status of a request to `/export` with `X-Api-Key: key`.
+async fn keyed(proxy: &Proxy, key: &str) -> u16 {
+    get_as(proxy, "/export", &[("x-api-key", key)])
+        .await
+        .status
+        .as_u16()
+}
+
+/// `pagegate_limit_overflow_total` of route `export`.
+async fn overflow(proxy: &Proxy) -> u64 {
+    let text = proxy.metrics_text().await;
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("pagegate_limit_overflow_total{route=\"export\"}"));
+    line.and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn at_max_clients_a_newcomer_has_full_buckets_forgotten_soon() {
+    let upstream = Upstream::json("[]").await;
+    let limits = "{key: header, key_header: X-Api-Key, max_clients: 1000, rate: {per_client: {requests: 2, per: 1s}}}";
+    let proxy = Proxy::start(&yaml("", limits), &upstream).await;
+    for key in 0..1000 {
+        assert_eq!(keyed(&proxy, &format!("key-{key}")).await, 200);
+    }
+    // A second later every bucket is full again. A newcomer shares the overflow bucket and
+    // wakes the housekeeping, whose pass (long before its 10 s timer) forgets them.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(keyed(&proxy, "new-0").await, 200);
+    assert_eq!(overflow(&proxy).await, 1);
+    let mut counted = 1;
+    for i in 1..=20 {
+        assert_eq!(keyed(&proxy, &format!("new-{i}")).await, 200);
+        let now = overflow(&proxy).await;
+        if now == counted {
+            proxy.stop().await;
+            return;
+        }
+        counted = now;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("newcomers still share the overflow bucket ({counted} uses)");
 }
 
 #[tokio::test]

@@ -8,24 +8,21 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
-use prometheus_client::metrics::counter::Counter;
 use tokio::time::Instant;
 
 use super::{PacedBody, Pacer};
 use crate::body::scripted::{Scripted, Step};
 use crate::limit::ClientKey;
 use crate::limit::config::{Pace, PaceScope};
+use crate::limit::rate::KeyCap;
 
 fn pacer(bytes_per_second: u32, per: PaceScope) -> Arc<Pacer> {
     let pace = Pace {
         bytes_per_second: NonZeroU32::new(bytes_per_second).expect("non-zero"),
         per,
     };
-    let cap = (
-        NonZeroUsize::new(1000).expect("non-zero"),
-        Counter::default(),
-    );
-    Arc::new(Pacer::new(pace, cap))
+    let cap = KeyCap::detached(NonZeroUsize::new(1000).expect("non-zero"));
+    Arc::new(Pacer::new(pace, &cap))
 }
 
 fn paced(pacer: &Arc<Pacer>, key: u128, steps: Vec<Step>, waits: &Arc<AtomicUsize>) -> PacedBody {
@@ -141,31 +138,38 @@ async fn forgotten_buckets_are_full_ones() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn at_the_cap_a_new_key_has_full_buckets_forgotten_at_once() {
+async fn at_the_cap_a_new_key_wakes_the_housekeeping_at_most_once_a_second() {
+    use futures_util::FutureExt as _;
     let pace = Pace {
         bytes_per_second: NonZeroU32::new(1000).expect("non-zero"),
         per: PaceScope::Key,
     };
-    let overflow = Counter::default();
-    let pacer = Pacer::new(pace, (NonZeroUsize::new(2).expect("n"), overflow.clone()));
+    let cap = KeyCap::detached(NonZeroUsize::new(2).expect("n"));
+    let pacer = Pacer::new(pace, &cap);
+    let woken = || cap.tidy.notified().now_or_never().is_some();
     let (n, key) = (|n| NonZeroU32::new(n).expect("n"), |k| ClientKey(k, k, 0));
     assert_eq!(pacer.spend(&key(0), n(1000)), None);
     assert_eq!(pacer.spend(&key(1), n(1000)), None);
-    // The map is full: new keys share one bucket, and no bucket is full to be forgotten.
+    assert!(!woken(), "below the cap");
+    // The map is full: new keys share one bucket; the housekeeping is woken once.
     assert_eq!(pacer.spend(&key(2), n(1000)), None);
+    assert!(woken());
     assert!(
         pacer.spend(&key(3), n(1000)).is_some(),
         "shared, not a bypass"
     );
+    assert!(!woken(), "not again within a second");
     assert_eq!(
-        (pacer.len(), overflow.get()),
+        (pacer.len(), cap.overflow.get()),
         (2, 2),
         "two spends on the shared bucket"
     );
-    // Once the first two are full again, the next newcomer has them forgotten (no need to wait
-    // for housekeeping), and the one after it has a bucket of its own.
+    // Once the first two are full again, the next newcomer wakes the housekeeping, whose pass
+    // forgets them, and the one after it has a bucket of its own.
     tokio::time::advance(Duration::from_secs(2)).await;
     assert_eq!(pacer.spend(&key(4), n(1)), None);
+    assert!(woken());
+    pacer.housekeeping();
     assert_eq!(pacer.len(), 0);
     assert_eq!(pacer.spend(&key(5), n(1000)), None, "a bucket of its own");
     assert_eq!(pacer.len(), 1);

@@ -5,11 +5,10 @@
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
-use prometheus_client::metrics::counter::Counter;
-
 use super::Quotas;
 use crate::limit::ClientKey;
 use crate::limit::config::{OnExceed, QuotaConfig, QuotaUnit};
+use crate::limit::rate::KeyCap;
 
 fn quotas(amount: u64, per: Duration, cap: usize) -> Quotas {
     let config = QuotaConfig {
@@ -20,7 +19,7 @@ fn quotas(amount: u64, per: Duration, cap: usize) -> Quotas {
     };
     Quotas::new(
         config,
-        (NonZeroUsize::new(cap).expect("cap"), Counter::default()),
+        &KeyCap::detached(NonZeroUsize::new(cap).expect("cap")),
     )
 }
 
@@ -109,7 +108,7 @@ fn charge(
     let charge = super::Charge {
         quotas: Some(std::sync::Arc::new(Quotas::new(
             config,
-            (NonZeroUsize::new(10).expect("cap"), Counter::default()),
+            &KeyCap::detached(NonZeroUsize::new(10).expect("cap")),
         ))),
         service: Some(std::sync::Arc::clone(&service)),
         key: key(1),
