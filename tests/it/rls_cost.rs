@@ -9,12 +9,14 @@ use crate::support::rls::RlsServer;
 use crate::support::{Got, Proxy, Upstream, get_with};
 
 /// Limitador's limits of the cost tests: 1000 hits a minute per client of route `bytes`,
-/// 5000 of route `long`, 400 of route `rows`.
+/// 5000 of route `long`, 10⁹ of route `many`, 400 of route `rows`.
 const COST_LIMITS: &str = r#"[
   {"namespace": "costs", "max_value": 1000, "seconds": 60,
    "conditions": ["descriptors[0].route == 'bytes'"], "variables": ["descriptors[0].client"]},
   {"namespace": "costs", "max_value": 5000, "seconds": 60,
    "conditions": ["descriptors[0].route == 'long'"], "variables": ["descriptors[0].client"]},
+  {"namespace": "costs", "max_value": 1000000000, "seconds": 60,
+   "conditions": ["descriptors[0].route == 'many'"], "variables": ["descriptors[0].client"]},
   {"namespace": "costs", "max_value": 400, "seconds": 60,
    "conditions": ["descriptors[0].route == 'rows'"], "variables": ["descriptors[0].client"]}
 ]"#;
@@ -151,6 +153,61 @@ routes:
     let last = remaining(&get_with(&proxy, "/peek", &[]).await);
     assert_eq!(last, 5000 - 1 - 1200 - (peeks + 2));
     proxy.stop().await;
+}
+
+#[tokio::test]
+async fn many_answers_on_one_http2_connection_are_each_charged_once() {
+    use http_body_util::BodyExt;
+    let rls = RlsServer::start(COST_LIMITS).await;
+    // Each answer: 5 rows of 100 bytes, one every 100 ms, charged every 100 ms.
+    let upstream = Upstream::start(|req| async move {
+        if req.uri().path() != "/many" {
+            return crate::support::json_response("[]");
+        }
+        http::Response::new(crate::support::bodies::slow_rows(
+            5,
+            Duration::from_millis(100),
+            &[b'y'; 100],
+        ))
+    })
+    .await;
+    let yaml = format!(
+        "rate_limit_service: {{address: '{}', domain: costs, timeout: 500ms}}
+upstreams: {{app: {{url: '{{upstream}}'}}}}
+routes:
+  - {{name: many, path: /many, upstream: app, limits: {{store: envoy_rls, cost: {{response: bytes, every: 100ms}}}}}}
+  - name: peek
+    path: /peek
+    upstream: app
+    limits: {{store: envoy_rls, descriptors: [{{key: route, value: 'literal:many'}}, {{key: client}}]}}
+",
+        rls.url()
+    );
+    let proxy = Proxy::start(&yaml, &upstream).await;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build(hyper_util::client::legacy::connect::HttpConnector::new());
+    let one = async |_| {
+        let request = http::Request::get(proxy.url("/many"))
+            .body(crate::support::full(bytes::Bytes::new()))
+            .expect("request");
+        let response = client.request(request).await.expect("an answer");
+        assert_eq!(response.version(), http::Version::HTTP_2);
+        let body = response.into_body().collect().await.expect("body");
+        body.to_bytes().len()
+    };
+    let lengths = futures_util::future::join_all((0..200).map(one)).await;
+    assert!(lengths.iter().all(|&n| n == 500), "{lengths:?}");
+    // 200 requests and their 100,000 bytes, each counted once, and the peeks (a hit each).
+    for peeks in 1..=40 {
+        let left = remaining(&get_with(&proxy, "/peek", &[]).await);
+        if left == 1_000_000_000 - 200 - 200 * 500 - peeks {
+            proxy.stop().await;
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the service never counted each byte exactly once");
 }
 
 #[tokio::test]
