@@ -13,7 +13,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use prometheus_client::metrics::counter::Counter;
 use tokio::time::Instant;
 
 use super::ClientKey;
@@ -36,13 +35,13 @@ pub(crate) struct Quotas {
     config: QuotaConfig,
     levels: Mutex<(HashMap<ClientKey, Level>, Level)>,
     cap: usize,
-    /// Counts uses of the level new keys share at the cap.
-    overflow: Counter,
+    /// Told of uses of the level new keys share at the cap (counted; housekeeping woken).
+    at_cap: super::rate::AtCap,
 }
 
 impl Quotas {
     /// At most `cap.max` keys; uses of the level new keys share past it counted in
-    /// `cap.overflow` (forgotten by the housekeeping timer only).
+    /// `cap.overflow`, and the housekeeping woken to forget full levels.
     pub(crate) fn new(config: QuotaConfig, cap: &super::rate::KeyCap) -> Self {
         let full = Level {
             left: config.amount as f64,
@@ -52,7 +51,7 @@ impl Quotas {
             config,
             levels: Mutex::new((HashMap::new(), full)),
             cap: cap.max.get(),
-            overflow: cap.overflow.clone(),
+            at_cap: super::rate::AtCap::new(cap),
         }
     }
 
@@ -74,7 +73,7 @@ impl Quotas {
         let level = if levels.contains_key(key) || levels.len() < self.cap {
             levels.entry(*key).or_insert(fresh)
         } else {
-            self.overflow.inc();
+            self.at_cap.overflowed();
             overflow
         };
         let elapsed = now.saturating_duration_since(level.at).as_secs_f64();

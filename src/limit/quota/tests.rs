@@ -11,16 +11,21 @@ use crate::limit::config::{OnExceed, QuotaConfig, QuotaUnit};
 use crate::limit::rate::KeyCap;
 
 fn quotas(amount: u64, per: Duration, cap: usize) -> Quotas {
+    capped(
+        amount,
+        per,
+        &KeyCap::detached(NonZeroUsize::new(cap).expect("cap")),
+    )
+}
+
+fn capped(amount: u64, per: Duration, cap: &KeyCap) -> Quotas {
     let config = QuotaConfig {
         amount,
         unit: QuotaUnit::Rows,
         per,
         on_exceed: OnExceed::Finish,
     };
-    Quotas::new(
-        config,
-        &KeyCap::detached(NonZeroUsize::new(cap).expect("cap")),
-    )
+    Quotas::new(config, cap)
 }
 
 fn key(n: u128) -> ClientKey {
@@ -65,13 +70,17 @@ async fn a_cut_ends_the_answer_and_the_level() {
 
 #[tokio::test(start_paused = true)]
 async fn keys_are_bounded_and_full_levels_forgotten() {
-    let q = quotas(10, Duration::from_secs(10), 2);
+    use futures_util::FutureExt as _;
+    let cap = KeyCap::detached(NonZeroUsize::new(2).expect("cap"));
+    let q = capped(10, Duration::from_secs(10), &cap);
     assert_eq!(q.spend(&key(1), 10, false), 10);
     assert_eq!(q.spend(&key(2), 10, false), 10);
-    // At the cap, a new key shares one overflow level: still limited, never unbounded.
+    // At the cap, a new key shares one overflow level: still limited, never unbounded; its
+    // uses are counted and the housekeeping is woken.
     assert_eq!(q.spend(&key(3), 10, false), 10);
     assert!(q.admit(&key(4)).is_err(), "the overflow level is spent");
-    assert_eq!(q.clients(), 2);
+    assert_eq!((q.clients(), cap.overflow.get()), (2, 2));
+    assert!(cap.tidy.notified().now_or_never().is_some(), "woken");
     tokio::time::advance(Duration::from_secs(10)).await;
     q.housekeep();
     assert_eq!(q.clients(), 0, "full again: forgotten, losing nothing");

@@ -52,6 +52,14 @@ pub(crate) struct AtCap {
     born: Instant,
 }
 
+impl CapState {
+    /// A new client was sent to the shared bucket: counted, and a cleaning is due.
+    fn overflowed(&self) {
+        self.full.store(true, Ordering::Relaxed);
+        self.overflow.inc();
+    }
+}
+
 /// What a [`CappedStore`] tells its [`AtCap`].
 #[derive(Debug)]
 struct CapState {
@@ -84,6 +92,13 @@ impl AtCap {
             cap: self.max.get(),
             state: Arc::clone(&self.state),
         }
+    }
+
+    /// For a keyed map of its own (quota levels): a new key was sent to the shared level;
+    /// counted, and the housekeeping woken as for a [`CappedStore`].
+    pub(crate) fn overflowed(&self) {
+        self.state.overflowed();
+        self.tidy_if_due();
     }
 
     /// Wakes the route's housekeeping when a store was full and it was not woken in the last
@@ -139,8 +154,7 @@ impl StateStore for CappedStore {
         if self.map.contains_key(key) || self.map.len() < self.cap {
             return self.map.measure_and_replace(key, f);
         }
-        self.state.full.store(true, Ordering::Relaxed);
-        self.state.overflow.inc();
+        self.state.overflowed();
         self.overflow.measure_and_replace(&NotKeyed::NonKey, f)
     }
 }
