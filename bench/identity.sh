@@ -8,6 +8,10 @@
 # the same `Authorization: Bearer` token on every request. Each pagegate's CPU time per
 # request (user + system, from /proc) and wrk's p50/p99.
 #
+# Then the cache's memory: TOKENS (10000) distinct HS256 tokens of about 1 KiB, each sent a
+# few times, to a pagegate that remembers them all and to one that remembers none; the RSS
+# difference over TOKENS is what one entry costs.
+#
 #   bench/identity.sh                   5 rounds of 5 s
 #   ROUNDS=3 SECONDS_PER=3 bench/identity.sh
 set -euo pipefail
@@ -107,3 +111,50 @@ echo "  RS256, remembered / no limits:              $(ratio rs256_cache none 6) 
 echo "  ES256, every signature checked / no limits: $(ratio es256 none 6)   / local rate: $(ratio es256 local 6)"
 echo "  ES256, remembered / no limits:              $(ratio es256_cache none 6)   / local rate: $(ratio es256_cache local 6)"
 echo "  remembered / checked: RS256 $(ratio rs256_cache rs256 6), ES256 $(ratio es256_cache es256 6)"
+
+# The cache's memory: distinct tokens (HS256, signed by perl's core Digest::SHA), sent by a
+# wrk script that cycles through them.
+TOKENS=${TOKENS:-10000}
+export PAGEGATE_BENCH_SECRET=bench-secret-bench-secret-bench-secret
+perl -MDigest::SHA=hmac_sha256 -MMIME::Base64 -e '
+  sub b64 { my $s = encode_base64($_[0], ""); $s =~ tr{+/}{-_}; $s =~ s/=+$//; $s }
+  my ($n, $exp, $pad) = ($ARGV[0], time + 86400, "p" x 600);
+  for my $i (1 .. $n) {
+    my $m = b64(q({"alg":"HS256","typ":"JWT"})) . "." .
+      b64(qq({"iss":"bench","aud":"bench","sub":"client-$i","exp":$exp,"scope":"$pad"}));
+    print "$m." . b64(hmac_sha256($m, $ENV{PAGEGATE_BENCH_SECRET})) . "\n";
+  }' "$TOKENS" >"$RUN/tokens.txt"
+cat >"$RUN/tokens.lua" <<'LUA'
+local tokens = {}
+for line in io.lines(os.getenv("TOKENS_FILE")) do tokens[#tokens + 1] = line end
+local i = 0
+request = function()
+  i = i % #tokens + 1
+  return wrk.format("GET", "/", { ["Authorization"] = "Bearer " .. tokens[i] })
+end
+LUA
+memory_conf() { # $1 port, $2 token_cache
+  {
+    echo "listen: 127.0.0.1:$1"
+    echo "access_log: false"
+    echo "identities: {hs: {algorithms: [HS256], issuer: bench, audience: bench, secret_env: PAGEGATE_BENCH_SECRET, token_cache: $2}}"
+    echo "upstreams: {be: {url: 'http://127.0.0.1:19001', pool_max_idle: 64}}"
+    echo "default: {action: pass, upstream: be, limits: {key: {jwt: hs, claim: sub}, $RATE}}"
+  } >"$RUN/pagegate-$1.yaml"
+}
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+declare -A MEM
+for cache in 0 "$TOKENS"; do
+  port=$((19057 + (cache > 0)))
+  memory_conf "$port" "$cache"
+  "$BIN" run --config "$RUN/pagegate-$port.yaml" --workers 1 >"$RUN/logs/memory-$cache.log" 2>&1 &
+  PIDS+=($!)
+  pid=$!
+  for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
+  TOKENS_FILE="$RUN/tokens.txt" wrk -t1 -c8 -d"$((TOKENS / 2000 + 2))s" -s "$RUN/tokens.lua" "http://127.0.0.1:$port/" >"$RUN/logs/memory-wrk-$cache.log"
+  MEM[$cache]=$(rss_kib "$pid")
+done
+echo
+echo "token cache memory: $TOKENS distinct tokens of $(head -1 "$RUN/tokens.txt" | wc -c) bytes:" \
+  "RSS $((MEM[$TOKENS] / 1024)) MiB remembered, $((MEM[0] / 1024)) MiB not;" \
+  "about $(((MEM[$TOKENS] - MEM[0]) * 1024 / TOKENS)) bytes an entry"
