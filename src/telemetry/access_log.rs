@@ -10,16 +10,15 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, StatusCode, Uri};
-use http_body::{Body as HttpBody, Frame, SizeHint};
+use http_body::Body as HttpBody;
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
 use tower::{Layer, Service};
 
 use super::{RouteMetrics, TraceCx, Traces};
 use crate::client_addr::ClientAddr;
-use crate::{Body, BoxError, Request, Response};
+use crate::{Request, Response};
 
 /// The request id header: kept when the client (or a proxy in front) sent a sane one, generated
 /// otherwise; forwarded to the backend and returned to the client.
@@ -219,12 +218,9 @@ where
                 outcome,
             })
         });
-        Poll::Ready(Ok(response.map(|inner| LoggedBody {
-            inner,
-            measure,
-            entry,
-            span,
-        })))
+        Poll::Ready(Ok(
+            response.map(|inner| LoggedBody::new(inner, measure, entry, span))
+        ))
     }
 }
 
@@ -277,113 +273,12 @@ impl Entry {
     }
 }
 
-/// What the route's metrics keep of a response until its body ends: the duration and bytes.
-#[derive(Debug)]
-struct Measure {
-    route: Arc<RouteMetrics>,
-    status: StatusCode,
-    start: Instant,
-    bytes: u64,
-}
-
-/// The response body as sent to the client: counts bytes, and when the body ends, fails, or is
-/// dropped unfinished, records its duration and writes the log entry.
-#[derive(Debug)]
-pub struct LoggedBody {
-    inner: Body,
-    measure: Option<Measure>,
-    /// Boxed: a request that is not logged carries one pointer, not the whole entry.
-    entry: Option<Box<Entry>>,
-    /// The server span, ended with the body.
-    span: Option<Box<SpanEnd>>,
-}
-
-/// What the server span records when the body ends.
-#[derive(Debug)]
-struct SpanEnd {
-    cx: TraceCx,
-    status: StatusCode,
-    route: Option<Arc<RouteMetrics>>,
-    outcome: Outcome,
-}
-
-impl LoggedBody {
-    fn finish(&mut self, outcome: Option<Outcome>) {
-        if let Some(m) = self.measure.take() {
-            m.route.finished(m.status, m.start.elapsed(), m.bytes);
-        }
-        if let Some(entry) = self.entry.take() {
-            entry.write(outcome.unwrap_or(entry.outcome));
-        }
-        if let Some(span) = self.span.take() {
-            let route = span.route.as_ref().map_or("-", |r| r.name());
-            let outcome = outcome.unwrap_or(span.outcome);
-            span.cx.answered(route, Some(span.status), outcome.as_str());
-        }
-    }
-}
-
-impl HttpBody for LoggedBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    let len = data.len() as u64;
-                    if let Some(measure) = self.measure.as_mut() {
-                        measure.bytes += len;
-                    }
-                    if let Some(entry) = self.entry.as_mut() {
-                        entry.bytes += len;
-                    }
-                }
-                if self.inner.is_end_stream() {
-                    self.finish(None);
-                }
-            }
-            Poll::Ready(Some(Err(e))) => {
-                let cut = crate::body::Truncation::is_cause(e.as_ref());
-                self.finish(Some(if cut {
-                    Outcome::Truncated
-                } else {
-                    Outcome::Aborted
-                }));
-            }
-            Poll::Ready(None) => self.finish(None),
-            Poll::Pending => {}
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-impl Drop for LoggedBody {
-    fn drop(&mut self) {
-        let ended = self.inner.is_end_stream()
-            || self
-                .entry
-                .as_ref()
-                .is_some_and(|e| e.bodiless() || e.expected == Some(e.bytes));
-        self.finish((!ended).then_some(Outcome::ClientClosed));
-    }
-}
-
+mod body;
 mod outcome;
 mod request_id;
 
+use body::LoggedBody;
+use body::{Measure, SpanEnd};
 pub use outcome::Outcome;
 use request_id::request_id;
 

@@ -38,3 +38,40 @@ fn generated_ids_are_distinct_hex() {
         "one prefix per process"
     );
 }
+
+#[test]
+fn a_body_error_is_held_for_one_poll_so_the_server_flushes_first() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::{Context, Poll, Wake, Waker};
+
+    use bytes::Bytes;
+    use http_body::{Body as _, Frame};
+    use http_body_util::BodyExt as _;
+
+    struct Wakes(AtomicUsize);
+    impl Wake for Wakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    let frames = futures_util::stream::iter([
+        Ok(Frame::data(Bytes::from_static(b"abc"))),
+        Err(crate::BoxError::from("the backend reset")),
+    ]);
+    let body = http_body_util::StreamBody::new(frames).boxed();
+    let mut logged = std::pin::pin!(LoggedBody::new(body, None, None, None));
+    let wakes = Arc::new(Wakes(AtomicUsize::new(0)));
+    let waker = Waker::from(Arc::clone(&wakes));
+    let mut cx = Context::from_waker(&waker);
+    let Poll::Ready(Some(Ok(frame))) = logged.as_mut().poll_frame(&mut cx) else {
+        panic!("the data first");
+    };
+    assert_eq!(frame.into_data().ok().as_deref(), Some(&b"abc"[..]));
+    // The error: first a poll that lets the server flush, waking the body at once.
+    assert!(logged.as_mut().poll_frame(&mut cx).is_pending());
+    assert_eq!(wakes.0.load(Ordering::Relaxed), 1);
+    let Poll::Ready(Some(Err(error))) = logged.as_mut().poll_frame(&mut cx) else {
+        panic!("then the error");
+    };
+    assert_eq!(error.to_string(), "the backend reset");
+}
