@@ -151,10 +151,12 @@ for cache in 0 "$TOKENS"; do
   PIDS+=($!)
   pid=$!
   for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
+  curl -fsS -o /dev/null -H "Authorization: Bearer $(head -1 "$RUN/tokens.txt")" "http://127.0.0.1:$port/" ||
+    { echo "the memory run's tokens are refused" >&2; exit 1; }
   TOKENS_FILE="$RUN/tokens.txt" wrk -t1 -c8 -d"$((TOKENS / 2000 + 2))s" -s "$RUN/tokens.lua" "http://127.0.0.1:$port/" >"$RUN/logs/memory-wrk-$cache.log"
   MEM[$cache]=$(rss_kib "$pid")
 done
 echo
-echo "token cache memory: $TOKENS distinct tokens of $(head -1 "$RUN/tokens.txt" | wc -c) bytes:" \
+echo "token cache memory: $TOKENS distinct tokens of $(head -1 "$RUN/tokens.txt" | tr -d '\n' | wc -c) bytes:" \
   "RSS $((MEM[$TOKENS] / 1024)) MiB remembered, $((MEM[0] / 1024)) MiB not;" \
   "about $(((MEM[$TOKENS] - MEM[0]) * 1024 / TOKENS)) bytes an entry"

@@ -171,25 +171,24 @@ fn used<'a>(config: &LimitsConfig, stores: Stores<'a>) -> Stores<'a> {
 }
 
 /// Forgets full buckets every [`HOUSEKEEPING`] while the limiters are alive.
-pub(super) async fn housekeeping(limits: Weak<Limits>, tidy: Arc<tokio::sync::Notify>) {
+pub(super) async fn housekeeping(limits: Weak<Limits>, tidy: Arc<super::rate::Tidy>) {
     let mut tick = tokio::time::interval(HOUSEKEEPING);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
     loop {
         // Every HOUSEKEEPING, or sooner when a keyed map is at its cap (at most once a second).
         tokio::select! {
             _ = tick.tick() => {}
-            () = tidy.notified() => {}
+            () = tidy.notify.notified() => {}
         }
         let Some(limits) = limits.upgrade() else {
             return;
         };
         // A pass walks every key (up to `max_clients` of each map): on a blocking thread, so
         // the runtime's workers serve requests meanwhile.
-        if tokio::task::spawn_blocking(move || limits.housekeep())
-            .await
-            .is_err()
-        {
-            return;
+        if let Err(error) = tokio::task::spawn_blocking(move || limits.housekeep()).await {
+            // A pass that failed is tried again at the next tick or wake.
+            tracing::error!(%error, "limits housekeeping failed");
         }
     }
 }

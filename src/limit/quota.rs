@@ -73,7 +73,7 @@ impl Quotas {
         let level = if levels.contains_key(key) || levels.len() < self.cap {
             levels.entry(*key).or_insert(fresh)
         } else {
-            self.at_cap.overflowed();
+            self.at_cap.counted();
             overflow
         };
         let elapsed = now.saturating_duration_since(level.at).as_secs_f64();

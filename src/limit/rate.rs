@@ -19,7 +19,7 @@ use crate::limit::config::Rate;
 
 mod capped;
 
-pub(crate) use capped::{AtCap, CappedStore, KeyCap};
+pub(crate) use capped::{AtCap, CappedStore, KeyCap, Tidy};
 
 type Keyed<C> = RateLimiter<ClientKey, CappedStore, C, StateInformationMiddleware>;
 type Direct<C> = RateLimiter<NotKeyed, InMemoryState, C, StateInformationMiddleware>;

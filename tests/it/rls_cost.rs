@@ -172,7 +172,7 @@ async fn many_answers_on_one_http2_connection_are_each_charged_once() {
     })
     .await;
     let yaml = format!(
-        "rate_limit_service: {{address: '{}', domain: costs, timeout: 500ms}}
+        "rate_limit_service: {{address: '{}', domain: costs, timeout: 2s}}
 upstreams: {{app: {{url: '{{upstream}}'}}}}
 routes:
   - {{name: many, path: /many, upstream: app, limits: {{store: envoy_rls, cost: {{response: bytes, every: 100ms}}}}}}

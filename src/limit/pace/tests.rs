@@ -146,7 +146,7 @@ async fn at_the_cap_a_new_key_wakes_the_housekeeping_at_most_once_a_second() {
     };
     let cap = KeyCap::detached(NonZeroUsize::new(2).expect("n"));
     let pacer = Pacer::new(pace, &cap);
-    let woken = || cap.tidy.notified().now_or_never().is_some();
+    let woken = || cap.tidy.notify.notified().now_or_never().is_some();
     let (n, key) = (|n| NonZeroU32::new(n).expect("n"), |k| ClientKey(k, k, 0));
     assert_eq!(pacer.spend(&key(0), n(1000)), None);
     assert_eq!(pacer.spend(&key(1), n(1000)), None);

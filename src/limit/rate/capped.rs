@@ -23,7 +23,26 @@ use crate::limit::ClientKey;
 pub(crate) struct KeyCap {
     pub(crate) max: NonZeroUsize,
     pub(crate) overflow: Counter,
-    pub(crate) tidy: Arc<Notify>,
+    pub(crate) tidy: Arc<Tidy>,
+}
+
+/// The route's housekeeping call: woken at most once a second for all its keyed maps.
+#[derive(Debug)]
+pub(crate) struct Tidy {
+    pub(crate) notify: Notify,
+    /// Milliseconds after `born`, plus a second, of the last wake (the first may come at once).
+    woken: AtomicU64,
+    born: Instant,
+}
+
+impl Default for Tidy {
+    fn default() -> Self {
+        Self {
+            notify: Notify::new(),
+            woken: AtomicU64::new(0),
+            born: Instant::now(),
+        }
+    }
 }
 
 impl KeyCap {
@@ -45,11 +64,7 @@ impl KeyCap {
 pub(crate) struct AtCap {
     state: Arc<CapState>,
     max: NonZeroUsize,
-    tidy: Arc<Notify>,
-    /// Milliseconds after `born`, plus a second, of the last cleaning (at most one a second;
-    /// the first may come at once).
-    cleaned: AtomicU64,
-    born: Instant,
+    tidy: Arc<Tidy>,
 }
 
 impl CapState {
@@ -79,8 +94,6 @@ impl AtCap {
             }),
             max: cap.max,
             tidy: Arc::clone(&cap.tidy),
-            cleaned: AtomicU64::new(0),
-            born: Instant::now(),
         }
     }
 
@@ -95,17 +108,17 @@ impl AtCap {
     }
 
     /// For a keyed map of its own (quota levels): a new key was sent to the shared level;
-    /// counted, and the housekeeping woken as for a [`CappedStore`].
-    pub(crate) fn overflowed(&self) {
-        self.state.overflowed();
-        self.tidy_if_due();
+    /// counted. Not woken: a quota pass holds the one lock every answer's charge takes, so
+    /// its levels wait for the 10 s timer (or a pass another map woke).
+    pub(crate) fn counted(&self) {
+        self.state.overflow.inc();
     }
 
     /// Wakes the route's housekeeping when a store was full and it was not woken in the last
     /// second for that.
     pub(crate) fn tidy_if_due(&self) {
         if self.due() {
-            self.tidy.notify_one();
+            self.tidy.notify.notify_one();
         }
     }
 
@@ -115,13 +128,14 @@ impl AtCap {
         if !self.state.full.load(Ordering::Relaxed) {
             return false;
         }
-        let now = u64::try_from(self.born.elapsed().as_millis())
+        let tidy = &self.tidy;
+        let now = u64::try_from(tidy.born.elapsed().as_millis())
             .unwrap_or(u64::MAX)
             .saturating_add(1000);
-        let last = self.cleaned.load(Ordering::Relaxed);
+        let last = tidy.woken.load(Ordering::Relaxed);
         if now.saturating_sub(last) < 1000
-            || self
-                .cleaned
+            || tidy
+                .woken
                 .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
                 .is_err()
         {
