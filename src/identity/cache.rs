@@ -6,7 +6,7 @@
 //! JWKS that changed) is verified again. Tokens over [`MAX_CACHED_TOKEN`] bytes are not kept.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use super::config::MAX_CACHED_TOKEN;
 use super::keys::KeySet;
@@ -52,7 +52,8 @@ impl TokenCache {
         let hit = self.entries.get(token)?;
         let same_keys = current.is_some_and(|set| Arc::ptr_eq(set, &hit.set));
         // As jsonwebtoken checks it: expired when `exp` is before now less the leeway.
-        if same_keys && hit.exp.saturating_add(self.leeway) >= now() {
+        if same_keys && hit.exp.saturating_add(self.leeway) >= jsonwebtoken::get_current_timestamp()
+        {
             return Some(hit.claims);
         }
         // Only this stale entry: another request may have put a fresh one meanwhile.
@@ -84,11 +85,4 @@ impl TokenCache {
     pub(super) fn len(&self) -> usize {
         self.entries.len()
     }
-}
-
-/// Seconds since the epoch, as jsonwebtoken reads the clock.
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }

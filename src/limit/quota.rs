@@ -35,13 +35,14 @@ pub(crate) struct Quotas {
     config: QuotaConfig,
     levels: Mutex<(HashMap<ClientKey, Level>, Level)>,
     cap: usize,
-    /// Told of uses of the level new keys share at the cap (counted; housekeeping woken).
-    at_cap: super::rate::AtCap,
+    /// Counts uses of the level new keys share at the cap.
+    overflow: prometheus_client::metrics::counter::Counter,
 }
 
 impl Quotas {
     /// At most `cap.max` keys; uses of the level new keys share past it counted in
-    /// `cap.overflow`, and the housekeeping woken to forget full levels.
+    /// `cap.overflow` (full levels are forgotten by the housekeeping timer: a pass holds the
+    /// one lock every charge takes, so a newcomer does not wake it).
     pub(crate) fn new(config: QuotaConfig, cap: &super::rate::KeyCap) -> Self {
         let full = Level {
             left: config.amount as f64,
@@ -51,7 +52,7 @@ impl Quotas {
             config,
             levels: Mutex::new((HashMap::new(), full)),
             cap: cap.max.get(),
-            at_cap: super::rate::AtCap::new(cap),
+            overflow: cap.overflow.clone(),
         }
     }
 
@@ -73,7 +74,7 @@ impl Quotas {
         let level = if levels.contains_key(key) || levels.len() < self.cap {
             levels.entry(*key).or_insert(fresh)
         } else {
-            self.at_cap.counted();
+            self.overflow.inc();
             overflow
         };
         let elapsed = now.saturating_duration_since(level.at).as_secs_f64();

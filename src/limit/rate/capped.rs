@@ -107,13 +107,6 @@ impl AtCap {
         }
     }
 
-    /// For a keyed map of its own (quota levels): a new key was sent to the shared level;
-    /// counted. Not woken: a quota pass holds the one lock every answer's charge takes, so
-    /// its levels wait for the 10 s timer (or a pass another map woke).
-    pub(crate) fn counted(&self) {
-        self.state.overflow.inc();
-    }
-
     /// Wakes the route's housekeeping when a store was full and it was not woken in the last
     /// second for that.
     pub(crate) fn tidy_if_due(&self) {
