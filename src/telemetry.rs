@@ -15,6 +15,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 mod access_log;
+mod identity;
 mod latency;
 mod lifecycle;
 mod live;
@@ -26,6 +27,8 @@ mod traces;
 
 pub(crate) use access_log::AccessLog;
 pub use access_log::{AccessLogLayer, Outcome, REQUEST_ID};
+use identity::Identities;
+pub(crate) use identity::IdentityCounters;
 use latency::Latency;
 pub(crate) use latency::{TunnelOpen, UpstreamMetrics};
 pub(crate) use lifecycle::Lifecycle;
@@ -109,6 +112,8 @@ pub struct Metrics {
     latency: Latency,
     /// What is open right now, read at each scrape.
     pub(crate) live: Live,
+    /// Tokens and key fetches.
+    identities: Identities,
 }
 
 impl Default for Metrics {
@@ -169,7 +174,9 @@ impl Default for Metrics {
         let lifecycle = Lifecycle::new(registry);
         let latency = Latency::new(registry);
         let live = Live::new(registry);
+        let identities = Identities::new(registry);
         Self {
+            identities,
             registry: root,
             lifecycle,
             latency,
@@ -247,6 +254,11 @@ impl Metrics {
                 route: route.to_owned(),
             })
             .clone()
+    }
+
+    /// The counters of identity `name`.
+    pub(crate) fn identity(&self, name: &str) -> IdentityCounters {
+        self.identities.counters(name)
     }
 
     /// The OpenMetrics text exposition.

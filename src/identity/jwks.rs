@@ -19,6 +19,7 @@ use tokio::time::Instant;
 
 use super::config::JwksUrl;
 use super::keys::{KeySet, MAX_JWKS_BYTES};
+use crate::telemetry::IdentityCounters;
 
 /// How long one fetch (connect, answer, body) may take.
 pub(crate) const JWKS_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -40,6 +41,8 @@ pub(crate) struct Jwks {
     last: std::sync::Mutex<Option<Instant>>,
     /// Bumped when a fetch ends, well or not.
     fetched: tokio::sync::watch::Sender<u64>,
+    /// Fetches by outcome.
+    counters: IdentityCounters,
     /// The refresh task, aborted when the set is dropped.
     task: std::sync::OnceLock<tokio::task::AbortHandle>,
 }
@@ -64,7 +67,11 @@ impl std::fmt::Debug for Jwks {
 impl Jwks {
     /// The set of `settings`, fetched now and every `refresh` by a task that ends when the
     /// set is dropped. `Err` says why its TLS cannot be set up.
-    pub(crate) fn start(identity: &str, settings: &JwksUrl) -> Result<Arc<Self>, String> {
+    pub(crate) fn start(
+        identity: &str,
+        settings: &JwksUrl,
+        counters: IdentityCounters,
+    ) -> Result<Arc<Self>, String> {
         let mut tcp = HttpConnector::new();
         tcp.set_connect_timeout(Some(JWKS_FETCH_TIMEOUT));
         let connector = crate::upstream::https(tcp, Some(&settings.tls), false)?;
@@ -80,6 +87,7 @@ impl Jwks {
             body: std::sync::Mutex::default(),
             last: std::sync::Mutex::new(None),
             fetched: tokio::sync::watch::Sender::new(0),
+            counters,
             task: std::sync::OnceLock::new(),
         });
         let task = tokio::spawn(refresh(Arc::downgrade(&jwks), settings.refresh));
@@ -141,6 +149,9 @@ impl Jwks {
                 if *last != Some(body) || self.set.load().is_none() {
                     self.set.store(Some(Arc::new(set)));
                     *last = Some(body);
+                    self.counters.fetch_changed.inc();
+                } else {
+                    self.counters.fetch_unchanged.inc();
                 }
             }
             Ok(Err(why)) => self.failed(&why),
@@ -149,6 +160,7 @@ impl Jwks {
     }
 
     fn failed(&self, why: &str) {
+        self.counters.fetch_failed.inc();
         let kept = if self.set.load().is_some() {
             "the last good set is kept"
         } else {

@@ -13,6 +13,7 @@ use serde_json::json;
 use super::config::{IdentityConfig, KeySource, ReadKeys};
 use super::verify::token;
 use super::{KeySet, TokenError, Verifier};
+use crate::telemetry::IdentityCounters;
 
 const RSA_PRIVATE: &str = include_str!("../../tests/it/support/jwt_rsa.pem");
 
@@ -88,7 +89,7 @@ fn remembering(algorithms: Vec<Algorithm>, set: KeySet, token_cache: usize) -> V
         }),
         token_cache,
     };
-    Verifier::new(Arc::new(config), None).expect("verifier")
+    Verifier::new(Arc::new(config), None, IdentityCounters::default()).expect("verifier")
 }
 
 #[test]

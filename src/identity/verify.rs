@@ -13,6 +13,7 @@ use super::cache::TokenCache;
 use super::config::{IdentityConfig, KeySource};
 use super::jwks::Jwks;
 use super::keys::KeySet;
+use crate::telemetry::IdentityCounters;
 
 /// A verified token's claims.
 pub(crate) type Claims = Arc<Map<String, Value>>;
@@ -47,6 +48,8 @@ pub(crate) struct Verifier {
     validations: Vec<(Algorithm, Validation)>,
     /// Tokens verified already (`token_cache`).
     cache: Option<TokenCache>,
+    /// Each token's outcome.
+    counters: IdentityCounters,
 }
 
 impl Verifier {
@@ -58,6 +61,7 @@ impl Verifier {
     pub(crate) fn new(
         config: Arc<IdentityConfig>,
         previous: Option<&Verifier>,
+        counters: IdentityCounters,
     ) -> Result<Self, String> {
         super::crypto::install().map_err(str::to_owned)?;
         let kept = |url: &super::config::JwksUrl| match previous.map(|p| &p.keys) {
@@ -68,7 +72,7 @@ impl Verifier {
             KeySource::Read(read) => Keys::Read(Arc::clone(&read.set)),
             KeySource::Url(url) => match kept(url) {
                 Some(jwks) => Keys::Fetched(jwks),
-                None => Keys::Fetched(Jwks::start(&config.name, url)?),
+                None => Keys::Fetched(Jwks::start(&config.name, url, counters.clone())?),
             },
         };
         let validations = config
@@ -89,6 +93,7 @@ impl Verifier {
             config,
             keys,
             validations,
+            counters,
         })
     }
 
@@ -116,14 +121,30 @@ impl Verifier {
         token(headers, &self.config.header).map(str::to_owned)
     }
 
-    /// The claims of a request's token ([`Verifier::token`]).
+    /// The claims of a request's token ([`Verifier::token`]), its outcome counted.
     pub(crate) async fn verify(&self, token: Option<&str>) -> Result<Claims, TokenError> {
-        let token = token.ok_or(TokenError::Missing)?;
+        let Some(token) = token else {
+            self.counters.missing.inc();
+            return Err(TokenError::Missing);
+        };
         if let Some(cache) = &self.cache
             && let Some(claims) = cache.get(token, self.current_keys().as_ref())
         {
+            self.counters.remembered.inc();
             return Ok(claims);
         }
+        let checked = self.check(token).await;
+        match &checked {
+            Ok(_) => &self.counters.verified,
+            Err(TokenError::KeysUnavailable) => &self.counters.keys_unavailable,
+            Err(_) => &self.counters.refused,
+        }
+        .inc();
+        checked
+    }
+
+    /// The claims of a token the cache does not hold: its signature and claims checked.
+    async fn check(&self, token: &str) -> Result<Claims, TokenError> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| TokenError::Invalid("not a JWS compact token"))?;
         let (alg, validation) = self

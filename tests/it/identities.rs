@@ -18,10 +18,11 @@ async fn bearer(proxy: &Proxy, path: &str, token: &str) -> Got {
 }
 
 /// The YAML of identity `api` (with `keys` and `algorithms`) and a route `/orders` limited to
-/// 2 a minute per `key`.
+/// 2 a minute per `key`, with an admin listener for its metrics.
 fn yaml(keys: &str, algorithms: &str, key: &str) -> String {
     format!(
-        "identities:
+        "admin: {{listen: 127.0.0.1:0}}
+identities:
   api: {{algorithms: {algorithms}, issuer: 'https://issuer.test/', audience: orders, {keys}}}
 upstreams: {{app: {{url: '{{upstream}}'}}}}
 routes:
@@ -268,6 +269,49 @@ async fn a_remembered_token_is_verified_again_once_its_key_left_the_set() {
         &bearer(&proxy, "/orders", &by_first).await,
         "invalid-token",
         r#"Bearer error="invalid_token""#,
+    );
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_jwks_url_fetched_again_unchanged_keeps_the_remembered_tokens() {
+    let upstream = Upstream::json("[]").await;
+    let dir = crate::support::scratch_dir("identity-jwks-same");
+    let ca = Ca::new("jwks test CA");
+    let ca_file = ca.write(&dir, "ca");
+    let server_identity = ca.issue(&["localhost"], &dir, "jwks");
+    let signer = Signer::es256();
+    let jwks = JwksServer::start(&server_identity, json!({"keys": [signer.jwk("k1")]})).await;
+    let keys = format!(
+        "jwks_url: '{}', jwks_min_refresh: 1s, jwks_refresh: 1h, token_cache: 100, tls: {{ca_file: '{}'}}",
+        jwks.url(),
+        ca_file.display()
+    );
+    let proxy = Proxy::start(&yaml(&keys, "[ES256]", "{jwt: api, claim: sub}"), &upstream).await;
+    let token = signer.sign(Some("k1"), &claims(&json!({"sub": "a"})));
+    assert_eq!(once_fetched(&proxy, &token).await.status, 200);
+    assert_eq!(bearer(&proxy, "/orders", &token).await.status, 200);
+    // A made-up kid has the set fetched again; the issuer's body has not changed.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let made_up = signer.sign(Some("k9"), &claims(&json!({"sub": "b"})));
+    assert_eq!(bearer(&proxy, "/orders", &made_up).await.status, 401);
+    assert_eq!(jwks.fetches(), 2);
+    // The same set is kept, so the token is still remembered, not verified again (and past
+    // the gate, its third request meets the rate of two).
+    assert_eq!(bearer(&proxy, "/orders", &token).await.status, 429);
+    let series = |kind: &str, outcome: &str, n: u32| {
+        format!("pagegate_{kind}_total{{identity=\"api\",outcome=\"{outcome}\"}} {n}\n")
+    };
+    crate::support::assert_metrics(
+        &proxy.metrics_text().await,
+        &[
+            &series("identity_tokens", "verified", 1),
+            &series("identity_tokens", "remembered", 2),
+            &series("identity_tokens", "refused", 1),
+            &series("jwks_fetches", "changed", 1),
+            &series("jwks_fetches", "unchanged", 1),
+            &series("jwks_fetches", "failed", 0),
+        ],
     );
     proxy.stop().await;
 }

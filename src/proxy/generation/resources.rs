@@ -100,7 +100,11 @@ impl<'a> Resources<'a> {
             let verifier = reuse(
                 old,
                 |v| v.config() == settings,
-                || Verifier::new(Arc::clone(settings), old.map(AsRef::as_ref)).map(Arc::new),
+                || {
+                    let counters = metrics.identity(name);
+                    Verifier::new(Arc::clone(settings), old.map(AsRef::as_ref), counters)
+                        .map(Arc::new)
+                },
             )
             .map_err(|reason| BuildError::Identity {
                 identity: name.clone(),
