@@ -6,16 +6,17 @@
 
 use std::num::NonZeroUsize;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use governor::nanos::Nanos;
 use governor::state::keyed::{DashMapStateStore, ShrinkableKeyedStateStore};
 use governor::state::{InMemoryState, NotKeyed, StateStore};
 use prometheus_client::metrics::counter::Counter;
 use tokio::sync::Notify;
-use tokio::time::Instant;
 
 use crate::limit::ClientKey;
+use crate::sync::Interval;
 
 /// A route's `max_clients` and what happens at it: uses of the shared bucket counted in
 /// `overflow`, and the route's housekeeping woken through `tidy`.
@@ -30,17 +31,15 @@ pub(crate) struct KeyCap {
 #[derive(Debug)]
 pub(crate) struct Tidy {
     pub(crate) notify: Notify,
-    /// Milliseconds after `born`, plus a second, of the last wake (the first may come at once).
-    woken: AtomicU64,
-    born: Instant,
+    /// Once a second (the first may come at once).
+    wake: Interval,
 }
 
 impl Default for Tidy {
     fn default() -> Self {
         Self {
             notify: Notify::new(),
-            woken: AtomicU64::new(0),
-            born: Instant::now(),
+            wake: Interval::new(Duration::from_secs(1), true),
         }
     }
 }
@@ -118,20 +117,7 @@ impl AtCap {
     /// Whether a cleaning is due now: a store was full, and none was asked for in the last
     /// second (the one caller that gets `true` asks).
     fn due(&self) -> bool {
-        if !self.state.full.load(Ordering::Relaxed) {
-            return false;
-        }
-        let tidy = &self.tidy;
-        let now = u64::try_from(tidy.born.elapsed().as_millis())
-            .unwrap_or(u64::MAX)
-            .saturating_add(1000);
-        let last = tidy.woken.load(Ordering::Relaxed);
-        if now.saturating_sub(last) < 1000
-            || tidy
-                .woken
-                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
-                .is_err()
-        {
+        if !self.state.full.load(Ordering::Relaxed) || !self.tidy.wake.pass() {
             return false;
         }
         self.state.full.store(false, Ordering::Relaxed);

@@ -11,10 +11,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use envoy_types::pb::envoy::extensions::common::ratelimit::v3::rate_limit_descriptor::Entry;
-use tokio::time::Instant;
 
 use super::RateLimitService;
 use crate::limit::config::QuotaUnit;
+use crate::sync::Interval;
 
 /// One answer's debt to the service: its descriptor, what it has sent so far and what of it
 /// has been charged.
@@ -26,10 +26,8 @@ pub(crate) struct ServiceCost {
     sent: AtomicU64,
     /// What interim charges have taken (only grows: `fetch_max`).
     charged: AtomicU64,
-    /// When the answer started, and the milliseconds after it of the next interim charge.
-    started: Instant,
-    every_ms: u64,
-    next_ms: AtomicU64,
+    /// When the next interim charge is due (`every` after the last).
+    interim: Interval,
     /// An interim charge is on its way: the next due one waits (its units go with the one
     /// after, or at the end), so a slow service meets at most one a stream and the last.
     in_flight: Arc<AtomicBool>,
@@ -51,16 +49,13 @@ impl ServiceCost {
         unit: QuotaUnit,
         every: Duration,
     ) -> Self {
-        let every_ms = u64::try_from(every.as_millis()).unwrap_or(u64::MAX).max(1);
         Self {
             rls,
             entries,
             unit,
             sent: AtomicU64::new(0),
             charged: AtomicU64::new(0),
-            started: Instant::now(),
-            every_ms,
-            next_ms: AtomicU64::new(every_ms),
+            interim: Interval::new(every, false),
             in_flight: Arc::default(),
         }
     }
@@ -74,19 +69,8 @@ impl ServiceCost {
     /// One clock read a chunk or frame.
     pub(crate) fn add(&self, n: u64) {
         self.sent.fetch_add(n, Ordering::Relaxed);
-        let at = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let due = self.next_ms.load(Ordering::Relaxed);
-        if at < due {
-            return;
-        }
         // One of the frames that find the charge due sends it.
-        let next = at.saturating_add(self.every_ms);
-        if self
-            .next_ms
-            .compare_exchange(due, next, Ordering::Relaxed, Ordering::Relaxed)
-            .is_err()
-            || self.in_flight.swap(true, Ordering::AcqRel)
-        {
+        if !self.interim.pass() || self.in_flight.swap(true, Ordering::AcqRel) {
             return;
         }
         let in_flight = InFlight(Arc::clone(&self.in_flight));
