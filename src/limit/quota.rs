@@ -7,12 +7,14 @@
 //! and what was left of the level goes with it.
 //!
 //! Memory is bounded as the rate limiters' is: at most `max_clients` keys, those whose level
-//! is full again forgotten by housekeeping; while none can be, new keys share one level.
+//! is full again forgotten by housekeeping (woken, as for rates, when a newcomer finds the
+//! cap); while none can be, new keys share one level. The levels are a sharded map, so a
+//! charge locks one shard and a housekeeping pass one shard at a time.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use dashmap::DashMap;
 use tokio::time::Instant;
 
 use super::ClientKey;
@@ -33,16 +35,17 @@ struct Level {
 #[derive(Debug)]
 pub(crate) struct Quotas {
     config: QuotaConfig,
-    levels: Mutex<(HashMap<ClientKey, Level>, Level)>,
+    levels: DashMap<ClientKey, Level>,
+    /// The level new keys share at the cap.
+    overflow: Mutex<Level>,
     cap: usize,
-    /// Counts uses of the level new keys share at the cap.
-    overflow: prometheus_client::metrics::counter::Counter,
+    /// Counts uses of `overflow` and wakes the route's housekeeping.
+    at_cap: super::rate::AtCap,
 }
 
 impl Quotas {
     /// At most `cap.max` keys; uses of the level new keys share past it counted in
-    /// `cap.overflow` (full levels are forgotten by the housekeeping timer: a pass holds the
-    /// one lock every charge takes, so a newcomer does not wake it).
+    /// `cap.overflow`, and each wakes the route's housekeeping (at most once a second).
     pub(crate) fn new(config: QuotaConfig, cap: &super::rate::KeyCap) -> Self {
         let full = Level {
             left: config.amount as f64,
@@ -50,9 +53,10 @@ impl Quotas {
         };
         Self {
             config,
-            levels: Mutex::new((HashMap::new(), full)),
+            levels: DashMap::new(),
+            overflow: Mutex::new(full),
             cap: cap.max.get(),
-            overflow: cap.overflow.clone(),
+            at_cap: super::rate::AtCap::new(cap),
         }
     }
 
@@ -65,22 +69,26 @@ impl Quotas {
     fn with<T>(&self, key: &ClientKey, f: impl FnOnce(&mut f64) -> T) -> T {
         let now = Instant::now();
         let (amount, rate) = (self.config.amount as f64, self.rate());
-        let mut guard = self.levels.lock().unwrap_or_else(PoisonError::into_inner);
-        let (levels, overflow) = &mut *guard;
-        let fresh = Level {
-            left: amount,
-            at: now,
+        let update = |level: &mut Level| {
+            let elapsed = now.saturating_duration_since(level.at).as_secs_f64();
+            level.left = (level.left + elapsed * rate).min(amount);
+            level.at = now;
+            f(&mut level.left)
         };
-        let level = if levels.contains_key(key) || levels.len() < self.cap {
-            levels.entry(*key).or_insert(fresh)
-        } else {
-            self.overflow.inc();
-            overflow
-        };
-        let elapsed = now.saturating_duration_since(level.at).as_secs_f64();
-        level.left = (level.left + elapsed * rate).min(amount);
-        level.at = now;
-        f(&mut level.left)
+        // Held keys and room for more (a race may pass the cap by a key a worker).
+        if let Some(mut level) = self.levels.get_mut(key) {
+            return update(&mut level);
+        }
+        if self.levels.len() < self.cap {
+            let fresh = Level {
+                left: amount,
+                at: now,
+            };
+            return update(&mut self.levels.entry(*key).or_insert(fresh));
+        }
+        self.at_cap.overflowed();
+        self.at_cap.tidy_if_due();
+        update(&mut self.overflow.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// Whether `key` may start an answer: `Err` with when it may again.
@@ -122,21 +130,16 @@ impl Quotas {
     pub(crate) fn housekeep(&self) {
         let now = Instant::now();
         let (amount, rate) = (self.config.amount as f64, self.rate());
-        let mut guard = self.levels.lock().unwrap_or_else(PoisonError::into_inner);
-        guard.0.retain(|_, level| {
+        self.levels.retain(|_, level| {
             let elapsed = now.saturating_duration_since(level.at).as_secs_f64();
             level.left + elapsed * rate < amount
         });
-        guard.0.shrink_to_fit();
+        self.levels.shrink_to_fit();
     }
 
     /// Keys whose level is kept now.
     pub(crate) fn clients(&self) -> usize {
-        self.levels
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .0
-            .len()
+        self.levels.len()
     }
 }
 

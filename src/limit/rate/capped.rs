@@ -106,6 +106,12 @@ impl AtCap {
         }
     }
 
+    /// A new client of a map kept beside the stores (quota levels) went to its shared
+    /// state: counted, and a cleaning is due.
+    pub(crate) fn overflowed(&self) {
+        self.state.overflowed();
+    }
+
     /// Wakes the route's housekeeping when a store was full and it was not woken in the last
     /// second for that.
     pub(crate) fn tidy_if_due(&self) {
