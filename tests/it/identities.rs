@@ -222,6 +222,22 @@ async fn a_reload_reads_the_key_file_again() {
     proxy.stop().await;
 }
 
+/// A JWKS server over HTTPS serving `set`, and the identity keys that fetch it (`jwks_url`
+/// and the `tls` that trusts it).
+async fn jwks_over_https(name: &str, set: serde_json::Value) -> (JwksServer, String) {
+    let dir = crate::support::scratch_dir(name);
+    let ca = Ca::new("jwks test CA");
+    let ca_file = ca.write(&dir, "ca");
+    let server_identity = ca.issue(&["localhost"], &dir, "jwks");
+    let jwks = JwksServer::start(&server_identity, set).await;
+    let keys = format!(
+        "jwks_url: '{}', tls: {{ca_file: '{}'}}",
+        jwks.url(),
+        ca_file.display()
+    );
+    (jwks, keys)
+}
+
 /// `token`'s answer once the set is fetched: it is fetched when the identity is built, so the
 /// first request may find none yet (503).
 async fn once_fetched(proxy: &Proxy, token: &str) -> Got {
@@ -239,17 +255,10 @@ async fn once_fetched(proxy: &Proxy, token: &str) -> Got {
 #[tokio::test]
 async fn a_remembered_token_is_verified_again_once_its_key_left_the_set() {
     let upstream = Upstream::json("[]").await;
-    let dir = crate::support::scratch_dir("identity-jwks-cache");
-    let ca = Ca::new("jwks test CA");
-    let ca_file = ca.write(&dir, "ca");
-    let server_identity = ca.issue(&["localhost"], &dir, "jwks");
     let (first, second) = (Signer::es256(), Signer::es256());
-    let jwks = JwksServer::start(&server_identity, json!({"keys": [first.jwk("k1")]})).await;
-    let keys = format!(
-        "jwks_url: '{}', jwks_min_refresh: 1s, jwks_refresh: 1h, token_cache: 100, tls: {{ca_file: '{}'}}",
-        jwks.url(),
-        ca_file.display()
-    );
+    let (jwks, at) =
+        jwks_over_https("identity-jwks-cache", json!({"keys": [first.jwk("k1")]})).await;
+    let keys = format!("{at}, jwks_min_refresh: 1s, jwks_refresh: 1h, token_cache: 100");
     let proxy = Proxy::start(&yaml(&keys, "[ES256]", "{jwt: api, claim: sub}"), &upstream).await;
     let by_first = first.sign(Some("k1"), &claims(&json!({"sub": "a"})));
     assert_eq!(once_fetched(&proxy, &by_first).await.status, 200);
@@ -276,17 +285,10 @@ async fn a_remembered_token_is_verified_again_once_its_key_left_the_set() {
 #[tokio::test]
 async fn a_jwks_url_fetched_again_unchanged_keeps_the_remembered_tokens() {
     let upstream = Upstream::json("[]").await;
-    let dir = crate::support::scratch_dir("identity-jwks-same");
-    let ca = Ca::new("jwks test CA");
-    let ca_file = ca.write(&dir, "ca");
-    let server_identity = ca.issue(&["localhost"], &dir, "jwks");
     let signer = Signer::es256();
-    let jwks = JwksServer::start(&server_identity, json!({"keys": [signer.jwk("k1")]})).await;
-    let keys = format!(
-        "jwks_url: '{}', jwks_min_refresh: 1s, jwks_refresh: 1h, token_cache: 100, tls: {{ca_file: '{}'}}",
-        jwks.url(),
-        ca_file.display()
-    );
+    let (jwks, at) =
+        jwks_over_https("identity-jwks-same", json!({"keys": [signer.jwk("k1")]})).await;
+    let keys = format!("{at}, jwks_min_refresh: 1s, jwks_refresh: 1h, token_cache: 100");
     let proxy = Proxy::start(&yaml(&keys, "[ES256]", "{jwt: api, claim: sub}"), &upstream).await;
     let token = signer.sign(Some("k1"), &claims(&json!({"sub": "a"})));
     assert_eq!(once_fetched(&proxy, &token).await.status, 200);
@@ -319,17 +321,9 @@ async fn a_jwks_url_fetched_again_unchanged_keeps_the_remembered_tokens() {
 #[tokio::test]
 async fn a_jwks_url_is_fetched_again_for_an_unknown_kid_at_most_once_per_min_refresh() {
     let upstream = Upstream::json("[]").await;
-    let dir = crate::support::scratch_dir("identity-jwks");
-    let ca = Ca::new("jwks test CA");
-    let ca_file = ca.write(&dir, "ca");
-    let server_identity = ca.issue(&["localhost"], &dir, "jwks");
     let (first, second) = (Signer::es256(), Signer::ed25519());
-    let jwks = JwksServer::start(&server_identity, json!({"keys": [first.jwk("k1")]})).await;
-    let keys = format!(
-        "jwks_url: '{}', jwks_min_refresh: 3s, jwks_refresh: 1h, tls: {{ca_file: '{}'}}",
-        jwks.url(),
-        ca_file.display()
-    );
+    let (jwks, at) = jwks_over_https("identity-jwks", json!({"keys": [first.jwk("k1")]})).await;
+    let keys = format!("{at}, jwks_min_refresh: 3s, jwks_refresh: 1h");
     let proxy = Proxy::start(
         &yaml(&keys, "[ES256, EdDSA]", "{jwt: api, claim: sub}"),
         &upstream,
@@ -372,18 +366,11 @@ async fn a_jwks_url_is_fetched_again_for_an_unknown_kid_at_most_once_per_min_ref
 #[tokio::test]
 async fn a_jwks_url_that_never_answered_gets_503_not_401() {
     let upstream = Upstream::json("[]").await;
-    let dir = crate::support::scratch_dir("identity-jwks-down");
-    let ca = Ca::new("jwks test CA");
-    let ca_file = ca.write(&dir, "ca");
-    let server_identity = ca.issue(&["localhost"], &dir, "jwks");
     let signer = Signer::es256();
-    let jwks = JwksServer::start(&server_identity, json!({"keys": [signer.jwk("k1")]})).await;
+    let (jwks, at) =
+        jwks_over_https("identity-jwks-down", json!({"keys": [signer.jwk("k1")]})).await;
     jwks.fail_with(503);
-    let keys = format!(
-        "jwks_url: '{}', tls: {{ca_file: '{}'}}",
-        jwks.url(),
-        ca_file.display()
-    );
+    let keys = at;
     let proxy = Proxy::start(&yaml(&keys, "[ES256]", "{jwt: api, claim: sub}"), &upstream).await;
     let token = signer.sign(Some("k1"), &claims(&json!({"sub": "a"})));
     let got = bearer(&proxy, "/orders", &token).await;
