@@ -224,8 +224,11 @@ async fn every_metric_the_dashboard_and_the_docs_name_has_samples_after_traffic(
     let dir = scratch_dir("metrics-tls");
     let ca = Ca::new("metrics CA");
     let client = ca.issue(&["pagegate"], &dir, "client");
+    let public_key = dir.join("jwt.pub.pem");
+    std::fs::write(&public_key, crate::support::jwt::RSA_PUBLIC_PEM).expect("key file");
     let yaml = format!(
         "admin: {{listen: 127.0.0.1:0}}
+identities: {{api: {{algorithms: [RS256], issuer: i, audience: a, public_key_file: '{}'}}}}
 cursors: {{keys: [{{id: 1, secret: 0123456789abcdef0123456789abcdef}}]}}
 postgres: {{main: {{url: '{}'}}}}
 upstreams:
@@ -238,7 +241,9 @@ routes:
   - {{name: once, path: /once, upstream: app, limits: {{rate: {{per_client: {{requests: 1, per: 1m}}}}}}}}
   - {{name: db, path: /db, table: {{database: main, name: {t}, columns: [id], key: [id]}}}}
   - {{name: watched, path: /watched, upstream: app, list: {{report_only: true}}}}
+  - {{name: who, path: /who, upstream: app, limits: {{key: {{jwt: api, claim: sub, anonymous: client}}, rate: {{per_client: {{requests: 9, per: 1m}}}}}}}}
 ",
+        public_key.display(),
         pg.url,
         ca.write(&dir, "ca.pem").display(),
         client.cert.display(),
@@ -253,6 +258,7 @@ routes:
         "/db/export",
         "/db?cursor=x!",
         "/watched?limit=100000",
+        "/who",
     ] {
         get(&proxy.url(path)).await;
     }
