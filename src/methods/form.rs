@@ -3,7 +3,9 @@
 //! list handler with a limit pagegate never saw. A form body [`wanted`] is read (up to
 //! [`MAX_FORM_BYTES`]; larger: 413) and refused when it names another standard method;
 //! otherwise it is forwarded as read. Off list paths, a form whose `_method` could reach
-//! another route is scanned as it streams instead, with no size cap (`scan`).
+//! another route is scanned as it streams instead, with no size cap (`scan`), and so is a POST
+//! body with no type on any path (Rack reads it as a form; reading it whole would cap uploads).
+//! What counts as a form is what the laxest backend reads as one (`form_kind`).
 
 use std::future::{Future, Ready, ready};
 use std::pin::Pin;
@@ -36,7 +38,8 @@ pub(crate) struct CheckForm;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ScanForm(pub u16);
 
-/// Whether `req` carries a form body (urlencoded or multipart) still to come.
+/// Whether `req` carries a form body (urlencoded or multipart, or a POST body with no type)
+/// still to come.
 pub(crate) fn has_form(req: &Request) -> bool {
     !http_body::Body::is_end_stream(req.body()) && form_kind(req).is_some()
 }
@@ -45,8 +48,12 @@ pub(crate) fn has_form(req: &Request) -> bool {
 /// Elsewhere forms are not read whole (that would cap every upload at [`MAX_FORM_BYTES`] and
 /// let a slow body hold a slot before any stall timeout runs); where an override could reach
 /// another route they are scanned as they stream ([`ScanForm`], see `scan`).
+/// A POST body with no type is scanned instead, on list paths too: it may be a form to Rack,
+/// but reading it whole would cap every untyped upload.
 pub(crate) fn wanted(req: &Request, at: super::Landing) -> bool {
-    at.list_path && !http_body::Body::is_end_stream(req.body()) && form_kind(req).is_some()
+    at.list_path
+        && !http_body::Body::is_end_stream(req.body())
+        && form_kind(req).is_some_and(|(_, typed)| typed)
 }
 
 /// Reads form bodies on list paths and refuses those that override the method to a read.
@@ -74,14 +81,40 @@ enum Form {
     Multipart,
 }
 
-fn form_kind(req: &Request) -> Option<Form> {
-    let value = req.headers().get(header::CONTENT_TYPE)?.to_str().ok()?;
-    let essence = value.split(';').next()?.trim().to_ascii_lowercase();
-    match essence.as_str() {
-        "application/x-www-form-urlencoded" => Some(Form::UrlEncoded),
-        e if e.starts_with("multipart/") => Some(Form::Multipart),
-        _ => None,
+/// The form `req`'s body is to the laxest backend, and whether its `Content-Type` says so.
+/// Rack parses a POST with no type (or an empty one) as urlencoded; Rack cuts the media type
+/// at `;` or `,`, PHP at those or a space; and of several `Content-Type` fields a server may
+/// keep any: one that reads as a form makes the body a form.
+fn form_kind(req: &Request) -> Option<(Form, bool)> {
+    let untyped = (req.method() == http::Method::POST).then_some((Form::UrlEncoded, false));
+    let mut types = req
+        .headers()
+        .get_all(header::CONTENT_TYPE)
+        .iter()
+        .peekable();
+    if types.peek().is_none() {
+        return untyped;
     }
+    types.find_map(|value| {
+        let value = value.as_bytes().trim_ascii_start();
+        let end = value
+            .iter()
+            .position(|&b| b == b';' || b == b',' || b.is_ascii_whitespace())
+            .unwrap_or(value.len());
+        let essence = &value[..end];
+        if essence.is_empty() {
+            untyped
+        } else if essence.eq_ignore_ascii_case(b"application/x-www-form-urlencoded") {
+            Some((Form::UrlEncoded, true))
+        } else if essence
+            .get(..10)
+            .is_some_and(|head| head.eq_ignore_ascii_case(b"multipart/"))
+        {
+            Some((Form::Multipart, true))
+        } else {
+            None
+        }
+    })
 }
 
 type Checked<F> = Either<F, Ready<Result<Response, BoxError>>>;
@@ -101,13 +134,14 @@ where
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
-        if let (Some(&ScanForm(moves)), Some(kind)) =
+        if let (Some(&ScanForm(moves)), Some((kind, _))) =
             (req.extensions().get::<ScanForm>(), form_kind(&req))
         {
             let req = req.map(|body| Scanned::new(body, Scan::new(kind, moves)).boxed());
             return Either::Left(self.inner.call(req));
         }
-        let (Some(_), Some(kind)) = (req.extensions().get::<CheckForm>(), form_kind(&req)) else {
+        let (Some(_), Some((kind, _))) = (req.extensions().get::<CheckForm>(), form_kind(&req))
+        else {
             return Either::Left(self.inner.call(req));
         };
         let mut inner = self.inner.clone();

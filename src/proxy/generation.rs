@@ -211,11 +211,15 @@ impl Generation {
             at.override_moves =
                 self.table.lookup(&overridden, req.uri().path()).route != found.route;
         }
-        if found.routed_path && !found.list_path && methods::has_form(req) {
-            // Read as the body streams (methods::form): which `_method`s would move it.
+        if found.routed_path && methods::has_form(req) && !methods::form_wanted(req, at) {
+            // Read as the body streams (methods::form): which `_method`s would move it (on a
+            // list path, an untyped POST body: a read too).
             let path = req.uri().path();
+            let read = |m: &http::Method| m == http::Method::GET || m == http::Method::HEAD;
             at.form_moves = methods::moves(|method| {
-                method != req.method() && self.table.lookup(method, path).route != found.route
+                method != req.method()
+                    && (self.table.lookup(method, path).route != found.route
+                        || (found.list_path && read(method)))
             });
         }
         let route = match found.route {

@@ -20,6 +20,14 @@ const HOP_BY_HOP: [HeaderName; 7] = [
     header::UPGRADE,
 ];
 
+/// End-to-end headers a `Connection` header cannot remove: pagegate decided by them.
+const KEPT: [&str; 4] = [
+    crate::telemetry::REQUEST_ID,
+    "content-type",
+    "content-length",
+    "host",
+];
+
 /// Headers that make some frameworks (Rack::MethodOverride, ASP.NET, Express method-override)
 /// run a different method than the one pagegate routed by: `POST /events` with
 /// `X-HTTP-Method-Override: GET` would reach the list handler without a list policy.
@@ -29,15 +37,59 @@ const METHOD_OVERRIDES: [HeaderName; 3] = [
     HeaderName::from_static("x-http-method"),
 ];
 
+/// Names pagegate sets or decides by, besides the hop-by-hop ones and the overrides: a
+/// spelling with `_` for `-` is dropped ([`remove_method_overrides`]).
+const DECIDED: [&str; 11] = [
+    "host",
+    "content-type",
+    "content-length",
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-real-ip",
+    crate::telemetry::REQUEST_ID,
+];
+
 /// Removes method-override headers: pagegate routes by the request method, so the backend
-/// must run that method.
+/// must run that method. So are names that spell one of them, a forwarding header, a
+/// hop-by-hop header or another header pagegate decides by with `_` for `-`: CGI-style servers
+/// (Puma before 6.4.3, Unicorn, Thin, PHP-FPM behind FastCGI, WSGI) turn both `-` and `_` into
+/// `_`, so `X_HTTP_Method_Override: GET` reaches Rack as `HTTP_X_HTTP_METHOD_OVERRIDE`, and
+/// `X_Forwarded_For` may override the address pagegate set. nginx drops every name with `_`
+/// by default (`underscores_in_headers off`); pagegate drops only these, so other names with
+/// `_` (an `api_key`) still pass.
 pub(crate) fn remove_method_overrides(headers: &mut HeaderMap) {
     // One pass over the few names a message has, instead of a hashed lookup per name.
-    if headers.keys().any(|name| METHOD_OVERRIDES.contains(name)) {
-        for name in &METHOD_OVERRIDES {
-            headers.remove(name);
-        }
+    if !headers
+        .keys()
+        .any(|name| METHOD_OVERRIDES.contains(name) || name.as_str().contains('_'))
+    {
+        return;
     }
+    for name in &METHOD_OVERRIDES {
+        headers.remove(name);
+    }
+    let disguised: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| name.as_str().contains('_') && disguises(name.as_str()))
+        .cloned()
+        .collect();
+    for name in disguised {
+        headers.remove(name);
+    }
+}
+
+/// Whether `name` (lower case, with a `_`) reads as a header pagegate controls once `_` is `-`.
+fn disguises(name: &str) -> bool {
+    let dashed = name.replace('_', "-");
+    METHOD_OVERRIDES
+        .iter()
+        .chain(&HOP_BY_HOP)
+        .any(|controlled| controlled.as_str() == dashed)
+        || DECIDED.contains(&dashed.as_str())
 }
 
 /// Removes hop-by-hop headers, including every header the `Connection` header names.
@@ -74,9 +126,11 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        // The request id is pagegate's by now (set or vetted by the access log): a client
-        // cannot make it vanish before the backend by naming it in `Connection`.
-        .filter(|name| name.as_str() != crate::telemetry::REQUEST_ID)
+        // What pagegate decided by stays: the request id is pagegate's by now (set or vetted
+        // by the access log), and the body's type and length are what the form check read (a
+        // `Connection: content-type` would otherwise hide a form from a backend that then
+        // parses the body untyped, as Rack does a POST's).
+        .filter(|name| !KEPT.contains(&name.as_str()))
         .collect();
     for name in named {
         headers.remove(name);

@@ -39,6 +39,7 @@ upstreams: {app: {url: '{upstream}'}}
 routes:
   - {name: export, path: /export, methods: [GET], upstream: app, limits: {rate: {per_client: {requests: 1, per: 1m}}}}
   - {name: posts, path: /posts, upstream: app}
+  - {name: feed, path: /feed, upstream: app, list: {}}
 ";
 
 fn post(
@@ -92,6 +93,36 @@ async fn a_form_override_that_would_reach_another_route_is_refused_mid_stream() 
     }
     // The route's own GET is still served, within its limit.
     assert_eq!(crate::support::get(&proxy.url("/export")).await.status, 200);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn an_untyped_post_to_a_list_route_of_every_method_cannot_read_as_a_get() {
+    // Rack parses a POST body with no `Content-Type` as a form; the list route serves POST
+    // too, so `_method=GET` moves no route but would skip the list policy.
+    let (upstream, bodies) = reading_backend().await;
+    let proxy = Proxy::start(YAML, &upstream).await;
+    let untyped = |body: &'static str| {
+        http::Request::post(proxy.url("/feed"))
+            .body(crate::support::full(body))
+            .expect("request")
+    };
+    let got = crate::support::send(untyped("_method=GET&limit=99999")).await;
+    assert_eq!(
+        got.problem(400)["type"],
+        "urn:pagegate:problem:ambiguous-method"
+    );
+    assert_eq!(
+        crate::support::send(untyped("{\"a\": 1}")).await.status,
+        200
+    );
+    let seen = bodies.lock().expect("lock").clone();
+    assert_eq!(seen.last(), Some(&("POST".into(), "/feed".into(), Some(8))));
+    let refused = &seen[..seen.len() - 1];
+    assert!(
+        refused.iter().all(|(.., read)| read.is_none()),
+        "the refused body never completed on the backend: {seen:?}"
+    );
     proxy.stop().await;
 }
 

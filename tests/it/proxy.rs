@@ -25,13 +25,19 @@ async fn forwards_requests_with_forwarding_headers_and_without_hop_by_hop_ones()
     let upstream = Upstream::json("{}").await;
     let proxy = Proxy::start(PASS, &upstream).await;
     let request = http::Request::get(proxy.url("/things/7?b=2&a=1"))
-        .header("connection", "keep-alive, x-hop")
+        // A type the form check read cannot be removed: untyped, Rack would parse a form.
+        .header("connection", "keep-alive, x-hop, content-type")
+        .header("content-type", "text/plain")
         .header("x-hop", "secret")
         .header("keep-alive", "timeout=5")
         .header("x-end-to-end", "kept")
         .header("x-forwarded-for", "6.6.6.6")
         .header("x-forwarded-host", "evil.example")
         .header("x-http-method-override", "GET")
+        // CGI-style servers (Puma, Unicorn, PHP-FPM) read `_` as `-`.
+        .header("x_http_method_override", "GET")
+        .header("x-forwarded_for", "6.6.6.6")
+        .header("api_key", "kept")
         .body(full(Bytes::new()))
         .expect("request");
     let got = send(request).await;
@@ -39,9 +45,17 @@ async fn forwards_requests_with_forwarding_headers_and_without_hop_by_hop_ones()
     let seen = upstream.last();
     assert_eq!(seen.target, "/things/7?b=2&a=1");
     assert_eq!(seen.headers["x-end-to-end"], "kept");
-    for hop in ["x-hop", "keep-alive", "x-http-method-override"] {
+    for hop in [
+        "x-hop",
+        "keep-alive",
+        "x-http-method-override",
+        "x_http_method_override",
+        "x-forwarded_for",
+    ] {
         assert!(!seen.headers.contains_key(hop), "{hop} was forwarded");
     }
+    assert_eq!(seen.headers["api_key"], "kept", "other names with `_` pass");
+    assert_eq!(seen.headers["content-type"], "text/plain");
     assert_eq!(
         seen.headers["x-forwarded-for"], "127.0.0.1",
         "a client's own X-Forwarded-For is replaced unless it is a trusted proxy"

@@ -60,6 +60,56 @@ fn connection_named_headers_are_removed() {
 }
 
 #[test]
+fn connection_cannot_remove_what_pagegate_decided_by() {
+    let mut h = HeaderMap::new();
+    let named = "content-type, Content-Length, host, x-request-id, x-gone";
+    h.insert("connection", HeaderValue::from_str(named).expect("value"));
+    for name in [
+        "content-type",
+        "content-length",
+        "host",
+        "x-request-id",
+        "x-gone",
+    ] {
+        h.insert(name, HeaderValue::from_static("1"));
+    }
+    remove_hop_by_hop(&mut h);
+    let mut left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+    left.sort_unstable();
+    assert_eq!(
+        left,
+        ["content-length", "content-type", "host", "x-request-id"]
+    );
+}
+
+#[test]
+fn underscored_spellings_of_controlled_headers_are_removed() {
+    let mut h = HeaderMap::new();
+    for name in [
+        "x_http_method_override",
+        "x-http_method-override",
+        "x_method_override",
+        "x_forwarded_for",
+        "x_real_ip",
+        "content_type",
+        "transfer_encoding",
+        "x_request_id",
+        "x-http-method",
+        "api_key",
+        "x_custom",
+    ] {
+        h.insert(
+            HeaderName::from_bytes(name.as_bytes()).expect("name"),
+            HeaderValue::from_static("GET"),
+        );
+    }
+    remove_method_overrides(&mut h);
+    let mut left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+    left.sort_unstable();
+    assert_eq!(left, ["api_key", "x_custom"], "other names with `_` pass");
+}
+
+#[test]
 fn trusted_forwarding_appends_and_keeps_front_values() {
     let mut h = HeaderMap::new();
     h.append("x-forwarded-for", HeaderValue::from_static("203.0.113.9"));
