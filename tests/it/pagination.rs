@@ -139,6 +139,9 @@ async fn bad_values_get_a_clear_400_and_never_reach_the_backend() {
         ("limit[]=999999", "exactly as `limit`"),
         ("limit%5B0%5D=999999", "exactly as `limit`"),
         ("limit[max]=5", "exactly as `limit`"),
+        // Spring binds `!limit` as limit's default; gorilla/schema folds `ſ` to `s`.
+        ("%21limit=999999", "exactly as `limit`"),
+        ("off%C5%BFet=99999", "exactly as `offset`"),
     ];
     for (query, reason) in cases {
         let got = get(&proxy.url(&format!("/events?{query}"))).await;

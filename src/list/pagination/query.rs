@@ -34,21 +34,33 @@ pub(super) fn pieces(query: &str) -> Vec<Piece<'_>> {
 }
 
 /// A name as the loosest backend would read it: percent- and plus-decoded, cut at NUL (PHP),
-/// ASCII lowercase, leading spaces dropped and `.` and spaces turned into `_` (PHP).
+/// lower case, leading spaces dropped and `.` and spaces turned into `_` (PHP). Lower case
+/// includes the letters Unicode case-insensitive matching takes for ASCII ones: `ſ` (long s)
+/// and `K` (Kelvin sign) fold to `s` and `k` (Go's `strings.EqualFold`, used by gorilla/schema),
+/// `ı` and `İ` to `i` (Java's `equalsIgnoreCase`, .NET's `OrdinalIgnoreCase`).
 pub(super) fn folded(name: &str) -> String {
     let decoded: String = form_urlencoded::parse(name.as_bytes())
         .map(|(k, _)| k.into_owned())
         .collect();
     let cut = decoded.split('\0').next().unwrap_or_default();
     cut.trim_start_matches(' ')
-        .to_ascii_lowercase()
-        .replace(['.', ' '], "_")
+        .chars()
+        .map(|c| match c {
+            '.' | ' ' => '_',
+            '\u{17F}' => 's',
+            '\u{212A}' => 'k',
+            '\u{131}' | '\u{130}' => 'i',
+            c => c.to_ascii_lowercase(),
+        })
+        .collect()
 }
 
 /// The names a folded name may be read as: itself; without leading brackets and with anything
 /// from its first bracket on removed (`[limit]`, `limit]`, `limit[]`, `limit[x]`: Rack 2, qs,
-/// PHP arrays); and with an unmatched `[` turned into `_` (PHP: `per[page` is `per_page`).
-pub(super) fn readings(name: &str) -> [String; 3] {
+/// PHP arrays); with an unmatched `[` turned into `_` (PHP: `per[page` is `per_page`); and
+/// without a leading `!` or `_` (Spring's data binder: `!limit` is `limit`'s default, `_limit`
+/// a field marker that resets it).
+pub(super) fn readings(name: &str) -> [String; 4] {
     let unbracketed = name.trim_start_matches(['[', ']']);
     let base = unbracketed
         .split(['[', ']'])
@@ -59,7 +71,8 @@ pub(super) fn readings(name: &str) -> [String; 3] {
         Some(open) if !name[open..].contains(']') => name.replacen('[', "_", 1),
         _ => name.to_owned(),
     };
-    [name.to_owned(), base, php]
+    let spring = name.strip_prefix(['!', '_']).unwrap_or(name).to_owned();
+    [name.to_owned(), base, php, spring]
 }
 
 /// Which controlled name (if any) a piece that is not spelled exactly like one could still be

@@ -196,6 +196,13 @@ fn every_spelling_a_parser_reads_as_a_controlled_name_is_refused() {
         "limit%00x=5",
         "lim%69t=5",
         "Offset=5",
+        // Spring's default and marker prefixes; Unicode case folding (Go, Java, .NET).
+        "!limit=5",
+        "_offset=5",
+        "%21offset=5",
+        "off%C5%BFet=5",
+        "l%C4%B1mit=5",
+        "L%C4%B0MIT=5",
     ];
     for query in disguises {
         assert!(
@@ -206,6 +213,7 @@ fn every_spelling_a_parser_reads_as_a_controlled_name_is_refused() {
             "{query}"
         );
     }
+    assert_eq!(super::query::folded("%E2%84%AAey"), "key", "Kelvin sign");
     let mut page = policy(false);
     page.limit_param = "per_page".to_owned();
     for query in ["per.page=5", "per page=5", "per[page=5"] {
@@ -218,6 +226,8 @@ fn every_spelling_a_parser_reads_as_a_controlled_name_is_refused() {
         "cursor_id=3",
         "sort[limit]=1",
         "q=a%3Blimit",
+        "_=1700000000",
+        "!x=1",
     ] {
         assert!(
             planned(&p, ordinary).is_ok(),
