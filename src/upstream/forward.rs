@@ -108,6 +108,7 @@ impl Forward {
         if body.is_end_stream() {
             return Ok((http::Request::from_parts(parts, body), None, upgrade));
         }
+        super::headers::chunk_read_body(&parts.method, &mut parts.headers, &body.size_hint());
         let end = Arc::new(BodyEnd::default());
         let signal = SignalEnd::new(body, Arc::clone(&end), self.request_bytes.clone());
         let body = IdleTimeout::new(signal, self.idle_timeout);

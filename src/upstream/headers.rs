@@ -140,6 +140,26 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// Says `Transfer-Encoding: chunked` for a GET or HEAD body of unknown length: hyper's client
+/// sends one as no body at all unless the request says so (the client's own
+/// `Transfer-Encoding` went with the hop-by-hop headers), so a search API's streamed body would
+/// arrive empty.
+pub(crate) fn chunk_read_body(
+    method: &http::Method,
+    headers: &mut HeaderMap,
+    size: &http_body::SizeHint,
+) {
+    if matches!(*method, http::Method::GET | http::Method::HEAD)
+        && size.exact().is_none()
+        && !headers.contains_key(header::CONTENT_LENGTH)
+    {
+        headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+    }
+}
+
 /// Adds this hop to the forwarding headers and sets `Host` as the upstream is configured.
 ///
 /// With `trust` (a proxy of yours sits in front of pagegate), `X-Forwarded-For` and
