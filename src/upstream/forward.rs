@@ -103,12 +103,11 @@ impl Forward {
         if let Some(upgrade) = &upgrade {
             super::tunnel::restore(&mut parts.headers, upgrade.protocol.clone());
         }
-        parts.version = http::Version::HTTP_11;
+        super::headers::to_http1(&mut parts, &body.size_hint());
         // A body that has already ended (most GETs) cannot stall: no timer, no signal.
         if body.is_end_stream() {
             return Ok((http::Request::from_parts(parts, body), None, upgrade));
         }
-        super::headers::chunk_read_body(&parts.method, &mut parts.headers, &body.size_hint());
         let end = Arc::new(BodyEnd::default());
         let signal = SignalEnd::new(body, Arc::clone(&end), self.request_bytes.clone());
         let body = IdleTimeout::new(signal, self.idle_timeout);

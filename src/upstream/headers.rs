@@ -140,16 +140,29 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// Says `Transfer-Encoding: chunked` for a GET or HEAD body of unknown length: hyper's client
-/// sends one as no body at all unless the request says so (the client's own
-/// `Transfer-Encoding` went with the hop-by-hop headers), so a search API's streamed body would
-/// arrive empty.
-pub(crate) fn chunk_read_body(
-    method: &http::Method,
-    headers: &mut HeaderMap,
-    size: &http_body::SizeHint,
-) {
-    if matches!(*method, http::Method::GET | http::Method::HEAD)
+/// Makes a request, whatever version the client spoke, one for the upstream's HTTP/1.1:
+///
+/// * HTTP/2 and HTTP/3 clients may split `Cookie` into crumbs (RFC 9113 §8.2.3); an HTTP/1.1
+///   server reads one field, so they are joined with "; ";
+/// * a GET or HEAD body of unknown length says `Transfer-Encoding: chunked`: hyper's client
+///   sends one as no body at all unless the request says so (the client's own
+///   `Transfer-Encoding` went with the hop-by-hop headers), so a search API's streamed body
+///   would arrive empty.
+pub(crate) fn to_http1(parts: &mut http::request::Parts, size: &http_body::SizeHint) {
+    let headers = &mut parts.headers;
+    if parts.version >= http::Version::HTTP_2
+        && headers.get_all(header::COOKIE).iter().nth(1).is_some()
+    {
+        let crumbs: Vec<&[u8]> = headers
+            .get_all(header::COOKIE)
+            .iter()
+            .map(HeaderValue::as_bytes)
+            .collect();
+        if let Ok(joined) = HeaderValue::from_bytes(&crumbs.join(&b"; "[..])) {
+            headers.insert(header::COOKIE, joined);
+        }
+    }
+    if matches!(parts.method, http::Method::GET | http::Method::HEAD)
         && size.exact().is_none()
         && !headers.contains_key(header::CONTENT_LENGTH)
     {
@@ -158,6 +171,7 @@ pub(crate) fn chunk_read_body(
             HeaderValue::from_static("chunked"),
         );
     }
+    parts.version = http::Version::HTTP_11;
 }
 
 /// Adds this hop to the forwarding headers and sets `Host` as the upstream is configured.

@@ -324,3 +324,28 @@ routes:
     assert_eq!(response.status(), 200);
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn cookie_crumbs_reach_an_http1_backend_as_one_header() {
+    // HTTP/2 clients may split `Cookie` into crumbs (RFC 9113 §8.2.3); an HTTP/1.1 backend
+    // reads one `Cookie` field, so the crumbs are joined with "; " on the way.
+    let upstream = Upstream::json("{}").await;
+    let yaml = "
+upstreams: {app: {url: '{upstream}'}}
+routes:
+  - {name: app, path: /app, upstream: app}
+";
+    let proxy = Proxy::start(yaml, &upstream).await;
+    let (mut client, _connection) = connect(proxy.addr, &h2::client::Builder::new()).await;
+    let mut req = get(proxy.addr, "/app");
+    for crumb in ["a=1", "b=2", "session=s3"] {
+        req.headers_mut()
+            .append("cookie", http::HeaderValue::from_static(crumb));
+    }
+    let (response, _) = client.send_request(req, true).expect("send");
+    assert_eq!(response.await.expect("answer").status(), 200);
+    let seen = upstream.last();
+    let cookies: Vec<_> = seen.headers.get_all("cookie").iter().collect();
+    assert_eq!(cookies, ["a=1; b=2; session=s3"]);
+    proxy.stop().await;
+}
