@@ -44,6 +44,8 @@ struct PathGroup<T> {
     /// Methods, whether the route is a list route, and the lookup value.
     routes: Vec<(Option<Vec<Method>>, bool, T)>,
     list: bool,
+    /// The pattern ends in a `{*rest}` catch-all.
+    catch_all: bool,
 }
 
 /// Routes by path, then by method.
@@ -95,6 +97,7 @@ impl<T: Clone> RouteTable<T> {
                     })
                     .collect(),
                 list: indices.iter().any(|&i| routes[i].list),
+                catch_all: pattern.contains("{*"),
             };
             if let Err(e) = router.insert(pattern.clone(), value) {
                 // matchit names the conflicting pattern; find the route that owns it.
@@ -121,20 +124,22 @@ impl<T: Clone> RouteTable<T> {
     /// The route for a method and a raw request path, and whether the path is a list path.
     ///
     /// A path is read every way some backend could read it — as written, with `%2F` as a
-    /// separator, and without a format extension (`/events.json`) — and a list route found by
-    /// any reading wins over a route that is not one: a catch-all must not take `/events.json`
-    /// away from the `/events` list route. The path is a list path when any reading is.
+    /// separator, and without a format extension (`/events.json`). A list route found by any
+    /// reading wins over a route that is not one, and any route over a catch-all: a catch-all
+    /// must not take `/events.json` away from the `/events` list route, nor `/login.json` from
+    /// a rate-limited `/login`. On a tie the earlier reading wins. The path is a list path when
+    /// any reading is.
     pub(crate) fn lookup(&self, method: &Method, path: &str) -> Found<'_, T> {
-        let mut best: Option<(&T, bool)> = None;
+        let mut best: Option<(&T, u8)> = None;
         let (mut list_path, mut routed_path) = (false, false);
         let mut consider = |path: &str| {
             let (route, list_path_here, routed_here) = self.lookup_exact(method, path);
             list_path |= list_path_here;
             routed_path |= routed_here;
             match (route, best) {
-                (Some(found), None) => best = Some(found),
-                (Some(found), Some((_, false))) if found.1 => best = Some(found),
-                _ => {}
+                (Some(found), Some((_, rank))) if found.1 <= rank => {}
+                (Some(found), _) => best = Some(found),
+                (None, _) => {}
             }
         };
         let plain = normalize(path, false);
@@ -158,9 +163,10 @@ impl<T: Clone> RouteTable<T> {
         }
     }
 
-    /// The route serving `method` at a normalized path (and whether it is a list route),
-    /// whether the path is a list path, and whether any route serves it.
-    fn lookup_exact(&self, method: &Method, path: &str) -> (Option<(&T, bool)>, bool, bool) {
+    /// The route serving `method` at a normalized path (and its rank: 2 for a list route, plus
+    /// 1 unless its pattern is a catch-all), whether the path is a list path, and whether any
+    /// route serves it.
+    fn lookup_exact(&self, method: &Method, path: &str) -> (Option<(&T, u8)>, bool, bool) {
         let Ok(matched) = self.router.at(path) else {
             return (None, false, false);
         };
@@ -169,7 +175,7 @@ impl<T: Clone> RouteTable<T> {
             .routes
             .iter()
             .find(|(methods, _, _)| methods.as_deref().is_none_or(|m| serves(m, method)))
-            .map(|(_, list, value)| (value, *list));
+            .map(|(_, list, value)| (value, u8::from(*list) * 2 + u8::from(!group.catch_all)));
         (route, group.list, true)
     }
 }

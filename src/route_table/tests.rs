@@ -216,3 +216,31 @@ fn a_list_route_found_by_any_reading_wins_over_a_catch_all() {
     assert_eq!(post.route.copied(), Some("files"));
     assert!(post.list_path);
 }
+
+#[test]
+fn a_route_found_by_any_reading_wins_over_a_catch_all() {
+    let routes = [
+        route("login", "/login", Some(&[Method::POST])),
+        route("user", "/users/{id}", None),
+        route("report.csv", "/report.csv", None),
+        route("report", "/report", None),
+        route("files", "/{*rest}", None),
+    ];
+    let table = RouteTable::new(&routes);
+    for (path, expected) in [
+        ("/login", "login"),
+        ("/login.json", "login"),
+        ("/login%2F", "login"),
+        ("/users/7.json", "user"),
+        // Two routes that are not catch-alls: the path as written wins.
+        ("/report.csv", "report.csv"),
+        ("/report.json", "report"),
+        ("/login.json/x", "files"),
+    ] {
+        let found = table.lookup(&Method::POST, path);
+        assert_eq!(found.route.copied(), Some(expected), "{path}");
+    }
+    // A method the route does not serve still goes to the catch-all.
+    let get = table.lookup(&Method::GET, "/login.json");
+    assert_eq!(get.route.copied(), Some("files"));
+}

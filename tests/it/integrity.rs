@@ -521,3 +521,35 @@ routes:
     );
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn a_catch_all_route_cannot_take_a_path_variant_from_a_limited_route() {
+    let upstream = Upstream::start(|_| async { json_response("{}") }).await;
+    let yaml = "
+upstreams: {app: {url: '{upstream}'}}
+routes:
+  - name: login
+    path: /login
+    methods: [POST]
+    upstream: app
+    limits: {rate: {per_client: {requests: 1, per: 1m}}}
+  - {name: files, path: '/{*rest}', upstream: app}
+";
+    let proxy = Proxy::start(yaml, &upstream).await;
+    // Rails reads `/login.json` as `/login`; many routers read `%2F` as `/`.
+    let statuses: Vec<u16> = futures_util::future::join_all(
+        ["/login", "/login.json", "/login%2F", "/Login"]
+            .map(|path| send(request("POST", &proxy.url(path), "", &[]))),
+    )
+    .await
+    .iter()
+    .map(|got| got.status.as_u16())
+    .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        3,
+        "one request within the limit, whatever the spelling: {statuses:?}"
+    );
+    assert_eq!(upstream.seen().len(), 1);
+    proxy.stop().await;
+}
