@@ -44,6 +44,24 @@ async fn a_request_without_a_limit_gets_the_default_injected() {
 }
 
 #[tokio::test]
+async fn a_page_is_never_asked_for_as_a_range() {
+    let upstream = Upstream::json("[]").await;
+    let proxy = Proxy::start(&routes("clamp"), &upstream).await;
+    let req = http::Request::get(proxy.url("/events"))
+        .header("range", "bytes=100000-")
+        .header("if-range", "\"v1\"")
+        .header("accept", "application/json")
+        .body(crate::support::full(""))
+        .expect("request");
+    assert_eq!(crate::support::send(req).await.status, 200);
+    let seen = upstream.last();
+    assert!(!seen.headers.contains_key("range"), "{:?}", seen.headers);
+    assert!(!seen.headers.contains_key("if-range"));
+    assert_eq!(seen.headers["accept"], "application/json");
+    proxy.stop().await;
+}
+
+#[tokio::test]
 async fn an_oversized_limit_is_clamped_and_the_client_told() {
     let upstream = Upstream::json("[]").await;
     let proxy = Proxy::start(&routes("clamp"), &upstream).await;

@@ -96,6 +96,11 @@ where
             return PaginationFuture::refused(BoxError::from("rewritten list request is invalid"));
         };
         *req.uri_mut() = uri;
+        // A page is relayed whole or not at all: a ranged answer is a slice whose items the
+        // guard cannot count (a server may ignore `Range`, RFC 9110 §14.2).
+        let headers = req.headers_mut();
+        headers.remove(http::header::RANGE);
+        headers.remove(http::header::IF_RANGE);
         let clamped = planned.plan.clamped_from.and_then(|requested| {
             let value = format!(
                 "{}={}; requested={requested}",
