@@ -368,3 +368,38 @@ routes:
     }
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn a_complete_page_is_relayed_while_the_backend_trickles_whitespace() {
+    // The document is whole after the first frame; then a space every 100 ms for a minute.
+    let upstream = Upstream::start(|_| async {
+        let frames = futures_util::stream::unfold(0u32, |n| async move {
+            let data = match n {
+                0 => Bytes::from_static(br#"[{"id":1}]"#),
+                600 => return None,
+                _ => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    Bytes::from_static(b" ")
+                }
+            };
+            Some((
+                Ok::<_, pagegate::BoxError>(http_body::Frame::data(data)),
+                n + 1,
+            ))
+        });
+        let mut response = http::Response::new(http_body_util::StreamBody::new(frames).boxed());
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        response
+    })
+    .await;
+    let proxy = Proxy::start(&config("max_items: 10"), &upstream).await;
+    let got = tokio::time::timeout(Duration::from_secs(10), get(&proxy.url("/events")))
+        .await
+        .expect("the page came before the backend's body ended");
+    assert_eq!(got.status, 200);
+    assert_eq!(got.json(), serde_json::json!([{"id": 1}]));
+    proxy.stop().await;
+}

@@ -12,6 +12,10 @@ use crate::list::scan::{DEFAULT_MAX_DEPTH, Event, Scanner};
 use crate::upstream::UpstreamError;
 use crate::{BoxError, GuardError, Response};
 
+/// How long a complete page waits for the rest of its body (whitespace, the last chunk) before
+/// it is relayed and the upstream connection closed rather than drained.
+const TAIL_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Why holding stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Stop {
@@ -64,7 +68,20 @@ pub(super) async fn hold(
     let mut held = HeldState::default();
     let mut stop = None;
     let mut raw = false;
-    while let Some(frame) = body.frame().await {
+    let mut tail_by = None;
+    loop {
+        // After a complete document only whitespace and the body's end may come: a backend
+        // that trickles it cannot hold the page (and its share of the budget) for long.
+        let next = if held.root_end.is_some() && !raw {
+            let deadline = *tail_by.get_or_insert_with(|| tokio::time::Instant::now() + TAIL_GRACE);
+            match tokio::time::timeout_at(deadline, body.frame()).await {
+                Ok(next) => next,
+                Err(_) => break,
+            }
+        } else {
+            body.frame().await
+        };
+        let Some(frame) = next else { break };
         let frame = frame.map_err(|e| body_error(&e))?;
         let Ok(data) = frame.into_data() else {
             continue; // trailers of a list response carry nothing the client needs
