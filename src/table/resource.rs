@@ -312,11 +312,12 @@ impl Resource {
         }
     }
 
-    /// The client value the database refuses, each cast on its own as the statement casts it
-    /// (PostgreSQL does not say which parameter it refused), as a 400 naming it; `None` when
-    /// each is read alone. A value whose cast raises class 42 or 0A000 is at fault only when
-    /// the same cast of NULL is not (else the column's type itself changed). A statement that
-    /// succeeds costs none of this.
+    /// The client value the database refuses, cast as the statement casts it (PostgreSQL does
+    /// not say which parameter it refused), as a 400 naming it; `None` when every value reads.
+    /// All values are cast in one statement, then halves of the refused run until one value
+    /// is left: about log₂ n + 1 round trips, so 3,200 `in` items cost 13, not 3,200. A value
+    /// whose cast raises class 42 or 0A000 is at fault only when the same cast of NULL is not
+    /// (else the column's type itself changed). A statement that succeeds costs none of this.
     async fn blame(&self, catalog: &Catalog, values: &[Offered], ctx: &Ctx) -> Option<PgError> {
         if values.is_empty() {
             return None;
@@ -325,29 +326,53 @@ impl Resource {
             Ok(running) => running,
             Err(error) => return Some(error),
         };
-        for offered in values {
-            let cast = sql::one_value(catalog, &offered.column, Some(&offered.value));
-            let (code, message) = match running.probe(&cast).await {
-                Ok(()) => continue,
+        let cast = |run: &[Offered]| {
+            sql::cast_values(
+                catalog,
+                run.iter()
+                    .map(|o| (o.column.as_str(), Some(o.value.as_str()))),
+            )
+        };
+        let mut run = values;
+        let (mut code, mut message) = match running.probe(&cast(run)).await {
+            Ok(()) => return None,
+            Err(None) => return Some(PgError::Unavailable),
+            Err(Some(refused)) => refused,
+        };
+        // PostgreSQL casts a select list left to right and reports the first cast that fails,
+        // so the refusal held, of a run that `run` ends or starts, is its first bad value's.
+        while run.len() > 1 {
+            let (first, second) = run.split_at(run.len() / 2);
+            match running.probe(&cast(first)).await {
+                Ok(()) => run = second,
                 Err(None) => return Some(PgError::Unavailable),
-                Err(Some(refused)) => refused,
-            };
-            let at_fault = refuses_value(&code)
-                || ((code == "0A000" || code.starts_with("42"))
-                    && running
-                        .probe(&sql::one_value(catalog, &offered.column, None))
-                        .await
-                        .is_ok());
-            return Some(if at_fault {
-                PgError::BadValue {
-                    parameter: offered.parameter(),
-                    message,
-                }
-            } else {
-                sqlstate_error(&code, &message, ctx)
-            });
+                Err(Some(refused)) => (run, (code, message)) = (first, refused),
+            }
         }
-        None
+        let offered = &run[0];
+        let at_fault = refuses_value(&code)
+            || ((code == "0A000" || code.starts_with("42"))
+                && running
+                    .probe(&sql::cast_values(
+                        catalog,
+                        [(offered.column.as_str(), None)],
+                    ))
+                    .await
+                    .is_ok());
+        Some(if at_fault {
+            // A constraint's message (class 23) names the domain and its constraint: the
+            // client learns only what was broken.
+            if code.starts_with("23") {
+                tracing::debug!(%code, %message, "a client value breaks a constraint");
+                message = "it violates a check constraint of the column's type".to_owned();
+            }
+            PgError::BadValue {
+                parameter: offered.parameter(),
+                message,
+            }
+        } else {
+            sqlstate_error(&code, &message, ctx)
+        })
     }
 
     /// Reads the table's columns again before the next statement, whatever the last check

@@ -14,9 +14,9 @@ use super::catalog::Catalog;
 use crate::table::config::{FilterOp, TableConfig};
 use conditions::ordered;
 use values::Values;
+pub(crate) use values::cast_values;
 #[cfg(test)]
 use values::literal;
-pub(crate) use values::one_value;
 
 /// `name` as a quoted SQL identifier.
 pub(crate) fn quote_ident(name: &str) -> String {

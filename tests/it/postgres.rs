@@ -267,6 +267,50 @@ async fn injection_attempts_change_nothing_and_get_400() {
 }
 
 #[tokio::test]
+async fn the_refused_value_among_many_is_named() {
+    // pagegate finds which value PostgreSQL refused by halving runs of them: wherever the
+    // bad value stands among 100 `in` items and other filters, the 400 names its filter.
+    let pg = Postgres::start();
+    let t = events(&pg, 20).await;
+    let filters = "filters: {id: [in], amount: [gte], day: [lt], uid: [eq]}";
+    let proxy = serve(&pg, &t, &format!("{COLUMNS}, key: [id], {filters}"), "").await;
+    let items = |bad: Option<usize>| {
+        let items: Vec<String> = (0..100)
+            .map(|i| {
+                if Some(i) == bad {
+                    "x".to_owned()
+                } else {
+                    i.to_string()
+                }
+            })
+            .collect();
+        format!("id=in.{}", items.join(","))
+    };
+    let good = "amount=gte.1&day=lt.2027-01-01&uid=eq.00000000-0000-0000-0000-000000000000";
+    let cases = [
+        (format!("{}&{good}", items(Some(0))), "id=in"),
+        (format!("{}&{good}", items(Some(57))), "id=in"),
+        (format!("{}&{good}", items(Some(99))), "id=in"),
+        (
+            format!("{}&amount=gte.1&day=lt.2027-13-01", items(None)),
+            "day=lt",
+        ),
+        (
+            format!("{}&{good}&amount=gte.abc", items(None)).replacen("amount=gte.1&", "", 1),
+            "amount=gte",
+        ),
+        (format!("uid=eq.nope&{}", items(Some(3))), "uid=eq"),
+    ];
+    for (query, filter) in cases {
+        let got = crate::support::get(&proxy.url(&format!("/db?{query}"))).await;
+        assert_problem(&got, 400, &format!("the filter `{filter}.…` was refused"));
+    }
+    let got = crate::support::get(&proxy.url(&format!("/db?{}&{good}", items(None)))).await;
+    assert_eq!(got.status, 200, "{}", got.text());
+    proxy.stop().await;
+}
+
+#[tokio::test]
 async fn exports_stream_every_row_in_chunks_and_resume_after_a_key() {
     let pg = Postgres::start();
     let t = events(&pg, 1234).await;

@@ -64,19 +64,30 @@ fn json_array(value: &str) -> bool {
     !(bound.len() < rest.len() && bound.starts_with(':'))
 }
 
-/// `SELECT <value as a value of column>`: how [`super::select`] reads one client value, on its own
-/// (`None`: the same cast of NULL, which fails only when the type itself does not serve).
-pub(crate) fn one_value(catalog: &Catalog, column: &str, value: Option<&str>) -> Statement {
+/// `SELECT <value as a value of column>, …`: how [`super::select`] reads client values, on
+/// their own (a `None` value: the same cast of NULL, which fails only when the type itself does
+/// not serve). PostgreSQL casts every one, so the statement fails when any value does.
+pub(crate) fn cast_values<'a>(
+    catalog: &Catalog,
+    cast: impl IntoIterator<Item = (&'a str, Option<&'a str>)>,
+) -> Statement {
     let mut values = Values {
         params: Vec::new(),
         inline: false,
     };
-    let expression = match value {
-        Some(value) => values.of(value, column, catalog),
-        None => format!("(NULL::text)::{}", catalog.cast(column)),
-    };
+    let mut sql = String::from("SELECT ");
+    for (i, (column, value)) in cast.into_iter().enumerate() {
+        let expression = match value {
+            Some(value) => values.of(value, column, catalog),
+            None => format!("(NULL::text)::{}", catalog.cast(column)),
+        };
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        let _ = write!(sql, "{expression} IS NULL");
+    }
     Statement {
-        sql: format!("SELECT {expression} IS NULL"),
+        sql,
         params: values.params,
     }
 }
