@@ -128,14 +128,15 @@ pub(crate) fn select_within(
         values.typed(&limit.to_string(), "pg_catalog.int8")
     );
     if shape == Shape::Row {
-        // The derived table keeps its order (no join, no grouping above it).
+        // The derived table keeps its order (no join, no grouping above it). `j.*`, not `j`:
+        // a served column named `j` would be read instead of the row.
         let keys: Vec<String> = table
             .key
             .iter()
             .map(|k| format!("j.{}::text", quote_ident(&k.column)))
             .collect();
         sql = format!(
-            "SELECT row_to_json(j)::text, {} FROM ({sql}) AS j",
+            "SELECT row_to_json(j.*)::text, {} FROM ({sql}) AS j",
             keys.join(", ")
         );
     }

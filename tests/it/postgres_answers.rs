@@ -131,7 +131,10 @@ async fn values_the_database_refuses_are_the_clients_and_named() {
         "it violates a check constraint of the column's type",
     );
     let named = page("pos=eq.0").await.text();
-    assert!(!named.contains("_positive"), "the domain stays unnamed: {named}");
+    assert!(
+        !named.contains("_positive"),
+        "the domain stays unnamed: {named}"
+    );
     // jsonb holding \u0000 is refused before the query.
     refused(
         &page("doc=eq.%7B%22a%22%3A%22%5Cu0000%22%7D").await,
@@ -261,6 +264,44 @@ async fn a_table_that_changes_under_a_route_is_read_again() {
         serde_json::json!({"id": 2, "amount": "2"}),
         "{}",
         served.text()
+    );
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_column_named_like_pagegates_own_aliases_is_served_as_itself() {
+    // The NDJSON export by query reads each row as `row_to_json` of a derived table aliased
+    // `j`.
+    let pg = Postgres::start();
+    let t = pg.name("aliased");
+    pg.execute(&format!(
+        "CREATE TABLE {t} (id bigint PRIMARY KEY, j integer, e text);
+         INSERT INTO {t} VALUES (1, 10, 'a'), (2, 20, 'b');"
+    ))
+    .await;
+    let proxy = serve(
+        &pg,
+        &route(
+            "a",
+            &t,
+            "columns: [id, j, e], key: [id], export: {via: queries}",
+        ),
+        "",
+    )
+    .await;
+    let got = get(&proxy.url("/a/export?format=ndjson")).await;
+    assert_eq!(got.status, 200, "{}", got.text());
+    let rows: Vec<serde_json::Value> = got
+        .text()
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON row"))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            serde_json::json!({"id": 1, "j": 10, "e": "a"}),
+            serde_json::json!({"id": 2, "j": 20, "e": "b"})
+        ]
     );
     proxy.stop().await;
 }
