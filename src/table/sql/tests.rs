@@ -170,7 +170,7 @@ fn csv_renders_timestamps_as_rfc_3339_and_ndjson_uses_row_to_json() {
     let rows = select(&table, &catalog, &columns, Shape::Row, &[], None, 10);
     assert_eq!(
         rows.sql,
-        "SELECT row_to_json(j)::text, j.\"id\"::text FROM (SELECT r.\"created_at\", r.\"amount\"::text AS \"amount\", r.\"id\" \
+        "SELECT row_to_json(j.*)::text, j.\"id\"::text FROM (SELECT r.\"created_at\", r.\"amount\"::text AS \"amount\", r.\"id\" \
          FROM \"app\".\"events\" AS r ORDER BY r.\"id\" LIMIT ($1::text)::pg_catalog.int8) AS j"
     );
 }
