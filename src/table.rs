@@ -13,13 +13,13 @@
 //! the catalog (`catalog`) before it is served; while its database is unreachable its route
 //! answers 503 and the check runs again when it comes back.
 
+use crate::telemetry::ExportCounters;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use http::Method;
-use prometheus_client::metrics::counter::Counter;
 use tower::Service;
 
 use crate::cursor::CursorError;
@@ -114,13 +114,13 @@ pub(crate) enum PgError {
 #[derive(Debug, Clone)]
 pub(crate) struct TableService {
     resource: Arc<Resource>,
-    /// On the export path: the counter of the rows it exports.
-    export: Option<Counter>,
+    /// On the export path: the counters of its rows and cut chunks.
+    export: Option<ExportCounters>,
 }
 
 impl TableService {
     /// Serves `resource`'s pages, or its export (`export`: counting its rows there).
-    pub(crate) fn new(resource: Arc<Resource>, export: Option<Counter>) -> Self {
+    pub(crate) fn new(resource: Arc<Resource>, export: Option<ExportCounters>) -> Self {
         Self { resource, export }
     }
 }
@@ -188,7 +188,7 @@ fn scope_value(
 async fn serve(
     resource: &Arc<Resource>,
     req: &Request,
-    export: Option<(Counter, Option<crate::limit::Charge>)>,
+    export: Option<(ExportCounters, Option<crate::limit::Charge>)>,
 ) -> Result<Response, PgError> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return Err(PgError::Method(req.method().clone()));

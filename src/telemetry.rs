@@ -35,6 +35,7 @@ pub(crate) use lifecycle::Lifecycle;
 pub(crate) use live::{Live, PoolSample};
 use logging::LOG_DROPS;
 pub(crate) use logging::{LogGuard, init, set_log_filter};
+pub(crate) use route::ExportCounters;
 pub use route::RouteMetrics;
 use route::STATUS_SLOTS;
 pub(crate) use traces::TraceCx;
@@ -95,6 +96,7 @@ pub struct Metrics {
     list_cuts: Family<CutLabels, Counter>,
     order_violations: Family<RouteLabels, Counter>,
     export_rows: Family<RouteLabels, Counter>,
+    export_chunks_cut: Family<RouteLabels, Counter>,
     cursor_failures: Family<CursorLabels, Counter>,
     protections: Family<ProtectionLabels, Counter>,
     limits: Family<LimitLabels, Counter>,
@@ -128,13 +130,8 @@ impl Default for Metrics {
         let log_dropped = Counter::default();
         let protections = Family::<ProtectionLabels, Counter>::default();
         let reported = Family::<ReportLabels, Counter>::default();
-        let export_rows = Family::<RouteLabels, Counter>::default();
         let cursor_failures = Family::<CursorLabels, Counter>::default();
-        registry.register(
-            "export_rows",
-            "Rows table routes' exports read from the database, by route",
-            export_rows.clone(),
-        );
+        let (export_rows, export_chunks_cut) = register_exports(registry);
         registry.register(
             "cursor_failures",
             "Cursors refused, by route and reason (too_long, not_base64, truncated, unsupported_version, unknown_key, bad_signature, expired, wrong_route, wrong_filters, bad_key)",
@@ -190,12 +187,32 @@ impl Default for Metrics {
             limit_overflow,
             reported,
             export_rows,
+            export_chunks_cut,
             cursor_failures,
             log_dropped,
             log_dropped_seen: AtomicU64::new(0),
             scrape: std::sync::Mutex::new(()),
         }
     }
+}
+
+/// The table exports' families: rows read, and chunks cut at `chunk_bytes`.
+fn register_exports(
+    registry: &mut Registry,
+) -> (Family<RouteLabels, Counter>, Family<RouteLabels, Counter>) {
+    let rows = Family::<RouteLabels, Counter>::default();
+    let cut = Family::<RouteLabels, Counter>::default();
+    registry.register(
+        "export_rows",
+        "Rows table routes' exports read from the database, by route",
+        rows.clone(),
+    );
+    registry.register(
+        "export_chunks_cut",
+        "Export chunks that ended at chunk_bytes before chunk_rows rows, by route",
+        cut.clone(),
+    );
+    (rows, cut)
 }
 
 impl Metrics {
@@ -221,6 +238,7 @@ impl Metrics {
             response_bytes,
             request_bytes,
             export_rows: self.export_rows.clone(),
+            export_chunks_cut: self.export_chunks_cut.clone(),
             requests: self.requests.clone(),
             statuses: (0..STATUS_SLOTS).map(|_| OnceLock::new()).collect(),
             cut_items,

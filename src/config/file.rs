@@ -202,6 +202,7 @@ pub(crate) struct FileScope {
 pub(crate) struct FileExport {
     pub(crate) formats: Option<Spanned<Vec<Spanned<String>>>>,
     pub(crate) chunk_rows: Option<Spanned<Whole>>,
+    pub(crate) chunk_bytes: Option<Spanned<String>>,
     pub(crate) via: Option<Spanned<String>>,
     pub(crate) parallel: Option<Spanned<Whole>>,
 }

@@ -525,6 +525,10 @@ routes:
     assert_eq!(table.default_fields, ["id", "at", "s"]);
     assert_eq!(table.chunk_rows, DEFAULT_CHUNK_ROWS);
     assert_eq!(
+        table.chunk_bytes,
+        crate::config::defaults::DEFAULT_CHUNK_BYTES
+    );
+    assert_eq!(
         table.parallel,
         crate::config::defaults::DEFAULT_EXPORT_PARALLEL
     );
@@ -589,7 +593,7 @@ postgres:
   b: {{url: 'postgres://h/app', replica_url: 'postgres://r/app?sslmode=require', tls_ca_file: /etc/hostname, prepared_statements: sometimes}}
   c: {{url: 'postgres://h/app?sslmode=require', tls_ca_file: /etc/hostname}}
 routes:
-  - {{name: db, path: /db, table: {{database: a, name: t, columns: [id], key: [id], on_missing_index: ignore, export: {{via: magic, parallel: 17}}}}}}
+  - {{name: db, path: /db, table: {{database: a, name: t, columns: [id], key: [id], on_missing_index: ignore, export: {{via: magic, parallel: 17, chunk_bytes: 1KiB}}}}}}
 "
     );
     let lines = problems(&yaml);
@@ -603,6 +607,7 @@ routes:
         "t.yaml:7:101: `on_missing_index` is \"ignore\": write refuse (the default) or warn",
         "t.yaml:7:123: `via` is \"magic\": write copy (the default) or queries",
         "t.yaml:7:140: `parallel` is 17: keep it between 1 and 16",
+        "t.yaml:7:157: `chunk_bytes` is 1KiB: each of `parallel` chunks is held whole: keep it between",
     ];
     assert_starts(&lines, &expected);
 }

@@ -118,7 +118,7 @@ where
 
 /// A table route's stack: its pages (`<path>`) or its export (`<path>/export`).
 pub(crate) fn table(parts: RouteParts, resource: Arc<Resource>, export: bool) -> RouteService {
-    let exported = export.then(|| parts.metrics.export_rows());
+    let exported = export.then(|| parts.metrics.export());
     let terminal = ServiceBuilder::new()
         // Boxed again after compression, so every route's stack has the same body type.
         .map_response(|response: http::Response<_>| response.map(BodyExt::boxed))

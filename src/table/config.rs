@@ -134,6 +134,9 @@ pub struct TableConfig {
     pub formats: Vec<ExportFormat>,
     /// Rows per export chunk (one short keyset query each).
     pub chunk_rows: NonZeroU32,
+    /// Most bytes of an export chunk: it ends after the row that reaches them, the next
+    /// starting after that row.
+    pub chunk_bytes: u64,
     /// Export chunks fetched at once (consecutive key ranges), at most the route's share of
     /// the pool.
     pub parallel: NonZeroUsize,

@@ -27,7 +27,6 @@ use std::sync::Arc;
 use futures_util::StreamExt;
 use http::{HeaderValue, header};
 use http_body_util::{BodyExt, StreamBody};
-use prometheus_client::metrics::counter::Counter;
 
 use super::csv::Stamps;
 use super::params::Params;
@@ -88,7 +87,7 @@ pub(super) async fn response(
     catalog: Arc<Catalog>,
     params: Params,
     ctx: &Ctx,
-    (rows, quota): (Counter, Option<Charge>),
+    (counters, quota): (crate::telemetry::ExportCounters, Option<Charge>),
 ) -> Result<Response, PgError> {
     let table = resource.table();
     let mut columns = params.fields.unwrap_or_else(|| table.columns.clone());
@@ -113,9 +112,11 @@ pub(super) async fn response(
         copy,
         writer,
         capacity: 0,
+        rows_per_chunk: resource.table().chunk_rows.get(),
         ctx: ctx.clone(),
         served: false,
-        rows,
+        rows: counters.rows,
+        cut_chunks: counters.cut_chunks,
     };
     // At most the route's share of the pool: its other requests wait for places as well.
     let parallel = table.parallel.get().min(resource.share()).max(1);

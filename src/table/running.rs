@@ -8,6 +8,8 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{Database, PgError, pool, sql};
 
+mod bounded;
+
 /// Who a statement runs for, named in every log line about it.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Ctx {
@@ -231,59 +233,6 @@ impl Running {
         self.finished = true;
         Err(Some((db.code().code().to_owned(), db.message().to_owned())))
     }
-
-    /// Runs a `COPY … TO STDOUT` statement, collecting its output after what `out` holds
-    /// (callers bound it with `LIMIT`), each row written out by `push` (false: not a row it can read): the bytes, the
-    /// number of rows and the last row's bytes as PostgreSQL sent them (it sends each row as one
-    /// message).
-    pub(crate) async fn copy(
-        &mut self,
-        sql: &str,
-        out: bytes::BytesMut,
-        push: impl Fn(&[u8], &mut bytes::BytesMut) -> bool,
-    ) -> Result<Copied, PgError> {
-        use futures_util::StreamExt as _;
-        self.finished = false;
-        let client = self.client.as_ref().ok_or(PgError::Unavailable)?;
-        let stream = match client.copy_out(sql).await {
-            Ok(stream) => stream,
-            Err(error) => return Err(self.failed(&error)),
-        };
-        let mut stream = std::pin::pin!(stream);
-        let mut copied = Copied {
-            bytes: out,
-            ..Copied::default()
-        };
-        while let Some(row) = stream.next().await {
-            let row = match row {
-                Ok(row) => row,
-                Err(error) => return Err(self.failed(&error)),
-            };
-            if !push(&row, &mut copied.bytes) {
-                tracing::error!(
-                    route = &*self.ctx.route,
-                    request_id = self.ctx.request.as_deref().unwrap_or("-"),
-                    "a COPY row cannot be read: not UTF-8 (a SQL_ASCII database?) or not a CSV record of the export's columns"
-                );
-                return Err(PgError::Database);
-            }
-            copied.rows += 1;
-            copied.last = row;
-        }
-        self.finished = true;
-        Ok(copied)
-    }
-}
-
-/// What one `COPY … TO STDOUT` gave.
-#[derive(Debug, Default)]
-pub(crate) struct Copied {
-    /// Every row's bytes.
-    pub(crate) bytes: bytes::BytesMut,
-    /// Rows.
-    pub(crate) rows: usize,
-    /// The last row's bytes.
-    pub(crate) last: bytes::Bytes,
 }
 
 impl Drop for Running {

@@ -14,6 +14,15 @@ use super::{
 /// Status codes 100 to 599 each get a slot.
 pub(super) const STATUS_SLOTS: usize = 500;
 
+/// A table route's export counters.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ExportCounters {
+    /// Rows read (`pagegate_export_rows_total`).
+    pub(crate) rows: Counter,
+    /// Chunks that ended at `chunk_bytes` (`pagegate_export_chunks_cut_total`).
+    pub(crate) cut_chunks: Counter,
+}
+
 /// One route's metric handles, resolved when the route is built.
 #[derive(Debug)]
 pub struct RouteMetrics {
@@ -23,6 +32,7 @@ pub struct RouteMetrics {
     pub(super) response_bytes: Counter,
     pub(super) request_bytes: Counter,
     pub(super) export_rows: Family<RouteLabels, Counter>,
+    pub(super) export_chunks_cut: Family<RouteLabels, Counter>,
     pub(super) requests: Family<RequestLabels, Counter>,
     /// A counter per status, resolved from the family the first time the status is seen.
     pub(super) statuses: Box<[OnceLock<Counter>]>,
@@ -67,13 +77,15 @@ impl RouteMetrics {
         self.response_bytes.inc_by(bytes);
     }
 
-    /// The counter of rows a table route's export reads (created for export paths only).
-    pub(crate) fn export_rows(&self) -> Counter {
-        self.export_rows
-            .get_or_create(&RouteLabels {
-                route: self.name.to_string(),
-            })
-            .clone()
+    /// The counters of a table route's export (created for export paths only).
+    pub(crate) fn export(&self) -> ExportCounters {
+        let route = RouteLabels {
+            route: self.name.to_string(),
+        };
+        ExportCounters {
+            rows: self.export_rows.get_or_create(&route).clone(),
+            cut_chunks: self.export_chunks_cut.get_or_create(&route).clone(),
+        }
     }
 
     /// Counts `n` keys batched shared rates forgot at `max_clients`.

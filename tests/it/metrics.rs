@@ -158,6 +158,7 @@ routes:
     let text = proxy.metrics_text().await;
     for (series, expected) in [
         ("pagegate_export_rows_total{route=\"db\"}", 250.0),
+        ("pagegate_export_chunks_cut_total{route=\"db\"}", 0.0),
         (
             "pagegate_cursor_failures_total{route=\"db\",reason=\"not_base64\"}",
             1.0,

@@ -402,3 +402,97 @@ async fn a_parallel_export_leaves_a_place_for_the_routes_pages() {
     drop(response);
     proxy.stop().await;
 }
+
+/// The ids of an export's rows, CSV or NDJSON.
+fn exported_ids(format: &str, text: &str) -> Vec<i64> {
+    match format {
+        "csv" => csv_records(text)[1..]
+            .iter()
+            .map(|r| r[0].parse().expect("id"))
+            .collect(),
+        _ => text
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).expect("row")["id"]
+                    .as_i64()
+                    .expect("id")
+            })
+            .collect(),
+    }
+}
+
+#[tokio::test]
+async fn chunks_of_wide_rows_end_at_chunk_bytes_and_give_the_same_bytes() {
+    // 20 KiB rows against 64 KiB chunks: each chunk ends after its fourth row, the rest of its
+    // statement cancelled and dropped, and the next starts after it.
+    let pg = Postgres::start();
+    let t = pg.name("wide");
+    pg.execute(&format!(
+        "CREATE TABLE {t} (id bigint PRIMARY KEY, blob text NOT NULL);
+         INSERT INTO {t} SELECT g, repeat(chr(97 + g % 26), 20480) FROM generate_series(1, 300) g;"
+    ))
+    .await;
+    let mut routes = String::new();
+    for via in ["copy", "queries"] {
+        for (bytes, parallel) in [("16MiB", 1), ("64KiB", 1), ("64KiB", 3)] {
+            routes.push_str(&format!(
+                "  - {{name: {via}-{bytes}-{parallel}, path: /{via}/{bytes}/{parallel}, table: {{database: main, name: {t}, columns: [id, blob], key: [id], export: {{chunk_rows: 100, chunk_bytes: {bytes}, via: {via}, parallel: {parallel}}}}}}}\n"
+            ));
+        }
+    }
+    let proxy = serve(&pg, "pool_size: 12, application_name: wide", &routes).await;
+    let want: Vec<i64> = (1..=300).collect();
+    for via in ["copy", "queries"] {
+        for format in ["csv", "ndjson"] {
+            let whole = get(&proxy.url(&format!("/{via}/16MiB/1/export?format={format}"))).await;
+            assert_eq!(whole.status, 200, "{}", whole.text());
+            for path in ["64KiB/1", "64KiB/3"] {
+                let what = format!("{via} {format} {path}");
+                let cut = get(&proxy.url(&format!("/{via}/{path}/export?format={format}"))).await;
+                assert_eq!(cut.status, 200, "{what}: {}", cut.text());
+                assert_eq!(cut.body.len(), whole.body.len(), "{what}");
+                assert!(cut.body == whole.body, "{what}: the same bytes");
+            }
+            let ids = exported_ids(format, &whole.text());
+            assert_eq!(ids, want, "{via} {format}: every row once, in order");
+        }
+        // The pool serves the next request after the connections of cut statements closed.
+        let page = get(&proxy.url(&format!("/{via}/64KiB/1?limit=2&fields=id"))).await;
+        assert_eq!(page.status, 200, "{}", page.text());
+    }
+    let text = proxy.metrics_text().await;
+    let cut = |route: &str| -> f64 {
+        let sample = format!("pagegate_export_chunks_cut_total{{route=\"{route}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&sample)?.parse().ok())
+            .unwrap_or_else(|| panic!("no {sample}"))
+    };
+    for via in ["copy", "queries"] {
+        assert_eq!(
+            cut(&format!("{via}-16MiB-1")),
+            0.0,
+            "{via}: 2 MiB chunks fit"
+        );
+        // The first chunk of each export (CSV, NDJSON) ends at 64 KiB; the next ones ask for
+        // as many rows, and ranges started later start at that size.
+        assert_eq!(
+            cut(&format!("{via}-64KiB-1")),
+            2.0,
+            "{via}: one cut an export"
+        );
+        let cuts = cut(&format!("{via}-64KiB-3"));
+        assert!(
+            (2.0..=6.0).contains(&cuts),
+            "{via} parallel: {cuts} cut chunks"
+        );
+    }
+    until_active(
+        &pg,
+        "wide",
+        |n| n == 0,
+        Duration::from_secs(5),
+        "no statement left running",
+    )
+    .await;
+    proxy.stop().await;
+}

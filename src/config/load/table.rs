@@ -89,7 +89,7 @@ pub(super) fn table(
     let key = key(p, t, &seen, &mut places);
     let filters = filters(p, t, &seen, &mut places);
     let (default_limit, max_limit) = limits(p, t);
-    let (formats, chunk_rows, via, parallel) = export(p, t);
+    let export = export(p, t);
     let on_missing_index = p.choice(
         t.on_missing_index.as_ref(),
         "on_missing_index",
@@ -117,11 +117,12 @@ pub(super) fn table(
         filters,
         default_limit,
         max_limit,
-        formats,
-        chunk_rows,
-        parallel,
+        formats: export.formats,
+        chunk_rows: export.chunk_rows,
+        chunk_bytes: export.chunk_bytes,
+        parallel: export.parallel,
         on_missing_index,
-        via,
+        via: export.via,
         places,
     })
 }

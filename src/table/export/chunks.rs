@@ -1,6 +1,8 @@
 //! One export's chunks ([`Chunks`]): each a short keyset query (or `COPY`) of `chunk_rows`
-//! rows, fetched whole into a bounded buffer and written as CSV or NDJSON, the next starting after
-//! the last key sent. A range's first chunk can find its own end first
+//! rows, fetched whole into a buffer and written as CSV or NDJSON, the next starting after the
+//! last key sent. A chunk also ends after the row that reaches `chunk_bytes` (its statement
+//! cancelled, its connection closed: see `running::bounded`); the next chunks then ask for as
+//! many rows as it held, doubling back toward `chunk_rows` while they fit. A range's first chunk can find its own end first
 //! ([`Chunks::next_range`]), so the next range's chunk can be fetched at the same time.
 
 use std::sync::Arc;
@@ -35,12 +37,17 @@ pub(super) struct Chunks {
     pub(super) writer: Arc<Writer>,
     /// Bytes of the last chunk: the next one's buffer starts that large.
     pub(super) capacity: usize,
+    /// Rows the next chunk asks for: `chunk_rows`, or fewer after a chunk reached
+    /// `chunk_bytes`.
+    pub(super) rows_per_chunk: u32,
     /// For the log.
     pub(super) ctx: Ctx,
     /// A chunk was fetched.
     pub(super) served: bool,
     /// The route's `pagegate_export_rows_total`.
     pub(super) rows: Counter,
+    /// The route's `pagegate_export_chunks_cut_total`.
+    pub(super) cut_chunks: Counter,
 }
 
 /// One chunk's bytes (whole records, and the header before the first) and its row count.
@@ -135,7 +142,7 @@ impl Chunks {
             ExportFormat::Csv => Shape::Csv,
             ExportFormat::Ndjson => Shape::Row,
         };
-        let rows = table.chunk_rows.get();
+        let rows = self.rows_per_chunk;
         let statement = sql::select_within(
             table,
             &self.catalog,
@@ -145,25 +152,30 @@ impl Chunks {
             self.bounds(),
             rows,
         );
-        let fetched = match running.rows(&statement).await {
-            Ok(fetched) => fetched,
+        let mut out = BytesMut::with_capacity(self.capacity);
+        self.header(&mut out);
+        let (mut count, mut last) = (0u64, None);
+        let bound = usize::try_from(table.chunk_bytes).unwrap_or(usize::MAX);
+        let cut = running
+            .each_row(&statement, |row| {
+                self.write_row(&row, &mut out)?;
+                (count, last) = (count + 1, Some(row));
+                Ok(out.len() < bound || count == u64::from(rows))
+            })
+            .await;
+        let cut = match cut {
+            Ok(cut) => cut,
             Err(error) => return self.fail(error),
         };
         self.served = true;
-        self.done = fetched.len() < rows as usize;
-        self.rows.inc_by(fetched.len() as u64);
-        let width = self.columns.len();
-        let mut out = BytesMut::with_capacity(fetched.len() * 64 + 256);
-        self.header(&mut out);
-        if let Err(error) = self.write_rows(&fetched, &mut out) {
-            return self.fail(error);
-        }
+        self.done = !cut && count < u64::from(rows);
+        self.resize(cut, count, out.len());
+        self.rows.inc_by(count);
         let first_key = match self.format {
-            ExportFormat::Csv => width,
+            ExportFormat::Csv => self.columns.len(),
             ExportFormat::Ndjson => 1,
         };
-        let count = fetched.len() as u64;
-        if let Some(last) = fetched.last() {
+        if let Some(last) = &last {
             match key_of(last, first_key, table.key.len()) {
                 Ok(key) => self.after = Some(key),
                 Err(error) => {
@@ -172,6 +184,7 @@ impl Chunks {
             }
         }
         self.range_done();
+        self.capacity = out.len();
         if out.is_empty() && self.done {
             return None;
         }
@@ -181,35 +194,46 @@ impl Chunks {
         }))
     }
 
-    /// Writes query rows out: CSV from each column's text, NDJSON from `row_to_json`.
-    fn write_rows(&self, rows: &[tokio_postgres::Row], out: &mut BytesMut) -> Result<(), PgError> {
+    /// Writes a query row out: CSV from each column's text, NDJSON from `row_to_json`.
+    fn write_row(&self, row: &tokio_postgres::Row, out: &mut BytesMut) -> Result<(), PgError> {
         let width = self.columns.len();
-        for row in rows {
-            match self.format {
-                ExportFormat::Csv => {
-                    for i in 0..width {
-                        if i > 0 {
-                            out.put_u8(b',');
+        match self.format {
+            ExportFormat::Csv => {
+                for i in 0..width {
+                    if i > 0 {
+                        out.put_u8(b',');
+                    }
+                    match value::<Option<&str>>(row, i)? {
+                        // As `COPY` writes it: a lone `\.` would read as its end-of-data marker.
+                        Some(marker @ "\\.") if width == 1 => {
+                            out.put_u8(b'"');
+                            out.put_slice(marker.as_bytes());
+                            out.put_u8(b'"');
                         }
-                        match value::<Option<&str>>(row, i)? {
-                            // As `COPY` writes it: a lone `\.` would read as its end-of-data
-                            // marker.
-                            Some(marker @ "\\.") if width == 1 => {
-                                out.put_u8(b'"');
-                                out.put_slice(marker.as_bytes());
-                                out.put_u8(b'"');
-                            }
-                            text => csv::field(out, text),
-                        }
+                        text => csv::field(out, text),
                     }
                 }
-                // A `json` column keeps its line breaks inside `row_to_json`: spaces, so the
-                // row stays one line.
-                ExportFormat::Ndjson => ndjson::one_line(value::<&str>(row, 0)?.as_bytes(), out),
             }
-            out.put_u8(b'\n');
+            // A `json` column keeps its line breaks inside `row_to_json`: spaces, so the row
+            // stays one line.
+            ExportFormat::Ndjson => ndjson::one_line(value::<&str>(row, 0)?.as_bytes(), out),
         }
+        out.put_u8(b'\n');
         Ok(())
+    }
+
+    /// The next chunk's rows: as many as this one held when it reached `chunk_bytes`, else
+    /// twice as many (up to `chunk_rows`) when it was full in at most half of `chunk_bytes`.
+    fn resize(&mut self, cut: bool, rows: u64, bytes: usize) {
+        let table = self.resource.table();
+        let most = table.chunk_rows.get();
+        let roomy = (bytes as u64).saturating_mul(2) <= table.chunk_bytes;
+        if cut {
+            self.cut_chunks.inc();
+            self.rows_per_chunk = u32::try_from(rows).unwrap_or(most).clamp(1, most);
+        } else if u64::from(self.rows_per_chunk) == rows && roomy {
+            self.rows_per_chunk = self.rows_per_chunk.saturating_mul(2).min(most);
+        }
     }
 
     /// The statement's bounds: after the last key sent, up to the range's end.
@@ -259,7 +283,7 @@ impl Chunks {
     async fn next_copied(&mut self, running: &mut Running) -> Option<Result<Chunk, PgError>> {
         let resource = Arc::clone(&self.resource);
         let table = resource.table();
-        let rows = table.chunk_rows.get();
+        let rows = self.rows_per_chunk;
         let statement = sql::select_within(
             table,
             &self.catalog,
@@ -276,15 +300,19 @@ impl Chunks {
         let mut out = BytesMut::with_capacity(self.capacity);
         self.header(&mut out);
         let writer = &self.writer;
+        let bound = usize::try_from(table.chunk_bytes).unwrap_or(usize::MAX);
         let copied = running
-            .copy(&statement.sql, out, |row, out| writer.push(row, out))
+            .copy(&statement.sql, out, (rows as usize, bound), |row, out| {
+                writer.push(row, out)
+            })
             .await;
         let copied = match copied {
             Ok(copied) => copied,
             Err(error) => return self.fail(error),
         };
         self.served = true;
-        self.done = copied.rows < rows as usize;
+        self.done = !copied.cut && copied.rows < rows as usize;
+        self.resize(copied.cut, copied.rows as u64, copied.bytes.len());
         self.rows.inc_by(copied.rows as u64);
         if copied.rows > 0 {
             let key = csv::record(&copied.last).and_then(|fields| {

@@ -150,6 +150,8 @@ impl Pipeline {
                     return self.fail(PgError::Unavailable);
                 }
             };
+            // Later ranges start at the size this one's rows allowed (`chunk_bytes`).
+            self.template.rows_per_chunk = chunks.rows_per_chunk;
             if !chunks.done {
                 if chunks.until.is_none() && self.parallel > 1 {
                     // The open end of the export (its first chunk, or a last range that grew):

@@ -34,6 +34,7 @@ fn table(key: &[(&str, bool)]) -> (TableConfig, Catalog) {
         max_limit: 100,
         formats: vec![],
         chunk_rows: std::num::NonZeroU32::new(100).expect("n"),
+        chunk_bytes: 1 << 20,
         parallel: std::num::NonZeroUsize::MIN,
         scope: None,
         on_missing_index: crate::table::config::MissingIndex::Refuse,

@@ -1,27 +1,34 @@
-//! A table's `export` settings: the formats offered, rows per chunk, how chunks are read
-//! (`via`) and how many are fetched at once (`parallel`).
+//! A table's `export` settings: the formats offered, rows and bytes per chunk, how chunks are
+//! read (`via`) and how many are fetched at once (`parallel`).
 
 use std::num::{NonZeroU32, NonZeroUsize};
 
 use super::Problems;
 use crate::config::ExportFormat;
-use crate::config::defaults::{DEFAULT_CHUNK_ROWS, DEFAULT_EXPORT_PARALLEL};
+use crate::config::defaults::{DEFAULT_CHUNK_BYTES, DEFAULT_CHUNK_ROWS, DEFAULT_EXPORT_PARALLEL};
 use crate::config::file::FileTable;
 use crate::table::config::ExportVia;
 
-/// `export`: its formats, rows per chunk, how chunks are read, and how many at once.
-pub(super) fn export(
-    p: &mut Problems,
-    t: &FileTable,
-) -> (Vec<ExportFormat>, NonZeroU32, ExportVia, NonZeroUsize) {
+/// A table's `export` settings, read.
+pub(super) struct Export {
+    pub(super) formats: Vec<ExportFormat>,
+    pub(super) chunk_rows: NonZeroU32,
+    pub(super) chunk_bytes: u64,
+    pub(super) via: ExportVia,
+    pub(super) parallel: NonZeroUsize,
+}
+
+/// `export`: its formats, rows and bytes per chunk, how chunks are read, and how many at once.
+pub(super) fn export(p: &mut Problems, t: &FileTable) -> Export {
     let all = vec![ExportFormat::Csv, ExportFormat::Ndjson];
     let Some(e) = &t.export else {
-        return (
-            all,
-            DEFAULT_CHUNK_ROWS,
-            ExportVia::Copy,
-            DEFAULT_EXPORT_PARALLEL,
-        );
+        return Export {
+            formats: all,
+            chunk_rows: DEFAULT_CHUNK_ROWS,
+            chunk_bytes: DEFAULT_CHUNK_BYTES,
+            via: ExportVia::Copy,
+            parallel: DEFAULT_EXPORT_PARALLEL,
+        };
     };
     let formats = match &e.value.formats {
         None => all,
@@ -53,6 +60,13 @@ pub(super) fn export(
         .and_then(|n| u32::try_from(n).ok())
         .and_then(NonZeroU32::new)
         .unwrap_or(DEFAULT_CHUNK_ROWS);
+    let chunk_bytes = p.size(
+        e.value.chunk_bytes.as_ref(),
+        "chunk_bytes",
+        DEFAULT_CHUNK_BYTES,
+        (64 * 1024, 1 << 30),
+        "each of `parallel` chunks is held whole: ",
+    );
     let via = p.choice(
         e.value.via.as_ref(),
         "via",
@@ -66,5 +80,11 @@ pub(super) fn export(
         "keep it between 1 and 16 chunks fetched at once (1: one after the other)",
         DEFAULT_EXPORT_PARALLEL,
     );
-    (formats, chunk_rows, via, parallel)
+    Export {
+        formats,
+        chunk_rows,
+        chunk_bytes,
+        via,
+        parallel,
+    }
 }
