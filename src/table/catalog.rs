@@ -264,15 +264,40 @@ fn unbounded_keys(table: &TableConfig, catalog: &Catalog) -> Vec<String> {
     warnings
 }
 
-/// The key is unique: a primary key or a unique index lies within its columns.
+/// The key is unique: a primary key or a unique index lies within its columns, and each of
+/// its columns compares as the key's statements compare (the type's default operator class,
+/// the column's collation): a unique index `COLLATE "C"` over a case-insensitive column lets
+/// `a` and `A` both in, which `(k) > (:last)` reads as equal, so a page would skip one. A
+/// table with child tables by inheritance (not partitions) is refused: its indexes do not
+/// span its children, whose rows it reads.
 async fn check_unique(client: &Object, table: &TableConfig, name: &str) -> Result<(), CheckError> {
+    let inherited: bool = client
+        .query_typed(
+            "SELECT c.relkind <> 'p' AND EXISTS (SELECT 1 FROM pg_inherits h WHERE h.inhparent = c.oid)
+             FROM pg_class c WHERE c.oid = to_regclass($1::text)",
+            &[(&name, Type::TEXT)],
+        )
+        .await
+        .map_err(refused)?
+        .first()
+        .is_some_and(|row| row.get(0));
+    if inherited {
+        return Err(CheckError::Invalid(format!(
+            "{}`{}` has child tables (INHERITS), whose rows it reads but whose keys its unique indexes do not cover, so rows could repeat; serve each child table by a route of its own, or partition the table (PARTITION BY), whose unique indexes span its partitions",
+            table.places.at(table.places.name),
+            table.name
+        )));
+    }
     let unique: Vec<Vec<String>> = client
         .query_typed(
             "SELECT array_agg(a.attname::text) FROM pg_index i
-             JOIN LATERAL unnest(i.indkey) AS k(attnum) ON true
+             JOIN LATERAL unnest(i.indkey::int2[], i.indclass::oid[], i.indcollation::oid[])
+                  AS k(attnum, opclass, coll) ON true
              JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+             JOIN pg_opclass o ON o.oid = k.opclass
              WHERE i.indrelid = to_regclass($1::text) AND i.indisunique AND i.indisvalid AND i.indpred IS NULL AND i.indexprs IS NULL
-             GROUP BY i.indexrelid",
+             GROUP BY i.indexrelid
+             HAVING bool_and(o.opcdefault AND k.coll = a.attcollation)",
             &[(&name, Type::TEXT)],
         )
         .await

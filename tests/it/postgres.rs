@@ -414,6 +414,38 @@ async fn an_unfit_table_is_refused_at_start_with_the_fix() {
 }
 
 #[tokio::test]
+async fn a_key_unique_only_in_another_sense_is_refused() {
+    let pg = Postgres::start();
+    let (parent, folded, parted) = (pg.name("parent"), pg.name("folded"), pg.name("parted"));
+    pg.execute(&format!(
+        "CREATE TABLE {parent} (id bigint PRIMARY KEY);
+         CREATE TABLE {parent}_child () INHERITS ({parent});
+         INSERT INTO {parent} VALUES (1); INSERT INTO {parent}_child VALUES (1);
+         CREATE COLLATION {folded}_ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+         CREATE TABLE {folded} (name text COLLATE {folded}_ci NOT NULL);
+         CREATE UNIQUE INDEX ON {folded} (name COLLATE \"C\");
+         INSERT INTO {folded} VALUES ('a'), ('A');
+         CREATE TABLE {parted} (id bigint PRIMARY KEY, n int) PARTITION BY RANGE (id);
+         CREATE TABLE {parted}_low PARTITION OF {parted} FOR VALUES FROM (0) TO (100);"
+    ))
+    .await;
+    // Its primary key covers the parent's rows, not its child's: id 1 twice.
+    let error = start_error(&pg, &parent, "columns: [id], key: [id]").await;
+    assert!(error.contains("INHERITS"), "{error}");
+    // Unique under "C", not under the column's case-insensitive collation.
+    let error = start_error(&pg, &folded, "columns: [name], key: [name]").await;
+    assert!(error.contains("not unique"), "{error}");
+    // A partitioned table's primary key spans its partitions.
+    let yaml = format!(
+        "{CURSORS}\npostgres: {{main: {{url: '{}'}}}}\nroutes:\n  - {{name: db, path: /db, table: {{database: main, name: {parted}, columns: [id, n], key: [id]}}}}\n",
+        pg.url
+    );
+    let proxy = Proxy::start_url(&yaml, "http://127.0.0.1:9").await;
+    assert_eq!(crate::support::get(&proxy.url("/db")).await.status, 200);
+    proxy.stop().await;
+}
+
+#[tokio::test]
 async fn a_database_that_goes_down_answers_503_and_is_served_again_when_back() {
     // Its own cluster even with DATABASE_URL: this test stops and restarts it.
     let pg = Postgres::start_owned();
