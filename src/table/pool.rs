@@ -7,7 +7,9 @@
 use std::time::Duration;
 
 use crate::telemetry::PoolSample;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{
+    ClientWrapper, Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime,
+};
 use tokio_postgres::NoTls;
 
 use crate::table::config::{
@@ -160,7 +162,15 @@ fn pool(
         None => Manager::from_config(pg, NoTls, manager_config),
         Some(tls) => Manager::from_config(pg, tls.clone(), manager_config),
     };
+    let wanted = Settings {
+        timeout_ms: config.statement_timeout.as_millis().to_string(),
+        read_only: config.read_only,
+    };
     Pool::builder(manager)
+        .post_create(Hook::async_fn(move |client, _| {
+            let wanted = wanted.clone();
+            Box::pin(async move { wanted.applied(client).await })
+        }))
         .max_size(config.pool_size.get())
         .wait_timeout(Some(config.connect_timeout))
         .create_timeout(Some(config.connect_timeout))
@@ -171,6 +181,60 @@ fn pool(
             database: name.to_owned(),
             reason: e.to_string(),
         })
+}
+
+/// The session settings a connection must have (sent in the startup packet's `options`).
+#[derive(Debug, Clone)]
+struct Settings {
+    /// `statement_timeout`, in milliseconds as `pg_settings` writes it.
+    timeout_ms: String,
+    read_only: bool,
+}
+
+impl Settings {
+    /// Whether the server applied them, read once per new connection. A pooler in between may
+    /// drop `options` (PgBouncer's `ignore_startup_parameters = options`): statements would
+    /// then run with no `statement_timeout` and timestamps in the server's zone, unseen. Such a
+    /// connection is refused instead, saying so (the route answers 503 and the log says why).
+    async fn applied(&self, client: &mut ClientWrapper) -> Result<(), HookError> {
+        // The simple protocol: nothing parsed, nothing left prepared on the session.
+        let messages = client
+            .simple_query(
+                "SELECT current_setting('TimeZone'), current_setting('DateStyle'),
+                        (SELECT setting FROM pg_settings WHERE name = 'statement_timeout'),
+                        current_setting('default_transaction_read_only')",
+            )
+            .await
+            .map_err(HookError::Backend)?;
+        let row = messages.iter().find_map(|message| match message {
+            tokio_postgres::SimpleQueryMessage::Row(row) => Some(row),
+            _ => None,
+        });
+        let column = |i: usize| {
+            row.and_then(|row| row.get(i))
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let got: [String; 4] = [column(0), column(1), column(2), column(3)];
+        let read_only = if self.read_only {
+            "on"
+        } else {
+            got[3].as_str()
+        };
+        let wanted = ["UTC", "ISO, YMD", self.timeout_ms.as_str(), read_only];
+        if got.iter().zip(wanted).all(|(got, wanted)| got == wanted) {
+            return Ok(());
+        }
+        Err(HookError::message(format!(
+            "the server did not apply the session settings pagegate sends in the startup packet's `options` (TimeZone {}, DateStyle {}, statement_timeout {} ms, default_transaction_read_only {}; wanted UTC, ISO, YMD, {} ms{}): a pooler in between drops them (PgBouncer: take `options` out of ignore_startup_parameters), or give pagegate's role these settings (ALTER ROLE … SET)",
+            got[0],
+            got[1],
+            got[2],
+            got[3],
+            self.timeout_ms,
+            if self.read_only { ", on" } else { "" },
+        )))
+    }
 }
 
 impl Database {

@@ -580,3 +580,42 @@ async fn a_client_that_stops_reading_stops_the_copy_statements() {
     assert!(copies() >= 50, "{} statements", copies());
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn a_pooler_that_drops_the_session_settings_is_refused_not_trusted() {
+    // PgBouncer with `ignore_startup_parameters = options` connects without the settings
+    // pagegate sends there: statements would run with no statement_timeout.
+    let pg = Postgres::start();
+    let t = pg.name("events");
+    pg.execute(&format!(
+        "CREATE TABLE {t} (id bigint PRIMARY KEY, at timestamptz NOT NULL);
+         INSERT INTO {t} VALUES (1, '2026-01-01 00:00:00+00');"
+    ))
+    .await;
+    let settings = "columns: [id, at], key: [id]";
+    let dropping = Relay::dropping_options(&pg.url).await;
+    let proxy = serve(
+        &format!("url: '{}', statement_timeout: 5s", dropping.url),
+        &route("db", &t, settings),
+    )
+    .await;
+    let got = crate::support::get(&proxy.url("/db")).await;
+    assert_eq!(
+        got.problem(503)["type"],
+        "urn:pagegate:problem:database-unavailable"
+    );
+    proxy.stop().await;
+    // Through a relay that passes them, the same route is served.
+    let passing = Relay::start(&pg.url).await;
+    let proxy = serve(
+        &format!("url: '{}', statement_timeout: 5s", passing.url),
+        &route("db", &t, settings),
+    )
+    .await;
+    let page: serde_json::Value = serde_json::from_str(&text(&proxy, "/db").await).expect("json");
+    assert_eq!(
+        page["data"],
+        serde_json::json!([{"id": 1, "at": "2026-01-01T00:00:00+00:00"}])
+    );
+    proxy.stop().await;
+}

@@ -2,7 +2,8 @@
 //! pass and records the name and text of every statement it asks the server to parse (the
 //! `Parse` message), so a test sees what PgBouncer in transaction mode would see (named
 //! statements that live on in a server session, or unnamed ones that do not) and which
-//! statements ran.
+//! statements ran. It can also drop the startup packet's `options`, as PgBouncer does with
+//! `ignore_startup_parameters = options`.
 
 use std::sync::{Arc, Mutex};
 
@@ -18,6 +19,15 @@ pub struct Relay {
 impl Relay {
     /// A relay to the server of `url` (`postgres://user@host:port/db`).
     pub async fn start(url: &str) -> Self {
+        Self::start_with(url, false).await
+    }
+
+    /// A relay that drops `options` from each connection's startup packet.
+    pub async fn dropping_options(url: &str) -> Self {
+        Self::start_with(url, true).await
+    }
+
+    async fn start_with(url: &str, drop_options: bool) -> Self {
         let authority = url
             .split('@')
             .nth(1)
@@ -33,7 +43,7 @@ impl Relay {
             while let Ok((client, _)) = listener.accept().await {
                 let server = TcpStream::connect(&authority).await.expect("connect db");
                 let names = Arc::clone(&names);
-                tokio::spawn(relay(client, server, names));
+                tokio::spawn(relay(client, server, names, drop_options));
             }
         });
         Self {
@@ -64,7 +74,33 @@ impl Relay {
     }
 }
 
-async fn relay(client: TcpStream, server: TcpStream, names: Arc<Mutex<Vec<(String, String)>>>) {
+/// The startup message's body (protocol version, then `key\0value\0` pairs, then `\0`) without
+/// its `options` pair.
+fn without_options(body: &[u8]) -> Vec<u8> {
+    let (version, pairs) = body.split_at(4.min(body.len()));
+    let mut fields = pairs.split(|b| *b == 0);
+    let mut out = version.to_vec();
+    while let (Some(key), Some(value)) = (fields.next(), fields.next()) {
+        if key.is_empty() {
+            break;
+        }
+        if key != b"options" {
+            out.extend_from_slice(key);
+            out.push(0);
+            out.extend_from_slice(value);
+            out.push(0);
+        }
+    }
+    out.push(0);
+    out
+}
+
+async fn relay(
+    client: TcpStream,
+    server: TcpStream,
+    names: Arc<Mutex<Vec<(String, String)>>>,
+    drop_options: bool,
+) {
     let (mut from_client, mut to_server) = (client, server);
     let (mut server_read, mut server_write) = to_server.split();
     let (mut client_read, mut client_write) = from_client.split();
@@ -74,6 +110,10 @@ async fn relay(client: TcpStream, server: TcpStream, names: Arc<Mutex<Vec<(Strin
         client_read.read_exact(&mut length).await?;
         let mut body = vec![0u8; (u32::from_be_bytes(length) as usize).saturating_sub(4)];
         client_read.read_exact(&mut body).await?;
+        if drop_options {
+            body = without_options(&body);
+        }
+        let length = u32::try_from(body.len() + 4).expect("length").to_be_bytes();
         server_write.write_all(&length).await?;
         server_write.write_all(&body).await?;
         loop {
