@@ -133,7 +133,7 @@ pub(crate) fn select_within(
         let keys: Vec<String> = table
             .key
             .iter()
-            .map(|k| format!("j.{}::text", quote_ident(&k.column)))
+            .map(|k| export_key(catalog, "j.", &k.column, shape))
             .collect();
         sql = format!(
             "SELECT row_to_json(j.*)::text, {} FROM ({sql}) AS j",
@@ -149,8 +149,32 @@ pub(crate) fn select_within(
     }
 }
 
+/// An export's key column as text, as the chunks of `shape` read it back: as `COPY` writes the
+/// column in that shape, or, for query chunks, as its type's output function writes it
+/// (`concat` calls it; `::text` has casts of its own for some types: `true` for `t`,
+/// `10.0.0.1/32` for `10.0.0.1`, no padding for `char(n)`). A range's end ([`boundary`]) and
+/// its chunks' last keys must read alike, or a range whose last key was sent would not look
+/// done and cost one more, empty, statement.
+pub(crate) fn export_key(catalog: &Catalog, alias: &str, column: &str, shape: Shape) -> String {
+    let reference = format!("{alias}{}", quote_ident(column));
+    let copied = match shape {
+        Shape::CopyCsv => catalog
+            .columns
+            .get(column)
+            .map_or_else(|| reference.clone(), |c| c.csv(&reference, true)),
+        Shape::CopyNdjson => super::ndjson::Kind::selected(catalog.sql_type(column), &reference),
+        Shape::Json | Shape::Csv | Shape::Row => reference.clone(),
+    };
+    // Read as text: the bare column through its output function, as COPY writes it.
+    if copied == reference {
+        format!("concat({reference})")
+    } else {
+        copied
+    }
+}
+
 /// The key of the row `offset` rows into those after `after`, filtered, in key order (each
-/// column as text, as [`select`] gives keys): the last key of an export chunk of `offset + 1`
+/// column as text, as an export's chunks give keys: [`export_key`]): the last key of an export chunk of `offset + 1`
 /// rows, found by walking the key's index without reading the rows out, so the chunk's
 /// statement can run while the next boundary is sought. No row: fewer rows are left.
 pub(crate) fn boundary(
@@ -159,6 +183,7 @@ pub(crate) fn boundary(
     filters: &[Filter],
     after: Option<&[String]>,
     offset: u32,
+    shape: Shape,
 ) -> Statement {
     let mut values = Values {
         params: Vec::new(),
@@ -167,7 +192,7 @@ pub(crate) fn boundary(
     let keys: Vec<String> = table
         .key
         .iter()
-        .map(|k| format!("r.{}::text", quote_ident(&k.column)))
+        .map(|k| export_key(catalog, "r.", &k.column, shape))
         .collect();
     let mut sql = format!("SELECT {}", keys.join(", "));
     let bounds = Bounds { after, until: None };
@@ -214,13 +239,20 @@ fn select_list(table: &TableConfig, catalog: &Catalog, columns: &[String], shape
             super::ndjson::Kind::selected(catalog.sql_type(c), &format!("r.{}", quote_ident(c)))
         })),
     }
-    if shape == Shape::Json || shape == Shape::Csv {
-        list.extend(
+    match shape {
+        Shape::Json => list.extend(
             table
                 .key
                 .iter()
                 .map(|k| format!("{}::text", quote_ident(&k.column))),
-        );
+        ),
+        Shape::Csv => list.extend(
+            table
+                .key
+                .iter()
+                .map(|k| export_key(catalog, "", &k.column, shape)),
+        ),
+        _ => {}
     }
     if shape == Shape::Row {
         // `row_to_json` over a derived table: compact JSON, and cheaper per row than

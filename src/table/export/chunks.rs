@@ -113,6 +113,7 @@ impl Chunks {
             &self.filters,
             self.after.as_deref(),
             table.chunk_rows.get() - 1,
+            self.shape(),
         );
         let until = match running.rows(&statement).await {
             Ok(rows) => rows
@@ -138,10 +139,7 @@ impl Chunks {
         }
         let resource = Arc::clone(&self.resource);
         let table = resource.table();
-        let shape = match self.format {
-            ExportFormat::Csv => Shape::Csv,
-            ExportFormat::Ndjson => Shape::Row,
-        };
+        let shape = self.shape();
         let rows = self.rows_per_chunk;
         let statement = sql::select_within(
             table,
@@ -236,6 +234,16 @@ impl Chunks {
         }
     }
 
+    /// What the chunks' statements select: `COPY` or query rows, CSV or NDJSON.
+    fn shape(&self) -> Shape {
+        match (self.copy, self.format) {
+            (true, ExportFormat::Csv) => Shape::CopyCsv,
+            (true, ExportFormat::Ndjson) => Shape::CopyNdjson,
+            (false, ExportFormat::Csv) => Shape::Csv,
+            (false, ExportFormat::Ndjson) => Shape::Row,
+        }
+    }
+
     /// The statement's bounds: after the last key sent, up to the range's end.
     fn bounds(&self) -> sql::Bounds<'_> {
         sql::Bounds {
@@ -288,10 +296,7 @@ impl Chunks {
             table,
             &self.catalog,
             &self.columns,
-            match self.format {
-                ExportFormat::Csv => Shape::CopyCsv,
-                ExportFormat::Ndjson => Shape::CopyNdjson,
-            },
+            self.shape(),
             &self.filters,
             self.bounds(),
             rows,

@@ -146,7 +146,7 @@ fn mixed_directions_expand_into_alternatives() {
     );
     assert!(
         s.sql
-            .starts_with("SELECT r.\"id\"::text, \"created_at\"::text, \"id\"::text FROM")
+            .starts_with("SELECT r.\"id\"::text, concat(\"created_at\"), concat(\"id\") FROM")
     );
 }
 
@@ -163,7 +163,7 @@ fn csv_renders_timestamps_as_rfc_3339_and_ndjson_uses_row_to_json() {
         csv.sql.starts_with(
             "SELECT CASE WHEN r.\"created_at\" >= '0001-01-01' AND r.\"created_at\" < '10000-01-01' \
              THEN replace(r.\"created_at\"::text, ' ', 'T') || ':00' ELSE r.\"created_at\"::text END, \
-             r.\"amount\"::text, r.\"id\"::text, \"id\"::text FROM"
+             r.\"amount\"::text, r.\"id\"::text, concat(\"id\") FROM"
         ),
         "{}",
         csv.sql
@@ -171,7 +171,7 @@ fn csv_renders_timestamps_as_rfc_3339_and_ndjson_uses_row_to_json() {
     let rows = select(&table, &catalog, &columns, Shape::Row, &[], None, 10);
     assert_eq!(
         rows.sql,
-        "SELECT row_to_json(j.*)::text, j.\"id\"::text FROM (SELECT r.\"created_at\", r.\"amount\"::text AS \"amount\", r.\"id\" \
+        "SELECT row_to_json(j.*)::text, concat(j.\"id\") FROM (SELECT r.\"created_at\", r.\"amount\"::text AS \"amount\", r.\"id\" \
          FROM \"app\".\"events\" AS r ORDER BY r.\"id\" LIMIT ($1::text)::pg_catalog.int8) AS j"
     );
 }
@@ -263,16 +263,32 @@ fn a_range_is_bounded_on_both_sides_and_its_end_found_by_an_index_walk() {
         "{}",
         s.sql
     );
-    // The end of a range: the key `offset` rows on, filtered, each column as text.
+    // The end of a range: the key `offset` rows on, filtered, each column as text as the
+    // chunks read it (COPY: as it writes them; queries: the output function's).
     let filters = [Filter {
         column: "amount".to_owned(),
         op: FilterOp::Gt,
         values: vec!["0".to_owned()],
     }];
-    let s = boundary(&table, &catalog, &filters, Some(&after), 9_999);
+    let queried = boundary(&table, &catalog, &filters, Some(&after), 9_999, Shape::Csv);
+    assert!(
+        queried
+            .sql
+            .starts_with("SELECT concat(r.\"created_at\"), concat(r.\"id\") FROM"),
+        "{}",
+        queried.sql
+    );
+    let s = boundary(
+        &table,
+        &catalog,
+        &filters,
+        Some(&after),
+        9_999,
+        Shape::CopyCsv,
+    );
     assert_eq!(
         s.sql,
-        "SELECT r.\"created_at\"::text, r.\"id\"::text FROM \"app\".\"events\" AS r \
+        "SELECT r.\"created_at\", r.\"id\" FROM \"app\".\"events\" AS r \
          WHERE \"amount\" > ($1::text)::pg_catalog.\"numeric\" AND \"created_at\" <= ($2::text)::pg_catalog.timestamptz \
          AND ((\"created_at\" < ($2::text)::pg_catalog.timestamptz) OR (\"created_at\" = ($2::text)::pg_catalog.timestamptz \
          AND \"id\" > ($3::text)::pg_catalog.int8)) ORDER BY r.\"created_at\" DESC, r.\"id\" \
