@@ -34,6 +34,21 @@ pub enum UpstreamError {
     },
 }
 
+impl UpstreamError {
+    /// What a client is told: the message without the upstream's name.
+    pub(crate) fn for_client(&self) -> String {
+        match self {
+            Self::Unavailable { .. } => "the upstream is unavailable".to_owned(),
+            Self::UnaskedUpgrade { .. } => {
+                "the upstream switched protocols without being asked to".to_owned()
+            }
+            Self::Timeout { stage, after, .. } => {
+                format!("the upstream did not {stage} within {after:?}")
+            }
+        }
+    }
+}
+
 /// The method refusal behind an upstream exchange's error: a form body whose scan refused it.
 pub(super) fn method_error(
     error: &(dyn std::error::Error + 'static),

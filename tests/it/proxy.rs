@@ -229,7 +229,7 @@ async fn an_unreachable_upstream_is_a_502_problem() {
     let proxy = Proxy::start_url(PASS, &url).await;
     let problem = get(&proxy.url("/anything")).await.problem(502);
     assert_eq!(problem["type"], "urn:pagegate:problem:upstream-unavailable");
-    assert_eq!(problem["detail"], "upstream `app` is unavailable");
+    assert_eq!(problem["detail"], "the upstream is unavailable");
     proxy.stop().await;
 }
 
@@ -252,7 +252,7 @@ async fn a_slow_upstream_is_a_504_problem() {
     assert_eq!(problem["type"], "urn:pagegate:problem:upstream-timeout");
     assert_eq!(
         problem["detail"],
-        "upstream `app` did not answer within 500ms"
+        "the upstream did not answer within 500ms"
     );
     proxy.stop().await;
 }

@@ -238,7 +238,12 @@ impl ProxyError {
 
     /// The problem document for this error, as `answer` describes it.
     fn problem(&self, answer: &Answer) -> Problem {
-        let mut problem = Problem::new(answer.status, answer.kind, self.to_string());
+        // An upstream's name is the operator's, not the client's: logged, never sent.
+        let detail = match self {
+            Self::Upstream(e) => e.for_client(),
+            _ => self.to_string(),
+        };
+        let mut problem = Problem::new(answer.status, answer.kind, detail);
         if let Self::Pagination(e) = self {
             e.extend(&mut problem);
         }
