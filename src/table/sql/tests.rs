@@ -288,7 +288,7 @@ fn a_range_is_bounded_on_both_sides_and_its_end_found_by_an_index_walk() {
     );
     assert_eq!(
         s.sql,
-        "SELECT r.\"created_at\", r.\"id\" FROM \"app\".\"events\" AS r \
+        "SELECT concat(r.\"created_at\"), concat(r.\"id\") FROM \"app\".\"events\" AS r \
          WHERE \"amount\" > ($1::text)::pg_catalog.\"numeric\" AND \"created_at\" <= ($2::text)::pg_catalog.timestamptz \
          AND ((\"created_at\" < ($2::text)::pg_catalog.timestamptz) OR (\"created_at\" = ($2::text)::pg_catalog.timestamptz \
          AND \"id\" > ($3::text)::pg_catalog.int8)) ORDER BY r.\"created_at\" DESC, r.\"id\" \
