@@ -305,15 +305,17 @@ upstreams: {app: {url: '{upstream}'}}
     proxy.stop().await;
 }
 
-#[tokio::test]
-async fn a_bodiless_get_ended_by_an_empty_data_frame_passes() {
-    let upstream = Upstream::start(|_| async { json_response("{}") }).await;
-    let yaml = "
+/// One route, `/app`, to the upstream.
+const ONE_ROUTE: &str = "
 upstreams: {app: {url: '{upstream}'}}
 routes:
   - {name: app, path: /app, upstream: app}
 ";
-    let proxy = Proxy::start(yaml, &upstream).await;
+
+#[tokio::test]
+async fn a_bodiless_get_ended_by_an_empty_data_frame_passes() {
+    let upstream = Upstream::start(|_| async { json_response("{}") }).await;
+    let proxy = Proxy::start(ONE_ROUTE, &upstream).await;
     let (mut client, _connection) = connect(proxy.addr, &h2::client::Builder::new()).await;
     // HEADERS without END_STREAM, then an empty DATA frame that ends the stream.
     let (response, mut stream) = client
@@ -330,12 +332,7 @@ async fn cookie_crumbs_reach_an_http1_backend_as_one_header() {
     // HTTP/2 clients may split `Cookie` into crumbs (RFC 9113 §8.2.3); an HTTP/1.1 backend
     // reads one `Cookie` field, so the crumbs are joined with "; " on the way.
     let upstream = Upstream::json("{}").await;
-    let yaml = "
-upstreams: {app: {url: '{upstream}'}}
-routes:
-  - {name: app, path: /app, upstream: app}
-";
-    let proxy = Proxy::start(yaml, &upstream).await;
+    let proxy = Proxy::start(ONE_ROUTE, &upstream).await;
     let (mut client, _connection) = connect(proxy.addr, &h2::client::Builder::new()).await;
     let mut req = get(proxy.addr, "/app");
     for crumb in ["a=1", "b=2", "session=s3"] {
