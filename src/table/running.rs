@@ -173,41 +173,19 @@ impl Running {
         sorted
     }
 
-    /// Runs `statement`, collecting every row (callers bound it with `LIMIT`): prepared once
-    /// per connection and kept in its bounded cache, or sent `unnamed` (every parameter is
-    /// text, cast in the statement).
+    /// Runs `statement`, collecting every row (callers bound it with `LIMIT`), as
+    /// [`Running::each_row`] runs it.
     pub(crate) async fn rows(
         &mut self,
         statement: &sql::Statement,
     ) -> Result<Vec<tokio_postgres::Row>, PgError> {
-        self.finished = false;
-        let client = self.client.as_ref().ok_or(PgError::Unavailable)?;
-        let outcome = if self.unnamed {
-            // One round trip, no statement left behind on the server session.
-            let params: Vec<(&(dyn tokio_postgres::types::ToSql + Sync), Type)> = statement
-                .params
-                .iter()
-                .map(|p| (p as &(dyn tokio_postgres::types::ToSql + Sync), Type::TEXT))
-                .collect();
-            client.query_typed(&statement.sql, &params).await
-        } else {
-            if client.statement_cache.size() > pool::STATEMENT_CACHE {
-                client.statement_cache.clear();
-            }
-            let prepared = match client.prepare_cached(&statement.sql).await {
-                Ok(prepared) => prepared,
-                Err(error) => return Err(self.failed(&error)),
-            };
-            let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = statement
-                .params
-                .iter()
-                .map(|p| p as &(dyn tokio_postgres::types::ToSql + Sync))
-                .collect();
-            client.query(&prepared, &params).await
-        };
-        let rows = outcome.map_err(|e| self.failed(&e));
-        self.finished = true;
-        rows
+        let mut rows = Vec::new();
+        self.each_row(statement, |row| {
+            rows.push(row);
+            Ok(true)
+        })
+        .await?;
+        Ok(rows)
     }
 
     /// Runs `statement` (one client value cast as a statement casts it, see

@@ -174,9 +174,10 @@ pub(crate) fn export_key(catalog: &Catalog, alias: &str, column: &str, shape: Sh
 }
 
 /// The key of the row `offset` rows into those after `after`, filtered, in key order (each
-/// column as text, as an export's chunks give keys: [`export_key`]): the last key of an export chunk of `offset + 1`
-/// rows, found by walking the key's index without reading the rows out, so the chunk's
-/// statement can run while the next boundary is sought. No row: fewer rows are left.
+/// column as text, as an export's chunks give keys: [`export_key`]): the last key of an export
+/// chunk of `offset + 1` rows, found by walking the key's index without reading the rows out,
+/// so the chunk's statement can run while the next boundary is sought. No row: fewer rows are
+/// left.
 pub(crate) fn boundary(
     table: &TableConfig,
     catalog: &Catalog,

@@ -2,8 +2,9 @@
 //! rows, fetched whole into a buffer and written as CSV or NDJSON, the next starting after the
 //! last key sent. A chunk also ends after the row that reaches `chunk_bytes` (its statement
 //! cancelled, its connection closed: see `running::bounded`); the next chunks then ask for as
-//! many rows as it held, doubling back toward `chunk_rows` while they fit. A range's first chunk can find its own end first
-//! ([`Chunks::next_range`]), so the next range's chunk can be fetched at the same time.
+//! many rows as it held, doubling back toward `chunk_rows` while they fit. A range's first
+//! chunk can find its own end first ([`Chunks::next_range`]), so the next range's chunk can be
+//! fetched at the same time.
 
 use std::sync::Arc;
 

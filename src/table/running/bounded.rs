@@ -29,8 +29,9 @@ pub(crate) struct Copied {
 impl Running {
     /// Runs `statement`, handing each row to `take` as it comes until `take` says `false`
     /// (enough bytes held): then the statement is left unfinished (see the module docs), and
-    /// `Ok(true)` says so. Prepared once per connection, or sent `unnamed`, as
-    /// [`Running::rows`] does.
+    /// `Ok(true)` says so. Prepared once per connection and kept in its bounded cache, or sent
+    /// `unnamed` in one round trip (every parameter is text, cast in the statement), so no
+    /// statement is left behind on the server session.
     pub(crate) async fn each_row(
         &mut self,
         statement: &sql::Statement,
