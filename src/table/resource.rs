@@ -5,49 +5,16 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
-use super::running::{Ctx, pool_error, refuses_value, sqlstate_error};
+use super::running::{Ctx, pool_error};
 use super::{
-    Catalog, CheckError, Database, PgError, RETRY_INVALID, RETRY_UNREACHABLE, Running, catalog, sql,
+    Catalog, CheckError, Database, PgError, RETRY_INVALID, RETRY_UNREACHABLE, Running, catalog,
 };
 use crate::cursor::{CursorCodec, route_id};
 use crate::table::config::TableConfig;
 
-/// A client's value as it met a column: to blame it by name when the database refuses it.
-#[derive(Debug, Clone)]
-pub(super) struct Offered {
-    /// Where the client wrote it.
-    pub(super) source: Source,
-    /// The column it is compared with.
-    pub(super) column: String,
-    /// The value.
-    pub(super) value: String,
-}
+mod blame;
 
-/// Where a client wrote a value; named only when the database refuses it, so an answered
-/// request formats no label.
-#[derive(Debug, Clone)]
-pub(super) enum Source {
-    /// A filter with this operator.
-    Filter(crate::table::config::FilterOp),
-    /// `after`.
-    After,
-    /// The scope header.
-    Header(http::HeaderName),
-    /// The scope claim.
-    Claim(String),
-}
-
-impl Offered {
-    /// The parameter as the client wrote it (`the filter amount=gte.…`, `after`, a header).
-    pub(super) fn parameter(&self) -> String {
-        match &self.source {
-            Source::Filter(op) => format!("the filter `{}={}.…`", self.column, op.name()),
-            Source::After => format!("`after` (its {} value)", self.column),
-            Source::Header(name) => format!("the {name} header"),
-            Source::Claim(name) => format!("the token's {name} claim"),
-        }
-    }
-}
+pub(super) use blame::{Offered, Source};
 
 /// Whether a resource may be served now.
 #[derive(Debug)]
@@ -277,102 +244,6 @@ impl Resource {
             Ok(client) => Ok(Running::new(client, share, &self.database, ctx)),
             Err(error) => Err(pool_error(&error, ctx)),
         }
-    }
-
-    /// What a failed statement's error says to the client. [`PgError::Rejected`] and
-    /// [`PgError::Changed`] may be a client's value (some types' input functions raise class 42
-    /// for bad text): the value at fault is named ([`Resource::blame`]); otherwise a refused
-    /// value is stored data the statement cannot read (500), and a changed table is read
-    /// again.
-    pub(super) async fn answer(
-        &self,
-        error: PgError,
-        catalog: &Catalog,
-        values: &[Offered],
-        ctx: &Ctx,
-    ) -> PgError {
-        if !matches!(error, PgError::Rejected | PgError::Changed) {
-            return error;
-        }
-        match (self.blame(catalog, values, ctx).await, error) {
-            (Some(blamed @ PgError::BadValue { .. }), _) => blamed,
-            (Some(PgError::Changed) | None, PgError::Changed) => {
-                self.forget();
-                PgError::Changed
-            }
-            (None, _) => {
-                tracing::error!(
-                    route = &*ctx.route,
-                    request_id = ctx.request.as_deref().unwrap_or("-"),
-                    "the database refused a statement's value, but no client value on its own: stored data the statement cannot read (text UTF-8 cannot carry?)"
-                );
-                PgError::Database
-            }
-            (Some(other), _) => other,
-        }
-    }
-
-    /// The client value the database refuses, cast as the statement casts it (PostgreSQL does
-    /// not say which parameter it refused), as a 400 naming it; `None` when every value reads.
-    /// All values are cast in one statement, then halves of the refused run until one value
-    /// is left: about log₂ n + 1 round trips, so 3,200 `in` items cost 13, not 3,200. A value
-    /// whose cast raises class 42 or 0A000 is at fault only when the same cast of NULL is not
-    /// (else the column's type itself changed). A statement that succeeds costs none of this.
-    async fn blame(&self, catalog: &Catalog, values: &[Offered], ctx: &Ctx) -> Option<PgError> {
-        if values.is_empty() {
-            return None;
-        }
-        let mut running = match self.connection(false, ctx).await {
-            Ok(running) => running,
-            Err(error) => return Some(error),
-        };
-        let cast = |run: &[Offered]| {
-            sql::cast_values(
-                catalog,
-                run.iter()
-                    .map(|o| (o.column.as_str(), Some(o.value.as_str()))),
-            )
-        };
-        let mut run = values;
-        let (mut code, mut message) = match running.probe(&cast(run)).await {
-            Ok(()) => return None,
-            Err(None) => return Some(PgError::Unavailable),
-            Err(Some(refused)) => refused,
-        };
-        // PostgreSQL casts a select list left to right and reports the first cast that fails,
-        // so the refusal held, of a run that `run` ends or starts, is its first bad value's.
-        while run.len() > 1 {
-            let (first, second) = run.split_at(run.len() / 2);
-            match running.probe(&cast(first)).await {
-                Ok(()) => run = second,
-                Err(None) => return Some(PgError::Unavailable),
-                Err(Some(refused)) => (run, (code, message)) = (first, refused),
-            }
-        }
-        let offered = &run[0];
-        let at_fault = refuses_value(&code)
-            || ((code == "0A000" || code.starts_with("42"))
-                && running
-                    .probe(&sql::cast_values(
-                        catalog,
-                        [(offered.column.as_str(), None)],
-                    ))
-                    .await
-                    .is_ok());
-        Some(if at_fault {
-            // A constraint's message (class 23) names the domain and its constraint: the
-            // client learns only what was broken.
-            if code.starts_with("23") {
-                tracing::debug!(%code, %message, "a client value breaks a constraint");
-                message = "it violates a check constraint of the column's type".to_owned();
-            }
-            PgError::BadValue {
-                parameter: offered.parameter(),
-                message,
-            }
-        } else {
-            sqlstate_error(&code, &message, ctx)
-        })
     }
 
     /// Reads the table's columns again before the next statement, whatever the last check
