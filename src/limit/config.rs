@@ -49,6 +49,31 @@ pub struct LimitsConfig {
     pub quota: Option<QuotaConfig>,
 }
 
+impl LimitsConfig {
+    /// The request headers these limits read (the key's, a tenant's or an exemption's match,
+    /// a descriptor's value): the hop keeps them as the limits read them.
+    pub fn headers(&self) -> impl Iterator<Item = &HeaderName> {
+        let key = match &self.key {
+            ClientKeySource::Header(name) | ClientKeySource::HeaderAndClient(name) => Some(name),
+            ClientKeySource::Client | ClientKeySource::Claim(_) => None,
+        };
+        let matched = self
+            .overrides
+            .iter()
+            .map(|o| &o.matches)
+            .chain(&self.exempt)
+            .filter_map(|m| match m {
+                TenantMatch::Header { header, .. } => Some(header),
+                TenantMatch::Claim { .. } => None,
+            });
+        let described = self.descriptors.iter().filter_map(|d| match &d.value {
+            DescriptorValue::Header(name) => Some(name),
+            _ => None,
+        });
+        key.into_iter().chain(matched).chain(described)
+    }
+}
+
 /// `limits.quota`: `amount` rows (table exports) or bytes (any answer) per key per `per`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QuotaConfig {

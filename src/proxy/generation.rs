@@ -141,7 +141,8 @@ impl Generation {
             DefaultPolicy::Pass(upstream) => {
                 let client = made.client(upstream)?;
                 let counted = fallback.metrics.request_bytes();
-                let forward = Forward::new(client, TimeoutOverrides::default(), counted);
+                let overrides = TimeoutOverrides::default();
+                let forward = Forward::new(client, overrides, counted, made.decided());
                 let limits = made.limits.get(DEFAULT_ROUTE_NAME).cloned();
                 stack::route(RouteParts { limits, ..fallback }, forward)
             }
@@ -289,7 +290,8 @@ fn route_service(
     Ok(match &route.target {
         Target::Upstream(upstream) => {
             let counted = parts.metrics.request_bytes();
-            let forward = Forward::new(made.client(upstream)?, route.timeouts, counted);
+            let client = made.client(upstream)?;
+            let forward = Forward::new(client, route.timeouts, counted, made.decided());
             stack::route(parts, forward)
         }
         Target::Table(table) => stack::table(parts, made.resource(route, table)?, export),

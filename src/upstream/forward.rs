@@ -38,17 +38,21 @@ pub(crate) struct Forward {
     idle_timeout: Duration,
     /// The route's `pagegate_request_bytes_total`.
     request_bytes: Counter,
+    /// The headers the configuration's limits and identities read: kept as they read them.
+    decided: Arc<[http::HeaderName]>,
 }
 
 // === impl Forward ===
 
 impl Forward {
     /// Relays to `upstream`; `overrides` replace its timeouts for this route, whose request
-    /// body bytes are counted in `request_bytes`.
+    /// body bytes are counted in `request_bytes`; `decided` names the headers the
+    /// configuration's limits and identities read.
     pub(crate) fn new(
         upstream: Arc<UpstreamClient>,
         overrides: TimeoutOverrides,
         request_bytes: Counter,
+        decided: Arc<[http::HeaderName]>,
     ) -> Self {
         let config = &upstream.config;
         Self {
@@ -56,6 +60,7 @@ impl Forward {
             idle_timeout: overrides.idle.unwrap_or(config.idle_timeout),
             upstream,
             request_bytes,
+            decided,
         }
     }
 
@@ -89,8 +94,8 @@ impl Forward {
             .cloned()
             .or_else(|| parts.uri.authority().and_then(|a| a.as_str().parse().ok()));
         parts.uri = upstream_uri(config, &parts.uri).ok_or_else(|| self.unavailable())?;
-        super::headers::remove_hop_by_hop(&mut parts.headers);
-        super::headers::remove_method_overrides(&mut parts.headers);
+        super::headers::remove_hop_by_hop(&mut parts.headers, &self.decided);
+        super::headers::remove_method_overrides(&mut parts.headers, &self.decided);
         super::headers::set_forwarding(
             &mut parts.headers,
             client.as_ref(),
@@ -180,7 +185,7 @@ impl Forward {
                     open,
                 ));
                 let (mut parts, _) = response.into_parts();
-                super::headers::remove_hop_by_hop(&mut parts.headers);
+                super::headers::remove_hop_by_hop(&mut parts.headers, &[]);
                 super::tunnel::restore(&mut parts.headers, protocol);
                 return Ok(http::Response::from_parts(
                     parts,
@@ -191,7 +196,7 @@ impl Forward {
         };
         metrics.first_byte(sent_at.elapsed());
         let (mut parts, body) = response.into_parts();
-        super::headers::remove_hop_by_hop(&mut parts.headers);
+        super::headers::remove_hop_by_hop(&mut parts.headers, &[]);
         if let Some(prefix) = &self.upstream.redirect_prefix {
             super::headers::rewrite_redirects(&mut parts.headers, prefix);
         }

@@ -37,8 +37,9 @@ const METHOD_OVERRIDES: [HeaderName; 3] = [
     HeaderName::from_static("x-http-method"),
 ];
 
-/// Names pagegate sets or decides by, besides the hop-by-hop ones and the overrides: a
-/// spelling with `_` for `-` is dropped ([`remove_method_overrides`]).
+/// Names pagegate sets or decides by, besides the hop-by-hop ones, the overrides and the
+/// headers a configuration's limits and identities read (`decided`): a spelling with `_` for
+/// `-` is dropped ([`remove_method_overrides`]).
 const DECIDED: [&str; 11] = [
     "host",
     "content-type",
@@ -60,8 +61,10 @@ const DECIDED: [&str; 11] = [
 /// `_`, so `X_HTTP_Method_Override: GET` reaches Rack as `HTTP_X_HTTP_METHOD_OVERRIDE`, and
 /// `X_Forwarded_For` may override the address pagegate set. nginx drops every name with `_`
 /// by default (`underscores_in_headers off`); pagegate drops only these, so other names with
-/// `_` (an `api_key`) still pass.
-pub(crate) fn remove_method_overrides(headers: &mut HeaderMap) {
+/// `_` (an `api_key`) still pass, unless `decided` (the headers the configuration's limits and
+/// identities read) holds their dashed spelling: `X_Api_Key` cannot stand in for the
+/// `X-Api-Key` pagegate keyed a rate by.
+pub(crate) fn remove_method_overrides(headers: &mut HeaderMap, decided: &[HeaderName]) {
     // One pass over the few names a message has, instead of a hashed lookup per name.
     if !headers
         .keys()
@@ -74,7 +77,7 @@ pub(crate) fn remove_method_overrides(headers: &mut HeaderMap) {
     }
     let disguised: Vec<HeaderName> = headers
         .keys()
-        .filter(|name| name.as_str().contains('_') && disguises(name.as_str()))
+        .filter(|name| name.as_str().contains('_') && disguises(name.as_str(), decided))
         .cloned()
         .collect();
     for name in disguised {
@@ -83,17 +86,20 @@ pub(crate) fn remove_method_overrides(headers: &mut HeaderMap) {
 }
 
 /// Whether `name` (lower case, with a `_`) reads as a header pagegate controls once `_` is `-`.
-fn disguises(name: &str) -> bool {
+fn disguises(name: &str, decided: &[HeaderName]) -> bool {
     let dashed = name.replace('_', "-");
     METHOD_OVERRIDES
         .iter()
         .chain(&HOP_BY_HOP)
+        .chain(decided)
         .any(|controlled| controlled.as_str() == dashed)
         || DECIDED.contains(&dashed.as_str())
 }
 
-/// Removes hop-by-hop headers, including every header the `Connection` header names.
-pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
+/// Removes hop-by-hop headers, including every header the `Connection` header names but
+/// those pagegate decided by ([`KEPT`], and `decided`: the headers the configuration's limits
+/// and identities read, so the backend sees the key pagegate counted).
+pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap, decided: &[HeaderName]) {
     // Most messages carry none, or only `Connection: keep-alive` (or `close`), which names no
     // other header: one pass over their names settles it.
     let mut found = false;
@@ -130,7 +136,7 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
         // by the access log), and the body's type and length are what the form check read (a
         // `Connection: content-type` would otherwise hide a form from a backend that then
         // parses the body untyped, as Rack does a POST's).
-        .filter(|name| !KEPT.contains(&name.as_str()))
+        .filter(|name| !KEPT.contains(&name.as_str()) && !decided.contains(name))
         .collect();
     for name in named {
         headers.remove(name);

@@ -78,6 +78,33 @@ async fn forwards_requests_with_forwarding_headers_and_without_hop_by_hop_ones()
 }
 
 #[tokio::test]
+async fn the_header_a_limit_keys_by_reaches_the_backend_as_counted() {
+    // pagegate counts this client under its `X-Api-Key`; the backend must act on that key, not
+    // on none (`Connection: x-api-key`) nor on an `X_Api_Key` a CGI-style server reads as it.
+    let upstream = Upstream::json("{}").await;
+    let limits =
+        "{key: header, key_header: X-Api-Key, rate: {per_client: {requests: 50, per: 1m}}}";
+    let config = PASS.replace("    list: {}\n", &format!("    limits: {limits}\n"));
+    let proxy = Proxy::start(&config, &upstream).await;
+    let request = http::Request::get(proxy.url("/events"))
+        .header("connection", "x-api-key")
+        .header("x-api-key", "counted")
+        .header("x_api_key", "someone-else")
+        .body(full(Bytes::new()))
+        .expect("request");
+    let got = send(request).await;
+    assert_eq!(got.status, 200, "{}", got.text());
+    let seen = upstream.last();
+    assert_eq!(seen.headers["x-api-key"], "counted");
+    assert!(
+        !seen.headers.contains_key("x_api_key"),
+        "{:?}",
+        seen.headers
+    );
+    proxy.stop().await;
+}
+
+#[tokio::test]
 async fn host_can_be_preserved_or_fixed() {
     let upstream = Upstream::json("{}").await;
     for (mode, expected) in [

@@ -8,10 +8,12 @@ use std::convert::Infallible;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 
+use http::HeaderName;
+
 use super::{BuildError, DEFAULT_ROUTE_NAME, Generation};
 use crate::config::{Config, RouteConfig, TableConfig, Target, UpstreamConfig};
 use crate::identity::{Gate, Verifier, Verifiers};
-use crate::limit::config::ClientKeySource;
+use crate::limit::config::{ClientKeySource, LimitsConfig};
 use crate::limit::{Limits, RateLimitService, Redis, Stores};
 use crate::list::guard::HeldBudget;
 use crate::table::config::ScopeSource;
@@ -48,6 +50,8 @@ pub(super) struct Resources<'a> {
     pub(super) limits: BTreeMap<String, Arc<Limits>>,
     /// Each identity's verifier, by name (a `jwks_url`'s fetched set survives a reload).
     pub(super) verifiers: Verifiers,
+    /// The request headers the limits and identities read: the hop keeps them as read.
+    decided: Arc<[HeaderName]>,
 }
 
 impl<'a> Resources<'a> {
@@ -113,6 +117,7 @@ impl<'a> Resources<'a> {
             verifiers.insert(name.clone(), verifier);
         }
         Ok(Self {
+            decided: headers_read(config),
             verifiers,
             previous,
             metrics,
@@ -125,6 +130,12 @@ impl<'a> Resources<'a> {
             resources: BTreeMap::new(),
             limits,
         })
+    }
+
+    /// The request headers `config`'s limits and identities read: a `Connection` header cannot
+    /// remove them, nor an `_` spelling stand in for them at the backend.
+    pub(super) fn decided(&self) -> Arc<[HeaderName]> {
+        Arc::clone(&self.decided)
     }
 
     /// The client of an upstream: the previous one while its settings are unchanged.
@@ -290,4 +301,21 @@ fn limits(
         limits.insert(name.to_owned(), route);
     }
     limits
+}
+
+/// Every request header `config`'s limits and identities read (keys, tenant matches,
+/// descriptors, tokens), once each.
+fn headers_read(config: &Config) -> Arc<[HeaderName]> {
+    let mut names: Vec<HeaderName> = config
+        .routes
+        .iter()
+        .filter_map(|route| route.limits.as_ref())
+        .chain(&config.default_limits)
+        .flat_map(LimitsConfig::headers)
+        .chain(config.identities.values().map(|identity| &identity.header))
+        .cloned()
+        .collect();
+    names.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
+    names.dedup();
+    names.into()
 }
