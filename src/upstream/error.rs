@@ -95,3 +95,28 @@ pub(super) fn is_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
     }
     false
 }
+
+/// Why an exchange failed before a response head, as `pagegate_upstream_errors_total` and the
+/// log line name it.
+pub(super) fn cause(error: &hyper_util::client::legacy::Error) -> &'static str {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind as K;
+            match io.kind() {
+                K::ConnectionRefused => return "connect_refused",
+                K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe => return "reset",
+                _ => {}
+            }
+        }
+        if error.is_connect() && e.to_string().starts_with("dns error") {
+            return "dns";
+        }
+        source = e.source();
+    }
+    if error.is_connect() {
+        "connect"
+    } else {
+        "closed"
+    }
+}

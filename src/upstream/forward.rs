@@ -26,7 +26,7 @@ use crate::client_addr::{ClientAddr, TunnelHold};
 use crate::telemetry::TraceCx;
 use crate::upstream::UpstreamClient;
 use crate::upstream::config::{TimeoutOverrides, UpstreamConfig};
-use crate::upstream::error::{is_timeout, method_error, request_body_error};
+use crate::upstream::error::{cause, is_timeout, method_error, request_body_error};
 use crate::{BoxError, Request, Response, UpstreamError};
 
 /// The innermost service of an HTTP route: relays requests to the route's upstream, with the
@@ -337,32 +337,6 @@ impl Future for ForwardFuture {
     }
 }
 
-/// Why an exchange failed before a response head, as `pagegate_upstream_errors_total` and the
-/// log line name it.
-fn cause(error: &ClientError) -> &'static str {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(e) = source {
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            use std::io::ErrorKind as K;
-            match io.kind() {
-                K::ConnectionRefused => return "connect_refused",
-                K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe => return "reset",
-                _ => {}
-            }
-        }
-        if error.is_connect() && e.to_string().starts_with("dns error") {
-            return "dns";
-        }
-        source = e.source();
-    }
-    if error.is_connect() {
-        "connect"
-    } else {
-        "closed"
-    }
-}
-
-/// A request ready for the upstream, its body's end signal (uploads) and its upgrade.
 /// Records how the upstream call ended on its span, which then ends.
 fn end_span(
     span: Option<TraceCx>,
@@ -377,6 +351,7 @@ fn end_span(
     answer
 }
 
+/// A request ready for the upstream, its body's end signal (uploads) and its upgrade.
 pub(super) type Prepared = (
     Request,
     Option<Arc<BodyEnd>>,
