@@ -15,7 +15,8 @@
 //! another route than the request's own method (`POST /report?_method=GET`); one that reaches
 //! the same route (a Rails form's `_method=patch`) passes. A GET or HEAD with a body is refused
 //! everywhere unless the route (or `default`) sets `allow_read_body` (search APIs send GET with
-//! a body). On a list path `Upgrade` requests are refused too: a list is served as pages, never
+//! a body). A body under several `Content-Type` fields, or a list of types in one, is refused
+//! everywhere (400): which one a backend keeps differs. On a list path `Upgrade` requests are refused too: a list is served as pages, never
 //! tunnelled. `CONNECT` is refused everywhere (405): pagegate is a reverse proxy, not a tunnel.
 
 use http::{Method, header};
@@ -69,6 +70,15 @@ pub(crate) enum MethodError {
     FormTooLarge {
         /// [`form::MAX_FORM_BYTES`].
         max: usize,
+    },
+    /// A body under several `Content-Type` fields, or a list in one: frameworks keep different
+    /// ones, so one could parse a form (and its `_method`) that pagegate read as another kind.
+    #[error(
+        "the body's type is ambiguous ({found}): backends keep different ones, so one may read a form pagegate did not; send one Content-Type field with one media type"
+    )]
+    AmbiguousType {
+        /// What was found: several fields, or a list.
+        found: &'static str,
     },
     /// A GET or HEAD with a body where the route does not allow one.
     #[error(
@@ -194,6 +204,9 @@ pub(crate) fn check(req: &Request, at: Landing) -> Result<(), MethodError> {
                 method: overridden,
             });
         }
+    }
+    if let Some(found) = form::ambiguous_type(req) {
+        return Err(MethodError::AmbiguousType { found });
     }
     if at.list_path && req.headers().contains_key(header::UPGRADE) {
         return Err(MethodError::UpgradeOnList {

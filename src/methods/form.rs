@@ -44,6 +44,34 @@ pub(crate) fn has_form(req: &Request) -> bool {
     !http_body::Body::is_end_stream(req.body()) && form_kind(req).is_some()
 }
 
+/// What makes the type of `req`'s body ambiguous, if anything: several `Content-Type` fields
+/// (RFC 9110 makes it a singleton; Node keeps the first, Rack the last joined, Go's
+/// `Header.Get` the first), or a list in one (a `,` outside quotes: Rack and PHP cut there,
+/// a list-splitting parser may keep the last). A legitimate client sends neither, and either
+/// could hide a multipart form (and its `_method`) from the kind pagegate scanned for.
+pub(crate) fn ambiguous_type(req: &Request) -> Option<&'static str> {
+    if http_body::Body::is_end_stream(req.body()) {
+        return None;
+    }
+    let mut types = req.headers().get_all(header::CONTENT_TYPE).iter();
+    let first = types.next()?;
+    if types.next().is_some() {
+        return Some("several Content-Type fields");
+    }
+    let mut quoted = false;
+    let mut escaped = false;
+    for &b in first.as_bytes() {
+        match b {
+            _ if escaped => escaped = false,
+            b'\\' if quoted => escaped = true,
+            b'"' => quoted = !quoted,
+            b',' if !quoted => return Some("a list of types in Content-Type"),
+            _ => {}
+        }
+    }
+    None
+}
+
 /// Whether the form body of `req`, landing `at`, is read for `_method`: a form on a list path.
 /// Elsewhere forms are not read whole (that would cap every upload at [`MAX_FORM_BYTES`] and
 /// let a slow body hold a slot before any stall timeout runs); where an override could reach
@@ -84,7 +112,8 @@ enum Form {
 /// The form `req`'s body is to the laxest backend, and whether its `Content-Type` says so.
 /// Rack parses a POST with no type (or an empty one) as urlencoded; Rack cuts the media type
 /// at `;` or `,`, PHP at those or a space; and of several `Content-Type` fields a server may
-/// keep any: one that reads as a form makes the body a form.
+/// keep any: one that reads as a form makes the body a form (a body still to come under
+/// several is refused first, [`ambiguous_type`]).
 fn form_kind(req: &Request) -> Option<(Form, bool)> {
     let untyped = (req.method() == http::Method::POST).then_some((Form::UrlEncoded, false));
     let mut types = req

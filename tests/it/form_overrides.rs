@@ -170,3 +170,44 @@ async fn uploads_and_overrides_that_stay_on_their_route_pass_whole() {
     }
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn a_body_of_ambiguous_type_is_refused_before_the_backend() {
+    // Frameworks keep different fields of several `Content-Type`s (or entries of a list in
+    // one): pagegate scanning the first as urlencoded would miss the multipart `_method` a
+    // backend keeping the other reads.
+    let (upstream, bodies) = reading_backend().await;
+    let proxy = Proxy::start(YAML, &upstream).await;
+    let body = "--b\r\nContent-Disposition: form-data; name=\"_method\"\r\n\r\nGET\r\n--b--\r\n";
+    let multipart = "multipart/form-data; boundary=b";
+    let mut several = post(&proxy, "/export", "", body);
+    several
+        .headers_mut()
+        .append("content-type", multipart.parse().expect("value"));
+    let list = post(&proxy, "/export", &format!("text/plain, {multipart}"), body);
+    for request in [several, list] {
+        let got = crate::support::send(request).await;
+        let problem = got.problem(400);
+        assert_eq!(problem["type"], "urn:pagegate:problem:ambiguous-method");
+        assert!(
+            problem["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("send one Content-Type field")),
+            "{problem}"
+        );
+    }
+    assert!(
+        bodies.lock().expect("lock").is_empty(),
+        "nothing reached it"
+    );
+    // A comma inside a quoted boundary is one type.
+    let quoted = "--a,b\r\nContent-Disposition: form-data; name=\"f\"\r\n\r\nx\r\n--a,b--\r\n";
+    let ok = post(
+        &proxy,
+        "/posts",
+        "multipart/form-data; boundary=\"a,b\"",
+        quoted,
+    );
+    assert_eq!(crate::support::send(ok).await.status, 200);
+    proxy.stop().await;
+}

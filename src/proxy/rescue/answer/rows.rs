@@ -35,6 +35,9 @@ pub(super) fn method(e: &MethodError) -> Answer {
         MethodError::Override { .. } => {
             refused(S::BAD_REQUEST, kind!("ambiguous-method"), "method_override")
         }
+        MethodError::AmbiguousType { .. } => {
+            refused(S::BAD_REQUEST, kind!("ambiguous-method"), "ambiguous_type")
+        }
         MethodError::BodyOnRead { .. } => {
             refused(S::BAD_REQUEST, kind!("ambiguous-method"), "body_on_read")
         }
