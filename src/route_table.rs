@@ -125,9 +125,10 @@ impl<T: Clone> RouteTable<T> {
     ///
     /// A path is read every way some backend could read it — as written, with `%2F` as a
     /// separator, and without a format extension (`/events.json`). A list route found by any
-    /// reading wins over a route that is not one, and any route over a catch-all: a catch-all
-    /// must not take `/events.json` away from the `/events` list route, nor `/login.json` from
-    /// a rate-limited `/login`. On a tie the earlier reading wins. The path is a list path when
+    /// reading wins over a route that is not one, any route over a catch-all, and a route
+    /// matched with no parameter over one that took one: neither a catch-all nor a `/{slug}`
+    /// may take `/events.json` away from the `/events` list route, nor `/login.json` from a
+    /// rate-limited `/login`. On a tie the earlier reading wins. The path is a list path when
     /// any reading is.
     pub(crate) fn lookup(&self, method: &Method, path: &str) -> Found<'_, T> {
         let mut best: Option<(&T, u8)> = None;
@@ -163,9 +164,9 @@ impl<T: Clone> RouteTable<T> {
         }
     }
 
-    /// The route serving `method` at a normalized path (and its rank: 2 for a list route, plus
-    /// 1 unless its pattern is a catch-all), whether the path is a list path, and whether any
-    /// route serves it.
+    /// The route serving `method` at a normalized path (and its rank: 4 for a list route, plus
+    /// 2 unless its pattern is a catch-all, plus 1 when it matched with no parameter), whether
+    /// the path is a list path, and whether any route serves it.
     fn lookup_exact(&self, method: &Method, path: &str) -> (Option<(&T, u8)>, bool, bool) {
         let Ok(matched) = self.router.at(path) else {
             return (None, false, false);
@@ -175,7 +176,11 @@ impl<T: Clone> RouteTable<T> {
             .routes
             .iter()
             .find(|(methods, _, _)| methods.as_deref().is_none_or(|m| serves(m, method)))
-            .map(|(_, list, value)| (value, u8::from(*list) * 2 + u8::from(!group.catch_all)));
+            .map(|(_, list, value)| {
+                let fixed = matched.params.is_empty();
+                let rank = u8::from(*list) * 4 + u8::from(!group.catch_all) * 2 + u8::from(fixed);
+                (value, rank)
+            });
         (route, group.list, true)
     }
 }

@@ -244,3 +244,24 @@ fn a_route_found_by_any_reading_wins_over_a_catch_all() {
     let get = table.lookup(&Method::GET, "/login.json");
     assert_eq!(get.route.copied(), Some("files"));
 }
+
+#[test]
+fn a_route_found_with_no_parameter_wins_over_one_that_took_one() {
+    let routes = [
+        route("slug", "/{slug}", None),
+        route("login", "/login", None),
+        route("user", "/users/{id}", None),
+    ];
+    let table = RouteTable::new(&routes);
+    for (path, expected) in [
+        ("/login", "login"),
+        ("/login.json", "login"),
+        ("/login%2F", "login"),
+        ("/about.json", "slug"),
+        // Both readings took a parameter: the path as written wins.
+        ("/users/7.json", "user"),
+    ] {
+        let found = table.lookup(&Method::POST, path);
+        assert_eq!(found.route.copied(), Some(expected), "{path}");
+    }
+}

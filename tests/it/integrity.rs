@@ -523,7 +523,7 @@ routes:
 }
 
 #[tokio::test]
-async fn a_catch_all_route_cannot_take_a_path_variant_from_a_limited_route() {
+async fn a_catch_all_or_a_parameter_cannot_take_a_path_variant_from_a_limit() {
     let upstream = Upstream::start(|_| async { json_response("{}") }).await;
     let yaml = "
 upstreams: {app: {url: '{upstream}'}}
@@ -551,5 +551,18 @@ routes:
         "one request within the limit, whatever the spelling: {statuses:?}"
     );
     assert_eq!(upstream.seen().len(), 1);
+    proxy.stop().await;
+    // Nor can a route that takes a parameter (`/{slug}` matches `/login.json` as written).
+    let slug = yaml.replace("'/{*rest}'", "'/{slug}'");
+    let proxy = Proxy::start(&slug, &upstream).await;
+    for path in ["/login", "/login.json"] {
+        let got = send(request("POST", &proxy.url(path), "", &[])).await;
+        assert_eq!(
+            got.status,
+            if path == "/login" { 200 } else { 429 },
+            "{path}"
+        );
+    }
+    assert_eq!(upstream.seen().len(), 2);
     proxy.stop().await;
 }
