@@ -50,6 +50,8 @@ async fn a_page_is_never_asked_for_as_a_range() {
     let req = http::Request::get(proxy.url("/events"))
         .header("range", "bytes=100000-")
         .header("if-range", "\"v1\"")
+        .header("request-range", "bytes=100000-")
+        .header("request_range", "bytes=100000-")
         .header("accept", "application/json")
         .body(crate::support::full(""))
         .expect("request");
@@ -57,6 +59,8 @@ async fn a_page_is_never_asked_for_as_a_range() {
     let seen = upstream.last();
     assert!(!seen.headers.contains_key("range"), "{:?}", seen.headers);
     assert!(!seen.headers.contains_key("if-range"));
+    assert!(!seen.headers.contains_key("request-range"));
+    assert!(!seen.headers.contains_key("request_range"));
     assert_eq!(seen.headers["accept"], "application/json");
     proxy.stop().await;
 }

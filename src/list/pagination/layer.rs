@@ -15,6 +15,16 @@ use crate::list::config::ListPolicy;
 use crate::telemetry::{Outcome, RouteMetrics};
 use crate::{BoxError, Request, Response};
 
+/// Headers that ask for a slice of a page: `Range`, `If-Range`, and Netscape's `Request-Range`
+/// that Apache httpd still honours, with the `_` spellings CGI-style servers read as them.
+const RANGE_HEADERS: [&str; 5] = [
+    "range",
+    "if-range",
+    "request-range",
+    "if_range",
+    "request_range",
+];
+
 /// Rewrites the query of GET/HEAD requests on one list route; refuses bad ones without calling
 /// the inner service. Stores the [`PagePlan`] in the request extensions for the list guard.
 #[derive(Debug, Clone)]
@@ -99,8 +109,11 @@ where
         // A page is relayed whole or not at all: a ranged answer is a slice whose items the
         // guard cannot count (a server may ignore `Range`, RFC 9110 §14.2).
         let headers = req.headers_mut();
-        headers.remove(http::header::RANGE);
-        headers.remove(http::header::IF_RANGE);
+        if headers.keys().any(|name| name.as_str().ends_with("range")) {
+            for name in RANGE_HEADERS {
+                headers.remove(name);
+            }
+        }
         let clamped = planned.plan.clamped_from.and_then(|requested| {
             let value = format!(
                 "{}={}; requested={requested}",
