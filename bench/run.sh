@@ -11,6 +11,7 @@
 #   bench/run.sh limits     limiter memory with 1,000,000 clients; the hop with limits vs none
 #   bench/run.sh identity   a verified JWT on the hop, each signature checked or remembered
 #   bench/run.sh pg         the query service on 5,000,000 rows vs psql \copy and FastAPI
+#   bench/run.sh busy       pages under exports, slow and leaving clients, on 1,000,000 rows
 set -euo pipefail
 cd "$(dirname "$0")/.."
 which=${1:-all}
@@ -44,4 +45,7 @@ if [ "$which" = all ] || [ "$which" = identity ]; then
 fi
 if [ "$which" = all ] || [ "$which" = pg ]; then
   bench/pg.sh
+fi
+if [ "$which" = all ] || [ "$which" = busy ]; then
+  bench/busy.sh
 fi
