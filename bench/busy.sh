@@ -20,29 +20,22 @@ SECONDS_PER=${SECONDS_PER:-30}
 PEERS=$(cd "${PEERS:-bench/peers}" && pwd)
 . bench/common.sh
 need curl wrk
-ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need postgresql
-PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+need_postgres
 cargo build --release --quiet
 BIN=$PWD/target/release/pagegate
 
 RUN=$(mktemp -d /tmp/pagegate-busy.XXXXXX)
 chmod 755 "$RUN"
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-[ "$(id -u)" = 0 ] && chown postgres "$RUN"
 PIDS=()
 cleanup() {
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  as_pg "$PGBIN/pg_ctl" -D "$RUN/data" -m fast stop >/dev/null 2>&1 || true
+  pg_stop
   wait 2>/dev/null || true
   rm -rf "$RUN"
 }
 trap cleanup EXIT
 
-as_pg "$PGBIN/initdb" -D "$RUN/data" --auth=trust -U postgres --no-sync >/dev/null
-as_pg "$PGBIN/pg_ctl" -D "$RUN/data" -l "$RUN/pg.log" -w start \
-  -o "-p 19040 -k $RUN -c listen_addresses=127.0.0.1 -c shared_buffers=512MB -c fsync=off -c synchronous_commit=off" >/dev/null
-URL=postgres://postgres@127.0.0.1:19040/postgres
-PSQL=(psql -q -X -A -t -h 127.0.0.1 -p 19040 -U postgres -d postgres)
+pg_start 19040
 echo "loading $ROWS rows (events_5m.sql) …"
 sed -e "s/generate_series(1, 5000000)/generate_series(1, $ROWS)/" "$PEERS/events_5m.sql" | "${PSQL[@]}" >/dev/null
 
@@ -50,7 +43,7 @@ cat >"$RUN/pagegate.yaml" <<EOF
 listen: 127.0.0.1:19042
 access_log: false
 cursors: {keys: [{id: 1, secret: bench-only-secret-bench-only-secret-0001}]}
-postgres: {main: {url: '$URL', pool_size: 16, statement_timeout: 60s, application_name: pagegate-busy}}
+postgres: {main: {url: '$PG_URL', pool_size: 16, statement_timeout: 60s, application_name: pagegate-busy}}
 routes:
   - name: events
     path: /db/events
@@ -135,8 +128,8 @@ echo "  pagegate RSS during the load: peak $(sort -n "$RUN/rss" | tail -1 | awk 
 
 # Every statement of a client that left is cancelled; the pools hold what they may.
 sleep 3
-active=$("${PSQL[@]}" -c "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pagegate-busy' AND state <> 'idle'")
-held=$("${PSQL[@]}" -c "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pagegate-busy'")
+active=$("${PSQL[@]}" -A -t -c "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pagegate-busy' AND state <> 'idle'")
+held=$("${PSQL[@]}" -A -t -c "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pagegate-busy'")
 echo "  after the load: $active statements still running, $held connections held (the pool allows 16)"
 [ "$active" = 0 ] || { echo "statements still running after the load" >&2; exit 1; }
 [ "$held" -le 16 ] || { echo "more connections than the pool allows" >&2; exit 1; }

@@ -110,3 +110,22 @@ medians() {
       "$(summary "$target" 5)" "$(summary "$target" 6)"
   done
 }
+
+# need_postgres: a PostgreSQL server's binaries (installed when root), in $PGBIN.
+need_postgres() {
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need postgresql
+  PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+}
+# as_pg CMD...: runs a PostgreSQL command as the postgres user when root (it refuses root).
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+# pg_start PORT: a cluster of this run's own in $RUN/data on 127.0.0.1:PORT, tuned for loading
+# (no fsync); sets PG_URL and PSQL (psql's command line). pg_stop stops it.
+pg_start() {
+  [ "$(id -u)" = 0 ] && chown postgres "$RUN"
+  as_pg "$PGBIN/initdb" -D "$RUN/data" --auth=trust -U postgres --no-sync >/dev/null
+  as_pg "$PGBIN/pg_ctl" -D "$RUN/data" -l "$RUN/pg.log" -w start \
+    -o "-p $1 -k $RUN -c listen_addresses=127.0.0.1 -c shared_buffers=512MB -c fsync=off -c synchronous_commit=off" >/dev/null
+  PG_URL=postgres://postgres@127.0.0.1:$1/postgres
+  PSQL=(psql -q -X -h 127.0.0.1 -p "$1" -U postgres -d postgres)
+}
+pg_stop() { as_pg "$PGBIN/pg_ctl" -D "$RUN/data" -m fast stop >/dev/null 2>&1 || true; }

@@ -19,19 +19,16 @@ ROWS=${ROWS:-5000000}
 PEERS=$(cd "${PEERS:-bench/peers}" && pwd)
 . bench/common.sh
 need curl wrk python3
-ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need postgresql
-PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+need_postgres
 cargo build --release --quiet
 BIN=$PWD/target/release/pagegate
 
 RUN=$(mktemp -d /tmp/pagegate-pg.XXXXXX)
 chmod 755 "$RUN"
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-[ "$(id -u)" = 0 ] && chown postgres "$RUN"
 PIDS=()
 cleanup() {
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  as_pg "$PGBIN/pg_ctl" -D "$RUN/data" -m fast stop >/dev/null 2>&1 || true
+  pg_stop
   wait 2>/dev/null || true
   rm -rf "$RUN"
 }
@@ -41,11 +38,7 @@ trap cleanup EXIT
 python3 -m venv "$RUN/venv"
 "$RUN/venv/bin/pip" install -q fastapi uvicorn asyncpg orjson
 
-as_pg "$PGBIN/initdb" -D "$RUN/data" --auth=trust -U postgres --no-sync >/dev/null
-as_pg "$PGBIN/pg_ctl" -D "$RUN/data" -l "$RUN/pg.log" -w start \
-  -o "-p 19030 -k $RUN -c listen_addresses=127.0.0.1 -c shared_buffers=512MB -c fsync=off -c synchronous_commit=off" >/dev/null
-URL=postgres://postgres@127.0.0.1:19030/postgres
-PSQL=(psql -q -X -h 127.0.0.1 -p 19030 -U postgres -d postgres)
+pg_start 19030
 echo "loading $ROWS rows (events_5m.sql) …"
 start=$(date +%s.%N)
 sed -e "s/generate_series(1, 5000000)/generate_series(1, $ROWS)/" "$PEERS/events_5m.sql" | "${PSQL[@]}" >/dev/null
@@ -55,7 +48,7 @@ cat >"$RUN/pagegate.yaml" <<EOF
 listen: 127.0.0.1:19032
 access_log: false
 cursors: {keys: [{id: 1, secret: bench-only-secret-bench-only-secret-0001}]}
-postgres: {main: {url: '$URL', pool_size: 8, statement_timeout: 60s}}
+postgres: {main: {url: '$PG_URL', pool_size: 8, statement_timeout: 60s}}
 routes:
   - name: events
     path: /db/events
