@@ -15,8 +15,9 @@
 //! another route than the request's own method (`POST /report?_method=GET`); one that reaches
 //! the same route (a Rails form's `_method=patch`) passes. A GET or HEAD with a body is refused
 //! everywhere unless the route (or `default`) sets `allow_read_body` (search APIs send GET with
-//! a body). A body under several `Content-Type` fields, or a list of types in one, is refused
-//! everywhere (400): which one a backend keeps differs. On a list path `Upgrade` requests are refused too: a list is served as pages, never
+//! a body). A body whose `Content-Type` fields, or the list in one, disagree about its kind (a
+//! form or not, urlencoded or multipart) is refused everywhere (400): which one a backend
+//! keeps differs. On a list path `Upgrade` requests are refused too: a list is served as pages, never
 //! tunnelled. `CONNECT` is refused everywhere (405): pagegate is a reverse proxy, not a tunnel.
 
 use http::{Method, header};
@@ -71,15 +72,13 @@ pub(crate) enum MethodError {
         /// [`form::MAX_FORM_BYTES`].
         max: usize,
     },
-    /// A body under several `Content-Type` fields, or a list in one: frameworks keep different
-    /// ones, so one could parse a form (and its `_method`) that pagegate read as another kind.
+    /// A body whose `Content-Type` fields (or the list in one) name different kinds of body:
+    /// frameworks keep different ones, so one could parse a form (and its `_method`) that
+    /// pagegate read as another kind.
     #[error(
-        "the body's type is ambiguous ({found}): backends keep different ones, so one may read a form pagegate did not; send one Content-Type field with one media type"
+        "the body's type is ambiguous: its Content-Type fields (or the list in one) name different kinds of body, and backends keep different ones; send one Content-Type field with one media type"
     )]
-    AmbiguousType {
-        /// What was found: several fields, or a list.
-        found: &'static str,
-    },
+    AmbiguousType,
     /// A GET or HEAD with a body where the route does not allow one.
     #[error(
         "a {method} request must not carry a body here: some backends read parameters from it; send them in the query (a route that takes a body on {method}, such as a search API, sets `allow_read_body: true`)"
@@ -205,8 +204,8 @@ pub(crate) fn check(req: &Request, at: Landing) -> Result<(), MethodError> {
             });
         }
     }
-    if let Some(found) = form::ambiguous_type(req) {
-        return Err(MethodError::AmbiguousType { found });
+    if form::ambiguous_type(req) {
+        return Err(MethodError::AmbiguousType);
     }
     if at.list_path && req.headers().contains_key(header::UPGRADE) {
         return Err(MethodError::UpgradeOnList {

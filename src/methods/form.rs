@@ -44,32 +44,44 @@ pub(crate) fn has_form(req: &Request) -> bool {
     !http_body::Body::is_end_stream(req.body()) && form_kind(req).is_some()
 }
 
-/// What makes the type of `req`'s body ambiguous, if anything: several `Content-Type` fields
-/// (RFC 9110 makes it a singleton; Node keeps the first, Rack the last joined, Go's
-/// `Header.Get` the first), or a list in one (a `,` outside quotes: Rack and PHP cut there,
-/// a list-splitting parser may keep the last). A legitimate client sends neither, and either
-/// could hide a multipart form (and its `_method`) from the kind pagegate scanned for.
-pub(crate) fn ambiguous_type(req: &Request) -> Option<&'static str> {
+/// Whether the media types `req`'s `Content-Type` names disagree about its body's kind: several
+/// fields (RFC 9110 makes it a singleton; Node keeps the first, Rack the last joined, Go's
+/// `Header.Get` the first), or a list in one (Rack and PHP cut at the `,`, other parsers
+/// refuse it or keep another entry), where one entry reads as a form of one kind and another
+/// does not, or as the other kind: a backend keeping the other could parse a form (and its
+/// `_method`) pagegate did not scan for. Repeats that agree (a proxy's duplicated
+/// `application/json`) pass.
+pub(crate) fn ambiguous_type(req: &Request) -> bool {
     if http_body::Body::is_end_stream(req.body()) {
-        return None;
+        return false;
     }
-    let mut types = req.headers().get_all(header::CONTENT_TYPE).iter();
-    let first = types.next()?;
-    if types.next().is_some() {
-        return Some("several Content-Type fields");
-    }
-    let mut quoted = false;
-    let mut escaped = false;
-    for &b in first.as_bytes() {
-        match b {
-            _ if escaped => escaped = false,
-            b'\\' if quoted => escaped = true,
-            b'"' => quoted = !quoted,
-            b',' if !quoted => return Some("a list of types in Content-Type"),
-            _ => {}
-        }
-    }
-    None
+    let untyped = untyped(req);
+    let mut kinds = media_types(req).map(|entry| kind_of(entry, untyped).map(|(kind, _)| kind));
+    kinds
+        .next()
+        .is_some_and(|first| kinds.any(|kind| kind != first))
+}
+
+/// Every media type of `req`'s `Content-Type` fields: each field split at each `,` outside a
+/// quoted string (a boundary may hold one, quoted).
+fn media_types(req: &Request) -> impl Iterator<Item = &[u8]> {
+    req.headers()
+        .get_all(header::CONTENT_TYPE)
+        .iter()
+        .flat_map(|value| {
+            let (mut quoted, mut escaped) = (false, false);
+            // `split` asks about each byte once, in order: the quote state follows the text.
+            value.as_bytes().split(move |&b| {
+                match b {
+                    _ if escaped => escaped = false,
+                    b'\\' if quoted => escaped = true,
+                    b'"' => quoted = !quoted,
+                    b',' => return !quoted,
+                    _ => {}
+                }
+                false
+            })
+        })
 }
 
 /// Whether the form body of `req`, landing `at`, is read for `_method`: a form on a list path.
@@ -111,39 +123,44 @@ enum Form {
 
 /// The form `req`'s body is to the laxest backend, and whether its `Content-Type` says so.
 /// Rack parses a POST with no type (or an empty one) as urlencoded; Rack cuts the media type
-/// at `;` or `,`, PHP at those or a space; and of several `Content-Type` fields a server may
-/// keep any: one that reads as a form makes the body a form (a body still to come under
-/// several is refused first, [`ambiguous_type`]).
+/// at `;` or `,`, PHP at those or a space; and of several media types a server may keep any:
+/// one that reads as a form makes the body a form (a body still to come whose types disagree
+/// is refused first, [`ambiguous_type`]).
 fn form_kind(req: &Request) -> Option<(Form, bool)> {
-    let untyped = (req.method() == http::Method::POST).then_some((Form::UrlEncoded, false));
-    let mut types = req
-        .headers()
-        .get_all(header::CONTENT_TYPE)
-        .iter()
-        .peekable();
+    let untyped = untyped(req);
+    let mut types = media_types(req).peekable();
     if types.peek().is_none() {
         return untyped;
     }
-    types.find_map(|value| {
-        let value = value.as_bytes().trim_ascii_start();
-        let end = value
-            .iter()
-            .position(|&b| b == b';' || b == b',' || b.is_ascii_whitespace())
-            .unwrap_or(value.len());
-        let essence = &value[..end];
-        if essence.is_empty() {
-            untyped
-        } else if essence.eq_ignore_ascii_case(b"application/x-www-form-urlencoded") {
-            Some((Form::UrlEncoded, true))
-        } else if essence
-            .get(..10)
-            .is_some_and(|head| head.eq_ignore_ascii_case(b"multipart/"))
-        {
-            Some((Form::Multipart, true))
-        } else {
-            None
-        }
-    })
+    types.find_map(|entry| kind_of(entry, untyped))
+}
+
+/// What a body with no type is to Rack: a POST's, an urlencoded form (not typed so).
+fn untyped(req: &Request) -> Option<(Form, bool)> {
+    (req.method() == http::Method::POST).then_some((Form::UrlEncoded, false))
+}
+
+/// The form one media type makes a body, as the laxest backend reads it (cut at `;`, `,` or
+/// whitespace; an empty one is `untyped`), and whether it says so.
+fn kind_of(entry: &[u8], untyped: Option<(Form, bool)>) -> Option<(Form, bool)> {
+    let value = entry.trim_ascii_start();
+    let end = value
+        .iter()
+        .position(|&b| b == b';' || b == b',' || b.is_ascii_whitespace())
+        .unwrap_or(value.len());
+    let essence = &value[..end];
+    if essence.is_empty() {
+        untyped
+    } else if essence.eq_ignore_ascii_case(b"application/x-www-form-urlencoded") {
+        Some((Form::UrlEncoded, true))
+    } else if essence
+        .get(..10)
+        .is_some_and(|head| head.eq_ignore_ascii_case(b"multipart/"))
+    {
+        Some((Form::Multipart, true))
+    } else {
+        None
+    }
 }
 
 type Checked<F> = Either<F, Ready<Result<Response, BoxError>>>;

@@ -200,7 +200,7 @@ async fn a_body_of_ambiguous_type_is_refused_before_the_backend() {
         bodies.lock().expect("lock").is_empty(),
         "nothing reached it"
     );
-    // A comma inside a quoted boundary is one type.
+    // A comma inside a quoted boundary is one type; repeats that agree pass.
     let quoted = "--a,b\r\nContent-Disposition: form-data; name=\"f\"\r\n\r\nx\r\n--a,b--\r\n";
     let ok = post(
         &proxy,
@@ -209,5 +209,15 @@ async fn a_body_of_ambiguous_type_is_refused_before_the_backend() {
         quoted,
     );
     assert_eq!(crate::support::send(ok).await.status, 200);
+    let json = "application/json; charset=utf-8";
+    let mut twice = post(&proxy, "/posts", json, "{}");
+    twice
+        .headers_mut()
+        .append("content-type", "application/json".parse().expect("value"));
+    let listed = post(&proxy, "/posts", &format!("{json}, application/json"), "{}");
+    for request in [twice, listed] {
+        assert_eq!(crate::support::send(request).await.status, 200);
+    }
+    assert_eq!(bodies.lock().expect("lock").len(), 3);
     proxy.stop().await;
 }

@@ -35,7 +35,7 @@ pub(super) fn method(e: &MethodError) -> Answer {
         MethodError::Override { .. } => {
             refused(S::BAD_REQUEST, kind!("ambiguous-method"), "method_override")
         }
-        MethodError::AmbiguousType { .. } => {
+        MethodError::AmbiguousType => {
             refused(S::BAD_REQUEST, kind!("ambiguous-method"), "ambiguous_type")
         }
         MethodError::BodyOnRead { .. } => {
