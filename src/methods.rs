@@ -17,8 +17,8 @@
 //! everywhere unless the route (or `default`) sets `allow_read_body` (search APIs send GET with
 //! a body). A body whose `Content-Type` fields, or the list in one, disagree about its kind (a
 //! form or not, urlencoded or multipart) is refused everywhere (400): which one a backend
-//! keeps differs. On a list path `Upgrade` requests are refused too: a list is served as pages, never
-//! tunnelled. `CONNECT` is refused everywhere (405): pagegate is a reverse proxy, not a tunnel.
+//! keeps differs. On a list path `Upgrade` requests are refused too: a list is served as
+//! pages, never tunnelled. `CONNECT` is refused everywhere (405): pagegate is a reverse proxy, not a tunnel.
 
 use http::{Method, header};
 

@@ -85,9 +85,8 @@ impl Resource {
     /// not say which parameter it refused), as a 400 naming it; `None` when every value reads.
     /// Values are cast in runs of [`PROBE_RUN`], one statement each, then halves of the first
     /// refused run until one value is left: at most ⌈n / 1,000⌉ + 10 round trips, so 3,200 `in`
-    /// items cost 14 at most, not 3,200. A value
-    /// whose cast raises class 42 or 0A000 is at fault only when the same cast of NULL is not
-    /// (else the column's type itself changed). A statement that succeeds costs none of this.
+    /// items cost 14 at most, not 3,200. A value whose cast raises class 42 or 0A000 is at
+    /// fault only when the same cast of NULL is not (else the column's type itself changed). A statement that succeeds costs none of this.
     async fn blame(&self, catalog: &Catalog, values: &[Offered], ctx: &Ctx) -> Option<PgError> {
         if values.is_empty() {
             return None;
