@@ -62,13 +62,17 @@ const DECIDED: [&str; 11] = [
 /// `X_Forwarded_For` may override the address pagegate set. nginx drops every name with `_`
 /// by default (`underscores_in_headers off`); pagegate drops only these, so other names with
 /// `_` (an `api_key`) still pass, unless `decided` (the headers the configuration's limits and
-/// identities read) holds their dashed spelling: `X_Api_Key` cannot stand in for the
-/// `X-Api-Key` pagegate keyed a rate by.
+/// identities read) holds another spelling of them with `_` read as `-`: `X_Api_Key` cannot
+/// stand in for the `X-Api-Key` pagegate keyed a rate by, nor `api-key` (which Puma 6.4.3 and
+/// later keeps over `api_key`) for a configured `api_key`.
 pub(crate) fn remove_method_overrides(headers: &mut HeaderMap, decided: &[HeaderName]) {
+    // A decided name spelled with `_` has dashed twins to look for (rare: checked only then).
+    let twins = decided.iter().any(|name| name.as_str().contains('_'));
     // One pass over the few names a message has, instead of a hashed lookup per name.
-    if !headers
-        .keys()
-        .any(|name| METHOD_OVERRIDES.contains(name) || name.as_str().contains('_'))
+    if !twins
+        && !headers
+            .keys()
+            .any(|name| METHOD_OVERRIDES.contains(name) || name.as_str().contains('_'))
     {
         return;
     }
@@ -77,7 +81,7 @@ pub(crate) fn remove_method_overrides(headers: &mut HeaderMap, decided: &[Header
     }
     let disguised: Vec<HeaderName> = headers
         .keys()
-        .filter(|name| name.as_str().contains('_') && disguises(name.as_str(), decided))
+        .filter(|name| (twins || name.as_str().contains('_')) && disguises(name.as_str(), decided))
         .cloned()
         .collect();
     for name in disguised {
@@ -85,15 +89,24 @@ pub(crate) fn remove_method_overrides(headers: &mut HeaderMap, decided: &[Header
     }
 }
 
-/// Whether `name` (lower case, with a `_`) reads as a header pagegate controls once `_` is `-`.
+/// Whether `name` (lower case) reads as a header pagegate controls once `_` is `-`, spelled
+/// otherwise: one of `decided` spelled another way, or a fixed one spelled with `_`.
 fn disguises(name: &str, decided: &[HeaderName]) -> bool {
-    let dashed = name.replace('_', "-");
+    let dashed = |b: u8| if b == b'_' { b'-' } else { b };
+    let twin = |controlled: &str| {
+        controlled != name
+            && controlled.len() == name.len()
+            && controlled
+                .bytes()
+                .zip(name.bytes())
+                .all(|(a, b)| dashed(a) == dashed(b))
+    };
     METHOD_OVERRIDES
         .iter()
         .chain(&HOP_BY_HOP)
         .chain(decided)
-        .any(|controlled| controlled.as_str() == dashed)
-        || DECIDED.contains(&dashed.as_str())
+        .any(|controlled| twin(controlled.as_str()))
+        || DECIDED.iter().any(|controlled| twin(controlled))
 }
 
 /// Removes hop-by-hop headers, including every header the `Connection` header names but
