@@ -79,6 +79,13 @@ pub(crate) enum MethodError {
         "the body's type is ambiguous: its Content-Type fields (or the list in one) name different kinds of body, and backends keep different ones; send one Content-Type field with one media type"
     )]
     AmbiguousType,
+    /// A body pagegate reads for `_method` that is compressed: some backends inflate it before
+    /// reading `_method` (Express's body-parser), so it must come as sent (415 with
+    /// `Accept-Encoding: identity`, RFC 7694).
+    #[error(
+        "this request's body is read for `_method` and must not be compressed: send it without Content-Encoding"
+    )]
+    EncodedBody,
     /// A GET or HEAD with a body where the route does not allow one.
     #[error(
         "a {method} request must not carry a body here: some backends read parameters from it; send them in the query (a route that takes a body on {method}, such as a search API, sets `allow_read_body: true`)"
@@ -170,8 +177,9 @@ pub struct Landing {
     pub override_moves: bool,
     /// The route it reaches (or `default`) lets GET and HEAD carry a body.
     pub read_body: bool,
-    /// Off list paths, with a form body: the methods (by bit of the standard list) whose
-    /// `_method` in the body would take it to another route (the router looks them up).
+    /// With a body a backend may read `_method` from: the methods (by bit of the standard
+    /// list) whose `_method` there would take it to another route, or on a list path to a
+    /// read (the router looks them up).
     pub form_moves: u16,
 }
 
@@ -206,6 +214,9 @@ pub(crate) fn check(req: &Request, at: Landing) -> Result<(), MethodError> {
     }
     if form::ambiguous_type(req) {
         return Err(MethodError::AmbiguousType);
+    }
+    if at.form_moves != 0 && form::encoded(req) {
+        return Err(MethodError::EncodedBody);
     }
     if at.list_path && req.headers().contains_key(header::UPGRADE) {
         return Err(MethodError::UpgradeOnList {

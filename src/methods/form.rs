@@ -4,8 +4,10 @@
 //! [`MAX_FORM_BYTES`]; larger: 413) and refused when it names another standard method;
 //! otherwise it is forwarded as read. Off list paths, a form whose `_method` could reach
 //! another route is scanned as it streams instead, with no size cap (`scan`), and so is a POST
-//! body with no type on any path (Rack reads it as a form; reading it whole would cap uploads).
-//! What counts as a form is what the laxest backend reads as one (`form_kind`).
+//! body with no type on any path (Rack reads it as a form; reading it whole would cap uploads),
+//! and a JSON body (Laravel reads its top-level keys as form parameters). What counts as a
+//! form is what the laxest backend reads as one (`form_kind`); one sent compressed is refused
+//! (`encoded`).
 
 use std::future::{Future, Ready, ready};
 use std::pin::Pin;
@@ -29,17 +31,19 @@ use scan::{Scan, Scanned};
 pub(crate) const MAX_FORM_BYTES: usize = 64 * 1024;
 
 /// Marks a request whose form body is read for `_method` (set by the router), for
-/// [`FormCheckLayer`].
+/// [`FormCheckLayer`]: the methods, by bit of the standard list, it must not override to (a
+/// read, or one that would take it to another route).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct CheckForm;
+pub(crate) struct CheckForm(pub u16);
 
 /// Marks a request off list paths whose form body is scanned as it streams (set by the
 /// router): the methods, by bit of the standard list, that would take it to another route.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ScanForm(pub u16);
 
-/// Whether `req` carries a form body (urlencoded or multipart, or a POST body with no type)
-/// still to come.
+/// Whether `req` carries a body still to come that a backend may read `_method` from: a form
+/// (urlencoded or multipart, or a POST body with no type) or JSON (Laravel and Express
+/// `method-override` read it there).
 pub(crate) fn has_form(req: &Request) -> bool {
     !http_body::Body::is_end_stream(req.body()) && form_kind(req).is_some()
 }
@@ -57,9 +61,10 @@ pub(crate) fn ambiguous_type(req: &Request) -> bool {
     }
     let untyped = untyped(req);
     let mut kinds = media_types(req).map(|entry| kind_of(entry, untyped).map(|(kind, _)| kind));
-    kinds
-        .next()
-        .is_some_and(|first| kinds.any(|kind| kind != first))
+    let Some(first) = kinds.next() else {
+        return false;
+    };
+    first == Some(Form::Mixed) || kinds.any(|kind| kind != first || kind == Some(Form::Mixed))
 }
 
 /// Every media type of `req`'s `Content-Type` fields: each field split at each `,` outside a
@@ -84,16 +89,34 @@ fn media_types(req: &Request) -> impl Iterator<Item = &[u8]> {
         })
 }
 
-/// Whether the form body of `req`, landing `at`, is read for `_method`: a form on a list path.
+/// Whether the form body of `req`, landing `at`, is read for `_method`: a typed form on a
+/// list path.
 /// Elsewhere forms are not read whole (that would cap every upload at [`MAX_FORM_BYTES`] and
 /// let a slow body hold a slot before any stall timeout runs); where an override could reach
 /// another route they are scanned as they stream ([`ScanForm`], see `scan`).
 /// A POST body with no type is scanned instead, on list paths too: it may be a form to Rack,
-/// but reading it whole would cap every untyped upload.
+/// but reading it whole would cap every untyped upload, and so is JSON (list routes take
+/// JSON POSTs of any size).
 pub(crate) fn wanted(req: &Request, at: super::Landing) -> bool {
     at.list_path
         && !http_body::Body::is_end_stream(req.body())
-        && form_kind(req).is_some_and(|(_, typed)| typed)
+        && form_kind(req).is_some_and(|(kind, typed)| {
+            typed && matches!(kind, Form::UrlEncoded | Form::Multipart)
+        })
+}
+
+/// Whether `req`'s body is encoded (`Content-Encoding` other than `identity`): Express's
+/// body-parser inflates gzip, deflate and br before `method-override` reads `_method`, but a
+/// scan of the encoded bytes would find nothing.
+pub(crate) fn encoded(req: &Request) -> bool {
+    req.headers()
+        .get_all(header::CONTENT_ENCODING)
+        .iter()
+        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
+        .any(|coding| {
+            let coding = coding.trim_ascii();
+            !coding.is_empty() && !coding.eq_ignore_ascii_case(b"identity")
+        })
 }
 
 /// Reads form bodies on list paths and refuses those that override the method to a read.
@@ -119,6 +142,11 @@ pub(crate) struct FormCheck<S> {
 enum Form {
     UrlEncoded,
     Multipart,
+    /// JSON: Laravel reads a JSON body's top-level keys as its form parameters.
+    Json,
+    /// A form type also marked JSON (`…; x=+json`): Laravel reads JSON, Rack the form. Refused
+    /// as ambiguous ([`ambiguous_type`]); scanned both ways should it ever pass.
+    Mixed,
 }
 
 /// The form `req`'s body is to the laxest backend, and whether its `Content-Type` says so.
@@ -142,6 +170,12 @@ fn untyped(req: &Request) -> Option<(Form, bool)> {
 
 /// The form one media type makes a body, as the laxest backend reads it (cut at `;`, `,` or
 /// whitespace; an empty one is `untyped`), and whether it says so.
+///
+/// * A multipart type with no boundary is urlencoded: Rack finds none and parses the body
+///   as a query string (no multipart parser can read it).
+/// * Laravel reads the body as JSON when the field holds `/json` or `+json` anywhere, its
+///   parameters included: any other type so marked is JSON, and a form so marked is
+///   [`Form::Mixed`].
 fn kind_of(entry: &[u8], untyped: Option<(Form, bool)>) -> Option<(Form, bool)> {
     let value = entry.trim_ascii_start();
     let end = value
@@ -149,7 +183,7 @@ fn kind_of(entry: &[u8], untyped: Option<(Form, bool)>) -> Option<(Form, bool)> 
         .position(|&b| b == b';' || b == b',' || b.is_ascii_whitespace())
         .unwrap_or(value.len());
     let essence = &value[..end];
-    if essence.is_empty() {
+    let form = if essence.is_empty() {
         untyped
     } else if essence.eq_ignore_ascii_case(b"application/x-www-form-urlencoded") {
         Some((Form::UrlEncoded, true))
@@ -157,10 +191,39 @@ fn kind_of(entry: &[u8], untyped: Option<(Form, bool)>) -> Option<(Form, bool)> 
         .get(..10)
         .is_some_and(|head| head.eq_ignore_ascii_case(b"multipart/"))
     {
-        Some((Form::Multipart, true))
+        let kind = if has_boundary(value) {
+            Form::Multipart
+        } else {
+            Form::UrlEncoded
+        };
+        Some((kind, true))
     } else {
         None
+    };
+    let json = value
+        .windows(5)
+        .any(|w| w[1..].eq_ignore_ascii_case(b"json") && matches!(w[0], b'/' | b'+'));
+    match (form, json) {
+        (Some(_), true) => Some((Form::Mixed, true)),
+        (None, true) => Some((Form::Json, true)),
+        (form, false) => form,
     }
+}
+
+/// Whether a multipart type names a boundary as Rack reads one: `boundary=` anywhere (any
+/// case), then an optional `"` and a byte that is none of `";,`.
+fn has_boundary(value: &[u8]) -> bool {
+    const NAME: &[u8] = b"boundary=";
+    value
+        .windows(NAME.len())
+        .enumerate()
+        .filter(|(_, w)| w.eq_ignore_ascii_case(NAME))
+        .any(|(at, _)| {
+            let rest = &value[at + NAME.len()..];
+            let rest = rest.strip_prefix(b"\"").unwrap_or(rest);
+            rest.first()
+                .is_some_and(|b| !matches!(b, b'"' | b';' | b','))
+        })
 }
 
 type Checked<F> = Either<F, Ready<Result<Response, BoxError>>>;
@@ -186,7 +249,8 @@ where
             let req = req.map(|body| Scanned::new(body, Scan::new(kind, moves)).boxed());
             return Either::Left(self.inner.call(req));
         }
-        let (Some(_), Some((kind, _))) = (req.extensions().get::<CheckForm>(), form_kind(&req))
+        let (Some(&CheckForm(moves)), Some((kind, _))) =
+            (req.extensions().get::<CheckForm>(), form_kind(&req))
         else {
             return Either::Left(self.inner.call(req));
         };
@@ -207,7 +271,7 @@ where
                         }
                         Err(error) => return Either::Right(ready(Err(error))),
                     };
-                    if let Err(error) = check(kind, &bytes, &parts.method) {
+                    if let Err(error) = check(kind, &bytes, moves) {
                         return Either::Right(ready(Err(error.into())));
                     }
                     Either::Left(inner.call(Request::from_parts(parts, crate::body::full(bytes))))
@@ -218,10 +282,9 @@ where
 }
 
 /// Refuses a form whose `_method` (any case, PHP-folded; for multipart, a part so named)
-/// overrides its method to GET or HEAD: read by the same scan as streamed forms.
-fn check(kind: Form, bytes: &Bytes, own: &http::Method) -> Result<(), MethodError> {
-    let reads = super::moves(|m| (m == http::Method::GET || m == http::Method::HEAD) && m != own);
-    let mut scan = Scan::new(kind, reads);
+/// overrides its method to one of `moves`: read by the same scan as streamed forms.
+fn check(kind: Form, bytes: &Bytes, moves: u16) -> Result<(), MethodError> {
+    let mut scan = Scan::new(kind, moves);
     scan.feed(bytes);
     scan.end().map_or(Ok(()), Err)
 }

@@ -212,9 +212,9 @@ impl Generation {
             at.override_moves =
                 self.table.lookup(&overridden, req.uri().path()).route != found.route;
         }
-        if found.routed_path && methods::has_form(req) && !methods::form_wanted(req, at) {
-            // Read as the body streams (methods::form): which `_method`s would move it (on a
-            // list path, an untyped POST body: a read too).
+        if found.routed_path && methods::has_form(req) {
+            // Which `_method`s in the body would move it (methods::form): to another route,
+            // or on a list path to a read.
             let path = req.uri().path();
             let read = |m: &http::Method| m == http::Method::GET || m == http::Method::HEAD;
             at.form_moves = methods::moves(|method| {

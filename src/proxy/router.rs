@@ -51,10 +51,12 @@ impl Service<Request> for Router {
         if refused {
             // The refusing route says why, where it landed.
             req.extensions_mut().insert(at);
+        } else if at.form_moves == 0 {
+            // No `_method` in a body could move it.
         } else if form_wanted(&req, at) {
-            // A form body may carry `_method` (see methods::form).
-            req.extensions_mut().insert(CheckForm);
-        } else if at.form_moves != 0 {
+            // A form body on a list path is read whole for `_method` (see methods::form).
+            req.extensions_mut().insert(CheckForm(at.form_moves));
+        } else {
             // Off list paths a form is scanned as it streams (see methods::form).
             req.extensions_mut().insert(ScanForm(at.form_moves));
         }

@@ -39,7 +39,8 @@ upstreams: {app: {url: '{upstream}'}}
 routes:
   - {name: export, path: /export, methods: [GET], upstream: app, limits: {rate: {per_client: {requests: 1, per: 1m}}}}
   - {name: posts, path: /posts, upstream: app}
-  - {name: feed, path: /feed, upstream: app, list: {}}
+  - {name: feed, path: /feed, methods: [GET, POST], upstream: app, list: {}}
+  - {name: purge, path: /feed, methods: [DELETE], upstream: app, limits: {rate: {per_client: {requests: 1, per: 1m}}}}
 ";
 
 fn post(
@@ -219,5 +220,115 @@ async fn a_body_of_ambiguous_type_is_refused_before_the_backend() {
         assert_eq!(crate::support::send(request).await.status, 200);
     }
     assert_eq!(bodies.lock().expect("lock").len(), 3);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn json_bodies_and_boundless_multipart_are_read_as_their_backends_read_them() {
+    // Laravel reads a JSON body's top-level `_method` (any type holding `/json` or `+json`);
+    // Rack parses a multipart type with no boundary as urlencoded; a typed form on a list path
+    // must not reach the rate-limited DELETE on the same path either.
+    let (upstream, bodies) = reading_backend().await;
+    let proxy = Proxy::start(YAML, &upstream).await;
+    let url = "application/x-www-form-urlencoded";
+    let refused = [
+        (
+            "/export",
+            "application/json",
+            r#"{"a":[1],"_method":"GET"}"#,
+        ),
+        (
+            "/export",
+            "application/vnd.api+json",
+            r#"{"\u005fmethod":"get"}"#,
+        ),
+        ("/export", "text/plain; x=/json", r#"{"_method":"HEAD"}"#),
+        (
+            "/feed",
+            "application/json",
+            r#"{"_method":"GET","limit":100000}"#,
+        ),
+        ("/export", "multipart/form-data", "_method=GET"),
+        (
+            "/feed",
+            "multipart/form-data; boundary=",
+            "_method=GET&limit=100000",
+        ),
+        ("/feed", url, "_method=DELETE"),
+    ];
+    for (path, kind, body) in refused {
+        let got = crate::support::send(post(&proxy, path, kind, body)).await;
+        let problem = got.problem(400);
+        assert_eq!(
+            problem["type"], "urn:pagegate:problem:ambiguous-method",
+            "{path} {kind} {body}"
+        );
+    }
+    assert!(
+        bodies
+            .lock()
+            .expect("lock")
+            .iter()
+            .all(|(.., read)| read.is_none()),
+        "no refused body completed on the backend"
+    );
+    // A form also marked JSON is read differently by Laravel and Rack: refused outright.
+    let mixed = post(&proxy, "/export", &format!("{url}; x=+json"), "_method=GET");
+    let problem = crate::support::send(mixed).await.problem(400);
+    assert!(
+        problem["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("the body's type is ambiguous")),
+        "{problem}"
+    );
+    // Nested `_method`s, other keys, and a JSON body past 64 KiB on a list path pass whole.
+    let big = format!(
+        r#"{{"a":{{"_method":"GET"}},"b":"{}"}}"#,
+        "z".repeat(200_000)
+    );
+    for (path, body) in [
+        ("/export", r#"{"_method":"PUT"}"#.to_owned()),
+        ("/feed", big),
+    ] {
+        let length = body.len();
+        let got = crate::support::send(post(&proxy, path, "application/json", body)).await;
+        assert_eq!(got.status, 200, "{path}: {}", got.text());
+        let last = bodies.lock().expect("lock").last().cloned().expect("seen");
+        assert_eq!(last.2, Some(length), "{path}: the body arrived whole");
+    }
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_compressed_body_read_for_method_gets_415_elsewhere_passes() {
+    // Express's body-parser inflates a gzip form before `method-override` reads it; pagegate
+    // cannot scan compressed bytes, so it asks for them uncompressed (RFC 7694).
+    let (upstream, bodies) = reading_backend().await;
+    let proxy = Proxy::start(YAML, &upstream).await;
+    let gzip = |path: &str, coding: &str| {
+        let mut request = post(&proxy, path, "application/x-www-form-urlencoded", "gz");
+        request
+            .headers_mut()
+            .insert("content-encoding", coding.parse().expect("value"));
+        request
+    };
+    for coding in ["gzip", "identity, br", "GZIP"] {
+        let got = crate::support::send(gzip("/export", coding)).await;
+        assert_eq!(
+            got.problem(415)["type"],
+            "urn:pagegate:problem:encoded-body",
+            "{coding}"
+        );
+        assert_eq!(got.headers["accept-encoding"], "identity", "{coding}");
+    }
+    assert!(
+        bodies.lock().expect("lock").is_empty(),
+        "nothing reached it"
+    );
+    // Where no `_method` could move it, or uncoded, it passes.
+    for (path, coding) in [("/posts", "gzip"), ("/export", "identity")] {
+        let got = crate::support::send(gzip(path, coding)).await;
+        assert_eq!(got.status, 200, "{path} {coding}");
+    }
     proxy.stop().await;
 }

@@ -78,6 +78,7 @@ pub(super) struct Scan {
     /// frames; then the state of that part.
     tail: Vec<u8>,
     part: Part,
+    json: Json,
     /// Methods that would take the request to another route, by bit of [`STANDARD`].
     moves: u16,
     /// The refusal found, if any.
@@ -130,6 +131,7 @@ impl Scan {
             percent: Percent::default(),
             tail: Vec::with_capacity(16),
             part: Part::Seek,
+            json: Json::default(),
             moves,
             found: None,
         }
@@ -144,6 +146,11 @@ impl Scan {
             match self.kind {
                 Form::UrlEncoded => self.url_byte(byte),
                 Form::Multipart => self.part_byte(byte),
+                Form::Json => self.json_byte(byte),
+                Form::Mixed => {
+                    self.url_byte(byte);
+                    self.json_byte(byte);
+                }
             }
         }
     }
@@ -156,9 +163,16 @@ impl Scan {
         }
     }
 
-    /// The body ended: the refusal, if any.
+    fn json_byte(&mut self, byte: u8) {
+        if let Some(value) = self.json.byte(byte) {
+            self.judge(&value);
+        }
+    }
+
+    /// The body ended: the refusal, if any (a JSON value never closed is no override: no
+    /// parser reads the body).
     pub(super) fn end(&mut self) -> Option<MethodError> {
-        if self.kind == Form::UrlEncoded {
+        if matches!(self.kind, Form::UrlEncoded | Form::Mixed) {
             self.flush_percent();
         }
         if let Url::Value(value) = std::mem::replace(&mut self.url, Url::Skip) {
@@ -299,8 +313,10 @@ impl Scan {
     }
 }
 
+mod json;
 mod scanned;
 
+use json::Json;
 pub(super) use scanned::Scanned;
 
 #[cfg(test)]

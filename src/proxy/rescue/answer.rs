@@ -106,6 +106,8 @@ pub(crate) struct Answer {
     pub(crate) close: bool,
     /// `WWW-Authenticate`, on a 401.
     pub(crate) authenticate: Option<&'static str>,
+    /// `Accept-Encoding`, on a 415 for a compressed body (RFC 7694 §3).
+    pub(crate) accept_encoding: Option<&'static str>,
 }
 
 /// A row with no protection reason and no extra header.
@@ -119,6 +121,7 @@ fn row(status: StatusCode, kind: &'static str, outcome: Outcome) -> Answer {
         allow: None,
         close: false,
         authenticate: None,
+        accept_encoding: None,
     }
 }
 
@@ -263,6 +266,9 @@ impl ProxyError {
         }
         if answer.close {
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        if let Some(codings) = answer.accept_encoding {
+            headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static(codings));
         }
         if let Some(challenge) = answer.authenticate {
             headers.insert(

@@ -127,6 +127,49 @@ fn multipart_parts_named_method_are_read_for_their_value() {
     }
 }
 
+#[test]
+fn json_top_level_method_keys_are_read_however_escaped_and_split() {
+    let refused: &[&[u8]] = &[
+        br#"{"_method":"GET"}"#,
+        br#" { "a" : [1, {"b": "c"}], "_method" : " get " } "#,
+        br#"{"\u005fmethod":"\u0047ET"}"#,
+        br#"{"_METHOD":"head","x":1}"#,
+        br#"{"a":""_method":","_method":"GET"}"#,
+        br#"{"_method":"POST","_method":"GET"}"#,
+    ];
+    for body in refused {
+        for cut in 1..=body.len() {
+            assert!(
+                verdict(Form::Json, body, cut).is_some(),
+                "{:?} in pieces of {cut}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+    let passed: &[&[u8]] = &[
+        br#"{"_method":"DELETE"}"#,
+        br#"{"a":{"_method":"GET"}}"#,
+        br#"[{"_method":"GET"}]"#,
+        br#"{"_method":["GET"]}"#,
+        br#"{"_method":null,"x":"GET"}"#,
+        br#"{"x_method":"GET","_methods":"GET"}"#,
+        br#"{"a":"_method","b":"GET"}"#,
+        br#"{"_method":"G\u00c9T"}"#,
+        br#"{"_method":"GET"#,
+        br#"{"a":[],"b":"x"}","_method":"PUT"}"#,
+        b"",
+    ];
+    for body in passed {
+        for cut in 1..=body.len().max(1) {
+            assert!(
+                verdict(Form::Json, body, cut).is_none(),
+                "{:?} in pieces of {cut}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+}
+
 /// A scripted body of frames; the last one says it ends the body.
 struct Frames(VecDeque<&'static str>);
 

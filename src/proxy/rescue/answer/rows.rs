@@ -38,6 +38,14 @@ pub(super) fn method(e: &MethodError) -> Answer {
         MethodError::AmbiguousType => {
             refused(S::BAD_REQUEST, kind!("ambiguous-method"), "ambiguous_type")
         }
+        MethodError::EncodedBody => Answer {
+            accept_encoding: Some("identity"),
+            ..refused(
+                S::UNSUPPORTED_MEDIA_TYPE,
+                kind!("encoded-body"),
+                "encoded_body",
+            )
+        },
         MethodError::BodyOnRead { .. } => {
             refused(S::BAD_REQUEST, kind!("ambiguous-method"), "body_on_read")
         }
