@@ -142,7 +142,8 @@ impl Generation {
                 let client = made.client(upstream)?;
                 let counted = fallback.metrics.request_bytes();
                 let overrides = TimeoutOverrides::default();
-                let forward = Forward::new(client, overrides, counted, made.decided());
+                let read_body = config.default_allow_read_body;
+                let forward = Forward::new(client, overrides, counted, made.decided(), read_body);
                 let limits = made.limits.get(DEFAULT_ROUTE_NAME).cloned();
                 stack::route(RouteParts { limits, ..fallback }, forward)
             }
@@ -291,7 +292,9 @@ fn route_service(
         Target::Upstream(upstream) => {
             let counted = parts.metrics.request_bytes();
             let client = made.client(upstream)?;
-            let forward = Forward::new(client, route.timeouts, counted, made.decided());
+            let decided = made.decided();
+            let read_body = route.allow_read_body;
+            let forward = Forward::new(client, route.timeouts, counted, decided, read_body);
             stack::route(parts, forward)
         }
         Target::Table(table) => stack::table(parts, made.resource(route, table)?, export),

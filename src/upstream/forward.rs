@@ -40,6 +40,8 @@ pub(crate) struct Forward {
     request_bytes: Counter,
     /// The headers the configuration's limits and identities read: kept as they read them.
     decided: Arc<[http::HeaderName]>,
+    /// The route lets GET and HEAD carry a body (`allow_read_body`).
+    read_body: bool,
 }
 
 // === impl Forward ===
@@ -47,12 +49,14 @@ pub(crate) struct Forward {
 impl Forward {
     /// Relays to `upstream`; `overrides` replace its timeouts for this route, whose request
     /// body bytes are counted in `request_bytes`; `decided` names the headers the
-    /// configuration's limits and identities read.
+    /// configuration's limits and identities read; `read_body` says the route lets GET and
+    /// HEAD carry a body.
     pub(crate) fn new(
         upstream: Arc<UpstreamClient>,
         overrides: TimeoutOverrides,
         request_bytes: Counter,
         decided: Arc<[http::HeaderName]>,
+        read_body: bool,
     ) -> Self {
         let config = &upstream.config;
         Self {
@@ -61,6 +65,7 @@ impl Forward {
             upstream,
             request_bytes,
             decided,
+            read_body,
         }
     }
 
@@ -108,7 +113,7 @@ impl Forward {
         if let Some(upgrade) = &upgrade {
             super::tunnel::restore(&mut parts.headers, upgrade.protocol.clone());
         }
-        super::headers::to_http1(&mut parts, &body.size_hint());
+        super::headers::to_http1(&mut parts, &body.size_hint(), self.read_body);
         // A body that has already ended (most GETs) cannot stall: no timer, no signal.
         if body.is_end_stream() {
             return Ok((http::Request::from_parts(parts, body), None, upgrade));

@@ -163,11 +163,18 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap, decided: &[HeaderName])
 ///
 /// * HTTP/2 and HTTP/3 clients may split `Cookie` into crumbs (RFC 9113 §8.2.3); an HTTP/1.1
 ///   server reads one field, so they are joined with "; ";
-/// * a GET or HEAD body of unknown length says `Transfer-Encoding: chunked`: hyper's client
-///   sends one as no body at all unless the request says so (the client's own
-///   `Transfer-Encoding` went with the hop-by-hop headers), so a search API's streamed body
-///   would arrive empty.
-pub(crate) fn to_http1(parts: &mut http::request::Parts, size: &http_body::SizeHint) {
+/// * a GET or HEAD body of unknown length says `Transfer-Encoding: chunked` where the route
+///   allows one (`read_body`): hyper's client sends one as no body at all unless the request
+///   says so (the client's own `Transfer-Encoding` went with the hop-by-hop headers), so a
+///   search API's streamed body would arrive empty. Elsewhere it is sent with no body: an
+///   HTTP/2 GET needs no length, and off list paths one ending in an empty DATA frame passes
+///   the method check, but its body (empty or not) must not reach a backend that would read
+///   parameters from it.
+pub(crate) fn to_http1(
+    parts: &mut http::request::Parts,
+    size: &http_body::SizeHint,
+    read_body: bool,
+) {
     let headers = &mut parts.headers;
     if parts.version >= http::Version::HTTP_2
         && headers.get_all(header::COOKIE).iter().nth(1).is_some()
@@ -181,7 +188,8 @@ pub(crate) fn to_http1(parts: &mut http::request::Parts, size: &http_body::SizeH
             headers.insert(header::COOKIE, joined);
         }
     }
-    if matches!(parts.method, http::Method::GET | http::Method::HEAD)
+    if read_body
+        && matches!(parts.method, http::Method::GET | http::Method::HEAD)
         && size.exact().is_none()
         && !headers.contains_key(header::CONTENT_LENGTH)
     {

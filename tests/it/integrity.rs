@@ -507,8 +507,29 @@ default: {action: deny}
 upstreams: {app: {url: '{upstream}'}}
 routes:
   - {name: search, path: /search, methods: [GET], upstream: app, allow_read_body: true}
+  - {name: plain, path: /plain, methods: [GET], upstream: app}
 ";
     let proxy = Proxy::start(yaml, &upstream).await;
+    // HTTP/2 needs no length: the body streams where allowed, and is not sent elsewhere.
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build(hyper_util::client::legacy::connect::HttpConnector::new());
+    for (path, expected) in [
+        (
+            "/search",
+            serde_json::json!({"read": 100_000, "chunked": true}),
+        ),
+        ("/plain", serde_json::json!({"read": 0, "chunked": false})),
+    ] {
+        let req = http::Request::get(proxy.url(path))
+            .body(crate::support::bodies::pattern(100_000, 8192))
+            .expect("request");
+        let response = client.request(req).await.expect("h2c response");
+        assert_eq!(response.status(), 200, "{path}");
+        let body = response.into_body().collect().await.expect("body");
+        let got: serde_json::Value = serde_json::from_slice(&body.to_bytes()).expect("json");
+        assert_eq!(got, expected, "{path}");
+    }
     let req = http::Request::get(proxy.url("/search"))
         .header("transfer-encoding", "chunked")
         .body(crate::support::bodies::pattern(100_000, 8192))
