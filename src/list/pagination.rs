@@ -177,7 +177,9 @@ fn sort<'q>(
         controlled.extend(k.keys.iter().map(|key| key.param.as_str()));
         controlled.extend(k.set_params.iter().map(|(name, _)| name.as_str()));
     }
-    let folded_controlled: Vec<String> = controlled.iter().map(|c| folded(c)).collect();
+    // Folded only when a piece is not spelled exactly like a controlled name (most requests
+    // carry none such).
+    let folded_controlled = std::cell::OnceCell::new();
     let mut slots: [Option<usize>; 3] = [None, None, None];
     let mut others: Vec<&str> = Vec::new();
     for (at, piece) in all.iter().enumerate() {
@@ -198,7 +200,9 @@ fn sort<'q>(
                 .into());
             }
             None => {
-                if let Some(i) = disguised(piece.raw, &folded_controlled) {
+                let folded_controlled = folded_controlled
+                    .get_or_init(|| controlled.iter().map(|c| folded(c)).collect::<Vec<_>>());
+                if let Some(i) = disguised(piece.raw, folded_controlled) {
                     return Err(PaginationError::Disguised {
                         param: controlled[i].to_owned(),
                         sent: piece.name.to_owned(),

@@ -79,6 +79,16 @@ pub(super) fn readings(name: &str) -> [String; 4] {
 /// read as by some backend: `;` separates parameters for some (Rack < 3, Bottle), and names are
 /// read as [`folded`] and [`readings`] describe.
 pub(super) fn disguised(raw: &str, folded_controlled: &[String]) -> Option<usize> {
+    // A plain name (lower-case letters, digits, `-`; no `;` in the piece) folds and reads as
+    // itself: compared as it is, with no copy (most filters are spelled so).
+    let name = raw.split_once('=').map_or(raw, |(name, _)| name);
+    if !raw.contains(';')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        return folded_controlled.iter().position(|c| c == name);
+    }
     raw.split(';').find_map(|sub| {
         let name = folded(sub.split_once('=').map_or(sub, |(name, _)| name));
         let readings = readings(&name);
