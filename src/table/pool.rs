@@ -137,16 +137,8 @@ fn pool(
     let mut pg: tokio_postgres::Config = url.parse().map_err(|_| SetupError::BadUrl {
         database: name.to_owned(),
     })?;
-    let mut options = format!(
-        "-c TimeZone=UTC -c DateStyle=ISO,YMD -c IntervalStyle=postgres -c extra_float_digits=1 \
-         -c bytea_output=hex -c standard_conforming_strings=on \
-         -c statement_timeout={} -c idle_in_transaction_session_timeout={}",
-        config.statement_timeout.as_millis(),
-        config.statement_timeout.as_millis().max(1000),
-    );
-    if config.read_only {
-        options.push_str(" -c default_transaction_read_only=on");
-    }
+    let wanted = Settings::of(config);
+    let mut options = wanted.options();
     if let Some(existing) = pg.get_options() {
         options = format!("{existing} {options}");
     }
@@ -161,10 +153,6 @@ fn pool(
     let manager = match tls {
         None => Manager::from_config(pg, NoTls, manager_config),
         Some(tls) => Manager::from_config(pg, tls.clone(), manager_config),
-    };
-    let wanted = Settings {
-        timeout_ms: config.statement_timeout.as_millis().to_string(),
-        read_only: config.read_only,
     };
     Pool::builder(manager)
         .post_create(Hook::async_fn(move |client, _| {
@@ -183,56 +171,101 @@ fn pool(
         })
 }
 
-/// The session settings a connection must have (sent in the startup packet's `options`).
+/// The session settings every connection gets, fixed whatever the config: their name, as the
+/// startup packet's `options` write the value, and as `pg_settings` reads it back. Each shapes
+/// the text pagegate reads (timestamps, intervals, floats as keys, bytea, string escapes).
+const FIXED_SETTINGS: [(&str, &str, &str); 6] = [
+    ("TimeZone", "UTC", "UTC"),
+    ("DateStyle", "ISO,YMD", "ISO, YMD"),
+    ("IntervalStyle", "postgres", "postgres"),
+    ("extra_float_digits", "1", "1"),
+    ("bytea_output", "hex", "hex"),
+    ("standard_conforming_strings", "on", "on"),
+];
+
+/// The session settings a connection must have (sent in the startup packet's `options`): each
+/// name and its value as `pg_settings` reads it.
 #[derive(Debug, Clone)]
-struct Settings {
-    /// `statement_timeout`, in milliseconds as `pg_settings` writes it.
-    timeout_ms: String,
-    read_only: bool,
-}
+struct Settings(std::sync::Arc<[(&'static str, String)]>);
 
 impl Settings {
+    /// The settings `config` asks for: the fixed ones, its `statement_timeout` (and
+    /// `idle_in_transaction_session_timeout` no shorter than a second), and read-only
+    /// transactions when it says so.
+    fn of(config: &PostgresConfig) -> Self {
+        let timeout = config.statement_timeout.as_millis();
+        let mut wanted: Vec<(&'static str, String)> = FIXED_SETTINGS
+            .iter()
+            .map(|&(name, _, read)| (name, read.to_owned()))
+            .collect();
+        wanted.push(("statement_timeout", timeout.to_string()));
+        let idle = timeout.max(1000).to_string();
+        wanted.push(("idle_in_transaction_session_timeout", idle));
+        if config.read_only {
+            wanted.push(("default_transaction_read_only", "on".to_owned()));
+        }
+        Self(wanted.into())
+    }
+
+    /// The startup packet's `options` that set them.
+    fn options(&self) -> String {
+        let sent = |name: &str, value: &str| {
+            FIXED_SETTINGS
+                .iter()
+                .find(|(fixed, ..)| *fixed == name)
+                .map_or(format!("-c {name}={value}"), |(_, sent, _)| {
+                    format!("-c {name}={sent}")
+                })
+        };
+        let options: Vec<String> = self.0.iter().map(|(n, v)| sent(n, v)).collect();
+        options.join(" ")
+    }
+
     /// Whether the server applied them, read once per new connection. A pooler in between may
     /// drop `options` (PgBouncer's `ignore_startup_parameters = options`): statements would
-    /// then run with no `statement_timeout` and timestamps in the server's zone, unseen. Such a
-    /// connection is refused instead, saying so (the route answers 503 and the log says why).
+    /// then run with no `statement_timeout`, timestamps in the server's zone, or float keys
+    /// rounded (`extra_float_digits`), unseen. Such a connection is refused instead, naming
+    /// every setting that differs (the route answers 503 and the log says why).
     async fn applied(&self, client: &mut ClientWrapper) -> Result<(), HookError> {
-        // The simple protocol: nothing parsed, nothing left prepared on the session.
+        let names: Vec<String> = self.0.iter().map(|(name, _)| format!("'{name}'")).collect();
+        // The simple protocol: nothing parsed, nothing left prepared on the session. The names
+        // are pagegate's own constants, never a client's text.
         let messages = client
-            .simple_query(
-                "SELECT current_setting('TimeZone'), current_setting('DateStyle'),
-                        (SELECT setting FROM pg_settings WHERE name = 'statement_timeout'),
-                        current_setting('default_transaction_read_only')",
-            )
+            .simple_query(&format!(
+                "SELECT name, setting FROM pg_settings WHERE name IN ({})",
+                names.join(", ")
+            ))
             .await
             .map_err(HookError::Backend)?;
-        let row = messages.iter().find_map(|message| match message {
-            tokio_postgres::SimpleQueryMessage::Row(row) => Some(row),
-            _ => None,
-        });
-        let column = |i: usize| {
-            row.and_then(|row| row.get(i))
-                .unwrap_or_default()
-                .to_owned()
-        };
-        let got: [String; 4] = [column(0), column(1), column(2), column(3)];
-        let read_only = if self.read_only {
-            "on"
-        } else {
-            got[3].as_str()
-        };
-        let wanted = ["UTC", "ISO, YMD", self.timeout_ms.as_str(), read_only];
-        if got.iter().zip(wanted).all(|(got, wanted)| got == wanted) {
+        let got: Vec<(String, String)> = messages
+            .iter()
+            .filter_map(|message| match message {
+                tokio_postgres::SimpleQueryMessage::Row(row) => Some((
+                    row.get(0).unwrap_or_default().to_owned(),
+                    row.get(1).unwrap_or_default().to_owned(),
+                )),
+                _ => None,
+            })
+            .collect();
+        let differs: Vec<String> = self
+            .0
+            .iter()
+            .filter_map(|(name, wanted)| {
+                let found = got.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+                (found != Some(wanted.as_str())).then(|| {
+                    format!(
+                        "{name} is {:?}, wanted {wanted:?}",
+                        found.unwrap_or("unset")
+                    )
+                })
+            })
+            .collect();
+        if differs.is_empty() {
             return Ok(());
         }
         Err(HookError::message(format!(
-            "the server did not apply the session settings pagegate sends in the startup packet's `options` (TimeZone {}, DateStyle {}, statement_timeout {} ms, default_transaction_read_only {}; wanted UTC, ISO, YMD, {} ms{}): a pooler in between drops them (PgBouncer: take `options` out of ignore_startup_parameters), or give pagegate's role these settings (ALTER ROLE … SET)",
-            got[0],
-            got[1],
-            got[2],
-            got[3],
-            self.timeout_ms,
-            if self.read_only { ", on" } else { "" },
+            "the server did not apply the session settings pagegate sends in the startup packet's `options` ({}): a pooler in between drops them (PgBouncer: take `options` out of ignore_startup_parameters), or give pagegate's role these settings (ALTER ROLE … SET)",
+            differs.join("; ")
         )))
     }
 }

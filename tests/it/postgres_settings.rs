@@ -605,6 +605,40 @@ async fn a_pooler_that_drops_the_session_settings_is_refused_not_trusted() {
         "urn:pagegate:problem:database-unavailable"
     );
     proxy.stop().await;
+    // A role that sets some of them itself is not enough: with `extra_float_digits = 0`,
+    // float keys print rounded and pages repeat. Every setting is checked.
+    let role = pg.name("partial");
+    pg.execute(&format!(
+        "CREATE ROLE {role} LOGIN;
+         ALTER ROLE {role} SET TimeZone = 'UTC';
+         ALTER ROLE {role} SET DateStyle = 'ISO, YMD';
+         ALTER ROLE {role} SET statement_timeout = '5s';
+         ALTER ROLE {role} SET idle_in_transaction_session_timeout = '5s';
+         ALTER ROLE {role} SET extra_float_digits = 0;
+         GRANT SELECT ON {t} TO {role};"
+    ))
+    .await;
+    let as_role = dropping
+        .url
+        .replacen("://postgres@", &format!("://{role}@"), 1);
+    assert_ne!(as_role, dropping.url, "the role's url");
+    let (captured, _guard) = crate::support::logs::capture();
+    let proxy = serve(
+        &format!("url: '{as_role}', statement_timeout: 5s"),
+        &route("db", &t, settings),
+    )
+    .await;
+    let got = crate::support::get(&proxy.url("/db")).await;
+    assert_eq!(
+        got.problem(503)["type"],
+        "urn:pagegate:problem:database-unavailable"
+    );
+    let logged = captured.text();
+    assert!(
+        logged.contains("extra_float_digits is") && !logged.contains("TimeZone is"),
+        "the log names the setting that differs, and only it: {logged}"
+    );
+    proxy.stop().await;
     // Through a relay that passes them, the same route is served.
     let passing = Relay::start(&pg.url).await;
     let proxy = serve(

@@ -36,7 +36,7 @@ pub(super) struct Chunks {
     pub(super) copy: bool,
     /// With `copy`: what becomes of each row.
     pub(super) writer: Arc<Writer>,
-    /// Bytes of the last chunk: the next one's buffer starts that large.
+    /// Bytes of the last chunk: the next one's buffer starts that large, and an eighth more.
     pub(super) capacity: usize,
     /// Rows the next chunk asks for: `chunk_rows`, or fewer after a chunk reached
     /// `chunk_bytes`.
@@ -80,6 +80,19 @@ impl Writer {
             Self::Ndjson(rows) => rows.push(row, out),
         }
     }
+}
+
+/// A chunk's bytes holding no more memory than they need while they wait to be written: a
+/// buffer that grew (a `Vec` doubles) can hold up to twice its bytes, and frozen as it is it
+/// would keep all of it. Shrinking reallocates in place (`mremap` for large buffers) rather
+/// than copying; a buffer with at most an eighth to spare is kept as it is.
+fn trimmed(out: BytesMut) -> Bytes {
+    if out.capacity() - out.len() <= out.len() / 8 {
+        return out.freeze();
+    }
+    let mut vec = Vec::from(out);
+    vec.shrink_to_fit();
+    Bytes::from(vec)
 }
 
 impl Chunks {
@@ -151,7 +164,7 @@ impl Chunks {
             self.bounds(),
             rows,
         );
-        let mut out = BytesMut::with_capacity(self.capacity);
+        let mut out = BytesMut::with_capacity(self.capacity + self.capacity / 8);
         self.header(&mut out);
         let (mut count, mut last) = (0u64, None);
         let bound = usize::try_from(table.chunk_bytes).unwrap_or(usize::MAX);
@@ -188,7 +201,7 @@ impl Chunks {
             return None;
         }
         Some(Ok(Chunk {
-            bytes: out.freeze(),
+            bytes: trimmed(out),
             rows: count,
         }))
     }
@@ -303,7 +316,7 @@ impl Chunks {
             rows,
         );
         // The header first, then the rows, in one buffer sized as the last chunk was.
-        let mut out = BytesMut::with_capacity(self.capacity);
+        let mut out = BytesMut::with_capacity(self.capacity + self.capacity / 8);
         self.header(&mut out);
         let writer = &self.writer;
         let bound = usize::try_from(table.chunk_bytes).unwrap_or(usize::MAX);
@@ -350,8 +363,27 @@ impl Chunks {
             return None;
         }
         Some(Ok(Chunk {
-            bytes: out.freeze(),
+            bytes: trimmed(out),
             rows: copied.rows as u64,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::{BufMut, BytesMut};
+
+    #[test]
+    fn a_chunk_that_grew_waits_in_no_more_memory_than_its_bytes() {
+        let mut out = BytesMut::with_capacity(1024);
+        out.put_slice(&[b'x'; 1500]);
+        assert!(out.capacity() >= 2048, "the buffer doubled as it filled");
+        let held = super::trimmed(out).try_into_mut().expect("one owner");
+        assert_eq!((held.len(), held.capacity()), (1500, 1500));
+        // With an eighth or less to spare it is kept as it is.
+        let mut out = BytesMut::with_capacity(1100);
+        out.put_slice(&[b'y'; 1000]);
+        let held = super::trimmed(out).try_into_mut().expect("one owner");
+        assert_eq!(held.capacity(), 1100);
     }
 }

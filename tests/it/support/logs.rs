@@ -37,6 +37,11 @@ impl Captured {
         self.events("request")
     }
 
+    /// Everything logged so far, as written.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("lock")).into_owned()
+    }
+
     /// The events so far whose message is `message` (their fields).
     pub fn events(&self, message: &str) -> Vec<serde_json::Value> {
         let bytes = self.0.lock().expect("lock").clone();
