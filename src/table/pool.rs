@@ -183,10 +183,10 @@ const FIXED_SETTINGS: [(&str, &str, &str); 6] = [
     ("standard_conforming_strings", "on", "on"),
 ];
 
-/// The session settings a connection must have (sent in the startup packet's `options`): each
-/// name and its value as `pg_settings` reads it.
+/// The session settings a connection must have: each name, its value as the startup packet's
+/// `options` write it, and as `pg_settings` reads it back.
 #[derive(Debug, Clone)]
-struct Settings(std::sync::Arc<[(&'static str, String)]>);
+struct Settings(std::sync::Arc<[(&'static str, String, String)]>);
 
 impl Settings {
     /// The settings `config` asks for: the fixed ones, its `statement_timeout` (and
@@ -194,30 +194,30 @@ impl Settings {
     /// transactions when it says so.
     fn of(config: &PostgresConfig) -> Self {
         let timeout = config.statement_timeout.as_millis();
-        let mut wanted: Vec<(&'static str, String)> = FIXED_SETTINGS
+        let idle = timeout.max(1000);
+        let read_only = config
+            .read_only
+            .then_some(("default_transaction_read_only", "on"));
+        let configured = [
+            ("statement_timeout", timeout.to_string()),
+            ("idle_in_transaction_session_timeout", idle.to_string()),
+        ]
+        .into_iter()
+        .chain(read_only.map(|(name, on)| (name, on.to_owned())));
+        let wanted = FIXED_SETTINGS
             .iter()
-            .map(|&(name, _, read)| (name, read.to_owned()))
-            .collect();
-        wanted.push(("statement_timeout", timeout.to_string()));
-        let idle = timeout.max(1000).to_string();
-        wanted.push(("idle_in_transaction_session_timeout", idle));
-        if config.read_only {
-            wanted.push(("default_transaction_read_only", "on".to_owned()));
-        }
-        Self(wanted.into())
+            .map(|&(name, sent, read)| (name, sent.to_owned(), read.to_owned()))
+            .chain(configured.map(|(name, value)| (name, value.clone(), value)));
+        Self(wanted.collect())
     }
 
     /// The startup packet's `options` that set them.
     fn options(&self) -> String {
-        let sent = |name: &str, value: &str| {
-            FIXED_SETTINGS
-                .iter()
-                .find(|(fixed, ..)| *fixed == name)
-                .map_or(format!("-c {name}={value}"), |(_, sent, _)| {
-                    format!("-c {name}={sent}")
-                })
-        };
-        let options: Vec<String> = self.0.iter().map(|(n, v)| sent(n, v)).collect();
+        let options: Vec<String> = self
+            .0
+            .iter()
+            .map(|(name, sent, _)| format!("-c {name}={sent}"))
+            .collect();
         options.join(" ")
     }
 
@@ -227,7 +227,11 @@ impl Settings {
     /// rounded (`extra_float_digits`), unseen. Such a connection is refused instead, naming
     /// every setting that differs (the route answers 503 and the log says why).
     async fn applied(&self, client: &mut ClientWrapper) -> Result<(), HookError> {
-        let names: Vec<String> = self.0.iter().map(|(name, _)| format!("'{name}'")).collect();
+        let names: Vec<String> = self
+            .0
+            .iter()
+            .map(|(name, ..)| format!("'{name}'"))
+            .collect();
         // The simple protocol: nothing parsed, nothing left prepared on the session. The names
         // are pagegate's own constants, never a client's text.
         let messages = client
@@ -250,7 +254,7 @@ impl Settings {
         let differs: Vec<String> = self
             .0
             .iter()
-            .filter_map(|(name, wanted)| {
+            .filter_map(|(name, _, wanted)| {
                 let found = got.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
                 (found != Some(wanted.as_str())).then(|| {
                     format!(
