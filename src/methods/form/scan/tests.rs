@@ -134,7 +134,7 @@ fn json_top_level_method_keys_are_read_however_escaped_and_split() {
         br#" { "a" : [1, {"b": "c"}], "_method" : " get " } "#,
         br#"{"\u005fmethod":"\u0047ET"}"#,
         br#"{"_METHOD":"head","x":1}"#,
-        br#"{"a":""_method":","_method":"GET"}"#,
+        br#"{"a":"\"_method\":","_method":"GET"}"#,
         br#"{"_method":"POST","_method":"GET"}"#,
     ];
     for body in refused {
@@ -156,7 +156,8 @@ fn json_top_level_method_keys_are_read_however_escaped_and_split() {
         br#"{"a":"_method","b":"GET"}"#,
         br#"{"_method":"G\u00c9T"}"#,
         br#"{"_method":"GET"#,
-        br#"{"a":[],"b":"x"}","_method":"PUT"}"#,
+        br#"{"a":[],"b":"x\"}","_method":"PUT"}"#,
+        br#"{"a":"\",\"_method\":\"GET\"}"}"#,
         b"",
     ];
     for body in passed {
