@@ -589,9 +589,9 @@ routes:
     let yaml = format!(
         "{cursors}
 postgres:
-  a: {{url: 'postgres://h/app?sslmode=prefer', tls_ca_file: /nonexistent/ca.pem}}
+  a: {{url: 'postgres://h/app?sslmode=prefer', tls_ca_file: /nonexistent/ca.pem, statement_timeout: 500us}}
   b: {{url: 'postgres://h/app', replica_url: 'postgres://r/app?sslmode=require', tls_ca_file: /etc/hostname, prepared_statements: sometimes}}
-  c: {{url: 'postgres://h/app?sslmode=require', tls_ca_file: /etc/hostname}}
+  c: {{url: 'postgres://h/app?sslmode=require', tls_ca_file: /etc/hostname, statement_timeout: 597h}}
 routes:
   - {{name: db, path: /db, table: {{database: a, name: t, columns: [id], key: [id], on_missing_index: ignore, export: {{via: magic, parallel: 17, chunk_bytes: 1KiB}}}}}}
 "
@@ -600,10 +600,12 @@ routes:
     let expected = [
         "t.yaml:3:12: `url` asks for sslmode=prefer, which would fall back to plaintext unseen",
         "t.yaml:3:60: `tls_ca_file` is set but the url asks for no TLS",
+        "t.yaml:3:100: `statement_timeout` is 500us: keep it between 1ms and 596h (PostgreSQL",
         "t.yaml:4:45: `replica_url` asks for TLS differently from `url`",
         "t.yaml:4:94: `tls_ca_file` is set but the url asks for no TLS",
         "t.yaml:4:130: `prepared_statements` is \"sometimes\": write cached (the default) or unnamed",
         "t.yaml:5:61: `tls_ca_file` holds no PEM certificate",
+        "t.yaml:5:95: `statement_timeout` is 597h: keep it between 1ms and 596h",
         "t.yaml:7:101: `on_missing_index` is \"ignore\": write refuse (the default) or warn",
         "t.yaml:7:123: `via` is \"magic\": write copy (the default) or queries",
         "t.yaml:7:140: `parallel` is 17: keep it between 1 and 16",

@@ -496,3 +496,77 @@ async fn chunks_of_wide_rows_end_at_chunk_bytes_and_give_the_same_bytes() {
     .await;
     proxy.stop().await;
 }
+
+/// `pagegate_export_chunks_cut_total` of `route`.
+fn cut_chunks(metrics: &str, route: &str) -> f64 {
+    let sample = format!("pagegate_export_chunks_cut_total{{route=\"{route}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&sample)?.parse().ok())
+        .unwrap_or_else(|| panic!("no {sample}"))
+}
+
+#[tokio::test]
+async fn after_a_cut_each_range_is_one_chunk_and_a_chunk_ending_the_table_is_not_cut() {
+    // 3 KiB rows against 64 KiB chunks: a chunk reaches the bound on its 22nd row. `{t}` has
+    // 440 rows (20 chunks); `{t}_end` has 22, so its only chunk reaches the bound on the
+    // table's last row.
+    let pg = Postgres::start();
+    let t = pg.name("cut_ranges");
+    pg.execute(&format!(
+        "CREATE TABLE {t} (id bigint PRIMARY KEY, blob text NOT NULL);
+         INSERT INTO {t} SELECT g, repeat('x', 3072) FROM generate_series(1, 440) g;
+         CREATE TABLE {t}_end (LIKE {t} INCLUDING ALL);
+         INSERT INTO {t}_end SELECT * FROM {t} WHERE id <= 22;"
+    ))
+    .await;
+    // Every statement seen as it runs (unnamed statements), COPY and queries alike.
+    let relay = crate::support::pgwire::Relay::start(&pg.url).await;
+    let mut routes = String::new();
+    for (name, table) in [("ranges", t.clone()), ("end", format!("{t}_end"))] {
+        for via in ["copy", "queries"] {
+            routes.push_str(&format!(
+                "  - {{name: {name}-{via}, path: /{name}/{via}, table: {{database: main, name: {table}, columns: [id, blob], key: [id], export: {{chunk_rows: 100, chunk_bytes: 64KiB, via: {via}, parallel: 3}}}}}}\n"
+            ));
+        }
+    }
+    let yaml = format!(
+        "admin: {{listen: 127.0.0.1:0}}\n{CURSORS}\npostgres: {{main: {{url: '{}', pool_size: 12, prepared_statements: unnamed}}}}\nroutes:\n{routes}",
+        relay.url
+    );
+    let proxy = Proxy::start_url(&yaml, "http://127.0.0.1:9").await;
+    let of_table = |before: usize| -> (usize, usize) {
+        let statements = relay.statements();
+        let mine = statements[before..].iter().filter(|s| s.contains(&t));
+        let (ends, chunks): (Vec<&String>, Vec<&String>) = mine.partition(|s| s.contains("OFFSET"));
+        (ends.len(), chunks.len())
+    };
+    for via in ["copy", "queries"] {
+        let before = relay.statements().len();
+        let export = get(&proxy.url(&format!("/ranges/{via}/export"))).await;
+        assert_eq!(export.status, 200, "{}", export.text());
+        assert_eq!(csv_records(&export.text()).len(), 441, "{via}: every row");
+        // Each range is read by one chunk statement, so ranges run at once. Ranges of
+        // `chunk_rows` rows would take five chunks each, one after the other.
+        let (ends, chunks) = of_table(before);
+        assert!(
+            chunks >= 20 && chunks <= ends + 2,
+            "{via}: {chunks} chunk statements for {ends} ranges"
+        );
+    }
+    // The table's last row reaches the bound: the statement's end came with it, so the chunk
+    // is whole, not cut. The end is read only if it has already arrived, which a loopback
+    // server's reply almost always has; five tries are not all unlucky.
+    for via in ["copy", "queries"] {
+        for _ in 0..5 {
+            let export = get(&proxy.url(&format!("/end/{via}/export"))).await;
+            assert_eq!(csv_records(&export.text()).len(), 23, "{via}: every row");
+        }
+        let cut = cut_chunks(&proxy.metrics_text().await, &format!("end-{via}"));
+        assert!(
+            cut < 5.0,
+            "{via}: {cut} of 5 exports had their last chunk cut"
+        );
+    }
+    proxy.stop().await;
+}

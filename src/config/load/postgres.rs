@@ -1,6 +1,8 @@
 //! `postgres.NAME` → [`PostgresConfig`]: the URLs (with `${NAME}` placeholders), TLS roots,
 //! the pool and statement settings, every problem located.
 
+use std::time::Duration;
+
 use serde_saphyr::Spanned;
 
 use super::Problems;
@@ -138,15 +140,34 @@ pub(super) fn postgres(p: &mut Problems, at: &Spanned<FilePostgres>) -> Postgres
             "connect_timeout",
             DEFAULT_PG_CONNECT_TIMEOUT,
         ),
-        statement_timeout: p.duration(
-            f.statement_timeout.as_ref(),
-            "statement_timeout",
-            DEFAULT_STATEMENT_TIMEOUT,
-        ),
+        statement_timeout: statement_timeout(p, f.statement_timeout.as_ref()),
         application_name,
         read_only: f.read_only.unwrap_or(true),
         replica_url,
         tls,
         statements,
+    }
+}
+
+/// PostgreSQL's `statement_timeout` in whole milliseconds, which it keeps in a 32-bit integer:
+/// less than a millisecond would be sent as 0, no timeout at all, and more than 2³¹−1 ms is
+/// refused by the server at every connection.
+const STATEMENT_TIMEOUT_RANGE: std::ops::RangeInclusive<Duration> =
+    Duration::from_millis(1)..=Duration::from_millis(i32::MAX as u64);
+
+/// `statement_timeout`, within what PostgreSQL can hold ([`STATEMENT_TIMEOUT_RANGE`]).
+fn statement_timeout(p: &mut Problems, value: Option<&Spanned<String>>) -> Duration {
+    let timeout = p.duration(value, "statement_timeout", DEFAULT_STATEMENT_TIMEOUT);
+    match value {
+        Some(at) if !STATEMENT_TIMEOUT_RANGE.contains(&timeout) => {
+            let reason = format!(
+                "is {}: keep it between 1ms and 596h (PostgreSQL holds it in whole \
+                 milliseconds, at most 2^31-1)",
+                at.value.trim()
+            );
+            p.invalid(at, "statement_timeout", reason);
+            DEFAULT_STATEMENT_TIMEOUT
+        }
+        _ => timeout,
     }
 }

@@ -109,9 +109,12 @@ impl Chunks {
     }
 
     /// The first chunk of the range after `after`, its last key found first (the key
-    /// `chunk_rows - 1` rows on, by [`sql::boundary`]) and sent on `end` (`None`: this range
-    /// runs to the end), so the next range's chunk can be fetched while this one is. Both
-    /// statements run on one connection.
+    /// `rows_per_chunk - 1` rows on, by [`sql::boundary`]) and sent on `end` (`None`: this
+    /// range runs to the end), so the next range's chunk can be fetched while this one is. A
+    /// range is as long as the chunk that reads it: after a chunk reached `chunk_bytes`, a
+    /// range of `chunk_rows` would take several chunks one after the other while the ranges
+    /// after it waited, and the export would run nearly serially. Both statements run on one
+    /// connection.
     pub(super) async fn next_range(
         &mut self,
         end: tokio::sync::oneshot::Sender<Option<Vec<String>>>,
@@ -126,7 +129,7 @@ impl Chunks {
             &self.catalog,
             &self.filters,
             self.after.as_deref(),
-            table.chunk_rows.get() - 1,
+            self.rows_per_chunk.saturating_sub(1),
             self.shape(),
         );
         let until = match running.rows(&statement).await {

@@ -30,7 +30,7 @@ enum NextStart {
 /// An export's chunks in flight, written in key order. The first chunk is fetched alone (an
 /// export smaller than a chunk takes one statement). With `parallel` 1, each next chunk is
 /// fetched while the last is written. With more, the rest runs as consecutive key ranges of
-/// `chunk_rows` rows: each range's task first finds where its range ends (an index walk, much
+/// one chunk each (`chunk_rows` rows, fewer after a chunk reached `chunk_bytes`): each range's task first finds where its range ends (an index walk, much
 /// shorter than the chunk's statement), and the next range's task starts from there while it
 /// fetches its rows, up to `parallel` ranges at once, each on a connection of the route's
 /// share; a range beyond the first in flight starts only while the share has a place to

@@ -4,9 +4,11 @@
 //! column of megabytes). The statement is then left unfinished: dropping the [`Running`]
 //! cancels it and closes its connection. Reading the rest on the same connection would not do:
 //! the rows would still be produced and sent, and PostgreSQL holds a cancel that arrives after
-//! the statement's end for the session's next statement, which it would fail.
+//! the statement's end for the session's next statement, which it would fail. A statement
+//! whose end has already arrived behind the row that reached the bound (its range's or table's
+//! last row) is finished instead, and its connection kept.
 
-use futures_util::StreamExt as _;
+use futures_util::{FutureExt as _, Stream, StreamExt as _};
 use tokio_postgres::types::{ToSql, Type};
 
 use super::{Running, pool};
@@ -61,6 +63,9 @@ impl Running {
         while let Some(row) = stream.next().await {
             let row = row.map_err(|error| self.failed(&error))?;
             if !take(row)? {
+                if ended(&mut stream) {
+                    break;
+                }
                 return Ok(true);
             }
         }
@@ -104,6 +109,9 @@ impl Running {
             copied.rows += 1;
             copied.last = row;
             if copied.bytes.len() >= bound && copied.rows < rows {
+                if ended(&mut stream) {
+                    break;
+                }
                 copied.cut = true;
                 return Ok(copied);
             }
@@ -111,4 +119,11 @@ impl Running {
         self.finished = true;
         Ok(copied)
     }
+}
+
+/// Whether `stream` has already ended: its end arrived with the rows before it (the server
+/// sends a statement's last rows and its completion together), read without waiting. A row or
+/// an error there, or nothing yet, is not an end.
+fn ended<S: Stream + Unpin>(stream: &mut S) -> bool {
+    matches!(stream.next().now_or_never(), Some(None))
 }
