@@ -371,10 +371,19 @@ routes:
     limits: {key: header, key_header: X-Api-Key, rate: {per_client: {requests: 5, per: 1m}}, concurrency: {per_client: 1, total: 8, queue: 4}}
 ";
     let config = parse(yaml).expect("valid");
+    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
     let limits = config.routes[0].limits.as_ref().expect("limits");
     assert_eq!(
         limits.key,
         ClientKeySource::Header(http::HeaderName::from_static("x-api-key"))
+    );
+    // A name with `_` works, and is warned about: nginx in front drops it by default.
+    let underscored = parse(&yaml.replace("X-Api-Key", "api_key")).expect("valid");
+    assert_starts(
+        &underscored.warnings,
+        &[
+            "t.yaml:6:39: `key_header` is api_key, with `_`: nginx drops such names by default (underscores_in_headers off), so a client behind one cannot send it; write api-key unless",
+        ],
     );
     let rate = limits.rate_per_client.expect("a rate");
     assert_eq!(

@@ -95,19 +95,7 @@ fn identity(p: &mut Problems, name: &str, at: &Spanned<FileIdentity>) -> Option<
     let f = &at.value;
     let header = match &f.header {
         None => Some(http::header::AUTHORIZATION),
-        Some(h) => http::HeaderName::from_bytes(h.value.trim().as_bytes())
-            .ok()
-            .or_else(|| {
-                p.invalid(
-                    h,
-                    "header",
-                    format!(
-                        "is {:?}: write a header name, such as Authorization",
-                        h.value
-                    ),
-                );
-                None
-            }),
+        Some(h) => p.header_name(h, "header", "Authorization"),
     };
     let algorithms = algorithms(p, at);
     let issuer = listed(

@@ -3,7 +3,6 @@
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use http::HeaderName;
 use serde_saphyr::Spanned;
 
 use super::Problems;
@@ -200,17 +199,10 @@ fn key(p: &mut Problems, l: &FileLimits, identities: &Identities) -> ClientKeySo
             return key.map_or(ClientKeySource::Client, ClientKeySource::Claim);
         }
     };
-    let header = l.key_header.as_ref().and_then(|h| {
-        let name = HeaderName::from_bytes(h.value.trim().as_bytes()).ok();
-        if name.is_none() {
-            p.invalid(
-                h,
-                "key_header",
-                format!("is {:?}: write a header name, such as X-Api-Key", h.value),
-            );
-        }
-        name
-    });
+    let header = l
+        .key_header
+        .as_ref()
+        .and_then(|h| p.header_name(h, "key_header", "X-Api-Key"));
     match (kind, header, &l.key_header) {
         (FileLimitKey::Client, _, None) => ClientKeySource::Client,
         (FileLimitKey::Client, _, Some(h)) => {

@@ -333,15 +333,7 @@ fn scope(
 }
 
 fn scope_header(p: &mut Problems, h: &Spanned<String>) -> Option<http::HeaderName> {
-    let header = http::HeaderName::from_bytes(h.value.trim().as_bytes()).ok();
-    if header.is_none() {
-        p.invalid(
-            h,
-            "header",
-            format!("is {:?}: write a header name, such as X-Tenant-Id", h.value),
-        );
-    }
-    header
+    p.header_name(h, "header", "X-Tenant-Id")
 }
 
 /// `max_connections`: at most the database's pool.

@@ -145,6 +145,40 @@ impl Problems {
         }
     }
 
+    /// A header name the configuration reads (`example` is one to suggest when it is not one),
+    /// warned about when spelled with `_` ([`Self::underscored`]).
+    pub(super) fn header_name(
+        &mut self,
+        at: &Spanned<String>,
+        key: &'static str,
+        example: &str,
+    ) -> Option<http::HeaderName> {
+        let Ok(name) = http::HeaderName::from_bytes(at.value.trim().as_bytes()) else {
+            let reason = format!("is {:?}: write a header name, such as {example}", at.value);
+            self.invalid(at, key, reason);
+            return None;
+        };
+        self.underscored(at, key, name.as_str());
+        Some(name)
+    }
+
+    /// Warns about a header name spelled with `_`: nginx drops such names by default
+    /// (`underscores_in_headers off`), so a client behind one never gets it through, and
+    /// CGI-style servers read `-` and `_` alike. It works (pagegate drops the spellings with
+    /// `-` a client sends to a backend, so they cannot stand in for it: `upstream::headers`),
+    /// but is seldom what was meant.
+    pub(super) fn underscored<T>(&mut self, at: &Spanned<T>, key: &'static str, name: &str) {
+        if name.contains('_') {
+            let dashed = name.replace('_', "-");
+            let reason = format!(
+                "is {name}, with `_`: nginx drops such names by default \
+                 (underscores_in_headers off), so a client behind one cannot send it; write \
+                 {dashed} unless the clients send {name} and nothing in front drops it"
+            );
+            self.warn(at, key, reason);
+        }
+    }
+
     /// A byte size such as `8MiB`, within `bounds` (inclusive); `why` explains the bounds.
     pub(super) fn size(
         &mut self,

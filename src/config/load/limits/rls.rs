@@ -248,7 +248,10 @@ fn value(
                 p.invalid(at, "value", format!("would send the client's {name} credential to the rate-limit service in the clear: key by a verified claim instead (claim:NAME with `key: {{jwt: …}}`)"));
                 return None;
             }
-            Ok(name) => DescriptorValue::Header(name),
+            Ok(name) => {
+                p.underscored(at, "value", name.as_str());
+                DescriptorValue::Header(name)
+            }
             Err(_) => {
                 p.invalid(at, "value", format!("{name:?} is not a header name: {fix}"));
                 return None;

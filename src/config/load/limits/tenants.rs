@@ -127,17 +127,8 @@ fn matcher(
             })
         }
         (None, Some(header)) => {
-            match http::HeaderName::from_bytes(header.value.trim().as_bytes()) {
-                Ok(header) => Some(TenantMatch::Header { header, value }),
-                Err(_) => {
-                    p.invalid(
-                        header,
-                        "header",
-                        format!("is {:?}: write a header name, such as X-Plan", header.value),
-                    );
-                    None
-                }
-            }
+            let header = p.header_name(header, "header", "X-Plan")?;
+            Some(TenantMatch::Header { header, value })
         }
         _ => {
             p.invalid(at, "match", "takes `claim` (of the verified token) or `header`, with `value`: set one of the two".to_owned());
