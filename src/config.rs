@@ -87,6 +87,17 @@ pub enum Target {
     Table(std::sync::Arc<TableConfig>),
 }
 
+impl Target {
+    /// Whether what serves the route reads `/events.json` as `/events`: its upstream's
+    /// `format_suffixes`; a table route does (pagegate serves `/events.csv` as `/events`).
+    pub(crate) fn format_suffixes(&self) -> bool {
+        match self {
+            Self::Upstream(upstream) => upstream.format_suffixes,
+            Self::Table(_) => true,
+        }
+    }
+}
+
 /// Cursor signing keys and lifetime.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CursorSettings {
@@ -265,17 +276,20 @@ pub(crate) fn text_hash(text: &[u8]) -> String {
 // === impl RouteConfig ===
 
 /// A route's entries in the route table: its path, and for a table route also `<path>/export`.
-/// `(list, table)`: whether it is a list route, a table route.
+/// `(list, table)`: whether it is a list route, a table route; `suffixes`: whether what serves
+/// it reads format suffixes.
 pub(crate) fn route_specs<T: Clone>(
     path: &str,
     methods: Option<&Vec<Method>>,
     (list, table): (bool, bool),
+    suffixes: bool,
     value: T,
 ) -> Vec<crate::route_table::RouteSpec<T>> {
     let spec = |path: String| crate::route_table::RouteSpec {
         path,
         methods: methods.cloned(),
         list: list || table,
+        suffixes,
         value: value.clone(),
     };
     let mut specs = vec![spec(path.to_owned())];
@@ -301,7 +315,14 @@ impl RouteConfig {
     pub fn specs<T: Clone>(&self, value: T) -> Vec<crate::route_table::RouteSpec<T>> {
         let table = matches!(self.target, Target::Table(_));
         let list = self.list.is_some();
-        route_specs(&self.path, self.methods.as_ref(), (list, table), value)
+        let suffixes = self.target.format_suffixes();
+        route_specs(
+            &self.path,
+            self.methods.as_ref(),
+            (list, table),
+            suffixes,
+            value,
+        )
     }
 
     /// One line for `pagegate check`.

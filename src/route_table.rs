@@ -20,6 +20,9 @@ pub struct RouteSpec<T> {
     pub methods: Option<Vec<Method>>,
     /// Whether the route has a list policy.
     pub list: bool,
+    /// Whether what serves the route reads `/events.json` as `/events` (format suffixes), so
+    /// the path without its extension finds it too.
+    pub suffixes: bool,
     /// What a lookup returns for it (for pagegate: the route's index in the generation).
     pub value: T,
 }
@@ -41,11 +44,26 @@ pub(crate) struct Found<'a, T> {
 /// The routes sharing one normalized path.
 #[derive(Debug, Clone)]
 struct PathGroup<T> {
-    /// Methods, whether the route is a list route, and the lookup value.
-    routes: Vec<(Option<Vec<Method>>, bool, T)>,
-    list: bool,
+    routes: Vec<Entry<T>>,
     /// The pattern ends in a `{*rest}` catch-all.
     catch_all: bool,
+}
+
+/// One route of a [`PathGroup`].
+#[derive(Debug, Clone)]
+struct Entry<T> {
+    methods: Option<Vec<Method>>,
+    list: bool,
+    suffixes: bool,
+    value: T,
+}
+
+/// How a path was read: as written, or without its format extension (which only routes whose
+/// backend reads format suffixes take).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    Written,
+    Stem,
 }
 
 /// Routes by path, then by method.
@@ -93,10 +111,14 @@ impl<T: Clone> RouteTable<T> {
                     .iter()
                     .map(|&i| {
                         let route = &routes[i];
-                        (route.methods.clone(), route.list, route.value.clone())
+                        Entry {
+                            methods: route.methods.clone(),
+                            list: route.list,
+                            suffixes: route.suffixes,
+                            value: route.value.clone(),
+                        }
                     })
                     .collect(),
-                list: indices.iter().any(|&i| routes[i].list),
                 catch_all: pattern.contains("{*"),
             };
             if let Err(e) = router.insert(pattern.clone(), value) {
@@ -124,7 +146,8 @@ impl<T: Clone> RouteTable<T> {
     /// The route for a method and a raw request path, and whether the path is a list path.
     ///
     /// A path is read every way some backend could read it — as written, with `%2F` as a
-    /// separator, and without a format extension (`/events.json`). A list route found by any
+    /// separator, and without a format extension (`/events.json`; only routes whose backend
+    /// reads format suffixes take that reading). A list route found by any
     /// reading wins over a route that is not one, any route over a catch-all, and a route
     /// matched with no parameter over one that took one: neither a catch-all nor a `/{slug}`
     /// may take `/events.json` away from the `/events` list route, nor `/login.json` from a
@@ -133,8 +156,8 @@ impl<T: Clone> RouteTable<T> {
     pub(crate) fn lookup(&self, method: &Method, path: &str) -> Found<'_, T> {
         let mut best: Option<(&T, u8)> = None;
         let (mut list_path, mut routed_path) = (false, false);
-        let mut consider = |path: &str| {
-            let (route, list_path_here, routed_here) = self.lookup_exact(method, path);
+        let mut consider = |path: &str, reading: Reading| {
+            let (route, list_path_here, routed_here) = self.lookup_exact(method, path, reading);
             list_path |= list_path_here;
             routed_path |= routed_here;
             match (route, best) {
@@ -144,17 +167,17 @@ impl<T: Clone> RouteTable<T> {
             }
         };
         let plain = normalize(path, false);
-        consider(&plain);
+        consider(&plain, Reading::Written);
         if let Some(stem) = without_extension(&plain) {
-            consider(stem);
+            consider(stem, Reading::Stem);
         }
         // Only for paths with an escape: `%2F` may also appear once unreserved escapes are
         // decoded (`%2%66`).
         if path.contains('%') {
             let slashed = normalize(path, true);
-            consider(&slashed);
+            consider(&slashed, Reading::Written);
             if let Some(stem) = without_extension(&slashed) {
-                consider(stem);
+                consider(stem, Reading::Stem);
             }
         }
         Found {
@@ -164,24 +187,36 @@ impl<T: Clone> RouteTable<T> {
         }
     }
 
-    /// The route serving `method` at a normalized path (and its rank: 4 for a list route, plus
-    /// 2 unless its pattern is a catch-all, plus 1 when it matched with no parameter), whether
-    /// the path is a list path, and whether any route serves it.
-    fn lookup_exact(&self, method: &Method, path: &str) -> (Option<(&T, u8)>, bool, bool) {
+    /// The route serving `method` at a normalized path read as `reading` (and its rank: 4 for a
+    /// list route, plus 2 unless its pattern is a catch-all, plus 1 when it matched with no
+    /// parameter), whether the path is a list path, and whether any route serves it.
+    fn lookup_exact(
+        &self,
+        method: &Method,
+        path: &str,
+        reading: Reading,
+    ) -> (Option<(&T, u8)>, bool, bool) {
         let Ok(matched) = self.router.at(path) else {
             return (None, false, false);
         };
         let group = matched.value;
-        let route = group
+        let mut entries = group
             .routes
             .iter()
-            .find(|(methods, _, _)| methods.as_deref().is_none_or(|m| serves(m, method)))
-            .map(|(_, list, value)| {
+            .filter(|e| reading == Reading::Written || e.suffixes)
+            .peekable();
+        let routed = entries.peek().is_some();
+        let (mut list_path, mut route) = (false, None);
+        for entry in entries {
+            list_path |= entry.list;
+            if route.is_none() && entry.methods.as_deref().is_none_or(|m| serves(m, method)) {
                 let fixed = matched.params.is_empty();
-                let rank = u8::from(*list) * 4 + u8::from(!group.catch_all) * 2 + u8::from(fixed);
-                (value, rank)
-            });
-        (route, group.list, true)
+                let rank =
+                    u8::from(entry.list) * 4 + u8::from(!group.catch_all) * 2 + u8::from(fixed);
+                route = Some((&entry.value, rank));
+            }
+        }
+        (route, list_path, routed)
     }
 }
 

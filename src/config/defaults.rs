@@ -144,6 +144,9 @@ pub(crate) const DEFAULT_EXPORT_PARALLEL: std::num::NonZeroUsize =
 /// Whether `Location` and `Content-Location` pointing at an upstream are rewritten to paths on
 /// pagegate, so clients are never sent around it to the backend (true).
 pub(crate) const DEFAULT_REWRITE_REDIRECTS: bool = true;
+/// Whether an upstream reads a format extension as a format (`/events.json` as `/events`,
+/// Rails and Django REST framework format suffixes), so routes match that reading too (true).
+pub(crate) const DEFAULT_FORMAT_SUFFIXES: bool = true;
 /// Time allowed to open a TCP connection to an upstream (2 seconds).
 pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Time allowed from sending a request until the upstream's response head arrives (30 seconds).

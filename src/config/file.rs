@@ -108,6 +108,7 @@ pub(crate) struct FileUpstream {
     pub(crate) host: Option<Spanned<String>>,
     pub(crate) http2: Option<bool>,
     pub(crate) rewrite_redirects: Option<bool>,
+    pub(crate) format_suffixes: Option<bool>,
     pub(crate) connect_timeout: Option<Spanned<String>>,
     pub(crate) response_timeout: Option<Spanned<String>>,
     pub(crate) idle_timeout: Option<Spanned<String>>,

@@ -6,7 +6,9 @@ fn route(name: &'static str, path: &str, methods: Option<&[Method]>) -> RouteSpe
     RouteSpec {
         path: path.to_owned(),
         methods: methods.map(<[Method]>::to_vec),
-        list: name == "list",
+        list: name == "list" || name == "plain-list",
+        // A route named `plain-…` has a backend that reads no format suffixes.
+        suffixes: !name.starts_with("plain"),
         value: name,
     }
 }
@@ -263,5 +265,33 @@ fn a_route_found_with_no_parameter_wins_over_one_that_took_one() {
     ] {
         let found = table.lookup(&Method::POST, path);
         assert_eq!(found.route.copied(), Some(expected), "{path}");
+    }
+}
+
+#[test]
+fn a_backend_without_format_suffixes_keeps_its_extensions() {
+    let routes = [
+        route("plain-health", "/health", None),
+        route("plain-list", "/feed", Some(&[Method::GET])),
+        route("list", "/events", Some(&[Method::GET])),
+        route("files", "/{*rest}", None),
+    ];
+    let table = RouteTable::new(&routes);
+    for (path, expected, list_path) in [
+        ("/health", "plain-health", false),
+        // Such a backend serves `/health.x` as a path of its own: the catch-all's.
+        ("/health.x", "files", false),
+        ("/feed", "plain-list", true),
+        ("/feed.json", "files", false),
+        ("/feed%2Ejson", "files", false),
+        ("/Feed/", "plain-list", true),
+        // Another route's backend still reads them.
+        ("/events.json", "list", true),
+        ("/events%2Ejson", "list", true),
+    ] {
+        let found = table.lookup(&Method::GET, path);
+        assert_eq!(found.route.copied(), Some(expected), "{path}");
+        assert_eq!(found.list_path, list_path, "{path}");
+        assert!(found.routed_path, "{path}");
     }
 }

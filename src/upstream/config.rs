@@ -31,6 +31,10 @@ pub struct UpstreamConfig {
     /// Rewrite `Location` and `Content-Location` that point at this upstream to paths on
     /// pagegate (nginx's `proxy_redirect default`).
     pub rewrite_redirects: bool,
+    /// The backend reads `/events.json` as `/events` with a format (Rails, Django REST
+    /// framework), so a route matches a path without its extension too
+    /// ([`crate::route_table`]).
+    pub format_suffixes: bool,
     /// Time to open a connection.
     pub connect_timeout: Duration,
     /// Time until the response head.

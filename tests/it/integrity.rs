@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 
-use crate::support::{Proxy, Upstream, full, json_response, send};
+use crate::support::{Proxy, Upstream, full, get, json_response, send};
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -585,5 +585,40 @@ routes:
         );
     }
     assert_eq!(upstream.seen().len(), 2);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_backend_without_format_suffixes_keeps_a_catch_alls_limit_on_extensions() {
+    let upstream = Upstream::start(|_| async { json_response("{}") }).await;
+    let yaml = "
+upstreams: {app: {url: '{upstream}', format_suffixes: false}}
+routes:
+  - {name: health, path: /health, upstream: app}
+  - name: files
+    path: '/{*rest}'
+    upstream: app
+    limits: {rate: {per_client: {requests: 1, per: 1m}}}
+";
+    // Express serves `/health.x` as a path of its own, which the limited catch-all serves.
+    let proxy = Proxy::start(yaml, &upstream).await;
+    let mut statuses = Vec::new();
+    for path in [
+        "/health",
+        "/health.x",
+        "/health",
+        "/health.x",
+        "/health.json",
+    ] {
+        statuses.push(get(&proxy.url(path)).await.status.as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 200, 429, 429]);
+    proxy.stop().await;
+    // By default the backend reads `/health.x` as `/health` (Rails), so the route does.
+    let suffixes = yaml.replace(", format_suffixes: false", "");
+    let proxy = Proxy::start(&suffixes, &upstream).await;
+    for path in ["/health.x", "/health.x", "/health.json"] {
+        assert_eq!(get(&proxy.url(path)).await.status, 200, "{path}");
+    }
     proxy.stop().await;
 }

@@ -138,6 +138,7 @@ pub(super) fn upstream(
         host,
         http2: f.http2.unwrap_or(false),
         rewrite_redirects: f.rewrite_redirects.unwrap_or(DEFAULT_REWRITE_REDIRECTS),
+        format_suffixes: f.format_suffixes.unwrap_or(DEFAULT_FORMAT_SUFFIXES),
         connect_timeout: p.duration(
             f.connect_timeout.as_ref(),
             "connect_timeout",

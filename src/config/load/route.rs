@@ -197,7 +197,8 @@ pub(super) fn route(
         rows_on_tables(p, at, limits, Some(target));
     }
     let kind = (list.is_some(), r.table.is_some());
-    let specs = route_specs(&r.path.value, methods.as_ref(), kind, index);
+    let suffixes = target.as_ref().is_none_or(Target::format_suffixes);
+    let specs = route_specs(&r.path.value, methods.as_ref(), kind, suffixes, index);
     let config = target.map(|target| {
         Arc::new(RouteConfig {
             name: name.clone(),
