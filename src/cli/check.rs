@@ -36,6 +36,10 @@ pub(crate) fn check(
                 config.server.listen,
                 config.routes.len()
             );
+            // What still works but should change, each at its place in the file.
+            for warning in &config.warnings {
+                println!("warning: {warning}");
+            }
             tls_summary(&config);
             for route in &config.routes {
                 println!("{}", route.summary());

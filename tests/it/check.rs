@@ -61,6 +61,29 @@ fn a_valid_file_prints_one_line_per_route() {
 }
 
 #[test]
+fn a_file_that_works_but_should_change_is_valid_with_its_warnings_located() {
+    let (code, stdout, stderr) = check(
+        "metrics_listen: 127.0.0.1:0\nupstreams: {app: {url: 'http://127.0.0.1:9'}}\nroutes:\n  - {name: a, path: /a, upstream: app, limits: {key: header, key_header: api_key, rate: {per_client: {requests: 5, per: 1m}}}}\n",
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let warnings: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("warning: "))
+        .collect();
+    assert_eq!(warnings.len(), 2, "{stdout}");
+    assert!(
+        warnings[0].contains(":1:17: `metrics_listen` is read as `admin.listen`"),
+        "{}",
+        warnings[0]
+    );
+    assert!(
+        warnings[1].contains(":4:74: `key_header` is api_key, with `_`"),
+        "{}",
+        warnings[1]
+    );
+}
+
+#[test]
 fn an_unknown_key_is_reported_at_its_position_with_the_fix() {
     let (code, _, stderr) =
         check("upstreams:\n  app:\n    url: http://127.0.0.1:9\n    conect_timeout: 2s\n");
