@@ -299,3 +299,57 @@ routes:
         "finish sends every chunk"
     );
 }
+
+/// `pagegate_limit_overflow_total` of route `files`.
+async fn overflow(proxy: &Proxy) -> u64 {
+    let text = proxy.metrics_text().await;
+    text.lines()
+        .find_map(|l| l.strip_prefix("pagegate_limit_overflow_total{route=\"files\"} "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn at_max_clients_a_quota_newcomer_wakes_the_forgetting_of_full_levels() {
+    use futures_util::StreamExt as _;
+    let upstream = backend().await;
+    let limits =
+        "{key: header, key_header: X-Api-Key, max_clients: 1000, quota: {bytes: 64KiB, per: 1s}}";
+    let yaml = yaml("{bytes: 64KiB, per: 1s}").replace(
+        "limits: {quota: {bytes: 64KiB, per: 1s}}",
+        &format!("limits: {limits}"),
+    );
+    let proxy = Proxy::start(&yaml, &upstream).await;
+    let keyed = async |key: String| {
+        let got = crate::support::get_with(&proxy, "/files", &[("x-api-key", key)]).await;
+        (got.status.as_u16(), got.body.len())
+    };
+    // A thousand keys, each with a level of its own, filled well within the 10 s
+    // housekeeping timer.
+    let fill: Vec<(u16, usize)> = futures_util::stream::iter(0..1000)
+        .map(|key| keyed(format!("key-{key}")))
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    assert!(fill.iter().all(|&got| got == (200, 40 << 10)));
+    assert_eq!(overflow(&proxy).await, 0, "a level for each of the 1,000");
+    // A second later every level is full again. A newcomer shares the overflow level and
+    // wakes the housekeeping, whose pass (long before its 10 s timer) forgets them, so the
+    // newcomers after it get levels of their own.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(keyed("new-0".to_owned()).await.0, 200);
+    // Counted at its admission, and at each frame spent before the pass ran.
+    let mut counted = overflow(&proxy).await;
+    assert!(counted >= 1, "the newcomer shared the overflow level");
+    for i in 1..=20 {
+        assert_eq!(keyed(format!("new-{i}")).await.0, 200);
+        let now = overflow(&proxy).await;
+        if now == counted {
+            proxy.stop().await;
+            return;
+        }
+        counted = now;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("quota newcomers still share the overflow level ({counted} uses)");
+}
