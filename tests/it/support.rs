@@ -341,6 +341,27 @@ pub async fn get_head(url: &str) -> http::Response<hyper::body::Incoming> {
         .expect("head")
 }
 
+/// Sends newcomers `new-1`, `new-2`, … (`send`, each expected to pass) until `overflow` (a
+/// route's `pagegate_limit_overflow_total`, `counted` after `new-0`) stops counting: the pass
+/// `new-0` woke at `max_clients` forgot the keys whose state was full, so a newcomer is held
+/// on its own again. Fails after twenty.
+pub async fn until_newcomers_are_held(
+    send: impl AsyncFn(String) -> u16,
+    overflow: impl AsyncFn() -> u64,
+    mut counted: u64,
+) {
+    for i in 1..=20 {
+        assert_eq!(send(format!("new-{i}")).await, 200);
+        let now = overflow().await;
+        if now == counted {
+            return;
+        }
+        counted = now;
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("newcomers still share the overflow state ({counted} uses)");
+}
+
 /// `GET path` on `proxy` with `headers`, read whole.
 pub async fn get_with(proxy: &Proxy, path: &str, headers: &[(&str, String)]) -> Got {
     let mut request = http::Request::get(proxy.url(path));

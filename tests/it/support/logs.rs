@@ -20,8 +20,16 @@ impl Write for Captured {
     }
 }
 
+/// A dispatcher that lives as long as the tests, so a capture is never the only one
+/// registered. With just one, tracing-core works out a callsite's interest from the default
+/// of the thread that reaches it first: a test without a capture, running beside one, then
+/// caches "never" for the access log's callsite, and the capture sees no event.
+static SECOND_DISPATCHER: std::sync::OnceLock<tracing::Dispatch> = std::sync::OnceLock::new();
+
 /// Starts capturing; the guard stops it.
 pub fn capture() -> (Captured, tracing::subscriber::DefaultGuard) {
+    SECOND_DISPATCHER
+        .get_or_init(|| tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default()));
     let captured = Captured::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
