@@ -3,9 +3,10 @@
 //! route can scope rows by one (`scope: {jwt, claim, column}`) instead of trusting a header.
 //!
 //! A route that reads a claim gets the identity gate ([`IdentityLayer`]) right after rescue: a
-//! request without a good token (or without the claim) is answered 401 with
-//! `WWW-Authenticate: Bearer` before any limit is spent, unless its key says
-//! `anonymous: client` — then it is keyed by its address, as if it sent no token.
+//! request without a good token is answered 401 with `WWW-Authenticate: Bearer` (403 with
+//! `insufficient_scope` for a good token without the claim) before any limit is spent, unless
+//! its key says `anonymous: client` — then it is keyed by its address, as if it sent no
+//! token.
 
 use std::sync::Arc;
 
@@ -47,9 +48,13 @@ pub(crate) enum IdentityError {
     /// No bearer token.
     #[error("this route needs a bearer token in {0}")]
     Missing(http::HeaderName),
-    /// A token that does not verify, or lacks a claim the route reads.
+    /// A token that does not verify.
     #[error("the bearer token is invalid, expired, or not meant for this service")]
     Invalid,
+    /// A verified token without a claim the route reads (as a string or a number): a new
+    /// token from the same issuer would lack it too, so this is no `invalid_token`.
+    #[error("the bearer token lacks a claim this route reads")]
+    LacksClaim,
     /// The keys are not known yet (`jwks_url` unreachable since start).
     #[error("the keys tokens are verified with are not available yet; retry shortly")]
     KeysUnavailable,

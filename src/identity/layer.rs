@@ -27,21 +27,31 @@ pub(crate) struct Gate {
 impl Gate {
     /// The claims of a request, `Ok(None)` for an anonymous one the route lets through.
     async fn check(&self, token: Option<String>) -> Result<Option<Verified>, IdentityError> {
+        let identity = &self.verifier.config().name;
+        let anonymous = self.anonymous;
         let refused = match self.verifier.verify(token.as_deref()).await {
             Ok(claims) => {
                 let verified = Verified { claims };
                 match self.claims.iter().find(|c| verified.claim(c).is_none()) {
                     None => return Ok(Some(verified)),
-                    Some(_) => TokenError::Invalid("lacks a claim the route reads"),
+                    Some(claim) => {
+                        tracing::debug!(identity = %identity, claim = %claim, anonymous, "token lacks a claim the route reads");
+                        return if anonymous {
+                            Ok(None)
+                        } else {
+                            Err(IdentityError::LacksClaim)
+                        };
+                    }
                 }
             }
             Err(e) => e,
         };
-        let identity = &self.verifier.config().name;
-        tracing::debug!(identity = %identity, reason = %refused, anonymous = self.anonymous, "token refused");
+        tracing::debug!(identity = %identity, reason = %refused, anonymous, "token refused");
         match refused {
+            // Keys not fetched yet are not the client's fault: an anonymous route still
+            // serves it, as one with no token.
+            _ if anonymous => Ok(None),
             TokenError::KeysUnavailable => Err(IdentityError::KeysUnavailable),
-            _ if self.anonymous => Ok(None),
             TokenError::Missing => Err(IdentityError::Missing(
                 self.verifier.config().header.clone(),
             )),

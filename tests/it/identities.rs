@@ -42,7 +42,8 @@ fn key_file(name: &str, pem: &str) -> std::path::PathBuf {
 }
 
 fn assert_refused(got: &Got, kind: &str, challenge: &str) {
-    let problem = got.problem(401);
+    let status = if kind == "missing-claim" { 403 } else { 401 };
+    let problem = got.problem(status);
     assert_eq!(
         problem["type"],
         format!("urn:pagegate:problem:{kind}"),
@@ -81,12 +82,9 @@ fn bad_tokens(rsa: &Signer, alice: &str) -> Vec<(&'static str, String)> {
                 &claims(&json!({"sub": "eve", "iss": "https://evil.test/"})),
             ),
         ),
+        // `sub` is a registered claim: a string, or the token is malformed.
         (
-            "no claim the key reads",
-            rsa.sign(None, &claims(&json!({}))),
-        ),
-        (
-            "a claim that is an object",
+            "a sub that is an object",
             rsa.sign(None, &claims(&json!({"sub": {"id": 1}}))),
         ),
         (
@@ -163,6 +161,15 @@ async fn a_claim_keys_the_rate_and_every_bad_token_gets_401_before_the_backend()
         let got = bearer(&proxy, "/orders", token).await;
         assert_eq!(got.status, 401, "{what}: {}", got.text());
         assert_refused(&got, "invalid-token", invalid);
+    }
+    // A good token without the claim: another from the same issuer would lack it too, so
+    // no `invalid_token` (which clients answer by fetching a new one) but 403.
+    let scope = r#"Bearer error="insufficient_scope""#;
+    for claims_of in [json!({}), json!({"sub": ""})] {
+        let token = rsa.sign(None, &claims(&claims_of));
+        let got = bearer(&proxy, "/orders", &token).await;
+        assert_eq!(got.status, 403, "{claims_of}: {}", got.text());
+        assert_refused(&got, "missing-claim", scope);
     }
     // Two tokens: ambiguous, refused as none.
     let two = get_with(
@@ -381,6 +388,14 @@ async fn a_jwks_url_that_never_answered_gets_503_not_401() {
     assert!(got.retry_after() > 0);
     assert!(upstream.seen().is_empty());
     proxy.stop().await;
+    // A route that serves anonymous requests serves this one as one: keyed by its address,
+    // which a request with no token shares.
+    let key = "{jwt: api, claim: sub, anonymous: client}";
+    let proxy = Proxy::start(&yaml(&keys, "[ES256]", key), &upstream).await;
+    assert_eq!(bearer(&proxy, "/orders", &token).await.status, 200);
+    assert_eq!(crate::support::get(&proxy.url("/orders")).await.status, 200);
+    assert_eq!(bearer(&proxy, "/orders", &token).await.status, 429);
+    proxy.stop().await;
 }
 
 #[tokio::test]
@@ -435,7 +450,7 @@ routes:
     assert_eq!(export.status, 200);
     assert_eq!(export.text().lines().count(), expected.len());
     let no_claim = rsa.sign(None, &claims(&json!({"sub": "a"})));
-    assert_eq!(bearer(&proxy, "/rows", &no_claim).await.status, 401);
+    assert_eq!(bearer(&proxy, "/rows", &no_claim).await.status, 403);
     assert_eq!(crate::support::get(&proxy.url("/rows")).await.status, 401);
     // A cursor of tenant t1 does not page another tenant's rows.
     let page = bearer(&proxy, "/rows?limit=5", &t1).await.json();

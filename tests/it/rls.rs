@@ -98,6 +98,62 @@ async fn descriptors_carry_headers_and_literals_and_two_proxies_share_the_budget
 }
 
 #[tokio::test]
+async fn a_descriptor_carries_a_verified_claim() {
+    use crate::support::jwt::{RSA_PUBLIC_PEM, Signer, claims};
+    let rls = RlsServer::start(LIMITS).await;
+    let upstream = Upstream::json("[]").await;
+    let file = crate::support::scratch_dir("rls-claim").join("key.pem");
+    std::fs::write(&file, RSA_PUBLIC_PEM).expect("write key");
+    // `claim: tenant`, spaced as a flow list writes it, names the claim `tenant`.
+    let yaml = format!(
+        "{}  - name: claims
+    path: /claims
+    upstream: app
+    limits:
+      store: envoy_rls
+      key: {{jwt: api, claim: sub}}
+      descriptors: [{{key: tenant, value: 'claim: tenant'}}, {{key: plan, value: 'literal:free'}}]
+identities:
+  api: {{algorithms: [RS256], issuer: 'https://issuer.test/', audience: orders, public_key_file: '{}'}}
+",
+        config(&rls),
+        file.display()
+    );
+    let proxy = Proxy::start(&yaml, &upstream).await;
+    let rsa = Signer::rsa();
+    let as_user = |sub: &str, tenant: &str| {
+        let token = rsa.sign(
+            None,
+            &claims(&serde_json::json!({"sub": sub, "tenant": tenant})),
+        );
+        vec![("authorization", format!("Bearer {token}"))]
+    };
+    // Two users of tenant t1 share its two a minute; t2 has its own.
+    assert_eq!(
+        get_with(&proxy, "/claims", &as_user("a", "t1"))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        get_with(&proxy, "/claims", &as_user("b", "t1"))
+            .await
+            .status,
+        200
+    );
+    get_with(&proxy, "/claims", &as_user("c", "t1"))
+        .await
+        .problem(429);
+    assert_eq!(
+        get_with(&proxy, "/claims", &as_user("a", "t2"))
+            .await
+            .status,
+        200
+    );
+    proxy.stop().await;
+}
+
+#[tokio::test]
 async fn a_dead_service_refuses_when_closed_and_falls_back_when_open() {
     let rls = RlsServer::start(LIMITS).await;
     let upstream = Upstream::json("[]").await;

@@ -44,6 +44,7 @@ fn samples() -> Vec<ProxyError> {
         PgError::BadRequest("bad".to_owned()).into(),
         IdentityError::Missing(http::header::AUTHORIZATION).into(),
         IdentityError::Invalid.into(),
+        IdentityError::LacksClaim.into(),
         IdentityError::KeysUnavailable.into(),
         ProxyError::ConnectionsFull,
         ProxyError::Internal,
@@ -122,6 +123,11 @@ fn rows_that_differ_by_variant() {
         challenge(IdentityError::Invalid),
         Some(r#"Bearer error="invalid_token""#)
     );
+    assert_eq!(
+        challenge(IdentityError::LacksClaim),
+        Some(r#"Bearer error="insufficient_scope""#)
+    );
+    assert_eq!(row(IdentityError::LacksClaim.into()).0, 403);
     assert_eq!(row(IdentityError::KeysUnavailable.into()).0, 503);
     assert_eq!(row(ProxyError::Internal), (500, "internal", None));
 }

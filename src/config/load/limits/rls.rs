@@ -226,7 +226,11 @@ fn value(
 ) -> Option<DescriptorValue> {
     let text = at.value.trim();
     let fix = "write route, key, claim:NAME, header:NAME or literal:TEXT";
-    let value = match text.split_once(':') {
+    // `claim: sub` as YAML writes it in a flow list: the name is `sub`.
+    let value = match text
+        .split_once(':')
+        .map(|(k, v)| (k.trim_end(), v.trim_start()))
+    {
         None if text == "route" => DescriptorValue::Route,
         None if text == "key" => DescriptorValue::Key,
         Some(("claim", claim)) if !claim.is_empty() => {

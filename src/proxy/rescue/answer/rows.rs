@@ -98,6 +98,11 @@ pub(super) fn identity(e: &IdentityError) -> Answer {
         IdentityError::Invalid => {
             unauthorized(kind!("invalid-token"), r#"Bearer error="invalid_token""#)
         }
+        // RFC 6750 §3.1: a token that verified but does not carry what the route needs.
+        IdentityError::LacksClaim => Answer {
+            authenticate: Some(r#"Bearer error="insufficient_scope""#),
+            ..row(S::FORBIDDEN, kind!("missing-claim"), Outcome::Refused)
+        },
         IdentityError::KeysUnavailable => row(
             S::SERVICE_UNAVAILABLE,
             kind!("identity-unavailable"),
