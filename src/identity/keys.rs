@@ -162,6 +162,11 @@ impl KeySet {
         named.chain(others).take(MAX_CANDIDATES)
     }
 
+    /// Whether a key of the set carries `kid`.
+    pub(crate) fn names(&self, kid: &str) -> bool {
+        self.keys.iter().any(|k| k.kid.as_deref() == Some(kid))
+    }
+
     /// The key families in the set.
     pub(crate) fn families(&self) -> Vec<AlgorithmFamily> {
         let mut families: Vec<_> = Vec::new();

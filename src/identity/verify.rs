@@ -157,9 +157,15 @@ impl Verifier {
             Keys::Read(set) => Arc::clone(set),
             Keys::Fetched(jwks) => {
                 let current = jwks.current();
+                let known = |set: &KeySet| {
+                    kid.is_none_or(|kid| set.names(kid))
+                        && set.candidates(*alg, kid).next().is_some()
+                };
                 match current {
-                    Some(set) if set.candidates(*alg, kid).next().is_some() => set,
-                    // A `kid` the set lacks: the issuer may have rotated keys.
+                    Some(set) if known(&set) => set,
+                    // A `kid` the set lacks (even when keys naming none could be tried), or no
+                    // key to try: the issuer may have rotated keys. At most one fetch every
+                    // `jwks_min_refresh`; the set as it is in between.
                     _ => jwks.refetch().await.ok_or(TokenError::KeysUnavailable)?,
                 }
             }

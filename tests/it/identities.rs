@@ -371,6 +371,27 @@ async fn a_jwks_url_is_fetched_again_for_an_unknown_kid_at_most_once_per_min_ref
 }
 
 #[tokio::test]
+async fn a_kid_the_set_lacks_is_fetched_even_when_keys_naming_none_could_be_tried() {
+    let upstream = Upstream::json("[]").await;
+    let (old, new) = (Signer::es256(), Signer::es256());
+    let mut unnamed = old.jwk("k1");
+    unnamed.as_object_mut().expect("a JWK").remove("kid");
+    let (jwks, at) = jwks_over_https("identity-jwks-unnamed", json!({"keys": [unnamed]})).await;
+    let keys = format!("{at}, jwks_min_refresh: 1s, jwks_refresh: 1h");
+    let proxy = Proxy::start(&yaml(&keys, "[ES256]", "{jwt: api, claim: sub}"), &upstream).await;
+    let by_old = old.sign(Some("k1"), &claims(&json!({"sub": "a"})));
+    assert_eq!(once_fetched(&proxy, &by_old).await.status, 200);
+    // The issuer rotates in a key named k2; a token naming it is fetched for, although the
+    // key naming none is of its family.
+    jwks.set(json!({"keys": [old.jwk("k1"), new.jwk("k2")]}));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let by_new = new.sign(Some("k2"), &claims(&json!({"sub": "b"})));
+    assert_eq!(bearer(&proxy, "/orders", &by_new).await.status, 200);
+    assert_eq!(jwks.fetches(), 2);
+    proxy.stop().await;
+}
+
+#[tokio::test]
 async fn a_jwks_url_that_never_answered_gets_503_not_401() {
     let upstream = Upstream::json("[]").await;
     let signer = Signer::es256();
