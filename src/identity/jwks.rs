@@ -66,11 +66,15 @@ impl std::fmt::Debug for Jwks {
 
 impl Jwks {
     /// The set of `settings`, fetched now and every `refresh` by a task that ends when the
-    /// set is dropped. `Err` says why its TLS cannot be set up.
+    /// set is dropped. `Err` says why its TLS cannot be set up. `seed` (the set before a
+    /// reload that changed the fetch's TLS or timing, not its URL) lends its keys until the
+    /// first fetch replaces them: a certificate rotation must not leave tokens unverifiable
+    /// while the issuer is slow or unreachable.
     pub(crate) fn start(
         identity: &str,
         settings: &JwksUrl,
         counters: IdentityCounters,
+        seed: Option<&Self>,
     ) -> Result<Arc<Self>, String> {
         let mut tcp = HttpConnector::new();
         tcp.set_connect_timeout(Some(JWKS_FETCH_TIMEOUT));
@@ -83,8 +87,13 @@ impl Jwks {
             settings: settings.clone(),
             identity: identity.to_owned(),
             client,
-            set: ArcSwapOption::empty(),
-            body: std::sync::Mutex::default(),
+            set: ArcSwapOption::new(seed.and_then(Self::current)),
+            body: std::sync::Mutex::new(seed.and_then(|seed| {
+                *seed
+                    .body
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+            })),
             last: std::sync::Mutex::new(None),
             fetched: tokio::sync::watch::Sender::new(0),
             counters,

@@ -57,22 +57,31 @@ impl Verifier {
     /// TLS cannot be set up.
     /// `previous` (the identity's verifier before a reload) lends its fetched set when the
     /// `jwks_url` settings are the same: a reload that changes `audience` or `leeway` keeps the
-    /// keys, even while the issuer is unreachable.
+    /// keys, even while the issuer is unreachable. With the same URL but other settings (a
+    /// rotated client certificate, another `jwks_refresh`), a new fetcher starts from them.
     pub(crate) fn new(
         config: Arc<IdentityConfig>,
         previous: Option<&Verifier>,
         counters: IdentityCounters,
     ) -> Result<Self, String> {
         super::crypto::install().map_err(str::to_owned)?;
-        let kept = |url: &super::config::JwksUrl| match previous.map(|p| &p.keys) {
-            Some(Keys::Fetched(jwks)) if jwks.settings() == url => Some(Arc::clone(jwks)),
+        let before = |url: &super::config::JwksUrl| match previous.map(|p| &p.keys) {
+            Some(Keys::Fetched(jwks)) if jwks.settings().url == url.url => Some(jwks),
             _ => None,
         };
         let keys = match &config.keys {
             KeySource::Read(read) => Keys::Read(Arc::clone(&read.set)),
-            KeySource::Url(url) => match kept(url) {
-                Some(jwks) => Keys::Fetched(jwks),
-                None => Keys::Fetched(Jwks::start(&config.name, url, counters.clone())?),
+            KeySource::Url(url) => match before(url) {
+                // The same settings: the same fetcher, its set and its schedule.
+                Some(jwks) if jwks.settings() == &**url => Keys::Fetched(Arc::clone(jwks)),
+                // The same URL fetched otherwise (its TLS files changed): a new fetcher that
+                // starts from the keys fetched so far.
+                seed => Keys::Fetched(Jwks::start(
+                    &config.name,
+                    url,
+                    counters.clone(),
+                    seed.map(Arc::as_ref),
+                )?),
             },
         };
         let validations = config

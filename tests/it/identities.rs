@@ -326,6 +326,37 @@ async fn a_jwks_url_fetched_again_unchanged_keeps_the_remembered_tokens() {
 }
 
 #[tokio::test]
+async fn a_reload_that_fetches_the_set_otherwise_keeps_its_keys_while_the_issuer_fails() {
+    let upstream = Upstream::json("[]").await;
+    let signer = Signer::es256();
+    let (jwks, at) =
+        jwks_over_https("identity-jwks-reload", json!({"keys": [signer.jwk("k1")]})).await;
+    let config = yaml(
+        &format!("{at}, jwks_refresh: 1h"),
+        "[ES256]",
+        "{jwt: api, claim: sub}",
+    );
+    let proxy = Proxy::start(&config, &upstream).await;
+    let token = |sub: &str| signer.sign(Some("k1"), &claims(&json!({ "sub": sub })));
+    assert_eq!(once_fetched(&proxy, &token("a")).await.status, 200);
+    // The issuer fails, and a reload changes how the set is fetched (as a rotated client
+    // certificate changes its TLS): the new fetcher fails, and starts from the keys so far.
+    jwks.fail_with(503);
+    let before = jwks.fetches();
+    let other = config.replace("jwks_refresh: 1h", "jwks_refresh: 2h");
+    proxy.reload(&other, &upstream.url()).expect("reload");
+    for _ in 0..100 {
+        if jwks.fetches() > before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(jwks.fetches() > before, "the new fetcher tried");
+    assert_eq!(bearer(&proxy, "/orders", &token("b")).await.status, 200);
+    proxy.stop().await;
+}
+
+#[tokio::test]
 async fn a_jwks_url_is_fetched_again_for_an_unknown_kid_at_most_once_per_min_refresh() {
     let upstream = Upstream::json("[]").await;
     let (first, second) = (Signer::es256(), Signer::ed25519());
