@@ -16,6 +16,7 @@ mod crypto;
 mod jwks;
 mod keys;
 mod layer;
+mod refusals;
 mod verify;
 
 pub(crate) use keys::KeySet;
@@ -58,6 +59,10 @@ pub(crate) enum IdentityError {
     /// The keys are not known yet (`jwks_url` unreachable since start).
     #[error("the keys tokens are verified with are not available yet; retry shortly")]
     KeysUnavailable,
+    /// Too many tokens from the client's address were refused lately: its next one is
+    /// checked after this many seconds.
+    #[error("too many invalid tokens came from this address; retry later with a valid one")]
+    Throttled(u64),
 }
 
 /// Verifiers by identity name, built with a generation.

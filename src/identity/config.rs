@@ -1,6 +1,7 @@
 //! The typed config of one identity (`identities.NAME`): where its token is, what verifies it
 //! (algorithms, issuer, audience, leeway) and where its keys come from.
 
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +29,14 @@ pub(crate) const MAX_TOKEN_CACHE: u64 = 100_000;
 /// Longest token remembered (bytes); longer ones are verified every time, so one entry holds
 /// at most a few KiB.
 pub(crate) const MAX_CACHED_TOKEN: usize = 4096;
+/// Default `refused_per_address`: tokens one address may have refused (10 a second, 20 at
+/// once) before its next tokens wait, unchecked ([`super::refusals`]). Clients with good tokens
+/// never spend it; one whose token expired is refused a few times before it fetches another.
+pub(crate) const DEFAULT_REFUSED_PER_ADDRESS: RefusalBudget = RefusalBudget {
+    requests: NonZeroU32::new(10).expect("nonzero"),
+    per: Duration::from_secs(1),
+    burst: NonZeroU32::new(20).expect("nonzero"),
+};
 /// Shortest HMAC secret (`secret_env`): RFC 7518 §3.2 asks for at least the hash's size.
 pub(crate) const MIN_HMAC_SECRET: usize = 32;
 
@@ -50,6 +59,17 @@ pub struct IdentityConfig {
     pub keys: KeySource,
     /// How many verified tokens are remembered (0: none).
     pub token_cache: usize,
+    /// Tokens one address may have refused before its next ones wait, unchecked.
+    pub refused_per_address: RefusalBudget,
+}
+
+/// `refused_per_address`: `requests` refused tokens per `per` for each address, `burst` at
+/// once (a rate's form, as limits write it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefusalBudget {
+    pub requests: NonZeroU32,
+    pub per: Duration,
+    pub burst: NonZeroU32,
 }
 
 /// Where an identity's keys come from.

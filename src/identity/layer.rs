@@ -3,6 +3,7 @@
 //! below, and answers 401 for a request without a good token unless the route lets anonymous
 //! requests through (keyed by their address).
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -11,6 +12,7 @@ use futures_util::future::BoxFuture;
 use tower::{Layer, Service};
 
 use super::{IdentityError, TokenError, Verified, Verifier};
+use crate::client_addr::ClientAddr;
 use crate::{BoxError, Request, Response};
 
 /// What one route asks of its identity.
@@ -26,10 +28,14 @@ pub(crate) struct Gate {
 
 impl Gate {
     /// The claims of a request, `Ok(None)` for an anonymous one the route lets through.
-    async fn check(&self, token: Option<String>) -> Result<Option<Verified>, IdentityError> {
+    async fn check(
+        &self,
+        token: Option<String>,
+        address: IpAddr,
+    ) -> Result<Option<Verified>, IdentityError> {
         let identity = &self.verifier.config().name;
         let anonymous = self.anonymous;
-        let refused = match self.verifier.verify(token.as_deref()).await {
+        let refused = match self.verifier.verify(token.as_deref(), address).await {
             Ok(claims) => {
                 let verified = Verified { claims };
                 match self.claims.iter().find(|c| verified.claim(c).is_none()) {
@@ -56,6 +62,9 @@ impl Gate {
                 self.verifier.config().header.clone(),
             )),
             TokenError::Invalid(_) => Err(IdentityError::Invalid),
+            TokenError::Throttled(wait) => Err(IdentityError::Throttled(
+                wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
+            )),
         }
     }
 }
@@ -109,7 +118,13 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let gate = Arc::clone(&self.gate);
         let token = gate.verifier.token(request.headers());
-        let checked = async move { gate.check(token).await.map_err(BoxError::from) };
+        // As limits count it; a request with no client (tests of the layer alone) counts as
+        // one unknown address.
+        let address = request
+            .extensions()
+            .get::<ClientAddr>()
+            .map_or(IpAddr::from([0, 0, 0, 0]), ClientAddr::key);
+        let checked = async move { gate.check(token, address).await.map_err(BoxError::from) };
         // A combinator rather than one async block: the compiler cannot prove an async block
         // that awaits the generic `S::Future` `Send` for every lifetime.
         Box::pin(checked.and_then(move |verified| {

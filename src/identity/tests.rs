@@ -10,7 +10,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use jsonwebtoken::Algorithm;
 use serde_json::json;
 
-use super::config::{IdentityConfig, KeySource, ReadKeys};
+use super::config::{IdentityConfig, KeySource, ReadKeys, RefusalBudget};
 use super::verify::token;
 use super::{KeySet, TokenError, Verifier};
 use crate::telemetry::IdentityCounters;
@@ -69,6 +69,9 @@ fn rs256(key: &ring::signature::RsaKeyPair, kid: Option<&str>) -> String {
     format!("{message}.{}", B64.encode(sig))
 }
 
+/// The address the unit tests' tokens come from.
+const HERE: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
 fn verifier(algorithms: Vec<Algorithm>, set: KeySet) -> Verifier {
     remembering(algorithms, set, 0)
 }
@@ -88,6 +91,12 @@ fn remembering(algorithms: Vec<Algorithm>, set: KeySet, token_cache: usize) -> V
             set: Arc::new(set),
         }),
         token_cache,
+        // Unit tests refuse many tokens from one address: a budget they never spend.
+        refused_per_address: RefusalBudget {
+            requests: std::num::NonZeroU32::new(1000).expect("nonzero"),
+            per: Duration::from_secs(1),
+            burst: std::num::NonZeroU32::new(1000).expect("nonzero"),
+        },
     };
     Verifier::new(Arc::new(config), None, IdentityCounters::default()).expect("verifier")
 }
@@ -127,7 +136,7 @@ async fn hmac_tokens_verify_with_their_secret_only() {
         vec![Algorithm::HS256],
         KeySet::secret(secret).expect("secret"),
     );
-    let got = v.verify(Some(&hs256(secret, &claims()))).await;
+    let got = v.verify(Some(&hs256(secret, &claims())), HERE).await;
     let verified = super::Verified {
         claims: got.expect("verified"),
     };
@@ -136,15 +145,15 @@ async fn hmac_tokens_verify_with_their_secret_only() {
     assert_eq!(verified.claim("missing"), None);
     let forged = hs256(b"another secret, just as long....", &claims());
     assert_eq!(
-        v.verify(Some(&forged)).await,
+        v.verify(Some(&forged), HERE).await,
         Err(TokenError::Invalid("bad signature"))
     );
     let expired = hs256(secret, &json!({"iss": "i", "aud": "a", "exp": now() - 60}));
     assert_eq!(
-        v.verify(Some(&expired)).await,
+        v.verify(Some(&expired), HERE).await,
         Err(TokenError::Invalid("expired"))
     );
-    assert_eq!(v.verify(None).await, Err(TokenError::Missing));
+    assert_eq!(v.verify(None, HERE).await, Err(TokenError::Missing));
 }
 
 #[tokio::test]
@@ -162,11 +171,15 @@ async fn jwk_sets_pick_by_kid_skip_what_they_cannot_use_and_take_padded_moduli()
     let (keys, skipped) = KeySet::jwks(set.to_string().as_bytes()).expect("a set");
     assert_eq!(skipped.len(), 2, "{skipped:?}");
     let v = verifier(vec![Algorithm::RS256], keys);
-    assert!(v.verify(Some(&rs256(&key, Some("rs")))).await.is_ok());
+    assert!(v.verify(Some(&rs256(&key, Some("rs"))), HERE).await.is_ok());
     // No kid: each key of the family is tried.
-    assert!(v.verify(Some(&rs256(&key, None))).await.is_ok());
+    assert!(v.verify(Some(&rs256(&key, None)), HERE).await.is_ok());
     // The encryption key's kid is not a signing key.
-    assert!(v.verify(Some(&rs256(&key, Some("enc")))).await.is_err());
+    assert!(
+        v.verify(Some(&rs256(&key, Some("enc"))), HERE)
+            .await
+            .is_err()
+    );
     let many: Vec<_> = (0..17)
         .map(|i| json!({"kty": "oct", "kid": i.to_string(), "k": "c2VjcmV0"}))
         .collect();
@@ -183,7 +196,7 @@ async fn a_token_with_a_kid_verifies_with_a_key_that_names_none() {
     let set = KeySet::pem(&rsa_spki_pem(&public)).expect("pem");
     let v = verifier(vec![Algorithm::RS256], set);
     assert!(
-        v.verify(Some(&rs256(&key, Some("issuer-key-1"))))
+        v.verify(Some(&rs256(&key, Some("issuer-key-1"))), HERE)
             .await
             .is_ok()
     );
@@ -201,7 +214,7 @@ async fn a_public_key_is_never_an_hmac_secret_even_when_hs256_is_allowed() {
     // HMAC over the token with the PEM text and with its DER: the classic confusion.
     for secret in [pem.clone(), pem_der(&pem)] {
         let forged = hs256(&secret, &claims());
-        assert!(v.verify(Some(&forged)).await.is_err());
+        assert!(v.verify(Some(&forged), HERE).await.is_err());
     }
 }
 
@@ -213,9 +226,9 @@ async fn audiences_may_be_a_list_and_candidates_are_capped() {
         KeySet::secret(secret).expect("secret"),
     );
     let listed = json!({"iss": "i", "aud": ["x", "a"], "exp": now() + 60});
-    assert!(v.verify(Some(&hs256(secret, &listed))).await.is_ok());
+    assert!(v.verify(Some(&hs256(secret, &listed)), HERE).await.is_ok());
     let others = json!({"iss": "i", "aud": ["x", "y"], "exp": now() + 60});
-    assert!(v.verify(Some(&hs256(secret, &others))).await.is_err());
+    assert!(v.verify(Some(&hs256(secret, &others)), HERE).await.is_err());
     // Four kid-less RSA keys, the real one last: a token without kid is checked against
     // three, so it is refused; the real one third passes.
     let key = rsa_key();
@@ -233,7 +246,10 @@ async fn audiences_may_be_a_list_and_candidates_are_capped() {
         let set = json!({ "keys": keys }).to_string();
         let (set, _) = KeySet::jwks(set.as_bytes()).expect("a set");
         let v = verifier(vec![Algorithm::RS256], set);
-        assert_eq!(v.verify(Some(&rs256(&key, None))).await.is_ok(), passes);
+        assert_eq!(
+            v.verify(Some(&rs256(&key, None)), HERE).await.is_ok(),
+            passes
+        );
     }
 }
 
@@ -279,8 +295,8 @@ async fn verified_tokens_are_remembered_and_junk_is_not() {
     let set = || KeySet::secret(secret).expect("secret");
     let v = remembering(vec![Algorithm::HS256], set(), 10);
     let token = hs256(secret, &claims());
-    let first = v.verify(Some(&token)).await.expect("verified");
-    let again = v.verify(Some(&token)).await.expect("verified");
+    let first = v.verify(Some(&token), HERE).await.expect("verified");
+    let again = v.verify(Some(&token), HERE).await.expect("verified");
     assert!(
         Arc::ptr_eq(&first, &again),
         "the second time from the cache"
@@ -290,15 +306,15 @@ async fn verified_tokens_are_remembered_and_junk_is_not() {
     for n in 0..20 {
         let claims = json!({"iss": "i", "aud": "a", "exp": now() + 60, "n": n});
         let forged = hs256(b"another secret, just as long....", &claims);
-        assert!(v.verify(Some(&forged)).await.is_err());
+        assert!(v.verify(Some(&forged), HERE).await.is_err());
     }
     let expired = hs256(secret, &json!({"iss": "i", "aud": "a", "exp": now() - 60}));
-    assert!(v.verify(Some(&expired)).await.is_err());
+    assert!(v.verify(Some(&expired), HERE).await.is_err());
     assert_eq!(v.cached(), 1);
     // Without a cache every token is checked.
     let plain = verifier(vec![Algorithm::HS256], set());
-    let first = plain.verify(Some(&token)).await.expect("verified");
-    let again = plain.verify(Some(&token)).await.expect("verified");
+    let first = plain.verify(Some(&token), HERE).await.expect("verified");
+    let again = plain.verify(Some(&token), HERE).await.expect("verified");
     assert!(!Arc::ptr_eq(&first, &again));
 }
 

@@ -4,6 +4,7 @@
 //! `exp`, `nbf`, `iss` and `aud`. The claims come back as JSON; nothing in the token's header
 //! (`jku`, `jwk`, `x5u`) is ever followed.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use jsonwebtoken::{Algorithm, Validation};
@@ -13,6 +14,7 @@ use super::cache::TokenCache;
 use super::config::{IdentityConfig, KeySource};
 use super::jwks::Jwks;
 use super::keys::KeySet;
+use super::refusals::Refusals;
 use crate::telemetry::IdentityCounters;
 
 /// A verified token's claims.
@@ -30,6 +32,10 @@ pub(crate) enum TokenError {
     /// The keys are not known yet (`jwks_url` never fetched): not the client's fault.
     #[error("the identity's keys are unavailable")]
     KeysUnavailable,
+    /// Not checked: the client's address had too many tokens refused lately, and may have
+    /// one checked again after this wait ([`Refusals`]).
+    #[error("not checked: too many tokens refused from this address lately")]
+    Throttled(std::time::Duration),
 }
 
 /// Where a verifier's keys are.
@@ -48,6 +54,8 @@ pub(crate) struct Verifier {
     validations: Vec<(Algorithm, Validation)>,
     /// Tokens verified already (`token_cache`).
     cache: Option<TokenCache>,
+    /// Tokens refused by address (`refused_per_address`).
+    refusals: Refusals,
     /// Each token's outcome.
     counters: IdentityCounters,
 }
@@ -99,6 +107,7 @@ impl Verifier {
             .collect();
         Ok(Self {
             cache: TokenCache::new(config.token_cache, config.leeway),
+            refusals: Refusals::new(&config.refused_per_address),
             config,
             keys,
             validations,
@@ -130,8 +139,14 @@ impl Verifier {
         token(headers, &self.config.header).map(str::to_owned)
     }
 
-    /// The claims of a request's token ([`Verifier::token`]), its outcome counted.
-    pub(crate) async fn verify(&self, token: Option<&str>) -> Result<Claims, TokenError> {
+    /// The claims of a request's token ([`Verifier::token`]) from `address` (the client as
+    /// limits count it), its outcome counted. A token the cache does not hold is checked only
+    /// while its address has not had too many refused ([`Refusals`]).
+    pub(crate) async fn verify(
+        &self,
+        token: Option<&str>,
+        address: IpAddr,
+    ) -> Result<Claims, TokenError> {
         let Some(token) = token else {
             self.counters.missing.inc();
             return Err(TokenError::Missing);
@@ -142,11 +157,18 @@ impl Verifier {
             self.counters.remembered.inc();
             return Ok(claims);
         }
+        if let Some(wait) = self.refusals.wait(address) {
+            self.counters.throttled.inc();
+            return Err(TokenError::Throttled(wait));
+        }
         let checked = self.check(token).await;
         match &checked {
             Ok(_) => &self.counters.verified,
             Err(TokenError::KeysUnavailable) => &self.counters.keys_unavailable,
-            Err(_) => &self.counters.refused,
+            Err(_) => {
+                self.refusals.refused(address);
+                &self.counters.refused
+            }
         }
         .inc();
         checked

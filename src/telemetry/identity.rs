@@ -30,7 +30,7 @@ impl Identities {
         let fetches = Family::<OutcomeLabels, Counter>::default();
         registry.register(
             "identity_tokens",
-            "Tokens an identity checked, by identity and outcome: remembered (token_cache), verified (signature checked), refused, missing, keys_unavailable (jwks_url never fetched)",
+            "Tokens an identity checked, by identity and outcome: remembered (token_cache), verified (signature checked), refused, missing, keys_unavailable (jwks_url never fetched), throttled (not checked: its address had refused_per_address tokens refused)",
             tokens.clone(),
         );
         registry.register(
@@ -51,6 +51,7 @@ impl Identities {
             refused: token("refused"),
             missing: token("missing"),
             keys_unavailable: token("keys_unavailable"),
+            throttled: token("throttled"),
             fetch_changed: fetch("changed"),
             fetch_unchanged: fetch("unchanged"),
             fetch_failed: fetch("failed"),
@@ -79,6 +80,8 @@ pub(crate) struct IdentityCounters {
     pub(crate) missing: Counter,
     /// The keys were not known yet.
     pub(crate) keys_unavailable: Counter,
+    /// Not checked: its address had `refused_per_address` tokens refused lately.
+    pub(crate) throttled: Counter,
     /// A fetch that found another set.
     pub(crate) fetch_changed: Counter,
     /// A fetch that found the same body.

@@ -210,6 +210,69 @@ async fn anonymous_client_keys_a_request_without_a_good_token_by_its_address() {
 }
 
 #[tokio::test]
+async fn an_address_that_sent_too_many_bad_tokens_waits_before_its_next_is_checked() {
+    let upstream = Upstream::json("[]").await;
+    let file = key_file("identity-refusals", RSA_PUBLIC_PEM);
+    let keys = format!(
+        "public_key_file: '{}', refused_per_address: {{requests: 1, per: 1m, burst: 3}}",
+        file.display()
+    );
+    let trusted = "trusted_proxies: [127.0.0.1]\n";
+    for (route_key, anonymous) in [
+        ("{jwt: api, claim: sub}", false),
+        ("{jwt: api, claim: sub, anonymous: client}", true),
+    ] {
+        let yaml = format!("{trusted}{}", yaml(&keys, "[RS256]", route_key));
+        let proxy = Proxy::start(&yaml, &upstream).await;
+        let rsa = Signer::rsa();
+        let from = async |ip: &str, token: &str| {
+            let auth = ("authorization", format!("Bearer {token}"));
+            let headers = [auth, ("x-forwarded-for", ip.to_owned())];
+            get_with(&proxy, "/orders", &headers).await
+        };
+        let alice = rsa.sign(None, &claims(&json!({"sub": "alice"})));
+        assert_eq!(
+            from("203.0.113.9", &alice).await.status,
+            200,
+            "remembered from now on"
+        );
+        let junk = Signer::es256().sign_as("RS256", None, &claims(&json!({"sub": "eve"})));
+        // Refused, or (anonymous) keyed by the address, whose two a minute they spend.
+        let bad = if anonymous { [200, 200, 429] } else { [401; 3] };
+        for status in bad {
+            assert_eq!(from("203.0.113.9", &junk).await.status, status);
+        }
+        // The budget of three is spent: the next token the cache does not hold is not checked.
+        let bob = rsa.sign(None, &claims(&json!({"sub": "bob"})));
+        let waited = from("203.0.113.9", &bob).await;
+        if anonymous {
+            // Served as anonymous, keyed by its address, whose bucket the junk spent.
+            assert_eq!(waited.status, 429, "{}", waited.text());
+            assert_eq!(
+                waited.problem(429)["type"],
+                "urn:pagegate:problem:rate-limited"
+            );
+        } else {
+            let problem = waited.problem(429);
+            assert_eq!(problem["type"], "urn:pagegate:problem:too-many-bad-tokens");
+            assert!(
+                (50..=60).contains(&waited.retry_after()),
+                "{}",
+                waited.retry_after()
+            );
+        }
+        // A remembered token still passes, and another address is checked as ever.
+        assert_eq!(from("203.0.113.9", &alice).await.status, 200);
+        assert_eq!(from("198.51.100.4", &bob).await.status, 200);
+        crate::support::assert_metrics(
+            &proxy.metrics_text().await,
+            &["pagegate_identity_tokens_total{identity=\"api\",outcome=\"throttled\"} 1\n"],
+        );
+        proxy.stop().await;
+    }
+}
+
+#[tokio::test]
 async fn a_reload_reads_the_key_file_again() {
     let upstream = Upstream::json("[]").await;
     let ed = Signer::ed25519();

@@ -23,6 +23,7 @@ pub(crate) struct FileIdentity {
     pub(crate) jwks_min_refresh: Option<Spanned<String>>,
     pub(crate) tls: Option<Spanned<FileUpstreamTls>>,
     pub(crate) token_cache: Option<Spanned<super::Whole>>,
+    pub(crate) refused_per_address: Option<Spanned<super::FileRate>>,
 }
 
 /// One value or a list of them (`issuer`, `audience`).

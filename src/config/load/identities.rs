@@ -132,8 +132,20 @@ fn identity(p: &mut Problems, name: &str, at: &Spanned<FileIdentity>) -> Option<
                 ),
             )
         });
+    let refused_per_address =
+        f.refused_per_address
+            .as_ref()
+            .map_or(Some(DEFAULT_REFUSED_PER_ADDRESS), |r| {
+                let rate = super::limits::rate(p, r)?;
+                Some(RefusalBudget {
+                    requests: rate.requests,
+                    per: rate.per,
+                    burst: rate.burst,
+                })
+            });
     Some(IdentityConfig {
         token_cache: usize::try_from(token_cache.unwrap_or(0)).unwrap_or(usize::MAX),
+        refused_per_address: refused_per_address?,
         name: name.to_owned(),
         header: header?,
         algorithms,

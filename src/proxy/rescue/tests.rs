@@ -45,6 +45,7 @@ fn samples() -> Vec<ProxyError> {
         IdentityError::Missing(http::header::AUTHORIZATION).into(),
         IdentityError::Invalid.into(),
         IdentityError::LacksClaim.into(),
+        IdentityError::Throttled(3).into(),
         IdentityError::KeysUnavailable.into(),
         ProxyError::ConnectionsFull,
         ProxyError::Internal,

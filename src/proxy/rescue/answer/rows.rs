@@ -103,6 +103,13 @@ pub(super) fn identity(e: &IdentityError) -> Answer {
             authenticate: Some(r#"Bearer error="insufficient_scope""#),
             ..row(S::FORBIDDEN, kind!("missing-claim"), Outcome::Refused)
         },
+        // Limited, not refused: the client's address sent too many bad tokens lately.
+        IdentityError::Throttled(seconds) => row(
+            S::TOO_MANY_REQUESTS,
+            kind!("too-many-bad-tokens"),
+            Outcome::Limited,
+        )
+        .retry(Duration::from_secs(*seconds)),
         IdentityError::KeysUnavailable => row(
             S::SERVICE_UNAVAILABLE,
             kind!("identity-unavailable"),
