@@ -290,22 +290,26 @@ pub fn route_id(route_name: &str) -> u64 {
     prefix_u64(&digest)
 }
 
-/// Stable 64-bit hash of the request's other query parameters (a cursor is only valid with the
-/// same filters).
+/// Stable 64-bit hash of what a list is (a cursor is only valid on the same list): `bound`,
+/// what the request does not choose by its query (the path; a table route's table, key and
+/// scope), in its order, then the request's other query parameters.
 ///
 /// `pairs` are the raw, still percent-encoded `name=value` pieces in request order, without the
 /// cursor and page-size parameters (the caller removes those). Order does not matter (the pieces
 /// are sorted) but repetition and spelling do (`a=%41` ≠ `a=A`). Each piece is length-prefixed,
-/// so `a=1&b=2` ≠ `a=1%26b%3D2`. SHA-256 over `"pagegate-binding\0"` and the framed pieces,
-/// first 8 bytes big-endian.
+/// so `a=1&b=2` ≠ `a=1%26b%3D2`, and `bound` is counted and hashed apart from the pieces, so a
+/// query piece spelled like a path (`?/users/2/events`) cannot trade places with it. SHA-256
+/// over `"pagegate-binding\0"`, the count of `bound`, the framed `bound` and the framed
+/// pieces, first 8 bytes big-endian.
 #[must_use]
-pub fn binding_hash<'a>(pairs: impl IntoIterator<Item = &'a str>) -> u64 {
+pub fn binding_hash<'a>(bound: &[&str], pairs: impl IntoIterator<Item = &'a str>) -> u64 {
     let mut pairs: Vec<&str> = pairs.into_iter().collect();
     pairs.sort_unstable();
     let mut hasher = Sha256::new().chain_update(b"pagegate-binding\0");
-    for pair in pairs {
-        hasher.update((pair.len() as u64).to_be_bytes());
-        hasher.update(pair.as_bytes());
+    hasher.update((bound.len() as u64).to_be_bytes());
+    for part in bound.iter().chain(&pairs) {
+        hasher.update((part.len() as u64).to_be_bytes());
+        hasher.update(part.as_bytes());
     }
     prefix_u64(&hasher.finalize())
 }

@@ -203,7 +203,7 @@ async fn serve(
         .map(|k| format!("{}{}", if k.descending { "-" } else { "" }, k.column))
         .collect();
     params
-        .binding
+        .bound
         .push(format!("table:{}:{}", table.name, key.join(",")));
     if let Some(scope) = &table.scope {
         let (value, source) = scope_value(scope, req)?;
@@ -222,7 +222,7 @@ async fn serve(
             column: scope.column.clone(),
             value: value.to_owned(),
         });
-        params.binding.push(format!("scope:{value}"));
+        params.bound.push(format!("scope:{value}"));
     }
     let catalog = resource.ready().await?;
     params::refuse_nul_escapes(&params.offered, &catalog)?;

@@ -105,7 +105,7 @@ pub(crate) fn plan(policy: &ListPolicy, path: &str, query: &str) -> Result<Plann
 
     // A cursor is bound to the path (`/users/1/events` ≠ `/users/2/events`) and to the other
     // parameters, so it cannot start another list at a chosen key.
-    let binding = binding_hash(std::iter::once(path).chain(others.iter().copied()));
+    let binding = binding_hash(&[path], others.iter().copied());
     let cursor = match (keyset, cursor_piece) {
         (Some(k), Some(c)) => Some(open_cursor(k, c.value.unwrap_or_default(), binding)?),
         _ => None,

@@ -39,7 +39,8 @@ pub(super) async fn page(
     ctx: &Ctx,
 ) -> Result<Response, PgError> {
     let table = resource.table();
-    let binding = binding_hash(params.binding.iter().map(String::as_str));
+    let bound: Vec<&str> = params.bound.iter().map(String::as_str).collect();
+    let binding = binding_hash(&bound, params.binding.iter().map(String::as_str));
     let after = match &params.cursor {
         None => None,
         Some(cursor) => Some(cursor_key(resource, cursor, binding)?),

@@ -35,6 +35,9 @@ pub(super) struct Params {
     pub(super) after: Option<Vec<String>>,
     /// The raw `name=value` pieces cursors are bound to (all but `cursor` and `limit`).
     pub(super) binding: Vec<String>,
+    /// What else cursors are bound to, which the query does not choose: the table and its
+    /// key, the scope's value.
+    pub(super) bound: Vec<String>,
     /// The raw pieces a next-page link repeats (all but `cursor`).
     pub(super) kept: Vec<String>,
     /// Each client value as it meets a column, to name the one the database refuses.

@@ -312,7 +312,7 @@ async fn every_cursor_attack_is_a_400_that_never_reaches_the_backend() {
     tampered[middle] = if tampered[middle] == b'A' { b'B' } else { b'A' };
     let tampered = String::from_utf8(tampered).expect("ascii");
     let route = pagegate::route_id("events");
-    let binding = pagegate::binding_hash(["/events", "status=a"]);
+    let binding = pagegate::binding_hash(&["/events"], ["status=a"]);
     let raw = serde_json::value::RawValue::from_string("10".to_owned()).expect("raw");
     let long_ago = SystemTime::now() - Duration::from_secs(7 * 86_400);
     let expired = codec(&[(1, SECRET)], Some(Duration::from_secs(3600))).encode(
@@ -410,7 +410,7 @@ async fn rotated_keys_verify_old_cursors_and_sign_with_the_newest() {
     let new_link = next_link(&page).expect("next");
     let new_cursor = new_link.split("cursor=").nth(1).expect("cursor");
     let route = pagegate::route_id("events");
-    let binding = pagegate::binding_hash(["/events"]);
+    let binding = pagegate::binding_hash(&["/events"], []);
     let only_two = codec(&[(2, newer)], None);
     assert!(
         only_two
@@ -492,5 +492,18 @@ async fn a_cursor_only_works_on_the_path_it_was_minted_for() {
             .expect("detail")
             .contains("different query parameters")
     );
+    // Nor with each path spelled as a query piece beside the other: the path is bound apart
+    // from the query.
+    let link = get(&proxy.url("/users/1/events?/users/2/events&limit=10")).await;
+    let link = next_link(&link).expect("next");
+    let query = link
+        .strip_prefix("/users/1/events?")
+        .expect("the same path");
+    assert!(query.contains("/users/2/events"), "{query}");
+    let swapped = format!(
+        "/users/2/events?{}",
+        query.replace("/users/2/events", "/users/1/events")
+    );
+    get(&proxy.url(&swapped)).await.problem(400);
     proxy.stop().await;
 }
