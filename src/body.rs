@@ -19,6 +19,20 @@ use tokio::time::{Instant, Sleep};
 
 use crate::BoxError;
 
+/// Bytes held whole (a held page, an export chunk waiting to be written) in no more memory than
+/// they need: a buffer that grew (a `Vec` doubles) or was sized from a `Content-Length` the
+/// body did not fill can hold far more than its bytes, and frozen as it is it would keep all
+/// of it, while budgets count its bytes. Shrinking reallocates in place (`mremap` for large
+/// buffers) rather than copying; a buffer with at most an eighth to spare is kept as it is.
+pub(crate) fn trimmed(out: bytes::BytesMut) -> Bytes {
+    if out.capacity() - out.len() <= out.len() / 8 {
+        return out.freeze();
+    }
+    let mut vec = Vec::from(out);
+    vec.shrink_to_fit();
+    Bytes::from(vec)
+}
+
 /// A complete body from bytes (pagegate's own answers and held pages).
 pub fn full(bytes: impl Into<Bytes>) -> crate::Body {
     Full::new(bytes.into())

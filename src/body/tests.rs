@@ -47,3 +47,28 @@ async fn a_pause_longer_than_the_timeout_fails_the_body() {
     assert_eq!(error.to_string(), "body idle for more than 1s");
     assert_eq!(started.elapsed(), Duration::from_secs(1));
 }
+
+#[test]
+fn bytes_that_grew_are_held_in_no_more_memory_than_they_need() {
+    use bytes::{BufMut, BytesMut};
+    let mut out = BytesMut::with_capacity(1024);
+    out.put_slice(&[b'x'; 1500]);
+    assert!(out.capacity() >= 2048, "the buffer doubled as it filled");
+    let held = super::trimmed(out).try_into_mut().expect("one owner");
+    assert_eq!((held.len(), held.capacity()), (1500, 1500));
+    // Sized for a Content-Length the body did not fill.
+    let mut out = BytesMut::with_capacity(1 << 20);
+    out.put_slice(b"[]");
+    assert_eq!(
+        super::trimmed(out)
+            .try_into_mut()
+            .expect("one owner")
+            .capacity(),
+        2
+    );
+    // With an eighth or less to spare it is kept as it is.
+    let mut out = BytesMut::with_capacity(1100);
+    out.put_slice(&[b'y'; 1000]);
+    let held = super::trimmed(out).try_into_mut().expect("one owner");
+    assert_eq!(held.capacity(), 1100);
+}

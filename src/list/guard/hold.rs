@@ -132,7 +132,8 @@ pub(super) async fn hold(
     // Leaving here drops the upstream body: an unfinished exchange closes its connection.
     Ok(Held {
         parts,
-        bytes: buf.freeze(),
+        // Trimmed: the budget keeps a reservation of the page's bytes, not its buffer's.
+        bytes: crate::body::trimmed(buf),
         items: held.items,
         root_open: held.root_open,
         items_close: held.items_close,

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use bytes::{BufMut, Bytes, BytesMut};
 use prometheus_client::metrics::counter::Counter;
 
+use crate::body::trimmed;
 use crate::table::config::ExportFormat;
 use crate::table::csv::{self, Stamps};
 use crate::table::running::{Ctx, Running, key_of, value};
@@ -80,19 +81,6 @@ impl Writer {
             Self::Ndjson(rows) => rows.push(row, out),
         }
     }
-}
-
-/// A chunk's bytes holding no more memory than they need while they wait to be written: a
-/// buffer that grew (a `Vec` doubles) can hold up to twice its bytes, and frozen as it is it
-/// would keep all of it. Shrinking reallocates in place (`mremap` for large buffers) rather
-/// than copying; a buffer with at most an eighth to spare is kept as it is.
-fn trimmed(out: BytesMut) -> Bytes {
-    if out.capacity() - out.len() <= out.len() / 8 {
-        return out.freeze();
-    }
-    let mut vec = Vec::from(out);
-    vec.shrink_to_fit();
-    Bytes::from(vec)
 }
 
 impl Chunks {
@@ -369,24 +357,5 @@ impl Chunks {
             bytes: trimmed(out),
             rows: copied.rows as u64,
         }))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use bytes::{BufMut, BytesMut};
-
-    #[test]
-    fn a_chunk_that_grew_waits_in_no_more_memory_than_its_bytes() {
-        let mut out = BytesMut::with_capacity(1024);
-        out.put_slice(&[b'x'; 1500]);
-        assert!(out.capacity() >= 2048, "the buffer doubled as it filled");
-        let held = super::trimmed(out).try_into_mut().expect("one owner");
-        assert_eq!((held.len(), held.capacity()), (1500, 1500));
-        // With an eighth or less to spare it is kept as it is.
-        let mut out = BytesMut::with_capacity(1100);
-        out.put_slice(&[b'y'; 1000]);
-        let held = super::trimmed(out).try_into_mut().expect("one owner");
-        assert_eq!(held.capacity(), 1100);
     }
 }
