@@ -135,6 +135,9 @@ pub(crate) const DEFAULT_TABLE_MAX_LIMIT: u32 = 1_000;
 /// Rows per export chunk: one short keyset query each (10,000).
 pub(crate) const DEFAULT_CHUNK_ROWS: std::num::NonZeroU32 =
     std::num::NonZeroU32::new(10_000).expect("not zero");
+/// Most bytes of a table route's page: it ends after the row that reaches them, with a next
+/// cursor from there (8 MiB, as a list route's `max_bytes`).
+pub(crate) const DEFAULT_PAGE_BYTES: u64 = 8 * 1024 * 1024;
 /// Most bytes of an export chunk: a chunk ends after the row that reaches it (16 MiB).
 pub(crate) const DEFAULT_CHUNK_BYTES: u64 = 16 * 1024 * 1024;
 /// Export chunks fetched at once, each a key range on a connection of the route's share (2).

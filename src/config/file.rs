@@ -181,6 +181,7 @@ pub(crate) struct FileTable {
     pub(crate) filters: BTreeMap<String, Spanned<Vec<Spanned<String>>>>,
     pub(crate) default_limit: Option<Spanned<Whole>>,
     pub(crate) max_limit: Option<Spanned<Whole>>,
+    pub(crate) page_bytes: Option<Spanned<String>>,
     pub(crate) export: Option<Spanned<FileExport>>,
     pub(crate) scope: Option<Spanned<FileScope>>,
     pub(crate) on_missing_index: Option<Spanned<String>>,

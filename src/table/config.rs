@@ -130,6 +130,9 @@ pub struct TableConfig {
     pub default_limit: u32,
     /// Most rows a page may have.
     pub max_limit: u32,
+    /// Most bytes of a page's rows: it ends after the row that reaches them, its next cursor
+    /// from there (a page holds its rows whole, as one body).
+    pub page_bytes: u64,
     /// Export formats allowed (none: no export).
     pub formats: Vec<ExportFormat>,
     /// Rows per export chunk (one short keyset query each).

@@ -2,6 +2,9 @@
 //! exists), answered `{"data":[…],"next_cursor":"…"}` with `Link: rel="next"`. Its cost is the
 //! same at any depth. The next cursor carries the last row's key as text; a key too long for a
 //! cursor is answered 500 `key-too-long` rather than linked to a cursor `decode` would refuse.
+//! Each row is written into the body as it comes, and the page ends after the row that reaches
+//! `page_bytes`, its next cursor from there: a page of wide rows holds one copy of them, at
+//! most that many bytes and a row.
 
 use std::time::SystemTime;
 
@@ -39,8 +42,8 @@ pub(super) async fn page(
     ctx: &Ctx,
 ) -> Result<Response, PgError> {
     let table = resource.table();
-    let bound: Vec<&str> = params.bound.iter().map(String::as_str).collect();
-    let binding = binding_hash(&bound, params.binding.iter().map(String::as_str));
+    let listed: Vec<&str> = params.bound.iter().map(String::as_str).collect();
+    let binding = binding_hash(&listed, params.binding.iter().map(String::as_str));
     let after = match &params.cursor {
         None => None,
         Some(cursor) => Some(cursor_key(resource, cursor, binding)?),
@@ -59,27 +62,33 @@ pub(super) async fn page(
         after.as_deref(),
         limit + 1,
     );
-    let rows = resource
-        .connection(false, ctx)
-        .await?
-        .rows(&statement)
+    let mut running = resource.connection(false, ctx).await?;
+    let bound = usize::try_from(table.page_bytes).unwrap_or(usize::MAX);
+    let (mut body, mut last, mut count) = (String::from("{\"data\":["), None, 0);
+    let mut probe = false;
+    let cut = running
+        .each_row(&statement, |row| {
+            // The row past `limit` only says that a next page exists.
+            if count == limit {
+                probe = true;
+                return Ok(false);
+            }
+            if count > 0 {
+                body.push(',');
+            }
+            body.push_str(running::value::<&str>(&row, 0)?);
+            (count, last) = (count + 1, Some(row));
+            Ok(body.len() < bound)
+        })
         .await;
-    let mut rows = match rows {
-        Ok(rows) => rows,
+    // Cut at `page_bytes` before the statement's end: a next page may exist.
+    let more = match cut {
+        Ok(cut) => cut || probe,
         Err(error) => return Err(resource.answer(error, catalog, &params.offered, ctx).await),
     };
-    let more = rows.len() > limit as usize;
-    rows.truncate(limit as usize);
-    let mut body = String::from("{\"data\":[");
-    for (i, row) in rows.iter().enumerate() {
-        if i > 0 {
-            body.push(',');
-        }
-        body.push_str(running::value::<&str>(row, 0)?);
-    }
     body.push_str("],\"next_cursor\":");
     let mut link = None;
-    match rows.last().filter(|_| more) {
+    match last.as_ref().filter(|_| more) {
         Some(last) => {
             let mut base = format!("{path}?");
             for kept in &params.kept {

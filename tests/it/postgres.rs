@@ -856,3 +856,35 @@ async fn an_export_whose_rows_fill_whole_chunks_ends_cleanly() {
     assert_eq!(rest, "id\n");
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn a_page_of_wide_rows_ends_at_page_bytes_and_the_next_goes_on_from_there() {
+    let pg = Postgres::start();
+    let t = pg.name("wide_pages");
+    // 20 KiB rows against 64 KiB pages: a page ends after its fourth row.
+    pg.execute(&format!(
+        "CREATE TABLE {t} (id bigint PRIMARY KEY, blob text NOT NULL);
+         INSERT INTO {t} SELECT g, repeat('w', 20480) FROM generate_series(1, 30) g;"
+    ))
+    .await;
+    let settings = "columns: [id, blob], key: [id], max_limit: 100, page_bytes: 64KiB";
+    let proxy = serve(&pg, &t, settings, "").await;
+    let first = crate::support::get(&proxy.url("/db?limit=100")).await;
+    assert_eq!(first.status, 200, "{}", first.text());
+    let page = first.json();
+    assert_eq!(page["data"].as_array().expect("data").len(), 4);
+    assert!(page["next_cursor"].is_string(), "a next page");
+    assert!(first.body.len() < 100 << 10, "{} bytes", first.body.len());
+    // Page after page, every row once and in order.
+    assert_eq!(
+        walk(&proxy, "/db?limit=100").await,
+        (1..=30).collect::<Vec<_>>()
+    );
+    // Narrow pages are not cut.
+    let narrow = crate::support::get(&proxy.url("/db?limit=100&fields=id"))
+        .await
+        .json();
+    assert_eq!(narrow["data"].as_array().expect("data").len(), 30);
+    assert!(narrow["next_cursor"].is_null());
+    proxy.stop().await;
+}

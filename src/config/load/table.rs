@@ -12,7 +12,7 @@ use serde_saphyr::Spanned;
 use super::Problems;
 use super::identities::Identities;
 use crate::config::defaults::{
-    DEFAULT_PG_POOL_SIZE, DEFAULT_TABLE_DEFAULT_LIMIT, DEFAULT_TABLE_MAX_LIMIT,
+    DEFAULT_PAGE_BYTES, DEFAULT_PG_POOL_SIZE, DEFAULT_TABLE_DEFAULT_LIMIT, DEFAULT_TABLE_MAX_LIMIT,
 };
 use crate::config::file::{FileScope, FileTable, Whole};
 use crate::config::{FilterOp, KeyColumn, PostgresConfig, TableConfig};
@@ -89,6 +89,13 @@ pub(super) fn table(
     let key = key(p, t, &seen, &mut places);
     let filters = filters(p, t, &seen, &mut places);
     let (default_limit, max_limit) = limits(p, t);
+    let page_bytes = p.size(
+        t.page_bytes.as_ref(),
+        "page_bytes",
+        DEFAULT_PAGE_BYTES,
+        (64 * 1024, 1 << 30),
+        "a page is held whole while it is written: ",
+    );
     let export = export(p, t);
     let on_missing_index = p.choice(
         t.on_missing_index.as_ref(),
@@ -117,6 +124,7 @@ pub(super) fn table(
         filters,
         default_limit,
         max_limit,
+        page_bytes,
         formats: export.formats,
         chunk_rows: export.chunk_rows,
         chunk_bytes: export.chunk_bytes,

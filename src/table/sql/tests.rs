@@ -32,6 +32,7 @@ fn table(key: &[(&str, bool)]) -> (TableConfig, Catalog) {
         filters: Default::default(),
         default_limit: 10,
         max_limit: 100,
+        page_bytes: 8 << 20,
         formats: vec![],
         chunk_rows: std::num::NonZeroU32::new(100).expect("n"),
         chunk_bytes: 1 << 20,
