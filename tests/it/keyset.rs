@@ -475,6 +475,48 @@ async fn the_backends_own_link_never_reaches_the_client() {
 }
 
 #[tokio::test]
+async fn a_backends_own_member_named_like_the_cursor_field_is_read_as_pagegates() {
+    let items: Vec<Value> = (1..=25i64).map(|i| json!({"id": i})).collect();
+    let inner = backend(Arc::new(items), true).await;
+    let inner_url = inner.url();
+    // A facade whose envelope leads with its own offset link under the same name (as DRF's
+    // `next` or Laravel's `next_cursor`).
+    let upstream = Upstream::start(move |req: http::Request<hyper::body::Incoming>| {
+        let url = format!(
+            "{inner_url}{}",
+            req.uri().path_and_query().map_or("/", |pq| pq.as_str())
+        );
+        async move {
+            let got = get(&url).await;
+            let body = got
+                .text()
+                .replacen('{', "{\"next_cursor\":\"/events?offset=10\",", 1);
+            crate::support::json_response(body)
+        }
+    })
+    .await;
+    let yaml = config(
+        "keys: [{field: /id, param: id_gt}]\n        next_cursor_field: next_cursor",
+        "items: /data",
+    );
+    let proxy = Proxy::start(&yaml, &upstream).await;
+    let first = get(&proxy.url("/events?limit=10")).await;
+    let cursor = first.json()["next_cursor"]
+        .as_str()
+        .expect("a cursor")
+        .to_owned();
+    assert!(
+        next_link(&first)
+            .expect("link")
+            .ends_with(&format!("cursor={cursor}")),
+        "{cursor}: the parsed member is pagegate's cursor"
+    );
+    let (seen, pages) = walk(&proxy, "/events?limit=10", "/data").await;
+    assert_eq!((seen.len(), pages), (25, 3));
+    proxy.stop().await;
+}
+
+#[tokio::test]
 async fn a_cursor_only_works_on_the_path_it_was_minted_for() {
     let items: Vec<Value> = (1..=50i64).map(|i| json!({"id": i})).collect();
     let upstream = backend(Arc::new(items), false).await;

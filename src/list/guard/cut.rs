@@ -70,37 +70,79 @@ pub(super) fn finish(
         return Ok(relay(parts, bytes));
     }
 
-    // Assemble the body from slices of the held bytes: nothing is copied but the closers.
-    let mut pieces: Vec<Bytes> = Vec::with_capacity(6);
-    let mut from = 0;
-    if let (Some(field), Some(open)) = (&envelope_field, root_open) {
-        pieces.push(bytes.slice(..=open));
+    let member = envelope_field.filter(|_| !policy.items.0.is_empty() && root_open.is_some());
+    let member = member.map(|field| {
         let value = next
             .as_ref()
             .map_or_else(|| "null".to_owned(), |n| format!("\"{}\"", n.cursor));
-        pieces.push(Bytes::from(format!("\"{field}\":{value},")));
-        from = open + 1;
-    }
+        Bytes::from(format!(",\"{field}\":{value}}}"))
+    });
+    let ends = (stop, items_close, root_end);
+    let pieces = assemble(
+        &bytes,
+        &items,
+        kept,
+        ends,
+        policy.items.0.len(),
+        member.as_ref(),
+    );
+    rewritten(&mut parts, &pieces, next);
+    Ok((parts, pieces))
+}
+
+/// The client's body from slices of the held `bytes` (nothing is copied but the closers): the
+/// first `kept` items of the list at `depth` and the rest of the document (or, cut, its
+/// closers), with `member` (the envelope's cursor and the root's `}`) as the root object's last
+/// member. A backend's own member of that name (DRF's `next`, Laravel's `next_cursor`) stays
+/// in the body, and JSON parsers that keep the last of two (JavaScript, Python, Go, Ruby,
+/// Jackson, serde) read pagegate's.
+fn assemble(
+    bytes: &Bytes,
+    items: &[(usize, usize)],
+    kept: usize,
+    (stop, items_close, root_end): (Stop, Option<usize>, Option<usize>),
+    depth: usize,
+    member: Option<&Bytes>,
+) -> Vec<Bytes> {
+    let mut pieces: Vec<Bytes> = Vec::with_capacity(6);
+    // The held bytes from `from` up to the root's end (one past its `}`), the member before
+    // its `}`; with `rest`, what follows it too (whitespace).
+    let to_end = |pieces: &mut Vec<Bytes>, from: usize, end: usize, rest: bool| {
+        let after = if rest { bytes.len() } else { end };
+        match member {
+            Some(member) => {
+                pieces.push(bytes.slice(from..end - 1));
+                pieces.push(member.clone());
+                pieces.push(bytes.slice(end..after));
+            }
+            None => pieces.push(bytes.slice(from..after)),
+        }
+    };
     match (stop, items_close, root_end) {
         (Stop::Complete, Some(close), Some(end)) if kept < items.len() => {
             // Drop the probe item (and anything after it), keep the rest of the document.
             let cut = kept.checked_sub(1).map_or(items[0].0, |last| items[last].1);
-            pieces.push(bytes.slice(from..cut));
-            pieces.push(bytes.slice(close..end));
+            pieces.push(bytes.slice(..cut));
+            to_end(&mut pieces, close, end, false);
         }
-        (Stop::Complete, _, _) => pieces.push(bytes.slice(from..)),
+        (Stop::Complete, _, Some(end)) => to_end(&mut pieces, 0, end, true),
+        (Stop::Complete, _, None) => pieces.push(bytes.clone()),
         _ => {
             // Cut: end after the last kept item and close the list and its envelope.
-            let cut = kept.checked_sub(1).map_or(from, |last| items[last].1);
-            pieces.push(bytes.slice(from..cut));
-            pieces.push(Bytes::from(format!(
-                "]{}",
-                "}".repeat(policy.items.0.len())
-            )));
+            let cut = kept.checked_sub(1).map_or(0, |last| items[last].1);
+            pieces.push(bytes.slice(..cut));
+            let closers = match member {
+                Some(member) => format!(
+                    "]{}{}",
+                    "}".repeat(depth - 1),
+                    String::from_utf8_lossy(member)
+                ),
+                None => format!("]{}", "}".repeat(depth)),
+            };
+            pieces.push(Bytes::from(closers));
         }
     }
-    rewritten(&mut parts, &pieces, next);
-    Ok((parts, pieces))
+    pieces
 }
 
 /// The head of a rewritten body: its length, the next page's link, and none of the backend's

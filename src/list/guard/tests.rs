@@ -176,7 +176,21 @@ async fn envelopes_get_the_cursor_field_and_keep_their_tail() {
     assert_eq!(value["meta"], serde_json::json!({"n": 3}));
     assert!(value["next"].is_string());
     let (_, text, _) = run(vec!["{\"data\":[{\"id\":1}]}"], &p, 2).await;
-    assert_eq!(text, "{\"next\":null,\"data\":[{\"id\":1}]}");
+    assert_eq!(text, "{\"data\":[{\"id\":1}],\"next\":null}");
+    // The backend's own `next` (DRF's offset link) stays, before pagegate's, which parsers
+    // that keep the last of two read.
+    let chunks =
+        vec!["{\"next\":\"/events?offset=2\",\"data\":[{\"id\":1},{\"id\":2},{\"id\":3}]} "];
+    let (_, text, _) = run(chunks, &p, 2).await;
+    assert!(
+        text.starts_with(
+            "{\"next\":\"/events?offset=2\",\"data\":[{\"id\":1},{\"id\":2}],\"next\":\""
+        ),
+        "{text}"
+    );
+    assert!(text.ends_with("\"}"), "{text}");
+    let value: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+    assert_ne!(value["next"], "/events?offset=2");
 }
 
 #[tokio::test]
