@@ -33,7 +33,11 @@
 //! equal to a path segment, at the depth where that segment is expected, counts: its value
 //! must be an object (or, for the last segment, an array), otherwise scanning fails at once
 //! with [`ScanError::ItemsNotFound`]; an object chosen on the path that closes without the
-//! next segment fails the same way at its `}`. Keys inside items are never compared.
+//! next segment fails the same way at its `}`. Keys inside items are never compared. Once the
+//! list has closed, the keys of the objects around it are still compared with their segments:
+//! a second member of one (`{"data":[…],"data":[…]}`) fails with
+//! [`ScanError::DuplicateItems`], since clients read the last of two and would get a list
+//! nobody counted.
 //!
 //! # Why hand-written
 //!
@@ -149,6 +153,16 @@ pub enum ScanError {
     #[error("response body has no list at the configured items path (decided at offset {offset})")]
     ItemsNotFound {
         /// Offset of the wrong-typed value, or of the `}` that closed without the key.
+        offset: u64,
+    },
+    /// A key on the items path appears a second time in its object, after the list: most
+    /// JSON parsers keep the last of two members, so clients would read a list the guard
+    /// never counted.
+    #[error("response body has the items path's key {key:?} twice (the second at offset {offset})")]
+    DuplicateItems {
+        /// The key.
+        key: String,
+        /// Offset of the second member's value.
         offset: u64,
     },
     /// The body ended before the root value was complete (or was empty).

@@ -248,6 +248,36 @@ async fn non_json_is_relayed_when_small_and_refused_when_large_or_configured() {
 }
 
 #[tokio::test]
+async fn a_second_list_under_the_items_key_is_never_relayed_as_a_page() {
+    // Clients read the last of two `data` members: the 2,000 items nobody counted.
+    let body = format!(
+        "{{\"data\":[1,2,3],\"data\":[{}]}}",
+        vec!["7"; 2000].join(",")
+    );
+    let twice = Upstream::start(move |_| {
+        let body = body.clone();
+        async move { crate::support::json_response(body) }
+    })
+    .await;
+    let strict = config("items: /data, max_items: 10, on_invalid: reject");
+    let proxy = Proxy::start(&strict, &twice).await;
+    let problem = get(&proxy.url("/events")).await.problem(502);
+    assert_eq!(
+        problem["type"],
+        "urn:pagegate:problem:bad-upstream-response"
+    );
+    proxy.stop().await;
+    // Passed as what it is, not JSON the guard can read: whole only under max_bytes.
+    let proxy = Proxy::start(
+        &config("items: /data, max_items: 10, max_bytes: 1KiB"),
+        &twice,
+    )
+    .await;
+    get(&proxy.url("/events")).await.problem(502);
+    proxy.stop().await;
+}
+
+#[tokio::test]
 async fn error_responses_pass_through_untouched() {
     let upstream = Upstream::start(|_| async {
         let mut response = http::Response::new(crate::support::full("{\"error\":\"boom\"}"));

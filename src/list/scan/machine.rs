@@ -269,9 +269,23 @@ impl Scanner {
                         self.stack.pop();
                         if depth == self.items_depth {
                             self.items_depth = usize::MAX;
+                            // The object holding the list is read on for a second member of
+                            // its key (a root list has none).
+                            if !self.path.is_empty() {
+                                self.key_depth = depth - 1;
+                            }
                             emit!(Event::ItemsClose { offset: at(i) });
                         } else if depth == self.key_depth {
-                            return Err(ScanError::ItemsNotFound { offset: at(i) });
+                            if !self.found {
+                                return Err(ScanError::ItemsNotFound { offset: at(i) });
+                            }
+                            // Up one level, to the object holding this one, and its segment.
+                            if self.matched > 0 {
+                                self.matched -= 1;
+                                self.key_depth = depth - 1;
+                            } else {
+                                self.key_depth = usize::MAX;
+                            }
                         }
                         i += 1;
                         if self.stack.is_empty() {
@@ -288,6 +302,12 @@ impl Scanner {
 
                     // A value starts at `i`.
                     let on_path = self.pending;
+                    if on_path && self.found {
+                        return Err(ScanError::DuplicateItems {
+                            key: String::from_utf8_lossy(&self.path[self.matched]).into_owned(),
+                            offset: at(i),
+                        });
+                    }
                     if on_path {
                         self.pending = false;
                         let want = if self.matched + 1 == self.path.len() {

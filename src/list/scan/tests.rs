@@ -248,9 +248,40 @@ fn nested_arrays_inside_items() {
 }
 
 #[test]
-fn only_the_first_occurrence_counts() {
-    assert_eq!(items(&["data"], r#"{"data":[1],"data":[2]}"#), ["1"]);
-    assert_eq!(items(&["data"], r#"{"data":[1],"data":2}"#), ["1"]);
+fn a_second_member_on_the_items_path_is_refused() {
+    // Clients keep the last of two members: a second list would go uncounted.
+    for (segments, body, key, offset) in [
+        (&["data"][..], r#"{"data":[1],"data":[2]}"#, "data", 19),
+        (&["data"], r#"{"data":[1],"data":2}"#, "data", 19),
+        (
+            &["data"],
+            r#"{"data":[1], "n":1, "d\u0061ta":[2,3]}"#,
+            "data",
+            32,
+        ),
+        (&["a", "b"], r#"{"a":{"b":[1],"b":[2]}}"#, "b", 18),
+        (&["a", "b"], r#"{"a":{"b":[1]},"a":{"b":[2]}}"#, "a", 19),
+    ] {
+        let key = key.to_owned();
+        assert_eq!(
+            err(segments, body),
+            ScanError::DuplicateItems { key, offset },
+            "{body}"
+        );
+    }
+    // The same name elsewhere (inside another member, inside items) is no second member.
+    assert_eq!(
+        items(&["data"], r#"{"data":[1],"meta":{"data":[2]}}"#),
+        ["1"]
+    );
+    assert_eq!(
+        items(&["data"], r#"{"data":[{"data":[9]}]}"#),
+        [r#"{"data":[9]}"#]
+    );
+    assert_eq!(
+        items(&["a", "b"], r#"{"a":{"b":[1],"c":{"b":2}},"b":3}"#),
+        ["1"]
+    );
 }
 
 #[test]
