@@ -436,26 +436,30 @@ async fn rotated_keys_verify_old_cursors_and_sign_with_the_newest() {
     proxy.stop().await;
 }
 
-#[tokio::test]
-async fn the_backends_own_link_never_reaches_the_client() {
-    let items: Vec<Value> = (1..=15i64).map(|i| json!({"id": i})).collect();
-    let inner = backend(Arc::new(items), false).await;
+/// A backend with habits of its own: `inner` answers each request, and `answer` makes the
+/// facade's response of what it got.
+async fn facade(inner: &Upstream, answer: fn(Got) -> http::Response<pagegate::Body>) -> Upstream {
     let inner_url = inner.url();
-    // A facade that adds the backend's own offset-based Link to every answer.
-    let upstream = Upstream::start(move |req: http::Request<hyper::body::Incoming>| {
+    Upstream::start(move |req: http::Request<hyper::body::Incoming>| {
         let url = format!(
             "{inner_url}{}",
             req.uri().path_and_query().map_or("/", |pq| pq.as_str())
         );
-        async move {
-            let got = get(&url).await;
-            let mut response = crate::support::json_response(got.body);
-            response.headers_mut().insert(
-                "link",
-                "</events?offset=100>; rel=\"next\"".parse().expect("link"),
-            );
-            response
-        }
+        async move { answer(get(&url).await) }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn the_backends_own_link_never_reaches_the_client() {
+    let items: Vec<Value> = (1..=15i64).map(|i| json!({"id": i})).collect();
+    let inner = backend(Arc::new(items), false).await;
+    // Each answer carries the backend's own offset-based Link.
+    let upstream = facade(&inner, |got| {
+        let mut response = crate::support::json_response(got.body);
+        let link = "</events?offset=100>; rel=\"next\"".parse().expect("link");
+        response.headers_mut().insert("link", link);
+        response
     })
     .await;
     let proxy = Proxy::start(&config("keys: [{field: /id, param: id_gt}]", ""), &upstream).await;
@@ -478,21 +482,11 @@ async fn the_backends_own_link_never_reaches_the_client() {
 async fn a_backends_own_member_named_like_the_cursor_field_is_read_as_pagegates() {
     let items: Vec<Value> = (1..=25i64).map(|i| json!({"id": i})).collect();
     let inner = backend(Arc::new(items), true).await;
-    let inner_url = inner.url();
-    // A facade whose envelope leads with its own offset link under the same name (as DRF's
+    // Each envelope leads with the backend's own offset link under the same name (as DRF's
     // `next` or Laravel's `next_cursor`).
-    let upstream = Upstream::start(move |req: http::Request<hyper::body::Incoming>| {
-        let url = format!(
-            "{inner_url}{}",
-            req.uri().path_and_query().map_or("/", |pq| pq.as_str())
-        );
-        async move {
-            let got = get(&url).await;
-            let body = got
-                .text()
-                .replacen('{', "{\"next_cursor\":\"/events?offset=10\",", 1);
-            crate::support::json_response(body)
-        }
+    let upstream = facade(&inner, |got| {
+        let own = "{\"next_cursor\":\"/events?offset=10\",";
+        crate::support::json_response(got.text().replacen('{', own, 1))
     })
     .await;
     let yaml = config(
