@@ -4,7 +4,7 @@
 //! cursor is answered 500 `key-too-long` rather than linked to a cursor `decode` would refuse.
 //! Each row is written into the body as it comes, and the page ends after the row that reaches
 //! `page_bytes`, its next cursor from there: a page of wide rows holds one copy of them, at
-//! most that many bytes and a row.
+//! most that many bytes and two rows (the one that crossed, and the probe).
 
 use std::time::SystemTime;
 
@@ -68,17 +68,19 @@ pub(super) async fn page(
     let mut probe = false;
     let cut = running
         .each_row(&statement, |row| {
-            // The row past `limit` only says that a next page exists.
+            // The row past `limit` only says that a next page exists; the statement's end
+            // follows it (`LIMIT limit + 1`), so it is read to there and the connection kept.
             if count == limit {
                 probe = true;
-                return Ok(false);
+                return Ok(true);
             }
             if count > 0 {
                 body.push(',');
             }
             body.push_str(running::value::<&str>(&row, 0)?);
             (count, last) = (count + 1, Some(row));
-            Ok(body.len() < bound)
+            // At the bound, the page ends here; at its last row, the probe is still read.
+            Ok(body.len() < bound || count == limit)
         })
         .await;
     // Cut at `page_bytes` before the statement's end: a next page may exist.

@@ -888,3 +888,37 @@ async fn a_page_of_wide_rows_ends_at_page_bytes_and_the_next_goes_on_from_there(
     assert!(narrow["next_cursor"].is_null());
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn pages_of_wide_rows_keep_their_connection() {
+    let pg = Postgres::start();
+    let t = pg.name("wide_probe");
+    // The probe row (the one past `limit`) is 20 KiB: its statement is read to its end, not
+    // cut (a cut closes the connection). The probe's end arriving late, which made the page
+    // before this change cut its statement, did not happen on loopback here; the test holds
+    // the page to keeping its connection whatever the timing.
+    pg.execute(&format!(
+        "CREATE TABLE {t} (id bigint PRIMARY KEY, blob text NOT NULL);
+         INSERT INTO {t} SELECT g, repeat('p', 20480) FROM generate_series(1, 40) g;"
+    ))
+    .await;
+    let relay = crate::support::pgwire::Relay::start(&pg.url).await;
+    let yaml = format!(
+        "{CURSORS}\npostgres: {{main: {{url: '{}', pool_size: 2}}}}\nroutes:\n  - {{name: db, path: /db, table: {{database: main, name: {t}, columns: [id, blob], key: [id]}}}}\n",
+        relay.url
+    );
+    let proxy = Proxy::start_url(&yaml, "http://127.0.0.1:9").await;
+    let before = relay.connections();
+    assert_eq!(
+        walk(&proxy, "/db?limit=3").await,
+        (1..=40).collect::<Vec<_>>()
+    );
+    // Fourteen pages on the connections the start-up check left in the pool, or one more:
+    // none closed by a cancel.
+    assert!(
+        relay.connections() - before <= 1,
+        "{} connections",
+        relay.connections() - before
+    );
+    proxy.stop().await;
+}

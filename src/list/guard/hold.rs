@@ -96,10 +96,7 @@ pub(super) async fn hold(
                     break;
                 }
                 Ok(_) => {}
-                Err(error) => {
-                    tracing::debug!(%error, "list response is not the expected JSON");
-                    raw = true;
-                }
+                Err(error) => raw = not_expected(&error)?,
             }
         }
         // Bytes beyond the bound: only whitespace after a complete document may be dropped.
@@ -141,6 +138,18 @@ pub(super) async fn hold(
         stop: stop.unwrap_or(Stop::Complete),
         raw,
     })
+}
+
+/// A body the scanner refused: relayed as another format (`raw`: `Ok(true)`, which
+/// `on_invalid` decides on), unless it is JSON with a second list under the items path, which
+/// clients would read uncounted: that is refused whatever `on_invalid` says.
+fn not_expected(error: &crate::list::scan::ScanError) -> Result<bool, BoxError> {
+    if matches!(error, crate::list::scan::ScanError::DuplicateItems { .. }) {
+        tracing::warn!(%error, "list response holds its items path twice");
+        return Err(GuardError::NotJson.into());
+    }
+    tracing::debug!(%error, "list response is not the expected JSON");
+    Ok(true)
 }
 
 #[derive(Default)]

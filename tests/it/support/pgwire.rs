@@ -14,6 +14,7 @@ use tokio::net::{TcpListener, TcpStream};
 pub struct Relay {
     pub url: String,
     parsed: Arc<Mutex<Vec<(String, String)>>>,
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Relay {
@@ -39,8 +40,11 @@ impl Relay {
         let relay_url = url.replace(&authority, &format!("127.0.0.1:{port}"));
         let parsed = Arc::new(Mutex::new(Vec::new()));
         let names = Arc::clone(&parsed);
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = Arc::clone(&accepted);
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
+                counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let server = TcpStream::connect(&authority).await.expect("connect db");
                 let names = Arc::clone(&names);
                 tokio::spawn(relay(client, server, names, drop_options));
@@ -49,7 +53,13 @@ impl Relay {
         Self {
             url: relay_url,
             parsed,
+            accepted,
         }
+    }
+
+    /// Connections opened through the relay so far (cancel requests included).
+    pub fn connections(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The statement names of every `Parse` so far (`""` for an unnamed statement).
