@@ -1,6 +1,7 @@
 //! The identity gate of a route that reads a claim ([`IdentityLayer`]): verifies the request's
 //! token once, puts its claims in the request's extensions for the limits and the table route
-//! below, and answers 401 for a request without a good token unless the route lets anonymous
+//! below, and answers 401 for a request without a good token (403 for one without the claim,
+//! 429 while its address is over its refused-token budget) unless the route lets anonymous
 //! requests through (keyed by their address).
 
 use std::net::IpAddr;
