@@ -426,12 +426,9 @@ async fn chunks_of_wide_rows_end_at_chunk_bytes_and_give_the_same_bytes() {
     // 20 KiB rows against 64 KiB chunks: each chunk ends after its fourth row, the rest of its
     // statement cancelled and dropped, and the next starts after it.
     let pg = Postgres::start();
-    let t = pg.name("wide");
-    pg.execute(&format!(
-        "CREATE TABLE {t} (id bigint PRIMARY KEY, blob text NOT NULL);
-         INSERT INTO {t} SELECT g, repeat(chr(97 + g % 26), 20480) FROM generate_series(1, 300) g;"
-    ))
-    .await;
+    let t = pg
+        .wide_table("wide", 300, "repeat(chr(97 + g % 26), 20480)")
+        .await;
     let mut routes = String::new();
     for via in ["copy", "queries"] {
         for (bytes, parallel) in [("16MiB", 1), ("64KiB", 1), ("64KiB", 3)] {
@@ -512,11 +509,9 @@ async fn after_a_cut_each_range_is_one_chunk_and_a_chunk_ending_the_table_is_not
     // 440 rows (20 chunks); `{t}_end` has 22, so its only chunk reaches the bound on the
     // table's last row.
     let pg = Postgres::start();
-    let t = pg.name("cut_ranges");
+    let t = pg.wide_table("cut_ranges", 440, "repeat('x', 3072)").await;
     pg.execute(&format!(
-        "CREATE TABLE {t} (id bigint PRIMARY KEY, blob text NOT NULL);
-         INSERT INTO {t} SELECT g, repeat('x', 3072) FROM generate_series(1, 440) g;
-         CREATE TABLE {t}_end (LIKE {t} INCLUDING ALL);
+        "CREATE TABLE {t}_end (LIKE {t} INCLUDING ALL);
          INSERT INTO {t}_end SELECT * FROM {t} WHERE id <= 22;"
     ))
     .await;

@@ -860,13 +860,8 @@ async fn an_export_whose_rows_fill_whole_chunks_ends_cleanly() {
 #[tokio::test]
 async fn a_page_of_wide_rows_ends_at_page_bytes_and_the_next_goes_on_from_there() {
     let pg = Postgres::start();
-    let t = pg.name("wide_pages");
     // 20 KiB rows against 64 KiB pages: a page ends after its fourth row.
-    pg.execute(&format!(
-        "CREATE TABLE {t} (id bigint PRIMARY KEY, blob text NOT NULL);
-         INSERT INTO {t} SELECT g, repeat('w', 20480) FROM generate_series(1, 30) g;"
-    ))
-    .await;
+    let t = pg.wide_table("wide_pages", 30, "repeat('w', 20480)").await;
     let settings = "columns: [id, blob], key: [id], max_limit: 100, page_bytes: 64KiB";
     let proxy = serve(&pg, &t, settings, "").await;
     let first = crate::support::get(&proxy.url("/db?limit=100")).await;
@@ -892,16 +887,11 @@ async fn a_page_of_wide_rows_ends_at_page_bytes_and_the_next_goes_on_from_there(
 #[tokio::test]
 async fn pages_of_wide_rows_keep_their_connection() {
     let pg = Postgres::start();
-    let t = pg.name("wide_probe");
     // The probe row (the one past `limit`) is 20 KiB: its statement is read to its end, not
     // cut (a cut closes the connection). The probe's end arriving late, which made the page
     // before this change cut its statement, did not happen on loopback here; the test holds
     // the page to keeping its connection whatever the timing.
-    pg.execute(&format!(
-        "CREATE TABLE {t} (id bigint PRIMARY KEY, blob text NOT NULL);
-         INSERT INTO {t} SELECT g, repeat('p', 20480) FROM generate_series(1, 40) g;"
-    ))
-    .await;
+    let t = pg.wide_table("wide_probe", 40, "repeat('p', 20480)").await;
     let relay = crate::support::pgwire::Relay::start(&pg.url).await;
     let yaml = format!(
         "{CURSORS}\npostgres: {{main: {{url: '{}', pool_size: 2}}}}\nroutes:\n  - {{name: db, path: /db, table: {{database: main, name: {t}, columns: [id, blob], key: [id]}}}}\n",

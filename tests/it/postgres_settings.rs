@@ -512,13 +512,10 @@ async fn text_that_is_not_utf8_gets_500_never_a_panic() {
 #[tokio::test]
 async fn a_client_that_stops_reading_stops_the_copy_statements() {
     let pg = Postgres::start();
-    let t = pg.name("wide");
     // 5,000 rows of 10 kB: 50 chunks of 1 MB, far more than the sockets between can buffer.
-    pg.execute(&format!(
-        "CREATE TABLE {t} (id bigint PRIMARY KEY, blob text NOT NULL);
-         INSERT INTO {t} SELECT g, repeat(md5(g::text), 312) FROM generate_series(1, 5000) g;"
-    ))
-    .await;
+    let t = pg
+        .wide_table("wide", 5000, "repeat(md5(g::text), 312)")
+        .await;
     let relay = Relay::start(&pg.url).await;
     let proxy = serve(
         &format!("url: '{}'", relay.url),

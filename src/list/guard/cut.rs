@@ -131,15 +131,10 @@ fn assemble(
             // Cut: end after the last kept item and close the list and its envelope.
             let cut = kept.checked_sub(1).map_or(0, |last| items[last].1);
             pieces.push(bytes.slice(..cut));
-            let closers = match member {
-                Some(member) => format!(
-                    "]{}{}",
-                    "}".repeat(depth - 1),
-                    String::from_utf8_lossy(member)
-                ),
-                None => format!("]{}", "}".repeat(depth)),
-            };
-            pieces.push(Bytes::from(closers));
+            // The member ends with the root's `}`.
+            let closed = depth - usize::from(member.is_some());
+            pieces.push(Bytes::from(format!("]{}", "}".repeat(closed))));
+            pieces.extend(member.cloned());
         }
     }
     pieces

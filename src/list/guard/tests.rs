@@ -204,6 +204,20 @@ async fn a_byte_cut_inside_an_envelope_closes_it() {
     let (response, text, _) = run(chunks, &p, 10).await;
     assert_eq!(response.headers()[TRUNCATED_HEADER], "bytes");
     assert_eq!(text, "{\"data\":[{\"id\":1},{\"id\":2},{\"id\":3}]}");
+    // On a keyset route the envelope's cursor closes it, as its last member.
+    let mut p = policy(&["data"], true);
+    p.max_bytes = 40;
+    let chunks = vec![
+        "{\"data\":[{\"id\":1},{\"id\":2},",
+        "{\"id\":3},{\"id\":4},{\"id\":5}]}",
+    ];
+    let (_, text, _) = run(chunks, &p, 10).await;
+    assert!(
+        text.starts_with("{\"data\":[{\"id\":1},{\"id\":2},{\"id\":3}],\"next\":\""),
+        "{text}"
+    );
+    let value: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+    assert!(value["next"].is_string(), "{text}");
 }
 
 /// Streams `chunks` through a [`ReportBody`] with a page of `page_size`; returns what came out

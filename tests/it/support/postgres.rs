@@ -215,6 +215,19 @@ impl Postgres {
             .unwrap_or_else(|e| panic!("{sql}\n{e}"));
     }
 
+    /// A table `(id bigint PRIMARY KEY, blob text NOT NULL)` named after `base`, with ids 1 to
+    /// `rows` and each blob the SQL expression `blob` of `g` (the id), such as
+    /// `repeat('w', 20480)`: rows as wide as a test needs.
+    pub async fn wide_table(&self, base: &str, rows: u32, blob: &str) -> String {
+        let t = self.name(base);
+        self.execute(&format!(
+            "CREATE TABLE {t} (id bigint PRIMARY KEY, blob text NOT NULL);
+             INSERT INTO {t} SELECT g, {blob} FROM generate_series(1, {rows}) g;"
+        ))
+        .await;
+        t
+    }
+
     /// Stops the server (the database "goes down"); [`Self::restart`] brings it back.
     pub fn stop(&self) {
         if let Some(dir) = &self.dir {
