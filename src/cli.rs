@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 
 use crate::config::Config;
-use crate::server::{Overrides, Server, Source, signals, watch};
+use crate::server::{Overrides, Server, Signals, Source, signals, watch};
 
 mod check;
 
@@ -219,6 +219,8 @@ async fn serve(config: Config, source: Option<(Source, bool)>, banner: Option<Ba
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
+    // Before the databases are checked: a SIGHUP meanwhile must not end the process.
+    let installed = Signals::install();
     let mut server = match Server::bind(config.clone()).await {
         Ok(server) => server,
         Err(error) => {
@@ -241,7 +243,7 @@ async fn serve(config: Config, source: Option<(Source, bool)>, banner: Option<Ba
         None => tracing::info!(%addr, ?admin, routes = config.routes.len(), "pagegate listening"),
     }
     // SIGTERM and SIGINT drain (a second one exits at once); SIGHUP reloads.
-    tokio::spawn(signals(server.handle()));
+    tokio::spawn(signals(server.handle(), installed));
     server.run(std::future::pending()).await;
     ExitCode::SUCCESS
 }

@@ -8,6 +8,10 @@
 
 use std::borrow::Cow;
 
+mod target;
+
+pub(crate) use target::{BadHost, DotPath, bad_host, dot_segments};
+
 use http::Method;
 
 /// What the table needs to know of a route: where it is, which methods it serves, and whether

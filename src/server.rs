@@ -35,7 +35,7 @@ pub use handle::{Handle, Overrides, ReloadError, Source};
 pub(crate) use listener::accept;
 use serving::Serving;
 use shutdown::Drain;
-pub(crate) use shutdown::signals;
+pub(crate) use shutdown::{Signals, signals};
 pub(crate) use watch::watch;
 
 /// Why the server could not start.

@@ -622,3 +622,27 @@ routes:
     ];
     assert_starts(&lines, &expected);
 }
+
+#[test]
+fn credentials_reserved_names_and_endless_durations_are_refused() {
+    let yaml = "\
+upstreams: {app: {url: 'http://u:s3cret@h:1'}, b: {url: 'http://h:2', connect_timeout: 400d}}
+routes:
+  - {name: '-', path: /a, upstream: app}
+  - {name: '!method', path: /b, upstream: app}
+  - {name: ' ', path: /c, upstream: app}
+";
+    let lines = problems(yaml);
+    let text = lines.join("\n");
+    assert!(!text.contains("s3cret"), "{text}");
+    for expected in [
+        "t.yaml:1:24: `url` is \"http://u:",
+        "credentials in an upstream's URL are never sent",
+        "`connect_timeout` is 400d: write a duration of at most a year (366d)",
+        "t.yaml:3:12: `name` is \"-\": `-` and names starting with `!` are pagegate's own",
+        "t.yaml:4:12: `name` is \"!method\"",
+        "t.yaml:5:12: `name` is \" \": write a name of visible characters",
+    ] {
+        assert!(text.contains(expected), "{expected}\n{text}");
+    }
+}

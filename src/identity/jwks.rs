@@ -151,9 +151,9 @@ impl Jwks {
         match tokio::time::timeout(JWKS_FETCH_TIMEOUT, self.get()).await {
             Ok(Ok((set, skipped, body))) => {
                 if !skipped.is_empty() {
-                    tracing::warn!(identity = %self.identity, url = %self.settings.url, skipped = %skipped.join("; "), "jwks_url: keys skipped");
+                    tracing::warn!(identity = %self.identity, url = %crate::config::redact::without_password(&self.settings.url.to_string()), skipped = %skipped.join("; "), "jwks_url: keys skipped");
                 }
-                tracing::debug!(identity = %self.identity, url = %self.settings.url, ?set, "jwks_url fetched");
+                tracing::debug!(identity = %self.identity, url = %crate::config::redact::without_password(&self.settings.url.to_string()), ?set, "jwks_url fetched");
                 let mut last = self.body.lock().unwrap_or_else(|e| e.into_inner());
                 if *last != Some(body) || self.set.load().is_none() {
                     self.set.store(Some(Arc::new(set)));
@@ -175,7 +175,7 @@ impl Jwks {
         } else {
             "no set yet: tokens cannot be verified"
         };
-        tracing::warn!(identity = %self.identity, url = %self.settings.url, "jwks_url fetch failed: {why}; {kept}");
+        tracing::warn!(identity = %self.identity, url = %crate::config::redact::without_password(&self.settings.url.to_string()), "jwks_url fetch failed: {why}; {kept}");
     }
 
     /// The set at the URL, the keys skipped, and the body's fingerprint.

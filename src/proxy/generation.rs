@@ -231,7 +231,10 @@ impl Generation {
             }
             None => &self.fallback,
         };
-        if crate::route_table::nul(req.uri().path()) || methods::check(req, at).is_err() {
+        if crate::route_table::nul(req.uri().path())
+            || crate::route_table::bad_host(req)
+            || methods::check(req, at).is_err()
+        {
             return (&self.refuse, at, true);
         }
         (route, at, false)

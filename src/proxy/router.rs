@@ -149,13 +149,17 @@ impl Refuse {
         }
     }
 
-    /// The terminal of the route the router sends requests [`methods::check`] fails to: the
-    /// check's own error where the request landed (the router notes it).
+    /// The terminal of the route the router sends requests to that it refuses: a NUL in the
+    /// path, a `Host` that is no host name, or [`methods::check`]'s own error where the
+    /// request landed (the router notes it).
     pub fn method() -> Self {
         Self {
             why: |req| {
                 if crate::route_table::nul(req.uri().path()) {
                     return crate::route_table::NulPath.into();
+                }
+                if crate::route_table::bad_host(req) {
+                    return crate::route_table::BadHost.into();
                 }
                 let at = req
                     .extensions()

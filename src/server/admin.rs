@@ -14,7 +14,6 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 
 use super::Handle;
 use super::listener::accept;
@@ -23,6 +22,7 @@ use crate::problem::Problem;
 use crate::{Response, body};
 
 mod ready;
+mod slots;
 mod view;
 
 /// Longest an admin connection stays open: probes and scrapes are quick.
@@ -35,7 +35,7 @@ const MAX_VERB_BODY: usize = 4096;
 pub(super) struct Admin {
     handle: Handle,
     probes: Arc<ready::Probes>,
-    slots: Arc<Semaphore>,
+    slots: Arc<slots::Slots>,
     header_read_timeout: Duration,
 }
 
@@ -44,14 +44,15 @@ impl Admin {
         Arc::new(Self {
             handle,
             probes: Arc::default(),
-            slots: Arc::new(Semaphore::new(settings.admin_max_connections)),
+            slots: slots::Slots::new(settings.admin_max_connections),
             header_read_timeout: settings.header_read_timeout,
         })
     }
 }
 
 /// Serves the admin listener, and probes the backends for `/ready`, until the task is
-/// aborted. Past `admin.max_connections`, a newcomer is closed at once.
+/// aborted. Past `admin.max_connections`, or past its peer's share of them, a newcomer is
+/// closed at once; one that sends nothing within `header_read_timeout` is closed then.
 pub(super) async fn serve(listener: TcpListener, admin: Arc<Admin>) {
     let prober = tokio::spawn(ready::probe_forever(
         admin.handle.clone(),
@@ -61,12 +62,20 @@ pub(super) async fn serve(listener: TcpListener, admin: Arc<Admin>) {
     let _prober = AbortOnDrop(prober);
     loop {
         let (stream, peer) = accept(&listener, "admin").await;
-        let Ok(slot) = Arc::clone(&admin.slots).try_acquire_owned() else {
+        let Some(slot) = admin.slots.take(peer.ip().to_canonical()) else {
             drop(stream);
             continue;
         };
         let admin = Arc::clone(&admin);
         tokio::spawn(async move {
+            // hyper-util's protocol sniff has no timer of its own: a peer that sends nothing
+            // would hold the slot for the whole CONNECTION_LIFETIME.
+            // A peek, not `readable()`: readiness may be reported before any byte has come.
+            let mut byte = [0u8; 1];
+            let first = tokio::time::timeout(admin.header_read_timeout, stream.peek(&mut byte));
+            if !matches!(first.await, Ok(Ok(1..))) {
+                return;
+            }
             let service = {
                 let admin = Arc::clone(&admin);
                 hyper::service::service_fn(move |req: http::Request<Incoming>| {

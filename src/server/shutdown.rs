@@ -43,14 +43,35 @@ impl Drain {
     }
 }
 
+/// The process's signal handlers, installed before anything slow starts: a SIGHUP that
+/// arrived while table routes were still checked against their databases would otherwise take
+/// its default action and end the process (which systemd counts as a clean exit).
+pub(crate) struct Signals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Installs the handlers; what arrives from now on waits for [`signals`].
+    pub(crate) fn install() -> std::io::Result<Self> {
+        Ok(Self {
+            terminate: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+            hangup: signal(SignalKind::hangup())?,
+        })
+    }
+}
+
 /// Handles the process's signals for `run`: the first SIGTERM or SIGINT drains, a second one
 /// exits at once, and SIGHUP reloads through `handle`. Runs until the process ends.
-pub(crate) async fn signals(handle: Handle) {
-    let (Ok(mut terminate), Ok(mut interrupt), Ok(mut hangup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) else {
+pub(crate) async fn signals(handle: Handle, installed: std::io::Result<Signals>) {
+    let Ok(Signals {
+        mut terminate,
+        mut interrupt,
+        mut hangup,
+    }) = installed
+    else {
         tracing::error!("cannot install signal handlers; stop pagegate with SIGKILL");
         return std::future::pending().await;
     };
@@ -71,6 +92,8 @@ pub(crate) async fn signals(handle: Handle) {
         };
         if signalled {
             tracing::warn!(signal = name, "second signal: exiting at once");
+            // The exit skips the log writer's last flush: the reason goes to stderr too.
+            eprintln!("pagegate: second {name}: exiting at once");
             std::process::exit(1);
         }
         signalled = true;

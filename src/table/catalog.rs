@@ -20,7 +20,8 @@ use crate::table::config::TableConfig;
 pub(crate) use types::Column;
 
 /// Whether `sql_type` (as `format_type` writes it, without a size) is a timestamp, and then
-/// whether it has a time zone. Exact names: a domain or an array of timestamps is not one.
+/// whether it has a time zone. Exact names: an array of timestamps is not one (pass a
+/// domain's base type).
 pub(crate) fn timestamp(sql_type: &str) -> Option<bool> {
     match sql_type {
         "timestamp with time zone" => Some(true),
@@ -43,7 +44,7 @@ impl Column {
     /// function's text elsewhere (a cast would drop `char(n)`'s padding, give `inet` a
     /// netmask), so both paths write the same.
     pub(crate) fn csv(&self, reference: &str, copy: bool) -> String {
-        let t = self.sql_type.as_str();
+        let t = self.base.as_str();
         let cast_is_output = matches!(
             t,
             "smallint"
@@ -108,6 +109,11 @@ impl Catalog {
         self.columns
             .get(name)
             .map_or("text", |c| c.sql_type.as_str())
+    }
+
+    /// The type at the end of column `name`'s domains, which its values print as.
+    pub(crate) fn base_type(&self, name: &str) -> &str {
+        self.columns.get(name).map_or("text", |c| c.base.as_str())
     }
 }
 

@@ -56,14 +56,14 @@ fn copy_fits(resource: &Resource, catalog: &Catalog, format: ExportFormat) -> bo
                 .get(&k.column)
                 .is_some_and(|c| match format {
                     ExportFormat::Csv => !c.array,
-                    ExportFormat::Ndjson => ndjson::Kind::selected(&c.sql_type, "k") == "k",
+                    ExportFormat::Ndjson => ndjson::Kind::selected(&c.base, "k") == "k",
                 })
         })
 }
 
 /// What writes an export's rows in `format`: CSV with timestamps in RFC 3339, or NDJSON.
 fn writer(format: ExportFormat, columns: &[String], catalog: &Catalog) -> Writer {
-    let sql_type = |c: &String| catalog.sql_type(c);
+    let sql_type = |c: &String| catalog.base_type(c);
     match format {
         ExportFormat::Csv => Writer::Csv(Stamps::new(
             columns

@@ -162,7 +162,7 @@ pub(crate) fn export_key(catalog: &Catalog, alias: &str, column: &str, shape: Sh
             .columns
             .get(column)
             .map_or_else(|| reference.clone(), |c| c.csv(&reference, true)),
-        Shape::CopyNdjson => super::ndjson::Kind::selected(catalog.sql_type(column), &reference),
+        Shape::CopyNdjson => super::ndjson::Kind::selected(catalog.base_type(column), &reference),
         Shape::Json | Shape::Csv | Shape::Row => reference.clone(),
     };
     // Read as text: the bare column through its output function, as COPY writes it.
@@ -237,7 +237,7 @@ fn select_list(table: &TableConfig, catalog: &Catalog, columns: &[String], shape
             )
         })),
         Shape::CopyNdjson => list.extend(columns.iter().map(|c| {
-            super::ndjson::Kind::selected(catalog.sql_type(c), &format!("r.{}", quote_ident(c)))
+            super::ndjson::Kind::selected(catalog.base_type(c), &format!("r.{}", quote_ident(c)))
         })),
     }
     match shape {

@@ -112,14 +112,22 @@ impl Traces {
         trusted: bool,
     ) -> TraceCx {
         let sent = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
+        let named = known_method(method);
+        let mut attributes = vec![
+            KeyValue::new("http.request.method", named),
+            KeyValue::new("url.path", path.to_owned()),
+        ];
+        if named == OTHER_METHOD {
+            attributes.push(KeyValue::new(
+                "http.request.method_original",
+                method.to_string(),
+            ));
+        }
         let mut builder = self
             .tracer
-            .span_builder(method.to_string())
+            .span_builder(named)
             .with_kind(SpanKind::Server)
-            .with_attributes([
-                KeyValue::new("http.request.method", method.to_string()),
-                KeyValue::new("url.path", path.to_owned()),
-            ]);
+            .with_attributes(attributes);
         let parent = if trusted {
             sent
         } else {
@@ -188,9 +196,9 @@ impl TraceCx {
         headers: &mut HeaderMap,
     ) -> TraceCx {
         let child = self.child(
-            method.to_string(),
+            known_method(method).to_owned(),
             [
-                KeyValue::new("http.request.method", method.to_string()),
+                KeyValue::new("http.request.method", known_method(method)),
                 KeyValue::new("server.address", host.to_owned()),
                 KeyValue::new("pagegate.upstream", upstream.to_owned()),
             ],
@@ -267,5 +275,26 @@ impl HttpClient for OnRuntime {
         self.runtime
             .spawn(async move { client.send_bytes(request).await })
             .await?
+    }
+}
+/// What OpenTelemetry's HTTP conventions call a method outside the known set.
+const OTHER_METHOD: &str = "_OTHER";
+
+/// A span's method as the conventions name it: a known method, else [`OTHER_METHOD`]. A client
+/// sending `FOO1`, `FOO2`, … would otherwise choose span names, whose number a trace backend
+/// expects to be small.
+fn known_method(method: &http::Method) -> &'static str {
+    use http::Method as M;
+    match *method {
+        M::GET => "GET",
+        M::HEAD => "HEAD",
+        M::POST => "POST",
+        M::PUT => "PUT",
+        M::DELETE => "DELETE",
+        M::PATCH => "PATCH",
+        M::OPTIONS => "OPTIONS",
+        M::CONNECT => "CONNECT",
+        M::TRACE => "TRACE",
+        _ => OTHER_METHOD,
     }
 }

@@ -98,6 +98,9 @@ impl Forward {
             .get(http::header::HOST)
             .cloned()
             .or_else(|| parts.uri.authority().and_then(|a| a.as_str().parse().ok()));
+        if !config.base_path.is_empty() && crate::route_table::dot_segments(parts.uri.path()) {
+            return Err(crate::route_table::DotPath.into());
+        }
         parts.uri = upstream_uri(config, &parts.uri).ok_or_else(|| self.unavailable())?;
         super::headers::remove_hop_by_hop(&mut parts.headers, &self.decided);
         super::headers::remove_method_overrides(&mut parts.headers, &self.decided);
@@ -201,6 +204,11 @@ impl Forward {
         };
         metrics.first_byte(sent_at.elapsed());
         let (mut parts, body) = response.into_parts();
+        // Framed by `Transfer-Encoding`, as hyper read it: a `Content-Length` beside it is not
+        // the body's length, and the client's side would cut the body there (RFC 9112 §6.3).
+        if parts.headers.contains_key(http::header::TRANSFER_ENCODING) {
+            parts.headers.remove(http::header::CONTENT_LENGTH);
+        }
         super::headers::remove_hop_by_hop(&mut parts.headers, &[]);
         if let Some(prefix) = &self.upstream.redirect_prefix {
             super::headers::rewrite_redirects(&mut parts.headers, prefix);

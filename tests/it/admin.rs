@@ -334,3 +334,29 @@ routes:
     assert_eq!(first["address"], "127.0.0.1:9", "{first}");
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn silent_connections_cannot_keep_the_probes_out() {
+    use tokio::io::AsyncReadExt;
+    let upstream = Upstream::json("[]").await;
+    let yaml = YAML.replace(
+        "admin: {listen: 127.0.0.1:0}",
+        "admin: {listen: 127.0.0.1:0, max_connections: 4}\nheader_read_timeout: 1s",
+    );
+    let proxy = Proxy::start(&yaml, &upstream).await;
+    let addr = proxy.admin.expect("admin listener");
+    // One peer opens every slot's worth of connections and sends nothing.
+    let mut silent = Vec::new();
+    for _ in 0..4 {
+        silent.push(tokio::net::TcpStream::connect(addr).await.expect("connect"));
+    }
+    // Another address (a kubelet's) still gets its probe answered at once.
+    let live = call([127, 0, 0, 2], "GET", &admin(&proxy, "/live"), "").await;
+    assert_eq!(live.status, 200);
+    // The silent ones are closed after header_read_timeout; the peer is served again.
+    let mut byte = [0u8; 1];
+    let closed = tokio::time::timeout(Duration::from_secs(5), silent[0].read(&mut byte)).await;
+    assert!(matches!(closed, Ok(Ok(0) | Err(_))), "{closed:?}");
+    assert_eq!(get(&admin(&proxy, "/live")).await.status, 200);
+    proxy.stop().await;
+}

@@ -2,12 +2,9 @@
 //! reach a client as clean responses: method spellings, overrides and bodies on list paths,
 //! CONNECT, an unasked `101`, and a list document the backend never finished.
 
-use std::net::SocketAddr;
-
+use crate::support::raw::{raw, raw_upstream};
 use crate::support::{Proxy, Upstream, full, get, json_response, send};
 use bytes::Bytes;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 
 const YAML: &str = "
 default: {action: pass, upstream: app}
@@ -71,19 +68,6 @@ async fn list_paths_refuse_methods_a_backend_could_read_as_a_list_read() {
     proxy.stop().await;
 }
 
-/// Sends raw bytes to `addr` and returns what comes back until the connection closes or 2 s.
-async fn raw(addr: SocketAddr, request: &[u8]) -> String {
-    let mut stream = TcpStream::connect(addr).await.expect("connect");
-    stream.write_all(request).await.expect("write");
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(
-        std::time::Duration::from_secs(2),
-        stream.read_to_end(&mut out),
-    )
-    .await;
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 #[tokio::test]
 async fn connect_is_refused_with_405() {
     let upstream = Upstream::start(|_| async { json_response("{}") }).await;
@@ -104,29 +88,6 @@ async fn connect_is_refused_with_405() {
     );
     assert!(upstream.seen().is_empty());
     proxy.stop().await;
-}
-
-/// A backend speaking raw HTTP/1.1: reads one request head, writes `answer`, closes.
-async fn raw_upstream(answer: &'static [u8]) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") {
-                    if stream.read(&mut byte).await.unwrap_or(0) == 0 {
-                        return;
-                    }
-                    head.push(byte[0]);
-                }
-                let _ = stream.write_all(answer).await;
-                let _ = stream.shutdown().await;
-            });
-        }
-    });
-    format!("http://{addr}")
 }
 
 #[tokio::test]

@@ -23,6 +23,7 @@ const TIERS: &[(&str, &[&str])] = &[
             "config::file",
             "config::problems",
             "config::defaults",
+            "config::redact",
         ],
     ),
     (

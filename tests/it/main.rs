@@ -42,6 +42,7 @@ mod rls_cost;
 mod shared_limits;
 mod signals;
 mod stack;
+mod targets;
 mod tenants;
 mod tls;
 mod traces;

@@ -472,3 +472,57 @@ async fn one_flooded_route_cannot_take_the_connections_another_needs() {
     );
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn domains_print_and_map_as_their_base_types() {
+    let pg = Postgres::start();
+    let (t, flag, moment, amount) = (
+        pg.name("domained"),
+        pg.name("flag"),
+        pg.name("moment"),
+        pg.name("amount"),
+    );
+    pg.execute(&format!(
+        "CREATE DOMAIN {flag} AS boolean; CREATE DOMAIN {moment} AS timestamptz;
+         CREATE DOMAIN {amount} AS numeric;
+         CREATE TABLE {t} (id bigint PRIMARY KEY, b boolean, fb {flag}, m timestamptz,
+                           fm {moment}, n numeric, fn {amount});
+         INSERT INTO {t} VALUES
+           (1, true, true, '2024-05-01 10:00:00+00', '2024-05-01 10:00:00+00',
+            1.000000000000000000001, 1.000000000000000000001),
+           (2, false, false, '1999-12-31 23:59:59.5+00', '1999-12-31 23:59:59.5+00', -2, -2);"
+    ))
+    .await;
+    let columns = "columns: [id, b, fb, m, fm, n, fn], key: [id]";
+    let routes = route("copy", &t, &format!("{columns}, export: {{via: copy}}"))
+        + &route(
+            "queries",
+            &t,
+            &format!("{columns}, export: {{via: queries}}"),
+        );
+    let proxy = serve(&pg, &routes, "").await;
+    let pairs = [("b", "fb"), ("m", "fm"), ("n", "fn")];
+    for via in ["copy", "queries"] {
+        let csv = get(&proxy.url(&format!("/{via}/export"))).await;
+        assert_eq!(csv.status, 200, "{}", csv.text());
+        let records = crate::support::postgres::csv_records(&csv.text());
+        assert_eq!(records[1][1..3], ["true", "true"], "{via}: {records:?}");
+        assert_eq!(records[1][3..5], ["2024-05-01T10:00:00+00:00"; 2], "{via}");
+        assert_eq!(records[1][5..7], ["1.000000000000000000001"; 2], "{via}");
+        let ndjson = get(&proxy.url(&format!("/{via}/export?format=ndjson"))).await;
+        for line in ndjson.text().lines() {
+            let row: serde_json::Value = serde_json::from_str(line).expect("a JSON row");
+            for (base, domain) in pairs {
+                assert_eq!(row[base], row[domain], "{via} ndjson: {line}");
+            }
+        }
+    }
+    let page = get(&proxy.url("/copy")).await;
+    for row in page.json()["data"].as_array().expect("data") {
+        for (base, domain) in pairs {
+            assert_eq!(row[base], row[domain], "page: {row}");
+        }
+    }
+    assert_eq!(page.json()["data"][0]["fn"], "1.000000000000000000001");
+    proxy.stop().await;
+}

@@ -13,6 +13,8 @@ use crate::support::redis::free_port;
 use crate::support::{Upstream, get, scratch_dir};
 use http_body_util::BodyExt;
 
+const CURSORS: &str = "cursors: {keys: [{id: 1, secret: 0123456789abcdef0123456789abcdef}]}";
+
 fn config(proxy: u16, admin: u16, upstream: &str, limit: u32, drain: &str) -> String {
     format!(
         "listen: 127.0.0.1:{proxy}\nadmin: {{listen: 127.0.0.1:{admin}}}\ndrain_delay: {drain}\n\
@@ -239,4 +241,52 @@ async fn sigterm_drains_finishes_a_long_stream_and_exits_zero() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert!(status.success(), "{status}");
+}
+
+#[tokio::test]
+async fn a_sighup_while_the_databases_are_checked_does_not_end_the_process() {
+    use std::os::unix::process::ExitStatusExt;
+    // A database that accepts and never answers: the start waits on it for connect_timeout.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = silent.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = silent.accept().await {
+            held.push(stream);
+        }
+    });
+    let path = scratch_dir("sighup-start").join("pagegate.yaml");
+    let (proxy, admin) = (free_port(), free_port());
+    let yaml = format!(
+        "{CURSORS}\nlisten: 127.0.0.1:{proxy}\nadmin: {{listen: 127.0.0.1:{admin}}}\npostgres: {{main: \
+         {{url: 'postgres://u@127.0.0.1:{port}/db', connect_timeout: 3s}}}}\nroutes:\n  - \
+         {{name: events, path: /events, table: {{database: main, name: events, columns: [id], \
+         key: [id]}}}}\n"
+    );
+    std::fs::write(&path, yaml).expect("write");
+    let mut running = Running::spawn(&path, admin, &["--no-watch"]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(running.alive(), "still checking the database");
+    running.signal("HUP");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        running.alive(),
+        "a SIGHUP during the start ended the process"
+    );
+    // The check gives up after connect_timeout (the route answers 503 until the database
+    // does), and the process serves.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(("127.0.0.1", admin))
+        .await
+        .is_err()
+    {
+        if let Some(status) = running.child.try_wait().expect("wait") {
+            panic!("pagegate ended: {status:?} (signal {:?})", status.signal());
+        }
+        assert!(Instant::now() < deadline, "pagegate did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(running.admin("/live").await.status, 200);
 }

@@ -25,6 +25,7 @@ pub mod logs;
 pub mod pgwire;
 pub mod postgres;
 pub mod process;
+pub mod raw;
 pub mod redis;
 pub mod redis_sentinel;
 pub mod redis_topologies;

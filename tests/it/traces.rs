@@ -232,3 +232,30 @@ fn traceparent(headers: &http::HeaderMap) -> Vec<String> {
     assert_eq!(parts.len(), 4, "{value:?}");
     parts
 }
+
+#[tokio::test]
+async fn spans_of_methods_outside_the_known_set_are_named_other() {
+    let (collector, received) = receiver().await;
+    let upstream = Upstream::json("[]").await;
+    let yaml = format!(
+        "traces: {{endpoint: 'http://{collector}'}}\n\
+         default: {{action: pass, upstream: app}}\n\
+         upstreams: {{app: {{url: '{{upstream}}'}}}}\n"
+    );
+    let proxy = Proxy::start(&yaml, &upstream).await;
+    let request = http::Request::builder()
+        .method("XYZ123")
+        .uri(proxy.url("/a"))
+        .body(full(Bytes::new()))
+        .expect("request");
+    send(request).await;
+    proxy.stop().await;
+    let all: Vec<u8> = (received.lock().expect("lock").iter())
+        .flat_map(|r| r.2.to_vec())
+        .collect();
+    assert!(contains(&all, b"_OTHER"), "the span is named _OTHER");
+    assert!(
+        contains(&all, b"http.request.method_original"),
+        "the method sent is an attribute"
+    );
+}

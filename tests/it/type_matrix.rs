@@ -75,7 +75,8 @@ async fn kinds(pg: &Postgres) -> Vec<Kind> {
     kinds.extend(OTHERS.iter().map(|(spelled, samples)| Kind {
         spelled: spelled.replace("{p}", p),
         samples: samples.iter().map(|s| (*s).to_owned()).collect(),
-        numeric: spelled.starts_with("numeric") && !spelled.ends_with("[]"),
+        numeric: (spelled.starts_with("numeric") && !spelled.ends_with("[]"))
+            || spelled.ends_with("_amount"),
     }));
     kinds
 }

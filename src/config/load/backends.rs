@@ -166,6 +166,7 @@ pub(super) fn upstream(
 
 /// `url`: `http://HOST:PORT[/prefix]` or `https://…`, no query.
 fn url(p: &mut Problems, f: &FileUpstream) -> Option<Uri> {
+    let shown = crate::config::redact::without_password(f.url.value.trim());
     let uri = match Uri::from_str(f.url.value.trim()) {
         Ok(uri) => uri,
         Err(e) => {
@@ -173,13 +174,25 @@ fn url(p: &mut Problems, f: &FileUpstream) -> Option<Uri> {
                 &f.url,
                 "url",
                 format!(
-                    "is {:?}, which is not a URL ({e}): write http://HOST:PORT or https://HOST:PORT",
-                    f.url.value
+                    "is {shown:?}, which is not a URL ({e}): write http://HOST:PORT or https://HOST:PORT"
                 ),
             );
             return None;
         }
     };
+    // `user:password@` is not sent as `Authorization`: it would go out as part of `Host`.
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        p.invalid(
+            &f.url,
+            "url",
+            format!(
+                "is {shown:?}: credentials in an upstream's URL are never sent (they would reach \
+                 the backend inside Host); remove `user:password@` and let the client send \
+                 Authorization"
+            ),
+        );
+        return None;
+    }
     let scheme = uri.scheme_str();
     if !matches!(scheme, Some("http" | "https"))
         || uri.authority().is_none()
@@ -189,8 +202,7 @@ fn url(p: &mut Problems, f: &FileUpstream) -> Option<Uri> {
             &f.url,
             "url",
             format!(
-                "is {:?}: write http://HOST:PORT[/prefix] or https://HOST:PORT[/prefix] (no query)",
-                f.url.value
+                "is {shown:?}: write http://HOST:PORT[/prefix] or https://HOST:PORT[/prefix] (no query)"
             ),
         );
         return None;

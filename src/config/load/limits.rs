@@ -238,7 +238,7 @@ pub(super) fn rate(p: &mut Problems, at: &Spanned<FileRate>) -> Option<Rate> {
         Ok(d)
             if d >= Duration::from_secs(1)
                 && d.subsec_nanos() == 0
-                && d <= Duration::from_secs(86_400 * 366) =>
+                && d <= crate::config::load::values::MAX_DURATION =>
         {
             Some(d)
         }

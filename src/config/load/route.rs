@@ -27,6 +27,20 @@ pub(super) struct ReadRoute {
     pub(super) config: Option<Arc<RouteConfig>>,
 }
 
+/// Why a route may not be named `name`: `-` and names starting with `!` are pagegate's own
+/// (the `default` policy's requests and refusals are logged and counted under them), and an
+/// empty name or one with control characters would be unreadable in logs and metrics.
+fn reserved(name: &str) -> Option<String> {
+    if name == "-" || name.starts_with('!') {
+        return Some(format!(
+            "is {name:?}: `-` and names starting with `!` are pagegate's own (the default \
+             policy's requests are logged under them); choose another name"
+        ));
+    }
+    (name.trim().is_empty() || name.chars().any(char::is_control))
+        .then(|| format!("is {name:?}: write a name of visible characters"))
+}
+
 /// The routes in file order, each checked; a duplicate name is reported where it repeats.
 pub(super) fn routes(
     p: &mut Problems,
@@ -43,6 +57,16 @@ pub(super) fn routes(
             .name
             .as_ref()
             .map_or_else(|| default_name(&r.value), |n| n.value.clone());
+        if let Some(reason) = reserved(&name) {
+            let at = r.value.name.as_ref().map_or(r.referenced, |n| n.referenced);
+            p.0.push(Located {
+                at: Some(at.into()),
+                problem: ConfigProblem::Invalid {
+                    key: "name",
+                    reason,
+                },
+            });
+        }
         if let Some(previous) = names.insert(name.clone(), r) {
             let at = r.value.name.as_ref().map_or(r.referenced, |n| n.referenced);
             p.0.push(Located {

@@ -10,6 +10,10 @@ use serde_saphyr::Spanned;
 use crate::config::file::Whole;
 use crate::config::{ConfigProblem, Located};
 
+/// The longest duration any key takes: a year (366 days), as rate and quota windows. Longer
+/// ones limit nothing, and a clock plus a duration near `u64::MAX` seconds overflows.
+pub(crate) const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 60 * 60);
+
 /// Collects problems so one run reports all of them.
 #[derive(Default)]
 pub(super) struct Problems(
@@ -129,6 +133,14 @@ impl Problems {
     ) -> Duration {
         let Some(value) = value else { return default };
         match humantime::parse_duration(value.value.trim()) {
+            Ok(d) if d > MAX_DURATION => {
+                let reason = format!(
+                    "is {}: write a duration of at most a year (366d)",
+                    value.value.trim()
+                );
+                self.invalid(value, key, reason);
+                default
+            }
             Ok(d) if !d.is_zero() => d,
             Ok(_) => {
                 self.invalid(value, key, "must be longer than zero".to_owned());

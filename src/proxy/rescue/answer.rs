@@ -17,7 +17,7 @@ use crate::list::guard::{GuardError, HoldError};
 use crate::list::pagination::{PaginationError, PlanError};
 use crate::methods::MethodError;
 use crate::problem::Problem;
-use crate::route_table::{NoRoute, NulPath};
+use crate::route_table::{BadHost, DotPath, NoRoute, NulPath};
 use crate::table::PgError;
 use crate::telemetry::Outcome;
 use crate::upstream::UpstreamError;
@@ -48,6 +48,12 @@ pub(crate) enum ProxyError {
     /// The path holds a NUL byte.
     #[error(transparent)]
     Path(#[from] NulPath),
+    /// The path holds a dot segment its upstream's base path would not contain.
+    #[error(transparent)]
+    DotPath(#[from] DotPath),
+    /// The `Host` is not a host name with an optional port.
+    #[error(transparent)]
+    Host(#[from] BadHost),
     /// The request's pagination parameters break the route's policy.
     #[error(transparent)]
     Pagination(#[from] PaginationError),
@@ -175,7 +181,7 @@ impl ProxyError {
                 };)*
             };
         }
-        sort!(error: NoRoute, NulPath, PaginationError, CursorError, UpstreamError, GuardError, HoldError, MethodError, RequestBodyError, LimitError, PgError, IdentityError);
+        sort!(error: NoRoute, NulPath, DotPath, BadHost, PaginationError, CursorError, UpstreamError, GuardError, HoldError, MethodError, RequestBodyError, LimitError, PgError, IdentityError);
         tracing::error!(%error, "unexpected error in a route's stack");
         Self::Internal
     }
@@ -194,7 +200,8 @@ impl ProxyError {
         use StatusCode as S;
         match self {
             Self::NoRoute(_) => row(S::NOT_FOUND, kind!("no-route"), Refused),
-            Self::Path(_) => row(S::BAD_REQUEST, kind!("invalid-path"), Refused),
+            Self::Path(_) | Self::DotPath(_) => row(S::BAD_REQUEST, kind!("invalid-path"), Refused),
+            Self::Host(_) => row(S::BAD_REQUEST, kind!("invalid-host"), Refused),
             Self::Method(e) => method(e),
             Self::RequestBody(RequestBodyError::Stalled(_)) => row(
                 S::REQUEST_TIMEOUT,

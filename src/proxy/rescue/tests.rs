@@ -11,7 +11,7 @@ use crate::identity::IdentityError;
 use crate::list::guard::{GuardError, HoldError};
 use crate::list::pagination::PaginationError;
 use crate::methods::MethodError;
-use crate::route_table::{NoRoute, NulPath};
+use crate::route_table::{BadHost, DotPath, NoRoute, NulPath};
 use crate::table::PgError;
 use crate::telemetry::Outcome;
 
@@ -24,6 +24,8 @@ fn samples() -> Vec<ProxyError> {
         }
         .into(),
         NulPath.into(),
+        DotPath.into(),
+        BadHost.into(),
         PaginationError::Zero {
             param: "limit".to_owned(),
         }
@@ -149,6 +151,8 @@ impl ProxyError {
         match self {
             Self::NoRoute(e) => e.into(),
             Self::Path(e) => e.into(),
+            Self::DotPath(e) => e.into(),
+            Self::Host(e) => e.into(),
             Self::Pagination(e) => e.into(),
             Self::Cursor(e) => e.into(),
             Self::Upstream(e) => e.into(),

@@ -14,7 +14,7 @@ use crate::config::redact::{REDACTED, without_password};
 const SECRET_KEYS: [&str; 2] = ["secret", "password"];
 
 /// Keys whose values are URLs that may carry a password.
-const URL_KEYS: [&str; 3] = ["url", "replica_url", "endpoint"];
+const URL_KEYS: [&str; 4] = ["url", "replica_url", "endpoint", "jwks_url"];
 
 /// Keys whose values are lists of such URLs (`redis.cluster`, `redis.sentinel.urls`).
 const URL_LIST_KEYS: [&str; 2] = ["cluster", "urls"];

@@ -36,8 +36,12 @@ struct Link {
 /// What the catalog says of one column's type.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Column {
-    /// `format_type(oid, NULL)`: how the output mappings name it.
+    /// `format_type(oid, NULL)`: how casts and messages name it.
     pub(crate) sql_type: String,
+    /// The type at the end of its domains (`sql_type` itself when it is no domain), as
+    /// `format_type` writes it: how the output mappings read it, since PostgreSQL prints a
+    /// domain's values as its base type's (a domain over `boolean` is `t`/`f` in `COPY`).
+    pub(crate) base: String,
     /// As the table declares it, with its size (`character(8)`): how messages name it.
     pub(crate) declared: String,
     /// Its values have a bound length a cursor carries: fixed-size, sized up to 500
@@ -57,7 +61,7 @@ pub(crate) struct Column {
     pub(crate) json: bool,
     /// NOT NULL.
     pub(crate) not_null: bool,
-    /// `numeric` (served as a JSON string, so no digit is lost).
+    /// `numeric`, or a domain over it (served as a JSON string, so no digit is lost).
     pub(crate) numeric: bool,
 }
 
@@ -92,14 +96,9 @@ fn cast(chain: &[Link]) -> String {
     first.name.clone()
 }
 
-/// Every column of `relation` (quoted), by name.
-pub(crate) async fn read(
-    client: &mut Object,
-    relation: &str,
-) -> Result<HashMap<String, Column>, CheckError> {
-    let chains = client
-        .query_typed(
-            "WITH RECURSIVE chain(attnum, depth, oid) AS (
+/// Each column's chain of types, one row a link, in order: through domains to their base
+/// type, and through arrays to their element type.
+const CHAINS: &str = "WITH RECURSIVE chain(attnum, depth, oid) AS (
                SELECT a.attnum, 0, a.atttypid FROM pg_attribute a
                WHERE a.attrelid = to_regclass($1::text) AND a.attnum > 0 AND NOT a.attisdropped
                UNION ALL
@@ -115,13 +114,20 @@ pub(crate) async fn read(
                        JOIN pg_namespace an ON an.oid = at.typnamespace WHERE at.oid = t.typarray),
                     t.typtype = 'c', t.oid IN ('json'::regtype, 'jsonb'::regtype),
                     format_type(a.atttypid, a.atttypmod),
+                    format_type(t.oid, NULL),
                     t.typlen > 0 OR a.atttypmod BETWEEN 0 AND 504 OR t.typtypmod BETWEEN 0 AND 504
                       OR (t.oid = 'numeric'::regtype AND (a.atttypmod >= 0 OR t.typtypmod >= 0))
              FROM chain c JOIN pg_attribute a ON a.attrelid = to_regclass($1::text) AND a.attnum = c.attnum
              JOIN pg_type t ON t.oid = c.oid JOIN pg_namespace n ON n.oid = t.typnamespace
-             ORDER BY c.attnum, c.depth",
-            &[(&relation, Type::TEXT)],
-        )
+             ORDER BY c.attnum, c.depth";
+
+/// Every column of `relation` (quoted), by name.
+pub(crate) async fn read(
+    client: &mut Object,
+    relation: &str,
+) -> Result<HashMap<String, Column>, CheckError> {
+    let chains = client
+        .query_typed(CHAINS, &[(&relation, Type::TEXT)])
         .await
         .map_err(refused)?;
     let mut links: Vec<(String, Vec<Link>, Column)> = Vec::new();
@@ -142,15 +148,20 @@ pub(crate) async fn read(
                 typed.composite |= composite && through_domains;
                 typed.json |= json && through_domains;
                 typed.array |= link.array && through_domains;
+                if through_domains {
+                    // What the domains stand for: its values print and map as this type's.
+                    typed.base = row.get(11);
+                }
                 chain.push(link);
             }
             None => {
                 let sql_type: String = row.get(1);
                 let typed = Column {
-                    numeric: sql_type == "numeric",
+                    numeric: false,
+                    base: sql_type.clone(),
                     sql_type,
                     declared: row.get(10),
-                    bounded: row.get(11),
+                    bounded: row.get(12),
                     cast: String::new(),
                     element: None,
                     array: link.array,
@@ -166,6 +177,7 @@ pub(crate) async fn read(
         .into_iter()
         .map(|(name, chain, mut typed)| {
             typed.cast = cast(&chain);
+            typed.numeric = typed.base == "numeric";
             // The element of the first array through domains.
             typed.element = chain
                 .iter()

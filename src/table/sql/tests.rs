@@ -45,6 +45,7 @@ fn table(key: &[(&str, bool)]) -> (TableConfig, Catalog) {
     };
     let column = |t: &str, numeric| Column {
         sql_type: t.to_owned(),
+        base: t.to_owned(),
         declared: t.to_owned(),
         bounded: true,
         cast: match t {

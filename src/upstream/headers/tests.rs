@@ -1,4 +1,6 @@
 use super::*;
+use crate::client_addr::ClientAddr;
+use crate::upstream::config::HostMode;
 
 #[test]
 fn redirects_to_the_upstream_become_paths_on_pagegate() {
@@ -29,6 +31,15 @@ fn redirects_to_the_upstream_become_paths_on_pagegate() {
         (
             "http://10.0.0.2:8000/api/\\evil.example/x",
             "/evil.example/x",
+        ),
+        // Browsers delete the tab: `/\t/evil.example` would be `//evil.example`.
+        (
+            "http://10.0.0.2:8000/api/\t/evil.example/x",
+            "/evil.example/x",
+        ),
+        (
+            "http://10.0.0.2:8000/api/\t\\\t/evil.example",
+            "/evil.example",
         ),
     ] {
         let mut h = HeaderMap::new();
@@ -154,6 +165,15 @@ fn untrusted_forwarding_headers_from_clients_are_replaced() {
     h.insert("x-forwarded-host", HeaderValue::from_static("evil.example"));
     h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
     h.insert("forwarded", HeaderValue::from_static("for=10.0.0.1"));
+    for claim in [
+        "x-real-ip",
+        "x-forwarded-port",
+        "x-forwarded-prefix",
+        "true-client-ip",
+    ] {
+        h.insert(claim, HeaderValue::from_static("6.6.6.6"));
+    }
+    h.insert("x-forwarded-ssl", HeaderValue::from_static("on"));
     let host = HeaderValue::from_static("api.example.com");
     let client = ClientAddr::new(
         "192.0.2.4:5000".parse().expect("addr"),
@@ -174,4 +194,13 @@ fn untrusted_forwarding_headers_from_clients_are_replaced() {
         h["forwarded"],
         "for=192.0.2.4;proto=http;host=\"api.example.com\""
     );
+    for claim in [
+        "x-real-ip",
+        "x-forwarded-port",
+        "x-forwarded-prefix",
+        "true-client-ip",
+        "x-forwarded-ssl",
+    ] {
+        assert!(!h.contains_key(claim), "{claim} was kept");
+    }
 }

@@ -16,15 +16,7 @@ pub struct Running {
 
 impl Running {
     pub async fn start(path: &Path, admin: u16, args: &[&str]) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_pagegate"))
-            .args(["run", "--workers", "1", "--config"])
-            .arg(path)
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start pagegate");
-        let running = Self { child, admin };
+        let running = Self::spawn(path, admin, args);
         let deadline = Instant::now() + Duration::from_secs(10);
         while tokio::net::TcpStream::connect(("127.0.0.1", admin))
             .await
@@ -34,6 +26,19 @@ impl Running {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         running
+    }
+
+    /// Started, without waiting for its admin listener.
+    pub fn spawn(path: &Path, admin: u16, args: &[&str]) -> Self {
+        let child = Command::new(env!("CARGO_BIN_EXE_pagegate"))
+            .args(["run", "--workers", "1", "--config"])
+            .arg(path)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start pagegate");
+        Self { child, admin }
     }
 
     pub fn signal(&self, name: &str) {

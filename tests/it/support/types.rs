@@ -167,6 +167,9 @@ pub const DEFINITIONS: &str = "
     CREATE DOMAIN {p}_plain AS text;
     CREATE DOMAIN {p}_positive AS integer CHECK (VALUE > 0);
     CREATE DOMAIN {p}_code AS char(8);
+    CREATE DOMAIN {p}_flag AS boolean;
+    CREATE DOMAIN {p}_moment AS timestamptz;
+    CREATE DOMAIN {p}_amount AS numeric;
     CREATE TYPE {p}_mood AS ENUM ('sad', 'ok', 'happy');
     CREATE TYPE {p}_pair AS (a integer, b text);
 ";
@@ -178,6 +181,16 @@ pub const OTHERS: &[(&str, &[&str])] = &[
     ("{p}_plain", &["one", "two,three", ""]),
     ("{p}_positive", &["1", "20", "300"]),
     ("{p}_code", &["a", "acmecorp", "b c"]),
+    ("{p}_flag", &["true", "false", "t"]),
+    (
+        "{p}_moment",
+        &[
+            "2024-05-01 10:00:00+00",
+            "1999-12-31 23:59:59.5+00",
+            "2024-05-01 10:00:01+00",
+        ],
+    ),
+    ("{p}_amount", &["1.000000000000000000001", "-2", "0.5"]),
     ("{p}_mood", &["sad", "ok", "happy"]),
     ("{p}_pair", &["(1,x)", "(2,\"a,b\")", "(,)"]),
     ("char(8)", &["a", "acmecorp", "acme"]),

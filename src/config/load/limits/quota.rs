@@ -44,7 +44,9 @@ pub(super) fn quota(p: &mut Problems, at: &Spanned<FileQuota>) -> Option<QuotaCo
         }
     };
     let per = match humantime::parse_duration(f.per.value.trim()) {
-        Ok(d) if d >= Duration::from_secs(1) && d <= Duration::from_secs(86_400 * 366) => Some(d),
+        Ok(d) if d >= Duration::from_secs(1) && d <= crate::config::load::values::MAX_DURATION => {
+            Some(d)
+        }
         _ => {
             p.invalid(
                 &f.per,
