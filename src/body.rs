@@ -28,8 +28,14 @@ pub(crate) fn trimmed(out: bytes::BytesMut) -> Bytes {
     if out.capacity() - out.len() <= out.len() / 8 {
         return out.freeze();
     }
-    let mut vec = Vec::from(out);
-    vec.shrink_to_fit();
+    trimmed_vec(Vec::from(out))
+}
+
+/// As [`trimmed`], for bytes built in a `Vec` (a table page's body, written as rows come).
+pub(crate) fn trimmed_vec(mut vec: Vec<u8>) -> Bytes {
+    if vec.capacity() - vec.len() > vec.len() / 8 {
+        vec.shrink_to_fit();
+    }
     Bytes::from(vec)
 }
 

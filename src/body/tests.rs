@@ -71,4 +71,9 @@ fn bytes_that_grew_are_held_in_no_more_memory_than_they_need() {
     out.put_slice(&[b'y'; 1000]);
     let held = super::trimmed(out).try_into_mut().expect("one owner");
     assert_eq!(held.capacity(), 1100);
+    // A page built in a `String` that doubled.
+    let mut page = String::with_capacity(1024);
+    page.push_str(&"z".repeat(1500));
+    let held = super::trimmed_vec(page.into_bytes()).try_into_mut();
+    assert_eq!(held.expect("one owner").capacity(), 1500);
 }

@@ -329,5 +329,11 @@ fn certificates(config: &Config) -> Vec<(String, u64)> {
         let identity = upstream.tls.as_ref()?.identity.as_ref()?;
         Some((format!("upstreams.{}", upstream.name), identity.not_after))
     });
-    listener.into_iter().chain(upstreams).collect()
+    // The client certificate shown to the rate-limit service: once it expires, every limit
+    // it decides fails as `on_store_error` says.
+    let rls = config.rate_limit_service.as_ref().and_then(|rls| {
+        let identity = rls.tls.as_ref()?.identity.as_ref()?;
+        Some(("rate_limit_service".to_owned(), identity.not_after))
+    });
+    listener.into_iter().chain(upstreams).chain(rls).collect()
 }

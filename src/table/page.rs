@@ -107,6 +107,8 @@ pub(super) async fn page(
         None => body.push_str("null"),
     }
     body.push('}');
+    // The page is held until written: in its bytes, not the buffer that doubled to hold them.
+    let body = crate::body::trimmed_vec(body.into_bytes());
     let mut response = http::Response::new(crate::body::full(body));
     let headers = response.headers_mut();
     headers.insert(

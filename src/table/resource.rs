@@ -111,10 +111,12 @@ impl Resource {
         self.share_size
     }
 
-    /// Whether the route's share has a place to spare now: two or more free, so an export's
-    /// extra ranges never take the last place the route's other requests may need.
-    pub(super) fn spare_place(&self) -> bool {
-        self.share.available_permits() > 1
+    /// A place of the route's share taken now if one is to spare: one more stays free, so an
+    /// export's extra ranges never take the last place the route's other requests may need.
+    /// Taken, not only looked at: two exports that both saw two free would each take one.
+    pub(super) fn spare_place(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let place = Arc::clone(&self.share).try_acquire_owned().ok()?;
+        (self.share.available_permits() >= 1).then_some(place)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -224,8 +226,22 @@ impl Resource {
     /// as a connection is (`connect_timeout`): then 503, so one route flooded with slow
     /// statements cannot hold every connection of its database.
     pub(super) async fn connection(&self, export: bool, ctx: &Ctx) -> Result<Running, PgError> {
+        self.connection_in(None, export, ctx).await
+    }
+
+    /// As [`Self::connection`], in `place` of the route's share when one was taken already
+    /// ([`Self::spare_place`]).
+    pub(super) async fn connection_in(
+        &self,
+        place: Option<tokio::sync::OwnedSemaphorePermit>,
+        export: bool,
+        ctx: &Ctx,
+    ) -> Result<Running, PgError> {
         let wait = self.database.config().connect_timeout;
-        let share = tokio::time::timeout(wait, Arc::clone(&self.share).acquire_owned()).await;
+        let share = match place {
+            Some(place) => Ok(Ok(place)),
+            None => tokio::time::timeout(wait, Arc::clone(&self.share).acquire_owned()).await,
+        };
         let Ok(Ok(share)) = share else {
             tracing::warn!(
                 route = &*ctx.route,

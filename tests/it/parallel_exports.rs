@@ -403,6 +403,48 @@ async fn a_parallel_export_leaves_a_place_for_the_routes_pages() {
     proxy.stop().await;
 }
 
+#[tokio::test]
+async fn two_parallel_exports_leave_a_place_between_them() {
+    let pg = Postgres::start();
+    let slow = slow_view(&pg, "two", 12_000).await;
+    // Four places; two exports that may each fetch three chunks of 2 s at once. Each takes
+    // its first place, then extra ones only while one more stays free: three at most.
+    let routes = format!(
+        "  - {{name: db, path: /db, table: {{database: main, name: {slow}, columns: [id, nap], key: [id], max_connections: 4, export: {{chunk_rows: 2000, parallel: 3}}}}}}\n"
+    );
+    let proxy = serve(
+        &pg,
+        "pool_size: 4, connect_timeout: 2s, statement_timeout: 60s, application_name: pagegate-two",
+        &routes,
+    )
+    .await;
+    let url = proxy.url("/db/export");
+    let (a, b) = tokio::join!(
+        crate::support::get_head(&url),
+        crate::support::get_head(&url)
+    );
+    assert_eq!((a.status().as_u16(), b.status().as_u16()), (200, 200));
+    let what = "both exports' ranges run";
+    until_active(
+        &pg,
+        "pagegate-two",
+        |n| n >= 3,
+        Duration::from_secs(8),
+        what,
+    )
+    .await;
+    let mut most = 0;
+    for _ in 0..40 {
+        most = most.max(active(&pg, "pagegate-two").await);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(most <= 3, "{most} places taken by the exports");
+    let page = get(&proxy.url("/db?limit=1&fields=id")).await;
+    assert_eq!(page.status, 200, "{}", page.text());
+    drop((a, b));
+    proxy.stop().await;
+}
+
 /// The ids of an export's rows, CSV or NDJSON.
 fn exported_ids(format: &str, text: &str) -> Vec<i64> {
     match format {

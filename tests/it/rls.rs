@@ -210,6 +210,13 @@ async fn over_tls_the_service_is_verified_and_shown_a_client_certificate() {
     }
     // The service decided, over TLS: the client's fourth is refused.
     get_with(&proxy, "/page", &key("a")).await.problem(429);
+    let metrics = proxy.metrics_text().await;
+    assert!(
+        metrics.contains(
+            "pagegate_tls_certificate_expiry_timestamp_seconds{name=\"rate_limit_service\"}"
+        ),
+        "the client certificate's expiry is watched: {metrics}"
+    );
     proxy.stop().await;
     // A service whose certificate does not verify, or that finds no client certificate,
     // gives no verdict: `closed` refuses.

@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 
-use tokio::sync::oneshot;
+use tokio::sync::{OwnedSemaphorePermit, oneshot};
 
 use super::chunks::{Chunk, Chunks};
 use crate::table::PgError;
@@ -64,11 +64,17 @@ impl Pipeline {
         pipeline
     }
 
-    /// Whether another fetch may start now: fewer than `parallel` in flight, and, beside the
-    /// one that always may, a place to spare in the route's share.
-    fn room(&self) -> bool {
-        self.queue.is_empty()
-            || (self.queue.len() < self.parallel && self.template.resource.spare_place())
+    /// Whether another fetch may start now, and where: the one that always may (nothing in
+    /// flight) waits for its place in its task; beside it, fewer than `parallel` in flight and
+    /// a place to spare in the route's share, taken here.
+    fn room(&self) -> Option<Option<OwnedSemaphorePermit>> {
+        if self.queue.is_empty() {
+            return Some(None);
+        }
+        if self.queue.len() >= self.parallel {
+            return None;
+        }
+        self.template.resource.spare_place().map(Some)
     }
 
     /// The next chunk of `chunks`, fetched in a task.
@@ -79,12 +85,13 @@ impl Pipeline {
         }))
     }
 
-    /// Starts the range `chunks` begins: its end, once found, starts the next.
-    fn range(&mut self, mut chunks: Chunks) {
+    /// Starts the range `chunks` begins, in `place` if taken: its end, once found, starts the
+    /// next.
+    fn range(&mut self, mut chunks: Chunks, place: Option<OwnedSemaphorePermit>) {
         let (end, found) = oneshot::channel();
         self.next = Some(NextStart::Awaited(found));
         self.queue.push_back(AbortOnDrop(tokio::spawn(async move {
-            let chunk = chunks.next_range(end).await;
+            let chunk = chunks.next_range(end, place).await;
             (chunks, chunk)
         })));
     }
@@ -99,22 +106,24 @@ impl Pipeline {
     /// Starts the ranges whose start is known, while there is room.
     fn start_ready(&mut self) {
         loop {
-            let room = self.room();
             match &mut self.next {
                 Some(NextStart::Awaited(found)) => match found.try_recv() {
                     Ok(end) => self.found(end),
                     Err(oneshot::error::TryRecvError::Empty) => return,
                     Err(oneshot::error::TryRecvError::Closed) => self.found(None),
                 },
-                Some(NextStart::Known(_)) if room => {
+                Some(NextStart::Known(_)) => {
+                    let Some(place) = self.room() else {
+                        return;
+                    };
                     let Some(NextStart::Known(start)) = self.next.take() else {
                         return;
                     };
                     let mut chunks = self.template.clone();
                     chunks.after = Some(start);
-                    self.range(chunks);
+                    self.range(chunks, place);
                 }
-                _ => return,
+                None => return,
             }
         }
     }
@@ -156,7 +165,7 @@ impl Pipeline {
                 if chunks.until.is_none() && self.parallel > 1 {
                     // The open end of the export (its first chunk, or a last range that grew):
                     // the rest runs as ranges. Nothing else is in flight.
-                    self.range(chunks);
+                    self.range(chunks, None);
                 } else {
                     // More rows in this range than its end promised (written since), or the
                     // next chunk without ranges: fetched before anything after it.
