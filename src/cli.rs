@@ -219,9 +219,20 @@ async fn serve(config: Config, source: Option<(Source, bool)>, banner: Option<Ba
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
-    // Before the databases are checked: a SIGHUP meanwhile must not end the process.
-    let installed = Signals::install();
-    let mut server = match Server::bind(config.clone()).await {
+    // Before the databases are checked: a SIGHUP meanwhile must not end the process, and a
+    // SIGTERM or SIGINT ends it at once (nothing is served yet, so there is nothing to drain).
+    let mut installed = Signals::install();
+    let bound = match installed.as_mut() {
+        Ok(early) => tokio::select! {
+            bound = Server::bind(config.clone()) => bound,
+            name = early.stop() => {
+                eprintln!("pagegate: {name} while starting: stopped");
+                return ExitCode::SUCCESS;
+            }
+        },
+        Err(_) => Server::bind(config.clone()).await,
+    };
+    let mut server = match bound {
         Ok(server) => server,
         Err(error) => {
             eprintln!("{error}");

@@ -44,7 +44,8 @@ pub(crate) fn bad_host(req: &crate::Request) -> bool {
 }
 
 /// Whether a raw path holds a dot segment as some backend reads it: `.` or `..` between
-/// separators, `%2e` for a dot, and `\`, `%2f` or `%5c` for a separator.
+/// separators, `%2e` for a dot, `\`, `%2f` or `%5c` for a separator, and a `;` (or `%3b`)
+/// parameter after it, as the router reads them.
 pub(crate) fn dot_segments(path: &str) -> bool {
     if !path.contains('.') && !path.contains('%') {
         return false;
@@ -54,6 +55,7 @@ pub(crate) fn dot_segments(path: &str) -> bool {
             .to_ascii_lowercase()
             .replace("%2f", "/")
             .replace("%5c", "/")
+            .replace("%3b", ";")
             .into()
     } else {
         path.into()
@@ -116,6 +118,7 @@ mod tests {
             "/a\\..\\b",
             "/a%2f..%2fb",
             "/..;x/y",
+            "/..%3Bx/y",
             "/a/..",
         ] {
             assert!(dot_segments(path), "{path:?}");

@@ -62,7 +62,15 @@ pub(super) async fn serve(listener: TcpListener, admin: Arc<Admin>) {
     let _prober = AbortOnDrop(prober);
     loop {
         let (stream, peer) = accept(&listener, "admin").await;
-        let Some(slot) = admin.slots.take(peer.ip().to_canonical()) else {
+        let ip = peer.ip().to_canonical();
+        let generation = admin.handle.generation();
+        let trusted = generation
+            .config()
+            .admin
+            .allow
+            .iter()
+            .any(|n| n.contains(&ip));
+        let Some(slot) = admin.slots.take(ip, trusted) else {
             drop(stream);
             continue;
         };
@@ -74,6 +82,8 @@ pub(super) async fn serve(listener: TcpListener, admin: Arc<Admin>) {
             let mut byte = [0u8; 1];
             let first = tokio::time::timeout(admin.header_read_timeout, stream.peek(&mut byte));
             if !matches!(first.await, Ok(Ok(1..))) {
+                // The slot first: a peer that saw the close may come back at once.
+                drop(slot);
                 return;
             }
             let service = {

@@ -72,15 +72,28 @@ fn builder(settings: &ServerConfig) -> auto::Builder<TokioExecutor> {
         // offers the read buffer's cap, not a head cap of its own: a head that does not fit
         // gets 431 (request bodies are read in chunks of at most this size).
         .max_buf_size(head_bytes);
-    // PINGs find HTTP/2 clients that went away without closing.
+    // PINGs find HTTP/2 clients that went away without closing. A stream's answer waits in
+    // h2's send buffer, and hyper pulls the next frame from the backend whenever that buffer
+    // has room under the client's flow-control window, whatever the socket takes: with
+    // hyper's defaults (about 400 KB a stream, 200 streams) a client that grants large windows
+    // and reads nothing made one connection hold 80 MB. Two frames a stream and nginx's 128
+    // streams hold at most 4 MiB, and a stream's stall clock follows the socket.
     builder
         .http2()
         .timer(TokioTimer::new())
         .keep_alive_interval(settings.http2_keepalive_interval)
         .keep_alive_timeout(settings.http2_keepalive_timeout)
-        .max_header_list_size(u32::try_from(head_bytes).unwrap_or(u32::MAX));
+        .max_header_list_size(u32::try_from(head_bytes).unwrap_or(u32::MAX))
+        .max_send_buf_size(H2_SEND_BUFFER)
+        .max_concurrent_streams(H2_MAX_STREAMS);
     builder
 }
+
+/// Bytes of one HTTP/2 stream's answer h2 holds for the socket: two frames.
+const H2_SEND_BUFFER: usize = 2 * super::connection::H2_FRAME;
+
+/// Streams one HTTP/2 connection may have open at once (nginx's default).
+const H2_MAX_STREAMS: u32 = 128;
 
 /// What every connection task shares.
 pub(super) struct Serving {

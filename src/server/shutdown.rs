@@ -61,6 +61,15 @@ impl Signals {
             hangup: signal(SignalKind::hangup())?,
         })
     }
+
+    /// Resolves with the name of the first SIGTERM or SIGINT: before anything is served, a
+    /// stop is not a drain.
+    pub(crate) async fn stop(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.terminate.recv() => "SIGTERM",
+            _ = self.interrupt.recv() => "SIGINT",
+        }
+    }
 }
 
 /// Handles the process's signals for `run`: the first SIGTERM or SIGINT drains, a second one

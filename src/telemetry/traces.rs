@@ -112,20 +112,11 @@ impl Traces {
         trusted: bool,
     ) -> TraceCx {
         let sent = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
-        let named = known_method(method);
-        let mut attributes = vec![
-            KeyValue::new("http.request.method", named),
-            KeyValue::new("url.path", path.to_owned()),
-        ];
-        if named == OTHER_METHOD {
-            attributes.push(KeyValue::new(
-                "http.request.method_original",
-                method.to_string(),
-            ));
-        }
+        let (name, mut attributes) = method_attributes(method);
+        attributes.push(KeyValue::new("url.path", path.to_owned()));
         let mut builder = self
             .tracer
-            .span_builder(named)
+            .span_builder(name)
             .with_kind(SpanKind::Server)
             .with_attributes(attributes);
         let parent = if trusted {
@@ -195,14 +186,10 @@ impl TraceCx {
         method: &http::Method,
         headers: &mut HeaderMap,
     ) -> TraceCx {
-        let child = self.child(
-            known_method(method).to_owned(),
-            [
-                KeyValue::new("http.request.method", known_method(method)),
-                KeyValue::new("server.address", host.to_owned()),
-                KeyValue::new("pagegate.upstream", upstream.to_owned()),
-            ],
-        );
+        let (name, mut attributes) = method_attributes(method);
+        attributes.push(KeyValue::new("server.address", host.to_owned()));
+        attributes.push(KeyValue::new("pagegate.upstream", upstream.to_owned()));
+        let child = self.child(name, attributes);
         headers.remove("traceparent");
         headers.remove("tracestate");
         TraceContextPropagator::new().inject_context(&child.cx, &mut HeaderInjector(headers));
@@ -222,7 +209,7 @@ impl TraceCx {
         };
         self.child(
             name,
-            [
+            vec![
                 KeyValue::new("db.system.name", "postgresql"),
                 KeyValue::new("db.operation.name", "SELECT"),
                 KeyValue::new("db.collection.name", table.to_owned()),
@@ -243,7 +230,11 @@ impl TraceCx {
         ));
     }
 
-    fn child(&self, name: String, attributes: [KeyValue; 3]) -> TraceCx {
+    fn child(
+        &self,
+        name: impl Into<std::borrow::Cow<'static, str>>,
+        attributes: Vec<KeyValue>,
+    ) -> TraceCx {
         let span = self
             .tracer
             .span_builder(name)
@@ -279,6 +270,22 @@ impl HttpClient for OnRuntime {
 }
 /// What OpenTelemetry's HTTP conventions call a method outside the known set.
 const OTHER_METHOD: &str = "_OTHER";
+
+/// A span's name and method attributes as the conventions write them: `GET` and
+/// `http.request.method: GET`; for a method outside the known set, `HTTP`, `_OTHER` and the
+/// method sent as `http.request.method_original`.
+fn method_attributes(method: &http::Method) -> (&'static str, Vec<KeyValue>) {
+    let known = known_method(method);
+    let mut attributes = vec![KeyValue::new("http.request.method", known)];
+    if known == OTHER_METHOD {
+        attributes.push(KeyValue::new(
+            "http.request.method_original",
+            method.to_string(),
+        ));
+        return ("HTTP", attributes);
+    }
+    (known, attributes)
+}
 
 /// A span's method as the conventions name it: a known method, else [`OTHER_METHOD`]. A client
 /// sending `FOO1`, `FOO2`, … would otherwise choose span names, whose number a trace backend

@@ -59,3 +59,25 @@ pub struct TimeoutOverrides {
     /// Replaces the upstream's `idle_timeout`.
     pub idle: Option<Duration>,
 }
+
+impl UpstreamConfig {
+    /// The request's URI as sent upstream: the upstream's origin, its base path, then the
+    /// request's path and query as the client wrote them (the common case, no base path,
+    /// copies nothing).
+    pub(super) fn uri_for(&self, uri: &http::Uri) -> Option<http::Uri> {
+        let origin = self.origin.clone().into_parts();
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = origin.scheme;
+        parts.authority = origin.authority;
+        let path_and_query = uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+        parts.path_and_query = Some(if self.base_path.is_empty() {
+            path_and_query
+        } else {
+            http::uri::PathAndQuery::try_from(format!("{}{path_and_query}", self.base_path)).ok()?
+        });
+        http::Uri::from_parts(parts).ok()
+    }
+}

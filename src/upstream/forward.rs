@@ -8,8 +8,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::Uri;
-use http::uri::PathAndQuery;
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -25,7 +23,7 @@ use crate::body::{BodyEnd, IdleTimeout, SignalEnd};
 use crate::client_addr::{ClientAddr, TunnelHold};
 use crate::telemetry::TraceCx;
 use crate::upstream::UpstreamClient;
-use crate::upstream::config::{TimeoutOverrides, UpstreamConfig};
+use crate::upstream::config::TimeoutOverrides;
 use crate::upstream::error::{cause, is_timeout, method_error, request_body_error};
 use crate::{BoxError, Request, Response, UpstreamError};
 
@@ -98,10 +96,9 @@ impl Forward {
             .get(http::header::HOST)
             .cloned()
             .or_else(|| parts.uri.authority().and_then(|a| a.as_str().parse().ok()));
-        if !config.base_path.is_empty() && crate::route_table::dot_segments(parts.uri.path()) {
-            return Err(crate::route_table::DotPath.into());
-        }
-        parts.uri = upstream_uri(config, &parts.uri).ok_or_else(|| self.unavailable())?;
+        parts.uri = config
+            .uri_for(&parts.uri)
+            .ok_or_else(|| self.unavailable())?;
         super::headers::remove_hop_by_hop(&mut parts.headers, &self.decided);
         super::headers::remove_method_overrides(&mut parts.headers, &self.decided);
         super::headers::set_forwarding(
@@ -111,7 +108,10 @@ impl Forward {
             &config.host,
             upstream.authority.as_ref(),
             // Kept and appended to only behind a trusted proxy; no client (not over TCP): kept.
-            client.as_ref().is_none_or(ClientAddr::trusted),
+            (
+                client.as_ref().is_none_or(ClientAddr::trusted),
+                &self.decided,
+            ),
         );
         if let Some(upgrade) = &upgrade {
             super::tunnel::restore(&mut parts.headers, upgrade.protocol.clone());
@@ -244,14 +244,27 @@ impl Service<Request> for Forward {
     }
 
     fn call(&mut self, mut req: Request) -> Self::Future {
+        // Refused before anything is sent or traced: a dot segment would leave the base path.
+        let dotted = !self.upstream.config.base_path.is_empty()
+            && crate::route_table::dot_segments(req.uri().path());
         // Tracing on: the upstream call's span, whose context the upstream receives.
-        let span = req.extensions().get::<TraceCx>().cloned().map(|cx| {
+        let traced = req
+            .extensions()
+            .get::<TraceCx>()
+            .filter(|_| !dotted)
+            .cloned();
+        let span = traced.map(|cx| {
             let config = &self.upstream.config;
             let host = config.origin.host().unwrap_or("");
             let method = req.method().clone();
             cx.upstream(&config.name, host, &method, req.headers_mut())
         });
-        let (inner, error, body_end, upgrade) = match self.prepare(req) {
+        let prepared = if dotted {
+            Err(crate::route_table::DotPath.into())
+        } else {
+            self.prepare(req)
+        };
+        let (inner, error, body_end, upgrade) = match prepared {
             Ok((request, body_end, upgrade)) => {
                 let sent = self.upstream.client.request(request);
                 (Some(sent), None, body_end, upgrade)
@@ -370,22 +383,3 @@ pub(super) type Prepared = (
     Option<Arc<BodyEnd>>,
     Option<super::tunnel::Upgrade>,
 );
-
-/// The request's URI as sent upstream: the upstream's origin, its base path, then the request's
-/// path and query as the client wrote them (the common case, no base path, copies nothing).
-pub(super) fn upstream_uri(config: &UpstreamConfig, uri: &Uri) -> Option<Uri> {
-    let origin = config.origin.clone().into_parts();
-    let mut parts = http::uri::Parts::default();
-    parts.scheme = origin.scheme;
-    parts.authority = origin.authority;
-    let path_and_query = uri
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    parts.path_and_query = Some(if config.base_path.is_empty() {
-        path_and_query
-    } else {
-        PathAndQuery::try_from(format!("{}{path_and_query}", config.base_path)).ok()?
-    });
-    Uri::from_parts(parts).ok()
-}

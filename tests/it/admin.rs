@@ -345,10 +345,15 @@ async fn silent_connections_cannot_keep_the_probes_out() {
     );
     let proxy = Proxy::start(&yaml, &upstream).await;
     let addr = proxy.admin.expect("admin listener");
-    // One peer opens every slot's worth of connections and sends nothing.
+    // One peer (not in admin.allow) opens every slot's worth of connections and sends
+    // nothing: it is given its share, a quarter.
     let mut silent = Vec::new();
     for _ in 0..4 {
-        silent.push(tokio::net::TcpStream::connect(addr).await.expect("connect"));
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind("127.0.0.3:0".parse().expect("addr"))
+            .expect("bind");
+        silent.push(socket.connect(addr).await.expect("connect"));
     }
     // Another address (a kubelet's) still gets its probe answered at once.
     let live = call([127, 0, 0, 2], "GET", &admin(&proxy, "/live"), "").await;

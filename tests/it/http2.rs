@@ -346,3 +346,93 @@ async fn cookie_crumbs_reach_an_http1_backend_as_one_header() {
     assert_eq!(cookies, ["a=1; b=2; session=s3"]);
     proxy.stop().await;
 }
+
+/// A socket whose reads stop when told: a client that sent its requests and reads no more,
+/// while the windows it granted stay open.
+struct Pausable {
+    inner: TcpStream,
+    paused: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl tokio::io::AsyncRead for Pausable {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if self.paused.load(std::sync::atomic::Ordering::Relaxed) {
+            // Never woken again: the reads have stopped for good.
+            return std::task::Poll::Pending;
+        }
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Pausable {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[tokio::test]
+async fn streams_whose_client_reads_nothing_hold_little_each() {
+    // Every answer is 20 MB, sent as fast as pagegate takes it.
+    let upstream = Upstream::start(|_| async {
+        http::Response::new(crate::support::bodies::pattern(20 << 20, 64 * 1024))
+    })
+    .await;
+    let replica = crate::support::process::Replica::start(&format!(
+        "default: {{action: pass, upstream: app}}\nupstreams: {{app: {{url: '{}'}}}}\n",
+        upstream.url()
+    ));
+    let before = replica.rss_kib();
+    let paused = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let tcp = Pausable {
+        inner: TcpStream::connect(replica.addr()).await.expect("connect"),
+        paused: std::sync::Arc::clone(&paused),
+    };
+    let mut builder = h2::client::Builder::new();
+    let huge = u32::try_from(i32::MAX).expect("window");
+    builder
+        .initial_window_size(huge)
+        .initial_connection_window_size(huge);
+    let (mut client, connection) = builder.handshake::<_, Bytes>(tcp).await.expect("handshake");
+    let _connection: Connection = tokio::spawn(connection);
+    let mut heads = Vec::new();
+    for _ in 0..100 {
+        let (response, _) = client
+            .send_request(get(replica.addr(), "/big"), true)
+            .expect("send");
+        heads.push(response);
+    }
+    let mut bodies = Vec::new();
+    for head in heads {
+        bodies.push(head.await.expect("head").into_body());
+    }
+    // The answers are flowing; now the client stops reading its socket.
+    paused.store(true, std::sync::atomic::Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let grown = replica.rss_kib().saturating_sub(before);
+    // Measured: 25 MiB with two 16 KiB frames a stream (the rest is the 100 upstream
+    // connections' read buffers and the chunk each has in hand), 71 MiB with hyper's defaults.
+    assert!(grown < 45 * 1024, "{grown} KiB held for 100 unread streams");
+    drop(bodies);
+}

@@ -510,6 +510,8 @@ async fn domains_print_and_map_as_their_base_types() {
         assert_eq!(records[1][3..5], ["2024-05-01T10:00:00+00:00"; 2], "{via}");
         assert_eq!(records[1][5..7], ["1.000000000000000000001"; 2], "{via}");
         let ndjson = get(&proxy.url(&format!("/{via}/export?format=ndjson"))).await;
+        assert_eq!(ndjson.status, 200, "{}", ndjson.text());
+        assert_eq!(ndjson.text().lines().count(), 2, "{}", ndjson.text());
         for line in ndjson.text().lines() {
             let row: serde_json::Value = serde_json::from_str(line).expect("a JSON row");
             for (base, domain) in pairs {

@@ -243,21 +243,27 @@ async fn sigterm_drains_finishes_a_long_stream_and_exits_zero() {
     assert!(status.success(), "{status}");
 }
 
-#[tokio::test]
-async fn a_sighup_while_the_databases_are_checked_does_not_end_the_process() {
-    use std::os::unix::process::ExitStatusExt;
-    // A database that accepts and never answers: the start waits on it for connect_timeout.
+/// A database that accepts connections and never answers: a start waits on it for its
+/// `connect_timeout`. The receiver hears of each connection (the start has begun its check).
+async fn silent_database() -> (u16, tokio::sync::mpsc::UnboundedReceiver<()>) {
     let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let port = silent.local_addr().expect("addr").port();
+    let (reached, reaching) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         let mut held = Vec::new();
         while let Ok((stream, _)) = silent.accept().await {
             held.push(stream);
+            let _ = reached.send(());
         }
     });
-    let path = scratch_dir("sighup-start").join("pagegate.yaml");
+    (port, reaching)
+}
+
+/// `pagegate run` of a table route on the silent database `port`, checked for 3 s at start.
+fn checking(name: &str, port: u16) -> (Running, u16) {
+    let path = scratch_dir(name).join("pagegate.yaml");
     let (proxy, admin) = (free_port(), free_port());
     let yaml = format!(
         "{CURSORS}\nlisten: 127.0.0.1:{proxy}\nadmin: {{listen: 127.0.0.1:{admin}}}\npostgres: {{main: \
@@ -266,11 +272,19 @@ async fn a_sighup_while_the_databases_are_checked_does_not_end_the_process() {
          key: [id]}}}}\n"
     );
     std::fs::write(&path, yaml).expect("write");
-    let mut running = Running::spawn(&path, admin, &["--no-watch"]);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(running.alive(), "still checking the database");
+    (Running::spawn(&path, admin, &["--no-watch"]), admin)
+}
+
+#[tokio::test]
+async fn signals_while_the_databases_are_checked_reload_nothing_and_stop_at_once() {
+    use std::os::unix::process::ExitStatusExt;
+    let (port, mut reaching) = silent_database().await;
+    let (mut running, admin) = checking("sighup-start", port);
+    tokio::time::timeout(Duration::from_secs(10), reaching.recv())
+        .await
+        .expect("the start checks the database");
     running.signal("HUP");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
         running.alive(),
         "a SIGHUP during the start ended the process"
@@ -289,4 +303,21 @@ async fn a_sighup_while_the_databases_are_checked_does_not_end_the_process() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(running.admin("/live").await.status, 200);
+
+    // A SIGTERM during the check stops the start at once: nothing is served to drain.
+    let (port, mut reaching) = silent_database().await;
+    let (mut running, _) = checking("sigterm-start", port);
+    tokio::time::timeout(Duration::from_secs(10), reaching.recv())
+        .await
+        .expect("the start checks the database");
+    running.signal("TERM");
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let status = loop {
+        if let Some(status) = running.child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "SIGTERM did not stop the start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(status.success(), "{status:?}");
 }

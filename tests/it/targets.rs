@@ -12,13 +12,17 @@ default: {action: pass, upstream: app}
 upstreams: {app: {url: '{upstream}'}}
 ";
 
-const CLAIMS: [(&str, &str); 6] = [
+const CLAIMS: [(&str, &str); 9] = [
     ("x-real-ip", "6.6.6.6"),
     ("x-forwarded-ssl", "on"),
     ("x-forwarded-port", "443"),
     ("x-forwarded-prefix", "/evil"),
     ("true-client-ip", "6.6.6.6"),
     ("client-ip", "6.6.6.6"),
+    // CGI-style servers (Puma before 6.4.3, WSGI, PHP-FPM) read `_` as `-`.
+    ("x_forwarded_ssl", "on"),
+    ("client_ip", "6.6.6.6"),
+    ("x-forwarded-user", "admin"),
 ];
 
 fn claiming(url: &str) -> http::Request<pagegate::Body> {
@@ -42,6 +46,18 @@ async fn an_untrusted_clients_claims_of_origin_do_not_reach_the_backend() {
         );
     }
     assert_eq!(seen.headers["x-forwarded-for"], "127.0.0.1");
+    proxy.stop().await;
+
+    // A header a limit keys by reaches the backend as counted, whatever its name.
+    let keyed = format!(
+        "{PASS}routes:\n  - {{name: all, path: '/{{*rest}}', upstream: app, limits: {{key: \
+         header, key_header: X-Forwarded-User, rate: {{per_client: {{requests: 100, per: 1m}}}}}}}}\n"
+    );
+    let proxy = Proxy::start(&keyed, &upstream).await;
+    assert_eq!(send(claiming(&proxy.url("/a"))).await.status, 200);
+    let seen = upstream.last();
+    assert_eq!(seen.headers["x-forwarded-user"], "admin");
+    assert!(!seen.headers.contains_key("x-real-ip"));
     proxy.stop().await;
 
     // A trusted proxy in front set them: they are kept.

@@ -234,7 +234,7 @@ fn traceparent(headers: &http::HeaderMap) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn spans_of_methods_outside_the_known_set_are_named_other() {
+async fn spans_of_methods_outside_the_known_set_are_named_http() {
     let (collector, received) = receiver().await;
     let upstream = Upstream::json("[]").await;
     let yaml = format!(
@@ -253,7 +253,13 @@ async fn spans_of_methods_outside_the_known_set_are_named_other() {
     let all: Vec<u8> = (received.lock().expect("lock").iter())
         .flat_map(|r| r.2.to_vec())
         .collect();
-    assert!(contains(&all, b"_OTHER"), "the span is named _OTHER");
+    assert!(contains(&all, b"_OTHER"), "the method is _OTHER");
+    // A span's name is field 5 of the OTLP `Span` (tag 0x2a), then its length.
+    assert!(contains(&all, b"\x2a\x04HTTP"), "the span is named HTTP");
+    assert!(
+        !contains(&all, b"\x2a\x06XYZ123"),
+        "no span is named by the method"
+    );
     assert!(
         contains(&all, b"http.request.method_original"),
         "the method sent is an attribute"

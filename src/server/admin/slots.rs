@@ -30,8 +30,19 @@ impl Slots {
         })
     }
 
-    /// A slot for `peer`, unless every slot or the peer's share is taken.
-    pub(super) fn take(self: &Arc<Self>, peer: IpAddr) -> Option<Slot> {
+    /// A slot for `peer`, unless every slot or the peer's share is taken. IPv6 peers share
+    /// by /64; a peer in `admin.allow` (`trusted`: loopback by default, where a service
+    /// mesh's agent relays the kubelet's probes) has no share of its own, only the total.
+    pub(super) fn take(self: &Arc<Self>, peer: IpAddr, trusted: bool) -> Option<Slot> {
+        if trusted {
+            let permit = Arc::clone(&self.total).try_acquire_owned().ok()?;
+            return Some(Slot {
+                slots: Arc::clone(self),
+                peer: None,
+                _permit: permit,
+            });
+        }
+        let peer = crate::client_addr::grouped(peer);
         let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
         let count = held.get(&peer).copied().unwrap_or(0);
         if count >= self.per_peer {
@@ -41,7 +52,7 @@ impl Slots {
         held.insert(peer, count + 1);
         Some(Slot {
             slots: Arc::clone(self),
-            peer,
+            peer: Some(peer),
             _permit: permit,
         })
     }
@@ -50,17 +61,19 @@ impl Slots {
 /// One connection's slot, given back when dropped.
 pub(super) struct Slot {
     slots: Arc<Slots>,
-    peer: IpAddr,
+    /// The peer (grouped) whose share it counts in; `None` for a trusted peer.
+    peer: Option<IpAddr>,
     _permit: OwnedSemaphorePermit,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
+        let Some(peer) = self.peer else { return };
         let mut held = (self.slots.held.lock()).unwrap_or_else(PoisonError::into_inner);
-        if let Some(count) = held.get_mut(&self.peer) {
+        if let Some(count) = held.get_mut(&peer) {
             *count -= 1;
             if *count == 0 {
-                held.remove(&self.peer);
+                held.remove(&peer);
             }
         }
     }
@@ -73,21 +86,32 @@ mod tests {
     #[test]
     fn a_peer_takes_its_share_and_gives_it_back() {
         let slots = Slots::new(8);
-        let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
-        let taken: Vec<Slot> = (0..2).map(|_| slots.take(a).expect("a's share")).collect();
-        assert!(slots.take(a).is_none(), "a's share is 2 of 8");
-        let others: Vec<Slot> = (0..2).map(|_| slots.take(b).expect("b's own")).collect();
+        let ip = |s: &str| -> IpAddr { s.parse().expect("address") };
+        let (a, b) = (ip("10.0.0.1"), ip("10.0.0.2"));
+        let taken: Vec<Slot> = (0..2).map(|_| slots.take(a, false).expect("a's")).collect();
+        assert!(slots.take(a, false).is_none(), "a's share is 2 of 8");
+        let others: Vec<Slot> = (0..2).map(|_| slots.take(b, false).expect("b's")).collect();
         drop(taken);
-        assert!(slots.take(a).is_some(), "given back");
-        assert_eq!(
-            slots.held.lock().unwrap().len(),
-            1,
-            "a's entry went with its slots"
-        );
+        assert!(slots.take(a, false).is_some(), "given back");
+        let entries = slots.held.lock().expect("lock").len();
+        assert_eq!(entries, 1, "a's entry went with its slots");
         drop(others);
+        // One /64 is one peer; a trusted peer counts only in the total.
+        let first = slots.take(ip("2001:db8::1"), false).expect("v6");
+        let second = slots.take(ip("2001:db8::2"), false).expect("v6, same /64");
+        assert!(
+            slots.take(ip("2001:db8::3"), false).is_none(),
+            "the /64's share"
+        );
+        let loopback = ip("127.0.0.1");
+        let trusted: Vec<Slot> = (0..6)
+            .map(|_| slots.take(loopback, true).expect("ok"))
+            .collect();
+        assert!(slots.take(loopback, true).is_none(), "all 8 taken");
+        drop((first, second, trusted));
         let small = Slots::new(1);
-        let one = small.take(a).expect("one");
-        assert!(small.take(b).is_none(), "all slots taken");
+        let one = small.take(a, false).expect("one");
+        assert!(small.take(b, false).is_none(), "all slots taken");
         drop(one);
     }
 }

@@ -14,17 +14,19 @@ use crate::upstream::config::HostMode;
 /// With `trust` (a proxy of yours sits in front of pagegate), `X-Forwarded-For` and
 /// `Forwarded` are appended to and `X-Forwarded-Proto`/`-Host` kept when present. Without it
 /// (the default), whatever the client sent in them is replaced: a client cannot make the
-/// backend believe it came from elsewhere or build links to another host.
+/// backend believe it came from elsewhere or build links to another host. Its other claims of
+/// origin are removed, but for the headers the configuration's limits and identities read
+/// (`decided`): the backend sees the key pagegate counted.
 pub(crate) fn set_forwarding(
     headers: &mut HeaderMap,
     client: Option<&ClientAddr>,
     host: Option<&HeaderValue>,
     mode: &HostMode,
     upstream_authority: Option<&HeaderValue>,
-    trust: bool,
+    (trust, decided): (bool, &[HeaderName]),
 ) {
     if !trust {
-        remove_client_claims(headers);
+        remove_client_claims(headers, decided);
     }
     match (trust, client) {
         (false, Some(client)) => replace_forwarding(headers, client, host),
@@ -55,12 +57,19 @@ const CLIENT_CLAIMS: [&str; 7] = [
 ];
 
 /// Removes what a client that is not a trusted proxy claims about where it came from
-/// ([`CLIENT_CLAIMS`], `x-forwarded-*`). One pass over the few names a request has settles
-/// the common case of none.
-fn remove_client_claims(headers: &mut HeaderMap) {
+/// ([`CLIENT_CLAIMS`], `x-forwarded-*`), spelled with `-` or `_` (CGI-style servers read both
+/// as `_`), but for `decided`. One pass over the few names a request has settles the common
+/// case of none.
+fn remove_client_claims(headers: &mut HeaderMap, decided: &[HeaderName]) {
     let claims = |name: &HeaderName| {
-        let name = name.as_str();
-        name.starts_with("x-forwarded-") || CLIENT_CLAIMS.contains(&name)
+        let spelled = name.as_str();
+        let dashed: std::borrow::Cow<'_, str> = if spelled.contains('_') {
+            spelled.replace('_', "-").into()
+        } else {
+            spelled.into()
+        };
+        (dashed.starts_with("x-forwarded-") || CLIENT_CLAIMS.contains(&&*dashed))
+            && !decided.contains(name)
     };
     if !headers.keys().any(claims) {
         return;

@@ -137,7 +137,7 @@ fn trusted_forwarding_appends_and_keeps_front_values() {
         Some(&host),
         &HostMode::Upstream,
         Some(&HeaderValue::from_static("10.0.0.2:8000")),
-        true,
+        (true, &[]),
     );
     assert_eq!(h["x-forwarded-for"], "203.0.113.9, 198.51.100.7, ::1");
     assert_eq!(h["x-forwarded-proto"], "https");
@@ -153,7 +153,7 @@ fn trusted_forwarding_appends_and_keeps_front_values() {
         Some(&host),
         &HostMode::Preserve,
         Some(&HeaderValue::from_static("10.0.0.2:8000")),
-        true,
+        (true, &[]),
     );
     assert_eq!(h["host"], "api.example.com");
 }
@@ -185,7 +185,7 @@ fn untrusted_forwarding_headers_from_clients_are_replaced() {
         Some(&host),
         &HostMode::Upstream,
         Some(&HeaderValue::from_static("app:80")),
-        false,
+        (false, &[]),
     );
     assert_eq!(h["x-forwarded-for"], "192.0.2.4");
     assert_eq!(h["x-forwarded-host"], "api.example.com");
