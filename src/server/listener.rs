@@ -62,7 +62,13 @@ pub(super) async fn accept_clients(
             accepted = accept(listener, "clients") => accepted,
         };
         let client = ClientAddr::new(peer, &serving.trusted).with_tls(serving.tls);
-        let Ok(peer_slot) = admission.peers.admit(client.key()) else {
+        // A trusted proxy carries many clients' connections: it has no cap of its own.
+        let admitted = if client.trusted() {
+            Ok(None)
+        } else {
+            admission.peers.admit(client.key())
+        };
+        let Ok(peer_slot) = admitted else {
             // Over max_connections_per_client: closed at once, before a byte is read.
             drop(stream);
             continue;

@@ -434,3 +434,21 @@ async fn a_client_over_max_connections_per_client_is_closed_at_once() {
     assert_eq!(crate::support::get(&proxy.url("/again")).await.status, 200);
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn a_trusted_proxy_has_no_cap_of_its_own_on_connections() {
+    // Behind a CDN or an ingress every connection comes from its address: it carries many
+    // clients, so max_connections_per_client does not count it.
+    let upstream = Upstream::start(|_| async { json_response("{}") }).await;
+    let yaml = format!("max_connections_per_client: 2\ntrusted_proxies: [127.0.0.1]\n{YAML}");
+    let proxy = Proxy::start(&yaml, &upstream).await;
+    let held: Vec<TcpStream> = vec![
+        TcpStream::connect(proxy.addr).await.expect("1"),
+        TcpStream::connect(proxy.addr).await.expect("2"),
+        TcpStream::connect(proxy.addr).await.expect("3"),
+    ];
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(crate::support::get(&proxy.url("/a")).await.status, 200);
+    drop(held);
+    proxy.stop().await;
+}
