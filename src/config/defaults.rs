@@ -46,7 +46,8 @@ pub(crate) const HTTP2_RESET_WINDOW: Duration = Duration::from_secs(10);
 /// send per [`HTTP2_CONTROL_WINDOW`] beyond those its streams and downloads explain; past it
 /// the connection gets GOAWAY `ENHANCE_YOUR_CALM` and is closed (1,000).
 pub(crate) const HTTP2_MAX_CONTROL_FRAMES: u32 = 1_000;
-/// The window [`HTTP2_MAX_CONTROL_FRAMES`] counts over (10 seconds).
+/// The window [`HTTP2_MAX_CONTROL_FRAMES`] counts over (10 seconds). It slides: the count is
+/// this window's plus the last one's, weighted by how much of it is still within 10 s.
 pub(crate) const HTTP2_CONTROL_WINDOW: Duration = Duration::from_secs(10);
 /// Control frames each stream a client opens explains: a PRIORITY, a WINDOW_UPDATE and a
 /// RST_STREAM (3).

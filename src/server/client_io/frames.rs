@@ -96,6 +96,9 @@ pub(super) struct Frames {
     window_credit: u64,
     /// Counted frames in the current window, and when it began.
     counted: u32,
+    /// Counted frames in the window before: the count slides, estimated from the two, so a
+    /// burst across a window's edge counts whole.
+    previous: u32,
     /// The bound was passed: the connection is over.
     over: bool,
     since: Instant,
@@ -110,6 +113,7 @@ impl Frames {
             stream_credit: 0,
             window_credit: 0,
             counted: 0,
+            previous: 0,
             over: false,
             since: Instant::now(),
         }
@@ -163,15 +167,26 @@ impl Frames {
         self.count()
     }
 
-    /// Counts one frame; true past the bound.
+    /// Counts one frame; true past the bound, over a sliding window: this window's count
+    /// plus the last one's, weighted by how much of it the sliding window still covers.
     fn count(&mut self) -> bool {
         let now = Instant::now();
-        if now.duration_since(self.since) >= HTTP2_CONTROL_WINDOW {
-            self.since = now;
+        let elapsed = now.duration_since(self.since);
+        if elapsed >= HTTP2_CONTROL_WINDOW {
+            let next = elapsed < 2 * HTTP2_CONTROL_WINDOW;
+            self.previous = if next { self.counted } else { 0 };
+            self.since = if next {
+                self.since + HTTP2_CONTROL_WINDOW
+            } else {
+                now
+            };
             self.counted = 0;
         }
         self.counted += 1;
-        self.over |= self.counted > HTTP2_MAX_CONTROL_FRAMES;
+        let into = now.duration_since(self.since).as_secs_f64();
+        let left = 1.0 - into / HTTP2_CONTROL_WINDOW.as_secs_f64();
+        let carried = f64::from(self.previous) * left.max(0.0);
+        self.over |= carried + f64::from(self.counted) > f64::from(HTTP2_MAX_CONTROL_FRAMES);
         self.over
     }
 

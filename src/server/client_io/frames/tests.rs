@@ -36,11 +36,37 @@ async fn a_ping_flood_is_cut_at_the_bound_and_the_window_forgives() {
     for _ in 0..HTTP2_MAX_CONTROL_FRAMES {
         assert!(!frames.read(&ping));
     }
-    tokio::time::advance(HTTP2_CONTROL_WINDOW).await;
+    // A window later, the last one still weighs in full; two later, not at all.
+    tokio::time::advance(2 * HTTP2_CONTROL_WINDOW).await;
     for _ in 0..HTTP2_MAX_CONTROL_FRAMES {
-        assert!(!frames.read(&ping), "a new window");
+        assert!(!frames.read(&ping), "a window with nothing before it");
     }
     assert!(frames.read(&ping), "one past the bound");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_burst_across_a_windows_edge_counts_whole() {
+    let mut frames = Frames::new();
+    let ping = frame(PING, 0, 0, 8);
+    let burst = HTTP2_MAX_CONTROL_FRAMES * 99 / 100;
+    tokio::time::advance(HTTP2_CONTROL_WINDOW * 99 / 100).await;
+    for _ in 0..burst {
+        assert!(!frames.read(&ping));
+    }
+    tokio::time::advance(HTTP2_CONTROL_WINDOW * 2 / 100).await;
+    let cut = (0..burst).any(|_| frames.read(&ping));
+    assert!(cut, "twice the bound within a fiftieth of the window");
+    // Half a window on, half of a full window before still weighs.
+    let mut frames = Frames::new();
+    for _ in 0..HTTP2_MAX_CONTROL_FRAMES {
+        assert!(!frames.read(&ping));
+    }
+    tokio::time::advance(HTTP2_CONTROL_WINDOW * 3 / 2).await;
+    let passed = (0..HTTP2_MAX_CONTROL_FRAMES)
+        .take_while(|_| !frames.read(&ping))
+        .count();
+    let half = usize::try_from(HTTP2_MAX_CONTROL_FRAMES / 2).expect("count");
+    assert!(passed.abs_diff(half) <= 1, "{passed} passed");
 }
 
 #[test]
