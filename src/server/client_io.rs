@@ -8,6 +8,8 @@
 //!   held list page's reservation and its upstream connection stay pinned. A write that makes
 //!   no progress for `send_timeout` fails, which closes the connection and releases them all.
 //! * **HTTP/2 control-frame floods** (see [`frames`]).
+//! * **Arrivals** for eviction: plaintext bytes, and under listener TLS the raw bytes a
+//!   handshake reads ([`Arrivals`]), tell the connection its head has begun.
 
 use std::future::Future;
 use std::io;
@@ -21,7 +23,10 @@ use tokio::time::{Instant, Sleep};
 
 use frames::Frames;
 
+mod arrivals;
 mod frames;
+
+pub(super) use arrivals::Arrivals;
 
 /// The HTTP/2 connection preface (RFC 9113 §3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -60,6 +65,8 @@ pub(super) struct ClientIo<T> {
     conn: Option<std::sync::Arc<super::connection::Conn>>,
     /// HTTP/2 only: the control-frame accounting, from the end of the preface on.
     frames: Option<Box<Frames>>,
+    /// Under listener TLS: the raw bytes [`Arrivals`] counted, and the count last seen.
+    raw: Option<(std::sync::Arc<std::sync::atomic::AtomicU64>, u64)>,
 }
 
 impl<T> ClientIo<T> {
@@ -81,7 +88,15 @@ impl<T> ClientIo<T> {
             waiting: false,
             conn: None,
             frames: None,
+            raw: None,
         }
+    }
+
+    /// Reads the raw bytes `count` ([`Arrivals`] under TLS) as arrivals too: a handshake
+    /// under way is a head begun, not a silent connection.
+    pub(super) fn noting(mut self, count: std::sync::Arc<std::sync::atomic::AtomicU64>) -> Self {
+        self.raw = Some((count, 0));
+        self
     }
 
     /// Tells `conn` when bytes arrive (a head begins) and when the HTTP/2 preface has.
@@ -178,10 +193,15 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for ClientIo<T> {
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if let Some(conn) = &self.conn
-            && buf.filled().len() > before
-        {
-            conn.bytes_arrived();
+        let this = &mut *self;
+        if let Some(conn) = &this.conn {
+            let raw = this.raw.as_mut().is_some_and(|(count, seen)| {
+                let now = count.load(std::sync::atomic::Ordering::Relaxed);
+                std::mem::replace(seen, now) != now
+            });
+            if raw || buf.filled().len() > before {
+                conn.bytes_arrived();
+            }
         }
         if let Some(frames) = self.frames.as_mut() {
             if frames.over() {

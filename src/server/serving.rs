@@ -18,7 +18,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tower::ServiceExt;
 
-use super::client_io::{self, ClientIo};
+use super::client_io::{self, Arrivals, ClientIo};
 use super::connection::{self, Answer, Close, Conn, Connections, Settings};
 use super::incoming;
 use super::peers::PeerSlot;
@@ -242,15 +242,18 @@ impl Serving {
 
     /// A client socket under its deadlines; with listener TLS, its handshake runs inside the
     /// first reads, within the first-bytes deadline.
-    fn client_io(&self, stream: TcpStream) -> ClientIo<Transport<TcpStream>> {
+    fn client_io(&self, stream: TcpStream) -> ClientIo<Transport<Arrivals<TcpStream>>> {
         let peer = stream.peer_addr().ok().map(|a| a.ip().to_canonical());
         let failed = (self.closed.tls_handshake.clone(), peer);
+        let arrived = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let stream = Arrivals::new(stream, Arc::clone(&arrived));
         ClientIo::new(
             Transport::new(stream, self.current.load().tls(), failed),
             self.header_read_timeout,
             self.send_timeout,
             self.closed.clone(),
         )
+        .noting(arrived)
     }
 
     /// Serves a connection that holds a slot (`permit`, and its client's `peer_slot`).
