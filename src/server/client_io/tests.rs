@@ -121,8 +121,15 @@ async fn a_handshake_under_way_is_a_head_begun_not_silence() {
     // Past SILENT_NEWCOMER since it was accepted, it is not a silent connection: its head
     // began half a second ago.
     tokio::time::advance(half + Duration::from_millis(100)).await;
-    assert_eq!(open.evict().strong_count(), 0, "a handshake under way is kept");
+    assert_eq!(
+        open.evict().strong_count(),
+        0,
+        "a handshake under way is kept"
+    );
     // Past SLOW_HEAD after its first byte, it is a slow head, as a trickled head is.
     tokio::time::advance(crate::config::defaults::SLOW_HEAD).await;
-    assert!(open.evict().strong_count() > 0, "a slow handshake is evictable");
+    assert!(
+        open.evict().strong_count() > 0,
+        "a slow handshake is evictable"
+    );
 }
