@@ -276,7 +276,8 @@ const OTHER_METHOD: &str = "_OTHER";
 /// method sent as `http.request.method_original`.
 fn method_attributes(method: &http::Method) -> (&'static str, Vec<KeyValue>) {
     let known = known_method(method);
-    let mut attributes = vec![KeyValue::new("http.request.method", known)];
+    let mut attributes = Vec::with_capacity(4);
+    attributes.push(KeyValue::new("http.request.method", known));
     if known == OTHER_METHOD {
         attributes.push(KeyValue::new(
             "http.request.method_original",

@@ -30,9 +30,11 @@ impl Slots {
         })
     }
 
-    /// A slot for `peer`, unless every slot or the peer's share is taken. IPv6 peers share
-    /// by /64; a peer in `admin.allow` (`trusted`: loopback by default, where a service
-    /// mesh's agent relays the kubelet's probes) has no share of its own, only the total.
+    /// A slot for `peer`, unless every slot or the peer's share is taken. Addresses count
+    /// exactly, IPv6 too: the admin port's clients are the cluster's own, and in IPv6 clusters
+    /// the kubelet, Prometheus and every pod may share one /64 (Cilium's default pool). A peer
+    /// in `admin.allow` (`trusted`: loopback by default, where a service mesh's agent relays
+    /// the kubelet's probes) has no share of its own, only the total.
     pub(super) fn take(self: &Arc<Self>, peer: IpAddr, trusted: bool) -> Option<Slot> {
         if trusted {
             let permit = Arc::clone(&self.total).try_acquire_owned().ok()?;
@@ -42,7 +44,6 @@ impl Slots {
                 _permit: permit,
             });
         }
-        let peer = crate::client_addr::grouped(peer);
         let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
         let count = held.get(&peer).copied().unwrap_or(0);
         if count >= self.per_peer {
@@ -61,7 +62,7 @@ impl Slots {
 /// One connection's slot, given back when dropped.
 pub(super) struct Slot {
     slots: Arc<Slots>,
-    /// The peer (grouped) whose share it counts in; `None` for a trusted peer.
+    /// The peer whose share it counts in; `None` for a trusted peer.
     peer: Option<IpAddr>,
     _permit: OwnedSemaphorePermit,
 }
@@ -96,13 +97,10 @@ mod tests {
         let entries = slots.held.lock().expect("lock").len();
         assert_eq!(entries, 1, "a's entry went with its slots");
         drop(others);
-        // One /64 is one peer; a trusted peer counts only in the total.
+        // IPv6 addresses count exactly (one /64 may hold the whole cluster); a trusted peer
+        // counts only in the total.
         let first = slots.take(ip("2001:db8::1"), false).expect("v6");
-        let second = slots.take(ip("2001:db8::2"), false).expect("v6, same /64");
-        assert!(
-            slots.take(ip("2001:db8::3"), false).is_none(),
-            "the /64's share"
-        );
+        let second = slots.take(ip("2001:db8::2"), false).expect("another peer");
         let loopback = ip("127.0.0.1");
         let trusted: Vec<Slot> = (0..6)
             .map(|_| slots.take(loopback, true).expect("ok"))
