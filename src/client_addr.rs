@@ -175,7 +175,13 @@ impl ClientAddr {
     /// The client as limits count it: IPv6 clients grouped by /64, since one host usually
     /// holds a whole /64.
     pub fn key(&self) -> IpAddr {
-        grouped(self.client)
+        match self.client {
+            IpAddr::V6(v6) => {
+                let [a, b, c, d, ..] = v6.segments();
+                IpAddr::V6(Ipv6Addr::new(a, b, c, d, 0, 0, 0, 0))
+            }
+            v4 => v4,
+        }
     }
 
     /// The peer's IP as `X-Forwarded-For` carries it.
@@ -198,18 +204,6 @@ pub(crate) struct TunnelHold(pub Arc<dyn std::any::Any + Send + Sync>);
 impl std::fmt::Debug for TunnelHold {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TunnelHold").finish_non_exhaustive()
-    }
-}
-
-/// An address as limits count it: IPv6 grouped by /64, since one host usually holds a whole
-/// /64 (and could otherwise take a fresh address for every connection).
-pub(crate) fn grouped(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => {
-            let [a, b, c, d, ..] = v6.segments();
-            IpAddr::V6(Ipv6Addr::new(a, b, c, d, 0, 0, 0, 0))
-        }
-        v4 => v4,
     }
 }
 

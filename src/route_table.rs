@@ -10,7 +10,7 @@ use std::borrow::Cow;
 
 mod target;
 
-pub(crate) use target::{BadHost, DotPath, bad_host, dot_segments};
+pub(crate) use target::{BadHost, DotPath, dot_segments, unfit};
 
 use http::Method;
 
@@ -335,7 +335,7 @@ fn decode_unreserved(path: &str) -> Cow<'_, str> {
 
 /// Whether a raw request path holds a NUL byte (`%00`), which names no resource: C backends
 /// and file systems end the path there.
-pub(crate) fn nul(path: &str) -> bool {
+fn nul(path: &str) -> bool {
     path.contains("%00")
 }
 

@@ -231,10 +231,7 @@ impl Generation {
             }
             None => &self.fallback,
         };
-        if crate::route_table::nul(req.uri().path())
-            || crate::route_table::bad_host(req)
-            || methods::check(req, at).is_err()
-        {
+        if crate::route_table::unfit(req).is_some() || methods::check(req, at).is_err() {
             return (&self.refuse, at, true);
         }
         (route, at, false)

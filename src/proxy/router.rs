@@ -155,11 +155,8 @@ impl Refuse {
     pub fn method() -> Self {
         Self {
             why: |req| {
-                if crate::route_table::nul(req.uri().path()) {
-                    return crate::route_table::NulPath.into();
-                }
-                if crate::route_table::bad_host(req) {
-                    return crate::route_table::BadHost.into();
+                if let Some(unfit) = crate::route_table::unfit(req) {
+                    return unfit;
                 }
                 let at = req
                     .extensions()

@@ -25,10 +25,19 @@ pub(crate) struct BadHost;
 )]
 pub(crate) struct DotPath;
 
+/// Why a request cannot go to any backend, whatever route it landed on: a NUL byte in its
+/// path ([`super::NulPath`]), or a `Host` that is no host name ([`BadHost`]).
+pub(crate) fn unfit(req: &crate::Request) -> Option<crate::BoxError> {
+    if super::nul(req.uri().path()) {
+        return Some(super::NulPath.into());
+    }
+    bad_host(req).then(|| BadHost.into())
+}
+
 /// Whether the request's host is unfit to pass on: several `Host` headers, or one (or an
 /// `:authority`) with a character no host name or address has, userinfo included. An empty
 /// `Host` (a client with no authority to name) passes.
-pub(crate) fn bad_host(req: &crate::Request) -> bool {
+fn bad_host(req: &crate::Request) -> bool {
     let mut hosts = req.headers().get_all(http::header::HOST).iter();
     let host = match (hosts.next(), hosts.next()) {
         (_, Some(_)) => return true,

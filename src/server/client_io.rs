@@ -65,7 +65,8 @@ pub(super) struct ClientIo<T> {
     conn: Option<std::sync::Arc<super::connection::Conn>>,
     /// HTTP/2 only: the control-frame accounting, from the end of the preface on.
     frames: Option<Box<Frames>>,
-    /// Under listener TLS: the raw bytes [`Arrivals`] counted, and the count last seen.
+    /// The raw bytes [`Arrivals`] counted (under listener TLS, before any plaintext), and the
+    /// count last seen.
     raw: Option<(std::sync::Arc<std::sync::atomic::AtomicU64>, u64)>,
 }
 

@@ -213,7 +213,7 @@ pub(crate) fn boundary(
 /// `row_to_json` reads).
 fn select_list(table: &TableConfig, catalog: &Catalog, columns: &[String], shape: Shape) -> String {
     let column = |c: &str| catalog.columns.get(c);
-    let numeric = |c: &str| column(c).is_some_and(|c| c.numeric);
+    let numeric = |c: &str| column(c).is_some_and(|c| c.numeric());
     let mut list = Vec::with_capacity(columns.len() + table.key.len());
     match shape {
         Shape::Json => {

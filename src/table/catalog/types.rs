@@ -61,8 +61,13 @@ pub(crate) struct Column {
     pub(crate) json: bool,
     /// NOT NULL.
     pub(crate) not_null: bool,
+}
+
+impl Column {
     /// `numeric`, or a domain over it (served as a JSON string, so no digit is lost).
-    pub(crate) numeric: bool,
+    pub(crate) fn numeric(&self) -> bool {
+        self.base == "numeric"
+    }
 }
 
 /// The name to cast a value of the type `chain` describes to (see the module docs).
@@ -157,7 +162,6 @@ pub(crate) async fn read(
             None => {
                 let sql_type: String = row.get(1);
                 let typed = Column {
-                    numeric: false,
                     base: sql_type.clone(),
                     sql_type,
                     declared: row.get(10),
@@ -177,7 +181,6 @@ pub(crate) async fn read(
         .into_iter()
         .map(|(name, chain, mut typed)| {
             typed.cast = cast(&chain);
-            typed.numeric = typed.base == "numeric";
             // The element of the first array through domains.
             typed.element = chain
                 .iter()

@@ -99,10 +99,10 @@ impl Chunks {
     /// The first chunk of the range after `after`, its last key found first (the key
     /// `rows_per_chunk - 1` rows on, by [`sql::boundary`]) and sent on `end` (`None`: this
     /// range runs to the end), so the next range's chunk can be fetched while this one is. A
-    /// range is as long as the chunk that reads it (in `place`, when one was taken to spare): after a chunk reached `chunk_bytes`, a
+    /// range is as long as the chunk that reads it: after a chunk reached `chunk_bytes`, a
     /// range of `chunk_rows` would take several chunks one after the other while the ranges
     /// after it waited, and the export would run nearly serially. Both statements run on one
-    /// connection.
+    /// connection, in `place` of the route's share when one was taken to spare.
     pub(super) async fn next_range(
         &mut self,
         end: tokio::sync::oneshot::Sender<Option<Vec<String>>>,

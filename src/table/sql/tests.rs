@@ -43,7 +43,7 @@ fn table(key: &[(&str, bool)]) -> (TableConfig, Catalog) {
         max_connections: None,
         places: Default::default(),
     };
-    let column = |t: &str, numeric| Column {
+    let column = |t: &str| Column {
         sql_type: t.to_owned(),
         base: t.to_owned(),
         declared: t.to_owned(),
@@ -54,7 +54,6 @@ fn table(key: &[(&str, bool)]) -> (TableConfig, Catalog) {
             _ => "pg_catalog.timestamptz",
         }
         .to_owned(),
-        numeric,
         element: None,
         array: false,
         composite: false,
@@ -63,12 +62,9 @@ fn table(key: &[(&str, bool)]) -> (TableConfig, Catalog) {
     };
     let catalog = Catalog {
         columns: HashMap::from([
-            ("id".to_owned(), column("bigint", false)),
-            (
-                "created_at".to_owned(),
-                column("timestamp with time zone", false),
-            ),
-            ("amount".to_owned(), column("numeric", true)),
+            ("id".to_owned(), column("bigint")),
+            ("created_at".to_owned(), column("timestamp with time zone")),
+            ("amount".to_owned(), column("numeric")),
         ]),
         warnings: Vec::new(),
     };
