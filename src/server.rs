@@ -118,9 +118,9 @@ impl Server {
             }
         }
         let config = Arc::clone(generation.config());
-        let listener = listener::bind(config.server.listen).await?;
+        let listener = listener::bind(config.server.listen, config.server.send_buffer).await?;
         let admin_listener = match config.server.admin_listen {
-            Some(addr) => Some(listener::bind(addr).await?),
+            Some(addr) => Some(listener::bind(addr, None).await?),
             None => None,
         };
         metrics.lifecycle.running(&config.hash());

@@ -27,6 +27,12 @@ pub(crate) const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10)
 /// Longest a write to a client may wait: a client that reads nothing for this long is
 /// disconnected, releasing its held page and upstream connection (30 seconds).
 pub(crate) const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// Smallest `send_buffer` (4 KiB): below it Linux rounds up anyway.
+pub(crate) const MIN_SEND_BUFFER: u64 = 4 * 1024;
+/// Largest `send_buffer` (64 MiB): kernel memory per connection.
+pub(crate) const MAX_SEND_BUFFER: u64 = 64 * 1024 * 1024;
+/// Connections the kernel queues for accepting, as `TcpListener::bind` sets (1024).
+pub(crate) const LISTEN_BACKLOG: u32 = 1024;
 /// Interval of HTTP/2 keep-alive PINGs to clients (20 seconds).
 pub(crate) const DEFAULT_HTTP2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
 /// Time an HTTP/2 client has to answer a PING before its connection is closed (20 seconds).

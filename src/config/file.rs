@@ -38,6 +38,7 @@ pub(crate) struct FileConfig {
     pub(crate) header_read_timeout: Option<Spanned<String>>,
     pub(crate) max_head_bytes: Option<Spanned<String>>,
     pub(crate) send_timeout: Option<Spanned<String>>,
+    pub(crate) send_buffer: Option<Spanned<String>>,
     pub(crate) http2_keepalive_interval: Option<Spanned<String>>,
     pub(crate) http2_keepalive_timeout: Option<Spanned<String>>,
     pub(crate) http2_idle_timeout: Option<Spanned<String>>,

@@ -31,6 +31,9 @@ pub struct ServerConfig {
     pub max_head_bytes: u64,
     /// Longest a write to a client may wait.
     pub send_timeout: Duration,
+    /// Each client socket's kernel send buffer (`SO_SNDBUF`), in bytes; `None`: the kernel's
+    /// autotuning.
+    pub send_buffer: Option<u64>,
     /// Interval of HTTP/2 keep-alive PINGs.
     pub http2_keepalive_interval: Duration,
     /// Time to answer an HTTP/2 PING.
@@ -77,6 +80,7 @@ impl ServerConfig {
             header_read_timeout,
             max_head_bytes,
             send_timeout,
+            send_buffer,
             http2_keepalive_interval,
             http2_keepalive_timeout,
             http2_idle_timeout,

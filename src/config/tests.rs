@@ -152,6 +152,23 @@ fn durations_and_sizes_are_typed() {
 }
 
 #[test]
+fn client_socket_sizes_are_bounded() {
+    let config = parse(&format!("send_buffer: 256KiB\n{MINIMAL}")).expect("valid");
+    assert_eq!(config.server.send_buffer, Some(256 * 1024));
+    assert_eq!(parse(MINIMAL).expect("valid").server.send_buffer, None);
+    let lines = problems(&format!(
+        "send_buffer: 1KiB\nmax_head_bytes: 2MiB\n{MINIMAL}"
+    ));
+    assert_starts(
+        &lines,
+        &[
+            "t.yaml:1:14: `send_buffer` is 1KiB: a socket's send buffer is kernel memory per connection (unset, the kernel sizes it), so keep it between 4KiB and 64MiB",
+            "t.yaml:2:17: `max_head_bytes` is 2MiB: a head's memory is held per connection (max_connections x max_head_bytes), so keep it between 8KiB and 1MiB",
+        ],
+    );
+}
+
+#[test]
 fn values_out_of_range_are_refused_with_the_fix() {
     let yaml = "\
 upstreams: {app: {url: 'ftp://h:1/x'}, b: {url: 'http://h:2', connect_timeout: 0s}}

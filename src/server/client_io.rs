@@ -144,6 +144,14 @@ impl<T> ClientIo<T> {
         flooded()
     }
 
+    /// Tells an HTTP/2 connection's streams that the socket is full, or took bytes again: a
+    /// stream's frame waiting its turn behind a full socket is not the stream's stall.
+    fn full(&self, full: bool) {
+        if let (Some(conn), Some(_)) = (&self.conn, &self.frames) {
+            conn.socket_full(full);
+        }
+    }
+
     /// Runs `write`; a `Pending` that lasts `send_timeout` becomes a `TimedOut` error.
     fn guard_write<R>(
         &mut self,
@@ -155,8 +163,14 @@ impl<T> ClientIo<T> {
     {
         let polled = write(Pin::new(&mut self.inner), cx);
         if polled.is_ready() {
-            self.waiting = false;
+            if self.waiting {
+                self.waiting = false;
+                self.full(false);
+            }
             return polled;
+        }
+        if !self.waiting {
+            self.full(true);
         }
         let deadline = Instant::now() + self.send_timeout;
         let sleep = self

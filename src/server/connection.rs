@@ -18,6 +18,8 @@
 //!   `send_timeout` means the client took nothing: the connection is closed, as an HTTP/1
 //!   client that reads nothing is. Frames are cut to [`H2_FRAME`] bytes, so a slow reader that
 //!   makes progress is asked for more in time (a stream must take 16 KiB per `send_timeout`).
+//!   Time the socket itself is full does not count ([`socket`]): streams sharing a slow link
+//!   wait their turn, and the socket's own send-stall timeout watches that link.
 //!   The body's end is asked for as soon as its last frame is sent into h2's buffer, so the
 //!   last frame's delivery is not watched here: a connection asked to close gracefully gets
 //!   `send_timeout` to finish, then is closed.
@@ -40,6 +42,7 @@ use crate::config::defaults::HTTP2_RESET_WINDOW;
 use crate::sync::{Millis, lock};
 
 mod eviction;
+mod socket;
 mod stream;
 
 pub(super) use stream::{Answer, Stream};
@@ -132,9 +135,11 @@ pub(super) struct Conn {
     /// When the resets of the last [`HTTP2_RESET_WINDOW`] happened, oldest first.
     resets: Mutex<VecDeque<Instant>>,
     next_stream: AtomicU64,
-    /// Per HTTP/2 stream: milliseconds after the epoch since its body's last frame waits for the
+    /// Per HTTP/2 stream: since when, on `socket`'s clock, its body's last frame waits for the
     /// client (0: not waiting).
     streams: Mutex<HashMap<u64, Arc<AtomicU64>>>,
+    /// The time the socket was full, which a stream's wait does not count.
+    socket: socket::SocketClock,
 }
 
 /// A connection's entry in the registry, removed when its task ends.
@@ -190,6 +195,7 @@ impl Connections {
             resets: Mutex::new(VecDeque::new()),
             next_stream: AtomicU64::new(0),
             streams: Mutex::new(HashMap::new()),
+            socket: socket::SocketClock::default(),
         });
         lock(&self.open).insert(id, Arc::clone(&conn));
         Registered(conn)
@@ -287,10 +293,26 @@ impl Conn {
             )
             .then_some(Close::Idle);
         }
+        let open = self.socket.open(now);
         lock(&self.streams)
             .values()
-            .any(|clock| older(clock.load(Ordering::Relaxed), settings.send_timeout))
+            .any(|clock| {
+                let since = clock.load(Ordering::Relaxed);
+                since != 0
+                    && u128::from(open.saturating_sub(since)) >= settings.send_timeout.as_millis()
+            })
             .then_some(Close::Stalled)
+    }
+
+    /// The socket's writes wait (`full`: the client reads slower than pagegate writes), or
+    /// it took bytes again.
+    pub(super) fn socket_full(&self, full: bool) {
+        self.socket.set(self.connections.now_ms(), full);
+    }
+
+    /// Now, on the clock streams wait on: it stands still while the socket is full.
+    fn open_ms(&self) -> u64 {
+        self.socket.open(self.connections.now_ms())
     }
 
     /// Bytes arrived from the client: with no request in flight, a head has begun.

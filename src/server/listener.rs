@@ -7,20 +7,50 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
 
 use super::StartError;
 use super::peers::Peers;
 use super::serving::Serving;
 use crate::client_addr::ClientAddr;
-use crate::config::defaults::ACCEPT_BACKOFF;
+use crate::config::defaults::{ACCEPT_BACKOFF, LISTEN_BACKLOG};
 
-/// Binds `addr`, or says which address could not be bound.
-pub(super) async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| StartError::Bind { addr, source })
+/// Binds `addr`, or says which address could not be bound. With `send_buffer`, every
+/// accepted socket has that kernel send buffer (Linux copies the listener's to each, and turns
+/// its autotuning off).
+pub(super) async fn bind(
+    addr: SocketAddr,
+    send_buffer: Option<u64>,
+) -> Result<TcpListener, StartError> {
+    let Some(size) = send_buffer else {
+        return TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source });
+    };
+    let bound = || -> std::io::Result<TcpListener> {
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        // As `TcpListener::bind` does: a restart rebinds while old connections linger.
+        socket.set_reuseaddr(true)?;
+        socket.set_send_buffer_size(u32::try_from(size).unwrap_or(u32::MAX))?;
+        // Linux doubles what it is given, for its bookkeeping, and caps it at
+        // `net.core.wmem_max` without an error: say so rather than run with less.
+        let got = u64::from(socket.send_buffer_size()?);
+        if got < size {
+            tracing::warn!(
+                asked = size,
+                got,
+                "send_buffer is capped by the kernel: raise net.core.wmem_max to get it"
+            );
+        }
+        socket.bind(addr)?;
+        socket.listen(LISTEN_BACKLOG)
+    };
+    bound().map_err(|source| StartError::Bind { addr, source })
 }
 
 /// The next connection on `listener`. A failed accept is logged and tried again after

@@ -17,6 +17,7 @@ mod guard;
 mod held_pages;
 mod http2;
 mod http2_floods;
+mod http2_slow_link;
 mod identities;
 mod identity_secret;
 mod integrity;

@@ -27,9 +27,18 @@ pub(super) fn server(p: &mut Problems, file: &FileConfig) -> Option<ServerConfig
         "max_head_bytes",
         DEFAULT_MAX_HEAD_BYTES,
         (8 * 1024, 1024 * 1024),
-        " (a head's memory is held per connection: max_connections x max_head_bytes)",
+        "a head's memory is held per connection (max_connections x max_head_bytes), so ",
     );
     let http2_max_resets = http2_max_resets(p, file);
+    let send_buffer = file.send_buffer.as_ref().map(|value| {
+        p.size(
+            Some(value),
+            "send_buffer",
+            MIN_SEND_BUFFER,
+            (MIN_SEND_BUFFER, MAX_SEND_BUFFER),
+            "a socket's send buffer is kernel memory per connection (unset, the kernel sizes it), so ",
+        )
+    });
     let drain_delay = p.delay(
         file.drain_delay.as_ref(),
         "drain_delay",
@@ -56,6 +65,7 @@ pub(super) fn server(p: &mut Problems, file: &FileConfig) -> Option<ServerConfig
         ),
         max_head_bytes,
         send_timeout: duration(&file.send_timeout, "send_timeout", DEFAULT_SEND_TIMEOUT),
+        send_buffer,
         http2_keepalive_interval: duration(
             &file.http2_keepalive_interval,
             "http2_keepalive_interval",

@@ -67,7 +67,7 @@ impl Stream {
         } else {
             // HTTP/2: hyper asks for the first frame once the client has granted the stream
             // window; one that grants none stalls from here.
-            self.waiting(self.conn.connections.now_ms());
+            self.waiting(self.conn.open_ms());
             Some(self)
         };
         Tracked {
@@ -101,7 +101,7 @@ impl<B> Tracked<B> {
         if stream.clock.is_some() && data.len() > H2_FRAME {
             *rest = Some(data.split_off(H2_FRAME));
         }
-        stream.waiting(stream.conn.connections.now_ms());
+        stream.waiting(stream.conn.open_ms());
         data
     }
 }

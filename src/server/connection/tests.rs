@@ -134,3 +134,29 @@ async fn the_connection_idle_the_longest_is_evicted_and_a_busy_one_never() {
         "a closed connection leaves the registry"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_stream_stalls_only_while_the_socket_could_take_bytes() {
+    let open = connections(10);
+    let conn = open.open();
+    // The answer's first frame waits for the client from here (send_timeout: 30 s).
+    let _body = conn
+        .0
+        .stream(true)
+        .body(Full::new(Bytes::from(vec![1u8; 40_000])));
+    tokio::time::advance(Duration::from_secs(20)).await;
+    assert_eq!(conn.0.check(), None);
+    // A slow link: the socket is full for a minute, the frame waits its turn.
+    conn.0.socket_full(true);
+    tokio::time::advance(Duration::from_secs(60)).await;
+    assert_eq!(
+        conn.0.check(),
+        None,
+        "time behind a full socket is not a stall"
+    );
+    conn.0.socket_full(false);
+    tokio::time::advance(Duration::from_secs(9)).await;
+    assert_eq!(conn.0.check(), None, "29 s of the 30 counted so far");
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert_eq!(conn.0.check(), Some(Close::Stalled));
+}

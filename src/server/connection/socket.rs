@@ -1,0 +1,51 @@
+//! How long an HTTP/2 connection's socket could take bytes: the clock a stream's wait for its
+//! client is measured on.
+//!
+//! A stream's frame waits inside h2 either because the client grants that stream no window, or
+//! because the socket itself is full: a client on a slow link shares its bandwidth among every
+//! busy stream, and h2 sends them a frame each in turn. Only the first is the stream's stall;
+//! the second is the connection's, bounded by the socket's own send-stall timeout (a write
+//! that waits `send_timeout` with no progress fails). So the stream clock stands still while
+//! the socket is full.
+
+use std::sync::Mutex;
+
+use crate::sync::lock;
+
+/// The time a connection's socket spent full (its writes waiting), in the registry's
+/// milliseconds.
+#[derive(Debug, Default)]
+pub(super) struct SocketClock(Mutex<Full>);
+
+#[derive(Debug, Default)]
+struct Full {
+    /// Milliseconds spent full before `since`.
+    total: u64,
+    /// When the socket became full (0: it is not).
+    since: u64,
+}
+
+impl SocketClock {
+    /// The socket became full (`full`), or took bytes again, at `now`.
+    pub(super) fn set(&self, now: u64, full: bool) {
+        let mut state = lock(&self.0);
+        if full && state.since == 0 {
+            state.since = now;
+        } else if !full && state.since != 0 {
+            state.total = state.total.saturating_add(now.saturating_sub(state.since));
+            state.since = 0;
+        }
+    }
+
+    /// `now` less the time the socket has been full: a clock that stands still while it is,
+    /// never 0 (the stream clocks' "not waiting").
+    pub(super) fn open(&self, now: u64) -> u64 {
+        let state = lock(&self.0);
+        let full = if state.since == 0 {
+            state.total
+        } else {
+            state.total.saturating_add(now.saturating_sub(state.since))
+        };
+        now.saturating_sub(full).max(1)
+    }
+}
