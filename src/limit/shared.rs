@@ -107,6 +107,12 @@ impl Shared {
         self.classes.get(class).unwrap_or(&self.classes[0])
     }
 
+    /// Whether `client`'s requests take a shared slot: its class has a concurrency cap, or the
+    /// route a total.
+    pub(crate) fn caps(&self, client: &ClientKey) -> bool {
+        self.class(client.class()).concurrency.is_some() || self.total.is_some()
+    }
+
     /// A class's per-client rate: its own, or the default's.
     fn rate_of(&self, class: usize) -> Option<Rate> {
         self.class(class).rate.or(self.classes[0].rate)

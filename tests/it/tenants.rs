@@ -125,9 +125,9 @@ async fn two(proxy: &Proxy, plan: &str) -> (u16, u16) {
     (a.status.as_u16(), b.status.as_u16())
 }
 
-/// A proxy whose route `/export` has `limits` and streams `rows` rows, one every 50 ms (the
-/// upstream is returned to be kept).
-async fn exporting(rows: u32, limits: &str) -> (Upstream, Proxy) {
+/// A proxy whose route `/export` has `limits` (and the file's `top` keys) and streams `rows`
+/// rows, one every 50 ms (the upstream is returned to be kept).
+async fn exporting(rows: u32, limits: &str, top: &str) -> (Upstream, Proxy) {
     let upstream = Upstream::start(move |_| async move {
         http::Response::new(crate::support::bodies::slow_rows(
             rows,
@@ -137,7 +137,7 @@ async fn exporting(rows: u32, limits: &str) -> (Upstream, Proxy) {
     })
     .await;
     let yaml = format!(
-        "upstreams: {{app: {{url: '{{upstream}}'}}}}
+        "{top}upstreams: {{app: {{url: '{{upstream}}'}}}}
 routes:
   - name: export
     path: /export
@@ -156,7 +156,7 @@ const ENTERPRISE: &str =
 #[tokio::test]
 async fn a_header_override_lifts_the_per_client_concurrency() {
     let limits = format!("{{concurrency: {{per_client: 1}}, {ENTERPRISE}}}");
-    let (_upstream, proxy) = exporting(6, &limits).await;
+    let (_upstream, proxy) = exporting(6, &limits, "").await;
     assert_eq!(two(&proxy, "free").await, (200, 429));
     assert_eq!(two(&proxy, "enterprise").await, (200, 200));
     proxy.stop().await;
@@ -181,11 +181,31 @@ async fn burst(proxy: &Proxy, plan: &str, n: u64) -> Vec<u16> {
 #[tokio::test]
 async fn an_override_holds_its_own_share_of_the_queue() {
     let concurrency = "concurrency: {per_client: 1, total: 10, queue: 8, queue_timeout: 5s}";
-    let (_upstream, proxy) = exporting(4, &format!("{{{concurrency}, {ENTERPRISE}}}")).await;
+    let (_upstream, proxy) = exporting(4, &format!("{{{concurrency}, {ENTERPRISE}}}"), "").await;
     // Two in flight and two waiting: the class's own cap on one client's places.
     assert_eq!(burst(&proxy, "enterprise", 4).await, [200, 200, 200, 200]);
     // The default class: one in flight, one waiting, the third over its share.
     assert_eq!(burst(&proxy, "free", 3).await, [200, 200, 429]);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn through_redis_a_class_without_a_cap_takes_no_slot() {
+    let redis = RedisServer::start();
+    let top = format!(
+        "admin: {{listen: 127.0.0.1:0}}\nredis: {{url: '{}', timeout: 500ms}}\n",
+        redis.url()
+    );
+    // Only the override has a concurrency cap; the default class has a rate and no cap, and
+    // Redis failing would refuse (`closed`).
+    let limits =
+        "{store: redis, on_store_error: closed, rate: {per_client: {requests: 100, per: 1m}},
+      overrides: [{name: free, match: {header: X-Plan, value: free}, concurrency: 1}]}";
+    let (_upstream, proxy) = exporting(6, limits, &top).await;
+    assert_eq!(two(&proxy, "paid").await, (200, 200));
+    assert_eq!(two(&proxy, "free").await, (200, 429));
+    let metrics = proxy.metrics_text().await;
+    assert!(!metrics.contains("decision=\"fallback\""), "{metrics}");
     proxy.stop().await;
 }
 

@@ -34,7 +34,9 @@ impl Limits {
         (key, mut notes): (ClientKey, Notes),
         metrics: Arc<RouteMetrics>,
     ) -> Result<(Option<Slot>, Notes), LimitError> {
-        let slots = self.slots.is_some();
+        // Only a class with a cap of its own, or a route total, takes a slot: another class's
+        // cap is not this request's.
+        let slots = self.slots.is_some() && shared.caps(&key);
         // The rate and the first try for a slot in one round trip.
         let answer = shared
             .take(&key, (self.rates.is_some(), slots), &metrics)
