@@ -92,10 +92,20 @@ where
     }
 
     fn is_end_stream(&self) -> bool {
-        self.cut == Cut::Done || self.inner.is_end_stream()
+        match self.cut {
+            Cut::No => self.inner.is_end_stream(),
+            // The inner body may be at its end with the frame that was cut: the error still
+            // has to be given, or hyper ends the answer cleanly (END_STREAM, a last chunk).
+            Cut::Owed => false,
+            Cut::Done => true,
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        if self.cut == Cut::No {
+            self.inner.size_hint()
+        } else {
+            SizeHint::default()
+        }
     }
 }

@@ -98,9 +98,22 @@ fn charge(
     super::Charge,
     std::sync::Arc<crate::limit::rls::ServiceCost>,
 ) {
+    charge_in(QuotaUnit::Rows, quota_rows, owed)
+}
+
+/// A charge with a quota of `amount` `unit`s that cuts and a rate-limit service owed the
+/// answer's `owed`.
+fn charge_in(
+    unit: QuotaUnit,
+    amount: u64,
+    owed: QuotaUnit,
+) -> (
+    super::Charge,
+    std::sync::Arc<crate::limit::rls::ServiceCost>,
+) {
     let config = QuotaConfig {
-        amount: quota_rows,
-        unit: QuotaUnit::Rows,
+        amount,
+        unit,
         per: Duration::from_secs(3600),
         on_exceed: OnExceed::Cut,
     };
@@ -161,4 +174,23 @@ async fn rows_of_a_chunk_that_is_cut_are_not_owed_to_the_service() {
     assert_eq!(charge.spend(QuotaUnit::Rows, 100), 100);
     assert_eq!(charge.spend(QuotaUnit::Rows, 100), 50, "cut");
     assert_eq!(service.sent(), 100, "the cut chunk was not sent");
+}
+
+#[tokio::test]
+async fn a_cut_of_the_last_frame_still_ends_in_the_error() {
+    use http_body::Body as _;
+    use http_body_util::BodyExt as _;
+    let (charge, _) = charge_in(QuotaUnit::Bytes, 100, QuotaUnit::Bytes);
+    // One frame, and the body says it is at its end with it (as a backend's last frame does).
+    let inner = http_body_util::Full::new(bytes::Bytes::from(vec![b'x'; 300]))
+        .map_err(|never| -> crate::BoxError { match never {} });
+    let mut body = std::pin::pin!(super::body::QuotaBody::new(inner, charge));
+    assert_eq!(body.size_hint().exact(), Some(300));
+    let frame = body.frame().await.expect("a frame").expect("data");
+    assert_eq!(frame.into_data().expect("data").len(), 100);
+    assert!(!body.is_end_stream(), "the cut is still owed");
+    assert_eq!(body.size_hint().exact(), None, "no longer the inner size");
+    let error = body.frame().await.expect("the cut").expect_err("an error");
+    assert!(error.is::<crate::body::Truncation>(), "{error}");
+    assert!(body.is_end_stream());
 }
