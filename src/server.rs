@@ -100,23 +100,11 @@ impl Server {
         let metrics = Arc::new(Metrics::default());
         let generation = Generation::build(config, None, &metrics)?;
         // Table routes are checked against their catalogs now; a database that does not answer
-        // does not stop the start (its routes answer 503 and are checked when it comes back).
-        for resource in generation.resources() {
-            match resource.check().await {
-                Ok(_) => {}
-                Err(crate::table::CheckError::Invalid(reason)) => {
-                    return Err(StartError::Table {
-                        route: resource.route().to_owned(),
-                        reason,
-                    });
-                }
-                Err(crate::table::CheckError::Unreachable(error)) => tracing::warn!(
-                    route = %resource.route(),
-                    %error,
-                    "database not reachable; the route answers 503 until it is"
-                ),
-            }
-        }
+        // does not stop the start.
+        generation
+            .check_tables()
+            .await
+            .map_err(|(route, reason)| StartError::Table { route, reason })?;
         let config = Arc::clone(generation.config());
         let listener = listener::bind(config.server.listen, config.server.send_buffer).await?;
         let admin_listener = match config.server.admin_listen {

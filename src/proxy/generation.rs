@@ -267,6 +267,29 @@ impl Generation {
         self.resources.values()
     }
 
+    /// Checks every table route against its database's catalog, all at once: the first that
+    /// does not fit its table, as (route, what to change). A database that does not answer is
+    /// logged and passes (its routes answer 503 and are checked when it comes back).
+    pub(crate) async fn check_tables(&self) -> Result<(), (String, String)> {
+        let checks = self
+            .resources()
+            .map(|resource| async move { (resource, resource.check().await) });
+        for (resource, outcome) in futures_util::future::join_all(checks).await {
+            match outcome {
+                Ok(_) => {}
+                Err(crate::table::CheckError::Invalid(reason)) => {
+                    return Err((resource.route().to_owned(), reason));
+                }
+                Err(crate::table::CheckError::Unreachable(error)) => tracing::warn!(
+                    route = %resource.route(),
+                    %error,
+                    "database not reachable; the route answers 503 until it is"
+                ),
+            }
+        }
+        Ok(())
+    }
+
     /// A route's limiters, by route name (`-` for the default route).
     pub fn limits(&self, route: &str) -> Option<&Arc<Limits>> {
         self.limits.get(route)

@@ -25,6 +25,15 @@ pub enum ReloadError {
     /// The new config does not build.
     #[error(transparent)]
     Build(#[from] BuildError),
+    /// A table route does not fit its table, as its database's catalog says (a start would
+    /// refuse it too).
+    #[error("{reason} (route `{route}`)")]
+    Table {
+        /// The route.
+        route: String,
+        /// What to change.
+        reason: String,
+    },
     /// The reload itself failed (a bug): the running generation stays.
     #[error("the reload failed unexpectedly ({0}); the running config stays")]
     Failed(String),
@@ -90,12 +99,16 @@ pub struct Handle {
 }
 
 impl Handle {
-    /// Builds `config` beside the running generation, reusing what did not change, and swaps it
-    /// in: requests from then on (on open connections too) use it; requests in flight finish
-    /// on the stacks they started on.
-    pub fn reload(&self, config: Config) -> Result<(), ReloadError> {
-        let _one = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
-        let outcome = self.swap(config);
+    /// Builds `config` beside the running generation, reusing what did not change, checks its
+    /// table routes as a start does, and swaps it in: requests from then on (on open
+    /// connections too) use it; requests in flight finish on the stacks they started on.
+    pub async fn reload(&self, config: Config) -> Result<(), ReloadError> {
+        let this = self.clone();
+        let outcome = blocking(move || {
+            let _one = this.reloading.lock().unwrap_or_else(|e| e.into_inner());
+            this.swap(config)
+        })
+        .await;
         self.metrics.lifecycle.reloaded(outcome.is_ok());
         outcome
     }
@@ -105,27 +118,11 @@ impl Handle {
     /// config's hash.
     pub async fn reload_source(&self) -> Result<String, ReloadError> {
         let this = self.clone();
-        match tokio::task::spawn_blocking(move || this.reload_source_now()).await {
-            Ok(outcome) => outcome,
-            // A panic while building is a bug, but not a reason to stop serving: whoever
-            // asked (SIGHUP, the watcher, `POST /reload`) is told, and the process goes on.
-            Err(error) => {
-                let why = match error.try_into_panic() {
-                    Ok(panic) => panic
-                        .downcast_ref::<&str>()
-                        .map(|s| (*s).to_owned())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "a panic".to_owned()),
-                    Err(error) => error.to_string(),
-                };
-                tracing::error!(%why, "reload panicked");
-                Err(ReloadError::Failed(why))
-            }
-        }
+        blocking(move || this.reload_source_now()).await
     }
 
-    /// [`Self::reload_source`], on the calling thread.
-    pub fn reload_source_now(&self) -> Result<String, ReloadError> {
+    /// [`Self::reload_source`], on the calling thread: a blocking one, in the runtime.
+    fn reload_source_now(&self) -> Result<String, ReloadError> {
         let _one = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
         let outcome = match &self.source {
             None => Err(ReloadError::NoSource),
@@ -138,6 +135,8 @@ impl Handle {
         outcome.map(|()| self.generation().config().hash())
     }
 
+    /// Builds `config` and swaps it in; on a blocking thread in the runtime, which waits for
+    /// the table checks.
     fn swap(&self, config: Config) -> Result<(), ReloadError> {
         let previous = self.current.load_full();
         let running = previous.config();
@@ -147,6 +146,11 @@ impl Handle {
             return Err(ReloadError::Fixed(fixed));
         }
         let next = Generation::build(config, Some(&previous), &self.metrics)?;
+        // A table route that no longer fits its table is refused here, as at start, rather
+        // than swapped in to answer 503.
+        tokio::runtime::Handle::current()
+            .block_on(next.check_tables())
+            .map_err(|(route, reason)| ReloadError::Table { route, reason })?;
         for warning in &next.config().warnings {
             tracing::warn!("{warning}");
         }
@@ -168,5 +172,29 @@ impl Handle {
     /// The generation requests are routed in now.
     pub fn generation(&self) -> Arc<Generation> {
         self.current.load_full()
+    }
+}
+
+/// Runs a reload on a blocking thread (reading, validating, building and checking take
+/// milliseconds that no connection should wait for).
+async fn blocking<T: Send + 'static>(
+    reload: impl FnOnce() -> Result<T, ReloadError> + Send + 'static,
+) -> Result<T, ReloadError> {
+    match tokio::task::spawn_blocking(reload).await {
+        Ok(outcome) => outcome,
+        // A panic while building is a bug, but not a reason to stop serving: whoever
+        // asked (SIGHUP, the watcher, `POST /reload`) is told, and the process goes on.
+        Err(error) => {
+            let why = match error.try_into_panic() {
+                Ok(panic) => panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic".to_owned()),
+                Err(error) => error.to_string(),
+            };
+            tracing::error!(%why, "reload panicked");
+            Err(ReloadError::Failed(why))
+        }
     }
 }

@@ -60,7 +60,10 @@ async fn probes_say_what_answers_and_only_required_names_fail_readiness() {
     }
     // A reload that drops `gone` drops its series and its check, once probed again.
     let without = YAML.replace("  gone: {url: 'http://127.0.0.1:9'}\n", "");
-    proxy.reload(&without, &upstream.url()).expect("reload");
+    proxy
+        .reload(&without, &upstream.url())
+        .await
+        .expect("reload");
     let ready = get(&admin(&proxy, "/ready")).await.json();
     assert!(!ready.to_string().contains("gone"), "{ready}");
     let metrics = proxy.metrics_text().await;

@@ -158,7 +158,10 @@ async fn a_reload_reaches_open_connections_and_keeps_unchanged_clients() {
     assert_eq!(upstream.last().query(), "limit=10");
     assert_eq!(ask("/elsewhere").await, 200, "default: pass");
 
-    proxy.reload(AFTER, &upstream.url()).expect("reloaded");
+    proxy
+        .reload(AFTER, &upstream.url())
+        .await
+        .expect("reloaded");
     assert_eq!(ask("/events").await, 200);
     assert_eq!(
         upstream.last().query(),
@@ -191,7 +194,7 @@ async fn a_reload_that_moves_the_listener_is_refused_and_changes_nothing() {
         BEFORE.replace("{upstream}", &upstream.url())
     );
     let config = pagegate::Config::parse("moved.yaml", &moved).expect("valid");
-    let error = proxy.handle.reload(config).expect_err("refused");
+    let error = proxy.handle.reload(config).await.expect_err("refused");
     assert_eq!(
         error.to_string(),
         "`listen` cannot change while pagegate runs: restart it to apply that change"
@@ -202,7 +205,7 @@ async fn a_reload_that_moves_the_listener_is_refused_and_changes_nothing() {
         &format!("max_connections: 7\nsend_timeout: 3s\n{moved}"),
     )
     .expect("valid");
-    let error = proxy.handle.reload(config).expect_err("refused");
+    let error = proxy.handle.reload(config).await.expect_err("refused");
     assert_eq!(
         error.to_string(),
         "`listen`, `max_connections` and `send_timeout` cannot change while pagegate runs: \
@@ -211,6 +214,7 @@ async fn a_reload_that_moves_the_listener_is_refused_and_changes_nothing() {
     // The held-page budgets are not the listener's: they reload.
     proxy
         .reload(&format!("max_held_bytes: 64MiB\n{BEFORE}"), &upstream.url())
+        .await
         .expect("the held-page budget reloads");
     assert_eq!(
         get(&proxy.url("/elsewhere")).await.status,

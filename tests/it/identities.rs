@@ -286,7 +286,10 @@ async fn a_reload_reads_the_key_file_again() {
     assert_eq!(bearer(&proxy, "/orders", &by_rsa).await.status, 200);
     assert_eq!(bearer(&proxy, "/orders", &by_ed).await.status, 401);
     std::fs::write(&file, ed_pem).expect("rotate the key");
-    proxy.reload(&config, &upstream.url()).expect("reload");
+    proxy
+        .reload(&config, &upstream.url())
+        .await
+        .expect("reload");
     assert_eq!(bearer(&proxy, "/orders", &by_rsa).await.status, 401);
     assert_eq!(bearer(&proxy, "/orders", &by_ed).await.status, 200);
     proxy.stop().await;
@@ -407,7 +410,7 @@ async fn a_reload_that_fetches_the_set_otherwise_keeps_its_keys_while_the_issuer
     jwks.fail_with(503);
     let before = jwks.fetches();
     let other = config.replace("jwks_refresh: 1h", "jwks_refresh: 2h");
-    proxy.reload(&other, &upstream.url()).expect("reload");
+    proxy.reload(&other, &upstream.url()).await.expect("reload");
     for _ in 0..100 {
         if jwks.fetches() > before {
             break;

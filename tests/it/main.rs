@@ -43,6 +43,7 @@ mod rls_cost;
 mod shared_limits;
 mod signals;
 mod stack;
+mod table_reload;
 mod targets;
 mod tenants;
 mod tls;

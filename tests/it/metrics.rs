@@ -265,7 +265,7 @@ routes:
     }
     let upload = http::Request::post(proxy.url("/events")).body(full(Bytes::from_static(b"{}")));
     send(upload.expect("request")).await;
-    proxy.reload(&yaml, &upstream.url()).expect("reload");
+    proxy.reload(&yaml, &upstream.url()).await.expect("reload");
     let admin = proxy.admin.expect("admin");
     get(&format!("http://{admin}/ready")).await;
     let text = proxy.metrics_text().await;

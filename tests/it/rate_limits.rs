@@ -399,10 +399,16 @@ upstreams: {{app: {{url: '{{upstream}}', pool_max_idle: 4}}}}
     assert_eq!(crate::support::get(&proxy.url("/c")).await.status, 429);
     // The same limits in a new generation (another upstream setting changed): still spent.
     let reload = config(2).replace("pool_max_idle: 4", "pool_max_idle: 8");
-    proxy.reload(&reload, &upstream.url()).expect("reload");
+    proxy
+        .reload(&reload, &upstream.url())
+        .await
+        .expect("reload");
     assert_eq!(crate::support::get(&proxy.url("/d")).await.status, 429);
     // Changed limits: new limiters.
-    proxy.reload(&config(3), &upstream.url()).expect("reload");
+    proxy
+        .reload(&config(3), &upstream.url())
+        .await
+        .expect("reload");
     assert_eq!(crate::support::get(&proxy.url("/e")).await.status, 200);
     proxy.stop().await;
 }

@@ -216,7 +216,11 @@ impl Proxy {
     }
 
     /// Reloads YAML written as for [`Proxy::start_url`], keeping the listen address.
-    pub fn reload(&self, yaml: &str, upstream_url: &str) -> Result<(), pagegate::ReloadError> {
+    pub async fn reload(
+        &self,
+        yaml: &str,
+        upstream_url: &str,
+    ) -> Result<(), pagegate::ReloadError> {
         let running = self.handle.generation();
         let drain = if yaml.contains("drain_delay") {
             String::new()
@@ -233,7 +237,7 @@ impl Proxy {
         );
         let config = Config::parse("test.yaml", &yaml)
             .unwrap_or_else(|e| panic!("test config is invalid:\n{e}\n---\n{yaml}"));
-        self.handle.reload(config)
+        self.handle.reload(config).await
     }
 
     pub async fn stop(mut self) {

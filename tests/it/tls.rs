@@ -166,6 +166,7 @@ async fn reload_reads_new_files_and_refuses_turning_tls_on_or_off() {
     let plain = Proxy::start(off, &upstream).await;
     let refused = plain
         .reload(&listener_yaml(&old, None), &upstream.url())
+        .await
         .expect_err("TLS turned on");
     assert!(
         refused
@@ -183,6 +184,7 @@ async fn reload_reads_new_files_and_refuses_turning_tls_on_or_off() {
     );
     proxy
         .reload(&listener_yaml(&new, None), &upstream.url())
+        .await
         .expect("new files");
     let (got, _) = try_get(&trusts_new, &https(&proxy, "/"))
         .await
@@ -190,6 +192,7 @@ async fn reload_reads_new_files_and_refuses_turning_tls_on_or_off() {
     assert_eq!(got.status, 200);
     let refused = proxy
         .reload(off, &upstream.url())
+        .await
         .expect_err("TLS turned off");
     assert!(
         refused.to_string().starts_with("`tls` cannot change"),
@@ -513,6 +516,7 @@ async fn a_reload_that_changes_the_client_ca_lets_no_earlier_session_resume() {
     }
     proxy
         .reload(&listener_yaml(&server, Some(&second_file)), &upstream.url())
+        .await
         .expect("new CA");
     assert!(
         try_get(&resuming, &url).await.is_err(),

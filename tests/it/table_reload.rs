@@ -1,0 +1,57 @@
+//! A reload checks table routes against their database as a start does: a route that no
+//! longer fits its table is refused, by route and with the fix, and the running config goes on
+//! serving (a real PostgreSQL the test starts itself).
+
+use crate::support::Proxy;
+use crate::support::postgres::Postgres;
+
+const CURSORS: &str =
+    "cursors: {keys: [{id: 1, secret: test-secret-test-secret-test-secret-0123}]}";
+
+fn yaml(pg: &Postgres, table: &str, columns: &str) -> String {
+    format!(
+        "{CURSORS}\npostgres: {{main: {{url: '{}'}}}}\nroutes:\n  - {{name: db, path: /db, methods: [GET], table: {{database: main, name: {table}, columns: [{columns}], key: [id]}}}}\n",
+        pg.url
+    )
+}
+
+#[tokio::test]
+async fn a_reload_with_a_table_route_that_does_not_fit_is_refused() {
+    let pg = Postgres::start();
+    let table = pg.name("reloaded");
+    pg.execute(&format!(
+        "CREATE TABLE {table} (id bigint PRIMARY KEY, at timestamptz NOT NULL);
+         INSERT INTO {table} SELECT g, now() FROM generate_series(1, 3) g;"
+    ))
+    .await;
+    let proxy = Proxy::start_url(&yaml(&pg, &table, "id, at"), "http://127.0.0.1:9").await;
+    let before = crate::support::get(&proxy.url("/db")).await;
+    assert_eq!(before.status, 200, "{}", before.text());
+    // A column the table does not have: a start would refuse this file, so does a reload.
+    let error = proxy
+        .reload(&yaml(&pg, &table, "id, nope"), "http://127.0.0.1:9")
+        .await
+        .expect_err("refused");
+    let error = error.to_string();
+    assert!(
+        error.contains("nope") && error.contains("route `db`"),
+        "{error}"
+    );
+    let after = crate::support::get(&proxy.url("/db")).await;
+    assert_eq!(
+        after.status,
+        200,
+        "the running config serves on: {}",
+        after.text()
+    );
+    assert_eq!(after.text(), before.text());
+    // A reload that fits is taken.
+    proxy
+        .reload(&yaml(&pg, &table, "id"), "http://127.0.0.1:9")
+        .await
+        .expect("reloaded");
+    let narrowed = crate::support::get(&proxy.url("/db")).await;
+    assert_eq!(narrowed.status, 200);
+    assert!(!narrowed.text().contains("\"at\""), "{}", narrowed.text());
+    proxy.stop().await;
+}
