@@ -99,6 +99,13 @@ impl Server {
         let spare_files = open_files(config.server.max_connections)?;
         let metrics = Arc::new(Metrics::default());
         let generation = Generation::build(config, None, &metrics)?;
+        // Served all the same (a restart during an expiry must not take plain service down
+        // with it), but said at once: every handshake with it fails.
+        for (name, identity) in crate::proxy::generation::certificates(generation.config()) {
+            if let Some(why) = identity.invalid_now() {
+                tracing::error!(certificate = %name, file = %identity.cert_file.display(), "the certificate {why}: renew it");
+            }
+        }
         // Table routes are checked against their catalogs now; a database that does not answer
         // does not stop the start.
         generation

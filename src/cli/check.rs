@@ -40,7 +40,13 @@ pub(crate) fn check(
             for warning in &config.warnings {
                 println!("warning: {warning}");
             }
-            tls_summary(&config);
+            if !tls_summary(&config) {
+                eprintln!(
+                    "{}: a certificate cannot be presented now: renew it (a reload keeps the running one; a start serves it, and every handshake fails)",
+                    path.display()
+                );
+                return ExitCode::FAILURE;
+            }
             for route in &config.routes {
                 println!("{}", route.summary());
             }
@@ -82,15 +88,18 @@ pub(crate) fn check(
 }
 
 /// The TLS the file sets up: the listener's certificate and each upstream's, with expiries.
-fn tls_summary(config: &Config) {
-    let expires = |at: u64| {
-        let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(at);
-        let date = humantime::format_rfc3339_seconds(when);
-        if when < std::time::SystemTime::now() {
-            format!("EXPIRED {date}: renew it")
-        } else {
-            date.to_string()
+/// Whether every certificate can be presented now.
+fn tls_summary(config: &Config) -> bool {
+    let mut valid = true;
+    let mut expires = |identity: &crate::tls::Identity| match identity.invalid_now() {
+        Some(why) => {
+            valid = false;
+            format!("INVALID: {why}")
         }
+        None => humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(identity.not_after),
+        )
+        .to_string(),
     };
     if let Some(tls) = &config.server.tls {
         let clients = tls.client_ca.as_ref().map_or(String::new(), |ca| {
@@ -99,7 +108,7 @@ fn tls_summary(config: &Config) {
         println!(
             "tls: {} (expires {}){clients}",
             tls.identity.cert_file.display(),
-            expires(tls.identity.not_after)
+            expires(&tls.identity)
         );
     }
     for upstream in config.upstreams.values() {
@@ -114,7 +123,7 @@ fn tls_summary(config: &Config) {
             format!(
                 ", client certificate {} (expires {})",
                 i.cert_file.display(),
-                expires(i.not_after)
+                expires(i)
             )
         });
         println!(
@@ -122,6 +131,7 @@ fn tls_summary(config: &Config) {
             upstream.name
         );
     }
+    valid
 }
 
 /// Whether the system's trust store can verify the TLS clients that rely on it (no

@@ -169,7 +169,12 @@ impl Generation {
             }
             None => None,
         };
-        metrics.lifecycle.certificates(certificates(&config));
+        metrics.lifecycle.certificates(
+            certificates(&config)
+                .into_iter()
+                .map(|(name, identity)| (name, identity.not_after))
+                .collect(),
+        );
         Ok(Self {
             tls,
             // Validation found no overlap, so the table serves every route.
@@ -338,22 +343,22 @@ fn parts(
 #[cfg(test)]
 mod tests;
 
-/// The certificates `config` presents, by metric name, with their expiry.
-fn certificates(config: &Config) -> Vec<(String, u64)> {
+/// The certificates `config` presents, by metric name.
+pub(crate) fn certificates(config: &Config) -> Vec<(String, &crate::tls::Identity)> {
     let listener = config
         .server
         .tls
         .as_ref()
-        .map(|tls| ("listener".to_owned(), tls.identity.not_after));
+        .map(|tls| ("listener".to_owned(), &tls.identity));
     let upstreams = config.upstreams.values().filter_map(|upstream| {
         let identity = upstream.tls.as_ref()?.identity.as_ref()?;
-        Some((format!("upstreams.{}", upstream.name), identity.not_after))
+        Some((format!("upstreams.{}", upstream.name), identity))
     });
     // The client certificate shown to the rate-limit service: once it expires, every limit
     // it decides fails as `on_store_error` says.
     let rls = config.rate_limit_service.as_ref().and_then(|rls| {
         let identity = rls.tls.as_ref()?.identity.as_ref()?;
-        Some(("rate_limit_service".to_owned(), identity.not_after))
+        Some(("rate_limit_service".to_owned(), identity))
     });
     listener.into_iter().chain(upstreams).chain(rls).collect()
 }

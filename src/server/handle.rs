@@ -34,6 +34,18 @@ pub enum ReloadError {
         /// What to change.
         reason: String,
     },
+    /// A certificate would be replaced by one that cannot be presented now.
+    #[error(
+        "the certificate of {name} in {file} {why}, while the running one is valid: give a valid certificate; the running one stays"
+    )]
+    Certificate {
+        /// Where it is used (`listener`, `upstreams.NAME`, `rate_limit_service`).
+        name: String,
+        /// Its file.
+        file: String,
+        /// Expired or not yet valid, and when.
+        why: String,
+    },
     /// The reload itself failed (a bug): the running generation stays.
     #[error("the reload failed unexpectedly ({0}); the running config stays")]
     Failed(String),
@@ -145,6 +157,7 @@ impl Handle {
         if !fixed.is_empty() {
             return Err(ReloadError::Fixed(fixed));
         }
+        refuse_invalid_certificates(running, &config)?;
         let next = Generation::build(config, Some(&previous), &self.metrics)?;
         // A table route that no longer fits its table is refused here, as at start, rather
         // than swapped in to answer 503.
@@ -173,6 +186,29 @@ impl Handle {
     pub fn generation(&self) -> Arc<Generation> {
         self.current.load_full()
     }
+}
+
+/// A certificate renewed into one that is expired or not yet valid (a Secret rolled back, an
+/// old pair written) would fail every handshake from now on: refused while the running one
+/// is valid. One already invalid may be replaced by another, so a fix is never refused.
+fn refuse_invalid_certificates(running: &Config, next: &Config) -> Result<(), ReloadError> {
+    let now_valid: Vec<String> = crate::proxy::generation::certificates(running)
+        .into_iter()
+        .filter(|(_, identity)| identity.invalid_now().is_none())
+        .map(|(name, _)| name)
+        .collect();
+    for (name, identity) in crate::proxy::generation::certificates(next) {
+        if let Some(why) = identity.invalid_now()
+            && now_valid.contains(&name)
+        {
+            return Err(ReloadError::Certificate {
+                name,
+                file: identity.cert_file.display().to_string(),
+                why,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Runs a reload on a blocking thread (reading, validating, building and checking take

@@ -20,6 +20,8 @@ pub(crate) struct Identity {
     pub(crate) key: Arc<PrivateKeyDer<'static>>,
     /// When the first certificate expires, in seconds since the Unix epoch.
     pub(crate) not_after: u64,
+    /// When it becomes valid, in seconds since the Unix epoch.
+    pub(crate) not_before: u64,
     fingerprint: [u8; 32],
 }
 
@@ -64,7 +66,7 @@ impl Identity {
             path: if in_key { key_file } else { cert_file }.to_owned(),
             reason,
         })?;
-        let not_after = not_after(&chain[0]).ok_or_else(|| FileError {
+        let (not_before, not_after) = validity(&chain[0]).ok_or_else(|| FileError {
             in_key: false,
             path: cert_file.to_owned(),
             reason: "does not start with an X.509 certificate pagegate can read".to_owned(),
@@ -75,8 +77,28 @@ impl Identity {
             chain,
             key: Arc::new(key),
             not_after,
+            not_before,
             fingerprint: fingerprint(&[&cert_pem, &key_pem]),
         })
+    }
+
+    /// Why the certificate cannot be presented now (expired, or not yet valid), if so.
+    pub(crate) fn invalid_now(&self) -> Option<String> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs());
+        let date = |at: u64| {
+            humantime::format_rfc3339_seconds(
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(at),
+            )
+        };
+        if now >= self.not_after {
+            Some(format!("expired {}", date(self.not_after)))
+        } else if now < self.not_before {
+            Some(format!("is not valid before {}", date(self.not_before)))
+        } else {
+            None
+        }
     }
 
     /// Whether the files now differ from what was read (or one cannot be read now).
@@ -189,16 +211,15 @@ fn certificates(path: &Path, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>,
 }
 
 /// The certificate's `notAfter`, in seconds since the Unix epoch.
-fn not_after(cert: &CertificateDer<'_>) -> Option<u64> {
+/// The certificate's validity: not before, not after, in seconds since the Unix epoch.
+fn validity(cert: &CertificateDer<'_>) -> Option<(u64, u64)> {
     use x509_cert::der::Decode as _;
     let cert = x509_cert::Certificate::from_der(cert.as_ref()).ok()?;
-    Some(
-        cert.tbs_certificate
-            .validity
-            .not_after
-            .to_unix_duration()
-            .as_secs(),
-    )
+    let validity = cert.tbs_certificate.validity;
+    Some((
+        validity.not_before.to_unix_duration().as_secs(),
+        validity.not_after.to_unix_duration().as_secs(),
+    ))
 }
 
 pub(crate) fn fingerprint(parts: &[&[u8]]) -> [u8; 32] {

@@ -379,6 +379,31 @@ fn check_names_the_certificates_and_when_they_expire() {
 }
 
 #[test]
+fn check_fails_on_a_certificate_that_cannot_be_presented_now() {
+    let dir = crate::support::scratch_dir("check-expired");
+    let ca = crate::support::tls::Ca::new("check CA");
+    let server = ca.issue_valid(&["localhost"], &dir, "server", (2019, 2020));
+    let path = dir.join("pagegate.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "tls: {{cert_file: '{}', key_file: '{}'}}\nupstreams: {{app: {{url: 'http://127.0.0.1:9'}}}}\n",
+            server.cert.display(),
+            server.key.display(),
+        ),
+    )
+    .expect("write");
+    let (code, stdout, stderr) =
+        pagegate(&["check", "--config", path.to_str().expect("utf-8")], &[]);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(
+        stdout.contains("(expires INVALID: expired 2020-01-01T00:00:00Z)"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("renew it"), "{stderr}");
+}
+
+#[test]
 fn an_empty_trust_store_names_the_key_that_replaces_it() {
     let dir = crate::support::scratch_dir("check-trust");
     let path = dir.join("pagegate.yaml");

@@ -603,3 +603,48 @@ async fn an_https_upstream_by_address_is_verified_against_the_address() {
     assert_eq!(seen.sni, None, "an address is verified, not sent as SNI");
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn a_reload_never_swaps_a_valid_certificate_for_one_that_cannot_be_presented() {
+    let dir = scratch_dir("tls-validity");
+    let ca = Ca::new("validity CA");
+    let valid = ca.issue(&["localhost"], &dir, "valid");
+    let expired = ca.issue_valid(&["localhost"], &dir, "expired", (2019, 2020));
+    let early = ca.issue_valid(&["localhost"], &dir, "early", (2098, 2099));
+    let upstream = Upstream::json("{}").await;
+    let proxy = Proxy::start(&listener_yaml(&valid, None), &upstream).await;
+    for (issued, why) in [
+        (&expired, "expired 2020-01-01"),
+        (&early, "is not valid before 2098"),
+    ] {
+        let refused = proxy
+            .reload(&listener_yaml(issued, None), &upstream.url())
+            .await
+            .expect_err("refused");
+        let refused = refused.to_string();
+        assert!(
+            refused.contains(why) && refused.contains("the running one stays"),
+            "{refused}"
+        );
+    }
+    // The valid certificate is still the one served.
+    let client = https_client(client_config(&[&ca], None, &[b"http/1.1"]), false, false);
+    let (got, _) = try_get(&client, &https(&proxy, "/"))
+        .await
+        .expect("served with the valid certificate");
+    assert_eq!(got.status, 200);
+    proxy.stop().await;
+
+    // A server already presenting an expired certificate may take another: a fix is never
+    // refused for not being one.
+    let proxy = Proxy::start(&listener_yaml(&expired, None), &upstream).await;
+    proxy
+        .reload(&listener_yaml(&early, None), &upstream.url())
+        .await
+        .expect("an invalid certificate replaced");
+    proxy
+        .reload(&listener_yaml(&valid, None), &upstream.url())
+        .await
+        .expect("the fix");
+    proxy.stop().await;
+}

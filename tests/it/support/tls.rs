@@ -77,12 +77,18 @@ impl Ca {
     /// A certificate for `names` (DNS names or IP addresses), written as `dir/stem.crt` and
     /// `dir/stem.key`.
     pub fn issue(&self, names: &[&str], dir: &Path, stem: &str) -> Issued {
+        self.issue_valid(names, dir, stem, (1975, 2030))
+    }
+
+    /// As [`Ca::issue`], valid from the first of January of `years.0` to that of `years.1`.
+    pub fn issue_valid(&self, names: &[&str], dir: &Path, stem: &str, years: (i32, i32)) -> Issued {
         let key = rcgen::KeyPair::generate().expect("key");
         let mut params = rcgen::CertificateParams::new(
             names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>(),
         )
         .expect("params");
-        params.not_after = rcgen::date_time_ymd(2030, 1, 1);
+        params.not_before = rcgen::date_time_ymd(years.0, 1, 1);
+        params.not_after = rcgen::date_time_ymd(years.1, 1, 1);
         let cert = params.signed_by(&key, &self.issuer).expect("sign");
         let issued = Issued {
             cert: dir.join(format!("{stem}.crt")),
