@@ -434,3 +434,61 @@ async fn a_complete_page_is_relayed_while_the_backend_trickles_whitespace() {
     assert_eq!(got.json(), serde_json::json!([{"id": 1}]));
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn a_backend_that_compresses_all_the_same_is_refused_not_relayed_uncounted() {
+    // 5,000 items gzipped: a few KiB on the wire, far more items than the page allows.
+    let items: Vec<Value> = (0..5000).map(|id| serde_json::json!({"id": id})).collect();
+    let json = serde_json::to_vec(&items).expect("json");
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gzip, &json).expect("gzip");
+    let gzipped = Bytes::from(gzip.finish().expect("gzip"));
+    let upstream = Upstream::start(move |_| {
+        let gzipped = gzipped.clone();
+        async move {
+            let mut response = http::Response::new(crate::support::full(gzipped));
+            response
+                .headers_mut()
+                .insert("content-encoding", http::HeaderValue::from_static("gzip"));
+            response
+        }
+    })
+    .await;
+    let proxy = Proxy::start(&config("max_bytes: 1MiB"), &upstream).await;
+    let got = get(&proxy.url("/events")).await;
+    let problem = got.problem(502);
+    assert_eq!(
+        problem["type"],
+        "urn:pagegate:problem:bad-upstream-response"
+    );
+    assert!(
+        problem["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("compressed (Content-Encoding: gzip)"),
+        "{problem}"
+    );
+    let seen = upstream.last();
+    assert_eq!(
+        seen.headers.get("accept-encoding").map(|v| v.as_bytes()),
+        Some(&b"identity"[..]),
+        "the backend was asked for identity"
+    );
+    proxy.stop().await;
+
+    // `Content-Encoding: identity` is no compression: the page is guarded as usual.
+    let plain = Upstream::start(|_| async {
+        let mut response = http::Response::new(crate::support::full("[{\"id\":1},{\"id\":2}]"));
+        response.headers_mut().insert(
+            "content-encoding",
+            http::HeaderValue::from_static("identity"),
+        );
+        response
+    })
+    .await;
+    let proxy = Proxy::start(&config("max_bytes: 1MiB"), &plain).await;
+    let got = get(&proxy.url("/events")).await;
+    assert_eq!(got.status, 200, "{}", got.text());
+    assert_eq!(got.text(), "[{\"id\":1},{\"id\":2}]");
+    proxy.stop().await;
+}

@@ -50,4 +50,12 @@ pub enum GuardError {
     /// The body ended before its JSON document did.
     #[error("the backend's list response ended before its JSON document did")]
     Unfinished,
+    /// The backend compressed the page although asked not to: its items cannot be counted.
+    #[error(
+        "the backend's list response is compressed (Content-Encoding: {encoding}) although pagegate asked for identity, so its items cannot be counted"
+    )]
+    Encoded {
+        /// The backend's `Content-Encoding`, cut to 32 printable characters.
+        encoding: String,
+    },
 }
