@@ -56,28 +56,7 @@ pub(super) async fn hold(
     plan: &PagePlan,
 ) -> Result<Held, BoxError> {
     let (parts, mut body) = response.into_parts();
-    // Asked for identity (see the layer), a backend that compresses all the same sends bytes
-    // the scanner cannot read: relayed as "not JSON", its items would pass uncounted and its
-    // bound would hold compressed bytes. Refused whatever `on_invalid` says.
-    if let Some(encoding) = parts
-        .headers
-        .get_all(header::CONTENT_ENCODING)
-        .iter()
-        .find(|value| {
-            !value
-                .as_bytes()
-                .trim_ascii()
-                .eq_ignore_ascii_case(b"identity")
-        })
-    {
-        let encoding = String::from_utf8_lossy(encoding.as_bytes())
-            .chars()
-            .filter(|c| c.is_ascii_graphic() || *c == ' ')
-            .take(32)
-            .collect();
-        tracing::warn!(%encoding, "the backend compressed a list page: turn compression off for `Accept-Encoding: identity` on this path");
-        return Err(GuardError::Encoded { encoding }.into());
-    }
+    refuse_encoded(&parts.headers)?;
     let max_bytes = usize::try_from(policy.max_bytes).unwrap_or(usize::MAX);
     let (_, allowed) = item_limits(policy, plan);
     // Presize from Content-Length when the backend sends one, so growing never copies the page.
@@ -160,6 +139,32 @@ pub(super) async fn hold(
         stop: stop.unwrap_or(Stop::Complete),
         raw,
     })
+}
+
+/// Asked for identity (see the layer), a backend that compresses all the same sends bytes the
+/// scanner cannot read: relayed as "not JSON", its items would pass uncounted and its bound
+/// would hold compressed bytes. Refused whatever `on_invalid` says.
+fn refuse_encoded(headers: &http::HeaderMap) -> Result<(), GuardError> {
+    let identity = |value: &&http::HeaderValue| {
+        value
+            .as_bytes()
+            .trim_ascii()
+            .eq_ignore_ascii_case(b"identity")
+    };
+    let Some(encoding) = headers
+        .get_all(header::CONTENT_ENCODING)
+        .iter()
+        .find(|value| !identity(value))
+    else {
+        return Ok(());
+    };
+    let encoding = String::from_utf8_lossy(encoding.as_bytes())
+        .chars()
+        .filter(|c| c.is_ascii_graphic() || *c == ' ')
+        .take(32)
+        .collect();
+    tracing::warn!(%encoding, "the backend compressed a list page: turn compression off for `Accept-Encoding: identity` on this path");
+    Err(GuardError::Encoded { encoding })
 }
 
 /// A body the scanner refused: relayed as another format (`raw`: `Ok(true)`, which
