@@ -164,6 +164,8 @@ async fn bad_values_get_a_clear_400_and_never_reach_the_backend() {
         // Spring binds `!limit` as limit's default; gorilla/schema folds `ſ` to `s`.
         ("%21limit=999999", "exactly as `limit`"),
         ("off%C5%BFet=99999", "exactly as `offset`"),
+        // ASP.NET Core binds `paging.limit` to the `Limit` of a `[FromQuery] Paging paging`.
+        ("paging.limit=999999", "exactly as `limit`"),
     ];
     for (query, reason) in cases {
         let got = get(&proxy.url(&format!("/events?{query}"))).await;

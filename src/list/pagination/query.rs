@@ -90,12 +90,26 @@ pub(super) fn disguised(raw: &str, folded_controlled: &[String]) -> Option<usize
         return folded_controlled.iter().position(|c| c == name);
     }
     raw.split(';').find_map(|sub| {
-        let name = folded(sub.split_once('=').map_or(sub, |(name, _)| name));
-        let readings = readings(&name);
+        let raw_name = sub.split_once('=').map_or(sub, |(name, _)| name);
+        let name = folded(raw_name);
+        let mut readings = readings(&name).to_vec();
+        if let Some(tail) = dotted_tail(raw_name) {
+            readings.extend(self::readings(&tail));
+        }
         folded_controlled
             .iter()
             .position(|c| readings.iter().any(|r| r == c))
     })
+}
+
+/// The property a dotted name binds (ASP.NET Core and Spring bind `paging.limit` to the
+/// `limit` of a `paging` object, whichever case): the decoded name after its last `.`, folded.
+fn dotted_tail(raw_name: &str) -> Option<String> {
+    let decoded: String = form_urlencoded::parse(raw_name.as_bytes())
+        .map(|(k, _)| k.into_owned())
+        .collect();
+    let (_, tail) = decoded.rsplit_once('.')?;
+    Some(folded(tail))
 }
 
 /// Reads a controlled value: 1 to 20 plain ASCII digits that fit in a `u64`.

@@ -203,6 +203,11 @@ fn every_spelling_a_parser_reads_as_a_controlled_name_is_refused() {
         "off%C5%BFet=5",
         "l%C4%B1mit=5",
         "L%C4%B0MIT=5",
+        // ASP.NET Core and Spring bind a dotted name to an object's property.
+        "paging.limit=5",
+        "Paging.Offset=5",
+        "a.b.limit=5",
+        "paging%2Elimit=5",
     ];
     for query in disguises {
         assert!(
