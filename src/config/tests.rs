@@ -298,6 +298,10 @@ routes:
     methods: [POST]
     upstream: app
     list: {}
+  - path: /e
+    upstream: app
+    allow_read_body: true
+    list: {}
 ";
     let lines = problems(yaml);
     let wanted = [
@@ -306,6 +310,7 @@ routes:
         "`max_bytes` of route `/c` (33554432) exceeds max_held_bytes (16777216)",
         "`cursor_param` `limit` is already used by this route",
         "`list` applies to GET (and HEAD) requests, but this route's `methods` has no GET",
+        "`list` cannot be combined with `allow_read_body: true`",
     ];
     assert_eq!(lines.len(), wanted.len(), "{lines:#?}");
     for want in wanted {

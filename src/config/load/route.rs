@@ -202,6 +202,15 @@ pub(super) fn route(
             "applies to GET (and HEAD) requests, but this route's `methods` has no GET: add GET or remove `list`".to_owned(),
         );
     }
+    if let (Some(l), Some(true)) = (&r.list, r.allow_read_body) {
+        // Rack lets a body's parameters win over the query's, Rails and Laravel take a body's
+        // when the query lacks them: a GET body could carry the `offset` pagination refuses.
+        p.invalid(
+            l,
+            "list",
+            "cannot be combined with `allow_read_body: true`: a GET body may carry paging parameters (offset=, page=) that Rack, Rails and Laravel read and pagegate does not check; remove `allow_read_body` or `list`".to_owned(),
+        );
+    }
     let timeouts = TimeoutOverrides {
         response: r
             .response_timeout
