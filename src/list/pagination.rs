@@ -217,14 +217,17 @@ fn sort<'q>(
 }
 
 /// The page size asked for (or the default), clamped to `max_limit` or refused above it; with
-/// the size asked for when it was clamped.
+/// the size asked for when it was clamped. A `max_items` below `max_limit` bounds it the same
+/// way: a backend asked for more would send rows the guard then cuts, and an offset client
+/// that steps by what it asked for would never see them.
 fn page_size(
     policy: &ListPolicy,
     limit: Option<Piece<'_>>,
 ) -> Result<(u64, Option<u64>), PlanError> {
+    let max = policy.max_limit.min(policy.max_items);
     let requested = match limit {
         Some(p) => number(&policy.limit_param, p.value)?,
-        None => policy.default_limit,
+        None => policy.default_limit.min(max),
     };
     if requested == 0 {
         return Err(PaginationError::Zero {
@@ -232,15 +235,15 @@ fn page_size(
         }
         .into());
     }
-    if requested <= policy.max_limit {
+    if requested <= max {
         Ok((requested, None))
     } else if policy.on_violation == OnViolation::Clamp {
-        Ok((policy.max_limit, Some(requested)))
+        Ok((max, Some(requested)))
     } else {
         Err(PaginationError::LimitTooLarge {
             param: policy.limit_param.clone(),
             value: requested,
-            max: policy.max_limit,
+            max,
         }
         .into())
     }

@@ -86,6 +86,26 @@ async fn an_oversized_limit_is_clamped_and_the_client_told() {
 }
 
 #[tokio::test]
+async fn max_items_below_max_limit_bounds_what_the_backend_is_asked_for() {
+    let upstream = Upstream::json("[]").await;
+    let yaml = routes("clamp").replace(
+        "max_limit: 1000\n",
+        "max_limit: 1000\n      max_items: 50\n",
+    );
+    let proxy = Proxy::start(&yaml, &upstream).await;
+    let got = get(&proxy.url("/events?limit=100&offset=100")).await;
+    assert_eq!(got.status, 200);
+    assert_eq!(upstream.last().query(), "limit=50&offset=100");
+    assert_eq!(
+        got.header("pagegate-clamped"),
+        Some("limit=50; requested=100")
+    );
+    assert_eq!(get(&proxy.url("/events")).await.status, 200);
+    assert_eq!(upstream.last().query(), "limit=50", "the default, bounded");
+    proxy.stop().await;
+}
+
+#[tokio::test]
 async fn an_oversized_limit_is_rejected_with_a_problem_naming_it() {
     let upstream = Upstream::json("[]").await;
     let proxy = Proxy::start(&routes("reject"), &upstream).await;

@@ -22,7 +22,7 @@ pub(super) fn list(
     let limit_param = p.param(f.limit_param.as_ref(), "limit_param", DEFAULT_LIMIT_PARAM);
     let offset = offset(p, f);
     let (default_limit, max_limit) = limits(p, l);
-    // Below max_limit it still binds: such pages are cut (and say so) at max_items.
+    // Below max_limit it bounds the page size asked of the backend too (see `page_size`).
     let max_items = positive(p, f.max_items.as_ref(), "max_items", max_limit);
     if limit_param == offset.name() {
         let at = f

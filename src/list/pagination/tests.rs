@@ -251,3 +251,24 @@ fn padding_cannot_push_the_limit_past_a_parsers_parameter_cap() {
         "the limit leads"
     );
 }
+
+#[test]
+fn max_items_below_max_limit_bounds_the_page_asked_for() {
+    let mut p = policy(false);
+    p.max_items = 50;
+    let asked = planned(&p, "limit=100&offset=100").expect("clamped");
+    assert_eq!(asked.query, "limit=50&offset=100");
+    assert_eq!(asked.plan.clamped_from, Some(100));
+    // The default is bounded without a clamp: the client asked for nothing.
+    let default = planned(&p, "").expect("default");
+    assert_eq!(default.query, "limit=50");
+    assert_eq!(default.plan.clamped_from, None);
+    p.on_violation = OnViolation::Reject;
+    assert!(matches!(
+        planned(&p, "limit=51"),
+        Err(PlanError::Pagination(PaginationError::LimitTooLarge {
+            max: 50,
+            ..
+        }))
+    ));
+}
