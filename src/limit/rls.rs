@@ -168,7 +168,11 @@ pub(crate) fn entries(
                 DescriptorValue::Route => route.to_owned(),
                 DescriptorValue::Key => key.short(),
                 DescriptorValue::Claim(claim) => verified?.claim(claim)?.into_owned(),
-                DescriptorValue::Header(name) => headers.get(name)?.to_str().ok()?.to_owned(),
+                // Two values are none: the backend may read the other one.
+                DescriptorValue::Header(name) => crate::client_addr::single_header(headers, name)?
+                    .to_str()
+                    .ok()?
+                    .to_owned(),
                 DescriptorValue::Literal(text) => text.clone(),
             };
             Some(Entry {
