@@ -1,7 +1,7 @@
 //! Why a route's limits refused a request ([`LimitError`]), and the status each refusal is
 //! answered with.
 
-use crate::limit::config::{LimitStore, Rate};
+use crate::limit::config::LimitStore;
 use crate::limit::{CONCURRENCY_RETRY_AFTER, Fields, Full, NoSlot, Refused, Which};
 
 /// Why a route's limits refused a request.
@@ -40,40 +40,36 @@ pub struct QuotaSpent {
     pub retry_after: u64,
 }
 
+/// A rate's refusal, in words: whose rate, what it allows, when to come back.
+fn write_rate(f: &mut std::fmt::Formatter<'_>, r: &Refused) -> std::fmt::Result {
+    let who = match r.which {
+        Which::PerClient => "too many requests from this client: this route allows",
+        Which::PerAddress => {
+            "too many requests from this address, whatever key it sends: this route allows"
+        }
+        Which::Total => "too many requests to this route from all clients: it allows",
+        Which::Service => "too many requests: the rate-limit service allows",
+        Which::ServiceUnstated => {
+            return write!(
+                f,
+                "too many requests: the rate-limit service refused this one; retry in {} s",
+                r.retry_after
+            );
+        }
+    };
+    write!(
+        f,
+        "{who} {} per {}; retry in {} s",
+        r.rate.requests,
+        humantime::format_duration(r.rate.per),
+        r.retry_after
+    )
+}
+
 impl std::fmt::Display for LimitError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let per = |rate: &Rate| humantime::format_duration(rate.per).to_string();
         match self.refusal {
-            Refusal::Rate(r) => match r.which {
-                Which::PerClient => write!(
-                    f,
-                    "too many requests from this client: this route allows {} per {}; retry in {} s",
-                    r.rate.requests,
-                    per(&r.rate),
-                    r.retry_after
-                ),
-                Which::PerAddress => write!(
-                    f,
-                    "too many requests from this address, whatever key it sends: this route allows {} per {}; retry in {} s",
-                    r.rate.requests,
-                    per(&r.rate),
-                    r.retry_after
-                ),
-                Which::Total => write!(
-                    f,
-                    "too many requests to this route from all clients: it allows {} per {}; retry in {} s",
-                    r.rate.requests,
-                    per(&r.rate),
-                    r.retry_after
-                ),
-                Which::Service => write!(
-                    f,
-                    "too many requests: the rate-limit service allows {} per {}; retry in {} s",
-                    r.rate.requests,
-                    per(&r.rate),
-                    r.retry_after
-                ),
-            },
+            Refusal::Rate(r) => write_rate(f, &r),
             Refusal::Concurrency(NoSlot::Full(full)) => match full {
                 Full::PerClient(n) => write!(
                     f,
@@ -155,7 +151,7 @@ impl LimitError {
                 Which::PerClient => "rate_per_client",
                 Which::PerAddress => "rate_per_address",
                 Which::Total => "rate_total",
-                Which::Service => "rate_service",
+                Which::Service | Which::ServiceUnstated => "rate_service",
             },
             Refusal::Concurrency(NoSlot::Full(full) | NoSlot::Waited(full, _)) => match full {
                 Full::PerClient(_) => "concurrency_per_client",

@@ -35,6 +35,8 @@ pub enum Which {
     Total,
     /// The rate-limit service's (`store: envoy_rls`).
     Service,
+    /// The rate-limit service's, whose answer named no limit: its `rate` is a placeholder.
+    ServiceUnstated,
 }
 
 /// A rate refusal: which one and when to come back.

@@ -208,7 +208,7 @@ fn verdict(answer: &RateLimitResponse) -> Result<Verdict, RlsError> {
     let Some((rate, status)) = status.and_then(|s| Some((rate_of(s)?, s))) else {
         // No limit matched the descriptor: nothing to show (and, over, nothing to say why).
         let refused = over.then_some(Refused {
-            which: Which::Service,
+            which: Which::ServiceUnstated,
             rate: Rate {
                 requests: NonZeroU32::MIN,
                 per: Duration::from_secs(1),

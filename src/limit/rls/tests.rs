@@ -61,7 +61,18 @@ fn no_limit_matched_passes_without_fields_and_unknown_is_a_failure() {
     assert!(got.refused.is_none() && got.fields.is_none());
     // Over the limit with no status to say which: refused, retry in a second.
     let got = verdict(&answer(Code::OverLimit, None)).expect("a verdict");
-    assert_eq!(got.refused.expect("refused").retry_after, 1);
+    let refused = got.refused.expect("refused");
+    assert_eq!(refused.retry_after, 1);
+    // No rate is made up for the client.
+    assert_eq!(refused.which, Which::ServiceUnstated);
+    let error = crate::limit::LimitError {
+        refusal: crate::limit::Refusal::Rate(refused),
+        fields: None,
+    };
+    assert_eq!(
+        error.to_string(),
+        "too many requests: the rate-limit service refused this one; retry in 1 s"
+    );
     assert!(matches!(
         verdict(&answer(Code::Unknown, None)),
         Err(RlsError::Unknown)
