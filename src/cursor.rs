@@ -43,8 +43,10 @@ use hmac::{Hmac, Mac};
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
+mod error;
 mod next;
 
+pub use error::CursorError;
 pub(crate) use next::{NextPage, next_page};
 
 /// Largest encoded cursor accepted, in bytes (checked before any decoding): room for about
@@ -154,10 +156,7 @@ impl CursorCodec {
     #[must_use]
     pub fn encode(&self, route: u64, binding: u64, key: &[&RawValue], now: SystemTime) -> String {
         let expires_at = self.ttl.map_or(0, |ttl| {
-            let secs = ttl
-                .as_secs()
-                .saturating_add(u64::from(ttl.subsec_nanos() > 0));
-            unix_seconds(now).saturating_add(secs).max(1)
+            unix_seconds(now).saturating_add(ceil_secs(ttl)).max(1)
         });
         let key_len: usize = key.iter().map(|v| v.get().len() + 1).sum();
         let mut bytes = Vec::with_capacity(HEADER_LEN + key_len + 1 + TAG_LEN);
@@ -237,6 +236,17 @@ impl CursorCodec {
                 expired_at: expires_at,
             });
         }
+        // Minted before `ttl` was set, or while it was longer: no cursor outlives the ttl in
+        // force, so turning it on (or down) bounds the cursors already out there too. Another
+        // replica's clock may run ahead by up to `CURSOR_CLOCK_SKEW`.
+        if let Some(ttl) = self.ttl {
+            let latest = unix_seconds(now)
+                .saturating_add(ceil_secs(ttl))
+                .saturating_add(crate::config::defaults::CURSOR_CLOCK_SKEW.as_secs());
+            if expires_at == 0 || expires_at > latest {
+                return Err(CursorError::Outlived);
+            }
+        }
         if signed_route != route {
             return Err(CursorError::WrongRoute);
         }
@@ -267,6 +277,12 @@ pub(crate) fn is_scalar(value: &RawValue) -> bool {
         value.get().as_bytes().first(),
         Some(b'"' | b'-' | b'0'..=b'9')
     )
+}
+
+/// A duration in whole seconds, rounded up (as `encode` counts a ttl).
+fn ceil_secs(ttl: Duration) -> u64 {
+    ttl.as_secs()
+        .saturating_add(u64::from(ttl.subsec_nanos() > 0))
 }
 
 /// Whole seconds since the unix epoch; times before it count as 0.
@@ -312,74 +328,6 @@ pub fn binding_hash<'a>(bound: &[&str], pairs: impl IntoIterator<Item = &'a str>
         hasher.update(part.as_bytes());
     }
     prefix_u64(&hasher.finalize())
-}
-
-/// Why a cursor was refused. Messages are written for the HTTP client: they carry no secrets.
-#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
-pub enum CursorError {
-    /// The cursor exceeds [`MAX_CURSOR_LEN`]; it was not decoded.
-    #[error("cursor is {len} bytes long; the maximum is {max}")]
-    TooLong {
-        /// Length of the cursor sent.
-        len: usize,
-        /// [`MAX_CURSOR_LEN`].
-        max: usize,
-    },
-    /// The cursor is not unpadded base64url.
-    #[error("cursor is not base64url (RFC 4648 §5) without padding")]
-    NotBase64,
-    /// The cursor is shorter than any cursor pagegate mints.
-    #[error("cursor is truncated: send the whole cursor from the next-page link")]
-    Truncated,
-    /// The cursor has a format version this pagegate does not read.
-    #[error("cursor has format version {0}; this pagegate reads version {CURSOR_VERSION}")]
-    UnsupportedVersion(u8),
-    /// The cursor's key id is not configured (any more).
-    #[error("cursor was signed with key id {0}, which is no longer configured")]
-    UnknownKeyId(u8),
-    /// The tag does not match the content.
-    #[error("cursor signature does not verify: it was modified or minted by another pagegate")]
-    BadSignature,
-    /// The cursor's lifetime is over.
-    #[error("cursor expired at {expired_at} (unix seconds); start again without a cursor")]
-    Expired {
-        /// When it expired, in unix seconds.
-        expired_at: u64,
-    },
-    /// The cursor was minted by another route.
-    #[error("cursor was issued for another route")]
-    WrongRoute,
-    /// The request's other query parameters differ from those the cursor was minted for.
-    #[error(
-        "cursor was issued for different query parameters; send the same filters as the first page or start without a cursor"
-    )]
-    WrongFilters,
-    /// The signed key values do not fit the route's key (its key fields changed since minting).
-    #[error(
-        "cursor does not hold the {expected} key value(s) this route pages by; start again without a cursor"
-    )]
-    BadKey {
-        /// How many scalar key values the route expects.
-        expected: usize,
-    },
-}
-
-impl CursorError {
-    /// The reason's label in `pagegate_cursor_failures_total`.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            Self::TooLong { .. } => "too_long",
-            Self::NotBase64 => "not_base64",
-            Self::Truncated => "truncated",
-            Self::UnsupportedVersion(_) => "unsupported_version",
-            Self::UnknownKeyId(_) => "unknown_key",
-            Self::BadSignature => "bad_signature",
-            Self::Expired { .. } => "expired",
-            Self::WrongRoute => "wrong_route",
-            Self::WrongFilters => "wrong_filters",
-            Self::BadKey { .. } => "bad_key",
-        }
-    }
 }
 
 /// A codec with one fixed key, for other modules' unit tests.

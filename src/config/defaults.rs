@@ -27,6 +27,10 @@ pub(crate) const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10)
 /// Longest a write to a client may wait: a client that reads nothing for this long is
 /// disconnected, releasing its held page and upstream connection (30 seconds).
 pub(crate) const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// How far another replica's clock may run ahead of this one's when a cursor it minted is
+/// read here (5 minutes): a cursor whose expiry lies further out than `ttl` from now was
+/// minted under a longer ttl, or none.
+pub(crate) const CURSOR_CLOCK_SKEW: Duration = Duration::from_secs(300);
 /// Smallest `send_buffer` (4 KiB): below it Linux rounds up anyway.
 pub(crate) const MIN_SEND_BUFFER: u64 = 4 * 1024;
 /// Largest `send_buffer` (64 MiB): kernel memory per connection.

@@ -300,8 +300,8 @@ fn expiry() {
     });
     assert_eq!(decode(T0 + 60), expired);
     assert_eq!(decode(T0 + 86_400 * 365), expired);
-    // A clock before the epoch does not panic.
-    assert!(
+    // A clock before the epoch does not panic (the cursor then seems to outlive the ttl).
+    assert_eq!(
         c.decode(
             &cursor,
             ROUTE,
@@ -309,7 +309,8 @@ fn expiry() {
             1,
             UNIX_EPOCH - Duration::from_secs(5)
         )
-        .is_ok()
+        .err(),
+        Some(CursorError::Outlived)
     );
 
     // Sub-second TTLs round up; huge ones saturate.
@@ -333,6 +334,26 @@ fn expiry() {
         one()
             .decode(&cursor, ROUTE, BINDING, 1, at(T0 + 86_400 * 3650))
             .is_ok()
+    );
+    // Once a TTL is set, a cursor minted without one is refused, as is one minted under a
+    // longer TTL: none outlives the ttl in force.
+    assert_eq!(
+        c.decode(&cursor, ROUTE, BINDING, 1, at(T0)).err(),
+        Some(CursorError::Outlived)
+    );
+    let month = codec(&[(1, SECRET_1)], Some(Duration::from_secs(30 * 86_400)));
+    let long = mint(&month, &["1"]);
+    assert_eq!(
+        c.decode(&long, ROUTE, BINDING, 1, at(T0 + 86_400)).err(),
+        Some(CursorError::Outlived)
+    );
+    // A cursor of the ttl in force is read to its end, even from a replica whose clock runs
+    // up to 5 minutes behind the one that minted it.
+    let minted = mint(&c, &["1"]);
+    assert!(c.decode(&minted, ROUTE, BINDING, 1, at(T0 - 300)).is_ok());
+    assert_eq!(
+        c.decode(&minted, ROUTE, BINDING, 1, at(T0 - 301)).err(),
+        Some(CursorError::Outlived)
     );
 }
 

@@ -34,8 +34,8 @@ mod sentinel;
 use batched::{Batched, Checked};
 pub(crate) use connection::Redis;
 pub(crate) use connection::RedisError;
-use leases::Keeper;
 pub(crate) use leases::Lease;
+use leases::{Keeper, Pending};
 
 /// Leases or keys one script call renews, gives back or flushes at most: bounds its
 /// arguments (a Lua `unpack` must fit Lua's stack) and how long Redis runs it.
@@ -382,22 +382,5 @@ pub(crate) struct NoAnswer {
 impl From<RedisError> for NoAnswer {
     fn from(error: RedisError) -> Self {
         Self { error, rate: None }
-    }
-}
-
-/// A lease asked for whose answer has not been read; see [`Shared::take`].
-struct Pending {
-    keeper: Arc<Keeper>,
-    sets: Vec<String>,
-    id: u64,
-    armed: bool,
-}
-
-impl Drop for Pending {
-    fn drop(&mut self) {
-        if self.armed {
-            self.keeper
-                .give_back(self.id, std::mem::take(&mut self.sets));
-        }
     }
 }

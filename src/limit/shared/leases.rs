@@ -218,6 +218,24 @@ fn by_set(leases: &[(String, Vec<String>)], mut args: Vec<String>) -> (Vec<Strin
     (keys, args)
 }
 
+/// A lease asked for whose answer has not been read (see `Shared::take`): dropped armed,
+/// it is given back, since Redis may have taken it.
+pub(super) struct Pending {
+    pub(super) keeper: Arc<Keeper>,
+    pub(super) sets: Vec<String>,
+    pub(super) id: u64,
+    pub(super) armed: bool,
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if self.armed {
+            self.keeper
+                .give_back(self.id, std::mem::take(&mut self.sets));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::by_set;
