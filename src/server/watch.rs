@@ -1,7 +1,8 @@
 //! Reloads when the config file, or a certificate, key or CA file it names, changes. Their
 //! directories are watched, not the files: Kubernetes updates a mounted ConfigMap or Secret by
 //! swapping a `..data` symlink, which no event on a file's own path reports. Events are
-//! gathered for [`SETTLE`], then the files are read; a reload runs only when they differ from
+//! gathered until none came for [`SETTLE`] (a slow writer's every write is one; at most
+//! [`SETTLE_MAX`]), then the files are read; a reload runs only when they differ from
 //! what the running config read, so an editor's several writes or an unrelated file in a
 //! directory cost nothing.
 //!
@@ -26,8 +27,10 @@ use super::Handle;
 use crate::config::text_hash;
 use crate::sync::lock;
 
-/// How long events are gathered before the files are read.
+/// How long the files must be quiet (no event) before they are read.
 const SETTLE: Duration = Duration::from_millis(250);
+/// Longest events are gathered, however many keep coming.
+const SETTLE_MAX: Duration = Duration::from_secs(5);
 /// How often the files are read when a directory cannot be watched, and the watched
 /// directories follow the running config.
 const POLL: Duration = Duration::from_secs(2);
@@ -72,8 +75,11 @@ pub(crate) async fn watch(handle: Handle, path: PathBuf) {
                     if event.is_none() {
                         return;
                     }
-                    tokio::time::sleep(SETTLE).await;
-                    while rx.try_recv().is_ok() {}
+                    // Until the files are quiet: a file written in pieces is read whole.
+                    let most = tokio::time::Instant::now() + SETTLE_MAX;
+                    while let Ok(Ok(Some(_))) =
+                        tokio::time::timeout_at(most, tokio::time::timeout(SETTLE, rx.recv())).await
+                    {}
                     true
                 }
                 () = tokio::time::sleep(if refused.is_some() { retry } else { POLL }) => false,

@@ -86,6 +86,38 @@ async fn a_file_written_in_place_reloads_and_listen_given_on_the_command_line_ho
     );
 }
 
+#[tokio::test]
+async fn a_file_written_in_pieces_is_read_once_whole() {
+    let upstream = Upstream::json("[]").await;
+    let path = scratch_dir("in-pieces").join("pagegate.yaml");
+    let (proxy, admin) = (free_port(), free_port());
+    std::fs::write(&path, config(proxy, admin, &upstream.url(), 2, "0s")).expect("write");
+    let running = Running::start(&path, admin, &[]).await;
+    let first = hash(&running).await;
+    // A slow writer (scp, a config tool): four pieces 100 ms apart, each an event, no piece
+    // but the last a whole config.
+    let text = config(proxy, admin, &upstream.url(), 3, "0s");
+    let mut file = std::fs::File::create(&path).expect("truncate");
+    for piece in text.as_bytes().chunks(text.len().div_ceil(4)) {
+        std::io::Write::write_all(&mut file, piece).expect("write");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(file);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while hash(&running).await == first {
+        assert!(Instant::now() < deadline, "the change did not reload");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let metrics = running.admin("/metrics").await.text();
+    crate::support::assert_metrics(&metrics, &["pagegate_reloads_total{result=\"ok\"} 1"]);
+    assert!(
+        !metrics.lines().any(|l| {
+            l.starts_with("pagegate_reloads_total{result=\"failed\"}") && !l.ends_with(" 0")
+        }),
+        "a piece was read as a config:\n{metrics}"
+    );
+}
+
 /// The running config's hash, from `GET /config`.
 async fn hash(running: &Running) -> Option<String> {
     running.admin("/config").await.json()["hash"]
