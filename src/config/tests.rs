@@ -668,3 +668,62 @@ routes:
         assert!(text.contains(expected), "{expected}\n{text}");
     }
 }
+
+#[test]
+fn every_tls_file_read_is_watched_and_its_change_seen() {
+    let dir = std::env::temp_dir().join(format!("pagegate-tls-files-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .expect("params")
+        .self_signed(&key)
+        .expect("cert");
+    let file = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).expect("write");
+        path.display().to_string()
+    };
+    let (crt, pem_key) = (
+        file("c.crt", &cert.pem()),
+        file("c.key", &key.serialize_pem()),
+    );
+    let (redis_ca, rls_ca, db_ca) = (
+        file("redis-ca.pem", &cert.pem()),
+        file("rls-ca.pem", &cert.pem()),
+        file("db-ca.pem", &cert.pem()),
+    );
+    let yaml = format!(
+        "redis: {{url: 'rediss://a:6379', tls: {{ca_file: '{redis_ca}', cert_file: '{crt}', key_file: '{pem_key}'}}}}
+rate_limit_service: {{address: 'https://rls:8081', domain: d, tls: {{ca_file: '{rls_ca}'}}}}
+postgres: {{main: {{url: 'postgres://u:p@h/app?sslmode=verify-full', tls_ca_file: '{db_ca}'}}}}
+{MINIMAL}"
+    );
+    let config = parse(&yaml).expect("valid");
+    let paths: Vec<String> = config
+        .tls_paths()
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    for watched in [&redis_ca, &rls_ca, &db_ca, &crt, &pem_key] {
+        assert!(paths.contains(watched), "{watched} not in {paths:?}");
+    }
+    assert!(!config.tls_changed());
+    // The bytes the Redis client gets are those checked, not a second read.
+    let redis = config
+        .redis
+        .as_ref()
+        .and_then(|r| r.tls.as_ref())
+        .expect("tls");
+    assert_eq!(
+        redis.ca.as_ref().map(|r| r.pem.as_slice()),
+        Some(cert.pem().as_bytes())
+    );
+    for changed in [&redis_ca, &rls_ca, &db_ca] {
+        std::fs::write(changed, format!("{}\n", cert.pem())).expect("rewrite");
+        assert!(config.tls_changed(), "{changed} changed");
+        std::fs::write(changed, cert.pem()).expect("restore");
+        assert!(!config.tls_changed());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -260,10 +260,10 @@ pub struct RedisConfig {
 /// certificate and name verified.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RedisTls {
-    /// PEM CAs the server's certificate must chain to, instead of the system's trust store.
-    pub ca_pem: Option<Vec<u8>>,
-    /// A PEM certificate chain and its key, for a server that asks for one (mutual TLS).
-    pub client_pem: Option<(Vec<u8>, Vec<u8>)>,
+    /// CAs the server's certificate must chain to, instead of the system's trust store.
+    pub(crate) ca: Option<crate::tls::Roots>,
+    /// A certificate chain and its key, for a server that asks for one (mutual TLS).
+    pub(crate) client: Option<crate::tls::Identity>,
 }
 
 /// How pagegate finds the Redis it writes to. Every URL is

@@ -360,5 +360,25 @@ pub(crate) fn certificates(config: &Config) -> Vec<(String, &crate::tls::Identit
         let identity = rls.tls.as_ref()?.identity.as_ref()?;
         Some(("rate_limit_service".to_owned(), identity))
     });
-    listener.into_iter().chain(upstreams).chain(rls).collect()
+    // Redis's client certificate: once it expires, every shared limit fails as
+    // `on_redis_error` says.
+    let redis = config.redis.as_ref().and_then(|redis| {
+        let identity = redis.tls.as_ref()?.client.as_ref()?;
+        Some(("redis".to_owned(), identity))
+    });
+    // The client certificate a `jwks_url` is fetched with: once it expires, the key set is
+    // no longer refreshed.
+    let jwks = config.identities.iter().filter_map(|(name, identity)| {
+        let crate::identity::config::KeySource::Url(url) = &identity.keys else {
+            return None;
+        };
+        Some((format!("identities.{name}"), url.tls.identity.as_ref()?))
+    });
+    listener
+        .into_iter()
+        .chain(upstreams)
+        .chain(rls)
+        .chain(redis)
+        .chain(jwks)
+        .collect()
 }

@@ -45,6 +45,8 @@ pub enum TlsRoots {
         path: std::path::PathBuf,
         /// Its certificates.
         certificates: Vec<Vec<u8>>,
+        /// A hash of the bytes read, to tell a changed file.
+        fingerprint: [u8; 32],
     },
 }
 

@@ -22,6 +22,9 @@ pub(crate) struct Identity {
     pub(crate) not_after: u64,
     /// When it becomes valid, in seconds since the Unix epoch.
     pub(crate) not_before: u64,
+    /// The PEM text both were read from, for clients that take PEM (Redis): the bytes checked
+    /// here, not a second read that a rotation could tear.
+    pub(crate) pem: Arc<(Vec<u8>, Vec<u8>)>,
     fingerprint: [u8; 32],
 }
 
@@ -30,6 +33,8 @@ pub(crate) struct Identity {
 pub(crate) struct Roots {
     pub(crate) file: PathBuf,
     pub(crate) certs: Vec<CertificateDer<'static>>,
+    /// The PEM text the certificates were read from.
+    pub(crate) pem: Arc<Vec<u8>>,
     fingerprint: [u8; 32],
 }
 
@@ -79,6 +84,7 @@ impl Identity {
             not_after,
             not_before,
             fingerprint: fingerprint(&[&cert_pem, &key_pem]),
+            pem: Arc::new((cert_pem, key_pem)),
         })
     }
 
@@ -135,6 +141,7 @@ impl Roots {
             file: file.to_owned(),
             certs,
             fingerprint: fingerprint(&[&pem]),
+            pem: Arc::new(pem),
         })
     }
 

@@ -40,8 +40,8 @@ fn url(p: &mut Problems, at: &Spanned<String>, key: &'static str) -> bool {
     parsed.is_ok_and(|c| c.get_ssl_mode() == tokio_postgres::config::SslMode::Require)
 }
 
-/// The certificates of a PEM file, or a located problem.
-fn certificates(p: &mut Problems, at: &Spanned<String>) -> Option<Vec<Vec<u8>>> {
+/// The certificates of a PEM file and the hash of its bytes, or a located problem.
+fn certificates(p: &mut Problems, at: &Spanned<String>) -> Option<(Vec<Vec<u8>>, [u8; 32])> {
     use rustls_pki_types::pem::PemObject as _;
     let path = std::path::Path::new(&at.value);
     let pem = match std::fs::read(path) {
@@ -54,7 +54,10 @@ fn certificates(p: &mut Problems, at: &Spanned<String>) -> Option<Vec<Vec<u8>>> 
     let certificates: Result<Vec<_>, _> =
         rustls_pki_types::CertificateDer::pem_slice_iter(&pem).collect();
     match certificates {
-        Ok(list) if !list.is_empty() => Some(list.into_iter().map(|c| c.to_vec()).collect()),
+        Ok(list) if !list.is_empty() => Some((
+            list.into_iter().map(|c| c.to_vec()).collect(),
+            crate::tls::fingerprint(&[&pem]),
+        )),
         _ => {
             p.invalid(
                 at,
@@ -87,10 +90,13 @@ fn tls(p: &mut Problems, f: &FilePostgres) -> (Option<String>, Option<TlsRoots>)
             p.invalid(file, "tls_ca_file", "is set but the url asks for no TLS: add ?sslmode=verify-full to the url, or remove tls_ca_file".to_owned());
             None
         }
-        (Some(file), true) => certificates(p, file).map(|certificates| TlsRoots::File {
-            path: file.value.clone().into(),
-            certificates,
-        }),
+        (Some(file), true) => {
+            certificates(p, file).map(|(certificates, fingerprint)| TlsRoots::File {
+                path: file.value.clone().into(),
+                certificates,
+                fingerprint,
+            })
+        }
     };
     (replica_url, roots)
 }

@@ -110,17 +110,12 @@ pub(super) fn redis(
         return None;
     }
     let f = &block.value;
-    let ca_pem = f.ca_file.as_ref().and_then(|file| {
-        roots(p, file, "ca_file", "the CA that signed Redis's certificate")?;
-        std::fs::read(&file.value).ok()
-    });
-    let client_pem = client_identity(p, f.cert_file.as_ref(), f.key_file.as_ref()).and_then(|id| {
-        Some((
-            std::fs::read(&id.cert_file).ok()?,
-            std::fs::read(&id.key_file).ok()?,
-        ))
-    });
-    Some(RedisTls { ca_pem, client_pem })
+    let ca = f
+        .ca_file
+        .as_ref()
+        .and_then(|file| roots(p, file, "ca_file", "the CA that signed Redis's certificate"));
+    let client = client_identity(p, f.cert_file.as_ref(), f.key_file.as_ref());
+    Some(RedisTls { ca, client })
 }
 
 /// An optional client certificate: both files, or neither.

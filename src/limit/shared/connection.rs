@@ -154,11 +154,11 @@ pub(super) fn nodelay() -> TcpSettings {
 /// `redis.tls` as the redis crate takes it: without a CA, the system's trust store.
 fn certificates(tls: &RedisTls) -> TlsCertificates {
     TlsCertificates {
-        client_tls: tls.client_pem.as_ref().map(|(cert, key)| ClientTlsConfig {
-            client_cert: cert.clone(),
-            client_key: key.clone(),
+        client_tls: tls.client.as_ref().map(|identity| ClientTlsConfig {
+            client_cert: identity.pem.0.clone(),
+            client_key: identity.pem.1.clone(),
         }),
-        root_cert: tls.ca_pem.clone(),
+        root_cert: tls.ca.as_ref().map(|roots| roots.pem.to_vec()),
     }
 }
 
