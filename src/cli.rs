@@ -94,6 +94,13 @@ pub enum Command {
         #[arg(long, env = "PAGEGATE_ADMIN_LISTEN", default_value = "127.0.0.1:9090")]
         admin: SocketAddr,
     },
+    /// Reload the running pagegate's config file (`POST /reload`): exit 0 once it runs, else
+    /// print why it was refused and exit 1 (systemd's `ExecReload`).
+    Reload {
+        /// The admin listener's address (its `admin.allow` must admit this host).
+        #[arg(long, env = "PAGEGATE_ADMIN_LISTEN", default_value = "127.0.0.1:9090")]
+        admin: SocketAddr,
+    },
 }
 
 /// Runs a subcommand to completion.
@@ -148,6 +155,7 @@ pub fn main(cli: Cli) -> ExitCode {
             block_on(demo(addrs, rows, postgres), None)
         }
         Command::Health { admin } => block_on(health(admin), Some(std::num::NonZeroUsize::MIN)),
+        Command::Reload { admin } => block_on(reload(admin), Some(std::num::NonZeroUsize::MIN)),
     }
 }
 
@@ -164,26 +172,77 @@ fn logging() -> Option<crate::telemetry::LogGuard> {
 
 /// `pagegate health`: `GET /ready` on the admin listener.
 async fn health(admin: SocketAddr) -> ExitCode {
+    let wait = std::time::Duration::from_secs(5);
+    match ask_admin(admin, http::Method::GET, "/ready", wait).await {
+        Ok((http::StatusCode::OK, _)) => ExitCode::SUCCESS,
+        Ok((status, _)) => {
+            eprintln!("{admin}/ready answered {status}");
+            ExitCode::FAILURE
+        }
+        Err(why) => {
+            eprintln!("{why}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `pagegate reload`: `POST /reload` on the admin listener, which answers once the new config
+/// runs (table routes checked against their databases), or why it was refused.
+async fn reload(admin: SocketAddr) -> ExitCode {
+    let wait = std::time::Duration::from_secs(120);
+    match ask_admin(admin, http::Method::POST, "/reload", wait).await {
+        Ok((http::StatusCode::OK, body)) => {
+            println!("{}", String::from_utf8_lossy(&body));
+            ExitCode::SUCCESS
+        }
+        Ok((status, body)) => {
+            let body: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            let why = body["detail"].as_str().unwrap_or("no detail given");
+            eprintln!("{admin}/reload answered {status}: {why}");
+            ExitCode::FAILURE
+        }
+        Err(why) => {
+            eprintln!("{why}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// One request to the admin listener: the status and (up to 1 MiB of) the body, or why none
+/// came within `wait`.
+async fn ask_admin(
+    admin: SocketAddr,
+    method: http::Method,
+    path: &str,
+    wait: std::time::Duration,
+) -> Result<(http::StatusCode, bytes::Bytes), String> {
+    use http_body_util::BodyExt as _;
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<http_body_util::Empty<bytes::Bytes>>();
-    let Ok(uri) = format!("http://{admin}/ready").parse::<http::Uri>() else {
-        return ExitCode::FAILURE;
+    let request = http::Request::builder()
+        .method(method)
+        .uri(format!("http://{admin}{path}"))
+        .body(http_body_util::Empty::new())
+        .map_err(|error| error.to_string())?;
+    let ask = async {
+        let response = client
+            .request(request)
+            .await
+            .map_err(|error| error.to_string())?;
+        let status = response.status();
+        let body = http_body_util::Limited::new(response.into_body(), 1 << 20)
+            .collect()
+            .await
+            .map_err(|error| error.to_string())?;
+        Ok::<_, String>((status, body.to_bytes()))
     };
-    let ask = client.get(uri);
-    match tokio::time::timeout(std::time::Duration::from_secs(5), ask).await {
-        Ok(Ok(response)) if response.status() == http::StatusCode::OK => ExitCode::SUCCESS,
-        Ok(Ok(response)) => {
-            eprintln!("{admin}/ready answered {}", response.status());
-            ExitCode::FAILURE
-        }
-        Ok(Err(error)) => {
-            eprintln!("cannot reach {admin}/ready: {error}");
-            ExitCode::FAILURE
-        }
-        Err(_) => {
-            eprintln!("{admin}/ready did not answer within 5s");
-            ExitCode::FAILURE
-        }
+    match tokio::time::timeout(wait, ask).await {
+        Ok(Ok(answer)) => Ok(answer),
+        Ok(Err(error)) => Err(format!("cannot reach {admin}{path}: {error}")),
+        Err(_) => Err(format!(
+            "{admin}{path} did not answer within {}",
+            humantime::format_duration(wait)
+        )),
     }
 }
 

@@ -10,7 +10,7 @@
 //!   limit; the container runs read-only, non-root, without privilege escalation; images are
 //!   tagged, never `latest`; objects carry the `app.kubernetes.io/*` labels.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use pagegate::Config;
@@ -284,7 +284,7 @@ fn the_kubernetes_examples_probe_drain_and_fit_their_limits() {
 }
 
 #[test]
-fn the_systemd_unit_runs_the_installed_binary_on_the_image_config() {
+fn the_systemd_unit_runs_the_installed_binary_on_a_host_config() {
     let unit = read("deploy/systemd/pagegate.service");
     let exec = unit
         .lines()
@@ -301,5 +301,17 @@ fn the_systemd_unit_runs_the_installed_binary_on_the_image_config() {
     ] {
         assert!(unit.contains(hardening), "{hardening}");
     }
-    assert!(Path::new(&root().join("deploy/pagegate.yaml")).exists());
+    // A refused reload fails `systemctl reload`, which a signal could not tell.
+    assert!(
+        unit.contains("ExecReload=/usr/local/bin/pagegate reload --admin 127.0.0.1:9090"),
+        "{unit}"
+    );
+    // The host config the install lines copy keeps the admin listener on loopback.
+    assert!(unit.contains("install -D -m 0644 deploy/systemd/pagegate.yaml /etc/pagegate/"));
+    let host = pagegate::Config::parse("pagegate.yaml", &read("deploy/systemd/pagegate.yaml"))
+        .expect("the host config validates");
+    assert_eq!(
+        host.server.admin_listen.map(|a| a.ip().is_loopback()),
+        Some(true)
+    );
 }

@@ -86,6 +86,54 @@ async fn a_file_written_in_place_reloads_and_listen_given_on_the_command_line_ho
     );
 }
 
+/// `pagegate reload --admin 127.0.0.1:PORT`: its exit code and stderr.
+async fn reload_command(admin: u16) -> (i32, String) {
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_pagegate"))
+            .args(["reload", "--admin", &format!("127.0.0.1:{admin}")])
+            .env_remove("PAGEGATE_ADMIN_LISTEN")
+            .output()
+    })
+    .await
+    .expect("task")
+    .expect("run pagegate reload");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn the_reload_command_says_whether_the_file_was_taken() {
+    let upstream = Upstream::json("[]").await;
+    let path = scratch_dir("reload-command").join("pagegate.yaml");
+    let (proxy, admin) = (free_port(), free_port());
+    std::fs::write(&path, config(proxy, admin, &upstream.url(), 2, "0s")).expect("write");
+    let running = Running::start(&path, admin, &["--no-watch"]).await;
+    let first = hash(&running).await;
+    std::fs::write(&path, config(proxy, admin, &upstream.url(), 3, "0s")).expect("write");
+    let (code, stderr) = reload_command(admin).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert_ne!(
+        hash(&running).await,
+        first,
+        "reloaded when the command returned"
+    );
+    // A refused file: exit 1 with the reason, as systemd's `ExecReload` reports it.
+    std::fs::write(&path, "routes: [oops").expect("write");
+    let (code, stderr) = reload_command(admin).await;
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("/reload answered 409"), "{stderr}");
+    assert!(
+        stderr.contains("pagegate.yaml:1:"),
+        "the file's line: {stderr}"
+    );
+    // Nothing listens: exit 1, said so.
+    let (code, stderr) = reload_command(free_port()).await;
+    assert_eq!(code, 1);
+    assert!(stderr.contains("cannot reach"), "{stderr}");
+}
+
 #[tokio::test]
 async fn a_file_written_in_pieces_is_read_once_whole() {
     let upstream = Upstream::json("[]").await;
