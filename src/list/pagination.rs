@@ -14,6 +14,7 @@ use crate::cursor::{CursorError, binding_hash};
 use crate::list::config::{KeysetPolicy, ListPolicy, OffsetParam, OnViolation};
 use crate::list::pagination::query::{Piece, disguised, folded, number, pieces};
 
+mod cookies;
 mod error;
 mod layer;
 mod query;
@@ -164,19 +165,34 @@ pub(crate) fn plan(policy: &ListPolicy, path: &str, query: &str) -> Result<Plann
     })
 }
 
-/// Where the limit, offset and cursor parameters stand among the query's pieces, and the
-/// client's other parameters; a repeated, reserved or disguised paging parameter is refused.
-fn sort<'q>(
-    policy: &ListPolicy,
-    all: &[Piece<'q>],
-) -> Result<([Option<usize>; 3], Vec<&'q str>), PlanError> {
-    // Controlled names: 0 = limit, 1 = offset/page, 2 = cursor, then reserved keyset names.
+/// The names pagination controls: 0 = limit, 1 = offset/page, 2 = cursor (keyset routes),
+/// then the reserved keyset names.
+fn controlled(policy: &ListPolicy) -> Vec<&str> {
     let mut controlled: Vec<&str> = vec![&policy.limit_param, policy.offset.name()];
     if let Some(k) = &policy.keyset {
         controlled.push(&k.cursor_param);
         controlled.extend(k.keys.iter().map(|key| key.param.as_str()));
         controlled.extend(k.set_params.iter().map(|(name, _)| name.as_str()));
     }
+    controlled
+}
+
+/// Cookies named like a controlled parameter, dropped (see [`cookies`]); how many.
+fn drop_controlled_cookies(policy: &ListPolicy, headers: &mut http::HeaderMap) -> usize {
+    if headers.contains_key(http::header::COOKIE) {
+        cookies::drop_controlled(headers, &controlled(policy))
+    } else {
+        0
+    }
+}
+
+/// Where the limit, offset and cursor parameters stand among the query's pieces, and the
+/// client's other parameters; a repeated, reserved or disguised paging parameter is refused.
+fn sort<'q>(
+    policy: &ListPolicy,
+    all: &[Piece<'q>],
+) -> Result<([Option<usize>; 3], Vec<&'q str>), PlanError> {
+    let controlled = controlled(policy);
     // Folded only when a piece is not spelled exactly like a controlled name (most requests
     // carry none such).
     let folded_controlled = std::cell::OnceCell::new();

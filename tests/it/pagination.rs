@@ -106,6 +106,24 @@ async fn max_items_below_max_limit_bounds_what_the_backend_is_asked_for() {
 }
 
 #[tokio::test]
+async fn cookies_named_like_paging_parameters_never_reach_the_backend() {
+    let upstream = Upstream::json("[]").await;
+    let proxy = Proxy::start(&routes("clamp"), &upstream).await;
+    // PHP's `$_REQUEST` and classic ASP.NET's `Request["offset"]` read a cookie as a
+    // parameter: this one would skip `max_offset`.
+    let headers = [("cookie", "session=s1; offset=99999999".to_owned())];
+    let got = crate::support::get_with(&proxy, "/events", &headers).await;
+    assert_eq!(got.status, 200);
+    let seen = upstream.last();
+    assert_eq!(seen.query(), "limit=100");
+    assert_eq!(seen.headers["cookie"], "session=s1");
+    let only = [("cookie", "Offset=5".to_owned())];
+    crate::support::get_with(&proxy, "/events", &only).await;
+    assert!(!upstream.last().headers.contains_key("cookie"));
+    proxy.stop().await;
+}
+
+#[tokio::test]
 async fn an_oversized_limit_is_rejected_with_a_problem_naming_it() {
     let upstream = Upstream::json("[]").await;
     let proxy = Proxy::start(&routes("reject"), &upstream).await;

@@ -114,6 +114,10 @@ where
                 headers.remove(name);
             }
         }
+        let dropped = super::drop_controlled_cookies(policy, headers);
+        if dropped > 0 {
+            tracing::debug!(dropped, "cookies named like paging parameters were dropped");
+        }
         let clamped = planned.plan.clamped_from.and_then(|requested| {
             let value = format!(
                 "{}={}; requested={requested}",

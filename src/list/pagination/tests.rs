@@ -272,3 +272,26 @@ fn max_items_below_max_limit_bounds_the_page_asked_for() {
         }))
     ));
 }
+
+#[test]
+fn cookies_named_like_paging_parameters_are_dropped() {
+    use http::header::COOKIE;
+    let p = policy(true);
+    let mut headers = http::HeaderMap::new();
+    headers.append(
+        COOKIE,
+        "session=s1; offset=99999999; Limit=100000"
+            .parse()
+            .expect("value"),
+    );
+    headers.append(COOKIE, "theme=dark".parse().expect("value"));
+    headers.append(COOKIE, "cursor=x; id_gt=5".parse().expect("value"));
+    assert_eq!(super::drop_controlled_cookies(&p, &mut headers), 4);
+    let left: Vec<_> = headers.get_all(COOKIE).iter().collect();
+    assert_eq!(left, ["session=s1", "theme=dark"]);
+    // Cookies with other names pass untouched, the header as it came.
+    let mut headers = http::HeaderMap::new();
+    headers.insert(COOKIE, "limits=1;offset_x=2".parse().expect("value"));
+    assert_eq!(super::drop_controlled_cookies(&p, &mut headers), 0);
+    assert_eq!(headers[COOKIE], "limits=1;offset_x=2");
+}

@@ -1,0 +1,52 @@
+//! Cookies named like paging parameters, dropped from list requests. PHP's `$_REQUEST` (with no
+//! `request_order` set, as the official images ship, cookies come last and win) and classic
+//! ASP.NET's `Request["offset"]` (a cookie when the query lacks the name) read them as request
+//! parameters, past every check the query got: `Cookie: offset=99999999` would reach deep
+//! pages `max_offset` refuses.
+
+use http::{HeaderMap, HeaderValue, header};
+
+use super::query::{disguised, folded};
+
+/// Removes from `headers`' `Cookie` fields every pair whose name a backend could read as one
+/// of `controlled` (the same spellings the query is checked for); returns how many went.
+pub(super) fn drop_controlled(headers: &mut HeaderMap, controlled: &[&str]) -> usize {
+    if !headers.contains_key(header::COOKIE) {
+        return 0;
+    }
+    let folded: Vec<String> = controlled.iter().map(|name| folded(name)).collect();
+    let mut dropped = 0;
+    let mut kept: Vec<HeaderValue> = Vec::new();
+    for value in headers.get_all(header::COOKIE) {
+        // A field that is not text is passed as it is: no parser reads a name out of it.
+        let Ok(text) = value.to_str() else {
+            kept.push(value.clone());
+            continue;
+        };
+        let pairs: Vec<&str> = text
+            .split(';')
+            .map(str::trim)
+            .filter(|pair| !pair.is_empty())
+            .collect();
+        let left: Vec<&str> = pairs
+            .iter()
+            .copied()
+            .filter(|pair| disguised(pair, &folded).is_none())
+            .collect();
+        dropped += pairs.len() - left.len();
+        if left.len() == pairs.len() {
+            kept.push(value.clone());
+        } else if !left.is_empty()
+            && let Ok(value) = HeaderValue::from_str(&left.join("; "))
+        {
+            kept.push(value);
+        }
+    }
+    if dropped > 0 {
+        headers.remove(header::COOKIE);
+        for value in kept {
+            headers.append(header::COOKIE, value);
+        }
+    }
+    dropped
+}
