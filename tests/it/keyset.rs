@@ -236,6 +236,26 @@ async fn a_deep_offset_is_refused_with_a_link_to_the_keyset_form() {
 }
 
 #[tokio::test]
+async fn a_page_too_deep_to_read_is_a_502_rather_than_an_end_of_the_list() {
+    // Valid JSON whose second item nests 200 levels: relayed raw, it would carry no next
+    // link, and the client would stop there.
+    let body = format!(
+        "[{{\"id\":1}},{{\"id\":2,\"x\":{}{}}},{{\"id\":3}}]",
+        "[".repeat(200),
+        "]".repeat(200)
+    );
+    let body: &'static str = Box::leak(body.into_boxed_str());
+    let upstream = Upstream::json(body).await;
+    let proxy = Proxy::start(&config("keys: [{field: /id, param: id_gt}]", ""), &upstream).await;
+    let problem = get(&proxy.url("/events?limit=2")).await.problem(502);
+    assert_eq!(
+        problem["type"],
+        "urn:pagegate:problem:bad-upstream-response"
+    );
+    proxy.stop().await;
+}
+
+#[tokio::test]
 async fn keys_out_of_order_are_a_502_rather_than_a_wrong_cursor() {
     let upstream = Upstream::json(r#"[{"id":1},{"id":3},{"id":2},{"id":4}]"#).await;
     let proxy = Proxy::start(&config("keys: [{field: /id, param: id_gt}]", ""), &upstream).await;

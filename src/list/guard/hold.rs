@@ -97,7 +97,7 @@ pub(super) async fn hold(
                     break;
                 }
                 Ok(_) => {}
-                Err(error) => raw = not_expected(&error)?,
+                Err(error) => raw = not_expected(&error, plan.keyset.is_some())?,
             }
         }
         // Bytes beyond the bound: only whitespace after a complete document may be dropped.
@@ -169,10 +169,17 @@ fn refuse_encoded(headers: &http::HeaderMap) -> Result<(), GuardError> {
 
 /// A body the scanner refused: relayed as another format (`raw`: `Ok(true)`, which
 /// `on_invalid` decides on), unless it is JSON with a second list under the items path, which
-/// clients would read uncounted: that is refused whatever `on_invalid` says.
-fn not_expected(error: &crate::list::scan::ScanError) -> Result<bool, BoxError> {
-    if matches!(error, crate::list::scan::ScanError::DuplicateItems { .. }) {
+/// clients would read uncounted: that is refused whatever `on_invalid` says. So is, on a
+/// keyset route (`keyset`), JSON nested too deep to read: relayed raw, it would carry no next
+/// link, and its client would take the list for ended.
+fn not_expected(error: &crate::list::scan::ScanError, keyset: bool) -> Result<bool, BoxError> {
+    use crate::list::scan::ScanError;
+    if matches!(error, ScanError::DuplicateItems { .. }) {
         tracing::warn!(%error, "list response holds its items path twice");
+        return Err(GuardError::NotJson.into());
+    }
+    if keyset && matches!(error, ScanError::TooDeep { .. }) {
+        tracing::warn!(%error, "keyset page too deep to read: no cursor can be minted");
         return Err(GuardError::NotJson.into());
     }
     tracing::debug!(%error, "list response is not the expected JSON");

@@ -262,3 +262,32 @@ async fn report_only_passes_every_byte_and_counts_what_the_guard_would_have_done
     assert_eq!(out, "[1,2]");
     assert_eq!(lines, "");
 }
+
+#[tokio::test]
+async fn a_keyset_page_too_deep_to_read_is_refused_not_relayed_without_a_link() {
+    let deep: &'static str = Box::leak(
+        format!(
+            "[{{\"id\":1,\"x\":{}{}}}]",
+            "[".repeat(200),
+            "]".repeat(200)
+        )
+        .into_boxed_str(),
+    );
+    let hold_with = |keyset: bool| async move {
+        let p = policy(&[], keyset);
+        let response = http::Response::new(scripted(vec![deep], Arc::default()));
+        hold(response, &p, &plan(&p, 2)).await.map(|held| held.raw)
+    };
+    let refused = hold_with(true)
+        .await
+        .expect_err("refused on a keyset route");
+    assert!(
+        matches!(
+            refused.downcast_ref::<GuardError>(),
+            Some(GuardError::NotJson)
+        ),
+        "{refused}"
+    );
+    // Elsewhere it is another format, which `on_invalid` decides on.
+    assert!(hold_with(false).await.expect("relayed raw"));
+}
