@@ -31,6 +31,10 @@ pub(crate) const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// read here (5 minutes): a cursor whose expiry lies further out than `ttl` from now was
 /// minted under a longer ttl, or none.
 pub(crate) const CURSOR_CLOCK_SKEW: Duration = Duration::from_secs(300);
+/// How many `send_timeout`s an HTTP/2 stream's frame may wait in all while the socket is full
+/// (4): the time behind a full socket is the link's, watched by the socket's own stall timeout,
+/// up to this bound.
+pub(crate) const FULL_SOCKET_GRACE: u32 = 4;
 /// Smallest `send_buffer` (4 KiB): below it Linux rounds up anyway.
 pub(crate) const MIN_SEND_BUFFER: u64 = 4 * 1024;
 /// Largest `send_buffer` (64 MiB): kernel memory per connection.

@@ -135,9 +135,8 @@ pub(super) struct Conn {
     /// When the resets of the last [`HTTP2_RESET_WINDOW`] happened, oldest first.
     resets: Mutex<VecDeque<Instant>>,
     next_stream: AtomicU64,
-    /// Per HTTP/2 stream: since when, on `socket`'s clock, its body's last frame waits for the
-    /// client (0: not waiting).
-    streams: Mutex<HashMap<u64, Arc<AtomicU64>>>,
+    /// Per HTTP/2 stream: since when its body's last frame waits for the client.
+    streams: Mutex<HashMap<u64, Arc<socket::Waiting>>>,
     /// The time the socket was full, which a stream's wait does not count.
     socket: socket::SocketClock,
 }
@@ -296,11 +295,7 @@ impl Conn {
         let open = self.socket.open(now);
         lock(&self.streams)
             .values()
-            .any(|clock| {
-                let since = clock.load(Ordering::Relaxed);
-                since != 0
-                    && u128::from(open.saturating_sub(since)) >= settings.send_timeout.as_millis()
-            })
+            .any(|waiting| waiting.stalled((now, open), settings.send_timeout))
             .then_some(Close::Stalled)
     }
 
@@ -310,9 +305,10 @@ impl Conn {
         self.socket.set(self.connections.now_ms(), full);
     }
 
-    /// Now, on the clock streams wait on: it stands still while the socket is full.
-    fn open_ms(&self) -> u64 {
-        self.socket.open(self.connections.now_ms())
+    /// A stream's frame waits for the client from now on.
+    fn wait(&self, waiting: &socket::Waiting) {
+        let now = self.connections.now_ms();
+        waiting.start(now, self.socket.open(now));
     }
 
     /// Bytes arrived from the client: with no request in flight, a head has begun.
@@ -333,7 +329,7 @@ impl Conn {
         let clock = h2.then(|| {
             self.http2();
             let key = self.next_stream.fetch_add(1, Ordering::Relaxed);
-            let clock = Arc::new(AtomicU64::new(0));
+            let clock = Arc::new(socket::Waiting::default());
             lock(&self.streams).insert(key, Arc::clone(&clock));
             (key, clock)
         });

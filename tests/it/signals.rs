@@ -86,6 +86,45 @@ async fn a_file_written_in_place_reloads_and_listen_given_on_the_command_line_ho
     );
 }
 
+#[tokio::test]
+async fn a_second_sigterm_exits_at_once_and_says_so_on_stderr() {
+    let upstream = Upstream::json("[]").await;
+    let dir = scratch_dir("second-signal");
+    let path = dir.join("pagegate.yaml");
+    let (proxy, admin) = (free_port(), free_port());
+    // A drain that would last 30 s.
+    std::fs::write(&path, config(proxy, admin, &upstream.url(), 2, "30s")).expect("write");
+    let log = dir.join("stderr.log");
+    let stderr = std::fs::File::create(&log).expect("log file");
+    let mut running = Running::spawn_to(&path, admin, &[], stderr.into());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(("127.0.0.1", admin)).await.is_err() {
+        assert!(Instant::now() < deadline, "pagegate did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    running.signal("TERM");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while running.admin("/ready").await.status != 503 {
+        assert!(Instant::now() < deadline, "the first SIGTERM did not drain");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    running.signal("TERM");
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = running.child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "still running");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(status.code(), Some(1));
+    let text = std::fs::read_to_string(&log).expect("read log");
+    assert!(
+        text.contains("pagegate: second SIGTERM: exiting at once"),
+        "{text}"
+    );
+}
+
 /// `pagegate reload --admin 127.0.0.1:PORT`: its exit code and stderr.
 async fn reload_command(admin: u16) -> (i32, String) {
     let out = tokio::task::spawn_blocking(move || {

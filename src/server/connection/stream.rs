@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -21,7 +21,7 @@ use crate::sync::lock;
 pub(crate) struct Stream {
     pub(super) conn: Arc<Conn>,
     /// HTTP/2 only: the registry key and clock of this stream.
-    pub(super) clock: Option<(u64, Arc<AtomicU64>)>,
+    pub(super) clock: Option<(u64, Arc<super::socket::Waiting>)>,
     /// The answer's head was produced.
     pub(super) answered: bool,
     /// hyper asked for the answer's body at least once.
@@ -67,7 +67,7 @@ impl Stream {
         } else {
             // HTTP/2: hyper asks for the first frame once the client has granted the stream
             // window; one that grants none stalls from here.
-            self.waiting(self.conn.open_ms());
+            self.waiting(true);
             Some(self)
         };
         Tracked {
@@ -77,9 +77,14 @@ impl Stream {
         }
     }
 
-    fn waiting(&self, since: u64) {
+    /// Its frame waits for the client from now (`true`), or was taken.
+    fn waiting(&self, waits: bool) {
         if let Some((_, clock)) = &self.clock {
-            clock.store(since, Ordering::Relaxed);
+            if waits {
+                self.conn.wait(clock);
+            } else {
+                clock.stop();
+            }
         }
     }
 }
@@ -101,7 +106,7 @@ impl<B> Tracked<B> {
         if stream.clock.is_some() && data.len() > H2_FRAME {
             *rest = Some(data.split_off(H2_FRAME));
         }
-        stream.waiting(stream.conn.open_ms());
+        stream.waiting(true);
         data
     }
 }
@@ -123,7 +128,7 @@ where
         };
         stream.polled = true;
         // hyper asks again: the client made room for more.
-        stream.waiting(0);
+        stream.waiting(false);
         if let Some(rest) = this.rest.take() {
             let data = Self::cut(stream, this.rest, rest);
             // The last piece of a cut frame may be the answer's last.

@@ -30,12 +30,17 @@ impl Running {
 
     /// Started, without waiting for its admin listener.
     pub fn spawn(path: &Path, admin: u16, args: &[&str]) -> Self {
+        Self::spawn_to(path, admin, args, Stdio::null())
+    }
+
+    /// As [`Running::spawn`], its stderr going to `stderr`.
+    pub fn spawn_to(path: &Path, admin: u16, args: &[&str], stderr: Stdio) -> Self {
         let child = Command::new(env!("CARGO_BIN_EXE_pagegate"))
             .args(["run", "--workers", "1", "--config"])
             .arg(path)
             .args(args)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("start pagegate");
         Self { child, admin }

@@ -64,3 +64,19 @@ fn secrets_are_redacted_at_any_depth_and_env_names_kept() {
     assert!(text.contains("/events"), "{text}");
     assert_eq!(file["cursors"]["keys"][0]["secret"], REDACTED);
 }
+
+#[test]
+fn an_identity_keys_url_shows_no_password() {
+    let mut file = serde_json::json!({
+        "identities": {"api": {
+            "jwks_url": "https://reader:k3ys@idp.example/.well-known/jwks.json",
+            "issuer": "https://idp.example/",
+        }},
+    });
+    redact(&mut file);
+    assert_eq!(
+        file["identities"]["api"]["jwks_url"],
+        "https://reader:[redacted]@idp.example/.well-known/jwks.json"
+    );
+    assert_eq!(file["identities"]["api"]["issuer"], "https://idp.example/");
+}
