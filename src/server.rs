@@ -109,9 +109,10 @@ impl Server {
         // Table routes are checked against their catalogs now; a database that does not answer
         // does not stop the start.
         generation
-            .check_tables()
+            .check_tables(None)
             .await
             .map_err(|(route, reason)| StartError::Table { route, reason })?;
+        generation.show_certificates(&metrics);
         let config = Arc::clone(generation.config());
         let listener = listener::bind(config.server.listen, config.server.send_buffer).await?;
         let admin_listener = match config.server.admin_listen {

@@ -169,12 +169,6 @@ impl Generation {
             }
             None => None,
         };
-        metrics.lifecycle.certificates(
-            certificates(&config)
-                .into_iter()
-                .map(|(name, identity)| (name, identity.not_after))
-                .collect(),
-        );
         Ok(Self {
             tls,
             // Validation found no overlap, so the table serves every route.
@@ -273,18 +267,35 @@ impl Generation {
     }
 
     /// Checks every table route against its database's catalog, all at once: the first that
-    /// does not fit its table, as (route, what to change). A database that does not answer is
-    /// logged and passes (its routes answer 503 and are checked when it comes back).
-    pub(crate) async fn check_tables(&self) -> Result<(), (String, String)> {
+    /// does not fit its table, as (route, what to change). Only a route new or changed since
+    /// `previous` refuses: one that runs already (its table changed under it) answers 503 as it
+    /// does now, and must not hold back every other change, a certificate's included. A
+    /// database that does not answer is logged and passes (its routes answer 503 and are
+    /// checked when it comes back).
+    pub(crate) async fn check_tables(
+        &self,
+        previous: Option<&Generation>,
+    ) -> Result<(), (String, String)> {
+        // The same route over the same table as before: where its settings stand in the file
+        // may have moved (an edit above it), what they say has not.
+        let running = |resource: &Arc<Resource>| {
+            let Some(old) = previous.and_then(|p| p.resources.get(resource.route())) else {
+                return false;
+            };
+            let mut table = crate::table::config::TableConfig::clone(resource.table());
+            table.places = old.table().places.clone();
+            Arc::ptr_eq(old, resource) || *old.table().as_ref() == table
+        };
         let checks = self
             .resources()
             .map(|resource| async move { (resource, resource.check().await) });
         for (resource, outcome) in futures_util::future::join_all(checks).await {
             match outcome {
                 Ok(_) => {}
-                Err(crate::table::CheckError::Invalid(reason)) => {
+                Err(crate::table::CheckError::Invalid(reason)) if !running(resource) => {
                     return Err((resource.route().to_owned(), reason));
                 }
+                Err(crate::table::CheckError::Invalid(_)) => {}
                 Err(crate::table::CheckError::Unreachable(error)) => tracing::warn!(
                     route = %resource.route(),
                     %error,
@@ -342,6 +353,19 @@ fn parts(
 
 #[cfg(test)]
 mod tests;
+
+impl Generation {
+    /// Shows this generation's certificates' expiries in the metrics: once it serves (a
+    /// reload refused after building must not hide the running certificate's date).
+    pub(crate) fn show_certificates(&self, metrics: &Metrics) {
+        metrics.lifecycle.certificates(
+            certificates(&self.config)
+                .into_iter()
+                .map(|(name, identity)| (name, identity.not_after))
+                .collect(),
+        );
+    }
+}
 
 /// The certificates `config` presents, by metric name.
 pub(crate) fn certificates(config: &Config) -> Vec<(String, &crate::tls::Identity)> {

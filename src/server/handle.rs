@@ -162,12 +162,13 @@ impl Handle {
         // A table route that no longer fits its table is refused here, as at start, rather
         // than swapped in to answer 503.
         tokio::runtime::Handle::current()
-            .block_on(next.check_tables())
+            .block_on(next.check_tables(Some(&previous)))
             .map_err(|(route, reason)| ReloadError::Table { route, reason })?;
         for warning in &next.config().warnings {
             tracing::warn!("{warning}");
         }
         self.metrics.lifecycle.running(&next.config().hash());
+        next.show_certificates(&self.metrics);
         self.current.store(Arc::new(next));
         Ok(())
     }

@@ -37,10 +37,11 @@ pub(super) async fn bind(
         // As `TcpListener::bind` does: a restart rebinds while old connections linger.
         socket.set_reuseaddr(true)?;
         socket.set_send_buffer_size(u32::try_from(size).unwrap_or(u32::MAX))?;
-        // Linux doubles what it is given, for its bookkeeping, and caps it at
-        // `net.core.wmem_max` without an error: say so rather than run with less.
+        // Linux doubles what it is given, for its bookkeeping (and reports the double), and
+        // caps it at twice `net.core.wmem_max` without an error: say so rather than run with
+        // less.
         let got = u64::from(socket.send_buffer_size()?);
-        if got < size {
+        if got < size.saturating_mul(2) {
             tracing::warn!(
                 asked = size,
                 got,

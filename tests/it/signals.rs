@@ -97,11 +97,7 @@ async fn a_second_sigterm_exits_at_once_and_says_so_on_stderr() {
     let log = dir.join("stderr.log");
     let stderr = std::fs::File::create(&log).expect("log file");
     let mut running = Running::spawn_to(&path, admin, &[], stderr.into());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while tokio::net::TcpStream::connect(("127.0.0.1", admin)).await.is_err() {
-        assert!(Instant::now() < deadline, "pagegate did not start");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    running.started().await;
     running.signal("TERM");
     let deadline = Instant::now() + Duration::from_secs(5);
     while running.admin("/ready").await.status != 503 {

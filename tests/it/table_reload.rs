@@ -55,3 +55,37 @@ async fn a_reload_with_a_table_route_that_does_not_fit_is_refused() {
     assert!(!narrowed.text().contains("\"at\""), "{}", narrowed.text());
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn a_running_route_whose_table_changed_does_not_hold_back_other_changes() {
+    let pg = Postgres::start();
+    let table = pg.name("migrated");
+    pg.execute(&format!(
+        "CREATE TABLE {table} (id bigint PRIMARY KEY, at timestamptz NOT NULL);
+         INSERT INTO {table} SELECT g, now() FROM generate_series(1, 3) g;"
+    ))
+    .await;
+    let yaml = yaml(&pg, &table, "id, at");
+    let proxy = Proxy::start_url(&yaml, "http://127.0.0.1:9").await;
+    assert_eq!(crate::support::get(&proxy.url("/db")).await.status, 200);
+    // A migration drops a column the running route reads; then another key changes (as a
+    // renewed certificate would).
+    pg.execute(&format!("ALTER TABLE {table} DROP COLUMN at"))
+        .await;
+    proxy
+        .reload(
+            &format!("max_held_bytes: 32MiB\n{yaml}"),
+            "http://127.0.0.1:9",
+        )
+        .await
+        .expect("the other change is taken");
+    assert_eq!(proxy.handle.generation().config().max_held_bytes, 32 << 20);
+    let got = crate::support::get(&proxy.url("/db")).await;
+    assert_eq!(
+        got.status,
+        503,
+        "the route answers as it did: {}",
+        got.text()
+    );
+    proxy.stop().await;
+}

@@ -158,13 +158,13 @@ fn refuse_encoded(headers: &http::HeaderMap) -> Result<(), GuardError> {
     else {
         return Ok(());
     };
-    let encoding = String::from_utf8_lossy(encoding.as_bytes())
+    let encoding: String = String::from_utf8_lossy(encoding.as_bytes())
         .chars()
         .filter(|c| c.is_ascii_graphic() || *c == ' ')
         .take(32)
         .collect();
     tracing::warn!(%encoding, "the backend compressed a list page: turn compression off for `Accept-Encoding: identity` on this path");
-    Err(GuardError::Encoded { encoding })
+    Err(GuardError::Encoded)
 }
 
 /// A body the scanner refused: relayed as another format (`raw`: `Ok(true)`, which

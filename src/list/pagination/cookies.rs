@@ -6,7 +6,7 @@
 
 use http::{HeaderMap, HeaderValue, header};
 
-use super::query::{disguised, folded};
+use super::query::{folded, readings};
 
 /// Removes from `headers`' `Cookie` fields every pair whose name a backend could read as one
 /// of `controlled` (the same spellings the query is checked for); returns how many went.
@@ -31,7 +31,7 @@ pub(super) fn drop_controlled(headers: &mut HeaderMap, controlled: &[&str]) -> u
         let left: Vec<&str> = pairs
             .iter()
             .copied()
-            .filter(|pair| disguised(pair, &folded).is_none())
+            .filter(|pair| !read_as_controlled(pair, &folded))
             .collect();
         dropped += pairs.len() - left.len();
         if left.len() == pairs.len() {
@@ -49,4 +49,16 @@ pub(super) fn drop_controlled(headers: &mut HeaderMap, controlled: &[&str]) -> u
         }
     }
     dropped
+}
+
+/// Whether PHP or classic ASP.NET would read the cookie `pair` as a controlled parameter: its
+/// name in any case and encoding, and PHP's forms of it (`offset[]`, `.` and spaces as `_`).
+/// Not Spring's `_`/`!` prefixes nor dotted properties: nothing reads those from a cookie, and
+/// an application's own cookies keep their names.
+fn read_as_controlled(pair: &str, folded_controlled: &[String]) -> bool {
+    let name = pair.split_once('=').map_or(pair, |(name, _)| name);
+    let [name, base, php, _spring] = readings(&folded(name));
+    [name, base, php]
+        .iter()
+        .any(|reading| folded_controlled.contains(reading))
 }

@@ -165,7 +165,10 @@ async fn a_stream_stalls_only_while_the_socket_could_take_bytes() {
 async fn a_full_socket_excuses_a_stream_for_four_send_timeouts_at_most() {
     let open = connections(10);
     let conn = open.open();
-    let _body = conn.0.stream(true).body(Full::new(Bytes::from(vec![1u8; 40_000])));
+    let _body = conn
+        .0
+        .stream(true)
+        .body(Full::new(Bytes::from(vec![1u8; 40_000])));
     // A client that keeps its socket full (reading another stream slowly) while this one
     // gets no window: excused for 4 x 30 s in all, then the connection is closed.
     conn.0.socket_full(true);

@@ -16,16 +16,24 @@ pub struct Running {
 
 impl Running {
     pub async fn start(path: &Path, admin: u16, args: &[&str]) -> Self {
-        let running = Self::spawn(path, admin, args);
+        let mut running = Self::spawn(path, admin, args);
+        running.started().await;
+        running
+    }
+
+    /// Waits for the admin listener; panics, saying why, if pagegate exits or takes 10 s.
+    pub async fn started(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(10);
-        while tokio::net::TcpStream::connect(("127.0.0.1", admin))
+        while tokio::net::TcpStream::connect(("127.0.0.1", self.admin))
             .await
             .is_err()
         {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                panic!("pagegate exited at start ({status})");
+            }
             assert!(Instant::now() < deadline, "pagegate did not start");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        running
     }
 
     /// Started, without waiting for its admin listener.

@@ -13,11 +13,24 @@ pub struct RedisServer {
 }
 
 /// A free loopback port (bound, read and released).
+/// A port nothing listens on now, never handed out before in this test process: the kernel
+/// may give a port just released to the next `bind(0)`, and two tests running at once must
+/// not both start a server on it.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
+    static HANDED: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut handed = HANDED
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !handed.contains(&port) {
+            handed.push(port);
+            return port;
+        }
+    }
 }
 
 impl RedisServer {
