@@ -1,12 +1,12 @@
 //! [`LimitLayer`]: asks [`Limits`] for a decision before the inner service runs, answers a
 //! refusal early, and carries the slot in the response body to its last byte.
 
+use crate::limit::rls::Descriptors;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use envoy_types::pb::envoy::extensions::common::ratelimit::v3::rate_limit_descriptor::Entry;
 use http_body_util::BodyExt;
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
@@ -158,7 +158,7 @@ impl<S> Limit<S> {
         key: ClientKey,
         notes: &mut Notes,
         req: &mut Request,
-        rls: Option<&(RateLimitService, Vec<Entry>)>,
+        rls: Option<&(RateLimitService, Descriptors)>,
     ) -> Result<(), LimitError> {
         let limits = &self.limits;
         let service = rls.and_then(|(rls, entries)| {

@@ -105,14 +105,37 @@ impl RateLimitService {
     }
 
     /// Asks whether one more request of `entries` may go (`hits` of it).
-    pub(crate) async fn ask(&self, entries: Vec<Entry>, hits: u32) -> Result<Verdict, RlsError> {
+    pub(crate) async fn ask(&self, entries: Descriptors, hits: u32) -> Result<Verdict, RlsError> {
         let answer = self.call(entries, hits, self.config.timeout).await;
         self.health(&answer);
         verdict(&answer?)
     }
 
-    /// One `ShouldRateLimit` of `hits` for `entries`, within `timeout`.
+    /// Asks the service about `entries` (`hits` of them), within `timeout` per call.
+    /// One call per descriptor (usually one): a service that reads only a request's first
+    /// descriptor (Limitador's `descriptors[0]`) still checks each. The answer is the first
+    /// over the limit, else the first.
     async fn call(
+        &self,
+        entries: Descriptors,
+        hits: u32,
+        timeout: Duration,
+    ) -> Result<RateLimitResponse, RlsError> {
+        let calls = entries
+            .into_iter()
+            .map(|entries| self.call_one(entries, hits, timeout));
+        let answers = futures_util::future::try_join_all(calls).await?;
+        let over = answers
+            .iter()
+            .position(|a| a.overall_code == Code::OverLimit as i32);
+        Ok(answers
+            .into_iter()
+            .nth(over.unwrap_or(0))
+            .unwrap_or_default())
+    }
+
+    /// One `ShouldRateLimit` of `hits` for one descriptor, within `timeout`.
+    async fn call_one(
         &self,
         entries: Vec<Entry>,
         hits: u32,
@@ -153,34 +176,72 @@ impl RateLimitService {
 /// SHA-256 prefix, so a client cannot fill the service's counters with megabytes of keys.
 const MAX_VALUE: usize = 128;
 
-/// The descriptor entries of a request: an entry whose header is absent (or not text) or
-/// whose claim the token lacks is left out (Envoy's `skip_if_absent: true`).
+/// The descriptors one request is charged as: lists of entries.
+pub(crate) type Descriptors = Vec<Vec<Entry>>;
+
+/// The descriptors of a request: an entry whose header is absent (or not text) or whose claim
+/// the token lacks is left out (Envoy's `skip_if_absent: true`). A header sent more than once
+/// is read as each backend might read it (the first value, the last, all joined with `, `):
+/// one descriptor has every entry's first reading, and each other reading of a header gets a
+/// descriptor of its own, so `X-Tenant: t1` sent twice beside another value is charged as t1
+/// whichever the backend takes.
 pub(crate) fn entries(
     descriptors: &[DescriptorEntry],
     (route, key): (&str, &ClientKey),
     headers: &HeaderMap,
     verified: Option<&crate::identity::Verified>,
-) -> Vec<Entry> {
-    descriptors
+) -> Descriptors {
+    let readings: Vec<(&String, Vec<String>)> = descriptors
         .iter()
         .filter_map(|d| {
-            let value = match &d.value {
-                DescriptorValue::Route => route.to_owned(),
-                DescriptorValue::Key => key.short(),
-                DescriptorValue::Claim(claim) => verified?.claim(claim)?.into_owned(),
-                // Two values are none: the backend may read the other one.
-                DescriptorValue::Header(name) => crate::client_addr::single_header(headers, name)?
-                    .to_str()
-                    .ok()?
-                    .to_owned(),
-                DescriptorValue::Literal(text) => text.clone(),
+            let values = match &d.value {
+                DescriptorValue::Route => vec![route.to_owned()],
+                DescriptorValue::Key => vec![key.short()],
+                DescriptorValue::Claim(claim) => vec![verified?.claim(claim)?.into_owned()],
+                DescriptorValue::Header(name) => header_readings(headers, name),
+                DescriptorValue::Literal(text) => vec![text.clone()],
             };
-            Some(Entry {
-                key: d.key.clone(),
-                value: bounded(value),
-            })
+            (!values.is_empty()).then(|| (&d.key, values.into_iter().map(bounded).collect()))
         })
-        .collect()
+        .collect();
+    let first: Vec<Entry> = readings
+        .iter()
+        .map(|(key, values)| Entry {
+            key: (*key).clone(),
+            value: values[0].clone(),
+        })
+        .collect();
+    let mut all = vec![first.clone()];
+    for (at, (_, values)) in readings.iter().enumerate() {
+        for other in &values[1..] {
+            let mut descriptor = first.clone();
+            descriptor[at].value.clone_from(other);
+            all.push(descriptor);
+        }
+    }
+    all
+}
+
+/// How backends read header `name`: its one value; sent more than once, the first, the last
+/// and all joined with `, ` (Node, Rack), each once. None when absent or not text.
+fn header_readings(headers: &HeaderMap, name: &http::HeaderName) -> Vec<String> {
+    let values: Vec<&str> = headers
+        .get_all(name)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .collect();
+    let (Some(first), Some(last)) = (values.first(), values.last()) else {
+        return Vec::new();
+    };
+    let mut readings = vec![(*first).to_owned()];
+    if values.len() > 1 {
+        for reading in [(*last).to_owned(), values.join(", ")] {
+            if !readings.contains(&reading) {
+                readings.push(reading);
+            }
+        }
+    }
+    readings
 }
 
 /// `value`, or its SHA-256 prefix when it is longer than [`MAX_VALUE`].

@@ -1,8 +1,7 @@
 //! `store: envoy_rls`: the rate asked of the rate-limit service, then a slot in this process.
 
+use crate::limit::rls::Descriptors;
 use std::sync::Arc;
-
-use envoy_types::pb::envoy::extensions::common::ratelimit::v3::rate_limit_descriptor::Entry;
 
 use super::{Decision, Limits, Notes};
 use crate::limit::concurrency::Slot;
@@ -16,7 +15,7 @@ impl Limits {
     pub(in crate::limit) async fn decide_rls(
         self: Arc<Self>,
         rls: RateLimitService,
-        entries: Vec<Entry>,
+        entries: Descriptors,
         (key, mut notes): (ClientKey, Notes),
         metrics: Arc<RouteMetrics>,
     ) -> Result<(Option<Slot>, Notes), LimitError> {

@@ -6,11 +6,10 @@
 //! not affected by those calls' verdicts: the client's requests that start after they land
 //! are, once the service counts it over its budget.
 
+use crate::limit::rls::Descriptors;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
-
-use envoy_types::pb::envoy::extensions::common::ratelimit::v3::rate_limit_descriptor::Entry;
 
 use super::RateLimitService;
 use crate::limit::config::QuotaUnit;
@@ -21,7 +20,7 @@ use crate::sync::Interval;
 #[derive(Debug)]
 pub(crate) struct ServiceCost {
     rls: RateLimitService,
-    entries: Vec<Entry>,
+    entries: Descriptors,
     unit: QuotaUnit,
     sent: AtomicU64,
     /// What interim charges have taken (only grows: `fetch_max`).
@@ -45,7 +44,7 @@ impl Drop for InFlight {
 impl ServiceCost {
     pub(crate) fn new(
         rls: RateLimitService,
-        entries: Vec<Entry>,
+        entries: Descriptors,
         unit: QuotaUnit,
         every: Duration,
     ) -> Self {
@@ -85,7 +84,7 @@ impl ServiceCost {
 
     /// Sends `n` units in a task of its own: no frame waits on the service. `in_flight` is
     /// cleared when it is done.
-    fn send(&self, n: u64, entries: Vec<Entry>, in_flight: Option<InFlight>) {
+    fn send(&self, n: u64, entries: Descriptors, in_flight: Option<InFlight>) {
         if n == 0 {
             return;
         }
@@ -138,7 +137,7 @@ impl RateLimitService {
     /// `hits_addend`). The verdicts do not matter. What is not sent is lost (the service's
     /// counters are then short): logged once when charges start failing and once when they
     /// go through again, apart from the decisions' health (`on_store_error` is not involved).
-    pub(crate) async fn charge(&self, entries: Vec<Entry>, mut n: u64) {
+    pub(crate) async fn charge(&self, entries: Descriptors, mut n: u64) {
         let timeout = CHARGE_TIMEOUT.max(self.config.timeout);
         while n > 0 {
             let hits = u32::try_from(n).unwrap_or(u32::MAX);
