@@ -125,6 +125,13 @@ impl RateLimitService {
             .into_iter()
             .map(|entries| self.call_one(entries, hits, timeout));
         let answers = futures_util::future::try_join_all(calls).await?;
+        // An answer that is neither OK nor OVER_LIMIT is a failure of the whole ask.
+        if let Some(odd) = answers
+            .iter()
+            .find(|a| a.overall_code != Code::Ok as i32 && a.overall_code != Code::OverLimit as i32)
+        {
+            return Ok(odd.clone());
+        }
         let over = answers
             .iter()
             .position(|a| a.overall_code == Code::OverLimit as i32);
@@ -179,69 +186,60 @@ const MAX_VALUE: usize = 128;
 /// The descriptors one request is charged as: lists of entries.
 pub(crate) type Descriptors = Vec<Vec<Entry>>;
 
-/// The descriptors of a request: an entry whose header is absent (or not text) or whose claim
-/// the token lacks is left out (Envoy's `skip_if_absent: true`). A header sent more than once
-/// is read as each backend might read it (the first value, the last, all joined with `, `):
-/// one descriptor has every entry's first reading, and each other reading of a header gets a
-/// descriptor of its own, so `X-Tenant: t1` sent twice beside another value is charged as t1
-/// whichever the backend takes.
+/// The descriptors of a request: an entry whose header is absent (or empty) or whose claim
+/// the token lacks is left out (Envoy's `skip_if_absent: true`). Headers sent more than once
+/// are read as backends read them, each way for all headers at once: every first value, every
+/// last value, every header's values joined with `, ` (Node, Rack). Each distinct reading is
+/// a descriptor (three at most), so repeating a header escapes no limit, whichever way the
+/// backend reads it.
 pub(crate) fn entries(
     descriptors: &[DescriptorEntry],
     (route, key): (&str, &ClientKey),
     headers: &HeaderMap,
     verified: Option<&crate::identity::Verified>,
 ) -> Descriptors {
-    let readings: Vec<(&String, Vec<String>)> = descriptors
+    let readings: Vec<(&String, [String; 3])> = descriptors
         .iter()
         .filter_map(|d| {
-            let values = match &d.value {
-                DescriptorValue::Route => vec![route.to_owned()],
-                DescriptorValue::Key => vec![key.short()],
-                DescriptorValue::Claim(claim) => vec![verified?.claim(claim)?.into_owned()],
+            let one = |value: String| Some([value.clone(), value.clone(), value]);
+            let readings = match &d.value {
+                DescriptorValue::Route => one(route.to_owned()),
+                DescriptorValue::Key => one(key.short()),
+                DescriptorValue::Claim(claim) => one(verified?.claim(claim)?.into_owned()),
                 DescriptorValue::Header(name) => header_readings(headers, name),
-                DescriptorValue::Literal(text) => vec![text.clone()],
-            };
-            (!values.is_empty()).then(|| (&d.key, values.into_iter().map(bounded).collect()))
+                DescriptorValue::Literal(text) => one(text.clone()),
+            }?;
+            Some((&d.key, readings.map(bounded)))
         })
         .collect();
-    let first: Vec<Entry> = readings
-        .iter()
-        .map(|(key, values)| Entry {
-            key: (*key).clone(),
-            value: values[0].clone(),
-        })
-        .collect();
-    let mut all = vec![first.clone()];
-    for (at, (_, values)) in readings.iter().enumerate() {
-        for other in &values[1..] {
-            let mut descriptor = first.clone();
-            descriptor[at].value.clone_from(other);
+    let mut all: Descriptors = Vec::with_capacity(1);
+    for way in 0..3 {
+        let descriptor: Vec<Entry> = readings
+            .iter()
+            .map(|(key, values)| Entry {
+                key: (*key).clone(),
+                value: values[way].clone(),
+            })
+            .collect();
+        if !all.contains(&descriptor) {
             all.push(descriptor);
         }
     }
     all
 }
 
-/// How backends read header `name`: its one value; sent more than once, the first, the last
-/// and all joined with `, ` (Node, Rack), each once. None when absent or not text.
-fn header_readings(headers: &HeaderMap, name: &http::HeaderName) -> Vec<String> {
-    let values: Vec<&str> = headers
+/// How backends read header `name`: its first value, its last, and all joined with `, `
+/// (the same three when it is sent once). None when absent or empty. A value that is not
+/// text is read lossily, so it still counts as itself, apart from any text value.
+fn header_readings(headers: &HeaderMap, name: &http::HeaderName) -> Option<[String; 3]> {
+    let values: Vec<String> = headers
         .get_all(name)
         .iter()
-        .filter_map(|value| value.to_str().ok())
+        .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
         .collect();
-    let (Some(first), Some(last)) = (values.first(), values.last()) else {
-        return Vec::new();
-    };
-    let mut readings = vec![(*first).to_owned()];
-    if values.len() > 1 {
-        for reading in [(*last).to_owned(), values.join(", ")] {
-            if !readings.contains(&reading) {
-                readings.push(reading);
-            }
-        }
-    }
-    readings
+    let (first, last) = (values.first()?.clone(), values.last()?.clone());
+    let joined = values.join(", ");
+    (!joined.is_empty()).then_some([first, last, joined])
 }
 
 /// `value`, or its SHA-256 prefix when it is longer than [`MAX_VALUE`].

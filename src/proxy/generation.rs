@@ -267,24 +267,21 @@ impl Generation {
     }
 
     /// Checks every table route against its database's catalog, all at once: the first that
-    /// does not fit its table, as (route, what to change). Only a route new or changed since
-    /// `previous` refuses: one that runs already (its table changed under it) answers 503 as it
-    /// does now, and must not hold back every other change, a certificate's included. A
-    /// database that does not answer is logged and passes (its routes answer 503 and are
-    /// checked when it comes back).
+    /// does not fit its table, as (route, what to change). A route out of service already
+    /// under `previous` (its table changed under it) does not refuse: it answers 503 as it
+    /// does now, and must not hold back every other change, a certificate's included; a
+    /// reload refuses only to break a route that works. A database that does not answer is
+    /// logged and passes (its routes answer 503 and are checked when it comes back).
     pub(crate) async fn check_tables(
         &self,
         previous: Option<&Generation>,
     ) -> Result<(), (String, String)> {
-        // The same route over the same table as before: where its settings stand in the file
-        // may have moved (an edit above it), what they say has not.
+        // The route as it serves now: the same resource (checked just now), or the one it
+        // replaces, found unfit before.
         let running = |resource: &Arc<Resource>| {
-            let Some(old) = previous.and_then(|p| p.resources.get(resource.route())) else {
-                return false;
-            };
-            let mut table = crate::table::config::TableConfig::clone(resource.table());
-            table.places = old.table().places.clone();
-            Arc::ptr_eq(old, resource) || *old.table().as_ref() == table
+            previous
+                .and_then(|p| p.resources.get(resource.route()))
+                .is_some_and(|old| Arc::ptr_eq(old, resource) || old.unfit())
         };
         let checks = self
             .resources()

@@ -111,6 +111,11 @@ impl Resource {
         self.share_size
     }
 
+    /// Whether its last check found the table unfit (the route is out of service).
+    pub(crate) fn unfit(&self) -> bool {
+        matches!(*self.lock(), State::Unfit { .. })
+    }
+
     /// A place of the route's share taken now if one is to spare: one more stays free, so an
     /// export's extra ranges never take the last place the route's other requests may need.
     /// Taken, not only looked at: two exports that both saw two free would each take one.

@@ -263,9 +263,8 @@ async fn bodies_larger_than_any_buffer_pass_both_ways_intact() {
 
 #[tokio::test]
 async fn an_unreachable_upstream_is_a_502_problem() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let url = format!("http://{}", closed.local_addr().expect("addr"));
-    drop(closed);
+    // A port no other test is handed (nothing listens on it).
+    let url = format!("http://127.0.0.1:{}", crate::support::redis::free_port());
     let proxy = Proxy::start_url(PASS, &url).await;
     let problem = get(&proxy.url("/anything")).await.problem(502);
     assert_eq!(problem["type"], "urn:pagegate:problem:upstream-unavailable");

@@ -69,14 +69,12 @@ async fn a_running_route_whose_table_changed_does_not_hold_back_other_changes() 
     let proxy = Proxy::start_url(&yaml, "http://127.0.0.1:9").await;
     assert_eq!(crate::support::get(&proxy.url("/db")).await.status, 200);
     // A migration drops a column the running route reads; then another key changes (as a
-    // renewed certificate would).
+    // renewed certificate would), below the route or, moving it in the file, above.
     pg.execute(&format!("ALTER TABLE {table} DROP COLUMN at"))
         .await;
+    let below = format!("{yaml}max_held_bytes: 32MiB\n");
     proxy
-        .reload(
-            &format!("max_held_bytes: 32MiB\n{yaml}"),
-            "http://127.0.0.1:9",
-        )
+        .reload(&below, "http://127.0.0.1:9")
         .await
         .expect("the other change is taken");
     assert_eq!(proxy.handle.generation().config().max_held_bytes, 32 << 20);
@@ -87,5 +85,11 @@ async fn a_running_route_whose_table_changed_does_not_hold_back_other_changes() 
         "the route answers as it did: {}",
         got.text()
     );
+    let above = format!("max_held_bytes: 16MiB\n{yaml}");
+    proxy
+        .reload(&above, "http://127.0.0.1:9")
+        .await
+        .expect("the route was out of service already");
+    assert_eq!(proxy.handle.generation().config().max_held_bytes, 16 << 20);
     proxy.stop().await;
 }

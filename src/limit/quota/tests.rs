@@ -126,7 +126,7 @@ fn charge_in(
     .expect("a lazy client");
     let service = std::sync::Arc::new(crate::limit::rls::ServiceCost::new(
         rls,
-        Vec::new(),
+        vec![Vec::new()],
         owed,
         Duration::from_secs(3600),
     ));

@@ -114,7 +114,7 @@ async fn a_streaming_answer_sends_what_it_owes_once_every_interval() {
     })
     .expect("a lazy client");
     let second = std::time::Duration::from_secs(1);
-    let cost = ServiceCost::new(rls, Vec::new(), QuotaUnit::Bytes, second);
+    let cost = ServiceCost::new(rls, vec![Vec::new()], QuotaUnit::Bytes, second);
     cost.add(100);
     assert_eq!(cost.charged(), 0, "not due before a second");
     tokio::time::advance(second).await;
@@ -136,4 +136,56 @@ async fn a_streaming_answer_sends_what_it_owes_once_every_interval() {
     tokio::time::advance(second).await;
     cost.add(5);
     assert_eq!((cost.sent(), cost.charged()), (172, 172));
+}
+
+#[test]
+fn repeated_headers_are_read_each_way_a_backend_reads_them() {
+    use crate::limit::config::{DescriptorEntry, DescriptorValue};
+    let header = |key: &str, name: &'static str| DescriptorEntry {
+        key: key.to_owned(),
+        value: DescriptorValue::Header(http::HeaderName::from_static(name)),
+    };
+    let config = [
+        header("tenant", "x-tenant"),
+        header("user", "x-user"),
+        DescriptorEntry {
+            key: "plan".to_owned(),
+            value: DescriptorValue::Literal("free".to_owned()),
+        },
+    ];
+    let key = crate::limit::ClientKey(1, 1, 0);
+    let values = |descriptors: &super::Descriptors| -> Vec<Vec<String>> {
+        descriptors
+            .iter()
+            .map(|d| d.iter().map(|e| format!("{}={}", e.key, e.value)).collect())
+            .collect()
+    };
+    let mut headers = http::HeaderMap::new();
+    headers.append("x-tenant", "a".parse().expect("value"));
+    headers.append("x-user", "c".parse().expect("value"));
+    let once = super::entries(&config, ("r", &key), &headers, None);
+    assert_eq!(values(&once), [["tenant=a", "user=c", "plan=free"]]);
+    headers.append("x-tenant", "b".parse().expect("value"));
+    headers.append("x-user", "d".parse().expect("value"));
+    let twice = super::entries(&config, ("r", &key), &headers, None);
+    assert_eq!(
+        values(&twice),
+        [
+            ["tenant=a", "user=c", "plan=free"],
+            ["tenant=b", "user=d", "plan=free"],
+            ["tenant=a, b", "user=c, d", "plan=free"],
+        ]
+    );
+    // Empty is absent; a value that is not text still counts, apart from any text value.
+    let mut odd = http::HeaderMap::new();
+    odd.append("x-tenant", http::HeaderValue::from_static(""));
+    odd.append(
+        "x-user",
+        http::HeaderValue::from_bytes(b"\xe9t\xe9").expect("value"),
+    );
+    odd.append("x-user", "victim".parse().expect("value"));
+    let read = values(&super::entries(&config, ("r", &key), &odd, None));
+    assert_eq!(read.len(), 3, "{read:?}");
+    assert_eq!(read[0], ["user=\u{fffd}t\u{fffd}", "plan=free"]);
+    assert_eq!(read[1], ["user=victim", "plan=free"]);
 }

@@ -12,7 +12,6 @@ pub struct RedisServer {
     extra: Vec<String>,
 }
 
-/// A free loopback port (bound, read and released).
 /// A port nothing listens on now, never handed out before in this test process: the kernel
 /// may give a port just released to the next `bind(0)`, and two tests running at once must
 /// not both start a server on it.
