@@ -15,15 +15,21 @@ fn yaml(pg: &Postgres, table: &str, columns: &str) -> String {
     )
 }
 
-#[tokio::test]
-async fn a_reload_with_a_table_route_that_does_not_fit_is_refused() {
-    let pg = Postgres::start();
-    let table = pg.name("reloaded");
+/// A table `base` of three rows (`id`, `at`) in `pg`: its name.
+async fn three_rows(pg: &Postgres, base: &str) -> String {
+    let table = pg.name(base);
     pg.execute(&format!(
         "CREATE TABLE {table} (id bigint PRIMARY KEY, at timestamptz NOT NULL);
          INSERT INTO {table} SELECT g, now() FROM generate_series(1, 3) g;"
     ))
     .await;
+    table
+}
+
+#[tokio::test]
+async fn a_reload_with_a_table_route_that_does_not_fit_is_refused() {
+    let pg = Postgres::start();
+    let table = three_rows(&pg, "reloaded").await;
     let proxy = Proxy::start_url(&yaml(&pg, &table, "id, at"), "http://127.0.0.1:9").await;
     let before = crate::support::get(&proxy.url("/db")).await;
     assert_eq!(before.status, 200, "{}", before.text());
@@ -59,12 +65,7 @@ async fn a_reload_with_a_table_route_that_does_not_fit_is_refused() {
 #[tokio::test]
 async fn a_running_route_whose_table_changed_does_not_hold_back_other_changes() {
     let pg = Postgres::start();
-    let table = pg.name("migrated");
-    pg.execute(&format!(
-        "CREATE TABLE {table} (id bigint PRIMARY KEY, at timestamptz NOT NULL);
-         INSERT INTO {table} SELECT g, now() FROM generate_series(1, 3) g;"
-    ))
-    .await;
+    let table = three_rows(&pg, "migrated").await;
     let yaml = yaml(&pg, &table, "id, at");
     let proxy = Proxy::start_url(&yaml, "http://127.0.0.1:9").await;
     assert_eq!(crate::support::get(&proxy.url("/db")).await.status, 200);
