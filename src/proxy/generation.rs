@@ -278,23 +278,26 @@ impl Generation {
         &self,
         previous: Option<&Generation>,
     ) -> Result<(), (String, String)> {
-        // The route as it serves now: the same resource (checked just now), or the one it
-        // replaces, found unfit before.
-        let running = |resource: &Arc<Resource>| {
-            previous
-                .and_then(|p| p.resources.get(resource.route()))
-                .is_some_and(|old| Arc::ptr_eq(old, resource) || old.unfit())
-        };
+        use crate::table::CheckError::Invalid;
         let checks = self
             .resources()
             .map(|resource| async move { (resource, resource.check().await) });
         for (resource, outcome) in futures_util::future::join_all(checks).await {
             match outcome {
                 Ok(_) => {}
-                Err(crate::table::CheckError::Invalid(reason)) if !running(resource) => {
-                    return Err((resource.route().to_owned(), reason));
+                Err(Invalid(reason)) => {
+                    // The route as it serves now: the same resource (checked just now), or
+                    // the one it replaces, unfit too (found so before, or checked now).
+                    let old = previous.and_then(|p| p.resources.get(resource.route()));
+                    let broken = match old {
+                        Some(old) if Arc::ptr_eq(old, resource) || old.unfit() => true,
+                        Some(old) => matches!(old.check().await, Err(Invalid(_))),
+                        None => false,
+                    };
+                    if !broken {
+                        return Err((resource.route().to_owned(), reason));
+                    }
                 }
-                Err(crate::table::CheckError::Invalid(_)) => {}
                 Err(crate::table::CheckError::Unreachable(error)) => tracing::warn!(
                     route = %resource.route(),
                     %error,

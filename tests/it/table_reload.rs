@@ -73,6 +73,19 @@ async fn a_running_route_whose_table_changed_does_not_hold_back_other_changes() 
     // renewed certificate would), below the route or, moving it in the file, above.
     pg.execute(&format!("ALTER TABLE {table} DROP COLUMN at"))
         .await;
+    // Moving the route in the file, before anything noticed: the route it replaces is
+    // checked too, and was out of service already.
+    proxy
+        .reload(
+            &format!("max_held_bytes: 24MiB\n{yaml}"),
+            "http://127.0.0.1:9",
+        )
+        .await
+        .expect("the route was broken already");
+    proxy
+        .reload(&yaml, "http://127.0.0.1:9")
+        .await
+        .expect("back to the file as it was");
     let below = format!("{yaml}max_held_bytes: 32MiB\n");
     proxy
         .reload(&below, "http://127.0.0.1:9")
