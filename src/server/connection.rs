@@ -18,8 +18,9 @@
 //!   `send_timeout` means the client took nothing: the connection is closed, as an HTTP/1
 //!   client that reads nothing is. Frames are cut to [`H2_FRAME`] bytes, so a slow reader that
 //!   makes progress is asked for more in time (a stream must take 16 KiB per `send_timeout`).
-//!   Time the socket itself is full does not count ([`socket`]): streams sharing a slow link
-//!   wait their turn, and the socket's own send-stall timeout watches that link.
+//!   Time the socket itself is full counts only against four `send_timeout`s ([`socket`]):
+//!   streams sharing a slow link wait their turn, and the socket's own send-stall timeout
+//!   watches that link.
 //!   The body's end is asked for as soon as its last frame is sent into h2's buffer, so the
 //!   last frame's delivery is not watched here: a connection asked to close gracefully gets
 //!   `send_timeout` to finish, then is closed.
