@@ -409,12 +409,10 @@ async fn streams_whose_client_reads_nothing_hold_little_each() {
         inner: TcpStream::connect(replica.addr()).await.expect("connect"),
         paused: std::sync::Arc::clone(&paused),
     };
-    let mut builder = h2::client::Builder::new();
-    let huge = u32::try_from(i32::MAX).expect("window");
-    builder
-        .initial_window_size(huge)
-        .initial_connection_window_size(huge);
-    let (mut client, connection) = builder.handshake::<_, Bytes>(tcp).await.expect("handshake");
+    let (mut client, connection) = crate::support::widest_windows()
+        .handshake::<_, Bytes>(tcp)
+        .await
+        .expect("handshake");
     let _connection: Connection = tokio::spawn(connection);
     let mut heads = Vec::new();
     for _ in 0..100 {

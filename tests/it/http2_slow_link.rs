@@ -103,12 +103,10 @@ async fn many_busy_streams_on_a_slow_link_are_served_whole() {
         refill: Box::pin(tokio::time::sleep(EVERY)),
     };
     // Windows never limit the streams: only the link does.
-    let mut builder = h2::client::Builder::new();
-    let huge = u32::try_from(i32::MAX).expect("window");
-    builder
-        .initial_window_size(huge)
-        .initial_connection_window_size(huge);
-    let (mut client, connection) = builder.handshake::<_, Bytes>(tcp).await.expect("handshake");
+    let (mut client, connection) = crate::support::widest_windows()
+        .handshake::<_, Bytes>(tcp)
+        .await
+        .expect("handshake");
     tokio::spawn(connection);
     let start = Instant::now();
     let mut reads = Vec::new();

@@ -401,3 +401,14 @@ pub fn scratch_dir(what: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).expect("scratch dir");
     dir
 }
+
+/// An HTTP/2 client whose stream and connection windows are the largest there are: flow
+/// control never holds its streams back.
+pub fn widest_windows() -> h2::client::Builder {
+    let mut builder = h2::client::Builder::new();
+    let widest = u32::try_from(i32::MAX).expect("window");
+    builder
+        .initial_window_size(widest)
+        .initial_connection_window_size(widest);
+    builder
+}
