@@ -17,7 +17,7 @@ mod files;
 mod listener;
 mod upstream;
 
-pub(crate) use files::{Identity, Roots, fingerprint};
+pub(crate) use files::{Identity, Roots, file_changed, fingerprint};
 pub(crate) use listener::{ListenerTls, Transport, server_config};
 pub(crate) use upstream::{UpstreamTls, client_config, system_roots};
 

@@ -96,10 +96,7 @@ fn tls_summary(config: &Config) -> bool {
             valid = false;
             format!("INVALID: {why}")
         }
-        None => humantime::format_rfc3339_seconds(
-            std::time::UNIX_EPOCH + std::time::Duration::from_secs(identity.not_after),
-        )
-        .to_string(),
+        None => identity.expires().to_string(),
     };
     if let Some(tls) = &config.server.tls {
         let clients = tls.client_ca.as_ref().map_or(String::new(), |ca| {

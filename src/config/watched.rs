@@ -79,11 +79,8 @@ impl Config {
         identities.iter().any(|i| i.changed())
             || roots.iter().any(|r| r.changed())
             || self.keys_read().any(|k| k.changed())
-            || self.database_roots().any(|(path, read)| {
-                std::fs::read(path)
-                    .map(|pem| crate::tls::fingerprint(&[&pem]))
-                    .ok()
-                    != Some(*read)
-            })
+            || self
+                .database_roots()
+                .any(|(path, read)| crate::tls::file_changed(path, read))
     }
 }

@@ -104,12 +104,9 @@ impl Eq for ReadKeys {}
 impl ReadKeys {
     /// Whether the file now differs from what was read (or cannot be read now).
     pub(crate) fn changed(&self) -> bool {
-        self.file.as_ref().is_some_and(|file| {
-            std::fs::read(file)
-                .map(|bytes| crate::tls::fingerprint(&[&bytes]))
-                .ok()
-                != Some(self.fingerprint)
-        })
+        self.file
+            .as_ref()
+            .is_some_and(|file| crate::tls::file_changed(file, &self.fingerprint))
     }
 }
 

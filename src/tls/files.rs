@@ -88,16 +88,16 @@ impl Identity {
         })
     }
 
+    /// When the certificate expires, as RFC 3339 (`2030-01-01T00:00:00Z`).
+    pub(crate) fn expires(&self) -> humantime::Rfc3339Timestamp {
+        date(self.not_after)
+    }
+
     /// Why the certificate cannot be presented now (expired, or not yet valid), if so.
     pub(crate) fn invalid_now(&self) -> Option<String> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |since| since.as_secs());
-        let date = |at: u64| {
-            humantime::format_rfc3339_seconds(
-                std::time::UNIX_EPOCH + std::time::Duration::from_secs(at),
-            )
-        };
         if now >= self.not_after {
             Some(format!("expired {}", date(self.not_after)))
         } else if now < self.not_before {
@@ -118,8 +118,7 @@ impl Identity {
 impl Roots {
     /// Whether the file now differs from what was read (or cannot be read now).
     pub(crate) fn changed(&self) -> bool {
-        let now = std::fs::read(&self.file).map(|pem| fingerprint(&[&pem]));
-        now.ok() != Some(self.fingerprint)
+        file_changed(&self.file, &self.fingerprint)
     }
 
     /// Reads a PEM bundle of one or more CA certificates.
@@ -227,6 +226,17 @@ fn validity(cert: &CertificateDer<'_>) -> Option<(u64, u64)> {
         validity.not_before.to_unix_duration().as_secs(),
         validity.not_after.to_unix_duration().as_secs(),
     ))
+}
+
+/// Seconds since the Unix epoch as an RFC 3339 date.
+fn date(at: u64) -> humantime::Rfc3339Timestamp {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(at))
+}
+
+/// Whether the file at `path` now differs from what was read as `read` ([`fingerprint`] of
+/// its bytes), or cannot be read now.
+pub(crate) fn file_changed(path: &Path, read: &[u8; 32]) -> bool {
+    std::fs::read(path).map(|pem| fingerprint(&[&pem])).ok() != Some(*read)
 }
 
 pub(crate) fn fingerprint(parts: &[&[u8]]) -> [u8; 32] {

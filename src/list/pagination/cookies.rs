@@ -9,11 +9,9 @@ use http::{HeaderMap, HeaderValue, header};
 use super::query::{folded, readings};
 
 /// Removes from `headers`' `Cookie` fields every pair whose name a backend could read as one
-/// of `controlled` (the same spellings the query is checked for); returns how many went.
+/// of `controlled` (the names PHP and classic ASP.NET read); returns how many went. The caller
+/// looks for a `Cookie` field first.
 pub(super) fn drop_controlled(headers: &mut HeaderMap, controlled: &[&str]) -> usize {
-    if !headers.contains_key(header::COOKIE) {
-        return 0;
-    }
     let folded: Vec<String> = controlled.iter().map(|name| folded(name)).collect();
     let mut dropped = 0;
     let mut kept: Vec<HeaderValue> = Vec::new();
