@@ -73,6 +73,9 @@ pub(crate) enum PgError {
     /// The cursor does not verify.
     #[error(transparent)]
     Cursor(#[from] CursorError),
+    /// `<path>/export` on a route whose `export.formats` is empty: exports are off (404).
+    #[error("this route offers no export")]
+    NoExport,
     /// Only GET and HEAD read a table.
     #[error("method {0} is not allowed here: table routes answer GET and HEAD")]
     Method(Method),
@@ -194,6 +197,9 @@ async fn serve(
         return Err(PgError::Method(req.method().clone()));
     }
     let table = Arc::clone(resource.table());
+    if export.is_some() && table.formats.is_empty() {
+        return Err(PgError::NoExport);
+    }
     let mut params = parse(&table, req.uri().query().unwrap_or(""), export.is_some())?;
     // Cursors are bound to the table and its key as well: a reload that changes the key's
     // columns or directions invalidates them instead of resuming in the wrong place.

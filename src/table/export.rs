@@ -96,7 +96,11 @@ pub(super) async fn response(
             columns.push(key.column.clone());
         }
     }
-    let format = params.format.unwrap_or(ExportFormat::Csv);
+    // Without `format`, the first the route offers (`serve` refused a route that offers none).
+    let format = params
+        .format
+        .or_else(|| table.formats.first().copied())
+        .unwrap_or(ExportFormat::Csv);
     let copy = copy_fits(resource, &catalog, format);
     let writer = Arc::new(writer(format, &columns, &catalog));
     let chunks = Chunks {
@@ -125,7 +129,12 @@ pub(super) async fn response(
     // no connection (503) is still answered as such.
     let first = match pipeline.next().await.transpose() {
         Ok(first) => first,
-        Err(error) => return Err(resource.answer(error, &catalog, &params.offered, ctx).await),
+        Err(error) => {
+            // The chunks in flight give their places back first: finding the value to blame
+            // takes one.
+            drop(pipeline);
+            return Err(resource.answer(error, &catalog, &params.offered, ctx).await);
+        }
     };
     let state = (first, pipeline, quota, false);
     let chunks =

@@ -86,7 +86,13 @@ pub(super) async fn page(
     // Cut at `page_bytes` before the statement's end: a next page may exist.
     let more = match cut {
         Ok(cut) => cut || probe,
-        Err(error) => return Err(resource.answer(error, catalog, &params.offered, ctx).await),
+        Err(error) => {
+            // Its place back first: finding the value to blame takes one, and with
+            // `max_connections: 1` (or every place held by such a request) it would wait for
+            // its own.
+            drop(running);
+            return Err(resource.answer(error, catalog, &params.offered, ctx).await);
+        }
     };
     body.push_str("],\"next_cursor\":");
     let mut link = None;

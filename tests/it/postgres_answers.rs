@@ -528,3 +528,53 @@ async fn domains_print_and_map_as_their_base_types() {
     assert_eq!(page.json()["data"][0]["fn"], "1.000000000000000000001");
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn a_route_with_one_connection_names_the_bad_value_and_offers_its_formats() {
+    let pg = Postgres::start_owned();
+    let p = &pg.prefix;
+    pg.execute(&format!(
+        "CREATE DOMAIN {p}_pos AS integer CHECK (VALUE > 0);
+         CREATE TABLE {p}_one (id bigint PRIMARY KEY, pos {p}_pos);
+         INSERT INTO {p}_one VALUES (1, 1), (2, 2);"
+    ))
+    .await;
+    let table = format!("{p}_one");
+    let settings = "columns: [id, pos], key: [id], filters: {pos: [eq]}, max_connections: 1";
+    let routes = route(
+        "one",
+        &table,
+        &format!("{settings}, export: {{formats: [ndjson]}}"),
+    ) + &route(
+        "off",
+        &table,
+        &format!("{settings}, export: {{formats: []}}"),
+    );
+    let proxy = serve(&pg, &routes, "pool_size: 2, connect_timeout: 2s").await;
+    // Finding the value to blame takes a connection: the failed statement's is given back
+    // first, so its own request does not wait connect_timeout for it (then 503).
+    let started = Instant::now();
+    for url in ["/one?pos=eq.0", "/one/export?pos=eq.0"] {
+        refused(
+            &get(&proxy.url(url)).await,
+            "the filter `pos=eq.…`",
+            "it violates a check constraint of the column's type",
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    // Without `format`, the first the route offers; with none offered, no export at all.
+    let got = get(&proxy.url("/one/export")).await;
+    assert_eq!(got.status, 200, "{}", got.text());
+    assert_eq!(got.header("content-type"), Some("application/x-ndjson"));
+    assert_eq!(got.text().lines().count(), 2, "{}", got.text());
+    let problem = get(&proxy.url("/off/export")).await.problem(404);
+    assert_eq!(problem["type"], "urn:pagegate:problem:no-route");
+    let problem = get(&proxy.url("/off/export?format=csv")).await.problem(404);
+    assert_eq!(problem["type"], "urn:pagegate:problem:no-route");
+    assert_eq!(get(&proxy.url("/off")).await.status, 200);
+    proxy.stop().await;
+}

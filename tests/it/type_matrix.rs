@@ -237,9 +237,16 @@ async fn wide(pg: &Postgres, kinds: &[Kind]) -> String {
 }
 
 /// What PostgreSQL reads `text` (a field an export wrote for column `c` of `table`) as, in
-/// SQL: an array written as JSON through its JSON mapping, anything else cast.
+/// SQL: an array written as JSON through its JSON mapping (a `json[]`'s or `jsonb[]`'s
+/// elements one by one: each element is JSON, an array too), anything else cast.
 fn read_back(table: &str, column: &str, kind: &Kind, text: &str) -> String {
-    if kind.spelled.ends_with("[]") && text.starts_with('[') {
+    if kind.spelled.starts_with("json") && text.starts_with('[') {
+        format!(
+            "ARRAY(SELECT e::{} FROM json_array_elements({}::json) e)",
+            kind.spelled.trim_end_matches("[]"),
+            literal(text)
+        )
+    } else if kind.spelled.ends_with("[]") && text.starts_with('[') {
         format!(
             "(json_populate_record(NULL::{table}, json_build_object('{column}', {}::json))).{column}",
             literal(text)

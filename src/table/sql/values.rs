@@ -30,19 +30,27 @@ impl Values {
     }
 
     /// `value` as a value of `column`: cast to its type ([`Catalog::cast`]); or an array
-    /// written as a JSON array (as exports write them), each element cast to the element type
-    /// (one dimension); or a row written as a JSON object, read by PostgreSQL's own JSON
-    /// mapping into the row type (whose fields keep their declared sizes, as its text form's
-    /// do).
+    /// written as a JSON array (as exports write them) or a row written as a JSON object, read
+    /// by PostgreSQL's own JSON mapping (`json_to_record`, `json_populate_record`) into the
+    /// column's type: nested arrays, `json`/`jsonb` elements and row elements read back as
+    /// they were written (a row's fields keep their declared sizes, as its text form's do).
     pub(super) fn of(&mut self, value: &str, column: &str, catalog: &Catalog) -> String {
         let Some(c) = catalog.columns.get(column) else {
             return self.typed(value, "pg_catalog.text");
         };
         match &c.element {
-            Some(element) if c.array && json_array(value) => format!(
-                "ARRAY(SELECT (e.v)::{element} FROM json_array_elements_text(({}::text)::json) \
+            // A `json[]`/`jsonb[]`: one dimension, each element's JSON text its value (the
+            // mapping below would read an element that is an array as a second dimension).
+            Some(element) if c.array && json_array(value) && is_json(element) => format!(
+                "ARRAY(SELECT (e.v)::{element} FROM json_array_elements(({}::text)::json) \
                  WITH ORDINALITY AS e(v, i) ORDER BY e.i)",
                 self.text(value)
+            ),
+            Some(_) if c.array && json_array(value) => format!(
+                "(SELECT a.v FROM json_to_record(json_build_object('v', ({}::text)::json)) \
+                 AS a(v {}))",
+                self.text(value),
+                c.cast
             ),
             _ if c.composite && value.starts_with('{') => format!(
                 "json_populate_record(NULL::{}, ({}::text)::json)",
@@ -54,8 +62,13 @@ impl Values {
     }
 }
 
-/// Whether `value` is an array written as JSON (`[1,2]`), not as PostgreSQL writes one with
-/// its bounds (`[0:1]={1,2}`).
+/// Whether an array's element type (as a cast names it) is `json` or `jsonb`.
+fn is_json(element: &str) -> bool {
+    matches!(element, "pg_catalog.json" | "pg_catalog.jsonb")
+}
+
+/// Whether `value` is written as a JSON array, not as an array's text form with its bounds
+/// (`[0:1]={1,2}`).
 fn json_array(value: &str) -> bool {
     let Some(rest) = value.strip_prefix('[') else {
         return false;

@@ -178,6 +178,17 @@ pub const DEFINITIONS: &str = "
 pub const OTHERS: &[(&str, &[&str])] = &[
     ("integer[]", &["{1,2}", "{}", "{3,NULL}"]),
     ("text[]", &["{a,\"b,c\"}", "{\"\"}", "{x}"]),
+    // Arrays of two dimensions, of jsonb and of a row type: written as nested JSON, and read
+    // back by PostgreSQL's own JSON mapping.
+    ("bigint[]", &["{{1,2},{3,4}}", "{5}", "{{1,2}}"]),
+    (
+        "jsonb[]",
+        &["{\"\\\"abc\\\"\",\"{\\\"a\\\": 1}\"}", "{}", "{\"[1, 2]\"}"],
+    ),
+    (
+        "{p}_pair[]",
+        &["{\"(1,x)\"}", "{\"(2,\\\"a,b\\\")\"}", "{}"],
+    ),
     ("{p}_plain", &["one", "two,three", ""]),
     ("{p}_positive", &["1", "20", "300"]),
     ("{p}_code", &["a", "acmecorp", "b c"]),

@@ -132,6 +132,7 @@ pub(super) fn table(e: &PgError) -> Answer {
             row(S::BAD_REQUEST, kind!("invalid-query"), Refused)
         }
         PgError::Cursor(_) => row(S::BAD_REQUEST, kind!("invalid-cursor"), Refused),
+        PgError::NoExport => row(S::NOT_FOUND, kind!("no-route"), Refused),
         PgError::Method(_) => {
             row(S::METHOD_NOT_ALLOWED, kind!("method-not-allowed"), Refused).allow(ALLOW_TABLE)
         }
