@@ -62,6 +62,12 @@ pub(crate) enum RequestBodyError {
     /// The chunked encoding could not be read (400).
     #[error("the request body's chunked encoding is malformed")]
     Malformed,
+    /// The client closed its connection (or reset its HTTP/2 stream) before the body ended:
+    /// its doing, not the upstream's (400, logged as `client_closed`).
+    #[error(
+        "the request body ended early: the connection closed or the stream was reset before all of it arrived"
+    )]
+    Aborted,
 }
 
 /// Marks when a request body has ended, for a timer that must start then.

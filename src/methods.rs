@@ -181,6 +181,9 @@ pub struct Landing {
     /// list) whose `_method` there would take it to another route, or on a list path to a
     /// read (the router looks them up).
     pub form_moves: u16,
+    /// Its path finds another route with `%2F` read as a separator than without
+    /// ([`crate::route_table::AmbiguousPath`]): refused whatever its method.
+    pub ambiguous_path: bool,
 }
 
 /// Checks a request's method where it lands.

@@ -10,7 +10,7 @@ use std::borrow::Cow;
 
 mod target;
 
-pub(crate) use target::{BadHost, DotPath, dot_segments, unfit};
+pub(crate) use target::{AmbiguousPath, BadHost, DotPath, unfit};
 
 use http::Method;
 
@@ -43,6 +43,9 @@ pub(crate) struct Found<'a, T> {
     /// Some route serves this path, whatever its methods: a method spelled so that a backend
     /// would read it as another must not slip past that route to the `default` one.
     pub routed_path: bool,
+    /// The path read with `%2F` as a separator finds another route than read as written
+    /// ([`AmbiguousPath`]): refused.
+    pub ambiguous: bool,
 }
 
 /// The routes sharing one normalized path.
@@ -177,17 +180,29 @@ impl<T: Clone> RouteTable<T> {
         }
         // Only for paths with an escape: `%2F` may also appear once unreserved escapes are
         // decoded (`%2%66`).
+        let mut ambiguous = false;
         if path.contains('%') {
             let slashed = normalize(path, true);
             consider(&slashed, Reading::Written);
             if let Some(stem) = without_extension(&slashed) {
                 consider(stem, Reading::Stem);
             }
+            // Two routes, one for each reading of the `%2F`, neither a catch-all: the backend
+            // serves one of them, and which depends on its framework. (A catch-all stands for
+            // "everything else", as `default` does: the other route wins, as it does over
+            // `default`.)
+            let route = |path: &str| self.lookup_exact(method, path, Reading::Written).0;
+            ambiguous = slashed != plain
+                && matches!((route(&plain), route(&slashed)),
+                    (Some((a, ra)), Some((b, rb)))
+                        if !std::ptr::eq(a, b) && ra & RANK_NOT_CATCH_ALL != 0
+                            && rb & RANK_NOT_CATCH_ALL != 0);
         }
         Found {
             route: best.map(|(route, _)| route),
             list_path,
             routed_path,
+            ambiguous,
         }
     }
 
@@ -215,14 +230,18 @@ impl<T: Clone> RouteTable<T> {
             list_path |= entry.list;
             if route.is_none() && entry.methods.as_deref().is_none_or(|m| serves(m, method)) {
                 let fixed = matched.params.is_empty();
-                let rank =
-                    u8::from(entry.list) * 4 + u8::from(!group.catch_all) * 2 + u8::from(fixed);
+                let rank = u8::from(entry.list) * 4
+                    + u8::from(!group.catch_all) * RANK_NOT_CATCH_ALL
+                    + u8::from(fixed);
                 route = Some((&entry.value, rank));
             }
         }
         (route, list_path, routed)
     }
 }
+
+/// The bit of a lookup's rank that says its route's pattern is no catch-all.
+const RANK_NOT_CATCH_ALL: u8 = 2;
 
 /// `/events.json` is `/events` to Rails and DRF format suffixes: the path without its
 /// extension, when it has one.

@@ -268,14 +268,15 @@ fn sample_live(metrics: &Metrics, current: &Current, open: &Arc<connection::Conn
 fn incoming(req: http::Request<Incoming>, client: ClientAddr) -> Request {
     let (mut parts, body) = req.into_parts();
     parts.extensions.insert(client);
-    let body: Body = body.map_err(client_body_error).boxed();
+    let body: Body = body.map_err(|e| client_body_error(&e)).boxed();
     http::Request::from_parts(parts, body)
 }
 
-/// A client's body error: malformed chunking (hyper reports invalid data from its decoder) is
-/// the client's fault, answered 400; anything else (the client went away) passes as it is.
-fn client_body_error(error: hyper::Error) -> BoxError {
-    let mut source = std::error::Error::source(&error);
+/// A client's body error: malformed chunking (hyper reports invalid data from its decoder), or
+/// anything else (the client went away, or reset its stream, mid-body). Both are the client's
+/// doing: answered 400, never counted against the upstream the body was bound for.
+fn client_body_error(error: &hyper::Error) -> BoxError {
+    let mut source = std::error::Error::source(error);
     while let Some(e) = source {
         if let Some(io) = e.downcast_ref::<std::io::Error>()
             && matches!(
@@ -287,7 +288,8 @@ fn client_body_error(error: hyper::Error) -> BoxError {
         }
         source = e.source();
     }
-    Box::new(error)
+    tracing::debug!(%error, "the client's request body ended early");
+    Box::new(crate::body::RequestBodyError::Aborted)
 }
 
 /// Raises the open-files soft limit to the hard limit, and refuses a `max_connections` the hard

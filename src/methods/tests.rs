@@ -19,6 +19,7 @@ const LIST: Landing = Landing {
     read_body: false,
     override_moves: false,
     form_moves: 0,
+    ambiguous_path: false,
 };
 
 /// Off a list path, where an override moves the request to another route.

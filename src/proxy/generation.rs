@@ -206,6 +206,7 @@ impl Generation {
             read_body: self.config.default_allow_read_body,
             override_moves: false,
             form_moves: 0,
+            ambiguous_path: found.ambiguous,
         };
         if found.routed_path
             && let Some((_, overridden)) = methods::query_override(req)
@@ -232,7 +233,10 @@ impl Generation {
             }
             None => &self.fallback,
         };
-        if crate::route_table::unfit(req).is_some() || methods::check(req, at).is_err() {
+        if found.ambiguous
+            || crate::route_table::unfit(req).is_some()
+            || methods::check(req, at).is_err()
+        {
             return (&self.refuse, at, true);
         }
         (route, at, false)

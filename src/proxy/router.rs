@@ -168,7 +168,11 @@ impl Refuse {
                         read_body: false,
                         override_moves: true,
                         form_moves: 0,
+                        ambiguous_path: false,
                     });
+                if at.ambiguous_path {
+                    return crate::route_table::AmbiguousPath.into();
+                }
                 methods::check(req, at)
                     .err()
                     .unwrap_or(MethodError::Connect)

@@ -1,5 +1,5 @@
 //! Request targets a backend would read otherwise than pagegate: a `Host` that is not a host
-//! name, and dot segments that a base path would not contain.
+//! name, and path segments pagegate's router drops but a backend may read as a value.
 
 use std::borrow::Cow;
 
@@ -15,21 +15,42 @@ use std::borrow::Cow;
 )]
 pub(crate) struct BadHost;
 
-/// A path with a `.` or `..` segment (`%2e` counts) on a route whose upstream has a base path:
-/// `/../admin` becomes `/public/../admin` upstream, which nginx, Tomcat, IIS and Apache resolve
-/// to `/admin`, outside the base path the operator exposed. Refused (400).
+/// A path with a segment the router drops but a backend may read as a value
+/// ([`hollow_segments`]): refused (400) on every route. Backends disagree on them, so no
+/// route pagegate picks is safe. `/exports/../events` is `/events` to pagegate (and to nginx,
+/// Tomcat and IIS), but Express, Django and Starlette match it as `/exports/{*rest}` and run
+/// the export without its limits; `/orgs/./events` is `/orgs/events` to pagegate, but the
+/// `/orgs/{org}/events` list handler to them, uncapped. Under an upstream's base path,
+/// `/../admin` would also leave it. Browsers and HTTP client libraries resolve dot segments
+/// before sending, so only a hand-made request meets this.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "the path holds a `.` or `..` segment, which would leave this route's base path at the \
-     backend: send the path without them"
+    "the path holds a segment that backends read differently: `.`, `..`, one of only dots or \
+     spaces, or only a `;parameter`: send the path without it"
 )]
 pub(crate) struct DotPath;
 
+/// The `%2F` in a path decides which route serves it: read as a separator (as WSGI and ASGI
+/// servers do) it finds another route than read as part of a segment (as Express and Go do).
+/// pagegate cannot tell which its backend does, so the request is refused (400) rather than
+/// given one route's limits while the backend serves the other.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the path's `%2F` (or `%5C`) finds another route when read as a `/` than when not: send \
+     the path without it"
+)]
+pub(crate) struct AmbiguousPath;
+
 /// Why a request cannot go to any backend, whatever route it landed on: a NUL byte in its
-/// path ([`super::NulPath`]), or a `Host` that is no host name ([`BadHost`]).
+/// path ([`super::NulPath`]), a hollow segment ([`DotPath`]), or a `Host` that is no host
+/// name ([`BadHost`]).
 pub(crate) fn unfit(req: &crate::Request) -> Option<crate::BoxError> {
-    if super::nul(req.uri().path()) {
+    let path = req.uri().path();
+    if super::nul(path) {
         return Some(super::NulPath.into());
+    }
+    if hollow_segments(path) {
+        return Some(DotPath.into());
     }
     bad_host(req).then(|| BadHost.into())
 }
@@ -52,11 +73,15 @@ fn bad_host(req: &crate::Request) -> bool {
         .all(|&b| b.is_ascii_alphanumeric() || b"-._~:[]".contains(&b))
 }
 
-/// Whether a raw path holds a dot segment as some backend reads it: `.` or `..` between
-/// separators, `%2e` for a dot, `\`, `%2f` or `%5c` for a separator, and a `;` (or `%3b`)
-/// parameter after it, as the router reads them.
-pub(crate) fn dot_segments(path: &str) -> bool {
-    if !path.contains('.') && !path.contains('%') {
+/// Whether a raw path holds a segment the router drops (`super::normalize`) but a backend
+/// may read as a value: a dot segment (`.`, `..`), a segment of only dots and spaces (`...`,
+/// `%20`), or one of only a `;parameter` anywhere but last (Tomcat's `/;jsessionid=…` stays
+/// served). Read as the router reads them: `%2e` is a dot, `\`, `%2f` and `%5c` separate,
+/// `%3b` is a `;`. Empty segments (`//`, a trailing `/`) are not hollow: the backends that
+/// route by segments match none of them to a `{param}`.
+pub(crate) fn hollow_segments(path: &str) -> bool {
+    // Most paths have no dot, escape or `;`: one pass over their bytes settles it.
+    if !path.bytes().any(|b| matches!(b, b'.' | b'%' | b';')) {
         return false;
     }
     let decoded: Cow<'_, str> = if path.contains('%') {
@@ -65,13 +90,22 @@ pub(crate) fn dot_segments(path: &str) -> bool {
             .replace("%2f", "/")
             .replace("%5c", "/")
             .replace("%3b", ";")
+            .replace("%20", " ")
             .into()
     } else {
         path.into()
     };
-    decoded
-        .split(['/', '\\'])
-        .any(|segment| matches!(segment.split(';').next(), Some("." | "..")))
+    let segments: Vec<&str> = decoded.split(['/', '\\']).collect();
+    let last = segments.len() - 1;
+    segments
+        .iter()
+        .enumerate()
+        .skip(1)
+        .any(|(i, segment)| match segment.split_once(';') {
+            Some(("", _)) => i != last,
+            Some((name, _)) => name.bytes().all(|b| b == b'.' || b == b' '),
+            None => !segment.is_empty() && segment.bytes().all(|b| b == b'.' || b == b' '),
+        })
 }
 
 #[cfg(test)]
@@ -118,7 +152,7 @@ mod tests {
     }
 
     #[test]
-    fn dot_segments_in_every_spelling() {
+    fn hollow_segments_in_every_spelling() {
         for path in [
             "/../admin",
             "/a/./b",
@@ -129,19 +163,33 @@ mod tests {
             "/..;x/y",
             "/..%3Bx/y",
             "/a/..",
+            "/orgs/./events",
+            "/orgs/.../events",
+            "/...",
+            "/orgs/%20/events",
+            "/orgs/.%20/events",
+            "/orgs/;x/events",
+            "/orgs/%3Bx/events",
+            "/a/%2e",
         ] {
-            assert!(dot_segments(path), "{path:?}");
+            assert!(hollow_segments(path), "{path:?}");
         }
         for path in [
             "/",
             "/events",
             "/a.b/c",
-            "/...",
             "/.well-known/x",
             "/a..b",
             "/%41",
+            "//events",
+            "/events/",
+            "/events;v=1",
+            "/events.",
+            "/;jsessionid=1",
+            "/app/;jsessionid=1",
+            "/a%20b",
         ] {
-            assert!(!dot_segments(path), "{path:?}");
+            assert!(!hollow_segments(path), "{path:?}");
         }
     }
 }

@@ -295,3 +295,29 @@ fn a_backend_without_format_suffixes_keeps_its_extensions() {
         assert!(found.routed_path, "{path}");
     }
 }
+
+#[test]
+fn a_percent_2f_that_picks_between_two_routes_is_ambiguous() {
+    let routes = [
+        route("list", "/orgs/{org}/events", Some(&[Method::GET])),
+        route("org", "/orgs/{org}", None),
+        route("files", "/files/{*rest}", None),
+        route("login", "/login", None),
+    ];
+    let table = RouteTable::new(&routes);
+    let found = |p: &str| table.lookup(&Method::GET, p);
+    // Express reads `/orgs/{org}` with org `x/events`; Django and Starlette the list route.
+    assert!(found("/orgs/x%2Fevents").ambiguous);
+    assert!(found("/orgs/x%5cevents").ambiguous);
+    // One reading finds no route, or a catch-all: the other wins, as over `default`.
+    for path in [
+        "/orgs/a%2Fb%2Fc",
+        "/orgs/a%2Fb",
+        "/files/a%2Fb",
+        "/login%2F",
+        "/orgs/x/events",
+    ] {
+        assert!(!found(path).ambiguous, "{path}");
+    }
+    assert_eq!(found("/orgs/a%2Fb").route, Some(&"org"));
+}

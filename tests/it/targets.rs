@@ -122,14 +122,51 @@ async fn dot_segments_cannot_leave_an_upstreams_base_path() {
     assert_eq!(upstream.last().target, "/public/a.b/.well-known");
     proxy.stop().await;
 
-    // Without a base path the backend resolves them to what pagegate routed by.
+    // Without a base path too: Express, Django and Starlette would match `/x/../a` as
+    // `/x/{*rest}` (and `/orgs/./events` as `/orgs/{org}/events`), pagegate as `/a`.
     let proxy = Proxy::start(PASS, &upstream).await;
-    let answer = raw(
-        proxy.addr,
-        b"GET /x/../a HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
-    )
-    .await;
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let before = upstream.seen().len();
+    for path in [
+        "/x/../a",
+        "/orgs/./events",
+        "/orgs/.../events",
+        "/orgs/%20/events",
+        "/orgs/;x/events",
+    ] {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+        let answer = raw(proxy.addr, request.as_bytes()).await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{path}: {answer}");
+        assert!(answer.contains("invalid-path"), "{answer}");
+    }
+    assert_eq!(upstream.seen().len(), before, "{:?}", upstream.seen());
+    // What names one resource to every backend passes as written.
+    for path in ["//a", "/a/", "/a;v=1", "/;jsessionid=1", "/a.b/.well-known"] {
+        assert_eq!(get(&proxy.url(path)).await.status, 200, "{path}");
+        assert_eq!(upstream.last().target, path);
+    }
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_percent_2f_that_picks_between_two_routes_is_refused() {
+    let upstream = Upstream::json("[]").await;
+    let yaml = "
+upstreams: {app: {url: '{upstream}'}}
+default: {action: pass, upstream: app}
+routes:
+  - {name: events, path: '/orgs/{org}/events', methods: [GET], upstream: app, list: {}}
+  - name: org
+    path: '/orgs/{org}'
+    upstream: app
+    limits: {rate: {per_client: {requests: 1, per: 1m}}}
+";
+    let proxy = Proxy::start(yaml, &upstream).await;
+    // Express would serve it as `/orgs/{org}` (rate-limited), Django as the list route.
+    let problem = get(&proxy.url("/orgs/x%2Fevents")).await.problem(400);
+    assert_eq!(problem["type"], "urn:pagegate:problem:invalid-path");
+    assert!(upstream.seen().is_empty(), "{:?}", upstream.seen());
+    // Where one reading finds no route, the other serves it.
+    assert_eq!(get(&proxy.url("/orgs/a%2Fb%2Fc")).await.status, 200);
     proxy.stop().await;
 }
 
@@ -166,5 +203,25 @@ async fn a_body_framed_twice_by_the_backend_reaches_the_client_whole() {
     assert_eq!(got.status, 200);
     assert_eq!(got.text(), "01234567890123456789");
     assert_eq!(got.header("content-length"), None);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_backends_trailers_reach_an_http1_client() {
+    let url = raw_upstream(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: x-checksum\r\n\r\n\
+          5\r\nhello\r\n0\r\nx-checksum: abc\r\n\r\n",
+    )
+    .await;
+    let proxy = Proxy::start_url(PASS, &url).await;
+    let answer = raw(
+        proxy.addr,
+        b"GET /a HTTP/1.1\r\nHost: a\r\nTE: trailers\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let lower = answer.to_ascii_lowercase();
+    assert!(lower.contains("\r\ntrailer: x-checksum\r\n"), "{answer}");
+    assert!(lower.ends_with("0\r\nx-checksum: abc\r\n\r\n"), "{answer}");
     proxy.stop().await;
 }

@@ -138,3 +138,34 @@ async fn an_upstream_that_stops_reading_an_upload_gets_a_504_not_a_hang() {
     );
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn a_client_that_leaves_mid_upload_is_no_upstream_failure() {
+    let ends = Arc::new(Mutex::new(Vec::new()));
+    let upstream = counting(Arc::clone(&ends)).await;
+    let yaml = format!("{YAML}admin: {{listen: '127.0.0.1:0'}}\n");
+    let proxy = Proxy::start(&yaml, &upstream).await;
+    let mut stream = TcpStream::connect(proxy.addr).await.expect("connect");
+    stream
+        .write_all(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\nonly this")
+        .await
+        .expect("write");
+    // Half-closed: the body ends at 9 bytes of 100,000; the answer can still be read.
+    stream.shutdown().await.expect("shutdown");
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(3), stream.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(
+        answer.contains("urn:pagegate:problem:incomplete-request-body"),
+        "{answer}"
+    );
+    let metrics = proxy.metrics_text().await;
+    assert!(
+        !metrics
+            .lines()
+            .any(|l| l.starts_with("pagegate_upstream_errors_total{") && !l.ends_with(" 0")),
+        "{metrics}"
+    );
+    proxy.stop().await;
+}

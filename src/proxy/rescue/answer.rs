@@ -17,7 +17,7 @@ use crate::list::guard::{GuardError, HoldError};
 use crate::list::pagination::{PaginationError, PlanError};
 use crate::methods::MethodError;
 use crate::problem::Problem;
-use crate::route_table::{BadHost, DotPath, NoRoute, NulPath};
+use crate::route_table::{AmbiguousPath, BadHost, DotPath, NoRoute, NulPath};
 use crate::table::PgError;
 use crate::telemetry::Outcome;
 use crate::upstream::UpstreamError;
@@ -48,9 +48,13 @@ pub(crate) enum ProxyError {
     /// The path holds a NUL byte.
     #[error(transparent)]
     Path(#[from] NulPath),
-    /// The path holds a dot segment its upstream's base path would not contain.
+    /// The path holds a segment backends read differently: a dot segment, or one the router
+    /// drops.
     #[error(transparent)]
     DotPath(#[from] DotPath),
+    /// The path's `%2F` finds one route read as a separator and another read as written.
+    #[error(transparent)]
+    AmbiguousPath(#[from] AmbiguousPath),
     /// The `Host` is not a host name with an optional port.
     #[error(transparent)]
     Host(#[from] BadHost),
@@ -181,7 +185,7 @@ impl ProxyError {
                 };)*
             };
         }
-        sort!(error: NoRoute, NulPath, DotPath, BadHost, PaginationError, CursorError, UpstreamError, GuardError, HoldError, MethodError, RequestBodyError, LimitError, PgError, IdentityError);
+        sort!(error: NoRoute, NulPath, DotPath, AmbiguousPath, BadHost, PaginationError, CursorError, UpstreamError, GuardError, HoldError, MethodError, RequestBodyError, LimitError, PgError, IdentityError);
         tracing::error!(%error, "unexpected error in a route's stack");
         Self::Internal
     }
@@ -200,7 +204,9 @@ impl ProxyError {
         use StatusCode as S;
         match self {
             Self::NoRoute(_) => row(S::NOT_FOUND, kind!("no-route"), Refused),
-            Self::Path(_) | Self::DotPath(_) => row(S::BAD_REQUEST, kind!("invalid-path"), Refused),
+            Self::Path(_) | Self::DotPath(_) | Self::AmbiguousPath(_) => {
+                row(S::BAD_REQUEST, kind!("invalid-path"), Refused)
+            }
             Self::Host(_) => row(S::BAD_REQUEST, kind!("invalid-host"), Refused),
             Self::Method(e) => method(e),
             Self::RequestBody(RequestBodyError::Stalled(_)) => row(
@@ -213,6 +219,11 @@ impl ProxyError {
                 row(S::BAD_REQUEST, kind!("malformed-request-body"), Refused)
                     .protects("request_body_malformed")
             }
+            Self::RequestBody(RequestBodyError::Aborted) => row(
+                S::BAD_REQUEST,
+                kind!("incomplete-request-body"),
+                Outcome::ClientClosed,
+            ),
             Self::Pagination(e) => row(S::BAD_REQUEST, pagination_kind(e), Refused),
             Self::Cursor(_) => row(S::BAD_REQUEST, kind!("invalid-cursor"), Refused),
             Self::Upstream(UpstreamError::Timeout { .. }) => {

@@ -11,7 +11,7 @@ use crate::identity::IdentityError;
 use crate::list::guard::{GuardError, HoldError};
 use crate::list::pagination::PaginationError;
 use crate::methods::MethodError;
-use crate::route_table::{BadHost, DotPath, NoRoute, NulPath};
+use crate::route_table::{AmbiguousPath, BadHost, DotPath, NoRoute, NulPath};
 use crate::table::PgError;
 use crate::telemetry::Outcome;
 
@@ -25,6 +25,7 @@ fn samples() -> Vec<ProxyError> {
         .into(),
         NulPath.into(),
         DotPath.into(),
+        AmbiguousPath.into(),
         BadHost.into(),
         PaginationError::Zero {
             param: "limit".to_owned(),
@@ -36,8 +37,10 @@ fn samples() -> Vec<ProxyError> {
         HoldError::ClientShare { share: 1 }.into(),
         RequestBodyError::Stalled(Duration::from_secs(1)).into(),
         RequestBodyError::Malformed.into(),
+        RequestBodyError::Aborted.into(),
         MethodError::Connect.into(),
         PgError::Method(Method::POST).into(),
+        PgError::NoExport.into(),
         PgError::Unavailable.into(),
         PgError::OutOfService.into(),
         PgError::Changed.into(),
@@ -71,7 +74,10 @@ fn every_row_keeps_the_rules() {
             assert!(
                 matches!(
                     answer.outcome,
-                    Outcome::Refused | Outcome::ClientStalled | Outcome::Limited
+                    Outcome::Refused
+                        | Outcome::ClientStalled
+                        | Outcome::ClientClosed
+                        | Outcome::Limited
                 ),
                 "{answer:?}"
             );
@@ -152,6 +158,7 @@ impl ProxyError {
             Self::NoRoute(e) => e.into(),
             Self::Path(e) => e.into(),
             Self::DotPath(e) => e.into(),
+            Self::AmbiguousPath(e) => e.into(),
             Self::Host(e) => e.into(),
             Self::Pagination(e) => e.into(),
             Self::Cursor(e) => e.into(),

@@ -204,3 +204,37 @@ fn untrusted_forwarding_headers_from_clients_are_replaced() {
         assert!(!h.contains_key(claim), "{claim} was kept");
     }
 }
+
+#[test]
+fn connection_cannot_remove_what_pagegate_sets() {
+    let mut h = HeaderMap::new();
+    h.insert(
+        "connection",
+        "accept-encoding, traceparent, x-hop".parse().unwrap(),
+    );
+    h.insert("accept-encoding", "identity".parse().unwrap());
+    h.insert(
+        "traceparent",
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+            .parse()
+            .unwrap(),
+    );
+    h.insert("x-hop", "1".parse().unwrap());
+    remove_hop_by_hop(&mut h, &[]);
+    assert_eq!(h["accept-encoding"], "identity");
+    assert!(h.contains_key("traceparent"));
+    assert!(!h.contains_key("x-hop") && !h.contains_key("connection"));
+}
+
+#[test]
+fn responses_keep_their_trailer_declaration() {
+    let mut h = HeaderMap::new();
+    h.insert("trailer", "x-checksum".parse().unwrap());
+    h.insert("transfer-encoding", "chunked".parse().unwrap());
+    h.insert("content-length", "5".parse().unwrap());
+    h.insert("keep-alive", "timeout=5".parse().unwrap());
+    clean_response(&mut h);
+    assert_eq!(h["trailer"], "x-checksum");
+    assert!(!h.contains_key("transfer-encoding") && !h.contains_key("content-length"));
+    assert!(!h.contains_key("keep-alive"));
+}
