@@ -11,8 +11,7 @@ use std::time::Duration;
 use http::{HeaderValue, Method, StatusCode, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 use super::Handle;
@@ -95,9 +94,10 @@ pub(super) async fn serve(listener: TcpListener, admin: Arc<Admin>) {
                     }
                 })
             };
-            let mut builder = auto::Builder::new(TokioExecutor::new());
+            // HTTP/1 only: probes and scrapers speak it, and one HTTP/2 connection could
+            // carry a hundred concurrent scrapes.
+            let mut builder = hyper::server::conn::http1::Builder::new();
             builder
-                .http1()
                 .timer(TokioTimer::new())
                 .header_read_timeout(admin.header_read_timeout);
             let connection = builder.serve_connection(TokioIo::new(stream), service);
@@ -125,7 +125,7 @@ async fn answer(admin: &Admin, req: http::Request<Incoming>, peer: IpAddr) -> Re
         ("/ready", _) if read => ready::answer(&admin.handle, &admin.probes).await,
         ("/metrics", _) if read => {
             ready::sample(&admin.handle, &admin.probes);
-            metrics(&admin.handle)
+            metrics(&admin.handle).await
         }
         ("/config", _) if read => view::answer(admin.handle.generation().config()),
         ("/reload", &Method::POST) | ("/drain", &Method::POST) | ("/log-level", &Method::PUT) => {
@@ -204,8 +204,14 @@ async fn verb(admin: &Admin, req: http::Request<Incoming>, path: &str) -> Respon
 }
 
 /// `GET /metrics`: the OpenMetrics text.
-fn metrics(handle: &Handle) -> Response {
-    let mut response = http::Response::new(body::full(handle.metrics.encode()));
+async fn metrics(handle: &Handle) -> Response {
+    // Off the runtime's workers: a scrape reads /proc and encodes every family under one
+    // lock, and scrapes from several peers at once would hold the workers the data path needs.
+    let metrics = Arc::clone(&handle.metrics);
+    let text = tokio::task::spawn_blocking(move || metrics.encode())
+        .await
+        .unwrap_or_default();
+    let mut response = http::Response::new(body::full(text));
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),

@@ -294,8 +294,10 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for ClientIo<T> {
         self.guard_write(cx, AsyncWrite::poll_flush)
     }
 
+    /// Under `send_timeout` too: over TLS it writes a close_notify record, which a client that
+    /// reads nothing would otherwise hold forever, and with it the connection's slot.
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        self.guard_write(cx, AsyncWrite::poll_shutdown)
     }
 }
 

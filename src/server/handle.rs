@@ -115,36 +115,35 @@ impl Handle {
     /// table routes as a start does, and swaps it in: requests from then on (on open
     /// connections too) use it; requests in flight finish on the stacks they started on.
     pub async fn reload(&self, config: Config) -> Result<(), ReloadError> {
+        self.apply(move |_| Ok(config)).await.map(drop)
+    }
+
+    /// Reads the config file again and reloads it; returns the new config's hash.
+    pub async fn reload_source(&self) -> Result<String, ReloadError> {
+        self.apply(|this| match &this.source {
+            None => Err(ReloadError::NoSource),
+            Some(source) => source.load().map_err(ReloadError::from),
+        })
+        .await
+    }
+
+    /// The one reload path: loads, builds, checks and swaps on a blocking thread (reading,
+    /// validating and building take milliseconds that no connection should wait for), one
+    /// reload at a time, and counts the outcome (a panic counts as a failure); returns the
+    /// running config's hash.
+    async fn apply(
+        &self,
+        load: impl FnOnce(&Self) -> Result<Config, ReloadError> + Send + 'static,
+    ) -> Result<String, ReloadError> {
         let this = self.clone();
         let outcome = blocking(move || {
             let _one = this.reloading.lock().unwrap_or_else(|e| e.into_inner());
-            this.swap(config)
+            this.swap(load(&this)?)?;
+            Ok(this.generation().config().hash())
         })
         .await;
         self.metrics.lifecycle.reloaded(outcome.is_ok());
         outcome
-    }
-
-    /// Reads the config file again and reloads it on a blocking thread (reading, validating and
-    /// building take milliseconds that no connection should wait for); returns the new
-    /// config's hash.
-    pub async fn reload_source(&self) -> Result<String, ReloadError> {
-        let this = self.clone();
-        blocking(move || this.reload_source_now()).await
-    }
-
-    /// [`Self::reload_source`], on the calling thread: a blocking one, in the runtime.
-    fn reload_source_now(&self) -> Result<String, ReloadError> {
-        let _one = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
-        let outcome = match &self.source {
-            None => Err(ReloadError::NoSource),
-            Some(source) => source
-                .load()
-                .map_err(ReloadError::from)
-                .and_then(|config| self.swap(config)),
-        };
-        self.metrics.lifecycle.reloaded(outcome.is_ok());
-        outcome.map(|()| self.generation().config().hash())
     }
 
     /// Builds `config` and swaps it in; on a blocking thread in the runtime, which waits for

@@ -54,19 +54,34 @@ pub(super) async fn bind(
     bound().map_err(|source| StartError::Bind { addr, source })
 }
 
-/// The next connection on `listener`. A failed accept is logged and tried again after
-/// [`ACCEPT_BACKOFF`]: out of file descriptors, the pending connection stays in the backlog and
-/// every immediate retry would fail the same way.
+/// The next connection on `listener`. A connection that failed on its own (reset or aborted
+/// before it was accepted) is skipped at once, as hyper-util's and axum's loops do; any other
+/// failed accept is logged and tried again after [`ACCEPT_BACKOFF`]: out of file descriptors,
+/// the pending connection stays in the backlog and every immediate retry would fail the same
+/// way.
 pub(crate) async fn accept(listener: &TcpListener, name: &str) -> (TcpStream, SocketAddr) {
     loop {
         match listener.accept().await {
             Ok(accepted) => return accepted,
+            Err(error) if connection_error(&error) => {
+                tracing::debug!(%error, listener = name, "a connection failed before its accept");
+            }
             Err(error) => {
                 tracing::warn!(%error, listener = name, "accept failed; retrying shortly");
                 tokio::time::sleep(ACCEPT_BACKOFF).await;
             }
         }
     }
+}
+
+/// Whether a failed accept is the one connection's failure, not the listener's.
+fn connection_error(error: &std::io::Error) -> bool {
+    matches!(
+        error.kind(),
+        std::io::ErrorKind::ConnectionRefused
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::ConnectionReset
+    )
 }
 
 /// Where newcomers are admitted: a slot of `max_connections`, else the waiting room.

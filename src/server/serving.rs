@@ -358,12 +358,15 @@ impl Serving {
 
 /// How many newcomers may wait for a slot at once: as many as the open-files limit leaves room
 /// for beyond what `max_connections` needs, up to `max_connections` or
-/// [`WAITING_ROOM_MIN`], whichever is larger (0: the accept loop itself waits, leaving
-/// newcomers in the listen backlog).
+/// [`WAITING_ROOM_MIN`], whichever is larger, and at least one (taken from the files reserved
+/// for the process's own use): with none, the accept loop would wait for a place that never
+/// frees and accept nothing again. While the room is full, the accept loop waits, leaving
+/// newcomers in the listen backlog.
 pub(super) fn waiting_room(max_connections: usize, spare_files: u64) -> usize {
     usize::try_from(spare_files)
         .unwrap_or(usize::MAX)
         .min(max_connections.max(WAITING_ROOM_MIN))
+        .max(1)
 }
 
 /// The client as every request of a connection sees it: holding the connection's slot (so a
@@ -380,4 +383,16 @@ fn connection_client(
         }
     }));
     client.with_slot(Arc::clone(slot)).with_closer(closer)
+}
+
+#[cfg(test)]
+#[test]
+fn the_waiting_room_has_a_place_whatever_the_files_left() {
+    assert_eq!(
+        waiting_room(100, 0),
+        1,
+        "else the accept loop would wait forever"
+    );
+    assert_eq!(waiting_room(100, 5), 5);
+    assert_eq!(waiting_room(10, 1_000_000), WAITING_ROOM_MIN.max(10));
 }

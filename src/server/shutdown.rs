@@ -92,10 +92,15 @@ pub(crate) async fn signals(handle: Handle, installed: std::io::Result<Signals>)
             _ = terminate.recv() => "SIGTERM",
             _ = interrupt.recv() => "SIGINT",
             _ = hangup.recv() => {
-                match handle.reload_source().await {
-                    Ok(hash) => tracing::info!(%hash, "SIGHUP: config reloaded"),
-                    Err(error) => tracing::error!(%error, "SIGHUP: reload refused; the running config stays"),
-                }
+                // On a task of its own: a reload that waits on its databases' checks must not
+                // hold back a SIGTERM's drain (or a second signal's exit) meanwhile.
+                let handle = handle.clone();
+                tokio::spawn(async move {
+                    match handle.reload_source().await {
+                        Ok(hash) => tracing::info!(%hash, "SIGHUP: config reloaded"),
+                        Err(error) => tracing::error!(%error, "SIGHUP: reload refused; the running config stays"),
+                    }
+                });
                 continue;
             }
         };

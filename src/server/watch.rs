@@ -84,9 +84,11 @@ pub(crate) async fn watch(handle: Handle, path: PathBuf) {
                 }
                 () = tokio::time::sleep(if refused.is_some() { retry } else { POLL }) => false,
             },
+            // Polled: a refused file on the same back-off as a watched one, not rebuilt (and
+            // counted as a failed reload) every 2 s.
             None => {
-                tokio::time::sleep(POLL).await;
-                true
+                tokio::time::sleep(if refused.is_some() { retry } else { POLL }).await;
+                refused.is_none()
             }
         };
         if changed {

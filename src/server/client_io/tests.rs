@@ -133,3 +133,50 @@ async fn a_handshake_under_way_is_a_head_begun_not_silence() {
         "a slow handshake is evictable"
     );
 }
+
+/// A transport whose shutdown never completes, as TLS's close_notify to a client that reads
+/// nothing does.
+struct NeverShuts<IO>(IO);
+
+impl<IO: AsyncRead + Unpin> AsyncRead for NeverShuts<IO> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for NeverShuts<IO> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Pending
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_shutdown_the_client_never_takes_fails_after_the_send_timeout() {
+    let (_client, server) = tokio::io::duplex(64);
+    let mut guarded = ClientIo::new(
+        NeverShuts(server),
+        LONG,
+        Duration::from_secs(5),
+        Closed::default(),
+    );
+    let started = tokio::time::Instant::now();
+    let error = guarded.shutdown().await.expect_err("stalled");
+    assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+    assert_eq!(started.elapsed(), Duration::from_secs(5));
+}
