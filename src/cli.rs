@@ -1,4 +1,4 @@
-//! The command line: `run`, `check`, `demo` and `health`. `main.rs` only parses arguments and
+//! The command line: `run`, `check`, `demo`, `health` and `reload`. `main.rs` only parses arguments and
 //! calls these.
 
 use std::net::SocketAddr;
@@ -52,7 +52,8 @@ pub enum Command {
         /// every reload).
         #[arg(long, env = "PAGEGATE_ADMIN_LISTEN")]
         admin_listen: Option<SocketAddr>,
-        /// Do not reload when the file changes: only on SIGHUP and `POST /reload`.
+        /// Do not reload when the file, or a TLS file it names, changes: only on SIGHUP and
+        /// `POST /reload` (a renewed certificate is then served after one of them).
         #[arg(long)]
         no_watch: bool,
     },

@@ -52,7 +52,7 @@ pub(crate) fn check(
             }
             if !config.unset_env.is_empty() {
                 println!(
-                    "cursors: `run` needs the environment variable(s) {}, unset here",
+                    "secrets (cursors, identities): `run` needs the environment variable(s) {}, unset here",
                     config.unset_env.join(", ")
                 );
             }

@@ -200,14 +200,22 @@ fn held_budget(p: &mut Problems, file: &FileConfig, routes: &[ReadRoute]) -> (u6
     for (route, r) in routes.iter().zip(&file.routes) {
         let Some(route) = &route.config else { continue };
         if let Some(list) = route.list.as_ref().filter(|l| l.max_bytes > max_held_bytes) {
-            p.invalid(
-                r,
-                "max_bytes",
-                format!(
-                    "of route `{}` ({}) exceeds max_held_bytes ({max_held_bytes}): no page of it could ever be held; raise max_held_bytes or lower max_bytes",
-                    route.name, list.max_bytes
-                ),
+            let message = format!(
+                "of route `{}` ({}) exceeds max_held_bytes ({}): no page of it could ever be held; raise max_held_bytes or lower max_bytes",
+                route.name,
+                crate::config::yaml_bytes(list.max_bytes),
+                crate::config::yaml_bytes(max_held_bytes)
             );
+            // At the route's `max_bytes` when written, else (the default) at the route.
+            match r
+                .value
+                .list
+                .as_ref()
+                .and_then(|l| l.value.max_bytes.as_ref())
+            {
+                Some(at) => p.invalid(at, "max_bytes", message),
+                None => p.invalid(r, "max_bytes", message),
+            }
         }
     }
     // A client's share: at least one page of the largest list route, at most the total.
@@ -233,7 +241,10 @@ fn held_budget(p: &mut Problems, file: &FileConfig, routes: &[ReadRoute]) -> (u6
                     value,
                     "max_held_bytes_per_client",
                     format!(
-                        "is {share} bytes: it must hold one page of the largest list route ({largest_page} bytes, its max_bytes) and be at most max_held_bytes ({max_held_bytes})"
+                        "is {}: it must hold one page of the largest list route ({}, its max_bytes) and be at most max_held_bytes ({})",
+                        crate::config::yaml_bytes(share),
+                        crate::config::yaml_bytes(largest_page),
+                        crate::config::yaml_bytes(max_held_bytes)
                     ),
                 );
             }

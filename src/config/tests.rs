@@ -307,12 +307,23 @@ routes:
     let wanted = [
         "`page_param` cannot be combined with `keyset`",
         "`limit_param` and the offset parameter are both `n`",
-        "`max_bytes` of route `/c` (33554432) exceeds max_held_bytes (16777216)",
+        "`max_bytes` of route `/c` (32MiB) exceeds max_held_bytes (16MiB)",
         "`cursor_param` `limit` is already used by this route",
         "`list` applies to GET (and HEAD) requests, but this route's `methods` has no GET",
         "`list` cannot be combined with `allow_read_body: true`",
     ];
     assert_eq!(lines.len(), wanted.len(), "{lines:#?}");
+    // The held-budget problem points at the route's own `max_bytes`.
+    let at = 1 + yaml
+        .lines()
+        .position(|l| l.contains("max_bytes: 32MiB"))
+        .expect("line");
+    assert!(
+        lines.iter().any(
+            |l| l.starts_with(&format!("t.yaml:{at}:")) && l.contains("max_held_bytes (16MiB)")
+        ),
+        "{lines:#?}"
+    );
     for want in wanted {
         assert!(
             lines.iter().any(|l| l.contains(want)),
@@ -726,4 +737,65 @@ postgres: {{main: {{url: 'postgres://u:p@h/app?sslmode=verify-full', tls_ca_file
         assert!(!config.tls_changed());
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The comment above `key` (dotted for nested keys; commented-out keys too) in
+/// reference.yaml, its lines joined.
+fn reference_comment(key: &str) -> String {
+    let lines: Vec<&str> = include_str!("../../config/reference.yaml")
+        .lines()
+        .collect();
+    let mut at = 0;
+    for (depth, part) in key.split('.').enumerate() {
+        let indent = "  ".repeat(depth);
+        at = (at..lines.len())
+            .find(|&i| {
+                let line = lines[i].strip_prefix("# ").unwrap_or(lines[i]);
+                line.strip_prefix(indent.as_str())
+                    .and_then(|l| l.strip_prefix(part))
+                    .is_some_and(|l| l.starts_with(':'))
+            })
+            .unwrap_or_else(|| panic!("`{key}` is not in reference.yaml"));
+        at += 1;
+    }
+    // Keys written one under the other share the comment above the first.
+    let mut comment: Vec<&str> = lines[..at - 1]
+        .iter()
+        .rev()
+        .map(|l| l.trim())
+        .skip_while(|l| !l.is_empty() && !l.starts_with('#'))
+        .take_while(|l| l.starts_with('#'))
+        .map(|l| l.trim_start_matches('#').trim())
+        .collect();
+    comment.reverse();
+    comment.join(" ")
+}
+
+#[test]
+fn the_reference_file_says_which_keys_a_reload_cannot_change() {
+    let reference = parse(include_str!("../../config/reference.yaml")).expect("reference.yaml");
+    // Every key of ServerConfig but `tls` (its files must exist) set unlike the reference.
+    let changed = parse(&format!(
+        "{MINIMAL}listen: 127.0.0.1:8181\nadmin: {{listen: 127.0.0.1:9191, max_connections: 8}}\n\
+         drain_delay: 1s\nshutdown_grace: 1s\nmax_connections: 100\n\
+         max_connections_per_client: 3\nheader_read_timeout: 3s\nmax_head_bytes: 16KiB\n\
+         send_timeout: 3s\nsend_buffer: 64KiB\nhttp2_keepalive_interval: 3s\n\
+         http2_keepalive_timeout: 3s\nhttp2_idle_timeout: 3s\nhttp2_max_resets: 7\n\
+         trusted_proxies: [10.1.0.0/16]\naccess_log: false\n\
+         traces: {{endpoint: 'http://127.0.0.1:4318/v1/traces', service_name: other}}\n"
+    ))
+    .expect("the changed file");
+    let fixed = reference.server.differences(&changed.server);
+    assert_eq!(
+        fixed.len(),
+        18,
+        "a server key is not changed here: {fixed:?}"
+    );
+    for key in fixed {
+        assert!(
+            reference_comment(key).contains("Fixed while pagegate runs"),
+            "reference.yaml should say that `{key}` is fixed while pagegate runs: {}",
+            reference_comment(key)
+        );
+    }
 }

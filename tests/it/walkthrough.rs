@@ -2,7 +2,8 @@
 //! `pagegate.yaml`, its shell lines run by `sh` with the test build's `pagegate` on PATH (the
 //! install step's result), a backend on the address the YAML names, and a client that walks
 //! the list by the `Link` headers pagegate adds. A README edit that breaks the walk-through
-//! fails here.
+//! fails here. Only the addresses change: the backend's port in the YAML and the listener's
+//! (`PAGEGATE_LISTEN`) are free ones, so a demo left running on 8080 cannot fail the suite.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -40,8 +41,8 @@ fn commands(block: &str) -> Vec<String> {
         .collect()
 }
 
-/// `sh -c line` in `dir`, with the test build's pagegate first on PATH.
-fn sh(dir: &std::path::Path, line: &str) -> Command {
+/// `sh -c line` in `dir`, with the test build's pagegate first on PATH, listening on `listen`.
+fn sh(dir: &std::path::Path, line: &str, listen: &str) -> Command {
     let bin = std::path::Path::new(env!("CARGO_BIN_EXE_pagegate"))
         .parent()
         .expect("bin dir");
@@ -56,6 +57,7 @@ fn sh(dir: &std::path::Path, line: &str) -> Command {
         .arg(line)
         .current_dir(dir)
         .env("PATH", path)
+        .env("PAGEGATE_LISTEN", listen)
         .env_remove("PAGEGATE_CONFIG");
     command
 }
@@ -97,26 +99,28 @@ async fn the_readme_walkthrough_runs_as_written() {
         .next()
         .expect("the commands");
     let dir = crate::support::scratch_dir("walkthrough");
+    // The backend: the demo's naive list API, which pages by id_gt, on a free port that
+    // replaces the YAML's.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let backend = listener.local_addr().expect("addr").to_string();
+    tokio::spawn(pagegate::serve_backend(listener, 2_500));
+    assert!(yaml.contains("127.0.0.1:3000"), "the YAML's backend moved");
+    let yaml = yaml.replace("127.0.0.1:3000", &backend);
     std::fs::write(dir.join("pagegate.yaml"), &yaml).expect("write");
     // Read as `check` reads it: the cursor key's variable is set only on the `run` line.
     let config = pagegate::Config::check(&dir.join("pagegate.yaml")).map_err(|e| e.to_string());
-    // The backend where the YAML says it is: the demo's naive list API, which pages by id_gt.
-    let backend = config
-        .as_ref()
-        .ok()
-        .and_then(|c| c.upstream("app"))
-        .and_then(|u| u.origin.authority().map(|a| a.to_string()))
-        .unwrap_or_else(|| "127.0.0.1:3000".to_owned());
-    let listener = tokio::net::TcpListener::bind(&backend)
-        .await
-        .unwrap_or_else(|e| panic!("the walk-through's backend address {backend}: {e}"));
-    tokio::spawn(pagegate::serve_backend(listener, 2_500));
+    let listen = format!("127.0.0.1:{}", crate::support::redis::free_port());
 
     let lines = commands(&shell);
     let [check, run] = lines.as_slice() else {
         panic!("README's walk-through is a check line and a run line: {lines:?}");
     };
-    let out = sh(&dir, check).stdin(Stdio::null()).output().expect("sh");
+    let out = sh(&dir, check, &listen)
+        .stdin(Stdio::null())
+        .output()
+        .expect("sh");
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -126,23 +130,24 @@ async fn the_readme_walkthrough_runs_as_written() {
     assert!(said.contains("route events"), "{said}");
     // The line as written, in the background of an `sh` that notes its pid.
     let pid_file = dir.join("pagegate.pid");
-    let child = sh(&dir, &format!("{run} &\necho $! > pagegate.pid\nwait"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("run");
+    let child = sh(
+        &dir,
+        &format!("{run} &\necho $! > pagegate.pid\nwait"),
+        &listen,
+    )
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("run");
     let _running = Running {
         sh: child,
         pid_file,
     };
-    let listen = config.expect("the README's YAML is valid").server.listen;
-    let base = format!("http://127.0.0.1:{}", listen.port());
+    config.expect("the README's YAML is valid");
+    let base = format!("http://{listen}");
     let deadline = Instant::now() + Duration::from_secs(10);
-    while tokio::net::TcpStream::connect(("127.0.0.1", listen.port()))
-        .await
-        .is_err()
-    {
+    while tokio::net::TcpStream::connect(&listen).await.is_err() {
         assert!(
             Instant::now() < deadline,
             "`{run}` did not start listening on {listen}"
