@@ -50,8 +50,10 @@ impl Admin {
 }
 
 /// Serves the admin listener, and probes the backends for `/ready`, until the task is
-/// aborted. Past `admin.max_connections`, or past its peer's share of them, a newcomer is
-/// closed at once; one that sends nothing within `header_read_timeout` is closed then.
+/// aborted. Past its peer's share of `admin.max_connections`, a newcomer is closed at once;
+/// past all of them, it takes the slot of the connection idle the longest ([`slots`]), or is
+/// closed when none has been idle long enough; one that sends nothing within
+/// `header_read_timeout` is closed then.
 pub(super) async fn serve(listener: TcpListener, admin: Arc<Admin>) {
     let prober = tokio::spawn(ready::probe_forever(
         admin.handle.clone(),
@@ -74,23 +76,33 @@ pub(super) async fn serve(listener: TcpListener, admin: Arc<Admin>) {
             continue;
         };
         let admin = Arc::clone(&admin);
+        // Its requests say when it is busy; a newcomer that finds every slot taken may take
+        // this one's once it has been idle a while, and this connection then closes.
+        let usage = slot.usage();
         tokio::spawn(async move {
-            // hyper-util's protocol sniff has no timer of its own: a peer that sends nothing
-            // would hold the slot for the whole CONNECTION_LIFETIME.
-            // A peek, not `readable()`: readiness may be reported before any byte has come.
+            // A connection must send something within header_read_timeout, or it would
+            // hold the slot for the whole CONNECTION_LIFETIME. A peek, not `readable()`:
+            // readiness may be reported before any byte has come.
             let mut byte = [0u8; 1];
             let first = tokio::time::timeout(admin.header_read_timeout, stream.peek(&mut byte));
-            if !matches!(first.await, Ok(Ok(1..))) {
+            let first = tokio::select! {
+                first = first => first,
+                () = usage.evicted() => return,
+            };
+            if !matches!(first, Ok(Ok(1..))) {
                 // The slot first: a peer that saw the close may come back at once.
                 drop(slot);
                 return;
             }
             let service = {
-                let admin = Arc::clone(&admin);
+                let (admin, usage) = (Arc::clone(&admin), Arc::clone(&usage));
                 hyper::service::service_fn(move |req: http::Request<Incoming>| {
-                    let admin = Arc::clone(&admin);
+                    let (admin, usage) = (Arc::clone(&admin), Arc::clone(&usage));
                     async move {
-                        Ok::<_, Infallible>(answer(&admin, req, peer.ip().to_canonical()).await)
+                        usage.busy();
+                        let answer = answer(&admin, req, peer.ip().to_canonical()).await;
+                        usage.idle();
+                        Ok::<_, Infallible>(answer)
                     }
                 })
             };
@@ -101,7 +113,10 @@ pub(super) async fn serve(listener: TcpListener, admin: Arc<Admin>) {
                 .timer(TokioTimer::new())
                 .header_read_timeout(admin.header_read_timeout);
             let connection = builder.serve_connection(TokioIo::new(stream), service);
-            let _ = tokio::time::timeout(CONNECTION_LIFETIME, connection).await;
+            tokio::select! {
+                _ = tokio::time::timeout(CONNECTION_LIFETIME, connection) => {}
+                () = usage.evicted() => {}
+            }
             drop(slot);
         });
     }

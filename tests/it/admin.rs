@@ -368,3 +368,47 @@ async fn silent_connections_cannot_keep_the_probes_out() {
     assert_eq!(get(&admin(&proxy, "/live")).await.status, 200);
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn peers_that_fill_every_slot_cannot_keep_a_probe_out() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = Upstream::json("[]").await;
+    let yaml = YAML.replace(
+        "admin: {listen: 127.0.0.1:0}",
+        "admin: {listen: 127.0.0.1:0, max_connections: 4}",
+    );
+    let proxy = Proxy::start(&yaml, &upstream).await;
+    let addr = proxy.admin.expect("admin listener");
+    // Four peers each hold their share, one keep-alive connection, busy now and then.
+    let mut held = Vec::new();
+    for n in 3..7 {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind(std::net::SocketAddr::from(([127, 0, 0, n], 0)))
+            .expect("bind");
+        let mut stream = socket.connect(addr).await.expect("connect");
+        stream
+            .write_all(b"GET /live HTTP/1.1\r\nHost: a\r\n\r\n")
+            .await
+            .expect("write");
+        let mut answer = [0u8; 512];
+        let n = stream.read(&mut answer).await.expect("read");
+        assert!(answer[..n].starts_with(b"HTTP/1.1 200"));
+        held.push(stream);
+    }
+    // While all are fresh, a newcomer is closed at once.
+    let mut newcomer = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut byte = [0u8; 1];
+    let closed = tokio::time::timeout(Duration::from_secs(2), newcomer.read(&mut byte)).await;
+    assert!(matches!(closed, Ok(Ok(0) | Err(_))), "{closed:?}");
+    // Idle a second, the longest-idle one gives its slot to a kubelet's probe.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let live = call([127, 0, 0, 2], "GET", &admin(&proxy, "/live"), "").await;
+    assert_eq!(live.status, 200);
+    let first = tokio::time::timeout(Duration::from_secs(2), held[0].read(&mut byte)).await;
+    assert!(
+        matches!(first, Ok(Ok(0) | Err(_))),
+        "the idlest closed: {first:?}"
+    );
+    proxy.stop().await;
+}
