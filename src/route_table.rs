@@ -6,9 +6,10 @@
 //! Before matching, percent-encoded unreserved characters are decoded (RFC 3986 §6.2.2.2), so
 //! `/ev%65nts` cannot slip past the `/events` route to the backend, which would decode it.
 
-use std::borrow::Cow;
-
+mod normal;
 mod target;
+
+use normal::{decode_unreserved, normalize, nul};
 
 pub(crate) use target::{AmbiguousPath, BadHost, DotPath, unfit};
 
@@ -54,6 +55,8 @@ struct PathGroup<T> {
     routes: Vec<Entry<T>>,
     /// The pattern ends in a `{*rest}` catch-all.
     catch_all: bool,
+    /// The pattern is `/{*rest}`.
+    root_catch_all: bool,
 }
 
 /// One route of a [`PathGroup`].
@@ -127,6 +130,7 @@ impl<T: Clone> RouteTable<T> {
                     })
                     .collect(),
                 catch_all: pattern.contains("{*"),
+                root_catch_all: pattern.starts_with("/{*"),
             };
             if let Err(e) = router.insert(pattern.clone(), value) {
                 // matchit names the conflicting pattern; find the route that owns it.
@@ -152,58 +156,62 @@ impl<T: Clone> RouteTable<T> {
 
     /// The route for a method and a raw request path, and whether the path is a list path.
     ///
-    /// A path is read every way some backend could read it — as written, with `%2F` as a
-    /// separator, and without a format extension (`/events.json`; only routes whose backend
-    /// reads format suffixes take that reading). A list route found by any
-    /// reading wins over a route that is not one, any route over a catch-all, and a route
-    /// matched with no parameter over one that took one: neither a catch-all nor a `/{slug}`
-    /// may take `/events.json` away from the `/events` list route, nor `/login.json` from a
-    /// rate-limited `/login`. On a tie the earlier reading wins. The path is a list path when
-    /// any reading is.
+    /// A path is read every way some backend could read it — as written, with `%2F`, `%5C`
+    /// and `\` as separators or as characters, and without a format extension
+    /// (`/events.json`; only routes whose backend reads format suffixes take that reading). A
+    /// list route found by any reading wins over a route that is not one, any route over a
+    /// catch-all, and a route matched with no parameter over one that took one: neither a
+    /// catch-all nor a `/{slug}` may take `/events.json` away from the `/events` list route,
+    /// nor `/login.json` from a rate-limited `/login`. On a tie the earlier reading wins. The
+    /// path is a list path when any reading is. When the separator readings find two routes
+    /// (neither `/{*rest}`), the path is `ambiguous`: the backend serves one of them, which
+    /// depends on its framework, and the router refuses it.
     pub(crate) fn lookup(&self, method: &Method, path: &str) -> Found<'_, T> {
-        let mut best: Option<(&T, u8)> = None;
-        let (mut list_path, mut routed_path) = (false, false);
-        let mut consider = |path: &str, reading: Reading| {
-            let (route, list_path_here, routed_here) = self.lookup_exact(method, path, reading);
-            list_path |= list_path_here;
-            routed_path |= routed_here;
-            match (route, best) {
-                (Some(found), Some((_, rank))) if found.1 <= rank => {}
-                (Some(found), _) => best = Some(found),
-                (None, _) => {}
-            }
-        };
+        let mut seen = (false, false);
         let plain = normalize(path, false);
-        consider(&plain, Reading::Written);
-        if let Some(stem) = without_extension(&plain) {
-            consider(stem, Reading::Stem);
-        }
-        // Only for paths with an escape: `%2F` may also appear once unreserved escapes are
-        // decoded (`%2%66`).
+        let mut best = self.best(method, &plain, &mut seen);
+        // Only for paths with an escape or a `\`: `%2F` may also appear once unreserved
+        // escapes are decoded (`%2%66`).
+        let (escaped, backslash) = (path.contains('%'), path.contains('\\'));
         let mut ambiguous = false;
-        if path.contains('%') {
-            let slashed = normalize(path, true);
-            consider(&slashed, Reading::Written);
-            if let Some(stem) = without_extension(&slashed) {
-                consider(stem, Reading::Stem);
-            }
-            // Two routes, one for each reading of the `%2F`, neither a catch-all: the backend
-            // serves one of them, and which depends on its framework. (A catch-all stands for
-            // "everything else", as `default` does: the other route wins, as it does over
-            // `default`.)
-            let route = |path: &str| self.lookup_exact(method, path, Reading::Written).0;
-            ambiguous = slashed != plain
-                && matches!((route(&plain), route(&slashed)),
-                    (Some((a, ra)), Some((b, rb)))
-                        if !std::ptr::eq(a, b) && ra & RANK_NOT_CATCH_ALL != 0
-                            && rb & RANK_NOT_CATCH_ALL != 0);
+        if escaped || backslash {
+            // `%2F`, `%5C` and `\` as separators, as WSGI and ASGI servers read them…
+            let slashed = self.best(method, &normalize(path, true), &mut seen);
+            // …and as characters of a segment, as Express, Rails and Go read them.
+            let literal = if backslash {
+                let kept = path.replace('\\', "%5c");
+                self.best(method, &normalize(&kept, false), &mut seen)
+            } else {
+                best
+            };
+            ambiguous = apart(literal, slashed);
+            best = higher(higher(best, literal), slashed);
         }
         Found {
-            route: best.map(|(route, _)| route),
-            list_path,
-            routed_path,
+            route: best.map(|hit| hit.route),
+            list_path: seen.0,
+            routed_path: seen.1,
             ambiguous,
         }
+    }
+
+    /// The best route for a normalized path, read as written and without its extension; notes
+    /// in `seen` whether a list route, and whether any route, is on the path.
+    fn best<'a>(
+        &'a self,
+        method: &Method,
+        path: &str,
+        seen: &mut (bool, bool),
+    ) -> Option<Hit<'a, T>> {
+        let stem = without_extension(path).map(|stem| (stem, Reading::Stem));
+        let mut best = None;
+        for (path, reading) in std::iter::once((path, Reading::Written)).chain(stem) {
+            let (hit, list_path, routed_path) = self.lookup_exact(method, path, reading);
+            seen.0 |= list_path;
+            seen.1 |= routed_path;
+            best = higher(best, hit);
+        }
+        best
     }
 
     /// The route serving `method` at a normalized path read as `reading` (and its rank: 4 for a
@@ -214,7 +222,7 @@ impl<T: Clone> RouteTable<T> {
         method: &Method,
         path: &str,
         reading: Reading,
-    ) -> (Option<(&T, u8)>, bool, bool) {
+    ) -> (Option<Hit<'_, T>>, bool, bool) {
         let Ok(matched) = self.router.at(path) else {
             return (None, false, false);
         };
@@ -233,7 +241,11 @@ impl<T: Clone> RouteTable<T> {
                 let rank = u8::from(entry.list) * 4
                     + u8::from(!group.catch_all) * RANK_NOT_CATCH_ALL
                     + u8::from(fixed);
-                route = Some((&entry.value, rank));
+                route = Some(Hit {
+                    route: &entry.value,
+                    rank,
+                    root_catch_all: group.root_catch_all,
+                });
             }
         }
         (route, list_path, routed)
@@ -243,75 +255,45 @@ impl<T: Clone> RouteTable<T> {
 /// The bit of a lookup's rank that says its route's pattern is no catch-all.
 const RANK_NOT_CATCH_ALL: u8 = 2;
 
+/// A route a reading of the path found, and its rank (see [`RouteTable::lookup`]).
+#[derive(Debug)]
+struct Hit<'a, T> {
+    route: &'a T,
+    rank: u8,
+    /// Its pattern is `/{*rest}`: "everything else", as `default` is.
+    root_catch_all: bool,
+}
+
+impl<T> Clone for Hit<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for Hit<'_, T> {}
+
+/// The higher-ranked of two hits; on a tie, the first.
+fn higher<'a, T>(first: Option<Hit<'a, T>>, then: Option<Hit<'a, T>>) -> Option<Hit<'a, T>> {
+    match (first, then) {
+        (Some(a), Some(b)) if b.rank > a.rank => Some(b),
+        (None, b) => b,
+        (a, _) => a,
+    }
+}
+
+/// Whether two readings found two routes, neither of them `/{*rest}` ("everything else": the
+/// other wins over it, as any route does over `default`).
+fn apart<T>(a: Option<Hit<'_, T>>, b: Option<Hit<'_, T>>) -> bool {
+    matches!((a, b), (Some(a), Some(b))
+        if !std::ptr::eq(a.route, b.route) && !a.root_catch_all && !b.root_catch_all)
+}
+
 /// `/events.json` is `/events` to Rails and DRF format suffixes: the path without its
 /// extension, when it has one.
 fn without_extension(path: &str) -> Option<&str> {
     let (stem, extension) = path.rsplit_once('.')?;
     let plain = !extension.is_empty() && !extension.contains('/') && !stem.ends_with('/');
     plain.then_some(stem)
-}
-
-/// The form paths are matched in. Backends disagree on what names the same resource, so
-/// matching is deliberately loose in the safe direction — every variant some backend would
-/// serve as `/events` matches the `/events` route: percent-encoded unreserved characters are
-/// decoded, `%2F`, `%5C` and `\` count as `/` (WSGI servers and IIS read them so),
-/// `;parameters` are dropped (`%3B` is one too), trailing dots and spaces of a segment dropped
-/// (`/events.`, `/events%2e`, `/events%20`: Windows and IIS read them as `/events`), empty and
-/// `.` segments removed, `..` resolved, ASCII case folded, and a trailing slash ignored. The
-/// request is forwarded as the client wrote it.
-fn normalize(path: &str, encoded_slashes: bool) -> Cow<'_, str> {
-    if !encoded_slashes && is_normal(path) {
-        return Cow::Borrowed(path);
-    }
-    let mut lowered = decode_unreserved(path).to_ascii_lowercase();
-    if lowered.contains('%') {
-        lowered = lowered.replace("%3b", ";").replace("%20", " ");
-    }
-    let slashed = if encoded_slashes {
-        lowered
-            .replace("%2f", "/")
-            .replace("%5c", "/")
-            .replace('\\', "/")
-    } else {
-        lowered.replace('\\', "/")
-    };
-    let mut segments: Vec<String> = Vec::new();
-    for segment in slashed.split('/') {
-        let segment = segment.split(';').next().unwrap_or_default();
-        // A dot segment stays one; any other loses its trailing dots and spaces.
-        let segment = match segment {
-            "." | ".." => segment,
-            s => s.trim_end_matches(['.', ' ']),
-        };
-        match segment {
-            "" | "." => {}
-            ".." => {
-                segments.pop();
-            }
-            s => segments.push(s.to_owned()),
-        }
-    }
-    Cow::Owned(format!("/{}", segments.join("/")))
-}
-
-/// Whether a path is already in normal form, so matching needs no copy of it: `/`-separated
-/// non-empty segments of lower-case letters, digits, `-_~` and dots, none ending in a dot (a
-/// dot segment, or a trailing dot Windows drops), and no trailing slash. Most requests' paths
-/// are.
-fn is_normal(path: &str) -> bool {
-    let Some(rest) = path.strip_prefix('/') else {
-        return false;
-    };
-    if rest.is_empty() {
-        return true;
-    }
-    rest.split('/').all(|segment| {
-        !segment.is_empty()
-            && !segment.ends_with('.')
-            && segment
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_~.".contains(&b))
-    })
 }
 
 /// Whether a route with `methods` serves `method`: a route with GET also serves HEAD.
@@ -325,37 +307,6 @@ fn methods_overlap(a: Option<&[Method]>, b: Option<&[Method]>) -> bool {
         (Some(x), Some(y)) => x.iter().any(|m| serves(y, m)) || y.iter().any(|m| serves(x, m)),
         _ => true,
     }
-}
-
-/// Decodes `%XX` escapes of unreserved characters (ALPHA / DIGIT / `-._~`), keeps all others.
-fn decode_unreserved(path: &str) -> Cow<'_, str> {
-    if !path.contains('%') {
-        return path.into();
-    }
-    let bytes = path.as_bytes();
-    let mut out = String::with_capacity(path.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-            if let Some(c) = hex.and_then(|h| u8::from_str_radix(h, 16).ok())
-                && (c.is_ascii_alphanumeric() || b"-._~".contains(&c))
-            {
-                out.push(char::from(c));
-                i += 3;
-                continue;
-            }
-        }
-        out.push(char::from(bytes[i]));
-        i += 1;
-    }
-    out.into()
-}
-
-/// Whether a raw request path holds a NUL byte (`%00`), which names no resource: C backends
-/// and file systems end the path there.
-fn nul(path: &str) -> bool {
-    path.contains("%00")
 }
 
 /// A path holding a NUL byte (`%00`): refused (400), never passed to a backend.

@@ -21,8 +21,9 @@ pub(crate) struct BadHost;
 /// Tomcat and IIS), but Express, Django and Starlette match it as `/exports/{*rest}` and run
 /// the export without its limits; `/orgs/./events` is `/orgs/events` to pagegate, but the
 /// `/orgs/{org}/events` list handler to them, uncapped. Under an upstream's base path,
-/// `/../admin` would also leave it. Browsers and HTTP client libraries resolve dot segments
-/// before sending, so only a hand-made request meets this.
+/// `/../admin` would also leave it. Browsers and HTTP client libraries resolve `.` and `..`
+/// before sending, but not the other hollow segments: a client that sends `/search/%20` or
+/// `/posts/...` is refused too, and should send the value in the query instead.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
     "the path holds a segment that backends read differently: `.`, `..`, one of only dots or \

@@ -1,3 +1,5 @@
+use std::borrow::Cow;
+
 use http::Method;
 
 use super::*;
@@ -303,12 +305,25 @@ fn a_percent_2f_that_picks_between_two_routes_is_ambiguous() {
         route("org", "/orgs/{org}", None),
         route("files", "/files/{*rest}", None),
         route("login", "/login", None),
+        route("export", "/orgs/{org}/export/{*rest}", None),
+        route("rest", "/{*rest}", None),
     ];
     let table = RouteTable::new(&routes);
     let found = |p: &str| table.lookup(&Method::GET, p);
     // Express reads `/orgs/{org}` with org `x/events`; Django and Starlette the list route.
-    assert!(found("/orgs/x%2Fevents").ambiguous);
-    assert!(found("/orgs/x%5cevents").ambiguous);
+    for path in [
+        "/orgs/x%2Fevents",
+        "/orgs/x%5cevents",
+        "/orgs/x\\events",
+        // Rails: `orgs#show` with format json; a suffix reader of the slashed path: the list.
+        "/orgs/x%2Fevents.json",
+        // A catch-all below the root guards a subtree, not "everything else".
+        "/orgs/acme%2Fexport%2Fall",
+    ] {
+        assert!(found(path).ambiguous, "{path}");
+    }
+    // Express and Go read a `\` as a character: the route that reading finds is considered.
+    assert_eq!(found("/orgs/a\\b").route, Some(&"org"));
     // One reading finds no route, or a catch-all: the other wins, as over `default`.
     for path in [
         "/orgs/a%2Fb%2Fc",
@@ -316,8 +331,14 @@ fn a_percent_2f_that_picks_between_two_routes_is_ambiguous() {
         "/files/a%2Fb",
         "/login%2F",
         "/orgs/x/events",
+        "/elsewhere%2Fx",
     ] {
         assert!(!found(path).ambiguous, "{path}");
     }
+    assert_eq!(
+        found("/login%2F").route,
+        Some(&"login"),
+        "over `/{{*rest}}`"
+    );
     assert_eq!(found("/orgs/a%2Fb").route, Some(&"org"));
 }

@@ -223,9 +223,16 @@ async fn metrics(handle: &Handle) -> Response {
     // Off the runtime's workers: a scrape reads /proc and encodes every family under one
     // lock, and scrapes from several peers at once would hold the workers the data path needs.
     let metrics = Arc::clone(&handle.metrics);
-    let text = tokio::task::spawn_blocking(move || metrics.encode())
-        .await
-        .unwrap_or_default();
+    let Ok(text) = tokio::task::spawn_blocking(move || metrics.encode()).await else {
+        // A failed scrape, not an empty one: every series vanishing would read as a restart.
+        tracing::error!("encoding the metrics failed");
+        return Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "urn:pagegate:problem:internal",
+            "the metrics could not be encoded; the reason is logged".to_owned(),
+        )
+        .into_response();
+    };
     let mut response = http::Response::new(body::full(text));
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -61,6 +61,8 @@ pub(crate) async fn watch(handle: Handle, path: PathBuf) {
         }
     };
     let mut refused: Option<String> = None;
+    // The hash of the text last read, for polling to tell a changed file.
+    let mut tried = String::new();
     let mut retry = POLL;
     loop {
         let files = files(&handle, &path);
@@ -84,11 +86,21 @@ pub(crate) async fn watch(handle: Handle, path: PathBuf) {
                 }
                 () = tokio::time::sleep(if refused.is_some() { retry } else { POLL }) => false,
             },
-            // Polled: a refused file on the same back-off as a watched one, not rebuilt (and
-            // counted as a failed reload) every 2 s.
+            // Polled every 2 s. A refused file is read again at once when its text changed,
+            // else on the same back-off as a watched one: not rebuilt (and counted as a
+            // failed reload) every 2 s.
             None => {
-                tokio::time::sleep(if refused.is_some() { retry } else { POLL }).await;
-                refused.is_none()
+                let mut waited = Duration::ZERO;
+                loop {
+                    tokio::time::sleep(POLL).await;
+                    waited += POLL;
+                    if refused.is_none() || waited >= retry {
+                        break refused.is_none();
+                    }
+                    if std::fs::read(&path).is_ok_and(|text| text_hash(&text) != tried) {
+                        break true;
+                    }
+                }
             }
         };
         if changed {
@@ -97,7 +109,7 @@ pub(crate) async fn watch(handle: Handle, path: PathBuf) {
             retry = (retry * 2).min(RETRY_MAX);
         }
         if changed || refused.is_some() {
-            check(&handle, &path, &mut refused).await;
+            check(&handle, &path, &mut refused, &mut tried).await;
         }
     }
 }
@@ -178,13 +190,14 @@ fn concerns(event: &notify::Event, names: &[OsString]) -> bool {
 
 /// Reloads when the files differ from what the running config read. `refused` is the reason
 /// the last try was refused, while that change is pending: logged once, not again.
-async fn check(handle: &Handle, path: &Path, refused: &mut Option<String>) {
+async fn check(handle: &Handle, path: &Path, refused: &mut Option<String>, tried: &mut String) {
     // Mid-swap the file may be missing for a moment; the swap's own event comes next.
     let Ok(text) = std::fs::read(path) else {
         return;
     };
     let running = handle.generation();
-    let same_text = text_hash(&text) == running.config().hash();
+    *tried = text_hash(&text);
+    let same_text = *tried == running.config().hash();
     if same_text && !running.config().tls_changed() {
         *refused = None;
         return;

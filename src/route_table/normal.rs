@@ -1,0 +1,98 @@
+//! The form paths are matched in: what every backend would read as the same resource reads
+//! as one path here.
+
+use std::borrow::Cow;
+
+/// The form paths are matched in. Backends disagree on what names the same resource, so
+/// matching is deliberately loose in the safe direction — every variant some backend would
+/// serve as `/events` matches the `/events` route: percent-encoded unreserved characters are
+/// decoded, `%2F`, `%5C` and `\` count as `/` (WSGI servers and IIS read them so),
+/// `;parameters` are dropped (`%3B` is one too), trailing dots and spaces of a segment dropped
+/// (`/events.`, `/events%2e`, `/events%20`: Windows and IIS read them as `/events`), empty and
+/// `.` segments removed, `..` resolved, ASCII case folded, and a trailing slash ignored. The
+/// request is forwarded as the client wrote it.
+pub(super) fn normalize(path: &str, encoded_slashes: bool) -> Cow<'_, str> {
+    if !encoded_slashes && is_normal(path) {
+        return Cow::Borrowed(path);
+    }
+    let mut lowered = decode_unreserved(path).to_ascii_lowercase();
+    if lowered.contains('%') {
+        lowered = lowered.replace("%3b", ";").replace("%20", " ");
+    }
+    let slashed = if encoded_slashes {
+        lowered
+            .replace("%2f", "/")
+            .replace("%5c", "/")
+            .replace('\\', "/")
+    } else {
+        lowered.replace('\\', "/")
+    };
+    let mut segments: Vec<String> = Vec::new();
+    for segment in slashed.split('/') {
+        let segment = segment.split(';').next().unwrap_or_default();
+        // A dot segment stays one; any other loses its trailing dots and spaces.
+        let segment = match segment {
+            "." | ".." => segment,
+            s => s.trim_end_matches(['.', ' ']),
+        };
+        match segment {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            s => segments.push(s.to_owned()),
+        }
+    }
+    Cow::Owned(format!("/{}", segments.join("/")))
+}
+
+/// Whether a path is already in normal form, so matching needs no copy of it: `/`-separated
+/// non-empty segments of lower-case letters, digits, `-_~` and dots, none ending in a dot (a
+/// dot segment, or a trailing dot Windows drops), and no trailing slash. Most requests' paths
+/// are.
+fn is_normal(path: &str) -> bool {
+    let Some(rest) = path.strip_prefix('/') else {
+        return false;
+    };
+    if rest.is_empty() {
+        return true;
+    }
+    rest.split('/').all(|segment| {
+        !segment.is_empty()
+            && !segment.ends_with('.')
+            && segment
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_~.".contains(&b))
+    })
+}
+
+/// Decodes `%XX` escapes of unreserved characters (ALPHA / DIGIT / `-._~`), keeps all others.
+pub(super) fn decode_unreserved(path: &str) -> Cow<'_, str> {
+    if !path.contains('%') {
+        return path.into();
+    }
+    let bytes = path.as_bytes();
+    let mut out = String::with_capacity(path.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+            if let Some(c) = hex.and_then(|h| u8::from_str_radix(h, 16).ok())
+                && (c.is_ascii_alphanumeric() || b"-._~".contains(&c))
+            {
+                out.push(char::from(c));
+                i += 3;
+                continue;
+            }
+        }
+        out.push(char::from(bytes[i]));
+        i += 1;
+    }
+    out.into()
+}
+
+/// Whether a raw request path holds a NUL byte (`%00`), which names no resource: C backends
+/// and file systems end the path there.
+pub(super) fn nul(path: &str) -> bool {
+    path.contains("%00")
+}
