@@ -13,11 +13,11 @@ use std::future::{Future, Ready, ready};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
 use futures_util::future::Either;
 use http::header;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 use tower::{Layer, Service};
 
 use super::MethodError;
@@ -258,17 +258,10 @@ where
         let (parts, body) = req.into_parts();
         // Combinators, not an async block over the generic inner future (rust-lang/rust#110338).
         Either::Right(Box::pin(
-            Limited::new(body, MAX_FORM_BYTES)
-                .collect()
-                .map(move |collected| -> Checked<S::Future> {
-                    let bytes = match collected {
-                        Ok(collected) => collected.to_bytes(),
-                        Err(error) if error.is::<LengthLimitError>() => {
-                            return Either::Right(ready(Err(MethodError::FormTooLarge {
-                                max: MAX_FORM_BYTES,
-                            }
-                            .into())));
-                        }
+            read_capped(body)
+                .map(move |read| -> Checked<S::Future> {
+                    let bytes = match read {
+                        Ok(bytes) => bytes,
                         Err(error) => return Either::Right(ready(Err(error))),
                     };
                     if let Err(error) = check(kind, &bytes, moves) {
@@ -279,6 +272,26 @@ where
                 .flatten(),
         ))
     }
+}
+
+/// The form's bytes, copied into one buffer of at most [`MAX_FORM_BYTES`] (larger: 413).
+/// Collecting the frames instead would keep each one's slice of hyper's read buffer alive, so
+/// a form sent a byte a frame would pin about 8 KiB a byte.
+async fn read_capped(mut body: crate::Body) -> Result<Bytes, BoxError> {
+    let mut out = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame?.into_data() else {
+            continue;
+        };
+        if out.len() + data.len() > MAX_FORM_BYTES {
+            return Err(MethodError::FormTooLarge {
+                max: MAX_FORM_BYTES,
+            }
+            .into());
+        }
+        out.extend_from_slice(&data);
+    }
+    Ok(out.freeze())
 }
 
 /// Refuses a form whose `_method` (any case, PHP-folded; for multipart, a part so named)

@@ -122,7 +122,8 @@ pub(crate) fn table(parts: RouteParts, resource: Arc<Resource>, export: bool) ->
     let terminal = ServiceBuilder::new()
         // Boxed again after compression, so every route's stack has the same body type.
         .map_response(|response: http::Response<_>| response.map(BodyExt::boxed))
-        // Pages and exports are compressed when the client asks (gzip or zstd), frame by frame.
+        // Pages and exports are compressed when the client asks (gzip or zstd); the encoder
+        // flushes whenever the export has no chunk ready, and before an export's error.
         .layer(CompressionLayer::new())
         .service(TableService::new(resource, exported));
     route(parts, terminal)

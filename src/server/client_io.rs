@@ -43,6 +43,36 @@ pub(super) struct Closed {
     /// A TLS handshake failed (a plaintext client, a certificate refused; a stalled one is
     /// `first_bytes`).
     pub(super) tls_handshake: Counter,
+    /// hyper answered a head it could not parse (400) itself.
+    pub(super) head_malformed: Counter,
+    /// hyper answered a head past `max_head_bytes`, or a URI too long, (431, 414) itself.
+    pub(super) head_too_large: Counter,
+}
+
+impl Closed {
+    /// Notes how a connection's serving ended: hyper's own answers to a bad head (which reach
+    /// no layer, so neither the access log nor a route's metrics) are counted and logged at
+    /// info with the client's address; any other error (a reset, a closed socket) at debug.
+    pub(super) fn ended(&self, result: Result<(), crate::BoxError>, peer: std::net::IpAddr) {
+        let Err(error) = result else { return };
+        let hyper =
+            std::iter::successors(Some(&*error as &(dyn std::error::Error + 'static)), |e| {
+                e.source()
+            })
+            .find_map(|e| e.downcast_ref::<hyper::Error>());
+        let counter = match hyper {
+            Some(e) if e.is_parse_too_large() => &self.head_too_large,
+            Some(e) if e.is_parse() => &self.head_malformed,
+            // hyper's header_read_timeout, after the head's first bytes.
+            Some(e) if e.is_timeout() => &self.first_bytes,
+            _ => {
+                tracing::debug!(%error, %peer, "connection ended with an error");
+                return;
+            }
+        };
+        counter.inc();
+        tracing::info!(%error, %peer, "request head refused");
+    }
 }
 
 /// A client socket with a first-bytes deadline and a send-stall timeout.

@@ -133,6 +133,8 @@ impl Serving {
             send_stall: metrics.protection("send_stall"),
             http2_control_flood: metrics.protection("http2_control_flood"),
             tls_handshake: metrics.protection("tls_handshake"),
+            head_malformed: metrics.protection("head_malformed"),
+            head_too_large: metrics.protection("head_too_large"),
         };
         let open = Connections::new(
             Settings {
@@ -309,6 +311,7 @@ impl Serving {
         // futures trip rustc's "Send is not general enough" (rust-lang/rust#110338).
         let ended = Arc::clone(&conn);
         let drain = self.send_timeout;
+        let closed = self.closed.clone();
         let served = future::select(Box::pin(connection), ending)
             .then(move |either| match either {
                 future::Either::Left((result, _)) => future::Either::Left(future::ready(result)),
@@ -347,9 +350,7 @@ impl Serving {
             })
             .map(move |result| {
                 registered.0.ending();
-                if let Err(error) = result {
-                    tracing::debug!(%error, %peer, "connection ended with an error");
-                }
+                closed.ended(result, peer);
                 drop((slot, alive, registered));
             });
         tokio::spawn(served);

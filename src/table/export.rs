@@ -152,7 +152,11 @@ pub(super) async fn response(
                 && quota.spend(QuotaUnit::Rows, chunk.rows) < chunk.rows
             {
                 let cut = Truncation("the client's row quota is spent (on_exceed: cut)");
+                flush_before_error().await;
                 return Some((Err(BoxError::from(cut)), (None, pipeline, None, true)));
+            }
+            if chunk.is_err() {
+                flush_before_error().await;
             }
             let frame = chunk
                 .map(|c| http_body::Frame::data(c.bytes))
@@ -162,7 +166,8 @@ pub(super) async fn response(
                     tracing::warn!(%error, "export cut");
                     BoxError::from(error)
                 });
-            Some((frame, (None, pipeline, quota, false)))
+            let failed = frame.is_err();
+            Some((frame, (None, pipeline, quota, failed)))
         })
         // Fused: a body may be polled again after its end (a compressing layer does).
         .fuse();
@@ -174,6 +179,13 @@ pub(super) async fn response(
     headers.insert(header::CONTENT_TYPE, content_type(format));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
+}
+
+/// Waits one poll before an export's error: a compressing layer above flushes what it holds
+/// only when the body under it has nothing ready, and passes an error on at once, so without
+/// the pause the last whole records before a cut would never reach the client.
+async fn flush_before_error() {
+    tokio::task::yield_now().await;
 }
 
 /// An export's `Content-Type`.

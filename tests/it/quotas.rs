@@ -349,3 +349,62 @@ async fn at_max_clients_a_quota_newcomer_wakes_the_forgetting_of_full_levels() {
     crate::support::until_newcomers_are_held(send, async || overflow(&proxy).await, counted).await;
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn a_compressed_export_cut_by_its_row_quota_still_ends_after_whole_records() {
+    let pg = Postgres::start();
+    let t = pg.name("quota_gzip");
+    pg.execute(&format!(
+        "CREATE TABLE {t} (id bigint PRIMARY KEY, v text);
+         INSERT INTO {t} SELECT g, 'v' || g FROM generate_series(1, 1000) g;"
+    ))
+    .await;
+    let yaml = format!(
+        "cursors: {{keys: [{{id: 1, secret: test-secret-test-secret-test-secret-0123}}]}}
+postgres: {{main: {{url: '{}'}}}}
+routes:
+  - name: rows
+    path: /rows
+    table: {{database: main, name: {t}, columns: [id, v], key: [id], export: {{chunk_rows: 100, parallel: 4}}}}
+    limits: {{quota: {{rows: 350, per: 1h, on_exceed: cut}}}}
+",
+        pg.url
+    );
+    let proxy = Proxy::start_url(&yaml, "http://127.0.0.1:9").await;
+    let request = http::Request::get(proxy.url("/rows/export?format=ndjson"))
+        .header("accept-encoding", "gzip")
+        .body(crate::support::full(bytes::Bytes::new()))
+        .expect("request");
+    let response = crate::support::client()
+        .request(request)
+        .await
+        .expect("answered");
+    assert_eq!(response.headers()["content-encoding"], "gzip");
+    let mut body = response.into_body();
+    let (mut gzip, mut broken) = (Vec::new(), false);
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(frame) => gzip.extend_from_slice(frame.data_ref().map_or(&[][..], |d| &d[..])),
+            Err(_) => broken = true,
+        }
+    }
+    assert!(broken, "a cut export ends with an error, never a clean end");
+    // What arrived decodes (the stream is cut, so it has no footer) to whole records.
+    let mut decoder = flate2::write::GzDecoder::new(Vec::new());
+    std::io::Write::write_all(&mut decoder, &gzip).expect("decodes");
+    std::io::Write::flush(&mut decoder).expect("flushes what it decoded");
+    let text = String::from_utf8(decoder.get_ref().clone()).expect("utf-8");
+    let ids: Vec<i64> = text
+        .lines()
+        .map(|l| {
+            let row: serde_json::Value = serde_json::from_str(l).expect("whole records");
+            row["id"].as_i64().expect("id")
+        })
+        .collect();
+    assert_eq!(
+        ids,
+        (1..=300).collect::<Vec<_>>(),
+        "every charged chunk arrived"
+    );
+    proxy.stop().await;
+}
