@@ -9,7 +9,7 @@
 mod normal;
 mod target;
 
-use normal::{decode_unreserved, normalize, nul};
+use normal::{Separators, decode_unreserved, normalize, nul};
 
 pub(crate) use target::{AmbiguousPath, BadHost, DotPath, unfit};
 
@@ -80,11 +80,14 @@ enum Reading {
 #[derive(Debug, Clone)]
 pub(crate) struct RouteTable<T> {
     router: matchit::Router<PathGroup<T>>,
+    /// The same routes by [`normal::strict`] patterns: how backends that match exact segments
+    /// read a path that is not in normal form.
+    strict: matchit::Router<PathGroup<T>>,
 }
 
 // === impl RouteTable ===
 
-impl<T: Clone> RouteTable<T> {
+impl<T: Clone + PartialEq> RouteTable<T> {
     /// Builds the table. Routes that overlap an earlier one are left out: the first wins.
     /// Validation refuses such configs ([`Self::overlap`]), so a loaded config loses none.
     pub(crate) fn new(routes: &[RouteSpec<T>]) -> Self {
@@ -97,11 +100,24 @@ impl<T: Clone> RouteTable<T> {
     }
 
     fn build(routes: &[RouteSpec<T>]) -> (Self, Option<(usize, usize)>) {
+        let (router, overlap) = Self::router(routes, |path| {
+            normalize(path, Separators::Backslash).into_owned()
+        });
+        // Overlaps are the loose reading's: `/Events` and `/events` overlap there.
+        let (strict, _) = Self::router(routes, |path| normal::strict(path).into_owned());
+        (Self { router, strict }, overlap)
+    }
+
+    /// The routes by `key(path)` pattern, and the first overlap.
+    fn router(
+        routes: &[RouteSpec<T>],
+        key: impl Fn(&str) -> String,
+    ) -> (matchit::Router<PathGroup<T>>, Option<(usize, usize)>) {
         let mut overlap = None;
         // Group routes by normalized pattern; one pattern may serve disjoint method sets.
         let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
         for (i, route) in routes.iter().enumerate() {
-            let pattern = normalize(&route.path, false).into_owned();
+            let pattern = key(&route.path);
             match groups.iter_mut().find(|(p, _)| *p == pattern) {
                 Some((_, same)) => {
                     match same.iter().find(|&&j| {
@@ -144,7 +160,7 @@ impl<T: Clone> RouteTable<T> {
                 overlap.get_or_insert((indices[0], other.unwrap_or(indices[0])));
             }
         }
-        (Self { router }, overlap)
+        (router, overlap)
     }
 
     /// The route for a method and a raw request path. A route that serves GET also serves
@@ -156,37 +172,51 @@ impl<T: Clone> RouteTable<T> {
 
     /// The route for a method and a raw request path, and whether the path is a list path.
     ///
-    /// A path is read every way some backend could read it — as written, with `%2F`, `%5C`
-    /// and `\` as separators or as characters, and without a format extension
-    /// (`/events.json`; only routes whose backend reads format suffixes take that reading). A
+    /// A path is read every way some backend could read it — loosely as the router does (case
+    /// folded, `;params` and trailing dots dropped), exactly as backends that match segments
+    /// do (when the path is not in normal form), with `%2F`, `%5C` and `\` as separators or as
+    /// characters, and without a format extension (`/events.json`; only routes whose backend
+    /// reads format suffixes take that reading). A
     /// list route found by any reading wins over a route that is not one, any route over a
     /// catch-all, and a route matched with no parameter over one that took one: neither a
     /// catch-all nor a `/{slug}` may take `/events.json` away from the `/events` list route,
     /// nor `/login.json` from a rate-limited `/login`. On a tie the earlier reading wins. The
-    /// path is a list path when any reading is. When the separator readings find two routes
-    /// (neither `/{*rest}`), the path is `ambiguous`: the backend serves one of them, which
-    /// depends on its framework, and the router refuses it.
+    /// path is a list path when any reading is. When two readings find two routes (neither
+    /// `/{*rest}`), the path is `ambiguous`: the backend serves one of them, which depends on
+    /// its framework, and the router refuses it.
     pub(crate) fn lookup(&self, method: &Method, path: &str) -> Found<'_, T> {
         let mut seen = (false, false);
-        let plain = normalize(path, false);
-        let mut best = self.best(method, &plain, &mut seen);
-        // Only for paths with an escape or a `\`: `%2F` may also appear once unreserved
-        // escapes are decoded (`%2%66`).
-        let (escaped, backslash) = (path.contains('%'), path.contains('\\'));
-        let mut ambiguous = false;
-        if escaped || backslash {
-            // `%2F`, `%5C` and `\` as separators, as WSGI and ASGI servers read them…
-            let slashed = self.best(method, &normalize(path, true), &mut seen);
-            // …and as characters of a segment, as Express, Rails and Go read them.
-            let literal = if backslash {
-                let kept = path.replace('\\', "%5c");
-                self.best(method, &normalize(&kept, false), &mut seen)
-            } else {
-                best
-            };
-            ambiguous = apart(literal, slashed);
-            best = higher(higher(best, literal), slashed);
+        let plain = normalize(path, Separators::Backslash);
+        // The router's reading first: on a tie, it wins.
+        let mut hits = [None; 5];
+        hits[0] = self.best(method, &plain, &mut seen);
+        // Not in normal form: backends that match exact segments may read it otherwise
+        // (case, `;params`, trailing dots, `\` kept).
+        if matches!(plain, std::borrow::Cow::Owned(_)) {
+            let strict = normal::strict(path);
+            let (hit, list_path, routed_path) =
+                Self::exact(&self.strict, method, &strict, Reading::Written);
+            seen.0 |= list_path;
+            seen.1 |= routed_path;
+            hits[1] = hit;
         }
+        // `%2F`, `%5C` and `\` as characters (Express, Rails, Go), `%2F` alone as a separator
+        // (WSGI, ASGI), all of them (IIS). `%2F` may also appear once unreserved escapes are
+        // decoded (`%2%66`).
+        if path.contains('%') || path.contains('\\') {
+            for (hit, separators) in hits[2..].iter_mut().zip([
+                Separators::None,
+                Separators::EncodedSlash,
+                Separators::All,
+            ]) {
+                *hit = self.best(method, &normalize(path, separators), &mut seen);
+            }
+        }
+        let best = hits.iter().copied().fold(None, higher);
+        let ambiguous = hits
+            .iter()
+            .enumerate()
+            .any(|(i, a)| hits[i + 1..].iter().any(|b| apart(*a, *b)));
         Found {
             route: best.map(|hit| hit.route),
             list_path: seen.0,
@@ -206,7 +236,7 @@ impl<T: Clone> RouteTable<T> {
         let stem = without_extension(path).map(|stem| (stem, Reading::Stem));
         let mut best = None;
         for (path, reading) in std::iter::once((path, Reading::Written)).chain(stem) {
-            let (hit, list_path, routed_path) = self.lookup_exact(method, path, reading);
+            let (hit, list_path, routed_path) = Self::exact(&self.router, method, path, reading);
             seen.0 |= list_path;
             seen.1 |= routed_path;
             best = higher(best, hit);
@@ -217,13 +247,13 @@ impl<T: Clone> RouteTable<T> {
     /// The route serving `method` at a normalized path read as `reading` (and its rank: 4 for a
     /// list route, plus 2 unless its pattern is a catch-all, plus 1 when it matched with no
     /// parameter), whether the path is a list path, and whether any route serves it.
-    fn lookup_exact(
-        &self,
+    fn exact<'a>(
+        router: &'a matchit::Router<PathGroup<T>>,
         method: &Method,
         path: &str,
         reading: Reading,
-    ) -> (Option<Hit<'_, T>>, bool, bool) {
-        let Ok(matched) = self.router.at(path) else {
+    ) -> (Option<Hit<'a, T>>, bool, bool) {
+        let Ok(matched) = router.at(path) else {
             return (None, false, false);
         };
         let group = matched.value;
@@ -283,9 +313,9 @@ fn higher<'a, T>(first: Option<Hit<'a, T>>, then: Option<Hit<'a, T>>) -> Option<
 
 /// Whether two readings found two routes, neither of them `/{*rest}` ("everything else": the
 /// other wins over it, as any route does over `default`).
-fn apart<T>(a: Option<Hit<'_, T>>, b: Option<Hit<'_, T>>) -> bool {
+fn apart<T: PartialEq>(a: Option<Hit<'_, T>>, b: Option<Hit<'_, T>>) -> bool {
     matches!((a, b), (Some(a), Some(b))
-        if !std::ptr::eq(a.route, b.route) && !a.root_catch_all && !b.root_catch_all)
+        if a.route != b.route && !a.root_catch_all && !b.root_catch_all)
 }
 
 /// `/events.json` is `/events` to Rails and DRF format suffixes: the path without its

@@ -2,30 +2,46 @@
 //! as one path here.
 
 use std::borrow::Cow;
+use std::fmt::Write as _;
+
+/// Which spellings of a separator a reading takes as one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Separators {
+    /// `\` (IIS and Windows read it as `/`): the router's own reading.
+    Backslash,
+    /// None: `%2F`, `%5C` and `\` are characters of a segment (Express, Rails, Go).
+    None,
+    /// `%2F` (WSGI and ASGI servers decode the path before routing); `\` stays a character.
+    EncodedSlash,
+    /// `%2F`, `%5C` and `\`.
+    All,
+}
 
 /// The form paths are matched in. Backends disagree on what names the same resource, so
 /// matching is deliberately loose in the safe direction — every variant some backend would
 /// serve as `/events` matches the `/events` route: percent-encoded unreserved characters are
-/// decoded, `%2F`, `%5C` and `\` count as `/` (WSGI servers and IIS read them so),
+/// decoded, `%2F`, `%5C` and `\` count as `/` as `separators` says (WSGI servers and IIS read
+/// them so),
 /// `;parameters` are dropped (`%3B` is one too), trailing dots and spaces of a segment dropped
 /// (`/events.`, `/events%2e`, `/events%20`: Windows and IIS read them as `/events`), empty and
 /// `.` segments removed, `..` resolved, ASCII case folded, and a trailing slash ignored. The
 /// request is forwarded as the client wrote it.
-pub(super) fn normalize(path: &str, encoded_slashes: bool) -> Cow<'_, str> {
-    if !encoded_slashes && is_normal(path) {
+pub(super) fn normalize(path: &str, separators: Separators) -> Cow<'_, str> {
+    if separators == Separators::Backslash && is_normal(path) {
         return Cow::Borrowed(path);
     }
     let mut lowered = decode_unreserved(path).to_ascii_lowercase();
     if lowered.contains('%') {
         lowered = lowered.replace("%3b", ";").replace("%20", " ");
     }
-    let slashed = if encoded_slashes {
-        lowered
+    let slashed = match separators {
+        Separators::Backslash => lowered.replace('\\', "/"),
+        Separators::None => lowered.replace('\\', "%5c"),
+        Separators::EncodedSlash => lowered.replace('\\', "%5c").replace("%2f", "/"),
+        Separators::All => lowered
             .replace("%2f", "/")
             .replace("%5c", "/")
-            .replace('\\', "/")
-    } else {
-        lowered.replace('\\', "/")
+            .replace('\\', "/"),
     };
     let mut segments: Vec<String> = Vec::new();
     for segment in slashed.split('/') {
@@ -66,9 +82,34 @@ fn is_normal(path: &str) -> bool {
     })
 }
 
-/// Decodes `%XX` escapes of unreserved characters (ALPHA / DIGIT / `-._~`), keeps all others.
+/// A path as the backends that match exact segments read it (Express, Django, Starlette,
+/// Rails, Go): escapes of unreserved characters decoded, the hex digits of other escapes in
+/// lower case, and nothing else changed: case, `;params`, trailing dots and spaces, empty
+/// segments and `\` are kept.
+pub(super) fn strict(path: &str) -> Cow<'_, str> {
+    let decoded = decode_unreserved(path);
+    if !decoded.contains('%') {
+        return decoded;
+    }
+    let mut out = String::with_capacity(decoded.len());
+    let mut hex = 0;
+    for c in decoded.chars() {
+        if hex > 0 {
+            hex -= 1;
+            out.push(c.to_ascii_lowercase());
+        } else {
+            hex = if c == '%' { 2 } else { 0 };
+            out.push(c);
+        }
+    }
+    out.into()
+}
+
+/// Decodes `%XX` escapes of unreserved characters (ALPHA / DIGIT / `-._~`), keeps all others,
+/// and writes a byte past ASCII (HTTP/1 servers take raw UTF-8 in a path) as its escape, as a
+/// route's path is written: `/café` reads as `/caf%c3%a9`.
 pub(super) fn decode_unreserved(path: &str) -> Cow<'_, str> {
-    if !path.contains('%') {
+    if !path.contains('%') && path.is_ascii() {
         return path.into();
     }
     let bytes = path.as_bytes();
@@ -85,7 +126,11 @@ pub(super) fn decode_unreserved(path: &str) -> Cow<'_, str> {
                 continue;
             }
         }
-        out.push(char::from(bytes[i]));
+        if bytes[i].is_ascii() {
+            out.push(char::from(bytes[i]));
+        } else {
+            let _ = write!(out, "%{:02x}", bytes[i]);
+        }
         i += 1;
     }
     out.into()

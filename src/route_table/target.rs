@@ -96,17 +96,19 @@ pub(crate) fn hollow_segments(path: &str) -> bool {
     } else {
         path.into()
     };
-    let segments: Vec<&str> = decoded.split(['/', '\\']).collect();
-    let last = segments.len() - 1;
-    segments
-        .iter()
-        .enumerate()
-        .skip(1)
-        .any(|(i, segment)| match segment.split_once(';') {
-            Some(("", _)) => i != last,
+    let mut segments = decoded.split(['/', '\\']).skip(1).peekable();
+    while let Some(segment) = segments.next() {
+        let last = segments.peek().is_none();
+        let hollow = match segment.split_once(';') {
+            Some(("", _)) => !last,
             Some((name, _)) => name.bytes().all(|b| b == b'.' || b == b' '),
             None => !segment.is_empty() && segment.bytes().all(|b| b == b'.' || b == b' '),
-        })
+        };
+        if hollow {
+            return true;
+        }
+    }
+    false
 }
 
 #[cfg(test)]

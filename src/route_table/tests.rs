@@ -148,7 +148,10 @@ fn normal_paths_are_matched_without_a_copy() {
         "/events.json",
         "/a-b_c~d",
     ] {
-        assert!(matches!(normalize(path, false), Cow::Borrowed(_)), "{path}");
+        assert!(
+            matches!(normalize(path, Separators::Backslash), Cow::Borrowed(_)),
+            "{path}"
+        );
     }
     for path in [
         "/Events",
@@ -161,7 +164,10 @@ fn normal_paths_are_matched_without_a_copy() {
         "/a\\b",
         "/events.",
     ] {
-        assert!(matches!(normalize(path, false), Cow::Owned(_)), "{path}");
+        assert!(
+            matches!(normalize(path, Separators::Backslash), Cow::Owned(_)),
+            "{path}"
+        );
     }
 }
 
@@ -179,11 +185,11 @@ fn what_windows_and_iis_read_as_a_path_is_that_path() {
         "/events;x",
         "/Events./",
     ] {
-        assert_eq!(normalize(path, false), "/events", "{path}");
+        assert_eq!(normalize(path, Separators::Backslash), "/events", "{path}");
     }
     // Dot segments keep their meaning.
-    assert_eq!(normalize("/a/../events", false), "/events");
-    assert_eq!(normalize("/a/./events", false), "/a/events");
+    assert_eq!(normalize("/a/../events", Separators::Backslash), "/events");
+    assert_eq!(normalize("/a/./events", Separators::Backslash), "/a/events");
     assert!(nul("/events%00"));
     assert!(!nul("/events%200"));
 }
@@ -341,4 +347,48 @@ fn a_percent_2f_that_picks_between_two_routes_is_ambiguous() {
         "over `/{{*rest}}`"
     );
     assert_eq!(found("/orgs/a%2Fb").route, Some(&"org"));
+}
+
+#[test]
+fn every_backends_reading_of_an_odd_path_is_weighed() {
+    let routes = [
+        route("list", "/orgs/{org}/events", Some(&[Method::GET])),
+        route("org", "/orgs/{org}", None),
+        route("help", "/search/help", None),
+        route("search", "/search/{q}", None),
+        route("feed", "/teams/{team}/{feed}", None),
+        route("team", "/teams/{team}", None),
+        route("cafe", "/caf%C3%A9", None),
+    ];
+    let table = RouteTable::new(&routes);
+    let found = |p: &str| table.lookup(&Method::GET, p);
+    for path in [
+        // WSGI and ASGI decode `%2F` but keep `\` (and `%5C`) in the segment: the list route;
+        // Express keeps both: `/orgs/{org}`.
+        "/orgs/a%5Cb%2Fevents",
+        "/orgs/a\\b%2Fevents",
+        // Django, Rails and Go match case, `;params` and trailing dots and spaces exactly:
+        // `/search/{q}`; pagegate's loose reading: `/search/help`.
+        "/search/HELP",
+        "/search/help.",
+        "/search/help;x",
+        "/search/help%20",
+        // A last `;param` segment is served, and is `{feed}` to those backends.
+        "/teams/acme/;x",
+    ] {
+        assert!(found(path).ambiguous, "{path}");
+    }
+    // A path in normal form, or whose readings agree, is not.
+    for path in [
+        "/search/help",
+        "/search/Rust",
+        "/teams/acme/;jsessionid=1/",
+        "/orgs/A",
+    ] {
+        assert!(!found(path).ambiguous, "{path}");
+    }
+    // A raw UTF-8 path (HTTP/1 servers take one) is its escaped spelling.
+    assert_eq!(found("/café").route, Some(&"cafe"));
+    assert_eq!(found("/caf%c3%a9").route, Some(&"cafe"));
+    assert_eq!(decode_unreserved("/caf\u{e9}%41"), "/caf%c3%a9A");
 }
