@@ -189,16 +189,11 @@ impl<T: Clone + PartialEq> RouteTable<T> {
         let plain = normalize(path, Separators::Backslash);
         // The router's reading first: on a tie, it wins.
         let mut hits = [None; 5];
-        hits[0] = self.best(method, &plain, &mut seen);
+        hits[0] = Self::best(&self.router, method, &plain, &mut seen);
         // Not in normal form: backends that match exact segments may read it otherwise
         // (case, `;params`, trailing dots, `\` kept).
         if matches!(plain, std::borrow::Cow::Owned(_)) {
-            let strict = normal::strict(path);
-            let (hit, list_path, routed_path) =
-                Self::exact(&self.strict, method, &strict, Reading::Written);
-            seen.0 |= list_path;
-            seen.1 |= routed_path;
-            hits[1] = hit;
+            hits[1] = Self::best(&self.strict, method, &normal::strict(path), &mut seen);
         }
         // `%2F`, `%5C` and `\` as characters (Express, Rails, Go), `%2F` alone as a separator
         // (WSGI, ASGI), all of them (IIS). `%2F` may also appear once unreserved escapes are
@@ -209,7 +204,12 @@ impl<T: Clone + PartialEq> RouteTable<T> {
                 Separators::EncodedSlash,
                 Separators::All,
             ]) {
-                *hit = self.best(method, &normalize(path, separators), &mut seen);
+                *hit = Self::best(
+                    &self.router,
+                    method,
+                    &normalize(path, separators),
+                    &mut seen,
+                );
             }
         }
         let best = hits.iter().copied().fold(None, higher);
@@ -228,7 +228,7 @@ impl<T: Clone + PartialEq> RouteTable<T> {
     /// The best route for a normalized path, read as written and without its extension; notes
     /// in `seen` whether a list route, and whether any route, is on the path.
     fn best<'a>(
-        &'a self,
+        router: &'a matchit::Router<PathGroup<T>>,
         method: &Method,
         path: &str,
         seen: &mut (bool, bool),
@@ -236,7 +236,7 @@ impl<T: Clone + PartialEq> RouteTable<T> {
         let stem = without_extension(path).map(|stem| (stem, Reading::Stem));
         let mut best = None;
         for (path, reading) in std::iter::once((path, Reading::Written)).chain(stem) {
-            let (hit, list_path, routed_path) = Self::exact(&self.router, method, path, reading);
+            let (hit, list_path, routed_path) = Self::exact(router, method, path, reading);
             seen.0 |= list_path;
             seen.1 |= routed_path;
             best = higher(best, hit);

@@ -13,7 +13,7 @@ use std::future::{Future, Ready, ready};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::FutureExt;
 use futures_util::future::Either;
 use http::header;
@@ -278,7 +278,7 @@ where
 /// Collecting the frames instead would keep each one's slice of hyper's read buffer alive, so
 /// a form sent a byte a frame would pin about 8 KiB a byte.
 async fn read_capped(mut body: crate::Body) -> Result<Bytes, BoxError> {
-    let mut out = BytesMut::new();
+    let mut out = Vec::new();
     while let Some(frame) = body.frame().await {
         let Ok(data) = frame?.into_data() else {
             continue;
@@ -289,9 +289,16 @@ async fn read_capped(mut body: crate::Body) -> Result<Bytes, BoxError> {
             }
             .into());
         }
+        if out.capacity() - out.len() < data.len() {
+            // Doubled, but never past the cap.
+            let want = (out.capacity() * 2)
+                .max(out.len() + data.len())
+                .min(MAX_FORM_BYTES);
+            out.reserve_exact(want - out.len());
+        }
         out.extend_from_slice(&data);
     }
-    Ok(out.freeze())
+    Ok(Bytes::from(out))
 }
 
 /// Refuses a form whose `_method` (any case, PHP-folded; for multipart, a part so named)

@@ -84,10 +84,17 @@ fn is_normal(path: &str) -> bool {
 
 /// A path as the backends that match exact segments read it (Express, Django, Starlette,
 /// Rails, Go): escapes of unreserved characters decoded, the hex digits of other escapes in
-/// lower case, and nothing else changed: case, `;params`, trailing dots and spaces, empty
-/// segments and `\` are kept.
+/// lower case, and empty segments dropped (`//`, a trailing `/`: none of them binds one to a
+/// `{param}`, and the router drops them too); case, `;params`, trailing dots and spaces and
+/// `\` are kept.
 pub(super) fn strict(path: &str) -> Cow<'_, str> {
     let decoded = decode_unreserved(path);
+    let decoded = if decoded.contains("//") || (decoded.len() > 1 && decoded.ends_with('/')) {
+        let segments: Vec<&str> = decoded.split('/').filter(|s| !s.is_empty()).collect();
+        Cow::Owned(format!("/{}", segments.join("/")))
+    } else {
+        decoded
+    };
     if !decoded.contains('%') {
         return decoded;
     }

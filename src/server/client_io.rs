@@ -63,8 +63,8 @@ impl Closed {
         let counter = match hyper {
             Some(e) if e.is_parse_too_large() => &self.head_too_large,
             Some(e) if e.is_parse() => &self.head_malformed,
-            // hyper's header_read_timeout, after the head's first bytes.
-            Some(e) if e.is_timeout() => &self.first_bytes,
+            // A timeout is hyper's header_read_timeout, which also closes idle keep-alive
+            // connections: no refusal.
             _ => {
                 tracing::debug!(%error, %peer, "connection ended with an error");
                 return;

@@ -1,7 +1,7 @@
 //! Holding a list answer: its bytes are read under `max_bytes` and the held-page budget while
 //! the scanner finds its items, until the document ends or a cap is reached.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::header;
 use http_body_util::BodyExt;
 
@@ -50,6 +50,19 @@ pub(super) fn item_limits(policy: &ListPolicy, plan: &PagePlan) -> (usize, usize
     )
 }
 
+/// Appends what of `data` fits under `max_bytes`; returns how much. The buffer doubles, but
+/// never past `max_bytes`: the page's reservation bounds what it allocates too (a `BytesMut`
+/// would double to 16 MiB for a 10 MB page, and hold both while copying).
+fn append_capped(buf: &mut Vec<u8>, data: &[u8], max_bytes: usize) -> usize {
+    let fits = data.len().min(max_bytes.saturating_sub(buf.len()));
+    if buf.capacity() - buf.len() < fits {
+        let want = (buf.capacity() * 2).max(buf.len() + fits).min(max_bytes);
+        buf.reserve_exact(want - buf.len());
+    }
+    buf.extend_from_slice(&data[..fits]);
+    fits
+}
+
 pub(super) async fn hold(
     response: Response,
     policy: &ListPolicy,
@@ -64,7 +77,7 @@ pub(super) async fn hold(
         .headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
-    let mut buf = BytesMut::with_capacity(announced.unwrap_or(64 * 1024).min(max_bytes));
+    let mut buf: Vec<u8> = Vec::with_capacity(announced.unwrap_or(64 * 1024).min(max_bytes));
     let mut scanner = Scanner::new(policy.items.clone(), DEFAULT_MAX_DEPTH);
     let mut held = HeldState::default();
     let mut stop = None;
@@ -87,9 +100,7 @@ pub(super) async fn hold(
         let Ok(data) = frame.into_data() else {
             continue; // trailers of a list response carry nothing the client needs
         };
-        let room = max_bytes - buf.len();
-        let fits = data.len().min(room);
-        buf.extend_from_slice(&data[..fits]);
+        let fits = append_capped(&mut buf, &data, max_bytes);
         if !raw {
             match scanner.feed(&data[..fits], |event| held.on_event(event, allowed)) {
                 Ok(_) if held.over => {
@@ -131,7 +142,7 @@ pub(super) async fn hold(
     Ok(Held {
         parts,
         // Trimmed: the budget keeps a reservation of the page's bytes, not its buffer's.
-        bytes: crate::body::trimmed(buf),
+        bytes: crate::body::trimmed_vec(buf),
         items: held.items,
         root_open: held.root_open,
         items_close: held.items_close,
@@ -226,4 +237,23 @@ pub(super) fn body_error(error: &BoxError) -> BoxError {
     }
     tracing::debug!(%error, "upstream list body failed");
     GuardError::Body.into()
+}
+
+#[cfg(test)]
+#[test]
+fn a_held_page_never_allocates_past_its_bound() {
+    let max = 10_000_000;
+    let mut buf = Vec::with_capacity(64 * 1024);
+    let frame = vec![b'x'; 16 * 1024];
+    let mut taken = 0;
+    while buf.len() < max {
+        taken += append_capped(&mut buf, &frame, max);
+        assert!(buf.capacity() <= max, "capacity {}", buf.capacity());
+    }
+    assert_eq!((taken, buf.len()), (max, max));
+    assert_eq!(
+        append_capped(&mut buf, &frame, max),
+        0,
+        "nothing past the bound"
+    );
 }
