@@ -117,10 +117,10 @@ async fn export_ids(url: &str) -> (Vec<i64>, bool) {
     (ids, broken)
 }
 
-#[tokio::test]
-async fn a_row_quota_cuts_an_export_after_its_last_whole_chunk_and_after_resumes_it() {
-    let pg = Postgres::start();
-    let t = pg.name("quota_rows");
+/// A table of 1,000 rows (`id`, `v`) served at `/rows`, exported in chunks of 100 rows,
+/// `parallel` at once, under a row quota of 350 every `per` that cuts.
+async fn rows_under_quota(pg: &Postgres, table: &str, parallel: u8, per: &str) -> Proxy {
+    let t = pg.name(table);
     pg.execute(&format!(
         "CREATE TABLE {t} (id bigint PRIMARY KEY, v text);
          INSERT INTO {t} SELECT g, 'v' || g FROM generate_series(1, 1000) g;"
@@ -132,12 +132,18 @@ postgres: {{main: {{url: '{}'}}}}
 routes:
   - name: rows
     path: /rows
-    table: {{database: main, name: {t}, columns: [id, v], key: [id], export: {{chunk_rows: 100, parallel: 1}}}}
-    limits: {{quota: {{rows: 350, per: 35s, on_exceed: cut}}}}
+    table: {{database: main, name: {t}, columns: [id, v], key: [id], export: {{chunk_rows: 100, parallel: {parallel}}}}}
+    limits: {{quota: {{rows: 350, per: {per}, on_exceed: cut}}}}
 ",
         pg.url
     );
-    let proxy = Proxy::start_url(&yaml, "http://127.0.0.1:9").await;
+    Proxy::start_url(&yaml, "http://127.0.0.1:9").await
+}
+
+#[tokio::test]
+async fn a_row_quota_cuts_an_export_after_its_last_whole_chunk_and_after_resumes_it() {
+    let pg = Postgres::start();
+    let proxy = rows_under_quota(&pg, "quota_rows", 1, "35s").await;
     let (ids, broken) = export_ids(&proxy.url("/rows/export?format=ndjson")).await;
     assert!(broken, "a cut export ends with an error, never a clean end");
     assert_eq!(
@@ -353,24 +359,7 @@ async fn at_max_clients_a_quota_newcomer_wakes_the_forgetting_of_full_levels() {
 #[tokio::test]
 async fn a_compressed_export_cut_by_its_row_quota_still_ends_after_whole_records() {
     let pg = Postgres::start();
-    let t = pg.name("quota_gzip");
-    pg.execute(&format!(
-        "CREATE TABLE {t} (id bigint PRIMARY KEY, v text);
-         INSERT INTO {t} SELECT g, 'v' || g FROM generate_series(1, 1000) g;"
-    ))
-    .await;
-    let yaml = format!(
-        "cursors: {{keys: [{{id: 1, secret: test-secret-test-secret-test-secret-0123}}]}}
-postgres: {{main: {{url: '{}'}}}}
-routes:
-  - name: rows
-    path: /rows
-    table: {{database: main, name: {t}, columns: [id, v], key: [id], export: {{chunk_rows: 100, parallel: 4}}}}
-    limits: {{quota: {{rows: 350, per: 1h, on_exceed: cut}}}}
-",
-        pg.url
-    );
-    let proxy = Proxy::start_url(&yaml, "http://127.0.0.1:9").await;
+    let proxy = rows_under_quota(&pg, "quota_gzip", 4, "1h").await;
     let request = http::Request::get(proxy.url("/rows/export?format=ndjson"))
         .header("accept-encoding", "gzip")
         .body(crate::support::full(bytes::Bytes::new()))
