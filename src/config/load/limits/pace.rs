@@ -11,6 +11,9 @@ use crate::limit::config::{Pace, PaceScope};
 /// The slowest pace: below it a response is hardly a response (1 KiB a second).
 const MIN_PACE: u64 = 1024;
 
+/// The fastest pace a bucket counts (it counts in `u32`), in a unit a message can name.
+const MAX_PACE: u64 = 4095 << 20;
+
 /// `pace`: `bytes_per_second` (a size such as `2MiB`) and `per` (default `client`).
 pub(super) fn pace(p: &mut Problems, at: &Spanned<FilePace>) -> Pace {
     let f = &at.value;
@@ -18,7 +21,7 @@ pub(super) fn pace(p: &mut Problems, at: &Spanned<FilePace>) -> Pace {
         Some(&f.bytes_per_second),
         "bytes_per_second",
         MIN_PACE,
-        (MIN_PACE, u64::from(u32::MAX)),
+        (MIN_PACE, MAX_PACE),
         "a pace is bytes a second; ",
     );
     let bytes_per_second = u32::try_from(bytes)
