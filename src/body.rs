@@ -39,6 +39,20 @@ pub(crate) fn trimmed_vec(mut vec: Vec<u8>) -> Bytes {
     Bytes::from(vec)
 }
 
+/// Appends what of `data` fits under `cap` bytes to `buf`; returns how much. The buffer doubles
+/// as it grows, but never past `cap`: a held page's or a checked form's bound bounds what it
+/// allocates too (a `BytesMut` doubles to 16 MiB for a 10 MB page, and holds both while it
+/// copies).
+pub(crate) fn append_capped(buf: &mut Vec<u8>, data: &[u8], cap: usize) -> usize {
+    let fits = data.len().min(cap.saturating_sub(buf.len()));
+    if buf.capacity() - buf.len() < fits {
+        let want = (buf.capacity() * 2).max(buf.len() + fits).min(cap);
+        buf.reserve_exact(want - buf.len());
+    }
+    buf.extend_from_slice(&data[..fits]);
+    fits
+}
+
 /// A complete body from bytes (pagegate's own answers and held pages).
 pub fn full(bytes: impl Into<Bytes>) -> crate::Body {
     Full::new(bytes.into())

@@ -9,7 +9,7 @@
 mod normal;
 mod target;
 
-use normal::{Separators, decode_unreserved, normalize, nul};
+use normal::{Separators, normalize, nul};
 
 pub(crate) use target::{AmbiguousPath, BadHost, DotPath, unfit};
 
@@ -44,7 +44,7 @@ pub(crate) struct Found<'a, T> {
     /// Some route serves this path, whatever its methods: a method spelled so that a backend
     /// would read it as another must not slip past that route to the `default` one.
     pub routed_path: bool,
-    /// The path read with `%2F` as a separator finds another route than read as written
+    /// Two readings of the path, as two kinds of backend read it, find two routes
     /// ([`AmbiguousPath`]): refused.
     pub ambiguous: bool,
 }

@@ -77,3 +77,21 @@ fn bytes_that_grew_are_held_in_no_more_memory_than_they_need() {
     let held = super::trimmed_vec(page.into_bytes()).try_into_mut();
     assert_eq!(held.expect("one owner").capacity(), 1500);
 }
+
+#[test]
+fn a_held_page_never_allocates_past_its_bound() {
+    let max = 10_000_000;
+    let mut buf = Vec::with_capacity(64 * 1024);
+    let frame = vec![b'x'; 16 * 1024];
+    let mut taken = 0;
+    while buf.len() < max {
+        taken += super::append_capped(&mut buf, &frame, max);
+        assert!(buf.capacity() <= max, "capacity {}", buf.capacity());
+    }
+    assert_eq!((taken, buf.len()), (max, max));
+    assert_eq!(
+        super::append_capped(&mut buf, &frame, max),
+        0,
+        "nothing past the bound"
+    );
+}

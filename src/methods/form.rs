@@ -283,20 +283,12 @@ async fn read_capped(mut body: crate::Body) -> Result<Bytes, BoxError> {
         let Ok(data) = frame?.into_data() else {
             continue;
         };
-        if out.len() + data.len() > MAX_FORM_BYTES {
+        if crate::body::append_capped(&mut out, &data, MAX_FORM_BYTES) < data.len() {
             return Err(MethodError::FormTooLarge {
                 max: MAX_FORM_BYTES,
             }
             .into());
         }
-        if out.capacity() - out.len() < data.len() {
-            // Doubled, but never past the cap.
-            let want = (out.capacity() * 2)
-                .max(out.len() + data.len())
-                .min(MAX_FORM_BYTES);
-            out.reserve_exact(want - out.len());
-        }
-        out.extend_from_slice(&data);
     }
     Ok(Bytes::from(out))
 }

@@ -21,8 +21,7 @@ pub(super) enum Separators {
 /// matching is deliberately loose in the safe direction — every variant some backend would
 /// serve as `/events` matches the `/events` route: percent-encoded unreserved characters are
 /// decoded, `%2F`, `%5C` and `\` count as `/` as `separators` says (WSGI servers and IIS read
-/// them so),
-/// `;parameters` are dropped (`%3B` is one too), trailing dots and spaces of a segment dropped
+/// them so), `;parameters` are dropped (`%3B` is one too), trailing dots and spaces of a segment dropped
 /// (`/events.`, `/events%2e`, `/events%20`: Windows and IIS read them as `/events`), empty and
 /// `.` segments removed, `..` resolved, ASCII case folded, and a trailing slash ignored. The
 /// request is forwarded as the client wrote it.
@@ -30,19 +29,7 @@ pub(super) fn normalize(path: &str, separators: Separators) -> Cow<'_, str> {
     if separators == Separators::Backslash && is_normal(path) {
         return Cow::Borrowed(path);
     }
-    let mut lowered = decode_unreserved(path).to_ascii_lowercase();
-    if lowered.contains('%') {
-        lowered = lowered.replace("%3b", ";").replace("%20", " ");
-    }
-    let slashed = match separators {
-        Separators::Backslash => lowered.replace('\\', "/"),
-        Separators::None => lowered.replace('\\', "%5c"),
-        Separators::EncodedSlash => lowered.replace('\\', "%5c").replace("%2f", "/"),
-        Separators::All => lowered
-            .replace("%2f", "/")
-            .replace("%5c", "/")
-            .replace('\\', "/"),
-    };
+    let slashed = spelled(path, separators);
     let mut segments: Vec<String> = Vec::new();
     for segment in slashed.split('/') {
         let segment = segment.split(';').next().unwrap_or_default();
@@ -60,6 +47,25 @@ pub(super) fn normalize(path: &str, separators: Separators) -> Cow<'_, str> {
         }
     }
     Cow::Owned(format!("/{}", segments.join("/")))
+}
+
+/// A path's characters as a reading sees them before it splits segments: unreserved escapes
+/// decoded, ASCII case folded, `%3B` as `;`, `%20` as a space, and the separators `separators`
+/// names as `/` (the others as characters: a `\` as `%5c`).
+pub(super) fn spelled(path: &str, separators: Separators) -> String {
+    let mut lowered = decode_unreserved(path).to_ascii_lowercase();
+    if lowered.contains('%') {
+        lowered = lowered.replace("%3b", ";").replace("%20", " ");
+    }
+    match separators {
+        Separators::Backslash => lowered.replace('\\', "/"),
+        Separators::None => lowered.replace('\\', "%5c"),
+        Separators::EncodedSlash => lowered.replace('\\', "%5c").replace("%2f", "/"),
+        Separators::All => lowered
+            .replace("%2f", "/")
+            .replace("%5c", "/")
+            .replace('\\', "/"),
+    }
 }
 
 /// Whether a path is already in normal form, so matching needs no copy of it: `/`-separated

@@ -85,18 +85,14 @@ pub(crate) fn hollow_segments(path: &str) -> bool {
     if !path.bytes().any(|b| matches!(b, b'.' | b'%' | b';')) {
         return false;
     }
-    let decoded: Cow<'_, str> = if path.contains('%') {
-        super::decode_unreserved(path)
-            .to_ascii_lowercase()
-            .replace("%2f", "/")
-            .replace("%5c", "/")
-            .replace("%3b", ";")
-            .replace("%20", " ")
-            .into()
+    // Spelled as the router's widest reading spells it; without an escape, only a `\` would
+    // differ, and it separates here too.
+    let spelled: Cow<'_, str> = if path.contains('%') {
+        super::normal::spelled(path, super::normal::Separators::All).into()
     } else {
         path.into()
     };
-    let mut segments = decoded.split(['/', '\\']).skip(1).peekable();
+    let mut segments = spelled.split(['/', '\\']).skip(1).peekable();
     while let Some(segment) = segments.next() {
         let last = segments.peek().is_none();
         let hollow = match segment.split_once(';') {

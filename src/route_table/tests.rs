@@ -2,6 +2,7 @@ use std::borrow::Cow;
 
 use http::Method;
 
+use super::normal::decode_unreserved;
 use super::*;
 
 fn route(name: &'static str, path: &str, methods: Option<&[Method]>) -> RouteSpec<&'static str> {

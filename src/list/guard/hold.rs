@@ -50,19 +50,6 @@ pub(super) fn item_limits(policy: &ListPolicy, plan: &PagePlan) -> (usize, usize
     )
 }
 
-/// Appends what of `data` fits under `max_bytes`; returns how much. The buffer doubles, but
-/// never past `max_bytes`: the page's reservation bounds what it allocates too (a `BytesMut`
-/// would double to 16 MiB for a 10 MB page, and hold both while copying).
-fn append_capped(buf: &mut Vec<u8>, data: &[u8], max_bytes: usize) -> usize {
-    let fits = data.len().min(max_bytes.saturating_sub(buf.len()));
-    if buf.capacity() - buf.len() < fits {
-        let want = (buf.capacity() * 2).max(buf.len() + fits).min(max_bytes);
-        buf.reserve_exact(want - buf.len());
-    }
-    buf.extend_from_slice(&data[..fits]);
-    fits
-}
-
 pub(super) async fn hold(
     response: Response,
     policy: &ListPolicy,
@@ -100,7 +87,7 @@ pub(super) async fn hold(
         let Ok(data) = frame.into_data() else {
             continue; // trailers of a list response carry nothing the client needs
         };
-        let fits = append_capped(&mut buf, &data, max_bytes);
+        let fits = crate::body::append_capped(&mut buf, &data, max_bytes);
         if !raw {
             match scanner.feed(&data[..fits], |event| held.on_event(event, allowed)) {
                 Ok(_) if held.over => {
@@ -237,23 +224,4 @@ pub(super) fn body_error(error: &BoxError) -> BoxError {
     }
     tracing::debug!(%error, "upstream list body failed");
     GuardError::Body.into()
-}
-
-#[cfg(test)]
-#[test]
-fn a_held_page_never_allocates_past_its_bound() {
-    let max = 10_000_000;
-    let mut buf = Vec::with_capacity(64 * 1024);
-    let frame = vec![b'x'; 16 * 1024];
-    let mut taken = 0;
-    while buf.len() < max {
-        taken += append_capped(&mut buf, &frame, max);
-        assert!(buf.capacity() <= max, "capacity {}", buf.capacity());
-    }
-    assert_eq!((taken, buf.len()), (max, max));
-    assert_eq!(
-        append_capped(&mut buf, &frame, max),
-        0,
-        "nothing past the bound"
-    );
 }
