@@ -664,6 +664,7 @@ routes:
   - {name: '-', path: /a, upstream: app}
   - {name: '!method', path: /b, upstream: app}
   - {name: ' ', path: /c, upstream: app}
+  - {name: '}x', path: /d, upstream: app}
 ";
     let lines = problems(yaml);
     let text = lines.join("\n");
@@ -675,6 +676,7 @@ routes:
         "t.yaml:3:12: `name` is \"-\": `-` and names starting with `!` are pagegate's own",
         "t.yaml:4:12: `name` is \"!method\"",
         "t.yaml:5:12: `name` is \" \": write a name of visible characters",
+        "t.yaml:6:12: `name` is \"}x\": a name that starts with `}` cannot tag",
     ] {
         assert!(text.contains(expected), "{expected}\n{text}");
     }

@@ -3,7 +3,9 @@
 //! `jwks_min_refresh`, so tokens with made-up `kid`s cannot turn into a flood of fetches. A
 //! fetch that fails (unreachable, not 200, too large, not a set) keeps the last good set.
 //! Fetches run in tasks of their own: a request that asked for one waits at most
-//! [`REFETCH_WAIT`] for it, and leaving does not cancel it; other requests never wait.
+//! [`REFETCH_WAIT`] for it, and leaving does not cancel it; other requests never wait. A token
+//! whose `kid` a fetch under way may bring finds the keys unavailable (503), not itself
+//! refused: a new token would fare no better, and it costs its client nothing.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -39,12 +41,32 @@ pub(crate) struct Jwks {
     body: std::sync::Mutex<Option<[u8; 32]>>,
     /// When the last fetch started.
     last: std::sync::Mutex<Option<Instant>>,
-    /// Bumped when a fetch ends, well or not.
-    fetched: tokio::sync::watch::Sender<u64>,
+    /// Fetches under way.
+    in_flight: std::sync::atomic::AtomicUsize,
     /// Fetches by outcome.
     counters: IdentityCounters,
     /// The refresh task, aborted when the set is dropped.
     task: std::sync::OnceLock<tokio::task::AbortHandle>,
+}
+
+/// A fetch under way, counted in [`Jwks::in_flight`] until dropped (also when its task is
+/// aborted or panics).
+struct InFlight(Arc<Jwks>);
+
+impl InFlight {
+    fn new(jwks: &Arc<Jwks>) -> Self {
+        jwks.in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Self(Arc::clone(jwks))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0
+            .in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 impl Drop for Jwks {
@@ -95,7 +117,7 @@ impl Jwks {
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
             })),
             last: std::sync::Mutex::new(None),
-            fetched: tokio::sync::watch::Sender::new(0),
+            in_flight: std::sync::atomic::AtomicUsize::new(0),
             counters,
             task: std::sync::OnceLock::new(),
         });
@@ -129,22 +151,37 @@ impl Jwks {
     }
 
     /// For a token naming a `kid` the set lacks: when the last fetch started `min_refresh`
-    /// ago or more, starts one in a task of its own and waits for it up to [`REFETCH_WAIT`];
-    /// then the set as it is.
+    /// ago or more, starts one in a task of its own and waits for it (that one, not another
+    /// that ends meanwhile) up to [`REFETCH_WAIT`]; then the set as it is. `None` while a
+    /// fetch that may bring the `kid` is under way: the keys are unavailable for now.
     pub(crate) async fn refetch(self: &Arc<Self>) -> Option<Arc<KeySet>> {
+        use std::sync::atomic::Ordering;
         if self.claim(false) {
-            let mut ended = self.fetched.subscribe();
+            let (done, ended) = tokio::sync::oneshot::channel();
+            // Under way from now, not from when the task first runs: a token with the same
+            // `kid` meanwhile finds the keys unavailable, not itself refused.
+            let under_way = InFlight::new(self);
             let jwks = Arc::clone(self);
-            tokio::spawn(async move { jwks.fetch().await });
-            let _ = tokio::time::timeout(REFETCH_WAIT, ended.changed()).await;
+            tokio::spawn(async move {
+                jwks.fetch_once().await;
+                drop(under_way);
+                let _ = done.send(());
+            });
+            return match tokio::time::timeout(REFETCH_WAIT, ended).await {
+                Ok(_) => self.current(),
+                Err(_) => None,
+            };
+        }
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return None;
         }
         self.current()
     }
 
     /// Fetches once; a failure is logged and keeps the last good set.
-    async fn fetch(&self) {
+    async fn fetch(self: &Arc<Self>) {
+        let _under_way = InFlight::new(self);
         self.fetch_once().await;
-        self.fetched.send_modify(|n| *n += 1);
     }
 
     async fn fetch_once(&self) {

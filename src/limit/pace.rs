@@ -32,6 +32,12 @@ use crate::{Body, BoxError};
 /// The largest piece a paced frame goes out in (16 KiB).
 const MAX_PIECE: usize = 16 * 1024;
 
+/// The shortest refill period a bucket's cell gets, in nanoseconds. governor keeps a cell's
+/// period in whole nanoseconds, so a byte a cell would run 512 MiB/s at 1e9 B/s (the period
+/// 1.86 ns rounded down to 1). A cell of `ceil(bytes_per_second / 1e6)` bytes has a period of
+/// at least 1 µs, which rounding moves by at most 0.1%.
+const MIN_PERIOD_NANOS: u64 = 1_000;
+
 /// The buckets' clock: tokio's, so a paced body's waits and its buckets agree, also under a
 /// paused test clock.
 #[derive(Debug, Clone, Copy, Default)]
@@ -54,6 +60,8 @@ pub(crate) struct Pacer {
     pace: Pace,
     buckets: Buckets,
     clock: TokioClock,
+    /// Bytes a bucket cell stands for (1 up to 1 MB a second).
+    cell: u64,
 }
 
 #[derive(Debug)]
@@ -73,7 +81,7 @@ impl Pacer {
     /// Buckets for `pace`, at most `max_clients` of them when keyed.
     /// Keyed buckets capped by `cap`.
     pub(crate) fn new(pace: Pace, cap: &KeyCap) -> Self {
-        let quota = Quota::per_second(pace.bytes_per_second);
+        let (quota, cell) = quota(pace.bytes_per_second);
         let clock = TokioClock;
         let buckets = match pace.per {
             PaceScope::Route => Buckets::Route(RateLimiter::direct_with_clock(quota, clock)),
@@ -87,6 +95,7 @@ impl Pacer {
             pace,
             buckets,
             clock,
+            cell,
         }
     }
 
@@ -98,9 +107,12 @@ impl Pacer {
         }
     }
 
-    /// Spends `n` bytes (at most a second's) from `key`'s bucket: `None` when they may go now,
-    /// else how long to wait before asking again.
-    fn spend(&self, key: &ClientKey, n: NonZeroU32) -> Option<Duration> {
+    /// Spends at least `bytes` (at most a second's) from `key`'s bucket, in whole cells: the
+    /// bytes paid for when they may go now, else how long to wait before asking again.
+    fn spend(&self, key: &ClientKey, bytes: usize) -> Result<usize, Duration> {
+        let cells = (bytes as u64).div_ceil(self.cell);
+        let n =
+            NonZeroU32::new(u32::try_from(cells).unwrap_or(u32::MAX)).unwrap_or(NonZeroU32::MIN);
         let checked = match &self.buckets {
             Buckets::Keyed(limiter, at_cap) => {
                 let checked = limiter.check_key_n(key, n);
@@ -110,10 +122,10 @@ impl Pacer {
             Buckets::Route(limiter) => limiter.check_n(n),
         };
         match checked {
-            Ok(Ok(())) => None,
-            Ok(Err(not_until)) => Some(not_until.wait_time_from(self.clock.now())),
+            Ok(Ok(())) => Ok(usize::try_from(u64::from(n.get()) * self.cell).unwrap_or(usize::MAX)),
+            Ok(Err(not_until)) => Err(not_until.wait_time_from(self.clock.now())),
             // More than the burst: never asked (frames are cut to a second's bytes first).
-            Err(_) => Some(Duration::from_secs(1)),
+            Err(_) => Err(Duration::from_secs(1)),
         }
     }
 
@@ -143,6 +155,21 @@ impl Pacer {
     }
 }
 
+/// A bucket of `bytes_per_second` with a second of burst, in cells of at least a byte whose
+/// period rounding cannot skew (see [`MIN_PERIOD_NANOS`]), and the bytes a cell stands for.
+fn quota(bytes_per_second: NonZeroU32) -> (Quota, u64) {
+    let rate = u64::from(bytes_per_second.get());
+    let cell = (rate * MIN_PERIOD_NANOS).div_ceil(1_000_000_000).max(1);
+    let cells = u32::try_from(rate.div_ceil(cell)).unwrap_or(u32::MAX);
+    let burst = NonZeroU32::new(cells).unwrap_or(NonZeroU32::MIN);
+    let period = Duration::from_nanos(cell * 1_000_000_000 / rate);
+    let quota = Quota::with_period(period).map_or_else(
+        || Quota::per_second(bytes_per_second),
+        |quota| quota.allow_burst(burst),
+    );
+    (quota, cell)
+}
+
 pin_project! {
     /// A response body paced by a [`Pacer`]: each data frame waits for its bytes.
     pub(crate) struct PacedBody {
@@ -152,6 +179,8 @@ pin_project! {
         key: ClientKey,
         // A data frame (or what is left of it) waiting for its bytes.
         held: Option<Bytes>,
+        // Bytes paid for (a cell's remainder) and not yet sent: less than a cell.
+        credit: usize,
         #[pin]
         wait: Option<Sleep>,
         // Called once, the first time this body waits (the decision is counted).
@@ -172,6 +201,7 @@ impl PacedBody {
             pacer,
             key,
             held: None,
+            credit: 0,
             wait: None,
             on_wait: Some(on_wait),
         }
@@ -194,20 +224,24 @@ impl HttpBody for PacedBody {
                     this.wait.set(None);
                 }
                 let n = data.len().min(this.pacer.piece());
-                let bytes = NonZeroU32::new(u32::try_from(n).unwrap_or(u32::MAX));
-                let Some(bytes) = bytes else {
+                if n == 0 {
                     *this.held = None;
                     continue;
+                }
+                let paid = match n.checked_sub(*this.credit) {
+                    None | Some(0) => Ok(0),
+                    Some(owed) => this.pacer.spend(this.key, owed),
                 };
-                match this.pacer.spend(this.key, bytes) {
-                    None => {
+                match paid {
+                    Ok(paid) => {
+                        *this.credit = (*this.credit + paid).saturating_sub(n);
                         let piece = data.split_to(n);
                         if data.is_empty() {
                             *this.held = None;
                         }
                         return Poll::Ready(Some(Ok(Frame::data(piece))));
                     }
-                    Some(wait) => {
+                    Err(wait) => {
                         if let Some(first) = this.on_wait.take() {
                             first();
                         }

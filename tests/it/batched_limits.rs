@@ -67,8 +67,10 @@ routes:
         (6..=12).contains(&passed),
         "two replicas let on {passed}, the limit is 6 and the bound 12"
     );
-    // After a flush, both know: every request let on is in Redis's state, and both refuse.
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // After a flush, every request let on is in Redis's state; once a view has outlived its
+    // window (two batches and redis.timeout: 600 ms), each replica reads it again: both
+    // refuse, and say how long the overdraft takes to pay back.
+    tokio::time::sleep(Duration::from_millis(900)).await;
     let (now, tats) = rate_state(&redis).await;
     assert_eq!(tats.len(), 1, "one client, one key");
     let counted = (tats[0] - now) as f64 / 600e6;
@@ -159,6 +161,40 @@ async fn one_batching_replica_is_exact_and_forgets_keys_at_max_clients() {
         }
     }
     assert_eq!(refused, 3, "a forgotten key's spent budget stays spent");
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn flushes_cost_what_was_counted_not_the_keys_remembered() {
+    let redis = RedisServer::start();
+    let upstream = Upstream::json("[]").await;
+    let yaml = redis.config(
+        "  - {name: rotated, path: /rotated, upstream: app, limits: {store: redis, batch: 50ms, on_redis_error: closed, key: header, key_header: X-Api-Key, rate: {per_client: {requests: 3, per: 1h}}}}\n",
+    );
+    let proxy = Proxy::start(&yaml, &upstream).await;
+    let client = crate::support::client();
+    let ask = |key: String| {
+        let request = http::Request::get(proxy.url("/rotated"))
+            .header("x-api-key", key)
+            .body(crate::support::full(Bytes::new()))
+            .expect("request");
+        client.request(request)
+    };
+    // A client rotating keys: 600 of them, one request each, all remembered (10 s idle).
+    for i in 0..600 {
+        assert_eq!(ask(format!("k{i}")).await.expect("answer").status(), 200);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Ten batches with nothing counted: no flush reads the 600 keys back.
+    let before = script_runs(&redis).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle = script_runs(&redis).await - before;
+    assert_eq!(idle, 0, "{idle} script runs while nothing was counted");
+    // A key used again after its view aged is read first, and still limited.
+    for expected in [200, 200, 429] {
+        let got = ask("k0".to_owned()).await.expect("answer").status();
+        assert_eq!(got, expected);
+    }
     proxy.stop().await;
 }
 

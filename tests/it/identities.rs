@@ -356,6 +356,41 @@ async fn a_remembered_token_is_verified_again_once_its_key_left_the_set() {
 }
 
 #[tokio::test]
+async fn a_token_whose_kid_a_slow_fetch_may_bring_waits_for_it_and_is_not_refused() {
+    let upstream = Upstream::json("[]").await;
+    let (first, second) = (Signer::es256(), Signer::es256());
+    let (jwks, at) =
+        jwks_over_https("identity-jwks-slow", json!({"keys": [first.jwk("k1")]})).await;
+    let keys = format!("{at}, jwks_min_refresh: 1s, jwks_refresh: 1h");
+    let proxy = Proxy::start(&yaml(&keys, "[ES256]", "{jwt: api, claim: sub}"), &upstream).await;
+    let by_first = first.sign(Some("k1"), &claims(&json!({"sub": "a"})));
+    assert_eq!(once_fetched(&proxy, &by_first).await.status, 200);
+    // The issuer rotates to k2, and its JWKS endpoint now answers in 1.6 s: longer than the
+    // second a request waits for the fetch it started.
+    jwks.set(json!({"keys": [second.jwk("k2")]}));
+    jwks.delay(Duration::from_millis(1600));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let by_second = second.sign(Some("k2"), &claims(&json!({"sub": "b"})));
+    let other = second.sign(Some("k2"), &claims(&json!({"sub": "c"})));
+    // The one that started the fetch, and one that comes while it runs: keys unavailable
+    // (503, try again), not a bad token (401, which tells a client to get another).
+    let (started, meanwhile) = tokio::join!(bearer(&proxy, "/orders", &by_second), async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        bearer(&proxy, "/orders", &other).await
+    });
+    for got in [started, meanwhile] {
+        let problem = got.problem(503);
+        assert_eq!(problem["type"], "urn:pagegate:problem:identity-unavailable");
+    }
+    // Once the fetch has landed, both are served.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert_eq!(bearer(&proxy, "/orders", &by_second).await.status, 200);
+    assert_eq!(bearer(&proxy, "/orders", &other).await.status, 200);
+    assert_eq!(jwks.fetches(), 2);
+    proxy.stop().await;
+}
+
+#[tokio::test]
 async fn a_jwks_url_fetched_again_unchanged_keeps_the_remembered_tokens() {
     let upstream = Upstream::json("[]").await;
     let signer = Signer::es256();

@@ -136,3 +136,114 @@ routes:
     assert_no_leases(&redis, "*slots*held*").await;
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn a_replica_with_a_shorter_lease_ttl_cannot_cut_anothers_lease() {
+    let redis = RedisServer::start();
+    // `/x/long` streams for about 3 s; `/x/quick` answers at once.
+    let upstream = Upstream::start(|req| async move {
+        if req.uri().path() != "/x/long" {
+            return json_response("[]");
+        }
+        http::Response::new(crate::support::bodies::slow_rows(
+            60,
+            Duration::from_millis(50),
+            b"row\n",
+        ))
+    })
+    .await;
+    // A rolling change of `lease_ttl`: replica A still at 10 s, replica B at 1 s.
+    let yaml = |ttl: &str| {
+        format!(
+            "redis: {{url: '{}', timeout: 200ms, lease_ttl: {ttl}}}
+default: {{action: deny}}
+upstreams: {{app: {{url: '{}'}}}}
+routes:
+  - {{name: rolling, path: '/x/{{*rest}}', upstream: app, limits: {{store: redis, concurrency: {{total: 2}}}}}}
+",
+            redis.url(),
+            upstream.url()
+        )
+    };
+    let (a, b) = (Replica::start(&yaml("10s")), Replica::start(&yaml("1s")));
+    let mut running = crate::support::client()
+        .request(
+            http::Request::get(a.url("/x/long"))
+                .body(crate::support::full(Bytes::new()))
+                .expect("request"),
+        )
+        .await
+        .expect("export")
+        .into_body();
+    // B takes a slot of the same set and gives it back: the set must not expire with B's
+    // lease life, taking A's lease with it.
+    assert_eq!(crate::support::get(&b.url("/x/quick")).await.status, 200);
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(1600) {
+        let frame = running.frame().await.expect("a frame").expect("no error");
+        assert!(frame.is_data());
+    }
+    let mut conn = crate::support::redis::connect(&redis).await;
+    let sets = crate::support::redis::keys(&mut conn, "*slots*rolling*total*").await;
+    assert_eq!(sets.len(), 1, "the route's set is there: {sets:?}");
+    let held: u64 = redis::cmd("ZCARD")
+        .arg(&sets[0])
+        .query_async(&mut conn)
+        .await
+        .expect("ZCARD");
+    assert_eq!(held, 1, "A's lease is held");
+}
+
+#[tokio::test]
+async fn a_take_sent_again_after_it_ran_spends_nothing_more() {
+    // The Cluster client sends a script again when the connection dropped before its answer;
+    // the script ran already. Here the same call, twice: one rate key, one slot set of 1.
+    let redis = RedisServer::start();
+    let mut conn = crate::support::redis::connect(&redis).await;
+    let take = include_str!("../../src/limit/shared/scripts/take.lua");
+    let call = || {
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(take)
+            .arg(2)
+            .arg("pg:rate:{r}:c:1")
+            .arg("pg:slots:{r}:total");
+        // One rate key (a second apart, a burst of 3), a set of 1, the lease id, 10 s.
+        cmd.arg(1)
+            .arg(1_000_000)
+            .arg(2_000_000)
+            .arg(1)
+            .arg("lease-1")
+            .arg(10_000);
+        cmd
+    };
+    let first: Vec<i64> = call().query_async(&mut conn).await.expect("TAKE");
+    let again: Vec<i64> = call().query_async(&mut conn).await.expect("TAKE again");
+    assert_eq!(first[..2], [0, 2], "taken: two of the burst left");
+    assert_eq!(
+        again[..2],
+        [0, 2],
+        "the same answer, nothing spent: {again:?}"
+    );
+    let held: u64 = redis::cmd("ZCARD")
+        .arg("pg:slots:{r}:total")
+        .query_async(&mut conn)
+        .await
+        .expect("ZCARD");
+    assert_eq!(held, 1);
+    // Another lease finds the set full; the rate was spent once only (one of three left).
+    let mut other = redis::cmd("EVAL");
+    other
+        .arg(take)
+        .arg(2)
+        .arg("pg:rate:{r}:c:1")
+        .arg("pg:slots:{r}:total");
+    other
+        .arg(1)
+        .arg(1_000_000)
+        .arg(2_000_000)
+        .arg(1)
+        .arg("lease-2")
+        .arg(10_000);
+    let full: Vec<i64> = other.query_async(&mut conn).await.expect("TAKE");
+    assert_eq!(full[..3], [2, 1, 1], "{full:?}");
+}

@@ -29,8 +29,16 @@ pub(super) struct ReadRoute {
 
 /// Why a route may not be named `name`: `-` and names starting with `!` are pagegate's own
 /// (the `default` policy's requests and refusals are logged and counted under them), and an
-/// empty name or one with control characters would be unreadable in logs and metrics.
+/// empty name or one with control characters would be unreadable in logs and metrics. A name
+/// is a Redis Cluster hash tag in the shared limits' keys (`{name}`): one that starts with `}`
+/// would make it `{}`, no tag, and spread a route's keys over the cluster.
 fn reserved(name: &str) -> Option<String> {
+    if name.starts_with('}') {
+        return Some(format!(
+            "is {name:?}: a name that starts with `}}` cannot tag the route's keys for a Redis \
+             Cluster; start it with another character"
+        ));
+    }
     if name == "-" || name.starts_with('!') {
         return Some(format!(
             "is {name:?}: `-` and names starting with `!` are pagegate's own (the default \

@@ -147,17 +147,14 @@ async fn at_the_cap_a_new_key_wakes_the_housekeeping_at_most_once_a_second() {
     let cap = KeyCap::detached(NonZeroUsize::new(2).expect("n"));
     let pacer = Pacer::new(pace, &cap);
     let woken = || cap.tidy.notify.notified().now_or_never().is_some();
-    let (n, key) = (|n| NonZeroU32::new(n).expect("n"), |k| ClientKey(k, k, 0));
-    assert_eq!(pacer.spend(&key(0), n(1000)), None);
-    assert_eq!(pacer.spend(&key(1), n(1000)), None);
+    let key = |k| ClientKey(k, k, 0);
+    assert_eq!(pacer.spend(&key(0), 1000), Ok(1000));
+    assert_eq!(pacer.spend(&key(1), 1000), Ok(1000));
     assert!(!woken(), "below the cap");
     // The map is full: new keys share one bucket; the housekeeping is woken once.
-    assert_eq!(pacer.spend(&key(2), n(1000)), None);
+    assert_eq!(pacer.spend(&key(2), 1000), Ok(1000));
     assert!(woken());
-    assert!(
-        pacer.spend(&key(3), n(1000)).is_some(),
-        "shared, not a bypass"
-    );
+    assert!(pacer.spend(&key(3), 1000).is_err(), "shared, not a bypass");
     assert!(!woken(), "not again within a second");
     assert_eq!(
         (pacer.len(), cap.overflow.get()),
@@ -167,10 +164,42 @@ async fn at_the_cap_a_new_key_wakes_the_housekeeping_at_most_once_a_second() {
     // Once the first two are full again, the next newcomer wakes the housekeeping, whose pass
     // forgets them, and the one after it has a bucket of its own.
     tokio::time::advance(Duration::from_secs(2)).await;
-    assert_eq!(pacer.spend(&key(4), n(1)), None);
+    assert_eq!(pacer.spend(&key(4), 1), Ok(1));
     assert!(woken());
     pacer.housekeeping();
     assert_eq!(pacer.len(), 0);
-    assert_eq!(pacer.spend(&key(5), n(1000)), None, "a bucket of its own");
+    assert_eq!(pacer.spend(&key(5), 1000), Ok(1000), "a bucket of its own");
     assert_eq!(pacer.len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn fast_paces_run_at_their_rate() {
+    // governor keeps a cell's period in whole nanoseconds: a byte a cell would run 512 MiB/s
+    // at 1e9 B/s. Three seconds' bytes take two (the first second is the burst).
+    let block = Bytes::from(vec![b'x'; 1 << 20]);
+    for rate in [(512u32 << 20) + 12_345, 4095 << 20, 3_000_000] {
+        let pacer = pacer(rate, PaceScope::Route);
+        let waits = Arc::new(AtomicUsize::new(0));
+        let total = u64::from(rate) * 3;
+        let mut steps: Vec<Step> = (0..total >> 20)
+            .map(|_| Step::Bytes(block.clone()))
+            .collect();
+        let rest = usize::try_from(total % (1 << 20)).expect("small");
+        steps.push(Step::Bytes(block.slice(..rest)));
+        let start = Instant::now();
+        let mut body = std::pin::pin!(paced(&pacer, 1, steps, &waits));
+        let mut sent = 0u64;
+        while let Some(frame) = body.frame().await {
+            sent += frame
+                .expect("frame")
+                .into_data()
+                .map_or(0, |d| d.len() as u64);
+        }
+        assert_eq!(sent, total);
+        let took = start.elapsed().as_secs_f64();
+        assert!(
+            (took - 2.0).abs() < 0.01,
+            "{rate} B/s: {took} s for 3 s of bytes"
+        );
+    }
 }

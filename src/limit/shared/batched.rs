@@ -10,11 +10,16 @@
 //! the requests would give, so a lone replica is exact — and brings back what the other
 //! replicas counted. A request let on is never refused there: the long run is exact (an
 //! overdraft is paid back by later refusals), and the error is bounded: while flushes succeed,
-//! the replicas together let on at most `(replicas − 1) × (burst + rate × batch)` requests more
-//! than the limit in any window, what the others could let on before this process heard of
-//! it. A view is used for at most three batches (and a second) without a flush reaching Redis;
-//! after that `on_redis_error` applies. A key this process has no view of (new, or forgotten)
-//! is read from Redis first, in one round trip.
+//! the replicas together let on at most `(replicas − 1) × (burst + rate × 3 × batch)` requests
+//! more than the limit in any window, what the others could let on before this process heard
+//! of it (their flush, then a view up to two batches old).
+//!
+//! A flush sends only the keys with requests to count, and reads back their state: its cost
+//! follows the requests, not the keys a client rotating them made this process remember. A
+//! key's view is used for at most two batches and a call's time (`redis.timeout`) after
+//! Redis's state was read for it; an older one, or a key this process has no view of (new, or
+//! forgotten), is read from Redis first, in one round trip. When that read fails, or the last
+//! flush did (then at once, with no call), `on_redis_error` applies.
 //!
 //! Memory: at most `max_clients` keys; a key idle for ten batches (at least 10 s) with nothing
 //! to send is forgotten (Redis has its state). At the cap, at most once a second, keys whose
@@ -46,6 +51,17 @@ struct Count {
     /// The arrival time GCRA over those requests alone reaches (0: none).
     chain: i64,
     used: Instant,
+    /// When Redis's state was last read for this key (by a flush or a read of its own).
+    read: Instant,
+}
+
+impl Count {
+    /// Takes Redis's theoretical arrival time `tat`, advanced by the requests let on here and
+    /// not sent yet (their own chain at least).
+    fn follow(&mut self, tat: i64) {
+        self.tat = (tat + self.pending * self.interval).max(self.chain);
+        self.read = Instant::now();
+    }
 }
 
 #[derive(Debug)]
@@ -53,8 +69,8 @@ struct State {
     keys: HashMap<String, Count>,
     /// Redis's clock minus this process's (µs), from the last answer.
     offset: i64,
-    /// When a flush last reached Redis for every key it sent (or the first read did).
-    synced: Option<Instant>,
+    /// The last flush failed: Redis is taken for down until one succeeds.
+    failing: bool,
     /// When room was last made at the cap: a scan of every key, at most once a second.
     cleaned: Option<Instant>,
 }
@@ -88,7 +104,7 @@ impl Batched {
             state: Mutex::new(State {
                 keys: HashMap::new(),
                 offset: 0,
-                synced: None,
+                failing: false,
                 cleaned: None,
             }),
             started: AtomicBool::new(false),
@@ -104,12 +120,22 @@ impl Batched {
         i64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(i64::MAX)
     }
 
-    /// Whether the view is recent enough to decide on: a flush reached Redis within three
-    /// batches (and at least a second); otherwise Redis is failing and `on_redis_error`
-    /// applies.
-    fn fresh(&self, state: &State) -> bool {
-        let stale = (self.every * 3).max(Duration::from_secs(1));
-        state.synced.is_some_and(|at| at.elapsed() <= stale)
+    /// How long a key's view may be used after its state was read: two batches and a call's
+    /// time (a flush of many keys reads the last ones later). A key in use is read that often
+    /// by the flushes that send its counts.
+    fn window(&self) -> Duration {
+        self.every * 2 + self.redis.config.timeout
+    }
+
+    /// Whether a key's view is recent enough to decide on.
+    fn fresh(&self, count: &Count) -> bool {
+        count.read.elapsed() <= self.window()
+    }
+
+    /// An instant at which a view is already too old: a view not read from Redis.
+    fn unread(&self) -> Instant {
+        let now = Instant::now();
+        now.checked_sub(self.window() * 2).unwrap_or(now)
     }
 
     /// How long a key with nothing to send is kept unused: ten batches, at least 10 s.
@@ -130,19 +156,21 @@ impl Batched {
         let missing: Vec<String> = {
             let state = self.lock();
             keys.iter()
-                .filter(|k| !state.keys.contains_key(*k))
+                .filter(|k| state.keys.get(*k).is_none_or(|c| !self.fresh(c)))
                 .cloned()
                 .collect()
         };
         if !missing.is_empty() {
+            if self.lock().failing {
+                return Err(RedisError::Stale);
+            }
             let zeros = vec![(1, 0, 0); missing.len()];
             let answer = self.sync(&missing, &zeros).await?;
             let mut state = self.lock();
-            // The first read starts the view's life; later ones say nothing of the flushes.
-            state.synced.get_or_insert_with(Instant::now);
             let mut forgot = 0;
             for (key, tat) in missing.into_iter().zip(&answer) {
-                if state.keys.contains_key(&key) {
+                if let Some(count) = state.keys.get_mut(&key) {
+                    count.follow(*tat);
                     continue;
                 }
                 if state.keys.len() >= self.cap {
@@ -158,15 +186,13 @@ impl Batched {
                     pending: 0,
                     chain: 0,
                     used: Instant::now(),
+                    read: Instant::now(),
                 };
                 state.keys.insert(key, count);
             }
             evicted(forgot);
         }
         let mut state = self.lock();
-        if !self.fresh(&state) {
-            return Err(RedisError::Stale);
-        }
         Ok(self
             .decide(&mut state, keys, args)
             .map_or(Checked::Exact, Checked::Answer))

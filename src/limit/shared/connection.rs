@@ -23,8 +23,9 @@ pub(crate) enum RedisError {
     /// No answer within `redis.timeout`.
     #[error("redis did not answer within {0:?}")]
     Timeout(Duration),
-    /// `limits.batch`: no flush has reached Redis for a while; the local view is too old.
-    #[error("redis has not taken batched counts for too long")]
+    /// `limits.batch`: the last flush did not reach Redis, so a view too old to use is not
+    /// read again (each request would wait `redis.timeout`) until one does.
+    #[error("redis did not take the last batched counts")]
     Stale,
     /// An error from the client or the server.
     #[error("redis: {0}")]

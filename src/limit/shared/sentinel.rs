@@ -166,7 +166,9 @@ impl SentinelMaster {
         let gone = (error.is_io_error() && !error.is_timeout())
             || error.is_connection_dropped()
             || error.is_connection_refusal()
-            || error.kind() == ErrorKind::Server(ServerErrorKind::ReadOnly);
+            || error.kind() == ErrorKind::Server(ServerErrorKind::ReadOnly)
+            // Redis 6.2 wraps a script's refused write in a script error.
+            || error.to_string().contains("READONLY");
         let mut held = self.lock();
         if gone && held.as_ref().is_some_and(|h| h.generation == generation) {
             *held = None;

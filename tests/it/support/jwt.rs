@@ -7,6 +7,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
@@ -176,6 +177,8 @@ pub struct JwksServer {
     set: Arc<Mutex<Value>>,
     failing: Arc<AtomicU32>,
     fetches: Arc<AtomicU64>,
+    /// How long each answer waits (ms).
+    delay: Arc<AtomicU64>,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -192,8 +195,10 @@ impl JwksServer {
         let addr = listener.local_addr().expect("addr");
         let set = Arc::new(Mutex::new(set));
         let (failing, fetches) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU64::new(0)));
+        let delay = Arc::new(AtomicU64::new(0));
         let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
         let served = (Arc::clone(&set), Arc::clone(&failing), Arc::clone(&fetches));
+        let served = (served, Arc::clone(&delay));
         tokio::spawn(async move {
             loop {
                 let (tcp, _) = tokio::select! {
@@ -206,7 +211,8 @@ impl JwksServer {
                         return;
                     };
                     let service = hyper::service::service_fn(move |_: http::Request<Incoming>| {
-                        let (set, failing, fetches) = &served;
+                        let ((set, failing, fetches), delay) = &served;
+                        let wait = Duration::from_millis(delay.load(Ordering::SeqCst));
                         fetches.fetch_add(1, Ordering::SeqCst);
                         let status = match failing.load(Ordering::SeqCst) {
                             0 => 200,
@@ -218,7 +224,10 @@ impl JwksServer {
                             .header("content-type", "application/json")
                             .body(full(body))
                             .expect("response");
-                        async { Ok::<_, Infallible>(response) }
+                        async move {
+                            tokio::time::sleep(wait).await;
+                            Ok::<_, Infallible>(response)
+                        }
                     });
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(tls), service)
@@ -231,6 +240,7 @@ impl JwksServer {
             set,
             failing,
             fetches,
+            delay,
             _stop: stop,
         }
     }
@@ -246,6 +256,12 @@ impl JwksServer {
     /// Answer every fetch with `status` (0: the set again).
     pub fn fail_with(&self, status: u32) {
         self.failing.store(status, Ordering::SeqCst);
+    }
+
+    /// Answer every fetch after `wait`.
+    pub fn delay(&self, wait: Duration) {
+        let ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+        self.delay.store(ms, Ordering::SeqCst);
     }
 
     pub fn fetches(&self) -> u64 {

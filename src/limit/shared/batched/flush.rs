@@ -45,7 +45,8 @@ impl Batched {
     }
 
     /// Takes what each key has to send (clearing it), forgetting keys idle with nothing to
-    /// send; keys used lately are sent too (with no requests), to read the others' counts.
+    /// send. Keys with nothing to send are not sent: one is read again when next used, if its
+    /// view is too old by then, so a flush costs what was counted, not what is remembered.
     fn take_counts(&self) -> Vec<Sent> {
         let idle = self.idle();
         let mut state = self.lock();
@@ -55,6 +56,7 @@ impl Batched {
         state
             .keys
             .iter_mut()
+            .filter(|(_, c)| c.pending > 0)
             .map(|(key, c)| {
                 let sent = (key.clone(), c.interval, c.pending, c.chain);
                 (c.pending, c.chain) = (0, 0);
@@ -66,6 +68,11 @@ impl Batched {
     /// Sends what was counted since the last flush, and takes Redis's state back.
     pub(super) async fn flush_once(&self) -> Result<(), RedisError> {
         let all = self.take_counts();
+        // Nothing to send while Redis is taken for down: ask it the time, to see it back.
+        if all.is_empty() && self.lock().failing {
+            self.sync(&[], &[]).await?;
+            self.lock().failing = false;
+        }
         let mut batches = all.chunks(BATCH);
         while let Some(batch) = batches.next() {
             let keys: Vec<String> = batch.iter().map(|s| s.0.clone()).collect();
@@ -76,23 +83,27 @@ impl Batched {
                     for (key, tat) in keys.iter().zip(tats) {
                         if let Some(count) = state.keys.get_mut(key) {
                             // Requests let on while the call ran follow Redis's state.
-                            count.tat = (tat + count.pending * count.interval).max(count.chain);
+                            count.follow(tat);
                         }
                     }
                 }
                 Err(error) => {
                     // Kept for the next flush, this batch and those not sent.
                     self.restore(batch.iter().chain(batches.flatten()));
+                    self.lock().failing = true;
                     return Err(error);
                 }
             }
         }
-        self.lock().synced = Some(Instant::now());
+        if !all.is_empty() {
+            self.lock().failing = false;
+        }
         Ok(())
     }
 
     /// Puts counts that could not be sent back before those counted since.
     fn restore<'a>(&self, sent: impl Iterator<Item = &'a Sent>) {
+        let unread = self.unread();
         let mut state = self.lock();
         for (key, interval, pending, chain) in sent {
             let count = state.keys.entry(key.clone()).or_insert(Count {
@@ -101,6 +112,8 @@ impl Batched {
                 pending: 0,
                 chain: 0,
                 used: Instant::now(),
+                // Forgotten meanwhile: no view of Redis's state, read again when next used.
+                read: unread,
             });
             // The sent requests came first: those since extend their chain.
             count.chain = (chain + count.pending * count.interval).max(count.chain);

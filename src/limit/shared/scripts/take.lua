@@ -1,0 +1,58 @@
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local r = tonumber(ARGV[1])
+local s = #KEYS - r
+local first = 2 * r + 2
+local id = ARGV[first + s]
+if s > 0 and redis.call('ZSCORE', KEYS[r + 1], id) then
+  local again = {0}
+  for i = 1, r do
+    local interval = tonumber(ARGV[2 * i])
+    local tolerance = tonumber(ARGV[2 * i + 1])
+    local tat = tonumber(redis.call('GET', KEYS[i])) or now
+    if tat < now then tat = now end
+    again[#again + 1] = math.max(0, math.floor((now + tolerance - tat) / interval) + 1)
+    again[#again + 1] = tat - now
+  end
+  return again
+end
+local tats = {}
+for i = 1, r do
+  local interval = tonumber(ARGV[2 * i])
+  local tolerance = tonumber(ARGV[2 * i + 1])
+  local tat = tonumber(redis.call('GET', KEYS[i])) or now
+  if tat < now then tat = now end
+  if tat - tolerance > now then
+    return {1, i, tat - tolerance - now}
+  end
+  tats[i] = tat + interval
+end
+local rates = {}
+for i = 1, r do
+  local interval = tonumber(ARGV[2 * i])
+  local tolerance = tonumber(ARGV[2 * i + 1])
+  local tat = tats[i]
+  redis.call('SET', KEYS[i], tat, 'PX', math.floor((tat - now) / 1000) + 1)
+  rates[#rates + 1] = math.floor((now + tolerance - tat) / interval) + 1
+  rates[#rates + 1] = tat - now
+end
+local ms = math.floor(now / 1000)
+local ttl = tonumber(ARGV[first + s + 1])
+local out = {0}
+for i = 1, s do
+  local key = KEYS[r + i]
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', ms)
+  if redis.call('ZCARD', key) >= tonumber(ARGV[first + i - 1]) then
+    out = {2, i}
+    break
+  end
+end
+if out[1] == 0 then
+  for i = 1, s do
+    redis.call('ZADD', KEYS[r + i], ms + ttl, id)
+    local last = redis.call('ZRANGE', KEYS[r + i], -1, -1, 'WITHSCORES')
+    redis.call('PEXPIREAT', KEYS[r + i], tonumber(last[2]) + 1)
+  end
+end
+for _, v in ipairs(rates) do out[#out + 1] = v end
+return out
