@@ -80,6 +80,11 @@ pub(crate) struct Planned {
     pub plan: PagePlan,
 }
 
+/// `s` with raw UTF-8 percent-encoded, as a client sends it back from a header (ASCII only).
+fn escaped(s: &str) -> std::borrow::Cow<'_, str> {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::CONTROLS).into()
+}
+
 /// Applies a route's policy to a request's path and raw query string; a keyset route's codec
 /// verifies its cursors.
 pub(crate) fn plan(policy: &ListPolicy, path: &str, query: &str) -> Result<Planned, PlanError> {
@@ -93,7 +98,11 @@ pub(crate) fn plan(policy: &ListPolicy, path: &str, query: &str) -> Result<Plann
     let cursor_piece = cursor_at.map(|i| all[i]);
     let (page_size, clamped_from) = page_size(policy, limit_piece)?;
 
-    // The next-page link (and the deep-offset hint) keeps the client's filters and page size.
+    // The next-page link (and the deep-offset hint) keeps the client's filters and page size,
+    // raw UTF-8 escaped: a header holds ASCII only, and the next request comes escaped.
+    let path = escaped(path);
+    let path = path.as_ref();
+    let others: Vec<_> = others.into_iter().map(escaped).collect();
     let mut next_base = String::from(path);
     next_base.push('?');
     for other in &others {
@@ -106,7 +115,7 @@ pub(crate) fn plan(policy: &ListPolicy, path: &str, query: &str) -> Result<Plann
 
     // A cursor is bound to the path (`/users/1/events` ≠ `/users/2/events`) and to the other
     // parameters, so it cannot start another list at a chosen key.
-    let binding = binding_hash(&[path], others.iter().copied());
+    let binding = binding_hash(&[path], others.iter().map(AsRef::as_ref));
     let cursor = match (keyset, cursor_piece) {
         (Some(k), Some(c)) => Some(open_cursor(k, c.value.unwrap_or_default(), binding)?),
         _ => None,

@@ -19,8 +19,9 @@
 //! numbers follow the JSON grammar, `true`/`false`/`null` are spelled out, nothing follows the
 //! root but whitespace. Not validated, because no structure depends on them: UTF-8 and raw
 //! control characters inside strings, and the pairing of `\u` surrogates in values. Leading
-//! and trailing whitespace (space, tab, LF, CR) is allowed; a UTF-8 byte order mark is an
-//! [`ScanError::UnexpectedByte`] (RFC 8259 forbids emitting one).
+//! and trailing whitespace (space, tab, LF, CR) is allowed, and so is a UTF-8 byte order mark
+//! before the root: RFC 8259 forbids emitting one but lets parsers skip it, and clients' do
+//! (fetch's `.json()`, Python's requests), so a list behind one is still a list to count.
 //!
 //! So a body that passes is JSON up to string contents, and for every [`Event::Item`] the bytes
 //! `body[..end]` followed by `]` and one `}` per [`ItemsPath`] segment are a valid JSON document
@@ -110,7 +111,8 @@ pub enum Event {
 /// Why a body is not the JSON list the scanner was told to find.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum ScanError {
-    /// A byte that JSON does not allow where it stands (this includes a UTF-8 BOM).
+    /// A byte that JSON does not allow where it stands (this includes a byte order mark that
+    /// is not the body's first bytes, or is cut short).
     #[error("response body is not JSON: unexpected byte 0x{byte:02x} at offset {offset}")]
     UnexpectedByte {
         /// The byte.
@@ -213,6 +215,8 @@ pub struct Scanner {
     items_depth: usize,
     /// Offset of the item being read.
     item_start: u64,
+    /// Bytes of a leading UTF-8 byte order mark read so far (3: all of it).
+    bom: usize,
 }
 
 impl Scanner {
@@ -243,6 +247,7 @@ impl Scanner {
             found: false,
             items_depth: usize::MAX,
             item_start: 0,
+            bom: 0,
         }
     }
 
@@ -275,13 +280,40 @@ impl Scanner {
         }
         let base = self.offset;
         self.offset += chunk.len() as u64;
-        let result = self.run(chunk, base, &mut on_event);
+        let result = match self.skip_bom(chunk, base) {
+            Ok((rest, at)) => self.run(rest, at, &mut on_event),
+            Err(error) => Err(error),
+        };
         match &result {
             Ok(ControlFlow::Continue(())) => {}
             Ok(ControlFlow::Break(())) => self.status = Status::Stopped,
             Err(error) => self.status = Status::Failed(error.clone()),
         }
         result
+    }
+
+    /// Skips the bytes of a UTF-8 byte order mark at the body's start (`base` is the chunk's
+    /// offset): the rest of the chunk and its offset. A mark begun and not finished is an
+    /// error; a body that does not begin with its first byte is scanned as it is.
+    fn skip_bom<'c>(&mut self, chunk: &'c [u8], base: u64) -> Result<(&'c [u8], u64), ScanError> {
+        const BOM: [u8; 3] = [0xEF, 0xBB, 0xBF];
+        let mut at = 0;
+        while let (Some(&byte), Ok(i)) = (chunk.get(at), usize::try_from(base + at as u64)) {
+            // Only while every byte before was one of the mark's.
+            if i >= BOM.len() || self.bom != i {
+                break;
+            }
+            if byte == BOM[i] {
+                self.bom += 1;
+                at += 1;
+            } else if i == 0 {
+                break;
+            } else {
+                let offset = base + at as u64;
+                return Err(ScanError::UnexpectedByte { byte, offset });
+            }
+        }
+        Ok((&chunk[at..], base + at as u64))
     }
 
     /// The body ended.

@@ -280,16 +280,61 @@ async fn a_second_list_under_the_items_key_is_never_relayed_as_a_page() {
 
 #[tokio::test]
 async fn error_responses_pass_through_untouched() {
-    let upstream = Upstream::start(|_| async {
-        let mut response = http::Response::new(crate::support::full("{\"error\":\"boom\"}"));
-        *response.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
-        response
+    // A 503 whose body is a list twice `max_limit` long: a success would be cut to 1,000
+    // items; an error is not a page and passes whole.
+    let items: Vec<Value> = (0..2000).map(|id| serde_json::json!({"id": id})).collect();
+    let body = Value::from(items).to_string();
+    let upstream = Upstream::start(move |_| {
+        let body = body.clone();
+        async move {
+            let mut response = crate::support::json_response(body);
+            *response.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+            response
+        }
     })
     .await;
     let proxy = Proxy::start(&config(""), &upstream).await;
     let got = get(&proxy.url("/events")).await;
     assert_eq!(got.status, 503);
-    assert_eq!(got.json(), serde_json::json!({"error": "boom"}));
+    assert_eq!(got.header("pagegate-truncated"), None);
+    let relayed = got.json();
+    assert_eq!(relayed.as_array().map(Vec::len), Some(2000), "{relayed}");
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn lists_clients_would_read_are_counted_or_refused_never_relayed_raw() {
+    // A byte order mark (PHP files saved with one, .NET's UTF-8 writers): clients skip it,
+    // so the list behind it is counted and cut like any other.
+    let items: Vec<Value> = (0..2000).map(|id| serde_json::json!({"id": id})).collect();
+    let mut marked = b"\xEF\xBB\xBF".to_vec();
+    marked.extend_from_slice(Value::from(items).to_string().as_bytes());
+    let upstream = Upstream::start(move |_| {
+        let body = marked.clone();
+        async move { crate::support::json_response(body) }
+    })
+    .await;
+    let proxy = Proxy::start(&config(""), &upstream).await;
+    let got = get(&proxy.url("/events")).await;
+    assert_eq!(got.status, 200);
+    assert_eq!(got.header("pagegate-truncated"), Some("items"));
+    let page: Value = serde_json::from_slice(&got.body[3..]).expect("json after the mark");
+    assert_eq!(page.as_array().map(Vec::len), Some(100));
+    proxy.stop().await;
+    // `NaN` (Python's json and Django's JsonResponse write it, Python reads it): once the
+    // list has opened, what the scanner cannot read is refused, not relayed uncounted.
+    let body = format!("[{{\"v\":NaN}},{}]", vec!["{}"; 2000].join(","));
+    let upstream = Upstream::start(move |_| {
+        let body = body.clone();
+        async move { crate::support::json_response(body) }
+    })
+    .await;
+    let proxy = Proxy::start(&config(""), &upstream).await;
+    let problem = get(&proxy.url("/events")).await.problem(502);
+    assert_eq!(
+        problem["type"],
+        "urn:pagegate:problem:bad-upstream-response"
+    );
     proxy.stop().await;
 }
 

@@ -243,22 +243,48 @@ async fn other_parameters_are_forwarded_byte_for_byte_in_order() {
 }
 
 #[tokio::test]
-async fn non_list_methods_and_routes_are_untouched() {
+async fn other_methods_are_checked_as_reads_but_sent_unchanged() {
     let upstream = Upstream::json("[]").await;
     let yaml = format!(
         "{}\ndefault: {{action: pass, upstream: app}}\n",
-        routes("reject")
+        routes("clamp")
     );
     let proxy = Proxy::start(&yaml, &upstream).await;
-    let request = http::Request::post(proxy.url("/pages?per_page=5000"))
-        .body(crate::support::full("{}"))
-        .expect("request");
-    assert_eq!(crate::support::send(request).await.status, 200);
-    assert_eq!(
-        upstream.last().query(),
-        "per_page=5000",
-        "POST is not a list read"
-    );
+    let post = |query: &str| {
+        let request = http::Request::post(proxy.url(&format!("/pages{query}")))
+            .header("cookie", "page=9999; theme=dark")
+            .body(crate::support::full("{}"))
+            .expect("request");
+        crate::support::send(request)
+    };
+    // `/pages` serves every method: a backend that runs its list handler for a POST would
+    // read these as a GET's, so they are refused as a GET's would be, clamps included.
+    for query in ["?per_page=5000", "?page=100", "?PER_PAGE=5"] {
+        let got = post(query).await;
+        assert_eq!(got.status, 400, "{query}: {}", got.text());
+    }
+    assert!(upstream.seen().is_empty(), "{:?}", upstream.seen());
+    // Within the policy: sent as it came, nothing injected, paging cookies dropped.
+    assert_eq!(post("?per_page=5&page=2").await.status, 200);
+    assert_eq!(upstream.last().query(), "per_page=5&page=2");
+    assert_eq!(post("").await.status, 200);
+    let seen = upstream.last();
+    assert_eq!(seen.target, "/pages", "no limit injected into a POST");
+    assert_eq!(seen.headers["cookie"], "theme=dark");
+    // A CORS preflight announces a GET that will be clamped: it passes; a bare OPTIONS with
+    // the same query is checked as a POST is.
+    let options = |preflight: bool| {
+        let mut request = http::Request::options(proxy.url("/pages?per_page=5000"));
+        if preflight {
+            request = request
+                .header("origin", "https://app.example")
+                .header("access-control-request-method", "GET");
+        }
+        crate::support::send(request.body(crate::support::full("")).expect("request"))
+    };
+    assert_eq!(options(true).await.status, 200);
+    assert_eq!(upstream.last().query(), "per_page=5000");
+    assert_eq!(options(false).await.status, 400);
     assert_eq!(get(&proxy.url("/other?limit=5000")).await.status, 200);
     assert_eq!(
         upstream.last().query(),

@@ -95,7 +95,7 @@ pub(super) async fn hold(
                     break;
                 }
                 Ok(_) => {}
-                Err(error) => raw = not_expected(&error, plan.keyset.is_some())?,
+                Err(error) => raw = not_expected(&error, plan.keyset.is_some(), held.listed)?,
             }
         }
         // Bytes beyond the bound: only whitespace after a complete document may be dropped.
@@ -166,14 +166,20 @@ fn refuse_encoded(headers: &http::HeaderMap) -> Result<(), GuardError> {
 }
 
 /// A body the scanner refused: relayed as another format (`raw`: `Ok(true)`, which
-/// `on_invalid` decides on), unless it is JSON with a second list under the items path, which
-/// clients would read uncounted: that is refused whatever `on_invalid` says. So is, on a
-/// keyset route (`keyset`), JSON nested too deep to read: relayed raw, it would carry no next
-/// link, and its client would take the list for ended.
-fn not_expected(error: &crate::list::scan::ScanError, keyset: bool) -> Result<bool, BoxError> {
+/// `on_invalid` decides on), unless clients would read a list out of it uncounted: that is
+/// refused whatever `on_invalid` says. It is so when the list had opened (`listed`) before
+/// the scanner stopped — at `NaN`, which Python's `json` writes and reads, or at a second list
+/// under the items path. So is, on a keyset route (`keyset`), JSON nested too deep to read:
+/// relayed raw, it would carry no next link, and its client would take the list for ended.
+/// (A body with no list, such as Go's `{"data":null}` for an empty page, is another format.)
+fn not_expected(
+    error: &crate::list::scan::ScanError,
+    keyset: bool,
+    listed: bool,
+) -> Result<bool, BoxError> {
     use crate::list::scan::ScanError;
-    if matches!(error, ScanError::DuplicateItems { .. }) {
-        tracing::warn!(%error, "list response holds its items path twice");
+    if listed || matches!(error, ScanError::DuplicateItems { .. }) {
+        tracing::warn!(%error, "list response is not JSON pagegate can count");
         return Err(GuardError::NotJson.into());
     }
     if keyset && matches!(error, ScanError::TooDeep { .. }) {
@@ -191,6 +197,8 @@ pub(super) struct HeldState {
     items_close: Option<usize>,
     root_end: Option<usize>,
     over: bool,
+    /// The list at the items path has opened.
+    listed: bool,
 }
 
 impl HeldState {
@@ -198,7 +206,7 @@ impl HeldState {
         let at = |offset: u64| usize::try_from(offset).unwrap_or(usize::MAX);
         match event {
             Event::RootOpen { offset, .. } => self.root_open = Some(at(offset)),
-            Event::ItemsOpen { .. } => {}
+            Event::ItemsOpen { .. } => self.listed = true,
             Event::Item { start, end } => {
                 if self.items.len() == allowed {
                     self.over = true;

@@ -264,30 +264,37 @@ async fn report_only_passes_every_byte_and_counts_what_the_guard_would_have_done
 }
 
 #[tokio::test]
-async fn a_keyset_page_too_deep_to_read_is_refused_not_relayed_without_a_link() {
-    let deep: &'static str = Box::leak(
-        format!(
-            "[{{\"id\":1,\"x\":{}{}}}]",
-            "[".repeat(200),
-            "]".repeat(200)
-        )
-        .into_boxed_str(),
-    );
-    let hold_with = |keyset: bool| async move {
-        let p = policy(&[], keyset);
-        let response = http::Response::new(scripted(vec![deep], Arc::default()));
+async fn a_page_too_deep_to_read_is_refused_once_its_list_opened_or_on_a_keyset_route() {
+    let nested = format!("{}{}", "[".repeat(200), "]".repeat(200));
+    // In an item: the list had opened, its items would reach the client uncounted.
+    let in_list: &'static str =
+        Box::leak(format!("[{{\"id\":1,\"x\":{nested}}}]").into_boxed_str());
+    // Before the list: nothing a client reads as the list was seen yet.
+    let before: &'static str =
+        Box::leak(format!("{{\"meta\":{nested},\"data\":[]}}").into_boxed_str());
+    let hold_with = |path: &'static [&'static str], body: &'static str, keyset: bool| async move {
+        let p = policy(path, keyset);
+        let response = http::Response::new(scripted(vec![body], Arc::default()));
         hold(response, &p, &plan(&p, 2)).await.map(|held| held.raw)
     };
-    let refused = hold_with(true)
-        .await
-        .expect_err("refused on a keyset route");
-    assert!(
-        matches!(
-            refused.downcast_ref::<GuardError>(),
-            Some(GuardError::NotJson)
-        ),
-        "{refused}"
-    );
+    for (path, body, keyset) in [
+        (&[][..], in_list, false),
+        (&[], in_list, true),
+        (&["data"], before, true),
+    ] {
+        let refused = hold_with(path, body, keyset).await.expect_err("refused");
+        assert!(
+            matches!(
+                refused.downcast_ref::<GuardError>(),
+                Some(GuardError::NotJson)
+            ),
+            "{refused}"
+        );
+    }
     // Elsewhere it is another format, which `on_invalid` decides on.
-    assert!(hold_with(false).await.expect("relayed raw"));
+    assert!(
+        hold_with(&["data"], before, false)
+            .await
+            .expect("relayed raw")
+    );
 }

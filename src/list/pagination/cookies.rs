@@ -6,7 +6,7 @@
 
 use http::{HeaderMap, HeaderValue, header};
 
-use super::query::{folded, readings};
+use super::query::{bracket_paths, folded, readings};
 
 /// Removes from `headers`' `Cookie` fields every pair whose name a backend could read as one
 /// of `controlled` (the names PHP and classic ASP.NET read); returns how many went. The caller
@@ -16,17 +16,15 @@ pub(super) fn drop_controlled(headers: &mut HeaderMap, controlled: &[&str]) -> u
     let mut dropped = 0;
     let mut kept: Vec<HeaderValue> = Vec::new();
     for value in headers.get_all(header::COOKIE) {
-        // A field that is not text is passed as it is: no parser reads a name out of it.
-        let Ok(text) = value.to_str() else {
-            kept.push(value.clone());
-            continue;
-        };
-        let pairs: Vec<&str> = text
-            .split(';')
-            .map(str::trim)
+        // Split as bytes: a field with bytes that are not text is still split by PHP, which
+        // cuts on `;` whatever the bytes around it.
+        let pairs: Vec<&[u8]> = value
+            .as_bytes()
+            .split(|&b| b == b';')
+            .map(<[u8]>::trim_ascii)
             .filter(|pair| !pair.is_empty())
             .collect();
-        let left: Vec<&str> = pairs
+        let left: Vec<&[u8]> = pairs
             .iter()
             .copied()
             .filter(|pair| !read_as_controlled(pair, &folded))
@@ -35,7 +33,7 @@ pub(super) fn drop_controlled(headers: &mut HeaderMap, controlled: &[&str]) -> u
         if left.len() == pairs.len() {
             kept.push(value.clone());
         } else if !left.is_empty()
-            && let Ok(value) = HeaderValue::from_str(&left.join("; "))
+            && let Ok(value) = HeaderValue::from_bytes(&left.join(&b"; "[..]))
         {
             kept.push(value);
         }
@@ -50,13 +48,16 @@ pub(super) fn drop_controlled(headers: &mut HeaderMap, controlled: &[&str]) -> u
 }
 
 /// Whether PHP or classic ASP.NET would read the cookie `pair` as a controlled parameter: its
-/// name in any case and encoding, and PHP's forms of it (`offset[]`, `.` and spaces as `_`).
-/// Not Spring's `_`/`!` prefixes nor dotted properties: nothing reads those from a cookie, and
-/// an application's own cookies keep their names.
-fn read_as_controlled(pair: &str, folded_controlled: &[String]) -> bool {
-    let name = pair.split_once('=').map_or(pair, |(name, _)| name);
-    let [name, base, php, _spring] = readings(&folded(name));
+/// name in any case and encoding, and PHP's forms of it (`offset[]`, `.` and spaces as `_`,
+/// `page[size]x`). Not Spring's `_`/`!` prefixes nor dotted properties: nothing reads those
+/// from a cookie, and an application's own cookies keep their names.
+fn read_as_controlled(pair: &[u8], folded_controlled: &[String]) -> bool {
+    let name = pair.split(|&b| b == b'=').next().unwrap_or_default();
+    let name = folded(&String::from_utf8_lossy(name.trim_ascii()));
+    let paths = bracket_paths(&name);
+    let [name, base, php, _spring] = readings(&name);
     [name, base, php]
-        .iter()
-        .any(|reading| folded_controlled.contains(reading))
+        .into_iter()
+        .chain(paths)
+        .any(|reading| folded_controlled.contains(&reading))
 }

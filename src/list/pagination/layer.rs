@@ -73,10 +73,24 @@ where
     }
 
     fn call(&mut self, mut req: Request) -> Self::Future {
+        let policy = &*self.route;
         if !is_read(req.method()) {
+            // A list route that serves other methods too. Backends that run the list handler
+            // whatever the method (a Django function view, Spring's `@RequestMapping` without
+            // `method`, Express's `app.all`) read a POST's query as a GET's: it is checked as a
+            // GET's, refused where a GET's would be or would be clamped, and sent unchanged. A
+            // CORS preflight carries the query of the GET it announces (which is clamped when
+            // it comes): only what that GET would be refused for refuses it.
+            let preflight = req.method() == Method::OPTIONS
+                && req.headers().contains_key("access-control-request-method");
+            if !policy.report_only {
+                if let Err(error) = unchanged(policy, req.uri(), preflight) {
+                    return PaginationFuture::refused(error.into());
+                }
+                super::drop_controlled_cookies(policy, req.headers_mut());
+            }
             return PaginationFuture::passed(self.inner.call(req), None);
         }
-        let policy = &*self.route;
         let path = req.uri().path();
         let query = req.uri().query().unwrap_or_default();
         let planned = plan(policy, path, query);
@@ -166,6 +180,26 @@ impl<S> PaginationService<S> {
                 (planned.plan.page_size, report)
             }
         }
+    }
+}
+
+/// Checks the query of a request that is not a read as a read's would be checked: an error
+/// where a read's would be refused, or where its page size would be lowered (the query is sent
+/// as it came, so a clamp cannot apply) unless `clamp_passes`.
+fn unchanged(
+    policy: &super::ListPolicy,
+    uri: &http::Uri,
+    clamp_passes: bool,
+) -> Result<(), PlanError> {
+    let planned = plan(policy, uri.path(), uri.query().unwrap_or_default())?;
+    match planned.plan.clamped_from {
+        Some(value) if !clamp_passes => Err(super::PaginationError::LimitTooLarge {
+            param: policy.limit_param.clone(),
+            value,
+            max: planned.plan.page_size,
+        }
+        .into()),
+        _ => Ok(()),
     }
 }
 

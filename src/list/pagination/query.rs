@@ -75,6 +75,25 @@ pub(super) fn readings(name: &str) -> [String; 4] {
     [name.to_owned(), base, php, spring]
 }
 
+/// The bracketed names PHP's parser reads `name` as, one a bracket pair, shortest first. After
+/// a `]`, anything but another `[` is dropped (`page[size]x` and `page[size]]` are
+/// `page[size]`), and a longer path makes the shorter one an array (`page[size][]`): each is a
+/// reading of the shorter names. Empty when `name` has no `[`.
+pub(super) fn bracket_paths(name: &str) -> Vec<String> {
+    let mut paths = Vec::new();
+    let Some(mut end) = name.find('[') else {
+        return paths;
+    };
+    while name[end..].starts_with('[') {
+        let Some(close) = name[end..].find(']') else {
+            break;
+        };
+        end += close + 1;
+        paths.push(name[..end].to_owned());
+    }
+    paths
+}
+
 /// Which controlled name (if any) a piece that is not spelled exactly like one could still be
 /// read as by some backend: `;` separates parameters for some (Rack < 3, Bottle), and names are
 /// read as [`folded`] and [`readings`] describe.
@@ -93,6 +112,7 @@ pub(super) fn disguised(raw: &str, folded_controlled: &[String]) -> Option<usize
         let raw_name = sub.split_once('=').map_or(sub, |(name, _)| name);
         let name = folded(raw_name);
         let mut readings = readings(&name).to_vec();
+        readings.extend(bracket_paths(&name));
         if let Some(tail) = dotted_tail(raw_name) {
             readings.extend(self::readings(&tail));
         }

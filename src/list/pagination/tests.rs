@@ -107,6 +107,23 @@ fn a_cursor_becomes_the_backends_key_parameters_and_drops_the_offset() {
 }
 
 #[test]
+fn raw_utf8_filters_are_escaped_in_the_next_link_and_bound_as_the_client_sends_them_back() {
+    let p = policy(true);
+    let first = planned(&p, "name=Jos\u{e9}").expect("ok");
+    assert!(
+        first.query.ends_with("name=Jos\u{e9}"),
+        "forwarded as it came"
+    );
+    let next_base = first.plan.keyset.expect("keyset").next_base;
+    assert_eq!(next_base, "/events?name=Jos%C3%A9&cursor=");
+    // The next request comes escaped, with a cursor bound to what the link said; the raw
+    // spelling reads as the same filter.
+    let c = cursor(&p, &["name=Jos%C3%A9"], &["\"x\"", "1"]);
+    assert!(planned(&p, &format!("name=Jos%C3%A9&cursor={c}")).is_ok());
+    assert!(planned(&p, &format!("name=Jos\u{e9}&cursor={c}")).is_ok());
+}
+
+#[test]
 fn cursors_are_bound_to_the_other_parameters() {
     let p = policy(true);
     let c = cursor(&p, &["status=failed"], &["\"x\"", "1"]);
@@ -242,6 +259,41 @@ fn every_spelling_a_parser_reads_as_a_controlled_name_is_refused() {
 }
 
 #[test]
+fn bracketed_names_are_read_as_php_reads_them() {
+    // Bracketed names (JSON:API's `page[size]`, Laravel): PHP drops what follows a `]` that
+    // no `[` follows, and a longer path makes the name an array.
+    let mut json_api = policy(false);
+    json_api.limit_param = "page[size]".to_owned();
+    json_api.offset = OffsetParam::Offset("page[offset]".to_owned());
+    for query in [
+        "page[size]x=5",
+        "page[size]]=5",
+        "page[siz%65]x=5",
+        "page[size][]=5",
+        "page[size][x]=5",
+        "PAGE[size]=5",
+        "page[offset]x=5",
+        "page[offset]%00=5",
+    ] {
+        assert!(
+            matches!(
+                planned(&json_api, query),
+                Err(PlanError::Pagination(PaginationError::Disguised { .. }))
+            ),
+            "{query}"
+        );
+    }
+    for ordinary in ["page[number]=2", "page[sizes]=1", "filter[page][size]=1"] {
+        assert!(planned(&json_api, ordinary).is_ok(), "{ordinary}");
+    }
+    assert_eq!(
+        super::query::bracket_paths("a[b]c[d]"),
+        ["a[b]"],
+        "PHP stops at the text after the first group"
+    );
+}
+
+#[test]
 fn padding_cannot_push_the_limit_past_a_parsers_parameter_cap() {
     let p = policy(false);
     let padding: Vec<String> = (0..1500).map(|i| format!("a{i}=1")).collect();
@@ -296,4 +348,14 @@ fn cookies_named_like_paging_parameters_are_dropped() {
     headers.insert(COOKIE, others.parse().expect("value"));
     assert_eq!(super::drop_controlled_cookies(&p, &mut headers), 0);
     assert_eq!(headers[COOKIE], others);
+    // A field with bytes that are not text is still split (PHP splits on `;` whatever the
+    // bytes), and bracketed names are read as PHP reads them.
+    let mut p = p;
+    p.limit_param = "page[size]".to_owned();
+    let mut headers = http::HeaderMap::new();
+    let value =
+        http::HeaderValue::from_bytes(b"offset=99999999; z=\x80; page[size]x=9").expect("value");
+    headers.insert(COOKIE, value);
+    assert_eq!(super::drop_controlled_cookies(&p, &mut headers), 2);
+    assert_eq!(headers[COOKIE].as_bytes(), b"z=\x80");
 }

@@ -323,7 +323,8 @@ fn unexpected_bytes() {
         (&[], r#"[{"a\q":1}]"#, 5),
         (&[], r#"[{"a":"\q"}]"#, 8),
         (&[], r#"[{"a":1]"#, 7),
-        (&[], "\u{feff}[]", 0),
+        (&[], "[\u{feff}]", 1),
+        (&[], " \u{feff}[]", 1),
         (&[], "<html>", 0),
         (&["data"], r#"{"data" [1]}"#, 8),
         (&["data"], r#"{"d\ata":[1]}"#, 4),
@@ -339,6 +340,22 @@ fn unexpected_bytes() {
             "{body}"
         );
     }
+}
+
+#[test]
+fn a_leading_byte_order_mark_is_skipped_and_a_broken_one_refused() {
+    // Every split of the mark across chunks (scan feeds every chunking).
+    assert_eq!(items(&[], "\u{feff}[1,2]"), ["1", "2"]);
+    assert_eq!(items(&["data"], "\u{feff}{\"data\":[3]}"), ["3"]);
+    for (body, offset) in [(&b"\xEF\xBB[]"[..], 2), (&b"\xEF[]"[..], 1)] {
+        let whole = scan_chunks(&[], &[body]);
+        let bytes: Vec<&[u8]> = body.chunks(1).collect();
+        let error = ScanError::UnexpectedByte { byte: b'[', offset };
+        assert_eq!(whole, Err(error.clone()));
+        assert_eq!(scan_chunks(&[], &bytes), Err(error));
+    }
+    // A mark begun and not finished is no document.
+    assert!(scan_chunks(&[], &[b"\xEF\xBB"]).is_err());
 }
 
 #[test]
