@@ -162,6 +162,7 @@ async fn a_newcomer_whose_head_arrives_at_a_normal_pace_is_never_evicted() {
     let yaml = "
 max_connections: 2
 header_read_timeout: 30s
+admin: {listen: 127.0.0.1:0}
 default: {action: pass, upstream: app}
 upstreams: {app: {url: '{upstream}'}}
 ";
@@ -171,27 +172,55 @@ upstreams: {app: {url: '{upstream}'}}
     // third client arriving meanwhile: the third waits rather than cutting them.
     let writer = |pause| async move {
         let mut stream = TcpStream::connect(addr).await.expect("connect");
+        let mut whole = Instant::now();
         for piece in [
             "GET /a HTT",
             "P/1.1\r\nHost: x\r\n",
             "Connection: close\r\n\r\n",
         ] {
             stream.write_all(piece.as_bytes()).await.expect("write");
+            whole = Instant::now();
             tokio::time::sleep(pause).await;
         }
         let mut answer = Vec::new();
         stream.read_to_end(&mut answer).await.expect("read");
-        String::from_utf8_lossy(&answer).into_owned()
+        // When the head was whole: its answer, and its slot's release, come after.
+        (String::from_utf8_lossy(&answer).into_owned(), whole)
     };
     let first = tokio::spawn(writer(Duration::from_millis(200)));
     let second = tokio::spawn(writer(Duration::from_millis(200)));
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let third = tokio::spawn(one_get(addr, "/c"));
-    for task in [first, second] {
-        let answer = task.await.expect("task");
-        assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+    // Both writers hold their connection before the third arrives.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !proxy
+        .metrics_text()
+        .await
+        .contains("pagegate_open_connections 2\n")
+    {
+        assert!(Instant::now() < deadline, "the writers never connected");
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let answer = third.await.expect("task").expect("answered");
+    let third = tokio::spawn(async move {
+        let answer = one_get(addr, "/c").await;
+        (answer, Instant::now())
+    });
+    let mut served = Vec::new();
+    for task in [first, second] {
+        let (answer, at) = task.await.expect("task");
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+        served.push(at);
+    }
+    let (answer, at) = third.await.expect("task");
+    let answer = answer.expect("answered");
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // The third waited for a writer's head to be whole rather than cutting one.
+    assert!(
+        served.iter().any(|&whole| whole <= at),
+        "the third was served first"
+    );
+    let text = proxy.metrics_text().await;
+    for reason in ["evicted_slow_head", "evicted_silent", "evicted_idle"] {
+        let line = format!("pagegate_protections_total{{reason=\"{reason}\"}} 0\n");
+        assert!(text.contains(&line), "{line} missing:\n{text}");
+    }
     proxy.stop().await;
 }

@@ -56,6 +56,14 @@ fn a_metrics_listener_out_of_file_descriptors_does_not_spin() {
         .collect();
     assert!(held.len() > 150, "only {} connections opened", held.len());
     std::thread::sleep(Duration::from_millis(300));
+    // The process did run out: its descriptors are at the limit, so accepts are failing.
+    let open = std::fs::read_dir(format!("/proc/{}/fd", child.id()))
+        .expect("/proc fd")
+        .count();
+    assert!(
+        open >= 120,
+        "only {open} descriptors open: the limit was never reached"
+    );
     let before = cpu_ticks(child.id());
     std::thread::sleep(Duration::from_secs(1));
     let spent = cpu_ticks(child.id()) - before;

@@ -129,13 +129,7 @@ async fn every_outcome_a_client_can_cause_is_logged_as_what_happened() {
                 }
             });
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let walk: Vec<_> = captured
-        .requests()
-        .into_iter()
-        .filter(|e| e["path"] == "/keyset")
-        .map(|e| e["outcome"].clone())
-        .collect();
+    let walk = captured.outcomes("/keyset", 6).await;
     assert_eq!(walk.len(), 6, "{walk:?}");
     assert!(walk.iter().all(|o| o == "passed"), "{walk:?}");
 
@@ -145,27 +139,11 @@ async fn every_outcome_a_client_can_cause_is_logged_as_what_happened() {
         got.header("pagegate-clamped"),
         Some("limit=20; requested=500")
     );
-    assert_eq!(
-        captured.outcome("/events").await,
-        "passed",
-        "the earlier one"
-    );
-    let clamped: Vec<_> = captured
-        .requests()
-        .into_iter()
-        .filter(|e| e["path"] == "/events")
-        .map(|e| e["outcome"].clone())
-        .collect();
-    assert_eq!(clamped.last().map(|o| o.as_str()), Some(Some("clamped")));
+    let events = captured.outcomes("/events", 2).await;
+    assert_eq!(events, ["passed", "clamped"], "the earlier one passed");
     crate::support::get(&url("/keyset?limit=500")).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let last = captured
-        .requests()
-        .into_iter()
-        .rev()
-        .find(|e| e["path"] == "/keyset")
-        .expect("logged");
-    assert_eq!(last["outcome"], "clamped");
+    let walk = captured.outcomes("/keyset", 7).await;
+    assert_eq!(walk.last().map(String::as_str), Some("clamped"), "{walk:?}");
 
     // More items than the page: truncated.
     assert_eq!(crate::support::get(&url("/wide")).await.status, 200);
@@ -176,14 +154,8 @@ async fn every_outcome_a_client_can_cause_is_logged_as_what_happened() {
     // The second request in a minute: limited (the first passed).
     assert_eq!(crate::support::get(&url("/limited")).await.status, 200);
     assert_eq!(crate::support::get(&url("/limited")).await.status, 429);
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let limited: Vec<_> = captured
-        .requests()
-        .into_iter()
-        .filter(|e| e["path"] == "/limited")
-        .map(|e| e["outcome"].as_str().map(str::to_owned))
-        .collect();
-    assert_eq!(limited, [Some("passed".into()), Some("limited".into())]);
+    let limited = captured.outcomes("/limited", 2).await;
+    assert_eq!(limited, ["passed", "limited"]);
     // Nothing listens: upstream_error.
     assert_eq!(crate::support::get(&url("/gone")).await.status, 502);
     assert_eq!(captured.outcome("/gone").await, "upstream_error");

@@ -392,22 +392,17 @@ async fn keys_with_commas_empty_or_long_resume_or_say_why() {
     );
 }
 
-/// The median of `samples`.
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
-}
-
+/// `n` requests one after another: the longest wait for an answer, and the statuses.
 async fn timed(url: &str, n: usize) -> (Duration, Vec<u16>) {
-    let mut times = Vec::with_capacity(n);
+    let mut longest = Duration::ZERO;
     let mut statuses = Vec::with_capacity(n);
     for _ in 0..n {
         let started = Instant::now();
         let got = get(url).await;
-        times.push(started.elapsed());
+        longest = longest.max(started.elapsed());
         statuses.push(got.status.as_u16());
     }
-    (median(times), statuses)
+    (longest, statuses)
 }
 
 #[tokio::test]
@@ -428,7 +423,8 @@ async fn one_flooded_route_cannot_take_the_connections_another_needs() {
     )
     .await;
     let quick_url = proxy.url("/quick?limit=5");
-    let (idle, _) = timed(&quick_url, 40).await;
+    let (_, statuses) = timed(&quick_url, 5).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
     // The slow route's table is locked by a transaction the test holds: its statements wait,
     // using no CPU, until it ends.
     let holder = pg.client().await;
@@ -460,10 +456,11 @@ async fn one_flooded_route_cannot_take_the_connections_another_needs() {
         statuses.iter().all(|s| *s == 200),
         "the quick route is served: {statuses:?}"
     );
-    let bound = (idle * 2).max(idle + Duration::from_millis(5));
+    // None of them waited for a connection: a starved route waits connect_timeout (2 s) for
+    // one, then answers 503. (Not a latency figure: half the timeout is far above any query.)
     assert!(
-        flooded <= bound,
-        "the quick route's p50 {flooded:?} while the slow one is flooded, idle {idle:?}"
+        flooded < Duration::from_secs(1),
+        "a quick request waited {flooded:?} while the slow route was flooded"
     );
     // The slow route's own requests beyond its share waited connect_timeout, then got 503.
     assert!(

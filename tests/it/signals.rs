@@ -418,6 +418,14 @@ async fn signals_while_the_databases_are_checked_reload_nothing_and_stop_at_once
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(running.admin("/live").await.status, 200);
+    // The SIGHUP reloaded nothing, neither during the start nor once it served.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let metrics = running.admin("/metrics").await.text();
+    let reloads: Vec<&str> = metrics
+        .lines()
+        .filter(|line| line.starts_with("pagegate_reloads_total") && !line.ends_with(" 0"))
+        .collect();
+    assert!(reloads.is_empty(), "{reloads:?}");
 
     // A SIGTERM during the check stops the start at once: nothing is served to drain.
     let (port, mut reaching) = silent_database().await;

@@ -206,13 +206,14 @@ impl Proxy {
         get(&format!("http://{addr}/metrics")).await.text()
     }
 
-    /// `pagegate_protections_total` for `reason` (0 when absent).
+    /// `pagegate_protections_total` for `reason`. Every reason is exported from the start,
+    /// so a missing line (a renamed reason) fails the test rather than reading as 0.
     pub async fn protections(&self, reason: &str) -> u64 {
         let text = self.metrics_text().await;
         let prefix = format!("pagegate_protections_total{{reason=\"{reason}\"}} ");
-        text.lines()
-            .find_map(|line| line.strip_prefix(&prefix))
-            .map_or(0, |n| n.parse().expect("a count"))
+        let count = text.lines().find_map(|line| line.strip_prefix(&prefix));
+        let count = count.unwrap_or_else(|| panic!("no {prefix}line in:\n{text}"));
+        count.parse().expect("a count")
     }
 
     /// Reloads YAML written as for [`Proxy::start_url`], keeping the listen address.

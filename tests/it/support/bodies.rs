@@ -68,3 +68,22 @@ pub fn slow_rows(chunks: u32, every: std::time::Duration, row: &'static [u8]) ->
     });
     StreamBody::new(frames).boxed()
 }
+
+/// How an HTTP/2 response body ends, read to its end (its window given back as it is read, so
+/// the server is asked for the rest): the error that cut it (a reset, or the connection's
+/// end), or `None` if it ended cleanly. Panics if it has not ended within `limit`.
+pub async fn h2_cut(body: &mut h2::RecvStream, limit: std::time::Duration) -> Option<h2::Error> {
+    tokio::time::timeout(limit, async {
+        loop {
+            match body.data().await {
+                Some(Ok(data)) => {
+                    let _ = body.flow_control().release_capacity(data.len());
+                }
+                Some(Err(e)) => break Some(e),
+                None => break None,
+            }
+        }
+    })
+    .await
+    .expect("the stream ended in time")
+}

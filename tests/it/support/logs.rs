@@ -62,6 +62,28 @@ impl Captured {
             .collect()
     }
 
+    /// The outcomes logged for `path`, in order, once there are `n` of them (an event is
+    /// written when its body ends); panics if they do not come within 2 s.
+    pub async fn outcomes(&self, path: &str, n: usize) -> Vec<String> {
+        let mut outcomes = Vec::new();
+        for _ in 0..100 {
+            outcomes = self
+                .requests()
+                .into_iter()
+                .filter(|e| e["path"] == path)
+                .map(|e| e["outcome"].as_str().expect("outcome").to_owned())
+                .collect();
+            if outcomes.len() >= n {
+                return outcomes;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!(
+            "{} access-log events for {path}, not {n}: {outcomes:?}",
+            outcomes.len()
+        )
+    }
+
     /// The outcome logged for `path`, waiting for its event (written when the body ends).
     pub async fn outcome(&self, path: &str) -> String {
         for _ in 0..100 {
