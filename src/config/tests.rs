@@ -203,15 +203,17 @@ cursors:
     - {id: 1, secret: short}
     - {id: 2, secret_env: PAGEGATE_TEST_SURELY_UNSET_VARIABLE}
     - {id: 3}
+    - {id: 4, secret: replace-me-with-openssl-rand-base64-48-output}
 ";
     let lines = problems(yaml);
-    assert_eq!(lines.len(), 4, "{lines:#?}");
+    assert_eq!(lines.len(), 5, "{lines:#?}");
     assert!(
         lines[0].starts_with("t.yaml:1:19: `default.action` is `pass` but no `upstream` is named")
     );
     assert!(lines[1].contains("`secret` of key 1 is 5 bytes: use at least 32 random bytes"));
     assert!(lines[2].contains("names $PAGEGATE_TEST_SURELY_UNSET_VARIABLE, which is not set"));
     assert!(lines[3].contains("each key needs exactly one of `secret` or `secret_env`"));
+    assert!(lines[4].contains("`secret` of key 4 is the examples' placeholder"));
 }
 
 #[test]
@@ -712,7 +714,19 @@ rate_limit_service: {{address: 'https://rls:8081', domain: d, tls: {{ca_file: '{
 postgres: {{main: {{url: 'postgres://u:p@h/app?sslmode=verify-full', tls_ca_file: '{db_ca}'}}}}
 {MINIMAL}"
     );
+    // A key every user may read works, and is warned about; one its owner alone reads is not.
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = |bits| std::fs::set_permissions(&pem_key, std::fs::Permissions::from_mode(bits));
+    mode(0o644).expect("chmod");
+    let open = parse(&yaml).expect("valid");
+    let warned = open.warnings.join("\n");
+    assert!(
+        warned.contains("which every user of this machine may read (mode 0644)"),
+        "{warned}"
+    );
+    mode(0o600).expect("chmod");
     let config = parse(&yaml).expect("valid");
+    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
     let paths: Vec<String> = config
         .tls_paths()
         .iter()

@@ -11,6 +11,23 @@ use crate::config::file::*;
 use crate::config::*;
 use crate::cursor::{CursorCodec, CursorKey};
 
+/// Why key `id`'s `secret` cannot sign cursors, if it cannot.
+fn weak(id: u8, secret: &str) -> Option<String> {
+    // The deploy examples' stand-in: long enough, and public.
+    if secret.contains("replace-me") {
+        return Some(format!(
+            "of key {id} is the examples' placeholder, which anyone can read: put \
+             `openssl rand -base64 48`'s output there instead"
+        ));
+    }
+    (secret.len() < MIN_SECRET_LEN).then(|| {
+        format!(
+            "of key {id} is {} bytes: use at least {MIN_SECRET_LEN} random bytes, e.g. `openssl rand -base64 48`",
+            secret.len()
+        )
+    })
+}
+
 pub(super) fn cursors(p: &mut Problems, c: &Spanned<FileCursors>) -> Option<CursorSettings> {
     let mut keys = Vec::new();
     for k in &c.value.keys.value {
@@ -57,15 +74,8 @@ pub(super) fn cursors(p: &mut Problems, c: &Spanned<FileCursors>) -> Option<Curs
                 continue;
             }
         };
-        if secret.len() < MIN_SECRET_LEN {
-            p.invalid(
-                k,
-                "secret",
-                format!(
-                    "of key {id} is {} bytes: use at least {MIN_SECRET_LEN} random bytes, e.g. `openssl rand -base64 48`",
-                    secret.len()
-                ),
-            );
+        if let Some(reason) = weak(id, &secret) {
+            p.invalid(k, "secret", reason);
             continue;
         }
         keys.push(CursorKey {

@@ -146,8 +146,21 @@ fn client_identity(
     }
 }
 
-/// A certificate and its key, or a problem located at the file that is wrong.
+/// A certificate and its key, or a problem located at the file that is wrong. A key every
+/// user of the machine may read is warned about.
 fn identity(p: &mut Problems, cert: &Spanned<String>, key: &Spanned<String>) -> Option<Identity> {
+    if let Some(mode) = open_to_all(Path::new(&key.value)) {
+        p.warn(
+            key,
+            "key_file",
+            format!(
+                "is {:?}, which every user of this machine may read (mode {mode:04o}): \
+                 `chmod 0640` it (its group pagegate's), or in Kubernetes give the Secret's \
+                 volume `defaultMode: 0440` and the pod an `fsGroup`",
+                key.value
+            ),
+        );
+    }
     Identity::read(Path::new(&cert.value), Path::new(&key.value))
         .map_err(|error| {
             let reason = format!(
@@ -162,6 +175,14 @@ fn identity(p: &mut Problems, cert: &Spanned<String>, key: &Spanned<String>) -> 
             }
         })
         .ok()
+}
+
+/// The permission bits of `file` (followed through links, as Kubernetes mounts a Secret)
+/// when others than its owner and group may read or write it.
+fn open_to_all(file: &Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(file).ok()?.permissions().mode() & 0o7777;
+    (mode & 0o006 != 0).then_some(mode)
 }
 
 /// A CA bundle, or a problem located at its key.
