@@ -39,6 +39,23 @@ pub(crate) use route::ExportCounters;
 pub use route::RouteMetrics;
 use route::STATUS_SLOTS;
 pub(crate) use traces::TraceCx;
+
+/// The most bytes of a request path a log line or a span holds: a client may send up to
+/// `max_head_bytes` of path, which would fill the log buffer a few hundred lines at a time.
+const MAX_LOGGED_PATH: usize = 1024;
+
+/// `path` as logs and spans hold it: whole up to [`MAX_LOGGED_PATH`] bytes, else cut there
+/// (at a character) and marked with `…`.
+pub(crate) fn logged_path(path: &str) -> std::borrow::Cow<'_, str> {
+    if path.len() <= MAX_LOGGED_PATH {
+        return path.into();
+    }
+    let cut = (0..=MAX_LOGGED_PATH)
+        .rev()
+        .find(|&i| path.is_char_boundary(i))
+        .unwrap_or(0);
+    format!("{}…", &path[..cut]).into()
+}
 pub(crate) use traces::TracesConfig;
 pub use traces::{Traces, TracesError};
 

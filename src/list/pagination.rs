@@ -127,7 +127,7 @@ pub(crate) fn plan(policy: &ListPolicy, path: &str, query: &str) -> Result<Plann
     };
 
     let forward_limit = if keyset.is_some() {
-        page_size + 1
+        page_size.saturating_add(1)
     } else {
         page_size
     };

@@ -245,11 +245,13 @@ impl Entry {
     fn write(&self, outcome: Outcome) {
         let request = &self.request;
         let client = request.client;
+        let path = super::logged_path(request.uri.path());
         tracing::info!(
             target: "pagegate::access",
             request_id = self.request_id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("-"),
             method = %request.method,
-            path = request.uri.path(),
+            path = path.as_ref(),
+            path_len = request.uri.path().len(),
             route = self.route.as_ref().map_or("-", |r| r.name()),
             status = self.status.map(|s| s.as_u16()),
             outcome = outcome.as_str(),

@@ -113,7 +113,10 @@ impl Traces {
     ) -> TraceCx {
         let sent = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
         let (name, mut attributes) = method_attributes(method);
-        attributes.push(KeyValue::new("url.path", path.to_owned()));
+        attributes.push(KeyValue::new(
+            "url.path",
+            super::logged_path(path).into_owned(),
+        ));
         let mut builder = self
             .tracer
             .span_builder(name)

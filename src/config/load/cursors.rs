@@ -13,8 +13,8 @@ use crate::cursor::{CursorCodec, CursorKey};
 
 /// Why key `id`'s `secret` cannot sign cursors, if it cannot.
 fn weak(id: u8, secret: &str) -> Option<String> {
-    // The deploy examples' stand-in: long enough, and public.
-    if secret.contains("replace-me") {
+    // The examples' stand-ins: long enough, and public.
+    if secret.contains("replace-me") || secret.contains("replace-with") {
         return Some(format!(
             "of key {id} is the examples' placeholder, which anyone can read: put \
              `openssl rand -base64 48`'s output there instead"

@@ -158,6 +158,11 @@ fn items(p: &mut Problems, f: &FileList) -> ItemsPath {
     ItemsPath(Vec::new())
 }
 
+/// The most items a page may be asked for: far above any page a client should read at once,
+/// and far below where `limit + 1` (a keyset route's probe) could overflow.
+const MAX_PAGE_ITEMS: u64 = 1_000_000;
+
+/// A page size (`max_limit`, `default_limit`, `max_items`): 1 to [`MAX_PAGE_ITEMS`].
 fn positive(
     p: &mut Problems,
     value: Option<&Spanned<Whole>>,
@@ -167,6 +172,14 @@ fn positive(
     match value {
         Some(v) if v.value.0 == 0 => {
             p.invalid(v, key, "is 0: it must be at least 1".to_owned());
+            default
+        }
+        Some(v) if v.value.0 > MAX_PAGE_ITEMS => {
+            let reason = format!(
+                "is {}: a page holds at most {MAX_PAGE_ITEMS} items",
+                v.value.0
+            );
+            p.invalid(v, key, reason);
             default
         }
         Some(v) => v.value.0,

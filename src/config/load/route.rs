@@ -160,6 +160,18 @@ pub(super) fn overlaps(p: &mut Problems, file: &FileConfig, routes: &[ReadRoute]
     let specs: Vec<RouteSpec<usize>> = routes.iter().flat_map(|r| r.specs.clone()).collect();
     match RouteTable::overlap(&specs) {
         None => Some(()),
+        // The router refused the pattern itself, naming no other route.
+        Some((later, earlier)) if later == earlier => {
+            let at = &file.routes[specs[later].value].value.path;
+            p.invalid(
+                at,
+                "path",
+                "is not a pattern routes can have: a `{*name}` must be the whole last \
+                 segment, and a segment holds at most one `{param}`, closed by `}`"
+                    .to_owned(),
+            );
+            None
+        }
         Some((later, earlier)) => {
             let (later, earlier) = (specs[later].value, specs[earlier].value);
             let problem = ConfigProblem::Overlap {
@@ -201,13 +213,22 @@ pub(super) fn route(
         .list
         .as_ref()
         .map(|l| super::list::list(p, &name, l, cursors));
-    if let (Some(l), Some(methods)) = (&r.list, &r.methods)
-        && !methods.value.iter().any(|m| m.value == "GET")
-    {
+    let no_get = r
+        .methods
+        .as_ref()
+        .is_some_and(|m| !m.value.iter().any(|m| m.value == "GET"));
+    if let Some(l) = r.list.as_ref().filter(|_| no_get) {
         p.invalid(
             l,
             "list",
             "applies to GET (and HEAD) requests, but this route's `methods` has no GET: add GET or remove `list`".to_owned(),
+        );
+    }
+    if let Some(t) = r.table.as_ref().filter(|_| no_get) {
+        p.invalid(
+            t,
+            "table",
+            "answers GET (and HEAD) requests, but this route's `methods` has no GET: add GET or remove `methods`".to_owned(),
         );
     }
     if let (Some(l), Some(true)) = (&r.list, r.allow_read_body) {
@@ -335,6 +356,17 @@ fn check_path(p: &mut Problems, r: &FileRoute) {
             &r.path,
             "path",
             format!("is {:?}: a path starts with `/`", r.path.value),
+        );
+    }
+    if r.path.value.contains(['?', '#']) {
+        p.invalid(
+            &r.path,
+            "path",
+            format!(
+                "is {:?}: a route matches paths, never a query or a fragment; remove what \
+                 follows `?` or `#`",
+                r.path.value
+            ),
         );
     }
     if !r.path.value.is_ascii() {

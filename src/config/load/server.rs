@@ -20,6 +20,7 @@ pub(super) fn server(p: &mut Problems, file: &FileConfig) -> Option<ServerConfig
         None => SocketAddr::from_str(DEFAULT_LISTEN).ok(),
     };
     let (admin_listen, admin_max_connections) = admin_listener(p, file);
+    apart(p, file, listen, admin_listen);
     let (max_connections, max_connections_per_client) = connections(p, file);
     let trusted_proxies = trusted_proxies(p, file);
     let max_head_bytes = p.size(
@@ -145,6 +146,27 @@ fn traces(p: &mut Problems, file: &FileConfig) -> Option<TracesConfig> {
         service_name: service_name?,
         sample_ratio: sample_ratio?,
     })
+}
+
+/// Refuses an admin listener on the address requests are served on (the second bind would
+/// fail after the first, with no line to point at).
+fn apart(
+    p: &mut Problems,
+    file: &FileConfig,
+    listen: Option<SocketAddr>,
+    admin: Option<SocketAddr>,
+) {
+    if let (Some(served), Some(admin)) = (listen, admin)
+        && served == admin
+        && served.port() != 0
+        && let Some(at) = file.admin.as_ref().and_then(|a| a.value.listen.as_ref())
+    {
+        let reason = format!(
+            "is {admin}, where `listen` serves requests: give the admin listener an address of \
+             its own (its default is 127.0.0.1:9090)"
+        );
+        p.invalid(at, "admin.listen", reason);
+    }
 }
 
 /// `admin.listen` (or `metrics_listen`, its old name) and `admin.max_connections`.

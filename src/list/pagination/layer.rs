@@ -116,7 +116,13 @@ where
             Uri::from_parts(parts).ok()
         });
         let Some(uri) = rewritten else {
-            tracing::error!(%path_and_query, "rewritten list request is not a valid URI");
+            // Lengths only: the query may hold a client's tokens.
+            let (path_len, query_len) = (path.len(), planned.query.len());
+            tracing::error!(
+                path_len,
+                query_len,
+                "rewritten list request is not a valid URI"
+            );
             return PaginationFuture::refused(BoxError::from("rewritten list request is invalid"));
         };
         *req.uri_mut() = uri;

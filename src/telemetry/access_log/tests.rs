@@ -75,3 +75,12 @@ fn a_body_error_is_held_for_one_poll_so_the_server_flushes_first() {
     };
     assert_eq!(error.to_string(), "the backend reset");
 }
+
+#[test]
+fn long_paths_are_cut_for_logs_at_a_character() {
+    assert_eq!(crate::telemetry::logged_path("/events"), "/events");
+    let long = format!("/{}", "é".repeat(1000));
+    let cut = crate::telemetry::logged_path(&long);
+    assert!(cut.len() <= 1024 + '…'.len_utf8(), "{}", cut.len());
+    assert!(cut.ends_with('…') && long.starts_with(cut.trim_end_matches('…')));
+}

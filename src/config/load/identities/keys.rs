@@ -105,7 +105,8 @@ fn jwks_url(
     let f = &at.value;
     let parsed = url.value.trim().parse::<http::Uri>().ok();
     let Some(uri) = parsed.filter(|u| u.scheme_str() == Some("https") && u.host().is_some()) else {
-        p.invalid(url, "jwks_url", format!("is {:?}: write the https:// URL of the issuer's JWK set, e.g. https://auth.example.com/.well-known/jwks.json (keys fetched in plain text could be swapped on the way)", url.value));
+        let shown = crate::config::redact::without_password(url.value.trim());
+        p.invalid(url, "jwks_url", format!("is {shown:?}: write the https:// URL of the issuer's JWK set, e.g. https://auth.example.com/.well-known/jwks.json (keys fetched in plain text could be swapped on the way)"));
         return None;
     };
     let tls = super::super::tls::upstream(p, &uri, f.tls.as_ref())?;
