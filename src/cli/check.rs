@@ -30,17 +30,24 @@ pub(crate) fn check(
                 eprintln!("{}: {error}", path.display());
                 return ExitCode::FAILURE;
             }
-            println!(
-                "{}: ok, listening on {}, {} route(s)",
-                path.display(),
-                config.server.listen,
-                config.routes.len()
-            );
+            // No "ok" before a certificate that cannot be presented now.
+            let (tls, valid) = tls_summary(&config);
+            if valid {
+                println!(
+                    "{}: ok, listening on {}, {} route(s)",
+                    path.display(),
+                    config.server.listen,
+                    config.routes.len()
+                );
+            }
             // What still works but should change, each at its place in the file.
             for warning in &config.warnings {
                 println!("warning: {warning}");
             }
-            if !tls_summary(&config) {
+            for line in tls {
+                println!("{line}");
+            }
+            if !valid {
                 eprintln!(
                     "{}: a certificate cannot be presented now: renew it (a reload keeps the running one; a start serves it, and every handshake fails)",
                     path.display()
@@ -87,10 +94,11 @@ pub(crate) fn check(
     }
 }
 
-/// The TLS the file sets up: the listener's certificate and each upstream's, with expiries.
-/// Whether every certificate can be presented now.
-fn tls_summary(config: &Config) -> bool {
+/// The TLS the file sets up, as lines to print: the listener's certificate and each
+/// upstream's, with expiries; and whether every certificate can be presented now.
+fn tls_summary(config: &Config) -> (Vec<String>, bool) {
     let mut valid = true;
+    let mut lines = Vec::new();
     let mut expires = |identity: &crate::tls::Identity| match identity.invalid_now() {
         Some(why) => {
             valid = false;
@@ -102,11 +110,11 @@ fn tls_summary(config: &Config) -> bool {
         let clients = tls.client_ca.as_ref().map_or(String::new(), |ca| {
             format!(", client certificates from {}", ca.file.display())
         });
-        println!(
+        lines.push(format!(
             "tls: {} (expires {}){clients}",
             tls.identity.cert_file.display(),
             expires(&tls.identity)
-        );
+        ));
     }
     for upstream in config.upstreams.values() {
         let Some(tls) = &upstream.tls else { continue };
@@ -123,12 +131,12 @@ fn tls_summary(config: &Config) -> bool {
                 expires(i)
             )
         });
-        println!(
+        lines.push(format!(
             "upstream {}: https, verified against {roots}{identity}",
             upstream.name
-        );
+        ));
     }
-    valid
+    (lines, valid)
 }
 
 /// Whether the system's trust store can verify the TLS clients that rely on it (no

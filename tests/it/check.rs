@@ -400,6 +400,10 @@ fn check_fails_on_a_certificate_that_cannot_be_presented_now() {
         stdout.contains("(expires INVALID: expired 2020-01-01T00:00:00Z)"),
         "{stdout}"
     );
+    assert!(
+        !stdout.contains(": ok,"),
+        "no ok before a failure: {stdout}"
+    );
     assert!(stderr.contains("renew it"), "{stderr}");
 }
 
