@@ -122,6 +122,8 @@ pub struct Metrics {
     reported: Family<ReportLabels, Counter>,
     log_dropped: Counter,
     log_dropped_seen: AtomicU64,
+    /// Requests whose client left before any answer's head.
+    abandoned: Counter,
     /// Held through a scrape: sampling clears and sets gauges, which two scrapes at once
     /// would interleave.
     scrape: std::sync::Mutex<()>,
@@ -145,6 +147,12 @@ impl Default for Metrics {
         let list_cuts = Family::<CutLabels, Counter>::default();
         let order_violations = Family::<RouteLabels, Counter>::default();
         let log_dropped = Counter::default();
+        let abandoned = Counter::default();
+        registry.register(
+            "requests_abandoned",
+            "Requests whose client left before an answer's head (counted under no route: pagegate had not answered yet)",
+            abandoned.clone(),
+        );
         let protections = Family::<ProtectionLabels, Counter>::default();
         let reported = Family::<ReportLabels, Counter>::default();
         let cursor_failures = Family::<CursorLabels, Counter>::default();
@@ -208,6 +216,7 @@ impl Default for Metrics {
             cursor_failures,
             log_dropped,
             log_dropped_seen: AtomicU64::new(0),
+            abandoned,
             scrape: std::sync::Mutex::new(()),
         }
     }
@@ -272,6 +281,11 @@ impl Metrics {
     /// The handles of one upstream, resolved when its client is built.
     pub(crate) fn upstream(&self, name: &str) -> UpstreamMetrics {
         self.latency.upstream(name, self.live.tunnels(name))
+    }
+
+    /// The counter of requests whose client left before an answer's head.
+    pub(crate) fn abandoned(&self) -> Counter {
+        self.abandoned.clone()
     }
 
     /// A counter of one protection (`reason`), resolved once by whoever counts it often.

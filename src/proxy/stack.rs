@@ -26,16 +26,16 @@ use crate::methods::FormCheckLayer;
 use crate::proxy::rescue::RescueLayer;
 use crate::proxy::router::RouteService;
 use crate::table::{Resource, TableService};
-use crate::telemetry::{AccessLog, AccessLogLayer, RouteMetrics, Traces};
+use crate::telemetry::{AccessLog, AccessLogLayer, RouteMetrics};
 use crate::{BoxError, Request, Response};
 
 /// The global part, around the router.
-pub(crate) fn global<S>(router: S, access_log: bool, traces: Option<Traces>) -> AccessLog<S> {
+pub(crate) fn global<S>(router: S, log: AccessLogLayer) -> AccessLog<S> {
     ServiceBuilder::new()
         // Outermost: gives every request an id, counts every answer (pagegate's own refusals
-        // too), starts its server span when tracing, and logs each request when its response
-        // body ends.
-        .layer(AccessLogLayer::new(access_log).traced(traces))
+        // too, and requests left before one), starts its server span when tracing, and logs
+        // each request when its response body ends.
+        .layer(log)
         .service(router)
 }
 

@@ -27,7 +27,7 @@ use crate::config::ServerConfig;
 use crate::config::defaults::{ACCEPT_WAIT, WAITING_ROOM_MIN};
 use crate::proxy::rescue::ProxyError;
 use crate::proxy::router::{Current, Router};
-use crate::telemetry::{AccessLog, Metrics, Traces};
+use crate::telemetry::{AccessLog, AccessLogLayer, Metrics, Traces};
 use crate::tls::Transport;
 use crate::{Request, Response};
 
@@ -151,12 +151,13 @@ impl Serving {
                 send_stall: closed.send_stall.clone(),
             },
         );
-        let router = Router::new(Arc::clone(current));
+        let log = AccessLogLayer::new(settings.access_log).traced(traces);
+        let log = log.counting(metrics.abandoned());
         Self {
             current: Arc::clone(current),
             tls: settings.tls.is_some(),
-            stack: crate::proxy::stack::global(router, settings.access_log, traces.clone()),
-            refusal: crate::proxy::stack::global(Refusal, settings.access_log, traces),
+            stack: crate::proxy::stack::global(Router::new(Arc::clone(current)), log.clone()),
+            refusal: crate::proxy::stack::global(Refusal, log),
             builder: builder(settings),
             open,
             slots,

@@ -13,6 +13,7 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue, Method, StatusCode, Uri};
 use http_body::Body as HttpBody;
 use pin_project_lite::pin_project;
+use prometheus_client::metrics::counter::Counter;
 use tokio::time::Instant;
 use tower::{Layer, Service};
 
@@ -37,6 +38,7 @@ const MAX_REQUEST_ID_LEN: usize = 128;
 pub struct AccessLogLayer {
     enabled: bool,
     traces: Option<Traces>,
+    abandoned: Option<Counter>,
 }
 
 impl AccessLogLayer {
@@ -45,7 +47,16 @@ impl AccessLogLayer {
         Self {
             enabled,
             traces: None,
+            abandoned: None,
         }
+    }
+
+    /// Also counts, in `abandoned`, requests whose client left before an answer's head: the
+    /// route's counters never see them.
+    #[must_use]
+    pub(crate) fn counting(self, abandoned: Counter) -> Self {
+        let abandoned = Some(abandoned);
+        Self { abandoned, ..self }
     }
 
     /// Also starts each request's server span with `traces`, when set.
@@ -63,6 +74,7 @@ impl<S> Layer<S> for AccessLogLayer {
             inner,
             enabled: self.enabled,
             traces: self.traces.clone(),
+            abandoned: self.abandoned.clone(),
         }
     }
 }
@@ -73,6 +85,7 @@ pub struct AccessLog<S> {
     inner: S,
     enabled: bool,
     traces: Option<Traces>,
+    abandoned: Option<Counter>,
 }
 
 impl<S> Service<Request> for AccessLog<S>
@@ -114,6 +127,7 @@ where
             request_id: Some(request_id),
             request,
             span,
+            abandoned: self.abandoned.clone(),
         }
     }
 }
@@ -138,11 +152,18 @@ pin_project! {
         request_id: Option<HeaderValue>,
         request: Option<RequestPart>,
         span: Option<TraceCx>,
+        abandoned: Option<Counter>,
     }
 
     impl<F> PinnedDrop for ResponseFuture<F> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
+            // The request id goes with the head: still here, the client left first.
+            if this.request_id.is_some()
+                && let Some(abandoned) = this.abandoned.as_ref()
+            {
+                abandoned.inc();
+            }
             if let Some(span) = this.span.take() {
                 span.answered("-", None, Outcome::ClientClosed.as_str());
             }

@@ -225,3 +225,37 @@ upstreams: {app: {url: '{upstream}'}}
     assert_eq!(captured.outcome("/busy").await, "passed");
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn a_client_that_leaves_before_the_head_is_counted_abandoned() {
+    let (captured, _guard) = crate::support::logs::capture();
+    let upstream = Upstream::start(|_| async {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        json_response("{}")
+    })
+    .await;
+    let yaml = "
+admin: {listen: 127.0.0.1:0}
+default: {action: pass, upstream: app}
+upstreams: {app: {url: '{upstream}'}}
+";
+    let proxy = Proxy::start(yaml, &upstream).await;
+    let metric = "pagegate_requests_abandoned_total 0\n";
+    assert!(proxy.metrics_text().await.contains(metric));
+    // A client that gives up on a slow backend: the route's counters never see it.
+    let mut stream = TcpStream::connect(proxy.addr).await.expect("connect");
+    let head = "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n";
+    stream.write_all(head.as_bytes()).await.expect("write");
+    while upstream.seen().is_empty() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(stream);
+    assert_eq!(captured.outcome("/slow").await, "client_closed");
+    let text = proxy.metrics_text().await;
+    assert!(
+        text.contains("pagegate_requests_abandoned_total 1\n"),
+        "{text}"
+    );
+    assert!(!text.contains("pagegate_requests_total{"), "{text}");
+    proxy.stop().await;
+}

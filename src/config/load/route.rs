@@ -4,8 +4,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use http::Method;
-
 use super::values::Problems;
 use crate::config::defaults::*;
 use crate::config::file::*;
@@ -18,6 +16,9 @@ use crate::limit::config::{OnExceed, QuotaUnit};
 use crate::route_table::{RouteSpec, RouteTable};
 use crate::table::config::ScopeSource;
 use serde_saphyr::Spanned;
+
+mod path;
+use path::{check_path, methods};
 
 /// A route as read from the file: its name and table entries, and its config unless a problem
 /// was reported, so the checks that look at all routes still see every one, at its line.
@@ -337,87 +338,4 @@ fn one_identity(
     if key.anonymous {
         p.invalid(at, "key", "says `anonymous: client`, but the table's scope needs a verified claim on every request: remove `anonymous`".to_owned());
     }
-}
-
-/// A route's `path`: absolute, ASCII, and fixed on table routes.
-fn check_path(p: &mut Problems, r: &FileRoute) {
-    if r.table.is_some() && r.path.value.contains('{') {
-        p.invalid(
-            &r.path,
-            "path",
-            format!(
-                "is {:?}: a table route's path is fixed (it also serves <path>/export)",
-                r.path.value
-            ),
-        );
-    }
-    if !r.path.value.starts_with('/') {
-        p.invalid(
-            &r.path,
-            "path",
-            format!("is {:?}: a path starts with `/`", r.path.value),
-        );
-    }
-    if r.path.value.contains(['?', '#']) {
-        p.invalid(
-            &r.path,
-            "path",
-            format!(
-                "is {:?}: a route matches paths, never a query or a fragment; remove what \
-                 follows `?` or `#`",
-                r.path.value
-            ),
-        );
-    }
-    if !r.path.value.is_ascii() {
-        let encoded: String = r
-            .path
-            .value
-            .bytes()
-            .map(|b| {
-                if b.is_ascii() {
-                    char::from(b).to_string()
-                } else {
-                    format!("%{b:02X}")
-                }
-            })
-            .collect();
-        p.invalid(
-            &r.path,
-            "path",
-            format!(
-                "is {:?}: clients send non-ASCII characters percent-encoded; write {encoded}",
-                r.path.value
-            ),
-        );
-    }
-}
-
-/// A route's `methods`, each written in capitals.
-fn methods(p: &mut Problems, list: &Spanned<Vec<Spanned<String>>>) -> Vec<Method> {
-    if list.value.is_empty() {
-        p.invalid(
-            list,
-            "methods",
-            "is empty: remove it to match every method".to_owned(),
-        );
-    }
-    list.value
-        .iter()
-        .filter_map(|m| {
-            let ok = !m.value.is_empty() && m.value.bytes().all(|b| b.is_ascii_uppercase());
-            let method = Method::from_bytes(m.value.as_bytes()).ok().filter(|_| ok);
-            if method.is_none() {
-                p.invalid(
-                    m,
-                    "methods",
-                    format!(
-                        "contains {:?}: write methods in capitals, e.g. GET",
-                        m.value
-                    ),
-                );
-            }
-            method
-        })
-        .collect()
 }
