@@ -45,15 +45,22 @@ pub(crate) use traces::TraceCx;
 const MAX_LOGGED_PATH: usize = 1024;
 
 /// `path` as logs and spans hold it: whole up to [`MAX_LOGGED_PATH`] bytes, else cut there
-/// (at a character) and marked with `…`.
+/// (at a character, before a `%` escape it would split) and marked with `…`.
 pub(crate) fn logged_path(path: &str) -> std::borrow::Cow<'_, str> {
     if path.len() <= MAX_LOGGED_PATH {
         return path.into();
     }
-    let cut = (0..=MAX_LOGGED_PATH)
+    let mut cut = (0..=MAX_LOGGED_PATH)
         .rev()
         .find(|&i| path.is_char_boundary(i))
         .unwrap_or(0);
+    // `%4` would read as a broken escape to a pipeline that decodes paths.
+    if let Some(at) = path[..cut]
+        .get(cut.saturating_sub(2)..)
+        .and_then(|t| t.find('%'))
+    {
+        cut = cut.saturating_sub(2) + at;
+    }
     format!("{}…", &path[..cut]).into()
 }
 pub(crate) use traces::TracesConfig;

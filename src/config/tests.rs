@@ -731,7 +731,7 @@ postgres: {{main: {{url: 'postgres://u:p@h/app?sslmode=verify-full', tls_ca_file
     let open = parse(&yaml).expect("valid");
     let warned = open.warnings.join("\n");
     assert!(
-        warned.contains("which every user of this machine may read (mode 0644)"),
+        warned.contains("which every user of this machine may read or change (mode 0644)"),
         "{warned}"
     );
     mode(0o600).expect("chmod");
@@ -827,10 +827,17 @@ fn the_reference_file_says_which_keys_a_reload_cannot_change() {
 }
 
 #[test]
-fn routes_that_could_never_answer_and_a_shared_admin_address_are_refused() {
+fn routes_that_could_never_answer_are_refused_and_a_shared_admin_address_warned_of() {
+    let shared = "listen: 0.0.0.0:8080\nadmin: {listen: 127.0.0.1:8080}\n";
+    let config = parse(&format!("{shared}{MINIMAL}")).expect("valid");
+    let warned = config.warnings.join("\n");
+    assert!(
+        warned.contains(
+            "t.yaml:2:17: `admin.listen` is 127.0.0.1:8080, which `listen` (0.0.0.0:8080) takes too"
+        ),
+        "{warned}"
+    );
     let yaml = "\
-listen: 127.0.0.1:8080
-admin: {listen: 127.0.0.1:8080}
 upstreams: {app: {url: 'http://h:1'}}
 postgres: {main: {url: 'postgres://u@h/db'}}
 routes:
@@ -839,9 +846,8 @@ routes:
 ";
     let text = problems(yaml).join("\n");
     for expected in [
-        "t.yaml:2:17: `admin.listen` is 127.0.0.1:8080, where `listen` serves requests",
         "`path` is \"/events?active=1\": a route matches paths, never a query",
-        "`table` answers GET (and HEAD) requests, but this route's `methods` has no GET",
+        "`table` answers GET and HEAD requests, but this route's `methods` has neither",
     ] {
         assert!(text.contains(expected), "{expected}\n{text}");
     }

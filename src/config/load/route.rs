@@ -214,10 +214,12 @@ pub(super) fn route(
         .list
         .as_ref()
         .map(|l| super::list::list(p, &name, l, cursors));
-    let no_get = r
-        .methods
-        .as_ref()
-        .is_some_and(|m| !m.value.iter().any(|m| m.value == "GET"));
+    let lacks = |wanted: &[&str]| {
+        r.methods
+            .as_ref()
+            .is_some_and(|m| !m.value.iter().any(|m| wanted.contains(&m.value.as_str())))
+    };
+    let no_get = lacks(&["GET"]);
     if let Some(l) = r.list.as_ref().filter(|_| no_get) {
         p.invalid(
             l,
@@ -225,11 +227,11 @@ pub(super) fn route(
             "applies to GET (and HEAD) requests, but this route's `methods` has no GET: add GET or remove `list`".to_owned(),
         );
     }
-    if let Some(t) = r.table.as_ref().filter(|_| no_get) {
+    if let Some(t) = r.table.as_ref().filter(|_| lacks(&["GET", "HEAD"])) {
         p.invalid(
             t,
             "table",
-            "answers GET (and HEAD) requests, but this route's `methods` has no GET: add GET or remove `methods`".to_owned(),
+            "answers GET and HEAD requests, but this route's `methods` has neither: add GET or remove `methods`".to_owned(),
         );
     }
     if let (Some(l), Some(true)) = (&r.list, r.allow_read_body) {

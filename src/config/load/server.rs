@@ -148,24 +148,29 @@ fn traces(p: &mut Problems, file: &FileConfig) -> Option<TracesConfig> {
     })
 }
 
-/// Refuses an admin listener on the address requests are served on (the second bind would
-/// fail after the first, with no line to point at).
+/// Warns of an admin listener on the address requests are served on (the second bind would
+/// fail after the first, with no line to point at). A warning, not a refusal: a deployment
+/// may part them with `PAGEGATE_LISTEN` or `PAGEGATE_ADMIN_LISTEN`.
 fn apart(
     p: &mut Problems,
     file: &FileConfig,
     listen: Option<SocketAddr>,
     admin: Option<SocketAddr>,
 ) {
-    if let (Some(served), Some(admin)) = (listen, admin)
-        && served == admin
-        && served.port() != 0
-        && let Some(at) = file.admin.as_ref().and_then(|a| a.value.listen.as_ref())
+    let clash = |a: SocketAddr, b: SocketAddr| {
+        let any = a.ip().is_unspecified() || b.ip().is_unspecified();
+        a.port() == b.port() && a.port() != 0 && (any || a.ip() == b.ip())
+    };
+    let at = file.admin.as_ref().and_then(|a| a.value.listen.as_ref());
+    if let (Some(served), Some(admin), Some(at)) = (listen, admin, at)
+        && clash(served, admin)
     {
         let reason = format!(
-            "is {admin}, where `listen` serves requests: give the admin listener an address of \
-             its own (its default is 127.0.0.1:9090)"
+            "is {admin}, which `listen` ({served}) takes too: unless an override parts them, \
+             the second listener cannot start; give the admin listener another port (e.g. \
+             127.0.0.1:9090)"
         );
-        p.invalid(at, "admin.listen", reason);
+        p.warn(at, "admin.listen", reason);
     }
 }
 

@@ -154,7 +154,7 @@ fn identity(p: &mut Problems, cert: &Spanned<String>, key: &Spanned<String>) -> 
             key,
             "key_file",
             format!(
-                "is {:?}, which every user of this machine may read (mode {mode:04o}): \
+                "is {:?}, which every user of this machine may read or change (mode {mode:04o}): \
                  `chmod 0640` it (its group pagegate's), or in Kubernetes give the Secret's \
                  volume `defaultMode: 0440` and the pod an `fsGroup`",
                 key.value

@@ -83,4 +83,10 @@ fn long_paths_are_cut_for_logs_at_a_character() {
     let cut = crate::telemetry::logged_path(&long);
     assert!(cut.len() <= 1024 + '…'.len_utf8(), "{}", cut.len());
     assert!(cut.ends_with('…') && long.starts_with(cut.trim_end_matches('…')));
+    // Never inside an escape.
+    let escaped = format!("/{}%41%42", "a".repeat(1021));
+    assert_eq!(
+        crate::telemetry::logged_path(&escaped),
+        format!("/{}…", "a".repeat(1021))
+    );
 }
