@@ -94,7 +94,8 @@ impl<T: Clone + PartialEq> RouteTable<T> {
         Self::build(routes).0
     }
 
-    /// The first overlap, as `(later, earlier)` route indices, if any.
+    /// The first overlap, as `(later, earlier)` route indices, if any. `(i, i)`: the router
+    /// refused route `i`'s pattern itself (a catch-all not last, a `{param}` not closed).
     pub(crate) fn overlap(routes: &[RouteSpec<T>]) -> Option<(usize, usize)> {
         Self::build(routes).1
     }

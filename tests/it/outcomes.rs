@@ -198,14 +198,26 @@ async fn every_outcome_a_client_can_cause_is_logged_as_what_happened() {
     proxy.stop().await;
 }
 
-#[tokio::test]
-async fn a_newcomer_with_no_slot_is_logged_overloaded() {
-    let (captured, _guard) = crate::support::logs::capture();
-    let upstream = Upstream::start(|_| async {
+/// A backend that answers after 3 s: a request to it is under way for a while.
+async fn slow_backend() -> Upstream {
+    Upstream::start(|_| async {
         tokio::time::sleep(Duration::from_secs(3)).await;
         json_response("{}")
     })
-    .await;
+    .await
+}
+
+/// Waits until a request has reached `upstream`.
+async fn reached(upstream: &Upstream) {
+    while upstream.seen().is_empty() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_newcomer_with_no_slot_is_logged_overloaded() {
+    let (captured, _guard) = crate::support::logs::capture();
+    let upstream = slow_backend().await;
     let yaml = "
 max_connections: 1
 default: {action: pass, upstream: app}
@@ -214,9 +226,7 @@ upstreams: {app: {url: '{upstream}'}}
     let proxy = Proxy::start(yaml, &upstream).await;
     let busy_url = proxy.url("/busy");
     let busy = tokio::spawn(async move { crate::support::get(&busy_url).await });
-    while upstream.seen().is_empty() {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    reached(&upstream).await;
     let got = crate::support::get(&proxy.url("/waiting")).await;
     assert_eq!(got.status, 503);
     assert_eq!(got.header("retry-after"), Some("1"));
@@ -229,11 +239,7 @@ upstreams: {app: {url: '{upstream}'}}
 #[tokio::test]
 async fn a_client_that_leaves_before_the_head_is_counted_abandoned() {
     let (captured, _guard) = crate::support::logs::capture();
-    let upstream = Upstream::start(|_| async {
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        json_response("{}")
-    })
-    .await;
+    let upstream = slow_backend().await;
     let yaml = "
 admin: {listen: 127.0.0.1:0}
 default: {action: pass, upstream: app}
@@ -246,9 +252,7 @@ upstreams: {app: {url: '{upstream}'}}
     let mut stream = TcpStream::connect(proxy.addr).await.expect("connect");
     let head = "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n";
     stream.write_all(head.as_bytes()).await.expect("write");
-    while upstream.seen().is_empty() {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    reached(&upstream).await;
     drop(stream);
     assert_eq!(captured.outcome("/slow").await, "client_closed");
     let text = proxy.metrics_text().await;

@@ -4,15 +4,20 @@ local r = tonumber(ARGV[1])
 local s = #KEYS - r
 local first = 2 * r + 2
 local id = ARGV[first + s]
+-- Rate key i's remaining requests and time to full, its arrival time at `tat`.
+local function left(i, tat)
+  local interval = tonumber(ARGV[2 * i])
+  local tolerance = tonumber(ARGV[2 * i + 1])
+  return math.max(0, math.floor((now + tolerance - tat) / interval) + 1), tat - now
+end
 if s > 0 and redis.call('ZSCORE', KEYS[r + 1], id) then
   local again = {0}
   for i = 1, r do
-    local interval = tonumber(ARGV[2 * i])
-    local tolerance = tonumber(ARGV[2 * i + 1])
     local tat = tonumber(redis.call('GET', KEYS[i])) or now
     if tat < now then tat = now end
-    again[#again + 1] = math.max(0, math.floor((now + tolerance - tat) / interval) + 1)
-    again[#again + 1] = tat - now
+    local remaining, reset = left(i, tat)
+    again[#again + 1] = remaining
+    again[#again + 1] = reset
   end
   return again
 end
@@ -29,12 +34,11 @@ for i = 1, r do
 end
 local rates = {}
 for i = 1, r do
-  local interval = tonumber(ARGV[2 * i])
-  local tolerance = tonumber(ARGV[2 * i + 1])
   local tat = tats[i]
   redis.call('SET', KEYS[i], tat, 'PX', math.floor((tat - now) / 1000) + 1)
-  rates[#rates + 1] = math.floor((now + tolerance - tat) / interval) + 1
-  rates[#rates + 1] = tat - now
+  local remaining, reset = left(i, tat)
+  rates[#rates + 1] = remaining
+  rates[#rates + 1] = reset
 end
 local ms = math.floor(now / 1000)
 local ttl = tonumber(ARGV[first + s + 1])
