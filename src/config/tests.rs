@@ -843,14 +843,17 @@ postgres: {main: {url: 'postgres://u@h/db'}}
 routes:
   - {path: '/events?active=1', upstream: app}
   - {path: /db, methods: [POST], table: {database: main, name: events, columns: [id], key: [id]}}
+  - {path: /heads, methods: [HEAD], table: {database: main, name: events, columns: [id], key: [id]}}
 ";
     let text = problems(yaml).join("\n");
     for expected in [
         "`path` is \"/events?active=1\": a route matches paths, never a query",
-        "`table` answers GET and HEAD requests, but this route's `methods` has neither",
+        "t.yaml:5:41: `table` answers GET and HEAD requests, but this route's `methods` has neither",
     ] {
         assert!(text.contains(expected), "{expected}\n{text}");
     }
+    // HEAD alone is an answer a table route gives: only the POST route is refused.
+    assert_eq!(text.matches("has neither").count(), 1, "{text}");
 }
 
 #[test]
