@@ -10,12 +10,18 @@
 #   TLS=1 bench/profile.sh            the listener on TLS (wrk over https)
 #   REDIS=1 bench/profile.sh          with limits shared through a local redis-server (a
 #                                     per-client rate and slots that never trip)
+#   CALLGRAPH=dwarf FREQ=300 bench/profile.sh   call chains through libc's malloc too
+#   REDIS=rate bench/profile.sh       the same with the shared rate alone (the exact mode:
+#                                     one round trip a request)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER=${SECONDS_PER:-10}
 LOGS=${LOGS:-false}
 TLS=${TLS:-}
 REDIS=${REDIS:-}
+# Frame pointers by default; CALLGRAPH=dwarf (with a lower FREQ) also sees through libc.
+CALLGRAPH=${CALLGRAPH:-fp}
+FREQ=${FREQ:-2000}
 HOPDIR=$(cd "${HOPDIR:-bench/peers/hop}" && pwd)
 
 . bench/common.sh
@@ -40,7 +46,9 @@ if [ -n "$REDIS" ]; then
   need redis-server
   redis-server --bind 127.0.0.1 --port 19045 --save "" --appendonly no >"$RUN/logs/redis.log" 2>&1 &
   PIDS+=($!)
-  limits=", limits: {store: redis, rate: {per_client: {requests: 1000000000, per: 1s}}, concurrency: {per_client: 10000, total: 100000}}"
+  limits=", limits: {store: redis, rate: {per_client: {requests: 1000000000, per: 1s}}"
+  [ "$REDIS" = rate ] || limits="$limits, concurrency: {per_client: 10000, total: 100000}"
+  limits="$limits}"
   tls="$tls
 redis: {url: 'redis://127.0.0.1:19045', timeout: 50ms}"
 fi
@@ -60,7 +68,7 @@ URL=$scheme://127.0.0.1:19044/
 for _ in $(seq 50); do curl -kfs -o /dev/null "$URL" && break; sleep 0.1; done
 curl -kfs -o /dev/null "$URL" || { echo "pagegate does not answer $URL" >&2; cat "$RUN/logs/pagegate.log" >&2; exit 1; }
 wrk -t1 -c32 -d2s "$URL" >/dev/null # warm-up
-perf record -e cpu-clock -g -F 2000 -o "$OUT" -p "$PG" -- sleep "$SECONDS_PER" 2>/dev/null &
+perf record -e cpu-clock --call-graph "$CALLGRAPH" -F "$FREQ" -o "$OUT" -p "$PG" -- sleep "$SECONDS_PER" 2>/dev/null &
 rec=$!
 wrk -t1 -c32 -d"${SECONDS_PER}s" "$URL" | awk '/Requests\/sec/ { print "wrk: " $2 " req/s" }'
 wait "$rec" || true

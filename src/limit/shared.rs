@@ -26,12 +26,14 @@ use crate::limit::config::Rate;
 use crate::telemetry::RouteMetrics;
 
 mod batched;
+mod coalesce;
 mod connection;
 mod leases;
 mod scripts;
 mod sentinel;
 
 use batched::{Batched, Checked};
+use coalesce::Coalesce;
 pub(crate) use connection::Redis;
 pub(crate) use connection::RedisError;
 pub(crate) use leases::Lease;
@@ -60,6 +62,8 @@ pub(crate) struct Shared {
     keeper: Arc<Keeper>,
     /// `limits.batch`: rates decided here and flushed to Redis together.
     batched: Option<Arc<Batched>>,
+    /// `TAKE` calls of one runtime turn, sent in one script run.
+    coalesce: Coalesce,
 }
 
 impl Shared {
@@ -84,6 +88,7 @@ impl Shared {
             total,
             health: Health::default(),
             places: std::sync::OnceLock::new(),
+            coalesce: Coalesce::default(),
         }
     }
 
@@ -206,7 +211,11 @@ impl Shared {
             id,
             armed: !call.fulls.is_empty(),
         };
-        let answer: Vec<i64> = self.redis.run(0, &call.keys, &call.args).await?;
+        let (keys, args) = (
+            std::mem::take(&mut call.keys),
+            std::mem::take(&mut call.args),
+        );
+        let answer = self.coalesce.take(&self.redis, keys, args).await?;
         pending.armed = false;
         self.read(&answer, &call, Some(pending))
     }

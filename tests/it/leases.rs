@@ -128,8 +128,10 @@ routes:
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let runs = script_runs(&redis).await - before;
+    // The takes of one turn share a run, and the releases come in a few batches: far fewer
+    // runs than requests.
     assert!(
-        (N as u64 + 1..=N as u64 + 5).contains(&runs),
+        (2..=N as u64 / 2).contains(&runs),
         "{N} takes and a few batched releases, not one release each: {runs} script runs"
     );
     // Every slot was given back.
@@ -207,8 +209,10 @@ async fn a_take_sent_again_after_it_ran_spends_nothing_more() {
             .arg(2)
             .arg("pg:rate:{r}:c:1")
             .arg("pg:slots:{r}:total");
-        // One rate key (a second apart, a burst of 3), a set of 1, the lease id, 10 s.
-        cmd.arg(1)
+        // One request of 2 keys and 6 arguments: one rate key (a second apart, a burst of
+        // 3), a set of 1, the lease id, 10 s.
+        cmd.arg(&[1, 2, 6])
+            .arg(1)
             .arg(1_000_000)
             .arg(2_000_000)
             .arg(1)
@@ -216,8 +220,8 @@ async fn a_take_sent_again_after_it_ran_spends_nothing_more() {
             .arg(10_000);
         cmd
     };
-    let first: Vec<i64> = call().query_async(&mut conn).await.expect("TAKE");
-    let again: Vec<i64> = call().query_async(&mut conn).await.expect("TAKE again");
+    let [first]: [Vec<i64>; 1] = call().query_async(&mut conn).await.expect("TAKE");
+    let [again]: [Vec<i64>; 1] = call().query_async(&mut conn).await.expect("TAKE again");
     assert_eq!(first[..2], [0, 2], "taken: two of the burst left");
     assert_eq!(
         again[..2],
@@ -238,12 +242,13 @@ async fn a_take_sent_again_after_it_ran_spends_nothing_more() {
         .arg("pg:rate:{r}:c:1")
         .arg("pg:slots:{r}:total");
     other
+        .arg(&[1, 2, 6])
         .arg(1)
         .arg(1_000_000)
         .arg(2_000_000)
         .arg(1)
         .arg("lease-2")
         .arg(10_000);
-    let full: Vec<i64> = other.query_async(&mut conn).await.expect("TAKE");
+    let [full]: [Vec<i64>; 1] = other.query_async(&mut conn).await.expect("TAKE");
     assert_eq!(full[..3], [2, 1, 1], "{full:?}");
 }

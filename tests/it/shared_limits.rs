@@ -208,3 +208,64 @@ routes:
     }
     assert_eq!(passed, 5, "one budget per address, across both replicas");
 }
+
+#[tokio::test]
+async fn requests_that_come_together_share_a_script_run_and_stay_exact() {
+    let redis = RedisServer::start();
+    let upstream = Upstream::json("[]").await;
+    let yaml = redis.config(
+        "  - {name: page, path: /page, upstream: app, limits: {store: redis, rate: {per_client: {requests: 40, per: 1h}}}}\n",
+    );
+    let proxy = Proxy::start(&yaml, &upstream).await;
+    let before = script_runs(&redis).await;
+    let url = proxy.url("/page");
+    let requests = (0..100).map(|_| crate::support::get(&url));
+    let got = futures_util::future::join_all(requests).await;
+    let runs = script_runs(&redis).await - before;
+    let statuses = |status| got.iter().filter(|g| g.status == status).count();
+    assert_eq!(
+        (statuses(200), statuses(429)),
+        (40, 60),
+        "the budget, exactly"
+    );
+    assert_eq!(upstream.seen().len(), 40);
+    assert!(
+        runs < 50,
+        "100 requests at once took {runs} script runs, not a few"
+    );
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn one_script_run_takes_its_requests_in_turn() {
+    let redis = RedisServer::start();
+    let mut conn = crate::support::redis::connect(&redis).await;
+    let take = include_str!("../../src/limit/shared/scripts/take.lua");
+    // Three requests: two on one rate key with a burst of 1 (the second is refused), one on
+    // another key with a slot set of 1; each with its own key and argument counts.
+    let mut cmd = redis::cmd("EVAL");
+    cmd.arg(take).arg(4);
+    cmd.arg(&["pg:rate:{r}:c:a", "pg:rate:{r}:c:a", "pg:rate:{r}:c:b"])
+        .arg("pg:slots:{r}:total");
+    cmd.arg(3)
+        .arg(&["1", "5", "1", "1000000", "0", "id-1", "10000"])
+        .arg(&["1", "5", "1", "1000000", "0", "id-2", "10000"])
+        .arg(&["2", "6", "1", "1000000", "0", "1", "id-3", "10000"]);
+    let answers: Vec<Vec<i64>> = cmd.query_async(&mut conn).await.expect("TAKE");
+    assert_eq!(answers.len(), 3, "{answers:?}");
+    assert_eq!(answers[0][..2], [0, 0], "taken, none left: {answers:?}");
+    assert_eq!(answers[1][..2], [1, 1], "refused by its rate: {answers:?}");
+    let wait = answers[1][2];
+    assert!((900_000..=1_000_000).contains(&wait), "{answers:?}");
+    assert_eq!(
+        answers[2][..2],
+        [0, 0],
+        "its own key, and the slot: {answers:?}"
+    );
+    let held: u64 = redis::cmd("ZCARD")
+        .arg("pg:slots:{r}:total")
+        .query_async(&mut conn)
+        .await
+        .expect("ZCARD");
+    assert_eq!(held, 1);
+}

@@ -18,7 +18,7 @@ use crate::limit::config::{RedisConfig, RedisTls, RedisTopology};
 use crate::limit::shared::scripts::{RELEASE, RENEW, SYNC, TAKE};
 
 /// Why Redis gave no answer.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub(crate) enum RedisError {
     /// No answer within `redis.timeout`.
     #[error("redis did not answer within {0:?}")]

@@ -1,16 +1,20 @@
-//! The Lua scripts shared limits run, one round trip each: `TAKE` (rates, then a lease) per
-//! request, `RENEW` and `RELEASE` for a batch of leases. They use only commands Redis 6.2 has
+//! The Lua scripts shared limits run, one round trip each: `TAKE` (rates, then a lease) for
+//! the requests of one runtime turn ([`super::coalesce`]), `RENEW` and `RELEASE` for a batch of leases. They use only commands Redis 6.2 has
 //! (`TIME`, `GET`, `SET`, `ZADD`, `ZCARD`, `ZSCORE`, `ZRANGE`, `ZREMRANGEBYSCORE`, `ZREM`,
 //! `PEXPIREAT`), so its forks run them too.
 //!
 //! A slot set expires with its latest lease (`PEXPIREAT` at the highest score), never sooner:
 //! replicas with different `lease_ttl`s (a rolling change) cannot cut each other's leases.
 
-/// One round trip per request: GCRA over the rate keys, then a lease in the slot sets.
-/// `ARGV[1]` is the number of rate keys `r`; `KEYS[1..r]` are the rate keys (the client's,
-/// then the route's) with their emission interval and delay tolerance (µs) in
-/// `ARGV[2..2r+1]`; the remaining keys are slot sets (the client's, then the route's) with
-/// their limits next in `ARGV`, then the lease id and its life (ms).
+/// One round trip for one or more requests, taken in turn on one reading of Redis's clock.
+/// `ARGV[1]` is the number of requests; for each, its key count and argument count, then its
+/// arguments; its keys follow the ones before in `KEYS`. Returns one answer per request.
+///
+/// A request's call, in its own keys and arguments: GCRA over the rate keys, then a lease in
+/// the slot sets. Its first argument is the number of rate keys `r`; its first `r` keys are
+/// the rate keys (the client's, then the route's) with their emission interval and delay
+/// tolerance (µs) next in its arguments; its remaining keys are slot sets (the client's, then
+/// the route's) with their limits next, then the lease id and its life (ms).
 ///
 /// The rates are all or nothing: a request refused by one spends none, and takes no slot:
 /// `{1, i, wait_us}`. Otherwise they are spent, and a lease is taken when every set holds
