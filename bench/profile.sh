@@ -11,6 +11,7 @@
 #   REDIS=1 bench/profile.sh          with limits shared through a local redis-server (a
 #                                     per-client rate and slots that never trip)
 #   CALLGRAPH=dwarf FREQ=300 bench/profile.sh   call chains through libc's malloc too
+#   LOCAL=1 bench/profile.sh          with this process's own limits (the same rate and slots)
 #   REDIS=rate bench/profile.sh       the same with the shared rate alone (the exact mode:
 #                                     one round trip a request)
 set -euo pipefail
@@ -42,6 +43,9 @@ if [ -n "$TLS" ]; then
   scheme=https tls="tls: {cert_file: '$RUN/tls.crt', key_file: '$RUN/tls.key'}"
 fi
 limits=""
+if [ -n "${LOCAL:-}" ]; then
+  limits=", limits: {rate: {per_client: {requests: 1000000000, per: 1s}}, concurrency: {per_client: 10000, total: 100000}}"
+fi
 if [ -n "$REDIS" ]; then
   need redis-server
   redis-server --bind 127.0.0.1 --port 19045 --save "" --appendonly no >"$RUN/logs/redis.log" 2>&1 &

@@ -30,6 +30,15 @@ pub enum Full {
     Total(u32),
 }
 
+impl Full {
+    /// The limit that is full.
+    pub(crate) fn limit(self) -> u32 {
+        match self {
+            Self::PerClient(n) | Self::Total(n) => n,
+        }
+    }
+}
+
 /// Why a request got no slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NoSlot {

@@ -106,9 +106,19 @@ impl ClientKey {
         usize::from(self.2)
     }
 
-    /// A short, stable rendering for logs and Redis keys (the hash, never the header).
-    pub(crate) fn short(&self) -> String {
-        format!("{:032x}", self.0)
+    /// A short, stable rendering for logs and Redis keys (the hash, never the header),
+    /// written where it is used (a Redis key is formatted once, not twice).
+    pub(crate) fn short(&self) -> impl std::fmt::Display + use<> {
+        Short(self.0)
+    }
+}
+
+/// [`ClientKey::short`]: the hash in 32 hex digits.
+struct Short(u128);
+
+impl std::fmt::Display for Short {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:032x}", self.0)
     }
 }
 

@@ -109,8 +109,14 @@ pub(crate) fn policy(
 
 /// The fields of one answer (values are ASCII by construction).
 pub(crate) fn fields(policy: &str, state: &str) -> Fields {
+    let policy = HeaderValue::from_str(policy).unwrap_or(HeaderValue::from_static(""));
+    state_fields(policy, state)
+}
+
+/// The fields of one answer, its route's policy made once.
+pub(crate) fn state_fields(policy: HeaderValue, state: &str) -> Fields {
     Fields {
-        policy: HeaderValue::from_str(policy).unwrap_or(HeaderValue::from_static("")),
+        policy,
         state: HeaderValue::from_str(state).unwrap_or(HeaderValue::from_static("")),
     }
 }

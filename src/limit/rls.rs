@@ -204,7 +204,7 @@ pub(crate) fn entries(
             let one = |value: String| Some([value.clone(), value.clone(), value]);
             let readings = match &d.value {
                 DescriptorValue::Route => one(route.to_owned()),
-                DescriptorValue::Key => one(key.short()),
+                DescriptorValue::Key => one(key.short().to_string()),
                 DescriptorValue::Claim(claim) => one(verified?.claim(claim)?.into_owned()),
                 DescriptorValue::Header(name) => header_readings(headers, name),
                 DescriptorValue::Literal(text) => one(text.clone()),

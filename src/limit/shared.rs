@@ -17,6 +17,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::HeaderValue;
+
 use super::ClientKey;
 use super::concurrency::Full;
 use super::health::Health;
@@ -25,6 +27,7 @@ use super::tenant::Tier;
 use crate::limit::config::Rate;
 use crate::telemetry::RouteMetrics;
 
+mod answer;
 mod batched;
 mod coalesce;
 mod connection;
@@ -64,6 +67,8 @@ pub(crate) struct Shared {
     batched: Option<Arc<Batched>>,
     /// `TAKE` calls of one runtime turn, sent in one script run.
     coalesce: Coalesce,
+    /// Each class's `RateLimit-Policy`, made once.
+    policies: Vec<HeaderValue>,
 }
 
 impl Shared {
@@ -77,7 +82,15 @@ impl Shared {
         (rates, total): ((Option<Rate>, Option<Rate>), Option<u32>),
         batch: Option<(Duration, usize)>,
     ) -> Self {
+        let policies = (0..classes.len())
+            .map(|class| {
+                let own = classes[class].rate.or(classes[0].rate);
+                let policy = super::rate::policy(own, rates.0, rates.1);
+                HeaderValue::from_str(&policy).unwrap_or(HeaderValue::from_static(""))
+            })
+            .collect();
         Self {
+            policies,
             batched: batch.map(|(every, cap)| Batched::new(redis.clone(), every, cap)),
             keeper: Keeper::new(redis.clone()),
             redis,
@@ -173,7 +186,8 @@ impl Shared {
         if rate && let Some(batched) = &self.batched {
             let call = self.call(client, true, false);
             let evicted = |n| metrics.limit_evicted(n);
-            if let Checked::Answer(answer) = batched.check(&call.keys, &call.args, evicted).await? {
+            if let Checked::Answer(answer) = batched.check(&call.keys, &call.rates, evicted).await?
+            {
                 let mut taken = self.read(&answer, &call, None)?;
                 if slot && matches!(taken.rate, Some((Ok(()), _))) {
                     match self.take_exact(client, false, true).await {
@@ -200,9 +214,6 @@ impl Shared {
     ) -> Result<Taken, RedisError> {
         let mut call = self.call(client, rate, slot);
         let id = self.keeper.next_id();
-        call.args.push(self.keeper.member(id));
-        call.args
-            .push(self.redis.config.lease_ttl.as_millis().to_string());
         // Redis may have taken the lease even if its answer never arrives (a timeout, a client
         // that left): until the answer is read, dropping this gives it back.
         let mut pending = Pending {
@@ -211,11 +222,14 @@ impl Shared {
             id,
             armed: !call.fulls.is_empty(),
         };
-        let (keys, args) = (
-            std::mem::take(&mut call.keys),
-            std::mem::take(&mut call.args),
-        );
-        let answer = self.coalesce.take(&self.redis, keys, args).await?;
+        let request = coalesce::Request {
+            keys: std::mem::take(&mut call.keys),
+            rates: std::mem::take(&mut call.rates),
+            caps: call.fulls.iter().map(|&full| full.limit()).collect(),
+            lease: self.keeper.member(id),
+            ttl_ms: u64::try_from(self.redis.config.lease_ttl.as_millis()).unwrap_or(u64::MAX),
+        };
+        let answer = self.coalesce.take(&self.redis, request).await?;
         pending.armed = false;
         self.read(&answer, &call, Some(pending))
     }
@@ -224,11 +238,11 @@ impl Shared {
     fn call(&self, client: &ClientKey, rate: bool, slot: bool) -> Call {
         let mut call = Call {
             class: client.class(),
-            keys: Vec::with_capacity(4),
-            args: vec![String::new()],
-            limits: Vec::with_capacity(2),
-            fulls: Vec::with_capacity(2),
-            slot_keys: Vec::with_capacity(2),
+            keys: Vec::with_capacity(2),
+            rates: Vec::new(),
+            limits: Vec::new(),
+            fulls: Vec::new(),
+            slot_keys: Vec::new(),
         };
         let class = self.class(client.class());
         if rate {
@@ -251,15 +265,15 @@ impl Shared {
                 (self.rate_total, "rate", None, Which::Total, "route"),
             ] {
                 let Some(rate) = rate else { continue };
+                // Years of tolerance saturate rather than wrap.
+                let micros = |n: u128| i64::try_from(n).unwrap_or(i64::MAX / 4).min(i64::MAX / 4);
                 let interval = (rate.per.as_micros() / u128::from(rate.requests.get())).max(1);
                 let tolerance = interval * u128::from(rate.burst.get() - 1);
                 call.keys.push(self.key(kind, scope));
-                call.args.push(interval.to_string());
-                call.args.push(tolerance.to_string());
+                call.rates.push((micros(interval), micros(tolerance)));
                 call.limits.push((rate, which, name));
             }
         }
-        call.args[0] = call.limits.len().to_string();
         if slot {
             for (n, scope, full) in [
                 (
@@ -271,90 +285,11 @@ impl Shared {
             ] {
                 let Some(n) = n else { continue };
                 call.slot_keys.push(self.key("slots", scope));
-                call.args.push(n.to_string());
                 call.fulls.push(full(n));
             }
         }
         call.keys.extend(call.slot_keys.iter().cloned());
         call
-    }
-
-    /// Reads the script's answer to `call`: a lease taken starts being renewed.
-    fn read(
-        &self,
-        answer: &[i64],
-        call: &Call,
-        pending: Option<Pending>,
-    ) -> Result<Taken, RedisError> {
-        let unexpected =
-            |what| RedisError::Redis(redis::RedisError::from((redis::ErrorKind::Client, what)));
-        let micros = |n: i64| Duration::from_micros(u64::try_from(n).unwrap_or(0));
-        let secs = |n: i64| super::rate::ceil_secs(micros(n));
-        let rate_per_client = self.rate_of(call.class);
-        let policy = super::rate::policy(rate_per_client, self.rate_per_address, self.rate_total);
-        let spent = |pairs: &[i64]| {
-            let state = call
-                .limits
-                .iter()
-                .zip(pairs.chunks(2))
-                .map(|((_, _, name), pair)| {
-                    let remaining = pair.first().copied().unwrap_or(0).max(0);
-                    let reset = secs(pair.get(1).copied().unwrap_or(0));
-                    format!("\"{name}\";r={remaining};t={reset}")
-                })
-                .collect::<Vec<_>>()
-                .join(", ");
-            (Ok(()), super::rate::fields(&policy, &state))
-        };
-        let rate = |verdict| (!call.limits.is_empty()).then_some(verdict);
-        match answer {
-            [0, pairs @ ..] => {
-                // The lease asked for is held now (none when no slot was asked for).
-                let slot = pending
-                    .filter(|_| !call.fulls.is_empty())
-                    .map(|mut pending| {
-                        Ok(self
-                            .keeper
-                            .hold(pending.id, std::mem::take(&mut pending.sets)))
-                    });
-                Ok(Taken {
-                    rate: rate(spent(pairs)),
-                    slot,
-                })
-            }
-            [2, full, pairs @ ..] => {
-                let index = usize::try_from(*full - 1).unwrap_or(0);
-                let full = call
-                    .fulls
-                    .get(index)
-                    .copied()
-                    .ok_or_else(|| unexpected("an unexpected slot answer"))?;
-                Ok(Taken {
-                    rate: rate(spent(pairs)),
-                    slot: Some(Err(full)),
-                })
-            }
-            [1, i, wait] => {
-                let index = usize::try_from(*i - 1).unwrap_or(0);
-                let (rate, which, name) = call
-                    .limits
-                    .get(index)
-                    .copied()
-                    .ok_or_else(|| unexpected("an unexpected rate answer"))?;
-                let retry_after = secs(*wait).max(1);
-                let state = format!("\"{name}\";r=0;t={retry_after}");
-                let refused = Refused {
-                    which,
-                    rate,
-                    retry_after,
-                };
-                Ok(Taken {
-                    rate: Some((Err(refused), super::rate::fields(&policy, &state))),
-                    slot: None,
-                })
-            }
-            _ => Err(unexpected("an empty limits answer")),
-        }
     }
 }
 
@@ -364,7 +299,8 @@ struct Call {
     /// The tenant class of the client.
     class: usize,
     keys: Vec<String>,
-    args: Vec<String>,
+    /// Each rate key's emission interval and delay tolerance (µs).
+    rates: Vec<(i64, i64)>,
     limits: Vec<(Rate, Which, &'static str)>,
     fulls: Vec<Full>,
     slot_keys: Vec<String>,

@@ -143,13 +143,13 @@ impl Batched {
         Duration::from_secs(10).max(self.every * 10)
     }
 
-    /// Decides a request on the rate keys `keys` (the exact call's, with `args[1..]` their
-    /// interval and tolerance), reading unknown keys from Redis first. `evicted` counts keys
+    /// Decides a request on the rate keys `keys` (the exact call's, with `rates` their
+    /// interval and tolerance in µs), reading unknown keys from Redis first. `evicted` counts keys
     /// forgotten at the cap.
     pub(crate) async fn check(
         self: &Arc<Self>,
         keys: &[String],
-        args: &[String],
+        rates: &[(i64, i64)],
         evicted: impl Fn(u64),
     ) -> Result<Checked, RedisError> {
         self.start();
@@ -194,25 +194,18 @@ impl Batched {
         }
         let mut state = self.lock();
         Ok(self
-            .decide(&mut state, keys, args)
+            .decide(&mut state, keys, rates)
             .map_or(Checked::Exact, Checked::Answer))
     }
 
     /// GCRA on the local view, all or nothing as the exact script: see `scripts::TAKE`.
     /// `None` when a key has no view (forgotten since it was read): the exact path decides.
-    fn decide(&self, state: &mut State, keys: &[String], args: &[String]) -> Option<Vec<i64>> {
+    fn decide(&self, state: &mut State, keys: &[String], rates: &[(i64, i64)]) -> Option<Vec<i64>> {
         let now = self.local() + state.offset;
-        // Huge settings (years of tolerance) saturate rather than wrap.
-        let arg = |i: usize| {
-            args.get(i)
-                .and_then(|a| a.parse::<i128>().ok())
-                .map_or(1, |v| {
-                    i64::try_from(v.clamp(0, i128::from(i64::MAX / 4))).unwrap_or(1)
-                })
-        };
         let mut tats = Vec::with_capacity(keys.len());
         for (i, key) in keys.iter().enumerate() {
-            let (interval, tolerance) = (arg(2 * i + 1).max(1), arg(2 * i + 2));
+            let (interval, tolerance) = rates.get(i).copied()?;
+            let interval = interval.max(1);
             let tat = state.keys.get(key)?.tat.max(now);
             if tat - tolerance > now {
                 return Some(vec![1, i as i64 + 1, tat - tolerance - now]);

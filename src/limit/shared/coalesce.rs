@@ -33,22 +33,46 @@ pub(super) struct Coalesce {
     queue: Arc<Mutex<Vec<Waiting>>>,
 }
 
-/// A request's call: its keys and arguments as [`super::scripts::TAKE`] takes one request's.
+/// One request's `TAKE` call ([`super::scripts::TAKE`]).
+#[derive(Debug)]
+pub(super) struct Request {
+    /// The rate keys, then the slot sets.
+    pub(super) keys: Vec<String>,
+    /// Each rate key's emission interval and delay tolerance (µs).
+    pub(super) rates: Vec<(i64, i64)>,
+    /// Each slot set's limit.
+    pub(super) caps: Vec<u32>,
+    /// The lease's id, and its life.
+    pub(super) lease: String,
+    pub(super) ttl_ms: u64,
+}
+
+impl Request {
+    /// Its arguments, after its key and argument counts.
+    fn write_args(&self, cmd: &mut redis::Cmd) {
+        cmd.arg(self.rates.len());
+        for (interval, tolerance) in &self.rates {
+            cmd.arg(interval).arg(tolerance);
+        }
+        cmd.arg(&self.caps).arg(&self.lease).arg(self.ttl_ms);
+    }
+}
+
+/// A request's call and where its answer goes.
 #[derive(Debug)]
 struct Waiting {
-    keys: Vec<String>,
-    args: Vec<String>,
+    request: Request,
     answer: oneshot::Sender<Answer>,
 }
 
 impl Coalesce {
     /// Runs one request's `TAKE` call, with the calls of the requests enqueued in the same
     /// turn. Bounded by `redis.timeout` from the flush (the runtime turn before it is not).
-    pub(super) async fn take(&self, redis: &Redis, keys: Vec<String>, args: Vec<String>) -> Answer {
+    pub(super) async fn take(&self, redis: &Redis, request: Request) -> Answer {
         let (answer, verdict) = oneshot::channel();
         let first = {
             let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-            queue.push(Waiting { keys, args, answer });
+            queue.push(Waiting { request, answer });
             queue.len() == 1
         };
         if first {
@@ -86,18 +110,22 @@ async fn run(redis: &Redis, calls: Vec<Waiting>) {
     if calls.is_empty() {
         return;
     }
-    let mut keys = Vec::with_capacity(calls.iter().map(|c| c.keys.len()).sum());
-    let mut args = Vec::with_capacity(1 + calls.iter().map(|c| 2 + c.args.len()).sum::<usize>());
-    let mut waiting = Vec::with_capacity(calls.len());
-    args.push(calls.len().to_string());
-    for call in calls {
-        args.push(call.keys.len().to_string());
-        args.push(call.args.len().to_string());
-        keys.extend(call.keys);
-        args.extend(call.args);
-        waiting.push(call.answer);
-    }
-    let answers: Result<Vec<Vec<i64>>, RedisError> = redis.run(0, &keys, &args).await;
+    let answers: Result<Vec<Vec<i64>>, RedisError> = redis
+        .eval(0, |cmd| {
+            cmd.arg(calls.iter().map(|c| c.request.keys.len()).sum::<usize>());
+            for call in &calls {
+                cmd.arg(&call.request.keys);
+            }
+            cmd.arg(calls.len());
+            for Waiting { request, .. } in &calls {
+                // Its argument count: the rate count, two per rate, the caps, the lease.
+                let count = 1 + 2 * request.rates.len() + request.caps.len() + 2;
+                cmd.arg(request.keys.len()).arg(count);
+                request.write_args(cmd);
+            }
+        })
+        .await;
+    let waiting: Vec<_> = calls.into_iter().map(|call| call.answer).collect();
     let answers = match answers {
         Ok(answers) if answers.len() == waiting.len() => answers,
         Ok(answers) => {

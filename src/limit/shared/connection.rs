@@ -11,11 +11,14 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::io::tcp::TcpSettings;
-use redis::{ClientTlsConfig, IntoConnectionInfo, Script, TlsCertificates};
+use redis::{ClientTlsConfig, Cmd, IntoConnectionInfo, Script, TlsCertificates};
 
 use super::sentinel::SentinelMaster;
 use crate::limit::config::{RedisConfig, RedisTls, RedisTopology};
 use crate::limit::shared::scripts::{RELEASE, RENEW, SYNC, TAKE};
+
+/// The scripts' text, by index: `TAKE`, `RENEW`, `RELEASE`, `SYNC`.
+const CODES: [&str; 4] = [TAKE, RENEW, RELEASE, SYNC];
 
 /// Why Redis gave no answer.
 #[derive(Clone, Debug, thiserror::Error)]
@@ -126,16 +129,13 @@ impl Conn {
         })
     }
 
-    async fn invoke<T: redis::FromRedisValue>(
-        &self,
-        invocation: &redis::ScriptInvocation<'_>,
-    ) -> Result<T, redis::RedisError> {
+    async fn query<T: redis::FromRedisValue>(&self, cmd: &Cmd) -> Result<T, redis::RedisError> {
         match self {
-            Self::Single(conn) => invocation.invoke_async(&mut conn.clone()).await,
-            Self::Cluster(conn) => invocation.invoke_async(&mut conn.clone()).await,
+            Self::Single(conn) => cmd.query_async(&mut conn.clone()).await,
+            Self::Cluster(conn) => cmd.query_async(&mut conn.clone()).await,
             Self::Sentinel(master) => {
                 let (mut conn, generation) = master.connection().await?;
-                let answer = invocation.invoke_async(&mut conn).await;
+                let answer = cmd.query_async(&mut conn).await;
                 if let Err(error) = &answer {
                     master.failed(generation, error);
                 }
@@ -170,12 +170,7 @@ impl Redis {
         Ok(Self {
             config,
             conn,
-            scripts: Arc::new([
-                Script::new(TAKE),
-                Script::new(RENEW),
-                Script::new(RELEASE),
-                Script::new(SYNC),
-            ]),
+            scripts: Arc::new(CODES.map(Script::new)),
             process: RandomState::new().hash_one(std::process::id()),
             leases: Arc::new(AtomicU64::new(0)),
         })
@@ -186,20 +181,50 @@ impl Redis {
         &self.config
     }
 
+    /// Runs script `script` (by index) on `keys` and `args`.
     pub(super) async fn run<T: redis::FromRedisValue>(
         &self,
         script: usize,
         keys: &[String],
         args: &[String],
     ) -> Result<T, RedisError> {
-        let mut invocation = self.scripts[script].prepare_invoke();
-        for key in keys {
-            invocation.key(key);
-        }
-        for arg in args {
-            invocation.arg(arg);
-        }
-        match tokio::time::timeout(self.config.timeout, self.conn.invoke(&invocation)).await {
+        self.eval(script, |cmd| {
+            cmd.arg(keys.len()).arg(keys).arg(args);
+        })
+        .await
+    }
+
+    /// Runs script `script` with the key count, keys and arguments `write` appends: by its
+    /// hash (`EVALSHA`), or by its text (`EVAL`, which loads it on the node the keys are on)
+    /// when Redis does not have it yet. Bounded by `redis.timeout` as a whole.
+    ///
+    /// By hand rather than the crate's `ScriptInvocation`, which copies every key and
+    /// argument into buffers of its own before it builds the same command: this writes
+    /// them, numbers included, into the command's one buffer.
+    pub(super) async fn eval<T: redis::FromRedisValue>(
+        &self,
+        script: usize,
+        write: impl Fn(&mut Cmd),
+    ) -> Result<T, RedisError> {
+        let (index, script) = (script, &self.scripts[script]);
+        let call = async {
+            let mut cmd = redis::cmd("EVALSHA");
+            cmd.arg(script.get_hash());
+            write(&mut cmd);
+            match self.conn.query(&cmd).await {
+                Err(error)
+                    if error.kind()
+                        == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                {
+                    let mut cmd = redis::cmd("EVAL");
+                    cmd.arg(CODES[index]);
+                    write(&mut cmd);
+                    self.conn.query(&cmd).await
+                }
+                answer => answer,
+            }
+        };
+        match tokio::time::timeout(self.config.timeout, call).await {
             Ok(answer) => Ok(answer?),
             Err(_) => Err(RedisError::Timeout(self.config.timeout)),
         }
