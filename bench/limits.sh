@@ -6,10 +6,13 @@
 # trip a request) and batched (`batched`: `batch: 50ms`), and the same rate decided by an
 # Envoy rate-limit service (`rls`: examples/rls_server), in turns, for ROUNDS rounds, in
 # front of the nginx backend of bench/peers/hop/. wrk -t1 -c32; each pagegate's CPU time
-# per request (user + system, from /proc) and wrk's p50/p99.
+# per request (user + system, from /proc) and wrk's p50/p99; then no limits and the exact
+# rate again with every connection pausing PACE_MS after each answer (nearer equal load),
+# latency on one idle connection, and Redis's own floor for the exact call.
 #
 #   bench/limits.sh                   5 rounds of 5 s
 #   ROUNDS=3 SECONDS_PER=3 bench/limits.sh
+#   TARGETS="none rate" PACE_MS=5 bench/limits.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-5}
@@ -107,6 +110,27 @@ echo "  cluster:      cpu/req $(ratio cluster none 6)   p50 $(ratio cluster none
 echo "  redis, rate only: cpu/req $(ratio rate none 6)   p50 $(ratio rate none 4)   p99 $(ratio rate none 5)"
 echo "  batched rate:     cpu/req $(ratio batched none 6)   p50 $(ratio batched none 4)   p99 $(ratio batched none 5)"
 echo "  rate-limit service (envoy_rls): cpu/req $(ratio rls none 6)   p50 $(ratio rls none 4)   p99 $(ratio rls none 5)"
+
+# CPU per request nearer equal load. The closed loop above runs each target as fast as it
+# answers, so one that waits for Redis runs fewer requests a second, and each costs it more:
+# fewer requests share each wake-up and system call, and the two cores also run Redis. Here
+# every connection waits PACE_MS after each answer (wrk's delay, whole milliseconds), so no
+# limits and the exact rate run below saturation at nearer rates; their req/s are printed.
+export PACE_MS=${PACE_MS:-3}
+if [[ " $TARGETS " == *" none "* && " $TARGETS " == *" rate "* ]]; then
+  echo
+  echo "paced (each connection waits ${PACE_MS} ms after each answer), $ROUNDS rounds"
+  CLOSED=$RESULTS
+  RESULTS=$RUN/paced.tsv
+  for round in $(seq "$ROUNDS"); do
+    order="none rate"
+    [ $((round % 2)) = 0 ] && order="rate none"
+    for target in $order; do measure "$target" "$round" -s bench/pace.lua; done
+  done
+  medians 7 none rate
+  echo "  redis, rate only, paced: cpu/req $(ratio rate none 6)   req/s $(ratio rate none 3)"
+  RESULTS=$CLOSED
+fi
 
 # Latency without queueing: one connection, one request at a time.
 echo
