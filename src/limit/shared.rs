@@ -3,7 +3,8 @@
 //! per request, that reads Redis's own clock (`TIME`), so the replicas' clocks never matter.
 //! Leases are renewed while the body streams and expire after `lease_ttl`, so a replica that
 //! dies cannot hold slots for longer; one task per route renews and gives them back in
-//! batches ([`leases`]), so a request costs one round trip of its own.
+//! batches ([`leases`]), so a request costs one round trip of its own. The requests of one
+//! runtime turn share that round trip and one script run ([`coalesce`]).
 //!
 //! Every call has a short timeout (`redis.timeout`); when Redis cannot answer, the route's
 //! `on_redis_error` decides: `open` falls back to this process's own limiters, `closed`
@@ -216,7 +217,7 @@ impl Shared {
         let id = self.keeper.next_id();
         // Redis may have taken the lease even if its answer never arrives (a timeout, a client
         // that left): until the answer is read, dropping this gives it back.
-        let mut pending = Pending {
+        let pending = Pending {
             keeper: Arc::clone(&self.keeper),
             sets: call.slot_keys.clone(),
             id,
@@ -226,10 +227,15 @@ impl Shared {
             keys: std::mem::take(&mut call.keys),
             rates: std::mem::take(&mut call.rates),
             caps: call.fulls.iter().map(|&full| full.limit()).collect(),
-            lease: self.keeper.member(id),
+            // The script reads a lease id only when it takes a slot.
+            lease: if call.fulls.is_empty() {
+                String::new()
+            } else {
+                self.keeper.member(id)
+            },
             ttl_ms: u64::try_from(self.redis.config.lease_ttl.as_millis()).unwrap_or(u64::MAX),
         };
-        let answer = self.coalesce.take(&self.redis, request).await?;
+        let (answer, mut pending) = self.coalesce.take(&self.redis, request, pending).await?;
         pending.armed = false;
         self.read(&answer, &call, Some(pending))
     }

@@ -103,7 +103,7 @@ async fn leases_that_end_together_are_given_back_together() {
 default: {{action: deny}}
 upstreams: {{app: {{url: '{{upstream}}', pool_max_idle: 64}}}}
 routes:
-  - {{name: held, path: /held, upstream: app, limits: {{store: redis, concurrency: {{per_client: 50, total: 100}}}}}}
+  - {{name: held, path: /held, upstream: app, limits: {{store: redis, on_redis_error: closed, concurrency: {{per_client: 50, total: 100}}}}}}
 ",
         redis.url()
     );
@@ -251,4 +251,47 @@ async fn a_take_sent_again_after_it_ran_spends_nothing_more() {
         .arg(10_000);
     let [full]: [Vec<i64>; 1] = other.query_async(&mut conn).await.expect("TAKE");
     assert_eq!(full[..3], [2, 1, 1], "{full:?}");
+}
+
+#[tokio::test]
+async fn a_client_that_leaves_while_its_take_runs_leaves_no_lease_behind() {
+    let redis = RedisServer::start();
+    let upstream = crate::support::Upstream::json("[]").await;
+    let yaml = format!(
+        "redis: {{url: '{}', timeout: 3s}}
+default: {{action: deny}}
+upstreams: {{app: {{url: '{{upstream}}'}}}}
+routes:
+  - {{name: one, path: /one, upstream: app, limits: {{store: redis, on_redis_error: closed, concurrency: {{total: 1}}}}}}
+",
+        redis.url()
+    );
+    let proxy = Proxy::start(&yaml, &upstream).await;
+    let url = proxy.url("/one");
+    // The first request loads the script and gives its slot back.
+    assert_eq!(crate::support::get(&url).await.status, 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_no_leases(&redis, "*slots*one*").await;
+    // Redis holds every command for 800 ms: the next request's TAKE waits in it, and its
+    // client leaves after 200 ms.
+    let mut conn = crate::support::redis::connect(&redis).await;
+    let _: () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(800)
+        .arg("ALL")
+        .query_async(&mut conn)
+        .await
+        .expect("CLIENT PAUSE");
+    let left = tokio::time::timeout(Duration::from_millis(200), crate::support::get(&url)).await;
+    assert!(left.is_err(), "the client left before its answer");
+    // The TAKE ran when Redis woke up. The lease it took is given back at once, not held for
+    // `lease_ttl` (10 s) by nobody.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_no_leases(&redis, "*slots*one*").await;
+    assert_eq!(
+        crate::support::get(&url).await.status,
+        200,
+        "the slot is free"
+    );
+    proxy.stop().await;
 }

@@ -83,6 +83,9 @@ impl Shared {
                     slot: None,
                 })
             }
+            [3] => Err(unexpected(
+                "the limits script failed on this request's keys (Redis's log says why)",
+            )),
             _ => Err(unexpected("an empty limits answer")),
         }
     }

@@ -10,27 +10,40 @@
 //! sent one after the other.
 //!
 //! The flush task, not the request, owns the call: a client that leaves does not cancel the
-//! others' verdicts. A request that left before its turn is not sent (its lease would have
-//! nobody to give it back).
+//! others' verdicts. A request that left before its turn is not sent; one that leaves while
+//! its run is under way has the lease it may have taken given back by the flush, which holds
+//! its [`Pending`] guard until the answer is handed over.
+//!
+//! A run reads Redis's clock once: its requests are decided as if they came at the same
+//! instant, one after the other. An error of one request's keys (a key of another type)
+//! fails that request alone; one of the run (a timeout, a lost connection) fails all of it.
 
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
 
 use super::connection::{Redis, RedisError};
+use super::leases::Pending;
 
 /// Requests one script run takes at most: bounds how long Redis runs it (each request is a
 /// few commands) and its argument count. More wait in the same turn go in further runs, sent
 /// together.
 const MAX_REQUESTS: usize = 64;
 
-/// What a request waits for: the script's answer to its own call.
-type Answer = Result<Vec<i64>, RedisError>;
+/// What a request waits for: the script's answer to its own call, with the guard of the
+/// lease it may have taken.
+type Answer = Result<(Vec<i64>, Pending), RedisError>;
 
 /// One route's calls waiting for their turn's flush.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(super) struct Coalesce {
     queue: Arc<Mutex<Vec<Waiting>>>,
+}
+
+impl std::fmt::Debug for Coalesce {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Coalesce").finish_non_exhaustive()
+    }
 }
 
 /// One request's `TAKE` call ([`super::scripts::TAKE`]).
@@ -58,21 +71,26 @@ impl Request {
     }
 }
 
-/// A request's call and where its answer goes.
-#[derive(Debug)]
+/// A request's call, its lease's guard (armed: dropped, the lease is given back), and where
+/// its answer goes.
 struct Waiting {
     request: Request,
+    pending: Pending,
     answer: oneshot::Sender<Answer>,
 }
 
 impl Coalesce {
     /// Runs one request's `TAKE` call, with the calls of the requests enqueued in the same
     /// turn. Bounded by `redis.timeout` from the flush (the runtime turn before it is not).
-    pub(super) async fn take(&self, redis: &Redis, request: Request) -> Answer {
+    pub(super) async fn take(&self, redis: &Redis, request: Request, pending: Pending) -> Answer {
         let (answer, verdict) = oneshot::channel();
         let first = {
             let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-            queue.push(Waiting { request, answer });
+            queue.push(Waiting {
+                request,
+                pending,
+                answer,
+            });
             queue.len() == 1
         };
         if first {
@@ -92,8 +110,12 @@ async fn flush(redis: Redis, queue: Arc<Mutex<Vec<Waiting>>>) {
     // Let the requests the runtime has ready enqueue theirs first.
     tokio::task::yield_now().await;
     let mut calls = std::mem::take(&mut *queue.lock().unwrap_or_else(|e| e.into_inner()));
-    // A request that left is not charged, and takes no lease that nobody would give back.
-    calls.retain(|call| !call.answer.is_closed());
+    // A request that left is not charged, and takes no lease: nothing to give back.
+    calls.retain_mut(|call| {
+        let open = !call.answer.is_closed();
+        call.pending.armed &= open;
+        open
+    });
     if calls.len() <= MAX_REQUESTS {
         return run(&redis, calls).await;
     }
@@ -125,7 +147,10 @@ async fn run(redis: &Redis, calls: Vec<Waiting>) {
             }
         })
         .await;
-    let waiting: Vec<_> = calls.into_iter().map(|call| call.answer).collect();
+    let waiting: Vec<_> = calls
+        .into_iter()
+        .map(|call| (call.pending, call.answer))
+        .collect();
     let answers = match answers {
         Ok(answers) if answers.len() == waiting.len() => answers,
         Ok(answers) => {
@@ -138,15 +163,18 @@ async fn run(redis: &Redis, calls: Vec<Waiting>) {
         }
         Err(error) => return send_all(waiting, &error),
     };
-    for (answer, to) in answers.into_iter().zip(waiting) {
-        // A request that left meanwhile: its lease guard gives the lease back.
-        let _ = to.send(Ok(answer));
+    for (answer, (pending, to)) in answers.into_iter().zip(waiting) {
+        // A request that left meanwhile gets nothing: the guard comes back with the answer
+        // and, dropped armed, gives its lease back.
+        let _ = to.send(Ok((answer, pending)));
     }
 }
 
-/// The run's error, to each of its requests.
-fn send_all(waiting: Vec<oneshot::Sender<Answer>>, error: &RedisError) {
-    for to in waiting {
+/// The run's error, to each of its requests. Their guards are dropped armed: Redis may have
+/// taken the leases before the error (a timeout), so they are given back.
+fn send_all(waiting: Vec<(Pending, oneshot::Sender<Answer>)>, error: &RedisError) {
+    for (pending, to) in waiting {
+        drop(pending);
         let _ = to.send(Err(error.clone()));
     }
 }

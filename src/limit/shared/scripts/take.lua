@@ -64,7 +64,8 @@ local function take(keys, argv)
   return out
 end
 -- ARGV[1] requests, each with its key count and argument count, then its arguments; their
--- keys follow each other in KEYS. They run in turn, on one clock reading.
+-- keys follow each other in KEYS. They run in turn, on one clock reading. A request whose
+-- keys fail (a key of another type) answers {3} and is logged here; the others go on.
 local out = {}
 local k, a = 1, 2
 for j = 1, tonumber(ARGV[1]) do
@@ -72,7 +73,13 @@ for j = 1, tonumber(ARGV[1]) do
   local keys, argv = {}, {}
   for i = 1, nk do keys[i] = KEYS[k + i - 1] end
   for i = 1, na do argv[i] = ARGV[a + 1 + i] end
-  out[j] = take(keys, argv)
+  local ok, answer = pcall(take, keys, argv)
+  if ok then
+    out[j] = answer
+  else
+    redis.log(redis.LOG_WARNING, 'pagegate TAKE on ' .. tostring(keys[1]) .. ': ' .. tostring(answer))
+    out[j] = {3}
+  end
   k = k + nk
   a = a + 2 + na
 end
