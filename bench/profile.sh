@@ -12,6 +12,7 @@
 #                                     per-client rate and slots that never trip)
 #   CALLGRAPH=dwarf FREQ=300 bench/profile.sh   call chains through libc's malloc too
 #   LOCAL=1 bench/profile.sh          with this process's own limits (the same rate and slots)
+#   PACE_MS=3 bench/profile.sh        each connection pausing 3 ms after each answer
 #   REDIS=rate bench/profile.sh       the same with the shared rate alone (the exact mode:
 #                                     one round trip a request)
 set -euo pipefail
@@ -74,7 +75,9 @@ curl -kfs -o /dev/null "$URL" || { echo "pagegate does not answer $URL" >&2; cat
 wrk -t1 -c32 -d2s "$URL" >/dev/null # warm-up
 perf record -e cpu-clock --call-graph "$CALLGRAPH" -F "$FREQ" -o "$OUT" -p "$PG" -- sleep "$SECONDS_PER" 2>/dev/null &
 rec=$!
-wrk -t1 -c32 -d"${SECONDS_PER}s" "$URL" | awk '/Requests\/sec/ { print "wrk: " $2 " req/s" }'
+# PACE_MS: each connection waits this long after each answer (bench/pace.lua), below saturation.
+export PACE_MS=${PACE_MS:-0}
+wrk -t1 -c32 -d"${SECONDS_PER}s" -s bench/pace.lua "$URL" | awk '/Requests\/sec/ { print "wrk: " $2 " req/s" }'
 wait "$rec" || true
 
 echo
