@@ -236,7 +236,8 @@ impl Shared {
             ttl_ms: u64::try_from(self.redis.config.lease_ttl.as_millis()).unwrap_or(u64::MAX),
         };
         let (answer, mut pending) = self.coalesce.take(&self.redis, request, pending).await?;
-        pending.armed = false;
+        // A request whose keys failed ({3}) may have left a lease behind: given back.
+        pending.armed &= answer == [3];
         self.read(&answer, &call, Some(pending))
     }
 

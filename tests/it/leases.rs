@@ -272,9 +272,16 @@ routes:
     assert_eq!(crate::support::get(&url).await.status, 200);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_no_leases(&redis, "*slots*one*").await;
-    // Redis holds every command for 800 ms: the next request's TAKE waits in it, and its
-    // client leaves after 200 ms.
+    // Redis forgets the script, then holds every command for 800 ms: the next request's
+    // TAKE waits in it, and its client leaves after 200 ms. The TAKE then meets NOSCRIPT and
+    // is sent again with the script's text, after its client left.
     let mut conn = crate::support::redis::connect(&redis).await;
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut conn)
+        .await
+        .expect("SCRIPT FLUSH");
+    let before = script_runs(&redis).await;
     let _: () = redis::cmd("CLIENT")
         .arg("PAUSE")
         .arg(800)
@@ -287,7 +294,16 @@ routes:
     // The TAKE ran when Redis woke up. The lease it took is given back at once, not held for
     // `lease_ttl` (10 s) by nobody.
     tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        script_runs(&redis).await >= before + 2,
+        "the TAKE ran, and a RELEASE"
+    );
     assert_no_leases(&redis, "*slots*one*").await;
+    assert_eq!(
+        upstream.seen().len(),
+        1,
+        "the request that left went no further"
+    );
     assert_eq!(
         crate::support::get(&url).await.status,
         200,

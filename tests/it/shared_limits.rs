@@ -233,7 +233,7 @@ async fn requests_that_come_together_share_a_script_run_and_stay_exact() {
     );
     assert_eq!(upstream.seen().len(), 40);
     assert!(
-        runs <= 10,
+        runs <= 20,
         "99 requests at once took {runs} script runs, not a few"
     );
     proxy.stop().await;

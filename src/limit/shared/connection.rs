@@ -195,8 +195,12 @@ impl Redis {
     }
 
     /// Runs script `script` with the key count, keys and arguments `write` appends, by its
-    /// hash (`EVALSHA`); when Redis does not have it yet, loads it (`SCRIPT LOAD`, on every
-    /// master of a cluster) and sends it again. Bounded by `redis.timeout` as a whole.
+    /// hash (`EVALSHA`), or by its text (`EVAL`, which also loads it, on the node the keys
+    /// are on) when Redis does not have it yet. Bounded by `redis.timeout` as a whole.
+    ///
+    /// `EVAL` rather than `SCRIPT LOAD`: redis-rs sends a load to every node of a cluster,
+    /// replicas too, and one that cannot answer would fail the call; Redis 7.4 may evict a
+    /// script `EVAL` loaded when thousands are, and the next call loads it again.
     ///
     /// By hand rather than the crate's `ScriptInvocation`, which copies every key and
     /// argument into buffers of its own before it builds the same command: this writes
@@ -204,7 +208,7 @@ impl Redis {
     pub(super) async fn eval<T: redis::FromRedisValue>(
         &self,
         script: usize,
-        write: impl FnOnce(&mut Cmd),
+        write: impl Fn(&mut Cmd),
     ) -> Result<T, RedisError> {
         let (index, script) = (script, &self.scripts[script]);
         let call = async {
@@ -216,11 +220,9 @@ impl Redis {
                     if error.kind()
                         == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
                 {
-                    // Loaded rather than sent with `EVAL`: Redis 7.4 may evict scripts that
-                    // `EVAL` loaded.
-                    let mut load = redis::cmd("SCRIPT");
-                    load.arg("LOAD").arg(CODES[index]);
-                    self.conn.query::<()>(&load).await?;
+                    let mut cmd = redis::cmd("EVAL");
+                    cmd.arg(CODES[index]);
+                    write(&mut cmd);
                     self.conn.query(&cmd).await
                 }
                 answer => answer,

@@ -65,7 +65,8 @@ local function take(keys, argv)
 end
 -- ARGV[1] requests, each with its key count and argument count, then its arguments; their
 -- keys follow each other in KEYS. They run in turn, on one clock reading. A request whose
--- keys fail (a key of another type) answers {3} and is logged here; the others go on.
+-- keys hold another type answers {3} and is logged here, and the others go on; any other
+-- error (READONLY on a demoted master, OOM) fails the run, for the client to see.
 local out = {}
 local k, a = 1, 2
 for j = 1, tonumber(ARGV[1]) do
@@ -77,7 +78,12 @@ for j = 1, tonumber(ARGV[1]) do
   if ok then
     out[j] = answer
   else
-    redis.log(redis.LOG_WARNING, 'pagegate TAKE on ' .. tostring(keys[1]) .. ': ' .. tostring(answer))
+    -- Redis 7 raises a table ({err = ...}), Redis 6.2 a string.
+    local message = type(answer) == 'table' and answer.err or tostring(answer)
+    if not string.find(message, 'WRONGTYPE', 1, true) then
+      error(answer)
+    end
+    redis.log(redis.LOG_WARNING, 'pagegate TAKE on ' .. tostring(keys[1]) .. ': ' .. message)
     out[j] = {3}
   end
   k = k + nk
