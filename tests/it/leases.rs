@@ -188,11 +188,7 @@ routes:
     let mut conn = crate::support::redis::connect(&redis).await;
     let sets = crate::support::redis::keys(&mut conn, "*slots*rolling*total*").await;
     assert_eq!(sets.len(), 1, "the route's set is there: {sets:?}");
-    let held: u64 = redis::cmd("ZCARD")
-        .arg(&sets[0])
-        .query_async(&mut conn)
-        .await
-        .expect("ZCARD");
+    let held = crate::support::redis::held(&mut conn, &sets[0]).await;
     assert_eq!(held, 1, "A's lease is held");
 }
 
@@ -228,11 +224,7 @@ async fn a_take_sent_again_after_it_ran_spends_nothing_more() {
         [0, 2],
         "the same answer, nothing spent: {again:?}"
     );
-    let held: u64 = redis::cmd("ZCARD")
-        .arg("pg:slots:{r}:total")
-        .query_async(&mut conn)
-        .await
-        .expect("ZCARD");
+    let held = crate::support::redis::held(&mut conn, "pg:slots:{r}:total").await;
     assert_eq!(held, 1);
     // Another lease finds the set full; the rate was spent once only (one of three left).
     let mut other = redis::cmd("EVAL");

@@ -265,11 +265,7 @@ async fn one_script_run_takes_its_requests_in_turn() {
         [0, 0],
         "its own key, and the slot: {answers:?}"
     );
-    let held: u64 = redis::cmd("ZCARD")
-        .arg("pg:slots:{r}:total")
-        .query_async(&mut conn)
-        .await
-        .expect("ZCARD");
+    let held = crate::support::redis::held(&mut conn, "pg:slots:{r}:total").await;
     assert_eq!(held, 1);
     // A request whose key holds another type fails alone; the others are decided.
     let _: () = redis::cmd("LPUSH")

@@ -124,13 +124,18 @@ pub async fn keys(conn: &mut redis::aio::MultiplexedConnection, pattern: &str) -
 pub async fn assert_no_leases(redis: &RedisServer, pattern: &str) {
     let mut conn = connect(redis).await;
     for key in keys(&mut conn, pattern).await {
-        let held: u64 = redis::cmd("ZCARD")
-            .arg(&key)
-            .query_async(&mut conn)
-            .await
-            .expect("ZCARD");
+        let held = held(&mut conn, &key).await;
         assert_eq!(held, 0, "{key} holds a lease nobody will give back");
     }
+}
+
+/// How many leases the slot set `key` holds.
+pub async fn held(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> u64 {
+    redis::cmd("ZCARD")
+        .arg(key)
+        .query_async(conn)
+        .await
+        .expect("ZCARD")
 }
 
 /// Lua script runs `redis` has served (`EVALSHA`, and `EVAL` when a script was not loaded).
