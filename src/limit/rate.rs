@@ -107,6 +107,20 @@ pub(crate) fn policy(
     policy.join(", ")
 }
 
+/// Each tenant class's `RateLimit-Policy` value, made once (`per_client`: each class's own
+/// rate, the default's first; a class without one shows the default's).
+pub(crate) fn class_policies(
+    per_client: &[Option<Rate>],
+    per_address: Option<Rate>,
+    total: Option<Rate>,
+) -> Vec<Option<HeaderValue>> {
+    let default = per_client.first().copied().flatten();
+    per_client
+        .iter()
+        .map(|r| HeaderValue::from_str(&policy(r.or(default), per_address, total)).ok())
+        .collect()
+}
+
 /// The fields of one answer (values are ASCII by construction).
 pub(crate) fn fields(policy: &str, state: &str) -> Fields {
     let policy = HeaderValue::from_str(policy).unwrap_or(HeaderValue::from_static(""));
@@ -174,13 +188,7 @@ impl<C: Clock + Clone> Rates<C> {
                     RateLimiter::new(quota(r), InMemoryState::default(), clock.clone());
                 (r, limiter)
             }),
-            policy: per_client
-                .iter()
-                .map(|r| {
-                    let r = r.or(per_client.first().copied().flatten());
-                    HeaderValue::from_str(&policy(r, per_address, total)).ok()
-                })
-                .collect(),
+            policy: class_policies(per_client, per_address, total),
             clock,
             at_cap,
         })

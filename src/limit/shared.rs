@@ -18,8 +18,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::HeaderValue;
-
 use super::ClientKey;
 use super::concurrency::Full;
 use super::health::Health;
@@ -69,7 +67,7 @@ pub(crate) struct Shared {
     /// `TAKE` calls of one runtime turn, sent in one script run.
     coalesce: Coalesce,
     /// Each class's `RateLimit-Policy`, made once.
-    policies: Vec<HeaderValue>,
+    policies: Vec<Option<http::HeaderValue>>,
 }
 
 impl Shared {
@@ -83,15 +81,9 @@ impl Shared {
         (rates, total): ((Option<Rate>, Option<Rate>), Option<u32>),
         batch: Option<(Duration, usize)>,
     ) -> Self {
-        let policies = (0..classes.len())
-            .map(|class| {
-                let own = classes[class].rate.or(classes[0].rate);
-                let policy = super::rate::policy(own, rates.0, rates.1);
-                HeaderValue::from_str(&policy).unwrap_or(HeaderValue::from_static(""))
-            })
-            .collect();
+        let per_client: Vec<_> = classes.iter().map(|class| class.rate).collect();
         Self {
-            policies,
+            policies: super::rate::class_policies(&per_client, rates.0, rates.1),
             batched: batch.map(|(every, cap)| Batched::new(redis.clone(), every, cap)),
             keeper: Keeper::new(redis.clone()),
             redis,

@@ -23,7 +23,8 @@ impl Shared {
         let secs = |n: i64| crate::limit::rate::ceil_secs(micros(n));
         let policy = self.policies.get(call.class).or(self.policies.first());
         let fields = |state: &str| {
-            let policy = policy.cloned().unwrap_or(HeaderValue::from_static(""));
+            let policy = policy.cloned().flatten();
+            let policy = policy.unwrap_or(HeaderValue::from_static(""));
             crate::limit::rate::state_fields(policy, state)
         };
         let spent = |pairs: &[i64]| {

@@ -210,10 +210,9 @@ impl Redis {
         script: usize,
         write: impl Fn(&mut Cmd),
     ) -> Result<T, RedisError> {
-        let (index, script) = (script, &self.scripts[script]);
         let call = async {
             let mut cmd = redis::cmd("EVALSHA");
-            cmd.arg(script.get_hash());
+            cmd.arg(self.scripts[script].get_hash());
             write(&mut cmd);
             match self.conn.query(&cmd).await {
                 Err(error)
@@ -221,7 +220,7 @@ impl Redis {
                         == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
                 {
                     let mut cmd = redis::cmd("EVAL");
-                    cmd.arg(CODES[index]);
+                    cmd.arg(CODES[script]);
                     write(&mut cmd);
                     self.conn.query(&cmd).await
                 }
