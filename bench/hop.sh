@@ -19,6 +19,10 @@
 #   BARE=1 bench/hop.sh               also runs examples/bare_hop.rs as `bare`: hyper-util's
 #                                     server and pooled client with nothing of pagegate's
 #                                     (logs off), the floor of the libraries pagegate uses
+#   RAW=1 bench/hop.sh                also runs examples/raw_hop.rs as `raw`: one tokio task per
+#                                     client connection, heads parsed with httparse, its own
+#                                     upstream connection, no HTTP library: the floor of a hop
+#                                     on tokio (logs off)
 #   TRACES=1 BASE=target/release/pagegate bench/hop.sh
 #                                     this build with `traces` on (every request sampled,
 #                                     spans exported to an nginx that answers 204), `base`
@@ -111,6 +115,15 @@ if [ -n "$BARE" ]; then
   PORTS="$PORTS 19006"
   TARGETS="$TARGETS bare"
 fi
+RAW=${RAW:-}
+if [ -n "$RAW" ]; then
+  cargo build --release --quiet --example raw_hop
+  target/release/examples/raw_hop 127.0.0.1:19007 127.0.0.1:19001 >"$RUN/logs/raw.log" 2>&1 &
+  PIDS+=($!)
+  RAW_PID=$!
+  PORTS="$PORTS 19007"
+  TARGETS="$TARGETS raw"
+fi
 for port in $PORTS; do
   for _ in $(seq 50); do curl -fs -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
 done
@@ -127,13 +140,14 @@ pids_of() {
     base) echo "$BASE_OFF" ;;
     base-log) echo "$BASE_ON" ;;
     bare) echo "$BARE_PID" ;;
+    raw) echo "$RAW_PID" ;;
   esac
 }
 port_of() {
   case $1 in
     direct) echo 19001 ;; nginx) echo 19002 ;; nginx-log) echo 19012 ;;
     haproxy) echo 19003 ;; pagegate) echo 19004 ;; pagegate-log) echo 19014 ;;
-    base) echo 19005 ;; base-log) echo 19015 ;; bare) echo 19006 ;;
+    base) echo 19005 ;; base-log) echo 19015 ;; bare) echo 19006 ;; raw) echo 19007 ;;
   esac
 }
 
@@ -168,6 +182,11 @@ if [ -n "$BARE" ]; then
   echo "the libraries' floor (bare_hop, logs off), per round: median (min–max)"
   echo "  bare / nginx:     cpu/req $(ratio bare nginx 6)   p99 $(ratio bare nginx 5)   req/s $(ratio bare nginx 3)"
   echo "  pagegate / bare:  cpu/req $(ratio pagegate bare 6)   p99 $(ratio pagegate bare 5)"
+fi
+if [ -n "$RAW" ]; then
+  echo "a hop on tokio with no HTTP library (raw_hop, logs off), per round: median (min–max)"
+  echo "  raw / nginx:      cpu/req $(ratio raw nginx 6)   p99 $(ratio raw nginx 5)   req/s $(ratio raw nginx 3)"
+  echo "  pagegate / raw:   cpu/req $(ratio pagegate raw 6)   p99 $(ratio pagegate raw 5)"
 fi
 lines=$(grep -c '"request"\|request ' "$RUN/logs/pagegate-access.log" || true)
 echo "pagegate access log: $lines lines written, $(wc -c <"$RUN/logs/pagegate-access.log") bytes"
