@@ -11,7 +11,8 @@
 //! tag = HMAC-SHA256(secret[kid], every byte before the tag)[..16]
 //! ```
 //!
-//! `route` is [`route_id`] of the route that minted the cursor and `binding` is
+//! `route` is [`route_id`] of the route that minted the cursor ([`keyset_id`] on a proxied
+//! list route, which also covers its key fields and order) and `binding` is
 //! [`binding_hash`] of the request's other query parameters, so a cursor only works on the route
 //! and with the filters it was issued for. `expires_at` is in unix seconds (`0`: never).
 //! `key_json` is a compact JSON array of the raw key values, e.g. `["2026-01-01T00:00:03Z",17]`:
@@ -304,6 +305,21 @@ pub fn route_id(route_name: &str) -> u64 {
         .chain_update(route_name.as_bytes())
         .finalize();
     prefix_u64(&digest)
+}
+
+/// Stable 64-bit id of a proxied list route's keyset: SHA-256 over `"pagegate-keyset\0"`, the
+/// route's name and each piece of `definition` (its key fields, their parameters, the order and
+/// the parameters always sent), each framed by its length; first 8 bytes big-endian. A cursor
+/// minted before the definition changed is refused ([`CursorError::WrongRoute`]): forwarded under
+/// the new definition, the same values would mean another place in the list.
+#[must_use]
+pub fn keyset_id(route_name: &str, definition: &[&str]) -> u64 {
+    let mut hasher = Sha256::new().chain_update(b"pagegate-keyset\0");
+    for part in std::iter::once(&route_name).chain(definition) {
+        hasher.update((part.len() as u64).to_be_bytes());
+        hasher.update(part.as_bytes());
+    }
+    prefix_u64(&hasher.finalize())
 }
 
 /// Stable 64-bit hash of what a list is (a cursor is only valid on the same list): `bound`,

@@ -53,7 +53,9 @@ pub use body::full;
 pub use cli::{Cli, main as run};
 pub use client_addr::{ClientAddr, TrustedProxies};
 pub use config::Config;
-pub use cursor::{CursorCodec, CursorError, CursorKey, MAX_CURSOR_LEN, binding_hash, route_id};
+pub use cursor::{
+    CursorCodec, CursorError, CursorKey, MAX_CURSOR_LEN, binding_hash, keyset_id, route_id,
+};
 pub use demo::postgres::{prepare as prepare_demo_table, yaml as demo_postgres_yaml};
 pub use demo::{DEFAULT_ROWS, DEMO_CONFIG, serve_backend};
 pub use limit::{LimitLayer, Limits};

@@ -39,8 +39,10 @@ pub enum CursorError {
         "cursor was issued before this route's cursors got their lifetime; start again without a cursor"
     )]
     Outlived,
-    /// The cursor was minted by another route.
-    #[error("cursor was issued for another route")]
+    /// The cursor was minted by another route, or before this route's keyset changed.
+    #[error(
+        "cursor was issued for another route, or before this route's key or order changed; start again without a cursor"
+    )]
     WrongRoute,
     /// The request's other query parameters differ from those the cursor was minted for.
     #[error(

@@ -463,6 +463,25 @@ fn route_id_is_stable() {
 }
 
 #[test]
+fn keyset_id_frames_the_name_and_each_piece() {
+    let id = |name: &str, parts: &[&str]| keyset_id(name, parts);
+    assert_eq!(
+        id("e", &["asc", "key", "/id", "id_gt"]),
+        id("e", &["asc", "key", "/id", "id_gt"])
+    );
+    assert_ne!(
+        id("e", &["asc", "key", "/id", "id_gt"]),
+        id("e", &["desc", "key", "/id", "id_gt"])
+    );
+    assert_ne!(
+        id("e", &["asc", "key", "/id", "id_gt"]),
+        id("e", &["asc", "key", "/i", "did_gt"])
+    );
+    assert_ne!(id("e", &["asc"]), id("easc", &[]));
+    assert_ne!(id("e", &[]), route_id("e"));
+}
+
+#[test]
 fn binding_hash_ignores_order_but_frames_pieces() {
     let h = |pairs: &[&str]| binding_hash(&[], pairs.iter().copied());
     assert_eq!(h(&["a=1", "b=2"]), h(&["b=2", "a=1"]));

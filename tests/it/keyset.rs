@@ -301,6 +301,11 @@ async fn a_backend_that_ignores_limit_is_cut_to_the_page_with_a_cursor() {
     proxy.stop().await;
 }
 
+/// The id the cursors of `config("keys: [{field: /id, param: id_gt}]", ..)` carry.
+fn events_route_id() -> u64 {
+    pagegate::keyset_id("events", &["asc", "key", "/id", "id_gt"])
+}
+
 fn codec(keys: &[(u8, &str)], ttl: Option<Duration>) -> pagegate::CursorCodec {
     let keys = keys
         .iter()
@@ -331,7 +336,7 @@ async fn every_cursor_attack_is_a_400_that_never_reaches_the_backend() {
     let middle = tampered.len() / 2;
     tampered[middle] = if tampered[middle] == b'A' { b'B' } else { b'A' };
     let tampered = String::from_utf8(tampered).expect("ascii");
-    let route = pagegate::route_id("events");
+    let route = events_route_id();
     let binding = pagegate::binding_hash(&["/events"], ["status=a"]);
     let raw = serde_json::value::RawValue::from_string("10".to_owned()).expect("raw");
     let long_ago = SystemTime::now() - Duration::from_secs(7 * 86_400);
@@ -348,7 +353,7 @@ async fn every_cursor_attack_is_a_400_that_never_reaches_the_backend() {
         SystemTime::now(),
     );
     let other_route = codec(&[(1, SECRET)], None).encode(
-        pagegate::route_id("users"),
+        pagegate::keyset_id("users", &["asc", "key", "/id", "id_gt"]),
         binding,
         &[&raw],
         SystemTime::now(),
@@ -429,7 +434,7 @@ async fn rotated_keys_verify_old_cursors_and_sign_with_the_newest() {
     );
     let new_link = next_link(&page).expect("next");
     let new_cursor = new_link.split("cursor=").nth(1).expect("cursor");
-    let route = pagegate::route_id("events");
+    let route = events_route_id();
     let binding = pagegate::binding_hash(&["/events"], []);
     let only_two = codec(&[(2, newer)], None);
     assert!(
@@ -561,5 +566,45 @@ async fn a_cursor_only_works_on_the_path_it_was_minted_for() {
         query.replace("/users/2/events", "/users/1/events")
     );
     get(&proxy.url(&swapped)).await.problem(400);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_cursor_minted_before_the_key_or_order_changed_is_refused() {
+    let items: Vec<Value> = (1..=50i64).map(|i| json!({"id": i})).collect();
+    let upstream = backend(Arc::new(items), false).await;
+    let before = config("keys: [{field: /id, param: id_gt}]", "");
+    let proxy = Proxy::start(&before, &upstream).await;
+    let link = next_link(&get(&proxy.url("/events?limit=10")).await).expect("next");
+    assert_eq!(get(&proxy.url(&link)).await.status, 200);
+    proxy.stop().await;
+
+    // The same route, secret and path, paged another way: the cursor's values would mean
+    // another place in the list, so it is refused before anything is sent.
+    let changes = [
+        "keys: [{field: /id, param: id_gt}]\n        order: desc",
+        "keys: [{field: /id, param: id_after}]",
+        "keys: [{field: /uid, param: id_gt}]",
+        "keys: [{field: /id, param: id_gt}]\n        set_params: {sort: id}",
+    ];
+    for change in changes {
+        let proxy = Proxy::start(&config(change, ""), &upstream).await;
+        let seen = upstream.seen().len();
+        let problem = get(&proxy.url(&link)).await.problem(400);
+        let detail = problem["detail"].as_str().expect("detail");
+        assert!(
+            detail.contains("key or order changed"),
+            "{change}: {detail}"
+        );
+        assert_eq!(
+            upstream.seen().len(),
+            seen,
+            "{change}: the backend was asked"
+        );
+        proxy.stop().await;
+    }
+    // Unchanged, the old cursor still pages.
+    let proxy = Proxy::start(&before, &upstream).await;
+    assert_eq!(get(&proxy.url(&link)).await.status, 200);
     proxy.stop().await;
 }

@@ -8,7 +8,7 @@ use super::Problems;
 use crate::config::defaults::*;
 use crate::config::file::*;
 use crate::config::*;
-use crate::cursor::{CursorCodec, route_id};
+use crate::cursor::{CursorCodec, keyset_id};
 use crate::list::scan::ItemsPath;
 
 /// A route's `list`: its pagination policy, every problem reported where it is written.
@@ -246,18 +246,42 @@ fn keyset(
     let keys = key_fields(p, f, &mut taken);
     let set_params = set_params(p, k, &taken);
     check_next_cursor_field(p, f, envelope);
+    let order = match f.order {
+        None | Some(FileOrder::Asc) => Order::Asc,
+        Some(FileOrder::Desc) => Order::Desc,
+    };
     Some(KeysetPolicy {
+        route_id: keyset_route_id(route, &keys, order, &set_params),
         keys,
-        order: match f.order {
-            None | Some(FileOrder::Asc) => Order::Asc,
-            Some(FileOrder::Desc) => Order::Desc,
-        },
+        order,
         set_params,
         cursor_param,
         next_cursor_field: f.next_cursor_field.as_ref().map(|f| f.value.clone()),
-        route_id: route_id(route),
         codec: Arc::clone(codec),
     })
+}
+
+/// The id a keyset route's cursors carry: its name and everything that gives a key value its
+/// place (the fields, their parameters, the order, the parameters always sent), so a cursor
+/// minted before any of them changed is refused rather than sent on under the new meaning.
+fn keyset_route_id(
+    route: &str,
+    keys: &[KeyField],
+    order: Order,
+    set_params: &[(String, String)],
+) -> u64 {
+    let order = match order {
+        Order::Asc => "asc",
+        Order::Desc => "desc",
+    };
+    let mut definition = vec![order];
+    for key in keys {
+        definition.extend(["key", key.field.as_str(), key.param.as_str()]);
+    }
+    for (name, value) in set_params {
+        definition.extend(["set", name.as_str(), value.as_str()]);
+    }
+    keyset_id(route, &definition)
 }
 
 /// `keys`: JSON pointers into each item and the parameter each is sent in, every parameter
