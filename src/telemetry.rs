@@ -23,6 +23,7 @@ pub(crate) mod log_writer;
 mod logging;
 mod process;
 mod route;
+mod throttle;
 mod traces;
 
 pub(crate) use access_log::AccessLog;
@@ -38,6 +39,7 @@ pub(crate) use logging::{LogGuard, init, set_log_filter};
 pub(crate) use route::ExportCounters;
 pub use route::RouteMetrics;
 use route::STATUS_SLOTS;
+pub(crate) use throttle::Throttle;
 pub(crate) use traces::TraceCx;
 
 /// The most bytes of a request path a log line or a span holds: a client may send up to

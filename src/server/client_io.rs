@@ -47,12 +47,15 @@ pub(super) struct Closed {
     pub(super) head_malformed: Counter,
     /// hyper answered a head past `max_head_bytes`, or a URI too long, (431, 414) itself.
     pub(super) head_too_large: Counter,
+    /// The listener's lines about what its clients did wrong: a few a second, not one per
+    /// connection a client can open.
+    pub(super) lines: std::sync::Arc<crate::telemetry::Throttle>,
 }
 
 impl Closed {
     /// Notes how a connection's serving ended: hyper's own answers to a bad head (which reach
-    /// no layer, so neither the access log nor a route's metrics) are counted and logged at
-    /// info with the client's address; any other error (a reset, a closed socket) at debug.
+    /// no layer, so neither the access log nor a route's metrics) are counted, and logged at
+    /// info with the client's address (`suppressed`: lines the throttle left out before it); any other error (a reset, a closed socket) at debug.
     pub(super) fn ended(&self, result: Result<(), crate::BoxError>, peer: std::net::IpAddr) {
         let Err(error) = result else { return };
         let hyper =
@@ -71,7 +74,9 @@ impl Closed {
             }
         };
         counter.inc();
-        tracing::info!(%error, %peer, "request head refused");
+        if let Some(suppressed) = self.lines.admit() {
+            tracing::info!(%error, %peer, suppressed, "request head refused");
+        }
     }
 }
 

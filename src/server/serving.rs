@@ -31,8 +31,7 @@ use crate::telemetry::{AccessLog, AccessLogLayer, Metrics, Traces};
 use crate::tls::Transport;
 use crate::{Request, Response};
 
-/// After GOAWAY for too many cancelled streams, how long the streams in flight may finish before
-/// the connection is closed (1 second).
+/// After GOAWAY for too many cancelled streams, how long streams in flight may finish (1 s).
 const RESET_DRAIN: Duration = Duration::from_secs(1);
 
 /// While a newcomer waits for a slot, how often an evictable connection is looked for (100 ms).
@@ -135,6 +134,7 @@ impl Serving {
             tls_handshake: metrics.protection("tls_handshake"),
             head_malformed: metrics.protection("head_malformed"),
             head_too_large: metrics.protection("head_too_large"),
+            lines: Arc::default(),
         };
         let open = Connections::new(
             Settings {
@@ -247,7 +247,7 @@ impl Serving {
     /// first reads, within the first-bytes deadline.
     fn client_io(&self, stream: TcpStream) -> ClientIo<Transport<Arrivals<TcpStream>>> {
         let peer = stream.peer_addr().ok().map(|a| a.ip().to_canonical());
-        let failed = (self.closed.tls_handshake.clone(), peer);
+        let failed = (self.closed.tls_handshake.clone(), &self.closed.lines, peer);
         let arrived = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let stream = Arrivals::new(stream, Arc::clone(&arrived));
         ClientIo::new(

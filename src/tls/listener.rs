@@ -8,6 +8,7 @@
 //! its head. Hand-written: tokio-rustls gives the handshake as a future, hyper wants a socket.
 
 use std::io;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -73,8 +74,10 @@ pub(crate) struct Handshake<IO> {
     accept: tokio_rustls::Accept<IO>,
     /// Counts failed handshakes (`pagegate_protections_total{reason="tls_handshake"}`).
     failed: Counter,
+    /// Lets through a few lines a second about failed handshakes.
+    lines: Arc<crate::telemetry::Throttle>,
     /// The client, for the log.
-    peer: Option<std::net::IpAddr>,
+    peer: Option<IpAddr>,
 }
 
 impl<IO> std::fmt::Debug for Transport<IO> {
@@ -90,16 +93,17 @@ impl<IO> std::fmt::Debug for Transport<IO> {
 
 impl<IO: AsyncRead + AsyncWrite + Unpin> Transport<IO> {
     /// `io` as the listener serves it: plaintext, or a TLS handshake started with `tls` whose
-    /// failure `failed` counts (from `peer`, for the log).
+    /// failure `failed` counts and `lines` lets into the log (from `peer`).
     pub(crate) fn new(
         io: IO,
         tls: Option<&Arc<rustls::ServerConfig>>,
-        (failed, peer): (Counter, Option<std::net::IpAddr>),
+        (failed, lines, peer): (Counter, &Arc<crate::telemetry::Throttle>, Option<IpAddr>),
     ) -> Self {
         match tls {
             Some(tls) => Self::Handshaking(Box::new(Handshake {
                 accept: tokio_rustls::TlsAcceptor::from(Arc::clone(tls)).accept(io),
                 failed,
+                lines: Arc::clone(lines),
                 peer,
             })),
             None => Self::Plain(io),
@@ -122,8 +126,10 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Transport<IO> {
             Err(error) => {
                 handshake.failed.inc();
                 // A scanner or a client with the wrong certificate: worth seeing, not an alarm.
-                let peer = handshake.peer.map(|p| p.to_string()).unwrap_or_default();
-                tracing::info!(%error, %peer, "TLS handshake failed");
+                if let Some(suppressed) = handshake.lines.admit() {
+                    let peer = handshake.peer.map(|p| p.to_string()).unwrap_or_default();
+                    tracing::info!(%error, %peer, suppressed, "TLS handshake failed");
+                }
                 *self = Self::Failed;
                 Poll::Ready(Err(error))
             }

@@ -224,3 +224,73 @@ upstreams: {app: {url: '{upstream}'}}
     }
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn a_flood_of_bad_heads_is_counted_in_full_and_logged_a_few_lines_a_second() {
+    let (captured, _guard) = crate::support::logs::capture();
+    let upstream = Upstream::json("{}").await;
+    let yaml = "
+admin: {listen: 127.0.0.1:0}
+upstreams: {app: {url: '{upstream}'}}
+default: {action: pass, upstream: app}
+";
+    let proxy = Proxy::start(yaml, &upstream).await;
+    let bad_head = async || {
+        let mut stream = TcpStream::connect(proxy.addr).await.expect("connect");
+        stream
+            .write_all(b"NOT HTTP AT ALL\r\n\r\n")
+            .await
+            .expect("write");
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer).await;
+        assert!(answer.starts_with(b"HTTP/1.1 400"), "{answer:?}");
+    };
+    let started = Instant::now();
+    for _ in 0..60 {
+        bad_head().await;
+    }
+    let took = started.elapsed();
+    let lines = |captured: &crate::support::logs::Captured| captured.events("request head refused");
+    // The count and the line follow the connection's close: wait for them.
+    for _ in 0..100 {
+        if proxy.protections("head_malformed").await == 60 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        proxy.protections("head_malformed").await,
+        60,
+        "every one counted"
+    );
+    // A burst of 10 lines, then one a tenth of a second.
+    let written = lines(&captured).len();
+    let most = 10 + usize::try_from(took.as_millis() / 100).expect("small") + 1;
+    assert!(
+        written >= 1 && written <= most.min(59),
+        "{written} lines in {took:?}"
+    );
+
+    // The next line written tells how many were left out before it.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    bad_head().await;
+    let mut events = lines(&captured);
+    for _ in 0..100 {
+        if events.len() > written {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        events = lines(&captured);
+    }
+    assert_eq!(events.len(), written + 1);
+    let suppressed: u64 = events
+        .iter()
+        .map(|e| e["suppressed"].as_u64().expect("suppressed"))
+        .sum();
+    assert_eq!(
+        suppressed + events.len() as u64,
+        61,
+        "each head a line or a count: {events:?}"
+    );
+    proxy.stop().await;
+}

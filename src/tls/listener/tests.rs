@@ -43,7 +43,11 @@ fn pair() -> (Arc<rustls::ServerConfig>, rustls::ClientConfig) {
 async fn the_handshake_runs_inside_the_first_read() {
     let (server, client) = pair();
     let (near, far) = duplex(64 * 1024);
-    let mut transport = Transport::new(near, Some(&server), (Counter::default(), None));
+    let mut transport = Transport::new(
+        near,
+        Some(&server),
+        (Counter::default(), &Arc::default(), None),
+    );
     let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
     let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
     let client = tokio::spawn(async move {
@@ -74,7 +78,8 @@ async fn a_failed_handshake_fails_every_read_after_it() {
     let (server, _) = pair();
     let (near, mut far) = duplex(1024);
     let failed = Counter::default();
-    let mut transport = Transport::new(near, Some(&server), (failed.clone(), None));
+    let mut transport =
+        Transport::new(near, Some(&server), (failed.clone(), &Arc::default(), None));
     // Plain HTTP to a TLS listener.
     far.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
@@ -94,7 +99,7 @@ async fn a_failed_handshake_fails_every_read_after_it() {
 #[tokio::test]
 async fn plaintext_passes_untouched() {
     let (near, mut far) = duplex(1024);
-    let mut transport = Transport::new(near, None, (Counter::default(), None));
+    let mut transport = Transport::new(near, None, (Counter::default(), &Arc::default(), None));
     far.write_all(b"abc").await.expect("write");
     let mut buf = [0u8; 3];
     transport.read_exact(&mut buf).await.expect("read");
