@@ -33,6 +33,9 @@ fi
 if [ "$which" = profile ]; then
   bench/profile.sh
 fi
+if [ "$which" = instructions ]; then
+  bench/instructions.sh
+fi
 if [ "$which" = all ] || [ "$which" = heads ]; then
   bench/heads.sh
 fi
