@@ -106,24 +106,20 @@ if [ -n "$BASE" ]; then
   PORTS="$PORTS 19005 19015"
   TARGETS="$TARGETS base base-log"
 fi
+# floor TARGET PORT: examples/TARGET_hop.rs built and started on PORT, as a target of the
+# rounds; its pid in FLOOR_PID.
+floor() {
+  cargo build --release --quiet --example "$1_hop"
+  "target/release/examples/$1_hop" "127.0.0.1:$2" 127.0.0.1:19001 >"$RUN/logs/$1.log" 2>&1 &
+  PIDS+=($!)
+  FLOOR_PID=$!
+  PORTS="$PORTS $2"
+  TARGETS="$TARGETS $1"
+}
 BARE=${BARE:-}
-if [ -n "$BARE" ]; then
-  cargo build --release --quiet --example bare_hop
-  target/release/examples/bare_hop 127.0.0.1:19006 127.0.0.1:19001 >"$RUN/logs/bare.log" 2>&1 &
-  PIDS+=($!)
-  BARE_PID=$!
-  PORTS="$PORTS 19006"
-  TARGETS="$TARGETS bare"
-fi
+if [ -n "$BARE" ]; then floor bare 19006 && BARE_PID=$FLOOR_PID; fi
 RAW=${RAW:-}
-if [ -n "$RAW" ]; then
-  cargo build --release --quiet --example raw_hop
-  target/release/examples/raw_hop 127.0.0.1:19007 127.0.0.1:19001 >"$RUN/logs/raw.log" 2>&1 &
-  PIDS+=($!)
-  RAW_PID=$!
-  PORTS="$PORTS 19007"
-  TARGETS="$TARGETS raw"
-fi
+if [ -n "$RAW" ]; then floor raw 19007 && RAW_PID=$FLOOR_PID; fi
 for port in $PORTS; do
   for _ in $(seq 50); do curl -fs -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
 done
