@@ -55,7 +55,8 @@ pub(super) struct Closed {
 impl Closed {
     /// Notes how a connection's serving ended: hyper's own answers to a bad head (which reach
     /// no layer, so neither the access log nor a route's metrics) are counted, and logged at
-    /// info with the client's address (`suppressed`: lines the throttle left out before it); any other error (a reset, a closed socket) at debug.
+    /// info with the client's address (`suppressed`: lines the throttle left out before it);
+    /// any other error (a reset, a closed socket) at debug.
     pub(super) fn ended(&self, result: Result<(), crate::BoxError>, peer: std::net::IpAddr) {
         let Err(error) = result else { return };
         let hyper =
