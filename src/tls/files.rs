@@ -18,14 +18,10 @@ pub(crate) struct Identity {
     pub(crate) key_file: PathBuf,
     pub(crate) chain: Vec<CertificateDer<'static>>,
     pub(crate) key: Arc<PrivateKeyDer<'static>>,
-    /// When the chain stops being valid, in seconds since the Unix epoch: the earliest
-    /// `notAfter` of its certificates (an expired intermediate fails clients as surely as an
-    /// expired certificate).
+    /// When the first certificate expires, in seconds since the Unix epoch.
     pub(crate) not_after: u64,
-    /// When the whole chain is valid, in seconds since the Unix epoch: the latest `notBefore`.
+    /// When it becomes valid, in seconds since the Unix epoch.
     pub(crate) not_before: u64,
-    /// Whether `not_after` is an intermediate's, earlier than the certificate's own.
-    intermediate_first: bool,
     /// The PEM text both were read from, for clients that take PEM (Redis): the bytes checked
     /// here, not a second read that a rotation could tear.
     pub(crate) pem: Arc<(Vec<u8>, Vec<u8>)>,
@@ -75,15 +71,11 @@ impl Identity {
             path: if in_key { key_file } else { cert_file }.to_owned(),
             reason,
         })?;
-        let unreadable = || {
-            FileError {
+        let (not_before, not_after) = validity(&chain[0]).ok_or_else(|| FileError {
             in_key: false,
             path: cert_file.to_owned(),
-            reason: "holds a certificate pagegate cannot read as X.509: give the PEM chain, the certificate first, then its intermediates".to_owned(),
-        }
-        };
-        let (not_before, not_after) = chain_validity(&chain).ok_or_else(unreadable)?;
-        let (_, own_not_after) = validity(&chain[0]).ok_or_else(unreadable)?;
+            reason: "does not start with an X.509 certificate pagegate can read".to_owned(),
+        })?;
         Ok(Self {
             cert_file: cert_file.to_owned(),
             key_file: key_file.to_owned(),
@@ -91,29 +83,22 @@ impl Identity {
             key: Arc::new(key),
             not_after,
             not_before,
-            intermediate_first: not_after < own_not_after,
             fingerprint: fingerprint(&[&cert_pem, &key_pem]),
             pem: Arc::new((cert_pem, key_pem)),
         })
     }
 
-    /// When the chain expires, as RFC 3339 (`2030-01-01T00:00:00Z`).
+    /// When the certificate expires, as RFC 3339 (`2030-01-01T00:00:00Z`).
     pub(crate) fn expires(&self) -> humantime::Rfc3339Timestamp {
         date(self.not_after)
     }
 
-    /// Why the chain cannot be presented now (it or an intermediate expired, or is not yet
-    /// valid), if so.
+    /// Why the certificate cannot be presented now (expired, or not yet valid), if so.
     pub(crate) fn invalid_now(&self) -> Option<String> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |since| since.as_secs());
-        if now >= self.not_after && self.intermediate_first {
-            Some(format!(
-                "has an intermediate certificate that expired {}: put the issuer's current intermediate after the certificate",
-                date(self.not_after)
-            ))
-        } else if now >= self.not_after {
+        if now >= self.not_after {
             Some(format!("expired {}", date(self.not_after)))
         } else if now < self.not_before {
             Some(format!("is not valid before {}", date(self.not_before)))
@@ -231,15 +216,7 @@ fn certificates(path: &Path, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>,
     })
 }
 
-/// When every certificate of `chain` is valid: the latest `notBefore` and the earliest
-/// `notAfter`, in seconds since the Unix epoch; `None` if one cannot be read.
-fn chain_validity(chain: &[CertificateDer<'_>]) -> Option<(u64, u64)> {
-    chain.iter().try_fold((0, u64::MAX), |(from, until), cert| {
-        let (not_before, not_after) = validity(cert)?;
-        Some((from.max(not_before), until.min(not_after)))
-    })
-}
-
+/// The certificate's `notAfter`, in seconds since the Unix epoch.
 /// The certificate's validity: not before, not after, in seconds since the Unix epoch.
 fn validity(cert: &CertificateDer<'_>) -> Option<(u64, u64)> {
     use x509_cert::der::Decode as _;
