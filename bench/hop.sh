@@ -117,9 +117,15 @@ floor() {
   TARGETS="$TARGETS $1"
 }
 BARE=${BARE:-}
-if [ -n "$BARE" ]; then floor bare 19006 && BARE_PID=$FLOOR_PID; fi
+if [ -n "$BARE" ]; then
+  floor bare 19006
+  BARE_PID=$FLOOR_PID
+fi
 RAW=${RAW:-}
-if [ -n "$RAW" ]; then floor raw 19007 && RAW_PID=$FLOOR_PID; fi
+if [ -n "$RAW" ]; then
+  floor raw 19007
+  RAW_PID=$FLOOR_PID
+fi
 for port in $PORTS; do
   for _ in $(seq 50); do curl -fs -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
 done

@@ -64,7 +64,10 @@ per_request() {
   valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$OUT/$name.out" "$@" \
     >"$RUN/logs/$name.log" 2>&1 &
   pid=$!
-  for _ in $(seq 150); do curl -fs -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.2; done
+  PIDS+=("$pid")
+  local up=""
+  for _ in $(seq 150); do curl -fs -o /dev/null "http://127.0.0.1:$port/" && up=1 && break; sleep 0.2; done
+  [ -n "$up" ] || { echo "$name did not answer on $port within 30 s" >&2; exit 1; }
   python3 "$RUN/load.py" "$port" "$WARM"
   callgrind_control -i on "$pid" >/dev/null 2>&1
   python3 "$RUN/load.py" "$port" "$N"
@@ -73,7 +76,7 @@ per_request() {
   kill -9 "$pid"
   wait "$pid" 2>/dev/null || true
   # One dump: its `summary:` line (the same figure as its `totals:`).
-  total=$(grep -h '^summary:' "$OUT/$name.out".* | awk '{ s += $2 } END { print s }')
+  total=$(grep -h '^summary:' "$OUT/$name.out".* | awk '{ s += $2 } END { printf "%d", s }')
   printf '  %-9s %7d instructions a request\n' "$name" $((total / N))
   printf '%s\t%s\n' "$name" $((total / N)) >>"$RUN/results.tsv"
 }
@@ -89,6 +92,7 @@ for target in $TARGETS; do
   esac
 done
 awk -F'\t' '{ v[$1] = $2 } END {
+  if (!("pagegate" in v)) exit
   if ("bare" in v) printf "  pagegate / bare %.2f\n", v["pagegate"] / v["bare"]
   if ("raw" in v) printf "  pagegate / raw %.2f\n", v["pagegate"] / v["raw"]
   if ("bare" in v && "raw" in v) printf "  bare / raw %.2f\n", v["bare"] / v["raw"]

@@ -7,6 +7,7 @@
 #   bench/run.sh hop        the hop cost against nginx and haproxy (installs them if missing)
 #   bench/run.sh tls        the hop over TLS against nginx: kept-alive, and a handshake each
 #   bench/run.sh profile    where the hop's CPU goes (perf on a frame-pointer build; not in all)
+#   bench/run.sh instructions  the hop's instructions a request under callgrind (not in all)
 #   bench/run.sh heads      RSS under 1,000 unfinished request heads, against nginx
 #   bench/run.sh limits     limiter memory with 1,000,000 clients; the hop with limits vs none
 #   bench/run.sh identity   a verified JWT on the hop, each signature checked or remembered

@@ -3,7 +3,10 @@
 //!
 //! This is a measurement, not a proxy: it forwards only what `bench/hop.sh` sends (requests
 //! without a body, answers framed by `Content-Length`) and refuses everything else by closing
-//! the connection. It is the engine issue 19 asks whether to build: the work per request of
+//! the connection. It does less than a proxy must, so it reads slightly low as a floor: an
+//! answer to HEAD, or a 204 or 304, with a `Content-Length` would wait for a body that never
+//! comes; an upstream's `Connection: close` is passed on and the connection reused; the
+//! answer's hop-by-hop headers are not removed. It is the engine issue 19 asks whether to build: the work per request of
 //! tokio, httparse and the kernel, with headers copied once from the read buffer into the
 //! write buffer. `RAW=1 bench/hop.sh` runs it beside nginx, hyper's floor (`bare_hop`) and
 //! pagegate, so each is measured in the same rounds.

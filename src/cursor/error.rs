@@ -41,7 +41,7 @@ pub enum CursorError {
     Outlived,
     /// The cursor was minted by another route, or before this route's keyset changed.
     #[error(
-        "cursor was issued for another route, or before this route's key or order changed; start again without a cursor"
+        "cursor was issued for another route, or for this route's earlier key, order or parameters (or by an earlier pagegate); start again without a cursor"
     )]
     WrongRoute,
     /// The request's other query parameters differ from those the cursor was minted for.

@@ -141,7 +141,7 @@ pub struct KeysetPolicy {
     pub cursor_param: String,
     /// Field written into the envelope with the next cursor (envelope responses only).
     pub next_cursor_field: Option<String>,
-    /// `cursor::route_id` of the route.
+    /// `cursor::keyset_id` of the route and its keyset.
     pub route_id: u64,
     /// Signs and verifies its cursors.
     pub codec: Arc<CursorCodec>,

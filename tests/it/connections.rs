@@ -227,6 +227,7 @@ upstreams: {app: {url: '{upstream}'}}
 
 #[tokio::test]
 async fn a_flood_of_bad_heads_is_counted_in_full_and_logged_a_few_lines_a_second() {
+    const HEADS: u64 = 120;
     let (captured, _guard) = crate::support::logs::capture();
     let upstream = Upstream::json("{}").await;
     let yaml = "
@@ -245,29 +246,30 @@ default: {action: pass, upstream: app}
         let _ = stream.read_to_end(&mut answer).await;
         assert!(answer.starts_with(b"HTTP/1.1 400"), "{answer:?}");
     };
+    // Enough that even a slow machine sends them faster than the throttle lets lines out.
     let started = Instant::now();
-    for _ in 0..60 {
+    for _ in 0..HEADS {
         bad_head().await;
     }
     let took = started.elapsed();
     let lines = |captured: &crate::support::logs::Captured| captured.events("request head refused");
     // The count and the line follow the connection's close: wait for them.
     for _ in 0..100 {
-        if proxy.protections("head_malformed").await == 60 {
+        if proxy.protections("head_malformed").await == HEADS {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(
         proxy.protections("head_malformed").await,
-        60,
+        HEADS,
         "every one counted"
     );
     // A burst of 10 lines, then one a tenth of a second.
     let written = lines(&captured).len();
     let most = 10 + usize::try_from(took.as_millis() / 100).expect("small") + 1;
     assert!(
-        written >= 1 && written <= most.min(59),
+        written >= 1 && written <= most && written < 120,
         "{written} lines in {took:?}"
     );
 
@@ -289,7 +291,7 @@ default: {action: pass, upstream: app}
         .sum();
     assert_eq!(
         suppressed + events.len() as u64,
-        61,
+        HEADS + 1,
         "each head a line or a count: {events:?}"
     );
     proxy.stop().await;
