@@ -9,7 +9,10 @@
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::clock::MonotonicClock;
+use governor::middleware::NoOpMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
 
 /// Lines a second a listener writes about what its clients did wrong (a burst of as many).
 pub(crate) const LINES_PER_SECOND: NonZeroU32 = NonZeroU32::new(10).expect("not zero");
@@ -17,7 +20,9 @@ pub(crate) const LINES_PER_SECOND: NonZeroU32 = NonZeroU32::new(10).expect("not 
 /// Lets through at most [`LINES_PER_SECOND`] lines a second, and counts the others.
 #[derive(Debug)]
 pub(crate) struct Throttle {
-    lines: DefaultDirectRateLimiter,
+    /// On the standard monotonic clock: governor's default (quanta) calibrates the CPU's clock
+    /// when first made, work every start would pay for a few log lines.
+    lines: RateLimiter<NotKeyed, InMemoryState, MonotonicClock, NoOpMiddleware<std::time::Instant>>,
     left_out: AtomicU64,
 }
 
@@ -31,7 +36,7 @@ impl Throttle {
     /// At most `per_second` lines a second, in bursts of as many.
     pub(crate) fn new(per_second: NonZeroU32) -> Self {
         Self {
-            lines: RateLimiter::direct(Quota::per_second(per_second)),
+            lines: RateLimiter::direct_with_clock(Quota::per_second(per_second), MonotonicClock),
             left_out: AtomicU64::new(0),
         }
     }
