@@ -291,6 +291,12 @@ fn unix_seconds(now: SystemTime) -> u64 {
     now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
+/// Hashes `part` preceded by its length, so no piece can run into the next.
+fn framed(hasher: &mut Sha256, part: &str) {
+    hasher.update((part.len() as u64).to_be_bytes());
+    hasher.update(part.as_bytes());
+}
+
 /// The first 8 bytes of a digest, big-endian.
 fn prefix_u64(digest: &[u8]) -> u64 {
     digest.first_chunk().map_or(0, |b| u64::from_be_bytes(*b))
@@ -316,8 +322,7 @@ pub fn route_id(route_name: &str) -> u64 {
 pub fn keyset_id(route_name: &str, definition: &[&str]) -> u64 {
     let mut hasher = Sha256::new().chain_update(b"pagegate-keyset\0");
     for part in std::iter::once(&route_name).chain(definition) {
-        hasher.update((part.len() as u64).to_be_bytes());
-        hasher.update(part.as_bytes());
+        framed(&mut hasher, part);
     }
     prefix_u64(&hasher.finalize())
 }
@@ -340,8 +345,7 @@ pub fn binding_hash<'a>(bound: &[&str], pairs: impl IntoIterator<Item = &'a str>
     let mut hasher = Sha256::new().chain_update(b"pagegate-binding\0");
     hasher.update((bound.len() as u64).to_be_bytes());
     for part in bound.iter().chain(&pairs) {
-        hasher.update((part.len() as u64).to_be_bytes());
-        hasher.update(part.as_bytes());
+        framed(&mut hasher, part);
     }
     prefix_u64(&hasher.finalize())
 }
