@@ -10,17 +10,19 @@
 # Kernel time is not counted: bench/hop.sh's CPU per request is the figure to quote against
 # nginx; this one tells whether a change removed work.
 #
-#   bench/instructions.sh                 pagegate (logs off), bare_hop and raw_hop
+#   bench/instructions.sh                 pagegate (logs off), nginx (the hop's proxy config,
+#                                         one process), bare_hop and raw_hop
 #   BASE=/path/to/pagegate bench/instructions.sh
 #                                         also another build, as `base`
 #   N=500 WARM=50 bench/instructions.sh
 #   TARGETS="pagegate base" BASE=… bench/instructions.sh   a subset
+#                                         (pagegate, base, nginx, bare, raw)
 #   KEEP=1 bench/instructions.sh          keeps the callgrind files (for callgrind_annotate)
 #                                         in target/instructions/
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-2000}
-TARGETS=${TARGETS:-pagegate base bare raw}
+TARGETS=${TARGETS:-pagegate base nginx bare raw}
 WARM=${WARM:-200}
 HOPDIR=$(cd "${HOPDIR:-bench/peers/hop}" && pwd)
 
@@ -34,6 +36,7 @@ start_run instructions
 OUT=$PWD/target/instructions
 mkdir -p "$OUT"
 peer backend.conf backend.conf
+peer nginx-proxy.conf nginx-proxy.conf
 nginx -c "$RUN/backend.conf" -p "$RUN"
 cat >"$RUN/pagegate.yaml" <<EOF
 listen: 127.0.0.1:19004
@@ -86,13 +89,17 @@ for target in $TARGETS; do
   case $target in
     pagegate) per_request pagegate 19004 "$BIN" run --config "$RUN/pagegate.yaml" --workers 1 ;;
     base) [ -z "${BASE:-}" ] || per_request base 19004 "$BASE" run --config "$RUN/pagegate.yaml" --workers 1 ;;
+    # One process (no master), in the foreground, so callgrind counts the worker itself.
+    nginx) per_request nginx 19002 nginx -c "$RUN/nginx-proxy.conf" -p "$RUN" -g 'daemon off; master_process off;' ;;
     bare) per_request bare 19006 target/release/examples/bare_hop 127.0.0.1:19006 127.0.0.1:19001 ;;
     raw) per_request raw 19007 target/release/examples/raw_hop 127.0.0.1:19007 127.0.0.1:19001 ;;
-    *) echo "unknown target $target (pagegate, base, bare, raw)" >&2; exit 1 ;;
+    *) echo "unknown target $target (pagegate, base, nginx, bare, raw)" >&2; exit 1 ;;
   esac
 done
 awk -F'\t' '{ v[$1] = $2 } END {
   if (!("pagegate" in v)) exit
+  if ("nginx" in v) printf "  pagegate / nginx %.2f\n", v["pagegate"] / v["nginx"]
+  if ("nginx" in v && "raw" in v) printf "  raw / nginx %.2f\n", v["raw"] / v["nginx"]
   if ("bare" in v) printf "  pagegate / bare %.2f\n", v["pagegate"] / v["bare"]
   if ("raw" in v) printf "  pagegate / raw %.2f\n", v["pagegate"] / v["raw"]
   if ("bare" in v && "raw" in v) printf "  bare / raw %.2f\n", v["bare"] / v["raw"]

@@ -1,4 +1,4 @@
-//! The upstream hop: one pooled keep-alive client per backend ([`UpstreamClient`]), the route
+//! The upstream hop: one pool of keep-alive connections per backend ([`UpstreamClient`]), the route
 //! terminal that uses it ([`Forward`]), timeouts, header rules, and bodies streamed frame by
 //! frame in both directions.
 //!
@@ -10,6 +10,7 @@ pub(crate) mod config;
 mod error;
 mod forward;
 pub(crate) mod headers;
+mod pool;
 mod tunnel;
 
 pub(crate) use client::{UpstreamClient, https};

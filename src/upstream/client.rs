@@ -6,20 +6,18 @@ use std::sync::Arc;
 
 use http::HeaderValue;
 use hyper_rustls::{DefaultServerNameResolver, FixedServerNameResolver, HttpsConnector};
-use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use crate::Body;
 use crate::telemetry::UpstreamMetrics;
 use crate::upstream::config::UpstreamConfig;
+use crate::upstream::pool::Pool;
 
 /// One backend's pooled keep-alive client, built once per upstream config and shared by every
 /// route (and every generation) that uses it unchanged.
 #[derive(Debug)]
 pub struct UpstreamClient {
     pub(super) config: Arc<UpstreamConfig>,
-    pub(super) client: Client<HttpsConnector<HttpConnector>, Body>,
+    pub(super) pool: Pool,
     /// The `Host` value of `host: upstream`, parsed once.
     pub(super) authority: Option<HeaderValue>,
     /// `http://authority/base_path`, lower-cased, when redirects to it are rewritten.
@@ -45,17 +43,11 @@ impl UpstreamClient {
         connector.set_connect_timeout(Some(config.connect_timeout));
         connector.set_nodelay(true);
         let connector = https(connector, config.tls.as_ref(), config.http2)?;
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(config.pool_idle_timeout)
-            .pool_max_idle_per_host(config.pool_max_idle)
-            .http2_only(config.http2)
-            .timer(TokioTimer::new())
-            .build(connector);
         let authority = config
             .origin
             .authority()
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
+        let pool = Pool::new(connector, &config, authority.clone());
         let redirect_prefix = config.rewrite_redirects.then(|| {
             let authority = config.origin.authority().map_or("", |a| a.as_str());
             let scheme = config.origin.scheme_str().unwrap_or("http");
@@ -63,7 +55,7 @@ impl UpstreamClient {
         });
         Ok(Self {
             config,
-            client,
+            pool,
             authority,
             redirect_prefix,
             metrics,

@@ -61,14 +61,17 @@ pub struct TimeoutOverrides {
 }
 
 impl UpstreamConfig {
-    /// The request's URI as sent upstream: the upstream's origin, its base path, then the
-    /// request's path and query as the client wrote them (the common case, no base path,
-    /// copies nothing).
+    /// The request's URI as sent upstream: its base path, then the request's path and query
+    /// as the client wrote them (the common case, no base path, copies nothing). HTTP/1.1
+    /// sends it in origin form (`/path?query`); HTTP/2 needs the upstream's scheme and
+    /// authority too.
     pub(super) fn uri_for(&self, uri: &http::Uri) -> Option<http::Uri> {
-        let origin = self.origin.clone().into_parts();
         let mut parts = http::uri::Parts::default();
-        parts.scheme = origin.scheme;
-        parts.authority = origin.authority;
+        if self.http2 {
+            let origin = self.origin.clone().into_parts();
+            parts.scheme = origin.scheme;
+            parts.authority = origin.authority;
+        }
         let path_and_query = uri
             .path_and_query()
             .cloned()

@@ -10,9 +10,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body::Body as _;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
-use hyper_util::client::legacy::Error as ClientError;
-use hyper_util::client::legacy::ResponseFuture;
 use pin_project_lite::pin_project;
 use prometheus_client::metrics::counter::Counter;
 use tokio::time::Instant;
@@ -25,6 +22,7 @@ use crate::telemetry::TraceCx;
 use crate::upstream::UpstreamClient;
 use crate::upstream::config::TimeoutOverrides;
 use crate::upstream::error::{cause, is_timeout, method_error, request_body_error};
+use crate::upstream::pool::{Answer, ResponseFuture, SendError};
 use crate::{BoxError, Request, Response, UpstreamError};
 
 /// The innermost service of an HTTP route: relays requests to the route's upstream, with the
@@ -134,7 +132,7 @@ impl Forward {
     /// The client's response from the upstream's, or why there is none.
     fn answer(
         &self,
-        result: Result<Result<http::Response<Incoming>, ClientError>, ()>,
+        result: Result<Result<Answer, SendError>, ()>,
         upgrade: Option<super::tunnel::Upgrade>,
         sent_at: Instant,
     ) -> Result<Response, BoxError> {
@@ -250,7 +248,7 @@ impl Service<Request> for Forward {
         });
         let (inner, error, body_end, upgrade) = match self.prepare(req) {
             Ok((request, body_end, upgrade)) => {
-                let sent = self.upstream.client.request(request);
+                let sent = self.upstream.pool.request(request);
                 (Some(sent), None, body_end, upgrade)
             }
             Err(error) => (None, Some(error), None, None),

@@ -51,4 +51,5 @@ mod traces;
 mod type_matrix;
 mod upgrades;
 mod uploads;
+mod upstream_pool;
 mod walkthrough;

@@ -1,0 +1,297 @@
+//! One upstream's keep-alive connections ([`Pool`]): HTTP/1.1 connections lent to one request
+//! at a time, or one shared HTTP/2 connection (`http2: true`).
+//!
+//! Written on hyper's connection API rather than hyper-util's pooled client because that
+//! client is generic over many hosts and pays for it on every request: it hashes a
+//! (scheme, authority) key with SipHash three times, races a checkout against a lazily built
+//! connect future, and spawns a task per HTTP/1 request to wait for the connection to come
+//! back (`bench/instructions.sh` counted about 9,000 instructions a request in it). A pool
+//! here serves one backend, known when the route is built, so it is a locked stack:
+//! - **Checkout** pops the most recently used connection that is ready and idle for less than
+//!   `pool_idle_timeout`; others are dropped (hyper then closes them).
+//! - **Return** happens when the response body ends ([`Leased`]): a connection whose request
+//!   body is still being sent, or whose answer is not yet read, is not reused; the rare one that
+//!   is not ready at that point is awaited by a small task, as hyper-util does for every one.
+//! - **A reused connection the backend closed** just as a request was handed to it gives the
+//!   request back untouched (hyper's `TrySendError::take_message`): it is sent again on a new
+//!   connection, never on a connection that saw any of it.
+//! - **A reaper** task, running only while connections are pooled, closes those idle longer
+//!   than `pool_idle_timeout` (checked every `pool_idle_timeout`), so a quiet backend is not
+//!   held open.
+
+mod lease;
+
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use http::HeaderValue;
+use hyper::client::conn::{http1, http2};
+use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tower::ServiceExt as _;
+
+pub(crate) use lease::Leased;
+
+use crate::sync::lock;
+use crate::upstream::config::UpstreamConfig;
+use crate::{Body, BoxError, Request};
+
+/// The upstream's answer, its body returning the connection when it ends.
+pub(crate) type Answer = http::Response<Leased>;
+
+/// The future of one exchange. Boxed: it awaits a connect, a handshake and a retry in turn.
+pub(crate) type ResponseFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Answer, SendError>> + Send>>;
+
+/// Why an exchange failed before its response head.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SendError {
+    /// No connection: refused, unresolvable, timed out, or TLS failed.
+    #[error("could not connect")]
+    Connect(#[source] BoxError),
+    /// The connection failed or closed during the handshake or the exchange, or the request's
+    /// own body failed (its error is in the chain).
+    #[error("the exchange failed")]
+    Exchange(#[source] hyper::Error),
+}
+
+impl SendError {
+    /// Whether no connection could be made.
+    pub(crate) fn is_connect(&self) -> bool {
+        matches!(self, Self::Connect(_))
+    }
+}
+
+/// One upstream's connections.
+#[derive(Debug)]
+pub(crate) struct Pool {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    connector: HttpsConnector<HttpConnector>,
+    /// `scheme://authority/`, what the connector dials.
+    origin: http::Uri,
+    http2: bool,
+    /// The `Host` an HTTP/1.1 request without one gets (an HTTP/1.0 client's, `host: preserve`).
+    authority: Option<HeaderValue>,
+    max_idle: usize,
+    idle_timeout: Duration,
+    idle: Mutex<Idle>,
+    /// Held while an HTTP/2 connection is being opened, so that a burst of first requests
+    /// opens one, not one each.
+    connecting: tokio::sync::Mutex<()>,
+}
+
+#[derive(Debug, Default)]
+struct Idle {
+    /// Ready HTTP/1.1 connections, the most recently returned last.
+    http1: Vec<(http1::SendRequest<Body>, Instant)>,
+    /// The shared HTTP/2 connection and when it was last used.
+    http2: Option<(http2::SendRequest<Body>, Instant)>,
+    /// A reaper task is running.
+    reaping: bool,
+}
+
+type Io = MaybeHttpsStream<TokioIo<TcpStream>>;
+
+impl Pool {
+    /// An empty pool for `config`'s backend, dialling through `connector`.
+    pub(crate) fn new(
+        connector: HttpsConnector<HttpConnector>,
+        config: &UpstreamConfig,
+        authority: Option<HeaderValue>,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                connector,
+                origin: config.origin.clone(),
+                http2: config.http2,
+                authority,
+                max_idle: config.pool_max_idle,
+                idle_timeout: config.pool_idle_timeout,
+                idle: Mutex::default(),
+                connecting: tokio::sync::Mutex::new(()),
+            }),
+        }
+    }
+
+    /// Sends `req` (origin-form URI for HTTP/1.1, absolute for HTTP/2) on a pooled or new
+    /// connection.
+    pub(crate) fn request(&self, req: Request) -> ResponseFuture {
+        let inner = Arc::clone(&self.inner);
+        if inner.http2 {
+            Box::pin(inner.send_http2(req))
+        } else {
+            Box::pin(inner.send_http1(req))
+        }
+    }
+}
+
+impl Inner {
+    async fn send_http1(self: Arc<Self>, mut req: Request) -> Result<Answer, SendError> {
+        if let Some(authority) = &self.authority {
+            req.headers_mut()
+                .entry(http::header::HOST)
+                .or_insert_with(|| authority.clone());
+        }
+        loop {
+            let (mut sender, reused) = match self.checkout_http1() {
+                Some(sender) => (sender, true),
+                None => (self.connect_http1().await?, false),
+            };
+            match sender.try_send_request(req).await {
+                Ok(answer) => {
+                    // An upgraded connection is the tunnel's, never pooled again.
+                    let upgraded = answer.status() == http::StatusCode::SWITCHING_PROTOCOLS;
+                    let lease = (!upgraded).then(|| lease::Lease::new(Arc::clone(&self), sender));
+                    return Ok(answer.map(|body| Leased::new(body, lease)));
+                }
+                Err(mut error) => match error.take_message() {
+                    // Closed by the backend as it was handed over: nothing of it was sent.
+                    Some(back) if reused => req = back,
+                    _ => return Err(SendError::Exchange(error.into_error())),
+                },
+            }
+        }
+    }
+
+    async fn send_http2(self: Arc<Self>, mut req: Request) -> Result<Answer, SendError> {
+        loop {
+            let (mut sender, reused) = match self.checkout_http2() {
+                Some(sender) => (sender, true),
+                None => (self.connect_http2().await?, false),
+            };
+            match sender.try_send_request(req).await {
+                Ok(answer) => return Ok(answer.map(|body| Leased::new(body, None))),
+                Err(mut error) => match error.take_message() {
+                    Some(back) if reused => req = back,
+                    _ => return Err(SendError::Exchange(error.into_error())),
+                },
+            }
+        }
+    }
+
+    /// The most recently returned ready connection idle for less than the timeout.
+    fn checkout_http1(&self) -> Option<http1::SendRequest<Body>> {
+        let mut idle = lock(&self.idle);
+        while let Some((sender, since)) = idle.http1.pop() {
+            if sender.is_ready() && since.elapsed() < self.idle_timeout {
+                return Some(sender);
+            }
+        }
+        None
+    }
+
+    /// The shared HTTP/2 connection, while it is open.
+    fn checkout_http2(&self) -> Option<http2::SendRequest<Body>> {
+        let mut idle = lock(&self.idle);
+        match &mut idle.http2 {
+            Some((sender, used)) if !sender.is_closed() => {
+                *used = Instant::now();
+                Some(sender.clone())
+            }
+            _ => None,
+        }
+    }
+
+    async fn connect(&self) -> Result<Io, SendError> {
+        self.connector
+            .clone()
+            .oneshot(self.origin.clone())
+            .await
+            .map_err(SendError::Connect)
+    }
+
+    async fn connect_http1(&self) -> Result<http1::SendRequest<Body>, SendError> {
+        let io = self.connect().await?;
+        let (sender, connection) = http1::Builder::new()
+            .handshake(io)
+            .await
+            .map_err(SendError::Exchange)?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.with_upgrades().await {
+                tracing::debug!(%error, "upstream connection ended");
+            }
+        });
+        Ok(sender)
+    }
+
+    /// The shared HTTP/2 connection, opened unless another request has just opened it.
+    async fn connect_http2(self: &Arc<Self>) -> Result<http2::SendRequest<Body>, SendError> {
+        let _one_at_a_time = self.connecting.lock().await;
+        if let Some(sender) = self.checkout_http2() {
+            return Ok(sender);
+        }
+        let io = self.connect().await?;
+        let (mut sender, connection) = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .handshake(io)
+            .await
+            .map_err(SendError::Exchange)?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "upstream connection ended");
+            }
+        });
+        sender.ready().await.map_err(SendError::Exchange)?;
+        let mut idle = lock(&self.idle);
+        idle.http2 = Some((sender.clone(), Instant::now()));
+        self.reap_later(&mut idle);
+        Ok(sender)
+    }
+
+    /// Pools a ready HTTP/1.1 connection, unless the pool is full.
+    fn put_http1(self: &Arc<Self>, sender: http1::SendRequest<Body>) {
+        let mut idle = lock(&self.idle);
+        if idle.http1.len() < self.max_idle {
+            idle.http1.push((sender, Instant::now()));
+            self.reap_later(&mut idle);
+        }
+    }
+
+    /// Starts the reaper unless it runs (or no runtime does: at shutdown, nothing is reaped).
+    fn reap_later(self: &Arc<Self>, idle: &mut Idle) {
+        if idle.reaping || tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        idle.reaping = true;
+        tokio::spawn(reap(Arc::downgrade(self), self.idle_timeout));
+    }
+
+    /// Drops the connections idle for `idle_timeout`; says whether any is left.
+    fn reap(&self) -> bool {
+        let mut idle = lock(&self.idle);
+        let timeout = self.idle_timeout;
+        idle.http1
+            .retain(|(sender, since)| !sender.is_closed() && since.elapsed() < timeout);
+        if idle
+            .http2
+            .as_ref()
+            .is_some_and(|(sender, used)| sender.is_closed() || used.elapsed() >= timeout)
+        {
+            idle.http2 = None;
+        }
+        let left = !idle.http1.is_empty() || idle.http2.is_some();
+        idle.reaping = left;
+        left
+    }
+}
+
+/// Every `every`, drops the pool's connections idle that long, until none is left or the pool
+/// is gone. Its runtime ending mid-way leaves `reaping` set: checkouts still refuse stale
+/// connections, and no runtime means no requests.
+async fn reap(pool: Weak<Inner>, every: Duration) {
+    let every = every.max(Duration::from_millis(100));
+    loop {
+        tokio::time::sleep(every).await;
+        match pool.upgrade() {
+            Some(pool) if pool.reap() => {}
+            _ => return,
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! The upstream's keep-alive pool, seen from a backend that counts the connections it gets:
+//! one connection for requests in turn whatever their answers' shape, none kept past
+//! `pool_idle_timeout` or beyond `pool_max_idle`, none used after the backend closed it, one
+//! shared HTTP/2 connection.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use http_body_util::StreamBody;
+use hyper::body::{Frame, Incoming};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use pagegate::{Body, BoxError};
+
+use crate::support::{Proxy, full, get, send};
+
+/// A backend over hyper (HTTP/1.1 and h2c) counting the connections it accepts and those that
+/// have ended. `/chunked` answers in chunks, `/endless` with a chunk and no end, `/empty` 204, `/wait` after 300 ms, anything else
+/// 5 bytes with a length.
+struct Counting {
+    addr: SocketAddr,
+    opened: Arc<AtomicUsize>,
+    closed: Arc<AtomicUsize>,
+}
+
+impl Counting {
+    async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let opened = Arc::new(AtomicUsize::new(0));
+        let closed = Arc::new(AtomicUsize::new(0));
+        let (open, close) = (Arc::clone(&opened), Arc::clone(&closed));
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                open.fetch_add(1, Ordering::SeqCst);
+                let close = Arc::clone(&close);
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(answer);
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                    close.fetch_add(1, Ordering::SeqCst);
+                });
+            }
+        });
+        Self {
+            addr,
+            opened,
+            closed,
+        }
+    }
+
+    fn opened(&self) -> usize {
+        self.opened.load(Ordering::SeqCst)
+    }
+
+    fn closed(&self) -> usize {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    /// Waits up to 3 s for `closed` connections to have ended.
+    async fn until_closed(&self, closed: usize) {
+        for _ in 0..300 {
+            if self.closed() >= closed {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("{} connections closed, not {closed}", self.closed());
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+async fn answer(req: http::Request<Incoming>) -> Result<http::Response<Body>, hyper::Error> {
+    let path = req.uri().path().to_owned();
+    let _ = req.into_body().collect().await?;
+    Ok(match path.as_str() {
+        "/chunked" => {
+            let chunks = ["hel", "lo"].map(|c| Ok::<_, BoxError>(Frame::data(Bytes::from(c))));
+            http::Response::new(StreamBody::new(futures_util::stream::iter(chunks)).boxed())
+        }
+        "/endless" => {
+            let first = Ok::<_, BoxError>(Frame::data(Bytes::from("hel")));
+            let rest = futures_util::stream::pending();
+            let stream = futures_util::StreamExt::chain(futures_util::stream::iter([first]), rest);
+            http::Response::new(StreamBody::new(stream).boxed())
+        }
+        "/empty" => http::Response::builder()
+            .status(204)
+            .body(full(Bytes::new()))
+            .expect("204"),
+        path => {
+            if path == "/wait" {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            http::Response::new(full("hello"))
+        }
+    })
+}
+
+const POOLED: &str = "
+default: {action: pass, upstream: app}
+upstreams:
+  app: {url: '{upstream}', pool_idle_timeout: 30s}
+";
+
+#[tokio::test]
+async fn requests_in_turn_share_one_connection_whatever_the_answer() {
+    let backend = Counting::start().await;
+    let proxy = Proxy::start_url(POOLED, &backend.url()).await;
+    for path in ["/", "/chunked", "/empty", "/", "/chunked"] {
+        let got = get(&proxy.url(path)).await;
+        assert!(got.status.is_success(), "{path}: {}", got.status);
+        if path != "/empty" {
+            assert_eq!(got.text(), "hello", "{path}");
+        }
+    }
+    let head = http::Request::head(proxy.url("/"))
+        .body(full(Bytes::new()))
+        .expect("head");
+    assert_eq!(send(head).await.status, 200);
+    let upload = http::Request::post(proxy.url("/"))
+        .body(full(vec![b'x'; 100_000]))
+        .expect("post");
+    assert_eq!(send(upload).await.text(), "hello");
+    assert_eq!(
+        backend.opened(),
+        1,
+        "every answer read to its end gives the connection back"
+    );
+    assert_eq!(backend.closed(), 0);
+}
+
+#[tokio::test]
+async fn a_connection_idle_past_pool_idle_timeout_is_closed() {
+    let backend = Counting::start().await;
+    let yaml = POOLED.replace("30s", "200ms");
+    let proxy = Proxy::start_url(&yaml, &backend.url()).await;
+    assert_eq!(get(&proxy.url("/")).await.text(), "hello");
+    assert_eq!(backend.closed(), 0);
+    // Reaped within two periods, with no request to notice it.
+    backend.until_closed(1).await;
+    assert_eq!(get(&proxy.url("/")).await.text(), "hello");
+    assert_eq!(backend.opened(), 2);
+}
+
+#[tokio::test]
+async fn no_more_than_pool_max_idle_connections_are_kept() {
+    let backend = Counting::start().await;
+    let yaml = POOLED.replace("30s", "30s, pool_max_idle: 1");
+    let proxy = Proxy::start_url(&yaml, &backend.url()).await;
+    let url = proxy.url("/wait");
+    let answers = futures_util::future::join_all((0..3).map(|_| get(&url))).await;
+    assert!(answers.iter().all(|got| got.text() == "hello"));
+    assert_eq!(backend.opened(), 3);
+    // Two of the three are closed at once, long before their idle timeout.
+    backend.until_closed(2).await;
+    assert_eq!(get(&proxy.url("/")).await.text(), "hello");
+    assert_eq!(
+        (backend.opened(), backend.closed()),
+        (3, 2),
+        "the kept one is reused"
+    );
+}
+
+#[tokio::test]
+async fn an_answer_left_half_read_closes_its_connection() {
+    let backend = Counting::start().await;
+    let proxy = Proxy::start_url(POOLED, &backend.url()).await;
+    let response = crate::support::get_head(&proxy.url("/endless")).await;
+    assert_eq!(response.status(), 200);
+    drop(response);
+    backend.until_closed(1).await;
+    assert_eq!(get(&proxy.url("/")).await.text(), "hello");
+    assert_eq!(backend.opened(), 2);
+}
+
+#[tokio::test]
+async fn http2_requests_share_one_connection() {
+    let backend = Counting::start().await;
+    let yaml = POOLED.replace("30s}", "30s, http2: true}");
+    let proxy = Proxy::start_url(&yaml, &backend.url()).await;
+    let url = proxy.url("/wait");
+    let answers = futures_util::future::join_all((0..4).map(|_| get(&url))).await;
+    assert!(answers.iter().all(|got| got.text() == "hello"));
+    for path in ["/", "/chunked", "/empty"] {
+        assert!(get(&proxy.url(path)).await.status.is_success(), "{path}");
+    }
+    assert_eq!(backend.opened(), 1);
+}
+
+/// A backend that keeps a connection open after its answer, then closes it 50 ms later, as
+/// Node.js does after its keep-alive timeout: the pooled connection must not be used then.
+#[tokio::test]
+async fn a_connection_the_backend_closed_is_not_used() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let opened = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&opened);
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if stream.read(&mut byte).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello")
+                    .await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            });
+        }
+    });
+    let proxy = Proxy::start_url(POOLED, &format!("http://{addr}")).await;
+    assert_eq!(get(&proxy.url("/")).await.text(), "hello");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let got = get(&proxy.url("/")).await;
+    assert_eq!((got.status.as_u16(), got.text().as_str()), (200, "hello"));
+    assert_eq!(opened.load(Ordering::SeqCst), 2);
+}
