@@ -9,9 +9,12 @@
 //! here serves one backend, known when the route is built, so it is a locked stack:
 //! - **Checkout** pops the most recently used connection that is ready and idle for less than
 //!   `pool_idle_timeout`; others are dropped (hyper then closes them).
-//! - **Return** happens when the response body ends ([`Leased`]): a connection whose request
-//!   body is still being sent, or whose answer is not yet read, is not reused; the rare one that
-//!   is not ready at that point is awaited by a small task, as hyper-util does for every one.
+//! - **Return** happens when the response body has been read to its end ([`Leased`]); one
+//!   dropped half read is closed. A connection still sending its request body then (the backend
+//!   answered early) is awaited by a small task and pooled once hyper is ready for the next
+//!   request on it, as hyper-util does for every one.
+//! - **HTTP/2** shares one connection, opened by one request of a burst; with
+//!   `pool_max_idle: 0` every request opens its own, as with hyper-util.
 //! - **A reused connection the backend closed** just as a request was handed to it gives the
 //!   request back untouched (hyper's `TrySendError::take_message`): it is sent again on a new
 //!   connection, never on a connection that saw any of it.
@@ -164,7 +167,7 @@ impl Inner {
         loop {
             let (mut sender, reused) = match self.checkout_http2() {
                 Some(sender) => (sender, true),
-                None => (self.connect_http2().await?, false),
+                None => self.connect_http2().await?,
             };
             match sender.try_send_request(req).await {
                 Ok(answer) => return Ok(answer.map(|body| Leased::new(body, None))),
@@ -187,15 +190,19 @@ impl Inner {
         None
     }
 
-    /// The shared HTTP/2 connection, while it is open.
+    /// The shared HTTP/2 connection, while it is open and has been used within the idle
+    /// timeout.
     fn checkout_http2(&self) -> Option<http2::SendRequest<Body>> {
         let mut idle = lock(&self.idle);
         match &mut idle.http2 {
-            Some((sender, used)) if !sender.is_closed() => {
+            Some((sender, used)) if !sender.is_closed() && used.elapsed() < self.idle_timeout => {
                 *used = Instant::now();
                 Some(sender.clone())
             }
-            _ => None,
+            _ => {
+                idle.http2 = None;
+                None
+            }
         }
     }
 
@@ -221,11 +228,14 @@ impl Inner {
         Ok(sender)
     }
 
-    /// The shared HTTP/2 connection, opened unless another request has just opened it.
-    async fn connect_http2(self: &Arc<Self>) -> Result<http2::SendRequest<Body>, SendError> {
+    /// The shared HTTP/2 connection, opened unless another request has just opened it (then
+    /// `true`: reused).
+    async fn connect_http2(
+        self: &Arc<Self>,
+    ) -> Result<(http2::SendRequest<Body>, bool), SendError> {
         let _one_at_a_time = self.connecting.lock().await;
         if let Some(sender) = self.checkout_http2() {
-            return Ok(sender);
+            return Ok((sender, true));
         }
         let io = self.connect().await?;
         let (mut sender, connection) = http2::Builder::new(TokioExecutor::new())
@@ -239,10 +249,12 @@ impl Inner {
             }
         });
         sender.ready().await.map_err(SendError::Exchange)?;
-        let mut idle = lock(&self.idle);
-        idle.http2 = Some((sender.clone(), Instant::now()));
-        self.reap_later(&mut idle);
-        Ok(sender)
+        if self.max_idle > 0 {
+            let mut idle = lock(&self.idle);
+            idle.http2 = Some((sender.clone(), Instant::now()));
+            self.reap_later(&mut idle);
+        }
+        Ok((sender, false))
     }
 
     /// Pools a ready HTTP/1.1 connection, unless the pool is full.
@@ -283,15 +295,31 @@ impl Inner {
 }
 
 /// Every `every`, drops the pool's connections idle that long, until none is left or the pool
-/// is gone. Its runtime ending mid-way leaves `reaping` set: checkouts still refuse stale
-/// connections, and no runtime means no requests.
+/// is gone.
 async fn reap(pool: Weak<Inner>, every: Duration) {
+    // Dropped mid-way (its runtime shut down), it clears `reaping`, so that the next return
+    // starts another; ending on its own, `reap` has cleared it under the lock.
+    let mut cancelled = ReaperCancelled(Some(pool.clone()));
     let every = every.max(Duration::from_millis(100));
     loop {
         tokio::time::sleep(every).await;
         match pool.upgrade() {
             Some(pool) if pool.reap() => {}
-            _ => return,
+            _ => {
+                cancelled.0 = None;
+                return;
+            }
+        }
+    }
+}
+
+/// Clears `reaping` if the reaper task is dropped before it ends.
+struct ReaperCancelled(Option<Weak<Inner>>);
+
+impl Drop for ReaperCancelled {
+    fn drop(&mut self) {
+        if let Some(pool) = self.0.as_ref().and_then(Weak::upgrade) {
+            lock(&pool.idle).reaping = false;
         }
     }
 }

@@ -21,7 +21,7 @@ use pagegate::{Body, BoxError};
 use crate::support::{Proxy, full, get, send};
 
 /// A backend over hyper (HTTP/1.1 and h2c) counting the connections it accepts and those that
-/// have ended. `/chunked` answers in chunks, `/endless` with a chunk and no end, `/empty` 204, `/wait` after 300 ms, anything else
+/// have ended. `/early` answers before reading the request body, `/chunked` in chunks, `/endless` with a chunk and no end, `/empty` 204, `/wait` after 300 ms, anything else
 /// 5 bytes with a length.
 struct Counting {
     addr: SocketAddr,
@@ -82,6 +82,12 @@ impl Counting {
 
 async fn answer(req: http::Request<Incoming>) -> Result<http::Response<Body>, hyper::Error> {
     let path = req.uri().path().to_owned();
+    if path == "/early" {
+        // Answers before the upload ends, and reads it meanwhile (the connection stays usable).
+        let body = req.into_body();
+        tokio::spawn(body.collect());
+        return Ok(http::Response::new(full("early")));
+    }
     let _ = req.into_body().collect().await?;
     Ok(match path.as_str() {
         "/chunked" => {
@@ -196,6 +202,49 @@ async fn http2_requests_share_one_connection() {
         assert!(get(&proxy.url(path)).await.status.is_success(), "{path}");
     }
     assert_eq!(backend.opened(), 1);
+}
+
+#[tokio::test]
+async fn a_connection_answered_before_its_upload_ended_is_pooled_once_it_has() {
+    let backend = Counting::start().await;
+    let proxy = Proxy::start_url(POOLED, &backend.url()).await;
+    // 3 chunks 150 ms apart: the answer comes back while the upload goes on.
+    let chunks = futures_util::stream::unfold(0, |n| async move {
+        if n == 3 {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        Some((Ok::<_, BoxError>(Frame::data(Bytes::from("part"))), n + 1))
+    });
+    let upload = http::Request::post(proxy.url("/early"))
+        .body(StreamBody::new(chunks).boxed())
+        .expect("post");
+    assert_eq!(send(upload).await.text(), "early");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(get(&proxy.url("/")).await.text(), "hello");
+    assert_eq!((backend.opened(), backend.closed()), (1, 0));
+}
+
+#[tokio::test]
+async fn an_http2_connection_is_not_used_past_pool_idle_timeout_or_with_max_idle_0() {
+    let backend = Counting::start().await;
+    let yaml = POOLED.replace("30s}", "400ms, http2: true}");
+    let proxy = Proxy::start_url(&yaml, &backend.url()).await;
+    assert_eq!(get(&proxy.url("/")).await.text(), "hello");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(get(&proxy.url("/")).await.text(), "hello");
+    // 450 ms after its last use, before the reaper's second pass (800 ms after it started).
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    assert_eq!(get(&proxy.url("/")).await.text(), "hello");
+    assert_eq!(backend.opened(), 2);
+
+    let backend = Counting::start().await;
+    let yaml = POOLED.replace("30s}", "30s, http2: true, pool_max_idle: 0}");
+    let proxy = Proxy::start_url(&yaml, &backend.url()).await;
+    for _ in 0..2 {
+        assert_eq!(get(&proxy.url("/")).await.text(), "hello");
+    }
+    assert_eq!(backend.opened(), 2, "no connection kept");
 }
 
 /// A backend that keeps a connection open after its answer, then closes it 50 ms later, as
