@@ -136,6 +136,15 @@ fn tls_summary(config: &Config) -> (Vec<String>, bool) {
             upstream.name
         ));
     }
+    // Warned, not failed: the chain may still verify by another path.
+    for (name, identity) in crate::proxy::generation::certificates(config) {
+        if let Some(warning) = identity.chain_warning() {
+            lines.push(format!(
+                "warning: {name}: {}: {warning}",
+                identity.cert_file.display()
+            ));
+        }
+    }
     (lines, valid)
 }
 

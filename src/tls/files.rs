@@ -22,6 +22,9 @@ pub(crate) struct Identity {
     pub(crate) not_after: u64,
     /// When it becomes valid, in seconds since the Unix epoch.
     pub(crate) not_before: u64,
+    /// The certificate after the first that expires first, if it expires before the first
+    /// one: its place in the file (2 for the first intermediate) and its `notAfter`.
+    issuer_expiry: Option<(usize, u64)>,
     /// The PEM text both were read from, for clients that take PEM (Redis): the bytes checked
     /// here, not a second read that a rotation could tear.
     pub(crate) pem: Arc<(Vec<u8>, Vec<u8>)>,
@@ -76,6 +79,11 @@ impl Identity {
             path: cert_file.to_owned(),
             reason: "does not start with an X.509 certificate pagegate can read".to_owned(),
         })?;
+        // Unreadable intermediates are the client's to judge, as before: not warned about.
+        let issuer_expiry = (chain.iter().enumerate().skip(1))
+            .filter_map(|(i, cert)| Some((i + 1, validity(cert)?.1)))
+            .filter(|&(_, expires)| expires < not_after)
+            .min_by_key(|&(_, expires)| expires);
         Ok(Self {
             cert_file: cert_file.to_owned(),
             key_file: key_file.to_owned(),
@@ -83,6 +91,7 @@ impl Identity {
             key: Arc::new(key),
             not_after,
             not_before,
+            issuer_expiry,
             fingerprint: fingerprint(&[&cert_pem, &key_pem]),
             pem: Arc::new((cert_pem, key_pem)),
         })
@@ -105,6 +114,24 @@ impl Identity {
         } else {
             None
         }
+    }
+
+    /// A certificate further down the file that expires before the first one, said as a
+    /// warning: clients that build their path through it fail from its date. Not refused:
+    /// the file may carry a cross-signed or root certificate that clients no longer use (as
+    /// when AddTrust's root expired in 2020 while the chains that named it still worked).
+    pub(crate) fn chain_warning(&self) -> Option<String> {
+        let (place, expires) = self.issuer_expiry?;
+        let count = self.chain.len();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs());
+        let tense = if now >= expires { "expired" } else { "expires" };
+        Some(format!(
+            "certificate {place} of {count} in the file {tense} {}, before the first one ({}): clients that verify through it fail from then; put the chain your CA issues now in the file, or remove that certificate if clients do not need it (an old cross-sign or root)",
+            date(expires),
+            date(self.not_after)
+        ))
     }
 
     /// Whether the files now differ from what was read (or one cannot be read now).
@@ -216,7 +243,6 @@ fn certificates(path: &Path, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>,
     })
 }
 
-/// The certificate's `notAfter`, in seconds since the Unix epoch.
 /// The certificate's validity: not before, not after, in seconds since the Unix epoch.
 fn validity(cert: &CertificateDer<'_>) -> Option<(u64, u64)> {
     use x509_cert::der::Decode as _;

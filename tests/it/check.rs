@@ -378,6 +378,49 @@ fn check_names_the_certificates_and_when_they_expire() {
     assert!(stdout.contains(&upstream), "{stdout}");
 }
 
+/// A chain whose intermediate expires before its certificate: said, not failed (the file may
+/// carry a cross-sign clients no longer use); one whose intermediate outlives it: not said.
+#[test]
+fn check_warns_of_an_intermediate_that_expires_before_the_certificate() {
+    let dir = crate::support::scratch_dir("check-chain");
+    let root = crate::support::tls::Ca::new("check root");
+    for (years, warned) in [((2019, 2025), true), ((2019, 2035), false)] {
+        let intermediate = root.intermediate_valid("check intermediate", years);
+        let server = intermediate.issue(&["localhost"], &dir, "server");
+        std::fs::write(
+            &server.cert,
+            format!("{}{}", server.cert_pem, intermediate.pem),
+        )
+        .expect("chain");
+        let path = dir.join("pagegate.yaml");
+        std::fs::write(
+            &path,
+            format!(
+                "tls: {{cert_file: '{}', key_file: '{}'}}
+upstreams: {{app: {{url: 'http://127.0.0.1:9'}}}}
+",
+                server.cert.display(),
+                server.key.display(),
+            ),
+        )
+        .expect("write");
+        let (code, stdout, stderr) =
+            pagegate(&["check", "--config", path.to_str().expect("utf-8")], &[]);
+        assert_eq!(code, 0, "{stdout}{stderr}");
+        let warning = format!(
+            "warning: listener: {}: certificate 2 of 2 in the file expired 2025-01-01T00:00:00Z, before the first one (2030-01-01T00:00:00Z)",
+            server.cert.display()
+        );
+        assert_eq!(
+            stdout.contains(&warning),
+            warned,
+            "{warning}
+{stdout}"
+        );
+        assert_eq!(stdout.contains("warning: listener:"), warned, "{stdout}");
+    }
+}
+
 #[test]
 fn check_fails_on_a_certificate_that_cannot_be_presented_now() {
     let dir = crate::support::scratch_dir("check-expired");

@@ -648,3 +648,37 @@ async fn a_reload_never_swaps_a_valid_certificate_for_one_that_cannot_be_present
         .expect("the fix");
     proxy.stop().await;
 }
+
+/// A served chain with an intermediate that has expired before its certificate: pagegate
+/// starts (the chain may verify by another path) and says so in its log.
+#[tokio::test]
+async fn a_chain_with_an_expired_intermediate_is_served_and_warned_of() {
+    let dir = scratch_dir("tls-chain-warning");
+    let root = Ca::new("warning root");
+    let intermediate = root.intermediate_valid("warning intermediate", (2019, 2025));
+    let server = intermediate.issue(&["localhost"], &dir, "server");
+    std::fs::write(
+        &server.cert,
+        format!("{}{}", server.cert_pem, intermediate.pem),
+    )
+    .expect("chain");
+    let upstream = Upstream::json(r#"{"ok":true}"#).await;
+    let (captured, _guard) = crate::support::logs::capture();
+    let proxy = Proxy::start(&listener_yaml(&server, None), &upstream).await;
+    let text = captured.text();
+    assert!(
+        text.contains("certificate 2 of 2 in the file expired 2025-01-01T00:00:00Z")
+            && text.contains("\"certificate\":\"listener\""),
+        "{text}"
+    );
+    // Served: a client that trusts the intermediate itself connects (anchors' dates are not
+    // checked); one that trusts the root fails, as the warning says.
+    let anchored = https_client(
+        client_config(&[&intermediate], None, &[b"http/1.1"]),
+        false,
+        false,
+    );
+    assert!(try_get(&anchored, &https(&proxy, "/")).await.is_ok());
+    let rooted = https_client(client_config(&[&root], None, &[b"http/1.1"]), false, false);
+    assert!(try_get(&rooted, &https(&proxy, "/")).await.is_err());
+}

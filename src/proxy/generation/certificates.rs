@@ -6,9 +6,15 @@ use crate::config::Config;
 use crate::telemetry::Metrics;
 
 impl Generation {
-    /// Shows this generation's certificates' expiries in the metrics: once it serves (a
-    /// reload refused after building must not hide the running certificate's date).
+    /// Shows this generation's certificates' expiries in the metrics, and warns of chains
+    /// with a certificate that expires before their first: once it serves (a reload refused
+    /// after building must not hide the running certificate's date).
     pub(crate) fn show_certificates(&self, metrics: &Metrics) {
+        for (name, identity) in certificates(&self.config) {
+            if let Some(warning) = identity.chain_warning() {
+                tracing::warn!(certificate = %name, file = %identity.cert_file.display(), "{warning}");
+            }
+        }
         metrics.lifecycle.certificates(
             certificates(&self.config)
                 .into_iter()

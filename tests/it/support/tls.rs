@@ -56,8 +56,16 @@ impl Ca {
 
     /// A CA this one signs (an intermediate).
     pub fn intermediate(&self, name: &str) -> Self {
+        self.intermediate_valid(name, (1975, 2040))
+    }
+
+    /// As [`Ca::intermediate`], valid from the first of January of `years.0` to that of
+    /// `years.1`.
+    pub fn intermediate_valid(&self, name: &str, years: (i32, i32)) -> Self {
         let key = rcgen::KeyPair::generate().expect("key");
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.not_before = rcgen::date_time_ymd(years.0, 1, 1);
+        params.not_after = rcgen::date_time_ymd(years.1, 1, 1);
         params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
         params
             .distinguished_name
