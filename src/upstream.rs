@@ -1,6 +1,6 @@
-//! The upstream hop: one pool of keep-alive connections per backend ([`UpstreamClient`]), the route
-//! terminal that uses it ([`Forward`]), timeouts, header rules, and bodies streamed frame by
-//! frame in both directions.
+//! The upstream hop: one pool of keep-alive connections per backend ([`UpstreamClient`]), the
+//! route terminal that uses it ([`Forward`]), timeouts, header rules, and bodies streamed
+//! frame by frame in both directions.
 //!
 //! A request whose client goes away is dropped here too: hyper drops the response future (or
 //! the response body), which drops the in-flight upstream exchange and closes its connection.

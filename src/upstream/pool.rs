@@ -233,7 +233,11 @@ impl Inner {
     async fn connect_http2(
         self: &Arc<Self>,
     ) -> Result<(http2::SendRequest<Body>, bool), SendError> {
-        let _one_at_a_time = self.connecting.lock().await;
+        // Nothing to share with `pool_max_idle: 0`: each opens its own at once.
+        let _one_at_a_time = match self.max_idle {
+            0 => None,
+            _ => Some(self.connecting.lock().await),
+        };
         if let Some(sender) = self.checkout_http2() {
             return Ok((sender, true));
         }

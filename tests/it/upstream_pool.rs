@@ -13,7 +13,7 @@ use http_body_util::BodyExt;
 use http_body_util::StreamBody;
 use hyper::body::{Frame, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 
 use pagegate::{Body, BoxError};
@@ -149,7 +149,7 @@ async fn requests_in_turn_share_one_connection_whatever_the_answer() {
 #[tokio::test]
 async fn a_connection_idle_past_pool_idle_timeout_is_closed() {
     let backend = Counting::start().await;
-    let yaml = POOLED.replace("30s", "200ms");
+    let yaml = POOLED.replace("30s", "500ms");
     let proxy = Proxy::start_url(&yaml, &backend.url()).await;
     assert_eq!(get(&proxy.url("/")).await.text(), "hello");
     assert_eq!(backend.closed(), 0);
@@ -220,7 +220,8 @@ async fn a_connection_answered_before_its_upload_ended_is_pooled_once_it_has() {
         .body(StreamBody::new(chunks).boxed())
         .expect("post");
     assert_eq!(send(upload).await.text(), "early");
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // The upload ends 450 ms after it starts; the connection is pooled then.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(get(&proxy.url("/")).await.text(), "hello");
     assert_eq!((backend.opened(), backend.closed()), (1, 0));
 }
@@ -228,13 +229,14 @@ async fn a_connection_answered_before_its_upload_ended_is_pooled_once_it_has() {
 #[tokio::test]
 async fn an_http2_connection_is_not_used_past_pool_idle_timeout_or_with_max_idle_0() {
     let backend = Counting::start().await;
-    let yaml = POOLED.replace("30s}", "400ms, http2: true}");
+    let yaml = POOLED.replace("30s}", "1s, http2: true}");
     let proxy = Proxy::start_url(&yaml, &backend.url()).await;
     assert_eq!(get(&proxy.url("/")).await.text(), "hello");
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(get(&proxy.url("/")).await.text(), "hello");
-    // 450 ms after its last use, before the reaper's second pass (800 ms after it started).
-    tokio::time::sleep(Duration::from_millis(450)).await;
+    // 1.1 s after its last use, before the reaper's second pass (2 s after it started; its
+    // first, at 1 s, found it used 0.7 s before).
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(get(&proxy.url("/")).await.text(), "hello");
     assert_eq!(backend.opened(), 2);
 
@@ -259,13 +261,8 @@ async fn a_connection_the_backend_closed_is_not_used() {
         while let Ok((mut stream, _)) = listener.accept().await {
             count.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") {
-                    if stream.read(&mut byte).await.unwrap_or(0) == 0 {
-                        return;
-                    }
-                    head.push(byte[0]);
+                if crate::support::raw::read_head(&mut stream).await.is_none() {
+                    return;
                 }
                 let _ = stream
                     .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello")
