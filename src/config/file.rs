@@ -50,6 +50,7 @@ pub(crate) struct FileConfig {
     #[serde(default)]
     pub(crate) trusted_proxies: Vec<Spanned<String>>,
     pub(crate) access_log: Option<bool>,
+    pub(crate) trace_context: Option<Spanned<String>>,
     pub(crate) tls: Option<Spanned<FileTls>>,
     pub(crate) traces: Option<Spanned<FileTraces>>,
     pub(crate) redis: Option<Spanned<FileRedis>>,

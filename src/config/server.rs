@@ -48,6 +48,9 @@ pub struct ServerConfig {
     pub access_log: bool,
     /// Where spans go, when tracing is on (`traces`).
     pub traces: Option<crate::telemetry::TracesConfig>,
+    /// Without `traces`, pass any client's `traceparent` and `tracestate` upstream
+    /// (`trace_context: anyone`), not only a trusted proxy's (`trusted`, the default).
+    pub trace_context_from_anyone: bool,
     /// The listener's TLS (`tls`); none: plaintext. Turning it on or off needs a restart; its
     /// files and their contents reload.
     pub(crate) tls: Option<crate::tls::ListenerTls>,
@@ -88,6 +91,7 @@ impl ServerConfig {
             trusted_proxies,
             access_log,
             traces,
+            trace_context_from_anyone,
         );
         keys
     }

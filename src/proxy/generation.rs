@@ -145,7 +145,8 @@ impl Generation {
                 let counted = fallback.metrics.request_bytes();
                 let overrides = TimeoutOverrides::default();
                 let read_body = config.default_allow_read_body;
-                let forward = Forward::new(client, overrides, counted, made.decided(), read_body);
+                let decided = (made.decided(), made.trace_context_from_anyone);
+                let forward = Forward::new(client, overrides, counted, decided, read_body);
                 let limits = made.limits.get(DEFAULT_ROUTE_NAME).cloned();
                 stack::route(RouteParts { limits, ..fallback }, forward)
             }
@@ -337,7 +338,7 @@ fn route_service(
         Target::Upstream(upstream) => {
             let counted = parts.metrics.request_bytes();
             let client = made.client(upstream)?;
-            let decided = made.decided();
+            let decided = (made.decided(), made.trace_context_from_anyone);
             let read_body = route.allow_read_body;
             let forward = Forward::new(client, route.timeouts, counted, decided, read_body);
             stack::route(parts, forward)

@@ -36,6 +36,8 @@ pub(crate) struct Forward {
     request_bytes: Counter,
     /// The headers the configuration's limits and identities read: kept as they read them.
     decided: Arc<[http::HeaderName]>,
+    /// `trace_context: anyone`: an untrusted client's trace context passes when untraced.
+    trace_context_from_anyone: bool,
     /// The route lets GET and HEAD carry a body (`allow_read_body`).
     read_body: bool,
 }
@@ -45,13 +47,14 @@ pub(crate) struct Forward {
 impl Forward {
     /// Relays to `upstream`; `overrides` replace its timeouts for this route, whose request
     /// body bytes are counted in `request_bytes`; `decided` names the headers the
-    /// configuration's limits and identities read; `read_body` says the route lets GET and
-    /// HEAD carry a body.
+    /// configuration's limits and identities read, and whether any client's trace context
+    /// passes (`trace_context: anyone`); `read_body` says the route lets GET and HEAD carry
+    /// a body.
     pub(crate) fn new(
         upstream: Arc<UpstreamClient>,
         overrides: TimeoutOverrides,
         request_bytes: Counter,
-        decided: Arc<[http::HeaderName]>,
+        (decided, trace_context_from_anyone): (Arc<[http::HeaderName]>, bool),
         read_body: bool,
     ) -> Self {
         let config = &upstream.config;
@@ -61,6 +64,7 @@ impl Forward {
             upstream,
             request_bytes,
             decided,
+            trace_context_from_anyone,
             read_body,
         }
     }
@@ -68,7 +72,7 @@ impl Forward {
     /// Turns the client's request into the upstream's: URI, hop-by-hop and override headers,
     /// forwarding headers, `Host`, and a body that fails when it stalls. Returns the body's end
     /// signal when the body is still to come (the response timeout starts when it ends).
-    fn prepare(&self, req: Request) -> Result<Prepared, BoxError> {
+    fn prepare(&self, req: Request, traced: bool) -> Result<Prepared, BoxError> {
         let upstream = &*self.upstream;
         let config = &upstream.config;
         let (mut parts, body) = req.into_parts();
@@ -99,6 +103,15 @@ impl Forward {
             .ok_or_else(|| self.unavailable())?;
         super::headers::remove_hop_by_hop(&mut parts.headers, &self.decided);
         super::headers::remove_method_overrides(&mut parts.headers, &self.decided);
+        // Untraced, a client's trace context would reach the backend as it wrote it: one that
+        // samples by its parent would record whatever a client flags. Traced, pagegate's own
+        // span has replaced it already.
+        if !traced
+            && !self.trace_context_from_anyone
+            && !client.as_ref().is_none_or(ClientAddr::trusted)
+        {
+            super::headers::remove_trace_context(&mut parts.headers, &self.decided);
+        }
         super::headers::set_forwarding(
             &mut parts.headers,
             client.as_ref(),
@@ -246,7 +259,7 @@ impl Service<Request> for Forward {
             let method = req.method().clone();
             cx.upstream(&config.name, host, &method, req.headers_mut())
         });
-        let (inner, error, body_end, upgrade) = match self.prepare(req) {
+        let (inner, error, body_end, upgrade) = match self.prepare(req, span.is_some()) {
             Ok((request, body_end, upgrade)) => {
                 let sent = self.upstream.pool.request(request);
                 (Some(sent), None, body_end, upgrade)

@@ -95,6 +95,18 @@ pub(crate) fn remove_method_overrides(headers: &mut HeaderMap, decided: &[Header
     }
 }
 
+/// Removes `traceparent` and `tracestate` (W3C trace context) but for `decided`.
+pub(crate) fn remove_trace_context(headers: &mut HeaderMap, decided: &[HeaderName]) {
+    for name in [TRACEPARENT, TRACESTATE] {
+        if !decided.contains(&name) {
+            headers.remove(name);
+        }
+    }
+}
+
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+
 /// Whether `name` (lower case) reads as a header pagegate controls once `_` is `-`, spelled
 /// otherwise: one of `decided` spelled another way, or a fixed one spelled with `_`.
 fn disguises(name: &str, decided: &[HeaderName]) -> bool {

@@ -1,5 +1,6 @@
 //! Traces through a real pagegate: with `traces` unset, `traceparent` and `tracestate` reach
-//! the upstream as the client sent them; with it set, the upstream's parent is pagegate's span
+//! the upstream as a trusted proxy sent them (any client's with `trace_context: anyone`), and
+//! not at all from any other client; with it set, the upstream's parent is pagegate's span
 //! in the client's trace, the access log names the trace and span, and the spans reach an
 //! OTLP/HTTP receiver the test runs.
 
@@ -77,10 +78,56 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 }
 
 #[tokio::test]
-async fn without_traces_the_trace_headers_pass_unchanged() {
-    let (captured, _guard) = crate::support::logs::capture();
+async fn without_traces_an_untrusted_clients_trace_headers_are_removed() {
     let upstream = Upstream::json("[]").await;
     let yaml = "upstreams: {app: {url: '{upstream}'}}\ndefault: {action: pass, upstream: app}\n";
+    let proxy = Proxy::start(yaml, &upstream).await;
+    let request = http::Request::get(proxy.url("/events"))
+        .header("traceparent", format!("00-{TRACE}-{PARENT}-01"))
+        .header("TraceParent", format!("00-{TRACE}-{PARENT}-01"))
+        .header("tracestate", "vendor=opaque")
+        .body(full(Bytes::new()))
+        .expect("request");
+    assert_eq!(send(request).await.status, 200);
+    let seen = upstream.last();
+    assert!(
+        seen.headers.get("traceparent").is_none(),
+        "{:?}",
+        seen.headers
+    );
+    assert!(
+        seen.headers.get("tracestate").is_none(),
+        "{:?}",
+        seen.headers
+    );
+    proxy.stop().await;
+
+    // `anyone`: passed unchanged.
+    let anyone = format!("trace_context: anyone\n{yaml}");
+    let proxy = Proxy::start(&anyone, &upstream).await;
+    assert_eq!(send(traced_get(&proxy.url("/events"))).await.status, 200);
+    let seen = upstream.last();
+    assert_eq!(
+        seen.headers.get("tracestate").map(|v| v.as_bytes()),
+        Some(&b"vendor=opaque"[..])
+    );
+    proxy.stop().await;
+
+    // A word it does not know: the file's position and the two it takes.
+    let error = pagegate::Config::parse("test.yaml", &format!("trace_context: everyone\n{yaml}"))
+        .expect_err("refused")
+        .to_string();
+    assert!(
+        error.contains("test.yaml:1:16") && error.contains("write trusted (the default) or anyone"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn without_traces_a_trusted_proxys_trace_headers_pass_unchanged() {
+    let (captured, _guard) = crate::support::logs::capture();
+    let upstream = Upstream::json("[]").await;
+    let yaml = "trusted_proxies: [127.0.0.1/32]\nupstreams: {app: {url: '{upstream}'}}\ndefault: {action: pass, upstream: app}\n";
     let proxy = Proxy::start(yaml, &upstream).await;
     assert_eq!(send(traced_get(&proxy.url("/events"))).await.status, 200);
     let seen = upstream.last();

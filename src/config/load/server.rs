@@ -86,11 +86,23 @@ pub(super) fn server(p: &mut Problems, file: &FileConfig) -> Option<ServerConfig
         trusted_proxies,
         access_log: file.access_log.unwrap_or(DEFAULT_ACCESS_LOG),
         traces: traces(p, file),
+        trace_context_from_anyone: trace_context(p, file),
         tls: file
             .tls
             .as_ref()
             .and_then(|tls| super::tls::listener(p, tls)),
     })
+}
+
+/// `trace_context`: whether any client's trace context passes (`anyone`) or only a trusted
+/// proxy's (`trusted`, the default).
+fn trace_context(p: &mut Problems, file: &FileConfig) -> bool {
+    p.choice(
+        file.trace_context.as_ref(),
+        "trace_context",
+        [("trusted", false), ("anyone", true)],
+        " (any client's traceparent reaches the upstream, not only a trusted proxy's)",
+    )
 }
 
 /// `traces`: the collector's URL, the service name and the sample ratio.

@@ -52,6 +52,8 @@ pub(super) struct Resources<'a> {
     pub(super) verifiers: Verifiers,
     /// The request headers the limits and identities read: the hop keeps them as read.
     decided: Arc<[HeaderName]>,
+    /// `trace_context: anyone`: any client's trace context passes (without `traces`).
+    pub(super) trace_context_from_anyone: bool,
 }
 
 impl<'a> Resources<'a> {
@@ -118,6 +120,7 @@ impl<'a> Resources<'a> {
         }
         Ok(Self {
             decided: headers_read(config),
+            trace_context_from_anyone: config.server.trace_context_from_anyone,
             verifiers,
             previous,
             metrics,
