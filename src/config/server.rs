@@ -102,6 +102,7 @@ fn file_key(field: &'static str) -> &'static str {
     match field {
         "admin_listen" => "admin.listen",
         "admin_max_connections" => "admin.max_connections",
+        "trace_context_from_anyone" => "trace_context",
         other => other,
     }
 }

@@ -807,14 +807,14 @@ fn the_reference_file_says_which_keys_a_reload_cannot_change() {
          max_connections_per_client: 3\nheader_read_timeout: 3s\nmax_head_bytes: 16KiB\n\
          send_timeout: 3s\nsend_buffer: 64KiB\nhttp2_keepalive_interval: 3s\n\
          http2_keepalive_timeout: 3s\nhttp2_idle_timeout: 3s\nhttp2_max_resets: 7\n\
-         trusted_proxies: [10.1.0.0/16]\naccess_log: false\n\
+         trusted_proxies: [10.1.0.0/16]\naccess_log: false\ntrace_context: anyone\n\
          traces: {{endpoint: 'http://127.0.0.1:4318/v1/traces', service_name: other}}\n"
     ))
     .expect("the changed file");
     let fixed = reference.server.differences(&changed.server);
     assert_eq!(
         fixed.len(),
-        18,
+        19,
         "a server key is not changed here: {fixed:?}"
     );
     for key in fixed {

@@ -5,7 +5,8 @@
 //! `span_id`.
 //!
 //! With `traces` unset nothing here runs: no span is made, and `traceparent`/`tracestate` reach
-//! the upstream as the client sent them.
+//! the upstream as a trusted proxy sent them (any client's with `trace_context: anyone`; see
+//! [`crate::upstream`]'s forward).
 //!
 //! The exporter is opentelemetry-otlp's over hyper (opentelemetry-http's client, so no second
 //! HTTP stack). Its batch processor exports from a thread of its own, outside the runtime, and
