@@ -104,9 +104,7 @@ impl Identity {
 
     /// Why the certificate cannot be presented now (expired, or not yet valid), if so.
     pub(crate) fn invalid_now(&self) -> Option<String> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |since| since.as_secs());
+        let now = now();
         if now >= self.not_after {
             Some(format!("expired {}", date(self.not_after)))
         } else if now < self.not_before {
@@ -123,10 +121,11 @@ impl Identity {
     pub(crate) fn chain_warning(&self) -> Option<String> {
         let (place, expires) = self.issuer_expiry?;
         let count = self.chain.len();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |since| since.as_secs());
-        let tense = if now >= expires { "expired" } else { "expires" };
+        let tense = if now() >= expires {
+            "expired"
+        } else {
+            "expires"
+        };
         Some(format!(
             "certificate {place} of {count} in the file {tense} {}, before the first one ({}): clients that verify through it fail from then; put the chain your CA issues now in the file, or remove that certificate if clients do not need it (an old cross-sign or root)",
             date(expires),
@@ -252,6 +251,13 @@ fn validity(cert: &CertificateDer<'_>) -> Option<(u64, u64)> {
         validity.not_before.to_unix_duration().as_secs(),
         validity.not_after.to_unix_duration().as_secs(),
     ))
+}
+
+/// Seconds since the Unix epoch, now (0 on a clock before it).
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs())
 }
 
 /// Seconds since the Unix epoch as an RFC 3339 date.

@@ -103,13 +103,13 @@ impl Forward {
             .ok_or_else(|| self.unavailable())?;
         super::headers::remove_hop_by_hop(&mut parts.headers, &self.decided);
         super::headers::remove_method_overrides(&mut parts.headers, &self.decided);
+        // What the client says of itself (forwarding headers, trace context) is kept only
+        // from a trusted proxy; no client (not over TCP): kept.
+        let trusted = client.as_ref().is_none_or(ClientAddr::trusted);
         // Untraced, a client's trace context would reach the backend as it wrote it: one that
         // samples by its parent would record whatever a client flags. Traced, pagegate's own
         // span has replaced it already.
-        if !traced
-            && !self.trace_context_from_anyone
-            && !client.as_ref().is_none_or(ClientAddr::trusted)
-        {
+        if !traced && !self.trace_context_from_anyone && !trusted {
             super::headers::remove_trace_context(&mut parts.headers, &self.decided);
         }
         super::headers::set_forwarding(
@@ -118,11 +118,7 @@ impl Forward {
             host.as_ref(),
             &config.host,
             upstream.authority.as_ref(),
-            // Kept and appended to only behind a trusted proxy; no client (not over TCP): kept.
-            (
-                client.as_ref().is_none_or(ClientAddr::trusted),
-                &self.decided,
-            ),
+            (trusted, &self.decided),
         );
         if let Some(upgrade) = &upgrade {
             super::tunnel::restore(&mut parts.headers, upgrade.protocol.clone());
