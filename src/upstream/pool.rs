@@ -23,6 +23,7 @@
 //!   held open.
 
 mod lease;
+mod wire;
 
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -58,7 +59,7 @@ pub(crate) enum SendError {
     /// The connection failed or closed during the handshake or the exchange, or the request's
     /// own body failed (its error is in the chain).
     #[error("the exchange failed")]
-    Exchange(#[source] hyper::Error),
+    Exchange(#[source] BoxError),
 }
 
 impl SendError {
@@ -94,6 +95,9 @@ struct Inner {
 struct Idle {
     /// Ready HTTP/1.1 connections, the most recently returned last.
     http1: Vec<(http1::SendRequest<Body>, Instant)>,
+    /// Idle connections of pagegate's own HTTP/1.1 path ([`wire`]), the most recently
+    /// returned last.
+    wire: Vec<(wire::Conn, Instant)>,
     /// The shared HTTP/2 connection and when it was last used.
     http2: Option<(http2::SendRequest<Body>, Instant)>,
     /// A reaper task is running.
@@ -142,6 +146,10 @@ impl Inner {
                 .entry(http::header::HOST)
                 .or_insert_with(|| authority.clone());
         }
+        // The hop's common case, a GET or HEAD with no body, on pagegate's own path.
+        if wire::fits(&req) {
+            return wire::send(self, req).await;
+        }
         loop {
             let (mut sender, reused) = match self.checkout_http1() {
                 Some(sender) => (sender, true),
@@ -157,7 +165,7 @@ impl Inner {
                 Err(mut error) => match error.take_message() {
                     // Closed by the backend as it was handed over: nothing of it was sent.
                     Some(back) if reused => req = back,
-                    _ => return Err(SendError::Exchange(error.into_error())),
+                    _ => return Err(SendError::Exchange(error.into_error().into())),
                 },
             }
         }
@@ -173,10 +181,22 @@ impl Inner {
                 Ok(answer) => return Ok(answer.map(|body| Leased::new(body, None))),
                 Err(mut error) => match error.take_message() {
                     Some(back) if reused => req = back,
-                    _ => return Err(SendError::Exchange(error.into_error())),
+                    _ => return Err(SendError::Exchange(error.into_error().into())),
                 },
             }
         }
+    }
+
+    /// The most recently returned idle connection of pagegate's own path that has nothing to
+    /// read and has been idle for less than the timeout.
+    fn checkout_wire(&self) -> Option<wire::Conn> {
+        let mut idle = lock(&self.idle);
+        while let Some((mut conn, since)) = idle.wire.pop() {
+            if since.elapsed() < self.idle_timeout && conn.is_quiet() {
+                return Some(conn);
+            }
+        }
+        None
     }
 
     /// The most recently returned ready connection idle for less than the timeout.
@@ -206,7 +226,7 @@ impl Inner {
         }
     }
 
-    async fn connect(&self) -> Result<Io, SendError> {
+    pub(super) async fn connect(&self) -> Result<Io, SendError> {
         self.connector
             .clone()
             .oneshot(self.origin.clone())
@@ -219,7 +239,7 @@ impl Inner {
         let (sender, connection) = http1::Builder::new()
             .handshake(io)
             .await
-            .map_err(SendError::Exchange)?;
+            .map_err(|e| SendError::Exchange(e.into()))?;
         tokio::spawn(async move {
             if let Err(error) = connection.with_upgrades().await {
                 tracing::debug!(%error, "upstream connection ended");
@@ -246,13 +266,16 @@ impl Inner {
             .timer(TokioTimer::new())
             .handshake(io)
             .await
-            .map_err(SendError::Exchange)?;
+            .map_err(|e| SendError::Exchange(e.into()))?;
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::debug!(%error, "upstream connection ended");
             }
         });
-        sender.ready().await.map_err(SendError::Exchange)?;
+        sender
+            .ready()
+            .await
+            .map_err(|e| SendError::Exchange(e.into()))?;
         if self.max_idle > 0 {
             let mut idle = lock(&self.idle);
             idle.http2 = Some((sender.clone(), Instant::now()));
@@ -264,8 +287,17 @@ impl Inner {
     /// Pools a ready HTTP/1.1 connection, unless the pool is full.
     fn put_http1(self: &Arc<Self>, sender: http1::SendRequest<Body>) {
         let mut idle = lock(&self.idle);
-        if idle.http1.len() < self.max_idle {
+        if idle.http1.len() + idle.wire.len() < self.max_idle {
             idle.http1.push((sender, Instant::now()));
+            self.reap_later(&mut idle);
+        }
+    }
+
+    /// Pools an idle connection of pagegate's own path, unless the pool is full.
+    fn put_wire(self: &Arc<Self>, conn: wire::Conn) {
+        let mut idle = lock(&self.idle);
+        if idle.http1.len() + idle.wire.len() < self.max_idle {
+            idle.wire.push((conn, Instant::now()));
             self.reap_later(&mut idle);
         }
     }
@@ -285,6 +317,8 @@ impl Inner {
         let timeout = self.idle_timeout;
         idle.http1
             .retain(|(sender, since)| !sender.is_closed() && since.elapsed() < timeout);
+        idle.wire
+            .retain_mut(|(conn, since)| since.elapsed() < timeout && conn.is_quiet());
         if idle
             .http2
             .as_ref()
@@ -292,7 +326,7 @@ impl Inner {
         {
             idle.http2 = None;
         }
-        let left = !idle.http1.is_empty() || idle.http2.is_some();
+        let left = !idle.http1.is_empty() || !idle.wire.is_empty() || idle.http2.is_some();
         idle.reaping = left;
         left
     }

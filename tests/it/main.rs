@@ -52,4 +52,5 @@ mod type_matrix;
 mod upgrades;
 mod uploads;
 mod upstream_pool;
+mod upstream_wire;
 mod walkthrough;

@@ -1,0 +1,323 @@
+//! pagegate's own HTTP/1.1 path for bodiless `GET` and `HEAD` (src/upstream/pool/wire.rs), seen
+//! from scripted backends that write raw bytes: each framing read exactly, every answer a
+//! smuggler or a broken backend could write refused with a 502, and a connection reused only
+//! when nothing of another answer can be on it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use http_body_util::BodyExt;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+
+use crate::support::raw::read_head;
+use crate::support::{Proxy, get, get_head, send};
+
+/// What a scripted backend does after reading a request head.
+#[derive(Clone, Copy)]
+enum Step {
+    Write(&'static [u8]),
+    Wait(u64),
+    /// Closes the connection (at once, or after the steps before it).
+    Close,
+}
+
+/// A backend that answers the `r`-th request on its `c`-th connection (both from 0) with
+/// `script(c, r)`, counting the connections it accepts.
+struct Scripted {
+    addr: SocketAddr,
+    opened: Arc<AtomicUsize>,
+}
+
+impl Scripted {
+    async fn start(script: fn(usize, usize) -> Vec<Step>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let opened = Arc::new(AtomicUsize::new(0));
+        let count = Arc::clone(&opened);
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let c = count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    for r in 0.. {
+                        if read_head(&mut stream).await.is_none() {
+                            return;
+                        }
+                        for step in script(c, r) {
+                            match step {
+                                Step::Write(bytes) => {
+                                    let _ = stream.write_all(bytes).await;
+                                }
+                                Step::Wait(ms) => {
+                                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                                }
+                                Step::Close => return,
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        Self { addr, opened }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn opened(&self) -> usize {
+        self.opened.load(Ordering::SeqCst)
+    }
+}
+
+const YAML: &str = "
+default: {action: pass, upstream: app}
+upstreams:
+  app: {url: '{upstream}', pool_idle_timeout: 30s}
+";
+
+/// A scripted backend and a proxy in front of it.
+async fn answering(script: fn(usize, usize) -> Vec<Step>) -> (Scripted, Proxy) {
+    let backend = Scripted::start(script).await;
+    let proxy = Proxy::start_url(YAML, &backend.url()).await;
+    (backend, proxy)
+}
+
+#[tokio::test]
+async fn each_framing_is_read_exactly_and_the_connection_reused() {
+    let (backend, proxy) = answering(|_, r| {
+        vec![Step::Write(match r {
+            0 => b"HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\nContent-Length: 5\r\n\r\nhello",
+            // Chunked, with an extension, split sizes and a trailer.
+            1 => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n3;name=\"x\"\r\nhel\r\n2\r\nlo\r\n0\r\nX-Sum: 5\r\n\r\n",
+            // Two informational answers before the real one.
+            2 => b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+            // 204 and 304 have no body whatever their head says.
+            3 => b"HTTP/1.1 204 No Content\r\nContent-Length: 9\r\n\r\n",
+            4 => b"HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n",
+            // The answer to the HEAD below: a length, no body.
+            6 => b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n",
+            _ => b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+        })]
+    })
+    .await;
+    for (i, want) in [
+        (0, "hello"),
+        (1, "hello"),
+        (2, "hello"),
+        (3, ""),
+        (4, ""),
+        (5, "hello"),
+    ] {
+        let got = get(&proxy.url("/")).await;
+        assert_eq!(got.text(), want, "answer {i}");
+        let status = [200, 200, 200, 204, 304, 200][i];
+        assert_eq!(got.status.as_u16(), status, "answer {i}");
+    }
+    assert_eq!(backend.opened(), 1, "one connection for every answer");
+    // A HEAD answer's length is not followed by a body.
+    let head = http::Request::head(proxy.url("/"))
+        .body(crate::support::full(""))
+        .expect("request");
+    assert_eq!(send(head).await.status, 200);
+    assert_eq!(get(&proxy.url("/")).await.text(), "hello");
+    assert_eq!(backend.opened(), 1, "HEAD kept the connection too");
+}
+
+#[tokio::test]
+async fn a_body_sent_to_a_head_is_not_read_as_the_next_answer() {
+    let (backend, proxy) = answering(|_, _| {
+        vec![Step::Write(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+        )]
+    })
+    .await;
+    let head = http::Request::head(proxy.url("/"))
+        .body(crate::support::full(""))
+        .expect("request");
+    assert_eq!(send(head).await.status, 200);
+    assert_eq!(get(&proxy.url("/")).await.text(), "hello");
+    assert_eq!(backend.opened(), 2, "the HEAD's connection was not reused");
+}
+
+#[tokio::test]
+async fn a_trailer_reaches_the_client() {
+    let (_backend, proxy) = answering(|_, _| {
+        vec![Step::Write(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n5\r\nhello\r\n0\r\nX-Sum: 5\r\n\r\n",
+        )]
+    })
+    .await;
+    let request = http::Request::get(proxy.url("/"))
+        .header("te", "trailers")
+        .body(crate::support::full(""))
+        .expect("request");
+    let answer = crate::support::client()
+        .request(request)
+        .await
+        .expect("answer");
+    let collected = answer.into_body().collect().await.expect("body");
+    let trailers = collected.trailers().cloned();
+    assert_eq!(collected.to_bytes(), "hello");
+    assert_eq!(
+        trailers.as_ref().and_then(|t| t.get("x-sum")),
+        Some(&http::HeaderValue::from_static("5"))
+    );
+}
+
+#[tokio::test]
+async fn a_body_without_framing_runs_to_the_close_and_is_not_reused() {
+    let (backend, proxy) = answering(|_, _| {
+        vec![
+            Step::Write(b"HTTP/1.1 200 OK\r\n\r\nall of "),
+            Step::Wait(50),
+            Step::Write(b"it"),
+            Step::Close,
+        ]
+    })
+    .await;
+    assert_eq!(get(&proxy.url("/")).await.text(), "all of it");
+    assert_eq!(get(&proxy.url("/")).await.text(), "all of it");
+    assert_eq!(backend.opened(), 2);
+}
+
+#[tokio::test]
+async fn answers_a_smuggler_or_a_broken_backend_writes_are_502s() {
+    // (Transfer-Encoding with Content-Length is read chunked: targets.rs.)
+    let heads: [&'static [u8]; 6] = [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+        b"HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\nhello",
+        b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nX-Folded: a\r\n b\r\nContent-Length: 5\r\n\r\nhello",
+        b"HTTP/1.1 200 OK\r\nBad Name: x\r\nContent-Length: 5\r\n\r\nhello",
+        b"HTTP/1.1 2000 OK\r\nContent-Length: 5\r\n\r\nhello",
+    ];
+    for (i, head) in heads.into_iter().enumerate() {
+        let url = crate::support::raw::raw_upstream(head).await;
+        let proxy = Proxy::start_url(YAML, &url).await;
+        let problem = get(&proxy.url("/")).await.problem(502);
+        assert_eq!(
+            problem["type"], "urn:pagegate:problem:upstream-unavailable",
+            "head {i}"
+        );
+        proxy.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_head_past_the_limit_is_a_502() {
+    let (_backend, proxy) = answering(|_, _| {
+        // 60 fields of 8 KB: under the field count, past the bytes.
+        let field = format!("X-Big: {}\r\n", "a".repeat(8000));
+        let field: &'static [u8] = Box::leak(field.into_bytes().into_boxed_slice());
+        let mut steps = vec![Step::Write(b"HTTP/1.1 200 OK\r\n")];
+        steps.extend(std::iter::repeat_n(Step::Write(field), 60));
+        steps.push(Step::Write(b"Content-Length: 0\r\n\r\n"));
+        steps
+    })
+    .await;
+    get(&proxy.url("/")).await.problem(502);
+}
+
+#[tokio::test]
+async fn a_body_cut_short_fails_the_client_s_download() {
+    let (_backend, proxy) = answering(|c, _| match c {
+        0 => vec![
+            Step::Write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello"),
+            Step::Close,
+        ],
+        1 => vec![
+            Step::Write(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n",
+            ),
+            Step::Close,
+        ],
+        _ => vec![
+            Step::Write(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nhello\r\n0\r\n\r\n",
+            ),
+            Step::Close,
+        ],
+    })
+    .await;
+    for case in ["length", "chunk size", "chunk longer than its size"] {
+        let answer = get_head(&proxy.url("/")).await;
+        assert_eq!(answer.status(), 200, "{case}");
+        assert!(
+            answer.into_body().collect().await.is_err(),
+            "{case}: the client must see the body fail, not end"
+        );
+    }
+}
+
+#[tokio::test]
+async fn bytes_after_an_answer_are_never_read_as_the_next_one() {
+    let (backend, proxy) = answering(|c, _| match c {
+        // Extra bytes in the same write, then a whole stray answer a moment later.
+        0 => vec![Step::Write(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhelloHTTP/1.1 200 OK\r\n",
+        )],
+        1 => vec![
+            Step::Write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"),
+            Step::Wait(50),
+            Step::Write(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil"),
+        ],
+        _ => vec![Step::Write(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nworld",
+        )],
+    })
+    .await;
+    assert_eq!(get(&proxy.url("/")).await.text(), "hello");
+    assert_eq!(get(&proxy.url("/")).await.text(), "hello");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(get(&proxy.url("/")).await.text(), "world");
+    assert_eq!(backend.opened(), 3, "neither connection was reused");
+}
+
+#[tokio::test]
+async fn a_reused_connection_closed_before_answering_is_retried_on_a_new_one() {
+    let (backend, proxy) = answering(|c, r| match (c, r) {
+        // The first connection answers once, then closes on the next request unanswered,
+        // as a backend whose keep-alive timer fired as the request arrived.
+        (0, 0) => vec![Step::Write(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+        )],
+        (0, _) => vec![Step::Close],
+        _ => vec![Step::Write(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nagain",
+        )],
+    })
+    .await;
+    assert_eq!(get(&proxy.url("/")).await.text(), "hello");
+    assert_eq!(get(&proxy.url("/")).await.text(), "again");
+    assert_eq!(backend.opened(), 2);
+    // A new connection that fails is not retried: the client is told.
+    let (backend, proxy) = answering(|_, _| vec![Step::Close]).await;
+    get(&proxy.url("/")).await.problem(502);
+    assert_eq!(backend.opened(), 1);
+}
+
+#[tokio::test]
+async fn a_connection_the_backend_ends_is_not_pooled() {
+    let (backend, proxy) = answering(|_, _| {
+        vec![Step::Write(
+            b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 5\r\n\r\nhello",
+        )]
+    })
+    .await;
+    assert_eq!(get(&proxy.url("/")).await.text(), "hello");
+    assert_eq!(get(&proxy.url("/")).await.text(), "hello");
+    assert_eq!(backend.opened(), 2, "Connection: close was honoured");
+    // HTTP/1.0 keeps a connection only when it says so.
+    let (backend, proxy) = answering(|_, _| {
+        vec![Step::Write(
+            b"HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+        )]
+    })
+    .await;
+    assert_eq!(get(&proxy.url("/")).await.text(), "hello");
+    assert_eq!(get(&proxy.url("/")).await.text(), "hello");
+    assert_eq!(backend.opened(), 2, "HTTP/1.0 without keep-alive");
+}
