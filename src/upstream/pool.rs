@@ -1,6 +1,11 @@
 //! One upstream's keep-alive connections ([`Pool`]): HTTP/1.1 connections lent to one request
 //! at a time, or one shared HTTP/2 connection (`http2: true`).
 //!
+//! Over HTTP/1.1, a `GET` or `HEAD` with no body (the hop's common case) goes on a connection of
+//! pagegate's own HTTP/1.1 path ([`wire`], which says how it reads answers and when it retries);
+//! any other request goes through hyper's client connection. The two kinds cannot carry each
+//! other's requests, so each pools up to `pool_max_idle` of its own.
+//!
 //! Written on hyper's connection API rather than hyper-util's pooled client because that
 //! client is generic over many hosts and pays for it on every request: it hashes a
 //! (scheme, authority) key with SipHash three times, races a checkout against a lazily built
@@ -15,9 +20,9 @@
 //!   request on it, as hyper-util does for every one.
 //! - **HTTP/2** shares one connection, opened by one request of a burst; with
 //!   `pool_max_idle: 0` every request opens its own, as with hyper-util.
-//! - **A reused connection the backend closed** just as a request was handed to it gives the
-//!   request back untouched (hyper's `TrySendError::take_message`): it is sent again on a new
-//!   connection, never on a connection that saw any of it.
+//! - **A reused hyper connection the backend closed** just as a request was handed to it gives
+//!   the request back untouched (hyper's `TrySendError::take_message`): it is sent again on a
+//!   new connection, never on a connection that saw any of it.
 //! - **A reaper** task, running only while connections are pooled, closes those idle longer
 //!   than `pool_idle_timeout` (checked every `pool_idle_timeout`), so a quiet backend is not
 //!   held open.
@@ -190,13 +195,13 @@ impl Inner {
     /// The most recently returned idle connection of pagegate's own path that has nothing to
     /// read and has been idle for less than the timeout.
     fn checkout_wire(&self) -> Option<wire::Conn> {
-        let mut idle = lock(&self.idle);
-        while let Some((mut conn, since)) = idle.wire.pop() {
+        loop {
+            // Looked at outside the lock: a TLS connection's look may decrypt a record.
+            let (mut conn, since) = lock(&self.idle).wire.pop()?;
             if since.elapsed() < self.idle_timeout && conn.is_quiet() {
                 return Some(conn);
             }
         }
-        None
     }
 
     /// The most recently returned ready connection idle for less than the timeout.
@@ -287,7 +292,7 @@ impl Inner {
     /// Pools a ready HTTP/1.1 connection, unless the pool is full.
     fn put_http1(self: &Arc<Self>, sender: http1::SendRequest<Body>) {
         let mut idle = lock(&self.idle);
-        if idle.http1.len() + idle.wire.len() < self.max_idle {
+        if idle.http1.len() < self.max_idle {
             idle.http1.push((sender, Instant::now()));
             self.reap_later(&mut idle);
         }
@@ -296,7 +301,7 @@ impl Inner {
     /// Pools an idle connection of pagegate's own path, unless the pool is full.
     fn put_wire(self: &Arc<Self>, conn: wire::Conn) {
         let mut idle = lock(&self.idle);
-        if idle.http1.len() + idle.wire.len() < self.max_idle {
+        if idle.wire.len() < self.max_idle {
             idle.wire.push((conn, Instant::now()));
             self.reap_later(&mut idle);
         }

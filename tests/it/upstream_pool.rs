@@ -152,48 +152,76 @@ async fn requests_in_turn_share_one_connection_whatever_the_answer() {
     assert_eq!(backend.closed(), 0);
 }
 
+/// A bodiless GET goes on pagegate's own HTTP/1.1 path, a POST through hyper's client: the
+/// pool's rules are checked on both.
+const KINDS: [http::Method; 2] = [http::Method::GET, http::Method::POST];
+
+/// `method url`, a POST with a one-byte body.
+fn request(method: &http::Method, url: &str) -> http::Request<Body> {
+    let body = if method == http::Method::POST {
+        "x"
+    } else {
+        ""
+    };
+    http::Request::builder()
+        .method(method)
+        .uri(url)
+        .body(full(body))
+        .expect("request")
+}
+
 #[tokio::test]
 async fn a_connection_idle_past_pool_idle_timeout_is_closed() {
-    let backend = Counting::start().await;
-    let yaml = POOLED.replace("30s", "500ms");
-    let proxy = Proxy::start_url(&yaml, &backend.url()).await;
-    assert_eq!(get(&proxy.url("/")).await.text(), "hello");
-    assert_eq!(backend.closed(), 0);
-    // Reaped within two periods, with no request to notice it.
-    backend.until_closed(1).await;
-    assert_eq!(get(&proxy.url("/")).await.text(), "hello");
-    assert_eq!(backend.opened(), 2);
+    for kind in KINDS {
+        let backend = Counting::start().await;
+        let yaml = POOLED.replace("30s", "500ms");
+        let proxy = Proxy::start_url(&yaml, &backend.url()).await;
+        assert_eq!(send(request(&kind, &proxy.url("/"))).await.text(), "hello");
+        assert_eq!(backend.closed(), 0, "{kind}");
+        // Reaped within two periods, with no request to notice it.
+        backend.until_closed(1).await;
+        assert_eq!(send(request(&kind, &proxy.url("/"))).await.text(), "hello");
+        assert_eq!(backend.opened(), 2, "{kind}");
+    }
 }
 
 #[tokio::test]
 async fn no_more_than_pool_max_idle_connections_are_kept() {
-    let backend = Counting::start().await;
-    let yaml = POOLED.replace("30s", "30s, pool_max_idle: 1");
-    let proxy = Proxy::start_url(&yaml, &backend.url()).await;
-    let url = proxy.url("/wait");
-    let answers = futures_util::future::join_all((0..3).map(|_| get(&url))).await;
-    assert!(answers.iter().all(|got| got.text() == "hello"));
-    assert_eq!(backend.opened(), 3);
-    // Two of the three are closed at once, long before their idle timeout.
-    backend.until_closed(2).await;
-    assert_eq!(get(&proxy.url("/")).await.text(), "hello");
-    assert_eq!(
-        (backend.opened(), backend.closed()),
-        (3, 2),
-        "the kept one is reused"
-    );
+    for kind in KINDS {
+        let backend = Counting::start().await;
+        let yaml = POOLED.replace("30s", "30s, pool_max_idle: 1");
+        let proxy = Proxy::start_url(&yaml, &backend.url()).await;
+        let url = proxy.url("/wait");
+        let answers =
+            futures_util::future::join_all((0..3).map(|_| send(request(&kind, &url)))).await;
+        assert!(answers.iter().all(|got| got.text() == "hello"), "{kind}");
+        assert_eq!(backend.opened(), 3, "{kind}");
+        // Two of the three are closed at once, long before their idle timeout.
+        backend.until_closed(2).await;
+        assert_eq!(send(request(&kind, &proxy.url("/"))).await.text(), "hello");
+        assert_eq!(
+            (backend.opened(), backend.closed()),
+            (3, 2),
+            "{kind}: the kept one is reused"
+        );
+    }
 }
 
 #[tokio::test]
 async fn an_answer_left_half_read_closes_its_connection() {
-    let backend = Counting::start().await;
-    let proxy = Proxy::start_url(POOLED, &backend.url()).await;
-    let response = crate::support::get_head(&proxy.url("/endless")).await;
-    assert_eq!(response.status(), 200);
-    drop(response);
-    backend.until_closed(1).await;
-    assert_eq!(get(&proxy.url("/")).await.text(), "hello");
-    assert_eq!(backend.opened(), 2);
+    for kind in KINDS {
+        let backend = Counting::start().await;
+        let proxy = Proxy::start_url(POOLED, &backend.url()).await;
+        let response = crate::support::client()
+            .request(request(&kind, &proxy.url("/endless")))
+            .await
+            .expect("head");
+        assert_eq!(response.status(), 200, "{kind}");
+        drop(response);
+        backend.until_closed(1).await;
+        assert_eq!(send(request(&kind, &proxy.url("/"))).await.text(), "hello");
+        assert_eq!(backend.opened(), 2, "{kind}");
+    }
 }
 
 #[tokio::test]
@@ -282,9 +310,12 @@ async fn a_connection_the_backend_closed_is_not_used() {
         }
     });
     let proxy = Proxy::start_url(POOLED, &format!("http://{addr}")).await;
-    assert_eq!(get(&proxy.url("/")).await.text(), "hello");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let got = get(&proxy.url("/")).await;
-    assert_eq!((got.status.as_u16(), got.text().as_str()), (200, "hello"));
-    assert_eq!(opened.load(Ordering::SeqCst), 2);
+    for (i, kind) in KINDS.into_iter().enumerate() {
+        let url = proxy.url("/");
+        assert_eq!(send(request(&kind, &url)).await.text(), "hello", "{kind}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let got = send(request(&kind, &url)).await;
+        assert_eq!((got.status.as_u16(), got.text().as_str()), (200, "hello"));
+        assert_eq!(opened.load(Ordering::SeqCst), 2 * (i + 1), "{kind}");
+    }
 }

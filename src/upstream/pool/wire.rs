@@ -15,19 +15,23 @@
 //! - informational answers (1xx) are skipped, but `101`, which is handed on with no body and
 //!   its connection closed (the caller refuses it: nothing asked for an upgrade);
 //! - HEAD, `204` and `304` answers have no body whatever their head says;
-//! - `Transfer-Encoding` ending in `chunked` is read chunked, other codings to the close; in an
-//!   HTTP/1.0 answer it is refused. With `Content-Length` beside it, it wins, as RFC 9112
-//!   §6.3 says and hyper did: `Content-Length` is removed (the client must not see both, the
-//!   two framings a smuggler plays against each other) and the connection closed after;
+//! - `Transfer-Encoding` must say `chunked` and nothing else (another coding would reach the
+//!   client undone), and not in an HTTP/1.0 answer. With `Content-Length` beside it, chunked
+//!   wins (RFC 9112 §6.3): `Content-Length` is removed, so that the client never sees both
+//!   framings a smuggler plays against each other, and the connection is closed after;
 //! - `Content-Length` must say one number, however many times; with neither header, the body
-//!   runs to the close.
+//!   runs to the close;
+//! - a chunk-size line starts with a hex digit and ends with CRLF, within 4 KiB; trailers
+//!   stay within 16 KiB.
 //!
 //! A connection goes back to the pool only when its answer was read to its exact end with
 //! nothing after it, and the backend keeps it alive (HTTP/1.1 without `Connection: close`,
 //! HTTP/1.0 with `Connection: keep-alive`). At checkout, one with anything to read (stray
-//! bytes, or its close) is dropped. A reused connection that fails before the first byte of
-//! its answer is retried on a new one: `GET` and `HEAD` are idempotent (RFC 9110 §9.2.2), as
-//! browsers and nginx retry them.
+//! bytes, or its close) is dropped; an idle one the backend closed otherwise waits for the
+//! reaper (`pool_idle_timeout`). A reused connection that fails before the first byte of its
+//! answer is retried once on a new one, as browsers and nginx retry idempotent requests
+//! (RFC 9110 §9.2.2): the backend may have seen the request (one whose keep-alive timer
+//! fired as it arrived has not).
 
 mod body;
 
@@ -37,10 +41,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use bytes::BufMut as _;
 use bytes::{Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
+use hyper::ext::ReasonPhrase;
 use hyper_util::rt::TokioIo;
+use std::future::Future as _;
 use tokio::io::{AsyncRead, AsyncWriteExt as _, ReadBuf};
 
 use body::Framing;
@@ -90,25 +97,29 @@ impl Conn {
     }
 
     /// Whether an idle connection has nothing to say: no stray bytes, no close. Costs no
-    /// system call when the last read left the socket drained (tokio remembers it).
+    /// system call when the last read left the socket drained (tokio remembers it); what the
+    /// runtime has not yet seen arrive is not seen here either, as with hyper.
     pub(super) fn is_quiet(&mut self) -> bool {
         let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
         let mut probe = [0u8; 1];
         let mut probe = ReadBuf::new(&mut probe);
+        let io = &mut self.io;
+        // Unconstrained: a task out of its cooperative budget would otherwise be told
+        // `Pending` without the socket being looked at.
+        let look = tokio::task::unconstrained(std::future::poll_fn(|cx| {
+            Poll::Ready(Pin::new(&mut *io).poll_read(cx, &mut probe))
+        }));
         matches!(
-            Pin::new(&mut self.io).poll_read(&mut cx, &mut probe),
-            Poll::Pending
+            std::pin::pin!(look).poll(&mut cx),
+            Poll::Ready(Poll::Pending)
         )
     }
 
-    /// Reads what the socket has into the buffer; `Ok(0)` at its close.
+    /// Reads at most `want` bytes of what the socket has into the buffer; `Ok(0)` at its close.
     fn poll_fill(&mut self, cx: &mut Context<'_>, want: usize) -> Poll<io::Result<usize>> {
         self.buf.reserve(want);
-        tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.buf)
-    }
-
-    async fn fill(&mut self) -> io::Result<usize> {
-        std::future::poll_fn(|cx| self.poll_fill(cx, READ_SIZE)).await
+        let mut room = (&mut self.buf).limit(want);
+        tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut room)
     }
 }
 
@@ -126,23 +137,32 @@ pub(super) fn fits(req: &Request) -> bool {
             .is_none_or(|length| length == "0")
 }
 
-/// Sends `req` (one that [`fits`]) on a pooled or new connection of the pool's own.
+/// Sends `req` (one that [`fits`]) on a pooled or new connection of the pool's own. A pooled
+/// connection that fails before any of the answer came is followed by one try on a new
+/// connection, never more.
 pub(super) async fn send(pool: Arc<Inner>, req: Request) -> Result<Answer, SendError> {
     let head_only = req.method() == Method::HEAD;
     let head = encode(&req);
     drop(req);
+    let mut pooled = pool.checkout_wire();
     loop {
-        let (conn, reused) = match pool.checkout_wire() {
-            Some(conn) => (conn, true),
-            None => (Conn::new(pool.connect().await?), false),
+        let reused = pooled.is_some();
+        let conn = match pooled.take() {
+            Some(conn) => conn,
+            None => Conn::new(pool.connect().await?),
         };
         match exchange(conn, &head, head_only).await {
-            Ok((parts, conn, framing, keep)) => {
+            Ok(Exchanged {
+                parts,
+                conn,
+                framing,
+                keep,
+            }) => {
                 let body = WireBody::new(conn, framing, keep.then(|| Arc::clone(&pool)));
                 return Ok(http::Response::from_parts(parts, Leased::wire(body)));
             }
-            Err((_, false)) if reused => {}
-            Err((error, _)) => return Err(SendError::Exchange(error.into())),
+            Err(failed) if reused && !failed.answered => {}
+            Err(failed) => return Err(SendError::Exchange(failed.error.into())),
         }
     }
 }
@@ -165,50 +185,75 @@ fn encode(req: &Request) -> Vec<u8> {
     head
 }
 
-/// What an exchange gives: the answer's head, its connection, how its body is framed and
-/// whether the connection may carry another exchange after it.
-type Exchanged = (http::response::Parts, Conn, Framing, bool);
+/// What an exchange gives.
+struct Exchanged {
+    /// The answer's head.
+    parts: http::response::Parts,
+    conn: Conn,
+    /// How its body is framed.
+    framing: Framing,
+    /// Whether the connection may carry another exchange after it.
+    keep: bool,
+}
 
-/// Writes the head and reads the answer's; on failure, also whether any of the answer came.
-async fn exchange(
-    mut conn: Conn,
-    head: &[u8],
-    head_only: bool,
-) -> Result<Exchanged, (WireError, bool)> {
-    let written = async {
-        conn.io.write_all(head).await?;
-        conn.io.flush().await
-    };
-    written.await.map_err(|e| (WireError::Io(e), false))?;
-    loop {
-        let mut parts = read_head(&mut conn).await?;
-        let (framing, keep) = framing(&mut parts, head_only).map_err(|e| (e, true))?;
-        match framing {
-            Some(framing) => return Ok((parts, conn, framing, keep)),
-            // Informational: the answer is still to come.
-            None => continue,
+/// Why an exchange failed, and whether any of the answer had come (then it is not retried).
+struct Failed {
+    error: WireError,
+    answered: bool,
+}
+
+impl Failed {
+    fn new(error: impl Into<WireError>, answered: bool) -> Self {
+        Self {
+            error: error.into(),
+            answered,
         }
     }
 }
 
-/// Reads one answer head; on failure, also whether any byte of it came.
-async fn read_head(conn: &mut Conn) -> Result<http::response::Parts, (WireError, bool)> {
+/// Writes the head and reads the answer's, past informational ones.
+async fn exchange(mut conn: Conn, head: &[u8], head_only: bool) -> Result<Exchanged, Failed> {
+    let written = async {
+        conn.io.write_all(head).await?;
+        conn.io.flush().await
+    };
+    written.await.map_err(|e| Failed::new(e, false))?;
+    let mut answered = false;
+    loop {
+        let mut parts = read_head(&mut conn, answered).await?;
+        answered = true;
+        let (framing, keep) = framing(&mut parts, head_only).map_err(|e| Failed::new(e, true))?;
+        // `None`: informational, the answer is still to come.
+        if let Some(framing) = framing {
+            return Ok(Exchanged {
+                parts,
+                conn,
+                framing,
+                keep,
+            });
+        }
+    }
+}
+
+/// Reads one answer head; `answered` says an informational one came before it.
+async fn read_head(conn: &mut Conn, answered: bool) -> Result<http::response::Parts, Failed> {
     loop {
         if !conn.buf.is_empty() {
             match parse_head(&mut conn.buf) {
                 Ok(Some(parts)) => return Ok(parts),
                 Ok(None) if conn.buf.len() >= MAX_HEAD => {
-                    return Err((WireError::Malformed("head too large"), true));
+                    return Err(Failed::new(WireError::Malformed("head too large"), true));
                 }
                 Ok(None) => {}
-                Err(error) => return Err((error, true)),
+                Err(error) => return Err(Failed::new(error, true)),
             }
         }
-        let answered = !conn.buf.is_empty();
-        match conn.fill().await {
-            Ok(0) => return Err((WireError::Closed, answered)),
+        let answered = answered || !conn.buf.is_empty();
+        let room = READ_SIZE.min(MAX_HEAD - conn.buf.len());
+        match std::future::poll_fn(|cx| conn.poll_fill(cx, room)).await {
+            Ok(0) => return Err(Failed::new(WireError::Closed, answered)),
             Ok(_) => {}
-            Err(error) => return Err((WireError::Io(error), answered)),
+            Err(error) => return Err(Failed::new(error, answered)),
         }
     }
 }
@@ -240,8 +285,15 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<http::response::Parts>, WireE
         Some(0) => Version::HTTP_10,
         _ => Version::HTTP_11,
     };
-    // Where each field lies in the buffer, so that values can share it once frozen.
+    // Where the reason and each field lie in the buffer, to share it once frozen.
     let start = buf.as_ptr() as usize;
+    let reason = answer
+        .reason
+        .filter(|reason| !reason.is_empty() && Some(*reason) != status.canonical_reason())
+        .map(|reason| {
+            let from = reason.as_ptr() as usize - start;
+            from..from + reason.len()
+        });
     let places: Vec<_> = answer
         .headers
         .iter()
@@ -269,6 +321,10 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<http::response::Parts>, WireE
     parts.status = status;
     parts.version = version;
     parts.headers = headers;
+    // A reason of the backend's own (`499 Client Closed Request`) is relayed, as hyper does.
+    if let Some(reason) = reason.and_then(|r| ReasonPhrase::try_from(head.slice(r)).ok()) {
+        parts.extensions.insert(reason);
+    }
     Ok(Some(parts))
 }
 
@@ -285,28 +341,30 @@ fn framing(
     if status.is_informational() {
         return Ok((None, true));
     }
-    let mut keep = keeps_alive(parts.version, &parts.headers);
-    let chunked = match last_coding(&parts.headers) {
-        None => None,
-        Some(_) if parts.version == Version::HTTP_10 => {
+    let keep = keeps_alive(parts.version, &parts.headers);
+    // No body, whatever the head says of one (RFC 9112 §6.3, rule 1).
+    if head_only || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+        return Ok((Some(Framing::Length(0)), keep));
+    }
+    if parts.headers.contains_key(TRANSFER_ENCODING) {
+        if parts.version == Version::HTTP_10 {
             return Err(WireError::Malformed(
                 "Transfer-Encoding in an HTTP/1.0 answer",
             ));
         }
-        Some(last) => Some(last.eq_ignore_ascii_case(b"chunked")),
-    };
-    if chunked.is_some() && parts.headers.remove(CONTENT_LENGTH).is_some() {
-        keep = false;
+        // A coding other than chunked would reach the client undone, with nothing to say so
+        // (`Transfer-Encoding` is the hop's): refused.
+        if !only_chunked(&parts.headers) {
+            return Err(WireError::Malformed("a transfer coding other than chunked"));
+        }
+        // Chunked wins over a length (rule 3); the length goes, and so does the connection.
+        let framed_twice = parts.headers.remove(CONTENT_LENGTH).is_some();
+        return Ok((Some(Framing::chunked()), keep && !framed_twice));
     }
-    let length = content_length(&parts.headers)?;
-    if head_only || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
-        return Ok((Some(Framing::Length(0)), keep));
-    }
-    Ok(match (chunked, length) {
-        (Some(true), _) => (Some(Framing::chunked()), keep),
-        (None, Some(length)) => (Some(Framing::Length(length)), keep),
-        // Another coding, or no framing at all: the body ends with the connection.
-        _ => (Some(Framing::ToClose), false),
+    Ok(match content_length(&parts.headers)? {
+        Some(length) => (Some(Framing::Length(length)), keep),
+        // No framing at all: the body ends with the connection.
+        None => (Some(Framing::ToClose), false),
     })
 }
 
@@ -326,16 +384,17 @@ fn keeps_alive(version: Version, headers: &HeaderMap) -> bool {
     }
 }
 
-/// The last transfer coding named, if `Transfer-Encoding` is present (empty if it names none).
-fn last_coding(headers: &HeaderMap) -> Option<&[u8]> {
-    let last = headers.get_all(TRANSFER_ENCODING).iter().next_back()?;
-    Some(
-        last.as_bytes()
-            .rsplit(|&b| b == b',')
-            .next()
-            .unwrap_or_default()
-            .trim_ascii(),
-    )
+/// Whether `Transfer-Encoding`, over all its lines, names `chunked` and nothing else, once.
+fn only_chunked(headers: &HeaderMap) -> bool {
+    let mut codings = headers
+        .get_all(TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii);
+    codings
+        .next()
+        .is_some_and(|coding| coding.eq_ignore_ascii_case(b"chunked"))
+        && codings.next().is_none()
 }
 
 /// The one length every `Content-Length` value says, if there is one.
@@ -344,10 +403,12 @@ fn content_length(headers: &HeaderMap) -> Result<Option<u64>, WireError> {
     for value in headers.get_all(CONTENT_LENGTH) {
         for item in value.as_bytes().split(|&b| b == b',') {
             let item = item.trim_ascii();
-            let parsed =
-                (!item.is_empty() && item.len() <= 19 && item.iter().all(u8::is_ascii_digit))
-                    .then(|| item.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
-                    .ok_or(WireError::Malformed("bad Content-Length"))?;
+            // Digits only: `str::parse` would take a `+`.
+            let parsed = std::str::from_utf8(item)
+                .ok()
+                .filter(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|digits| digits.parse::<u64>().ok())
+                .ok_or(WireError::Malformed("bad Content-Length"))?;
             if length.is_some_and(|known| known != parsed) {
                 return Err(WireError::Malformed("conflicting Content-Length values"));
             }

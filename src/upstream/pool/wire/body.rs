@@ -10,11 +10,14 @@ use bytes::{Buf as _, Bytes};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use http_body::{Frame, SizeHint};
 
-use super::{Conn, MAX_HEAD, MAX_HEADERS, WireError};
+use super::{Conn, MAX_HEADERS, WireError};
 use crate::upstream::pool::Inner;
 
 /// The longest chunk-size line read, extensions included.
 const MAX_CHUNK_LINE: usize = 4096;
+
+/// The largest trailer section read (hyper's client reads as much).
+const MAX_TRAILERS: usize = 16 * 1024;
 
 /// The most a body read asks room for.
 const BODY_READ: usize = 64 * 1024;
@@ -131,20 +134,16 @@ fn take(buf: &mut bytes::BytesMut, left: &mut u64) -> Option<Frame<Bytes>> {
 fn chunked(buf: &mut bytes::BytesMut, chunk: &mut Chunk) -> Step {
     loop {
         match chunk {
-            Chunk::Size => match httparse::parse_chunk_size(buf) {
-                Ok(httparse::Status::Complete((used, size))) => {
-                    buf.advance(used);
+            Chunk::Size => match chunk_size(buf) {
+                Ok(Some(size)) => {
                     *chunk = if size == 0 {
                         Chunk::Trailers
                     } else {
                         Chunk::Data(size)
                     };
                 }
-                Ok(httparse::Status::Partial) if buf.len() > MAX_CHUNK_LINE => {
-                    return Step::Fail(WireError::Malformed("chunk-size line too long"));
-                }
-                Ok(httparse::Status::Partial) => return Step::Read(super::READ_SIZE),
-                Err(_) => return Step::Fail(WireError::Malformed("bad chunk size")),
+                Ok(None) => return Step::Read(super::READ_SIZE),
+                Err(error) => return Step::Fail(error),
             },
             Chunk::Data(left) => {
                 let Some(frame) = take(buf, left) else {
@@ -166,6 +165,32 @@ fn chunked(buf: &mut bytes::BytesMut, chunk: &mut Chunk) -> Step {
     }
 }
 
+/// The size a complete chunk-size line at the start of `buf` says, taken out of it; `None`
+/// while incomplete. Stricter than httparse alone, which reads an empty line as `0` (a body
+/// cut short, passed as whole) and a bare LF as a line's end.
+fn chunk_size(buf: &mut bytes::BytesMut) -> Result<Option<u64>, WireError> {
+    let bad = WireError::Malformed("bad chunk size");
+    if buf.first().is_some_and(|b| !b.is_ascii_hexdigit()) {
+        return Err(bad);
+    }
+    let Some(end) = memchr::memchr(b'\n', buf) else {
+        if buf.len() > MAX_CHUNK_LINE {
+            return Err(WireError::Malformed("chunk-size line too long"));
+        }
+        return Ok(None);
+    };
+    if end > MAX_CHUNK_LINE || buf[..end].last() != Some(&b'\r') {
+        return Err(bad);
+    }
+    match httparse::parse_chunk_size(&buf[..=end]) {
+        Ok(httparse::Status::Complete((used, size))) if used == end + 1 => {
+            buf.advance(used);
+            Ok(Some(size))
+        }
+        _ => Err(bad),
+    }
+}
+
 /// The trailer section after the last chunk: a trailers frame, or the end if it is empty.
 fn trailers(buf: &mut bytes::BytesMut) -> Step {
     let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -183,7 +208,7 @@ fn trailers(buf: &mut bytes::BytesMut) -> Step {
             }
             (used, map)
         }
-        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => {
+        Ok(httparse::Status::Partial) if buf.len() >= MAX_TRAILERS => {
             return Step::Fail(WireError::Malformed("trailers too large"));
         }
         Ok(httparse::Status::Partial) => return Step::Read(super::READ_SIZE),
