@@ -91,7 +91,7 @@ impl Latency {
         );
         registry.register(
             "upstream_errors",
-            "Upstream exchanges that failed before a response head, by upstream and cause (connect_refused, connect_timeout, connect, dns, reset, response_timeout, closed, unasked_upgrade)",
+            "Upstream exchanges that failed before a response head, by upstream and cause (connect_refused, connect_timeout, connect, dns, reset, response_timeout, closed, malformed_answer, unasked_upgrade)",
             this.upstream_errors.clone(),
         );
         this

@@ -99,6 +99,9 @@ pub(super) fn is_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
 /// Why an exchange failed before a response head, as `pagegate_upstream_errors_total` and the
 /// log line name it.
 pub(super) fn cause(error: &super::pool::SendError) -> &'static str {
+    if error.is_malformed() {
+        return "malformed_answer";
+    }
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(e) = source {
         if let Some(io) = e.downcast_ref::<std::io::Error>() {

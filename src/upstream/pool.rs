@@ -72,6 +72,14 @@ impl SendError {
     pub(crate) fn is_connect(&self) -> bool {
         matches!(self, Self::Connect(_))
     }
+
+    /// Whether the backend's answer could not be read exactly (pagegate's own HTTP/1.1 path).
+    pub(crate) fn is_malformed(&self) -> bool {
+        matches!(self, Self::Exchange(error) if matches!(
+            error.downcast_ref::<wire::WireError>(),
+            Some(wire::WireError::Malformed(_))
+        ))
+    }
 }
 
 /// One upstream's connections.

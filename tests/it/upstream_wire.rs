@@ -190,12 +190,18 @@ async fn answers_a_smuggler_or_a_broken_backend_writes_are_502s() {
     ];
     for (i, head) in heads.into_iter().enumerate() {
         let url = crate::support::raw::raw_upstream(head).await;
-        let proxy = Proxy::start_url(YAML, &url).await;
+        let yaml = format!("admin: {{listen: 127.0.0.1:0}}\n{YAML}");
+        let proxy = Proxy::start_url(&yaml, &url).await;
         let problem = get(&proxy.url("/")).await.problem(502);
         assert_eq!(
             problem["type"], "urn:pagegate:problem:upstream-unavailable",
             "head {i}"
         );
+        // Told apart from a connection that closed, for whoever reads the metrics.
+        let counted =
+            "pagegate_upstream_errors_total{upstream=\"app\",cause=\"malformed_answer\"} 1";
+        let metrics = proxy.metrics_text().await;
+        assert!(metrics.contains(counted), "head {i}: {counted} missing");
         proxy.stop().await;
     }
 }

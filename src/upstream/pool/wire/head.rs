@@ -1,0 +1,173 @@
+//! An answer's head on pagegate's own HTTP/1.1 path: parsed with httparse into `http` types
+//! whose values share the read buffer ([`parse_head`]), and read for how its body is framed
+//! and whether its connection may be kept ([`framing`]), by the rules in [`super`]'s doc.
+
+use std::mem::MaybeUninit;
+
+use bytes::{Bytes, BytesMut};
+use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Version};
+use hyper::ext::ReasonPhrase;
+
+use super::body::Framing;
+use super::{MAX_HEADERS, WireError};
+
+/// Parses a complete head at the start of `buf` and takes it out; `None` while incomplete.
+/// Header values share the buffer's memory, as hyper's do.
+pub(super) fn parse_head(buf: &mut BytesMut) -> Result<Option<http::response::Parts>, WireError> {
+    // Left uninitialised for httparse to fill: zeroing 3 KiB cost more than the parse.
+    let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut answer = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut answer,
+        buf,
+        &mut fields,
+    );
+    let len = match parsed {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(WireError::Malformed("too many header fields"));
+        }
+        Err(_) => return Err(WireError::Malformed("head does not parse")),
+    };
+    let status = answer
+        .code
+        .and_then(|code| StatusCode::from_u16(code).ok())
+        .ok_or(WireError::Malformed("bad status"))?;
+    let version = match answer.version {
+        Some(0) => Version::HTTP_10,
+        _ => Version::HTTP_11,
+    };
+    // Where the reason and each field lie in the buffer, to share it once frozen.
+    let start = buf.as_ptr() as usize;
+    let reason = answer
+        .reason
+        .filter(|reason| !reason.is_empty() && Some(*reason) != status.canonical_reason())
+        .map(|reason| {
+            let from = reason.as_ptr() as usize - start;
+            from..from + reason.len()
+        });
+    let places: Vec<_> = answer
+        .headers
+        .iter()
+        .map(|field| {
+            let name = field.name.as_ptr() as usize - start;
+            let value = field.value.as_ptr() as usize - start;
+            (
+                name,
+                name + field.name.len(),
+                value,
+                value + field.value.len(),
+            )
+        })
+        .collect();
+    let head: Bytes = buf.split_to(len).freeze();
+    let mut headers = HeaderMap::with_capacity(places.len());
+    for &(name_from, name_to, value_from, value_to) in &places {
+        let name = HeaderName::from_bytes(&head[name_from..name_to])
+            .map_err(|_| WireError::Malformed("bad header name"))?;
+        let value = HeaderValue::from_maybe_shared(head.slice(value_from..value_to))
+            .map_err(|_| WireError::Malformed("bad header value"))?;
+        headers.append(name, value);
+    }
+    let (mut parts, ()) = http::Response::new(()).into_parts();
+    parts.status = status;
+    parts.version = version;
+    parts.headers = headers;
+    // A reason of the backend's own (`499 Client Closed Request`) is relayed, as hyper does.
+    if let Some(reason) = reason.and_then(|r| ReasonPhrase::try_from(head.slice(r)).ok()) {
+        parts.extensions.insert(reason);
+    }
+    Ok(Some(parts))
+}
+
+/// How the answer's body is framed and whether its connection may be kept; `None` for an
+/// informational answer, which another follows.
+pub(super) fn framing(
+    parts: &mut http::response::Parts,
+    head_only: bool,
+) -> Result<(Option<Framing>, bool), WireError> {
+    let status = parts.status;
+    if status == StatusCode::SWITCHING_PROTOCOLS {
+        return Ok((Some(Framing::Length(0)), false));
+    }
+    if status.is_informational() {
+        return Ok((None, true));
+    }
+    let keep = keeps_alive(parts.version, &parts.headers);
+    // No body, whatever the head says of one (RFC 9112 §6.3, rule 1).
+    if head_only || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+        return Ok((Some(Framing::Length(0)), keep));
+    }
+    if parts.headers.contains_key(TRANSFER_ENCODING) {
+        if parts.version == Version::HTTP_10 {
+            return Err(WireError::Malformed(
+                "Transfer-Encoding in an HTTP/1.0 answer",
+            ));
+        }
+        // A coding other than chunked would reach the client undone, with nothing to say so
+        // (`Transfer-Encoding` is the hop's): refused.
+        if !only_chunked(&parts.headers) {
+            return Err(WireError::Malformed("a transfer coding other than chunked"));
+        }
+        // Chunked wins over a length (rule 3); the length goes, and so does the connection.
+        let framed_twice = parts.headers.remove(CONTENT_LENGTH).is_some();
+        return Ok((Some(Framing::chunked()), keep && !framed_twice));
+    }
+    Ok(match content_length(&parts.headers)? {
+        Some(length) => (Some(Framing::Length(length)), keep),
+        // No framing at all: the body ends with the connection.
+        None => (Some(Framing::ToClose), false),
+    })
+}
+
+/// Whether the backend keeps the connection open after this answer.
+fn keeps_alive(version: Version, headers: &HeaderMap) -> bool {
+    let says = |word: &[u8]| {
+        headers.get_all(CONNECTION).iter().any(|value| {
+            value
+                .as_bytes()
+                .split(|&b| b == b',')
+                .any(|token| token.trim_ascii().eq_ignore_ascii_case(word))
+        })
+    };
+    match version {
+        Version::HTTP_10 => says(b"keep-alive"),
+        _ => !says(b"close"),
+    }
+}
+
+/// Whether `Transfer-Encoding`, over all its lines, names `chunked` and nothing else, once.
+fn only_chunked(headers: &HeaderMap) -> bool {
+    let mut codings = headers
+        .get_all(TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii);
+    codings
+        .next()
+        .is_some_and(|coding| coding.eq_ignore_ascii_case(b"chunked"))
+        && codings.next().is_none()
+}
+
+/// The one length every `Content-Length` value says, if there is one.
+fn content_length(headers: &HeaderMap) -> Result<Option<u64>, WireError> {
+    let mut length = None;
+    for value in headers.get_all(CONTENT_LENGTH) {
+        for item in value.as_bytes().split(|&b| b == b',') {
+            let item = item.trim_ascii();
+            // Digits only: `str::parse` would take a `+`.
+            let parsed = std::str::from_utf8(item)
+                .ok()
+                .filter(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|digits| digits.parse::<u64>().ok())
+                .ok_or(WireError::Malformed("bad Content-Length"))?;
+            if length.is_some_and(|known| known != parsed) {
+                return Err(WireError::Malformed("conflicting Content-Length values"));
+            }
+            length = Some(parsed);
+        }
+    }
+    Ok(length)
+}
