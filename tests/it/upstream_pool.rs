@@ -13,7 +13,6 @@ use http_body_util::BodyExt;
 use http_body_util::StreamBody;
 use hyper::body::{Frame, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 
 use pagegate::{Body, BoxError};
@@ -291,31 +290,19 @@ async fn an_http2_connection_is_not_used_past_pool_idle_timeout_or_with_max_idle
 /// Node.js does after its keep-alive timeout: the pooled connection must not be used then.
 #[tokio::test]
 async fn a_connection_the_backend_closed_is_not_used() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let opened = Arc::new(AtomicUsize::new(0));
-    let count = Arc::clone(&opened);
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            count.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                if crate::support::raw::read_head(&mut stream).await.is_none() {
-                    return;
-                }
-                let _ = stream
-                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello")
-                    .await;
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            });
-        }
-    });
-    let proxy = Proxy::start_url(POOLED, &format!("http://{addr}")).await;
+    use crate::support::raw::{Scripted, Step};
+    let backend = Scripted::start(|_, _| {
+        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello";
+        vec![Step::Write(answer), Step::Wait(50), Step::Close]
+    })
+    .await;
+    let proxy = Proxy::start_url(POOLED, &backend.url()).await;
     for (i, kind) in KINDS.into_iter().enumerate() {
         let url = proxy.url("/");
         assert_eq!(send(request(&kind, &url)).await.text(), "hello", "{kind}");
         tokio::time::sleep(Duration::from_millis(300)).await;
         let got = send(request(&kind, &url)).await;
         assert_eq!((got.status.as_u16(), got.text().as_str()), (200, "hello"));
-        assert_eq!(opened.load(Ordering::SeqCst), 2 * (i + 1), "{kind}");
+        assert_eq!(backend.opened(), 2 * (i + 1), "{kind}");
     }
 }

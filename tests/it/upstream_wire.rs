@@ -3,74 +3,12 @@
 //! smuggler or a broken backend could write refused with a 502, and a connection reused only
 //! when nothing of another answer can be on it.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use http_body_util::BodyExt;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpListener;
 
-use crate::support::raw::read_head;
+use crate::support::raw::{Scripted, Step};
 use crate::support::{Proxy, get, get_head, send};
-
-/// What a scripted backend does after reading a request head.
-#[derive(Clone, Copy)]
-enum Step {
-    Write(&'static [u8]),
-    Wait(u64),
-    /// Closes the connection (at once, or after the steps before it).
-    Close,
-}
-
-/// A backend that answers the `r`-th request on its `c`-th connection (both from 0) with
-/// `script(c, r)`, counting the connections it accepts.
-struct Scripted {
-    addr: SocketAddr,
-    opened: Arc<AtomicUsize>,
-}
-
-impl Scripted {
-    async fn start(script: fn(usize, usize) -> Vec<Step>) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let opened = Arc::new(AtomicUsize::new(0));
-        let count = Arc::clone(&opened);
-        tokio::spawn(async move {
-            while let Ok((mut stream, _)) = listener.accept().await {
-                let c = count.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(async move {
-                    for r in 0.. {
-                        if read_head(&mut stream).await.is_none() {
-                            return;
-                        }
-                        for step in script(c, r) {
-                            match step {
-                                Step::Write(bytes) => {
-                                    let _ = stream.write_all(bytes).await;
-                                }
-                                Step::Wait(ms) => {
-                                    tokio::time::sleep(Duration::from_millis(ms)).await;
-                                }
-                                Step::Close => return,
-                            }
-                        }
-                    }
-                });
-            }
-        });
-        Self { addr, opened }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    fn opened(&self) -> usize {
-        self.opened.load(Ordering::SeqCst)
-    }
-}
 
 const YAML: &str = "
 default: {action: pass, upstream: app}
@@ -178,7 +116,8 @@ async fn a_reason_of_the_backend_s_own_is_relayed() {
 #[tokio::test]
 async fn answers_a_smuggler_or_a_broken_backend_writes_are_502s() {
     // (Transfer-Encoding with Content-Length is read chunked: targets.rs.)
-    let heads: [&'static [u8]; 8] = [
+    let heads: [&'static [u8]; 9] = [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999999\r\n\r\nhello",
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
@@ -383,4 +322,44 @@ async fn an_answer_framed_twice_closes_its_connection() {
         assert_eq!(got.header("content-length"), None);
     }
     assert_eq!(backend.opened(), 2, "the connection was not reused");
+}
+
+#[tokio::test]
+async fn chunk_lines_and_trailers_are_read_within_their_limits() {
+    // A size line split across two writes is waited for.
+    let (_backend, proxy) = answering(|_, _| {
+        vec![
+            Step::Write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5"),
+            Step::Wait(30),
+            Step::Write(b";x=1\r\nhello\r\n0\r\n\r\n"),
+        ]
+    })
+    .await;
+    assert_eq!(get(&proxy.url("/")).await.text(), "hello");
+    // A size line past 4 KiB, trailers past 16 KiB (each in one write): the download fails.
+    let scripts: [fn(usize, usize) -> Vec<Step>; 2] = [
+        |_, _| oversized(format!("5;{}\r\nhello\r\n0\r\n\r\n", "x".repeat(5000))),
+        |_, _| {
+            oversized(format!(
+                "5\r\nhello\r\n0\r\nX-Big: {}\r\n\r\n",
+                "a".repeat(17_000)
+            ))
+        },
+    ];
+    for (case, script) in ["size line", "trailers"].into_iter().zip(scripts) {
+        let (_backend, proxy) = answering(script).await;
+        let answer = get_head(&proxy.url("/")).await;
+        assert_eq!(answer.status(), 200, "{case}");
+        assert!(answer.into_body().collect().await.is_err(), "{case}");
+    }
+}
+
+/// A chunked answer whose body is `chunks`, then the connection's close.
+fn oversized(chunks: String) -> Vec<Step> {
+    let chunks: &'static [u8] = Box::leak(chunks.into_bytes().into_boxed_slice());
+    vec![
+        Step::Write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"),
+        Step::Write(chunks),
+        Step::Close,
+    ]
 }

@@ -2,6 +2,9 @@
 //! answers with bytes a server library would never write.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -49,4 +52,63 @@ pub async fn raw_upstream(answer: &'static [u8]) -> String {
         }
     });
     format!("http://{addr}")
+}
+
+/// What a scripted backend does after reading a request head.
+#[derive(Clone, Copy)]
+pub enum Step {
+    /// Writes these bytes.
+    Write(&'static [u8]),
+    /// Waits this many milliseconds.
+    Wait(u64),
+    /// Closes the connection (at once, or after the steps before it).
+    Close,
+}
+
+/// A backend that answers the `r`-th request on its `c`-th connection (both from 0) with
+/// `script(c, r)`, counting the connections it accepts.
+pub struct Scripted {
+    pub addr: SocketAddr,
+    opened: Arc<AtomicUsize>,
+}
+
+impl Scripted {
+    pub async fn start(script: fn(usize, usize) -> Vec<Step>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let opened = Arc::new(AtomicUsize::new(0));
+        let count = Arc::clone(&opened);
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let c = count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    for r in 0.. {
+                        if read_head(&mut stream).await.is_none() {
+                            return;
+                        }
+                        for step in script(c, r) {
+                            match step {
+                                Step::Write(bytes) => {
+                                    let _ = stream.write_all(bytes).await;
+                                }
+                                Step::Wait(ms) => {
+                                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                                }
+                                Step::Close => return,
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        Self { addr, opened }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn opened(&self) -> usize {
+        self.opened.load(Ordering::SeqCst)
+    }
 }

@@ -195,6 +195,10 @@ fn chunk_size(buf: &mut bytes::BytesMut) -> Result<Option<u64>, WireError> {
 fn trailers(buf: &mut bytes::BytesMut) -> Step {
     let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let (used, map) = match httparse::parse_headers(buf, &mut fields) {
+        // Complete in one read, the section may still be past the limit.
+        Ok(httparse::Status::Complete((used, _))) if used > MAX_TRAILERS => {
+            return Step::Fail(WireError::Malformed("trailers too large"));
+        }
         Ok(httparse::Status::Complete((used, fields))) => {
             let mut map = HeaderMap::with_capacity(fields.len());
             for field in fields {
