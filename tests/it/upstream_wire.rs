@@ -363,3 +363,22 @@ fn oversized(chunks: String) -> Vec<Step> {
         Step::Close,
     ]
 }
+
+#[tokio::test]
+async fn a_connection_the_backend_ended_while_idle_is_not_written_to() {
+    // The backend ends its side after its answer but would still read: a request written to
+    // that connection would reach it (and go unanswered).
+    let (backend, proxy) = answering(|_, _| {
+        let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+        vec![Step::Write(answer), Step::Wait(50), Step::HalfClose]
+    })
+    .await;
+    assert_eq!(get(&proxy.url("/")).await.text(), "hello");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(get(&proxy.url("/")).await.text(), "hello");
+    assert_eq!(
+        (backend.opened(), backend.heads()),
+        (2, 2),
+        "the ended connection was seen ended at checkout"
+    );
+}

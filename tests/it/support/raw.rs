@@ -63,13 +63,16 @@ pub enum Step {
     Wait(u64),
     /// Closes the connection (at once, or after the steps before it).
     Close,
+    /// Ends the backend's side of the connection (a FIN) but goes on reading requests.
+    HalfClose,
 }
 
 /// A backend that answers the `r`-th request on its `c`-th connection (both from 0) with
-/// `script(c, r)`, counting the connections it accepts.
+/// `script(c, r)`, counting the connections it accepts and the request heads it reads.
 pub struct Scripted {
     pub addr: SocketAddr,
     opened: Arc<AtomicUsize>,
+    heads: Arc<AtomicUsize>,
 }
 
 impl Scripted {
@@ -77,15 +80,18 @@ impl Scripted {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let opened = Arc::new(AtomicUsize::new(0));
-        let count = Arc::clone(&opened);
+        let heads = Arc::new(AtomicUsize::new(0));
+        let (count, read) = (Arc::clone(&opened), Arc::clone(&heads));
         tokio::spawn(async move {
             while let Ok((mut stream, _)) = listener.accept().await {
                 let c = count.fetch_add(1, Ordering::SeqCst);
+                let read = Arc::clone(&read);
                 tokio::spawn(async move {
                     for r in 0.. {
                         if read_head(&mut stream).await.is_none() {
                             return;
                         }
+                        read.fetch_add(1, Ordering::SeqCst);
                         for step in script(c, r) {
                             match step {
                                 Step::Write(bytes) => {
@@ -95,19 +101,32 @@ impl Scripted {
                                     tokio::time::sleep(Duration::from_millis(ms)).await;
                                 }
                                 Step::Close => return,
+                                Step::HalfClose => {
+                                    let _ = stream.shutdown().await;
+                                }
                             }
                         }
                     }
                 });
             }
         });
-        Self { addr, opened }
+        Self {
+            addr,
+            opened,
+            heads,
+        }
     }
 
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
+    /// Request heads read, over every connection.
+    pub fn heads(&self) -> usize {
+        self.heads.load(Ordering::SeqCst)
+    }
+
+    /// Connections accepted.
     pub fn opened(&self) -> usize {
         self.opened.load(Ordering::SeqCst)
     }
