@@ -20,8 +20,9 @@ use pagegate::{Body, BoxError};
 use crate::support::{Proxy, full, get, send};
 
 /// A backend over hyper (HTTP/1.1 and h2c) counting the connections it accepts and those that
-/// have ended. `/early` answers before reading the request body, `/chunked` in chunks, `/endless` with a chunk and no end, `/empty` 204, `/wait` after 300 ms, anything else
-/// 5 bytes with a length.
+/// have ended. `/echo/…` answers with its path, `/early` before reading the request body,
+/// `/chunked` in chunks, `/endless` with a chunk and no end, `/empty` 204, `/wait` after
+/// 300 ms, anything else 5 bytes with a length.
 struct Counting {
     addr: SocketAddr,
     opened: Arc<AtomicUsize>,
@@ -99,6 +100,7 @@ async fn answer(req: http::Request<Incoming>) -> Result<http::Response<Body>, hy
             let stream = futures_util::StreamExt::chain(futures_util::stream::iter([first]), rest);
             http::Response::new(StreamBody::new(stream).boxed())
         }
+        echo if echo.starts_with("/echo/") => http::Response::new(full(echo.to_owned())),
         "/empty" => http::Response::builder()
             .status(204)
             .body(full(Bytes::new()))
@@ -149,6 +151,36 @@ async fn requests_in_turn_share_one_connection_whatever_the_answer() {
         "every answer read to its end gives the connection back"
     );
     assert_eq!(backend.closed(), 0);
+}
+
+/// 200 clients at once, 10 requests each, over HTTP/1.1 (pagegate's own path) and HTTP/2:
+/// every answer is the one its request asked for; HTTP/1.1 opens no more connections than
+/// there are clients, and HTTP/2 shares one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundreds_of_clients_at_once_each_get_their_own_answer() {
+    for http2 in [false, true] {
+        let backend = Counting::start().await;
+        let yaml = match http2 {
+            true => POOLED.replace("30s}", "30s, http2: true}"),
+            // Room for every client's connection: none closed for want of it.
+            false => POOLED.replace("30s}", "30s, pool_max_idle: 200}"),
+        };
+        let proxy = Proxy::start_url(&yaml, &backend.url()).await;
+        let clients = (0..200).map(|i| {
+            let url = proxy.url(&format!("/echo/{i}"));
+            async move {
+                for _ in 0..10 {
+                    assert_eq!(get(&url).await.text(), format!("/echo/{i}"));
+                }
+            }
+        });
+        futures_util::future::join_all(clients).await;
+        let opened = backend.opened();
+        match http2 {
+            true => assert_eq!(opened, 1, "one shared HTTP/2 connection"),
+            false => assert!(opened <= 200, "{opened} connections for 200 clients"),
+        }
+    }
 }
 
 /// A bodiless GET goes on pagegate's own HTTP/1.1 path, a POST through hyper's client: the
