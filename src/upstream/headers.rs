@@ -95,6 +95,16 @@ pub(crate) fn remove_method_overrides(headers: &mut HeaderMap, decided: &[Header
     }
 }
 
+/// The items of a comma-separated header over all its lines, each trimmed (empty ones
+/// included): `Connection: keep-alive, Upgrade` gives `keep-alive` and `Upgrade`.
+pub(crate) fn list_items(headers: &HeaderMap, name: HeaderName) -> impl Iterator<Item = &[u8]> {
+    headers
+        .get_all(name)
+        .into_iter()
+        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+}
+
 /// Removes `traceparent` and `tracestate` (W3C trace context) but for `decided`.
 pub(crate) fn remove_trace_context(headers: &mut HeaderMap, decided: &[HeaderName]) {
     for name in [TRACEPARENT, TRACESTATE] {

@@ -31,11 +31,8 @@ const WEBSOCKET: &[u8] = b"websocket";
 /// The WebSocket upgrade a request asks for: `Connection` names `upgrade` and `Upgrade` is
 /// `websocket`. Any other upgrade is not relayed (its headers are removed as hop-by-hop).
 pub(super) fn requested(headers: &HeaderMap) -> Option<HeaderValue> {
-    let asks = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-        .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"upgrade"));
+    let asks = super::headers::list_items(headers, header::CONNECTION)
+        .any(|token| token.eq_ignore_ascii_case(b"upgrade"));
     let protocol = headers.get(header::UPGRADE)?;
     (asks && is_websocket(protocol)).then(|| protocol.clone())
 }

@@ -377,6 +377,16 @@ pub async fn get_with(proxy: &Proxy, path: &str, headers: &[(&str, String)]) -> 
     send(request.body(full(Bytes::new())).expect("request")).await
 }
 
+/// `HEAD url`.
+pub async fn head(url: &str) -> Got {
+    send(
+        http::Request::head(url)
+            .body(full(Bytes::new()))
+            .expect("request"),
+    )
+    .await
+}
+
 pub async fn get(url: &str) -> Got {
     send(
         http::Request::get(url)

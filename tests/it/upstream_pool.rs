@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 
 use pagegate::{Body, BoxError};
 
-use crate::support::{Proxy, full, get, send};
+use crate::support::{Proxy, full, get, head, send};
 
 /// A backend over hyper (HTTP/1.1 and h2c) counting the connections it accepts and those that
 /// have ended. `/echo/…` answers with its path, `/early` before reading the request body,
@@ -131,10 +131,7 @@ async fn requests_in_turn_share_one_connection_whatever_the_answer() {
             assert_eq!(got.text(), "hello", "{path}");
         }
     }
-    let head = http::Request::head(proxy.url("/"))
-        .body(full(Bytes::new()))
-        .expect("head");
-    assert_eq!(send(head).await.status, 200);
+    assert_eq!(head(&proxy.url("/")).await.status, 200);
     let upload = http::Request::post(proxy.url("/"))
         .body(full(vec![b'x'; 100_000]))
         .expect("post");

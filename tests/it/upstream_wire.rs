@@ -8,7 +8,7 @@ use std::time::Duration;
 use http_body_util::BodyExt;
 
 use crate::support::raw::{Scripted, Step};
-use crate::support::{Proxy, get, get_head, send};
+use crate::support::{Proxy, get, get_head, head};
 
 const YAML: &str = "
 default: {action: pass, upstream: app}
@@ -56,10 +56,7 @@ async fn each_framing_is_read_exactly_and_the_connection_reused() {
     }
     assert_eq!(backend.opened(), 1, "one connection for every answer");
     // A HEAD answer's length is not followed by a body.
-    let head = http::Request::head(proxy.url("/"))
-        .body(crate::support::full(""))
-        .expect("request");
-    assert_eq!(send(head).await.status, 200);
+    assert_eq!(head(&proxy.url("/")).await.status, 200);
     assert_eq!(get(&proxy.url("/")).await.text(), "hello");
     assert_eq!(backend.opened(), 1, "HEAD kept the connection too");
 }
@@ -72,10 +69,7 @@ async fn a_body_sent_to_a_head_is_not_read_as_the_next_answer() {
         )]
     })
     .await;
-    let head = http::Request::head(proxy.url("/"))
-        .body(crate::support::full(""))
-        .expect("request");
-    assert_eq!(send(head).await.status, 200);
+    assert_eq!(head(&proxy.url("/")).await.status, 200);
     assert_eq!(get(&proxy.url("/")).await.text(), "hello");
     assert_eq!(backend.opened(), 2, "the HEAD's connection was not reused");
 }

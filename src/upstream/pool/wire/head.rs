@@ -11,6 +11,7 @@ use hyper::ext::ReasonPhrase;
 
 use super::body::Framing;
 use super::{MAX_HEADERS, WireError};
+use crate::upstream::headers::list_items;
 
 /// Parses a complete head at the start of `buf` and takes it out; `None` while incomplete.
 /// Header values share the buffer's memory, as hyper's do.
@@ -124,14 +125,8 @@ pub(super) fn framing(
 
 /// Whether the backend keeps the connection open after this answer.
 fn keeps_alive(version: Version, headers: &HeaderMap) -> bool {
-    let says = |word: &[u8]| {
-        headers.get_all(CONNECTION).iter().any(|value| {
-            value
-                .as_bytes()
-                .split(|&b| b == b',')
-                .any(|token| token.trim_ascii().eq_ignore_ascii_case(word))
-        })
-    };
+    let says =
+        |word: &[u8]| list_items(headers, CONNECTION).any(|token| token.eq_ignore_ascii_case(word));
     match version {
         Version::HTTP_10 => says(b"keep-alive"),
         _ => !says(b"close"),
@@ -140,11 +135,7 @@ fn keeps_alive(version: Version, headers: &HeaderMap) -> bool {
 
 /// Whether `Transfer-Encoding`, over all its lines, names `chunked` and nothing else, once.
 fn only_chunked(headers: &HeaderMap) -> bool {
-    let mut codings = headers
-        .get_all(TRANSFER_ENCODING)
-        .iter()
-        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
-        .map(<[u8]>::trim_ascii);
+    let mut codings = list_items(headers, TRANSFER_ENCODING);
     codings
         .next()
         .is_some_and(|coding| coding.eq_ignore_ascii_case(b"chunked"))
@@ -154,20 +145,17 @@ fn only_chunked(headers: &HeaderMap) -> bool {
 /// The one length every `Content-Length` value says, if there is one.
 fn content_length(headers: &HeaderMap) -> Result<Option<u64>, WireError> {
     let mut length = None;
-    for value in headers.get_all(CONTENT_LENGTH) {
-        for item in value.as_bytes().split(|&b| b == b',') {
-            let item = item.trim_ascii();
-            // Digits only: `str::parse` would take a `+`.
-            let parsed = std::str::from_utf8(item)
-                .ok()
-                .filter(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
-                .and_then(|digits| digits.parse::<u64>().ok())
-                .ok_or(WireError::Malformed("bad Content-Length"))?;
-            if length.is_some_and(|known| known != parsed) {
-                return Err(WireError::Malformed("conflicting Content-Length values"));
-            }
-            length = Some(parsed);
+    for item in list_items(headers, CONTENT_LENGTH) {
+        // Digits only: `str::parse` would take a `+`.
+        let parsed = std::str::from_utf8(item)
+            .ok()
+            .filter(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|digits| digits.parse::<u64>().ok())
+            .ok_or(WireError::Malformed("bad Content-Length"))?;
+        if length.is_some_and(|known| known != parsed) {
+            return Err(WireError::Malformed("conflicting Content-Length values"));
         }
+        length = Some(parsed);
     }
     Ok(length)
 }
