@@ -33,6 +33,7 @@ mod client_addr;
 mod config;
 mod cursor;
 mod demo;
+mod http1;
 mod identity;
 mod limit;
 mod list;

@@ -1,4 +1,5 @@
-//! The listener: HTTP/1.1 and h2c on one port (hyper-util `auto`), a connection cap, a drain
+//! The listener: HTTP/1.1 and h2c on one port (plain GETs and HEADs on pagegate's own
+//! HTTP/1.1 path, [`http1`]; everything else on hyper-util's `auto`), a connection cap, a drain
 //! before shutdown, the optional admin listener (probes, metrics, the operator's verbs), and
 //! the current generation that every request is routed in ([`Handle::reload`] swaps it).
 
@@ -13,7 +14,6 @@ use hyper::body::Incoming;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::client_addr::ClientAddr;
 use crate::config::Config;
 use crate::config::defaults::RESERVED_FILES;
 use crate::proxy::generation::{BuildError, Generation};
@@ -25,6 +25,7 @@ mod admin;
 mod client_io;
 mod connection;
 mod handle;
+mod http1;
 mod listener;
 mod peers;
 mod serving;
@@ -265,11 +266,8 @@ fn sample_live(metrics: &Metrics, current: &Current, open: &Arc<connection::Conn
 
 /// Boxes a request body at the edge and records the client's address. A named function, so the
 /// body's error type is exactly [`crate::BoxError`] (a closure leaves its lifetime inferred).
-fn incoming(req: http::Request<Incoming>, client: ClientAddr) -> Request {
-    let (mut parts, body) = req.into_parts();
-    parts.extensions.insert(client);
-    let body: Body = body.map_err(|e| client_body_error(&e)).boxed();
-    http::Request::from_parts(parts, body)
+fn incoming(req: http::Request<Incoming>) -> Request {
+    req.map(|body| -> Body { body.map_err(|e| client_body_error(&e)).boxed() })
 }
 
 /// A client's body error: malformed chunking (hyper reports invalid data from its decoder), or

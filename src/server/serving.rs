@@ -11,15 +11,15 @@ use std::time::Duration;
 
 use futures_util::{FutureExt, future};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
 use prometheus_client::metrics::counter::Counter;
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tower::ServiceExt;
 
 use super::client_io::{self, Arrivals, ClientIo};
-use super::connection::{self, Answer, Close, Conn, Connections, Settings};
+use super::connection::{self, Close, Conn, Connections, Settings};
+use super::http1::{self, Graceful};
 use super::incoming;
 use super::peers::PeerSlot;
 use crate::client_addr::{ClientAddr, Closer, TrustedProxies};
@@ -56,43 +56,11 @@ impl tower::Service<Request> for Refusal {
     }
 }
 
-/// hyper's connection settings: head deadline and size on HTTP/1, PINGs and header-list size on
-/// HTTP/2.
-fn builder(settings: &ServerConfig) -> auto::Builder<TokioExecutor> {
-    let head_bytes = usize::try_from(settings.max_head_bytes).unwrap_or(usize::MAX);
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    // The head must arrive in time; hyper's timer runs from when a connection waits for a
-    // head, so an idle HTTP/1 keep-alive connection is closed after it too.
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(settings.header_read_timeout)
-        // Bounds head memory: max_connections x max_head_bytes. hyper-util's auto builder
-        // offers the read buffer's cap, not a head cap of its own: a head that does not fit
-        // gets 431 (request bodies are read in chunks of at most this size).
-        .max_buf_size(head_bytes);
-    // PINGs find HTTP/2 clients that went away without closing. A stream's answer waits in
-    // h2's send buffer, and hyper pulls the next frame from the backend whenever that buffer
-    // has room under the client's flow-control window, whatever the socket takes: with
-    // hyper's defaults (about 400 KB a stream, 200 streams) a client that grants large windows
-    // and reads nothing made one connection hold 80 MB. Two frames a stream and nginx's 128
-    // streams hold at most 4 MiB, and a stream's stall clock follows the socket.
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(settings.http2_keepalive_interval)
-        .keep_alive_timeout(settings.http2_keepalive_timeout)
-        .max_header_list_size(u32::try_from(head_bytes).unwrap_or(u32::MAX))
-        .max_send_buf_size(H2_SEND_BUFFER)
-        .max_concurrent_streams(H2_MAX_STREAMS);
-    builder
-}
+mod by_hyper;
+mod requests;
 
-/// Bytes of one HTTP/2 stream's answer h2 holds for the socket: two frames.
-const H2_SEND_BUFFER: usize = 2 * super::connection::H2_FRAME;
-
-/// Streams one HTTP/2 connection may have open at once (nginx's default).
-const H2_MAX_STREAMS: u32 = 128;
+use by_hyper::{Builders, to_hyper};
+use requests::Handler;
 
 /// What every connection task shares.
 pub(super) struct Serving {
@@ -103,7 +71,10 @@ pub(super) struct Serving {
     pub(super) stack: AccessLog<Router>,
     /// The 503 `overloaded` answer, logged as every answer is.
     pub(super) refusal: AccessLog<Refusal>,
-    pub(super) builder: auto::Builder<TokioExecutor>,
+    /// hyper's, for what pagegate's own HTTP/1.1 path hands it (and for refusals).
+    hyper: Arc<Builders>,
+    /// pagegate's own HTTP/1.1 path's settings.
+    pub(super) http1: http1::Settings,
     pub(super) open: Arc<Connections>,
     pub(super) slots: Arc<Semaphore>,
     pub(super) closed: client_io::Closed,
@@ -158,7 +129,11 @@ impl Serving {
             tls: settings.tls.is_some(),
             stack: crate::proxy::stack::global(Router::new(Arc::clone(current)), log.clone()),
             refusal: crate::proxy::stack::global(Refusal, log),
-            builder: builder(settings),
+            hyper: Arc::new(Builders::new(settings)),
+            http1: http1::Settings {
+                idle: settings.header_read_timeout,
+                max_head: usize::try_from(settings.max_head_bytes).unwrap_or(usize::MAX),
+            },
             open,
             slots,
             closed,
@@ -222,11 +197,14 @@ impl Serving {
         let refusal = self.refusal.clone();
         let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
             told.notify_one();
-            refusal.clone().oneshot(incoming(req, client.clone()))
+            let mut req = incoming(req);
+            req.extensions_mut().insert(client.clone());
+            refusal.clone().oneshot(req)
         });
         let io = self.client_io(stream);
         let connection = Box::pin(
-            self.builder
+            self.hyper
+                .auto
                 .serve_connection(TokioIo::new(io), service)
                 .into_owned(),
         );
@@ -276,28 +254,32 @@ impl Serving {
         let closing = Box::pin(Arc::clone(&conn).closing());
         let _ = stream.set_nodelay(true);
         let peer = client.ip();
-        let stack = self.stack.clone();
-        // Rendered once per connection, cloned (reference counts) per request; resolved per
-        // request only behind a trusted proxy.
-        let client = connection_client(client, &conn, &slot);
-        let trusted = Arc::clone(&self.trusted);
-        let requests = Arc::clone(&conn);
-        let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
-            // Counts the request in flight until its answer ends (eviction, HTTP/2 idle
-            // timeout, resets, stalled streams).
-            let stream = requests.stream(req.version() == http::Version::HTTP_2);
-            let mut client = client.clone();
-            client.resolve(req.headers(), &trusted);
-            Answer::new(stack.clone().oneshot(incoming(req, client)), stream)
-        });
+        let handler = Handler {
+            requests: Arc::clone(&conn),
+            // Rendered once per connection, cloned (reference counts) per request; resolved
+            // per request only behind a trusted proxy.
+            client: connection_client(client, &conn, &slot),
+            trusted: Arc::clone(&self.trusted),
+            stack: self.stack.clone(),
+        };
         // The protocol sniff waits for first bytes before hyper's timer exists; a client that
         // reads nothing must not pin its response (see client_io).
         let io = self.client_io(stream).watched_by(Arc::clone(&conn));
-        // With upgrades: WebSockets and other `Upgrade` protocols are tunnelled.
-        let connection = self
-            .builder
-            .serve_connection_with_upgrades(TokioIo::new(io), service)
-            .into_owned();
+        let graceful = Arc::new(Graceful::default());
+        let to_hyper = {
+            let (builders, handler) = (Arc::clone(&self.hyper), handler.clone());
+            let graceful = Arc::clone(&graceful);
+            move |io, first| to_hyper(&builders, io, first, handler, graceful)
+        };
+        // Plain GETs and HEADs on pagegate's own path; anything else hands the connection to
+        // hyper (see http1).
+        let connection = http1::serve(
+            io,
+            self.http1,
+            Arc::clone(&graceful),
+            move |req| handler.call(req, false),
+            to_hyper,
+        );
         let mut stop = self.stop.clone();
         let stopping = Box::pin(async move {
             let _ = stop.changed().await;
@@ -311,6 +293,7 @@ impl Serving {
         // Combinators, not an async block: async blocks over the connection's generic service
         // futures trip rustc's "Send is not general enough" (rust-lang/rust#110338).
         let ended = Arc::clone(&conn);
+        let asked = graceful;
         let drain = self.send_timeout;
         let closed = self.closed.clone();
         let served = future::select(Box::pin(connection), ending)
@@ -329,11 +312,11 @@ impl Serving {
                     drop(connection);
                     future::Either::Left(future::ready(Ok(())))
                 }
-                future::Either::Right((Some(close), mut connection)) => {
+                future::Either::Right((Some(close), connection)) => {
                     // GOAWAY (HTTP/1: no more requests) and a bounded drain, then closed: a
                     // client that answers PINGs but takes nothing cannot keep it open.
                     ended.ending();
-                    connection.as_mut().graceful_shutdown();
+                    asked.ask();
                     let limit = if close == Close::Resets {
                         RESET_DRAIN
                     } else {
@@ -343,9 +326,9 @@ impl Serving {
                         .map(|result| result.unwrap_or(Ok(())));
                     future::Either::Right(future::Either::Left(drained))
                 }
-                future::Either::Right((None, mut connection)) => {
+                future::Either::Right((None, connection)) => {
                     // Shutdown: finish the requests in flight within the grace period.
-                    connection.as_mut().graceful_shutdown();
+                    asked.ask();
                     future::Either::Right(future::Either::Right(connection))
                 }
             })

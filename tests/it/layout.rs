@@ -14,6 +14,7 @@ const TIERS: &[(&str, &[&str])] = &[
         &[
             "sync",
             "body",
+            "http1",
             "problem",
             "client_addr",
             "cursor",

@@ -40,6 +40,7 @@ mod rate_limits;
 mod redis_topologies;
 mod rls;
 mod rls_cost;
+mod server_http1;
 mod shared_limits;
 mod signals;
 mod stack;

@@ -6,12 +6,17 @@ use std::mem::MaybeUninit;
 
 use bytes::{Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Version};
+use http::{HeaderMap, StatusCode, Version};
 use hyper::ext::ReasonPhrase;
 
 use super::body::Framing;
 use super::{MAX_HEADERS, WireError};
+use crate::http1;
 use crate::upstream::headers::list_items;
+
+/// Headers pagegate may add to an answer without its map growing (the request id, the
+/// rewritten `Location`'s neighbours).
+const ROOM: usize = 4;
 
 /// Parses a complete head at the start of `buf` and takes it out; `None` while incomplete.
 /// Header values share the buffer's memory, as hyper's do.
@@ -41,37 +46,13 @@ pub(super) fn parse_head(buf: &mut BytesMut) -> Result<Option<http::response::Pa
         _ => Version::HTTP_11,
     };
     // Where the reason and each field lie in the buffer, to share it once frozen.
-    let start = buf.as_ptr() as usize;
     let reason = answer
         .reason
         .filter(|reason| !reason.is_empty() && Some(*reason) != status.canonical_reason())
-        .map(|reason| {
-            let from = reason.as_ptr() as usize - start;
-            from..from + reason.len()
-        });
-    let places: Vec<_> = answer
-        .headers
-        .iter()
-        .map(|field| {
-            let name = field.name.as_ptr() as usize - start;
-            let value = field.value.as_ptr() as usize - start;
-            (
-                name,
-                name + field.name.len(),
-                value,
-                value + field.value.len(),
-            )
-        })
-        .collect();
+        .map(|reason| http1::range(buf, reason.as_bytes()));
+    let places = http1::places(buf, answer.headers);
     let head: Bytes = buf.split_to(len).freeze();
-    let mut headers = HeaderMap::with_capacity(places.len());
-    for &(name_from, name_to, value_from, value_to) in &places {
-        let name = HeaderName::from_bytes(&head[name_from..name_to])
-            .map_err(|_| WireError::Malformed("bad header name"))?;
-        let value = HeaderValue::from_maybe_shared(head.slice(value_from..value_to))
-            .map_err(|_| WireError::Malformed("bad header value"))?;
-        headers.append(name, value);
-    }
+    let headers = http1::header_map(&head, &places, ROOM).map_err(WireError::Malformed)?;
     let (mut parts, ()) = http::Response::new(()).into_parts();
     parts.status = status;
     parts.version = version;

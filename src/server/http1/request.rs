@@ -1,0 +1,128 @@
+//! A client's request head on pagegate's own HTTP/1.1 path ([`parse`]): a complete `GET` or
+//! `HEAD` whose head says nothing that needs hyper's handling, or `None`.
+//!
+//! What goes to hyper, from the first byte of the head, so that every rule it enforces toward
+//! clients still applies there: a head not complete in the bytes read, one httparse refuses
+//! (its strict default, as hyper's: no obs-fold, names of token characters), any other
+//! method or version, a target not in origin form, more than [`MAX_FIELDS`] fields, and any
+//! of `Content-Length`, `Transfer-Encoding`, `Expect`, `Upgrade`, `TE` or `Connection: upgrade`
+//! (a body, a `100 Continue`, an upgrade or trailers: hyper's machinery).
+
+use std::mem::MaybeUninit;
+
+use bytes::{Bytes, BytesMut};
+use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TE, TRANSFER_ENCODING, UPGRADE};
+use http::{HeaderName, Method, Uri, Version};
+
+use crate::http1;
+
+/// Most fields a head read here may have; one with more goes to hyper (which takes 100).
+pub(super) const MAX_FIELDS: usize = 64;
+
+/// Headers pagegate may add to a request without its map growing: the request id, four
+/// forwarding headers, `Host`, trace context.
+const ROOM: usize = 8;
+
+/// A bodiless request taken out of the buffer.
+#[derive(Debug)]
+pub(super) struct Head {
+    pub(super) request: http::Request<()>,
+    /// The client asked to close the connection after it.
+    pub(super) close: bool,
+}
+
+/// Reads the head at the start of `buf`, taking its bytes out; `None` (anything else: hyper
+/// reads the connection from here) leaves the buffer as it was.
+pub(super) fn parse(buf: &mut BytesMut) -> Option<Head> {
+    // Left uninitialised for httparse to fill: zeroing 2 KiB costs more than the parse.
+    let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
+    let mut head = httparse::Request::new(&mut []);
+    let parsed = httparse::ParserConfig::default().parse_request_with_uninit_headers(
+        &mut head,
+        buf,
+        &mut fields,
+    );
+    let Ok(httparse::Status::Complete(len)) = parsed else {
+        return None;
+    };
+    let method = match head.method {
+        Some("GET") => Method::GET,
+        Some("HEAD") => Method::HEAD,
+        _ => return None,
+    };
+    let path = head.path.filter(|path| path.starts_with('/'))?;
+    if head.version != Some(1) {
+        return None;
+    }
+    let mut close = false;
+    for field in &*head.headers {
+        let name = field.name.as_bytes();
+        if named(
+            name,
+            &[CONTENT_LENGTH, TRANSFER_ENCODING, EXPECT, UPGRADE, TE],
+        ) {
+            return None;
+        }
+        if named(name, &[CONNECTION]) {
+            for token in field.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                if token.eq_ignore_ascii_case(b"upgrade") {
+                    return None;
+                }
+                close |= token.eq_ignore_ascii_case(b"close");
+            }
+        }
+    }
+    let target = http1::range(buf, path.as_bytes());
+    let places = http1::places(buf, head.headers);
+    let request = request(buf, len, target, &places, method)?;
+    Some(Head { request, close })
+}
+
+/// Whether `buf` holds the start of a head httparse would read, not yet complete.
+pub(super) fn partial(buf: &[u8]) -> bool {
+    let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
+    let mut head = httparse::Request::new(&mut []);
+    let parsed = httparse::ParserConfig::default().parse_request_with_uninit_headers(
+        &mut head,
+        buf,
+        &mut fields,
+    );
+    matches!(parsed, Ok(httparse::Status::Partial))
+}
+
+/// The request of the first `len` bytes of `buf`, which are taken out; `None`, with `buf` as
+/// it was, when its target or a field is not one `http` takes.
+fn request(
+    buf: &mut BytesMut,
+    len: usize,
+    target: std::ops::Range<usize>,
+    places: &[http1::Place],
+    method: Method,
+) -> Option<http::Request<()>> {
+    // Split off, as hyper does: the rest stays in the same allocation, which the buffer takes
+    // back whole once the request's values are dropped. The target and values share the head.
+    let head: Bytes = buf.split_to(len).freeze();
+    let built = Uri::from_maybe_shared(head.slice(target))
+        .ok()
+        .zip(http1::header_map(&head, places, ROOM).ok());
+    let Some((uri, headers)) = built else {
+        // Nothing shares the head now: it goes back in front of the rest without a copy.
+        let mut back = BytesMut::from(head);
+        back.unsplit(std::mem::take(buf));
+        *buf = back;
+        return None;
+    };
+    let (mut parts, ()) = http::Request::new(()).into_parts();
+    parts.method = method;
+    parts.uri = uri;
+    parts.version = Version::HTTP_11;
+    parts.headers = headers;
+    Some(http::Request::from_parts(parts, ()))
+}
+
+/// Whether `name` is one of `names`, in any case.
+fn named(name: &[u8], names: &[HeaderName]) -> bool {
+    names
+        .iter()
+        .any(|known| name.eq_ignore_ascii_case(known.as_str().as_bytes()))
+}
