@@ -44,7 +44,7 @@ mod send;
 mod tests;
 
 pub(super) use prefixed::Prefixed;
-use request::Head;
+use request::{Head, NotHere};
 use response::BodyLen;
 use send::{SendError, Sending};
 
@@ -264,15 +264,14 @@ async fn next_head<IO: AsyncRead + Unpin>(
         if buf.len() > max_head {
             return Err(Ending::Hyper);
         }
-        if let Some(head) = request::parse(buf) {
-            return Ok(head);
+        match request::parse(buf) {
+            Ok(head) => return Ok(head),
+            Err(NotHere::Partial) if buf.len() < READ_BUFFER => {}
+            Err(_) => return Err(Ending::Hyper),
         }
         // A head still arriving is read on here, within the same wait, so that a client
         // cannot restart hyper's header timer by handing it half a head; one larger than a
         // read buffer is hyper's (its 431), as is anything else.
-        if buf.len() >= READ_BUFFER || !request::partial(buf) {
-            return Err(Ending::Hyper);
-        }
         if !next_bytes(io, buf, Some(&mut *idle), since, graceful).await {
             return Err(Ending::Close);
         }
@@ -349,9 +348,9 @@ where
         read: buf,
         body,
         framing,
-        out,
-        large: Bytes::new(),
-        crlf: 0,
+        queued: out.len(),
+        tail: out,
+        queue: std::collections::VecDeque::new(),
         cut: false,
         failed: None,
     };

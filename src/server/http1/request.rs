@@ -31,9 +31,18 @@ pub(super) struct Head {
     pub(super) close: bool,
 }
 
-/// Reads the head at the start of `buf`, taking its bytes out; `None` (anything else: hyper
-/// reads the connection from here) leaves the buffer as it was.
-pub(super) fn parse(buf: &mut BytesMut) -> Option<Head> {
+/// Why a head is not read here.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum NotHere {
+    /// It has begun and is not complete yet.
+    Partial,
+    /// Anything else: hyper reads the connection from here.
+    Hyper,
+}
+
+/// Reads the head at the start of `buf`, taking its bytes out; an error leaves the buffer as
+/// it was.
+pub(super) fn parse(buf: &mut BytesMut) -> Result<Head, NotHere> {
     // Left uninitialised for httparse to fill: zeroing 2 KiB costs more than the parse.
     let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
     let mut head = httparse::Request::new(&mut []);
@@ -42,18 +51,20 @@ pub(super) fn parse(buf: &mut BytesMut) -> Option<Head> {
         buf,
         &mut fields,
     );
-    let Ok(httparse::Status::Complete(len)) = parsed else {
-        return None;
+    let len = match parsed {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Err(NotHere::Partial),
+        Err(_) => return Err(NotHere::Hyper),
     };
     let method = match head.method {
         Some("GET") => Method::GET,
         Some("HEAD") => Method::HEAD,
-        _ => return None,
+        _ => return Err(NotHere::Hyper),
     };
-    let path = head.path.filter(|path| path.starts_with('/'))?;
-    if head.version != Some(1) {
-        return None;
-    }
+    let path = head.path.filter(|path| path.starts_with('/'));
+    let Some(path) = path.filter(|_| head.version == Some(1)) else {
+        return Err(NotHere::Hyper);
+    };
     let mut close = false;
     for field in &*head.headers {
         let name = field.name.as_bytes();
@@ -61,12 +72,12 @@ pub(super) fn parse(buf: &mut BytesMut) -> Option<Head> {
             name,
             &[CONTENT_LENGTH, TRANSFER_ENCODING, EXPECT, UPGRADE, TE],
         ) {
-            return None;
+            return Err(NotHere::Hyper);
         }
         if named(name, &[CONNECTION]) {
             for token in field.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
                 if token.eq_ignore_ascii_case(b"upgrade") {
-                    return None;
+                    return Err(NotHere::Hyper);
                 }
                 close |= token.eq_ignore_ascii_case(b"close");
             }
@@ -74,20 +85,8 @@ pub(super) fn parse(buf: &mut BytesMut) -> Option<Head> {
     }
     let target = http1::range(buf, path.as_bytes());
     let places = http1::places(buf, head.headers);
-    let request = request(buf, len, target, &places, method)?;
-    Some(Head { request, close })
-}
-
-/// Whether `buf` holds the start of a head httparse would read, not yet complete.
-pub(super) fn partial(buf: &[u8]) -> bool {
-    let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
-    let mut head = httparse::Request::new(&mut []);
-    let parsed = httparse::ParserConfig::default().parse_request_with_uninit_headers(
-        &mut head,
-        buf,
-        &mut fields,
-    );
-    matches!(parsed, Ok(httparse::Status::Partial))
+    let request = request(buf, len, target, &places, method).ok_or(NotHere::Hyper)?;
+    Ok(Head { request, close })
 }
 
 /// The request of the first `len` bytes of `buf`, which are taken out; `None`, with `buf` as

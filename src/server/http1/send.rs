@@ -4,6 +4,7 @@
 //! the socket is watched ([`watch`]): a client that closes its side cancels the answer, as
 //! hyper does without half-close.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
@@ -16,9 +17,16 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::response::Framing;
 use crate::BoxError;
 
-/// Bytes of body gathered behind the head before a write: small frames are copied so that a
-/// small answer goes out in one write.
-const GATHER: usize = 16 * 1024;
+/// Bytes of body gathered before a write, at most: a slow client holds no more than this
+/// and its socket's buffer of the body.
+pub(super) const GATHER: usize = 64 * 1024;
+
+/// Frames up to this long are copied behind the head and framing (one segment for a small
+/// answer); longer ones are written from their own memory.
+const COPY: usize = 4 * 1024;
+
+/// Segments one write takes at most (hyper's own bound).
+const SEGMENTS: usize = 16;
 
 /// Why an answer was not sent whole.
 #[derive(Debug, thiserror::Error)]
@@ -50,19 +58,19 @@ pub(super) fn watch<IO: AsyncRead + Unpin>(
     Ok(())
 }
 
-/// One answer's body on its way out, its head already in `out`.
+/// One answer's body on its way out, its head already in `tail`.
 pub(super) struct Sending<'a, IO, B> {
     pub(super) io: &'a mut IO,
     pub(super) read: &'a mut BytesMut,
     /// `None` once it ended (or for an answer without a body).
     pub(super) body: Option<B>,
     pub(super) framing: Framing,
-    /// The head, framing and small frames, written first.
-    pub(super) out: BytesMut,
-    /// A large frame, written after `out` in the same (vectored) write.
-    pub(super) large: Bytes,
-    /// Bytes of the `\r\n` after a large chunk still to write (0 to 2).
-    pub(super) crlf: usize,
+    /// The head, framing and small frames not yet sealed into `queue`.
+    pub(super) tail: BytesMut,
+    /// What is to be written, in order, in one vectored write.
+    pub(super) queue: VecDeque<Bytes>,
+    /// Bytes in `queue` and `tail`.
+    pub(super) queued: usize,
     /// Whether the body held more than its length (the rest was not sent).
     pub(super) cut: bool,
     /// Why the body failed: reported once what it gave before is written.
@@ -74,7 +82,7 @@ where
     IO: AsyncRead + AsyncWrite + Unpin,
     B: HttpBody<Data = Bytes, Error = BoxError> + Unpin,
 {
-    /// Takes one data frame into the buffers, framed.
+    /// Takes one data frame into the queue, framed.
     fn take(&mut self, mut data: Bytes) {
         match &mut self.framing {
             Framing::Length(left) => {
@@ -85,62 +93,81 @@ where
                     data.truncate(usize::try_from(*left).unwrap_or(usize::MAX));
                 }
                 *left -= data.len() as u64;
+                self.push(data);
             }
+            Framing::Chunked if data.is_empty() => {}
             Framing::Chunked => {
-                if data.is_empty() {
-                    return;
-                }
                 let mut size = [0u8; 18];
-                let digits = hex(data.len(), &mut size);
-                self.out.put_slice(digits);
-                self.out.put_slice(b"\r\n");
-                if data.len() > GATHER {
-                    self.crlf = 2;
-                    self.large = data;
-                } else {
-                    self.out.put_slice(&data);
-                    self.out.put_slice(b"\r\n");
-                }
-                return;
+                self.put(hex(data.len(), &mut size));
+                self.put(b"\r\n");
+                self.push(data);
+                self.put(b"\r\n");
             }
         }
-        if data.len() > GATHER {
-            self.large = data;
-        } else {
-            self.out.put_slice(&data);
+    }
+
+    /// Copies `bytes` (framing, a small frame) behind what is queued.
+    fn put(&mut self, bytes: &[u8]) {
+        self.tail.put_slice(bytes);
+        self.queued += bytes.len();
+    }
+
+    /// Queues a frame: small ones copied, others as they are.
+    fn push(&mut self, data: Bytes) {
+        if data.len() <= COPY {
+            self.put(&data);
+            return;
+        }
+        self.seal();
+        self.queued += data.len();
+        self.queue.push_back(data);
+    }
+
+    /// Moves what `tail` holds into the queue (its memory shared, not copied).
+    fn seal(&mut self) {
+        if !self.tail.is_empty() {
+            self.queue.push_back(self.tail.split().freeze());
         }
     }
 
     /// Frames the body's end.
     fn end(&mut self) -> Result<(), SendError> {
         match self.framing {
-            Framing::Chunked => self.out.put_slice(b"0\r\n\r\n"),
+            Framing::Chunked => self.put(b"0\r\n\r\n"),
             Framing::Length(0) => {}
             Framing::Length(left) => return Err(SendError::Short(left)),
         }
         Ok(())
     }
 
-    /// Writes what is buffered; `Ready` once all of it is.
+    /// Whether the queue may take another frame before a write.
+    fn room(&self) -> bool {
+        self.queued < GATHER && self.queue.len() < SEGMENTS - 1
+    }
+
+    /// Writes what is queued; `Ready` once all of it is.
     fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), SendError>> {
-        while !self.out.is_empty() || !self.large.is_empty() || self.crlf > 0 {
-            let crlf = &b"\r\n"[2 - self.crlf..];
-            let slices = [
-                IoSlice::new(&self.out),
-                IoSlice::new(&self.large),
-                IoSlice::new(crlf),
-            ];
-            let mut n = ready!(Pin::new(&mut *self.io).poll_write_vectored(cx, &slices))?;
+        self.seal();
+        while !self.queue.is_empty() {
+            let mut slices = [IoSlice::new(&[]); SEGMENTS];
+            for (slice, segment) in slices.iter_mut().zip(&self.queue) {
+                *slice = IoSlice::new(segment);
+            }
+            let count = self.queue.len().min(SEGMENTS);
+            let polled = Pin::new(&mut *self.io).poll_write_vectored(cx, &slices[..count]);
+            let mut n = ready!(polled)?;
             if n == 0 {
                 return Poll::Ready(Err(io::Error::from(io::ErrorKind::WriteZero).into()));
             }
-            let from_out = n.min(self.out.len());
-            self.out.advance(from_out);
-            n -= from_out;
-            let from_large = n.min(self.large.len());
-            self.large.advance(from_large);
-            n -= from_large;
-            self.crlf -= n.min(self.crlf);
+            self.queued -= n;
+            while let Some(front) = self.queue.front_mut() {
+                if n < front.len() {
+                    front.advance(n);
+                    break;
+                }
+                n -= front.len();
+                self.queue.pop_front();
+            }
         }
         Poll::Ready(Ok(()))
     }
@@ -175,7 +202,7 @@ where
         let this = self;
         loop {
             // Gathers frames that are ready behind the head, up to a write's worth.
-            while this.large.is_empty() && this.out.len() < GATHER {
+            while this.room() {
                 let Some(body) = this.body.as_mut() else {
                     break;
                 };
@@ -205,8 +232,7 @@ where
                     Poll::Pending => break,
                 }
             }
-            let written = this.out.is_empty() && this.large.is_empty() && this.crlf == 0;
-            if !written {
+            if this.queued > 0 {
                 ready!(this.poll_write_out(cx))?;
                 continue;
             }

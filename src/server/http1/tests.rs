@@ -74,9 +74,14 @@ fn heads_that_need_hyper_leave_the_buffer_as_it_was() {
         "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
         &many,
     ];
+    let mut partial = BytesMut::from(&b"GET / HTTP/1.1\r\nHost: a\r\n"[..]);
+    assert_eq!(
+        request::parse(&mut partial).err(),
+        Some(request::NotHere::Partial)
+    );
     for head in heads {
         let mut buf = BytesMut::from(head.as_bytes());
-        assert!(request::parse(&mut buf).is_none(), "{head:?}");
+        assert!(request::parse(&mut buf).is_err(), "{head:?}");
         assert_eq!(&buf[..], head.as_bytes(), "{head:?}");
     }
 }
@@ -98,7 +103,7 @@ fn a_head_http_refuses_after_httparse_took_it_is_given_back_whole() {
     assert!(!refused.is_empty(), "no target to try the give-back with");
     for head in refused {
         let mut buf = BytesMut::from(head.as_bytes());
-        assert!(request::parse(&mut buf).is_none(), "{head:?}");
+        assert!(request::parse(&mut buf).is_err(), "{head:?}");
         assert_eq!(&buf[..], head.as_bytes());
     }
 }
@@ -561,8 +566,10 @@ async fn a_client_that_reads_nothing_is_asked_for_no_more_than_the_socket_holds(
         .unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     let asked = ASKED.load(Ordering::Relaxed);
+    // What one write gathers, and what the socket holds, in 1 KiB frames; one more asked.
+    let bound = (send::GATHER + 8 * 1024) / 1024 + 2;
     assert!(
-        asked < 40,
+        asked <= bound,
         "{asked} frames of 1 KiB asked for an 8 KiB socket"
     );
     let got = read_until(&mut client, "0\r\n\r\n", 1).await;
