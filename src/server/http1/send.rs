@@ -147,6 +147,15 @@ where
 
     /// Writes what is queued; `Ready` once all of it is.
     fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), SendError>> {
+        // All of it in one buffer (a small answer): written from there, with no segment made.
+        while self.queue.is_empty() && !self.tail.is_empty() {
+            let n = ready!(Pin::new(&mut *self.io).poll_write(cx, &self.tail))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::Error::from(io::ErrorKind::WriteZero).into()));
+            }
+            self.tail.advance(n);
+            self.queued -= n;
+        }
         self.seal();
         while !self.queue.is_empty() {
             let mut slices = [IoSlice::new(&[]); SEGMENTS];
