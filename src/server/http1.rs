@@ -6,16 +6,19 @@
 //! `100 Continue`, upgrades, HTTP/2, its 400, 414 and 431 answers) apply to everything this
 //! path does not read itself.
 //!
-//! * **Reads.** A head must be complete in the bytes read so far; a head still arriving is
-//!   hyper's, whose header-read timer then runs. Between requests the connection may be idle
-//!   for `header_read_timeout` (hyper's timer does the same), then it is closed.
+//! * **Reads.** A head still arriving is read on here, up to a read buffer (8 KiB) and within
+//!   `header_read_timeout` from its first byte (or, after a request, from the end of the last
+//!   answer: idle keep-alive connections close after it, as with hyper's timer); a larger head
+//!   is hyper's (its 431). Only a connection's first request may hand it over as HTTP/2; a
+//!   later hand-off is to hyper's HTTP/1 connection, as hyper's own connection would stay.
 //! * **Answers** are written by hyper's rules ([`response`]); the body as it comes, never
 //!   faster than the client takes it ([`send`]).
 //! * **The client leaving.** While a request waits for its answer or its body is sent, the
 //!   socket is watched: a client that closes its side cancels the request, as hyper does.
 //!   A pipelined request waits in the buffer; nothing more is read meanwhile.
 //! * **Graceful close** ([`Graceful`]): an idle connection closes at once, a busy one after
-//!   its answer (with `Connection: close`); after a hand-off, hyper is told.
+//!   its answer (with `Connection: close` when it is asked before the answer's head), and no
+//!   request starts after it, even one already buffered; after a hand-off, hyper is told.
 //!
 //! Hand-written because hyper's server is built for any exchange and pays for it on every
 //! request; see `docs/benchmarks.md` for what this path saves.

@@ -223,3 +223,23 @@ impl Drop for Flag {
         self.0.store(true, Ordering::Relaxed);
     }
 }
+
+#[tokio::test]
+async fn a_backends_http1_0_answer_reaches_the_client_as_http1_1_chunked_and_kept_alive() {
+    // An HTTP/1.0 answer without a length ends with its connection; pagegate speaks its own
+    // version to its client (RFC 9110 §6.2): chunked, the client's connection kept.
+    let backend =
+        crate::support::raw::raw_upstream(b"HTTP/1.0 200 OK\r\nX-Old: 1\r\n\r\nhello").await;
+    let proxy = Proxy::start_url(YAML, &backend).await;
+    let mut client = TcpStream::connect(proxy.addr).await.unwrap();
+    for _ in 0..2 {
+        client
+            .write_all(b"GET /old HTTP/1.1\r\nHost: a\r\n\r\n")
+            .await
+            .unwrap();
+        let got = read_until(&mut client, "0\r\n\r\n").await;
+        assert!(got.starts_with("HTTP/1.1 200 OK\r\n"), "{got}");
+        assert!(got.contains("\r\ntransfer-encoding: chunked\r\n"), "{got}");
+        assert!(got.ends_with("\r\n\r\n5\r\nhello\r\n0\r\n\r\n"), "{got}");
+    }
+}

@@ -1,9 +1,11 @@
 //! An answer's head on pagegate's own HTTP/1.1 server path ([`encode`]), written by hyper's
 //! rules for servers, so that a client cannot tell which path served it:
 //!
-//! * **Length.** A body of known length is sent with `Content-Length` (its own length, which
-//!   a header of the same name must agree with); one of unknown length with its own
+//! * **Length.** A body of known length is sent with `Content-Length` of that length (a
+//!   header saying another is corrected); one of unknown length with the answer's own
 //!   `Content-Length` when it has one, else chunked. An empty body says `Content-Length: 0`.
+//! * **Version.** Always HTTP/1.1, pagegate's own (RFC 9110 §6.2): an HTTP/1.0 backend's
+//!   answer without a length goes out chunked, its client's connection kept.
 //! * **No body** for `HEAD`, `204` and `304`, whatever the body holds; `HEAD` keeps the
 //!   length its answer names; a `204` names none.
 //! * **`Connection: close`** when the connection closes after it (the client asked, or
@@ -11,6 +13,8 @@
 //! * **`Date`** when the answer has none, read from the clock once a second.
 //! * **Trailers** are not sent: hyper sends them only to clients that send `TE: trailers`,
 //!   and those requests take hyper's path.
+//! * **An answer HTTP/1.1 cannot carry** (a 1xx, conflicting lengths) becomes a `500` and the
+//!   connection closes, as with hyper ([`failed`]).
 
 use std::cell::RefCell;
 use std::time::{SystemTime, UNIX_EPOCH};

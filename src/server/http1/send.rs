@@ -1,6 +1,7 @@
 //! An answer's body on pagegate's own HTTP/1.1 server path ([`Sending`]): framed, written as
-//! the backend hands it over, and never faster than the client takes it (the next frame is
-//! asked for only once the last is written, so a slow client slows the backend). Meanwhile
+//! the backend hands it over, and never faster than the client takes it (frames are gathered
+//! up to [`GATHER`] bytes, and more are asked for only once those are written, so a slow
+//! client slows the backend). Frames past the answer's length are never asked for. Meanwhile
 //! the socket is watched ([`watch`]): a client that closes its side cancels the answer, as
 //! hyper does without half-close.
 
