@@ -6,10 +6,10 @@
 //! `100 Continue`, upgrades, HTTP/2, its 400, 414 and 431 answers) apply to everything this
 //! path does not read itself.
 //!
-//! * **Reads.** A head still arriving is read on here, up to a read buffer (8 KiB) and within
+//! * **Reads.** A head still arriving is read on here, up to `max_head_bytes` and within
 //!   `header_read_timeout` from its first byte (or, after a request, from the end of the last
 //!   answer: idle keep-alive connections close after it, as with hyper's timer); a larger head
-//!   is hyper's (its 431). Only a connection's first request may hand it over as HTTP/2; a
+//!   is hyper's (its 431), so a head handed over is whole and hyper's timer never restarts. Only a connection's first request may hand it over as HTTP/2; a
 //!   later hand-off is to hyper's HTTP/1 connection, as hyper's own connection would stay.
 //! * **Answers** are written by hyper's rules ([`response`]); the body as it comes, never
 //!   faster than the client takes it ([`send`]).
@@ -269,12 +269,12 @@ async fn next_head<IO: AsyncRead + Unpin>(
         }
         match request::parse(buf) {
             Ok(head) => return Ok(head),
-            Err(NotHere::Partial) if buf.len() < READ_BUFFER => {}
-            Err(_) => return Err(Ending::Hyper),
+            Err(NotHere::Partial) => {}
+            Err(NotHere::Hyper) => return Err(Ending::Hyper),
         }
         // A head still arriving is read on here, within the same wait, so that a client
-        // cannot restart hyper's header timer by handing it half a head; one larger than a
-        // read buffer is hyper's (its 431), as is anything else.
+        // cannot restart hyper's header timer by handing it half a head; once it passes
+        // `max_head` it is hyper's, whose buffer is then full: its 431 at once.
         if !next_bytes(io, buf, Some(&mut *idle), since, graceful).await {
             return Err(Ending::Close);
         }

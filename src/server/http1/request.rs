@@ -54,6 +54,9 @@ pub(super) fn parse(buf: &mut BytesMut) -> Result<Head, NotHere> {
     let len = match parsed {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Err(NotHere::Partial),
+        // Too many fields for this path: hyper's once the head is all here (it takes more),
+        // read on until then, so that handing it over does not restart hyper's timer.
+        Err(httparse::Error::TooManyHeaders) if !ended(buf) => return Err(NotHere::Partial),
         Err(_) => return Err(NotHere::Hyper),
     };
     let method = match head.method {
@@ -87,6 +90,12 @@ pub(super) fn parse(buf: &mut BytesMut) -> Result<Head, NotHere> {
     let places = http1::places(buf, head.headers);
     let request = request(buf, len, target, &places, method).ok_or(NotHere::Hyper)?;
     Ok(Head { request, close })
+}
+
+/// Whether `buf` holds the empty line that ends a head (after `\r\n` or a bare `\n`, both of
+/// which httparse reads as a line's end).
+fn ended(buf: &[u8]) -> bool {
+    memchr::memmem::find(buf, b"\n\r\n").is_some() || memchr::memmem::find(buf, b"\n\n").is_some()
 }
 
 /// The request of the first `len` bytes of `buf`, which are taken out; `None`, with `buf` as

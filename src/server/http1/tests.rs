@@ -830,3 +830,37 @@ async fn a_close_asked_while_answering_says_so_and_starts_no_buffered_request() 
     assert!(!got.contains("second"), "{got}");
     task.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn a_head_over_a_read_buffer_arriving_in_pieces_is_read_here() {
+    let (mut client, task, _, handed) =
+        connection(|_| text("ok"), Duration::from_secs(2), 64 * 1024);
+    let long = format!("GET / HTTP/1.1\r\nX: {}", "a".repeat(10 * 1024));
+    client.write_all(long.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    client.write_all(b"\r\n\r\n").await.unwrap();
+    read_until(&mut client, "ok", 1).await;
+    drop(client);
+    task.await.unwrap().unwrap();
+    assert!(
+        handed.lock().unwrap().is_none(),
+        "a head still arriving is not handed on"
+    );
+}
+
+#[tokio::test]
+async fn too_many_fields_still_arriving_are_held_to_the_idle_limit_not_handed_on() {
+    let (mut client, task, _, handed) =
+        connection(|_| text("ok"), Duration::from_millis(200), 1024);
+    let fields = "X: 1\r\n".repeat(request::MAX_FIELDS + 5);
+    client
+        .write_all(format!("GET / HTTP/1.1\r\n{fields}").as_bytes())
+        .await
+        .unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(2), task).await;
+    closed.expect("closed at the idle limit").unwrap().unwrap();
+    assert!(
+        handed.lock().unwrap().is_none(),
+        "hyper's timer would start again"
+    );
+}
