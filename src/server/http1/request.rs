@@ -1,8 +1,9 @@
 //! A client's request head on pagegate's own HTTP/1.1 path ([`parse`]): a complete `GET` or
-//! `HEAD` whose head says nothing that needs hyper's handling, or `None`.
+//! `HEAD` whose head says nothing that needs hyper's handling, a head still arriving
+//! ([`NotHere::Partial`]), or one for hyper ([`NotHere::Hyper`]).
 //!
 //! What goes to hyper, from the first byte of the head, so that every rule it enforces toward
-//! clients still applies there: a head not complete in the bytes read, one httparse refuses
+//! clients still applies there: a head httparse refuses
 //! (its strict default, as hyper's: no obs-fold, names of token characters), any other
 //! method or version, a target not in origin form, more than [`MAX_FIELDS`] fields, and any
 //! of `Content-Length`, `Transfer-Encoding`, `Expect`, `Upgrade`, `TE` or `Connection: upgrade`
