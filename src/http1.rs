@@ -1,7 +1,9 @@
 //! HTTP/1.1 heads read with httparse, shared by pagegate's own paths to backends
 //! ([`crate::upstream`]) and from clients ([`crate::server`]): where each field lies in the
 //! read buffer ([`places`]), and the [`HeaderMap`] whose values share that buffer once it is
-//! frozen ([`header_map`]), as hyper's do.
+//! frozen ([`header_map`]), as hyper's do. Also the readings of field values every part of
+//! pagegate shares: comma-separated lists ([`items`], [`list_items`]) and lengths
+//! ([`length`]).
 //!
 //! Hand-written: httparse hands out borrowed slices and `http` owned types; hyper's glue
 //! between the two is private to it.
@@ -10,6 +12,29 @@ use std::ops::Range;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
+
+/// The items of one comma-separated field value (RFC 9110 §5.6.1), each trimmed (empty ones
+/// included).
+pub(crate) fn items(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value.split(|&b| b == b',').map(<[u8]>::trim_ascii)
+}
+
+/// The items of a comma-separated header over all its lines, as [`items`]:
+/// `Connection: keep-alive, Upgrade` gives `keep-alive` and `Upgrade`.
+pub(crate) fn list_items(headers: &HeaderMap, name: HeaderName) -> impl Iterator<Item = &[u8]> {
+    headers
+        .get_all(name)
+        .into_iter()
+        .flat_map(|value| items(value.as_bytes()))
+}
+
+/// A `Content-Length` item: digits only (`str::parse` would take a `+`), within `u64`.
+pub(crate) fn length(item: &[u8]) -> Option<u64> {
+    if item.is_empty() || !item.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(item).ok()?.parse().ok()
+}
 
 /// Where one field's name and value lie in the head.
 #[derive(Debug, Clone)]

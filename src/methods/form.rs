@@ -109,14 +109,8 @@ pub(crate) fn wanted(req: &Request, at: super::Landing) -> bool {
 /// body-parser inflates gzip, deflate and br before `method-override` reads `_method`, but a
 /// scan of the encoded bytes would find nothing.
 pub(crate) fn encoded(req: &Request) -> bool {
-    req.headers()
-        .get_all(header::CONTENT_ENCODING)
-        .iter()
-        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
-        .any(|coding| {
-            let coding = coding.trim_ascii();
-            !coding.is_empty() && !coding.eq_ignore_ascii_case(b"identity")
-        })
+    crate::http1::list_items(req.headers(), header::CONTENT_ENCODING)
+        .any(|coding| !coding.is_empty() && !coding.eq_ignore_ascii_case(b"identity"))
 }
 
 /// Reads form bodies on list paths and refuses those that override the method to a read.

@@ -48,7 +48,7 @@ mod tests;
 
 pub(super) use prefixed::Prefixed;
 use request::{Head, NotHere};
-use response::BodyLen;
+use response::{BodyLen, Framing};
 use send::{SendError, Sending};
 
 /// Bytes read at once while waiting for a head (hyper's first read is as large).
@@ -331,33 +331,23 @@ where
             .map_or(BodyLen::Unknown, BodyLen::Known)
     };
     let mut out = BytesMut::with_capacity(READ_BUFFER);
-    let (framing, close) = match response::encode(&parts, len, head_only, close, &mut out) {
-        Ok(encoded) => encoded,
+    let (framing, close, body) = match response::encode(&parts, len, head_only, close, &mut out) {
+        // Nothing to send (HEAD, 204, 304, an empty body): the body is not asked, as in hyper.
+        Ok((framing, close)) => (
+            framing,
+            close,
+            (framing != Framing::Length(0)).then_some(body),
+        ),
         Err(why) => {
             // As hyper: the client gets a 500, and the connection closes.
             tracing::warn!(why, status = %parts.status, "an answer HTTP/1.1 cannot carry");
             out.clear();
             response::failed(&mut out);
-            io.write_all(&out).await?;
-            io.flush().await?;
-            return Ok(false);
+            (Framing::Length(0), true, None)
         }
     };
     drop(parts);
-    // Nothing to send (HEAD, 204, 304, an empty body): the body is not asked, as in hyper.
-    let body = (framing != response::Framing::Length(0)).then_some(body);
-    let sending = Sending {
-        io,
-        read: buf,
-        body,
-        framing,
-        queued: out.len(),
-        tail: out,
-        queue: std::collections::VecDeque::new(),
-        cut: false,
-        failed: None,
-    };
-    match sending.await {
+    match Sending::new(io, buf, out, body, framing).await {
         Ok(whole) => Ok(whole && !close),
         // The client is gone: nothing to report.
         Err(SendError::Gone) => Ok(false),

@@ -95,16 +95,6 @@ pub(crate) fn remove_method_overrides(headers: &mut HeaderMap, decided: &[Header
     }
 }
 
-/// The items of a comma-separated header over all its lines, each trimmed (empty ones
-/// included): `Connection: keep-alive, Upgrade` gives `keep-alive` and `Upgrade`.
-pub(crate) fn list_items(headers: &HeaderMap, name: HeaderName) -> impl Iterator<Item = &[u8]> {
-    headers
-        .get_all(name)
-        .into_iter()
-        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
-        .map(<[u8]>::trim_ascii)
-}
-
 /// Removes `traceparent` and `tracestate` (W3C trace context) but for `decided`.
 pub(crate) fn remove_trace_context(headers: &mut HeaderMap, decided: &[HeaderName]) {
     for name in [TRACEPARENT, TRACESTATE] {
@@ -146,14 +136,9 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap, decided: &[HeaderName])
     let mut found = false;
     for (name, value) in headers.iter() {
         if name == header::CONNECTION {
-            let names_others = value
-                .as_bytes()
-                .split(|&b| b == b',')
-                .map(<[u8]>::trim_ascii)
-                .any(|token| {
-                    !token.eq_ignore_ascii_case(b"keep-alive")
-                        && !token.eq_ignore_ascii_case(b"close")
-                });
+            let names_others = crate::http1::items(value.as_bytes()).any(|token| {
+                !token.eq_ignore_ascii_case(b"keep-alive") && !token.eq_ignore_ascii_case(b"close")
+            });
             if names_others {
                 found = true;
                 break;

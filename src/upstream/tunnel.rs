@@ -31,7 +31,7 @@ const WEBSOCKET: &[u8] = b"websocket";
 /// The WebSocket upgrade a request asks for: `Connection` names `upgrade` and `Upgrade` is
 /// `websocket`. Any other upgrade is not relayed (its headers are removed as hop-by-hop).
 pub(super) fn requested(headers: &HeaderMap) -> Option<HeaderValue> {
-    let asks = super::headers::list_items(headers, header::CONNECTION)
+    let asks = crate::http1::list_items(headers, header::CONNECTION)
         .any(|token| token.eq_ignore_ascii_case(b"upgrade"));
     let protocol = headers.get(header::UPGRADE)?;
     (asks && is_websocket(protocol)).then(|| protocol.clone())

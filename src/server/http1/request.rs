@@ -79,7 +79,7 @@ pub(super) fn parse(buf: &mut BytesMut) -> Result<Head, NotHere> {
             return Err(NotHere::Hyper);
         }
         if named(name, &[CONNECTION]) {
-            for token in field.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+            for token in http1::items(field.value) {
                 if token.eq_ignore_ascii_case(b"upgrade") {
                     return Err(NotHere::Hyper);
                 }

@@ -24,6 +24,8 @@ use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRAILER, TRANSFER_ENCODING}
 use http::{HeaderValue, StatusCode};
 use hyper::ext::ReasonPhrase;
 
+use crate::http1;
+
 /// What the body says of its length before its first frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum BodyLen {
@@ -80,10 +82,8 @@ pub(super) fn encode(
             }
             TRAILER if bodiless => continue,
             CONNECTION => {
-                said_close |= value
-                    .as_bytes()
-                    .split(|&b| b == b',')
-                    .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"));
+                said_close |= http1::items(value.as_bytes())
+                    .any(|token| token.eq_ignore_ascii_case(b"close"));
             }
             DATE => wrote_date = true,
             _ => {}
@@ -157,7 +157,8 @@ impl Length {
             }
             BodyLen::Known(_) => {}
             BodyLen::Unknown => {
-                let len = digits(value.as_bytes()).ok_or("a bad Content-Length")?;
+                let len =
+                    http1::length(value.as_bytes().trim_ascii()).ok_or("a bad Content-Length")?;
                 match self.named {
                     Some(named) if named != len => return Err("two Content-Lengths"),
                     Some(_) => {}
@@ -245,21 +246,11 @@ fn length_line(len: u64, out: &mut BytesMut) {
     );
 }
 
-/// A `Content-Length` value: digits only (`str::parse` would take a `+`).
-fn digits(value: &[u8]) -> Option<u64> {
-    let value = value.trim_ascii();
-    if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(value).ok()?.parse().ok()
-}
-
 /// Whether the last coding of a `Transfer-Encoding` value is `chunked`.
 fn ends_chunked(value: &[u8]) -> bool {
-    value
-        .rsplit(|&b| b == b',')
-        .next()
-        .is_some_and(|coding| coding.trim_ascii().eq_ignore_ascii_case(b"chunked"))
+    http1::items(value)
+        .last()
+        .is_some_and(|coding| coding.eq_ignore_ascii_case(b"chunked"))
 }
 
 thread_local! {

@@ -59,23 +59,47 @@ pub(super) fn watch<IO: AsyncRead + Unpin>(
     Ok(())
 }
 
-/// One answer's body on its way out, its head already in `tail`.
+/// One answer's body on its way out, behind its head.
 pub(super) struct Sending<'a, IO, B> {
-    pub(super) io: &'a mut IO,
-    pub(super) read: &'a mut BytesMut,
+    io: &'a mut IO,
+    read: &'a mut BytesMut,
     /// `None` once it ended (or for an answer without a body).
-    pub(super) body: Option<B>,
-    pub(super) framing: Framing,
+    body: Option<B>,
+    framing: Framing,
     /// The head, framing and small frames not yet sealed into `queue`.
-    pub(super) tail: BytesMut,
+    tail: BytesMut,
     /// What is to be written, in order, in one vectored write.
-    pub(super) queue: VecDeque<Bytes>,
+    queue: VecDeque<Bytes>,
     /// Bytes in `queue` and `tail`.
-    pub(super) queued: usize,
+    queued: usize,
     /// Whether the body held more than its length (the rest was not sent).
-    pub(super) cut: bool,
+    cut: bool,
     /// Why the body failed: reported once what it gave before is written.
-    pub(super) failed: Option<SendError>,
+    failed: Option<SendError>,
+}
+
+impl<'a, IO, B> Sending<'a, IO, B> {
+    /// Sends `head`, then `body` framed by `framing`, on `io`, watching for the client's close
+    /// (what it sends meanwhile goes into `read`).
+    pub(super) fn new(
+        io: &'a mut IO,
+        read: &'a mut BytesMut,
+        head: BytesMut,
+        body: Option<B>,
+        framing: Framing,
+    ) -> Self {
+        Self {
+            io,
+            read,
+            body,
+            framing,
+            queued: head.len(),
+            tail: head,
+            queue: VecDeque::new(),
+            cut: false,
+            failed: None,
+        }
+    }
 }
 
 impl<IO, B> Sending<'_, IO, B>

@@ -11,8 +11,7 @@ use hyper::ext::ReasonPhrase;
 
 use super::body::Framing;
 use super::{MAX_HEADERS, WireError};
-use crate::http1;
-use crate::upstream::headers::list_items;
+use crate::http1::{self, list_items};
 
 /// Headers pagegate may add to an answer without its map growing (the request id, the
 /// rewritten `Location`'s neighbours).
@@ -127,12 +126,7 @@ fn only_chunked(headers: &HeaderMap) -> bool {
 fn content_length(headers: &HeaderMap) -> Result<Option<u64>, WireError> {
     let mut length = None;
     for item in list_items(headers, CONTENT_LENGTH) {
-        // Digits only: `str::parse` would take a `+`.
-        let parsed = std::str::from_utf8(item)
-            .ok()
-            .filter(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|digits| digits.parse::<u64>().ok())
-            .ok_or(WireError::Malformed("bad Content-Length"))?;
+        let parsed = http1::length(item).ok_or(WireError::Malformed("bad Content-Length"))?;
         if length.is_some_and(|known| known != parsed) {
             return Err(WireError::Malformed("conflicting Content-Length values"));
         }
