@@ -237,14 +237,21 @@ where
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
-        if let (Some(&ScanForm(moves)), Some((kind, _))) =
-            (req.extensions().get::<ScanForm>(), form_kind(&req))
-        {
+        // The router marks the few requests a form could move; the rest pass at the cost of
+        // two lookups, their content type never read.
+        let scan = req
+            .extensions()
+            .get::<ScanForm>()
+            .map(|&ScanForm(moves)| moves);
+        if let Some((moves, (kind, _))) = scan.and_then(|moves| Some((moves, form_kind(&req)?))) {
             let req = req.map(|body| Scanned::new(body, Scan::new(kind, moves)).boxed());
             return Either::Left(self.inner.call(req));
         }
-        let (Some(&CheckForm(moves)), Some((kind, _))) =
-            (req.extensions().get::<CheckForm>(), form_kind(&req))
+        let whole = req
+            .extensions()
+            .get::<CheckForm>()
+            .map(|&CheckForm(moves)| moves);
+        let Some((moves, (kind, _))) = whole.and_then(|moves| Some((moves, form_kind(&req)?)))
         else {
             return Either::Left(self.inner.call(req));
         };

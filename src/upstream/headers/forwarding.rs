@@ -94,7 +94,13 @@ fn replace_forwarding(headers: &mut HeaderMap, client: &ClientAddr, host: Option
             element.push_str(";proto=");
             element.push_str(scheme);
             element.push_str(";host=\"");
-            element.extend(host.chars().filter(|c| !matches!(c, '"' | '\\')));
+            // Quotes and backslashes dropped, so the host stays one quoted string; most hosts
+            // have none, and are copied whole.
+            if host.contains(['"', '\\']) {
+                element.extend(host.chars().filter(|c| !matches!(c, '"' | '\\')));
+            } else {
+                element.push_str(host);
+            }
             element.push('"');
             // The string's buffer becomes the value's: no second copy.
             HeaderValue::from_maybe_shared(bytes::Bytes::from(element)).ok()

@@ -238,3 +238,33 @@ fn responses_keep_their_trailer_declaration() {
     assert!(!h.contains_key("transfer-encoding") && !h.contains_key("content-length"));
     assert!(!h.contains_key("keep-alive"));
 }
+
+#[test]
+fn a_host_cannot_break_out_of_forwarded_quotes() {
+    let client = ClientAddr::new(
+        "192.0.2.4:5000".parse().expect("addr"),
+        &crate::client_addr::TrustedProxies::default(),
+    );
+    for (host, element) in [
+        (
+            "a\"b\\c;for=1.2.3.4",
+            "for=192.0.2.4;proto=http;host=\"abc;for=1.2.3.4\"",
+        ),
+        (
+            "plain.example:8080",
+            "for=192.0.2.4;proto=http;host=\"plain.example:8080\"",
+        ),
+    ] {
+        let mut h = HeaderMap::new();
+        let host = HeaderValue::from_str(host).expect("host");
+        set_forwarding(
+            &mut h,
+            Some(&client),
+            Some(&host),
+            &HostMode::Upstream,
+            None,
+            (false, &[]),
+        );
+        assert_eq!(h["forwarded"], element);
+    }
+}
