@@ -223,7 +223,8 @@ async fn from_file(path: &std::path::Path) -> (std::net::SocketAddr, std::net::S
 #[tokio::test]
 async fn reload_reads_the_file_again_and_keeps_the_running_config_when_it_is_wrong() {
     let upstream = Upstream::json("[1,2,3,4,5]").await;
-    let path = scratch_dir("reload").join("pagegate.yaml");
+    let scratch = scratch_dir("reload");
+    let path = scratch.join("pagegate.yaml");
     let file = |limit: u32| {
         format!(
             "listen: 127.0.0.1:0\nadmin: {{listen: 127.0.0.1:0}}\nupstreams: {{app: {{url: '{}'}}}}\nroutes:\n  - {{name: events, path: /events, upstream: app, list: {{default_limit: {limit}, max_limit: 100}}}}\n",

@@ -34,11 +34,25 @@ routes:
     )
 }
 
-fn key_file(name: &str, pem: &str) -> std::path::PathBuf {
+/// A key file, read as its path; removed when dropped.
+fn key_file(name: &str, pem: &str) -> KeyFile {
     let dir = crate::support::scratch_dir(name);
     let path = dir.join("key.pem");
     std::fs::write(&path, pem).expect("write key");
-    path
+    KeyFile { _dir: dir, path }
+}
+
+struct KeyFile {
+    _dir: crate::support::Scratch,
+    path: std::path::PathBuf,
+}
+
+impl std::ops::Deref for KeyFile {
+    type Target = std::path::Path;
+
+    fn deref(&self) -> &std::path::Path {
+        &self.path
+    }
 }
 
 fn assert_refused(got: &Got, kind: &str, challenge: &str) {
@@ -285,7 +299,7 @@ async fn a_reload_reads_the_key_file_again() {
     let by_ed = ed.sign(None, &claims(&json!({"sub": "b"})));
     assert_eq!(bearer(&proxy, "/orders", &by_rsa).await.status, 200);
     assert_eq!(bearer(&proxy, "/orders", &by_ed).await.status, 401);
-    std::fs::write(&file, ed_pem).expect("rotate the key");
+    std::fs::write(&*file, ed_pem).expect("rotate the key");
     proxy
         .reload(&config, &upstream.url())
         .await
@@ -295,9 +309,12 @@ async fn a_reload_reads_the_key_file_again() {
     proxy.stop().await;
 }
 
-/// A JWKS server over HTTPS serving `set`, and the identity keys that fetch it (`jwks_url`
-/// and the `tls` that trusts it).
-async fn jwks_over_https(name: &str, set: serde_json::Value) -> (JwksServer, String) {
+/// A JWKS server over HTTPS serving `set`, the identity keys that fetch it (`jwks_url` and
+/// the `tls` that trusts it), and the directory of its files (removed when dropped).
+async fn jwks_over_https(
+    name: &str,
+    set: serde_json::Value,
+) -> (JwksServer, String, crate::support::Scratch) {
     let dir = crate::support::scratch_dir(name);
     let ca = Ca::new("jwks test CA");
     let ca_file = ca.write(&dir, "ca");
@@ -308,7 +325,7 @@ async fn jwks_over_https(name: &str, set: serde_json::Value) -> (JwksServer, Str
         jwks.url(),
         ca_file.display()
     );
-    (jwks, keys)
+    (jwks, keys, dir)
 }
 
 /// `token`'s answer once the set is fetched: it is fetched when the identity is built, so the
@@ -329,7 +346,7 @@ async fn once_fetched(proxy: &Proxy, token: &str) -> Got {
 async fn a_remembered_token_is_verified_again_once_its_key_left_the_set() {
     let upstream = Upstream::json("[]").await;
     let (first, second) = (Signer::es256(), Signer::es256());
-    let (jwks, at) =
+    let (jwks, at, _files) =
         jwks_over_https("identity-jwks-cache", json!({"keys": [first.jwk("k1")]})).await;
     let keys = format!("{at}, jwks_min_refresh: 1s, jwks_refresh: 1h, token_cache: 100");
     let proxy = Proxy::start(&yaml(&keys, "[ES256]", "{jwt: api, claim: sub}"), &upstream).await;
@@ -359,7 +376,7 @@ async fn a_remembered_token_is_verified_again_once_its_key_left_the_set() {
 async fn a_token_whose_kid_a_slow_fetch_may_bring_waits_for_it_and_is_not_refused() {
     let upstream = Upstream::json("[]").await;
     let (first, second) = (Signer::es256(), Signer::es256());
-    let (jwks, at) =
+    let (jwks, at, _files) =
         jwks_over_https("identity-jwks-slow", json!({"keys": [first.jwk("k1")]})).await;
     let keys = format!("{at}, jwks_min_refresh: 1s, jwks_refresh: 1h");
     let proxy = Proxy::start(&yaml(&keys, "[ES256]", "{jwt: api, claim: sub}"), &upstream).await;
@@ -394,7 +411,7 @@ async fn a_token_whose_kid_a_slow_fetch_may_bring_waits_for_it_and_is_not_refuse
 async fn a_jwks_url_fetched_again_unchanged_keeps_the_remembered_tokens() {
     let upstream = Upstream::json("[]").await;
     let signer = Signer::es256();
-    let (jwks, at) =
+    let (jwks, at, _files) =
         jwks_over_https("identity-jwks-same", json!({"keys": [signer.jwk("k1")]})).await;
     let keys = format!("{at}, jwks_min_refresh: 1s, jwks_refresh: 1h, token_cache: 100");
     let proxy = Proxy::start(&yaml(&keys, "[ES256]", "{jwt: api, claim: sub}"), &upstream).await;
@@ -430,7 +447,7 @@ async fn a_jwks_url_fetched_again_unchanged_keeps_the_remembered_tokens() {
 async fn a_reload_that_fetches_the_set_otherwise_keeps_its_keys_while_the_issuer_fails() {
     let upstream = Upstream::json("[]").await;
     let signer = Signer::es256();
-    let (jwks, at) =
+    let (jwks, at, _files) =
         jwks_over_https("identity-jwks-reload", json!({"keys": [signer.jwk("k1")]})).await;
     let config = yaml(
         &format!("{at}, jwks_refresh: 1h"),
@@ -461,7 +478,8 @@ async fn a_reload_that_fetches_the_set_otherwise_keeps_its_keys_while_the_issuer
 async fn a_jwks_url_is_fetched_again_for_an_unknown_kid_at_most_once_per_min_refresh() {
     let upstream = Upstream::json("[]").await;
     let (first, second) = (Signer::es256(), Signer::ed25519());
-    let (jwks, at) = jwks_over_https("identity-jwks", json!({"keys": [first.jwk("k1")]})).await;
+    let (jwks, at, _files) =
+        jwks_over_https("identity-jwks", json!({"keys": [first.jwk("k1")]})).await;
     let keys = format!("{at}, jwks_min_refresh: 3s, jwks_refresh: 1h");
     let proxy = Proxy::start(
         &yaml(&keys, "[ES256, EdDSA]", "{jwt: api, claim: sub}"),
@@ -508,7 +526,8 @@ async fn a_kid_the_set_lacks_is_fetched_even_when_keys_naming_none_could_be_trie
     let (old, new) = (Signer::es256(), Signer::es256());
     let mut unnamed = old.jwk("k1");
     unnamed.as_object_mut().expect("a JWK").remove("kid");
-    let (jwks, at) = jwks_over_https("identity-jwks-unnamed", json!({"keys": [unnamed]})).await;
+    let (jwks, at, _files) =
+        jwks_over_https("identity-jwks-unnamed", json!({"keys": [unnamed]})).await;
     let keys = format!("{at}, jwks_min_refresh: 1s, jwks_refresh: 1h");
     let proxy = Proxy::start(&yaml(&keys, "[ES256]", "{jwt: api, claim: sub}"), &upstream).await;
     let by_old = old.sign(Some("k1"), &claims(&json!({"sub": "a"})));
@@ -527,7 +546,7 @@ async fn a_kid_the_set_lacks_is_fetched_even_when_keys_naming_none_could_be_trie
 async fn a_jwks_url_that_never_answered_gets_503_not_401() {
     let upstream = Upstream::json("[]").await;
     let signer = Signer::es256();
-    let (jwks, at) =
+    let (jwks, at, _files) =
         jwks_over_https("identity-jwks-down", json!({"keys": [signer.jwk("k1")]})).await;
     jwks.fail_with(503);
     let keys = at;
@@ -704,7 +723,10 @@ fn cases(pem: &str) -> Vec<(String, &'static str, &'static str, &'static str)> {
 }
 
 /// More of them: bounds and key files.
-fn bounds_cases(pem: &str) -> Vec<(String, &'static str, &'static str, &'static str)> {
+fn bounds_cases(
+    pem: &str,
+    private: &std::path::Path,
+) -> Vec<(String, &'static str, &'static str, &'static str)> {
     let key = "{jwt: api, claim: sub}";
     vec![
         (
@@ -727,7 +749,7 @@ fn bounds_cases(pem: &str) -> Vec<(String, &'static str, &'static str, &'static 
             "keep it between 10s and 86400s",
         ),
         (
-            format!("{{algorithms: [RS256], issuer: i, audience: a, public_key_file: '{}'}}", private_key_file().display()),
+            format!("{{algorithms: [RS256], issuer: i, audience: a, public_key_file: '{}'}}", private.display()),
             key,
             "t.yaml:2:",
             "holds a private key",
@@ -735,7 +757,7 @@ fn bounds_cases(pem: &str) -> Vec<(String, &'static str, &'static str, &'static 
     ]
 }
 
-fn private_key_file() -> std::path::PathBuf {
+fn private_key_file() -> KeyFile {
     key_file("identity-private", crate::support::jwt::RSA_PRIVATE_PEM)
 }
 
@@ -743,7 +765,8 @@ fn private_key_file() -> std::path::PathBuf {
 fn identity_mistakes_are_located_with_their_fix() {
     let file = key_file("identity-config", RSA_PUBLIC_PEM);
     let pem = format!("public_key_file: '{}'", file.display());
-    for (identity, key, at, fix) in cases(&pem).into_iter().chain(bounds_cases(&pem)) {
+    let private = private_key_file();
+    for (identity, key, at, fix) in cases(&pem).into_iter().chain(bounds_cases(&pem, &private)) {
         let text = problems(&identity, key);
         assert!(
             text.contains(at) && text.contains(fix),

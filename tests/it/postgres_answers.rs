@@ -365,8 +365,7 @@ async fn keys_with_commas_empty_or_long_resume_or_say_why() {
     }
     proxy.stop().await;
     // `check` warns that a text key has no bound length.
-    let dir = std::env::temp_dir().join(format!("pagegate-check-{}", pg.prefix));
-    std::fs::create_dir_all(&dir).expect("dir");
+    let dir = crate::support::scratch_dir("check-key-length");
     let file = dir.join("pagegate.yaml");
     let mut yaml = std::fs::File::create(&file).expect("config");
     write!(

@@ -108,7 +108,8 @@ async fn a_descriptor_carries_a_verified_claim() {
     use crate::support::jwt::{RSA_PUBLIC_PEM, Signer, claims};
     let rls = RlsServer::start(LIMITS).await;
     let upstream = Upstream::json("[]").await;
-    let file = crate::support::scratch_dir("rls-claim").join("key.pem");
+    let scratch = crate::support::scratch_dir("rls-claim");
+    let file = scratch.join("key.pem");
     std::fs::write(&file, RSA_PUBLIC_PEM).expect("write key");
     // `claim: tenant`, spaced as a flow list writes it, names the claim `tenant`.
     let yaml = format!(

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crate::support::bodies::slow_rows;
 use crate::support::process::Running;
 use crate::support::redis::free_port;
-use crate::support::{Upstream, get, scratch_dir};
+use crate::support::{Scratch, Upstream, get, scratch_dir};
 use http_body_util::BodyExt;
 
 const CURSORS: &str = "cursors: {keys: [{id: 1, secret: 0123456789abcdef0123456789abcdef}]}";
@@ -27,7 +27,8 @@ fn config(proxy: u16, admin: u16, upstream: &str, limit: u32, drain: &str) -> St
 #[tokio::test]
 async fn sighup_reloads_the_file_and_a_wrong_file_changes_nothing() {
     let upstream = Upstream::json("[]").await;
-    let path = scratch_dir("sighup").join("pagegate.yaml");
+    let scratch = scratch_dir("sighup");
+    let path = scratch.join("pagegate.yaml");
     let (proxy, admin) = (free_port(), free_port());
     std::fs::write(&path, config(proxy, admin, &upstream.url(), 2, "0s")).expect("write");
     // Not watched, so only the signal reloads.
@@ -64,7 +65,8 @@ async fn sighup_reloads_the_file_and_a_wrong_file_changes_nothing() {
 #[tokio::test]
 async fn a_file_written_in_place_reloads_and_listen_given_on_the_command_line_holds() {
     let upstream = Upstream::json("[]").await;
-    let path = scratch_dir("in-place").join("pagegate.yaml");
+    let scratch = scratch_dir("in-place");
+    let path = scratch.join("pagegate.yaml");
     // The file names a port; `--listen` moves it, for the start and for every reload.
     let (file_port, proxy, admin) = (free_port(), free_port(), free_port());
     std::fs::write(&path, config(file_port, admin, &upstream.url(), 2, "0s")).expect("write");
@@ -141,7 +143,8 @@ async fn reload_command(admin: u16) -> (i32, String) {
 #[tokio::test]
 async fn the_reload_command_says_whether_the_file_was_taken() {
     let upstream = Upstream::json("[]").await;
-    let path = scratch_dir("reload-command").join("pagegate.yaml");
+    let scratch = scratch_dir("reload-command");
+    let path = scratch.join("pagegate.yaml");
     let (proxy, admin) = (free_port(), free_port());
     std::fs::write(&path, config(proxy, admin, &upstream.url(), 2, "0s")).expect("write");
     let running = Running::start(&path, admin, &["--no-watch"]).await;
@@ -172,7 +175,8 @@ async fn the_reload_command_says_whether_the_file_was_taken() {
 #[tokio::test]
 async fn a_file_written_in_pieces_is_read_once_whole() {
     let upstream = Upstream::json("[]").await;
-    let path = scratch_dir("in-pieces").join("pagegate.yaml");
+    let scratch = scratch_dir("in-pieces");
+    let path = scratch.join("pagegate.yaml");
     let (proxy, admin) = (free_port(), free_port());
     std::fs::write(&path, config(proxy, admin, &upstream.url(), 2, "0s")).expect("write");
     let running = Running::start(&path, admin, &[]).await;
@@ -323,7 +327,8 @@ async fn a_configmap_swap_reloads_while_an_export_streams_and_a_wrong_version_ch
 async fn sigterm_drains_finishes_a_long_stream_and_exits_zero() {
     // A long export: 30 rows, one every 100 ms.
     let upstream = exporting(Duration::from_millis(100)).await;
-    let path = scratch_dir("sigterm").join("pagegate.yaml");
+    let scratch = scratch_dir("sigterm");
+    let path = scratch.join("pagegate.yaml");
     let (proxy, admin) = (free_port(), free_port());
     std::fs::write(&path, config(proxy, admin, &upstream.url(), 2, "1s")).expect("write");
     let mut running = Running::start(&path, admin, &[]).await;
@@ -376,9 +381,11 @@ async fn silent_database() -> (u16, tokio::sync::mpsc::UnboundedReceiver<()>) {
     (port, reaching)
 }
 
-/// `pagegate run` of a table route on the silent database `port`, checked for 3 s at start.
-fn checking(name: &str, port: u16) -> (Running, u16) {
-    let path = scratch_dir(name).join("pagegate.yaml");
+/// `pagegate run` of a table route on the silent database `port`, checked for 3 s at start;
+/// its config's directory lives as long as the last item.
+fn checking(name: &str, port: u16) -> (Running, u16, Scratch) {
+    let scratch = scratch_dir(name);
+    let path = scratch.join("pagegate.yaml");
     let (proxy, admin) = (free_port(), free_port());
     let yaml = format!(
         "{CURSORS}\nlisten: 127.0.0.1:{proxy}\nadmin: {{listen: 127.0.0.1:{admin}}}\npostgres: {{main: \
@@ -387,14 +394,18 @@ fn checking(name: &str, port: u16) -> (Running, u16) {
          key: [id]}}}}\n"
     );
     std::fs::write(&path, yaml).expect("write");
-    (Running::spawn(&path, admin, &["--no-watch"]), admin)
+    (
+        Running::spawn(&path, admin, &["--no-watch"]),
+        admin,
+        scratch,
+    )
 }
 
 #[tokio::test]
 async fn signals_while_the_databases_are_checked_reload_nothing_and_stop_at_once() {
     use std::os::unix::process::ExitStatusExt;
     let (port, mut reaching) = silent_database().await;
-    let (mut running, admin) = checking("sighup-start", port);
+    let (mut running, admin, _scratch) = checking("sighup-start", port);
     tokio::time::timeout(Duration::from_secs(10), reaching.recv())
         .await
         .expect("the start checks the database");
@@ -429,7 +440,7 @@ async fn signals_while_the_databases_are_checked_reload_nothing_and_stop_at_once
 
     // A SIGTERM during the check stops the start at once: nothing is served to drain.
     let (port, mut reaching) = silent_database().await;
-    let (mut running, _) = checking("sigterm-start", port);
+    let (mut running, _, _scratch) = checking("sigterm-start", port);
     tokio::time::timeout(Duration::from_secs(10), reaching.recv())
         .await
         .expect("the start checks the database");

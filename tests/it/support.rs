@@ -403,14 +403,33 @@ pub fn assert_metrics(text: &str, lines: &[&str]) {
     }
 }
 
-/// A fresh, empty directory for one test's files, named by `what` and the process.
-pub fn scratch_dir(what: &str) -> std::path::PathBuf {
-    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("pagegate-{what}-{}-{n}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
+/// A fresh, empty directory for one test's files, named by `what`, removed with them when
+/// dropped: keep it as long as a process reads from it (declared before the process, it is
+/// dropped after it).
+pub fn scratch_dir(what: &str) -> Scratch {
+    Scratch(
+        tempfile::Builder::new()
+            .prefix(&format!("pagegate-{what}-"))
+            .tempdir()
+            .expect("scratch dir"),
+    )
+}
+
+/// A test's scratch directory ([`scratch_dir`]), read as its path.
+pub struct Scratch(tempfile::TempDir);
+
+impl std::ops::Deref for Scratch {
+    type Target = std::path::Path;
+
+    fn deref(&self) -> &std::path::Path {
+        self.0.path()
+    }
+}
+
+impl AsRef<std::path::Path> for Scratch {
+    fn as_ref(&self) -> &std::path::Path {
+        self.0.path()
+    }
 }
 
 /// An HTTP/2 client whose stream and connection windows are the largest there are: flow

@@ -12,11 +12,12 @@ use crate::support::redis::RedisServer;
 use crate::support::{Got, Proxy, Upstream, get_with, json_response};
 
 /// Route `/orders` keyed by the `sub` of tokens the RSA test key signs, with `limits` added.
-fn yaml(limits: &str, top: &str) -> String {
+/// The config, and the directory of its key file (removed when dropped).
+fn yaml(limits: &str, top: &str) -> (String, crate::support::Scratch) {
     let dir = crate::support::scratch_dir("tenants");
     let file = dir.join("key.pem");
     std::fs::write(&file, RSA_PUBLIC_PEM).expect("key file");
-    format!(
+    let yaml = format!(
         "{top}admin: {{listen: 127.0.0.1:0}}
 identities:
   api: {{algorithms: [RS256], issuer: 'https://issuer.test/', audience: orders, public_key_file: '{}'}}
@@ -28,7 +29,8 @@ routes:
     limits: {{key: {{jwt: api, claim: sub}}, {limits}}}
 ",
         file.display()
-    )
+    );
+    (yaml, dir)
 }
 
 fn token(sub: &str, plan: &str) -> String {
@@ -47,7 +49,8 @@ async fn overrides_and_exempt_identities_get_their_own_limits_and_metrics_name_o
       overrides: [{name: gold, match: {claim: plan, value: gold}, rate: {requests: 3, per: 1m}},
                   {name: partner, match: {header: X-Partner, value: acme}, concurrency: 5}],
       exempt: [{claim: sub, value: batch-exporter}]";
-    let proxy = Proxy::start(&yaml(limits, ""), &upstream).await;
+    let (config, _files) = yaml(limits, "");
+    let proxy = Proxy::start(&config, &upstream).await;
     let (alice, bob) = (token("alice", "free"), token("bob", "gold"));
     let got = as_client(&proxy, &alice).await;
     assert_eq!(
@@ -216,7 +219,7 @@ async fn an_override_budget_is_shared_through_redis_under_keys_of_its_own() {
     let limits = "store: redis, rate: {per_client: {requests: 1, per: 1h}},
       overrides: [{name: gold, match: {claim: plan, value: gold}, rate: {requests: 3, per: 1h}}]";
     let top = format!("redis: {{url: '{}', timeout: 500ms}}\n", redis.url());
-    let config = yaml(limits, &top);
+    let (config, _files) = yaml(limits, &top);
     let (one, two) = (
         Proxy::start(&config, &upstream).await,
         Proxy::start(&config, &upstream).await,

@@ -25,20 +25,22 @@ fn events(dir: &std::path::Path, act: impl FnOnce()) -> Vec<notify::Event> {
     seen
 }
 
-fn dir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("pagegate-watch-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("dir");
-    dir
+/// A scratch directory, removed when the test ends.
+fn dir(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("pagegate-watch-{name}-"))
+        .tempdir()
+        .expect("dir")
 }
 
 #[test]
 fn reading_the_file_or_writing_another_is_no_change() {
-    let dir = dir("quiet");
+    let scratch = dir("quiet");
+    let dir = scratch.path();
     let path = dir.join("pagegate.yaml");
     std::fs::write(&path, "a").expect("write");
     let names = watched_names(&path);
-    let seen = events(&dir, || {
+    let seen = events(dir, || {
         std::fs::read(&path).expect("read");
         std::fs::write(dir.join("other.yaml"), "x").expect("write");
     });
@@ -49,15 +51,16 @@ fn reading_the_file_or_writing_another_is_no_change() {
 
 #[test]
 fn writing_the_file_or_swapping_data_is_a_change() {
-    let dir = dir("change");
+    let scratch = dir("change");
+    let dir = scratch.path();
     let path = dir.join("pagegate.yaml");
     std::fs::write(&path, "a").expect("write");
     let names = watched_names(&path);
-    let seen = events(&dir, || std::fs::write(&path, "b").expect("write"));
+    let seen = events(dir, || std::fs::write(&path, "b").expect("write"));
     assert!(seen.iter().any(|e| concerns(e, &names)), "{seen:?}");
 
     std::fs::create_dir(dir.join("..v2")).expect("dir");
-    let seen = events(&dir, || {
+    let seen = events(dir, || {
         std::os::unix::fs::symlink("..v2", dir.join("..data_tmp")).expect("link");
         std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).expect("swap");
     });

@@ -36,6 +36,7 @@ fn pair() -> (Arc<rustls::ServerConfig>, rustls::ClientConfig) {
         .expect("versions")
         .with_root_certificates(roots)
         .with_no_client_auth();
+    let _ = std::fs::remove_dir_all(&dir);
     (server_config(&tls, None).expect("server"), client)
 }
 
