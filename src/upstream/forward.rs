@@ -106,11 +106,11 @@ impl Forward {
         // What the client says of itself (forwarding headers, trace context) is kept only
         // from a trusted proxy; no client (not over TCP): kept.
         let trusted = client.as_ref().is_none_or(ClientAddr::trusted);
-        // Untraced, a client's trace context would reach the backend as it wrote it: one that
-        // samples by its parent would record whatever a client flags. Traced, pagegate's own
-        // span has replaced it already.
-        if !traced && !self.trace_context_from_anyone && !trusted {
-            super::headers::remove_trace_context(&mut parts.headers, &self.decided);
+        // A client's trace context would reach the backend as it wrote it: one that samples by
+        // its parent would record whatever a client flags, under ids it picked. Traced,
+        // pagegate's own span has replaced the W3C one already.
+        if !self.trace_context_from_anyone && !trusted {
+            super::headers::remove_trace_context(&mut parts.headers, &self.decided, !traced);
         }
         super::headers::set_forwarding(
             &mut parts.headers,

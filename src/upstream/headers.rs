@@ -95,17 +95,52 @@ pub(crate) fn remove_method_overrides(headers: &mut HeaderMap, decided: &[Header
     }
 }
 
-/// Removes `traceparent` and `tracestate` (W3C trace context) but for `decided`.
-pub(crate) fn remove_trace_context(headers: &mut HeaderMap, decided: &[HeaderName]) {
-    for name in [TRACEPARENT, TRACESTATE] {
-        if !decided.contains(&name) {
-            headers.remove(name);
-        }
+/// Removes a client's trace context, in every format a tracer reads to take a request's
+/// trace id or its sampling decision from, but for `decided`; W3C's `traceparent` and
+/// `tracestate` only with `w3c` (without, they are pagegate's own span's). Spelled with `_`
+/// for `-` too, as CGI-style servers read them. One pass over the names a request has settles
+/// the common case of none.
+pub(crate) fn remove_trace_context(headers: &mut HeaderMap, decided: &[HeaderName], w3c: bool) {
+    let traces = |name: &HeaderName| {
+        let spelled = name.as_str();
+        let traces = if spelled.contains('_') {
+            trace_context(&spelled.replace('_', "-"), w3c)
+        } else {
+            trace_context(spelled, w3c)
+        };
+        traces && !decided.contains(name)
+    };
+    if !headers.keys().any(traces) {
+        return;
+    }
+    let found: Vec<HeaderName> = headers.keys().filter(|n| traces(n)).cloned().collect();
+    for name in found {
+        headers.remove(name);
     }
 }
 
-const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
-const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+/// Whether `name` (lower case, dashed) carries trace context a client could pick its trace
+/// ids or force sampling with: Zipkin's B3 (`x-b3-sampled`, `b3`), Jaeger's (`uber-trace-id`'s
+/// flags; `jaeger-debug-id` forces a trace), OpenTracing's `ot-tracer-*`, Datadog's sampling
+/// priority, AWS X-Ray's `Sampled=1`, Google Cloud's `o=1`, SkyWalking's `sw8`, Elastic's,
+/// New Relic's and Instana's; and W3C's with `w3c`. Baggage (`baggage`, `uberctx-*`) picks
+/// neither, and passes.
+fn trace_context(name: &str, w3c: bool) -> bool {
+    match name {
+        "traceparent" | "tracestate" => w3c,
+        "b3"
+        | "uber-trace-id"
+        | "jaeger-debug-id"
+        | "x-amzn-trace-id"
+        | "x-cloud-trace-context"
+        | "sw8"
+        | "elastic-apm-traceparent"
+        | "newrelic" => true,
+        _ => ["x-b3-", "ot-tracer-", "x-datadog-", "x-instana-"]
+            .iter()
+            .any(|prefix| name.starts_with(prefix)),
+    }
+}
 
 /// Whether `name` (lower case) reads as a header pagegate controls once `_` is `-`, spelled
 /// otherwise: one of `decided` spelled another way, or a fixed one spelled with `_`.

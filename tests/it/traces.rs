@@ -86,19 +86,32 @@ async fn without_traces_an_untrusted_clients_trace_headers_are_removed() {
         .header("traceparent", format!("00-{TRACE}-{PARENT}-01"))
         .header("tracestate", "vendor=opaque")
         .header("tracestate", "other=second")
+        .header("b3", format!("{TRACE}-{PARENT}-1"))
+        .header("x-b3-sampled", "1")
+        .header("uber-trace-id", format!("{TRACE}:{PARENT}:0:1"))
+        .header("x-cloud-trace-context", format!("{TRACE}/1;o=1"))
+        .header("baggage", "tenant=7")
         .body(full(Bytes::new()))
         .expect("request");
     assert_eq!(send(request).await.status, 200);
     let seen = upstream.last();
-    assert!(
-        seen.headers.get("traceparent").is_none(),
-        "{:?}",
-        seen.headers
-    );
-    assert!(
-        seen.headers.get("tracestate").is_none(),
-        "{:?}",
-        seen.headers
+    for name in [
+        "traceparent",
+        "tracestate",
+        "b3",
+        "x-b3-sampled",
+        "uber-trace-id",
+        "x-cloud-trace-context",
+    ] {
+        assert!(
+            seen.headers.get(name).is_none(),
+            "{name}: {:?}",
+            seen.headers
+        );
+    }
+    assert_eq!(
+        seen.headers["baggage"], "tenant=7",
+        "baggage picks no trace"
     );
     proxy.stop().await;
 
@@ -133,8 +146,13 @@ async fn without_traces_a_trusted_proxys_trace_headers_pass_unchanged() {
     let upstream = Upstream::json("[]").await;
     let yaml = "trusted_proxies: [127.0.0.1/32]\nupstreams: {app: {url: '{upstream}'}}\ndefault: {action: pass, upstream: app}\n";
     let proxy = Proxy::start(yaml, &upstream).await;
-    assert_eq!(send(traced_get(&proxy.url("/events"))).await.status, 200);
+    let mut request = traced_get(&proxy.url("/events"));
+    request
+        .headers_mut()
+        .insert("x-b3-sampled", http::HeaderValue::from_static("1"));
+    assert_eq!(send(request).await.status, 200);
     let seen = upstream.last();
+    assert_eq!(seen.headers["x-b3-sampled"], "1", "a trusted proxy's B3");
     assert_eq!(
         seen.headers.get("traceparent").expect("traceparent"),
         &format!("00-{TRACE}-{PARENT}-01")
@@ -245,13 +263,19 @@ routes:
 "
     );
     let proxy = Proxy::start(&yaml, &upstream).await;
-    assert_eq!(send(traced_get(&proxy.url("/events"))).await.status, 200);
+    let mut request = traced_get(&proxy.url("/events"));
+    request
+        .headers_mut()
+        .insert("b3", http::HeaderValue::from_static("1"));
+    assert_eq!(send(request).await.status, 200);
     let seen = upstream.last();
     let parts = traceparent(&seen.headers);
     let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
     assert_ne!(parts[1], TRACE, "the client does not choose the trace");
     let state = seen.headers.get("tracestate");
     assert!(state.is_none(), "nor its state: {state:?}");
+    let b3 = seen.headers.get("b3");
+    assert!(b3.is_none(), "nor its sampling in another format: {b3:?}");
     captured.outcome("/events").await;
     let logged = captured.requests().pop().expect("an access-log event");
     assert_eq!(logged["trace_id"], parts[1], "{logged}");

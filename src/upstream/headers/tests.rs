@@ -268,3 +268,51 @@ fn a_host_cannot_break_out_of_forwarded_quotes() {
         assert_eq!(h["forwarded"], element);
     }
 }
+
+#[test]
+fn every_format_of_a_clients_trace_context_is_removed_but_what_limits_read() {
+    let mut h = HeaderMap::new();
+    for name in [
+        "traceparent",
+        "tracestate",
+        "b3",
+        "x-b3-traceid",
+        "x-b3-sampled",
+        "x_b3_flags",
+        "uber-trace-id",
+        "jaeger-debug-id",
+        "ot-tracer-sampled",
+        "x-datadog-sampling-priority",
+        "x-amzn-trace-id",
+        "x-cloud-trace-context",
+        "sw8",
+        "elastic-apm-traceparent",
+        "newrelic",
+        "x-instana-l",
+        "baggage",
+        "uberctx-user",
+        "x-b3",
+        "accept",
+    ] {
+        h.insert(HeaderName::from_static(name), HeaderValue::from_static("1"));
+    }
+    let decided = [HeaderName::from_static("x-datadog-sampling-priority")];
+    remove_trace_context(&mut h, &decided, false);
+    let mut left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+    left.sort_unstable();
+    // Without `w3c` the W3C pair is pagegate's own span's, and stays.
+    let kept = [
+        "accept",
+        "baggage",
+        "traceparent",
+        "tracestate",
+        "uberctx-user",
+        "x-b3",
+        "x-datadog-sampling-priority",
+    ];
+    assert_eq!(left, kept);
+    remove_trace_context(&mut h, &[], true);
+    let mut left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+    left.sort_unstable();
+    assert_eq!(left, ["accept", "baggage", "uberctx-user", "x-b3"]);
+}
