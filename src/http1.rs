@@ -3,11 +3,12 @@
 //! read buffer ([`places`]), and the [`HeaderMap`] whose values share that buffer once it is
 //! frozen ([`header_map`]), as hyper's do. Also the readings of field values every part of
 //! pagegate shares: comma-separated lists ([`items`], [`list_items`]) and lengths
-//! ([`length`]).
+//! ([`length`]). Maps written out are given back ([`recycle`]) for the next head's.
 //!
 //! Hand-written: httparse hands out borrowed slices and `http` owned types; hyper's glue
 //! between the two is private to it.
 
+use std::cell::RefCell;
 use std::ops::Range;
 
 use bytes::Bytes;
@@ -68,7 +69,8 @@ pub(crate) fn header_map(
     places: &[Place],
     room: usize,
 ) -> Result<HeaderMap, &'static str> {
-    let mut headers = HeaderMap::with_capacity(places.len() + room);
+    let mut headers = SPARE.with_borrow_mut(Vec::pop).unwrap_or_default();
+    headers.reserve(places.len() + room);
     for place in places {
         let name =
             HeaderName::from_bytes(&head[place.name.clone()]).map_err(|_| "bad header name")?;
@@ -78,3 +80,33 @@ pub(crate) fn header_map(
     }
     Ok(headers)
 }
+
+/// Maps kept by a thread for the next heads' (a few a connection in flight).
+const SPARE_MAPS: usize = 16;
+/// A map that grew past this many fields is dropped, not kept.
+const SPARE_MAX_FIELDS: usize = 64;
+
+thread_local! {
+    /// Header maps whose message was written ([`recycle`]), for [`header_map`]: a map's two
+    /// allocations are made once a thread, not twice a message (each over the size malloc
+    /// keeps at hand). hyper keeps a connection's last map for the same reason. By hand: a
+    /// stack a thread, with nothing to share or lock.
+    static SPARE: RefCell<Vec<HeaderMap>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Gives back the map of a message that was written: emptied (its values dropped now, as the
+/// message's would be), and kept for the next head [`header_map`] reads on this thread.
+pub(crate) fn recycle(mut map: HeaderMap) {
+    if map.capacity() > SPARE_MAX_FIELDS {
+        return;
+    }
+    map.clear();
+    SPARE.with_borrow_mut(|spare| {
+        if spare.len() < SPARE_MAPS {
+            spare.push(map);
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests;

@@ -146,6 +146,9 @@ where
     HF: Future<Output = Result<(), BoxError>>,
 {
     let mut buf = BytesMut::with_capacity(READ_BUFFER);
+    // Answer heads and small frames: one buffer a connection, its memory taken back for the
+    // next answer once the last one's bytes were written (no allocation an answer).
+    let mut out = BytesMut::new();
     let mut first = true;
     let mut idle = Idle {
         timer: None,
@@ -193,7 +196,7 @@ where
             return Ok(());
         };
         let close = asked_close || graceful.asked();
-        if !respond(&mut io, &mut buf, response, head_only, close).await? {
+        if !respond(&mut io, (&mut buf, &mut out), response, head_only, close).await? {
             let _ = io.shutdown().await;
             return Ok(());
         }
@@ -310,10 +313,11 @@ async fn next_bytes<IO: AsyncRead + Unpin>(
     .await
 }
 
-/// Writes `response`; whether the connection may carry another request.
+/// Writes `response` (`buf` is the connection's read buffer, `out` its write buffer); whether
+/// the connection may carry another request.
 async fn respond<IO, B>(
     io: &mut IO,
-    buf: &mut BytesMut,
+    (buf, out): (&mut BytesMut, &mut BytesMut),
     response: http::Response<B>,
     head_only: bool,
     close: bool,
@@ -330,8 +334,9 @@ where
             .exact()
             .map_or(BodyLen::Unknown, BodyLen::Known)
     };
-    let mut out = BytesMut::with_capacity(READ_BUFFER);
-    let (framing, close, body) = match response::encode(&parts, len, head_only, close, &mut out) {
+    out.clear();
+    out.reserve(READ_BUFFER);
+    let (framing, close, body) = match response::encode(&parts, len, head_only, close, out) {
         // Nothing to send (HEAD, 204, 304, an empty body): the body is not asked, as in hyper.
         Ok((framing, close)) => (
             framing,
@@ -342,11 +347,11 @@ where
             // As hyper: the client gets a 500, and the connection closes.
             tracing::warn!(why, status = %parts.status, "an answer HTTP/1.1 cannot carry");
             out.clear();
-            response::failed(&mut out);
+            response::failed(out);
             (Framing::Length(0), true, None)
         }
     };
-    drop(parts);
+    crate::http1::recycle(parts.headers);
     match Sending::new(io, buf, out, body, framing).await {
         Ok(whole) => Ok(whole && !close),
         // The client is gone: nothing to report.

@@ -66,8 +66,9 @@ pub(super) struct Sending<'a, IO, B> {
     /// `None` once it ended (or for an answer without a body).
     body: Option<B>,
     framing: Framing,
-    /// The head, framing and small frames not yet sealed into `queue`.
-    tail: BytesMut,
+    /// The head, framing and small frames not yet sealed into `queue`: the connection's own
+    /// buffer, whose memory comes back to it once what was sealed has been written.
+    tail: &'a mut BytesMut,
     /// What is to be written, in order, in one vectored write.
     queue: VecDeque<Bytes>,
     /// Bytes in `queue` and `tail`.
@@ -84,7 +85,7 @@ impl<'a, IO, B> Sending<'a, IO, B> {
     pub(super) fn new(
         io: &'a mut IO,
         read: &'a mut BytesMut,
-        head: BytesMut,
+        head: &'a mut BytesMut,
         body: Option<B>,
         framing: Framing,
     ) -> Self {
@@ -174,7 +175,7 @@ where
     fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), SendError>> {
         // All of it in one buffer (a small answer): written from there, with no segment made.
         while self.queue.is_empty() && !self.tail.is_empty() {
-            let n = ready!(Pin::new(&mut *self.io).poll_write(cx, &self.tail))?;
+            let n = ready!(Pin::new(&mut *self.io).poll_write(cx, self.tail))?;
             if n == 0 {
                 return Poll::Ready(Err(io::Error::from(io::ErrorKind::WriteZero).into()));
             }

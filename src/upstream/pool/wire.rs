@@ -143,7 +143,7 @@ pub(super) fn fits(req: &Request) -> bool {
 pub(super) async fn send(pool: Arc<Inner>, req: Request) -> Result<Answer, SendError> {
     let head_only = req.method() == Method::HEAD;
     let head = encode(&req);
-    drop(req);
+    crate::http1::recycle(req.into_parts().0.headers);
     let mut pooled = pool.checkout_wire();
     loop {
         let reused = pooled.is_some();
