@@ -15,9 +15,12 @@
 //! - **Checkout** pops the most recently used connection that is ready and idle for less than
 //!   `pool_idle_timeout`; others are dropped (hyper then closes them).
 //! - **Return** happens when the response body has been read to its end ([`Leased`]); one
-//!   dropped half read is closed. A connection still sending its request body then (the backend
-//!   answered early) is awaited by a small task and pooled once hyper is ready for the next
-//!   request on it, as hyper-util does for every one.
+//!   dropped half read is closed. So is a connection still sending its request body then (the
+//!   backend answered early), at once, as nginx does: the rest would wait on a backend that
+//!   may never read it, and one that took it for a request would answer it to the next.
+//! - **An answer framed twice** (`Content-Length` beside `Transfer-Encoding`) closes its
+//!   connection once read; one with a transfer coding other than chunked is refused, on
+//!   hyper's connections as on pagegate's own.
 //! - **HTTP/2** shares one connection, opened by one request of a burst; with
 //!   `pool_max_idle: 0` every request opens its own, as with hyper-util.
 //! - **A reused hyper connection the backend closed** just as a request was handed to it gives
@@ -107,7 +110,7 @@ struct Inner {
 #[derive(Debug, Default)]
 struct Idle {
     /// Ready HTTP/1.1 connections, the most recently returned last.
-    http1: Vec<(http1::SendRequest<Body>, Instant)>,
+    http1: Vec<(Http1, Instant)>,
     /// Idle connections of pagegate's own HTTP/1.1 path ([`wire`]), the most recently
     /// returned last.
     wire: Vec<(wire::Conn, Instant)>,
@@ -118,6 +121,15 @@ struct Idle {
 }
 
 type Io = MaybeHttpsStream<TokioIo<TcpStream>>;
+
+/// One of hyper's HTTP/1.1 connections: the handle requests are sent on, and its task, aborted
+/// to close the connection at once (dropping the handle lets the task finish sending a request
+/// body first).
+#[derive(Debug)]
+pub(super) struct Http1 {
+    sender: http1::SendRequest<Body>,
+    task: tokio::task::AbortHandle,
+}
 
 impl Pool {
     /// An empty pool for `config`'s backend, dialling through `connector`.
@@ -164,15 +176,21 @@ impl Inner {
             return wire::send(self, req).await;
         }
         loop {
-            let (mut sender, reused) = match self.checkout_http1() {
-                Some(sender) => (sender, true),
+            let (mut conn, reused) = match self.checkout_http1() {
+                Some(conn) => (conn, true),
                 None => (self.connect_http1().await?, false),
             };
-            match sender.try_send_request(req).await {
+            match conn.sender.try_send_request(req).await {
                 Ok(answer) => {
-                    // An upgraded connection is the tunnel's, never pooled again.
-                    let upgraded = answer.status() == http::StatusCode::SWITCHING_PROTOCOLS;
-                    let lease = (!upgraded).then(|| lease::Lease::new(Arc::clone(&self), sender));
+                    let (framed_twice, upgraded) =
+                        judge(&answer).inspect_err(|_| conn.task.abort())?;
+                    // An upgraded connection is the tunnel's, never pooled again; one framed
+                    // twice is closed after its answer (RFC 9112 §6.3), as on pagegate's path.
+                    let lease = match (upgraded, framed_twice) {
+                        (false, false) => Some(lease::Lease::new(Arc::clone(&self), conn)),
+                        (false, true) => Some(lease::Lease::closing(conn)),
+                        (true, _) => None,
+                    };
                     return Ok(answer.map(|body| Leased::new(body, lease)));
                 }
                 Err(mut error) => match error.take_message() {
@@ -213,11 +231,11 @@ impl Inner {
     }
 
     /// The most recently returned ready connection idle for less than the timeout.
-    fn checkout_http1(&self) -> Option<http1::SendRequest<Body>> {
+    fn checkout_http1(&self) -> Option<Http1> {
         let mut idle = lock(&self.idle);
-        while let Some((sender, since)) = idle.http1.pop() {
-            if sender.is_ready() && since.elapsed() < self.idle_timeout {
-                return Some(sender);
+        while let Some((conn, since)) = idle.http1.pop() {
+            if conn.sender.is_ready() && since.elapsed() < self.idle_timeout {
+                return Some(conn);
             }
         }
         None
@@ -247,18 +265,21 @@ impl Inner {
             .map_err(SendError::Connect)
     }
 
-    async fn connect_http1(&self) -> Result<http1::SendRequest<Body>, SendError> {
+    async fn connect_http1(&self) -> Result<Http1, SendError> {
         let io = self.connect().await?;
         let (sender, connection) = http1::Builder::new()
             .handshake(io)
             .await
             .map_err(|e| SendError::Exchange(e.into()))?;
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             if let Err(error) = connection.with_upgrades().await {
                 tracing::debug!(%error, "upstream connection ended");
             }
         });
-        Ok(sender)
+        Ok(Http1 {
+            sender,
+            task: task.abort_handle(),
+        })
     }
 
     /// The shared HTTP/2 connection, opened unless another request has just opened it (then
@@ -298,10 +319,10 @@ impl Inner {
     }
 
     /// Pools a ready HTTP/1.1 connection, unless the pool is full.
-    fn put_http1(self: &Arc<Self>, sender: http1::SendRequest<Body>) {
+    fn put_http1(self: &Arc<Self>, conn: Http1) {
         let mut idle = lock(&self.idle);
         if idle.http1.len() < self.max_idle {
-            idle.http1.push((sender, Instant::now()));
+            idle.http1.push((conn, Instant::now()));
             self.reap_later(&mut idle);
         }
     }
@@ -329,7 +350,7 @@ impl Inner {
         let mut idle = lock(&self.idle);
         let timeout = self.idle_timeout;
         idle.http1
-            .retain(|(sender, since)| !sender.is_closed() && since.elapsed() < timeout);
+            .retain(|(conn, since)| !conn.sender.is_closed() && since.elapsed() < timeout);
         idle.wire
             .retain_mut(|(conn, since)| since.elapsed() < timeout && conn.is_quiet());
         if idle
@@ -343,6 +364,22 @@ impl Inner {
         idle.reaping = left;
         left
     }
+}
+
+/// What hyper's answer says of its connection: whether it was framed twice (a length beside
+/// `Transfer-Encoding`), and whether it was upgraded. A transfer coding other than chunked is
+/// refused, as on pagegate's own path: hyper undoes chunked only, and the rest would reach the
+/// client undone, with nothing to say so (`Transfer-Encoding` is the hop's).
+fn judge(answer: &http::Response<hyper::body::Incoming>) -> Result<(bool, bool), SendError> {
+    use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
+    let headers = answer.headers();
+    let coded = headers.contains_key(TRANSFER_ENCODING);
+    if coded && !wire::only_chunked(headers) {
+        let malformed = wire::WireError::Malformed("a transfer coding other than chunked");
+        return Err(SendError::Exchange(malformed.into()));
+    }
+    let upgraded = answer.status() == http::StatusCode::SWITCHING_PROTOCOLS;
+    Ok((coded && headers.contains_key(CONTENT_LENGTH), upgraded))
 }
 
 /// Every `every`, drops the pool's connections idle that long, until none is left or the pool

@@ -267,29 +267,35 @@ async fn http2_requests_share_one_connection() {
 }
 
 #[tokio::test]
-async fn a_connection_answered_before_its_upload_ended_is_pooled_once_it_has() {
+async fn a_connection_answered_before_its_upload_ended_is_closed_not_pooled() {
     let backend = Counting::start().await;
     let proxy = Proxy::start_url(POOLED, &backend.url()).await;
-    // 3 chunks 150 ms apart: the answer comes back while the upload goes on.
+    // 3 chunks 300 ms apart: the answer comes back while the upload goes on.
     let chunks = futures_util::stream::unfold(0, |n| async move {
         if n == 3 {
             return None;
         }
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
         Some((Ok::<_, BoxError>(Frame::data(Bytes::from("part"))), n + 1))
     });
     let upload = http::Request::post(proxy.url("/early"))
         .body(StreamBody::new(chunks).boxed())
         .expect("post");
+    let started = std::time::Instant::now();
     assert_eq!(send(upload).await.text(), "early");
-    // The upload ends 450 ms after it starts; the connection is pooled then, for the next
-    // upload (a bodiless GET would go on a connection of pagegate's own path).
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Closed once the answer is read, while the upload goes on (it ends 900 ms after it
+    // starts): the rest is not sent, and the next upload opens another connection.
+    backend.until_closed(1).await;
+    assert!(
+        started.elapsed() < Duration::from_millis(600),
+        "{:?}",
+        started.elapsed()
+    );
     let again = http::Request::post(proxy.url("/"))
         .body(full(Bytes::from("x")))
         .expect("post");
     assert_eq!(send(again).await.text(), "hello");
-    assert_eq!((backend.opened(), backend.closed()), (1, 0));
+    assert_eq!((backend.opened(), backend.closed()), (2, 1));
 }
 
 #[tokio::test]

@@ -75,6 +75,28 @@ async fn a_body_sent_to_a_head_is_not_read_as_the_next_answer() {
 }
 
 #[tokio::test]
+async fn a_bodiless_answers_length_is_read_as_strictly_as_one_that_frames() {
+    // Scripted by connection: a malformed head closes its connection.
+    let (backend, proxy) = answering(|c, _| match c {
+        0 => vec![Step::Write(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5, 7\r\n\r\n",
+        )],
+        1 => vec![Step::Write(
+            b"HTTP/1.1 304 Not Modified\r\nContent-Length: abc\r\n\r\n",
+        )],
+        _ => vec![Step::Write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n")],
+    })
+    .await;
+    // Each malformed head closes its connection: every request opens its own.
+    assert_eq!(head(&proxy.url("/")).await.status, 502);
+    assert_eq!(get(&proxy.url("/")).await.status, 502);
+    let good = head(&proxy.url("/")).await;
+    assert_eq!(good.status, 200);
+    assert_eq!(good.header("content-length"), Some("5"));
+    assert_eq!(backend.opened(), 3);
+}
+
+#[tokio::test]
 async fn a_body_without_framing_runs_to_the_close_and_is_not_reused() {
     let (backend, proxy) = answering(|_, _| {
         vec![
@@ -130,11 +152,21 @@ async fn answers_a_smuggler_or_a_broken_backend_writes_are_502s() {
             problem["type"], "urn:pagegate:problem:upstream-unavailable",
             "head {i}"
         );
+        // hyper's client reads what it sends (a POST): a coding it does not undo is refused
+        // the same way.
+        if i == 1 {
+            let post = http::Request::post(proxy.url("/"))
+                .body(crate::support::full(bytes::Bytes::new()))
+                .expect("post");
+            crate::support::send(post).await.problem(502);
+        }
         // Told apart from a connection that closed, for whoever reads the metrics.
-        let counted =
-            "pagegate_upstream_errors_total{upstream=\"app\",cause=\"malformed_answer\"} 1";
+        let counted = format!(
+            "pagegate_upstream_errors_total{{upstream=\"app\",cause=\"malformed_answer\"}} {}",
+            if i == 1 { 2 } else { 1 }
+        );
         let metrics = proxy.metrics_text().await;
-        assert!(metrics.contains(counted), "head {i}: {counted} missing");
+        assert!(metrics.contains(&counted), "head {i}: {counted} missing");
         proxy.stop().await;
     }
 }
@@ -316,6 +348,15 @@ async fn an_answer_framed_twice_closes_its_connection() {
         assert_eq!(got.header("content-length"), None);
     }
     assert_eq!(backend.opened(), 2, "the connection was not reused");
+    // Through hyper's client (a request it sends), the same.
+    for _ in 0..2 {
+        let post = http::Request::post(proxy.url("/"))
+            .body(crate::support::full(bytes::Bytes::new()))
+            .expect("post");
+        let got = crate::support::send(post).await;
+        assert_eq!(got.text(), "hello");
+    }
+    assert_eq!(backend.opened(), 4, "nor through hyper's client");
 }
 
 #[tokio::test]

@@ -9,36 +9,59 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Body as _, Frame, SizeHint};
 use hyper::body::Incoming;
-use hyper::client::conn::http1;
 
-use super::Inner;
 use super::wire::WireBody;
-use crate::{Body, BoxError};
+use super::{Http1, Inner};
+use crate::BoxError;
 
-/// An HTTP/1.1 connection lent to one exchange.
+/// An HTTP/1.1 connection lent to one exchange. Dropped before its answer was read to the
+/// end, it closes the connection at once.
 #[derive(Debug)]
 pub(super) struct Lease {
-    pool: Arc<Inner>,
-    sender: http1::SendRequest<Body>,
+    /// Where it goes back; `None` for one closed after its answer.
+    pool: Option<Arc<Inner>>,
+    conn: Option<Http1>,
 }
 
 impl Lease {
-    pub(super) fn new(pool: Arc<Inner>, sender: http1::SendRequest<Body>) -> Self {
-        Self { pool, sender }
+    pub(super) fn new(pool: Arc<Inner>, conn: Http1) -> Self {
+        Self {
+            pool: Some(pool),
+            conn: Some(conn),
+        }
     }
 
-    /// Back to the pool once hyper is ready for the next request on it: at once in the common
-    /// case, else when the request body has been sent too (a task waits, as hyper-util's does).
-    fn release(self) {
-        let Self { pool, mut sender } = self;
-        if sender.is_ready() {
-            pool.put_http1(sender);
-        } else if !sender.is_closed() && tokio::runtime::Handle::try_current().is_ok() {
-            tokio::spawn(async move {
-                if sender.ready().await.is_ok() {
-                    pool.put_http1(sender);
-                }
-            });
+    /// A connection that closes once its answer has been read.
+    pub(super) fn closing(conn: Http1) -> Self {
+        Self {
+            pool: None,
+            conn: Some(conn),
+        }
+    }
+
+    /// The answer was read to its end: the connection goes back to the pool if hyper is ready
+    /// for another request on it. If not, the backend answered before it read the whole
+    /// request body: the connection is closed, not held until the rest is sent, as nginx
+    /// keeps no connection whose request body it did not send whole. Sending the rest would
+    /// hold the connection (and the client's upload) for as long as the backend does not read,
+    /// with no deadline once the answer is in; and a backend that took the rest for a request
+    /// of its own would answer it to the next request on the connection.
+    fn release(mut self) {
+        let (Some(pool), Some(conn)) = (self.pool.take(), self.conn.take()) else {
+            return;
+        };
+        if conn.sender.is_ready() {
+            pool.put_http1(conn);
+        } else {
+            conn.task.abort();
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            conn.task.abort();
         }
     }
 }

@@ -51,6 +51,7 @@ use tokio::io::{AsyncRead, AsyncWriteExt as _, ReadBuf};
 
 use body::Framing;
 pub(crate) use body::WireBody;
+pub(super) use head::only_chunked;
 use head::{framing, parse_head};
 
 use super::{Answer, Inner, Io, Leased, SendError};

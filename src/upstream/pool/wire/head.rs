@@ -77,8 +77,10 @@ pub(super) fn framing(
         return Ok((None, true));
     }
     let keep = keeps_alive(parts.version, &parts.headers);
-    // No body, whatever the head says of one (RFC 9112 §6.3, rule 1).
+    // No body, whatever the head says of one (RFC 9112 §6.3, rule 1); but a length it gives
+    // is relayed (the body a GET would get), so it is read as strictly as one that frames.
     if head_only || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+        content_length(&parts.headers)?;
         return Ok((Some(Framing::Length(0)), keep));
     }
     if parts.headers.contains_key(TRANSFER_ENCODING) {
@@ -114,7 +116,7 @@ fn keeps_alive(version: Version, headers: &HeaderMap) -> bool {
 }
 
 /// Whether `Transfer-Encoding`, over all its lines, names `chunked` and nothing else, once.
-fn only_chunked(headers: &HeaderMap) -> bool {
+pub(in crate::upstream::pool) fn only_chunked(headers: &HeaderMap) -> bool {
     let mut codings = list_items(headers, TRANSFER_ENCODING);
     codings
         .next()
