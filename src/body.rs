@@ -96,6 +96,11 @@ pub(crate) struct BodyEnd {
 }
 
 impl BodyEnd {
+    /// Whether the body has ended (or failed, or was dropped).
+    pub(crate) fn ended(&self) -> bool {
+        self.ended.load(Ordering::Acquire)
+    }
+
     /// Whether the body has ended (or failed); registers `cx` to be woken when it does.
     pub(crate) fn poll_ended(&self, cx: &mut Context<'_>) -> bool {
         if self.ended.load(Ordering::Acquire) {

@@ -257,7 +257,7 @@ impl Service<Request> for Forward {
         });
         let (inner, error, body_end, upgrade) = match self.prepare(req, span.is_some()) {
             Ok((request, body_end, upgrade)) => {
-                let sent = self.upstream.pool.request(request);
+                let sent = self.upstream.pool.request(request, body_end.clone());
                 (Some(sent), None, body_end, upgrade)
             }
             Err(error) => (None, Some(error), None, None),

@@ -48,6 +48,7 @@ use tower::ServiceExt as _;
 
 pub(crate) use lease::Leased;
 
+use crate::body::BodyEnd;
 use crate::sync::lock;
 use crate::upstream::config::UpstreamConfig;
 use crate::{Body, BoxError, Request};
@@ -154,19 +155,23 @@ impl Pool {
     }
 
     /// Sends `req` (origin-form URI for HTTP/1.1, absolute for HTTP/2) on a pooled or new
-    /// connection.
-    pub(crate) fn request(&self, req: Request) -> ResponseFuture {
+    /// connection; `body` tells when its body has been sent, when it has one to send.
+    pub(crate) fn request(&self, req: Request, body: Option<Arc<BodyEnd>>) -> ResponseFuture {
         let inner = Arc::clone(&self.inner);
         if inner.http2 {
             Box::pin(inner.send_http2(req))
         } else {
-            Box::pin(inner.send_http1(req))
+            Box::pin(inner.send_http1(req, body))
         }
     }
 }
 
 impl Inner {
-    async fn send_http1(self: Arc<Self>, mut req: Request) -> Result<Answer, SendError> {
+    async fn send_http1(
+        self: Arc<Self>,
+        mut req: Request,
+        body: Option<Arc<BodyEnd>>,
+    ) -> Result<Answer, SendError> {
         if let Some(authority) = &self.authority {
             req.headers_mut()
                 .entry(http::header::HOST)
@@ -188,7 +193,7 @@ impl Inner {
                     // An upgraded connection is the tunnel's, never pooled again; one framed
                     // twice is closed after its answer (RFC 9112 §6.3), as on pagegate's path.
                     let lease = match (upgraded, framed_twice) {
-                        (false, false) => Some(lease::Lease::new(Arc::clone(&self), conn)),
+                        (false, false) => Some(lease::Lease::new(Arc::clone(&self), conn, body)),
                         (false, true) => Some(lease::Lease::closing(conn)),
                         (true, _) => None,
                     };

@@ -13,6 +13,7 @@ use hyper::body::Incoming;
 use super::wire::WireBody;
 use super::{Http1, Inner};
 use crate::BoxError;
+use crate::body::BodyEnd;
 
 /// An HTTP/1.1 connection lent to one exchange. Dropped before its answer was read to the
 /// end, it closes the connection at once.
@@ -21,13 +22,16 @@ pub(super) struct Lease {
     /// Where it goes back; `None` for one closed after its answer.
     pool: Option<Arc<Inner>>,
     conn: Option<Http1>,
+    /// When the request's body was sent (none: it had none to send).
+    body: Option<Arc<BodyEnd>>,
 }
 
 impl Lease {
-    pub(super) fn new(pool: Arc<Inner>, conn: Http1) -> Self {
+    pub(super) fn new(pool: Arc<Inner>, conn: Http1, body: Option<Arc<BodyEnd>>) -> Self {
         Self {
             pool: Some(pool),
             conn: Some(conn),
+            body,
         }
     }
 
@@ -36,22 +40,35 @@ impl Lease {
         Self {
             pool: None,
             conn: Some(conn),
+            body: None,
         }
     }
 
-    /// The answer was read to its end: the connection goes back to the pool if hyper is ready
-    /// for another request on it. If not, the backend answered before it read the whole
-    /// request body: the connection is closed, not held until the rest is sent, as nginx
-    /// keeps no connection whose request body it did not send whole. Sending the rest would
-    /// hold the connection (and the client's upload) for as long as the backend does not read,
-    /// with no deadline once the answer is in; and a backend that took the rest for a request
-    /// of its own would answer it to the next request on the connection.
+    /// The answer was read to its end: the connection goes back to the pool once hyper is
+    /// ready for another request on it.
+    /// - **Ready** (the common case): at once.
+    /// - **The request body sent whole**, hyper still writing its last bytes or settling: a
+    ///   task waits, as hyper-util's does, for at most `pool_idle_timeout`, then closes it.
+    /// - **The body not sent whole** (the backend answered before it read it): closed at once,
+    ///   as nginx keeps no connection whose request body it did not send whole. Sending the
+    ///   rest would hold the connection, and the client's upload, for as long as the backend
+    ///   does not read, with no deadline once the answer is in; and a backend that took the
+    ///   rest for a request of its own would answer it to the next request on the connection.
     fn release(mut self) {
-        let (Some(pool), Some(conn)) = (self.pool.take(), self.conn.take()) else {
+        let (Some(pool), Some(mut conn)) = (self.pool.take(), self.conn.take()) else {
             return;
         };
+        let sent = self.body.as_ref().is_none_or(|body| body.ended());
         if conn.sender.is_ready() {
             pool.put_http1(conn);
+        } else if sent && tokio::runtime::Handle::try_current().is_ok() {
+            tokio::spawn(async move {
+                let ready = tokio::time::timeout(pool.idle_timeout, conn.sender.ready()).await;
+                match ready {
+                    Ok(Ok(())) => pool.put_http1(conn),
+                    _ => conn.task.abort(),
+                }
+            });
         } else {
             conn.task.abort();
         }
