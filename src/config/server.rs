@@ -48,8 +48,8 @@ pub struct ServerConfig {
     pub access_log: bool,
     /// Where spans go, when tracing is on (`traces`).
     pub traces: Option<crate::telemetry::TracesConfig>,
-    /// Without `traces`, pass any client's `traceparent` and `tracestate` upstream
-    /// (`trace_context: anyone`), not only a trusted proxy's (`trusted`, the default).
+    /// Pass any client's trace context upstream (`trace_context: anyone`), not only a trusted
+    /// proxy's (`trusted`, the default); with `traces`, its W3C one is replaced either way.
     pub trace_context_from_anyone: bool,
     /// The listener's TLS (`tls`); none: plaintext. Turning it on or off needs a restart; its
     /// files and their contents reload.

@@ -36,7 +36,8 @@ pub(crate) struct Forward {
     request_bytes: Counter,
     /// The headers the configuration's limits and identities read: kept as they read them.
     decided: Arc<[http::HeaderName]>,
-    /// `trace_context: anyone`: an untrusted client's trace context passes when untraced.
+    /// `trace_context: anyone`: an untrusted client's trace context passes (its W3C one only
+    /// when untraced: traced, pagegate's own span replaces it).
     trace_context_from_anyone: bool,
     /// The route lets GET and HEAD carry a body (`allow_read_body`).
     read_body: bool,

@@ -122,9 +122,10 @@ pub(crate) fn remove_trace_context(headers: &mut HeaderMap, decided: &[HeaderNam
 /// Whether `name` (lower case, dashed) carries trace context a client could pick its trace
 /// ids or force sampling with: Zipkin's B3 (`x-b3-sampled`, `b3`), Jaeger's (`uber-trace-id`'s
 /// flags; `jaeger-debug-id` forces a trace), OpenTracing's `ot-tracer-*`, Datadog's sampling
-/// priority, AWS X-Ray's `Sampled=1`, Google Cloud's `o=1`, SkyWalking's `sw8`, Elastic's,
-/// New Relic's and Instana's; and W3C's with `w3c`. Baggage (`baggage`, `uberctx-*`) picks
-/// neither, and passes.
+/// priority, AWS X-Ray's `Sampled=1`, Google Cloud's `o=1`, Sentry's `sentry-trace`, gRPC's
+/// binary context, SkyWalking's `sw8`, Elastic's, New Relic's (and its older cross-application
+/// headers), Instana's, Dynatrace's, Honeycomb's and AppDynamics'; and W3C's with `w3c`.
+/// Baggage (`baggage`, `uberctx-*`) picks neither, and passes.
 fn trace_context(name: &str, w3c: bool) -> bool {
     match name {
         "traceparent" | "tracestate" => w3c,
@@ -133,9 +134,16 @@ fn trace_context(name: &str, w3c: bool) -> bool {
         | "jaeger-debug-id"
         | "x-amzn-trace-id"
         | "x-cloud-trace-context"
+        | "sentry-trace"
+        | "grpc-trace-bin"
         | "sw8"
         | "elastic-apm-traceparent"
-        | "newrelic" => true,
+        | "newrelic"
+        | "x-newrelic-id"
+        | "x-newrelic-transaction"
+        | "x-dynatrace"
+        | "x-honeycomb-trace"
+        | "singularityheader" => true,
         _ => ["x-b3-", "ot-tracer-", "x-datadog-", "x-instana-"]
             .iter()
             .any(|prefix| name.starts_with(prefix)),

@@ -181,6 +181,7 @@ impl Inner {
         if wire::fits(&req) {
             return wire::send(self, req).await;
         }
+        let head_only = req.method() == http::Method::HEAD;
         loop {
             let (mut conn, reused) = match self.checkout_http1() {
                 Some(conn) => (conn, true),
@@ -189,7 +190,7 @@ impl Inner {
             match conn.sender.try_send_request(req).await {
                 Ok(answer) => {
                     let (framed_twice, upgraded) =
-                        judge(&answer).inspect_err(|_| conn.task.abort())?;
+                        judge(&answer, head_only).inspect_err(|_| conn.task.abort())?;
                     // An upgraded connection is the tunnel's, never pooled again; one framed
                     // twice is closed after its answer (RFC 9112 §6.3), as on pagegate's path.
                     let lease = match (upgraded, framed_twice) {
@@ -346,11 +347,19 @@ impl Inner {
 /// What hyper's answer says of its connection: whether it was framed twice (a length beside
 /// `Transfer-Encoding`), and whether it was upgraded. A transfer coding other than chunked is
 /// refused, as on pagegate's own path: hyper undoes chunked only, and the rest would reach the
-/// client undone, with nothing to say so (`Transfer-Encoding` is the hop's).
-fn judge(answer: &http::Response<hyper::body::Incoming>) -> Result<(bool, bool), SendError> {
+/// client undone, with nothing to say so (`Transfer-Encoding` is the hop's). An answer with no
+/// body (to a HEAD, a 204 or a 304) is framed by nothing it says, as on pagegate's path.
+fn judge(
+    answer: &http::Response<hyper::body::Incoming>,
+    head_only: bool,
+) -> Result<(bool, bool), SendError> {
+    use http::StatusCode;
     use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
     let headers = answer.headers();
-    let coded = headers.contains_key(TRANSFER_ENCODING);
+    let status = answer.status();
+    let bodiless =
+        head_only || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
+    let coded = !bodiless && headers.contains_key(TRANSFER_ENCODING);
     if coded && !wire::only_chunked(headers) {
         let malformed = wire::WireError::Malformed("a transfer coding other than chunked");
         return Err(SendError::Exchange(malformed.into()));

@@ -266,6 +266,25 @@ async fn http2_requests_share_one_connection() {
     assert_eq!(backend.opened(), 1);
 }
 
+/// On two workers (the binary's default is one a core), the answer's last frame may be read
+/// before hyper's connection task is ready for the next request: an upload sent whole keeps
+/// its connection whichever comes first. (This machine rarely loses that race: the test holds
+/// the outcome, not the order.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_sent_whole_keep_their_connection_on_two_workers() {
+    let backend = Counting::start().await;
+    let proxy = Proxy::start_url(POOLED, &backend.url()).await;
+    for i in 0..200 {
+        let post = http::Request::post(proxy.url("/"))
+            .body(full(vec![b'x'; 1000]))
+            .expect("post");
+        assert_eq!(send(post).await.text(), "hello", "upload {i}");
+    }
+    let opened = backend.opened();
+    assert!(opened <= 5, "{opened} connections for 200 uploads");
+    assert_eq!(backend.closed(), 0);
+}
+
 #[tokio::test]
 async fn a_connection_answered_before_its_upload_ended_is_closed_not_pooled() {
     let backend = Counting::start().await;

@@ -132,8 +132,13 @@ where
         }
     }
 
-    /// Copies `bytes` (framing, a small frame) behind what is queued.
+    /// Copies `bytes` (framing, a small frame) behind what is queued. The buffer is never grown:
+    /// when `bytes` do not fit, what it holds becomes a segment and they go to a new buffer of
+    /// its first size, so that a connection keeps no more than that between answers.
     fn put(&mut self, bytes: &[u8]) {
+        if bytes.len() > self.tail.capacity() - self.tail.len() {
+            self.seal();
+        }
         self.tail.put_slice(bytes);
         self.queued += bytes.len();
     }

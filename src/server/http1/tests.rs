@@ -864,3 +864,21 @@ async fn too_many_fields_still_arriving_are_held_to_the_idle_limit_not_handed_on
         "hyper's timer would start again"
     );
 }
+
+#[tokio::test]
+async fn small_frames_never_grow_the_connections_write_buffer() {
+    // 100 frames of 1 KB, each copied behind the last: more than one buffer holds.
+    let frame = Bytes::from(vec![b'x'; 1000]);
+    let steps = (0..100).map(|_| Step::Bytes(frame.clone())).collect();
+    let (mut client, mut server) = tokio::io::duplex(1 << 20);
+    let (mut buf, mut out) = (BytesMut::new(), BytesMut::new());
+    let answer = scripted(steps);
+    let kept = respond(&mut server, (&mut buf, &mut out), answer, false, false).await;
+    assert!(kept.expect("sent"));
+    let got = read_until(&mut client, "0\r\n\r\n", 1).await;
+    assert_eq!(got.matches(&"x".repeat(1000)).count(), 100);
+    // What the connection keeps for its next answer: one buffer of the first size.
+    out.clear();
+    out.reserve(READ_BUFFER);
+    assert!(out.capacity() <= 2 * READ_BUFFER, "{}", out.capacity());
+}

@@ -55,7 +55,11 @@ impl Lease {
     ///   does not read, with no deadline once the answer is in; and a backend that took the
     ///   rest for a request of its own would answer it to the next request on the connection.
     fn release(mut self) {
-        let (Some(pool), Some(mut conn)) = (self.pool.take(), self.conn.take()) else {
+        // One closing after its answer (no pool) is closed when dropped.
+        let Some(pool) = self.pool.take() else {
+            return;
+        };
+        let Some(mut conn) = self.conn.take() else {
             return;
         };
         let sent = self.body.as_ref().is_none_or(|body| body.ended());

@@ -77,10 +77,14 @@ pub(super) fn framing(
         return Ok((None, true));
     }
     let keep = keeps_alive(parts.version, &parts.headers);
-    // No body, whatever the head says of one (RFC 9112 §6.3, rule 1); but a length it gives
-    // is relayed (the body a GET would get), so it is read as strictly as one that frames.
-    if head_only || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+    // No body, whatever the head says of one (RFC 9112 §6.3, rule 1); but the length of a HEAD
+    // or 304 answer is relayed (the body a GET would get), so it is read as strictly as one
+    // that frames (a 204's is not relayed).
+    if head_only || status == StatusCode::NOT_MODIFIED {
         content_length(&parts.headers)?;
+        return Ok((Some(Framing::Length(0)), keep));
+    }
+    if status == StatusCode::NO_CONTENT {
         return Ok((Some(Framing::Length(0)), keep));
     }
     if parts.headers.contains_key(TRANSFER_ENCODING) {
