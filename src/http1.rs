@@ -29,6 +29,12 @@ pub(crate) fn list_items(headers: &HeaderMap, name: HeaderName) -> impl Iterator
         .flat_map(|value| items(value.as_bytes()))
 }
 
+/// Whether an answer has no body whatever its head says (RFC 9112 §6.3, rule 1): one to a
+/// `HEAD` (`head_only`), a `204` or a `304`.
+pub(crate) fn bodiless(status: http::StatusCode, head_only: bool) -> bool {
+    head_only || status == http::StatusCode::NO_CONTENT || status == http::StatusCode::NOT_MODIFIED
+}
+
 /// A `Content-Length` item: digits only (`str::parse` would take a `+`), within `u64`.
 pub(crate) fn length(item: &[u8]) -> Option<u64> {
     if item.is_empty() || !item.iter().all(u8::is_ascii_digit) {

@@ -353,12 +353,9 @@ fn judge(
     answer: &http::Response<hyper::body::Incoming>,
     head_only: bool,
 ) -> Result<(bool, bool), SendError> {
-    use http::StatusCode;
     use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
     let headers = answer.headers();
-    let status = answer.status();
-    let bodiless =
-        head_only || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
+    let bodiless = crate::http1::bodiless(answer.status(), head_only);
     let coded = !bodiless && headers.contains_key(TRANSFER_ENCODING);
     if coded && !wire::only_chunked(headers) {
         let malformed = wire::WireError::Malformed("a transfer coding other than chunked");

@@ -59,7 +59,7 @@ pub(super) fn encode(
     }
     status_line(status, parts.extensions.get::<ReasonPhrase>(), out);
     let no_length = status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
-    let bodiless = head_only || no_length;
+    let bodiless = http1::bodiless(status, head_only);
     let mut length = Length::default();
     let (mut said_close, mut wrote_date) = (false, false);
     let mut last_coding: Option<&HeaderValue> = None;

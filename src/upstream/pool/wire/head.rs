@@ -77,14 +77,13 @@ pub(super) fn framing(
         return Ok((None, true));
     }
     let keep = keeps_alive(parts.version, &parts.headers);
-    // No body, whatever the head says of one (RFC 9112 §6.3, rule 1); but the length of a HEAD
-    // or 304 answer is relayed (the body a GET would get), so it is read as strictly as one
-    // that frames (a 204's is not relayed).
-    if head_only || status == StatusCode::NOT_MODIFIED {
-        content_length(&parts.headers)?;
-        return Ok((Some(Framing::Length(0)), keep));
-    }
-    if status == StatusCode::NO_CONTENT {
+    // No body, whatever the head says of one; but the length of a HEAD or 304 answer is
+    // relayed (the body a GET would get), so it is read as strictly as one that frames (a
+    // 204's is not relayed).
+    if http1::bodiless(status, head_only) {
+        if head_only || status != StatusCode::NO_CONTENT {
+            content_length(&parts.headers)?;
+        }
         return Ok((Some(Framing::Length(0)), keep));
     }
     if parts.headers.contains_key(TRANSFER_ENCODING) {
