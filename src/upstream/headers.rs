@@ -85,14 +85,9 @@ pub(crate) fn remove_method_overrides(headers: &mut HeaderMap, decided: &[Header
     for name in &METHOD_OVERRIDES {
         headers.remove(name);
     }
-    let disguised: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| (twins || name.as_str().contains('_')) && disguises(name.as_str(), decided))
-        .cloned()
-        .collect();
-    for name in disguised {
-        headers.remove(name);
-    }
+    remove_names(headers, |name| {
+        (twins || name.as_str().contains('_')) && disguises(name.as_str(), decided)
+    });
 }
 
 /// Removes a client's trace context, in every format a tracer reads to take a request's
@@ -101,21 +96,34 @@ pub(crate) fn remove_method_overrides(headers: &mut HeaderMap, decided: &[Header
 /// for `-` too, as CGI-style servers read them. One pass over the names a request has settles
 /// the common case of none.
 pub(crate) fn remove_trace_context(headers: &mut HeaderMap, decided: &[HeaderName], w3c: bool) {
-    let traces = |name: &HeaderName| {
-        let spelled = name.as_str();
-        let traces = if spelled.contains('_') {
-            trace_context(&spelled.replace('_', "-"), w3c)
-        } else {
-            trace_context(spelled, w3c)
-        };
-        traces && !decided.contains(name)
-    };
-    if !headers.keys().any(traces) {
+    remove_names(headers, |name| {
+        trace_context(&dashed(name), w3c) && !decided.contains(name)
+    });
+}
+
+/// Removes every header whose name `matches`. One pass over the few names a message has
+/// settles the common case of none, with no hashed lookup a name.
+fn remove_names(headers: &mut HeaderMap, matches: impl Fn(&HeaderName) -> bool) {
+    if !headers.keys().any(&matches) {
         return;
     }
-    let found: Vec<HeaderName> = headers.keys().filter(|n| traces(n)).cloned().collect();
+    let found: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| matches(name))
+        .cloned()
+        .collect();
     for name in found {
         headers.remove(name);
+    }
+}
+
+/// `name` with `_` read as `-`, as CGI-style servers read both (copied only when it has one).
+fn dashed(name: &HeaderName) -> std::borrow::Cow<'_, str> {
+    let spelled = name.as_str();
+    if spelled.contains('_') {
+        spelled.replace('_', "-").into()
+    } else {
+        spelled.into()
     }
 }
 

@@ -61,23 +61,11 @@ const CLIENT_CLAIMS: [&str; 7] = [
 /// as `_`), but for `decided`. One pass over the few names a request has settles the common
 /// case of none.
 fn remove_client_claims(headers: &mut HeaderMap, decided: &[HeaderName]) {
-    let claims = |name: &HeaderName| {
-        let spelled = name.as_str();
-        let dashed: std::borrow::Cow<'_, str> = if spelled.contains('_') {
-            spelled.replace('_', "-").into()
-        } else {
-            spelled.into()
-        };
+    super::remove_names(headers, |name| {
+        let dashed = super::dashed(name);
         (dashed.starts_with("x-forwarded-") || CLIENT_CLAIMS.contains(&&*dashed))
             && !decided.contains(name)
-    };
-    if !headers.keys().any(claims) {
-        return;
-    }
-    let found: Vec<HeaderName> = headers.keys().filter(|n| claims(n)).cloned().collect();
-    for name in found {
-        headers.remove(name);
-    }
+    });
 }
 
 /// The common case, made cheap: whatever the client sent is replaced (`insert` drops every
