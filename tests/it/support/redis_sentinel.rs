@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use super::redis::free_port;
 use super::redis_topologies::{
-    ClusterTls, Dir, Processes, cli_over, listening, spawn, tls_args, wait_until,
+    ClusterTls, Processes, cli_over, listening, spawn, tls_args, wait_until,
 };
 
 /// One master, one replica, three Sentinels watching them as `pg` (quorum 2, down after
@@ -16,7 +16,7 @@ pub struct RedisSentinels {
     pub sentinels: Vec<u16>,
     tls: Option<ClusterTls>,
     _processes: Processes,
-    _dir: Dir,
+    _dir: super::Scratch,
 }
 
 /// The name the Sentinels monitor the master by.
@@ -30,7 +30,7 @@ impl RedisSentinels {
     /// Every node and Sentinel speaking only TLS (`tls-replication` for the links between
     /// them), with `tls`'s certificate, asking clients for theirs.
     pub fn start_over(tls: Option<ClusterTls>) -> Self {
-        let dir = Dir::new("sentinel");
+        let dir = super::scratch_dir("sentinel");
         let (master, replica) = (free_port(), free_port());
         let cli = |port: u16, args: &[&str]| cli_over(tls.as_ref(), port, args);
         let base = |port: u16| {
@@ -44,7 +44,7 @@ impl RedisSentinels {
                 "no".to_owned(),
                 // A full sync writes an RDB file even without `save`: into the scratch dir.
                 "--dir".to_owned(),
-                dir.0.display().to_string(),
+                dir.display().to_string(),
             ]);
             args
         };
@@ -63,7 +63,7 @@ impl RedisSentinels {
         let sentinels: Vec<u16> = (0..3).map(|_| free_port()).collect();
         for &port in &sentinels {
             // A Sentinel rewrites its config file: each has its own, writable.
-            let conf = dir.0.join(format!("sentinel-{port}.conf"));
+            let conf = dir.join(format!("sentinel-{port}.conf"));
             let ports = match &tls {
                 None => format!("port {port}"),
                 Some(tls) => format!(
@@ -78,7 +78,7 @@ impl RedisSentinels {
                 format!(
                     "bind 127.0.0.1\n{ports}\ndir {}\nsentinel monitor {MASTER_NAME} 127.0.0.1 {master} 2\n\
                      sentinel down-after-milliseconds {MASTER_NAME} 500\nsentinel failover-timeout {MASTER_NAME} 2000\n",
-                    dir.0.display()
+                    dir.display()
                 ),
             )
             .expect("sentinel config");

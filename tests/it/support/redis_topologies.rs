@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::Scratch;
 use super::redis::free_port;
 
 /// Runs `redis-cli -p PORT ARGS…` and returns what it printed.
@@ -120,27 +121,6 @@ pub fn listening(port: u16) -> bool {
     std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
 }
 
-/// A scratch directory, removed when dropped.
-pub struct Dir(pub PathBuf);
-
-impl Dir {
-    pub fn new(what: &str) -> Self {
-        let path = std::env::temp_dir().join(format!(
-            "pagegate-{what}-{}-{}",
-            std::process::id(),
-            free_port()
-        ));
-        std::fs::create_dir_all(&path).expect("scratch dir");
-        Self(path)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// Processes by port; each killed when dropped.
 pub struct Processes(pub Vec<(u16, Child)>);
 
@@ -168,7 +148,8 @@ pub struct RedisCluster {
     pub ports: Vec<u16>,
     tls: Option<ClusterTls>,
     processes: Processes,
-    _dir: Dir,
+    /// Dropped after the processes (fields drop in order).
+    _dir: Scratch,
 }
 
 impl RedisCluster {
@@ -178,7 +159,7 @@ impl RedisCluster {
 
     /// A cluster that speaks only TLS, to clients, to its replicas and on its bus.
     pub fn start_over(tls: Option<ClusterTls>) -> Self {
-        let dir = Dir::new("cluster");
+        let dir = super::scratch_dir("cluster");
         let ports: Vec<u16> = (0..6).map(|_| free_port()).collect();
         let mut processes = Vec::new();
         for &port in &ports {
@@ -192,7 +173,7 @@ impl RedisCluster {
                 "--cluster-node-timeout",
                 "1000",
                 "--dir",
-                &dir.0.display().to_string(),
+                &dir.display().to_string(),
                 "--save",
                 "",
                 "--appendonly",
